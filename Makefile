@@ -1,0 +1,41 @@
+# Every tool is pinned in tools.mod (tool directives, kept apart from the
+# service's own dependencies) and run with `go tool`, so
+# the only prerequisite is Go itself.
+GO  ?= go
+TOOL := $(GO) tool -modfile=tools.mod
+BUF  := $(TOOL) buf
+
+.DEFAULT_GOAL := test
+
+.PHONY: test
+test: ## Run all tests with the race detector.
+	$(GO) test -race ./...
+
+.PHONY: generate
+generate: ## Regenerate protobuf, gRPC, gateway and OpenAPI code.
+	$(BUF) generate
+	gofmt -w api
+
+.PHONY: lint
+lint: ## gofmt, go vet, buf lint and buf format.
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(BUF) lint
+	$(BUF) format -d --exit-code
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail when committed generated code is stale.
+	@git diff --exit-code -- api || { echo "generated code is stale: run make generate and commit"; exit 1; }
+	@untracked="$$(git ls-files --others --exclude-standard -- api)"; if [ -n "$$untracked" ]; then echo "untracked generated files:"; echo "$$untracked"; exit 1; fi
+
+.PHONY: run
+run: ## Run the whole system with embedded NATS.
+	$(GO) run ./cmd/ordersd
+
+.PHONY: bench
+bench: ## Benchmarks of the hot paths.
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: help
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
