@@ -1,0 +1,321 @@
+package order
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+)
+
+// Decide returns the events that record the effect of c on the order in
+// state s, or an error that matches one of ErrInvalid, ErrNotFound,
+// ErrAlreadyExists or ErrFailedPrecondition (see the package documentation
+// for the rules and the order in which they are checked). On error it
+// returns no events. It may return no events and a nil error for a command
+// that would change nothing. It never modifies s or c.
+func Decide(s State, c Command) ([]Event, error) {
+	switch c := commandValue(c).(type) {
+	case nil:
+		return nil, fmt.Errorf("%w: no command", ErrInvalid)
+	case CreateOrder:
+		return decideCreate(s, c)
+	case AddItem:
+		return decideAddItem(s, c)
+	case RemoveItem:
+		return decideRemoveItem(s, c)
+	case ChangeItemQuantity:
+		return decideChangeQuantity(s, c)
+	case SetShippingAddress:
+		return decideSetShipping(s, c)
+	case PlaceOrder:
+		return decidePlace(s)
+	case RecordPayment:
+		return decidePayment(s, c)
+	case CancelOrder:
+		return decideCancel(s, c)
+	case ShipOrder:
+		return decideShip(s, c)
+	case ConfirmDelivery:
+		return decideDeliver(s)
+	default:
+		// Reachable only by embedding Command in a foreign type.
+		return nil, fmt.Errorf("%w: unsupported command %T", ErrInvalid, c)
+	}
+}
+
+// one wraps a single event; most commands yield exactly one (design
+// decision 4: one event per command keeps appends to a single publish).
+func one(e Event) ([]Event, error) { return []Event{e}, nil }
+
+func errNoOrder() error { return fmt.Errorf("%w: the order does not exist", ErrNotFound) }
+
+func errNoLine(sku string) error {
+	return fmt.Errorf("%w: the order has no line with SKU %q", ErrNotFound, sku)
+}
+
+func decideCreate(s State, c CreateOrder) ([]Event, error) {
+	if err := validateID("order_id", c.OrderID); err != nil {
+		return nil, err
+	}
+	if err := validateID("customer_id", c.CustomerID); err != nil {
+		return nil, err
+	}
+	if err := validateCurrency("currency", c.Currency); err != nil {
+		return nil, err
+	}
+	if len(c.Lines) > MaxLines {
+		return nil, invalid("lines", "must have at most "+strconv.Itoa(MaxLines)+" lines")
+	}
+	for i, l := range c.Lines {
+		prefix := "lines[" + strconv.Itoa(i) + "]."
+		if err := validateLine(prefix, l); err != nil {
+			return nil, err
+		}
+		if j := lineIndex(c.Lines[:i], l.SKU); j >= 0 {
+			return nil, invalid(prefix+"sku", fmt.Sprintf("duplicates lines[%d].sku %q; a SKU may appear once per order", j, l.SKU))
+		}
+	}
+	if _, ok := total(c.Lines); !ok {
+		return nil, invalid("lines", "the order total overflows")
+	}
+	if c.Shipping != nil {
+		if err := validateAddress("shipping_address.", *c.Shipping); err != nil {
+			return nil, err
+		}
+	}
+	if s.Exists() {
+		return nil, fmt.Errorf("%w: order %q", ErrAlreadyExists, s.ID)
+	}
+	e := OrderCreated{
+		OrderID:    c.OrderID,
+		CustomerID: c.CustomerID,
+		Currency:   c.Currency,
+		Lines:      cloneLines(c.Lines),
+	}
+	if c.Shipping != nil {
+		a := *c.Shipping
+		e.Shipping = &a
+	}
+	return one(e)
+}
+
+func decideAddItem(s State, c AddItem) ([]Event, error) {
+	if err := validateLine("", Line{SKU: c.SKU, Quantity: c.Quantity, UnitPrice: c.UnitPrice}); err != nil {
+		return nil, err
+	}
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	if s.Status != StatusDraft {
+		return nil, notAllowed("add items to", s.Status)
+	}
+	if _, ok := s.Line(c.SKU); ok {
+		return nil, fmt.Errorf("%w: the order already has a line with SKU %q; change its quantity instead", ErrAlreadyExists, c.SKU)
+	}
+	if len(s.Lines) >= MaxLines {
+		return nil, fmt.Errorf("%w: cannot add items to an order that already has %d lines, the maximum", ErrFailedPrecondition, MaxLines)
+	}
+	if !totalAfter(s.Lines, Line{SKU: c.SKU, Quantity: c.Quantity, UnitPrice: c.UnitPrice}) {
+		return nil, invalid("quantity", "the order total would overflow")
+	}
+	return one(ItemAdded{SKU: c.SKU, Quantity: c.Quantity, UnitPrice: c.UnitPrice})
+}
+
+func decideRemoveItem(s State, c RemoveItem) ([]Event, error) {
+	if err := validateID("sku", c.SKU); err != nil {
+		return nil, err
+	}
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	if s.Status != StatusDraft {
+		return nil, notAllowed("remove items from", s.Status)
+	}
+	if _, ok := s.Line(c.SKU); !ok {
+		return nil, errNoLine(c.SKU)
+	}
+	return one(ItemRemoved{SKU: c.SKU})
+}
+
+func decideChangeQuantity(s State, c ChangeItemQuantity) ([]Event, error) {
+	if err := validateID("sku", c.SKU); err != nil {
+		return nil, err
+	}
+	if err := validateQuantity("quantity", c.Quantity); err != nil {
+		return nil, err
+	}
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	if s.Status != StatusDraft {
+		return nil, notAllowed("change item quantities of", s.Status)
+	}
+	l, ok := s.Line(c.SKU)
+	if !ok {
+		return nil, errNoLine(c.SKU)
+	}
+	if l.Quantity == c.Quantity {
+		return nil, nil
+	}
+	l.Quantity = c.Quantity
+	if !totalAfter(s.Lines, l) {
+		return nil, invalid("quantity", "the order total would overflow")
+	}
+	return one(ItemQuantityChanged{SKU: c.SKU, Quantity: c.Quantity})
+}
+
+// totalAfter reports whether the order total stays within int64 once l is
+// added to lines or replaces the line with the same SKU.
+func totalAfter(lines []Line, l Line) bool {
+	var sum int64
+	replaced := false
+	for _, x := range lines {
+		if x.SKU == l.SKU {
+			x, replaced = l, true
+		}
+		t, ok := lineTotal(x.Quantity, x.UnitPrice)
+		if !ok {
+			return false
+		}
+		if sum, ok = addMoney(sum, t); !ok {
+			return false
+		}
+	}
+	if replaced {
+		return true
+	}
+	t, ok := lineTotal(l.Quantity, l.UnitPrice)
+	if !ok {
+		return false
+	}
+	_, ok = addMoney(sum, t)
+	return ok
+}
+
+func decideSetShipping(s State, c SetShippingAddress) ([]Event, error) {
+	if err := validateAddress("shipping_address.", c.Address); err != nil {
+		return nil, err
+	}
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	if s.Status != StatusDraft && s.Status != StatusPlaced {
+		return nil, notAllowed("change the shipping address of", s.Status)
+	}
+	if s.Shipping != nil && *s.Shipping == c.Address {
+		return nil, nil
+	}
+	return one(ShippingAddressSet{Address: c.Address})
+}
+
+func decidePlace(s State) ([]Event, error) {
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	if s.Status != StatusDraft {
+		return nil, notAllowed("place", s.Status)
+	}
+	if len(s.Lines) == 0 {
+		return nil, fmt.Errorf("%w: cannot place an order without lines; add an item first", ErrFailedPrecondition)
+	}
+	if s.Shipping == nil {
+		return nil, fmt.Errorf("%w: cannot place an order without a shipping address; set one first", ErrFailedPrecondition)
+	}
+	t, ok := total(s.Lines)
+	if !ok {
+		return nil, fmt.Errorf("%w: the order total overflows", ErrInvalid)
+	}
+	return one(OrderPlaced{Total: t})
+}
+
+func decidePayment(s State, c RecordPayment) ([]Event, error) {
+	if c.Authorized {
+		if err := validateID("payment_ref", c.PaymentRef); err != nil {
+			return nil, err
+		}
+		if c.Amount < 0 {
+			return nil, invalid("amount", "must not be negative")
+		}
+		if c.Currency != "" {
+			if err := validateCurrency("currency", c.Currency); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		if c.PaymentRef != "" {
+			if err := validateID("payment_ref", c.PaymentRef); err != nil {
+				return nil, err
+			}
+		}
+		if err := validateText("reason", c.Reason, false); err != nil {
+			return nil, err
+		}
+	}
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	if s.Status != StatusPlaced && s.Status != StatusPaymentDeclined {
+		return nil, notAllowed("record a payment for", s.Status)
+	}
+	if !c.Authorized {
+		return one(PaymentDeclined{PaymentRef: c.PaymentRef, Reason: c.Reason})
+	}
+	if c.Currency != "" && c.Currency != s.Currency {
+		return nil, invalid("currency", fmt.Sprintf("must be the order currency %q", s.Currency))
+	}
+	if c.Amount != s.Total {
+		return nil, invalid("amount", "must equal the order total "+strconv.FormatInt(s.Total, 10))
+	}
+	return one(PaymentAuthorized{PaymentRef: c.PaymentRef, Amount: c.Amount})
+}
+
+func decideCancel(s State, c CancelOrder) ([]Event, error) {
+	if err := validateText("reason", c.Reason, false); err != nil {
+		return nil, err
+	}
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	switch s.Status {
+	case StatusDraft, StatusPlaced, StatusPaymentDeclined:
+		return one(OrderCancelled{Reason: c.Reason})
+	case StatusPaid:
+		return nil, fmt.Errorf("%w: cannot cancel a paid order: that needs a refund, which is not supported yet", ErrFailedPrecondition)
+	}
+	return nil, notAllowed("cancel", s.Status)
+}
+
+func decideShip(s State, c ShipOrder) ([]Event, error) {
+	if err := validateText("carrier", c.Carrier, false); err != nil {
+		return nil, err
+	}
+	if err := validateText("tracking_number", c.TrackingNumber, false); err != nil {
+		return nil, err
+	}
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	if s.Status != StatusPaid {
+		return nil, notAllowed("ship", s.Status)
+	}
+	return one(OrderShipped{Carrier: c.Carrier, TrackingNumber: c.TrackingNumber})
+}
+
+func decideDeliver(s State) ([]Event, error) {
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	if s.Status != StatusShipped {
+		return nil, notAllowed("confirm delivery of", s.Status)
+	}
+	return one(OrderDelivered{})
+}
+
+// cloneLines copies lines so that events and states never share a backing
+// array with a command or another state; nil for none keeps empty orders
+// comparable.
+func cloneLines(lines []Line) []Line {
+	if len(lines) == 0 {
+		return nil
+	}
+	return slices.Clone(lines)
+}

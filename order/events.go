@@ -1,0 +1,177 @@
+package order
+
+// Event is a fact in an order's history. EventType returns the event's
+// stable name, which is stored with the event and must never change.
+// The concrete events are the value types OrderCreated through
+// OrderDelivered; Decide returns values, Evolve also accepts pointers.
+type Event interface {
+	EventType() string
+}
+
+// Stable event type names. They are stored in history; never rename one.
+const (
+	typeOrderCreated        = "OrderCreated"
+	typeItemAdded           = "ItemAdded"
+	typeItemRemoved         = "ItemRemoved"
+	typeItemQuantityChanged = "ItemQuantityChanged"
+	typeShippingAddressSet  = "ShippingAddressSet"
+	typeOrderPlaced         = "OrderPlaced"
+	typePaymentAuthorized   = "PaymentAuthorized"
+	typePaymentDeclined     = "PaymentDeclined"
+	typeOrderCancelled      = "OrderCancelled"
+	typeOrderShipped        = "OrderShipped"
+	typeOrderDelivered      = "OrderDelivered"
+)
+
+// EventTypes lists the names returned by EventType for every event of this
+// package, in the order the events were introduced. Codecs use it to check
+// that they handle every event. Do not modify it.
+var EventTypes = []string{
+	typeOrderCreated,
+	typeItemAdded,
+	typeItemRemoved,
+	typeItemQuantityChanged,
+	typeShippingAddressSet,
+	typeOrderPlaced,
+	typePaymentAuthorized,
+	typePaymentDeclined,
+	typeOrderCancelled,
+	typeOrderShipped,
+	typeOrderDelivered,
+}
+
+// OrderCreated starts an order's history as a draft, with its initial lines
+// (possibly none) and shipping address (possibly nil).
+type OrderCreated struct {
+	OrderID, CustomerID, Currency string
+	Lines                         []Line
+	Shipping                      *Address
+}
+
+// ItemAdded adds a line to a draft order.
+type ItemAdded struct {
+	SKU                 string
+	Quantity, UnitPrice int64
+}
+
+// ItemRemoved removes the line with SKU.
+type ItemRemoved struct {
+	SKU string
+}
+
+// ItemQuantityChanged sets the quantity of the line with SKU.
+type ItemQuantityChanged struct {
+	SKU      string
+	Quantity int64
+}
+
+// ShippingAddressSet sets or replaces the shipping address.
+type ShippingAddressSet struct {
+	Address Address
+}
+
+// OrderPlaced submits the order for payment. Total is the order total at
+// the moment of placing, carried so that consumers such as the payment
+// process can charge it without folding the lines.
+type OrderPlaced struct {
+	Total int64
+}
+
+// PaymentAuthorized records a successful authorization of Amount, which
+// equals the order total, under the provider reference PaymentRef.
+type PaymentAuthorized struct {
+	PaymentRef string
+	Amount     int64
+}
+
+// PaymentDeclined records a declined payment attempt. PaymentRef may be
+// empty when the provider gave none.
+type PaymentDeclined struct {
+	PaymentRef, Reason string
+}
+
+// OrderCancelled ends the order. Reason may be empty.
+type OrderCancelled struct {
+	Reason string
+}
+
+// OrderShipped records the hand-over to a carrier. Both fields may be empty.
+type OrderShipped struct {
+	Carrier, TrackingNumber string
+}
+
+// OrderDelivered records delivery to the customer.
+type OrderDelivered struct{}
+
+// EventType returns "OrderCreated".
+func (OrderCreated) EventType() string { return typeOrderCreated }
+
+// EventType returns "ItemAdded".
+func (ItemAdded) EventType() string { return typeItemAdded }
+
+// EventType returns "ItemRemoved".
+func (ItemRemoved) EventType() string { return typeItemRemoved }
+
+// EventType returns "ItemQuantityChanged".
+func (ItemQuantityChanged) EventType() string { return typeItemQuantityChanged }
+
+// EventType returns "ShippingAddressSet".
+func (ShippingAddressSet) EventType() string { return typeShippingAddressSet }
+
+// EventType returns "OrderPlaced".
+func (OrderPlaced) EventType() string { return typeOrderPlaced }
+
+// EventType returns "PaymentAuthorized".
+func (PaymentAuthorized) EventType() string { return typePaymentAuthorized }
+
+// EventType returns "PaymentDeclined".
+func (PaymentDeclined) EventType() string { return typePaymentDeclined }
+
+// EventType returns "OrderCancelled".
+func (OrderCancelled) EventType() string { return typeOrderCancelled }
+
+// EventType returns "OrderShipped".
+func (OrderShipped) EventType() string { return typeOrderShipped }
+
+// EventType returns "OrderDelivered".
+func (OrderDelivered) EventType() string { return typeOrderDelivered }
+
+// eventValue turns a pointer to an event of this package into the value, so
+// Evolve has one case per event. A nil pointer becomes nil.
+func eventValue(e Event) Event {
+	switch p := e.(type) {
+	case *OrderCreated:
+		return deref[Event](p)
+	case *ItemAdded:
+		return deref[Event](p)
+	case *ItemRemoved:
+		return deref[Event](p)
+	case *ItemQuantityChanged:
+		return deref[Event](p)
+	case *ShippingAddressSet:
+		return deref[Event](p)
+	case *OrderPlaced:
+		return deref[Event](p)
+	case *PaymentAuthorized:
+		return deref[Event](p)
+	case *PaymentDeclined:
+		return deref[Event](p)
+	case *OrderCancelled:
+		return deref[Event](p)
+	case *OrderShipped:
+		return deref[Event](p)
+	case *OrderDelivered:
+		return deref[Event](p)
+	}
+	return e
+}
+
+// deref returns *p as an I, or nil for a nil p; it keeps a nil pointer from
+// becoming a non-nil interface holding a nil pointer.
+func deref[I any, T any](p *T) I {
+	if p == nil {
+		var zero I
+		return zero
+	}
+	return any(*p).(I)
+}

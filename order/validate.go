@@ -1,0 +1,173 @@
+package order
+
+import (
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// validateID checks an identifier: 1..MaxIDLen bytes in 0x21-0x7E. ASCII
+// only, because ids are compared byte-wise and used as keys, where
+// look-alike Unicode or invisible characters would make two ids that print
+// the same differ.
+func validateID(field, v string) error {
+	if v == "" {
+		return invalid(field, "is required")
+	}
+	if len(v) > MaxIDLen {
+		return invalid(field, "must be at most "+strconv.Itoa(MaxIDLen)+" characters")
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x21 || c > 0x7e {
+			return invalid(field, "must contain only printable ASCII characters without spaces")
+		}
+	}
+	return nil
+}
+
+// validateText checks free text: valid UTF-8, at most MaxTextLen code
+// points, no control characters (they break logs, CSV exports and labels),
+// and, when required, something other than spaces.
+func validateText(field, v string, required bool) error {
+	if !utf8.ValidString(v) {
+		return invalid(field, "must be valid UTF-8")
+	}
+	if utf8.RuneCountInString(v) > MaxTextLen {
+		return invalid(field, "must be at most "+strconv.Itoa(MaxTextLen)+" characters")
+	}
+	if strings.ContainsFunc(v, unicode.IsControl) {
+		return invalid(field, "must not contain control characters")
+	}
+	if required && strings.TrimSpace(v) == "" {
+		return invalid(field, "is required")
+	}
+	return nil
+}
+
+// upperLetters reports whether v is exactly n letters A-Z.
+func upperLetters(v string, n int) bool {
+	if len(v) != n {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 'A' || v[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func validateCurrency(field, v string) error {
+	if v == "" {
+		return invalid(field, "is required")
+	}
+	if !upperLetters(v, 3) {
+		return invalid(field, "must be an ISO 4217 code of 3 upper-case letters")
+	}
+	return nil
+}
+
+func validateQuantity(field string, q int64) error {
+	if q < 1 || q > MaxQuantity {
+		return invalid(field, "must be between 1 and "+strconv.Itoa(MaxQuantity))
+	}
+	return nil
+}
+
+func validateUnitPrice(field string, p int64) error {
+	if p < 0 || p > MaxUnitPrice {
+		return invalid(field, "must be between 0 and "+strconv.FormatInt(MaxUnitPrice, 10))
+	}
+	return nil
+}
+
+// validateLine checks one line; prefix is "" for AddItem, whose fields are
+// top-level, or "lines[i]." inside CreateOrder.
+func validateLine(prefix string, l Line) error {
+	if err := validateID(prefix+"sku", l.SKU); err != nil {
+		return err
+	}
+	if err := validateQuantity(prefix+"quantity", l.Quantity); err != nil {
+		return err
+	}
+	return validateUnitPrice(prefix+"unit_price", l.UnitPrice)
+}
+
+func validateAddress(prefix string, a Address) error {
+	fields := [...]struct {
+		name     string
+		value    string
+		required bool
+	}{
+		{"name", a.Name, false},
+		{"line1", a.Line1, true},
+		{"line2", a.Line2, false},
+		{"city", a.City, true},
+		{"region", a.Region, false},
+		{"postal_code", a.PostalCode, false},
+	}
+	for _, f := range fields {
+		if err := validateText(prefix+f.name, f.value, f.required); err != nil {
+			return err
+		}
+	}
+	if a.Country == "" {
+		return invalid(prefix+"country", "is required")
+	}
+	if !upperLetters(a.Country, 2) {
+		return invalid(prefix+"country", "must be an ISO 3166-1 alpha-2 code of 2 upper-case letters")
+	}
+	return nil
+}
+
+// lineTotal returns q*p, and false if it overflows int64. Lines within the
+// limits never overflow; the check keeps money from silently wrapping if a
+// limit is ever raised.
+func lineTotal(q, p int64) (int64, bool) {
+	if q == 0 || p == 0 {
+		return 0, true
+	}
+	t := q * p
+	if t/p != q || (q == -1 && p == minInt64) || (p == -1 && q == minInt64) {
+		return 0, false
+	}
+	return t, true
+}
+
+const minInt64 = -1 << 63
+
+func addMoney(a, b int64) (int64, bool) {
+	s := a + b
+	// Overflow happened iff both operands have the same sign and the sum's
+	// sign differs.
+	if (a >= 0) == (b >= 0) && (s >= 0) != (a >= 0) {
+		return 0, false
+	}
+	return s, true
+}
+
+// total sums the lines with overflow checks.
+func total(lines []Line) (int64, bool) {
+	var sum int64
+	for _, l := range lines {
+		t, ok := lineTotal(l.Quantity, l.UnitPrice)
+		if !ok {
+			return 0, false
+		}
+		if sum, ok = addMoney(sum, t); !ok {
+			return 0, false
+		}
+	}
+	return sum, true
+}
+
+// sumLines is the total for Evolve, which must not fail: on overflow, which
+// Decide rules out, it wraps like plain int64 arithmetic.
+func sumLines(lines []Line) int64 {
+	var sum int64
+	for _, l := range lines {
+		sum += l.Quantity * l.UnitPrice
+	}
+	return sum
+}
