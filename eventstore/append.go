@@ -1,0 +1,201 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+)
+
+// Limits of one Append.
+const (
+	// MaxEventsPerAppend is nats-server's default limit of messages in one
+	// atomic batch.
+	MaxEventsPerAppend = 1000
+	// MaxAppendBytes bounds the payload plus headers of one Append: a command
+	// never legitimately produces more, and a replicated batch travels as one
+	// Raft proposal.
+	MaxAppendBytes = 8 << 20
+	// headerReserve is room for the headers added after the size check: the
+	// expected sequence and, in batches, the batch id, sequence and commit.
+	headerReserve = 160
+)
+
+// Append appends events to an order if the order's revision (the position of
+// its last event) is still expectedRevision; 0 means the order must not exist
+// yet. One event is one publish; several are one atomic batch: all of them
+// land, contiguously, or none does.
+//
+// When Meta.RequestID of the events is set, each event gets the message id
+// "<requestID>:<index>", and a retry of a request that was already appended
+// returns the original result with Duplicate set instead of an error: the
+// server's duplicate window catches retries with the same revision, and a
+// retry whose expected revision has become stale is recognised from the
+// order's history after expectedRevision (events whose Orders-Request-Id is
+// the request id), however old it is.
+//
+// Errors: ErrInvalidOrderID, ErrEmptyAppend, ErrInvalidEvent and ErrTooLarge
+// before anything is sent; ErrConflict when expectedRevision is stale;
+// ErrUnavailable when JetStream cannot be reached or does not answer in time;
+// in that last case the events may or may not have been appended, and a retry
+// with the same request id resolves which.
+func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uint64, events []EventData) (AppendResult, error) {
+	if err := validateOrderID(orderID); err != nil {
+		return AppendResult{}, err
+	}
+	if len(events) == 0 {
+		return AppendResult{}, ErrEmptyAppend
+	}
+	if len(events) > MaxEventsPerAppend {
+		return AppendResult{}, fmt.Errorf("%w: %d events, at most %d per append", ErrTooLarge, len(events), MaxEventsPerAppend)
+	}
+	rid := events[0].Meta.RequestID
+	for i := range events {
+		if events[i].Meta.RequestID != rid {
+			return AppendResult{}, fmt.Errorf("%w: event %d has request id %q, event 0 has %q: one append is one request",
+				ErrInvalidEvent, i, events[i].Meta.RequestID, rid)
+		}
+	}
+	subject := s.Subject(orderID)
+	maxPayload := int(s.nc.MaxPayload())
+	msgs := make([]*nats.Msg, len(events))
+	total := 0
+	for i := range events {
+		h, err := eventHeader(&events[i])
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("event %d: %w", i, err)
+		}
+		if rid != "" {
+			h[jetstream.MsgIDHeader] = []string{rid + ":" + strconv.Itoa(i)}
+		}
+		size := headerSize(h) + len(events[i].Data) + headerReserve
+		if maxPayload > 0 && size > maxPayload {
+			return AppendResult{}, fmt.Errorf("%w: event %d is %d bytes with headers, the server allows %d", ErrTooLarge, i, size, maxPayload)
+		}
+		if total += size; total > MaxAppendBytes {
+			return AppendResult{}, fmt.Errorf("%w: more than %d bytes in one append", ErrTooLarge, MaxAppendBytes)
+		}
+		msgs[i] = &nats.Msg{Subject: subject, Header: h, Data: events[i].Data}
+	}
+
+	var res AppendResult
+	var err error
+	if len(msgs) == 1 {
+		res, err = s.publishOne(ctx, msgs[0], expectedRevision)
+	} else {
+		res, err = s.publishBatch(ctx, msgs, expectedRevision)
+	}
+	op := fmt.Sprintf("append %d event(s) to order %s at revision %d", len(events), orderID, expectedRevision)
+	if err == nil && res.Duplicate {
+		// The server's duplicate window is keyed by message id alone: make
+		// sure the original belongs to this order, or a request id reused
+		// for another order would report success for events never written.
+		if err = s.checkOwner(ctx, orderID, rid, res.Position); err != nil {
+			var reused *RequestReusedError
+			if errors.As(err, &reused) {
+				return AppendResult{}, err
+			}
+			return AppendResult{}, classify(op+": request "+rid, err)
+		}
+	}
+	if err == nil {
+		return res, nil
+	}
+	dupID := apiErrorCode(err) == codeAtomicPublishDuplicateMsgID
+	if rid != "" && (dupID || errors.Is(classify(op, err), ErrConflict)) {
+		// nats-server checks the expected subject sequence before message ids
+		// for single publishes on a non-clustered stream, and answers batches
+		// with duplicate ids without the original position; both are settled
+		// from the order's history.
+		if pos, found, lerr := s.findRequest(ctx, orderID, expectedRevision, rid); lerr != nil {
+			return AppendResult{}, classify(op+": looking for request "+rid, lerr)
+		} else if found {
+			return AppendResult{Position: pos, Duplicate: true}, nil
+		}
+		if dupID {
+			return AppendResult{}, fmt.Errorf("eventstore: %s: request id %q was already used for other events: %w: %w", op, rid, ErrConflict, err)
+		}
+	}
+	return AppendResult{}, classify(op, err)
+}
+
+func (s *Store) publishOne(ctx context.Context, m *nats.Msg, expected uint64) (AppendResult, error) {
+	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return AppendResult{Position: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg, expected uint64) (AppendResult, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	// The first message is acknowledged before the rest is sent so that a
+	// batch the server cannot start (limits, atomic publish disabled) fails
+	// with its real reason instead of as an incomplete batch at commit.
+	ackWait := s.js.Options().DefaultTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		ackWait = min(ackWait, time.Until(dl))
+	}
+	if ackWait <= 0 {
+		return AppendResult{}, context.DeadlineExceeded
+	}
+	bp, err := jetstreamext.NewBatchPublisher(s.js, jetstreamext.BatchFlowControl{AckFirst: true, AckTimeout: ackWait})
+	if err != nil {
+		return AppendResult{}, err
+	}
+	last := len(msgs) - 1
+	for i, m := range msgs[:last] {
+		var opts []jetstreamext.BatchMsgOpt
+		if i == 0 {
+			opts = append(opts, jetstreamext.WithBatchExpectLastSequencePerSubject(expected))
+		}
+		if err := bp.AddMsg(m, opts...); err != nil {
+			_ = bp.Discard() // the server drops the staged messages when the batch times out
+			return AppendResult{}, err
+		}
+	}
+	ack, err := bp.CommitMsg(ctx, msgs[last])
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return AppendResult{Position: ack.Sequence}, nil
+}
+
+// findRequest looks for events of request rid among the order's events after
+// position after, and returns the position of the last one.
+func (s *Store) findRequest(ctx context.Context, orderID string, after uint64, rid string) (uint64, bool, error) {
+	recs, err := s.LoadAfter(ctx, orderID, after)
+	if err != nil {
+		return 0, false, err
+	}
+	var pos uint64
+	for _, r := range recs {
+		if r.Meta.RequestID == rid {
+			pos = r.Position
+		}
+	}
+	return pos, pos != 0, nil
+}
+
+// checkOwner verifies that the event at pos belongs to orderID.
+func (s *Store) checkOwner(ctx context.Context, orderID, rid string, pos uint64) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	recs, _, err := s.getBatch(ctx, &directGetRequest{Seq: pos, Batch: 1}, nil)
+	if err != nil && !errors.Is(err, ErrMalformedEvent) {
+		return err
+	}
+	if err != nil || len(recs) == 0 || recs[0].Position != pos {
+		return fmt.Errorf("%w: the request id was already used for another order", ErrConflict)
+	}
+	if recs[0].OrderID != orderID {
+		return &RequestReusedError{RequestID: rid, OrderID: recs[0].OrderID, Position: pos}
+	}
+	return nil
+}

@@ -1,0 +1,282 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// followInactiveThreshold lets the server drop the consumer of a Follow
+	// whose process died, since nats-server allows only 1,000 consumers per
+	// stream by default. A live Follow keeps it active with its pull
+	// requests, and the ordered consumer recreates it after a longer outage.
+	followInactiveThreshold = 10 * time.Second
+	// tailWait bounds how long Read keeps asking for events before its head
+	// that the answering replica does not have (it lags, or they were
+	// deleted), and tailRetry is the pause between those requests.
+	tailWait  = 2 * time.Second
+	tailRetry = 20 * time.Millisecond
+)
+
+// Load returns all events of an order, oldest first, or an empty slice when
+// the order has none. It is LoadAfter(ctx, orderID, 0).
+func (s *Store) Load(ctx context.Context, orderID string) ([]Recorded, error) {
+	return s.LoadAfter(ctx, orderID, 0)
+}
+
+// LoadAfter returns the order's events with Position > afterPosition, oldest
+// first, or an empty slice when there are none. It reads with batched direct
+// gets on the order's subject, page after page, without creating a consumer.
+// On a replicated stream any current replica may answer, so an event
+// appended a moment ago on another connection may be missing; Append's
+// expected revision catches such a stale read.
+//
+// Errors: ErrInvalidOrderID; ErrUnavailable when JetStream cannot be reached
+// or does not answer in time (without a ctx deadline the JetStream context's
+// DefaultTimeout applies to the whole load); ErrMalformedEvent when a stored
+// message cannot be decoded.
+func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uint64) ([]Recorded, error) {
+	if err := validateOrderID(orderID); err != nil {
+		return nil, err
+	}
+	recs := []Recorded{}
+	if afterPosition == math.MaxUint64 {
+		return recs, nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	req := directGetRequest{Seq: afterPosition + 1, NextFor: s.Subject(orderID), Batch: s.pageSize, MaxBytes: s.pageBytes}
+	for {
+		n := len(recs)
+		var pending uint64
+		var err error
+		recs, pending, err = s.getBatch(ctx, &req, recs)
+		if err != nil {
+			return nil, classify("load order "+orderID, err)
+		}
+		if pending == 0 || len(recs) == n {
+			return recs, nil
+		}
+		req.Seq = recs[len(recs)-1].Position + 1
+	}
+}
+
+// Read iterates over the global log from position from (0 and 1 both mean
+// the beginning) up to the head of the stream as of the call, in order, and
+// then ends. Events appended during the iteration are not included; use
+// Follow for those. Deleted positions are skipped.
+//
+// It pages with batched direct gets rather than an ordered consumer: a
+// consumer per call would be about twice as fast on a long log, but the
+// server allows only 1,000 consumers per stream by default, and frequent
+// reads would crowd out the consumers of projections and workers. On a
+// replicated stream a lagging replica may answer; Read then asks again for
+// up to two seconds before it concludes that the rest was deleted.
+//
+// On error it yields one (Recorded{}, err) and ends: ErrUnavailable when
+// JetStream cannot be reached or a page does not arrive in time (each page
+// is bounded by the JetStream context's DefaultTimeout when ctx has no
+// deadline), ErrMalformedEvent for a message that cannot be decoded, or the
+// wrapped ctx error when ctx ends before the head is reached (a deadline
+// counts as ErrUnavailable): a Read cut short is never mistaken for a
+// complete one. Stopping the loop early is fine.
+func (s *Store) Read(ctx context.Context, from uint64) iter.Seq2[Recorded, error] {
+	return func(yield func(Recorded, error) bool) {
+		head, err := s.Head(ctx)
+		if err != nil {
+			yield(Recorded{}, err)
+			return
+		}
+		seq := max(from, 1)
+		var page []Recorded
+		var giveUp time.Time
+		for seq <= head {
+			req := directGetRequest{Seq: seq, Batch: int(min(uint64(s.pageSize), head-seq+1)), MaxBytes: s.pageBytes}
+			if s.filterAll {
+				req.NextFor = s.wildcard
+			}
+			pctx, cancel := s.withTimeout(ctx)
+			var pending uint64
+			page, pending, err = s.getBatch(pctx, &req, page[:0])
+			cancel()
+			if err != nil {
+				yield(Recorded{}, classify(fmt.Sprintf("read from position %d", seq), err))
+				return
+			}
+			for _, r := range page {
+				if r.Position > head {
+					return
+				}
+				if !yield(r, nil) || r.Position == head {
+					return
+				}
+				seq = r.Position + 1
+			}
+			if pending > 0 {
+				giveUp = time.Time{}
+				continue
+			}
+			// The answering replica has nothing more before the head.
+			if !s.replicated {
+				return // a single copy: the rest was deleted
+			}
+			if giveUp.IsZero() {
+				giveUp = time.Now().Add(tailWait)
+			} else if time.Now().After(giveUp) {
+				return
+			}
+			t := time.NewTimer(tailRetry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				yield(Recorded{}, classify(fmt.Sprintf("read from position %d", seq), context.Cause(ctx)))
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// Follow iterates over the global log from position from (0 and 1 both mean
+// the beginning), in order, and then keeps delivering events as they are
+// appended, until ctx is done. It uses an ordered consumer, which survives
+// reconnects and server restarts by recreating itself where it left off.
+//
+// When ctx is done the iteration ends without yielding an error: the caller
+// cancelled it and can check ctx.Err() itself. Other errors are yielded once
+// as (Recorded{}, err) and end the iteration: ErrUnavailable when the
+// consumer cannot be created or the connection is closed, ErrMalformedEvent
+// for a message that cannot be decoded (a projection must not skip events
+// silently).
+func (s *Store) Follow(ctx context.Context, from uint64) iter.Seq2[Recorded, error] {
+	return func(yield func(Recorded, error) bool) {
+		cfg := jetstream.OrderedConsumerConfig{
+			DeliverPolicy:     jetstream.DeliverAllPolicy,
+			InactiveThreshold: followInactiveThreshold,
+		}
+		if from > 1 {
+			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = from
+		}
+		if s.filterAll {
+			cfg.FilterSubjects = []string{s.wildcard}
+		}
+		fail := func(err error) {
+			if ctx.Err() == nil {
+				yield(Recorded{}, classify(fmt.Sprintf("follow from position %d", from), err))
+			}
+		}
+		cctx, cancel := s.withTimeout(ctx)
+		cons, err := s.js.OrderedConsumer(cctx, s.cfg.streamName, cfg)
+		cancel()
+		if err != nil {
+			fail(err)
+			return
+		}
+		msgs, err := cons.Messages()
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer msgs.Stop()
+		// Stop also interrupts the ordered consumer's own retry loop, which
+		// does not watch ctx, so that Follow ends promptly during an outage.
+		defer context.AfterFunc(ctx, msgs.Stop)()
+		for {
+			m, err := msgs.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				fail(err)
+				return
+			}
+			r, err := DecodeMsg(m, s.cfg.prefix)
+			if err != nil {
+				fail(err)
+				return
+			}
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+}
+
+// directGetRequest is nats-server's JSApiMsgGetRequest, reduced to the
+// fields of a batched get.
+type directGetRequest struct {
+	Seq      uint64 `json:"seq,omitempty"`
+	NextFor  string `json:"next_by_subj,omitempty"`
+	Batch    int    `json:"batch,omitempty"`
+	MaxBytes int    `json:"max_bytes,omitempty"`
+}
+
+// Status codes of direct get control messages.
+const (
+	statusEndOfBatch   = "204"
+	statusNotFound     = "404"
+	statusNoResponders = "503"
+	headerNumPending   = "Nats-Num-Pending"
+)
+
+// getBatch runs one batched direct get and appends the decoded events to dst.
+// It returns how many matching messages the server still had after the
+// last one it sent, so the caller knows whether to ask for another page.
+//
+// It talks to the direct get API itself instead of using
+// jetstreamext.GetBatch because that helper ends its iterator silently on a
+// timeout (a short read would pass for the whole history) and reports "no
+// responders" as an unsupported server.
+func (s *Store) getBatch(ctx context.Context, req *directGetRequest, dst []Recorded) ([]Recorded, uint64, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return dst, 0, err
+	}
+	// A channel sized for the whole answer (the page plus the end-of-batch
+	// marker) so that nothing is ever dropped: SubscribeSync would allocate
+	// its default 64k-slot channel (512 KiB) for every page.
+	ch := make(chan *nats.Msg, max(req.Batch, 1)+1)
+	sub, err := s.nc.ChanSubscribe(s.nc.NewInbox(), ch)
+	if err != nil {
+		return dst, 0, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.PublishRequest(s.directSub, sub.Subject, body); err != nil {
+		return dst, 0, err
+	}
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
+			return dst, 0, ctx.Err()
+		}
+		if m.Header.Get(jetstream.SequenceHeader) == "" {
+			switch status := m.Header.Get("Status"); status {
+			case statusEndOfBatch:
+				pending, err := strconv.ParseUint(m.Header.Get(headerNumPending), 10, 64)
+				if err != nil {
+					return dst, 0, fmt.Errorf("%w: direct get end of batch without %s", ErrMalformedEvent, headerNumPending)
+				}
+				return dst, pending, nil
+			case statusNotFound:
+				return dst, 0, nil
+			case statusNoResponders:
+				return dst, 0, nats.ErrNoResponders
+			default:
+				return dst, 0, fmt.Errorf("direct get on stream %s: status %s %s", s.cfg.streamName, status, m.Header.Get("Description"))
+			}
+		}
+		r, err := recordedFromDirect(m, s.cfg.prefix)
+		if err != nil {
+			return dst, 0, err
+		}
+		dst = append(dst, r)
+	}
+}

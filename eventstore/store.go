@@ -1,0 +1,297 @@
+// Package eventstore is the event store of the order system, on NATS
+// JetStream: one stream (default "ORDERS") holds every event of every order,
+// on one subject per order (prefix + "." + order id), so that the stream
+// sequence is a global log position and an order's revision is the sequence of
+// its last event.
+//
+// Appends use optimistic concurrency (Nats-Expected-Last-Subject-Sequence),
+// are idempotent per request id (Nats-Msg-Id plus a look-up in the order's
+// own history), and several events of one command are appended atomically
+// with an atomic batch. Orders are loaded with batched direct gets, which need
+// no consumer; the global log is read with direct gets (Read) or followed live
+// with an ordered consumer (Follow).
+//
+// The store is payload agnostic: events are a type name, opaque bytes and
+// Metadata carried in headers. Errors are classified by the sentinels
+// ErrConflict, ErrInvalidOrderID, ErrEmptyAppend, ErrTooLarge,
+// ErrUnavailable, ErrInvalidEvent and ErrMalformedEvent; nothing is logged.
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of the options.
+const (
+	DefaultStreamName      = "ORDERS"              // WithStreamName
+	DefaultSubjectPrefix   = "orders"              // WithSubjectPrefix
+	DefaultReplicas        = 1                     // WithReplicas
+	DefaultDuplicateWindow = 2 * time.Minute       // WithDuplicateWindow
+	DefaultStorage         = jetstream.FileStorage // WithStorage
+)
+
+const (
+	maxReplicas = 5
+	// A page of a direct get batch. Most orders fit in one; the byte bound
+	// keeps a page far below the client's default pending limit (64 MiB).
+	defaultPageSize  = 1000
+	defaultPageBytes = 4 << 20
+)
+
+// Store appends and reads order events in one JetStream stream. It is safe
+// for concurrent use; it holds no connection of its own and no goroutines
+// between calls.
+type Store struct {
+	js         jetstream.JetStream
+	nc         *nats.Conn
+	stream     jetstream.Stream
+	cfg        config
+	wildcard   string // prefix + ".*": every order subject
+	filterAll  bool   // the stream also holds subjects that are not orders
+	replicated bool   // reads may be answered by a lagging replica
+	directSub  string // direct get API subject of the stream
+	pageSize   int
+	pageBytes  int
+}
+
+type config struct {
+	streamName string
+	prefix     string
+	replicas   int
+	duplicates time.Duration
+	storage    jetstream.StorageType
+}
+
+// Option configures New.
+type Option func(*config) error
+
+// WithStreamName sets the stream name (default "ORDERS").
+func WithStreamName(name string) Option {
+	return func(c *config) error {
+		if name == "" || strings.ContainsAny(name, ".*>/\\") || strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
+			return fmt.Errorf("eventstore: invalid stream name %q", name)
+		}
+		c.streamName = name
+		return nil
+	}
+}
+
+// WithSubjectPrefix sets the subject prefix (default "orders"); an order's
+// subject is prefix + "." + order id. The prefix may have several tokens but
+// no wildcards.
+func WithSubjectPrefix(prefix string) Option {
+	return func(c *config) error {
+		bad := prefix == "" || strings.ContainsAny(prefix, "*>") ||
+			strings.IndexFunc(prefix, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 ||
+			slices.Contains(strings.Split(prefix, "."), "")
+		if bad {
+			return fmt.Errorf("eventstore: invalid subject prefix %q", prefix)
+		}
+		c.prefix = prefix
+		return nil
+	}
+}
+
+// WithReplicas sets the number of stream replicas (default 1, at most 5).
+// More than one needs a JetStream cluster.
+func WithReplicas(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > maxReplicas {
+			return fmt.Errorf("eventstore: replicas %d out of range 1..%d", n, maxReplicas)
+		}
+		c.replicas = n
+		return nil
+	}
+}
+
+// WithDuplicateWindow sets how long the server remembers message ids for
+// deduplication (default 2m). Retries older than that are still recognised
+// from the order's history when they carry a stale expected revision.
+func WithDuplicateWindow(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("eventstore: duplicate window %v must be positive", d)
+		}
+		c.duplicates = d
+		return nil
+	}
+}
+
+// WithStorage sets the storage of a new stream (default file storage). The
+// storage of an existing stream cannot be changed.
+func WithStorage(st jetstream.StorageType) Option {
+	return func(c *config) error {
+		if st != jetstream.FileStorage && st != jetstream.MemoryStorage {
+			return fmt.Errorf("eventstore: unknown storage type %v", st)
+		}
+		c.storage = st
+		return nil
+	}
+}
+
+// New returns a Store on the stream described by opts, creating the stream if
+// it does not exist, or updating it when its duplicate window, replicas,
+// subjects, direct get or atomic publish settings differ from what the store
+// needs. Settings it does not manage (limits, placement, metadata) are left
+// as they are. It fails when an option is invalid, when the existing stream
+// has another storage type, when the server refuses the update (replicas
+// cannot change on a non-clustered server), or with ErrUnavailable when
+// JetStream cannot be reached.
+func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
+	if js == nil {
+		return nil, errors.New("eventstore: nil JetStream")
+	}
+	cfg := config{
+		streamName: DefaultStreamName,
+		prefix:     DefaultSubjectPrefix,
+		replicas:   DefaultReplicas,
+		duplicates: DefaultDuplicateWindow,
+		storage:    DefaultStorage,
+	}
+	for _, opt := range opts {
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	s := &Store{
+		js:        js,
+		nc:        js.Conn(),
+		cfg:       cfg,
+		wildcard:  cfg.prefix + ".*",
+		directSub: apiPrefix(js.Options()) + "DIRECT.GET." + cfg.streamName,
+		pageSize:  defaultPageSize,
+		pageBytes: defaultPageBytes,
+	}
+	if err := s.ensureStream(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func apiPrefix(o jetstream.JetStreamOptions) string {
+	switch {
+	case o.APIPrefix != "":
+		if strings.HasSuffix(o.APIPrefix, ".") {
+			return o.APIPrefix
+		}
+		return o.APIPrefix + "."
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	default:
+		return "$JS.API."
+	}
+}
+
+func (s *Store) ensureStream(ctx context.Context) error {
+	want := jetstream.StreamConfig{
+		Name:               s.cfg.streamName,
+		Description:        "Order events: the system of record. One subject per order.",
+		Subjects:           []string{s.wildcard},
+		Retention:          jetstream.LimitsPolicy,
+		Storage:            s.cfg.storage,
+		Replicas:           s.cfg.replicas,
+		Duplicates:         s.cfg.duplicates,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+		PersistMode:        jetstream.DefaultPersistMode,
+	}
+	for range 2 {
+		st, err := s.js.Stream(ctx, s.cfg.streamName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			st, err = s.js.CreateStream(ctx, want)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				continue // created concurrently by another process: reconcile it
+			}
+			if err != nil {
+				return classify("create stream "+s.cfg.streamName, err)
+			}
+			return s.bind(st)
+		}
+		if err != nil {
+			return classify("look up stream "+s.cfg.streamName, err)
+		}
+		return s.reconcile(ctx, st)
+	}
+	return fmt.Errorf("eventstore: stream %s keeps appearing and disappearing", s.cfg.streamName)
+}
+
+// reconcile updates an existing stream to what the store needs, keeping the
+// settings it does not manage.
+func (s *Store) reconcile(ctx context.Context, st jetstream.Stream) error {
+	have := st.CachedInfo().Config
+	if have.Storage != s.cfg.storage {
+		return fmt.Errorf("eventstore: stream %s uses %v storage, %v requested: the storage type of a stream cannot be changed",
+			s.cfg.streamName, have.Storage, s.cfg.storage)
+	}
+	want := have
+	want.Subjects = slices.Clone(have.Subjects)
+	if !slices.Contains(want.Subjects, s.wildcard) && !slices.Contains(want.Subjects, s.cfg.prefix+".>") {
+		want.Subjects = append(want.Subjects, s.wildcard)
+	}
+	want.Replicas = s.cfg.replicas
+	want.Duplicates = s.cfg.duplicates
+	want.AllowDirect = true
+	want.AllowAtomicPublish = true
+	want.PersistMode = jetstream.DefaultPersistMode
+	if reflect.DeepEqual(want, have) {
+		return s.bind(st)
+	}
+	updated, err := s.js.UpdateStream(ctx, want)
+	if err != nil {
+		if have.Replicas != want.Replicas {
+			return classify(fmt.Sprintf("update stream %s from %d to %d replicas (needs a JetStream cluster with enough servers)",
+				s.cfg.streamName, have.Replicas, want.Replicas), err)
+		}
+		return classify("update stream "+s.cfg.streamName, err)
+	}
+	return s.bind(updated)
+}
+
+func (s *Store) bind(st jetstream.Stream) error {
+	s.stream = st
+	s.replicated = st.CachedInfo().Config.Replicas > 1
+	subjects := st.CachedInfo().Config.Subjects
+	s.filterAll = len(subjects) != 1 || subjects[0] != s.wildcard
+	return nil
+}
+
+// StreamName returns the name of the stream holding the events.
+func (s *Store) StreamName() string { return s.cfg.streamName }
+
+// SubjectPrefix returns the subject prefix, as needed by DecodeMsg and
+// RecordedFromMsg.
+func (s *Store) SubjectPrefix() string { return s.cfg.prefix }
+
+// Subject returns the subject of an order's events. It does not validate
+// orderID.
+func (s *Store) Subject(orderID string) string { return s.cfg.prefix + "." + orderID }
+
+// Head returns the last sequence of the stream, 0 when it is empty: the
+// position a reader has to reach to have seen every event appended so far. It
+// returns ErrUnavailable when JetStream cannot be reached.
+func (s *Store) Head(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, classify("stream info", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// withTimeout bounds requests of callers who gave no deadline, the same way
+// nats.go does for its own API calls.
+func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.js.Options().DefaultTimeout)
+}
