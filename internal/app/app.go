@@ -1,0 +1,166 @@
+// Package app wires ordersd together: NATS (embedded or external), the event
+// store, the gRPC services, and an orderly shutdown. It holds no business
+// rules; it only decides what runs where.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/natsembed"
+	"github.com/orderstream/orderstream/services/command"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// Addrs are the addresses ordersd ended up listening on, resolved when a
+// configured port was 0.
+type Addrs struct {
+	GRPC string
+	NATS string // empty when joined to an external cluster
+}
+
+// maxRecvMsgSize bounds a request: an order has at most 100 lines, so
+// anything near this size is garbage, and rejecting it early costs nothing.
+const maxRecvMsgSize = 1 << 20
+
+// Run runs ordersd until ctx is done, then drains in-flight RPCs (bounded by
+// cfg.ShutdownTimeout) and closes NATS. ready, if not nil, is called once
+// every listener is up. Run returns the first error that stopped it.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Addrs)) error {
+	var addrs Addrs
+	var ns *server.Server
+	natsURL := cfg.NATSURL
+	var natsOpts []nats.Option
+	if natsURL == "" {
+		var err error
+		ns, err = natsembed.Start(natsembed.Options{
+			Listen:     cfg.NATSListen,
+			StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+			SyncAlways: cfg.NATSSync == "always",
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		addrs.NATS = ns.Addr().String()
+		// In-process connection: no TCP hop between the services and
+		// their own embedded server.
+		natsOpts = append(natsOpts, nats.InProcessServer(ns))
+		natsURL = ns.ClientURL()
+	}
+	natsOpts = append(natsOpts,
+		nats.Name("ordersd"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	nc, err := nats.Connect(natsURL, natsOpts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	store, err := eventstore.New(setupCtx, js,
+		eventstore.WithReplicas(cfg.StreamReplicas),
+		eventstore.WithDuplicateWindow(cfg.DuplicateWindow),
+	)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("event store: %w", err)
+	}
+
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMsgSize))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	ordersv1.RegisterOrderCommandServiceServer(srv, command.New(store, command.WithLogger(log)))
+	hs.SetServingStatus(ordersv1.OrderCommandService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("GRPC_ADDR: %w", err)
+	}
+	addrs.GRPC = lis.Addr().String()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+
+	log.Info("ordersd listening", "grpc", addrs.GRPC, "nats", natsDescription(addrs, cfg), "data_dir", cfg.DataDir)
+	if ready != nil {
+		ready(addrs)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+	}
+	hs.Shutdown()
+	drained := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Warn("shutdown timeout: cancelling in-flight RPCs")
+		srv.Stop()
+		<-drained
+	}
+	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		log.Warn("nats drain", "err", err)
+	}
+	log.Info("ordersd stopped")
+	if errors.Is(runErr, grpc.ErrServerStopped) {
+		runErr = nil
+	}
+	return runErr
+}
+
+func natsDescription(a Addrs, cfg config.Config) string {
+	if a.NATS != "" {
+		return "embedded nats://" + a.NATS
+	}
+	return "external " + redact(cfg.NATSURL)
+}
+
+// redact drops credentials from URLs before they reach a log line.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
+				parts[i] = p[:scheme+3] + "***@" + p[at+1:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,124 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/config"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+)
+
+// run starts the whole system in-process on dir and returns its addresses
+// and a stop function that waits for a clean shutdown.
+func run(t *testing.T, dir string) (app.Addrs, func()) {
+	t.Helper()
+	cfg, err := config.FromMap(map[string]string{"DATA_DIR": dir, "GRPC_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	ready := make(chan app.Addrs, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { done <- app.Run(ctx, cfg, log, func(a app.Addrs) { ready <- a }) }()
+	var addrs app.Addrs
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("ordersd stopped before ready: %v", err)
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ordersd: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return addrs, stop
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func TestRunServesAndSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	addrs, stop := run(t, dir)
+	if addrs.NATS == "" {
+		t.Fatal("embedded NATS address not reported")
+	}
+	conn := dial(t, addrs.GRPC)
+	ctx := t.Context()
+
+	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "orders.v1.OrderCommandService"})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", h, err)
+	}
+	assertReflection(t, conn)
+
+	cmd := ordersv1.NewOrderCommandServiceClient(conn)
+	created, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "r-1", CustomerId: "c-1", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	// Same data directory: the order is still there, and the retried
+	// request is still recognised.
+	addrs, _ = run(t, dir)
+	cmd = ordersv1.NewOrderCommandServiceClient(dial(t, addrs.GRPC))
+	again, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "r-1", CustomerId: "c-1", Currency: "EUR", OrderId: created.GetOrder().GetOrderId()})
+	if err != nil {
+		t.Fatalf("retry after restart: %v", err)
+	}
+	if again.GetPosition() != created.GetPosition() {
+		t.Fatalf("retry after restart answered position %d, original %d", again.GetPosition(), created.GetPosition())
+	}
+	placed, err := cmd.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: "r-2", OrderId: created.GetOrder().GetOrderId(), Sku: "A", Quantity: 1, UnitPrice: 5})
+	if err != nil || placed.GetOrder().GetVersion() != 2 {
+		t.Fatalf("after restart: %v %v", placed, err)
+	}
+}
+
+func assertReflection(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range res.GetListServicesResponse().GetService() {
+		found = found || s.GetName() == "orders.v1.OrderCommandService"
+	}
+	if !found {
+		t.Fatalf("reflection does not list the command service: %v", res)
+	}
+}

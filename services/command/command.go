@@ -1,0 +1,253 @@
+// Package command implements OrderCommandService: it translates requests into
+// domain commands, runs load → decide → append against the event store, and
+// answers with the order's new state and log position.
+//
+// Concurrency is optimistic: the append carries the revision the decision was
+// made on. When another writer got there first the store answers a conflict;
+// without a caller-supplied expected_revision the command is reloaded and
+// decided again, a bounded number of times, so concurrent commands on one
+// order lose no update. With one, the caller asked to fail instead: ABORTED.
+//
+// Idempotency: each request_id is stored in its events' metadata and in the
+// Nats-Msg-Id the server deduplicates on. A repeated request_id is answered
+// with the original result, recognised from the order's own history, so it
+// holds beyond the server's duplicate window too. For CreateOrder without a
+// client-chosen order id that history is not known before the write, so
+// recognition relies on the server's duplicate window (DUPLICATE_WINDOW);
+// clients wanting longer protection supply the order id.
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/services/convert"
+	"github.com/orderstream/orderstream/services/rpcerr"
+	"google.golang.org/grpc/metadata"
+)
+
+// Store is what the command service needs of the event store.
+type Store interface {
+	Append(ctx context.Context, orderID string, expectedRevision uint64, events []eventstore.EventData) (eventstore.AppendResult, error)
+	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithLogger sets the logger for internal errors (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithClock sets the clock that stamps occurred-at (default time.Now).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithMaxAttempts bounds load→decide→append attempts on conflict (default 8).
+func WithMaxAttempts(n int) Option {
+	return func(s *Service) {
+		if n > 0 {
+			s.maxAttempts = n
+		}
+	}
+}
+
+// Service implements ordersv1.OrderCommandServiceServer.
+type Service struct {
+	ordersv1.UnimplementedOrderCommandServiceServer
+	store       Store
+	log         *slog.Logger
+	now         func() time.Time
+	maxAttempts int
+}
+
+// New returns a command service on store.
+func New(store Store, opts ...Option) *Service {
+	s := &Service{store: store, log: slog.Default(), now: time.Now, maxAttempts: 8}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Metadata keys a caller may set; the gateway forwards the HTTP headers of
+// the same names.
+const (
+	MDActor         = "x-actor"
+	MDCorrelationID = "x-correlation-id"
+	MDCausationID   = "x-causation-id"
+)
+
+// result is what every RPC answers.
+type result struct {
+	state    order.State
+	revision uint64
+	position uint64
+}
+
+const maxRequestIDLen = 64
+
+func validRequestID(id string) error {
+	if id == "" {
+		return rpcerr.Invalid("request_id", "required")
+	}
+	if len(id) > maxRequestIDLen || !utf8.ValidString(id) {
+		return rpcerr.Invalid("request_id", "must be 1-64 printable characters")
+	}
+	for _, r := range id {
+		if r <= ' ' || r == 0x7f {
+			return rpcerr.Invalid("request_id", "must be 1-64 printable characters")
+		}
+	}
+	return nil
+}
+
+// execute runs one command to completion and maps its error for the client.
+func (s *Service) execute(ctx context.Context, requestID, orderID string, generatedID bool, expected *uint64, cmd order.Command) (result, error) {
+	r, err := s.run(ctx, requestID, orderID, generatedID, expected, cmd)
+	if err != nil {
+		return result{}, rpcerr.ToStatus(ctx, s.log, err)
+	}
+	return r, nil
+}
+
+func (s *Service) run(ctx context.Context, requestID, orderID string, generatedID bool, expected *uint64, cmd order.Command) (result, error) {
+	if err := validRequestID(requestID); err != nil {
+		return result{}, err
+	}
+	if orderID == "" {
+		return result{}, rpcerr.Invalid("order_id", "required")
+	}
+	meta := s.metadata(ctx, requestID)
+	for attempt := 0; attempt < s.maxAttempts; attempt++ {
+		recs, err := s.store.Load(ctx, orderID)
+		if err != nil {
+			return result{}, err
+		}
+		st, revision, original, err := fold(recs, requestID)
+		if err != nil {
+			return result{}, err
+		}
+		if original != nil {
+			return *original, nil
+		}
+		if expected != nil && *expected != revision {
+			return result{}, fmt.Errorf("%w: expected %d, order is at %d", rpcerr.ErrStaleRevision, *expected, revision)
+		}
+		events, err := order.Decide(st, cmd)
+		if err != nil {
+			return result{}, err
+		}
+		if len(events) == 0 {
+			return result{state: st, revision: revision, position: revision}, nil
+		}
+		data, err := encode(events, meta)
+		if err != nil {
+			return result{}, err
+		}
+		res, err := s.store.Append(ctx, orderID, revision, data)
+		var reused *eventstore.RequestReusedError
+		switch {
+		case errors.As(err, &reused) && generatedID:
+			// A retried CreateOrder: its first attempt created the order
+			// under the id generated then.
+			orderID = reused.OrderID
+			continue
+		case errors.As(err, &reused):
+			return result{}, rpcerr.Invalid("request_id", "already used for another order")
+		case errors.Is(err, eventstore.ErrConflict):
+			if expected != nil {
+				return result{}, fmt.Errorf("%w: %v", rpcerr.ErrStaleRevision, err)
+			}
+			continue
+		case err != nil:
+			return result{}, err
+		case res.Duplicate:
+			// The server already holds this request's events: a retry, or
+			// the same request racing itself. Answer from history.
+			continue
+		}
+		for _, e := range events {
+			st = order.Evolve(st, e, meta.OccurredAt)
+		}
+		return result{state: st, revision: res.Position, position: res.Position}, nil
+	}
+	return result{}, rpcerr.ErrContention
+}
+
+// fold replays an order's history. When an event of requestID is found,
+// original holds the state right after that request's last event.
+func fold(recs []eventstore.Recorded, requestID string) (st order.State, revision uint64, original *result, err error) {
+	for i, rec := range recs {
+		e, err := convert.DecodeEvent(rec.Type, rec.Data)
+		if err != nil {
+			return order.State{}, 0, nil, fmt.Errorf("order %s at position %d: %w", rec.OrderID, rec.Position, err)
+		}
+		st = order.Evolve(st, e, rec.Meta.OccurredAt)
+		revision = rec.Position
+		if rec.Meta.RequestID == requestID && (i+1 == len(recs) || recs[i+1].Meta.RequestID != requestID) {
+			original = &result{state: st, revision: rec.Position, position: rec.Position}
+		}
+	}
+	return st, revision, original, nil
+}
+
+func encode(events []order.Event, meta eventstore.Metadata) ([]eventstore.EventData, error) {
+	out := make([]eventstore.EventData, len(events))
+	for i, e := range events {
+		typ, data, err := convert.EncodeEvent(e)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = eventstore.EventData{Type: typ, Data: data, Meta: meta}
+	}
+	return out, nil
+}
+
+// metadata collects who and why from the call's gRPC metadata. Values are
+// bounded so a client cannot bloat stored history through headers.
+func (s *Service) metadata(ctx context.Context, requestID string) eventstore.Metadata {
+	m := eventstore.Metadata{
+		RequestID:     requestID,
+		CorrelationID: requestID,
+		Actor:         "anonymous",
+		OccurredAt:    s.now().UTC(),
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := first(md, MDActor); v != "" {
+		m.Actor = v
+	}
+	if v := first(md, MDCorrelationID); v != "" {
+		m.CorrelationID = v
+	}
+	m.CausationID = first(md, MDCausationID)
+	return m
+}
+
+func first(md metadata.MD, key string) string {
+	v := md.Get(key)
+	if len(v) == 0 {
+		return ""
+	}
+	s := v[0]
+	if len(s) > 128 || !utf8.ValidString(s) {
+		return ""
+	}
+	return s
+}
+
+// newOrderID returns a UUIDv7: time-ordered, so new orders cluster at the
+// end of indexes instead of scattering.
+func newOrderID() (string, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}

@@ -1,0 +1,428 @@
+package command_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/services/command"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+type env struct {
+	client ordersv1.OrderCommandServiceClient
+	store  *eventstore.Store
+	js     jetstream.JetStream
+	nc     *nats.Conn
+}
+
+// start runs a command service on a real loopback listener over a real
+// embedded nats-server.
+func start(t *testing.T) *env {
+	t.Helper()
+	srv := estest.StartServer(t)
+	nc, js := estest.Connect(t, srv)
+	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &env{client: ordersv1.NewOrderCommandServiceClient(conn), store: store, js: js, nc: nc}
+}
+
+var reqSeq struct {
+	sync.Mutex
+	n int
+}
+
+func rid() string {
+	reqSeq.Lock()
+	defer reqSeq.Unlock()
+	reqSeq.n++
+	return fmt.Sprintf("req-%d-%d", time.Now().UnixNano(), reqSeq.n)
+}
+
+func address() *ordersv1.Address {
+	return &ordersv1.Address{Name: "Ada", Line1: "1 Analytical Way", City: "London", PostalCode: "N1", Country: "GB"}
+}
+
+func createDraft(t *testing.T, e *env) *ordersv1.CreateOrderResponse {
+	t.Helper()
+	res, err := e.client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{
+		RequestId: rid(), CustomerId: "cust-1", Currency: "EUR",
+		Lines:           []*ordersv1.LineItem{{Sku: "BOOK-1", Quantity: 2, UnitPrice: 1250}},
+		ShippingAddress: address(),
+	})
+	if err != nil {
+		t.Fatalf("CreateOrder: %v", err)
+	}
+	return res
+}
+
+func TestLifecycle(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	created := createDraft(t, e)
+	id := created.GetOrder().GetOrderId()
+	if id == "" || created.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_DRAFT {
+		t.Fatalf("created = %v", created.GetOrder())
+	}
+	if created.GetPosition() == 0 || created.GetRevision() != created.GetPosition() {
+		t.Fatalf("revision %d position %d", created.GetRevision(), created.GetPosition())
+	}
+	last := created.GetPosition()
+	step := func(name string, r interface {
+		GetOrder() *ordersv1.Order
+		GetPosition() uint64
+	}, err error, want ordersv1.OrderStatus) *ordersv1.Order {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := r.GetOrder().GetStatus(); got != want {
+			t.Fatalf("%s: status %v, want %v", name, got, want)
+		}
+		if r.GetPosition() <= last {
+			t.Fatalf("%s: position %d not after %d", name, r.GetPosition(), last)
+		}
+		last = r.GetPosition()
+		return r.GetOrder()
+	}
+	rev := func() *uint64 { v := last; return &v }
+
+	add, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: "PEN-9", Quantity: 3, UnitPrice: 199, ExpectedRevision: rev()})
+	o := step("AddItem", add, err, ordersv1.OrderStatus_ORDER_STATUS_DRAFT)
+	if o.GetTotal() != 2*1250+3*199 || len(o.GetLines()) != 2 {
+		t.Fatalf("after AddItem: total %d lines %d", o.GetTotal(), len(o.GetLines()))
+	}
+	chg, err := e.client.ChangeItemQuantity(ctx, &ordersv1.ChangeItemQuantityRequest{RequestId: rid(), OrderId: id, Sku: "PEN-9", Quantity: 1})
+	o = step("ChangeItemQuantity", chg, err, ordersv1.OrderStatus_ORDER_STATUS_DRAFT)
+	if o.GetTotal() != 2*1250+199 {
+		t.Fatalf("after ChangeItemQuantity: total %d", o.GetTotal())
+	}
+	rm, err := e.client.RemoveItem(ctx, &ordersv1.RemoveItemRequest{RequestId: rid(), OrderId: id, Sku: "PEN-9"})
+	o = step("RemoveItem", rm, err, ordersv1.OrderStatus_ORDER_STATUS_DRAFT)
+	if len(o.GetLines()) != 1 || o.GetTotal() != 2500 {
+		t.Fatalf("after RemoveItem: %v", o)
+	}
+	addr := address()
+	addr.City = "Cambridge"
+	sa, err := e.client.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: rid(), OrderId: id, ShippingAddress: addr})
+	o = step("SetShippingAddress", sa, err, ordersv1.OrderStatus_ORDER_STATUS_DRAFT)
+	if o.GetShippingAddress().GetCity() != "Cambridge" {
+		t.Fatalf("address not replaced: %v", o.GetShippingAddress())
+	}
+	pl, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: id, ExpectedRevision: rev()})
+	o = step("PlaceOrder", pl, err, ordersv1.OrderStatus_ORDER_STATUS_PLACED)
+	if o.GetPlacedAt() == nil {
+		t.Fatal("placed_at not set")
+	}
+	pay, err := e.client.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: rid(), OrderId: id, Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "psp-123", Amount: 2500, Currency: "EUR"})
+	o = step("RecordPayment", pay, err, ordersv1.OrderStatus_ORDER_STATUS_PAID)
+	if o.GetPaymentRef() != "psp-123" || o.GetPaidAt() == nil {
+		t.Fatalf("payment not recorded: %v", o)
+	}
+	sh, err := e.client.ShipOrder(ctx, &ordersv1.ShipOrderRequest{RequestId: rid(), OrderId: id, Carrier: "DHL", TrackingNumber: "JD0001"})
+	step("ShipOrder", sh, err, ordersv1.OrderStatus_ORDER_STATUS_SHIPPED)
+	dl, err := e.client.ConfirmDelivery(ctx, &ordersv1.ConfirmDeliveryRequest{RequestId: rid(), OrderId: id})
+	o = step("ConfirmDelivery", dl, err, ordersv1.OrderStatus_ORDER_STATUS_DELIVERED)
+	if o.GetVersion() != 9 || o.GetRevision() != last {
+		t.Fatalf("final version %d revision %d (want 9, %d)", o.GetVersion(), o.GetRevision(), last)
+	}
+	recs, err := e.store.Load(ctx, id)
+	if err != nil || len(recs) != 9 {
+		t.Fatalf("stored events: %d, %v", len(recs), err)
+	}
+}
+
+func TestDeclinedThenCancelled(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	id := createDraft(t, e).GetOrder().GetOrderId()
+	if _, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: id}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.client.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: rid(), OrderId: id, Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED, Reason: "insufficient funds"})
+	if err != nil || res.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED {
+		t.Fatalf("decline: %v %v", res.GetOrder(), err)
+	}
+	c, err := e.client.CancelOrder(ctx, &ordersv1.CancelOrderRequest{RequestId: rid(), OrderId: id, Reason: "customer gave up"})
+	if err != nil || c.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_CANCELLED || c.GetOrder().GetCancelledAt() == nil {
+		t.Fatalf("cancel: %v %v", c.GetOrder(), err)
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	draft := createDraft(t, e).GetOrder()
+	placed := createDraft(t, e).GetOrder()
+	if _, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: placed.GetOrderId()}); err != nil {
+		t.Fatal(err)
+	}
+	paid := createDraft(t, e).GetOrder()
+	if _, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: paid.GetOrderId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: rid(), OrderId: paid.GetOrderId(), Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "p", Amount: paid.GetTotal()}); err != nil {
+		t.Fatal(err)
+	}
+	stale := draft.GetRevision() - 1
+	tests := []struct {
+		name string
+		call func() error
+		want codes.Code
+	}{
+		{"missing request id", func() error {
+			_, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: "c", Currency: "EUR"})
+			return err
+		}, codes.InvalidArgument},
+		{"request id too long", func() error {
+			_, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: strings.Repeat("x", 65), OrderId: draft.GetOrderId()})
+			return err
+		}, codes.InvalidArgument},
+		{"bad currency", func() error {
+			_, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "c", Currency: "euro"})
+			return err
+		}, codes.InvalidArgument},
+		{"quantity out of range", func() error {
+			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: draft.GetOrderId(), Sku: "X", Quantity: 10001, UnitPrice: 1})
+			return err
+		}, codes.InvalidArgument},
+		{"order id with subject wildcard", func() error {
+			_, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "a.>", CustomerId: "c", Currency: "EUR"})
+			return err
+		}, codes.InvalidArgument},
+		{"unknown payment outcome", func() error {
+			_, err := e.client.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: rid(), OrderId: placed.GetOrderId(), Outcome: ordersv1.PaymentOutcome(42)})
+			return err
+		}, codes.InvalidArgument},
+		{"unknown order", func() error {
+			_, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: "no-such-order"})
+			return err
+		}, codes.NotFound},
+		{"unknown line", func() error {
+			_, err := e.client.RemoveItem(ctx, &ordersv1.RemoveItemRequest{RequestId: rid(), OrderId: draft.GetOrderId(), Sku: "NOPE"})
+			return err
+		}, codes.NotFound},
+		{"order exists", func() error {
+			_, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: draft.GetOrderId(), CustomerId: "c", Currency: "EUR"})
+			return err
+		}, codes.AlreadyExists},
+		{"line exists", func() error {
+			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: draft.GetOrderId(), Sku: "BOOK-1", Quantity: 1, UnitPrice: 1})
+			return err
+		}, codes.AlreadyExists},
+		{"add item to placed order", func() error {
+			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: placed.GetOrderId(), Sku: "Y", Quantity: 1, UnitPrice: 1})
+			return err
+		}, codes.FailedPrecondition},
+		{"ship unpaid order", func() error {
+			_, err := e.client.ShipOrder(ctx, &ordersv1.ShipOrderRequest{RequestId: rid(), OrderId: placed.GetOrderId()})
+			return err
+		}, codes.FailedPrecondition},
+		{"cancel paid order", func() error {
+			_, err := e.client.CancelOrder(ctx, &ordersv1.CancelOrderRequest{RequestId: rid(), OrderId: paid.GetOrderId()})
+			return err
+		}, codes.FailedPrecondition},
+		{"payment amount differs from total", func() error {
+			_, err := e.client.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: rid(), OrderId: placed.GetOrderId(), Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "p", Amount: 1})
+			return err
+		}, codes.InvalidArgument},
+		{"stale expected revision", func() error {
+			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: draft.GetOrderId(), Sku: "Z", Quantity: 1, UnitPrice: 1, ExpectedRevision: &stale})
+			return err
+		}, codes.Aborted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if got := status.Code(err); got != tt.want {
+				t.Fatalf("code %v, want %v (%v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+func TestIdempotentRetry(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	req := &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "cust-2", Currency: "USD"}
+	first, err := e.client.CreateOrder(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.client.CreateOrder(ctx, req)
+	if err != nil {
+		t.Fatalf("retried CreateOrder: %v", err)
+	}
+	if !proto.Equal(first, again) {
+		t.Fatalf("retry answered differently:\n%v\n%v", first, again)
+	}
+	id := first.GetOrder().GetOrderId()
+
+	add := &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: "A", Quantity: 1, UnitPrice: 100}
+	added, err := e.client.AddItem(ctx, add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Move the order on, then repeat the first AddItem: the answer is the
+	// original one, recognised from history, not a new line or an error.
+	if _, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: "B", Quantity: 1, UnitPrice: 100}); err != nil {
+		t.Fatal(err)
+	}
+	repeated, err := e.client.AddItem(ctx, add)
+	if err != nil {
+		t.Fatalf("repeated AddItem: %v", err)
+	}
+	if !proto.Equal(added, repeated) {
+		t.Fatalf("repeat answered differently:\n%v\n%v", added, repeated)
+	}
+	recs, err := e.store.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 {
+		t.Fatalf("%d events, want 3", len(recs))
+	}
+	head, err := e.store.Head(ctx)
+	if err != nil || head != 3 {
+		t.Fatalf("log head %d (%v), want 3: the retried create must not have made a second order", head, err)
+	}
+}
+
+func TestConcurrentCommandsLoseNoUpdate(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	res, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "c", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.GetOrder().GetOrderId()
+	const writers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: fmt.Sprintf("SKU-%02d", i), Quantity: 1, UnitPrice: 10})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	succeeded := 0
+	for err := range errs {
+		// Heavy contention may exhaust the bounded retries; that is an
+		// honest ABORTED, never a lost update.
+		switch {
+		case err == nil:
+			succeeded++
+		case status.Code(err) != codes.Aborted:
+			t.Fatalf("AddItem: %v", err)
+		}
+	}
+	recs, err := e.store.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs)-1 != succeeded {
+		t.Fatalf("%d AddItem calls succeeded, %d ItemAdded events stored", succeeded, len(recs)-1)
+	}
+	final, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: id})
+	if status.Code(err) != codes.FailedPrecondition { // no shipping address yet
+		t.Fatalf("PlaceOrder: %v %v", final, err)
+	}
+	// Every appended AddItem is reflected in the state folded from history.
+	res2, err := e.client.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: rid(), OrderId: id, ShippingAddress: address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(res2.GetOrder().GetLines()), len(recs)-1; got != want {
+		t.Fatalf("%d lines, %d ItemAdded events", got, want)
+	}
+	if res2.GetOrder().GetTotal() != int64(10*(len(recs)-1)) {
+		t.Fatalf("total %d for %d lines", res2.GetOrder().GetTotal(), len(recs)-1)
+	}
+}
+
+func TestInternalErrorTextDoesNotLeak(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	// A payload this build cannot decode, written behind the service's back.
+	msg := nats.NewMsg(e.store.Subject("corrupt-1"))
+	msg.Header.Set("Orders-Event-Type", "OrderCreated")
+	msg.Data = []byte("\xff\xff secret internal detail")
+	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: "corrupt-1"})
+	st, _ := status.FromError(err)
+	if st.Code() != codes.Internal {
+		t.Fatalf("code %v, want Internal", st.Code())
+	}
+	if strings.Contains(st.Message(), "secret") || strings.Contains(st.Message(), "convert") || strings.Contains(st.Message(), "corrupt") {
+		t.Fatalf("internal detail leaked: %q", st.Message())
+	}
+}
+
+func TestUnavailableWhenNATSIsDown(t *testing.T) {
+	e := start(t)
+	id := createDraft(t, e).GetOrder().GetOrderId()
+	e.nc.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: id})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("code %v, want Unavailable (%v)", status.Code(err), err)
+	}
+}
+
+func TestActorAndCorrelationAreRecorded(t *testing.T) {
+	e := start(t)
+	ctx := metadata.AppendToOutgoingContext(t.Context(), command.MDActor, "alice", command.MDCorrelationID, "corr-7")
+	res, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "c", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := e.store.Load(t.Context(), res.GetOrder().GetOrderId())
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%d events, %v", len(recs), err)
+	}
+	if m := recs[0].Meta; m.Actor != "alice" || m.CorrelationID != "corr-7" || m.OccurredAt.IsZero() {
+		t.Fatalf("metadata %+v", m)
+	}
+	var anon *ordersv1.CreateOrderResponse
+	if anon, err = e.client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ = e.store.Load(t.Context(), anon.GetOrder().GetOrderId())
+	if len(recs) != 1 || recs[0].Meta.Actor != "anonymous" {
+		t.Fatalf("default actor: %+v", recs)
+	}
+}

@@ -1,0 +1,138 @@
+package command
+
+import (
+	"context"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/services/convert"
+	"github.com/orderstream/orderstream/services/rpcerr"
+)
+
+// CreateOrder starts a draft order. See ordersv1.OrderCommandServiceServer.
+func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
+	id, generated := req.GetOrderId(), false
+	if id == "" {
+		var err error
+		if id, err = newOrderID(); err != nil {
+			return nil, rpcerr.ToStatus(ctx, s.log, err)
+		}
+		generated = true
+	}
+	r, err := s.execute(ctx, req.GetRequestId(), id, generated, nil, order.CreateOrder{
+		OrderID:    id,
+		CustomerID: req.GetCustomerId(),
+		Currency:   req.GetCurrency(),
+		Lines:      convert.LinesFromProto(req.GetLines()),
+		Shipping:   convert.AddressFromProto(req.GetShippingAddress()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.CreateOrderResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// AddItem adds a line to a draft order.
+func (s *Service) AddItem(ctx context.Context, req *ordersv1.AddItemRequest) (*ordersv1.AddItemResponse, error) {
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.AddItem{
+		SKU: req.GetSku(), Quantity: req.GetQuantity(), UnitPrice: req.GetUnitPrice(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.AddItemResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// RemoveItem removes a line from a draft order.
+func (s *Service) RemoveItem(ctx context.Context, req *ordersv1.RemoveItemRequest) (*ordersv1.RemoveItemResponse, error) {
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.RemoveItem{SKU: req.GetSku()})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.RemoveItemResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// ChangeItemQuantity sets a line's quantity in a draft order.
+func (s *Service) ChangeItemQuantity(ctx context.Context, req *ordersv1.ChangeItemQuantityRequest) (*ordersv1.ChangeItemQuantityResponse, error) {
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.ChangeItemQuantity{
+		SKU: req.GetSku(), Quantity: req.GetQuantity(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.ChangeItemQuantityResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// SetShippingAddress sets the shipping address before payment.
+func (s *Service) SetShippingAddress(ctx context.Context, req *ordersv1.SetShippingAddressRequest) (*ordersv1.SetShippingAddressResponse, error) {
+	if req.GetShippingAddress() == nil {
+		return nil, rpcerr.Invalid("shipping_address", "required")
+	}
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.SetShippingAddress{
+		Address: *convert.AddressFromProto(req.GetShippingAddress()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.SetShippingAddressResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// PlaceOrder submits a draft order.
+func (s *Service) PlaceOrder(ctx context.Context, req *ordersv1.PlaceOrderRequest) (*ordersv1.PlaceOrderResponse, error) {
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.PlaceOrder{})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.PlaceOrderResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// RecordPayment records a payment provider's outcome.
+func (s *Service) RecordPayment(ctx context.Context, req *ordersv1.RecordPaymentRequest) (*ordersv1.RecordPaymentResponse, error) {
+	var authorized bool
+	switch req.GetOutcome() {
+	case ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED:
+		authorized = true
+	case ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED:
+	default:
+		return nil, rpcerr.Invalid("outcome", "must be PAYMENT_OUTCOME_AUTHORIZED or PAYMENT_OUTCOME_DECLINED")
+	}
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.RecordPayment{
+		Authorized: authorized, PaymentRef: req.GetPaymentRef(), Amount: req.GetAmount(),
+		Currency: req.GetCurrency(), Reason: req.GetReason(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.RecordPaymentResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// CancelOrder cancels an unpaid order.
+func (s *Service) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.CancelOrder{Reason: req.GetReason()})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.CancelOrderResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// ShipOrder records shipment of a paid order.
+func (s *Service) ShipOrder(ctx context.Context, req *ordersv1.ShipOrderRequest) (*ordersv1.ShipOrderResponse, error) {
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.ShipOrder{
+		Carrier: req.GetCarrier(), TrackingNumber: req.GetTrackingNumber(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.ShipOrderResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// ConfirmDelivery records delivery of a shipped order.
+func (s *Service) ConfirmDelivery(ctx context.Context, req *ordersv1.ConfirmDeliveryRequest) (*ordersv1.ConfirmDeliveryResponse, error) {
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.ConfirmDelivery{})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.ConfirmDeliveryResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+func (r result) order() *ordersv1.Order { return convert.OrderToProto(r.state, r.revision) }

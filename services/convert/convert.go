@@ -1,0 +1,281 @@
+// Package convert holds the named converters between the protobuf contract
+// (package ordersv1) and the domain (package order): requests to commands,
+// domain state to the Order message, and domain events to and from the stored
+// event payload. Keeping them in one place means the command side, the
+// projections and the audit service agree byte for byte on what history
+// means.
+package convert
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/order"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// ErrUnknownEventType reports a stored event whose type this build does not
+// know: written by a newer version, or not by this system at all.
+var ErrUnknownEventType = errors.New("convert: unknown event type")
+
+// ErrCorruptEvent reports a stored payload that does not decode, or whose
+// payload case disagrees with its type header.
+var ErrCorruptEvent = errors.New("convert: corrupt event payload")
+
+// StatusToProto maps a domain status to its enum value.
+func StatusToProto(s order.Status) ordersv1.OrderStatus {
+	switch s {
+	case order.StatusDraft:
+		return ordersv1.OrderStatus_ORDER_STATUS_DRAFT
+	case order.StatusPlaced:
+		return ordersv1.OrderStatus_ORDER_STATUS_PLACED
+	case order.StatusPaid:
+		return ordersv1.OrderStatus_ORDER_STATUS_PAID
+	case order.StatusPaymentDeclined:
+		return ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED
+	case order.StatusShipped:
+		return ordersv1.OrderStatus_ORDER_STATUS_SHIPPED
+	case order.StatusDelivered:
+		return ordersv1.OrderStatus_ORDER_STATUS_DELIVERED
+	case order.StatusCancelled:
+		return ordersv1.OrderStatus_ORDER_STATUS_CANCELLED
+	default:
+		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED
+	}
+}
+
+// StatusFromProto maps an enum value to a domain status; ok is false for
+// UNSPECIFIED and for values this build does not know.
+func StatusFromProto(s ordersv1.OrderStatus) (order.Status, bool) {
+	switch s {
+	case ordersv1.OrderStatus_ORDER_STATUS_DRAFT:
+		return order.StatusDraft, true
+	case ordersv1.OrderStatus_ORDER_STATUS_PLACED:
+		return order.StatusPlaced, true
+	case ordersv1.OrderStatus_ORDER_STATUS_PAID:
+		return order.StatusPaid, true
+	case ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED:
+		return order.StatusPaymentDeclined, true
+	case ordersv1.OrderStatus_ORDER_STATUS_SHIPPED:
+		return order.StatusShipped, true
+	case ordersv1.OrderStatus_ORDER_STATUS_DELIVERED:
+		return order.StatusDelivered, true
+	case ordersv1.OrderStatus_ORDER_STATUS_CANCELLED:
+		return order.StatusCancelled, true
+	default:
+		return order.StatusUnspecified, false
+	}
+}
+
+// AddressToProto converts an address; nil stays nil.
+func AddressToProto(a *order.Address) *ordersv1.Address {
+	if a == nil {
+		return nil
+	}
+	return &ordersv1.Address{
+		Name: a.Name, Line1: a.Line1, Line2: a.Line2, City: a.City,
+		Region: a.Region, PostalCode: a.PostalCode, Country: a.Country,
+	}
+}
+
+// AddressFromProto converts an address; nil stays nil.
+func AddressFromProto(a *ordersv1.Address) *order.Address {
+	if a == nil {
+		return nil
+	}
+	return &order.Address{
+		Name: a.GetName(), Line1: a.GetLine1(), Line2: a.GetLine2(), City: a.GetCity(),
+		Region: a.GetRegion(), PostalCode: a.GetPostalCode(), Country: a.GetCountry(),
+	}
+}
+
+// LinesToProto converts lines, filling each line total.
+func LinesToProto(lines []order.Line) []*ordersv1.LineItem {
+	if len(lines) == 0 {
+		return nil
+	}
+	out := make([]*ordersv1.LineItem, len(lines))
+	for i, l := range lines {
+		out[i] = &ordersv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, UnitPrice: l.UnitPrice, LineTotal: l.Quantity * l.UnitPrice}
+	}
+	return out
+}
+
+// LinesFromProto converts lines; line_total is output only and ignored.
+func LinesFromProto(lines []*ordersv1.LineItem) []order.Line {
+	if len(lines) == 0 {
+		return nil
+	}
+	out := make([]order.Line, len(lines))
+	for i, l := range lines {
+		out[i] = order.Line{SKU: l.GetSku(), Quantity: l.GetQuantity(), UnitPrice: l.GetUnitPrice()}
+	}
+	return out
+}
+
+// OrderToProto converts a folded state. revision is the stream position of
+// the order's last event, which the domain does not know.
+func OrderToProto(s order.State, revision uint64) *ordersv1.Order {
+	return &ordersv1.Order{
+		OrderId:         s.ID,
+		CustomerId:      s.CustomerID,
+		Status:          StatusToProto(s.Status),
+		Currency:        s.Currency,
+		Lines:           LinesToProto(s.Lines),
+		ShippingAddress: AddressToProto(s.Shipping),
+		Total:           s.Total,
+		PaymentRef:      s.PaymentRef,
+		DeclineReason:   s.DeclineReason,
+		CancelReason:    s.CancelReason,
+		Carrier:         s.Carrier,
+		TrackingNumber:  s.TrackingNumber,
+		Revision:        revision,
+		Version:         uint32(s.Version),
+		CreatedAt:       Timestamp(s.CreatedAt),
+		UpdatedAt:       Timestamp(s.UpdatedAt),
+		PlacedAt:        Timestamp(s.PlacedAt),
+		PaidAt:          Timestamp(s.PaidAt),
+		ShippedAt:       Timestamp(s.ShippedAt),
+		DeliveredAt:     Timestamp(s.DeliveredAt),
+		CancelledAt:     Timestamp(s.CancelledAt),
+	}
+}
+
+// Timestamp converts a time, leaving the zero time unset rather than 1970.
+func Timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// EncodeEvent marshals a domain event into the stored payload, an
+// ordersv1.Event with the matching case set, and returns its type name.
+func EncodeEvent(e order.Event) (eventType string, data []byte, err error) {
+	pb, err := EventToProto(e)
+	if err != nil {
+		return "", nil, err
+	}
+	data, err = proto.MarshalOptions{Deterministic: true}.Marshal(pb)
+	if err != nil {
+		return "", nil, fmt.Errorf("convert: marshal %s: %w", e.EventType(), err)
+	}
+	return e.EventType(), data, nil
+}
+
+// DecodeEvent unmarshals a stored payload. It returns ErrUnknownEventType
+// for a type this build does not know and ErrCorruptEvent when the bytes do
+// not decode or carry a different case than eventType says.
+func DecodeEvent(eventType string, data []byte) (order.Event, error) {
+	var pb ordersv1.Event
+	if err := proto.Unmarshal(data, &pb); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptEvent, eventType, err)
+	}
+	e, err := EventFromProto(&pb)
+	if err != nil {
+		return nil, err
+	}
+	if e.EventType() != eventType {
+		if !knownType(eventType) {
+			return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
+		}
+		return nil, fmt.Errorf("%w: header says %s, payload holds %s", ErrCorruptEvent, eventType, e.EventType())
+	}
+	return e, nil
+}
+
+func knownType(t string) bool {
+	for _, k := range order.EventTypes {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
+// EventToProto converts a domain event to its contract message.
+func EventToProto(e order.Event) (*ordersv1.Event, error) {
+	var pb ordersv1.Event
+	switch e := e.(type) {
+	case order.OrderCreated:
+		pb.Event = &ordersv1.Event_OrderCreated{OrderCreated: &ordersv1.OrderCreated{
+			OrderId: e.OrderID, CustomerId: e.CustomerID, Currency: e.Currency,
+			Lines: linesToEventProto(e.Lines), ShippingAddress: AddressToProto(e.Shipping),
+		}}
+	case order.ItemAdded:
+		pb.Event = &ordersv1.Event_ItemAdded{ItemAdded: &ordersv1.ItemAdded{Sku: e.SKU, Quantity: e.Quantity, UnitPrice: e.UnitPrice}}
+	case order.ItemRemoved:
+		pb.Event = &ordersv1.Event_ItemRemoved{ItemRemoved: &ordersv1.ItemRemoved{Sku: e.SKU}}
+	case order.ItemQuantityChanged:
+		pb.Event = &ordersv1.Event_ItemQuantityChanged{ItemQuantityChanged: &ordersv1.ItemQuantityChanged{Sku: e.SKU, Quantity: e.Quantity}}
+	case order.ShippingAddressSet:
+		pb.Event = &ordersv1.Event_ShippingAddressSet{ShippingAddressSet: &ordersv1.ShippingAddressSet{ShippingAddress: AddressToProto(&e.Address)}}
+	case order.OrderPlaced:
+		pb.Event = &ordersv1.Event_OrderPlaced{OrderPlaced: &ordersv1.OrderPlaced{Total: e.Total}}
+	case order.PaymentAuthorized:
+		pb.Event = &ordersv1.Event_PaymentAuthorized{PaymentAuthorized: &ordersv1.PaymentAuthorized{PaymentRef: e.PaymentRef, Amount: e.Amount}}
+	case order.PaymentDeclined:
+		pb.Event = &ordersv1.Event_PaymentDeclined{PaymentDeclined: &ordersv1.PaymentDeclined{PaymentRef: e.PaymentRef, Reason: e.Reason}}
+	case order.OrderCancelled:
+		pb.Event = &ordersv1.Event_OrderCancelled{OrderCancelled: &ordersv1.OrderCancelled{Reason: e.Reason}}
+	case order.OrderShipped:
+		pb.Event = &ordersv1.Event_OrderShipped{OrderShipped: &ordersv1.OrderShipped{Carrier: e.Carrier, TrackingNumber: e.TrackingNumber}}
+	case order.OrderDelivered:
+		pb.Event = &ordersv1.Event_OrderDelivered{OrderDelivered: &ordersv1.OrderDelivered{}}
+	default:
+		return nil, fmt.Errorf("%w: %T", ErrUnknownEventType, e)
+	}
+	return &pb, nil
+}
+
+// EventFromProto converts a contract message to a domain event. It returns
+// ErrUnknownEventType when no case this build knows is set.
+func EventFromProto(pb *ordersv1.Event) (order.Event, error) {
+	switch e := pb.GetEvent().(type) {
+	case *ordersv1.Event_OrderCreated:
+		c := e.OrderCreated
+		return order.OrderCreated{
+			OrderID: c.GetOrderId(), CustomerID: c.GetCustomerId(), Currency: c.GetCurrency(),
+			Lines: LinesFromProto(c.GetLines()), Shipping: AddressFromProto(c.GetShippingAddress()),
+		}, nil
+	case *ordersv1.Event_ItemAdded:
+		return order.ItemAdded{SKU: e.ItemAdded.GetSku(), Quantity: e.ItemAdded.GetQuantity(), UnitPrice: e.ItemAdded.GetUnitPrice()}, nil
+	case *ordersv1.Event_ItemRemoved:
+		return order.ItemRemoved{SKU: e.ItemRemoved.GetSku()}, nil
+	case *ordersv1.Event_ItemQuantityChanged:
+		return order.ItemQuantityChanged{SKU: e.ItemQuantityChanged.GetSku(), Quantity: e.ItemQuantityChanged.GetQuantity()}, nil
+	case *ordersv1.Event_ShippingAddressSet:
+		var a order.Address
+		if p := AddressFromProto(e.ShippingAddressSet.GetShippingAddress()); p != nil {
+			a = *p
+		}
+		return order.ShippingAddressSet{Address: a}, nil
+	case *ordersv1.Event_OrderPlaced:
+		return order.OrderPlaced{Total: e.OrderPlaced.GetTotal()}, nil
+	case *ordersv1.Event_PaymentAuthorized:
+		return order.PaymentAuthorized{PaymentRef: e.PaymentAuthorized.GetPaymentRef(), Amount: e.PaymentAuthorized.GetAmount()}, nil
+	case *ordersv1.Event_PaymentDeclined:
+		return order.PaymentDeclined{PaymentRef: e.PaymentDeclined.GetPaymentRef(), Reason: e.PaymentDeclined.GetReason()}, nil
+	case *ordersv1.Event_OrderCancelled:
+		return order.OrderCancelled{Reason: e.OrderCancelled.GetReason()}, nil
+	case *ordersv1.Event_OrderShipped:
+		return order.OrderShipped{Carrier: e.OrderShipped.GetCarrier(), TrackingNumber: e.OrderShipped.GetTrackingNumber()}, nil
+	case *ordersv1.Event_OrderDelivered:
+		return order.OrderDelivered{}, nil
+	default:
+		return nil, ErrUnknownEventType
+	}
+}
+
+// linesToEventProto stores lines without line_total: history records facts
+// given, not values derived from them.
+func linesToEventProto(lines []order.Line) []*ordersv1.LineItem {
+	out := LinesToProto(lines)
+	for _, l := range out {
+		l.LineTotal = 0
+	}
+	return out
+}

@@ -1,0 +1,77 @@
+// Package rpcerr maps errors to gRPC statuses at the edge of every service.
+// Domain and store sentinels become their codes with client-safe messages;
+// anything else is logged here, once, and answered with a bare INTERNAL so
+// internal text never reaches a client.
+package rpcerr
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ErrStaleRevision reports that a caller-supplied expected revision no
+// longer matches the order.
+var ErrStaleRevision = errors.New("order was changed since the expected revision")
+
+// ErrContention reports that server-side retries on conflict were used up.
+var ErrContention = errors.New("too many concurrent changes to the order; retry")
+
+// Invalid builds an INVALID_ARGUMENT status for one request field, with a
+// BadRequest detail so clients can point at the field.
+func Invalid(field, reason string) error {
+	st := status.New(codes.InvalidArgument, field+": "+reason)
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: reason}}}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
+// ToStatus converts err into a gRPC status error. A status error passes
+// through unchanged. log receives internal errors; it may be nil.
+func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var fe *order.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return Invalid(fe.Field, fe.Reason)
+	case errors.Is(err, order.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, eventstore.ErrInvalidOrderID):
+		return Invalid("order_id", "must be 1-64 characters without spaces, '.', '*' or '>'")
+	case errors.Is(err, order.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, order.ErrAlreadyExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, order.ErrFailedPrecondition):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrStaleRevision), errors.Is(err, ErrContention):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, eventstore.ErrTooLarge):
+		return status.Error(codes.ResourceExhausted, "request too large")
+	case errors.Is(err, eventstore.ErrUnavailable):
+		if log != nil {
+			log.WarnContext(ctx, "event store unavailable", "err", err)
+		}
+		return status.Error(codes.Unavailable, "event store unavailable, retry later")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request cancelled")
+	}
+	if log != nil {
+		log.ErrorContext(ctx, "internal error", "err", err)
+	}
+	return status.Error(codes.Internal, "internal error")
+}
