@@ -126,9 +126,14 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 	}
 	meta := s.metadata(ctx, requestID)
 	for attempt := 0; attempt < s.maxAttempts; attempt++ {
-		recs, err := s.store.Load(ctx, orderID)
-		if err != nil {
-			return result{}, err
+		var recs []eventstore.Recorded
+		// A freshly generated UUIDv7 has no history: skip the load and let
+		// the append's expected revision 0 prove it.
+		if !generatedID || attempt > 0 {
+			var err error
+			if recs, err = s.store.Load(ctx, orderID); err != nil {
+				return result{}, err
+			}
 		}
 		st, revision, original, err := fold(recs, requestID)
 		if err != nil {
