@@ -23,6 +23,7 @@ const (
 	HeaderActor         = "Orders-Actor"
 	HeaderOccurredAt    = "Orders-Occurred-At"
 	HeaderHash          = "Orders-Hash"
+	HeaderPrevHash      = "Orders-Prev-Hash"
 	// HeaderTraceParent and HeaderTraceState are the W3C trace context names,
 	// lower case as the W3C specifies, so standard propagators find them.
 	HeaderTraceParent = "traceparent"
@@ -45,6 +46,7 @@ type Metadata struct {
 	TraceParent   string    // traceparent (W3C trace context)
 	TraceState    string    // tracestate (W3C trace context)
 	Hash          string    // Orders-Hash (hex) of the audit hash chain; carried, never computed here
+	PrevHash      string    // Orders-Prev-Hash (hex): the hash this event chains to, so a gap is told apart from an alteration
 }
 
 // EventData is one event to append. Data is opaque to the store.
@@ -128,6 +130,7 @@ func eventHeader(ev *EventData) (nats.Header, error) {
 		{HeaderTraceParent, m.TraceParent},
 		{HeaderTraceState, m.TraceState},
 		{HeaderHash, m.Hash},
+		{HeaderPrevHash, m.PrevHash},
 	} {
 		if err := set(kv.k, kv.v); err != nil {
 			return nil, err
@@ -186,6 +189,7 @@ func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, dat
 			TraceParent:   h.Get(HeaderTraceParent),
 			TraceState:    h.Get(HeaderTraceState),
 			Hash:          h.Get(HeaderHash),
+			PrevHash:      h.Get(HeaderPrevHash),
 		},
 	}
 	if at := h.Get(HeaderOccurredAt); at != "" {

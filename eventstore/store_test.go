@@ -91,6 +91,7 @@ func TestAppendLoadRoundTrip(t *testing.T) {
 		TraceParent:   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		TraceState:    "vendor=opaque",
 		Hash:          "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		PrevHash:      "0000000000000000000000000000000000000000000000000000000000000000",
 	}
 	first := eventstore.EventData{Type: "OrderCreated", Data: []byte{0, 1, 2, 0xff}, Meta: meta}
 	res, err := e.store.Append(ctx, "order-1", 0, []eventstore.EventData{first})
