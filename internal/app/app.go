@@ -18,9 +18,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/natsembed"
+	"github.com/orderstream/orderstream/internal/telemetry"
 	"github.com/orderstream/orderstream/services/command"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -97,11 +100,32 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		return fmt.Errorf("event store: %w", err)
 	}
 
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMsgSize))
+	tel, err := telemetry.Setup(ctx, "ordersd")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+	traced, err := otelstore.Wrap(store, tel.Tracer, tel.Meter)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+
+	srv := grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
+		grpc.ChainUnaryInterceptor(telemetry.UnaryLogger(log)),
+		grpc.ChainStreamInterceptor(telemetry.StreamLogger(log)),
+	)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
-	ordersv1.RegisterOrderCommandServiceServer(srv, command.New(store, command.WithLogger(log)))
+	ordersv1.RegisterOrderCommandServiceServer(srv, command.New(traced, command.WithLogger(log)))
 	hs.SetServingStatus(ordersv1.OrderCommandService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)

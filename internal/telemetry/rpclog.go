@@ -1,0 +1,42 @@
+package telemetry
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// UnaryLogger logs one line per unary RPC: method, code and duration. It
+// never logs request or response bodies, which hold personal data.
+func UnaryLogger(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		res, err := handler(ctx, req)
+		logRPC(ctx, log, info.FullMethod, start, err)
+		return res, err
+	}
+}
+
+// StreamLogger is UnaryLogger for streaming RPCs; the line is written when
+// the stream ends.
+func StreamLogger(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		logRPC(ss.Context(), log, info.FullMethod, start, err)
+		return err
+	}
+}
+
+func logRPC(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
+	code := status.Code(err)
+	level := slog.LevelInfo
+	if code.String() == "Internal" || code.String() == "Unknown" || code.String() == "DataLoss" {
+		level = slog.LevelError
+	}
+	log.LogAttrs(ctx, level, "rpc", slog.String("method", method), slog.String("code", code.String()),
+		slog.Duration("duration", time.Since(start)))
+}

@@ -1,0 +1,171 @@
+// Package telemetry sets up OpenTelemetry tracing and metrics and the slog
+// logger for ordersd.
+//
+// Tracing is configured by the standard OTEL_* variables. With neither
+// OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set (or
+// with OTEL_TRACES_EXPORTER=none) no tracer provider is installed: spans are
+// the API's no-ops and cost next to nothing. OTEL_EXPORTER_OTLP_PROTOCOL
+// picks "grpc" (the default here, what Jaeger listens for on 4317) or
+// "http/protobuf"; OTEL_TRACES_SAMPLER and OTEL_SERVICE_NAME are read by the
+// SDK itself. The propagator is always W3C tracecontext + baggage, so trace
+// context crosses gRPC, HTTP and NATS headers even when this process does not
+// export.
+//
+// Metrics always exist: an OpenTelemetry meter provider feeding a
+// Prometheus registry, served by MetricsHandler on /metrics.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	promexporter "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Telemetry holds the providers ordersd passes to its components.
+type Telemetry struct {
+	// Tracer is the provider to instrument with; a no-op when export is off.
+	Tracer trace.TracerProvider
+	// Meter feeds the Prometheus registry behind MetricsHandler.
+	Meter metric.MeterProvider
+	// MetricsHandler serves the Prometheus text format.
+	MetricsHandler http.Handler
+	// Exporting says whether spans leave the process.
+	Exporting bool
+
+	shutdown []func(context.Context) error
+}
+
+// Option configures Setup.
+type Option func(*setup)
+
+type setup struct {
+	spanProcessor sdktrace.SpanProcessor
+	getenv        func(string) string
+}
+
+// WithSpanProcessor adds a span processor and turns tracing on regardless of
+// the environment; tests use it with tracetest.SpanRecorder.
+func WithSpanProcessor(p sdktrace.SpanProcessor) Option {
+	return func(s *setup) { s.spanProcessor = p }
+}
+
+// WithEnv replaces os.Getenv, so tests need not touch the process
+// environment.
+func WithEnv(getenv func(string) string) Option { return func(s *setup) { s.getenv = getenv } }
+
+// Setup builds the providers and installs them as the globals, with the
+// tracecontext + baggage propagator. serviceName is used when
+// OTEL_SERVICE_NAME is unset. Call Shutdown to flush exports.
+func Setup(ctx context.Context, serviceName string, opts ...Option) (*Telemetry, error) {
+	s := setup{getenv: os.Getenv}
+	for _, o := range opts {
+		o(&s)
+	}
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(serviceNameOr(s.getenv, serviceName))))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+	t := &Telemetry{Tracer: noop.NewTracerProvider()}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exp, err := promexporter.New(promexporter.WithRegisterer(reg))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
+	t.Meter = mp
+	t.MetricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	t.shutdown = append(t.shutdown, mp.Shutdown)
+	otel.SetMeterProvider(mp)
+
+	var tpOpts []sdktrace.TracerProviderOption
+	if s.spanProcessor != nil {
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(s.spanProcessor))
+	}
+	if exporterWanted(s.getenv) {
+		sp, err := newExporter(ctx, s.getenv)
+		if err != nil {
+			return nil, err
+		}
+		tpOpts = append(tpOpts, sdktrace.WithBatcher(sp))
+		t.Exporting = true
+	}
+	if len(tpOpts) > 0 {
+		tp := sdktrace.NewTracerProvider(append(tpOpts, sdktrace.WithResource(res))...)
+		t.Tracer = tp
+		t.shutdown = append(t.shutdown, tp.Shutdown)
+		otel.SetTracerProvider(tp)
+	}
+	return t, nil
+}
+
+// Shutdown flushes and stops the providers.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	var errs []error
+	for i := len(t.shutdown) - 1; i >= 0; i-- {
+		errs = append(errs, t.shutdown[i](ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func serviceNameOr(getenv func(string) string, def string) string {
+	if v := getenv("OTEL_SERVICE_NAME"); v != "" {
+		return v
+	}
+	return def
+}
+
+func exporterWanted(getenv func(string) string) bool {
+	if strings.EqualFold(getenv("OTEL_TRACES_EXPORTER"), "none") || strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
+		return false
+	}
+	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+}
+
+// newExporter builds the OTLP exporter; the exporters read the endpoint,
+// headers, timeout and TLS settings from the OTEL_EXPORTER_OTLP_* variables
+// themselves.
+func newExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
+	proto := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	if proto == "" {
+		proto = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	switch proto {
+	case "", "grpc":
+		e, err := otlptracegrpc.New(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTLP/gRPC exporter: %w", err)
+		}
+		return e, nil
+	case "http/protobuf":
+		e, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTLP/HTTP exporter: %w", err)
+		}
+		return e, nil
+	default:
+		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not grpc or http/protobuf", proto)
+	}
+}
