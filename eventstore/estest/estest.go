@@ -3,6 +3,7 @@
 package estest
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -55,4 +56,34 @@ func Connect(t testing.TB, srv *server.Server) (*nats.Conn, jetstream.JetStream)
 		t.Fatalf("estest: jetstream: %v", err)
 	}
 	return nc, js
+}
+
+// Stop shuts srv down, as in a NATS outage, and returns a function that
+// starts a new server on the same port and store directory, as an operator
+// restarting NATS would; clients reconnect to it. The new server is shut
+// down when t ends.
+func Stop(t testing.TB, srv *server.Server) (restart func() *server.Server) {
+	t.Helper()
+	port := srv.Addr().(*net.TCPAddr).Port
+	dir := srv.StoreDir()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	return func() *server.Server {
+		t.Helper()
+		next, err := server.NewServer(&server.Options{
+			Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
+		})
+		if err != nil {
+			t.Fatalf("estest: restart nats-server: %v", err)
+		}
+		next.Start()
+		t.Cleanup(func() {
+			next.Shutdown()
+			next.WaitForShutdown()
+		})
+		if !next.ReadyForConnections(10 * time.Second) {
+			t.Fatal("estest: restarted nats-server not ready after 10s")
+		}
+		return next
+	}
 }

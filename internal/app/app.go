@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ import (
 // configured port was 0.
 type Addrs struct {
 	GRPC string
+	HTTP string
 	NATS string // empty when joined to an external cluster
 }
 
@@ -133,10 +135,39 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		return fmt.Errorf("GRPC_ADDR: %w", err)
 	}
 	addrs.GRPC = lis.Addr().String()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(lis) }()
 
-	log.Info("ordersd listening", "grpc", addrs.GRPC, "nats", natsDescription(addrs, cfg), "data_dir", cfg.DataDir)
+	checks := []Check{
+		{Name: "nats", Fn: func(context.Context) error {
+			if !nc.IsConnected() {
+				return errors.New("not connected: " + nc.Status().String())
+			}
+			return nil
+		}},
+		{Name: "stream", Fn: func(ctx context.Context) error {
+			_, err := store.Head(ctx)
+			return err
+		}},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.Handle("GET /readyz", readyz(checks))
+	mux.Handle("GET /metrics", tel.MetricsHandler)
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	hlis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		srv.Stop()
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	addrs.HTTP = hlis.Addr().String()
+	go func() {
+		if err := httpSrv.Serve(hlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	}()
+
+	log.Info("ordersd listening", "grpc", addrs.GRPC, "http", addrs.HTTP, "nats", natsDescription(addrs, cfg), "data_dir", cfg.DataDir)
 	if ready != nil {
 		ready(addrs)
 	}
@@ -147,6 +178,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	case runErr = <-serveErr:
 	}
 	hs.Shutdown()
+	hctx, hcancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	if err := httpSrv.Shutdown(hctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	hcancel()
 	drained := make(chan struct{})
 	go func() {
 		srv.GracefulStop()

@@ -2,12 +2,15 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/config"
 	"google.golang.org/grpc"
@@ -18,9 +21,13 @@ import (
 
 // run starts the whole system in-process on dir and returns its addresses
 // and a stop function that waits for a clean shutdown.
-func run(t *testing.T, dir string) (app.Addrs, func()) {
+func run(t *testing.T, dir string, extra ...string) (app.Addrs, func()) {
 	t.Helper()
-	cfg, err := config.FromMap(map[string]string{"DATA_DIR": dir, "GRPC_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"})
+	vars := map[string]string{"DATA_DIR": dir, "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		vars[extra[i]] = extra[i+1]
+	}
+	cfg, err := config.FromMap(vars)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,5 +127,56 @@ func assertReflection(t *testing.T, conn *grpc.ClientConn) {
 	}
 	if !found {
 		t.Fatalf("reflection does not list the command service: %v", res)
+	}
+}
+
+func getJSON(t *testing.T, url string) (int, map[string]any) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	return res.StatusCode, body
+}
+
+// /readyz follows the NATS connection: 503 naming the failed checks while
+// NATS is gone, 200 again once it is back, without restarting ordersd.
+func TestReadyzFollowsNATS(t *testing.T) {
+	ns := estest.StartServer(t)
+	addrs, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL())
+	base := "http://" + addrs.HTTP
+	if code, body := getJSON(t, base+"/readyz"); code != http.StatusOK {
+		t.Fatalf("readyz before outage: %d %v", code, body)
+	}
+	if code, _ := getJSON(t, base+"/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz: %d", code)
+	}
+	restart := estest.Stop(t, ns)
+	code, body := getJSON(t, base+"/readyz")
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz during outage: %d %v", code, body)
+	}
+	if checks, _ := body["checks"].(map[string]any); checks["nats"] == "ok" {
+		t.Fatalf("nats check passes during outage: %v", body)
+	}
+	if code, _ := getJSON(t, base+"/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz must stay up during a NATS outage: %d", code)
+	}
+	restart()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body = getJSON(t, base+"/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz did not recover: %d %v", code, body)
+		}
+		time.Sleep(50 * time.Millisecond) // polling an HTTP probe, as an orchestrator does
 	}
 }

@@ -25,6 +25,8 @@ type Config struct {
 	DataDir string `env:"DATA_DIR" envDefault:"./data"`
 	// GRPCAddr is the gRPC listen address.
 	GRPCAddr string `env:"GRPC_ADDR" envDefault:"127.0.0.1:50051"`
+	// HTTPAddr serves REST, /openapi.json, /metrics, /healthz and /readyz.
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080"`
 	// NATSListen is the embedded server's client address, so the nats CLI
 	// can look in. Port 0 picks a free port.
 	NATSListen string `env:"NATS_LISTEN" envDefault:"127.0.0.1:4222"`
@@ -79,7 +81,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("DATA_DIR: must not be empty"))
 	}
-	for name, addr := range map[string]string{"GRPC_ADDR": c.GRPCAddr, "NATS_LISTEN": c.NATSListen} {
+	for name, addr := range map[string]string{"GRPC_ADDR": c.GRPCAddr, "HTTP_ADDR": c.HTTPAddr, "NATS_LISTEN": c.NATSListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port", name, addr))
 		}
