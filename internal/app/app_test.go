@@ -3,9 +3,9 @@ package app_test
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"io"
 	"log/slog"
+	"net/http"
 	"testing"
 	"time"
 

@@ -55,7 +55,7 @@ func TestEventRoundTrip(t *testing.T) {
 func TestDecodeRejects(t *testing.T) {
 	_, placed, _ := convert.EncodeEvent(order.OrderPlaced{Total: 1})
 	future, _ := proto.Marshal(&ordersv1.Event{}) // no case this build knows
-	future = append(future, 0xa2, 0x06, 0x00)      // field 100, empty bytes
+	future = append(future, 0xa2, 0x06, 0x00)     // field 100, empty bytes
 	for _, tt := range []struct {
 		name, typ string
 		data      []byte
