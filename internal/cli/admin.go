@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+func (a *app) adminCmd() *cobra.Command {
+	c := &cobra.Command{Use: "admin", Short: "Operate ordersd: read-model rebuilds, health"}
+	c.AddCommand(a.rebuildCmd(), a.healthCmd())
+	return c
+}
+
+func (a *app) rebuildCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rebuild",
+		Short: "Rebuild the read model from the log without downtime",
+		Long: `Replays the whole log into a new read model beside the live one, which
+keeps serving queries, and swaps it in once caught up. Progress is shown on a
+terminal; with -o json each progress message is printed as a JSON line.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			stream, err := ordersv1.NewOrderAdminServiceClient(conn).RebuildReadModel(a.streamCtx(cmd.Context()), &ordersv1.RebuildReadModelRequest{})
+			if err != nil {
+				return err
+			}
+			bar := newProgress(a, "rebuilding")
+			var last *ordersv1.RebuildReadModelResponse
+			for {
+				res, err := stream.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					bar.done()
+					return err
+				}
+				last = res
+				if a.output == "json" {
+					if err := a.printJSON(res); err != nil {
+						return err
+					}
+					continue
+				}
+				bar.update(res.GetPosition(), res.GetTargetPosition(), res.GetEventsDone())
+			}
+			bar.done()
+			if a.output != "json" && last != nil {
+				fmt.Fprintf(a.io.Out, "rebuilt %d events up to position %d (%.0f events/s); swapped: %v\n",
+					last.GetEventsDone(), last.GetPosition(), last.GetEventsPerSecond(), last.GetSwapped())
+			}
+			return nil
+		},
+	}
+}
+
+// services are the names whose health ordersd reports; "" is the server as
+// a whole.
+var services = []string{"", "orders.v1.OrderCommandService", "orders.v1.OrderQueryService", "orders.v1.OrderAuditService", "orders.v1.OrderAdminService"}
+
+func (a *app) healthCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "health", Short: "Show the gRPC health of each service; exits 4 unless all serve", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			client := healthpb.NewHealthClient(conn)
+			result := map[string]any{}
+			w := table(a.io.Out)
+			fmt.Fprintln(w, "SERVICE\tSTATUS")
+			var firstErr error
+			for _, s := range services {
+				ctx, cancel := a.callCtx(cmd.Context())
+				res, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: s})
+				cancel()
+				st := res.GetStatus().String()
+				if err != nil {
+					st = "UNKNOWN (" + status.Code(err).String() + ")"
+					if status.Code(err).String() != "NotFound" && firstErr == nil {
+						firstErr = err
+					}
+				} else if res.GetStatus() != healthpb.HealthCheckResponse_SERVING && firstErr == nil {
+					firstErr = status.Error(codes.Unavailable, fmt.Sprintf("%s is %s", name(s), st))
+				}
+				result[name(s)] = st
+				fmt.Fprintf(w, "%s\t%s\n", name(s), st)
+			}
+			if a.output == "json" {
+				v, err := structpb.NewStruct(result)
+				if err != nil {
+					return err
+				}
+				if err := a.printJSON(v); err != nil {
+					return err
+				}
+			} else if err := w.Flush(); err != nil {
+				return err
+			}
+			return firstErr
+		},
+	}
+}
+
+func name(s string) string {
+	if s == "" {
+		return "(server)"
+	}
+	return s
+}

@@ -1,0 +1,311 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+func (a *app) auditCmd() *cobra.Command {
+	c := &cobra.Command{Use: "audit", Short: "Read, export and verify order history"}
+	c.AddCommand(a.historyCmd(), a.atCmd(), a.exportCmd(), a.verifyCmd())
+	return c
+}
+
+func (a *app) audit() (ordersv1.OrderAuditServiceClient, error) {
+	conn, err := a.dial()
+	if err != nil {
+		return nil, err
+	}
+	return ordersv1.NewOrderAuditServiceClient(conn), nil
+}
+
+// summary picks the fields of an event a person wants on its timeline line.
+func summary(e *ordersv1.RecordedEvent, currency string) string {
+	ev := e.GetEvent()
+	switch {
+	case ev.GetOrderCreated() != nil:
+		c := ev.GetOrderCreated()
+		return fmt.Sprintf("customer=%s currency=%s lines=%d", c.GetCustomerId(), c.GetCurrency(), len(c.GetLines()))
+	case ev.GetItemAdded() != nil:
+		i := ev.GetItemAdded()
+		return fmt.Sprintf("sku=%s qty=%d price=%s", i.GetSku(), i.GetQuantity(), formatMoney(i.GetUnitPrice(), currency))
+	case ev.GetItemRemoved() != nil:
+		return "sku=" + ev.GetItemRemoved().GetSku()
+	case ev.GetItemQuantityChanged() != nil:
+		i := ev.GetItemQuantityChanged()
+		return fmt.Sprintf("sku=%s qty=%d", i.GetSku(), i.GetQuantity())
+	case ev.GetShippingAddressSet() != nil:
+		return "to=" + address(ev.GetShippingAddressSet().GetShippingAddress())
+	case ev.GetOrderPlaced() != nil:
+		return "total=" + formatMoney(ev.GetOrderPlaced().GetTotal(), currency)
+	case ev.GetPaymentAuthorized() != nil:
+		p := ev.GetPaymentAuthorized()
+		return fmt.Sprintf("ref=%s amount=%s", p.GetPaymentRef(), formatMoney(p.GetAmount(), currency))
+	case ev.GetPaymentDeclined() != nil:
+		p := ev.GetPaymentDeclined()
+		return fmt.Sprintf("ref=%s reason=%q", p.GetPaymentRef(), p.GetReason())
+	case ev.GetOrderCancelled() != nil:
+		return fmt.Sprintf("reason=%q", ev.GetOrderCancelled().GetReason())
+	case ev.GetOrderShipped() != nil:
+		s := ev.GetOrderShipped()
+		return fmt.Sprintf("carrier=%s tracking=%s", s.GetCarrier(), s.GetTrackingNumber())
+	default:
+		return ""
+	}
+}
+
+func (a *app) historyCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use: "history ORDER", Short: "Show an order's events as a timeline", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client, err := a.audit()
+			if err != nil {
+				return err
+			}
+			var events []*ordersv1.RecordedEvent
+			req := &ordersv1.GetOrderHistoryRequest{OrderId: args[0], PageSize: 1000}
+			for {
+				ctx, cancel := a.callCtx(cmd.Context())
+				res, err := client.GetOrderHistory(ctx, req)
+				cancel()
+				if err != nil {
+					return err
+				}
+				events = append(events, res.GetEvents()...)
+				if res.GetNextPageToken() == "" {
+					break
+				}
+				req.PageToken = res.GetNextPageToken()
+			}
+			if a.output == "json" {
+				return a.printJSON(&ordersv1.GetOrderHistoryResponse{Events: events})
+			}
+			currency := ""
+			if len(events) > 0 {
+				currency = events[0].GetEvent().GetOrderCreated().GetCurrency()
+			}
+			w := table(a.io.Out)
+			fmt.Fprintln(w, "VERSION\tTIME\tACTOR\tEVENT\tDETAILS")
+			for _, e := range events {
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", e.GetVersion(), ts(e.GetOccurredAt()), e.GetActor(), a.colour("36", e.GetType()), summary(e, currency))
+			}
+			return w.Flush()
+		},
+	}
+	return c
+}
+
+func (a *app) atCmd() *cobra.Command {
+	var version uint32
+	var at string
+	c := &cobra.Command{
+		Use: "at ORDER", Short: "Show an order's state at a revision or a time, folded from its history", Args: cobra.ExactArgs(1),
+		Example: "  ordersctl audit at 0193c1d2-... --revision 3\n  ordersctl audit at 0193c1d2-... --time 2026-11-24T10:00:00Z",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &ordersv1.GetOrderAtRequest{OrderId: args[0]}
+			switch {
+			case version > 0 && at != "":
+				return usagef("give --revision or --time, not both")
+			case version > 0:
+				req.Point = &ordersv1.GetOrderAtRequest_Version{Version: version}
+			case at != "":
+				t, err := parseTime("time", at)
+				if err != nil {
+					return err
+				}
+				req.Point = &ordersv1.GetOrderAtRequest_Time{Time: t}
+			default:
+				return usagef("give --revision N or --time T")
+			}
+			client, err := a.audit()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.callCtx(cmd.Context())
+			defer cancel()
+			res, err := client.GetOrderAt(ctx, req)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			return a.printOrder(res.GetOrder(), 0)
+		},
+	}
+	c.Flags().Uint32Var(&version, "revision", 0, "state after this many events (1 = as created)")
+	c.Flags().StringVar(&at, "time", "", "state as of this RFC 3339 time")
+	return c
+}
+
+func (a *app) exportCmd() *cobra.Command {
+	var from uint64
+	var since, file string
+	var types, orders []string
+	var follow bool
+	c := &cobra.Command{
+		Use:   "export",
+		Short: "Export the event log as JSON lines",
+		Example: `  ordersctl audit export > events.jsonl
+  ordersctl audit export --type OrderPlaced --order 0193c1d2-... --follow`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &ordersv1.StreamEventsRequest{FromPosition: from, EventTypes: types, OrderIds: orders, Follow: follow}
+			var err error
+			if req.FromTime, err = parseTime("since", since); err != nil {
+				return err
+			}
+			var out io.Writer = a.io.Out
+			if file != "" {
+				f, err := os.Create(file)
+				if err != nil {
+					return usagef("--file: %v", err)
+				}
+				defer f.Close()
+				out = f
+			}
+			bw := bufio.NewWriter(out)
+			defer bw.Flush()
+			client, err := a.audit()
+			if err != nil {
+				return err
+			}
+			ctx := a.streamCtx(cmd.Context())
+			stream, err := client.StreamEvents(ctx, req)
+			if err != nil {
+				return err
+			}
+			line := protojson.MarshalOptions{EmitUnpopulated: true}
+			for {
+				res, err := stream.Recv()
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				b, err := line.Marshal(res.GetEvent())
+				if err != nil {
+					return err
+				}
+				bw.Write(b)
+				bw.WriteByte('\n')
+				if follow {
+					if err := bw.Flush(); err != nil {
+						return err
+					}
+				}
+			}
+		},
+	}
+	c.Flags().Uint64Var(&from, "from", 0, "start at this log position")
+	c.Flags().StringVar(&since, "since", "", "start at this RFC 3339 time")
+	c.Flags().StringArrayVar(&types, "type", nil, "only this event type (repeatable)")
+	c.Flags().StringArrayVar(&orders, "order", nil, "only this order (repeatable)")
+	c.Flags().BoolVar(&follow, "follow", false, "keep streaming new events")
+	c.Flags().StringVar(&file, "file", "", "write to this file instead of stdout")
+	return c
+}
+
+func (a *app) verifyCmd() *cobra.Command {
+	var all bool
+	c := &cobra.Command{
+		Use:   "verify [ORDER]",
+		Short: "Verify hash chains; exits 6 if any is broken",
+		Example: `  ordersctl audit verify 0193c1d2-...
+  ordersctl audit verify --all`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all == (len(args) == 1) {
+				return usagef("give an ORDER or --all")
+			}
+			client, err := a.audit()
+			if err != nil {
+				return err
+			}
+			if !all {
+				ctx, cancel := a.callCtx(cmd.Context())
+				defer cancel()
+				res, err := client.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: args[0]})
+				if err != nil {
+					return err
+				}
+				if a.output == "json" {
+					err = a.printJSON(res)
+				} else {
+					a.printVerdict(res)
+				}
+				if err == nil && !res.GetOk() {
+					err = errBrokenChain
+				}
+				return err
+			}
+			ctx := a.streamCtx(cmd.Context())
+			stream, err := client.VerifyLog(ctx, &ordersv1.VerifyLogRequest{})
+			if err != nil {
+				return err
+			}
+			bar := newProgress(a, "verifying")
+			broken := 0
+			for {
+				res, err := stream.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					bar.done()
+					return err
+				}
+				switch r := res.GetResult().(type) {
+				case *ordersv1.VerifyLogResponse_Progress:
+					bar.update(r.Progress.GetPosition(), r.Progress.GetHead(), r.Progress.GetEventsChecked())
+				case *ordersv1.VerifyLogResponse_Broken:
+					broken++
+					bar.clear()
+					if a.output == "json" {
+						if err := a.printJSON(r.Broken); err != nil {
+							return err
+						}
+					} else {
+						a.printVerdict(r.Broken)
+					}
+				case *ordersv1.VerifyLogResponse_Summary:
+					bar.done()
+					s := r.Summary
+					if a.output == "json" {
+						if err := a.printJSON(s); err != nil {
+							return err
+						}
+					} else {
+						fmt.Fprintf(a.io.Out, "checked %d events in %d orders: %d broken\n", s.GetEventsChecked(), s.GetOrdersChecked(), s.GetOrdersBroken())
+					}
+				}
+			}
+			bar.done()
+			if broken > 0 {
+				return fmt.Errorf("%w in %d order(s)", errBrokenChain, broken)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&all, "all", false, "verify every order in the log")
+	return c
+}
+
+func (a *app) printVerdict(v *ordersv1.VerifyOrderResponse) {
+	if v.GetOk() {
+		fmt.Fprintf(a.io.Out, "%s  %s  %d events\n", v.GetOrderId(), a.colour("32", "ok"), v.GetEventsChecked())
+		return
+	}
+	b := v.GetFirstBreak()
+	kind := strings.ToLower(strings.TrimPrefix(b.GetKind().String(), "CHAIN_BREAK_KIND_"))
+	fmt.Fprintf(a.io.Out, "%s  %s  at position %d (version %d): %s: %s\n", v.GetOrderId(), a.colour("31", "BROKEN"), b.GetPosition(), b.GetVersion(), kind, b.GetDetail())
+}

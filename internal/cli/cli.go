@@ -1,0 +1,260 @@
+// Package cli is ordersctl: a command-line client for ordersd over gRPC.
+//
+// Output is an aligned table for people and, with -o json, the proto3 JSON
+// mapping of the response (stable lowerCamel field names) for scripts.
+// Colours appear only on a terminal and never with NO_COLOR set. Progress
+// goes to stderr and only on a terminal, so it never corrupts piped output.
+//
+// Exit codes: 0 success, 1 usage or invalid argument, 2 not found,
+// 3 conflict (already exists, failed precondition, stale revision),
+// 4 unavailable (server unreachable, deadline, read model behind),
+// 5 any other error, 6 verification found a broken hash chain.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Exit codes.
+const (
+	ExitOK          = 0
+	ExitUsage       = 1
+	ExitNotFound    = 2
+	ExitConflict    = 3
+	ExitUnavailable = 4
+	ExitOther       = 5
+	ExitBrokenChain = 6
+)
+
+// IO is where the CLI reads its environment and writes its output; tests
+// substitute buffers.
+type IO struct {
+	Out, Err io.Writer
+	Getenv   func(string) string
+	// IsTerminal reports whether Out (and Err, for progress) is a terminal.
+	IsTerminal bool
+}
+
+// errBrokenChain makes a verification with broken links exit 6.
+var errBrokenChain = errors.New("hash chain broken")
+
+// usageError marks bad flags or arguments found before any call.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+type app struct {
+	io      IO
+	addr    string
+	token   string
+	actor   string
+	output  string
+	timeout time.Duration
+	tlsOn   bool
+	caFile  string
+	cert    string
+	key     string
+	conn    *grpc.ClientConn
+}
+
+// Run runs ordersctl with args (without the program name) and returns the
+// process exit code. Errors are printed as one line on io.Err.
+func Run(ctx context.Context, args []string, io IO) int {
+	a := &app{io: io}
+	root := a.root()
+	root.SetArgs(args)
+	root.SetOut(io.Out)
+	root.SetErr(io.Err)
+	err := root.ExecuteContext(ctx)
+	if a.conn != nil {
+		_ = a.conn.Close()
+	}
+	if err == nil {
+		return ExitOK
+	}
+	code := exitCode(err)
+	fmt.Fprintln(io.Err, "ordersctl: "+message(err))
+	return code
+}
+
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return ExitUsage
+	case errors.Is(err, errBrokenChain):
+		return ExitBrokenChain
+	case errors.Is(err, context.DeadlineExceeded):
+		return ExitUnavailable
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") || strings.Contains(err.Error(), "arg") {
+			return ExitUsage
+		}
+		return ExitOther
+	}
+	switch st.Code() {
+	case codes.InvalidArgument, codes.OutOfRange:
+		return ExitUsage
+	case codes.NotFound:
+		return ExitNotFound
+	case codes.AlreadyExists, codes.Aborted, codes.FailedPrecondition:
+		return ExitConflict
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+		return ExitUnavailable
+	default:
+		return ExitOther
+	}
+}
+
+// message is the one line a person reads: the server's message for status
+// errors, without the "rpc error: code = ..." wrapping.
+func message(err error) string {
+	if st, ok := status.FromError(err); ok {
+		return codeWords(st.Code()) + ": " + st.Message()
+	}
+	return err.Error()
+}
+
+func (a *app) env(key, def string) string {
+	if a.io.Getenv != nil {
+		if v := a.io.Getenv(key); v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+func (a *app) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ordersctl",
+		Short: "Command-line client for orderstream",
+		Long: `ordersctl talks gRPC to ordersd: create and change orders, query them,
+read and verify their audit history, and administer the read model.
+
+Money is entered and shown in the currency's major unit with its proper
+decimals (EUR 12.50, JPY 1200); the server stores integer minor units.`,
+		Example: `  ordersctl orders create --customer cust-42 --currency EUR --item BOOK-1:2:12.50 \
+      --name Ada --line1 "1 Analytical Way" --city London --country GB
+  ordersctl orders place 0193c1d2-...
+  ordersctl orders list --customer cust-42 --all -o json
+  ordersctl audit history 0193c1d2-...
+  ordersctl audit verify --all`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if a.output != "table" && a.output != "json" {
+				return usagef("--output must be table or json, not %q", a.output)
+			}
+			return nil
+		},
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&a.addr, "addr", a.env("ORDERS_ADDR", "127.0.0.1:50051"), "ordersd gRPC address (env ORDERS_ADDR)")
+	f.StringVar(&a.token, "token", a.env("ORDERS_TOKEN", ""), "bearer token sent as authorization (env ORDERS_TOKEN)")
+	f.StringVar(&a.actor, "actor", a.env("ORDERS_ACTOR", ""), "who is acting, recorded in the audit log (env ORDERS_ACTOR)")
+	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline of each call")
+	f.BoolVar(&a.tlsOn, "tls", false, "use TLS")
+	f.StringVar(&a.caFile, "ca", "", "CA certificate to verify the server (implies --tls)")
+	f.StringVar(&a.cert, "cert", "", "client certificate for mTLS (implies --tls)")
+	f.StringVar(&a.key, "key", "", "client key for mTLS")
+	root.AddCommand(a.ordersCmd(), a.auditCmd(), a.adminCmd())
+	root.CompletionOptions.HiddenDefaultCmd = false
+	return root
+}
+
+// dial connects lazily, so --help and usage errors never need a server.
+func (a *app) dial() (*grpc.ClientConn, error) {
+	if a.conn != nil {
+		return a.conn, nil
+	}
+	creds := insecure.NewCredentials()
+	if a.tlsOn || a.caFile != "" || a.cert != "" {
+		cfg, err := clientTLS(a.caFile, a.cert, a.key)
+		if err != nil {
+			return nil, usagef("tls: %v", err)
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, usagef("--addr %q: %v", a.addr, err)
+	}
+	a.conn = conn
+	return conn, nil
+}
+
+// callCtx adds the deadline and the identity metadata to one call.
+func (a *app) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	return a.streamCtx(ctx), cancel
+}
+
+// streamCtx adds the identity metadata without a deadline, for streams that
+// run as long as the user wants (until Ctrl-C).
+func (a *app) streamCtx(ctx context.Context) context.Context {
+	var md []string
+	if a.token != "" {
+		md = append(md, "authorization", "Bearer "+a.token)
+	}
+	if a.actor != "" {
+		md = append(md, "x-actor", a.actor)
+	}
+	if len(md) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, md...)
+	}
+	return ctx
+}
+
+// colour wraps s in an ANSI colour only for a terminal without NO_COLOR.
+func (a *app) colour(code, s string) string {
+	if !a.io.IsTerminal || a.env("NO_COLOR", "") != "" {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// progressOn says whether to draw progress on stderr.
+func (a *app) progressOn() bool { return a.io.IsTerminal && a.output != "json" }
+
+// Main is the entry point used by cmd/ordersctl.
+func Main() int {
+	fi, err := os.Stdout.Stat()
+	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, os.Args[1:], IO{Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv, IsTerminal: tty})
+}
+
+// codeWords spells a gRPC code for people: "FailedPrecondition" becomes
+// "failed precondition".
+func codeWords(c codes.Code) string {
+	var b strings.Builder
+	for i, r := range c.String() {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToLower(b.String())
+}

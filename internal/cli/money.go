@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// minorDigits is the ISO 4217 exponent of the currencies that differ from
+// the usual two decimals.
+var minorDigits = map[string]int{
+	"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+	"RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+	"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+	"CLF": 4, "UYW": 4,
+}
+
+func digits(currency string) int {
+	if d, ok := minorDigits[strings.ToUpper(currency)]; ok {
+		return d
+	}
+	return 2
+}
+
+// formatMoney renders minor units in the major unit with the currency's
+// decimals: formatMoney(3097, "EUR") = "30.97 EUR".
+func formatMoney(minor int64, currency string) string {
+	d := digits(currency)
+	neg := minor < 0
+	u := uint64(minor)
+	if neg {
+		u = uint64(-minor)
+	}
+	s := strconv.FormatUint(u, 10)
+	if d > 0 {
+		for len(s) <= d {
+			s = "0" + s
+		}
+		s = s[:len(s)-d] + "." + s[len(s)-d:]
+	}
+	if neg {
+		s = "-" + s
+	}
+	if currency == "" {
+		return s
+	}
+	return s + " " + currency
+}
+
+// parseMoney turns a major-unit amount ("12.5", "1200") into minor units,
+// refusing more decimals than the currency has.
+func parseMoney(s, currency string) (int64, error) {
+	d := digits(currency)
+	whole, frac, hasFrac := strings.Cut(strings.TrimSpace(s), ".")
+	if whole == "" || strings.HasPrefix(whole, "-") || strings.HasPrefix(whole, "+") {
+		return 0, fmt.Errorf("amount %q: want a non-negative number like 12.50", s)
+	}
+	if hasFrac && len(frac) > d {
+		return 0, fmt.Errorf("amount %q: %s has %d decimals", s, currency, d)
+	}
+	for len(frac) < d {
+		frac += "0"
+	}
+	n, err := strconv.ParseUint(whole+frac, 10, 63)
+	if err != nil || n > math.MaxInt64 {
+		return 0, fmt.Errorf("amount %q: want a non-negative number like 12.50", s)
+	}
+	return int64(n), nil
+}

@@ -1,0 +1,494 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// mutation holds the flags every command RPC shares.
+type mutation struct {
+	requestID string
+	expected  int64
+}
+
+func (m *mutation) flags(c *cobra.Command) {
+	c.Flags().StringVar(&m.requestID, "request-id", "", "idempotency key (default: a new UUID); repeat it to retry safely")
+	c.Flags().Int64Var(&m.expected, "expected-revision", -1, "fail with a conflict unless the order is still at this revision")
+}
+
+func (m *mutation) rid() string {
+	if m.requestID != "" {
+		return m.requestID
+	}
+	return uuid.NewString()
+}
+
+func (m *mutation) rev() *uint64 {
+	if m.expected < 0 {
+		return nil
+	}
+	v := uint64(m.expected)
+	return &v
+}
+
+type commandResponse interface {
+	proto.Message
+	GetOrder() *ordersv1.Order
+	GetPosition() uint64
+}
+
+func (a *app) commands() (ordersv1.OrderCommandServiceClient, error) {
+	conn, err := a.dial()
+	if err != nil {
+		return nil, err
+	}
+	return ordersv1.NewOrderCommandServiceClient(conn), nil
+}
+
+// runCommand calls one command RPC and prints its answer.
+func (a *app) runCommand(cmd *cobra.Command, call func(context.Context, ordersv1.OrderCommandServiceClient) (commandResponse, error)) error {
+	c, err := a.commands()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.callCtx(cmd.Context())
+	defer cancel()
+	res, err := call(ctx, c)
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		return a.printJSON(res)
+	}
+	return a.printOrder(res.GetOrder(), res.GetPosition())
+}
+
+func (a *app) ordersCmd() *cobra.Command {
+	c := &cobra.Command{Use: "orders", Aliases: []string{"order"}, Short: "Create, change and query orders"}
+	c.AddCommand(a.createCmd(), a.addItemCmd(), a.removeItemCmd(), a.setQtyCmd(), a.placeCmd(), a.payCmd(),
+		a.cancelCmd(), a.shipCmd(), a.deliverCmd(), a.getCmd(), a.listCmd(), a.addressCmd())
+	return c
+}
+
+// parseItem reads SKU:QTY:PRICE with PRICE in the currency's major unit.
+func parseItem(s, currency string) (*ordersv1.LineItem, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 || parts[0] == "" {
+		return nil, usagef("--item %q: want SKU:QTY:PRICE, e.g. BOOK-1:2:12.50", s)
+	}
+	qty, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return nil, usagef("--item %q: quantity %q is not a whole number", s, parts[1])
+	}
+	price, err := parseMoney(parts[2], currency)
+	if err != nil {
+		return nil, usagef("--item %q: %v", s, err)
+	}
+	return &ordersv1.LineItem{Sku: parts[0], Quantity: qty, UnitPrice: price}, nil
+}
+
+type addressFlags struct{ name, line1, line2, city, region, postal, country string }
+
+func (f *addressFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.name, "name", "", "recipient name")
+	c.Flags().StringVar(&f.line1, "line1", "", "address line 1")
+	c.Flags().StringVar(&f.line2, "line2", "", "address line 2")
+	c.Flags().StringVar(&f.city, "city", "", "city")
+	c.Flags().StringVar(&f.region, "region", "", "region or state")
+	c.Flags().StringVar(&f.postal, "postal-code", "", "postal code")
+	c.Flags().StringVar(&f.country, "country", "", "ISO 3166 country code, e.g. GB")
+}
+
+func (f *addressFlags) address() *ordersv1.Address {
+	if *f == (addressFlags{}) {
+		return nil
+	}
+	return &ordersv1.Address{Name: f.name, Line1: f.line1, Line2: f.line2, City: f.city, Region: f.region, PostalCode: f.postal, Country: f.country}
+}
+
+func (a *app) createCmd() *cobra.Command {
+	var m mutation
+	var addr addressFlags
+	var orderID, customer, currency, file string
+	var items []string
+	c := &cobra.Command{
+		Use:   "create",
+		Short: "Create a draft order",
+		Example: `  ordersctl orders create --customer cust-42 --currency EUR --item BOOK-1:2:12.50 --item PEN-9:3:1.99
+  ordersctl orders create --file order.json    # a CreateOrderRequest in JSON`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &ordersv1.CreateOrderRequest{}
+			if file != "" {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return usagef("--file: %v", err)
+				}
+				if err := protojson.Unmarshal(b, req); err != nil {
+					return usagef("--file %s: %v", file, err)
+				}
+			}
+			if customer != "" {
+				req.CustomerId = customer
+			}
+			if currency != "" {
+				req.Currency = strings.ToUpper(currency)
+			}
+			if orderID != "" {
+				req.OrderId = orderID
+			}
+			for _, it := range items {
+				li, err := parseItem(it, req.GetCurrency())
+				if err != nil {
+					return err
+				}
+				req.Lines = append(req.Lines, li)
+			}
+			if ad := addr.address(); ad != nil {
+				req.ShippingAddress = ad
+			}
+			if req.GetRequestId() == "" {
+				req.RequestId = m.rid()
+			}
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.CreateOrder(ctx, req)
+			})
+		},
+	}
+	c.Flags().StringVar(&customer, "customer", "", "customer id")
+	c.Flags().StringVar(&currency, "currency", "", "ISO 4217 currency, e.g. EUR")
+	c.Flags().StringVar(&orderID, "order-id", "", "order id (default: generated by the server)")
+	c.Flags().StringArrayVar(&items, "item", nil, "line as SKU:QTY:PRICE, PRICE in major units (repeatable)")
+	c.Flags().StringVar(&file, "file", "", "JSON file holding a CreateOrderRequest; flags override its fields")
+	c.Flags().StringVar(&m.requestID, "request-id", "", "idempotency key (default: a new UUID)")
+	addr.register(c)
+	return c
+}
+
+// orderCurrency fetches an order's currency to interpret major-unit prices.
+func (a *app) orderCurrency(ctx context.Context, orderID string) (string, error) {
+	conn, err := a.dial()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	res, err := ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: orderID, PageSize: 1})
+	if err != nil {
+		return "", err
+	}
+	if evs := res.GetEvents(); len(evs) > 0 {
+		return evs[0].GetEvent().GetOrderCreated().GetCurrency(), nil
+	}
+	return "", fmt.Errorf("order %s has no history", orderID)
+}
+
+func (a *app) addItemCmd() *cobra.Command {
+	var m mutation
+	c := &cobra.Command{
+		Use:     "add-item ORDER SKU QTY PRICE",
+		Short:   "Add a line to a draft order (PRICE in the order currency's major unit)",
+		Example: "  ordersctl orders add-item 0193c1d2-... PEN-9 3 1.99",
+		Args:    cobra.ExactArgs(4),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			qty, err := strconv.ParseInt(args[2], 10, 64)
+			if err != nil {
+				return usagef("QTY %q is not a whole number", args[2])
+			}
+			cur, err := a.orderCurrency(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			price, err := parseMoney(args[3], cur)
+			if err != nil {
+				return usagef("PRICE: %v", err)
+			}
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: m.rid(), OrderId: args[0], Sku: args[1], Quantity: qty, UnitPrice: price, ExpectedRevision: m.rev()})
+			})
+		},
+	}
+	m.flags(c)
+	return c
+}
+
+func (a *app) removeItemCmd() *cobra.Command {
+	var m mutation
+	c := &cobra.Command{
+		Use: "remove-item ORDER SKU", Short: "Remove a line from a draft order", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.RemoveItem(ctx, &ordersv1.RemoveItemRequest{RequestId: m.rid(), OrderId: args[0], Sku: args[1], ExpectedRevision: m.rev()})
+			})
+		},
+	}
+	m.flags(c)
+	return c
+}
+
+func (a *app) setQtyCmd() *cobra.Command {
+	var m mutation
+	c := &cobra.Command{
+		Use: "set-qty ORDER SKU QTY", Short: "Change a line's quantity in a draft order", Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			qty, err := strconv.ParseInt(args[2], 10, 64)
+			if err != nil {
+				return usagef("QTY %q is not a whole number", args[2])
+			}
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.ChangeItemQuantity(ctx, &ordersv1.ChangeItemQuantityRequest{RequestId: m.rid(), OrderId: args[0], Sku: args[1], Quantity: qty, ExpectedRevision: m.rev()})
+			})
+		},
+	}
+	m.flags(c)
+	return c
+}
+
+func (a *app) addressCmd() *cobra.Command {
+	var m mutation
+	var addr addressFlags
+	c := &cobra.Command{
+		Use: "set-address ORDER", Short: "Set or replace the shipping address before payment", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: m.rid(), OrderId: args[0], ShippingAddress: addr.address(), ExpectedRevision: m.rev()})
+			})
+		},
+	}
+	addr.register(c)
+	m.flags(c)
+	return c
+}
+
+func (a *app) placeCmd() *cobra.Command {
+	var m mutation
+	c := &cobra.Command{
+		Use: "place ORDER", Short: "Place a draft order", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()})
+			})
+		},
+	}
+	m.flags(c)
+	return c
+}
+
+func (a *app) payCmd() *cobra.Command {
+	var m mutation
+	var ref, amount, reason string
+	var declined bool
+	c := &cobra.Command{
+		Use:   "pay ORDER",
+		Short: "Record a payment outcome for a placed order",
+		Example: `  ordersctl orders pay 0193c1d2-... --ref psp-123 --amount 30.97
+  ordersctl orders pay 0193c1d2-... --declined --reason "insufficient funds"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &ordersv1.RecordPaymentRequest{RequestId: m.rid(), OrderId: args[0], PaymentRef: ref, Reason: reason, ExpectedRevision: m.rev()}
+			if declined {
+				req.Outcome = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED
+			} else {
+				req.Outcome = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED
+				if amount == "" {
+					return usagef("--amount is required for an authorized payment")
+				}
+				cur, err := a.orderCurrency(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if req.Amount, err = parseMoney(amount, cur); err != nil {
+					return usagef("--amount: %v", err)
+				}
+			}
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.RecordPayment(ctx, req)
+			})
+		},
+	}
+	c.Flags().StringVar(&ref, "ref", "", "payment provider reference")
+	c.Flags().StringVar(&amount, "amount", "", "authorized amount in major units; must equal the order total")
+	c.Flags().BoolVar(&declined, "declined", false, "record a declined payment")
+	c.Flags().StringVar(&reason, "reason", "", "why the payment was declined")
+	m.flags(c)
+	return c
+}
+
+func (a *app) cancelCmd() *cobra.Command {
+	var m mutation
+	var reason string
+	c := &cobra.Command{
+		Use: "cancel ORDER", Short: "Cancel an order", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.CancelOrder(ctx, &ordersv1.CancelOrderRequest{RequestId: m.rid(), OrderId: args[0], Reason: reason, ExpectedRevision: m.rev()})
+			})
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "", "why the order is cancelled")
+	m.flags(c)
+	return c
+}
+
+func (a *app) shipCmd() *cobra.Command {
+	var m mutation
+	var carrier, tracking string
+	c := &cobra.Command{
+		Use: "ship ORDER", Short: "Record that a paid order shipped", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.ShipOrder(ctx, &ordersv1.ShipOrderRequest{RequestId: m.rid(), OrderId: args[0], Carrier: carrier, TrackingNumber: tracking, ExpectedRevision: m.rev()})
+			})
+		},
+	}
+	c.Flags().StringVar(&carrier, "carrier", "", "carrier name")
+	c.Flags().StringVar(&tracking, "tracking", "", "tracking number")
+	m.flags(c)
+	return c
+}
+
+func (a *app) deliverCmd() *cobra.Command {
+	var m mutation
+	c := &cobra.Command{
+		Use: "deliver ORDER", Short: "Record delivery of a shipped order", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
+				return c.ConfirmDelivery(ctx, &ordersv1.ConfirmDeliveryRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()})
+			})
+		},
+	}
+	m.flags(c)
+	return c
+}
+
+func consistency(minPos uint64, wait time.Duration) *ordersv1.Consistency {
+	if minPos == 0 {
+		return nil
+	}
+	c := &ordersv1.Consistency{MinPosition: minPos}
+	if wait > 0 {
+		c.MaxWait = durationpb.New(wait)
+	}
+	return c
+}
+
+func (a *app) getCmd() *cobra.Command {
+	var minPos uint64
+	var wait time.Duration
+	c := &cobra.Command{
+		Use: "get ORDER", Short: "Show an order from the read model", Args: cobra.ExactArgs(1),
+		Example: "  ordersctl orders get 0193c1d2-... --min-position 42   # read your own write",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.callCtx(cmd.Context())
+			defer cancel()
+			res, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: args[0], Consistency: consistency(minPos, wait)})
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			return a.printOrder(res.GetOrder(), 0)
+		},
+	}
+	c.Flags().Uint64Var(&minPos, "min-position", 0, "wait until the read model has applied this log position")
+	c.Flags().DurationVar(&wait, "max-wait", 0, "how long to wait for --min-position (server default 2s)")
+	return c
+}
+
+func parseTime(flag, s string) (*timestamppb.Timestamp, error) {
+	if s == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return nil, usagef("--%s %q: want RFC 3339, e.g. 2026-01-31T12:00:00Z", flag, s)
+	}
+	return timestamppb.New(t), nil
+}
+
+func (a *app) listCmd() *cobra.Command {
+	var customer, statusFlag, after, before, token string
+	var size int32
+	var all bool
+	c := &cobra.Command{
+		Use: "list", Short: "List orders, newest first", Args: cobra.NoArgs,
+		Example: "  ordersctl orders list --customer cust-42 --status placed --all",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &ordersv1.ListOrdersRequest{CustomerId: customer, PageSize: size, PageToken: token}
+			if statusFlag != "" {
+				v, ok := ordersv1.OrderStatus_value["ORDER_STATUS_"+strings.ToUpper(statusFlag)]
+				if !ok || v == 0 {
+					return usagef("--status %q: want draft, placed, paid, payment_declined, shipped, delivered or cancelled", statusFlag)
+				}
+				req.Status = ordersv1.OrderStatus(v)
+			}
+			var err error
+			if req.CreatedAfter, err = parseTime("after", after); err != nil {
+				return err
+			}
+			if req.CreatedBefore, err = parseTime("before", before); err != nil {
+				return err
+			}
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			client := ordersv1.NewOrderQueryServiceClient(conn)
+			var orders []*ordersv1.Order
+			var last *ordersv1.ListOrdersResponse
+			for {
+				ctx, cancel := a.callCtx(cmd.Context())
+				res, err := client.ListOrders(ctx, req)
+				cancel()
+				if err != nil {
+					return err
+				}
+				orders = append(orders, res.GetOrders()...)
+				last = res
+				if !all || res.GetNextPageToken() == "" {
+					break
+				}
+				req.PageToken = res.GetNextPageToken()
+			}
+			if a.output == "json" {
+				out := &ordersv1.ListOrdersResponse{Orders: orders, Position: last.GetPosition()}
+				if !all {
+					out.NextPageToken = last.GetNextPageToken()
+				}
+				return a.printJSON(out)
+			}
+			if err := a.printOrderList(orders); err != nil {
+				return err
+			}
+			if !all && last.GetNextPageToken() != "" {
+				fmt.Fprintf(a.io.Err, "more: --page-token %s (or --all)\n", last.GetNextPageToken())
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&customer, "customer", "", "only this customer's orders")
+	c.Flags().StringVar(&statusFlag, "status", "", "only orders in this status (draft, placed, paid, ...)")
+	c.Flags().StringVar(&after, "after", "", "only orders created at or after this RFC 3339 time")
+	c.Flags().StringVar(&before, "before", "", "only orders created before this RFC 3339 time")
+	c.Flags().Int32Var(&size, "page-size", 0, "orders per page (server default 50, at most 500)")
+	c.Flags().StringVar(&token, "page-token", "", "continue from a previous page")
+	c.Flags().BoolVar(&all, "all", false, "fetch every page")
+	return c
+}

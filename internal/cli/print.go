@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// jsonOpts emits every field, so scripts can rely on a field being present.
+var jsonOpts = protojson.MarshalOptions{EmitUnpopulated: true}
+
+func (a *app) printJSON(m proto.Message) error {
+	b, err := jsonOpts.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(a.io.Out, "%s\n", b)
+	return err
+}
+
+func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+func statusName(s ordersv1.OrderStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "ORDER_STATUS_"))
+}
+
+func (a *app) statusText(s ordersv1.OrderStatus) string {
+	name := statusName(s)
+	switch s {
+	case ordersv1.OrderStatus_ORDER_STATUS_PAID, ordersv1.OrderStatus_ORDER_STATUS_DELIVERED, ordersv1.OrderStatus_ORDER_STATUS_SHIPPED:
+		return a.colour("32", name)
+	case ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED, ordersv1.OrderStatus_ORDER_STATUS_CANCELLED:
+		return a.colour("31", name)
+	default:
+		return a.colour("33", name)
+	}
+}
+
+func ts(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "-"
+	}
+	return t.AsTime().UTC().Format(time.RFC3339)
+}
+
+func address(ad *ordersv1.Address) string {
+	if ad == nil {
+		return "-"
+	}
+	var parts []string
+	for _, p := range []string{ad.GetName(), ad.GetLine1(), ad.GetLine2(), ad.GetPostalCode() + " " + ad.GetCity(), ad.GetRegion(), ad.GetCountry()} {
+		if p = strings.TrimSpace(p); p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// printOrder shows one order as a key/value block and its lines as a table.
+func (a *app) printOrder(o *ordersv1.Order, position uint64) error {
+	w := table(a.io.Out)
+	cur := o.GetCurrency()
+	fmt.Fprintf(w, "ORDER\t%s\n", o.GetOrderId())
+	fmt.Fprintf(w, "CUSTOMER\t%s\n", o.GetCustomerId())
+	fmt.Fprintf(w, "STATUS\t%s\n", a.statusText(o.GetStatus()))
+	fmt.Fprintf(w, "TOTAL\t%s\n", formatMoney(o.GetTotal(), cur))
+	fmt.Fprintf(w, "SHIP TO\t%s\n", address(o.GetShippingAddress()))
+	if o.GetPaymentRef() != "" {
+		fmt.Fprintf(w, "PAYMENT\t%s\n", o.GetPaymentRef())
+	}
+	if o.GetDeclineReason() != "" {
+		fmt.Fprintf(w, "DECLINED\t%s\n", o.GetDeclineReason())
+	}
+	if o.GetCancelReason() != "" {
+		fmt.Fprintf(w, "CANCELLED\t%s\n", o.GetCancelReason())
+	}
+	if o.GetCarrier() != "" || o.GetTrackingNumber() != "" {
+		fmt.Fprintf(w, "SHIPPED BY\t%s %s\n", o.GetCarrier(), o.GetTrackingNumber())
+	}
+	fmt.Fprintf(w, "CREATED\t%s\n", ts(o.GetCreatedAt()))
+	fmt.Fprintf(w, "UPDATED\t%s\n", ts(o.GetUpdatedAt()))
+	fmt.Fprintf(w, "REVISION\t%d\n", o.GetRevision())
+	if position != 0 {
+		fmt.Fprintf(w, "POSITION\t%d\n", position)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(o.GetLines()) == 0 {
+		return nil
+	}
+	fmt.Fprintln(a.io.Out)
+	w = table(a.io.Out)
+	fmt.Fprintln(w, "SKU\tQTY\tUNIT PRICE\tLINE TOTAL")
+	for _, l := range o.GetLines() {
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", l.GetSku(), l.GetQuantity(), formatMoney(l.GetUnitPrice(), cur), formatMoney(l.GetLineTotal(), cur))
+	}
+	return w.Flush()
+}
+
+func (a *app) printOrderList(orders []*ordersv1.Order) error {
+	w := table(a.io.Out)
+	fmt.Fprintln(w, "ORDER\tCUSTOMER\tSTATUS\tTOTAL\tLINES\tCREATED")
+	for _, o := range orders {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", o.GetOrderId(), o.GetCustomerId(), a.statusText(o.GetStatus()),
+			formatMoney(o.GetTotal(), o.GetCurrency()), len(o.GetLines()), ts(o.GetCreatedAt()))
+	}
+	return w.Flush()
+}
