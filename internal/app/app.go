@@ -23,7 +23,9 @@ import (
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/natsembed"
 	"github.com/orderstream/orderstream/internal/telemetry"
+	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/command"
+	"github.com/orderstream/orderstream/services/query"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -130,6 +132,36 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	ordersv1.RegisterOrderCommandServiceServer(srv, command.New(traced, command.WithLogger(log)))
 	hs.SetServingStatus(ordersv1.OrderCommandService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
+	rmDir, err := projections.Open(ctx, filepath.Join(cfg.DataDir, "readmodel"))
+	if err != nil {
+		return err
+	}
+	defer rmDir.Close()
+	runner := projections.NewRunner(js, store, rmDir, projections.WithLogger(log), projections.WithTelemetry(tel.Tracer, tel.Meter))
+	runCtx, stopRunner := context.WithCancel(context.Background())
+	runnerDone := make(chan error, 1)
+	go func() { runnerDone <- runner.Run(runCtx) }()
+	defer func() {
+		stopRunner()
+		if err := <-runnerDone; err != nil {
+			log.Error("projection stopped", "err", err)
+		}
+	}()
+	ordersv1.RegisterOrderQueryServiceServer(srv, query.New(runner, log))
+	ordersv1.RegisterOrderAdminServiceServer(srv, query.NewAdmin(runner, store, log))
+	// Queries are served once the read model caught up with the log as of
+	// start-up; until then a load balancer should prefer other replicas.
+	hs.SetServingStatus(ordersv1.OrderQueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus(ordersv1.OrderAdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	go func() {
+		select {
+		case <-runner.Ready():
+			hs.SetServingStatus(ordersv1.OrderQueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+			log.Info("read model caught up", "position", runner.Position())
+		case <-ctx.Done():
+		}
+	}()
+
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("GRPC_ADDR: %w", err)
@@ -148,6 +180,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		{Name: "stream", Fn: func(ctx context.Context) error {
 			_, err := store.Head(ctx)
 			return err
+		}},
+		{Name: "projection", Fn: func(context.Context) error {
+			select {
+			case <-runner.Ready():
+				return nil
+			default:
+				return fmt.Errorf("catching up: at %d", runner.Position())
+			}
 		}},
 	}
 	mux := http.NewServeMux()

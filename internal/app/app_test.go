@@ -150,9 +150,7 @@ func TestReadyzFollowsNATS(t *testing.T) {
 	ns := estest.StartServer(t)
 	addrs, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL())
 	base := "http://" + addrs.HTTP
-	if code, body := getJSON(t, base+"/readyz"); code != http.StatusOK {
-		t.Fatalf("readyz before outage: %d %v", code, body)
-	}
+	waitStatus(t, base+"/readyz", http.StatusOK)
 	if code, _ := getJSON(t, base+"/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz: %d", code)
 	}
@@ -168,15 +166,21 @@ func TestReadyzFollowsNATS(t *testing.T) {
 		t.Fatalf("healthz must stay up during a NATS outage: %d", code)
 	}
 	restart()
+	waitStatus(t, base+"/readyz", http.StatusOK)
+}
+
+// waitStatus polls a probe until it answers want, as an orchestrator does.
+func waitStatus(t *testing.T, url string, want int) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		code, body = getJSON(t, base+"/readyz")
-		if code == http.StatusOK {
-			break
+		code, body := getJSON(t, url)
+		if code == want {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("readyz did not recover: %d %v", code, body)
+			t.Fatalf("%s: still %d %v", url, code, body)
 		}
-		time.Sleep(50 * time.Millisecond) // polling an HTTP probe, as an orchestrator does
+		time.Sleep(20 * time.Millisecond)
 	}
 }

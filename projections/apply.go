@@ -1,0 +1,201 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/services/convert"
+)
+
+// Item is one log entry to apply: a decoded event, or a reason it could not
+// be decoded, which makes it a dead letter.
+type Item struct {
+	Rec   eventstore.Recorded
+	Event order.Event
+	Err   error
+}
+
+// Decode turns a recorded event into an Item; an undecodable payload becomes
+// a dead-letter Item rather than an error, so one bad event never stops the
+// projection.
+func Decode(rec eventstore.Recorded) Item {
+	ev, err := convert.DecodeEvent(rec.Type, rec.Data)
+	return Item{Rec: rec, Event: ev, Err: err}
+}
+
+type statusKey struct {
+	customer string
+	status   order.Status
+}
+
+type spendKey struct{ customer, currency string }
+
+// Apply applies items (in log order) and moves the checkpoint to the last
+// one's position, all in one transaction: either the whole batch and its
+// checkpoint are committed or none of it. Items at or below the checkpoint
+// were applied before and are skipped, so re-delivery after a crash counts
+// nothing twice. It returns the new checkpoint and how many items were
+// dead-lettered.
+func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, dead int, err error) {
+	tx, err := m.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	var cp uint64
+	if err := tx.QueryRowContext(ctx, `SELECT position FROM checkpoint WHERE id = 1`).Scan(&cp); err != nil {
+		return 0, 0, err
+	}
+	states := map[string]*Order{}
+	dirty := map[string]bool{}
+	statusDelta := map[statusKey]int64{}
+	spendDelta := map[spendKey]int64{}
+	load := func(id string) (*Order, error) {
+		if o, ok := states[id]; ok {
+			return o, nil
+		}
+		o := &Order{}
+		var blob []byte
+		err := tx.QueryRowContext(ctx, `SELECT revision, state FROM orders WHERE id = ?`, id).Scan(&o.Revision, &blob)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return nil, err
+		default:
+			if err := json.Unmarshal(blob, &o.State); err != nil {
+				return nil, fmt.Errorf("order %s: stored state: %w", id, err)
+			}
+		}
+		states[id] = o
+		return o, nil
+	}
+	position = cp
+	for _, it := range items {
+		pos := it.Rec.Position
+		if pos <= cp {
+			continue
+		}
+		position = pos
+		if it.Err != nil {
+			dead++
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO dead_letters (position, order_id, type, reason, recorded_at) VALUES (?, ?, ?, ?, ?)`,
+				pos, it.Rec.OrderID, it.Rec.Type, it.Err.Error(), time.Now().UnixNano()); err != nil {
+				return 0, 0, err
+			}
+			continue
+		}
+		o, err := load(it.Rec.OrderID)
+		if err != nil {
+			return 0, 0, err
+		}
+		if o.Revision >= pos {
+			continue
+		}
+		at := it.Rec.Meta.OccurredAt
+		if at.IsZero() {
+			at = it.Rec.Time
+		}
+		old := o.State
+		o.State = order.Evolve(o.State, it.Event, at)
+		o.Revision = pos
+		dirty[it.Rec.OrderID] = true
+		if old.Status != o.State.Status || old.CustomerID != o.State.CustomerID {
+			if old.Exists() {
+				statusDelta[statusKey{old.CustomerID, old.Status}]--
+			}
+			if o.State.Exists() {
+				statusDelta[statusKey{o.State.CustomerID, o.State.Status}]++
+			}
+		}
+		switch e := it.Event.(type) {
+		case order.PaymentAuthorized:
+			spendDelta[spendKey{o.State.CustomerID, o.State.Currency}] += e.Amount
+		}
+		if ref, ok := refundAmount(it.Event); ok {
+			spendDelta[spendKey{o.State.CustomerID, o.State.Currency}] -= ref
+		}
+	}
+	if err := writeOrders(ctx, tx, states, dirty); err != nil {
+		return 0, 0, err
+	}
+	for k, d := range statusDelta {
+		if d == 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO customer_status (customer_id, status, count) VALUES (?, ?, ?)
+			ON CONFLICT (customer_id, status) DO UPDATE SET count = count + excluded.count`, k.customer, int(k.status), d); err != nil {
+			return 0, 0, err
+		}
+	}
+	for k, d := range spendDelta {
+		if d == 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO customer_spend (customer_id, currency, amount) VALUES (?, ?, ?)
+			ON CONFLICT (customer_id, currency) DO UPDATE SET amount = amount + excluded.amount`, k.customer, k.currency, d); err != nil {
+			return 0, 0, err
+		}
+	}
+	if position != cp {
+		if _, err := tx.ExecContext(ctx, `UPDATE checkpoint SET position = ? WHERE id = 1`, position); err != nil {
+			return 0, 0, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, err
+	}
+	return position, dead, nil
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func writeOrders(ctx context.Context, tx *sql.Tx, states map[string]*Order, dirty map[string]bool) error {
+	if len(dirty) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO orders (id, customer_id, status, currency, total, line_count, ship_country, ship_city,
+		created_at, updated_at, placed_at, paid_at, shipped_at, delivered_at, cancelled_at, revision, version, state)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status, currency = excluded.currency,
+		total = excluded.total, line_count = excluded.line_count, ship_country = excluded.ship_country, ship_city = excluded.ship_city,
+		created_at = excluded.created_at, updated_at = excluded.updated_at, placed_at = excluded.placed_at, paid_at = excluded.paid_at,
+		shipped_at = excluded.shipped_at, delivered_at = excluded.delivered_at, cancelled_at = excluded.cancelled_at,
+		revision = excluded.revision, version = excluded.version, state = excluded.state`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for id := range dirty {
+		o := states[id]
+		s := o.State
+		blob, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		var country, city string
+		if s.Shipping != nil {
+			country, city = s.Shipping.Country, s.Shipping.City
+		}
+		if _, err := stmt.ExecContext(ctx, id, s.CustomerID, int(s.Status), s.Currency, s.Total, len(s.Lines), country, city,
+			s.CreatedAt.UnixNano(), s.UpdatedAt.UnixNano(), nullTime(s.PlacedAt), nullTime(s.PaidAt), nullTime(s.ShippedAt),
+			nullTime(s.DeliveredAt), nullTime(s.CancelledAt), o.Revision, s.Version, blob); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,341 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/orderstream/orderstream/order"
+	_ "modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
+)
+
+// ErrOrderNotFound reports an order the read model does not hold.
+var ErrOrderNotFound = errors.New("projections: order not found")
+
+// migrations are applied in order; schema_version records how many ran.
+// Never edit one that has shipped: append a new one.
+var migrations = []string{
+	`CREATE TABLE orders (
+		id           TEXT PRIMARY KEY,
+		customer_id  TEXT NOT NULL,
+		status       INTEGER NOT NULL,
+		currency     TEXT NOT NULL,
+		total        INTEGER NOT NULL,
+		line_count   INTEGER NOT NULL,
+		ship_country TEXT NOT NULL DEFAULT '',
+		ship_city    TEXT NOT NULL DEFAULT '',
+		created_at   INTEGER NOT NULL,
+		updated_at   INTEGER NOT NULL,
+		placed_at    INTEGER,
+		paid_at      INTEGER,
+		shipped_at   INTEGER,
+		delivered_at INTEGER,
+		cancelled_at INTEGER,
+		revision     INTEGER NOT NULL,
+		version      INTEGER NOT NULL,
+		state        BLOB NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX orders_created ON orders (created_at DESC, id DESC);
+	CREATE INDEX orders_customer ON orders (customer_id, created_at DESC, id DESC);
+	CREATE INDEX orders_status ON orders (status, created_at DESC, id DESC);
+	CREATE TABLE customer_status (
+		customer_id TEXT NOT NULL,
+		status      INTEGER NOT NULL,
+		count       INTEGER NOT NULL,
+		PRIMARY KEY (customer_id, status)
+	) WITHOUT ROWID;
+	CREATE TABLE customer_spend (
+		customer_id TEXT NOT NULL,
+		currency    TEXT NOT NULL,
+		amount      INTEGER NOT NULL,
+		PRIMARY KEY (customer_id, currency)
+	) WITHOUT ROWID;
+	CREATE TABLE dead_letters (
+		position    INTEGER PRIMARY KEY,
+		order_id    TEXT NOT NULL,
+		type        TEXT NOT NULL,
+		reason      TEXT NOT NULL,
+		recorded_at INTEGER NOT NULL
+	);
+	CREATE TABLE checkpoint (
+		id       INTEGER PRIMARY KEY CHECK (id = 1),
+		position INTEGER NOT NULL
+	);
+	INSERT INTO checkpoint (id, position) VALUES (1, 0);`,
+}
+
+// ReadModel is one SQLite database holding the orders read model and the
+// checkpoint it was built to. Writes go through one connection (SQLite has
+// one writer); reads use a pool that sees committed snapshots (WAL).
+type ReadModel struct {
+	path string
+	w    *sql.DB
+	r    *sql.DB
+}
+
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	// NORMAL skips the fsync per commit in WAL mode. A power loss can lose
+	// the last commits, but each commit holds its events and the
+	// checkpoint together, so the projection simply re-applies them from
+	// the log: the log, not this file, is the system of record.
+	q.Add("_pragma", "synchronous(NORMAL)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// OpenReadModel opens (creating if needed) the database at path and
+// migrates its schema.
+func OpenReadModel(ctx context.Context, path string) (*ReadModel, error) {
+	w, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("projections: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("projections: migrate %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("projections: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	return &ReadModel{path: path, w: w, r: r}, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var v int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return err
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Path is the database file.
+func (m *ReadModel) Path() string { return m.path }
+
+// Close closes the database.
+func (m *ReadModel) Close() error { return errors.Join(m.r.Close(), m.w.Close()) }
+
+// Position returns the checkpoint: the log position of the last applied
+// event.
+func (m *ReadModel) Position(ctx context.Context) (uint64, error) {
+	var p uint64
+	err := m.w.QueryRowContext(ctx, `SELECT position FROM checkpoint WHERE id = 1`).Scan(&p)
+	return p, err
+}
+
+// DeadLettered returns the number of events recorded as dead letters.
+func (m *ReadModel) DeadLettered(ctx context.Context) (uint64, error) {
+	var n uint64
+	err := m.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM dead_letters`).Scan(&n)
+	return n, err
+}
+
+// DeadLetter is an event the projection could not apply.
+type DeadLetter struct {
+	Position   uint64
+	OrderID    string
+	Type       string
+	Reason     string
+	RecordedAt time.Time
+}
+
+// DeadLetters lists the dead letters, oldest first.
+func (m *ReadModel) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	rows, err := m.r.QueryContext(ctx, `SELECT position, order_id, type, reason, recorded_at FROM dead_letters ORDER BY position`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []DeadLetter
+	for rows.Next() {
+		var d DeadLetter
+		var at int64
+		if err := rows.Scan(&d.Position, &d.OrderID, &d.Type, &d.Reason, &at); err != nil {
+			return nil, err
+		}
+		d.RecordedAt = time.Unix(0, at).UTC()
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Order is one order as the read model holds it.
+type Order struct {
+	State    order.State
+	Revision uint64 // position of the order's last event
+}
+
+// snapshot runs fn in one read transaction, so the answer and the position
+// reported with it come from the same committed state.
+func (m *ReadModel) snapshot(ctx context.Context, fn func(tx *sql.Tx) error) (position uint64, err error) {
+	tx, err := m.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := tx.QueryRowContext(ctx, `SELECT position FROM checkpoint WHERE id = 1`).Scan(&position); err != nil {
+		return 0, err
+	}
+	if err := fn(tx); err != nil {
+		return 0, err
+	}
+	return position, nil
+}
+
+// GetOrder returns one order and the read model's position. It returns
+// ErrOrderNotFound when the order is unknown.
+func (m *ReadModel) GetOrder(ctx context.Context, id string) (Order, uint64, error) {
+	var o Order
+	pos, err := m.snapshot(ctx, func(tx *sql.Tx) error {
+		var blob []byte
+		err := tx.QueryRowContext(ctx, `SELECT revision, state FROM orders WHERE id = ?`, id).Scan(&o.Revision, &blob)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrOrderNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(blob, &o.State)
+	})
+	return o, pos, err
+}
+
+// ListFilter selects orders for List.
+type ListFilter struct {
+	CustomerID    string
+	Status        order.Status // StatusUnspecified: any
+	CreatedAfter  time.Time    // inclusive; zero: unbounded
+	CreatedBefore time.Time    // exclusive; zero: unbounded
+}
+
+// Cursor is a keyset position: orders strictly older than it come next.
+type Cursor struct {
+	CreatedAt int64 // unix nanoseconds
+	ID        string
+}
+
+// ListOrders returns up to limit orders matching f, newest first, strictly
+// after cursor (nil: from the newest), and the read model's position.
+func (m *ReadModel) ListOrders(ctx context.Context, f ListFilter, after *Cursor, limit int) ([]Order, uint64, error) {
+	q := `SELECT revision, state FROM orders WHERE 1=1`
+	var args []any
+	if f.CustomerID != "" {
+		q += ` AND customer_id = ?`
+		args = append(args, f.CustomerID)
+	}
+	if f.Status != order.StatusUnspecified {
+		q += ` AND status = ?`
+		args = append(args, int(f.Status))
+	}
+	if !f.CreatedAfter.IsZero() {
+		q += ` AND created_at >= ?`
+		args = append(args, f.CreatedAfter.UnixNano())
+	}
+	if !f.CreatedBefore.IsZero() {
+		q += ` AND created_at < ?`
+		args = append(args, f.CreatedBefore.UnixNano())
+	}
+	if after != nil {
+		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		args = append(args, after.CreatedAt, after.CreatedAt, after.ID)
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit)
+	var out []Order
+	pos, err := m.snapshot(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var o Order
+			var blob []byte
+			if err := rows.Scan(&o.Revision, &blob); err != nil {
+				return err
+			}
+			if err := json.Unmarshal(blob, &o.State); err != nil {
+				return err
+			}
+			out = append(out, o)
+		}
+		return rows.Err()
+	})
+	return out, pos, err
+}
+
+// CustomerSummary aggregates one customer's orders.
+type CustomerSummary struct {
+	CustomerID string
+	ByStatus   map[order.Status]int64
+	Spend      map[string]int64 // currency → minor units paid, net of refunds
+}
+
+// GetCustomerSummary returns a customer's summary (empty for an unknown
+// customer) and the read model's position.
+func (m *ReadModel) GetCustomerSummary(ctx context.Context, customerID string) (CustomerSummary, uint64, error) {
+	s := CustomerSummary{CustomerID: customerID, ByStatus: map[order.Status]int64{}, Spend: map[string]int64{}}
+	pos, err := m.snapshot(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT status, count FROM customer_status WHERE customer_id = ? AND count > 0`, customerID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var st, n int64
+			if err := rows.Scan(&st, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			s.ByStatus[order.Status(st)] = n
+		}
+		rows.Close()
+		rows, err = tx.QueryContext(ctx, `SELECT currency, amount FROM customer_spend WHERE customer_id = ?`, customerID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var cur string
+			var amt int64
+			if err := rows.Scan(&cur, &amt); err != nil {
+				return err
+			}
+			s.Spend[cur] = amt
+		}
+		return rows.Err()
+	})
+	return s, pos, err
+}

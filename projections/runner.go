@@ -1,0 +1,407 @@
+// Package projections folds the ORDERS log into read models that answer
+// queries.
+//
+// A Runner reads the log from its read model's checkpoint + 1 with an
+// ordered consumer (no durable state on the server: the checkpoint lives in
+// the read model itself), decodes each event and applies it in batches,
+// bounded by count and by time, each batch in one SQLite transaction that
+// also moves the checkpoint. A crash therefore loses at most an uncommitted
+// batch, which is re-read from the log on restart: no event is applied twice
+// and none is skipped. An event that cannot be decoded or applied is recorded
+// in the dead_letters table (position, type, reason), counted, and skipped.
+//
+// Rebuild replays the whole log into a new database file beside the live
+// one while queries keep using the live one, then swaps it in atomically.
+//
+// Wiring, as ordersd does it:
+//
+//	rm, err := projections.Open(ctx, filepath.Join(dataDir, "readmodel"))
+//	runner := projections.NewRunner(js, store, rm)
+//	go runner.Run(ctx)
+//	<-runner.Ready() // caught up with the log head as of start-up
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	nooptrace "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/orderstream/orderstream/eventstore/otelstore"
+)
+
+// ErrRebuildRunning reports a rebuild started while another runs.
+var ErrRebuildRunning = errors.New("projections: a rebuild is already running")
+
+// Log is what the runner needs of the event store.
+type Log interface {
+	StreamName() string
+	SubjectPrefix() string
+	Head(ctx context.Context) (uint64, error)
+	Read(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
+}
+
+// Option configures a Runner.
+type Option func(*Runner)
+
+// WithBatch bounds a batch by count and by how long the first event of a
+// batch may wait for others (defaults 500 and 20ms).
+func WithBatch(n int, wait time.Duration) Option {
+	return func(r *Runner) {
+		if n > 0 {
+			r.batchSize = n
+		}
+		if wait > 0 {
+			r.batchWait = wait
+		}
+	}
+}
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
+
+// WithTelemetry traces batch applies (linked to the commands that wrote the
+// events) and records lag and dead-letter metrics.
+func WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) Option {
+	return func(r *Runner) { r.tp, r.mp = tp, mp }
+}
+
+// Runner keeps a read model up to date with the log.
+type Runner struct {
+	js        jetstream.JetStream
+	log_      Log
+	dir       *Dir
+	batchSize int
+	batchWait time.Duration
+	log       *slog.Logger
+	tp        trace.TracerProvider
+	mp        metric.MeterProvider
+	tracer    trace.Tracer
+
+	rm atomic.Pointer[ReadModel]
+
+	// applyMu serialises batch applies with the rebuild's swap.
+	applyMu sync.Mutex
+
+	mu       sync.Mutex
+	pos      uint64
+	changed  chan struct{}
+	head0    uint64
+	ready    chan struct{}
+	isReady  bool
+	dead     atomic.Uint64
+	lastTime atomic.Int64 // occurred-at of the last applied event, unix nanos
+
+	rebuilding atomic.Bool
+}
+
+// NewRunner returns a runner applying log to the read model in dir.
+func NewRunner(js jetstream.JetStream, log Log, dir *Dir, opts ...Option) *Runner {
+	r := &Runner{
+		js: js, log_: log, dir: dir, batchSize: 500, batchWait: 20 * time.Millisecond,
+		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
+		changed: make(chan struct{}), ready: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	r.tracer = r.tp.Tracer("github.com/orderstream/orderstream/projections")
+	r.rm.Store(dir.Current())
+	return r
+}
+
+// ReadModel returns the live read model; it changes when a rebuild swaps.
+func (r *Runner) ReadModel() *ReadModel { return r.rm.Load() }
+
+// Position returns the committed checkpoint.
+func (r *Runner) Position() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pos
+}
+
+// DeadLettered returns how many events this runner dead-lettered since it
+// started.
+func (r *Runner) DeadLettered() uint64 { return r.dead.Load() }
+
+// Ready is closed once the read model has caught up with the log head as of
+// start-up.
+func (r *Runner) Ready() <-chan struct{} { return r.ready }
+
+// Rebuilding reports whether a rebuild runs.
+func (r *Runner) Rebuilding() bool { return r.rebuilding.Load() }
+
+// WaitFor blocks until the checkpoint reaches position or ctx ends, and
+// returns ctx's error in that case.
+func (r *Runner) WaitFor(ctx context.Context, position uint64) error {
+	for {
+		r.mu.Lock()
+		pos, ch := r.pos, r.changed
+		r.mu.Unlock()
+		if pos >= position {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (r *Runner) setPosition(p uint64) {
+	r.mu.Lock()
+	r.pos = p
+	close(r.changed)
+	r.changed = make(chan struct{})
+	if !r.isReady && r.pos >= r.head0 {
+		r.isReady = true
+		close(r.ready)
+	}
+	r.mu.Unlock()
+}
+
+// markReady records that the read model reached the log head (the
+// consumer had nothing more pending), even if the head position itself was
+// a deleted message that will never be delivered.
+func (r *Runner) markReady() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.isReady {
+		r.isReady = true
+		close(r.ready)
+	}
+}
+
+// Run follows the log until ctx ends; it returns nil then, or the error that
+// stopped it (a read model that cannot be written).
+func (r *Runner) Run(ctx context.Context) error {
+	pos, err := r.ReadModel().Position(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("projections: read checkpoint: %w", err)
+	}
+	head, err := r.log_.Head(ctx)
+	for err != nil {
+		// NATS may be down at start; the runner waits for it rather
+		// than failing the process.
+		r.log.Warn("projection: log head unavailable, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		head, err = r.log_.Head(ctx)
+	}
+	r.mu.Lock()
+	r.head0 = head
+	r.mu.Unlock()
+	r.setPosition(pos)
+	if err := r.registerMetrics(); err != nil {
+		return err
+	}
+	for {
+		err := r.follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fatal fatalError
+		if errors.As(err, &fatal) {
+			return fatal.err
+		}
+		r.log.Warn("projection: consumer stopped, restarting", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// fatalError is a read-model failure, which retrying will not fix.
+type fatalError struct{ err error }
+
+func (e fatalError) Error() string { return e.err.Error() }
+
+// follow runs one ordered consumer from the checkpoint, applying batches,
+// until ctx ends or the consumer fails.
+func (r *Runner) follow(ctx context.Context) error {
+	from := r.Position() + 1
+	msgs := make(chan jetstream.Msg, r.batchSize*2)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cons, err := r.js.OrderedConsumer(cctx, r.log_.StreamName(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{r.log_.SubjectPrefix() + ".*"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	})
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-cctx.Done():
+		}
+	}, jetstream.PullMaxMessages(r.batchSize*2))
+	if err != nil {
+		return err
+	}
+	defer cc.Stop()
+	batch := make([]Item, 0, r.batchSize)
+	for {
+		batch = batch[:0]
+		caughtUp := false
+		var first jetstream.Msg
+		select {
+		case <-ctx.Done():
+			return nil
+		case first = <-msgs:
+		}
+		batch = append(batch, r.decode(first))
+		lastMsg := first
+		deadline := time.NewTimer(r.batchWait)
+	collect:
+		for len(batch) < r.batchSize {
+			select {
+			case m := <-msgs:
+				batch = append(batch, r.decode(m))
+				lastMsg = m
+			default:
+				// Nothing queued: apply now rather than wait, unless
+				// the consumer is mid-delivery of a burst.
+				select {
+				case m := <-msgs:
+					batch = append(batch, r.decode(m))
+					lastMsg = m
+				case <-deadline.C:
+					break collect
+				case <-time.After(time.Millisecond):
+					break collect
+				}
+			}
+		}
+		deadline.Stop()
+		if len(msgs) == 0 {
+			if md, err := lastMsg.Metadata(); err == nil && md.NumPending == 0 {
+				caughtUp = true
+			}
+		}
+		if err := r.applyBatch(ctx, batch); err != nil {
+			return err
+		}
+		if caughtUp {
+			r.markReady()
+		}
+	}
+}
+
+func (r *Runner) decode(m jetstream.Msg) Item {
+	rec, err := eventstore.DecodeMsg(m, r.log_.SubjectPrefix())
+	if err != nil {
+		md, _ := m.Metadata()
+		var seq uint64
+		if md != nil {
+			seq = md.Sequence.Stream
+		}
+		return Item{Rec: eventstore.Recorded{Position: seq, Type: m.Headers().Get(eventstore.HeaderEventType)}, Err: err}
+	}
+	return Decode(rec)
+}
+
+func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
+	links := make([]trace.Link, 0, len(batch))
+	for _, it := range batch {
+		if l, ok := otelstore.LinkFrom(it.Rec.Meta); ok && len(links) < 128 {
+			links = append(links, l)
+		}
+	}
+	sctx, span := r.tracer.Start(ctx, "projection.apply_batch", trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("events.count", len(batch)),
+			attribute.Int64("log.position.first", int64(batch[0].Rec.Position)),
+			attribute.Int64("log.position.last", int64(batch[len(batch)-1].Rec.Position))))
+	defer span.End()
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	pos, dead, err := r.ReadModel().Apply(sctx, batch)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		span.RecordError(err)
+		return fatalError{fmt.Errorf("projections: apply batch at %d: %w", batch[0].Rec.Position, err)}
+	}
+	if dead > 0 {
+		r.dead.Add(uint64(dead))
+		for _, it := range batch {
+			if it.Err != nil {
+				r.log.Error("projection: event dead-lettered", "position", it.Rec.Position, "type", it.Rec.Type, "err", it.Err)
+			}
+		}
+	}
+	last := batch[len(batch)-1].Rec
+	at := last.Meta.OccurredAt
+	if at.IsZero() {
+		at = last.Time
+	}
+	r.lastTime.Store(at.UnixNano())
+	r.setPosition(pos)
+	return nil
+}
+
+func (r *Runner) registerMetrics() error {
+	m := r.mp.Meter("github.com/orderstream/orderstream/projections")
+	lag, err := m.Int64ObservableGauge("orders.projection.lag_events", metric.WithDescription("Log head minus the read model's checkpoint."))
+	if err != nil {
+		return err
+	}
+	lagSec, err := m.Float64ObservableGauge("orders.projection.lag_seconds", metric.WithDescription("Age of the last applied event while behind; 0 when caught up."), metric.WithUnit("s"))
+	if err != nil {
+		return err
+	}
+	dead, err := m.Int64ObservableCounter("orders.projection.dead_lettered", metric.WithDescription("Events the projection could not apply."))
+	if err != nil {
+		return err
+	}
+	pos, err := m.Int64ObservableGauge("orders.projection.position", metric.WithDescription("The read model's checkpoint."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		p := r.Position()
+		o.ObserveInt64(pos, int64(p))
+		o.ObserveInt64(dead, int64(r.dead.Load()))
+		head, err := r.log_.Head(ctx)
+		if err != nil {
+			return nil // lag unknown while the log is unreachable
+		}
+		behind := int64(head) - int64(p)
+		behind = max(behind, 0)
+		o.ObserveInt64(lag, behind)
+		secs := 0.0
+		if behind > 0 {
+			if t := r.lastTime.Load(); t > 0 {
+				secs = time.Since(time.Unix(0, t)).Seconds()
+			}
+		}
+		o.ObserveFloat64(lagSec, secs)
+		return nil
+	}, lag, lagSec, dead, pos)
+	return err
+}

@@ -1,0 +1,81 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/rpcerr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Rebuilder is what the admin service needs of the projection runner.
+type Rebuilder interface {
+	Projection
+	Rebuild(ctx context.Context, progress func(projections.Progress)) error
+	Rebuilding() bool
+	DeadLettered() uint64
+}
+
+// Head reports the log head.
+type Head interface {
+	Head(ctx context.Context) (uint64, error)
+}
+
+// Admin implements ordersv1.OrderAdminServiceServer.
+type Admin struct {
+	ordersv1.UnimplementedOrderAdminServiceServer
+	r    Rebuilder
+	head Head
+	log  *slog.Logger
+}
+
+// NewAdmin returns the admin service.
+func NewAdmin(r Rebuilder, head Head, log *slog.Logger) *Admin {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Admin{r: r, head: head, log: log}
+}
+
+// RebuildReadModel rebuilds the read model, streaming progress. The rebuild
+// is bound to the call: if the client goes away it is cancelled, and the
+// live read model stays as it was. FAILED_PRECONDITION when one already
+// runs.
+func (a *Admin) RebuildReadModel(_ *ordersv1.RebuildReadModelRequest, stream grpc.ServerStreamingServer[ordersv1.RebuildReadModelResponse]) error {
+	ctx := stream.Context()
+	var sendErr error
+	err := a.r.Rebuild(ctx, func(p projections.Progress) {
+		if sendErr != nil {
+			return
+		}
+		sendErr = stream.Send(&ordersv1.RebuildReadModelResponse{
+			EventsDone: p.EventsDone, TargetPosition: p.Target, Position: p.Position,
+			EventsPerSecond: p.Rate, Percent: p.Percent, Swapped: p.Swapped,
+		})
+	})
+	if errors.Is(err, projections.ErrRebuildRunning) {
+		return status.Error(codes.FailedPrecondition, "a rebuild is already running")
+	}
+	if err != nil {
+		return rpcerr.ToStatus(ctx, a.log, err)
+	}
+	return sendErr
+}
+
+// GetProjectionStatus reports the read model's position against the log.
+func (a *Admin) GetProjectionStatus(ctx context.Context, _ *ordersv1.GetProjectionStatusRequest) (*ordersv1.GetProjectionStatusResponse, error) {
+	head, err := a.head.Head(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, a.log, err)
+	}
+	dead, err := a.r.ReadModel().DeadLettered(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, a.log, err)
+	}
+	return &ordersv1.GetProjectionStatusResponse{Position: a.r.Position(), Head: head, DeadLettered: dead, Rebuilding: a.r.Rebuilding()}, nil
+}

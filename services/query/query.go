@@ -1,0 +1,253 @@
+// Package query implements OrderQueryService and OrderAdminService on the
+// projections' read model.
+//
+// Read-your-writes: a request's consistency.min_position makes the query
+// wait, up to max_wait (default 2s, clamped to 10s), for the read model's
+// checkpoint to reach it. If it does not, the answer is UNAVAILABLE with a
+// message saying the read model is behind — never stale data presented as
+// fresh. Every response carries the position the read model had applied.
+package query
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/convert"
+	"github.com/orderstream/orderstream/services/rpcerr"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Limits of the query API.
+const (
+	DefaultWait     = 2 * time.Second
+	MaxWait         = 10 * time.Second
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// Projection is what the services need of the projection runner.
+type Projection interface {
+	ReadModel() *projections.ReadModel
+	WaitFor(ctx context.Context, position uint64) error
+	Position() uint64
+}
+
+// Service implements ordersv1.OrderQueryServiceServer.
+type Service struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	p   Projection
+	log *slog.Logger
+}
+
+// New returns a query service reading p's read model.
+func New(p Projection, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{p: p, log: log}
+}
+
+// errBehind is the answer when min_position is not reached in time.
+var errBehind = status.Error(codes.Unavailable, "read model is behind the requested position; retry later")
+
+// await waits for the requested position.
+func (s *Service) await(ctx context.Context, c *ordersv1.Consistency) error {
+	if c.GetMinPosition() == 0 {
+		return nil
+	}
+	wait := DefaultWait
+	if d := c.GetMaxWait(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return rpcerr.Invalid("consistency.max_wait", "must be a non-negative duration")
+		}
+		if d.AsDuration() > 0 {
+			wait = min(d.AsDuration(), MaxWait)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := s.p.WaitFor(wctx, c.GetMinPosition()); err != nil {
+		if ctx.Err() != nil {
+			return rpcerr.ToStatus(ctx, s.log, ctx.Err())
+		}
+		return errBehind
+	}
+	return nil
+}
+
+func validID(field, id string) error {
+	if id == "" {
+		return rpcerr.Invalid(field, "required")
+	}
+	if len(id) > order.MaxIDLen || !utf8.ValidString(id) {
+		return rpcerr.Invalid(field, "must be 1-64 printable characters")
+	}
+	return nil
+}
+
+// GetOrder returns one order; NOT_FOUND when the read model has none.
+func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
+	if err := validID("order_id", req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	if err := s.await(ctx, req.GetConsistency()); err != nil {
+		return nil, err
+	}
+	o, pos, err := s.p.ReadModel().GetOrder(ctx, req.GetOrderId())
+	if errors.Is(err, projections.ErrOrderNotFound) {
+		return nil, status.Error(codes.NotFound, "order not found")
+	}
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, s.log, err)
+	}
+	return &ordersv1.GetOrderResponse{Order: convert.OrderToProto(o.State, o.Revision), Position: pos}, nil
+}
+
+// pageToken is the opaque keyset cursor; F binds it to the filters it was
+// issued for.
+type pageToken struct {
+	C int64  `json:"c"`
+	I string `json:"i"`
+	F string `json:"f"`
+}
+
+func filterHash(req *ordersv1.ListOrdersRequest) string {
+	h := sha256.New()
+	h.Write([]byte(req.GetCustomerId()))
+	h.Write([]byte{0})
+	_ = binary.Write(h, binary.BigEndian, int32(req.GetStatus()))
+	_ = binary.Write(h, binary.BigEndian, req.GetCreatedAfter().AsTime().UnixNano())
+	_ = binary.Write(h, binary.BigEndian, req.GetCreatedBefore().AsTime().UnixNano())
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:12])
+}
+
+func encodeToken(c projections.Cursor, f string) string {
+	b, _ := json.Marshal(pageToken{C: c.CreatedAt, I: c.ID, F: f})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeToken(s, f string) (*projections.Cursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) > 512 {
+		return nil, rpcerr.Invalid("page_token", "malformed")
+	}
+	var t pageToken
+	if err := json.Unmarshal(b, &t); err != nil || t.I == "" {
+		return nil, rpcerr.Invalid("page_token", "malformed")
+	}
+	if t.F != f {
+		return nil, rpcerr.Invalid("page_token", "was issued for different filters")
+	}
+	return &projections.Cursor{CreatedAt: t.C, ID: t.I}, nil
+}
+
+// ListOrders returns one page of orders, newest first.
+func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
+	f := projections.ListFilter{CustomerID: req.GetCustomerId()}
+	if f.CustomerID != "" {
+		if err := validID("customer_id", f.CustomerID); err != nil {
+			return nil, err
+		}
+	}
+	if req.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED {
+		st, ok := convert.StatusFromProto(req.GetStatus())
+		if !ok {
+			return nil, rpcerr.Invalid("status", "unknown status")
+		}
+		f.Status = st
+	}
+	if t := req.GetCreatedAfter(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return nil, rpcerr.Invalid("created_after", "invalid timestamp")
+		}
+		f.CreatedAfter = t.AsTime()
+	}
+	if t := req.GetCreatedBefore(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return nil, rpcerr.Invalid("created_before", "invalid timestamp")
+		}
+		f.CreatedBefore = t.AsTime()
+	}
+	if !f.CreatedAfter.IsZero() && !f.CreatedBefore.IsZero() && !f.CreatedAfter.Before(f.CreatedBefore) {
+		return nil, rpcerr.Invalid("created_before", "must be after created_after")
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = DefaultPageSize
+	case size < 0 || size > MaxPageSize:
+		return nil, rpcerr.Invalid("page_size", "must be between 1 and 500")
+	}
+	fh := filterHash(req)
+	cursor, err := decodeToken(req.GetPageToken(), fh)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.await(ctx, req.GetConsistency()); err != nil {
+		return nil, err
+	}
+	rows, pos, err := s.p.ReadModel().ListOrders(ctx, f, cursor, size+1)
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, s.log, err)
+	}
+	res := &ordersv1.ListOrdersResponse{Position: pos}
+	if len(rows) > size {
+		last := rows[size-1]
+		res.NextPageToken = encodeToken(projections.Cursor{CreatedAt: last.State.CreatedAt.UnixNano(), ID: last.State.ID}, fh)
+		rows = rows[:size]
+	}
+	res.Orders = make([]*ordersv1.Order, len(rows))
+	for i, o := range rows {
+		res.Orders[i] = convert.OrderToProto(o.State, o.Revision)
+	}
+	return res, nil
+}
+
+// GetCustomerSummary returns a customer's summary; an unknown customer has
+// an empty one.
+func (s *Service) GetCustomerSummary(ctx context.Context, req *ordersv1.GetCustomerSummaryRequest) (*ordersv1.GetCustomerSummaryResponse, error) {
+	if err := validID("customer_id", req.GetCustomerId()); err != nil {
+		return nil, err
+	}
+	if err := s.await(ctx, req.GetConsistency()); err != nil {
+		return nil, err
+	}
+	sum, pos, err := s.p.ReadModel().GetCustomerSummary(ctx, req.GetCustomerId())
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, s.log, err)
+	}
+	out := &ordersv1.CustomerSummary{CustomerId: sum.CustomerID}
+	for st := order.StatusDraft; st <= order.StatusCancelled; st++ {
+		if n := sum.ByStatus[st]; n > 0 {
+			out.OrdersByStatus = append(out.OrdersByStatus, &ordersv1.StatusCount{Status: convert.StatusToProto(st), Count: n})
+			out.OrderCount += n
+		}
+	}
+	for cur, amt := range sum.Spend {
+		out.LifetimeSpend = append(out.LifetimeSpend, &ordersv1.Money{Currency: cur, Amount: amt})
+	}
+	sortMoney(out.LifetimeSpend)
+	return &ordersv1.GetCustomerSummaryResponse{Summary: out, Position: pos}, nil
+}
+
+func sortMoney(m []*ordersv1.Money) {
+	for i := 1; i < len(m); i++ {
+		for j := i; j > 0 && m[j].GetCurrency() < m[j-1].GetCurrency(); j-- {
+			m[j], m[j-1] = m[j-1], m[j]
+		}
+	}
+}

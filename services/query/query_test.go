@@ -1,0 +1,616 @@
+package query_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/command"
+	"github.com/orderstream/orderstream/services/convert"
+	"github.com/orderstream/orderstream/services/query"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+type env struct {
+	cmd    ordersv1.OrderCommandServiceClient
+	q      ordersv1.OrderQueryServiceClient
+	admin  ordersv1.OrderAdminServiceClient
+	store  *eventstore.Store
+	js     jetstream.JetStream
+	runner *projections.Runner
+	stop   func()
+	dir    string
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{store: store, js: js, dir: t.TempDir()}
+	e.startRunner(t)
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
+	ordersv1.RegisterOrderQueryServiceServer(gs, query.New(runnerRef{e}, nil))
+	ordersv1.RegisterOrderAdminServiceServer(gs, query.NewAdmin(runnerRef{e}, store, nil))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	e.cmd = ordersv1.NewOrderCommandServiceClient(conn)
+	e.q = ordersv1.NewOrderQueryServiceClient(conn)
+	e.admin = ordersv1.NewOrderAdminServiceClient(conn)
+	return e
+}
+
+// runnerRef lets a test restart the runner under live services.
+type runnerRef struct{ e *env }
+
+func (r runnerRef) ReadModel() *projections.ReadModel { return r.e.runner.ReadModel() }
+func (r runnerRef) WaitFor(ctx context.Context, p uint64) error {
+	return r.e.runner.WaitFor(ctx, p)
+}
+func (r runnerRef) Position() uint64 { return r.e.runner.Position() }
+func (r runnerRef) Rebuild(ctx context.Context, f func(projections.Progress)) error {
+	return r.e.runner.Rebuild(ctx, f)
+}
+func (r runnerRef) Rebuilding() bool     { return r.e.runner.Rebuilding() }
+func (r runnerRef) DeadLettered() uint64 { return r.e.runner.DeadLettered() }
+
+// startRunner opens the read model directory and runs a projection on it
+// until the returned stop is called (or the test ends).
+func (e *env) startRunner(t *testing.T, opts ...projections.Option) (stop func()) {
+	t.Helper()
+	dir, err := projections.Open(t.Context(), e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runner = projections.NewRunner(e.js, e.store, dir, opts...)
+	runner := e.runner
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runner: %v", err)
+		}
+		_ = dir.Close()
+	}
+	t.Cleanup(stop)
+	e.stop = stop
+	return stop
+}
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+func rid() string {
+	seq.Lock()
+	defer seq.Unlock()
+	seq.n++
+	return fmt.Sprintf("q-%d-%d", time.Now().UnixNano(), seq.n)
+}
+
+func addr() *ordersv1.Address {
+	return &ordersv1.Address{Line1: "1 Way", City: "Paris", Country: "FR"}
+}
+
+func consistency(p uint64) *ordersv1.Consistency { return &ordersv1.Consistency{MinPosition: p} }
+
+func TestReadYourWrites(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	for i := range 20 {
+		c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "ryw", Currency: "EUR",
+			Lines: []*ordersv1.LineItem{{Sku: "A", Quantity: int64(i + 1), UnitPrice: 100}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := e.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: c.GetOrder().GetOrderId(), Consistency: consistency(c.GetPosition())})
+		if err != nil {
+			t.Fatalf("GetOrder at %d: %v", c.GetPosition(), err)
+		}
+		if g.GetPosition() < c.GetPosition() || !proto.Equal(g.GetOrder(), c.GetOrder()) {
+			t.Fatalf("read model answer differs from the command's:\n%v\n%v", g.GetOrder(), c.GetOrder())
+		}
+	}
+	_, err := e.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: "x", Consistency: &ordersv1.Consistency{MinPosition: 1 << 40, MaxWait: durationpb.New(50 * time.Millisecond)}})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("far-ahead position: %v, want Unavailable", err)
+	}
+	if _, err := e.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: "no-such-order"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("unknown order: %v", err)
+	}
+}
+
+// workload drives a random mix of commands through the real command
+// service: many orders, every transition, stale revisions and retries.
+func workload(t *testing.T, e *env, orders, steps int, r *rand.Rand) (last uint64) {
+	t.Helper()
+	ctx := t.Context()
+	ids := make([]string, 0, orders)
+	revs := map[string]uint64{}
+	note := func(o *ordersv1.Order, pos uint64) {
+		revs[o.GetOrderId()] = o.GetRevision()
+		last = max(last, pos)
+	}
+	for i := range orders {
+		c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: fmt.Sprintf("cust-%d", i%5),
+			Currency: []string{"EUR", "USD"}[i%2], Lines: []*ordersv1.LineItem{{Sku: "BASE", Quantity: 1, UnitPrice: int64(100 + i)}}, ShippingAddress: addr()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.GetOrder().GetOrderId())
+		note(c.GetOrder(), c.GetPosition())
+	}
+	type resp interface {
+		GetOrder() *ordersv1.Order
+		GetPosition() uint64
+	}
+	for range steps {
+		id := ids[r.IntN(len(ids))]
+		var res resp
+		var err error
+		reqID := rid()
+		var expected *uint64
+		if r.IntN(5) == 0 {
+			stale := revs[id] - 1
+			expected = &stale
+		}
+		var call func() (resp, error)
+		switch r.IntN(9) {
+		case 0:
+			req := &ordersv1.AddItemRequest{RequestId: reqID, OrderId: id, Sku: fmt.Sprintf("S%d", r.IntN(6)), Quantity: int64(1 + r.IntN(5)), UnitPrice: int64(r.IntN(1000)), ExpectedRevision: expected}
+			call = func() (resp, error) { return e.cmd.AddItem(ctx, req) }
+		case 1:
+			req := &ordersv1.ChangeItemQuantityRequest{RequestId: reqID, OrderId: id, Sku: fmt.Sprintf("S%d", r.IntN(6)), Quantity: int64(1 + r.IntN(5))}
+			call = func() (resp, error) { return e.cmd.ChangeItemQuantity(ctx, req) }
+		case 2:
+			req := &ordersv1.RemoveItemRequest{RequestId: reqID, OrderId: id, Sku: fmt.Sprintf("S%d", r.IntN(6))}
+			call = func() (resp, error) { return e.cmd.RemoveItem(ctx, req) }
+		case 3:
+			req := &ordersv1.PlaceOrderRequest{RequestId: reqID, OrderId: id, ExpectedRevision: expected}
+			call = func() (resp, error) { return e.cmd.PlaceOrder(ctx, req) }
+		case 4:
+			var tot int64
+			if g, gerr := e.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: id, Consistency: consistency(last)}); gerr == nil {
+				tot = g.GetOrder().GetTotal()
+			}
+			outcome := ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED
+			if r.IntN(3) == 0 {
+				outcome = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED
+			}
+			req := &ordersv1.RecordPaymentRequest{RequestId: reqID, OrderId: id, Outcome: outcome, PaymentRef: "p-" + reqID, Amount: tot}
+			call = func() (resp, error) { return e.cmd.RecordPayment(ctx, req) }
+		case 5:
+			req := &ordersv1.CancelOrderRequest{RequestId: reqID, OrderId: id}
+			call = func() (resp, error) { return e.cmd.CancelOrder(ctx, req) }
+		case 6:
+			req := &ordersv1.ShipOrderRequest{RequestId: reqID, OrderId: id, Carrier: "UPS"}
+			call = func() (resp, error) { return e.cmd.ShipOrder(ctx, req) }
+		case 7:
+			req := &ordersv1.ConfirmDeliveryRequest{RequestId: reqID, OrderId: id}
+			call = func() (resp, error) { return e.cmd.ConfirmDelivery(ctx, req) }
+		case 8:
+			req := &ordersv1.SetShippingAddressRequest{RequestId: reqID, OrderId: id, ShippingAddress: addr()}
+			call = func() (resp, error) { return e.cmd.SetShippingAddress(ctx, req) }
+		}
+		res, err = call()
+		if err == nil && r.IntN(4) == 0 { // a retry returns the original
+			again, err2 := call()
+			if err2 != nil || again.GetPosition() != res.GetPosition() {
+				t.Fatalf("retry of %s: %v %v", reqID, again, err2)
+			}
+		}
+		switch status.Code(err) {
+		case codes.OK:
+			note(res.GetOrder(), res.GetPosition())
+		case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
+		default:
+			t.Fatalf("unexpected error: %v", err)
+		}
+	}
+	return last
+}
+
+// listAll walks every page of the read model.
+func listAll(t *testing.T, e *env, req *ordersv1.ListOrdersRequest) []*ordersv1.Order {
+	t.Helper()
+	var out []*ordersv1.Order
+	for {
+		res, err := e.q.ListOrders(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.GetOrders()...)
+		if res.GetNextPageToken() == "" {
+			return out
+		}
+		req.PageToken = res.GetNextPageToken()
+	}
+}
+
+// folded returns every order's state folded by the domain from its history.
+func folded(t *testing.T, e *env) map[string]*ordersv1.Order {
+	t.Helper()
+	out := map[string]*ordersv1.Order{}
+	states := map[string]order.State{}
+	revs := map[string]uint64{}
+	for rec, err := range e.store.Read(t.Context(), 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := convert.DecodeEvent(rec.Type, rec.Data)
+		if err != nil {
+			continue
+		}
+		states[rec.OrderID] = order.Evolve(states[rec.OrderID], ev, rec.Meta.OccurredAt)
+		revs[rec.OrderID] = rec.Position
+	}
+	for id, s := range states {
+		out[id] = convert.OrderToProto(s, revs[id])
+	}
+	return out
+}
+
+func TestReadModelEqualsFoldAndRebuild(t *testing.T) {
+	e := start(t)
+	last := workload(t, e, 30, 400, rand.New(rand.NewPCG(1, 2)))
+	if err := e.runner.WaitFor(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	incremental := listAll(t, e, &ordersv1.ListOrdersRequest{PageSize: 7})
+	want := folded(t, e)
+	if len(incremental) != len(want) {
+		t.Fatalf("read model has %d orders, log has %d", len(incremental), len(want))
+	}
+	for _, o := range incremental {
+		if !proto.Equal(o, want[o.GetOrderId()]) {
+			t.Fatalf("order %s differs from the fold of its history:\n%v\n%v", o.GetOrderId(), o, want[o.GetOrderId()])
+		}
+	}
+	summaryBefore := summaries(t, e)
+
+	stream, err := e.admin.RebuildReadModel(t.Context(), &ordersv1.RebuildReadModelRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lastProgress *ordersv1.RebuildReadModelResponse
+	for {
+		p, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastProgress = p
+	}
+	if !lastProgress.GetSwapped() || lastProgress.GetPosition() < last {
+		t.Fatalf("rebuild ended with %v", lastProgress)
+	}
+	rebuilt := listAll(t, e, &ordersv1.ListOrdersRequest{PageSize: 500})
+	if len(rebuilt) != len(incremental) {
+		t.Fatalf("rebuilt %d orders, had %d", len(rebuilt), len(incremental))
+	}
+	for i := range rebuilt {
+		if !proto.Equal(rebuilt[i], incremental[i]) {
+			t.Fatalf("rebuilt order differs:\n%v\n%v", rebuilt[i], incremental[i])
+		}
+	}
+	if after := summaries(t, e); !equalSummaries(summaryBefore, after) {
+		t.Fatalf("customer summaries changed by the rebuild:\n%v\n%v", summaryBefore, after)
+	}
+}
+
+func summaries(t *testing.T, e *env) map[string]*ordersv1.CustomerSummary {
+	t.Helper()
+	out := map[string]*ordersv1.CustomerSummary{}
+	for i := range 5 {
+		id := fmt.Sprintf("cust-%d", i)
+		res, err := e.q.GetCustomerSummary(t.Context(), &ordersv1.GetCustomerSummaryRequest{CustomerId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[id] = res.GetSummary()
+	}
+	return out
+}
+
+func equalSummaries(a, b map[string]*ordersv1.CustomerSummary) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !proto.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// The summary counts match the orders listed, and spend is the sum of
+// authorized payments: nothing counted twice across restarts.
+func TestCrashResumeCountsNothingTwice(t *testing.T) {
+	e := start(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	var last uint64
+	stop := e.stop
+	var checkpoints []uint64
+	for range 4 {
+		// Stop the runner wherever it is (typically mid-stream, between
+		// small batches), then restart it on the same files.
+		stop()
+		checkpoints = append(checkpoints, e.runner.Position())
+		stop = e.startRunner(t, projections.WithBatch(3, time.Millisecond))
+		if p, err := e.runner.ReadModel().Position(t.Context()); err != nil || p < checkpoints[len(checkpoints)-1] {
+			t.Fatalf("checkpoint went back from %d to %d", checkpoints[len(checkpoints)-1], p)
+		}
+		last = max(last, workload(t, e, 10, 120, r))
+	}
+	if err := e.runner.WaitFor(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	got := listAll(t, e, &ordersv1.ListOrdersRequest{PageSize: 500})
+	want := folded(t, e)
+	if len(got) != len(want) {
+		t.Fatalf("%d orders, log has %d", len(got), len(want))
+	}
+	byCust := map[string]map[ordersv1.OrderStatus]int64{}
+	spend := map[string]map[string]int64{}
+	for _, o := range got {
+		if !proto.Equal(o, want[o.GetOrderId()]) {
+			t.Fatalf("order %s differs from its fold", o.GetOrderId())
+		}
+		if byCust[o.GetCustomerId()] == nil {
+			byCust[o.GetCustomerId()] = map[ordersv1.OrderStatus]int64{}
+			spend[o.GetCustomerId()] = map[string]int64{}
+		}
+		byCust[o.GetCustomerId()][o.GetStatus()]++
+	}
+	for rec, err := range e.store.Read(t.Context(), 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev, err := convert.DecodeEvent(rec.Type, rec.Data); err == nil {
+			if p, ok := ev.(order.PaymentAuthorized); ok {
+				o := want[rec.OrderID]
+				spend[o.GetCustomerId()][o.GetCurrency()] += p.Amount
+			}
+		}
+	}
+	for cust, s := range summaries(t, e) {
+		for _, sc := range s.GetOrdersByStatus() {
+			if byCust[cust][sc.GetStatus()] != sc.GetCount() {
+				t.Fatalf("%s %v: summary %d, orders %d", cust, sc.GetStatus(), sc.GetCount(), byCust[cust][sc.GetStatus()])
+			}
+		}
+		for _, m := range s.GetLifetimeSpend() {
+			if spend[cust][m.GetCurrency()] != m.GetAmount() {
+				t.Fatalf("%s spend %s: summary %d, log %d", cust, m.GetCurrency(), m.GetAmount(), spend[cust][m.GetCurrency()])
+			}
+		}
+	}
+}
+
+func TestPaginationWhileCreating(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	var last uint64
+	for range 45 {
+		c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "pager", Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = c.GetPosition()
+	}
+	req := &ordersv1.ListOrdersRequest{CustomerId: "pager", PageSize: 10, Consistency: consistency(last)}
+	seen := map[string]int{}
+	pages := 0
+	for {
+		res, err := e.q.ListOrders(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, o := range res.GetOrders() {
+			seen[o.GetOrderId()]++
+		}
+		// New orders arrive between pages; they are newer than the
+		// cursor, so they never shift what remains.
+		if _, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "pager", Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+		if res.GetNextPageToken() == "" {
+			break
+		}
+		req.PageToken = res.GetNextPageToken()
+		req.Consistency = nil
+	}
+	if len(seen) != 45 || pages != 5 {
+		t.Fatalf("saw %d distinct orders in %d pages, want 45 in 5", len(seen), pages)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("order %s listed %d times", id, n)
+		}
+	}
+	bad := []*ordersv1.ListOrdersRequest{
+		{PageSize: -1},
+		{PageSize: 501},
+		{PageToken: "!!!not-base64"},
+		{PageToken: "eyJjIjoxfQ"},                       // decodes, but no id
+		{CustomerId: "other", PageToken: req.PageToken}, // token of other filters
+		{Status: ordersv1.OrderStatus(99)},
+	}
+	if req.PageToken == "" {
+		bad = bad[:len(bad)-2]
+	}
+	for _, b := range bad {
+		if _, err := e.q.ListOrders(ctx, b); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("ListOrders(%v): %v, want InvalidArgument", b, err)
+		}
+	}
+}
+
+func TestPoisonEventIsDeadLettered(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	msg := nats.NewMsg(e.store.Subject("poison-1"))
+	msg.Header.Set(eventstore.HeaderEventType, "OrderTeleported")
+	msg.Data = []byte("\x00garbage")
+	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "after-poison", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: c.GetOrder().GetOrderId(), Consistency: consistency(c.GetPosition())}); err != nil {
+		t.Fatalf("projection did not continue past the poison event: %v", err)
+	}
+	dl, err := e.runner.ReadModel().DeadLetters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dl) != 1 || dl[0].Position != 1 || dl[0].Type != "OrderTeleported" || dl[0].OrderID != "poison-1" {
+		t.Fatalf("dead letters: %+v", dl)
+	}
+	st, err := e.admin.GetProjectionStatus(ctx, &ordersv1.GetProjectionStatusRequest{})
+	if err != nil || st.GetDeadLettered() != 1 || st.GetPosition() < c.GetPosition() {
+		t.Fatalf("status %v %v", st, err)
+	}
+}
+
+func TestRebuildUnderLoad(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	last := workload(t, e, 20, 100, rand.New(rand.NewPCG(5, 6)))
+	if err := e.runner.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var acked []*ordersv1.CreateOrderResponse
+	var failures []error
+	wg.Go(func() {
+		for loadCtx.Err() == nil {
+			c, err := e.cmd.CreateOrder(loadCtx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "load", Currency: "EUR"})
+			if loadCtx.Err() != nil {
+				return
+			}
+			mu.Lock()
+			if err != nil {
+				failures = append(failures, err)
+			} else {
+				acked = append(acked, c)
+			}
+			mu.Unlock()
+		}
+	})
+	wg.Go(func() {
+		for loadCtx.Err() == nil {
+			_, err := e.q.ListOrders(loadCtx, &ordersv1.ListOrdersRequest{PageSize: 20})
+			if loadCtx.Err() != nil {
+				return
+			}
+			if err != nil {
+				mu.Lock()
+				failures = append(failures, fmt.Errorf("query during rebuild: %w", err))
+				mu.Unlock()
+			}
+		}
+	})
+	stream, err := e.admin.RebuildReadModel(ctx, &ordersv1.RebuildReadModelRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second rebuild while the first runs is refused.
+	first, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.admin.RebuildReadModel(ctx, &ordersv1.RebuildReadModelRequest{})
+	if err == nil {
+		_, err = second.Recv()
+	}
+	if !first.GetSwapped() && status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("second rebuild: %v, want FailedPrecondition", err)
+	}
+	for !first.GetSwapped() {
+		if first, err = stream.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopLoad()
+	wg.Wait()
+	for _, f := range failures {
+		t.Error(f)
+	}
+	for _, c := range acked {
+		g, err := e.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: c.GetOrder().GetOrderId(), Consistency: consistency(c.GetPosition())})
+		if err != nil || g.GetOrder().GetRevision() != c.GetOrder().GetRevision() {
+			t.Fatalf("order created during the rebuild missing after the swap: %v %v", g, err)
+		}
+	}
+	if len(acked) == 0 {
+		t.Fatal("no command ran during the rebuild")
+	}
+}
+
+func TestCancelledRebuildLeavesLiveIntact(t *testing.T) {
+	e := start(t)
+	last := workload(t, e, 5, 30, rand.New(rand.NewPCG(7, 8)))
+	if err := e.runner.WaitFor(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	live := e.runner.ReadModel()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := e.runner.Rebuild(ctx, nil); err == nil {
+		t.Fatal("cancelled rebuild reported success")
+	}
+	if e.runner.ReadModel() != live {
+		t.Fatal("cancelled rebuild swapped the read model")
+	}
+	if _, err := e.q.ListOrders(t.Context(), &ordersv1.ListOrdersRequest{}); err != nil {
+		t.Fatal(err)
+	}
+}
