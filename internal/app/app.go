@@ -25,9 +25,12 @@ import (
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/command"
+	"github.com/orderstream/orderstream/services/gateway"
 	"github.com/orderstream/orderstream/services/query"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -190,7 +193,25 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			}
 		}},
 	}
+	// The gateway calls this process's own gRPC listener, so REST passes
+	// through exactly the interceptors gRPC clients do.
+	gwConn, err := grpc.NewClient(addrs.GRPC,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
+	)
+	if err != nil {
+		srv.Stop()
+		return fmt.Errorf("gateway connection: %w", err)
+	}
+	defer gwConn.Close()
+	gw, err := gateway.New(ctx, gwConn, gateway.WithLogger(log))
+	if err != nil {
+		srv.Stop()
+		return err
+	}
 	mux := http.NewServeMux()
+	mux.Handle("/", otelhttp.NewHandler(gw, "rest", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /readyz", readyz(checks))
 	mux.Handle("GET /metrics", tel.MetricsHandler)
