@@ -24,6 +24,7 @@ import (
 	"github.com/orderstream/orderstream/internal/natsembed"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/gateway"
 	"github.com/orderstream/orderstream/services/query"
@@ -150,6 +151,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			log.Error("projection stopped", "err", err)
 		}
 	}()
+	ordersv1.RegisterOrderAuditServiceServer(srv, audit.New(store, js, log))
+	hs.SetServingStatus(ordersv1.OrderAuditService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	ordersv1.RegisterOrderQueryServiceServer(srv, query.New(runner, log))
 	ordersv1.RegisterOrderAdminServiceServer(srv, query.NewAdmin(runner, store, log))
 	// Queries are served once the read model caught up with the log as of

@@ -28,6 +28,7 @@ import (
 	"github.com/google/uuid"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/chain"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/convert"
 	"github.com/orderstream/orderstream/services/rpcerr"
@@ -152,7 +153,11 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 		if len(events) == 0 {
 			return result{state: st, revision: revision, position: revision}, nil
 		}
-		data, err := encode(events, meta)
+		prev := chain.Zero
+		if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
+			prev = recs[n-1].Meta.Hash
+		}
+		data, err := encode(orderID, events, meta, prev)
 		if err != nil {
 			return result{}, err
 		}
@@ -203,14 +208,23 @@ func fold(recs []eventstore.Recorded, requestID string) (st order.State, revisio
 	return st, revision, original, nil
 }
 
-func encode(events []order.Event, meta eventstore.Metadata) ([]eventstore.EventData, error) {
+// encode marshals events and links each into the order's hash chain after
+// prev, the hash of the order's last stored event.
+func encode(orderID string, events []order.Event, meta eventstore.Metadata, prev string) ([]eventstore.EventData, error) {
 	out := make([]eventstore.EventData, len(events))
 	for i, e := range events {
 		typ, data, err := convert.EncodeEvent(e)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = eventstore.EventData{Type: typ, Data: data, Meta: meta}
+		m := meta
+		m.PrevHash = prev
+		m.Hash, err = chain.Compute(prev, chain.Fields{OrderID: orderID, Type: typ, OccurredAt: m.OccurredAt, Actor: m.Actor, RequestID: m.RequestID, Payload: data})
+		if err != nil {
+			return nil, err
+		}
+		prev = m.Hash
+		out[i] = eventstore.EventData{Type: typ, Data: data, Meta: m}
 	}
 	return out, nil
 }

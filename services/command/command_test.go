@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/chain"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/services/command"
 	"google.golang.org/grpc"
@@ -424,5 +425,29 @@ func TestActorAndCorrelationAreRecorded(t *testing.T) {
 	recs, _ = e.store.Load(t.Context(), anon.GetOrder().GetOrderId())
 	if len(recs) != 1 || recs[0].Meta.Actor != "anonymous" {
 		t.Fatalf("default actor: %+v", recs)
+	}
+}
+
+func TestStoredEventsFormAHashChain(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	id := createDraft(t, e).GetOrder().GetOrderId()
+	for _, sku := range []string{"X", "Y"} {
+		if _, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: sku, Quantity: 1, UnitPrice: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: id}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := e.store.Load(ctx, id)
+	if err != nil || len(recs) != 4 {
+		t.Fatalf("%d events, %v", len(recs), err)
+	}
+	if recs[0].Meta.PrevHash != chain.Zero {
+		t.Fatalf("first event chains to %q", recs[0].Meta.PrevHash)
+	}
+	if b := chain.Verify(recs); b != nil {
+		t.Fatalf("fresh history does not verify: %+v", b)
 	}
 }
