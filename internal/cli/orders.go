@@ -427,11 +427,13 @@ func (a *app) listCmd() *cobra.Command {
 	var customer, statusFlag, after, before, token string
 	var size int32
 	var all bool
+	var minPos uint64
+	var wait time.Duration
 	c := &cobra.Command{
 		Use: "list", Short: "List orders, newest first", Args: cobra.NoArgs,
 		Example: "  ordersctl orders list --customer cust-42 --status placed --all",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := &ordersv1.ListOrdersRequest{CustomerId: customer, PageSize: size, PageToken: token}
+			req := &ordersv1.ListOrdersRequest{CustomerId: customer, PageSize: size, PageToken: token, Consistency: consistency(minPos, wait)}
 			if statusFlag != "" {
 				v, ok := ordersv1.OrderStatus_value["ORDER_STATUS_"+strings.ToUpper(statusFlag)]
 				if !ok || v == 0 {
@@ -490,5 +492,7 @@ func (a *app) listCmd() *cobra.Command {
 	c.Flags().Int32Var(&size, "page-size", 0, "orders per page (server default 50, at most 500)")
 	c.Flags().StringVar(&token, "page-token", "", "continue from a previous page")
 	c.Flags().BoolVar(&all, "all", false, "fetch every page")
+	c.Flags().Uint64Var(&minPos, "min-position", 0, "wait until the read model has applied this log position")
+	c.Flags().DurationVar(&wait, "max-wait", 0, "how long to wait for --min-position (server default 2s)")
 	return c
 }

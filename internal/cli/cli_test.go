@@ -1,0 +1,247 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/cli"
+	"github.com/orderstream/orderstream/internal/config"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// server runs the whole of ordersd in-process on loopback ports.
+func server(t *testing.T) app.Addrs {
+	t.Helper()
+	cfg, err := config.FromMap(map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan app.Addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a })
+	}()
+	var a app.Addrs
+	select {
+	case a = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return a
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, addr string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := map[string]string{"ORDERS_ADDR": addr}
+	code := cli.Run(t.Context(), args, cli.IO{Out: &out, Err: &errb, Getenv: func(k string) string { return env[k] }})
+	return result{code, out.String(), errb.String()}
+}
+
+func ok(t *testing.T, r result) result {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+var volatile = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
+
+// golden compares output with testdata/NAME, timestamps masked.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	got = volatile.ReplaceAllString(got, "<time>")
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Fatalf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func jsonOf(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, s)
+	}
+	return m
+}
+
+func TestOrderCommands(t *testing.T) {
+	a := server(t)
+	g := a.GRPC
+	r := ok(t, run(t, g, "orders", "create", "--order-id", "ord-1", "--request-id", "r1", "--customer", "cust-42", "--currency", "EUR",
+		"--item", "BOOK-1:2:12.50", "--item", "PEN-9:3:1.99", "--name", "Ada", "--line1", "1 Analytical Way", "--city", "London", "--country", "GB"))
+	golden(t, "create.txt", r.stdout)
+	ok(t, run(t, g, "orders", "add-item", "ord-1", "INK-1", "1", "0.50", "--request-id", "r2"))
+	ok(t, run(t, g, "orders", "set-qty", "ord-1", "INK-1", "4", "--request-id", "r3"))
+	ok(t, run(t, g, "orders", "remove-item", "ord-1", "PEN-9", "--request-id", "r4"))
+	r = ok(t, run(t, g, "orders", "place", "ord-1", "--request-id", "r5", "-o", "json"))
+	placed := jsonOf(t, r.stdout)
+	o := placed["order"].(map[string]any)
+	if o["status"] != "ORDER_STATUS_PLACED" || o["total"] != "2700" {
+		t.Fatalf("placed: %v", o)
+	}
+	ok(t, run(t, g, "orders", "pay", "ord-1", "--ref", "psp-1", "--amount", "27.00", "--request-id", "r6"))
+	ok(t, run(t, g, "orders", "ship", "ord-1", "--carrier", "DHL", "--tracking", "JD1", "--request-id", "r7"))
+	r = ok(t, run(t, g, "orders", "deliver", "ord-1", "--request-id", "r8", "-o", "json"))
+	pos := jsonOf(t, r.stdout)["position"].(string)
+	r = ok(t, run(t, g, "orders", "get", "ord-1", "--min-position", pos))
+	golden(t, "get.txt", r.stdout)
+
+	// Money with other exponents.
+	r = ok(t, run(t, g, "orders", "create", "--order-id", "ord-jpy", "--customer", "cust-42", "--currency", "JPY", "--item", "TEA:2:1200"))
+	if !strings.Contains(r.stdout, "2400 JPY") {
+		t.Fatalf("JPY total: %s", r.stdout)
+	}
+	r = ok(t, run(t, g, "orders", "create", "--order-id", "ord-kwd", "--customer", "cust-7", "--currency", "KWD", "--item", "OIL:1:1.255", "-o", "json"))
+	last := jsonOf(t, r.stdout)
+	if last["order"].(map[string]any)["total"] != "1255" {
+		t.Fatalf("KWD total: %s", r.stdout)
+	}
+	r = ok(t, run(t, g, "orders", "list", "--customer", "cust-42", "--all", "--page-size", "1", "--min-position", last["position"].(string), "-o", "json"))
+	if n := len(jsonOf(t, r.stdout)["orders"].([]any)); n != 2 {
+		t.Fatalf("list --all found %d orders: %s", n, r.stdout)
+	}
+}
+
+func TestAuditAndAdminCommands(t *testing.T) {
+	a := server(t)
+	g := a.GRPC
+	ok(t, run(t, g, "orders", "create", "--order-id", "aud-1", "--request-id", "a1", "--customer", "c", "--currency", "EUR", "--item", "A:1:5.00",
+		"--line1", "1 Way", "--city", "Oslo", "--country", "NO", "--actor", "alice"))
+	ok(t, run(t, g, "orders", "place", "aud-1", "--request-id", "a2", "--actor", "bob"))
+	r := ok(t, run(t, g, "audit", "history", "aud-1"))
+	golden(t, "history.txt", r.stdout)
+	r = ok(t, run(t, g, "audit", "at", "aud-1", "--revision", "1", "-o", "json"))
+	if jsonOf(t, r.stdout)["order"].(map[string]any)["status"] != "ORDER_STATUS_DRAFT" {
+		t.Fatalf("state at 1: %s", r.stdout)
+	}
+	r = ok(t, run(t, g, "audit", "export"))
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("export: %d lines", len(lines))
+	}
+	for _, l := range lines {
+		jsonOf(t, l)
+	}
+	r = ok(t, run(t, g, "audit", "verify", "aud-1"))
+	if !strings.Contains(r.stdout, "ok") {
+		t.Fatalf("verify: %s", r.stdout)
+	}
+	r = ok(t, run(t, g, "audit", "verify", "--all", "-o", "json"))
+	if r.stderr != "" {
+		t.Fatalf("progress leaked into piped output: %q", r.stderr)
+	}
+	r = ok(t, run(t, g, "admin", "rebuild", "-o", "json"))
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		jsonOf(t, l) // every progress line is JSON, nothing else
+	}
+	if r.stderr != "" {
+		t.Fatalf("rebuild wrote to stderr off a terminal: %q", r.stderr)
+	}
+	ok(t, run(t, g, "admin", "health"))
+
+	// Tamper through NATS: verify exits 6.
+	nc, err := nats.Connect("nats://" + a.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	m := nats.NewMsg("orders.aud-1")
+	m.Header.Set("Orders-Event-Type", "OrderCancelled")
+	m.Header.Set("Nats-Expected-Stream", "ORDERS")
+	if _, err := nc.RequestMsg(m, 5e9); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, g, "audit", "verify", "aud-1"); r.code != cli.ExitBrokenChain || !strings.Contains(r.stdout, "BROKEN") {
+		t.Fatalf("verify of a tampered order: exit %d %s", r.code, r.stdout)
+	}
+	if r := run(t, g, "audit", "verify", "--all"); r.code != cli.ExitBrokenChain {
+		t.Fatalf("verify --all of a tampered log: exit %d", r.code)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	a := server(t)
+	g := a.GRPC
+	ok(t, run(t, g, "orders", "create", "--order-id", "x-1", "--customer", "c", "--currency", "EUR"))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := lis.Addr().String()
+	_ = lis.Close()
+	cases := []struct {
+		name string
+		addr string
+		args []string
+		want int
+	}{
+		{"unknown command", g, []string{"bogus"}, cli.ExitUsage},
+		{"missing argument", g, []string{"orders", "place"}, cli.ExitUsage},
+		{"bad item", g, []string{"orders", "create", "--customer", "c", "--currency", "EUR", "--item", "A:x:1"}, cli.ExitUsage},
+		{"too many decimals", g, []string{"orders", "create", "--customer", "c", "--currency", "EUR", "--item", "A:1:1.999"}, cli.ExitUsage},
+		{"invalid argument from server", g, []string{"orders", "create", "--customer", "c", "--currency", "euro"}, cli.ExitUsage},
+		{"bad output format", g, []string{"orders", "get", "x-1", "-o", "yaml"}, cli.ExitUsage},
+		{"not found", g, []string{"orders", "place", "nope"}, cli.ExitNotFound},
+		{"conflict: exists", g, []string{"orders", "create", "--order-id", "x-1", "--customer", "c", "--currency", "EUR"}, cli.ExitConflict},
+		{"conflict: illegal transition", g, []string{"orders", "deliver", "x-1"}, cli.ExitConflict},
+		{"conflict: stale revision", g, []string{"orders", "add-item", "x-1", "B", "1", "1", "--expected-revision", "99"}, cli.ExitConflict},
+		{"unavailable", closed, []string{"orders", "place", "x-1", "--timeout", "2s"}, cli.ExitUnavailable},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, tc.addr, tc.args...)
+			if r.code != tc.want {
+				t.Fatalf("exit %d, want %d (%s%s)", r.code, tc.want, r.stdout, r.stderr)
+			}
+			if lines := strings.Count(strings.TrimSpace(r.stderr), "\n"); lines > 0 || strings.Contains(r.stderr, "goroutine") {
+				t.Fatalf("error is not one clear line: %q", r.stderr)
+			}
+		})
+	}
+}
+
+func TestHelpNeedsNoServer(t *testing.T) {
+	r := run(t, "127.0.0.1:1", "orders", "create", "--help")
+	if r.code != 0 || !strings.Contains(r.stdout, "SKU:QTY:PRICE") {
+		t.Fatalf("help: %d %s", r.code, r.stdout)
+	}
+	r = run(t, "127.0.0.1:1", "completion", "bash")
+	if r.code != 0 || !strings.Contains(r.stdout, "bash completion") {
+		t.Fatalf("completion: %d %.100s", r.code, r.stdout)
+	}
+}
