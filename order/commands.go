@@ -50,7 +50,8 @@ type RecordPayment struct {
 	Reason     string
 }
 
-// CancelOrder cancels an order that has not been paid. Reason is optional.
+// CancelOrder cancels an order that has not shipped. Cancelling a paid order
+// leaves a refund due (State.RefundDue). Reason is optional.
 type CancelOrder struct {
 	Reason string
 }
@@ -64,6 +65,13 @@ type ShipOrder struct {
 // ConfirmDelivery records that a shipped order was delivered.
 type ConfirmDelivery struct{}
 
+// RecordRefund records that the payment of a cancelled order was refunded
+// by the provider. RefundRef is required; Amount must equal the paid amount.
+type RecordRefund struct {
+	RefundRef string
+	Amount    int64
+}
+
 func (CreateOrder) isCommand()        {}
 func (AddItem) isCommand()            {}
 func (RemoveItem) isCommand()         {}
@@ -73,6 +81,7 @@ func (PlaceOrder) isCommand()         {}
 func (RecordPayment) isCommand()      {}
 func (CancelOrder) isCommand()        {}
 func (ShipOrder) isCommand()          {}
+func (RecordRefund) isCommand()       {}
 func (ConfirmDelivery) isCommand()    {}
 
 // commandValue turns a pointer to a command into the value, so Decide has
@@ -98,6 +107,8 @@ func commandValue(c Command) Command {
 	case *ShipOrder:
 		return deref[Command](p)
 	case *ConfirmDelivery:
+		return deref[Command](p)
+	case *RecordRefund:
 		return deref[Command](p)
 	}
 	return c

@@ -36,6 +36,8 @@ func Decide(s State, c Command) ([]Event, error) {
 		return decideShip(s, c)
 	case ConfirmDelivery:
 		return decideDeliver(s)
+	case RecordRefund:
+		return decideRefund(s, c)
 	default:
 		// Reachable only by embedding Command in a foreign type.
 		return nil, fmt.Errorf("%w: unsupported command %T", ErrInvalid, c)
@@ -276,10 +278,10 @@ func decideCancel(s State, c CancelOrder) ([]Event, error) {
 		return nil, errNoOrder()
 	}
 	switch s.Status {
-	case StatusDraft, StatusPlaced, StatusPaymentDeclined:
+	case StatusDraft, StatusPlaced, StatusPaymentDeclined, StatusPaid:
+		// A paid order is cancelled at once; the refund follows as its
+		// own fact (RefundIssued) once the provider has made it.
 		return one(OrderCancelled{Reason: c.Reason})
-	case StatusPaid:
-		return nil, fmt.Errorf("%w: cannot cancel a paid order: that needs a refund, which is not supported yet", ErrFailedPrecondition)
 	}
 	return nil, notAllowed("cancel", s.Status)
 }
@@ -319,3 +321,28 @@ func cloneLines(lines []Line) []Line {
 	}
 	return slices.Clone(lines)
 }
+
+func decideRefund(s State, c RecordRefund) ([]Event, error) {
+	if err := validateID("refund_ref", c.RefundRef); err != nil {
+		return nil, err
+	}
+	if c.Amount <= 0 || c.Amount > maxRefund {
+		return nil, invalid("amount", "must be positive")
+	}
+	if !s.Exists() {
+		return nil, errNoOrder()
+	}
+	if s.RefundRef != "" {
+		return nil, fmt.Errorf("%w: the order was already refunded", ErrFailedPrecondition)
+	}
+	if !s.RefundDue() {
+		return nil, fmt.Errorf("%w: no refund is due: only a cancelled order that was paid is refunded", ErrFailedPrecondition)
+	}
+	if c.Amount != s.PaidAmount {
+		return nil, invalid("amount", "must equal the paid amount")
+	}
+	return one(RefundIssued{PaymentRef: s.PaymentRef, RefundRef: c.RefundRef, Amount: c.Amount})
+}
+
+// maxRefund bounds a refund as totals are bounded: MaxLines full lines.
+const maxRefund = MaxLines * MaxQuantity * MaxUnitPrice

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orderstream/orderstream/order"
 )
@@ -73,6 +74,7 @@ func TestDecideTransitions(t *testing.T) {
 				order.StatusDraft:           order.StatusCancelled,
 				order.StatusPlaced:          order.StatusCancelled,
 				order.StatusPaymentDeclined: order.StatusCancelled,
+				order.StatusPaid:            order.StatusCancelled,
 			},
 		},
 		{
@@ -419,14 +421,48 @@ func TestRecordPayment(t *testing.T) {
 	}
 }
 
-func TestCancelPaidOrderNeedsRefund(t *testing.T) {
-	_, err := order.Decide(stateIn(t, order.StatusPaid), order.CancelOrder{})
-	if sentinelOf(err) != order.ErrFailedPrecondition {
-		t.Fatalf("err = %v, want ErrFailedPrecondition", err)
+func TestRefundAfterCancellingPaidOrder(t *testing.T) {
+	paid := stateIn(t, order.StatusPaid)
+	ev, err := order.Decide(paid, order.CancelOrder{Reason: "changed mind"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The message is what an operator sees; it must explain the refusal.
-	if !strings.Contains(err.Error(), "refund") {
-		t.Errorf("message %q does not mention the refund", err)
+	cancelled := order.Evolve(paid, ev[0], time.Now())
+	if !cancelled.RefundDue() || cancelled.PaidAmount != paid.Total {
+		t.Fatalf("cancelled paid order: refund due %v, paid %d", cancelled.RefundDue(), cancelled.PaidAmount)
+	}
+	if _, err := order.Decide(cancelled, order.RecordRefund{RefundRef: "rf-1", Amount: 1}); sentinelOf(err) != order.ErrInvalid {
+		t.Fatalf("partial refund: %v, want ErrInvalid", err)
+	}
+	if _, err := order.Decide(cancelled, order.RecordRefund{Amount: paid.Total}); sentinelOf(err) != order.ErrInvalid {
+		t.Fatalf("refund without ref: %v, want ErrInvalid", err)
+	}
+	ev, err = order.Decide(cancelled, order.RecordRefund{RefundRef: "rf-1", Amount: paid.Total})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri, ok := ev[0].(order.RefundIssued)
+	if !ok || ri.Amount != paid.Total || ri.PaymentRef != paid.PaymentRef {
+		t.Fatalf("event %#v", ev[0])
+	}
+	refunded := order.Evolve(cancelled, ri, time.Now())
+	if refunded.RefundDue() || refunded.RefundRef != "rf-1" || refunded.RefundedAt.IsZero() || refunded.Status != order.StatusCancelled {
+		t.Fatalf("refunded state %+v", refunded)
+	}
+	if _, err := order.Decide(refunded, order.RecordRefund{RefundRef: "rf-2", Amount: paid.Total}); sentinelOf(err) != order.ErrFailedPrecondition {
+		t.Fatalf("second refund: %v, want ErrFailedPrecondition", err)
+	}
+	for _, st := range []order.Status{order.StatusDraft, order.StatusPlaced, order.StatusPaid, order.StatusShipped, order.StatusDelivered} {
+		if _, err := order.Decide(stateIn(t, st), order.RecordRefund{RefundRef: "rf", Amount: 1}); sentinelOf(err) != order.ErrFailedPrecondition {
+			t.Fatalf("refund in %v: %v", st, err)
+		}
+	}
+	unpaid := order.Evolve(stateIn(t, order.StatusPlaced), order.OrderCancelled{}, time.Now())
+	if unpaid.RefundDue() {
+		t.Fatal("an unpaid cancelled order has a refund due")
+	}
+	if _, err := order.Decide(order.State{}, order.RecordRefund{RefundRef: "rf", Amount: 1}); sentinelOf(err) != order.ErrNotFound {
+		t.Fatalf("refund of unknown order: %v", err)
 	}
 }
 

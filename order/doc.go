@@ -21,7 +21,9 @@
 //	placed                           SetShippingAddress           placed
 //	placed, payment_declined         RecordPayment (authorized)   paid
 //	placed, payment_declined         RecordPayment (declined)     payment_declined
-//	draft, placed, payment_declined  CancelOrder                  cancelled (final)
+//	draft, placed, payment_declined, CancelOrder                  cancelled (final)
+//	paid
+//	cancelled (after payment)        RecordRefund                 cancelled, refunded
 //	paid                             ShipOrder                    shipped
 //	shipped                          ConfirmDelivery              delivered (final)
 //
@@ -110,10 +112,15 @@
 //     Declined: payment_ref is optional (an identifier when present), reason
 //     is optional free text, amount and currency are ignored. Emits
 //     PaymentDeclined and the order becomes payment_declined.
-//   - CancelOrder: draft, placed or payment_declined; reason is optional free
-//     text. A paid order cannot be cancelled because that needs a refund,
-//     which is not supported yet; shipped, delivered and cancelled orders
-//     cannot be cancelled either (ErrFailedPrecondition). Emits OrderCancelled.
+//   - CancelOrder: draft, placed, payment_declined or paid; reason is optional
+//     free text. Cancelling a paid order leaves a refund due (RefundDue);
+//     the payments process manager refunds it and records RecordRefund.
+//     Shipped, delivered and cancelled orders cannot be cancelled
+//     (ErrFailedPrecondition). Emits OrderCancelled.
+//   - RecordRefund: only a cancelled order that was paid and not yet
+//     refunded (ErrFailedPrecondition otherwise); refund_ref is a required
+//     identifier and amount must equal the paid amount (ErrInvalid). Emits
+//     RefundIssued; the status stays cancelled.
 //   - ShipOrder: paid only; carrier and tracking_number are optional free text,
 //     because not every hand-over has a tracked carrier. Emits OrderShipped.
 //   - ConfirmDelivery: shipped only. Emits OrderDelivered.

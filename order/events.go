@@ -21,6 +21,7 @@ const (
 	typeOrderCancelled      = "OrderCancelled"
 	typeOrderShipped        = "OrderShipped"
 	typeOrderDelivered      = "OrderDelivered"
+	typeRefundIssued        = "RefundIssued"
 )
 
 // EventTypes lists the names returned by EventType for every event of this
@@ -38,6 +39,7 @@ var EventTypes = []string{
 	typeOrderCancelled,
 	typeOrderShipped,
 	typeOrderDelivered,
+	typeRefundIssued,
 }
 
 // OrderCreated starts an order's history as a draft, with its initial lines
@@ -136,6 +138,16 @@ func (OrderShipped) EventType() string { return typeOrderShipped }
 // EventType returns "OrderDelivered".
 func (OrderDelivered) EventType() string { return typeOrderDelivered }
 
+// RefundIssued records that the payment of a cancelled order was refunded.
+type RefundIssued struct {
+	PaymentRef string // the refunded payment
+	RefundRef  string // the provider's reference of the refund
+	Amount     int64  // minor units; the whole paid amount
+}
+
+// EventType returns "RefundIssued".
+func (RefundIssued) EventType() string { return typeRefundIssued }
+
 // eventValue turns a pointer to an event of this package into the value, so
 // Evolve has one case per event. A nil pointer becomes nil.
 func eventValue(e Event) Event {
@@ -161,6 +173,8 @@ func eventValue(e Event) Event {
 	case *OrderShipped:
 		return deref[Event](p)
 	case *OrderDelivered:
+		return deref[Event](p)
+	case *RefundIssued:
 		return deref[Event](p)
 	}
 	return e

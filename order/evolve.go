@@ -65,6 +65,7 @@ func Evolve(s State, e Event, at time.Time) State {
 	case PaymentAuthorized:
 		s.Status = StatusPaid
 		s.PaymentRef = e.PaymentRef
+		s.PaidAmount = e.Amount
 		s.DeclineReason = ""
 		s.PaidAt = at
 	case PaymentDeclined:
@@ -82,6 +83,9 @@ func Evolve(s State, e Event, at time.Time) State {
 	case OrderDelivered:
 		s.Status = StatusDelivered
 		s.DeliveredAt = at
+	case RefundIssued:
+		s.RefundRef = e.RefundRef
+		s.RefundedAt = at
 	}
 	// Recomputed rather than taken from OrderPlaced.Total so that Total is
 	// the sum of Lines for every history, even one that changed lines after

@@ -43,8 +43,8 @@ func TestEvolveLifecycle(t *testing.T) {
 		Lines:      []order.Line{{SKU: "A", Quantity: 2, UnitPrice: 100}, {SKU: "B", Quantity: 3, UnitPrice: 50}},
 		Shipping:   &a,
 		Total:      350,
-		PaymentRef: "p-2",
-		Carrier:    "USPS", TrackingNumber: "9400",
+		PaymentRef: "p-2", PaidAmount: 350,
+		Carrier: "USPS", TrackingNumber: "9400",
 		Version:   len(events),
 		CreatedAt: at(0), UpdatedAt: at(10), PlacedAt: at(6), PaidAt: at(8), ShippedAt: at(9), DeliveredAt: at(10),
 	}
@@ -163,7 +163,7 @@ func TestEventTypes(t *testing.T) {
 	events := []order.Event{
 		order.OrderCreated{}, order.ItemAdded{}, order.ItemRemoved{}, order.ItemQuantityChanged{},
 		order.ShippingAddressSet{}, order.OrderPlaced{}, order.PaymentAuthorized{}, order.PaymentDeclined{},
-		order.OrderCancelled{}, order.OrderShipped{}, order.OrderDelivered{},
+		order.OrderCancelled{}, order.OrderShipped{}, order.OrderDelivered{}, order.RefundIssued{},
 	}
 	var got []string
 	for _, e := range events {

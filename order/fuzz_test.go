@@ -99,7 +99,7 @@ func (in *fuzzInput) line() order.Line {
 
 // command decodes one command; s supplies plausible amounts.
 func (in *fuzzInput) command(s order.State) (order.Command, string) {
-	switch in.next() % 11 {
+	switch in.next() % 12 {
 	case 0:
 		c := order.CreateOrder{
 			OrderID:    in.id("ord-1"),
@@ -139,6 +139,9 @@ func (in *fuzzInput) command(s order.State) (order.Command, string) {
 		return order.CancelOrder{Reason: in.text()}, "OrderCancelled"
 	case 9:
 		return order.ShipOrder{Carrier: in.text(), TrackingNumber: in.text()}, "OrderShipped"
+	case 10:
+		amount := pick(in, []int64{s.PaidAmount, s.PaidAmount - 1, 0, -5}, func(c byte) int64 { return int64(c) })
+		return order.RecordRefund{RefundRef: in.id("rf-1"), Amount: amount}, "RefundIssued"
 	default:
 		return order.ConfirmDelivery{}, "OrderDelivered"
 	}
@@ -158,7 +161,8 @@ var lifecycle = map[string]struct {
 	"OrderPlaced":         {[]order.Status{order.StatusDraft}, order.StatusPlaced},
 	"PaymentAuthorized":   {[]order.Status{order.StatusPlaced, order.StatusPaymentDeclined}, order.StatusPaid},
 	"PaymentDeclined":     {[]order.Status{order.StatusPlaced, order.StatusPaymentDeclined}, order.StatusPaymentDeclined},
-	"OrderCancelled":      {[]order.Status{order.StatusDraft, order.StatusPlaced, order.StatusPaymentDeclined}, order.StatusCancelled},
+	"OrderCancelled":      {[]order.Status{order.StatusDraft, order.StatusPlaced, order.StatusPaymentDeclined, order.StatusPaid}, order.StatusCancelled},
+	"RefundIssued":        {[]order.Status{order.StatusCancelled}, order.StatusCancelled},
 	"OrderShipped":        {[]order.Status{order.StatusPaid}, order.StatusShipped},
 	"OrderDelivered":      {[]order.Status{order.StatusShipped}, order.StatusDelivered},
 }

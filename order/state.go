@@ -33,7 +33,11 @@ type State struct {
 	PaymentRef string
 	// DeclineReason is why the last payment was declined; cleared when a
 	// payment is authorized.
-	DeclineReason  string
+	DeclineReason string
+	// PaidAmount is the authorized amount, in minor units; 0 if never paid.
+	PaidAmount int64
+	// RefundRef is the provider's reference of the refund, once issued.
+	RefundRef      string
 	CancelReason   string
 	Carrier        string
 	TrackingNumber string
@@ -41,7 +45,13 @@ type State struct {
 	Version int
 	// CreatedAt and the other times are the occurrence times of the events
 	// that set them; UpdatedAt is that of the last event applied.
-	CreatedAt, UpdatedAt, PlacedAt, PaidAt, ShippedAt, DeliveredAt, CancelledAt time.Time
+	CreatedAt, UpdatedAt, PlacedAt, PaidAt, ShippedAt, DeliveredAt, CancelledAt, RefundedAt time.Time
+}
+
+// RefundDue reports whether the order was cancelled after being paid and
+// the refund has not been recorded yet.
+func (s State) RefundDue() bool {
+	return s.Status == StatusCancelled && s.PaidAmount > 0 && s.RefundRef == ""
 }
 
 // Exists reports whether the order has been created, that is whether its

@@ -248,8 +248,8 @@ func TestErrorCodes(t *testing.T) {
 			_, err := e.client.ShipOrder(ctx, &ordersv1.ShipOrderRequest{RequestId: rid(), OrderId: placed.GetOrderId()})
 			return err
 		}, codes.FailedPrecondition},
-		{"cancel paid order", func() error {
-			_, err := e.client.CancelOrder(ctx, &ordersv1.CancelOrderRequest{RequestId: rid(), OrderId: paid.GetOrderId()})
+		{"refund of an order that was not cancelled", func() error {
+			_, err := e.client.RecordRefund(ctx, &ordersv1.RecordRefundRequest{RequestId: rid(), OrderId: paid.GetOrderId(), RefundRef: "rf", Amount: paid.GetTotal()})
 			return err
 		}, codes.FailedPrecondition},
 		{"payment amount differs from total", func() error {

@@ -106,13 +106,24 @@ func (s *Service) RecordPayment(ctx context.Context, req *ordersv1.RecordPayment
 	return &ordersv1.RecordPaymentResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
 }
 
-// CancelOrder cancels an unpaid order.
+// CancelOrder cancels an order that has not shipped.
 func (s *Service) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
 	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.CancelOrder{Reason: req.GetReason()})
 	if err != nil {
 		return nil, err
 	}
 	return &ordersv1.CancelOrderResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
+}
+
+// RecordRefund records the refund of a cancelled paid order.
+func (s *Service) RecordRefund(ctx context.Context, req *ordersv1.RecordRefundRequest) (*ordersv1.RecordRefundResponse, error) {
+	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.RecordRefund{
+		RefundRef: req.GetRefundRef(), Amount: req.GetAmount(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.RecordRefundResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
 }
 
 // ShipOrder records shipment of a paid order.

@@ -141,6 +141,9 @@ func OrderToProto(s order.State, revision uint64) *ordersv1.Order {
 		ShippedAt:       Timestamp(s.ShippedAt),
 		DeliveredAt:     Timestamp(s.DeliveredAt),
 		CancelledAt:     Timestamp(s.CancelledAt),
+		PaidAmount:      s.PaidAmount,
+		RefundRef:       s.RefundRef,
+		RefundedAt:      Timestamp(s.RefundedAt),
 	}
 }
 
@@ -225,6 +228,8 @@ func EventToProto(e order.Event) (*ordersv1.Event, error) {
 		pb.Event = &ordersv1.Event_OrderShipped{OrderShipped: &ordersv1.OrderShipped{Carrier: e.Carrier, TrackingNumber: e.TrackingNumber}}
 	case order.OrderDelivered:
 		pb.Event = &ordersv1.Event_OrderDelivered{OrderDelivered: &ordersv1.OrderDelivered{}}
+	case order.RefundIssued:
+		pb.Event = &ordersv1.Event_RefundIssued{RefundIssued: &ordersv1.RefundIssued{PaymentRef: e.PaymentRef, RefundRef: e.RefundRef, Amount: e.Amount}}
 	default:
 		return nil, fmt.Errorf("%w: %T", ErrUnknownEventType, e)
 	}
@@ -265,6 +270,9 @@ func EventFromProto(pb *ordersv1.Event) (order.Event, error) {
 		return order.OrderShipped{Carrier: e.OrderShipped.GetCarrier(), TrackingNumber: e.OrderShipped.GetTrackingNumber()}, nil
 	case *ordersv1.Event_OrderDelivered:
 		return order.OrderDelivered{}, nil
+	case *ordersv1.Event_RefundIssued:
+		r := e.RefundIssued
+		return order.RefundIssued{PaymentRef: r.GetPaymentRef(), RefundRef: r.GetRefundRef(), Amount: r.GetAmount()}, nil
 	default:
 		return nil, ErrUnknownEventType
 	}

@@ -26,6 +26,7 @@ func allEvents() []order.Event {
 		order.OrderCancelled{Reason: "changed mind"},
 		order.OrderShipped{Carrier: "DHL", TrackingNumber: "T1"},
 		order.OrderDelivered{},
+		order.RefundIssued{PaymentRef: "psp-1", RefundRef: "rf-1", Amount: 300},
 	}
 }
 

@@ -104,6 +104,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 		ordersv1.RegisterOrderQueryServiceHandler,
 		ordersv1.RegisterOrderAdminServiceHandler,
 		ordersv1.RegisterOrderAuditServiceHandler,
+		ordersv1.RegisterPaymentAdminServiceHandler,
 	} {
 		if err := reg(ctx, mux, conn); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)

@@ -44,6 +44,7 @@ type Event struct {
 	//	*Event_OrderCancelled
 	//	*Event_OrderShipped
 	//	*Event_OrderDelivered
+	//	*Event_RefundIssued
 	Event         isEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -185,6 +186,15 @@ func (x *Event) GetOrderDelivered() *OrderDelivered {
 	return nil
 }
 
+func (x *Event) GetRefundIssued() *RefundIssued {
+	if x != nil {
+		if x, ok := x.Event.(*Event_RefundIssued); ok {
+			return x.RefundIssued
+		}
+	}
+	return nil
+}
+
 type isEvent_Event interface {
 	isEvent_Event()
 }
@@ -244,6 +254,11 @@ type Event_OrderDelivered struct {
 	OrderDelivered *OrderDelivered `protobuf:"bytes,11,opt,name=order_delivered,json=orderDelivered,proto3,oneof"`
 }
 
+type Event_RefundIssued struct {
+	// The payment of a cancelled order was refunded.
+	RefundIssued *RefundIssued `protobuf:"bytes,12,opt,name=refund_issued,json=refundIssued,proto3,oneof"`
+}
+
 func (*Event_OrderCreated) isEvent_Event() {}
 
 func (*Event_ItemAdded) isEvent_Event() {}
@@ -265,6 +280,8 @@ func (*Event_OrderCancelled) isEvent_Event() {}
 func (*Event_OrderShipped) isEvent_Event() {}
 
 func (*Event_OrderDelivered) isEvent_Event() {}
+
+func (*Event_RefundIssued) isEvent_Event() {}
 
 // OrderCreated starts an order's history as a draft.
 type OrderCreated struct {
@@ -853,11 +870,75 @@ func (*OrderDelivered) Descriptor() ([]byte, []int) {
 	return file_orders_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
+// RefundIssued records that the payment of a cancelled order was refunded.
+type RefundIssued struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The refunded payment's provider reference.
+	PaymentRef string `protobuf:"bytes,1,opt,name=payment_ref,json=paymentRef,proto3" json:"payment_ref,omitempty"`
+	// The refund's provider reference.
+	RefundRef string `protobuf:"bytes,2,opt,name=refund_ref,json=refundRef,proto3" json:"refund_ref,omitempty"`
+	// Refunded amount in minor units: the whole paid amount.
+	Amount        int64 `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundIssued) Reset() {
+	*x = RefundIssued{}
+	mi := &file_orders_v1_events_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundIssued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundIssued) ProtoMessage() {}
+
+func (x *RefundIssued) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_events_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundIssued.ProtoReflect.Descriptor instead.
+func (*RefundIssued) Descriptor() ([]byte, []int) {
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RefundIssued) GetPaymentRef() string {
+	if x != nil {
+		return x.PaymentRef
+	}
+	return ""
+}
+
+func (x *RefundIssued) GetRefundRef() string {
+	if x != nil {
+		return x.RefundRef
+	}
+	return ""
+}
+
+func (x *RefundIssued) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
 var File_orders_v1_events_proto protoreflect.FileDescriptor
 
 const file_orders_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16orders/v1/events.proto\x12\torders.v1\x1a\x15orders/v1/types.proto\"\x8e\x06\n" +
+	"\x16orders/v1/events.proto\x12\torders.v1\x1a\x15orders/v1/types.proto\"\xce\x06\n" +
 	"\x05Event\x12>\n" +
 	"\rorder_created\x18\x01 \x01(\v2\x17.orders.v1.OrderCreatedH\x00R\forderCreated\x125\n" +
 	"\n" +
@@ -871,7 +952,8 @@ const file_orders_v1_events_proto_rawDesc = "" +
 	"\x0forder_cancelled\x18\t \x01(\v2\x19.orders.v1.OrderCancelledH\x00R\x0eorderCancelled\x12>\n" +
 	"\rorder_shipped\x18\n" +
 	" \x01(\v2\x17.orders.v1.OrderShippedH\x00R\forderShipped\x12D\n" +
-	"\x0forder_delivered\x18\v \x01(\v2\x19.orders.v1.OrderDeliveredH\x00R\x0eorderDeliveredB\a\n" +
+	"\x0forder_delivered\x18\v \x01(\v2\x19.orders.v1.OrderDeliveredH\x00R\x0eorderDelivered\x12>\n" +
+	"\rrefund_issued\x18\f \x01(\v2\x17.orders.v1.RefundIssuedH\x00R\frefundIssuedB\a\n" +
 	"\x05event\"\xd0\x01\n" +
 	"\fOrderCreated\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
@@ -907,7 +989,13 @@ const file_orders_v1_events_proto_rawDesc = "" +
 	"\fOrderShipped\x12\x18\n" +
 	"\acarrier\x18\x01 \x01(\tR\acarrier\x12'\n" +
 	"\x0ftracking_number\x18\x02 \x01(\tR\x0etrackingNumber\"\x10\n" +
-	"\x0eOrderDeliveredB;Z9github.com/orderstream/orderstream/api/orders/v1;ordersv1b\x06proto3"
+	"\x0eOrderDelivered\"f\n" +
+	"\fRefundIssued\x12\x1f\n" +
+	"\vpayment_ref\x18\x01 \x01(\tR\n" +
+	"paymentRef\x12\x1d\n" +
+	"\n" +
+	"refund_ref\x18\x02 \x01(\tR\trefundRef\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\x03R\x06amountB;Z9github.com/orderstream/orderstream/api/orders/v1;ordersv1b\x06proto3"
 
 var (
 	file_orders_v1_events_proto_rawDescOnce sync.Once
@@ -921,7 +1009,7 @@ func file_orders_v1_events_proto_rawDescGZIP() []byte {
 	return file_orders_v1_events_proto_rawDescData
 }
 
-var file_orders_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_orders_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_orders_v1_events_proto_goTypes = []any{
 	(*Event)(nil),               // 0: orders.v1.Event
 	(*OrderCreated)(nil),        // 1: orders.v1.OrderCreated
@@ -935,8 +1023,9 @@ var file_orders_v1_events_proto_goTypes = []any{
 	(*OrderCancelled)(nil),      // 9: orders.v1.OrderCancelled
 	(*OrderShipped)(nil),        // 10: orders.v1.OrderShipped
 	(*OrderDelivered)(nil),      // 11: orders.v1.OrderDelivered
-	(*LineItem)(nil),            // 12: orders.v1.LineItem
-	(*Address)(nil),             // 13: orders.v1.Address
+	(*RefundIssued)(nil),        // 12: orders.v1.RefundIssued
+	(*LineItem)(nil),            // 13: orders.v1.LineItem
+	(*Address)(nil),             // 14: orders.v1.Address
 }
 var file_orders_v1_events_proto_depIdxs = []int32{
 	1,  // 0: orders.v1.Event.order_created:type_name -> orders.v1.OrderCreated
@@ -950,14 +1039,15 @@ var file_orders_v1_events_proto_depIdxs = []int32{
 	9,  // 8: orders.v1.Event.order_cancelled:type_name -> orders.v1.OrderCancelled
 	10, // 9: orders.v1.Event.order_shipped:type_name -> orders.v1.OrderShipped
 	11, // 10: orders.v1.Event.order_delivered:type_name -> orders.v1.OrderDelivered
-	12, // 11: orders.v1.OrderCreated.lines:type_name -> orders.v1.LineItem
-	13, // 12: orders.v1.OrderCreated.shipping_address:type_name -> orders.v1.Address
-	13, // 13: orders.v1.ShippingAddressSet.shipping_address:type_name -> orders.v1.Address
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	12, // 11: orders.v1.Event.refund_issued:type_name -> orders.v1.RefundIssued
+	13, // 12: orders.v1.OrderCreated.lines:type_name -> orders.v1.LineItem
+	14, // 13: orders.v1.OrderCreated.shipping_address:type_name -> orders.v1.Address
+	14, // 14: orders.v1.ShippingAddressSet.shipping_address:type_name -> orders.v1.Address
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_events_proto_init() }
@@ -978,6 +1068,7 @@ func file_orders_v1_events_proto_init() {
 		(*Event_OrderCancelled)(nil),
 		(*Event_OrderShipped)(nil),
 		(*Event_OrderDelivered)(nil),
+		(*Event_RefundIssued)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -985,7 +1076,7 @@ func file_orders_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_events_proto_rawDesc), len(file_orders_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -663,7 +663,154 @@ func (x *RecordPaymentRequest) GetExpectedRevision() uint64 {
 	return 0
 }
 
-// CancelOrderRequest cancels an unpaid order.
+// RecordRefundRequest records a refund.
+type RecordRefundRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Idempotency key, 1-64 printable characters. Required.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Order id. Required.
+	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Provider reference of the refund. Required.
+	RefundRef string `protobuf:"bytes,3,opt,name=refund_ref,json=refundRef,proto3" json:"refund_ref,omitempty"`
+	// Refunded amount in minor units; must equal the paid amount.
+	Amount int64 `protobuf:"varint,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	// When set, the order's revision must still equal it, or the call fails
+	// with ABORTED.
+	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RecordRefundRequest) Reset() {
+	*x = RecordRefundRequest{}
+	mi := &file_orders_v1_orders_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordRefundRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordRefundRequest) ProtoMessage() {}
+
+func (x *RecordRefundRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordRefundRequest.ProtoReflect.Descriptor instead.
+func (*RecordRefundRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RecordRefundRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RecordRefundRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *RecordRefundRequest) GetRefundRef() string {
+	if x != nil {
+		return x.RefundRef
+	}
+	return ""
+}
+
+func (x *RecordRefundRequest) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *RecordRefundRequest) GetExpectedRevision() uint64 {
+	if x != nil && x.ExpectedRevision != nil {
+		return *x.ExpectedRevision
+	}
+	return 0
+}
+
+// RecordRefundResponse is the order after the command.
+type RecordRefundResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The order's state.
+	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	// Stream position of the order's last event (its revision).
+	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Log position of the last event this command appended.
+	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordRefundResponse) Reset() {
+	*x = RecordRefundResponse{}
+	mi := &file_orders_v1_orders_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordRefundResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordRefundResponse) ProtoMessage() {}
+
+func (x *RecordRefundResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordRefundResponse.ProtoReflect.Descriptor instead.
+func (*RecordRefundResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RecordRefundResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+func (x *RecordRefundResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RecordRefundResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+// CancelOrderRequest cancels an order that has not shipped.
 type CancelOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Idempotency key, 1-64 printable characters. Required.
@@ -681,7 +828,7 @@ type CancelOrderRequest struct {
 
 func (x *CancelOrderRequest) Reset() {
 	*x = CancelOrderRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[7]
+	mi := &file_orders_v1_orders_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +840,7 @@ func (x *CancelOrderRequest) String() string {
 func (*CancelOrderRequest) ProtoMessage() {}
 
 func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[7]
+	mi := &file_orders_v1_orders_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +853,7 @@ func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderRequest.ProtoReflect.Descriptor instead.
 func (*CancelOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{7}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelOrderRequest) GetRequestId() string {
@@ -757,7 +904,7 @@ type ShipOrderRequest struct {
 
 func (x *ShipOrderRequest) Reset() {
 	*x = ShipOrderRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[8]
+	mi := &file_orders_v1_orders_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +916,7 @@ func (x *ShipOrderRequest) String() string {
 func (*ShipOrderRequest) ProtoMessage() {}
 
 func (x *ShipOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[8]
+	mi := &file_orders_v1_orders_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +929,7 @@ func (x *ShipOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipOrderRequest.ProtoReflect.Descriptor instead.
 func (*ShipOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{8}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ShipOrderRequest) GetRequestId() string {
@@ -836,7 +983,7 @@ type ConfirmDeliveryRequest struct {
 
 func (x *ConfirmDeliveryRequest) Reset() {
 	*x = ConfirmDeliveryRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[9]
+	mi := &file_orders_v1_orders_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +995,7 @@ func (x *ConfirmDeliveryRequest) String() string {
 func (*ConfirmDeliveryRequest) ProtoMessage() {}
 
 func (x *ConfirmDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[9]
+	mi := &file_orders_v1_orders_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1008,7 @@ func (x *ConfirmDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{9}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ConfirmDeliveryRequest) GetRequestId() string {
@@ -902,7 +1049,7 @@ type CreateOrderResponse struct {
 
 func (x *CreateOrderResponse) Reset() {
 	*x = CreateOrderResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[10]
+	mi := &file_orders_v1_orders_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1061,7 @@ func (x *CreateOrderResponse) String() string {
 func (*CreateOrderResponse) ProtoMessage() {}
 
 func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[10]
+	mi := &file_orders_v1_orders_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1074,7 @@ func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{10}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateOrderResponse) GetOrder() *Order {
@@ -968,7 +1115,7 @@ type AddItemResponse struct {
 
 func (x *AddItemResponse) Reset() {
 	*x = AddItemResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[11]
+	mi := &file_orders_v1_orders_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1127,7 @@ func (x *AddItemResponse) String() string {
 func (*AddItemResponse) ProtoMessage() {}
 
 func (x *AddItemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[11]
+	mi := &file_orders_v1_orders_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1140,7 @@ func (x *AddItemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddItemResponse.ProtoReflect.Descriptor instead.
 func (*AddItemResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{11}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AddItemResponse) GetOrder() *Order {
@@ -1034,7 +1181,7 @@ type RemoveItemResponse struct {
 
 func (x *RemoveItemResponse) Reset() {
 	*x = RemoveItemResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[12]
+	mi := &file_orders_v1_orders_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1193,7 @@ func (x *RemoveItemResponse) String() string {
 func (*RemoveItemResponse) ProtoMessage() {}
 
 func (x *RemoveItemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[12]
+	mi := &file_orders_v1_orders_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1206,7 @@ func (x *RemoveItemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveItemResponse.ProtoReflect.Descriptor instead.
 func (*RemoveItemResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{12}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemoveItemResponse) GetOrder() *Order {
@@ -1100,7 +1247,7 @@ type ChangeItemQuantityResponse struct {
 
 func (x *ChangeItemQuantityResponse) Reset() {
 	*x = ChangeItemQuantityResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[13]
+	mi := &file_orders_v1_orders_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1259,7 @@ func (x *ChangeItemQuantityResponse) String() string {
 func (*ChangeItemQuantityResponse) ProtoMessage() {}
 
 func (x *ChangeItemQuantityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[13]
+	mi := &file_orders_v1_orders_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1272,7 @@ func (x *ChangeItemQuantityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeItemQuantityResponse.ProtoReflect.Descriptor instead.
 func (*ChangeItemQuantityResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{13}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ChangeItemQuantityResponse) GetOrder() *Order {
@@ -1166,7 +1313,7 @@ type SetShippingAddressResponse struct {
 
 func (x *SetShippingAddressResponse) Reset() {
 	*x = SetShippingAddressResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[14]
+	mi := &file_orders_v1_orders_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1325,7 @@ func (x *SetShippingAddressResponse) String() string {
 func (*SetShippingAddressResponse) ProtoMessage() {}
 
 func (x *SetShippingAddressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[14]
+	mi := &file_orders_v1_orders_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1338,7 @@ func (x *SetShippingAddressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetShippingAddressResponse.ProtoReflect.Descriptor instead.
 func (*SetShippingAddressResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{14}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetShippingAddressResponse) GetOrder() *Order {
@@ -1232,7 +1379,7 @@ type PlaceOrderResponse struct {
 
 func (x *PlaceOrderResponse) Reset() {
 	*x = PlaceOrderResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[15]
+	mi := &file_orders_v1_orders_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1391,7 @@ func (x *PlaceOrderResponse) String() string {
 func (*PlaceOrderResponse) ProtoMessage() {}
 
 func (x *PlaceOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[15]
+	mi := &file_orders_v1_orders_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1404,7 @@ func (x *PlaceOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceOrderResponse.ProtoReflect.Descriptor instead.
 func (*PlaceOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{15}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PlaceOrderResponse) GetOrder() *Order {
@@ -1298,7 +1445,7 @@ type RecordPaymentResponse struct {
 
 func (x *RecordPaymentResponse) Reset() {
 	*x = RecordPaymentResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[16]
+	mi := &file_orders_v1_orders_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1457,7 @@ func (x *RecordPaymentResponse) String() string {
 func (*RecordPaymentResponse) ProtoMessage() {}
 
 func (x *RecordPaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[16]
+	mi := &file_orders_v1_orders_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1470,7 @@ func (x *RecordPaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordPaymentResponse.ProtoReflect.Descriptor instead.
 func (*RecordPaymentResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{16}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RecordPaymentResponse) GetOrder() *Order {
@@ -1364,7 +1511,7 @@ type CancelOrderResponse struct {
 
 func (x *CancelOrderResponse) Reset() {
 	*x = CancelOrderResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[17]
+	mi := &file_orders_v1_orders_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1523,7 @@ func (x *CancelOrderResponse) String() string {
 func (*CancelOrderResponse) ProtoMessage() {}
 
 func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[17]
+	mi := &file_orders_v1_orders_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1536,7 @@ func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderResponse.ProtoReflect.Descriptor instead.
 func (*CancelOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{17}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelOrderResponse) GetOrder() *Order {
@@ -1430,7 +1577,7 @@ type ShipOrderResponse struct {
 
 func (x *ShipOrderResponse) Reset() {
 	*x = ShipOrderResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[18]
+	mi := &file_orders_v1_orders_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1589,7 @@ func (x *ShipOrderResponse) String() string {
 func (*ShipOrderResponse) ProtoMessage() {}
 
 func (x *ShipOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[18]
+	mi := &file_orders_v1_orders_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1602,7 @@ func (x *ShipOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipOrderResponse.ProtoReflect.Descriptor instead.
 func (*ShipOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{18}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ShipOrderResponse) GetOrder() *Order {
@@ -1496,7 +1643,7 @@ type ConfirmDeliveryResponse struct {
 
 func (x *ConfirmDeliveryResponse) Reset() {
 	*x = ConfirmDeliveryResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[19]
+	mi := &file_orders_v1_orders_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1655,7 @@ func (x *ConfirmDeliveryResponse) String() string {
 func (*ConfirmDeliveryResponse) ProtoMessage() {}
 
 func (x *ConfirmDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[19]
+	mi := &file_orders_v1_orders_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1668,7 @@ func (x *ConfirmDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{19}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConfirmDeliveryResponse) GetOrder() *Order {
@@ -1608,7 +1755,20 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\bcurrency\x18\x06 \x01(\tR\bcurrency\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x120\n" +
 	"\x11expected_revision\x18\x0f \x01(\x04H\x00R\x10expectedRevision\x88\x01\x01B\x14\n" +
-	"\x12_expected_revision\"\xae\x01\n" +
+	"\x12_expected_revision\"\xce\x01\n" +
+	"\x13RecordRefundRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1d\n" +
+	"\n" +
+	"refund_ref\x18\x03 \x01(\tR\trefundRef\x12\x16\n" +
+	"\x06amount\x18\x04 \x01(\x03R\x06amount\x120\n" +
+	"\x11expected_revision\x18\x0f \x01(\x04H\x00R\x10expectedRevision\x88\x01\x01B\x14\n" +
+	"\x12_expected_revision\"v\n" +
+	"\x14RecordRefundResponse\x12&\n" +
+	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"\xae\x01\n" +
 	"\x12CancelOrderRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -1673,7 +1833,7 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\x0ePaymentOutcome\x12\x1f\n" +
 	"\x1bPAYMENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPAYMENT_OUTCOME_AUTHORIZED\x10\x01\x12\x1c\n" +
-	"\x18PAYMENT_OUTCOME_DECLINED\x10\x022\xc5\x06\n" +
+	"\x18PAYMENT_OUTCOME_DECLINED\x10\x022\x96\a\n" +
 	"\x13OrderCommandService\x12L\n" +
 	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\x12@\n" +
 	"\aAddItem\x12\x19.orders.v1.AddItemRequest\x1a\x1a.orders.v1.AddItemResponse\x12I\n" +
@@ -1684,7 +1844,8 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
 	"PlaceOrder\x12\x1c.orders.v1.PlaceOrderRequest\x1a\x1d.orders.v1.PlaceOrderResponse\x12R\n" +
 	"\rRecordPayment\x12\x1f.orders.v1.RecordPaymentRequest\x1a .orders.v1.RecordPaymentResponse\x12L\n" +
-	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x1e.orders.v1.CancelOrderResponse\x12F\n" +
+	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x1e.orders.v1.CancelOrderResponse\x12O\n" +
+	"\fRecordRefund\x12\x1e.orders.v1.RecordRefundRequest\x1a\x1f.orders.v1.RecordRefundResponse\x12F\n" +
 	"\tShipOrder\x12\x1b.orders.v1.ShipOrderRequest\x1a\x1c.orders.v1.ShipOrderResponse\x12X\n" +
 	"\x0fConfirmDelivery\x12!.orders.v1.ConfirmDeliveryRequest\x1a\".orders.v1.ConfirmDeliveryResponseB;Z9github.com/orderstream/orderstream/api/orders/v1;ordersv1b\x06proto3"
 
@@ -1701,7 +1862,7 @@ func file_orders_v1_orders_proto_rawDescGZIP() []byte {
 }
 
 var file_orders_v1_orders_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_orders_v1_orders_proto_goTypes = []any{
 	(PaymentOutcome)(0),                // 0: orders.v1.PaymentOutcome
 	(*CreateOrderRequest)(nil),         // 1: orders.v1.CreateOrderRequest
@@ -1711,63 +1872,68 @@ var file_orders_v1_orders_proto_goTypes = []any{
 	(*SetShippingAddressRequest)(nil),  // 5: orders.v1.SetShippingAddressRequest
 	(*PlaceOrderRequest)(nil),          // 6: orders.v1.PlaceOrderRequest
 	(*RecordPaymentRequest)(nil),       // 7: orders.v1.RecordPaymentRequest
-	(*CancelOrderRequest)(nil),         // 8: orders.v1.CancelOrderRequest
-	(*ShipOrderRequest)(nil),           // 9: orders.v1.ShipOrderRequest
-	(*ConfirmDeliveryRequest)(nil),     // 10: orders.v1.ConfirmDeliveryRequest
-	(*CreateOrderResponse)(nil),        // 11: orders.v1.CreateOrderResponse
-	(*AddItemResponse)(nil),            // 12: orders.v1.AddItemResponse
-	(*RemoveItemResponse)(nil),         // 13: orders.v1.RemoveItemResponse
-	(*ChangeItemQuantityResponse)(nil), // 14: orders.v1.ChangeItemQuantityResponse
-	(*SetShippingAddressResponse)(nil), // 15: orders.v1.SetShippingAddressResponse
-	(*PlaceOrderResponse)(nil),         // 16: orders.v1.PlaceOrderResponse
-	(*RecordPaymentResponse)(nil),      // 17: orders.v1.RecordPaymentResponse
-	(*CancelOrderResponse)(nil),        // 18: orders.v1.CancelOrderResponse
-	(*ShipOrderResponse)(nil),          // 19: orders.v1.ShipOrderResponse
-	(*ConfirmDeliveryResponse)(nil),    // 20: orders.v1.ConfirmDeliveryResponse
-	(*LineItem)(nil),                   // 21: orders.v1.LineItem
-	(*Address)(nil),                    // 22: orders.v1.Address
-	(*Order)(nil),                      // 23: orders.v1.Order
+	(*RecordRefundRequest)(nil),        // 8: orders.v1.RecordRefundRequest
+	(*RecordRefundResponse)(nil),       // 9: orders.v1.RecordRefundResponse
+	(*CancelOrderRequest)(nil),         // 10: orders.v1.CancelOrderRequest
+	(*ShipOrderRequest)(nil),           // 11: orders.v1.ShipOrderRequest
+	(*ConfirmDeliveryRequest)(nil),     // 12: orders.v1.ConfirmDeliveryRequest
+	(*CreateOrderResponse)(nil),        // 13: orders.v1.CreateOrderResponse
+	(*AddItemResponse)(nil),            // 14: orders.v1.AddItemResponse
+	(*RemoveItemResponse)(nil),         // 15: orders.v1.RemoveItemResponse
+	(*ChangeItemQuantityResponse)(nil), // 16: orders.v1.ChangeItemQuantityResponse
+	(*SetShippingAddressResponse)(nil), // 17: orders.v1.SetShippingAddressResponse
+	(*PlaceOrderResponse)(nil),         // 18: orders.v1.PlaceOrderResponse
+	(*RecordPaymentResponse)(nil),      // 19: orders.v1.RecordPaymentResponse
+	(*CancelOrderResponse)(nil),        // 20: orders.v1.CancelOrderResponse
+	(*ShipOrderResponse)(nil),          // 21: orders.v1.ShipOrderResponse
+	(*ConfirmDeliveryResponse)(nil),    // 22: orders.v1.ConfirmDeliveryResponse
+	(*LineItem)(nil),                   // 23: orders.v1.LineItem
+	(*Address)(nil),                    // 24: orders.v1.Address
+	(*Order)(nil),                      // 25: orders.v1.Order
 }
 var file_orders_v1_orders_proto_depIdxs = []int32{
-	21, // 0: orders.v1.CreateOrderRequest.lines:type_name -> orders.v1.LineItem
-	22, // 1: orders.v1.CreateOrderRequest.shipping_address:type_name -> orders.v1.Address
-	22, // 2: orders.v1.SetShippingAddressRequest.shipping_address:type_name -> orders.v1.Address
+	23, // 0: orders.v1.CreateOrderRequest.lines:type_name -> orders.v1.LineItem
+	24, // 1: orders.v1.CreateOrderRequest.shipping_address:type_name -> orders.v1.Address
+	24, // 2: orders.v1.SetShippingAddressRequest.shipping_address:type_name -> orders.v1.Address
 	0,  // 3: orders.v1.RecordPaymentRequest.outcome:type_name -> orders.v1.PaymentOutcome
-	23, // 4: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
-	23, // 5: orders.v1.AddItemResponse.order:type_name -> orders.v1.Order
-	23, // 6: orders.v1.RemoveItemResponse.order:type_name -> orders.v1.Order
-	23, // 7: orders.v1.ChangeItemQuantityResponse.order:type_name -> orders.v1.Order
-	23, // 8: orders.v1.SetShippingAddressResponse.order:type_name -> orders.v1.Order
-	23, // 9: orders.v1.PlaceOrderResponse.order:type_name -> orders.v1.Order
-	23, // 10: orders.v1.RecordPaymentResponse.order:type_name -> orders.v1.Order
-	23, // 11: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
-	23, // 12: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
-	23, // 13: orders.v1.ConfirmDeliveryResponse.order:type_name -> orders.v1.Order
-	1,  // 14: orders.v1.OrderCommandService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
-	2,  // 15: orders.v1.OrderCommandService.AddItem:input_type -> orders.v1.AddItemRequest
-	3,  // 16: orders.v1.OrderCommandService.RemoveItem:input_type -> orders.v1.RemoveItemRequest
-	4,  // 17: orders.v1.OrderCommandService.ChangeItemQuantity:input_type -> orders.v1.ChangeItemQuantityRequest
-	5,  // 18: orders.v1.OrderCommandService.SetShippingAddress:input_type -> orders.v1.SetShippingAddressRequest
-	6,  // 19: orders.v1.OrderCommandService.PlaceOrder:input_type -> orders.v1.PlaceOrderRequest
-	7,  // 20: orders.v1.OrderCommandService.RecordPayment:input_type -> orders.v1.RecordPaymentRequest
-	8,  // 21: orders.v1.OrderCommandService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	9,  // 22: orders.v1.OrderCommandService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
-	10, // 23: orders.v1.OrderCommandService.ConfirmDelivery:input_type -> orders.v1.ConfirmDeliveryRequest
-	11, // 24: orders.v1.OrderCommandService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
-	12, // 25: orders.v1.OrderCommandService.AddItem:output_type -> orders.v1.AddItemResponse
-	13, // 26: orders.v1.OrderCommandService.RemoveItem:output_type -> orders.v1.RemoveItemResponse
-	14, // 27: orders.v1.OrderCommandService.ChangeItemQuantity:output_type -> orders.v1.ChangeItemQuantityResponse
-	15, // 28: orders.v1.OrderCommandService.SetShippingAddress:output_type -> orders.v1.SetShippingAddressResponse
-	16, // 29: orders.v1.OrderCommandService.PlaceOrder:output_type -> orders.v1.PlaceOrderResponse
-	17, // 30: orders.v1.OrderCommandService.RecordPayment:output_type -> orders.v1.RecordPaymentResponse
-	18, // 31: orders.v1.OrderCommandService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
-	19, // 32: orders.v1.OrderCommandService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
-	20, // 33: orders.v1.OrderCommandService.ConfirmDelivery:output_type -> orders.v1.ConfirmDeliveryResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	25, // 4: orders.v1.RecordRefundResponse.order:type_name -> orders.v1.Order
+	25, // 5: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
+	25, // 6: orders.v1.AddItemResponse.order:type_name -> orders.v1.Order
+	25, // 7: orders.v1.RemoveItemResponse.order:type_name -> orders.v1.Order
+	25, // 8: orders.v1.ChangeItemQuantityResponse.order:type_name -> orders.v1.Order
+	25, // 9: orders.v1.SetShippingAddressResponse.order:type_name -> orders.v1.Order
+	25, // 10: orders.v1.PlaceOrderResponse.order:type_name -> orders.v1.Order
+	25, // 11: orders.v1.RecordPaymentResponse.order:type_name -> orders.v1.Order
+	25, // 12: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
+	25, // 13: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
+	25, // 14: orders.v1.ConfirmDeliveryResponse.order:type_name -> orders.v1.Order
+	1,  // 15: orders.v1.OrderCommandService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
+	2,  // 16: orders.v1.OrderCommandService.AddItem:input_type -> orders.v1.AddItemRequest
+	3,  // 17: orders.v1.OrderCommandService.RemoveItem:input_type -> orders.v1.RemoveItemRequest
+	4,  // 18: orders.v1.OrderCommandService.ChangeItemQuantity:input_type -> orders.v1.ChangeItemQuantityRequest
+	5,  // 19: orders.v1.OrderCommandService.SetShippingAddress:input_type -> orders.v1.SetShippingAddressRequest
+	6,  // 20: orders.v1.OrderCommandService.PlaceOrder:input_type -> orders.v1.PlaceOrderRequest
+	7,  // 21: orders.v1.OrderCommandService.RecordPayment:input_type -> orders.v1.RecordPaymentRequest
+	10, // 22: orders.v1.OrderCommandService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	8,  // 23: orders.v1.OrderCommandService.RecordRefund:input_type -> orders.v1.RecordRefundRequest
+	11, // 24: orders.v1.OrderCommandService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
+	12, // 25: orders.v1.OrderCommandService.ConfirmDelivery:input_type -> orders.v1.ConfirmDeliveryRequest
+	13, // 26: orders.v1.OrderCommandService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
+	14, // 27: orders.v1.OrderCommandService.AddItem:output_type -> orders.v1.AddItemResponse
+	15, // 28: orders.v1.OrderCommandService.RemoveItem:output_type -> orders.v1.RemoveItemResponse
+	16, // 29: orders.v1.OrderCommandService.ChangeItemQuantity:output_type -> orders.v1.ChangeItemQuantityResponse
+	17, // 30: orders.v1.OrderCommandService.SetShippingAddress:output_type -> orders.v1.SetShippingAddressResponse
+	18, // 31: orders.v1.OrderCommandService.PlaceOrder:output_type -> orders.v1.PlaceOrderResponse
+	19, // 32: orders.v1.OrderCommandService.RecordPayment:output_type -> orders.v1.RecordPaymentResponse
+	20, // 33: orders.v1.OrderCommandService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
+	9,  // 34: orders.v1.OrderCommandService.RecordRefund:output_type -> orders.v1.RecordRefundResponse
+	21, // 35: orders.v1.OrderCommandService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
+	22, // 36: orders.v1.OrderCommandService.ConfirmDelivery:output_type -> orders.v1.ConfirmDeliveryResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_orders_proto_init() }
@@ -1783,15 +1949,16 @@ func file_orders_v1_orders_proto_init() {
 	file_orders_v1_orders_proto_msgTypes[5].OneofWrappers = []any{}
 	file_orders_v1_orders_proto_msgTypes[6].OneofWrappers = []any{}
 	file_orders_v1_orders_proto_msgTypes[7].OneofWrappers = []any{}
-	file_orders_v1_orders_proto_msgTypes[8].OneofWrappers = []any{}
 	file_orders_v1_orders_proto_msgTypes[9].OneofWrappers = []any{}
+	file_orders_v1_orders_proto_msgTypes[10].OneofWrappers = []any{}
+	file_orders_v1_orders_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_orders_proto_rawDesc), len(file_orders_v1_orders_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	OrderCommandService_PlaceOrder_FullMethodName         = "/orders.v1.OrderCommandService/PlaceOrder"
 	OrderCommandService_RecordPayment_FullMethodName      = "/orders.v1.OrderCommandService/RecordPayment"
 	OrderCommandService_CancelOrder_FullMethodName        = "/orders.v1.OrderCommandService/CancelOrder"
+	OrderCommandService_RecordRefund_FullMethodName       = "/orders.v1.OrderCommandService/RecordRefund"
 	OrderCommandService_ShipOrder_FullMethodName          = "/orders.v1.OrderCommandService/ShipOrder"
 	OrderCommandService_ConfirmDelivery_FullMethodName    = "/orders.v1.OrderCommandService/ConfirmDelivery"
 )
@@ -67,8 +68,11 @@ type OrderCommandServiceClient interface {
 	PlaceOrder(ctx context.Context, in *PlaceOrderRequest, opts ...grpc.CallOption) (*PlaceOrderResponse, error)
 	// RecordPayment records a payment provider's outcome for a placed order.
 	RecordPayment(ctx context.Context, in *RecordPaymentRequest, opts ...grpc.CallOption) (*RecordPaymentResponse, error)
-	// CancelOrder cancels an order that has not been paid.
+	// CancelOrder cancels an order that has not shipped. A paid order is
+	// refunded afterwards by the payments process manager.
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
+	// RecordRefund records that the payment of a cancelled order was refunded.
+	RecordRefund(ctx context.Context, in *RecordRefundRequest, opts ...grpc.CallOption) (*RecordRefundResponse, error)
 	// ShipOrder records that a paid order shipped.
 	ShipOrder(ctx context.Context, in *ShipOrderRequest, opts ...grpc.CallOption) (*ShipOrderResponse, error)
 	// ConfirmDelivery records that a shipped order was delivered.
@@ -163,6 +167,16 @@ func (c *orderCommandServiceClient) CancelOrder(ctx context.Context, in *CancelO
 	return out, nil
 }
 
+func (c *orderCommandServiceClient) RecordRefund(ctx context.Context, in *RecordRefundRequest, opts ...grpc.CallOption) (*RecordRefundResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordRefundResponse)
+	err := c.cc.Invoke(ctx, OrderCommandService_RecordRefund_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *orderCommandServiceClient) ShipOrder(ctx context.Context, in *ShipOrderRequest, opts ...grpc.CallOption) (*ShipOrderResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ShipOrderResponse)
@@ -219,8 +233,11 @@ type OrderCommandServiceServer interface {
 	PlaceOrder(context.Context, *PlaceOrderRequest) (*PlaceOrderResponse, error)
 	// RecordPayment records a payment provider's outcome for a placed order.
 	RecordPayment(context.Context, *RecordPaymentRequest) (*RecordPaymentResponse, error)
-	// CancelOrder cancels an order that has not been paid.
+	// CancelOrder cancels an order that has not shipped. A paid order is
+	// refunded afterwards by the payments process manager.
 	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
+	// RecordRefund records that the payment of a cancelled order was refunded.
+	RecordRefund(context.Context, *RecordRefundRequest) (*RecordRefundResponse, error)
 	// ShipOrder records that a paid order shipped.
 	ShipOrder(context.Context, *ShipOrderRequest) (*ShipOrderResponse, error)
 	// ConfirmDelivery records that a shipped order was delivered.
@@ -258,6 +275,9 @@ func (UnimplementedOrderCommandServiceServer) RecordPayment(context.Context, *Re
 }
 func (UnimplementedOrderCommandServiceServer) CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelOrder not implemented")
+}
+func (UnimplementedOrderCommandServiceServer) RecordRefund(context.Context, *RecordRefundRequest) (*RecordRefundResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordRefund not implemented")
 }
 func (UnimplementedOrderCommandServiceServer) ShipOrder(context.Context, *ShipOrderRequest) (*ShipOrderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ShipOrder not implemented")
@@ -430,6 +450,24 @@ func _OrderCommandService_CancelOrder_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderCommandService_RecordRefund_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordRefundRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderCommandServiceServer).RecordRefund(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderCommandService_RecordRefund_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderCommandServiceServer).RecordRefund(ctx, req.(*RecordRefundRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _OrderCommandService_ShipOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ShipOrderRequest)
 	if err := dec(in); err != nil {
@@ -504,6 +542,10 @@ var OrderCommandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelOrder",
 			Handler:    _OrderCommandService_CancelOrder_Handler,
+		},
+		{
+			MethodName: "RecordRefund",
+			Handler:    _OrderCommandService_RecordRefund_Handler,
 		},
 		{
 			MethodName: "ShipOrder",

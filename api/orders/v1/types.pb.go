@@ -313,7 +313,13 @@ type Order struct {
 	// When the order was delivered.
 	DeliveredAt *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
 	// When the order was cancelled.
-	CancelledAt   *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=cancelled_at,json=cancelledAt,proto3" json:"cancelled_at,omitempty"`
+	CancelledAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=cancelled_at,json=cancelledAt,proto3" json:"cancelled_at,omitempty"`
+	// Authorized amount in minor units; 0 if never paid.
+	PaidAmount int64 `protobuf:"varint,22,opt,name=paid_amount,json=paidAmount,proto3" json:"paid_amount,omitempty"`
+	// Provider reference of the refund, once a cancelled paid order is refunded.
+	RefundRef string `protobuf:"bytes,23,opt,name=refund_ref,json=refundRef,proto3" json:"refund_ref,omitempty"`
+	// When the refund was recorded.
+	RefundedAt    *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=refunded_at,json=refundedAt,proto3" json:"refunded_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -495,6 +501,27 @@ func (x *Order) GetCancelledAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Order) GetPaidAmount() int64 {
+	if x != nil {
+		return x.PaidAmount
+	}
+	return 0
+}
+
+func (x *Order) GetRefundRef() string {
+	if x != nil {
+		return x.RefundRef
+	}
+	return ""
+}
+
+func (x *Order) GetRefundedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefundedAt
+	}
+	return nil
+}
+
 var File_orders_v1_types_proto protoreflect.FileDescriptor
 
 const file_orders_v1_types_proto_rawDesc = "" +
@@ -515,7 +542,7 @@ const file_orders_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"unit_price\x18\x03 \x01(\x03R\tunitPrice\x12\x1d\n" +
 	"\n" +
-	"line_total\x18\x04 \x01(\x03R\tlineTotal\"\x92\a\n" +
+	"line_total\x18\x04 \x01(\x03R\tlineTotal\"\x8f\b\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -543,7 +570,13 @@ const file_orders_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"shipped_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tshippedAt\x12=\n" +
 	"\fdelivered_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAt\x12=\n" +
-	"\fcancelled_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt*\xe8\x01\n" +
+	"\fcancelled_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt\x12\x1f\n" +
+	"\vpaid_amount\x18\x16 \x01(\x03R\n" +
+	"paidAmount\x12\x1d\n" +
+	"\n" +
+	"refund_ref\x18\x17 \x01(\tR\trefundRef\x12;\n" +
+	"\vrefunded_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"refundedAt*\xe8\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ORDER_STATUS_DRAFT\x10\x01\x12\x17\n" +
@@ -586,11 +619,12 @@ var file_orders_v1_types_proto_depIdxs = []int32{
 	4,  // 7: orders.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
 	4,  // 8: orders.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
 	4,  // 9: orders.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	4,  // 10: orders.v1.Order.refunded_at:type_name -> google.protobuf.Timestamp
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_types_proto_init() }
