@@ -27,6 +27,7 @@ import (
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/gateway"
+	"github.com/orderstream/orderstream/services/payments"
 	"github.com/orderstream/orderstream/services/query"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -133,46 +134,94 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
-	ordersv1.RegisterOrderCommandServiceServer(srv, command.New(traced, command.WithLogger(log)))
-	hs.SetServingStatus(ordersv1.OrderCommandService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-
-	rmDir, err := projections.Open(ctx, filepath.Join(cfg.DataDir, "readmodel"))
-	if err != nil {
-		return err
+	if cfg.Has("command") {
+		ordersv1.RegisterOrderCommandServiceServer(srv, command.New(traced, command.WithLogger(log)))
+		hs.SetServingStatus(ordersv1.OrderCommandService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	}
-	defer rmDir.Close()
-	runner := projections.NewRunner(js, store, rmDir, projections.WithLogger(log), projections.WithTelemetry(tel.Tracer, tel.Meter))
-	runCtx, stopRunner := context.WithCancel(context.Background())
-	runnerDone := make(chan error, 1)
-	go func() { runnerDone <- runner.Run(runCtx) }()
-	defer func() {
-		stopRunner()
-		if err := <-runnerDone; err != nil {
-			log.Error("projection stopped", "err", err)
+	if cfg.Has("audit") {
+		ordersv1.RegisterOrderAuditServiceServer(srv, audit.New(store, js, log))
+		hs.SetServingStatus(ordersv1.OrderAuditService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+	var runner *projections.Runner
+	if cfg.Has("query") {
+		// Each query node keeps its own read model, fed by the same log.
+		rmDir, err := projections.Open(ctx, filepath.Join(cfg.DataDir, "readmodel"))
+		if err != nil {
+			return err
 		}
-	}()
-	ordersv1.RegisterOrderAuditServiceServer(srv, audit.New(store, js, log))
-	hs.SetServingStatus(ordersv1.OrderAuditService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	ordersv1.RegisterOrderQueryServiceServer(srv, query.New(runner, log))
-	ordersv1.RegisterOrderAdminServiceServer(srv, query.NewAdmin(runner, store, log))
-	// Queries are served once the read model caught up with the log as of
-	// start-up; until then a load balancer should prefer other replicas.
-	hs.SetServingStatus(ordersv1.OrderQueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	hs.SetServingStatus(ordersv1.OrderAdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	go func() {
-		select {
-		case <-runner.Ready():
-			hs.SetServingStatus(ordersv1.OrderQueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-			log.Info("read model caught up", "position", runner.Position())
-		case <-ctx.Done():
-		}
-	}()
+		defer rmDir.Close()
+		runner = projections.NewRunner(js, store, rmDir, projections.WithLogger(log), projections.WithTelemetry(tel.Tracer, tel.Meter))
+		runCtx, stopRunner := context.WithCancel(context.Background())
+		runnerDone := make(chan error, 1)
+		go func() { runnerDone <- runner.Run(runCtx) }()
+		defer func() {
+			stopRunner()
+			if err := <-runnerDone; err != nil {
+				log.Error("projection stopped", "err", err)
+			}
+		}()
+		ordersv1.RegisterOrderQueryServiceServer(srv, query.New(runner, log))
+		ordersv1.RegisterOrderAdminServiceServer(srv, query.NewAdmin(runner, store, log))
+		// Queries are served once the read model caught up with the log
+		// as of start-up; until then a load balancer should prefer other
+		// replicas.
+		hs.SetServingStatus(ordersv1.OrderQueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+		hs.SetServingStatus(ordersv1.OrderAdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		go func() {
+			select {
+			case <-runner.Ready():
+				hs.SetServingStatus(ordersv1.OrderQueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+				log.Info("read model caught up", "position", runner.Position())
+			case <-ctx.Done():
+			}
+		}()
+	}
 
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("GRPC_ADDR: %w", err)
 	}
 	addrs.GRPC = lis.Addr().String()
+	upstream := cfg.UpstreamAddr
+	if upstream == "" {
+		upstream = addrs.GRPC
+	}
+	// The gateway and the payments manager call the gRPC services over a
+	// real connection (by default this process's own listener), so REST
+	// and internal calls pass through exactly the interceptors gRPC clients
+	// do.
+	gwConn, err := grpc.NewClient(upstream,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
+	)
+	if err != nil {
+		srv.Stop()
+		return fmt.Errorf("gateway connection: %w", err)
+	}
+	defer gwConn.Close()
+	if cfg.Has("payments") {
+		sim := payments.NewSimulator(payments.SimulatorConfig{
+			Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
+		})
+		pm, err := payments.New(ctx, js, store, ordersv1.NewOrderCommandServiceClient(gwConn), sim,
+			payments.WithWorkers(cfg.WorkerPoolSize),
+			payments.WithRetry(cfg.PaymentMaxAttempts, cfg.PaymentAttemptTimeout, cfg.PaymentBackoffBase, cfg.PaymentBackoffMax),
+			payments.WithLogger(log), payments.WithTelemetry(tel.Tracer, tel.Meter))
+		if err != nil {
+			return err
+		}
+		ordersv1.RegisterPaymentAdminServiceServer(srv, payments.NewAdmin(pm, log))
+		hs.SetServingStatus(ordersv1.PaymentAdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		pmCtx, stopPayments := context.WithCancel(context.Background())
+		pmDone := make(chan error, 1)
+		go func() { pmDone <- pm.Run(pmCtx) }()
+		defer func() {
+			stopPayments()
+			if err := <-pmDone; err != nil {
+				log.Error("payments stopped", "err", err)
+			}
+		}()
+	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(lis) }()
 
@@ -187,34 +236,27 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			_, err := store.Head(ctx)
 			return err
 		}},
-		{Name: "projection", Fn: func(context.Context) error {
+	}
+	if runner != nil {
+		checks = append(checks, Check{Name: "projection", Fn: func(context.Context) error {
 			select {
 			case <-runner.Ready():
 				return nil
 			default:
 				return fmt.Errorf("catching up: at %d", runner.Position())
 			}
-		}},
+		}})
 	}
-	// The gateway calls this process's own gRPC listener, so REST passes
-	// through exactly the interceptors gRPC clients do.
-	gwConn, err := grpc.NewClient(addrs.GRPC,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
-	)
-	if err != nil {
-		srv.Stop()
-		return fmt.Errorf("gateway connection: %w", err)
-	}
-	defer gwConn.Close()
 	gw, err := gateway.New(ctx, gwConn, gateway.WithLogger(log))
 	if err != nil {
 		srv.Stop()
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", otelhttp.NewHandler(gw, "rest", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })))
+	if cfg.Has("gateway") {
+		mux.Handle("/", otelhttp.NewHandler(gw, "rest", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })))
+	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /readyz", readyz(checks))
 	mux.Handle("GET /metrics", tel.MetricsHandler)
@@ -231,7 +273,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		}
 	}()
 
-	log.Info("ordersd listening", "grpc", addrs.GRPC, "http", addrs.HTTP, "nats", natsDescription(addrs, cfg), "data_dir", cfg.DataDir)
+	log.Info("ordersd listening", "roles", strings.Join(cfg.Roles, ","), "grpc", addrs.GRPC, "http", addrs.HTTP, "nats", natsDescription(addrs, cfg), "data_dir", cfg.DataDir)
 	if ready != nil {
 		ready(addrs)
 	}

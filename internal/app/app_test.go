@@ -14,9 +14,11 @@ import (
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/config"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 )
 
 // run starts the whole system in-process on dir and returns its addresses
@@ -182,5 +184,56 @@ func waitStatus(t *testing.T, url string, want int) {
 			t.Fatalf("%s: still %d %v", url, code, body)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With every role on, a placed order is paid by the payments manager
+// through the built-in simulator, and the read model shows it.
+func TestPlacedOrdersArePaid(t *testing.T) {
+	addrs, _ := run(t, t.TempDir())
+	conn := dial(t, addrs.GRPC)
+	ctx := t.Context()
+	cmd := ordersv1.NewOrderCommandServiceClient(conn)
+	c, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "pay-1", CustomerId: "c", Currency: "EUR",
+		Lines:           []*ordersv1.LineItem{{Sku: "A", Quantity: 1, UnitPrice: 999}},
+		ShippingAddress: &ordersv1.Address{Line1: "1", City: "Oslo", Country: "NO"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cmd.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: "pay-2", OrderId: c.GetOrder().GetOrderId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := ordersv1.NewOrderAuditServiceClient(conn).StreamEvents(ctx, &ordersv1.StreamEventsRequest{
+		OrderIds: []string{c.GetOrder().GetOrderId()}, FromPosition: p.GetPosition() + 1, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.GetEvent().GetType() != "PaymentAuthorized" || ev.GetEvent().GetActor() != "payments" || ev.GetEvent().GetCausationId() == "" {
+		t.Fatalf("after placing: %v", ev.GetEvent())
+	}
+	g, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: c.GetOrder().GetOrderId(),
+		Consistency: &ordersv1.Consistency{MinPosition: ev.GetEvent().GetPosition()}})
+	if err != nil || g.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PAID || g.GetOrder().GetPaidAmount() != 999 {
+		t.Fatalf("read model: %v %v", g, err)
+	}
+}
+
+func TestRolesSplitTheServices(t *testing.T) {
+	addrs, _ := run(t, t.TempDir(), "ROLES", "command")
+	conn := dial(t, addrs.GRPC)
+	if _, err := ordersv1.NewOrderCommandServiceClient(conn).CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "r", CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(t.Context(), &ordersv1.GetOrderRequest{OrderId: "x"})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("query on a command-only node: %v", err)
+	}
+	if code, _ := getJSON(t, "http://"+addrs.HTTP+"/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz: %d", code)
 	}
 }

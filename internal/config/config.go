@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,14 @@ import (
 
 // Config is the whole configuration of ordersd.
 type Config struct {
+	// Roles are the parts this process runs: any of command, query,
+	// audit, payments, gateway. Each can scale on its own.
+	Roles []string `env:"ROLES" envSeparator:"," envDefault:"command,query,audit,payments,gateway"`
+	// UpstreamAddr is the gRPC address the gateway and the payments
+	// manager call; empty means this process's own GRPC_ADDR. Set it when
+	// the command, query and audit roles run elsewhere (behind one address
+	// or a load balancer).
+	UpstreamAddr string `env:"UPSTREAM_ADDR"`
 	// NATSURL joins an external NATS cluster (comma-separated URLs). Empty
 	// starts an embedded nats-server with JetStream in DataDir.
 	NATSURL string `env:"NATS_URL"`
@@ -42,9 +51,31 @@ type Config struct {
 	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"2m"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	// WorkerPoolSize is the number of payment workers.
+	WorkerPoolSize int `env:"WORKER_POOL_SIZE" envDefault:"10"`
+	// PaymentMaxAttempts bounds gateway attempts before a job is parked.
+	PaymentMaxAttempts int `env:"PAYMENT_MAX_ATTEMPTS" envDefault:"5"`
+	// PaymentAttemptTimeout bounds one gateway call.
+	PaymentAttemptTimeout time.Duration `env:"PAYMENT_ATTEMPT_TIMEOUT" envDefault:"5s"`
+	// PaymentBackoffBase and PaymentBackoffMax bound the jittered
+	// exponential backoff between attempts.
+	PaymentBackoffBase time.Duration `env:"PAYMENT_BACKOFF_BASE" envDefault:"100ms"`
+	PaymentBackoffMax  time.Duration `env:"PAYMENT_BACKOFF_MAX" envDefault:"5s"`
+	// The built-in payment simulator: latency per call, transient failure
+	// rate (0-1), and charges above this amount (minor units) declined
+	// (0: none). Customer "cust-decline" is always declined.
+	PaymentSimLatency     time.Duration `env:"PAYMENT_SIM_LATENCY" envDefault:"0s"`
+	PaymentSimFailureRate float64       `env:"PAYMENT_SIM_FAILURE_RATE" envDefault:"0"`
+	PaymentSimDeclineOver int64         `env:"PAYMENT_SIM_DECLINE_OVER" envDefault:"0"`
 	// ShutdownTimeout bounds draining in-flight RPCs on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 }
+
+// AllRoles are the roles ordersd can run.
+var AllRoles = []string{"command", "query", "audit", "payments", "gateway"}
+
+// Has reports whether this process runs role.
+func (c Config) Has(role string) bool { return slices.Contains(c.Roles, role) }
 
 // Load parses the process environment.
 func Load() (Config, error) { return parse(env.Options{}) }
@@ -66,6 +97,14 @@ func parse(opts env.Options) (Config, error) {
 // Validate checks values the parser cannot; each error names its variable.
 func (c Config) Validate() error {
 	var errs []error
+	if len(c.Roles) == 0 {
+		errs = append(errs, errors.New("ROLES: name at least one of command, query, audit, payments, gateway"))
+	}
+	for _, r := range c.Roles {
+		if !slices.Contains(AllRoles, r) {
+			errs = append(errs, fmt.Errorf("ROLES: unknown role %q (want command, query, audit, payments, gateway)", r))
+		}
+	}
 	if c.NATSSync != "interval" && c.NATSSync != "always" {
 		errs = append(errs, fmt.Errorf("NATS_SYNC: %q is not interval or always", c.NATSSync))
 	}
@@ -74,6 +113,18 @@ func (c Config) Validate() error {
 	}
 	if c.DuplicateWindow < time.Second {
 		errs = append(errs, fmt.Errorf("DUPLICATE_WINDOW: %s is shorter than 1s", c.DuplicateWindow))
+	}
+	if c.WorkerPoolSize < 1 || c.WorkerPoolSize > 1000 {
+		errs = append(errs, fmt.Errorf("WORKER_POOL_SIZE: %d is not between 1 and 1000", c.WorkerPoolSize))
+	}
+	if c.PaymentMaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("PAYMENT_MAX_ATTEMPTS: must be at least 1"))
+	}
+	if c.PaymentAttemptTimeout <= 0 || c.PaymentBackoffBase <= 0 || c.PaymentBackoffMax < c.PaymentBackoffBase {
+		errs = append(errs, fmt.Errorf("PAYMENT_ATTEMPT_TIMEOUT, PAYMENT_BACKOFF_BASE, PAYMENT_BACKOFF_MAX: must be positive, base <= max"))
+	}
+	if c.PaymentSimFailureRate < 0 || c.PaymentSimFailureRate > 1 {
+		errs = append(errs, fmt.Errorf("PAYMENT_SIM_FAILURE_RATE: %v is not between 0 and 1", c.PaymentSimFailureRate))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("SHUTDOWN_TIMEOUT: must be positive"))

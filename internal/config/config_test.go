@@ -37,13 +37,16 @@ func TestOverrides(t *testing.T) {
 // operator typed.
 func TestBadValuesNameTheVariable(t *testing.T) {
 	for name, value := range map[string]string{
-		"STREAM_REPLICAS":  "three",
-		"DUPLICATE_WINDOW": "soon",
-		"LOG_LEVEL":        "loud",
-		"NATS_SYNC":        "sometimes",
-		"GRPC_ADDR":        "nowhere",
-		"NATS_LISTEN":      "4222",
-		"SHUTDOWN_TIMEOUT": "0s",
+		"STREAM_REPLICAS":          "three",
+		"DUPLICATE_WINDOW":         "soon",
+		"LOG_LEVEL":                "loud",
+		"NATS_SYNC":                "sometimes",
+		"GRPC_ADDR":                "nowhere",
+		"NATS_LISTEN":              "4222",
+		"SHUTDOWN_TIMEOUT":         "0s",
+		"ROLES":                    "command,kitchen",
+		"WORKER_POOL_SIZE":         "0",
+		"PAYMENT_SIM_FAILURE_RATE": "2",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := config.FromMap(map[string]string{name: value})

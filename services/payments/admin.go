@@ -1,0 +1,61 @@
+package payments
+
+import (
+	"context"
+	"log/slog"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/services/rpcerr"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Admin implements ordersv1.PaymentAdminServiceServer.
+type Admin struct {
+	ordersv1.UnimplementedPaymentAdminServiceServer
+	m   *Manager
+	log *slog.Logger
+}
+
+// NewAdmin returns the admin service of m.
+func NewAdmin(m *Manager, log *slog.Logger) *Admin {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Admin{m: m, log: log}
+}
+
+func kindProto(k jobKind) ordersv1.PaymentJobKind {
+	switch k {
+	case kindCharge:
+		return ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_CHARGE
+	case kindRefund:
+		return ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND
+	}
+	return ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_UNSPECIFIED
+}
+
+// ListParkedPayments lists parked jobs, oldest first.
+func (a *Admin) ListParkedPayments(ctx context.Context, _ *ordersv1.ListParkedPaymentsRequest) (*ordersv1.ListParkedPaymentsResponse, error) {
+	jobs, err := a.m.Parked(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, a.log, err)
+	}
+	res := &ordersv1.ListParkedPaymentsResponse{}
+	for _, j := range jobs {
+		res.Parked = append(res.Parked, &ordersv1.ParkedPayment{OrderId: j.OrderID, Kind: kindProto(j.Kind), Position: j.Position,
+			Attempts: uint32(j.Attempts), LastError: j.LastError, ParkedAt: timestamppb.New(j.ParkedAt)})
+	}
+	return res, nil
+}
+
+// RetryParkedPayment runs parked jobs again now.
+func (a *Admin) RetryParkedPayment(ctx context.Context, req *ordersv1.RetryParkedPaymentRequest) (*ordersv1.RetryParkedPaymentResponse, error) {
+	if len(req.GetOrderId()) > 64 {
+		return nil, rpcerr.Invalid("order_id", "must be at most 64 characters")
+	}
+	done, again, err := a.m.Retry(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, a.log, err)
+	}
+	return &ordersv1.RetryParkedPaymentResponse{Completed: uint32(done), ParkedAgain: uint32(again)}, nil
+}

@@ -1,0 +1,203 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// PaymentGateway is a payment provider. Implementations must be idempotent
+// by IdempotencyKey: a repeated key returns the first outcome without
+// charging or refunding again, which is what makes retries and crash
+// recovery safe.
+type PaymentGateway interface {
+	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
+	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
+}
+
+// ChargeRequest asks for an amount to be authorized.
+type ChargeRequest struct {
+	IdempotencyKey string
+	OrderID        string
+	CustomerID     string
+	Amount         int64 // minor units
+	Currency       string
+}
+
+// ChargeResult is an authorization.
+type ChargeResult struct{ PaymentRef string }
+
+// RefundRequest asks for a payment to be refunded.
+type RefundRequest struct {
+	IdempotencyKey string
+	OrderID        string
+	PaymentRef     string
+	Amount         int64
+	Currency       string
+}
+
+// RefundResult is a refund.
+type RefundResult struct{ RefundRef string }
+
+// ErrDeclined is a permanent refusal: retrying will not change it. Wrap it
+// with the provider's reason.
+var ErrDeclined = errors.New("payment declined")
+
+// Every other gateway error is treated as transient and retried.
+
+// SimulatorConfig configures a Simulator.
+type SimulatorConfig struct {
+	// Latency is added to every call.
+	Latency time.Duration
+	// FailureRate is the probability (0-1) that a call fails transiently
+	// before doing anything.
+	FailureRate float64
+	// DeclineOver declines charges above this amount (minor units); 0
+	// means no limit.
+	DeclineOver int64
+	// DeclineCustomer declines every charge of this customer id, a test
+	// card of sorts; default "cust-decline".
+	DeclineCustomer string
+}
+
+// Simulator is a PaymentGateway for local runs and tests: no money moves.
+// It is idempotent by key like a real provider, and counts what it did so
+// tests can prove each order was charged exactly once.
+type Simulator struct {
+	cfg SimulatorConfig
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	charges  map[string]chargeOutcome
+	refunds  map[string]string
+	charged  map[string]int // successful charges per key
+	refunded map[string]int
+	attempts int
+	down     bool
+}
+
+type chargeOutcome struct {
+	ref    string
+	reason string // non-empty when declined
+}
+
+// NewSimulator returns a simulated gateway.
+func NewSimulator(cfg SimulatorConfig) *Simulator {
+	if cfg.DeclineCustomer == "" {
+		cfg.DeclineCustomer = "cust-decline"
+	}
+	return &Simulator{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
+		charges: map[string]chargeOutcome{}, refunds: map[string]string{}, charged: map[string]int{}, refunded: map[string]int{}}
+}
+
+// SetDown makes every call fail transiently (true) or behave again (false),
+// simulating an outage.
+func (s *Simulator) SetDown(down bool) {
+	s.mu.Lock()
+	s.down = down
+	s.mu.Unlock()
+}
+
+func (s *Simulator) wait(ctx context.Context) error {
+	if s.cfg.Latency <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(s.cfg.Latency)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// failNow decides a transient failure; caller holds mu.
+func (s *Simulator) failNow() bool {
+	s.attempts++
+	return s.down || (s.cfg.FailureRate > 0 && s.rng.Float64() < s.cfg.FailureRate)
+}
+
+// Charge authorizes once per idempotency key.
+func (s *Simulator) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error) {
+	if err := s.wait(ctx); err != nil {
+		return ChargeResult{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failNow() {
+		return ChargeResult{}, errors.New("simulator: provider temporarily unavailable")
+	}
+	if o, ok := s.charges[req.IdempotencyKey]; ok {
+		if o.reason != "" {
+			return ChargeResult{}, fmt.Errorf("%w: %s", ErrDeclined, o.reason)
+		}
+		return ChargeResult{PaymentRef: o.ref}, nil
+	}
+	var o chargeOutcome
+	switch {
+	case req.CustomerID == s.cfg.DeclineCustomer:
+		o.reason = "card declined"
+	case s.cfg.DeclineOver > 0 && req.Amount > s.cfg.DeclineOver:
+		o.reason = "amount over limit"
+	default:
+		o.ref = fmt.Sprintf("sim-ch-%d", len(s.charges)+1)
+		s.charged[req.IdempotencyKey]++
+	}
+	s.charges[req.IdempotencyKey] = o
+	if o.reason != "" {
+		return ChargeResult{}, fmt.Errorf("%w: %s", ErrDeclined, o.reason)
+	}
+	return ChargeResult{PaymentRef: o.ref}, nil
+}
+
+// Refund refunds once per idempotency key.
+func (s *Simulator) Refund(ctx context.Context, req RefundRequest) (RefundResult, error) {
+	if err := s.wait(ctx); err != nil {
+		return RefundResult{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failNow() {
+		return RefundResult{}, errors.New("simulator: provider temporarily unavailable")
+	}
+	if ref, ok := s.refunds[req.IdempotencyKey]; ok {
+		return RefundResult{RefundRef: ref}, nil
+	}
+	ref := fmt.Sprintf("sim-rf-%d", len(s.refunds)+1)
+	s.refunds[req.IdempotencyKey] = ref
+	s.refunded[req.IdempotencyKey]++
+	return RefundResult{RefundRef: ref}, nil
+}
+
+// Charged returns how many times money was actually taken per key.
+func (s *Simulator) Charged() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.charged))
+	for k, v := range s.charged {
+		out[k] = v
+	}
+	return out
+}
+
+// Refunded returns how many refunds were actually made per key.
+func (s *Simulator) Refunded() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.refunded))
+	for k, v := range s.refunded {
+		out[k] = v
+	}
+	return out
+}
+
+// Attempts returns the number of calls made, failed ones included.
+func (s *Simulator) Attempts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts
+}

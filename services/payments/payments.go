@@ -1,0 +1,575 @@
+// Package payments is the payments process manager: it follows the ORDERS
+// log and pays each placed order exactly once, refunds each cancelled paid
+// order, and records the outcomes through the command side.
+//
+// Exactly once, through crashes: the log is read by a durable JetStream
+// consumer whose acknowledgement comes only after the outcome is recorded
+// (or the job parked), so a crash means redelivery, never loss. Redelivery
+// is harmless because every gateway call carries an idempotency key derived
+// from the order and the triggering event ("charge:<order>:<position>",
+// "refund:<order>"), and every recording a request id derived from the
+// triggering event ("pay:<position>", "refund:<position>"), which the
+// command side deduplicates.
+//
+// Transient gateway errors are retried with exponential backoff and full
+// jitter, a timeout per attempt, and a bounded number of attempts; then the
+// job is parked in the JetStream KV bucket PAYMENTS_PARKED, listed and
+// retried on demand through PaymentAdminService. A permanent decline is
+// recorded at once. A job whose order was cancelled meanwhile is dropped.
+//
+// Back-pressure: at most Workers jobs run, the consumer holds at most
+// 2×Workers unacknowledged messages, and the client buffers no more than
+// that: a slow gateway slows intake instead of growing memory.
+package payments
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/otelstore"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/services/convert"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	nooptrace "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Defaults.
+const (
+	DefaultWorkers        = 10
+	DefaultMaxAttempts    = 5
+	DefaultAttemptTimeout = 5 * time.Second
+	DefaultBackoffBase    = 100 * time.Millisecond
+	DefaultBackoffMax     = 5 * time.Second
+	ConsumerName          = "payments"
+	ParkedBucket          = "PAYMENTS_PARKED"
+)
+
+// Store is what the manager reads of the event store.
+type Store interface {
+	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	StreamName() string
+	SubjectPrefix() string
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithWorkers sets the worker pool size.
+func WithWorkers(n int) Option {
+	return func(m *Manager) {
+		if n > 0 {
+			m.workers = n
+		}
+	}
+}
+
+// WithRetry sets the attempt budget, per-attempt timeout and backoff bounds.
+func WithRetry(maxAttempts int, attemptTimeout, base, max time.Duration) Option {
+	return func(m *Manager) {
+		if maxAttempts > 0 {
+			m.maxAttempts = maxAttempts
+		}
+		if attemptTimeout > 0 {
+			m.attemptTimeout = attemptTimeout
+		}
+		if base > 0 {
+			m.backoffBase = base
+		}
+		if max > 0 {
+			m.backoffMax = max
+		}
+	}
+}
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+
+// WithTelemetry traces payment attempts and records metrics.
+func WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) Option {
+	return func(m *Manager) { m.tp, m.mp = tp, mp }
+}
+
+// Manager is the payments process manager.
+type Manager struct {
+	js             jetstream.JetStream
+	store          Store
+	cmds           ordersv1.OrderCommandServiceClient
+	gw             PaymentGateway
+	kv             jetstream.KeyValue
+	workers        int
+	maxAttempts    int
+	attemptTimeout time.Duration
+	backoffBase    time.Duration
+	backoffMax     time.Duration
+	log            *slog.Logger
+	tp             trace.TracerProvider
+	mp             metric.MeterProvider
+	tracer         trace.Tracer
+
+	busy     atomic.Int64
+	attempts metric.Int64Counter
+	outcomes metric.Int64Counter
+	parked   metric.Int64Counter
+
+	stats struct {
+		sync.Mutex
+		Stats
+	}
+}
+
+// Stats counts what the manager did since it started.
+type Stats struct {
+	Charged, Declined, Refunded, Parked, Dropped, Attempts int
+}
+
+// New prepares a manager: it creates (or updates) the durable consumer and
+// the parked-jobs bucket. cmds records outcomes; gw is the provider.
+func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1.OrderCommandServiceClient, gw PaymentGateway, opts ...Option) (*Manager, error) {
+	m := &Manager{
+		js: js, store: store, cmds: cmds, gw: gw, workers: DefaultWorkers, maxAttempts: DefaultMaxAttempts,
+		attemptTimeout: DefaultAttemptTimeout, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax,
+		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	m.tracer = m.tp.Tracer("github.com/orderstream/orderstream/services/payments")
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ParkedBucket, Description: "payment jobs parked after their retries", History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("payments: parked bucket: %w", err)
+	}
+	m.kv = kv
+	if err := m.metrics(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) metrics() error {
+	meter := m.mp.Meter("github.com/orderstream/orderstream/services/payments")
+	var err, e error
+	m.attempts, e = meter.Int64Counter("orders.payments.attempts", metric.WithDescription("Gateway calls, by kind and result."))
+	err = errors.Join(err, e)
+	m.outcomes, e = meter.Int64Counter("orders.payments.outcomes", metric.WithDescription("Recorded outcomes: authorized, declined, refunded, dropped."))
+	err = errors.Join(err, e)
+	m.parked, e = meter.Int64Counter("orders.payments.parked", metric.WithDescription("Jobs parked after using up their retries."))
+	err = errors.Join(err, e)
+	busy, e := meter.Int64ObservableGauge("orders.payments.workers_busy", metric.WithDescription("Workers running a job."))
+	err = errors.Join(err, e)
+	size, e := meter.Int64ObservableGauge("orders.payments.workers", metric.WithDescription("Worker pool size."))
+	err = errors.Join(err, e)
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(busy, m.busy.Load())
+		o.ObserveInt64(size, int64(m.workers))
+		return nil
+	}, busy, size)
+	return err
+}
+
+// Stats returns counts since start.
+func (m *Manager) Stats() Stats {
+	m.stats.Lock()
+	defer m.stats.Unlock()
+	return m.stats.Stats
+}
+
+func (m *Manager) count(f func(*Stats)) {
+	m.stats.Lock()
+	f(&m.stats.Stats)
+	m.stats.Unlock()
+}
+
+// jobKind is what a job does.
+type jobKind string
+
+const (
+	kindCharge jobKind = "charge"
+	kindRefund jobKind = "refund"
+)
+
+// job is one unit of work, triggered by the event at Position.
+type job struct {
+	Kind      jobKind   `json:"kind"`
+	OrderID   string    `json:"order_id"`
+	Position  uint64    `json:"position"`
+	Attempts  int       `json:"attempts,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	ParkedAt  time.Time `json:"parked_at,omitzero"`
+}
+
+// result of running a job.
+type result int
+
+const (
+	done    result = iota // outcome recorded, or nothing to do
+	parked                // retries used up; stored in the bucket
+	abandon               // stopped (shutdown); the message is redelivered
+)
+
+// Run consumes the log until ctx ends. It returns nil then, or the error
+// that kept it from consuming.
+func (m *Manager) Run(ctx context.Context) error {
+	cons, err := m.js.CreateOrUpdateConsumer(ctx, m.store.StreamName(), jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "payments process manager",
+		FilterSubject: m.store.SubjectPrefix() + ".*",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       m.attemptTimeout*2 + 30*time.Second,
+		MaxAckPending: m.workers * 2,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("payments: consumer: %w", err)
+	}
+	jobs := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range m.workers {
+		wg.Go(func() {
+			for msg := range jobs {
+				m.handle(ctx, msg)
+			}
+		})
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		select {
+		case jobs <- msg: // blocks while every worker is busy
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(m.workers))
+	if err != nil {
+		close(jobs)
+		wg.Wait()
+		return fmt.Errorf("payments: consume: %w", err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	close(jobs)
+	wg.Wait()
+	return nil
+}
+
+// handle runs the job an event calls for and acknowledges the event once
+// the job is done or parked.
+func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
+	rec, err := eventstore.DecodeMsg(msg, m.store.SubjectPrefix())
+	if err != nil {
+		_ = msg.Ack() // not an order event: nothing to pay
+		return
+	}
+	var j job
+	switch rec.Type {
+	case "OrderPlaced":
+		j = job{Kind: kindCharge, OrderID: rec.OrderID, Position: rec.Position}
+	case "OrderCancelled":
+		j = job{Kind: kindRefund, OrderID: rec.OrderID, Position: rec.Position}
+	default:
+		_ = msg.Ack()
+		return
+	}
+	m.busy.Add(1)
+	defer m.busy.Add(-1)
+	ctx = otelstore.ContextFrom(ctx, rec.Meta)
+	switch m.run(ctx, j, func() { _ = msg.InProgress() }) {
+	case done, parked:
+		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("payments: ack failed; the job will be redelivered and deduplicated", "order", j.OrderID, "err", err)
+		}
+	case abandon:
+		_ = msg.Nak()
+	}
+}
+
+// run executes a job with its retry budget. alive is called between
+// attempts so the consumer knows the job is still being worked on.
+func (m *Manager) run(ctx context.Context, j job, alive func()) result {
+	var lastErr error
+	for attempt := 1; attempt <= m.maxAttempts; attempt++ {
+		if attempt > 1 {
+			if !m.sleep(ctx, attempt-1) {
+				return abandon
+			}
+			alive()
+		}
+		st, err := m.state(ctx, j.OrderID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return abandon
+			}
+			lastErr = err
+			continue
+		}
+		var r result
+		var retry bool
+		switch j.Kind {
+		case kindCharge:
+			r, retry, err = m.charge(ctx, j, st, attempt)
+		case kindRefund:
+			r, retry, err = m.refund(ctx, j, st, attempt)
+		}
+		if !retry {
+			if err != nil && r == done {
+				m.log.Error("payments: job failed permanently", "kind", j.Kind, "order", j.OrderID, "err", err)
+			}
+			return r
+		}
+		if ctx.Err() != nil {
+			return abandon
+		}
+		lastErr = err
+		m.log.Warn("payments: attempt failed", "kind", j.Kind, "order", j.OrderID, "attempt", attempt, "err", err)
+	}
+	j.Attempts = m.maxAttempts
+	if lastErr != nil {
+		j.LastError = lastErr.Error()
+	}
+	j.ParkedAt = time.Now().UTC()
+	if err := m.park(ctx, j); err != nil {
+		m.log.Error("payments: could not park job; it will be redelivered", "order", j.OrderID, "err", err)
+		return abandon
+	}
+	m.parked.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(j.Kind))))
+	m.count(func(s *Stats) { s.Parked++ })
+	m.log.Error("payments: job parked after its retries", "kind", j.Kind, "order", j.OrderID, "err", lastErr)
+	return parked
+}
+
+// sleep waits the backoff before retry n (1-based): full jitter over an
+// exponentially growing ceiling. It reports false when ctx ended.
+func (m *Manager) sleep(ctx context.Context, n int) bool {
+	ceiling := m.backoffBase << min(n-1, 20)
+	if ceiling <= 0 || ceiling > m.backoffMax {
+		ceiling = m.backoffMax
+	}
+	d := time.Duration(rand.Int64N(int64(ceiling)) + 1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// state folds the order from the log: the manager decides from facts, not
+// from a read model that may lag.
+func (m *Manager) state(ctx context.Context, orderID string) (order.State, error) {
+	recs, err := m.store.Load(ctx, orderID)
+	if err != nil {
+		return order.State{}, err
+	}
+	var st order.State
+	for _, r := range recs {
+		e, err := convert.DecodeEvent(r.Type, r.Data)
+		if err != nil {
+			return order.State{}, fmt.Errorf("order %s at %d: %w", orderID, r.Position, err)
+		}
+		st = order.Evolve(st, e, r.Meta.OccurredAt)
+	}
+	return st, nil
+}
+
+// callCtx marks a command as the payments manager's, caused by the job's
+// event.
+func callCtx(ctx context.Context, j job) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "x-actor", "payments", "x-causation-id", strconv.FormatUint(j.Position, 10))
+}
+
+// charge runs one charge attempt. retry reports a transient failure.
+func (m *Manager) charge(ctx context.Context, j job, st order.State, attempt int) (result, bool, error) {
+	if st.Status != order.StatusPlaced {
+		// Paid, declined (recorded by an earlier delivery), cancelled
+		// meanwhile, or never placed: nothing to charge.
+		m.count(func(s *Stats) { s.Dropped++ })
+		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped")))
+		return done, false, nil
+	}
+	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
+	actx, span := m.tracer.Start(actx, "payment.charge", trace.WithAttributes(
+		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
+	res, err := m.gw.Charge(actx, ChargeRequest{
+		IdempotencyKey: fmt.Sprintf("charge:%s:%d", j.OrderID, j.Position),
+		OrderID:        j.OrderID, CustomerID: st.CustomerID, Amount: st.Total, Currency: st.Currency,
+	})
+	span.End()
+	cancel()
+	m.count(func(s *Stats) { s.Attempts++ })
+	req := &ordersv1.RecordPaymentRequest{RequestId: fmt.Sprintf("pay:%d", j.Position), OrderId: j.OrderID}
+	switch {
+	case errors.Is(err, ErrDeclined):
+		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "declined")))
+		req.Outcome, req.Reason = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED, declineReason(err)
+	case err != nil:
+		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "error")))
+		return done, true, err
+	default:
+		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "authorized")))
+		req.Outcome, req.PaymentRef, req.Amount, req.Currency = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, res.PaymentRef, st.Total, st.Currency
+	}
+	_, err = m.cmds.RecordPayment(callCtx(ctx, j), req)
+	switch status.Code(err) {
+	case codes.OK:
+		if req.Outcome == ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED {
+			m.count(func(s *Stats) { s.Charged++ })
+			m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "authorized")))
+		} else {
+			m.count(func(s *Stats) { s.Declined++ })
+			m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "declined")))
+		}
+		return done, false, nil
+	case codes.FailedPrecondition:
+		// The order moved on (cancelled) between the charge and its
+		// recording. Money taken for an order that no longer wants it
+		// goes straight back.
+		if req.Outcome == ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED {
+			if _, rerr := m.gw.Refund(ctx, RefundRequest{IdempotencyKey: fmt.Sprintf("refund:%s", j.OrderID), OrderID: j.OrderID,
+				PaymentRef: res.PaymentRef, Amount: st.Total, Currency: st.Currency}); rerr != nil {
+				return done, true, fmt.Errorf("refunding an unrecordable charge: %w", rerr)
+			}
+			m.log.Warn("payments: order changed before its charge was recorded; charge refunded", "order", j.OrderID, "payment_ref", res.PaymentRef)
+		}
+		m.count(func(s *Stats) { s.Dropped++ })
+		return done, false, nil
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Canceled:
+		// The charge stands at the provider; the retry repeats the
+		// same idempotency key and request id, so nothing doubles.
+		return done, true, fmt.Errorf("recording the payment: %w", err)
+	default:
+		return done, false, fmt.Errorf("recording the payment: %w", err)
+	}
+}
+
+func declineReason(err error) string {
+	r := err.Error()
+	if len(r) > order.MaxTextLen {
+		r = r[:order.MaxTextLen]
+	}
+	return r
+}
+
+// refund runs one refund attempt for a cancelled order.
+func (m *Manager) refund(ctx context.Context, j job, st order.State, attempt int) (result, bool, error) {
+	if !st.RefundDue() {
+		return done, false, nil
+	}
+	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
+	actx, span := m.tracer.Start(actx, "payment.refund", trace.WithAttributes(
+		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
+	res, err := m.gw.Refund(actx, RefundRequest{IdempotencyKey: "refund:" + j.OrderID, OrderID: j.OrderID, PaymentRef: st.PaymentRef, Amount: st.PaidAmount, Currency: st.Currency})
+	span.End()
+	cancel()
+	m.count(func(s *Stats) { s.Attempts++ })
+	if err != nil {
+		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "error")))
+		return done, true, err
+	}
+	m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "refunded")))
+	_, err = m.cmds.RecordRefund(callCtx(ctx, j), &ordersv1.RecordRefundRequest{
+		RequestId: fmt.Sprintf("refund:%d", j.Position), OrderId: j.OrderID, RefundRef: res.RefundRef, Amount: st.PaidAmount,
+	})
+	switch status.Code(err) {
+	case codes.OK:
+		m.count(func(s *Stats) { s.Refunded++ })
+		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "refunded")))
+		return done, false, nil
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Canceled:
+		return done, true, fmt.Errorf("recording the refund: %w", err)
+	default:
+		return done, false, fmt.Errorf("recording the refund: %w", err)
+	}
+}
+
+func parkKey(kind jobKind, orderID string) string {
+	return string(kind) + "." + base64.RawURLEncoding.EncodeToString([]byte(orderID))
+}
+
+func (m *Manager) park(ctx context.Context, j job) error {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	_, err = m.kv.Put(context.WithoutCancel(ctx), parkKey(j.Kind, j.OrderID), b)
+	return err
+}
+
+// Parked lists parked jobs, oldest first.
+func (m *Manager) Parked(ctx context.Context) ([]job, error) {
+	lister, err := m.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []job
+	for k := range lister.Keys() {
+		e, err := m.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var j job
+		if err := json.Unmarshal(e.Value(), &j); err != nil {
+			continue
+		}
+		out = append(out, j)
+	}
+	for i := 1; i < len(out); i++ {
+		for k := i; k > 0 && out[k].ParkedAt.Before(out[k-1].ParkedAt); k-- {
+			out[k], out[k-1] = out[k-1], out[k]
+		}
+	}
+	return out, nil
+}
+
+// Retry runs parked jobs again (those of orderID, or all when it is
+// empty) with a fresh attempt budget; completed jobs leave the bucket.
+func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedAgain int, err error) {
+	jobs, err := m.Parked(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, j := range jobs {
+		if orderID != "" && j.OrderID != orderID {
+			continue
+		}
+		key := parkKey(j.Kind, j.OrderID)
+		fresh := job{Kind: j.Kind, OrderID: j.OrderID, Position: j.Position}
+		switch m.run(ctx, fresh, func() {}) {
+		case done:
+			if err := m.kv.Delete(ctx, key); err != nil {
+				return completed, parkedAgain, err
+			}
+			completed++
+		case parked:
+			parkedAgain++
+		case abandon:
+			return completed, parkedAgain, ctx.Err()
+		}
+	}
+	return completed, parkedAgain, nil
+}

@@ -1,0 +1,312 @@
+package payments_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/services/command"
+	"github.com/orderstream/orderstream/services/payments"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+type env struct {
+	js    jetstream.JetStream
+	store *eventstore.Store
+	cmd   ordersv1.OrderCommandServiceClient
+	admin ordersv1.PaymentAdminServiceClient
+	gs    *grpc.Server
+	mgr   atomic.Pointer[payments.Manager]
+}
+
+func start(tb testing.TB) *env {
+	tb.Helper()
+	srv := estest.StartServer(tb)
+	_, js := estest.Connect(tb, srv)
+	store, err := eventstore.New(context.Background(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e := &env{js: js, store: store}
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
+	ordersv1.RegisterPaymentAdminServiceServer(gs, &adminRef{e: e})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	tb.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	e.cmd = ordersv1.NewOrderCommandServiceClient(conn)
+	e.admin = ordersv1.NewPaymentAdminServiceClient(conn)
+	return e
+}
+
+// adminRef serves the admin RPCs of whichever manager runs now.
+type adminRef struct {
+	ordersv1.UnimplementedPaymentAdminServiceServer
+	e *env
+}
+
+func (a *adminRef) ListParkedPayments(ctx context.Context, r *ordersv1.ListParkedPaymentsRequest) (*ordersv1.ListParkedPaymentsResponse, error) {
+	return payments.NewAdmin(a.e.mgr.Load(), nil).ListParkedPayments(ctx, r)
+}
+
+func (a *adminRef) RetryParkedPayment(ctx context.Context, r *ordersv1.RetryParkedPaymentRequest) (*ordersv1.RetryParkedPaymentResponse, error) {
+	return payments.NewAdmin(a.e.mgr.Load(), nil).RetryParkedPayment(ctx, r)
+}
+
+// run starts a manager until the returned stop is called.
+func (e *env) run(tb testing.TB, gw payments.PaymentGateway, opts ...payments.Option) (stop func()) {
+	tb.Helper()
+	m, err := payments.New(context.Background(), e.js, e.store, e.cmd, gw, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.mgr.Store(m)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				tb.Errorf("manager: %v", err)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
+}
+
+var seq atomic.Int64
+
+// place creates and places an order and returns its id.
+func (e *env) place(tb testing.TB, customer string, amount int64) string {
+	tb.Helper()
+	ctx := context.Background()
+	c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: fmt.Sprint("c-", seq.Add(1)), CustomerId: customer, Currency: "EUR",
+		Lines:           []*ordersv1.LineItem{{Sku: "A", Quantity: 1, UnitPrice: amount}},
+		ShippingAddress: &ordersv1.Address{Line1: "1", City: "Bern", Country: "CH"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id := c.GetOrder().GetOrderId()
+	if _, err := e.cmd.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: fmt.Sprint("p-", seq.Add(1)), OrderId: id}); err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// waitFor follows the log until n events of the given types have been
+// appended in total, and returns them by order id.
+func (e *env) waitFor(tb testing.TB, n int, types ...string) map[string][]string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	want := map[string]bool{}
+	for _, t := range types {
+		want[t] = true
+	}
+	got := map[string][]string{}
+	count := 0
+	for rec, err := range e.store.Follow(ctx, 1) {
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if want[rec.Type] {
+			got[rec.OrderID] = append(got[rec.OrderID], rec.Type)
+			if count++; count == n {
+				return got
+			}
+		}
+	}
+	tb.Fatalf("only %d of %d %v events arrived", count, n, types)
+	return nil
+}
+
+func fast() payments.Option {
+	return payments.WithRetry(30, time.Second, time.Millisecond, 5*time.Millisecond)
+}
+
+func assertChargedOnce(t *testing.T, sim *payments.Simulator, orders int) {
+	t.Helper()
+	charged := sim.Charged()
+	if len(charged) != orders {
+		t.Fatalf("%d orders charged, want %d", len(charged), orders)
+	}
+	for k, n := range charged {
+		if n != 1 {
+			t.Fatalf("%s charged %d times", k, n)
+		}
+	}
+}
+
+func TestHappyPathAndDecline(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	e.run(t, sim, fast())
+	for i := range 9 {
+		e.place(t, fmt.Sprint("cust-", i), 1000+int64(i))
+	}
+	declined := e.place(t, "cust-decline", 500)
+	got := e.waitFor(t, 10, "PaymentAuthorized", "PaymentDeclined")
+	for id, evs := range got {
+		if len(evs) != 1 {
+			t.Fatalf("order %s has outcomes %v", id, evs)
+		}
+		want := "PaymentAuthorized"
+		if id == declined {
+			want = "PaymentDeclined"
+		}
+		if evs[0] != want {
+			t.Fatalf("order %s: %v, want %s", id, evs, want)
+		}
+	}
+	assertChargedOnce(t, sim, 9)
+}
+
+func TestFlakyGatewayChargesExactlyOnce(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{FailureRate: 0.5})
+	e.run(t, sim, fast(), payments.WithWorkers(4))
+	const orders = 30
+	for i := range orders {
+		e.place(t, fmt.Sprint("cust-", i), 100)
+	}
+	got := e.waitFor(t, orders, "PaymentAuthorized", "PaymentDeclined")
+	for id, evs := range got {
+		if len(evs) != 1 || evs[0] != "PaymentAuthorized" {
+			t.Fatalf("order %s: %v", id, evs)
+		}
+	}
+	assertChargedOnce(t, sim, orders)
+	if sim.Attempts() <= orders {
+		t.Fatalf("%d gateway calls for %d orders at 50%% failures: the failures were not exercised", sim.Attempts(), orders)
+	}
+}
+
+func TestCrashesNeverChargeTwice(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{FailureRate: 0.2, Latency: time.Millisecond})
+	r := rand.New(rand.NewPCG(9, 9))
+	const rounds, perRound = 6, 8
+	for round := range rounds {
+		stop := e.run(t, sim, fast(), payments.WithWorkers(3))
+		for range perRound {
+			e.place(t, "crashy", 250)
+		}
+		// Kill the manager at a random moment: possibly mid-charge,
+		// between a charge and its recording, or before the ack.
+		deadline := time.Now().Add(time.Duration(r.IntN(20)) * time.Millisecond)
+		for time.Now().Before(deadline) && e.mgr.Load().Stats().Charged < (round+1)*perRound/2 {
+			time.Sleep(time.Millisecond) // the crash point itself is what is random here
+		}
+		stop()
+	}
+	e.run(t, sim, fast())
+	got := e.waitFor(t, rounds*perRound, "PaymentAuthorized", "PaymentDeclined")
+	if len(got) != rounds*perRound {
+		t.Fatalf("%d orders paid, want %d", len(got), rounds*perRound)
+	}
+	for id, evs := range got {
+		if len(evs) != 1 {
+			t.Fatalf("order %s: %v", id, evs)
+		}
+	}
+	assertChargedOnce(t, sim, rounds*perRound)
+}
+
+func TestParkedJobsSurviveRestartAndRetryOnDemand(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	sim.SetDown(true)
+	stop := e.run(t, sim, payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
+	ids := map[string]bool{}
+	for range 3 {
+		ids[e.place(t, "parked", 300)] = true
+	}
+	var parked *ordersv1.ListParkedPaymentsResponse
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		if parked, err = e.admin.ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(parked.GetParked()) == 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // polling the admin API, as an operator would
+	}
+	if len(parked.GetParked()) != 3 {
+		t.Fatalf("%d parked jobs, want 3", len(parked.GetParked()))
+	}
+	for _, p := range parked.GetParked() {
+		if !ids[p.GetOrderId()] || p.GetKind() != ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_CHARGE || p.GetAttempts() != 2 || p.GetLastError() == "" {
+			t.Fatalf("parked job %v", p)
+		}
+	}
+	stop()
+	// A new manager (a restarted process) sees the same parked jobs.
+	sim.SetDown(false)
+	e.run(t, sim, fast())
+	again, err := e.admin.ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{})
+	if err != nil || len(again.GetParked()) != 3 {
+		t.Fatalf("after restart: %v %v", again, err)
+	}
+	res, err := e.admin.RetryParkedPayment(ctx, &ordersv1.RetryParkedPaymentRequest{})
+	if err != nil || res.GetCompleted() != 3 || res.GetParkedAgain() != 0 {
+		t.Fatalf("retry: %v %v", res, err)
+	}
+	got := e.waitFor(t, 3, "PaymentAuthorized")
+	for id := range ids {
+		if len(got[id]) != 1 {
+			t.Fatalf("order %s: %v", id, got[id])
+		}
+	}
+	if left, _ := e.admin.ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{}); len(left.GetParked()) != 0 {
+		t.Fatalf("jobs still parked: %v", left)
+	}
+	assertChargedOnce(t, sim, 3)
+}
+
+func TestRefundOfCancelledPaidOrder(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	sim := payments.NewSimulator(payments.SimulatorConfig{FailureRate: 0.5})
+	e.run(t, sim, fast())
+	id := e.place(t, "refundee", 4200)
+	e.waitFor(t, 1, "PaymentAuthorized")
+	// Cancelling a placed order whose payment is pending drops the job;
+	// cancelling a paid one refunds it.
+	unpaid := e.place(t, "cust-decline", 1)
+	if _, err := e.cmd.CancelOrder(ctx, &ordersv1.CancelOrderRequest{RequestId: "cancel-1", OrderId: id, Reason: "changed mind"}); err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitFor(t, 1, "RefundIssued")
+	if len(got[id]) != 1 {
+		t.Fatalf("refunds: %v", got)
+	}
+	if refunded := sim.Refunded(); len(refunded) != 1 || refunded["refund:"+id] != 1 {
+		t.Fatalf("simulator refunds: %v", refunded)
+	}
+	e.waitFor(t, 1, "PaymentDeclined")
+	_ = unpaid
+}
