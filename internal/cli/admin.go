@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/spf13/cobra"
@@ -15,7 +16,60 @@ import (
 
 func (a *app) adminCmd() *cobra.Command {
 	c := &cobra.Command{Use: "admin", Short: "Operate ordersd: read-model rebuilds, health"}
-	c.AddCommand(a.rebuildCmd(), a.healthCmd())
+	c.AddCommand(a.rebuildCmd(), a.healthCmd(), a.parkedCmd())
+	return c
+}
+
+func (a *app) parkedCmd() *cobra.Command {
+	c := &cobra.Command{Use: "parked", Short: "Payment jobs parked after their retries"}
+	c.AddCommand(&cobra.Command{
+		Use: "list", Short: "List parked payment jobs", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.callCtx(cmd.Context())
+			defer cancel()
+			res, err := ordersv1.NewPaymentAdminServiceClient(conn).ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{})
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			w := table(a.io.Out)
+			fmt.Fprintln(w, "ORDER\tKIND\tPOSITION\tATTEMPTS\tPARKED\tLAST ERROR")
+			for _, p := range res.GetParked() {
+				kind := strings.ToLower(strings.TrimPrefix(p.GetKind().String(), "PAYMENT_JOB_KIND_"))
+				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\n", p.GetOrderId(), kind, p.GetPosition(), p.GetAttempts(), ts(p.GetParkedAt()), p.GetLastError())
+			}
+			return w.Flush()
+		},
+	}, &cobra.Command{
+		Use: "retry [ORDER]", Short: "Retry parked payment jobs now (one order's, or all)", Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			req := &ordersv1.RetryParkedPaymentRequest{}
+			if len(args) == 1 {
+				req.OrderId = args[0]
+			}
+			ctx, cancel := a.callCtx(cmd.Context())
+			defer cancel()
+			res, err := ordersv1.NewPaymentAdminServiceClient(conn).RetryParkedPayment(ctx, req)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.io.Out, "completed %d, parked again %d\n", res.GetCompleted(), res.GetParkedAgain())
+			return nil
+		},
+	})
 	return c
 }
 
@@ -68,7 +122,7 @@ terminal; with -o json each progress message is printed as a JSON line.`,
 
 // services are the names whose health ordersd reports; "" is the server as
 // a whole.
-var services = []string{"", "orders.v1.OrderCommandService", "orders.v1.OrderQueryService", "orders.v1.OrderAuditService", "orders.v1.OrderAdminService"}
+var services = []string{"", "orders.v1.OrderCommandService", "orders.v1.OrderQueryService", "orders.v1.OrderAuditService", "orders.v1.OrderAdminService", "orders.v1.PaymentAdminService"}
 
 func (a *app) healthCmd() *cobra.Command {
 	return &cobra.Command{

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/orderstream/orderstream/internal/app"
@@ -23,11 +24,15 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // server runs the whole of ordersd in-process on loopback ports.
-func server(t *testing.T) app.Addrs {
+func server(t *testing.T, extra ...string) app.Addrs {
 	t.Helper()
-	cfg, err := config.FromMap(map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0",
+	vars := map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0",
 		// Payments are recorded by hand here, so the payments role is off.
-		"ROLES": "command,query,audit,gateway"})
+		"ROLES": "command,query,audit,gateway"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		vars[extra[i]] = extra[i+1]
+	}
+	cfg, err := config.FromMap(vars)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,5 +250,35 @@ func TestHelpNeedsNoServer(t *testing.T) {
 	r = run(t, "127.0.0.1:1", "completion", "bash")
 	if r.code != 0 || !strings.Contains(r.stdout, "bash completion") {
 		t.Fatalf("completion: %d %.100s", r.code, r.stdout)
+	}
+}
+
+func TestParkedCommands(t *testing.T) {
+	// A payment provider that always fails: the job parks after one try.
+	a := server(t, "ROLES", "command,query,audit,payments,gateway", "PAYMENT_SIM_FAILURE_RATE", "1", "PAYMENT_MAX_ATTEMPTS", "1")
+	g := a.GRPC
+	ok(t, run(t, g, "orders", "create", "--order-id", "pk-1", "--customer", "c", "--currency", "EUR", "--item", "A:1:1.00",
+		"--line1", "1", "--city", "Rome", "--country", "IT"))
+	ok(t, run(t, g, "orders", "place", "pk-1"))
+	var r result
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r = ok(t, run(t, g, "admin", "parked", "list", "-o", "json"))
+		if strings.Contains(r.stdout, "pk-1") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling the admin API, as an operator would
+	}
+	parked, _ := jsonOf(t, r.stdout)["parked"].([]any)
+	if len(parked) != 1 || parked[0].(map[string]any)["kind"] != "PAYMENT_JOB_KIND_CHARGE" {
+		t.Fatalf("parked list: %s", r.stdout)
+	}
+	r = ok(t, run(t, g, "admin", "parked", "list"))
+	if !strings.Contains(r.stdout, "pk-1") || !strings.Contains(r.stdout, "charge") {
+		t.Fatalf("parked table: %s", r.stdout)
+	}
+	r = ok(t, run(t, g, "admin", "parked", "retry", "pk-1"))
+	if !strings.Contains(r.stdout, "completed 0, parked again 1") {
+		t.Fatalf("retry against a failing provider: %s", r.stdout)
 	}
 }
