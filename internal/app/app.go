@@ -46,6 +46,19 @@ type Addrs struct {
 	NATS string // empty when joined to an external cluster
 }
 
+// Option adjusts how Run sets ordersd up.
+type Option func(*runOptions)
+
+type runOptions struct {
+	telemetry []telemetry.Option
+}
+
+// WithTelemetry passes options to telemetry.Setup; tests use it to record
+// spans in memory.
+func WithTelemetry(opts ...telemetry.Option) Option {
+	return func(o *runOptions) { o.telemetry = append(o.telemetry, opts...) }
+}
+
 // maxRecvMsgSize bounds a request: an order has at most 100 lines, so
 // anything near this size is garbage, and rejecting it early costs nothing.
 const maxRecvMsgSize = 1 << 20
@@ -53,7 +66,11 @@ const maxRecvMsgSize = 1 << 20
 // Run runs ordersd until ctx is done, then drains in-flight RPCs (bounded by
 // cfg.ShutdownTimeout) and closes NATS. ready, if not nil, is called once
 // every listener is up. Run returns the first error that stopped it.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Addrs)) error {
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Addrs), opts ...Option) error {
+	var o runOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var addrs Addrs
 	var ns *server.Server
 	natsURL := cfg.NATSURL
@@ -109,7 +126,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		return fmt.Errorf("event store: %w", err)
 	}
 
-	tel, err := telemetry.Setup(ctx, "ordersd")
+	tel, err := telemetry.Setup(ctx, "ordersd", o.telemetry...)
 	if err != nil {
 		return err
 	}

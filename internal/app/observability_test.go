@@ -1,0 +1,212 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func runTraced(t *testing.T, rec *tracetest.SpanRecorder) app.Addrs {
+	t.Helper()
+	cfg, err := config.FromMap(map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan app.Addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a },
+			app.WithTelemetry(telemetry.WithSpanProcessor(rec), telemetry.WithEnv(func(string) string { return "" })))
+	}()
+	var a app.Addrs
+	select {
+	case a = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return a
+}
+
+func post(t *testing.T, url, body, key string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var m map[string]any
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		t.Fatalf("POST %s: %d %s", url, res.StatusCode, b)
+	}
+	if err := jsonUnmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func attr(s sdktrace.ReadOnlySpan, key string) (attribute.Value, bool) {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value, true
+		}
+	}
+	return attribute.Value{}, false
+}
+
+// One order placed over REST yields one trace from the HTTP request through
+// the gRPC call and the append to the payment attempt, and the projection's
+// batch span links to it.
+func TestOneTraceFromRESTToPayment(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	a := runTraced(t, rec)
+	base := "http://" + a.HTTP
+	c := post(t, base+"/v1/orders", `{"customerId":"traced","currency":"EUR","lines":[{"sku":"A","quantity":"1","unitPrice":"700"}],
+		"shippingAddress":{"line1":"1","city":"Riga","country":"LV"}}`, "trace-1")
+	id := c["order"].(map[string]any)["orderId"].(string)
+	p := post(t, base+"/v1/orders/"+id+":place", `{}`, "trace-2")
+	placedAt, _ := strconv.ParseUint(p["position"].(string), 10, 64)
+
+	// Wait until the payment is recorded and visible in the read model.
+	conn := dial(t, a.GRPC)
+	stream, err := ordersv1.NewOrderAuditServiceClient(conn).StreamEvents(t.Context(), &ordersv1.StreamEventsRequest{
+		OrderIds: []string{id}, FromPosition: placedAt + 1, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(t.Context(), &ordersv1.GetOrderRequest{OrderId: id,
+		Consistency: &ordersv1.Consistency{MinPosition: paid.GetEvent().GetPosition()}}); err != nil {
+		t.Fatal(err)
+	}
+
+	var placeTrace trace.TraceID
+	byName := map[string][]sdktrace.ReadOnlySpan{}
+	for _, s := range rec.Ended() {
+		byName[s.Name()] = append(byName[s.Name()], s)
+		if s.Name() == "POST /v1/orders/"+id+":place" {
+			placeTrace = s.SpanContext().TraceID()
+		}
+	}
+	if !placeTrace.IsValid() {
+		t.Fatalf("no HTTP span for the place request; spans: %v", names(byName))
+	}
+	inTrace := func(name string, check func(sdktrace.ReadOnlySpan) bool) {
+		t.Helper()
+		for _, s := range byName[name] {
+			if s.SpanContext().TraceID() == placeTrace && (check == nil || check(s)) {
+				return
+			}
+		}
+		t.Fatalf("no %q span in the place request's trace; spans: %v", name, names(byName))
+	}
+	inTrace("orders.v1.OrderCommandService/PlaceOrder", nil)
+	inTrace("eventstore.append", func(s sdktrace.ReadOnlySpan) bool {
+		v, ok := attr(s, "log.position")
+		o, _ := attr(s, "order.id")
+		return ok && uint64(v.AsInt64()) == placedAt && o.AsString() == id
+	})
+	inTrace("payment.charge", func(s sdktrace.ReadOnlySpan) bool {
+		o, _ := attr(s, "order.id")
+		return o.AsString() == id
+	})
+	linked := false
+	for _, s := range byName["projection.apply_batch"] {
+		for _, l := range s.Links() {
+			linked = linked || l.SpanContext.TraceID() == placeTrace
+		}
+	}
+	if !linked {
+		t.Fatal("no projection batch span links to the place request's trace")
+	}
+}
+
+func names(m map[string][]sdktrace.ReadOnlySpan) []string {
+	var out []string
+	for n := range m {
+		out = append(out, n)
+	}
+	return out
+}
+
+// /metrics reports appended events exactly, and projection lag back at 0.
+func TestMetricsAfterWorkload(t *testing.T) {
+	addrs, _ := run(t, t.TempDir(), "ROLES", "command,query,audit,gateway")
+	conn := dial(t, addrs.GRPC)
+	cmd := ordersv1.NewOrderCommandServiceClient(conn)
+	var last uint64
+	for i := range 7 {
+		c, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "m-" + strconv.Itoa(i), CustomerId: "m", Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = c.GetPosition()
+	}
+	// A retry appends nothing and is counted as a duplicate, not an append.
+	if _, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "m-0", CustomerId: "m", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ordersv1.NewOrderQueryServiceClient(conn).ListOrders(t.Context(), &ordersv1.ListOrdersRequest{Consistency: &ordersv1.Consistency{MinPosition: last}}); err != nil {
+		t.Fatal(err)
+	}
+	metric := func(body, name string) (float64, bool) {
+		m := regexp.MustCompile(`(?m)^` + name + `(\{[^}]*\})? ([0-9.e+-]+)$`).FindStringSubmatch(body)
+		if m == nil {
+			return 0, false
+		}
+		v, err := strconv.ParseFloat(m[2], 64)
+		return v, err == nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get("http://" + addrs.HTTP + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		body := string(b)
+		events, ok1 := metric(body, "orders_eventstore_events_appended_total")
+		lag, ok2 := metric(body, "orders_projection_lag_events")
+		_, ok3 := metric(body, "rpc_server_call_duration_seconds_count")
+		if !ok3 {
+			_, ok3 = metric(body, "rpc_server_duration_milliseconds_count")
+		}
+		if ok1 && ok2 && events == 7 && lag == 0 && ok3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics: events=%v (%v) lag=%v (%v) rpc=%v\n%.3000s", events, ok1, lag, ok2, ok3, body)
+		}
+		time.Sleep(20 * time.Millisecond) // scraping, as Prometheus would
+	}
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
