@@ -48,7 +48,9 @@ func (c *clock) now() time.Time {
 	return c.t
 }
 
-func start(t *testing.T) *env {
+func start(t *testing.T) *env { return startB(t) }
+
+func startB(t testing.TB) *env {
 	t.Helper()
 	srv := estest.StartServer(t)
 	_, js := estest.Connect(t, srv)
@@ -273,7 +275,9 @@ func collect(t *testing.T, e *env, req *ordersv1.StreamEventsRequest) []*ordersv
 // seed publishes orders of 5 events each straight to the stream, chained
 // and with the headers the command side writes, as fast as JetStream takes
 // them.
-func seed(t *testing.T, e *env, orders int) {
+func seed(t *testing.T, e *env, orders int) { seedB(t, e, orders) }
+
+func seedB(t testing.TB, e *env, orders int) {
 	t.Helper()
 	ctx := t.Context()
 	for o := range orders {

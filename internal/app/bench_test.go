@@ -1,0 +1,110 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/config"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// BenchmarkAPI measures CreateOrder and GetOrder through gRPC and through
+// REST on the same running ordersd (file storage, every role but payments),
+// so the REST ÷ gRPC ratio comes from one run.
+func BenchmarkAPI(b *testing.B) {
+	cfg, err := config.FromMap(map[string]string{"DATA_DIR": b.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+		"NATS_LISTEN": "127.0.0.1:0", "ROLES": "command,query,audit,gateway"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan app.Addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a })
+	}()
+	a := <-ready
+	b.Cleanup(func() { cancel(); <-done })
+	conn, err := grpc.NewClient(a.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	cmd := ordersv1.NewOrderCommandServiceClient(conn)
+	q := ordersv1.NewOrderQueryServiceClient(conn)
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	base := "http://" + a.HTTP
+	var n atomic.Int64
+	c, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "seed", OrderId: "bench-order", CustomerId: "b", Currency: "EUR"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: "bench-order", Consistency: &ordersv1.Consistency{MinPosition: c.GetPosition()}}); err != nil {
+		b.Fatal(err)
+	}
+	rest := func(b *testing.B, method, url, body string) {
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := httpc.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			b.Fatalf("%s %s: %d", method, url, res.StatusCode)
+		}
+	}
+	b.Run("CreateOrder/grpc", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: fmt.Sprint("g-", n.Add(1)), CustomerId: "b", Currency: "EUR"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("CreateOrder/rest", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				rest(b, "POST", base+"/v1/orders", fmt.Sprintf(`{"requestId":"h-%d","customerId":"b","currency":"EUR"}`, n.Add(1)))
+			}
+		})
+	})
+	b.Run("GetOrder/grpc", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: "bench-order"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("GetOrder/rest", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				rest(b, "GET", base+"/v1/orders/bench-order", "")
+			}
+		})
+	})
+	b.Run("ListOrders/grpc", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := q.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerId: "b", PageSize: 50}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}

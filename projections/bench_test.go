@@ -1,0 +1,118 @@
+package projections_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/convert"
+)
+
+var benchEvents = flag.Int("rebuild.events", 20000, "events in the log for BenchmarkRebuild")
+
+// seedLog publishes n realistic events (orders of 5: created, 2 items,
+// placed, paid) to a file-backed stream.
+func seedLog(b *testing.B, js jetstream.JetStream, store *eventstore.Store, n int) {
+	b.Helper()
+	at := time.Now().UTC()
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("o-%07d", i/5)
+		var e order.Event
+		switch i % 5 {
+		case 0:
+			e = order.OrderCreated{OrderID: id, CustomerID: fmt.Sprintf("c-%d", i%97), Currency: "EUR",
+				Shipping: &order.Address{Line1: "1 Way", City: "Paris", Country: "FR"}}
+		case 1:
+			e = order.ItemAdded{SKU: "A", Quantity: 2, UnitPrice: 1250}
+		case 2:
+			e = order.ItemAdded{SKU: "B", Quantity: 1, UnitPrice: 499}
+		case 3:
+			e = order.OrderPlaced{Total: 2999}
+		case 4:
+			e = order.PaymentAuthorized{PaymentRef: "psp", Amount: 2999}
+		}
+		typ, data, err := convert.EncodeEvent(e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := nats.NewMsg(store.Subject(id))
+		m.Data = data
+		m.Header.Set(eventstore.HeaderEventType, typ)
+		m.Header.Set(eventstore.HeaderRequestID, fmt.Sprint("r-", i))
+		m.Header.Set(eventstore.HeaderActor, "bench")
+		m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+}
+
+// BenchmarkRebuild compares rebuilding the read model from the log with the
+// raw ordered-consumer read rate of the same stream, in the same run.
+// -rebuild.events sets the log size (1,000,000 for the figures in the
+// README; the default keeps CI fast).
+func BenchmarkRebuild(b *testing.B) {
+	srv := estest.StartServer(b)
+	_, js := estest.Connect(b, srv)
+	ctx := context.Background()
+	store, err := eventstore.New(ctx, js, eventstore.WithStorage(jetstream.FileStorage))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := *benchEvents
+	seedLog(b, js, store, n)
+	for b.Loop() {
+		// Raw floor: an ordered consumer reading every event, nothing else.
+		t0 := time.Now()
+		cons, err := js.OrderedConsumer(ctx, store.StreamName(), jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(2000))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range n {
+			if _, err := it.Next(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		it.Stop()
+		raw := float64(n) / time.Since(t0).Seconds()
+
+		dir := b.TempDir()
+		d, err := projections.Open(ctx, dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := projections.NewRunner(js, store, d)
+		t1 := time.Now()
+		if err := r.Rebuild(ctx, nil); err != nil {
+			b.Fatal(err)
+		}
+		rebuild := float64(n) / time.Since(t1).Seconds()
+		var size int64
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil {
+				size += fi.Size()
+			}
+		}
+		_ = r.ReadModel().Close()
+		b.ReportMetric(raw, "raw-events/s")
+		b.ReportMetric(rebuild, "rebuild-events/s")
+		b.ReportMetric(rebuild/raw, "rebuild/raw")
+		b.ReportMetric(float64(size)/float64(n)*1e6/(1<<20), "MiB/Mevents")
+	}
+}
