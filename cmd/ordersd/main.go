@@ -2,17 +2,26 @@
 // event log in NATS JetStream. With no NATS_URL it starts an embedded
 // nats-server in DATA_DIR, so `go run ./cmd/ordersd` is the whole system.
 // Configuration is environment variables; see the README's table.
+//
+// Subcommands talk to a running ordersd configured by the same variables:
+//
+//	ordersd rebuild       rebuild the read model without downtime, with progress
+//	ordersd healthcheck   exit 0 if GET /healthz on HTTP_ADDR answers 200 (for container health checks)
 package main
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/cli"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"golang.org/x/term"
@@ -24,14 +33,54 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ordersd: configuration:", err)
 		os.Exit(2)
 	}
-	log := newLogger(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 {
+		os.Exit(subcommand(ctx, cfg, os.Args[1]))
+	}
+	log := newLogger(cfg)
 	if err := app.Run(ctx, cfg, log, nil); err != nil {
 		log.Error("ordersd failed", "err", err)
 		stop()
 		os.Exit(1)
 	}
+}
+
+func subcommand(ctx context.Context, cfg config.Config, name string) int {
+	switch name {
+	case "rebuild":
+		tty := term.IsTerminal(int(os.Stderr.Fd()))
+		return cli.Run(ctx, []string{"admin", "rebuild", "--addr", dialable(cfg.GRPCAddr)}, cli.IO{Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv, IsTerminal: tty})
+	case "healthcheck":
+		c := &http.Client{Timeout: 3 * time.Second}
+		res, err := c.Get("http://" + dialable(cfg.HTTPAddr) + "/healthz")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ordersd healthcheck:", err)
+			return 1
+		}
+		_ = res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			fmt.Fprintln(os.Stderr, "ordersd healthcheck: status", res.StatusCode)
+			return 1
+		}
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "ordersd: unknown subcommand %q (want rebuild or healthcheck, or none to run the server)\n", name)
+		return 2
+	}
+}
+
+// dialable turns a listen address into one to connect to: a wildcard host
+// means this machine.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // newLogger writes JSON for machines and text for a person at a terminal.
