@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,5 +116,62 @@ func BenchmarkRebuild(b *testing.B) {
 		b.ReportMetric(rebuild, "rebuild-events/s")
 		b.ReportMetric(rebuild/raw, "rebuild/raw")
 		b.ReportMetric(float64(size)/float64(n)*1e6/(1<<20), "MiB/Mevents")
+	}
+}
+
+// BenchmarkVisibilityLag appends events at a steady 1,000 per second and
+// measures, for each, the time from the append's acknowledgement until the
+// read model has applied it: what read-your-writes waits for.
+func BenchmarkVisibilityLag(b *testing.B) {
+	srv := estest.StartServer(b)
+	_, js := estest.Connect(b, srv)
+	ctx := context.Background()
+	store, err := eventstore.New(ctx, js, eventstore.WithStorage(jetstream.FileStorage))
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := projections.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := projections.NewRunner(js, store, d)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: "x", CustomerID: "c", Currency: "EUR"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const rate = time.Millisecond
+	lags := make([]time.Duration, 0, 2000)
+	tick := time.NewTicker(rate)
+	defer tick.Stop()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	i := 0
+	for b.Loop() {
+		<-tick.C
+		i++
+		id := fmt.Sprintf("lag-%d", i)
+		res, err := store.Append(ctx, id, 0, []eventstore.EventData{{Type: typ, Data: data, Meta: eventstore.Metadata{RequestID: id, OccurredAt: time.Now()}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		acked := time.Now()
+		wg.Go(func() {
+			if err := r.WaitFor(ctx, res.Position); err != nil {
+				return
+			}
+			mu.Lock()
+			lags = append(lags, time.Since(acked))
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.Sort(lags)
+	if len(lags) > 0 {
+		b.ReportMetric(float64(lags[len(lags)/2].Microseconds()), "lag-p50-µs")
+		b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds()), "lag-p99-µs")
 	}
 }
