@@ -31,6 +31,7 @@ import (
 	"github.com/orderstream/orderstream/services/query"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -137,6 +138,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			log.Warn("telemetry shutdown", "err", err)
 		}
 	}()
+	if err := natsMetrics(tel, nc); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
 	traced, err := otelstore.Wrap(store, tel.Tracer, tel.Meter)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
@@ -216,6 +220,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		return fmt.Errorf("gateway connection: %w", err)
 	}
 	defer gwConn.Close()
+	var pmgr *payments.Manager
 	if cfg.Has("payments") {
 		sim := payments.NewSimulator(payments.SimulatorConfig{
 			Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
@@ -227,6 +232,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		if err != nil {
 			return err
 		}
+		pmgr = pm
 		ordersv1.RegisterPaymentAdminServiceServer(srv, payments.NewAdmin(pm, log))
 		hs.SetServingStatus(ordersv1.PaymentAdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 		pmCtx, stopPayments := context.WithCancel(context.Background())
@@ -253,6 +259,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			_, err := store.Head(ctx)
 			return err
 		}},
+	}
+	if pmgr != nil {
+		// The payment provider's health decides readiness only for a
+		// payments-only process: a node that also takes commands and
+		// queries stays useful while the provider is down.
+		paymentsOnly := len(cfg.Roles) == 1
+		checks = append(checks, Check{Name: "payment_gateway", Fn: func(context.Context) error {
+			if pmgr.CircuitOpen() && paymentsOnly {
+				return errors.New("circuit open: the provider keeps failing")
+			}
+			return nil
+		}})
 	}
 	if runner != nil {
 		checks = append(checks, Check{Name: "projection", Fn: func(context.Context) error {
@@ -346,4 +364,28 @@ func redact(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// natsMetrics exports the NATS connection's state: whether it is
+// connected, and how often it reconnected.
+func natsMetrics(tel *telemetry.Telemetry, nc *nats.Conn) error {
+	m := tel.Meter.Meter("github.com/orderstream/orderstream/internal/app")
+	up, err := m.Int64ObservableGauge("orders.nats.connected", metric.WithDescription("1 while connected to NATS, else 0."))
+	if err != nil {
+		return err
+	}
+	reconnects, err := m.Int64ObservableCounter("orders.nats.reconnects", metric.WithDescription("Reconnections to NATS."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		v := int64(0)
+		if nc.IsConnected() {
+			v = 1
+		}
+		o.ObserveInt64(up, v)
+		o.ObserveInt64(reconnects, int64(nc.Stats().Reconnects))
+		return nil
+	}, up, reconnects)
+	return err
 }

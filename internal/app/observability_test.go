@@ -195,11 +195,12 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		body := string(b)
 		events, ok1 := metric(body, "orders_eventstore_events_appended_total")
 		lag, ok2 := metric(body, "orders_projection_lag_events")
+		connected, ok4 := metric(body, "orders_nats_connected")
 		_, ok3 := metric(body, "rpc_server_call_duration_seconds_count")
 		if !ok3 {
 			_, ok3 = metric(body, "rpc_server_duration_milliseconds_count")
 		}
-		if ok1 && ok2 && events == 7 && lag == 0 && ok3 {
+		if ok1 && ok2 && events == 7 && lag == 0 && ok3 && ok4 && connected == 1 {
 			return
 		}
 		if time.Now().After(deadline) {

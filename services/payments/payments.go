@@ -102,6 +102,19 @@ func WithRetry(maxAttempts int, attemptTimeout, base, max time.Duration) Option 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
+// WithCircuit sets how many consecutive transient gateway failures open the
+// circuit, and for how long it then holds calls back.
+func WithCircuit(threshold int, cooldown time.Duration) Option {
+	return func(m *Manager) {
+		if threshold > 0 {
+			m.breaker.threshold = threshold
+		}
+		if cooldown > 0 {
+			m.breaker.cooldown = cooldown
+		}
+	}
+}
+
 // WithTelemetry traces payment attempts and records metrics.
 func WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) Option {
 	return func(m *Manager) { m.tp, m.mp = tp, mp }
@@ -123,6 +136,8 @@ type Manager struct {
 	tp             trace.TracerProvider
 	mp             metric.MeterProvider
 	tracer         trace.Tracer
+
+	breaker breaker
 
 	busy     atomic.Int64
 	attempts metric.Int64Counter
@@ -148,6 +163,7 @@ func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1
 		attemptTimeout: DefaultAttemptTimeout, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax,
 		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 	}
+	m.breaker.threshold, m.breaker.cooldown = DefaultCircuitThreshold, DefaultCircuitCooldown
 	for _, o := range opts {
 		o(m)
 	}
@@ -186,6 +202,10 @@ func (m *Manager) metrics() error {
 	}, busy, size)
 	return err
 }
+
+// CircuitOpen reports whether the gateway circuit is open: the provider
+// failed so many times in a row that calls are held back for a while.
+func (m *Manager) CircuitOpen() bool { return m.breaker.isOpen() }
 
 // Stats returns counts since start.
 func (m *Manager) Stats() Stats {
@@ -340,6 +360,20 @@ func (m *Manager) run(ctx context.Context, j job, alive func()) result {
 		if ctx.Err() != nil {
 			return abandon
 		}
+		if errors.Is(err, ErrCircuitOpen) {
+			// Held back without calling the provider: wait for the
+			// circuit rather than spend the attempt budget.
+			t := time.NewTimer(m.breaker.wait() + time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return abandon
+			}
+			alive()
+			attempt--
+			continue
+		}
 		lastErr = err
 		m.log.Warn("payments: attempt failed", "kind", j.Kind, "order", j.OrderID, "attempt", attempt, "err", err)
 	}
@@ -409,6 +443,9 @@ func (m *Manager) charge(ctx context.Context, j job, st order.State, attempt int
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped")))
 		return done, false, nil
 	}
+	if err := m.breaker.allow(); err != nil {
+		return done, true, err
+	}
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
 	actx, span := m.tracer.Start(actx, "payment.charge", trace.WithAttributes(
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
@@ -418,6 +455,7 @@ func (m *Manager) charge(ctx context.Context, j job, st order.State, attempt int
 	})
 	span.End()
 	cancel()
+	m.breaker.record(err == nil || errors.Is(err, ErrDeclined))
 	m.count(func(s *Stats) { s.Attempts++ })
 	req := &ordersv1.RecordPaymentRequest{RequestId: fmt.Sprintf("pay:%d", j.Position), OrderId: j.OrderID}
 	switch {
@@ -477,12 +515,16 @@ func (m *Manager) refund(ctx context.Context, j job, st order.State, attempt int
 	if !st.RefundDue() {
 		return done, false, nil
 	}
+	if err := m.breaker.allow(); err != nil {
+		return done, true, err
+	}
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
 	actx, span := m.tracer.Start(actx, "payment.refund", trace.WithAttributes(
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
 	res, err := m.gw.Refund(actx, RefundRequest{IdempotencyKey: "refund:" + j.OrderID, OrderID: j.OrderID, PaymentRef: st.PaymentRef, Amount: st.PaidAmount, Currency: st.Currency})
 	span.End()
 	cancel()
+	m.breaker.record(err == nil)
 	m.count(func(s *Stats) { s.Attempts++ })
 	if err != nil {
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "error")))

@@ -310,3 +310,31 @@ func TestRefundOfCancelledPaidOrder(t *testing.T) {
 	e.waitFor(t, 1, "PaymentDeclined")
 	_ = unpaid
 }
+
+func TestCircuitOpensWhileTheProviderFails(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	sim.SetDown(true)
+	e.run(t, sim, payments.WithRetry(20, time.Second, time.Millisecond, 2*time.Millisecond), payments.WithWorkers(1), payments.WithCircuit(5, time.Minute))
+	e.place(t, "breaker", 100)
+	deadline := time.Now().Add(20 * time.Second)
+	for !e.mgr.Load().CircuitOpen() {
+		if time.Now().After(deadline) {
+			t.Fatal("circuit never opened")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the manager's state
+	}
+	calls := sim.Attempts()
+	if calls < 5 {
+		t.Fatalf("circuit open after %d calls", calls)
+	}
+	// While open, retries neither reach the provider nor use up the
+	// attempt budget: nothing is parked.
+	time.Sleep(50 * time.Millisecond) // a span of time during which calls are held back
+	if sim.Attempts() != calls {
+		t.Fatalf("provider called %d more times while the circuit was open", sim.Attempts()-calls)
+	}
+	if s := e.mgr.Load().Stats(); s.Parked != 0 {
+		t.Fatalf("%d jobs parked while the circuit was open", s.Parked)
+	}
+}
