@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,8 +22,10 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/natsconn"
 	"github.com/orderstream/orderstream/internal/natsembed"
 	"github.com/orderstream/orderstream/internal/telemetry"
+	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
@@ -33,6 +36,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -96,23 +100,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		natsOpts = append(natsOpts, nats.InProcessServer(ns))
 		natsURL = ns.ClientURL()
 	}
-	natsOpts = append(natsOpts,
-		nats.Name("ordersd"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.ReconnectJitter(100*time.Millisecond, time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("nats disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)
-	nc, err := nats.Connect(natsURL, natsOpts...)
+	nc, err := natsconn.Connect(natsconn.Options{
+		URLs: natsURL, CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey, User: cfg.NATSUser, Password: cfg.NATSPassword,
+		CAFile: cfg.NATSCA, CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey, Name: "ordersd-" + strings.Join(cfg.Roles, "-"),
+	}, log, natsOpts...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS: %w", err)
+		return err
 	}
 	defer nc.Close()
+	wctx, wcancel := context.WithTimeout(ctx, cfg.NATSConnectTimeout)
+	err = natsconn.WaitConnected(wctx, nc)
+	wcancel()
+	if err != nil {
+		return fmt.Errorf("NATS_URL: %w", err)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -146,12 +147,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		return fmt.Errorf("telemetry: %w", err)
 	}
 
-	srv := grpc.NewServer(
+	serverTLS, clientCreds, err := transportSecurity(cfg)
+	if err != nil {
+		return err
+	}
+	srvOpts := []grpc.ServerOption{}
+	if serverTLS != nil {
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
+	}
+	srv := grpc.NewServer(append(srvOpts,
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
 		grpc.ChainUnaryInterceptor(telemetry.UnaryLogger(log)),
 		grpc.ChainStreamInterceptor(telemetry.StreamLogger(log)),
-	)
+	)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
@@ -203,23 +212,35 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		return fmt.Errorf("GRPC_ADDR: %w", err)
 	}
 	addrs.GRPC = lis.Addr().String()
-	upstream := cfg.UpstreamAddr
-	if upstream == "" {
-		upstream = addrs.GRPC
-	}
-	// The gateway and the payments manager call the gRPC services over a
-	// real connection (by default this process's own listener), so REST
+	// The gateway and the payments manager call the gRPC services over
+	// real connections (by default this process's own listener), so REST
 	// and internal calls pass through exactly the interceptors gRPC clients
 	// do.
-	gwConn, err := grpc.NewClient(upstream,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
-	)
-	if err != nil {
-		srv.Stop()
-		return fmt.Errorf("gateway connection: %w", err)
+	conns := map[string]*grpc.ClientConn{}
+	dialUp := func(addr string) (*grpc.ClientConn, error) {
+		if addr == "" {
+			addr = loopback(addrs.GRPC)
+		}
+		if c, ok := conns[addr]; ok {
+			return c, nil
+		}
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(clientCreds),
+			grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))))
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		conns[addr] = c
+		return c, nil
 	}
-	defer gwConn.Close()
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	gwConn, err := dialUp(cfg.CommandAddr)
+	if err != nil {
+		return err
+	}
 	var pmgr *payments.Manager
 	if cfg.Has("payments") {
 		sim := payments.NewSimulator(payments.SimulatorConfig{
@@ -303,7 +324,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	}
 	addrs.HTTP = hlis.Addr().String()
 	go func() {
-		if err := httpSrv.Serve(hlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return httpSrv.Serve(hlis) }
+		if serverTLS != nil {
+			// The HTTP listener serves TLS but does not demand client
+			// certificates: probes and Prometheus scrape it.
+			httpSrv.TLSConfig = serverTLS.Clone()
+			httpSrv.TLSConfig.ClientAuth = tls.NoClientCert
+			serve = func() error { return httpSrv.ServeTLS(hlis, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- err
 		}
 	}()
@@ -388,4 +417,33 @@ func natsMetrics(tel *telemetry.Telemetry, nc *nats.Conn) error {
 		return nil
 	}, up, reconnects)
 	return err
+}
+
+// transportSecurity builds the server TLS config (nil for plaintext) and the
+// credentials of this process's own gRPC clients.
+func transportSecurity(cfg config.Config) (*tls.Config, credentials.TransportCredentials, error) {
+	if cfg.TLSCert == "" {
+		return nil, insecure.NewCredentials(), nil
+	}
+	st, err := tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TLS_CERT/TLS_KEY/TLS_CLIENT_CA: %w", err)
+	}
+	ct, err := tlsconfig.Client(cfg.TLSCA, cfg.TLSClientCert, cfg.TLSClientKey, cfg.TLSServerName)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
+	}
+	return st, credentials.NewTLS(ct), nil
+}
+
+// loopback turns a listen address into one this process can dial.
+func loopback(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -22,14 +22,39 @@ type Config struct {
 	// Roles are the parts this process runs: any of command, query,
 	// audit, payments, gateway. Each can scale on its own.
 	Roles []string `env:"ROLES" envSeparator:"," envDefault:"command,query,audit,payments,gateway"`
-	// UpstreamAddr is the gRPC address the gateway and the payments
-	// manager call; empty means this process's own GRPC_ADDR. Set it when
-	// the command, query and audit roles run elsewhere (behind one address
-	// or a load balancer).
-	UpstreamAddr string `env:"UPSTREAM_ADDR"`
+	// CommandAddr, QueryAddr and AuditAddr are the gRPC addresses the
+	// gateway (and, for commands, the payments manager) call; empty means
+	// this process's own GRPC_ADDR.
+	CommandAddr string `env:"COMMAND_ADDR"`
+	QueryAddr   string `env:"QUERY_ADDR"`
+	AuditAddr   string `env:"AUDIT_ADDR"`
 	// NATSURL joins an external NATS cluster (comma-separated URLs). Empty
 	// starts an embedded nats-server with JetStream in DataDir.
 	NATSURL string `env:"NATS_URL"`
+	// NATS credentials and TLS for an external cluster: a JWT creds file,
+	// an nkey seed file, or user and password; a CA to verify the servers
+	// and a client certificate for servers that verify clients.
+	NATSCreds    string `env:"NATS_CREDS"`
+	NATSNKey     string `env:"NATS_NKEY"`
+	NATSUser     string `env:"NATS_USER"`
+	NATSPassword string `env:"NATS_PASSWORD"`
+	NATSCA       string `env:"NATS_CA"`
+	NATSCert     string `env:"NATS_CERT"`
+	NATSKey      string `env:"NATS_KEY"`
+	// NATSConnectTimeout bounds waiting for NATS at start-up.
+	NATSConnectTimeout time.Duration `env:"NATS_CONNECT_TIMEOUT" envDefault:"30s"`
+	// TLSCert and TLSKey serve gRPC and HTTP over TLS; TLSClientCA also
+	// requires client certificates signed by it (mTLS) on gRPC.
+	TLSCert     string `env:"TLS_CERT"`
+	TLSKey      string `env:"TLS_KEY"`
+	TLSClientCA string `env:"TLS_CLIENT_CA"`
+	// TLSCA, TLSClientCert and TLSClientKey are used by this process's
+	// own gRPC clients (gateway, payments) when TLS is on; TLSServerName
+	// overrides the name checked in the server's certificate.
+	TLSCA         string `env:"TLS_CA"`
+	TLSClientCert string `env:"TLS_CLIENT_CERT"`
+	TLSClientKey  string `env:"TLS_CLIENT_KEY"`
+	TLSServerName string `env:"TLS_SERVER_NAME"`
 	// DataDir holds the embedded server's store and the read models.
 	DataDir string `env:"DATA_DIR" envDefault:"./data"`
 	// GRPCAddr is the gRPC listen address.
@@ -128,6 +153,15 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("SHUTDOWN_TIMEOUT: must be positive"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("TLS_CERT, TLS_KEY: set both or neither"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("TLS_CLIENT_CA: needs TLS_CERT and TLS_KEY"))
+	}
+	if c.NATSConnectTimeout <= 0 {
+		errs = append(errs, errors.New("NATS_CONNECT_TIMEOUT: must be positive"))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("DATA_DIR: must not be empty"))

@@ -1,0 +1,23 @@
+// Package deploy holds no code: its tests check the deployment files at the
+// repository root against what ordersd expects, so a drift between them
+// fails `go test ./...` instead of a `docker compose up` someone runs later.
+//
+// compose.yaml is loaded with the compose-spec loader (the one docker compose
+// uses) and checked for: a three-node NATS JetStream cluster (on the nats
+// image of the nats-server release go.mod pins, the one the tests embed)
+// whose routes name every node, with file storage on a named volume per node and a health
+// check; every ordersd role with its replica count, the NATS health as a
+// start condition, a health check and the environment (all three NATS URLs,
+// R3, traces to Jaeger, listen addresses, the gateway's backend addresses);
+// and a read-model volume of its own for every query node. deploy/nats/*.conf,
+// which compose mounts into the NATS nodes, is parsed with nats-server's own
+// configuration parser. Every ordersd service's environment is run through
+// internal/config, so compose can only set values ordersd accepts.
+//
+// The Dockerfile is parsed with BuildKit's parser and linter and checked for a
+// separate build stage compiling static binaries (CGO_ENABLED=0) with cache
+// mounts, a distroless or scratch final stage with a non-root USER, the
+// HEALTHCHECK and the ENTRYPOINT.
+//
+// None of it needs Docker.
+package deploy

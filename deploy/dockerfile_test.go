@@ -1,0 +1,221 @@
+package deploy_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+)
+
+// parseDockerfile parses the Dockerfile into stages with BuildKit's parser,
+// failing on anything BuildKit's linter warns about.
+func parseDockerfile(t *testing.T) []instructions.Stage {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parser.Parse(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("Dockerfile: %v", err)
+	}
+	for _, w := range res.Warnings {
+		t.Errorf("Dockerfile: %s", w.Short)
+	}
+	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
+		line := 0
+		if len(loc) > 0 {
+			line = loc[0].Start.Line
+		}
+		t.Errorf("Dockerfile:%d: %s: %s", line, rule, msg)
+	}})
+	stages, _, err := instructions.Parse(res.AST, lint)
+	if err != nil {
+		t.Fatalf("Dockerfile: %v", err)
+	}
+	return stages
+}
+
+// commands returns a stage's commands of type T.
+func commands[T instructions.Command](s instructions.Stage) []T {
+	var out []T
+	for _, c := range s.Commands {
+		if tc, ok := c.(T); ok {
+			out = append(out, tc)
+		}
+	}
+	return out
+}
+
+func TestDockerfile(t *testing.T) {
+	stages := parseDockerfile(t)
+	if len(stages) < 2 {
+		t.Fatalf("%d stages, want a build stage and a runtime stage", len(stages))
+	}
+	final := stages[len(stages)-1]
+	builders := stages[:len(stages)-1]
+
+	t.Run("final stage is distroless or scratch", func(t *testing.T) {
+		if final.BaseName != "scratch" && !strings.HasPrefix(final.BaseName, "gcr.io/distroless/static") {
+			t.Errorf("final stage FROM %s, want gcr.io/distroless/static… or scratch", final.BaseName)
+		}
+		if len(commands[*instructions.RunCommand](final)) > 0 {
+			t.Error("the final stage runs commands; it has no shell")
+		}
+	})
+
+	t.Run("non-root user", func(t *testing.T) {
+		users := commands[*instructions.UserCommand](final)
+		if len(users) == 0 {
+			t.Fatal("no USER in the final stage")
+		}
+		user, group, _ := strings.Cut(users[len(users)-1].User, ":")
+		uid, err := strconv.Atoi(user)
+		if err != nil || uid == 0 {
+			t.Errorf("USER %s: want a numeric non-zero uid, so runtimes can verify it is not root", users[len(users)-1].User)
+		}
+		if group == "0" || group == "root" {
+			t.Errorf("USER %s: root group", users[len(users)-1].User)
+		}
+	})
+
+	t.Run("static build with cache mounts", func(t *testing.T) {
+		var found bool
+		for _, s := range builders {
+			for _, run := range commands[*instructions.RunCommand](s) {
+				line := strings.Join(run.CmdLine, " ")
+				if !strings.Contains(line, "go build") {
+					continue
+				}
+				found = true
+				for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-ldflags='-s -w'", "./cmd/ordersd", "./cmd/ordersctl"} {
+					if !strings.Contains(line, want) {
+						t.Errorf("go build %q lacks %s", line, want)
+					}
+				}
+				// Mount options are evaluated on expansion; nothing
+				// here needs a build argument.
+				if err := run.Expand(func(word string) (string, error) { return word, nil }); err != nil {
+					t.Fatal(err)
+				}
+				var caches []string
+				for _, m := range instructions.GetMounts(run) {
+					if m.Type == instructions.MountTypeCache {
+						caches = append(caches, m.Target)
+					}
+				}
+				for _, want := range []string{"/go/pkg/mod", "/root/.cache/go-build"} {
+					if !slices.Contains(caches, want) {
+						t.Errorf("go build without a cache mount at %s (has %v)", want, caches)
+					}
+				}
+			}
+			if img, tag, ok := strings.Cut(s.BaseName, ":"); ok && img == "golang" {
+				goVersion, _ := goMod(t)
+				tag, _, _ = strings.Cut(tag, "-") // 1.26-bookworm
+				if majorMinor(tag) != majorMinor(goVersion) {
+					t.Errorf("builder %s is not Go %s, go.mod's language version", s.BaseName, majorMinor(goVersion))
+				}
+			}
+		}
+		if !found {
+			t.Error("no go build in a build stage")
+		}
+	})
+
+	t.Run("binaries copied from the build stage", func(t *testing.T) {
+		names := map[string]bool{}
+		for _, s := range builders {
+			names[s.Name] = true
+		}
+		var got []string
+		for _, cp := range commands[*instructions.CopyCommand](final) {
+			if !names[cp.From] {
+				continue
+			}
+			for _, src := range cp.SourcePaths {
+				got = append(got, filepath.Join(cp.DestPath, filepath.Base(src)))
+			}
+		}
+		for _, want := range []string{"/ordersd", "/ordersctl"} {
+			if !slices.Contains(got, want) {
+				t.Errorf("%s not copied from a build stage (copied %v)", want, got)
+			}
+		}
+	})
+
+	t.Run("entrypoint, health check and ports", func(t *testing.T) {
+		eps := commands[*instructions.EntrypointCommand](final)
+		if len(eps) == 0 || eps[len(eps)-1].PrependShell || !slices.Equal(eps[len(eps)-1].CmdLine, []string{"/ordersd"}) {
+			t.Errorf("ENTRYPOINT %v, want exec form [\"/ordersd\"]", eps)
+		}
+		hcs := commands[*instructions.HealthCheckCommand](final)
+		if len(hcs) == 0 {
+			t.Fatal("no HEALTHCHECK")
+		}
+		if got := strings.Join(hcs[len(hcs)-1].Health.Test, " "); got != healthcheck {
+			t.Errorf("HEALTHCHECK %q, want %q (as compose.yaml)", got, healthcheck)
+		}
+		var ports []string
+		for _, e := range commands[*instructions.ExposeCommand](final) {
+			ports = append(ports, e.Ports...)
+		}
+		envs := map[string]string{}
+		for _, e := range commands[*instructions.EnvCommand](final) {
+			for _, kv := range e.Env {
+				envs[kv.Key] = kv.Value
+			}
+		}
+		for variable, port := range map[string]string{"GRPC_ADDR": "50051", "HTTP_ADDR": "8080"} {
+			if !slices.Contains(ports, port) {
+				t.Errorf("EXPOSE %v lacks %s", ports, port)
+			}
+			if want := "0.0.0.0:" + port; envs[variable] != want {
+				t.Errorf("ENV %s=%q, want %q: the default loopback address is unreachable from outside a container", variable, envs[variable], want)
+			}
+		}
+	})
+}
+
+// The build context keeps local state and VCS data out, and everything the
+// build needs in.
+func TestDockerignore(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(root, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patterns []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			patterns = append(patterns, strings.TrimPrefix(line, "/"))
+		}
+	}
+	for _, want := range []string{".git", "**/data"} {
+		if !slices.Contains(patterns, want) {
+			t.Errorf(".dockerignore lacks %s", want)
+		}
+	}
+	for _, needed := range []string{"go.mod", "go.sum", "cmd/ordersd/main.go", "internal/app/app.go"} {
+		for _, p := range patterns {
+			if ok, _ := filepath.Match(p, needed); ok || strings.HasPrefix(needed, p+"/") {
+				t.Errorf(".dockerignore pattern %q excludes %s", p, needed)
+			}
+		}
+	}
+}
+
+// majorMinor turns "1.26.8" into "1.26".
+func majorMinor(v string) string {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return v
+	}
+	return parts[0] + "." + parts[1]
+}

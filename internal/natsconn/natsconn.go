@@ -1,0 +1,373 @@
+// Package natsconn connects ordersd to an external NATS cluster: one place
+// that turns the NATS_* settings into a *nats.Conn that authenticates, speaks
+// TLS when asked to, logs its state changes and never gives up reconnecting.
+//
+// # Start-up when the cluster is down
+//
+// Connect uses nats.RetryOnFailedConnect(true): when no server answers yet,
+// it returns a connection in the RECONNECTING state instead of an error, and
+// the client keeps trying in the background. A process started together with
+// its cluster (docker compose, a Kubernetes rollout, a node restart) thus
+// comes up instead of crash-looping, and everything it publishes meanwhile is
+// buffered and sent once connected. Callers that must not go on without NATS
+// bound the wait themselves with WaitConnected. Configuration mistakes are
+// not retried: a missing or malformed credentials, nkey, certificate or CA
+// file fails Connect at once with an error naming the variable, and a server
+// that rejects the credentials twice in a row closes the connection (the
+// nats.go default), which WaitConnected reports. Other failures, such as a
+// TLS handshake the server refuses, are retried like an outage; the error
+// WaitConnected returns when its deadline passes carries the last of them.
+//
+// # Reconnecting
+//
+// Reconnects never stop (nats.MaxReconnects(-1)). After each full pass over
+// the server list the client waits with capped exponential backoff,
+// ReconnectWait doubling up to MaxReconnectWait, with "equal jitter" (a
+// random half of the delay) so that a fleet disconnected together does not
+// return together. The backoff restarts from ReconnectWait after every
+// successful reconnect.
+//
+// # Logging
+//
+// Every state change is logged once: connected, disconnected (with the
+// cause), reconnected, closed, lame-duck mode of a server, and asynchronous
+// errors such as slow consumers or permission violations. Failed attempts
+// while reconnecting are logged at warn level only for the first failure of
+// an outage and at debug level afterwards, so a long outage does not flood
+// the log. Handlers of the same kinds passed in extra run after the logging
+// ones instead of replacing them.
+package natsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"github.com/orderstream/orderstream/internal/tlsconfig"
+)
+
+// Options are the settings of a connection. Every field has the environment
+// variable that sets it in ordersd in its comment; errors name that variable.
+// Of the three ways to authenticate (CredsFile, NKeySeedFile, User with
+// Password) at most one may be set; credentials inside URLs work too.
+type Options struct {
+	// URLs is one or more server URLs, comma-separated (NATS_URL), e.g.
+	// "nats://nats-1:4222,nats://nats-2:4222". tls:// URLs require TLS.
+	URLs string
+	// CredsFile is a user credentials file holding a user JWT and its nkey
+	// seed, for decentralized (operator/account) auth (NATS_CREDS).
+	CredsFile string
+	// NKeySeedFile is a file holding a user nkey seed, "SU…" (NATS_NKEY).
+	NKeySeedFile string
+	// User and Password authenticate with a username and password
+	// (NATS_USER, NATS_PASSWORD); both or neither.
+	User     string
+	Password string
+	// CAFile holds the PEM CAs that may sign the servers' certificates
+	// (NATS_CA). Setting it requires TLS; without it a tls:// URL trusts the
+	// system roots.
+	CAFile string
+	// CertFile and KeyFile are the client certificate and key for servers
+	// that verify clients (NATS_CERT, NATS_KEY); both or neither. They are
+	// re-read on every reconnect, so a rotated certificate is picked up.
+	CertFile string
+	KeyFile  string
+	// Name is the connection name the server shows in its monitoring
+	// endpoints (connz); empty means "ordersd".
+	Name string
+	// ReconnectWait is the first delay between two passes over the server
+	// list after a disconnect; zero means DefaultReconnectWait.
+	ReconnectWait time.Duration
+	// MaxReconnectWait caps the exponential backoff; zero means
+	// DefaultMaxReconnectWait.
+	MaxReconnectWait time.Duration
+}
+
+// Default backoff bounds.
+const (
+	DefaultReconnectWait    = 250 * time.Millisecond
+	DefaultMaxReconnectWait = 5 * time.Second
+)
+
+// Connect validates o, then connects with the options described in the
+// package documentation. Options in extra are applied last, so they override
+// these (tests shorten the backoff that way); nats.InProcessServer connects
+// to an embedded server without TCP. The returned connection may still be
+// reconnecting; see WaitConnected.
+func Connect(o Options, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts, err := o.natsOptions()
+	if err != nil {
+		return nil, err
+	}
+	// The caller's handlers, chained behind the logging ones.
+	var user nats.Options
+	for _, opt := range extra {
+		if err := opt(&user); err != nil {
+			return nil, fmt.Errorf("nats option: %w", err)
+		}
+	}
+	opts = append(opts, extra...)
+	opts = append(opts, handlers(log, &user)...)
+	nc, err := nats.Connect(o.URLs, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("NATS_URL: connect to %s: %w", Redact(o.URLs), err)
+	}
+	return nc, nil
+}
+
+// natsOptions checks o and turns it into nats options; each error names the
+// variable to fix.
+func (o Options) natsOptions() ([]nats.Option, error) {
+	if strings.TrimSpace(o.URLs) == "" {
+		return nil, errors.New("NATS_URL: no server URL")
+	}
+	name := o.Name
+	if name == "" {
+		name = "ordersd"
+	}
+	wait := o.ReconnectWait
+	if wait <= 0 {
+		wait = DefaultReconnectWait
+	}
+	maxWait := o.MaxReconnectWait
+	if maxWait <= 0 {
+		maxWait = DefaultMaxReconnectWait
+	}
+	maxWait = max(maxWait, wait)
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.CustomReconnectDelay(backoff(wait, maxWait)),
+	}
+
+	var methods []string
+	if o.CredsFile != "" {
+		methods = append(methods, "NATS_CREDS")
+	}
+	if o.NKeySeedFile != "" {
+		methods = append(methods, "NATS_NKEY")
+	}
+	if o.User != "" || o.Password != "" {
+		methods = append(methods, "NATS_USER/NATS_PASSWORD")
+	}
+	if len(methods) > 1 {
+		return nil, fmt.Errorf("%s: set only one way to authenticate to NATS", strings.Join(methods, ", "))
+	}
+	switch {
+	case o.CredsFile != "":
+		if err := checkCreds(o.CredsFile); err != nil {
+			return nil, fmt.Errorf("NATS_CREDS: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	case o.NKeySeedFile != "":
+		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_NKEY: %s: %w", o.NKeySeedFile, err)
+		}
+		opts = append(opts, opt)
+	case o.User != "" && o.Password == "":
+		return nil, errors.New("NATS_PASSWORD: empty while NATS_USER is set")
+	case o.User == "" && o.Password != "":
+		return nil, errors.New("NATS_USER: empty while NATS_PASSWORD is set")
+	case o.User != "":
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+
+	if o.CAFile != "" {
+		if _, err := tlsconfig.LoadCertPool(o.CAFile); err != nil {
+			return nil, fmt.Errorf("NATS_CA: %w", err)
+		}
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	switch {
+	case o.CertFile == "" && o.KeyFile == "":
+	case o.CertFile == "":
+		return nil, errors.New("NATS_CERT: empty while NATS_KEY is set")
+	case o.KeyFile == "":
+		return nil, errors.New("NATS_KEY: empty while NATS_CERT is set")
+	default:
+		if _, err := tlsconfig.LoadKeyPair(o.CertFile, o.KeyFile); err != nil {
+			return nil, fmt.Errorf("NATS_CERT/NATS_KEY: %w", err)
+		}
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
+	return opts, nil
+}
+
+// checkCreds reads a credentials file the way the client will and checks
+// that it holds a user JWT that has not expired and a user seed, so that a
+// wrong file fails at start-up rather than as an authorization violation.
+func checkCreds(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	defer clear(b)
+	token, err := nkeys.ParseDecoratedJWT(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return fmt.Errorf("%s: not a user JWT: %w", file, err)
+	}
+	if claims.Expires != 0 && time.Unix(claims.Expires, 0).Before(time.Now()) {
+		return fmt.Errorf("%s: user JWT expired at %s", file, time.Unix(claims.Expires, 0).UTC().Format(time.RFC3339))
+	}
+	kp, err := nkeys.ParseDecoratedNKey(b)
+	if err != nil {
+		return fmt.Errorf("%s: seed: %w", file, err)
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return fmt.Errorf("%s: seed: %w", file, err)
+	}
+	if !nkeys.IsValidPublicUserKey(pub) {
+		return fmt.Errorf("%s: the seed is not a user seed", file)
+	}
+	if pub != claims.Subject {
+		return fmt.Errorf("%s: the seed does not belong to the JWT's user %s", file, claims.Subject)
+	}
+	return nil
+}
+
+// backoff returns the delay before the n-th pass over the server list
+// (n starts at 1): wait·2ⁿ⁻¹ capped at maxWait, of which a random half is
+// jitter.
+func backoff(wait, maxWait time.Duration) nats.ReconnectDelayHandler {
+	return func(n int) time.Duration {
+		d := wait
+		for i := 1; i < n && d < maxWait; i++ {
+			d *= 2
+		}
+		d = min(d, maxWait)
+		half := d / 2
+		return half + rand.N(d-half+1)
+	}
+}
+
+// handlers log the connection's state changes and then call the caller's
+// handlers of the same kind, if any.
+func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
+	// failing is set by the first failed attempt of an outage and cleared
+	// when connected, so only that first failure is logged as a warning.
+	var failing atomic.Bool
+	return []nats.Option{
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			failing.Store(false)
+			log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+			if user.ConnectedCB != nil {
+				user.ConnectedCB(nc)
+			}
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			// A nil error is a deliberate Close or Drain; the closed
+			// handler reports that.
+			if err != nil {
+				log.Warn("nats disconnected, reconnecting", "err", err)
+			}
+			if user.DisconnectedErrCB != nil {
+				user.DisconnectedErrCB(nc, err)
+			}
+		}),
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			if failing.CompareAndSwap(false, true) {
+				log.Warn("nats unreachable, retrying", "err", err, "urls", Redact(strings.Join(nc.Servers(), ",")))
+			} else {
+				log.Debug("nats connect attempt failed", "err", err)
+			}
+			if user.ReconnectErrCB != nil {
+				user.ReconnectErrCB(nc, err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			failing.Store(false)
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+			if user.ReconnectedCB != nil {
+				user.ReconnectedCB(nc)
+			}
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if err := nc.LastError(); err != nil {
+				log.Error("nats connection closed", "err", err)
+			} else {
+				log.Info("nats connection closed")
+			}
+			if user.ClosedCB != nil {
+				user.ClosedCB(nc)
+			}
+		}),
+		nats.LameDuckModeHandler(func(nc *nats.Conn) {
+			log.Info("nats server entering lame duck mode, will move to another", "server", nc.ConnectedServerName())
+			if user.LameDuckModeHandler != nil {
+				user.LameDuckModeHandler(nc)
+			}
+		}),
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("nats async error", "err", err, "subject", sub.Subject)
+			} else {
+				log.Warn("nats async error", "err", err)
+			}
+			if user.AsyncErrorCB != nil {
+				user.AsyncErrorCB(nc, sub, err)
+			}
+		}),
+	}
+}
+
+// WaitConnected blocks until nc is connected, ctx is done, or the connection
+// is closed for good (for example after the server rejected its
+// credentials). Use it after Connect where going on without NATS makes no
+// sense, with a deadline that says how long an outage at start-up may last.
+func WaitConnected(ctx context.Context, nc *nats.Conn) error {
+	ch := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer nc.RemoveStatusListener(ch)
+	for {
+		switch nc.Status() {
+		case nats.CONNECTED:
+			return nil
+		case nats.CLOSED:
+			if err := nc.LastError(); err != nil {
+				return fmt.Errorf("NATS_URL: connection closed: %w", err)
+			}
+			return fmt.Errorf("NATS_URL: %w", nats.ErrConnectionClosed)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			if err := nc.LastError(); err != nil {
+				return fmt.Errorf("NATS_URL: not connected to %s: %w (last error: %v)", Redact(strings.Join(nc.Servers(), ",")), ctx.Err(), err)
+			}
+			return fmt.Errorf("NATS_URL: not connected to %s: %w", Redact(strings.Join(nc.Servers(), ",")), ctx.Err())
+		}
+	}
+}
+
+// Redact replaces the user information in comma-separated URLs with "***",
+// so they can be logged.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		scheme := strings.Index(p, "://")
+		at := strings.LastIndex(p, "@")
+		if scheme >= 0 && at > scheme {
+			parts[i] = p[:scheme+3] + "***@" + p[at+1:]
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,525 @@
+package natsconn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/orderstream/orderstream/internal/natsconn"
+	"github.com/orderstream/orderstream/internal/tlsconfig"
+	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
+)
+
+// runServer starts a nats-server on a random loopback port after edit has
+// adjusted its options, and shuts it down when the test ends.
+func runServer(t *testing.T, edit func(*server.Options)) *server.Server {
+	t.Helper()
+	opts := &server.Options{
+		Host:     "127.0.0.1",
+		Port:     -1,
+		NoLog:    true,
+		NoSigs:   true,
+		StoreDir: t.TempDir(),
+	}
+	if edit != nil {
+		edit(opts)
+	}
+	return startServer(t, opts)
+}
+
+func startServer(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	return ns
+}
+
+// connect connects and waits for the connection, failing the test on error.
+func connect(t *testing.T, o natsconn.Options, extra ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := natsconn.Connect(o, slog.New(slog.DiscardHandler), extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := natsconn.WaitConnected(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+// roundTrip proves the connection carries messages both ways.
+func roundTrip(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	sub, err := nc.Subscribe("natsconn.ping", func(m *nats.Msg) { _ = m.Respond([]byte("pong")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	msg, err := nc.Request("natsconn.ping", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(msg.Data) != "pong" {
+		t.Fatalf("reply %q", msg.Data)
+	}
+}
+
+// rejected connects without retrying the first attempt and returns the error.
+func rejected(t *testing.T, o natsconn.Options, extra ...nats.Option) error {
+	t.Helper()
+	extra = append(extra, nats.RetryOnFailedConnect(false), nats.MaxReconnects(0))
+	nc, err := natsconn.Connect(o, slog.New(slog.DiscardHandler), extra...)
+	if err == nil {
+		nc.Close()
+		t.Fatal("connection accepted")
+	}
+	return err
+}
+
+func TestUserPassword(t *testing.T) {
+	ns := runServer(t, func(o *server.Options) {
+		o.JetStream = true
+		o.Username, o.Password = "orders", "s3cret"
+	})
+	nc := connect(t, natsconn.Options{URLs: ns.ClientURL(), User: "orders", Password: "s3cret"})
+	roundTrip(t, nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		t.Fatalf("JetStream through the connection: %v", err)
+	}
+
+	t.Run("wrong password closes the connection", func(t *testing.T) {
+		nc, err := natsconn.Connect(natsconn.Options{URLs: ns.ClientURL(), User: "orders", Password: "wrong", ReconnectWait: time.Millisecond},
+			slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = natsconn.WaitConnected(ctx, nc)
+		if !errors.Is(err, nats.ErrAuthorization) && (err == nil || !strings.Contains(err.Error(), "uthorization")) {
+			t.Fatalf("got %v, want an authorization error", err)
+		}
+	})
+}
+
+func TestNKey(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedFile := filepath.Join(t.TempDir(), "user.nk")
+	if err := os.WriteFile(seedFile, append(seed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns := runServer(t, func(o *server.Options) {
+		o.Nkeys = []*server.NkeyUser{{Nkey: pub}}
+	})
+	roundTrip(t, connect(t, natsconn.Options{URLs: ns.ClientURL(), NKeySeedFile: seedFile}))
+
+	other, _ := nkeys.CreateUser()
+	otherSeed, _ := other.Seed()
+	otherFile := filepath.Join(t.TempDir(), "other.nk")
+	if err := os.WriteFile(otherFile, otherSeed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := rejected(t, natsconn.Options{URLs: ns.ClientURL(), NKeySeedFile: otherFile}); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("unknown nkey: got %v, want authorization violation", err)
+	}
+}
+
+func TestMutualTLS(t *testing.T) {
+	ca, srvCert, srvKey, cliCert, cliKey := tlstest.Generate(t, t.TempDir())
+	scfg, err := tlsconfig.Server(srvCert, srvKey, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := runServer(t, func(o *server.Options) {
+		o.TLS, o.TLSVerify, o.TLSConfig, o.TLSTimeout = true, true, scfg, 5
+	})
+	url := fmt.Sprintf("tls://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+
+	nc := connect(t, natsconn.Options{URLs: url, CAFile: ca, CertFile: cliCert, KeyFile: cliKey})
+	roundTrip(t, nc)
+	state, err := nc.TLSConnectionState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(state.PeerCertificates) == 0 || state.PeerCertificates[0].Subject.CommonName != "localhost" {
+		t.Fatalf("server certificate %v", state.PeerCertificates)
+	}
+
+	// nats:// with a CA file still insists on TLS.
+	plainURL := strings.Replace(url, "tls://", "nats://", 1)
+	roundTrip(t, connect(t, natsconn.Options{URLs: plainURL, CAFile: ca, CertFile: cliCert, KeyFile: cliKey}))
+
+	t.Run("without client certificate", func(t *testing.T) {
+		if err := rejected(t, natsconn.Options{URLs: url, CAFile: ca}); err == nil {
+			t.Fatal("accepted")
+		}
+	})
+	t.Run("server from an untrusted CA", func(t *testing.T) {
+		otherCA, _, _, _, _ := tlstest.Generate(t, t.TempDir())
+		err := rejected(t, natsconn.Options{URLs: url, CAFile: otherCA, CertFile: cliCert, KeyFile: cliKey})
+		if !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("got %v, want a certificate verification error", err)
+		}
+	})
+}
+
+// operator builds a decentralized-auth setup as nsc would: an operator that
+// signs an account that signs a user. It returns the server options that
+// trust the operator and resolve the account from memory (resolver: MEMORY),
+// and the user's credentials file. userEdit may change the user's claims.
+func operator(t *testing.T, userEdit func(*jwt.UserClaims)) (func(*server.Options), string) {
+	t.Helper()
+	okp, _ := nkeys.CreateOperator()
+	opub, _ := okp.PublicKey()
+	oc := jwt.NewOperatorClaims(opub)
+	oc.Name = "orderstream-test"
+	ojwt, err := oc.Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opClaims, err := jwt.DecodeOperatorClaims(ojwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	akp, _ := nkeys.CreateAccount()
+	apub, _ := akp.PublicKey()
+	ac := jwt.NewAccountClaims(apub)
+	ac.Name = "ORDERS"
+	ajwt, err := ac.Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	useed, _ := ukp.Seed()
+	uc := jwt.NewUserClaims(upub)
+	uc.Name = "ordersd"
+	if userEdit != nil {
+		userEdit(uc)
+	}
+	ujwt, err := uc.Encode(akp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := jwt.FormatUserConfig(ujwt, useed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(t.TempDir(), "ordersd.creds")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(apub, ajwt); err != nil {
+		t.Fatal(err)
+	}
+	return func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{opClaims}
+		o.AccountResolver = resolver
+	}, credsFile
+}
+
+func TestCredentials(t *testing.T) {
+	edit, credsFile := operator(t, func(uc *jwt.UserClaims) {
+		uc.Pub.Allow.Add("natsconn.>", "_INBOX.>")
+		uc.Sub.Allow.Add("natsconn.>", "_INBOX.>")
+	})
+	ns := runServer(t, edit)
+	roundTrip(t, connect(t, natsconn.Options{URLs: ns.ClientURL(), CredsFile: credsFile}))
+
+	t.Run("credentials of another operator", func(t *testing.T) {
+		_, foreign := operator(t, nil)
+		if err := rejected(t, natsconn.Options{URLs: ns.ClientURL(), CredsFile: foreign}); !errors.Is(err, nats.ErrAuthorization) {
+			t.Fatalf("got %v, want authorization violation", err)
+		}
+	})
+}
+
+// logRecorder keeps the messages logged at each level.
+type logRecorder struct {
+	mu   sync.Mutex
+	msgs []string // "LEVEL message"
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, rec.Level.String()+" "+rec.Message)
+	return nil
+}
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
+
+func (r *logRecorder) count(line string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.msgs {
+		if m == line {
+			n++
+		}
+	}
+	return n
+}
+
+// freePort returns a loopback port that nothing listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+// A process started before its NATS server comes up once the server does,
+// and comes back after the server restarts; each outage is logged once.
+func TestConnectBeforeServerStarts(t *testing.T) {
+	port := freePort(t)
+	storeDir := t.TempDir()
+	serverOpts := func() *server.Options {
+		return &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, JetStream: true, StoreDir: storeDir}
+	}
+
+	failed := make(chan error, 100)
+	connected := make(chan struct{}, 1)
+	disconnected := make(chan struct{}, 1)
+	reconnected := make(chan struct{}, 1)
+	rec := &logRecorder{}
+	nc, err := natsconn.Connect(
+		natsconn.Options{URLs: fmt.Sprintf("nats://127.0.0.1:%d", port), ReconnectWait: time.Millisecond, MaxReconnectWait: 5 * time.Millisecond},
+		slog.New(rec),
+		// The caller's own handlers run too (after the logging ones).
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			select {
+			case failed <- err:
+			default:
+			}
+		}),
+		// With RetryOnFailedConnect, the first successful connection is
+		// reported to the connect handler, later ones to the reconnect one.
+		nats.ConnectHandler(func(*nats.Conn) { connected <- struct{}{} }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				disconnected <- struct{}{}
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }),
+	)
+	if err != nil {
+		t.Fatalf("Connect with the server down: %v", err)
+	}
+	defer nc.Close()
+	if nc.IsConnected() {
+		t.Fatal("connected with no server running")
+	}
+	// Publishing while down is buffered, not an error.
+	if err := nc.Publish("natsconn.early", []byte("x")); err != nil {
+		t.Fatalf("publish while reconnecting: %v", err)
+	}
+	// Let a few attempts fail so the log can be checked for repetition.
+	for range 3 {
+		<-failed
+	}
+
+	ns := startServer(t, serverOpts())
+	waitFor(t, connected, "connect handler")
+	if err := natsconn.WaitConnected(context.Background(), nc); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, nc)
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	waitFor(t, disconnected, "disconnect handler")
+	for range 3 {
+		<-failed
+	}
+	ns = startServer(t, serverOpts())
+	waitFor(t, reconnected, "reconnect handler")
+	roundTrip(t, nc)
+	_ = ns
+
+	for line, want := range map[string]int{
+		"WARN nats unreachable, retrying":          2, // once per outage
+		"INFO nats connected":                      1,
+		"WARN nats disconnected, reconnecting":     1,
+		"INFO nats reconnected":                    1,
+		"DEBUG nats connect attempt failed":        -1, // the rest, at debug
+		"ERROR nats connection closed":             0,
+		"INFO nats connection closed":              0,
+		"WARN nats async error":                    0,
+		"INFO nats server entering lame duck mode": 0,
+	} {
+		got := rec.count(line)
+		if want < 0 {
+			if got < 4 {
+				t.Errorf("%q logged %d times, want the repeated failures at debug level", line, got)
+			}
+			continue
+		}
+		if got != want {
+			t.Errorf("%q logged %d times, want %d", line, got, want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s not called", what)
+	}
+}
+
+func TestWaitConnectedDeadline(t *testing.T) {
+	nc, err := natsconn.Connect(natsconn.Options{URLs: fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := natsconn.WaitConnected(ctx, nc); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "NATS_URL") {
+		t.Fatalf("got %v, want a NATS_URL error wrapping context.Canceled", err)
+	}
+	nc.Close()
+	if err := natsconn.WaitConnected(context.Background(), nc); !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Fatalf("closed connection: got %v", err)
+	}
+}
+
+func TestConfigurationErrors(t *testing.T) {
+	dir := t.TempDir()
+	ca, _, _, cliCert, cliKey := tlstest.Generate(t, dir)
+	_, expiredCreds := operator(t, func(uc *jwt.UserClaims) { uc.Expires = time.Now().Add(-time.Hour).Unix() })
+	_, goodCreds := operator(t, nil)
+	write := func(name, content string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	garbage := write("garbage", "not a key\n")
+	accountSeed := func() string {
+		kp, _ := nkeys.CreateAccount()
+		s, _ := kp.Seed()
+		return write("account.nk", string(s))
+	}()
+	missing := filepath.Join(dir, "missing")
+	url := "nats://127.0.0.1:4222"
+
+	for _, tc := range []struct {
+		name string
+		o    natsconn.Options
+		want []string
+	}{
+		{"no URL", natsconn.Options{URLs: " "}, []string{"NATS_URL"}},
+		{"creds missing", natsconn.Options{URLs: url, CredsFile: missing}, []string{"NATS_CREDS", "no such file"}},
+		{"creds garbage", natsconn.Options{URLs: url, CredsFile: garbage}, []string{"NATS_CREDS"}},
+		{"creds expired", natsconn.Options{URLs: url, CredsFile: expiredCreds}, []string{"NATS_CREDS", "expired"}},
+		{"nkey missing", natsconn.Options{URLs: url, NKeySeedFile: missing}, []string{"NATS_NKEY"}},
+		{"nkey garbage", natsconn.Options{URLs: url, NKeySeedFile: garbage}, []string{"NATS_NKEY"}},
+		{"nkey of an account", natsconn.Options{URLs: url, NKeySeedFile: accountSeed}, []string{"NATS_NKEY"}},
+		{"user without password", natsconn.Options{URLs: url, User: "u"}, []string{"NATS_PASSWORD"}},
+		{"password without user", natsconn.Options{URLs: url, Password: "p"}, []string{"NATS_USER"}},
+		{"two auth methods", natsconn.Options{URLs: url, CredsFile: goodCreds, User: "u", Password: "p"}, []string{"NATS_CREDS", "NATS_USER/NATS_PASSWORD", "only one"}},
+		{"CA missing", natsconn.Options{URLs: url, CAFile: missing}, []string{"NATS_CA", "no such file"}},
+		{"CA garbage", natsconn.Options{URLs: url, CAFile: garbage}, []string{"NATS_CA", "no PEM certificate"}},
+		{"cert without key", natsconn.Options{URLs: url, CAFile: ca, CertFile: cliCert}, []string{"NATS_KEY"}},
+		{"key without cert", natsconn.Options{URLs: url, CAFile: ca, KeyFile: cliKey}, []string{"NATS_CERT"}},
+		{"cert and key mismatch", natsconn.Options{URLs: url, CAFile: ca, CertFile: cliCert, KeyFile: garbage}, []string{"NATS_CERT/NATS_KEY"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, err := natsconn.Connect(tc.o, nil)
+			if err == nil {
+				nc.Close()
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	const wait, maxWait = 100 * time.Millisecond, 2 * time.Second
+	delay := natsconn.Backoff(wait, maxWait)
+	for n := 1; n <= 100; n++ {
+		base := maxWait
+		if n <= 5 {
+			base = wait << (n - 1) // 100ms, 200ms, 400ms, 800ms, 1.6s
+		}
+		for range 50 {
+			if d := delay(n); d < base/2 || d > base {
+				t.Fatalf("pass %d: delay %s outside [%s, %s]", n, d, base/2, base)
+			}
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	got := natsconn.Redact("nats://u:p@a:4222,nats://b:4222,tls://tok@c:4222")
+	if want := "nats://***@a:4222,nats://b:4222,tls://***@c:4222"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// The embedded server of ordersd is reached in process, without TCP.
+func TestInProcessServer(t *testing.T) {
+	ns := runServer(t, func(o *server.Options) { o.JetStream = true })
+	nc := connect(t, natsconn.Options{URLs: ns.ClientURL()}, nats.InProcessServer(ns))
+	roundTrip(t, nc)
+	if got := nc.ConnectedAddr(); got != "pipe" {
+		t.Fatalf("connected to %q, want the in-process pipe", got)
+	}
+}

@@ -1,0 +1,188 @@
+// Package tlsconfig builds the *tls.Config values ordersd and its clients use:
+// one for servers (gRPC and HTTP share it; with a client CA it is mutual TLS)
+// and one for clients (ordersctl, and the gateway dialling the gRPC
+// services).
+//
+// Both speak TLS 1.2 or newer. Certificates are read from PEM files and
+// re-read when a file changes, so a rotated certificate (cert-manager, a
+// renewed ACME certificate, a Kubernetes secret update) is picked up without a
+// restart: every handshake stats the two files, and only a change in
+// modification time or size triggers a reload. A reload that fails, such as a
+// key written a moment after its certificate, keeps the previous certificate
+// and is retried on the next handshake. The CA bundles are read once.
+package tlsconfig
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// Server returns a server configuration presenting the certificate in
+// certFile with the private key in keyFile. With a clientCAFile, every client
+// must present a certificate signed by one of its CAs (mutual TLS,
+// tls.RequireAndVerifyClientCert); without one, clients are not asked for a
+// certificate.
+//
+// The same configuration serves gRPC (credentials.NewTLS) and HTTP
+// (http.Server.ServeTLS, with empty file names): both clone it and add the
+// ALPN protocols they need.
+func Server(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("tlsconfig: a server needs both a certificate file and a key file")
+	}
+	kp, err := newKeyPair("server", certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get(), nil },
+	}
+	if clientCAFile != "" {
+		pool, err := LoadCertPool(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tlsconfig: client CA: %w", err)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// Client returns a client configuration. caFile holds the CAs that may sign
+// the server's certificate; empty trusts the system's roots. certFile and
+// keyFile, both or neither, are the client's own certificate for servers
+// that require mutual TLS. serverName overrides the name checked against the
+// server's certificate; empty lets the caller derive it from the address it
+// dials (gRPC does so from the target).
+func Client(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		pool, err := LoadCertPool(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("tlsconfig: CA: %w", err)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case certFile == "" && keyFile == "":
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("tlsconfig: a client certificate needs both a certificate file and a key file")
+	default:
+		kp, err := newKeyPair("client", certFile, keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get(), nil }
+	}
+	return cfg, nil
+}
+
+// LoadCertPool reads a PEM bundle of CA certificates. A file holding no
+// certificate at all is an error: silently trusting nothing would only show
+// up later as a confusing handshake failure.
+func LoadCertPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return pool, nil
+}
+
+// LoadKeyPair reads a certificate (chain) and its private key and checks that
+// they belong together and that the leaf certificate is currently valid.
+func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("certificate %s, key %s: %w", certFile, keyFile, err)
+	}
+	leaf := cert.Leaf // filled by LoadX509KeyPair unless GODEBUG x509keypairleaf=0
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return tls.Certificate{}, fmt.Errorf("certificate %s: %w", certFile, err)
+		}
+		cert.Leaf = leaf
+	}
+	now := time.Now()
+	if now.After(leaf.NotAfter) {
+		return tls.Certificate{}, fmt.Errorf("certificate %s expired at %s", certFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(leaf.NotBefore) {
+		return tls.Certificate{}, fmt.Errorf("certificate %s is not valid before %s", certFile, leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return cert, nil
+}
+
+// keyPair holds a certificate and reloads it when its files change.
+type keyPair struct {
+	role              string
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	certSig fileSig
+	keySig  fileSig
+}
+
+// fileSig identifies a version of a file well enough to notice a rewrite.
+type fileSig struct {
+	mod  time.Time
+	size int64
+}
+
+func statSig(file string) (fileSig, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fileSig{}, err
+	}
+	return fileSig{mod: fi.ModTime(), size: fi.Size()}, nil
+}
+
+func newKeyPair(role, certFile, keyFile string) (*keyPair, error) {
+	kp := &keyPair{role: role, certFile: certFile, keyFile: keyFile}
+	if err := kp.reload(); err != nil {
+		return nil, fmt.Errorf("tlsconfig: %s %w", role, err)
+	}
+	return kp, nil
+}
+
+// reload reads both files if either changed since the last successful load.
+// The lock is held by the caller, or the pair is not shared yet.
+func (kp *keyPair) reload() error {
+	cs, err := statSig(kp.certFile)
+	if err != nil {
+		return err
+	}
+	ks, err := statSig(kp.keyFile)
+	if err != nil {
+		return err
+	}
+	if kp.cert != nil && cs == kp.certSig && ks == kp.keySig {
+		return nil
+	}
+	cert, err := LoadKeyPair(kp.certFile, kp.keyFile)
+	if err != nil {
+		return err
+	}
+	kp.cert, kp.certSig, kp.keySig = &cert, cs, ks
+	return nil
+}
+
+// get returns the current certificate, reloading it first if its files
+// changed. A failed reload keeps serving the last good certificate: a
+// rotation caught half-written must not take the listener down.
+func (kp *keyPair) get() *tls.Certificate {
+	kp.mu.Lock()
+	defer kp.mu.Unlock()
+	_ = kp.reload()
+	return kp.cert
+}
