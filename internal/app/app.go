@@ -303,7 +303,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			}
 		}})
 	}
-	gw, err := gateway.New(ctx, gwConn, gateway.WithLogger(log))
+	queryConn, err := dialUp(cfg.QueryAddr)
+	if err != nil {
+		return err
+	}
+	auditConn, err := dialUp(cfg.AuditAddr)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(ctx, gwConn, gateway.WithLogger(log),
+		gateway.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, queryConn),
+		gateway.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, queryConn),
+		gateway.WithServiceConn(ordersv1.OrderAuditService_ServiceDesc.ServiceName, auditConn))
 	if err != nil {
 		srv.Stop()
 		return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,5 +236,31 @@ func TestRolesSplitTheServices(t *testing.T) {
 	}
 	if code, _ := getJSON(t, "http://"+addrs.HTTP+"/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz: %d", code)
+	}
+}
+
+// A gateway-only node serves REST from services running in other
+// processes, named by COMMAND_ADDR, QUERY_ADDR and AUDIT_ADDR.
+func TestGatewayRoleCallsRemoteServices(t *testing.T) {
+	ns := estest.StartServer(t)
+	backend, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,query,audit")
+	front, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "gateway",
+		"COMMAND_ADDR", backend.GRPC, "QUERY_ADDR", backend.GRPC, "AUDIT_ADDR", backend.GRPC)
+	res, err := http.Post("http://"+front.HTTP+"/v1/orders", "application/json",
+		strings.NewReader(`{"requestId":"gw-1","orderId":"gw-order","customerId":"c","currency":"EUR"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("create through the gateway node: %d", res.StatusCode)
+	}
+	hist, err := http.Get("http://" + front.HTTP + "/v1/orders/gw-order/history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist.Body.Close()
+	if hist.StatusCode != http.StatusOK {
+		t.Fatalf("history through the gateway node: %d", hist.StatusCode)
 	}
 }

@@ -57,6 +57,18 @@ type Option func(*config)
 type config struct {
 	bodyLimit int64
 	log       *slog.Logger
+	conns     map[string]*grpc.ClientConn
+}
+
+// WithServiceConn routes one service (by full name, e.g.
+// "orders.v1.OrderQueryService") over its own connection, for services
+// that run in other processes; the others use New's connection.
+func WithServiceConn(service string, conn *grpc.ClientConn) Option {
+	return func(c *config) {
+		if conn != nil {
+			c.conns[service] = conn
+		}
+	}
 }
 
 // WithBodyLimit sets the request body cap in bytes.
@@ -78,7 +90,7 @@ const ifMatchKey ctxKey = 0
 // New returns the REST handler for /v1/... and /openapi.json, calling the
 // services over conn.
 func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handler, error) {
-	cfg := config{bodyLimit: DefaultBodyLimit, log: slog.Default()}
+	cfg := config{bodyLimit: DefaultBodyLimit, log: slog.Default(), conns: map[string]*grpc.ClientConn{}}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -99,14 +111,21 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithForwardResponseOption(setETag),
 	)
-	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		ordersv1.RegisterOrderCommandServiceHandler,
-		ordersv1.RegisterOrderQueryServiceHandler,
-		ordersv1.RegisterOrderAdminServiceHandler,
-		ordersv1.RegisterOrderAuditServiceHandler,
-		ordersv1.RegisterPaymentAdminServiceHandler,
+	for _, svc := range []struct {
+		name string
+		reg  func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error
+	}{
+		{ordersv1.OrderCommandService_ServiceDesc.ServiceName, ordersv1.RegisterOrderCommandServiceHandler},
+		{ordersv1.OrderQueryService_ServiceDesc.ServiceName, ordersv1.RegisterOrderQueryServiceHandler},
+		{ordersv1.OrderAdminService_ServiceDesc.ServiceName, ordersv1.RegisterOrderAdminServiceHandler},
+		{ordersv1.OrderAuditService_ServiceDesc.ServiceName, ordersv1.RegisterOrderAuditServiceHandler},
+		{ordersv1.PaymentAdminService_ServiceDesc.ServiceName, ordersv1.RegisterPaymentAdminServiceHandler},
 	} {
-		if err := reg(ctx, mux, conn); err != nil {
+		c := conn
+		if sc, ok := cfg.conns[svc.name]; ok {
+			c = sc
+		}
+		if err := svc.reg(ctx, mux, c); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
