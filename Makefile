@@ -36,6 +36,18 @@ run: ## Run the whole system with embedded NATS.
 bench: ## Benchmarks of the hot paths.
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: docker
+docker: ## Build the container image (needs a Docker engine).
+	docker build -t orderstream/ordersd:dev .
+
+.PHONY: compose-up
+compose-up: ## Run the distributed setup: 3-node NATS cluster, roles, Jaeger.
+	docker compose up --build --wait
+
+.PHONY: compose-down
+compose-down:
+	docker compose down
+
 .PHONY: help
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -107,4 +108,55 @@ func BenchmarkAPI(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkNATSSync compares CreateOrder throughput with the embedded
+// server fsyncing periodically (NATS_SYNC=interval) and on every write
+// (NATS_SYNC=always), one client and 32, same run.
+func BenchmarkNATSSync(b *testing.B) {
+	for _, mode := range []string{"interval", "always"} {
+		for _, clients := range []int{1, 32} {
+			b.Run(fmt.Sprintf("sync=%s/clients=%d", mode, clients), func(b *testing.B) {
+				cfg, err := config.FromMap(map[string]string{"DATA_DIR": b.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+					"NATS_LISTEN": "127.0.0.1:0", "ROLES": "command", "NATS_SYNC": mode})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				ready := make(chan app.Addrs, 1)
+				done := make(chan error, 1)
+				go func() {
+					done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a })
+				}()
+				a := <-ready
+				defer func() { cancel(); <-done }()
+				conn, err := grpc.NewClient(a.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer conn.Close()
+				cmd := ordersv1.NewOrderCommandServiceClient(conn)
+				var n atomic.Int64
+				create := func() {
+					if _, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: fmt.Sprint("s-", n.Add(1)), CustomerId: "b", Currency: "EUR"}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ResetTimer()
+				if clients == 1 {
+					for b.Loop() {
+						create()
+					}
+					return
+				}
+				// RunParallel runs parallelism × GOMAXPROCS goroutines.
+				b.SetParallelism(max(1, clients/runtime.GOMAXPROCS(0)))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						create()
+					}
+				})
+			})
+		}
+	}
 }
