@@ -17,6 +17,10 @@
 // retried on demand through PaymentAdminService. A permanent decline is
 // recorded at once. A job whose order was cancelled meanwhile is dropped.
 //
+// Replicas: the durable consumer is pinned to one manager at a time (a
+// JetStream priority group); the others stand by and take over when it
+// stops pulling.
+//
 // Back-pressure: at most Workers jobs run, the consumer holds at most
 // 2×Workers unacknowledged messages, and the client buffers no more than
 // that: a slow gateway slows intake instead of growing memory.
@@ -59,6 +63,8 @@ const (
 	DefaultBackoffBase    = 100 * time.Millisecond
 	DefaultBackoffMax     = 5 * time.Second
 	ConsumerName          = "payments"
+	PriorityGroup         = "payments"
+	DefaultPinnedTTL      = 10 * time.Second
 	ParkedBucket          = "PAYMENTS_PARKED"
 )
 
@@ -102,6 +108,16 @@ func WithRetry(maxAttempts int, attemptTimeout, base, max time.Duration) Option 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
+// WithPinnedTTL sets how long the server keeps the consumer pinned to a
+// manager that stopped pulling before another replica takes over.
+func WithPinnedTTL(d time.Duration) Option {
+	return func(m *Manager) {
+		if d > 0 {
+			m.pinnedTTL = d
+		}
+	}
+}
+
 // WithCircuit sets how many consecutive transient gateway failures open the
 // circuit, and for how long it then holds calls back.
 func WithCircuit(threshold int, cooldown time.Duration) Option {
@@ -132,6 +148,7 @@ type Manager struct {
 	attemptTimeout time.Duration
 	backoffBase    time.Duration
 	backoffMax     time.Duration
+	pinnedTTL      time.Duration
 	log            *slog.Logger
 	tp             trace.TracerProvider
 	mp             metric.MeterProvider
@@ -160,7 +177,7 @@ type Stats struct {
 func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1.OrderCommandServiceClient, gw PaymentGateway, opts ...Option) (*Manager, error) {
 	m := &Manager{
 		js: js, store: store, cmds: cmds, gw: gw, workers: DefaultWorkers, maxAttempts: DefaultMaxAttempts,
-		attemptTimeout: DefaultAttemptTimeout, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax,
+		attemptTimeout: DefaultAttemptTimeout, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax, pinnedTTL: DefaultPinnedTTL,
 		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 	}
 	m.breaker.threshold, m.breaker.cooldown = DefaultCircuitThreshold, DefaultCircuitCooldown
@@ -258,6 +275,12 @@ func (m *Manager) Run(ctx context.Context) error {
 		AckWait:       m.attemptTimeout*2 + 30*time.Second,
 		MaxAckPending: m.workers * 2,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// One active worker group at a time across replicas: the server
+		// pins the consumer to one manager and fails over to another
+		// when that one stops pulling for PinnedTTL.
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{PriorityGroup},
+		PinnedTTL:      m.pinnedTTL,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -279,7 +302,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		case jobs <- msg: // blocks while every worker is busy
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(m.workers))
+	}, jetstream.PullMaxMessages(m.workers), jetstream.PullPriorityGroup(PriorityGroup))
 	if err != nil {
 		close(jobs)
 		wg.Wait()
@@ -290,6 +313,14 @@ func (m *Manager) Run(ctx context.Context) error {
 	<-cc.Closed()
 	close(jobs)
 	wg.Wait()
+	// Hand over at once rather than after PinnedTTL: a stopping manager
+	// unpins the group so a standby replica takes over. After a crash the
+	// TTL does it.
+	uctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if st, err := m.js.Stream(uctx, m.store.StreamName()); err == nil {
+		_ = st.UnpinConsumer(uctx, ConsumerName, PriorityGroup)
+	}
 	return nil
 }
 

@@ -145,6 +145,9 @@ func fast() payments.Option {
 	return payments.WithRetry(30, time.Second, time.Millisecond, 5*time.Millisecond)
 }
 
+// quickFailover shortens how long a crashed manager keeps the consumer.
+func quickFailover() payments.Option { return payments.WithPinnedTTL(300 * time.Millisecond) }
+
 func assertChargedOnce(t *testing.T, sim *payments.Simulator, orders int) {
 	t.Helper()
 	charged := sim.Charged()
@@ -208,7 +211,7 @@ func TestCrashesNeverChargeTwice(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 9))
 	const rounds, perRound = 6, 8
 	for round := range rounds {
-		stop := e.run(t, sim, fast(), payments.WithWorkers(3))
+		stop := e.run(t, sim, fast(), payments.WithWorkers(3), quickFailover())
 		for range perRound {
 			e.place(t, "crashy", 250)
 		}
@@ -220,7 +223,7 @@ func TestCrashesNeverChargeTwice(t *testing.T) {
 		}
 		stop()
 	}
-	e.run(t, sim, fast())
+	e.run(t, sim, fast(), quickFailover())
 	got := e.waitFor(t, rounds*perRound, "PaymentAuthorized", "PaymentDeclined")
 	if len(got) != rounds*perRound {
 		t.Fatalf("%d orders paid, want %d", len(got), rounds*perRound)
@@ -337,4 +340,58 @@ func TestCircuitOpensWhileTheProviderFails(t *testing.T) {
 	if s := e.mgr.Load().Stats(); s.Parked != 0 {
 		t.Fatalf("%d jobs parked while the circuit was open", s.Parked)
 	}
+}
+
+// Two replicas: one active worker group at a time, the other takes over
+// when the first stops, and nothing is charged twice.
+func TestOneActiveReplicaWithFailover(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	first, err := payments.New(context.Background(), e.js, e.store, e.cmd, sim, fast(), payments.WithPinnedTTL(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := payments.New(context.Background(), e.js, e.store, e.cmd, sim, fast(), payments.WithPinnedTTL(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx1, stop1 := context.WithCancel(context.Background())
+	ctx2, stop2 := context.WithCancel(context.Background())
+	done1, done2 := make(chan error, 1), make(chan error, 1)
+	go func() { done1 <- first.Run(ctx1) }()
+	go func() { done2 <- second.Run(ctx2) }()
+	t.Cleanup(func() { stop1(); stop2(); <-done1; <-done2 })
+	for range 10 {
+		e.place(t, "replicas", 100)
+	}
+	e.waitFor(t, 10, "PaymentAuthorized")
+	// A manager counts a charge just after its recording reaches the log.
+	settled := func(want int) (int, int) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			a, b := first.Stats().Charged, second.Stats().Charged
+			if a+b >= want || time.Now().After(deadline) {
+				return a, b
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	a, b := settled(10)
+	if a+b != 10 || (a != 0 && b != 0) {
+		t.Fatalf("charges split %d/%d: want one active replica", a, b)
+	}
+	active, standby := stop1, second
+	if b > 0 {
+		active, standby = stop2, first
+	}
+	active()
+	for range 5 {
+		e.place(t, "replicas", 100)
+	}
+	e.waitFor(t, 15, "PaymentAuthorized")
+	settled(15)
+	if standby.Stats().Charged != 5 {
+		t.Fatalf("the standby charged %d after failover, want 5 (first %+v, second %+v)", standby.Stats().Charged, first.Stats(), second.Stats())
+	}
+	assertChargedOnce(t, sim, 15)
 }
