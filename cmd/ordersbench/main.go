@@ -1,0 +1,94 @@
+// Command ordersbench drives a running ordersd with an open-loop load (a
+// constant arrival rate, latency measured from each request's scheduled
+// time) and prints throughput and latency percentiles. With
+// --compare-raw it then performs the same operations on bare JetStream
+// (--nats) and prints the ratio system ÷ raw from the one run.
+//
+//	ordersbench --addr 127.0.0.1:50051 --rate 2000 --concurrency 64 --duration 20s
+//	ordersbench --protocol rest --http http://127.0.0.1:8080 --mix create=50,get=50
+//	ordersbench --compare-raw --nats nats://127.0.0.1:4222 --json report.json
+//
+// Only run it against servers you run yourself.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/orderstream/orderstream/internal/loadgen"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:50051", "ordersd gRPC address")
+	httpBase := flag.String("http", "http://127.0.0.1:8080", "ordersd REST base URL (with --protocol rest)")
+	protocol := flag.String("protocol", "grpc", "grpc, rest or raw")
+	natsURL := flag.String("nats", "nats://127.0.0.1:4222", "NATS URL for raw mode (ordersd's embedded server listens on NATS_LISTEN)")
+	mixFlag := flag.String("mix", "create=40,add=30,place=10,get=15,list=5", "operation weights")
+	rate := flag.Float64("rate", 1000, "requests per second (open loop)")
+	conc := flag.Int("concurrency", 64, "maximum requests in flight; beyond it scheduled requests are dropped")
+	dur := flag.Duration("duration", 10*time.Second, "how long to offer load")
+	timeout := flag.Duration("timeout", 10*time.Second, "per-request timeout")
+	compare := flag.Bool("compare-raw", false, "also run the raw JetStream floor and print the ratio")
+	jsonOut := flag.String("json", "", "write the report(s) as JSON to this file")
+	flag.Parse()
+
+	mix, err := loadgen.ParseMix(*mixFlag)
+	if err != nil {
+		fail(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := loadgen.Config{Rate: *rate, Concurrency: *conc, Duration: *dur, Mix: mix, Timeout: *timeout}
+	var reports []*loadgen.Report
+	run := func(name string, t loadgen.Target) {
+		defer t.Close()
+		rep, err := loadgen.Run(ctx, name, t, cfg)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Print(rep.String())
+		reports = append(reports, rep)
+	}
+	switch *protocol {
+	case "grpc":
+		t, err := loadgen.NewGRPC(*addr)
+		if err != nil {
+			fail(err)
+		}
+		run("grpc", t)
+	case "rest":
+		run("rest", loadgen.NewREST(*httpBase))
+	case "raw":
+	default:
+		fail(fmt.Errorf("--protocol %q: want grpc, rest or raw", *protocol))
+	}
+	if *compare || *protocol == "raw" {
+		t, err := loadgen.NewRaw(ctx, *natsURL)
+		if err != nil {
+			fail(fmt.Errorf("raw: %w", err))
+		}
+		run("raw", t)
+	}
+	if len(reports) == 2 {
+		sys, raw := reports[0], reports[1]
+		fmt.Printf("system ÷ raw: throughput %.2f, p50 latency %.2f×, p99 latency %.2f×\n",
+			sys.Throughput/raw.Throughput, sys.Overall.P50/raw.Overall.P50, sys.Overall.P99/raw.Overall.P99)
+	}
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(reports, "", "  ")
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "ordersbench:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,226 @@
+// Package loadgen drives a running ordersd with an open-loop load and
+// reports throughput and latency percentiles.
+//
+// Open loop: requests are scheduled at a constant arrival rate, and each
+// one's latency is measured from its scheduled time, not from when it was
+// finally sent. A server that stalls therefore shows its stall in the
+// percentiles instead of silently slowing the generator down (coordinated
+// omission). When Concurrency requests are already in flight a scheduled
+// request is not sent and is counted as dropped.
+//
+// Targets: the gRPC API, the REST API, or "raw": the same operations done
+// bare on JetStream (a publish with an expected last subject sequence, a
+// direct get), against a separate stream, to give the floor the system is
+// compared with.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Op is one kind of request.
+type Op string
+
+// The operations of a mix.
+const (
+	Create Op = "create"
+	Add    Op = "add"
+	Place  Op = "place"
+	Get    Op = "get"
+	List   Op = "list"
+)
+
+// Mix weights the operations.
+type Mix map[Op]int
+
+// ParseMix reads "create=40,add=30,place=10,get=15,list=5".
+func ParseMix(s string) (Mix, error) {
+	m := Mix{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		w, err := strconv.Atoi(v)
+		op := Op(k)
+		if !ok || err != nil || w < 0 || (op != Create && op != Add && op != Place && op != Get && op != List) {
+			return nil, fmt.Errorf("mix %q: want op=weight with ops create, add, place, get, list", part)
+		}
+		m[op] = w
+	}
+	total := 0
+	for _, w := range m {
+		total += w
+	}
+	if total == 0 {
+		return nil, errors.New("mix: weights add up to 0")
+	}
+	return m, nil
+}
+
+// Target performs operations.
+type Target interface {
+	// Do performs one op. It returns a short error class ("" on success)
+	// such as a gRPC code name or an HTTP status.
+	Do(ctx context.Context, op Op, r *rand.Rand) (class string)
+	Close() error
+}
+
+// Config is one run.
+type Config struct {
+	Rate        float64       // requests per second
+	Concurrency int           // max in flight
+	Duration    time.Duration // how long to schedule requests
+	Mix         Mix
+	Timeout     time.Duration // per request
+}
+
+// OpStats are the results of one operation.
+type OpStats struct {
+	Count  int64            `json:"count"`
+	Errors map[string]int64 `json:"errors,omitempty"`
+	P50    float64          `json:"p50_ms"`
+	P90    float64          `json:"p90_ms"`
+	P99    float64          `json:"p99_ms"`
+	P999   float64          `json:"p99_9_ms"`
+	Max    float64          `json:"max_ms"`
+}
+
+// Report is the result of a run.
+type Report struct {
+	Target     string             `json:"target"`
+	Rate       float64            `json:"offered_rate"`
+	Duration   float64            `json:"duration_s"`
+	Completed  int64              `json:"completed"`
+	Dropped    int64              `json:"dropped"`
+	Throughput float64            `json:"throughput"`
+	Overall    OpStats            `json:"overall"`
+	Ops        map[Op]*OpStats    `json:"ops"`
+	hist       map[Op]*hdrhistogram.Histogram
+}
+
+// Run drives t with cfg until cfg.Duration has passed and every request
+// has finished, or ctx ends.
+func Run(ctx context.Context, name string, t Target, cfg Config) (*Report, error) {
+	if cfg.Rate <= 0 || cfg.Concurrency <= 0 || cfg.Duration <= 0 {
+		return nil, errors.New("loadgen: rate, concurrency and duration must be positive")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	ops := make([]Op, 0, 100)
+	for op, w := range cfg.Mix {
+		for range w {
+			ops = append(ops, op)
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool { return ops[i] < ops[j] })
+	rep := &Report{Target: name, Rate: cfg.Rate, Ops: map[Op]*OpStats{}, hist: map[Op]*hdrhistogram.Histogram{}}
+	var mu sync.Mutex
+	overall := hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+	record := func(op Op, lat time.Duration, class string) {
+		mu.Lock()
+		defer mu.Unlock()
+		h, ok := rep.hist[op]
+		if !ok {
+			h = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+			rep.hist[op] = h
+			rep.Ops[op] = &OpStats{Errors: map[string]int64{}}
+		}
+		us := max(lat.Microseconds(), 1)
+		_ = h.RecordValue(us)
+		_ = overall.RecordValue(us)
+		rep.Ops[op].Count++
+		if class != "" {
+			rep.Ops[op].Errors[class]++
+		}
+	}
+	sem := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	var dropped atomic.Int64
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 1))
+	for i := int64(0); ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if !at.Before(end) || ctx.Err() != nil {
+			break
+		}
+		if d := time.Until(at); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		op := ops[rng.IntN(len(ops))]
+		select {
+		case sem <- struct{}{}:
+		default:
+			dropped.Add(1)
+			continue
+		}
+		seed := rng.Uint64()
+		wg.Go(func() {
+			defer func() { <-sem }()
+			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+			defer cancel()
+			class := t.Do(rctx, op, rand.New(rand.NewPCG(seed, 2)))
+			record(op, time.Since(at), class)
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	rep.Duration = elapsed.Seconds()
+	rep.Dropped = dropped.Load()
+	for op, s := range rep.Ops {
+		fill(s, rep.hist[op])
+		rep.Completed += s.Count
+		for k, v := range s.Errors {
+			if rep.Overall.Errors == nil {
+				rep.Overall.Errors = map[string]int64{}
+			}
+			rep.Overall.Errors[k] += v
+		}
+	}
+	fill(&rep.Overall, overall)
+	rep.Overall.Count = rep.Completed
+	rep.Throughput = float64(rep.Completed) / elapsed.Seconds()
+	return rep, nil
+}
+
+func fill(s *OpStats, h *hdrhistogram.Histogram) {
+	ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
+	s.P50, s.P90, s.P99, s.P999 = ms(50), ms(90), ms(99), ms(99.9)
+	s.Max = float64(h.Max()) / 1000
+}
+
+// String renders the report as a table.
+func (r *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: offered %.0f/s for %.1fs, completed %d (%.0f/s), dropped %d\n", r.Target, r.Rate, r.Duration, r.Completed, r.Throughput, r.Dropped)
+	fmt.Fprintf(&b, "%-8s %8s %9s %9s %9s %9s %9s  %s\n", "op", "count", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors")
+	ops := make([]string, 0, len(r.Ops))
+	for op := range r.Ops {
+		ops = append(ops, string(op))
+	}
+	sort.Strings(ops)
+	row := func(name string, s *OpStats) {
+		fmt.Fprintf(&b, "%-8s %8d %9.2f %9.2f %9.2f %9.2f %9.2f  %v\n", name, s.Count, s.P50, s.P90, s.P99, s.P999, s.Max, s.Errors)
+	}
+	for _, op := range ops {
+		row(op, r.Ops[Op(op)])
+	}
+	row("all", &r.Overall)
+	return b.String()
+}
