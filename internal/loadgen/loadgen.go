@@ -96,14 +96,14 @@ type OpStats struct {
 
 // Report is the result of a run.
 type Report struct {
-	Target     string             `json:"target"`
-	Rate       float64            `json:"offered_rate"`
-	Duration   float64            `json:"duration_s"`
-	Completed  int64              `json:"completed"`
-	Dropped    int64              `json:"dropped"`
-	Throughput float64            `json:"throughput"`
-	Overall    OpStats            `json:"overall"`
-	Ops        map[Op]*OpStats    `json:"ops"`
+	Target     string          `json:"target"`
+	Rate       float64         `json:"offered_rate"`
+	Duration   float64         `json:"duration_s"`
+	Completed  int64           `json:"completed"`
+	Dropped    int64           `json:"dropped"`
+	Throughput float64         `json:"throughput"`
+	Overall    OpStats         `json:"overall"`
+	Ops        map[Op]*OpStats `json:"ops"`
 	hist       map[Op]*hdrhistogram.Histogram
 }
 
