@@ -33,8 +33,14 @@ run: ## Run the whole system with embedded NATS.
 	$(GO) run ./cmd/ordersd
 
 .PHONY: bench
-bench: ## Benchmarks of the hot paths.
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: ## Benchmarks of the hot paths, then ordersbench against a temporary ordersd.
+	$(GO) test -run '^$$' -bench . -benchmem ./order ./eventstore ./services/command ./services/audit ./projections ./internal/app
+	@dir="$$(mktemp -d)"; \
+	$(GO) build -o "$$dir/ordersd" ./cmd/ordersd && $(GO) build -o "$$dir/ordersbench" ./cmd/ordersbench && \
+	{ DATA_DIR="$$dir/data" GRPC_ADDR=127.0.0.1:50551 HTTP_ADDR=127.0.0.1:18080 NATS_LISTEN=127.0.0.1:14222 LOG_LEVEL=warn "$$dir/ordersd" & pid=$$!; \
+	  for i in $$(seq 1 100); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done; \
+	  "$$dir/ordersbench" --addr 127.0.0.1:50551 --nats nats://127.0.0.1:14222 --rate 1000 --duration 10s --compare-raw; \
+	  kill $$pid; wait $$pid 2>/dev/null; }; rm -rf "$$dir"
 
 .PHONY: docker
 docker: ## Build the container image (needs a Docker engine).

@@ -151,6 +151,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if err != nil {
 		return err
 	}
+	limit := newLimiter(cfg.MaxInFlight)
 	srvOpts := []grpc.ServerOption{}
 	if serverTLS != nil {
 		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
@@ -158,8 +159,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	srv := grpc.NewServer(append(srvOpts,
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
-		grpc.ChainUnaryInterceptor(telemetry.UnaryLogger(log)),
-		grpc.ChainStreamInterceptor(telemetry.StreamLogger(log)),
+		grpc.ChainUnaryInterceptor(telemetry.UnaryLogger(log), limit.unary),
+		grpc.ChainStreamInterceptor(telemetry.StreamLogger(log), limit.stream),
 	)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)

@@ -3,10 +3,12 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,4 +265,47 @@ func TestGatewayRoleCallsRemoteServices(t *testing.T) {
 	if hist.StatusCode != http.StatusOK {
 		t.Fatalf("history through the gateway node: %d", hist.StatusCode)
 	}
+}
+
+// Offered more than it can take, ordersd sheds load with RESOURCE_EXHAUSTED
+// (never INTERNAL), loses no acknowledged command, and serves normally
+// again once the burst is over.
+func TestOverloadShedsAndRecovers(t *testing.T) {
+	addrs, _ := run(t, t.TempDir(), "MAX_IN_FLIGHT", "4", "ROLES", "command,audit")
+	conn := dial(t, addrs.GRPC)
+	cmd := ordersv1.NewOrderCommandServiceClient(conn)
+	var mu sync.Mutex
+	var okIDs []string
+	shed := 0
+	var wg sync.WaitGroup
+	for i := range 300 {
+		wg.Go(func() {
+			id := fmt.Sprintf("burst-%d", i)
+			_, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: id, OrderId: id, CustomerId: "c", Currency: "EUR"})
+			mu.Lock()
+			defer mu.Unlock()
+			switch status.Code(err) {
+			case codes.OK:
+				okIDs = append(okIDs, id)
+			case codes.ResourceExhausted:
+				shed++
+			default:
+				t.Errorf("under overload: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if shed == 0 {
+		t.Fatal("300 concurrent calls against 4 slots: nothing was shed")
+	}
+	audit := ordersv1.NewOrderAuditServiceClient(conn)
+	for _, id := range okIDs {
+		if _, err := audit.GetOrderHistory(t.Context(), &ordersv1.GetOrderHistoryRequest{OrderId: id}); err != nil {
+			t.Fatalf("acknowledged order %s: %v", id, err)
+		}
+	}
+	if _, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "after", CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatalf("after the burst: %v", err)
+	}
+	t.Logf("%d served, %d shed", len(okIDs), shed)
 }

@@ -92,6 +92,10 @@ type Config struct {
 	PaymentSimLatency     time.Duration `env:"PAYMENT_SIM_LATENCY" envDefault:"0s"`
 	PaymentSimFailureRate float64       `env:"PAYMENT_SIM_FAILURE_RATE" envDefault:"0"`
 	PaymentSimDeclineOver int64         `env:"PAYMENT_SIM_DECLINE_OVER" envDefault:"0"`
+	// MaxInFlight bounds the RPCs served at once; beyond it calls are
+	// refused at once with RESOURCE_EXHAUSTED, so overload sheds load
+	// instead of queueing it in memory.
+	MaxInFlight int `env:"MAX_IN_FLIGHT" envDefault:"1024"`
 	// ShutdownTimeout bounds draining in-flight RPCs on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 }
@@ -141,6 +145,9 @@ func (c Config) Validate() error {
 	}
 	if c.WorkerPoolSize < 1 || c.WorkerPoolSize > 1000 {
 		errs = append(errs, fmt.Errorf("WORKER_POOL_SIZE: %d is not between 1 and 1000", c.WorkerPoolSize))
+	}
+	if c.MaxInFlight < 1 {
+		errs = append(errs, errors.New("MAX_IN_FLIGHT: must be at least 1"))
 	}
 	if c.PaymentMaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("PAYMENT_MAX_ATTEMPTS: must be at least 1"))
