@@ -14,6 +14,8 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/telemetry"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -158,5 +160,59 @@ func BenchmarkNATSSync(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// discard is a span exporter that drops spans, so the benchmark measures
+// the cost of recording and batching them, not of a network.
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
+
+// BenchmarkTracing compares CreateOrder throughput (32 clients) with
+// tracing off, sampled at 100%, and sampled at 1%, same run.
+func BenchmarkTracing(b *testing.B) {
+	for _, mode := range []struct {
+		name    string
+		sampler string
+	}{{"off", ""}, {"sampled-100%", "1"}, {"sampled-1%", "0.01"}} {
+		b.Run(mode.name, func(b *testing.B) {
+			var opts []app.Option
+			if mode.sampler != "" {
+				b.Setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+				b.Setenv("OTEL_TRACES_SAMPLER_ARG", mode.sampler)
+				opts = append(opts, app.WithTelemetry(telemetry.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(discard{}))))
+			}
+			cfg, err := config.FromMap(map[string]string{"DATA_DIR": b.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+				"NATS_LISTEN": "127.0.0.1:0", "ROLES": "command"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			ready := make(chan app.Addrs, 1)
+			done := make(chan error, 1)
+			go func() {
+				done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a }, opts...)
+			}()
+			a := <-ready
+			defer func() { cancel(); <-done }()
+			conn, err := grpc.NewClient(a.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			cmd := ordersv1.NewOrderCommandServiceClient(conn)
+			var n atomic.Int64
+			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: fmt.Sprint("t-", n.Add(1)), CustomerId: "b", Currency: "EUR"}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
 	}
 }
