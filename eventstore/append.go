@@ -51,6 +51,9 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	if len(events) == 0 {
 		return AppendResult{}, ErrEmptyAppend
 	}
+	if err := s.connected(); err != nil {
+		return AppendResult{}, err
+	}
 	if len(events) > MaxEventsPerAppend {
 		return AppendResult{}, fmt.Errorf("%w: %d events, at most %d per append", ErrTooLarge, len(events), MaxEventsPerAppend)
 	}

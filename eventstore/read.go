@@ -29,7 +29,23 @@ const (
 // Load returns all events of an order, oldest first, or an empty slice when
 // the order has none. It is LoadAfter(ctx, orderID, 0).
 func (s *Store) Load(ctx context.Context, orderID string) ([]Recorded, error) {
+	if err := s.connected(); err != nil {
+		return nil, err
+	}
 	return s.LoadAfter(ctx, orderID, 0)
+}
+
+// connected fails fast while the connection is down or reconnecting: a
+// request would otherwise wait in the reconnect buffer until its deadline,
+// and a caller is better served by an immediate ErrUnavailable it can retry.
+func (s *Store) connected() error {
+	if s.nc != nil && !s.nc.IsConnected() {
+		if s.nc.IsClosed() {
+			return fmt.Errorf("%w: %w", ErrUnavailable, nats.ErrConnectionClosed)
+		}
+		return fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, s.nc.Status())
+	}
+	return nil
 }
 
 // LoadAfter returns the order's events with Position > afterPosition, oldest

@@ -451,3 +451,39 @@ func TestStoredEventsFormAHashChain(t *testing.T) {
 		t.Fatalf("fresh history does not verify: %+v", b)
 	}
 }
+
+// While NATS is unreachable (the connection reconnecting), commands fail
+// fast with UNAVAILABLE, and they work again by themselves once it is back.
+func TestCommandsFailFastDuringOutageAndResume(t *testing.T) {
+	srv := estest.StartServer(t)
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := eventstore.New(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := command.New(store)
+	restart := estest.Stop(t, srv)
+	_, err = svc.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "outage-1", CustomerId: "c", Currency: "EUR"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("during the outage: %v, want Unavailable", err)
+	}
+	reconnected := make(chan struct{})
+	nc.SetReconnectHandler(func(*nats.Conn) { close(reconnected) })
+	restart()
+	select {
+	case <-reconnected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no reconnect")
+	}
+	if _, err := svc.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "outage-2", CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatalf("after NATS came back: %v", err)
+	}
+}
