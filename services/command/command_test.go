@@ -1,9 +1,12 @@
 package command_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -486,4 +489,90 @@ func TestCommandsFailFastDuringOutageAndResume(t *testing.T) {
 	if _, err := svc.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "outage-2", CustomerId: "c", Currency: "EUR"}); err != nil {
 		t.Fatalf("after NATS came back: %v", err)
 	}
+}
+
+// Many clients hammering few orders: every call is applied or answered
+// ABORTED, and each order's final state is the serial application, in log
+// order, of exactly the acknowledged commands.
+func TestManyClientsFewOrders(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	const orders, clients, perClient = 3, 24, 8
+	ids := make([]string, orders)
+	for i := range ids {
+		c, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "hammer", Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = c.GetOrder().GetOrderId()
+	}
+	type ack struct {
+		order, sku string
+		qty        int64
+		position   uint64
+	}
+	var mu sync.Mutex
+	var acks []ack
+	aborted := 0
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for n := range perClient {
+				id := ids[(c+n)%orders]
+				sku := fmt.Sprintf("C%02d", c)
+				qty := int64(n + 1)
+				var pos uint64
+				var err error
+				if n == 0 || (c+n)%orders != c%orders {
+					var r *ordersv1.AddItemResponse
+					r, err = e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: fmt.Sprintf("%s-%d", sku, n), Quantity: qty, UnitPrice: 10})
+					sku = fmt.Sprintf("%s-%d", sku, n)
+					if err == nil {
+						pos = r.GetPosition()
+					}
+				} else {
+					var r *ordersv1.ChangeItemQuantityResponse
+					sku = fmt.Sprintf("%s-%d", sku, 0)
+					r, err = e.client.ChangeItemQuantity(ctx, &ordersv1.ChangeItemQuantityRequest{RequestId: rid(), OrderId: id, Sku: sku, Quantity: qty})
+					if err == nil {
+						pos = r.GetPosition()
+					}
+				}
+				mu.Lock()
+				switch status.Code(err) {
+				case codes.OK:
+					acks = append(acks, ack{id, sku, qty, pos})
+				case codes.Aborted:
+					aborted++
+				case codes.NotFound: // changing a line whose AddItem was aborted
+				default:
+					t.Errorf("hammering: %v", err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(acks, func(a, b ack) int { return cmp.Compare(a.position, b.position) })
+	want := map[string]map[string]int64{}
+	for _, a := range acks {
+		if want[a.order] == nil {
+			want[a.order] = map[string]int64{}
+		}
+		want[a.order][a.sku] = a.qty
+	}
+	for _, id := range ids {
+		res, err := e.client.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: rid(), OrderId: id, ShippingAddress: address()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int64{}
+		for _, l := range res.GetOrder().GetLines() {
+			got[l.GetSku()] = l.GetQuantity()
+		}
+		if !maps.Equal(got, want[id]) {
+			t.Fatalf("order %s:\n got %v\nwant %v", id, got, want[id])
+		}
+	}
+	t.Logf("%d acknowledged, %d aborted", len(acks), aborted)
 }
