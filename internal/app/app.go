@@ -118,14 +118,25 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	store, err := eventstore.New(setupCtx, js,
-		eventstore.WithReplicas(cfg.StreamReplicas),
-		eventstore.WithDuplicateWindow(cfg.DuplicateWindow),
-	)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("event store: %w", err)
+	// A cluster that is still electing its JetStream leader leaves API
+	// requests unanswered: retry with short attempts until the connect
+	// timeout rather than hang on one.
+	var store *eventstore.Store
+	setupDeadline := time.Now().Add(cfg.NATSConnectTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		store, err = eventstore.New(actx, js,
+			eventstore.WithReplicas(cfg.StreamReplicas),
+			eventstore.WithDuplicateWindow(cfg.DuplicateWindow),
+		)
+		cancel()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, eventstore.ErrUnavailable) || time.Now().After(setupDeadline) || ctx.Err() != nil {
+			return fmt.Errorf("event store: %w", err)
+		}
+		log.Warn("event store not reachable yet, retrying", "err", err)
 	}
 
 	tel, err := telemetry.Setup(ctx, "ordersd", o.telemetry...)

@@ -1,68 +1,155 @@
-// Package gateway serves the REST/JSON API: grpc-gateway translating HTTP
-// into calls on ordersd's own gRPC server over a real connection, so every
-// interceptor (logging, tracing, later authentication) applies to REST
-// exactly as to gRPC.
+// Package gateway serves the REST/JSON API of ordersd: grpc-gateway
+// translating HTTP into calls on the gRPC services over a real client
+// connection (in ordersd, to its own loopback listener), so every server
+// interceptor — logging, tracing, metrics, later authentication — applies to
+// REST exactly as to gRPC. Routes come from api/orders/v1/http.yaml; every
+// service in the contract is registered, and one the gRPC server does not
+// run answers 501.
 //
-// JSON is the proto3 JSON mapping: lowerCamel field names, enums as strings,
-// int64 as strings, every field present. Server-streaming RPCs answer with
-// newline-delimited JSON, one {"result": …} object per message.
+// # JSON
 //
-// HTTP conventions on top of the mapping:
-//   - Idempotency-Key fills request_id when the body (or, for DELETE, the
-//     query) has none.
-//   - If-Match: "<revision>" fills expected_revision; a stale one answers
-//     412 Precondition Failed instead of 409.
-//   - GET of an order, and every command, answer ETag: "<revision>".
-//   - X-Min-Position asks a query for read-your-writes (as does the
-//     consistency.min_position query parameter).
-//   - Bodies are capped (1 MiB by default): 413. A body that is not JSON by
-//     Content-Type: 415. Unknown fields, malformed JSON and wrong types: 400
-//     naming the problem.
+// Bodies and answers use the proto3 JSON mapping: lowerCamel field names
+// (either spelling is accepted on input), enums as their names, int64 and
+// uint64 as strings (numbers are accepted on input), Timestamps as RFC 3339,
+// Durations as "1.5s". Answers carry every field, zero values included
+// (EmitUnpopulated), so a client sees "total":"0" and "lines":[] rather than
+// guessing what a missing key means; optional fields and unset oneofs stay
+// absent, because for them absence carries meaning.
 //
-// Errors are grpc-gateway's status JSON ({"code", "message", "details"})
-// with the mapped HTTP status: 400, 404, 409, 412, 413, 415, 501, 503; an
-// internal error carries only the server's generic message.
+// Server-streaming RPCs (StreamEvents, VerifyLog, RebuildReadModel) answer
+// 200 with Content-Type application/x-ndjson: one JSON object per line,
+// {"result":{…}} per message, each flushed as it is produced. An error after
+// the first message arrives as a last line {"error":{"code":…,"message":…,
+// "details":[…]}}. An error before it (a bad filter, say) answers the mapped
+// HTTP status with Content-Type application/json and that same single
+// {"error":{…}} line, so a stream client reads one line format either way.
+//
+// # HTTP conventions
+//
+//   - Idempotency-Key fills request_id of a request message that has one
+//     (the commands) when the body (or query) leaves it empty. A retry with
+//     the same key returns the original answer and appends nothing. A body
+//     whose requestId differs from the header is 400.
+//   - If-Match: "<revision>" fills expected_revision of a request that has
+//     one; a stale revision then answers 412 Precondition Failed (without
+//     If-Match, a stale expectedRevision in the body answers 409). If-Match: *
+//     is accepted and adds nothing. Anything else (weak or several ETags, not
+//     a revision) is 400, as is a body expectedRevision that disagrees.
+//   - GET /v1/orders/{id} and every command answer ETag: "<revision>".
+//   - X-Min-Position: <position> asks a query for read-your-writes, like the
+//     consistency.minPosition query parameter (the larger one wins). A read
+//     model that does not get there in time answers 503.
+//   - Bodies are capped (WithBodyLimit, 1 MiB by default): 413; a body not
+//     received in time (WithBodyTimeout, 30 s by default): 408. A body
+//     whose Content-Type is missing or not JSON (application/json or
+//     application/*+json, UTF-8): 415. Malformed JSON, a wrong type, an
+//     unknown field (named in the message) or an unknown enum name: 400. So
+//     is a query parameter that names no field of the request: grpc-gateway
+//     alone would ignore it, and a misspelt filter would match everything.
+//   - Path parameters are percent-decoded before matching, so an order id
+//     holding ':' works (/v1/orders/a:b:place), but one holding '/' cannot
+//     be addressed over REST: its segments would be matched as the path's.
+//   - Authorization, traceparent, tracestate, X-Actor, X-Correlation-Id,
+//     X-Causation-Id and Idempotency-Key are forwarded as gRPC metadata of
+//     the same lower-case name; no other header is (apart from grpc-gateway's
+//     grpcgateway-* and x-forwarded-* annotations). No gRPC metadata is
+//     copied back into HTTP headers. grpc-gateway's Grpc-Timeout header
+//     (e.g. "500m") sets the call's deadline: 504 when it passes.
+//
+// # Errors
+//
+// Every error, including those found before a request reaches gRPC, is
+// grpc-gateway's status JSON {"code":<gRPC code>,"message":…,"details":[…]}
+// with the HTTP status grpc-gateway maps the code to: 400 INVALID_ARGUMENT,
+// OUT_OF_RANGE and FAILED_PRECONDITION (an illegal transition; see
+// HTTPStatus), 404 NOT_FOUND, 409 ALREADY_EXISTS and ABORTED, 412 ABORTED
+// under If-Match, 408, 413 and 415 as above, 429 RESOURCE_EXHAUSTED, 499
+// CANCELLED, 501 UNIMPLEMENTED, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED, 500
+// otherwise. Messages of INTERNAL, UNKNOWN and DATA_LOSS are replaced by
+// "internal error", and a connection failure between gateway and gRPC server
+// by "service unavailable, retry later", so no internal text (addresses,
+// paths, driver errors) reaches a client; the original is logged. An
+// unknown path is 404 and a known path with the wrong method 405, both in
+// the same shape.
+//
+// # Other endpoints
+//
+// GET /openapi.json serves the generated OpenAPI v2 document
+// (package api/openapi); GET /healthz answers 200 {"status":"ok"} while the
+// process runs; GET /readyz runs the readiness checks (see
+// WithReadinessCheck) and answers 200 or 503 naming each check.
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/orderstream/orderstream/api/openapi"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// DefaultBodyLimit caps request bodies.
+// DefaultBodyLimit is the request body cap in bytes unless WithBodyLimit
+// says otherwise. The gRPC server's own receive limit in ordersd is the same.
 const DefaultBodyLimit = 1 << 20
 
-// Option configures the gateway.
+// DefaultBodyTimeout bounds reading one request body unless WithBodyTimeout
+// says otherwise.
+const DefaultBodyTimeout = 30 * time.Second
+
+// Option configures New.
 type Option func(*config)
 
 type config struct {
-	bodyLimit int64
-	log       *slog.Logger
-	conns     map[string]*grpc.ClientConn
+	bodyLimit   int64
+	bodyTimeout time.Duration
+	log         *slog.Logger
+	checks      []check
+	conns       map[string]*grpc.ClientConn
+}
+
+type check struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// WithBodyLimit caps request bodies at n bytes; a larger body answers 413.
+// n <= 0 keeps DefaultBodyLimit.
+func WithBodyLimit(n int64) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.bodyLimit = n
+		}
+	}
+}
+
+// WithBodyTimeout bounds reading one request body, so a client trickling
+// its body cannot hold a handler: past d the answer is 408. The gateway sets
+// this read deadline per request, so the HTTP server needs no ReadTimeout
+// (which would also cut long-lived streams). d <= 0 keeps
+// DefaultBodyTimeout.
+func WithBodyTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.bodyTimeout = d
+		}
+	}
 }
 
 // WithServiceConn routes one service (by full name, e.g.
-// "orders.v1.OrderQueryService") over its own connection, for services
-// that run in other processes; the others use New's connection.
+// "orders.v1.OrderQueryService") over its own connection, for services that
+// run in other processes; the others use New's connection. A nil conn is
+// ignored; New fails for a service the gateway has no routes for. /readyz
+// checks each such connection too, as "grpc:<target>". The caller owns conn.
 func WithServiceConn(service string, conn *grpc.ClientConn) Option {
 	return func(c *config) {
 		if conn != nil {
@@ -71,209 +158,166 @@ func WithServiceConn(service string, conn *grpc.ClientConn) Option {
 	}
 }
 
-// WithBodyLimit sets the request body cap in bytes.
-func WithBodyLimit(n int64) Option { return func(c *config) { c.bodyLimit = n } }
-
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
-
-// forwarded are the HTTP headers passed to gRPC as metadata of the same
-// (lower-case) name.
-var forwarded = map[string]bool{
-	"authorization": true, "x-actor": true, "x-correlation-id": true, "x-causation-id": true, "idempotency-key": true,
+// WithLogger sets where the gateway logs what it keeps from clients
+// (internal and connection errors). The default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.log = l
+		}
+	}
 }
 
-type ctxKey int
+// WithReadinessCheck adds a named check to GET /readyz: fn returns nil when
+// ready, or an error whose text is shown under name. Checks run
+// concurrently with a one-second deadline on each /readyz request. Besides
+// these, /readyz always checks that New's gRPC connection is not failing
+// (under the name "grpc"), and so each WithServiceConn connection.
+func WithReadinessCheck(name string, fn func(ctx context.Context) error) Option {
+	return func(c *config) { c.checks = append(c.checks, check{name: name, fn: fn}) }
+}
 
-const ifMatchKey ctxKey = 0
+// forwarded are the HTTP headers passed on as gRPC metadata of the same
+// lower-case name. Authorization is not listed because grpc-gateway always
+// forwards it so; listing it would send it twice.
+var forwarded = map[string]bool{
+	"traceparent":      true,
+	"tracestate":       true,
+	"x-actor":          true,
+	"x-correlation-id": true,
+	"x-causation-id":   true,
+	"idempotency-key":  true,
+}
 
-// New returns the REST handler for /v1/... and /openapi.json, calling the
-// services over conn.
+func incomingHeader(key string) (string, bool) {
+	switch k := strings.ToLower(key); {
+	case forwarded[k]:
+		return k, true
+	case k == "authorization":
+		return "", false
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+// registrations lists every service of the contract that has HTTP rules,
+// by full name.
+var registrations = []struct {
+	service  string
+	register func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error
+}{
+	{ordersv1.OrderCommandService_ServiceDesc.ServiceName, func(ctx context.Context, m *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return ordersv1.RegisterOrderCommandServiceHandlerClient(ctx, m, ordersv1.NewOrderCommandServiceClient(cc))
+	}},
+	{ordersv1.OrderQueryService_ServiceDesc.ServiceName, func(ctx context.Context, m *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return ordersv1.RegisterOrderQueryServiceHandlerClient(ctx, m, ordersv1.NewOrderQueryServiceClient(cc))
+	}},
+	{ordersv1.OrderAdminService_ServiceDesc.ServiceName, func(ctx context.Context, m *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return ordersv1.RegisterOrderAdminServiceHandlerClient(ctx, m, ordersv1.NewOrderAdminServiceClient(cc))
+	}},
+	{ordersv1.OrderAuditService_ServiceDesc.ServiceName, func(ctx context.Context, m *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return ordersv1.RegisterOrderAuditServiceHandlerClient(ctx, m, ordersv1.NewOrderAuditServiceClient(cc))
+	}},
+	{ordersv1.PaymentAdminService_ServiceDesc.ServiceName, func(ctx context.Context, m *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return ordersv1.RegisterPaymentAdminServiceHandlerClient(ctx, m, ordersv1.NewPaymentAdminServiceClient(cc))
+	}},
+}
+
+// New returns the HTTP handler of the REST API, /openapi.json, /healthz and
+// /readyz, calling the gRPC services over conn (or a WithServiceConn
+// connection). Connections are used, never closed: the caller owns them.
+// ctx is only passed to grpc-gateway's registration (which does not keep
+// it); each request runs under its own context. New fails when conn is nil,
+// for a WithServiceConn naming an unknown service, or when a service cannot
+// be registered.
 func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handler, error) {
-	cfg := config{bodyLimit: DefaultBodyLimit, log: slog.Default(), conns: map[string]*grpc.ClientConn{}}
+	if conn == nil {
+		return nil, errors.New("gateway: nil gRPC connection")
+	}
+	cfg := config{bodyLimit: DefaultBodyLimit, bodyTimeout: DefaultBodyTimeout, log: slog.Default(), conns: map[string]*grpc.ClientConn{}}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	marshaler := &runtime.JSONPb{
-		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
-		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	known := map[string]bool{}
+	for _, r := range registrations {
+		known[r.service] = true
 	}
+	for name := range cfg.conns {
+		if !known[name] {
+			return nil, fmt.Errorf("gateway: WithServiceConn: no HTTP routes for service %q", name)
+		}
+	}
+	errs := errorHandlers{log: cfg.log}
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
-		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
-			k := strings.ToLower(key)
-			if forwarded[k] {
-				return k, true
-			}
-			return runtime.DefaultHeaderMatcher(key)
-		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &jsonMarshaler{JSONPb: runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}}),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
-		runtime.WithErrorHandler(errorHandler),
+		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithErrorHandler(errs.http),
+		runtime.WithStreamErrorHandler(errs.stream),
+		runtime.WithRoutingErrorHandler(errs.routing),
 		runtime.WithForwardResponseOption(setETag),
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithDisableHTTPMethodOverride(),
 	)
-	for _, svc := range []struct {
-		name string
-		reg  func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error
-	}{
-		{ordersv1.OrderCommandService_ServiceDesc.ServiceName, ordersv1.RegisterOrderCommandServiceHandler},
-		{ordersv1.OrderQueryService_ServiceDesc.ServiceName, ordersv1.RegisterOrderQueryServiceHandler},
-		{ordersv1.OrderAdminService_ServiceDesc.ServiceName, ordersv1.RegisterOrderAdminServiceHandler},
-		{ordersv1.OrderAuditService_ServiceDesc.ServiceName, ordersv1.RegisterOrderAuditServiceHandler},
-		{ordersv1.PaymentAdminService_ServiceDesc.ServiceName, ordersv1.RegisterPaymentAdminServiceHandler},
-	} {
+	// The request conventions (Idempotency-Key, If-Match, X-Min-Position)
+	// are applied to the decoded request message just before it is sent.
+	checks := []check{{name: "grpc", fn: connState(conn)}}
+	checked := map[*grpc.ClientConn]bool{conn: true}
+	for _, r := range registrations {
 		c := conn
-		if sc, ok := cfg.conns[svc.name]; ok {
+		if sc, ok := cfg.conns[r.service]; ok {
 			c = sc
+			if !checked[c] {
+				checked[c] = true
+				checks = append(checks, check{name: "grpc:" + c.Target(), fn: connState(c)})
+			}
 		}
-		if err := svc.reg(ctx, mux, c); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
+		if err := r.register(ctx, mux, conventionConn{ClientConnInterface: c}); err != nil {
+			return nil, fmt.Errorf("gateway: register %s: %w", r.service, err)
 		}
 	}
+
 	h := http.NewServeMux()
 	h.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-cache")
 		_, _ = w.Write(openapi.Spec)
 	})
-	h.Handle("/v1/", conventions(cfg, mux))
+	h.HandleFunc("GET /healthz", healthz)
+	h.Handle("GET /readyz", readyz(append(checks, cfg.checks...)))
+	h.Handle("/", conventions(cfg, mux))
 	return h, nil
 }
 
-// setETag exposes the order's revision for optimistic concurrency over HTTP.
+// jsonMarshaler is grpc-gateway's JSONPb, announcing server streams as
+// newline-delimited JSON.
+type jsonMarshaler struct {
+	runtime.JSONPb
+}
+
+// StreamContentType is the Content-Type of server-streaming answers.
+func (*jsonMarshaler) StreamContentType(any) string { return "application/x-ndjson" }
+
+// revisioned is every command response: the order's new revision.
+type revisioned interface {
+	GetRevision() uint64
+}
+
+// setETag exposes an order's revision, for If-Match, on GET of an order and
+// on command answers.
 func setETag(_ context.Context, w http.ResponseWriter, m proto.Message) error {
-	if o, ok := m.(interface{ GetOrder() *ordersv1.Order }); ok && o.GetOrder() != nil && o.GetOrder().GetRevision() > 0 {
-		w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(o.GetOrder().GetRevision(), 10)))
+	var rev uint64
+	switch r := m.(type) {
+	case *ordersv1.GetOrderResponse:
+		rev = r.GetOrder().GetRevision()
+	case revisioned:
+		rev = r.GetRevision()
+	}
+	if rev > 0 {
+		w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(rev, 10)))
 	}
 	return nil
-}
-
-// errorHandler is grpc-gateway's, except that a stale revision named by
-// If-Match is 412, as HTTP defines it.
-func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if status.Code(err) == codes.Aborted && r.Context().Value(ifMatchKey) != nil {
-		w = statusOverride{ResponseWriter: w, code: http.StatusPreconditionFailed}
-	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
-}
-
-type statusOverride struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s statusOverride) WriteHeader(int) { s.ResponseWriter.WriteHeader(s.code) }
-
-// writeError answers in grpc-gateway's status JSON for errors found before
-// a request reaches the mux.
-func writeError(w http.ResponseWriter, httpCode int, code codes.Code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(httpCode)
-	_ = json.NewEncoder(w).Encode(map[string]any{"code": int(code), "message": msg, "details": []any{}})
-}
-
-var etagRe = regexp.MustCompile(`^(?:W/)?"(\d{1,20})"$`)
-
-// conventions applies the HTTP conventions of the package comment before the
-// request reaches grpc-gateway.
-func conventions(cfg config, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var revision string
-		if im := r.Header.Get("If-Match"); im != "" {
-			m := etagRe.FindStringSubmatch(strings.TrimSpace(im))
-			if m == nil {
-				writeError(w, http.StatusBadRequest, codes.InvalidArgument, `If-Match: want a quoted revision such as "42"`)
-				return
-			}
-			revision = m[1]
-			r = r.WithContext(context.WithValue(r.Context(), ifMatchKey, revision))
-		}
-		idem := r.Header.Get("Idempotency-Key")
-		if mp := r.Header.Get("X-Min-Position"); mp != "" && r.Method == http.MethodGet {
-			if _, err := strconv.ParseUint(mp, 10, 64); err != nil {
-				writeError(w, http.StatusBadRequest, codes.InvalidArgument, "X-Min-Position: want a log position")
-				return
-			}
-			q := r.URL.Query()
-			if q.Get("consistency.minPosition") == "" && q.Get("consistency.min_position") == "" {
-				q.Set("consistency.minPosition", mp)
-				r.URL.RawQuery = q.Encode()
-			}
-		}
-		switch r.Method {
-		case http.MethodPost, http.MethodPut, http.MethodPatch:
-			body, ok := readBody(cfg, w, r)
-			if !ok {
-				return
-			}
-			if len(bytes.TrimSpace(body)) > 0 || idem != "" || revision != "" {
-				var err error
-				if body, err = fillBody(body, idem, revision); err != nil {
-					writeError(w, http.StatusBadRequest, codes.InvalidArgument, err.Error())
-					return
-				}
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
-		case http.MethodDelete:
-			q := r.URL.Query()
-			if idem != "" && q.Get("requestId") == "" && q.Get("request_id") == "" {
-				q.Set("requestId", idem)
-			}
-			if revision != "" && q.Get("expectedRevision") == "" && q.Get("expected_revision") == "" {
-				q.Set("expectedRevision", revision)
-			}
-			r.URL.RawQuery = q.Encode()
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// readBody enforces the content type and the size cap.
-func readBody(cfg config, w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			writeError(w, http.StatusUnsupportedMediaType, codes.InvalidArgument, "Content-Type must be application/json")
-			return nil, false
-		}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.bodyLimit))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		writeError(w, http.StatusRequestEntityTooLarge, codes.ResourceExhausted, fmt.Sprintf("request body exceeds %d bytes", cfg.bodyLimit))
-		return nil, false
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, codes.InvalidArgument, "could not read request body")
-		return nil, false
-	}
-	if len(body) > 0 && r.Header.Get("Content-Type") == "" {
-		writeError(w, http.StatusUnsupportedMediaType, codes.InvalidArgument, "Content-Type must be application/json")
-		return nil, false
-	}
-	return body, true
-}
-
-// fillBody sets requestId and expectedRevision in a JSON object body unless
-// it already has them.
-func fillBody(body []byte, idem, revision string) ([]byte, error) {
-	if idem == "" && revision == "" {
-		return body, nil
-	}
-	obj := map[string]json.RawMessage{}
-	if len(bytes.TrimSpace(body)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		if err := dec.Decode(&obj); err != nil {
-			return nil, fmt.Errorf("request body is not a JSON object: %v", err)
-		}
-	}
-	has := func(a, b string) bool { _, x := obj[a]; _, y := obj[b]; return x || y }
-	if idem != "" && !has("requestId", "request_id") {
-		v, _ := json.Marshal(idem)
-		obj["requestId"] = v
-	}
-	if revision != "" && !has("expectedRevision", "expected_revision") {
-		obj["expectedRevision"] = json.RawMessage(strconv.Quote(revision))
-	}
-	return json.Marshal(obj)
 }

@@ -4,51 +4,126 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"os"
-	"regexp"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
-	"github.com/getkin/kin-openapi/openapi2"
-	"github.com/getkin/kin-openapi/openapi2conv"
-	"github.com/orderstream/orderstream/internal/app"
-	"github.com/orderstream/orderstream/internal/config"
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/audit"
+	"github.com/orderstream/orderstream/services/command"
+	"github.com/orderstream/orderstream/services/gateway"
+	"github.com/orderstream/orderstream/services/query"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 )
 
-// start runs the whole of ordersd in-process on loopback ports and returns
-// the base URL of its HTTP listener.
-func start(t *testing.T) string {
+// env is a whole write and read path on loopback: an embedded nats-server,
+// the event store, a projection runner with its read model, the command,
+// query, admin and audit services on a real gRPC server, and the gateway on
+// a real HTTP server calling them over a real gRPC connection.
+type env struct {
+	base   string
+	http   *http.Client
+	store  *eventstore.Store
+	conn   *grpc.ClientConn
+	cmd    ordersv1.OrderCommandServiceClient
+	query  ordersv1.OrderQueryServiceClient
+	seenMD sync.Map // x-correlation-id → metadata.MD the server received
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func start(t testing.TB, opts ...gateway.Option) *env {
 	t.Helper()
-	cfg, err := config.FromMap(map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0",
-		// Payments are recorded by hand here, so the payments role is off.
-		"ROLES": "command,query,audit,gateway"})
+	ns := estest.StartServer(t)
+	_, js := estest.Connect(t, ns)
+	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan app.Addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a })
-	}()
-	var addrs app.Addrs
-	select {
-	case addrs = <-ready:
-	case err := <-done:
-		t.Fatalf("ordersd: %v", err)
+	dir, err := projections.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
+	runner := projections.NewRunner(js, store, dir, projections.WithLogger(quiet()))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Error(err)
+			t.Errorf("projection runner: %v", err)
 		}
+		_ = dir.Close()
 	})
-	return "http://" + addrs.HTTP
+
+	e := &env{store: store}
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("x-correlation-id")) > 0 {
+			e.seenMD.Store(md.Get("x-correlation-id")[0], md)
+		}
+		return h(ctx, req)
+	}))
+	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
+	ordersv1.RegisterOrderQueryServiceServer(gs, query.New(runner, quiet()))
+	ordersv1.RegisterOrderAdminServiceServer(gs, query.NewAdmin(runner, store, quiet()))
+	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, js, quiet()))
+	// PaymentAdminService is deliberately not served: its routes answer 501.
+	e.conn = serve(t, gs)
+	e.cmd = ordersv1.NewOrderCommandServiceClient(e.conn)
+	e.query = ordersv1.NewOrderQueryServiceClient(e.conn)
+	e.base, e.http = gatewayOver(t, e.conn, opts...)
+	return e
+}
+
+// serve runs gs on a loopback port until t ends and returns a client
+// connection to it.
+func serve(t testing.TB, gs *grpc.Server) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	return dial(t, lis.Addr().String())
+}
+
+func dial(t testing.TB, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// gatewayOver serves the gateway over conn on a loopback HTTP server.
+func gatewayOver(t testing.TB, conn *grpc.ClientConn, opts ...gateway.Option) (string, *http.Client) {
+	t.Helper()
+	h, err := gateway.New(t.Context(), conn, append([]gateway.Option{gateway.WithLogger(quiet())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL, srv.Client()
 }
 
 type reply struct {
@@ -60,9 +135,18 @@ type reply struct {
 
 var keySeq atomic.Int64
 
-func key() string { return fmt.Sprintf("idem-%d-%d", os.Getpid(), keySeq.Add(1)) }
+// key returns a fresh idempotency key.
+func key() string { return fmt.Sprintf("key-%d", keySeq.Add(1)) }
 
-func do(t *testing.T, method, url, body string, headers ...string) reply {
+// do sends one request; body, when not empty, goes as application/json
+// unless headers set another Content-Type (or "" to send none). headers
+// are name, value pairs.
+func (e *env) do(t testing.TB, method, path, body string, headers ...string) reply {
+	t.Helper()
+	return do(t, e.http, method, e.base+path, body, headers...)
+}
+
+func do(t testing.TB, c *http.Client, method, url, body string, headers ...string) reply {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -80,240 +164,548 @@ func do(t *testing.T, method, url, body string, headers ...string) reply {
 			req.Header.Del(headers[i])
 			continue
 		}
-		req.Header.Set(headers[i], headers[i+1])
+		req.Header.Add(headers[i], headers[i+1])
+		if headers[i] == "Content-Type" {
+			req.Header.Set(headers[i], headers[i+1])
+		}
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := reply{code: res.StatusCode, header: res.Header, raw: string(b)}
 	_ = json.Unmarshal(b, &r.body)
 	return r
 }
 
-func (r reply) order() map[string]any { o, _ := r.body["order"].(map[string]any); return o }
-
-func (r reply) str(path ...string) string {
+// get walks r.body along path (map keys, or list indexes) and returns the
+// value there.
+func (r reply) get(path ...string) any {
 	var v any = r.body
 	for _, p := range path {
-		m, _ := v.(map[string]any)
-		v = m[p]
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[p]
+		case []any:
+			i, _ := strconv.Atoi(p)
+			if i >= len(x) {
+				return nil
+			}
+			v = x[i]
+		default:
+			return nil
+		}
 	}
-	s, _ := v.(string)
-	return s
+	return v
 }
 
-func expect(t *testing.T, r reply, code int) reply {
+func (r reply) str(path ...string) string { s, _ := r.get(path...).(string); return s }
+
+func expect(t testing.TB, r reply, code int) reply {
 	t.Helper()
 	if r.code != code {
-		t.Fatalf("HTTP %d, want %d: %s", r.code, code, r.raw)
+		t.Fatalf("HTTP %d, want %d: %.500s", r.code, code, r.raw)
 	}
 	return r
 }
 
-const newOrder = `{"customerId":"rest-1","currency":"EUR","lines":[{"sku":"BOOK-1","quantity":"2","unitPrice":"1250"}],
-	"shippingAddress":{"name":"Ada","line1":"1 Analytical Way","city":"London","country":"GB"}}`
+// etag is the ETag the gateway sends for revision.
+func etag(revision string) string { return `"` + revision + `"` }
 
-func TestLifecycleOverREST(t *testing.T) {
-	base := start(t)
-	c := expect(t, do(t, "POST", base+"/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+const newOrder = `{"customerId":"rest-1","currency":"EUR","lines":[{"sku":"BOOK-1","quantity":"2","unitPrice":"1250"}],
+	"shippingAddress":{"name":"Ada","line1":"1 Analytical Way","city":"London","postalCode":"N1","country":"GB"}}`
+
+// loadEvents returns the order's events straight from the event store.
+func (e *env) loadEvents(t testing.TB, id string) []eventstore.Recorded {
+	t.Helper()
+	evs, err := e.store.Load(t.Context(), id)
+	if err != nil {
+		t.Fatalf("load %s: %v", id, err)
+	}
+	return evs
+}
+
+func TestOrderLifecycleOverREST(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key(), "X-Actor", "alice", "X-Correlation-Id", "corr-life"), 200)
 	id := c.str("order", "orderId")
-	if id == "" || c.str("order", "status") != "ORDER_STATUS_DRAFT" || c.str("order", "total") != "2500" {
+	if id == "" || c.str("order", "status") != "ORDER_STATUS_DRAFT" || c.str("order", "total") != "2500" ||
+		c.str("order", "lines", "0", "lineTotal") != "2500" || c.str("order", "shippingAddress", "city") != "London" {
 		t.Fatalf("created: %s", c.raw)
 	}
-	if c.header.Get("ETag") != `"`+c.str("order", "revision")+`"` {
-		t.Fatalf("ETag %q for revision %s", c.header.Get("ETag"), c.str("order", "revision"))
+	if c.header.Get("ETag") != etag(c.str("revision")) || c.str("revision") != c.str("order", "revision") {
+		t.Fatalf("ETag %q for revision %s", c.header.Get("ETag"), c.str("revision"))
 	}
-	o := base + "/v1/orders/" + id
-	r := expect(t, do(t, "POST", o+"/items", `{"sku":"PEN-9","quantity":"3","unitPrice":"199"}`, "Idempotency-Key", key(), "If-Match", c.header.Get("ETag")), 200)
-	if r.str("order", "total") != "3097" {
-		t.Fatalf("after add: %s", r.raw)
+	if c.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("Content-Type %q", c.header.Get("Content-Type"))
 	}
-	r = expect(t, do(t, "PATCH", o+"/items/PEN-9", `{"quantity":"1"}`, "Idempotency-Key", key()), 200)
-	if r.str("order", "total") != "2699" {
-		t.Fatalf("after change: %s", r.raw)
+	o := "/v1/orders/" + id
+	steps := []struct {
+		method, path, body string
+		ifMatch            bool
+		status, total      string
+	}{
+		{"POST", o + "/items", `{"sku":"PEN-9","quantity":"3","unitPrice":"199"}`, true, "ORDER_STATUS_DRAFT", "3097"},
+		{"PATCH", o + "/items/PEN-9", `{"quantity":1}`, true, "ORDER_STATUS_DRAFT", "2699"},
+		{"DELETE", o + "/items/PEN-9", "", true, "ORDER_STATUS_DRAFT", "2500"},
+		{"PUT", o + "/shipping-address", `{"shippingAddress":{"name":"Ada","line1":"2 Way","city":"Leeds","postalCode":"LS1","country":"GB"}}`, false, "ORDER_STATUS_DRAFT", "2500"},
+		{"POST", o + ":place", ``, true, "ORDER_STATUS_PLACED", "2500"},
+		{"POST", o + "/payments", `{"outcome":"PAYMENT_OUTCOME_AUTHORIZED","paymentRef":"psp-1","amount":"2500"}`, false, "ORDER_STATUS_PAID", "2500"},
+		{"POST", o + ":ship", `{"carrier":"DHL","trackingNumber":"T1"}`, true, "ORDER_STATUS_SHIPPED", "2500"},
+		{"POST", o + ":deliver", `{}`, true, "ORDER_STATUS_DELIVERED", "2500"},
 	}
-	r = expect(t, do(t, "DELETE", o+"/items/PEN-9", "", "Idempotency-Key", key()), 200)
-	if r.str("order", "total") != "2500" {
-		t.Fatalf("after remove: %s", r.raw)
+	last := c
+	keys := []string{c.str("order", "orderId")}
+	for _, s := range steps {
+		h := []string{"Idempotency-Key", key()}
+		keys = append(keys, h[1])
+		if s.ifMatch {
+			h = append(h, "If-Match", last.header.Get("ETag"))
+		}
+		r := expect(t, e.do(t, s.method, s.path, s.body, h...), 200)
+		if r.str("order", "status") != s.status || r.str("order", "total") != s.total {
+			t.Fatalf("%s %s: status %s total %s, want %s %s: %s", s.method, s.path, r.str("order", "status"), r.str("order", "total"), s.status, s.total, r.raw)
+		}
+		if r.header.Get("ETag") != etag(r.str("revision")) {
+			t.Fatalf("%s %s: ETag %q, revision %s", s.method, s.path, r.header.Get("ETag"), r.str("revision"))
+		}
+		last = r
 	}
-	expect(t, do(t, "PUT", o+"/shipping-address", `{"shippingAddress":{"line1":"2 Way","city":"Leeds","country":"GB"}}`, "Idempotency-Key", key()), 200)
-	r = expect(t, do(t, "POST", o+":place", `{}`, "Idempotency-Key", key()), 200)
-	if r.str("order", "status") != "ORDER_STATUS_PLACED" {
-		t.Fatalf("place: %s", r.raw)
+	if last.str("order", "paymentRef") != "psp-1" || last.str("order", "carrier") != "DHL" || last.str("order", "shippingAddress", "city") != "Leeds" ||
+		last.str("order", "paidAmount") != "2500" || last.get("order", "lines").([]any) == nil || len(last.get("order", "lines").([]any)) != 1 {
+		t.Fatalf("delivered order: %s", last.raw)
 	}
-	expect(t, do(t, "POST", o+"/payments", `{"outcome":"PAYMENT_OUTCOME_AUTHORIZED","paymentRef":"psp-1","amount":"2500"}`, "Idempotency-Key", key()), 200)
-	expect(t, do(t, "POST", o+":ship", `{"carrier":"DHL","trackingNumber":"T1"}`, "Idempotency-Key", key()), 200)
-	r = expect(t, do(t, "POST", o+":deliver", `{}`, "Idempotency-Key", key()), 200)
-	if r.str("order", "status") != "ORDER_STATUS_DELIVERED" {
-		t.Fatalf("deliver: %s", r.raw)
-	}
-	g := expect(t, do(t, "GET", o, "", "X-Min-Position", r.str("position")), 200)
-	if g.str("order", "status") != "ORDER_STATUS_DELIVERED" || g.header.Get("ETag") != `"`+r.str("order", "revision")+`"` {
+
+	g := expect(t, e.do(t, "GET", o, "", "X-Min-Position", last.str("position")), 200)
+	if g.str("order", "status") != "ORDER_STATUS_DELIVERED" || g.header.Get("ETag") != last.header.Get("ETag") || g.str("order", "total") != "2500" {
 		t.Fatalf("GET after deliver: %s (ETag %s)", g.raw, g.header.Get("ETag"))
+	}
+
+	// One event per command, each carrying the command's key and who sent it.
+	evs := e.loadEvents(t, id)
+	if len(evs) != 1+len(steps) {
+		t.Fatalf("%d events, want %d", len(evs), 1+len(steps))
+	}
+	if evs[0].Meta.Actor != "alice" || evs[0].Meta.CorrelationID != "corr-life" {
+		t.Fatalf("created event metadata: %+v", evs[0].Meta)
+	}
+	for i, ev := range evs[1:] {
+		if ev.Meta.RequestID != keys[i+1] {
+			t.Fatalf("event %d (%s): request id %q, want the Idempotency-Key %q", i+1, ev.Type, ev.Meta.RequestID, keys[i+1])
+		}
 	}
 }
 
-func TestListPaging(t *testing.T) {
-	base := start(t)
-	var last string
-	for i := range 5 {
-		r := expect(t, do(t, "POST", base+"/v1/orders", fmt.Sprintf(`{"customerId":"pager","currency":"USD","lines":[{"sku":"A","quantity":"%d","unitPrice":"1"}]}`, i+1), "Idempotency-Key", key()), 200)
-		last = r.str("position")
+// TestEscapedOrderIDs addresses an order whose id holds characters that
+// are special in paths.
+func TestEscapedOrderIDs(t *testing.T) {
+	e := start(t)
+	const id, escaped = "shop:2026:42", "shop%3A2026%3A42"
+	c := expect(t, e.do(t, "POST", "/v1/orders", `{"orderId":"`+id+`","customerId":"c","currency":"EUR","lines":[{"sku":"A","quantity":"1","unitPrice":"1"}],"shippingAddress":{"name":"A","line1":"1 St","city":"X","postalCode":"1","country":"GB"}}`, "Idempotency-Key", key()), 200)
+	if c.str("order", "orderId") != id {
+		t.Fatalf("created: %s", c.raw)
 	}
-	seen := map[string]bool{}
-	url := base + "/v1/orders?customerId=pager&pageSize=2"
-	for pages := 0; ; pages++ {
-		h := []string{}
-		if pages == 0 {
-			h = append(h, "X-Min-Position", last)
+	p := expect(t, e.do(t, "POST", "/v1/orders/"+escaped+":place", `{}`, "Idempotency-Key", key(), "If-Match", c.header.Get("ETag")), 200)
+	for _, path := range []string{"/v1/orders/" + escaped, "/v1/orders/" + id} {
+		g := expect(t, e.do(t, "GET", path, "", "X-Min-Position", p.str("position")), 200)
+		if g.str("order", "orderId") != id || g.str("order", "status") != "ORDER_STATUS_PLACED" {
+			t.Fatalf("GET %s: %s", path, g.raw)
 		}
-		r := expect(t, do(t, "GET", url, "", h...), 200)
-		for _, o := range r.body["orders"].([]any) {
-			seen[o.(map[string]any)["orderId"].(string)] = true
+	}
+	h := expect(t, e.do(t, "GET", "/v1/orders/"+id+"/history", ""), 200)
+	if evs, _ := h.get("events").([]any); len(evs) != 2 {
+		t.Fatalf("history: %s", h.raw)
+	}
+}
+
+func TestErrorStatuses(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	id := c.str("order", "orderId")
+	o := "/v1/orders/" + id
+	placed := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200).str("order", "orderId")
+	expect(t, e.do(t, "POST", "/v1/orders/"+placed+":place", `{}`, "Idempotency-Key", key()), 200)
+
+	cases := []struct {
+		name         string
+		method, path string
+		body         string
+		headers      []string
+		want         int
+		grpcCode     float64 // -1: do not check
+		mentions     string
+	}{
+		{"malformed JSON", "POST", "/v1/orders", `{"customerId":`, []string{"Idempotency-Key", key()}, 400, 3, ""},
+		{"not an object", "POST", "/v1/orders", `[1,2]`, []string{"Idempotency-Key", key()}, 400, 3, ""},
+		{"unknown field", "POST", "/v1/orders", `{"requestId":"x1","customerId":"c","currency":"EUR","colour":"red"}`, nil, 400, 3, `unknown field "colour"`},
+		{"unknown nested field", "POST", "/v1/orders", `{"requestId":"x1","customerId":"c","currency":"EUR","lines":[{"sku":"A","qty":"1"}]}`, nil, 400, 3, `"qty"`},
+		{"wrong type", "POST", "/v1/orders", `{"requestId":"x2","customerId":"c","currency":"EUR","lines":"many"}`, nil, 400, 3, ""},
+		{"wrong number", "POST", o + "/items", `{"sku":"Z","quantity":"lots","unitPrice":"1"}`, []string{"Idempotency-Key", key()}, 400, 3, "quantity"},
+		{"unknown enum", "POST", "/v1/orders/" + placed + "/payments", `{"outcome":"PAYMENT_OUTCOME_MAYBE"}`, []string{"Idempotency-Key", key()}, 400, 3, "PAYMENT_OUTCOME_MAYBE"},
+		{"oversize body", "POST", "/v1/orders", `{"requestId":"x3","customerId":"` + strings.Repeat("a", gateway.DefaultBodyLimit) + `"}`, nil, 413, 8, ""},
+		{"form body", "POST", "/v1/orders", `customerId=c`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, 3, "Content-Type"},
+		{"text body", "PUT", o + "/shipping-address", `{}`, []string{"Content-Type", "text/plain"}, 415, 3, ""},
+		{"non-UTF-8 JSON", "POST", "/v1/orders", `{}`, []string{"Content-Type", "application/json; charset=latin1"}, 415, 3, ""},
+		{"body without Content-Type", "POST", "/v1/orders", `{}`, []string{"Content-Type", ""}, 415, 3, ""},
+		{"missing request id", "POST", "/v1/orders", `{"customerId":"c","currency":"EUR"}`, nil, 400, 3, "request_id"},
+		{"Idempotency-Key contradicts requestId", "POST", "/v1/orders", `{"requestId":"a","customerId":"c","currency":"EUR"}`, []string{"Idempotency-Key", "b"}, 400, 3, "Idempotency-Key"},
+		{"unknown order", "GET", "/v1/orders/no-such-order", "", nil, 404, 5, ""},
+		{"unknown order command", "POST", "/v1/orders/no-such-order:place", `{}`, []string{"Idempotency-Key", key()}, 404, 5, ""},
+		{"unknown route", "GET", "/v2/nothing", "", nil, 404, 5, "route"},
+		{"wrong method", "PUT", "/v1/orders", `{}`, nil, 405, 12, ""},
+		{"conflict: order exists", "POST", "/v1/orders", `{"orderId":"` + id + `","customerId":"c","currency":"EUR"}`, []string{"Idempotency-Key", key()}, 409, 6, ""},
+		{"conflict: stale expectedRevision in body", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1","expectedRevision":"999999"}`, []string{"Idempotency-Key", key()}, 409, 10, ""},
+		{"failed If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `"999999"`}, 412, 10, ""},
+		{"failed If-Match on DELETE", "DELETE", o + "/items/BOOK-1", "", []string{"Idempotency-Key", key(), "If-Match", `"999999"`}, 412, 10, ""},
+		{"If-Match contradicts body", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1","expectedRevision":"5"}`, []string{"Idempotency-Key", key(), "If-Match", `"6"`}, 400, 3, "If-Match"},
+		{"malformed If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `abc`}, 400, 3, "If-Match"},
+		{"weak If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `W/"1"`}, 400, 3, "If-Match"},
+		{"two If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `"1"`, "If-Match", `"2"`}, 400, 3, "If-Match"},
+		{"unknown query parameter", "GET", "/v1/orders?customer=pager", "", nil, 400, 3, `"customer"`},
+		{"unknown nested query parameter", "GET", o + "?consistency.minPos=3", "", nil, 400, 3, `"consistency.minPos"`},
+		{"unknown query parameter on a stream", "GET", "/v1/events?colour=red", "", nil, 400, 3, `"colour"`},
+		{"malformed query parameter", "GET", "/v1/orders?pageSize=many", "", nil, 400, 3, "page_size"},
+		{"malformed X-Min-Position", "GET", o, "", []string{"X-Min-Position", "soon"}, 400, 3, "X-Min-Position"},
+		{"illegal transition", "POST", "/v1/orders/" + placed + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key()}, 400, 9, ""},
+		{"invalid argument from the service", "POST", o + "/items", `{"sku":"Z","quantity":"-1","unitPrice":"1"}`, []string{"Idempotency-Key", key()}, 400, 3, "quantity"},
+		{"read model behind", "GET", o + "?consistency.maxWait=0.05s", "", []string{"X-Min-Position", "99999999"}, 503, 14, "behind"},
+		{"service not running", "GET", "/v1/admin/parked-payments", "", nil, 501, 12, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do(t, tc.method, tc.path, tc.body, tc.headers...)
+			if r.code != tc.want {
+				t.Fatalf("HTTP %d, want %d: %.300s", r.code, tc.want, r.raw)
+			}
+			assertStatusJSON(t, r)
+			if r.get("code") != tc.grpcCode {
+				t.Errorf("gRPC code %v, want %v", r.get("code"), tc.grpcCode)
+			}
+			if tc.mentions != "" && !strings.Contains(r.str("message"), tc.mentions) {
+				t.Errorf("message %q does not name %q", r.str("message"), tc.mentions)
+			}
+		})
+	}
+	// None of the failed commands changed anything.
+	if n := len(e.loadEvents(t, id)); n != 1 {
+		t.Fatalf("%d events on %s after failed commands, want 1", n, id)
+	}
+}
+
+// assertStatusJSON checks the grpc-gateway error shape and that nothing
+// internal leaked.
+func assertStatusJSON(t testing.TB, r reply) {
+	t.Helper()
+	if r.header.Get("Content-Type") != "application/json" {
+		t.Errorf("Content-Type %q", r.header.Get("Content-Type"))
+	}
+	if _, ok := r.get("code").(float64); !ok {
+		t.Fatalf("no numeric code: %.300s", r.raw)
+	}
+	if _, ok := r.get("message").(string); !ok {
+		t.Fatalf("no message: %.300s", r.raw)
+	}
+	if _, ok := r.get("details").([]any); !ok {
+		t.Fatalf("no details list: %.300s", r.raw)
+	}
+	for _, leak := range []string{"goroutine", ".go:", "127.0.0.1", "dial tcp", "nats:", "sql"} {
+		if strings.Contains(r.raw, leak) {
+			t.Fatalf("internal detail %q leaked: %.300s", leak, r.raw)
+		}
+	}
+}
+
+func TestBodyLimitOption(t *testing.T) {
+	e := start(t, gateway.WithBodyLimit(64))
+	r := expect(t, e.do(t, "POST", "/v1/orders", `{"customerId":"`+strings.Repeat("x", 64)+`","currency":"EUR"}`, "Idempotency-Key", key()), 413)
+	assertStatusJSON(t, r)
+	if !strings.Contains(r.str("message"), "64 bytes") {
+		t.Fatalf("message %q", r.str("message"))
+	}
+	expect(t, e.do(t, "POST", "/v1/orders", `{"customerId":"c","currency":"EUR"}`, "Idempotency-Key", key()), 200)
+}
+
+// TestSlowBody trickles a body slower than the gateway waits for it.
+func TestSlowBody(t *testing.T) {
+	e := start(t, gateway.WithBodyTimeout(100*time.Millisecond))
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Half of the announced body, then nothing.
+	if _, err := io.WriteString(c, "POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"customerId\":\"c\""); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "not received within") {
+		t.Fatalf("HTTP %d: %s", res.StatusCode, b)
+	}
+}
+
+func TestIdempotencyKeyRetry(t *testing.T) {
+	e := start(t)
+	k := key()
+	a := expect(t, e.do(t, "POST", "/v1/orders", `{"customerId":"idem","currency":"EUR"}`, "Idempotency-Key", k), 200)
+	b := expect(t, e.do(t, "POST", "/v1/orders", `{"customerId":"idem","currency":"EUR"}`, "Idempotency-Key", k), 200)
+	if a.raw != b.raw || a.header.Get("ETag") != b.header.Get("ETag") {
+		t.Fatalf("retried create answered differently:\n%s\n%s", a.raw, b.raw)
+	}
+	id := a.str("order", "orderId")
+	if n := len(e.loadEvents(t, id)); n != 1 {
+		t.Fatalf("%d events after a retried create, want 1", n)
+	}
+
+	// A retry is recognised from the key even when the order has moved on
+	// and the first attempt's If-Match is stale by now.
+	add := `{"sku":"A","quantity":"1","unitPrice":"5"}`
+	k2 := key()
+	x := expect(t, e.do(t, "POST", "/v1/orders/"+id+"/items", add, "Idempotency-Key", k2, "If-Match", a.header.Get("ETag")), 200)
+	y := expect(t, e.do(t, "POST", "/v1/orders/"+id+"/items", add, "Idempotency-Key", k2, "If-Match", a.header.Get("ETag")), 200)
+	if x.raw != y.raw {
+		t.Fatalf("retried AddItem answered differently:\n%s\n%s", x.raw, y.raw)
+	}
+	// DELETE carries no body: the key still reaches request_id.
+	k3 := key()
+	d1 := expect(t, e.do(t, "DELETE", "/v1/orders/"+id+"/items/A", "", "Idempotency-Key", k3), 200)
+	d2 := expect(t, e.do(t, "DELETE", "/v1/orders/"+id+"/items/A", "", "Idempotency-Key", k3), 200)
+	if d1.raw != d2.raw {
+		t.Fatalf("retried RemoveItem answered differently:\n%s\n%s", d1.raw, d2.raw)
+	}
+	evs := e.loadEvents(t, id)
+	if len(evs) != 3 {
+		t.Fatalf("%d events after create, add, remove (each sent twice), want 3", len(evs))
+	}
+	for i, want := range []string{k, k2, k3} {
+		if evs[i].Meta.RequestID != want {
+			t.Fatalf("event %d request id %q, want %q", i, evs[i].Meta.RequestID, want)
+		}
+	}
+	// The same key on a different order's command is that command's key,
+	// not a replay of another.
+	other := expect(t, e.do(t, "POST", "/v1/orders", `{"customerId":"idem","currency":"EUR"}`, "Idempotency-Key", key()), 200).str("order", "orderId")
+	if other == id {
+		t.Fatal("a new key created the same order")
+	}
+}
+
+func TestHeadersForwarded(t *testing.T) {
+	e := start(t)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	k := key()
+	expect(t, e.do(t, "POST", "/v1/orders", `{"customerId":"fwd","currency":"EUR"}`,
+		"Idempotency-Key", k, "Authorization", "Bearer token-1", "traceparent", tp, "tracestate", "vendor=1",
+		"X-Actor", "bob", "X-Correlation-Id", "corr-fwd", "X-Causation-Id", "cause-1", "X-Internal-Secret", "no"), 200)
+	v, ok := e.seenMD.Load("corr-fwd")
+	if !ok {
+		t.Fatal("the server saw no call with x-correlation-id corr-fwd")
+	}
+	md := v.(metadata.MD)
+	for k, want := range map[string]string{
+		"authorization": "Bearer token-1", "traceparent": tp, "tracestate": "vendor=1", "x-actor": "bob",
+		"x-correlation-id": "corr-fwd", "x-causation-id": "cause-1", "idempotency-key": k,
+	} {
+		if got := md.Get(k); len(got) != 1 || got[0] != want {
+			t.Errorf("metadata %s = %q, want [%q]", k, got, want)
+		}
+	}
+	if got := md.Get("x-internal-secret"); len(got) != 0 {
+		t.Errorf("unlisted header forwarded: %q", got)
+	}
+}
+
+func TestQueriesOverREST(t *testing.T) {
+	e := start(t)
+	var last reply
+	for i := range 5 {
+		last = expect(t, e.do(t, "POST", "/v1/orders", fmt.Sprintf(`{"customerId":"pager","currency":"USD","lines":[{"sku":"A","quantity":"%d","unitPrice":"100"}]}`, i+1), "Idempotency-Key", key()), 200)
+	}
+
+	// Read-your-writes: the GET right after the command sees it.
+	id := last.str("order", "orderId")
+	g := expect(t, e.do(t, "GET", "/v1/orders/"+id, "", "X-Min-Position", last.str("position")), 200)
+	if g.str("order", "total") != "500" || g.header.Get("ETag") != last.header.Get("ETag") {
+		t.Fatalf("GET: %s, ETag %q want %q", g.raw, g.header.Get("ETag"), last.header.Get("ETag"))
+	}
+	p, _ := strconv.ParseUint(g.str("position"), 10, 64)
+	if want, _ := strconv.ParseUint(last.str("position"), 10, 64); p < want {
+		t.Fatalf("read model position %d, asked for %d", p, want)
+	}
+	// The ETag of a GET is usable as If-Match; a change makes it stale.
+	expect(t, e.do(t, "POST", "/v1/orders/"+id+"/items", `{"sku":"B","quantity":"1","unitPrice":"1"}`, "Idempotency-Key", key(), "If-Match", g.header.Get("ETag")), 200)
+	expect(t, e.do(t, "POST", "/v1/orders/"+id+"/items", `{"sku":"C","quantity":"1","unitPrice":"1"}`, "Idempotency-Key", key(), "If-Match", g.header.Get("ETag")), 412)
+
+	// Paging: every order exactly once, two at a time; the header and the
+	// query parameter both work.
+	seen := map[string]bool{}
+	url := "/v1/orders?customerId=pager&pageSize=2&consistency.minPosition=" + last.str("position")
+	pages := 0
+	for ; ; pages++ {
+		r := expect(t, e.do(t, "GET", url, ""), 200)
+		orders, _ := r.get("orders").([]any)
+		if len(orders) > 2 {
+			t.Fatalf("page of %d, asked for 2", len(orders))
+		}
+		for _, o := range orders {
+			oid := o.(map[string]any)["orderId"].(string)
+			if seen[oid] {
+				t.Fatalf("order %s on two pages", oid)
+			}
+			seen[oid] = true
 		}
 		next := r.str("nextPageToken")
 		if next == "" {
 			break
 		}
-		url = base + "/v1/orders?customerId=pager&pageSize=2&pageToken=" + next
+		url = "/v1/orders?customerId=pager&pageSize=2&pageToken=" + next
 	}
-	if len(seen) != 5 {
-		t.Fatalf("paged through %d orders, want 5", len(seen))
+	if len(seen) != 5 || pages != 2 {
+		t.Fatalf("paged through %d orders on %d pages, want 5 on 3", len(seen), pages+1)
 	}
-	s := expect(t, do(t, "GET", base+"/v1/customers/pager/summary", ""), 200)
-	if !strings.Contains(s.raw, `"orderCount":"5"`) {
+	s := expect(t, e.do(t, "GET", "/v1/customers/pager/summary", "", "X-Min-Position", last.str("position")), 200)
+	if s.str("summary", "orderCount") != "5" {
 		t.Fatalf("summary: %s", s.raw)
 	}
+	// Filters by enum name.
+	l := expect(t, e.do(t, "GET", "/v1/orders?customerId=pager&status=ORDER_STATUS_PLACED", ""), 200)
+	if orders, _ := l.get("orders").([]any); len(orders) != 0 {
+		t.Fatalf("placed orders: %s", l.raw)
+	}
+	expect(t, e.do(t, "GET", "/v1/orders?status=ORDER_STATUS_NOPE", ""), 400)
 }
 
-func TestErrorStatuses(t *testing.T) {
-	base := start(t)
-	c := expect(t, do(t, "POST", base+"/v1/orders", newOrder, "Idempotency-Key", key()), 200)
-	id := c.str("order", "orderId")
-	o := base + "/v1/orders/" + id
-	placed := expect(t, do(t, "POST", base+"/v1/orders", newOrder, "Idempotency-Key", key()), 200).str("order", "orderId")
-	expect(t, do(t, "POST", base+"/v1/orders/"+placed+":place", `{}`, "Idempotency-Key", key()), 200)
-
-	cases := []struct {
-		name     string
-		method   string
-		url      string
-		body     string
-		headers  []string
-		want     int
-		mentions string
-	}{
-		{"malformed JSON", "POST", base + "/v1/orders", `{"customerId":`, []string{"Idempotency-Key", key()}, 400, ""},
-		{"unknown field", "POST", base + "/v1/orders", `{"requestId":"x1","customerId":"c","currency":"EUR","colour":"red"}`, nil, 400, "colour"},
-		{"wrong type", "POST", base + "/v1/orders", `{"requestId":"x2","customerId":"c","currency":"EUR","lines":"many"}`, nil, 400, ""},
-		{"oversize body", "POST", base + "/v1/orders", `{"requestId":"x3","customerId":"` + strings.Repeat("a", 2<<20) + `"}`, nil, 413, ""},
-		{"wrong content type", "POST", base + "/v1/orders", `customerId=c`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, ""},
-		{"missing request id", "POST", base + "/v1/orders", `{"customerId":"c","currency":"EUR"}`, nil, 400, "request_id"},
-		{"unknown order", "GET", base + "/v1/orders/no-such-order", "", nil, 404, ""},
-		{"unknown order command", "POST", base + "/v1/orders/no-such-order:place", `{}`, []string{"Idempotency-Key", key()}, 404, ""},
-		{"conflict: order exists", "POST", base + "/v1/orders", `{"orderId":"` + id + `","customerId":"c","currency":"EUR"}`, []string{"Idempotency-Key", key()}, 409, ""},
-		{"conflict: stale expectedRevision", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1","expectedRevision":"999999"}`, []string{"Idempotency-Key", key()}, 409, ""},
-		{"failed If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `"999999"`}, 412, ""},
-		{"malformed If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `abc`}, 400, ""},
-		{"illegal transition", "POST", base + "/v1/orders/" + placed + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key()}, 400, ""},
-		{"unknown enum", "POST", base + "/v1/orders/" + placed + "/payments", `{"outcome":"PAYMENT_OUTCOME_MAYBE"}`, []string{"Idempotency-Key", key()}, 400, ""},
-		{"read model behind", "GET", o, "", []string{"X-Min-Position", "99999999"}, 503, ""},
+// TestStreamsAreNDJSON checks server streaming over REST: a 200 with one
+// JSON object per line, flushed per message.
+func TestStreamsAreNDJSON(t *testing.T) {
+	e := start(t)
+	var pos string
+	for range 3 {
+		pos = expect(t, e.do(t, "POST", "/v1/orders", `{"customerId":"s","currency":"EUR"}`, "Idempotency-Key", key()), 200).str("position")
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			r := do(t, tc.method, tc.url, tc.body, tc.headers...)
-			if r.code != tc.want {
-				t.Fatalf("HTTP %d, want %d: %.300s", r.code, tc.want, r.raw)
+	lines := func(r reply) []map[string]any {
+		t.Helper()
+		if r.header.Get("Content-Type") != "application/x-ndjson" {
+			t.Fatalf("Content-Type %q", r.header.Get("Content-Type"))
+		}
+		if !strings.HasSuffix(r.raw, "\n") {
+			t.Fatalf("stream does not end in a newline: %q", r.raw)
+		}
+		var out []map[string]any
+		for l := range strings.Lines(r.raw) {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("line %q: %v", l, err)
 			}
-			if _, ok := r.body["code"]; !ok || r.body["message"] == nil {
-				t.Fatalf("not the status JSON shape: %.300s", r.raw)
-			}
-			if tc.mentions != "" && !strings.Contains(r.str("message"), tc.mentions) {
-				t.Fatalf("message %q does not name %q", r.str("message"), tc.mentions)
-			}
-			if strings.Contains(r.raw, "goroutine") || strings.Contains(r.raw, ".go:") {
-				t.Fatalf("internal detail leaked: %.300s", r.raw)
-			}
-		})
+			out = append(out, m)
+		}
+		return out
 	}
-}
-
-func TestIdempotencyKeyRetry(t *testing.T) {
-	base := start(t)
-	k := key()
-	body := `{"customerId":"idem-cust","currency":"EUR"}`
-	a := expect(t, do(t, "POST", base+"/v1/orders", body, "Idempotency-Key", k), 200)
-	b := expect(t, do(t, "POST", base+"/v1/orders", body, "Idempotency-Key", k), 200)
-	if a.raw != b.raw {
-		t.Fatalf("retry answered differently:\n%s\n%s", a.raw, b.raw)
+	evs := lines(expect(t, e.do(t, "GET", "/v1/events", ""), 200))
+	if len(evs) != 3 {
+		t.Fatalf("%d lines, want 3 events", len(evs))
 	}
-	id := a.str("order", "orderId")
-	add := `{"sku":"A","quantity":"1","unitPrice":"5"}`
-	k2 := key()
-	x := expect(t, do(t, "POST", base+"/v1/orders/"+id+"/items", add, "Idempotency-Key", k2), 200)
-	y := expect(t, do(t, "POST", base+"/v1/orders/"+id+"/items", add, "Idempotency-Key", k2), 200)
-	if x.raw != y.raw {
-		t.Fatalf("retried AddItem answered differently")
+	lastEv := evs[2]["result"].(map[string]any)["event"].(map[string]any)
+	if lastEv["type"] != "OrderCreated" || lastEv["position"] != pos {
+		t.Fatalf("last event: %v", lastEv)
 	}
-	list := expect(t, do(t, "GET", base+"/v1/orders?customerId=idem-cust", "", "X-Min-Position", y.str("position")), 200)
-	orders, _ := list.body["orders"].([]any)
-	if len(orders) != 1 {
-		t.Fatalf("%d orders after a retried create, want 1", len(orders))
+	v := lines(expect(t, e.do(t, "POST", "/v1/events:verify", ""), 200))
+	sum, _ := v[len(v)-1]["result"].(map[string]any)["summary"].(map[string]any)
+	if sum == nil || sum["eventsChecked"] != "3" || sum["ordersBroken"] != "0" {
+		t.Fatalf("verify: %v", v)
 	}
-	if v := orders[0].(map[string]any)["version"]; v != float64(2) {
-		t.Fatalf("order version %v after a retried AddItem, want 2 (one event each)", v)
+	// A stream that fails before its first message answers the error's
+	// status with a single error line.
+	r := expect(t, e.do(t, "GET", "/v1/events?eventTypes=NoSuchEvent", ""), 400)
+	if r.header.Get("Content-Type") != "application/json" || r.get("error", "code") != float64(3) ||
+		!strings.Contains(r.str("error", "message"), "NoSuchEvent") || strings.Count(r.raw, "\n") != 1 {
+		t.Fatalf("early stream error: %q", r.raw)
 	}
 }
 
-func TestOpenAPIServedAndValid(t *testing.T) {
-	base := start(t)
-	r := expect(t, do(t, "GET", base+"/openapi.json", ""), 200)
-	var doc2 openapi2.T
-	if err := json.Unmarshal([]byte(r.raw), &doc2); err != nil {
-		t.Fatal(err)
+func TestOpenAPIDocument(t *testing.T) {
+	e := start(t)
+	r := expect(t, e.do(t, "GET", "/openapi.json", ""), 200)
+	doc := validOpenAPI(t, []byte(r.raw))
+	rules := httpRules(t)
+	if len(rules) < 20 {
+		t.Fatalf("only %d rules in http.yaml", len(rules))
 	}
-	doc3, err := openapi2conv.ToV3(&doc2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := doc3.Validate(t.Context()); err != nil {
-		t.Fatalf("OpenAPI document invalid: %v", err)
-	}
-	routes := httpRules(t)
-	if len(routes) < 20 {
-		t.Fatalf("only %d routes found in http.yaml", len(routes))
-	}
-	for _, rt := range routes {
-		// The document names path parameters in lowerCamel, as the JSON
-		// mapping does.
-		path := regexp.MustCompile(`_([a-z])`).ReplaceAllStringFunc(rt.path, func(m string) string { return strings.ToUpper(m[1:]) })
-		item := doc2.Paths[path]
+	for _, rt := range rules {
+		item := doc.Paths[openAPIPath(rt.path)]
 		if item == nil || item.GetOperation(strings.ToUpper(rt.method)) == nil {
-			t.Errorf("route %s %s is served but missing from the OpenAPI document", strings.ToUpper(rt.method), rt.path)
+			t.Errorf("%s %s (%s) is missing from the OpenAPI document", strings.ToUpper(rt.method), rt.path, rt.selector)
 		}
 	}
 }
 
-type route struct{ method, path string }
-
-// httpRules reads the routes the gateway serves from the HTTP rules file.
-func httpRules(t *testing.T) []route {
-	t.Helper()
-	f, err := os.Open("../../api/orders/v1/http.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	re := regexp.MustCompile(`^\s+(get|post|put|patch|delete): (\S+)`)
-	var out []route
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			out = append(out, route{m[1], m[2]})
+// TestEveryRuleIsRouted sends each http.yaml route to a gateway whose gRPC
+// server runs no service: a route the gateway registered reaches it (501),
+// one it forgot is a routing 404.
+func TestEveryRuleIsRouted(t *testing.T) {
+	base, c := gatewayOver(t, serve(t, grpc.NewServer()))
+	for _, rt := range httpRules(t) {
+		path := strings.NewReplacer("{order_id}", "o-1", "{customer_id}", "c-1", "{sku}", "s-1").Replace(rt.path)
+		body := ""
+		if rt.body != "" {
+			body = "{}"
+		}
+		r := do(t, c, strings.ToUpper(rt.method), base+path, body)
+		if r.code != http.StatusNotImplemented {
+			t.Errorf("%s %s (%s): HTTP %d, want 501 from the gRPC server: %s", strings.ToUpper(rt.method), path, rt.selector, r.code, r.raw)
 		}
 	}
-	return out
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	e := start(t)
+	h := expect(t, e.do(t, "GET", "/healthz", ""), 200)
+	if h.str("status") != "ok" {
+		t.Fatalf("healthz: %s", h.raw)
+	}
+	r := expect(t, e.do(t, "GET", "/readyz", ""), 200)
+	if r.str("status") != "ready" || r.str("checks", "grpc") != "ok" {
+		t.Fatalf("readyz: %s", r.raw)
+	}
+
+	base, c := gatewayOver(t, e.conn,
+		gateway.WithReadinessCheck("store", func(context.Context) error { return nil }),
+		gateway.WithReadinessCheck("projection", func(context.Context) error { return errors.New("catching up: at 3") }),
+		gateway.WithReadinessCheck("stuck", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }),
+	)
+	r = expect(t, do(t, c, "GET", base+"/readyz", ""), 503)
+	if r.str("status") != "not ready" || r.str("checks", "store") != "ok" || r.str("checks", "projection") != "catching up: at 3" ||
+		r.str("checks", "stuck") == "ok" || r.str("checks", "grpc") != "ok" {
+		t.Fatalf("readyz: %s", r.raw)
+	}
+	expect(t, do(t, c, "GET", base+"/healthz", ""), 200)
+}
+
+// TestServiceConn routes the query service over its own connection while
+// the default connection reaches a server running nothing.
+func TestServiceConn(t *testing.T) {
+	e := start(t)
+	empty := serve(t, grpc.NewServer())
+	base, c := gatewayOver(t, empty, gateway.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, e.conn))
+	r := expect(t, do(t, c, "GET", base+"/v1/orders/nope", ""), 404)
+	if r.str("message") != "order not found" {
+		t.Fatalf("query over its own connection: %s", r.raw)
+	}
+	expect(t, do(t, c, "POST", base+"/v1/orders", `{"requestId":"r","customerId":"c","currency":"EUR"}`), 501)
+	ready := expect(t, do(t, c, "GET", base+"/readyz", ""), 200)
+	if ready.str("checks", "grpc") != "ok" || ready.str("checks", "grpc:"+e.conn.Target()) != "ok" {
+		t.Fatalf("readyz: %s", ready.raw)
+	}
+	if _, err := gateway.New(t.Context(), empty, gateway.WithServiceConn("orders.v1.NoSuchService", e.conn)); err == nil {
+		t.Fatal("New accepted a connection for a service without routes")
+	}
 }

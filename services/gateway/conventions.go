@@ -1,0 +1,303 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// requestConventions are what a request's headers ask of the request
+// message.
+type requestConventions struct {
+	idempotencyKey string // fills request_id
+	ifMatch        bool   // If-Match named a revision
+	revision       uint64 // fills expected_revision when ifMatch
+	minPosition    uint64 // raises consistency.min_position
+	query          url.Values
+}
+
+type conventionsKey struct{}
+
+func conventionsFrom(ctx context.Context) *requestConventions {
+	c, _ := ctx.Value(conventionsKey{}).(*requestConventions)
+	return c
+}
+
+// conventions checks headers and body before grpc-gateway sees a request:
+// it parses the convention headers into the context (400 when malformed),
+// enforces the body's Content-Type (415) and size cap (413), and buffers
+// the body.
+func conventions(cfg config, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conv, err := parseConventions(r.Header)
+		if err != nil {
+			writeStatus(w, http.StatusBadRequest, err)
+			return
+		}
+		if r.URL.RawQuery != "" {
+			conv.query = r.URL.Query()
+		}
+		req := r.WithContext(context.WithValue(r.Context(), conventionsKey{}, conv))
+		if r.ContentLength != 0 || r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			body, code, err := readBody(w, r, cfg.bodyLimit, cfg.bodyTimeout)
+			if err != nil {
+				// What is left of the body is not worth reading (net/http
+				// would otherwise drain it to reuse the connection).
+				w.Header().Set("Connection", "close")
+				writeStatus(w, code, err)
+				return
+			}
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			req.ContentLength = int64(len(body))
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
+// parseConventions reads Idempotency-Key, If-Match and X-Min-Position.
+func parseConventions(h http.Header) (*requestConventions, error) {
+	c := &requestConventions{idempotencyKey: h.Get("Idempotency-Key")}
+	if len(h.Values("Idempotency-Key")) > 1 {
+		return nil, invalid("Idempotency-Key", "must be given once")
+	}
+	switch im := h.Values("If-Match"); len(im) {
+	case 0:
+	case 1:
+		rev, ok, err := parseIfMatch(im[0])
+		if err != nil {
+			return nil, err
+		}
+		c.ifMatch, c.revision = ok, rev
+	default:
+		return nil, invalid("If-Match", `must be given once, as one quoted revision such as "42"`)
+	}
+	if mp := h.Values("X-Min-Position"); len(mp) > 0 {
+		n, err := strconv.ParseUint(strings.TrimSpace(mp[0]), 10, 64)
+		if err != nil || len(mp) > 1 {
+			return nil, invalid("X-Min-Position", "must be one log position (a non-negative integer)")
+		}
+		c.minPosition = n
+	}
+	return c, nil
+}
+
+// parseIfMatch accepts * (no condition) or one strong entity tag holding a
+// decimal revision, as this gateway issues them.
+func parseIfMatch(v string) (rev uint64, ok bool, err error) {
+	v = strings.TrimSpace(v)
+	if v == "*" {
+		return 0, false, nil
+	}
+	bad := invalid("If-Match", `must be * or one quoted revision such as "42"`)
+	if len(v) < 3 || v[0] != '"' || v[len(v)-1] != '"' {
+		return 0, false, bad
+	}
+	digits := v[1 : len(v)-1]
+	if strings.TrimLeft(digits, "0123456789") != "" {
+		return 0, false, bad
+	}
+	rev, err = strconv.ParseUint(digits, 10, 64)
+	if err != nil {
+		return 0, false, bad
+	}
+	return rev, true, nil
+}
+
+// readBody reads the capped body of a request whose Content-Type is JSON.
+// On failure it returns the HTTP status to answer and the status error.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, int, error) {
+	ct := r.Header.Get("Content-Type")
+	unsupported := status.Error(codes.InvalidArgument, "Content-Type must be application/json (UTF-8)")
+	if ct != "" && !isJSON(ct) && r.ContentLength != 0 {
+		return nil, http.StatusUnsupportedMediaType, unsupported
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(timeout)) // unsupported by some writers: then unbounded
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	_ = rc.SetReadDeadline(time.Time{})
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		return nil, http.StatusRequestEntityTooLarge, status.Errorf(codes.ResourceExhausted, "request body exceeds %d bytes", limit)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, http.StatusRequestTimeout, status.Errorf(codes.DeadlineExceeded, "request body not received within %s", timeout)
+	}
+	if err != nil {
+		return nil, http.StatusBadRequest, status.Error(codes.InvalidArgument, "could not read the request body")
+	}
+	if len(body) > 0 && !isJSON(ct) {
+		return nil, http.StatusUnsupportedMediaType, unsupported
+	}
+	return body, 0, nil
+}
+
+// isJSON accepts application/json and application/*+json, in UTF-8.
+func isJSON(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// conventionConn applies the request conventions to each request message
+// as grpc-gateway sends it: after decoding (so a body value and a header
+// value can be compared, whatever JSON spelling the body used) and only to
+// messages that have the field, so Idempotency-Key on a query or If-Match
+// on a GET changes nothing.
+type conventionConn struct {
+	grpc.ClientConnInterface
+}
+
+// NewStream opens a stream whose request message gets the conventions.
+func (c conventionConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := c.ClientConnInterface.NewStream(ctx, desc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return conventionStream{ClientStream: s, conv: conventionsFrom(ctx)}, nil
+}
+
+type conventionStream struct {
+	grpc.ClientStream
+	conv *requestConventions
+}
+
+// SendMsg applies the conventions to m, then sends it.
+func (s conventionStream) SendMsg(m any) error {
+	if pm, ok := m.(proto.Message); ok {
+		if err := s.conv.apply(pm.ProtoReflect()); err != nil {
+			return err
+		}
+	}
+	return s.ClientStream.SendMsg(m)
+}
+
+// Invoke applies the conventions to args, then calls the server.
+func (c conventionConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	if m, ok := args.(proto.Message); ok {
+		if err := conventionsFrom(ctx).apply(m.ProtoReflect()); err != nil {
+			return err
+		}
+	}
+	return c.ClientConnInterface.Invoke(ctx, method, args, reply, opts...)
+}
+
+// apply rejects a query parameter that names no field of m (grpc-gateway
+// would ignore it, so a misspelt filter would silently match everything),
+// then fills request_id, expected_revision and consistency.min_position of
+// m where the message has them. A body value that contradicts a header is
+// INVALID_ARGUMENT, except min_position, where the larger one wins.
+func (c *requestConventions) apply(m protoreflect.Message) error {
+	if c == nil {
+		return nil
+	}
+	for k := range c.query {
+		if !namesField(m.Descriptor(), k) {
+			return status.Errorf(codes.InvalidArgument, "unknown query parameter %q", k)
+		}
+	}
+	fields := m.Descriptor().Fields()
+	if c.idempotencyKey != "" {
+		if fd := fields.ByName("request_id"); isScalar(fd, protoreflect.StringKind) {
+			switch cur := m.Get(fd).String(); cur {
+			case "":
+				m.Set(fd, protoreflect.ValueOfString(c.idempotencyKey))
+			case c.idempotencyKey:
+			default:
+				return invalid("request_id", "differs from the Idempotency-Key header")
+			}
+		}
+	}
+	if c.ifMatch {
+		if fd := fields.ByName("expected_revision"); isScalar(fd, protoreflect.Uint64Kind) {
+			if m.Has(fd) && m.Get(fd).Uint() != c.revision {
+				return invalid("expected_revision", "differs from the If-Match header")
+			}
+			m.Set(fd, protoreflect.ValueOfUint64(c.revision))
+		}
+	}
+	if c.minPosition > 0 {
+		if fd := fields.ByName("consistency"); fd != nil && fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() {
+			sub := m.Mutable(fd).Message()
+			if mp := sub.Descriptor().Fields().ByName("min_position"); isScalar(mp, protoreflect.Uint64Kind) && sub.Get(mp).Uint() < c.minPosition {
+				sub.Set(mp, protoreflect.ValueOfUint64(c.minPosition))
+			}
+		}
+	}
+	return nil
+}
+
+// namesField reports whether a query parameter name (a dotted path of proto
+// or JSON field names, optionally ending in [mapkey]) names a field of md.
+func namesField(md protoreflect.MessageDescriptor, key string) bool {
+	if i := strings.IndexByte(key, '['); i > 0 && strings.HasSuffix(key, "]") {
+		key = key[:i]
+	}
+	segs := strings.Split(key, ".")
+	for i, seg := range segs {
+		if md == nil {
+			return false
+		}
+		fd := md.Fields().ByName(protoreflect.Name(seg))
+		if fd == nil {
+			fd = md.Fields().ByJSONName(seg)
+		}
+		if fd == nil {
+			return false
+		}
+		if i < len(segs)-1 {
+			md = fd.Message()
+		}
+	}
+	return true
+}
+
+func isScalar(fd protoreflect.FieldDescriptor, k protoreflect.Kind) bool {
+	return fd != nil && fd.Kind() == k && fd.Cardinality() != protoreflect.Repeated
+}
+
+// invalid is INVALID_ARGUMENT naming field, with a BadRequest detail as the
+// services send it.
+func invalid(field, reason string) error {
+	st := status.New(codes.InvalidArgument, field+": "+reason)
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: reason}}}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
+// statusJSON renders statuses exactly as grpc-gateway's error handler does.
+var statusJSON = protojson.MarshalOptions{EmitUnpopulated: true}
+
+// writeStatus answers err (a status error) in grpc-gateway's status JSON,
+// for errors found before a request reaches grpc-gateway.
+func writeStatus(w http.ResponseWriter, httpCode int, err error) {
+	b, merr := statusJSON.Marshal(status.Convert(err).Proto())
+	if merr != nil {
+		b = []byte(fmt.Sprintf(`{"code":%d,"message":"internal error","details":[]}`, codes.Internal))
+		httpCode = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpCode)
+	_, _ = w.Write(b)
+}

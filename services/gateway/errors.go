@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Client-facing messages that replace internal text.
+const (
+	msgInternal    = "internal error"
+	msgUnavailable = "service unavailable, retry later"
+)
+
+// HTTPStatus is the HTTP status the gateway answers for a gRPC status code:
+// grpc-gateway's mapping (runtime.HTTPStatusFromCode), except that ABORTED
+// for a request that carried If-Match is 412 Precondition Failed.
+// FAILED_PRECONDITION (a transition the order's status does not allow)
+// stays 400, as in grpc-gateway and Google's API guidelines: the request is
+// wrong for the resource's state and retrying it unchanged cannot succeed,
+// whereas 409 here means "retry after re-reading" (a stale revision or an
+// existing order).
+func HTTPStatus(code codes.Code, ifMatch bool) int {
+	if code == codes.Aborted && ifMatch {
+		return http.StatusPreconditionFailed
+	}
+	return runtime.HTTPStatusFromCode(code)
+}
+
+type errorHandlers struct {
+	log *slog.Logger
+}
+
+// http answers a failed unary call, or a decoding error, in grpc-gateway's
+// status JSON.
+func (e errorHandlers) http(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	var hse *runtime.HTTPStatusError
+	if errors.As(err, &hse) {
+		err = hse.Err
+		if _, ok := status.FromError(err); !ok && hse.HTTPStatus >= 400 && hse.HTTPStatus < 500 {
+			// grpc-gateway's own complaint about the request (such as a
+			// malformed path escape): the client's mistake, told as such.
+			err = status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	st := e.clientStatus(ctx, r, err)
+	code := HTTPStatus(st.Code(), conventionsFrom(r.Context()).hasIfMatch())
+	if hse != nil && st.Code() != codes.Aborted {
+		code = hse.HTTPStatus
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: code, Err: st.Err()})
+}
+
+// stream is the status of a failed server stream: an error line after the
+// first message, or the answer before it.
+func (e errorHandlers) stream(ctx context.Context, err error) *status.Status {
+	return e.clientStatus(ctx, nil, err)
+}
+
+// routing answers a request no route matched.
+func (e errorHandlers) routing(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	var st *status.Status
+	switch httpStatus {
+	case http.StatusNotFound:
+		st = status.New(codes.NotFound, "no such route")
+	case http.StatusMethodNotAllowed:
+		st = status.New(codes.Unimplemented, "method not allowed on this route")
+	default:
+		st = status.New(codes.InvalidArgument, http.StatusText(httpStatus))
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: st.Err()})
+}
+
+// clientStatus is the status a client may see for err: internal errors and
+// connection failures lose their text (and details), which is logged.
+func (e errorHandlers) clientStatus(ctx context.Context, r *http.Request, err error) *status.Status {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		if st.Message() != msgInternal || len(st.Details()) > 0 {
+			e.logged(ctx, r, st)
+		}
+		return status.New(st.Code(), msgInternal)
+	case codes.Unavailable:
+		if transportFailure(st.Message()) {
+			e.logged(ctx, r, st)
+			return status.New(codes.Unavailable, msgUnavailable)
+		}
+	}
+	return st
+}
+
+func (e errorHandlers) logged(ctx context.Context, r *http.Request, st *status.Status) {
+	attrs := []any{"code", st.Code().String(), "err", st.Message()}
+	if r != nil {
+		attrs = append(attrs, "method", r.Method, "path", r.URL.Path)
+	}
+	e.log.WarnContext(ctx, "rest: error withheld from client", attrs...)
+}
+
+// transportFailure tells grpc-go's own connection errors (which name
+// addresses and syscalls) from UNAVAILABLE answers a service chose to send.
+func transportFailure(msg string) bool {
+	msg = strings.ToLower(msg)
+	for _, s := range []string{"connection error", "resolver error", "error reading from server", "transport", "dial ", "connection refused", "server preface", "connection is draining", "connection closed"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *requestConventions) hasIfMatch() bool { return c != nil && c.ifMatch }

@@ -1,0 +1,134 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi2"
+	"github.com/getkin/kin-openapi/openapi2conv"
+	"github.com/orderstream/orderstream/api/openapi"
+	"go.yaml.in/yaml/v4"
+)
+
+// validOpenAPI parses an OpenAPI v2 document, converts it to v3 and
+// validates that, failing t on any error.
+func validOpenAPI(t *testing.T, raw []byte) *openapi2.T {
+	t.Helper()
+	var doc openapi2.T
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("OpenAPI v2 document does not parse: %v", err)
+	}
+	if doc.Swagger != "2.0" || len(doc.Paths) == 0 {
+		t.Fatalf("not an OpenAPI v2 document with paths: swagger %q, %d paths", doc.Swagger, len(doc.Paths))
+	}
+	v3, err := openapi2conv.ToV3(&doc)
+	if err != nil {
+		t.Fatalf("OpenAPI v2 → v3: %v", err)
+	}
+	if err := v3.Validate(t.Context()); err != nil {
+		t.Fatalf("OpenAPI document invalid: %v", err)
+	}
+	return &doc
+}
+
+func TestEmbeddedSpecIsTheGeneratedFile(t *testing.T) {
+	onDisk, err := os.ReadFile("../../api/openapi/orders.swagger.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(onDisk) != string(openapi.Spec) {
+		t.Fatal("api/openapi.Spec differs from orders.swagger.json")
+	}
+}
+
+type rule struct{ selector, method, path, body string }
+
+// httpRules reads the routes from the HTTP rules file the gateway and the
+// OpenAPI document are generated from.
+func httpRules(t *testing.T) []rule {
+	t.Helper()
+	raw, err := os.ReadFile("../../api/orders/v1/http.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		HTTP struct {
+			Rules []map[string]string `yaml:"rules"`
+		} `yaml:"http"`
+	}
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatalf("http.yaml: %v", err)
+	}
+	var out []rule
+	for _, r := range cfg.HTTP.Rules {
+		n := len(out)
+		for _, m := range []string{"get", "post", "put", "patch", "delete"} {
+			if p, ok := r[m]; ok {
+				out = append(out, rule{selector: r["selector"], method: m, path: p, body: r["body"]})
+			}
+		}
+		if len(out) != n+1 {
+			t.Fatalf("rule %v: want exactly one method", r)
+		}
+	}
+	return out
+}
+
+var snake = regexp.MustCompile(`_([a-z])`)
+
+// openAPIPath is a rule's path as the document spells it: path parameters
+// in lowerCamel, as in the JSON mapping.
+func openAPIPath(p string) string {
+	return snake.ReplaceAllStringFunc(p, func(m string) string { return strings.ToUpper(m[1:]) })
+}
+
+// TestOpenAPIConfigCoversConventions checks that the generator options
+// document the convention headers on every command and read-your-writes
+// query that has an HTTP rule.
+func TestOpenAPIConfigCoversConventions(t *testing.T) {
+	raw, err := os.ReadFile("../../api/openapi/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		OpenAPIOptions struct {
+			Method []struct {
+				Method string `yaml:"method"`
+				Option struct {
+					Parameters struct {
+						Headers []struct {
+							Name string `yaml:"name"`
+						} `yaml:"headers"`
+					} `yaml:"parameters"`
+				} `yaml:"option"`
+			} `yaml:"method"`
+		} `yaml:"openapiOptions"`
+	}
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	headers := map[string]map[string]bool{}
+	for _, m := range cfg.OpenAPIOptions.Method {
+		headers[m.Method] = map[string]bool{}
+		for _, h := range m.Option.Parameters.Headers {
+			headers[m.Method][h.Name] = true
+		}
+	}
+	for _, rt := range httpRules(t) {
+		var want string
+		switch {
+		case strings.HasPrefix(rt.selector, "orders.v1.OrderCommandService."):
+			want = "Idempotency-Key"
+		case strings.HasPrefix(rt.selector, "orders.v1.OrderQueryService."):
+			want = "X-Min-Position"
+		default:
+			continue
+		}
+		if !headers[rt.selector][want] {
+			t.Errorf("openapi.yaml does not document %s on %s", want, rt.selector)
+		}
+	}
+}

@@ -1,0 +1,207 @@
+// Package cluster_test runs ordersd against an in-process three-node
+// JetStream cluster with an R3 stream and takes the stream leader down in
+// the middle of a command load.
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/config"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startCluster starts three JetStream servers routed to each other on
+// loopback ports.
+func startCluster(t *testing.T) []*server.Server {
+	t.Helper()
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	servers := make([]*server.Server, 3)
+	for i := range servers {
+		s, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+			Cluster: server.ClusterOpts{Name: "orders", Host: "127.0.0.1", Port: ports[i]}, Routes: routes,
+			NoLog: true, NoSigs: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		servers[i] = s
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(20 * time.Second) {
+			t.Fatal("cluster node not ready")
+		}
+	}
+	return servers
+}
+
+func TestStreamLeaderLossMidLoad(t *testing.T) {
+	servers := startCluster(t)
+	var urls []string
+	for _, s := range servers {
+		urls = append(urls, s.ClientURL())
+	}
+	cfg, err := config.FromMap(map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+		"NATS_URL": strings.Join(urls, ","), "STREAM_REPLICAS": "3", "ROLES": "command,query,audit", "NATS_CONNECT_TIMEOUT": "60s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan app.Addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a })
+	}()
+	var addrs app.Addrs
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("ordersd: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("ordersd did not start against the cluster")
+	}
+	t.Cleanup(func() { cancel(); <-done })
+
+	// Find the stream leader from outside.
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	info, err := js.Stream(t.Context(), "ORDERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := info.Info(t.Context())
+	if err != nil || si.Config.Replicas != 3 || si.Cluster == nil {
+		t.Fatalf("stream: %+v %v", si, err)
+	}
+
+	conn, err := grpc.NewClient(addrs.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cmd := ordersv1.NewOrderCommandServiceClient(conn)
+
+	var mu sync.Mutex
+	acked := map[string]uint64{}
+	unavailable := 0
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for n := 0; loadCtx.Err() == nil; n++ {
+				id := fmt.Sprintf("w%d-%d", w, n)
+				cctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+				res, err := cmd.CreateOrder(cctx, &ordersv1.CreateOrderRequest{RequestId: id, OrderId: id, CustomerId: "r3", Currency: "EUR"})
+				c()
+				mu.Lock()
+				switch status.Code(err) {
+				case codes.OK:
+					acked[id] = res.GetPosition()
+				case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+					unavailable++
+				default:
+					t.Errorf("during failover: %v", err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	waitAcked := func(n int) {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			mu.Lock()
+			got := len(acked)
+			mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d commands acknowledged, want %d", got, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitAcked(100)
+	for _, s := range servers {
+		if s.Name() == si.Cluster.Leader {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+	}
+	mu.Lock()
+	before := len(acked)
+	mu.Unlock()
+	waitAcked(before + 100) // the service keeps answering
+	stopLoad()
+	wg.Wait()
+
+	// Every acknowledged command is in the log, and the read model
+	// converges on all of them.
+	audit := ordersv1.NewOrderAuditServiceClient(conn)
+	q := ordersv1.NewOrderQueryServiceClient(conn)
+	var maxPos uint64
+	for id, pos := range acked {
+		h, err := audit.GetOrderHistory(t.Context(), &ordersv1.GetOrderHistoryRequest{OrderId: id})
+		if err != nil {
+			t.Fatalf("acknowledged order %s: %v", id, err)
+		}
+		if len(h.GetEvents()) != 1 || h.GetEvents()[0].GetPosition() != pos {
+			t.Fatalf("acknowledged order %s: %v, acknowledged at %d", id, h.GetEvents(), pos)
+		}
+		maxPos = max(maxPos, pos)
+	}
+	seen := 0
+	req := &ordersv1.ListOrdersRequest{CustomerId: "r3", PageSize: 500, Consistency: &ordersv1.Consistency{MinPosition: maxPos, MaxWait: nil}}
+	for {
+		res, err := q.ListOrders(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(res.GetOrders())
+		if res.GetNextPageToken() == "" {
+			break
+		}
+		req.PageToken, req.Consistency = res.GetNextPageToken(), nil
+	}
+	if seen < len(acked) {
+		t.Fatalf("read model has %d orders, %d acknowledged", seen, len(acked))
+	}
+	t.Logf("%d acknowledged (%d before the leader %s went down), %d unavailable answers during failover", len(acked), before, si.Cluster.Leader, unavailable)
+}
