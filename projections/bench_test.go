@@ -175,3 +175,40 @@ func BenchmarkVisibilityLag(b *testing.B) {
 		b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds()), "lag-p99-µs")
 	}
 }
+
+// BenchmarkApplyBatch applies batches of 500 events (100 orders × 5) to a
+// SQLite read model: the projection's unit of work.
+func BenchmarkApplyBatch(b *testing.B) {
+	ctx := context.Background()
+	rm, err := projections.OpenReadModel(ctx, filepath.Join(b.TempDir(), "rm.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rm.Close()
+	pos := uint64(0)
+	batch := make([]projections.Item, 0, 500)
+	b.ReportAllocs()
+	for b.Loop() {
+		batch = batch[:0]
+		for i := range 500 {
+			pos++
+			id := fmt.Sprintf("o-%d", (pos-1)/5)
+			var e order.Event
+			switch i % 5 {
+			case 0:
+				e = order.OrderCreated{OrderID: id, CustomerID: "c", Currency: "EUR"}
+			case 1, 2:
+				e = order.ItemAdded{SKU: fmt.Sprint("S", i), Quantity: 1, UnitPrice: 100}
+			case 3:
+				e = order.ShippingAddressSet{Address: order.Address{Line1: "1", City: "Oslo", Country: "NO"}}
+			case 4:
+				e = order.OrderPlaced{Total: 200}
+			}
+			batch = append(batch, projections.Item{Rec: eventstore.Recorded{OrderID: id, Position: pos, Type: e.EventType(), Time: time.Now()}, Event: e})
+		}
+		if _, _, err := rm.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "events/s")
+}
