@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/otelstore"
+	"github.com/orderstream/orderstream/internal/auth"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/natsconn"
 	"github.com/orderstream/orderstream/internal/natsembed"
@@ -163,6 +165,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		return err
 	}
 	limit := newLimiter(cfg.MaxInFlight)
+	authn, err := auth.Load(auth.Config{TokensFile: cfg.AuthTokensFile, HMACSecretFile: cfg.AuthHMACSecretFile, JWKSFile: cfg.AuthJWKSFile})
+	if err != nil {
+		return err
+	}
+	unary := []grpc.UnaryServerInterceptor{telemetry.UnaryLogger(log)}
+	streams := []grpc.StreamServerInterceptor{telemetry.StreamLogger(log)}
+	paymentsToken := cfg.PaymentsToken
+	if authn != nil {
+		unary = append(unary, authn.Unary)
+		streams = append(streams, authn.Stream)
+		if paymentsToken == "" {
+			// In one process the payments manager calls the local
+			// command service with a token made for it now.
+			paymentsToken = rand.Text()
+			authn.AddToken(paymentsToken, auth.Principal{Subject: "payments", Roles: []string{auth.Clerk}})
+		}
+	} else if cfg.AllowInsecure {
+		log.Warn("authentication is off and ALLOW_INSECURE=true: every client may call every RPC")
+	} else {
+		log.Info("authentication is off: serving on loopback only")
+	}
+	unary = append(unary, limit.unary)
+	streams = append(streams, limit.stream)
 	srvOpts := []grpc.ServerOption{}
 	if serverTLS != nil {
 		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
@@ -170,8 +195,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	srv := grpc.NewServer(append(srvOpts,
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
-		grpc.ChainUnaryInterceptor(telemetry.UnaryLogger(log), limit.unary),
-		grpc.ChainStreamInterceptor(telemetry.StreamLogger(log), limit.stream),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(streams...),
 	)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -258,7 +283,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		sim := payments.NewSimulator(payments.SimulatorConfig{
 			Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
 		})
-		pm, err := payments.New(ctx, js, store, ordersv1.NewOrderCommandServiceClient(gwConn), sim,
+		pmConn := gwConn
+		if paymentsToken != "" {
+			addr := cfg.CommandAddr
+			if addr == "" {
+				addr = loopback(addrs.GRPC)
+			}
+			pmConn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(clientCreds), grpc.WithPerRPCCredentials(auth.Bearer(paymentsToken)),
+				grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))))
+			if err != nil {
+				return fmt.Errorf("COMMAND_ADDR: %w", err)
+			}
+			defer pmConn.Close()
+		}
+		pm, err := payments.New(ctx, js, store, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
 			payments.WithWorkers(cfg.WorkerPoolSize),
 			payments.WithRetry(cfg.PaymentMaxAttempts, cfg.PaymentAttemptTimeout, cfg.PaymentBackoffBase, cfg.PaymentBackoffMax),
 			payments.WithLogger(log), payments.WithTelemetry(tel.Tracer, tel.Meter))

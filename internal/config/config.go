@@ -55,6 +55,17 @@ type Config struct {
 	TLSClientCert string `env:"TLS_CLIENT_CERT"`
 	TLSClientKey  string `env:"TLS_CLIENT_KEY"`
 	TLSServerName string `env:"TLS_SERVER_NAME"`
+	// Authentication: static bearer tokens from a file, JWTs signed with an
+	// HMAC secret (file), or JWTs signed by keys in a JWKS file. With none
+	// set, ordersd serves only on loopback unless AllowInsecure.
+	AuthTokensFile     string `env:"AUTH_TOKENS_FILE"`
+	AuthHMACSecretFile string `env:"AUTH_JWT_HMAC_SECRET_FILE"`
+	AuthJWKSFile       string `env:"AUTH_JWKS_FILE"`
+	AllowInsecure      bool   `env:"ALLOW_INSECURE" envDefault:"false"`
+	// PaymentsToken is the bearer token the payments manager presents to
+	// the command service when authentication is on and the command role
+	// runs elsewhere; in one process ordersd makes its own.
+	PaymentsToken string `env:"PAYMENTS_TOKEN"`
 	// DataDir holds the embedded server's store and the read models.
 	DataDir string `env:"DATA_DIR" envDefault:"./data"`
 	// GRPCAddr is the gRPC listen address.
@@ -102,6 +113,19 @@ type Config struct {
 
 // AllRoles are the roles ordersd can run.
 var AllRoles = []string{"command", "query", "audit", "payments", "gateway"}
+
+// AuthEnabled reports whether any token source is configured.
+func (c Config) AuthEnabled() bool {
+	return c.AuthTokensFile != "" || c.AuthHMACSecretFile != "" || c.AuthJWKSFile != ""
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // Has reports whether this process runs role.
 func (c Config) Has(role string) bool { return slices.Contains(c.Roles, role) }
@@ -174,8 +198,13 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("DATA_DIR: must not be empty"))
 	}
 	for name, addr := range map[string]string{"GRPC_ADDR": c.GRPCAddr, "HTTP_ADDR": c.HTTPAddr, "NATS_LISTEN": c.NATSListen} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port", name, addr))
+			continue
+		}
+		if name != "NATS_LISTEN" && !c.AuthEnabled() && !c.AllowInsecure && !loopback(host) {
+			errs = append(errs, fmt.Errorf("%s: %q is reachable beyond this machine but no authentication is configured: set AUTH_TOKENS_FILE, AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, or ALLOW_INSECURE=true", name, addr))
 		}
 	}
 	return errors.Join(errs...)

@@ -23,7 +23,7 @@ func TestDefaults(t *testing.T) {
 func TestOverrides(t *testing.T) {
 	c, err := config.FromMap(map[string]string{
 		"NATS_URL": "nats://a:4222,nats://b:4222", "NATS_SYNC": "always", "STREAM_REPLICAS": "3",
-		"DUPLICATE_WINDOW": "10m", "LOG_LEVEL": "debug", "GRPC_ADDR": "0.0.0.0:9000",
+		"DUPLICATE_WINDOW": "10m", "LOG_LEVEL": "debug", "GRPC_ADDR": "0.0.0.0:9000", "ALLOW_INSECURE": "true",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,5 +57,25 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 				t.Fatalf("error does not name %s: %v", name, err)
 			}
 		})
+	}
+}
+
+// Without authentication ordersd stays on loopback unless told otherwise.
+func TestBeyondLoopbackNeedsAuthOrConsent(t *testing.T) {
+	if _, err := config.FromMap(map[string]string{"GRPC_ADDR": "0.0.0.0:50051"}); err == nil || !strings.Contains(err.Error(), "GRPC_ADDR") {
+		t.Fatalf("0.0.0.0 without auth: %v", err)
+	}
+	if _, err := config.FromMap(map[string]string{"HTTP_ADDR": "10.1.2.3:8080"}); err == nil || !strings.Contains(err.Error(), "HTTP_ADDR") {
+		t.Fatalf("private address without auth: %v", err)
+	}
+	for _, ok := range []map[string]string{
+		{"GRPC_ADDR": "0.0.0.0:50051", "ALLOW_INSECURE": "true"},
+		{"GRPC_ADDR": "0.0.0.0:50051", "AUTH_TOKENS_FILE": "/etc/orders/tokens"},
+		{"GRPC_ADDR": "localhost:50051"},
+		{"GRPC_ADDR": "[::1]:50051"},
+	} {
+		if _, err := config.FromMap(ok); err != nil {
+			t.Fatalf("%v: %v", ok, err)
+		}
 	}
 }

@@ -1,0 +1,130 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// With authentication on, every RPC but health needs a valid token with the
+// right role, over gRPC and REST alike; the token's subject is the actor in
+// the log; and the payments manager still pays (with its own token).
+func TestAuthentication(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(tokens, []byte("clerk-token-0123456789 alice clerk\nviewer-token-012345678 vera viewer\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := "0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(secret, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := run(t, t.TempDir(), "AUTH_TOKENS_FILE", tokens, "AUTH_JWT_HMAC_SECRET_FILE", secret)
+	conn := dial(t, addrs.GRPC)
+	cmd := ordersv1.NewOrderCommandServiceClient(conn)
+	with := func(token string) context.Context {
+		return metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token, "x-actor", "mallory")
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(key)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwtFor := func(sub string, exp time.Duration, roles ...string) string {
+		tok, err := jwt.Signed(signer).Claims(map[string]any{"sub": sub, "exp": time.Now().Add(exp).Unix(), "roles": roles}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	create := func(ctx context.Context, id string) (*ordersv1.CreateOrderResponse, error) {
+		return cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: id, OrderId: id, CustomerId: "c", Currency: "EUR",
+			Lines: []*ordersv1.LineItem{{Sku: "A", Quantity: 1, UnitPrice: 100}}, ShippingAddress: &ordersv1.Address{Line1: "1", City: "Oslo", Country: "NO"}})
+	}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want codes.Code
+	}{
+		{"no token", t.Context(), codes.Unauthenticated},
+		{"wrong token", with("not-a-real-token-at-all"), codes.Unauthenticated},
+		{"expired JWT", with(jwtFor("carol", -time.Hour, "clerk")), codes.Unauthenticated},
+		{"under-privileged", with("viewer-token-012345678"), codes.PermissionDenied},
+	} {
+		if _, err := create(tc.ctx, "o-"+strings.ReplaceAll(tc.name, " ", "-")); status.Code(err) != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	c, err := create(with("clerk-token-0123456789"), "o-ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := create(with(jwtFor("carol", time.Hour, "clerk")), "o-jwt"); err != nil {
+		t.Fatalf("valid JWT: %v", err)
+	}
+	// The recorded actor is the token's subject, not the x-actor header.
+	hist, err := ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(with(jwtFor("aud", time.Hour, "auditor")), &ordersv1.GetOrderHistoryRequest{OrderId: "o-ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := hist.GetEvents()[0].GetActor(); a != "alice" {
+		t.Fatalf("actor %q, want the token's subject alice", a)
+	}
+	// Payments still work: the manager authenticates with its own token.
+	p, err := cmd.PlaceOrder(with("clerk-token-0123456789"), &ordersv1.PlaceOrderRequest{RequestId: "place-ok", OrderId: "o-ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c
+	stream, err := ordersv1.NewOrderAuditServiceClient(conn).StreamEvents(with(jwtFor("aud", time.Hour, "auditor")),
+		&ordersv1.StreamEventsRequest{OrderIds: []string{"o-ok"}, FromPosition: p.GetPosition() + 1, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid, err := stream.Recv()
+	if err != nil || paid.GetEvent().GetType() != "PaymentAuthorized" || paid.GetEvent().GetActor() != "payments" {
+		t.Fatalf("after placing: %v %v", paid.GetEvent(), err)
+	}
+
+	// REST: the gateway forwards Authorization.
+	rest := func(token, method, path, body string) int {
+		req, _ := http.NewRequestWithContext(t.Context(), method, "http://"+addrs.HTTP+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := rest("", "GET", "/v1/orders/o-ok", ""); code != http.StatusUnauthorized {
+		t.Fatalf("REST without a token: %d", code)
+	}
+	if code := rest("viewer-token-012345678", "POST", "/v1/orders", `{"requestId":"r-1","customerId":"c","currency":"EUR"}`); code != http.StatusForbidden {
+		t.Fatalf("REST under-privileged: %d", code)
+	}
+	if code := rest("viewer-token-012345678", "GET", "/v1/orders/o-ok", ""); code != http.StatusOK {
+		t.Fatalf("REST viewer GET: %d", code)
+	}
+	if code := rest("", "GET", "/healthz", ""); code != http.StatusOK {
+		t.Fatalf("healthz needs no token: %d", code)
+	}
+}

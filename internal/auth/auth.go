@@ -1,0 +1,268 @@
+// Package auth authenticates bearer tokens on gRPC calls and authorises
+// them by role.
+//
+// Tokens are either static (a file of "<token> <subject> <role>[,<role>…]"
+// lines, '#' starts a comment) or JWTs signed with an HMAC secret (HS256/
+// HS384/HS512) or by a key of a JWKS file (RS256, ES256, …, chosen by the
+// token's "kid"). A JWT must carry "sub" and may carry "exp"/"nbf", which are
+// enforced, and "roles" (a list of role names).
+//
+// Roles: clerk (OrderCommandService), viewer (OrderQueryService), auditor
+// (OrderAuditService), admin (OrderAdminService, PaymentAdminService, and
+// everything else). Health checks and reflection need no token.
+//
+// The authenticated subject replaces any x-actor metadata, so the actor
+// recorded in events is who the token says, not what a client claims.
+package auth
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Roles.
+const (
+	Clerk   = "clerk"
+	Viewer  = "viewer"
+	Auditor = "auditor"
+	Admin   = "admin"
+)
+
+// ErrUnauthenticated reports a missing, unknown, malformed or expired token.
+var ErrUnauthenticated = errors.New("auth: invalid token")
+
+// Principal is who a token speaks for.
+type Principal struct {
+	Subject string
+	Roles   []string
+}
+
+// Has reports whether p holds role (admin holds every role).
+func (p Principal) Has(role string) bool {
+	return slices.Contains(p.Roles, role) || slices.Contains(p.Roles, Admin)
+}
+
+// Authenticator verifies tokens.
+type Authenticator struct {
+	static map[string]Principal
+	hmac   []byte
+	jwks   *jose.JSONWebKeySet
+	now    func() time.Time
+}
+
+// Config names the token sources; empty fields are unused.
+type Config struct {
+	TokensFile     string // AUTH_TOKENS_FILE
+	HMACSecretFile string // AUTH_JWT_HMAC_SECRET_FILE
+	JWKSFile       string // AUTH_JWKS_FILE
+}
+
+// Load builds an Authenticator, or returns nil when no source is
+// configured (authentication off). Errors name the variable.
+func Load(c Config) (*Authenticator, error) {
+	if c == (Config{}) {
+		return nil, nil
+	}
+	a := &Authenticator{static: map[string]Principal{}, now: time.Now}
+	if c.TokensFile != "" {
+		if err := a.loadTokens(c.TokensFile); err != nil {
+			return nil, fmt.Errorf("AUTH_TOKENS_FILE: %w", err)
+		}
+	}
+	if c.HMACSecretFile != "" {
+		b, err := os.ReadFile(c.HMACSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("AUTH_JWT_HMAC_SECRET_FILE: %w", err)
+		}
+		a.hmac = []byte(strings.TrimSpace(string(b)))
+		if len(a.hmac) < 32 {
+			return nil, errors.New("AUTH_JWT_HMAC_SECRET_FILE: the secret must be at least 32 bytes")
+		}
+	}
+	if c.JWKSFile != "" {
+		b, err := os.ReadFile(c.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("AUTH_JWKS_FILE: %w", err)
+		}
+		var set jose.JSONWebKeySet
+		if err := jsonUnmarshal(b, &set); err != nil || len(set.Keys) == 0 {
+			return nil, fmt.Errorf("AUTH_JWKS_FILE: not a JWKS with keys: %v", err)
+		}
+		a.jwks = &set
+	}
+	return a, nil
+}
+
+// AddToken registers a static token at run time (ordersd's own internal
+// callers use one).
+func (a *Authenticator) AddToken(token string, p Principal) { a.static[token] = p }
+
+func (a *Authenticator) loadTokens(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) != 3 || len(fields[0]) < 16 {
+			return fmt.Errorf("line %d: want \"<token of 16+ characters> <subject> <role>[,<role>...]\"", n)
+		}
+		roles := strings.Split(fields[2], ",")
+		for _, r := range roles {
+			if !slices.Contains([]string{Clerk, Viewer, Auditor, Admin}, r) {
+				return fmt.Errorf("line %d: unknown role %q", n, r)
+			}
+		}
+		a.static[fields[0]] = Principal{Subject: fields[1], Roles: roles}
+	}
+	return sc.Err()
+}
+
+type claims struct {
+	jwt.Claims
+	Roles []string `json:"roles"`
+}
+
+var algorithms = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512, jose.RS256, jose.RS384, jose.RS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.EdDSA}
+
+// Authenticate returns the principal of token, or ErrUnauthenticated.
+func (a *Authenticator) Authenticate(token string) (Principal, error) {
+	if p, ok := a.static[token]; ok {
+		return p, nil
+	}
+	if strings.Count(token, ".") != 2 || (a.hmac == nil && a.jwks == nil) {
+		return Principal{}, ErrUnauthenticated
+	}
+	tok, err := jwt.ParseSigned(token, algorithms)
+	if err != nil || len(tok.Headers) != 1 {
+		return Principal{}, ErrUnauthenticated
+	}
+	h := tok.Headers[0]
+	var key any
+	switch {
+	case strings.HasPrefix(h.Algorithm, "HS"):
+		if a.hmac == nil {
+			return Principal{}, ErrUnauthenticated
+		}
+		key = a.hmac
+	default:
+		if a.jwks == nil {
+			return Principal{}, ErrUnauthenticated
+		}
+		keys := a.jwks.Key(h.KeyID)
+		if len(keys) == 0 {
+			return Principal{}, ErrUnauthenticated
+		}
+		key = keys[0].Public().Key
+	}
+	var c claims
+	if err := tok.Claims(key, &c); err != nil {
+		return Principal{}, ErrUnauthenticated
+	}
+	if c.Subject == "" || c.ValidateWithLeeway(jwt.Expected{Time: a.now()}, 30*time.Second) != nil {
+		return Principal{}, ErrUnauthenticated
+	}
+	return Principal{Subject: c.Subject, Roles: c.Roles}, nil
+}
+
+// RequiredRole is the role a method needs; exempt methods need none.
+func RequiredRole(fullMethod string) (role string, exempt bool) {
+	switch {
+	case strings.HasPrefix(fullMethod, "/grpc.health."), strings.HasPrefix(fullMethod, "/grpc.reflection."):
+		return "", true
+	case strings.HasPrefix(fullMethod, "/orders.v1.OrderCommandService/"):
+		return Clerk, false
+	case strings.HasPrefix(fullMethod, "/orders.v1.OrderQueryService/"):
+		return Viewer, false
+	case strings.HasPrefix(fullMethod, "/orders.v1.OrderAuditService/"):
+		return Auditor, false
+	default:
+		return Admin, false
+	}
+}
+
+// check authenticates and authorises a call and returns the context with
+// x-actor set to the subject.
+func (a *Authenticator) check(ctx context.Context, method string) (context.Context, error) {
+	role, exempt := RequiredRole(method)
+	if exempt {
+		return ctx, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	var token string
+	for _, v := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+			token = strings.TrimSpace(t)
+		}
+	}
+	if token == "" {
+		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
+	}
+	p, err := a.Authenticate(token)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "invalid or expired token")
+	}
+	if !p.Has(role) {
+		return nil, status.Errorf(codes.PermissionDenied, "the %s role is required", role)
+	}
+	md = md.Copy()
+	md.Set("x-actor", p.Subject)
+	return metadata.NewIncomingContext(ctx, md), nil
+}
+
+// Unary is the unary server interceptor.
+func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := a.check(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// Stream is the stream server interceptor.
+func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := a.check(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	return handler(srv, &wrapped{ServerStream: ss, ctx: ctx})
+}
+
+type wrapped struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (w *wrapped) Context() context.Context { return w.ctx }
+
+// Bearer is per-RPC credentials carrying a static token, for ordersd's own
+// clients.
+type Bearer string
+
+// GetRequestMetadata implements credentials.PerRPCCredentials.
+func (b Bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity is false: ordersd's own calls may be loopback.
+func (Bearer) RequireTransportSecurity() bool { return false }

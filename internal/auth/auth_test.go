@@ -1,0 +1,135 @@
+package auth_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/orderstream/orderstream/internal/auth"
+)
+
+func write(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func sign(t *testing.T, key jose.SigningKey, kid string, c any) string {
+	t.Helper()
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	if kid != "" {
+		opts = opts.WithHeader("kid", kid)
+	}
+	s, err := jose.NewSigner(key, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(s).Claims(c).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type claims struct {
+	jwt.Claims
+	Roles []string `json:"roles,omitempty"`
+}
+
+func TestTokens(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef"
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &ec.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	a, err := auth.Load(auth.Config{
+		TokensFile:     write(t, "tokens", "# static tokens\nclerk-token-0123456789 alice clerk\nboss-token-0123456789 root admin\n"),
+		HMACSecretFile: write(t, "secret", secret),
+		JWKSFile:       write(t, "jwks.json", string(jwks)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	valid := claims{Claims: jwt.Claims{Subject: "bob", Expiry: jwt.NewNumericDate(now.Add(time.Hour))}, Roles: []string{"viewer"}}
+	expired := claims{Claims: jwt.Claims{Subject: "bob", Expiry: jwt.NewNumericDate(now.Add(-time.Hour))}, Roles: []string{"viewer"}}
+	hs := jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}
+	es := jose.SigningKey{Algorithm: jose.ES256, Key: ec}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+
+	cases := []struct {
+		name    string
+		token   string
+		subject string
+		role    string
+	}{
+		{"static", "clerk-token-0123456789", "alice", "clerk"},
+		{"static admin has every role", "boss-token-0123456789", "root", "auditor"},
+		{"HMAC JWT", sign(t, hs, "", valid), "bob", "viewer"},
+		{"JWKS JWT", sign(t, es, "k1", valid), "bob", "viewer"},
+		{"expired", sign(t, hs, "", expired), "", ""},
+		{"wrong HMAC secret", sign(t, jose.SigningKey{Algorithm: jose.HS256, Key: []byte("another-secret-another-secret-xx")}, "", valid), "", ""},
+		{"unknown signing key", sign(t, jose.SigningKey{Algorithm: jose.ES256, Key: other}, "k1", valid), "", ""},
+		{"no subject", sign(t, hs, "", claims{Claims: jwt.Claims{Expiry: jwt.NewNumericDate(now.Add(time.Hour))}}), "", ""},
+		{"garbage", "not-a-token", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := a.Authenticate(tc.token)
+			if tc.subject == "" {
+				if !errors.Is(err, auth.ErrUnauthenticated) {
+					t.Fatalf("accepted: %+v %v", p, err)
+				}
+				return
+			}
+			if err != nil || p.Subject != tc.subject || !p.Has(tc.role) {
+				t.Fatalf("%+v %v", p, err)
+			}
+		})
+	}
+}
+
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	for name, c := range map[string]auth.Config{
+		"AUTH_TOKENS_FILE":          {TokensFile: write(t, "t", "short alice clerk\n")},
+		"AUTH_JWT_HMAC_SECRET_FILE": {HMACSecretFile: write(t, "s", "too-short")},
+		"AUTH_JWKS_FILE":            {JWKSFile: write(t, "j", "{}")},
+	} {
+		if _, err := auth.Load(c); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if a, err := auth.Load(auth.Config{}); a != nil || err != nil {
+		t.Fatalf("no sources: %v %v", a, err)
+	}
+}
+
+func TestRequiredRoles(t *testing.T) {
+	for method, want := range map[string]string{
+		"/orders.v1.OrderCommandService/PlaceOrder":         "clerk",
+		"/orders.v1.OrderQueryService/GetOrder":             "viewer",
+		"/orders.v1.OrderAuditService/VerifyLog":            "auditor",
+		"/orders.v1.OrderAdminService/RebuildReadModel":     "admin",
+		"/orders.v1.PaymentAdminService/RetryParkedPayment": "admin",
+	} {
+		if got, exempt := auth.RequiredRole(method); got != want || exempt {
+			t.Errorf("%s: %s %v", method, got, exempt)
+		}
+	}
+	if _, exempt := auth.RequiredRole("/grpc.health.v1.Health/Check"); !exempt {
+		t.Error("health checks need a token")
+	}
+}
