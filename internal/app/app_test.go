@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
@@ -245,9 +246,10 @@ func TestRolesSplitTheServices(t *testing.T) {
 // processes, named by COMMAND_ADDR, QUERY_ADDR and AUDIT_ADDR.
 func TestGatewayRoleCallsRemoteServices(t *testing.T) {
 	ns := estest.StartServer(t)
-	backend, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,query,audit")
+	commands, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command")
+	queries, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "query,audit")
 	front, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "gateway",
-		"COMMAND_ADDR", backend.GRPC, "QUERY_ADDR", backend.GRPC, "AUDIT_ADDR", backend.GRPC)
+		"COMMAND_ADDR", commands.GRPC, "QUERY_ADDR", queries.GRPC, "AUDIT_ADDR", queries.GRPC)
 	res, err := http.Post("http://"+front.HTTP+"/v1/orders", "application/json",
 		strings.NewReader(`{"requestId":"gw-1","orderId":"gw-order","customerId":"c","currency":"EUR"}`))
 	if err != nil {
@@ -264,6 +266,46 @@ func TestGatewayRoleCallsRemoteServices(t *testing.T) {
 	hist.Body.Close()
 	if hist.StatusCode != http.StatusOK {
 		t.Fatalf("history through the gateway node: %d", hist.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", "http://"+front.HTTP+"/v1/orders/gw-order", nil)
+	req.Header.Set("X-Min-Position", "1")
+	got, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Body.Close()
+	if got.StatusCode != http.StatusOK {
+		t.Fatalf("read through the gateway node from the query node: %d", got.StatusCode)
+	}
+}
+
+// ordersd joins a NATS server that demands a user and password, through
+// the configuration variables.
+func TestExternalNATSWithCredentials(t *testing.T) {
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		Username: "orders", Password: "s3cret-pass"}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	url := fmt.Sprintf("nats://%s", ns.Addr().String())
+	addrs, _ := run(t, t.TempDir(), "NATS_URL", url, "NATS_USER", "orders", "NATS_PASSWORD", "s3cret-pass", "ROLES", "command")
+	cmd := ordersv1.NewOrderCommandServiceClient(dial(t, addrs.GRPC))
+	if _, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "cred-1", CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.FromMap(map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+		"NATS_URL": url, "NATS_USER": "orders", "NATS_PASSWORD": "wrong", "NATS_CONNECT_TIMEOUT": "2s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Run(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err == nil {
+		t.Fatal("ordersd started with a wrong NATS password")
 	}
 }
 
