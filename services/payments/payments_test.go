@@ -395,3 +395,32 @@ func TestOneActiveReplicaWithFailover(t *testing.T) {
 	}
 	assertChargedOnce(t, sim, 15)
 }
+
+// An order cancelled while its payment job waits on a failing provider is
+// never charged: the job sees the cancellation and is dropped.
+func TestCancelledOrderPendingJobIsDropped(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	sim.SetDown(true)
+	e.run(t, sim, payments.WithRetry(1000, time.Second, 5*time.Millisecond, 20*time.Millisecond), payments.WithCircuit(1000, time.Millisecond))
+	id := e.place(t, "changed-mind", 700)
+	deadline := time.Now().Add(10 * time.Second)
+	for sim.Attempts() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // until the job is retrying against the failing provider
+	}
+	if _, err := e.cmd.CancelOrder(t.Context(), &ordersv1.CancelOrderRequest{RequestId: "cancel-pending", OrderId: id}); err != nil {
+		t.Fatal(err)
+	}
+	sim.SetDown(false)
+	for e.mgr.Load().Stats().Dropped == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pending job was not dropped")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A charge already on its way when the cancellation landed is
+	// refunded at once; otherwise nothing was charged at all.
+	if n := len(sim.Charged()); n != 0 && sim.Refunded()["refund:"+id] != 1 {
+		t.Fatalf("a cancelled order was charged and not refunded: %v %v", sim.Charged(), sim.Refunded())
+	}
+}
