@@ -16,6 +16,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/config"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,38 +30,11 @@ import (
 // and a stop function that waits for a clean shutdown.
 func run(t *testing.T, dir string, extra ...string) (app.Addrs, func()) {
 	t.Helper()
-	vars := map[string]string{"DATA_DIR": dir, "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"}
+	vars := map[string]string{"DATA_DIR": dir}
 	for i := 0; i+1 < len(extra); i += 2 {
 		vars[extra[i]] = extra[i+1]
 	}
-	cfg, err := config.FromMap(vars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	ready := make(chan app.Addrs, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { done <- app.Run(ctx, cfg, log, func(a app.Addrs) { ready <- a }) }()
-	var addrs app.Addrs
-	select {
-	case addrs = <-ready:
-	case err := <-done:
-		t.Fatalf("ordersd stopped before ready: %v", err)
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ordersd: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return addrs, stop
+	return apptest.Start(t, vars)
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {

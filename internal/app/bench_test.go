@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
@@ -13,7 +12,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/app"
-	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
@@ -24,19 +23,8 @@ import (
 // REST on the same running ordersd (file storage, every role but payments),
 // so the REST ÷ gRPC ratio comes from one run.
 func BenchmarkAPI(b *testing.B) {
-	cfg, err := config.FromMap(map[string]string{"DATA_DIR": b.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
-		"NATS_LISTEN": "127.0.0.1:0", "ROLES": "command,query,audit,gateway"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan app.Addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a })
-	}()
-	a := <-ready
-	b.Cleanup(func() { cancel(); <-done })
+	ctx := context.Background()
+	a, _ := apptest.Start(b, map[string]string{"ROLES": "command,query,audit,gateway"})
 	conn, err := grpc.NewClient(a.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
@@ -119,19 +107,9 @@ func BenchmarkNATSSync(b *testing.B) {
 	for _, mode := range []string{"interval", "always"} {
 		for _, clients := range []int{1, 32} {
 			b.Run(fmt.Sprintf("sync=%s/clients=%d", mode, clients), func(b *testing.B) {
-				cfg, err := config.FromMap(map[string]string{"DATA_DIR": b.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
-					"NATS_LISTEN": "127.0.0.1:0", "ROLES": "command", "NATS_SYNC": mode})
-				if err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				ready := make(chan app.Addrs, 1)
-				done := make(chan error, 1)
-				go func() {
-					done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a })
-				}()
-				a := <-ready
-				defer func() { cancel(); <-done }()
+				ctx := context.Background()
+				a, stop := apptest.Start(b, map[string]string{"ROLES": "command", "NATS_SYNC": mode})
+				defer stop()
 				conn, err := grpc.NewClient(a.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 				if err != nil {
 					b.Fatal(err)
@@ -184,19 +162,9 @@ func BenchmarkTracing(b *testing.B) {
 				b.Setenv("OTEL_TRACES_SAMPLER_ARG", mode.sampler)
 				opts = append(opts, app.WithTelemetry(telemetry.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(discard{}))))
 			}
-			cfg, err := config.FromMap(map[string]string{"DATA_DIR": b.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
-				"NATS_LISTEN": "127.0.0.1:0", "ROLES": "command"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			ready := make(chan app.Addrs, 1)
-			done := make(chan error, 1)
-			go func() {
-				done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a }, opts...)
-			}()
-			a := <-ready
-			defer func() { cancel(); <-done }()
+			ctx := context.Background()
+			a, stop := apptest.Start(b, map[string]string{"ROLES": "command"}, opts...)
+			defer stop()
 			conn, err := grpc.NewClient(a.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				b.Fatal(err)

@@ -1,10 +1,8 @@
 package app_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -14,7 +12,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/app"
-	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -24,27 +22,7 @@ import (
 
 func runTraced(t *testing.T, rec *tracetest.SpanRecorder) app.Addrs {
 	t.Helper()
-	cfg, err := config.FromMap(map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan app.Addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a },
-			app.WithTelemetry(telemetry.WithSpanProcessor(rec), telemetry.WithEnv(func(string) string { return "" })))
-	}()
-	var a app.Addrs
-	select {
-	case a = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	a, _ := apptest.Start(t, nil, app.WithTelemetry(telemetry.WithSpanProcessor(rec), telemetry.WithEnv(func(string) string { return "" })))
 	return a
 }
 

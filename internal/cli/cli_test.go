@@ -2,11 +2,8 @@ package cli_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,8 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/cli"
-	"github.com/orderstream/orderstream/internal/config"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -26,32 +23,12 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // server runs the whole of ordersd in-process on loopback ports.
 func server(t *testing.T, extra ...string) app.Addrs {
 	t.Helper()
-	vars := map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0",
-		// Payments are recorded by hand here, so the payments role is off.
-		"ROLES": "command,query,audit,gateway"}
+	// Payments are recorded by hand here, so the payments role is off.
+	vars := map[string]string{"ROLES": "command,query,audit,gateway"}
 	for i := 0; i+1 < len(extra); i += 2 {
 		vars[extra[i]] = extra[i+1]
 	}
-	cfg, err := config.FromMap(vars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan app.Addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a })
-	}()
-	var a app.Addrs
-	select {
-	case a = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	a, _ := apptest.Start(t, vars)
 	return a
 }
 

@@ -1,14 +1,10 @@
 package loadgen_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/orderstream/orderstream/internal/app"
-	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/loadgen"
 )
 
@@ -27,18 +23,7 @@ func TestParseMix(t *testing.T) {
 // A short load against a real ordersd over gRPC, REST and raw JetStream:
 // every scheduled request completes without error.
 func TestRunAgainstOrdersd(t *testing.T) {
-	cfg, err := config.FromMap(map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan app.Addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a app.Addrs) { ready <- a })
-	}()
-	a := <-ready
-	t.Cleanup(func() { cancel(); <-done })
+	a, _ := apptest.Start(t, nil)
 	mix, _ := loadgen.ParseMix("create=40,add=30,place=10,get=15,list=5")
 	lc := loadgen.Config{Rate: 200, Concurrency: 32, Duration: 500 * time.Millisecond, Mix: mix}
 	g, err := loadgen.NewGRPC(a.GRPC)
