@@ -272,7 +272,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		Description:   "payments process manager",
 		FilterSubject: m.store.SubjectPrefix() + ".*",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       m.attemptTimeout*2 + 30*time.Second,
+		// A job heartbeats between attempts; one attempt (gateway call
+		// plus recording) is bounded by twice the attempt timeout. A
+		// message lost with a crashed manager comes back after this.
+		AckWait:       m.attemptTimeout*2 + 5*time.Second,
 		MaxAckPending: m.workers * 2,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		// One active worker group at a time across replicas: the server
@@ -301,6 +304,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		select {
 		case jobs <- msg: // blocks while every worker is busy
 		case <-ctx.Done():
+			_ = msg.Nak() // hand it back now rather than after AckWait
 		}
 	}, jetstream.PullMaxMessages(m.workers), jetstream.PullPriorityGroup(PriorityGroup))
 	if err != nil {
@@ -500,7 +504,9 @@ func (m *Manager) charge(ctx context.Context, j job, st order.State, attempt int
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "authorized")))
 		req.Outcome, req.PaymentRef, req.Amount, req.Currency = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, res.PaymentRef, st.Total, st.Currency
 	}
-	_, err = m.cmds.RecordPayment(callCtx(ctx, j), req)
+	rctx, rcancel := context.WithTimeout(callCtx(ctx, j), m.attemptTimeout)
+	_, err = m.cmds.RecordPayment(rctx, req)
+	rcancel()
 	switch status.Code(err) {
 	case codes.OK:
 		if req.Outcome == ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED {
@@ -562,7 +568,9 @@ func (m *Manager) refund(ctx context.Context, j job, st order.State, attempt int
 		return done, true, err
 	}
 	m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "refunded")))
-	_, err = m.cmds.RecordRefund(callCtx(ctx, j), &ordersv1.RecordRefundRequest{
+	rctx, rcancel := context.WithTimeout(callCtx(ctx, j), m.attemptTimeout)
+	defer rcancel()
+	_, err = m.cmds.RecordRefund(rctx, &ordersv1.RecordRefundRequest{
 		RequestId: fmt.Sprintf("refund:%d", j.Position), OrderId: j.OrderID, RefundRef: res.RefundRef, Amount: st.PaidAmount,
 	})
 	switch status.Code(err) {
