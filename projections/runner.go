@@ -257,7 +257,12 @@ func (r *Runner) follow(ctx context.Context) error {
 		case msgs <- m:
 		case <-cctx.Done():
 		}
-	}, jetstream.PullMaxMessages(r.batchSize*2))
+	},
+		jetstream.PullMaxMessages(r.batchSize*2),
+		// Short pulls with a fast heartbeat: after a stream leader moves,
+		// a missed heartbeat (2× the interval) is what makes the consumer
+		// re-create itself, so this bounds how long the read model stalls.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return err
 	}

@@ -282,7 +282,9 @@ func (s *Service) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 	if err == nil && info.NumPending == 0 && !follow {
 		return nil
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000),
+		// Notice a stream leader change within seconds when following.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return rpcerr.ToStatus(ctx, s.log, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err))
 	}

@@ -306,7 +306,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			_ = msg.Nak() // hand it back now rather than after AckWait
 		}
-	}, jetstream.PullMaxMessages(m.workers), jetstream.PullPriorityGroup(PriorityGroup))
+	}, jetstream.PullMaxMessages(m.workers), jetstream.PullPriorityGroup(PriorityGroup),
+		// A missed heartbeat (2× the interval) is how a pull notices a
+		// stream leader change; keep that to seconds, not the default 30 s.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		close(jobs)
 		wg.Wait()
