@@ -162,6 +162,7 @@ type RequestReusedError struct {
 	Position  uint64 // position of the original event with that message id
 }
 
+// Error says which order and position already hold the request id.
 func (e *RequestReusedError) Error() string {
 	return fmt.Sprintf("eventstore: request id %q was already used for order %s (position %d)", e.RequestID, e.OrderID, e.Position)
 }

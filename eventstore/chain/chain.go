@@ -111,6 +111,7 @@ const (
 	Missing
 )
 
+// String names the kind as reports print it: out-of-chain, altered, missing.
 func (k Kind) String() string {
 	switch k {
 	case OutOfChain:
