@@ -279,6 +279,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		return err
 	}
 	var pmgr *payments.Manager
+	stopPayments := func() {}
 	if cfg.Has("payments") {
 		sim := payments.NewSimulator(payments.SimulatorConfig{
 			Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
@@ -306,15 +307,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		pmgr = pm
 		ordersv1.RegisterPaymentAdminServiceServer(srv, payments.NewAdmin(pm, log))
 		hs.SetServingStatus(ordersv1.PaymentAdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-		pmCtx, stopPayments := context.WithCancel(context.Background())
-		pmDone := make(chan error, 1)
-		go func() { pmDone <- pm.Run(pmCtx) }()
-		defer func() {
-			stopPayments()
-			if err := <-pmDone; err != nil {
-				log.Error("payments stopped", "err", err)
-			}
+		pmCtx, cancelPayments := context.WithCancel(context.Background())
+		pmDone := make(chan struct{})
+		go func() {
+			defer close(pmDone)
+			_ = pm.Run(pmCtx) // nil by contract: it retries until stopped
 		}()
+		// Stopped before the gRPC server and NATS so that outcomes being
+		// recorded finish and unfinished jobs are handed back while the
+		// connection still works.
+		stopPayments = func() {
+			cancelPayments()
+			<-pmDone
+		}
+		defer stopPayments()
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(lis) }()
@@ -336,6 +342,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		// payments-only process: a node that also takes commands and
 		// queries stays useful while the provider is down.
 		paymentsOnly := len(cfg.Roles) == 1
+		checks = append(checks, Check{Name: "payments", Fn: func(context.Context) error {
+			if !pmgr.Consuming() {
+				// The cause is in the log; probes get no internal text.
+				if pmgr.Err() != nil {
+					return errors.New("not following the log; retrying (see the log for why)")
+				}
+				return errors.New("not following the log yet")
+			}
+			return nil
+		}})
 		checks = append(checks, Check{Name: "payment_gateway", Fn: func(context.Context) error {
 			if pmgr.CircuitOpen() && paymentsOnly {
 				return errors.New("circuit open: the provider keeps failing")
@@ -408,6 +424,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	case <-ctx.Done():
 	case runErr = <-serveErr:
 	}
+	stopPayments()
 	hs.Shutdown()
 	hctx, hcancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	if err := httpSrv.Shutdown(hctx); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
@@ -324,4 +325,50 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 		t.Fatalf("after the burst: %v", err)
 	}
 	t.Logf("%d served, %d shed", len(okIDs), shed)
+}
+
+// A payments manager that cannot follow the log keeps the process out of
+// readiness, naming the check, and recovers by itself once the obstacle
+// is gone: placed orders are then paid.
+func TestPaymentsNotFollowingIsNotReady(t *testing.T) {
+	ns := estest.StartServer(t)
+	// A first node creates the stream.
+	_, stop := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command")
+	stop()
+	_, js := estest.Connect(t, ns)
+	// A consumer named like the manager's that it cannot update (the
+	// deliver policy of a durable is fixed), as an operator might leave.
+	if _, err := js.CreateConsumer(t.Context(), "ORDERS", jetstream.ConsumerConfig{
+		Durable: "payments", AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverNewPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL())
+	base := "http://" + addrs.HTTP
+	waitStatus(t, base+"/readyz", http.StatusServiceUnavailable)
+	_, body := getJSON(t, base+"/readyz")
+	if checks, _ := body["checks"].(map[string]any); checks["payments"] == "ok" || checks["nats"] != "ok" {
+		t.Fatalf("readyz: %v", body)
+	}
+	cmd := ordersv1.NewOrderCommandServiceClient(dial(t, addrs.GRPC))
+	c, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "np-1", CustomerId: "c", Currency: "EUR",
+		Lines: []*ordersv1.LineItem{{Sku: "A", Quantity: 1, UnitPrice: 9}}, ShippingAddress: &ordersv1.Address{Line1: "1", City: "Oslo", Country: "NO"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cmd.PlaceOrder(t.Context(), &ordersv1.PlaceOrderRequest{RequestId: "np-2", OrderId: c.GetOrder().GetOrderId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(t.Context(), "ORDERS", "payments"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, base+"/readyz", http.StatusOK)
+	stream, err := ordersv1.NewOrderAuditServiceClient(dial(t, addrs.GRPC)).StreamEvents(t.Context(), &ordersv1.StreamEventsRequest{
+		OrderIds: []string{c.GetOrder().GetOrderId()}, FromPosition: p.GetPosition() + 1, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := stream.Recv(); err != nil || ev.GetEvent().GetType() != "PaymentAuthorized" {
+		t.Fatalf("after recovery: %v %v", ev, err)
+	}
 }

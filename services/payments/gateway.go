@@ -16,6 +16,12 @@ import (
 type PaymentGateway interface {
 	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
 	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
+	// Void releases the charge made under req.ChargeKey, if the provider
+	// holds one (voiding an authorization or refunding a capture), and
+	// succeeds with Released false when it never took money under that
+	// key. It is how money comes back when the outcome of a charge was
+	// never learned, so it must not need the provider's payment reference.
+	Void(ctx context.Context, req VoidRequest) (VoidResult, error)
 }
 
 // ChargeRequest asks for an amount to be authorized.
@@ -41,6 +47,20 @@ type RefundRequest struct {
 
 // RefundResult is a refund.
 type RefundResult struct{ RefundRef string }
+
+// VoidRequest asks for whatever was charged under ChargeKey (the
+// IdempotencyKey of an earlier ChargeRequest) to be released.
+type VoidRequest struct {
+	IdempotencyKey string
+	ChargeKey      string
+	OrderID        string
+}
+
+// VoidResult says whether money had been taken and was released.
+type VoidResult struct {
+	Released bool
+	VoidRef  string
+}
 
 // ErrDeclined is a permanent refusal: retrying will not change it. Wrap it
 // with the provider's reason.
@@ -75,6 +95,7 @@ type Simulator struct {
 	refunds  map[string]string
 	charged  map[string]int // successful charges per key
 	refunded map[string]int
+	voided   map[string]int // released charges per charge key
 	attempts int
 	down     bool
 }
@@ -90,7 +111,7 @@ func NewSimulator(cfg SimulatorConfig) *Simulator {
 		cfg.DeclineCustomer = "cust-decline"
 	}
 	return &Simulator{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
-		charges: map[string]chargeOutcome{}, refunds: map[string]string{}, charged: map[string]int{}, refunded: map[string]int{}}
+		charges: map[string]chargeOutcome{}, refunds: map[string]string{}, charged: map[string]int{}, refunded: map[string]int{}, voided: map[string]int{}}
 }
 
 // SetDown makes every call fail transiently (true) or behave again (false),
@@ -171,6 +192,37 @@ func (s *Simulator) Refund(ctx context.Context, req RefundRequest) (RefundResult
 	s.refunds[req.IdempotencyKey] = ref
 	s.refunded[req.IdempotencyKey]++
 	return RefundResult{RefundRef: ref}, nil
+}
+
+// Void releases a successful charge once per charge key.
+func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, error) {
+	if err := s.wait(ctx); err != nil {
+		return VoidResult{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failNow() {
+		return VoidResult{}, errors.New("simulator: provider temporarily unavailable")
+	}
+	o, ok := s.charges[req.ChargeKey]
+	if !ok || o.reason != "" {
+		return VoidResult{}, nil
+	}
+	if s.voided[req.ChargeKey] == 0 {
+		s.voided[req.ChargeKey]++
+	}
+	return VoidResult{Released: true, VoidRef: "sim-vd-" + o.ref}, nil
+}
+
+// Voided returns how many charges were released per charge key.
+func (s *Simulator) Voided() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.voided))
+	for k, v := range s.voided {
+		out[k] = v
+	}
+	return out
 }
 
 // Charged returns how many times money was actually taken per key.

@@ -15,15 +15,27 @@
 // jitter, a timeout per attempt, and a bounded number of attempts; then the
 // job is parked in the JetStream KV bucket PAYMENTS_PARKED, listed and
 // retried on demand through PaymentAdminService. A permanent decline is
-// recorded at once. A job whose order was cancelled meanwhile is dropped.
+// recorded at once. An outcome the command side will not record (any error
+// but a cancelled order) is retried the same way and parked, never
+// acknowledged as done: the money may have moved.
+//
+// A charge job whose order was cancelled before the charge was recorded is
+// dropped, unless an earlier attempt or delivery may have taken money (a
+// charge that succeeded but could not be recorded, a transient error after
+// the request was sent, a redelivery after a crash): then the charge made
+// under its key is voided through the gateway, with the same retries and
+// parking. Cancelling an order whose payment was recorded is the refund
+// job's business instead.
 //
 // Replicas: the durable consumer is pinned to one manager at a time (a
 // JetStream priority group); the others stand by and take over when it
 // stops pulling.
 //
-// Back-pressure: at most Workers jobs run, the consumer holds at most
-// 2×Workers unacknowledged messages, and the client buffers no more than
-// that: a slow gateway slows intake instead of growing memory.
+// Back-pressure: at most Workers jobs run and the consumer holds at most
+// Workers unacknowledged messages, so every delivered message is being
+// worked on (and kept alive with progress acknowledgements) rather than
+// waiting in a buffer until its AckWait runs out: a slow gateway slows
+// intake instead of growing memory or causing redeliveries.
 package payments
 
 import (
@@ -35,9 +47,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -156,10 +170,12 @@ type Manager struct {
 
 	breaker breaker
 
-	busy     atomic.Int64
-	attempts metric.Int64Counter
-	outcomes metric.Int64Counter
-	parked   metric.Int64Counter
+	busy      atomic.Int64
+	consuming atomic.Bool
+	lastErr   atomic.Pointer[error]
+	attempts  metric.Int64Counter
+	outcomes  metric.Int64Counter
+	parked    metric.Int64Counter
 
 	stats struct {
 		sync.Mutex
@@ -169,7 +185,7 @@ type Manager struct {
 
 // Stats counts what the manager did since it started.
 type Stats struct {
-	Charged, Declined, Refunded, Parked, Dropped, Attempts int
+	Charged, Declined, Refunded, Voided, Parked, Dropped, Attempts int
 }
 
 // New prepares a manager: it creates (or updates) the durable consumer and
@@ -247,12 +263,15 @@ const (
 
 // job is one unit of work, triggered by the event at Position.
 type job struct {
-	Kind      jobKind   `json:"kind"`
-	OrderID   string    `json:"order_id"`
-	Position  uint64    `json:"position"`
-	Attempts  int       `json:"attempts,omitempty"`
-	LastError string    `json:"last_error,omitempty"`
-	ParkedAt  time.Time `json:"parked_at,omitzero"`
+	Kind     jobKind `json:"kind"`
+	OrderID  string  `json:"order_id"`
+	Position uint64  `json:"position"`
+	Attempts int     `json:"attempts,omitempty"`
+	// MaybeCharged says an earlier attempt or delivery may have taken
+	// money under the charge key, so a cancelled order needs a void.
+	MaybeCharged bool      `json:"maybe_charged,omitempty"`
+	LastError    string    `json:"last_error,omitempty"`
+	ParkedAt     time.Time `json:"parked_at,omitzero"`
 }
 
 // result of running a job.
@@ -264,19 +283,60 @@ const (
 	abandon               // stopped (shutdown); the message is redelivered
 )
 
-// Run consumes the log until ctx ends. It returns nil then, or the error
-// that kept it from consuming.
+// Run consumes the log until ctx ends, then returns nil. When the consumer
+// cannot be created or fails (JetStream not ready yet, a cluster electing
+// a leader, an incompatible consumer left by an operator), Run keeps
+// trying with backoff; Consuming reports false meanwhile and Err says why,
+// so a readiness check can show it.
 func (m *Manager) Run(ctx context.Context) error {
+	wait := time.Second
+	for {
+		err := m.consume(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		m.lastErr.Store(&err)
+		m.log.Warn("payments: not consuming the log; retrying", "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+}
+
+// Consuming reports whether the manager is following the log now.
+func (m *Manager) Consuming() bool { return m.consuming.Load() }
+
+// Err returns why the manager last failed to follow the log, or nil.
+func (m *Manager) Err() error {
+	if p := m.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// ackWait bounds how long a message may go without an acknowledgement or
+// progress signal before the server redelivers it: a crashed manager's
+// messages come back after this. Running jobs signal progress every
+// ackWait/3, so it need not cover backoff sleeps.
+func (m *Manager) ackWait() time.Duration { return m.attemptTimeout*2 + 5*time.Second }
+
+// consume runs one consumer until ctx ends or the consumer cannot run.
+func (m *Manager) consume(ctx context.Context) error {
 	cons, err := m.js.CreateOrUpdateConsumer(ctx, m.store.StreamName(), jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		Description:   "payments process manager",
 		FilterSubject: m.store.SubjectPrefix() + ".*",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		// A job heartbeats between attempts; one attempt (gateway call
-		// plus recording) is bounded by twice the attempt timeout. A
-		// message lost with a crashed manager comes back after this.
-		AckWait:       m.attemptTimeout*2 + 5*time.Second,
-		MaxAckPending: m.workers * 2,
+		AckWait:       m.ackWait(),
+		// No more messages outstanding than workers: a delivered message
+		// is always being worked on, never waiting out its AckWait in a
+		// buffer (which would deliver it a second time).
+		MaxAckPending: m.workers,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		// One active worker group at a time across replicas: the server
 		// pins the consumer to one manager and fails over to another
@@ -286,9 +346,6 @@ func (m *Manager) Run(ctx context.Context) error {
 		PinnedTTL:      m.pinnedTTL,
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return fmt.Errorf("payments: consumer: %w", err)
 	}
 	jobs := make(chan jetstream.Msg)
@@ -300,6 +357,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		})
 	}
+	// A consumer that stops delivering (deleted under us, say) ends this
+	// run so Run can set up a new one.
+	failed := make(chan error, 1)
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		select {
 		case jobs <- msg: // blocks while every worker is busy
@@ -309,17 +369,36 @@ func (m *Manager) Run(ctx context.Context) error {
 	}, jetstream.PullMaxMessages(m.workers), jetstream.PullPriorityGroup(PriorityGroup),
 		// A missed heartbeat (2× the interval) is how a pull notices a
 		// stream leader change; keep that to seconds, not the default 30 s.
-		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
+		}))
 	if err != nil {
 		close(jobs)
 		wg.Wait()
 		return fmt.Errorf("payments: consume: %w", err)
 	}
-	<-ctx.Done()
+	m.consuming.Store(true)
+	m.lastErr.Store(nil)
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-failed:
+		err = fmt.Errorf("payments: consumer lost: %w", err)
+	}
+	m.consuming.Store(false)
 	cc.Stop()
 	<-cc.Closed()
 	close(jobs)
 	wg.Wait()
+	if ctx.Err() == nil {
+		return err
+	}
 	// Hand over at once rather than after PinnedTTL: a stopping manager
 	// unpins the group so a standby replica takes over. After a crash the
 	// TTL does it.
@@ -332,7 +411,9 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // handle runs the job an event calls for and acknowledges the event once
-// the job is done or parked.
+// the job is done or parked. While the job runs it tells the server every
+// ackWait/3 that the message is in progress, so a long backoff or a slow
+// provider never makes the server deliver it again.
 func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 	rec, err := eventstore.DecodeMsg(msg, m.store.SubjectPrefix())
 	if err != nil {
@@ -349,10 +430,32 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
+	if md, err := msg.Metadata(); err != nil || md.NumDelivered > 1 {
+		// An earlier delivery may have charged before its manager
+		// stopped.
+		j.MaybeCharged = true
+	}
 	m.busy.Add(1)
 	defer m.busy.Add(-1)
 	ctx = otelstore.ContextFrom(ctx, rec.Meta)
-	switch m.run(ctx, j, func() { _ = msg.InProgress() }) {
+	stop := make(chan struct{})
+	var beat sync.WaitGroup
+	beat.Go(func() {
+		t := time.NewTicker(m.ackWait() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	})
+	r := m.run(ctx, &j)
+	close(stop)
+	beat.Wait()
+	switch r {
 	case done, parked:
 		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("payments: ack failed; the job will be redelivered and deduplicated", "order", j.OrderID, "err", err)
@@ -362,16 +465,15 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
-// run executes a job with its retry budget. alive is called between
-// attempts so the consumer knows the job is still being worked on.
-func (m *Manager) run(ctx context.Context, j job, alive func()) result {
+// run executes a job with its retry budget. The job records what its
+// attempts learned (MaybeCharged), which parking keeps.
+func (m *Manager) run(ctx context.Context, j *job) result {
 	var lastErr error
 	for attempt := 1; attempt <= m.maxAttempts; attempt++ {
 		if attempt > 1 {
 			if !m.sleep(ctx, attempt-1) {
 				return abandon
 			}
-			alive()
 		}
 		st, err := m.state(ctx, j.OrderID)
 		if err != nil {
@@ -408,7 +510,6 @@ func (m *Manager) run(ctx context.Context, j job, alive func()) result {
 				t.Stop()
 				return abandon
 			}
-			alive()
 			attempt--
 			continue
 		}
@@ -420,7 +521,7 @@ func (m *Manager) run(ctx context.Context, j job, alive func()) result {
 		j.LastError = lastErr.Error()
 	}
 	j.ParkedAt = time.Now().UTC()
-	if err := m.park(ctx, j); err != nil {
+	if err := m.park(ctx, *j); err != nil {
 		m.log.Error("payments: could not park job; it will be redelivered", "order", j.OrderID, "err", err)
 		return abandon
 	}
@@ -472,11 +573,15 @@ func callCtx(ctx context.Context, j job) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "x-actor", "payments", "x-causation-id", strconv.FormatUint(j.Position, 10))
 }
 
-// charge runs one charge attempt. retry reports a transient failure.
-func (m *Manager) charge(ctx context.Context, j job, st order.State, attempt int) (result, bool, error) {
+// charge runs one charge attempt. retry reports a failure worth another
+// attempt.
+func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt int) (result, bool, error) {
+	if st.Status == order.StatusCancelled && st.PaidAmount == 0 && j.MaybeCharged {
+		return m.void(ctx, j, attempt)
+	}
 	if st.Status != order.StatusPlaced {
-		// Paid, declined (recorded by an earlier delivery), cancelled
-		// meanwhile, or never placed: nothing to charge.
+		// Paid or declined (recorded by an earlier delivery), cancelled
+		// before any money moved, or never placed: nothing to charge.
 		m.count(func(s *Stats) { s.Dropped++ })
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped")))
 		return done, false, nil
@@ -488,7 +593,7 @@ func (m *Manager) charge(ctx context.Context, j job, st order.State, attempt int
 	actx, span := m.tracer.Start(actx, "payment.charge", trace.WithAttributes(
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
 	res, err := m.gw.Charge(actx, ChargeRequest{
-		IdempotencyKey: fmt.Sprintf("charge:%s:%d", j.OrderID, j.Position),
+		IdempotencyKey: chargeKey(*j),
 		OrderID:        j.OrderID, CustomerID: st.CustomerID, Amount: st.Total, Currency: st.Currency,
 	})
 	span.End()
@@ -501,13 +606,16 @@ func (m *Manager) charge(ctx context.Context, j job, st order.State, attempt int
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "declined")))
 		req.Outcome, req.Reason = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED, declineReason(err)
 	case err != nil:
+		// The request may have reached the provider before the error.
+		j.MaybeCharged = true
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "error")))
 		return done, true, err
 	default:
+		j.MaybeCharged = true
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "authorized")))
 		req.Outcome, req.PaymentRef, req.Amount, req.Currency = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, res.PaymentRef, st.Total, st.Currency
 	}
-	rctx, rcancel := context.WithTimeout(callCtx(ctx, j), m.attemptTimeout)
+	rctx, rcancel := context.WithTimeout(callCtx(ctx, *j), m.attemptTimeout)
 	_, err = m.cmds.RecordPayment(rctx, req)
 	rcancel()
 	switch status.Code(err) {
@@ -520,38 +628,72 @@ func (m *Manager) charge(ctx context.Context, j job, st order.State, attempt int
 			m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "declined")))
 		}
 		return done, false, nil
-	case codes.FailedPrecondition:
-		// The order moved on (cancelled) between the charge and its
-		// recording. Money taken for an order that no longer wants it
-		// goes straight back.
-		if req.Outcome == ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED {
-			if _, rerr := m.gw.Refund(ctx, RefundRequest{IdempotencyKey: fmt.Sprintf("refund:%s", j.OrderID), OrderID: j.OrderID,
-				PaymentRef: res.PaymentRef, Amount: st.Total, Currency: st.Currency}); rerr != nil {
-				return done, true, fmt.Errorf("refunding an unrecordable charge: %w", rerr)
-			}
-			m.log.Warn("payments: order changed before its charge was recorded; charge refunded", "order", j.OrderID, "payment_ref", res.PaymentRef)
-		}
-		m.count(func(s *Stats) { s.Dropped++ })
-		return done, false, nil
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Canceled:
-		// The charge stands at the provider; the retry repeats the
-		// same idempotency key and request id, so nothing doubles.
-		return done, true, fmt.Errorf("recording the payment: %w", err)
 	default:
-		return done, false, fmt.Errorf("recording the payment: %w", err)
+		// Not recorded: the order was cancelled meanwhile (the next
+		// attempt sees that and voids the charge), or the command side
+		// is unreachable or refuses. The charge stands at the provider;
+		// the retry repeats the same idempotency key and request id, so
+		// nothing doubles, and a job that never gets recorded is parked
+		// for an operator rather than forgotten.
+		return done, true, fmt.Errorf("recording the payment: %w", err)
 	}
 }
 
+// void releases whatever a charge job's earlier attempts may have taken
+// for an order cancelled before the charge was recorded.
+func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, error) {
+	if err := m.breaker.allow(); err != nil {
+		return done, true, err
+	}
+	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
+	actx, span := m.tracer.Start(actx, "payment.void", trace.WithAttributes(
+		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
+	res, err := m.gw.Void(actx, VoidRequest{IdempotencyKey: "void:" + chargeKey(*j), ChargeKey: chargeKey(*j), OrderID: j.OrderID})
+	span.End()
+	cancel()
+	m.breaker.record(err == nil)
+	m.count(func(s *Stats) { s.Attempts++ })
+	if err != nil {
+		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "void"), attribute.String("result", "error")))
+		return done, true, fmt.Errorf("voiding the charge of a cancelled order: %w", err)
+	}
+	m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "void"), attribute.String("result", "ok")))
+	if res.Released {
+		m.count(func(s *Stats) { s.Voided++ })
+		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "voided")))
+		m.log.Warn("payments: order cancelled before its charge was recorded; charge voided", "order", j.OrderID, "void_ref", res.VoidRef)
+	} else {
+		m.count(func(s *Stats) { s.Dropped++ })
+		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped")))
+	}
+	return done, false, nil
+}
+
+func chargeKey(j job) string { return fmt.Sprintf("charge:%s:%d", j.OrderID, j.Position) }
+
+// declineReason turns a provider's decline into text the order accepts:
+// valid UTF-8 without control characters, at most order.MaxTextLen
+// characters. Without this a decline the command side refuses
+// would never be recorded.
 func declineReason(err error) string {
-	r := err.Error()
-	if len(r) > order.MaxTextLen {
-		r = r[:order.MaxTextLen]
+	r := strings.Map(func(c rune) rune {
+		if unicode.IsControl(c) {
+			return ' '
+		}
+		return c
+	}, strings.ToValidUTF8(err.Error(), "\uFFFD"))
+	if rs := []rune(r); len(rs) > order.MaxTextLen {
+		r = string(rs[:order.MaxTextLen])
+	}
+	r = strings.TrimSpace(r)
+	if r == "" {
+		r = "declined"
 	}
 	return r
 }
 
 // refund runs one refund attempt for a cancelled order.
-func (m *Manager) refund(ctx context.Context, j job, st order.State, attempt int) (result, bool, error) {
+func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt int) (result, bool, error) {
 	if !st.RefundDue() {
 		return done, false, nil
 	}
@@ -571,7 +713,7 @@ func (m *Manager) refund(ctx context.Context, j job, st order.State, attempt int
 		return done, true, err
 	}
 	m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "refunded")))
-	rctx, rcancel := context.WithTimeout(callCtx(ctx, j), m.attemptTimeout)
+	rctx, rcancel := context.WithTimeout(callCtx(ctx, *j), m.attemptTimeout)
 	defer rcancel()
 	_, err = m.cmds.RecordRefund(rctx, &ordersv1.RecordRefundRequest{
 		RequestId: fmt.Sprintf("refund:%d", j.Position), OrderId: j.OrderID, RefundRef: res.RefundRef, Amount: st.PaidAmount,
@@ -581,10 +723,10 @@ func (m *Manager) refund(ctx context.Context, j job, st order.State, attempt int
 		m.count(func(s *Stats) { s.Refunded++ })
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "refunded")))
 		return done, false, nil
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Canceled:
-		return done, true, fmt.Errorf("recording the refund: %w", err)
 	default:
-		return done, false, fmt.Errorf("recording the refund: %w", err)
+		// The refund stands at the provider; retried with the same keys,
+		// then parked, never forgotten.
+		return done, true, fmt.Errorf("recording the refund: %w", err)
 	}
 }
 
@@ -642,8 +784,8 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 			continue
 		}
 		key := parkKey(j.Kind, j.OrderID)
-		fresh := job{Kind: j.Kind, OrderID: j.OrderID, Position: j.Position}
-		switch m.run(ctx, fresh, func() {}) {
+		fresh := job{Kind: j.Kind, OrderID: j.OrderID, Position: j.Position, MaybeCharged: j.MaybeCharged}
+		switch m.run(ctx, &fresh) {
 		case done:
 			if err := m.kv.Delete(ctx, key); err != nil {
 				return completed, parkedAgain, err
