@@ -22,7 +22,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -126,6 +128,10 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 		return result{}, rpcerr.Invalid("order_id", "required")
 	}
 	meta := s.metadata(ctx, requestID)
+	// followed is set once a retried CreateOrder has switched to the order
+	// its request id points at; that order must then be one this request
+	// created, not another order that merely used the same request id.
+	followed := false
 	for attempt := 0; attempt < s.maxAttempts; attempt++ {
 		var recs []eventstore.Recorded
 		// A freshly generated UUIDv7 has no history: skip the load and let
@@ -135,6 +141,9 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 			if recs, err = s.store.Load(ctx, orderID); err != nil {
 				return result{}, err
 			}
+		}
+		if followed && (len(recs) == 0 || recs[0].Meta.RequestID != requestID) {
+			return result{}, rpcerr.Invalid("request_id", "already used for another order")
 		}
 		st, revision, original, err := fold(recs, requestID)
 		if err != nil {
@@ -167,13 +176,15 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 		case errors.As(err, &reused) && generatedID:
 			// A retried CreateOrder: its first attempt created the order
 			// under the id generated then.
-			orderID = reused.OrderID
+			orderID, followed = reused.OrderID, true
 			continue
 		case errors.As(err, &reused):
 			return result{}, rpcerr.Invalid("request_id", "already used for another order")
 		case errors.Is(err, eventstore.ErrConflict):
 			if expected != nil {
-				return result{}, fmt.Errorf("%w: %v", rpcerr.ErrStaleRevision, err)
+				// The store's error names NATS internals; the client
+				// learns only what it can act on.
+				return result{}, fmt.Errorf("%w: expected %d, another change landed first", rpcerr.ErrStaleRevision, revision)
 			}
 			continue
 		case err != nil:
@@ -254,8 +265,11 @@ func first(md metadata.MD, key string) string {
 	if len(v) == 0 {
 		return ""
 	}
-	s := v[0]
-	if len(s) > 128 || !utf8.ValidString(s) {
+	// Surrounding whitespace is trimmed (the event store keeps header
+	// values exact); anything still unfit for a header is ignored rather
+	// than failing the command.
+	s := strings.TrimSpace(v[0])
+	if len(s) > 128 || !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) {
 		return ""
 	}
 	return s

@@ -179,7 +179,12 @@ func DecodeEvent(eventType string, data []byte) (order.Event, error) {
 	}
 	e, err := EventFromProto(&pb)
 	if err != nil {
-		return nil, err
+		if knownType(eventType) {
+			// The payload holds no case (or one from a newer build)
+			// while the header names a type this build knows.
+			return nil, fmt.Errorf("%w: %s: payload holds no %s", ErrCorruptEvent, eventType, eventType)
+		}
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}
 	if e.EventType() != eventType {
 		if !knownType(eventType) {

@@ -66,6 +66,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"type mismatch", "OrderShipped", placed, convert.ErrCorruptEvent},
 		{"unknown type header", "OrderTeleported", placed, convert.ErrUnknownEventType},
 		{"unknown case", "OrderTeleported", future, convert.ErrUnknownEventType},
+		{"known type, no case", "OrderPlaced", nil, convert.ErrCorruptEvent},
+		{"known type, newer case", "OrderPlaced", future, convert.ErrCorruptEvent},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := convert.DecodeEvent(tt.typ, tt.data); !errors.Is(err, tt.want) {
