@@ -19,7 +19,10 @@ const (
 	DefaultCircuitCooldown  = 2 * time.Second
 )
 
-// breaker is a consecutive-failure circuit breaker.
+// breaker is a consecutive-failure circuit breaker. After the cool-down it
+// is half-open: one call at a time probes the provider, and its result
+// closes the circuit or opens it for another cool-down, so a recovering
+// provider meets one request rather than every waiting worker at once.
 type breaker struct {
 	threshold int
 	cooldown  time.Duration
@@ -27,33 +30,51 @@ type breaker struct {
 	mu       sync.Mutex
 	failures int
 	openedAt time.Time
+	probing  bool
 }
 
-// wait returns how long until an open circuit lets calls through again.
+// probePoll is how often workers held back by a half-open circuit look
+// again while the probe is in flight.
+func (b *breaker) probePoll() time.Duration { return max(b.cooldown/20, 10*time.Millisecond) }
+
+// wait returns how long until the circuit may let a held-back call
+// through: the rest of the cool-down, or a short poll while a probe runs.
 func (b *breaker) wait() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failures < b.threshold {
 		return 0
 	}
-	return max(b.cooldown-time.Since(b.openedAt), 0)
+	if rest := b.cooldown - time.Since(b.openedAt); rest > 0 {
+		return rest
+	}
+	if b.probing {
+		return b.probePoll()
+	}
+	return 0
 }
 
-// allow reports ErrCircuitOpen while the circuit is open; after the
-// cool-down it lets calls through again (half-open), and the next result
-// closes or re-opens it.
+// allow reports ErrCircuitOpen while the circuit is open, or half-open
+// with a probe in flight. A nil answer must be followed by record or
+// cancel.
 func (b *breaker) allow() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.failures >= b.threshold && time.Since(b.openedAt) < b.cooldown {
+	if b.failures < b.threshold {
+		return nil
+	}
+	if time.Since(b.openedAt) < b.cooldown || b.probing {
 		return ErrCircuitOpen
 	}
+	b.probing = true
 	return nil
 }
 
+// record counts the result of an allowed call.
 func (b *breaker) record(ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.probing = false
 	if ok {
 		b.failures = 0
 		return
@@ -62,6 +83,14 @@ func (b *breaker) record(ok bool) {
 	if b.failures >= b.threshold {
 		b.openedAt = time.Now()
 	}
+}
+
+// cancel ends an allowed call that says nothing about the provider (it
+// was stopped by shutdown), without counting it.
+func (b *breaker) cancel() {
+	b.mu.Lock()
+	b.probing = false
+	b.mu.Unlock()
 }
 
 func (b *breaker) isOpen() bool {

@@ -598,7 +598,7 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 	})
 	span.End()
 	cancel()
-	m.breaker.record(err == nil || errors.Is(err, ErrDeclined))
+	m.recordCall(ctx, err == nil || errors.Is(err, ErrDeclined))
 	m.count(func(s *Stats) { s.Attempts++ })
 	req := &ordersv1.RecordPaymentRequest{RequestId: fmt.Sprintf("pay:%d", j.Position), OrderId: j.OrderID}
 	switch {
@@ -651,7 +651,7 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 	res, err := m.gw.Void(actx, VoidRequest{IdempotencyKey: "void:" + chargeKey(*j), ChargeKey: chargeKey(*j), OrderID: j.OrderID})
 	span.End()
 	cancel()
-	m.breaker.record(err == nil)
+	m.recordCall(ctx, err == nil)
 	m.count(func(s *Stats) { s.Attempts++ })
 	if err != nil {
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "void"), attribute.String("result", "error")))
@@ -667,6 +667,16 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped")))
 	}
 	return done, false, nil
+}
+
+// recordCall tells the circuit breaker how a provider call went; a call
+// cut short by shutdown says nothing about the provider.
+func (m *Manager) recordCall(ctx context.Context, ok bool) {
+	if ctx.Err() != nil {
+		m.breaker.cancel()
+		return
+	}
+	m.breaker.record(ok)
 }
 
 func chargeKey(j job) string { return fmt.Sprintf("charge:%s:%d", j.OrderID, j.Position) }
@@ -706,7 +716,7 @@ func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt in
 	res, err := m.gw.Refund(actx, RefundRequest{IdempotencyKey: "refund:" + j.OrderID, OrderID: j.OrderID, PaymentRef: st.PaymentRef, Amount: st.PaidAmount, Currency: st.Currency})
 	span.End()
 	cancel()
-	m.breaker.record(err == nil)
+	m.recordCall(ctx, err == nil)
 	m.count(func(s *Stats) { s.Attempts++ })
 	if err != nil {
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "error")))
