@@ -334,6 +334,9 @@ func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
 // is closed for good (for example after the server rejected its
 // credentials). Use it after Connect where going on without NATS makes no
 // sense, with a deadline that says how long an outage at start-up may last.
+// The error wraps ctx.Err() when the deadline passed, or
+// nats.ErrConnectionClosed together with the connection's last error when it
+// closed.
 func WaitConnected(ctx context.Context, nc *nats.Conn) error {
 	ch := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
 	defer nc.RemoveStatusListener(ch)
@@ -343,7 +346,9 @@ func WaitConnected(ctx context.Context, nc *nats.Conn) error {
 			return nil
 		case nats.CLOSED:
 			if err := nc.LastError(); err != nil {
-				return fmt.Errorf("NATS_URL: connection closed: %w", err)
+				// Both are wrapped: callers test for a closed connection,
+				// and the last error says why it closed.
+				return fmt.Errorf("NATS_URL: %w: %w", nats.ErrConnectionClosed, err)
 			}
 			return fmt.Errorf("NATS_URL: %w", nats.ErrConnectionClosed)
 		}
