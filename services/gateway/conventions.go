@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -31,6 +34,10 @@ type requestConventions struct {
 	revision       uint64 // fills expected_revision when ifMatch
 	minPosition    uint64 // raises consistency.min_position
 	query          url.Values
+	// bodyOnly: the request's method carries a body (POST, PUT, PATCH),
+	// and every such route maps the whole body (body: "*"), so
+	// grpc-gateway reads no query parameter for it.
+	bodyOnly bool
 }
 
 type conventionsKey struct{}
@@ -42,11 +49,15 @@ func conventionsFrom(ctx context.Context) *requestConventions {
 
 // conventions checks headers and body before grpc-gateway sees a request:
 // it parses the convention headers into the context (400 when malformed),
-// enforces the body's Content-Type (415) and size cap (413), and buffers
-// the body.
+// rejects a path or query parameter that is not UTF-8 once percent-decoded
+// (400: a proto string could not carry it), enforces the body's
+// Content-Type (415) and size cap (413), and buffers the body.
 func conventions(cfg config, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conv, err := parseConventions(r.Header)
+		if err == nil {
+			err = checkUTF8(r.URL)
+		}
 		if err != nil {
 			writeStatus(w, http.StatusBadRequest, err)
 			return
@@ -54,8 +65,10 @@ func conventions(cfg config, next http.Handler) http.Handler {
 		if r.URL.RawQuery != "" {
 			conv.query = r.URL.Query()
 		}
+		withBody := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
+		conv.bodyOnly = withBody
 		req := r.WithContext(context.WithValue(r.Context(), conventionsKey{}, conv))
-		if r.ContentLength != 0 || r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+		if r.ContentLength != 0 || withBody {
 			body, code, err := readBody(w, r, cfg.bodyLimit, cfg.bodyTimeout)
 			if err != nil {
 				// What is left of the body is not worth reading (net/http
@@ -71,11 +84,38 @@ func conventions(cfg config, next http.Handler) http.Handler {
 	})
 }
 
+// checkUTF8 rejects a decoded path, query parameter name or value that is
+// not valid UTF-8: it would reach a proto string field, which cannot hold
+// it, and fail as an internal error when the request is marshalled.
+func checkUTF8(u *url.URL) error {
+	if !utf8.ValidString(u.Path) {
+		return invalid("path", "must be valid UTF-8 once percent-decoded")
+	}
+	if u.RawQuery == "" {
+		return nil
+	}
+	q, _ := url.ParseQuery(u.RawQuery) // a malformed escape is grpc-gateway's 400
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		if !utf8.ValidString(k) {
+			return invalid(strings.ToValidUTF8(k, "\uFFFD"), "query parameter name must be valid UTF-8 once percent-decoded")
+		}
+		for _, v := range q[k] {
+			if !utf8.ValidString(v) {
+				return invalid(k, "must be valid UTF-8 once percent-decoded")
+			}
+		}
+	}
+	return nil
+}
+
 // parseConventions reads Idempotency-Key, If-Match and X-Min-Position.
 func parseConventions(h http.Header) (*requestConventions, error) {
 	c := &requestConventions{idempotencyKey: h.Get("Idempotency-Key")}
 	if len(h.Values("Idempotency-Key")) > 1 {
 		return nil, invalid("Idempotency-Key", "must be given once")
+	}
+	if !utf8.ValidString(c.idempotencyKey) {
+		return nil, invalid("Idempotency-Key", "must be valid UTF-8")
 	}
 	switch im := h.Values("If-Match"); len(im) {
 	case 0:
@@ -202,16 +242,23 @@ func (c conventionConn) Invoke(ctx context.Context, method string, args, reply a
 	return c.ClientConnInterface.Invoke(ctx, method, args, reply, opts...)
 }
 
-// apply rejects a query parameter that names no field of m (grpc-gateway
-// would ignore it, so a misspelt filter would silently match everything),
-// then fills request_id, expected_revision and consistency.min_position of
-// m where the message has them. A body value that contradicts a header is
-// INVALID_ARGUMENT, except min_position, where the larger one wins.
+// apply rejects any query parameter of a request with a body, and a query
+// parameter that names no field of m: grpc-gateway would ignore either (a
+// body: "*" route reads no query parameter at all), so a misspelt filter
+// would silently match everything and ?expectedRevision=… on a command
+// would skip its concurrency check. It then fills request_id,
+// expected_revision and consistency.min_position of m where the message
+// has them. A body value that contradicts a header is INVALID_ARGUMENT,
+// except min_position, where the larger one wins.
 func (c *requestConventions) apply(m protoreflect.Message) error {
 	if c == nil {
 		return nil
 	}
-	for k := range c.query {
+	keys := slices.Sorted(maps.Keys(c.query))
+	if c.bodyOnly && len(keys) > 0 {
+		return invalid(keys[0], "query parameters are not read on POST, PUT or PATCH; send the field in the JSON body")
+	}
+	for _, k := range keys {
 		if !namesField(m.Descriptor(), k) {
 			return status.Errorf(codes.InvalidArgument, "unknown query parameter %q", k)
 		}

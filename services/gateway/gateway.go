@@ -27,9 +27,10 @@
 // # HTTP conventions
 //
 //   - Idempotency-Key fills request_id of a request message that has one
-//     (the commands) when the body (or query) leaves it empty. A retry with
-//     the same key returns the original answer and appends nothing. A body
-//     whose requestId differs from the header is 400.
+//     (the commands) when the body (for DELETE, which has none, the query)
+//     leaves it empty. A retry with the same key returns the original answer
+//     and appends nothing. A body whose requestId differs from the header is
+//     400.
 //   - If-Match: "<revision>" fills expected_revision of a request that has
 //     one; a stale revision then answers 412 Precondition Failed (without
 //     If-Match, a stale expectedRevision in the body answers 409). If-Match: *
@@ -46,6 +47,12 @@
 //     unknown field (named in the message) or an unknown enum name: 400. So
 //     is a query parameter that names no field of the request: grpc-gateway
 //     alone would ignore it, and a misspelt filter would match everything.
+//     POST, PUT and PATCH take their fields from the JSON body only (their
+//     rules map the whole body), so any query parameter on them is 400
+//     rather than silently ignored (?expectedRevision=… would otherwise
+//     skip the concurrency check).
+//   - A path, or a query parameter name or value, that is not valid UTF-8
+//     once percent-decoded (/v1/orders/%FF) is 400: proto strings are UTF-8.
 //   - Path parameters are percent-decoded before matching, so an order id
 //     holding ':' works (/v1/orders/a:b:place), but one holding '/' cannot
 //     be addressed over REST: its segments would be matched as the path's.

@@ -709,3 +709,78 @@ func TestServiceConn(t *testing.T) {
 		t.Fatal("New accepted a connection for a service without routes")
 	}
 }
+
+// fieldViolation is the field named by the BadRequest detail of an error
+// answer.
+func (r reply) fieldViolation() string {
+	return r.str("details", "0", "fieldViolations", "0", "field")
+}
+
+// TestQueryParametersOnBodyRoutes checks that a query parameter on a
+// command (body: "*", whose handler reads no query parameter) is refused
+// rather than ignored: ?expectedRevision= must not append without its
+// concurrency check.
+func TestQueryParametersOnBodyRoutes(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	id := c.str("order", "orderId")
+	o := "/v1/orders/" + id
+	cases := []struct {
+		name, method, path, body, param string
+	}{
+		{"stale expectedRevision", "POST", o + "/items?expectedRevision=1", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, "expectedRevision"},
+		{"requestId", "POST", o + "/items?requestId=q1", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, "requestId"},
+		{"PATCH", "PATCH", o + "/items/BOOK-1?expected_revision=1", `{"quantity":1}`, "expected_revision"},
+		{"PUT", "PUT", o + "/shipping-address?shippingAddress.city=Rome", `{}`, "shippingAddress.city"},
+		{"action", "POST", o + ":place?expectedRevision=1", `{}`, "expectedRevision"},
+		{"create", "POST", "/v1/orders?customerId=x", `{"customerId":"c","currency":"EUR"}`, "customerId"},
+		{"stream", "POST", "/v1/events:verify?x=1", `{}`, "x"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := expect(t, e.do(t, tc.method, tc.path, tc.body, "Idempotency-Key", key()), 400)
+			assertStatusJSON(t, r)
+			if r.get("code") != float64(3) || r.fieldViolation() != tc.param {
+				t.Fatalf("code %v naming %q, want 3 naming %q: %s", r.get("code"), r.fieldViolation(), tc.param, r.raw)
+			}
+		})
+	}
+	if n := len(e.loadEvents(t, id)); n != 1 {
+		t.Fatalf("%d events after refused commands, want 1", n)
+	}
+	// DELETE has no body: its query parameters are read.
+	expect(t, e.do(t, "DELETE", o+"/items/BOOK-1?expectedRevision=999999", "", "Idempotency-Key", key()), 409)
+	expect(t, e.do(t, "DELETE", o+"/items/BOOK-1?expectedRevision="+c.str("revision"), "", "Idempotency-Key", key()), 200)
+}
+
+// TestInvalidUTF8Parameters checks that a path or query parameter that is
+// not UTF-8 once decoded is the client's mistake, not an internal error.
+func TestInvalidUTF8Parameters(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
+	cases := []struct {
+		name, method, path, body string
+		headers                  []string
+	}{
+		{"path", "GET", "/v1/orders/%FF", "", nil},
+		{"path of a history", "GET", "/v1/orders/a%C3/history", "", nil},
+		{"path of a command", "POST", "/v1/orders/%FF:place", `{}`, []string{"Idempotency-Key", key()}},
+		{"path of a sub-resource", "DELETE", o + "/items/%FE%FF", "", []string{"Idempotency-Key", key()}},
+		{"query value", "GET", "/v1/orders?customerId=%FF", "", nil},
+		{"query name", "GET", "/v1/orders?%FF=1", "", nil},
+		{"query on a stream", "GET", "/v1/events?orderIds=%FF", "", nil},
+		{"Idempotency-Key", "POST", o + ":place", `{}`, []string{"Idempotency-Key", "k\xff"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := expect(t, e.do(t, tc.method, tc.path, tc.body, tc.headers...), 400)
+			assertStatusJSON(t, r)
+			if r.get("code") != float64(3) {
+				t.Fatalf("gRPC code %v, want 3: %s", r.get("code"), r.raw)
+			}
+		})
+	}
+	// Valid multi-byte UTF-8 still works.
+	expect(t, e.do(t, "GET", "/v1/orders?customerId=%C3%A9", ""), 200)
+}

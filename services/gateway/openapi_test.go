@@ -132,3 +132,21 @@ func TestOpenAPIConfigCoversConventions(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyRoutesTakeTheWholeBody guards the gateway's refusal of query
+// parameters on POST, PUT and PATCH: it is right only while every such
+// rule maps the whole body, so that grpc-gateway reads no query parameter.
+func TestBodyRoutesTakeTheWholeBody(t *testing.T) {
+	for _, rt := range httpRules(t) {
+		switch rt.method {
+		case "post", "put", "patch":
+			if rt.body != "*" {
+				t.Errorf("%s: %s with body %q; the gateway assumes body \"*\" for every %s", rt.selector, rt.method, rt.body, rt.method)
+			}
+		default:
+			if rt.body != "" {
+				t.Errorf("%s: %s with a body", rt.selector, rt.method)
+			}
+		}
+	}
+}
