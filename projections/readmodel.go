@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"time"
 
@@ -233,12 +234,47 @@ func (m *ReadModel) GetOrder(ctx context.Context, id string) (Order, uint64, err
 	return o, pos, err
 }
 
-// ListFilter selects orders for List.
+// ListFilter selects orders for List. Creation times are stored as int64
+// Unix nanoseconds (1677-09-21 to 2262-04-11); a bound outside that range
+// is clamped to it, so a CreatedAfter before it or a CreatedBefore after it
+// bounds nothing, and a CreatedAfter after it or a CreatedBefore before it
+// matches nothing.
 type ListFilter struct {
 	CustomerID    string
 	Status        order.Status // StatusUnspecified: any
 	CreatedAfter  time.Time    // inclusive; zero: unbounded
 	CreatedBefore time.Time    // exclusive; zero: unbounded
+}
+
+// unixNanos returns t as Unix nanoseconds, clamped to the int64 range
+// (time.Time.UnixNano's result is undefined outside it).
+func unixNanos(t time.Time) int64 {
+	switch {
+	case t.Before(minNanoTime):
+		return math.MinInt64
+	case t.After(maxNanoTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	minNanoTime = time.Unix(0, math.MinInt64)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
+)
+
+// TimeBounds returns the filter's creation-time bounds as they apply, in
+// Unix nanoseconds: after (inclusive) is math.MinInt64 and before
+// (exclusive) math.MaxInt64 when they bound nothing.
+func (f ListFilter) TimeBounds() (after, before int64) {
+	after, before = math.MinInt64, math.MaxInt64
+	if !f.CreatedAfter.IsZero() {
+		after = unixNanos(f.CreatedAfter)
+	}
+	if !f.CreatedBefore.IsZero() {
+		before = unixNanos(f.CreatedBefore)
+	}
+	return after, before
 }
 
 // Cursor is a keyset position: orders strictly older than it come next.
@@ -260,13 +296,14 @@ func (m *ReadModel) ListOrders(ctx context.Context, f ListFilter, after *Cursor,
 		q += ` AND status = ?`
 		args = append(args, int(f.Status))
 	}
-	if !f.CreatedAfter.IsZero() {
+	from, until := f.TimeBounds()
+	if from > math.MinInt64 {
 		q += ` AND created_at >= ?`
-		args = append(args, f.CreatedAfter.UnixNano())
+		args = append(args, from)
 	}
-	if !f.CreatedBefore.IsZero() {
+	if until < math.MaxInt64 {
 		q += ` AND created_at < ?`
-		args = append(args, f.CreatedBefore.UnixNano())
+		args = append(args, until)
 	}
 	if after != nil {
 		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`

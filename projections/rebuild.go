@@ -92,33 +92,15 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 	}
 
 	// Catch up with the live read model and swap, with live applies held,
-	// so both stand at the same position at the moment of the swap.
+	// so both stand at the same position at the moment of the swap. The
+	// catch-up reads as the live runner does, so a message that cannot be
+	// decoded is dead-lettered here too rather than failing the rebuild.
 	r.applyMu.Lock()
 	live := r.Position()
 	if live > pos {
-		batch := make([]Item, 0, 1000)
-		for rec, err := range r.log_.Read(ctx, pos+1) {
-			if err != nil {
-				r.applyMu.Unlock()
-				return fmt.Errorf("projections: rebuild catch-up: %w", err)
-			}
-			if rec.Position > live {
-				break
-			}
-			batch = append(batch, Decode(rec))
-			if len(batch) == cap(batch) {
-				if err := apply(batch); err != nil {
-					r.applyMu.Unlock()
-					return err
-				}
-				batch = batch[:0]
-			}
-		}
-		if len(batch) > 0 {
-			if err := apply(batch); err != nil {
-				r.applyMu.Unlock()
-				return err
-			}
+		if err := r.readRange(ctx, pos+1, live, apply); err != nil {
+			r.applyMu.Unlock()
+			return fmt.Errorf("projections: rebuild catch-up: %w", err)
 		}
 	}
 	if pos < live {
@@ -146,7 +128,8 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 
 // readRange delivers the log from position from to position to (inclusive)
 // in batches, through an ordered consumer: the fastest way to read a long
-// range, and it leaves no state on the server.
+// range, and it leaves no state on the server. A message that cannot be
+// decoded is delivered as a dead-letter Item, as the live runner does.
 func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item) error) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -157,6 +140,10 @@ func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item)
 	})
 	if err != nil {
 		return err
+	}
+	// Nothing left from there (the rest was deleted) would never deliver.
+	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
+		return nil
 	}
 	const batchSize = 1000
 	msgs := make(chan jetstream.Msg, batchSize*2)
@@ -179,14 +166,18 @@ func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item)
 		case m = <-msgs:
 		}
 		it := r.decode(m)
-		batch = append(batch, it)
+		// Appended after to: not part of the range.
+		beyond := it.Rec.Position > to
+		if !beyond {
+			batch = append(batch, it)
+		}
 		// A deleted message at the head would never be delivered: no
 		// pending messages also means the end.
 		reached := it.Rec.Position >= to
 		if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
 			reached = true
 		}
-		if len(batch) == batchSize || reached || len(msgs) == 0 {
+		if len(batch) > 0 && (len(batch) == batchSize || reached || len(msgs) == 0) {
 			if err := fn(batch); err != nil {
 				return err
 			}

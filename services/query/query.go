@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"time"
 	"unicode/utf8"
 
@@ -122,13 +123,24 @@ type pageToken struct {
 	F string `json:"f"`
 }
 
-func filterHash(req *ordersv1.ListOrdersRequest) string {
+// filterHash identifies the filters a page token was issued for: the
+// request's customer and status, and the creation-time bounds as they
+// apply (f.TimeBounds, so no out-of-range time overflows; a bound that
+// bounds nothing hashes as 0, like an absent one).
+func filterHash(req *ordersv1.ListOrdersRequest, f projections.ListFilter) string {
+	after, before := f.TimeBounds()
+	if after == math.MinInt64 {
+		after = 0
+	}
+	if before == math.MaxInt64 {
+		before = 0
+	}
 	h := sha256.New()
 	h.Write([]byte(req.GetCustomerId()))
 	h.Write([]byte{0})
 	_ = binary.Write(h, binary.BigEndian, int32(req.GetStatus()))
-	_ = binary.Write(h, binary.BigEndian, req.GetCreatedAfter().AsTime().UnixNano())
-	_ = binary.Write(h, binary.BigEndian, req.GetCreatedBefore().AsTime().UnixNano())
+	_ = binary.Write(h, binary.BigEndian, after)
+	_ = binary.Write(h, binary.BigEndian, before)
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:12])
 }
 
@@ -192,7 +204,7 @@ func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersReques
 	case size < 0 || size > MaxPageSize:
 		return nil, rpcerr.Invalid("page_size", "must be between 1 and 500")
 	}
-	fh := filterHash(req)
+	fh := filterHash(req, f)
 	cursor, err := decodeToken(req.GetPageToken(), fh)
 	if err != nil {
 		return nil, err

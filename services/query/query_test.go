@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 type env struct {
@@ -630,5 +631,106 @@ func TestSecondRebuildIsRefused(t *testing.T) {
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCreatedTimeBoundsBeyondNanoseconds checks created-time filters
+// outside what int64 Unix nanoseconds hold (1677-2262): they must neither
+// overflow nor wrap, in either direction.
+func TestCreatedTimeBoundsBeyondNanoseconds(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	var last uint64
+	for range 3 {
+		c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "far", Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = c.GetPosition()
+	}
+	if err := e.runner.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	ts := func(year int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC))
+	}
+	cases := []struct {
+		name          string
+		after, before *timestamppb.Timestamp
+		want          int
+	}{
+		{"before 9999", nil, ts(9999), 3},
+		{"before 2263", nil, ts(2263), 3},
+		{"after year 1", ts(1), nil, 3},
+		{"after 1600, before 9999", ts(1600), ts(9999), 3},
+		{"after 9000", ts(9000), nil, 0},
+		{"after 9000, before 9999", ts(9000), ts(9999), 0},
+		{"before 1600", nil, ts(1600), 0},
+		{"after year 1, before 1600", ts(1), ts(1600), 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &ordersv1.ListOrdersRequest{CustomerId: "far", CreatedAfter: tc.after, CreatedBefore: tc.before, PageSize: 1}
+			if got := listAll(t, e, req); len(got) != tc.want {
+				t.Fatalf("%d orders, want %d", len(got), tc.want)
+			}
+		})
+	}
+}
+
+// TestRebuildDeadLettersPoisonAppendedDuringIt appends a message that is
+// not an event between the rebuild's replay and its catch-up: the rebuild
+// must dead-letter it, as the live projection does, and still swap.
+func TestRebuildDeadLettersPoisonAppendedDuringIt(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	for range 5 {
+		if _, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "rb", Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var once sync.Once
+	var poison uint64
+	var after *ordersv1.CreateOrderResponse
+	var injectErr error
+	err := e.runner.Rebuild(ctx, func(p projections.Progress) {
+		if p.Swapped || p.Position < p.Target {
+			return
+		}
+		// The replay reached its target; the catch-up with the live read
+		// model comes next. The live projection takes in a poison message
+		// and an order meanwhile.
+		once.Do(func() {
+			ack, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: e.store.Subject("poison-rb"), Data: []byte("no headers")})
+			if err != nil {
+				injectErr = err
+				return
+			}
+			poison = ack.Sequence
+			if after, err = e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "rb", Currency: "EUR"}); err != nil {
+				injectErr = err
+				return
+			}
+			injectErr = e.runner.WaitFor(ctx, after.GetPosition())
+		})
+	})
+	if injectErr != nil {
+		t.Fatal(injectErr)
+	}
+	if err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	if poison == 0 {
+		t.Fatal("the rebuild reported no progress at its target")
+	}
+	dl, err := e.runner.ReadModel().DeadLetters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dl) != 1 || dl[0].Position != poison {
+		t.Fatalf("dead letters of the rebuilt read model: %+v, want position %d", dl, poison)
+	}
+	if _, err := e.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: after.GetOrder().GetOrderId(), Consistency: consistency(after.GetPosition())}); err != nil {
+		t.Fatalf("order applied after the poison message: %v", err)
 	}
 }
