@@ -52,6 +52,12 @@ var (
 	ErrMalformedEvent = errors.New("eventstore: malformed stored event")
 )
 
+// ValidOrderID returns nil when id can name an order in this store, and
+// otherwise the error wrapping ErrInvalidOrderID that Append, Load and
+// LoadAfter would return for it. Services use it to check ids they turn
+// into subject filters themselves.
+func ValidOrderID(id string) error { return validateOrderID(id) }
+
 // Server error codes that are not exported by nats.go as constants. The names
 // follow nats-server's errors.json.
 const (

@@ -88,21 +88,28 @@ func recorded(r eventstore.Recorded, version uint32) (*ordersv1.RecordedEvent, e
 	return out, err
 }
 
+// validOrderID checks an order id by the event store's own rules.
 func validOrderID(id string) error {
 	if id == "" {
 		return rpcerr.Invalid("order_id", "required")
 	}
-	if len(id) > order.MaxIDLen {
-		return rpcerr.Invalid("order_id", "must be 1-64 characters")
+	if eventstore.ValidOrderID(id) != nil {
+		return rpcerr.Invalid("order_id", "must be 1-64 characters without spaces, control characters, '.', '*' or '>'")
 	}
 	return nil
 }
 
+// load returns an order's events: NOT_FOUND when it has none, DATA_LOSS
+// naming the position when its history holds a message that cannot be
+// decoded as an event.
 func (s *Service) load(ctx context.Context, id string) ([]eventstore.Recorded, error) {
 	if err := validOrderID(id); err != nil {
 		return nil, err
 	}
 	recs, err := s.store.Load(ctx, id)
+	if errors.Is(err, eventstore.ErrMalformedEvent) {
+		return nil, s.undecodable(ctx, id, err)
+	}
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, s.log, err)
 	}
@@ -110,6 +117,54 @@ func (s *Service) load(ctx context.Context, id string) ([]eventstore.Recorded, e
 		return nil, status.Error(codes.NotFound, "order not found")
 	}
 	return recs, nil
+}
+
+// entry is one message of the log as the audit reads it: a decoded event,
+// or, with err set, a message that is not an event this system wrote. For
+// such a message rec holds only its position, its stored time and the
+// order id its subject names, and hashed says whether it carries chain
+// headers.
+type entry struct {
+	rec    eventstore.Recorded
+	err    error
+	hashed bool
+}
+
+// dataLoss is the answer of a read that met an undecodable message.
+func dataLoss(e entry) error {
+	return status.Errorf(codes.DataLoss, "the message at log position %d (order %q) cannot be decoded as an event; VerifyOrder and VerifyLog report it",
+		e.rec.Position, e.rec.OrderID)
+}
+
+// undecodable answers a Load of order id that failed with loadErr
+// (ErrMalformedEvent): DATA_LOSS, naming the first undecodable message.
+func (s *Service) undecodable(ctx context.Context, id string, loadErr error) error {
+	s.log.WarnContext(ctx, "audit: an order's history holds an undecodable message", "order_id", id, "err", loadErr)
+	entries, err := s.scanOrder(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.err != nil {
+			return dataLoss(e)
+		}
+	}
+	return status.Errorf(codes.DataLoss, "order %q: its history holds a message that cannot be decoded as an event", id)
+}
+
+// scanOrder reads every message of one order up to the log head, message
+// by message, keeping those that cannot be decoded as entries with err set.
+func (s *Service) scanOrder(ctx context.Context, id string) ([]entry, error) {
+	head, err := s.store.Head(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, s.log, err)
+	}
+	var out []entry
+	err = s.consume(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{s.store.Subject(id)}}, false, head, func(e entry) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
 }
 
 // GetOrderHistory returns an order's events oldest first, paged by an
@@ -218,7 +273,11 @@ func (s *Service) GetOrderAt(ctx context.Context, req *ordersv1.GetOrderAtReques
 	return &ordersv1.GetOrderAtResponse{Order: convert.OrderToProto(st, recs[last].Position), LastEvent: le}, nil
 }
 
-// StreamEvents streams the log, filtered, to the head or live.
+// StreamEvents streams the log, filtered, up to the head as of the call or,
+// with follow, on live. A message in the selected range that cannot be
+// decoded as an event ends the stream with DATA_LOSS naming its position
+// (rather than an export silently missing it); a client can resume after
+// it with from_position.
 func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.ServerStreamingServer[ordersv1.StreamEventsResponse]) error {
 	ctx := stream.Context()
 	types := map[string]bool{}
@@ -234,11 +293,20 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	subjects := []string{s.store.SubjectPrefix() + ".*"}
 	if ids := req.GetOrderIds(); len(ids) > 0 {
 		subjects = subjects[:0]
+		seen := make(map[string]bool, len(ids))
 		for _, id := range ids {
-			if err := validOrderID(id); err != nil || strings.ContainsAny(id, ".*> \t") {
+			// The event store's own rules: anything else would make a
+			// subject filter the server refuses (or one matching other
+			// orders).
+			if eventstore.ValidOrderID(id) != nil {
 				return rpcerr.Invalid("order_ids", fmt.Sprintf("invalid order id %q", id))
 			}
-			subjects = append(subjects, s.store.Subject(id))
+			// The server refuses overlapping filters: a repeated id
+			// selects nothing more.
+			if !seen[id] {
+				seen[id] = true
+				subjects = append(subjects, s.store.Subject(id))
+			}
 		}
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
@@ -255,10 +323,15 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	if err != nil {
 		return rpcerr.ToStatus(ctx, s.log, err)
 	}
-	if head == 0 && !req.GetFollow() {
+	if !req.GetFollow() && (head == 0 || (req.GetFromTime() == nil && req.GetFromPosition() > head)) {
 		return nil
 	}
-	return s.consume(ctx, cfg, req.GetFollow(), func(r eventstore.Recorded) error {
+	return s.consume(ctx, cfg, req.GetFollow(), head, func(e entry) error {
+		if e.err != nil {
+			s.log.WarnContext(ctx, "audit: undecodable message in the log", "position", e.rec.Position, "subject_order_id", e.rec.OrderID, "err", e.err)
+			return dataLoss(e)
+		}
+		r := e.rec
 		if len(types) > 0 && !types[r.Type] {
 			return nil
 		}
@@ -270,9 +343,15 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	})
 }
 
-// consume reads with an ordered consumer until nothing is pending (or, with
-// follow, until ctx ends), calling fn for each event in log order.
-func (s *Service) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, follow bool, fn func(eventstore.Recorded) error) error {
+// consume reads with an ordered consumer, calling fn for each message in
+// log order, decoded or not (see entry). Without follow it ends at position
+// until (the log head when the caller started, so that sustained appends
+// cannot keep it going), or earlier when nothing more matches; with follow
+// it ends when ctx does.
+func (s *Service) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, follow bool, until uint64, fn func(entry) error) error {
+	if !follow && until == 0 {
+		return nil
+	}
 	cons, err := s.js.OrderedConsumer(ctx, s.store.StreamName(), cfg)
 	if err != nil {
 		return rpcerr.ToStatus(ctx, s.log, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err))
@@ -306,16 +385,51 @@ func (s *Service) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 			return rpcerr.ToStatus(ctx, s.log, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err))
 		}
 		md, _ := m.Metadata()
-		rec, derr := eventstore.DecodeMsg(m, s.store.SubjectPrefix())
-		if derr == nil {
-			if err := fn(rec); err != nil {
-				return err
-			}
+		if !follow && md != nil && md.Sequence.Stream > until {
+			return nil
 		}
-		if !follow && md != nil && md.NumPending == 0 {
+		if err := fn(s.entryOf(m, md)); err != nil {
+			return err
+		}
+		if !follow && md != nil && (md.Sequence.Stream >= until || md.NumPending == 0) {
 			return nil
 		}
 	}
+}
+
+// entryOf decodes one delivered message; md is its metadata, or nil.
+func (s *Service) entryOf(m jetstream.Msg, md *jetstream.MsgMetadata) entry {
+	rec, err := eventstore.DecodeMsg(m, s.store.SubjectPrefix())
+	if err == nil {
+		return entry{rec: rec}
+	}
+	e := entry{err: err}
+	e.rec.OrderID = strings.TrimPrefix(m.Subject(), s.store.SubjectPrefix()+".")
+	if md != nil {
+		e.rec.Position, e.rec.Time = md.Sequence.Stream, md.Timestamp
+	}
+	if h := m.Headers(); h != nil {
+		e.hashed = h.Get(eventstore.HeaderHash) != "" || h.Get(eventstore.HeaderPrevHash) != ""
+	}
+	return e
+}
+
+// check adds e to v and returns the break it causes, if any. An
+// undecodable message breaks its order's chain: as altered when it carries
+// chain headers (only the command side writes those, so it was changed
+// since), as out of chain when it does not.
+func check(v *chain.Verifier, e entry) *chain.Break {
+	if e.err == nil {
+		return v.Add(e.rec)
+	}
+	b := v.Add(e.rec) // no hash: a break, unless the order broke before
+	if b != nil {
+		if e.hashed {
+			b.Kind = chain.Altered
+		}
+		b.Detail = "the stored message cannot be decoded as an event (missing or malformed headers)"
+	}
+	return b
 }
 
 func breakProto(b *chain.Break) *ordersv1.ChainBreak {
@@ -326,21 +440,48 @@ func breakProto(b *chain.Break) *ordersv1.ChainBreak {
 	return &ordersv1.ChainBreak{Position: b.Position, Version: b.Version, Kind: kind, Detail: b.Detail}
 }
 
-// VerifyOrder checks one order's hash chain.
+// VerifyOrder checks one order's hash chain. A message of the order that
+// cannot be decoded as an event is a break at its position.
 func (s *Service) VerifyOrder(ctx context.Context, req *ordersv1.VerifyOrderRequest) (*ordersv1.VerifyOrderResponse, error) {
-	recs, err := s.load(ctx, req.GetOrderId())
-	if err != nil {
+	id := req.GetOrderId()
+	if err := validOrderID(id); err != nil {
 		return nil, err
 	}
-	res := &ordersv1.VerifyOrderResponse{OrderId: req.GetOrderId(), Ok: true, EventsChecked: uint32(len(recs))}
-	if b := chain.Verify(recs); b != nil {
-		res.Ok, res.FirstBreak = false, breakProto(b)
+	var entries []entry
+	recs, err := s.store.Load(ctx, id)
+	switch {
+	case errors.Is(err, eventstore.ErrMalformedEvent):
+		// Read the order message by message, so the verdict can point at
+		// the one that does not decode.
+		if entries, err = s.scanOrder(ctx, id); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, rpcerr.ToStatus(ctx, s.log, err)
+	default:
+		entries = make([]entry, len(recs))
+		for i, r := range recs {
+			entries[i] = entry{rec: r}
+		}
+	}
+	if len(entries) == 0 {
+		return nil, status.Error(codes.NotFound, "order not found")
+	}
+	res := &ordersv1.VerifyOrderResponse{OrderId: id, Ok: true, EventsChecked: uint32(len(entries))}
+	v := chain.NewVerifier()
+	for _, e := range entries {
+		if b := check(v, e); b != nil {
+			res.Ok, res.FirstBreak = false, breakProto(b)
+			break
+		}
 	}
 	return res, nil
 }
 
-// VerifyLog checks every order's chain over the whole log, streaming
-// progress, each broken order, and a summary last.
+// VerifyLog checks every order's chain over the whole log, up to its head
+// as of the call, streaming progress, each broken order, and a summary
+// last. A message that cannot be decoded as an event breaks the chain of
+// the order its subject names, at its position.
 func (s *Service) VerifyLog(_ *ordersv1.VerifyLogRequest, stream grpc.ServerStreamingServer[ordersv1.VerifyLogResponse]) error {
 	ctx := stream.Context()
 	head, err := s.store.Head(ctx)
@@ -352,10 +493,10 @@ func (s *Service) VerifyLog(_ *ordersv1.VerifyLogRequest, stream grpc.ServerStre
 	lastSent := time.Now()
 	send := func(r *ordersv1.VerifyLogResponse) error { return stream.Send(r) }
 	if head > 0 {
-		err = s.consume(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{s.store.SubjectPrefix() + ".*"}}, false, func(r eventstore.Recorded) error {
+		err = s.consume(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{s.store.SubjectPrefix() + ".*"}}, false, head, func(e entry) error {
 			prog.EventsChecked++
-			prog.Position = r.Position
-			if b := v.Add(r); b != nil {
+			prog.Position = e.rec.Position
+			if b := check(v, e); b != nil {
 				prog.OrdersBroken++
 				if err := send(&ordersv1.VerifyLogResponse{Result: &ordersv1.VerifyLogResponse_Broken{Broken: &ordersv1.VerifyOrderResponse{
 					OrderId: b.OrderID, Ok: false, EventsChecked: b.Version, FirstBreak: breakProto(b),

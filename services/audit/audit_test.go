@@ -230,12 +230,81 @@ func TestBadInput(t *testing.T) {
 			return drain(e.audit.StreamEvents(ctx, &ordersv1.StreamEventsRequest{OrderIds: []string{">"}}))
 		}, codes.InvalidArgument},
 	}
+	// Order ids the event store refuses are refused as filters too, rather
+	// than becoming a subject filter the server rejects.
+	for _, bad := range []string{"", "a\nb", "a\rb", "a\x00b", "a\x7fb", "a\u00a0b", "a.b", "a*", "a b", string(make([]byte, 65))} {
+		cases = append(cases, struct {
+			name string
+			call func() error
+			want codes.Code
+		}{fmt.Sprintf("order id filter %q", bad), func() error {
+			return drain(e.audit.StreamEvents(ctx, &ordersv1.StreamEventsRequest{OrderIds: []string{id, bad}}))
+		}, codes.InvalidArgument})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := status.Code(tc.call()); got != tc.want {
 				t.Fatalf("code %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRepeatedOrderFilter checks that an order id given twice selects its
+// events once (the server refuses overlapping subject filters).
+func TestRepeatedOrderFilter(t *testing.T) {
+	e := start(t)
+	id, steps := lifecycle(t, e)
+	other, _ := lifecycle(t, e)
+	got := collect(t, e, &ordersv1.StreamEventsRequest{OrderIds: []string{id, other, id}})
+	if len(got) != 2*len(steps) {
+		t.Fatalf("%d events, want %d", len(got), 2*len(steps))
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].GetPosition() <= got[i-1].GetPosition() {
+			t.Fatalf("event %d at %d after %d", i, got[i].GetPosition(), got[i-1].GetPosition())
+		}
+	}
+}
+
+// TestExportEndsAtTheHeadOfTheCall checks that a stream without follow
+// ends at the log head as of the call, however much is appended meanwhile.
+func TestExportEndsAtTheHeadOfTheCall(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	seed(t, e, 1000) // 5,000 events: more than one pull, and more than a gRPC window
+	head, err := e.store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.audit.StreamEvents(ctx, &ordersv1.StreamEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// While the export is under way (the server blocks on flow control
+	// while this test does not read), the log grows.
+	for range 20 {
+		if _, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "late", Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := []*ordersv1.RecordedEvent{first.GetEvent()}
+	for {
+		r, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.GetEvent())
+	}
+	if uint64(len(got)) != head || got[len(got)-1].GetPosition() != head {
+		t.Fatalf("exported %d events up to %d, want %d up to the head of the call", len(got), got[len(got)-1].GetPosition(), head)
 	}
 }
 
@@ -280,6 +349,27 @@ func seed(t *testing.T, e *env, orders int) { seedB(t, e, orders) }
 func seedB(t testing.TB, e *env, orders int) {
 	t.Helper()
 	ctx := t.Context()
+	// At most window publishes are outstanding (well under the client's
+	// PublishAsyncMaxPending), so a slow moment of the server can never
+	// stall PublishMsgAsync; every ack is checked.
+	const window = 1000
+	acks := make([]jetstream.PubAckFuture, 0, window)
+	settle := func() {
+		t.Helper()
+		select {
+		case <-e.js.PublishAsyncComplete():
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		for _, a := range acks {
+			select {
+			case <-a.Ok():
+			case err := <-a.Err():
+				t.Fatalf("seed: %v", err)
+			}
+		}
+		acks = acks[:0]
+	}
 	for o := range orders {
 		id := fmt.Sprintf("bulk-%05d", o)
 		prev := chain.Zero
@@ -301,16 +391,16 @@ func seedB(t testing.TB, e *env, orders int) {
 			m.Header.Set(eventstore.HeaderHash, h)
 			m.Header.Set(eventstore.HeaderPrevHash, prev)
 			prev = h
-			if _, err := e.js.PublishMsgAsync(m); err != nil {
+			a, err := e.js.PublishMsgAsync(m)
+			if err != nil {
 				t.Fatal(err)
+			}
+			if acks = append(acks, a); len(acks) == window {
+				settle()
 			}
 		}
 	}
-	select {
-	case <-e.js.PublishAsyncComplete():
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
+	settle()
 }
 
 func TestExportCompleteness(t *testing.T) {
@@ -399,9 +489,11 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	deleted, _ := lifecycle(t, e)
 	forged, _ := lifecycle(t, e)
 	unhashed, _ := lifecycle(t, e)
+	headless, _ := lifecycle(t, e)
+	garbled, _ := lifecycle(t, e)
 	intact, _ := lifecycle(t, e)
 
-	for _, id := range []string{deleted, forged, unhashed, intact} {
+	for _, id := range []string{deleted, forged, unhashed, headless, garbled, intact} {
 		v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
 		if err != nil || !v.GetOk() || v.GetEventsChecked() != 8 {
 			t.Fatalf("untouched %s: %v %v", id, v, err)
@@ -437,6 +529,22 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Two messages that do not even decode as events: one with no headers
+	// at all, and one with chain headers but an unparsable occurred-at.
+	headlessAck, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: e.store.Subject(headless), Data: []byte("raw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr, _ := e.store.Load(ctx, garbled)
+	garble := nats.NewMsg(e.store.Subject(garbled))
+	garble.Header.Set(eventstore.HeaderEventType, "OrderCancelled")
+	garble.Header.Set(eventstore.HeaderPrevHash, gr[len(gr)-1].Meta.Hash)
+	garble.Header.Set(eventstore.HeaderHash, chain.Zero)
+	garble.Header.Set(eventstore.HeaderOccurredAt, "yesterday")
+	garbledAck, err := e.js.PublishMsg(ctx, garble)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	want := map[string]struct {
 		pos  uint64
@@ -445,6 +553,8 @@ func TestTamperingIsPinpointed(t *testing.T) {
 		deleted:  {recs[3].Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_MISSING},
 		forged:   {forgedAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
 		unhashed: {bareAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
+		headless: {headlessAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
+		garbled:  {garbledAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
 	}
 	for id, w := range want {
 		v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
@@ -454,6 +564,35 @@ func TestTamperingIsPinpointed(t *testing.T) {
 		if v.GetOk() || v.GetFirstBreak().GetPosition() != w.pos || v.GetFirstBreak().GetKind() != w.kind {
 			t.Fatalf("%s: %v, want break at %d of kind %v", id, v, w.pos, w.kind)
 		}
+	}
+	// Reading the history of an order holding an undecodable message is
+	// data loss, not an internal error; exporting past it too, while other
+	// orders stay readable.
+	for _, id := range []string{headless, garbled} {
+		if v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id}); err != nil || v.GetEventsChecked() != 9 {
+			t.Fatalf("VerifyOrder(%s) checked %d events, %v; want 9", id, v.GetEventsChecked(), err)
+		}
+		if _, err := e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id}); status.Code(err) != codes.DataLoss {
+			t.Fatalf("GetOrderHistory(%s): %v, want DataLoss", id, err)
+		}
+		if _, err := e.audit.GetOrderAt(ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Version{Version: 1}}); status.Code(err) != codes.DataLoss {
+			t.Fatalf("GetOrderAt(%s): %v, want DataLoss", id, err)
+		}
+	}
+	for _, req := range []*ordersv1.StreamEventsRequest{
+		{},
+		{OrderIds: []string{headless}},
+		{EventTypes: []string{"OrderCreated"}, FromPosition: headlessAck.Sequence},
+	} {
+		if err := drain(e.audit.StreamEvents(ctx, req)); status.Code(err) != codes.DataLoss {
+			t.Fatalf("StreamEvents(%v): %v, want DataLoss", req, err)
+		}
+	}
+	if got := collect(t, e, &ordersv1.StreamEventsRequest{OrderIds: []string{intact}}); len(got) != 8 {
+		t.Fatalf("intact order exported %d events, want 8", len(got))
+	}
+	if got := collect(t, e, &ordersv1.StreamEventsRequest{FromPosition: garbledAck.Sequence + 1}); len(got) != 0 {
+		t.Fatalf("export after the last message: %d events", len(got))
 	}
 	if v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: intact}); err != nil || !v.GetOk() {
 		t.Fatalf("intact order: %v %v", v, err)
@@ -475,7 +614,7 @@ func TestTamperingIsPinpointed(t *testing.T) {
 		}
 		sum = r.GetSummary()
 	}
-	if sum.GetOrdersBroken() != 3 || len(broken) != 3 {
+	if sum.GetOrdersBroken() != uint64(len(want)) || len(broken) != len(want) {
 		t.Fatalf("VerifyLog found %d broken orders: %v", sum.GetOrdersBroken(), broken)
 	}
 	for id, w := range want {
