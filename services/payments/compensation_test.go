@@ -265,7 +265,9 @@ func TestLongJobsAreNotRedelivered(t *testing.T) {
 	if gw.maxConc != 1 {
 		t.Fatalf("a charge key was in flight %d times at once", gw.maxConc)
 	}
-	if st := e.mgr.Load().Stats(); st.Charged != 4 || st.Dropped != 0 {
+	// The counters move after the recording returns, so just after the
+	// log shows the fourth event.
+	if st := e.waitStats(t, "four charges counted", func(st payments.Stats) bool { return st.Charged == 4 }); st.Dropped != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	assertChargedOnce(t, sim, 4)
