@@ -59,8 +59,10 @@
 // Identifiers (order_id, customer_id, sku, payment_ref) are 1 to [MaxIDLen]
 // bytes of printable ASCII without spaces: every byte is in 0x21-0x7E. That
 // excludes spaces, control characters and non-ASCII text, so ids compare
-// byte-for-byte and are safe in logs and keys. Note that '.', '*' and '>' are
-// allowed; a store that embeds ids in NATS subjects must encode them.
+// byte-for-byte and are safe in logs and keys. The domain allows '.', '*' and
+// '>' in order ids; the JetStream event store names a subject after each
+// order and refuses them, so the API answers such an order id with
+// INVALID_ARGUMENT.
 //
 // Currencies are ISO 4217 alphabetic codes: exactly three upper-case letters
 // A-Z. Only the form is checked, not membership in the ISO list. Every amount

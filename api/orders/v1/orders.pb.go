@@ -78,7 +78,8 @@ type CreateOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Idempotency key, 1-64 printable characters. Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// Order id, 1-64 printable characters; generated (UUIDv7) when empty.
+	// Order id, 1-64 printable ASCII characters other than '.', '*' and '>'
+	// (the log names a subject after it); generated (UUIDv7) when empty.
 	// Supplying it makes retries safe beyond the server's duplicate window.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// Customer id, 1-64 printable characters. Required.
