@@ -9,7 +9,8 @@
 // request is not sent and is counted as dropped.
 //
 // Targets: the gRPC API, the REST API, or "raw": the same operations done
-// bare on JetStream (a publish with an expected last subject sequence, a
+// bare on JetStream (a publish with an expected last subject sequence,
+// re-read and retried after a lost race as the command side does, and a
 // direct get), against a separate stream, to give the floor the system is
 // compared with.
 package loadgen

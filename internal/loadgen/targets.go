@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -259,6 +260,13 @@ func (w *Raw) Close() error {
 
 var rawPayload = make([]byte, 96) // about an encoded OrderCreated
 
+// rawConflictRetries bounds the reloads after a lost race, as the command
+// side bounds its own: two operations on one draft may race here too.
+const rawConflictRetries = 3
+
+// publish appends to id with the last sequence it knows as the expectation;
+// after a lost race it reads the subject's last sequence and tries again,
+// which is what the command side does on a conflict.
 func (w *Raw) publish(ctx context.Context, id, rid string) string {
 	var expected uint64
 	if v, ok := w.revs.Load(id); ok {
@@ -267,12 +275,23 @@ func (w *Raw) publish(ctx context.Context, id, rid string) string {
 	m := nats.NewMsg("benchraw." + id)
 	m.Data = rawPayload
 	m.Header.Set(jetstream.MsgIDHeader, rid)
-	ack, err := w.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
-	if err != nil {
-		return "publish"
+	for attempt := 0; ; attempt++ {
+		ack, err := w.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
+		if err == nil {
+			w.revs.Store(id, ack.Sequence)
+			return ""
+		}
+		var apiErr *jetstream.APIError
+		if attempt == rawConflictRetries || !errors.As(err, &apiErr) ||
+			(apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence && apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return "publish"
+		}
+		last, err := w.stream.GetLastMsgForSubject(ctx, "benchraw."+id)
+		if err != nil {
+			return "publish"
+		}
+		expected = last.Sequence
 	}
-	w.revs.Store(id, ack.Sequence)
-	return ""
 }
 
 // Do performs op on bare JetStream.
