@@ -326,9 +326,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	go func() { serveErr <- srv.Serve(lis) }()
 
 	checks := []Check{
-		{Name: "nats", Fn: func(context.Context) error {
+		{Name: "nats", Fn: func(ctx context.Context) error {
 			if !nc.IsConnected() {
 				return errors.New("not connected: " + nc.Status().String())
+			}
+			// The status still says connected for a moment after the
+			// server goes away, until the read loop sees the socket
+			// close; a round trip answers for the server itself.
+			if err := nc.FlushWithContext(ctx); err != nil {
+				return errors.New("no round trip to the server")
 			}
 			return nil
 		}},
