@@ -23,6 +23,14 @@ lint: ## gofmt, go vet, buf lint and buf format.
 	$(BUF) lint
 	$(BUF) format -d --exit-code
 
+# The contract as it was before this change; stored events are decoded with
+# it, so WIRE_JSON breakage is refused, not just API breakage.
+BREAKING_AGAINST ?= .git\#ref=HEAD~1
+
+.PHONY: breaking
+breaking: ## Fail when the protos break wire or JSON compatibility with BREAKING_AGAINST.
+	$(BUF) breaking --against '$(BREAKING_AGAINST)'
+
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail when committed generated code is stale.
 	@git diff --exit-code -- api || { echo "generated code is stale: run make generate and commit"; exit 1; }
