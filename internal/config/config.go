@@ -24,7 +24,8 @@ type Config struct {
 	Roles []string `env:"ROLES" envSeparator:"," envDefault:"command,query,audit,payments,gateway"`
 	// CommandAddr, QueryAddr and AuditAddr are the gRPC addresses the
 	// gateway (and, for commands, the payments manager) call; empty means
-	// this process's own GRPC_ADDR.
+	// this process's own GRPC_ADDR, allowed only when this process runs
+	// that role itself (see Needs).
 	CommandAddr string `env:"COMMAND_ADDR"`
 	QueryAddr   string `env:"QUERY_ADDR"`
 	AuditAddr   string `env:"AUDIT_ADDR"`
@@ -73,7 +74,8 @@ type Config struct {
 	// HTTPAddr serves REST, /openapi.json, /metrics, /healthz and /readyz.
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080"`
 	// NATSListen is the embedded server's client address, so the nats CLI
-	// can look in. Port 0 picks a free port.
+	// can look in. Port 0 picks a free port. The embedded server has no
+	// authentication, so beyond loopback it needs AllowInsecure.
 	NATSListen string `env:"NATS_LISTEN" envDefault:"127.0.0.1:4222"`
 	// NATSSync is the embedded server's fsync policy: "interval" (the
 	// server's periodic sync; survives a process crash) or "always" (fsync
@@ -113,6 +115,47 @@ type Config struct {
 
 // AllRoles are the roles ordersd can run.
 var AllRoles = []string{"command", "query", "audit", "payments", "gateway"}
+
+// Needs returns the roles whose gRPC services role calls: payments records
+// outcomes through the command service; the gateway serves REST from the
+// command, query and audit services. Other roles need none.
+func Needs(role string) []string {
+	switch role {
+	case "payments":
+		return []string{"command"}
+	case "gateway":
+		return []string{"command", "query", "audit"}
+	}
+	return nil
+}
+
+// AddrVariable returns the variable that holds the gRPC address of the
+// processes running role, for the roles another role calls (command, query,
+// audit), and "" for the others.
+func AddrVariable(role string) string {
+	switch role {
+	case "command":
+		return "COMMAND_ADDR"
+	case "query":
+		return "QUERY_ADDR"
+	case "audit":
+		return "AUDIT_ADDR"
+	}
+	return ""
+}
+
+// addr returns the configured address of the processes running role.
+func (c Config) addr(role string) string {
+	switch role {
+	case "command":
+		return c.CommandAddr
+	case "query":
+		return c.QueryAddr
+	case "audit":
+		return c.AuditAddr
+	}
+	return ""
+}
 
 // AuthEnabled reports whether any token source is configured.
 func (c Config) AuthEnabled() bool {
@@ -197,17 +240,59 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("DATA_DIR: must not be empty"))
 	}
-	for name, addr := range map[string]string{"GRPC_ADDR": c.GRPCAddr, "HTTP_ADDR": c.HTTPAddr, "NATS_LISTEN": c.NATSListen} {
-		host, _, err := net.SplitHostPort(addr)
+	for _, l := range []struct{ name, addr string }{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}, {"NATS_LISTEN", c.NATSListen}} {
+		host, _, err := net.SplitHostPort(l.addr)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not host:port", name, addr))
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port", l.name, l.addr))
 			continue
 		}
-		if name != "NATS_LISTEN" && !c.AuthEnabled() && !c.AllowInsecure && !loopback(host) {
-			errs = append(errs, fmt.Errorf("%s: %q is reachable beyond this machine but no authentication is configured: set AUTH_TOKENS_FILE, AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, or ALLOW_INSECURE=true", name, addr))
+		if c.AllowInsecure || loopback(host) {
+			continue
+		}
+		switch {
+		case l.name == "NATS_LISTEN":
+			// The embedded server has no authentication of its own, and
+			// AUTH_* tokens do not guard it: whoever reaches it can read
+			// and rewrite the event log. Unused with NATS_URL.
+			if c.NATSURL == "" {
+				errs = append(errs, fmt.Errorf("NATS_LISTEN: %q is reachable beyond this machine but the embedded NATS server has no authentication: listen on loopback, use NATS_URL with a secured cluster, or set ALLOW_INSECURE=true", l.addr))
+			}
+		case !c.AuthEnabled():
+			errs = append(errs, fmt.Errorf("%s: %q is reachable beyond this machine but no authentication is configured: set AUTH_TOKENS_FILE, AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, or ALLOW_INSECURE=true", l.name, l.addr))
 		}
 	}
+	errs = append(errs, c.validateUpstreams()...)
 	return errors.Join(errs...)
+}
+
+// validateUpstreams checks that every role this process runs can reach the
+// roles it calls: each is run here or has its address configured. Without
+// that, the call would go to this process's own gRPC listener, which does
+// not serve it, and fail on every attempt (payments would charge and then
+// park every outcome).
+func (c Config) validateUpstreams() []error {
+	var errs []error
+	for _, up := range []string{"command", "query", "audit"} {
+		if c.Has(up) || c.addr(up) != "" {
+			continue
+		}
+		var callers []string
+		for _, r := range c.Roles {
+			if slices.Contains(Needs(r), up) && !slices.Contains(callers, r) {
+				callers = append(callers, r)
+			}
+		}
+		if len(callers) > 0 {
+			errs = append(errs, fmt.Errorf("%s: the %s role calls the %s role, which this process does not run: set %[1]s to its gRPC address, or add %[3]s to ROLES",
+				AddrVariable(up), strings.Join(callers, " and "), up))
+		}
+	}
+	// With authentication on, a payments process whose command service
+	// runs elsewhere would present a token only it knows.
+	if c.Has("payments") && !c.Has("command") && c.AuthEnabled() && c.PaymentsToken == "" {
+		errs = append(errs, errors.New("PAYMENTS_TOKEN: with authentication configured, the payments role needs a token with the clerk role that the command service at COMMAND_ADDR accepts"))
+	}
+	return errs
 }
 
 // nameVariables rewrites the parser's field names into variable names, the

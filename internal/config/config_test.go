@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,82 @@ func TestBeyondLoopbackNeedsAuthOrConsent(t *testing.T) {
 	} {
 		if _, err := config.FromMap(ok); err != nil {
 			t.Fatalf("%v: %v", ok, err)
+		}
+	}
+}
+
+// The embedded NATS server has no authentication, and AUTH_* tokens do not
+// guard it: beyond loopback it needs ALLOW_INSECURE, even with auth on.
+func TestNATSListenBeyondLoopbackNeedsConsent(t *testing.T) {
+	for _, bad := range []map[string]string{
+		{"NATS_LISTEN": "0.0.0.0:4222"},
+		{"NATS_LISTEN": "10.1.2.3:4222", "AUTH_TOKENS_FILE": "/etc/orders/tokens"},
+	} {
+		_, err := config.FromMap(bad)
+		if err == nil || !strings.Contains(err.Error(), "NATS_LISTEN") {
+			t.Errorf("%v: %v, want an error naming NATS_LISTEN", bad, err)
+		}
+	}
+	for _, ok := range []map[string]string{
+		{"NATS_LISTEN": "0.0.0.0:4222", "ALLOW_INSECURE": "true"},
+		{"NATS_LISTEN": "[::1]:0"},
+		// With NATS_URL no embedded server runs.
+		{"NATS_LISTEN": "0.0.0.0:4222", "NATS_URL": "nats://n:4222"},
+	} {
+		if _, err := config.FromMap(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+}
+
+// A role that calls another role's gRPC services needs that role in the
+// same process or its address; otherwise it would call its own listener,
+// which does not serve them.
+func TestRolesNeedTheirUpstreams(t *testing.T) {
+	for _, tc := range []struct {
+		vars map[string]string
+		want []string // variables the error must name
+	}{
+		{map[string]string{"ROLES": "payments"}, []string{"COMMAND_ADDR"}},
+		{map[string]string{"ROLES": "payments,query"}, []string{"COMMAND_ADDR"}},
+		{map[string]string{"ROLES": "gateway"}, []string{"COMMAND_ADDR", "QUERY_ADDR", "AUDIT_ADDR"}},
+		{map[string]string{"ROLES": "gateway,command", "QUERY_ADDR": "q:50051"}, []string{"AUDIT_ADDR"}},
+		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": "c:50051", "AUTH_TOKENS_FILE": "/etc/orders/tokens"}, []string{"PAYMENTS_TOKEN"}},
+	} {
+		_, err := config.FromMap(tc.vars)
+		if err == nil {
+			t.Errorf("%v accepted", tc.vars)
+			continue
+		}
+		for _, name := range tc.want {
+			if !strings.Contains(err.Error(), name+":") {
+				t.Errorf("%v: error does not name %s: %v", tc.vars, name, err)
+			}
+		}
+		for _, name := range []string{"COMMAND_ADDR", "QUERY_ADDR", "AUDIT_ADDR", "PAYMENTS_TOKEN"} {
+			if !slices.Contains(tc.want, name) && strings.Contains(err.Error(), name+":") {
+				t.Errorf("%v: error names %s, which is not missing: %v", tc.vars, name, err)
+			}
+		}
+	}
+	for _, ok := range []map[string]string{
+		{},
+		{"ROLES": "command,payments"},
+		{"ROLES": "payments", "COMMAND_ADDR": "command:50051"},
+		{"ROLES": "gateway", "COMMAND_ADDR": "c:50051", "QUERY_ADDR": "q:50051", "AUDIT_ADDR": "a:50051"},
+		{"ROLES": "gateway,query,audit", "COMMAND_ADDR": "c:50051"},
+		{"ROLES": "payments", "COMMAND_ADDR": "c:50051", "AUTH_TOKENS_FILE": "/etc/orders/tokens", "PAYMENTS_TOKEN": "t"},
+		{"ROLES": "command"}, {"ROLES": "query"}, {"ROLES": "audit"},
+	} {
+		if _, err := config.FromMap(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	for _, r := range config.AllRoles {
+		for _, up := range config.Needs(r) {
+			if config.AddrVariable(up) == "" {
+				t.Errorf("role %s needs %s, which has no address variable", r, up)
+			}
 		}
 	}
 }
