@@ -7,6 +7,7 @@
 //	ordersbench --addr 127.0.0.1:50051 --rate 2000 --concurrency 64 --duration 20s
 //	ordersbench --protocol rest --http http://127.0.0.1:8080 --mix create=50,get=50
 //	ordersbench --compare-raw --nats nats://127.0.0.1:4222 --json report.json
+//	ordersbench --tls --ca ca.pem --token "$ORDERS_TOKEN"
 //
 // Only run it against servers you run yourself.
 package main
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/internal/loadgen"
+	"github.com/orderstream/orderstream/internal/tlsconfig"
 )
 
 func main() {
@@ -31,7 +33,14 @@ func main() {
 	natsURL := flag.String("nats", "nats://127.0.0.1:4222", "NATS URL for raw mode (ordersd's embedded server listens on NATS_LISTEN)")
 	mixFlag := flag.String("mix", "create=40,add=30,place=10,get=15,list=5", "operation weights")
 	rate := flag.Float64("rate", 1000, "requests per second (open loop)")
-	conc := flag.Int("concurrency", 64, "maximum requests in flight; beyond it scheduled requests are dropped")
+	conc := flag.Int("concurrency", 64, "maximum requests in flight; beyond it scheduled requests wait, and the wait counts in their latency")
+	drop := flag.Bool("drop", false, "drop scheduled requests when --concurrency are in flight instead of queueing them")
+	token := flag.String("token", os.Getenv("ORDERS_TOKEN"), "bearer token for an ordersd with authentication (default $ORDERS_TOKEN)")
+	useTLS := flag.Bool("tls", false, "connect with TLS (implied by --ca, --cert, --key)")
+	caFile := flag.String("ca", "", "CA certificate file to trust for the server")
+	certFile := flag.String("cert", "", "client certificate file (mTLS)")
+	keyFile := flag.String("key", "", "client key file (mTLS)")
+	serverName := flag.String("server-name", "", "server name to verify, when it differs from the address")
 	dur := flag.Duration("duration", 10*time.Second, "how long to offer load")
 	timeout := flag.Duration("timeout", 10*time.Second, "per-request timeout")
 	compare := flag.Bool("compare-raw", false, "also run the raw JetStream floor and print the ratio")
@@ -44,7 +53,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := loadgen.Config{Rate: *rate, Concurrency: *conc, Duration: *dur, Mix: mix, Timeout: *timeout}
+	cfg := loadgen.Config{Rate: *rate, Concurrency: *conc, Duration: *dur, Mix: mix, Timeout: *timeout, Drop: *drop}
+	auth := loadgen.Auth{Token: *token}
+	if *useTLS || *caFile != "" || *certFile != "" || *keyFile != "" {
+		if auth.TLS, err = tlsconfig.Client(*caFile, *certFile, *keyFile, *serverName); err != nil {
+			fail(err)
+		}
+	}
 	var reports []*loadgen.Report
 	run := func(name string, t loadgen.Target) {
 		defer t.Close()
@@ -57,13 +72,13 @@ func main() {
 	}
 	switch *protocol {
 	case "grpc":
-		t, err := loadgen.NewGRPC(*addr)
+		t, err := loadgen.NewGRPC(*addr, auth)
 		if err != nil {
 			fail(err)
 		}
 		run("grpc", t)
 	case "rest":
-		run("rest", loadgen.NewREST(*httpBase))
+		run("rest", loadgen.NewREST(*httpBase, auth))
 	case "raw":
 	default:
 		fail(fmt.Errorf("--protocol %q: want grpc, rest or raw", *protocol))
@@ -75,17 +90,35 @@ func main() {
 		}
 		run("raw", t)
 	}
+	out := output{Runs: reports}
 	if len(reports) == 2 {
 		sys, raw := reports[0], reports[1]
+		out.SystemOverRaw = &ratio{Throughput: sys.Throughput / raw.Throughput, P50: sys.Overall.P50 / raw.Overall.P50, P99: sys.Overall.P99 / raw.Overall.P99}
 		fmt.Printf("system ÷ raw: throughput %.2f, p50 latency %.2f×, p99 latency %.2f×\n",
-			sys.Throughput/raw.Throughput, sys.Overall.P50/raw.Overall.P50, sys.Overall.P99/raw.Overall.P99)
+			out.SystemOverRaw.Throughput, out.SystemOverRaw.P50, out.SystemOverRaw.P99)
 	}
 	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(reports, "", "  ")
+		b, _ := json.MarshalIndent(out, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
 			fail(err)
 		}
 	}
+}
+
+// output is the --json document: each run, and the ratios of the first
+// to the raw floor when both ran.
+type output struct {
+	Runs          []*loadgen.Report `json:"runs"`
+	SystemOverRaw *ratio            `json:"system_over_raw,omitempty"`
+}
+
+// ratio compares the system with the raw JetStream floor from one run:
+// throughput as system ÷ raw (1 = as fast as bare JetStream), latencies as
+// how many times longer the system takes.
+type ratio struct {
+	Throughput float64 `json:"throughput"`
+	P50        float64 `json:"p50_latency"`
+	P99        float64 `json:"p99_latency"`
 }
 
 func fail(err error) {

@@ -5,8 +5,10 @@
 // one's latency is measured from its scheduled time, not from when it was
 // finally sent. A server that stalls therefore shows its stall in the
 // percentiles instead of silently slowing the generator down (coordinated
-// omission). When Concurrency requests are already in flight a scheduled
-// request is not sent and is counted as dropped.
+// omission). When Concurrency requests are already in flight, a scheduled
+// request waits for a free slot and its wait counts in its latency, as a
+// user's would; with Config.Drop it is not sent and is counted as dropped
+// instead (useful to find peak throughput without a growing queue).
 //
 // Targets: the gRPC API, the REST API, or "raw": the same operations done
 // bare on JetStream (a publish with an expected last subject sequence,
@@ -82,6 +84,11 @@ type Config struct {
 	Duration    time.Duration // how long to schedule requests
 	Mix         Mix
 	Timeout     time.Duration // per request
+	// Drop skips a scheduled request when Concurrency requests are in
+	// flight, instead of queueing it. Queued requests keep their scheduled
+	// time, so a saturated server shows as latency; dropped ones show only
+	// as a count.
+	Drop bool
 }
 
 // OpStats are the results of one operation.
@@ -165,11 +172,19 @@ func Run(ctx context.Context, name string, t Target, cfg Config) (*Report, error
 			}
 		}
 		op := ops[rng.IntN(len(ops))]
-		select {
-		case sem <- struct{}{}:
-		default:
-			dropped.Add(1)
-			continue
+		if cfg.Drop {
+			select {
+			case sem <- struct{}{}:
+			default:
+				dropped.Add(1)
+				continue
+			}
+		} else {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				continue
+			}
 		}
 		seed := rng.Uint64()
 		wg.Go(func() {

@@ -1,6 +1,11 @@
 package loadgen_test
 
 import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +31,7 @@ func TestRunAgainstOrdersd(t *testing.T) {
 	a, _ := apptest.Start(t, nil)
 	mix, _ := loadgen.ParseMix("create=40,add=30,place=10,get=15,list=5")
 	lc := loadgen.Config{Rate: 200, Concurrency: 32, Duration: 500 * time.Millisecond, Mix: mix}
-	g, err := loadgen.NewGRPC(a.GRPC)
+	g, err := loadgen.NewGRPC(a.GRPC, loadgen.Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +39,7 @@ func TestRunAgainstOrdersd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, target := range map[string]loadgen.Target{"grpc": g, "rest": loadgen.NewREST("http://" + a.HTTP), "raw": raw} {
+	for name, target := range map[string]loadgen.Target{"grpc": g, "rest": loadgen.NewREST("http://"+a.HTTP, loadgen.Auth{}), "raw": raw} {
 		rep, err := loadgen.Run(t.Context(), name, target, lc)
 		if err != nil {
 			t.Fatal(err)
@@ -53,6 +58,101 @@ func TestRunAgainstOrdersd(t *testing.T) {
 		}
 		if rep.Overall.P50 <= 0 || rep.Overall.P99 < rep.Overall.P50 {
 			t.Fatalf("%s: percentiles %+v", name, rep.Overall)
+		}
+	}
+}
+
+// gate is a target whose first request holds its slot until the gate
+// opens; later requests return at once.
+type gate struct {
+	open  chan struct{}
+	first atomic.Bool
+}
+
+func (g *gate) Do(ctx context.Context, _ loadgen.Op, _ *rand.Rand) string {
+	if g.first.CompareAndSwap(false, true) {
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return "timeout"
+		}
+	}
+	return ""
+}
+
+func (g *gate) Close() error { return nil }
+
+// With every slot taken, scheduled requests queue and their wait counts in
+// their latency (no coordinated omission); with Drop they are skipped and
+// counted instead.
+func TestSaturation(t *testing.T) {
+	mix, _ := loadgen.ParseMix("get=1")
+	const window = 200 * time.Millisecond
+	for _, drop := range []bool{false, true} {
+		g := &gate{open: make(chan struct{})}
+		// The gate opens well after the whole schedule has passed, so the
+		// first request alone holds the only slot throughout.
+		release := time.AfterFunc(2*window, func() { close(g.open) })
+		t.Cleanup(func() { release.Stop() })
+		rep, err := loadgen.Run(t.Context(), "gate", g, loadgen.Config{Rate: 100, Concurrency: 1, Duration: window, Mix: mix, Drop: drop})
+		if err != nil {
+			t.Fatal(err)
+		}
+		scheduled := rep.Completed + rep.Dropped
+		if scheduled != 20 {
+			t.Fatalf("drop=%v: %d scheduled, want 20", drop, scheduled)
+		}
+		if drop {
+			if rep.Completed != 1 || rep.Dropped != 19 {
+				t.Fatalf("drop: completed %d, dropped %d", rep.Completed, rep.Dropped)
+			}
+			continue
+		}
+		if rep.Dropped != 0 {
+			t.Fatalf("queue: dropped %d", rep.Dropped)
+		}
+		// Requests were scheduled up to 190 ms and none could start before
+		// the gate opened at 400 ms: every request behind the first waited,
+		// so the median latency reflects the queue, not the target's
+		// instant answers.
+		if rep.Overall.P50 < 1 {
+			t.Fatalf("queue: p50 %.3f ms hides the wait for a slot", rep.Overall.P50)
+		}
+	}
+}
+
+// The gRPC and REST targets present a bearer token to an ordersd with
+// authentication on; without it every request is refused.
+func TestTargetsSendToken(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("bench-token-0123456789 bench clerk,viewer\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := apptest.Start(t, map[string]string{"AUTH_TOKENS_FILE": tokens})
+	mix, _ := loadgen.ParseMix("create=1")
+	lc := loadgen.Config{Rate: 100, Concurrency: 4, Duration: 100 * time.Millisecond, Mix: mix}
+	for _, token := range []string{"bench-token-0123456789", ""} {
+		auth := loadgen.Auth{Token: token}
+		g, err := loadgen.NewGRPC(a.GRPC, auth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, target := range map[string]loadgen.Target{"grpc": g, "rest": loadgen.NewREST("http://"+a.HTTP, auth)} {
+			rep, err := loadgen.Run(t.Context(), name, target, lc)
+			_ = target.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			failed := int64(0)
+			for _, n := range rep.Overall.Errors {
+				failed += n
+			}
+			if token != "" && (failed != 0 || rep.Completed == 0) {
+				t.Fatalf("%s with token: %d of %d failed: %v", name, failed, rep.Completed, rep.Overall.Errors)
+			}
+			if token == "" && (failed != rep.Completed || (rep.Overall.Errors["Unauthenticated"] == 0 && rep.Overall.Errors["HTTP 401"] == 0)) {
+				t.Fatalf("%s without token: errors %v of %d", name, rep.Overall.Errors, rep.Completed)
+			}
 		}
 	}
 }

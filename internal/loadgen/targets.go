@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +18,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -81,9 +85,34 @@ type GRPC struct {
 	p    *pool
 }
 
-// NewGRPC connects to addr.
-func NewGRPC(addr string) (*GRPC, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// Auth is what a secured ordersd asks of its clients. The zero value is a
+// plaintext connection without a token.
+type Auth struct {
+	// Token is sent as "Authorization: Bearer <token>" on every call.
+	Token string
+	// TLS, when set, is used for the connection (server verification and
+	// an optional client certificate for mTLS).
+	TLS *tls.Config
+}
+
+func (a Auth) grpcOptions() []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if a.TLS != nil {
+		creds = credentials.NewTLS(a.TLS)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if a.Token != "" {
+		bearer := "Bearer " + a.Token
+		opts = append(opts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
+			return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", bearer), method, req, reply, cc, o...)
+		}))
+	}
+	return opts
+}
+
+// NewGRPC connects to addr with a.
+func NewGRPC(addr string, a Auth) (*GRPC, error) {
+	conn, err := grpc.NewClient(addr, a.grpcOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +151,7 @@ func (g *GRPC) Do(ctx context.Context, op Op, r *rand.Rand) string {
 			return class(err)
 		}
 	case List:
-		_, err := g.q.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerId: "bench", PageSize: 20})
+		_, err := g.q.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerId: "bench", PageSize: listPage})
 		return class(err)
 	}
 	c, err := g.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid, CustomerId: "bench", Currency: "EUR",
@@ -135,14 +164,16 @@ func (g *GRPC) Do(ctx context.Context, op Op, r *rand.Rand) string {
 
 // REST targets ordersd's REST gateway.
 type REST struct {
-	base string
-	c    *http.Client
-	p    *pool
+	base  string
+	token string
+	c     *http.Client
+	p     *pool
 }
 
-// NewREST targets the gateway at base, e.g. "http://127.0.0.1:8080".
-func NewREST(base string) *REST {
-	return &REST{base: base, p: newPool(), c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+// NewREST targets the gateway at base, e.g. "http://127.0.0.1:8080" (or
+// https with a.TLS).
+func NewREST(base string, a Auth) *REST {
+	return &REST{base: base, token: a.Token, p: newPool(), c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, TLSClientConfig: a.TLS}}}
 }
 
 // Close releases idle connections.
@@ -160,6 +191,9 @@ func (h *REST) call(ctx context.Context, method, path string, body any, out any)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
 	}
 	res, err := h.c.Do(req)
 	if err != nil {
@@ -197,7 +231,7 @@ func (h *REST) Do(ctx context.Context, op Op, r *rand.Rand) string {
 			return h.call(ctx, "GET", "/v1/orders/"+id, nil, nil)
 		}
 	case List:
-		return h.call(ctx, "GET", "/v1/orders?customerId=bench&pageSize=20", nil, nil)
+		return h.call(ctx, "GET", "/v1/orders?customerId=bench&pageSize="+strconv.Itoa(listPage), nil, nil)
 	}
 	var out struct {
 		Order struct {
@@ -225,8 +259,12 @@ type Raw struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	p      *pool
-	revs   sync.Map // order id → last sequence
+	revs   sync.Map      // order id → last sequence
+	head   atomic.Uint64 // highest sequence this run wrote
 }
+
+// listPage is the page size of the list operation, in every target.
+const listPage = 20
 
 // NewRaw connects to url and creates (or reuses) the raw stream, configured
 // like ORDERS.
@@ -279,6 +317,12 @@ func (w *Raw) publish(ctx context.Context, id, rid string) string {
 		ack, err := w.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
 		if err == nil {
 			w.revs.Store(id, ack.Sequence)
+			for {
+				h := w.head.Load()
+				if ack.Sequence <= h || w.head.CompareAndSwap(h, ack.Sequence) {
+					break
+				}
+			}
 			return ""
 		}
 		var apiErr *jetstream.APIError
@@ -302,10 +346,29 @@ func (w *Raw) Do(ctx context.Context, op Op, r *rand.Rand) string {
 		if id, ok := w.p.draft(r, op == Place); ok {
 			return w.publish(ctx, id, rid)
 		}
-	case Get, List:
+	case Get:
 		if id, ok := w.p.any(r); ok {
 			if _, err := w.stream.GetLastMsgForSubject(ctx, "benchraw."+id); err != nil {
 				return "get"
+			}
+			return ""
+		}
+	case List:
+		// A page of 20, as the system's list asks of its read model: one
+		// batched direct get of the newest messages.
+		if seq := w.head.Load(); seq > 0 {
+			from := uint64(1)
+			if seq > listPage {
+				from = seq - listPage + 1
+			}
+			msgs, err := jetstreamext.GetBatch(ctx, w.js, RawStream, listPage, jetstreamext.GetBatchSeq(from))
+			if err != nil {
+				return "list"
+			}
+			for _, err := range msgs {
+				if err != nil {
+					return "list"
+				}
 			}
 			return ""
 		}
