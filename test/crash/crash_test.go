@@ -244,6 +244,7 @@ func verify(t *testing.T, addr string, l *ledger) {
 		t.Fatal(err)
 	}
 	seen := map[string]uint64{}
+	head := map[string]uint64{} // order id → position of its last event
 	var last uint64
 	for {
 		res, err := stream.Recv()
@@ -263,8 +264,8 @@ func verify(t *testing.T, addr string, l *ledger) {
 			t.Fatalf("request %s appended twice", key)
 		}
 		seen[key] = ev.GetPosition()
+		head[ev.GetOrderId()] = ev.GetPosition()
 	}
-	var maxPos uint64
 	for _, a := range l.acked {
 		pos, ok := seen[a.orderID+"/"+a.requestID]
 		if !ok {
@@ -273,17 +274,26 @@ func verify(t *testing.T, addr string, l *ledger) {
 		if pos != a.position {
 			t.Fatalf("command %s acknowledged at %d, stored at %d", a.requestID, a.position, pos)
 		}
-		maxPos = max(maxPos, pos)
 	}
 
 	// The read model catches up with everything acknowledged and equals a
 	// rebuild from the log.
 	q := ordersv1.NewOrderQueryServiceClient(conn)
-	before := listAll(t, q, maxPos)
+	before := listAll(t, q, last)
 	for _, a := range l.acked {
 		if _, ok := before[a.orderID]; !ok {
 			t.Fatalf("acknowledged order %s missing from the read model", a.orderID)
 		}
+	}
+	// Every order shows the effect of its last event in the log, so every
+	// acknowledged command on it has been applied, not merely its creation.
+	for id, pos := range head {
+		if got := before[id].GetRevision(); got != pos {
+			t.Fatalf("order %s: read model at revision %d, its last event in the log is at %d", id, got, pos)
+		}
+	}
+	if len(before) != len(head) {
+		t.Fatalf("read model has %d orders, the log %d", len(before), len(head))
 	}
 	rb, err := ordersv1.NewOrderAdminServiceClient(conn).RebuildReadModel(ctx, &ordersv1.RebuildReadModelRequest{})
 	if err != nil {
@@ -296,7 +306,7 @@ func verify(t *testing.T, addr string, l *ledger) {
 			t.Fatal(err)
 		}
 	}
-	after := listAll(t, q, maxPos)
+	after := listAll(t, q, last)
 	if len(after) != len(before) {
 		t.Fatalf("rebuild has %d orders, the live read model %d", len(after), len(before))
 	}
