@@ -24,6 +24,7 @@ func (a *app) parkedCmd() *cobra.Command {
 	c := &cobra.Command{Use: "parked", Short: "Payment jobs parked after their retries"}
 	c.AddCommand(&cobra.Command{
 		Use: "list", Short: "List parked payment jobs", Args: cobra.NoArgs,
+		Example: "  ordersctl admin parked list\n  ordersctl admin parked list -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			conn, err := a.dial()
 			if err != nil {
@@ -48,6 +49,7 @@ func (a *app) parkedCmd() *cobra.Command {
 		},
 	}, &cobra.Command{
 		Use: "retry [ORDER]", Short: "Retry parked payment jobs now (one order's, or all)", Args: cobra.MaximumNArgs(1),
+		Example: "  ordersctl admin parked retry 0193c1d2-...\n  ordersctl admin parked retry          # every parked job",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			conn, err := a.dial()
 			if err != nil {
@@ -78,9 +80,11 @@ func (a *app) rebuildCmd() *cobra.Command {
 		Use:   "rebuild",
 		Short: "Rebuild the read model from the log without downtime",
 		Long: `Replays the whole log into a new read model beside the live one, which
-keeps serving queries, and swaps it in once caught up. Progress is shown on a
-terminal; with -o json each progress message is printed as a JSON line.`,
-		Args: cobra.NoArgs,
+keeps serving queries, and swaps it in once caught up. A progress bar (events/s,
+ETA) is drawn on stderr when stderr is a terminal; with -o json each progress
+message is printed to stdout as a JSON line instead.`,
+		Example: "  ordersctl admin rebuild\n  ordersctl admin rebuild -o json | tail -1",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			conn, err := a.dial()
 			if err != nil {
@@ -127,6 +131,7 @@ var services = []string{"", "orders.v1.OrderCommandService", "orders.v1.OrderQue
 func (a *app) healthCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "health", Short: "Show the gRPC health of each service; exits 4 unless all serve", Args: cobra.NoArgs,
+		Example: "  ordersctl admin health\n  ordersctl admin health --addr orders.internal:50051 --ca ca.pem",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			conn, err := a.dial()
 			if err != nil {

@@ -10,6 +10,8 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -65,6 +67,8 @@ func summary(e *ordersv1.RecordedEvent, currency string) string {
 func (a *app) historyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "history ORDER", Short: "Show an order's events as a timeline", Args: cobra.ExactArgs(1),
+		Example: `  ordersctl audit history 0193c1d2-...
+  ordersctl audit history 0193c1d2-... -o json | jq '.events[].type'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			client, err := a.audit()
 			if err != nil {
@@ -154,13 +158,25 @@ func (a *app) exportCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "export",
 		Short: "Export the event log as JSON lines",
+		Long: `Writes one JSON object per event (the proto3 JSON of RecordedEvent) to
+stdout or --file. Without --follow it ends at the log's head at the time of
+the call; with --follow it keeps streaming new events until interrupted
+(Ctrl-C or SIGTERM), which is the normal way to stop it: whatever was
+received is written out and the exit status is 0.
+
+A failure to write the output (a full disk, a closed pipe) ends the command
+with exit status 5.`,
 		Example: `  ordersctl audit export > events.jsonl
+  ordersctl audit export --file events.jsonl --since 2026-11-24T00:00:00Z
   ordersctl audit export --type OrderPlaced --order 0193c1d2-... --follow`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			req := &ordersv1.StreamEventsRequest{FromPosition: from, EventTypes: types, OrderIds: orders, Follow: follow}
-			var err error
 			if req.FromTime, err = parseTime("since", since); err != nil {
+				return err
+			}
+			client, err := a.audit()
+			if err != nil {
 				return err
 			}
 			var out io.Writer = a.io.Out
@@ -169,24 +185,36 @@ func (a *app) exportCmd() *cobra.Command {
 				if err != nil {
 					return usagef("--file: %v", err)
 				}
-				defer f.Close()
+				// A close error can be the first sign that the data never
+				// reached the disk, so it fails the export too.
+				defer func() {
+					if cerr := f.Close(); cerr != nil && err == nil {
+						err = writeError{cerr}
+					}
+				}()
 				out = f
 			}
 			bw := bufio.NewWriter(out)
-			defer bw.Flush()
-			client, err := a.audit()
-			if err != nil {
-				return err
-			}
 			ctx := a.streamCtx(cmd.Context())
+			// A follow ends when the user interrupts it: that is success.
+			stopped := func(err error) bool {
+				return follow && status.Code(err) == codes.Canceled && cmd.Context().Err() != nil
+			}
 			stream, err := client.StreamEvents(ctx, req)
+			if stopped(err) {
+				return nil
+			}
 			if err != nil {
 				return err
 			}
 			line := protojson.MarshalOptions{EmitUnpopulated: true}
 			for {
 				res, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
+				if errors.Is(err, io.EOF) || stopped(err) {
+					// The end of the log, or a follow the user stopped.
+					if err := bw.Flush(); err != nil {
+						return writeError{err}
+					}
 					return nil
 				}
 				if err != nil {
@@ -196,11 +224,13 @@ func (a *app) exportCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				bw.Write(b)
-				bw.WriteByte('\n')
+				b = append(b, '\n')
+				if _, err := bw.Write(b); err != nil {
+					return writeError{err}
+				}
 				if follow {
 					if err := bw.Flush(); err != nil {
-						return err
+						return writeError{err}
 					}
 				}
 			}
@@ -210,10 +240,17 @@ func (a *app) exportCmd() *cobra.Command {
 	c.Flags().StringVar(&since, "since", "", "start at this RFC 3339 time")
 	c.Flags().StringArrayVar(&types, "type", nil, "only this event type (repeatable)")
 	c.Flags().StringArrayVar(&orders, "order", nil, "only this order (repeatable)")
-	c.Flags().BoolVar(&follow, "follow", false, "keep streaming new events")
+	c.Flags().BoolVar(&follow, "follow", false, "keep streaming new events until interrupted (then exit 0)")
 	c.Flags().StringVar(&file, "file", "", "write to this file instead of stdout")
 	return c
 }
+
+// writeError is a failure to write the command's output; it exits 5 with
+// one line naming it.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return "writing the output: " + e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
 
 func (a *app) verifyCmd() *cobra.Command {
 	var all bool

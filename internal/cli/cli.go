@@ -2,10 +2,12 @@
 //
 // Output is an aligned table for people and, with -o json, the proto3 JSON
 // mapping of the response (stable lowerCamel field names) for scripts.
-// Colours appear only on a terminal and never with NO_COLOR set. Progress
-// goes to stderr and only on a terminal, so it never corrupts piped output.
+// Colours appear only when stdout is a terminal and never with NO_COLOR set.
+// Progress is drawn on stderr only when stderr is a terminal and the output
+// is not -o json, so it never corrupts piped or JSON output.
 //
-// Exit codes: 0 success, 1 usage or invalid argument, 2 not found,
+// Exit codes: 0 success (also a followed export stopped by Ctrl-C), 1 usage
+// or invalid argument, 2 not found,
 // 3 conflict (already exists, failed precondition, stale revision),
 // 4 unavailable (server unreachable, deadline, read model behind),
 // 5 any other error, 6 verification found a broken hash chain.
@@ -47,19 +49,56 @@ const (
 type IO struct {
 	Out, Err io.Writer
 	Getenv   func(string) string
-	// IsTerminal reports whether Out (and Err, for progress) is a terminal.
+	// IsTerminal reports whether Out is a terminal: it decides colours.
 	IsTerminal bool
+	// ErrIsTerminal reports whether Err is a terminal: it decides whether
+	// progress bars are drawn there.
+	ErrIsTerminal bool
 }
 
 // errBrokenChain makes a verification with broken links exit 6.
 var errBrokenChain = errors.New("hash chain broken")
 
-// usageError marks bad flags or arguments found before any call.
+// usageError marks bad flags, arguments or commands found before any call;
+// it exits 1. Flag and argument errors from cobra are wrapped in it (see
+// typeUsage), so no error is classified by its wording.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+func asUsage(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	return usageError{err.Error()}
+}
+
+// typeUsage makes every argument check in the tree return a usageError, and
+// makes group commands ("orders", "audit", ...) refuse an unknown
+// subcommand instead of silently printing their help. It runs after cobra's
+// own help and completion commands are added, so they are covered too.
+func typeUsage(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		}
+	} else if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error { return asUsage(check(cmd, args)) }
+	}
+	for _, sub := range c.Commands() {
+		typeUsage(sub)
+	}
+}
 
 type app struct {
 	io      IO
@@ -83,6 +122,10 @@ func Run(ctx context.Context, args []string, io IO) int {
 	root.SetArgs(args)
 	root.SetOut(io.Out)
 	root.SetErr(io.Err)
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd(args...)
+	typeUsage(root)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return asUsage(err) })
 	err := root.ExecuteContext(ctx)
 	if a.conn != nil {
 		_ = a.conn.Close()
@@ -107,9 +150,6 @@ func exitCode(err error) int {
 	}
 	st, ok := status.FromError(err)
 	if !ok {
-		if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") || strings.Contains(err.Error(), "arg") {
-			return ExitUsage
-		}
 		return ExitOther
 	}
 	switch st.Code() {
@@ -176,8 +216,8 @@ decimals (EUR 12.50, JPY 1200); the server stores integer minor units.`,
 	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline of each call")
 	f.BoolVar(&a.tlsOn, "tls", false, "use TLS")
 	f.StringVar(&a.caFile, "ca", "", "CA certificate to verify the server (implies --tls)")
-	f.StringVar(&a.cert, "cert", "", "client certificate for mTLS (implies --tls)")
-	f.StringVar(&a.key, "key", "", "client key for mTLS")
+	f.StringVar(&a.cert, "cert", "", "client certificate for mTLS, with --key (implies --tls)")
+	f.StringVar(&a.key, "key", "", "client key for mTLS, with --cert (implies --tls)")
 	root.AddCommand(a.ordersCmd(), a.auditCmd(), a.adminCmd())
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root
@@ -189,7 +229,7 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 		return a.conn, nil
 	}
 	creds := insecure.NewCredentials()
-	if a.tlsOn || a.caFile != "" || a.cert != "" {
+	if a.tlsOn || a.caFile != "" || a.cert != "" || a.key != "" {
 		cfg, err := clientTLS(a.caFile, a.cert, a.key)
 		if err != nil {
 			return nil, usagef("tls: %v", err)
@@ -226,7 +266,8 @@ func (a *app) streamCtx(ctx context.Context) context.Context {
 	return ctx
 }
 
-// colour wraps s in an ANSI colour only for a terminal without NO_COLOR.
+// colour wraps s in an ANSI colour only when stdout is a terminal and
+// NO_COLOR is unset.
 func (a *app) colour(code, s string) string {
 	if !a.io.IsTerminal || a.env("NO_COLOR", "") != "" {
 		return s
@@ -234,16 +275,22 @@ func (a *app) colour(code, s string) string {
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
 }
 
-// progressOn says whether to draw progress on stderr.
-func (a *app) progressOn() bool { return a.io.IsTerminal && a.output != "json" }
+// progressOn says whether to draw progress: it is drawn on stderr, so it
+// depends on stderr being a terminal, and -o json never gets it (JSON users
+// are scripts, and some, like rebuild, print progress as JSON instead).
+func (a *app) progressOn() bool { return a.io.ErrIsTerminal && a.output != "json" }
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
 
 // Main is the entry point used by cmd/ordersctl.
 func Main() int {
-	fi, err := os.Stdout.Stat()
-	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return Run(ctx, os.Args[1:], IO{Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv, IsTerminal: tty})
+	return Run(ctx, os.Args[1:], IO{Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv,
+		IsTerminal: isTerminal(os.Stdout), ErrIsTerminal: isTerminal(os.Stderr)})
 }
 
 // codeWords spells a gRPC code for people: "FailedPrecondition" becomes

@@ -11,6 +11,8 @@ import (
 	"github.com/google/uuid"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -177,37 +179,63 @@ func (a *app) createCmd() *cobra.Command {
 	return c
 }
 
-// orderCurrency fetches an order's currency to interpret major-unit prices.
-func (a *app) orderCurrency(ctx context.Context, orderID string) (string, error) {
+// orderCurrency finds an order's currency to interpret major-unit prices.
+// given (the --currency flag) wins without a call. Otherwise the read model
+// answers: the currency never changes, so any version of the order will do.
+// An order the read model does not have yet (or a node without the query
+// role) falls back to the audit log; if that is refused too, the read
+// model's answer is returned, with a hint to pass --currency.
+func (a *app) orderCurrency(ctx context.Context, orderID, given string) (string, error) {
+	if given != "" {
+		return strings.ToUpper(given), nil
+	}
 	conn, err := a.dial()
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := a.callCtx(ctx)
-	defer cancel()
-	res, err := ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: orderID, PageSize: 1})
-	if err != nil {
-		return "", err
+	qctx, cancel := a.callCtx(ctx)
+	res, qerr := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(qctx, &ordersv1.GetOrderRequest{OrderId: orderID})
+	cancel()
+	if qerr == nil {
+		return res.GetOrder().GetCurrency(), nil
 	}
-	if evs := res.GetEvents(); len(evs) > 0 {
+	switch status.Code(qerr) {
+	case codes.NotFound, codes.Unimplemented, codes.PermissionDenied:
+	default:
+		return "", qerr
+	}
+	actx, cancel := a.callCtx(ctx)
+	defer cancel()
+	hist, aerr := ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(actx, &ordersv1.GetOrderHistoryRequest{OrderId: orderID, PageSize: 1})
+	switch status.Code(aerr) {
+	case codes.OK:
+	case codes.Unimplemented, codes.PermissionDenied:
+		st := status.Convert(qerr)
+		return "", status.Errorf(st.Code(), "%s (looking up the order's currency; give --currency to skip it)", st.Message())
+	default:
+		return "", aerr
+	}
+	if evs := hist.GetEvents(); len(evs) > 0 {
 		return evs[0].GetEvent().GetOrderCreated().GetCurrency(), nil
 	}
-	return "", fmt.Errorf("order %s has no history", orderID)
+	return "", status.Error(codes.NotFound, "order not found")
 }
 
 func (a *app) addItemCmd() *cobra.Command {
 	var m mutation
+	var currency string
 	c := &cobra.Command{
-		Use:     "add-item ORDER SKU QTY PRICE",
-		Short:   "Add a line to a draft order (PRICE in the order currency's major unit)",
-		Example: "  ordersctl orders add-item 0193c1d2-... PEN-9 3 1.99",
-		Args:    cobra.ExactArgs(4),
+		Use:   "add-item ORDER SKU QTY PRICE",
+		Short: "Add a line to a draft order (PRICE in the order currency's major unit)",
+		Example: `  ordersctl orders add-item 0193c1d2-... PEN-9 3 1.99
+  ordersctl orders add-item 0193c1d2-... TEA 2 1200 --currency JPY   # no currency lookup`,
+		Args: cobra.ExactArgs(4),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			qty, err := strconv.ParseInt(args[2], 10, 64)
 			if err != nil {
 				return usagef("QTY %q is not a whole number", args[2])
 			}
-			cur, err := a.orderCurrency(cmd.Context(), args[0])
+			cur, err := a.orderCurrency(cmd.Context(), args[0], currency)
 			if err != nil {
 				return err
 			}
@@ -220,14 +248,22 @@ func (a *app) addItemCmd() *cobra.Command {
 			})
 		},
 	}
+	currencyFlag(c, &currency)
 	m.flags(c)
 	return c
+}
+
+// currencyFlag lets a caller state the order's currency instead of having
+// it looked up.
+func currencyFlag(c *cobra.Command, v *string) {
+	c.Flags().StringVar(v, "currency", "", "the order's ISO 4217 currency (default: looked up from the order)")
 }
 
 func (a *app) removeItemCmd() *cobra.Command {
 	var m mutation
 	c := &cobra.Command{
 		Use: "remove-item ORDER SKU", Short: "Remove a line from a draft order", Args: cobra.ExactArgs(2),
+		Example: "  ordersctl orders remove-item 0193c1d2-... PEN-9",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.RemoveItem(ctx, &ordersv1.RemoveItemRequest{RequestId: m.rid(), OrderId: args[0], Sku: args[1], ExpectedRevision: m.rev()})
@@ -242,6 +278,7 @@ func (a *app) setQtyCmd() *cobra.Command {
 	var m mutation
 	c := &cobra.Command{
 		Use: "set-qty ORDER SKU QTY", Short: "Change a line's quantity in a draft order", Args: cobra.ExactArgs(3),
+		Example: "  ordersctl orders set-qty 0193c1d2-... PEN-9 5 --expected-revision 3",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			qty, err := strconv.ParseInt(args[2], 10, 64)
 			if err != nil {
@@ -261,6 +298,8 @@ func (a *app) addressCmd() *cobra.Command {
 	var addr addressFlags
 	c := &cobra.Command{
 		Use: "set-address ORDER", Short: "Set or replace the shipping address before payment", Args: cobra.ExactArgs(1),
+		Example: `  ordersctl orders set-address 0193c1d2-... --name Ada --line1 "1 Analytical Way" \
+      --postal-code NW1 --city London --country GB`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: m.rid(), OrderId: args[0], ShippingAddress: addr.address(), ExpectedRevision: m.rev()})
@@ -276,6 +315,7 @@ func (a *app) placeCmd() *cobra.Command {
 	var m mutation
 	c := &cobra.Command{
 		Use: "place ORDER", Short: "Place a draft order", Args: cobra.ExactArgs(1),
+		Example: "  ordersctl orders place 0193c1d2-... --request-id place-0193c1d2   # safe to repeat",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()})
@@ -288,7 +328,7 @@ func (a *app) placeCmd() *cobra.Command {
 
 func (a *app) payCmd() *cobra.Command {
 	var m mutation
-	var ref, amount, reason string
+	var ref, amount, reason, currency string
 	var declined bool
 	c := &cobra.Command{
 		Use:   "pay ORDER",
@@ -305,7 +345,7 @@ func (a *app) payCmd() *cobra.Command {
 				if amount == "" {
 					return usagef("--amount is required for an authorized payment")
 				}
-				cur, err := a.orderCurrency(cmd.Context(), args[0])
+				cur, err := a.orderCurrency(cmd.Context(), args[0], currency)
 				if err != nil {
 					return err
 				}
@@ -322,6 +362,7 @@ func (a *app) payCmd() *cobra.Command {
 	c.Flags().StringVar(&amount, "amount", "", "authorized amount in major units; must equal the order total")
 	c.Flags().BoolVar(&declined, "declined", false, "record a declined payment")
 	c.Flags().StringVar(&reason, "reason", "", "why the payment was declined")
+	currencyFlag(c, &currency)
 	m.flags(c)
 	return c
 }
@@ -331,6 +372,7 @@ func (a *app) cancelCmd() *cobra.Command {
 	var reason string
 	c := &cobra.Command{
 		Use: "cancel ORDER", Short: "Cancel an order", Args: cobra.ExactArgs(1),
+		Example: `  ordersctl orders cancel 0193c1d2-... --reason "customer changed their mind"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.CancelOrder(ctx, &ordersv1.CancelOrderRequest{RequestId: m.rid(), OrderId: args[0], Reason: reason, ExpectedRevision: m.rev()})
@@ -347,6 +389,7 @@ func (a *app) shipCmd() *cobra.Command {
 	var carrier, tracking string
 	c := &cobra.Command{
 		Use: "ship ORDER", Short: "Record that a paid order shipped", Args: cobra.ExactArgs(1),
+		Example: "  ordersctl orders ship 0193c1d2-... --carrier DHL --tracking JD014600003828",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.ShipOrder(ctx, &ordersv1.ShipOrderRequest{RequestId: m.rid(), OrderId: args[0], Carrier: carrier, TrackingNumber: tracking, ExpectedRevision: m.rev()})
@@ -363,6 +406,7 @@ func (a *app) deliverCmd() *cobra.Command {
 	var m mutation
 	c := &cobra.Command{
 		Use: "deliver ORDER", Short: "Record delivery of a shipped order", Args: cobra.ExactArgs(1),
+		Example: "  ordersctl orders deliver 0193c1d2-...",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.ConfirmDelivery(ctx, &ordersv1.ConfirmDeliveryRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()})

@@ -7,6 +7,9 @@ import (
 	"os"
 )
 
+// clientTLS builds the client's TLS configuration. A client certificate
+// needs both --cert and --key; giving one without the other is an error
+// naming the missing flag.
 func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
@@ -20,7 +23,13 @@ func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 		}
 		cfg.RootCAs = pool
 	}
-	if certFile != "" || keyFile != "" {
+	switch {
+	case certFile != "" && keyFile == "":
+		return nil, errors.New("--cert needs --key")
+	case keyFile != "" && certFile == "":
+		return nil, errors.New("--key needs --cert")
+	}
+	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, err
