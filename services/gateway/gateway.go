@@ -271,7 +271,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	)
 	// The request conventions (Idempotency-Key, If-Match, X-Min-Position)
 	// are applied to the decoded request message just before it is sent.
-	checks := []check{{name: "grpc", fn: connState(conn)}}
+	checks := []check{{name: "grpc", fn: ConnReady(conn)}}
 	checked := map[*grpc.ClientConn]bool{conn: true}
 	for _, r := range registrations {
 		c := conn
@@ -279,7 +279,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 			c = sc
 			if !checked[c] {
 				checked[c] = true
-				checks = append(checks, check{name: "grpc:" + c.Target(), fn: connState(c)})
+				checks = append(checks, check{name: "grpc:" + c.Target(), fn: ConnReady(c)})
 			}
 		}
 		if err := r.register(ctx, mux, conventionConn{ClientConnInterface: c}); err != nil {

@@ -73,10 +73,25 @@ func runCheck(ctx context.Context, c check) error {
 	}
 }
 
-// connState fails while the gRPC connection cannot reach the server.
-func connState(conn *grpc.ClientConn) func(context.Context) error {
-	return func(context.Context) error {
-		switch s := conn.GetState(); s {
+// ConnReady returns a readiness check of a gRPC client connection: it fails
+// while conn cannot reach its server (TRANSIENT_FAILURE or SHUTDOWN), and
+// while it is still connecting when ctx ends. An idle connection (never used,
+// or idle for a while) is asked to connect first, so a server that is down
+// is reported before the first request finds it out. ordersd uses it to
+// fold the gateway's upstream connections into its own /readyz.
+func ConnReady(conn *grpc.ClientConn) func(context.Context) error {
+	return func(ctx context.Context) error {
+		s := conn.GetState()
+		if s == connectivity.Idle {
+			conn.Connect()
+		}
+		for s == connectivity.Idle || s == connectivity.Connecting {
+			if !conn.WaitForStateChange(ctx, s) {
+				return fmt.Errorf("gRPC connection %s", s)
+			}
+			s = conn.GetState()
+		}
+		switch s {
 		case connectivity.TransientFailure, connectivity.Shutdown:
 			return fmt.Errorf("gRPC connection %s", s)
 		}
