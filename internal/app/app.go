@@ -57,8 +57,26 @@ type Addrs struct {
 type Option func(*runOptions)
 
 type runOptions struct {
-	telemetry []telemetry.Option
+	telemetry      []telemetry.Option
+	maxStreams     int
+	healthInterval time.Duration
 }
+
+// WithMaxStreams bounds the server-streaming RPCs (StreamEvents, VerifyLog,
+// RebuildReadModel) open at once; one more is refused with
+// RESOURCE_EXHAUSTED. Streams do not count against MAX_IN_FLIGHT, which
+// bounds unary calls. n <= 0 keeps DefaultMaxStreams.
+func WithMaxStreams(n int) Option {
+	return func(o *runOptions) {
+		if n > 0 {
+			o.maxStreams = n
+		}
+	}
+}
+
+// healthInterval is how often the gRPC health statuses are re-evaluated
+// from the readiness checks.
+const healthInterval = time.Second
 
 // WithTelemetry passes options to telemetry.Setup; tests use it to record
 // spans in memory.
@@ -74,7 +92,7 @@ const maxRecvMsgSize = 1 << 20
 // cfg.ShutdownTimeout) and closes NATS. ready, if not nil, is called once
 // every listener is up. Run returns the first error that stopped it.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Addrs), opts ...Option) error {
-	var o runOptions
+	o := runOptions{maxStreams: DefaultMaxStreams, healthInterval: healthInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -164,7 +182,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if err != nil {
 		return err
 	}
-	limit := newLimiter(cfg.MaxInFlight)
+	limit := newLimiter(cfg.MaxInFlight, o.maxStreams)
 	authn, err := auth.Load(auth.Config{TokensFile: cfg.AuthTokensFile, HMACSecretFile: cfg.AuthHMACSecretFile, JWKSFile: cfg.AuthJWKSFile})
 	if err != nil {
 		return err
@@ -201,13 +219,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
+	// serviceChecks names, per registered service, the readiness checks
+	// its gRPC health status follows; the overall status ("") follows
+	// every required check, as /readyz does.
+	serviceChecks := map[string][]string{}
 	if cfg.Has("command") {
 		ordersv1.RegisterOrderCommandServiceServer(srv, command.New(traced, command.WithLogger(log)))
-		hs.SetServingStatus(ordersv1.OrderCommandService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		serviceChecks[ordersv1.OrderCommandService_ServiceDesc.ServiceName] = []string{"nats", "stream"}
 	}
 	if cfg.Has("audit") {
 		ordersv1.RegisterOrderAuditServiceServer(srv, audit.New(store, js, log))
-		hs.SetServingStatus(ordersv1.OrderAuditService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		serviceChecks[ordersv1.OrderAuditService_ServiceDesc.ServiceName] = []string{"nats", "stream"}
 	}
 	var runner *projections.Runner
 	if cfg.Has("query") {
@@ -231,13 +253,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		ordersv1.RegisterOrderAdminServiceServer(srv, query.NewAdmin(runner, store, log))
 		// Queries are served once the read model caught up with the log
 		// as of start-up; until then a load balancer should prefer other
-		// replicas.
-		hs.SetServingStatus(ordersv1.OrderQueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-		hs.SetServingStatus(ordersv1.OrderAdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		// replicas. Rebuilds need only the log.
+		serviceChecks[ordersv1.OrderQueryService_ServiceDesc.ServiceName] = []string{"nats", "stream", "projection"}
+		serviceChecks[ordersv1.OrderAdminService_ServiceDesc.ServiceName] = []string{"nats", "stream"}
 		go func() {
 			select {
 			case <-runner.Ready():
-				hs.SetServingStatus(ordersv1.OrderQueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 				log.Info("read model caught up", "position", runner.Position())
 			case <-ctx.Done():
 			}
@@ -306,7 +327,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		}
 		pmgr = pm
 		ordersv1.RegisterPaymentAdminServiceServer(srv, payments.NewAdmin(pm, log))
-		hs.SetServingStatus(ordersv1.PaymentAdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		serviceChecks[ordersv1.PaymentAdminService_ServiceDesc.ServiceName] = []string{"nats", "stream", "payments", "payment_gateway"}
 		pmCtx, cancelPayments := context.WithCancel(context.Background())
 		pmDone := make(chan struct{})
 		go func() {
@@ -346,7 +367,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if pmgr != nil {
 		// The payment provider's health decides readiness only for a
 		// payments-only process: a node that also takes commands and
-		// queries stays useful while the provider is down.
+		// queries stays useful while the provider is down, so there the
+		// circuit state is reported as advisory information.
 		paymentsOnly := len(cfg.Roles) == 1
 		checks = append(checks, Check{Name: "payments", Fn: func(context.Context) error {
 			if !pmgr.Consuming() {
@@ -358,8 +380,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			}
 			return nil
 		}})
-		checks = append(checks, Check{Name: "payment_gateway", Fn: func(context.Context) error {
-			if pmgr.CircuitOpen() && paymentsOnly {
+		checks = append(checks, Check{Name: "payment_gateway", Advisory: !paymentsOnly, Fn: func(context.Context) error {
+			if pmgr.CircuitOpen() {
 				return errors.New("circuit open: the provider keeps failing")
 			}
 			return nil
@@ -383,6 +405,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if err != nil {
 		return err
 	}
+	if cfg.Has("gateway") {
+		// A gateway whose upstream is down cannot serve its routes, so a
+		// load balancer should prefer another: its connections to remote
+		// services are part of this process's readiness (connections to
+		// this process's own listener are not: the other checks cover it).
+		for _, up := range []struct {
+			role, addr string
+			conn       *grpc.ClientConn
+		}{{"command", cfg.CommandAddr, gwConn}, {"query", cfg.QueryAddr, queryConn}, {"audit", cfg.AuditAddr, auditConn}} {
+			if up.addr != "" {
+				checks = append(checks, Check{Name: "upstream_" + up.role, Fn: gateway.ConnReady(up.conn)})
+			}
+		}
+	}
 	gw, err := gateway.New(ctx, gwConn, gateway.WithLogger(log),
 		gateway.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, queryConn),
 		gateway.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, queryConn),
@@ -393,7 +429,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	}
 	mux := http.NewServeMux()
 	if cfg.Has("gateway") {
-		mux.Handle("/", otelhttp.NewHandler(gw, "rest", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
+		api := gw
+		if serverTLS != nil && cfg.TLSClientCA != "" {
+			api = requireClientCert(gw)
+		}
+		mux.Handle("/", otelhttp.NewHandler(api, "rest", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })))
 	}
 	mux.HandleFunc("GET /healthz", healthz)
@@ -409,16 +449,67 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	go func() {
 		serve := func() error { return httpSrv.Serve(hlis) }
 		if serverTLS != nil {
-			// The HTTP listener serves TLS but does not demand client
-			// certificates: probes and Prometheus scrape it.
+			// The HTTP listener serves TLS and, with TLS_CLIENT_CA,
+			// verifies a client certificate when one is given without
+			// demanding one: probes and Prometheus scrape /healthz,
+			// /readyz and /metrics without; the API routes answer 401
+			// without one (requireClientCert).
 			httpSrv.TLSConfig = serverTLS.Clone()
 			httpSrv.TLSConfig.ClientAuth = tls.NoClientCert
+			if cfg.TLSClientCA != "" {
+				httpSrv.TLSConfig.ClientAuth = tls.VerifyClientCertIfGiven
+			}
 			serve = func() error { return httpSrv.ServeTLS(hlis, "", "") }
 		}
 		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- err
 		}
 	}()
+
+	// The gRPC health statuses follow the readiness checks: evaluated
+	// once before the process reports ready, then periodically, so a
+	// client watching them sees a NATS outage or a projection catching up.
+	updateHealth := func(ctx context.Context) {
+		e := evaluate(ctx, checks)
+		set := func(service string, ok bool) {
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if ok {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			hs.SetServingStatus(service, st)
+		}
+		set("", e.ready())
+		for service, names := range serviceChecks {
+			set(service, e.ok(names...))
+		}
+	}
+	updateHealth(ctx)
+	healthCtx, stopHealthLoop := context.WithCancel(context.Background())
+	healthDone := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		tick := time.NewTicker(o.healthInterval)
+		defer tick.Stop()
+		var caughtUp <-chan struct{}
+		if runner != nil {
+			caughtUp = runner.Ready()
+		}
+		for {
+			select {
+			case <-healthCtx.Done():
+				return
+			case <-caughtUp:
+				caughtUp = nil
+			case <-tick.C:
+			}
+			updateHealth(healthCtx)
+		}
+	}()
+	stopHealth := func() {
+		stopHealthLoop()
+		<-healthDone
+	}
+	defer stopHealth()
 
 	log.Info("ordersd listening", "roles", strings.Join(cfg.Roles, ","), "grpc", addrs.GRPC, "http", addrs.HTTP, "nats", natsDescription(addrs, cfg), "data_dir", cfg.DataDir)
 	if ready != nil {
@@ -431,6 +522,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	case runErr = <-serveErr:
 	}
 	stopPayments()
+	stopHealth()
 	hs.Shutdown()
 	hctx, hcancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	if err := httpSrv.Shutdown(hctx); err != nil {

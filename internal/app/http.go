@@ -12,6 +12,66 @@ import (
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
+	// Advisory checks are reported (under "info" in /readyz) but never
+	// make the process unready: they describe a degraded dependency the
+	// process can still work around.
+	Advisory bool
+}
+
+// readyTimeout bounds one evaluation of the checks.
+const readyTimeout = time.Second
+
+// evaluation is the outcome of one run of the checks.
+type evaluation struct {
+	checks map[string]string // required checks: "ok" or why not
+	info   map[string]string // advisory checks: "ok" or why not
+}
+
+// ready reports whether every required check passed.
+func (e evaluation) ready() bool {
+	for _, m := range e.checks {
+		if m != "ok" {
+			return false
+		}
+	}
+	return true
+}
+
+// ok reports whether the named required checks all passed; a name that was
+// not evaluated counts as passed.
+func (e evaluation) ok(names ...string) bool {
+	for _, n := range names {
+		if m, found := e.checks[n]; found && m != "ok" {
+			return false
+		}
+	}
+	return true
+}
+
+// evaluate runs every check concurrently, bounded by readyTimeout.
+func evaluate(ctx context.Context, checks []Check) evaluation {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	e := evaluation{checks: map[string]string{}, info: map[string]string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range checks {
+		wg.Go(func() {
+			msg := "ok"
+			if err := c.Fn(ctx); err != nil {
+				msg = err.Error()
+			}
+			mu.Lock()
+			if c.Advisory {
+				e.info[c.Name] = msg
+			} else {
+				e.checks[c.Name] = msg
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return e
 }
 
 // healthz answers 200 while the process runs: liveness must not depend on
@@ -22,34 +82,39 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz runs every check concurrently (bounded by one second) and answers
-// 503 naming each failed check when any fails.
+// 200 {"status":"ready","checks":{…}} or 503 {"status":"not ready",…} with
+// each failed required check's text under its name. Advisory checks appear
+// under "info" (when there are any) and never change the status.
 func readyz(checks []Check) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		results := make(map[string]string, len(checks))
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, c := range checks {
-			wg.Go(func() {
-				msg := "ok"
-				if err := c.Fn(ctx); err != nil {
-					msg = err.Error()
-				}
-				mu.Lock()
-				results[c.Name] = msg
-				mu.Unlock()
-			})
-		}
-		wg.Wait()
+		e := evaluate(r.Context(), checks)
 		code, status := http.StatusOK, "ready"
-		for _, m := range results {
-			if m != "ok" {
-				code, status = http.StatusServiceUnavailable, "not ready"
-			}
+		if !e.ready() {
+			code, status = http.StatusServiceUnavailable, "not ready"
 		}
-		writeJSON(w, code, map[string]any{"status": status, "checks": results})
+		body := map[string]any{"status": status, "checks": e.checks}
+		if len(e.info) > 0 {
+			body["info"] = e.info
+		}
+		writeJSON(w, code, body)
 	}
+}
+
+// requireClientCert answers 401 to a request that did not present a client
+// certificate verified against TLS_CLIENT_CA. The HTTP listener only asks
+// for one (so probes and scrapes need none), and the gateway calls gRPC with
+// this process's own certificate, so without this check REST would be open
+// to any TLS client while gRPC demands mTLS.
+func requireClientCert(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			// The shape of every other REST error: grpc-gateway's
+			// status JSON, here UNAUTHENTICATED.
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"code": 16, "message": "a client certificate is required", "details": []any{}})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -9,35 +9,47 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// DefaultMaxStreams bounds the server-streaming RPCs open at once unless
+// WithMaxStreams says otherwise.
+const DefaultMaxStreams = 64
+
 // limiter bounds the RPCs in flight. A call over the bound is refused at
 // once with RESOURCE_EXHAUSTED rather than queued: under overload memory and
 // latency stay bounded, and clients back off and retry (their request ids
-// make retries safe). Health checks and reflection are never refused, so an
-// overloaded server is still seen as alive.
-type limiter struct{ sem chan struct{} }
+// make retries safe). Unary calls and streams have separate bounds: a
+// stream (an export following the log, a log verification, a rebuild's
+// progress) may stay open for hours, and a handful of them must not eat the
+// capacity for commands and queries. Health checks and reflection are never
+// refused, so an overloaded server is still seen as alive.
+type limiter struct{ unarySem, streamSem chan struct{} }
 
-func newLimiter(n int) *limiter { return &limiter{sem: make(chan struct{}, n)} }
+func newLimiter(unary, streams int) *limiter {
+	return &limiter{unarySem: make(chan struct{}, unary), streamSem: make(chan struct{}, streams)}
+}
 
-var errBusy = status.Error(codes.ResourceExhausted, "server busy: too many requests in flight; retry with backoff")
+var (
+	errBusy        = status.Error(codes.ResourceExhausted, "server busy: too many requests in flight; retry with backoff")
+	errStreamsBusy = status.Error(codes.ResourceExhausted, "server busy: too many streams open; retry with backoff")
+)
 
 func exempt(method string) bool {
 	return strings.HasPrefix(method, "/grpc.health.") || strings.HasPrefix(method, "/grpc.reflection.")
 }
 
-func (l *limiter) acquire(method string) (release func(), ok bool) {
+func acquire(sem chan struct{}, method string) (release func(), ok bool) {
 	if exempt(method) {
 		return func() {}, true
 	}
 	select {
-	case l.sem <- struct{}{}:
-		return func() { <-l.sem }, true
+	case sem <- struct{}{}:
+		return func() { <-sem }, true
 	default:
 		return nil, false
 	}
 }
 
 func (l *limiter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	release, ok := l.acquire(info.FullMethod)
+	release, ok := acquire(l.unarySem, info.FullMethod)
 	if !ok {
 		return nil, errBusy
 	}
@@ -46,9 +58,9 @@ func (l *limiter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 }
 
 func (l *limiter) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	release, ok := l.acquire(info.FullMethod)
+	release, ok := acquire(l.streamSem, info.FullMethod)
 	if !ok {
-		return errBusy
+		return errStreamsBusy
 	}
 	defer release()
 	return handler(srv, ss)

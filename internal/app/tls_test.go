@@ -14,8 +14,9 @@ import (
 )
 
 // With TLS_CERT, TLS_KEY and TLS_CLIENT_CA, gRPC demands a client
-// certificate (mTLS), HTTPS serves REST through the gateway's own TLS
-// connection, and plaintext or certificate-less clients are refused.
+// certificate (mTLS); HTTPS serves REST only to clients with a verified
+// certificate (401 otherwise) and the probes and metrics to anyone; and
+// plaintext clients are refused.
 func TestMutualTLS(t *testing.T) {
 	ca, cert, key, ccert, ckey := tlstest.Generate(t, t.TempDir())
 	addrs, _ := run(t, t.TempDir(), "TLS_CERT", cert, "TLS_KEY", key, "TLS_CLIENT_CA", ca,
@@ -47,14 +48,49 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("a client without a certificate was served")
 	}
 
-	httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: noCert.RootCAs, MinVersion: tls.VersionTLS12}}}
-	res, err := httpc.Post("https://"+addrs.HTTP+"/v1/orders", "application/json", strings.NewReader(`{"requestId":"tls-3","customerId":"c","currency":"EUR"}`))
+	// Over HTTPS the API demands a verified client certificate too (the
+	// gateway's own certificate must not stand in for the caller's), while
+	// probes and scrapes need none.
+	post := func(c *tls.Config, id string) int {
+		t.Helper()
+		httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: c}}
+		t.Cleanup(httpc.CloseIdleConnections)
+		res, err := httpc.Post("https://"+addrs.HTTP+"/v1/orders", "application/json", strings.NewReader(`{"requestId":"`+id+`","customerId":"c","currency":"EUR"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := post(noCert, "tls-3"); code != http.StatusUnauthorized {
+		t.Fatalf("REST over HTTPS without a client certificate: %d", code)
+	}
+	if code := post(good, "tls-4"); code != http.StatusOK {
+		t.Fatalf("REST over HTTPS with a client certificate: %d", code)
+	}
+	// A certificate from another CA is refused in the handshake.
+	_, _, _, occert, ockey := tlstest.Generate(t, t.TempDir())
+	foreign, err := tlsconfig.Client(ca, occert, ockey, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("REST over HTTPS: %d", res.StatusCode)
+	foreignc := &http.Client{Transport: &http.Transport{TLSClientConfig: foreign}}
+	t.Cleanup(foreignc.CloseIdleConnections)
+	if res, err := foreignc.Get("https://" + addrs.HTTP + "/v1/orders/x"); err == nil {
+		res.Body.Close()
+		t.Fatalf("a certificate from another CA was accepted: %d", res.StatusCode)
+	}
+	probes := &http.Client{Transport: &http.Transport{TLSClientConfig: noCert}}
+	t.Cleanup(probes.CloseIdleConnections)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		res, err := probes.Get("https://" + addrs.HTTP + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s without a client certificate: %d", path, res.StatusCode)
+		}
 	}
 	if res, err := http.Get("http://" + addrs.HTTP + "/healthz"); err == nil {
 		res.Body.Close()
