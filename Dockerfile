@@ -4,9 +4,22 @@
 # SQLite driver is pure Go) on distroless, running as an unprivileged user.
 #
 #   docker build -t orderstream/ordersd:dev .
-#   docker run --rm -p 50051:50051 -p 8080:8080 orderstream/ordersd:dev   # embedded NATS
 #
-# compose.yaml runs it as a distributed system.
+# The image listens on every interface of the container and so, like ordersd
+# anywhere, refuses to start (exit 2, naming GRPC_ADDR) unless authentication
+# is configured or ALLOW_INSECURE=true says an open server is intended. It
+# sets neither: that choice belongs to whoever runs it. A demo with embedded
+# NATS, published on this machine's loopback only:
+#
+#   docker run --rm -p 127.0.0.1:50051:50051 -p 127.0.0.1:8080:8080 -e ALLOW_INSECURE=true orderstream/ordersd:dev
+#
+# With bearer tokens (README, Run anywhere), reachable from other machines:
+#
+#   docker run --rm -p 50051:50051 -p 8080:8080 -v ./tokens:/etc/ordersd/tokens:ro -e AUTH_TOKENS_FILE=/etc/ordersd/tokens orderstream/ordersd:dev
+#
+# compose.yaml runs it as a distributed system. deploy/dockerfile_test.go
+# runs this file's ENV and these commands' -e variables through ordersd's
+# configuration check.
 
 # The builder runs on the build machine's platform and cross-compiles for the
 # target, so multi-platform builds need no emulation.
@@ -29,8 +42,9 @@ RUN mkdir -p /out/data
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ordersd /out/ordersctl /
 COPY --from=build --chown=65532:65532 /out/data /data
-# Inside a container, listen on every interface; with no NATS_URL the server
-# runs embedded NATS with its store in /data.
+# Inside a container, listen on every interface (which needs authentication
+# or ALLOW_INSECURE, see above); with no NATS_URL the server runs embedded
+# NATS with its store in /data, its client port on the container's loopback.
 ENV GRPC_ADDR=0.0.0.0:50051 \
     HTTP_ADDR=0.0.0.0:8080 \
     DATA_DIR=/data

@@ -264,6 +264,8 @@ func TestComposeRoles(t *testing.T) {
 func TestComposeOrdersdServices(t *testing.T) {
 	p := loadCompose(t)
 	opts := natsServerOptions(t)
+	stages := parseDockerfile(t)
+	imageEnvironment := imageEnv(stages[len(stages)-1])
 	var image string
 	byRole := ordersdServices(p)
 	for _, role := range slices.Sorted(maps.Keys(byRole)) {
@@ -322,9 +324,13 @@ func TestComposeOrdersdServices(t *testing.T) {
 					t.Errorf("depends_on jaeger: %+v, want condition service_started", d)
 				}
 
-				// ordersd accepts the environment, and compose waits for
-				// the drain before killing.
-				cfg, err := config.FromMap(e)
+				// ordersd accepts the environment the container gets,
+				// the image's ENV under the service's (config.FromMap
+				// validates it), and compose waits for the drain before
+				// killing.
+				all := maps.Clone(imageEnvironment)
+				maps.Copy(all, e)
+				cfg, err := config.FromMap(all)
 				if err != nil {
 					t.Fatalf("ordersd rejects the environment: %v", err)
 				}
@@ -462,5 +468,90 @@ func TestComposeBindMountsInRepository(t *testing.T) {
 				t.Errorf("%s: bind mount: %v", s.Name, err)
 			}
 		}
+	}
+}
+
+// Every role that calls another role's gRPC services reaches it: each
+// *_ADDR a service sets names services that run that role (all of them, on
+// their gRPC port), and each role a service runs has the roles it calls in
+// the same process or at a configured address. internal/config says which
+// roles call which, so a new dependency is checked here without editing
+// this test.
+func TestComposeUpstreams(t *testing.T) {
+	p := loadCompose(t)
+	hosts := serviceHosts(p)
+	byRole := map[string][]string{} // role → names of the services running it
+	for _, s := range p.Services {
+		e := env(s)
+		if _, ok := e["ROLES"]; !ok {
+			if s.Build != nil {
+				t.Errorf("%s: runs the ordersd image without ROLES", s.Name)
+			}
+			continue
+		}
+		for _, r := range strings.Split(e["ROLES"], ",") {
+			byRole[r] = append(byRole[r], s.Name)
+		}
+	}
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		e := env(s)
+		if _, ok := e["ROLES"]; !ok {
+			continue
+		}
+		runs := strings.Split(e["ROLES"], ",")
+		t.Run(name, func(t *testing.T) {
+			for _, variable := range slices.Sorted(maps.Keys(e)) {
+				if !strings.HasSuffix(variable, "_ADDR") || variable == "GRPC_ADDR" || variable == "HTTP_ADDR" {
+					continue
+				}
+				var role string
+				for _, r := range config.AllRoles {
+					if config.AddrVariable(r) == variable {
+						role = r
+					}
+				}
+				if role == "" {
+					t.Errorf("%s: not an upstream address ordersd reads", variable)
+					continue
+				}
+				host, port, err := net.SplitHostPort(e[variable])
+				if err != nil {
+					t.Errorf("%s=%q: %v", variable, e[variable], err)
+					continue
+				}
+				targets := hosts[host]
+				if len(targets) == 0 {
+					t.Errorf("%s=%s: no service or alias %s", variable, e[variable], host)
+					continue
+				}
+				var reached []string
+				for _, target := range targets {
+					reached = append(reached, target.Name)
+					te := env(target)
+					if !slices.Contains(strings.Split(te["ROLES"], ","), role) {
+						t.Errorf("%s=%s reaches %s, which does not run the %s role (ROLES=%q)", variable, e[variable], target.Name, role, te["ROLES"])
+					}
+					if _, grpcPort, _ := net.SplitHostPort(te["GRPC_ADDR"]); grpcPort != port {
+						t.Errorf("%s=%s: %s serves gRPC on port %q", variable, e[variable], target.Name, grpcPort)
+					}
+					if d, ok := s.DependsOn[target.Name]; !ok || d.Condition != types.ServiceConditionHealthy {
+						t.Errorf("depends_on %s: %+v, want condition service_healthy (it serves %s)", target.Name, d, variable)
+					}
+				}
+				slices.Sort(reached)
+				want := slices.Sorted(slices.Values(byRole[role]))
+				if !slices.Equal(reached, want) {
+					t.Errorf("%s=%s reaches %v, want every %s service %v", variable, e[variable], reached, role, want)
+				}
+			}
+			for _, r := range runs {
+				for _, up := range config.Needs(r) {
+					if !slices.Contains(runs, up) && e[config.AddrVariable(up)] == "" {
+						t.Errorf("role %s calls the %s role, which this service does not run, and %s is not set", r, up, config.AddrVariable(up))
+					}
+				}
+			}
+		})
 	}
 }

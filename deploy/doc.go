@@ -11,13 +11,20 @@
 // R3, traces to Jaeger, listen addresses, the gateway's backend addresses);
 // and a read-model volume of its own for every query node. deploy/nats/*.conf,
 // which compose mounts into the NATS nodes, is parsed with nats-server's own
-// configuration parser. Every ordersd service's environment is run through
-// internal/config, so compose can only set values ordersd accepts.
+// configuration parser. Every ordersd service's environment, over the
+// image's ENV, is run through internal/config, so compose can only set values
+// ordersd accepts; and every upstream address a service sets (COMMAND_ADDR,
+// QUERY_ADDR, AUDIT_ADDR) must name exactly the services running that role,
+// on their gRPC port, with every role that calls another (per
+// config.Needs) given its address.
 //
 // The Dockerfile is parsed with BuildKit's parser and linter and checked for a
 // separate build stage compiling static binaries (CGO_ENABLED=0) with cache
 // mounts, a distroless or scratch final stage with a non-root USER, the
-// HEALTHCHECK and the ENTRYPOINT.
+// HEALTHCHECK and the ENTRYPOINT. Its ENV must not validate on its own (the
+// image listens beyond loopback and does not open itself), while every
+// `docker run` documented in it or in README.md must: its -e variables over
+// the ENV pass internal/config.
 //
 // None of it needs Docker.
 package deploy

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/orderstream/orderstream/internal/config"
 )
 
 // parseDockerfile parses the Dockerfile into stages with BuildKit's parser,
@@ -151,6 +153,10 @@ func TestDockerfile(t *testing.T) {
 		}
 	})
 
+	t.Run("environment validates with the documented run commands", func(t *testing.T) {
+		checkImageEnvironment(t, final)
+	})
+
 	t.Run("entrypoint, health check and ports", func(t *testing.T) {
 		eps := commands[*instructions.EntrypointCommand](final)
 		if len(eps) == 0 || eps[len(eps)-1].PrependShell || !slices.Equal(eps[len(eps)-1].CmdLine, []string{"/ordersd"}) {
@@ -167,12 +173,7 @@ func TestDockerfile(t *testing.T) {
 		for _, e := range commands[*instructions.ExposeCommand](final) {
 			ports = append(ports, e.Ports...)
 		}
-		envs := map[string]string{}
-		for _, e := range commands[*instructions.EnvCommand](final) {
-			for _, kv := range e.Env {
-				envs[kv.Key] = kv.Value
-			}
-		}
+		envs := imageEnv(final)
 		for variable, port := range map[string]string{"GRPC_ADDR": "50051", "HTTP_ADDR": "8080"} {
 			if !slices.Contains(ports, port) {
 				t.Errorf("EXPOSE %v lacks %s", ports, port)
@@ -182,6 +183,104 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	})
+}
+
+// imageEnv returns the environment the final stage's ENV instructions set.
+func imageEnv(final instructions.Stage) map[string]string {
+	envs := map[string]string{}
+	for _, e := range commands[*instructions.EnvCommand](final) {
+		for _, kv := range e.Env {
+			envs[kv.Key] = kv.Value
+		}
+	}
+	return envs
+}
+
+// documentedRuns returns every `docker run` command line in the Dockerfile's
+// comments and in README.md, with where it was found.
+func documentedRuns(t *testing.T) map[string]string {
+	t.Helper()
+	runs := map[string]string{}
+	for _, file := range []string{"Dockerfile", "README.md"} {
+		b, err := os.ReadFile(filepath.Join(root, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(strings.TrimPrefix(line, "#"))
+			if strings.HasPrefix(line, "docker run ") {
+				runs[file+":"+strconv.Itoa(i+1)] = line
+			}
+		}
+	}
+	return runs
+}
+
+// runEnv returns the variables a docker run command line sets with -e or
+// --env (NAME=value; a bare NAME takes the caller's value, which a
+// documented command must not rely on).
+func runEnv(t *testing.T, line string) map[string]string {
+	t.Helper()
+	args := strings.Fields(line)
+	vars := map[string]string{}
+	for i := 0; i < len(args); i++ {
+		var kv string
+		switch a := args[i]; {
+		case a == "-e" || a == "--env":
+			if i+1 >= len(args) {
+				t.Fatalf("%q: %s without a value", line, a)
+			}
+			i++
+			kv = args[i]
+		case strings.HasPrefix(a, "--env="):
+			kv = strings.TrimPrefix(a, "--env=")
+		case strings.HasPrefix(a, "-e") && len(a) > 2:
+			kv = strings.TrimPrefix(a[2:], "=")
+		default:
+			continue
+		}
+		if strings.ContainsAny(kv, `"'$`) {
+			t.Fatalf("%q: quoting or expansion in %s; keep documented variables literal", line, kv)
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			t.Errorf("%q: -e %s takes the caller's value", line, k)
+		}
+		vars[k] = v
+	}
+	return vars
+}
+
+// checkImageEnvironment: the image's environment is what ordersd starts with in a container (and
+// what `ordersd healthcheck`, run by HEALTHCHECK, reads): on its own it must
+// refuse to serve every interface without authentication, and each
+// documented `docker run` must add what makes it start.
+func checkImageEnvironment(t *testing.T, final instructions.Stage) {
+	envs := imageEnv(final)
+	if envs["ALLOW_INSECURE"] != "" {
+		t.Errorf("ENV ALLOW_INSECURE=%s: the image must not open itself; the run command says so", envs["ALLOW_INSECURE"])
+	}
+	if _, err := config.FromMap(envs); err == nil || !strings.Contains(err.Error(), "GRPC_ADDR") {
+		t.Errorf("the image's ENV alone: %v, want the refusal naming GRPC_ADDR", err)
+	}
+	runs := documentedRuns(t)
+	if len(runs) == 0 {
+		t.Fatal("no documented docker run command")
+	}
+	for where, line := range runs {
+		all := maps.Clone(envs)
+		maps.Copy(all, runEnv(t, line))
+		cfg, err := config.FromMap(all)
+		if err != nil {
+			t.Errorf("%s: %q: ordersd refuses the environment: %v", where, line, err)
+			continue
+		}
+		// Validate is what FromMap ran; checked again on the value the
+		// process would hold, as app.Run receives it.
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", where, err)
+		}
+	}
 }
 
 // The build context keeps local state and VCS data out, and everything the
