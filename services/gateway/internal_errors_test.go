@@ -132,3 +132,25 @@ func TestGRPCServerDown(t *testing.T) {
 	}
 	expect(t, do(t, c, "GET", base+"/healthz", ""), 200)
 }
+
+// /readyz reports an upstream that is down even before any request has
+// used its connection (which starts idle), and ConnReady passes once the
+// server is reachable.
+func TestReadyzConnectsIdleUpstream(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close()
+	down := dial(t, addr)
+	base, c := gatewayOver(t, down)
+	r := expect(t, do(t, c, "GET", base+"/readyz", ""), 503)
+	if r.str("checks", "grpc") == "ok" {
+		t.Fatalf("readyz: %s", r.raw)
+	}
+	up := serve(t, grpc.NewServer())
+	if err := gateway.ConnReady(up)(t.Context()); err != nil {
+		t.Fatalf("ConnReady of a reachable server: %v", err)
+	}
+}
