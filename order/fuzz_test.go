@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/orderstream/orderstream/order"
 )
@@ -383,6 +384,39 @@ func FuzzEvolve(f *testing.F) {
 				t.Fatalf("empty non-nil Lines")
 			}
 			s = next
+		}
+	})
+}
+
+// FuzzValidateID checks the identifier rule shared by order ids, SKUs and
+// request ids: what it accepts is 1-64 bytes that all print as themselves,
+// so no control (C0 or C1), format (zero-width, BOM, bidi), space or
+// non-ASCII look-alike character gets through.
+func FuzzValidateID(f *testing.F) {
+	for _, s := range []string{
+		"order-1", "550e8400-e29b-41d4-a716-446655440000", "~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}", strings.Repeat("x", 64),
+		"", " ", "a b", "\x00", "a\x7f", "a\u0085b", "\u009b", "a\u200bb", "\u200d", "\ufeff", "\u00ad", "\u202e", "\u2028",
+		"caf\u00e9", "\u0430", strings.Repeat("x", 65), "\xff",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		err := order.ValidateID("request_id", v)
+		var fe *order.FieldError
+		if err != nil && (!errors.As(err, &fe) || fe.Field != "request_id" || !errors.Is(err, order.ErrInvalid)) {
+			t.Fatalf("ValidateID(%q) = %v: want a *FieldError for request_id matching ErrInvalid", v, err)
+		}
+		ok := len(v) >= 1 && len(v) <= order.MaxIDLen
+		for i := 0; i < len(v); i++ {
+			ok = ok && v[i] > ' ' && v[i] < 0x7f
+		}
+		if (err == nil) != ok {
+			t.Fatalf("ValidateID(%q) = %v, want accepted=%v", v, err, ok)
+		}
+		if err == nil && strings.ContainsFunc(v, func(r rune) bool {
+			return !unicode.IsGraphic(r) || unicode.IsSpace(r) || unicode.Is(unicode.Cf, r)
+		}) {
+			t.Fatalf("ValidateID accepted %q, which holds a character that does not print", v)
 		}
 	})
 }

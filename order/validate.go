@@ -7,10 +7,17 @@ import (
 	"unicode/utf8"
 )
 
+// ValidateID returns nil when v is a valid identifier (see the package
+// comment: 1 to MaxIDLen bytes, each a printable ASCII character other than
+// space), and otherwise a *FieldError for field, which matches ErrInvalid.
+// Identifiers the domain does not hold itself, such as request ids, use it
+// so that every identifier in the system follows one rule.
+func ValidateID(field, v string) error { return validateID(field, v) }
+
 // validateID checks an identifier: 1..MaxIDLen bytes in 0x21-0x7E. ASCII
 // only, because ids are compared byte-wise and used as keys, where
-// look-alike Unicode or invisible characters would make two ids that print
-// the same differ.
+// look-alike Unicode or invisible characters (C1 controls, zero-width and
+// other format characters) would make two ids that print the same differ.
 func validateID(field, v string) error {
 	if v == "" {
 		return invalid(field, "is required")
