@@ -7,6 +7,10 @@
 //
 //	ordersd rebuild       rebuild the read model without downtime, with progress
 //	ordersd healthcheck   exit 0 if GET /healthz on HTTP_ADDR answers 200 (for container health checks)
+//
+// With TLS_CERT set, healthcheck speaks HTTPS and accepts the server's
+// certificate if it chains to TLS_CERT's own certificates or to TLS_CA; it
+// does not check the name, since it dials an address of this machine.
 package main
 
 import (
@@ -24,6 +28,7 @@ import (
 	"github.com/orderstream/orderstream/internal/cli"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/telemetry"
+	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"golang.org/x/term"
 )
 
@@ -53,7 +58,19 @@ func subcommand(ctx context.Context, cfg config.Config, name string) int {
 		return cli.Run(ctx, []string{"admin", "rebuild", "--addr", dialable(cfg.GRPCAddr)}, cli.IO{Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv, IsTerminal: tty})
 	case "healthcheck":
 		c := &http.Client{Timeout: 3 * time.Second}
-		res, err := c.Get("http://" + dialable(cfg.HTTPAddr) + "/healthz")
+		scheme := "http"
+		if cfg.TLSCert != "" {
+			// The HTTP listener serves TLS with TLS_CERT and asks for no
+			// client certificate; see tlsconfig.Probe for what is trusted.
+			tc, err := tlsconfig.Probe(cfg.TLSCA, cfg.TLSCert)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "ordersd healthcheck: TLS_CERT/TLS_CA:", err)
+				return 1
+			}
+			c.Transport = &http.Transport{TLSClientConfig: tc}
+			scheme = "https"
+		}
+		res, err := c.Get(scheme + "://" + dialable(cfg.HTTPAddr) + "/healthz")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ordersd healthcheck:", err)
 			return 1

@@ -83,6 +83,52 @@ func Client(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// Probe returns a client configuration for a process probing its own TLS
+// listener (ordersd healthcheck): it dials the listen address (127.0.0.1 for
+// a wildcard), a name the server's certificate rarely carries, so the name is
+// not checked. Instead the presented chain must verify against the
+// certificates in certFile (the server's own, so exactly that certificate is
+// trusted) or, when caFile is set, the CAs in caFile (so a certificate
+// rotated in by the same CA passes too). certFile is required; an unreadable
+// file, or one holding no certificate, is an error.
+func Probe(caFile, certFile string) (*tls.Config, error) {
+	if certFile == "" {
+		return nil, errors.New("tlsconfig: a probe needs the server's certificate file")
+	}
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("tlsconfig: probe: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if caFile != "" {
+		if roots, err = LoadCertPool(caFile); err != nil {
+			return nil, fmt.Errorf("tlsconfig: probe CA: %w", err)
+		}
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tlsconfig: probe: %s: no PEM certificate found", certFile)
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The standard verification would check the dialled name; the
+		// chain is verified below instead, without a name.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("tlsconfig: probe: the server presented no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+				Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			})
+			return err
+		},
+	}, nil
+}
+
 // LoadCertPool reads a PEM bundle of CA certificates. A file holding no
 // certificate at all is an error: silently trusting nothing would only show
 // up later as a confusing handshake failure.

@@ -298,3 +298,57 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+// A probe trusts the server's own certificate file or the CA file, ignores
+// the dialled name, and refuses to be built without a certificate.
+func TestProbe(t *testing.T) {
+	dir := t.TempDir()
+	ca, srvCert, srvKey, _, _ := tlstest.Generate(t, dir)
+	_, otherCert, otherKey, _, _ := tlstest.Generate(t, t.TempDir())
+	serve := func(certFile, keyFile string) string {
+		cfg, err := tlsconfig.Server(certFile, keyFile, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
+		go func() { _ = srv.Serve(lis) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		return lis.Addr().String()
+	}
+	own, other := serve(srvCert, srvKey), serve(otherCert, otherKey)
+	handshake := func(addr string, cfg *tls.Config) error {
+		// A name the certificate does not carry: the probe ignores it.
+		cfg = cfg.Clone()
+		cfg.ServerName = "elsewhere.example"
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	for _, ca := range []string{"", ca} {
+		p, err := tlsconfig.Probe(ca, srvCert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := handshake(own, p); err != nil {
+			t.Errorf("CA %q: own server: %v", ca, err)
+		}
+		if err := handshake(other, p); err == nil {
+			t.Errorf("CA %q: a server of another CA was trusted", ca)
+		}
+	}
+	empty := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][2]string{{"", ""}, {"", empty}, {empty, srvCert}, {"", filepath.Join(dir, "missing.pem")}} {
+		if _, err := tlsconfig.Probe(bad[0], bad[1]); err == nil {
+			t.Errorf("Probe(%q, %q) accepted", bad[0], bad[1])
+		}
+	}
+}
