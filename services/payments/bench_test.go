@@ -1,6 +1,7 @@
 package payments_test
 
 import (
+	"flag"
 	"fmt"
 	"runtime"
 	"testing"
@@ -37,11 +38,14 @@ func BenchmarkPaidPerSecond(b *testing.B) {
 	}
 }
 
-// BenchmarkBacklogMemory places a large backlog behind a slow gateway and
-// reports how much the heap grows while the manager works through the
-// start of it: bounded intake means it does not grow with the backlog.
+var backlogOrders = flag.Int("backlog", 100000, "orders queued behind the slow gateway in BenchmarkBacklogMemory")
+
+// BenchmarkBacklogMemory places a large backlog (-backlog orders) behind a
+// slow gateway and reports how much the heap grows while the manager works
+// through the start of it: bounded intake means it does not grow with the
+// backlog.
 func BenchmarkBacklogMemory(b *testing.B) {
-	orders := 20000
+	orders := *backlogOrders
 	for b.Loop() {
 		e := start(b)
 		for range orders {

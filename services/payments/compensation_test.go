@@ -21,11 +21,15 @@ import (
 // test can make things happen at an exact point of a payment.
 type scripted struct {
 	*payments.Simulator
-	charge      func(n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool)
+	charge      func(ctx context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool)
 	chargeCalls atomic.Int32
 	failVoids   atomic.Int32
 	voidCalls   atomic.Int32
 	decline     string
+	// The next failRefunds refunds fail before reaching the provider,
+	// then the next loseRefunds are made and answer with an error.
+	failRefunds, loseRefunds atomic.Int32
+	refundCalls              atomic.Int32
 
 	mu       sync.Mutex
 	inflight map[string]int
@@ -46,11 +50,25 @@ func (g *scripted) Charge(ctx context.Context, req payments.ChargeRequest) (paym
 		return payments.ChargeResult{}, fmt.Errorf("%w: %s", payments.ErrDeclined, g.decline)
 	}
 	if g.charge != nil {
-		if res, err, ok := g.charge(n, req); ok {
+		if res, err, ok := g.charge(ctx, n, req); ok {
 			return res, err
 		}
 	}
 	return g.Simulator.Charge(ctx, req)
+}
+
+func (g *scripted) Refund(ctx context.Context, req payments.RefundRequest) (payments.RefundResult, error) {
+	g.refundCalls.Add(1)
+	if g.failRefunds.Add(-1) >= 0 {
+		return payments.RefundResult{}, errors.New("provider: refund temporarily unavailable")
+	}
+	if g.loseRefunds.Add(-1) >= 0 {
+		if _, err := g.Simulator.Refund(ctx, req); err != nil {
+			return payments.RefundResult{}, err
+		}
+		return payments.RefundResult{}, errors.New("provider: connection reset after the refund was sent")
+	}
+	return g.Simulator.Refund(ctx, req)
 }
 
 func (g *scripted) Void(ctx context.Context, req payments.VoidRequest) (payments.VoidResult, error) {
@@ -107,7 +125,7 @@ func TestChargeOfOrderCancelledMeanwhileIsVoided(t *testing.T) {
 	var id atomic.Value
 	gw := &scripted{Simulator: sim}
 	gw.failVoids.Store(2)
-	gw.charge = func(n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
+	gw.charge = func(_ context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
 		if n == 1 {
 			e.cancel(t, req.OrderID)
 		}
@@ -132,7 +150,7 @@ func TestAmbiguousChargeOfCancelledOrderIsVoided(t *testing.T) {
 	e := start(t)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
 	gw := &scripted{Simulator: sim}
-	gw.charge = func(n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
+	gw.charge = func(_ context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
 		if n != 1 {
 			return payments.ChargeResult{}, nil, false
 		}
@@ -225,26 +243,31 @@ func TestUnrecordedChargeIsParkedNotLost(t *testing.T) {
 	assertChargedOnce(t, sim, 1)
 }
 
-// Jobs that wait longer than the consumer's AckWait (here for an open
-// circuit) are neither delivered twice nor run twice at once: only as many
-// messages as workers are outstanding, and running jobs signal progress.
+// Jobs that run longer than the consumer's AckWait (here against a
+// provider that hangs until each attempt times out) are neither delivered
+// twice nor run twice at once: only as many messages as workers are
+// outstanding, and running jobs signal progress.
 func TestLongJobsAreNotRedelivered(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out an AckWait")
 	}
 	e := start(t)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	var first atomic.Bool
+	// AckWait is max(3×300ms, 1s) = 1s; the provider hangs for 2.5 s, so
+	// the first jobs run more than twice that long.
+	const hang = 2500 * time.Millisecond
+	var once sync.Once
+	var first time.Time
 	gw := &scripted{Simulator: sim}
-	gw.charge = func(n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
-		if first.CompareAndSwap(false, true) {
-			// One failure opens the circuit for longer than AckWait.
-			return payments.ChargeResult{}, errors.New("provider: hiccup"), true
+	gw.charge = func(ctx context.Context, _ int32, _ payments.ChargeRequest) (payments.ChargeResult, error, bool) {
+		once.Do(func() { first = time.Now() })
+		if time.Since(first) < hang {
+			<-ctx.Done() // the attempt timeout
+			return payments.ChargeResult{}, ctx.Err(), true
 		}
 		return payments.ChargeResult{}, nil, false
 	}
-	// AckWait is 2×100ms+5s; the circuit holds every job back 6 s.
-	e.run(t, gw, payments.WithWorkers(2), payments.WithRetry(5, 100*time.Millisecond, time.Millisecond, 2*time.Millisecond), payments.WithCircuit(1, 6*time.Second))
+	e.run(t, gw, payments.WithWorkers(2), payments.WithRetry(100, 300*time.Millisecond, time.Millisecond, 2*time.Millisecond), payments.WithCircuit(1000, 10*time.Millisecond))
 	for i := range 4 {
 		e.place(t, fmt.Sprint("slow-", i), 100)
 	}

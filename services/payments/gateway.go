@@ -75,6 +75,15 @@ type SimulatorConfig struct {
 	// FailureRate is the probability (0-1) that a call fails transiently
 	// before doing anything.
 	FailureRate float64
+	// LostAnswerRate is the probability (0-1) that a call which got
+	// through does its work (takes the charge, makes the refund or void,
+	// or finds the earlier one under its key) and then fails transiently
+	// anyway, as when the provider's answer is lost on the way back. The
+	// caller cannot tell it from a failure before the work; only the
+	// idempotency key keeps its retry from moving money again.
+	LostAnswerRate float64
+	// Seed seeds the failure draws; 0 seeds from the clock.
+	Seed uint64
 	// DeclineOver declines charges above this amount (minor units); 0
 	// means no limit.
 	DeclineOver int64
@@ -84,25 +93,40 @@ type SimulatorConfig struct {
 }
 
 // Simulator is a PaymentGateway for local runs and tests: no money moves.
-// It is idempotent by key like a real provider, and counts what it did so
+// It is idempotent by key like a real provider, and records every
+// simulated money movement and every key each order was charged under, so
 // tests can prove each order was charged exactly once.
 type Simulator struct {
 	cfg SimulatorConfig
 
-	mu       sync.Mutex
-	rng      *rand.Rand
-	charges  map[string]chargeOutcome
-	refunds  map[string]string
-	charged  map[string]int // successful charges per key
-	refunded map[string]int
-	voided   map[string]int // released charges per charge key
-	attempts int
-	down     bool
+	mu         sync.Mutex
+	rng        *rand.Rand
+	charges    map[string]chargeOutcome
+	refunds    map[string]string
+	charged    map[string]int // money taken per charge key
+	refunded   map[string]int
+	voided     map[string]int // released charges per charge key
+	movements  []Movement
+	chargeKeys map[string]map[string]bool // order → keys of its charge calls
+	attempts   int
+	lost       int
+	down       bool
 }
 
 type chargeOutcome struct {
 	ref    string
 	reason string // non-empty when declined
+	order  string
+	amount int64
+}
+
+// Movement is money the simulator moved: a charge taken, a refund or a
+// void paid back.
+type Movement struct {
+	Kind    string // "charge", "refund" or "void"
+	Key     string // the idempotency key of the call that moved it
+	OrderID string
+	Amount  int64
 }
 
 // NewSimulator returns a simulated gateway.
@@ -110,8 +134,13 @@ func NewSimulator(cfg SimulatorConfig) *Simulator {
 	if cfg.DeclineCustomer == "" {
 		cfg.DeclineCustomer = "cust-decline"
 	}
-	return &Simulator{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
-		charges: map[string]chargeOutcome{}, refunds: map[string]string{}, charged: map[string]int{}, refunded: map[string]int{}, voided: map[string]int{}}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	return &Simulator{cfg: cfg, rng: rand.New(rand.NewPCG(seed, 7)),
+		charges: map[string]chargeOutcome{}, refunds: map[string]string{}, charged: map[string]int{}, refunded: map[string]int{}, voided: map[string]int{},
+		chargeKeys: map[string]map[string]bool{}}
 }
 
 // SetDown makes every call fail transiently (true) or behave again (false),
@@ -136,10 +165,25 @@ func (s *Simulator) wait(ctx context.Context) error {
 	}
 }
 
+var (
+	errUnavailable = errors.New("simulator: provider temporarily unavailable")
+	errLostAnswer  = errors.New("simulator: connection reset before the answer arrived")
+)
+
 // failNow decides a transient failure; caller holds mu.
 func (s *Simulator) failNow() bool {
 	s.attempts++
 	return s.down || (s.cfg.FailureRate > 0 && s.rng.Float64() < s.cfg.FailureRate)
+}
+
+// loseAnswer decides whether the answer of a call that did its work is
+// lost; caller holds mu.
+func (s *Simulator) loseAnswer() bool {
+	if s.cfg.LostAnswerRate > 0 && s.rng.Float64() < s.cfg.LostAnswerRate {
+		s.lost++
+		return true
+	}
+	return false
 }
 
 // Charge authorizes once per idempotency key.
@@ -149,26 +193,33 @@ func (s *Simulator) Charge(ctx context.Context, req ChargeRequest) (ChargeResult
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.chargeKeys[req.OrderID] == nil {
+		s.chargeKeys[req.OrderID] = map[string]bool{}
+	}
+	s.chargeKeys[req.OrderID][req.IdempotencyKey] = true
 	if s.failNow() {
-		return ChargeResult{}, errors.New("simulator: provider temporarily unavailable")
+		return ChargeResult{}, errUnavailable
 	}
-	if o, ok := s.charges[req.IdempotencyKey]; ok {
-		if o.reason != "" {
-			return ChargeResult{}, fmt.Errorf("%w: %s", ErrDeclined, o.reason)
+	o, ok := s.charges[req.IdempotencyKey]
+	if !ok {
+		// A new key: decide, and take the money. A repeated key gets
+		// the first outcome back and moves nothing.
+		o = chargeOutcome{order: req.OrderID, amount: req.Amount}
+		switch {
+		case req.CustomerID == s.cfg.DeclineCustomer:
+			o.reason = "card declined"
+		case s.cfg.DeclineOver > 0 && req.Amount > s.cfg.DeclineOver:
+			o.reason = "amount over limit"
+		default:
+			o.ref = fmt.Sprintf("sim-ch-%d", len(s.charges)+1)
+			s.charged[req.IdempotencyKey]++
+			s.movements = append(s.movements, Movement{Kind: "charge", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
 		}
-		return ChargeResult{PaymentRef: o.ref}, nil
+		s.charges[req.IdempotencyKey] = o
 	}
-	var o chargeOutcome
-	switch {
-	case req.CustomerID == s.cfg.DeclineCustomer:
-		o.reason = "card declined"
-	case s.cfg.DeclineOver > 0 && req.Amount > s.cfg.DeclineOver:
-		o.reason = "amount over limit"
-	default:
-		o.ref = fmt.Sprintf("sim-ch-%d", len(s.charges)+1)
-		s.charged[req.IdempotencyKey]++
+	if s.loseAnswer() {
+		return ChargeResult{}, errLostAnswer
 	}
-	s.charges[req.IdempotencyKey] = o
 	if o.reason != "" {
 		return ChargeResult{}, fmt.Errorf("%w: %s", ErrDeclined, o.reason)
 	}
@@ -183,14 +234,18 @@ func (s *Simulator) Refund(ctx context.Context, req RefundRequest) (RefundResult
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failNow() {
-		return RefundResult{}, errors.New("simulator: provider temporarily unavailable")
+		return RefundResult{}, errUnavailable
 	}
-	if ref, ok := s.refunds[req.IdempotencyKey]; ok {
-		return RefundResult{RefundRef: ref}, nil
+	ref, ok := s.refunds[req.IdempotencyKey]
+	if !ok {
+		ref = fmt.Sprintf("sim-rf-%d", len(s.refunds)+1)
+		s.refunds[req.IdempotencyKey] = ref
+		s.refunded[req.IdempotencyKey]++
+		s.movements = append(s.movements, Movement{Kind: "refund", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
 	}
-	ref := fmt.Sprintf("sim-rf-%d", len(s.refunds)+1)
-	s.refunds[req.IdempotencyKey] = ref
-	s.refunded[req.IdempotencyKey]++
+	if s.loseAnswer() {
+		return RefundResult{}, errLostAnswer
+	}
 	return RefundResult{RefundRef: ref}, nil
 }
 
@@ -202,7 +257,7 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failNow() {
-		return VoidResult{}, errors.New("simulator: provider temporarily unavailable")
+		return VoidResult{}, errUnavailable
 	}
 	o, ok := s.charges[req.ChargeKey]
 	if !ok || o.reason != "" {
@@ -210,6 +265,10 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	}
 	if s.voided[req.ChargeKey] == 0 {
 		s.voided[req.ChargeKey]++
+		s.movements = append(s.movements, Movement{Kind: "void", Key: req.IdempotencyKey, OrderID: o.order, Amount: o.amount})
+	}
+	if s.loseAnswer() {
+		return VoidResult{}, errLostAnswer
 	}
 	return VoidResult{Released: true, VoidRef: "sim-vd-" + o.ref}, nil
 }
@@ -234,6 +293,35 @@ func (s *Simulator) Charged() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// Movements returns every money movement so far, in order.
+func (s *Simulator) Movements() []Movement {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Movement(nil), s.movements...)
+}
+
+// ChargeKeys returns, per order, the idempotency keys its charge calls
+// carried, failed calls included.
+func (s *Simulator) ChargeKeys() map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]string, len(s.chargeKeys))
+	for o, keys := range s.chargeKeys {
+		for k := range keys {
+			out[o] = append(out[o], k)
+		}
+	}
+	return out
+}
+
+// LostAnswers returns how many calls did their work and then failed (see
+// SimulatorConfig.LostAnswerRate).
+func (s *Simulator) LostAnswers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost
 }
 
 // Refunded returns how many refunds were actually made per key.

@@ -14,7 +14,10 @@
 // Transient gateway errors are retried with exponential backoff and full
 // jitter, a timeout per attempt, and a bounded number of attempts; then the
 // job is parked in the JetStream KV bucket PAYMENTS_PARKED, listed and
-// retried on demand through PaymentAdminService. A permanent decline is
+// retried on demand through PaymentAdminService. While the circuit breaker
+// is open, attempts are refused without calling the provider but still
+// count, so a provider down longer than the retry budget gets its jobs
+// parked within that budget. A permanent decline is
 // recorded at once. An outcome the command side will not record (any error
 // but a cancelled order) is retried the same way and parked, never
 // acknowledged as done: the money may have moved.
@@ -102,6 +105,8 @@ func WithWorkers(n int) Option {
 }
 
 // WithRetry sets the attempt budget, per-attempt timeout and backoff bounds.
+// The attempt timeout also sets the consumer's AckWait (see ackWait), so it
+// bounds how soon a crashed manager's messages are delivered again.
 func WithRetry(maxAttempts int, attemptTimeout, base, max time.Duration) Option {
 	return func(m *Manager) {
 		if maxAttempts > 0 {
@@ -176,6 +181,9 @@ type Manager struct {
 	attempts  metric.Int64Counter
 	outcomes  metric.Int64Counter
 	parked    metric.Int64Counter
+	// parkedNow is how many jobs the bucket holds, as this manager
+	// sees it: counted at start, then kept on park and retry.
+	parkedNow atomic.Int64
 
 	stats struct {
 		sync.Mutex
@@ -206,6 +214,11 @@ func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1
 		return nil, fmt.Errorf("payments: parked bucket: %w", err)
 	}
 	m.kv = kv
+	n, err := m.countParked(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("payments: parked bucket: %w", err)
+	}
+	m.parkedNow.Store(n)
 	if err := m.metrics(); err != nil {
 		return nil, err
 	}
@@ -219,7 +232,9 @@ func (m *Manager) metrics() error {
 	err = errors.Join(err, e)
 	m.outcomes, e = meter.Int64Counter("orders.payments.outcomes", metric.WithDescription("Recorded outcomes: authorized, declined, refunded, dropped."))
 	err = errors.Join(err, e)
-	m.parked, e = meter.Int64Counter("orders.payments.parked", metric.WithDescription("Jobs parked after using up their retries."))
+	m.parked, e = meter.Int64Counter("orders.payments.parked", metric.WithDescription("Jobs parked after using up their retries (parkings, including a retried job parked again)."))
+	err = errors.Join(err, e)
+	parkedNow, e := meter.Int64ObservableGauge("orders.payments.parked_jobs", metric.WithDescription("Jobs parked now, waiting for a retry on demand."))
 	err = errors.Join(err, e)
 	busy, e := meter.Int64ObservableGauge("orders.payments.workers_busy", metric.WithDescription("Workers running a job."))
 	err = errors.Join(err, e)
@@ -231,14 +246,21 @@ func (m *Manager) metrics() error {
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(busy, m.busy.Load())
 		o.ObserveInt64(size, int64(m.workers))
+		o.ObserveInt64(parkedNow, m.parkedNow.Load())
 		return nil
-	}, busy, size)
+	}, busy, size, parkedNow)
 	return err
 }
 
 // CircuitOpen reports whether the gateway circuit is open: the provider
 // failed so many times in a row that calls are held back for a while.
 func (m *Manager) CircuitOpen() bool { return m.breaker.isOpen() }
+
+// ParkedNow returns how many jobs are parked: those in the bucket when the
+// manager started, plus those it parked since, less those it retried to
+// completion. Jobs parked or retried by another replica meanwhile are not
+// seen until a restart.
+func (m *Manager) ParkedNow() int64 { return m.parkedNow.Load() }
 
 // Stats returns counts since start.
 func (m *Manager) Stats() Stats {
@@ -322,8 +344,11 @@ func (m *Manager) Err() error {
 // ackWait bounds how long a message may go without an acknowledgement or
 // progress signal before the server redelivers it: a crashed manager's
 // messages come back after this. Running jobs signal progress every
-// ackWait/3, so it need not cover backoff sleeps.
-func (m *Manager) ackWait() time.Duration { return m.attemptTimeout*2 + 5*time.Second }
+// ackWait/3, so it need not cover backoff sleeps or a whole attempt (a
+// gateway call and a recording, each bounded by the attempt timeout); it
+// leaves room for two lost progress signals. At least a second, so a
+// short attempt timeout does not turn a busy moment into redeliveries.
+func (m *Manager) ackWait() time.Duration { return max(3*m.attemptTimeout, time.Second) }
 
 // consume runs one consumer until ctx ends or the consumer cannot run.
 func (m *Manager) consume(ctx context.Context) error {
@@ -501,16 +526,15 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 			return abandon
 		}
 		if errors.Is(err, ErrCircuitOpen) {
-			// Held back without calling the provider: wait for the
-			// circuit rather than spend the attempt budget.
-			t := time.NewTimer(m.breaker.wait() + time.Millisecond)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return abandon
+			// Held back without calling the provider. The attempt
+			// still counts, on the job's own backoff: a provider down
+			// longer than the retry budget parks the job within that
+			// budget, rather than once the circuit lets every waiting
+			// job probe in turn. The last real failure stays the
+			// reason, if there was one.
+			if lastErr == nil {
+				lastErr = err
 			}
-			attempt--
 			continue
 		}
 		lastErr = err
@@ -521,9 +545,13 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 		j.LastError = lastErr.Error()
 	}
 	j.ParkedAt = time.Now().UTC()
-	if err := m.park(ctx, *j); err != nil {
+	added, err := m.park(ctx, *j)
+	if err != nil {
 		m.log.Error("payments: could not park job; it will be redelivered", "order", j.OrderID, "err", err)
 		return abandon
+	}
+	if added {
+		m.parkedNow.Add(1)
 	}
 	m.parked.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(j.Kind))))
 	m.count(func(s *Stats) { s.Parked++ })
@@ -744,13 +772,37 @@ func parkKey(kind jobKind, orderID string) string {
 	return string(kind) + "." + base64.RawURLEncoding.EncodeToString([]byte(orderID))
 }
 
-func (m *Manager) park(ctx context.Context, j job) error {
+// park stores j in the bucket; added reports that it was not parked
+// already (a retried job parked again, or a redelivered one, replaces its
+// entry).
+func (m *Manager) park(ctx context.Context, j job) (added bool, err error) {
 	b, err := json.Marshal(j)
 	if err != nil {
-		return err
+		return false, err
 	}
-	_, err = m.kv.Put(context.WithoutCancel(ctx), parkKey(j.Kind, j.OrderID), b)
-	return err
+	ctx = context.WithoutCancel(ctx)
+	key := parkKey(j.Kind, j.OrderID)
+	if _, err = m.kv.Create(ctx, key, b); err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return false, err
+	}
+	_, err = m.kv.Put(ctx, key, b)
+	return false, err
+}
+
+// countParked counts the jobs in the bucket.
+func (m *Manager) countParked(ctx context.Context) (int64, error) {
+	lister, err := m.kv.ListKeys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for range lister.Keys() {
+		n++
+	}
+	return n, nil
 }
 
 // Parked lists parked jobs, oldest first.
@@ -800,6 +852,7 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 			if err := m.kv.Delete(ctx, key); err != nil {
 				return completed, parkedAgain, err
 			}
+			m.parkedNow.Add(-1)
 			completed++
 		case parked:
 			parkedAgain++
