@@ -29,6 +29,42 @@ func Decode(rec eventstore.Recorded) Item {
 	return Item{Rec: rec, Event: ev, Err: err}
 }
 
+// ErrInapplicable marks an event that decodes but makes no sense for the
+// state the read model holds for its order: folding it would serve a row
+// no history written by the command side can produce, so it is
+// dead-lettered instead. The dead letter's reason says which rule it broke.
+var ErrInapplicable = errors.New("event does not apply to the order")
+
+// applicable reports, wrapping ErrInapplicable, why ev cannot be folded
+// into the order's current state, or nil. The checks are structural only
+// (the order's first event creates it, it is created once, under its own
+// id, with a customer and a currency); state transitions are the domain's
+// to decide when commands run, and history is folded as written.
+func applicable(cur order.State, rec eventstore.Recorded, ev order.Event) error {
+	if rec.OrderID == "" {
+		return fmt.Errorf("%w: no order id in the log entry", ErrInapplicable)
+	}
+	created, isCreate := ev.(order.OrderCreated)
+	if p, ok := ev.(*order.OrderCreated); ok && p != nil {
+		created, isCreate = *p, true
+	}
+	switch {
+	case !isCreate && !cur.Exists():
+		return fmt.Errorf("%w: %s before the order was created", ErrInapplicable, ev.EventType())
+	case isCreate && cur.Exists():
+		return fmt.Errorf("%w: OrderCreated for an order that already exists", ErrInapplicable)
+	case !isCreate:
+		return nil
+	case created.OrderID != rec.OrderID:
+		return fmt.Errorf("%w: payload order id %q differs from the log's %q", ErrInapplicable, created.OrderID, rec.OrderID)
+	case created.CustomerID == "":
+		return fmt.Errorf("%w: OrderCreated without a customer", ErrInapplicable)
+	case created.Currency == "":
+		return fmt.Errorf("%w: OrderCreated without a currency", ErrInapplicable)
+	}
+	return nil
+}
+
 type statusKey struct {
 	customer string
 	status   order.Status
@@ -40,12 +76,14 @@ type spendKey struct{ customer, currency string }
 // one's position, all in one transaction: either the whole batch and its
 // checkpoint are committed or none of it. Items at or below the checkpoint
 // were applied before and are skipped, so re-delivery after a crash counts
-// nothing twice. It returns the new checkpoint and how many items were
-// dead-lettered.
-func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, dead int, err error) {
+// nothing twice. An item that could not be decoded, or whose event does
+// not apply to its order's state (see ErrInapplicable), changes nothing but
+// the dead_letters table. It returns the new checkpoint and the items
+// dead-lettered by this call; an error means nothing was committed.
+func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, dead []DeadLetter, err error) {
 	tx, err := m.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, 0, err
+		return 0, nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -54,7 +92,7 @@ func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, d
 	}()
 	var cp uint64
 	if err := tx.QueryRowContext(ctx, `SELECT position FROM checkpoint WHERE id = 1`).Scan(&cp); err != nil {
-		return 0, 0, err
+		return 0, nil, err
 	}
 	states := map[string]*Order{}
 	dirty := map[string]bool{}
@@ -79,6 +117,16 @@ func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, d
 		states[id] = o
 		return o, nil
 	}
+	now := time.Now().UTC()
+	deadLetter := func(rec eventstore.Recorded, reason error) error {
+		d := DeadLetter{Position: rec.Position, OrderID: rec.OrderID, Type: rec.Type, Reason: reason.Error(), RecordedAt: now}
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO dead_letters (position, order_id, type, reason, recorded_at) VALUES (?, ?, ?, ?, ?)`,
+			d.Position, d.OrderID, d.Type, d.Reason, now.UnixNano()); err != nil {
+			return err
+		}
+		dead = append(dead, d)
+		return nil
+	}
 	position = cp
 	for _, it := range items {
 		pos := it.Rec.Position
@@ -87,18 +135,25 @@ func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, d
 		}
 		position = pos
 		if it.Err != nil {
-			dead++
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO dead_letters (position, order_id, type, reason, recorded_at) VALUES (?, ?, ?, ?, ?)`,
-				pos, it.Rec.OrderID, it.Rec.Type, it.Err.Error(), time.Now().UnixNano()); err != nil {
-				return 0, 0, err
+			if err := deadLetter(it.Rec, it.Err); err != nil {
+				return 0, nil, err
 			}
 			continue
 		}
 		o, err := load(it.Rec.OrderID)
 		if err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 		if o.Revision >= pos {
+			continue
+		}
+		// Checked here rather than in the domain's Evolve, which stays a
+		// total function over any history; the read model refuses to
+		// serve rows no valid history could produce.
+		if reason := applicable(o.State, it.Rec, it.Event); reason != nil {
+			if err := deadLetter(it.Rec, reason); err != nil {
+				return 0, nil, err
+			}
 			continue
 		}
 		at := it.Rec.Meta.OccurredAt
@@ -126,7 +181,7 @@ func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, d
 		}
 	}
 	if err := writeOrders(ctx, tx, states, dirty); err != nil {
-		return 0, 0, err
+		return 0, nil, err
 	}
 	for k, d := range statusDelta {
 		if d == 0 {
@@ -134,7 +189,7 @@ func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, d
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO customer_status (customer_id, status, count) VALUES (?, ?, ?)
 			ON CONFLICT (customer_id, status) DO UPDATE SET count = count + excluded.count`, k.customer, int(k.status), d); err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 	}
 	for k, d := range spendDelta {
@@ -143,16 +198,16 @@ func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, d
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO customer_spend (customer_id, currency, amount) VALUES (?, ?, ?)
 			ON CONFLICT (customer_id, currency) DO UPDATE SET amount = amount + excluded.amount`, k.customer, k.currency, d); err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 	}
 	if position != cp {
 		if _, err := tx.ExecContext(ctx, `UPDATE checkpoint SET position = ? WHERE id = 1`, position); err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, 0, err
+		return 0, nil, err
 	}
 	return position, dead, nil
 }

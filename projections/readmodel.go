@@ -342,7 +342,9 @@ type CustomerSummary struct {
 }
 
 // GetCustomerSummary returns a customer's summary (empty for an unknown
-// customer) and the read model's position.
+// customer) and the read model's position. Statuses with no orders and
+// currencies whose spend nets to zero are left out, so the answer does not
+// depend on how events happened to be batched.
 func (m *ReadModel) GetCustomerSummary(ctx context.Context, customerID string) (CustomerSummary, uint64, error) {
 	s := CustomerSummary{CustomerID: customerID, ByStatus: map[order.Status]int64{}, Spend: map[string]int64{}}
 	pos, err := m.snapshot(ctx, func(tx *sql.Tx) error {
@@ -359,7 +361,7 @@ func (m *ReadModel) GetCustomerSummary(ctx context.Context, customerID string) (
 			s.ByStatus[order.Status(st)] = n
 		}
 		rows.Close()
-		rows, err = tx.QueryContext(ctx, `SELECT currency, amount FROM customer_spend WHERE customer_id = ?`, customerID)
+		rows, err = tx.QueryContext(ctx, `SELECT currency, amount FROM customer_spend WHERE customer_id = ? AND amount <> 0`, customerID)
 		if err != nil {
 			return err
 		}

@@ -252,6 +252,14 @@ func (r *Runner) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Nothing after the checkpoint on the log's subjects: the read model
+	// is at the head even when the head's own sequence will never be
+	// delivered (a deleted message, or one outside the log's subjects),
+	// which the per-message NumPending check below cannot notice. Asked
+	// before consuming, so no delivered message can still be unapplied.
+	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
+		r.markReady()
+	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case msgs <- m:
@@ -350,12 +358,10 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 		span.RecordError(err)
 		return fatalError{fmt.Errorf("projections: apply batch at %d: %w", batch[0].Rec.Position, err)}
 	}
-	if dead > 0 {
-		r.dead.Add(uint64(dead))
-		for _, it := range batch {
-			if it.Err != nil {
-				r.log.Error("projection: event dead-lettered", "position", it.Rec.Position, "type", it.Rec.Type, "err", it.Err)
-			}
+	if len(dead) > 0 {
+		r.dead.Add(uint64(len(dead)))
+		for _, d := range dead {
+			r.log.Error("projection: event dead-lettered", "position", d.Position, "order_id", d.OrderID, "type", d.Type, "reason", d.Reason)
 		}
 	}
 	last := batch[len(batch)-1].Rec

@@ -86,30 +86,52 @@ func (r runnerRef) Rebuild(ctx context.Context, f func(projections.Progress)) er
 func (r runnerRef) Rebuilding() bool     { return r.e.runner.Rebuilding() }
 func (r runnerRef) DeadLettered() uint64 { return r.e.runner.DeadLettered() }
 
-// startRunner opens the read model directory and runs a projection on it
-// until the returned stop is called (or the test ends).
-func (e *env) startRunner(t *testing.T, opts ...projections.Option) (stop func()) {
+// projection is one run of a runner on the env's read-model directory.
+type projection struct {
+	runner *projections.Runner
+	dir    *projections.Dir
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// halt stops the run (if it has not stopped by itself), closes its
+// read-model directory and returns what Run returned.
+func (p *projection) halt() error {
+	p.once.Do(func() {
+		p.cancel()
+		p.err = <-p.done
+		_ = p.dir.Close()
+	})
+	return p.err
+}
+
+// runProjection opens the read model directory and runs a projection on it
+// until halted (or the test ends); Run's error is left to the caller.
+func (e *env) runProjection(t *testing.T, opts ...projections.Option) *projection {
 	t.Helper()
 	dir, err := projections.Open(t.Context(), e.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.runner = projections.NewRunner(e.js, e.store, dir, opts...)
-	runner := e.runner
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runner.Run(ctx) }()
-	stopped := false
+	p := &projection{runner: e.runner, dir: dir, cancel: cancel, done: make(chan error, 1)}
+	go func() { p.done <- p.runner.Run(ctx) }()
+	t.Cleanup(func() { _ = p.halt() })
+	return p
+}
+
+// startRunner runs a projection that must stop without error, until the
+// returned stop is called (or the test ends).
+func (e *env) startRunner(t *testing.T, opts ...projections.Option) (stop func()) {
+	t.Helper()
+	p := e.runProjection(t, opts...)
 	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
+		if err := p.halt(); err != nil {
 			t.Errorf("runner: %v", err)
 		}
-		_ = dir.Close()
 	}
 	t.Cleanup(stop)
 	e.stop = stop
