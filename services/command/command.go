@@ -4,25 +4,29 @@
 //
 // Concurrency is optimistic: the append carries the revision the decision was
 // made on. When another writer got there first the store answers a conflict;
-// without a caller-supplied expected_revision the command is reloaded and
-// decided again, a bounded number of times, so concurrent commands on one
-// order lose no update. With one, the caller asked to fail instead: ABORTED.
+// without a caller-supplied expected_revision the command waits a short,
+// random, growing time and is reloaded and decided again, a bounded number of
+// times, so concurrent commands on one order lose no update and, up to a
+// handful of concurrent writers per order, do not fail either. With one, the
+// caller asked to fail instead: ABORTED.
 //
 // Idempotency: each request_id is stored in its events' metadata and in the
 // Nats-Msg-Id the server deduplicates on. A repeated request_id is answered
 // with the original result, recognised from the order's own history, so it
-// holds beyond the server's duplicate window too. For CreateOrder without a
-// client-chosen order id that history is not known before the write, so
-// recognition relies on the server's duplicate window (DUPLICATE_WINDOW);
-// clients wanting longer protection supply the order id.
+// holds beyond the server's duplicate window too. A CreateOrder without an
+// order id gets one derived from its request_id, so a retry lands on the
+// same order and is recognised from that order's history as well.
 package command
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -52,7 +56,8 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // WithClock sets the clock that stamps occurred-at (default time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
-// WithMaxAttempts bounds load→decide→append attempts on conflict (default 8).
+// WithMaxAttempts bounds load→decide→append attempts on conflict (default
+// DefaultMaxAttempts). When they are used up the command answers ABORTED.
 func WithMaxAttempts(n int) Option {
 	return func(s *Service) {
 		if n > 0 {
@@ -61,6 +66,22 @@ func WithMaxAttempts(n int) Option {
 	}
 }
 
+// DefaultMaxAttempts is the default bound of load→decide→append attempts of
+// one command on conflict. With the backoff between them, eight writers
+// hammering one order do not exhaust it.
+const DefaultMaxAttempts = 32
+
+// Backoff between conflict retries: the wait before retry n (from 1) is
+// drawn uniformly from (0, min(retryBackoffCap, retryBackoffBase·2^(n-1))].
+// Random, so writers that collided do not collide again in step; growing,
+// so that many writers spread out; capped, so a command that keeps losing
+// still gets its chances within a bounded time: all waits of one command
+// together are at most ~1.3 s, ~0.6 s on average.
+const (
+	retryBackoffBase = 500 * time.Microsecond
+	retryBackoffCap  = 50 * time.Millisecond
+)
+
 // Service implements ordersv1.OrderCommandServiceServer.
 type Service struct {
 	ordersv1.UnimplementedOrderCommandServiceServer
@@ -68,11 +89,12 @@ type Service struct {
 	log         *slog.Logger
 	now         func() time.Time
 	maxAttempts int
+	retries     atomic.Uint64
 }
 
 // New returns a command service on store.
 func New(store Store, opts ...Option) *Service {
-	s := &Service{store: store, log: slog.Default(), now: time.Now, maxAttempts: 8}
+	s := &Service{store: store, log: slog.Default(), now: time.Now, maxAttempts: DefaultMaxAttempts}
 	for _, o := range opts {
 		o(s)
 	}
@@ -94,21 +116,41 @@ type result struct {
 	position uint64
 }
 
-const maxRequestIDLen = 64
+// ConflictRetries returns how many times, since New, a command without an
+// expected revision lost a race to another writer and was decided again.
+func (s *Service) ConflictRetries() uint64 { return s.retries.Load() }
 
+// validRequestID applies the rule of every identifier in the system (the
+// order package's: printable ASCII without spaces, 1-64 bytes), so a request
+// id that prints the same as another is the same id: no controls, C1 or
+// format characters (zero-width, BOM, bidi marks) or look-alikes.
 func validRequestID(id string) error {
 	if id == "" {
 		return rpcerr.Invalid("request_id", "required")
 	}
-	if len(id) > maxRequestIDLen || !utf8.ValidString(id) {
-		return rpcerr.Invalid("request_id", "must be 1-64 printable characters")
-	}
-	for _, r := range id {
-		if r <= ' ' || r == 0x7f {
-			return rpcerr.Invalid("request_id", "must be 1-64 printable characters")
-		}
+	if order.ValidateID("request_id", id) != nil {
+		return rpcerr.Invalid("request_id", "must be 1-64 printable ASCII characters without spaces")
 	}
 	return nil
+}
+
+// backoff waits before conflict retry n (from 1). It returns ErrContention
+// without waiting when the wait would outlast ctx's deadline, and ctx's
+// error if ctx ends during the wait.
+func backoff(ctx context.Context, n int) error {
+	limit := min(retryBackoffCap, retryBackoffBase<<min(n-1, 16))
+	d := rand.N(limit) + 1
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return rpcerr.ErrContention
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // execute runs one command to completion and maps its error for the client.
@@ -132,10 +174,12 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 	// its request id points at; that order must then be one this request
 	// created, not another order that merely used the same request id.
 	followed := false
+	conflicts := 0
 	for attempt := 0; attempt < s.maxAttempts; attempt++ {
 		var recs []eventstore.Recorded
-		// A freshly generated UUIDv7 has no history: skip the load and let
-		// the append's expected revision 0 prove it.
+		// An id derived from a new request id has no history: skip the
+		// load and let the append's expected revision 0 prove it. A retry
+		// of the request conflicts and takes the next turn, which loads.
 		if !generatedID || attempt > 0 {
 			var err error
 			if recs, err = s.store.Load(ctx, orderID); err != nil {
@@ -174,8 +218,9 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 		var reused *eventstore.RequestReusedError
 		switch {
 		case errors.As(err, &reused) && generatedID:
-			// A retried CreateOrder: its first attempt created the order
-			// under the id generated then.
+			// A retried CreateOrder whose first attempt created the order
+			// under another id: one generated (UUIDv7) before ids were
+			// derived from the request id.
 			orderID, followed = reused.OrderID, true
 			continue
 		case errors.As(err, &reused):
@@ -185,6 +230,13 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 				// The store's error names NATS internals; the client
 				// learns only what it can act on.
 				return result{}, fmt.Errorf("%w: expected %d, another change landed first", rpcerr.ErrStaleRevision, revision)
+			}
+			if attempt+1 < s.maxAttempts {
+				s.retries.Add(1)
+				conflicts++
+				if err := backoff(ctx, conflicts); err != nil {
+					return result{}, err
+				}
 			}
 			continue
 		case err != nil:
@@ -275,12 +327,15 @@ func first(md metadata.MD, key string) string {
 	return s
 }
 
-// newOrderID returns a UUIDv7: time-ordered, so new orders cluster at the
-// end of indexes instead of scattering.
-func newOrderID() (string, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return "", err
-	}
-	return id.String(), nil
+// orderIDSpace is the namespace of order ids derived from request ids. It
+// must never change: a retry after the change would create a second order.
+var orderIDSpace = uuid.MustParse("6f0c1d3e-8a52-4b7e-9c21-5d4e3f2a1b90")
+
+// derivedOrderID returns the order id of a CreateOrder that names none: a
+// UUID (version 8) from the SHA-256 of a fixed namespace and the request id.
+// The same request id always names the same order, so a retry, however
+// late, meets the order its first attempt created instead of creating
+// another one. The id is valid as an order id and a subject token.
+func derivedOrderID(requestID string) string {
+	return uuid.NewHash(sha256.New(), orderIDSpace, []byte(requestID), 8).String()
 }

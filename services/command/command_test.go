@@ -1,12 +1,9 @@
 package command_test
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"maps"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,23 +26,25 @@ import (
 
 type env struct {
 	client ordersv1.OrderCommandServiceClient
+	svc    *command.Service
 	store  *eventstore.Store
 	js     jetstream.JetStream
 	nc     *nats.Conn
 }
 
 // start runs a command service on a real loopback listener over a real
-// embedded nats-server.
-func start(t *testing.T) *env {
+// embedded nats-server, with a memory-backed store configured by opts.
+func start(t *testing.T, opts ...eventstore.Option) *env {
 	t.Helper()
 	srv := estest.StartServer(t)
 	nc, js := estest.Connect(t, srv)
-	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	store, err := eventstore.New(t.Context(), js, append([]eventstore.Option{eventstore.WithStorage(jetstream.MemoryStorage)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	svc := command.New(store)
 	gs := grpc.NewServer()
-	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
+	ordersv1.RegisterOrderCommandServiceServer(gs, svc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +56,7 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &env{client: ordersv1.NewOrderCommandServiceClient(conn), store: store, js: js, nc: nc}
+	return &env{client: ordersv1.NewOrderCommandServiceClient(conn), svc: svc, store: store, js: js, nc: nc}
 }
 
 var reqSeq struct {
@@ -321,60 +320,6 @@ func TestIdempotentRetry(t *testing.T) {
 	}
 }
 
-func TestConcurrentCommandsLoseNoUpdate(t *testing.T) {
-	e := start(t)
-	ctx := t.Context()
-	res, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "c", Currency: "EUR"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := res.GetOrder().GetOrderId()
-	const writers = 16
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for i := range writers {
-		wg.Go(func() {
-			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: fmt.Sprintf("SKU-%02d", i), Quantity: 1, UnitPrice: 10})
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	succeeded := 0
-	for err := range errs {
-		// Heavy contention may exhaust the bounded retries; that is an
-		// honest ABORTED, never a lost update.
-		switch {
-		case err == nil:
-			succeeded++
-		case status.Code(err) != codes.Aborted:
-			t.Fatalf("AddItem: %v", err)
-		}
-	}
-	recs, err := e.store.Load(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs)-1 != succeeded {
-		t.Fatalf("%d AddItem calls succeeded, %d ItemAdded events stored", succeeded, len(recs)-1)
-	}
-	final, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: id})
-	if status.Code(err) != codes.FailedPrecondition { // no shipping address yet
-		t.Fatalf("PlaceOrder: %v %v", final, err)
-	}
-	// Every appended AddItem is reflected in the state folded from history.
-	res2, err := e.client.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: rid(), OrderId: id, ShippingAddress: address()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := len(res2.GetOrder().GetLines()), len(recs)-1; got != want {
-		t.Fatalf("%d lines, %d ItemAdded events", got, want)
-	}
-	if res2.GetOrder().GetTotal() != int64(10*(len(recs)-1)) {
-		t.Fatalf("total %d for %d lines", res2.GetOrder().GetTotal(), len(recs)-1)
-	}
-}
-
 func TestInternalErrorTextDoesNotLeak(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
@@ -489,90 +434,4 @@ func TestCommandsFailFastDuringOutageAndResume(t *testing.T) {
 	if _, err := svc.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "outage-2", CustomerId: "c", Currency: "EUR"}); err != nil {
 		t.Fatalf("after NATS came back: %v", err)
 	}
-}
-
-// Many clients hammering few orders: every call is applied or answered
-// ABORTED, and each order's final state is the serial application, in log
-// order, of exactly the acknowledged commands.
-func TestManyClientsFewOrders(t *testing.T) {
-	e := start(t)
-	ctx := t.Context()
-	const orders, clients, perClient = 3, 24, 8
-	ids := make([]string, orders)
-	for i := range ids {
-		c, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "hammer", Currency: "EUR"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = c.GetOrder().GetOrderId()
-	}
-	type ack struct {
-		order, sku string
-		qty        int64
-		position   uint64
-	}
-	var mu sync.Mutex
-	var acks []ack
-	aborted := 0
-	var wg sync.WaitGroup
-	for c := range clients {
-		wg.Go(func() {
-			for n := range perClient {
-				id := ids[(c+n)%orders]
-				sku := fmt.Sprintf("C%02d", c)
-				qty := int64(n + 1)
-				var pos uint64
-				var err error
-				if n == 0 || (c+n)%orders != c%orders {
-					var r *ordersv1.AddItemResponse
-					r, err = e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: fmt.Sprintf("%s-%d", sku, n), Quantity: qty, UnitPrice: 10})
-					sku = fmt.Sprintf("%s-%d", sku, n)
-					if err == nil {
-						pos = r.GetPosition()
-					}
-				} else {
-					var r *ordersv1.ChangeItemQuantityResponse
-					sku = fmt.Sprintf("%s-%d", sku, 0)
-					r, err = e.client.ChangeItemQuantity(ctx, &ordersv1.ChangeItemQuantityRequest{RequestId: rid(), OrderId: id, Sku: sku, Quantity: qty})
-					if err == nil {
-						pos = r.GetPosition()
-					}
-				}
-				mu.Lock()
-				switch status.Code(err) {
-				case codes.OK:
-					acks = append(acks, ack{id, sku, qty, pos})
-				case codes.Aborted:
-					aborted++
-				case codes.NotFound: // changing a line whose AddItem was aborted
-				default:
-					t.Errorf("hammering: %v", err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	slices.SortFunc(acks, func(a, b ack) int { return cmp.Compare(a.position, b.position) })
-	want := map[string]map[string]int64{}
-	for _, a := range acks {
-		if want[a.order] == nil {
-			want[a.order] = map[string]int64{}
-		}
-		want[a.order][a.sku] = a.qty
-	}
-	for _, id := range ids {
-		res, err := e.client.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: rid(), OrderId: id, ShippingAddress: address()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]int64{}
-		for _, l := range res.GetOrder().GetLines() {
-			got[l.GetSku()] = l.GetQuantity()
-		}
-		if !maps.Equal(got, want[id]) {
-			t.Fatalf("order %s:\n got %v\nwant %v", id, got, want[id])
-		}
-	}
-	t.Logf("%d acknowledged, %d aborted", len(acks), aborted)
 }

@@ -2,10 +2,13 @@ package command_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
@@ -16,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // racingStore lets another change land between a command's load and its
@@ -124,5 +128,139 @@ func TestHeaderValuesAreTrimmedNotFatal(t *testing.T) {
 	}
 	if m := recs[0].Meta; m.Actor != "bob" || m.CorrelationID != "corr-9" || m.CausationID != "cause" {
 		t.Fatalf("metadata %+v", m)
+	}
+}
+
+// A command without expected revision that loses the race to other writers
+// is loaded and decided again, not answered ABORTED: here it loses three
+// times in a row and then lands after the three changes that beat it.
+func TestConflictsAreRetriedWithoutExpectedRevision(t *testing.T) {
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &racingStore{Store: store}
+	svc := command.New(rs)
+	ctx := t.Context()
+	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "o-retry", CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	const races = 3
+	n := 0
+	var race func()
+	race = func() {
+		n++
+		if _, err := svc.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: "o-retry", Sku: fmt.Sprintf("R%d", n), Quantity: 1, UnitPrice: 1}); err != nil {
+			t.Errorf("racing change %d: %v", n, err)
+		}
+		if n < races {
+			rs.race = race // beat the command's next attempt too
+		}
+	}
+	rs.race = race
+	res, err := svc.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: "o-retry", Sku: "A", Quantity: 2, UnitPrice: 1})
+	if err != nil {
+		t.Fatalf("AddItem after losing %d races: %v, want it retried to success", races, err)
+	}
+	if got := svc.ConflictRetries(); got != races {
+		t.Fatalf("%d conflicts retried, want %d", got, races)
+	}
+	recs, err := store.Load(ctx, "o-retry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skus []string
+	for _, l := range res.GetOrder().GetLines() {
+		skus = append(skus, fmt.Sprintf("%s×%d", l.GetSku(), l.GetQuantity()))
+	}
+	if len(recs) != 5 || res.GetPosition() != recs[4].Position || strings.Join(skus, " ") != "R1×1 R2×1 R3×1 A×2" {
+		t.Fatalf("%d events, answer at %d with lines %v: want the command applied once, after the three racing changes", len(recs), res.GetPosition(), skus)
+	}
+}
+
+// Request ids follow the identifier rule of order ids and SKUs: printable
+// ASCII without spaces. Characters that do not print as themselves (C0 and
+// C1 controls, zero-width and other format characters) and non-ASCII
+// look-alikes are refused.
+func TestRequestIDMustBePrintableASCII(t *testing.T) {
+	e := start(t)
+	for _, id := range []string{"a b", "a\tb", "a\x7f", "a\u0085b", "\u009b1", "a\u200bb", "\u200d", "\ufeffx", "a\u00adb", "a\u202eb", "caf\u00e9", "\u0430bc", strings.Repeat("x", 65)} {
+		_, err := e.client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: id, CustomerId: "c", Currency: "EUR"})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("request id %+q: %v, want INVALID_ARGUMENT", id, err)
+		}
+	}
+	if _, err := e.client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "Req_1:~!#" + strings.Repeat("x", 55), CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatalf("64 printable ASCII characters: %v", err)
+	}
+}
+
+// A CreateOrder without order id retried after the server's duplicate
+// window has forgotten its message id answers with the order it created,
+// which holds its only OrderCreated: the order id follows from the request
+// id, so the retry meets the order and its history.
+func TestCreateWithoutOrderIDRetriedAfterDuplicateWindow(t *testing.T) {
+	const window = 100 * time.Millisecond // the smallest duplicate window nats-server accepts
+	e := start(t, eventstore.WithDuplicateWindow(window))
+	ctx := t.Context()
+	req := &ordersv1.CreateOrderRequest{RequestId: "late-retry-1", CustomerId: "c", Currency: "EUR",
+		Lines: []*ordersv1.LineItem{{Sku: "A", Quantity: 1, UnitPrice: 5}}}
+	first, err := e.client.CreateOrder(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server forgets message ids in the order it saw them: once a probe
+	// published after the create is no longer a duplicate, neither is the
+	// create's message id.
+	probe := func() *jetstream.PubAck {
+		t.Helper()
+		m := nats.NewMsg(e.store.Subject("window-probe"))
+		m.Header.Set(eventstore.HeaderEventType, "Probe")
+		ack, err := e.js.PublishMsg(ctx, m, jetstream.WithMsgID("window-probe"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack
+	}
+	if probe().Duplicate {
+		t.Fatal("first probe reported duplicate")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for probe().Duplicate {
+		if time.Now().After(deadline) {
+			t.Fatal("the duplicate window never passed")
+		}
+		time.Sleep(window / 10) // poll interval; the condition is the probe's answer
+	}
+	again, err := e.client.CreateOrder(ctx, req)
+	if err != nil {
+		t.Fatalf("retry after the duplicate window: %v", err)
+	}
+	if !proto.Equal(first, again) {
+		t.Fatalf("retry answered differently:\n%v\n%v", first, again)
+	}
+	created := 0
+	for rec, err := range e.store.Read(ctx, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.OrderID != "window-probe" {
+			created++
+			if rec.OrderID != first.GetOrder().GetOrderId() {
+				t.Errorf("event of another order %s at %d", rec.OrderID, rec.Position)
+			}
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d order events in the log, want the one OrderCreated", created)
+	}
+	// The same request id names the same order whatever the body: a
+	// different create under it is answered from that order's history.
+	other := proto.Clone(req).(*ordersv1.CreateOrderRequest)
+	other.CustomerId = "someone-else"
+	if r, err := e.client.CreateOrder(ctx, other); err != nil || r.GetOrder().GetOrderId() != first.GetOrder().GetOrderId() {
+		t.Fatalf("reused request id: %v %v", r.GetOrder(), err)
 	}
 }

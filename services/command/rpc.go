@@ -13,11 +13,7 @@ import (
 func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
 	id, generated := req.GetOrderId(), false
 	if id == "" {
-		var err error
-		if id, err = newOrderID(); err != nil {
-			return nil, rpcerr.ToStatus(ctx, s.log, err)
-		}
-		generated = true
+		id, generated = derivedOrderID(req.GetRequestId()), true
 	}
 	r, err := s.execute(ctx, req.GetRequestId(), id, generated, nil, order.CreateOrder{
 		OrderID:    id,
