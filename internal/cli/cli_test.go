@@ -102,7 +102,7 @@ func TestOrderCommands(t *testing.T) {
 	ok(t, run(t, g, "orders", "ship", "ord-1", "--carrier", "DHL", "--tracking", "JD1", "--request-id", "r7"))
 	r = ok(t, run(t, g, "orders", "deliver", "ord-1", "--request-id", "r8", "-o", "json"))
 	pos := jsonOf(t, r.stdout)["position"].(string)
-	r = ok(t, run(t, g, "orders", "get", "ord-1", "--min-position", pos))
+	r = ok(t, run(t, g, "orders", "get", "ord-1", "--min-position", pos, "--max-wait", "10s"))
 	golden(t, "get.txt", r.stdout)
 
 	// Money with other exponents.
@@ -115,7 +115,7 @@ func TestOrderCommands(t *testing.T) {
 	if last["order"].(map[string]any)["total"] != "1255" {
 		t.Fatalf("KWD total: %s", r.stdout)
 	}
-	r = ok(t, run(t, g, "orders", "list", "--customer", "cust-42", "--all", "--page-size", "1", "--min-position", last["position"].(string), "-o", "json"))
+	r = ok(t, run(t, g, "orders", "list", "--customer", "cust-42", "--all", "--page-size", "1", "--min-position", last["position"].(string), "--max-wait", "10s", "-o", "json"))
 	if n := len(jsonOf(t, r.stdout)["orders"].([]any)); n != 2 {
 		t.Fatalf("list --all found %d orders: %s", n, r.stdout)
 	}
@@ -156,6 +156,7 @@ func TestAuditAndAdminCommands(t *testing.T) {
 	if r.stderr != "" {
 		t.Fatalf("rebuild wrote to stderr off a terminal: %q", r.stderr)
 	}
+	waitServing(t, g)
 	ok(t, run(t, g, "admin", "health"))
 
 	// Tamper through NATS: verify exits 6.
