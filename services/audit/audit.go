@@ -69,23 +69,21 @@ func traceID(tp string) string {
 	return ""
 }
 
-// recorded converts one stored event for the API; version is its index in
-// its order from 1, or 0 where unknown.
-func recorded(r eventstore.Recorded, version uint32) (*ordersv1.RecordedEvent, error) {
-	out := &ordersv1.RecordedEvent{
+// recorded converts one decoded event (e.err nil) for the API; version is
+// its index in its order from 1, or 0 where unknown.
+func recorded(e entry, version uint32) (*ordersv1.RecordedEvent, error) {
+	r := e.rec
+	pb, err := convert.EventToProto(e.ev)
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.RecordedEvent{
 		Position: r.Position, OrderId: r.OrderID, Version: version, Type: r.Type,
 		OccurredAt: convert.Timestamp(r.Meta.OccurredAt), RecordedAt: convert.Timestamp(r.Time),
 		Actor: r.Meta.Actor, RequestId: r.Meta.RequestID, CorrelationId: r.Meta.CorrelationID,
 		CausationId: r.Meta.CausationID, TraceId: traceID(r.Meta.TraceParent), Hash: r.Meta.Hash,
-	}
-	ev, err := convert.DecodeEvent(r.Type, r.Data)
-	if err != nil {
-		// The envelope is still history worth showing; the payload is
-		// left empty rather than hiding the event.
-		return out, nil
-	}
-	out.Event, err = convert.EventToProto(ev)
-	return out, err
+		Event: pb,
+	}, nil
 }
 
 // validOrderID checks an order id by the event store's own rules.
@@ -99,10 +97,10 @@ func validOrderID(id string) error {
 	return nil
 }
 
-// load returns an order's events: NOT_FOUND when it has none, DATA_LOSS
-// naming the position when its history holds a message that cannot be
-// decoded as an event.
-func (s *Service) load(ctx context.Context, id string) ([]eventstore.Recorded, error) {
+// load returns an order's events, decoded: NOT_FOUND when it has none,
+// DATA_LOSS naming the position when its history holds a message that
+// cannot be decoded as an event (headers or payload).
+func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 	if err := validOrderID(id); err != nil {
 		return nil, err
 	}
@@ -116,18 +114,46 @@ func (s *Service) load(ctx context.Context, id string) ([]eventstore.Recorded, e
 	if len(recs) == 0 {
 		return nil, status.Error(codes.NotFound, "order not found")
 	}
-	return recs, nil
+	out := make([]entry, len(recs))
+	for i, r := range recs {
+		if out[i] = decoded(r); out[i].err != nil {
+			s.log.WarnContext(ctx, "audit: an order's history holds an undecodable payload", "order_id", id, "position", r.Position, "err", out[i].err)
+			return nil, dataLoss(out[i])
+		}
+	}
+	return out, nil
 }
 
-// entry is one message of the log as the audit reads it: a decoded event,
-// or, with err set, a message that is not an event this system wrote. For
-// such a message rec holds only its position, its stored time and the
-// order id its subject names, and hashed says whether it carries chain
-// headers.
+// entry is one message of the log as the audit reads it: a decoded event
+// (rec and its payload ev), or, with err set, a message that is not an
+// event this build can read: its headers do not decode, or its payload is
+// not a valid event of the type its header names. For such a message rec
+// holds only its position, its stored time and the order id its subject
+// names, hashed says whether it carries chain headers, and why says what
+// is wrong in words fit for a client.
 type entry struct {
 	rec    eventstore.Recorded
+	ev     order.Event
 	err    error
 	hashed bool
+	why    string
+}
+
+// decoded decodes the payload of an event whose headers decoded. A payload
+// that does not decode makes it an undecodable entry, exactly as a message
+// whose headers do not decode: showing its envelope with an empty payload
+// would hide that the event's content is lost.
+func decoded(r eventstore.Recorded) entry {
+	ev, err := convert.DecodeEvent(r.Type, r.Data)
+	if err == nil {
+		return entry{rec: r, ev: ev}
+	}
+	return entry{
+		rec:    eventstore.Recorded{OrderID: r.OrderID, Position: r.Position, Time: r.Time},
+		err:    fmt.Errorf("%w: payload at position %d: %w", eventstore.ErrMalformedEvent, r.Position, err),
+		hashed: r.Meta.Hash != "" || r.Meta.PrevHash != "",
+		why:    "the stored payload is not a valid event of the type its header names",
+	}
 }
 
 // dataLoss is the answer of a read that met an undecodable message.
@@ -252,15 +278,11 @@ func (s *Service) GetOrderAt(ctx context.Context, req *ordersv1.GetOrderAtReques
 	}
 	var st order.State
 	last := -1
-	for i, r := range recs {
-		if !upto(i, r) {
+	for i, e := range recs {
+		if !upto(i, e.rec) {
 			break
 		}
-		ev, err := convert.DecodeEvent(r.Type, r.Data)
-		if err != nil {
-			return nil, rpcerr.ToStatus(ctx, s.log, fmt.Errorf("order %s at %d: %w", r.OrderID, r.Position, err))
-		}
-		st = order.Evolve(st, ev, r.Meta.OccurredAt)
+		st = order.Evolve(st, e.ev, e.rec.Meta.OccurredAt)
 		last = i
 	}
 	if last < 0 {
@@ -270,11 +292,13 @@ func (s *Service) GetOrderAt(ctx context.Context, req *ordersv1.GetOrderAtReques
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, s.log, err)
 	}
-	return &ordersv1.GetOrderAtResponse{Order: convert.OrderToProto(st, recs[last].Position), LastEvent: le}, nil
+	return &ordersv1.GetOrderAtResponse{Order: convert.OrderToProto(st, recs[last].rec.Position), LastEvent: le}, nil
 }
 
 // StreamEvents streams the log, filtered, up to the head as of the call or,
-// with follow, on live. A message in the selected range that cannot be
+// with follow, on live. from_time starts at the first event the log stored
+// at or after it (its recorded_at, the server's clock), not by occurred-at,
+// which the writer supplies and which need not grow along the log. A message in the selected range that cannot be
 // decoded as an event ends the stream with DATA_LOSS naming its position
 // (rather than an export silently missing it); a client can resume after
 // it with from_position.
@@ -331,11 +355,10 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 			s.log.WarnContext(ctx, "audit: undecodable message in the log", "position", e.rec.Position, "subject_order_id", e.rec.OrderID, "err", e.err)
 			return dataLoss(e)
 		}
-		r := e.rec
-		if len(types) > 0 && !types[r.Type] {
+		if len(types) > 0 && !types[e.rec.Type] {
 			return nil
 		}
-		ev, err := recorded(r, 0)
+		ev, err := recorded(e, 0)
 		if err != nil {
 			return err
 		}
@@ -401,9 +424,9 @@ func (s *Service) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 func (s *Service) entryOf(m jetstream.Msg, md *jetstream.MsgMetadata) entry {
 	rec, err := eventstore.DecodeMsg(m, s.store.SubjectPrefix())
 	if err == nil {
-		return entry{rec: rec}
+		return decoded(rec)
 	}
-	e := entry{err: err}
+	e := entry{err: err, why: "the stored message cannot be decoded as an event (missing or malformed headers)"}
 	e.rec.OrderID = strings.TrimPrefix(m.Subject(), s.store.SubjectPrefix()+".")
 	if md != nil {
 		e.rec.Position, e.rec.Time = md.Sequence.Stream, md.Timestamp
@@ -415,9 +438,10 @@ func (s *Service) entryOf(m jetstream.Msg, md *jetstream.MsgMetadata) entry {
 }
 
 // check adds e to v and returns the break it causes, if any. An
-// undecodable message breaks its order's chain: as altered when it carries
-// chain headers (only the command side writes those, so it was changed
-// since), as out of chain when it does not.
+// undecodable message (headers or payload) breaks its order's chain, even
+// where its hash matches its bytes: as altered when it carries chain
+// headers (only the command side writes those, and never an undecodable
+// event, so it was changed since), as out of chain when it does not.
 func check(v *chain.Verifier, e entry) *chain.Break {
 	if e.err == nil {
 		return v.Add(e.rec)
@@ -427,7 +451,7 @@ func check(v *chain.Verifier, e entry) *chain.Break {
 		if e.hashed {
 			b.Kind = chain.Altered
 		}
-		b.Detail = "the stored message cannot be decoded as an event (missing or malformed headers)"
+		b.Detail = e.why
 	}
 	return b
 }
@@ -461,7 +485,7 @@ func (s *Service) VerifyOrder(ctx context.Context, req *ordersv1.VerifyOrderRequ
 	default:
 		entries = make([]entry, len(recs))
 		for i, r := range recs {
-			entries[i] = entry{rec: r}
+			entries[i] = decoded(r)
 		}
 	}
 	if len(entries) == 0 {

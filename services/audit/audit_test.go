@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,8 +17,10 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/chain"
 	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
+	"github.com/orderstream/orderstream/services/convert"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -341,14 +344,41 @@ func collect(t *testing.T, e *env, req *ordersv1.StreamEventsRequest) []*ordersv
 	}
 }
 
-// seed publishes orders of 5 events each straight to the stream, chained
-// and with the headers the command side writes, as fast as JetStream takes
-// them.
+// seed publishes orders of 5 real events each (OrderCreated with a line,
+// two ItemAdded, OrderPlaced, OrderCancelled) straight to the stream,
+// encoded by the event codec, chained, and with every header the command
+// side writes, as fast as JetStream takes them. Order o is "bulk-%05d" and
+// its events occurred at o seconds after the Unix epoch.
 func seed(t *testing.T, e *env, orders int) { seedB(t, e, orders) }
+
+// seedEvents are the events of every seeded order after the first; the
+// first, OrderCreated, names its order and is encoded per order.
+var seedEvents = []order.Event{
+	order.ItemAdded{SKU: "BOOK-2", Quantity: 1, UnitPrice: 799},
+	order.ItemAdded{SKU: "PEN-9", Quantity: 3, UnitPrice: 150},
+	order.OrderPlaced{Total: 2500 + 799 + 450},
+	order.OrderCancelled{Reason: "changed mind"},
+}
+
+// seedTrace is the trace id of every seeded event's traceparent.
+const seedTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 func seedB(t testing.TB, e *env, orders int) {
 	t.Helper()
 	ctx := t.Context()
+	// The payloads every order shares are encoded once.
+	type encoded struct {
+		typ  string
+		data []byte
+	}
+	shared := make([]encoded, len(seedEvents))
+	for i, ev := range seedEvents {
+		typ, data, err := convert.EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared[i] = encoded{typ, data}
+	}
 	// At most window publishes are outstanding (well under the client's
 	// PublishAsyncMaxPending), so a slow moment of the server can never
 	// stall PublishMsgAsync; every ack is checked.
@@ -372,22 +402,31 @@ func seedB(t testing.TB, e *env, orders int) {
 	}
 	for o := range orders {
 		id := fmt.Sprintf("bulk-%05d", o)
+		typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: id, CustomerID: "seed-customer", Currency: "EUR",
+			Lines: []order.Line{{SKU: "BOOK-1", Quantity: 2, UnitPrice: 1250}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := append([]encoded{{typ, data}}, shared...)
 		prev := chain.Zero
-		for i := range 5 {
-			typ := []string{"OrderCreated", "ItemAdded", "ItemAdded", "OrderPlaced", "OrderCancelled"}[i]
-			data := []byte{byte(i)}
-			at := time.Unix(int64(o), 0).UTC()
+		for i, ev := range evs {
+			at := time.Unix(int64(o), int64(i)).UTC()
 			reqID := fmt.Sprintf("%s-%d", id, i)
-			h, err := chain.Compute(prev, chain.Fields{OrderID: id, Type: typ, OccurredAt: at, Actor: "seed", RequestID: reqID, Payload: data})
+			h, err := chain.Compute(prev, chain.Fields{OrderID: id, Type: ev.typ, OccurredAt: at, Actor: "seed", RequestID: reqID, Payload: ev.data})
 			if err != nil {
 				t.Fatal(err)
 			}
 			m := nats.NewMsg(e.store.Subject(id))
-			m.Data = data
-			m.Header.Set(eventstore.HeaderEventType, typ)
+			m.Data = ev.data
+			m.Header.Set(eventstore.HeaderEventType, ev.typ)
 			m.Header.Set(eventstore.HeaderRequestID, reqID)
+			m.Header.Set(eventstore.HeaderCorrelationID, "corr-"+id)
+			if i > 0 {
+				m.Header.Set(eventstore.HeaderCausationID, fmt.Sprintf("%s-%d", id, i-1))
+			}
 			m.Header.Set(eventstore.HeaderActor, "seed")
 			m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
+			m.Header.Set(eventstore.HeaderTraceParent, "00-"+seedTrace+"-00f067aa0ba902b7-01")
 			m.Header.Set(eventstore.HeaderHash, h)
 			m.Header.Set(eventstore.HeaderPrevHash, prev)
 			prev = h
@@ -403,6 +442,55 @@ func seedB(t testing.TB, e *env, orders int) {
 	settle()
 }
 
+// fromLog is what an export must carry for one event of the log, built
+// from the stored message alone: the payload is unmarshalled straight from
+// the stored bytes.
+func fromLog(t *testing.T, rec eventstore.Recorded) *ordersv1.RecordedEvent {
+	t.Helper()
+	var pb ordersv1.Event
+	if err := proto.Unmarshal(rec.Data, &pb); err != nil {
+		t.Fatalf("log position %d: %v", rec.Position, err)
+	}
+	var trace string
+	if p := strings.Split(rec.Meta.TraceParent, "-"); len(p) == 4 {
+		trace = p[1]
+	}
+	return &ordersv1.RecordedEvent{
+		Position: rec.Position, OrderId: rec.OrderID, Type: rec.Type,
+		OccurredAt: timestamppb.New(rec.Meta.OccurredAt), RecordedAt: timestamppb.New(rec.Time),
+		Actor: rec.Meta.Actor, RequestId: rec.Meta.RequestID, CorrelationId: rec.Meta.CorrelationID,
+		CausationId: rec.Meta.CausationID, TraceId: trace, Hash: rec.Meta.Hash, Event: &pb,
+	}
+}
+
+// matchLog checks that got is exactly the events of the log that keep
+// selects, in log order, with all their content.
+func matchLog(t *testing.T, e *env, got []*ordersv1.RecordedEvent, keep func(eventstore.Recorded) bool) {
+	t.Helper()
+	i := 0
+	for rec, err := range e.store.Read(t.Context(), 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !keep(rec) {
+			continue
+		}
+		if i >= len(got) {
+			t.Fatalf("export ends after %d events; the log goes on with position %d", len(got), rec.Position)
+		}
+		if want := fromLog(t, rec); !proto.Equal(got[i], want) {
+			t.Fatalf("export[%d]:\n%v\nlog has\n%v", i, got[i], want)
+		}
+		if got[i].GetEvent().GetEvent() == nil {
+			t.Fatalf("export[%d] at %d carries no payload", i, got[i].GetPosition())
+		}
+		i++
+	}
+	if i != len(got) {
+		t.Fatalf("export has %d events, the log %d", len(got), i)
+	}
+}
+
 func TestExportCompleteness(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
@@ -416,29 +504,39 @@ func TestExportCompleteness(t *testing.T) {
 	if len(all) != orders*5 {
 		t.Fatalf("exported %d events, want %d", len(all), orders*5)
 	}
-	var i int
-	for rec, err := range e.store.Read(ctx, 1) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := all[i]
-		if got.GetPosition() != rec.Position || got.GetOrderId() != rec.OrderID || got.GetType() != rec.Type || got.GetHash() != rec.Meta.Hash || got.GetRequestId() != rec.Meta.RequestID {
-			t.Fatalf("export[%d] = %v, log has %+v", i, got, rec)
-		}
-		i++
+	matchLog(t, e, all, func(eventstore.Recorded) bool { return true })
+	// The seed's own view of a few events, so that a log and an export
+	// that were both wrong the same way would not pass.
+	if c := all[5*7].GetEvent().GetOrderCreated(); c.GetOrderId() != "bulk-00007" || len(c.GetLines()) != 1 ||
+		all[5*7+1].GetEvent().GetItemAdded().GetSku() != "BOOK-2" || all[5*7+3].GetEvent().GetOrderPlaced().GetTotal() != 3749 ||
+		all[5*7+4].GetCausationId() != "bulk-00007-3" || all[5*7+4].GetTraceId() != seedTrace ||
+		!all[5*7+4].GetOccurredAt().AsTime().Equal(time.Unix(7, 4)) {
+		t.Fatalf("bulk-00007 exported as %v", all[5*7:5*8])
 	}
-	placed := collect(t, e, &ordersv1.StreamEventsRequest{EventTypes: []string{"OrderPlaced"}})
-	if len(placed) != orders {
-		t.Fatalf("%d OrderPlaced, want %d", len(placed), orders)
+	all = nil
+
+	placed := collect(t, e, &ordersv1.StreamEventsRequest{EventTypes: []string{"OrderPlaced", "OrderCancelled"}})
+	if len(placed) != 2*orders {
+		t.Fatalf("%d OrderPlaced and OrderCancelled, want %d", len(placed), 2*orders)
 	}
-	two := collect(t, e, &ordersv1.StreamEventsRequest{OrderIds: []string{"bulk-00007", "bulk-19999"}})
-	if len(two) != 10 || two[0].GetOrderId() != "bulk-00007" || two[9].GetOrderId() != "bulk-19999" {
+	matchLog(t, e, placed, func(r eventstore.Recorded) bool { return r.Type == "OrderPlaced" || r.Type == "OrderCancelled" })
+	two := collect(t, e, &ordersv1.StreamEventsRequest{OrderIds: []string{"bulk-19999", "bulk-00007"}})
+	if len(two) != 10 {
 		t.Fatalf("order filter: %d events", len(two))
 	}
+	matchLog(t, e, two, func(r eventstore.Recorded) bool { return r.OrderID == "bulk-00007" || r.OrderID == "bulk-19999" })
+	both := collect(t, e, &ordersv1.StreamEventsRequest{OrderIds: []string{"bulk-00123", "bulk-04567"}, EventTypes: []string{"ItemAdded"}, FromPosition: 5*123 + 3})
+	if len(both) != 3 {
+		t.Fatalf("order, type and position filter: %d events", len(both))
+	}
+	matchLog(t, e, both, func(r eventstore.Recorded) bool {
+		return (r.OrderID == "bulk-00123" || r.OrderID == "bulk-04567") && r.Type == "ItemAdded" && r.Position >= 5*123+3
+	})
 	tail := collect(t, e, &ordersv1.StreamEventsRequest{FromPosition: head - 9})
-	if len(tail) != 10 || tail[0].GetPosition() != head-9 {
+	if len(tail) != 10 {
 		t.Fatalf("from position: %d events", len(tail))
 	}
+	matchLog(t, e, tail, func(r eventstore.Recorded) bool { return r.Position >= head-9 })
 
 	// Following: events appended after the stream started arrive too.
 	fctx, cancel := context.WithCancel(ctx)
@@ -459,26 +557,52 @@ func TestExportCompleteness(t *testing.T) {
 		t.Fatalf("followed %v, appended at %d", got.GetEvent(), c.GetPosition())
 	}
 
-	// The whole log verifies.
-	sum := verifyLog(t, e)
-	if sum.GetOrdersBroken() != 0 || sum.GetEventsChecked() != orders*5+1 {
+	// The whole log verifies, with progress on the way: at least every
+	// 10,000 events, in log order.
+	sum, progress := verifyLog(t, e)
+	total := uint64(orders*5 + 1)
+	if sum.GetOrdersBroken() != 0 || sum.GetEventsChecked() != total || sum.GetOrdersChecked() != orders+1 ||
+		sum.GetPosition() != total || sum.GetHead() != total {
 		t.Fatalf("summary %v", sum)
+	}
+	byCount := map[uint64]*ordersv1.VerifyLogProgress{}
+	var prev uint64
+	for _, p := range progress {
+		if p.GetEventsChecked() <= prev || p.GetPosition() != p.GetEventsChecked() || p.GetHead() != total || p.GetOrdersBroken() != 0 {
+			t.Fatalf("progress %v after %d events", p, prev)
+		}
+		prev = p.GetEventsChecked()
+		byCount[prev] = p
+	}
+	for n := uint64(10000); n < total; n += 10000 {
+		// Orders were seeded one after another, five events each.
+		if p := byCount[n]; p == nil || p.GetOrdersChecked() != n/5 {
+			t.Fatalf("progress at %d events: %v (of %d progress messages)", n, p, len(progress))
+		}
 	}
 }
 
-func verifyLog(t *testing.T, e *env) *ordersv1.VerifyLogProgress {
+// verifyLog returns VerifyLog's summary and the progress messages before it.
+func verifyLog(t *testing.T, e *env) (*ordersv1.VerifyLogProgress, []*ordersv1.VerifyLogProgress) {
 	t.Helper()
 	s, err := e.audit.VerifyLog(t.Context(), &ordersv1.VerifyLogRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var progress []*ordersv1.VerifyLogProgress
 	for {
 		r, err := s.Recv()
 		if err != nil {
 			t.Fatal(err)
 		}
+		if p := r.GetProgress(); p != nil {
+			progress = append(progress, p)
+		}
 		if sum := r.GetSummary(); sum != nil {
-			return sum
+			if _, err := s.Recv(); !errors.Is(err, io.EOF) {
+				t.Fatalf("after the summary: %v", err)
+			}
+			return sum, progress
 		}
 	}
 }
@@ -640,4 +764,213 @@ func FuzzVerifier(f *testing.F) {
 			t.Fatalf("verdict %v for prev=%q hash=%q", b, prev, hash)
 		}
 	})
+}
+
+// TestCorruptPayloadIsDataLoss checks that an event whose headers decode
+// but whose payload is not a valid event of its type is treated like a
+// message whose headers do not decode: reading its order's history or
+// state, or exporting across it, is DATA_LOSS, and verification breaks the
+// chain at its position, even where its hash matches its bytes.
+func TestCorruptPayloadIsDataLoss(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	garbage, _ := lifecycle(t, e)
+	wrongCase, _ := lifecycle(t, e)
+	intact, _ := lifecycle(t, e)
+
+	// Bytes that are no protobuf message, appended through the event store
+	// with a correct chain hash over them.
+	recs, err := e.store.Load(ctx, garbage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := recs[len(recs)-1]
+	data := []byte{0xff, 0xff, 0xff}
+	meta := eventstore.Metadata{RequestID: rid(), Actor: "anonymous", OccurredAt: time.Now().UTC(), PrevHash: last.Meta.Hash}
+	meta.Hash, err = chain.Compute(meta.PrevHash, chain.Fields{OrderID: garbage, Type: "OrderCancelled", OccurredAt: meta.OccurredAt,
+		Actor: meta.Actor, RequestID: meta.RequestID, Payload: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.store.Append(ctx, garbage, last.Position, []eventstore.EventData{{Type: "OrderCancelled", Data: data, Meta: meta}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A valid event of another type than its header names, published
+	// straight to JetStream without chain headers.
+	_, other, err := convert.EncodeEvent(order.ItemAdded{SKU: "X", Quantity: 1, UnitPrice: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(e.store.Subject(wrongCase))
+	m.Data = other
+	m.Header.Set(eventstore.HeaderEventType, "OrderCancelled")
+	m.Header.Set(eventstore.HeaderOccurredAt, time.Now().UTC().Format(time.RFC3339Nano))
+	wrongAck, err := e.js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]struct {
+		pos  uint64
+		kind ordersv1.ChainBreakKind
+	}{
+		garbage:   {res.Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
+		wrongCase: {wrongAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
+	}
+	for id, w := range want {
+		v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.GetOk() || v.GetEventsChecked() != 9 || v.GetFirstBreak().GetPosition() != w.pos || v.GetFirstBreak().GetKind() != w.kind ||
+			v.GetFirstBreak().GetVersion() != 9 || !strings.Contains(v.GetFirstBreak().GetDetail(), "payload") {
+			t.Fatalf("VerifyOrder(%s): %v, want a break at %d of kind %v", id, v, w.pos, w.kind)
+		}
+		dataLoss := func(what string, err error) {
+			t.Helper()
+			if status.Code(err) != codes.DataLoss {
+				t.Fatalf("%s(%s): %v, want DataLoss", what, id, err)
+			}
+			// The position, not the decoder's text.
+			msg := status.Convert(err).Message()
+			if !strings.Contains(msg, fmt.Sprint(w.pos)) || strings.Contains(msg, "proto") || strings.Contains(msg, "convert") {
+				t.Fatalf("%s(%s): message %q", what, id, msg)
+			}
+		}
+		_, err = e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id})
+		dataLoss("GetOrderHistory", err)
+		_, err = e.audit.GetOrderAt(ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Version{Version: 1}})
+		dataLoss("GetOrderAt by version", err)
+		_, err = e.audit.GetOrderAt(ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Time{Time: timestamppb.Now()}})
+		dataLoss("GetOrderAt by time", err)
+		dataLoss("StreamEvents of the order", drain(e.audit.StreamEvents(ctx, &ordersv1.StreamEventsRequest{OrderIds: []string{id}})))
+		// A type filter that the broken event would not pass does not
+		// hide it either.
+		dataLoss("StreamEvents of other types", drain(e.audit.StreamEvents(ctx, &ordersv1.StreamEventsRequest{FromPosition: w.pos, EventTypes: []string{"OrderCreated"}})))
+	}
+	if err := drain(e.audit.StreamEvents(ctx, &ordersv1.StreamEventsRequest{})); status.Code(err) != codes.DataLoss {
+		t.Fatalf("StreamEvents of the whole log: %v, want DataLoss", err)
+	}
+	if got := collect(t, e, &ordersv1.StreamEventsRequest{OrderIds: []string{intact}}); len(got) != 8 {
+		t.Fatalf("intact order exported %d events, want 8", len(got))
+	}
+	if _, err := e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: intact}); err != nil {
+		t.Fatalf("intact order: %v", err)
+	}
+
+	s, err := e.audit.VerifyLog(ctx, &ordersv1.VerifyLogRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := map[string]*ordersv1.ChainBreak{}
+	var sum *ordersv1.VerifyLogProgress
+	for sum == nil {
+		r, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := r.GetBroken(); b != nil {
+			broken[b.GetOrderId()] = b.GetFirstBreak()
+		}
+		sum = r.GetSummary()
+	}
+	if sum.GetOrdersBroken() != 2 || len(broken) != 2 {
+		t.Fatalf("VerifyLog found %d broken orders: %v", sum.GetOrdersBroken(), broken)
+	}
+	for id, w := range want {
+		if b := broken[id]; b.GetPosition() != w.pos || b.GetKind() != w.kind {
+			t.Fatalf("VerifyLog on %s: %v", id, b)
+		}
+	}
+}
+
+// publishAt appends one real event to order id through JetStream,
+// chained to prev, with the given occurred-at, and returns its position
+// and hash.
+func publishAt(t *testing.T, e *env, id, prev string, ev order.Event, at time.Time) (uint64, string) {
+	t.Helper()
+	typ, data, err := convert.EncodeEvent(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqID := rid()
+	h, err := chain.Compute(prev, chain.Fields{OrderID: id, Type: typ, OccurredAt: at, Actor: "clock", RequestID: reqID, Payload: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(e.store.Subject(id))
+	m.Data = data
+	m.Header.Set(eventstore.HeaderEventType, typ)
+	m.Header.Set(eventstore.HeaderRequestID, reqID)
+	m.Header.Set(eventstore.HeaderActor, "clock")
+	m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
+	m.Header.Set(eventstore.HeaderHash, h)
+	m.Header.Set(eventstore.HeaderPrevHash, prev)
+	ack, err := e.js.PublishMsg(t.Context(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence, h
+}
+
+// TestStreamFromTime checks that from_time selects by the time the log
+// stored each event (recorded_at), inclusive, not by its occurred-at: the
+// events stored first here claim to have occurred long after the ones
+// stored later.
+func TestStreamFromTime(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	lifeOf := func(id string, at time.Time) {
+		t.Helper()
+		_, h := publishAt(t, e, id, chain.Zero, order.OrderCreated{OrderID: id, CustomerID: "c", Currency: "EUR"}, at)
+		_, h = publishAt(t, e, id, h, order.ItemAdded{SKU: "A", Quantity: 1, UnitPrice: 100}, at.Add(time.Second))
+		publishAt(t, e, id, h, order.OrderPlaced{Total: 100}, at.Add(2*time.Second))
+	}
+	lifeOf("before", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
+	before, err := e.store.Load(ctx, "before")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lifeOf("after", time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	after, err := e.store.Load(ctx, "after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastBefore, firstAfter := before[len(before)-1].Time, after[0].Time
+	if !firstAfter.After(lastBefore) {
+		t.Fatalf("the server stored position %d at %v, not after position %d at %v", after[0].Position, firstAfter, before[len(before)-1].Position, lastBefore)
+	}
+	for _, from := range []time.Time{lastBefore.Add(time.Nanosecond), firstAfter} {
+		got := collect(t, e, &ordersv1.StreamEventsRequest{FromTime: timestamppb.New(from)})
+		matchLog(t, e, got, func(r eventstore.Recorded) bool { return r.OrderID == "after" })
+		if len(got) != len(after) {
+			t.Fatalf("from %v: %d events, want %d", from, len(got), len(after))
+		}
+	}
+	// from_time overrides from_position.
+	got := collect(t, e, &ordersv1.StreamEventsRequest{FromTime: timestamppb.New(before[0].Time), FromPosition: after[0].Position})
+	if len(got) != len(before)+len(after) {
+		t.Fatalf("from the first event's time: %d events", len(got))
+	}
+	if got := collect(t, e, &ordersv1.StreamEventsRequest{FromTime: timestamppb.New(after[len(after)-1].Time.Add(time.Nanosecond))}); len(got) != 0 {
+		t.Fatalf("from after the last event: %d events", len(got))
+	}
+	// Following from a time receives the events stored since, then new ones.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f, err := e.audit.StreamEvents(fctx, &ordersv1.StreamEventsRequest{FromTime: timestamppb.New(firstAfter), Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos, _ := publishAt(t, e, "later", chain.Zero, order.OrderCreated{OrderID: "later", CustomerID: "c", Currency: "EUR"}, time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC))
+	for _, want := range []uint64{after[0].Position, after[1].Position, after[2].Position, pos} {
+		r, err := f.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetEvent().GetPosition() != want {
+			t.Fatalf("followed %d, want %d", r.GetEvent().GetPosition(), want)
+		}
+	}
 }
