@@ -6,49 +6,20 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/orderstream/orderstream/internal/telemetry"
+	"github.com/orderstream/orderstream/internal/telemetry/otlptest"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/grpc"
 )
 
-// collector is a fake OTLP/gRPC receiver: it records the span names it is
-// sent.
-type collector struct {
-	collectorpb.UnimplementedTraceServiceServer
-	got chan string
-}
-
-func (c *collector) Export(_ context.Context, req *collectorpb.ExportTraceServiceRequest) (*collectorpb.ExportTraceServiceResponse, error) {
-	for _, rs := range req.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			for _, s := range ss.GetSpans() {
-				c.got <- s.GetName()
-			}
-		}
-	}
-	return &collectorpb.ExportTraceServiceResponse{}, nil
-}
-
 func TestOTLPExporterSendsSpans(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &collector{got: make(chan string, 16)}
-	gs := grpc.NewServer()
-	collectorpb.RegisterTraceServiceServer(gs, c)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+lis.Addr().String())
+	c, endpoint := otlptest.Start(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
 	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
 	t.Setenv("OTEL_SERVICE_NAME", "ordersd-test")
 	tel, err := telemetry.Setup(t.Context(), "ordersd")
@@ -63,13 +34,8 @@ func TestOTLPExporterSendsSpans(t *testing.T) {
 	if err := tel.Shutdown(t.Context()); err != nil { // flushes the batcher
 		t.Fatal(err)
 	}
-	select {
-	case name := <-c.got:
-		if name != "probe-span" {
-			t.Fatalf("collector got %q", name)
-		}
-	default:
-		t.Fatal("collector received no span after shutdown flushed the exporter")
+	if got := c.Names(); len(got) != 1 || got[0] != "probe-span" {
+		t.Fatalf("collector got %q after shutdown flushed the exporter", got)
 	}
 }
 
