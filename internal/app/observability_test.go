@@ -14,6 +14,7 @@ import (
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/telemetry"
+	"github.com/orderstream/orderstream/internal/telemetry/otlptest"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -57,8 +58,9 @@ func attr(s sdktrace.ReadOnlySpan, key string) (attribute.Value, bool) {
 }
 
 // One order placed over REST yields one trace from the HTTP request through
-// the gRPC call and the append to the payment attempt, and the projection's
-// batch span links to it.
+// the gRPC call, the load and the append to the payment attempt, and the
+// projection's batch span links to it; each carries the order id and the
+// log positions it worked on.
 func TestOneTraceFromRESTToPayment(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	a := runTraced(t, rec)
@@ -111,18 +113,31 @@ func TestOneTraceFromRESTToPayment(t *testing.T) {
 		o, _ := attr(s, "order.id")
 		return ok && uint64(v.AsInt64()) == placedAt && o.AsString() == id
 	})
+	createdAt, _ := strconv.ParseUint(c["position"].(string), 10, 64)
+	// PlaceOrder loads the order (at its creation) before deciding.
+	inTrace("eventstore.load", func(s sdktrace.ReadOnlySpan) bool {
+		o, _ := attr(s, "order.id")
+		v, ok := attr(s, "order.revision")
+		return o.AsString() == id && ok && uint64(v.AsInt64()) == createdAt
+	})
 	inTrace("payment.charge", func(s sdktrace.ReadOnlySpan) bool {
 		o, _ := attr(s, "order.id")
-		return o.AsString() == id
+		v, ok := attr(s, "log.position")
+		return o.AsString() == id && ok && uint64(v.AsInt64()) == placedAt
 	})
+	// The batch that applied the placement links to its trace and names
+	// the positions it covered.
 	linked := false
 	for _, s := range byName["projection.apply_batch"] {
+		first, ok1 := attr(s, "log.position.first")
+		last, ok2 := attr(s, "log.position.last")
 		for _, l := range s.Links() {
-			linked = linked || l.SpanContext.TraceID() == placeTrace
+			linked = linked || (l.SpanContext.TraceID() == placeTrace && ok1 && ok2 &&
+				uint64(first.AsInt64()) <= placedAt && placedAt <= uint64(last.AsInt64()))
 		}
 	}
 	if !linked {
-		t.Fatal("no projection batch span links to the place request's trace")
+		t.Fatal("no projection batch span covering the placement's position links to the place request's trace")
 	}
 }
 
@@ -189,3 +204,25 @@ func TestMetricsAfterWorkload(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// With OTEL_EXPORTER_OTLP_ENDPOINT, ordersd exports its spans over OTLP:
+// a receiver on loopback gets the RPC and the append of a command.
+func TestOrdersdExportsOverOTLP(t *testing.T) {
+	c, endpoint := otlptest.Start(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	addrs, stop := run(t, t.TempDir(), "ROLES", "command")
+	cmd := ordersv1.NewOrderCommandServiceClient(dial(t, addrs.GRPC))
+	if _, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "otlp-1", CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	stop() // shutdown flushes the exporter
+	got := map[string]bool{}
+	for _, n := range c.Names() {
+		got[n] = true
+	}
+	if !got["orders.v1.OrderCommandService/CreateOrder"] || !got["eventstore.append"] {
+		t.Fatalf("the receiver got %v", c.Names())
+	}
+}
