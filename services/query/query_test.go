@@ -283,7 +283,22 @@ func commands(ctx context.Context, e *env, ids []string, steps int, r *rand.Rand
 		if err == nil && r.IntN(4) == 0 { // a retry returns the original
 			again, err2 := call()
 			if err2 != nil || again.GetPosition() != res.GetPosition() {
-				return last, fmt.Errorf("retry of %s: %v %v", reqID, again, err2)
+				// A command that decided no events wrote nothing a retry
+				// could find: after another writer's change the retry may
+				// act. One that appended must be answered the same.
+				recs, lerr := e.store.Load(ctx, id)
+				if lerr != nil {
+					return last, lerr
+				}
+				appended := false
+				for _, rec := range recs {
+					if rec.Meta.RequestID == reqID && rec.Position <= res.GetPosition() {
+						appended = true
+					}
+				}
+				if appended || err2 != nil {
+					return last, fmt.Errorf("retry of %s answered %v (%v), the original call %v", reqID, again, err2, res)
+				}
 			}
 		}
 		switch status.Code(err) {
