@@ -463,15 +463,25 @@ func fromLog(t *testing.T, rec eventstore.Recorded) *ordersv1.RecordedEvent {
 	}
 }
 
-// matchLog checks that got is exactly the events of the log that keep
-// selects, in log order, with all their content.
-func matchLog(t *testing.T, e *env, got []*ordersv1.RecordedEvent, keep func(eventstore.Recorded) bool) {
+// readLog returns the whole log, read through the event store.
+func readLog(t *testing.T, e *env) []eventstore.Recorded {
 	t.Helper()
-	i := 0
+	var out []eventstore.Recorded
 	for rec, err := range e.store.Read(t.Context(), 1) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// matchLog checks that got is exactly the events of log that keep
+// selects, in log order, with all their content.
+func matchLog(t *testing.T, log []eventstore.Recorded, got []*ordersv1.RecordedEvent, keep func(eventstore.Recorded) bool) {
+	t.Helper()
+	i := 0
+	for _, rec := range log {
 		if !keep(rec) {
 			continue
 		}
@@ -504,7 +514,11 @@ func TestExportCompleteness(t *testing.T) {
 	if len(all) != orders*5 {
 		t.Fatalf("exported %d events, want %d", len(all), orders*5)
 	}
-	matchLog(t, e, all, func(eventstore.Recorded) bool { return true })
+	log := readLog(t, e)
+	if len(log) != orders*5 {
+		t.Fatalf("the log holds %d events", len(log))
+	}
+	matchLog(t, log, all, func(eventstore.Recorded) bool { return true })
 	// The seed's own view of a few events, so that a log and an export
 	// that were both wrong the same way would not pass.
 	if c := all[5*7].GetEvent().GetOrderCreated(); c.GetOrderId() != "bulk-00007" || len(c.GetLines()) != 1 ||
@@ -519,24 +533,24 @@ func TestExportCompleteness(t *testing.T) {
 	if len(placed) != 2*orders {
 		t.Fatalf("%d OrderPlaced and OrderCancelled, want %d", len(placed), 2*orders)
 	}
-	matchLog(t, e, placed, func(r eventstore.Recorded) bool { return r.Type == "OrderPlaced" || r.Type == "OrderCancelled" })
+	matchLog(t, log, placed, func(r eventstore.Recorded) bool { return r.Type == "OrderPlaced" || r.Type == "OrderCancelled" })
 	two := collect(t, e, &ordersv1.StreamEventsRequest{OrderIds: []string{"bulk-19999", "bulk-00007"}})
 	if len(two) != 10 {
 		t.Fatalf("order filter: %d events", len(two))
 	}
-	matchLog(t, e, two, func(r eventstore.Recorded) bool { return r.OrderID == "bulk-00007" || r.OrderID == "bulk-19999" })
+	matchLog(t, log, two, func(r eventstore.Recorded) bool { return r.OrderID == "bulk-00007" || r.OrderID == "bulk-19999" })
 	both := collect(t, e, &ordersv1.StreamEventsRequest{OrderIds: []string{"bulk-00123", "bulk-04567"}, EventTypes: []string{"ItemAdded"}, FromPosition: 5*123 + 3})
 	if len(both) != 3 {
 		t.Fatalf("order, type and position filter: %d events", len(both))
 	}
-	matchLog(t, e, both, func(r eventstore.Recorded) bool {
+	matchLog(t, log, both, func(r eventstore.Recorded) bool {
 		return (r.OrderID == "bulk-00123" || r.OrderID == "bulk-04567") && r.Type == "ItemAdded" && r.Position >= 5*123+3
 	})
 	tail := collect(t, e, &ordersv1.StreamEventsRequest{FromPosition: head - 9})
 	if len(tail) != 10 {
 		t.Fatalf("from position: %d events", len(tail))
 	}
-	matchLog(t, e, tail, func(r eventstore.Recorded) bool { return r.Position >= head-9 })
+	matchLog(t, log, tail, func(r eventstore.Recorded) bool { return r.Position >= head-9 })
 
 	// Following: events appended after the stream started arrive too.
 	fctx, cancel := context.WithCancel(ctx)
@@ -937,13 +951,14 @@ func TestStreamFromTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	log := readLog(t, e)
 	lastBefore, firstAfter := before[len(before)-1].Time, after[0].Time
 	if !firstAfter.After(lastBefore) {
 		t.Fatalf("the server stored position %d at %v, not after position %d at %v", after[0].Position, firstAfter, before[len(before)-1].Position, lastBefore)
 	}
 	for _, from := range []time.Time{lastBefore.Add(time.Nanosecond), firstAfter} {
 		got := collect(t, e, &ordersv1.StreamEventsRequest{FromTime: timestamppb.New(from)})
-		matchLog(t, e, got, func(r eventstore.Recorded) bool { return r.OrderID == "after" })
+		matchLog(t, log, got, func(r eventstore.Recorded) bool { return r.OrderID == "after" })
 		if len(got) != len(after) {
 			t.Fatalf("from %v: %d events, want %d", from, len(got), len(after))
 		}
