@@ -17,6 +17,9 @@ import (
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/payments"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	nooptrace "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -180,6 +183,41 @@ func assertChargedOnce(t *testing.T, sim *payments.Simulator, orders int) {
 	}
 }
 
+// withReader sends the manager's metrics to r.
+func withReader(r sdkmetric.Reader) payments.Option {
+	return payments.WithTelemetry(nooptrace.NewTracerProvider(), sdkmetric.NewMeterProvider(sdkmetric.WithReader(r)))
+}
+
+// metricValue collects r and returns the int64 counter or gauge named
+// name, summed over its attributes; -1 when it is missing.
+func metricValue(tb testing.TB, r sdkmetric.Reader, name string) int64 {
+	tb.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		tb.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			var v int64
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range d.DataPoints {
+					v += dp.Value
+				}
+			case metricdata.Gauge[int64]:
+				for _, dp := range d.DataPoints {
+					v += dp.Value
+				}
+			}
+			return v
+		}
+	}
+	return -1
+}
+
 // outcomes counts the events of the given type in an order's history.
 func (e *env) outcomes(tb testing.TB, id, typ string) int {
 	tb.Helper()
@@ -282,38 +320,31 @@ func TestParkedJobsSurviveRestartAndRetryOnDemand(t *testing.T) {
 	ctx := t.Context()
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
 	sim.SetDown(true)
-	stop := e.run(t, sim, payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
+	first := sdkmetric.NewManualReader()
+	stop := e.run(t, sim, payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond), withReader(first))
 	ids := map[string]bool{}
 	for range 3 {
 		ids[e.place(t, "parked", 300)] = true
 	}
-	var parked *ordersv1.ListParkedPaymentsResponse
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var err error
-		if parked, err = e.admin.ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{}); err != nil {
-			t.Fatal(err)
-		}
-		if len(parked.GetParked()) == 3 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // polling the admin API, as an operator would
-	}
-	if len(parked.GetParked()) != 3 {
-		t.Fatalf("%d parked jobs, want 3", len(parked.GetParked()))
-	}
-	for _, p := range parked.GetParked() {
+	for _, p := range e.waitParked(t, 3) {
 		if !ids[p.GetOrderId()] || p.GetKind() != ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_CHARGE || p.GetAttempts() != 2 || p.GetLastError() == "" {
 			t.Fatalf("parked job %v", p)
 		}
 	}
-	stop()
+	stop() // the parking jobs have returned
+	if parkings, now := metricValue(t, first, "orders.payments.parked"), metricValue(t, first, "orders.payments.parked_jobs"); parkings != 3 || now != 3 {
+		t.Fatalf("metrics: %d parkings, %d parked now; want 3 and 3", parkings, now)
+	}
 	// A new manager (a restarted process) sees the same parked jobs.
 	sim.SetDown(false)
-	e.run(t, sim, fast())
+	second := sdkmetric.NewManualReader()
+	e.run(t, sim, fast(), withReader(second))
 	again, err := e.admin.ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{})
 	if err != nil || len(again.GetParked()) != 3 {
 		t.Fatalf("after restart: %v %v", again, err)
+	}
+	if now := metricValue(t, second, "orders.payments.parked_jobs"); now != 3 {
+		t.Fatalf("after restart: %d parked now, want 3", now)
 	}
 	res, err := e.admin.RetryParkedPayment(ctx, &ordersv1.RetryParkedPaymentRequest{})
 	if err != nil || res.GetCompleted() != 3 || res.GetParkedAgain() != 0 {
@@ -327,6 +358,9 @@ func TestParkedJobsSurviveRestartAndRetryOnDemand(t *testing.T) {
 	}
 	if left, _ := e.admin.ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{}); len(left.GetParked()) != 0 {
 		t.Fatalf("jobs still parked: %v", left)
+	}
+	if now := metricValue(t, second, "orders.payments.parked_jobs"); now != 0 {
+		t.Fatalf("after the retry: %d parked now, want 0", now)
 	}
 	assertChargedOnce(t, sim, 3)
 }
