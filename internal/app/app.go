@@ -65,7 +65,7 @@ type runOptions struct {
 // WithMaxStreams bounds the server-streaming RPCs (StreamEvents, VerifyLog,
 // RebuildReadModel) open at once; one more is refused with
 // RESOURCE_EXHAUSTED. Streams do not count against MAX_IN_FLIGHT, which
-// bounds unary calls. n <= 0 keeps DefaultMaxStreams.
+// bounds unary calls. It overrides MAX_STREAMS; n <= 0 keeps MAX_STREAMS.
 func WithMaxStreams(n int) Option {
 	return func(o *runOptions) {
 		if n > 0 {
@@ -92,7 +92,7 @@ const maxRecvMsgSize = 1 << 20
 // cfg.ShutdownTimeout) and closes NATS. ready, if not nil, is called once
 // every listener is up. Run returns the first error that stopped it.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Addrs), opts ...Option) error {
-	o := runOptions{maxStreams: DefaultMaxStreams, healthInterval: healthInterval}
+	o := runOptions{maxStreams: cfg.MaxStreams, healthInterval: healthInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}

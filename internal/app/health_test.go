@@ -152,11 +152,24 @@ func TestReadyzShowsPaymentCircuit(t *testing.T) {
 	})
 }
 
-// Long-lived streams have their own bound: follow exports open up to it
-// leave unary capacity (MAX_IN_FLIGHT) untouched, and one more stream is
-// refused with RESOURCE_EXHAUSTED.
+// Long-lived streams have their own bound (MAX_STREAMS, or WithMaxStreams
+// over it): follow exports open up to it leave unary capacity
+// (MAX_IN_FLIGHT) untouched, and one more stream is refused with
+// RESOURCE_EXHAUSTED.
 func TestStreamsHaveTheirOwnLimit(t *testing.T) {
-	addrs, _ := apptest.Start(t, map[string]string{"ROLES": "command,audit", "MAX_IN_FLIGHT": "1"}, app.WithMaxStreams(2))
+	t.Run("MAX_STREAMS", func(t *testing.T) {
+		addrs, _ := apptest.Start(t, map[string]string{"ROLES": "command,audit", "MAX_IN_FLIGHT": "1", "MAX_STREAMS": "2"})
+		testStreamLimit(t, addrs)
+	})
+	t.Run("WithMaxStreams overrides MAX_STREAMS", func(t *testing.T) {
+		addrs, _ := apptest.Start(t, map[string]string{"ROLES": "command,audit", "MAX_IN_FLIGHT": "1", "MAX_STREAMS": "1"}, app.WithMaxStreams(2))
+		testStreamLimit(t, addrs)
+	})
+}
+
+// testStreamLimit checks that ordersd at addrs allows two streams at once
+// and one unary call besides.
+func testStreamLimit(t *testing.T, addrs app.Addrs) {
 	conn := dial(t, addrs.GRPC)
 	cmd := ordersv1.NewOrderCommandServiceClient(conn)
 	audit := ordersv1.NewOrderAuditServiceClient(conn)

@@ -9,10 +9,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// DefaultMaxStreams bounds the server-streaming RPCs open at once unless
-// WithMaxStreams says otherwise.
-const DefaultMaxStreams = 64
-
 // limiter bounds the RPCs in flight. A call over the bound is refused at
 // once with RESOURCE_EXHAUSTED rather than queued: under overload memory and
 // latency stay bounded, and clients back off and retry (their request ids

@@ -105,10 +105,15 @@ type Config struct {
 	PaymentSimLatency     time.Duration `env:"PAYMENT_SIM_LATENCY" envDefault:"0s"`
 	PaymentSimFailureRate float64       `env:"PAYMENT_SIM_FAILURE_RATE" envDefault:"0"`
 	PaymentSimDeclineOver int64         `env:"PAYMENT_SIM_DECLINE_OVER" envDefault:"0"`
-	// MaxInFlight bounds the RPCs served at once; beyond it calls are
-	// refused at once with RESOURCE_EXHAUSTED, so overload sheds load
+	// MaxInFlight bounds the unary RPCs served at once; beyond it calls
+	// are refused at once with RESOURCE_EXHAUSTED, so overload sheds load
 	// instead of queueing it in memory.
 	MaxInFlight int `env:"MAX_IN_FLIGHT" envDefault:"1024"`
+	// MaxStreams bounds the server-streaming RPCs (StreamEvents,
+	// VerifyLog, RebuildReadModel) open at once, apart from MaxInFlight:
+	// a stream may stay open for hours and must not eat the capacity for
+	// unary calls. One more is refused with RESOURCE_EXHAUSTED.
+	MaxStreams int `env:"MAX_STREAMS" envDefault:"64"`
 	// ShutdownTimeout bounds draining in-flight RPCs on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 }
@@ -215,6 +220,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, errors.New("MAX_IN_FLIGHT: must be at least 1"))
+	}
+	if c.MaxStreams < 1 {
+		errs = append(errs, errors.New("MAX_STREAMS: must be at least 1"))
 	}
 	if c.PaymentMaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("PAYMENT_MAX_ATTEMPTS: must be at least 1"))

@@ -16,7 +16,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.NATSURL != "" || c.DataDir != "./data" || c.GRPCAddr != "127.0.0.1:50051" || c.NATSListen != "127.0.0.1:4222" ||
-		c.NATSSync != "interval" || c.StreamReplicas != 1 || c.DuplicateWindow != 2*time.Minute || c.LogLevel != slog.LevelInfo {
+		c.NATSSync != "interval" || c.StreamReplicas != 1 || c.DuplicateWindow != 2*time.Minute || c.LogLevel != slog.LevelInfo ||
+		c.MaxInFlight != 1024 || c.MaxStreams != 64 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -48,6 +49,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"ROLES":                    "command,kitchen",
 		"WORKER_POOL_SIZE":         "0",
 		"PAYMENT_SIM_FAILURE_RATE": "2",
+		"MAX_IN_FLIGHT":            "0",
+		"MAX_STREAMS":              "0",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := config.FromMap(map[string]string{name: value})
