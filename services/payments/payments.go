@@ -483,7 +483,7 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 	switch r {
 	case done, parked:
 		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
-			m.log.Warn("payments: ack failed; the job will be redelivered and deduplicated", "order", j.OrderID, "err", err)
+			m.log.WarnContext(ctx, "payments: ack failed; the job will be redelivered and deduplicated", "order", j.OrderID, "err", err)
 		}
 	case abandon:
 		_ = msg.Nak()
@@ -518,7 +518,7 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 		}
 		if !retry {
 			if err != nil && r == done {
-				m.log.Error("payments: job failed permanently", "kind", j.Kind, "order", j.OrderID, "err", err)
+				m.log.ErrorContext(ctx, "payments: job failed permanently", "kind", j.Kind, "order", j.OrderID, "err", err)
 			}
 			return r
 		}
@@ -538,7 +538,7 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 			continue
 		}
 		lastErr = err
-		m.log.Warn("payments: attempt failed", "kind", j.Kind, "order", j.OrderID, "attempt", attempt, "err", err)
+		m.log.WarnContext(ctx, "payments: attempt failed", "kind", j.Kind, "order", j.OrderID, "attempt", attempt, "err", err)
 	}
 	j.Attempts = m.maxAttempts
 	if lastErr != nil {
@@ -547,7 +547,7 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 	j.ParkedAt = time.Now().UTC()
 	added, err := m.park(ctx, *j)
 	if err != nil {
-		m.log.Error("payments: could not park job; it will be redelivered", "order", j.OrderID, "err", err)
+		m.log.ErrorContext(ctx, "payments: could not park job; it will be redelivered", "order", j.OrderID, "err", err)
 		return abandon
 	}
 	if added {
@@ -555,7 +555,7 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 	}
 	m.parked.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(j.Kind))))
 	m.count(func(s *Stats) { s.Parked++ })
-	m.log.Error("payments: job parked after its retries", "kind", j.Kind, "order", j.OrderID, "err", lastErr)
+	m.log.ErrorContext(ctx, "payments: job parked after its retries", "kind", j.Kind, "order", j.OrderID, "err", lastErr)
 	return parked
 }
 
@@ -689,7 +689,7 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 	if res.Released {
 		m.count(func(s *Stats) { s.Voided++ })
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "voided")))
-		m.log.Warn("payments: order cancelled before its charge was recorded; charge voided", "order", j.OrderID, "void_ref", res.VoidRef)
+		m.log.WarnContext(ctx, "payments: order cancelled before its charge was recorded; charge voided", "order", j.OrderID, "void_ref", res.VoidRef)
 	} else {
 		m.count(func(s *Stats) { s.Dropped++ })
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped")))
