@@ -45,7 +45,8 @@ type Config struct {
 	// NATSConnectTimeout bounds waiting for NATS at start-up.
 	NATSConnectTimeout time.Duration `env:"NATS_CONNECT_TIMEOUT" envDefault:"30s"`
 	// TLSCert and TLSKey serve gRPC and HTTP over TLS; TLSClientCA also
-	// requires client certificates signed by it (mTLS) on gRPC.
+	// requires client certificates signed by it (mTLS) on gRPC and on the
+	// REST API (not on /healthz, /readyz and /metrics).
 	TLSCert     string `env:"TLS_CERT"`
 	TLSKey      string `env:"TLS_KEY"`
 	TLSClientCA string `env:"TLS_CLIENT_CA"`
