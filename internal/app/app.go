@@ -228,7 +228,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		serviceChecks[ordersv1.OrderCommandService_ServiceDesc.ServiceName] = []string{"nats", "stream"}
 	}
 	if cfg.Has("audit") {
-		ordersv1.RegisterOrderAuditServiceServer(srv, audit.New(store, js, log))
+		ordersv1.RegisterOrderAuditServiceServer(srv, audit.New(tracedStore{store, traced}, js, log))
 		serviceChecks[ordersv1.OrderAuditService_ServiceDesc.ServiceName] = []string{"nats", "stream"}
 	}
 	var runner *projections.Runner
@@ -318,7 +318,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			}
 			defer pmConn.Close()
 		}
-		pm, err := payments.New(ctx, js, store, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
+		pm, err := payments.New(ctx, js, tracedStore{store, traced}, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
 			payments.WithWorkers(cfg.WorkerPoolSize),
 			payments.WithRetry(cfg.PaymentMaxAttempts, cfg.PaymentAttemptTimeout, cfg.PaymentBackoffBase, cfg.PaymentBackoffMax),
 			payments.WithLogger(log), payments.WithTelemetry(tel.Tracer, tel.Meter))
