@@ -160,16 +160,34 @@ func TestStreamLeaderLossMidLoad(t *testing.T) {
 		}
 	}
 	waitAcked(100)
+	// The leader as of now: leadership may have moved since the stream
+	// was created. Exactly one server must be it, and it must go down.
+	oldLeader := streamLeader(t, info, func(string) bool { return true })
+	var victim *server.Server
 	for _, s := range servers {
-		if s.Name() == si.Cluster.Leader {
-			s.Shutdown()
-			s.WaitForShutdown()
+		if s.Name() == oldLeader {
+			victim = s
 		}
+	}
+	if victim == nil {
+		t.Fatalf("stream leader %q is none of the cluster's servers", oldLeader)
+	}
+	victim.Shutdown()
+	victim.WaitForShutdown()
+	if victim.Running() {
+		t.Fatalf("stream leader %s still running after its shutdown", oldLeader)
 	}
 	mu.Lock()
 	before := len(acked)
 	mu.Unlock()
 	waitAcked(before + 100) // the service keeps answering
+	// Those answers came from a new leader on one of the servers left.
+	newLeader := streamLeader(t, info, func(name string) bool { return name != oldLeader })
+	for _, s := range servers {
+		if s.Name() == newLeader && !s.Running() {
+			t.Fatalf("new stream leader %s is not running", newLeader)
+		}
+	}
 	stopLoad()
 	wg.Wait()
 
@@ -223,5 +241,29 @@ func TestStreamLeaderLossMidLoad(t *testing.T) {
 	if seen < len(acked) {
 		t.Fatalf("read model has %d orders, %d acknowledged", seen, len(acked))
 	}
-	t.Logf("%d acknowledged (%d before the leader %s went down), %d unavailable answers during failover", len(acked), before, si.Cluster.Leader, unavailable)
+	t.Logf("%d acknowledged (%d before the leader %s went down, then led by %s), %d unavailable answers during failover", len(acked), before, oldLeader, newLeader, unavailable)
+}
+
+// streamLeader asks the cluster for the stream's leader until it names one
+// that ok accepts: none is named while an election runs, and a node just
+// shut down can still be named until the others notice.
+func streamLeader(t *testing.T, stream jetstream.Stream, ok func(name string) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	last := ""
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		si, err := stream.Info(ctx)
+		cancel()
+		if err == nil && si.Cluster != nil {
+			last = si.Cluster.Leader
+			if last != "" && ok(last) {
+				return last
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no acceptable stream leader: last named %q (%v)", last, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
