@@ -76,13 +76,16 @@ func (PaymentOutcome) EnumDescriptor() ([]byte, []int) {
 // CreateOrderRequest starts an order.
 type CreateOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// Order id, 1-64 printable ASCII characters other than '.', '*' and '>'
-	// (the log names a subject after it); generated (UUIDv7) when empty.
-	// Supplying it makes retries safe beyond the server's duplicate window.
+	// Order id, 1-64 printable ASCII characters without spaces, other than
+	// '.', '*' and '>' (the log names a subject after it). When empty it is
+	// derived from request_id (a UUID, version 8, from the SHA-256 of the
+	// request id), so retries with the same request_id always name the same
+	// order.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	// Customer id, 1-64 printable characters. Required.
+	// Customer id, 1-64 printable ASCII characters without spaces. Required.
 	CustomerId string `protobuf:"bytes,3,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	// ISO-4217 currency code, e.g. "EUR". Required.
 	Currency string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
@@ -169,11 +172,13 @@ func (x *CreateOrderRequest) GetShippingAddress() *Address {
 // AddItemRequest adds a line to a draft order.
 type AddItemRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	// SKU, 1-64 printable characters, not yet in the order.
+	// SKU, 1-64 printable ASCII characters without spaces, not yet in the
+	// order.
 	Sku string `protobuf:"bytes,3,opt,name=sku,proto3" json:"sku,omitempty"`
 	// Quantity, 1-10000.
 	Quantity int64 `protobuf:"varint,4,opt,name=quantity,proto3" json:"quantity,omitempty"`
@@ -261,7 +266,8 @@ func (x *AddItemRequest) GetExpectedRevision() uint64 {
 // RemoveItemRequest removes a line from a draft order.
 type RemoveItemRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -335,7 +341,8 @@ func (x *RemoveItemRequest) GetExpectedRevision() uint64 {
 // ChangeItemQuantityRequest sets a line's quantity.
 type ChangeItemQuantityRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -418,7 +425,8 @@ func (x *ChangeItemQuantityRequest) GetExpectedRevision() uint64 {
 // SetShippingAddressRequest sets the shipping address.
 type SetShippingAddressRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -492,7 +500,8 @@ func (x *SetShippingAddressRequest) GetExpectedRevision() uint64 {
 // PlaceOrderRequest submits a draft order.
 type PlaceOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -557,7 +566,8 @@ func (x *PlaceOrderRequest) GetExpectedRevision() uint64 {
 // RecordPaymentRequest records a payment outcome.
 type RecordPaymentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -667,7 +677,8 @@ func (x *RecordPaymentRequest) GetExpectedRevision() uint64 {
 // RecordRefundRequest records a refund.
 type RecordRefundRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -814,7 +825,8 @@ func (x *RecordRefundResponse) GetPosition() uint64 {
 // CancelOrderRequest cancels an order that has not shipped.
 type CancelOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -888,7 +900,8 @@ func (x *CancelOrderRequest) GetExpectedRevision() uint64 {
 // ShipOrderRequest records shipment of a paid order.
 type ShipOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -971,7 +984,8 @@ func (x *ShipOrderRequest) GetExpectedRevision() uint64 {
 // ConfirmDeliveryRequest records delivery of a shipped order.
 type ConfirmDeliveryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Idempotency key, 1-64 printable characters. Required.
+	// Idempotency key, 1-64 printable ASCII characters without spaces.
+	// Required.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`

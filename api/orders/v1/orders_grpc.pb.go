@@ -42,10 +42,11 @@ const (
 // write.
 //
 // Every request carries request_id, an idempotency key chosen by the client
-// (1-64 printable characters, e.g. a UUID): repeating a request with the same
-// request_id returns the original result and appends nothing. Mutations of an
-// existing order take an optional expected_revision; when it is set and the
-// order has moved on, the call fails with ABORTED instead of being retried.
+// (1-64 printable ASCII characters without spaces, e.g. a UUID): repeating a
+// request with the same request_id returns the original result and appends
+// nothing. Mutations of an existing order take an optional
+// expected_revision; when it is set and the order has moved on, the call
+// fails with ABORTED instead of being retried.
 //
 // Errors: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown
 // order or line, ALREADY_EXISTS for an existing order or line,
@@ -54,7 +55,8 @@ const (
 // when the event store cannot be reached.
 type OrderCommandServiceClient interface {
 	// CreateOrder starts a draft order, optionally with items and a shipping
-	// address. The server generates a UUIDv7 order id unless one is given.
+	// address. Without an order_id the order's id is derived from request_id,
+	// so retries with the same request_id always name the same order.
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*CreateOrderResponse, error)
 	// AddItem adds a line to a draft order.
 	AddItem(ctx context.Context, in *AddItemRequest, opts ...grpc.CallOption) (*AddItemResponse, error)
@@ -207,10 +209,11 @@ func (c *orderCommandServiceClient) ConfirmDelivery(ctx context.Context, in *Con
 // write.
 //
 // Every request carries request_id, an idempotency key chosen by the client
-// (1-64 printable characters, e.g. a UUID): repeating a request with the same
-// request_id returns the original result and appends nothing. Mutations of an
-// existing order take an optional expected_revision; when it is set and the
-// order has moved on, the call fails with ABORTED instead of being retried.
+// (1-64 printable ASCII characters without spaces, e.g. a UUID): repeating a
+// request with the same request_id returns the original result and appends
+// nothing. Mutations of an existing order take an optional
+// expected_revision; when it is set and the order has moved on, the call
+// fails with ABORTED instead of being retried.
 //
 // Errors: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown
 // order or line, ALREADY_EXISTS for an existing order or line,
@@ -219,7 +222,8 @@ func (c *orderCommandServiceClient) ConfirmDelivery(ctx context.Context, in *Con
 // when the event store cannot be reached.
 type OrderCommandServiceServer interface {
 	// CreateOrder starts a draft order, optionally with items and a shipping
-	// address. The server generates a UUIDv7 order id unless one is given.
+	// address. Without an order_id the order's id is derived from request_id,
+	// so retries with the same request_id always name the same order.
 	CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderResponse, error)
 	// AddItem adds a line to a draft order.
 	AddItem(context.Context, *AddItemRequest) (*AddItemResponse, error)

@@ -198,7 +198,8 @@ func (x *Address) GetCountry() string {
 // order's currency (cents for USD), never floating point.
 type LineItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Stock keeping unit, 1-64 printable characters, unique within an order.
+	// Stock keeping unit, 1-64 printable ASCII characters without spaces,
+	// unique within an order.
 	Sku string `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
 	// Quantity, 1-10000.
 	Quantity int64 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
