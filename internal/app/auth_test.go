@@ -14,7 +14,9 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 )
 
@@ -126,5 +128,31 @@ func TestAuthentication(t *testing.T) {
 	}
 	if code := rest("", "GET", "/healthz", ""); code != http.StatusOK {
 		t.Fatalf("healthz needs no token: %d", code)
+	}
+
+	// Reflection would show the API to anyone: it needs a token, of any
+	// role. gRPC health checks need none.
+	reflect := func(ctx context.Context) error {
+		stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			return err
+		}
+		res, err := stream.Recv()
+		if err == nil && len(res.GetListServicesResponse().GetService()) == 0 {
+			t.Errorf("reflection listed no services: %v", res)
+		}
+		return err
+	}
+	if err := reflect(t.Context()); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("reflection without a token: %v, want Unauthenticated", err)
+	}
+	if err := reflect(with("viewer-token-012345678")); err != nil {
+		t.Errorf("reflection with a viewer token: %v", err)
+	}
+	if res, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health without a token: %v %v", res, err)
 	}
 }

@@ -10,7 +10,8 @@
 // Roles: clerk (OrderCommandService, and OrderQueryService so that a clerk
 // can see the orders they change), viewer (OrderQueryService), auditor
 // (OrderAuditService), admin (OrderAdminService, PaymentAdminService, and
-// everything else). Health checks and reflection need no token.
+// everything else). Reflection needs a valid token of any role, so that
+// anonymous callers cannot list the API; health checks need no token.
 //
 // The authenticated subject replaces any x-actor metadata, so the actor
 // recorded in events is who the token says, not what a client claims.
@@ -190,8 +191,11 @@ func (a *Authenticator) Authenticate(token string) (Principal, error) {
 // may call every method); exempt methods need no token at all.
 func AllowedRoles(fullMethod string) (roles []string, exempt bool) {
 	switch {
-	case strings.HasPrefix(fullMethod, "/grpc.health."), strings.HasPrefix(fullMethod, "/grpc.reflection."):
+	case strings.HasPrefix(fullMethod, "/grpc.health."):
 		return nil, true
+	case strings.HasPrefix(fullMethod, "/grpc.reflection."):
+		// Any caller with a token may see the API it calls.
+		return []string{Viewer, Clerk, Auditor, Admin}, false
 	case strings.HasPrefix(fullMethod, "/orders.v1.OrderCommandService/"):
 		return []string{Clerk}, false
 	case strings.HasPrefix(fullMethod, "/orders.v1.OrderQueryService/"):

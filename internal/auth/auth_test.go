@@ -124,12 +124,14 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 
 func TestAllowedRoles(t *testing.T) {
 	for method, want := range map[string]string{
-		"/orders.v1.OrderCommandService/PlaceOrder":         "clerk",
-		"/orders.v1.OrderQueryService/GetOrder":             "viewer,clerk",
-		"/orders.v1.OrderQueryService/ListOrders":           "viewer,clerk",
-		"/orders.v1.OrderAuditService/VerifyLog":            "auditor",
-		"/orders.v1.OrderAdminService/RebuildReadModel":     "admin",
-		"/orders.v1.PaymentAdminService/RetryParkedPayment": "admin",
+		"/orders.v1.OrderCommandService/PlaceOrder":                      "clerk",
+		"/orders.v1.OrderQueryService/GetOrder":                          "viewer,clerk",
+		"/orders.v1.OrderQueryService/ListOrders":                        "viewer,clerk",
+		"/orders.v1.OrderAuditService/VerifyLog":                         "auditor",
+		"/orders.v1.OrderAdminService/RebuildReadModel":                  "admin",
+		"/orders.v1.PaymentAdminService/RetryParkedPayment":              "admin",
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      "viewer,clerk,auditor,admin",
+		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "viewer,clerk,auditor,admin",
 	} {
 		if got, exempt := auth.AllowedRoles(method); strings.Join(got, ",") != want || exempt {
 			t.Errorf("%s: %v %v", method, got, exempt)
@@ -171,3 +173,38 @@ func TestInterceptorRoles(t *testing.T) {
 		}
 	}
 }
+
+// Reflection, a stream, needs a token of any role; health checks need none.
+func TestStreamInterceptorReflectionAndHealth(t *testing.T) {
+	a, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "viewer-token-012345678 vera viewer\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := func(any, grpc.ServerStream) error { return nil }
+	for _, tc := range []struct {
+		token, method string
+		want          codes.Code
+	}{
+		{"", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", codes.Unauthenticated},
+		{"not-a-real-token-at-all", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", codes.Unauthenticated},
+		{"viewer-token-012345678", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", codes.OK},
+		{"", "/grpc.health.v1.Health/Watch", codes.OK},
+	} {
+		md := metadata.MD{}
+		if tc.token != "" {
+			md = metadata.Pairs("authorization", "Bearer "+tc.token)
+		}
+		ss := &stream{ctx: metadata.NewIncomingContext(t.Context(), md)}
+		err := a.Stream(nil, ss, &grpc.StreamServerInfo{FullMethod: tc.method, IsServerStream: true}, handler)
+		if status.Code(err) != tc.want {
+			t.Errorf("token %q calling %s: %v, want %v", tc.token, tc.method, err, tc.want)
+		}
+	}
+}
+
+type stream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *stream) Context() context.Context { return s.ctx }
