@@ -85,8 +85,10 @@ type Config struct {
 	// StreamReplicas is the ORDERS stream's replica count (1 embedded, 3 in
 	// a cluster).
 	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1"`
-	// DuplicateWindow is how long the server remembers request ids; a
-	// retried CreateOrder without an order id is recognised within it.
+	// DuplicateWindow is how long the server remembers request ids as
+	// message ids. Retries are also recognised from the order's history
+	// beyond it; a CreateOrder without an order id derives the id from its
+	// request id, so its retries find that history too.
 	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"2m"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
