@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"math"
 	"time"
-	"unicode/utf8"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/order"
@@ -91,8 +90,10 @@ func validID(field, id string) error {
 	if id == "" {
 		return rpcerr.Invalid(field, "required")
 	}
-	if len(id) > order.MaxIDLen || !utf8.ValidString(id) {
-		return rpcerr.Invalid(field, "must be 1-64 printable characters")
+	// The same rule as order.ValidateID: an id no command could have
+	// accepted is a caller's mistake, not an order that is merely absent.
+	if order.ValidateID(field, id) != nil {
+		return rpcerr.Invalid(field, "must be 1-64 printable ASCII characters without spaces")
 	}
 	return nil
 }

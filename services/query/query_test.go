@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -473,16 +474,28 @@ func TestPaginationWhileCreating(t *testing.T) {
 		{PageSize: -1},
 		{PageSize: 501},
 		{PageToken: "!!!not-base64"},
-		{PageToken: "eyJjIjoxfQ"},                       // decodes, but no id
-		{CustomerId: "other", PageToken: req.PageToken}, // token of other filters
+		{PageToken: "eyJjIjoxfQ"}, // decodes, but no id
 		{Status: ordersv1.OrderStatus(99)},
+		{CustomerId: "two words"},
+		{CustomerId: "caf\u00e9"},
+		{CustomerId: strings.Repeat("c", 65)},
 	}
-	if req.PageToken == "" {
-		bad = bad[:len(bad)-2]
+	if req.PageToken != "" {
+		bad = append(bad, &ordersv1.ListOrdersRequest{CustomerId: "other", PageToken: req.PageToken}) // token of other filters
 	}
 	for _, b := range bad {
 		if _, err := e.q.ListOrders(ctx, b); status.Code(err) != codes.InvalidArgument {
 			t.Fatalf("ListOrders(%v): %v, want InvalidArgument", b, err)
+		}
+	}
+	// Ids no command could have accepted are the caller's mistake, not
+	// orders that are merely absent.
+	for _, id := range []string{"", "two words", "caf\u00e9", "tab\there", strings.Repeat("o", 65)} {
+		if _, err := e.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: id}); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("GetOrder(%q): %v, want InvalidArgument", id, err)
+		}
+		if _, err := e.q.GetCustomerSummary(ctx, &ordersv1.GetCustomerSummaryRequest{CustomerId: id}); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("GetCustomerSummary(%q): %v, want InvalidArgument", id, err)
 		}
 	}
 }
