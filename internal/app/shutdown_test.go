@@ -1,0 +1,235 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/config"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// rpcRecorder is a slog handler that keeps what ordersd's RPC log says
+// about CreateOrder (one line per call, with its code) and every record
+// logged at ERROR, so a test sees the server's side of each answer.
+type rpcRecorder struct {
+	mu     sync.Mutex
+	codes  map[string]int
+	errors []string
+}
+
+func (r *rpcRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *rpcRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *rpcRecorder) WithGroup(string) slog.Handler            { return r }
+
+func (r *rpcRecorder) Handle(_ context.Context, rec slog.Record) error {
+	var method, code string
+	var attrs []string
+	rec.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "method":
+			method = a.Value.String()
+		case "code":
+			code = a.Value.String()
+		}
+		attrs = append(attrs, a.String())
+		return true
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rec.Message == "rpc" && strings.HasSuffix(method, "/CreateOrder") {
+		r.codes[code]++
+	}
+	if rec.Level >= slog.LevelError {
+		r.errors = append(r.errors, rec.Message+" "+strings.Join(attrs, " "))
+	}
+	return nil
+}
+
+// shutdownCall is one CreateOrder as its client saw it.
+type shutdownCall struct {
+	id       string
+	code     codes.Code
+	err      error
+	position uint64
+	inFlight bool // sent before the cancel, answered after it
+}
+
+// Cancelling Run's context while CreateOrder calls are in flight: Run
+// returns nil; every call answered OK is in the log, read back after a
+// restart on the same data directory; every other call failed with
+// UNAVAILABLE or CANCELED, never INTERNAL, on the client's side and in the
+// server's RPC log; and a failed call retried with its request id after
+// the restart leaves exactly one creation in the order's history. With the
+// default SHUTDOWN_TIMEOUT the calls the server took are drained, each
+// answered OK; with a tiny one they are cut short.
+func TestShutdownWithCallsInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		timeout string
+		drained bool
+	}{
+		{"drained", "15s", true},
+		{"timeout cuts calls", "1ns", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg, err := config.FromMap(map[string]string{"DATA_DIR": dir, "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+				"NATS_LISTEN": "127.0.0.1:0", "SHUTDOWN_TIMEOUT": tc.timeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &rpcRecorder{codes: map[string]int{}}
+			ctx, cancel := context.WithCancel(context.Background())
+			ready := make(chan app.Addrs, 1)
+			finished := make(chan struct{})
+			var runErr error
+			go func() {
+				defer close(finished)
+				runErr = app.Run(ctx, cfg, slog.New(rec), func(a app.Addrs) { ready <- a })
+			}()
+			t.Cleanup(func() { cancel(); <-finished })
+			var addrs app.Addrs
+			select {
+			case addrs = <-ready:
+			case <-finished:
+				t.Fatalf("ordersd stopped before it was ready: %v", runErr)
+			}
+			cmd := ordersv1.NewOrderCommandServiceClient(dial(t, addrs.GRPC))
+
+			// Workers create orders back to back until a call fails after
+			// the cancel; the cancel comes once enough were answered.
+			const workers, before = 16, 60
+			var cancelled atomic.Bool
+			var okCount atomic.Int64
+			enough := make(chan struct{})
+			var enoughOnce sync.Once
+			var mu sync.Mutex
+			var calls []shutdownCall
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Go(func() {
+					for n := 0; ; n++ {
+						c := shutdownCall{id: fmt.Sprintf("sd-%d-%d", w, n)}
+						sentBefore := !cancelled.Load()
+						cctx, ccancel := context.WithTimeout(t.Context(), 20*time.Second)
+						res, err := cmd.CreateOrder(cctx, &ordersv1.CreateOrderRequest{RequestId: c.id, OrderId: c.id, CustomerId: "c", Currency: "EUR"})
+						ccancel()
+						after := cancelled.Load()
+						c.code, c.err, c.position, c.inFlight = status.Code(err), err, res.GetPosition(), sentBefore && after
+						mu.Lock()
+						calls = append(calls, c)
+						mu.Unlock()
+						if err == nil && okCount.Add(1) >= before {
+							enoughOnce.Do(func() { close(enough) })
+						}
+						if err != nil {
+							if !after {
+								t.Errorf("call %s before the cancel: %v", c.id, err)
+							}
+							return
+						}
+					}
+				})
+			}
+			select {
+			case <-enough:
+			case <-finished:
+				t.Fatalf("ordersd stopped under load: %v", runErr)
+			case <-time.After(60 * time.Second):
+				t.Fatalf("only %d calls answered OK before the cancel", okCount.Load())
+			}
+			cancelled.Store(true)
+			cancel()
+			select {
+			case <-finished:
+			case <-time.After(60 * time.Second):
+				t.Fatal("Run did not return after its context was cancelled")
+			}
+			if runErr != nil {
+				t.Fatalf("Run after cancel: %v", runErr)
+			}
+			wg.Wait()
+
+			var acked, failed []shutdownCall
+			inFlight := 0
+			for _, c := range calls {
+				if c.inFlight {
+					inFlight++
+				}
+				switch c.code {
+				case codes.OK:
+					acked = append(acked, c)
+				case codes.Unavailable, codes.Canceled:
+					failed = append(failed, c)
+				default:
+					t.Errorf("call %s during shutdown: %v", c.id, c.err)
+				}
+			}
+			if inFlight == 0 {
+				t.Fatal("no call was in flight when the context was cancelled")
+			}
+			rec.mu.Lock()
+			serverCodes := fmt.Sprint(rec.codes)
+			serverOK := rec.codes[codes.OK.String()]
+			for code, n := range rec.codes {
+				switch code {
+				case codes.OK.String(), codes.Unavailable.String(), codes.Canceled.String():
+				default:
+					t.Errorf("the server answered %d CreateOrder calls with %s", n, code)
+				}
+			}
+			for _, e := range rec.errors {
+				t.Errorf("logged during shutdown: %s", e)
+			}
+			rec.mu.Unlock()
+			if serverOK < len(acked) {
+				t.Fatalf("clients got %d OK answers, the server logged %d", len(acked), serverOK)
+			}
+			if tc.drained && serverOK != len(acked) {
+				// Draining lets every call the server took finish and
+				// deliver its answer.
+				t.Fatalf("server answered OK %d times while draining, clients received %d (server codes %s)", serverOK, len(acked), serverCodes)
+			}
+			t.Logf("%d answered OK, %d failed, %d in flight at the cancel; server codes %s", len(acked), len(failed), inFlight, serverCodes)
+
+			// The same data directory, restarted: the log holds every
+			// acknowledged creation at its position, and a failed call
+			// retried with its request id creates its order once.
+			addrs, _ = run(t, dir)
+			conn := dial(t, addrs.GRPC)
+			cmd = ordersv1.NewOrderCommandServiceClient(conn)
+			audit := ordersv1.NewOrderAuditServiceClient(conn)
+			history := func(id string) []*ordersv1.RecordedEvent {
+				t.Helper()
+				h, err := audit.GetOrderHistory(t.Context(), &ordersv1.GetOrderHistoryRequest{OrderId: id})
+				if err != nil {
+					t.Fatalf("history of %s: %v", id, err)
+				}
+				return h.GetEvents()
+			}
+			for _, c := range acked {
+				if h := history(c.id); len(h) != 1 || h[0].GetType() != "OrderCreated" || h[0].GetPosition() != c.position {
+					t.Fatalf("acknowledged order %s (position %d) after the restart: %v", c.id, c.position, h)
+				}
+			}
+			for _, c := range failed {
+				res, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: c.id, OrderId: c.id, CustomerId: "c", Currency: "EUR"})
+				if err != nil {
+					t.Fatalf("retry of %s, which failed with %v: %v", c.id, c.err, err)
+				}
+				if h := history(c.id); len(h) != 1 || h[0].GetPosition() != res.GetPosition() {
+					t.Fatalf("order %s after its retry: %v, retry answered position %d", c.id, h, res.GetPosition())
+				}
+			}
+		})
+	}
+}
