@@ -285,8 +285,9 @@ func commands(ctx context.Context, e *env, ids []string, steps int, r *rand.Rand
 			again, err2 := call()
 			if err2 != nil || again.GetPosition() != res.GetPosition() {
 				// A command that decided no events wrote nothing a retry
-				// could find: after another writer's change the retry may
-				// act. One that appended must be answered the same.
+				// could find: after another writer's change the retry is
+				// decided afresh and may act or be refused like any
+				// command. One that appended must be answered the same.
 				recs, lerr := e.store.Load(ctx, id)
 				if lerr != nil {
 					return last, lerr
@@ -297,7 +298,12 @@ func commands(ctx context.Context, e *env, ids []string, steps int, r *rand.Rand
 						appended = true
 					}
 				}
-				if appended || err2 != nil {
+				refused := false
+				switch status.Code(err2) {
+				case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
+					refused = true
+				}
+				if appended || (err2 != nil && !refused) {
 					return last, fmt.Errorf("retry of %s answered %v (%v), the original call %v", reqID, again, err2, res)
 				}
 			}
