@@ -152,7 +152,9 @@ func TestAuthentication(t *testing.T) {
 	if err := reflect(with("viewer-token-012345678")); err != nil {
 		t.Errorf("reflection with a viewer token: %v", err)
 	}
-	if res, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Errorf("gRPC health without a token: %v %v", res, err)
+	// Whether it answers SERVING follows readiness (payments, read model),
+	// which is not what this test is about: only that it answers.
+	if _, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("gRPC health without a token: %v", err)
 	}
 }
