@@ -11,7 +11,6 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/projections"
-	"google.golang.org/protobuf/proto"
 	"modernc.org/sqlite"
 )
 
@@ -174,14 +173,7 @@ func TestRunnerStoppedInsideBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	rebuilt := listAll(t, e, &ordersv1.ListOrdersRequest{PageSize: 500})
-	if len(rebuilt) != len(incremental) {
-		t.Fatalf("rebuilt %d orders, resumed read model has %d", len(rebuilt), len(incremental))
-	}
-	for i := range rebuilt {
-		if !proto.Equal(rebuilt[i], incremental[i]) {
-			t.Fatalf("rebuilt order differs from the resumed read model:\n%v\n%v", rebuilt[i], incremental[i])
-		}
-	}
+	sameOrders(t, rebuilt, incremental)
 	checkServed(t, e, want, customers...)
 	if err := p.halt(); err != nil {
 		t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/projections"
-	"google.golang.org/protobuf/proto"
 )
 
 // ackLog collects acknowledged creations and lets a test wait for some
@@ -219,14 +218,7 @@ func TestRebuildOverlappingWritesEqualsFold(t *testing.T) {
 		t.Fatal(err)
 	}
 	rebuilt := listAll(t, e, &ordersv1.ListOrdersRequest{PageSize: 500})
-	if len(rebuilt) != len(incremental) {
-		t.Fatalf("a fresh rebuild has %d orders, the overlapped one %d", len(rebuilt), len(incremental))
-	}
-	for i := range rebuilt {
-		if !proto.Equal(rebuilt[i], incremental[i]) {
-			t.Fatalf("a fresh rebuild differs:\n%v\n%v", rebuilt[i], incremental[i])
-		}
-	}
+	sameOrders(t, rebuilt, incremental)
 	checkServed(t, e, want, customers...)
 }
 
@@ -513,13 +505,6 @@ func TestRebuildCancelledAfterBatches(t *testing.T) {
 		t.Fatal("the later rebuild did not swap")
 	}
 	rebuilt := listAll(t, e, &ordersv1.ListOrdersRequest{PageSize: 500})
-	if len(rebuilt) != len(incremental) {
-		t.Fatalf("rebuilt %d orders, the live read model had %d", len(rebuilt), len(incremental))
-	}
-	for i := range rebuilt {
-		if !proto.Equal(rebuilt[i], incremental[i]) {
-			t.Fatalf("rebuilt order differs:\n%v\n%v", rebuilt[i], incremental[i])
-		}
-	}
+	sameOrders(t, rebuilt, incremental)
 	checkServed(t, e, want, customers...)
 }
