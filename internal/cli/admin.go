@@ -49,7 +49,7 @@ func (a *app) parkedCmd() *cobra.Command {
 		},
 	}, &cobra.Command{
 		Use: "retry [ORDER]", Short: "Retry parked payment jobs now (one order's, or all)", Args: cobra.MaximumNArgs(1),
-		Example: "  ordersctl admin parked retry 0193c1d2-...\n  ordersctl admin parked retry          # every parked job",
+		Example: "  ordersctl admin parked retry 7d3f0c2a-...\n  ordersctl admin parked retry          # every parked job",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			conn, err := a.dial()
 			if err != nil {

@@ -67,8 +67,8 @@ func summary(e *ordersv1.RecordedEvent, currency string) string {
 func (a *app) historyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "history ORDER", Short: "Show an order's events as a timeline", Args: cobra.ExactArgs(1),
-		Example: `  ordersctl audit history 0193c1d2-...
-  ordersctl audit history 0193c1d2-... -o json | jq '.events[].type'`,
+		Example: `  ordersctl audit history 7d3f0c2a-...
+  ordersctl audit history 7d3f0c2a-... -o json | jq '.events[].type'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			client, err := a.audit()
 			if err != nil {
@@ -112,7 +112,7 @@ func (a *app) atCmd() *cobra.Command {
 	var at string
 	c := &cobra.Command{
 		Use: "at ORDER", Short: "Show an order's state at a revision or a time, folded from its history", Args: cobra.ExactArgs(1),
-		Example: "  ordersctl audit at 0193c1d2-... --revision 3\n  ordersctl audit at 0193c1d2-... --time 2026-11-24T10:00:00Z",
+		Example: "  ordersctl audit at 7d3f0c2a-... --revision 3\n  ordersctl audit at 7d3f0c2a-... --time 2026-11-24T10:00:00Z",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &ordersv1.GetOrderAtRequest{OrderId: args[0]}
 			switch {
@@ -168,7 +168,7 @@ A failure to write the output (a full disk, a closed pipe) ends the command
 with exit status 5.`,
 		Example: `  ordersctl audit export > events.jsonl
   ordersctl audit export --file events.jsonl --since 2026-11-24T00:00:00Z
-  ordersctl audit export --type OrderPlaced --order 0193c1d2-... --follow`,
+  ordersctl audit export --type OrderPlaced --order 7d3f0c2a-... --follow`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			req := &ordersv1.StreamEventsRequest{FromPosition: from, EventTypes: types, OrderIds: orders, Follow: follow}
@@ -257,7 +257,7 @@ func (a *app) verifyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "verify [ORDER]",
 		Short: "Verify hash chains; exits 6 if any is broken",
-		Example: `  ordersctl audit verify 0193c1d2-...
+		Example: `  ordersctl audit verify 7d3f0c2a-...
   ordersctl audit verify --all`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

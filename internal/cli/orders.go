@@ -227,8 +227,8 @@ func (a *app) addItemCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "add-item ORDER SKU QTY PRICE",
 		Short: "Add a line to a draft order (PRICE in the order currency's major unit)",
-		Example: `  ordersctl orders add-item 0193c1d2-... PEN-9 3 1.99
-  ordersctl orders add-item 0193c1d2-... TEA 2 1200 --currency JPY   # no currency lookup`,
+		Example: `  ordersctl orders add-item 7d3f0c2a-... PEN-9 3 1.99
+  ordersctl orders add-item 7d3f0c2a-... TEA 2 1200 --currency JPY   # no currency lookup`,
 		Args: cobra.ExactArgs(4),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			qty, err := strconv.ParseInt(args[2], 10, 64)
@@ -263,7 +263,7 @@ func (a *app) removeItemCmd() *cobra.Command {
 	var m mutation
 	c := &cobra.Command{
 		Use: "remove-item ORDER SKU", Short: "Remove a line from a draft order", Args: cobra.ExactArgs(2),
-		Example: "  ordersctl orders remove-item 0193c1d2-... PEN-9",
+		Example: "  ordersctl orders remove-item 7d3f0c2a-... PEN-9",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.RemoveItem(ctx, &ordersv1.RemoveItemRequest{RequestId: m.rid(), OrderId: args[0], Sku: args[1], ExpectedRevision: m.rev()})
@@ -278,7 +278,7 @@ func (a *app) setQtyCmd() *cobra.Command {
 	var m mutation
 	c := &cobra.Command{
 		Use: "set-qty ORDER SKU QTY", Short: "Change a line's quantity in a draft order", Args: cobra.ExactArgs(3),
-		Example: "  ordersctl orders set-qty 0193c1d2-... PEN-9 5 --expected-revision 3",
+		Example: "  ordersctl orders set-qty 7d3f0c2a-... PEN-9 5 --expected-revision 3",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			qty, err := strconv.ParseInt(args[2], 10, 64)
 			if err != nil {
@@ -298,7 +298,7 @@ func (a *app) addressCmd() *cobra.Command {
 	var addr addressFlags
 	c := &cobra.Command{
 		Use: "set-address ORDER", Short: "Set or replace the shipping address before payment", Args: cobra.ExactArgs(1),
-		Example: `  ordersctl orders set-address 0193c1d2-... --name Ada --line1 "1 Analytical Way" \
+		Example: `  ordersctl orders set-address 7d3f0c2a-... --name Ada --line1 "1 Analytical Way" \
       --postal-code NW1 --city London --country GB`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
@@ -315,7 +315,7 @@ func (a *app) placeCmd() *cobra.Command {
 	var m mutation
 	c := &cobra.Command{
 		Use: "place ORDER", Short: "Place a draft order", Args: cobra.ExactArgs(1),
-		Example: "  ordersctl orders place 0193c1d2-... --request-id place-0193c1d2   # safe to repeat",
+		Example: "  ordersctl orders place 7d3f0c2a-... --request-id place-7d3f0c2a   # safe to repeat",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()})
@@ -333,8 +333,8 @@ func (a *app) payCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "pay ORDER",
 		Short: "Record a payment outcome for a placed order",
-		Example: `  ordersctl orders pay 0193c1d2-... --ref psp-123 --amount 30.97
-  ordersctl orders pay 0193c1d2-... --declined --reason "insufficient funds"`,
+		Example: `  ordersctl orders pay 7d3f0c2a-... --ref psp-123 --amount 30.97
+  ordersctl orders pay 7d3f0c2a-... --declined --reason "insufficient funds"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &ordersv1.RecordPaymentRequest{RequestId: m.rid(), OrderId: args[0], PaymentRef: ref, Reason: reason, ExpectedRevision: m.rev()}
@@ -372,7 +372,7 @@ func (a *app) cancelCmd() *cobra.Command {
 	var reason string
 	c := &cobra.Command{
 		Use: "cancel ORDER", Short: "Cancel an order", Args: cobra.ExactArgs(1),
-		Example: `  ordersctl orders cancel 0193c1d2-... --reason "customer changed their mind"`,
+		Example: `  ordersctl orders cancel 7d3f0c2a-... --reason "customer changed their mind"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.CancelOrder(ctx, &ordersv1.CancelOrderRequest{RequestId: m.rid(), OrderId: args[0], Reason: reason, ExpectedRevision: m.rev()})
@@ -389,7 +389,7 @@ func (a *app) shipCmd() *cobra.Command {
 	var carrier, tracking string
 	c := &cobra.Command{
 		Use: "ship ORDER", Short: "Record that a paid order shipped", Args: cobra.ExactArgs(1),
-		Example: "  ordersctl orders ship 0193c1d2-... --carrier DHL --tracking JD014600003828",
+		Example: "  ordersctl orders ship 7d3f0c2a-... --carrier DHL --tracking JD014600003828",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.ShipOrder(ctx, &ordersv1.ShipOrderRequest{RequestId: m.rid(), OrderId: args[0], Carrier: carrier, TrackingNumber: tracking, ExpectedRevision: m.rev()})
@@ -406,7 +406,7 @@ func (a *app) deliverCmd() *cobra.Command {
 	var m mutation
 	c := &cobra.Command{
 		Use: "deliver ORDER", Short: "Record delivery of a shipped order", Args: cobra.ExactArgs(1),
-		Example: "  ordersctl orders deliver 0193c1d2-...",
+		Example: "  ordersctl orders deliver 7d3f0c2a-...",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.ConfirmDelivery(ctx, &ordersv1.ConfirmDeliveryRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()})
@@ -433,7 +433,7 @@ func (a *app) getCmd() *cobra.Command {
 	var wait time.Duration
 	c := &cobra.Command{
 		Use: "get ORDER", Short: "Show an order from the read model", Args: cobra.ExactArgs(1),
-		Example: "  ordersctl orders get 0193c1d2-... --min-position 42   # read your own write",
+		Example: "  ordersctl orders get 7d3f0c2a-... --min-position 42   # read your own write",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			conn, err := a.dial()
 			if err != nil {
