@@ -194,7 +194,9 @@ func BenchmarkApplyBatch(b *testing.B) {
 		batch = batch[:0]
 		for i := range 500 {
 			pos++
-			id := fmt.Sprintf("o-%d", (pos-1)/5)
+			// Scattered like ids derived from request ids, not ascending.
+			n := uint32((pos - 1) / 5)
+			id := fmt.Sprintf("%08x-%d", n*2654435761, n)
 			var e order.Event
 			switch i % 5 {
 			case 0:
