@@ -28,7 +28,7 @@ func seedLog(b *testing.B, js jetstream.JetStream, store *eventstore.Store, n in
 	b.Helper()
 	at := time.Now().UTC()
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("o-%07d", i/5)
+		id := fmt.Sprintf("%08x-%07d", uint32(i/5)*2654435761, i/5) // scattered, as derived ids are
 		var e order.Event
 		switch i % 5 {
 		case 0:
