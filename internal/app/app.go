@@ -57,21 +57,7 @@ type Addrs struct {
 type Option func(*runOptions)
 
 type runOptions struct {
-	telemetry      []telemetry.Option
-	maxStreams     int
-	healthInterval time.Duration
-}
-
-// WithMaxStreams bounds the server-streaming RPCs (StreamEvents, VerifyLog,
-// RebuildReadModel) open at once; one more is refused with
-// RESOURCE_EXHAUSTED. Streams do not count against MAX_IN_FLIGHT, which
-// bounds unary calls. It overrides MAX_STREAMS; n <= 0 keeps MAX_STREAMS.
-func WithMaxStreams(n int) Option {
-	return func(o *runOptions) {
-		if n > 0 {
-			o.maxStreams = n
-		}
-	}
+	telemetry []telemetry.Option
 }
 
 // healthInterval is how often the gRPC health statuses are re-evaluated
@@ -92,7 +78,7 @@ const maxRecvMsgSize = 1 << 20
 // cfg.ShutdownTimeout) and closes NATS. ready, if not nil, is called once
 // every listener is up. Run returns the first error that stopped it.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Addrs), opts ...Option) error {
-	o := runOptions{maxStreams: cfg.MaxStreams, healthInterval: healthInterval}
+	var o runOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -182,7 +168,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if err != nil {
 		return err
 	}
-	limit := newLimiter(cfg.MaxInFlight, o.maxStreams)
+	limit := newLimiter(cfg.MaxInFlight, cfg.MaxStreams)
 	authn, err := auth.Load(auth.Config{TokensFile: cfg.AuthTokensFile, HMACSecretFile: cfg.AuthHMACSecretFile, JWKSFile: cfg.AuthJWKSFile})
 	if err != nil {
 		return err
@@ -488,7 +474,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		tick := time.NewTicker(o.healthInterval)
+		tick := time.NewTicker(healthInterval)
 		defer tick.Stop()
 		var caughtUp <-chan struct{}
 		if runner != nil {

@@ -10,7 +10,6 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/estest"
-	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -152,24 +151,11 @@ func TestReadyzShowsPaymentCircuit(t *testing.T) {
 	})
 }
 
-// Long-lived streams have their own bound (MAX_STREAMS, or WithMaxStreams
-// over it): follow exports open up to it leave unary capacity
-// (MAX_IN_FLIGHT) untouched, and one more stream is refused with
-// RESOURCE_EXHAUSTED.
+// Long-lived streams have their own bound (MAX_STREAMS): follow exports
+// open up to it leave unary capacity (MAX_IN_FLIGHT) untouched, and one
+// more stream is refused with RESOURCE_EXHAUSTED.
 func TestStreamsHaveTheirOwnLimit(t *testing.T) {
-	t.Run("MAX_STREAMS", func(t *testing.T) {
-		addrs, _ := apptest.Start(t, map[string]string{"ROLES": "command,audit", "MAX_IN_FLIGHT": "1", "MAX_STREAMS": "2"})
-		testStreamLimit(t, addrs)
-	})
-	t.Run("WithMaxStreams overrides MAX_STREAMS", func(t *testing.T) {
-		addrs, _ := apptest.Start(t, map[string]string{"ROLES": "command,audit", "MAX_IN_FLIGHT": "1", "MAX_STREAMS": "1"}, app.WithMaxStreams(2))
-		testStreamLimit(t, addrs)
-	})
-}
-
-// testStreamLimit checks that ordersd at addrs allows two streams at once
-// and one unary call besides.
-func testStreamLimit(t *testing.T, addrs app.Addrs) {
+	addrs, _ := apptest.Start(t, map[string]string{"ROLES": "command,audit", "MAX_IN_FLIGHT": "1", "MAX_STREAMS": "2"})
 	conn := dial(t, addrs.GRPC)
 	cmd := ordersv1.NewOrderCommandServiceClient(conn)
 	audit := ordersv1.NewOrderAuditServiceClient(conn)
