@@ -319,7 +319,6 @@ func commands(ctx context.Context, e *env, ids []string, steps int, r *rand.Rand
 	return last, nil
 }
 
-// listAll walks every page of the read model.
 // sameOrders fails the test unless a rebuilt read model lists exactly the
 // orders the incrementally built one does, field for field.
 func sameOrders(t *testing.T, rebuilt, incremental []*ordersv1.Order) {
@@ -334,6 +333,7 @@ func sameOrders(t *testing.T, rebuilt, incremental []*ordersv1.Order) {
 	}
 }
 
+// listAll walks every page of the read model.
 func listAll(t *testing.T, e *env, req *ordersv1.ListOrdersRequest) []*ordersv1.Order {
 	t.Helper()
 	var out []*ordersv1.Order
