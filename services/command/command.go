@@ -181,8 +181,9 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 	for attempt := 0; attempt < s.maxAttempts; attempt++ {
 		var recs []eventstore.Recorded
 		// An id derived from a new request id has no history: skip the
-		// load and let the append's expected revision 0 prove it. A retry
-		// of the request conflicts and takes the next turn, which loads.
+		// load and let the append's expected revision 0 prove it. The
+		// store answers a retry of the request as a duplicate, and the
+		// next turn loads and answers from the order's history.
 		if !generatedID || attempt > 0 {
 			var err error
 			if recs, err = s.store.Load(ctx, orderID); err != nil {
@@ -222,8 +223,12 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 		switch {
 		case errors.As(err, &reused) && generatedID:
 			// A retried CreateOrder whose first attempt created the order
-			// under another id: one generated (UUIDv7) before ids were
-			// derived from the request id.
+			// under another id: one an older build generated (UUIDv7)
+			// before ids were derived from the request id. Only the
+			// server's duplicate window remembers that, so this is met
+			// for retries within it of requests that build served. The
+			// next turn loads that order and answers from it if this
+			// request created it, and refuses the request id otherwise.
 			orderID, followed = reused.OrderID, true
 			continue
 		case errors.As(err, &reused):

@@ -113,6 +113,37 @@ func TestGeneratedCreateDoesNotFollowAForeignRequestID(t *testing.T) {
 	}
 }
 
+// A CreateOrder without an order id that an older build served, under an
+// id it generated (a UUIDv7), and that is retried within the server's
+// duplicate window answers with that order, not a second one under the id
+// derived from the request id.
+func TestCreateByOlderBuildRetriedWithinDuplicateWindow(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	// The older build's create: the same request, under a generated id.
+	const older = "0190b2a4-7c1e-7d3a-9b2f-4e5d6c7b8a90"
+	req := &ordersv1.CreateOrderRequest{RequestId: "old-build-1", CustomerId: "c", Currency: "EUR"}
+	first := proto.Clone(req).(*ordersv1.CreateOrderRequest)
+	first.OrderId = older
+	if _, err := e.client.CreateOrder(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.client.CreateOrder(ctx, req)
+	if err != nil || again.GetOrder().GetOrderId() != older {
+		t.Fatalf("retry: %v %v, want order %s", again.GetOrder(), err, older)
+	}
+	n := 0
+	for _, err := range e.store.Read(ctx, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("%d events in the log, want the one OrderCreated", n)
+	}
+}
+
 // Who and why headers with surrounding whitespace are recorded trimmed;
 // values no header can carry are ignored; neither fails the command.
 func TestHeaderValuesAreTrimmedNotFatal(t *testing.T) {
