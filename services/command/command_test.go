@@ -36,13 +36,27 @@ type env struct {
 // embedded nats-server, with a memory-backed store configured by opts.
 func start(t *testing.T, opts ...eventstore.Option) *env {
 	t.Helper()
+	store, nc, js := memStore(t, opts...)
+	svc := command.New(store)
+	return &env{client: serve(t, svc), svc: svc, store: store, js: js, nc: nc}
+}
+
+// memStore opens a memory-backed store, configured by opts, on a new
+// embedded nats-server.
+func memStore(t *testing.T, opts ...eventstore.Option) (*eventstore.Store, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
 	srv := estest.StartServer(t)
 	nc, js := estest.Connect(t, srv)
 	store, err := eventstore.New(t.Context(), js, append([]eventstore.Option{eventstore.WithStorage(jetstream.MemoryStorage)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := command.New(store)
+	return store, nc, js
+}
+
+// serve runs svc on a real loopback gRPC listener and returns a client.
+func serve(t *testing.T, svc *command.Service) ordersv1.OrderCommandServiceClient {
+	t.Helper()
 	gs := grpc.NewServer()
 	ordersv1.RegisterOrderCommandServiceServer(gs, svc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -56,7 +70,7 @@ func start(t *testing.T, opts ...eventstore.Option) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &env{client: ordersv1.NewOrderCommandServiceClient(conn), svc: svc, store: store, js: js, nc: nc}
+	return ordersv1.NewOrderCommandServiceClient(conn)
 }
 
 var reqSeq struct {

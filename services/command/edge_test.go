@@ -3,7 +3,6 @@ package command_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,11 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
-	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/services/command"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -40,28 +36,10 @@ func (r *racingStore) Append(ctx context.Context, id string, rev uint64, ev []ev
 // A client that sent an expected revision and lost the race to another
 // change gets ABORTED, and the event store's own words stay on the server.
 func TestLostRaceWithExpectedRevisionIsAborted(t *testing.T) {
-	srv := estest.StartServer(t)
-	_, js := estest.Connect(t, srv)
-	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, _, _ := memStore(t)
 	rs := &racingStore{Store: store}
 	svc := command.New(rs)
-	gs := grpc.NewServer()
-	ordersv1.RegisterOrderCommandServiceServer(gs, svc)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	c := ordersv1.NewOrderCommandServiceClient(conn)
+	c := serve(t, svc)
 	ctx := t.Context()
 	cr, err := c.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "o-race", CustomerId: "c", Currency: "EUR"})
 	if err != nil {
@@ -166,12 +144,7 @@ func TestHeaderValuesAreTrimmedNotFatal(t *testing.T) {
 // is loaded and decided again, not answered ABORTED: here it loses three
 // times in a row and then lands after the three changes that beat it.
 func TestConflictsAreRetriedWithoutExpectedRevision(t *testing.T) {
-	srv := estest.StartServer(t)
-	_, js := estest.Connect(t, srv)
-	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, _, _ := memStore(t)
 	rs := &racingStore{Store: store}
 	svc := command.New(rs)
 	ctx := t.Context()
