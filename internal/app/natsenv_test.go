@@ -5,17 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nkeys"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/natsconn/natstest"
 	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
 )
@@ -24,18 +20,10 @@ import (
 // secured by edit, and stops it when the test ends.
 func securedNATS(t *testing.T, edit func(*server.Options)) *server.Server {
 	t.Helper()
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
-	edit(opts)
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	return ns
+	return natstest.StartServer(t, func(o *server.Options) {
+		o.JetStream = true
+		edit(o)
+	})
 }
 
 // createAndRead runs ordersd's command and query roles against NATS as
@@ -79,115 +67,23 @@ func refused(t *testing.T, vars ...string) {
 	}
 }
 
-func writeSecret(t *testing.T, name string, b []byte) string {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(f, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-// userSeedFile makes a user nkey and writes its seed to a file, as
-// `nk -gen user` would.
-func userSeedFile(t *testing.T) (pub, file string) {
-	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ = kp.PublicKey()
-	seed, _ := kp.Seed()
-	return pub, writeSecret(t, "user.nk", append(seed, '\n'))
-}
-
 // NATS_NKEY: a server that knows the user only by its public nkey.
 func TestExternalNATSWithNKey(t *testing.T) {
-	pub, seedFile := userSeedFile(t)
+	pub, seedFile := natstest.UserNKey(t)
 	ns := securedNATS(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
 	createAndRead(t, "nkey-order", "NATS_URL", ns.ClientURL(), "NATS_NKEY", seedFile)
 
-	_, otherSeed := userSeedFile(t)
+	_, otherSeed := natstest.UserNKey(t)
 	refused(t, "NATS_URL", ns.ClientURL(), "NATS_NKEY", otherSeed)
-}
-
-// operatorSetup builds decentralized auth as nsc would: an operator signing
-// a system account and an account with JetStream enabled, which signs a
-// user. It returns the
-// server options trusting the operator (accounts resolved from memory) and
-// the user's creds file.
-func operatorSetup(t *testing.T) (func(*server.Options), string) {
-	t.Helper()
-	okp, err := nkeys.CreateOperator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opub, _ := okp.PublicKey()
-	oc := jwt.NewOperatorClaims(opub)
-	oc.Name = "orderstream-test"
-	ojwt, err := oc.Encode(okp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opClaims, err := jwt.DecodeOperatorClaims(ojwt)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	akp, _ := nkeys.CreateAccount()
-	apub, _ := akp.PublicKey()
-	ac := jwt.NewAccountClaims(apub)
-	ac.Name = "ORDERS"
-	// JetStream is off for an account unless its JWT grants it.
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
-	ajwt, err := ac.Encode(okp)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	useed, _ := ukp.Seed()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = "ordersd"
-	ujwt, err := uc.Encode(akp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := jwt.FormatUserConfig(ujwt, useed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// JetStream in operator mode needs a system account for its internal
-	// subscriptions.
-	skp, _ := nkeys.CreateAccount()
-	spub, _ := skp.PublicKey()
-	sc := jwt.NewAccountClaims(spub)
-	sc.Name = "SYS"
-	sjwt, err := sc.Encode(okp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resolver := &server.MemAccResolver{}
-	for pub, claims := range map[string]string{apub: ajwt, spub: sjwt} {
-		if err := resolver.Store(pub, claims); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return func(o *server.Options) {
-		o.TrustedOperators = []*jwt.OperatorClaims{opClaims}
-		o.AccountResolver = resolver
-		o.SystemAccount = spub
-	}, writeSecret(t, "ordersd.creds", creds)
 }
 
 // NATS_CREDS: operator mode, the user's JWT and seed in a creds file.
 func TestExternalNATSWithCreds(t *testing.T) {
-	edit, creds := operatorSetup(t)
+	edit, creds := natstest.Operator(t, nil)
 	ns := securedNATS(t, edit)
 	createAndRead(t, "creds-order", "NATS_URL", ns.ClientURL(), "NATS_CREDS", creds)
 
-	_, foreign := operatorSetup(t)
+	_, foreign := natstest.Operator(t, nil)
 	refused(t, "NATS_URL", ns.ClientURL(), "NATS_CREDS", foreign)
 }
 

@@ -19,43 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/orderstream/orderstream/internal/natsconn"
+	"github.com/orderstream/orderstream/internal/natsconn/natstest"
 	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
 )
-
-// runServer starts a nats-server on a random loopback port after edit has
-// adjusted its options, and shuts it down when the test ends.
-func runServer(t *testing.T, edit func(*server.Options)) *server.Server {
-	t.Helper()
-	opts := &server.Options{
-		Host:     "127.0.0.1",
-		Port:     -1,
-		NoLog:    true,
-		NoSigs:   true,
-		StoreDir: t.TempDir(),
-	}
-	if edit != nil {
-		edit(opts)
-	}
-	return startServer(t, opts)
-}
-
-func startServer(t *testing.T, opts *server.Options) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	return ns
-}
 
 // connect connects and waits for the connection, failing the test on error.
 func connect(t *testing.T, o natsconn.Options, extra ...nats.Option) *nats.Conn {
@@ -103,7 +70,7 @@ func rejected(t *testing.T, o natsconn.Options, extra ...nats.Option) error {
 }
 
 func TestUserPassword(t *testing.T) {
-	ns := runServer(t, func(o *server.Options) {
+	ns := natstest.StartServer(t, func(o *server.Options) {
 		o.JetStream = true
 		o.Username, o.Password = "orders", "s3cret"
 	})
@@ -136,17 +103,8 @@ func TestUserPassword(t *testing.T) {
 }
 
 func TestNKey(t *testing.T) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	seed, _ := kp.Seed()
-	seedFile := filepath.Join(t.TempDir(), "user.nk")
-	if err := os.WriteFile(seedFile, append(seed, '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ns := runServer(t, func(o *server.Options) {
+	pub, seedFile := natstest.UserNKey(t)
+	ns := natstest.StartServer(t, func(o *server.Options) {
 		o.Nkeys = []*server.NkeyUser{{Nkey: pub}}
 	})
 	roundTrip(t, connect(t, natsconn.Options{URLs: ns.ClientURL(), NKeySeedFile: seedFile}))
@@ -168,7 +126,7 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := runServer(t, func(o *server.Options) {
+	ns := natstest.StartServer(t, func(o *server.Options) {
 		o.TLS, o.TLSVerify, o.TLSConfig, o.TLSTimeout = true, true, scfg, 5
 	})
 	url := fmt.Sprintf("tls://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
@@ -201,75 +159,16 @@ func TestMutualTLS(t *testing.T) {
 	})
 }
 
-// operator builds a decentralized-auth setup as nsc would: an operator that
-// signs an account that signs a user. It returns the server options that
-// trust the operator and resolve the account from memory (resolver: MEMORY),
-// and the user's credentials file. userEdit may change the user's claims.
-func operator(t *testing.T, userEdit func(*jwt.UserClaims)) (func(*server.Options), string) {
-	t.Helper()
-	okp, _ := nkeys.CreateOperator()
-	opub, _ := okp.PublicKey()
-	oc := jwt.NewOperatorClaims(opub)
-	oc.Name = "orderstream-test"
-	ojwt, err := oc.Encode(okp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opClaims, err := jwt.DecodeOperatorClaims(ojwt)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	akp, _ := nkeys.CreateAccount()
-	apub, _ := akp.PublicKey()
-	ac := jwt.NewAccountClaims(apub)
-	ac.Name = "ORDERS"
-	ajwt, err := ac.Encode(okp)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	useed, _ := ukp.Seed()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = "ordersd"
-	if userEdit != nil {
-		userEdit(uc)
-	}
-	ujwt, err := uc.Encode(akp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := jwt.FormatUserConfig(ujwt, useed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	credsFile := filepath.Join(t.TempDir(), "ordersd.creds")
-	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	resolver := &server.MemAccResolver{}
-	if err := resolver.Store(apub, ajwt); err != nil {
-		t.Fatal(err)
-	}
-	return func(o *server.Options) {
-		o.TrustedOperators = []*jwt.OperatorClaims{opClaims}
-		o.AccountResolver = resolver
-	}, credsFile
-}
-
 func TestCredentials(t *testing.T) {
-	edit, credsFile := operator(t, func(uc *jwt.UserClaims) {
+	edit, credsFile := natstest.Operator(t, func(uc *jwt.UserClaims) {
 		uc.Pub.Allow.Add("natsconn.>", "_INBOX.>")
 		uc.Sub.Allow.Add("natsconn.>", "_INBOX.>")
 	})
-	ns := runServer(t, edit)
+	ns := natstest.StartServer(t, edit)
 	roundTrip(t, connect(t, natsconn.Options{URLs: ns.ClientURL(), CredsFile: credsFile}))
 
 	t.Run("credentials of another operator", func(t *testing.T) {
-		_, foreign := operator(t, nil)
+		_, foreign := natstest.Operator(t, nil)
 		if err := rejected(t, natsconn.Options{URLs: ns.ClientURL(), CredsFile: foreign}); !errors.Is(err, nats.ErrAuthorization) {
 			t.Fatalf("got %v, want authorization violation", err)
 		}
@@ -321,9 +220,7 @@ func freePort(t *testing.T) int {
 func TestConnectBeforeServerStarts(t *testing.T) {
 	port := freePort(t)
 	storeDir := t.TempDir()
-	serverOpts := func() *server.Options {
-		return &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, JetStream: true, StoreDir: storeDir}
-	}
+	serverOpts := func(o *server.Options) { o.Port, o.JetStream, o.StoreDir = port, true, storeDir }
 
 	failed := make(chan error, 100)
 	connected := make(chan struct{}, 1)
@@ -366,7 +263,7 @@ func TestConnectBeforeServerStarts(t *testing.T) {
 		<-failed
 	}
 
-	ns := startServer(t, serverOpts())
+	ns := natstest.StartServer(t, serverOpts)
 	waitFor(t, connected, "connect handler")
 	if err := natsconn.WaitConnected(context.Background(), nc); err != nil {
 		t.Fatal(err)
@@ -379,7 +276,7 @@ func TestConnectBeforeServerStarts(t *testing.T) {
 	for range 3 {
 		<-failed
 	}
-	ns = startServer(t, serverOpts())
+	ns = natstest.StartServer(t, serverOpts)
 	waitFor(t, reconnected, "reconnect handler")
 	roundTrip(t, nc)
 	_ = ns
@@ -437,8 +334,8 @@ func TestWaitConnectedDeadline(t *testing.T) {
 func TestConfigurationErrors(t *testing.T) {
 	dir := t.TempDir()
 	ca, _, _, cliCert, cliKey := tlstest.Generate(t, dir)
-	_, expiredCreds := operator(t, func(uc *jwt.UserClaims) { uc.Expires = time.Now().Add(-time.Hour).Unix() })
-	_, goodCreds := operator(t, nil)
+	_, expiredCreds := natstest.Operator(t, func(uc *jwt.UserClaims) { uc.Expires = time.Now().Add(-time.Hour).Unix() })
+	_, goodCreds := natstest.Operator(t, nil)
 	write := func(name, content string) string {
 		f := filepath.Join(dir, name)
 		if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
@@ -516,7 +413,7 @@ func TestRedact(t *testing.T) {
 
 // The embedded server of ordersd is reached in process, without TCP.
 func TestInProcessServer(t *testing.T) {
-	ns := runServer(t, func(o *server.Options) { o.JetStream = true })
+	ns := natstest.StartServer(t, func(o *server.Options) { o.JetStream = true })
 	nc := connect(t, natsconn.Options{URLs: ns.ClientURL()}, nats.InProcessServer(ns))
 	roundTrip(t, nc)
 	if got := nc.ConnectedAddr(); got != "pipe" {
