@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,7 +16,6 @@ import (
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
-	"github.com/orderstream/orderstream/internal/config"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -257,31 +254,14 @@ func TestGatewayRoleCallsRemoteServices(t *testing.T) {
 // ordersd joins a NATS server that demands a user and password, through
 // the configuration variables.
 func TestExternalNATSWithCredentials(t *testing.T) {
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-		Username: "orders", Password: "s3cret-pass"}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
+	ns := securedNATS(t, func(o *server.Options) { o.Username, o.Password = "orders", "s3cret-pass" })
 	url := fmt.Sprintf("nats://%s", ns.Addr().String())
 	addrs, _ := run(t, t.TempDir(), "NATS_URL", url, "NATS_USER", "orders", "NATS_PASSWORD", "s3cret-pass", "ROLES", "command")
 	cmd := ordersv1.NewOrderCommandServiceClient(dial(t, addrs.GRPC))
 	if _, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "cred-1", CustomerId: "c", Currency: "EUR"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.FromMap(map[string]string{"DATA_DIR": t.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
-		"NATS_URL": url, "NATS_USER": "orders", "NATS_PASSWORD": "wrong", "NATS_CONNECT_TIMEOUT": "2s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := app.Run(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err == nil {
-		t.Fatal("ordersd started with a wrong NATS password")
-	}
+	refused(t, "NATS_URL", url, "NATS_USER", "orders", "NATS_PASSWORD", "wrong")
 }
 
 // Offered more than it can take, ordersd sheds load with RESOURCE_EXHAUSTED
