@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/projections"
 	"modernc.org/sqlite"
 )
@@ -168,13 +167,7 @@ func TestRunnerStoppedInsideBatches(t *testing.T) {
 	}
 	want := expectFromLog(t, e, head)
 	checkServed(t, e, want, customers...)
-	incremental := listAll(t, e, &ordersv1.ListOrdersRequest{PageSize: 500})
-	if _, err := rebuildRPC(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	rebuilt := listAll(t, e, &ordersv1.ListOrdersRequest{PageSize: 500})
-	sameOrders(t, rebuilt, incremental)
-	checkServed(t, e, want, customers...)
+	rebuildEqualsIncremental(t, e, want)
 	if err := p.halt(); err != nil {
 		t.Fatal(err)
 	}
