@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"net"
@@ -37,12 +36,10 @@ type result struct {
 	stdout, stderr string
 }
 
+// run runs ordersctl against addr with nothing a terminal.
 func run(t *testing.T, addr string, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	env := map[string]string{"ORDERS_ADDR": addr}
-	code := cli.Run(t.Context(), args, cli.IO{Out: &out, Err: &errb, Getenv: func(k string) string { return env[k] }})
-	return result{code, out.String(), errb.String()}
+	return call{addr: addr}.run(t, args...)
 }
 
 func ok(t *testing.T, r result) result {
