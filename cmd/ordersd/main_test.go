@@ -1,22 +1,12 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
@@ -54,37 +44,6 @@ func TestDialable(t *testing.T) {
 	}
 }
 
-// selfSigned writes a self-signed server certificate for dnsName only (no
-// IP address, as for a container's service name) and its key into dir.
-func selfSigned(t *testing.T, dir, dnsName string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: dnsName}, DNSNames: []string{dnsName},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, dnsName+".pem"), filepath.Join(dir, dnsName+"-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
 // tlsHealthServer serves /healthz over TLS with the given key pair.
 func tlsHealthServer(t *testing.T, certFile, keyFile string, healthy *atomic.Bool) string {
 	t.Helper()
@@ -109,7 +68,7 @@ func TestHealthcheckOverTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca, srvCert, srvKey, _, _ := tlstest.Generate(t, dir)
 	otherCA, otherCert, otherKey, _, _ := tlstest.Generate(t, t.TempDir())
-	svcCert, svcKey := selfSigned(t, dir, "command")
+	svcCert, svcKey := tlstest.SelfSigned(t, dir, "command")
 	var healthy atomic.Bool
 	healthy.Store(true)
 

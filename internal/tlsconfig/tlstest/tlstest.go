@@ -80,6 +80,38 @@ func leaf(t testing.TB, dir, name string, ca *x509.Certificate, caKey *ecdsa.Pri
 	if err != nil {
 		t.Fatalf("tlstest: %s certificate: %v", name, err)
 	}
+	return writePair(t, dir, name, der, key)
+}
+
+// SelfSigned writes a self-signed server certificate for dnsName only (no
+// IP address, as for a container's service name) and its key into dir, as
+// DNSNAME.pem and DNSNAME-key.pem, and returns their paths. The certificate
+// is its own trust anchor; it is valid from an hour ago for a day. Errors
+// fail the test.
+func SelfSigned(t testing.TB, dir, dnsName string) (certFile, keyFile string) {
+	t.Helper()
+	key := newKey(t)
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(t),
+		Subject:      pkix.Name{CommonName: dnsName},
+		DNSNames:     []string{dnsName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatalf("tlstest: %s certificate: %v", dnsName, err)
+	}
+	return writePair(t, dir, dnsName, der, key)
+}
+
+// writePair writes the certificate der and its key as NAME.pem and
+// NAME-key.pem in dir.
+func writePair(t testing.TB, dir, name string, der []byte, key *ecdsa.PrivateKey) (certFile, keyFile string) {
+	t.Helper()
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatalf("tlstest: %s key: %v", name, err)
