@@ -163,12 +163,7 @@ func TestStreamLeaderLossMidLoad(t *testing.T) {
 	// The leader as of now: leadership may have moved since the stream
 	// was created. Exactly one server must be it, and it must go down.
 	oldLeader := streamLeader(t, info, func(string) bool { return true })
-	var victim *server.Server
-	for _, s := range servers {
-		if s.Name() == oldLeader {
-			victim = s
-		}
-	}
+	victim := serverNamed(servers, oldLeader)
 	if victim == nil {
 		t.Fatalf("stream leader %q is none of the cluster's servers", oldLeader)
 	}
@@ -183,10 +178,8 @@ func TestStreamLeaderLossMidLoad(t *testing.T) {
 	waitAcked(before + 100) // the service keeps answering
 	// Those answers came from a new leader on one of the servers left.
 	newLeader := streamLeader(t, info, func(name string) bool { return name != oldLeader })
-	for _, s := range servers {
-		if s.Name() == newLeader && !s.Running() {
-			t.Fatalf("new stream leader %s is not running", newLeader)
-		}
+	if s := serverNamed(servers, newLeader); s == nil || !s.Running() {
+		t.Fatalf("new stream leader %q is not one of the cluster's running servers", newLeader)
 	}
 	stopLoad()
 	wg.Wait()
@@ -242,6 +235,16 @@ func TestStreamLeaderLossMidLoad(t *testing.T) {
 		t.Fatalf("read model has %d orders, %d acknowledged", seen, len(acked))
 	}
 	t.Logf("%d acknowledged (%d before the leader %s went down, then led by %s), %d unavailable answers during failover", len(acked), before, oldLeader, newLeader, unavailable)
+}
+
+// serverNamed returns the server called name, or nil.
+func serverNamed(servers []*server.Server, name string) *server.Server {
+	for _, s := range servers {
+		if s.Name() == name {
+			return s
+		}
+	}
+	return nil
 }
 
 // streamLeader asks the cluster for the stream's leader until it names one
