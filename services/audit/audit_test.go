@@ -573,7 +573,7 @@ func TestExportCompleteness(t *testing.T) {
 
 	// The whole log verifies, with progress on the way: at least every
 	// 10,000 events, in log order.
-	sum, progress := verifyLog(t, e)
+	sum, progress, _ := verifyLog(t, e)
 	total := uint64(orders*5 + 1)
 	if sum.GetOrdersBroken() != 0 || sum.GetEventsChecked() != total || sum.GetOrdersChecked() != orders+1 ||
 		sum.GetPosition() != total || sum.GetHead() != total {
@@ -596,14 +596,16 @@ func TestExportCompleteness(t *testing.T) {
 	}
 }
 
-// verifyLog returns VerifyLog's summary and the progress messages before it.
-func verifyLog(t *testing.T, e *env) (*ordersv1.VerifyLogProgress, []*ordersv1.VerifyLogProgress) {
+// verifyLog returns VerifyLog's summary, the progress messages before it,
+// and the first break of each order it reported broken.
+func verifyLog(t *testing.T, e *env) (*ordersv1.VerifyLogProgress, []*ordersv1.VerifyLogProgress, map[string]*ordersv1.ChainBreak) {
 	t.Helper()
 	s, err := e.audit.VerifyLog(t.Context(), &ordersv1.VerifyLogRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var progress []*ordersv1.VerifyLogProgress
+	broken := map[string]*ordersv1.ChainBreak{}
 	for {
 		r, err := s.Recv()
 		if err != nil {
@@ -612,11 +614,35 @@ func verifyLog(t *testing.T, e *env) (*ordersv1.VerifyLogProgress, []*ordersv1.V
 		if p := r.GetProgress(); p != nil {
 			progress = append(progress, p)
 		}
+		if b := r.GetBroken(); b != nil {
+			broken[b.GetOrderId()] = b.GetFirstBreak()
+		}
 		if sum := r.GetSummary(); sum != nil {
 			if _, err := s.Recv(); !errors.Is(err, io.EOF) {
 				t.Fatalf("after the summary: %v", err)
 			}
-			return sum, progress
+			return sum, progress, broken
+		}
+	}
+}
+
+// breakAt is where an order's chain first breaks, and how.
+type breakAt struct {
+	pos  uint64
+	kind ordersv1.ChainBreakKind
+}
+
+// wantLogBreaks checks that VerifyLog finds exactly the orders of want
+// broken, each first at the position and of the kind want names.
+func wantLogBreaks(t *testing.T, e *env, want map[string]breakAt) {
+	t.Helper()
+	sum, _, broken := verifyLog(t, e)
+	if sum.GetOrdersBroken() != uint64(len(want)) || len(broken) != len(want) {
+		t.Fatalf("VerifyLog found %d broken orders: %v", sum.GetOrdersBroken(), broken)
+	}
+	for id, w := range want {
+		if b := broken[id]; b.GetPosition() != w.pos || b.GetKind() != w.kind {
+			t.Fatalf("VerifyLog on %s: %v", id, b)
 		}
 	}
 }
@@ -684,10 +710,7 @@ func TestTamperingIsPinpointed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := map[string]struct {
-		pos  uint64
-		kind ordersv1.ChainBreakKind
-	}{
+	want := map[string]breakAt{
 		deleted:  {recs[3].Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_MISSING},
 		forged:   {forgedAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
 		unhashed: {bareAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
@@ -736,30 +759,7 @@ func TestTamperingIsPinpointed(t *testing.T) {
 		t.Fatalf("intact order: %v %v", v, err)
 	}
 
-	s, err := e.audit.VerifyLog(ctx, &ordersv1.VerifyLogRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	broken := map[string]*ordersv1.ChainBreak{}
-	var sum *ordersv1.VerifyLogProgress
-	for sum == nil {
-		r, err := s.Recv()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b := r.GetBroken(); b != nil {
-			broken[b.GetOrderId()] = b.GetFirstBreak()
-		}
-		sum = r.GetSummary()
-	}
-	if sum.GetOrdersBroken() != uint64(len(want)) || len(broken) != len(want) {
-		t.Fatalf("VerifyLog found %d broken orders: %v", sum.GetOrdersBroken(), broken)
-	}
-	for id, w := range want {
-		if b := broken[id]; b.GetPosition() != w.pos || b.GetKind() != w.kind {
-			t.Fatalf("VerifyLog on %s: %v", id, b)
-		}
-	}
+	wantLogBreaks(t, e, want)
 }
 
 func FuzzVerifier(f *testing.F) {
@@ -825,10 +825,7 @@ func TestCorruptPayloadIsDataLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := map[string]struct {
-		pos  uint64
-		kind ordersv1.ChainBreakKind
-	}{
+	want := map[string]breakAt{
 		garbage:   {res.Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
 		wrongCase: {wrongAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
 	}
@@ -873,30 +870,7 @@ func TestCorruptPayloadIsDataLoss(t *testing.T) {
 		t.Fatalf("intact order: %v", err)
 	}
 
-	s, err := e.audit.VerifyLog(ctx, &ordersv1.VerifyLogRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	broken := map[string]*ordersv1.ChainBreak{}
-	var sum *ordersv1.VerifyLogProgress
-	for sum == nil {
-		r, err := s.Recv()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b := r.GetBroken(); b != nil {
-			broken[b.GetOrderId()] = b.GetFirstBreak()
-		}
-		sum = r.GetSummary()
-	}
-	if sum.GetOrdersBroken() != 2 || len(broken) != 2 {
-		t.Fatalf("VerifyLog found %d broken orders: %v", sum.GetOrdersBroken(), broken)
-	}
-	for id, w := range want {
-		if b := broken[id]; b.GetPosition() != w.pos || b.GetKind() != w.kind {
-			t.Fatalf("VerifyLog on %s: %v", id, b)
-		}
-	}
+	wantLogBreaks(t, e, want)
 }
 
 // publishAt appends one real event to order id through JetStream,
