@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -553,5 +554,45 @@ func TestComposeUpstreams(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Nothing is published beyond this machine: the services run with
+// ALLOW_INSECURE, so a port on every interface would open an
+// unauthenticated API to the network.
+func TestComposePublishesOnLoopbackOnly(t *testing.T) {
+	p := loadCompose(t)
+	n := 0
+	for _, name := range p.ServiceNames() {
+		for _, port := range p.Services[name].Ports {
+			n++
+			if port.Published == "" {
+				t.Errorf("%s: port %d published on an ephemeral host port", name, port.Target)
+			}
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("%s: port %s:%d binds %q, want 127.0.0.1", name, port.Published, port.Target, port.HostIP)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no published ports")
+	}
+}
+
+// docRef matches a repository Markdown file named in a comment.
+var docRef = regexp.MustCompile(`[A-Za-z0-9_./-]+\.md\b`)
+
+// The deployment files point to documents that exist.
+func TestDeployDocumentReferences(t *testing.T) {
+	for _, f := range []string{"compose.yaml", natsConfigFile, "Dockerfile"} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ref := range docRef.FindAllString(string(b), -1) {
+			if _, err := os.Stat(filepath.Join(root, ref)); err != nil {
+				t.Errorf("%s refers to %s: %v", f, ref, err)
+			}
+		}
 	}
 }
