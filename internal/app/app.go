@@ -51,6 +51,8 @@ type Addrs struct {
 	GRPC string
 	HTTP string
 	NATS string // empty when joined to an external cluster
+	// Debug serves net/http/pprof; empty unless DEBUG_ADDR is set.
+	Debug string
 }
 
 // Option adjusts how Run sets ordersd up.
@@ -83,6 +85,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		opt(&o)
 	}
 	var addrs Addrs
+	if cfg.DebugAddr != "" {
+		// First, so that start-up itself can be profiled.
+		a, stop, err := startDebug(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		addrs.Debug = a
+	}
 	var ns *server.Server
 	natsURL := cfg.NATSURL
 	var natsOpts []nats.Option

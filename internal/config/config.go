@@ -74,6 +74,10 @@ type Config struct {
 	GRPCAddr string `env:"GRPC_ADDR" envDefault:"127.0.0.1:50051"`
 	// HTTPAddr serves REST, /openapi.json, /metrics, /healthz and /readyz.
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	// DebugAddr, when set, serves net/http/pprof under /debug/pprof/ so a
+	// running ordersd can be profiled. Off by default, and loopback only:
+	// profiles expose memory contents and cost CPU while taken.
+	DebugAddr string `env:"DEBUG_ADDR"`
 	// NATSListen is the embedded server's client address, so the nats CLI
 	// can look in. Port 0 picks a free port. The embedded server has no
 	// authentication, so beyond loopback it needs AllowInsecure.
@@ -270,6 +274,16 @@ func (c Config) Validate() error {
 			}
 		case !c.AuthEnabled():
 			errs = append(errs, fmt.Errorf("%s: %q is reachable beyond this machine but no authentication is configured: set AUTH_TOKENS_FILE, AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, or ALLOW_INSECURE=true", l.name, l.addr))
+		}
+	}
+	if c.DebugAddr != "" {
+		// Never beyond loopback, whatever ALLOW_INSECURE says: a profile
+		// can show request contents, and anyone reaching it can spend
+		// the process's CPU.
+		if host, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			errs = append(errs, fmt.Errorf("DEBUG_ADDR: %q is not host:port", c.DebugAddr))
+		} else if !loopback(host) {
+			errs = append(errs, fmt.Errorf("DEBUG_ADDR: %q is not a loopback address: the profiling listener serves only 127.0.0.1, ::1 or localhost", c.DebugAddr))
 		}
 	}
 	errs = append(errs, c.validateUpstreams()...)

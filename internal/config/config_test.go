@@ -108,6 +108,32 @@ func TestNATSListenBeyondLoopbackNeedsConsent(t *testing.T) {
 	}
 }
 
+// The profiling listener is off by default and never leaves loopback, not
+// even with ALLOW_INSECURE or authentication configured.
+func TestDebugAddrLoopbackOnly(t *testing.T) {
+	c, err := config.FromMap(map[string]string{})
+	if err != nil || c.DebugAddr != "" {
+		t.Fatalf("default DEBUG_ADDR %q, %v: want off", c.DebugAddr, err)
+	}
+	for _, bad := range []map[string]string{
+		{"DEBUG_ADDR": "0.0.0.0:6060"},
+		{"DEBUG_ADDR": ":6060"},
+		{"DEBUG_ADDR": "10.1.2.3:6060", "ALLOW_INSECURE": "true"},
+		{"DEBUG_ADDR": "[::]:6060", "AUTH_TOKENS_FILE": "/etc/orders/tokens"},
+		{"DEBUG_ADDR": "6060"},
+	} {
+		_, err := config.FromMap(bad)
+		if err == nil || !strings.Contains(err.Error(), "DEBUG_ADDR") {
+			t.Errorf("%v: %v, want an error naming DEBUG_ADDR", bad, err)
+		}
+	}
+	for _, ok := range []string{"127.0.0.1:6060", "[::1]:0", "localhost:6060"} {
+		if _, err := config.FromMap(map[string]string{"DEBUG_ADDR": ok}); err != nil {
+			t.Errorf("DEBUG_ADDR=%s: %v", ok, err)
+		}
+	}
+}
+
 // A role that calls another role's gRPC services needs that role in the
 // same process or its address; otherwise it would call its own listener,
 // which does not serve them.
