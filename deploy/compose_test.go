@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/orderstream/orderstream/deploy"
 	"github.com/orderstream/orderstream/internal/config"
 )
 
@@ -38,24 +38,11 @@ const (
 
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
-	abs, err := filepath.Abs(root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := loader.LoadWithContext(ctx, types.ConfigDetails{
-		WorkingDir:  abs,
-		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(abs, "compose.yaml")}},
-		// A fixed, empty environment: the file must not depend on the
-		// caller's variables.
-		Environment: types.Mapping{},
-	}, func(o *loader.Options) {
-		o.SetProjectName("orderstream", true)
-		o.SkipResolveEnvironment = true
-	})
+	p, err := deploy.LoadCompose(ctx, root)
 	if err != nil {
-		t.Fatalf("compose.yaml: %v", err)
+		t.Fatal(err)
 	}
 	return p
 }
@@ -70,15 +57,7 @@ func natsServerOptions(t *testing.T) *server.Options {
 }
 
 // env returns a service's environment as plain strings.
-func env(s types.ServiceConfig) map[string]string {
-	m := map[string]string{}
-	for k, v := range s.Environment {
-		if v != nil {
-			m[k] = *v
-		}
-	}
-	return m
-}
+func env(s types.ServiceConfig) map[string]string { return deploy.Environment(s) }
 
 // ordersdServices returns the services that run ordersd, by role.
 func ordersdServices(p *types.Project) map[string][]types.ServiceConfig {
@@ -92,12 +71,7 @@ func ordersdServices(p *types.Project) map[string][]types.ServiceConfig {
 	return out
 }
 
-func replicas(s types.ServiceConfig) int {
-	if s.Deploy != nil && s.Deploy.Replicas != nil {
-		return *s.Deploy.Replicas
-	}
-	return 1
-}
+func replicas(s types.ServiceConfig) int { return deploy.Replicas(s) }
 
 // goMod returns the go directive's version and the required modules'
 // versions from the repository's go.mod.
@@ -381,24 +355,6 @@ func TestComposeQueryNodesHaveOwnReadModel(t *testing.T) {
 	}
 }
 
-// serviceHosts maps every name a service answers to (its name and network
-// aliases) to the services behind it.
-func serviceHosts(p *types.Project) map[string][]types.ServiceConfig {
-	out := map[string][]types.ServiceConfig{}
-	for _, s := range p.Services {
-		out[s.Name] = append(out[s.Name], s)
-		for _, n := range s.Networks {
-			if n == nil {
-				continue
-			}
-			for _, a := range n.Aliases {
-				out[a] = append(out[a], s)
-			}
-		}
-	}
-	return out
-}
-
 func TestComposeGateway(t *testing.T) {
 	p := loadCompose(t)
 	gws := ordersdServices(p)["gateway"]
@@ -420,7 +376,7 @@ func TestComposeGateway(t *testing.T) {
 
 	// Each backend address reaches every process of its role, and only
 	// those, on their gRPC port.
-	hosts := serviceHosts(p)
+	hosts := deploy.Hosts(p)
 	byRole := ordersdServices(p)
 	for variable, role := range map[string]string{"COMMAND_ADDR": "command", "QUERY_ADDR": "query", "AUDIT_ADDR": "audit"} {
 		host, port, err := net.SplitHostPort(e[variable])
@@ -480,7 +436,7 @@ func TestComposeBindMountsInRepository(t *testing.T) {
 // this test.
 func TestComposeUpstreams(t *testing.T) {
 	p := loadCompose(t)
-	hosts := serviceHosts(p)
+	hosts := deploy.Hosts(p)
 	byRole := map[string][]string{} // role → names of the services running it
 	for _, s := range p.Services {
 		e := env(s)

@@ -1,6 +1,9 @@
-// Package deploy holds no code: its tests check the deployment files at the
-// repository root against what ordersd expects, so a drift between them
-// fails `go test ./...` instead of a `docker compose up` someone runs later.
+// Package deploy loads compose.yaml the way docker compose does (LoadCompose)
+// for the tests that check or run it. Its own tests check the deployment
+// files at the repository root against what ordersd expects, so a drift
+// between them fails `go test ./...` instead of a `docker compose up`
+// someone runs later; test/topology runs compose.yaml's services as local
+// processes.
 //
 // compose.yaml is loaded with the compose-spec loader (the one docker compose
 // uses) and checked for: a three-node NATS JetStream cluster (on the nats
