@@ -11,6 +11,10 @@ BUF  := $(TOOL) buf
 test: ## Run all tests with the race detector.
 	$(GO) test -race ./...
 
+.PHONY: topology
+topology: ## Run compose.yaml's services as local processes: failover and partition tests.
+	$(GO) test -race -count=1 -v ./test/topology
+
 .PHONY: generate
 generate: ## Regenerate protobuf, gRPC, gateway and OpenAPI code.
 	$(BUF) generate
