@@ -12,7 +12,7 @@ test: ## Run all tests with the race detector.
 	$(GO) test -race ./...
 
 .PHONY: topology
-topology: ## Run compose.yaml's services as local processes: failover and partition tests.
+topology: ## Run compose.yaml's services as local processes and kill some behind the gateway.
 	$(GO) test -race -count=1 -v ./test/topology
 
 .PHONY: generate

@@ -12,9 +12,6 @@
 // TestComposeTopology drives orders through the gateway over REST, kills a
 // query node and a command node and checks the rest keeps answering, and
 // that the query nodes converge on the same read model.
-// TestPartitionStreamLeader cuts the stream leader's NATS server off from
-// the other two mid-load and checks that nothing acknowledged is lost,
-// duplicated or acknowledged by the cut-off side.
 package topology_test
 
 import (
