@@ -1,7 +1,8 @@
 // Command ordersd runs the orderstream server: the gRPC order services on an
 // event log in NATS JetStream. With no NATS_URL it starts an embedded
 // nats-server in DATA_DIR, so `go run ./cmd/ordersd` is the whole system.
-// Configuration is environment variables; see the README's table.
+// Configuration is environment variables; `ordersd help` lists them with
+// their defaults and meanings.
 //
 // Subcommands talk to a running ordersd configured by the same variables:
 //
@@ -16,6 +17,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +35,12 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && isHelp(os.Args[1]) {
+		if err := usage(os.Stdout); err != nil {
+			os.Exit(1)
+		}
+		return
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ordersd: configuration:", err)
@@ -41,7 +49,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) > 1 {
-		os.Exit(subcommand(ctx, cfg, os.Args[1]))
+		os.Exit(subcommand(ctx, cfg, os.Args[1], os.Stderr))
 	}
 	log := newLogger(cfg)
 	if err := app.Run(ctx, cfg, log, nil); err != nil {
@@ -51,11 +59,15 @@ func main() {
 	}
 }
 
-func subcommand(ctx context.Context, cfg config.Config, name string) int {
+// subcommand runs the named subcommand and returns its exit code; its
+// errors go to errOut, each naming ordersd.
+func subcommand(ctx context.Context, cfg config.Config, name string, errOut io.Writer) int {
 	switch name {
 	case "rebuild":
-		tty := term.IsTerminal(int(os.Stderr.Fd()))
-		return cli.Run(ctx, []string{"admin", "rebuild", "--addr", dialable(cfg.GRPCAddr)}, cli.IO{Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv, IsTerminal: tty})
+		errTTY := errOut == os.Stderr && term.IsTerminal(int(os.Stderr.Fd()))
+		return cli.Run(ctx, []string{"admin", "rebuild", "--addr", dialable(cfg.GRPCAddr)},
+			cli.IO{Name: "ordersd rebuild", Out: os.Stdout, Err: errOut, Getenv: os.Getenv,
+				IsTerminal: term.IsTerminal(int(os.Stdout.Fd())), ErrIsTerminal: errTTY})
 	case "healthcheck":
 		c := &http.Client{Timeout: 3 * time.Second}
 		scheme := "http"
@@ -64,7 +76,7 @@ func subcommand(ctx context.Context, cfg config.Config, name string) int {
 			// client certificate; see tlsconfig.Probe for what is trusted.
 			tc, err := tlsconfig.Probe(cfg.TLSCA, cfg.TLSCert)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "ordersd healthcheck: TLS_CERT/TLS_CA:", err)
+				fmt.Fprintln(errOut, "ordersd healthcheck: TLS_CERT/TLS_CA:", err)
 				return 1
 			}
 			c.Transport = &http.Transport{TLSClientConfig: tc}
@@ -72,19 +84,50 @@ func subcommand(ctx context.Context, cfg config.Config, name string) int {
 		}
 		res, err := c.Get(scheme + "://" + dialable(cfg.HTTPAddr) + "/healthz")
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "ordersd healthcheck:", err)
+			fmt.Fprintln(errOut, "ordersd healthcheck:", err)
 			return 1
 		}
 		_ = res.Body.Close()
 		if res.StatusCode != http.StatusOK {
-			fmt.Fprintln(os.Stderr, "ordersd healthcheck: status", res.StatusCode)
+			fmt.Fprintln(errOut, "ordersd healthcheck: status", res.StatusCode)
 			return 1
 		}
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "ordersd: unknown subcommand %q (want rebuild or healthcheck, or none to run the server)\n", name)
+		fmt.Fprintf(errOut, "ordersd: unknown subcommand %q (want rebuild, healthcheck or help, or none to run the server)\n", name)
 		return 2
 	}
+}
+
+func isHelp(arg string) bool {
+	return arg == "help" || arg == "-h" || arg == "--help" || arg == "-help"
+}
+
+// usage prints the subcommands and every environment variable with its
+// default and meaning, taken from the configuration's struct tags.
+func usage(w io.Writer) error {
+	_, err := fmt.Fprint(w, `ordersd runs the orderstream server: gRPC order services and REST on an event
+log in NATS JetStream. Without NATS_URL it starts an embedded NATS server.
+
+Usage:
+  ordersd                run the server until SIGINT or SIGTERM
+  ordersd rebuild        rebuild the read model of a running ordersd, with progress
+  ordersd healthcheck    exit 0 if GET /healthz on HTTP_ADDR answers 200
+  ordersd help           print this help (also -h, --help)
+
+Environment variables (name, default, meaning):
+`)
+	if err != nil {
+		return err
+	}
+	if err := config.WriteUsage(w); err != nil {
+		return err
+	}
+	_, err = fmt.Fprint(w, `
+OpenTelemetry's standard OTEL_* variables configure tracing export
+(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_SERVICE_NAME, ...).
+`)
+	return err
 }
 
 // dialable turns a listen address into one to connect to: a wildcard host
@@ -102,7 +145,7 @@ func dialable(addr string) string {
 
 // newLogger writes JSON for machines and text for a person at a terminal.
 func newLogger(cfg config.Config) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: telemetry.ReadableDurations}
 	var h slog.Handler = slog.NewJSONHandler(os.Stderr, opts)
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		h = slog.NewTextHandler(os.Stderr, opts)

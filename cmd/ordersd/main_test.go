@@ -2,8 +2,11 @@ package main
 
 import (
 	"crypto/tls"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,14 +27,14 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code := subcommand(t.Context(), cfg, "healthcheck"); code != 0 {
+	if code := subcommand(t.Context(), cfg, "healthcheck", io.Discard); code != 0 {
 		t.Fatalf("healthy server: exit %d", code)
 	}
 	healthy = false
-	if code := subcommand(t.Context(), cfg, "healthcheck"); code != 1 {
+	if code := subcommand(t.Context(), cfg, "healthcheck", io.Discard); code != 1 {
 		t.Fatalf("unhealthy server: exit %d", code)
 	}
-	if code := subcommand(t.Context(), cfg, "dance"); code != 2 {
+	if code := subcommand(t.Context(), cfg, "dance", io.Discard); code != 2 {
 		t.Fatalf("unknown subcommand: exit %d", code)
 	}
 }
@@ -82,7 +85,7 @@ func TestHealthcheckOverTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return subcommand(t.Context(), cfg, "healthcheck")
+		return subcommand(t.Context(), cfg, "healthcheck", io.Discard)
 	}
 	caSigned := tlsHealthServer(t, srvCert, srvKey, &healthy)
 	for name, tc := range map[string]struct {
@@ -105,5 +108,73 @@ func TestHealthcheckOverTLS(t *testing.T) {
 	healthy.Store(false)
 	if got := check(caSigned, map[string]string{"TLS_CERT": srvCert, "TLS_KEY": srvKey}); got != 1 {
 		t.Fatalf("unhealthy over TLS: exit %d, want 1", got)
+	}
+}
+
+// The help lists every subcommand and every variable of config.Config (read
+// here from the struct itself) with its default and a meaning.
+func TestUsageListsEveryVariable(t *testing.T) {
+	for _, arg := range []string{"help", "-h", "--help"} {
+		if !isHelp(arg) {
+			t.Errorf("%q is not taken as a request for help", arg)
+		}
+	}
+	var b strings.Builder
+	if err := usage(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, sub := range []string{"rebuild", "healthcheck", "help"} {
+		if !strings.Contains(out, "ordersd "+sub) {
+			t.Errorf("help does not list the subcommand %s", sub)
+		}
+	}
+	lines := strings.Split(out, "\n")
+	typ := reflect.TypeFor[config.Config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			continue
+		}
+		if f.Tag.Get("help") == "" {
+			t.Errorf("Config.%s (%s) has no help tag", f.Name, name)
+		}
+		found := false
+		for _, l := range lines {
+			fields := strings.Fields(l)
+			if len(fields) < 3 || fields[0] != name {
+				continue
+			}
+			found = true
+			if d := f.Tag.Get("envDefault"); d != "" && fields[1] != d {
+				t.Errorf("help shows %s's default as %q, the struct says %q", name, fields[1], d)
+			}
+		}
+		if !found {
+			t.Errorf("help does not list %s (Config.%s) with a default and a meaning", name, f.Name)
+		}
+	}
+}
+
+// ordersd rebuild's errors name ordersd, not the ordersctl it shares code
+// with.
+func TestRebuildErrorsNameOrdersd(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close() // nothing listens there now
+	cfg, err := config.FromMap(map[string]string{"GRPC_ADDR": addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errOut strings.Builder
+	if code := subcommand(t.Context(), cfg, "rebuild", &errOut); code == 0 {
+		t.Fatal("rebuild against no server succeeded")
+	}
+	if got := errOut.String(); !strings.HasPrefix(got, "ordersd rebuild: ") || strings.Contains(got, "ordersctl") {
+		t.Fatalf("rebuild error: %q", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -94,6 +95,26 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		defer stop()
 		addrs.Debug = a
 	}
+	// Everything that depends on the machine rather than on NATS is
+	// checked first, so a busy port or an unwritable directory fails
+	// start-up at once, naming its variable.
+	if cfg.NATSURL == "" || cfg.Has("query") {
+		if err := checkWritable(cfg.DataDir); err != nil {
+			return fmt.Errorf("DATA_DIR: %w", err)
+		}
+	}
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("GRPC_ADDR: %w", err)
+	}
+	defer lis.Close()
+	addrs.GRPC = lis.Addr().String()
+	hlis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	defer hlis.Close()
+	addrs.HTTP = hlis.Addr().String()
 	var ns *server.Server
 	natsURL := cfg.NATSURL
 	var natsOpts []nats.Option
@@ -105,7 +126,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			SyncAlways: cfg.NATSSync == "always",
 		})
 		if err != nil {
-			return err
+			if errors.Is(err, natsembed.ErrListen) {
+				return fmt.Errorf("NATS_LISTEN: %w", err)
+			}
+			return fmt.Errorf("NATS_LISTEN %s, DATA_DIR %s: %w", cfg.NATSListen, cfg.DataDir, err)
 		}
 		defer func() {
 			ns.Shutdown()
@@ -262,11 +286,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		}()
 	}
 
-	lis, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("GRPC_ADDR: %w", err)
-	}
-	addrs.GRPC = lis.Addr().String()
 	// The gateway and the payments manager call the gRPC services over
 	// real connections (by default this process's own listener), so REST
 	// and internal calls pass through exactly the interceptors gRPC clients
@@ -437,12 +456,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	mux.Handle("GET /readyz", readyz(checks))
 	mux.Handle("GET /metrics", tel.MetricsHandler)
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	hlis, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		srv.Stop()
-		return fmt.Errorf("HTTP_ADDR: %w", err)
-	}
-	addrs.HTTP = hlis.Addr().String()
 	go func() {
 		serve := func() error { return httpSrv.Serve(hlis) }
 		if serverTLS != nil {
@@ -546,6 +559,22 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		runErr = nil
 	}
 	return runErr
+}
+
+// checkWritable creates dir if needed and proves a file can be written in
+// it, so an unwritable DATA_DIR is reported as such rather than as whatever
+// first fails to write there.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("%s cannot be written: %w", dir, err)
+	}
+	name := f.Name()
+	_ = f.Close()
+	return os.Remove(name)
 }
 
 func natsDescription(a Addrs, cfg config.Config) string {

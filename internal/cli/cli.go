@@ -47,6 +47,9 @@ const (
 // IO is where the CLI reads its environment and writes its output; tests
 // substitute buffers.
 type IO struct {
+	// Name prefixes error lines; empty means "ordersctl". ordersd's own
+	// subcommands run through this package and name themselves.
+	Name     string
 	Out, Err io.Writer
 	Getenv   func(string) string
 	// IsTerminal reports whether Out is a terminal: it decides colours.
@@ -134,7 +137,11 @@ func Run(ctx context.Context, args []string, io IO) int {
 		return ExitOK
 	}
 	code := exitCode(err)
-	fmt.Fprintln(io.Err, "ordersctl: "+message(err))
+	name := io.Name
+	if name == "" {
+		name = "ordersctl"
+	}
+	fmt.Fprintln(io.Err, name+": "+message(err))
 	return code
 }
 

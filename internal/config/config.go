@@ -7,11 +7,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"reflect"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -21,108 +23,108 @@ import (
 type Config struct {
 	// Roles are the parts this process runs: any of command, query,
 	// audit, payments, gateway. Each can scale on its own.
-	Roles []string `env:"ROLES" envSeparator:"," envDefault:"command,query,audit,payments,gateway"`
+	Roles []string `env:"ROLES" envSeparator:"," envDefault:"command,query,audit,payments,gateway" help:"the parts this process runs: any of command, query, audit, payments, gateway"`
 	// CommandAddr, QueryAddr and AuditAddr are the gRPC addresses the
 	// gateway (and, for commands, the payments manager) call; empty means
 	// this process's own GRPC_ADDR, allowed only when this process runs
 	// that role itself (see Needs).
-	CommandAddr string `env:"COMMAND_ADDR"`
-	QueryAddr   string `env:"QUERY_ADDR"`
-	AuditAddr   string `env:"AUDIT_ADDR"`
+	CommandAddr string `env:"COMMAND_ADDR" help:"gRPC address of the command role (gateway, payments); empty: this process"`
+	QueryAddr   string `env:"QUERY_ADDR" help:"gRPC address of the query role (gateway); empty: this process"`
+	AuditAddr   string `env:"AUDIT_ADDR" help:"gRPC address of the audit role (gateway); empty: this process"`
 	// NATSURL joins an external NATS cluster (comma-separated URLs). Empty
 	// starts an embedded nats-server with JetStream in DataDir.
-	NATSURL string `env:"NATS_URL"`
+	NATSURL string `env:"NATS_URL" help:"external NATS server(s), comma-separated; empty starts an embedded server"`
 	// NATS credentials and TLS for an external cluster: a JWT creds file,
 	// an nkey seed file, or user and password; a CA to verify the servers
 	// and a client certificate for servers that verify clients.
-	NATSCreds    string `env:"NATS_CREDS"`
-	NATSNKey     string `env:"NATS_NKEY"`
-	NATSUser     string `env:"NATS_USER"`
-	NATSPassword string `env:"NATS_PASSWORD"`
-	NATSCA       string `env:"NATS_CA"`
-	NATSCert     string `env:"NATS_CERT"`
-	NATSKey      string `env:"NATS_KEY"`
+	NATSCreds    string `env:"NATS_CREDS" help:"JWT creds file to authenticate to NATS"`
+	NATSNKey     string `env:"NATS_NKEY" help:"nkey seed file to authenticate to NATS"`
+	NATSUser     string `env:"NATS_USER" help:"user name to authenticate to NATS (with NATS_PASSWORD)"`
+	NATSPassword string `env:"NATS_PASSWORD" help:"password to authenticate to NATS (with NATS_USER)"`
+	NATSCA       string `env:"NATS_CA" help:"CA file to verify the NATS servers"`
+	NATSCert     string `env:"NATS_CERT" help:"client certificate file for NATS"`
+	NATSKey      string `env:"NATS_KEY" help:"client key file for NATS"`
 	// NATSConnectTimeout bounds waiting for NATS at start-up.
-	NATSConnectTimeout time.Duration `env:"NATS_CONNECT_TIMEOUT" envDefault:"30s"`
+	NATSConnectTimeout time.Duration `env:"NATS_CONNECT_TIMEOUT" envDefault:"30s" help:"how long start-up waits for NATS"`
 	// TLSCert and TLSKey serve gRPC and HTTP over TLS; TLSClientCA also
 	// requires client certificates signed by it (mTLS) on gRPC and on the
 	// REST API (not on /healthz, /readyz and /metrics).
-	TLSCert     string `env:"TLS_CERT"`
-	TLSKey      string `env:"TLS_KEY"`
-	TLSClientCA string `env:"TLS_CLIENT_CA"`
+	TLSCert     string `env:"TLS_CERT" help:"certificate file: serve gRPC and HTTP over TLS (with TLS_KEY)"`
+	TLSKey      string `env:"TLS_KEY" help:"key file of TLS_CERT"`
+	TLSClientCA string `env:"TLS_CLIENT_CA" help:"require client certificates signed by this CA (mTLS)"`
 	// TLSCA, TLSClientCert and TLSClientKey are used by this process's
 	// own gRPC clients (gateway, payments) when TLS is on; TLSServerName
 	// overrides the name checked in the server's certificate.
-	TLSCA         string `env:"TLS_CA"`
-	TLSClientCert string `env:"TLS_CLIENT_CERT"`
-	TLSClientKey  string `env:"TLS_CLIENT_KEY"`
-	TLSServerName string `env:"TLS_SERVER_NAME"`
+	TLSCA         string `env:"TLS_CA" help:"CA file this process's own gRPC clients trust"`
+	TLSClientCert string `env:"TLS_CLIENT_CERT" help:"client certificate file of this process's own gRPC clients"`
+	TLSClientKey  string `env:"TLS_CLIENT_KEY" help:"key file of TLS_CLIENT_CERT"`
+	TLSServerName string `env:"TLS_SERVER_NAME" help:"name checked in the certificate of the servers this process calls"`
 	// Authentication: static bearer tokens from a file, JWTs signed with an
 	// HMAC secret (file), or JWTs signed by keys in a JWKS file. With none
 	// set, ordersd serves only on loopback unless AllowInsecure.
-	AuthTokensFile     string `env:"AUTH_TOKENS_FILE"`
-	AuthHMACSecretFile string `env:"AUTH_JWT_HMAC_SECRET_FILE"`
-	AuthJWKSFile       string `env:"AUTH_JWKS_FILE"`
-	AllowInsecure      bool   `env:"ALLOW_INSECURE" envDefault:"false"`
+	AuthTokensFile     string `env:"AUTH_TOKENS_FILE" help:"static bearer tokens, one \"<token> <subject> <role>[,<role>...]\" per line"`
+	AuthHMACSecretFile string `env:"AUTH_JWT_HMAC_SECRET_FILE" help:"accept JWTs signed with this HMAC secret"`
+	AuthJWKSFile       string `env:"AUTH_JWKS_FILE" help:"accept JWTs signed by a key of this JWKS"`
+	AllowInsecure      bool   `env:"ALLOW_INSECURE" envDefault:"false" help:"true allows listening beyond loopback without authentication"`
 	// PaymentsToken is the bearer token the payments manager presents to
 	// the command service when authentication is on and the command role
 	// runs elsewhere; in one process ordersd makes its own.
-	PaymentsToken string `env:"PAYMENTS_TOKEN"`
+	PaymentsToken string `env:"PAYMENTS_TOKEN" help:"token the payments role presents to a command role elsewhere"`
 	// DataDir holds the embedded server's store and the read models.
-	DataDir string `env:"DATA_DIR" envDefault:"./data"`
+	DataDir string `env:"DATA_DIR" envDefault:"./data" help:"embedded JetStream store and read models; must be writable"`
 	// GRPCAddr is the gRPC listen address.
-	GRPCAddr string `env:"GRPC_ADDR" envDefault:"127.0.0.1:50051"`
+	GRPCAddr string `env:"GRPC_ADDR" envDefault:"127.0.0.1:50051" help:"gRPC listen address"`
 	// HTTPAddr serves REST, /openapi.json, /metrics, /healthz and /readyz.
-	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080" help:"REST, /openapi.json, /metrics, /healthz and /readyz listen address"`
 	// DebugAddr, when set, serves net/http/pprof under /debug/pprof/ so a
 	// running ordersd can be profiled. Off by default, and loopback only:
 	// profiles expose memory contents and cost CPU while taken.
-	DebugAddr string `env:"DEBUG_ADDR"`
+	DebugAddr string `env:"DEBUG_ADDR" help:"serves net/http/pprof under /debug/pprof/ when set (loopback only)"`
 	// NATSListen is the embedded server's client address, so the nats CLI
 	// can look in. Port 0 picks a free port. The embedded server has no
 	// authentication, so beyond loopback it needs AllowInsecure.
-	NATSListen string `env:"NATS_LISTEN" envDefault:"127.0.0.1:4222"`
+	NATSListen string `env:"NATS_LISTEN" envDefault:"127.0.0.1:4222" help:"embedded NATS server's client address; port 0 picks a free port"`
 	// NATSSync is the embedded server's fsync policy: "interval" (the
 	// server's periodic sync; survives a process crash) or "always" (fsync
 	// every write; survives power loss too, at a cost per write).
-	NATSSync string `env:"NATS_SYNC" envDefault:"interval"`
+	NATSSync string `env:"NATS_SYNC" envDefault:"interval" help:"embedded server's fsync policy: interval or always"`
 	// StreamReplicas is the ORDERS stream's replica count (1 embedded, 3 in
 	// a cluster).
-	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1"`
+	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1" help:"replicas of the ORDERS stream (3 in a cluster)"`
 	// DuplicateWindow is how long the server remembers request ids as
 	// message ids. Retries are also recognised from the order's history
 	// beyond it; a CreateOrder without an order id derives the id from its
 	// request id, so its retries find that history too.
-	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"2m"`
+	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"2m" help:"how long the server deduplicates request ids by message id"`
 	// LogLevel is debug, info, warn or error.
-	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	// WorkerPoolSize is the number of payment workers.
-	WorkerPoolSize int `env:"WORKER_POOL_SIZE" envDefault:"10"`
+	WorkerPoolSize int `env:"WORKER_POOL_SIZE" envDefault:"10" help:"payment workers"`
 	// PaymentMaxAttempts bounds gateway attempts before a job is parked.
-	PaymentMaxAttempts int `env:"PAYMENT_MAX_ATTEMPTS" envDefault:"5"`
+	PaymentMaxAttempts int `env:"PAYMENT_MAX_ATTEMPTS" envDefault:"5" help:"gateway attempts before a payment job is parked"`
 	// PaymentAttemptTimeout bounds one gateway call.
-	PaymentAttemptTimeout time.Duration `env:"PAYMENT_ATTEMPT_TIMEOUT" envDefault:"5s"`
+	PaymentAttemptTimeout time.Duration `env:"PAYMENT_ATTEMPT_TIMEOUT" envDefault:"5s" help:"timeout of one payment gateway call"`
 	// PaymentBackoffBase and PaymentBackoffMax bound the jittered
 	// exponential backoff between attempts.
-	PaymentBackoffBase time.Duration `env:"PAYMENT_BACKOFF_BASE" envDefault:"100ms"`
-	PaymentBackoffMax  time.Duration `env:"PAYMENT_BACKOFF_MAX" envDefault:"5s"`
+	PaymentBackoffBase time.Duration `env:"PAYMENT_BACKOFF_BASE" envDefault:"100ms" help:"lower bound of the jittered exponential backoff"`
+	PaymentBackoffMax  time.Duration `env:"PAYMENT_BACKOFF_MAX" envDefault:"5s" help:"upper bound of the jittered exponential backoff"`
 	// The built-in payment simulator: latency per call, transient failure
 	// rate (0-1), and charges above this amount (minor units) declined
 	// (0: none). Customer "cust-decline" is always declined.
-	PaymentSimLatency     time.Duration `env:"PAYMENT_SIM_LATENCY" envDefault:"0s"`
-	PaymentSimFailureRate float64       `env:"PAYMENT_SIM_FAILURE_RATE" envDefault:"0"`
-	PaymentSimDeclineOver int64         `env:"PAYMENT_SIM_DECLINE_OVER" envDefault:"0"`
+	PaymentSimLatency     time.Duration `env:"PAYMENT_SIM_LATENCY" envDefault:"0s" help:"the payment simulator's latency per call"`
+	PaymentSimFailureRate float64       `env:"PAYMENT_SIM_FAILURE_RATE" envDefault:"0" help:"the payment simulator's transient failure rate (0-1)"`
+	PaymentSimDeclineOver int64         `env:"PAYMENT_SIM_DECLINE_OVER" envDefault:"0" help:"the payment simulator declines charges above this (minor units; 0: none)"`
 	// MaxInFlight bounds the unary RPCs served at once; beyond it calls
 	// are refused at once with RESOURCE_EXHAUSTED, so overload sheds load
 	// instead of queueing it in memory.
-	MaxInFlight int `env:"MAX_IN_FLIGHT" envDefault:"1024"`
+	MaxInFlight int `env:"MAX_IN_FLIGHT" envDefault:"1024" help:"unary RPCs served at once; beyond it RESOURCE_EXHAUSTED"`
 	// MaxStreams bounds the server-streaming RPCs (StreamEvents,
 	// VerifyLog, RebuildReadModel) open at once, apart from MaxInFlight:
 	// a stream may stay open for hours and must not eat the capacity for
 	// unary calls. One more is refused with RESOURCE_EXHAUSTED.
-	MaxStreams int `env:"MAX_STREAMS" envDefault:"64"`
+	MaxStreams int `env:"MAX_STREAMS" envDefault:"64" help:"server-streaming RPCs open at once; beyond it RESOURCE_EXHAUSTED"`
 	// ShutdownTimeout bounds draining in-flight RPCs on SIGINT/SIGTERM.
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s" help:"how long SIGINT/SIGTERM waits for in-flight RPCs"`
 }
 
 // AllRoles are the roles ordersd can run.
@@ -341,4 +343,42 @@ func nameVariables(err error) error {
 		out = append(out, e)
 	}
 	return errors.Join(out...)
+}
+
+// Variable describes one environment variable ordersd reads.
+type Variable struct {
+	Name    string
+	Default string // empty when the variable has none
+	Help    string
+}
+
+// Variables lists every environment variable of Config, in field order,
+// read from the struct's tags so that help text cannot drift from what is
+// parsed.
+func Variables() []Variable {
+	t := reflect.TypeFor[Config]()
+	var out []Variable
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			continue
+		}
+		out = append(out, Variable{Name: name, Default: f.Tag.Get("envDefault"), Help: f.Tag.Get("help")})
+	}
+	return out
+}
+
+// WriteUsage writes the variables as aligned lines: name, default and
+// meaning.
+func WriteUsage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, v := range Variables() {
+		d := v.Default
+		if d == "" {
+			d = "(empty)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Name, d, v.Help)
+	}
+	return tw.Flush()
 }

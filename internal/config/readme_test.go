@@ -3,7 +3,6 @@ package config_test
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -103,21 +102,15 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 		t.Fatal("README.md: no variable tables found")
 	}
 	known := map[string]bool{}
-	typ := reflect.TypeFor[config.Config]()
-	for i := range typ.NumField() {
-		f := typ.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		if name == "" {
-			continue
-		}
-		known[name] = true
-		d, ok := documented[name]
+	for _, v := range config.Variables() {
+		known[v.Name] = true
+		d, ok := documented[v.Name]
 		if !ok {
-			t.Errorf("%s (Config.%s) is not in README.md's tables", name, f.Name)
+			t.Errorf("%s is not in README.md's tables", v.Name)
 			continue
 		}
-		if want, has := f.Tag.Lookup("envDefault"); d.hasDflt && d.dflt != want && (has || d.dflt != "") {
-			t.Errorf("README.md:%d: %s default %q, internal/config says %q", d.line, name, d.dflt, want)
+		if d.hasDflt && d.dflt != v.Default {
+			t.Errorf("README.md:%d: %s default %q, internal/config says %q", d.line, v.Name, d.dflt, v.Default)
 		}
 	}
 	for name, d := range documented {

@@ -14,12 +14,10 @@ import (
 	"github.com/orderstream/orderstream/internal/config"
 )
 
-// Start runs ordersd configured by vars over these defaults: DATA_DIR a
-// temporary directory of tb, GRPC_ADDR, HTTP_ADDR and NATS_LISTEN free
-// loopback ports (embedded NATS). It returns once every listener is up, with
-// the addresses, and a stop function that shuts ordersd down and reports
-// its error; stop also runs when tb ends.
-func Start(tb testing.TB, vars map[string]string, opts ...app.Option) (app.Addrs, func()) {
+// Config is ordersd's configuration from vars over these defaults: DATA_DIR
+// a temporary directory of tb, GRPC_ADDR, HTTP_ADDR and NATS_LISTEN free
+// loopback ports (embedded NATS). It fails tb when vars are invalid.
+func Config(tb testing.TB, vars map[string]string) config.Config {
 	tb.Helper()
 	all := map[string]string{"DATA_DIR": tb.TempDir(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"}
 	for k, v := range vars {
@@ -29,6 +27,17 @@ func Start(tb testing.TB, vars map[string]string, opts ...app.Option) (app.Addrs
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return cfg
+}
+
+// Start runs ordersd configured by vars over these defaults: DATA_DIR a
+// temporary directory of tb, GRPC_ADDR, HTTP_ADDR and NATS_LISTEN free
+// loopback ports (embedded NATS). It returns once every listener is up, with
+// the addresses, and a stop function that shuts ordersd down and reports
+// its error; stop also runs when tb ends.
+func Start(tb testing.TB, vars map[string]string, opts ...app.Option) (app.Addrs, func()) {
+	tb.Helper()
+	cfg := Config(tb, vars)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan app.Addrs, 1)
 	done := make(chan error, 1)

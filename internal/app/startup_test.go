@@ -1,0 +1,88 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/app/apptest"
+	"github.com/orderstream/orderstream/internal/natsembed"
+)
+
+// startErr runs ordersd with vars over loopback defaults and returns the
+// error it stopped with, failing the test if it becomes ready or is still
+// starting after 10 s (a start-up that cannot succeed must say so at once).
+func startErr(t *testing.T, vars map[string]string) error {
+	t.Helper()
+	cfg := apptest.Config(t, vars)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(app.Addrs) { cancel() })
+	}()
+	select {
+	case err := <-done:
+		if ctx.Err() != nil {
+			t.Fatalf("ordersd became ready with %v", vars)
+		}
+		return err
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-done
+		t.Fatalf("ordersd with %v still starting after 10 s", vars)
+		return nil
+	}
+}
+
+// busy returns an address some other listener holds until the test ends.
+func busy(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l.Addr().String()
+}
+
+// A listen address in use stops start-up at once with an error naming the
+// variable and the address, for every listener ordersd opens.
+func TestBusyListenerNamesItsVariable(t *testing.T) {
+	for _, name := range []string{"NATS_LISTEN", "GRPC_ADDR", "HTTP_ADDR", "DEBUG_ADDR"} {
+		t.Run(name, func(t *testing.T) {
+			addr := busy(t)
+			err := startErr(t, map[string]string{name: addr})
+			if err == nil || !strings.HasPrefix(err.Error(), name+":") || !strings.Contains(err.Error(), addr) {
+				t.Fatalf("%s=%s in use: %v", name, addr, err)
+			}
+			if name == "NATS_LISTEN" && !errors.Is(err, natsembed.ErrListen) {
+				t.Fatalf("NATS_LISTEN in use: %v is not natsembed.ErrListen", err)
+			}
+		})
+	}
+}
+
+// A DATA_DIR that cannot be written (here: below a regular file, which no
+// user, root included, can create a directory in) stops start-up naming
+// DATA_DIR.
+func TestUnwritableDataDirNamesItsVariable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, roles := range []string{"command", "query"} {
+		err := startErr(t, map[string]string{"DATA_DIR": filepath.Join(file, "data"), "ROLES": roles})
+		if err == nil || !strings.HasPrefix(err.Error(), "DATA_DIR:") {
+			t.Fatalf("ROLES=%s, DATA_DIR below a file: %v", roles, err)
+		}
+	}
+}

@@ -1,0 +1,45 @@
+package telemetry_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/internal/telemetry"
+	"google.golang.org/grpc"
+)
+
+// The RPC line carries its duration as milliseconds (a number), and any
+// other duration logged through ReadableDurations as text, never as bare
+// nanoseconds.
+func TestLoggedDurationsAreReadable(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: telemetry.ReadableDurations}))
+	_, err := telemetry.UnaryLogger(log)(t.Context(), nil, &grpc.UnaryServerInfo{FullMethod: "/x.S/M"},
+		func(context.Context, any) (any, error) { return nil, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("waited", "backoff", 1500*time.Millisecond)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	var rpc, other map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rpc); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &other); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rpc["duration_ms"].(float64); !ok {
+		t.Fatalf("rpc line has no numeric duration_ms: %s", lines[0])
+	}
+	if _, ok := rpc["duration"]; ok {
+		t.Fatalf("rpc line still has a nanosecond duration: %s", lines[0])
+	}
+	if other["backoff"] != "1.5s" {
+		t.Fatalf("a logged duration reads %v, want \"1.5s\"", other["backoff"])
+	}
+}
