@@ -29,7 +29,10 @@ func TestMigrationKeepsAReadModelBuiltByTheFirstSchema(t *testing.T) {
 	if err := migrate(ctx, db, 1); err != nil {
 		t.Fatal(err)
 	}
-	old := &ReadModel{path: path, w: db, r: db}
+	old, err := prepare(ctx, path, db, db)
+	if err != nil {
+		t.Fatal(err)
+	}
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	pos := uint64(0)
 	var items []Item

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/orderstream/orderstream/order"
@@ -107,11 +108,23 @@ var migrations = []string{
 // ReadModel is one SQLite database holding the orders read model and the
 // checkpoint it was built to. Writes go through one connection (SQLite has
 // one writer); reads use a pool that sees committed snapshots (WAL).
+//
+// The read pool keeps every connection it opens (opening one parses the
+// DSN's pragmas and the schema again) and each connection keeps the read
+// statements prepared on it, so a read neither opens nor prepares.
 type ReadModel struct {
 	path string
 	w    *sql.DB
 	r    *sql.DB
+
+	getOrder, position, statusCounts, spend *sql.Stmt
+	lists                                   sync.Map // query text → *sql.Stmt
 }
+
+// readConns is the read pool's size, open and idle alike: enough for the
+// cores to keep busy while some reads wait on the disk, few enough that
+// each connection's page cache stays warm.
+const readConns = 8
 
 func dsn(path string, readOnly bool) string {
 	q := url.Values{}
@@ -146,8 +159,37 @@ func OpenReadModel(ctx context.Context, path string) (*ReadModel, error) {
 		_ = w.Close()
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
-	r.SetMaxOpenConns(8)
-	return &ReadModel{path: path, w: w, r: r}, nil
+	r.SetMaxOpenConns(readConns)
+	r.SetMaxIdleConns(readConns)
+	r.SetConnMaxIdleTime(0)
+	r.SetConnMaxLifetime(0)
+	return prepare(ctx, path, w, r)
+}
+
+// prepare returns the read model on w and r with its read statements
+// prepared; on failure it closes both.
+func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error) {
+	m := &ReadModel{path: path, w: w, r: r}
+	for _, s := range []struct {
+		stmt **sql.Stmt
+		q    string
+	}{
+		// One statement is one implicit read transaction, so the order
+		// and the checkpoint come from the same committed state without
+		// a BEGIN and a second round trip; no row for the order leaves
+		// its columns NULL.
+		{&m.getOrder, `SELECT c.position, o.revision, o.state FROM checkpoint c LEFT JOIN orders o ON o.id = ? WHERE c.id = 1`},
+		{&m.position, `SELECT position FROM checkpoint WHERE id = 1`},
+		{&m.statusCounts, `SELECT status, count FROM customer_status WHERE customer_id = ? AND count > 0`},
+		{&m.spend, `SELECT currency, amount FROM customer_spend WHERE customer_id = ? AND amount <> 0`},
+	} {
+		var err error
+		if *s.stmt, err = r.PrepareContext(ctx, s.q); err != nil {
+			_ = m.Close()
+			return nil, fmt.Errorf("projections: prepare on %s: %w", path, err)
+		}
+	}
+	return m, nil
 }
 
 // migrate applies the migrations up to the first n that db lacks.
@@ -183,7 +225,37 @@ func migrate(ctx context.Context, db *sql.DB, n int) error {
 func (m *ReadModel) Path() string { return m.path }
 
 // Close closes the database.
-func (m *ReadModel) Close() error { return errors.Join(m.r.Close(), m.w.Close()) }
+func (m *ReadModel) Close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{m.getOrder, m.position, m.statusCounts, m.spend} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	m.lists.Range(func(_, v any) bool {
+		errs = append(errs, v.(*sql.Stmt).Close())
+		return true
+	})
+	return errors.Join(append(errs, m.r.Close(), m.w.Close())...)
+}
+
+// listStmt returns the prepared statement for a list query, preparing it
+// on first use. The filters combine into a handful of query texts, so the
+// cache stays small.
+func (m *ReadModel) listStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := m.lists.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := m.r.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := m.lists.LoadOrStore(q, st); loaded {
+		_ = st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
 
 // Position returns the checkpoint: the log position of the last applied
 // event.
@@ -236,14 +308,15 @@ type Order struct {
 }
 
 // snapshot runs fn in one read transaction, so the answer and the position
-// reported with it come from the same committed state.
+// reported with it come from the same committed state. Only reads of
+// several statements need it; a point read is one statement.
 func (m *ReadModel) snapshot(ctx context.Context, fn func(tx *sql.Tx) error) (position uint64, err error) {
 	tx, err := m.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	if err := tx.QueryRowContext(ctx, `SELECT position FROM checkpoint WHERE id = 1`).Scan(&position); err != nil {
+	if err := tx.StmtContext(ctx, m.position).QueryRowContext(ctx).Scan(&position); err != nil {
 		return 0, err
 	}
 	if err := fn(tx); err != nil {
@@ -256,18 +329,20 @@ func (m *ReadModel) snapshot(ctx context.Context, fn func(tx *sql.Tx) error) (po
 // ErrOrderNotFound when the order is unknown.
 func (m *ReadModel) GetOrder(ctx context.Context, id string) (Order, uint64, error) {
 	var o Order
-	pos, err := m.snapshot(ctx, func(tx *sql.Tx) error {
-		var blob []byte
-		err := tx.QueryRowContext(ctx, `SELECT revision, state FROM orders WHERE id = ?`, id).Scan(&o.Revision, &blob)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrOrderNotFound
-		}
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(blob, &o.State)
-	})
-	return o, pos, err
+	var pos uint64
+	var rev sql.Null[uint64]
+	var blob []byte
+	if err := m.getOrder.QueryRowContext(ctx, id).Scan(&pos, &rev, &blob); err != nil {
+		return Order{}, 0, err
+	}
+	if !rev.Valid {
+		return Order{}, 0, ErrOrderNotFound
+	}
+	o.Revision = rev.V
+	if err := json.Unmarshal(blob, &o.State); err != nil {
+		return Order{}, 0, err
+	}
+	return o, pos, nil
 }
 
 // ListFilter selects orders for List. Creation times are stored as int64
@@ -347,9 +422,13 @@ func (m *ReadModel) ListOrders(ctx context.Context, f ListFilter, after *Cursor,
 	}
 	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
 	args = append(args, limit)
+	st, err := m.listStmt(ctx, q)
+	if err != nil {
+		return nil, 0, err
+	}
 	var out []Order
 	pos, err := m.snapshot(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, q, args...)
+		rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 		if err != nil {
 			return err
 		}
@@ -384,7 +463,7 @@ type CustomerSummary struct {
 func (m *ReadModel) GetCustomerSummary(ctx context.Context, customerID string) (CustomerSummary, uint64, error) {
 	s := CustomerSummary{CustomerID: customerID, ByStatus: map[order.Status]int64{}, Spend: map[string]int64{}}
 	pos, err := m.snapshot(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT status, count FROM customer_status WHERE customer_id = ? AND count > 0`, customerID)
+		rows, err := tx.StmtContext(ctx, m.statusCounts).QueryContext(ctx, customerID)
 		if err != nil {
 			return err
 		}
@@ -397,7 +476,7 @@ func (m *ReadModel) GetCustomerSummary(ctx context.Context, customerID string) (
 			s.ByStatus[order.Status(st)] = n
 		}
 		rows.Close()
-		rows, err = tx.QueryContext(ctx, `SELECT currency, amount FROM customer_spend WHERE customer_id = ? AND amount <> 0`, customerID)
+		rows, err = tx.StmtContext(ctx, m.spend).QueryContext(ctx, customerID)
 		if err != nil {
 			return err
 		}
