@@ -18,6 +18,7 @@ topology: ## Run compose.yaml's services as local processes and kill some behind
 .PHONY: generate
 generate: ## Regenerate protobuf, gRPC, gateway and OpenAPI code.
 	$(BUF) generate
+	$(GO) run ./api/openapi/gen
 	gofmt -w api
 
 .PHONY: lint
@@ -39,6 +40,13 @@ breaking: ## Fail when the protos break wire or JSON compatibility with BREAKING
 checkgenerate: generate ## Fail when committed generated code is stale.
 	@git diff --exit-code -- api || { echo "generated code is stale: run make generate and commit"; exit 1; }
 	@untracked="$$(git ls-files --others --exclude-standard -- api)"; if [ -n "$$untracked" ]; then echo "untracked generated files:"; echo "$$untracked"; exit 1; fi
+
+# The OpenAPI linter, from the npm registry (needs Node.js and npx).
+REDOCLY_CLI_VERSION := 2.77.0
+
+.PHONY: openapi-lint
+openapi-lint: ## Lint the OpenAPI 3 document with @redocly/cli (redocly.yaml).
+	npx --yes @redocly/cli@$(REDOCLY_CLI_VERSION) lint --config redocly.yaml api/openapi/openapi.json
 
 .PHONY: run
 run: ## Run the whole system with embedded NATS.

@@ -81,10 +81,11 @@
 //
 // # Other endpoints
 //
-// GET /openapi.json serves the generated OpenAPI v2 document
-// (package api/openapi); GET /healthz answers 200 {"status":"ok"} while the
-// process runs; GET /readyz runs the readiness checks (see
-// WithReadinessCheck) and answers 200 or 503 naming each check.
+// GET /openapi.json serves the OpenAPI 3 document of this API, and GET
+// /openapi-v2.json the same API as OpenAPI 2.0 (package api/openapi);
+// GET /healthz answers 200 {"status":"ok"} while the process runs; GET /readyz runs the readiness checks (see
+// WithReadinessCheck) and answers 200 or 503 naming each check. None of
+// them calls gRPC, so none needs a token.
 package gateway
 
 import (
@@ -229,8 +230,8 @@ var registrations = []struct {
 	}},
 }
 
-// New returns the HTTP handler of the REST API, /openapi.json, /healthz and
-// /readyz, calling the gRPC services over conn (or a WithServiceConn
+// New returns the HTTP handler of the REST API, /openapi.json,
+// /openapi-v2.json, /healthz and /readyz, calling the gRPC services over conn (or a WithServiceConn
 // connection). Connections are used, never closed: the caller owns them.
 // ctx is only passed to grpc-gateway's registration (which does not keep
 // it); each request runs under its own context. New fails when conn is nil,
@@ -288,15 +289,21 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	}
 
 	h := http.NewServeMux()
-	h.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-cache")
-		_, _ = w.Write(openapi.Spec)
-	})
+	h.HandleFunc("GET /openapi.json", document(openapi.Spec))
+	h.HandleFunc("GET /openapi-v2.json", document(openapi.SpecV2))
 	h.HandleFunc("GET /healthz", healthz)
 	h.Handle("GET /readyz", readyz(append(checks, cfg.checks...)))
 	h.Handle("/", conventions(cfg, mux))
 	return h, nil
+}
+
+// document serves an OpenAPI document.
+func document(spec []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(spec)
+	}
 }
 
 // jsonMarshaler is grpc-gateway's JSONPb, announcing server streams as

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/api/openapi"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
@@ -632,17 +633,31 @@ func TestStreamsAreNDJSON(t *testing.T) {
 	}
 }
 
-func TestOpenAPIDocument(t *testing.T) {
+// TestOpenAPIDocuments checks that the gateway serves the generated
+// documents as they are, and that the OpenAPI 3 one has every route of
+// http.yaml (internal/app's tests check it against every route ordersd
+// serves, api/openapi/gen's test validates it).
+func TestOpenAPIDocuments(t *testing.T) {
 	e := start(t)
-	r := expect(t, e.do(t, "GET", "/openapi.json", ""), 200)
-	doc := validOpenAPI(t, []byte(r.raw))
+	for path, want := range map[string][]byte{"/openapi.json": openapi.Spec, "/openapi-v2.json": openapi.SpecV2} {
+		r := expect(t, e.do(t, "GET", path, ""), 200)
+		if r.header.Get("Content-Type") != "application/json" || r.raw != string(want) {
+			t.Errorf("%s: Content-Type %q, not the embedded document", path, r.header.Get("Content-Type"))
+		}
+	}
+	var doc struct {
+		OpenAPI string                               `json:"openapi"`
+		Paths   map[string]map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(openapi.Spec, &doc); err != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("/openapi.json: openapi %q, %v", doc.OpenAPI, err)
+	}
 	rules := httpRules(t)
 	if len(rules) < 20 {
 		t.Fatalf("only %d rules in http.yaml", len(rules))
 	}
 	for _, rt := range rules {
-		item := doc.Paths[openAPIPath(rt.path)]
-		if item == nil || item.GetOperation(strings.ToUpper(rt.method)) == nil {
+		if doc.Paths[openAPIPath(rt.path)][rt.method] == nil {
 			t.Errorf("%s %s (%s) is missing from the OpenAPI document", strings.ToUpper(rt.method), rt.path, rt.selector)
 		}
 	}

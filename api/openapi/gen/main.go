@@ -1,0 +1,347 @@
+// Command gen writes the OpenAPI 3 document of the REST API, openapi.json,
+// from the OpenAPI 2.0 document protoc-gen-openapiv2 generates
+// (orders.swagger.json), both in api/openapi. `make generate` runs it after
+// buf, from the repository root:
+//
+//	go run ./api/openapi/gen
+//
+// protoc-gen-openapiv2 knows the protos and the HTTP rules but not what the
+// gateway and ordersd add around them, so gen converts the 2.0 document
+// (kin-openapi's openapi2conv) and then adds, deterministically:
+//
+//   - the bearer security scheme, and on every operation its security: the
+//     bearer token for the API, none for the probes and documents;
+//   - the roles that may call each operation (internal/auth.AllowedRoles);
+//   - the error responses each operation can answer, as shared responses
+//     whose body is the status schema (rpcStatus): 400, 401, 403, 429 and
+//     503 on every API operation; 408, 413 and 415 where there is a body;
+//     404 where the path names an order; 409 and 422 on commands (those
+//     taking Idempotency-Key); 412 where If-Match applies;
+//   - the ETag response header wherever the gateway sets it (a response
+//     carrying the order's revision);
+//   - application/x-ndjson as the media type of server streams;
+//   - the routes ordersd serves beside the API (/healthz, /readyz,
+//     /metrics, /openapi.json, /openapi-v2.json), public;
+//   - a server entry.
+//
+// The header parameters (Idempotency-Key, If-Match, X-Min-Position), title,
+// description and license come from the generator options in
+// api/openapi/openapi.yaml and pass through the conversion.
+//
+// This package is the only user of kin-openapi; its test validates the
+// document with it.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi2"
+	"github.com/getkin/kin-openapi/openapi2conv"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/orderstream/orderstream/internal/auth"
+)
+
+func main() {
+	in := flag.String("in", "api/openapi/orders.swagger.json", "the OpenAPI 2.0 document protoc-gen-openapiv2 generated")
+	out := flag.String("out", "api/openapi/openapi.json", "where to write the OpenAPI 3 document")
+	flag.Parse()
+	if err := run(*in, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "gen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(in, out string) error {
+	v2, err := os.ReadFile(in)
+	if err != nil {
+		return err
+	}
+	b, err := generate(v2)
+	if err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
+	return os.WriteFile(out, b, 0o644)
+}
+
+// generate converts the OpenAPI 2.0 document v2 and completes it; the same
+// input always gives the same bytes.
+func generate(v2 []byte) ([]byte, error) {
+	var doc2 openapi2.T
+	if err := json.Unmarshal(v2, &doc2); err != nil {
+		return nil, err
+	}
+	doc, err := openapi2conv.ToV3(&doc2)
+	if err != nil {
+		return nil, fmt.Errorf("converting to OpenAPI 3: %w", err)
+	}
+	if err := complete(doc); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+const (
+	bearer       = "bearerAuth"
+	statusSchema = "rpcStatus"
+	streamTitle  = "Stream result of "
+	probesTag    = "Probes"
+)
+
+// Server is the server entry: ordersd with its default HTTP_ADDR.
+const Server = "http://127.0.0.1:8080"
+
+// errorResponses are the shared error responses, by status.
+var errorResponses = map[string]struct{ name, description string }{
+	"400": {"BadRequest", "INVALID_ARGUMENT: a malformed request (bad or unknown field, unknown query parameter, malformed header, invalid UTF-8); " +
+		"FAILED_PRECONDITION: the order's status does not allow the command; OUT_OF_RANGE: a version past the order's history."},
+	"401": {"Unauthenticated", "UNAUTHENTICATED: authentication is configured and the bearer token (or, with TLS_CLIENT_CA, the client certificate) is missing or invalid."},
+	"403": {"PermissionDenied", "PERMISSION_DENIED: the token's roles do not allow this operation."},
+	"404": {"NotFound", "NOT_FOUND: no such order (or, for an item, no such line in it)."},
+	"408": {"RequestTimeout", "The request body was not received in time."},
+	"409": {"Conflict", "ALREADY_EXISTS: the order, or the line's SKU, exists already; ABORTED: a stale expectedRevision in the body, or lasting contention."},
+	"412": {"PreconditionFailed", "ABORTED under If-Match: the order changed since the revision named by If-Match."},
+	"413": {"PayloadTooLarge", "The request body exceeds the gateway's limit (1 MiB by default)."},
+	"415": {"UnsupportedMediaType", "The request body's Content-Type is missing or not JSON (application/json, UTF-8)."},
+	"422": {"RequestIdReused", "ALREADY_EXISTS with reason REQUEST_ID_REUSED: the Idempotency-Key (requestId) names an earlier, different request."},
+	"429": {"TooManyRequests", "RESOURCE_EXHAUSTED: the server is at MAX_IN_FLIGHT calls (MAX_STREAMS for streams); retry later."},
+	"503": {"Unavailable", "UNAVAILABLE: the event store or an upstream service cannot be reached, or the read model did not reach X-Min-Position (consistency.minPosition) in time; retry later."},
+}
+
+// complete adds to the converted document what the gateway and ordersd do
+// beyond the protos (see the package comment).
+func complete(doc *openapi3.T) error {
+	if doc.Info == nil || doc.Info.License == nil || doc.Info.License.Name == "" {
+		return fmt.Errorf("info.license is missing: set it in api/openapi/openapi.yaml")
+	}
+	if doc.Components.Schemas[statusSchema] == nil {
+		return fmt.Errorf("no %s schema to answer errors with", statusSchema)
+	}
+	doc.Servers = openapi3.Servers{{URL: Server, Description: "ordersd listening on its default HTTP_ADDR"}}
+	doc.Components.SecuritySchemes = openapi3.SecuritySchemes{bearer: {Value: &openapi3.SecurityScheme{
+		Type:         "http",
+		Scheme:       "bearer",
+		BearerFormat: "static token or JWT",
+		Description: "Authorization: Bearer <token>, needed once ordersd has an AUTH_* token source " +
+			"(AUTH_TOKENS_FILE, AUTH_JWT_HMAC_SECRET_FILE, AUTH_JWKS_FILE); without one no token is asked for. " +
+			"Each operation lists the roles that may call it; admin may call every operation.",
+	}}}
+	doc.Components.Responses = openapi3.ResponseBodies{}
+	status := &openapi3.SchemaRef{Ref: "#/components/schemas/" + statusSchema}
+	for _, r := range errorResponses {
+		doc.Components.Responses[r.name] = &openapi3.ResponseRef{Value: openapi3.NewResponse().
+			WithDescription(r.description).WithContent(openapi3.NewContentWithJSONSchemaRef(status))}
+	}
+	doc.Components.Headers = openapi3.Headers{"ETag": {Value: &openapi3.Header{Parameter: openapi3.Parameter{
+		Description: `The order's revision, quoted ("3"): send it back as If-Match.`,
+		Schema:      openapi3.NewStringSchema().NewRef(),
+	}}}}
+
+	for _, path := range doc.Paths.InMatchingOrder() {
+		for method, op := range doc.Paths.Value(path).Operations() {
+			if err := completeOperation(doc, path, method, op); err != nil {
+				return fmt.Errorf("%s %s: %w", method, path, err)
+			}
+		}
+	}
+	addPublicRoutes(doc)
+	return pruneSchemas(doc)
+}
+
+// schemaRef matches a reference to a schema component in the JSON document.
+var schemaRef = regexp.MustCompile(`"#/components/schemas/([^"]+)"`)
+
+// pruneSchemas drops the schemas nothing refers to any more: the 2.0
+// document needs some (such as v1Consistency) only to describe query
+// parameters, which OpenAPI 3 spells out one by one.
+func pruneSchemas(doc *openapi3.T) error {
+	for {
+		b, err := json.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		used := map[string]bool{}
+		for _, m := range schemaRef.FindAllSubmatch(b, -1) {
+			used[string(m[1])] = true
+		}
+		n := len(doc.Components.Schemas)
+		maps.DeleteFunc(doc.Components.Schemas, func(name string, _ *openapi3.SchemaRef) bool { return !used[name] })
+		if len(doc.Components.Schemas) == n {
+			return nil
+		}
+	}
+}
+
+func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operation) error {
+	service, rpc, ok := strings.Cut(op.OperationID, "_")
+	if !ok {
+		return fmt.Errorf("operationId %q is not <service>_<method>", op.OperationID)
+	}
+	roles, exempt := auth.AllowedRoles("/orders.v1." + service + "/" + rpc)
+	if exempt {
+		return fmt.Errorf("%s needs no token, but every API route is secured", op.OperationID)
+	}
+	op.Security = &openapi3.SecurityRequirements{{bearer: []string{}}}
+	op.Description = strings.TrimSpace(op.Description + "\n\nRoles: " + strings.Join(withAdmin(roles), ", ") + ".")
+
+	statuses := []string{"400", "401", "403", "429", "503"}
+	header := map[string]bool{}
+	for _, p := range op.Parameters {
+		if p.Value != nil && p.Value.In == openapi3.ParameterInHeader {
+			header[p.Value.Name] = true
+		}
+	}
+	if op.RequestBody != nil {
+		statuses = append(statuses, "408", "413", "415")
+	}
+	if strings.Contains(path, "{orderId}") {
+		statuses = append(statuses, "404")
+	}
+	if header["Idempotency-Key"] {
+		statuses = append(statuses, "409", "422")
+	}
+	if header["If-Match"] {
+		statuses = append(statuses, "412")
+	}
+	for _, s := range statuses {
+		op.Responses.Set(s, &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponses[s].name})
+	}
+
+	ok200 := op.Responses.Value("200")
+	if ok200 == nil || ok200.Value == nil {
+		return fmt.Errorf("no 200 response")
+	}
+	media := ok200.Value.Content.Get("application/json")
+	if media == nil || media.Schema == nil {
+		return fmt.Errorf("200 response has no JSON schema")
+	}
+	if media.Schema.Value != nil && strings.HasPrefix(media.Schema.Value.Title, streamTitle) {
+		// A server stream: one {"result": …} (or a last {"error": …}) per
+		// line, flushed as produced.
+		ok200.Value.Content = openapi3.Content{"application/x-ndjson": media}
+		ok200.Value.Description = ptr("A stream of newline-delimited JSON objects: {\"result\": …} per message; an error after the first message arrives as a last line {\"error\": …}.")
+		return nil
+	}
+	if setsETag(doc, op, media.Schema) {
+		ok200.Value.Headers = openapi3.Headers{"ETag": {Ref: "#/components/headers/ETag"}}
+	}
+	return nil
+}
+
+// setsETag mirrors the gateway's setETag: a response carrying the order's
+// revision at its top level (the commands), and GetOrder's, whose order
+// carries it.
+func setsETag(doc *openapi3.T, op *openapi3.Operation, ref *openapi3.SchemaRef) bool {
+	if op.OperationID == "OrderQueryService_GetOrder" {
+		return true
+	}
+	s := resolve(doc, ref)
+	if s == nil {
+		return false
+	}
+	_, ok := s.Properties["revision"]
+	return ok
+}
+
+func resolve(doc *openapi3.T, ref *openapi3.SchemaRef) *openapi3.Schema {
+	switch {
+	case ref == nil:
+		return nil
+	case ref.Ref != "":
+		if r := doc.Components.Schemas[strings.TrimPrefix(ref.Ref, "#/components/schemas/")]; r != nil {
+			return r.Value
+		}
+		return nil
+	}
+	return ref.Value
+}
+
+// withAdmin is roles plus admin, which may call everything.
+func withAdmin(roles []string) []string {
+	out := slices.Clone(roles)
+	if !slices.Contains(out, auth.Admin) {
+		out = append(out, auth.Admin)
+	}
+	return out
+}
+
+// PublicRoutes are the routes ordersd serves beside the API's, by "METHOD
+// /path": they need no token.
+var PublicRoutes = map[string]*openapi3.Operation{
+	"GET /healthz": {
+		OperationID: "Healthz",
+		Summary:     "Liveness: 200 while the process runs, whatever its dependencies do.",
+		Responses: openapi3.NewResponses(openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+			WithDescription("Alive.").WithJSONSchemaRef(&openapi3.SchemaRef{Ref: "#/components/schemas/Health"})})),
+	},
+	"GET /readyz": {
+		OperationID: "Readyz",
+		Summary:     "Readiness: 200 when every required check passes, 503 otherwise, naming each check.",
+		Responses: openapi3.NewResponses(
+			openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+				WithDescription("Ready.").WithJSONSchemaRef(&openapi3.SchemaRef{Ref: "#/components/schemas/Readiness"})}),
+			openapi3.WithStatus(503, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+				WithDescription("Not ready: the failing checks say why.").WithJSONSchemaRef(&openapi3.SchemaRef{Ref: "#/components/schemas/Readiness"})}),
+		),
+	},
+	"GET /metrics": {
+		OperationID: "Metrics",
+		Summary:     "Prometheus metrics, in the text exposition format.",
+		Responses: openapi3.NewResponses(openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+			WithDescription("The metrics.").WithContent(openapi3.NewContentWithSchema(openapi3.NewStringSchema(), []string{"text/plain"}))})),
+	},
+	"GET /openapi.json": {
+		OperationID: "OpenAPI",
+		Summary:     "This document: OpenAPI 3.",
+		Responses: openapi3.NewResponses(openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+			WithDescription("The OpenAPI 3 document.").WithJSONSchema(openapi3.NewObjectSchema())})),
+	},
+	"GET /openapi-v2.json": {
+		OperationID: "OpenAPIv2",
+		Summary:     "The same API as OpenAPI 2.0 (Swagger), as protoc-gen-openapiv2 generates it.",
+		Responses: openapi3.NewResponses(openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+			WithDescription("The OpenAPI 2.0 document.").WithJSONSchema(openapi3.NewObjectSchema())})),
+	},
+}
+
+func addPublicRoutes(doc *openapi3.T) {
+	doc.Tags = append(doc.Tags, &openapi3.Tag{Name: probesTag, Description: "Health, readiness, metrics and this document; no token needed."})
+	doc.Components.Schemas["Health"] = openapi3.NewObjectSchema().
+		WithProperty("status", openapi3.NewStringSchema().WithEnum("ok")).NewRef()
+	checks := openapi3.NewObjectSchema().WithAdditionalProperties(openapi3.NewStringSchema())
+	checks.Description = `Each check's name and "ok", or why it failed.`
+	info := openapi3.NewObjectSchema().WithAdditionalProperties(openapi3.NewStringSchema())
+	info.Description = "Advisory checks: reported, never changing the status."
+	doc.Components.Schemas["Readiness"] = openapi3.NewObjectSchema().
+		WithProperty("status", openapi3.NewStringSchema().WithEnum("ready", "not ready")).
+		WithProperty("checks", checks).
+		WithProperty("info", info).NewRef()
+	for _, route := range slices.Sorted(maps.Keys(PublicRoutes)) {
+		method, path, _ := strings.Cut(route, " ")
+		op := *PublicRoutes[route]
+		op.Tags = []string{probesTag}
+		op.Security = &openapi3.SecurityRequirements{}
+		item := doc.Paths.Value(path)
+		if item == nil {
+			item = &openapi3.PathItem{}
+			doc.Paths.Set(path, item)
+		}
+		item.SetOperation(method, &op)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

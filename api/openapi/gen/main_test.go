@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/orderstream/orderstream/api/openapi"
+)
+
+// The committed openapi.json is what gen makes of the committed 2.0
+// document, every time.
+func TestGeneratedDocumentIsCommitted(t *testing.T) {
+	v2, err := os.ReadFile("../orders.swagger.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := generate(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := generate(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, again) {
+		t.Fatal("two runs of gen on the same input differ")
+	}
+	if !bytes.Equal(first, openapi.Spec) {
+		t.Fatal("api/openapi/openapi.json is stale: run make generate")
+	}
+}
+
+func load(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(openapi.Spec)
+	if err != nil {
+		t.Fatalf("openapi.json does not load: %v", err)
+	}
+	if err := doc.Validate(t.Context()); err != nil {
+		t.Fatalf("openapi.json is not valid OpenAPI 3: %v", err)
+	}
+	return doc
+}
+
+func TestDocumentIsValidOpenAPI3(t *testing.T) {
+	doc := load(t)
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi %q", doc.OpenAPI)
+	}
+	if doc.Info.License == nil || doc.Info.License.Name == "" {
+		t.Error("no license")
+	}
+	if len(doc.Servers) == 0 || doc.Servers[0].URL == "" {
+		t.Error("no server")
+	}
+	s := doc.Components.SecuritySchemes[bearer]
+	if s == nil || s.Value.Type != "http" || s.Value.Scheme != "bearer" {
+		t.Fatalf("security scheme %s: %+v", bearer, s)
+	}
+}
+
+// hasHeader reports whether op takes the named header parameter.
+func hasHeader(op *openapi3.Operation, name string) bool {
+	return slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
+		return p.Value.In == openapi3.ParameterInHeader && p.Value.Name == name
+	})
+}
+
+// TestOperations checks, operation by operation, the security, headers and
+// responses the package comment promises.
+func TestOperations(t *testing.T) {
+	doc := load(t)
+	public := 0
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			route := method + " " + path
+			if _, ok := PublicRoutes[route]; ok {
+				public++
+				if op.Security == nil || len(*op.Security) != 0 {
+					t.Errorf("%s: security %v, want none (public)", route, op.Security)
+				}
+				continue
+			}
+			if op.Security == nil || len(*op.Security) != 1 || (*op.Security)[0][bearer] == nil {
+				t.Errorf("%s: security %v, want %s", route, op.Security, bearer)
+			}
+			want := []int{400, 401, 403, 429, 503}
+			command := strings.HasPrefix(op.OperationID, "OrderCommandService_")
+			if command != hasHeader(op, "Idempotency-Key") {
+				t.Errorf("%s: Idempotency-Key on a command: %v", route, !command)
+			}
+			if strings.HasPrefix(op.OperationID, "OrderQueryService_") && !hasHeader(op, "X-Min-Position") {
+				t.Errorf("%s: no X-Min-Position", route)
+			}
+			if command {
+				want = append(want, 409, 422)
+			}
+			if hasHeader(op, "If-Match") {
+				want = append(want, 412)
+			}
+			if op.RequestBody != nil {
+				want = append(want, 408, 413, 415)
+			}
+			if strings.Contains(path, "{orderId}") {
+				want = append(want, 404)
+			}
+			for _, code := range want {
+				r := op.Responses.Status(code)
+				if r == nil || r.Value == nil {
+					t.Errorf("%s: no %d response", route, code)
+					continue
+				}
+				mt := r.Value.Content.Get("application/json")
+				if mt == nil || mt.Schema == nil || mt.Schema.Ref != "#/components/schemas/"+statusSchema {
+					t.Errorf("%s: %d response is not the status JSON", route, code)
+				}
+			}
+			ok := op.Responses.Status(200)
+			if ok == nil || ok.Value == nil {
+				t.Errorf("%s: no 200 response", route)
+				continue
+			}
+			// Every response that carries the order's revision has its
+			// ETag: the commands and GetOrder.
+			etag := ok.Value.Headers["ETag"] != nil
+			if wantETag := command || op.OperationID == "OrderQueryService_GetOrder"; etag != wantETag {
+				t.Errorf("%s: ETag header %v, want %v", route, etag, wantETag)
+			}
+			if hasHeader(op, "If-Match") && !command {
+				t.Errorf("%s: If-Match on an operation that is no command", route)
+			}
+		}
+	}
+	if public != len(PublicRoutes) {
+		t.Errorf("%d public routes in the document, want %d", public, len(PublicRoutes))
+	}
+}
+
+// Server streams are declared as newline-delimited JSON.
+func TestStreamsAreNDJSON(t *testing.T) {
+	doc := load(t)
+	for _, id := range []string{"OrderAuditService_StreamEvents", "OrderAuditService_VerifyLog", "OrderAdminService_RebuildReadModel"} {
+		var op *openapi3.Operation
+		for _, item := range doc.Paths.Map() {
+			for _, o := range item.Operations() {
+				if o.OperationID == id {
+					op = o
+				}
+			}
+		}
+		if op == nil {
+			t.Errorf("no operation %s", id)
+			continue
+		}
+		if c := op.Responses.Status(200).Value.Content; c.Get("application/x-ndjson") == nil || len(c) != 1 {
+			t.Errorf("%s: 200 content %v, want application/x-ndjson", id, slices.Sorted(maps.Keys(c)))
+		}
+	}
+}
