@@ -62,6 +62,16 @@ bench: ## Benchmarks of the hot paths, then ordersbench against a temporary orde
 	  "$$dir/ordersbench" --addr 127.0.0.1:50551 --nats nats://127.0.0.1:14222 --rate 1000 --duration 10s --compare-raw; \
 	  kill $$pid; wait $$pid 2>/dev/null; }; rm -rf "$$dir"
 
+# FLOOR_FLAGS passes flags to ordersbench floor, e.g.
+# FLOOR_FLAGS='--events 1000000 --json floor.json --profile-dir prof'.
+FLOOR_FLAGS ?=
+
+.PHONY: bench-floor
+bench-floor: ## ordersd against raw gRPC and raw JetStream floors, one run (starts its own ordersd).
+	@dir="$$(mktemp -d)"; \
+	$(GO) build -o "$$dir/ordersd" ./cmd/ordersd && $(GO) build -o "$$dir/ordersbench" ./cmd/ordersbench && \
+	"$$dir/ordersbench" floor --ordersd "$$dir/ordersd" $(FLOOR_FLAGS); rc=$$?; rm -rf "$$dir"; exit $$rc
+
 .PHONY: docker
 docker: ## Build the container image (needs a Docker engine).
 	docker build -t orderstream/ordersd:dev .

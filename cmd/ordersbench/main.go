@@ -9,16 +9,24 @@
 //	ordersbench --compare-raw --nats nats://127.0.0.1:4222 --json report.json
 //	ordersbench --tls --ca ca.pem --token "$ORDERS_TOKEN"
 //
+// ordersbench floor starts ordersd itself (see runFloor) and measures the
+// system against raw gRPC and raw JetStream in one run:
+//
+//	ordersbench floor --ordersd ./ordersd --events 100000 --json floor.json
+//
 // Only run it against servers you run yourself.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -27,6 +35,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "floor" {
+		runFloor(os.Args[2:])
+		return
+	}
 	addr := flag.String("addr", "127.0.0.1:50051", "ordersd gRPC address")
 	httpBase := flag.String("http", "http://127.0.0.1:8080", "ordersd REST base URL (with --protocol rest)")
 	protocol := flag.String("protocol", "grpc", "grpc, rest or raw")
@@ -124,4 +136,63 @@ type ratio struct {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "ordersbench:", err)
 	os.Exit(1)
+}
+
+// runFloor is "ordersbench floor": it starts its own ordersd (all roles,
+// then ROLES=command) on free loopback ports in a temporary directory and
+// prints the floors, the system against them, and the ratios, each from
+// this one run.
+func runFloor(args []string) {
+	fs := flag.NewFlagSet("ordersbench floor", flag.ExitOnError)
+	bin := fs.String("ordersd", "", "ordersd executable to start (default: ordersd beside this executable, else on PATH)")
+	clients := fs.Int("clients", 32, "concurrent clients of every closed-loop phase")
+	phase := fs.Duration("phase", 5*time.Second, "duration of each measured phase")
+	events := fs.Int("events", 100000, "log size for the rebuild and the memory figures; the log is filled with CreateOrder up to it")
+	fillTimeout := fs.Duration("fill-timeout", 5*time.Minute, "bound on filling the log to --events")
+	lagRate := fs.Float64("lag-rate", 1000, "appends per second at which the append → visible lag is measured")
+	profiles := fs.String("profile-dir", "", "save ordersd's CPU profiles of the CreateOrder and GetOrder phases and a heap profile after the fill here (uses DEBUG_ADDR)")
+	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
+	_ = fs.Parse(args)
+	path, err := ordersdPath(*bin)
+	if err != nil {
+		fail(err)
+	}
+	if *profiles != "" {
+		if err := os.MkdirAll(*profiles, 0o750); err != nil {
+			fail(err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := loadgen.Floor(ctx, loadgen.FloorConfig{Ordersd: path, Clients: *clients, Phase: *phase, Events: *events,
+		FillTimeout: *fillTimeout, LagRate: *lagRate, ProfileDir: *profiles, Progress: os.Stderr})
+	if err != nil {
+		fail(err)
+	}
+	fmt.Print(rep.String())
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			fail(err)
+		}
+	}
+}
+
+// ordersdPath finds the ordersd to start: the flag, else one beside this
+// executable, else one on PATH.
+func ordersdPath(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(self), "ordersd")
+		if fi, err := os.Stat(beside); err == nil && !fi.IsDir() {
+			return beside, nil
+		}
+	}
+	p, err := exec.LookPath("ordersd")
+	if err != nil {
+		return "", errors.New("no ordersd beside ordersbench or on PATH: build one (go build ./cmd/ordersd) and pass --ordersd")
+	}
+	return p, nil
 }

@@ -69,6 +69,19 @@ func ParseMix(s string) (Mix, error) {
 	return m, nil
 }
 
+// ops lists each op as often as its weight, in a fixed order, so a seeded
+// draw from it is repeatable.
+func (m Mix) ops() []Op {
+	ops := make([]Op, 0, 100)
+	for op, w := range m {
+		for range w {
+			ops = append(ops, op)
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool { return ops[i] < ops[j] })
+	return ops
+}
+
 // Target performs operations.
 type Target interface {
 	// Do performs one op. It returns a short error class ("" on success)
@@ -124,33 +137,10 @@ func Run(ctx context.Context, name string, t Target, cfg Config) (*Report, error
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	ops := make([]Op, 0, 100)
-	for op, w := range cfg.Mix {
-		for range w {
-			ops = append(ops, op)
-		}
-	}
-	sort.Slice(ops, func(i, j int) bool { return ops[i] < ops[j] })
-	rep := &Report{Target: name, Rate: cfg.Rate, Ops: map[Op]*OpStats{}, hist: map[Op]*hdrhistogram.Histogram{}}
-	var mu sync.Mutex
-	overall := hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
-	record := func(op Op, lat time.Duration, class string) {
-		mu.Lock()
-		defer mu.Unlock()
-		h, ok := rep.hist[op]
-		if !ok {
-			h = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
-			rep.hist[op] = h
-			rep.Ops[op] = &OpStats{Errors: map[string]int64{}}
-		}
-		us := max(lat.Microseconds(), 1)
-		_ = h.RecordValue(us)
-		_ = overall.RecordValue(us)
-		rep.Ops[op].Count++
-		if class != "" {
-			rep.Ops[op].Errors[class]++
-		}
-	}
+	ops := cfg.Mix.ops()
+	rec := newRecorder(name)
+	rec.rep.Rate = cfg.Rate
+	record := rec.record
 	sem := make(chan struct{}, cfg.Concurrency)
 	var wg sync.WaitGroup
 	var dropped atomic.Int64
@@ -196,9 +186,49 @@ func Run(ctx context.Context, name string, t Target, cfg Config) (*Report, error
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	rep.Duration = elapsed.Seconds()
+	rep := rec.finish(time.Since(start))
 	rep.Dropped = dropped.Load()
+	return rep, nil
+}
+
+// recorder collects one run's latencies, per operation and overall.
+type recorder struct {
+	mu      sync.Mutex
+	rep     *Report
+	overall *hdrhistogram.Histogram
+}
+
+func newRecorder(name string) *recorder {
+	return &recorder{
+		rep:     &Report{Target: name, Ops: map[Op]*OpStats{}, hist: map[Op]*hdrhistogram.Histogram{}},
+		overall: hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+	}
+}
+
+func (r *recorder) record(op Op, lat time.Duration, class string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.rep.hist[op]
+	if !ok {
+		h = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+		r.rep.hist[op] = h
+		r.rep.Ops[op] = &OpStats{Errors: map[string]int64{}}
+	}
+	us := max(lat.Microseconds(), 1)
+	_ = h.RecordValue(us)
+	_ = r.overall.RecordValue(us)
+	r.rep.Ops[op].Count++
+	if class != "" {
+		r.rep.Ops[op].Errors[class]++
+	}
+}
+
+// finish computes the percentiles and the throughput over elapsed.
+func (r *recorder) finish(elapsed time.Duration) *Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rep := r.rep
+	rep.Duration = elapsed.Seconds()
 	for op, s := range rep.Ops {
 		fill(s, rep.hist[op])
 		rep.Completed += s.Count
@@ -209,10 +239,54 @@ func Run(ctx context.Context, name string, t Target, cfg Config) (*Report, error
 			rep.Overall.Errors[k] += v
 		}
 	}
-	fill(&rep.Overall, overall)
+	fill(&rep.Overall, r.overall)
 	rep.Overall.Count = rep.Completed
 	rep.Throughput = float64(rep.Completed) / elapsed.Seconds()
-	return rep, nil
+	return rep
+}
+
+// RunClosed drives t with a closed loop: clients goroutines each send the
+// next request as soon as the previous one is answered, for d (or until
+// ctx ends), with ops drawn from mix. The throughput is what the target
+// sustains at that concurrency, not capped by an offered rate; latency is
+// each request's own round trip. Report.Rate is 0.
+func RunClosed(ctx context.Context, name string, t Target, clients int, d time.Duration, mix Mix, timeout time.Duration) (*Report, error) {
+	if clients <= 0 || d <= 0 {
+		return nil, errors.New("loadgen: clients and duration must be positive")
+	}
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ops := mix.ops()
+	if len(ops) == 0 {
+		return nil, errors.New("loadgen: empty mix")
+	}
+	rec := newRecorder(name)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(c)))
+			for ctx.Err() == nil {
+				op := ops[rng.IntN(len(ops))]
+				// The request's own deadline is not the run's: a request
+				// cut off by the end of the run is not counted at all.
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+				t0 := time.Now()
+				class := t.Do(rctx, op, rng)
+				lat := time.Since(t0)
+				rcancel()
+				if ctx.Err() != nil && time.Now().After(start.Add(d)) && class != "" {
+					return
+				}
+				rec.record(op, lat, class)
+			}
+		})
+	}
+	wg.Wait()
+	return rec.finish(time.Since(start)), nil
 }
 
 func fill(s *OpStats, h *hdrhistogram.Histogram) {

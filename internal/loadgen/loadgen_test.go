@@ -156,3 +156,65 @@ func TestTargetsSendToken(t *testing.T) {
 		}
 	}
 }
+
+// inFlight is a target that records the most requests it ever had at once
+// and fails every op but get.
+type inFlight struct {
+	now, most atomic.Int64
+}
+
+func (f *inFlight) Do(_ context.Context, op loadgen.Op, _ *rand.Rand) string {
+	n := f.now.Add(1)
+	defer f.now.Add(-1)
+	for m := f.most.Load(); n > m && !f.most.CompareAndSwap(m, n); m = f.most.Load() {
+	}
+	time.Sleep(time.Millisecond) // a request that takes time, so clients overlap
+	if op != loadgen.Get {
+		return "Unavailable"
+	}
+	return ""
+}
+
+func (f *inFlight) Close() error { return nil }
+
+// A closed loop keeps exactly its clients busy (never more), records every
+// request it sent under its op, and classifies failures.
+func TestRunClosed(t *testing.T) {
+	f := &inFlight{}
+	mix, _ := loadgen.ParseMix("get=1,create=1")
+	rep, err := loadgen.RunClosed(t.Context(), "closed", f, 4, 100*time.Millisecond, mix, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.most.Load() > 4 || f.most.Load() < 2 {
+		t.Fatalf("%d requests in flight at most, want up to 4 and overlapping", f.most.Load())
+	}
+	gets, creates := rep.Ops[loadgen.Get], rep.Ops[loadgen.Create]
+	if gets == nil || creates == nil || gets.Count+creates.Count != rep.Completed || rep.Completed == 0 {
+		t.Fatalf("ops %+v, completed %d", rep.Ops, rep.Completed)
+	}
+	if creates.Errors["Unavailable"] != creates.Count || len(gets.Errors) != 0 || rep.Rate != 0 {
+		t.Fatalf("errors: get %v, create %v (of %d); rate %v", gets.Errors, creates.Errors, creates.Count, rep.Rate)
+	}
+	if _, err := loadgen.RunClosed(t.Context(), "none", f, 0, time.Second, mix, 0); err == nil {
+		t.Fatal("0 clients accepted")
+	}
+}
+
+// The health target is the gRPC floor: Health/Check through the server's
+// interceptor chain on the target's own connection, answered OK.
+func TestHealthTarget(t *testing.T) {
+	a, _ := apptest.Start(t, map[string]string{"ROLES": "command"})
+	g, err := loadgen.NewGRPC(a.GRPC, loadgen.Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	rep, err := loadgen.RunClosed(t.Context(), "health", g.Health(), 2, 100*time.Millisecond, loadgen.Mix{loadgen.Get: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Completed == 0 || len(rep.Overall.Errors) != 0 {
+		t.Fatalf("health: %d completed, errors %v", rep.Completed, rep.Overall.Errors)
+	}
+}

@@ -1,0 +1,625 @@
+package loadgen
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+	_ "modernc.org/sqlite" // the read model's file, counted after the run
+)
+
+// FloorConfig is one run of Floor.
+type FloorConfig struct {
+	// Ordersd is the ordersd executable to start.
+	Ordersd string
+	// Clients is the concurrency of every closed-loop phase.
+	Clients int
+	// Phase bounds each measured phase.
+	Phase time.Duration
+	// Events is the log size the rebuild is measured at; the log is
+	// filled with CreateOrder up to it, for at most FillTimeout.
+	Events      int
+	FillTimeout time.Duration
+	// LagRate is the append rate at which visibility lag is measured.
+	LagRate float64
+	// ProfileDir, when set, receives CPU profiles of ordersd taken during
+	// the CreateOrder and GetOrder phases and a heap profile after the
+	// fill (ordersd's DEBUG_ADDR).
+	ProfileDir string
+	// Progress receives a line per phase.
+	Progress io.Writer
+}
+
+// FloorReport is everything one Floor run measured. Rates are per second,
+// latencies in milliseconds.
+type FloorReport struct {
+	Clients int `json:"clients"`
+	// All roles in one process.
+	GRPCFloor      float64 `json:"grpc_floor"`
+	JetStreamFloor float64 `json:"jetstream_floor"`
+	CommandFloor   float64 `json:"command_floor"`
+	Create         *Report `json:"create"`
+	Get            *Report `json:"get"`
+	MixedPeak      float64 `json:"mixed_peak"`
+	MixedHalf      *Report `json:"mixed_half_peak"`
+	Lag            OpStats `json:"append_to_visible"`
+	LagRate        float64 `json:"lag_rate"`
+	// The log, its raw read and the rebuild.
+	Events         uint64  `json:"events"`
+	Orders         int64   `json:"orders"`
+	RawRead        float64 `json:"raw_read_events_per_s"`
+	Rebuild        float64 `json:"rebuild_events_per_s"`
+	ReadModelBytes int64   `json:"read_model_bytes"`
+	StreamBytes    uint64  `json:"stream_bytes"`
+	RSSBytes       int64   `json:"rss_bytes"`
+	PeakRSSBytes   int64   `json:"peak_rss_bytes"`
+	StartEmpty     float64 `json:"startup_empty_s"`
+	StartWithLog   float64 `json:"startup_with_log_s"`
+	// ROLES=command, its own floors from the same run.
+	CmdGRPCFloor      float64 `json:"command_role_grpc_floor"`
+	CmdJetStreamFloor float64 `json:"command_role_jetstream_floor"`
+	CmdCommandFloor   float64 `json:"command_role_command_floor"`
+	CmdCreate         *Report `json:"command_role_create"`
+}
+
+// commandFloor is one gRPC round trip plus one JetStream publish done one
+// after the other on the same cores: their times per request add up.
+func commandFloor(grpcRate, jsRate float64) float64 {
+	if grpcRate <= 0 || jsRate <= 0 {
+		return 0
+	}
+	return 1 / (1/grpcRate + 1/jsRate)
+}
+
+// Floor starts ordersd itself (all roles, then ROLES=command) on free
+// loopback ports in a temporary directory, and measures in one run the
+// floors the system is compared with and the system against them. It
+// stops every process it started before it returns.
+func Floor(ctx context.Context, cfg FloorConfig) (*FloorReport, error) {
+	if cfg.Clients <= 0 || cfg.Phase <= 0 || cfg.Events <= 0 || cfg.LagRate <= 0 {
+		return nil, errors.New("floor: clients, phase, events and lag rate must be positive")
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	tmp, err := os.MkdirTemp("", "ordersbench-floor-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	rep := &FloorReport{Clients: cfg.Clients, LagRate: cfg.LagRate}
+	if err := floorAllRoles(ctx, cfg, filepath.Join(tmp, "all"), rep); err != nil {
+		return nil, err
+	}
+	if err := floorCommandRole(ctx, cfg, filepath.Join(tmp, "command"), rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func (cfg FloorConfig) say(format string, args ...any) {
+	fmt.Fprintf(cfg.Progress, "floor: "+format+"\n", args...)
+}
+
+// floors measures the gRPC and JetStream floors against p with c's client.
+func floors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC) (grpcRate, jsRate float64, err error) {
+	cfg.say("gRPC floor: Health/Check, %d clients, %s", cfg.Clients, cfg.Phase)
+	h, err := RunClosed(ctx, "grpc-floor", g.Health(), cfg.Clients, cfg.Phase, Mix{Get: 1}, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	cfg.say("JetStream floor: publish expecting subject sequence 0 to new subjects, %d clients, %s", cfg.Clients, cfg.Phase)
+	raw, err := NewRaw(ctx, "nats://"+p.nats)
+	if err != nil {
+		return 0, 0, fmt.Errorf("raw: %w", err)
+	}
+	j, err := RunClosed(ctx, "jetstream-floor", raw, cfg.Clients, cfg.Phase, Mix{Create: 1}, 0)
+	_ = raw.Close() // deletes the raw stream: it is no part of the system's memory or disk
+	if err != nil {
+		return 0, 0, err
+	}
+	return okRate(h), okRate(j), nil
+}
+
+// okRate is the rate of successful requests.
+func okRate(r *Report) float64 {
+	var failed int64
+	for _, n := range r.Overall.Errors {
+		failed += n
+	}
+	return float64(r.Completed-failed) / r.Duration
+}
+
+func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorReport) error {
+	p, err := startOrdersd(ctx, cfg, dir, "command,query,audit,payments,gateway")
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	rep.StartEmpty = p.startup.Seconds()
+	g, err := NewGRPC(p.grpc, Auth{})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	if rep.GRPCFloor, rep.JetStreamFloor, err = floors(ctx, cfg, p, g); err != nil {
+		return err
+	}
+	rep.CommandFloor = commandFloor(rep.GRPCFloor, rep.JetStreamFloor)
+
+	cfg.say("CreateOrder, %d clients, %s", cfg.Clients, cfg.Phase)
+	stopProfile := p.profile(cfg, "cpu-create")
+	rep.Create, err = RunClosed(ctx, "create", g, cfg.Clients, cfg.Phase, Mix{Create: 1}, 0)
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	cfg.say("GetOrder, %d clients, %s", cfg.Clients, cfg.Phase)
+	stopProfile = p.profile(cfg, "cpu-get")
+	rep.Get, err = RunClosed(ctx, "get", g, cfg.Clients, cfg.Phase, Mix{Get: 1}, 0)
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	mix, _ := ParseMix("create=40,add=30,place=10,get=15,list=5")
+	cfg.say("mixed load at its peak, %d clients, %s", cfg.Clients, cfg.Phase)
+	peak, err := RunClosed(ctx, "mixed-peak", g, cfg.Clients, cfg.Phase, mix, 0)
+	if err != nil {
+		return err
+	}
+	rep.MixedPeak = okRate(peak)
+	cfg.say("mixed load at half its peak (%.0f/s), %s", rep.MixedPeak/2, cfg.Phase)
+	if rep.MixedHalf, err = Run(ctx, "mixed-half-peak", g, Config{Rate: rep.MixedPeak / 2, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: mix}); err != nil {
+		return err
+	}
+	cfg.say("append → visible at %.0f appends/s, %s", cfg.LagRate, cfg.Phase)
+	lag := &lagTarget{g: g, rec: newRecorder("lag")}
+	if _, err := Run(ctx, "lag", lag, Config{Rate: cfg.LagRate, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: Mix{Create: 1}}); err != nil {
+		return err
+	}
+	lagRep := lag.rec.finish(cfg.Phase)
+	rep.Lag = lagRep.Overall
+
+	nc, err := nats.Connect("nats://" + p.nats)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := fillLog(ctx, cfg, js, g); err != nil {
+		return err
+	}
+	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
+	head, err := caughtUp(ctx, admin)
+	if err != nil {
+		return err
+	}
+	rep.Events = head
+	if st, err := js.Stream(ctx, "ORDERS"); err == nil {
+		rep.StreamBytes = st.CachedInfo().State.Bytes
+	}
+	rep.RSSBytes, rep.PeakRSSBytes = p.rss()
+	p.heapProfile(cfg, "heap")
+
+	cfg.say("raw ordered-consumer read of %d events", head)
+	if rep.RawRead, err = rawRead(ctx, js, head); err != nil {
+		return err
+	}
+	cfg.say("rebuild of %d events", head)
+	if rep.Rebuild, err = rebuild(ctx, admin, head); err != nil {
+		return err
+	}
+	g.Close()
+	nc.Close()
+	p.stop()
+	if rep.Orders, rep.ReadModelBytes, err = readModelSize(filepath.Join(dir, "data", "readmodel")); err != nil {
+		return err
+	}
+	cfg.say("restart on %d events with a current checkpoint", head)
+	again, err := startOrdersd(ctx, cfg, dir, "command,query,audit,payments,gateway")
+	if err != nil {
+		return err
+	}
+	rep.StartWithLog = again.startup.Seconds()
+	again.stop()
+	return nil
+}
+
+func floorCommandRole(ctx context.Context, cfg FloorConfig, dir string, rep *FloorReport) error {
+	p, err := startOrdersd(ctx, cfg, dir, "command")
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	g, err := NewGRPC(p.grpc, Auth{})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	if rep.CmdGRPCFloor, rep.CmdJetStreamFloor, err = floors(ctx, cfg, p, g); err != nil {
+		return err
+	}
+	rep.CmdCommandFloor = commandFloor(rep.CmdGRPCFloor, rep.CmdJetStreamFloor)
+	cfg.say("CreateOrder with ROLES=command, %d clients, %s", cfg.Clients, cfg.Phase)
+	rep.CmdCreate, err = RunClosed(ctx, "create-command-role", g, cfg.Clients, cfg.Phase, Mix{Create: 1}, 0)
+	return err
+}
+
+// Health returns a target whose every op is grpc.health.v1.Health/Check on
+// g's connection: the cheapest unary RPC through the server's interceptor
+// chain, for the gRPC floor.
+func (g *GRPC) Health() Target { return healthTarget{healthpb.NewHealthClient(g.conn)} }
+
+type healthTarget struct{ c healthpb.HealthClient }
+
+func (h healthTarget) Do(ctx context.Context, _ Op, _ *rand.Rand) string {
+	_, err := h.c.Check(ctx, &healthpb.HealthCheckRequest{})
+	return class(err)
+}
+
+func (healthTarget) Close() error { return nil }
+
+// lagTarget creates an order and then reads it with min_position set to
+// the append's position: the time from the acknowledgement to the answer
+// is how long the append took to become visible in the read model (plus
+// one round trip).
+type lagTarget struct {
+	g   *GRPC
+	rec *recorder
+}
+
+func (l *lagTarget) Do(ctx context.Context, _ Op, _ *rand.Rand) string {
+	rid := l.g.p.id()
+	c, err := l.g.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid, CustomerId: "bench", Currency: "EUR",
+		Lines: []*ordersv1.LineItem{{Sku: "BASE", Quantity: 1, UnitPrice: 999}}, ShippingAddress: benchAddress})
+	if err != nil {
+		return class(err)
+	}
+	acked := time.Now()
+	_, err = l.g.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: c.GetOrder().GetOrderId(),
+		Consistency: &ordersv1.Consistency{MinPosition: c.GetPosition(), MaxWait: durationpb.New(10 * time.Second)}})
+	l.rec.record(Get, time.Since(acked), class(err))
+	return class(err)
+}
+
+func (*lagTarget) Close() error { return nil }
+
+// fillLog appends CreateOrders until the log holds cfg.Events events or
+// cfg.FillTimeout passed.
+func fillLog(ctx context.Context, cfg FloorConfig, js jetstream.JetStream, g *GRPC) error {
+	deadline := time.Now().Add(cfg.FillTimeout)
+	for {
+		st, err := js.Stream(ctx, "ORDERS")
+		if err != nil {
+			return err
+		}
+		n := st.CachedInfo().State.Msgs
+		if n >= uint64(cfg.Events) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			cfg.say("fill stopped at %d events after %s (--fill-timeout)", n, cfg.FillTimeout)
+			return nil
+		}
+		cfg.say("filling the log: %d of %d events", n, cfg.Events)
+		// Each CreateOrder appends one event: a short chunk overshoots
+		// little.
+		chunk := time.Duration(float64(uint64(cfg.Events)-n)/5000*float64(time.Second)) + 100*time.Millisecond
+		if _, err := RunClosed(ctx, "fill", g, cfg.Clients, min(chunk, 10*time.Second, time.Until(deadline)+time.Millisecond), Mix{Create: 1}, 0); err != nil {
+			return err
+		}
+	}
+}
+
+// caughtUp waits until the projection applied the whole log and returns
+// the log's head.
+func caughtUp(ctx context.Context, admin ordersv1.OrderAdminServiceClient) (uint64, error) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		st, err := admin.GetProjectionStatus(ctx, &ordersv1.GetProjectionStatusRequest{})
+		if err != nil {
+			return 0, err
+		}
+		if st.GetPosition() >= st.GetHead() {
+			return st.GetHead(), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("projection at %d of %d after 5 minutes", st.GetPosition(), st.GetHead())
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// rawRead reads n events of the ORDERS stream through an ordered consumer,
+// nothing else, and returns the rate: what a rebuild is compared with.
+func rawRead(ctx context.Context, js jetstream.JetStream, n uint64) (float64, error) {
+	t0 := time.Now()
+	cons, err := js.OrderedConsumer(ctx, "ORDERS", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return 0, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(10000))
+	if err != nil {
+		return 0, err
+	}
+	defer it.Stop()
+	for range n {
+		if _, err := it.Next(); err != nil {
+			return 0, err
+		}
+	}
+	return float64(n) / time.Since(t0).Seconds(), nil
+}
+
+// rebuild runs RebuildReadModel to its swap and returns events per second.
+func rebuild(ctx context.Context, admin ordersv1.OrderAdminServiceClient, n uint64) (float64, error) {
+	t0 := time.Now()
+	s, err := admin.RebuildReadModel(ctx, &ordersv1.RebuildReadModelRequest{})
+	if err != nil {
+		return 0, err
+	}
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			return 0, fmt.Errorf("rebuild: %w", err)
+		}
+		if m.GetSwapped() {
+			return float64(n) / time.Since(t0).Seconds(), nil
+		}
+	}
+}
+
+// readModelSize returns the orders in the live read model of a stopped
+// ordersd and the bytes its files take.
+func readModelSize(dir string) (orders, size int64, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, "CURRENT"))
+	name := "orders.db"
+	if err == nil {
+		name = strings.TrimSpace(string(b))
+	}
+	path := filepath.Join(dir, name)
+	for _, suffix := range []string{"", "-wal"} {
+		if fi, err := os.Stat(path + suffix); err == nil {
+			size += fi.Size()
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer db.Close()
+	err = db.QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&orders)
+	return orders, size, err
+}
+
+// ordersd is one ordersd child process.
+type ordersd struct {
+	cmd                     *exec.Cmd
+	grpc, http, nats, debug string
+	startup                 time.Duration
+	done                    chan struct{}
+	once                    sync.Once
+}
+
+// freePorts returns n distinct free loopback addresses. Another process
+// could take one before ordersd binds it; ordersd then fails to start and
+// says so.
+func freePorts(n int) ([]string, error) {
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
+}
+
+// startOrdersd starts cfg.Ordersd with roles on dir and waits until
+// /readyz answers 200; startup is the time from exec to that answer.
+func startOrdersd(ctx context.Context, cfg FloorConfig, dir, roles string) (*ordersd, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	addrs, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	p := &ordersd{grpc: addrs[0], http: addrs[1], nats: addrs[2], debug: addrs[3], done: make(chan struct{})}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "DATA_DIR=" + filepath.Join(dir, "data"),
+		"GRPC_ADDR=" + p.grpc, "HTTP_ADDR=" + p.http, "NATS_LISTEN=" + p.nats, "ROLES=" + roles, "LOG_LEVEL=warn"}
+	if cfg.ProfileDir != "" {
+		env = append(env, "DEBUG_ADDR="+p.debug)
+	}
+	// The Go runtime's own settings (GOMEMLIMIT, GOGC, GOMAXPROCS) pass
+	// through, so they can be compared.
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "GO") {
+			env = append(env, kv)
+		}
+	}
+	logf, err := os.Create(filepath.Join(dir, "ordersd.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	p.cmd = exec.Command(cfg.Ordersd)
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	t0 := time.Now()
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", cfg.Ordersd, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	c := &http.Client{Timeout: time.Second}
+	for {
+		res, err := c.Get("http://" + p.http + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				p.startup = time.Since(t0)
+				cfg.say("ordersd (ROLES=%s) ready in %s", roles, p.startup.Round(time.Millisecond))
+				return p, nil
+			}
+		}
+		select {
+		case <-p.done:
+			b, _ := os.ReadFile(logf.Name())
+			return nil, fmt.Errorf("ordersd exited before it was ready: %s", lastLines(string(b), 10))
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Since(t0) > 2*time.Minute {
+			p.stop()
+			return nil, errors.New("ordersd not ready after 2 minutes")
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// stop sends SIGTERM and waits for the exit, killing the process if it
+// does not drain within 30 s.
+func (p *ordersd) stop() {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+}
+
+// rss returns the process's resident set and its peak, from /proc (0 where
+// there is none).
+func (p *ordersd) rss() (rss, peak int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = kb << 10
+		case "VmHWM":
+			peak = kb << 10
+		}
+	}
+	return rss, peak
+}
+
+// profile starts a CPU profile of ordersd for a phase of cfg.Phase when
+// cfg.ProfileDir is set; the returned function waits for it to be saved.
+func (p *ordersd) profile(cfg FloorConfig, name string) func() {
+	if cfg.ProfileDir == "" {
+		return func() {}
+	}
+	secs := max(1, int(cfg.Phase.Seconds())-1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.save(cfg, name, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
+	}()
+	return func() { <-done }
+}
+
+// heapProfile saves a heap profile when cfg.ProfileDir is set.
+func (p *ordersd) heapProfile(cfg FloorConfig, name string) {
+	if cfg.ProfileDir != "" {
+		p.save(cfg, name, "/debug/pprof/heap?gc=1")
+	}
+}
+
+func (p *ordersd) save(cfg FloorConfig, name, path string) {
+	res, err := http.Get("http://" + p.debug + path)
+	if err != nil {
+		cfg.say("profile %s: %v (an ordersd without DEBUG_ADDR?)", name, err)
+		return
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		cfg.say("profile %s: HTTP %d", name, res.StatusCode)
+		return
+	}
+	out := filepath.Join(cfg.ProfileDir, name+".pprof")
+	f, err := os.Create(out)
+	if err != nil {
+		cfg.say("profile %s: %v", name, err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, res.Body); err != nil {
+		cfg.say("profile %s: %v", name, err)
+	}
+}
+
+// String renders the report as the table of measures, each ratio taken
+// from this one run.
+func (r *FloorReport) String() string {
+	var b strings.Builder
+	row := func(measure, value, ratio string) {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", measure, value, ratio)
+	}
+	div := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
+	fmt.Fprintf(&b, "| measure (%d clients, closed loop unless said) | value | ratio |\n|---|---|---|\n", r.Clients)
+	row("gRPC floor: grpc.health.v1.Health/Check", fmt.Sprintf("%.0f/s", r.GRPCFloor), "(reference)")
+	row("JetStream floor: publish expecting subject sequence 0, new subjects", fmt.Sprintf("%.0f/s", r.JetStreamFloor), "(reference)")
+	row("command floor: 1 / (1/gRPC + 1/JetStream)", fmt.Sprintf("%.0f/s", r.CommandFloor), "(reference)")
+	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), fmt.Sprintf("%.2f", div(okRate(r.Create), r.CommandFloor)))
+	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor),
+		fmt.Sprintf("%.2f", div(okRate(r.CmdCreate), r.CmdCommandFloor)))
+	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Get), r.Get.Overall.P99), fmt.Sprintf("%.2f", div(okRate(r.Get), r.GRPCFloor)))
+	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate), "")
+	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms)", r.Lag.P99, r.Lag.P50), "")
+	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events", r.Events), fmt.Sprintf("%.0f/s vs %.0f/s", r.Rebuild, r.RawRead), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)))
+	row("read model bytes per order", fmt.Sprintf("%.0f B (%.1f MiB for %d orders)", div(float64(r.ReadModelBytes), float64(r.Orders)), mib(r.ReadModelBytes), r.Orders), "")
+	row(fmt.Sprintf("ordersd RSS after %d events (embedded NATS)", r.Events), fmt.Sprintf("%.0f MiB (peak %.0f MiB; stream %.0f MiB)", mib(r.RSSBytes), mib(r.PeakRSSBytes), mib(int64(r.StreamBytes))), "")
+	row("start-up to ready: empty, then on the log with a current checkpoint", fmt.Sprintf("%.2f s, %.2f s", r.StartEmpty, r.StartWithLog), "")
+	return b.String()
+}
