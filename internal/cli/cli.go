@@ -1,7 +1,12 @@
 // Package cli is ordersctl: a command-line client for ordersd over gRPC.
 //
 // Output is an aligned table for people and, with -o json, the proto3 JSON
-// mapping of the response (stable lowerCamel field names) for scripts.
+// mapping of the response (stable lowerCamel field names) for scripts, with
+// one change, the same in every command: each amount of money is an object
+// {"minor": 2500, "currency": "EUR", "decimal": "25.00"}, the integer in
+// minor units, its currency, and the major-unit amount the tables show.
+// audit export is the exception: it writes the log's own proto3 JSON, as
+// the REST API's /v1/events does, amounts in minor units.
 // Colours appear only when stdout is a terminal and never with NO_COLOR set.
 // Progress is drawn on stderr only when stderr is a terminal and the output
 // is not -o json, so it never corrupts piped or JSON output.
@@ -199,7 +204,10 @@ func (a *app) root() *cobra.Command {
 read and verify their audit history, and administer the read model.
 
 Money is entered and shown in the currency's major unit with its proper
-decimals (EUR 12.50, JPY 1200); the server stores integer minor units.`,
+decimals (EUR 12.50, JPY 1200); the server stores integer minor units.
+With -o json every amount is {"minor": 1250, "currency": "EUR",
+"decimal": "12.50"}: both, and the currency, in every command (audit export
+excepted: it writes the log's proto3 JSON, amounts in minor units).`,
 		Example: `  ordersctl orders create --customer cust-42 --currency EUR --item BOOK-1:2:12.50 \
       --name Ada --line1 "1 Analytical Way" --city London --country GB
   ordersctl orders place 7d3f0c2a-...

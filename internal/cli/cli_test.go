@@ -50,7 +50,7 @@ func ok(t *testing.T, r result) result {
 	return r
 }
 
-var volatile = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
+var volatile = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
 
 // golden compares output with testdata/NAME, timestamps masked.
 func golden(t *testing.T, name, got string) {
@@ -91,9 +91,8 @@ func TestOrderCommands(t *testing.T) {
 	ok(t, run(t, g, "orders", "remove-item", "ord-1", "PEN-9", "--request-id", "r4"))
 	r = ok(t, run(t, g, "orders", "place", "ord-1", "--request-id", "r5", "-o", "json"))
 	placed := jsonOf(t, r.stdout)
-	o := placed["order"].(map[string]any)
-	if o["status"] != "ORDER_STATUS_PLACED" || o["total"] != "2700" {
-		t.Fatalf("placed: %v", o)
+	if str(t, placed, "order", "status") != "ORDER_STATUS_PLACED" || amount(t, placed, "order", "total") != "2700 EUR 27.00" {
+		t.Fatalf("placed: %s", r.stdout)
 	}
 	ok(t, run(t, g, "orders", "pay", "ord-1", "--ref", "psp-1", "--amount", "27.00", "--request-id", "r6"))
 	ok(t, run(t, g, "orders", "ship", "ord-1", "--carrier", "DHL", "--tracking", "JD1", "--request-id", "r7"))
@@ -101,6 +100,8 @@ func TestOrderCommands(t *testing.T) {
 	pos := jsonOf(t, r.stdout)["position"].(string)
 	r = ok(t, run(t, g, "orders", "get", "ord-1", "--min-position", pos, "--max-wait", "10s"))
 	golden(t, "get.txt", r.stdout)
+	r = ok(t, run(t, g, "orders", "get", "ord-1", "-o", "json"))
+	golden(t, "get.json", r.stdout)
 
 	// Money with other exponents.
 	r = ok(t, run(t, g, "orders", "create", "--order-id", "ord-jpy", "--customer", "cust-42", "--currency", "JPY", "--item", "TEA:2:1200"))
@@ -109,7 +110,7 @@ func TestOrderCommands(t *testing.T) {
 	}
 	r = ok(t, run(t, g, "orders", "create", "--order-id", "ord-kwd", "--customer", "cust-7", "--currency", "KWD", "--item", "OIL:1:1.255", "-o", "json"))
 	last := jsonOf(t, r.stdout)
-	if last["order"].(map[string]any)["total"] != "1255" {
+	if amount(t, last, "order", "total") != "1255 KWD 1.255" {
 		t.Fatalf("KWD total: %s", r.stdout)
 	}
 	r = ok(t, run(t, g, "orders", "list", "--customer", "cust-42", "--all", "--page-size", "1", "--min-position", last["position"].(string), "--max-wait", "10s", "-o", "json"))
@@ -126,6 +127,13 @@ func TestAuditAndAdminCommands(t *testing.T) {
 	ok(t, run(t, g, "orders", "place", "aud-1", "--request-id", "a2", "--actor", "bob"))
 	r := ok(t, run(t, g, "audit", "history", "aud-1"))
 	golden(t, "history.txt", r.stdout)
+	// In JSON an event's amount carries its order's currency, which only
+	// OrderCreated names.
+	r = ok(t, run(t, g, "audit", "history", "aud-1", "-o", "json"))
+	placedEvent := jsonOf(t, r.stdout)["events"].([]any)[1].(map[string]any)
+	if amount(t, placedEvent, "event", "orderPlaced", "total") != "500 EUR 5.00" {
+		t.Fatalf("history JSON: %s", r.stdout)
+	}
 	r = ok(t, run(t, g, "audit", "at", "aud-1", "--revision", "1", "-o", "json"))
 	if jsonOf(t, r.stdout)["order"].(map[string]any)["status"] != "ORDER_STATUS_DRAFT" {
 		t.Fatalf("state at 1: %s", r.stdout)

@@ -68,7 +68,8 @@ func fails(t *testing.T, r result, code int) result {
 	return r
 }
 
-func str(t *testing.T, m map[string]any, path ...string) string {
+// at is the value at path in m.
+func at(t *testing.T, m map[string]any, path ...string) any {
 	t.Helper()
 	var v any = m
 	for _, p := range path {
@@ -78,11 +79,29 @@ func str(t *testing.T, m map[string]any, path ...string) string {
 		}
 		v = mm[p]
 	}
+	return v
+}
+
+func str(t *testing.T, m map[string]any, path ...string) string {
+	t.Helper()
+	v := at(t, m, path...)
 	s, ok := v.(string)
 	if !ok {
 		t.Fatalf("%v is %T %v, not a string", path, v, v)
 	}
 	return s
+}
+
+// amount reads the money object at path as "<minor> <currency> <decimal>".
+func amount(t *testing.T, m map[string]any, path ...string) string {
+	t.Helper()
+	v := at(t, m, path...)
+	o, ok := v.(map[string]any)
+	minor, isNum := o["minor"].(float64)
+	if !ok || !isNum || len(o) != 3 {
+		t.Fatalf("%v is %T %v, not {minor, currency, decimal}", path, v, v)
+	}
+	return fmt.Sprintf("%d %v %v", int64(minor), o["currency"], o["decimal"])
 }
 
 // Every command that changes an order prints the order as it now is.
@@ -103,11 +122,11 @@ func TestOrderChangeOutput(t *testing.T) {
 	// The same commands with -o json: the response's stable field names.
 	ok(t, c.run(t, "orders", "create", "--order-id", "chg-2", "--customer", "cust-1", "--currency", "JPY"))
 	r := ok(t, c.run(t, "orders", "add-item", "chg-2", "TEA", "2", "1200", "-o", "json"))
-	if m := jsonOf(t, r.stdout); str(t, m, "order", "total") != "2400" || str(t, m, "position") == "" {
+	if m := jsonOf(t, r.stdout); amount(t, m, "order", "total") != "2400 JPY 2400" || str(t, m, "position") == "" {
 		t.Fatalf("add-item JSON: %s", r.stdout)
 	}
 	r = ok(t, c.run(t, "orders", "set-qty", "chg-2", "TEA", "3", "-o", "json"))
-	if str(t, jsonOf(t, r.stdout), "order", "total") != "3600" {
+	if amount(t, jsonOf(t, r.stdout), "order", "total") != "3600 JPY 3600" {
 		t.Fatalf("set-qty JSON: %s", r.stdout)
 	}
 	r = ok(t, c.run(t, "orders", "set-address", "chg-2", "--line1", "1-1", "--city", "Tokyo", "--country", "JP", "-o", "json"))
@@ -438,7 +457,7 @@ func TestToken(t *testing.T) {
 	// (a clerk may not read the audit log).
 	ok(t, clerk.run(t, "orders", "get", "t-1", "--min-position", pos, "--max-wait", "10s"))
 	r = ok(t, clerk.run(t, "orders", "add-item", "t-1", "A", "2", "1.25", "-o", "json"))
-	if str(t, jsonOf(t, r.stdout), "order", "total") != "250" {
+	if amount(t, jsonOf(t, r.stdout), "order", "total") != "250 EUR 2.50" {
 		t.Fatalf("add-item as a clerk: %s", r.stdout)
 	}
 	ok(t, clerk.run(t, "orders", "set-address", "t-1", "--line1", "1", "--city", "Oslo", "--country", "NO"))
@@ -469,7 +488,7 @@ func TestCurrencyLookupFallback(t *testing.T) {
 	c := call{addr: a.GRPC}
 	ok(t, c.run(t, "orders", "create", "--order-id", "fb-1", "--customer", "c", "--currency", "KWD"))
 	r := ok(t, c.run(t, "orders", "add-item", "fb-1", "OIL", "1", "1.255", "-o", "json"))
-	if str(t, jsonOf(t, r.stdout), "order", "total") != "1255" {
+	if amount(t, jsonOf(t, r.stdout), "order", "total") != "1255 KWD 1.255" {
 		t.Fatalf("add-item through the audit log: %s", r.stdout)
 	}
 
@@ -481,7 +500,7 @@ func TestCurrencyLookupFallback(t *testing.T) {
 		t.Fatalf("no hint at --currency: %q", r.stderr)
 	}
 	r = ok(t, c.run(t, "orders", "add-item", "fb-2", "TEA", "1", "1200", "--currency", "jpy", "-o", "json"))
-	if str(t, jsonOf(t, r.stdout), "order", "total") != "1200" {
+	if amount(t, jsonOf(t, r.stdout), "order", "total") != "1200 JPY 1200" {
 		t.Fatalf("add-item --currency: %s", r.stdout)
 	}
 	fails(t, c.run(t, "orders", "add-item", "fb-2", "TEA", "1", "12.50", "--currency", "JPY"), cli.ExitUsage)

@@ -26,6 +26,15 @@ func digits(currency string) int {
 // formatMoney renders minor units in the major unit with the currency's
 // decimals: formatMoney(3097, "EUR") = "30.97 EUR".
 func formatMoney(minor int64, currency string) string {
+	if currency == "" {
+		return formatAmount(minor, currency)
+	}
+	return formatAmount(minor, currency) + " " + currency
+}
+
+// formatAmount is formatMoney without the currency: formatAmount(3097,
+// "EUR") = "30.97".
+func formatAmount(minor int64, currency string) string {
 	d := digits(currency)
 	neg := minor < 0
 	u := uint64(minor)
@@ -42,10 +51,7 @@ func formatMoney(minor int64, currency string) string {
 	if neg {
 		s = "-" + s
 	}
-	if currency == "" {
-		return s
-	}
-	return s + " " + currency
+	return s
 }
 
 // parseMoney turns a major-unit amount ("12.5", "1200") into minor units,

@@ -16,9 +16,14 @@ import (
 // jsonOpts emits every field, so scripts can rely on a field being present.
 var jsonOpts = protojson.MarshalOptions{EmitUnpopulated: true}
 
+// printJSON prints m for -o json: its proto3 JSON, with every amount of
+// money as {"minor", "currency", "decimal"} (withMoney).
 func (a *app) printJSON(m proto.Message) error {
 	b, err := jsonOpts.Marshal(m)
 	if err != nil {
+		return err
+	}
+	if b, err = withMoney(b); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(a.io.Out, "%s\n", b)
