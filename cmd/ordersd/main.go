@@ -29,6 +29,7 @@ import (
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/cli"
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/memlimit"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"golang.org/x/term"
@@ -52,6 +53,7 @@ func main() {
 		os.Exit(subcommand(ctx, cfg, os.Args[1], os.Stderr))
 	}
 	log := newLogger(cfg)
+	memlimit.Apply(log, os.Getenv, nil)
 	if err := app.Run(ctx, cfg, log, nil); err != nil {
 		log.Error("ordersd failed", "err", err)
 		stop()
