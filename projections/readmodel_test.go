@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -56,5 +57,78 @@ func TestConcurrentReadsKeepTheirConnections(t *testing.T) {
 	}
 	if _, _, err := m.GetOrder(ctx, "nobody"); !errors.Is(err, ErrOrderNotFound) {
 		t.Fatalf("unknown order: %v, want ErrOrderNotFound", err)
+	}
+}
+
+// A model filled in bulk ends with the schema's indexes and the DSN's
+// durability, answering lists as one filled event by event does.
+func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	open := func(name string) *ReadModel {
+		m, err := OpenReadModel(ctx, filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		return m
+	}
+	plain, bulk := open("plain.db"), open("bulk.db")
+	end, err := bulk.bulk(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	var items []Item
+	for i := range 50 {
+		id := fmt.Sprintf("%08x-order", uint32(i)*2654435761)
+		items = append(items, Item{Rec: eventstore.Recorded{OrderID: id, Position: uint64(i + 1), Type: "OrderCreated", Time: at.Add(time.Duration(i) * time.Second)},
+			Event: order.OrderCreated{OrderID: id, CustomerID: fmt.Sprint("c-", i%3), Currency: "EUR"}})
+	}
+	for _, m := range []*ReadModel{plain, bulk} {
+		for i := 0; i < len(items); i += 20 {
+			if _, _, err := m.Apply(ctx, items[i:min(i+20, len(items))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := end(ctx); err != nil {
+		t.Fatal(err)
+	}
+	indexes := func(m *ReadModel) map[string]string {
+		rows, err := m.w.QueryContext(ctx, `SELECT name, COALESCE(sql, '') FROM sqlite_master WHERE type = 'index'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]string{}
+		for rows.Next() {
+			var n, q string
+			if err := rows.Scan(&n, &q); err != nil {
+				t.Fatal(err)
+			}
+			out[n] = q
+		}
+		return out
+	}
+	if p, b := indexes(plain), indexes(bulk); !reflect.DeepEqual(p, b) {
+		t.Fatalf("indexes after a bulk fill %v, want %v", b, p)
+	}
+	var sync int
+	if err := bulk.w.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 1 {
+		t.Fatalf("synchronous %d (%v) after the bulk fill, want 1 (NORMAL)", sync, err)
+	}
+	for _, f := range []ListFilter{{}, {CustomerID: "c-1"}, {Status: order.StatusDraft}} {
+		want, _, err := plain.ListOrders(ctx, f, nil, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := bulk.ListOrders(ctx, f, nil, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("list %+v after a bulk fill differs", f)
+		}
 	}
 }

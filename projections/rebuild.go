@@ -46,6 +46,10 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 			discard(nm)
 		}
 	}()
+	endBulk, err := nm.bulk(ctx)
+	if err != nil {
+		return fmt.Errorf("projections: rebuild: %w", err)
+	}
 	target, err := r.log_.Head(ctx)
 	if err != nil {
 		return err
@@ -89,6 +93,11 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 			return fmt.Errorf("projections: rebuild: %w", err)
 		}
 		report(false)
+	}
+	// Before the catch-up, which holds the live applies: building the
+	// indexes is the one long step left, and nothing waits on it here.
+	if err := endBulk(ctx); err != nil {
+		return fmt.Errorf("projections: rebuild: %w", err)
 	}
 
 	// Catch up with the live read model and swap, with live applies held,
