@@ -81,6 +81,12 @@ type spendKey struct{ customer, currency string }
 // the dead_letters table. It returns the new checkpoint and the items
 // dead-lettered by this call; an error means nothing was committed.
 func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, dead []DeadLetter, err error) {
+	return m.apply(ctx, items, nil)
+}
+
+// apply is Apply; when changes is not nil, it also appends to it each
+// event it folded, with the order's state after it, for the feed.
+func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) (position uint64, dead []DeadLetter, err error) {
 	tx, err := m.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, nil, err
@@ -164,6 +170,10 @@ func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, d
 		o.State = order.Evolve(o.State, it.Event, at)
 		o.Revision = pos
 		dirty[it.Rec.OrderID] = true
+		if changes != nil {
+			*changes = append(*changes, Change{Position: pos, OrderID: it.Rec.OrderID, Type: it.Rec.Type, Actor: it.Rec.Meta.Actor,
+				State: o.State, Prev: old.Status, Revision: o.Revision})
+		}
 		if old.Status != o.State.Status || old.CustomerID != o.State.CustomerID {
 			if old.Exists() {
 				statusDelta[statusKey{old.CustomerID, old.Status}]--

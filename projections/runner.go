@@ -78,6 +78,10 @@ func WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) Option {
 	return func(r *Runner) { r.tp, r.mp = tp, mp }
 }
 
+// WithFeed publishes every committed batch's changes to feed, for
+// watchers. Without it the runner keeps a feed of its own (see Feed).
+func WithFeed(feed *Feed) Option { return func(r *Runner) { r.feed = feed } }
+
 // Runner keeps a read model up to date with the log.
 type Runner struct {
 	js        jetstream.JetStream
@@ -90,7 +94,8 @@ type Runner struct {
 	mp        metric.MeterProvider
 	tracer    trace.Tracer
 
-	rm atomic.Pointer[ReadModel]
+	rm   atomic.Pointer[ReadModel]
+	feed *Feed
 
 	// applyMu serialises batch applies with the rebuild's swap.
 	applyMu sync.Mutex
@@ -117,6 +122,9 @@ func NewRunner(js jetstream.JetStream, log Log, dir *Dir, opts ...Option) *Runne
 	for _, o := range opts {
 		o(r)
 	}
+	if r.feed == nil {
+		r.feed = NewFeed(0)
+	}
 	r.tracer = r.tp.Tracer("github.com/orderstream/orderstream/projections")
 	r.rm.Store(dir.Current())
 	return r
@@ -124,6 +132,9 @@ func NewRunner(js jetstream.JetStream, log Log, dir *Dir, opts ...Option) *Runne
 
 // ReadModel returns the live read model; it changes when a rebuild swaps.
 func (r *Runner) ReadModel() *ReadModel { return r.rm.Load() }
+
+// Feed returns the feed the runner publishes its committed changes to.
+func (r *Runner) Feed() *Feed { return r.feed }
 
 // Position returns the committed checkpoint.
 func (r *Runner) Position() uint64 {
@@ -210,6 +221,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.head0 = head
 	r.mu.Unlock()
+	r.feed.start(pos)
 	r.setPosition(pos)
 	if err := r.registerMetrics(); err != nil {
 		return err
@@ -350,7 +362,8 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	defer span.End()
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
-	pos, dead, err := r.ReadModel().Apply(sctx, batch)
+	changes := make([]Change, 0, len(batch))
+	pos, dead, err := r.ReadModel().apply(sctx, batch, &changes)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -371,6 +384,9 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	}
 	r.lastTime.Store(at.UnixNano())
 	r.setPosition(pos)
+	// After the checkpoint moved, so a watcher that subscribes and then
+	// reads the read model never reads it behind the feed.
+	r.feed.publish(pos, changes)
 	return nil
 }
 

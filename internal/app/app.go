@@ -270,7 +270,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 				log.Error("projection stopped", "err", err)
 			}
 		}()
-		ordersv1.RegisterOrderQueryServiceServer(srv, query.New(runner, log))
+		ordersv1.RegisterOrderQueryServiceServer(srv, query.New(runner, log, query.WithFeed(runner.Feed()), query.WithHistory(tracedStore{store, traced})))
 		ordersv1.RegisterOrderAdminServiceServer(srv, query.NewAdmin(runner, store, log))
 		// Queries are served once the read model caught up with the log
 		// as of start-up; until then a load balancer should prefer other

@@ -478,7 +478,14 @@ func TestToken(t *testing.T) {
 	if ev := jsonOf(t, r.stdout)["events"].([]any); len(ev) != 5 || ev[0].(map[string]any)["actor"] != "alice" {
 		t.Fatalf("history: %s", r.stdout)
 	}
-	fails(t, call{addr: g, env: map[string]string{"ORDERS_TOKEN": "viewer-token-012345678"}}.run(t, "orders", "cancel", "t-1"), cli.ExitOther)
+	viewer := call{addr: g, env: map[string]string{"ORDERS_TOKEN": "viewer-token-012345678"}}
+	fails(t, viewer.run(t, "orders", "cancel", "t-1"), cli.ExitOther)
+	// A viewer may watch.
+	w := startWatch(t, viewer, "orders", "watch", "t-1")
+	if l := w.next(t); !strings.Contains(l, "paid") {
+		t.Fatalf("viewer's watch: %q", l)
+	}
+	w.end(t)
 }
 
 // A node without the query role: the currency comes from the audit log;
@@ -670,4 +677,71 @@ func waitServing(t *testing.T, addr string) {
 			return
 		}
 	}
+}
+
+// watching runs a watch until stopped; next returns its next output line.
+type watching struct {
+	out  *lines
+	done chan result
+	stop context.CancelFunc
+}
+
+func startWatch(t *testing.T, c call, args ...string) *watching {
+	t.Helper()
+	ctx, stop := context.WithCancel(t.Context())
+	w := &watching{out: &lines{seen: make(chan string, 16)}, done: make(chan result, 1), stop: stop}
+	c.ctx, c.out = ctx, w.out
+	go func() { w.done <- c.run(t, args...) }()
+	t.Cleanup(stop)
+	return w
+}
+
+func (w *watching) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case l := <-w.out.seen:
+		return l
+	case r := <-w.done:
+		t.Fatalf("watch ended early: %+v", r)
+	}
+	return ""
+}
+
+// end stops the watch, which is success.
+func (w *watching) end(t *testing.T) {
+	t.Helper()
+	w.stop()
+	if r := <-w.done; r.code != cli.ExitOK || r.stderr != "" {
+		t.Fatalf("stopped watch: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestWatch(t *testing.T) {
+	g := server(t).GRPC
+	c := call{addr: g}
+	r := ok(t, c.run(t, "orders", "create", "--order-id", "w-1", "--customer", "watcher", "--currency", "EUR", "--item", "A:1:5.00",
+		"--line1", "1", "--city", "Oslo", "--country", "NO", "-o", "json"))
+	pos := str(t, jsonOf(t, r.stdout), "position")
+	ok(t, c.run(t, "orders", "get", "w-1", "--min-position", pos, "--max-wait", "10s"))
+
+	one := startWatch(t, c, "orders", "watch", "w-1")
+	if f := strings.Split(one.next(t), "\t"); len(f) != 6 || f[1] != "w-1" || f[2] != "draft" || f[4] != "current" {
+		t.Fatalf("first line: %q", f)
+	}
+	list := startWatch(t, c, "orders", "watch", "--customer", "watcher", "-o", "json")
+	if m := jsonOf(t, list.next(t)); m["order"] != nil || m["position"] == "" {
+		t.Fatalf("first JSON line: %v", m)
+	}
+	ok(t, c.run(t, "orders", "place", "w-1"))
+	if f := strings.Split(one.next(t), "\t"); len(f) != 6 || f[2] != "placed" || f[4] != "OrderPlaced" {
+		t.Fatalf("change line: %q", f)
+	}
+	if m := jsonOf(t, list.next(t)); m["eventType"] != "OrderPlaced" || str(t, m, "order", "orderId") != "w-1" {
+		t.Fatalf("change JSON line: %v", m)
+	}
+	one.end(t)
+	list.end(t)
+	fails(t, c.run(t, "orders", "watch", "nope"), cli.ExitNotFound)
+	fails(t, c.run(t, "orders", "watch", "w-1", "--customer", "x"), cli.ExitUsage)
+	fails(t, c.run(t, "orders", "watch", "--status", "lost"), cli.ExitUsage)
 }

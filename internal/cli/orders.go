@@ -80,7 +80,7 @@ func (a *app) runCommand(cmd *cobra.Command, call func(context.Context, ordersv1
 func (a *app) ordersCmd() *cobra.Command {
 	c := &cobra.Command{Use: "orders", Aliases: []string{"order"}, Short: "Create, change and query orders"}
 	c.AddCommand(a.createCmd(), a.addItemCmd(), a.removeItemCmd(), a.setQtyCmd(), a.placeCmd(), a.payCmd(),
-		a.cancelCmd(), a.shipCmd(), a.deliverCmd(), a.getCmd(), a.listCmd(), a.addressCmd())
+		a.cancelCmd(), a.shipCmd(), a.deliverCmd(), a.getCmd(), a.listCmd(), a.addressCmd(), a.watchCmd())
 	return c
 }
 
@@ -478,14 +478,10 @@ func (a *app) listCmd() *cobra.Command {
 		Example: "  ordersctl orders list --customer cust-42 --status placed --all",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &ordersv1.ListOrdersRequest{CustomerId: customer, PageSize: size, PageToken: token, Consistency: consistency(minPos, wait)}
-			if statusFlag != "" {
-				v, ok := ordersv1.OrderStatus_value["ORDER_STATUS_"+strings.ToUpper(statusFlag)]
-				if !ok || v == 0 {
-					return usagef("--status %q: want draft, placed, paid, payment_declined, shipped, delivered or cancelled", statusFlag)
-				}
-				req.Status = ordersv1.OrderStatus(v)
-			}
 			var err error
+			if req.Status, err = parseStatus(statusFlag); err != nil {
+				return err
+			}
 			if req.CreatedAfter, err = parseTime("after", after); err != nil {
 				return err
 			}

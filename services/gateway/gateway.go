@@ -121,6 +121,7 @@ type config struct {
 	bodyLimit   int64
 	bodyTimeout time.Duration
 	log         *slog.Logger
+	heartbeat   time.Duration
 	checks      []check
 	conns       map[string]*grpc.ClientConn
 }
@@ -241,7 +242,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	if conn == nil {
 		return nil, errors.New("gateway: nil gRPC connection")
 	}
-	cfg := config{bodyLimit: DefaultBodyLimit, bodyTimeout: DefaultBodyTimeout, log: slog.Default(), conns: map[string]*grpc.ClientConn{}}
+	cfg := config{bodyLimit: DefaultBodyLimit, bodyTimeout: DefaultBodyTimeout, heartbeat: DefaultHeartbeat, log: slog.Default(), conns: map[string]*grpc.ClientConn{}}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -293,7 +294,11 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	h.HandleFunc("GET /openapi-v2.json", document(openapi.SpecV2))
 	h.HandleFunc("GET /healthz", healthz)
 	h.Handle("GET /readyz", readyz(append(checks, cfg.checks...)))
-	h.Handle("/", conventions(cfg, mux))
+	queryConn := conn
+	if c, ok := cfg.conns[ordersv1.OrderQueryService_ServiceDesc.ServiceName]; ok {
+		queryConn = c
+	}
+	h.Handle("/", sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, next: conventions(cfg, mux)})
 	return h, nil
 }
 

@@ -81,7 +81,7 @@ func start(t testing.TB, opts ...gateway.Option) *env {
 		return h(ctx, req)
 	}))
 	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
-	ordersv1.RegisterOrderQueryServiceServer(gs, query.New(runner, quiet()))
+	ordersv1.RegisterOrderQueryServiceServer(gs, query.New(runner, quiet(), query.WithFeed(runner.Feed()), query.WithHistory(store)))
 	ordersv1.RegisterOrderAdminServiceServer(gs, query.NewAdmin(runner, store, quiet()))
 	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, js, quiet()))
 	// PaymentAdminService is deliberately not served: its routes answer 501.

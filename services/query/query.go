@@ -46,16 +46,23 @@ type Projection interface {
 // Service implements ordersv1.OrderQueryServiceServer.
 type Service struct {
 	ordersv1.UnimplementedOrderQueryServiceServer
-	p   Projection
-	log *slog.Logger
+	p       Projection
+	log     *slog.Logger
+	feed    *projections.Feed
+	history History
+	buffer  int
 }
 
 // New returns a query service reading p's read model.
-func New(p Projection, log *slog.Logger) *Service {
+func New(p Projection, log *slog.Logger, opts ...Option) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{p: p, log: log}
+	s := &Service{p: p, log: log, buffer: DefaultWatchBuffer}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // errBehind is the answer when min_position is not reached in time.

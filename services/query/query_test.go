@@ -35,11 +35,17 @@ type env struct {
 	store  *eventstore.Store
 	js     jetstream.JetStream
 	runner *projections.Runner
-	stop   func()
-	dir    string
+	// feed outlives runner restarts, as a query service's does.
+	feed *projections.Feed
+	stop func()
+	dir  string
 }
 
-func start(t *testing.T) *env {
+func start(t *testing.T) *env { return startWith(t, 0) }
+
+// startWith starts an env whose query service has opts on top of a feed
+// keeping history changes (0: the default) and the log's history.
+func startWith(t *testing.T, history int, opts ...query.Option) *env {
 	t.Helper()
 	srv := estest.StartServer(t)
 	_, js := estest.Connect(t, srv)
@@ -47,11 +53,11 @@ func start(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: store, js: js, dir: t.TempDir()}
+	e := &env{store: store, js: js, dir: t.TempDir(), feed: projections.NewFeed(history)}
 	e.startRunner(t)
 	gs := grpc.NewServer()
 	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
-	ordersv1.RegisterOrderQueryServiceServer(gs, query.New(runnerRef{e}, nil))
+	ordersv1.RegisterOrderQueryServiceServer(gs, query.New(runnerRef{e}, nil, append([]query.Option{query.WithFeed(e.feed), query.WithHistory(store)}, opts...)...))
 	ordersv1.RegisterOrderAdminServiceServer(gs, query.NewAdmin(runnerRef{e}, store, nil))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -113,7 +119,7 @@ func (e *env) runProjection(t *testing.T, opts ...projections.Option) *projectio
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.runner = projections.NewRunner(e.js, e.store, dir, opts...)
+	e.runner = projections.NewRunner(e.js, e.store, dir, append([]projections.Option{projections.WithFeed(e.feed)}, opts...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &projection{runner: e.runner, dir: dir, cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- p.runner.Run(ctx) }()

@@ -591,6 +591,315 @@ func (x *StatusCount) GetCount() int64 {
 	return 0
 }
 
+// WatchOrderRequest names the order to watch.
+type WatchOrderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Order id. Required.
+	OrderId string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Resume after this log position (the position of the last message
+	// seen): every later change is sent and no current state first. 0 starts
+	// with the current state.
+	FromPosition uint64 `protobuf:"varint,2,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	// Read-your-writes: the order must be in the read model once it reaches
+	// min_position, else NOT_FOUND.
+	Consistency   *Consistency `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrderRequest) Reset() {
+	*x = WatchOrderRequest{}
+	mi := &file_orders_v1_query_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrderRequest) ProtoMessage() {}
+
+func (x *WatchOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_query_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrderRequest.ProtoReflect.Descriptor instead.
+func (*WatchOrderRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_query_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WatchOrderRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *WatchOrderRequest) GetFromPosition() uint64 {
+	if x != nil {
+		return x.FromPosition
+	}
+	return 0
+}
+
+func (x *WatchOrderRequest) GetConsistency() *Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return nil
+}
+
+// WatchOrderResponse is the order's state after one change (or, first, its
+// current state).
+type WatchOrderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The order after the change.
+	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	// Log position of the change: pass it as from_position to resume. In the
+	// first message, the read model's position the current state was read
+	// at.
+	Position uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// The order's revision after the change.
+	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Type of the event that made the change; empty for the current state.
+	EventType string `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// Who caused the change; empty for the current state.
+	Actor         string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrderResponse) Reset() {
+	*x = WatchOrderResponse{}
+	mi := &file_orders_v1_query_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrderResponse) ProtoMessage() {}
+
+func (x *WatchOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_query_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrderResponse.ProtoReflect.Descriptor instead.
+func (*WatchOrderResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_query_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WatchOrderResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+func (x *WatchOrderResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *WatchOrderResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchOrderResponse) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *WatchOrderResponse) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+// WatchOrdersRequest filters the orders to watch, as ListOrders does.
+type WatchOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this customer's orders.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Only orders entering or leaving this status; UNSPECIFIED means any.
+	Status OrderStatus `protobuf:"varint,2,opt,name=status,proto3,enum=orders.v1.OrderStatus" json:"status,omitempty"`
+	// Resume after this log position; 0 starts now.
+	FromPosition uint64 `protobuf:"varint,3,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	// Read-your-writes: the watch starts once the read model has reached
+	// min_position.
+	Consistency   *Consistency `protobuf:"bytes,4,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrdersRequest) Reset() {
+	*x = WatchOrdersRequest{}
+	mi := &file_orders_v1_query_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrdersRequest) ProtoMessage() {}
+
+func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_query_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrdersRequest.ProtoReflect.Descriptor instead.
+func (*WatchOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_query_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WatchOrdersRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *WatchOrdersRequest) GetStatus() OrderStatus {
+	if x != nil {
+		return x.Status
+	}
+	return OrderStatus_ORDER_STATUS_UNSPECIFIED
+}
+
+func (x *WatchOrdersRequest) GetFromPosition() uint64 {
+	if x != nil {
+		return x.FromPosition
+	}
+	return 0
+}
+
+func (x *WatchOrdersRequest) GetConsistency() *Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return nil
+}
+
+// WatchOrdersResponse is one changed order, or (first) the position the
+// watch starts after.
+type WatchOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The order after the change; absent in the first message.
+	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	// Log position of the change: pass it as from_position to resume.
+	Position uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// The order's revision after the change.
+	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Type of the event that made the change.
+	EventType string `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// Who caused the change.
+	Actor         string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrdersResponse) Reset() {
+	*x = WatchOrdersResponse{}
+	mi := &file_orders_v1_query_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrdersResponse) ProtoMessage() {}
+
+func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_query_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrdersResponse.ProtoReflect.Descriptor instead.
+func (*WatchOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_query_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchOrdersResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+func (x *WatchOrdersResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *WatchOrdersResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchOrdersResponse) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *WatchOrdersResponse) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
 // Money is an amount in minor units of a currency.
 type Money struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -604,7 +913,7 @@ type Money struct {
 
 func (x *Money) Reset() {
 	*x = Money{}
-	mi := &file_orders_v1_query_proto_msgTypes[9]
+	mi := &file_orders_v1_query_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +925,7 @@ func (x *Money) String() string {
 func (*Money) ProtoMessage() {}
 
 func (x *Money) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_query_proto_msgTypes[9]
+	mi := &file_orders_v1_query_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +938,7 @@ func (x *Money) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Money.ProtoReflect.Descriptor instead.
 func (*Money) Descriptor() ([]byte, []int) {
-	return file_orders_v1_query_proto_rawDescGZIP(), []int{9}
+	return file_orders_v1_query_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Money) GetCurrency() string {
@@ -690,15 +999,42 @@ const file_orders_v1_query_proto_rawDesc = "" +
 	"\x0elifetime_spend\x18\x04 \x03(\v2\x10.orders.v1.MoneyR\rlifetimeSpend\"S\n" +
 	"\vStatusCount\x12.\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x16.orders.v1.OrderStatusR\x06status\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\";\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\x8d\x01\n" +
+	"\x11WatchOrderRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12#\n" +
+	"\rfrom_position\x18\x02 \x01(\x04R\ffromPosition\x128\n" +
+	"\vconsistency\x18\x03 \x01(\v2\x16.orders.v1.ConsistencyR\vconsistency\"\xa9\x01\n" +
+	"\x12WatchOrderResponse\x12&\n" +
+	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x04 \x01(\tR\teventType\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\"\xc4\x01\n" +
+	"\x12WatchOrdersRequest\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12.\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x16.orders.v1.OrderStatusR\x06status\x12#\n" +
+	"\rfrom_position\x18\x03 \x01(\x04R\ffromPosition\x128\n" +
+	"\vconsistency\x18\x04 \x01(\v2\x16.orders.v1.ConsistencyR\vconsistency\"\xaa\x01\n" +
+	"\x13WatchOrdersResponse\x12&\n" +
+	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x04 \x01(\tR\teventType\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\";\n" +
 	"\x05Money\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x16\n" +
-	"\x06amount\x18\x02 \x01(\x03R\x06amount2\x86\x02\n" +
+	"\x06amount\x18\x02 \x01(\x03R\x06amount2\xa3\x03\n" +
 	"\x11OrderQueryService\x12C\n" +
 	"\bGetOrder\x12\x1a.orders.v1.GetOrderRequest\x1a\x1b.orders.v1.GetOrderResponse\x12I\n" +
 	"\n" +
 	"ListOrders\x12\x1c.orders.v1.ListOrdersRequest\x1a\x1d.orders.v1.ListOrdersResponse\x12a\n" +
-	"\x12GetCustomerSummary\x12$.orders.v1.GetCustomerSummaryRequest\x1a%.orders.v1.GetCustomerSummaryResponseB;Z9github.com/orderstream/orderstream/api/orders/v1;ordersv1b\x06proto3"
+	"\x12GetCustomerSummary\x12$.orders.v1.GetCustomerSummaryRequest\x1a%.orders.v1.GetCustomerSummaryResponse\x12K\n" +
+	"\n" +
+	"WatchOrder\x12\x1c.orders.v1.WatchOrderRequest\x1a\x1d.orders.v1.WatchOrderResponse0\x01\x12N\n" +
+	"\vWatchOrders\x12\x1d.orders.v1.WatchOrdersRequest\x1a\x1e.orders.v1.WatchOrdersResponse0\x01B;Z9github.com/orderstream/orderstream/api/orders/v1;ordersv1b\x06proto3"
 
 var (
 	file_orders_v1_query_proto_rawDescOnce sync.Once
@@ -712,7 +1048,7 @@ func file_orders_v1_query_proto_rawDescGZIP() []byte {
 	return file_orders_v1_query_proto_rawDescData
 }
 
-var file_orders_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_orders_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_orders_v1_query_proto_goTypes = []any{
 	(*Consistency)(nil),                // 0: orders.v1.Consistency
 	(*GetOrderRequest)(nil),            // 1: orders.v1.GetOrderRequest
@@ -723,37 +1059,50 @@ var file_orders_v1_query_proto_goTypes = []any{
 	(*GetCustomerSummaryResponse)(nil), // 6: orders.v1.GetCustomerSummaryResponse
 	(*CustomerSummary)(nil),            // 7: orders.v1.CustomerSummary
 	(*StatusCount)(nil),                // 8: orders.v1.StatusCount
-	(*Money)(nil),                      // 9: orders.v1.Money
-	(*durationpb.Duration)(nil),        // 10: google.protobuf.Duration
-	(*Order)(nil),                      // 11: orders.v1.Order
-	(OrderStatus)(0),                   // 12: orders.v1.OrderStatus
-	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
+	(*WatchOrderRequest)(nil),          // 9: orders.v1.WatchOrderRequest
+	(*WatchOrderResponse)(nil),         // 10: orders.v1.WatchOrderResponse
+	(*WatchOrdersRequest)(nil),         // 11: orders.v1.WatchOrdersRequest
+	(*WatchOrdersResponse)(nil),        // 12: orders.v1.WatchOrdersResponse
+	(*Money)(nil),                      // 13: orders.v1.Money
+	(*durationpb.Duration)(nil),        // 14: google.protobuf.Duration
+	(*Order)(nil),                      // 15: orders.v1.Order
+	(OrderStatus)(0),                   // 16: orders.v1.OrderStatus
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
 }
 var file_orders_v1_query_proto_depIdxs = []int32{
-	10, // 0: orders.v1.Consistency.max_wait:type_name -> google.protobuf.Duration
+	14, // 0: orders.v1.Consistency.max_wait:type_name -> google.protobuf.Duration
 	0,  // 1: orders.v1.GetOrderRequest.consistency:type_name -> orders.v1.Consistency
-	11, // 2: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
-	12, // 3: orders.v1.ListOrdersRequest.status:type_name -> orders.v1.OrderStatus
-	13, // 4: orders.v1.ListOrdersRequest.created_after:type_name -> google.protobuf.Timestamp
-	13, // 5: orders.v1.ListOrdersRequest.created_before:type_name -> google.protobuf.Timestamp
+	15, // 2: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
+	16, // 3: orders.v1.ListOrdersRequest.status:type_name -> orders.v1.OrderStatus
+	17, // 4: orders.v1.ListOrdersRequest.created_after:type_name -> google.protobuf.Timestamp
+	17, // 5: orders.v1.ListOrdersRequest.created_before:type_name -> google.protobuf.Timestamp
 	0,  // 6: orders.v1.ListOrdersRequest.consistency:type_name -> orders.v1.Consistency
-	11, // 7: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
+	15, // 7: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
 	0,  // 8: orders.v1.GetCustomerSummaryRequest.consistency:type_name -> orders.v1.Consistency
 	7,  // 9: orders.v1.GetCustomerSummaryResponse.summary:type_name -> orders.v1.CustomerSummary
 	8,  // 10: orders.v1.CustomerSummary.orders_by_status:type_name -> orders.v1.StatusCount
-	9,  // 11: orders.v1.CustomerSummary.lifetime_spend:type_name -> orders.v1.Money
-	12, // 12: orders.v1.StatusCount.status:type_name -> orders.v1.OrderStatus
-	1,  // 13: orders.v1.OrderQueryService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	3,  // 14: orders.v1.OrderQueryService.ListOrders:input_type -> orders.v1.ListOrdersRequest
-	5,  // 15: orders.v1.OrderQueryService.GetCustomerSummary:input_type -> orders.v1.GetCustomerSummaryRequest
-	2,  // 16: orders.v1.OrderQueryService.GetOrder:output_type -> orders.v1.GetOrderResponse
-	4,  // 17: orders.v1.OrderQueryService.ListOrders:output_type -> orders.v1.ListOrdersResponse
-	6,  // 18: orders.v1.OrderQueryService.GetCustomerSummary:output_type -> orders.v1.GetCustomerSummaryResponse
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	13, // 11: orders.v1.CustomerSummary.lifetime_spend:type_name -> orders.v1.Money
+	16, // 12: orders.v1.StatusCount.status:type_name -> orders.v1.OrderStatus
+	0,  // 13: orders.v1.WatchOrderRequest.consistency:type_name -> orders.v1.Consistency
+	15, // 14: orders.v1.WatchOrderResponse.order:type_name -> orders.v1.Order
+	16, // 15: orders.v1.WatchOrdersRequest.status:type_name -> orders.v1.OrderStatus
+	0,  // 16: orders.v1.WatchOrdersRequest.consistency:type_name -> orders.v1.Consistency
+	15, // 17: orders.v1.WatchOrdersResponse.order:type_name -> orders.v1.Order
+	1,  // 18: orders.v1.OrderQueryService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	3,  // 19: orders.v1.OrderQueryService.ListOrders:input_type -> orders.v1.ListOrdersRequest
+	5,  // 20: orders.v1.OrderQueryService.GetCustomerSummary:input_type -> orders.v1.GetCustomerSummaryRequest
+	9,  // 21: orders.v1.OrderQueryService.WatchOrder:input_type -> orders.v1.WatchOrderRequest
+	11, // 22: orders.v1.OrderQueryService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
+	2,  // 23: orders.v1.OrderQueryService.GetOrder:output_type -> orders.v1.GetOrderResponse
+	4,  // 24: orders.v1.OrderQueryService.ListOrders:output_type -> orders.v1.ListOrdersResponse
+	6,  // 25: orders.v1.OrderQueryService.GetCustomerSummary:output_type -> orders.v1.GetCustomerSummaryResponse
+	10, // 26: orders.v1.OrderQueryService.WatchOrder:output_type -> orders.v1.WatchOrderResponse
+	12, // 27: orders.v1.OrderQueryService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_query_proto_init() }
@@ -768,7 +1117,7 @@ func file_orders_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_query_proto_rawDesc), len(file_orders_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,8 @@ const (
 	OrderQueryService_GetOrder_FullMethodName           = "/orders.v1.OrderQueryService/GetOrder"
 	OrderQueryService_ListOrders_FullMethodName         = "/orders.v1.OrderQueryService/ListOrders"
 	OrderQueryService_GetCustomerSummary_FullMethodName = "/orders.v1.OrderQueryService/GetCustomerSummary"
+	OrderQueryService_WatchOrder_FullMethodName         = "/orders.v1.OrderQueryService/WatchOrder"
+	OrderQueryService_WatchOrders_FullMethodName        = "/orders.v1.OrderQueryService/WatchOrders"
 )
 
 // OrderQueryServiceClient is the client API for OrderQueryService service.
@@ -47,6 +49,26 @@ type OrderQueryServiceClient interface {
 	// lifetime spend per currency. A customer without orders has an empty
 	// summary, not NOT_FOUND.
 	GetCustomerSummary(ctx context.Context, in *GetCustomerSummaryRequest, opts ...grpc.CallOption) (*GetCustomerSummaryResponse, error)
+	// WatchOrder streams one order as it changes: its current state first,
+	// then one message per change, in log order, each carrying the log
+	// position to resume from. With from_position it sends instead every
+	// change after that position (read back from the log when the watch's
+	// recent history no longer holds them), then follows live, so a client
+	// that reconnects with the last position it saw misses nothing and sees
+	// nothing twice. NOT_FOUND when the read model has no such order once it
+	// has reached consistency.min_position. A watcher that falls too far
+	// behind is ended with RESOURCE_EXHAUSTED; it resumes from its last
+	// position.
+	WatchOrder(ctx context.Context, in *WatchOrderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrderResponse], error)
+	// WatchOrders streams changes of the orders matching the filters, in log
+	// order: every change of an order that matches them before or after the
+	// change, so an order leaving a status filter is seen leaving it. The
+	// first message carries no order, only the position the watch starts
+	// after. from_position resumes after a position still held in the
+	// watch's recent history; an older one is OUT_OF_RANGE (list the orders
+	// again and watch from the list's position). A watcher that falls too far
+	// behind is ended with RESOURCE_EXHAUSTED.
+	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
 type orderQueryServiceClient struct {
@@ -87,6 +109,44 @@ func (c *orderQueryServiceClient) GetCustomerSummary(ctx context.Context, in *Ge
 	return out, nil
 }
 
+func (c *orderQueryServiceClient) WatchOrder(ctx context.Context, in *WatchOrderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrderResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrderQueryService_ServiceDesc.Streams[0], OrderQueryService_WatchOrder_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchOrderRequest, WatchOrderResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderQueryService_WatchOrderClient = grpc.ServerStreamingClient[WatchOrderResponse]
+
+func (c *orderQueryServiceClient) WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrderQueryService_ServiceDesc.Streams[1], OrderQueryService_WatchOrders_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchOrdersRequest, WatchOrdersResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderQueryService_WatchOrdersClient = grpc.ServerStreamingClient[WatchOrdersResponse]
+
 // OrderQueryServiceServer is the server API for OrderQueryService service.
 // All implementations must embed UnimplementedOrderQueryServiceServer
 // for forward compatibility.
@@ -110,6 +170,26 @@ type OrderQueryServiceServer interface {
 	// lifetime spend per currency. A customer without orders has an empty
 	// summary, not NOT_FOUND.
 	GetCustomerSummary(context.Context, *GetCustomerSummaryRequest) (*GetCustomerSummaryResponse, error)
+	// WatchOrder streams one order as it changes: its current state first,
+	// then one message per change, in log order, each carrying the log
+	// position to resume from. With from_position it sends instead every
+	// change after that position (read back from the log when the watch's
+	// recent history no longer holds them), then follows live, so a client
+	// that reconnects with the last position it saw misses nothing and sees
+	// nothing twice. NOT_FOUND when the read model has no such order once it
+	// has reached consistency.min_position. A watcher that falls too far
+	// behind is ended with RESOURCE_EXHAUSTED; it resumes from its last
+	// position.
+	WatchOrder(*WatchOrderRequest, grpc.ServerStreamingServer[WatchOrderResponse]) error
+	// WatchOrders streams changes of the orders matching the filters, in log
+	// order: every change of an order that matches them before or after the
+	// change, so an order leaving a status filter is seen leaving it. The
+	// first message carries no order, only the position the watch starts
+	// after. from_position resumes after a position still held in the
+	// watch's recent history; an older one is OUT_OF_RANGE (list the orders
+	// again and watch from the list's position). A watcher that falls too far
+	// behind is ended with RESOURCE_EXHAUSTED.
+	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderQueryServiceServer()
 }
 
@@ -128,6 +208,12 @@ func (UnimplementedOrderQueryServiceServer) ListOrders(context.Context, *ListOrd
 }
 func (UnimplementedOrderQueryServiceServer) GetCustomerSummary(context.Context, *GetCustomerSummaryRequest) (*GetCustomerSummaryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCustomerSummary not implemented")
+}
+func (UnimplementedOrderQueryServiceServer) WatchOrder(*WatchOrderRequest, grpc.ServerStreamingServer[WatchOrderResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchOrder not implemented")
+}
+func (UnimplementedOrderQueryServiceServer) WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchOrders not implemented")
 }
 func (UnimplementedOrderQueryServiceServer) mustEmbedUnimplementedOrderQueryServiceServer() {}
 func (UnimplementedOrderQueryServiceServer) testEmbeddedByValue()                           {}
@@ -204,6 +290,28 @@ func _OrderQueryService_GetCustomerSummary_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderQueryService_WatchOrder_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchOrderRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OrderQueryServiceServer).WatchOrder(m, &grpc.GenericServerStream[WatchOrderRequest, WatchOrderResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderQueryService_WatchOrderServer = grpc.ServerStreamingServer[WatchOrderResponse]
+
+func _OrderQueryService_WatchOrders_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchOrdersRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OrderQueryServiceServer).WatchOrders(m, &grpc.GenericServerStream[WatchOrdersRequest, WatchOrdersResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderQueryService_WatchOrdersServer = grpc.ServerStreamingServer[WatchOrdersResponse]
+
 // OrderQueryService_ServiceDesc is the grpc.ServiceDesc for OrderQueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -224,6 +332,17 @@ var OrderQueryService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _OrderQueryService_GetCustomerSummary_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchOrder",
+			Handler:       _OrderQueryService_WatchOrder_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchOrders",
+			Handler:       _OrderQueryService_WatchOrders_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "orders/v1/query.proto",
 }

@@ -1,0 +1,254 @@
+package projections
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+)
+
+// ErrOverflow ends a Subscription whose reader fell further behind than its
+// buffer: the feed never waits for a reader, so one slow watcher cannot
+// slow the projection or the other watchers.
+var ErrOverflow = errors.New("projections: watcher fell behind its buffer")
+
+// DefaultFeedHistory is how many recent changes a Feed keeps for watchers
+// that resume.
+const DefaultFeedHistory = 10000
+
+// Change is one event as the read model applied it: the order's state
+// after it. A Change is shared by every watcher and must not be modified.
+type Change struct {
+	Position uint64 // log position of the event
+	OrderID  string
+	Type     string // event type
+	Actor    string
+	State    order.State  // the order after the event
+	Prev     order.Status // the order's status before the event
+	Revision uint64       // the order's revision after the event, as the read model keeps it
+}
+
+// Feed fans the changes the projection commits out to watchers. The runner
+// publishes each committed batch after its commit, so a reader of the read
+// model never sees a change the feed has not yet published at a lower
+// position than the read model's (see Subscribe). It keeps the last
+// changes (a bounded history) so a watcher resuming from a recent position
+// misses nothing.
+type Feed struct {
+	mu sync.Mutex
+	// pos is the position the feed has published up to: every change at
+	// or below it was published, none above it was.
+	pos uint64
+	// floor: history holds every change above it.
+	floor   uint64
+	history []*Change // ring of at most max changes, oldest at head
+	head    int
+	max     int
+	byOrder map[string]map[*Subscription]struct{}
+	all     map[*Subscription]struct{}
+}
+
+// NewFeed returns a feed keeping the last history changes (DefaultFeedHistory
+// when history <= 0).
+func NewFeed(history int) *Feed {
+	if history <= 0 {
+		history = DefaultFeedHistory
+	}
+	return &Feed{max: history, byOrder: map[string]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}}
+}
+
+// Subscription receives the changes a Subscribe call asked for.
+type Subscription struct {
+	f     *Feed
+	order string
+	match func(*Change) bool
+	c     chan *Change
+	done  chan struct{}
+	err   error // set before done is closed
+}
+
+// C delivers the changes, in log order.
+func (s *Subscription) C() <-chan *Change { return s.c }
+
+// Done is closed when the feed ended the subscription; Err says why. The
+// changes buffered before that stay readable from C.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err is ErrOverflow once Done is closed.
+func (s *Subscription) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Close ends the subscription; the feed sends it nothing more.
+func (s *Subscription) Close() {
+	s.f.mu.Lock()
+	s.f.remove(s)
+	s.f.mu.Unlock()
+}
+
+// Subscribe registers a watcher of one order (orderID not empty) or of the
+// changes match accepts (match nil: every change), with a buffer of buffer
+// changes. It returns the position the feed had published up to at that
+// moment: the subscription receives every later change, and a read of the
+// read model made after Subscribe returns reflects at least that
+// position. When after is below it, backlog holds the kept changes after
+// after (up to that position) and ok reports whether the history reaches
+// back that far; with ok false the backlog is incomplete and empty.
+func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, after uint64) (s *Subscription, published uint64, backlog []*Change, ok bool) {
+	s = &Subscription{f: f, order: orderID, match: match, c: make(chan *Change, max(buffer, 1)), done: make(chan struct{})}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if orderID != "" {
+		m := f.byOrder[orderID]
+		if m == nil {
+			m = map[*Subscription]struct{}{}
+			f.byOrder[orderID] = m
+		}
+		m[s] = struct{}{}
+	} else {
+		f.all[s] = struct{}{}
+	}
+	if after >= f.pos {
+		return s, f.pos, nil, true
+	}
+	if after < f.floor {
+		return s, f.pos, nil, false
+	}
+	for i := range len(f.history) {
+		c := f.history[(f.head+i)%len(f.history)]
+		if c.Position > after && s.wants(c) {
+			backlog = append(backlog, c)
+		}
+	}
+	return s, f.pos, backlog, true
+}
+
+func (s *Subscription) wants(c *Change) bool {
+	if s.order != "" {
+		return c.OrderID == s.order
+	}
+	return s.match == nil || s.match(c)
+}
+
+// remove unregisters s; f.mu is held.
+func (f *Feed) remove(s *Subscription) {
+	if s.order != "" {
+		if m := f.byOrder[s.order]; m != nil {
+			delete(m, s)
+			if len(m) == 0 {
+				delete(f.byOrder, s.order)
+			}
+		}
+		return
+	}
+	delete(f.all, s)
+}
+
+// Position returns the position the feed has published up to.
+func (f *Feed) Position() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pos
+}
+
+// Watchers returns how many subscriptions are open.
+func (f *Feed) Watchers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.all)
+	for _, m := range f.byOrder {
+		n += len(m)
+	}
+	return n
+}
+
+// start tells the feed the read model's checkpoint as a runner starts on
+// it. Changes at or below what the feed already published are not
+// published again; when the checkpoint is ahead of the feed, the changes
+// in between were never seen, so the history restarts there.
+func (f *Feed) start(checkpoint uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if checkpoint > f.pos {
+		f.pos, f.floor = checkpoint, checkpoint
+		f.history, f.head = nil, 0
+	}
+}
+
+// publish hands a committed batch to the watchers and moves the feed to
+// position. It never blocks: a watcher whose buffer is full is ended with
+// ErrOverflow.
+func (f *Feed) publish(position uint64, changes []Change) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range changes {
+		c := &changes[i]
+		if c.Position <= f.pos {
+			continue
+		}
+		f.keep(c)
+		for s := range f.byOrder[c.OrderID] {
+			f.send(s, c)
+		}
+		for s := range f.all {
+			if s.wants(c) {
+				f.send(s, c)
+			}
+		}
+	}
+	f.pos = max(f.pos, position)
+}
+
+func (f *Feed) keep(c *Change) {
+	if len(f.history) < f.max {
+		f.history = append(f.history, c)
+		return
+	}
+	f.floor = f.history[f.head].Position
+	f.history[f.head] = c
+	f.head = (f.head + 1) % len(f.history)
+}
+
+func (f *Feed) send(s *Subscription, c *Change) {
+	select {
+	case s.c <- c:
+	default:
+		f.remove(s)
+		s.err = ErrOverflow
+		close(s.done)
+	}
+}
+
+// HistoryChanges folds one order's history (as read back from the log, in
+// order) into the changes the read model makes of it, for watchers
+// resuming from a position the feed no longer holds. Entries the read
+// model dead-letters (undecodable, or not applicable to the order) change
+// nothing here either.
+func HistoryChanges(recs []eventstore.Recorded) []Change {
+	var (
+		st  order.State
+		out []Change
+	)
+	for _, rec := range recs {
+		it := Decode(rec)
+		if it.Err != nil || applicable(st, rec, it.Event) != nil {
+			continue
+		}
+		at := rec.Meta.OccurredAt
+		if at.IsZero() {
+			at = rec.Time
+		}
+		prev := st.Status
+		st = order.Evolve(st, it.Event, at)
+		// The revision as apply keeps it.
+		out = append(out, Change{Position: rec.Position, OrderID: rec.OrderID, Type: rec.Type, Actor: rec.Meta.Actor,
+			State: st, Prev: prev, Revision: rec.Position})
+	}
+	return out
+}

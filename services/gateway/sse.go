@@ -1,0 +1,249 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// DefaultHeartbeat is how often an idle Server-Sent Events stream gets a
+// comment line unless WithHeartbeat says otherwise: often enough that
+// proxies with a one-minute idle timeout keep the connection.
+const DefaultHeartbeat = 15 * time.Second
+
+// WithHeartbeat sets how often an idle Server-Sent Events stream gets a
+// heartbeat comment (d > 0).
+func WithHeartbeat(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.heartbeat = d
+		}
+	}
+}
+
+// Watch routes, as http.yaml maps them.
+const (
+	watchPrefix = "/v1/orders/"
+	watchVerb   = ":watch"
+	watchList   = "/v1/orders:watch"
+)
+
+// wantsEventStream reports whether the request asks for Server-Sent Events.
+func wantsEventStream(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, v := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "text/event-stream" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sseWatch serves the watch routes as Server-Sent Events when the client
+// asks for text/event-stream, and hands every other request to next (where
+// the watch routes answer newline-delimited JSON like other streams).
+type sseWatch struct {
+	query     ordersv1.OrderQueryServiceClient
+	heartbeat time.Duration
+	errs      errorHandlers
+	next      http.Handler
+}
+
+func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !wantsEventStream(r) {
+		s.next.ServeHTTP(w, r)
+		return
+	}
+	p := r.URL.Path
+	switch {
+	case p == watchList:
+		s.serve(w, r, &ordersv1.WatchOrdersRequest{}, func(ctx context.Context, m proto.Message) (recv, error) {
+			st, err := s.query.WatchOrders(ctx, m.(*ordersv1.WatchOrdersRequest))
+			return recvOf(st), err
+		})
+	case strings.HasPrefix(p, watchPrefix) && strings.HasSuffix(p, watchVerb) &&
+		len(p) > len(watchPrefix)+len(watchVerb) && !strings.Contains(p[len(watchPrefix):], "/"):
+		req := &ordersv1.WatchOrderRequest{OrderId: p[len(watchPrefix) : len(p)-len(watchVerb)]}
+		s.serve(w, r, req, func(ctx context.Context, m proto.Message) (recv, error) {
+			st, err := s.query.WatchOrder(ctx, m.(*ordersv1.WatchOrderRequest))
+			return recvOf(st), err
+		})
+	default:
+		s.next.ServeHTTP(w, r)
+	}
+}
+
+// recv is one watch stream, whatever its message type.
+type recv struct {
+	header func() (metadata.MD, error)
+	next   func() (proto.Message, error)
+}
+
+func recvOf[M any, P interface {
+	*M
+	proto.Message
+}](st grpc.ServerStreamingClient[M]) recv {
+	if st == nil {
+		return recv{}
+	}
+	return recv{header: st.Header, next: func() (proto.Message, error) {
+		m, err := st.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return P(m), nil
+	}}
+}
+
+var sseJSON = protojson.MarshalOptions{EmitUnpopulated: true}
+
+// fromPositioned is both watch requests.
+type fromPositioned interface {
+	proto.Message
+	GetFromPosition() uint64
+}
+
+// serve fills req from the query parameters and headers, opens the watch
+// and relays it: each message as an event whose id is its position (what
+// EventSource sends back as Last-Event-ID when it reconnects), a heartbeat
+// comment while idle, and a last "error" event when the stream fails. An
+// error before the stream starts answers its HTTP status and status JSON.
+func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPositioned, open func(context.Context, proto.Message) (recv, error)) {
+	conv, err := parseConventions(r.Header)
+	if err == nil {
+		err = checkUTF8(r.URL)
+	}
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, err)
+		return
+	}
+	conv.query = r.URL.Query()
+	if err := runtime.PopulateQueryParameters(req, conv.query, utilities.NewDoubleArray(nil)); err != nil {
+		writeStatus(w, http.StatusBadRequest, status.Error(codes.InvalidArgument, err.Error()))
+		return
+	}
+	if err := conv.apply(req.ProtoReflect()); err != nil {
+		writeStatus(w, http.StatusBadRequest, err)
+		return
+	}
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			writeStatus(w, http.StatusBadRequest, invalid("Last-Event-ID", "must be a log position (a non-negative integer)"))
+			return
+		}
+		// The last event the client saw: resume after it.
+		fd := req.ProtoReflect().Descriptor().Fields().ByName("from_position")
+		req.ProtoReflect().Set(fd, protoreflect.ValueOfUint64(n))
+	}
+	ctx, cancel := context.WithCancel(outgoing(r))
+	defer cancel()
+	st, err := open(ctx, req)
+	var md metadata.MD
+	if err == nil {
+		md, err = st.header()
+	}
+	if err == nil && md == nil {
+		// Ended without headers: the status comes with the first read.
+		_, err = st.next()
+	}
+	if err != nil {
+		cs := s.errs.clientStatus(ctx, r, err)
+		writeStatus(w, HTTPStatus(cs.Code(), false), cs.Err())
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+
+	type item struct {
+		m   proto.Message
+		err error
+	}
+	items := make(chan item)
+	go func() {
+		for {
+			m, err := st.next()
+			select {
+			case items <- item{m, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	beat := time.NewTicker(s.heartbeat)
+	defer beat.Stop()
+	for {
+		var out string
+		select {
+		case <-r.Context().Done():
+			return
+		case <-beat.C:
+			out = ": heartbeat\n\n"
+		case it := <-items:
+			if errors.Is(it.err, io.EOF) {
+				return
+			}
+			if it.err != nil {
+				cs := s.errs.clientStatus(ctx, r, it.err)
+				b, _ := statusJSON.Marshal(cs.Proto())
+				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
+				_ = rc.Flush()
+				return
+			}
+			b, err := sseJSON.Marshal(it.m)
+			if err != nil {
+				s.errs.logged(ctx, r, status.New(codes.Internal, err.Error()))
+				return
+			}
+			pos := it.m.(interface{ GetPosition() uint64 }).GetPosition()
+			out = fmt.Sprintf("id: %d\ndata: %s\n\n", pos, b)
+		}
+		if _, err := io.WriteString(w, out); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// outgoing is the request's context carrying, as gRPC metadata, the
+// headers the gateway forwards on every route.
+func outgoing(r *http.Request) context.Context {
+	md := metadata.MD{}
+	for k, vs := range r.Header {
+		if name := strings.ToLower(k); forwarded[name] || name == "authorization" {
+			md.Append(name, vs...)
+		}
+	}
+	return metadata.NewOutgoingContext(r.Context(), md)
+}

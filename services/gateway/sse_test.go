@@ -1,0 +1,227 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/services/gateway"
+)
+
+// sseEvent is one Server-Sent Event, or a comment line (heartbeat).
+type sseEvent struct {
+	id, event, data string
+	comment         bool
+}
+
+// sseStream reads events from a text/event-stream answer.
+type sseStream struct {
+	res    *http.Response
+	events chan sseEvent
+}
+
+func openSSE(t *testing.T, e *env, path string, headers ...string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := e.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sseStream{res: res, events: make(chan sseEvent, 64)}
+	t.Cleanup(func() {
+		cancel()
+		_ = res.Body.Close()
+	})
+	go func() {
+		defer close(s.events)
+		sc := bufio.NewScanner(res.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if ev != (sseEvent{}) {
+					s.events <- ev
+				}
+				ev = sseEvent{}
+			case strings.HasPrefix(line, ":"):
+				s.events <- sseEvent{comment: true}
+			case strings.HasPrefix(line, "id: "):
+				ev.id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				ev.event = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				ev.data = line[6:]
+			}
+		}
+	}()
+	return s
+}
+
+// next returns the next event that is not a comment.
+func (s *sseStream) next(t *testing.T) sseEvent {
+	t.Helper()
+	for {
+		select {
+		case ev, ok := <-s.events:
+			if !ok {
+				t.Fatal("event stream ended")
+			}
+			if !ev.comment {
+				return ev
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event within 10s")
+		}
+	}
+}
+
+// until reads events until one with id at or past last and returns the
+// ids.
+func (s *sseStream) until(t *testing.T, last uint64) []uint64 {
+	t.Helper()
+	var ids []uint64
+	for len(ids) == 0 || ids[len(ids)-1] < last {
+		ev := s.next(t)
+		id, err := strconv.ParseUint(ev.id, 10, 64)
+		if err != nil || ev.event != "" {
+			t.Fatalf("event %+v", ev)
+		}
+		var m struct {
+			Position string `json:"position"`
+		}
+		if err := json.Unmarshal([]byte(ev.data), &m); err != nil || m.Position != ev.id {
+			t.Fatalf("data %s: %v", ev.data, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func positionsAfter(t *testing.T, e *env, id string, after uint64) []uint64 {
+	t.Helper()
+	recs, err := e.store.Load(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []uint64
+	for _, r := range recs {
+		if r.Position > after {
+			out = append(out, r.Position)
+		}
+	}
+	return out
+}
+
+func (e *env) addItems(t *testing.T, id string, from, n int) (last uint64) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		r, err := e.cmd.AddItem(t.Context(), &ordersv1.AddItemRequest{RequestId: key(), OrderId: id, Sku: fmt.Sprintf("SKU-%d", i), Quantity: 1, UnitPrice: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.GetPosition()
+	}
+	return last
+}
+
+// TestWatchOverSSE watches an order through the gateway as a browser's
+// EventSource does: the current state, every change, heartbeats while
+// idle, and a reconnection with Last-Event-ID that misses nothing and
+// repeats nothing.
+func TestWatchOverSSE(t *testing.T) {
+	e := start(t, gateway.WithHeartbeat(20*time.Millisecond))
+	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "sse", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.GetOrder().GetOrderId()
+	s := openSSE(t, e, "/v1/orders/"+id+":watch", "X-Min-Position", strconv.FormatUint(c.GetPosition(), 10))
+	if s.res.StatusCode != http.StatusOK || s.res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("HTTP %d %s", s.res.StatusCode, s.res.Header.Get("Content-Type"))
+	}
+	first := s.next(t)
+	var state struct {
+		Order struct {
+			OrderID string `json:"orderId"`
+			Status  string `json:"status"`
+		} `json:"order"`
+	}
+	if err := json.Unmarshal([]byte(first.data), &state); err != nil || state.Order.OrderID != id || state.Order.Status != "ORDER_STATUS_DRAFT" {
+		t.Fatalf("first event %+v: %v", first, err)
+	}
+	// Idle: heartbeats only.
+	select {
+	case ev := <-s.events:
+		if !ev.comment {
+			t.Fatalf("idle stream sent %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no heartbeat")
+	}
+	last := e.addItems(t, id, 0, 3)
+	got := s.until(t, last)
+	start, _ := strconv.ParseUint(first.id, 10, 64)
+	if want := positionsAfter(t, e, id, start); !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	_ = s.res.Body.Close()
+
+	last = e.addItems(t, id, 3, 2)
+	again := openSSE(t, e, "/v1/orders/"+id+":watch", "Last-Event-ID", strconv.FormatUint(got[len(got)-1], 10))
+	resumed := again.until(t, last)
+	if want := positionsAfter(t, e, id, got[len(got)-1]); !slices.Equal(resumed, want) {
+		t.Fatalf("resumed events %v, want %v", resumed, want)
+	}
+}
+
+func TestWatchListOverSSE(t *testing.T) {
+	e := start(t)
+	s := openSSE(t, e, "/v1/orders:watch?customerId=sse-list&status=ORDER_STATUS_DRAFT")
+	if ev := s.next(t); !strings.Contains(ev.data, `"order":null`) {
+		t.Fatalf("first event %+v", ev)
+	}
+	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "sse-list", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.until(t, c.GetPosition()); !slices.Equal(got, []uint64{c.GetPosition()}) {
+		t.Fatalf("events %v, want [%d]", got, c.GetPosition())
+	}
+}
+
+func TestWatchSSEErrors(t *testing.T) {
+	e := start(t)
+	for _, tc := range []struct {
+		path    string
+		headers []string
+		code    int
+	}{
+		{"/v1/orders/no-such-order:watch", nil, http.StatusNotFound},
+		{"/v1/orders/x:watch?fromPosition=abc", nil, http.StatusBadRequest},
+		{"/v1/orders/x:watch?colour=red", nil, http.StatusBadRequest},
+		{"/v1/orders/x:watch", []string{"Last-Event-ID", "-1"}, http.StatusBadRequest},
+		{"/v1/orders:watch?status=NO_SUCH_STATUS", nil, http.StatusBadRequest},
+	} {
+		r := do(t, e.http, http.MethodGet, e.base+tc.path, "", append([]string{"Accept", "text/event-stream"}, tc.headers...)...)
+		if r.code != tc.code || r.header.Get("Content-Type") != "application/json" || r.str("message") == "" {
+			t.Errorf("%s %v: HTTP %d %s, want %d with status JSON", tc.path, tc.headers, r.code, r.raw, tc.code)
+		}
+	}
+}

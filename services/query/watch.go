@@ -1,0 +1,228 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"math"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/convert"
+	"github.com/orderstream/orderstream/services/rpcerr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// DefaultWatchBuffer is how many changes a watcher may fall behind before
+// it is ended with RESOURCE_EXHAUSTED, unless WithWatchBuffer says
+// otherwise.
+const DefaultWatchBuffer = 256
+
+// History reads one order's events back from the log, for a watcher
+// resuming from a position the feed no longer holds.
+type History interface {
+	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithFeed serves WatchOrder and WatchOrders from feed, which the
+// projection runner publishes its committed changes to. Without it they
+// answer UNIMPLEMENTED.
+func WithFeed(feed *projections.Feed) Option { return func(s *Service) { s.feed = feed } }
+
+// WithHistory lets WatchOrder resume from positions older than the feed's
+// history, reading the order's events from h.
+func WithHistory(h History) Option { return func(s *Service) { s.history = h } }
+
+// WithWatchBuffer sets how many changes a watcher may fall behind (n > 0).
+func WithWatchBuffer(n int) Option {
+	return func(s *Service) {
+		if n > 0 {
+			s.buffer = n
+		}
+	}
+}
+
+var errNoWatch = status.Error(codes.Unimplemented, "watching is not served by this node")
+
+// watchSender is what both watch RPCs send: one message per change.
+type watchSender[M any] struct {
+	stream grpc.ServerStreamingServer[M]
+	build  func(*projections.Change) *M
+	// sent is the position of the last change sent (or the position the
+	// watch started after): the client resumes from it, so a change at
+	// or below it is never sent again.
+	sent uint64
+}
+
+func (w *watchSender[M]) send(c *projections.Change) error {
+	if c.Position <= w.sent {
+		return nil
+	}
+	if err := w.stream.Send(w.build(c)); err != nil {
+		return err
+	}
+	w.sent = c.Position
+	return nil
+}
+
+// follow sends the subscription's changes until the client leaves or the
+// feed ends the subscription: then, after the changes it had buffered, the
+// watcher is ended with RESOURCE_EXHAUSTED, naming the position to resume
+// from.
+func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscription) error {
+	for {
+		select {
+		case c := <-sub.C():
+			if err := w.send(c); err != nil {
+				return err
+			}
+		case <-sub.Done():
+			for {
+				select {
+				case c := <-sub.C():
+					if err := w.send(c); err != nil {
+						return err
+					}
+				default:
+					return status.Errorf(codes.ResourceExhausted, "watcher fell behind the changes; resume from position %d", w.sent)
+				}
+			}
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// resumeAfter is the position a watch asks the feed's history from: none
+// when it starts from the current state (from 0).
+func resumeAfter(from uint64) uint64 {
+	if from == 0 {
+		return math.MaxUint64
+	}
+	return from
+}
+
+func changeToProto(c *projections.Change) *ordersv1.Order { return convert.OrderToProto(c.State, c.Revision) }
+
+// WatchOrder streams one order's changes; see the RPC's documentation.
+func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
+	if err := validID("order_id", req.GetOrderId()); err != nil {
+		return err
+	}
+	if s.feed == nil {
+		return errNoWatch
+	}
+	ctx := stream.Context()
+	if err := s.await(ctx, req.GetConsistency()); err != nil {
+		return err
+	}
+	id, from := req.GetOrderId(), req.GetFromPosition()
+	// Subscribed before the read model or the log is read, so nothing
+	// committed after those reads can be missed.
+	sub, _, backlog, kept := s.feed.Subscribe(id, nil, s.buffer, resumeAfter(from))
+	defer sub.Close()
+	w := &watchSender[ordersv1.WatchOrderResponse]{stream: stream, sent: from, build: func(c *projections.Change) *ordersv1.WatchOrderResponse {
+		o := changeToProto(c)
+		return &ordersv1.WatchOrderResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
+	}}
+	o, pos, err := s.p.ReadModel().GetOrder(ctx, id)
+	if errors.Is(err, projections.ErrOrderNotFound) {
+		return status.Error(codes.NotFound, "order not found")
+	}
+	if err != nil {
+		return rpcerr.ToStatus(ctx, s.log, err)
+	}
+	if !kept {
+		if s.history == nil {
+			return status.Errorf(codes.OutOfRange, "from_position %d is older than the changes kept; watch without it to start from the current state", from)
+		}
+		recs, err := s.history.Load(ctx, id)
+		if err != nil {
+			return rpcerr.ToStatus(ctx, s.log, err)
+		}
+		for _, c := range projections.HistoryChanges(recs) {
+			if c.Position > from {
+				backlog = append(backlog, &c)
+			}
+		}
+	}
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	if from == 0 {
+		p := convert.OrderToProto(o.State, o.Revision)
+		if err := stream.Send(&ordersv1.WatchOrderResponse{Order: p, Position: pos, Revision: p.GetRevision()}); err != nil {
+			return err
+		}
+		w.sent = pos
+	}
+	for _, c := range backlog {
+		if err := w.send(c); err != nil {
+			return err
+		}
+	}
+	return w.follow(ctx, sub)
+}
+
+// WatchOrders streams the changes of the orders matching the filters; see
+// the RPC's documentation.
+func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.ServerStreamingServer[ordersv1.WatchOrdersResponse]) error {
+	customer := req.GetCustomerId()
+	if customer != "" {
+		if err := validID("customer_id", customer); err != nil {
+			return err
+		}
+	}
+	var st order.Status
+	if req.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED {
+		var ok bool
+		if st, ok = convert.StatusFromProto(req.GetStatus()); !ok {
+			return rpcerr.Invalid("status", "unknown status")
+		}
+	}
+	if s.feed == nil {
+		return errNoWatch
+	}
+	ctx := stream.Context()
+	if err := s.await(ctx, req.GetConsistency()); err != nil {
+		return err
+	}
+	match := func(c *projections.Change) bool {
+		if customer != "" && c.State.CustomerID != customer {
+			return false
+		}
+		return st == order.StatusUnspecified || c.State.Status == st || c.Prev == st
+	}
+	from := req.GetFromPosition()
+	sub, published, backlog, kept := s.feed.Subscribe("", match, s.buffer, resumeAfter(from))
+	defer sub.Close()
+	if !kept {
+		return status.Errorf(codes.OutOfRange, "from_position %d is older than the changes kept; list the orders again and watch from the list's position", from)
+	}
+	w := &watchSender[ordersv1.WatchOrdersResponse]{stream: stream, sent: from, build: func(c *projections.Change) *ordersv1.WatchOrdersResponse {
+		o := changeToProto(c)
+		return &ordersv1.WatchOrdersResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
+	}}
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	if from == 0 {
+		if err := stream.Send(&ordersv1.WatchOrdersResponse{Position: published}); err != nil {
+			return err
+		}
+		w.sent = published
+	}
+	for _, c := range backlog {
+		if err := w.send(c); err != nil {
+			return err
+		}
+	}
+	return w.follow(ctx, sub)
+}
