@@ -10,6 +10,10 @@
 // and none is skipped. An event that cannot be decoded or applied is recorded
 // in the dead_letters table (position, type, reason), counted, and skipped.
 //
+// After each commit the runner publishes the batch's changes (each event
+// with its order's state after it) to its Feed, which fans them out to
+// watchers without waiting for any of them.
+//
 // Rebuild replays the whole log into a new database file beside the live
 // one while queries keep using the live one, then swaps it in atomically.
 //

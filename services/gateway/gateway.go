@@ -16,13 +16,24 @@
 // guessing what a missing key means; optional fields and unset oneofs stay
 // absent, because for them absence carries meaning.
 //
-// Server-streaming RPCs (StreamEvents, VerifyLog, RebuildReadModel) answer
+// Server-streaming RPCs (StreamEvents, VerifyLog, RebuildReadModel, the watches) answer
 // 200 with Content-Type application/x-ndjson: one JSON object per line,
 // {"result":{…}} per message, each flushed as it is produced. An error after
 // the first message arrives as a last line {"error":{"code":…,"message":…,
 // "details":[…]}}. An error before it (a bad filter, say) answers the mapped
 // HTTP status with Content-Type application/json and that same single
 // {"error":{…}} line, so a stream client reads one line format either way.
+//
+// The watch routes (GET /v1/orders/{order_id}:watch and GET
+// /v1/orders:watch) answer Server-Sent Events when the request accepts
+// text/event-stream: one event per message, whose id is the message's log
+// position and whose data is its JSON; a ": heartbeat" comment while idle
+// (WithHeartbeat, DefaultHeartbeat); and, when the stream fails after it
+// started, a last "error" event whose data is the status JSON. The
+// Last-Event-ID header (sent by a reconnecting EventSource) fills
+// from_position. An error before the stream starts answers its HTTP status
+// and status JSON, as any route does. Without that Accept they answer
+// newline-delimited JSON like the other streams.
 //
 // # HTTP conventions
 //

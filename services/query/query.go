@@ -6,6 +6,15 @@
 // checkpoint to reach it. If it does not, the answer is UNAVAILABLE with a
 // message saying the read model is behind — never stale data presented as
 // fresh. Every response carries the position the read model had applied.
+//
+// Watches (WatchOrder, WatchOrders) follow the projection's feed of
+// committed changes (WithFeed), never the SQLite file: a watcher subscribes
+// first, then reads its starting point (the order's current state from the
+// read model, the feed's recent history, or for WatchOrder the order's
+// events from the log), and skips every live change at or below the
+// position it has sent, so a resumed watch has no gap and no duplicate. A
+// watcher whose buffer (WithWatchBuffer) overflows is ended with
+// RESOURCE_EXHAUSTED naming the position to resume from.
 package query
 
 import (

@@ -109,7 +109,9 @@ func resumeAfter(from uint64) uint64 {
 	return from
 }
 
-func changeToProto(c *projections.Change) *ordersv1.Order { return convert.OrderToProto(c.State, c.Revision) }
+func changeToProto(c *projections.Change) *ordersv1.Order {
+	return convert.OrderToProto(c.State, c.Revision)
+}
 
 // WatchOrder streams one order's changes; see the RPC's documentation.
 func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
