@@ -47,7 +47,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"time"
 
 	"github.com/orderstream/orderstream/eventstore"
@@ -78,27 +77,54 @@ func FieldsOf(r eventstore.Recorded) Fields {
 // order's first event). It returns an error when prevHex is not 64 hex
 // digits.
 func Compute(prevHex string, f Fields) (string, error) {
-	prev, err := hex.DecodeString(prevHex)
-	if err != nil || len(prev) != sha256.Size {
+	var prev [sha256.Size]byte
+	if len(prevHex) != 2*sha256.Size {
 		return "", fmt.Errorf("chain: previous hash %q is not %d hex bytes", prevHex, sha256.Size)
 	}
-	h := sha256.New()
-	h.Write([]byte(Tag))
-	h.Write(prev)
-	field(h, []byte(f.OrderID))
-	field(h, []byte(f.Type))
-	field(h, []byte(f.OccurredAt.UTC().Format(time.RFC3339Nano)))
-	field(h, []byte(f.Actor))
-	field(h, []byte(f.RequestID))
-	field(h, f.Payload)
-	return hex.EncodeToString(h.Sum(nil)), nil
+	for i := range prev {
+		hi, ok1 := unhex(prevHex[2*i])
+		lo, ok2 := unhex(prevHex[2*i+1])
+		if !ok1 || !ok2 {
+			return "", fmt.Errorf("chain: previous hash %q is not %d hex bytes", prevHex, sha256.Size)
+		}
+		prev[i] = hi<<4 | lo
+	}
+	// One buffer, on the stack for a typical event, hashed at once: the
+	// append path computes this for every event it writes.
+	var stack [512]byte
+	b := append(stack[:0], Tag...)
+	b = append(b, prev[:]...)
+	b = field(b, f.OrderID)
+	b = field(b, f.Type)
+	at := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b = f.OccurredAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	b = field(b, f.Actor)
+	b = field(b, f.RequestID)
+	b = field(b, f.Payload)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
-func field(h hash.Hash, b []byte) {
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-	h.Write(n[:])
-	h.Write(b)
+// field appends a length-prefixed field, so that no two different field
+// lists hash the same bytes.
+func field[T string | []byte](b []byte, v T) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+	return append(b, v...)
+}
+
+// unhex is one hex digit's value; hex.DecodeString would allocate.
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // Kind says how a link is broken.
