@@ -97,9 +97,12 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 		}
 	}()
 	var cp uint64
-	if err := tx.QueryRowContext(ctx, `SELECT position FROM checkpoint WHERE id = 1`).Scan(&cp); err != nil {
+	if err := tx.StmtContext(ctx, m.writes.position).QueryRowContext(ctx).Scan(&cp); err != nil {
 		return 0, nil, err
 	}
+	// Statements prepared once on the write connection, bound to this
+	// transaction: nothing is parsed per event.
+	loadOrder := tx.StmtContext(ctx, m.writes.loadOrder)
 	states := map[string]*Order{}
 	dirty := map[string]bool{}
 	statusDelta := map[statusKey]int64{}
@@ -110,7 +113,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 		}
 		o := &Order{}
 		var blob []byte
-		err := tx.QueryRowContext(ctx, `SELECT revision, state FROM orders WHERE id = ?`, id).Scan(&o.Revision, &blob)
+		err := loadOrder.QueryRowContext(ctx, id).Scan(&o.Revision, &blob)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -190,15 +193,14 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 			spendDelta[spendKey{o.State.CustomerID, o.State.Currency}] -= ref
 		}
 	}
-	if err := writeOrders(ctx, tx, states, dirty); err != nil {
+	if err := writeOrders(ctx, tx.StmtContext(ctx, m.writes.upsertOrder), states, dirty); err != nil {
 		return 0, nil, err
 	}
 	for k, d := range statusDelta {
 		if d == 0 {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO customer_status (customer_id, status, count) VALUES (?, ?, ?)
-			ON CONFLICT (customer_id, status) DO UPDATE SET count = count + excluded.count`, k.customer, int(k.status), d); err != nil {
+		if _, err := tx.StmtContext(ctx, m.writes.addStatus).ExecContext(ctx, k.customer, int(k.status), d); err != nil {
 			return 0, nil, err
 		}
 	}
@@ -206,13 +208,12 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 		if d == 0 {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO customer_spend (customer_id, currency, amount) VALUES (?, ?, ?)
-			ON CONFLICT (customer_id, currency) DO UPDATE SET amount = amount + excluded.amount`, k.customer, k.currency, d); err != nil {
+		if _, err := tx.StmtContext(ctx, m.writes.addSpend).ExecContext(ctx, k.customer, k.currency, d); err != nil {
 			return 0, nil, err
 		}
 	}
 	if position != cp {
-		if _, err := tx.ExecContext(ctx, `UPDATE checkpoint SET position = ? WHERE id = 1`, position); err != nil {
+		if _, err := tx.StmtContext(ctx, m.writes.setPosition).ExecContext(ctx, position); err != nil {
 			return 0, nil, err
 		}
 	}
@@ -229,22 +230,17 @@ func nullTime(t time.Time) any {
 	return t.UnixNano()
 }
 
-func writeOrders(ctx context.Context, tx *sql.Tx, states map[string]*Order, dirty map[string]bool) error {
-	if len(dirty) == 0 {
-		return nil
-	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO orders (id, customer_id, status, currency, total, line_count, ship_country, ship_city,
+// upsertOrder writes one order's row, whole.
+const upsertOrder = `INSERT INTO orders (id, customer_id, status, currency, total, line_count, ship_country, ship_city,
 		created_at, updated_at, placed_at, paid_at, shipped_at, delivered_at, cancelled_at, revision, version, state)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status, currency = excluded.currency,
 		total = excluded.total, line_count = excluded.line_count, ship_country = excluded.ship_country, ship_city = excluded.ship_city,
 		created_at = excluded.created_at, updated_at = excluded.updated_at, placed_at = excluded.placed_at, paid_at = excluded.paid_at,
 		shipped_at = excluded.shipped_at, delivered_at = excluded.delivered_at, cancelled_at = excluded.cancelled_at,
-		revision = excluded.revision, version = excluded.version, state = excluded.state`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
+		revision = excluded.revision, version = excluded.version, state = excluded.state`
+
+func writeOrders(ctx context.Context, stmt *sql.Stmt, states map[string]*Order, dirty map[string]bool) error {
 	for id := range dirty {
 		o := states[id]
 		s := o.State

@@ -119,6 +119,12 @@ type ReadModel struct {
 
 	getOrder, position, statusCounts, spend *sql.Stmt
 	lists                                   sync.Map // query text → *sql.Stmt
+	writes                                  writeStmts
+}
+
+// writeStmts are Apply's statements, prepared on the write connection.
+type writeStmts struct {
+	position, loadOrder, upsertOrder, addStatus, addSpend, setPosition *sql.Stmt
 }
 
 // readConns is the read pool's size, open and idle alike: enough for the
@@ -171,20 +177,29 @@ func OpenReadModel(ctx context.Context, path string) (*ReadModel, error) {
 func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error) {
 	m := &ReadModel{path: path, w: w, r: r}
 	for _, s := range []struct {
+		db   *sql.DB
 		stmt **sql.Stmt
 		q    string
 	}{
+		{w, &m.writes.position, `SELECT position FROM checkpoint WHERE id = 1`},
+		{w, &m.writes.loadOrder, `SELECT revision, state FROM orders WHERE id = ?`},
+		{w, &m.writes.upsertOrder, upsertOrder},
+		{w, &m.writes.addStatus, `INSERT INTO customer_status (customer_id, status, count) VALUES (?, ?, ?)
+			ON CONFLICT (customer_id, status) DO UPDATE SET count = count + excluded.count`},
+		{w, &m.writes.addSpend, `INSERT INTO customer_spend (customer_id, currency, amount) VALUES (?, ?, ?)
+			ON CONFLICT (customer_id, currency) DO UPDATE SET amount = amount + excluded.amount`},
+		{w, &m.writes.setPosition, `UPDATE checkpoint SET position = ? WHERE id = 1`},
 		// One statement is one implicit read transaction, so the order
 		// and the checkpoint come from the same committed state without
 		// a BEGIN and a second round trip; no row for the order leaves
 		// its columns NULL.
-		{&m.getOrder, `SELECT c.position, o.revision, o.state FROM checkpoint c LEFT JOIN orders o ON o.id = ? WHERE c.id = 1`},
-		{&m.position, `SELECT position FROM checkpoint WHERE id = 1`},
-		{&m.statusCounts, `SELECT status, count FROM customer_status WHERE customer_id = ? AND count > 0`},
-		{&m.spend, `SELECT currency, amount FROM customer_spend WHERE customer_id = ? AND amount <> 0`},
+		{r, &m.getOrder, `SELECT c.position, o.revision, o.state FROM checkpoint c LEFT JOIN orders o ON o.id = ? WHERE c.id = 1`},
+		{r, &m.position, `SELECT position FROM checkpoint WHERE id = 1`},
+		{r, &m.statusCounts, `SELECT status, count FROM customer_status WHERE customer_id = ? AND count > 0`},
+		{r, &m.spend, `SELECT currency, amount FROM customer_spend WHERE customer_id = ? AND amount <> 0`},
 	} {
 		var err error
-		if *s.stmt, err = r.PrepareContext(ctx, s.q); err != nil {
+		if *s.stmt, err = s.db.PrepareContext(ctx, s.q); err != nil {
 			_ = m.Close()
 			return nil, fmt.Errorf("projections: prepare on %s: %w", path, err)
 		}
@@ -289,7 +304,9 @@ func (m *ReadModel) Path() string { return m.path }
 // Close closes the database.
 func (m *ReadModel) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{m.getOrder, m.position, m.statusCounts, m.spend} {
+	wr := m.writes
+	for _, st := range []*sql.Stmt{m.getOrder, m.position, m.statusCounts, m.spend,
+		wr.position, wr.loadOrder, wr.upsertOrder, wr.addStatus, wr.addSpend, wr.setPosition} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
