@@ -301,22 +301,11 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 // Path is the database file.
 func (m *ReadModel) Path() string { return m.path }
 
-// Close closes the database.
-func (m *ReadModel) Close() error {
-	var errs []error
-	wr := m.writes
-	for _, st := range []*sql.Stmt{m.getOrder, m.position, m.statusCounts, m.spend,
-		wr.position, wr.loadOrder, wr.upsertOrder, wr.addStatus, wr.addSpend, wr.setPosition} {
-		if st != nil {
-			errs = append(errs, st.Close())
-		}
-	}
-	m.lists.Range(func(_, v any) bool {
-		errs = append(errs, v.(*sql.Stmt).Close())
-		return true
-	})
-	return errors.Join(append(errs, m.r.Close(), m.w.Close())...)
-}
+// Close closes the database. The prepared statements go with the
+// connections they were prepared on: closing each Stmt first would wait
+// for the connection a running statement holds, and a Close called while
+// Apply runs (a shutdown mid-batch) would then never return.
+func (m *ReadModel) Close() error { return errors.Join(m.r.Close(), m.w.Close()) }
 
 // listStmt returns the prepared statement for a list query, preparing it
 // on first use. The filters combine into a handful of query texts, so the
