@@ -186,19 +186,25 @@ func (s *Store) findRequest(ctx context.Context, orderID string, after uint64, r
 	return pos, pos != 0, nil
 }
 
-// checkOwner verifies that the event at pos belongs to orderID.
+// checkOwner verifies that the event at pos belongs to orderID. It asks the
+// stream leader, which acknowledged the duplicate: a lagging replica may
+// not hold the original yet.
 func (s *Store) checkOwner(ctx context.Context, orderID, rid string, pos uint64) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	recs, _, err := s.getBatch(ctx, &directGetRequest{Seq: pos, Batch: 1}, nil)
+	raw, found, err := s.leaderGet(ctx, msgGetRequest{Seq: pos})
 	if err != nil && !errors.Is(err, ErrMalformedEvent) {
 		return err
 	}
-	if err != nil || len(recs) == 0 || recs[0].Position != pos {
+	var rec Recorded
+	if err == nil && found {
+		rec, err = DecodeRawMsg(raw, s.cfg.prefix)
+	}
+	if err != nil || !found {
 		return fmt.Errorf("%w: the request id was already used for another order", ErrConflict)
 	}
-	if recs[0].OrderID != orderID {
-		return &RequestReusedError{RequestID: rid, OrderID: recs[0].OrderID, Position: pos}
+	if rec.OrderID != orderID {
+		return &RequestReusedError{RequestID: rid, OrderID: rec.OrderID, Position: pos}
 	}
 	return nil
 }

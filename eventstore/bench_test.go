@@ -2,6 +2,8 @@ package eventstore_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"flag"
 	"strconv"
 	"testing"
@@ -271,4 +273,73 @@ func BenchmarkRead(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkLoadLatest compares Load (direct gets, any replica answers)
+// with LoadLatest (the same, confirmed with the stream leader) for an order
+// of 10 events, on a single server and on a three-server cluster with an R3
+// stream; ns/op is per load:
+//
+//	go test ./eventstore -run '^$' -bench LoadLatest -benchtime=2000x
+func BenchmarkLoadLatest(b *testing.B) {
+	for _, setup := range []struct {
+		name  string
+		store func(b *testing.B) *eventstore.Store
+	}{
+		{"single", func(b *testing.B) *eventstore.Store { s, _ := benchStore(b); return s }},
+		{"R3", benchR3Store},
+	} {
+		b.Run(setup.name, func(b *testing.B) {
+			s := setup.store(b)
+			ctx := b.Context()
+			var rev uint64
+			for range 10 {
+				res, err := s.Append(ctx, "order-1", rev, []eventstore.EventData{benchEvent("")})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rev = res.Position
+			}
+			for _, l := range []struct {
+				name string
+				load func(context.Context, string) ([]eventstore.Recorded, error)
+			}{{"Load", s.Load}, {"LoadLatest", s.LoadLatest}} {
+				name, load := l.name, l.load
+				b.Run(name, func(b *testing.B) {
+					b.ReportAllocs()
+					for b.Loop() {
+						if recs, err := load(ctx, "order-1"); err != nil || len(recs) != 10 {
+							b.Fatalf("%s = %d events, %v", name, len(recs), err)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// benchR3Store opens a store with three replicas on a three-server cluster,
+// connected to all of them.
+func benchR3Store(b *testing.B) *eventstore.Store {
+	c := estest.StartCluster(b, 3)
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Until the cluster has elected its meta leader the stream cannot be
+	// created.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		s, err := eventstore.New(b.Context(), js, eventstore.WithReplicas(3))
+		if err == nil {
+			return s
+		}
+		if !errors.Is(err, eventstore.ErrUnavailable) || time.Now().After(deadline) {
+			b.Fatal(err)
+		}
+	}
 }

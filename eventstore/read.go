@@ -52,8 +52,9 @@ func (s *Store) connected() error {
 // first, or an empty slice when there are none. It reads with batched direct
 // gets on the order's subject, page after page, without creating a consumer.
 // On a replicated stream any current replica may answer, so an event
-// appended a moment ago on another connection may be missing; Append's
-// expected revision catches such a stale read.
+// appended a moment ago, even one acknowledged to this process, may be
+// missing; Append's expected revision catches such a stale read, and
+// LoadLatest is the read to use where no append follows.
 //
 // Errors: ErrInvalidOrderID; ErrUnavailable when JetStream cannot be reached
 // or does not answer in time (without a ctx deadline the JetStream context's

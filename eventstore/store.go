@@ -11,6 +11,18 @@
 // no consumer; the global log is read with direct gets (Read) or followed live
 // with an ordered consumer (Follow).
 //
+// Consistency of reads: on a replicated stream any current replica answers a
+// direct get, and a follower that lags (or has just restarted) answers with
+// a prefix of the log. Load is therefore fast but may be stale, which is
+// harmless where an append with the loaded revision follows: the expected
+// revision refuses it. LoadLatest is Load confirmed with the stream leader
+// (the non-direct message get, which only the leader answers) and completed
+// from it; it is for answers drawn from a history with no append to back
+// them: rejecting a command, auditing. Get falls back to the leader before
+// it reports a position missing. nats-server reserves an error code for a
+// minimum-last-sequence guard on direct gets (10180) but does not implement
+// it (checked in 2.15.2), so the guard cannot be left to the server.
+//
 // The store is payload agnostic: events are a type name, opaque bytes and
 // Metadata carried in headers. Errors are classified by the sentinels
 // ErrConflict, ErrInvalidOrderID, ErrEmptyAppend, ErrTooLarge,
@@ -60,6 +72,7 @@ type Store struct {
 	filterAll  bool   // the stream also holds subjects that are not orders
 	replicated bool   // reads may be answered by a lagging replica
 	directSub  string // direct get API subject of the stream
+	msgGetSub  string // message get API subject of the stream, served by its leader
 	pageSize   int
 	pageBytes  int
 }
@@ -169,6 +182,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, e
 		cfg:       cfg,
 		wildcard:  cfg.prefix + ".*",
 		directSub: apiPrefix(js.Options()) + "DIRECT.GET." + cfg.streamName,
+		msgGetSub: apiPrefix(js.Options()) + "STREAM.MSG.GET." + cfg.streamName,
 		pageSize:  defaultPageSize,
 		pageBytes: defaultPageBytes,
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -624,6 +625,37 @@ func TestInvalidInput(t *testing.T) {
 	mustAppend(t, e.store, "o", 0, many[1:]...)
 }
 
+// LoadLatest answers what Load answers when the replica is current, and
+// Get finds every position the stream holds and none it does not. (Reads
+// from a lagging replica are tested on a cluster, in test/cluster.)
+func TestLoadLatestAndGet(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	rev := mustAppend(t, e.store, "o", 0, event("A", "a", "r1"))
+	rev = mustAppend(t, e.store, "o", rev, event("B", "b", "r2"), event("C", "c", "r2"))
+	mustAppend(t, e.store, "other", 0, event("X", "x", "r3"))
+	latest, err := e.store.LoadLatest(ctx, "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := mustLoad(t, e.store, "o"); !reflect.DeepEqual(latest, want) || len(latest) != 3 {
+		t.Fatalf("LoadLatest = %+v, Load = %+v", latest, want)
+	}
+	if recs, err := e.store.LoadLatest(ctx, "none"); err != nil || len(recs) != 0 {
+		t.Fatalf("LoadLatest of an order without events = %v, %v", recs, err)
+	}
+	if _, err := e.store.LoadLatest(ctx, "a.b"); !errors.Is(err, eventstore.ErrInvalidOrderID) {
+		t.Fatalf("LoadLatest(a.b): %v, want ErrInvalidOrderID", err)
+	}
+	got, err := e.store.Get(ctx, rev)
+	if err != nil || !reflect.DeepEqual(got, latest[2]) {
+		t.Fatalf("Get(%d) = %+v, %v, want %+v", rev, got, err, latest[2])
+	}
+	if _, err := e.store.Get(ctx, rev+100); !errors.Is(err, eventstore.ErrEventNotFound) {
+		t.Fatalf("Get past the head: %v, want ErrEventNotFound", err)
+	}
+}
+
 func TestUnavailable(t *testing.T) {
 	e := newEnv(t)
 	rev := mustAppend(t, e.store, "o", 0, event("A", "", ""))
@@ -650,6 +682,8 @@ func TestUnavailable(t *testing.T) {
 	check("Append", func(ctx context.Context) error { _, err := e.store.Append(ctx, "o", rev, one); return err })
 	check("Append batch", func(ctx context.Context) error { _, err := e.store.Append(ctx, "o", rev, two); return err })
 	check("Load", func(ctx context.Context) error { _, err := e.store.Load(ctx, "o"); return err })
+	check("LoadLatest", func(ctx context.Context) error { _, err := e.store.LoadLatest(ctx, "o"); return err })
+	check("Get", func(ctx context.Context) error { _, err := e.store.Get(ctx, rev); return err })
 	check("Head", func(ctx context.Context) error { _, err := e.store.Head(ctx); return err })
 	check("Read", func(ctx context.Context) error {
 		for _, err := range e.store.Read(ctx, 0) {

@@ -3,7 +3,10 @@
 package estest
 
 import (
+	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,4 +89,97 @@ func Stop(t testing.TB, srv *server.Server) (restart func() *server.Server) {
 		}
 		return next
 	}
+}
+
+// Cluster is a JetStream cluster of servers routed to each other on
+// loopback ports, each of which can be stopped and started again on the
+// same ports and store directory, as a crashed and restarted process would.
+type Cluster struct {
+	tb testing.TB
+	// Servers holds the servers by index; Start replaces an entry.
+	Servers []*server.Server
+	opts    []*server.Options
+}
+
+// StartCluster starts a cluster of n servers, named n1, n2, ..., and shuts
+// them down when tb ends. It fails tb if a server does not start. Streams
+// cannot be created until the cluster has elected its meta leader, a
+// moment after this returns.
+func StartCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	routePorts := make([]int, n)
+	routes := make([]*url.URL, n)
+	for i := range routePorts {
+		routePorts[i] = freePort(tb)
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", routePorts[i])}
+	}
+	c := &Cluster{tb: tb, Servers: make([]*server.Server, n), opts: make([]*server.Options, n)}
+	for i := range c.Servers {
+		c.opts[i] = &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: freePort(tb), JetStream: true, StoreDir: tb.TempDir(),
+			Cluster: server.ClusterOpts{Name: "orders", Host: "127.0.0.1", Port: routePorts[i]}, Routes: routes,
+			NoLog: true, NoSigs: true,
+		}
+		c.Start(i)
+	}
+	return c
+}
+
+// Start starts server i again after Stop, on its ports and store
+// directory, and waits until it accepts connections.
+func (c *Cluster) Start(i int) *server.Server {
+	c.tb.Helper()
+	o := *c.opts[i]
+	s, err := server.NewServer(&o)
+	if err != nil {
+		c.tb.Fatalf("estest: cluster node %s: %v", o.ServerName, err)
+	}
+	s.Start()
+	c.tb.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(20 * time.Second) {
+		c.tb.Fatalf("estest: cluster node %s not ready after 20s", o.ServerName)
+	}
+	c.Servers[i] = s
+	return s
+}
+
+// Stop shuts server i down.
+func (c *Cluster) Stop(i int) {
+	c.Servers[i].Shutdown()
+	c.Servers[i].WaitForShutdown()
+}
+
+// URLs returns the client URLs of all servers, comma separated, for a
+// client that fails over between them.
+func (c *Cluster) URLs() string {
+	urls := make([]string, len(c.opts))
+	for i, o := range c.opts {
+		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", o.Port)
+	}
+	return strings.Join(urls, ",")
+}
+
+// Index returns the index of the server called name, or -1.
+func (c *Cluster) Index(name string) int {
+	for i, o := range c.opts {
+		if o.ServerName == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// freePort returns a loopback port that was free a moment ago: cluster
+// routes and restarted servers need their ports known in advance.
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

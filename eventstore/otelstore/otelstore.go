@@ -26,6 +26,7 @@ var traceContext = propagation.TraceContext{}
 type Inner interface {
 	Append(ctx context.Context, orderID string, expectedRevision uint64, events []eventstore.EventData) (eventstore.AppendResult, error)
 	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
 }
 
 // Store is a traced, metered Inner.
@@ -93,9 +94,19 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 
 // Load loads through the inner store inside an "eventstore.load" span.
 func (s *Store) Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error) {
-	ctx, span := s.tracer.Start(ctx, "eventstore.load", trace.WithAttributes(attribute.String("order.id", orderID)))
+	return s.load(ctx, false, orderID, s.inner.Load)
+}
+
+// LoadLatest loads through the inner store's LoadLatest inside an
+// "eventstore.load" span with eventstore.latest set.
+func (s *Store) LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error) {
+	return s.load(ctx, true, orderID, s.inner.LoadLatest)
+}
+
+func (s *Store) load(ctx context.Context, latest bool, orderID string, load func(context.Context, string) ([]eventstore.Recorded, error)) ([]eventstore.Recorded, error) {
+	ctx, span := s.tracer.Start(ctx, "eventstore.load", trace.WithAttributes(attribute.String("order.id", orderID), attribute.Bool("eventstore.latest", latest)))
 	defer span.End()
-	recs, err := s.inner.Load(ctx, orderID)
+	recs, err := load(ctx, orderID)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "load failed")

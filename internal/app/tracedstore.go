@@ -21,6 +21,10 @@ func (s tracedStore) Load(ctx context.Context, orderID string) ([]eventstore.Rec
 	return s.traced.Load(ctx, orderID)
 }
 
+func (s tracedStore) LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error) {
+	return s.traced.LoadLatest(ctx, orderID)
+}
+
 func (s tracedStore) Append(ctx context.Context, orderID string, expectedRevision uint64, events []eventstore.EventData) (eventstore.AppendResult, error) {
 	return s.traced.Append(ctx, orderID, expectedRevision, events)
 }

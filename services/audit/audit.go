@@ -36,7 +36,9 @@ const (
 
 // Store is what the audit service needs of the event store.
 type Store interface {
-	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	// LoadLatest, not a load any replica may answer: an auditor must never
+	// be shown the partial history of a lagging replica as the whole.
+	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
 	Head(ctx context.Context) (uint64, error)
 	StreamName() string
 	SubjectPrefix() string
@@ -104,7 +106,7 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 	if err := validOrderID(id); err != nil {
 		return nil, err
 	}
-	recs, err := s.store.Load(ctx, id)
+	recs, err := s.store.LoadLatest(ctx, id)
 	if errors.Is(err, eventstore.ErrMalformedEvent) {
 		return nil, s.undecodable(ctx, id, err)
 	}
@@ -472,7 +474,7 @@ func (s *Service) VerifyOrder(ctx context.Context, req *ordersv1.VerifyOrderRequ
 		return nil, err
 	}
 	var entries []entry
-	recs, err := s.store.Load(ctx, id)
+	recs, err := s.store.LoadLatest(ctx, id)
 	switch {
 	case errors.Is(err, eventstore.ErrMalformedEvent):
 		// Read the order message by message, so the verdict can point at

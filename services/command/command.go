@@ -44,7 +44,10 @@ import (
 // Store is what the command service needs of the event store.
 type Store interface {
 	Append(ctx context.Context, orderID string, expectedRevision uint64, events []eventstore.EventData) (eventstore.AppendResult, error)
+	// Load may answer from a lagging replica; LoadLatest answers with every
+	// acknowledged event (see eventstore.Store.LoadLatest).
 	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
 }
 
 // Option configures a Service.
@@ -178,6 +181,10 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 	// created, not another order that merely used the same request id.
 	followed := false
 	conflicts := 0
+	// latest is set once the order must be read with every acknowledged
+	// event: the fast load may come from a replica that lags, which an
+	// append catches, but nothing catches an answer given without one.
+	latest := false
 	for attempt := 0; attempt < s.maxAttempts; attempt++ {
 		var recs []eventstore.Recorded
 		// An id derived from a new request id has no history: skip the
@@ -185,25 +192,39 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 		// store answers a retry of the request as a duplicate, and the
 		// next turn loads and answers from the order's history.
 		if !generatedID || attempt > 0 {
+			load := s.store.Load
+			if latest {
+				load = s.store.LoadLatest
+			}
 			var err error
-			if recs, err = s.store.Load(ctx, orderID); err != nil {
+			if recs, err = load(ctx, orderID); err != nil {
 				return result{}, err
 			}
-		}
-		if followed && (len(recs) == 0 || recs[0].Meta.RequestID != requestID) {
-			return result{}, rpcerr.Invalid("request_id", "already used for another order")
 		}
 		st, revision, original, err := fold(recs, requestID)
 		if err != nil {
 			return result{}, err
 		}
-		if original != nil {
+		var events []order.Event
+		switch {
+		case followed && (len(recs) == 0 || recs[0].Meta.RequestID != requestID):
+			err = rpcerr.Invalid("request_id", "already used for another order")
+		case original != nil:
 			return *original, nil
+		case expected != nil && *expected != revision:
+			err = fmt.Errorf("%w: expected %d, order is at %d", rpcerr.ErrStaleRevision, *expected, revision)
+		default:
+			events, err = order.Decide(st, cmd)
 		}
-		if expected != nil && *expected != revision {
-			return result{}, fmt.Errorf("%w: expected %d, order is at %d", rpcerr.ErrStaleRevision, *expected, revision)
+		if !latest && ((err != nil && !errors.Is(err, order.ErrInvalid)) || (err == nil && len(events) == 0)) {
+			// An answer drawn from the state alone (a rejection, or
+			// nothing to do) must not rest on a stale read: read again
+			// with every acknowledged event, without spending an
+			// attempt. An invalid command is invalid in any state.
+			latest = true
+			attempt--
+			continue
 		}
-		events, err := order.Decide(st, cmd)
 		if err != nil {
 			return result{}, err
 		}
@@ -234,6 +255,9 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 		case errors.As(err, &reused):
 			return result{}, rpcerr.Invalid("request_id", "already used for another order")
 		case errors.Is(err, eventstore.ErrConflict):
+			// Another writer, or a lagging replica: the next load must
+			// not come from that replica's copy again.
+			latest = true
 			if expected != nil {
 				// The store's error names NATS internals; the client
 				// learns only what it can act on.

@@ -87,7 +87,10 @@ const (
 
 // Store is what the manager reads of the event store.
 type Store interface {
-	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	// LoadLatest, since the manager decides without an append to catch a
+	// stale read: a lagging replica's copy may not yet hold the event
+	// that triggered the job.
+	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
 	StreamName() string
 	SubjectPrefix() string
 }
@@ -580,7 +583,7 @@ func (m *Manager) sleep(ctx context.Context, n int) bool {
 // state folds the order from the log: the manager decides from facts, not
 // from a read model that may lag.
 func (m *Manager) state(ctx context.Context, orderID string) (order.State, error) {
-	recs, err := m.store.Load(ctx, orderID)
+	recs, err := m.store.LoadLatest(ctx, orderID)
 	if err != nil {
 		return order.State{}, err
 	}

@@ -5,11 +5,10 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/config"
 	"google.golang.org/grpc"
@@ -28,45 +29,25 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startCluster starts three JetStream servers routed to each other on
 // loopback ports.
-func startCluster(t *testing.T) []*server.Server {
+func startCluster(t *testing.T) []*server.Server { return estest.StartCluster(t, 3).Servers }
+
+// r3Store opens the event store with three replicas on js. The cluster
+// elects its meta leader after the servers are up; until then creating the
+// stream answers unavailable.
+func r3Store(t *testing.T, js jetstream.JetStream) *eventstore.Store {
 	t.Helper()
-	ports := []int{freePort(t), freePort(t), freePort(t)}
-	var routes []*url.URL
-	for _, p := range ports {
-		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
-	}
-	servers := make([]*server.Server, 3)
-	for i := range servers {
-		s, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-			Cluster: server.ClusterOpts{Name: "orders", Host: "127.0.0.1", Port: ports[i]}, Routes: routes,
-			NoLog: true, NoSigs: true,
-		})
-		if err != nil {
-			t.Fatal(err)
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		store, err := eventstore.New(t.Context(), js, eventstore.WithReplicas(3))
+		if err == nil {
+			return store
 		}
-		s.Start()
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		servers[i] = s
-	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(20 * time.Second) {
-			t.Fatal("cluster node not ready")
+		if !errors.Is(err, eventstore.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("R3 store: %v", err)
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return servers
 }
 
 func TestStreamLeaderLossMidLoad(t *testing.T) {

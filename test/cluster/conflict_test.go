@@ -35,19 +35,7 @@ func TestStaleRevisionOnReplicatedStreamIsConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	// The cluster elects its meta leader after the servers are up; until
-	// then creating the stream answers unavailable.
-	var store *eventstore.Store
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		store, err = eventstore.New(ctx, js, eventstore.WithReplicas(3))
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, eventstore.ErrUnavailable) || time.Now().After(deadline) {
-			t.Fatalf("R3 store: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	store := r3Store(t, js)
 	ev := func(rid string) eventstore.EventData {
 		return eventstore.EventData{Type: "Test", Data: []byte(rid), Meta: eventstore.Metadata{RequestID: rid, OccurredAt: time.Now().UTC()}}
 	}

@@ -1,0 +1,128 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LoadLatest returns all events of an order, oldest first, as the stream
+// leader has them when it answers: the history every acknowledged append
+// is part of. It is Load, confirmed. The events are read with the same fast
+// direct gets as Load, which any replica may answer, and then the stream
+// leader is asked for the order's last position with the non-direct message
+// get, which only the leader answers. When the replica's copy ends before
+// that position, the missing events are read from the leader one by one.
+// On a single replica, or when the replica was current, the cost is one
+// extra round trip to the leader.
+//
+// Use it for every answer drawn from the history without an append to
+// back it: rejecting a command because of the order's state, reporting the
+// order's history to an auditor. Load is enough where an append with the
+// loaded revision follows, since the append's expected revision catches a
+// stale read.
+//
+// Errors: those of LoadAfter, and ErrUnavailable when the stream has no
+// leader (an election is running) or it does not answer in time.
+func (s *Store) LoadLatest(ctx context.Context, orderID string) ([]Recorded, error) {
+	if err := s.connected(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	recs, err := s.LoadAfter(ctx, orderID, 0)
+	if err != nil {
+		return nil, err
+	}
+	var have uint64
+	if n := len(recs); n > 0 {
+		have = recs[n-1].Position
+	}
+	subject := s.Subject(orderID)
+	last, found, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject, NoHeaders: true})
+	if err != nil {
+		return nil, classify("confirm order "+orderID+" with the stream leader", err)
+	}
+	if !found || last.Sequence <= have {
+		return recs, nil
+	}
+	for have < last.Sequence {
+		raw, found, err := s.leaderGet(ctx, msgGetRequest{Seq: have + 1, NextFor: subject})
+		if err != nil {
+			return nil, classify(fmt.Sprintf("load order %s after position %d from the stream leader", orderID, have), err)
+		}
+		if !found {
+			break // deleted since the leader named its last event
+		}
+		r, err := DecodeRawMsg(raw, s.cfg.prefix)
+		if err != nil {
+			return nil, classify("load order "+orderID, err)
+		}
+		recs = append(recs, r)
+		have = r.Position
+	}
+	return recs, nil
+}
+
+// msgGetRequest is nats-server's JSApiMsgGetRequest, reduced to the fields
+// of a non-direct get.
+type msgGetRequest struct {
+	Seq       uint64 `json:"seq,omitempty"`
+	LastFor   string `json:"last_by_subj,omitempty"`
+	NextFor   string `json:"next_by_subj,omitempty"`
+	NoHeaders bool   `json:"no_hdr,omitempty"`
+}
+
+// msgGetResponse is nats-server's JSApiMsgGetResponse.
+type msgGetResponse struct {
+	Error   *jetstream.APIError `json:"error,omitempty"`
+	Message *struct {
+		Subject  string    `json:"subject"`
+		Sequence uint64    `json:"seq"`
+		Header   []byte    `json:"hdrs,omitempty"`
+		Data     []byte    `json:"data,omitempty"`
+		Time     time.Time `json:"time"`
+	} `json:"message,omitempty"`
+}
+
+// leaderGet runs one non-direct message get. In a cluster only the stream
+// leader answers it (followers stay silent, and the server answers "cluster
+// not available" while the stream has no leader), so it reads the state
+// every acknowledged append has reached. found is false when the stream
+// has no such message.
+//
+// It is a request of its own rather than jetstream.Stream.GetMsg, which
+// switches to direct gets when the stream allows them.
+func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (*jetstream.RawStreamMsg, bool, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, false, err
+	}
+	m, err := s.nc.RequestWithContext(ctx, s.msgGetSub, body)
+	if err != nil {
+		return nil, false, err
+	}
+	var resp msgGetResponse
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, false, fmt.Errorf("message get on stream %s: %w", s.cfg.streamName, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, false, nil
+	case resp.Error != nil:
+		return nil, false, resp.Error
+	case resp.Message == nil:
+		return nil, false, fmt.Errorf("message get on stream %s: %w", s.cfg.streamName, jetstream.ErrInvalidJetStreamResponse)
+	}
+	raw := &jetstream.RawStreamMsg{Subject: resp.Message.Subject, Sequence: resp.Message.Sequence, Data: resp.Message.Data, Time: resp.Message.Time}
+	if len(resp.Message.Header) > 0 {
+		if raw.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
+			return nil, false, fmt.Errorf("%w: headers at position %d: %w", ErrMalformedEvent, raw.Sequence, err)
+		}
+	}
+	return raw, true, nil
+}
