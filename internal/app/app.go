@@ -337,6 +337,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		pm, err := payments.New(ctx, js, tracedStore{store, traced}, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
 			payments.WithWorkers(cfg.WorkerPoolSize),
 			payments.WithRetry(cfg.PaymentMaxAttempts, cfg.PaymentAttemptTimeout, cfg.PaymentBackoffBase, cfg.PaymentBackoffMax),
+			payments.WithAckWait(cfg.PaymentAckWait), payments.WithOutageLimit(cfg.PaymentOutageLimit),
 			payments.WithLogger(log), payments.WithTelemetry(tel.Tracer, tel.Meter))
 		if err != nil {
 			return err

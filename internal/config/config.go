@@ -108,6 +108,13 @@ type Config struct {
 	// exponential backoff between attempts.
 	PaymentBackoffBase time.Duration `env:"PAYMENT_BACKOFF_BASE" envDefault:"100ms" help:"lower bound of the jittered exponential backoff"`
 	PaymentBackoffMax  time.Duration `env:"PAYMENT_BACKOFF_MAX" envDefault:"5s" help:"upper bound of the jittered exponential backoff"`
+	// PaymentAckWait is how soon the payments consumer delivers again the
+	// messages of a manager that died; running jobs keep theirs alive.
+	PaymentAckWait time.Duration `env:"PAYMENT_ACK_WAIT" envDefault:"2s" help:"how soon the messages of a payments manager that died are delivered again (at least 1s)"`
+	// PaymentOutageLimit is how long a payment job waits for the event
+	// store or the command side, without spending attempts, before the
+	// manager alerts and hands the job back for redelivery.
+	PaymentOutageLimit time.Duration `env:"PAYMENT_OUTAGE_LIMIT" envDefault:"15m" help:"how long a payment job waits for the event store or the command side without spending attempts before the manager alerts"`
 	// The built-in payment simulator: latency per call, transient failure
 	// rate (0-1), and charges above this amount (minor units) declined
 	// (0: none). Customer "cust-decline" is always declined.
@@ -238,6 +245,9 @@ func (c Config) Validate() error {
 	}
 	if c.PaymentAttemptTimeout <= 0 || c.PaymentBackoffBase <= 0 || c.PaymentBackoffMax < c.PaymentBackoffBase {
 		errs = append(errs, fmt.Errorf("PAYMENT_ATTEMPT_TIMEOUT, PAYMENT_BACKOFF_BASE, PAYMENT_BACKOFF_MAX: must be positive, base <= max"))
+	}
+	if c.PaymentAckWait < time.Second || c.PaymentOutageLimit <= 0 {
+		errs = append(errs, fmt.Errorf("PAYMENT_ACK_WAIT, PAYMENT_OUTAGE_LIMIT: the ack wait must be at least 1s, the outage limit positive"))
 	}
 	if c.PaymentSimFailureRate < 0 || c.PaymentSimFailureRate > 1 {
 		errs = append(errs, fmt.Errorf("PAYMENT_SIM_FAILURE_RATE: %v is not between 0 and 1", c.PaymentSimFailureRate))

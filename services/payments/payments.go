@@ -17,7 +17,10 @@
 // retried on demand through PaymentAdminService. While the circuit breaker
 // is open, attempts are refused without calling the provider but still
 // count, so a provider down longer than the retry budget gets its jobs
-// parked within that budget. A permanent decline is
+// parked within that budget. An unavailable event store or command side is
+// not a failure of the payment: the job waits for it with the same backoff
+// without spending attempts, up to an outage limit after which the manager
+// alerts and hands the message back (see Manager.run). A permanent decline is
 // recorded at once. An outcome the command side will not record (any error
 // but a cancelled order) is retried the same way and parked, never
 // acknowledged as done: the money may have moved.
@@ -32,7 +35,9 @@
 //
 // Replicas: the durable consumer is pinned to one manager at a time (a
 // JetStream priority group); the others stand by and take over when it
-// stops pulling.
+// stops pulling. A manager that starts takes the group over at once, so one
+// started after a crash does not wait out the dead one's pin, and the dead
+// one's messages come back after the short AckWait.
 //
 // Back-pressure: at most Workers jobs run and the consumer holds at most
 // Workers unacknowledged messages, so every delivered message is being
@@ -81,7 +86,9 @@ const (
 	DefaultBackoffMax     = 5 * time.Second
 	ConsumerName          = "payments"
 	PriorityGroup         = "payments"
-	DefaultPinnedTTL      = 10 * time.Second
+	DefaultPinnedTTL      = 5 * time.Second
+	DefaultAckWait        = 2 * time.Second
+	DefaultOutageLimit    = 15 * time.Minute
 	ParkedBucket          = "PAYMENTS_PARKED"
 )
 
@@ -108,8 +115,6 @@ func WithWorkers(n int) Option {
 }
 
 // WithRetry sets the attempt budget, per-attempt timeout and backoff bounds.
-// The attempt timeout also sets the consumer's AckWait (see ackWait), so it
-// bounds how soon a crashed manager's messages are delivered again.
 func WithRetry(maxAttempts int, attemptTimeout, base, max time.Duration) Option {
 	return func(m *Manager) {
 		if maxAttempts > 0 {
@@ -123,6 +128,29 @@ func WithRetry(maxAttempts int, attemptTimeout, base, max time.Duration) Option 
 		}
 		if max > 0 {
 			m.backoffMax = max
+		}
+	}
+}
+
+// WithAckWait sets the consumer's AckWait (default DefaultAckWait): how
+// soon the messages a crashed manager held are delivered again. Running
+// jobs tell the server four times per AckWait that they are in progress,
+// so it need not cover a job's duration.
+func WithAckWait(d time.Duration) Option {
+	return func(m *Manager) {
+		if d > 0 {
+			m.ackWait = d
+		}
+	}
+}
+
+// WithOutageLimit sets how long a job waits for the event store or the
+// command side to come back before the manager alerts (default
+// DefaultOutageLimit); see Manager.run.
+func WithOutageLimit(d time.Duration) Option {
+	return func(m *Manager) {
+		if d > 0 {
+			m.outageLimit = d
 		}
 	}
 }
@@ -171,6 +199,8 @@ type Manager struct {
 	backoffBase    time.Duration
 	backoffMax     time.Duration
 	pinnedTTL      time.Duration
+	ackWait        time.Duration
+	outageLimit    time.Duration
 	log            *slog.Logger
 	tp             trace.TracerProvider
 	mp             metric.MeterProvider
@@ -180,10 +210,15 @@ type Manager struct {
 
 	busy      atomic.Int64
 	consuming atomic.Bool
+	consumed  atomic.Bool // consume got as far as consuming since Run last looked
 	lastErr   atomic.Pointer[error]
 	attempts  metric.Int64Counter
 	outcomes  metric.Int64Counter
 	parked    metric.Int64Counter
+	outages   metric.Int64Counter
+	// waiting is how many jobs are waiting for the store or the command
+	// side to come back.
+	waiting atomic.Int64
 	// parkedNow is how many jobs the bucket holds, as this manager
 	// sees it: counted at start, then kept on park and retry.
 	parkedNow atomic.Int64
@@ -205,6 +240,7 @@ func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1
 	m := &Manager{
 		js: js, store: store, cmds: cmds, gw: gw, workers: DefaultWorkers, maxAttempts: DefaultMaxAttempts,
 		attemptTimeout: DefaultAttemptTimeout, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax, pinnedTTL: DefaultPinnedTTL,
+		ackWait: DefaultAckWait, outageLimit: DefaultOutageLimit,
 		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 	}
 	m.breaker.threshold, m.breaker.cooldown = DefaultCircuitThreshold, DefaultCircuitCooldown
@@ -237,6 +273,10 @@ func (m *Manager) metrics() error {
 	err = errors.Join(err, e)
 	m.parked, e = meter.Int64Counter("orders.payments.parked", metric.WithDescription("Jobs parked after using up their retries (parkings, including a retried job parked again)."))
 	err = errors.Join(err, e)
+	m.outages, e = meter.Int64Counter("orders.payments.outage_alerts", metric.WithDescription("Jobs that waited longer than the outage limit for the event store or the command side, and were handed back to be delivered again."))
+	err = errors.Join(err, e)
+	waiting, e := meter.Int64ObservableGauge("orders.payments.jobs_waiting", metric.WithDescription("Jobs waiting for the event store or the command side to come back, without spending attempts."))
+	err = errors.Join(err, e)
 	parkedNow, e := meter.Int64ObservableGauge("orders.payments.parked_jobs", metric.WithDescription("Jobs parked now, waiting for a retry on demand."))
 	err = errors.Join(err, e)
 	busy, e := meter.Int64ObservableGauge("orders.payments.workers_busy", metric.WithDescription("Workers running a job."))
@@ -250,8 +290,9 @@ func (m *Manager) metrics() error {
 		o.ObserveInt64(busy, m.busy.Load())
 		o.ObserveInt64(size, int64(m.workers))
 		o.ObserveInt64(parkedNow, m.parkedNow.Load())
+		o.ObserveInt64(waiting, m.waiting.Load())
 		return nil
-	}, busy, size, parkedNow)
+	}, busy, size, parkedNow, waiting)
 	return err
 }
 
@@ -314,11 +355,15 @@ const (
 // trying with backoff; Consuming reports false meanwhile and Err says why,
 // so a readiness check can show it.
 func (m *Manager) Run(ctx context.Context) error {
-	wait := time.Second
+	const firstWait, maxWait = 250 * time.Millisecond, 5 * time.Second
+	wait := firstWait
 	for {
 		err := m.consume(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if m.consumed.Swap(false) {
+			wait = firstWait // it ran: a new failure, not a longer outage
 		}
 		m.lastErr.Store(&err)
 		m.log.Warn("payments: not consuming the log; retrying", "err", err, "retry_in", wait)
@@ -329,7 +374,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		wait = min(wait*2, 30*time.Second)
+		wait = min(wait*2, maxWait)
 	}
 }
 
@@ -344,15 +389,6 @@ func (m *Manager) Err() error {
 	return nil
 }
 
-// ackWait bounds how long a message may go without an acknowledgement or
-// progress signal before the server redelivers it: a crashed manager's
-// messages come back after this. Running jobs signal progress every
-// ackWait/3, so it need not cover backoff sleeps or a whole attempt (a
-// gateway call and a recording, each bounded by the attempt timeout); it
-// leaves room for two lost progress signals. At least a second, so a
-// short attempt timeout does not turn a busy moment into redeliveries.
-func (m *Manager) ackWait() time.Duration { return max(3*m.attemptTimeout, time.Second) }
-
 // consume runs one consumer until ctx ends or the consumer cannot run.
 func (m *Manager) consume(ctx context.Context) error {
 	cons, err := m.js.CreateOrUpdateConsumer(ctx, m.store.StreamName(), jetstream.ConsumerConfig{
@@ -360,7 +396,9 @@ func (m *Manager) consume(ctx context.Context) error {
 		Description:   "payments process manager",
 		FilterSubject: m.store.SubjectPrefix() + ".*",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       m.ackWait(),
+		// Short, so a crashed manager's messages come back within
+		// seconds; running jobs keep theirs with progress signals.
+		AckWait: m.ackWait,
 		// No more messages outstanding than workers: a delivered message
 		// is always being worked on, never waiting out its AckWait in a
 		// buffer (which would deliver it a second time).
@@ -375,6 +413,12 @@ func (m *Manager) consume(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("payments: consumer: %w", err)
+	}
+	// Take the group over at once. After a crash the dead manager's pin
+	// would hold it for PinnedTTL with nobody pulling; a live manager that
+	// loses the pin this way finishes the jobs it holds and stands by.
+	if st, err := m.js.Stream(ctx, m.store.StreamName()); err == nil {
+		_ = st.UnpinConsumer(ctx, ConsumerName, PriorityGroup)
 	}
 	jobs := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
@@ -397,7 +441,9 @@ func (m *Manager) consume(ctx context.Context) error {
 	}, jetstream.PullMaxMessages(m.workers), jetstream.PullPriorityGroup(PriorityGroup),
 		// A missed heartbeat (2× the interval) is how a pull notices a
 		// stream leader change; keep that to seconds, not the default 30 s.
-		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
+		// A pull every 2 s at most also keeps the pin alive well within
+		// PinnedTTL, which can then be short.
+		jetstream.PullExpiry(2*time.Second), jetstream.PullHeartbeat(time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				select {
@@ -412,6 +458,7 @@ func (m *Manager) consume(ctx context.Context) error {
 		return fmt.Errorf("payments: consume: %w", err)
 	}
 	m.consuming.Store(true)
+	m.consumed.Store(true)
 	m.lastErr.Store(nil)
 	select {
 	case <-ctx.Done():
@@ -440,8 +487,8 @@ func (m *Manager) consume(ctx context.Context) error {
 
 // handle runs the job an event calls for and acknowledges the event once
 // the job is done or parked. While the job runs it tells the server every
-// ackWait/3 that the message is in progress, so a long backoff or a slow
-// provider never makes the server deliver it again.
+// AckWait/4 that the message is in progress, so a long backoff, a slow
+// provider or a wait for the store never makes the server deliver it again.
 func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 	rec, err := eventstore.DecodeMsg(msg, m.store.SubjectPrefix())
 	if err != nil {
@@ -469,7 +516,7 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 	stop := make(chan struct{})
 	var beat sync.WaitGroup
 	beat.Go(func() {
-		t := time.NewTicker(m.ackWait() / 3)
+		t := time.NewTicker(m.ackWait / 4)
 		defer t.Stop()
 		for {
 			select {
@@ -493,32 +540,43 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
+// errOutage marks a failure of the event store or of the command side
+// (unreachable, electing a leader, too slow to answer), which is not a
+// failure of the payment and spends no attempt.
+var errOutage = errors.New("payments: event store or command side unavailable")
+
+// recordingErr wraps the error of recording an outcome through the command
+// side, marking it as an outage when the command side or its store did not
+// answer.
+func recordingErr(what string, err error) error {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return fmt.Errorf("%s: %w: %w", what, errOutage, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
 // run executes a job with its retry budget. The job records what its
 // attempts learned (MaybeCharged), which parking keeps.
+//
+// Attempts count failures of the payment only: a provider error or refusal,
+// an open circuit, an outcome the command side refuses. While the event
+// store or the command side is unavailable (an election, a NATS restart)
+// the job waits with the same backoff without spending attempts; when that
+// lasts longer than the outage limit the manager alerts (error log and the
+// orders.payments.outage_alerts counter) and hands the message back to be
+// delivered again, so the job is neither parked nor lost.
 func (m *Manager) run(ctx context.Context, j *job) result {
 	var lastErr error
-	for attempt := 1; attempt <= m.maxAttempts; attempt++ {
-		if attempt > 1 {
-			if !m.sleep(ctx, attempt-1) {
-				return abandon
-			}
+	var outageSince time.Time
+	waits := 0
+	defer func() {
+		if !outageSince.IsZero() {
+			m.waiting.Add(-1)
 		}
-		st, err := m.state(ctx, j.OrderID)
-		if err != nil {
-			if ctx.Err() != nil {
-				return abandon
-			}
-			lastErr = err
-			continue
-		}
-		var r result
-		var retry bool
-		switch j.Kind {
-		case kindCharge:
-			r, retry, err = m.charge(ctx, j, st, attempt)
-		case kindRefund:
-			r, retry, err = m.refund(ctx, j, st, attempt)
-		}
+	}()
+	for attempt := 1; ; {
+		r, retry, err := m.attempt(ctx, j, attempt)
 		if !retry {
 			if err != nil && r == done {
 				m.log.ErrorContext(ctx, "payments: job failed permanently", "kind", j.Kind, "order", j.OrderID, "err", err)
@@ -527,6 +585,27 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 		}
 		if ctx.Err() != nil {
 			return abandon
+		}
+		if errors.Is(err, errOutage) {
+			if outageSince.IsZero() {
+				outageSince = time.Now()
+				m.waiting.Add(1)
+			}
+			if waited := time.Since(outageSince); waited >= m.outageLimit {
+				m.outages.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(j.Kind))))
+				m.log.ErrorContext(ctx, "payments: job waited out the outage limit for the event store or command side; handed back for redelivery",
+					"kind", j.Kind, "order", j.OrderID, "waited", waited.Round(time.Second), "err", err)
+				return abandon
+			}
+			waits++
+			if !m.sleep(ctx, waits) {
+				return abandon
+			}
+			continue
+		}
+		if !outageSince.IsZero() {
+			outageSince, waits = time.Time{}, 0
+			m.waiting.Add(-1)
 		}
 		if errors.Is(err, ErrCircuitOpen) {
 			// Held back without calling the provider. The attempt
@@ -538,10 +617,17 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 			if lastErr == nil {
 				lastErr = err
 			}
-			continue
+		} else {
+			lastErr = err
+			m.log.WarnContext(ctx, "payments: attempt failed", "kind", j.Kind, "order", j.OrderID, "attempt", attempt, "err", err)
 		}
-		lastErr = err
-		m.log.WarnContext(ctx, "payments: attempt failed", "kind", j.Kind, "order", j.OrderID, "attempt", attempt, "err", err)
+		if attempt == m.maxAttempts {
+			break
+		}
+		attempt++
+		if !m.sleep(ctx, attempt-1) {
+			return abandon
+		}
 	}
 	j.Attempts = m.maxAttempts
 	if lastErr != nil {
@@ -580,10 +666,25 @@ func (m *Manager) sleep(ctx context.Context, n int) bool {
 	}
 }
 
+// attempt runs one attempt of a job on the order's current state.
+func (m *Manager) attempt(ctx context.Context, j *job, n int) (result, bool, error) {
+	st, err := m.state(ctx, j.OrderID)
+	if err != nil {
+		return done, true, err
+	}
+	if j.Kind == kindRefund {
+		return m.refund(ctx, j, st, n)
+	}
+	return m.charge(ctx, j, st, n)
+}
+
 // state folds the order from the log: the manager decides from facts, not
 // from a read model that may lag.
 func (m *Manager) state(ctx context.Context, orderID string) (order.State, error) {
 	recs, err := m.store.LoadLatest(ctx, orderID)
+	if errors.Is(err, eventstore.ErrUnavailable) {
+		return order.State{}, fmt.Errorf("%w: %w", errOutage, err)
+	}
 	if err != nil {
 		return order.State{}, err
 	}
@@ -666,7 +767,7 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 		// the retry repeats the same idempotency key and request id, so
 		// nothing doubles, and a job that never gets recorded is parked
 		// for an operator rather than forgotten.
-		return done, true, fmt.Errorf("recording the payment: %w", err)
+		return done, true, recordingErr("recording the payment", err)
 	}
 }
 
@@ -767,7 +868,7 @@ func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt in
 	default:
 		// The refund stands at the provider; retried with the same keys,
 		// then parked, never forgotten.
-		return done, true, fmt.Errorf("recording the refund: %w", err)
+		return done, true, recordingErr("recording the refund", err)
 	}
 }
 

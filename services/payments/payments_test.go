@@ -34,11 +34,15 @@ type env struct {
 	mgr   atomic.Pointer[payments.Manager]
 }
 
-func start(tb testing.TB) *env {
+func start(tb testing.TB) *env { return startStorage(tb, jetstream.MemoryStorage) }
+
+// startStorage is start with the stream on st: file storage survives a
+// restart of the server.
+func startStorage(tb testing.TB, st jetstream.StorageType) *env {
 	tb.Helper()
 	srv := estest.StartServer(tb)
 	_, js := estest.Connect(tb, srv)
-	store, err := eventstore.New(context.Background(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	store, err := eventstore.New(context.Background(), js, eventstore.WithStorage(st))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -123,7 +127,13 @@ func (e *env) place(tb testing.TB, customer string, amount int64) string {
 // appended in total, and returns them by order id.
 func (e *env) waitFor(tb testing.TB, n int, types ...string) map[string][]string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return e.waitForWithin(tb, 60*time.Second, n, types...)
+}
+
+// waitForWithin is waitFor with a deadline of its own.
+func (e *env) waitForWithin(tb testing.TB, d time.Duration, n int, types ...string) map[string][]string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	want := map[string]bool{}
 	for _, t := range types {

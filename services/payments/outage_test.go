@@ -1,0 +1,134 @@
+package payments_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/services/payments"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+)
+
+// gatedGateway holds every charge until open is closed, counting the
+// charges waiting.
+type gatedGateway struct {
+	payments.PaymentGateway
+	open    chan struct{}
+	waiting atomic.Int32
+}
+
+func (g *gatedGateway) Charge(ctx context.Context, req payments.ChargeRequest) (payments.ChargeResult, error) {
+	g.waiting.Add(1)
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return payments.ChargeResult{}, ctx.Err()
+	}
+	return g.PaymentGateway.Charge(context.WithoutCancel(ctx), req)
+}
+
+// NATS (the event store and so the command side) goes away while charges
+// are in flight, for far longer than all of a job's attempts and backoffs
+// together. The jobs wait for it without spending attempts: when it is
+// back, every placed order is paid once, nothing is parked, and no outage
+// alert was raised.
+func TestStoreOutageSpendsNoAttempts(t *testing.T) {
+	e := startStorage(t, jetstream.FileStorage)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	gw := &gatedGateway{PaymentGateway: sim, open: make(chan struct{})}
+	reader := sdkmetric.NewManualReader()
+	// Three attempts, 5 ms of backoff at most: the outage outlasts them
+	// many times over.
+	const workers, orders = 4, 8
+	e.run(t, gw, fast(), payments.WithRetry(3, time.Second, time.Millisecond, 5*time.Millisecond), payments.WithWorkers(workers), withReader(reader))
+	for range orders {
+		e.place(t, "outage", 300)
+	}
+	waitUntil(t, "charges in flight", func() bool { return gw.waiting.Load() == workers })
+
+	restart := estest.Stop(t, e.srv)
+	close(gw.open) // the charges go through; their recording cannot
+	waitUntil(t, "jobs waiting for the store", func() bool { return metricValue(t, reader, "orders.payments.jobs_waiting") == workers })
+	e.srv = restart()
+
+	got := e.waitFor(t, orders, "PaymentAuthorized", "PaymentDeclined")
+	for id, evs := range got {
+		if len(evs) != 1 || evs[0] != "PaymentAuthorized" {
+			t.Fatalf("order %s: %v", id, evs)
+		}
+	}
+	assertChargedOnce(t, sim, orders)
+	e.waitParked(t, 0)
+	if n := metricValue(t, reader, "orders.payments.parked"); n > 0 {
+		t.Fatalf("%d jobs parked during the outage", n)
+	}
+	if n := metricValue(t, reader, "orders.payments.outage_alerts"); n > 0 {
+		t.Fatalf("%d outage alerts for an outage shorter than the limit", n)
+	}
+}
+
+// A job that waits for the store longer than the outage limit raises the
+// alert (metric) instead of being parked, and is paid once the store is
+// back.
+func TestStoreOutageBeyondTheLimitAlerts(t *testing.T) {
+	e := startStorage(t, jetstream.FileStorage)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	gw := &gatedGateway{PaymentGateway: sim, open: make(chan struct{})}
+	reader := sdkmetric.NewManualReader()
+	e.run(t, gw, fast(), payments.WithRetry(3, time.Second, time.Millisecond, 5*time.Millisecond), payments.WithWorkers(1),
+		payments.WithOutageLimit(100*time.Millisecond), withReader(reader))
+	e.place(t, "outage", 300)
+	waitUntil(t, "charge in flight", func() bool { return gw.waiting.Load() == 1 })
+	restart := estest.Stop(t, e.srv)
+	close(gw.open)
+	waitUntil(t, "outage alert", func() bool { return metricValue(t, reader, "orders.payments.outage_alerts") > 0 })
+	e.srv = restart()
+	e.waitFor(t, 1, "PaymentAuthorized")
+	assertChargedOnce(t, sim, 1)
+	e.waitParked(t, 0)
+}
+
+// A manager killed with charges in flight (its NATS connection closed, as
+// when its process dies) leaves messages the server counts as delivered.
+// A manager started in its place takes the pinned group over at once, and
+// the dead one's messages come back after the short AckWait, so with the
+// default pin and AckWait every placed order is paid within seconds (the
+// deadline here is generous; before, the pin alone held 10 s and the
+// AckWait 15 s), each once.
+func TestRestartedManagerResumesAtOnce(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{Latency: 20 * time.Millisecond})
+	opts := []payments.Option{fast(), payments.WithWorkers(4)}
+	c := &crashPoint{at: 6, died: make(chan struct{})}
+	e.runOwnConn(t, sim, c, opts...)
+	const orders = 20
+	for range orders {
+		e.place(t, "restart", 250)
+	}
+	select {
+	case <-c.died:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the crash point was never reached")
+	}
+	e.runOwnConn(t, sim, nil, opts...)
+	got := e.waitForWithin(t, 10*time.Second, orders, "PaymentAuthorized", "PaymentDeclined")
+	for id, evs := range got {
+		if len(evs) != 1 || evs[0] != "PaymentAuthorized" {
+			t.Fatalf("order %s: %v", id, evs)
+		}
+	}
+	assertChargedOnce(t, sim, orders)
+}
+
+// waitUntil polls cond until it holds, failing t after 30 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
