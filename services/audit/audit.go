@@ -88,16 +88,8 @@ func recorded(e entry, version uint32) (*ordersv1.RecordedEvent, error) {
 	}, nil
 }
 
-// validOrderID checks an order id by the event store's own rules.
-func validOrderID(id string) error {
-	if id == "" {
-		return rpcerr.Invalid("order_id", "required")
-	}
-	if eventstore.ValidOrderID(id) != nil {
-		return rpcerr.Invalid("order_id", "must be 1-64 characters without spaces, control characters, '.', '*' or '>'")
-	}
-	return nil
-}
+// validOrderID checks an order id by the rule every RPC applies.
+func validOrderID(id string) error { return rpcerr.OrderID("order_id", id) }
 
 // load returns an order's events, decoded: NOT_FOUND when it has none,
 // DATA_LOSS naming the position when its history holds a message that
@@ -321,11 +313,11 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		subjects = subjects[:0]
 		seen := make(map[string]bool, len(ids))
 		for _, id := range ids {
-			// The event store's own rules: anything else would make a
-			// subject filter the server refuses (or one matching other
-			// orders).
-			if eventstore.ValidOrderID(id) != nil {
-				return rpcerr.Invalid("order_ids", fmt.Sprintf("invalid order id %q", id))
+			// The rule every RPC applies, which includes the event
+			// store's: anything else would make a subject filter the
+			// server refuses (or one matching other orders).
+			if err := rpcerr.OrderID("order_ids", id); err != nil {
+				return err
 			}
 			// The server refuses overlapping filters: a repeated id
 			// selects nothing more.

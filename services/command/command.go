@@ -131,13 +131,7 @@ func (s *Service) ConflictRetries() uint64 { return s.retries.Load() }
 // id that prints the same as another is the same id: no controls, C1 or
 // format characters (zero-width, BOM, bidi marks) or look-alikes.
 func validRequestID(id string) error {
-	if id == "" {
-		return rpcerr.Invalid("request_id", "required")
-	}
-	if order.ValidateID("request_id", id) != nil {
-		return rpcerr.Invalid("request_id", "must be 1-64 printable ASCII characters without spaces")
-	}
-	return nil
+	return rpcerr.ID("request_id", id)
 }
 
 // backoff waits before conflict retry n (from 1). It returns ErrContention
@@ -172,8 +166,8 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 	if err := validRequestID(requestID); err != nil {
 		return result{}, err
 	}
-	if orderID == "" {
-		return result{}, rpcerr.Invalid("order_id", "required")
+	if err := rpcerr.OrderID("order_id", orderID); err != nil {
+		return result{}, err
 	}
 	meta := s.metadata(ctx, requestID)
 	// followed is set once a retried CreateOrder has switched to the order

@@ -50,8 +50,10 @@ func (a *Admin) ListParkedPayments(ctx context.Context, _ *ordersv1.ListParkedPa
 
 // RetryParkedPayment runs parked jobs again now.
 func (a *Admin) RetryParkedPayment(ctx context.Context, req *ordersv1.RetryParkedPaymentRequest) (*ordersv1.RetryParkedPaymentResponse, error) {
-	if len(req.GetOrderId()) > 64 {
-		return nil, rpcerr.Invalid("order_id", "must be at most 64 characters")
+	if id := req.GetOrderId(); id != "" {
+		if err := rpcerr.OrderID("order_id", id); err != nil {
+			return nil, err
+		}
 	}
 	done, again, err := a.m.Retry(ctx, req.GetOrderId())
 	if err != nil {

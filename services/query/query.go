@@ -103,15 +103,9 @@ func (s *Service) await(ctx context.Context, c *ordersv1.Consistency) error {
 }
 
 func validID(field, id string) error {
-	if id == "" {
-		return rpcerr.Invalid(field, "required")
-	}
-	// The same rule as order.ValidateID: an id no command could have
-	// accepted is a caller's mistake, not an order that is merely absent.
-	if order.ValidateID(field, id) != nil {
-		return rpcerr.Invalid(field, "must be 1-64 printable ASCII characters without spaces")
-	}
-	return nil
+	// An id no command could have accepted is a caller's mistake, not an
+	// order that is merely absent.
+	return rpcerr.ID(field, id)
 }
 
 // GetOrder returns one order; NOT_FOUND when the read model has none.

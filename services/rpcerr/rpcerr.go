@@ -33,6 +33,38 @@ func Invalid(field, reason string) error {
 	return st.Err()
 }
 
+// ID checks a required identifier named field (order_id, customer_id, ...)
+// by the one id rule of the system, order.ValidateID: 1-64 printable ASCII
+// characters without spaces, so full-width, zero-width and other look-alike
+// characters are refused. Every RPC applies it before looking anything up,
+// so a malformed id answers INVALID_ARGUMENT, never NOT_FOUND.
+func ID(field, id string) error {
+	if id == "" {
+		return Invalid(field, "required")
+	}
+	if order.ValidateID(field, id) != nil {
+		return Invalid(field, idRule)
+	}
+	return nil
+}
+
+// OrderID is ID for order ids, which also name an event store subject and
+// so must not hold '.', '*' or '>'.
+func OrderID(field, id string) error {
+	if err := ID(field, id); err != nil {
+		return err
+	}
+	if eventstore.ValidOrderID(id) != nil {
+		return Invalid(field, orderIDRule)
+	}
+	return nil
+}
+
+const (
+	idRule      = "must be 1-64 printable ASCII characters without spaces"
+	orderIDRule = "must be 1-64 printable ASCII characters without spaces, '.', '*' or '>'"
+)
+
 // ToStatus converts err into a gRPC status error. A status error passes
 // through unchanged. log receives internal errors; it may be nil.
 func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
@@ -49,7 +81,7 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, order.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, eventstore.ErrInvalidOrderID):
-		return Invalid("order_id", "must be 1-64 characters without spaces, '.', '*' or '>'")
+		return Invalid("order_id", orderIDRule)
 	case errors.Is(err, order.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, order.ErrAlreadyExists):
