@@ -27,6 +27,7 @@ import (
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/natsconn"
 	"github.com/orderstream/orderstream/internal/natsembed"
+	"github.com/orderstream/orderstream/internal/rpcguard"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"github.com/orderstream/orderstream/projections"
@@ -208,8 +209,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if err != nil {
 		return err
 	}
-	unary := []grpc.UnaryServerInterceptor{telemetry.UnaryLogger(log)}
-	streams := []grpc.StreamServerInterceptor{telemetry.StreamLogger(log)}
+	guard, err := rpcguard.New(log, tel.Meter)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	// The guard comes right after the logger, so that undecodable
+	// requests and recovered panics are logged with the code they get.
+	unary := []grpc.UnaryServerInterceptor{telemetry.UnaryLogger(log), guard.Unary}
+	streams := []grpc.StreamServerInterceptor{telemetry.StreamLogger(log), guard.Stream}
 	paymentsToken := cfg.PaymentsToken
 	if authn != nil {
 		unary = append(unary, authn.Unary)
@@ -233,6 +240,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	}
 	srv := grpc.NewServer(append(srvOpts,
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		guard.ServerOption(),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(streams...),

@@ -1,0 +1,130 @@
+// Package rpcguard protects the gRPC server from hostile input and from its
+// own bugs, so that each gets the answer it deserves.
+//
+// A request that does not decode (invalid UTF-8 in a string field, garbage
+// bytes, a truncated length) is the client's mistake: grpc-go answers it
+// INTERNAL before any interceptor runs, so it is neither logged nor counted
+// as a client error. Codec keeps the decode error for the Unary and Stream
+// interceptors, which answer INVALID_ARGUMENT.
+//
+// A panic in a handler is this server's mistake: without recovery it ends
+// the process, with every other call in flight. The interceptors recover
+// it, log it with the stack (and the trace id the context carries), count it
+// in orders.rpc.panics and answer a bare INTERNAL, so nothing of the panic
+// reaches the client.
+package rpcguard
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	protov2 "google.golang.org/protobuf/proto"
+)
+
+// Guard holds the decode errors the codec set aside and the panic counter.
+type Guard struct {
+	log    *slog.Logger
+	panics metric.Int64Counter
+	inner  encoding.CodecV2
+	// failed maps a message the codec could not decode into to the error,
+	// until the interceptor that receives that message takes it.
+	failed sync.Map
+}
+
+// New returns a Guard logging to log and counting panics with mp.
+func New(log *slog.Logger, mp metric.MeterProvider) (*Guard, error) {
+	panics, err := mp.Meter("github.com/orderstream/orderstream/internal/rpcguard").Int64Counter("orders.rpc.panics",
+		metric.WithDescription("RPC handlers that panicked; each was answered INTERNAL."))
+	if err != nil {
+		return nil, err
+	}
+	return &Guard{log: log, panics: panics, inner: encoding.GetCodecV2(proto.Name)}, nil
+}
+
+// ServerOption makes the server decode requests with the guard's codec; the
+// guard's interceptors must be in the same server's chains.
+func (g *Guard) ServerOption() grpc.ServerOption { return grpc.ForceServerCodecV2(codec{g}) }
+
+// codec is the proto codec, except that a request that fails to decode is
+// reported to the interceptors instead of to grpc-go.
+type codec struct{ g *Guard }
+
+func (codec) Name() string { return proto.Name }
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.g.inner.Marshal(v) }
+
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if err := c.g.inner.Unmarshal(data, v); err != nil {
+		c.g.failed.Store(v, err)
+	}
+	return nil
+}
+
+// decodeError takes the decode error set aside for m, as INVALID_ARGUMENT.
+func (g *Guard) decodeError(m any) error {
+	e, ok := g.failed.LoadAndDelete(m)
+	if !ok {
+		return nil
+	}
+	name := "message"
+	if pm, ok := m.(protov2.Message); ok {
+		name = string(pm.ProtoReflect().Descriptor().FullName())
+	}
+	return status.Errorf(codes.InvalidArgument, "the request is not a valid %s: %v", name, e)
+}
+
+// Unary answers an undecodable request INVALID_ARGUMENT and recovers a
+// handler's panic as INTERNAL. It belongs early in the chain: after the
+// logging interceptor, so both are logged, and before those that read the
+// request.
+func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (res any, err error) {
+	if err := g.decodeError(req); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, g.recovered(ctx, info.FullMethod, r)
+		}
+	}()
+	return handler(ctx, req)
+}
+
+// Stream is Unary for streaming RPCs: each received message is checked as
+// the handler receives it.
+func (g *Guard) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = g.recovered(ss.Context(), info.FullMethod, r)
+		}
+	}()
+	return handler(srv, guardedStream{ss, g})
+}
+
+type guardedStream struct {
+	grpc.ServerStream
+	g *Guard
+}
+
+func (s guardedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return s.g.decodeError(m)
+}
+
+func (g *Guard) recovered(ctx context.Context, method string, r any) error {
+	g.panics.Add(ctx, 1, metric.WithAttributes(attribute.String("rpc.method", method)))
+	g.log.ErrorContext(ctx, "rpc handler panicked", "method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error")
+}
