@@ -55,7 +55,8 @@
 //     received in time (WithBodyTimeout, 30 s by default): 408. A body
 //     whose Content-Type is missing or not JSON (application/json or
 //     application/*+json, UTF-8): 415. Malformed JSON, a wrong type, an
-//     unknown field (named in the message) or an unknown enum name: 400. So
+//     unknown field (named in the message), an unknown enum name, or
+//     anything but whitespace after the JSON value ({…} {"x":1}): 400. So
 //     is a query parameter that names no field of the request: grpc-gateway
 //     alone would ignore it, and a misspelt filter would match everything.
 //     POST, PUT and PATCH take their fields from the JSON body only (their
@@ -101,8 +102,10 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -330,6 +333,33 @@ type jsonMarshaler struct {
 
 // StreamContentType is the Content-Type of server-streaming answers.
 func (*jsonMarshaler) StreamContentType(any) string { return "application/x-ndjson" }
+
+// NewDecoder reads exactly one JSON value: a body with anything but
+// whitespace after it ({…} {"x":1}) is refused rather than half read.
+func (m *jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
+	return singleValueDecoder{dec: json.NewDecoder(r), m: &m.JSONPb}
+}
+
+type singleValueDecoder struct {
+	dec *json.Decoder
+	m   *runtime.JSONPb
+}
+
+// errTrailingData reports a body with more after its JSON value; the
+// gateway answers it 400.
+var errTrailingData = errors.New("the body holds more than one JSON value")
+
+// Decode returns io.EOF for an empty body, as grpc-gateway expects.
+func (d singleValueDecoder) Decode(v any) error {
+	var value json.RawMessage
+	if err := d.dec.Decode(&value); err != nil {
+		return err
+	}
+	if _, err := d.dec.Token(); !errors.Is(err, io.EOF) {
+		return errTrailingData
+	}
+	return d.m.Unmarshal(value, v)
+}
 
 // revisioned is every command response: the order's new revision.
 type revisioned interface {
