@@ -258,6 +258,26 @@ func TestDecideFieldErrors(t *testing.T) {
 		{"ship carrier control", order.StatusPaid, order.ShipOrder{Carrier: "DHL\x00"}, "carrier"},
 		{"ship tracking too long", order.StatusPaid, order.ShipOrder{TrackingNumber: long(order.MaxTextLen + 1)}, "tracking_number"},
 		{"ship tracking invalid UTF-8", order.StatusPaid, order.ShipOrder{TrackingNumber: "\xc3"}, "tracking_number"},
+		{"address name bidi override", order.StatusUnspecified, create(func(c *order.CreateOrder) {
+			c.Shipping = withAddr(func(a *order.Address) { a.Name = "Ada \u202egpj.exe" })
+		}), "shipping_address.name"},
+		{"address line1 line separator", order.StatusUnspecified, create(func(c *order.CreateOrder) {
+			c.Shipping = withAddr(func(a *order.Address) { a.Line1 = "1 Way\u2028Paid: yes" })
+		}), "shipping_address.line1"},
+		{"address city paragraph separator", order.StatusDraft, order.SetShippingAddress{Address: order.Address{Line1: "x", City: "Oslo\u2029", Country: "NO"}}, "shipping_address.city"},
+		{"address line2 zero-width space", order.StatusUnspecified, create(func(c *order.CreateOrder) {
+			c.Shipping = withAddr(func(a *order.Address) { a.Line2 = "Flat\u200b2" })
+		}), "shipping_address.line2"},
+		{"address region bidi isolate", order.StatusUnspecified, create(func(c *order.CreateOrder) {
+			c.Shipping = withAddr(func(a *order.Address) { a.Region = "\u2066North" })
+		}), "shipping_address.region"},
+		{"address postal code BOM", order.StatusUnspecified, create(func(c *order.CreateOrder) {
+			c.Shipping = withAddr(func(a *order.Address) { a.PostalCode = "\ufeff0150" })
+		}), "shipping_address.postal_code"},
+		{"ship carrier bidi override", order.StatusPaid, order.ShipOrder{Carrier: "\u202eLHD"}, "carrier"},
+		{"ship tracking soft hyphen", order.StatusPaid, order.ShipOrder{TrackingNumber: "JD\u00ad0001"}, "tracking_number"},
+		{"cancel reason line separator", order.StatusDraft, order.CancelOrder{Reason: "changed mind\u2028refund approved"}, "reason"},
+		{"declined reason bidi embedding", order.StatusPlaced, order.RecordPayment{Reason: "\u202bno funds"}, "reason"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -71,7 +71,15 @@
 // Free text (address fields, reasons, carrier, tracking number) is valid
 // UTF-8 of at most [MaxTextLen] characters (Unicode code points) and contains
 // no control characters (Unicode category Cc: C0 controls including tab and
-// newline, DEL, C1 controls). Required text must contain a non-space
+// newline, DEL, C1 controls), no format characters (Cf: bidi overrides and
+// isolates such as U+202E, zero-width space, word joiner, BOM, soft hyphen)
+// and no line or paragraph separators (Zl U+2028, Zp U+2029): they would make
+// what an operator reads in a console, the CLI or a log differ from what is
+// stored, reorder or hide part of it, or forge a new line. The zero-width
+// non-joiner and joiner (U+200C, U+200D) are allowed, since Persian and
+// Indic scripts and emoji need them to spell words ([TextRuneAllowed]).
+// Text is refused rather than stored escaped: every reader of the log would
+// otherwise have to escape it. Required text must contain a non-space
 // character.
 //
 // Addresses: line1 and city are required free text; name, line2, region and

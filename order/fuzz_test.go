@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/orderstream/orderstream/order"
 )
@@ -417,6 +418,36 @@ func FuzzValidateID(f *testing.F) {
 			return !unicode.IsGraphic(r) || unicode.IsSpace(r) || unicode.Is(unicode.Cf, r)
 		}) {
 			t.Fatalf("ValidateID accepted %q, which holds a character that does not print", v)
+		}
+	})
+}
+
+// FuzzTextRule checks the free-text rule through Decide: whatever carrier a
+// ShipOrder is accepted with holds no character that hides, reorders or
+// breaks what a reader sees (control, format other than ZWNJ/ZWJ, line or
+// paragraph separator), and text of ordinary letters in any script, with
+// the joiners those scripts need, is accepted.
+func FuzzTextRule(f *testing.F) {
+	for _, s := range []string{
+		"DHL", "Zoë", "東京", "می\u200cخواهم", "👩\u200d💻", "Straße 5", "",
+		"\u202eLHD", "a\u2028b", "a\u2029b", "a\u200bb", "\u2066x\u2069", "\ufeff", "\u00ad", "a\tb", "\u0085", "\xff",
+	} {
+		f.Add(s)
+	}
+	paid := order.State{Status: order.StatusPaid}
+	f.Fuzz(func(t *testing.T, v string) {
+		_, err := order.Decide(paid, order.ShipOrder{Carrier: v})
+		hidden := strings.ContainsFunc(v, func(r rune) bool {
+			return unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp) || (unicode.Is(unicode.Cf, r) && r != '\u200c' && r != '\u200d')
+		})
+		if err == nil && hidden {
+			t.Fatalf("carrier %q accepted, though it holds a character that hides what is shown", v)
+		}
+		plain := utf8.ValidString(v) && utf8.RuneCountInString(v) <= order.MaxTextLen && !strings.ContainsFunc(v, func(r rune) bool {
+			return !(unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S) || r == ' ' || r == '\u200c' || r == '\u200d')
+		})
+		if err != nil && plain {
+			t.Fatalf("carrier %q refused (%v), though it holds only letters, marks, digits, punctuation, symbols, spaces and joiners", v, err)
 		}
 	})
 }

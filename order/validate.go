@@ -33,9 +33,35 @@ func validateID(field, v string) error {
 	return nil
 }
 
+// TextRuneAllowed reports whether free text may hold r (see the package
+// comment): anything but control characters (Cc), format characters (Cf)
+// other than the zero-width non-joiner and joiner, and line and paragraph
+// separators (Zl, Zp). Producers of text for the domain, such as a payment
+// provider's decline reason, use it to make their text acceptable.
+func TextRuneAllowed(r rune) bool {
+	switch {
+	case r == zeroWidthNonJoiner || r == zeroWidthJoiner:
+		// Needed to spell words in Persian and Indic scripts, and in
+		// emoji sequences; they change how letters join, not the order
+		// or lines a reader sees.
+		return true
+	case unicode.IsControl(r), unicode.Is(unicode.Cf, r), unicode.Is(unicode.Zl, r), unicode.Is(unicode.Zp, r):
+		return false
+	}
+	return true
+}
+
+const (
+	zeroWidthNonJoiner = '\u200c'
+	zeroWidthJoiner    = '\u200d'
+)
+
 // validateText checks free text: valid UTF-8, at most MaxTextLen code
-// points, no control characters (they break logs, CSV exports and labels),
-// and, when required, something other than spaces.
+// points, only characters TextRuneAllowed accepts (control characters
+// break logs, CSV exports and labels; bidi overrides, invisible format
+// characters and line separators make what an operator reads in a
+// console, the CLI or a log differ from what is stored), and, when
+// required, something other than spaces.
 func validateText(field, v string, required bool) error {
 	if !utf8.ValidString(v) {
 		return invalid(field, "must be valid UTF-8")
@@ -43,8 +69,8 @@ func validateText(field, v string, required bool) error {
 	if utf8.RuneCountInString(v) > MaxTextLen {
 		return invalid(field, "must be at most "+strconv.Itoa(MaxTextLen)+" characters")
 	}
-	if strings.ContainsFunc(v, unicode.IsControl) {
-		return invalid(field, "must not contain control characters")
+	if strings.ContainsFunc(v, func(r rune) bool { return !TextRuneAllowed(r) }) {
+		return invalid(field, "must not contain control, format (bidi, zero-width) or line separator characters")
 	}
 	if required && strings.TrimSpace(v) == "" {
 		return invalid(field, "is required")

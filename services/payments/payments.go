@@ -59,7 +59,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -814,12 +813,12 @@ func (m *Manager) recordCall(ctx context.Context, ok bool) {
 func chargeKey(j job) string { return fmt.Sprintf("charge:%s:%d", j.OrderID, j.Position) }
 
 // declineReason turns a provider's decline into text the order accepts:
-// valid UTF-8 without control characters, at most order.MaxTextLen
+// valid UTF-8 without the characters free text refuses, at most order.MaxTextLen
 // characters. Without this a decline the command side refuses
 // would never be recorded.
 func declineReason(err error) string {
 	r := strings.Map(func(c rune) rune {
-		if unicode.IsControl(c) {
+		if !order.TextRuneAllowed(c) {
 			return ' '
 		}
 		return c
