@@ -9,6 +9,7 @@ BUF  := $(TOOL) buf
 
 .PHONY: test
 test: ## Run all tests with the race detector.
+	$(GO) mod download -modfile=tools.mod # test/readme builds grpcurl offline
 	$(GO) test -race ./...
 
 .PHONY: topology

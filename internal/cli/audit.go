@@ -13,11 +13,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 func (a *app) auditCmd() *cobra.Command {
 	c := &cobra.Command{Use: "audit", Short: "Read, export and verify order history"}
-	c.AddCommand(a.historyCmd(), a.atCmd(), a.exportCmd(), a.verifyCmd())
+	c.AddCommand(a.historyCmd(), a.atCmd(), a.exportCmd(), a.verifyCmd(), a.decodeCmd())
 	return c
 }
 
@@ -336,6 +337,41 @@ func (a *app) verifyCmd() *cobra.Command {
 	c.Flags().BoolVar(&all, "all", false, "verify every order in the log")
 	return c
 }
+
+func (a *app) decodeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "decode",
+		Short: "Print a stored event payload (protobuf, from stdin) as JSON",
+		Long: `Reads one event payload as the log stores it (the protobuf encoding of
+orders.v1.Event) from stdin and prints it as JSON, amounts as with -o json.
+It needs no server: it is meant for tools that read the ORDERS stream
+directly, such as the nats CLI's --translate. A payload that is not an event
+exits 1.`,
+		Example: `  nats stream get ORDERS --last-for orders.7d3f0c2a-... --translate 'ordersctl audit decode'`,
+		Args:    cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			in := a.io.In
+			if in == nil {
+				in = strings.NewReader("")
+			}
+			b, err := io.ReadAll(io.LimitReader(in, maxPayload+1))
+			if err != nil {
+				return err
+			}
+			if len(b) > maxPayload {
+				return usagef("the payload is over %d bytes: not an event", maxPayload)
+			}
+			var ev ordersv1.Event
+			if err := proto.Unmarshal(b, &ev); err != nil || ev.GetEvent() == nil {
+				return usagef("stdin holds no orders.v1.Event payload")
+			}
+			return a.printJSON(&ev)
+		},
+	}
+}
+
+// maxPayload bounds what decode reads: NATS's largest message.
+const maxPayload = 64 << 20
 
 func (a *app) printVerdict(v *ordersv1.VerifyOrderResponse) {
 	if v.GetOk() {

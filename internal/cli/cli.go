@@ -56,7 +56,9 @@ type IO struct {
 	// subcommands run through this package and name themselves.
 	Name     string
 	Out, Err io.Writer
-	Getenv   func(string) string
+	// In is what audit decode reads; nil reads nothing.
+	In     io.Reader
+	Getenv func(string) string
 	// IsTerminal reports whether Out is a terminal: it decides colours.
 	IsTerminal bool
 	// ErrIsTerminal reports whether Err is a terminal: it decides whether
@@ -304,7 +306,7 @@ func isTerminal(f *os.File) bool {
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return Run(ctx, os.Args[1:], IO{Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv,
+	return Run(ctx, os.Args[1:], IO{Out: os.Stdout, Err: os.Stderr, In: os.Stdin, Getenv: os.Getenv,
 		IsTerminal: isTerminal(os.Stdout), ErrIsTerminal: isTerminal(os.Stderr)})
 }
 

@@ -1,0 +1,179 @@
+// Package readme_test runs the README's walkthroughs as written, so the
+// README cannot drift from what ordersd does.
+//
+// A walkthrough is a fenced sh block right after a comment
+//
+//	<!-- readme-test: NAME [VAR=value …] [needs=TOOL] -->
+//
+// Each runs in bash (errexit, pipefail) against a fresh ordersd of its own,
+// started in-process on free loopback ports with the variables named, with
+// grpcurl (pinned in tools.mod), ordersctl and curl on PATH. Only addresses
+// are rewritten: 127.0.0.1:50051 and localhost:8080 become the test's own
+// ports and `go run ./cmd/ordersctl` the ordersctl built once. A comment
+// line "# → a … b" after commands says what their output shows: each part
+// between the "…" must appear in it, whitespace aside. A block that needs a
+// tool this machine lacks (needs=TOOL) is skipped, naming it.
+package readme_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/internal/app/apptest"
+)
+
+// root is the repository root, seen from this package's directory.
+const root = "../.."
+
+type walkthrough struct {
+	name   string
+	env    map[string]string
+	needs  []string
+	script string
+}
+
+var marker = regexp.MustCompile(`(?m)^<!-- readme-test: (.+?) -->\n` + "```sh\n((?s:.*?))```")
+
+func walkthroughs(t *testing.T, readme string) []walkthrough {
+	t.Helper()
+	var out []walkthrough
+	for _, m := range marker.FindAllStringSubmatch(readme, -1) {
+		f := strings.Fields(m[1])
+		w := walkthrough{name: f[0], env: map[string]string{}, script: m[2]}
+		for _, kv := range f[1:] {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				t.Fatalf("walkthrough %s: %q is not VAR=value", w.name, kv)
+			}
+			if k == "needs" {
+				w.needs = append(w.needs, v)
+				continue
+			}
+			w.env[k] = v
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// build compiles grpcurl (from tools.mod) and ordersctl into a directory
+// for PATH. GOPROXY=off: a test sends nothing beyond loopback, so the
+// modules must be in the module cache already (`make test` and CI download
+// them).
+func build(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, b := range [][]string{
+		{"build", "-modfile=tools.mod", "-o", filepath.Join(dir, "grpcurl"), "github.com/fullstorydev/grpcurl/cmd/grpcurl"},
+		{"build", "-o", filepath.Join(dir, "ordersctl"), "./cmd/ordersctl"},
+	} {
+		cmd := exec.CommandContext(t.Context(), "go", b...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=readonly")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s: %v\n%s(go mod download -modfile=tools.mod fetches what is missing)", strings.Join(b, " "), err, out)
+		}
+	}
+	return dir
+}
+
+// expectation is an output comment: the parts of "# → a … b".
+var expectation = regexp.MustCompile(`(?m)^# → (.*)$`)
+
+const mark = "@@readme-expectation@@"
+
+func TestREADMEWalkthroughs(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	ws := walkthroughs(t, readme)
+	names := map[string]bool{}
+	for _, w := range ws {
+		names[w.name] = true
+	}
+	for _, want := range []string{"grpcurl", "rest", "ordersctl", "queries", "audit", "payments", "nats"} {
+		if !names[want] {
+			t.Errorf("no walkthrough %q in README.md", want)
+		}
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	bin := build(t)
+	ordersctl := filepath.Join(bin, "ordersctl")
+	for _, w := range ws {
+		t.Run(w.name, func(t *testing.T) {
+			if roles := w.env["ROLES"]; roles != "" && !strings.Contains(readme, "ROLES="+roles+" go run ./cmd/ordersd") {
+				t.Errorf("README.md never says how to start ordersd with ROLES=%s", roles)
+			}
+			for _, tool := range append([]string{"curl"}, w.needs...) {
+				if strings.Contains(w.script, tool+" ") {
+					if _, err := exec.LookPath(tool); err != nil {
+						t.Skipf("%s is not on this machine", tool)
+					}
+				}
+			}
+			addrs, _ := apptest.Start(t, w.env)
+			grpcAddr, httpAddr := addrs.GRPC, addrs.HTTP
+			script := strings.NewReplacer(
+				"go run ./cmd/ordersctl", ordersctl,
+				"127.0.0.1:50051", grpcAddr,
+				"localhost:8080", httpAddr,
+				"127.0.0.1:8080", httpAddr,
+				"127.0.0.1:4222", addrs.NATS,
+			).Replace(w.script)
+			var want [][]string
+			script = expectation.ReplaceAllStringFunc(script, func(line string) string {
+				want = append(want, strings.Split(expectation.FindStringSubmatch(line)[1], "…"))
+				return "echo " + mark
+			})
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bash, "-e", "-o", "pipefail", "-c", script)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+				"ORDERS_ADDR="+grpcAddr, "NO_COLOR=1")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("walkthrough %s: %v\n--- script\n%s\n--- stdout\n%s\n--- stderr\n%s", w.name, err, script, stdout.String(), stderr.String())
+			}
+			outputs := strings.Split(stdout.String(), mark+"\n")
+			if len(outputs) != len(want)+1 {
+				t.Fatalf("%d outputs for %d expectations:\n%s", len(outputs)-1, len(want), stdout.String())
+			}
+			for i, parts := range want {
+				if err := shows(outputs[i], parts); err != nil {
+					t.Errorf("expectation %d (# → %s): %v\n--- output\n%s", i+1, strings.Join(parts, "…"), err, outputs[i])
+				}
+			}
+		})
+	}
+}
+
+// shows checks that each part appears in out, in order, ignoring
+// whitespace.
+func shows(out string, parts []string) error {
+	squeeze := func(s string) string { return strings.Join(strings.Fields(s), "") }
+	rest := squeeze(out)
+	for _, p := range parts {
+		p = squeeze(p)
+		i := strings.Index(rest, p)
+		if i < 0 {
+			return fmt.Errorf("%q not shown (in this order)", p)
+		}
+		rest = rest[i+len(p):]
+	}
+	return nil
+}
