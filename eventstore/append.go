@@ -93,6 +93,10 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	} else {
 		res, err = s.publishBatch(ctx, msgs, expectedRevision)
 	}
+	if err == nil && !res.Duplicate {
+		return res, nil
+	}
+	// Only the rare paths below name the operation in their errors.
 	op := fmt.Sprintf("append %d event(s) to order %s at revision %d", len(events), orderID, expectedRevision)
 	if err == nil && res.Duplicate {
 		// The server's duplicate window is keyed by message id alone: make

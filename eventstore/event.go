@@ -109,7 +109,18 @@ func eventHeader(ev *EventData) (nats.Header, error) {
 	if ev.Type == "" {
 		return nil, fmt.Errorf("%w: empty event type", ErrInvalidEvent)
 	}
-	h := make(nats.Header, 4)
+	// Sized for every header an event can carry (the ones below, the
+	// occurrence time, the message id Append adds and the expected sequence
+	// the publish adds), with the values' one-element slices cut from one
+	// array: an append builds this for every event, and a map that grows
+	// and a slice per value add up.
+	const most = 12
+	h := make(nats.Header, most)
+	vals := make([]string, 0, most)
+	one := func(v string) []string {
+		vals = append(vals, v)
+		return vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	set := func(name, v string) error {
 		if v == "" {
 			return nil
@@ -117,7 +128,7 @@ func eventHeader(ev *EventData) (nats.Header, error) {
 		if err := checkHeaderValue(name, v); err != nil {
 			return err
 		}
-		h[name] = []string{v}
+		h[name] = one(v)
 		return nil
 	}
 	m := &ev.Meta
@@ -137,7 +148,7 @@ func eventHeader(ev *EventData) (nats.Header, error) {
 		}
 	}
 	if !m.OccurredAt.IsZero() {
-		h[HeaderOccurredAt] = []string{m.OccurredAt.UTC().Format(time.RFC3339Nano)}
+		h[HeaderOccurredAt] = one(m.OccurredAt.UTC().Format(time.RFC3339Nano))
 	}
 	return h, nil
 }
