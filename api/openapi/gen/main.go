@@ -19,7 +19,9 @@
 //     taking Idempotency-Key); 412 where If-Match applies;
 //   - the ETag response header wherever the gateway sets it (a response
 //     carrying the order's revision);
-//   - application/x-ndjson as the media type of server streams;
+//   - application/x-ndjson as the media type of server streams, and
+//     text/event-stream on the watch routes (whose Last-Event-ID header
+//     comes from openapi.yaml);
 //   - the routes ordersd serves beside the API (/healthz, /readyz,
 //     /metrics, /openapi.json, /openapi-v2.json), public;
 //   - a server entry.
@@ -234,6 +236,12 @@ func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operat
 		// line, flushed as produced.
 		ok200.Value.Content = openapi3.Content{"application/x-ndjson": media}
 		ok200.Value.Description = ptr("A stream of newline-delimited JSON objects: {\"result\": …} per message; an error after the first message arrives as a last line {\"error\": …}.")
+		if strings.HasSuffix(path, ":watch") {
+			// The gateway's Server-Sent Events, for a client that accepts
+			// them.
+			ok200.Value.Content["text/event-stream"] = &openapi3.MediaType{Schema: openapi3.NewStringSchema().NewRef()}
+			*ok200.Value.Description += " With Accept: text/event-stream, Server-Sent Events instead: one event per message (id: its log position, data: its JSON), \": heartbeat\" comments while idle, and a last \"error\" event if the stream fails."
+		}
 		return nil
 	}
 	if setsETag(doc, op, media.Schema) {

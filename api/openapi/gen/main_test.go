@@ -141,10 +141,12 @@ func TestOperations(t *testing.T) {
 	}
 }
 
-// Server streams are declared as newline-delimited JSON.
+// Server streams are declared as newline-delimited JSON, the watches also
+// as Server-Sent Events.
 func TestStreamsAreNDJSON(t *testing.T) {
 	doc := load(t)
-	for _, id := range []string{"OrderAuditService_StreamEvents", "OrderAuditService_VerifyLog", "OrderAdminService_RebuildReadModel"} {
+	for _, id := range []string{"OrderAuditService_StreamEvents", "OrderAuditService_VerifyLog", "OrderAdminService_RebuildReadModel",
+		"OrderQueryService_WatchOrder", "OrderQueryService_WatchOrders"} {
 		var op *openapi3.Operation
 		for _, item := range doc.Paths.Map() {
 			for _, o := range item.Operations() {
@@ -157,8 +159,15 @@ func TestStreamsAreNDJSON(t *testing.T) {
 			t.Errorf("no operation %s", id)
 			continue
 		}
-		if c := op.Responses.Status(200).Value.Content; c.Get("application/x-ndjson") == nil || len(c) != 1 {
-			t.Errorf("%s: 200 content %v, want application/x-ndjson", id, slices.Sorted(maps.Keys(c)))
+		want := []string{"application/x-ndjson"}
+		if strings.HasPrefix(id, "OrderQueryService_Watch") {
+			want = append(want, "text/event-stream")
+			if !hasHeader(op, "Last-Event-ID") {
+				t.Errorf("%s: no Last-Event-ID", id)
+			}
+		}
+		if got := slices.Sorted(maps.Keys(op.Responses.Status(200).Value.Content)); !slices.Equal(got, want) {
+			t.Errorf("%s: 200 content %v, want %v", id, got, want)
 		}
 	}
 }
