@@ -13,7 +13,7 @@ test: ## Run all tests with the race detector.
 	$(GO) test -race ./...
 
 .PHONY: topology
-topology: ## Run compose.yaml's services as local processes and kill some behind the gateway.
+topology: ## Run compose.yaml's services as local processes: nodes killed, the stream leader partitioned.
 	$(GO) test -race -count=1 -v ./test/topology
 
 .PHONY: generate

@@ -425,13 +425,31 @@ func (in *instance) listener(variable string) string {
 	return in.addr(n)
 }
 
-// up starts every service once its dependencies are started or healthy,
-// as compose up does, and waits until every one is healthy.
-func (r *topology) up() {
+// up starts the named services (all without names) and those they depend
+// on, each once its dependencies are started or healthy, as compose up
+// does, and waits until every one is healthy.
+func (r *topology) up(names ...string) {
 	r.t.Helper()
-	errs := make(chan error, len(r.services))
+	if len(names) == 0 {
+		names = r.project.ServiceNames()
+	}
+	run := map[string]*service{}
+	var add func(name string)
+	add = func(name string) {
+		if _, ok := run[name]; ok {
+			return
+		}
+		run[name] = r.services[name]
+		for dep := range r.services[name].cfg.DependsOn {
+			add(dep)
+		}
+	}
+	for _, n := range names {
+		add(n)
+	}
+	errs := make(chan error, len(run))
 	var wg sync.WaitGroup
-	for _, s := range r.services {
+	for _, s := range run {
 		wg.Go(func() {
 			if err := r.upService(s); err != nil {
 				close(s.failed)
