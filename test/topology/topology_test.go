@@ -187,26 +187,15 @@ func waitStatus(api *rest, o *order, status ordersv1.OrderStatus, within time.Du
 // takes well under a second.
 const paymentWait = 15 * time.Second
 
-// waitPaid waits for the payments manager to pay the order. An order left
-// placed is a known defect, logged rather than failed until it is fixed:
-// the payments manager can load a just-placed order from a replica that
-// has not applied its OrderPlaced yet, find nothing to charge and
-// acknowledge the event.
-func waitPaid(api *rest, o *order) bool {
+// waitPaid waits for the payments manager to pay the order, failing the
+// test when it stays placed: a placed order is charged once, whichever
+// payments worker is active and whichever command node records it.
+func waitPaid(api *rest, o *order) {
 	api.t.Helper()
 	got := waitStatus(api, o, ordersv1.OrderStatus_ORDER_STATUS_PAID, paymentWait)
-	switch got.GetStatus() {
-	case ordersv1.OrderStatus_ORDER_STATUS_PAID:
-		if got.GetPaymentRef() == "" {
-			api.t.Fatalf("order %s paid without a payment reference: %v", o.id, got)
-		}
-		return true
-	case ordersv1.OrderStatus_ORDER_STATUS_PLACED:
-		api.t.Logf("KNOWN DEFECT: order %s still placed after %v: its payment was skipped on a stale read", o.id, paymentWait)
-		return false
+	if got.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PAID || got.GetPaymentRef() == "" {
+		api.t.Fatalf("order %s after %v: %v, want paid with a payment reference", o.id, paymentWait, got)
 	}
-	api.t.Fatalf("order %s: %v, want paid", o.id, got)
-	return false
 }
 
 // shipAndDeliver takes a paid order to delivered and checks its audit
@@ -243,9 +232,8 @@ func shipAndDeliver(api *rest, o *order) {
 func lifecycle(api *rest, id string) *order {
 	api.t.Helper()
 	o := placeOrder(api, id)
-	if waitPaid(api, o) {
-		shipAndDeliver(api, o)
-	}
+	waitPaid(api, o)
+	shipAndDeliver(api, o)
 	return o
 }
 
