@@ -18,6 +18,7 @@ package readme_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,24 +65,32 @@ func walkthroughs(t *testing.T, readme string) []walkthrough {
 	return out
 }
 
-// build compiles grpcurl (from tools.mod) and ordersctl into a directory
-// for PATH. GOPROXY=off: a test sends nothing beyond loopback, so the
-// modules must be in the module cache already (`make test` and CI download
-// them).
+// build puts grpcurl (from tools.mod) and ordersctl in a directory for
+// PATH. GOPROXY=off: a test sends nothing beyond loopback, so the modules
+// must be in the module cache already (`make test` and CI download them).
+// `go tool -n` names the tool's executable, cached after the first build.
 func build(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range [][]string{
-		{"build", "-modfile=tools.mod", "-o", filepath.Join(dir, "grpcurl"), "github.com/fullstorydev/grpcurl/cmd/grpcurl"},
-		{"build", "-o", filepath.Join(dir, "ordersctl"), "./cmd/ordersctl"},
-	} {
-		cmd := exec.CommandContext(t.Context(), "go", b...)
+	gocmd := func(args ...string) []byte {
+		cmd := exec.CommandContext(t.Context(), "go", args...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=readonly")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s: %v\n%s(go mod download -modfile=tools.mod fetches what is missing)", strings.Join(b, " "), err, out)
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr []byte
+			if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("go %s: %v\n%s(go mod download -modfile=tools.mod fetches what is missing)", strings.Join(args, " "), err, stderr)
 		}
+		return out
 	}
+	grpcurl := strings.TrimSpace(string(gocmd("tool", "-modfile=tools.mod", "-n", "grpcurl")))
+	if err := os.Symlink(grpcurl, filepath.Join(dir, "grpcurl")); err != nil {
+		t.Fatal(err)
+	}
+	gocmd("build", "-o", filepath.Join(dir, "ordersctl"), "./cmd/ordersctl")
 	return dir
 }
 
