@@ -15,6 +15,11 @@
 // re-read and retried after a lost race as the command side does, and a
 // direct get), against a separate stream, to give the floor the system is
 // compared with.
+//
+// RunClosed is the closed-loop counterpart (each client sends its next
+// request when the previous one is answered), for throughput not capped by
+// an offered rate; Floor uses it to measure a child ordersd against raw
+// gRPC and raw JetStream in one run.
 package loadgen
 
 import (
