@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/money"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -39,7 +40,7 @@ func summary(e *ordersv1.RecordedEvent, currency string) string {
 		return fmt.Sprintf("customer=%s currency=%s lines=%d", c.GetCustomerId(), c.GetCurrency(), len(c.GetLines()))
 	case ev.GetItemAdded() != nil:
 		i := ev.GetItemAdded()
-		return fmt.Sprintf("sku=%s qty=%d price=%s", i.GetSku(), i.GetQuantity(), formatMoney(i.GetUnitPrice(), currency))
+		return fmt.Sprintf("sku=%s qty=%d price=%s", i.GetSku(), i.GetQuantity(), money.Format(i.GetUnitPrice(), currency))
 	case ev.GetItemRemoved() != nil:
 		return "sku=" + ev.GetItemRemoved().GetSku()
 	case ev.GetItemQuantityChanged() != nil:
@@ -48,10 +49,10 @@ func summary(e *ordersv1.RecordedEvent, currency string) string {
 	case ev.GetShippingAddressSet() != nil:
 		return "to=" + address(ev.GetShippingAddressSet().GetShippingAddress())
 	case ev.GetOrderPlaced() != nil:
-		return "total=" + formatMoney(ev.GetOrderPlaced().GetTotal(), currency)
+		return "total=" + money.Format(ev.GetOrderPlaced().GetTotal(), currency)
 	case ev.GetPaymentAuthorized() != nil:
 		p := ev.GetPaymentAuthorized()
-		return fmt.Sprintf("ref=%s amount=%s", p.GetPaymentRef(), formatMoney(p.GetAmount(), currency))
+		return fmt.Sprintf("ref=%s amount=%s", p.GetPaymentRef(), money.Format(p.GetAmount(), currency))
 	case ev.GetPaymentDeclined() != nil:
 		p := ev.GetPaymentDeclined()
 		return fmt.Sprintf("ref=%s reason=%q", p.GetPaymentRef(), p.GetReason())

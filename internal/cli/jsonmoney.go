@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+
+	"github.com/orderstream/orderstream/internal/money"
 )
 
 // moneyFields are the JSON names of the contract's amounts of money, all
@@ -194,7 +196,7 @@ func rewriteMoney(v any, currency string, currencies map[string]string) error {
 				if err != nil {
 					return fmt.Errorf("%s: %q is not an amount in minor units", k, s)
 				}
-				x.vals[k] = money(minor, currency)
+				x.vals[k] = moneyObject(minor, currency)
 				continue
 			}
 			if err := rewriteMoney(x.vals[k], currency, currencies); err != nil {
@@ -211,12 +213,14 @@ func rewriteMoney(v any, currency string, currencies map[string]string) error {
 	return nil
 }
 
-func money(minor int64, currency string) *object {
+// moneyObject is one amount as -o json prints it: minor units, currency and,
+// with a currency, the decimal amount.
+func moneyObject(minor int64, currency string) *object {
 	m := &object{vals: map[string]any{}}
 	m.set("minor", json.Number(strconv.FormatInt(minor, 10)))
 	m.set("currency", currency)
 	if currency != "" {
-		m.set("decimal", formatAmount(minor, currency))
+		m.set("decimal", money.Amount(minor, currency))
 	}
 	return m
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/money"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -94,7 +95,7 @@ func parseItem(s, currency string) (*ordersv1.LineItem, error) {
 	if err != nil {
 		return nil, usagef("--item %q: quantity %q is not a whole number", s, parts[1])
 	}
-	price, err := parseMoney(parts[2], currency)
+	price, err := money.Parse(parts[2], currency)
 	if err != nil {
 		return nil, usagef("--item %q: %v", s, err)
 	}
@@ -239,7 +240,7 @@ func (a *app) addItemCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			price, err := parseMoney(args[3], cur)
+			price, err := money.Parse(args[3], cur)
 			if err != nil {
 				return usagef("PRICE: %v", err)
 			}
@@ -349,7 +350,7 @@ func (a *app) payCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if req.Amount, err = parseMoney(amount, cur); err != nil {
+				if req.Amount, err = money.Parse(amount, cur); err != nil {
 					return usagef("--amount: %v", err)
 				}
 			}

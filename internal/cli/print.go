@@ -8,6 +8,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/money"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -75,7 +76,7 @@ func (a *app) printOrder(o *ordersv1.Order, position uint64) error {
 	fmt.Fprintf(w, "ORDER\t%s\n", o.GetOrderId())
 	fmt.Fprintf(w, "CUSTOMER\t%s\n", o.GetCustomerId())
 	fmt.Fprintf(w, "STATUS\t%s\n", a.statusText(o.GetStatus()))
-	fmt.Fprintf(w, "TOTAL\t%s\n", formatMoney(o.GetTotal(), cur))
+	fmt.Fprintf(w, "TOTAL\t%s\n", money.Format(o.GetTotal(), cur))
 	fmt.Fprintf(w, "SHIP TO\t%s\n", address(o.GetShippingAddress()))
 	if o.GetPaymentRef() != "" {
 		fmt.Fprintf(w, "PAYMENT\t%s\n", o.GetPaymentRef())
@@ -105,7 +106,7 @@ func (a *app) printOrder(o *ordersv1.Order, position uint64) error {
 	w = table(a.io.Out)
 	fmt.Fprintln(w, "SKU\tQTY\tUNIT PRICE\tLINE TOTAL")
 	for _, l := range o.GetLines() {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", l.GetSku(), l.GetQuantity(), formatMoney(l.GetUnitPrice(), cur), formatMoney(l.GetLineTotal(), cur))
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", l.GetSku(), l.GetQuantity(), money.Format(l.GetUnitPrice(), cur), money.Format(l.GetLineTotal(), cur))
 	}
 	return w.Flush()
 }
@@ -115,7 +116,7 @@ func (a *app) printOrderList(orders []*ordersv1.Order) error {
 	fmt.Fprintln(w, "ORDER\tCUSTOMER\tSTATUS\tTOTAL\tLINES\tCREATED")
 	for _, o := range orders {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", o.GetOrderId(), o.GetCustomerId(), a.statusText(o.GetStatus()),
-			formatMoney(o.GetTotal(), o.GetCurrency()), len(o.GetLines()), ts(o.GetCreatedAt()))
+			money.Format(o.GetTotal(), o.GetCurrency()), len(o.GetLines()), ts(o.GetCreatedAt()))
 	}
 	return w.Flush()
 }

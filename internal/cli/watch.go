@@ -7,6 +7,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/money"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -148,6 +149,6 @@ func (a *app) printChange(m watchMessage) error {
 		actor = "-"
 	}
 	_, err := fmt.Fprintf(a.io.Out, "%d\t%s\t%s\t%s\t%s\t%s\n", m.GetPosition(), o.GetOrderId(), a.statusText(o.GetStatus()),
-		formatMoney(o.GetTotal(), o.GetCurrency()), event, actor)
+		money.Format(o.GetTotal(), o.GetCurrency()), event, actor)
 	return err
 }

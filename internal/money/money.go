@@ -1,4 +1,7 @@
-package cli
+// Package money formats and parses amounts of money given in minor units
+// (cents) of an ISO 4217 currency, with the currency's own number of
+// decimals, for the command-line client and the console.
+package money
 
 import (
 	"fmt"
@@ -16,26 +19,27 @@ var minorDigits = map[string]int{
 	"CLF": 4, "UYW": 4,
 }
 
-func digits(currency string) int {
+// Digits is the number of decimals of currency's minor unit: 2 unless
+// ISO 4217 says otherwise.
+func Digits(currency string) int {
 	if d, ok := minorDigits[strings.ToUpper(currency)]; ok {
 		return d
 	}
 	return 2
 }
 
-// formatMoney renders minor units in the major unit with the currency's
-// decimals: formatMoney(3097, "EUR") = "30.97 EUR".
-func formatMoney(minor int64, currency string) string {
+// Format renders minor units in the major unit with the currency's
+// decimals: Format(3097, "EUR") = "30.97 EUR".
+func Format(minor int64, currency string) string {
 	if currency == "" {
-		return formatAmount(minor, currency)
+		return Amount(minor, currency)
 	}
-	return formatAmount(minor, currency) + " " + currency
+	return Amount(minor, currency) + " " + currency
 }
 
-// formatAmount is formatMoney without the currency: formatAmount(3097,
-// "EUR") = "30.97".
-func formatAmount(minor int64, currency string) string {
-	d := digits(currency)
+// Amount is Format without the currency: Amount(3097, "EUR") = "30.97".
+func Amount(minor int64, currency string) string {
+	d := Digits(currency)
 	neg := minor < 0
 	u := uint64(minor)
 	if neg {
@@ -54,10 +58,11 @@ func formatAmount(minor int64, currency string) string {
 	return s
 }
 
-// parseMoney turns a major-unit amount ("12.5", "1200") into minor units,
-// refusing more decimals than the currency has.
-func parseMoney(s, currency string) (int64, error) {
-	d := digits(currency)
+// Parse turns a major-unit amount ("12.5", "1200") into minor units. It
+// returns an error for a negative or malformed amount, or one with more
+// decimals than the currency has.
+func Parse(s, currency string) (int64, error) {
+	d := Digits(currency)
 	whole, frac, hasFrac := strings.Cut(strings.TrimSpace(s), ".")
 	if whole == "" || strings.HasPrefix(whole, "-") || strings.HasPrefix(whole, "+") {
 		return 0, fmt.Errorf("amount %q: want a non-negative number like 12.50", s)
