@@ -33,6 +33,7 @@ import (
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
+	"github.com/orderstream/orderstream/services/console"
 	"github.com/orderstream/orderstream/services/gateway"
 	"github.com/orderstream/orderstream/services/payments"
 	"github.com/orderstream/orderstream/services/query"
@@ -460,6 +461,25 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		}
 		mux.Handle("/", otelhttp.NewHandler(api, "rest", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })))
+	}
+	if cfg.Has("console") {
+		// The console calls the services over the gateway's connections,
+		// with the signed-in user's token: the same path into the data.
+		var who console.Authenticator
+		if authn != nil {
+			who = authn
+		}
+		con, err := console.New(console.Config{Command: gwConn, Query: queryConn, Audit: auditConn, Auth: who,
+			TraceUIURL: cfg.TraceUIURL, SecureCookies: serverTLS != nil, Logger: log})
+		if err != nil {
+			srv.Stop()
+			return err
+		}
+		var h http.Handler = con
+		if serverTLS != nil && cfg.TLSClientCA != "" {
+			h = requireClientCert(con)
+		}
+		mux.Handle(console.Prefix, otelhttp.NewHandler(h, "console", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter)))
 	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /readyz", readyz(checks))

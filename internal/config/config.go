@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -22,15 +23,16 @@ import (
 // Config is the whole configuration of ordersd.
 type Config struct {
 	// Roles are the parts this process runs: any of command, query,
-	// audit, payments, gateway. Each can scale on its own.
-	Roles []string `env:"ROLES" envSeparator:"," envDefault:"command,query,audit,payments,gateway" help:"the parts this process runs: any of command, query, audit, payments, gateway"`
+	// audit, payments, gateway, console. Each can scale on its own.
+	Roles []string `env:"ROLES" envSeparator:"," envDefault:"command,query,audit,payments,gateway,console" help:"the parts this process runs: any of command, query, audit, payments, gateway, console"`
 	// CommandAddr, QueryAddr and AuditAddr are the gRPC addresses the
-	// gateway (and, for commands, the payments manager) call; empty means
+	// gateway and the console (and, for commands, the payments manager)
+	// call; empty means
 	// this process's own GRPC_ADDR, allowed only when this process runs
 	// that role itself (see Needs).
-	CommandAddr string `env:"COMMAND_ADDR" help:"gRPC address of the command role (gateway, payments); empty: this process"`
-	QueryAddr   string `env:"QUERY_ADDR" help:"gRPC address of the query role (gateway); empty: this process"`
-	AuditAddr   string `env:"AUDIT_ADDR" help:"gRPC address of the audit role (gateway); empty: this process"`
+	CommandAddr string `env:"COMMAND_ADDR" help:"gRPC address of the command role (gateway, console, payments); empty: this process"`
+	QueryAddr   string `env:"QUERY_ADDR" help:"gRPC address of the query role (gateway, console); empty: this process"`
+	AuditAddr   string `env:"AUDIT_ADDR" help:"gRPC address of the audit role (gateway, console); empty: this process"`
 	// NATSURL joins an external NATS cluster (comma-separated URLs). Empty
 	// starts an embedded nats-server with JetStream in DataDir.
 	NATSURL string `env:"NATS_URL" help:"external NATS server(s), comma-separated; empty starts an embedded server"`
@@ -130,21 +132,26 @@ type Config struct {
 	// a stream may stay open for hours and must not eat the capacity for
 	// unary calls. One more is refused with RESOURCE_EXHAUSTED.
 	MaxStreams int `env:"MAX_STREAMS" envDefault:"64" help:"server-streaming RPCs open at once; beyond it RESOURCE_EXHAUSTED"`
+	// TraceUIURL is the tracing UI the console links trace ids to:
+	// "{trace_id}" in it is replaced by the id, otherwise "/trace/<id>"
+	// (Jaeger's path) is appended. Empty: trace ids are shown unlinked.
+	TraceUIURL string `env:"TRACE_UI_URL" help:"tracing UI the console links trace ids to ({trace_id} is replaced, else /trace/<id> is appended)"`
 	// ShutdownTimeout bounds draining in-flight RPCs on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s" help:"how long SIGINT/SIGTERM waits for in-flight RPCs"`
 }
 
 // AllRoles are the roles ordersd can run.
-var AllRoles = []string{"command", "query", "audit", "payments", "gateway"}
+var AllRoles = []string{"command", "query", "audit", "payments", "gateway", "console"}
 
 // Needs returns the roles whose gRPC services role calls: payments records
-// outcomes through the command service; the gateway serves REST from the
-// command, query and audit services. Other roles need none.
+// outcomes through the command service; the gateway serves REST and the
+// console its pages from the command, query and audit services. Other roles
+// need none.
 func Needs(role string) []string {
 	switch role {
 	case "payments":
 		return []string{"command"}
-	case "gateway":
+	case "gateway", "console":
 		return []string{"command", "query", "audit"}
 	}
 	return nil
@@ -215,11 +222,11 @@ func parse(opts env.Options) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Roles) == 0 {
-		errs = append(errs, errors.New("ROLES: name at least one of command, query, audit, payments, gateway"))
+		errs = append(errs, errors.New("ROLES: name at least one of command, query, audit, payments, gateway, console"))
 	}
 	for _, r := range c.Roles {
 		if !slices.Contains(AllRoles, r) {
-			errs = append(errs, fmt.Errorf("ROLES: unknown role %q (want command, query, audit, payments, gateway)", r))
+			errs = append(errs, fmt.Errorf("ROLES: unknown role %q (want command, query, audit, payments, gateway, console)", r))
 		}
 	}
 	if c.NATSSync != "interval" && c.NATSSync != "always" {
@@ -286,6 +293,11 @@ func (c Config) Validate() error {
 			}
 		case !c.AuthEnabled():
 			errs = append(errs, fmt.Errorf("%s: %q is reachable beyond this machine but no authentication is configured: set AUTH_TOKENS_FILE, AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, or ALLOW_INSECURE=true", l.name, l.addr))
+		}
+	}
+	if c.TraceUIURL != "" {
+		if u, err := url.Parse(c.TraceUIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("TRACE_UI_URL: %q is not an http or https URL", c.TraceUIURL))
 		}
 	}
 	if c.DebugAddr != "" {

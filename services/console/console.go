@@ -1,0 +1,386 @@
+// Package console serves the operations console: HTML pages under /console/
+// for support staff, operators and auditors, rendered on the server with
+// html/template and made live by a small embedded script (no build step).
+//
+// The console holds no data and has no path of its own into it: every page
+// is made of calls to the same gRPC services every other client uses, over
+// the same connections as the REST gateway, carrying the signed-in user's
+// bearer token. Authentication, authorisation, limits and tracing are
+// therefore the services' interceptors' business; the console only decides
+// what to show from the token's roles (a clerk sees command buttons, a viewer
+// does not), and a call the token's roles do not allow is refused by the
+// service and answered 403 here.
+//
+// # Sessions
+//
+// The bearer token is entered once on the sign-in page and kept in an
+// HttpOnly, SameSite=Strict session cookie scoped to /console/ (Secure when
+// served over TLS). A cookie rather than the browser's session storage,
+// because then the token is never readable by script (an injected script
+// could not exfiltrate it), plain links and downloads carry it without
+// script, and no server-side session state is needed, so any replica serves
+// any request. The cookie has no expiry: it ends with the browser session,
+// or with "Sign out". An expired JWT sends the user back to the sign-in page.
+// Without authentication configured there is no sign-in; the cookie then
+// holds a random value that only anchors the CSRF token.
+//
+// # Browser security
+//
+// Every response carries a Content-Security-Policy allowing scripts, styles
+// and connections from the console's own origin only (no inline script or
+// style), forbids framing, and is not cached. Every state-changing request
+// is a POST that must carry a CSRF token (an HMAC of the session cookie,
+// so it needs no storage and cannot be forged without the cookie) and pass
+// net/http's cross-origin protection (Sec-Fetch-Site/Origin). Everything
+// shown is escaped by html/template.
+package console
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/auth"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+)
+
+// Prefix is the path the console is served under.
+const Prefix = "/console/"
+
+// Authenticator tells who a token speaks for; *auth.Authenticator is one.
+// It only decides what the console shows: the services authorise each call
+// themselves.
+type Authenticator interface {
+	Authenticate(token string) (auth.Principal, error)
+}
+
+// Config is what the console needs.
+type Config struct {
+	// Command, Query and Audit reach the services of those roles; the
+	// admin service is reached over Query and the payment admin service
+	// over Command, as the gateway does.
+	Command, Query, Audit grpc.ClientConnInterface
+	// Auth verifies tokens at sign-in and on every request; nil means
+	// authentication is off and everyone may see everything.
+	Auth Authenticator
+	// TraceUIURL links trace ids to a tracing UI: "{trace_id}" in it is
+	// replaced by the id, otherwise "/trace/<id>" is appended. Empty: no
+	// links.
+	TraceUIURL string
+	// SecureCookies marks the session cookie Secure (served over TLS).
+	SecureCookies bool
+	// Logger receives errors the user is not shown in detail.
+	Logger *slog.Logger
+}
+
+// Console is the console's HTTP handler.
+type Console struct {
+	cmd     ordersv1.OrderCommandServiceClient
+	query   ordersv1.OrderQueryServiceClient
+	admin   ordersv1.OrderAdminServiceClient
+	audit   ordersv1.OrderAuditServiceClient
+	pay     ordersv1.PaymentAdminServiceClient
+	health  []healthTarget
+	auth    Authenticator
+	traceUI string
+	secure  bool
+	log     *slog.Logger
+	pages   *templates
+	handler http.Handler
+}
+
+// healthTarget is one gRPC service whose health the operations page shows.
+type healthTarget struct {
+	service string
+	client  healthpb.HealthClient
+}
+
+// New returns the console. It fails when a connection is missing or
+// TraceUIURL is not an http(s) URL.
+func New(cfg Config) (*Console, error) {
+	if cfg.Command == nil || cfg.Query == nil || cfg.Audit == nil {
+		return nil, errors.New("console: the command, query and audit connections are required")
+	}
+	if cfg.TraceUIURL != "" {
+		u, err := url.Parse(cfg.TraceUIURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("console: trace UI URL %q is not an http or https URL", cfg.TraceUIURL)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	pages, err := parseTemplates()
+	if err != nil {
+		return nil, err
+	}
+	c := &Console{
+		cmd:     ordersv1.NewOrderCommandServiceClient(cfg.Command),
+		query:   ordersv1.NewOrderQueryServiceClient(cfg.Query),
+		admin:   ordersv1.NewOrderAdminServiceClient(cfg.Query),
+		audit:   ordersv1.NewOrderAuditServiceClient(cfg.Audit),
+		pay:     ordersv1.NewPaymentAdminServiceClient(cfg.Command),
+		auth:    cfg.Auth,
+		traceUI: cfg.TraceUIURL,
+		secure:  cfg.SecureCookies,
+		log:     log,
+		pages:   pages,
+	}
+	for _, t := range []struct {
+		desc grpc.ServiceDesc
+		conn grpc.ClientConnInterface
+	}{
+		{ordersv1.OrderCommandService_ServiceDesc, cfg.Command},
+		{ordersv1.OrderQueryService_ServiceDesc, cfg.Query},
+		{ordersv1.OrderAdminService_ServiceDesc, cfg.Query},
+		{ordersv1.OrderAuditService_ServiceDesc, cfg.Audit},
+		{ordersv1.PaymentAdminService_ServiceDesc, cfg.Command},
+	} {
+		c.health = append(c.health, healthTarget{t.desc.ServiceName, healthpb.NewHealthClient(t.conn)})
+	}
+	c.handler = c.routes()
+	return c, nil
+}
+
+// ServeHTTP serves the console's pages, fragments and assets under Prefix.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "+
+		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	c.handler.ServeHTTP(w, r)
+}
+
+func (c *Console) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", staticFiles()))
+	mux.HandleFunc("GET /console/{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, Prefix+"orders", http.StatusSeeOther)
+	})
+	mux.HandleFunc("GET /console/login", c.loginPage)
+	mux.HandleFunc("POST /console/login", c.login)
+	mux.HandleFunc("POST /console/logout", c.logout)
+	in := func(need func(user) bool, h func(http.ResponseWriter, *http.Request, *session)) http.Handler {
+		return c.withSession(need, h)
+	}
+	mux.Handle("GET /console/orders", in(user.canRead, c.ordersPage))
+	mux.Handle("GET /console/orders/live", in(user.canRead, c.ordersLive))
+	mux.Handle("GET /console/orders/{id}", in(user.canSeeOrder, c.orderPage))
+	mux.Handle("GET /console/orders/{id}/live", in(user.canRead, c.orderLive))
+	mux.Handle("GET /console/orders/{id}/timeline", in(user.canAudit, c.orderTimeline))
+	// Commands are not gated on the role here: the command service
+	// refuses a token without the clerk role, and that refusal is what
+	// the user sees (403).
+	mux.Handle("POST /console/orders/{id}/{command}", in(user.signedIn, c.orderCommand))
+	mux.Handle("GET /console/operations", in(user.canAdmin, c.opsPage))
+	mux.Handle("GET /console/operations/projection", in(user.canAdmin, c.opsProjection))
+	mux.Handle("POST /console/operations/rebuild", in(user.signedIn, c.rebuild))
+	mux.Handle("POST /console/operations/parked/retry", in(user.signedIn, c.retryParked))
+	mux.Handle("GET /console/audit", in(user.canAudit, c.auditPage))
+	mux.Handle("GET /console/audit/verify", in(user.canAudit, c.verifyLog))
+	mux.Handle("GET /console/audit/export", in(user.canAudit, c.export))
+	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
+		c.errorPage(w, r, nil, http.StatusNotFound, "There is no such page.")
+	})
+	return http.NewCrossOriginProtection().Handler(noStore(mux))
+}
+
+// noStore keeps pages, which hold personal data, out of caches; the
+// embedded assets may be cached.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/console/static/") {
+			w.Header().Set("Cache-Control", "no-store")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cookieName is the session cookie; it holds the bearer token.
+const cookieName = "orderstream_console"
+
+// user is who is signed in, as far as the console's display goes.
+type user struct {
+	Subject string
+	// AuthOff: authentication is not configured; there is no sign-in.
+	AuthOff bool
+	p       auth.Principal
+}
+
+func (u user) signedIn() bool    { return true }
+func (u user) has(r string) bool { return u.AuthOff || u.p.Has(r) }
+
+// CanCommand reports whether the user's roles allow commands.
+func (u user) CanCommand() bool { return u.has(auth.Clerk) }
+
+// CanRead reports whether the user's roles allow queries of the read model.
+func (u user) CanRead() bool { return u.has(auth.Viewer) || u.has(auth.Clerk) }
+
+// CanAudit reports whether the user's roles allow the audit log.
+func (u user) CanAudit() bool { return u.has(auth.Auditor) }
+
+// CanAdmin reports whether the user's roles allow operations.
+func (u user) CanAdmin() bool { return u.has(auth.Admin) }
+
+// Roles lists the user's roles for display.
+func (u user) Roles() string {
+	if u.AuthOff {
+		return "authentication off"
+	}
+	return strings.Join(u.p.Roles, ", ")
+}
+
+func (u user) canRead() bool     { return u.CanRead() }
+func (u user) canAudit() bool    { return u.CanAudit() }
+func (u user) canAdmin() bool    { return u.CanAdmin() }
+func (u user) canSeeOrder() bool { return u.CanRead() || u.CanAudit() }
+
+// session is one request's signed-in user, with the context its gRPC calls
+// use (carrying the token) and its CSRF token.
+type session struct {
+	user
+	ctx  context.Context
+	csrf string
+}
+
+// withSession resolves the session cookie into a session, or sends the
+// browser to sign in; it checks the CSRF token of every POST, and refuses
+// (403) a page the user's roles cannot use.
+func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, *http.Request, *session)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, ok := c.session(w, r)
+		if !ok {
+			c.toLogin(w, r, "")
+			return
+		}
+		if r.Method == http.MethodPost {
+			got := r.Header.Get("X-CSRF-Token")
+			if got == "" {
+				r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+				got = r.PostFormValue("csrf")
+			}
+			if !hmac.Equal([]byte(got), []byte(s.csrf)) {
+				c.errorPage(w, r, s, http.StatusForbidden, "The form was stale or did not come from this console: reload the page and try again.")
+				return
+			}
+		}
+		if !need(s.user) {
+			c.errorPage(w, r, s, http.StatusForbidden, "Your roles do not allow this page.")
+			return
+		}
+		h(w, r, s)
+	})
+}
+
+// maxForm bounds a form body: the largest form (ship) holds two short
+// fields.
+const maxForm = 64 << 10
+
+// session returns the request's session; false when the user must sign in.
+func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, bool) {
+	ck, err := r.Cookie(cookieName)
+	if c.auth == nil {
+		if err != nil || ck.Value == "" {
+			// Only the CSRF token hangs on this value.
+			ck = &http.Cookie{Value: rand.Text()}
+			c.setCookie(w, ck.Value)
+		}
+		return &session{user: user{Subject: "anonymous", AuthOff: true}, ctx: r.Context(), csrf: csrfToken(ck.Value)}, true
+	}
+	if err != nil || ck.Value == "" {
+		return nil, false
+	}
+	p, err := c.auth.Authenticate(ck.Value)
+	if err != nil {
+		return nil, false
+	}
+	ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+ck.Value)
+	return &session{user: user{Subject: p.Subject, p: p}, ctx: ctx, csrf: csrfToken(ck.Value)}, true
+}
+
+// csrfToken derives the CSRF token from the session cookie: a cross-site
+// page can neither read the cookie nor compute this from anything it sees.
+func csrfToken(cookie string) string {
+	m := hmac.New(sha256.New, []byte(cookie))
+	m.Write([]byte("orderstream console csrf"))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (c *Console) setCookie(w http.ResponseWriter, value string) {
+	ck := &http.Cookie{Name: cookieName, Value: value, Path: Prefix, HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteStrictMode}
+	if value == "" {
+		ck.MaxAge = -1
+	}
+	http.SetCookie(w, ck)
+}
+
+// toLogin sends a page request to the sign-in page and answers 401 to the
+// script's requests, which then do the same.
+func (c *Console) toLogin(w http.ResponseWriter, r *http.Request, reason string) {
+	if r.Method != http.MethodGet || r.Header.Get("X-Console") != "" {
+		http.Error(w, "sign in again", http.StatusUnauthorized)
+		return
+	}
+	q := url.Values{"next": {r.URL.RequestURI()}}
+	if reason != "" {
+		q.Set("reason", reason)
+	}
+	http.Redirect(w, r, Prefix+"login?"+q.Encode(), http.StatusSeeOther)
+}
+
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	if c.auth == nil {
+		http.Redirect(w, r, Prefix+"orders", http.StatusSeeOther)
+		return
+	}
+	msg := ""
+	if r.URL.Query().Get("reason") == "expired" {
+		msg = "Your token was refused (expired or revoked): sign in again."
+	}
+	c.render(w, http.StatusOK, "login", &view{Title: "Sign in", Flash: flashError(msg), Data: loginData{Next: safeNext(r.URL.Query().Get("next"))}})
+}
+
+type loginData struct{ Next string }
+
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	if c.auth == nil {
+		http.Redirect(w, r, Prefix+"orders", http.StatusSeeOther)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	token := strings.TrimSpace(r.PostFormValue("token"))
+	next := safeNext(r.PostFormValue("next"))
+	if _, err := c.auth.Authenticate(token); token == "" || err != nil {
+		c.render(w, http.StatusUnauthorized, "login", &view{Title: "Sign in", Flash: flashError("That token is not valid."), Data: loginData{Next: next}})
+		return
+	}
+	c.setCookie(w, token)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
+	c.setCookie(w, "")
+	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+}
+
+// safeNext keeps a post-sign-in redirect inside the console.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, Prefix) || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		return Prefix + "orders"
+	}
+	return next
+}

@@ -1,0 +1,213 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// opsData is the operations page.
+type opsData struct {
+	Projection *projectionView
+	Parked     []*ordersv1.ParkedPayment
+	ParkedErr  string
+	Health     []healthView
+}
+
+// projectionView is the read model's state against the log.
+type projectionView struct {
+	Status    *ordersv1.GetProjectionStatusResponse
+	LagEvents uint64
+	// LagTime is how long the oldest event not yet applied has waited.
+	LagTime string
+	Err     string
+}
+
+// healthView is one service's health as its gRPC health check reports it.
+type healthView struct {
+	Service, Status string
+	OK              bool
+}
+
+func (c *Console) opsPage(w http.ResponseWriter, r *http.Request, s *session) {
+	d := &opsData{Projection: c.projection(s)}
+	if res, err := c.pay.ListParkedPayments(s.ctx, &ordersv1.ListParkedPaymentsRequest{}); err != nil {
+		_, d.ParkedErr = c.userError(err)
+	} else {
+		d.Parked = res.GetParked()
+	}
+	d.Health = c.healthOf(s.ctx)
+	v := s.view("Operations", "operations", d)
+	q := r.URL.Query()
+	switch {
+	case q.Has("retried"):
+		done, _ := strconv.Atoi(q.Get("retried"))
+		again, _ := strconv.Atoi(q.Get("parked"))
+		v.Flash = &flash{Text: fmt.Sprintf("Retried: %d completed, %d parked again.", done, again), Error: again > 0}
+	case q.Has("rebuilt"):
+		v.Flash = &flash{Text: "The read model was rebuilt and swapped in."}
+	}
+	c.render(w, http.StatusOK, "operations", v)
+}
+
+// opsProjection answers the page's periodic refresh of the projection
+// panel.
+func (c *Console) opsProjection(w http.ResponseWriter, _ *http.Request, s *session) {
+	c.fragment(w, "operations", "projection", s.view("", "", &opsData{Projection: c.projection(s)}))
+}
+
+// projection reads the projection's status, and how old the oldest event
+// it has not applied yet is (from the log).
+func (c *Console) projection(s *session) *projectionView {
+	p := &projectionView{}
+	st, err := c.admin.GetProjectionStatus(s.ctx, &ordersv1.GetProjectionStatusRequest{})
+	if err != nil {
+		_, p.Err = c.userError(err)
+		return p
+	}
+	p.Status = st
+	if st.GetHead() <= st.GetPosition() {
+		p.LagTime = "none"
+		return p
+	}
+	p.LagEvents = st.GetHead() - st.GetPosition()
+	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+	defer cancel()
+	stream, err := c.audit.StreamEvents(ctx, &ordersv1.StreamEventsRequest{FromPosition: st.GetPosition() + 1})
+	if err == nil {
+		var ev *ordersv1.StreamEventsResponse
+		if ev, err = stream.Recv(); err == nil {
+			p.LagTime = sinceText(time.Since(ev.GetEvent().GetRecordedAt().AsTime()))
+		}
+	}
+	if err != nil {
+		p.LagTime = "unknown"
+	}
+	return p
+}
+
+// healthOf checks every service's gRPC health at once.
+func (c *Console) healthOf(ctx context.Context) []healthView {
+	out := make([]healthView, len(c.health))
+	var wg sync.WaitGroup
+	for i, t := range c.health {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			h := healthView{Service: t.service}
+			res, err := t.client.Check(ctx, &healthpb.HealthCheckRequest{Service: t.service})
+			switch {
+			case status.Code(err) == codes.NotFound:
+				h.Status = "not served at the address this console calls"
+			case err != nil:
+				h.Status = "unreachable"
+			default:
+				h.OK = res.GetStatus() == healthpb.HealthCheckResponse_SERVING
+				h.Status = map[bool]string{true: "serving", false: "not serving"}[h.OK]
+			}
+			out[i] = h
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// progressLine is one line of the NDJSON progress the console's script
+// reads while a rebuild or a verification runs.
+type progressLine struct {
+	Percent float64 `json:"percent"`
+	// Text says where it is, for the user.
+	Text string `json:"text"`
+	// Item is a finding to list (a broken order).
+	Item  string `json:"item,omitempty"`
+	Error string `json:"error,omitempty"`
+	Done  bool   `json:"done,omitempty"`
+}
+
+// progressWriter streams progress lines, each flushed at once.
+type progressWriter struct {
+	w   http.ResponseWriter
+	enc *json.Encoder
+	rc  *http.ResponseController
+}
+
+func newProgress(w http.ResponseWriter) *progressWriter {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	return &progressWriter{w: w, enc: json.NewEncoder(w), rc: http.NewResponseController(w)}
+}
+
+func (p *progressWriter) send(l progressLine) {
+	_ = p.enc.Encode(l) // a client gone away ends the call through its context
+	_ = p.rc.Flush()
+}
+
+// wantsProgress tells the script (which reads progress lines) from a plain
+// form post (which gets a page when it is done).
+func wantsProgress(r *http.Request) bool { return r.Header.Get("Accept") == "application/x-ndjson" }
+
+// rebuild runs a read-model rebuild, streaming its progress. The rebuild
+// is bound to the request, as it is to the RPC: leaving the page cancels
+// it and the live read model stays as it was.
+func (c *Console) rebuild(w http.ResponseWriter, r *http.Request, s *session) {
+	stream, err := c.admin.RebuildReadModel(s.ctx, &ordersv1.RebuildReadModelRequest{})
+	var p *progressWriter
+	for err == nil {
+		var m *ordersv1.RebuildReadModelResponse
+		if m, err = stream.Recv(); err != nil {
+			break
+		}
+		if p == nil && wantsProgress(r) {
+			p = newProgress(w)
+		}
+		if p == nil {
+			continue
+		}
+		line := progressLine{Percent: m.GetPercent(), Text: fmt.Sprintf("%d of %d events applied (%.0f events/s)", m.GetEventsDone(), m.GetTargetPosition(), m.GetEventsPerSecond())}
+		if m.GetSwapped() {
+			line.Percent, line.Done = 100, true
+			line.Text = fmt.Sprintf("Rebuilt from %d events and swapped in.", m.GetEventsDone())
+		}
+		p.send(line)
+	}
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	switch {
+	case err == nil && p == nil:
+		http.Redirect(w, r, Prefix+"operations?rebuilt=1", http.StatusSeeOther)
+	case err == nil:
+	case p != nil || wantsProgress(r):
+		msg := "A rebuild is already running."
+		if status.Code(err) != codes.FailedPrecondition {
+			_, msg = c.userError(err)
+		}
+		if p == nil {
+			p = newProgress(w)
+		}
+		p.send(progressLine{Error: msg, Text: msg, Done: true})
+	default:
+		c.fail(w, r, s, err)
+	}
+}
+
+// retryParked retries one order's parked payment job, or all.
+func (c *Console) retryParked(w http.ResponseWriter, r *http.Request, s *session) {
+	res, err := c.pay.RetryParkedPayment(s.ctx, &ordersv1.RetryParkedPaymentRequest{OrderId: r.PostFormValue("order_id")})
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("%soperations?retried=%d&parked=%d", Prefix, res.GetCompleted(), res.GetParkedAgain()), http.StatusSeeOther)
+}

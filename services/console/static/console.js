@@ -1,0 +1,142 @@
+// orderstream console: live regions, periodic refreshes, streamed progress.
+// Everything it inserts is either HTML rendered (and escaped) by the server
+// or set as text, never markup built here.
+(function () {
+  'use strict';
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || '';
+  var sleep = function (ms) { return new Promise(function (r) { setTimeout(r, ms); }); };
+
+  function toLogin() {
+    location.href = '/console/login?next=' + encodeURIComponent(location.pathname + location.search);
+  }
+
+  function withParam(url, k, v) {
+    var sep = url.indexOf('?') < 0 ? '?' : (/[?&]$/.test(url) ? '' : '&');
+    return url + sep + k + '=' + encodeURIComponent(v);
+  }
+
+  function get(url) {
+    return fetch(url, { headers: { 'X-Console': '1' }, credentials: 'same-origin' });
+  }
+
+  // data-live: long-poll the URL with the read model position it has seen;
+  // 200 carries the region's new content, 204 means nothing changed.
+  async function live(el) {
+    var pos = el.dataset.position || '0';
+    for (;;) {
+      var res;
+      try {
+        res = await get(withParam(el.dataset.live, 'since', pos));
+      } catch (e) {
+        await sleep(2000);
+        continue;
+      }
+      if (res.status === 401) { toLogin(); return; }
+      if (res.status === 403 || res.status === 404 || res.status === 400) { return; }
+      pos = res.headers.get('X-Position') || pos;
+      el.dataset.position = pos;
+      if (res.status === 200) {
+        el.innerHTML = await res.text();
+        el.hidden = false;
+        (el.dataset.also || '').split(' ').filter(Boolean).forEach(refresh);
+        await sleep(300);
+      } else {
+        await sleep(1000);
+      }
+    }
+  }
+
+  // refresh replaces the content of the element with this id by what its
+  // data-src answers.
+  async function refresh(id) {
+    var el = document.getElementById(id);
+    if (!el || !el.dataset.src) { return; }
+    var res = await get(el.dataset.src);
+    if (res.status === 200) { el.innerHTML = await res.text(); }
+  }
+
+  // data-refresh: reload the region every data-interval milliseconds.
+  async function periodic(el) {
+    var every = parseInt(el.dataset.interval, 10) || 2000;
+    for (;;) {
+      await sleep(every);
+      try {
+        var res = await get(el.dataset.refresh);
+        if (res.status === 401) { toLogin(); return; }
+        if (res.status === 200) { el.innerHTML = await res.text(); }
+      } catch (e) { /* try again next time */ }
+    }
+  }
+
+  // data-stream: submit the form with fetch and read newline-delimited JSON
+  // progress lines: {percent, text, item, error, done}.
+  async function stream(form, ev) {
+    ev.preventDefault();
+    var name = form.dataset.stream;
+    var button = form.querySelector('button[type="submit"]');
+    var bar = document.getElementById(name + '-progress');
+    var status = document.getElementById(name + '-status');
+    var items = document.getElementById(name + '-items');
+    button.disabled = true;
+    status.classList.remove('bad');
+    if (items) { items.textContent = ''; }
+    bar.value = 0;
+    var res;
+    try {
+      res = await fetch(form.action, {
+        method: form.method.toUpperCase(),
+        headers: { 'Accept': 'application/x-ndjson', 'X-CSRF-Token': csrf, 'X-Console': '1' },
+        credentials: 'same-origin'
+      });
+    } catch (e) {
+      status.textContent = 'The console could not be reached.';
+      button.disabled = false;
+      return;
+    }
+    if (res.status === 401) { toLogin(); return; }
+    if (!res.ok) {
+      status.textContent = await res.text();
+      status.classList.add('bad');
+      button.disabled = false;
+      return;
+    }
+    var reader = res.body.getReader();
+    var decoder = new TextDecoder();
+    var buf = '';
+    for (;;) {
+      var chunk = await reader.read();
+      if (chunk.done) { break; }
+      buf += decoder.decode(chunk.value, { stream: true });
+      var nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        var line = JSON.parse(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (line.item && items) {
+          var li = document.createElement('li');
+          li.textContent = line.item;
+          items.appendChild(li);
+          continue;
+        }
+        bar.value = line.percent || 0;
+        bar.textContent = Math.round(bar.value) + '%';
+        status.textContent = line.text || '';
+        if (line.error) { status.classList.add('bad'); }
+      }
+    }
+    button.disabled = false;
+  }
+
+  function start() {
+    document.querySelectorAll('[data-live]').forEach(live);
+    document.querySelectorAll('[data-refresh]').forEach(periodic);
+    document.querySelectorAll('form[data-stream]').forEach(function (f) {
+      f.addEventListener('submit', function (ev) { stream(f, ev); });
+    });
+    document.querySelectorAll('input[data-output]').forEach(function (input) {
+      var out = document.getElementById(input.dataset.output);
+      input.addEventListener('input', function () { out.textContent = input.value; });
+    });
+  }
+
+  start();
+}());
