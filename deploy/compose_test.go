@@ -290,7 +290,7 @@ func TestComposeOrdersdServices(t *testing.T) {
 
 				for k, want := range map[string]string{
 					"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4317",
-					"OTEL_SERVICE_NAME":           "ordersd-" + role,
+					"OTEL_SERVICE_NAME":           "ordersd-" + strings.Split(e["ROLES"], ",")[0],
 					"GRPC_ADDR":                   "0.0.0.0:50051",
 					"HTTP_ADDR":                   "0.0.0.0:8080",
 				} {

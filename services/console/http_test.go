@@ -1,0 +1,125 @@
+package console_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/orderstream/orderstream/internal/app/apptest"
+)
+
+// client is a browser-less session of the console over real HTTP.
+type client struct {
+	t    *testing.T
+	base string
+	http *http.Client
+}
+
+func newClient(t *testing.T, base string) *client {
+	jar, _ := cookiejar.New(nil)
+	return &client{t: t, base: base, http: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}}
+}
+
+// do sends a request as a same-origin page of the console would.
+func (c *client) do(method, path string, form url.Values, hdr map[string]string) (*http.Response, string) {
+	c.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequestWithContext(c.t.Context(), method, c.base+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([^"]+)">`)
+
+// TestConsoleHTTP checks, without a browser, what the console promises
+// every browser: sign-in, CSP, CSRF and cross-origin refusals, escaping.
+func TestConsoleHTTP(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte(adminToken+" alice admin\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := apptest.Start(t, map[string]string{"AUTH_TOKENS_FILE": tokens})
+	c := &console{base: "http://" + addrs.HTTP}
+	cl := newClient(t, c.base)
+
+	res, _ := cl.do("GET", "/console/orders", nil, nil)
+	if res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(res.Header.Get("Location"), "/console/login?") {
+		t.Fatalf("signed out: %s to %q, want 303 to the sign-in page", res.Status, res.Header.Get("Location"))
+	}
+	if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Fatalf("Content-Security-Policy %q", csp)
+	}
+	if res, _ := cl.do("POST", "/console/login", url.Values{"token": {"not-a-token-at-all"}}, nil); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("sign-in with a bad token: %s, want 401", res.Status)
+	}
+	if res, _ := cl.do("POST", "/console/login", url.Values{"token": {adminToken}, "next": {"https://elsewhere.example/"}}, nil); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/console/orders" {
+		t.Fatalf("sign-in: %s to %q, want 303 to /console/orders (never off the console)", res.Status, res.Header.Get("Location"))
+	}
+	if !slices.ContainsFunc(cl.http.Jar.Cookies(&url.URL{Scheme: "http", Host: addrs.HTTP, Path: "/console/"}),
+		func(ck *http.Cookie) bool { return ck.Value == adminToken }) {
+		t.Fatal("no session cookie after signing in")
+	}
+
+	// An id is printable ASCII, so markup fits in one: it must come out
+	// as text.
+	hostile := `<img/src=x/onerror=alert(1)>`
+	id := c.createOrder(t, hostile)
+	res, page := cl.do("GET", "/console/orders/"+id, nil, nil)
+	if res.StatusCode != http.StatusOK || strings.Contains(page, hostile) || !strings.Contains(page, "&lt;img/src=x/onerror=alert(1)&gt;") {
+		t.Fatalf("order page %s: the customer id is not escaped", res.Status)
+	}
+	m := csrfMeta.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no CSRF token on the page")
+	}
+	place := url.Values{"expected_revision": {"1"}}
+	if res, _ := cl.do("POST", "/console/orders/"+id+"/place", place, nil); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a post without the CSRF token: %s, want 403", res.Status)
+	}
+	place.Set("csrf", m[1])
+	if res, _ := cl.do("POST", "/console/orders/"+id+"/place", place, map[string]string{"Sec-Fetch-Site": "cross-site"}); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a cross-site post: %s, want 403", res.Status)
+	}
+	res, _ = cl.do("POST", "/console/orders/"+id+"/place", place, nil)
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("place: %s, want 303", res.Status)
+	}
+	// The same form sent again is refused, not applied twice: it names a
+	// revision the order no longer has.
+	if res, page := cl.do("POST", "/console/orders/"+id+"/place", place, nil); res.StatusCode != http.StatusConflict || !strings.Contains(page, "changed meanwhile") {
+		t.Fatalf("the same place again: %s, want 409 saying it changed meanwhile", res.Status)
+	}
+	if res, _ := cl.do("GET", "/console/audit/export?type=NoSuchEvent", nil, nil); res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("export of an unknown event type: %s, want 400", res.Status)
+	}
+	if res, _ := cl.do("POST", "/console/logout", url.Values{}, nil); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out: %s", res.Status)
+	}
+	if res, _ := cl.do("GET", "/console/orders", nil, nil); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after signing out: %s, want 303 to the sign-in page", res.Status)
+	}
+}
