@@ -95,10 +95,9 @@ type user struct {
 	ctx context.Context
 }
 
-// signIn opens a new browser context (separate cookies) and signs in with
-// token.
-func (c *console) signIn(t *testing.T, token, subject string) *user {
-	ctx, cancel := chromedp.NewContext(c.browser, chromedp.WithNewBrowserContext())
+// openTab opens the browser's one tab.
+func (c *console) openTab(t *testing.T) *user {
+	ctx, cancel := chromedp.NewContext(c.browser)
 	t.Cleanup(cancel)
 	// The tab lives as long as the context of its first call: one
 	// without the steps' timeout.
@@ -106,12 +105,22 @@ func (c *console) signIn(t *testing.T, token, subject string) *user {
 		t.Fatal(err)
 	}
 	u := &user{t: t, c: c, ctx: ctx}
-	u.do(chromedp.EmulateViewport(1280, 800), chromedp.Navigate(c.base+"/console/"))
+	u.do(chromedp.EmulateViewport(1280, 800))
+	return u
+}
+
+// signIn signs in with token, as subject, signing whoever was signed in
+// out first.
+func (u *user) signIn(token, subject string) {
+	u.t.Helper()
+	u.open("/console/")
+	if eval[bool](u, `document.querySelector("#token") === null`) {
+		u.submit(`form[action="/console/logout"] button`)
+	}
 	u.waitFor(`document.querySelector("#token") !== null`)
 	u.do(chromedp.SendKeys(chromedp.ID("token"), token))
 	u.submit(`#token`)
 	u.waitFor(fmt.Sprintf(`document.querySelector("#subject")?.textContent === %q`, subject))
-	return u
 }
 
 func (u *user) do(steps ...chromedp.Action[chromedp.Void]) {
@@ -149,7 +158,12 @@ func (u *user) waitFor(cond string) {
 	ctx, cancel := context.WithTimeout(u.ctx, stepTimeout)
 	defer cancel()
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](cond, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(stepTimeout))); err != nil {
-		body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		dctx, cancel := context.WithTimeout(u.ctx, 5*time.Second)
+		defer cancel()
+		body, err2 := chromedp.Run(dctx, chromedp.Evaluate[string](`location.href + " " + document.readyState + "\n" + (document.body ? document.body.innerText : "")`))
+		if err2 != nil {
+			body = err2.Error()
+		}
 		u.t.Fatalf("waiting for %s: %v\npage: %s", cond, err, body)
 	}
 }
@@ -206,15 +220,17 @@ func (c *console) api(t *testing.T, method, path string, body any) map[string]an
 }
 
 // createOrder creates a draft order with one line and an address through
-// the REST API and returns its id.
-func (c *console) createOrder(t *testing.T, customer string) string {
+// the REST API. It returns the order's id and the console path of its page
+// that waits for the read model to have it.
+func (c *console) createOrder(t *testing.T, customer string) (id, page string) {
 	t.Helper()
 	out := c.api(t, "POST", "/v1/orders", map[string]any{
 		"customerId": customer, "currency": "EUR",
 		"lines":           []map[string]any{{"sku": "BOOK-1", "quantity": "2", "unitPrice": "1250"}},
 		"shippingAddress": map[string]any{"name": "Ada", "line1": "1 Analytical Way", "city": "London", "country": "GB"},
 	})
-	return out["order"].(map[string]any)["orderId"].(string)
+	id = out["order"].(map[string]any)["orderId"].(string)
+	return id, fmt.Sprintf("/console/orders/%s?after=%v", id, out["position"])
 }
 
 // TestConsole drives the console in Chromium against a real ordersd: the
@@ -223,17 +239,18 @@ func (c *console) createOrder(t *testing.T, customer string) string {
 // not do.
 func TestConsole(t *testing.T) {
 	c := startConsole(t)
-	admin := c.signIn(t, adminToken, "alice")
+	admin := c.openTab(t)
+	admin.signIn(adminToken, "alice")
 	var placed string
 
 	t.Run("orders appear live", func(t *testing.T) {
 		admin.t = t
 		admin.open("/console/orders")
 		admin.waitFor(`document.querySelector("#rows") !== null`)
-		placed = c.createOrder(t, "cust-42")
+		placed, _ = c.createOrder(t, "cust-42")
 		// No reload: the list's long poll brings the new row.
 		admin.waitFor(fmt.Sprintf(`document.querySelector('tr[data-order=%q]') !== null`, placed))
-		c.createOrder(t, "cust-7")
+		_, _ = c.createOrder(t, "cust-7")
 		admin.waitFor(`document.querySelectorAll("#rows tr[data-order]").length === 2`)
 		admin.shot("orders")
 	})
@@ -263,8 +280,8 @@ func TestConsole(t *testing.T) {
 
 	t.Run("a stale screen gets a conflict", func(t *testing.T) {
 		admin.t = t
-		id := c.createOrder(t, "cust-9")
-		admin.open("/console/orders/" + id)
+		id, page := c.createOrder(t, "cust-9")
+		admin.open(page)
 		admin.waitFor(`document.querySelector("#cmd-place") !== null`)
 		// Someone else changes the order after the page was shown.
 		c.api(t, "POST", "/v1/orders/"+id+"/items", map[string]any{"sku": "PEN-9", "quantity": "1", "unitPrice": "199"})
@@ -308,9 +325,11 @@ func TestConsole(t *testing.T) {
 	})
 
 	t.Run("a viewer cannot command", func(t *testing.T) {
-		viewer := c.signIn(t, viewerToken, "vera")
-		id := c.createOrder(t, "cust-11")
-		viewer.open("/console/orders/" + id)
+		viewer := admin
+		viewer.t = t
+		viewer.signIn(viewerToken, "vera")
+		id, page := c.createOrder(t, "cust-11")
+		viewer.open(page)
 		viewer.waitFor(`document.querySelector("#no-commands") !== null`)
 		if n := eval[int](viewer, `document.querySelectorAll("form.command").length`); n != 0 {
 			t.Fatalf("a viewer sees %d command forms", n)

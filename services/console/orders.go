@@ -292,22 +292,36 @@ func (c *Console) showOrder(w http.ResponseWriter, r *http.Request, s *session, 
 	c.render(w, code, "order", v)
 }
 
-// currentOrder reads the order from the read model, or, for a user who may
-// read only the audit log, folds it from the log.
+// currentOrder reads the order from the read model. An order the read
+// model does not have (yet) is looked up in the log: when it is there, the
+// read model is asked again to catch up with its last event (live updates
+// need the read model's position), and if it cannot, the state folded from
+// the log is shown. A user who may read only the audit log gets that state.
 func (c *Console) currentOrder(s *session, id string, after uint64) (*ordersv1.Order, uint64, error) {
-	if s.CanRead() {
+	get := func(minPosition uint64) (*ordersv1.Order, uint64, error) {
 		req := &ordersv1.GetOrderRequest{OrderId: id}
-		if after > 0 {
-			req.Consistency = &ordersv1.Consistency{MinPosition: after}
+		if minPosition > 0 {
+			req.Consistency = &ordersv1.Consistency{MinPosition: minPosition}
 		}
 		res, err := c.query.GetOrder(s.ctx, req)
+		return res.GetOrder(), res.GetPosition(), err
+	}
+	if s.CanRead() {
+		o, pos, err := get(after)
 		if err == nil || status.Code(err) != codes.NotFound || !s.CanAudit() {
-			return res.GetOrder(), res.GetPosition(), err
+			return o, pos, err
 		}
-		// Not in the read model (yet): the log has the last word.
 	}
 	res, err := c.audit.GetOrderAt(s.ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Time{Time: timestamppb.Now()}})
-	return res.GetOrder(), 0, err
+	if err != nil {
+		return nil, 0, err
+	}
+	if s.CanRead() {
+		if o, pos, err := get(res.GetLastEvent().GetPosition()); err == nil {
+			return o, pos, nil
+		}
+	}
+	return res.GetOrder(), 0, nil
 }
 
 // maxTimelinePages bounds the history read for one page (1,000 events a
