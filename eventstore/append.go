@@ -86,13 +86,7 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 		msgs[i] = &nats.Msg{Subject: subject, Header: h, Data: events[i].Data}
 	}
 
-	var res AppendResult
-	var err error
-	if len(msgs) == 1 {
-		res, err = s.publishOne(ctx, msgs[0], expectedRevision)
-	} else {
-		res, err = s.publishBatch(ctx, msgs, expectedRevision)
-	}
+	res, err := s.publish(ctx, msgs, expectedRevision)
 	if err == nil && !res.Duplicate {
 		return res, nil
 	}
@@ -130,6 +124,48 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	}
 	return AppendResult{}, classify(op, err)
 }
+
+// publishAttempt bounds one try of a publish. While the stream elects a
+// leader a publish gets no answer at all; a try that waited out the whole
+// deadline of its caller would keep it waiting long after the new leader
+// took over, so the publish is tried again every publishAttempt instead,
+// with the same message ids, which the server deduplicates.
+const publishAttempt = time.Second
+
+// publish sends the events of one append, trying again while the stream
+// does not answer, within ctx (or the JetStream context's DefaultTimeout
+// when ctx has no deadline).
+func (s *Store) publish(ctx context.Context, msgs []*nats.Msg, expected uint64) (AppendResult, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, publishAttempt)
+		var res AppendResult
+		var err error
+		if len(msgs) == 1 {
+			res, err = s.publishOne(actx, msgs[0], expected)
+		} else {
+			res, err = s.publishBatch(actx, msgs, expected)
+		}
+		acancel()
+		if err == nil || ctx.Err() != nil || !s.nc.IsConnected() || !errors.Is(classify("", err), ErrUnavailable) {
+			return res, err
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < publishRetryPause {
+			return res, err
+		}
+		t := time.NewTimer(publishRetryPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res, err
+		case <-t.C:
+		}
+	}
+}
+
+// publishRetryPause separates the tries of a publish that got no answer.
+const publishRetryPause = 50 * time.Millisecond
 
 func (s *Store) publishOne(ctx context.Context, m *nats.Msg, expected uint64) (AppendResult, error) {
 	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))

@@ -65,9 +65,10 @@ type runOptions struct {
 	telemetry []telemetry.Option
 }
 
-// healthInterval is how often the gRPC health statuses are re-evaluated
-// from the readiness checks.
-const healthInterval = time.Second
+// healthInterval is how often the readiness checks are evaluated in the
+// background, for /readyz and the gRPC health statuses: how stale a probe's
+// answer can be, plus one evaluation (at most readyTimeout).
+const healthInterval = 250 * time.Millisecond
 
 // WithTelemetry passes options to telemetry.Setup; tests use it to record
 // spans in memory.
@@ -482,7 +483,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		mux.Handle(console.Prefix, otelhttp.NewHandler(h, "console", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter)))
 	}
 	mux.HandleFunc("GET /healthz", healthz)
-	mux.Handle("GET /readyz", readyz(checks))
+	probe := &readiness{checks: checks}
+	mux.Handle("GET /readyz", probe.handler())
 	mux.Handle("GET /metrics", tel.MetricsHandler)
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
@@ -509,7 +511,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	// once before the process reports ready, then periodically, so a
 	// client watching them sees a NATS outage or a projection catching up.
 	updateHealth := func(ctx context.Context) {
-		e := evaluate(ctx, checks)
+		e := probe.refresh(ctx)
 		set := func(service string, ok bool) {
 			st := healthpb.HealthCheckResponse_NOT_SERVING
 			if ok {

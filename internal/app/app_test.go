@@ -133,10 +133,10 @@ func TestReadyzFollowsNATS(t *testing.T) {
 		t.Fatalf("healthz: %d", code)
 	}
 	restart := estest.Stop(t, ns)
-	code, body := getJSON(t, base+"/readyz")
-	if code != http.StatusServiceUnavailable {
-		t.Fatalf("readyz during outage: %d %v", code, body)
-	}
+	// The background evaluation notices within a moment; the probe
+	// itself answers at once from what it last found.
+	waitStatus(t, base+"/readyz", http.StatusServiceUnavailable)
+	_, body := getJSON(t, base+"/readyz")
 	if checks, _ := body["checks"].(map[string]any); checks["nats"] == "ok" {
 		t.Fatalf("nats check passes during outage: %v", body)
 	}

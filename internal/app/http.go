@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -81,13 +82,35 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 }
 
-// readyz runs every check concurrently (bounded by one second) and answers
-// 200 {"status":"ready","checks":{…}} or 503 {"status":"not ready",…} with
-// each failed required check's text under its name. Advisory checks appear
-// under "info" (when there are any) and never change the status.
-func readyz(checks []Check) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		e := evaluate(r.Context(), checks)
+// readiness keeps the outcome of the last evaluation of the checks. A
+// background loop refreshes it (every healthInterval) and /readyz answers
+// from it at once: a probe never waits on a round trip to NATS, which
+// during an outage would take the whole readyTimeout and reach a probe with
+// a one-second timeout as a timeout rather than as "not ready".
+type readiness struct {
+	checks []Check
+	last   atomic.Pointer[evaluation]
+}
+
+// refresh runs the checks and keeps their outcome.
+func (r *readiness) refresh(ctx context.Context) evaluation {
+	e := evaluate(ctx, r.checks)
+	r.last.Store(&e)
+	return e
+}
+
+// handler answers from the last evaluation: 200 {"status":"ready",
+// "checks":{…}} or 503 {"status":"not ready",…} with each failed required
+// check's text under its name, and 503 {"status":"starting"} before the
+// first one. Advisory checks appear under "info" (when there are any) and
+// never change the status.
+func (r *readiness) handler() http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		e := r.last.Load()
+		if e == nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting"})
+			return
+		}
 		code, status := http.StatusOK, "ready"
 		if !e.ready() {
 			code, status = http.StatusServiceUnavailable, "not ready"

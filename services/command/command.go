@@ -269,7 +269,9 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 			return result{}, err
 		case res.Duplicate:
 			// The server already holds this request's events: a retry, or
-			// the same request racing itself. Answer from history.
+			// the same request racing itself. Answer from history, as the
+			// leader has it: a lagging replica may not hold them yet.
+			latest = true
 			continue
 		}
 		for _, e := range events {
