@@ -463,6 +463,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		mux.Handle("/", otelhttp.NewHandler(api, "rest", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })))
 	}
+	shutdownConsole := func() {}
 	if cfg.Has("console") {
 		// The console calls the services over the gateway's connections,
 		// with the signed-in user's token: the same path into the data.
@@ -480,6 +481,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		if serverTLS != nil && cfg.TLSClientCA != "" {
 			h = requireClientCert(con)
 		}
+		shutdownConsole = con.Shutdown
 		mux.Handle(console.Prefix, otelhttp.NewHandler(h, "console", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter)))
 	}
 	mux.HandleFunc("GET /healthz", healthz)
@@ -487,6 +489,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	mux.Handle("GET /readyz", probe.handler())
 	mux.Handle("GET /metrics", tel.MetricsHandler)
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// The console's live pages keep their requests open; shutting down
+	// ends them rather than waiting out SHUTDOWN_TIMEOUT.
+	httpSrv.RegisterOnShutdown(shutdownConsole)
 	go func() {
 		serve := func() error { return httpSrv.Serve(hlis) }
 		if serverTLS != nil {

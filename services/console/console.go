@@ -47,6 +47,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/auth"
@@ -98,6 +99,9 @@ type Console struct {
 	log     *slog.Logger
 	pages   *templates
 	handler http.Handler
+	// done is closed by Shutdown, ending the live streams.
+	done     chan struct{}
+	shutdown sync.Once
 }
 
 // healthTarget is one gRPC service whose health the operations page shows.
@@ -137,6 +141,7 @@ func New(cfg Config) (*Console, error) {
 		secure:  cfg.SecureCookies,
 		log:     log,
 		pages:   pages,
+		done:    make(chan struct{}),
 	}
 	for _, t := range []struct {
 		desc grpc.ServiceDesc
@@ -153,6 +158,11 @@ func New(cfg Config) (*Console, error) {
 	c.handler = c.routes()
 	return c, nil
 }
+
+// Shutdown ends the pages' live streams (which otherwise last as long as
+// the page is open), so that the HTTP server's shutdown need not wait for
+// them; the browser reconnects to another replica or once this one is back.
+func (c *Console) Shutdown() { c.shutdown.Do(func() { close(c.done) }) }
 
 // ServeHTTP serves the console's pages, fragments and assets under Prefix.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -178,9 +188,9 @@ func (c *Console) routes() http.Handler {
 		return c.withSession(need, h)
 	}
 	mux.Handle("GET /console/orders", in(user.canRead, c.ordersPage))
-	mux.Handle("GET /console/orders/live", in(user.canRead, c.ordersLive))
+	mux.Handle("GET /console/orders/events", in(user.canRead, c.ordersEvents))
 	mux.Handle("GET /console/orders/{id}", in(user.canSeeOrder, c.orderPage))
-	mux.Handle("GET /console/orders/{id}/live", in(user.canRead, c.orderLive))
+	mux.Handle("GET /console/orders/{id}/events", in(user.canRead, c.orderEvents))
 	mux.Handle("GET /console/orders/{id}/timeline", in(user.canAudit, c.orderTimeline))
 	// Commands are not gated on the role here: the command service
 	// refuses a token without the clerk role, and that refusal is what

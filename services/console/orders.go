@@ -22,8 +22,8 @@ import (
 // pageSize is the number of orders per page of the list.
 const pageSize = 25
 
-// liveWait is how long a live request waits for the read model to move
-// before answering "no change"; the query service allows at most 10 s.
+// liveWait is how long a live update waits for the read model to apply
+// the change it was told of; the query service allows at most 10 s.
 const liveWait = 10 * time.Second
 
 // timeInput is the format of an <input type="datetime-local">, read as UTC.
@@ -133,41 +133,6 @@ func (c *Console) list(s *session, req *ordersv1.ListOrdersRequest, since uint64
 		req.Consistency = &ordersv1.Consistency{MinPosition: since + 1, MaxWait: durationpb.New(liveWait)}
 	}
 	return c.query.ListOrders(s.ctx, req)
-}
-
-// ordersLive answers the list page's script: the rows again once the read
-// model moved past since (204 and the same position when it did not within
-// liveWait). The read model's position is in X-Position.
-func (c *Console) ordersLive(w http.ResponseWriter, r *http.Request, s *session) {
-	since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
-	req, rerr := listRequest(r.URL.Query())
-	if err != nil || rerr != nil {
-		http.Error(w, "bad live request", http.StatusBadRequest)
-		return
-	}
-	res, err := c.list(s, req, since)
-	if !c.moved(w, r, s, since, res.GetPosition(), err) {
-		return
-	}
-	c.fragment(w, "orders", "rows", s.view("", "", &ordersData{Orders: res.GetOrders()}))
-}
-
-// moved handles the outcome of a live request's wait for the read model to
-// pass since: the position reached goes in X-Position; a wait that ran out
-// (UNAVAILABLE) is answered 204 and a failure as such, and both report
-// false: nothing more to write.
-func (c *Console) moved(w http.ResponseWriter, r *http.Request, s *session, since, position uint64, err error) bool {
-	switch {
-	case status.Code(err) == codes.Unavailable:
-		w.Header().Set("X-Position", strconv.FormatUint(since, 10))
-		w.WriteHeader(http.StatusNoContent)
-		return false
-	case err != nil:
-		c.fail(w, r, s, err)
-		return false
-	}
-	w.Header().Set("X-Position", strconv.FormatUint(position, 10))
-	return true
 }
 
 // orderData is the order page.
@@ -356,29 +321,6 @@ func (c *Console) orderTimeline(w http.ResponseWriter, r *http.Request, s *sessi
 	v := s.view("", "", &orderData{Timeline: c.timeline(s, id, cur)})
 	v.TraceUI = c.traceUI
 	c.fragment(w, "order", "timeline", v)
-}
-
-// orderLive answers the order page's script once the order's revision is
-// no longer rev: a notice that it changed meanwhile (204 while it has not,
-// within liveWait). The read model's position is in X-Position.
-func (c *Console) orderLive(w http.ResponseWriter, r *http.Request, s *session) {
-	q := r.URL.Query()
-	since, err1 := strconv.ParseUint(q.Get("since"), 10, 64)
-	rev, err2 := strconv.ParseUint(q.Get("rev"), 10, 64)
-	if err1 != nil || err2 != nil {
-		http.Error(w, "bad live request", http.StatusBadRequest)
-		return
-	}
-	res, err := c.query.GetOrder(s.ctx, &ordersv1.GetOrderRequest{OrderId: r.PathValue("id"),
-		Consistency: &ordersv1.Consistency{MinPosition: since + 1, MaxWait: durationpb.New(liveWait)}})
-	if !c.moved(w, r, s, since, res.GetPosition(), err) {
-		return
-	}
-	if res.GetOrder().GetRevision() == rev {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	c.fragment(w, "order", "changed", s.view("", "", &orderData{Order: res.GetOrder()}))
 }
 
 // orderCommand runs one command from the order page with the revision the

@@ -89,15 +89,25 @@ func (c *Console) fragment(w http.ResponseWriter, page, name string, v *view) {
 }
 
 func (c *Console) write(w http.ResponseWriter, code int, page, name string, v *view) {
-	var buf bytes.Buffer
-	if err := c.pages.pages[page].ExecuteTemplate(&buf, name, v); err != nil {
-		c.log.Error("console: rendering", "page", page, "template", name, "err", err)
+	b, err := c.execute(page, name, v)
+	if err != nil {
 		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(b)
+}
+
+// execute renders one named template of a page. A failure is a bug in the
+// templates; it is logged here.
+func (c *Console) execute(page, name string, v *view) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := c.pages.pages[page].ExecuteTemplate(&buf, name, v); err != nil {
+		c.log.Error("console: rendering", "page", page, "template", name, "err", err)
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // view fills the parts of a view every signed-in page has.

@@ -19,31 +19,32 @@
     return fetch(url, { headers: { 'X-Console': '1' }, credentials: 'same-origin' });
   }
 
-  // data-live: long-poll the URL with the read model position it has seen;
-  // 200 carries the region's new content, 204 means nothing changed.
-  async function live(el) {
+  // data-watch: follow the server's events (Server-Sent Events) for this
+  // region; each event of type data-event carries the region's new content,
+  // and the ids of data-also name regions to reload from their data-src
+  // then. The browser resumes after the last event id by itself; a stream
+  // the server refused is retried after a pause.
+  function watch(el) {
     var pos = el.dataset.position || '0';
-    for (;;) {
-      var res;
-      try {
-        res = await get(withParam(el.dataset.live, 'since', pos));
-      } catch (e) {
-        await sleep(2000);
-        continue;
-      }
-      if (res.status === 401) { toLogin(); return; }
-      if (res.status === 403 || res.status === 404 || res.status === 400) { return; }
-      pos = res.headers.get('X-Position') || pos;
-      el.dataset.position = pos;
-      if (res.status === 200) {
-        el.innerHTML = await res.text();
+    var also = (el.dataset.also || '').split(' ').filter(Boolean);
+    var es = null;
+    function connect() {
+      es = new EventSource(withParam(el.dataset.watch, 'since', pos));
+      es.addEventListener(el.dataset.event, function (ev) {
+        pos = ev.lastEventId || pos;
+        el.innerHTML = ev.data;
         el.hidden = false;
-        (el.dataset.also || '').split(' ').filter(Boolean).forEach(refresh);
-        await sleep(300);
-      } else {
-        await sleep(1000);
-      }
+        also.forEach(refresh);
+      });
+      es.onerror = function () {
+        if (es && es.readyState === EventSource.CLOSED) { setTimeout(connect, 3000); }
+      };
     }
+    // A page kept in the back/forward cache must not hold its stream (and
+    // the server's watch) open; it resumes from its last event when shown.
+    window.addEventListener('pagehide', function () { if (es) { es.close(); es = null; } });
+    window.addEventListener('pageshow', function (ev) { if (ev.persisted && !es) { connect(); } });
+    connect();
   }
 
   // refresh replaces the content of the element with this id by what its
@@ -127,7 +128,7 @@
   }
 
   function start() {
-    document.querySelectorAll('[data-live]').forEach(live);
+    document.querySelectorAll('[data-watch]').forEach(watch);
     document.querySelectorAll('[data-refresh]').forEach(periodic);
     document.querySelectorAll('form[data-stream]').forEach(function (f) {
       f.addEventListener('submit', function (ev) { stream(f, ev); });

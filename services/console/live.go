@@ -1,0 +1,178 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Live updates are Server-Sent Events fed by the query service's watch
+// streams: the server renders the changed part of the page and sends it as
+// one event whose id is the log position it reflects, so a browser's
+// EventSource that reconnects (Last-Event-ID) resumes after it.
+
+// eventStream writes Server-Sent Events.
+type eventStream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newEventStream(w http.ResponseWriter) *eventStream {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	e := &eventStream{w: w, rc: http.NewResponseController(w)}
+	_ = e.rc.Flush()
+	return e
+}
+
+// send writes one event; data may span lines.
+func (e *eventStream) send(event string, id uint64, data []byte) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "id: %d\nevent: %s\n", id, event)
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		fmt.Fprintf(&b, "data: %s\n", strings.TrimRight(line, "\r"))
+	}
+	b.WriteString("\n")
+	if _, err := e.w.Write(b.Bytes()); err != nil {
+		return err
+	}
+	return e.rc.Flush()
+}
+
+// since is where a live stream resumes: the browser's Last-Event-ID when
+// it reconnects, else the position the page was rendered at.
+func since(r *http.Request) (uint64, error) {
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		return strconv.ParseUint(id, 10, 64)
+	}
+	return strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
+}
+
+// liveContext is the request's context, also ended by Shutdown.
+func (c *Console) liveContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// ended reports whether a watch ended the way streams end (the page went
+// away, the server is shutting down) rather than by failing.
+func ended(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled
+}
+
+// ordersEvents streams the list page's rows again (event "rows") each time
+// an order matching its filters changes.
+func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *session) {
+	from, err := since(r)
+	req, rerr := listRequest(r.URL.Query())
+	if err != nil || rerr != nil {
+		http.Error(w, "bad live request", http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := c.liveContext(s.ctx)
+	defer cancel()
+	watch := &ordersv1.WatchOrdersRequest{CustomerId: req.CustomerId, Status: req.Status, FromPosition: from}
+	stream, err := c.query.WatchOrders(ctx, watch)
+	if err == nil {
+		_, err = stream.Recv() // the position the watch starts after
+	}
+	resync := false
+	if status.Code(err) == codes.OutOfRange {
+		// Too far behind to resume: list afresh and watch from now.
+		watch.FromPosition, resync = 0, true
+		if stream, err = c.query.WatchOrders(ctx, watch); err == nil {
+			_, err = stream.Recv()
+		}
+	}
+	if err != nil {
+		if !ended(err) {
+			c.fail(w, r, s, err)
+		}
+		return
+	}
+	es := newEventStream(w)
+	// rows sends the rows as the read model has them once it applied
+	// the change at position (0: as it has them now), with the read
+	// model's position as the event id.
+	rows := func(position uint64) error {
+		res, err := c.list(&session{user: s.user, ctx: ctx, csrf: s.csrf}, req, max(position, 1)-1)
+		if err != nil {
+			return err
+		}
+		html, err := c.execute("orders", "rows", s.view("", "", &ordersData{Orders: res.GetOrders()}))
+		if err != nil {
+			return err
+		}
+		return es.send("rows", res.GetPosition(), html)
+	}
+	if resync {
+		if err := rows(0); err != nil {
+			return
+		}
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if !ended(err) {
+				c.log.Warn("console: orders watch ended", "code", status.Code(err).String())
+			}
+			return
+		}
+		if err := rows(m.GetPosition()); err != nil {
+			return
+		}
+	}
+}
+
+// orderEvents streams a notice (event "changed") each time the order
+// changes away from the revision its page shows.
+func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session) {
+	from, err1 := since(r)
+	rev, err2 := strconv.ParseUint(r.URL.Query().Get("rev"), 10, 64)
+	if err1 != nil || err2 != nil {
+		http.Error(w, "bad live request", http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := c.liveContext(s.ctx)
+	defer cancel()
+	stream, err := c.query.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: r.PathValue("id"), FromPosition: from})
+	var m *ordersv1.WatchOrderResponse
+	if err == nil {
+		m, err = stream.Recv()
+	}
+	if err != nil {
+		if !ended(err) {
+			c.fail(w, r, s, err)
+		}
+		return
+	}
+	es := newEventStream(w)
+	for ; err == nil; m, err = stream.Recv() {
+		if m.GetRevision() == rev {
+			continue
+		}
+		html, err := c.execute("order", "changed", s.view("", "", &orderData{Order: m.GetOrder()}))
+		if err != nil || es.send("changed", m.GetPosition(), html) != nil {
+			return
+		}
+	}
+	if !ended(err) {
+		c.log.Warn("console: order watch ended", "code", status.Code(err).String())
+	}
+}
