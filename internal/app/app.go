@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -34,6 +35,7 @@ import (
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/console"
+	"github.com/orderstream/orderstream/services/deadlines"
 	"github.com/orderstream/orderstream/services/gateway"
 	"github.com/orderstream/orderstream/services/payments"
 	"github.com/orderstream/orderstream/services/query"
@@ -220,14 +222,19 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	unary := []grpc.UnaryServerInterceptor{telemetry.UnaryLogger(log), guard.Unary}
 	streams := []grpc.StreamServerInterceptor{telemetry.StreamLogger(log), guard.Stream}
 	paymentsToken := cfg.PaymentsToken
+	// Remotely, the deadlines present the payments role's token.
+	systemToken := cfg.PaymentsToken
 	if authn != nil {
 		unary = append(unary, authn.Unary)
 		streams = append(streams, authn.Stream)
 		if paymentsToken == "" {
 			// In one process the payments manager calls the local
-			// command service with a token made for it now.
+			// command service with a token made for it now, and the
+			// deadlines act as the system actor with another.
 			paymentsToken = rand.Text()
 			authn.AddToken(paymentsToken, auth.Principal{Subject: "payments", Roles: []string{auth.Clerk}})
+			systemToken = rand.Text()
+			authn.AddToken(systemToken, auth.Principal{Subject: deadlines.Actor, Roles: []string{auth.Clerk}})
 		}
 	} else if cfg.AllowInsecure {
 		log.Warn("authentication is off and ALLOW_INSECURE=true: every client may call every RPC")
@@ -331,18 +338,27 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		sim := payments.NewSimulator(payments.SimulatorConfig{
 			Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
 		})
-		pmConn := gwConn
-		if paymentsToken != "" {
+		// commandsAs is a connection to the command service whose calls
+		// present token (gwConn's when there is none).
+		commandsAs := func(token string) (*grpc.ClientConn, error) {
+			if token == "" {
+				return gwConn, nil
+			}
 			addr := cfg.CommandAddr
 			if addr == "" {
 				addr = loopback(addrs.GRPC)
 			}
-			pmConn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(clientCreds), grpc.WithPerRPCCredentials(auth.Bearer(paymentsToken)),
+			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(clientCreds), grpc.WithPerRPCCredentials(auth.Bearer(token)),
 				grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))))
 			if err != nil {
-				return fmt.Errorf("COMMAND_ADDR: %w", err)
+				return nil, fmt.Errorf("COMMAND_ADDR: %w", err)
 			}
-			defer pmConn.Close()
+			conns["token:"+token] = c // closed with the others
+			return c, nil
+		}
+		pmConn, err := commandsAs(paymentsToken)
+		if err != nil {
+			return err
 		}
 		pm, err := payments.New(ctx, js, tracedStore{store, traced}, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
 			payments.WithWorkers(cfg.WorkerPoolSize),
@@ -355,11 +371,28 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		pmgr = pm
 		ordersv1.RegisterPaymentAdminServiceServer(srv, payments.NewAdmin(pm, log))
 		serviceChecks[ordersv1.PaymentAdminService_ServiceDesc.ServiceName] = []string{"nats", "stream", "payments", "payment_gateway"}
+		dlConn := pmConn
+		if systemToken != paymentsToken {
+			if dlConn, err = commandsAs(systemToken); err != nil {
+				return err
+			}
+		}
+		dl, err := deadlines.New(ctx, js, tracedStore{store, traced}, ordersv1.NewOrderCommandServiceClient(dlConn),
+			deadlines.WithTimeouts(cfg.PaymentTimeout, cfg.ShippingSLA), deadlines.WithReplicas(cfg.StreamReplicas),
+			deadlines.WithLogger(log), deadlines.WithMeter(tel.Meter))
+		if err != nil {
+			return err
+		}
+		ordersv1.RegisterDeadlineAdminServiceServer(srv, deadlines.NewAdmin(dl, log))
+		serviceChecks[ordersv1.DeadlineAdminService_ServiceDesc.ServiceName] = []string{"nats", "stream"}
 		pmCtx, cancelPayments := context.WithCancel(context.Background())
 		pmDone := make(chan struct{})
 		go func() {
 			defer close(pmDone)
-			_ = pm.Run(pmCtx) // nil by contract: it retries until stopped
+			var wg sync.WaitGroup
+			wg.Go(func() { _ = dl.Run(pmCtx) }) // nil by contract: it retries until stopped
+			_ = pm.Run(pmCtx)                   // likewise
+			wg.Wait()
 		}()
 		// Stopped before the gRPC server and NATS so that outcomes being
 		// recorded finish and unfinished jobs are handed back while the

@@ -9,7 +9,8 @@
 //
 // Roles: clerk (OrderCommandService, and OrderQueryService so that a clerk
 // can see the orders they change), viewer (OrderQueryService), auditor
-// (OrderAuditService), admin (OrderAdminService, PaymentAdminService, and
+// (OrderAuditService), admin (OrderAdminService, PaymentAdminService,
+// DeadlineAdminService, and
 // everything else). Reflection needs a valid token of any role, so that
 // anonymous callers cannot list the API; health checks need no token.
 //

@@ -16,7 +16,7 @@ import (
 
 func (a *app) adminCmd() *cobra.Command {
 	c := &cobra.Command{Use: "admin", Short: "Operate ordersd: read-model rebuilds, health"}
-	c.AddCommand(a.rebuildCmd(), a.healthCmd(), a.parkedCmd())
+	c.AddCommand(a.rebuildCmd(), a.healthCmd(), a.parkedCmd(), a.deadlinesCmd())
 	return c
 }
 
@@ -72,6 +72,54 @@ func (a *app) parkedCmd() *cobra.Command {
 			return nil
 		},
 	})
+	return c
+}
+
+func (a *app) deadlinesCmd() *cobra.Command {
+	c := &cobra.Command{Use: "deadlines", Short: "Payment timeouts and shipping SLAs kept in the log"}
+	var limit int32
+	list := &cobra.Command{
+		Use: "list [ORDER]", Short: "List pending deadlines and overdue shipments, soonest first", Args: cobra.MaximumNArgs(1),
+		Example: "  ordersctl admin deadlines list\n  ordersctl admin deadlines list 7d3f0c2a-... -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			req := &ordersv1.ListDeadlinesRequest{Limit: limit}
+			if len(args) == 1 {
+				req.OrderId = args[0]
+			}
+			ctx, cancel := a.callCtx(cmd.Context())
+			defer cancel()
+			res, err := ordersv1.NewDeadlineAdminServiceClient(conn).ListDeadlines(ctx, req)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			w := table(a.io.Out)
+			fmt.Fprintln(w, "ORDER\tDEADLINE\tDUE\tSTATE\tSINCE POSITION")
+			for _, d := range res.GetDeadlines() {
+				kind := strings.ToLower(strings.TrimPrefix(d.GetKind().String(), "DEADLINE_KIND_"))
+				state := "pending"
+				if d.GetOverdue() {
+					state = a.colour("31", "overdue")
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", d.GetOrderId(), kind, ts(d.GetDueAt()), state, d.GetPosition())
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if res.GetTruncated() {
+				fmt.Fprintf(a.io.Err, "more deadlines than --limit %d\n", len(res.GetDeadlines()))
+			}
+			return nil
+		},
+	}
+	list.Flags().Int32Var(&limit, "limit", 0, "at most this many (server default 100, at most 1000)")
+	c.AddCommand(list)
 	return c
 }
 

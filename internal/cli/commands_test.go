@@ -763,3 +763,42 @@ func TestAuditDecode(t *testing.T) {
 	fails(t, call{in: strings.NewReader("not protobuf")}.run(t, "audit", "decode"), cli.ExitUsage)
 	fails(t, call{}.run(t, "audit", "decode"), cli.ExitUsage)
 }
+
+// TestPaymentTimeout runs the whole of ordersd with a short payment
+// timeout and a payment provider slower than it: the order is cancelled by
+// the system actor, as its history shows, and the deadline is listed while
+// it is pending.
+func TestPaymentTimeout(t *testing.T) {
+	a, _ := apptest.Start(t, map[string]string{"PAYMENT_TIMEOUT": "2s", "PAYMENT_SIM_LATENCY": "4s", "PAYMENT_ATTEMPT_TIMEOUT": "10s"})
+	c := call{addr: a.GRPC}
+	ok(t, c.run(t, "orders", "create", "--order-id", "pt-1", "--customer", "c", "--currency", "EUR", "--item", "A:1:5.00",
+		"--line1", "1", "--city", "Oslo", "--country", "NO"))
+	ok(t, c.run(t, "orders", "place", "pt-1"))
+	deadline := time.Now().Add(30 * time.Second)
+	listed := false
+	for {
+		r := ok(t, c.run(t, "audit", "history", "pt-1", "-o", "json"))
+		events := jsonOf(t, r.stdout)["events"].([]any)
+		last := events[len(events)-1].(map[string]any)
+		if last["type"] == "OrderCancelled" {
+			if last["actor"] != "system" || !strings.Contains(r.stdout, "payment_timeout") {
+				t.Fatalf("cancelled: %v", last)
+			}
+			break
+		}
+		if !listed {
+			l := ok(t, c.run(t, "admin", "deadlines", "list", "pt-1"))
+			listed = strings.Contains(l.stdout, "payment_timeout")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not cancelled: %s", r.stdout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !listed {
+		t.Fatal("the pending payment timeout was never listed")
+	}
+	if r := ok(t, c.run(t, "admin", "deadlines", "list", "pt-1")); strings.Contains(r.stdout, "pt-1") {
+		t.Fatalf("a fired deadline is still listed: %s", r.stdout)
+	}
+}

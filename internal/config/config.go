@@ -123,6 +123,12 @@ type Config struct {
 	PaymentSimLatency     time.Duration `env:"PAYMENT_SIM_LATENCY" envDefault:"0s" help:"the payment simulator's latency per call"`
 	PaymentSimFailureRate float64       `env:"PAYMENT_SIM_FAILURE_RATE" envDefault:"0" help:"the payment simulator's transient failure rate (0-1)"`
 	PaymentSimDeclineOver int64         `env:"PAYMENT_SIM_DECLINE_OVER" envDefault:"0" help:"the payment simulator declines charges above this (minor units; 0: none)"`
+	// PaymentTimeout is how long a placed order may wait for a payment
+	// outcome before it is cancelled (reason payment_timeout).
+	PaymentTimeout time.Duration `env:"PAYMENT_TIMEOUT" envDefault:"30m" help:"a placed order without a payment outcome this long is cancelled (payment_timeout)"`
+	// ShippingSLA is how long a paid order may wait to ship before it is
+	// reported overdue.
+	ShippingSLA time.Duration `env:"SHIPPING_SLA" envDefault:"72h" help:"a paid order not shipped this long is reported overdue"`
 	// MaxInFlight bounds the unary RPCs served at once; beyond it calls
 	// are refused at once with RESOURCE_EXHAUSTED, so overload sheds load
 	// instead of queueing it in memory.
@@ -249,6 +255,9 @@ func (c Config) Validate() error {
 	}
 	if c.PaymentMaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("PAYMENT_MAX_ATTEMPTS: must be at least 1"))
+	}
+	if c.PaymentTimeout < time.Second || c.ShippingSLA < time.Second {
+		errs = append(errs, errors.New("PAYMENT_TIMEOUT, SHIPPING_SLA: must be at least 1s"))
 	}
 	if c.PaymentAttemptTimeout <= 0 || c.PaymentBackoffBase <= 0 || c.PaymentBackoffMax < c.PaymentBackoffBase {
 		errs = append(errs, fmt.Errorf("PAYMENT_ATTEMPT_TIMEOUT, PAYMENT_BACKOFF_BASE, PAYMENT_BACKOFF_MAX: must be positive, base <= max"))

@@ -243,6 +243,9 @@ var registrations = []struct {
 	{ordersv1.PaymentAdminService_ServiceDesc.ServiceName, func(ctx context.Context, m *runtime.ServeMux, cc grpc.ClientConnInterface) error {
 		return ordersv1.RegisterPaymentAdminServiceHandlerClient(ctx, m, ordersv1.NewPaymentAdminServiceClient(cc))
 	}},
+	{ordersv1.DeadlineAdminService_ServiceDesc.ServiceName, func(ctx context.Context, m *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return ordersv1.RegisterDeadlineAdminServiceHandlerClient(ctx, m, ordersv1.NewDeadlineAdminServiceClient(cc))
+	}},
 }
 
 // New returns the HTTP handler of the REST API, /openapi.json,

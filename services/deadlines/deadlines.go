@@ -1,0 +1,516 @@
+// Package deadlines keeps the order deadlines in the log and enforces them:
+// a placed order that gets no payment outcome within the payment timeout
+// is cancelled with reason "payment_timeout" by the system actor, and a
+// paid order not shipped within the shipping SLA is reported overdue.
+//
+// The timers are JetStream message schedules in a stream of their own,
+// DEADLINES (AllowMsgSchedules; nats-server 2.12+). Following the ORDERS
+// log with a durable consumer, the manager publishes, per order and kind,
+// a schedule message on deadlines.schedule.<kind>.<order> with the header
+// "Nats-Schedule: @at <due time>" and the target
+// deadlines.fired.<kind>.<order>; the server keeps one schedule per subject
+// (a newer one replaces it) and removes it when it fires. An order that
+// moves on in time (paid, shipped, cancelled) has its schedule purged. The
+// timer is therefore stored, replicated and fired by the server: it
+// survives crashes and failover of any ordersd, and fires once.
+//
+// Firings are read by a durable consumer on deadlines.fired.> and
+// acknowledged only once handled, so a crash between firing and handling
+// means redelivery. The handler folds the order from the log and acts only
+// when the order still calls for it: a payment timeout cancels an order
+// still placed or payment_declined, with expected_revision set to the
+// revision it just read (an outcome landing meanwhile makes the cancel
+// fail with ABORTED and the firing is checked again) and a request id
+// derived from the deadline, so a late or duplicate firing changes
+// nothing. A charge that completes after the cancel is voided by the
+// payments manager's compensation path.
+//
+// Shipping SLA: a firing for an order still paid writes an overdue marker
+// on deadlines.overdue.<order> (listed by ListDeadlines, counted by the
+// gauge orders.deadlines.shipments_overdue) which is purged when the order
+// ships or is cancelled. It is an alert about the business's own process,
+// not a fact of the order's history that anyone folds: an event would stay
+// in every history and every projection would have to learn it, while the
+// operator's question, "what is late now?", is answered by the list and
+// the gauge.
+//
+// Replicas: the log consumer is pinned to one manager at a time (a
+// JetStream priority group), so schedules are written by one writer; any
+// replica may handle firings.
+package deadlines
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/services/convert"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Defaults and names.
+const (
+	DefaultPaymentTimeout = 30 * time.Minute
+	DefaultShippingSLA    = 72 * time.Hour
+	StreamName            = "DEADLINES"
+	LogConsumer           = "deadlines"
+	FiredConsumer         = "deadlines-fired"
+	PriorityGroup         = "deadlines"
+	// ReasonPaymentTimeout is the cancel reason of a payment timeout.
+	ReasonPaymentTimeout = "payment_timeout"
+	// Actor is who the deadlines act as.
+	Actor = "system"
+)
+
+// Kinds of deadline, as they appear in subjects.
+const (
+	kindPayment  = "payment_timeout"
+	kindShipping = "shipping_sla"
+)
+
+const (
+	subjSchedule = "deadlines.schedule."
+	subjFired    = "deadlines.fired."
+	subjOverdue  = "deadlines.overdue."
+)
+
+// Store is what the manager reads of the event store.
+type Store interface {
+	// LoadLatest, since a firing is judged without an append to catch a
+	// stale read (an order that looks unplaced on a lagging replica would
+	// keep its deadline).
+	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	StreamName() string
+	SubjectPrefix() string
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithTimeouts sets the payment timeout and the shipping SLA (each > 0).
+func WithTimeouts(payment, shipping time.Duration) Option {
+	return func(m *Manager) {
+		if payment > 0 {
+			m.paymentTimeout = payment
+		}
+		if shipping > 0 {
+			m.shippingSLA = shipping
+		}
+	}
+}
+
+// WithReplicas sets the DEADLINES stream's replicas (default 1).
+func WithReplicas(n int) Option {
+	return func(m *Manager) {
+		if n > 0 {
+			m.replicas = n
+		}
+	}
+}
+
+// WithStorage sets the DEADLINES stream's storage (default file).
+func WithStorage(st jetstream.StorageType) Option { return func(m *Manager) { m.storage = st } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+
+// WithMeter records metrics.
+func WithMeter(mp metric.MeterProvider) Option { return func(m *Manager) { m.mp = mp } }
+
+// Manager schedules and enforces deadlines.
+type Manager struct {
+	js             jetstream.JetStream
+	store          Store
+	cmds           ordersv1.OrderCommandServiceClient
+	stream         jetstream.Stream
+	paymentTimeout time.Duration
+	shippingSLA    time.Duration
+	replicas       int
+	storage        jetstream.StorageType
+	log            *slog.Logger
+	mp             metric.MeterProvider
+	fired          metric.Int64Counter
+}
+
+// New creates (or updates) the DEADLINES stream and returns a manager.
+// cmds cancels orders; its calls should carry the system actor's
+// credentials (the manager sets x-actor for servers without
+// authentication).
+func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1.OrderCommandServiceClient, opts ...Option) (*Manager, error) {
+	m := &Manager{js: js, store: store, cmds: cmds, paymentTimeout: DefaultPaymentTimeout, shippingSLA: DefaultShippingSLA,
+		replicas: 1, storage: jetstream.FileStorage, log: slog.Default(), mp: noopmetric.NewMeterProvider()}
+	for _, o := range opts {
+		o(m)
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "order deadlines: message schedules, their firings and overdue shipments",
+		Subjects:    []string{"deadlines.>"},
+		Storage:     m.storage,
+		Replicas:    m.replicas,
+		// Schedules fire through the server; firings expire a day after
+		// they fired (Nats-Schedule-TTL), long after they were handled.
+		AllowMsgSchedules: true,
+		AllowMsgTTL:       true,
+		AllowRollup:       true,
+		AllowDirect:       true,
+		Duplicates:        2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deadlines: stream: %w", err)
+	}
+	m.stream = st
+	if err := m.metrics(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) metrics() error {
+	meter := m.mp.Meter("github.com/orderstream/orderstream/services/deadlines")
+	var err error
+	if m.fired, err = meter.Int64Counter("orders.deadlines.fired", metric.WithDescription("Deadlines that fired, by kind and what was done.")); err != nil {
+		return err
+	}
+	overdue, err := meter.Int64ObservableGauge("orders.deadlines.shipments_overdue", metric.WithDescription("Paid orders past the shipping SLA and not shipped."))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		info, err := m.stream.Info(ctx, jetstream.WithSubjectFilter(subjOverdue+">"))
+		if err != nil {
+			return nil // unknown while NATS is unreachable
+		}
+		o.ObserveInt64(overdue, int64(len(info.State.Subjects)))
+		return nil
+	}, overdue)
+	return err
+}
+
+// schedule is the body of a schedule message, and so of its firing.
+type schedule struct {
+	Kind     string    `json:"kind"`
+	OrderID  string    `json:"order_id"`
+	Due      time.Time `json:"due"`
+	Position uint64    `json:"position"`
+	Overdue  bool      `json:"overdue,omitempty"`
+}
+
+// Run follows the log and the firings until ctx ends, then returns nil.
+// While a consumer cannot run (NATS unreachable, a cluster electing a
+// leader) it retries with backoff.
+func (m *Manager) Run(ctx context.Context) error {
+	done := make(chan struct{}, 2)
+	for _, run := range []func(context.Context) error{m.followLog, m.followFired} {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			wait := time.Second
+			for {
+				err := run(ctx)
+				if ctx.Err() != nil {
+					return
+				}
+				m.log.Warn("deadlines: consumer stopped; retrying", "err", err, "retry_in", wait)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+				wait = min(wait*2, 30*time.Second)
+			}
+		}()
+	}
+	<-done
+	<-done
+	return nil
+}
+
+// consume runs handle on a consumer's messages until ctx ends or the
+// consumer is lost.
+func consume(ctx context.Context, cons jetstream.Consumer, handle func(jetstream.Msg), opts ...jetstream.PullConsumeOpt) error {
+	failed := make(chan error, 1)
+	opts = append(opts, jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
+		}))
+	cc, err := cons.Consume(handle, opts...)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cc.Stop()
+		<-cc.Closed()
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-failed:
+		return err
+	}
+}
+
+// followLog schedules and cancels deadlines as orders move.
+func (m *Manager) followLog(ctx context.Context) error {
+	cons, err := m.js.CreateOrUpdateConsumer(ctx, m.store.StreamName(), jetstream.ConsumerConfig{
+		Durable:        LogConsumer,
+		Description:    "deadlines: schedules payment timeouts and shipping SLAs",
+		FilterSubject:  m.store.SubjectPrefix() + ".*",
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        30 * time.Second,
+		MaxAckPending:  1000,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{PriorityGroup},
+		PinnedTTL:      10 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	return consume(ctx, cons, func(msg jetstream.Msg) {
+		if err := m.onEvent(ctx, msg); err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("deadlines: could not update a deadline; retrying", "err", err)
+			}
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		_ = msg.Ack()
+	}, jetstream.PullMaxMessages(100), jetstream.PullPriorityGroup(PriorityGroup))
+}
+
+// onEvent starts or ends the deadlines an order event calls for. Events are
+// handled one at a time, in log order.
+func (m *Manager) onEvent(ctx context.Context, msg jetstream.Msg) error {
+	rec, err := eventstore.DecodeMsg(msg, m.store.SubjectPrefix())
+	if err != nil {
+		return nil // not an order event
+	}
+	at := rec.Meta.OccurredAt
+	if at.IsZero() {
+		at = rec.Time
+	}
+	switch rec.Type {
+	case "OrderPlaced":
+		return m.schedule(ctx, schedule{Kind: kindPayment, OrderID: rec.OrderID, Due: at.Add(m.paymentTimeout), Position: rec.Position})
+	case "PaymentAuthorized":
+		if err := m.purge(ctx, subjSchedule+kindPayment+"."+rec.OrderID); err != nil {
+			return err
+		}
+		return m.schedule(ctx, schedule{Kind: kindShipping, OrderID: rec.OrderID, Due: at.Add(m.shippingSLA), Position: rec.Position})
+	case "OrderShipped":
+		return m.purge(ctx, subjSchedule+kindShipping+"."+rec.OrderID, subjOverdue+rec.OrderID)
+	case "OrderCancelled":
+		return m.purge(ctx, subjSchedule+kindPayment+"."+rec.OrderID, subjSchedule+kindShipping+"."+rec.OrderID, subjOverdue+rec.OrderID)
+	}
+	return nil
+}
+
+// schedule publishes the schedule message of s. Its message id makes a
+// redelivered event publish it once; the server replaces an older schedule
+// of the same order and kind.
+func (m *Manager) schedule(ctx context.Context, s schedule) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	_, err = m.js.PublishMsg(ctx, &nats.Msg{Subject: subjSchedule + s.Kind + "." + s.OrderID, Data: b},
+		jetstream.WithScheduleAt(s.Due), jetstream.WithScheduleTarget(subjFired+s.Kind+"."+s.OrderID),
+		jetstream.WithScheduleTTL(24*time.Hour), jetstream.WithMsgID(fmt.Sprintf("%s:%s:%d", s.Kind, s.OrderID, s.Position)))
+	return err
+}
+
+func (m *Manager) purge(ctx context.Context, subjects ...string) error {
+	for _, s := range subjects {
+		if err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(s)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// followFired enforces the deadlines that fired.
+func (m *Manager) followFired(ctx context.Context) error {
+	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+		Durable:       FiredConsumer,
+		Description:   "deadlines: enforces the deadlines that fired",
+		FilterSubject: subjFired + ">",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 100,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return err
+	}
+	return consume(ctx, cons, func(msg jetstream.Msg) {
+		var s schedule
+		if err := json.Unmarshal(msg.Data(), &s); err != nil || s.OrderID == "" {
+			_ = msg.Term() // not ours
+			return
+		}
+		outcome, err := m.enforce(ctx, s)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("deadlines: could not enforce a deadline; retrying", "kind", s.Kind, "order", s.OrderID, "err", err)
+			}
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		m.fired.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", s.Kind), attribute.String("outcome", outcome)))
+		_ = msg.Ack()
+	}, jetstream.PullMaxMessages(100))
+}
+
+// errRaced is a cancel that lost to another change of the order: the
+// firing is checked again.
+var errRaced = errors.New("the order changed while the deadline was enforced")
+
+// enforce acts on a fired deadline if the order still calls for it and
+// says what it did: "cancelled", "overdue" or "ignored".
+func (m *Manager) enforce(ctx context.Context, s schedule) (string, error) {
+	recs, err := m.store.LoadLatest(ctx, s.OrderID)
+	if err != nil {
+		return "", err
+	}
+	st, revision, err := fold(recs)
+	if err != nil {
+		return "", err
+	}
+	switch s.Kind {
+	case kindPayment:
+		if st.Status != order.StatusPlaced && st.Status != order.StatusPaymentDeclined {
+			return "ignored", nil
+		}
+		cctx := metadata.AppendToOutgoingContext(ctx, "x-actor", Actor, "x-causation-id", fmt.Sprint(s.Position))
+		rev := revision
+		_, err := m.cmds.CancelOrder(cctx, &ordersv1.CancelOrderRequest{
+			RequestId: fmt.Sprintf("deadline:%s:%d", s.Kind, s.Position), OrderId: s.OrderID,
+			Reason: ReasonPaymentTimeout, ExpectedRevision: &rev,
+		})
+		switch status.Code(err) {
+		case codes.OK:
+			m.log.Info("deadlines: order cancelled: no payment in time", "order", s.OrderID, "due", s.Due)
+			return "cancelled", nil
+		case codes.FailedPrecondition:
+			return "ignored", nil
+		case codes.Aborted:
+			return "", errRaced
+		default:
+			return "", fmt.Errorf("cancelling: %w", err)
+		}
+	case kindShipping:
+		if st.Status != order.StatusPaid {
+			return "ignored", nil
+		}
+		s.Overdue = true
+		b, err := json.Marshal(s)
+		if err != nil {
+			return "", err
+		}
+		if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: subjOverdue + s.OrderID, Data: b, Header: nats.Header{jetstream.MsgRollup: []string{jetstream.MsgRollupSubject}}}); err != nil {
+			return "", err
+		}
+		m.log.Warn("deadlines: shipment overdue", "order", s.OrderID, "due", s.Due)
+		return "overdue", nil
+	}
+	return "ignored", nil
+}
+
+// fold is the order's state and revision (the position of its last event,
+// which CancelOrder's expected_revision compares with) from its history.
+func fold(recs []eventstore.Recorded) (order.State, uint64, error) {
+	var st order.State
+	var revision uint64
+	for _, r := range recs {
+		e, err := convert.DecodeEvent(r.Type, r.Data)
+		if err != nil {
+			return order.State{}, 0, fmt.Errorf("order %s at %d: %w", r.OrderID, r.Position, err)
+		}
+		st = order.Evolve(st, e, r.Meta.OccurredAt)
+		revision = r.Position
+	}
+	return st, revision, nil
+}
+
+// Deadline is one pending deadline or overdue shipment.
+type Deadline struct {
+	OrderID  string
+	Kind     string // "payment_timeout" or "shipping_sla"
+	Due      time.Time
+	Overdue  bool
+	Position uint64
+}
+
+// List returns the pending deadlines and overdue shipments (those of
+// orderID, or all when it is empty), soonest due first, at most limit of
+// them; truncated reports that more matched.
+func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []Deadline, truncated bool, err error) {
+	filters := []string{subjSchedule + ">", subjOverdue + ">"}
+	if orderID != "" {
+		filters = []string{subjSchedule + "*." + orderID, subjOverdue + orderID}
+	}
+	cons, err := m.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
+	if err != nil {
+		return nil, false, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	for left := info.NumPending; left > 0; {
+		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, false, err
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			var s schedule
+			if json.Unmarshal(msg.Data(), &s) == nil && s.OrderID != "" {
+				out = append(out, Deadline{OrderID: s.OrderID, Kind: s.Kind, Due: s.Due, Overdue: s.Overdue, Position: s.Position})
+			}
+			md, err := msg.Metadata()
+			if err == nil {
+				left = md.NumPending
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, false, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	slices.SortFunc(out, func(a, b Deadline) int {
+		if c := a.Due.Compare(b.Due); c != 0 {
+			return c
+		}
+		return strings.Compare(a.OrderID, b.OrderID)
+	})
+	if len(out) > limit {
+		return out[:limit], true, nil
+	}
+	return out, false, nil
+}
