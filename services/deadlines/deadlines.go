@@ -47,6 +47,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -137,7 +138,8 @@ type Manager struct {
 	js             jetstream.JetStream
 	store          Store
 	cmds           ordersv1.OrderCommandServiceClient
-	stream         jetstream.Stream
+	mu             sync.Mutex       // guards stream
+	stream         jetstream.Stream // nil until set up
 	paymentTimeout time.Duration
 	shippingSLA    time.Duration
 	replicas       int
@@ -147,7 +149,8 @@ type Manager struct {
 	fired          metric.Int64Counter
 }
 
-// New creates (or updates) the DEADLINES stream and returns a manager.
+// New returns a manager, creating (or updating) the DEADLINES stream when
+// JetStream answers in time (Run does it otherwise).
 // cmds cancels orders; its calls should carry the system actor's
 // credentials (the manager sets x-actor for servers without
 // authentication).
@@ -157,7 +160,27 @@ func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1
 	for _, o := range opts {
 		o(m)
 	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	// A cluster electing its JetStream leader leaves the stream's
+	// set-up unanswered for a while: Run sets it up (again) before each
+	// attempt to consume, so start-up need not wait for it.
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, _ = m.ensureStream(sctx)
+	cancel()
+	if err := m.metrics(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ensureStream creates or updates the DEADLINES stream once, and returns
+// it.
+func (m *Manager) ensureStream(ctx context.Context) (jetstream.Stream, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stream != nil {
+		return m.stream, nil
+	}
+	st, err := m.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "order deadlines: message schedules, their firings and overdue shipments",
 		Subjects:    []string{"deadlines.>"},
@@ -175,10 +198,7 @@ func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1
 		return nil, fmt.Errorf("deadlines: stream: %w", err)
 	}
 	m.stream = st
-	if err := m.metrics(); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return st, nil
 }
 
 func (m *Manager) metrics() error {
@@ -194,7 +214,11 @@ func (m *Manager) metrics() error {
 	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		info, err := m.stream.Info(ctx, jetstream.WithSubjectFilter(subjOverdue+">"))
+		st, err := m.ensureStream(ctx)
+		if err != nil {
+			return nil // unknown while NATS is unreachable
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(subjOverdue+">"))
 		if err != nil {
 			return nil // unknown while NATS is unreachable
 		}
@@ -273,6 +297,9 @@ func consume(ctx context.Context, cons jetstream.Consumer, handle func(jetstream
 
 // followLog schedules and cancels deadlines as orders move.
 func (m *Manager) followLog(ctx context.Context) error {
+	if _, err := m.ensureStream(ctx); err != nil {
+		return err
+	}
 	cons, err := m.js.CreateOrUpdateConsumer(ctx, m.store.StreamName(), jetstream.ConsumerConfig{
 		Durable:        LogConsumer,
 		Description:    "deadlines: schedules payment timeouts and shipping SLAs",
@@ -342,8 +369,12 @@ func (m *Manager) schedule(ctx context.Context, s schedule) error {
 }
 
 func (m *Manager) purge(ctx context.Context, subjects ...string) error {
+	st, err := m.ensureStream(ctx)
+	if err != nil {
+		return err
+	}
 	for _, s := range subjects {
-		if err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(s)); err != nil {
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject(s)); err != nil {
 			return err
 		}
 	}
@@ -352,6 +383,9 @@ func (m *Manager) purge(ctx context.Context, subjects ...string) error {
 
 // followFired enforces the deadlines that fired.
 func (m *Manager) followFired(ctx context.Context) error {
+	if _, err := m.ensureStream(ctx); err != nil {
+		return err
+	}
 	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
 		Durable:       FiredConsumer,
 		Description:   "deadlines: enforces the deadlines that fired",
