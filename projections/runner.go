@@ -40,6 +40,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 	nooptrace "go.opentelemetry.io/otel/trace/noop"
 
@@ -359,8 +360,14 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 			links = append(links, l)
 		}
 	}
-	sctx, span := r.tracer.Start(ctx, "projection.apply_batch", trace.WithLinks(links...),
-		trace.WithAttributes(attribute.Int("events.count", len(batch)),
+	// A consumer "process" span in OpenTelemetry's messaging terms, linked
+	// to the appends that produced its events: one batch spans many
+	// traces, so it is a root of its own rather than a child of any.
+	sctx, span := r.tracer.Start(ctx, "projection.apply_batch", trace.WithLinks(links...), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(otelstore.MessagingSystem, semconv.MessagingOperationTypeProcess, semconv.MessagingOperationName("process"),
+			semconv.MessagingDestinationTemplate(otelstore.SubjectTemplate(r.log_.SubjectPrefix())),
+			semconv.MessagingBatchMessageCount(len(batch)),
+			attribute.Int("events.count", len(batch)),
 			attribute.Int64("log.position.first", int64(batch[0].Rec.Position)),
 			attribute.Int64("log.position.last", int64(batch[len(batch)-1].Rec.Position))))
 	defer span.End()

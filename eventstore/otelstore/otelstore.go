@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -56,12 +57,37 @@ func Wrap(inner Inner, tp trace.TracerProvider, mp metric.MeterProvider) (*Store
 	return s, err
 }
 
-// Append appends through the inner store inside an "eventstore.append" span,
-// after writing the span's trace context into each event that has none.
+// SubjectTemplate is the destination template of every append and
+// consumption in spans ("messaging.destination.template"): the subject with
+// the order id as a placeholder, a name of bounded cardinality.
+func SubjectTemplate(prefix string) string { return prefix + ".{order_id}" }
+
+// MessagingSystem is the "messaging.system" attribute of the spans that
+// append to and consume the log.
+var MessagingSystem = attribute.String("messaging.system", "nats")
+
+// Append appends through the inner store inside an "eventstore.append"
+// producer span carrying OpenTelemetry's messaging attributes (system nats,
+// operation send, the subject and its template, the message id of a single
+// event, the count of a batch), after writing the span's trace context into
+// each event that has none.
 func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uint64, events []eventstore.EventData) (eventstore.AppendResult, error) {
-	ctx, span := s.tracer.Start(ctx, "eventstore.append", trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("order.id", orderID), attribute.Int64("order.expected_revision", int64(expectedRevision)),
-			attribute.Int("events.count", len(events))))
+	attrs := []attribute.KeyValue{attribute.String("order.id", orderID), attribute.Int64("order.expected_revision", int64(expectedRevision)),
+		attribute.Int("events.count", len(events)),
+		MessagingSystem, semconv.MessagingOperationTypeSend, semconv.MessagingOperationName("publish")}
+	if sp, ok := s.inner.(interface{ SubjectPrefix() string }); ok {
+		attrs = append(attrs, semconv.MessagingDestinationTemplate(SubjectTemplate(sp.SubjectPrefix())),
+			semconv.MessagingDestinationName(sp.SubjectPrefix()+"."+orderID))
+	}
+	switch {
+	case len(events) > 1:
+		attrs = append(attrs, semconv.MessagingBatchMessageCount(len(events)))
+	case len(events) == 1 && events[0].Meta.RequestID != "":
+		// The message id the store gives the event (Nats-Msg-Id), by
+		// which the server deduplicates it.
+		attrs = append(attrs, semconv.MessagingMessageID(events[0].Meta.RequestID+":0"))
+	}
+	ctx, span := s.tracer.Start(ctx, "eventstore.append", trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 	defer span.End()
 	carrier := propagation.MapCarrier{}
 	traceContext.Inject(ctx, carrier)

@@ -64,34 +64,14 @@ func attr(s sdktrace.ReadOnlySpan, key string) (attribute.Value, bool) {
 func TestOneTraceFromRESTToPayment(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	a := runTraced(t, rec)
-	base := "http://" + a.HTTP
-	c := post(t, base+"/v1/orders", `{"customerId":"traced","currency":"EUR","lines":[{"sku":"A","quantity":"1","unitPrice":"700"}],
-		"shippingAddress":{"line1":"1","city":"Riga","country":"LV"}}`, "trace-1")
+	c, placedAt := placeAndAwaitPayment(t, a, "trace")
 	id := c["order"].(map[string]any)["orderId"].(string)
-	p := post(t, base+"/v1/orders/"+id+":place", `{}`, "trace-2")
-	placedAt, _ := strconv.ParseUint(p["position"].(string), 10, 64)
-
-	// Wait until the payment is recorded and visible in the read model.
-	conn := dial(t, a.GRPC)
-	stream, err := ordersv1.NewOrderAuditServiceClient(conn).StreamEvents(t.Context(), &ordersv1.StreamEventsRequest{
-		OrderIds: []string{id}, FromPosition: placedAt + 1, Follow: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	paid, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(t.Context(), &ordersv1.GetOrderRequest{OrderId: id,
-		Consistency: &ordersv1.Consistency{MinPosition: paid.GetEvent().GetPosition()}}); err != nil {
-		t.Fatal(err)
-	}
 
 	var placeTrace trace.TraceID
 	byName := map[string][]sdktrace.ReadOnlySpan{}
 	for _, s := range rec.Ended() {
 		byName[s.Name()] = append(byName[s.Name()], s)
-		if s.Name() == "POST /v1/orders/"+id+":place" {
+		if s.Name() == "POST /v1/orders/{order_id}:place" {
 			placeTrace = s.SpanContext().TraceID()
 		}
 	}
@@ -139,6 +119,35 @@ func TestOneTraceFromRESTToPayment(t *testing.T) {
 	if !linked {
 		t.Fatal("no projection batch span covering the placement's position links to the place request's trace")
 	}
+}
+
+// placeAndAwaitPayment creates and places an order over REST with
+// idempotency keys keyPrefix-1 and keyPrefix-2, and returns once the
+// payments manager has recorded its payment and the read model shows it. It
+// returns the creation's answer and the placement's position.
+func placeAndAwaitPayment(t *testing.T, a app.Addrs, keyPrefix string) (map[string]any, uint64) {
+	t.Helper()
+	base := "http://" + a.HTTP
+	c := post(t, base+"/v1/orders", `{"customerId":"traced","currency":"EUR","lines":[{"sku":"A","quantity":"1","unitPrice":"700"}],
+		"shippingAddress":{"line1":"1","city":"Riga","country":"LV"}}`, keyPrefix+"-1")
+	id := c["order"].(map[string]any)["orderId"].(string)
+	p := post(t, base+"/v1/orders/"+id+":place", `{}`, keyPrefix+"-2")
+	placedAt, _ := strconv.ParseUint(p["position"].(string), 10, 64)
+	conn := dial(t, a.GRPC)
+	stream, err := ordersv1.NewOrderAuditServiceClient(conn).StreamEvents(t.Context(), &ordersv1.StreamEventsRequest{
+		OrderIds: []string{id}, FromPosition: placedAt + 1, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(t.Context(), &ordersv1.GetOrderRequest{OrderId: id,
+		Consistency: &ordersv1.Consistency{MinPosition: paid.GetEvent().GetPosition()}}); err != nil {
+		t.Fatal(err)
+	}
+	return c, placedAt
 }
 
 func names(m map[string][]sdktrace.ReadOnlySpan) []string {

@@ -69,6 +69,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 	nooptrace "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc/codes"
@@ -348,6 +349,18 @@ const (
 	abandon               // stopped (shutdown); the message is redelivered
 )
 
+// String names a result in the job's span.
+func (r result) String() string {
+	switch r {
+	case done:
+		return "done"
+	case parked:
+		return "parked"
+	default:
+		return "abandoned"
+	}
+}
+
 // Run consumes the log until ctx ends, then returns nil. When the consumer
 // cannot be created or fails (JetStream not ready yet, a cluster electing
 // a leader, an incompatible consumer left by an operator), Run keeps
@@ -511,7 +524,21 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	m.busy.Add(1)
 	defer m.busy.Add(-1)
-	ctx = otelstore.ContextFrom(ctx, rec.Meta)
+	// The job is one consumer "process" span, a child of the append that
+	// wrote the event (and linked to it, as the messaging conventions
+	// ask), enclosing every attempt, its backoff and the recording of the
+	// outcome.
+	pctx := otelstore.ContextFrom(ctx, rec.Meta)
+	var links []trace.Link
+	if l, ok := otelstore.LinkFrom(rec.Meta); ok {
+		links = append(links, l)
+	}
+	ctx, span := m.tracer.Start(pctx, "payment.job", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+		trace.WithAttributes(otelstore.MessagingSystem, semconv.MessagingOperationTypeProcess, semconv.MessagingOperationName("process"),
+			semconv.MessagingDestinationTemplate(otelstore.SubjectTemplate(m.store.SubjectPrefix())),
+			semconv.MessagingDestinationName(msg.Subject()), semconv.MessagingConsumerGroupName(ConsumerName),
+			attribute.String("payment.kind", string(j.Kind)), attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position))))
+	defer span.End()
 	stop := make(chan struct{})
 	var beat sync.WaitGroup
 	beat.Go(func() {
@@ -529,6 +556,7 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 	r := m.run(ctx, &j)
 	close(stop)
 	beat.Wait()
+	span.SetAttributes(attribute.String("payment.result", r.String()))
 	switch r {
 	case done, parked:
 		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 )
 
@@ -17,7 +18,7 @@ type Collector struct {
 	collectorpb.UnimplementedTraceServiceServer
 
 	mu    sync.Mutex
-	names []string
+	spans []*tracepb.Span
 }
 
 // Start runs a Collector on 127.0.0.1:0 until tb ends and returns it with
@@ -38,15 +39,13 @@ func Start(tb testing.TB) (*Collector, string) {
 	return c, "http://" + lis.Addr().String()
 }
 
-// Export records the names of the spans in req.
+// Export records the spans in req.
 func (c *Collector) Export(_ context.Context, req *collectorpb.ExportTraceServiceRequest) (*collectorpb.ExportTraceServiceResponse, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, rs := range req.GetResourceSpans() {
 		for _, ss := range rs.GetScopeSpans() {
-			for _, s := range ss.GetSpans() {
-				c.names = append(c.names, s.GetName())
-			}
+			c.spans = append(c.spans, ss.GetSpans()...)
 		}
 	}
 	return &collectorpb.ExportTraceServiceResponse{}, nil
@@ -56,5 +55,16 @@ func (c *Collector) Export(_ context.Context, req *collectorpb.ExportTraceServic
 func (c *Collector) Names() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]string(nil), c.names...)
+	names := make([]string, len(c.spans))
+	for i, s := range c.spans {
+		names[i] = s.GetName()
+	}
+	return names
+}
+
+// Spans returns the spans received so far, in arrival order.
+func (c *Collector) Spans() []*tracepb.Span {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*tracepb.Span(nil), c.spans...)
 }
