@@ -40,6 +40,7 @@ import (
 	"github.com/orderstream/orderstream/services/payments"
 	"github.com/orderstream/orderstream/services/query"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
@@ -250,7 +251,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	srv := grpc.NewServer(append(srvOpts,
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		guard.ServerOption(),
-		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter))),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter),
+			// Probes and grpcurl's reflection would each make a root
+			// trace of their own, every few seconds.
+			otelgrpc.WithFilter(filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))))),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(streams...),
 	)...)
@@ -493,8 +497,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		if serverTLS != nil && cfg.TLSClientCA != "" {
 			api = requireClientCert(gw)
 		}
-		mux.Handle("/", otelhttp.NewHandler(api, "rest", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
-			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })))
+		// Spans and metrics carry only bounded names: the route template
+		// once the gateway has routed the request (until then, and for
+		// paths no route matches, the method alone), and this listener's
+		// own address rather than the client's Host header.
+		rest := otelhttp.NewHandler(withoutPattern(api), "rest", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
+			otelhttp.WithServerName(addrs.HTTP),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+		mux.Handle("/", rest)
 	}
 	shutdownConsole := func() {}
 	if cfg.Has("console") {
@@ -520,7 +530,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	mux.HandleFunc("GET /healthz", healthz)
 	probe := &readiness{checks: checks}
 	mux.Handle("GET /readyz", probe.handler())
-	mux.Handle("GET /metrics", tel.MetricsHandler)
+	metrics := tel.MetricsHandler
+	if authn != nil {
+		metrics = requireRole(authn, auth.Admin, metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	// The console's live pages keep their requests open; shutting down
 	// ends them rather than waiting out SHUTDOWN_TIMEOUT.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/orderstream/orderstream/internal/auth"
 )
 
 // Check is one readiness condition; a nil error means ready.
@@ -137,6 +140,36 @@ func requireClientCert(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// withoutPattern runs next and then clears the request's Pattern, which
+// the gateway's own catch-all route set to "/". otelhttp, wrapped around
+// this, reads the Pattern of this very request once next returns, and
+// would label every REST request with the route "/" and rename its span
+// after it; the gateway has already named both after the route template.
+func withoutPattern(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		r.Pattern = ""
+	})
+}
+
+// requireRole answers 401 to a request without a valid bearer token and 403
+// to one whose token lacks role, in the shape of every other REST error.
+func requireRole(a *auth.Authenticator, role string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		p, err := a.Authenticate(token)
+		switch {
+		case !ok || err != nil:
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"code": 16, "message": "a bearer token is required", "details": []any{}})
+		case !p.Has(role):
+			writeJSON(w, http.StatusForbidden, map[string]any{"code": 7, "message": "the token lacks the " + role + " role", "details": []any{}})
+		default:
+			next.ServeHTTP(w, r)
+		}
 	})
 }
 

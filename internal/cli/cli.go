@@ -29,7 +29,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/orderstream/orderstream/internal/telemetry"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -64,6 +69,9 @@ type IO struct {
 	// ErrIsTerminal reports whether Err is a terminal: it decides whether
 	// progress bars are drawn there.
 	ErrIsTerminal bool
+	// TracerProvider makes the client span of each call, whose W3C trace
+	// context goes with it; nil is the global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // errBrokenChain makes a verification with broken links exit 6.
@@ -253,7 +261,14 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 		}
 		creds = credentials.NewTLS(cfg)
 	}
-	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(creds))
+	tp := a.io.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	// Every call is a client span whose trace context is sent along, so
+	// the server's spans join the trace ordersctl started or joined.
+	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(creds),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(traceContext))))
 	if err != nil {
 		return nil, usagef("--addr %q: %v", a.addr, err)
 	}
@@ -302,12 +317,29 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// Main is the entry point used by cmd/ordersctl.
+// traceContext is the W3C propagator ordersd reads.
+var traceContext = propagation.TraceContext{}
+
+// Main is the entry point used by cmd/ordersctl. It joins the trace named
+// by TRACEPARENT (and TRACESTATE), if set, and exports its spans as ordersd
+// does when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return Run(ctx, os.Args[1:], IO{Out: os.Stdout, Err: os.Stderr, In: os.Stdin, Getenv: os.Getenv,
-		IsTerminal: isTerminal(os.Stdout), ErrIsTerminal: isTerminal(os.Stderr)})
+	ctx = traceContext.Extract(ctx, propagation.MapCarrier{"traceparent": os.Getenv("TRACEPARENT"), "tracestate": os.Getenv("TRACESTATE")})
+	io := IO{Out: os.Stdout, Err: os.Stderr, In: os.Stdin, Getenv: os.Getenv, IsTerminal: isTerminal(os.Stdout), ErrIsTerminal: isTerminal(os.Stderr)}
+	tel, err := telemetry.Setup(ctx, "ordersctl")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ordersctl:", err)
+	} else {
+		io.TracerProvider = tel.Tracer
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = tel.Shutdown(sctx) // flushes the spans of this run
+		}()
+	}
+	return Run(ctx, os.Args[1:], io)
 }
 
 // codeWords spells a gRPC code for people: "FailedPrecondition" becomes

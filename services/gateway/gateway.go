@@ -105,6 +105,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"log/slog"
 	"net/http"
@@ -287,6 +290,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 		runtime.WithForwardResponseOption(setETag),
 		runtime.WithDisablePathLengthFallback(),
 		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithMiddlewares(routeTelemetry),
 	)
 	// The request conventions (Idempotency-Key, If-Match, X-Min-Position)
 	// are applied to the decoded request message just before it is sent.
@@ -327,6 +331,31 @@ func document(spec []byte) http.HandlerFunc {
 		_, _ = w.Write(spec)
 	}
 }
+
+// routeTelemetry names the request's span "<METHOD> <route template>"
+// ("POST /v1/orders/{order_id}:place") and labels its HTTP metrics with the
+// template (through otelhttp's labeler), once routing has found the route:
+// the path itself holds order ids and would make one span name and one
+// metric series per order.
+func routeTelemetry(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if p, ok := runtime.HTTPPattern(r.Context()); ok {
+			route := RouteTemplate(p)
+			span := trace.SpanFromContext(r.Context())
+			span.SetName(r.Method + " " + route)
+			span.SetAttributes(semconv.HTTPRoute(route))
+			if l, ok := otelhttp.LabelerFromContext(r.Context()); ok {
+				l.Add(semconv.HTTPRoute(route))
+			}
+		}
+		next(w, r, params)
+	}
+}
+
+// RouteTemplate spells a route's pattern as the HTTP rule wrote it:
+// "/v1/orders/{order_id}:place" rather than grpc-gateway's
+// "/v1/orders/{order_id=*}:place".
+func RouteTemplate(p runtime.Pattern) string { return strings.ReplaceAll(p.String(), "=*}", "}") }
 
 // jsonMarshaler is grpc-gateway's JSONPb, announcing server streams as
 // newline-delimited JSON.
