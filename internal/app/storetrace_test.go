@@ -60,7 +60,8 @@ func TestAuditAndPaymentsLoadsAreTraced(t *testing.T) {
 			switch s.Name() {
 			case "orders.v1.OrderAuditService/GetOrderHistory":
 				historyOK = historyOK || has(spans, "eventstore.load", s.SpanContext())
-			case "eventstore.append":
+			case "payment.job":
+				// The job is a child of the placement's append.
 				if v, ok := attr(s, "log.position"); ok && uint64(v.AsInt64()) == p.GetPosition() {
 					paymentOK = paymentOK || has(spans, "eventstore.load", s.SpanContext())
 				}
@@ -75,6 +76,6 @@ func TestAuditAndPaymentsLoadsAreTraced(t *testing.T) {
 		t.Error("no eventstore.load span of the order under the GetOrderHistory RPC span")
 	}
 	if !paymentOK {
-		t.Error("no eventstore.load span of the order under the placement's append span (the payment job's load)")
+		t.Error("no eventstore.load span of the order under the payment job of the placement")
 	}
 }

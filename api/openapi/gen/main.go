@@ -23,7 +23,8 @@
 //     text/event-stream on the watch routes (whose Last-Event-ID header
 //     comes from openapi.yaml);
 //   - the routes ordersd serves beside the API (/healthz, /readyz,
-//     /metrics, /openapi.json, /openapi-v2.json), public;
+//     /metrics, /openapi.json, /openapi-v2.json), public but for /metrics,
+//     which needs an admin token when authentication is on;
 //   - a server entry.
 //
 // The header parameters (Idempotency-Key, If-Match, X-Min-Position), title,
@@ -288,7 +289,8 @@ func withAdmin(roles []string) []string {
 }
 
 // PublicRoutes are the routes ordersd serves beside the API's, by "METHOD
-// /path": they need no token.
+// /path": they need no token, except /metrics, which needs an admin's when
+// authentication is on.
 var PublicRoutes = map[string]*openapi3.Operation{
 	"GET /healthz": {
 		OperationID: "Healthz",
@@ -309,8 +311,16 @@ var PublicRoutes = map[string]*openapi3.Operation{
 	"GET /metrics": {
 		OperationID: "Metrics",
 		Summary:     "Prometheus metrics, in the text exposition format.",
-		Responses: openapi3.NewResponses(openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
-			WithDescription("The metrics.").WithContent(openapi3.NewContentWithSchema(openapi3.NewStringSchema(), []string{"text/plain"}))})),
+		Description: "With authentication configured, a bearer token with the admin role is needed.\n\nRoles: admin.",
+		// Metrics name the system's internals and load: with
+		// authentication on, only admins may scrape them.
+		Security: &openapi3.SecurityRequirements{{bearer: []string{}}},
+		Responses: openapi3.NewResponses(
+			openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+				WithDescription("The metrics.").WithContent(openapi3.NewContentWithSchema(openapi3.NewStringSchema(), []string{"text/plain"}))}),
+			openapi3.WithStatus(401, &openapi3.ResponseRef{Ref: "#/components/responses/Unauthenticated"}),
+			openapi3.WithStatus(403, &openapi3.ResponseRef{Ref: "#/components/responses/PermissionDenied"}),
+		),
 	},
 	"GET /openapi.json": {
 		OperationID: "OpenAPI",
@@ -327,7 +337,7 @@ var PublicRoutes = map[string]*openapi3.Operation{
 }
 
 func addPublicRoutes(doc *openapi3.T) {
-	doc.Tags = append(doc.Tags, &openapi3.Tag{Name: probesTag, Description: "Health, readiness, metrics and this document; no token needed."})
+	doc.Tags = append(doc.Tags, &openapi3.Tag{Name: probesTag, Description: "Health, readiness, metrics and this document; no token needed, except for metrics with authentication on."})
 	doc.Components.Schemas["Health"] = openapi3.NewObjectSchema().
 		WithProperty("status", openapi3.NewStringSchema().WithEnum("ok")).NewRef()
 	checks := openapi3.NewObjectSchema().WithAdditionalProperties(openapi3.NewStringSchema())
@@ -342,7 +352,9 @@ func addPublicRoutes(doc *openapi3.T) {
 		method, path, _ := strings.Cut(route, " ")
 		op := *PublicRoutes[route]
 		op.Tags = []string{probesTag}
-		op.Security = &openapi3.SecurityRequirements{}
+		if op.Security == nil {
+			op.Security = &openapi3.SecurityRequirements{}
+		}
 		item := doc.Paths.Value(path)
 		if item == nil {
 			item = &openapi3.PathItem{}
