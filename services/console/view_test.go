@@ -1,0 +1,69 @@
+package console
+
+import (
+	"fmt"
+	"testing"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+)
+
+func TestTraceLink(t *testing.T) {
+	const id = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, tc := range []struct{ base, id, want string }{
+		{"", id, ""},
+		{"http://127.0.0.1:16686", id, "http://127.0.0.1:16686/trace/" + id},
+		{"http://127.0.0.1:16686/", id, "http://127.0.0.1:16686/trace/" + id},
+		{"https://traces.example/t?id={trace_id}", id, "https://traces.example/t?id=" + id},
+		{"http://127.0.0.1:16686", "not-a-trace-id", ""},
+		{"http://127.0.0.1:16686", "", ""},
+	} {
+		if got := traceLink(tc.base, tc.id); got != tc.want {
+			t.Errorf("traceLink(%q, %q) = %q, want %q", tc.base, tc.id, got, tc.want)
+		}
+	}
+}
+
+// A post-sign-in redirect never leaves the console.
+func TestSafeNext(t *testing.T) {
+	for in, want := range map[string]string{
+		"/console/orders/x?at=2":      "/console/orders/x?at=2",
+		"":                            "/console/orders",
+		"https://elsewhere.example/":  "/console/orders",
+		"//elsewhere.example/console": "/console/orders",
+		"/console/\\elsewhere":        "/console/orders",
+		"/v1/orders":                  "/console/orders",
+	} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCSRFTokenIsPerSession(t *testing.T) {
+	a, b := csrfToken("token-a-0123456789"), csrfToken("token-b-0123456789")
+	if a == b || a != csrfToken("token-a-0123456789") || a == "token-a-0123456789" {
+		t.Fatalf("csrf tokens %q and %q: want stable per session, distinct between sessions, not the cookie", a, b)
+	}
+}
+
+func TestCommandsFollowTheLifecycle(t *testing.T) {
+	names := func(st ordersv1.OrderStatus) (out []string) {
+		for _, c := range commandsFor(st) {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	for st, want := range map[ordersv1.OrderStatus]string{
+		ordersv1.OrderStatus_ORDER_STATUS_DRAFT:            "place cancel",
+		ordersv1.OrderStatus_ORDER_STATUS_PLACED:           "cancel",
+		ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED: "cancel",
+		ordersv1.OrderStatus_ORDER_STATUS_PAID:             "ship cancel",
+		ordersv1.OrderStatus_ORDER_STATUS_SHIPPED:          "deliver",
+		ordersv1.OrderStatus_ORDER_STATUS_DELIVERED:        "",
+		ordersv1.OrderStatus_ORDER_STATUS_CANCELLED:        "",
+	} {
+		if got := fmt.Sprint(names(st)); got != "["+want+"]" {
+			t.Errorf("%s: commands %s, want [%s]", st, got, want)
+		}
+	}
+}
