@@ -3,7 +3,6 @@ package eventstore_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"strconv"
 	"testing"
@@ -321,25 +320,6 @@ func BenchmarkLoadLatest(b *testing.B) {
 // benchR3Store opens a store with three replicas on a three-server cluster,
 // connected to all of them.
 func benchR3Store(b *testing.B) *eventstore.Store {
-	c := estest.StartCluster(b, 3)
-	nc, err := nats.Connect(c.URLs())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Until the cluster has elected its meta leader the stream cannot be
-	// created.
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		s, err := eventstore.New(b.Context(), js, eventstore.WithReplicas(3))
-		if err == nil {
-			return s
-		}
-		if !errors.Is(err, eventstore.ErrUnavailable) || time.Now().After(deadline) {
-			b.Fatal(err)
-		}
-	}
+	_, js := estest.ConnectURL(b, estest.StartCluster(b, 3).URLs())
+	return estest.ReplicatedStore(b, js)
 }

@@ -3,6 +3,7 @@
 package estest
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
 )
 
 // StartServer starts a nats-server with JetStream on a random loopback port,
@@ -49,9 +51,15 @@ func StartServer(t testing.TB) *server.Server {
 // cannot be made.
 func Connect(t testing.TB, srv *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name(t.Name()))
+	return ConnectURL(t, srv.ClientURL())
+}
+
+// ConnectURL is Connect to the servers of url (comma separated), with opts.
+func ConnectURL(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name(t.Name())}, opts...)...)
 	if err != nil {
-		t.Fatalf("estest: connect to %s: %v", srv.ClientURL(), err)
+		t.Fatalf("estest: connect to %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -59,6 +67,22 @@ func Connect(t testing.TB, srv *server.Server) (*nats.Conn, jetstream.JetStream)
 		t.Fatalf("estest: jetstream: %v", err)
 	}
 	return nc, js
+}
+
+// ReplicatedStore opens the event store with three replicas on js, on a
+// cluster's servers. Until the cluster has elected its meta leader,
+// creating the stream answers unavailable, so it tries for up to a minute.
+func ReplicatedStore(t testing.TB, js jetstream.JetStream) *eventstore.Store {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		store, err := eventstore.New(t.Context(), js, eventstore.WithReplicas(3))
+		if err == nil {
+			return store
+		}
+		if !errors.Is(err, eventstore.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("estest: R3 store: %v", err)
+		}
+	}
 }
 
 // Stop shuts srv down, as in a NATS outage, and returns a function that

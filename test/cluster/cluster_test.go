@@ -5,7 +5,6 @@ package cluster_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,11 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/config"
@@ -27,27 +24,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-// startCluster starts three JetStream servers routed to each other on
-// loopback ports.
-func startCluster(t *testing.T) []*server.Server { return estest.StartCluster(t, 3).Servers }
-
-// r3Store opens the event store with three replicas on js. The cluster
-// elects its meta leader after the servers are up; until then creating the
-// stream answers unavailable.
-func r3Store(t *testing.T, js jetstream.JetStream) *eventstore.Store {
-	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		store, err := eventstore.New(t.Context(), js, eventstore.WithReplicas(3))
-		if err == nil {
-			return store
-		}
-		if !errors.Is(err, eventstore.ErrUnavailable) || time.Now().After(deadline) {
-			t.Fatalf("R3 store: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // ordersd (command, query, audit and payments roles) runs against the
 // cluster while writers create, extend and place orders, retrying

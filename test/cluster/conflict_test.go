@@ -3,14 +3,13 @@ package cluster_test
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
 )
 
 // On a replicated (R3) stream the leader answers an append whose subject
@@ -20,22 +19,9 @@ import (
 // ErrConflict, for single appends and atomic batches, and of each round of
 // racing appends exactly one lands.
 func TestStaleRevisionOnReplicatedStreamIsConflict(t *testing.T) {
-	servers := startCluster(t)
-	var urls []string
-	for _, s := range servers {
-		urls = append(urls, s.ClientURL())
-	}
-	nc, err := nats.Connect(strings.Join(urls, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := estest.ConnectURL(t, estest.StartCluster(t, 3).URLs())
 	ctx := t.Context()
-	store := r3Store(t, js)
+	store := estest.ReplicatedStore(t, js)
 	ev := func(rid string) eventstore.EventData {
 		return eventstore.EventData{Type: "Test", Data: []byte(rid), Meta: eventstore.Metadata{RequestID: rid, OccurredAt: time.Now().UTC()}}
 	}

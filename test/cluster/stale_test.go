@@ -29,16 +29,8 @@ import (
 // each next command needs.
 func TestNoRejectionOnStaleRead(t *testing.T) {
 	c := estest.StartCluster(t, 3)
-	admin, err := nats.Connect(c.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	ajs, err := jetstream.New(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := r3Store(t, ajs)
+	_, ajs := estest.ConnectURL(t, c.URLs())
+	store := estest.ReplicatedStore(t, ajs)
 	stream, err := ajs.Stream(t.Context(), store.StreamName())
 	if err != nil {
 		t.Fatal(err)
@@ -47,16 +39,8 @@ func TestNoRejectionOnStaleRead(t *testing.T) {
 	f := (leader + 1) % 3
 	// The command side talks to the follower only, and waits for it
 	// through its restart.
-	nc, err := nats.Connect(c.Servers[f].ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := command.New(r3Store(t, js), command.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	_, js := estest.ConnectURL(t, c.Servers[f].ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	svc := command.New(estest.ReplicatedStore(t, js), command.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 
 	const orders, writers = 2000, 8
 	var next, completed, stale, retried atomic.Int64
