@@ -300,6 +300,7 @@ func TestConsole(t *testing.T) {
 		admin.t = t
 		admin.open("/console/operations")
 		admin.waitFor(`document.querySelector("#projection-position") !== null`)
+		admin.waitFor(`document.querySelector("#deadlines h2") !== null`)
 		admin.do(chromedp.Click(chromedp.ID("rebuild-button")))
 		admin.waitFor(`document.querySelector("#rebuild-progress").value === 100`)
 		admin.waitFor(`document.querySelector("#rebuild-status").textContent.includes("swapped in")`)

@@ -69,8 +69,8 @@ type Authenticator interface {
 // Config is what the console needs.
 type Config struct {
 	// Command, Query and Audit reach the services of those roles; the
-	// admin service is reached over Query and the payment admin service
-	// over Command, as the gateway does.
+	// admin service is reached over Query and the payment and deadline
+	// admin services over Command, as the gateway does.
 	Command, Query, Audit grpc.ClientConnInterface
 	// Auth verifies tokens at sign-in and on every request; nil means
 	// authentication is off and everyone may see everything.
@@ -92,6 +92,7 @@ type Console struct {
 	admin   ordersv1.OrderAdminServiceClient
 	audit   ordersv1.OrderAuditServiceClient
 	pay     ordersv1.PaymentAdminServiceClient
+	dl      ordersv1.DeadlineAdminServiceClient
 	health  []healthTarget
 	auth    Authenticator
 	traceUI string
@@ -136,6 +137,7 @@ func New(cfg Config) (*Console, error) {
 		admin:   ordersv1.NewOrderAdminServiceClient(cfg.Query),
 		audit:   ordersv1.NewOrderAuditServiceClient(cfg.Audit),
 		pay:     ordersv1.NewPaymentAdminServiceClient(cfg.Command),
+		dl:      ordersv1.NewDeadlineAdminServiceClient(cfg.Command),
 		auth:    cfg.Auth,
 		traceUI: cfg.TraceUIURL,
 		secure:  cfg.SecureCookies,
@@ -152,6 +154,7 @@ func New(cfg Config) (*Console, error) {
 		{ordersv1.OrderAdminService_ServiceDesc, cfg.Query},
 		{ordersv1.OrderAuditService_ServiceDesc, cfg.Audit},
 		{ordersv1.PaymentAdminService_ServiceDesc, cfg.Command},
+		{ordersv1.DeadlineAdminService_ServiceDesc, cfg.Command},
 	} {
 		c.health = append(c.health, healthTarget{t.desc.ServiceName, healthpb.NewHealthClient(t.conn)})
 	}

@@ -22,8 +22,14 @@ type opsData struct {
 	Projection *projectionView
 	Parked     []*ordersv1.ParkedPayment
 	ParkedErr  string
+	Deadlines  *ordersv1.ListDeadlinesResponse
+	// DeadlinesErr says why the deadlines are not shown.
+	DeadlinesErr string
 	Health     []healthView
 }
+
+// maxDeadlines is how many pending deadlines the page lists, soonest first.
+const maxDeadlines = 50
 
 // projectionView is the read model's state against the log.
 type projectionView struct {
@@ -46,6 +52,11 @@ func (c *Console) opsPage(w http.ResponseWriter, r *http.Request, s *session) {
 		_, d.ParkedErr = c.userError(err)
 	} else {
 		d.Parked = res.GetParked()
+	}
+	if res, err := c.dl.ListDeadlines(s.ctx, &ordersv1.ListDeadlinesRequest{Limit: maxDeadlines}); err != nil {
+		_, d.DeadlinesErr = c.userError(err)
+	} else {
+		d.Deadlines = res
 	}
 	d.Health = c.healthOf(s.ctx)
 	v := s.view("Operations", "operations", d)
