@@ -25,7 +25,7 @@ type opsData struct {
 	Deadlines  *ordersv1.ListDeadlinesResponse
 	// DeadlinesErr says why the deadlines are not shown.
 	DeadlinesErr string
-	Health     []healthView
+	Health       []healthView
 }
 
 // maxDeadlines is how many pending deadlines the page lists, soonest first.
