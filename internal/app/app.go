@@ -525,7 +525,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			h = requireClientCert(con)
 		}
 		shutdownConsole = con.Shutdown
-		mux.Handle(console.Prefix, otelhttp.NewHandler(h, "console", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter)))
+		mux.Handle(console.Prefix, otelhttp.NewHandler(h, "console", otelhttp.WithTracerProvider(tel.Tracer), otelhttp.WithMeterProvider(tel.Meter),
+			otelhttp.WithServerName(addrs.HTTP)))
 	}
 	mux.HandleFunc("GET /healthz", healthz)
 	probe := &readiness{checks: checks}
