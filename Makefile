@@ -10,7 +10,7 @@ BUF  := $(TOOL) buf
 .PHONY: test
 test: ## Run all tests with the race detector.
 	$(GO) mod download -modfile=tools.mod # test/readme builds grpcurl offline
-	$(GO) test -race ./...
+	$(GO) test -race -timeout 30m ./...
 
 .PHONY: topology
 topology: ## Run compose.yaml's services as local processes: nodes killed, the stream leader partitioned.
