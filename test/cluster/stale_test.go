@@ -100,15 +100,18 @@ func TestNoRejectionOnStaleRead(t *testing.T) {
 	for next.Load() < orders/4 && !t.Failed() {
 		time.Sleep(5 * time.Millisecond)
 	}
+	// The log grows through the other two servers, so that the filler's
+	// connection does not go down with the follower.
+	_, fjs := estest.ConnectURL(t, c.Servers[(f+1)%3].ClientURL()+","+c.Servers[(f+2)%3].ClientURL())
 	c.Stop(f)
 	for i := range 5000 {
-		if _, err := ajs.PublishAsync(fmt.Sprintf("%s.filler-%d", store.SubjectPrefix(), i%500), []byte("x"),
+		if _, err := fjs.PublishAsync(fmt.Sprintf("%s.filler-%d", store.SubjectPrefix(), i%500), []byte("x"),
 			jetstream.WithMsgID(fmt.Sprintf("filler-%d", i))); err != nil {
 			t.Fatal(err)
 		}
 		if i%1000 == 999 {
 			select {
-			case <-ajs.PublishAsyncComplete():
+			case <-fjs.PublishAsyncComplete():
 			case <-time.After(30 * time.Second):
 				t.Fatal("filler not acknowledged")
 			}
