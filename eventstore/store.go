@@ -23,6 +23,9 @@
 // minimum-last-sequence guard on direct gets (10180) but does not implement
 // it (checked in 2.15.2), so the guard cannot be left to the server.
 //
+// The log is immutable: the stream denies message deletes and purges and
+// has no limits that drop events (see New and Immutable).
+//
 // The store is payload agnostic: events are a type name, opaque bytes and
 // Metadata carried in headers. Errors are classified by the sentinels
 // ErrConflict, ErrInvalidOrderID, ErrEmptyAppend, ErrTooLarge,
@@ -75,14 +78,18 @@ type Store struct {
 	msgGetSub  string // message get API subject of the stream, served by its leader
 	pageSize   int
 	pageBytes  int
+	// mutable says why the stream still lets events be deleted, nil when
+	// it does not.
+	mutable error
 }
 
 type config struct {
-	streamName string
-	prefix     string
-	replicas   int
-	duplicates time.Duration
-	storage    jetstream.StorageType
+	streamName  string
+	prefix      string
+	replicas    int
+	duplicates  time.Duration
+	storage     jetstream.StorageType
+	keepMutable bool
 }
 
 // Option configures New.
@@ -152,14 +159,33 @@ func WithStorage(st jetstream.StorageType) Option {
 	}
 }
 
+// WithMutableStream keeps the delete and purge permissions and the limits of
+// an existing stream as they are, and creates a new stream that allows
+// deletes and purges. It exists for tests that play an operator tampering
+// with the log; Immutable reports such a stream.
+func WithMutableStream() Option {
+	return func(c *config) error {
+		c.keepMutable = true
+		return nil
+	}
+}
+
 // New returns a Store on the stream described by opts, creating the stream if
 // it does not exist, or updating it when its duplicate window, replicas,
 // subjects, direct get or atomic publish settings differ from what the store
-// needs. Settings it does not manage (limits, placement, metadata) are left
-// as they are. It fails when an option is invalid, when the existing stream
-// has another storage type, when the server refuses the update (replicas
-// cannot change on a non-clustered server), or with ErrUnavailable when
-// JetStream cannot be reached.
+// needs. Settings it does not manage (placement, metadata) are left as they
+// are.
+//
+// The log is immutable: a new stream denies message deletes and purges and
+// has no limits that remove events (no max age, messages or bytes, no
+// roll-ups), and New brings an existing stream to that. When the server
+// refuses (a stream with message schedules or per-message TTLs can never
+// deny purges), New still succeeds and Immutable says what is wrong.
+//
+// It fails when an option is invalid, when the existing stream has another
+// storage type, when the server refuses the update of the settings the store
+// needs (replicas cannot change on a non-clustered server), or with
+// ErrUnavailable when JetStream cannot be reached.
 func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
 	if js == nil {
 		return nil, errors.New("eventstore: nil JetStream")
@@ -218,6 +244,13 @@ func (s *Store) ensureStream(ctx context.Context) error {
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 		PersistMode:        jetstream.DefaultPersistMode,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		MaxMsgsPerSubject:  -1,
+		Discard:            jetstream.DiscardNew,
+	}
+	if !s.cfg.keepMutable {
+		immutable(&want)
 	}
 	for range 2 {
 		st, err := s.js.Stream(ctx, s.cfg.streamName)
@@ -229,7 +262,7 @@ func (s *Store) ensureStream(ctx context.Context) error {
 			if err != nil {
 				return classify("create stream "+s.cfg.streamName, err)
 			}
-			return s.bind(st)
+			return s.bind(st, nil)
 		}
 		if err != nil {
 			return classify("look up stream "+s.cfg.streamName, err)
@@ -257,27 +290,100 @@ func (s *Store) reconcile(ctx context.Context, st jetstream.Stream) error {
 	want.AllowDirect = true
 	want.AllowAtomicPublish = true
 	want.PersistMode = jetstream.DefaultPersistMode
+	if !reflect.DeepEqual(want, have) {
+		updated, err := s.js.UpdateStream(ctx, want)
+		if err != nil {
+			if have.Replicas != want.Replicas {
+				return classify(fmt.Sprintf("update stream %s from %d to %d replicas (needs a JetStream cluster with enough servers)",
+					s.cfg.streamName, have.Replicas, want.Replicas), err)
+			}
+			return classify("update stream "+s.cfg.streamName, err)
+		}
+		st, have = updated, updated.CachedInfo().Config
+	}
+	if s.cfg.keepMutable {
+		return s.bind(st, nil)
+	}
+	// Immutability is a separate update, so that a server refusing it
+	// (settings that cannot be undone) still leaves a working store; the
+	// refusal is reported by Immutable, not hidden.
+	want = have
+	immutable(&want)
 	if reflect.DeepEqual(want, have) {
-		return s.bind(st)
+		return s.bind(st, nil)
 	}
 	updated, err := s.js.UpdateStream(ctx, want)
 	if err != nil {
-		if have.Replicas != want.Replicas {
-			return classify(fmt.Sprintf("update stream %s from %d to %d replicas (needs a JetStream cluster with enough servers)",
-				s.cfg.streamName, have.Replicas, want.Replicas), err)
+		if errors.Is(classify("", err), ErrUnavailable) {
+			return classify("update stream "+s.cfg.streamName+" to deny deletes and purges", err)
 		}
-		return classify("update stream "+s.cfg.streamName, err)
+		return s.bind(st, fmt.Errorf("eventstore: the server refused to make stream %s deny deletes and purges: %w", s.cfg.streamName, err))
 	}
-	return s.bind(updated)
+	return s.bind(updated, nil)
 }
 
-func (s *Store) bind(st jetstream.Stream) error {
+// immutable sets what keeps events from being removed from the log: no
+// deletes, no purges, no roll-ups, no limits that discard old events. A
+// stream at a limit would refuse new events rather than drop old ones.
+func immutable(c *jetstream.StreamConfig) {
+	c.DenyDelete = true
+	c.DenyPurge = true
+	c.AllowRollup = false
+	c.MaxAge = 0
+	c.MaxMsgs = -1
+	c.MaxMsgsPerSubject = -1
+	if !c.AllowMsgSchedules { // the server refuses discard new with schedules
+		c.Discard = jetstream.DiscardNew
+	}
+}
+
+// mutability says why a stream configured as c lets events be removed, or
+// returns nil when nothing can remove them.
+func mutability(name string, c jetstream.StreamConfig) error {
+	var why []string
+	if !c.DenyDelete {
+		why = append(why, "allows message deletes")
+	}
+	if !c.DenyPurge {
+		why = append(why, "allows purges")
+	}
+	if c.AllowRollup {
+		why = append(why, "allows roll-ups")
+	}
+	if c.AllowMsgTTL {
+		why = append(why, "allows per-message TTLs")
+	}
+	if c.Discard == jetstream.DiscardOld && (c.MaxAge > 0 || c.MaxMsgs > 0 || c.MaxBytes > 0 || c.MaxMsgsPerSubject > 0) {
+		why = append(why, "discards old events at its limits")
+	} else if c.MaxAge > 0 {
+		why = append(why, "has a max age")
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return fmt.Errorf("eventstore: stream %s is not immutable: it %s", name, strings.Join(why, ", "))
+}
+
+// bind makes st the store's stream. refused is why the server would not
+// make it immutable, if it would not.
+func (s *Store) bind(st jetstream.Stream, refused error) error {
 	s.stream = st
-	s.replicated = st.CachedInfo().Config.Replicas > 1
-	subjects := st.CachedInfo().Config.Subjects
-	s.filterAll = len(subjects) != 1 || subjects[0] != s.wildcard
+	cfg := st.CachedInfo().Config
+	s.replicated = cfg.Replicas > 1
+	s.filterAll = len(cfg.Subjects) != 1 || cfg.Subjects[0] != s.wildcard
+	s.mutable = mutability(s.cfg.streamName, cfg)
+	if s.mutable != nil && refused != nil {
+		s.mutable = fmt.Errorf("%w (%w)", s.mutable, refused)
+	}
 	return nil
 }
+
+// Immutable returns nil when the stream, as New left it, lets no event be
+// removed: it denies message deletes and purges, allows no roll-ups or
+// per-message TTLs and discards nothing at its limits. Otherwise it returns
+// an error saying what could remove events, and why New could not change it
+// when the server refused. The stream's configuration is read once, in New.
+func (s *Store) Immutable() error { return s.mutable }
 
 // StreamName returns the name of the stream holding the events.
 func (s *Store) StreamName() string { return s.cfg.streamName }

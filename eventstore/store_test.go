@@ -395,7 +395,7 @@ func TestAtomicBatch(t *testing.T) {
 }
 
 func TestRead(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, eventstore.WithMutableStream()) // to delete events
 	ctx := t.Context()
 	revs := map[string]uint64{}
 	const total = 30
@@ -770,6 +770,82 @@ func TestStreamConfig(t *testing.T) {
 		if _, err := eventstore.New(ctx, js, opt); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
+	}
+}
+
+// The log is immutable: a new stream refuses deletes and purges, an
+// existing stream made the old way is brought to that, and a stream the
+// server cannot make immutable is reported, not hidden.
+func TestImmutableLog(t *testing.T) {
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	ctx := t.Context()
+	refusesRemoval := func(t *testing.T, name string, seq uint64) {
+		t.Helper()
+		st := streamHandle(t, js, name)
+		if err := st.DeleteMsg(ctx, seq); err == nil {
+			t.Errorf("%s: delete succeeded", name)
+		}
+		if err := st.Purge(ctx); err == nil {
+			t.Errorf("%s: purge succeeded", name)
+		}
+		if n := streamInfo(t, js, name).State.Msgs; n != 1 {
+			t.Errorf("%s: %d messages after delete and purge, want 1", name, n)
+		}
+	}
+
+	s, err := eventstore.New(ctx, js, eventstore.WithStreamName("NEW"), eventstore.WithSubjectPrefix("new"), eventstore.WithStorage(jetstream.MemoryStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Immutable(); err != nil {
+		t.Fatalf("new stream: %v", err)
+	}
+	c := streamInfo(t, js, "NEW").Config
+	if !c.DenyDelete || !c.DenyPurge || c.MaxAge != 0 || c.MaxMsgs != -1 || c.MaxMsgsPerSubject != -1 || c.Discard != jetstream.DiscardNew {
+		t.Fatalf("new stream config = %+v", c)
+	}
+	refusesRemoval(t, "NEW", mustAppend(t, s, "o1", 0, event("A", "", "")))
+
+	// A stream created the old way, with limits that delete events.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OLD", Subjects: []string{"old.*"}, Storage: jetstream.MemoryStorage,
+		MaxAge: time.Hour, MaxMsgs: 1000, AllowRollup: true, AllowDirect: true}); err != nil {
+		t.Fatal(err)
+	}
+	s, err = eventstore.New(ctx, js, eventstore.WithStreamName("OLD"), eventstore.WithSubjectPrefix("old"), eventstore.WithStorage(jetstream.MemoryStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Immutable(); err != nil {
+		t.Fatalf("old stream after New: %v", err)
+	}
+	if c := streamInfo(t, js, "OLD").Config; c.MaxAge != 0 || c.MaxMsgs != -1 || c.AllowRollup {
+		t.Fatalf("old stream config after New = %+v", c)
+	}
+	refusesRemoval(t, "OLD", mustAppend(t, s, "o1", 0, event("A", "", "")))
+
+	// Message schedules cannot be disabled, and they need purges: the store
+	// works, and says the log is not immutable.
+	estest.MutableStream(t, js, "SCHED", "sched.*")
+	s, err = eventstore.New(ctx, js, eventstore.WithStreamName("SCHED"), eventstore.WithSubjectPrefix("sched"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Immutable() == nil {
+		t.Fatal("a stream that allows purges is reported immutable")
+	}
+	mustAppend(t, s, "o1", 0, event("A", "", ""))
+
+	s, err = eventstore.New(ctx, js, eventstore.WithStreamName("MUT"), eventstore.WithSubjectPrefix("mut"),
+		eventstore.WithStorage(jetstream.MemoryStorage), eventstore.WithMutableStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Immutable() == nil {
+		t.Fatal("WithMutableStream: reported immutable")
+	}
+	if err := streamHandle(t, js, "MUT").DeleteMsg(ctx, mustAppend(t, s, "o1", 0, event("A", "", ""))); err != nil {
+		t.Fatalf("WithMutableStream: delete: %v", err)
 	}
 }
 

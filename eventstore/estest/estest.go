@@ -207,3 +207,15 @@ func freePort(tb testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// MutableStream creates stream name on subjects, on file storage, with
+// message schedules enabled. The server never lets such a stream deny
+// purges, so eventstore.New cannot make it immutable: tests use it to see
+// that reported, and to purge an order's first events behind the store's
+// back. It fails t if the stream cannot be created.
+func MutableStream(t testing.TB, js jetstream.JetStream, name string, subjects ...string) {
+	t.Helper()
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: subjects, AllowMsgSchedules: true}); err != nil {
+		t.Fatalf("estest: create stream %s: %v", name, err)
+	}
+}

@@ -185,6 +185,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		}
 		log.Warn("event store not reachable yet, retrying", "err", err)
 	}
+	if err := store.Immutable(); err != nil {
+		// The system of record must not lose events; the server would
+		// not let the stream be made immutable, so an operator must act.
+		log.Error("the event log is not immutable: events can be removed from it", "err", err)
+	}
 
 	tel, err := telemetry.Setup(ctx, "ordersd", o.telemetry...)
 	if err != nil {
@@ -427,6 +432,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			_, err := store.Head(ctx)
 			return err
 		}},
+		// Advisory: a log that allows deletes still serves, but an operator
+		// must know that history can be lost.
+		{Name: "stream_immutable", Advisory: true, Fn: func(context.Context) error { return store.Immutable() }},
 	}
 	if pmgr != nil {
 		// The payment provider's health decides readiness only for a

@@ -161,6 +161,28 @@ func TestReadyzShowsPaymentCircuit(t *testing.T) {
 	})
 }
 
+// A log the server will not make immutable still serves, and /readyz says
+// so under info; an immutable one shows "ok" there.
+func TestReadyzReportsAMutableLog(t *testing.T) {
+	ns := estest.StartServer(t)
+	_, js := estest.Connect(t, ns)
+	estest.MutableStream(t, js, "ORDERS", "orders.*")
+	for name, url := range map[string]string{"mutable": ns.ClientURL(), "immutable": ""} {
+		vars := []string{}
+		if url != "" {
+			vars = append(vars, "NATS_URL", url)
+		}
+		addrs, _ := run(t, t.TempDir(), vars...)
+		ready := "http://" + addrs.HTTP + "/readyz"
+		waitStatus(t, ready, http.StatusOK)
+		_, body := getJSON(t, ready)
+		info, _ := body["info"].(map[string]any)
+		if got, _ := info["stream_immutable"].(string); (got == "ok") != (name == "immutable") || got == "" {
+			t.Errorf("%s log: readyz = %v", name, body)
+		}
+	}
+}
+
 // Long-lived streams have their own bound (MAX_STREAMS): follow exports
 // open up to it leave unary capacity (MAX_IN_FLIGHT) untouched, and one
 // more stream is refused with RESOURCE_EXHAUSTED.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/cli"
@@ -222,6 +224,31 @@ func TestExitCodes(t *testing.T) {
 				t.Fatalf("error is not one clear line: %q", r.stderr)
 			}
 		})
+	}
+}
+
+// An order whose first events were removed from the log (a stream the
+// server could not make immutable) is not shown as a shorter history:
+// audit history and audit at fail, with a non-zero exit.
+func TestHistoryWithAGapFails(t *testing.T) {
+	ns := estest.StartServer(t)
+	_, js := estest.Connect(t, ns)
+	estest.MutableStream(t, js, "ORDERS", "orders.*")
+	g := server(t, "NATS_URL", ns.ClientURL()).GRPC
+	ok(t, run(t, g, "orders", "create", "--order-id", "gap-1", "--customer", "c", "--currency", "EUR", "--item", "A:1:5.00"))
+	ok(t, run(t, g, "orders", "add-item", "gap-1", "B", "1", "1.00"))
+	ok(t, run(t, g, "audit", "history", "gap-1"))
+	st, err := js.Stream(t.Context(), "ORDERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(t.Context(), jetstream.WithPurgeSubject("orders.gap-1"), jetstream.WithPurgeKeep(1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"audit", "history", "gap-1"}, {"audit", "at", "gap-1", "--revision", "1"}} {
+		if r := run(t, g, args...); r.code == cli.ExitOK || r.stdout != "" {
+			t.Errorf("%v of an order missing its first event: exit %d, %q", args, r.code, r.stdout)
+		}
 	}
 }
 

@@ -93,7 +93,8 @@ func validOrderID(id string) error { return rpcerr.OrderID("order_id", id) }
 
 // load returns an order's events, decoded: NOT_FOUND when it has none,
 // DATA_LOSS naming the position when its history holds a message that
-// cannot be decoded as an event (headers or payload).
+// cannot be decoded as an event (headers or payload) or when events are
+// missing from it.
 func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 	if err := validOrderID(id); err != nil {
 		return nil, err
@@ -108,6 +109,11 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 	if len(recs) == 0 {
 		return nil, status.Error(codes.NotFound, "order not found")
 	}
+	if at, ok := gap(recs); ok {
+		s.log.ErrorContext(ctx, "audit: an order's history has a gap: events were removed from the log", "order_id", id, "position", recs[at].Position)
+		return nil, status.Errorf(codes.DataLoss, "order %q: events are missing from its history before log position %d; VerifyOrder reports it",
+			id, recs[at].Position)
+	}
 	out := make([]entry, len(recs))
 	for i, r := range recs {
 		if out[i] = decoded(r); out[i].err != nil {
@@ -116,6 +122,23 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 		}
 	}
 	return out, nil
+}
+
+// gap returns the index of the first event of an order's history that does
+// not follow the one before it: its previous hash is not the hash of the
+// event before it (or, for the first, not the chain's start), so events were
+// removed from the log in between. Numbering what remains would present a
+// gap as a complete history. Events without chain headers (written before
+// the chain existed) cannot be checked and pass.
+func gap(recs []eventstore.Recorded) (int, bool) {
+	want := chain.Zero
+	for i, r := range recs {
+		if r.Meta.PrevHash != "" && want != "" && r.Meta.PrevHash != want {
+			return i, true
+		}
+		want = r.Meta.Hash
+	}
+	return 0, false
 }
 
 // entry is one message of the log as the audit reads it: a decoded event

@@ -51,13 +51,13 @@ func (c *clock) now() time.Time {
 	return c.t
 }
 
-func start(t *testing.T) *env { return startB(t) }
+func start(t *testing.T, opts ...eventstore.Option) *env { return startB(t, opts...) }
 
-func startB(t testing.TB) *env {
+func startB(t testing.TB, opts ...eventstore.Option) *env {
 	t.Helper()
 	srv := estest.StartServer(t)
 	_, js := estest.Connect(t, srv)
-	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	store, err := eventstore.New(t.Context(), js, append([]eventstore.Option{eventstore.WithStorage(jetstream.MemoryStorage)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,7 +648,7 @@ func wantLogBreaks(t *testing.T, e *env, want map[string]breakAt) {
 }
 
 func TestTamperingIsPinpointed(t *testing.T) {
-	e := start(t)
+	e := start(t, eventstore.WithMutableStream()) // to delete an event
 	ctx := t.Context()
 	deleted, _ := lifecycle(t, e)
 	forged, _ := lifecycle(t, e)
@@ -760,6 +760,48 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	}
 
 	wantLogBreaks(t, e, want)
+}
+
+// A history with events removed from the log is DATA_LOSS, never a shorter
+// history renumbered as if complete: an event deleted in the middle, or the
+// first events purged.
+func TestHistoryGapIsDataLoss(t *testing.T) {
+	e := start(t, eventstore.WithMutableStream()) // to remove events
+	ctx := t.Context()
+	middle, _ := lifecycle(t, e)
+	first, _ := lifecycle(t, e)
+	intact, _ := lifecycle(t, e)
+	stream, err := e.js.Stream(ctx, e.store.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := e.store.Load(ctx, middle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.DeleteMsg(ctx, recs[2].Position); err != nil {
+		t.Fatal(err)
+	}
+	recs, err = e.store.Load(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(e.store.Subject(first)), jetstream.WithPurgeSequence(recs[2].Position)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{middle, first} {
+		_, err := e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id})
+		if status.Code(err) != codes.DataLoss {
+			t.Errorf("history of %s with a gap: %v, want DATA_LOSS", id, err)
+		}
+		_, err = e.audit.GetOrderAt(ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Version{Version: 1}})
+		if status.Code(err) != codes.DataLoss {
+			t.Errorf("state of %s with a gap: %v, want DATA_LOSS", id, err)
+		}
+	}
+	if h, err := e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: intact}); err != nil || len(h.GetEvents()) != 8 {
+		t.Fatalf("intact history: %d events, %v", len(h.GetEvents()), err)
+	}
 }
 
 func FuzzVerifier(f *testing.F) {

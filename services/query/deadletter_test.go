@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/projections"
 	"google.golang.org/grpc/codes"
@@ -153,7 +154,7 @@ func TestReadyWhenHeadIsNeverDelivered(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := start(t)
+			e := startStore(t, []eventstore.Option{eventstore.WithMutableStream()}, 0) // to delete the head
 			ctx := t.Context()
 			c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "ready", Currency: "EUR"})
 			if err != nil {

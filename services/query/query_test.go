@@ -46,10 +46,15 @@ func start(t *testing.T) *env { return startWith(t, 0) }
 // startWith starts an env whose query service has opts on top of a feed
 // keeping history changes (0: the default) and the log's history.
 func startWith(t *testing.T, history int, opts ...query.Option) *env {
+	return startStore(t, nil, history, opts...)
+}
+
+// startStore is startWith with the event store configured by storeOpts.
+func startStore(t *testing.T, storeOpts []eventstore.Option, history int, opts ...query.Option) *env {
 	t.Helper()
 	srv := estest.StartServer(t)
 	_, js := estest.Connect(t, srv)
-	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	store, err := eventstore.New(t.Context(), js, append([]eventstore.Option{eventstore.WithStorage(jetstream.MemoryStorage)}, storeOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
