@@ -16,14 +16,17 @@ import (
 // Header names under which an event's type and metadata are stored. They are
 // part of the stored format: renaming one orphans the history written before.
 const (
-	HeaderEventType     = "Orders-Event-Type"
-	HeaderRequestID     = "Orders-Request-Id"
-	HeaderCorrelationID = "Orders-Correlation-Id"
-	HeaderCausationID   = "Orders-Causation-Id"
-	HeaderActor         = "Orders-Actor"
-	HeaderOccurredAt    = "Orders-Occurred-At"
-	HeaderHash          = "Orders-Hash"
-	HeaderPrevHash      = "Orders-Prev-Hash"
+	HeaderEventType = "Orders-Event-Type"
+	HeaderRequestID = "Orders-Request-Id"
+	// HeaderRequestFingerprint identifies the request behind the request id,
+	// so that a retry can be told apart from another request reusing the id.
+	HeaderRequestFingerprint = "Orders-Request-Fingerprint"
+	HeaderCorrelationID      = "Orders-Correlation-Id"
+	HeaderCausationID        = "Orders-Causation-Id"
+	HeaderActor              = "Orders-Actor"
+	HeaderOccurredAt         = "Orders-Occurred-At"
+	HeaderHash               = "Orders-Hash"
+	HeaderPrevHash           = "Orders-Prev-Hash"
 	// HeaderTraceParent and HeaderTraceState are the W3C trace context names,
 	// lower case as the W3C specifies, so standard propagators find them.
 	HeaderTraceParent = "traceparent"
@@ -38,15 +41,18 @@ const MaxOrderIDLen = 64
 // can be read (routing, tracing, auditing) without decoding the payload.
 // Empty fields are not written and read back empty.
 type Metadata struct {
-	RequestID     string    // Orders-Request-Id: the client's idempotency key of the command
-	CorrelationID string    // Orders-Correlation-Id
-	CausationID   string    // Orders-Causation-Id
-	Actor         string    // Orders-Actor
-	OccurredAt    time.Time // Orders-Occurred-At, stored as RFC 3339 with nanoseconds in UTC
-	TraceParent   string    // traceparent (W3C trace context)
-	TraceState    string    // tracestate (W3C trace context)
-	Hash          string    // Orders-Hash (hex) of the audit hash chain; carried, never computed here
-	PrevHash      string    // Orders-Prev-Hash (hex): the hash this event chains to, so a gap is told apart from an alteration
+	RequestID string // Orders-Request-Id: the client's idempotency key of the command
+	// Orders-Request-Fingerprint: a digest of the request the id named;
+	// empty in events written before it was recorded.
+	RequestFingerprint string
+	CorrelationID      string    // Orders-Correlation-Id
+	CausationID        string    // Orders-Causation-Id
+	Actor              string    // Orders-Actor
+	OccurredAt         time.Time // Orders-Occurred-At, stored as RFC 3339 with nanoseconds in UTC
+	TraceParent        string    // traceparent (W3C trace context)
+	TraceState         string    // tracestate (W3C trace context)
+	Hash               string    // Orders-Hash (hex) of the audit hash chain; carried, never computed here
+	PrevHash           string    // Orders-Prev-Hash (hex): the hash this event chains to, so a gap is told apart from an alteration
 }
 
 // EventData is one event to append. Data is opaque to the store.
@@ -135,6 +141,7 @@ func eventHeader(ev *EventData) (nats.Header, error) {
 	for _, kv := range [...]struct{ k, v string }{
 		{HeaderEventType, ev.Type},
 		{HeaderRequestID, m.RequestID},
+		{HeaderRequestFingerprint, m.RequestFingerprint},
 		{HeaderCorrelationID, m.CorrelationID},
 		{HeaderCausationID, m.CausationID},
 		{HeaderActor, m.Actor},
@@ -193,14 +200,15 @@ func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, dat
 		Data:     data,
 		Time:     t,
 		Meta: Metadata{
-			RequestID:     h.Get(HeaderRequestID),
-			CorrelationID: h.Get(HeaderCorrelationID),
-			CausationID:   h.Get(HeaderCausationID),
-			Actor:         h.Get(HeaderActor),
-			TraceParent:   h.Get(HeaderTraceParent),
-			TraceState:    h.Get(HeaderTraceState),
-			Hash:          h.Get(HeaderHash),
-			PrevHash:      h.Get(HeaderPrevHash),
+			RequestID:          h.Get(HeaderRequestID),
+			RequestFingerprint: h.Get(HeaderRequestFingerprint),
+			CorrelationID:      h.Get(HeaderCorrelationID),
+			CausationID:        h.Get(HeaderCausationID),
+			Actor:              h.Get(HeaderActor),
+			TraceParent:        h.Get(HeaderTraceParent),
+			TraceState:         h.Get(HeaderTraceState),
+			Hash:               h.Get(HeaderHash),
+			PrevHash:           h.Get(HeaderPrevHash),
 		},
 	}
 	if at := h.Get(HeaderOccurredAt); at != "" {

@@ -219,3 +219,33 @@ func MutableStream(t testing.TB, js jetstream.JetStream, name string, subjects .
 		t.Fatalf("estest: create stream %s: %v", name, err)
 	}
 }
+
+// WaitDuplicateWindow returns once the server has forgotten the message ids
+// published before the call, polling every window/10. It forgets them in
+// the order it saw them: once a probe published after them (on subject,
+// with an event type header, so that readers of the log take it for an
+// event of its own order) is no longer a duplicate, neither are they. It
+// fails t after 30 seconds.
+func WaitDuplicateWindow(t testing.TB, js jetstream.JetStream, subject string, window time.Duration) {
+	t.Helper()
+	probe := func() *jetstream.PubAck {
+		t.Helper()
+		m := nats.NewMsg(subject)
+		m.Header.Set("Orders-Event-Type", "Probe")
+		ack, err := js.PublishMsg(t.Context(), m, jetstream.WithMsgID("window-probe"))
+		if err != nil {
+			t.Fatalf("estest: probe the duplicate window: %v", err)
+		}
+		return ack
+	}
+	if probe().Duplicate {
+		t.Fatal("estest: the first probe of the duplicate window was a duplicate")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for probe().Duplicate {
+		if time.Now().After(deadline) {
+			t.Fatal("estest: the duplicate window never passed")
+		}
+		time.Sleep(window / 10) // poll interval; the condition is the probe's answer
+	}
+}

@@ -16,11 +16,19 @@
 // holds beyond the server's duplicate window too. A CreateOrder without an
 // order id gets one derived from its request_id, so a retry lands on the
 // same order and is recognised from that order's history as well.
+//
+// A request_id names one request: its events also record the request's
+// fingerprint (method and fields, see fingerprint), and the same request_id
+// with another fingerprint is refused with ALREADY_EXISTS, reason
+// REQUEST_ID_REUSED, rather than answered with another request's result.
+// Events written before fingerprints were recorded have none; their
+// request_id is trusted as before.
 package command
 
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +47,8 @@ import (
 	"github.com/orderstream/orderstream/services/convert"
 	"github.com/orderstream/orderstream/services/rpcerr"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Store is what the command service needs of the event store.
@@ -120,6 +130,9 @@ type result struct {
 	state    order.State
 	revision uint64
 	position uint64
+	// fingerprint is the request fingerprint of the events that produced
+	// a result read back from history.
+	fingerprint string
 }
 
 // ConflictRetries returns how many times, since New, a command without an
@@ -153,16 +166,23 @@ func backoff(ctx context.Context, n int) error {
 	}
 }
 
+// request is what every command request has.
+type request interface {
+	proto.Message
+	GetRequestId() string
+}
+
 // execute runs one command to completion and maps its error for the client.
-func (s *Service) execute(ctx context.Context, requestID, orderID string, generatedID bool, expected *uint64, cmd order.Command) (result, error) {
-	r, err := s.run(ctx, requestID, orderID, generatedID, expected, cmd)
+func (s *Service) execute(ctx context.Context, req request, orderID string, generatedID bool, expected *uint64, cmd order.Command) (result, error) {
+	r, err := s.run(ctx, req, orderID, generatedID, expected, cmd)
 	if err != nil {
 		return result{}, rpcerr.ToStatus(ctx, s.log, err)
 	}
 	return r, nil
 }
 
-func (s *Service) run(ctx context.Context, requestID, orderID string, generatedID bool, expected *uint64, cmd order.Command) (result, error) {
+func (s *Service) run(ctx context.Context, req request, orderID string, generatedID bool, expected *uint64, cmd order.Command) (result, error) {
+	requestID := req.GetRequestId()
 	if err := validRequestID(requestID); err != nil {
 		return result{}, err
 	}
@@ -170,6 +190,11 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 		return result{}, err
 	}
 	meta := s.metadata(ctx, requestID)
+	fp, err := fingerprint(req)
+	if err != nil {
+		return result{}, err
+	}
+	meta.RequestFingerprint = fp
 	// followed is set once a retried CreateOrder has switched to the order
 	// its request id points at; that order must then be one this request
 	// created, not another order that merely used the same request id.
@@ -203,6 +228,11 @@ func (s *Service) run(ctx context.Context, requestID, orderID string, generatedI
 		switch {
 		case followed && (len(recs) == 0 || recs[0].Meta.RequestID != requestID):
 			err = rpcerr.Invalid("request_id", "already used for another order")
+		case original != nil && original.fingerprint != "" && original.fingerprint != meta.RequestFingerprint:
+			// Another request under the same id. Events written before
+			// fingerprints were recorded carry none: their request id is
+			// trusted, as it always was.
+			err = rpcerr.RequestIDReused()
 		case original != nil:
 			return *original, nil
 		case expected != nil && *expected != revision:
@@ -293,7 +323,7 @@ func fold(recs []eventstore.Recorded, requestID string) (st order.State, revisio
 		st = order.Evolve(st, e, rec.Meta.OccurredAt)
 		revision = rec.Position
 		if rec.Meta.RequestID == requestID && (i+1 == len(recs) || recs[i+1].Meta.RequestID != requestID) {
-			original = &result{state: st, revision: rec.Position, position: rec.Position}
+			original = &result{state: st, revision: rec.Position, position: rec.Position, fingerprint: rec.Meta.RequestFingerprint}
 		}
 	}
 	return st, revision, original, nil
@@ -353,6 +383,54 @@ func first(md metadata.MD, key string) string {
 		return ""
 	}
 	return s
+}
+
+// fingerprint identifies a request by its method and fields, not by how it
+// travelled: the SHA-256 of the request message's full name and its
+// deterministic encoding without request_id and without unknown fields,
+// hex-encoded. A retry of a request has the same fingerprint; another
+// request under the same request_id has another.
+func fingerprint(req proto.Message) (string, error) {
+	m := proto.Clone(req).ProtoReflect()
+	if fd := m.Descriptor().Fields().ByName("request_id"); fd != nil {
+		m.Clear(fd)
+	}
+	discardUnknown(m)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.Interface())
+	if err != nil {
+		return "", fmt.Errorf("fingerprint of %s: %w", m.Descriptor().FullName(), err)
+	}
+	h := sha256.New()
+	h.Write([]byte(m.Descriptor().FullName()))
+	h.Write([]byte{0})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// discardUnknown drops unknown fields from m and the messages in it: fields
+// this build does not know cannot change what the request does.
+func discardUnknown(m protoreflect.Message) {
+	m.SetUnknown(nil)
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() != nil {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					discardUnknown(mv.Message())
+					return true
+				})
+			}
+		case fd.IsList():
+			if fd.Message() != nil {
+				for i := range v.List().Len() {
+					discardUnknown(v.List().Get(i).Message())
+				}
+			}
+		case fd.Message() != nil:
+			discardUnknown(v.Message())
+		}
+		return true
+	})
 }
 
 // orderIDSpace is the namespace of order ids derived from request ids. It

@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/command"
+	"github.com/orderstream/orderstream/services/convert"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -98,14 +100,11 @@ func TestGeneratedCreateDoesNotFollowAForeignRequestID(t *testing.T) {
 func TestCreateByOlderBuildRetriedWithinDuplicateWindow(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
-	// The older build's create: the same request, under a generated id.
+	// The older build's create: the same request, under a generated id,
+	// written as that build wrote it (no request fingerprint).
 	const older = "0190b2a4-7c1e-7d3a-9b2f-4e5d6c7b8a90"
 	req := &ordersv1.CreateOrderRequest{RequestId: "old-build-1", CustomerId: "c", Currency: "EUR"}
-	first := proto.Clone(req).(*ordersv1.CreateOrderRequest)
-	first.OrderId = older
-	if _, err := e.client.CreateOrder(ctx, first); err != nil {
-		t.Fatal(err)
-	}
+	createUnfingerprinted(t, e, older, "old-build-1")
 	again, err := e.client.CreateOrder(ctx, req)
 	if err != nil || again.GetOrder().GetOrderId() != older {
 		t.Fatalf("retry: %v %v, want order %s", again.GetOrder(), err, older)
@@ -215,29 +214,7 @@ func TestCreateWithoutOrderIDRetriedAfterDuplicateWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The server forgets message ids in the order it saw them: once a probe
-	// published after the create is no longer a duplicate, neither is the
-	// create's message id.
-	probe := func() *jetstream.PubAck {
-		t.Helper()
-		m := nats.NewMsg(e.store.Subject("window-probe"))
-		m.Header.Set(eventstore.HeaderEventType, "Probe")
-		ack, err := e.js.PublishMsg(ctx, m, jetstream.WithMsgID("window-probe"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ack
-	}
-	if probe().Duplicate {
-		t.Fatal("first probe reported duplicate")
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for probe().Duplicate {
-		if time.Now().After(deadline) {
-			t.Fatal("the duplicate window never passed")
-		}
-		time.Sleep(window / 10) // poll interval; the condition is the probe's answer
-	}
+	estest.WaitDuplicateWindow(t, e.js, e.store.Subject("window-probe"), window)
 	again, err := e.client.CreateOrder(ctx, req)
 	if err != nil {
 		t.Fatalf("retry after the duplicate window: %v", err)
@@ -260,11 +237,117 @@ func TestCreateWithoutOrderIDRetriedAfterDuplicateWindow(t *testing.T) {
 	if created != 1 {
 		t.Fatalf("%d order events in the log, want the one OrderCreated", created)
 	}
-	// The same request id names the same order whatever the body: a
-	// different create under it is answered from that order's history.
+	// The same request id names the same order whatever the body, but a
+	// different create under it is another request: refused.
 	other := proto.Clone(req).(*ordersv1.CreateOrderRequest)
 	other.CustomerId = "someone-else"
-	if r, err := e.client.CreateOrder(ctx, other); err != nil || r.GetOrder().GetOrderId() != first.GetOrder().GetOrderId() {
-		t.Fatalf("reused request id: %v %v", r.GetOrder(), err)
+	_, err = e.client.CreateOrder(ctx, other)
+	reused(t, "a different create under the request id", err)
+}
+
+// reused checks that err refuses a request id reused for another request:
+// ALREADY_EXISTS with reason REQUEST_ID_REUSED and request_id named.
+func reused(t *testing.T, what string, err error) {
+	t.Helper()
+	st := status.Convert(err)
+	var reason, field string
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+		case *errdetails.BadRequest:
+			if v := d.GetFieldViolations(); len(v) > 0 {
+				field = v[0].GetField()
+			}
+		}
+	}
+	if st.Code() != codes.AlreadyExists || reason != "REQUEST_ID_REUSED" || field != "request_id" {
+		t.Errorf("%s: %v (reason %q, field %q), want ALREADY_EXISTS, REQUEST_ID_REUSED on request_id", what, err, reason, field)
+	}
+}
+
+// A request id names one request: a retry with the same fields gets the
+// original answer, another request under the same id is refused, within
+// the server's duplicate window and after it.
+func TestRequestIDReusedForAnotherRequest(t *testing.T) {
+	const window = 100 * time.Millisecond // the smallest duplicate window nats-server accepts
+	e := start(t, eventstore.WithDuplicateWindow(window))
+	ctx := t.Context()
+	create := &ordersv1.CreateOrderRequest{RequestId: "fp-create", CustomerId: "c", Currency: "EUR"}
+	created, err := e.client.CreateOrder(ctx, create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetOrder().GetOrderId()
+	add := &ordersv1.AddItemRequest{RequestId: "fp-add", OrderId: id, Sku: "A", Quantity: 1, UnitPrice: 100}
+	added, err := e.client.AddItem(ctx, add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		again, err := e.client.AddItem(ctx, add)
+		if err != nil || !proto.Equal(added, again) {
+			t.Fatalf("%s: retry answered %v, %v; want the original %v", when, again, err, added)
+		}
+		spelled := proto.CloneOf(create) // the same request, naming the order its id derives
+		spelled.OrderId = id
+		for _, c := range []*ordersv1.CreateOrderRequest{create, spelled} {
+			if again, err := e.client.CreateOrder(ctx, c); err != nil || !proto.Equal(created, again) {
+				t.Fatalf("%s: retried create answered %v, %v", when, again, err)
+			}
+		}
+		other := proto.Clone(add).(*ordersv1.AddItemRequest)
+		other.Quantity = 2
+		_, err = e.client.AddItem(ctx, other)
+		reused(t, when+": same id, another quantity", err)
+		_, err = e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: "fp-add", OrderId: id})
+		reused(t, when+": same id, another method", err)
+		_, err = e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "fp-create", CustomerId: "d", Currency: "EUR"})
+		reused(t, when+": same id, another customer", err)
+	}
+	check("within the duplicate window")
+	estest.WaitDuplicateWindow(t, e.js, e.store.Subject("window-probe"), window)
+	check("after the duplicate window")
+	recs, err := e.store.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("%d events, want 2: a refused request must append nothing", len(recs))
+	}
+	for _, r := range recs {
+		if len(r.Meta.RequestFingerprint) != 64 {
+			t.Errorf("event at %d: fingerprint %q", r.Position, r.Meta.RequestFingerprint)
+		}
+	}
+}
+
+// Events written before fingerprints were recorded carry none: a request
+// id found on them is answered from history as before, whatever the fields.
+func TestRequestIDWithoutFingerprintKeepsItsAnswer(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	createUnfingerprinted(t, e, "legacy-1", "legacy-create")
+	res, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "legacy-create", OrderId: "legacy-1", CustomerId: "other", Currency: "USD"})
+	if err != nil {
+		t.Fatalf("retry of a request without fingerprint: %v", err)
+	}
+	if res.GetOrder().GetCustomerId() != "c" || res.GetPosition() != 1 {
+		t.Fatalf("retry answered %v, want the original order", res)
+	}
+}
+
+// createUnfingerprinted appends an OrderCreated (customer "c", EUR) under
+// request id rid as builds wrote it before request fingerprints existed.
+func createUnfingerprinted(t *testing.T, e *env, orderID, rid string) {
+	t.Helper()
+	typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: orderID, CustomerID: "c", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := eventstore.Metadata{RequestID: rid, OccurredAt: time.Now()}
+	if _, err := e.store.Append(t.Context(), orderID, 0, []eventstore.EventData{{Type: typ, Data: data, Meta: meta}}); err != nil {
+		t.Fatal(err)
 	}
 }

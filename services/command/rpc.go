@@ -7,15 +7,20 @@ import (
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/convert"
 	"github.com/orderstream/orderstream/services/rpcerr"
+	"google.golang.org/protobuf/proto"
 )
 
 // CreateOrder starts a draft order. See ordersv1.OrderCommandServiceServer.
 func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
-	id, generated := req.GetOrderId(), false
+	id, generated, canonical := req.GetOrderId(), false, req
 	if id == "" {
 		id, generated = derivedOrderID(req.GetRequestId()), true
+		// The request names the order its id derives, whether it says so
+		// or not: a retry that spells the id out is the same request.
+		canonical = proto.CloneOf(req)
+		canonical.OrderId = id
 	}
-	r, err := s.execute(ctx, req.GetRequestId(), id, generated, nil, order.CreateOrder{
+	r, err := s.execute(ctx, canonical, id, generated, nil, order.CreateOrder{
 		OrderID:    id,
 		CustomerID: req.GetCustomerId(),
 		Currency:   req.GetCurrency(),
@@ -30,7 +35,7 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 
 // AddItem adds a line to a draft order.
 func (s *Service) AddItem(ctx context.Context, req *ordersv1.AddItemRequest) (*ordersv1.AddItemResponse, error) {
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.AddItem{
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.AddItem{
 		SKU: req.GetSku(), Quantity: req.GetQuantity(), UnitPrice: req.GetUnitPrice(),
 	})
 	if err != nil {
@@ -41,7 +46,7 @@ func (s *Service) AddItem(ctx context.Context, req *ordersv1.AddItemRequest) (*o
 
 // RemoveItem removes a line from a draft order.
 func (s *Service) RemoveItem(ctx context.Context, req *ordersv1.RemoveItemRequest) (*ordersv1.RemoveItemResponse, error) {
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.RemoveItem{SKU: req.GetSku()})
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.RemoveItem{SKU: req.GetSku()})
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +55,7 @@ func (s *Service) RemoveItem(ctx context.Context, req *ordersv1.RemoveItemReques
 
 // ChangeItemQuantity sets a line's quantity in a draft order.
 func (s *Service) ChangeItemQuantity(ctx context.Context, req *ordersv1.ChangeItemQuantityRequest) (*ordersv1.ChangeItemQuantityResponse, error) {
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.ChangeItemQuantity{
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.ChangeItemQuantity{
 		SKU: req.GetSku(), Quantity: req.GetQuantity(),
 	})
 	if err != nil {
@@ -64,7 +69,7 @@ func (s *Service) SetShippingAddress(ctx context.Context, req *ordersv1.SetShipp
 	if req.GetShippingAddress() == nil {
 		return nil, rpcerr.Invalid("shipping_address", "required")
 	}
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.SetShippingAddress{
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.SetShippingAddress{
 		Address: *convert.AddressFromProto(req.GetShippingAddress()),
 	})
 	if err != nil {
@@ -75,7 +80,7 @@ func (s *Service) SetShippingAddress(ctx context.Context, req *ordersv1.SetShipp
 
 // PlaceOrder submits a draft order.
 func (s *Service) PlaceOrder(ctx context.Context, req *ordersv1.PlaceOrderRequest) (*ordersv1.PlaceOrderResponse, error) {
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.PlaceOrder{})
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.PlaceOrder{})
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +97,7 @@ func (s *Service) RecordPayment(ctx context.Context, req *ordersv1.RecordPayment
 	default:
 		return nil, rpcerr.Invalid("outcome", "must be PAYMENT_OUTCOME_AUTHORIZED or PAYMENT_OUTCOME_DECLINED")
 	}
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.RecordPayment{
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.RecordPayment{
 		Authorized: authorized, PaymentRef: req.GetPaymentRef(), Amount: req.GetAmount(),
 		Currency: req.GetCurrency(), Reason: req.GetReason(),
 	})
@@ -104,7 +109,7 @@ func (s *Service) RecordPayment(ctx context.Context, req *ordersv1.RecordPayment
 
 // CancelOrder cancels an order that has not shipped.
 func (s *Service) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.CancelOrder{Reason: req.GetReason()})
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.CancelOrder{Reason: req.GetReason()})
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +118,7 @@ func (s *Service) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequ
 
 // RecordRefund records the refund of a cancelled paid order.
 func (s *Service) RecordRefund(ctx context.Context, req *ordersv1.RecordRefundRequest) (*ordersv1.RecordRefundResponse, error) {
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.RecordRefund{
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.RecordRefund{
 		RefundRef: req.GetRefundRef(), Amount: req.GetAmount(),
 	})
 	if err != nil {
@@ -124,7 +129,7 @@ func (s *Service) RecordRefund(ctx context.Context, req *ordersv1.RecordRefundRe
 
 // ShipOrder records shipment of a paid order.
 func (s *Service) ShipOrder(ctx context.Context, req *ordersv1.ShipOrderRequest) (*ordersv1.ShipOrderResponse, error) {
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.ShipOrder{
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.ShipOrder{
 		Carrier: req.GetCarrier(), TrackingNumber: req.GetTrackingNumber(),
 	})
 	if err != nil {
@@ -135,7 +140,7 @@ func (s *Service) ShipOrder(ctx context.Context, req *ordersv1.ShipOrderRequest)
 
 // ConfirmDelivery records delivery of a shipped order.
 func (s *Service) ConfirmDelivery(ctx context.Context, req *ordersv1.ConfirmDeliveryRequest) (*ordersv1.ConfirmDeliveryResponse, error) {
-	r, err := s.execute(ctx, req.GetRequestId(), req.GetOrderId(), false, req.ExpectedRevision, order.ConfirmDelivery{})
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.ConfirmDelivery{})
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/orderstream/orderstream/services/rpcerr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -33,6 +34,18 @@ func HTTPStatus(code codes.Code, ifMatch bool) int {
 	return runtime.HTTPStatusFromCode(code)
 }
 
+// statusFor is HTTPStatus for a whole status, details included: an
+// Idempotency-Key (request_id) reused for a different request
+// (ALREADY_EXISTS with reason REQUEST_ID_REUSED) is 422 Unprocessable
+// Content, as payment APIs answer it: the key is known, the body does not
+// belong to it.
+func statusFor(st *status.Status, ifMatch bool) int {
+	if rpcerr.IsRequestIDReused(st) {
+		return http.StatusUnprocessableEntity
+	}
+	return HTTPStatus(st.Code(), ifMatch)
+}
+
 type errorHandlers struct {
 	log *slog.Logger
 }
@@ -50,7 +63,7 @@ func (e errorHandlers) http(ctx context.Context, mux *runtime.ServeMux, m runtim
 		}
 	}
 	st := e.clientStatus(ctx, r, err)
-	code := HTTPStatus(st.Code(), conventionsFrom(r.Context()).hasIfMatch())
+	code := statusFor(st, conventionsFrom(r.Context()).hasIfMatch())
 	if hse != nil && st.Code() != codes.Aborted {
 		code = hse.HTTPStatus
 	}

@@ -41,6 +41,7 @@ type env struct {
 	base   string
 	http   *http.Client
 	store  *eventstore.Store
+	js     jetstream.JetStream
 	conn   *grpc.ClientConn
 	cmd    ordersv1.OrderCommandServiceClient
 	query  ordersv1.OrderQueryServiceClient
@@ -49,11 +50,14 @@ type env struct {
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func start(t testing.TB, opts ...gateway.Option) *env {
+func start(t testing.TB, opts ...gateway.Option) *env { return startStore(t, nil, opts...) }
+
+// startStore is start with the event store configured by storeOpts.
+func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...gateway.Option) *env {
 	t.Helper()
 	ns := estest.StartServer(t)
 	_, js := estest.Connect(t, ns)
-	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	store, err := eventstore.New(t.Context(), js, append([]eventstore.Option{eventstore.WithStorage(jetstream.MemoryStorage)}, storeOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +77,7 @@ func start(t testing.TB, opts ...gateway.Option) *env {
 		_ = dir.Close()
 	})
 
-	e := &env{store: store}
+	e := &env{store: store, js: js}
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("x-correlation-id")) > 0 {
 			e.seenMD.Store(md.Get("x-correlation-id")[0], md)
@@ -803,4 +807,28 @@ func TestInvalidUTF8Parameters(t *testing.T) {
 	if f := r.str("details", "0", "fieldViolations", "0", "field"); f != "customer_id" {
 		t.Fatalf("violation on %q, want the service's customer_id: %s", f, r.raw)
 	}
+}
+
+// An Idempotency-Key names one request: the same body again gets the
+// original answer, another body under it 422 with reason REQUEST_ID_REUSED,
+// within the duplicate window and after it.
+func TestIdempotencyKeyReusedForAnotherBody(t *testing.T) {
+	const window = 100 * time.Millisecond // the smallest duplicate window nats-server accepts
+	e := startStore(t, []eventstore.Option{eventstore.WithDuplicateWindow(window)})
+	k := key()
+	body := `{"customerId":"c","currency":"EUR","lines":[{"sku":"A","quantity":"1","unitPrice":"100"}]}`
+	first := expect(t, e.do(t, "POST", "/v1/orders", body, "Idempotency-Key", k), 200)
+	check := func(when string) {
+		t.Helper()
+		if again := expect(t, e.do(t, "POST", "/v1/orders", body, "Idempotency-Key", k), 200); again.raw != first.raw {
+			t.Fatalf("%s: retry answered %s, want %s", when, again.raw, first.raw)
+		}
+		r := expect(t, e.do(t, "POST", "/v1/orders", strings.Replace(body, `"100"`, `"200"`, 1), "Idempotency-Key", k), 422)
+		if r.str("details", "0", "reason") != "REQUEST_ID_REUSED" || r.get("code") != float64(6) {
+			t.Fatalf("%s: %s", when, r.raw)
+		}
+	}
+	check("within the duplicate window")
+	estest.WaitDuplicateWindow(t, e.js, e.store.Subject("window-probe"), window)
+	check("after the duplicate window")
 }

@@ -23,6 +23,41 @@ var ErrStaleRevision = errors.New("order was changed since the expected revision
 // ErrContention reports that server-side retries on conflict were used up.
 var ErrContention = errors.New("too many concurrent changes to the order; retry")
 
+// ReasonRequestIDReused is the ErrorInfo reason of RequestIDReused.
+const ReasonRequestIDReused = "REQUEST_ID_REUSED"
+
+// ErrorDomain is the ErrorInfo domain of this service's errors.
+const ErrorDomain = "orderstream"
+
+// RequestIDReused builds the ALREADY_EXISTS status of a request id that
+// already named another request: an ErrorInfo detail with reason
+// REQUEST_ID_REUSED and a BadRequest detail on request_id. A key names one
+// request, so its result is not returned for a different one.
+func RequestIDReused() error {
+	const why = "already used for a different request; use a new request_id for a new request"
+	st := status.New(codes.AlreadyExists, "request_id: "+why)
+	if d, err := st.WithDetails(
+		&errdetails.ErrorInfo{Reason: ReasonRequestIDReused, Domain: ErrorDomain},
+		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "request_id", Description: why}}},
+	); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
+// IsRequestIDReused reports whether st is a RequestIDReused status.
+func IsRequestIDReused(st *status.Status) bool {
+	if st.Code() != codes.AlreadyExists {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonRequestIDReused {
+			return true
+		}
+	}
+	return false
+}
+
 // Invalid builds an INVALID_ARGUMENT status for one request field, with a
 // BadRequest detail so clients can point at the field.
 func Invalid(field, reason string) error {

@@ -44,12 +44,16 @@ const (
 // Every request carries request_id, an idempotency key chosen by the client
 // (1-64 printable ASCII characters without spaces, e.g. a UUID): repeating a
 // request with the same request_id returns the original result and appends
-// nothing. Mutations of an existing order take an optional
+// nothing, however late. A request_id names one request: reusing it for a
+// request of another method or with other fields (request_id aside) fails
+// with ALREADY_EXISTS and an ErrorInfo detail with reason REQUEST_ID_REUSED
+// (REST: 422). Mutations of an existing order take an optional
 // expected_revision; when it is set and the order has moved on, the call
 // fails with ABORTED instead of being retried.
 //
 // Errors: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown
-// order or line, ALREADY_EXISTS for an existing order or line,
+// order or line, ALREADY_EXISTS for an existing order or line or a reused
+// request_id,
 // FAILED_PRECONDITION for a transition the order's status does not allow,
 // ABORTED for a stale expected_revision or lasting contention, UNAVAILABLE
 // when the event store cannot be reached.
@@ -211,12 +215,16 @@ func (c *orderCommandServiceClient) ConfirmDelivery(ctx context.Context, in *Con
 // Every request carries request_id, an idempotency key chosen by the client
 // (1-64 printable ASCII characters without spaces, e.g. a UUID): repeating a
 // request with the same request_id returns the original result and appends
-// nothing. Mutations of an existing order take an optional
+// nothing, however late. A request_id names one request: reusing it for a
+// request of another method or with other fields (request_id aside) fails
+// with ALREADY_EXISTS and an ErrorInfo detail with reason REQUEST_ID_REUSED
+// (REST: 422). Mutations of an existing order take an optional
 // expected_revision; when it is set and the order has moved on, the call
 // fails with ABORTED instead of being retried.
 //
 // Errors: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown
-// order or line, ALREADY_EXISTS for an existing order or line,
+// order or line, ALREADY_EXISTS for an existing order or line or a reused
+// request_id,
 // FAILED_PRECONDITION for a transition the order's status does not allow,
 // ABORTED for a stale expected_revision or lasting contention, UNAVAILABLE
 // when the event store cannot be reached.
