@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,10 +27,17 @@ const (
 	headerReserve = 160
 )
 
-// Append appends events to an order if the order's revision (the position of
-// its last event) is still expectedRevision; 0 means the order must not exist
-// yet. One event is one publish; several are one atomic batch: all of them
-// land, contiguously, or none does.
+// Append appends events to an order if the order's stream revision (the
+// number of events in its history, the version of its last event) is still
+// expectedRevision; 0 means the order must not exist yet. The events get the
+// versions that follow it, in the Orders-Version header. One event is one
+// publish; several are one atomic batch: all of them land, contiguously, or
+// none does.
+//
+// The server checks the revision as the subject sequence of the order's last
+// event (Nats-Expected-Last-Subject-Sequence); the store finds the sequence
+// of the event at expectedRevision itself, from what it last loaded or
+// appended for the order, or with one direct get.
 //
 // When Meta.RequestID of the events is set, each event gets the message id
 // "<requestID>:<index>", and a retry of a request that was already appended
@@ -73,6 +81,7 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 		if err != nil {
 			return AppendResult{}, fmt.Errorf("event %d: %w", i, err)
 		}
+		h[HeaderVersion] = []string{strconv.FormatUint(expectedRevision+uint64(i)+1, 10)}
 		if rid != "" {
 			h[jetstream.MsgIDHeader] = []string{rid + ":" + strconv.Itoa(i)}
 		}
@@ -86,8 +95,14 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 		msgs[i] = &nats.Msg{Subject: subject, Header: h, Data: events[i].Data}
 	}
 
-	res, err := s.publish(ctx, msgs, expectedRevision)
+	seq, err := s.sequenceAt(ctx, orderID, expectedRevision)
+	var res AppendResult
+	if err == nil {
+		res, err = s.publish(ctx, msgs, seq)
+	}
 	if err == nil && !res.Duplicate {
+		res.Version = expectedRevision + uint64(len(events))
+		s.versions.remember(orderID, res.Version, res.Position)
 		return res, nil
 	}
 	// Only the rare paths below name the operation in their errors.
@@ -96,7 +111,7 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 		// The server's duplicate window is keyed by message id alone: make
 		// sure the original belongs to this order, or a request id reused
 		// for another order would report success for events never written.
-		if err = s.checkOwner(ctx, orderID, rid, res.Position); err != nil {
+		if res.Version, err = s.checkOwner(ctx, orderID, rid, res.Position); err != nil {
 			var reused *RequestReusedError
 			if errors.As(err, &reused) {
 				return AppendResult{}, err
@@ -113,10 +128,10 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 		// for single publishes on a non-clustered stream, and answers batches
 		// with duplicate ids without the original position; both are settled
 		// from the order's history.
-		if pos, found, lerr := s.findRequest(ctx, orderID, expectedRevision, rid); lerr != nil {
+		if orig, found, lerr := s.findRequest(ctx, orderID, expectedRevision, rid); lerr != nil {
 			return AppendResult{}, classify(op+": looking for request "+rid, lerr)
 		} else if found {
-			return AppendResult{Position: pos, Duplicate: true}, nil
+			return AppendResult{Position: orig.Position, Version: orig.Version, Duplicate: true}, nil
 		}
 		if dupID {
 			return AppendResult{}, fmt.Errorf("eventstore: %s: request id %q was already used for other events: %w: %w", op, rid, ErrConflict, err)
@@ -210,41 +225,117 @@ func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg, expected uin
 	return AppendResult{Position: ack.Sequence}, nil
 }
 
-// findRequest looks for events of request rid among the order's events after
-// position after, and returns the position of the last one.
-func (s *Store) findRequest(ctx context.Context, orderID string, after uint64, rid string) (uint64, bool, error) {
-	recs, err := s.LoadAfter(ctx, orderID, after)
+// findRequest looks for events of request rid among the order's events
+// after version after, and returns the last one.
+func (s *Store) findRequest(ctx context.Context, orderID string, after uint64, rid string) (Recorded, bool, error) {
+	recs, err := s.LoadAfter(ctx, orderID, 0)
 	if err != nil {
-		return 0, false, err
+		return Recorded{}, false, err
 	}
-	var pos uint64
+	var last Recorded
+	found := false
 	for _, r := range recs {
-		if r.Meta.RequestID == rid {
-			pos = r.Position
+		if r.Version > after && r.Meta.RequestID == rid {
+			last, found = r, true
 		}
 	}
-	return pos, pos != 0, nil
+	return last, found, nil
 }
 
-// checkOwner verifies that the event at pos belongs to orderID. It asks the
-// stream leader, which acknowledged the duplicate: a lagging replica may
-// not hold the original yet.
-func (s *Store) checkOwner(ctx context.Context, orderID, rid string, pos uint64) error {
+// checkOwner verifies that the event at pos belongs to orderID, and returns
+// its version. It asks the stream leader, which acknowledged the duplicate:
+// a lagging replica may not hold the original yet.
+func (s *Store) checkOwner(ctx context.Context, orderID, rid string, pos uint64) (uint64, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	raw, found, err := s.leaderGet(ctx, msgGetRequest{Seq: pos})
 	if err != nil && !errors.Is(err, ErrMalformedEvent) {
-		return err
+		return 0, err
 	}
 	var rec Recorded
 	if err == nil && found {
 		rec, err = DecodeRawMsg(raw, s.cfg.prefix)
 	}
 	if err != nil || !found {
-		return fmt.Errorf("%w: the request id was already used for another order", ErrConflict)
+		return 0, fmt.Errorf("%w: the request id was already used for another order", ErrConflict)
 	}
 	if rec.OrderID != orderID {
-		return &RequestReusedError{RequestID: rid, OrderID: rec.OrderID, Position: pos}
+		return 0, &RequestReusedError{RequestID: rid, OrderID: rec.OrderID, Position: pos}
 	}
-	return nil
+	return rec.Version, nil
+}
+
+// sequenceAt returns the log position of the order's event at version, the
+// subject sequence the server compares with the order's last event: 0 for
+// version 0. It fails with ErrConflict when the order's last event is not at
+// version, so that nothing is sent for a revision known to be stale.
+func (s *Store) sequenceAt(ctx context.Context, orderID string, version uint64) (uint64, error) {
+	if version == 0 {
+		return 0, nil
+	}
+	if seq, ok := s.versions.lookup(orderID, version); ok {
+		return seq, nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	raw, err := s.stream.GetLastMsgForSubject(ctx, s.Subject(orderID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, fmt.Errorf("%w: order %s has no events, revision %d expected", ErrConflict, orderID, version)
+	}
+	if err != nil {
+		return 0, err
+	}
+	last, err := DecodeRawMsg(raw, s.cfg.prefix)
+	if err != nil {
+		return 0, err
+	}
+	if last.Version == 0 {
+		// Written before versions were recorded: the order's revision is
+		// the number of its events.
+		info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(s.Subject(orderID)))
+		if err != nil {
+			return 0, err
+		}
+		last.Version = info.State.Subjects[s.Subject(orderID)]
+	}
+	s.versions.remember(orderID, last.Version, last.Position)
+	if last.Version != version {
+		return 0, fmt.Errorf("%w: order %s is at revision %d, %d expected", ErrConflict, orderID, last.Version, version)
+	}
+	return last.Position, nil
+}
+
+// maxVersionsKept bounds versionCache: about 100 bytes an order.
+const maxVersionsKept = 1 << 16
+
+// versionCache remembers, per order, the version and log position of the
+// last event the store loaded or appended, so that an append at that
+// version needs no look-up. What it holds never goes stale (the event at a
+// version keeps its position), it may only be behind the order, which the
+// server's check of the expected sequence then catches as a conflict.
+type versionCache struct {
+	mu sync.Mutex
+	m  map[string][2]uint64 // order id → {version, position}
+}
+
+func (c *versionCache) remember(orderID string, version, position uint64) {
+	if version == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxVersionsKept {
+		c.m = make(map[string][2]uint64)
+	}
+	c.m[orderID] = [2]uint64{version, position}
+}
+
+func (c *versionCache) lookup(orderID string, version uint64) (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[orderID]
+	if !ok || e[0] != version {
+		return 0, false
+	}
+	return e[1], true
 }

@@ -27,6 +27,9 @@ const (
 	HeaderOccurredAt         = "Orders-Occurred-At"
 	HeaderHash               = "Orders-Hash"
 	HeaderPrevHash           = "Orders-Prev-Hash"
+	// HeaderVersion is the event's stream revision: its number in its
+	// order's history, from 1. Append sets it.
+	HeaderVersion = "Orders-Version"
 	// HeaderTraceParent and HeaderTraceState are the W3C trace context names,
 	// lower case as the W3C specifies, so standard propagators find them.
 	HeaderTraceParent = "traceparent"
@@ -65,19 +68,28 @@ type EventData struct {
 // Recorded is an event read back from the stream.
 type Recorded struct {
 	OrderID  string
-	Position uint64 // stream sequence: the event's position in the global log
-	Type     string
-	Data     []byte
-	Meta     Metadata
-	Time     time.Time // when the server stored the event
+	Position uint64 // stream sequence: the event's log position, global
+	// Version is the event's stream revision: its number in its order's
+	// history, from 1 (Orders-Version). Events written before versions were
+	// recorded have none: Load numbers them by their place in the history,
+	// other reads leave 0.
+	Version uint64
+	Type    string
+	Data    []byte
+	Meta    Metadata
+	Time    time.Time // when the server stored the event
 }
 
 // AppendResult is the outcome of a successful Append.
 type AppendResult struct {
-	// Position is the stream sequence of the last event appended, or, when
-	// Duplicate, of the last event the original request appended. It is the
-	// order's new revision and the position to wait for in read models.
+	// Position is the log position of the last event appended, or, when
+	// Duplicate, of the last event the original request appended: the
+	// position to wait for in read models.
 	Position uint64
+	// Version is the order's stream revision after the append: the version
+	// of its last event. For a Duplicate it is 0 when the original event
+	// carries no version (written before versions were recorded).
+	Version uint64
 	// Duplicate reports that the request id had already been appended: nothing
 	// new was written.
 	Duplicate bool
@@ -160,6 +172,19 @@ func eventHeader(ev *EventData) (nats.Header, error) {
 	return h, nil
 }
 
+// recordedVersion reads the version header; 0 when there is none.
+func recordedVersion(h nats.Header, seq uint64) (uint64, error) {
+	v := h.Get(HeaderVersion)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%w: %s header %q at position %d", ErrMalformedEvent, HeaderVersion, v, seq)
+	}
+	return n, nil
+}
+
 // headerSize is the encoded size of h as nats.go writes it, so that size
 // limits can be checked before anything is sent.
 func headerSize(h nats.Header) int {
@@ -180,7 +205,7 @@ func headerSize(h nats.Header) int {
 // id, where prefix is the store's subject prefix (WithSubjectPrefix). h and
 // data are referenced, not copied. It returns an error wrapping
 // ErrMalformedEvent when the subject does not belong to prefix, the event type
-// header is missing or the occurred-at header does not parse.
+// header is missing or the occurred-at or version header does not parse.
 func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, data []byte, prefix string) (Recorded, error) {
 	orderID, ok := strings.CutPrefix(subject, prefix)
 	if ok {
@@ -211,6 +236,11 @@ func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, dat
 			PrevHash:           h.Get(HeaderPrevHash),
 		},
 	}
+	v, err := recordedVersion(h, seq)
+	if err != nil {
+		return Recorded{}, err
+	}
+	r.Version = v
 	if at := h.Get(HeaderOccurredAt); at != "" {
 		ts, err := time.Parse(time.RFC3339Nano, at)
 		if err != nil {

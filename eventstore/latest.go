@@ -62,6 +62,9 @@ func (s *Store) LoadLatest(ctx context.Context, orderID string) ([]Recorded, err
 		if err != nil {
 			return nil, classify("load order "+orderID, err)
 		}
+		if r.Version == 0 { // written before versions were recorded
+			r.Version = uint64(len(recs)) + 1
+		}
 		recs = append(recs, r)
 		have = r.Position
 	}

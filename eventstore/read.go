@@ -49,7 +49,9 @@ func (s *Store) connected() error {
 }
 
 // LoadAfter returns the order's events with Position > afterPosition, oldest
-// first, or an empty slice when there are none. It reads with batched direct
+// first, or an empty slice when there are none. Loaded from the start
+// (afterPosition 0), events written before versions were recorded are
+// numbered by their place in the history. It reads with batched direct
 // gets on the order's subject, page after page, without creating a consumer.
 // On a replicated stream any current replica may answer, so an event
 // appended a moment ago, even one acknowledged to this process, may be
@@ -80,6 +82,15 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 			return nil, classify("load order "+orderID, err)
 		}
 		if pending == 0 || len(recs) == n {
+			if afterPosition == 0 && len(recs) > 0 {
+				for i := range recs {
+					if recs[i].Version == 0 { // written before versions were recorded
+						recs[i].Version = uint64(i) + 1
+					}
+				}
+				last := recs[len(recs)-1]
+				s.versions.remember(orderID, last.Version, last.Position)
+			}
 			return recs, nil
 		}
 		req.Seq = recs[len(recs)-1].Position + 1

@@ -1,10 +1,14 @@
 // Package eventstore is the event store of the order system, on NATS
 // JetStream: one stream (default "ORDERS") holds every event of every order,
-// on one subject per order (prefix + "." + order id), so that the stream
-// sequence is a global log position and an order's revision is the sequence of
-// its last event.
+// on one subject per order (prefix + "." + order id). Two numbers locate an
+// event: its log position, the stream sequence, global to all orders; and
+// its version, its number in its own order's history from 1 (the
+// Orders-Version header). An order's stream revision is the version of its
+// last event, the number of its events.
 //
-// Appends use optimistic concurrency (Nats-Expected-Last-Subject-Sequence),
+// Appends use optimistic concurrency on the order's revision, which the
+// store turns into the subject sequence the server checks
+// (Nats-Expected-Last-Subject-Sequence),
 // are idempotent per request id (Nats-Msg-Id plus a look-up in the order's
 // own history), and several events of one command are appended atomically
 // with an atomic batch. Orders are loaded with batched direct gets, which need
@@ -80,7 +84,8 @@ type Store struct {
 	pageBytes  int
 	// mutable says why the stream still lets events be deleted, nil when
 	// it does not.
-	mutable error
+	mutable  error
+	versions versionCache
 }
 
 type config struct {

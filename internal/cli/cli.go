@@ -217,7 +217,14 @@ Money is entered and shown in the currency's major unit with its proper
 decimals (EUR 12.50, JPY 1200); the server stores integer minor units.
 With -o json every amount is {"minor": 1250, "currency": "EUR",
 "decimal": "12.50"}: both, and the currency, in every command (audit export
-excepted: it writes the log's proto3 JSON, amounts in minor units).`,
+excepted: it writes the log's proto3 JSON, amounts in minor units).
+
+Two numbers locate a change. REVISION is the order's stream revision: the
+number of events in its history (1 after create, one more per change); it is
+what --expected-revision and audit at --revision take, and what audit
+history's VERSION column counts. POSITION is the log position of the order's
+last event in the global log of all orders; it is what --min-position and
+audit export --from take.`,
 		Example: `  ordersctl orders create --customer cust-42 --currency EUR --item BOOK-1:2:12.50 \
       --name Ada --line1 "1 Analytical Way" --city London --country GB
   ordersctl orders place 7d3f0c2a-...

@@ -292,3 +292,19 @@ func TestParkedCommands(t *testing.T) {
 		t.Fatalf("retry against a failing provider: %s", r.stdout)
 	}
 }
+
+// REVISION counts the order's own events and is what --expected-revision
+// takes; POSITION is where its last event is in the log of all orders.
+func TestRevisionColumnIsTheOrdersOwn(t *testing.T) {
+	g := server(t).GRPC
+	ok(t, run(t, g, "orders", "create", "--order-id", "rev-a", "--customer", "c", "--currency", "EUR"))
+	ok(t, run(t, g, "orders", "create", "--order-id", "rev-b", "--customer", "c", "--currency", "EUR"))
+	r := ok(t, run(t, g, "orders", "add-item", "rev-a", "A", "1", "1.00", "--expected-revision", "1"))
+	if !regexp.MustCompile(`(?m)^REVISION\s+2$`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^POSITION\s+3$`).MatchString(r.stdout) {
+		t.Fatalf("add-item at revision 1:\n%s", r.stdout)
+	}
+	r = ok(t, run(t, g, "audit", "history", "rev-a"))
+	if !regexp.MustCompile(`(?m)^2\s`).MatchString(r.stdout) {
+		t.Fatalf("history:\n%s", r.stdout)
+	}
+}

@@ -642,6 +642,9 @@ func TestUsageErrors(t *testing.T) {
 // Every command people type shows at least one example in --help.
 func TestHelpExamples(t *testing.T) {
 	c := call{addr: closedAddr(t)}
+	if r := ok(t, c.run(t, "--help")); !strings.Contains(r.stdout, "stream revision") || !strings.Contains(r.stdout, "log position") {
+		t.Errorf("--help does not say what revision and position are:\n%s", r.stdout)
+	}
 	for _, cmd := range [][]string{
 		{"orders", "create"}, {"orders", "add-item"}, {"orders", "remove-item"}, {"orders", "set-qty"}, {"orders", "set-address"},
 		{"orders", "place"}, {"orders", "pay"}, {"orders", "cancel"}, {"orders", "ship"}, {"orders", "deliver"}, {"orders", "get"},

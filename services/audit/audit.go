@@ -71,16 +71,16 @@ func traceID(tp string) string {
 	return ""
 }
 
-// recorded converts one decoded event (e.err nil) for the API; version is
-// its index in its order from 1, or 0 where unknown.
-func recorded(e entry, version uint32) (*ordersv1.RecordedEvent, error) {
+// recorded converts one decoded event (e.err nil) for the API with its
+// version (its stream revision), or 0 where unknown.
+func recorded(e entry, version uint64) (*ordersv1.RecordedEvent, error) {
 	r := e.rec
-	pb, err := convert.EventToProto(e.ev)
+	pb, err := convert.EventToAPI(e.ev)
 	if err != nil {
 		return nil, err
 	}
 	return &ordersv1.RecordedEvent{
-		Position: r.Position, OrderId: r.OrderID, Version: version, Type: r.Type,
+		Position: r.Position, OrderId: r.OrderID, Version: uint32(version), Type: r.Type,
 		OccurredAt: convert.Timestamp(r.Meta.OccurredAt), RecordedAt: convert.Timestamp(r.Time),
 		Actor: r.Meta.Actor, RequestId: r.Meta.RequestID, CorrelationId: r.Meta.CorrelationID,
 		CausationId: r.Meta.CausationID, TraceId: traceID(r.Meta.TraceParent), Hash: r.Meta.Hash,
@@ -126,14 +126,18 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 
 // gap returns the index of the first event of an order's history that does
 // not follow the one before it: its previous hash is not the hash of the
-// event before it (or, for the first, not the chain's start), so events were
-// removed from the log in between. Numbering what remains would present a
+// event before it (or, for the first, not the chain's start), or its version
+// is not its place in the history, so events were removed from the log in
+// between. Numbering what remains would present a
 // gap as a complete history. Events without chain headers (written before
 // the chain existed) cannot be checked and pass.
 func gap(recs []eventstore.Recorded) (int, bool) {
 	want := chain.Zero
 	for i, r := range recs {
 		if r.Meta.PrevHash != "" && want != "" && r.Meta.PrevHash != want {
+			return i, true
+		}
+		if r.Version != uint64(i)+1 { // Load numbers events without a version by their place
 			return i, true
 		}
 		want = r.Meta.Hash
@@ -238,7 +242,7 @@ func (s *Service) GetOrderHistory(ctx context.Context, req *ordersv1.GetOrderHis
 	end := min(start+size, len(recs))
 	res := &ordersv1.GetOrderHistoryResponse{}
 	for i := start; i < end; i++ {
-		ev, err := recorded(recs[i], uint32(i+1))
+		ev, err := recorded(recs[i], recs[i].rec.Version)
 		if err != nil {
 			return nil, rpcerr.ToStatus(ctx, s.log, err)
 		}
@@ -305,11 +309,11 @@ func (s *Service) GetOrderAt(ctx context.Context, req *ordersv1.GetOrderAtReques
 	if last < 0 {
 		return nil, status.Error(codes.NotFound, "the order did not exist at that time")
 	}
-	le, err := recorded(recs[last], uint32(last+1))
+	le, err := recorded(recs[last], recs[last].rec.Version)
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, s.log, err)
 	}
-	return &ordersv1.GetOrderAtResponse{Order: convert.OrderToProto(st, recs[last].rec.Position), LastEvent: le}, nil
+	return &ordersv1.GetOrderAtResponse{Order: convert.OrderToProto(st), LastEvent: le}, nil
 }
 
 // StreamEvents streams the log, filtered, up to the head as of the call or,
@@ -367,15 +371,25 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	if !req.GetFollow() && (head == 0 || (req.GetFromTime() == nil && req.GetFromPosition() > head)) {
 		return nil
 	}
+	fromStart := req.GetFromTime() == nil && req.GetFromPosition() <= 1
+	legacy := map[string]uint64{}
 	return s.consume(ctx, cfg, req.GetFollow(), head, func(e entry) error {
 		if e.err != nil {
 			s.log.WarnContext(ctx, "audit: undecodable message in the log", "position", e.rec.Position, "subject_order_id", e.rec.OrderID, "err", e.err)
 			return dataLoss(e)
 		}
+		version := e.rec.Version
+		if version == 0 && fromStart {
+			// Written before versions were recorded: such events come
+			// first in their order, so counting from the start of the log
+			// numbers them.
+			legacy[e.rec.OrderID]++
+			version = legacy[e.rec.OrderID]
+		}
 		if len(types) > 0 && !types[e.rec.Type] {
 			return nil
 		}
-		ev, err := recorded(e, 0)
+		ev, err := recorded(e, version)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 // Package command implements OrderCommandService: it translates requests into
 // domain commands, runs load → decide → append against the event store, and
-// answers with the order's new state and log position.
+// answers with the order's new state, its stream revision (the number of
+// events in its history) and the log position of its last event.
 //
 // Concurrency is optimistic: the append carries the revision the decision was
 // made on. When another writer got there first the store answers a conflict;
@@ -220,10 +221,11 @@ func (s *Service) run(ctx context.Context, req request, orderID string, generate
 				return result{}, err
 			}
 		}
-		st, revision, original, err := fold(recs, requestID)
+		st, position, original, err := fold(recs, requestID)
 		if err != nil {
 			return result{}, err
 		}
+		revision := uint64(st.Version)
 		var events []order.Event
 		switch {
 		case followed && (len(recs) == 0 || recs[0].Meta.RequestID != requestID):
@@ -253,7 +255,7 @@ func (s *Service) run(ctx context.Context, req request, orderID string, generate
 			return result{}, err
 		}
 		if len(events) == 0 {
-			return result{state: st, revision: revision, position: revision}, nil
+			return result{state: st, revision: revision, position: position}, nil
 		}
 		prev := chain.Zero
 		if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
@@ -307,26 +309,28 @@ func (s *Service) run(ctx context.Context, req request, orderID string, generate
 		for _, e := range events {
 			st = order.Evolve(st, e, meta.OccurredAt)
 		}
-		return result{state: st, revision: res.Position, position: res.Position}, nil
+		return result{state: st, revision: res.Version, position: res.Position}, nil
 	}
 	return result{}, rpcerr.ErrContention
 }
 
-// fold replays an order's history. When an event of requestID is found,
-// original holds the state right after that request's last event.
-func fold(recs []eventstore.Recorded, requestID string) (st order.State, revision uint64, original *result, err error) {
+// fold replays an order's history; position is the log position of its
+// last event. When an event of requestID is found, original holds the
+// state right after that request's last event. The order's stream revision
+// is st.Version, the number of events folded.
+func fold(recs []eventstore.Recorded, requestID string) (st order.State, position uint64, original *result, err error) {
 	for i, rec := range recs {
 		e, err := convert.DecodeEvent(rec.Type, rec.Data)
 		if err != nil {
 			return order.State{}, 0, nil, fmt.Errorf("order %s at position %d: %w", rec.OrderID, rec.Position, err)
 		}
 		st = order.Evolve(st, e, rec.Meta.OccurredAt)
-		revision = rec.Position
+		position = rec.Position
 		if rec.Meta.RequestID == requestID && (i+1 == len(recs) || recs[i+1].Meta.RequestID != requestID) {
-			original = &result{state: st, revision: rec.Position, position: rec.Position, fingerprint: rec.Meta.RequestFingerprint}
+			original = &result{state: st, revision: uint64(st.Version), position: rec.Position, fingerprint: rec.Meta.RequestFingerprint}
 		}
 	}
-	return st, revision, original, nil
+	return st, position, original, nil
 }
 
 // encode marshals events and links each into the order's hash chain after

@@ -449,3 +449,48 @@ func TestCommandsFailFastDuringOutageAndResume(t *testing.T) {
 		t.Fatalf("after NATS came back: %v", err)
 	}
 }
+
+// An order's revision counts its own events (1 after CreateOrder, one more
+// per event), whatever other orders append to the log in between; it is
+// what expected_revision takes. position stays the global log position.
+func TestRevisionIsTheOrdersEventCount(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	a, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "c", Currency: "EUR", ShippingAddress: address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	id := a.GetOrder().GetOrderId()
+	if a.GetRevision() != 1 || a.GetOrder().GetRevision() != 1 || a.GetPosition() != 1 {
+		t.Fatalf("created: revision %d, order revision %d, position %d; want 1 1 1", a.GetRevision(), a.GetOrder().GetRevision(), a.GetPosition())
+	}
+	one := uint64(1)
+	added, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: "A", Quantity: 1, UnitPrice: 5, ExpectedRevision: &one})
+	if err != nil {
+		t.Fatalf("AddItem at revision 1: %v", err)
+	}
+	if added.GetRevision() != 2 || added.GetOrder().GetRevision() != 2 || added.GetPosition() != 3 {
+		t.Fatalf("added: revision %d, order revision %d, position %d; want 2 2 3", added.GetRevision(), added.GetOrder().GetRevision(), added.GetPosition())
+	}
+	stale := uint64(3) // the log position, not the revision
+	_, err = e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: id, ExpectedRevision: &stale})
+	if status.Code(err) != codes.Aborted {
+		t.Fatalf("PlaceOrder at a wrong revision: %v, want ABORTED", err)
+	}
+	two := uint64(2)
+	if p, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: id, ExpectedRevision: &two}); err != nil || p.GetRevision() != 3 {
+		t.Fatalf("PlaceOrder at revision 2: %v %v", p.GetRevision(), err)
+	}
+	recs, err := e.store.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range recs {
+		if r.Version != uint64(i)+1 {
+			t.Fatalf("stored event %d has version %d", i, r.Version)
+		}
+	}
+}

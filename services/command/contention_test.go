@@ -120,14 +120,15 @@ func TestManyClientsFewOrders(t *testing.T) {
 	const orders, perClient = 3, 10
 	const clients = orders * writersPerOrder
 	ids := make([]string, orders)
-	created := make([]uint64, orders)
+	created := make([]uint64, orders)    // revisions
+	createdPos := make([]uint64, orders) // log positions
 	for i := range ids {
 		c, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "hammer", Currency: "EUR",
 			Lines: []*ordersv1.LineItem{{Sku: "BASE", Quantity: 1, UnitPrice: 100}}, ShippingAddress: address()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids[i], created[i] = c.GetOrder().GetOrderId(), c.GetRevision()
+		ids[i], created[i], createdPos[i] = c.GetOrder().GetOrderId(), c.GetRevision(), c.GetPosition()
 	}
 
 	var mu sync.Mutex
@@ -162,7 +163,10 @@ func TestManyClientsFewOrders(t *testing.T) {
 				default:
 					o.kind, o.sku = opAdd, fmt.Sprintf("C%02d-N%02d", c, n)
 				}
-				var r interface{ GetPosition() uint64 }
+				var r interface {
+					GetPosition() uint64
+					GetRevision() uint64
+				}
 				var err error
 				switch o.kind {
 				case opAdd:
@@ -179,7 +183,7 @@ func TestManyClientsFewOrders(t *testing.T) {
 				o.code = status.Code(err)
 				if err == nil {
 					o.position = r.GetPosition()
-					seen[o.order] = o.position
+					seen[o.order] = r.GetRevision()
 					switch o.kind {
 					case opAdd:
 						own[o.order] = append(own[o.order], o.sku)
@@ -250,7 +254,7 @@ func TestManyClientsFewOrders(t *testing.T) {
 		st, storedAt := storedState(t, e, id)
 		delete(storedAt, "") // none expected; an event without a request id would show up below
 		for r, pos := range storedAt {
-			if pos == created[slices.Index(ids, id)] {
+			if pos == createdPos[slices.Index(ids, id)] {
 				delete(storedAt, r)
 			}
 		}

@@ -147,4 +147,4 @@ func (s *Service) ConfirmDelivery(ctx context.Context, req *ordersv1.ConfirmDeli
 	return &ordersv1.ConfirmDeliveryResponse{Order: r.order(), Revision: r.revision, Position: r.position}, nil
 }
 
-func (r result) order() *ordersv1.Order { return convert.OrderToProto(r.state, r.revision) }
+func (r result) order() *ordersv1.Order { return convert.OrderToProto(r.state) }

@@ -116,9 +116,9 @@ func LinesFromProto(lines []*ordersv1.LineItem) []order.Line {
 	return out
 }
 
-// OrderToProto converts a folded state. revision is the stream position of
-// the order's last event, which the domain does not know.
-func OrderToProto(s order.State, revision uint64) *ordersv1.Order {
+// OrderToProto converts a folded state. Its revision is the state's
+// version: the number of events in the order's history.
+func OrderToProto(s order.State) *ordersv1.Order {
 	return &ordersv1.Order{
 		OrderId:         s.ID,
 		CustomerId:      s.CustomerID,
@@ -132,7 +132,7 @@ func OrderToProto(s order.State, revision uint64) *ordersv1.Order {
 		CancelReason:    s.CancelReason,
 		Carrier:         s.Carrier,
 		TrackingNumber:  s.TrackingNumber,
-		Revision:        revision,
+		Revision:        uint64(s.Version),
 		Version:         uint32(s.Version),
 		CreatedAt:       Timestamp(s.CreatedAt),
 		UpdatedAt:       Timestamp(s.UpdatedAt),
@@ -202,6 +202,21 @@ func knownType(t string) bool {
 		}
 	}
 	return false
+}
+
+// EventToAPI is EventToProto for clients: the lines of an OrderCreated
+// carry their line totals, which the stored event leaves out as derived.
+func EventToAPI(e order.Event) (*ordersv1.Event, error) {
+	pb, err := EventToProto(e)
+	if err != nil {
+		return nil, err
+	}
+	if c := pb.GetOrderCreated(); c != nil {
+		for _, l := range c.GetLines() {
+			l.LineTotal = l.GetQuantity() * l.GetUnitPrice() // Decide refused lines whose total overflows
+		}
+	}
+	return pb, nil
 }
 
 // EventToProto converts a domain event to its contract message.

@@ -94,7 +94,7 @@ func TestVerifyOrderOverREST(t *testing.T) {
 	// match its content.
 	evs := e.loadEvents(t, forged)
 	last := evs[len(evs)-1]
-	res, err := e.store.Append(t.Context(), forged, last.Position, []eventstore.EventData{{Type: "OrderCancelled",
+	res, err := e.store.Append(t.Context(), forged, last.Version, []eventstore.EventData{{Type: "OrderCancelled",
 		Meta: eventstore.Metadata{OccurredAt: time.Now().UTC(), PrevHash: last.Meta.Hash, Hash: chain.Zero}}})
 	if err != nil {
 		t.Fatal(err)

@@ -832,3 +832,26 @@ func TestIdempotencyKeyReusedForAnotherBody(t *testing.T) {
 	estest.WaitDuplicateWindow(t, e.js, e.store.Subject("window-probe"), window)
 	check("after the duplicate window")
 }
+
+// The walkthrough a client follows: the ETag after CreateOrder is "1", and
+// If-Match "1" is what the next change takes, however many other orders
+// were written in between; the ETag then counts on to "2".
+func TestETagIsTheOrdersRevision(t *testing.T) {
+	e := start(t)
+	expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	id := c.str("order", "orderId")
+	if c.header.Get("ETag") != `"1"` || c.str("position") != "2" {
+		t.Fatalf("created: ETag %s, position %s; want \"1\" and 2", c.header.Get("ETag"), c.str("position"))
+	}
+	a := expect(t, e.do(t, "POST", "/v1/orders/"+id+"/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, "Idempotency-Key", key(), "If-Match", `"1"`), 200)
+	if a.header.Get("ETag") != `"2"` || a.str("order", "revision") != "2" || a.str("position") != "4" {
+		t.Fatalf("added: ETag %s, %s", a.header.Get("ETag"), a.raw)
+	}
+	expect(t, e.do(t, "POST", "/v1/orders/"+id+":place", `{}`, "Idempotency-Key", key(), "If-Match", `"1"`), 412)
+	g := expect(t, e.do(t, "GET", "/v1/orders/"+id, "", "X-Min-Position", a.str("position")), 200)
+	if g.header.Get("ETag") != `"2"` || g.str("order", "revision") != "2" {
+		t.Fatalf("read model: ETag %s, %s", g.header.Get("ETag"), g.raw)
+	}
+}

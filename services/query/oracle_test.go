@@ -80,7 +80,7 @@ func expectFromLog(t *testing.T, e *env, upto uint64) expected {
 		return out.summaries[customer]
 	}
 	for id, s := range states {
-		out.orders[id] = convert.OrderToProto(s, revs[id])
+		out.orders[id] = convert.OrderToProto(s)
 		sum(s.CustomerID)[statusKey(convert.StatusToProto(s.Status))]++
 	}
 	for k, amt := range spend {
@@ -171,7 +171,7 @@ func checkReadModel(t *testing.T, e *env, rm *projections.ReadModel, customers [
 		t.Fatalf("at checkpoint %d the read model holds %d orders, the log folds to %d", cp, len(got), len(want.orders))
 	}
 	for _, o := range got {
-		p := convert.OrderToProto(o.State, o.Revision)
+		p := convert.OrderToProto(o.State)
 		if !proto.Equal(p, want.orders[p.GetOrderId()]) {
 			t.Fatalf("at checkpoint %d order %s is\n%v\nwant\n%v", cp, p.GetOrderId(), p, want.orders[p.GetOrderId()])
 		}

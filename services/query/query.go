@@ -123,7 +123,7 @@ func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, s.log, err)
 	}
-	return &ordersv1.GetOrderResponse{Order: convert.OrderToProto(o.State, o.Revision), Position: pos}, nil
+	return &ordersv1.GetOrderResponse{Order: convert.OrderToProto(o.State), Position: pos}, nil
 }
 
 // pageToken is the opaque keyset cursor; F binds it to the filters it was
@@ -235,7 +235,7 @@ func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersReques
 	}
 	res.Orders = make([]*ordersv1.Order, len(rows))
 	for i, o := range rows {
-		res.Orders[i] = convert.OrderToProto(o.State, o.Revision)
+		res.Orders[i] = convert.OrderToProto(o.State)
 	}
 	return res, nil
 }

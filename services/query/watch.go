@@ -110,7 +110,7 @@ func resumeAfter(from uint64) uint64 {
 }
 
 func changeToProto(c *projections.Change) *ordersv1.Order {
-	return convert.OrderToProto(c.State, c.Revision)
+	return convert.OrderToProto(c.State)
 }
 
 // WatchOrder streams one order's changes; see the RPC's documentation.
@@ -159,7 +159,7 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		return err
 	}
 	if from == 0 {
-		p := convert.OrderToProto(o.State, o.Revision)
+		p := convert.OrderToProto(o.State)
 		if err := stream.Send(&ordersv1.WatchOrderResponse{Order: p, Position: pos, Revision: p.GetRevision()}); err != nil {
 			return err
 		}

@@ -35,16 +35,16 @@ func TestStaleRevisionOnReplicatedStreamIsConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Append(ctx, "r3-order", first.Position, []eventstore.EventData{ev("r3-2")}); err != nil {
+	if _, err := store.Append(ctx, "r3-order", first.Version, []eventstore.EventData{ev("r3-2")}); err != nil {
 		t.Fatal(err)
 	}
-	// A stale revision appended alone is refused with 10071, also here.
+	// A stale revision is refused as a conflict, also here.
 	for _, n := range []int{1, 2} {
 		evs := make([]eventstore.EventData, n)
 		for i := range evs {
 			evs[i] = ev(fmt.Sprintf("r3-stale-%d", n))
 		}
-		if _, err := store.Append(ctx, "r3-order", first.Position, evs); !errors.Is(err, eventstore.ErrConflict) {
+		if _, err := store.Append(ctx, "r3-order", first.Version, evs); !errors.Is(err, eventstore.ErrConflict) {
 			t.Fatalf("stale append of %d event(s): %v, want ErrConflict", n, err)
 		}
 	}
@@ -91,7 +91,7 @@ func TestStaleRevisionOnReplicatedStreamIsConflict(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rev = recs[len(recs)-1].Position
+		rev = recs[len(recs)-1].Version
 	}
 	t.Logf("conflict answers by kind/code: %v", seen)
 	if seen["single/10164"] == 0 {

@@ -244,7 +244,7 @@ func verify(t *testing.T, addr string, l *ledger) {
 		t.Fatal(err)
 	}
 	seen := map[string]uint64{}
-	head := map[string]uint64{} // order id → position of its last event
+	head := map[string]uint64{} // order id → version of its last event
 	var last uint64
 	for {
 		res, err := stream.Recv()
@@ -264,7 +264,10 @@ func verify(t *testing.T, addr string, l *ledger) {
 			t.Fatalf("request %s appended twice", key)
 		}
 		seen[key] = ev.GetPosition()
-		head[ev.GetOrderId()] = ev.GetPosition()
+		if v := uint64(ev.GetVersion()); v != head[ev.GetOrderId()]+1 {
+			t.Fatalf("order %s: event at %d has version %d after %d", ev.GetOrderId(), ev.GetPosition(), v, head[ev.GetOrderId()])
+		}
+		head[ev.GetOrderId()] = uint64(ev.GetVersion())
 	}
 	for _, a := range l.acked {
 		pos, ok := seen[a.orderID+"/"+a.requestID]
@@ -287,9 +290,9 @@ func verify(t *testing.T, addr string, l *ledger) {
 	}
 	// Every order shows the effect of its last event in the log, so every
 	// acknowledged command on it has been applied, not merely its creation.
-	for id, pos := range head {
-		if got := before[id].GetRevision(); got != pos {
-			t.Fatalf("order %s: read model at revision %d, its last event in the log is at %d", id, got, pos)
+	for id, rev := range head {
+		if got := before[id].GetRevision(); got != rev {
+			t.Fatalf("order %s: read model at revision %d, its last event in the log is version %d", id, got, rev)
 		}
 	}
 	if len(before) != len(head) {

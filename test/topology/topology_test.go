@@ -144,7 +144,7 @@ func (c *rest) waitReady() {
 // order tracks one order driven through the gateway.
 type order struct {
 	id       string
-	revision uint64 // the last revision the client saw
+	position uint64 // the log position of the last change the client saw
 }
 
 // placeOrder creates an order with a line and an address, adds an item and
@@ -163,7 +163,7 @@ func placeOrder(api *rest, id string) *order {
 	if placed.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PLACED || placed.GetOrder().GetTotal() != 1500 {
 		api.t.Fatalf("order %s after place: %v", id, placed.GetOrder())
 	}
-	o.revision = placed.GetPosition()
+	o.position = placed.GetPosition()
 	return o
 }
 
@@ -174,9 +174,9 @@ func waitStatus(api *rest, o *order, status ordersv1.OrderStatus, within time.Du
 	deadline := time.Now().Add(within)
 	for {
 		var got ordersv1.GetOrderResponse
-		api.ok("GET", fmt.Sprintf("/v1/orders/%s?consistency.min_position=%d", o.id, o.revision), nil, &got)
+		api.ok("GET", fmt.Sprintf("/v1/orders/%s?consistency.min_position=%d", o.id, o.position), nil, &got)
 		if got.GetOrder().GetStatus() == status || time.Now().After(deadline) {
-			o.revision = got.GetOrder().GetRevision()
+			o.position = max(o.position, got.GetPosition())
 			return got.GetOrder()
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -208,7 +208,7 @@ func shipAndDeliver(api *rest, o *order) {
 	if delivered.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_DELIVERED {
 		api.t.Fatalf("order %s: %v after delivery", o.id, delivered.GetOrder())
 	}
-	o.revision = delivered.GetPosition()
+	o.position = delivered.GetPosition()
 	var h ordersv1.GetOrderHistoryResponse
 	api.ok("GET", "/v1/orders/"+o.id+"/history", nil, &h)
 	var types []string
@@ -285,7 +285,7 @@ func TestComposeTopology(t *testing.T) {
 	// Both (all) query nodes converge on the same read model.
 	var head uint64
 	for _, o := range orders {
-		head = max(head, o.revision)
+		head = max(head, o.position)
 	}
 	var first map[string]*ordersv1.Order
 	var firstName string

@@ -83,11 +83,14 @@ func (ChainBreakKind) EnumDescriptor() ([]byte, []int) {
 // RecordedEvent is one stored event with its metadata.
 type RecordedEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Log position (stream sequence).
+	// Log position: the event's sequence in the global log of all orders.
 	Position uint64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
 	// Order id.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	// Index of the event in the order's history, from 1.
+	// The event's stream revision: its number in the order's history, from 1.
+	// The order's revision after this event. 0 only in StreamEvents, for an
+	// event written before versions were recorded in an export that does not
+	// start at the beginning of the log.
 	Version uint32 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// Event type, e.g. "OrderPlaced".
 	Type string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
@@ -436,7 +439,8 @@ type isGetOrderAtRequest_Point interface {
 }
 
 type GetOrderAtRequest_Version struct {
-	// State after this many events (1 = as created).
+	// State at this stream revision: after this many events (1 = as
+	// created).
 	Version uint32 `protobuf:"varint,2,opt,name=version,proto3,oneof"`
 }
 

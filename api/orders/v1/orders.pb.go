@@ -184,8 +184,8 @@ type AddItemRequest struct {
 	Quantity int64 `protobuf:"varint,4,opt,name=quantity,proto3" json:"quantity,omitempty"`
 	// Unit price in minor units of the order currency, 0-10^12.
 	UnitPrice int64 `protobuf:"varint,5,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -273,8 +273,8 @@ type RemoveItemRequest struct {
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// SKU of the line.
 	Sku string `protobuf:"bytes,3,opt,name=sku,proto3" json:"sku,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -350,8 +350,8 @@ type ChangeItemQuantityRequest struct {
 	Sku string `protobuf:"bytes,3,opt,name=sku,proto3" json:"sku,omitempty"`
 	// New quantity, 1-10000.
 	Quantity int64 `protobuf:"varint,4,opt,name=quantity,proto3" json:"quantity,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -432,8 +432,8 @@ type SetShippingAddressRequest struct {
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// The address. Required.
 	ShippingAddress *Address `protobuf:"bytes,3,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -505,8 +505,8 @@ type PlaceOrderRequest struct {
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -581,8 +581,8 @@ type RecordPaymentRequest struct {
 	Currency string `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`
 	// Why the payment was declined.
 	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -686,8 +686,8 @@ type RecordRefundRequest struct {
 	RefundRef string `protobuf:"bytes,3,opt,name=refund_ref,json=refundRef,proto3" json:"refund_ref,omitempty"`
 	// Refunded amount in minor units; must equal the paid amount.
 	Amount int64 `protobuf:"varint,4,opt,name=amount,proto3" json:"amount,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -763,7 +763,8 @@ type RecordRefundResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended.
 	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
@@ -832,8 +833,8 @@ type CancelOrderRequest struct {
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// Why the order is cancelled.
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -909,8 +910,8 @@ type ShipOrderRequest struct {
 	Carrier string `protobuf:"bytes,3,opt,name=carrier,proto3" json:"carrier,omitempty"`
 	// Carrier tracking number.
 	TrackingNumber string `protobuf:"bytes,4,opt,name=tracking_number,json=trackingNumber,proto3" json:"tracking_number,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -989,8 +990,8 @@ type ConfirmDeliveryRequest struct {
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	// When set, the order's revision must still equal it, or the call fails
-	// with ABORTED.
+	// When set, the order's stream revision (the number of events in its
+	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -1052,7 +1053,8 @@ type CreateOrderResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to
@@ -1118,7 +1120,8 @@ type AddItemResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to
@@ -1184,7 +1187,8 @@ type RemoveItemResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to
@@ -1250,7 +1254,8 @@ type ChangeItemQuantityResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to
@@ -1316,7 +1321,8 @@ type SetShippingAddressResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to
@@ -1382,7 +1388,8 @@ type PlaceOrderResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to
@@ -1448,7 +1455,8 @@ type RecordPaymentResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to
@@ -1514,7 +1522,8 @@ type CancelOrderResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to
@@ -1580,7 +1589,8 @@ type ShipOrderResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to
@@ -1646,7 +1656,8 @@ type ConfirmDeliveryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's state.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	// Stream position of the order's last event (its revision).
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder). Pass it as expected_revision.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Log position of the last event this command appended (or appended
 	// originally, for a repeated request_id); pass it as min_position to

@@ -37,9 +37,15 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // OrderCommandService changes orders. Every mutation appends events to the
-// ORDERS log and answers with the order's new state and the log position of
-// its last event, which a query may pass as min_position to read its own
-// write.
+// ORDERS log and answers with the order's new state and two numbers:
+//
+//   - revision, the order's stream revision: the number of events in its
+//     history, 1 after CreateOrder and one more per event. expected_revision,
+//     REST's ETag and If-Match, GetOrderAt's version and the history's event
+//     versions count the same way.
+//   - position, the log position of its last event: its sequence in the
+//     global log of all orders, which a query may pass as min_position to
+//     read its own write.
 //
 // Every request carries request_id, an idempotency key chosen by the client
 // (1-64 printable ASCII characters without spaces, e.g. a UUID): repeating a
@@ -208,9 +214,15 @@ func (c *orderCommandServiceClient) ConfirmDelivery(ctx context.Context, in *Con
 // for forward compatibility.
 //
 // OrderCommandService changes orders. Every mutation appends events to the
-// ORDERS log and answers with the order's new state and the log position of
-// its last event, which a query may pass as min_position to read its own
-// write.
+// ORDERS log and answers with the order's new state and two numbers:
+//
+//   - revision, the order's stream revision: the number of events in its
+//     history, 1 after CreateOrder and one more per event. expected_revision,
+//     REST's ETag and If-Match, GetOrderAt's version and the history's event
+//     versions count the same way.
+//   - position, the log position of its last event: its sequence in the
+//     global log of all orders, which a query may pass as min_position to
+//     read its own write.
 //
 // Every request carries request_id, an idempotency key chosen by the client
 // (1-64 printable ASCII characters without spaces, e.g. a UUID): repeating a

@@ -668,7 +668,8 @@ type WatchOrderResponse struct {
 	// first message, the read model's position the current state was read
 	// at.
 	Position uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
-	// The order's revision after the change.
+	// The order's stream revision after the change: the number of events in
+	// its history.
 	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Type of the event that made the change; empty for the current state.
 	EventType string `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
@@ -825,7 +826,8 @@ type WatchOrdersResponse struct {
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
 	// Log position of the change: pass it as from_position to resume.
 	Position uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
-	// The order's revision after the change.
+	// The order's stream revision after the change: the number of events in
+	// its history.
 	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Type of the event that made the change.
 	EventType string `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`

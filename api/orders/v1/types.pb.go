@@ -296,10 +296,11 @@ type Order struct {
 	Carrier string `protobuf:"bytes,11,opt,name=carrier,proto3" json:"carrier,omitempty"`
 	// Carrier tracking number.
 	TrackingNumber string `protobuf:"bytes,12,opt,name=tracking_number,json=trackingNumber,proto3" json:"tracking_number,omitempty"`
-	// Stream position of the order's last event; pass it as expected_revision
-	// for optimistic concurrency.
+	// The order's stream revision: the number of events in its history (1
+	// after CreateOrder, one more per event). Pass it as expected_revision for
+	// optimistic concurrency; REST sends it as the ETag.
 	Revision uint64 `protobuf:"varint,13,opt,name=revision,proto3" json:"revision,omitempty"`
-	// Number of events in the order's history.
+	// Number of events in the order's history: the same number as revision.
 	Version uint32 `protobuf:"varint,14,opt,name=version,proto3" json:"version,omitempty"`
 	// When the order was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
