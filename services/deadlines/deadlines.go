@@ -472,7 +472,7 @@ func (m *Manager) enforce(ctx context.Context, s schedule) (string, error) {
 	return "ignored", nil
 }
 
-// fold is the order's state and revision (the position of its last event,
+// fold is the order's state and stream revision (the number of its events,
 // which CancelOrder's expected_revision compares with) from its history.
 func fold(recs []eventstore.Recorded) (order.State, uint64, error) {
 	var st order.State
@@ -483,7 +483,7 @@ func fold(recs []eventstore.Recorded) (order.State, uint64, error) {
 			return order.State{}, 0, fmt.Errorf("order %s at %d: %w", r.OrderID, r.Position, err)
 		}
 		st = order.Evolve(st, e, r.Meta.OccurredAt)
-		revision = r.Position
+		revision = uint64(st.Version)
 	}
 	return st, revision, nil
 }
