@@ -54,10 +54,7 @@ func conventionsFrom(ctx context.Context) *requestConventions {
 // Content-Type (415) and size cap (413), and buffers the body.
 func conventions(cfg config, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conv, err := parseConventions(r.Header)
-		if err == nil {
-			err = checkUTF8(r.URL)
-		}
+		conv, err := readConventions(r)
 		if err != nil {
 			writeStatus(w, http.StatusBadRequest, err)
 			return
@@ -106,6 +103,17 @@ func checkUTF8(u *url.URL) error {
 		}
 	}
 	return nil
+}
+
+// readConventions is what every REST request passes before its handler,
+// streams included: the convention headers parse and the URL decodes to
+// UTF-8. Either failing is a 400.
+func readConventions(r *http.Request) (*requestConventions, error) {
+	conv, err := parseConventions(r.Header)
+	if err != nil {
+		return nil, err
+	}
+	return conv, checkUTF8(r.URL)
 }
 
 // parseConventions reads Idempotency-Key, If-Match and X-Min-Position.

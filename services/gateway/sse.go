@@ -130,10 +130,7 @@ type fromPositioned interface {
 // comment while idle, and a last "error" event when the stream fails. An
 // error before the stream starts answers its HTTP status and status JSON.
 func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPositioned, open func(context.Context, proto.Message) (recv, error)) {
-	conv, err := parseConventions(r.Header)
-	if err == nil {
-		err = checkUTF8(r.URL)
-	}
+	conv, err := readConventions(r)
 	if err != nil {
 		writeStatus(w, http.StatusBadRequest, err)
 		return
