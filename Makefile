@@ -55,7 +55,7 @@ run: ## Run the whole system with embedded NATS.
 
 .PHONY: bench
 bench: ## Benchmarks of the hot paths, then ordersbench against a temporary ordersd.
-	$(GO) test -run '^$$' -bench . -benchmem ./order ./services/convert ./eventstore ./services/command ./services/audit ./projections ./internal/app
+	$(GO) test -run '^$$' -bench . -benchmem ./order ./api/convert ./eventstore ./services/command ./services/audit ./projections ./internal/app
 	@dir="$$(mktemp -d)"; \
 	$(GO) build -o "$$dir/ordersd" ./cmd/ordersd && $(GO) build -o "$$dir/ordersbench" ./cmd/ordersbench && \
 	{ DATA_DIR="$$dir/data" GRPC_ADDR=127.0.0.1:50551 HTTP_ADDR=127.0.0.1:18080 NATS_LISTEN=127.0.0.1:14222 LOG_LEVEL=warn "$$dir/ordersd" & pid=$$!; \

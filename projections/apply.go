@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/order"
-	"github.com/orderstream/orderstream/services/convert"
 )
 
 // Item is one log entry to apply: a decoded event, or a reason it could not

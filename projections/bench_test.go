@@ -13,11 +13,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/projections"
-	"github.com/orderstream/orderstream/services/convert"
 )
 
 var benchEvents = flag.Int("rebuild.events", 20000, "events in the log for BenchmarkRebuild")

@@ -26,6 +26,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/internal/auth"
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/httpapi"
 	"github.com/orderstream/orderstream/internal/natsconn"
 	"github.com/orderstream/orderstream/internal/natsembed"
 	"github.com/orderstream/orderstream/internal/rpcguard"
@@ -36,7 +37,6 @@ import (
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/console"
 	"github.com/orderstream/orderstream/services/deadlines"
-	"github.com/orderstream/orderstream/services/gateway"
 	"github.com/orderstream/orderstream/services/payments"
 	"github.com/orderstream/orderstream/services/query"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -487,14 +487,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			conn       *grpc.ClientConn
 		}{{"command", cfg.CommandAddr, gwConn}, {"query", cfg.QueryAddr, queryConn}, {"audit", cfg.AuditAddr, auditConn}} {
 			if up.addr != "" {
-				checks = append(checks, Check{Name: "upstream_" + up.role, Fn: gateway.ConnReady(up.conn)})
+				checks = append(checks, Check{Name: "upstream_" + up.role, Fn: httpapi.ConnReady(up.conn)})
 			}
 		}
 	}
-	gw, err := gateway.New(ctx, gwConn, gateway.WithLogger(log),
-		gateway.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, queryConn),
-		gateway.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, queryConn),
-		gateway.WithServiceConn(ordersv1.OrderAuditService_ServiceDesc.ServiceName, auditConn))
+	gw, err := httpapi.New(ctx, gwConn, httpapi.WithLogger(log),
+		httpapi.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, queryConn),
+		httpapi.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, queryConn),
+		httpapi.WithServiceConn(ordersv1.OrderAuditService_ServiceDesc.ServiceName, auditConn))
 	if err != nil {
 		srv.Stop()
 		return err

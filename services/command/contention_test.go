@@ -8,9 +8,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/order"
-	"github.com/orderstream/orderstream/services/convert"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )

@@ -3,10 +3,10 @@ package command
 import (
 	"context"
 
+	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
-	"github.com/orderstream/orderstream/services/convert"
-	"github.com/orderstream/orderstream/services/rpcerr"
 	"google.golang.org/protobuf/proto"
 )
 

@@ -6,8 +6,8 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
-	"github.com/orderstream/orderstream/services/rpcerr"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 

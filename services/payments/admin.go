@@ -5,7 +5,7 @@ import (
 	"log/slog"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/services/rpcerr"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 

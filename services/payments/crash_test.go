@@ -58,15 +58,15 @@ func (c *crashPoint) enter(work func()) bool {
 }
 
 type crashingGateway struct {
-	payments.PaymentGateway
+	payments.Provider
 	c *crashPoint
 }
 
 func (g crashingGateway) Charge(ctx context.Context, req payments.ChargeRequest) (payments.ChargeResult, error) {
-	if !g.c.enter(func() { _, _ = g.PaymentGateway.Charge(context.Background(), req) }) {
+	if !g.c.enter(func() { _, _ = g.Provider.Charge(context.Background(), req) }) {
 		return payments.ChargeResult{}, errDead
 	}
-	return g.PaymentGateway.Charge(ctx, req)
+	return g.Provider.Charge(ctx, req)
 }
 
 type crashingCommands struct {
@@ -85,7 +85,7 @@ func (cc crashingCommands) RecordPayment(ctx context.Context, in *ordersv1.Recor
 // separate process would have, with gw and cmds wrapped by c (nil for a
 // manager that does not crash). done is closed once the manager stopped;
 // stop stops it, and fails tb if it failed.
-func (e *env) runOwnConn(tb testing.TB, gw payments.PaymentGateway, c *crashPoint, opts ...payments.Option) (done <-chan struct{}, stop func()) {
+func (e *env) runOwnConn(tb testing.TB, gw payments.Provider, c *crashPoint, opts ...payments.Option) (done <-chan struct{}, stop func()) {
 	tb.Helper()
 	nc, js := estest.Connect(tb, e.srv)
 	store, err := eventstore.New(context.Background(), js, eventstore.WithStorage(jetstream.MemoryStorage))
@@ -96,7 +96,7 @@ func (e *env) runOwnConn(tb testing.TB, gw payments.PaymentGateway, c *crashPoin
 	var cmds ordersv1.OrderCommandServiceClient = e.cmd
 	if c != nil {
 		c.kill = func() { nc.Close(); cancel() }
-		gw = crashingGateway{PaymentGateway: gw, c: c}
+		gw = crashingGateway{Provider: gw, c: c}
 		cmds = crashingCommands{OrderCommandServiceClient: e.cmd, c: c}
 	}
 	m, err := payments.New(context.Background(), js, store, cmds, gw, opts...)

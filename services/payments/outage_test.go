@@ -15,7 +15,7 @@ import (
 // gatedGateway holds every charge until open is closed, counting the
 // charges waiting.
 type gatedGateway struct {
-	payments.PaymentGateway
+	payments.Provider
 	open    chan struct{}
 	waiting atomic.Int32
 }
@@ -27,7 +27,7 @@ func (g *gatedGateway) Charge(ctx context.Context, req payments.ChargeRequest) (
 	case <-ctx.Done():
 		return payments.ChargeResult{}, ctx.Err()
 	}
-	return g.PaymentGateway.Charge(context.WithoutCancel(ctx), req)
+	return g.Provider.Charge(context.WithoutCancel(ctx), req)
 }
 
 // NATS (the event store and so the command side) goes away while charges
@@ -38,7 +38,7 @@ func (g *gatedGateway) Charge(ctx context.Context, req payments.ChargeRequest) (
 func TestStoreOutageSpendsNoAttempts(t *testing.T) {
 	e := startStorage(t, jetstream.FileStorage)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	gw := &gatedGateway{PaymentGateway: sim, open: make(chan struct{})}
+	gw := &gatedGateway{Provider: sim, open: make(chan struct{})}
 	reader := sdkmetric.NewManualReader()
 	// Three attempts, 5 ms of backoff at most: the outage outlasts them
 	// many times over.
@@ -76,7 +76,7 @@ func TestStoreOutageSpendsNoAttempts(t *testing.T) {
 func TestStoreOutageBeyondTheLimitAlerts(t *testing.T) {
 	e := startStorage(t, jetstream.FileStorage)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	gw := &gatedGateway{PaymentGateway: sim, open: make(chan struct{})}
+	gw := &gatedGateway{Provider: sim, open: make(chan struct{})}
 	reader := sdkmetric.NewManualReader()
 	e.run(t, gw, fast(), payments.WithRetry(3, time.Second, time.Millisecond, 5*time.Millisecond), payments.WithWorkers(1),
 		payments.WithOutageLimit(100*time.Millisecond), withReader(reader))

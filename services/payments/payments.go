@@ -61,11 +61,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/order"
-	"github.com/orderstream/orderstream/services/convert"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
@@ -191,7 +191,7 @@ type Manager struct {
 	js             jetstream.JetStream
 	store          Store
 	cmds           ordersv1.OrderCommandServiceClient
-	gw             PaymentGateway
+	gw             Provider
 	kv             jetstream.KeyValue
 	workers        int
 	maxAttempts    int
@@ -236,7 +236,7 @@ type Stats struct {
 
 // New prepares a manager: it creates (or updates) the durable consumer and
 // the parked-jobs bucket. cmds records outcomes; gw is the provider.
-func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1.OrderCommandServiceClient, gw PaymentGateway, opts ...Option) (*Manager, error) {
+func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1.OrderCommandServiceClient, gw Provider, opts ...Option) (*Manager, error) {
 	m := &Manager{
 		js: js, store: store, cmds: cmds, gw: gw, workers: DefaultWorkers, maxAttempts: DefaultMaxAttempts,
 		attemptTimeout: DefaultAttemptTimeout, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax, pinnedTTL: DefaultPinnedTTL,

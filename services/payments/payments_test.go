@@ -81,7 +81,7 @@ func (a *adminRef) RetryParkedPayment(ctx context.Context, r *ordersv1.RetryPark
 }
 
 // run starts a manager until the returned stop is called.
-func (e *env) run(tb testing.TB, gw payments.PaymentGateway, opts ...payments.Option) (stop func()) {
+func (e *env) run(tb testing.TB, gw payments.Provider, opts ...payments.Option) (stop func()) {
 	tb.Helper()
 	m, err := payments.New(context.Background(), e.js, e.store, e.cmd, gw, opts...)
 	if err != nil {

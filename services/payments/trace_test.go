@@ -24,7 +24,7 @@ import (
 // failFirstCharge fails the first charge transiently, before it reaches
 // the provider.
 type failFirstCharge struct {
-	payments.PaymentGateway
+	payments.Provider
 	failed atomic.Bool
 }
 
@@ -32,7 +32,7 @@ func (g *failFirstCharge) Charge(ctx context.Context, req payments.ChargeRequest
 	if g.failed.CompareAndSwap(false, true) {
 		return payments.ChargeResult{}, errors.New("provider unreachable")
 	}
-	return g.PaymentGateway.Charge(ctx, req)
+	return g.Provider.Charge(ctx, req)
 }
 
 // lockedBuffer is a bytes.Buffer safe to write from the manager's workers
@@ -85,7 +85,7 @@ func TestAttemptFailureLogCarriesTraceID(t *testing.T) {
 
 	var out lockedBuffer
 	log := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&out, nil)))
-	gw := &failFirstCharge{PaymentGateway: payments.NewSimulator(payments.SimulatorConfig{})}
+	gw := &failFirstCharge{Provider: payments.NewSimulator(payments.SimulatorConfig{})}
 	e.run(t, gw, fast(), payments.WithLogger(log), payments.WithTelemetry(tp, noopmetric.NewMeterProvider()))
 	e.waitFor(t, 1, "PaymentAuthorized")
 

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/projections"
-	"github.com/orderstream/orderstream/services/convert"
 	"google.golang.org/protobuf/proto"
 )
 

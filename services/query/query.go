@@ -28,11 +28,11 @@ import (
 	"math"
 	"time"
 
+	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/projections"
-	"github.com/orderstream/orderstream/services/convert"
-	"github.com/orderstream/orderstream/services/rpcerr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )

@@ -1,4 +1,4 @@
-// Package gateway serves the REST/JSON API of ordersd: grpc-gateway
+// Package httpapi serves the REST/JSON API of ordersd: grpc-gateway
 // translating HTTP into calls on the gRPC services over a real client
 // connection (in ordersd, to its own loopback listener), so every server
 // interceptor — logging, tracing, metrics, later authentication — applies to
@@ -98,7 +98,7 @@
 // GET /healthz answers 200 {"status":"ok"} while the process runs; GET /readyz runs the readiness checks (see
 // WithReadinessCheck) and answers 200 or 503 naming each check. None of
 // them calls gRPC, so none needs a token.
-package gateway
+package httpapi
 
 import (
 	"context"

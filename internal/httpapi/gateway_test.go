@@ -1,4 +1,4 @@
-package gateway_test
+package httpapi_test
 
 import (
 	"bufio"
@@ -23,10 +23,10 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/internal/httpapi"
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
-	"github.com/orderstream/orderstream/services/gateway"
 	"github.com/orderstream/orderstream/services/query"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -50,10 +50,10 @@ type env struct {
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func start(t testing.TB, opts ...gateway.Option) *env { return startStore(t, nil, opts...) }
+func start(t testing.TB, opts ...httpapi.Option) *env { return startStore(t, nil, opts...) }
 
 // startStore is start with the event store configured by storeOpts.
-func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...gateway.Option) *env {
+func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...httpapi.Option) *env {
 	t.Helper()
 	ns := estest.StartServer(t)
 	_, js := estest.Connect(t, ns)
@@ -120,9 +120,9 @@ func dial(t testing.TB, addr string) *grpc.ClientConn {
 }
 
 // gatewayOver serves the gateway over conn on a loopback HTTP server.
-func gatewayOver(t testing.TB, conn *grpc.ClientConn, opts ...gateway.Option) (string, *http.Client) {
+func gatewayOver(t testing.TB, conn *grpc.ClientConn, opts ...httpapi.Option) (string, *http.Client) {
 	t.Helper()
-	h, err := gateway.New(t.Context(), conn, append([]gateway.Option{gateway.WithLogger(quiet())}, opts...)...)
+	h, err := httpapi.New(t.Context(), conn, append([]httpapi.Option{httpapi.WithLogger(quiet())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +352,7 @@ func TestErrorStatuses(t *testing.T) {
 		{"wrong type", "POST", "/v1/orders", `{"requestId":"x2","customerId":"c","currency":"EUR","lines":"many"}`, nil, 400, 3, ""},
 		{"wrong number", "POST", o + "/items", `{"sku":"Z","quantity":"lots","unitPrice":"1"}`, []string{"Idempotency-Key", key()}, 400, 3, "quantity"},
 		{"unknown enum", "POST", "/v1/orders/" + placed + "/payments", `{"outcome":"PAYMENT_OUTCOME_MAYBE"}`, []string{"Idempotency-Key", key()}, 400, 3, "PAYMENT_OUTCOME_MAYBE"},
-		{"oversize body", "POST", "/v1/orders", `{"requestId":"x3","customerId":"` + strings.Repeat("a", gateway.DefaultBodyLimit) + `"}`, nil, 413, 8, ""},
+		{"oversize body", "POST", "/v1/orders", `{"requestId":"x3","customerId":"` + strings.Repeat("a", httpapi.DefaultBodyLimit) + `"}`, nil, 413, 8, ""},
 		{"form body", "POST", "/v1/orders", `customerId=c`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, 3, "Content-Type"},
 		{"text body", "PUT", o + "/shipping-address", `{}`, []string{"Content-Type", "text/plain"}, 415, 3, ""},
 		{"non-UTF-8 JSON", "POST", "/v1/orders", `{}`, []string{"Content-Type", "application/json; charset=latin1"}, 415, 3, ""},
@@ -426,7 +426,7 @@ func assertStatusJSON(t testing.TB, r reply) {
 }
 
 func TestBodyLimitOption(t *testing.T) {
-	e := start(t, gateway.WithBodyLimit(64))
+	e := start(t, httpapi.WithBodyLimit(64))
 	r := expect(t, e.do(t, "POST", "/v1/orders", `{"customerId":"`+strings.Repeat("x", 64)+`","currency":"EUR"}`, "Idempotency-Key", key()), 413)
 	assertStatusJSON(t, r)
 	if !strings.Contains(r.str("message"), "64 bytes") {
@@ -437,7 +437,7 @@ func TestBodyLimitOption(t *testing.T) {
 
 // TestSlowBody trickles a body slower than the gateway waits for it.
 func TestSlowBody(t *testing.T) {
-	e := start(t, gateway.WithBodyTimeout(100*time.Millisecond))
+	e := start(t, httpapi.WithBodyTimeout(100*time.Millisecond))
 	c, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -697,9 +697,9 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 
 	base, c := gatewayOver(t, e.conn,
-		gateway.WithReadinessCheck("store", func(context.Context) error { return nil }),
-		gateway.WithReadinessCheck("projection", func(context.Context) error { return errors.New("catching up: at 3") }),
-		gateway.WithReadinessCheck("stuck", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }),
+		httpapi.WithReadinessCheck("store", func(context.Context) error { return nil }),
+		httpapi.WithReadinessCheck("projection", func(context.Context) error { return errors.New("catching up: at 3") }),
+		httpapi.WithReadinessCheck("stuck", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }),
 	)
 	r = expect(t, do(t, c, "GET", base+"/readyz", ""), 503)
 	if r.str("status") != "not ready" || r.str("checks", "store") != "ok" || r.str("checks", "projection") != "catching up: at 3" ||
@@ -714,7 +714,7 @@ func TestHealthAndReadiness(t *testing.T) {
 func TestServiceConn(t *testing.T) {
 	e := start(t)
 	empty := serve(t, grpc.NewServer())
-	base, c := gatewayOver(t, empty, gateway.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, e.conn))
+	base, c := gatewayOver(t, empty, httpapi.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, e.conn))
 	r := expect(t, do(t, c, "GET", base+"/v1/orders/nope", ""), 404)
 	if r.str("message") != "order not found" {
 		t.Fatalf("query over its own connection: %s", r.raw)
@@ -724,7 +724,7 @@ func TestServiceConn(t *testing.T) {
 	if ready.str("checks", "grpc") != "ok" || ready.str("checks", "grpc:"+e.conn.Target()) != "ok" {
 		t.Fatalf("readyz: %s", ready.raw)
 	}
-	if _, err := gateway.New(t.Context(), empty, gateway.WithServiceConn("orders.v1.NoSuchService", e.conn)); err == nil {
+	if _, err := httpapi.New(t.Context(), empty, httpapi.WithServiceConn("orders.v1.NoSuchService", e.conn)); err == nil {
 		t.Fatal("New accepted a connection for a service without routes")
 	}
 }

@@ -1,4 +1,4 @@
-package gateway_test
+package httpapi_test
 
 import (
 	"bufio"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/services/gateway"
+	"github.com/orderstream/orderstream/internal/httpapi"
 )
 
 // sseEvent is one Server-Sent Event, or a comment line (heartbeat).
@@ -146,7 +146,7 @@ func (e *env) addItems(t *testing.T, id string, from, n int) (last uint64) {
 // idle, and a reconnection with Last-Event-ID that misses nothing and
 // repeats nothing.
 func TestWatchOverSSE(t *testing.T) {
-	e := start(t, gateway.WithHeartbeat(20*time.Millisecond))
+	e := start(t, httpapi.WithHeartbeat(20*time.Millisecond))
 	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "sse", Currency: "EUR"})
 	if err != nil {
 		t.Fatal(err)

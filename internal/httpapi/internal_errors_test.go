@@ -1,4 +1,4 @@
-package gateway_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/services/gateway"
+	"github.com/orderstream/orderstream/internal/httpapi"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -73,7 +73,7 @@ func TestInternalErrorsAreWithheld(t *testing.T) {
 	ordersv1.RegisterOrderQueryServiceServer(gs, leakyQuery{})
 	ordersv1.RegisterOrderAuditServiceServer(gs, leakyAudit{})
 	var logs syncBuffer
-	base, c := gatewayOver(t, serve(t, gs), gateway.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	base, c := gatewayOver(t, serve(t, gs), httpapi.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 
 	for id, code := range map[string]float64{"plain-error": 2, "internal": 13, "data-loss": 15} {
 		r := expect(t, do(t, c, "GET", base+"/v1/orders/"+id, ""), 500)
@@ -111,7 +111,7 @@ func TestGRPCServerDown(t *testing.T) {
 	addr := lis.Addr().String()
 	_ = lis.Close() // nothing listens there now
 	var logs syncBuffer
-	base, c := gatewayOver(t, dial(t, addr), gateway.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	base, c := gatewayOver(t, dial(t, addr), httpapi.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 
 	for _, req := range []struct{ method, path, body string }{
 		{"GET", "/v1/orders/o-1", ""},
@@ -150,7 +150,7 @@ func TestReadyzConnectsIdleUpstream(t *testing.T) {
 		t.Fatalf("readyz: %s", r.raw)
 	}
 	up := serve(t, grpc.NewServer())
-	if err := gateway.ConnReady(up)(t.Context()); err != nil {
+	if err := httpapi.ConnReady(up)(t.Context()); err != nil {
 		t.Fatalf("ConnReady of a reachable server: %v", err)
 	}
 }

@@ -5,9 +5,9 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/order"
-	"github.com/orderstream/orderstream/services/convert"
 	"google.golang.org/protobuf/proto"
 )
 

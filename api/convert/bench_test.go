@@ -3,8 +3,8 @@ package convert_test
 import (
 	"testing"
 
+	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/order"
-	"github.com/orderstream/orderstream/services/convert"
 )
 
 func BenchmarkEncodeEvent(b *testing.B) {

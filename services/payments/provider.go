@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// PaymentGateway is a payment provider. Implementations must be idempotent
+// Provider is a payment provider. Implementations must be idempotent
 // by IdempotencyKey: a repeated key returns the first outcome without
 // charging or refunding again, which is what makes retries and crash
 // recovery safe.
-type PaymentGateway interface {
+type Provider interface {
 	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
 	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
 	// Void releases the charge made under req.ChargeKey, if the provider
@@ -92,7 +92,7 @@ type SimulatorConfig struct {
 	DeclineCustomer string
 }
 
-// Simulator is a PaymentGateway for local runs and tests: no money moves.
+// Simulator is a Provider for local runs and tests: no money moves.
 // It is idempotent by key like a real provider, and records every
 // simulated money movement and every key each order was charged under, so
 // tests can prove each order was charged exactly once.
