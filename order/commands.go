@@ -35,8 +35,12 @@ type SetShippingAddress struct {
 	Address Address
 }
 
-// PlaceOrder submits a draft order for payment.
-type PlaceOrder struct{}
+// PlaceOrder submits a draft order for payment. Tax is the tax on the
+// order in minor units, worked out by the caller (orderstream computes no
+// tax); it is charged on top of the lines' total.
+type PlaceOrder struct {
+	Tax int64
+}
 
 // RecordPayment records a payment provider's answer. When Authorized,
 // PaymentRef is required, Amount must equal the order total and Currency,

@@ -27,7 +27,7 @@ func Decide(s State, c Command) ([]Event, error) {
 	case SetShippingAddress:
 		return decideSetShipping(s, c)
 	case PlaceOrder:
-		return decidePlace(s)
+		return decidePlace(s, c)
 	case RecordPayment:
 		return decidePayment(s, c)
 	case CancelOrder:
@@ -209,7 +209,10 @@ func decideSetShipping(s State, c SetShippingAddress) ([]Event, error) {
 	return one(ShippingAddressSet{Address: c.Address})
 }
 
-func decidePlace(s State) ([]Event, error) {
+func decidePlace(s State, c PlaceOrder) ([]Event, error) {
+	if c.Tax < 0 || c.Tax > MaxTax {
+		return nil, invalid("tax", "must be between 0 and "+strconv.FormatInt(MaxTax, 10))
+	}
 	if !s.Exists() {
 		return nil, errNoOrder()
 	}
@@ -222,11 +225,15 @@ func decidePlace(s State) ([]Event, error) {
 	if s.Shipping == nil {
 		return nil, fmt.Errorf("%w: cannot place an order without a shipping address; set one first", ErrFailedPrecondition)
 	}
-	t, ok := total(s.Lines)
+	sub, ok := total(s.Lines)
 	if !ok {
 		return nil, fmt.Errorf("%w: the order total overflows", ErrInvalid)
 	}
-	return one(OrderPlaced{Total: t})
+	t, ok := addMoney(sub, c.Tax)
+	if !ok {
+		return nil, invalid("tax", "makes the order total overflow")
+	}
+	return one(OrderPlaced{Subtotal: sub, Tax: c.Tax, Total: t})
 }
 
 func decidePayment(s State, c RecordPayment) ([]Event, error) {
@@ -264,8 +271,8 @@ func decidePayment(s State, c RecordPayment) ([]Event, error) {
 	if c.Currency != "" && c.Currency != s.Currency {
 		return nil, invalid("currency", fmt.Sprintf("must be the order currency %q", s.Currency))
 	}
-	if c.Amount != s.Total {
-		return nil, invalid("amount", "must equal the order total "+strconv.FormatInt(s.Total, 10))
+	if c.Amount != s.GrandTotal() {
+		return nil, invalid("amount", "must equal the order total with tax "+strconv.FormatInt(s.GrandTotal(), 10))
 	}
 	return one(PaymentAuthorized{PaymentRef: c.PaymentRef, Amount: c.Amount})
 }
@@ -344,5 +351,6 @@ func decideRefund(s State, c RecordRefund) ([]Event, error) {
 	return one(RefundIssued{PaymentRef: s.PaymentRef, RefundRef: c.RefundRef, Amount: c.Amount})
 }
 
-// maxRefund bounds a refund as totals are bounded: MaxLines full lines.
-const maxRefund = MaxLines * MaxQuantity * MaxUnitPrice
+// maxRefund bounds a refund as totals are bounded: MaxLines full lines and
+// the most tax.
+const maxRefund = MaxLines*MaxQuantity*MaxUnitPrice + MaxTax

@@ -413,8 +413,37 @@ func TestPlaceOrderPrerequisites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (order.OrderPlaced{Total: 2*1250 + 999}); !reflect.DeepEqual(events, []order.Event{want}) {
+	if want := (order.OrderPlaced{Subtotal: 2*1250 + 999, Total: 2*1250 + 999}); !reflect.DeepEqual(events, []order.Event{want}) {
 		t.Errorf("events = %#v, want %#v", events, want)
+	}
+}
+
+// TestPlaceOrderTax checks that tax is bounded, recorded beside the lines'
+// subtotal, and charged: a payment must cover lines and tax.
+func TestPlaceOrderTax(t *testing.T) {
+	s := stateIn(t, order.StatusDraft)
+	for _, tax := range []int64{-1, order.MaxTax + 1} {
+		if events, err := order.Decide(s, order.PlaceOrder{Tax: tax}); sentinelOf(err) != order.ErrInvalid || events != nil {
+			t.Errorf("tax %d: events %v, err %v, want ErrInvalid", tax, events, err)
+		}
+	}
+	events, err := order.Decide(s, order.PlaceOrder{Tax: 700})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := int64(2*1250 + 999)
+	if want := (order.OrderPlaced{Subtotal: sub, Tax: 700, Total: sub + 700}); !reflect.DeepEqual(events, []order.Event{want}) {
+		t.Fatalf("events = %#v, want %#v", events, want)
+	}
+	placed := order.Evolve(s, events[0], time.Time{})
+	if placed.Total != sub || placed.Tax != 700 || placed.GrandTotal() != sub+700 {
+		t.Errorf("placed: total %d tax %d grand total %d", placed.Total, placed.Tax, placed.GrandTotal())
+	}
+	if _, err := order.Decide(placed, order.RecordPayment{Authorized: true, PaymentRef: "p", Amount: sub}); sentinelOf(err) != order.ErrInvalid {
+		t.Errorf("payment of the lines only: err %v, want ErrInvalid", err)
+	}
+	if _, err := order.Decide(placed, order.RecordPayment{Authorized: true, PaymentRef: "p", Amount: sub + 700}); err != nil {
+		t.Errorf("payment of lines and tax: %v", err)
 	}
 }
 

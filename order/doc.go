@@ -113,10 +113,14 @@
 //     was recorded, because a payment authorizes delivery to a known address.
 //     The current address is a no-op. Emits ShippingAddressSet.
 //   - PlaceOrder: draft only; the order needs at least one line and a shipping
-//     address (else ErrFailedPrecondition). Emits OrderPlaced with the total.
+//     address (else ErrFailedPrecondition). Tax, given by the caller because
+//     orderstream computes none, is 0 to MaxTax minor units (else ErrInvalid)
+//     and is charged on top of the lines. Emits OrderPlaced with the
+//     subtotal (the lines), the tax and the total to charge (their sum).
 //   - RecordPayment: placed or payment_declined (a declined payment may be
 //     retried with another authorization). Authorized: payment_ref is a
-//     required identifier, amount must equal the order total and currency,
+//     required identifier, amount must equal the order total with tax
+//     (GrandTotal) and currency,
 //     when not empty, must equal the order currency (else ErrInvalid); reason
 //     is ignored. Emits PaymentAuthorized and the order becomes paid.
 //     Declined: payment_ref is optional (an identifier when present), reason

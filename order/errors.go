@@ -18,6 +18,8 @@ const (
 	MaxLines = 100
 	// MaxUnitPrice is the maximum unit price in minor units (10^12).
 	MaxUnitPrice = 1_000_000_000_000
+	// MaxTax is the maximum tax on one order in minor units (10^12).
+	MaxTax = 1_000_000_000_000
 	// MaxTextLen is the maximum length in characters (Unicode code points)
 	// of free text: address fields, reasons, carrier and tracking number.
 	MaxTextLen = 256

@@ -72,11 +72,14 @@ type ShippingAddressSet struct {
 	Address Address
 }
 
-// OrderPlaced submits the order for payment. Total is the order total at
-// the moment of placing, carried so that consumers such as the payment
-// process can charge it without folding the lines.
+// OrderPlaced submits the order for payment. Subtotal is the sum of the
+// lines at the moment of placing, Tax the tax given with PlaceOrder, and
+// Total their sum: the amount to charge, carried so that consumers such as
+// the payment process can charge it without folding the lines. (Orders
+// placed before tax existed recorded only Total; the codec reads them as
+// Subtotal = Total and no tax.)
 type OrderPlaced struct {
-	Total int64
+	Subtotal, Tax, Total int64
 }
 
 // PaymentAuthorized records a successful authorization of Amount, which

@@ -61,6 +61,7 @@ func Evolve(s State, e Event, at time.Time) State {
 		s.Shipping = &a
 	case OrderPlaced:
 		s.Status = StatusPlaced
+		s.Tax = e.Tax
 		s.PlacedAt = at
 	case PaymentAuthorized:
 		s.Status = StatusPaid

@@ -28,6 +28,9 @@ type State struct {
 	Shipping *Address
 	// Total is the sum of Quantity*UnitPrice over Lines, in minor units.
 	Total int64
+	// Tax is the tax given when the order was placed; 0 before that, and
+	// for orders placed before tax was recorded.
+	Tax int64
 	// PaymentRef is the provider reference of the authorized payment, or of
 	// the last declined one while no payment is authorized.
 	PaymentRef string
@@ -53,6 +56,10 @@ type State struct {
 func (s State) RefundDue() bool {
 	return s.Status == StatusCancelled && s.PaidAmount > 0 && s.RefundRef == ""
 }
+
+// GrandTotal is the amount the order is charged: its lines' total plus the
+// tax given when it was placed.
+func (s State) GrandTotal() int64 { return s.Total + s.Tax }
 
 // Exists reports whether the order has been created, that is whether its
 // status is not StatusUnspecified.

@@ -127,6 +127,8 @@ func OrderToProto(s order.State) *ordersv1.Order {
 		Lines:           LinesToProto(s.Lines),
 		ShippingAddress: AddressToProto(s.Shipping),
 		Total:           s.Total,
+		Tax:             s.Tax,
+		GrandTotal:      s.GrandTotal(),
 		PaymentRef:      s.PaymentRef,
 		DeclineReason:   s.DeclineReason,
 		CancelReason:    s.CancelReason,
@@ -237,7 +239,7 @@ func EventToProto(e order.Event) (*ordersv1.Event, error) {
 	case order.ShippingAddressSet:
 		pb.Event = &ordersv1.Event_ShippingAddressSet{ShippingAddressSet: &ordersv1.ShippingAddressSet{ShippingAddress: AddressToProto(&e.Address)}}
 	case order.OrderPlaced:
-		pb.Event = &ordersv1.Event_OrderPlaced{OrderPlaced: &ordersv1.OrderPlaced{Total: e.Total}}
+		pb.Event = &ordersv1.Event_OrderPlaced{OrderPlaced: &ordersv1.OrderPlaced{Total: e.Total, Subtotal: &e.Subtotal, Tax: e.Tax}}
 	case order.PaymentAuthorized:
 		pb.Event = &ordersv1.Event_PaymentAuthorized{PaymentAuthorized: &ordersv1.PaymentAuthorized{PaymentRef: e.PaymentRef, Amount: e.Amount}}
 	case order.PaymentDeclined:
@@ -279,7 +281,7 @@ func EventFromProto(pb *ordersv1.Event) (order.Event, error) {
 		}
 		return order.ShippingAddressSet{Address: a}, nil
 	case *ordersv1.Event_OrderPlaced:
-		return order.OrderPlaced{Total: e.OrderPlaced.GetTotal()}, nil
+		return placedFromProto(e.OrderPlaced), nil
 	case *ordersv1.Event_PaymentAuthorized:
 		return order.PaymentAuthorized{PaymentRef: e.PaymentAuthorized.GetPaymentRef(), Amount: e.PaymentAuthorized.GetAmount()}, nil
 	case *ordersv1.Event_PaymentDeclined:
@@ -296,6 +298,17 @@ func EventFromProto(pb *ordersv1.Event) (order.Event, error) {
 	default:
 		return nil, ErrUnknownEventType
 	}
+}
+
+// placedFromProto reads an OrderPlaced, upcasting the first form of the
+// event: before tax was recorded OrderPlaced carried only the total, which
+// was the lines' sum, so an absent subtotal means subtotal = total and no
+// tax. The stored bytes are never rewritten (docs/schema-evolution.md).
+func placedFromProto(p *ordersv1.OrderPlaced) order.OrderPlaced {
+	if p.Subtotal == nil {
+		return order.OrderPlaced{Subtotal: p.GetTotal(), Total: p.GetTotal()}
+	}
+	return order.OrderPlaced{Subtotal: p.GetSubtotal(), Tax: p.GetTax(), Total: p.GetTotal()}
 }
 
 // linesToEventProto stores lines without line_total: history records facts

@@ -20,7 +20,8 @@ func allEvents() []order.Event {
 		order.ItemRemoved{SKU: "A"},
 		order.ItemQuantityChanged{SKU: "B", Quantity: 7},
 		order.ShippingAddressSet{Address: *addr},
-		order.OrderPlaced{Total: 300},
+		order.OrderPlaced{Subtotal: 280, Tax: 20, Total: 300},
+		order.OrderPlaced{Subtotal: 300, Total: 300},
 		order.PaymentAuthorized{PaymentRef: "psp-1", Amount: 300},
 		order.PaymentDeclined{PaymentRef: "psp-2", Reason: "insufficient funds"},
 		order.OrderCancelled{Reason: "changed mind"},
@@ -49,6 +50,33 @@ func TestEventRoundTrip(t *testing.T) {
 	for _, typ := range order.EventTypes {
 		if !seen[typ] {
 			t.Errorf("event type %s has no round-trip case", typ)
+		}
+	}
+}
+
+// TestUpcastPlacedBeforeTax decodes an OrderPlaced in the first form of the
+// event, which carried only the total (the lines' sum): it means that
+// subtotal and no tax. A recorded subtotal of 0 (an order of free items)
+// is not mistaken for the old form.
+func TestUpcastPlacedBeforeTax(t *testing.T) {
+	for _, tt := range []struct {
+		stored *ordersv1.OrderPlaced
+		want   order.OrderPlaced
+	}{
+		{&ordersv1.OrderPlaced{Total: 4250}, order.OrderPlaced{Subtotal: 4250, Total: 4250}},
+		{&ordersv1.OrderPlaced{Total: 0}, order.OrderPlaced{}},
+		{&ordersv1.OrderPlaced{Total: 120, Subtotal: proto.Int64(0), Tax: 120}, order.OrderPlaced{Subtotal: 0, Tax: 120, Total: 120}},
+	} {
+		data, err := proto.Marshal(&ordersv1.Event{Event: &ordersv1.Event_OrderPlaced{OrderPlaced: tt.stored}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := convert.DecodeEvent("OrderPlaced", data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != tt.want {
+			t.Errorf("stored %v decodes to %#v, want %#v", tt.stored, got, tt.want)
 		}
 	}
 }

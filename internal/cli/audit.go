@@ -49,7 +49,11 @@ func summary(e *ordersv1.RecordedEvent, currency string) string {
 	case ev.GetShippingAddressSet() != nil:
 		return "to=" + address(ev.GetShippingAddressSet().GetShippingAddress())
 	case ev.GetOrderPlaced() != nil:
-		return "total=" + money.Format(ev.GetOrderPlaced().GetTotal(), currency)
+		p := ev.GetOrderPlaced()
+		if p.GetTax() != 0 {
+			return "total=" + money.Format(p.GetTotal(), currency) + " tax=" + money.Format(p.GetTax(), currency)
+		}
+		return "total=" + money.Format(p.GetTotal(), currency)
 	case ev.GetPaymentAuthorized() != nil:
 		p := ev.GetPaymentAuthorized()
 		return fmt.Sprintf("ref=%s amount=%s", p.GetPaymentRef(), money.Format(p.GetAmount(), currency))

@@ -14,7 +14,7 @@ import (
 // line_total, the events' unit_price, total and amount, and Money.amount.
 // TestMoneyFieldsAreTheContractsAmounts keeps this list and the protos in
 // step.
-var moneyFields = map[string]bool{"total": true, "paidAmount": true, "unitPrice": true, "lineTotal": true, "amount": true}
+var moneyFields = map[string]bool{"total": true, "subtotal": true, "tax": true, "grandTotal": true, "paidAmount": true, "unitPrice": true, "lineTotal": true, "amount": true}
 
 // withMoney rewrites proto3 JSON (protojson's output) for -o json: every
 // amount of money becomes an object

@@ -314,15 +314,29 @@ func (a *app) addressCmd() *cobra.Command {
 
 func (a *app) placeCmd() *cobra.Command {
 	var m mutation
+	var tax, currency string
 	c := &cobra.Command{
 		Use: "place ORDER", Short: "Place a draft order", Args: cobra.ExactArgs(1),
-		Example: "  ordersctl orders place 7d3f0c2a-... --request-id place-7d3f0c2a   # safe to repeat",
+		Example: `  ordersctl orders place 7d3f0c2a-... --request-id place-7d3f0c2a   # safe to repeat
+  ordersctl orders place 7d3f0c2a-... --tax 5.89`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &ordersv1.PlaceOrderRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()}
+			if tax != "" {
+				cur, err := a.orderCurrency(cmd.Context(), args[0], currency)
+				if err != nil {
+					return err
+				}
+				if req.Tax, err = money.Parse(tax, cur); err != nil {
+					return usagef("--tax: %v", err)
+				}
+			}
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
-				return c.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()})
+				return c.PlaceOrder(ctx, req)
 			})
 		},
 	}
+	c.Flags().StringVar(&tax, "tax", "", "tax on the order in major units, charged on top of the lines")
+	currencyFlag(c, &currency)
 	m.flags(c)
 	return c
 }
@@ -360,7 +374,7 @@ func (a *app) payCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&ref, "ref", "", "payment provider reference")
-	c.Flags().StringVar(&amount, "amount", "", "authorized amount in major units; must equal the order total")
+	c.Flags().StringVar(&amount, "amount", "", "authorized amount in major units; must equal the order total with tax")
 	c.Flags().BoolVar(&declined, "declined", false, "record a declined payment")
 	c.Flags().StringVar(&reason, "reason", "", "why the payment was declined")
 	currencyFlag(c, &currency)

@@ -77,6 +77,10 @@ func (a *app) printOrder(o *ordersv1.Order, position uint64) error {
 	fmt.Fprintf(w, "CUSTOMER\t%s\n", o.GetCustomerId())
 	fmt.Fprintf(w, "STATUS\t%s\n", a.statusText(o.GetStatus()))
 	fmt.Fprintf(w, "TOTAL\t%s\n", money.Format(o.GetTotal(), cur))
+	if o.GetTax() != 0 {
+		fmt.Fprintf(w, "TAX\t%s\n", money.Format(o.GetTax(), cur))
+		fmt.Fprintf(w, "TO CHARGE\t%s\n", money.Format(o.GetGrandTotal(), cur))
+	}
 	fmt.Fprintf(w, "SHIP TO\t%s\n", address(o.GetShippingAddress()))
 	if o.GetPaymentRef() != "" {
 		fmt.Fprintf(w, "PAYMENT\t%s\n", o.GetPaymentRef())

@@ -236,6 +236,10 @@ func TestErrorCodes(t *testing.T) {
 			_, err := e.client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "a.>", CustomerId: "c", Currency: "EUR"})
 			return err
 		}, codes.InvalidArgument},
+		{"negative tax", func() error {
+			_, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: draft.GetOrderId(), Tax: -1})
+			return err
+		}, codes.InvalidArgument},
 		{"unknown payment outcome", func() error {
 			_, err := e.client.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: rid(), OrderId: placed.GetOrderId(), Outcome: ordersv1.PaymentOutcome(42)})
 			return err

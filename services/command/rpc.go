@@ -80,7 +80,7 @@ func (s *Service) SetShippingAddress(ctx context.Context, req *ordersv1.SetShipp
 
 // PlaceOrder submits a draft order.
 func (s *Service) PlaceOrder(ctx context.Context, req *ordersv1.PlaceOrderRequest) (*ordersv1.PlaceOrderResponse, error) {
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.PlaceOrder{})
+	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.PlaceOrder{Tax: req.GetTax()})
 	if err != nil {
 		return nil, err
 	}

@@ -393,6 +393,9 @@ func summary(e *ordersv1.Event, currency string) string {
 		a := e.GetShippingAddressSet().GetShippingAddress()
 		return fmt.Sprintf("%s, %s", a.GetCity(), a.GetCountry())
 	case e.GetOrderPlaced() != nil:
+		if p := e.GetOrderPlaced(); p.GetTax() != 0 {
+			return "total " + money.Format(p.GetTotal(), currency) + " including tax " + money.Format(p.GetTax(), currency)
+		}
 		return "total " + money.Format(e.GetOrderPlaced().GetTotal(), currency)
 	case e.GetPaymentAuthorized() != nil:
 		v := e.GetPaymentAuthorized()

@@ -753,7 +753,7 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
 	res, err := m.gw.Charge(actx, ChargeRequest{
 		IdempotencyKey: chargeKey(*j),
-		OrderID:        j.OrderID, CustomerID: st.CustomerID, Amount: st.Total, Currency: st.Currency,
+		OrderID:        j.OrderID, CustomerID: st.CustomerID, Amount: st.GrandTotal(), Currency: st.Currency,
 	})
 	span.End()
 	cancel()
@@ -772,7 +772,7 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 	default:
 		j.MaybeCharged = true
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "authorized")))
-		req.Outcome, req.PaymentRef, req.Amount, req.Currency = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, res.PaymentRef, st.Total, st.Currency
+		req.Outcome, req.PaymentRef, req.Amount, req.Currency = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, res.PaymentRef, st.GrandTotal(), st.Currency
 	}
 	rctx, rcancel := context.WithTimeout(callCtx(ctx, *j), m.attemptTimeout)
 	_, err = m.cmds.RecordPayment(rctx, req)

@@ -109,6 +109,12 @@ var seq atomic.Int64
 // place creates and places an order and returns its id.
 func (e *env) place(tb testing.TB, customer string, amount int64) string {
 	tb.Helper()
+	return e.placeTaxed(tb, customer, amount, 0)
+}
+
+// placeTaxed is place with tax on the order.
+func (e *env) placeTaxed(tb testing.TB, customer string, amount, tax int64) string {
+	tb.Helper()
 	ctx := context.Background()
 	c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: fmt.Sprint("c-", seq.Add(1)), CustomerId: customer, Currency: "EUR",
 		Lines:           []*ordersv1.LineItem{{Sku: "A", Quantity: 1, UnitPrice: amount}},
@@ -117,7 +123,7 @@ func (e *env) place(tb testing.TB, customer string, amount int64) string {
 		tb.Fatal(err)
 	}
 	id := c.GetOrder().GetOrderId()
-	if _, err := e.cmd.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: fmt.Sprint("p-", seq.Add(1)), OrderId: id}); err != nil {
+	if _, err := e.cmd.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: fmt.Sprint("p-", seq.Add(1)), OrderId: id, Tax: tax}); err != nil {
 		tb.Fatal(err)
 	}
 	return id
@@ -266,6 +272,24 @@ func TestHappyPathAndDecline(t *testing.T) {
 		}
 	}
 	assertChargedOnce(t, sim, 9)
+}
+
+// TestTaxIsCharged checks that an order placed with tax is charged its
+// lines plus the tax, and that the payment is accepted as covering it.
+func TestTaxIsCharged(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	e.run(t, sim, fast())
+	id := e.placeTaxed(t, "cust-tax", 1000, 190)
+	if got := e.waitFor(t, 1, "PaymentAuthorized", "PaymentDeclined"); len(got[id]) != 1 || got[id][0] != "PaymentAuthorized" {
+		t.Fatalf("outcomes %v, want one PaymentAuthorized", got)
+	}
+	for _, mv := range sim.Movements() {
+		if mv.Kind == "charge" && mv.Amount != 1190 {
+			t.Errorf("charged %d, want the lines (1000) plus tax (190)", mv.Amount)
+		}
+	}
+	assertChargedOnce(t, sim, 1)
 }
 
 // Half the calls fail before doing anything, and a third of those that

@@ -579,8 +579,14 @@ func (x *ShippingAddressSet) GetShippingAddress() *Address {
 // OrderPlaced submits the order for payment.
 type OrderPlaced struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Total in minor units at the moment of placing.
-	Total         int64 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	// The amount to charge in minor units: subtotal plus tax.
+	Total int64 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	// Sum of the lines at the moment of placing, in minor units. Absent in
+	// events written before tax was recorded: readers take it as equal to
+	// total, with no tax (see docs/schema-evolution.md).
+	Subtotal *int64 `protobuf:"varint,2,opt,name=subtotal,proto3,oneof" json:"subtotal,omitempty"`
+	// Tax given with PlaceOrder, in minor units.
+	Tax           int64 `protobuf:"varint,3,opt,name=tax,proto3" json:"tax,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -618,6 +624,20 @@ func (*OrderPlaced) Descriptor() ([]byte, []int) {
 func (x *OrderPlaced) GetTotal() int64 {
 	if x != nil {
 		return x.Total
+	}
+	return 0
+}
+
+func (x *OrderPlaced) GetSubtotal() int64 {
+	if x != nil && x.Subtotal != nil {
+		return *x.Subtotal
+	}
+	return 0
+}
+
+func (x *OrderPlaced) GetTax() int64 {
+	if x != nil {
+		return x.Tax
 	}
 	return 0
 }
@@ -973,9 +993,12 @@ const file_orders_v1_events_proto_rawDesc = "" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\"S\n" +
 	"\x12ShippingAddressSet\x12=\n" +
-	"\x10shipping_address\x18\x01 \x01(\v2\x12.orders.v1.AddressR\x0fshippingAddress\"#\n" +
+	"\x10shipping_address\x18\x01 \x01(\v2\x12.orders.v1.AddressR\x0fshippingAddress\"c\n" +
 	"\vOrderPlaced\x12\x14\n" +
-	"\x05total\x18\x01 \x01(\x03R\x05total\"L\n" +
+	"\x05total\x18\x01 \x01(\x03R\x05total\x12\x1f\n" +
+	"\bsubtotal\x18\x02 \x01(\x03H\x00R\bsubtotal\x88\x01\x01\x12\x10\n" +
+	"\x03tax\x18\x03 \x01(\x03R\x03taxB\v\n" +
+	"\t_subtotal\"L\n" +
 	"\x11PaymentAuthorized\x12\x1f\n" +
 	"\vpayment_ref\x18\x01 \x01(\tR\n" +
 	"paymentRef\x12\x16\n" +
@@ -1070,6 +1093,7 @@ func file_orders_v1_events_proto_init() {
 		(*Event_OrderDelivered)(nil),
 		(*Event_RefundIssued)(nil),
 	}
+	file_orders_v1_events_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

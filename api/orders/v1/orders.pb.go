@@ -505,6 +505,10 @@ type PlaceOrderRequest struct {
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Tax on the order in minor units of its currency, 0 to 10^12, worked out
+	// by the caller (orderstream computes no tax). It is charged on top of
+	// the lines: the payment must equal total plus tax.
+	Tax int64 `protobuf:"varint,3,opt,name=tax,proto3" json:"tax,omitempty"`
 	// When set, the order's stream revision (the number of events in its
 	// history) must still equal it, or the call fails with ABORTED.
 	ExpectedRevision *uint64 `protobuf:"varint,15,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
@@ -554,6 +558,13 @@ func (x *PlaceOrderRequest) GetOrderId() string {
 		return x.OrderId
 	}
 	return ""
+}
+
+func (x *PlaceOrderRequest) GetTax() int64 {
+	if x != nil {
+		return x.Tax
+	}
+	return 0
 }
 
 func (x *PlaceOrderRequest) GetExpectedRevision() uint64 {
@@ -1763,11 +1774,12 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\border_id\x18\x02 \x01(\tR\aorderId\x12=\n" +
 	"\x10shipping_address\x18\x03 \x01(\v2\x12.orders.v1.AddressR\x0fshippingAddress\x120\n" +
 	"\x11expected_revision\x18\x0f \x01(\x04H\x00R\x10expectedRevision\x88\x01\x01B\x14\n" +
-	"\x12_expected_revision\"\x95\x01\n" +
+	"\x12_expected_revision\"\xa7\x01\n" +
 	"\x11PlaceOrderRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
-	"\border_id\x18\x02 \x01(\tR\aorderId\x120\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x10\n" +
+	"\x03tax\x18\x03 \x01(\x03R\x03tax\x120\n" +
 	"\x11expected_revision\x18\x0f \x01(\x04H\x00R\x10expectedRevision\x88\x01\x01B\x14\n" +
 	"\x12_expected_revision\"\xba\x02\n" +
 	"\x14RecordPaymentRequest\x12\x1d\n" +

@@ -321,7 +321,11 @@ type Order struct {
 	// Provider reference of the refund, once a cancelled paid order is refunded.
 	RefundRef string `protobuf:"bytes,23,opt,name=refund_ref,json=refundRef,proto3" json:"refund_ref,omitempty"`
 	// When the refund was recorded.
-	RefundedAt    *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=refunded_at,json=refundedAt,proto3" json:"refunded_at,omitempty"`
+	RefundedAt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=refunded_at,json=refundedAt,proto3" json:"refunded_at,omitempty"`
+	// Tax given when the order was placed, in minor units; 0 before.
+	Tax int64 `protobuf:"varint,25,opt,name=tax,proto3" json:"tax,omitempty"`
+	// The amount charged: total plus tax, in minor units.
+	GrandTotal    int64 `protobuf:"varint,26,opt,name=grand_total,json=grandTotal,proto3" json:"grand_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -524,6 +528,20 @@ func (x *Order) GetRefundedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Order) GetTax() int64 {
+	if x != nil {
+		return x.Tax
+	}
+	return 0
+}
+
+func (x *Order) GetGrandTotal() int64 {
+	if x != nil {
+		return x.GrandTotal
+	}
+	return 0
+}
+
 var File_orders_v1_types_proto protoreflect.FileDescriptor
 
 const file_orders_v1_types_proto_rawDesc = "" +
@@ -544,7 +562,7 @@ const file_orders_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"unit_price\x18\x03 \x01(\x03R\tunitPrice\x12\x1d\n" +
 	"\n" +
-	"line_total\x18\x04 \x01(\x03R\tlineTotal\"\x8f\b\n" +
+	"line_total\x18\x04 \x01(\x03R\tlineTotal\"\xc2\b\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -578,7 +596,10 @@ const file_orders_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"refund_ref\x18\x17 \x01(\tR\trefundRef\x12;\n" +
 	"\vrefunded_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"refundedAt*\xe8\x01\n" +
+	"refundedAt\x12\x10\n" +
+	"\x03tax\x18\x19 \x01(\x03R\x03tax\x12\x1f\n" +
+	"\vgrand_total\x18\x1a \x01(\x03R\n" +
+	"grandTotal*\xe8\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ORDER_STATUS_DRAFT\x10\x01\x12\x17\n" +
