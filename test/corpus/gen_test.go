@@ -90,8 +90,8 @@ func record(ctx context.Context, svc *command.Service) error {
 		ok(svc.ChangeItemQuantity(ctx, &ordersv1.ChangeItemQuantityRequest{RequestId: "a-qty", OrderId: "corpus-a", Sku: "BOOK-1", Quantity: 3})),
 		ok(svc.RemoveItem(ctx, &ordersv1.RemoveItemRequest{RequestId: "a-remove", OrderId: "corpus-a", Sku: "PEN-2"})),
 		ok(svc.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: "a-ship-to", OrderId: "corpus-a", ShippingAddress: home})),
-		ok(svc.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: "a-place", OrderId: "corpus-a"})),
-		ok(svc.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: "a-pay", OrderId: "corpus-a", Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "pay-a", Amount: 3750, Currency: "GBP"})),
+		ok(svc.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: "a-place", OrderId: "corpus-a", Tax: 300})),
+		ok(svc.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: "a-pay", OrderId: "corpus-a", Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "pay-a", Amount: 4050, Currency: "GBP"})),
 		ok(svc.ShipOrder(ctx, &ordersv1.ShipOrderRequest{RequestId: "a-ship", OrderId: "corpus-a", Carrier: "Royal Mail", TrackingNumber: "RM123456785GB"})),
 		ok(svc.ConfirmDelivery(ctx, &ordersv1.ConfirmDeliveryRequest{RequestId: "a-deliver", OrderId: "corpus-a"})),
 		// Order b: paid, cancelled, refunded.
