@@ -1,0 +1,159 @@
+// Package keys stores customers' wrapped data keys (see internal/pii) in a
+// JetStream key-value bucket, one entry per customer, replicated like the
+// event stream.
+//
+// An entry's key is the customer id in unpadded base64url (customer ids may
+// hold characters a KV key may not); its value is the wrapped data key; its
+// revision (the bucket stream's sequence, which only grows) is the key's
+// version.
+//
+// Erasure is physical. Deleting or purging a KV entry only marks its
+// message deleted: the bytes stay in the stream's message block until the
+// block is compacted. Erase instead overwrites every stored revision of the
+// entry in place with random bytes (JetStream's secure delete,
+// Stream.SecureDeleteMsg), which leaves no marker either, so the entry is
+// simply absent afterwards. On a replicated bucket each replica overwrites
+// its copy; the replication log of a clustered server holds the original
+// write until the log is compacted by its next snapshot.
+package keys
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/internal/pii"
+)
+
+// DefaultBucket is the bucket's default name.
+const DefaultBucket = "ORDERS_KEYS"
+
+// Store is a pii.Store on a JetStream KV bucket.
+type Store struct {
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+}
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	bucket   string
+	replicas int
+	storage  jetstream.StorageType
+}
+
+// WithBucket names the bucket (default DefaultBucket).
+func WithBucket(name string) Option { return func(c *config) { c.bucket = name } }
+
+// WithReplicas sets the bucket's replicas (default 1); use the event
+// stream's.
+func WithReplicas(n int) Option { return func(c *config) { c.replicas = n } }
+
+// WithStorage sets the bucket's storage (default file).
+func WithStorage(st jetstream.StorageType) Option { return func(c *config) { c.storage = st } }
+
+// ErrDenyDelete reports a bucket whose stream refuses single-message
+// deletes, as one made by jetstream's CreateKeyValue does; the server does
+// not let that be changed, so such a bucket cannot erase keys.
+var ErrDenyDelete = errors.New("keys: the bucket's stream denies deletes")
+
+// Open creates the bucket if needed (or updates its replicas) and returns a
+// store on it. The bucket's stream is created here rather than by
+// jetstream's CreateKeyValue, which makes it deny the deletes Erase needs.
+// Errors are the server's, or ErrDenyDelete.
+func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
+	c := config{bucket: DefaultBucket, replicas: 1, storage: jetstream.FileStorage}
+	for _, o := range opts {
+		o(&c)
+	}
+	want := jetstream.StreamConfig{
+		Name:        "KV_" + c.bucket,
+		Description: "customers' wrapped data keys; erasing one shreds the customer's personal data",
+		Subjects:    []string{"$KV." + c.bucket + ".>"},
+		// As a KV bucket of history 1, except that deletes are allowed.
+		MaxMsgsPerSubject: 1, MaxMsgs: -1, MaxBytes: -1, MaxConsumers: -1,
+		Storage: c.storage, Replicas: c.replicas, AllowRollup: true, AllowDirect: true,
+		Duplicates: 2 * time.Minute, Discard: jetstream.DiscardNew,
+	}
+	st, err := js.CreateStream(ctx, want)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		st, err = existing(ctx, js, want)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys: bucket %s: %w", c.bucket, err)
+	}
+	kv, err := js.KeyValue(ctx, c.bucket)
+	if err != nil {
+		return nil, fmt.Errorf("keys: bucket %s: %w", c.bucket, err)
+	}
+	return &Store{kv: kv, stream: st}, nil
+}
+
+// existing returns the bucket's stream made by another process, with its
+// replicas brought to want's.
+func existing(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, error) {
+	st, err := js.Stream(ctx, want.Name)
+	if err != nil {
+		return nil, err
+	}
+	have := st.CachedInfo().Config
+	if have.DenyDelete {
+		return nil, ErrDenyDelete
+	}
+	if have.Replicas == want.Replicas {
+		return st, nil
+	}
+	have.Replicas = want.Replicas
+	return js.UpdateStream(ctx, have)
+}
+
+func entryKey(customerID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(customerID))
+}
+
+// Get implements pii.Store: pii.ErrNotFound when the customer has no key.
+func (s *Store) Get(ctx context.Context, customerID string) ([]byte, uint64, error) {
+	e, err := s.kv.Get(ctx, entryKey(customerID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, pii.ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("keys: get: %w", err)
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+// Create implements pii.Store: pii.ErrExists when the customer has a key.
+func (s *Store) Create(ctx context.Context, customerID string, wrapped []byte) (uint64, error) {
+	rev, err := s.kv.Create(ctx, entryKey(customerID), wrapped)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, pii.ErrExists
+	}
+	if err != nil {
+		return 0, fmt.Errorf("keys: create: %w", err)
+	}
+	return rev, nil
+}
+
+// Erase implements pii.Store: every stored revision of the customer's entry
+// is overwritten on disk and removed. A revision already gone is skipped.
+func (s *Store) Erase(ctx context.Context, customerID string) error {
+	hist, err := s.kv.History(ctx, entryKey(customerID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("keys: erase: %w", err)
+	}
+	for _, e := range hist {
+		err := s.stream.SecureDeleteMsg(ctx, e.Revision())
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("keys: erase revision %d: %w", e.Revision(), err)
+		}
+	}
+	return nil
+}

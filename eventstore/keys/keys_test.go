@@ -1,0 +1,89 @@
+package keys_test
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/keys"
+	"github.com/orderstream/orderstream/internal/pii"
+)
+
+// filesHolding returns the files under dir whose bytes contain needle.
+func filesHolding(t *testing.T, dir string, needle []byte) []string {
+	t.Helper()
+	var hits []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, needle) {
+			hits = append(hits, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
+}
+
+func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
+	ctx := t.Context()
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	store, err := keys.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Values the scan can recognise: stand-ins for wrapped keys.
+	gone := bytes.Repeat([]byte("forget-me-wrapped-key:"), 3)
+	kept := bytes.Repeat([]byte("keep-me-wrapped-key:"), 3)
+	v1, err := store.Create(ctx, "customer/1", gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Create(ctx, "customer/1", kept); !errors.Is(err, pii.ErrExists) {
+		t.Fatalf("second Create: %v, want ErrExists", err)
+	}
+	if _, err := store.Create(ctx, "customer/2", kept); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Open(ctx, js); err != nil {
+		t.Fatalf("reopening the bucket: %v", err)
+	}
+	dir := srv.StoreDir()
+	if len(filesHolding(t, dir, gone)) == 0 {
+		t.Fatal("the scan does not find the stored value before the erase")
+	}
+	if err := store.Erase(ctx, "customer/1"); err != nil {
+		t.Fatal(err)
+	}
+	if hits := filesHolding(t, dir, gone); len(hits) > 0 {
+		t.Fatalf("erased key's bytes still on disk in %v", hits)
+	}
+	if _, _, err := store.Get(ctx, "customer/1"); !errors.Is(err, pii.ErrNotFound) {
+		t.Fatalf("Get after Erase: %v, want ErrNotFound", err)
+	}
+	if got, _, err := store.Get(ctx, "customer/2"); err != nil || !bytes.Equal(got, kept) {
+		t.Fatalf("other customer's key: %q, %v", got, err)
+	}
+	if err := store.Erase(ctx, "customer/1"); err != nil {
+		t.Fatalf("Erase of an erased key: %v", err)
+	}
+	v2, err := store.Create(ctx, "customer/1", kept)
+	if err != nil {
+		t.Fatalf("Create after Erase: %v", err)
+	}
+	if v2 <= v1 {
+		t.Fatalf("new version %d not above the erased %d", v2, v1)
+	}
+}

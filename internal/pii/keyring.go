@@ -1,0 +1,203 @@
+package pii
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Store keeps wrapped data keys, one per customer. eventstore/keys is the
+// JetStream implementation; MemStore one for tests.
+type Store interface {
+	// Get returns the customer's wrapped key and its version; an error
+	// wrapping ErrNotFound when there is none.
+	Get(ctx context.Context, customerID string) (wrapped []byte, version uint64, err error)
+	// Create stores the customer's first key and returns its version,
+	// greater than any version the customer had before; an
+	// error wrapping ErrExists when the customer has one.
+	Create(ctx context.Context, customerID string, wrapped []byte) (version uint64, err error)
+	// Erase removes every stored version of the customer's key from the
+	// storage medium, not only from view. No key is not an error.
+	Erase(ctx context.Context, customerID string) error
+}
+
+// maxCached bounds the unwrapped keys a Keyring keeps; past it, an
+// arbitrary entry makes room (it is read from the store again when needed).
+const maxCached = 100_000
+
+// Keyring hands out customers' data keys: it creates, unwraps, caches and
+// forgets them. It is safe for concurrent use.
+type Keyring struct {
+	store  Store
+	master *MasterKey
+
+	mu    sync.Mutex
+	cache map[string]Key
+}
+
+// NewKeyring returns a keyring over store whose keys are wrapped by master.
+func NewKeyring(store Store, master *MasterKey) *Keyring {
+	return &Keyring{store: store, master: master, cache: map[string]Key{}}
+}
+
+func (r *Keyring) cached(customerID string) (Key, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k, ok := r.cache[customerID]
+	return k, ok
+}
+
+func (r *Keyring) remember(k Key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.cache) >= maxCached {
+		for id := range r.cache {
+			delete(r.cache, id)
+			break
+		}
+	}
+	r.cache[k.CustomerID] = k
+}
+
+// DataKey returns the customer's current data key, creating it when the
+// customer has none (never had one, or was forgotten). Errors are the
+// store's, or ErrCorrupt for a stored key the master key does not unwrap.
+func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
+	if k, ok := r.cached(customerID); ok {
+		return k, nil
+	}
+	k, err := r.load(ctx, customerID)
+	if !errors.Is(err, ErrNotFound) {
+		return k, err
+	}
+	dk := make([]byte, KeySize)
+	_, _ = rand.Read(dk)
+	v, err := r.store.Create(ctx, customerID, r.master.wrap(customerID, dk))
+	if errors.Is(err, ErrExists) {
+		// Another process created it first: use the winner's.
+		return r.load(ctx, customerID)
+	}
+	if err != nil {
+		return Key{}, err
+	}
+	return r.keep(customerID, v, dk)
+}
+
+// Key returns the customer's data key at version, for opening what was
+// sealed with it. It returns ErrForgotten when that key is gone: the
+// customer was forgotten (and may have a newer key since).
+func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (Key, error) {
+	if k, ok := r.cached(customerID); ok && k.Version == version {
+		return k, nil
+	} else if ok && version < k.Version {
+		// Versions only grow: an older one was erased before this one
+		// was created.
+		return Key{}, ErrForgotten
+	}
+	// Not cached, or cached at another version: a process that has not
+	// yet learnt of a forget may hold the old key while the data is
+	// sealed with the new one. The store decides.
+	k, err := r.load(ctx, customerID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Key{}, ErrForgotten
+	case err != nil:
+		return Key{}, err
+	case k.Version != version:
+		return Key{}, ErrForgotten
+	}
+	return k, nil
+}
+
+// load reads and unwraps the customer's stored key and caches it.
+func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
+	wrapped, v, err := r.store.Get(ctx, customerID)
+	if err != nil {
+		return Key{}, err
+	}
+	dk, err := r.master.unwrap(customerID, wrapped)
+	if err != nil {
+		return Key{}, fmt.Errorf("customer %s key version %d: %w", customerID, v, err)
+	}
+	return r.keep(customerID, v, dk)
+}
+
+func (r *Keyring) keep(customerID string, version uint64, dk []byte) (Key, error) {
+	a, err := newAEAD(dk)
+	clear(dk)
+	if err != nil {
+		return Key{}, err
+	}
+	k := Key{CustomerID: customerID, Version: version, aead: a}
+	r.remember(k)
+	return k, nil
+}
+
+// Forget erases the customer's key from the store and drops it from the
+// cache. Data sealed with it can never be opened again. Forgetting a
+// customer without a key succeeds.
+func (r *Keyring) Forget(ctx context.Context, customerID string) error {
+	r.Drop(customerID)
+	if err := r.store.Erase(ctx, customerID); err != nil {
+		return err
+	}
+	// A read racing the erase may have cached the key again.
+	r.Drop(customerID)
+	return nil
+}
+
+// Drop removes the customer's key from this keyring's cache, as a process
+// does on learning that another one forgot the customer.
+func (r *Keyring) Drop(customerID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.cache, customerID)
+}
+
+// MemStore is a Store in memory, for tests.
+type MemStore struct {
+	mu   sync.Mutex
+	next uint64
+	keys map[string]memEntry
+}
+
+type memEntry struct {
+	wrapped []byte
+	version uint64
+}
+
+// NewMemStore returns an empty MemStore.
+func NewMemStore() *MemStore { return &MemStore{keys: map[string]memEntry{}} }
+
+// Get implements Store.
+func (s *MemStore) Get(_ context.Context, customerID string) ([]byte, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.keys[customerID]
+	if !ok {
+		return nil, 0, ErrNotFound
+	}
+	return e.wrapped, e.version, nil
+}
+
+// Create implements Store.
+func (s *MemStore) Create(_ context.Context, customerID string, wrapped []byte) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[customerID]; ok {
+		return 0, ErrExists
+	}
+	s.next++
+	s.keys[customerID] = memEntry{wrapped: wrapped, version: s.next}
+	return s.next, nil
+}
+
+// Erase implements Store.
+func (s *MemStore) Erase(_ context.Context, customerID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.keys, customerID)
+	return nil
+}
