@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/internal/auth"
 	"github.com/orderstream/orderstream/internal/config"
@@ -369,7 +370,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		if err != nil {
 			return err
 		}
-		pm, err := payments.New(ctx, js, tracedStore{store, traced}, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
+		parked, err := bucket.Open(ctx, js, payments.ParkedBucket, bucket.WithDescription(payments.ParkedDescription))
+		if err != nil {
+			return fmt.Errorf("payments: %w", err)
+		}
+		pm, err := payments.New(ctx, tracedStore{store, traced}, parked, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
 			payments.WithWorkers(cfg.WorkerPoolSize),
 			payments.WithRetry(cfg.PaymentMaxAttempts, cfg.PaymentAttemptTimeout, cfg.PaymentBackoffBase, cfg.PaymentBackoffMax),
 			payments.WithAckWait(cfg.PaymentAckWait), payments.WithOutageLimit(cfg.PaymentOutageLimit),

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/deadlines"
 	"github.com/orderstream/orderstream/services/payments"
@@ -341,7 +342,11 @@ func TestChargeAfterTimeoutIsVoided(t *testing.T) {
 	e := start(t)
 	e.run(t, time.Second, time.Hour)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	pm, err := payments.New(t.Context(), e.js, e.store.Load(), e.cmd, slowCharges{sim, e},
+	parked, err := bucket.Open(t.Context(), e.js, payments.ParkedBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := payments.New(t.Context(), e.store.Load(), parked, e.cmd, slowCharges{sim, e},
 		payments.WithRetry(5, 20*time.Second, 10*time.Millisecond, 50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

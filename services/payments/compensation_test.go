@@ -212,7 +212,7 @@ func TestUnrecordedChargeIsParkedNotLost(t *testing.T) {
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
 	cmds := &refusing{OrderCommandServiceClient: e.cmd}
 	cmds.refuse.Store(true)
-	m, err := payments.New(ctx, e.js, e.store, cmds, sim, payments.WithRetry(3, time.Second, time.Millisecond, 2*time.Millisecond))
+	m, err := payments.New(ctx, e.store, parkedBucket(t, e.js), cmds, sim, payments.WithRetry(3, time.Second, time.Millisecond, 2*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func (e *env) runOwnConn(tb testing.TB, gw payments.Provider, c *crashPoint, opt
 		gw = crashingGateway{Provider: gw, c: c}
 		cmds = crashingCommands{OrderCommandServiceClient: e.cmd, c: c}
 	}
-	m, err := payments.New(context.Background(), js, store, cmds, gw, opts...)
+	m, err := payments.New(context.Background(), store, parkedBucket(tb, js), cmds, gw, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}

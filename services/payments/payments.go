@@ -2,9 +2,10 @@
 // log and pays each placed order exactly once, refunds each cancelled paid
 // order, and records the outcomes through the command side.
 //
-// Exactly once, through crashes: the log is read by a durable JetStream
-// consumer whose acknowledgement comes only after the outcome is recorded
-// (or the job parked), so a crash means redelivery, never loss. Redelivery
+// Exactly once, through crashes: the log is read through a durable
+// subscription of the event store whose acknowledgement comes only after
+// the outcome is recorded (or the job parked), so a crash means
+// redelivery, never loss. Redelivery
 // is harmless because every gateway call carries an idempotency key derived
 // from the order and the triggering event ("charge:<order>:<position>",
 // "refund:<order>"), and every recording a request id derived from the
@@ -13,7 +14,7 @@
 //
 // Transient gateway errors are retried with exponential backoff and full
 // jitter, a timeout per attempt, and a bounded number of attempts; then the
-// job is parked in the JetStream KV bucket PAYMENTS_PARKED, listed and
+// job is parked in the bucket PAYMENTS_PARKED (eventstore/bucket), listed and
 // retried on demand through PaymentAdminService. While the circuit breaker
 // is open, attempts are refused without calling the provider but still
 // count, so a provider down longer than the retry budget gets its jobs
@@ -33,14 +34,14 @@
 // parking. Cancelling an order whose payment was recorded is the refund
 // job's business instead.
 //
-// Replicas: the durable consumer is pinned to one manager at a time (a
-// JetStream priority group); the others stand by and take over when it
+// Replicas: the subscription is pinned to one manager at a time (a
+// priority group); the others stand by and take over when it
 // stops pulling. A manager that starts takes the group over at once, so one
 // started after a crash does not wait out the dead one's pin, and the dead
 // one's messages come back after the short AckWait.
 //
 // Back-pressure: at most Workers jobs run and the consumer holds at most
-// Workers unacknowledged messages, so every delivered message is being
+// Workers unacknowledged deliveries, so every delivered message is being
 // worked on (and kept alive with progress acknowledgements) rather than
 // waiting in a buffer until its AckWait runs out: a slow gateway slows
 // intake instead of growing memory or causing redeliveries.
@@ -60,10 +61,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/order"
 	"go.opentelemetry.io/otel/attribute"
@@ -90,6 +91,8 @@ const (
 	DefaultAckWait        = 2 * time.Second
 	DefaultOutageLimit    = 15 * time.Minute
 	ParkedBucket          = "PAYMENTS_PARKED"
+	// ParkedDescription describes the parked-jobs bucket to operators.
+	ParkedDescription = "payment jobs parked after their retries"
 )
 
 // Store is what the manager reads of the event store.
@@ -98,8 +101,23 @@ type Store interface {
 	// stale read: a lagging replica's copy may not yet hold the event
 	// that triggered the job.
 	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
-	StreamName() string
+	// Subscribe follows the log through the durable subscription the
+	// manager's jobs are acknowledged on.
+	Subscribe(ctx context.Context, name string, handle func(eventstore.Delivery), opts ...eventstore.SubscribeOption) error
+	// SubjectPrefix and Subject name the log's subjects in the job's span.
 	SubjectPrefix() string
+	Subject(orderID string) string
+}
+
+// Parked is the bucket the manager parks jobs in (a *bucket.Bucket).
+type Parked interface {
+	// Create stores a new key; bucket.ErrExists when it holds a value.
+	Create(ctx context.Context, key string, value []byte) error
+	Put(ctx context.Context, key string, value []byte) error
+	// Get returns bucket.ErrNotFound for a key without a value.
+	Get(ctx context.Context, key string) ([]byte, error)
+	Delete(ctx context.Context, key string) error
+	Keys(ctx context.Context) ([]string, error)
 }
 
 // Option configures a Manager.
@@ -132,7 +150,7 @@ func WithRetry(maxAttempts int, attemptTimeout, base, max time.Duration) Option 
 	}
 }
 
-// WithAckWait sets the consumer's AckWait (default DefaultAckWait): how
+// WithAckWait sets the subscription's AckWait (default DefaultAckWait): how
 // soon the messages a crashed manager held are delivered again. Running
 // jobs tell the server four times per AckWait that they are in progress,
 // so it need not cover a job's duration.
@@ -158,7 +176,7 @@ func WithOutageLimit(d time.Duration) Option {
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
-// WithPinnedTTL sets how long the server keeps the consumer pinned to a
+// WithPinnedTTL sets how long the server keeps the subscription pinned to a
 // manager that stopped pulling before another replica takes over.
 func WithPinnedTTL(d time.Duration) Option {
 	return func(m *Manager) {
@@ -188,11 +206,10 @@ func WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) Option {
 
 // Manager is the payments process manager.
 type Manager struct {
-	js             jetstream.JetStream
 	store          Store
 	cmds           ordersv1.OrderCommandServiceClient
 	gw             Provider
-	kv             jetstream.KeyValue
+	kv             Parked
 	workers        int
 	maxAttempts    int
 	attemptTimeout time.Duration
@@ -234,11 +251,13 @@ type Stats struct {
 	Charged, Declined, Refunded, Voided, Parked, Dropped, Attempts int
 }
 
-// New prepares a manager: it creates (or updates) the durable consumer and
-// the parked-jobs bucket. cmds records outcomes; gw is the provider.
-func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1.OrderCommandServiceClient, gw Provider, opts ...Option) (*Manager, error) {
+// New prepares a manager and counts the jobs parked: store is the event
+// store (the subscription is set up by Run), parked the bucket of parked
+// jobs (ParkedBucket), cmds records outcomes and gw is the provider. It
+// returns the bucket's error when the jobs cannot be counted.
+func New(ctx context.Context, store Store, parked Parked, cmds ordersv1.OrderCommandServiceClient, gw Provider, opts ...Option) (*Manager, error) {
 	m := &Manager{
-		js: js, store: store, cmds: cmds, gw: gw, workers: DefaultWorkers, maxAttempts: DefaultMaxAttempts,
+		store: store, kv: parked, cmds: cmds, gw: gw, workers: DefaultWorkers, maxAttempts: DefaultMaxAttempts,
 		attemptTimeout: DefaultAttemptTimeout, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax, pinnedTTL: DefaultPinnedTTL,
 		ackWait: DefaultAckWait, outageLimit: DefaultOutageLimit,
 		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
@@ -248,16 +267,11 @@ func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1
 		o(m)
 	}
 	m.tracer = m.tp.Tracer("github.com/orderstream/orderstream/services/payments")
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ParkedBucket, Description: "payment jobs parked after their retries", History: 1})
+	keys, err := m.kv.Keys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("payments: parked bucket: %w", err)
 	}
-	m.kv = kv
-	n, err := m.countParked(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("payments: parked bucket: %w", err)
-	}
-	m.parkedNow.Store(n)
+	m.parkedNow.Store(int64(len(keys)))
 	if err := m.metrics(); err != nil {
 		return nil, err
 	}
@@ -401,112 +415,44 @@ func (m *Manager) Err() error {
 	return nil
 }
 
-// consume runs one consumer until ctx ends or the consumer cannot run.
+// consume runs the subscription until ctx ends or it cannot run.
 func (m *Manager) consume(ctx context.Context) error {
-	cons, err := m.js.CreateOrUpdateConsumer(ctx, m.store.StreamName(), jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
-		Description:   "payments process manager",
-		FilterSubject: m.store.SubjectPrefix() + ".*",
-		AckPolicy:     jetstream.AckExplicitPolicy,
+	err := m.store.Subscribe(ctx, ConsumerName, func(d eventstore.Delivery) { m.handle(ctx, d) },
+		eventstore.WithDescription("payments process manager"),
 		// Short, so a crashed manager's messages come back within
 		// seconds; running jobs keep theirs with progress signals.
-		AckWait: m.ackWait,
+		eventstore.WithAckWait(m.ackWait),
 		// No more messages outstanding than workers: a delivered message
 		// is always being worked on, never waiting out its AckWait in a
 		// buffer (which would deliver it a second time).
-		MaxAckPending: m.workers,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		// One active worker group at a time across replicas: the server
-		// pins the consumer to one manager and fails over to another
-		// when that one stops pulling for PinnedTTL.
-		PriorityPolicy: jetstream.PriorityPolicyPinned,
-		PriorityGroups: []string{PriorityGroup},
-		PinnedTTL:      m.pinnedTTL,
-	})
-	if err != nil {
-		return fmt.Errorf("payments: consumer: %w", err)
-	}
-	// Take the group over at once. After a crash the dead manager's pin
-	// would hold it for PinnedTTL with nobody pulling; a live manager that
-	// loses the pin this way finishes the jobs it holds and stands by.
-	if st, err := m.js.Stream(ctx, m.store.StreamName()); err == nil {
-		_ = st.UnpinConsumer(ctx, ConsumerName, PriorityGroup)
-	}
-	jobs := make(chan jetstream.Msg)
-	var wg sync.WaitGroup
-	for range m.workers {
-		wg.Go(func() {
-			for msg := range jobs {
-				m.handle(ctx, msg)
-			}
-		})
-	}
-	// A consumer that stops delivering (deleted under us, say) ends this
-	// run so Run can set up a new one.
-	failed := make(chan error, 1)
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		select {
-		case jobs <- msg: // blocks while every worker is busy
-		case <-ctx.Done():
-			_ = msg.Nak() // hand it back now rather than after AckWait
-		}
-	}, jetstream.PullMaxMessages(m.workers), jetstream.PullPriorityGroup(PriorityGroup),
-		// A missed heartbeat (2× the interval) is how a pull notices a
-		// stream leader change; keep that to seconds, not the default 30 s.
-		// A pull every 2 s at most also keeps the pin alive well within
+		eventstore.WithMaxPending(m.workers), eventstore.WithWorkers(m.workers),
+		// One active worker group at a time across replicas, taken over
+		// at once by a manager that starts (after a crash the dead one's
+		// pin would hold it for PinnedTTL with nobody pulling) and handed
+		// over by one that stops; a live manager that loses the pin this
+		// way finishes the jobs it holds and stands by.
+		eventstore.WithPinnedGroup(PriorityGroup, m.pinnedTTL), eventstore.WithTakeOver(),
+		// A pull every 2 s at most keeps the pin alive well within
 		// PinnedTTL, which can then be short.
-		jetstream.PullExpiry(2*time.Second), jetstream.PullHeartbeat(time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				select {
-				case failed <- err:
-				default:
-				}
-			}
+		eventstore.WithPullExpiry(2*time.Second),
+		eventstore.WithReady(func() {
+			m.consuming.Store(true)
+			m.consumed.Store(true)
+			m.lastErr.Store(nil)
 		}))
-	if err != nil {
-		close(jobs)
-		wg.Wait()
-		return fmt.Errorf("payments: consume: %w", err)
-	}
-	m.consuming.Store(true)
-	m.consumed.Store(true)
-	m.lastErr.Store(nil)
-	select {
-	case <-ctx.Done():
-		err = nil
-	case err = <-failed:
-		err = fmt.Errorf("payments: consumer lost: %w", err)
-	}
 	m.consuming.Store(false)
-	cc.Stop()
-	<-cc.Closed()
-	close(jobs)
-	wg.Wait()
-	if ctx.Err() == nil {
-		return err
-	}
-	// Hand over at once rather than after PinnedTTL: a stopping manager
-	// unpins the group so a standby replica takes over. After a crash the
-	// TTL does it.
-	uctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if st, err := m.js.Stream(uctx, m.store.StreamName()); err == nil {
-		_ = st.UnpinConsumer(uctx, ConsumerName, PriorityGroup)
+	if err != nil {
+		return fmt.Errorf("payments: %w", err)
 	}
 	return nil
 }
 
 // handle runs the job an event calls for and acknowledges the event once
 // the job is done or parked. While the job runs it tells the server every
-// AckWait/4 that the message is in progress, so a long backoff, a slow
+// AckWait/4 that the delivery is in progress, so a long backoff, a slow
 // provider or a wait for the store never makes the server deliver it again.
-func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
-	rec, err := eventstore.DecodeMsg(msg, m.store.SubjectPrefix())
-	if err != nil {
-		_ = msg.Ack() // not an order event: nothing to pay
-		return
-	}
+func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
+	rec := msg.Event
 	var j job
 	switch rec.Type {
 	case "OrderPlaced":
@@ -517,9 +463,9 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	if md, err := msg.Metadata(); err != nil || md.NumDelivered > 1 {
-		// An earlier delivery may have charged before its manager
-		// stopped.
+	if msg.NumDelivered != 1 {
+		// An earlier delivery (or one not known not to be the first)
+		// may have charged before its manager stopped.
 		j.MaybeCharged = true
 	}
 	m.busy.Add(1)
@@ -536,7 +482,7 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 	ctx, span := m.tracer.Start(pctx, "payment.job", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
 		trace.WithAttributes(otelstore.MessagingSystem, semconv.MessagingOperationTypeProcess, semconv.MessagingOperationName("process"),
 			semconv.MessagingDestinationTemplate(otelstore.SubjectTemplate(m.store.SubjectPrefix())),
-			semconv.MessagingDestinationName(msg.Subject()), semconv.MessagingConsumerGroupName(ConsumerName),
+			semconv.MessagingDestinationName(m.store.Subject(rec.OrderID)), semconv.MessagingConsumerGroupName(ConsumerName),
 			attribute.String("payment.kind", string(j.Kind)), attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position))))
 	defer span.End()
 	stop := make(chan struct{})
@@ -656,6 +602,12 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 			return abandon
 		}
 	}
+	return m.giveUp(ctx, j, lastErr)
+}
+
+// giveUp parks a job that used up its attempts; lastErr is why the last
+// attempt failed.
+func (m *Manager) giveUp(ctx context.Context, j *job, lastErr error) result {
 	j.Attempts = m.maxAttempts
 	if lastErr != nil {
 		j.LastError = lastErr.Error()
@@ -913,46 +865,32 @@ func (m *Manager) park(ctx context.Context, j job) (added bool, err error) {
 	}
 	ctx = context.WithoutCancel(ctx)
 	key := parkKey(j.Kind, j.OrderID)
-	if _, err = m.kv.Create(ctx, key, b); err == nil {
+	if err = m.kv.Create(ctx, key, b); err == nil {
 		return true, nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
+	if !errors.Is(err, bucket.ErrExists) {
 		return false, err
 	}
-	_, err = m.kv.Put(ctx, key, b)
-	return false, err
-}
-
-// countParked counts the jobs in the bucket.
-func (m *Manager) countParked(ctx context.Context) (int64, error) {
-	lister, err := m.kv.ListKeys(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for range lister.Keys() {
-		n++
-	}
-	return n, nil
+	return false, m.kv.Put(ctx, key, b)
 }
 
 // Parked lists parked jobs, oldest first.
 func (m *Manager) Parked(ctx context.Context) ([]job, error) {
-	lister, err := m.kv.ListKeys(ctx)
+	keys, err := m.kv.Keys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []job
-	for k := range lister.Keys() {
-		e, err := m.kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+	for _, k := range keys {
+		v, err := m.kv.Get(ctx, k)
+		if errors.Is(err, bucket.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
 		var j job
-		if err := json.Unmarshal(e.Value(), &j); err != nil {
+		if err := json.Unmarshal(v, &j); err != nil {
 			continue
 		}
 		out = append(out, j)

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/payments"
@@ -66,6 +67,16 @@ func startStorage(tb testing.TB, st jetstream.StorageType) *env {
 	return e
 }
 
+// parkedBucket opens the parked-jobs bucket as ordersd does.
+func parkedBucket(tb testing.TB, js jetstream.JetStream) *bucket.Bucket {
+	tb.Helper()
+	b, err := bucket.Open(context.Background(), js, payments.ParkedBucket, bucket.WithDescription(payments.ParkedDescription))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
 // adminRef serves the admin RPCs of whichever manager runs now.
 type adminRef struct {
 	ordersv1.UnimplementedPaymentAdminServiceServer
@@ -83,7 +94,7 @@ func (a *adminRef) RetryParkedPayment(ctx context.Context, r *ordersv1.RetryPark
 // run starts a manager until the returned stop is called.
 func (e *env) run(tb testing.TB, gw payments.Provider, opts ...payments.Option) (stop func()) {
 	tb.Helper()
-	m, err := payments.New(context.Background(), e.js, e.store, e.cmd, gw, opts...)
+	m, err := payments.New(context.Background(), e.store, parkedBucket(tb, e.js), e.cmd, gw, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -404,11 +415,11 @@ func TestParkedJobsSurviveRestartAndRetryOnDemand(t *testing.T) {
 func TestOneActiveReplicaWithFailover(t *testing.T) {
 	e := start(t)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	first, err := payments.New(context.Background(), e.js, e.store, e.cmd, sim, fast(), payments.WithPinnedTTL(time.Second))
+	first, err := payments.New(context.Background(), e.store, parkedBucket(t, e.js), e.cmd, sim, fast(), payments.WithPinnedTTL(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := payments.New(context.Background(), e.js, e.store, e.cmd, sim, fast(), payments.WithPinnedTTL(time.Second))
+	second, err := payments.New(context.Background(), e.store, parkedBucket(t, e.js), e.cmd, sim, fast(), payments.WithPinnedTTL(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
