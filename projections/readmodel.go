@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orderstream/orderstream/api/convert"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/order"
 	_ "modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
 )
@@ -18,10 +19,17 @@ import (
 // ErrOrderNotFound reports an order the read model does not hold.
 var ErrOrderNotFound = errors.New("projections: order not found")
 
+// migration is one step of the schema: SQL, or for a step that rewrites
+// rows in a way SQL cannot, a function, run in one transaction.
+type migration struct {
+	sql string
+	run func(context.Context, *sql.Tx) error
+}
+
 // migrations are applied in order; schema_version records how many ran.
 // Never edit one that has shipped: append a new one.
-var migrations = []string{
-	`CREATE TABLE orders (
+var migrations = []migration{
+	{sql: `CREATE TABLE orders (
 		id           TEXT PRIMARY KEY,
 		customer_id  TEXT NOT NULL,
 		status       INTEGER NOT NULL,
@@ -67,7 +75,7 @@ var migrations = []string{
 		id       INTEGER PRIMARY KEY CHECK (id = 1),
 		position INTEGER NOT NULL
 	);
-	INSERT INTO checkpoint (id, position) VALUES (1, 0);`,
+	INSERT INTO checkpoint (id, position) VALUES (1, 0);`},
 
 	// Orders move to a rowid table. Order ids derived from request ids are
 	// random, and a table clustered on them took each new order (with its
@@ -75,7 +83,7 @@ var migrations = []string{
 	// page cache every insert read and rewrote pages all over it. Now rows
 	// append in arrival order and only the narrow unique index on id takes
 	// random inserts.
-	`CREATE TABLE orders_by_rowid (
+	{sql: `CREATE TABLE orders_by_rowid (
 		id           TEXT NOT NULL UNIQUE,
 		customer_id  TEXT NOT NULL,
 		status       INTEGER NOT NULL,
@@ -102,7 +110,11 @@ var migrations = []string{
 	ALTER TABLE orders_by_rowid RENAME TO orders;
 	CREATE INDEX orders_created ON orders (created_at DESC, id DESC);
 	CREATE INDEX orders_customer ON orders (customer_id, created_at DESC, id DESC);
-	CREATE INDEX orders_status ON orders (status, created_at DESC, id DESC);`,
+	CREATE INDEX orders_status ON orders (status, created_at DESC, id DESC);`},
+
+	// Each order's state moves from JSON of the Go struct to the API's
+	// Order message (see format.go).
+	{run: migrateOrdersToProto},
 }
 
 // ReadModel is one SQLite database holding the orders read model and the
@@ -182,7 +194,7 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		q    string
 	}{
 		{w, &m.writes.position, `SELECT position FROM checkpoint WHERE id = 1`},
-		{w, &m.writes.loadOrder, `SELECT revision, state FROM orders WHERE id = ?`},
+		{w, &m.writes.loadOrder, `SELECT revision, body FROM orders WHERE id = ?`},
 		{w, &m.writes.upsertOrder, upsertOrder},
 		{w, &m.writes.addStatus, `INSERT INTO customer_status (customer_id, status, count) VALUES (?, ?, ?)
 			ON CONFLICT (customer_id, status) DO UPDATE SET count = count + excluded.count`},
@@ -193,7 +205,7 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		// and the checkpoint come from the same committed state without
 		// a BEGIN and a second round trip; no row for the order leaves
 		// its columns NULL.
-		{r, &m.getOrder, `SELECT c.position, o.revision, o.state FROM checkpoint c LEFT JOIN orders o ON o.id = ? WHERE c.id = 1`},
+		{r, &m.getOrder, `SELECT c.position, o.revision, o.body FROM checkpoint c LEFT JOIN orders o ON o.id = ? WHERE c.id = 1`},
 		{r, &m.position, `SELECT position FROM checkpoint WHERE id = 1`},
 		{r, &m.statusCounts, `SELECT status, count FROM customer_status WHERE customer_id = ? AND count > 0`},
 		{r, &m.spend, `SELECT currency, amount FROM customer_spend WHERE customer_id = ? AND amount <> 0`},
@@ -205,6 +217,15 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		}
 	}
 	return m, nil
+}
+
+// apply runs the step in tx.
+func (s migration) apply(ctx context.Context, tx *sql.Tx) error {
+	if s.run != nil {
+		return s.run(ctx, tx)
+	}
+	_, err := tx.ExecContext(ctx, s.sql)
+	return err
 }
 
 // migrate applies the migrations up to the first n that db lacks.
@@ -221,7 +242,7 @@ func migrate(ctx context.Context, db *sql.DB, n int) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+		if err := migrations[i].apply(ctx, tx); err != nil {
 			_ = tx.Rollback()
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
@@ -393,24 +414,40 @@ func (m *ReadModel) snapshot(ctx context.Context, fn func(tx *sql.Tx) error) (po
 	return position, nil
 }
 
-// GetOrder returns one order and the read model's position. It returns
-// ErrOrderNotFound when the order is unknown.
+// GetOrder returns one order, folded, and the read model's position. It
+// returns ErrOrderNotFound when the order is unknown.
 func (m *ReadModel) GetOrder(ctx context.Context, id string) (Order, uint64, error) {
-	var o Order
-	var pos uint64
-	var rev sql.Null[uint64]
+	rev, pb, pos, err := m.getOrderRow(ctx, id)
+	if err != nil {
+		return Order{}, 0, err
+	}
+	return Order{State: convert.OrderFromProto(pb), Revision: rev}, pos, nil
+}
+
+// GetOrderMessage returns one order as the read model stores it, the API's
+// Order message, and the read model's position: nothing is folded or
+// converted on the way. It returns ErrOrderNotFound when the order is
+// unknown, and an error when the stored body does not parse.
+func (m *ReadModel) GetOrderMessage(ctx context.Context, id string) (*ordersv1.Order, uint64, error) {
+	_, pb, pos, err := m.getOrderRow(ctx, id)
+	return pb, pos, err
+}
+
+// getOrderRow reads one order's revision and body with the checkpoint, in
+// one statement.
+func (m *ReadModel) getOrderRow(ctx context.Context, id string) (rev uint64, o *ordersv1.Order, pos uint64, err error) {
+	var r sql.Null[uint64]
 	var blob []byte
-	if err := m.getOrder.QueryRowContext(ctx, id).Scan(&pos, &rev, &blob); err != nil {
-		return Order{}, 0, err
+	if err := m.getOrder.QueryRowContext(ctx, id).Scan(&pos, &r, &blob); err != nil {
+		return 0, nil, 0, err
 	}
-	if !rev.Valid {
-		return Order{}, 0, ErrOrderNotFound
+	if !r.Valid {
+		return 0, nil, 0, ErrOrderNotFound
 	}
-	o.Revision = rev.V
-	if err := json.Unmarshal(blob, &o.State); err != nil {
-		return Order{}, 0, err
+	if o, err = decodeBody(blob); err != nil {
+		return 0, nil, 0, err
 	}
-	return o, pos, nil
+	return r.V, o, pos, nil
 }
 
 // ListFilter selects orders for List. Creation times are stored as int64
@@ -463,9 +500,58 @@ type Cursor struct {
 }
 
 // ListOrders returns up to limit orders matching f, newest first, strictly
-// after cursor (nil: from the newest), and the read model's position.
+// after cursor (nil: from the newest), folded, and the read model's
+// position.
 func (m *ReadModel) ListOrders(ctx context.Context, f ListFilter, after *Cursor, limit int) ([]Order, uint64, error) {
-	q := `SELECT revision, state FROM orders WHERE 1=1`
+	var out []Order
+	pos, err := m.list(ctx, f, after, limit, func(rev uint64, o *ordersv1.Order) {
+		out = append(out, Order{State: convert.OrderFromProto(o), Revision: rev})
+	})
+	return out, pos, err
+}
+
+// ListOrderMessages is ListOrders answering with the stored messages, as
+// GetOrderMessage does.
+func (m *ReadModel) ListOrderMessages(ctx context.Context, f ListFilter, after *Cursor, limit int) ([]*ordersv1.Order, uint64, error) {
+	var out []*ordersv1.Order
+	pos, err := m.list(ctx, f, after, limit, func(_ uint64, o *ordersv1.Order) { out = append(out, o) })
+	return out, pos, err
+}
+
+// list runs the list query for f, after and limit in one snapshot, calling
+// each with every row's revision and decoded body, and returns the
+// position.
+func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit int, each func(uint64, *ordersv1.Order)) (uint64, error) {
+	q, args := listQuery(f, after, limit)
+	st, err := m.listStmt(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	return m.snapshot(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var rev uint64
+			var blob []byte
+			if err := rows.Scan(&rev, &blob); err != nil {
+				return err
+			}
+			o, err := decodeBody(blob)
+			if err != nil {
+				return err
+			}
+			each(rev, o)
+		}
+		return rows.Err()
+	})
+}
+
+// listQuery is the list query's text and arguments.
+func listQuery(f ListFilter, after *Cursor, limit int) (string, []any) {
+	q := `SELECT revision, body FROM orders WHERE 1=1`
 	var args []any
 	if f.CustomerID != "" {
 		q += ` AND customer_id = ?`
@@ -489,32 +575,7 @@ func (m *ReadModel) ListOrders(ctx context.Context, f ListFilter, after *Cursor,
 		args = append(args, after.CreatedAt, after.CreatedAt, after.ID)
 	}
 	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
-	args = append(args, limit)
-	st, err := m.listStmt(ctx, q)
-	if err != nil {
-		return nil, 0, err
-	}
-	var out []Order
-	pos, err := m.snapshot(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var o Order
-			var blob []byte
-			if err := rows.Scan(&o.Revision, &blob); err != nil {
-				return err
-			}
-			if err := json.Unmarshal(blob, &o.State); err != nil {
-				return err
-			}
-			out = append(out, o)
-		}
-		return rows.Err()
-	})
-	return out, pos, err
+	return q, append(args, limit)
 }
 
 // CustomerSummary aggregates one customer's orders.

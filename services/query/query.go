@@ -116,14 +116,15 @@ func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (
 	if err := s.await(ctx, req.GetConsistency()); err != nil {
 		return nil, err
 	}
-	o, pos, err := s.p.ReadModel().GetOrder(ctx, req.GetOrderId())
+	// The stored message is the answer: nothing is folded or converted.
+	o, pos, err := s.p.ReadModel().GetOrderMessage(ctx, req.GetOrderId())
 	if errors.Is(err, projections.ErrOrderNotFound) {
 		return nil, status.Error(codes.NotFound, "order not found")
 	}
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, s.log, err)
 	}
-	return &ordersv1.GetOrderResponse{Order: convert.OrderToProto(o.State), Position: pos}, nil
+	return &ordersv1.GetOrderResponse{Order: o, Position: pos}, nil
 }
 
 // pageToken is the opaque keyset cursor; F binds it to the filters it was
@@ -223,21 +224,27 @@ func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersReques
 	if err := s.await(ctx, req.GetConsistency()); err != nil {
 		return nil, err
 	}
-	rows, pos, err := s.p.ReadModel().ListOrders(ctx, f, cursor, size+1)
+	rows, pos, err := s.p.ReadModel().ListOrderMessages(ctx, f, cursor, size+1)
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, s.log, err)
 	}
 	res := &ordersv1.ListOrdersResponse{Position: pos}
 	if len(rows) > size {
 		last := rows[size-1]
-		res.NextPageToken = encodeToken(projections.Cursor{CreatedAt: last.State.CreatedAt.UnixNano(), ID: last.State.ID}, fh)
+		res.NextPageToken = encodeToken(projections.Cursor{CreatedAt: createdNanos(last), ID: last.GetOrderId()}, fh)
 		rows = rows[:size]
 	}
-	res.Orders = make([]*ordersv1.Order, len(rows))
-	for i, o := range rows {
-		res.Orders[i] = convert.OrderToProto(o.State)
-	}
+	res.Orders = rows
 	return res, nil
+}
+
+// createdNanos is o's creation time as the read model sorts on it: Unix
+// nanoseconds of the state's time, the zero time's when unset.
+func createdNanos(o *ordersv1.Order) int64 {
+	if t := o.GetCreatedAt(); t != nil {
+		return t.AsTime().UnixNano()
+	}
+	return time.Time{}.UnixNano()
 }
 
 // GetCustomerSummary returns a customer's summary; an unknown customer has

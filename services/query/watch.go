@@ -134,7 +134,7 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		o := changeToProto(c)
 		return &ordersv1.WatchOrderResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
 	}}
-	o, pos, err := s.p.ReadModel().GetOrder(ctx, id)
+	o, pos, err := s.p.ReadModel().GetOrderMessage(ctx, id)
 	if errors.Is(err, projections.ErrOrderNotFound) {
 		return status.Error(codes.NotFound, "order not found")
 	}
@@ -159,8 +159,7 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		return err
 	}
 	if from == 0 {
-		p := convert.OrderToProto(o.State)
-		if err := stream.Send(&ordersv1.WatchOrderResponse{Order: p, Position: pos, Revision: p.GetRevision()}); err != nil {
+		if err := stream.Send(&ordersv1.WatchOrderResponse{Order: o, Position: pos, Revision: o.GetRevision()}); err != nil {
 			return err
 		}
 		w.sent = pos
