@@ -129,7 +129,8 @@ func readLegacyRows(ctx context.Context, tx *sql.Tx, after int64) ([]legacyRow, 
 // stateV2 is order.State as schemas 1 and 2 stored it: encoding/json of
 // the Go struct, keyed by its field names of the time. It is frozen here,
 // not taken from package order, so those files still read after the
-// domain's fields are renamed.
+// domain's fields are renamed. Tax is absent from files written before
+// orders recorded it, and reads as 0, as it does in the domain.
 type stateV2 struct {
 	ID, CustomerID, Currency string
 	Status                   int32
@@ -140,7 +141,7 @@ type stateV2 struct {
 	Shipping *struct {
 		Name, Line1, Line2, City, Region, PostalCode, Country string
 	}
-	Total                                                                                   int64
+	Total, Tax                                                                              int64
 	PaymentRef, DeclineReason                                                               string
 	PaidAmount                                                                              int64
 	RefundRef, CancelReason, Carrier, TrackingNumber                                        string
@@ -153,7 +154,7 @@ type stateV2 struct {
 func (s *stateV2) toProto() *ordersv1.Order {
 	o := &ordersv1.Order{
 		OrderId: s.ID, CustomerId: s.CustomerID, Status: ordersv1.OrderStatus(s.Status), Currency: s.Currency,
-		Total: s.Total, PaymentRef: s.PaymentRef, DeclineReason: s.DeclineReason, CancelReason: s.CancelReason,
+		Total: s.Total, Tax: s.Tax, GrandTotal: s.Total + s.Tax, PaymentRef: s.PaymentRef, DeclineReason: s.DeclineReason, CancelReason: s.CancelReason,
 		Carrier: s.Carrier, TrackingNumber: s.TrackingNumber, Revision: uint64(s.Version), Version: uint32(s.Version),
 		CreatedAt: convert.Timestamp(s.CreatedAt), UpdatedAt: convert.Timestamp(s.UpdatedAt),
 		PlacedAt: convert.Timestamp(s.PlacedAt), PaidAt: convert.Timestamp(s.PaidAt),

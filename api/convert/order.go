@@ -9,8 +9,8 @@ import (
 )
 
 // OrderFromProto is the inverse of OrderToProto: the folded state an Order
-// message describes. Line totals and the revision are derived from the
-// lines and the version, so they are not read; an unset time is the zero
+// message describes. Line totals, the grand total and the revision are
+// derived from the lines, the totals and the version, so they are not read; an unset time is the zero
 // time and times come back in UTC. An unknown status value converts to
 // StatusUnspecified.
 func OrderFromProto(o *ordersv1.Order) order.State {
@@ -23,6 +23,7 @@ func OrderFromProto(o *ordersv1.Order) order.State {
 		Lines:          LinesFromProto(o.GetLines()),
 		Shipping:       AddressFromProto(o.GetShippingAddress()),
 		Total:          o.GetTotal(),
+		Tax:            o.GetTax(),
 		PaymentRef:     o.GetPaymentRef(),
 		DeclineReason:  o.GetDeclineReason(),
 		PaidAmount:     o.GetPaidAmount(),
