@@ -29,7 +29,6 @@ type Bucket struct {
 
 type config struct {
 	description string
-	replicas    int
 }
 
 // Option configures Open.
@@ -40,28 +39,17 @@ func WithDescription(d string) Option {
 	return func(c *config) error { c.description = d; return nil }
 }
 
-// WithReplicas sets the bucket's replicas (default 1, at most 5). More than
-// one needs a JetStream cluster.
-func WithReplicas(n int) Option {
-	return func(c *config) error {
-		if n < 1 || n > 5 {
-			return fmt.Errorf("bucket: replicas %d out of range 1..5", n)
-		}
-		c.replicas = n
-		return nil
-	}
-}
-
-// Open returns the bucket name, creating it, or updating it to opts. It
-// returns the error of an invalid option or name, or the server's.
+// Open returns the bucket name, creating it (one replica), or updating it
+// to opts. It returns the error of an invalid option or name, or the
+// server's.
 func Open(ctx context.Context, js jetstream.JetStream, name string, opts ...Option) (*Bucket, error) {
-	c := config{replicas: 1}
+	var c config
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return nil, err
 		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: c.description, History: 1, Replicas: c.replicas})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: c.description, History: 1})
 	if err != nil {
 		return nil, fmt.Errorf("bucket: open %s: %w", name, err)
 	}
