@@ -25,6 +25,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/otelstore"
+	"github.com/orderstream/orderstream/eventstore/schedule"
 	"github.com/orderstream/orderstream/internal/auth"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/httpapi"
@@ -391,8 +392,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 				return err
 			}
 		}
-		dl, err := deadlines.New(ctx, js, tracedStore{store, traced}, ordersv1.NewOrderCommandServiceClient(dlConn),
-			deadlines.WithTimeouts(cfg.PaymentTimeout, cfg.ShippingSLA), deadlines.WithReplicas(cfg.StreamReplicas),
+		timers, err := schedule.New(js, deadlines.StreamName, deadlines.SubjectRoot,
+			schedule.WithDescription(deadlines.StreamDescription), schedule.WithReplicas(cfg.StreamReplicas))
+		if err != nil {
+			return fmt.Errorf("deadlines: %w", err)
+		}
+		dl, err := deadlines.New(ctx, tracedStore{store, traced}, timers, ordersv1.NewOrderCommandServiceClient(dlConn),
+			deadlines.WithTimeouts(cfg.PaymentTimeout, cfg.ShippingSLA),
 			deadlines.WithLogger(log), deadlines.WithMeter(tel.Meter))
 		if err != nil {
 			return err

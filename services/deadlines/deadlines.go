@@ -4,8 +4,8 @@
 // paid order not shipped within the shipping SLA is reported overdue.
 //
 // The timers are JetStream message schedules in a stream of their own,
-// DEADLINES (AllowMsgSchedules; nats-server 2.12+). Following the ORDERS
-// log with a durable consumer, the manager publishes, per order and kind,
+// DEADLINES (eventstore/schedule; nats-server 2.12+). Following the ORDERS
+// log through a durable subscription, the manager publishes, per order and kind,
 // a schedule message on deadlines.schedule.<kind>.<order> with the header
 // "Nats-Schedule: @at <due time>" and the target
 // deadlines.fired.<kind>.<order>; the server keeps one schedule per subject
@@ -14,7 +14,7 @@
 // timer is therefore stored, replicated and fired by the server: it
 // survives crashes and failover of any ordersd, and fires once.
 //
-// Firings are read by a durable consumer on deadlines.fired.> and
+// Firings are read through a durable subscription on deadlines.fired.> and
 // acknowledged only once handled, so a crash between firing and handling
 // means redelivery. The handler folds the order from the log and acts only
 // when the order still calls for it: a payment timeout cancels an order
@@ -34,8 +34,8 @@
 // operator's question, "what is late now?", is answered by the list and
 // the gauge.
 //
-// Replicas: the log consumer is pinned to one manager at a time (a
-// JetStream priority group), so schedules are written by one writer; any
+// Replicas: the log subscription is pinned to one manager at a time (a
+// priority group), so schedules are written by one writer; any
 // replica may handle firings.
 package deadlines
 
@@ -47,14 +47,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/schedule"
 	"github.com/orderstream/orderstream/order"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -69,9 +67,13 @@ const (
 	DefaultPaymentTimeout = 30 * time.Minute
 	DefaultShippingSLA    = 72 * time.Hour
 	StreamName            = "DEADLINES"
-	LogConsumer           = "deadlines"
-	FiredConsumer         = "deadlines-fired"
-	PriorityGroup         = "deadlines"
+	// SubjectRoot is the root of the DEADLINES stream's subjects.
+	SubjectRoot = "deadlines"
+	// StreamDescription describes the DEADLINES stream to operators.
+	StreamDescription = "order deadlines: message schedules, their firings and overdue shipments"
+	LogConsumer       = "deadlines"
+	FiredConsumer     = "deadlines-fired"
+	PriorityGroup     = "deadlines"
 	// ReasonPaymentTimeout is the cancel reason of a payment timeout.
 	ReasonPaymentTimeout = "payment_timeout"
 	// Actor is who the deadlines act as.
@@ -85,9 +87,9 @@ const (
 )
 
 const (
-	subjSchedule = "deadlines.schedule."
-	subjFired    = "deadlines.fired."
-	subjOverdue  = "deadlines.overdue."
+	subjSchedule = SubjectRoot + ".schedule."
+	subjFired    = SubjectRoot + ".fired."
+	subjOverdue  = SubjectRoot + ".overdue."
 )
 
 // Store is what the manager reads of the event store.
@@ -96,8 +98,21 @@ type Store interface {
 	// stale read (an order that looks unplaced on a lagging replica would
 	// keep its deadline).
 	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
-	StreamName() string
-	SubjectPrefix() string
+	// Subscribe follows the log through the durable subscription that
+	// schedules deadlines.
+	Subscribe(ctx context.Context, name string, handle func(eventstore.Delivery), opts ...eventstore.SubscribeOption) error
+}
+
+// Timers is the DEADLINES stream (a *schedule.Stream on StreamName and
+// SubjectRoot): schedules, their firings and the overdue markers.
+type Timers interface {
+	Ensure(ctx context.Context) error
+	Schedule(ctx context.Context, subject, target string, at time.Time, data []byte, id string) error
+	Put(ctx context.Context, subject string, data []byte) error
+	Purge(ctx context.Context, subjects ...string) error
+	CountSubjects(ctx context.Context, filter string) (int, error)
+	Read(ctx context.Context, filters ...string) ([][]byte, error)
+	Subscribe(ctx context.Context, name, filter string, handle func(schedule.Msg), opts ...eventstore.SubscribeOption) error
 }
 
 // Option configures a Manager.
@@ -115,18 +130,6 @@ func WithTimeouts(payment, shipping time.Duration) Option {
 	}
 }
 
-// WithReplicas sets the DEADLINES stream's replicas (default 1).
-func WithReplicas(n int) Option {
-	return func(m *Manager) {
-		if n > 0 {
-			m.replicas = n
-		}
-	}
-}
-
-// WithStorage sets the DEADLINES stream's storage (default file).
-func WithStorage(st jetstream.StorageType) Option { return func(m *Manager) { m.storage = st } }
-
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
@@ -135,28 +138,25 @@ func WithMeter(mp metric.MeterProvider) Option { return func(m *Manager) { m.mp 
 
 // Manager schedules and enforces deadlines.
 type Manager struct {
-	js             jetstream.JetStream
 	store          Store
+	timers         Timers
 	cmds           ordersv1.OrderCommandServiceClient
-	mu             sync.Mutex       // guards stream
-	stream         jetstream.Stream // nil until set up
 	paymentTimeout time.Duration
 	shippingSLA    time.Duration
-	replicas       int
-	storage        jetstream.StorageType
 	log            *slog.Logger
 	mp             metric.MeterProvider
 	fired          metric.Int64Counter
 }
 
-// New returns a manager, creating (or updating) the DEADLINES stream when
-// JetStream answers in time (Run does it otherwise).
-// cmds cancels orders; its calls should carry the system actor's
-// credentials (the manager sets x-actor for servers without
-// authentication).
-func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1.OrderCommandServiceClient, opts ...Option) (*Manager, error) {
-	m := &Manager{js: js, store: store, cmds: cmds, paymentTimeout: DefaultPaymentTimeout, shippingSLA: DefaultShippingSLA,
-		replicas: 1, storage: jetstream.FileStorage, log: slog.Default(), mp: noopmetric.NewMeterProvider()}
+// New returns a manager, setting the DEADLINES stream (timers) up when
+// JetStream answers in time (Run does it otherwise). store is the event
+// store; cmds cancels orders, and its calls should carry the system
+// actor's credentials (the manager sets x-actor for servers without
+// authentication). It returns an error only when its metrics cannot be
+// registered.
+func New(ctx context.Context, store Store, timers Timers, cmds ordersv1.OrderCommandServiceClient, opts ...Option) (*Manager, error) {
+	m := &Manager{store: store, timers: timers, cmds: cmds, paymentTimeout: DefaultPaymentTimeout, shippingSLA: DefaultShippingSLA,
+		log: slog.Default(), mp: noopmetric.NewMeterProvider()}
 	for _, o := range opts {
 		o(m)
 	}
@@ -164,41 +164,12 @@ func New(ctx context.Context, js jetstream.JetStream, store Store, cmds ordersv1
 	// set-up unanswered for a while: Run sets it up (again) before each
 	// attempt to consume, so start-up need not wait for it.
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	_, _ = m.ensureStream(sctx)
+	_ = m.timers.Ensure(sctx)
 	cancel()
 	if err := m.metrics(); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// ensureStream creates or updates the DEADLINES stream once, and returns
-// it.
-func (m *Manager) ensureStream(ctx context.Context) (jetstream.Stream, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.stream != nil {
-		return m.stream, nil
-	}
-	st, err := m.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "order deadlines: message schedules, their firings and overdue shipments",
-		Subjects:    []string{"deadlines.>"},
-		Storage:     m.storage,
-		Replicas:    m.replicas,
-		// Schedules fire through the server; firings expire a day after
-		// they fired (Nats-Schedule-TTL), long after they were handled.
-		AllowMsgSchedules: true,
-		AllowMsgTTL:       true,
-		AllowRollup:       true,
-		AllowDirect:       true,
-		Duplicates:        2 * time.Minute,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("deadlines: stream: %w", err)
-	}
-	m.stream = st
-	return st, nil
 }
 
 func (m *Manager) metrics() error {
@@ -214,22 +185,18 @@ func (m *Manager) metrics() error {
 	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		st, err := m.ensureStream(ctx)
+		n, err := m.timers.CountSubjects(ctx, subjOverdue+">")
 		if err != nil {
 			return nil // unknown while NATS is unreachable
 		}
-		info, err := st.Info(ctx, jetstream.WithSubjectFilter(subjOverdue+">"))
-		if err != nil {
-			return nil // unknown while NATS is unreachable
-		}
-		o.ObserveInt64(overdue, int64(len(info.State.Subjects)))
+		o.ObserveInt64(overdue, int64(n))
 		return nil
 	}, overdue)
 	return err
 }
 
-// schedule is the body of a schedule message, and so of its firing.
-type schedule struct {
+// timer is the body of a schedule message, and so of its firing.
+type timer struct {
 	Kind     string    `json:"kind"`
 	OrderID  string    `json:"order_id"`
 	Due      time.Time `json:"due"`
@@ -266,86 +233,40 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
-// consume runs handle on a consumer's messages until ctx ends or the
-// consumer is lost.
-func consume(ctx context.Context, cons jetstream.Consumer, handle func(jetstream.Msg), opts ...jetstream.PullConsumeOpt) error {
-	failed := make(chan error, 1)
-	opts = append(opts, jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				select {
-				case failed <- err:
-				default:
-				}
-			}
-		}))
-	cc, err := cons.Consume(handle, opts...)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cc.Stop()
-		<-cc.Closed()
-	}()
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-failed:
-		return err
-	}
-}
-
 // followLog schedules and cancels deadlines as orders move.
 func (m *Manager) followLog(ctx context.Context) error {
-	if _, err := m.ensureStream(ctx); err != nil {
+	if err := m.timers.Ensure(ctx); err != nil {
 		return err
 	}
-	cons, err := m.js.CreateOrUpdateConsumer(ctx, m.store.StreamName(), jetstream.ConsumerConfig{
-		Durable:        LogConsumer,
-		Description:    "deadlines: schedules payment timeouts and shipping SLAs",
-		FilterSubject:  m.store.SubjectPrefix() + ".*",
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        30 * time.Second,
-		MaxAckPending:  1000,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		PriorityPolicy: jetstream.PriorityPolicyPinned,
-		PriorityGroups: []string{PriorityGroup},
-		PinnedTTL:      10 * time.Second,
-	})
-	if err != nil {
-		return err
-	}
-	return consume(ctx, cons, func(msg jetstream.Msg) {
-		if err := m.onEvent(ctx, msg); err != nil {
+	return m.store.Subscribe(ctx, LogConsumer, func(d eventstore.Delivery) {
+		if err := m.onEvent(ctx, d.Event); err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("deadlines: could not update a deadline; retrying", "err", err)
 			}
-			_ = msg.NakWithDelay(time.Second)
+			_ = d.NakWithDelay(time.Second)
 			return
 		}
-		_ = msg.Ack()
-	}, jetstream.PullMaxMessages(100), jetstream.PullPriorityGroup(PriorityGroup))
+		_ = d.Ack()
+	}, eventstore.WithDescription("deadlines: schedules payment timeouts and shipping SLAs"),
+		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(1000),
+		eventstore.WithPinnedGroup(PriorityGroup, 10*time.Second))
 }
 
 // onEvent starts or ends the deadlines an order event calls for. Events are
 // handled one at a time, in log order.
-func (m *Manager) onEvent(ctx context.Context, msg jetstream.Msg) error {
-	rec, err := eventstore.DecodeMsg(msg, m.store.SubjectPrefix())
-	if err != nil {
-		return nil // not an order event
-	}
+func (m *Manager) onEvent(ctx context.Context, rec eventstore.Recorded) error {
 	at := rec.Meta.OccurredAt
 	if at.IsZero() {
 		at = rec.Time
 	}
 	switch rec.Type {
 	case "OrderPlaced":
-		return m.schedule(ctx, schedule{Kind: kindPayment, OrderID: rec.OrderID, Due: at.Add(m.paymentTimeout), Position: rec.Position})
+		return m.schedule(ctx, timer{Kind: kindPayment, OrderID: rec.OrderID, Due: at.Add(m.paymentTimeout), Position: rec.Position})
 	case "PaymentAuthorized":
 		if err := m.purge(ctx, subjSchedule+kindPayment+"."+rec.OrderID); err != nil {
 			return err
 		}
-		return m.schedule(ctx, schedule{Kind: kindShipping, OrderID: rec.OrderID, Due: at.Add(m.shippingSLA), Position: rec.Position})
+		return m.schedule(ctx, timer{Kind: kindShipping, OrderID: rec.OrderID, Due: at.Add(m.shippingSLA), Position: rec.Position})
 	case "OrderShipped":
 		return m.purge(ctx, subjSchedule+kindShipping+"."+rec.OrderID, subjOverdue+rec.OrderID)
 	case "OrderCancelled":
@@ -357,50 +278,24 @@ func (m *Manager) onEvent(ctx context.Context, msg jetstream.Msg) error {
 // schedule publishes the schedule message of s. Its message id makes a
 // redelivered event publish it once; the server replaces an older schedule
 // of the same order and kind.
-func (m *Manager) schedule(ctx context.Context, s schedule) error {
+func (m *Manager) schedule(ctx context.Context, s timer) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	_, err = m.js.PublishMsg(ctx, &nats.Msg{Subject: subjSchedule + s.Kind + "." + s.OrderID, Data: b},
-		jetstream.WithScheduleAt(s.Due), jetstream.WithScheduleTarget(subjFired+s.Kind+"."+s.OrderID),
-		jetstream.WithScheduleTTL(24*time.Hour), jetstream.WithMsgID(fmt.Sprintf("%s:%s:%d", s.Kind, s.OrderID, s.Position)))
-	return err
+	return m.timers.Schedule(ctx, subjSchedule+s.Kind+"."+s.OrderID, subjFired+s.Kind+"."+s.OrderID, s.Due, b,
+		fmt.Sprintf("%s:%s:%d", s.Kind, s.OrderID, s.Position))
 }
 
 func (m *Manager) purge(ctx context.Context, subjects ...string) error {
-	st, err := m.ensureStream(ctx)
-	if err != nil {
-		return err
-	}
-	for _, s := range subjects {
-		if err := st.Purge(ctx, jetstream.WithPurgeSubject(s)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return m.timers.Purge(ctx, subjects...)
 }
 
 // followFired enforces the deadlines that fired.
 func (m *Manager) followFired(ctx context.Context) error {
-	if _, err := m.ensureStream(ctx); err != nil {
-		return err
-	}
-	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
-		Durable:       FiredConsumer,
-		Description:   "deadlines: enforces the deadlines that fired",
-		FilterSubject: subjFired + ">",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 100,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return err
-	}
-	return consume(ctx, cons, func(msg jetstream.Msg) {
-		var s schedule
-		if err := json.Unmarshal(msg.Data(), &s); err != nil || s.OrderID == "" {
+	return m.timers.Subscribe(ctx, FiredConsumer, subjFired+">", func(msg schedule.Msg) {
+		var s timer
+		if err := json.Unmarshal(msg.Data, &s); err != nil || s.OrderID == "" {
 			_ = msg.Term() // not ours
 			return
 		}
@@ -414,7 +309,8 @@ func (m *Manager) followFired(ctx context.Context) error {
 		}
 		m.fired.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", s.Kind), attribute.String("outcome", outcome)))
 		_ = msg.Ack()
-	}, jetstream.PullMaxMessages(100))
+	}, eventstore.WithDescription("deadlines: enforces the deadlines that fired"),
+		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(100))
 }
 
 // errRaced is a cancel that lost to another change of the order: the
@@ -423,7 +319,7 @@ var errRaced = errors.New("the order changed while the deadline was enforced")
 
 // enforce acts on a fired deadline if the order still calls for it and
 // says what it did: "cancelled", "overdue" or "ignored".
-func (m *Manager) enforce(ctx context.Context, s schedule) (string, error) {
+func (m *Manager) enforce(ctx context.Context, s timer) (string, error) {
 	recs, err := m.store.LoadLatest(ctx, s.OrderID)
 	if err != nil {
 		return "", err
@@ -463,7 +359,7 @@ func (m *Manager) enforce(ctx context.Context, s schedule) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: subjOverdue + s.OrderID, Data: b, Header: nats.Header{jetstream.MsgRollup: []string{jetstream.MsgRollupSubject}}}); err != nil {
+		if err := m.timers.Put(ctx, subjOverdue+s.OrderID, b); err != nil {
 			return "", err
 		}
 		m.log.Warn("deadlines: shipment overdue", "order", s.OrderID, "due", s.Due)
@@ -505,36 +401,14 @@ func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []De
 	if orderID != "" {
 		filters = []string{subjSchedule + "*." + orderID, subjOverdue + orderID}
 	}
-	cons, err := m.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
+	msgs, err := m.timers.Read(ctx, filters...)
 	if err != nil {
 		return nil, false, err
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	for left := info.NumPending; left > 0; {
-		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, false, err
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			var s schedule
-			if json.Unmarshal(msg.Data(), &s) == nil && s.OrderID != "" {
-				out = append(out, Deadline{OrderID: s.OrderID, Kind: s.Kind, Due: s.Due, Overdue: s.Overdue, Position: s.Position})
-			}
-			md, err := msg.Metadata()
-			if err == nil {
-				left = md.NumPending
-			}
-		}
-		if err := batch.Error(); err != nil {
-			return nil, false, err
-		}
-		if n == 0 {
-			break
+	for _, b := range msgs {
+		var s timer
+		if json.Unmarshal(b, &s) == nil && s.OrderID != "" {
+			out = append(out, Deadline{OrderID: s.OrderID, Kind: s.Kind, Due: s.Due, Overdue: s.Overdue, Position: s.Position})
 		}
 	}
 	slices.SortFunc(out, func(a, b Deadline) int {

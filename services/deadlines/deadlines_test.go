@@ -15,6 +15,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/bucket"
+	"github.com/orderstream/orderstream/eventstore/schedule"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/deadlines"
 	"github.com/orderstream/orderstream/services/payments"
@@ -130,7 +131,11 @@ func (c *commandRef) ShipOrder(ctx context.Context, r *ordersv1.ShipOrderRequest
 // run starts a deadline manager until the returned stop is called.
 func (e *env) run(t *testing.T, payment, shipping time.Duration) (*deadlines.Manager, func()) {
 	t.Helper()
-	m, err := deadlines.New(t.Context(), e.js, e.store.Load(), e.cmd, deadlines.WithTimeouts(payment, shipping))
+	timers, err := schedule.New(e.js, deadlines.StreamName, deadlines.SubjectRoot, schedule.WithDescription(deadlines.StreamDescription))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := deadlines.New(t.Context(), e.store.Load(), timers, e.cmd, deadlines.WithTimeouts(payment, shipping))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,99 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/internal/durable"
+)
+
+// Msg is one firing (or other message) delivered by Subscribe, to be settled
+// through its Acknowledger.
+type Msg struct {
+	Subject string
+	Data    []byte
+	// NumDelivered counts deliveries as eventstore.Delivery does.
+	NumDelivered uint64
+	eventstore.Acknowledger
+}
+
+// Read returns the data of the messages on the subjects matching filters,
+// in stream order, as of the call: pending timers and kept records (a
+// pending timer is its schedule message until it fires). It reads through
+// an ordered consumer, without disturbing any subscription.
+func (s *Stream) Read(ctx context.Context, filters ...string) ([][]byte, error) {
+	if err := s.under(filters...); err != nil {
+		return nil, err
+	}
+	if _, err := s.ensure(ctx); err != nil {
+		return nil, err
+	}
+	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
+	if err != nil {
+		return nil, fmt.Errorf("schedule: read: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("schedule: read: %w", err)
+	}
+	var out [][]byte
+	for left := info.NumPending; left > 0; {
+		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("schedule: read: %w", err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			out = append(out, msg.Data())
+			if md, err := msg.Metadata(); err == nil {
+				left = md.NumPending
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("schedule: read: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Subscribe consumes the messages on the subjects matching filter (the
+// firings, say) through the durable subscription name until ctx ends, then
+// returns nil, with eventstore.Store.Subscribe's semantics: every message
+// is delivered until it is settled, handed to handle on the WithWorkers
+// goroutines, and Subscribe returns once every handle call has. It returns
+// the error of an invalid option, eventstore.ErrSubscriptionLost when the
+// consumer is deleted while it runs, or the server's error setting it up.
+func (s *Stream) Subscribe(ctx context.Context, name, filter string, handle func(Msg), opts ...eventstore.SubscribeOption) error {
+	if err := s.under(filter); err != nil {
+		return err
+	}
+	cfg, err := eventstore.NewSubscribeConfig(opts...)
+	if err != nil {
+		return err
+	}
+	if _, err := s.ensure(ctx); err != nil {
+		return err
+	}
+	err = durable.Consume(ctx, s.js, durable.Config{
+		Stream: s.name, Name: name, Description: cfg.Description, Filter: filter,
+		AckWait: cfg.AckWait, MaxPending: cfg.MaxPending, Workers: cfg.Workers,
+		Group: cfg.Group, PinnedTTL: cfg.PinnedTTL, TakeOver: cfg.TakeOver, PullExpiry: cfg.PullExpiry, Ready: cfg.Ready,
+	}, func(msg jetstream.Msg) {
+		handle(Msg{Subject: msg.Subject(), Data: msg.Data(), NumDelivered: durable.NumDelivered(msg), Acknowledger: msg})
+	})
+	switch {
+	case errors.Is(err, durable.ErrLost):
+		return fmt.Errorf("%w: %s: %w", eventstore.ErrSubscriptionLost, name, err)
+	case err != nil:
+		return fmt.Errorf("schedule: subscribe %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,225 @@
+// Package schedule keeps a process manager's timers in a JetStream stream
+// of their own, beside the event store: message schedules that the server
+// stores, replicates and fires (nats-server 2.12+), the firings, read
+// through a durable subscription, and small records kept one per subject
+// (alerts, say). No process holds a timer, so a crash or a failover loses
+// none and fires none twice.
+//
+// The stream holds the subjects under one root (root + ".>"); every subject
+// given to a Stream must be under it. A schedule on a subject replaces the
+// one before it, and the server removes it when it fires: it publishes the
+// schedule's data on the schedule's target subject, where the firing is
+// kept for the fired TTL (default a day).
+//
+// Errors: methods given a subject outside the root return ErrSubject; a
+// subscription whose consumer is deleted while it runs ends with
+// eventstore.ErrSubscriptionLost; other errors wrap the NATS error, prefixed
+// by the operation.
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrSubject reports a subject or filter outside the stream's root.
+var ErrSubject = errors.New("schedule: subject outside the stream")
+
+// DefaultFiredTTL is how long a firing is kept (WithFiredTTL).
+const DefaultFiredTTL = 24 * time.Hour
+
+// Stream is a stream of timers. It is safe for concurrent use.
+type Stream struct {
+	js     jetstream.JetStream
+	name   string
+	root   string
+	cfg    config
+	mu     sync.Mutex       // guards stream
+	stream jetstream.Stream // nil until set up
+}
+
+type config struct {
+	description string
+	replicas    int
+	storage     jetstream.StorageType
+	firedTTL    time.Duration
+}
+
+// Option configures New.
+type Option func(*config) error
+
+// WithDescription describes the stream to operators.
+func WithDescription(d string) Option {
+	return func(c *config) error { c.description = d; return nil }
+}
+
+// WithReplicas sets the stream's replicas (default 1, at most 5). More than
+// one needs a JetStream cluster.
+func WithReplicas(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 5 {
+			return fmt.Errorf("schedule: replicas %d out of range 1..5", n)
+		}
+		c.replicas = n
+		return nil
+	}
+}
+
+// WithMemoryStorage keeps a new stream in memory rather than in files, for
+// tests.
+func WithMemoryStorage() Option {
+	return func(c *config) error { c.storage = jetstream.MemoryStorage; return nil }
+}
+
+// WithFiredTTL sets how long a firing is kept after it fired (default a
+// day): long after it was handled, short enough not to pile up.
+func WithFiredTTL(d time.Duration) Option {
+	return func(c *config) error {
+		if d < time.Second {
+			return fmt.Errorf("schedule: fired TTL %v below 1s", d)
+		}
+		c.firedTTL = d
+		return nil
+	}
+}
+
+// New returns the stream name over the subjects under root. It does not
+// touch the server: the stream is created (or updated to opts) on first
+// use, or by Ensure. It returns the error of an invalid option, name or
+// root.
+func New(js jetstream.JetStream, name, root string, opts ...Option) (*Stream, error) {
+	c := config{replicas: 1, storage: jetstream.FileStorage, firedTTL: DefaultFiredTTL}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	if name == "" || strings.ContainsAny(name, ".*> \t\r\n/\\") {
+		return nil, fmt.Errorf("schedule: invalid stream name %q", name)
+	}
+	if root == "" || strings.ContainsAny(root, "*> \t\r\n") || strings.HasPrefix(root, ".") || strings.HasSuffix(root, ".") {
+		return nil, fmt.Errorf("schedule: invalid root %q", root)
+	}
+	return &Stream{js: js, name: name, root: root, cfg: c}, nil
+}
+
+// Ensure creates or updates the stream, once: later calls return at once.
+// A cluster electing its JetStream leader may leave it unanswered for a
+// while; the caller tries again.
+func (s *Stream) Ensure(ctx context.Context) error {
+	_, err := s.ensure(ctx)
+	return err
+}
+
+func (s *Stream) ensure(ctx context.Context) (jetstream.Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stream != nil {
+		return s.stream, nil
+	}
+	st, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        s.name,
+		Description: s.cfg.description,
+		Subjects:    []string{s.root + ".>"},
+		Storage:     s.cfg.storage,
+		Replicas:    s.cfg.replicas,
+		// Schedules fire through the server; firings expire (per-message
+		// TTL) after the fired TTL; kept records replace their subject's
+		// previous one (roll-up).
+		AllowMsgSchedules: true,
+		AllowMsgTTL:       true,
+		AllowRollup:       true,
+		AllowDirect:       true,
+		Duplicates:        2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("schedule: stream %s: %w", s.name, err)
+	}
+	s.stream = st
+	return st, nil
+}
+
+// under checks that every subject or filter is under the root.
+func (s *Stream) under(subjects ...string) error {
+	for _, subj := range subjects {
+		if !strings.HasPrefix(subj, s.root+".") || len(subj) == len(s.root)+1 {
+			return fmt.Errorf("%w %s: %q", ErrSubject, s.name, subj)
+		}
+	}
+	return nil
+}
+
+// Schedule sets the timer on subject: at at, the server publishes data on
+// target. A schedule on the same subject is replaced. id deduplicates: a
+// second Schedule with the same id within two minutes changes nothing, so
+// a redelivered cause schedules once.
+func (s *Stream) Schedule(ctx context.Context, subject, target string, at time.Time, data []byte, id string) error {
+	if err := s.under(subject, target); err != nil {
+		return err
+	}
+	if _, err := s.ensure(ctx); err != nil {
+		return err
+	}
+	_, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data},
+		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(target),
+		jetstream.WithScheduleTTL(s.cfg.firedTTL), jetstream.WithMsgID(id))
+	if err != nil {
+		return fmt.Errorf("schedule: schedule %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Put keeps data as the one record on subject, replacing what it held.
+func (s *Stream) Put(ctx context.Context, subject string, data []byte) error {
+	if err := s.under(subject); err != nil {
+		return err
+	}
+	if _, err := s.ensure(ctx); err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgRollup: []string{jetstream.MsgRollupSubject}}}
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("schedule: put %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Purge removes what the subjects hold: pending timers, firings, records.
+func (s *Stream) Purge(ctx context.Context, subjects ...string) error {
+	if err := s.under(subjects...); err != nil {
+		return err
+	}
+	st, err := s.ensure(ctx)
+	if err != nil {
+		return err
+	}
+	for _, subj := range subjects {
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return fmt.Errorf("schedule: purge %s: %w", subj, err)
+		}
+	}
+	return nil
+}
+
+// CountSubjects returns how many subjects matching filter hold a message.
+func (s *Stream) CountSubjects(ctx context.Context, filter string) (int, error) {
+	if err := s.under(filter); err != nil {
+		return 0, err
+	}
+	st, err := s.ensure(ctx)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return 0, fmt.Errorf("schedule: count %s: %w", filter, err)
+	}
+	return len(info.State.Subjects), nil
+}

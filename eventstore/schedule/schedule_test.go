@@ -1,0 +1,110 @@
+package schedule_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/schedule"
+)
+
+func newStream(t *testing.T) *schedule.Stream {
+	t.Helper()
+	_, js := estest.Connect(t, estest.StartServer(t))
+	s, err := schedule.New(js, "TIMERS", "timers", schedule.WithMemoryStorage(), schedule.WithFiredTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A schedule fires once on its target, a cancelled one never, and the
+// firing is delivered until acknowledged.
+func TestScheduleFires(t *testing.T) {
+	s := newStream(t)
+	ctx := t.Context()
+	at := time.Now().Add(time.Second)
+	if err := s.Schedule(ctx, "timers.schedule.a", "timers.fired.a", at, []byte("a"), "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Schedule(ctx, "timers.schedule.b", "timers.fired.b", at, []byte("b"), "b:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx, "timers.schedule.b"); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := s.Read(ctx, "timers.schedule.>")
+	if err != nil || len(pending) != 1 || string(pending[0]) != "a" {
+		t.Fatalf("pending timers %q, %v; want [a]", pending, err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var got []string
+	err = s.Subscribe(sctx, "fired", "timers.fired.>", func(m schedule.Msg) {
+		got = append(got, m.Subject+"="+string(m.Data))
+		if m.NumDelivered == 1 {
+			_ = m.Nak() // delivered again
+			return
+		}
+		_ = m.Ack()
+		cancel()
+	}, eventstore.WithDescription("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"timers.fired.a=a", "timers.fired.a=a"}; !slices.Equal(got, want) {
+		t.Fatalf("firings %q, want %q", got, want)
+	}
+	if pending, err := s.Read(ctx, "timers.schedule.>"); err != nil || len(pending) != 0 {
+		t.Fatalf("pending timers after firing: %q, %v", pending, err)
+	}
+}
+
+// Put keeps one record per subject; CountSubjects and Read see them, Purge
+// removes them.
+func TestPutCountRead(t *testing.T) {
+	s := newStream(t)
+	ctx := t.Context()
+	for _, p := range [][2]string{{"timers.late.x", "1"}, {"timers.late.x", "2"}, {"timers.late.y", "3"}} {
+		if err := s.Put(ctx, p[0], []byte(p[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.CountSubjects(ctx, "timers.late.>"); err != nil || n != 2 {
+		t.Fatalf("CountSubjects = %d, %v; want 2", n, err)
+	}
+	if got, err := s.Read(ctx, "timers.late.>"); err != nil || len(got) != 2 || string(got[0]) != "2" || string(got[1]) != "3" {
+		t.Fatalf("Read = %q, %v; want [2 3]", got, err)
+	}
+	if err := s.Purge(ctx, "timers.late.x"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.CountSubjects(ctx, "timers.late.>"); err != nil || n != 1 {
+		t.Fatalf("CountSubjects after a purge = %d, %v; want 1", n, err)
+	}
+}
+
+func TestSubjectsOutsideTheRoot(t *testing.T) {
+	s := newStream(t)
+	ctx := t.Context()
+	for name, err := range map[string]error{
+		"Put":      s.Put(ctx, "other.x", nil),
+		"Schedule": s.Schedule(ctx, "timers.schedule.x", "other.x", time.Now(), nil, "x"),
+		"Purge":    s.Purge(ctx, "timers."),
+		"Read":     func() error { _, err := s.Read(ctx, "timersx.>"); return err }(),
+	} {
+		if !errors.Is(err, schedule.ErrSubject) {
+			t.Errorf("%s outside the root: %v, want ErrSubject", name, err)
+		}
+	}
+	if _, err := schedule.New(nil, "A.B", "r"); err == nil {
+		t.Error("New accepted the stream name A.B")
+	}
+	if _, err := schedule.New(nil, "A", "r.*"); err == nil {
+		t.Error("New accepted the root r.*")
+	}
+}
