@@ -172,6 +172,21 @@ func eventHeader(ev *EventData) (nats.Header, error) {
 	return h, nil
 }
 
+// EncodeEvent returns the headers under which Append stores ev as the
+// event at version of its order, and the bytes it takes in a stream message
+// (headers and payload), which the server's max payload bounds. It fails,
+// wrapping ErrInvalidEvent, for an event Append refuses. With
+// RecordedFromMsg it lets another store of the same format (memstore) keep
+// exactly what this one keeps.
+func EncodeEvent(ev EventData, version uint64) (nats.Header, int, error) {
+	h, err := eventHeader(&ev)
+	if err != nil {
+		return nil, 0, err
+	}
+	h[HeaderVersion] = []string{strconv.FormatUint(version, 10)}
+	return h, headerSize(h) + len(ev.Data), nil
+}
+
 // recordedVersion reads the version header; 0 when there is none.
 func recordedVersion(h nats.Header, seq uint64) (uint64, error) {
 	v := h.Get(HeaderVersion)

@@ -19,6 +19,9 @@ var ErrEventNotFound = errors.New("eventstore: no event at that position")
 // ErrEventNotFound when there is none and ErrUnavailable when JetStream
 // cannot be reached.
 func (s *Store) Get(ctx context.Context, position uint64) (Recorded, error) {
+	if position == 0 { // the server refuses it as an empty request
+		return Recorded{}, fmt.Errorf("%w: %d", ErrEventNotFound, position)
+	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	raw, err := s.stream.GetMsg(ctx, position)

@@ -1,13 +1,10 @@
 package eventstore_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,6 +25,12 @@ type env struct {
 	store *eventstore.Store
 }
 
+// mustAppend appends at revision rev and returns the order's new revision.
+func mustAppend(t *testing.T, s *eventstore.Store, orderID string, rev uint64, evs ...eventstore.EventData) uint64 {
+	t.Helper()
+	return estest.MustAppend(t, s, orderID, rev, evs...).Version
+}
+
 // newEnv starts a server and a store on memory storage: these tests are about
 // semantics, not durability.
 func newEnv(t *testing.T, opts ...eventstore.Option) *env {
@@ -40,253 +43,6 @@ func newEnv(t *testing.T, opts ...eventstore.Option) *env {
 		t.Fatalf("New: %v", err)
 	}
 	return &env{srv: srv, nc: nc, js: js, store: s}
-}
-
-func event(typ, data, requestID string) eventstore.EventData {
-	return eventstore.EventData{Type: typ, Data: []byte(data), Meta: eventstore.Metadata{RequestID: requestID}}
-}
-
-// mustAppend appends at revision rev and returns the order's new revision.
-func mustAppend(t *testing.T, s *eventstore.Store, orderID string, rev uint64, evs ...eventstore.EventData) uint64 {
-	t.Helper()
-	return mustAppendRes(t, s, orderID, rev, evs...).Version
-}
-
-func mustAppendRes(t *testing.T, s *eventstore.Store, orderID string, rev uint64, evs ...eventstore.EventData) eventstore.AppendResult {
-	t.Helper()
-	res, err := s.Append(t.Context(), orderID, rev, evs)
-	if err != nil {
-		t.Fatalf("Append(%s, %d, %d events): %v", orderID, rev, len(evs), err)
-	}
-	if res.Duplicate {
-		t.Fatalf("Append(%s, %d): unexpected duplicate at %d", orderID, rev, res.Position)
-	}
-	if res.Version != rev+uint64(len(evs)) {
-		t.Fatalf("Append(%s, %d, %d events): revision %d", orderID, rev, len(evs), res.Version)
-	}
-	return res
-}
-
-func mustLoad(t *testing.T, s *eventstore.Store, orderID string) []eventstore.Recorded {
-	t.Helper()
-	recs, err := s.Load(t.Context(), orderID)
-	if err != nil {
-		t.Fatalf("Load(%s): %v", orderID, err)
-	}
-	return recs
-}
-
-func collect(t *testing.T, seq func(func(eventstore.Recorded, error) bool)) []eventstore.Recorded {
-	t.Helper()
-	var out []eventstore.Recorded
-	for r, err := range seq {
-		if err != nil {
-			t.Fatalf("iteration error after %d events: %v", len(out), err)
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-func TestAppendLoadRoundTrip(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
-	at := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.FixedZone("CET", 3600))
-	meta := eventstore.Metadata{
-		RequestID:     "req-1",
-		CorrelationID: "corr-1",
-		CausationID:   "cause-1",
-		Actor:         "user:alice",
-		OccurredAt:    at,
-		TraceParent:   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-		TraceState:    "vendor=opaque",
-		Hash:          "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-		PrevHash:      "0000000000000000000000000000000000000000000000000000000000000000",
-	}
-	first := eventstore.EventData{Type: "OrderCreated", Data: []byte{0, 1, 2, 0xff}, Meta: meta}
-	res, err := e.store.Append(ctx, "order-1", 0, []eventstore.EventData{first})
-	if err != nil || res.Duplicate || res.Position != 1 {
-		t.Fatalf("first append = %+v, %v; want position 1", res, err)
-	}
-	// Another order in between: positions are global, loads are per order.
-	mustAppend(t, e.store, "order-2", 0, event("OrderCreated", "other", ""))
-
-	meta2 := meta
-	meta2.RequestID = "req-2"
-	meta2.CausationID = "cause-2"
-	batch := []eventstore.EventData{
-		{Type: "ItemAdded", Data: []byte(`{"sku":"a"}`), Meta: meta2},
-		{Type: "ItemAdded", Data: nil, Meta: meta2},
-		{Type: "OrderPlaced", Data: []byte("x"), Meta: eventstore.Metadata{RequestID: "req-2"}},
-	}
-	res, err = e.store.Append(ctx, "order-1", 1, batch)
-	if err != nil || res.Duplicate || res.Position != 5 {
-		t.Fatalf("batch append = %+v, %v; want position 5", res, err)
-	}
-
-	got := mustLoad(t, e.store, "order-1")
-	want := append([]eventstore.EventData{first}, batch...)
-	if len(got) != len(want) {
-		t.Fatalf("Load returned %d events, want %d", len(got), len(want))
-	}
-	wantPos := []uint64{1, 3, 4, 5}
-	for i, r := range got {
-		w := want[i]
-		if r.OrderID != "order-1" || r.Position != wantPos[i] || r.Type != w.Type || !bytes.Equal(r.Data, w.Data) {
-			t.Errorf("event %d = {%s %d %s %q}, want {order-1 %d %s %q}", i, r.OrderID, r.Position, r.Type, r.Data, wantPos[i], w.Type, w.Data)
-		}
-		gm, wm := r.Meta, w.Meta
-		if !gm.OccurredAt.Equal(wm.OccurredAt) || gm.OccurredAt.Location() != time.UTC && !gm.OccurredAt.IsZero() {
-			t.Errorf("event %d occurred at %v, want %v in UTC", i, gm.OccurredAt, wm.OccurredAt)
-		}
-		gm.OccurredAt, wm.OccurredAt = time.Time{}, time.Time{}
-		if gm != wm {
-			t.Errorf("event %d metadata = %+v, want %+v", i, gm, wm)
-		}
-		if r.Time.IsZero() || time.Since(r.Time) > time.Minute {
-			t.Errorf("event %d server time %v not recent", i, r.Time)
-		}
-	}
-	if got[0].Meta.OccurredAt.Nanosecond() != 123456789 {
-		t.Errorf("nanoseconds lost: %v", got[0].Meta.OccurredAt)
-	}
-
-	after, err := e.store.LoadAfter(ctx, "order-1", 3)
-	if err != nil || len(after) != 2 || after[0].Position != 4 || after[1].Position != 5 {
-		t.Fatalf("LoadAfter(3) = %v, %v; want positions 4, 5", after, err)
-	}
-	if head, err := e.store.Head(ctx); err != nil || head != 5 {
-		t.Fatalf("Head = %d, %v; want 5", head, err)
-	}
-}
-
-func TestExpectedRevision(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
-	p1 := mustAppend(t, e.store, "o", 0, event("A", "1", ""))
-
-	cases := []struct {
-		name string
-		rev  uint64
-		evs  []eventstore.EventData
-	}{
-		{"zero on existing order", 0, []eventstore.EventData{event("B", "", "")}},
-		{"zero on existing order, batch", 0, []eventstore.EventData{event("B", "", ""), event("C", "", "")}},
-		{"revision ahead of the order", p1 + 10, []eventstore.EventData{event("B", "", "")}},
-	}
-	for _, c := range cases {
-		if _, err := e.store.Append(ctx, "o", c.rev, c.evs); !errors.Is(err, eventstore.ErrConflict) {
-			t.Errorf("%s: err = %v, want ErrConflict", c.name, err)
-		}
-	}
-
-	p2 := mustAppend(t, e.store, "o", p1, event("B", "2", ""))
-	for _, evs := range [][]eventstore.EventData{
-		{event("C", "", "")},
-		{event("C", "", ""), event("D", "", "")},
-	} {
-		_, err := e.store.Append(ctx, "o", p1, evs)
-		if !errors.Is(err, eventstore.ErrConflict) {
-			t.Fatalf("stale revision with %d events: err = %v, want ErrConflict", len(evs), err)
-		}
-	}
-	mustAppend(t, e.store, "o", p2, event("C", "3", ""))
-	if n := len(mustLoad(t, e.store, "o")); n != 3 {
-		t.Fatalf("order has %d events, want 3", n)
-	}
-}
-
-func TestConcurrentWritersOneWins(t *testing.T) {
-	e := newEnv(t)
-	rev := mustAppend(t, e.store, "contended", 0, event("OrderCreated", "", ""))
-
-	const writers = 50
-	var wins, conflicts atomic.Int32
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	start := make(chan struct{})
-	for i := range writers {
-		wg.Go(func() {
-			<-start
-			_, err := e.store.Append(t.Context(), "contended", rev, []eventstore.EventData{event("ItemAdded", fmt.Sprint(i), fmt.Sprintf("req-%d", i))})
-			switch {
-			case err == nil:
-				wins.Add(1)
-			case errors.Is(err, eventstore.ErrConflict):
-				conflicts.Add(1)
-			default:
-				errs <- err
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("unexpected error: %v", err)
-	}
-	if wins.Load() != 1 || conflicts.Load() != writers-1 {
-		t.Fatalf("wins = %d, conflicts = %d; want 1 and %d", wins.Load(), conflicts.Load(), writers-1)
-	}
-	if n := len(mustLoad(t, e.store, "contended")); n != 2 {
-		t.Fatalf("order has %d events, want 2", n)
-	}
-}
-
-func TestRetriedRequestIsDuplicate(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
-
-	t.Run("single event, same revision", func(t *testing.T) {
-		p := mustAppendRes(t, e.store, "single", 0, event("OrderCreated", "x", "r1")).Position
-		for range 3 {
-			res, err := e.store.Append(ctx, "single", 0, []eventstore.EventData{event("OrderCreated", "x", "r1")})
-			if err != nil || !res.Duplicate || res.Position != p {
-				t.Fatalf("retry = %+v, %v; want duplicate at %d", res, err, p)
-			}
-		}
-		if n := len(mustLoad(t, e.store, "single")); n != 1 {
-			t.Fatalf("order has %d events, want 1", n)
-		}
-	})
-
-	t.Run("single event, after other events", func(t *testing.T) {
-		p := mustAppendRes(t, e.store, "later", 0, event("OrderCreated", "", "r2")).Position
-		mustAppend(t, e.store, "later", 1, event("ItemAdded", "", "r3"))
-		res, err := e.store.Append(ctx, "later", 0, []eventstore.EventData{event("OrderCreated", "", "r2")})
-		if err != nil || !res.Duplicate || res.Position != p || res.Version == 0 {
-			t.Fatalf("retry = %+v, %v; want duplicate at %d", res, err, p)
-		}
-	})
-
-	t.Run("batch, same revision and after other events", func(t *testing.T) {
-		evs := []eventstore.EventData{event("A", "1", "b1"), event("B", "2", "b1"), event("C", "3", "b1")}
-		p := mustAppendRes(t, e.store, "batch", 0, evs...).Position
-		res, err := e.store.Append(ctx, "batch", 0, evs)
-		if err != nil || !res.Duplicate || res.Position != p || res.Version == 0 {
-			t.Fatalf("retry = %+v, %v; want duplicate at %d", res, err, p)
-		}
-		mustAppend(t, e.store, "batch", 3, event("D", "", "b2"))
-		res, err = e.store.Append(ctx, "batch", 0, evs)
-		if err != nil || !res.Duplicate || res.Position != p {
-			t.Fatalf("retry after more events = %+v, %v; want duplicate at %d", res, err, p)
-		}
-		if n := len(mustLoad(t, e.store, "batch")); n != 4 {
-			t.Fatalf("order has %d events, want 4", n)
-		}
-	})
-
-	t.Run("request id reused for another order", func(t *testing.T) {
-		mustAppend(t, e.store, "first", 0, event("OrderCreated", "", "reused"))
-		_, err := e.store.Append(ctx, "second", 0, []eventstore.EventData{event("OrderCreated", "", "reused")})
-		var reused *eventstore.RequestReusedError
-		if !errors.Is(err, eventstore.ErrRequestReused) || !errors.As(err, &reused) || reused.OrderID != "first" {
-			t.Fatalf("err = %v, want ErrRequestReused naming order first", err)
-		}
-		if n := len(mustLoad(t, e.store, "second")); n != 0 {
-			t.Fatalf("second order has %d events, want 0", n)
-		}
-	})
 }
 
 // TestServerDuplicateCheckOrder records which check nats-server applies
@@ -347,327 +103,63 @@ func apiCode(err error) jetstream.ErrorCode {
 	return 0
 }
 
-func TestAtomicBatch(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
-	rev := mustAppend(t, e.store, "atomic", 0, event("OrderCreated", "", ""))
-	rev = mustAppend(t, e.store, "atomic", rev, event("ItemAdded", "", ""))
-
-	headBefore, _ := e.store.Head(ctx)
-	_, err := e.store.Append(ctx, "atomic", rev-1, []eventstore.EventData{event("X", "", ""), event("Y", "", ""), event("Z", "", "")})
-	if !errors.Is(err, eventstore.ErrConflict) {
-		t.Fatalf("stale batch: err = %v, want ErrConflict", err)
-	}
-	if head, _ := e.store.Head(ctx); head != headBefore {
-		t.Fatalf("stale batch moved head from %d to %d", headBefore, head)
-	}
-	if n := len(mustLoad(t, e.store, "atomic")); n != 2 {
-		t.Fatalf("stale batch left %d events, want 2", n)
-	}
-
-	// Batches land contiguously even while another writer appends to the
-	// stream at the same time.
-	ctx2, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		var r uint64
-		for ctx2.Err() == nil {
-			res, err := e.store.Append(ctx2, "noise", r, []eventstore.EventData{event("N", "", "")})
-			if err != nil {
-				return
-			}
-			r = res.Version
-		}
-	})
-	for range 10 {
-		res, err := e.store.Append(ctx, "atomic", rev, []eventstore.EventData{event("X", "1", ""), event("Y", "2", ""), event("Z", "3", "")})
-		if err != nil {
-			t.Fatalf("batch: %v", err)
-		}
-		recs, err := e.store.LoadAfter(ctx, "atomic", res.Position-3)
-		if err != nil || len(recs) != 3 {
-			t.Fatalf("LoadAfter(%d) = %d events, %v; want 3", rev, len(recs), err)
-		}
-		for i, r := range recs {
-			if want := res.Position - 2 + uint64(i); r.Position != want || r.Type != string(rune('X'+i)) {
-				t.Fatalf("batch event %d at %d (%s), want %d (%c)", i, r.Position, r.Type, want, 'X'+i)
-			}
-			if r.Version != rev+uint64(i)+1 {
-				t.Fatalf("batch event %d has version %d, want %d", i, r.Version, rev+uint64(i)+1)
-			}
-		}
-		rev = res.Version
-	}
-	stop()
-	wg.Wait()
-}
-
-func TestRead(t *testing.T) {
-	e := newEnv(t, eventstore.WithMutableStream()) // to delete events
+// Deleted events (on a stream that still allows deletes) are skipped, and a
+// deleted head does not make Read wait for it.
+func TestReadSkipsDeletedEvents(t *testing.T) {
+	e := newEnv(t, eventstore.WithMutableStream())
 	ctx := t.Context()
 	revs := map[string]uint64{}
 	const total = 30
 	for i := range total {
 		id := fmt.Sprintf("o%d", i%3)
-		revs[id] = mustAppend(t, e.store, id, revs[id], event("E", fmt.Sprint(i), ""))
+		revs[id] = mustAppend(t, e.store, id, revs[id], estest.Event("E", fmt.Sprint(i), ""))
 	}
-	for _, from := range []uint64{0, 1, 2, 17, total} {
-		got := collect(t, e.store.Read(ctx, from))
-		start := max(from, 1)
-		if len(got) != int(total-start+1) {
-			t.Fatalf("Read(%d) returned %d events, want %d", from, len(got), total-start+1)
-		}
-		for i, r := range got {
-			if r.Position != start+uint64(i) || string(r.Data) != fmt.Sprint(r.Position-1) || r.OrderID != fmt.Sprintf("o%d", (r.Position-1)%3) {
-				t.Fatalf("Read(%d)[%d] = %+v", from, i, r)
-			}
-		}
-	}
-	if got := collect(t, e.store.Read(ctx, total+1)); len(got) != 0 {
-		t.Fatalf("Read past the head returned %d events", len(got))
-	}
-
-	// Read stops at the head as of the call, even while events keep coming.
-	n := 0
-	for r, err := range e.store.Read(ctx, 1) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			mustAppend(t, e.store, "o0", revs["o0"], event("Late", "", ""))
-		}
-		if r.Position > total {
-			t.Fatalf("Read delivered %d, appended after the call", r.Position)
-		}
-		n++
-	}
-	if n != total {
-		t.Fatalf("Read delivered %d events, want %d", n, total)
-	}
-
-	// Stopping early is fine.
-	for range e.store.Read(ctx, 1) {
-		break
-	}
-
-	// Deleted events are skipped, and a deleted head does not make Read wait.
 	st := streamHandle(t, e.js, e.store.StreamName())
-	head, _ := e.store.Head(ctx)
-	for _, seq := range []uint64{5, head} {
+	for _, seq := range []uint64{5, total} {
 		if err := st.DeleteMsg(ctx, seq); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got := collect(t, e.store.Read(ctx, 1))
-	if uint64(len(got)) != head-2 || got[3].Position != 4 || got[4].Position != 6 || got[len(got)-1].Position != head-1 {
-		t.Fatalf("Read after deletes returned %d events ending at %d, want %d ending at %d", len(got), got[len(got)-1].Position, head-2, head-1)
+	got := estest.Collect(t, e.store.Read(ctx, 1))
+	if len(got) != total-2 || got[3].Position != 4 || got[4].Position != 6 || got[len(got)-1].Position != total-1 {
+		t.Fatalf("Read after deletes returned %d events ending at %d, want %d ending at %d", len(got), got[len(got)-1].Position, total-2, total-1)
 	}
-	if got := collect(t, e.store.Read(ctx, head)); len(got) != 0 {
+	if got := estest.Collect(t, e.store.Read(ctx, total)); len(got) != 0 {
 		t.Fatalf("Read of a deleted head returned %d events", len(got))
 	}
-
-	// A Read that cannot complete because of its ctx says so.
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	var last error
-	for _, err := range e.store.Read(cctx, 1) {
-		last = err
-	}
-	if !errors.Is(last, context.Canceled) {
-		t.Fatalf("Read with a cancelled ctx ended with %v, want context.Canceled", last)
-	}
 }
 
-func TestFollow(t *testing.T) {
-	e := newEnv(t)
-	rev := mustAppend(t, e.store, "f", 0, event("A", "", ""))
-	rev = mustAppend(t, e.store, "f", rev, event("B", "", ""))
-
-	ctx, cancel := context.WithCancel(t.Context())
-	type item struct {
-		r   eventstore.Recorded
-		err error
-	}
-	got := make(chan item)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for r, err := range e.store.Follow(ctx, 2) {
-			select {
-			case got <- item{r, err}:
-			case <-ctx.Done():
-			}
+// TestConformance runs the store's contract on one server, a stream of its
+// own per case.
+func TestConformance(t *testing.T) {
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	var n atomic.Int32
+	estest.Run(t, func(t *testing.T) estest.Store {
+		i := n.Add(1)
+		s, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage),
+			eventstore.WithStreamName(fmt.Sprintf("S%d", i)), eventstore.WithSubjectPrefix(fmt.Sprintf("s%d", i)))
+		if err != nil {
+			t.Fatalf("New: %v", err)
 		}
-	}()
-	next := func() eventstore.Recorded {
-		t.Helper()
-		select {
-		case it := <-got:
-			if it.err != nil {
-				t.Fatalf("Follow: %v", it.err)
-			}
-			return it.r
-		case <-time.After(10 * time.Second):
-			t.Fatal("Follow delivered nothing within 10s")
-			return eventstore.Recorded{}
-		}
-	}
-	if r := next(); r.Position != 2 || r.Type != "B" {
-		t.Fatalf("first followed event = %d %s, want 2 B", r.Position, r.Type)
-	}
-	// The consumer is live now: events appended from here on arrive too.
-	for _, typ := range []string{"C", "D", "E"} {
-		res := mustAppendRes(t, e.store, "f", rev, event(typ, "", ""))
-		rev = res.Version
-		if r := next(); r.Position != res.Position || r.Version != rev || r.Type != typ {
-			t.Fatalf("followed event = %d v%d %s, want %d v%d %s", r.Position, r.Version, r.Type, res.Position, rev, typ)
-		}
-	}
-	batchPos := mustAppendRes(t, e.store, "g", 0, event("X", "", ""), event("Y", "", "")).Position
-	for _, want := range []uint64{batchPos - 1, batchPos} {
-		if r := next(); r.Position != want || r.OrderID != "g" {
-			t.Fatalf("followed event = %d %s, want %d g", r.Position, r.OrderID, want)
-		}
-	}
-	cancel()
-	select {
-	case it := <-got:
-		t.Fatalf("Follow yielded %+v after cancel", it)
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Follow did not end within 10s of cancel")
-	}
+		return s
+	})
 }
 
-func TestLoadManyPages(t *testing.T) {
+// The limits of one append follow the server's max payload.
+func TestEventSizeFollowsMaxPayload(t *testing.T) {
 	e := newEnv(t)
-	ctx := t.Context()
-	const total = 1200
-	var rev uint64
-	for b := range total / 100 {
-		evs := make([]eventstore.EventData, 100)
-		for i := range evs {
-			evs[i] = event("E", fmt.Sprint(b*100+i), "")
-		}
-		rev = mustAppend(t, e.store, "big", rev, evs...)
-		mustAppend(t, e.store, fmt.Sprintf("small-%d", b), 0, event("E", "", ""))
-	}
-	recs := mustLoad(t, e.store, "big")
-	if len(recs) != total {
-		t.Fatalf("Load returned %d events, want %d", len(recs), total)
-	}
-	for i, r := range recs {
-		if string(r.Data) != fmt.Sprint(i) || i > 0 && r.Position <= recs[i-1].Position {
-			t.Fatalf("event %d = position %d data %q", i, r.Position, r.Data)
-		}
-	}
-	after, err := e.store.LoadAfter(ctx, "big", recs[149].Position)
-	if err != nil || len(after) != total-150 || after[0].Position != recs[150].Position {
-		t.Fatalf("LoadAfter = %d events, %v; want %d from %d", len(after), err, total-150, recs[150].Position)
-	}
-	head, _ := e.store.Head(ctx)
-	if got := collect(t, e.store.Read(ctx, 0)); uint64(len(got)) != head {
-		t.Fatalf("Read returned %d events, want %d", len(got), head)
-	}
-
-	empty, err := e.store.Load(ctx, "unknown")
-	if err != nil || empty == nil || len(empty) != 0 {
-		t.Fatalf("Load(unknown) = %v, %v; want empty slice", empty, err)
-	}
-	if none, err := e.store.LoadAfter(ctx, "big", recs[len(recs)-1].Position); err != nil || len(none) != 0 {
-		t.Fatalf("LoadAfter(last) = %v, %v; want empty", none, err)
-	}
-}
-
-func TestInvalidInput(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
-	for _, id := range []string{"", "a.b", "a*", ">", "a>b", "a b", "a\tb", "a\nb", "\x00", "caf\xe9", strings.Repeat("x", 65)} {
-		if _, err := e.store.Append(ctx, id, 0, []eventstore.EventData{event("A", "", "")}); !errors.Is(err, eventstore.ErrInvalidOrderID) {
-			t.Errorf("Append(%q): err = %v, want ErrInvalidOrderID", id, err)
-		}
-		if _, err := e.store.Load(ctx, id); !errors.Is(err, eventstore.ErrInvalidOrderID) {
-			t.Errorf("Load(%q): err = %v, want ErrInvalidOrderID", id, err)
-		}
-		if _, err := e.store.LoadAfter(ctx, id, 3); !errors.Is(err, eventstore.ErrInvalidOrderID) {
-			t.Errorf("LoadAfter(%q): err = %v, want ErrInvalidOrderID", id, err)
-		}
-	}
-	for _, id := range []string{strings.Repeat("x", 64), "ord-1_Ü", "01J9Z3"} {
-		mustAppend(t, e.store, id, 0, event("A", "", ""))
-	}
-
-	if _, err := e.store.Append(ctx, "o", 0, nil); !errors.Is(err, eventstore.ErrEmptyAppend) {
-		t.Errorf("empty append: err = %v, want ErrEmptyAppend", err)
-	}
-	bad := []struct {
-		name string
-		evs  []eventstore.EventData
-	}{
-		{"empty type", []eventstore.EventData{{Type: ""}}},
-		{"line break in actor", []eventstore.EventData{{Type: "A", Meta: eventstore.Metadata{Actor: "a\r\nNats-Msg-Id: x"}}}},
-		{"padded request id", []eventstore.EventData{{Type: "A", Meta: eventstore.Metadata{RequestID: " r"}}}},
-		{"mixed request ids", []eventstore.EventData{event("A", "", "r1"), event("B", "", "r2")}},
-	}
-	for _, b := range bad {
-		if _, err := e.store.Append(ctx, "o", 0, b.evs); !errors.Is(err, eventstore.ErrInvalidEvent) {
-			t.Errorf("%s: err = %v, want ErrInvalidEvent", b.name, err)
-		}
-	}
-
-	huge := make([]byte, e.nc.MaxPayload())
-	if _, err := e.store.Append(ctx, "o", 0, []eventstore.EventData{{Type: "A", Data: huge}}); !errors.Is(err, eventstore.ErrTooLarge) {
+	if _, err := e.store.Append(t.Context(), "o", 0, []eventstore.EventData{{Type: "A", Data: make([]byte, e.nc.MaxPayload())}}); !errors.Is(err, eventstore.ErrTooLarge) {
 		t.Errorf("event of max payload: err = %v, want ErrTooLarge", err)
 	}
-	mustAppend(t, e.store, "near-limit", 0, eventstore.EventData{Type: "A", Data: huge[:len(huge)-1024]})
-	many := make([]eventstore.EventData, eventstore.MaxEventsPerAppend+1)
-	for i := range many {
-		many[i] = event("A", "", "")
-	}
-	if _, err := e.store.Append(ctx, "o", 0, many); !errors.Is(err, eventstore.ErrTooLarge) {
-		t.Errorf("%d events: err = %v, want ErrTooLarge", len(many), err)
-	}
-	if recs := mustLoad(t, e.store, "o"); len(recs) != 0 {
-		t.Fatalf("rejected appends wrote %d events", len(recs))
-	}
-	// The largest batch accepted by default does go through atomically.
-	mustAppend(t, e.store, "o", 0, many[1:]...)
-}
-
-// LoadLatest answers what Load answers when the replica is current, and
-// Get finds every position the stream holds and none it does not. (Reads
-// from a lagging replica are tested on a cluster, in test/cluster.)
-func TestLoadLatestAndGet(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
-	rev := mustAppend(t, e.store, "o", 0, event("A", "a", "r1"))
-	rev = mustAppend(t, e.store, "o", rev, event("B", "b", "r2"), event("C", "c", "r2"))
-	mustAppend(t, e.store, "other", 0, event("X", "x", "r3"))
-	latest, err := e.store.LoadLatest(ctx, "o")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := mustLoad(t, e.store, "o"); !reflect.DeepEqual(latest, want) || len(latest) != 3 {
-		t.Fatalf("LoadLatest = %+v, Load = %+v", latest, want)
-	}
-	if recs, err := e.store.LoadLatest(ctx, "none"); err != nil || len(recs) != 0 {
-		t.Fatalf("LoadLatest of an order without events = %v, %v", recs, err)
-	}
-	if _, err := e.store.LoadLatest(ctx, "a.b"); !errors.Is(err, eventstore.ErrInvalidOrderID) {
-		t.Fatalf("LoadLatest(a.b): %v, want ErrInvalidOrderID", err)
-	}
-	got, err := e.store.Get(ctx, rev)
-	if err != nil || !reflect.DeepEqual(got, latest[2]) {
-		t.Fatalf("Get(%d) = %+v, %v, want %+v", rev, got, err, latest[2])
-	}
-	if _, err := e.store.Get(ctx, rev+100); !errors.Is(err, eventstore.ErrEventNotFound) {
-		t.Fatalf("Get past the head: %v, want ErrEventNotFound", err)
+	if int(e.nc.MaxPayload()) != estest.MaxPayload {
+		t.Errorf("server max payload %d, the conformance suite assumes %d", e.nc.MaxPayload(), estest.MaxPayload)
 	}
 }
 
 func TestUnavailable(t *testing.T) {
 	e := newEnv(t)
-	rev := mustAppend(t, e.store, "o", 0, event("A", "", ""))
+	rev := mustAppend(t, e.store, "o", 0, estest.Event("A", "", ""))
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 
@@ -686,8 +178,8 @@ func TestUnavailable(t *testing.T) {
 			t.Errorf("%s took %v with a 300ms deadline", name, d)
 		}
 	}
-	one := []eventstore.EventData{event("B", "", "r")}
-	two := []eventstore.EventData{event("B", "", "r2"), event("C", "", "r2")}
+	one := []eventstore.EventData{estest.Event("B", "", "r")}
+	two := []eventstore.EventData{estest.Event("B", "", "r2"), estest.Event("C", "", "r2")}
 	check("Append", func(ctx context.Context) error { _, err := e.store.Append(ctx, "o", rev, one); return err })
 	check("Append batch", func(ctx context.Context) error { _, err := e.store.Append(ctx, "o", rev, two); return err })
 	check("Load", func(ctx context.Context) error { _, err := e.store.Load(ctx, "o"); return err })
@@ -743,7 +235,7 @@ func TestStreamConfig(t *testing.T) {
 		c.Storage != jetstream.MemoryStorage || len(c.Subjects) != 1 || c.Subjects[0] != "shop.orders.*" {
 		t.Fatalf("stream config = %+v", c)
 	}
-	mustAppend(t, s, "o1", 0, event("A", "", ""))
+	mustAppend(t, s, "o1", 0, estest.Event("A", "", ""))
 
 	// Changed options update the stream in place and keep its events.
 	s2, err := eventstore.New(ctx, js, eventstore.WithStreamName("EVENTS"), eventstore.WithSubjectPrefix("shop.orders"),
@@ -754,7 +246,7 @@ func TestStreamConfig(t *testing.T) {
 	if d := streamInfo(t, js, "EVENTS").Config.Duplicates; d != 5*time.Minute {
 		t.Fatalf("duplicate window = %v after update, want 5m", d)
 	}
-	if n := len(mustLoad(t, s2, "o1")); n != 1 {
+	if n := len(estest.MustLoad(t, s2, "o1")); n != 1 {
 		t.Fatalf("events after update = %d, want 1", n)
 	}
 
@@ -814,7 +306,7 @@ func TestImmutableLog(t *testing.T) {
 	if !c.DenyDelete || !c.DenyPurge || c.MaxAge != 0 || c.MaxMsgs != -1 || c.MaxMsgsPerSubject != -1 || c.Discard != jetstream.DiscardNew {
 		t.Fatalf("new stream config = %+v", c)
 	}
-	refusesRemoval(t, "NEW", mustAppend(t, s, "o1", 0, event("A", "", "")))
+	refusesRemoval(t, "NEW", mustAppend(t, s, "o1", 0, estest.Event("A", "", "")))
 
 	// A stream created the old way, with limits that delete events.
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OLD", Subjects: []string{"old.*"}, Storage: jetstream.MemoryStorage,
@@ -831,7 +323,7 @@ func TestImmutableLog(t *testing.T) {
 	if c := streamInfo(t, js, "OLD").Config; c.MaxAge != 0 || c.MaxMsgs != -1 || c.AllowRollup {
 		t.Fatalf("old stream config after New = %+v", c)
 	}
-	refusesRemoval(t, "OLD", mustAppend(t, s, "o1", 0, event("A", "", "")))
+	refusesRemoval(t, "OLD", mustAppend(t, s, "o1", 0, estest.Event("A", "", "")))
 
 	// Message schedules cannot be disabled, and they need purges: the store
 	// works, and says the log is not immutable.
@@ -843,7 +335,7 @@ func TestImmutableLog(t *testing.T) {
 	if s.Immutable() == nil {
 		t.Fatal("a stream that allows purges is reported immutable")
 	}
-	mustAppend(t, s, "o1", 0, event("A", "", ""))
+	mustAppend(t, s, "o1", 0, estest.Event("A", "", ""))
 
 	s, err = eventstore.New(ctx, js, eventstore.WithStreamName("MUT"), eventstore.WithSubjectPrefix("mut"),
 		eventstore.WithStorage(jetstream.MemoryStorage), eventstore.WithMutableStream())
@@ -853,7 +345,7 @@ func TestImmutableLog(t *testing.T) {
 	if s.Immutable() == nil {
 		t.Fatal("WithMutableStream: reported immutable")
 	}
-	if err := streamHandle(t, js, "MUT").DeleteMsg(ctx, mustAppend(t, s, "o1", 0, event("A", "", ""))); err != nil {
+	if err := streamHandle(t, js, "MUT").DeleteMsg(ctx, mustAppend(t, s, "o1", 0, estest.Event("A", "", ""))); err != nil {
 		t.Fatalf("WithMutableStream: delete: %v", err)
 	}
 }
@@ -948,9 +440,9 @@ func TestRevisionIsTheOrdersOwnVersion(t *testing.T) {
 		if _, err := e.js.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}
-		mustAppend(t, e.store, fmt.Sprintf("other-%d", i), 0, event("E", "", ""))
+		mustAppend(t, e.store, fmt.Sprintf("other-%d", i), 0, estest.Event("E", "", ""))
 	}
-	recs := mustLoad(t, e.store, "old")
+	recs := estest.MustLoad(t, e.store, "old")
 	for i, r := range recs {
 		if r.Version != uint64(i)+1 {
 			t.Fatalf("legacy event %d has version %d", i, r.Version)
@@ -961,14 +453,14 @@ func TestRevisionIsTheOrdersOwnVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fresh.Append(ctx, "old", 2, []eventstore.EventData{event("E", "", "")}); !errors.Is(err, eventstore.ErrConflict) {
+	if _, err := fresh.Append(ctx, "old", 2, []eventstore.EventData{estest.Event("E", "", "")}); !errors.Is(err, eventstore.ErrConflict) {
 		t.Fatalf("append at a stale revision: %v, want ErrConflict", err)
 	}
-	if v := mustAppend(t, fresh, "old", 3, event("E", "", ""), event("E", "", "")); v != 5 {
+	if v := mustAppend(t, fresh, "old", 3, estest.Event("E", "", ""), estest.Event("E", "", "")); v != 5 {
 		t.Fatalf("revision after two more events: %d, want 5", v)
 	}
-	mustAppend(t, e.store, "other-0", 1, event("E", "", ""))
-	if v := mustAppend(t, e.store, "old", 5, event("E", "", "")); v != 6 { // e.store's cache is behind: it looks up
+	mustAppend(t, e.store, "other-0", 1, estest.Event("E", "", ""))
+	if v := mustAppend(t, e.store, "old", 5, estest.Event("E", "", "")); v != 6 { // e.store's cache is behind: it looks up
 		t.Fatalf("revision: %d, want 6", v)
 	}
 	got := []uint64{}

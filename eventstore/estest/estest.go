@@ -1,5 +1,7 @@
 // Package estest starts embedded nats-servers with JetStream for tests of the
-// event store and of the packages built on it. It is for tests only.
+// event store and of the packages built on it, and holds the store's
+// conformance suite (Run), which every implementation of the store passes:
+// the JetStream store and memstore. It is for tests only.
 package estest
 
 import (
