@@ -19,7 +19,7 @@ func TestSubscribe(t *testing.T) {
 // subscribing again picks up what was never settled.
 func TestSubscriptionLost(t *testing.T) {
 	e := newEnv(t)
-	mustAppend(t, e.store, "lost-1", 0, event("Created", "{}", ""))
+	mustAppend(t, e.store, "lost-1", 0, estest.Event("Created", "{}", ""))
 	var delivered atomic.Int64
 	ready := make(chan struct{})
 	done := make(chan error, 1)
@@ -57,7 +57,7 @@ func TestSubscriptionLost(t *testing.T) {
 func TestSubscribeWorkers(t *testing.T) {
 	e := newEnv(t)
 	for _, id := range []string{"w-1", "w-2", "w-3", "w-4"} {
-		mustAppend(t, e.store, id, 0, event("Created", "{}", ""))
+		mustAppend(t, e.store, id, 0, estest.Event("Created", "{}", ""))
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
