@@ -5,27 +5,45 @@ GO  ?= go
 TOOL := $(GO) tool -modfile=tools.mod
 BUF  := $(TOOL) buf
 
+# The repository's Go modules: the service's, then the nested ones that keep
+# test-only dependencies out of its go.mod (each replaces the service's
+# module with this checkout): the OpenAPI generator and its tests
+# (kin-openapi, YAML), and deploy, the deployment files' tests and
+# deploy/topology (compose-go, BuildKit). `go test ./...` at the root does
+# not enter them; these targets do. test/readme checks that every go.mod is
+# listed here.
+MODULES := . api/openapi/gen deploy
+
 .DEFAULT_GOAL := test
 
+.PHONY: download
+download: ## Fetch every module's dependencies and the tools.
+	$(GO) mod download -modfile=tools.mod
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod download); done
+
 .PHONY: test
-test: ## Run all tests with the race detector.
+test: ## Run every module's tests with the race detector.
 	$(GO) mod download -modfile=tools.mod # test/readme builds grpcurl offline
-	$(GO) test -race -timeout 30m ./...
+	@set -e; for m in $(MODULES); do echo "go test -race ./... in $$m"; (cd $$m && $(GO) test -race -timeout 30m ./...); done
+
+.PHONY: tidy
+tidy: ## go mod tidy in every module (a nested module's go.sum must list what it builds of the service).
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod tidy); done
 
 .PHONY: topology
 topology: ## Run compose.yaml's services as local processes: nodes killed, the stream leader partitioned.
-	$(GO) test -race -count=1 -v ./test/topology
+	cd deploy && $(GO) test -race -count=1 -v ./topology
 
 .PHONY: generate
 generate: ## Regenerate protobuf, gRPC, gateway and OpenAPI code.
 	$(BUF) generate
-	$(GO) run ./api/openapi/gen
+	cd api/openapi/gen && $(GO) run .
 	gofmt -w api
 
 .PHONY: lint
-lint: ## gofmt, go vet, buf lint and buf format.
+lint: ## gofmt, go vet (every module), buf lint and buf format.
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
 	$(BUF) lint
 	$(BUF) format -d --exit-code
 

@@ -2,8 +2,12 @@
 // for the tests that check or run it. Its own tests check the deployment
 // files at the repository root against what ordersd expects, so a drift
 // between them fails `go test ./...` instead of a `docker compose up`
-// someone runs later; test/topology runs compose.yaml's services as local
+// someone runs later; deploy/topology runs compose.yaml's services as local
 // processes.
+//
+// deploy is a module of its own, replacing the service's module with this
+// checkout, so compose-go and BuildKit stay out of the service's go.mod;
+// `make test` runs its tests with the service's.
 //
 // compose.yaml is loaded with the compose-spec loader (the one docker compose
 // uses) and checked for: a three-node NATS JetStream cluster (on the nats

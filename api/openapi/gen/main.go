@@ -1,9 +1,9 @@
 // Command gen writes the OpenAPI 3 document of the REST API, openapi.json,
 // from the OpenAPI 2.0 document protoc-gen-openapiv2 generates
 // (orders.swagger.json), both in api/openapi. `make generate` runs it after
-// buf, from the repository root:
+// buf, in this directory (the default paths are relative to it):
 //
-//	go run ./api/openapi/gen
+//	cd api/openapi/gen && go run .
 //
 // protoc-gen-openapiv2 knows the protos and the HTTP rules but not what the
 // gateway and ordersd add around them, so gen converts the 2.0 document
@@ -32,7 +32,9 @@
 // api/openapi/openapi.yaml and pass through the conversion.
 //
 // This package is the only user of kin-openapi; its test validates the
-// document with it.
+// document with it. It is a module of its own (with a replace of the
+// repository's module), so kin-openapi and the YAML parser its tests read
+// http.yaml and openapi.yaml with stay out of the service's go.mod.
 package main
 
 import (
@@ -53,8 +55,8 @@ import (
 )
 
 func main() {
-	in := flag.String("in", "api/openapi/orders.swagger.json", "the OpenAPI 2.0 document protoc-gen-openapiv2 generated")
-	out := flag.String("out", "api/openapi/openapi.json", "where to write the OpenAPI 3 document")
+	in := flag.String("in", "../orders.swagger.json", "the OpenAPI 2.0 document protoc-gen-openapiv2 generated")
+	out := flag.String("out", "../openapi.json", "where to write the OpenAPI 3 document")
 	flag.Parse()
 	if err := run(*in, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
