@@ -186,17 +186,7 @@ func (s *Store) Read(ctx context.Context, from uint64) iter.Seq2[Recorded, error
 // silently).
 func (s *Store) Follow(ctx context.Context, from uint64) iter.Seq2[Recorded, error] {
 	return func(yield func(Recorded, error) bool) {
-		cfg := jetstream.OrderedConsumerConfig{
-			DeliverPolicy:     jetstream.DeliverAllPolicy,
-			InactiveThreshold: followInactiveThreshold,
-		}
-		if from > 1 {
-			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-			cfg.OptStartSeq = from
-		}
-		if s.filterAll {
-			cfg.FilterSubjects = []string{s.wildcard}
-		}
+		cfg := s.consumerConfig(from, &readOptions{})
 		fail := func(err error) {
 			if ctx.Err() == nil {
 				yield(Recorded{}, classify(fmt.Sprintf("follow from position %d", from), err))

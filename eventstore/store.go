@@ -12,8 +12,12 @@
 // are idempotent per request id (Nats-Msg-Id plus a look-up in the order's
 // own history), and several events of one command are appended atomically
 // with an atomic batch. Orders are loaded with batched direct gets, which need
-// no consumer; the global log is read with direct gets (Read) or followed live
-// with an ordered consumer (Follow).
+// no consumer. The global log is read event by event with direct gets (Read)
+// or followed live with an ordered consumer (Follow); readers of the whole
+// log (projections, audit exports) read it in batches with an ordered
+// consumer, up to a position (ReadBatches) or live (FollowBatches), filtered
+// by order or started by time with ReadOptions. The store is the one place
+// that builds subjects and consumer filters.
 //
 // Consistency of reads: on a replicated stream any current replica answers a
 // direct get, and a follower that lags (or has just restarted) answers with

@@ -1,0 +1,394 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrInvalidOption reports a ReadOption with a value out of range, or one
+// the read it was given to does not take.
+var ErrInvalidOption = errors.New("eventstore: invalid option")
+
+// Defaults and bounds of the read options.
+const (
+	DefaultBatchSize = 500                   // BatchSize
+	MaxBatchSize     = 10000                 // BatchSize
+	DefaultBatchWait = 20 * time.Millisecond // BatchWait, for FollowBatches
+)
+
+// Entry is one message of the log as ReadBatches and FollowBatches deliver
+// it. Err is nil for an event. Otherwise the message is not an event this
+// store can read (Err wraps ErrMalformedEvent) and Recorded holds only what
+// could be read of it, enough to dead-letter or report it: Position, Time,
+// OrderID (the subject without the prefix), Type and Meta.Hash and
+// Meta.PrevHash as stored. Readers of the whole log skip or report such a
+// message rather than stop at it.
+type Entry struct {
+	Recorded
+	Err error
+}
+
+// Batch is one step of ReadBatches or FollowBatches: consecutive messages of
+// the log, oldest first.
+type Batch struct {
+	// Entries is reused by the next step of the iteration: copy what
+	// must outlive it.
+	Entries []Entry
+	// Pending is how many messages the read selects after the last entry,
+	// as the server counted when it delivered it: the reader's lag. 0 means
+	// it has reached the head.
+	Pending uint64
+}
+
+// ReadOption configures ReadBatches and FollowBatches. An invalid option
+// makes the read yield one error wrapping ErrInvalidOption.
+type ReadOption func(*readOptions) error
+
+type readOptions struct {
+	orders    []string // order ids, distinct
+	startTime time.Time
+	upTo      uint64
+	bounded   bool // upTo was given
+	batchSize int
+	batchWait time.Duration
+}
+
+// UpTo ends ReadBatches at log position to, inclusive, instead of at the
+// head as of the call: a reader that took the head itself stops there
+// however fast events are appended. FollowBatches refuses it.
+func UpTo(position uint64) ReadOption {
+	return func(o *readOptions) error {
+		o.upTo, o.bounded = position, true
+		return nil
+	}
+}
+
+// ForOrders selects the events of the given orders only (at least one; a
+// repeated id selects nothing more). An invalid id makes the read yield an
+// error wrapping ErrInvalidOrderID.
+func ForOrders(orderIDs ...string) ReadOption {
+	return func(o *readOptions) error {
+		if len(orderIDs) == 0 {
+			return fmt.Errorf("%w: ForOrders without an order id", ErrInvalidOption)
+		}
+		for _, id := range orderIDs {
+			if err := validateOrderID(id); err != nil {
+				return err
+			}
+			if !slices.Contains(o.orders, id) {
+				o.orders = append(o.orders, id)
+			}
+		}
+		return nil
+	}
+}
+
+// StartTime starts the read at the first event the log stored at or after
+// t (the server's clock, Recorded.Time), rather than at a position: the
+// position given to the read must then be 0.
+func StartTime(t time.Time) ReadOption {
+	return func(o *readOptions) error {
+		if t.IsZero() {
+			return fmt.Errorf("%w: zero StartTime", ErrInvalidOption)
+		}
+		o.startTime = t
+		return nil
+	}
+}
+
+// BatchSize bounds the entries of one batch, 1 to MaxBatchSize (default
+// DefaultBatchSize). The reader asks the server for twice as many messages
+// at a time, so that a batch is ready while the one before is processed.
+func BatchSize(n int) ReadOption {
+	return func(o *readOptions) error {
+		if n < 1 || n > MaxBatchSize {
+			return fmt.Errorf("%w: batch size %d out of range 1..%d", ErrInvalidOption, n, MaxBatchSize)
+		}
+		o.batchSize = n
+		return nil
+	}
+}
+
+// BatchWait sets how long FollowBatches lets the first event of a batch
+// wait for others (default DefaultBatchWait; 0 yields what has arrived at
+// once). Negative values are invalid. ReadBatches never waits: it yields
+// what has arrived.
+func BatchWait(d time.Duration) ReadOption {
+	return func(o *readOptions) error {
+		if d < 0 {
+			return fmt.Errorf("%w: negative batch wait %v", ErrInvalidOption, d)
+		}
+		o.batchWait = d
+		return nil
+	}
+}
+
+func newReadOptions(from uint64, follow bool, opts []ReadOption) (readOptions, error) {
+	o := readOptions{batchSize: DefaultBatchSize, batchWait: DefaultBatchWait}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+	}
+	switch {
+	case follow && o.bounded:
+		return o, fmt.Errorf("%w: UpTo with FollowBatches", ErrInvalidOption)
+	case !o.startTime.IsZero() && from > 1:
+		return o, fmt.Errorf("%w: StartTime with start position %d", ErrInvalidOption, from)
+	}
+	if !follow {
+		o.batchWait = 0
+	}
+	return o, nil
+}
+
+// consumerConfig is the one place that turns a read into the ordered
+// consumer serving it: the subjects it selects and where it starts.
+func (s *Store) consumerConfig(from uint64, o *readOptions) jetstream.OrderedConsumerConfig {
+	cfg := jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: followInactiveThreshold,
+	}
+	switch {
+	case !o.startTime.IsZero():
+		at := o.startTime
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &at
+	case from > 1:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	switch {
+	case len(o.orders) > 0:
+		cfg.FilterSubjects = make([]string, len(o.orders))
+		for i, id := range o.orders {
+			cfg.FilterSubjects[i] = s.Subject(id)
+		}
+	case s.filterAll:
+		cfg.FilterSubjects = []string{s.wildcard}
+	}
+	return cfg
+}
+
+// ReadBatches reads the log from position from (0 and 1 both mean the
+// beginning) in batches, in order, up to the head as of the call (or the
+// UpTo position), and then ends; events appended meanwhile are not
+// included. Messages that are not events are delivered as entries with Err
+// set. It reads with an ordered consumer, the fastest way through a long
+// range, which leaves nothing on the server; it ends early when nothing
+// more is stored (deleted positions are skipped).
+//
+// Options: UpTo, ForOrders, StartTime, BatchSize. On error it yields one
+// (Batch{}, err) and ends: ErrInvalidOption or ErrInvalidOrderID for an
+// option; ErrUnavailable when JetStream cannot be reached, the consumer
+// cannot be created or the connection closes; the wrapped ctx error when
+// ctx ends before the read does (a deadline counts as ErrUnavailable), so
+// that a read cut short never passes for a complete one. Stopping the
+// loop early is fine.
+func (s *Store) ReadBatches(ctx context.Context, from uint64, opts ...ReadOption) iter.Seq2[Batch, error] {
+	return func(yield func(Batch, error) bool) {
+		o, err := newReadOptions(from, false, opts)
+		if err != nil {
+			yield(Batch{}, err)
+			return
+		}
+		if !o.bounded {
+			if o.upTo, err = s.Head(ctx); err != nil {
+				yield(Batch{}, err)
+				return
+			}
+		}
+		if o.upTo == 0 || (o.startTime.IsZero() && from > o.upTo) {
+			return
+		}
+		if err := s.consume(ctx, from, &o, false, yield); err != nil {
+			yield(Batch{}, classifyRead(fmt.Sprintf("read from position %d", from), err))
+		}
+	}
+}
+
+// FollowBatches reads the log from position from (0 and 1 both mean the
+// beginning) in batches, in order, and then keeps delivering events as
+// they are appended, until ctx is done. A batch holds what has arrived, up
+// to BatchSize entries, its first entry waiting up to BatchWait for others.
+// When there is nothing to deliver at the start, the first batch is empty
+// with Pending 0, so that a follower learns at once that it is at the
+// head. Messages that are not events are delivered as entries with Err set.
+//
+// It uses an ordered consumer, which survives reconnects, server restarts
+// and stream leader moves by recreating itself where it left off (a missed
+// heartbeat, after two seconds, is what makes it notice a move). When ctx
+// is done the iteration ends without an error. Other errors are yielded
+// once and end it: ErrInvalidOption or ErrInvalidOrderID for an option,
+// ErrUnavailable when the consumer cannot be created or the connection is
+// closed. A follower resumes after an error with FollowBatches from the
+// position after the last entry it processed.
+//
+// Options: ForOrders, StartTime, BatchSize, BatchWait.
+func (s *Store) FollowBatches(ctx context.Context, from uint64, opts ...ReadOption) iter.Seq2[Batch, error] {
+	return func(yield func(Batch, error) bool) {
+		o, err := newReadOptions(from, true, opts)
+		if err != nil {
+			yield(Batch{}, err)
+			return
+		}
+		err = s.consume(ctx, from, &o, true, yield)
+		if err != nil && ctx.Err() == nil {
+			yield(Batch{}, classifyRead(fmt.Sprintf("follow from position %d", from), err))
+		}
+	}
+}
+
+// classifyRead classifies an error of a consumer read. One that fits no
+// class is the server's failure to serve the read, not the caller's
+// mistake, and so counts as unavailable.
+func classifyRead(op string, err error) error {
+	if classOf(err) == nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("eventstore: %s: %w: %w", op, ErrUnavailable, err)
+	}
+	return classify(op, err)
+}
+
+// consume runs one ordered consumer for a read, yielding its batches. It
+// returns nil when the read is complete or the caller stopped it.
+func (s *Store) consume(ctx context.Context, from uint64, o *readOptions, follow bool, yield func(Batch, error) bool) error {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	octx, ocancel := s.withTimeout(ctx)
+	cons, err := s.js.OrderedConsumer(octx, s.cfg.streamName, s.consumerConfig(from, o))
+	ocancel()
+	if err != nil {
+		return err
+	}
+	// Asked before consuming, so that a selection with nothing in it
+	// (the rest was deleted, or the head itself is a deleted message,
+	// which is never delivered) ends a read rather than waiting forever,
+	// and tells a follower it is at the head.
+	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
+		if !follow || !yield(Batch{}, nil) {
+			return nil
+		}
+	}
+	r := consumerRead{s: s, o: o, follow: follow, msgs: make(chan jetstream.Msg, 2*o.batchSize), entries: make([]Entry, 0, o.batchSize)}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case r.msgs <- m:
+		case <-cctx.Done():
+		}
+	}, jetstream.PullMaxMessages(2*o.batchSize),
+		// Short pulls with a fast heartbeat: after a stream leader moves,
+		// a missed heartbeat (2× the interval) is what makes the consumer
+		// re-create itself, so this bounds how long a reader stalls.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+	if err != nil {
+		return err
+	}
+	defer cc.Stop()
+	r.closed = cc.Closed()
+	return r.run(ctx, yield)
+}
+
+// consumerRead gathers the messages of one consumer into batches.
+type consumerRead struct {
+	s       *Store
+	o       *readOptions
+	follow  bool
+	msgs    chan jetstream.Msg
+	closed  <-chan struct{}
+	entries []Entry
+	pending uint64
+	done    bool // a read reached its end
+}
+
+func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) error {
+	for {
+		var m jetstream.Msg
+		select {
+		case m = <-r.msgs:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-r.closed:
+			return nats.ErrConnectionClosed
+		}
+		r.entries = r.entries[:0]
+		r.add(m)
+		r.fill(ctx)
+		if len(r.entries) > 0 && !yield(Batch{Entries: r.entries, Pending: r.pending}, nil) {
+			return nil
+		}
+		if r.done {
+			return nil
+		}
+	}
+}
+
+// fill adds the messages that have arrived to the batch, up to its size.
+// When following it also waits for more, up to the batch wait, as long as
+// they keep coming: a burst is still being delivered.
+func (r *consumerRead) fill(ctx context.Context) {
+	var deadline <-chan time.Time
+	if r.o.batchWait > 0 {
+		t := time.NewTimer(r.o.batchWait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for !r.done && len(r.entries) < r.o.batchSize {
+		select {
+		case m := <-r.msgs:
+			r.add(m)
+			continue
+		default:
+		}
+		if deadline == nil {
+			return
+		}
+		select {
+		case m := <-r.msgs:
+			r.add(m)
+		case <-deadline:
+			return
+		case <-time.After(time.Millisecond):
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// add decodes m into the batch, unless a read has passed its end with it.
+func (r *consumerRead) add(m jetstream.Msg) {
+	e, pending := r.s.entry(m)
+	r.pending = pending
+	if !r.follow {
+		if e.Position > r.o.upTo { // appended after the end of the read
+			r.done = true
+			return
+		}
+		r.done = e.Position >= r.o.upTo || pending == 0
+	}
+	r.entries = append(r.entries, e)
+}
+
+// entry decodes one message delivered by a consumer, and returns how many
+// messages of the consumer's selection followed it when it was delivered.
+func (s *Store) entry(m jetstream.Msg) (Entry, uint64) {
+	md, err := m.Metadata()
+	if err != nil { // the ordered consumer delivers only messages it parsed
+		return Entry{Err: fmt.Errorf("%w: %w", ErrMalformedEvent, err)}, 0
+	}
+	h := m.Headers()
+	rec, err := RecordedFromMsg(m.Subject(), md.Sequence.Stream, md.Timestamp, h, m.Data(), s.cfg.prefix)
+	if err != nil {
+		rec = Recorded{
+			OrderID: strings.TrimPrefix(m.Subject(), s.cfg.prefix+"."), Position: md.Sequence.Stream, Time: md.Timestamp,
+			Type: h.Get(HeaderEventType), Meta: Metadata{Hash: h.Get(HeaderHash), PrevHash: h.Get(HeaderPrevHash)},
+		}
+	}
+	return Entry{Recorded: rec, Err: err}, md.NumPending
+}
