@@ -18,9 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/rawbench"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 	_ "modernc.org/sqlite" // the read model's file, counted after the run
@@ -198,40 +197,11 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	lagRep := lag.rec.finish(cfg.Phase)
 	rep.Lag = lagRep.Overall
 
-	nc, err := nats.Connect("nats://" + p.nats)
-	if err != nil {
+	if err := floorLog(ctx, cfg, p, g, rep); err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	if err := fillLog(ctx, cfg, js, g); err != nil {
-		return err
-	}
-	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-	head, err := caughtUp(ctx, admin)
-	if err != nil {
-		return err
-	}
-	rep.Events = head
-	if st, err := js.Stream(ctx, "ORDERS"); err == nil {
-		rep.StreamBytes = st.CachedInfo().State.Bytes
-	}
-	rep.RSSBytes, rep.PeakRSSBytes = p.rss()
-	p.heapProfile(cfg, "heap")
-
-	cfg.say("raw ordered-consumer read of %d events", head)
-	if rep.RawRead, err = rawRead(ctx, js, head); err != nil {
-		return err
-	}
-	cfg.say("rebuild of %d events", head)
-	if rep.Rebuild, err = rebuild(ctx, admin, head); err != nil {
-		return err
-	}
+	head := rep.Events
 	g.Close()
-	nc.Close()
 	p.stop()
 	if rep.Orders, rep.ReadModelBytes, err = readModelSize(filepath.Join(dir, "data", "readmodel")); err != nil {
 		return err
@@ -243,6 +213,41 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	}
 	rep.StartWithLog = again.startup.Seconds()
 	again.stop()
+	return nil
+}
+
+// floorLog fills the log to cfg.Events, waits for the projection, and
+// measures the log: its size, ordersd's memory, a raw ordered-consumer read
+// and a rebuild, into rep.
+func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *FloorReport) error {
+	orders, err := rawbench.OpenLog("nats://"+p.nats, "ORDERS")
+	if err != nil {
+		return err
+	}
+	defer orders.Close()
+	if err := fillLog(ctx, cfg, orders, g); err != nil {
+		return err
+	}
+	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
+	head, err := caughtUp(ctx, admin)
+	if err != nil {
+		return err
+	}
+	rep.Events = head
+	if _, bytes, err := orders.Size(ctx); err == nil {
+		rep.StreamBytes = bytes
+	}
+	rep.RSSBytes, rep.PeakRSSBytes = p.rss()
+	p.heapProfile(cfg, "heap")
+
+	cfg.say("raw ordered-consumer read of %d events", head)
+	if rep.RawRead, err = orders.ReadRate(ctx, head); err != nil {
+		return err
+	}
+	cfg.say("rebuild of %d events", head)
+	if rep.Rebuild, err = rebuild(ctx, admin, head); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -307,14 +312,13 @@ func (*lagTarget) Close() error { return nil }
 
 // fillLog appends CreateOrders until the log holds cfg.Events events or
 // cfg.FillTimeout passed.
-func fillLog(ctx context.Context, cfg FloorConfig, js jetstream.JetStream, g *GRPC) error {
+func fillLog(ctx context.Context, cfg FloorConfig, orders *rawbench.Log, g *GRPC) error {
 	deadline := time.Now().Add(cfg.FillTimeout)
 	for {
-		st, err := js.Stream(ctx, "ORDERS")
+		n, _, err := orders.Size(ctx)
 		if err != nil {
 			return err
 		}
-		n := st.CachedInfo().State.Msgs
 		if n >= uint64(cfg.Events) {
 			return nil
 		}
@@ -353,27 +357,6 @@ func caughtUp(ctx context.Context, admin ordersv1.OrderAdminServiceClient) (uint
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// rawRead reads n events of the ORDERS stream through an ordered consumer,
-// nothing else, and returns the rate: what a rebuild is compared with.
-func rawRead(ctx context.Context, js jetstream.JetStream, n uint64) (float64, error) {
-	t0 := time.Now()
-	cons, err := js.OrderedConsumer(ctx, "ORDERS", jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return 0, err
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(10000))
-	if err != nil {
-		return 0, err
-	}
-	defer it.Stop()
-	for range n {
-		if _, err := it.Next(); err != nil {
-			return 0, err
-		}
-	}
-	return float64(n) / time.Since(t0).Seconds(), nil
 }
 
 // rebuild runs RebuildReadModel to its swap and returns events per second.

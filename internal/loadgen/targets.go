@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,10 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/synadia-io/orbit.go/jetstreamext"
+	"github.com/orderstream/orderstream/eventstore/rawbench"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -247,20 +244,12 @@ func (h *REST) Do(ctx context.Context, op Op, r *rand.Rand) string {
 	return c
 }
 
-// RawStream is the stream raw mode writes to, beside ORDERS, so the
-// system's log stays clean.
-const RawStream = "BENCH_RAW"
-
-// Raw does the equivalent bare JetStream operations: publish with an
-// expected last subject sequence for writes, direct get of the last
-// message for reads.
+// Raw does the equivalent bare JetStream operations (eventstore/rawbench),
+// on a stream of their own beside ORDERS: publish with an expected last subject sequence for writes, direct get of
+// the last message for reads.
 type Raw struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	p      *pool
-	revs   sync.Map      // order id → last sequence
-	head   atomic.Uint64 // highest sequence this run wrote
+	w *rawbench.Stream
+	p *pool
 }
 
 // listPage is the page size of the list operation, in every target.
@@ -269,73 +258,24 @@ const listPage = 20
 // NewRaw connects to url and creates (or reuses) the raw stream, configured
 // like ORDERS.
 func NewRaw(ctx context.Context, url string) (*Raw, error) {
-	nc, err := nats.Connect(url)
+	w, err := rawbench.Open(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: RawStream, Subjects: []string{"benchraw.*"},
-		Storage: jetstream.FileStorage, AllowDirect: true, Duplicates: 2 * time.Minute})
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return &Raw{nc: nc, js: js, stream: st, p: newPool()}, nil
+	return &Raw{w: w, p: newPool()}, nil
 }
 
 // Close deletes the raw stream and closes the connection.
-func (w *Raw) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = w.js.DeleteStream(ctx, RawStream)
-	w.nc.Close()
-	return nil
-}
+func (w *Raw) Close() error { return w.w.Close() }
 
-var rawPayload = make([]byte, 96) // about an encoded OrderCreated
-
-// rawConflictRetries bounds the reloads after a lost race, as the command
-// side bounds its own: two operations on one draft may race here too.
-const rawConflictRetries = 3
-
-// publish appends to id with the last sequence it knows as the expectation;
-// after a lost race it reads the subject's last sequence and tries again,
-// which is what the command side does on a conflict.
+// publish appends to id; after a lost race it reloads the subject's last
+// sequence and tries again, which is what the command side does on a
+// conflict.
 func (w *Raw) publish(ctx context.Context, id, rid string) string {
-	var expected uint64
-	if v, ok := w.revs.Load(id); ok {
-		expected = v.(uint64)
+	if err := w.w.Append(ctx, id, rid); err != nil {
+		return "publish"
 	}
-	m := nats.NewMsg("benchraw." + id)
-	m.Data = rawPayload
-	m.Header.Set(jetstream.MsgIDHeader, rid)
-	for attempt := 0; ; attempt++ {
-		ack, err := w.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
-		if err == nil {
-			w.revs.Store(id, ack.Sequence)
-			for {
-				h := w.head.Load()
-				if ack.Sequence <= h || w.head.CompareAndSwap(h, ack.Sequence) {
-					break
-				}
-			}
-			return ""
-		}
-		var apiErr *jetstream.APIError
-		if attempt == rawConflictRetries || !errors.As(err, &apiErr) ||
-			(apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence && apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return "publish"
-		}
-		last, err := w.stream.GetLastMsgForSubject(ctx, "benchraw."+id)
-		if err != nil {
-			return "publish"
-		}
-		expected = last.Sequence
-	}
+	return ""
 }
 
 // Do performs op on bare JetStream.
@@ -348,7 +288,7 @@ func (w *Raw) Do(ctx context.Context, op Op, r *rand.Rand) string {
 		}
 	case Get:
 		if id, ok := w.p.any(r); ok {
-			if _, err := w.stream.GetLastMsgForSubject(ctx, "benchraw."+id); err != nil {
+			if _, err := w.w.Last(ctx, id); err != nil {
 				return "get"
 			}
 			return ""
@@ -356,20 +296,10 @@ func (w *Raw) Do(ctx context.Context, op Op, r *rand.Rand) string {
 	case List:
 		// A page of 20, as the system's list asks of its read model: one
 		// batched direct get of the newest messages.
-		if seq := w.head.Load(); seq > 0 {
-			from := uint64(1)
-			if seq > listPage {
-				from = seq - listPage + 1
-			}
-			msgs, err := jetstreamext.GetBatch(ctx, w.js, RawStream, listPage, jetstreamext.GetBatchSeq(from))
-			if err != nil {
-				return "list"
-			}
-			for _, err := range msgs {
-				if err != nil {
-					return "list"
-				}
-			}
+		switch n, err := w.w.Newest(ctx, listPage); {
+		case err != nil:
+			return "list"
+		case n > 0:
 			return ""
 		}
 	}
