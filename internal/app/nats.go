@@ -1,0 +1,173 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/otelstore"
+	"github.com/orderstream/orderstream/internal/natsconn"
+	"github.com/orderstream/orderstream/internal/natsembed"
+	"github.com/orderstream/orderstream/internal/telemetry"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// connectNATS connects to NATS_URL, or starts the embedded server in
+// DATA_DIR when there is none, and waits until the connection is up.
+func (n *node) connectNATS(ctx context.Context) error {
+	cfg := n.cfg
+	natsURL := cfg.NATSURL
+	var natsOpts []nats.Option
+	if natsURL == "" {
+		ns, err := natsembed.Start(natsembed.Options{
+			Listen:     cfg.NATSListen,
+			StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+			SyncAlways: cfg.NATSSync == "always",
+		})
+		if err != nil {
+			if errors.Is(err, natsembed.ErrListen) {
+				return fmt.Errorf("NATS_LISTEN: %w", err)
+			}
+			return fmt.Errorf("NATS_LISTEN %s, DATA_DIR %s: %w", cfg.NATSListen, cfg.DataDir, err)
+		}
+		// Pushed before everything that uses it, so shut down after it all.
+		n.down.push(func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		})
+		n.addrs.NATS = ns.Addr().String()
+		// In-process connection: no TCP hop between the services and
+		// their own embedded server.
+		natsOpts = append(natsOpts, nats.InProcessServer(ns))
+		natsURL = ns.ClientURL()
+	}
+	nc, err := natsconn.Connect(natsconn.Options{
+		URLs: natsURL, CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey, User: cfg.NATSUser, Password: cfg.NATSPassword,
+		CAFile: cfg.NATSCA, CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey, Name: "ordersd-" + strings.Join(cfg.Roles, "-"),
+	}, n.log, natsOpts...)
+	if err != nil {
+		return err
+	}
+	n.down.push(nc.Close)
+	n.nc = nc
+	wctx, wcancel := context.WithTimeout(ctx, cfg.NATSConnectTimeout)
+	err = natsconn.WaitConnected(wctx, nc)
+	wcancel()
+	if err != nil {
+		return fmt.Errorf("NATS_URL: %w", err)
+	}
+	if n.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	return nil
+}
+
+// openStore opens the event store. A cluster that is still electing its
+// JetStream leader leaves API requests unanswered: it retries with short
+// attempts until the connect timeout rather than hang on one.
+func (n *node) openStore(ctx context.Context) error {
+	setupDeadline := time.Now().Add(n.cfg.NATSConnectTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		store, err := eventstore.New(actx, n.js,
+			eventstore.WithReplicas(n.cfg.StreamReplicas),
+			eventstore.WithDuplicateWindow(n.cfg.DuplicateWindow),
+		)
+		cancel()
+		if err == nil {
+			n.store = store
+			break
+		}
+		if !errors.Is(err, eventstore.ErrUnavailable) || time.Now().After(setupDeadline) || ctx.Err() != nil {
+			return fmt.Errorf("event store: %w", err)
+		}
+		n.log.Warn("event store not reachable yet, retrying", "err", err)
+	}
+	if err := n.store.Immutable(); err != nil {
+		// The system of record must not lose events; the server would
+		// not let the stream be made immutable, so an operator must act.
+		n.log.Error("the event log is not immutable: events can be removed from it", "err", err)
+	}
+	return nil
+}
+
+// startTelemetry sets up tracing and metrics, the NATS connection's
+// metrics and the traced event store the services use.
+func (n *node) startTelemetry(ctx context.Context, opts []telemetry.Option) error {
+	tel, err := telemetry.Setup(ctx, "ordersd", opts...)
+	if err != nil {
+		return err
+	}
+	n.down.push(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			n.log.Warn("telemetry shutdown", "err", err)
+		}
+	})
+	n.tel = tel
+	if err := natsMetrics(tel, n.nc); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	if n.traced, err = otelstore.Wrap(n.store, tel.Tracer, tel.Meter); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	return nil
+}
+
+// baseChecks are the readiness checks of every process: NATS answers, the
+// log answers, and (advisory) the log is immutable.
+func (n *node) baseChecks() []Check {
+	nc, store := n.nc, n.store
+	return []Check{
+		{Name: "nats", Fn: func(ctx context.Context) error {
+			if !nc.IsConnected() {
+				return errors.New("not connected: " + nc.Status().String())
+			}
+			// The status still says connected for a moment after the
+			// server goes away, until the read loop sees the socket
+			// close; a round trip answers for the server itself.
+			if err := nc.FlushWithContext(ctx); err != nil {
+				return errors.New("no round trip to the server")
+			}
+			return nil
+		}},
+		{Name: "stream", Fn: func(ctx context.Context) error {
+			_, err := store.Head(ctx)
+			return err
+		}},
+		// Advisory: a log that allows deletes still serves, but an operator
+		// must know that history can be lost.
+		{Name: "stream_immutable", Advisory: true, Fn: func(context.Context) error { return store.Immutable() }},
+	}
+}
+
+// natsMetrics exports the NATS connection's state: whether it is
+// connected, and how often it reconnected.
+func natsMetrics(tel *telemetry.Telemetry, nc *nats.Conn) error {
+	m := tel.Meter.Meter("github.com/orderstream/orderstream/internal/app")
+	up, err := m.Int64ObservableGauge("orders.nats.connected", metric.WithDescription("1 while connected to NATS, else 0."))
+	if err != nil {
+		return err
+	}
+	reconnects, err := m.Int64ObservableCounter("orders.nats.reconnects", metric.WithDescription("Reconnections to NATS."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		v := int64(0)
+		if nc.IsConnected() {
+			v = 1
+		}
+		o.ObserveInt64(up, v)
+		o.ObserveInt64(reconnects, int64(nc.Stats().Reconnects))
+		return nil
+	}, up, reconnects)
+	return err
+}

@@ -1,0 +1,362 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/bucket"
+	"github.com/orderstream/orderstream/eventstore/schedule"
+	"github.com/orderstream/orderstream/internal/auth"
+	"github.com/orderstream/orderstream/internal/httpapi"
+	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/audit"
+	"github.com/orderstream/orderstream/services/command"
+	"github.com/orderstream/orderstream/services/console"
+	"github.com/orderstream/orderstream/services/deadlines"
+	"github.com/orderstream/orderstream/services/payments"
+	"github.com/orderstream/orderstream/services/query"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"google.golang.org/grpc"
+)
+
+// role is what registering one role adds to the process.
+type role struct {
+	// checks are the readiness checks the role adds to /readyz.
+	checks []Check
+	// services names, per gRPC service the role registered, the
+	// readiness checks its health status follows; the overall status
+	// ("") follows every required check, as /readyz does.
+	services map[string][]string
+	// routes are the HTTP handlers the role serves, by pattern.
+	routes map[string]http.Handler
+	// ready, if not nil, is closed once the role is ready, so the health
+	// statuses change at once rather than at the next evaluation.
+	ready <-chan struct{}
+	// drain, if not nil, is called first at shutdown, while the servers
+	// and NATS still work.
+	drain func()
+	// httpShutdown, if not nil, is called when the HTTP server begins
+	// shutting down.
+	httpShutdown func()
+	// stop, if not nil, releases what the role holds once the servers
+	// have stopped and NATS has drained.
+	stop func()
+}
+
+// registerRoles registers every configured role: the gRPC services, then
+// the process managers, then the HTTP front ends that call them. What a
+// role must stop is pushed onto the teardown as it registers, so a role
+// that fails to register stops the ones before it.
+func (n *node) registerRoles(ctx context.Context) ([]role, error) {
+	registers := []struct {
+		name     string
+		register func(context.Context) (role, error)
+	}{
+		{"command", n.registerCommand}, {"audit", n.registerAudit}, {"query", n.registerQuery},
+		{"payments", n.registerPayments}, {"gateway", n.registerGateway}, {"console", n.registerConsole},
+	}
+	var roles []role
+	for _, r := range registers {
+		if !n.cfg.Has(r.name) {
+			continue
+		}
+		rl, err := r.register(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if rl.stop != nil {
+			n.down.push(rl.stop)
+		}
+		if rl.drain != nil {
+			n.down.push(rl.drain)
+		}
+		roles = append(roles, rl)
+	}
+	return roles, nil
+}
+
+func (n *node) registerCommand(context.Context) (role, error) {
+	ordersv1.RegisterOrderCommandServiceServer(n.srv, command.New(n.traced, command.WithLogger(n.log)))
+	return role{services: map[string][]string{ordersv1.OrderCommandService_ServiceDesc.ServiceName: {"nats", "stream"}}}, nil
+}
+
+func (n *node) registerAudit(context.Context) (role, error) {
+	ordersv1.RegisterOrderAuditServiceServer(n.srv, audit.New(tracedStore{n.store, n.traced}, n.js, n.log))
+	return role{services: map[string][]string{ordersv1.OrderAuditService_ServiceDesc.ServiceName: {"nats", "stream"}}}, nil
+}
+
+// registerQuery opens this node's own read model (each query node keeps
+// one, fed by the same log) and starts the projection runner that feeds it.
+func (n *node) registerQuery(ctx context.Context) (role, error) {
+	rmDir, err := projections.Open(ctx, filepath.Join(n.cfg.DataDir, "readmodel"))
+	if err != nil {
+		return role{}, err
+	}
+	runner := projections.NewRunner(n.js, n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter))
+	runCtx, stopRunner := context.WithCancel(context.Background())
+	runnerDone := make(chan error, 1)
+	go func() { runnerDone <- runner.Run(runCtx) }()
+	ordersv1.RegisterOrderQueryServiceServer(n.srv, query.New(runner, n.log, query.WithFeed(runner.Feed()), query.WithHistory(tracedStore{n.store, n.traced})))
+	ordersv1.RegisterOrderAdminServiceServer(n.srv, query.NewAdmin(runner, n.store, n.log))
+	go func() {
+		select {
+		case <-runner.Ready():
+			n.log.Info("read model caught up", "position", runner.Position())
+		case <-ctx.Done():
+		}
+	}()
+	return role{
+		// Queries are served once the read model caught up with the log
+		// as of start-up; until then a load balancer should prefer
+		// other replicas. Rebuilds need only the log.
+		services: map[string][]string{
+			ordersv1.OrderQueryService_ServiceDesc.ServiceName: {"nats", "stream", "projection"},
+			ordersv1.OrderAdminService_ServiceDesc.ServiceName: {"nats", "stream"},
+		},
+		checks: []Check{{Name: "projection", Fn: func(context.Context) error {
+			select {
+			case <-runner.Ready():
+				return nil
+			default:
+				return fmt.Errorf("catching up: at %d", runner.Position())
+			}
+		}}},
+		ready: runner.Ready(),
+		stop: func() {
+			stopRunner()
+			if err := <-runnerDone; err != nil {
+				n.log.Error("projection stopped", "err", err)
+			}
+			_ = rmDir.Close()
+		},
+	}, nil
+}
+
+// registerPayments starts the payment manager and the deadlines, which
+// call the command service (by default this process's own listener) as
+// any client does.
+func (n *node) registerPayments(ctx context.Context) (role, error) {
+	cfg := n.cfg
+	sim := payments.NewSimulator(payments.SimulatorConfig{
+		Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
+	})
+	pmConn, err := n.dial(cfg.CommandAddr, n.paymentsToken)
+	if err != nil {
+		return role{}, err
+	}
+	parked, err := bucket.Open(ctx, n.js, payments.ParkedBucket, bucket.WithDescription(payments.ParkedDescription))
+	if err != nil {
+		return role{}, fmt.Errorf("payments: %w", err)
+	}
+	pm, err := payments.New(ctx, tracedStore{n.store, n.traced}, parked, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
+		payments.WithWorkers(cfg.WorkerPoolSize),
+		payments.WithRetry(cfg.PaymentMaxAttempts, cfg.PaymentAttemptTimeout, cfg.PaymentBackoffBase, cfg.PaymentBackoffMax),
+		payments.WithAckWait(cfg.PaymentAckWait), payments.WithOutageLimit(cfg.PaymentOutageLimit),
+		payments.WithLogger(n.log), payments.WithTelemetry(n.tel.Tracer, n.tel.Meter))
+	if err != nil {
+		return role{}, err
+	}
+	ordersv1.RegisterPaymentAdminServiceServer(n.srv, payments.NewAdmin(pm, n.log))
+	dl, err := n.newDeadlines(ctx)
+	if err != nil {
+		return role{}, err
+	}
+	pmCtx, cancelPayments := context.WithCancel(context.Background())
+	pmDone := make(chan struct{})
+	go func() {
+		defer close(pmDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = dl.Run(pmCtx) }) // nil by contract: it retries until stopped
+		_ = pm.Run(pmCtx)                   // likewise
+		wg.Wait()
+	}()
+	return role{
+		services: map[string][]string{
+			ordersv1.PaymentAdminService_ServiceDesc.ServiceName:  {"nats", "stream", "payments", "payment_gateway"},
+			ordersv1.DeadlineAdminService_ServiceDesc.ServiceName: {"nats", "stream"},
+		},
+		checks: paymentChecks(pm, len(cfg.Roles) == 1),
+		// Stopped before the gRPC server and NATS so that outcomes being
+		// recorded finish and unfinished jobs are handed back while the
+		// connection still works.
+		drain: func() {
+			cancelPayments()
+			<-pmDone
+		},
+	}, nil
+}
+
+// newDeadlines makes the deadlines manager, which runs with the payments
+// role and calls the command service as the system actor, and registers
+// its admin service.
+func (n *node) newDeadlines(ctx context.Context) (*deadlines.Manager, error) {
+	cfg := n.cfg
+	dlConn, err := n.dial(cfg.CommandAddr, n.systemToken)
+	if err != nil {
+		return nil, err
+	}
+	timers, err := schedule.New(n.js, deadlines.StreamName, deadlines.SubjectRoot,
+		schedule.WithDescription(deadlines.StreamDescription), schedule.WithReplicas(cfg.StreamReplicas))
+	if err != nil {
+		return nil, fmt.Errorf("deadlines: %w", err)
+	}
+	dl, err := deadlines.New(ctx, tracedStore{n.store, n.traced}, timers, ordersv1.NewOrderCommandServiceClient(dlConn),
+		deadlines.WithTimeouts(cfg.PaymentTimeout, cfg.ShippingSLA),
+		deadlines.WithLogger(n.log), deadlines.WithMeter(n.tel.Meter))
+	if err != nil {
+		return nil, err
+	}
+	ordersv1.RegisterDeadlineAdminServiceServer(n.srv, deadlines.NewAdmin(dl, n.log))
+	return dl, nil
+}
+
+// paymentChecks are the payments role's readiness checks. The payment
+// provider's health decides readiness only for a payments-only process: a
+// node that also takes commands and queries stays useful while the
+// provider is down, so there the circuit state is reported as advisory
+// information.
+func paymentChecks(pm *payments.Manager, paymentsOnly bool) []Check {
+	return []Check{
+		{Name: "payments", Fn: func(context.Context) error {
+			if !pm.Consuming() {
+				// The cause is in the log; probes get no internal text.
+				if pm.Err() != nil {
+					return errors.New("not following the log; retrying (see the log for why)")
+				}
+				return errors.New("not following the log yet")
+			}
+			return nil
+		}},
+		{Name: "payment_gateway", Advisory: !paymentsOnly, Fn: func(context.Context) error {
+			if pm.CircuitOpen() {
+				return errors.New("circuit open: the provider keeps failing")
+			}
+			return nil
+		}},
+	}
+}
+
+// upstreams are the gateway's and the console's connections to the three
+// services (this process's own listener for a service it runs itself). They
+// call the gRPC services over real connections, so REST and internal calls
+// pass through exactly the interceptors gRPC clients do.
+func (n *node) upstreams() (cmd, qry, aud *grpc.ClientConn, err error) {
+	if cmd, err = n.dial(n.cfg.CommandAddr, ""); err != nil {
+		return nil, nil, nil, err
+	}
+	if qry, err = n.dial(n.cfg.QueryAddr, ""); err != nil {
+		return nil, nil, nil, err
+	}
+	if aud, err = n.dial(n.cfg.AuditAddr, ""); err != nil {
+		return nil, nil, nil, err
+	}
+	return cmd, qry, aud, nil
+}
+
+// registerGateway serves the REST API on "/".
+func (n *node) registerGateway(ctx context.Context) (role, error) {
+	cmdConn, queryConn, auditConn, err := n.upstreams()
+	if err != nil {
+		return role{}, err
+	}
+	// A gateway whose upstream is down cannot serve its routes, so a load
+	// balancer should prefer another: its connections to remote services
+	// are part of this process's readiness (connections to this process's
+	// own listener are not: the other checks cover it).
+	var checks []Check
+	for _, up := range []struct {
+		role, addr string
+		conn       *grpc.ClientConn
+	}{{"command", n.cfg.CommandAddr, cmdConn}, {"query", n.cfg.QueryAddr, queryConn}, {"audit", n.cfg.AuditAddr, auditConn}} {
+		if up.addr != "" {
+			checks = append(checks, Check{Name: "upstream_" + up.role, Fn: httpapi.ConnReady(up.conn)})
+		}
+	}
+	gw, err := httpapi.New(ctx, cmdConn, httpapi.WithLogger(n.log),
+		httpapi.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, queryConn),
+		httpapi.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, queryConn),
+		httpapi.WithServiceConn(ordersv1.OrderAuditService_ServiceDesc.ServiceName, auditConn))
+	if err != nil {
+		return role{}, err
+	}
+	api := n.requireClientCert(gw)
+	// Spans and metrics carry only bounded names: the route template once
+	// the gateway has routed the request (until then, and for paths no
+	// route matches, the method alone), and this listener's own address
+	// rather than the client's Host header.
+	rest := otelhttp.NewHandler(withoutPattern(api), "rest", otelhttp.WithTracerProvider(n.tel.Tracer), otelhttp.WithMeterProvider(n.tel.Meter),
+		otelhttp.WithServerName(n.addrs.HTTP),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+	return role{checks: checks, routes: map[string]http.Handler{"/": rest}}, nil
+}
+
+// registerConsole serves the operations console under console.Prefix. It
+// calls the services over the gateway's connections, with the signed-in
+// user's token: the same path into the data.
+func (n *node) registerConsole(context.Context) (role, error) {
+	cmdConn, queryConn, auditConn, err := n.upstreams()
+	if err != nil {
+		return role{}, err
+	}
+	var who console.Authenticator
+	if n.authn != nil {
+		who = n.authn
+	}
+	con, err := console.New(console.Config{Command: cmdConn, Query: queryConn, Audit: auditConn, Auth: who,
+		TraceUIURL: n.cfg.TraceUIURL, SecureCookies: n.serverTLS != nil, Logger: n.log})
+	if err != nil {
+		return role{}, err
+	}
+	h := otelhttp.NewHandler(n.requireClientCert(con), "console", otelhttp.WithTracerProvider(n.tel.Tracer), otelhttp.WithMeterProvider(n.tel.Meter),
+		otelhttp.WithServerName(n.addrs.HTTP))
+	// The console's live pages keep their requests open; shutting down
+	// ends them rather than waiting out SHUTDOWN_TIMEOUT.
+	return role{routes: map[string]http.Handler{console.Prefix: h}, httpShutdown: con.Shutdown}, nil
+}
+
+// requireClientCert wraps h in requireClientCert when the HTTP listener
+// verifies client certificates (TLS_CLIENT_CA).
+func (n *node) requireClientCert(h http.Handler) http.Handler {
+	if n.serverTLS != nil && n.cfg.TLSClientCA != "" {
+		return requireClientCert(h)
+	}
+	return h
+}
+
+// dial returns this process's connection to addr (its own gRPC listener
+// when addr is empty), presenting token on every call when there is one.
+// Connections are shared by address and token, and closed at shutdown.
+func (n *node) dial(addr, token string) (*grpc.ClientConn, error) {
+	if addr == "" {
+		addr = loopback(n.addrs.GRPC)
+	}
+	key := addr + " " + token
+	if c, ok := n.conns[key]; ok {
+		return c, nil
+	}
+	if n.conns == nil {
+		n.conns = map[string]*grpc.ClientConn{}
+		n.down.push(func() {
+			for _, c := range n.conns {
+				_ = c.Close()
+			}
+		})
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(n.clientCreds),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(n.tel.Tracer), otelgrpc.WithMeterProvider(n.tel.Meter)))}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(auth.Bearer(token)))
+	}
+	c, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	n.conns[key] = c
+	return c, nil
+}

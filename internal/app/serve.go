@@ -1,0 +1,178 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"maps"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/orderstream/orderstream/internal/auth"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// healthInterval is how often the readiness checks are evaluated in the
+// background, for /readyz and the gRPC health statuses: how stale a probe's
+// answer can be, plus one evaluation (at most readyTimeout).
+const healthInterval = 250 * time.Millisecond
+
+// newHTTPServer serves the roles' routes, the probes and the metrics.
+func (n *node) newHTTPServer(probe *readiness, roles []role) *http.Server {
+	mux := http.NewServeMux()
+	for _, r := range roles {
+		for pattern, h := range r.routes {
+			mux.Handle(pattern, h)
+		}
+	}
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.Handle("GET /readyz", probe.handler())
+	metrics := n.tel.MetricsHandler
+	if n.authn != nil {
+		metrics = requireRole(n.authn, auth.Admin, metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	for _, r := range roles {
+		if r.httpShutdown != nil {
+			srv.RegisterOnShutdown(r.httpShutdown)
+		}
+	}
+	if n.serverTLS != nil {
+		// The HTTP listener serves TLS and, with TLS_CLIENT_CA, verifies
+		// a client certificate when one is given without demanding one:
+		// probes and Prometheus scrape /healthz, /readyz and /metrics
+		// without; the API routes answer 401 without one
+		// (requireClientCert).
+		srv.TLSConfig = n.serverTLS.Clone()
+		srv.TLSConfig.ClientAuth = tls.NoClientCert
+		if n.cfg.TLSClientCA != "" {
+			srv.TLSConfig.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	}
+	return srv
+}
+
+// serve starts the gRPC and HTTP servers on their listeners. The channel
+// receives the error of either that stops on its own.
+func (n *node) serve(httpSrv *http.Server) <-chan error {
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- n.srv.Serve(n.grpcLis) }()
+	go func() {
+		var err error
+		if httpSrv.TLSConfig != nil {
+			err = httpSrv.ServeTLS(n.httpLis, "", "")
+		} else {
+			err = httpSrv.Serve(n.httpLis)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	}()
+	return serveErr
+}
+
+// startHealth makes the gRPC health statuses follow the readiness checks:
+// evaluated once before the process reports ready, then periodically (and
+// as soon as a role becomes ready), so a client watching them sees a NATS
+// outage or a projection catching up. It returns the function that stops
+// the loop.
+func (n *node) startHealth(ctx context.Context, probe *readiness, roles []role) (stop func()) {
+	services := map[string][]string{}
+	var wake []<-chan struct{}
+	for _, r := range roles {
+		maps.Copy(services, r.services)
+		if r.ready != nil {
+			wake = append(wake, r.ready)
+		}
+	}
+	update := func(ctx context.Context) {
+		e := probe.refresh(ctx)
+		set := func(service string, ok bool) {
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if ok {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			n.hs.SetServingStatus(service, st)
+		}
+		set("", e.ready())
+		for service, names := range services {
+			set(service, e.ok(names...))
+		}
+	}
+	update(ctx)
+	healthCtx, stopLoop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		healthLoop(healthCtx, wake, func() { update(healthCtx) })
+	}()
+	return func() {
+		stopLoop()
+		<-done
+	}
+}
+
+// healthLoop calls update every healthInterval and as soon as each of wake
+// is closed, until ctx is done.
+func healthLoop(ctx context.Context, wake []<-chan struct{}, update func()) {
+	tick := time.NewTicker(healthInterval)
+	defer tick.Stop()
+	var caughtUp <-chan struct{}
+	if len(wake) > 0 {
+		caughtUp = wake[0]
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-caughtUp:
+			wake = wake[1:]
+			caughtUp = nil
+			if len(wake) > 0 {
+				caughtUp = wake[0]
+			}
+		case <-tick.C:
+		}
+		update()
+	}
+}
+
+// shutdown stops ordersd in order: the process managers hand back their
+// work while everything still serves; the health statuses turn NOT_SERVING;
+// the HTTP server stops, then the gRPC server drains its in-flight RPCs
+// (bounded by SHUTDOWN_TIMEOUT, then cancelled); NATS drains. What remains
+// (connections, projections, read models, telemetry, NATS itself and the
+// listeners) is released by the teardown when Run returns, in reverse order
+// of acquisition.
+func (n *node) shutdown(roles []role, stopHealth func(), httpSrv *http.Server) {
+	for _, r := range roles {
+		if r.drain != nil {
+			r.drain()
+		}
+	}
+	stopHealth()
+	n.hs.Shutdown()
+	hctx, hcancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	if err := httpSrv.Shutdown(hctx); err != nil {
+		n.log.Warn("http shutdown", "err", err)
+	}
+	hcancel()
+	drained := make(chan struct{})
+	go func() {
+		n.srv.GracefulStop()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(n.cfg.ShutdownTimeout):
+		n.log.Warn("shutdown timeout: cancelling in-flight RPCs")
+		n.srv.Stop()
+		<-drained
+	}
+	if err := n.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		n.log.Warn("nats drain", "err", err)
+	}
+	n.log.Info("ordersd stopped")
+}

@@ -1,0 +1,120 @@
+package app
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"fmt"
+
+	"github.com/orderstream/orderstream/internal/auth"
+	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/rpcguard"
+	"github.com/orderstream/orderstream/internal/telemetry"
+	"github.com/orderstream/orderstream/internal/tlsconfig"
+	"github.com/orderstream/orderstream/services/deadlines"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// maxRecvMsgSize bounds a request: an order has at most 100 lines, so
+// anything near this size is garbage, and rejecting it early costs nothing.
+const maxRecvMsgSize = 1 << 20
+
+// newServer builds the gRPC server with its interceptors (logging, the
+// guard, authentication, the in-flight limits), health and reflection. The
+// roles register their services on it before it serves.
+func (n *node) newServer() error {
+	var err error
+	if n.serverTLS, n.clientCreds, err = transportSecurity(n.cfg); err != nil {
+		return err
+	}
+	if err := n.authenticate(); err != nil {
+		return err
+	}
+	guard, err := rpcguard.New(n.log, n.tel.Meter)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	// The guard comes right after the logger, so that undecodable
+	// requests and recovered panics are logged with the code they get.
+	unary := []grpc.UnaryServerInterceptor{telemetry.UnaryLogger(n.log), guard.Unary}
+	streams := []grpc.StreamServerInterceptor{telemetry.StreamLogger(n.log), guard.Stream}
+	if n.authn != nil {
+		unary = append(unary, n.authn.Unary)
+		streams = append(streams, n.authn.Stream)
+	}
+	limit := newLimiter(n.cfg.MaxInFlight, n.cfg.MaxStreams)
+	unary = append(unary, limit.unary)
+	streams = append(streams, limit.stream)
+	srvOpts := []grpc.ServerOption{}
+	if n.serverTLS != nil {
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(n.serverTLS)))
+	}
+	n.srv = grpc.NewServer(append(srvOpts,
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		guard.ServerOption(),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(n.tel.Tracer), otelgrpc.WithMeterProvider(n.tel.Meter),
+			// Probes and grpcurl's reflection would each make a root
+			// trace of their own, every few seconds.
+			otelgrpc.WithFilter(filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))))),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(streams...),
+	)...)
+	n.hs = health.NewServer()
+	healthpb.RegisterHealthServer(n.srv, n.hs)
+	reflection.Register(n.srv)
+	return nil
+}
+
+// authenticate loads the tokens and keys clients are checked against, and
+// the tokens this process's own callers present.
+func (n *node) authenticate() error {
+	cfg := n.cfg
+	authn, err := auth.Load(auth.Config{TokensFile: cfg.AuthTokensFile, HMACSecretFile: cfg.AuthHMACSecretFile, JWKSFile: cfg.AuthJWKSFile})
+	if err != nil {
+		return err
+	}
+	n.authn = authn
+	n.paymentsToken = cfg.PaymentsToken
+	// Remotely, the deadlines present the payments role's token.
+	n.systemToken = cfg.PaymentsToken
+	switch {
+	case authn != nil:
+		if n.paymentsToken == "" {
+			// In one process the payments manager calls the local
+			// command service with a token made for it now, and the
+			// deadlines act as the system actor with another.
+			n.paymentsToken = rand.Text()
+			authn.AddToken(n.paymentsToken, auth.Principal{Subject: "payments", Roles: []string{auth.Clerk}})
+			n.systemToken = rand.Text()
+			authn.AddToken(n.systemToken, auth.Principal{Subject: deadlines.Actor, Roles: []string{auth.Clerk}})
+		}
+	case cfg.AllowInsecure:
+		n.log.Warn("authentication is off and ALLOW_INSECURE=true: every client may call every RPC")
+	default:
+		n.log.Info("authentication is off: serving on loopback only")
+	}
+	return nil
+}
+
+// transportSecurity builds the server TLS config (nil for plaintext) and the
+// credentials of this process's own gRPC clients.
+func transportSecurity(cfg config.Config) (*tls.Config, credentials.TransportCredentials, error) {
+	if cfg.TLSCert == "" {
+		return nil, insecure.NewCredentials(), nil
+	}
+	st, err := tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TLS_CERT/TLS_KEY/TLS_CLIENT_CA: %w", err)
+	}
+	ct, err := tlsconfig.Client(cfg.TLSCA, cfg.TLSClientCert, cfg.TLSClientKey, cfg.TLSServerName)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
+	}
+	return st, credentials.NewTLS(ct), nil
+}
