@@ -175,6 +175,10 @@ func WithReady(f func()) SubscribeOption {
 	return func(c *SubscribeConfig) error { c.Ready = f; return nil }
 }
 
+// ValidSubscriptionName returns nil when name can name a subscription
+// (Subscribe), and otherwise the error Subscribe returns for it.
+func ValidSubscriptionName(name string) error { return checkName("subscription", name) }
+
 // checkName refuses names the server would not take for a consumer or a
 // priority group.
 func checkName(what, name string) error {

@@ -11,10 +11,6 @@ import (
 	"github.com/orderstream/orderstream/eventstore/estest"
 )
 
-func TestSubscribe(t *testing.T) {
-	estest.TestSubscription(t, newEnv(t).store)
-}
-
 // A deleted consumer ends the subscription with ErrSubscriptionLost, and
 // subscribing again picks up what was never settled.
 func TestSubscriptionLost(t *testing.T) {

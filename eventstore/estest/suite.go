@@ -37,7 +37,8 @@ const MaxPayload = 1 << 20
 // Run runs the conformance suite of the event store: the contract every
 // implementation obeys, stated once. open returns a new, empty store for
 // one subtest; the subtests run in parallel, so open must be safe to call
-// concurrently.
+// concurrently. A store that also implements Subscriber is held to
+// TestSubscription as well.
 func Run(t *testing.T, open func(t *testing.T) Store) {
 	for _, c := range []struct {
 		name string
@@ -59,6 +60,13 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"LimitsOfOneAppend", testLimits},
 		{"LoadLatestAndGet", testLoadLatestAndGet},
 		{"VersionsArePerOrder", testVersions},
+		{"Subscription", func(t *testing.T, s Store) {
+			sub, ok := s.(Subscriber)
+			if !ok {
+				t.Skip("the store has no durable subscriptions")
+			}
+			TestSubscription(t, sub)
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

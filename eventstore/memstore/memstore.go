@@ -42,7 +42,8 @@ type Store struct {
 	log      []eventstore.Recorded // position p is log[p-1]
 	orders   map[string][]uint64   // order id → positions of its events
 	requests map[string]request    // request id → where its events are
-	appended chan struct{}         // closed (and replaced) by every append
+	subs     map[string]*subscription
+	appended chan struct{} // closed (and replaced) by every append
 	now      func() time.Time
 }
 
