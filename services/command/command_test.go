@@ -3,6 +3,7 @@ package command_test
 import (
 	"context"
 	"fmt"
+	"iter"
 	"net"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/chain"
 	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/services/command"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,26 +26,37 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// store is what the tests use of an event store: what the command service
+// needs, the log's head and reading it, and the subject of an order.
+type store interface {
+	command.Store
+	Head(ctx context.Context) (uint64, error)
+	Read(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
+	Subject(orderID string) string
+}
+
 type env struct {
 	client ordersv1.OrderCommandServiceClient
 	svc    *command.Service
-	store  *eventstore.Store
-	js     jetstream.JetStream
-	nc     *nats.Conn
+	store  store
+	js     jetstream.JetStream // startNATS only
+	nc     *nats.Conn          // startNATS only
 }
 
-// start runs a command service on a real loopback listener over a real
-// embedded nats-server, with a memory-backed store configured by opts.
-func start(t *testing.T, opts ...eventstore.Option) *env {
+// start runs a command service on a real loopback listener over the
+// in-memory event store, which obeys the JetStream store's contract
+// (estest.Run).
+func start(t *testing.T) *env {
 	t.Helper()
-	store, nc, js := memStore(t, opts...)
+	store := memstore.New()
 	svc := command.New(store)
-	return &env{client: serve(t, svc), svc: svc, store: store, js: js, nc: nc}
+	return &env{client: serve(t, svc), svc: svc, store: store}
 }
 
-// memStore opens a memory-backed store, configured by opts, on a new
-// embedded nats-server.
-func memStore(t *testing.T, opts ...eventstore.Option) (*eventstore.Store, *nats.Conn, jetstream.JetStream) {
+// startNATS is start over the JetStream store, configured by opts, on a
+// memory-backed stream of a new embedded nats-server: for what only
+// JetStream does, its outages and its duplicate window.
+func startNATS(t *testing.T, opts ...eventstore.Option) *env {
 	t.Helper()
 	srv := estest.StartServer(t)
 	nc, js := estest.Connect(t, srv)
@@ -51,7 +64,8 @@ func memStore(t *testing.T, opts ...eventstore.Option) (*eventstore.Store, *nats
 	if err != nil {
 		t.Fatal(err)
 	}
-	return store, nc, js
+	svc := command.New(store)
+	return &env{client: serve(t, svc), svc: svc, store: store, js: js, nc: nc}
 }
 
 // serve runs svc on a real loopback gRPC listener and returns a client.
@@ -342,10 +356,8 @@ func TestInternalErrorTextDoesNotLeak(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
 	// A payload this build cannot decode, written behind the service's back.
-	msg := nats.NewMsg(e.store.Subject("corrupt-1"))
-	msg.Header.Set("Orders-Event-Type", "OrderCreated")
-	msg.Data = []byte("\xff\xff secret internal detail")
-	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+	corrupt := eventstore.EventData{Type: "OrderCreated", Data: []byte("\xff\xff secret internal detail")}
+	if _, err := e.store.Append(ctx, "corrupt-1", 0, []eventstore.EventData{corrupt}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: "corrupt-1"})
@@ -359,7 +371,7 @@ func TestInternalErrorTextDoesNotLeak(t *testing.T) {
 }
 
 func TestUnavailableWhenNATSIsDown(t *testing.T) {
-	e := start(t)
+	e := startNATS(t)
 	id := createDraft(t, e).GetOrder().GetOrderId()
 	e.nc.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

@@ -11,6 +11,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/command"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -23,7 +24,7 @@ import (
 // racingStore lets another change land between a command's load and its
 // append, exactly once.
 type racingStore struct {
-	*eventstore.Store
+	*memstore.Store
 	race func()
 }
 
@@ -38,7 +39,7 @@ func (r *racingStore) Append(ctx context.Context, id string, rev uint64, ev []ev
 // A client that sent an expected revision and lost the race to another
 // change gets ABORTED, and the event store's own words stay on the server.
 func TestLostRaceWithExpectedRevisionIsAborted(t *testing.T) {
-	store, _, _ := memStore(t)
+	store := memstore.New()
 	rs := &racingStore{Store: store}
 	svc := command.New(rs)
 	c := serve(t, svc)
@@ -143,7 +144,7 @@ func TestHeaderValuesAreTrimmedNotFatal(t *testing.T) {
 // is loaded and decided again, not answered ABORTED: here it loses three
 // times in a row and then lands after the three changes that beat it.
 func TestConflictsAreRetriedWithoutExpectedRevision(t *testing.T) {
-	store, _, _ := memStore(t)
+	store := memstore.New()
 	rs := &racingStore{Store: store}
 	svc := command.New(rs)
 	ctx := t.Context()
@@ -206,7 +207,7 @@ func TestRequestIDMustBePrintableASCII(t *testing.T) {
 // id, so the retry meets the order and its history.
 func TestCreateWithoutOrderIDRetriedAfterDuplicateWindow(t *testing.T) {
 	const window = 100 * time.Millisecond // the smallest duplicate window nats-server accepts
-	e := start(t, eventstore.WithDuplicateWindow(window))
+	e := startNATS(t, eventstore.WithDuplicateWindow(window))
 	ctx := t.Context()
 	req := &ordersv1.CreateOrderRequest{RequestId: "late-retry-1", CustomerId: "c", Currency: "EUR",
 		Lines: []*ordersv1.LineItem{{Sku: "A", Quantity: 1, UnitPrice: 5}}}
@@ -271,7 +272,7 @@ func reused(t *testing.T, what string, err error) {
 // the server's duplicate window and after it.
 func TestRequestIDReusedForAnotherRequest(t *testing.T) {
 	const window = 100 * time.Millisecond // the smallest duplicate window nats-server accepts
-	e := start(t, eventstore.WithDuplicateWindow(window))
+	e := startNATS(t, eventstore.WithDuplicateWindow(window))
 	ctx := t.Context()
 	create := &ordersv1.CreateOrderRequest{RequestId: "fp-create", CustomerId: "c", Currency: "EUR"}
 	created, err := e.client.CreateOrder(ctx, create)
