@@ -363,19 +363,21 @@ func (s *Service) metadata(ctx context.Context, requestID string) eventstore.Met
 		Actor:         "anonymous",
 		OccurredAt:    s.now().UTC(),
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := first(md, MDActor); v != "" {
+	if v := first(ctx, MDActor); v != "" {
 		m.Actor = v
 	}
-	if v := first(md, MDCorrelationID); v != "" {
+	if v := first(ctx, MDCorrelationID); v != "" {
 		m.CorrelationID = v
 	}
-	m.CausationID = first(md, MDCausationID)
+	m.CausationID = first(ctx, MDCausationID)
 	return m
 }
 
-func first(md metadata.MD, key string) string {
-	v := md.Get(key)
+// first is the first value of the call's metadata key, looked up without
+// copying the whole incoming metadata (FromIncomingContext would, on every
+// command).
+func first(ctx context.Context, key string) string {
+	v := metadata.ValueFromIncomingContext(ctx, key)
 	if len(v) == 0 {
 		return ""
 	}
