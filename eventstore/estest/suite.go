@@ -60,13 +60,9 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"LimitsOfOneAppend", testLimits},
 		{"LoadLatestAndGet", testLoadLatestAndGet},
 		{"VersionsArePerOrder", testVersions},
-		{"Subscription", func(t *testing.T, s Store) {
-			sub, ok := s.(Subscriber)
-			if !ok {
-				t.Skip("the store has no durable subscriptions")
-			}
-			TestSubscription(t, sub)
-		}},
+		{"Subscription", subscriptionCase(TestSubscription)},
+		{"SubscriptionRedeliversAfterAckWait", subscriptionCase(testRedelivery)},
+		{"SubscriptionWorkers", subscriptionCase(testWorkers)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -780,5 +776,78 @@ func testVersions(t *testing.T, s Store) {
 	}
 	if fmt.Sprint(versions) != "[1 2 3 4 5]" {
 		t.Fatalf("o1's versions in the log: %v, want [1 2 3 4 5]", versions)
+	}
+}
+
+// subscriptionCase runs test on a store with durable subscriptions, and
+// skips it on another.
+func subscriptionCase(test func(*testing.T, Subscriber)) func(*testing.T, Store) {
+	return func(t *testing.T, s Store) {
+		sub, ok := s.(Subscriber)
+		if !ok {
+			t.Skip("the store has no durable subscriptions")
+		}
+		test(t, sub)
+	}
+}
+
+// A delivery left unsettled is delivered again once its ack wait passes,
+// with its count.
+func testRedelivery(t *testing.T, s Subscriber) {
+	res, err := s.Append(t.Context(), "unsettled", 0, []eventstore.EventData{Event("Created", "{}", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var got []string
+	err = s.Subscribe(ctx, "redelivery", func(d eventstore.Delivery) {
+		got = append(got, fmt.Sprint(d.Event.Position, "#", d.NumDelivered))
+		if d.NumDelivered > 1 {
+			_ = d.Ack()
+			cancel()
+		}
+	}, eventstore.WithAckWait(300*time.Millisecond), eventstore.WithPullExpiry(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprint([]string{fmt.Sprint(res.Position, "#1"), fmt.Sprint(res.Position, "#2")}); fmt.Sprint(got) != want {
+		t.Fatalf("deliveries %v, want %s (position#delivery)", got, want)
+	}
+}
+
+// WithWorkers runs that many handlers at once.
+func testWorkers(t *testing.T, s Subscriber) {
+	const workers = 4
+	for i := range workers {
+		if _, err := s.Append(t.Context(), fmt.Sprint("w-", i), 0, []eventstore.EventData{Event("Created", "{}", "")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var inFlight, acked atomic.Int32
+	all := make(chan struct{})
+	err := s.Subscribe(ctx, "workers", func(d eventstore.Delivery) {
+		if inFlight.Add(1) == workers {
+			close(all)
+		}
+		select { // every worker holds its delivery until all are held
+		case <-all:
+		case <-ctx.Done():
+			return
+		}
+		if err := d.Ack(); err != nil {
+			t.Errorf("Ack: %v", err)
+		}
+		if acked.Add(1) == workers {
+			cancel()
+		}
+	}, eventstore.WithWorkers(workers), eventstore.WithMaxPending(workers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := acked.Load(); n != workers {
+		t.Fatalf("%d deliveries handled at once, want %d", inFlight.Load(), workers)
 	}
 }
