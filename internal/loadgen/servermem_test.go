@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 )
@@ -46,34 +43,22 @@ func BenchmarkEmbeddedServer(b *testing.B) {
 func embeddedServerCost(b *testing.B, window time.Duration, n int) (heap float64, restart time.Duration) {
 	srv := estest.StartServer(b)
 	base := settledHeap(0)
-	fillServer(b, srv, window, n)
-	// The client side is closed and garbage now; nats-server drops a
-	// block's cache some seconds after its last use, and a 1s window has
-	// forgotten every id by then.
+	func() {
+		_, js := estest.Connect(b, srv)
+		store, err := eventstore.New(b.Context(), js, eventstore.WithDuplicateWindow(window))
+		if err != nil {
+			b.Fatal(err)
+		}
+		appendOrders(b.Context(), b, store, n)
+	}()
+	// The store is garbage now; nats-server drops a block's cache some
+	// seconds after its last use, and a 1s window has forgotten every id
+	// by then.
 	after := settledHeap(cacheExpiry)
 	start := estest.Stop(b, srv)
 	t0 := time.Now()
 	start()
 	return float64(after) - float64(base), time.Since(t0)
-}
-
-// fillServer appends n one-event orders to a fresh ORDERS stream on srv with the
-// given duplicate window, and closes its connection.
-func fillServer(b *testing.B, srv *server.Server, window time.Duration, n int) {
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	store, err := eventstore.New(b.Context(), js, eventstore.WithStorage(jetstream.FileStorage), eventstore.WithDuplicateWindow(window))
-	if err != nil {
-		b.Fatal(err)
-	}
-	appendOrders(b.Context(), b, store, n)
 }
 
 // cacheExpiry is longer than nats-server keeps a message block's cache
