@@ -14,7 +14,8 @@ import (
 )
 
 // ErrInvalidOption reports a ReadOption with a value out of range, or one
-// the read it was given to does not take.
+// the read it was given to does not take, and an Option of New given a
+// value it does not accept.
 var ErrInvalidOption = errors.New("eventstore: invalid option")
 
 // Defaults and bounds of the read options.

@@ -52,6 +52,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 )
 
 // Defaults of the options.
@@ -64,7 +65,6 @@ const (
 )
 
 const (
-	maxReplicas = 5
 	// A page of a direct get batch. Most orders fit in one; the byte bound
 	// keeps a page far below the client's default pending limit (64 MiB).
 	defaultPageSize  = 1000
@@ -101,14 +101,17 @@ type config struct {
 	keepMutable bool
 }
 
-// Option configures New.
+// Option configures New. An option given a value it does not accept makes
+// New fail with an error wrapping ErrInvalidOption; each option says which
+// values those are.
 type Option func(*config) error
 
-// WithStreamName sets the stream name (default "ORDERS").
+// WithStreamName sets the stream name (default "ORDERS"). Invalid: empty,
+// or containing '.', '*', '>', '/', '\', whitespace or unprintable runes.
 func WithStreamName(name string) Option {
 	return func(c *config) error {
 		if name == "" || strings.ContainsAny(name, ".*>/\\") || strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
-			return fmt.Errorf("eventstore: invalid stream name %q", name)
+			return fmt.Errorf("%w: WithStreamName(%q): empty, or has a dot, wildcard, slash, space or control character", ErrInvalidOption, name)
 		}
 		c.streamName = name
 		return nil
@@ -117,26 +120,27 @@ func WithStreamName(name string) Option {
 
 // WithSubjectPrefix sets the subject prefix (default "orders"); an order's
 // subject is prefix + "." + order id. The prefix may have several tokens but
-// no wildcards.
+// no wildcards. Invalid: empty, an empty token, '*', '>', whitespace or
+// unprintable runes.
 func WithSubjectPrefix(prefix string) Option {
 	return func(c *config) error {
 		bad := prefix == "" || strings.ContainsAny(prefix, "*>") ||
 			strings.IndexFunc(prefix, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 ||
 			slices.Contains(strings.Split(prefix, "."), "")
 		if bad {
-			return fmt.Errorf("eventstore: invalid subject prefix %q", prefix)
+			return fmt.Errorf("%w: WithSubjectPrefix(%q): empty, an empty token, a wildcard, space or control character", ErrInvalidOption, prefix)
 		}
 		c.prefix = prefix
 		return nil
 	}
 }
 
-// WithReplicas sets the number of stream replicas (default 1, at most 5).
-// More than one needs a JetStream cluster.
+// WithReplicas sets the number of stream replicas (default 1). Invalid:
+// outside 1..5. More than one needs a JetStream cluster.
 func WithReplicas(n int) Option {
 	return func(c *config) error {
-		if n < 1 || n > maxReplicas {
-			return fmt.Errorf("eventstore: replicas %d out of range 1..%d", n, maxReplicas)
+		if err := streamcfg.Replicas(n); err != nil {
+			return fmt.Errorf("%w: WithReplicas: %w", ErrInvalidOption, err)
 		}
 		c.replicas = n
 		return nil
@@ -146,10 +150,11 @@ func WithReplicas(n int) Option {
 // WithDuplicateWindow sets how long the server remembers message ids for
 // deduplication (default 2m). Retries older than that are still recognised
 // from the order's history when they carry a stale expected revision.
+// Invalid: d <= 0.
 func WithDuplicateWindow(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
-			return fmt.Errorf("eventstore: duplicate window %v must be positive", d)
+			return fmt.Errorf("%w: WithDuplicateWindow(%v): must be positive", ErrInvalidOption, d)
 		}
 		c.duplicates = d
 		return nil
@@ -157,11 +162,12 @@ func WithDuplicateWindow(d time.Duration) Option {
 }
 
 // WithStorage sets the storage of a new stream (default file storage). The
-// storage of an existing stream cannot be changed.
+// storage of an existing stream cannot be changed. Invalid: anything but
+// jetstream.FileStorage and jetstream.MemoryStorage.
 func WithStorage(st jetstream.StorageType) Option {
 	return func(c *config) error {
-		if st != jetstream.FileStorage && st != jetstream.MemoryStorage {
-			return fmt.Errorf("eventstore: unknown storage type %v", st)
+		if err := streamcfg.Storage(st); err != nil {
+			return fmt.Errorf("%w: WithStorage: %w", ErrInvalidOption, err)
 		}
 		c.storage = st
 		return nil
@@ -191,10 +197,11 @@ func WithMutableStream() Option {
 // refuses (a stream with message schedules or per-message TTLs can never
 // deny purges), New still succeeds and Immutable says what is wrong.
 //
-// It fails when an option is invalid, when the existing stream has another
-// storage type, when the server refuses the update of the settings the store
-// needs (replicas cannot change on a non-clustered server), or with
-// ErrUnavailable when JetStream cannot be reached.
+// It fails with an error wrapping ErrInvalidOption when an option is
+// invalid, when the existing stream has another storage type, when the
+// server refuses the update of the settings the store needs (replicas
+// cannot change on a non-clustered server), or with ErrUnavailable when
+// JetStream cannot be reached.
 func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
 	if js == nil {
 		return nil, errors.New("eventstore: nil JetStream")

@@ -268,8 +268,8 @@ func TestStreamConfig(t *testing.T) {
 		"zero window":          eventstore.WithDuplicateWindow(0),
 		"unknown storage":      eventstore.WithStorage(jetstream.StorageType(7)),
 	} {
-		if _, err := eventstore.New(ctx, js, opt); err == nil {
-			t.Errorf("%s: New succeeded", name)
+		if _, err := eventstore.New(ctx, js, opt); !errors.Is(err, eventstore.ErrInvalidOption) {
+			t.Errorf("%s: New: err = %v, want ErrInvalidOption", name, err)
 		}
 	}
 }

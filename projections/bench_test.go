@@ -98,7 +98,10 @@ func BenchmarkRebuild(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r := projections.NewRunner(js, store, d)
+		r, err := projections.NewRunner(js, store, d)
+		if err != nil {
+			b.Fatal(err)
+		}
 		t1 := time.Now()
 		if err := r.Rebuild(ctx, nil); err != nil {
 			b.Fatal(err)
@@ -134,7 +137,10 @@ func BenchmarkVisibilityLag(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := projections.NewRunner(js, store, d)
+	r, err := projections.NewRunner(js, store, d)
+	if err != nil {
+		b.Fatal(err)
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()

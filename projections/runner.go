@@ -20,7 +20,7 @@
 // Wiring, as ordersd does it:
 //
 //	rm, err := projections.Open(ctx, filepath.Join(dataDir, "readmodel"))
-//	runner := projections.NewRunner(js, store, rm)
+//	runner, err := projections.NewRunner(js, store, rm)
 //	go runner.Run(ctx)
 //	<-runner.Ready() // caught up with the log head as of start-up
 package projections
@@ -58,34 +58,63 @@ type Log interface {
 	Read(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
 }
 
-// Option configures a Runner.
-type Option func(*Runner)
+// Option configures a Runner. An option given a value it does not accept
+// makes NewRunner fail with an error wrapping ErrInvalidOption; each option
+// says which values those are.
+type Option func(*Runner) error
+
+// ErrInvalidOption reports an option of NewRunner given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("projections: invalid option")
 
 // WithBatch bounds a batch by count and by how long the first event of a
-// batch may wait for others (defaults 500 and 20ms).
+// batch may wait for others (defaults 500 and 20ms). Invalid: n < 1 or
+// wait <= 0.
 func WithBatch(n int, wait time.Duration) Option {
-	return func(r *Runner) {
-		if n > 0 {
-			r.batchSize = n
+	return func(r *Runner) error {
+		if n < 1 || wait <= 0 {
+			return fmt.Errorf("%w: WithBatch(%d, %v): both must be positive", ErrInvalidOption, n, wait)
 		}
-		if wait > 0 {
-			r.batchWait = wait
-		}
+		r.batchSize, r.batchWait = n, wait
+		return nil
 	}
 }
 
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
+// WithLogger sets the logger (default slog.Default()). Invalid: nil.
+func WithLogger(l *slog.Logger) Option {
+	return func(r *Runner) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalidOption)
+		}
+		r.log = l
+		return nil
+	}
+}
 
 // WithTelemetry traces batch applies (linked to the commands that wrote the
-// events) and records lag and dead-letter metrics.
+// events) and records lag and dead-letter metrics. Invalid: a nil provider.
 func WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) Option {
-	return func(r *Runner) { r.tp, r.mp = tp, mp }
+	return func(r *Runner) error {
+		if tp == nil || mp == nil {
+			return fmt.Errorf("%w: WithTelemetry: nil provider", ErrInvalidOption)
+		}
+		r.tp, r.mp = tp, mp
+		return nil
+	}
 }
 
 // WithFeed publishes every committed batch's changes to feed, for
 // watchers. Without it the runner keeps a feed of its own (see Feed).
-func WithFeed(feed *Feed) Option { return func(r *Runner) { r.feed = feed } }
+// Invalid: nil.
+func WithFeed(feed *Feed) Option {
+	return func(r *Runner) error {
+		if feed == nil {
+			return fmt.Errorf("%w: WithFeed(nil)", ErrInvalidOption)
+		}
+		r.feed = feed
+		return nil
+	}
+}
 
 // Runner keeps a read model up to date with the log.
 type Runner struct {
@@ -117,22 +146,25 @@ type Runner struct {
 	rebuilding atomic.Bool
 }
 
-// NewRunner returns a runner applying log to the read model in dir.
-func NewRunner(js jetstream.JetStream, log Log, dir *Dir, opts ...Option) *Runner {
+// NewRunner returns a runner applying log to the read model in dir. It
+// fails with an error wrapping ErrInvalidOption when an option is invalid.
+func NewRunner(js jetstream.JetStream, log Log, dir *Dir, opts ...Option) (*Runner, error) {
 	r := &Runner{
 		js: js, log_: log, dir: dir, batchSize: 500, batchWait: 20 * time.Millisecond,
 		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 		changed: make(chan struct{}), ready: make(chan struct{}),
 	}
 	for _, o := range opts {
-		o(r)
+		if err := o(r); err != nil {
+			return nil, err
+		}
 	}
 	if r.feed == nil {
 		r.feed = NewFeed(0)
 	}
 	r.tracer = r.tp.Tracer("github.com/orderstream/orderstream/projections")
 	r.rm.Store(dir.Current())
-	return r
+	return r, nil
 }
 
 // ReadModel returns the live read model; it changes when a rebuild swaps.

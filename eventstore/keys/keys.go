@@ -22,9 +22,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 	"github.com/orderstream/orderstream/internal/pii"
 )
 
@@ -37,8 +39,14 @@ type Store struct {
 	stream jetstream.Stream
 }
 
-// Option configures Open.
-type Option func(*config)
+// Option configures Open. An option given a value it does not accept makes
+// Open fail with an error wrapping ErrInvalidOption; each option says which
+// values those are.
+type Option func(*config) error
+
+// ErrInvalidOption reports an option of Open given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("keys: invalid option")
 
 type config struct {
 	bucket   string
@@ -46,15 +54,43 @@ type config struct {
 	storage  jetstream.StorageType
 }
 
-// WithBucket names the bucket (default DefaultBucket).
-func WithBucket(name string) Option { return func(c *config) { c.bucket = name } }
+// WithBucket names the bucket (default DefaultBucket). Invalid: a name
+// that is not a valid bucket name (letters, digits, '-' and '_' only).
+func WithBucket(name string) Option {
+	return func(c *config) error {
+		if name == "" || strings.IndexFunc(name, func(r rune) bool {
+			return !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		}) >= 0 {
+			return fmt.Errorf("%w: WithBucket(%q): letters, digits, '-' and '_' only", ErrInvalidOption, name)
+		}
+		c.bucket = name
+		return nil
+	}
+}
 
 // WithReplicas sets the bucket's replicas (default 1); use the event
-// stream's.
-func WithReplicas(n int) Option { return func(c *config) { c.replicas = n } }
+// stream's. Invalid: outside 1..5.
+func WithReplicas(n int) Option {
+	return func(c *config) error {
+		if err := streamcfg.Replicas(n); err != nil {
+			return fmt.Errorf("%w: WithReplicas: %w", ErrInvalidOption, err)
+		}
+		c.replicas = n
+		return nil
+	}
+}
 
-// WithStorage sets the bucket's storage (default file).
-func WithStorage(st jetstream.StorageType) Option { return func(c *config) { c.storage = st } }
+// WithStorage sets the bucket's storage (default file). Invalid: anything
+// but jetstream.FileStorage and jetstream.MemoryStorage.
+func WithStorage(st jetstream.StorageType) Option {
+	return func(c *config) error {
+		if err := streamcfg.Storage(st); err != nil {
+			return fmt.Errorf("%w: WithStorage: %w", ErrInvalidOption, err)
+		}
+		c.storage = st
+		return nil
+	}
+}
 
 // ErrDenyDelete reports a bucket whose stream refuses single-message
 // deletes, as one made by jetstream's CreateKeyValue does; the server does
@@ -64,11 +100,14 @@ var ErrDenyDelete = errors.New("keys: the bucket's stream denies deletes")
 // Open creates the bucket if needed (or updates its replicas) and returns a
 // store on it. The bucket's stream is created here rather than by
 // jetstream's CreateKeyValue, which makes it deny the deletes Erase needs.
-// Errors are the server's, or ErrDenyDelete.
+// Errors are the server's, ErrDenyDelete, or one wrapping ErrInvalidOption
+// for an invalid option.
 func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
 	c := config{bucket: DefaultBucket, replicas: 1, storage: jetstream.FileStorage}
 	for _, o := range opts {
-		o(&c)
+		if err := o(&c); err != nil {
+			return nil, err
+		}
 	}
 	want := jetstream.StreamConfig{
 		Name:        "KV_" + c.bucket,

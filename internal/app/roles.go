@@ -82,7 +82,11 @@ func (n *node) registerRoles(ctx context.Context) ([]role, error) {
 }
 
 func (n *node) registerCommand(context.Context) (role, error) {
-	ordersv1.RegisterOrderCommandServiceServer(n.srv, command.New(n.traced, command.WithLogger(n.log)))
+	svc, err := command.New(n.traced, command.WithLogger(n.log))
+	if err != nil {
+		return role{}, err
+	}
+	ordersv1.RegisterOrderCommandServiceServer(n.srv, svc)
 	return role{services: map[string][]string{ordersv1.OrderCommandService_ServiceDesc.ServiceName: {"nats", "stream"}}}, nil
 }
 
@@ -98,11 +102,20 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 	if err != nil {
 		return role{}, err
 	}
-	runner := projections.NewRunner(n.js, n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter))
+	runner, err := projections.NewRunner(n.js, n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter))
+	if err != nil {
+		_ = rmDir.Close()
+		return role{}, err
+	}
+	svc, err := query.New(runner, n.log, query.WithFeed(runner.Feed()), query.WithHistory(tracedStore{n.store, n.traced}))
+	if err != nil {
+		_ = rmDir.Close()
+		return role{}, err
+	}
 	runCtx, stopRunner := context.WithCancel(context.Background())
 	runnerDone := make(chan error, 1)
 	go func() { runnerDone <- runner.Run(runCtx) }()
-	ordersv1.RegisterOrderQueryServiceServer(n.srv, query.New(runner, n.log, query.WithFeed(runner.Feed()), query.WithHistory(tracedStore{n.store, n.traced})))
+	ordersv1.RegisterOrderQueryServiceServer(n.srv, svc)
 	ordersv1.RegisterOrderAdminServiceServer(n.srv, query.NewAdmin(runner, n.store, n.log))
 	go func() {
 		select {

@@ -111,6 +111,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -131,8 +132,14 @@ const DefaultBodyLimit = 1 << 20
 // says otherwise.
 const DefaultBodyTimeout = 30 * time.Second
 
-// Option configures New.
-type Option func(*config)
+// Option configures New. An option given a value it does not accept makes
+// New fail with an error wrapping ErrInvalidOption; each option says which
+// values those are.
+type Option func(*config) error
+
+// ErrInvalidOption reports an option of New given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("httpapi: invalid option")
 
 type config struct {
 	bodyLimit   int64
@@ -148,49 +155,62 @@ type check struct {
 	fn   func(context.Context) error
 }
 
-// WithBodyLimit caps request bodies at n bytes; a larger body answers 413.
-// n <= 0 keeps DefaultBodyLimit.
+// WithBodyLimit caps request bodies at n bytes (default DefaultBodyLimit);
+// a larger body answers 413. Invalid: n < 1.
 func WithBodyLimit(n int64) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.bodyLimit = n
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithBodyLimit(%d): must be at least 1", ErrInvalidOption, n)
 		}
+		c.bodyLimit = n
+		return nil
 	}
 }
 
 // WithBodyTimeout bounds reading one request body, so a client trickling
 // its body cannot hold a handler: past d the answer is 408. The gateway sets
 // this read deadline per request, so the HTTP server needs no ReadTimeout
-// (which would also cut long-lived streams). d <= 0 keeps
-// DefaultBodyTimeout.
+// (which would also cut long-lived streams). The default is
+// DefaultBodyTimeout. Invalid: d <= 0.
 func WithBodyTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.bodyTimeout = d
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithBodyTimeout(%v): must be positive", ErrInvalidOption, d)
 		}
+		c.bodyTimeout = d
+		return nil
 	}
 }
 
 // WithServiceConn routes one service (by full name, e.g.
 // "orders.v1.OrderQueryService") over its own connection, for services that
-// run in other processes; the others use New's connection. A nil conn is
-// ignored; New fails for a service the gateway has no routes for. /readyz
-// checks each such connection too, as "grpc:<target>". The caller owns conn.
+// run in other processes; the others use New's connection. A nil conn
+// leaves the service on New's connection, so callers can pass the
+// connection of a service that may run in-process. /readyz checks each
+// such connection too, as "grpc:<target>". The caller owns conn. Invalid: a
+// service the gateway has no routes for.
 func WithServiceConn(service string, conn *grpc.ClientConn) Option {
-	return func(c *config) {
+	return func(c *config) error {
+		if !slices.ContainsFunc(registrations, func(r registration) bool { return r.service == service }) {
+			return fmt.Errorf("%w: WithServiceConn(%q): no HTTP routes for that service", ErrInvalidOption, service)
+		}
 		if conn != nil {
 			c.conns[service] = conn
 		}
+		return nil
 	}
 }
 
 // WithLogger sets where the gateway logs what it keeps from clients
-// (internal and connection errors). The default is slog.Default().
+// (internal and connection errors). The default is slog.Default(). Invalid:
+// nil.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) {
-		if l != nil {
-			c.log = l
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalidOption)
 		}
+		c.log = l
+		return nil
 	}
 }
 
@@ -199,8 +219,15 @@ func WithLogger(l *slog.Logger) Option {
 // concurrently with a one-second deadline on each /readyz request. Besides
 // these, /readyz always checks that New's gRPC connection is not failing
 // (under the name "grpc"), and so each WithServiceConn connection.
+// Invalid: an empty name or a nil fn.
 func WithReadinessCheck(name string, fn func(ctx context.Context) error) Option {
-	return func(c *config) { c.checks = append(c.checks, check{name: name, fn: fn}) }
+	return func(c *config) error {
+		if name == "" || fn == nil {
+			return fmt.Errorf("%w: WithReadinessCheck(%q): needs a name and a function", ErrInvalidOption, name)
+		}
+		c.checks = append(c.checks, check{name: name, fn: fn})
+		return nil
+	}
 }
 
 // forwarded are the HTTP headers passed on as gRPC metadata of the same
@@ -225,12 +252,15 @@ func incomingHeader(key string) (string, bool) {
 	return runtime.DefaultHeaderMatcher(key)
 }
 
-// registrations lists every service of the contract that has HTTP rules,
-// by full name.
-var registrations = []struct {
+// registration adds one service's routes to a mux.
+type registration struct {
 	service  string
 	register func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error
-}{
+}
+
+// registrations lists every service of the contract that has HTTP rules,
+// by full name.
+var registrations = []registration{
 	{ordersv1.OrderCommandService_ServiceDesc.ServiceName, func(ctx context.Context, m *runtime.ServeMux, cc grpc.ClientConnInterface) error {
 		return ordersv1.RegisterOrderCommandServiceHandlerClient(ctx, m, ordersv1.NewOrderCommandServiceClient(cc))
 	}},
@@ -252,27 +282,21 @@ var registrations = []struct {
 }
 
 // New returns the HTTP handler of the REST API, /openapi.json,
-// /openapi-v2.json, /healthz and /readyz, calling the gRPC services over conn (or a WithServiceConn
-// connection). Connections are used, never closed: the caller owns them.
-// ctx is only passed to grpc-gateway's registration (which does not keep
-// it); each request runs under its own context. New fails when conn is nil,
-// for a WithServiceConn naming an unknown service, or when a service cannot
-// be registered.
+// /openapi-v2.json, /healthz and /readyz, calling the gRPC services over
+// conn (or a WithServiceConn connection). Connections are used, never
+// closed: the caller owns them. ctx is only passed to grpc-gateway's
+// registration (which does not keep it); each request runs under its own
+// context. New fails when conn is nil, with an error wrapping
+// ErrInvalidOption when an option is invalid, or when a service cannot be
+// registered.
 func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handler, error) {
 	if conn == nil {
 		return nil, errors.New("gateway: nil gRPC connection")
 	}
 	cfg := config{bodyLimit: DefaultBodyLimit, bodyTimeout: DefaultBodyTimeout, heartbeat: DefaultHeartbeat, log: slog.Default(), conns: map[string]*grpc.ClientConn{}}
 	for _, o := range opts {
-		o(&cfg)
-	}
-	known := map[string]bool{}
-	for _, r := range registrations {
-		known[r.service] = true
-	}
-	for name := range cfg.conns {
-		if !known[name] {
-			return nil, fmt.Errorf("gateway: WithServiceConn: no HTTP routes for service %q", name)
+		if err := o(&cfg); err != nil {
+			return nil, err
 		}
 	}
 	errs := errorHandlers{log: cfg.log}

@@ -65,7 +65,10 @@ func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...httpapi.Opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := projections.NewRunner(js, store, dir, projections.WithLogger(quiet()))
+	runner, err := projections.NewRunner(js, store, dir, projections.WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runner.Run(ctx) }()
@@ -84,8 +87,16 @@ func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...httpapi.Opt
 		}
 		return h(ctx, req)
 	}))
-	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
-	ordersv1.RegisterOrderQueryServiceServer(gs, query.New(runner, quiet(), query.WithFeed(runner.Feed()), query.WithHistory(store)))
+	cmd, err := command.New(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qry, err := query.New(runner, quiet(), query.WithFeed(runner.Feed()), query.WithHistory(store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
+	ordersv1.RegisterOrderQueryServiceServer(gs, qry)
 	ordersv1.RegisterOrderAdminServiceServer(gs, query.NewAdmin(runner, store, quiet()))
 	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, js, quiet()))
 	// PaymentAdminService is deliberately not served: its routes answer 501.
@@ -724,8 +735,8 @@ func TestServiceConn(t *testing.T) {
 	if ready.str("checks", "grpc") != "ok" || ready.str("checks", "grpc:"+e.conn.Target()) != "ok" {
 		t.Fatalf("readyz: %s", ready.raw)
 	}
-	if _, err := httpapi.New(t.Context(), empty, httpapi.WithServiceConn("orders.v1.NoSuchService", e.conn)); err == nil {
-		t.Fatal("New accepted a connection for a service without routes")
+	if _, err := httpapi.New(t.Context(), empty, httpapi.WithServiceConn("orders.v1.NoSuchService", e.conn)); !errors.Is(err, httpapi.ErrInvalidOption) {
+		t.Fatalf("New with a connection for a service without routes: err = %v, want ErrInvalidOption", err)
 	}
 }
 

@@ -29,12 +29,14 @@ import (
 const DefaultHeartbeat = 15 * time.Second
 
 // WithHeartbeat sets how often an idle Server-Sent Events stream gets a
-// heartbeat comment (d > 0).
+// heartbeat comment (default DefaultHeartbeat). Invalid: d <= 0.
 func WithHeartbeat(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.heartbeat = d
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithHeartbeat(%v): must be positive", ErrInvalidOption, d)
 		}
+		c.heartbeat = d
+		return nil
 	}
 }
 

@@ -54,8 +54,14 @@ type Telemetry struct {
 	shutdown []func(context.Context) error
 }
 
-// Option configures Setup.
-type Option func(*setup)
+// Option configures Setup. An option given a value it does not accept
+// makes Setup fail with an error wrapping ErrInvalidOption; each option
+// says which values those are.
+type Option func(*setup) error
+
+// ErrInvalidOption reports an option of Setup given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("telemetry: invalid option")
 
 type setup struct {
 	spanProcessor sdktrace.SpanProcessor
@@ -63,22 +69,40 @@ type setup struct {
 }
 
 // WithSpanProcessor adds a span processor and turns tracing on regardless of
-// the environment; tests use it with tracetest.SpanRecorder.
+// the environment; tests use it with tracetest.SpanRecorder. Invalid: nil.
 func WithSpanProcessor(p sdktrace.SpanProcessor) Option {
-	return func(s *setup) { s.spanProcessor = p }
+	return func(s *setup) error {
+		if p == nil {
+			return fmt.Errorf("%w: WithSpanProcessor(nil)", ErrInvalidOption)
+		}
+		s.spanProcessor = p
+		return nil
+	}
 }
 
 // WithEnv replaces os.Getenv, so tests need not touch the process
-// environment.
-func WithEnv(getenv func(string) string) Option { return func(s *setup) { s.getenv = getenv } }
+// environment. Invalid: nil.
+func WithEnv(getenv func(string) string) Option {
+	return func(s *setup) error {
+		if getenv == nil {
+			return fmt.Errorf("%w: WithEnv(nil)", ErrInvalidOption)
+		}
+		s.getenv = getenv
+		return nil
+	}
+}
 
 // Setup builds the providers and installs them as the globals, with the
 // tracecontext + baggage propagator. serviceName is used when
-// OTEL_SERVICE_NAME is unset. Call Shutdown to flush exports.
+// OTEL_SERVICE_NAME is unset. Call Shutdown to flush exports. It fails
+// with an error wrapping ErrInvalidOption when an option is invalid, before
+// installing anything.
 func Setup(ctx context.Context, serviceName string, opts ...Option) (*Telemetry, error) {
 	s := setup{getenv: os.Getenv}
 	for _, o := range opts {
-		o(&s)
+		if err := o(&s); err != nil {
+			return nil, err
+		}
 	}
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 

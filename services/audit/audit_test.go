@@ -62,8 +62,12 @@ func startB(t testing.TB, opts ...eventstore.Option) *env {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	cmd, err := command.New(store, command.WithClock(clk.now))
+	if err != nil {
+		t.Fatal(err)
+	}
 	gs := grpc.NewServer()
-	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store, command.WithClock(clk.now)))
+	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
 	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, js, nil))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -30,8 +30,12 @@ func BenchmarkCreateOrderGRPC(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			svc, err := command.New(store)
+			if err != nil {
+				b.Fatal(err)
+			}
 			gs := grpc.NewServer()
-			ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
+			ordersv1.RegisterOrderCommandServiceServer(gs, svc)
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)

@@ -27,8 +27,14 @@ func BenchmarkCommandAppendHashChain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	withChain := New(store)
-	withoutChain := New(store)
+	withChain, err := New(store)
+	if err != nil {
+		b.Fatal(err)
+	}
+	withoutChain, err := New(store)
+	if err != nil {
+		b.Fatal(err)
+	}
 	withoutChain.hash = func(string, chain.Fields) (string, error) { return "", nil }
 	ctx := b.Context()
 	create := func(svc *Service, id string) time.Duration {

@@ -61,22 +61,49 @@ type Store interface {
 	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
 }
 
-// Option configures a Service.
-type Option func(*Service)
+// Option configures a Service. An option given a value it does not accept
+// makes New fail with an error wrapping ErrInvalidOption; each option says
+// which values those are.
+type Option func(*Service) error
+
+// ErrInvalidOption reports an option of New given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("command: invalid option")
 
 // WithLogger sets the logger for internal errors (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+// Invalid: nil.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Service) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalidOption)
+		}
+		s.log = l
+		return nil
+	}
+}
 
 // WithClock sets the clock that stamps occurred-at (default time.Now).
-func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+// Invalid: nil.
+func WithClock(now func() time.Time) Option {
+	return func(s *Service) error {
+		if now == nil {
+			return fmt.Errorf("%w: WithClock(nil)", ErrInvalidOption)
+		}
+		s.now = now
+		return nil
+	}
+}
 
 // WithMaxAttempts bounds load→decide→append attempts on conflict (default
 // DefaultMaxAttempts). When they are used up the command answers ABORTED.
+// Invalid: n < 1.
 func WithMaxAttempts(n int) Option {
-	return func(s *Service) {
-		if n > 0 {
-			s.maxAttempts = n
+	return func(s *Service) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithMaxAttempts(%d): must be at least 1", ErrInvalidOption, n)
 		}
+		s.maxAttempts = n
+		return nil
 	}
 }
 
@@ -109,13 +136,16 @@ type Service struct {
 	hash func(prev string, f chain.Fields) (string, error)
 }
 
-// New returns a command service on store.
-func New(store Store, opts ...Option) *Service {
+// New returns a command service on store. It fails with an error wrapping
+// ErrInvalidOption when an option is invalid.
+func New(store Store, opts ...Option) (*Service, error) {
 	s := &Service{store: store, log: slog.Default(), now: time.Now, maxAttempts: DefaultMaxAttempts, hash: chain.Compute}
 	for _, o := range opts {
-		o(s)
+		if err := o(s); err != nil {
+			return nil, err
+		}
 	}
-	return s
+	return s, nil
 }
 
 // Metadata keys a caller may set; the gateway forwards the HTTP headers of

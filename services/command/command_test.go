@@ -49,7 +49,7 @@ type env struct {
 func start(t *testing.T) *env {
 	t.Helper()
 	store := memstore.New()
-	svc := command.New(store)
+	svc := newService(t, store)
 	return &env{client: serve(t, svc), svc: svc, store: store}
 }
 
@@ -64,7 +64,7 @@ func startNATS(t *testing.T, opts ...eventstore.Option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := command.New(store)
+	svc := newService(t, store)
 	return &env{client: serve(t, svc), svc: svc, store: store, js: js, nc: nc}
 }
 
@@ -447,7 +447,7 @@ func TestCommandsFailFastDuringOutageAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := command.New(store)
+	svc := newService(t, store)
 	restart := estest.Stop(t, srv)
 	_, err = svc.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "outage-1", CustomerId: "c", Currency: "EUR"})
 	if status.Code(err) != codes.Unavailable {

@@ -41,7 +41,7 @@ func (r *racingStore) Append(ctx context.Context, id string, rev uint64, ev []ev
 func TestLostRaceWithExpectedRevisionIsAborted(t *testing.T) {
 	store := memstore.New()
 	rs := &racingStore{Store: store}
-	svc := command.New(rs)
+	svc := newService(t, rs)
 	c := serve(t, svc)
 	ctx := t.Context()
 	cr, err := c.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "o-race", CustomerId: "c", Currency: "EUR"})
@@ -146,7 +146,7 @@ func TestHeaderValuesAreTrimmedNotFatal(t *testing.T) {
 func TestConflictsAreRetriedWithoutExpectedRevision(t *testing.T) {
 	store := memstore.New()
 	rs := &racingStore{Store: store}
-	svc := command.New(rs)
+	svc := newService(t, rs)
 	ctx := t.Context()
 	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "o-retry", CustomerId: "c", Currency: "EUR"}); err != nil {
 		t.Fatal(err)

@@ -108,7 +108,13 @@ type commandRef struct {
 	e *env
 }
 
-func (c *commandRef) svc() *command.Service { return command.New(c.e.store.Load()) }
+func (c *commandRef) svc() *command.Service {
+	svc, err := command.New(c.e.store.Load())
+	if err != nil {
+		panic(err) // New without options does not fail
+	}
+	return svc
+}
 func (c *commandRef) CreateOrder(ctx context.Context, r *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
 	return c.svc().CreateOrder(ctx, r)
 }

@@ -48,8 +48,12 @@ func startStorage(tb testing.TB, st jetstream.StorageType) *env {
 		tb.Fatal(err)
 	}
 	e := &env{srv: srv, js: js, store: store}
+	cmd, err := command.New(store)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	gs := grpc.NewServer()
-	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
+	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
 	ordersv1.RegisterPaymentAdminServiceServer(gs, &adminRef{e: e})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

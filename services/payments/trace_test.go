@@ -69,7 +69,10 @@ func TestAttemptFailureLogCarriesTraceID(t *testing.T) {
 	}
 	// The order is placed through a traced store, so its events carry the
 	// trace context, as in ordersd.
-	cmd := command.New(traced)
+	cmd, err := command.New(traced)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, root := tp.Tracer("test").Start(t.Context(), "place order")
 	c, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "trace-c", CustomerId: "c", Currency: "EUR",
 		Lines:           []*ordersv1.LineItem{{Sku: "A", Quantity: 1, UnitPrice: 500}},

@@ -62,16 +62,20 @@ type Service struct {
 	buffer  int
 }
 
-// New returns a query service reading p's read model.
-func New(p Projection, log *slog.Logger, opts ...Option) *Service {
+// New returns a query service reading p's read model; a nil log logs to
+// slog.Default(). It fails with an error wrapping ErrInvalidOption when an
+// option is invalid.
+func New(p Projection, log *slog.Logger, opts ...Option) (*Service, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	s := &Service{p: p, log: log, buffer: DefaultWatchBuffer}
 	for _, o := range opts {
-		o(s)
+		if err := o(s); err != nil {
+			return nil, err
+		}
 	}
-	return s
+	return s, nil
 }
 
 // errBehind is the answer when min_position is not reached in time.

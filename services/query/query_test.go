@@ -61,8 +61,12 @@ func startStore(t *testing.T, storeOpts []eventstore.Option, history int, opts .
 	e := &env{store: store, js: js, dir: t.TempDir(), feed: projections.NewFeed(history)}
 	e.startRunner(t)
 	gs := grpc.NewServer()
-	ordersv1.RegisterOrderCommandServiceServer(gs, command.New(store))
-	ordersv1.RegisterOrderQueryServiceServer(gs, query.New(runnerRef{e}, nil, append([]query.Option{query.WithFeed(e.feed), query.WithHistory(store)}, opts...)...))
+	cmd, err := command.New(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
+	ordersv1.RegisterOrderQueryServiceServer(gs, newQuery(t, runnerRef{e}, append([]query.Option{query.WithFeed(e.feed), query.WithHistory(store)}, opts...)...))
 	ordersv1.RegisterOrderAdminServiceServer(gs, query.NewAdmin(runnerRef{e}, store, nil))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,7 +128,10 @@ func (e *env) runProjection(t *testing.T, opts ...projections.Option) *projectio
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.runner = projections.NewRunner(e.js, e.store, dir, append([]projections.Option{projections.WithFeed(e.feed)}, opts...)...)
+	e.runner, err = projections.NewRunner(e.js, e.store, dir, append([]projections.Option{projections.WithFeed(e.feed)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &projection{runner: e.runner, dir: dir, cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- p.runner.Run(ctx) }()

@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 
 	"github.com/orderstream/orderstream/api/convert"
@@ -28,24 +29,49 @@ type History interface {
 	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
 }
 
-// Option configures a Service.
-type Option func(*Service)
+// Option configures a Service. An option given a value it does not accept
+// makes New fail with an error wrapping ErrInvalidOption; each option says
+// which values those are.
+type Option func(*Service) error
+
+// ErrInvalidOption reports an option of New given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("query: invalid option")
 
 // WithFeed serves WatchOrder and WatchOrders from feed, which the
 // projection runner publishes its committed changes to. Without it they
-// answer UNIMPLEMENTED.
-func WithFeed(feed *projections.Feed) Option { return func(s *Service) { s.feed = feed } }
+// answer UNIMPLEMENTED. Invalid: nil.
+func WithFeed(feed *projections.Feed) Option {
+	return func(s *Service) error {
+		if feed == nil {
+			return fmt.Errorf("%w: WithFeed(nil)", ErrInvalidOption)
+		}
+		s.feed = feed
+		return nil
+	}
+}
 
 // WithHistory lets WatchOrder resume from positions older than the feed's
-// history, reading the order's events from h.
-func WithHistory(h History) Option { return func(s *Service) { s.history = h } }
-
-// WithWatchBuffer sets how many changes a watcher may fall behind (n > 0).
-func WithWatchBuffer(n int) Option {
-	return func(s *Service) {
-		if n > 0 {
-			s.buffer = n
+// history, reading the order's events from h. Invalid: nil.
+func WithHistory(h History) Option {
+	return func(s *Service) error {
+		if h == nil {
+			return fmt.Errorf("%w: WithHistory(nil)", ErrInvalidOption)
 		}
+		s.history = h
+		return nil
+	}
+}
+
+// WithWatchBuffer sets how many changes a watcher may fall behind (default
+// DefaultWatchBuffer). Invalid: n < 1.
+func WithWatchBuffer(n int) Option {
+	return func(s *Service) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithWatchBuffer(%d): must be at least 1", ErrInvalidOption, n)
+		}
+		s.buffer = n
+		return nil
 	}
 }
 

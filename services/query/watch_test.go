@@ -320,7 +320,7 @@ func TestStalledWatcherIsCutOff(t *testing.T) {
 func (e *env) listenAddr(t *testing.T) string {
 	t.Helper()
 	gs := grpc.NewServer()
-	ordersv1.RegisterOrderQueryServiceServer(gs, query.New(runnerRef{e}, nil, query.WithFeed(e.feed), query.WithWatchBuffer(4)))
+	ordersv1.RegisterOrderQueryServiceServer(gs, newQuery(t, runnerRef{e}, query.WithFeed(e.feed), query.WithWatchBuffer(4)))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

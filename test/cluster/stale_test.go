@@ -40,7 +40,10 @@ func TestNoRejectionOnStaleRead(t *testing.T) {
 	// The command side talks to the follower only, and waits for it
 	// through its restart.
 	_, js := estest.ConnectURL(t, c.Servers[f].ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	svc := command.New(estest.ReplicatedStore(t, js), command.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	svc, err := command.New(estest.ReplicatedStore(t, js), command.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	const orders, writers = 2000, 8
 	var next, completed, stale, retried atomic.Int64

@@ -40,7 +40,11 @@ func TestWriteCorpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs(command.MDActor, "corpus-writer", command.MDCorrelationID, "corpus"))
-	if err := record(ctx, command.New(store)); err != nil {
+	svc, err := command.New(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := record(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
 	head, err := store.Head(t.Context())
