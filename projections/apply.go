@@ -111,16 +111,17 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 			return o, nil
 		}
 		o := &Order{}
+		var customer string
 		var blob []byte
-		err := loadOrder.QueryRowContext(ctx, id).Scan(&o.Revision, &blob)
+		err := loadOrder.QueryRowContext(ctx, id).Scan(&o.Revision, &customer, &blob)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return nil, err
 		default:
-			pb, err := decodeBody(blob)
+			pb, err := readBody(id, customer, blob)
 			if err != nil {
-				return nil, fmt.Errorf("order %s: %w", id, err)
+				return nil, err
 			}
 			o.State = convert.OrderFromProto(pb)
 		}

@@ -14,11 +14,17 @@ import (
 )
 
 // The orders table stores each order's state in its body column as the
-// API's ordersv1.Order message, protobuf binary. Protobuf names fields by
-// number, so renaming a Go field or a proto field changes nothing stored,
-// and a query can hand the decoded message to its client as it is. The
-// format is versioned with the schema: a change to what body holds is a
-// new migration that rewrites the rows (see migrateOrdersToProto).
+// API's ordersv1.Order message, protobuf binary, without the fields the row
+// gives otherwise: the order and customer ids (its columns), the revision
+// (the version), the line totals and the grand total (products and sums of
+// other fields). A read fills them back in (readBody), so a query hands the
+// message to its client as it is, with no fold and no conversion.
+// Protobuf names fields by number, so renaming a Go field or a proto field
+// changes nothing stored. The format is versioned with the schema: a
+// change to what body holds that older code could not read is a new
+// migration that rewrites the rows (see migrateOrdersToProto). Bodies
+// written with the derived fields set (schema 3 as first written) read the
+// same.
 
 // bodyOpts marshals the stored body. Deterministic, so the same state is
 // always the same bytes.
@@ -26,14 +32,31 @@ var bodyOpts = proto.MarshalOptions{Deterministic: true}
 
 // appendBody appends s, as stored, to buf.
 func appendBody(buf []byte, s order.State) ([]byte, error) {
-	return bodyOpts.MarshalAppend(buf, convert.OrderToProto(s))
+	return appendMessage(buf, convert.OrderToProto(s))
 }
 
-// decodeBody parses a stored body.
-func decodeBody(blob []byte) (*ordersv1.Order, error) {
+// appendMessage appends o, as stored, to buf: o loses the fields readBody
+// derives.
+func appendMessage(buf []byte, o *ordersv1.Order) ([]byte, error) {
+	o.OrderId, o.CustomerId, o.Revision, o.GrandTotal = "", "", 0, 0
+	for _, l := range o.GetLines() {
+		l.LineTotal = 0
+	}
+	return bodyOpts.MarshalAppend(buf, o)
+}
+
+// readBody parses the stored body of the order id of customer and fills in
+// the fields appendMessage left out, as OrderToProto sets them.
+func readBody(id, customer string, blob []byte) (*ordersv1.Order, error) {
 	o := &ordersv1.Order{}
 	if err := proto.Unmarshal(blob, o); err != nil {
-		return nil, fmt.Errorf("projections: stored order: %w", err)
+		return nil, fmt.Errorf("projections: stored order %s: %w", id, err)
+	}
+	o.OrderId, o.CustomerId = id, customer
+	o.Revision = uint64(o.GetVersion())
+	o.GrandTotal = o.GetTotal() + o.GetTax()
+	for _, l := range o.GetLines() {
+		l.LineTotal = l.GetQuantity() * l.GetUnitPrice()
 	}
 	return o, nil
 }
@@ -77,7 +100,7 @@ func migrateOrdersToProto(ctx context.Context, tx *sql.Tx) error {
 		}
 		var buf []byte
 		for _, r := range rows {
-			if buf, err = bodyOpts.MarshalAppend(buf[:0], r.state.toProto()); err != nil {
+			if buf, err = appendMessage(buf[:0], r.state.toProto()); err != nil {
 				return fmt.Errorf("order %s: %w", r.id, err)
 			}
 			if _, err := ins.ExecContext(ctx, r.id, r.customer, r.status, r.createdAt, r.revision, buf); err != nil {

@@ -194,7 +194,7 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		q    string
 	}{
 		{w, &m.writes.position, `SELECT position FROM checkpoint WHERE id = 1`},
-		{w, &m.writes.loadOrder, `SELECT revision, body FROM orders WHERE id = ?`},
+		{w, &m.writes.loadOrder, `SELECT revision, customer_id, body FROM orders WHERE id = ?`},
 		{w, &m.writes.upsertOrder, upsertOrder},
 		{w, &m.writes.addStatus, `INSERT INTO customer_status (customer_id, status, count) VALUES (?, ?, ?)
 			ON CONFLICT (customer_id, status) DO UPDATE SET count = count + excluded.count`},
@@ -205,7 +205,7 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		// and the checkpoint come from the same committed state without
 		// a BEGIN and a second round trip; no row for the order leaves
 		// its columns NULL.
-		{r, &m.getOrder, `SELECT c.position, o.revision, o.body FROM checkpoint c LEFT JOIN orders o ON o.id = ? WHERE c.id = 1`},
+		{r, &m.getOrder, `SELECT c.position, o.revision, o.customer_id, o.body FROM checkpoint c LEFT JOIN orders o ON o.id = ? WHERE c.id = 1`},
 		{r, &m.position, `SELECT position FROM checkpoint WHERE id = 1`},
 		{r, &m.statusCounts, `SELECT status, count FROM customer_status WHERE customer_id = ? AND count > 0`},
 		{r, &m.spend, `SELECT currency, amount FROM customer_spend WHERE customer_id = ? AND amount <> 0`},
@@ -437,14 +437,15 @@ func (m *ReadModel) GetOrderMessage(ctx context.Context, id string) (*ordersv1.O
 // one statement.
 func (m *ReadModel) getOrderRow(ctx context.Context, id string) (rev uint64, o *ordersv1.Order, pos uint64, err error) {
 	var r sql.Null[uint64]
+	var customer sql.NullString
 	var blob []byte
-	if err := m.getOrder.QueryRowContext(ctx, id).Scan(&pos, &r, &blob); err != nil {
+	if err := m.getOrder.QueryRowContext(ctx, id).Scan(&pos, &r, &customer, &blob); err != nil {
 		return 0, nil, 0, err
 	}
 	if !r.Valid {
 		return 0, nil, 0, ErrOrderNotFound
 	}
-	if o, err = decodeBody(blob); err != nil {
+	if o, err = readBody(id, customer.String, blob); err != nil {
 		return 0, nil, 0, err
 	}
 	return r.V, o, pos, nil
@@ -535,11 +536,12 @@ func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit
 		defer rows.Close()
 		for rows.Next() {
 			var rev uint64
+			var id, customer string
 			var blob []byte
-			if err := rows.Scan(&rev, &blob); err != nil {
+			if err := rows.Scan(&rev, &id, &customer, &blob); err != nil {
 				return err
 			}
-			o, err := decodeBody(blob)
+			o, err := readBody(id, customer, blob)
 			if err != nil {
 				return err
 			}
@@ -551,7 +553,7 @@ func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit
 
 // listQuery is the list query's text and arguments.
 func listQuery(f ListFilter, after *Cursor, limit int) (string, []any) {
-	q := `SELECT revision, body FROM orders WHERE 1=1`
+	q := `SELECT revision, id, customer_id, body FROM orders WHERE 1=1`
 	var args []any
 	if f.CustomerID != "" {
 		q += ` AND customer_id = ?`
