@@ -1,4 +1,4 @@
 package natsconn
 
 // Backoff exposes the reconnect delay to the external tests.
-var Backoff = backoff
+var Backoff = reconnectDelay

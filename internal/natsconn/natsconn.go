@@ -43,7 +43,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -52,6 +51,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/internal/tlsconfig"
 )
 
@@ -150,7 +150,7 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
-		nats.CustomReconnectDelay(backoff(wait, maxWait)),
+		nats.CustomReconnectDelay(reconnectDelay(wait, maxWait)),
 	}
 
 	var methods []string
@@ -245,19 +245,11 @@ func checkCreds(file string) error {
 	return nil
 }
 
-// backoff returns the delay before the n-th pass over the server list
-// (n starts at 1): wait·2ⁿ⁻¹ capped at maxWait, of which a random half is
-// jitter.
-func backoff(wait, maxWait time.Duration) nats.ReconnectDelayHandler {
-	return func(n int) time.Duration {
-		d := wait
-		for i := 1; i < n && d < maxWait; i++ {
-			d *= 2
-		}
-		d = min(d, maxWait)
-		half := d / 2
-		return half + rand.N(d-half+1)
-	}
+// reconnectDelay returns the delay before the n-th pass over the server
+// list (n starts at 1): wait·2ⁿ⁻¹ capped at maxWait, of which a random half
+// is jitter.
+func reconnectDelay(wait, maxWait time.Duration) nats.ReconnectDelayHandler {
+	return backoff.Policy{Base: wait, Cap: maxWait, Jitter: backoff.Equal}.Delay
 }
 
 // handlers log the connection's state changes and then call the caller's

@@ -33,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -45,6 +44,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/chain"
+	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
 	"google.golang.org/grpc/metadata"
@@ -112,16 +112,10 @@ func WithMaxAttempts(n int) Option {
 // hammering one order do not exhaust it.
 const DefaultMaxAttempts = 32
 
-// Backoff between conflict retries: the wait before retry n (from 1) is
-// drawn uniformly from (0, min(retryBackoffCap, retryBackoffBase·2^(n-1))].
-// Random, so writers that collided do not collide again in step; growing,
-// so that many writers spread out; capped, so a command that keeps losing
-// still gets its chances within a bounded time: all waits of one command
-// together are at most ~1.3 s, ~0.6 s on average.
-const (
-	retryBackoffBase = 500 * time.Microsecond
-	retryBackoffCap  = 50 * time.Millisecond
-)
+// conflictBackoff spaces conflict retries: the wait before retry n (from
+// 1) is drawn uniformly from (0, min(50 ms, 0.5 ms·2ⁿ⁻¹)], so all waits of
+// one command together are at most ~1.3 s, ~0.6 s on average.
+var conflictBackoff = backoff.Policy{Base: 500 * time.Microsecond, Cap: 50 * time.Millisecond, Jitter: backoff.Full}
 
 // Service implements ordersv1.OrderCommandServiceServer.
 type Service struct {
@@ -178,23 +172,15 @@ func validRequestID(id string) error {
 	return rpcerr.ID("request_id", id)
 }
 
-// backoff waits before conflict retry n (from 1). It returns ErrContention
-// without waiting when the wait would outlast ctx's deadline, and ctx's
-// error if ctx ends during the wait.
-func backoff(ctx context.Context, n int) error {
-	limit := min(retryBackoffCap, retryBackoffBase<<min(n-1, 16))
-	d := rand.N(limit) + 1
+// waitToRetry waits before conflict retry n (from 1). It returns
+// ErrContention without waiting when the wait would outlast ctx's deadline,
+// and ctx's error if ctx ends during the wait.
+func waitToRetry(ctx context.Context, n int) error {
+	d := conflictBackoff.Delay(n)
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
 		return rpcerr.ErrContention
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.Sleep(ctx, d)
 }
 
 // request is what every command request has.
@@ -322,7 +308,7 @@ func (s *Service) run(ctx context.Context, req request, orderID string, generate
 			if attempt+1 < s.maxAttempts {
 				s.retries.Add(1)
 				conflicts++
-				if err := backoff(ctx, conflicts); err != nil {
+				if err := waitToRetry(ctx, conflicts); err != nil {
 					return result{}, err
 				}
 			}

@@ -54,7 +54,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +65,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/otelstore"
+	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/order"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -630,19 +630,8 @@ func (m *Manager) giveUp(ctx context.Context, j *job, lastErr error) result {
 // sleep waits the backoff before retry n (1-based): full jitter over an
 // exponentially growing ceiling. It reports false when ctx ended.
 func (m *Manager) sleep(ctx context.Context, n int) bool {
-	ceiling := m.backoffBase << min(n-1, 20)
-	if ceiling <= 0 || ceiling > m.backoffMax {
-		ceiling = m.backoffMax
-	}
-	d := time.Duration(rand.Int64N(int64(ceiling)) + 1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	p := backoff.Policy{Base: m.backoffBase, Cap: m.backoffMax, Jitter: backoff.Full}
+	return backoff.Sleep(ctx, p.Delay(n)) == nil
 }
 
 // attempt runs one attempt of a job on the order's current state.
