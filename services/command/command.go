@@ -189,16 +189,28 @@ type request interface {
 	GetRequestId() string
 }
 
+// target is the order a command is for.
+type target struct {
+	orderID string
+	// generated says orderID was just derived from the request id (a
+	// CreateOrder without order_id), so the order has no history unless
+	// this is a retry.
+	generated bool
+	// expected is the client's expected revision, nil when it set none.
+	expected *uint64
+}
+
 // execute runs one command to completion and maps its error for the client.
-func (s *Service) execute(ctx context.Context, req request, orderID string, generatedID bool, expected *uint64, cmd order.Command) (result, error) {
-	r, err := s.run(ctx, req, orderID, generatedID, expected, cmd)
+func (s *Service) execute(ctx context.Context, req request, t target, cmd order.Command) (result, error) {
+	r, err := s.run(ctx, req, t, cmd)
 	if err != nil {
 		return result{}, rpcerr.ToStatus(ctx, s.log, err)
 	}
 	return r, nil
 }
 
-func (s *Service) run(ctx context.Context, req request, orderID string, generatedID bool, expected *uint64, cmd order.Command) (result, error) {
+func (s *Service) run(ctx context.Context, req request, t target, cmd order.Command) (result, error) {
+	orderID, expected := t.orderID, t.expected
 	requestID := req.GetRequestId()
 	if err := validRequestID(requestID); err != nil {
 		return result{}, err
@@ -227,7 +239,7 @@ func (s *Service) run(ctx context.Context, req request, orderID string, generate
 		// load and let the append's expected revision 0 prove it. The
 		// store answers a retry of the request as a duplicate, and the
 		// next turn loads and answers from the order's history.
-		if !generatedID || attempt > 0 {
+		if !t.generated || attempt > 0 {
 			load := s.store.Load
 			if latest {
 				load = s.store.LoadLatest
@@ -284,7 +296,7 @@ func (s *Service) run(ctx context.Context, req request, orderID string, generate
 		res, err := s.store.Append(ctx, orderID, revision, data)
 		var reused *eventstore.RequestReusedError
 		switch {
-		case errors.As(err, &reused) && generatedID:
+		case errors.As(err, &reused) && t.generated:
 			// A retried CreateOrder whose first attempt created the order
 			// under another id: one an older build generated (UUIDv7)
 			// before ids were derived from the request id. Only the

@@ -8,6 +8,7 @@ import (
 	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // CreateOrder starts a draft order. See ordersv1.OrderCommandServiceServer.
@@ -20,7 +21,7 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 		canonical = proto.CloneOf(req)
 		canonical.OrderId = id
 	}
-	r, err := s.execute(ctx, canonical, id, generated, nil, order.CreateOrder{
+	r, err := s.execute(ctx, canonical, target{orderID: id, generated: generated}, order.CreateOrder{
 		OrderID:    id,
 		CustomerID: req.GetCustomerId(),
 		Currency:   req.GetCurrency(),
@@ -35,7 +36,7 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 
 // AddItem adds a line to a draft order.
 func (s *Service) AddItem(ctx context.Context, req *ordersv1.AddItemRequest) (*ordersv1.AddItemResponse, error) {
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.AddItem{
+	r, err := s.change(ctx, req, order.AddItem{
 		SKU: req.GetSku(), Quantity: req.GetQuantity(), UnitPrice: req.GetUnitPrice(),
 	})
 	if err != nil {
@@ -46,7 +47,7 @@ func (s *Service) AddItem(ctx context.Context, req *ordersv1.AddItemRequest) (*o
 
 // RemoveItem removes a line from a draft order.
 func (s *Service) RemoveItem(ctx context.Context, req *ordersv1.RemoveItemRequest) (*ordersv1.RemoveItemResponse, error) {
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.RemoveItem{SKU: req.GetSku()})
+	r, err := s.change(ctx, req, order.RemoveItem{SKU: req.GetSku()})
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func (s *Service) RemoveItem(ctx context.Context, req *ordersv1.RemoveItemReques
 
 // ChangeItemQuantity sets a line's quantity in a draft order.
 func (s *Service) ChangeItemQuantity(ctx context.Context, req *ordersv1.ChangeItemQuantityRequest) (*ordersv1.ChangeItemQuantityResponse, error) {
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.ChangeItemQuantity{
+	r, err := s.change(ctx, req, order.ChangeItemQuantity{
 		SKU: req.GetSku(), Quantity: req.GetQuantity(),
 	})
 	if err != nil {
@@ -69,7 +70,7 @@ func (s *Service) SetShippingAddress(ctx context.Context, req *ordersv1.SetShipp
 	if req.GetShippingAddress() == nil {
 		return nil, rpcerr.Invalid("shipping_address", "required")
 	}
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.SetShippingAddress{
+	r, err := s.change(ctx, req, order.SetShippingAddress{
 		Address: *convert.AddressFromProto(req.GetShippingAddress()),
 	})
 	if err != nil {
@@ -80,7 +81,7 @@ func (s *Service) SetShippingAddress(ctx context.Context, req *ordersv1.SetShipp
 
 // PlaceOrder submits a draft order.
 func (s *Service) PlaceOrder(ctx context.Context, req *ordersv1.PlaceOrderRequest) (*ordersv1.PlaceOrderResponse, error) {
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.PlaceOrder{Tax: req.GetTax()})
+	r, err := s.change(ctx, req, order.PlaceOrder{Tax: req.GetTax()})
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +98,7 @@ func (s *Service) RecordPayment(ctx context.Context, req *ordersv1.RecordPayment
 	default:
 		return nil, rpcerr.Invalid("outcome", "must be PAYMENT_OUTCOME_AUTHORIZED or PAYMENT_OUTCOME_DECLINED")
 	}
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.RecordPayment{
+	r, err := s.change(ctx, req, order.RecordPayment{
 		Authorized: authorized, PaymentRef: req.GetPaymentRef(), Amount: req.GetAmount(),
 		Currency: req.GetCurrency(), Reason: req.GetReason(),
 	})
@@ -109,7 +110,7 @@ func (s *Service) RecordPayment(ctx context.Context, req *ordersv1.RecordPayment
 
 // CancelOrder cancels an order that has not shipped.
 func (s *Service) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.CancelOrder{Reason: req.GetReason()})
+	r, err := s.change(ctx, req, order.CancelOrder{Reason: req.GetReason()})
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +119,7 @@ func (s *Service) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequ
 
 // RecordRefund records the refund of a cancelled paid order.
 func (s *Service) RecordRefund(ctx context.Context, req *ordersv1.RecordRefundRequest) (*ordersv1.RecordRefundResponse, error) {
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.RecordRefund{
+	r, err := s.change(ctx, req, order.RecordRefund{
 		RefundRef: req.GetRefundRef(), Amount: req.GetAmount(),
 	})
 	if err != nil {
@@ -129,7 +130,7 @@ func (s *Service) RecordRefund(ctx context.Context, req *ordersv1.RecordRefundRe
 
 // ShipOrder records shipment of a paid order.
 func (s *Service) ShipOrder(ctx context.Context, req *ordersv1.ShipOrderRequest) (*ordersv1.ShipOrderResponse, error) {
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.ShipOrder{
+	r, err := s.change(ctx, req, order.ShipOrder{
 		Carrier: req.GetCarrier(), TrackingNumber: req.GetTrackingNumber(),
 	})
 	if err != nil {
@@ -140,7 +141,7 @@ func (s *Service) ShipOrder(ctx context.Context, req *ordersv1.ShipOrderRequest)
 
 // ConfirmDelivery records delivery of a shipped order.
 func (s *Service) ConfirmDelivery(ctx context.Context, req *ordersv1.ConfirmDeliveryRequest) (*ordersv1.ConfirmDeliveryResponse, error) {
-	r, err := s.execute(ctx, req, req.GetOrderId(), false, req.ExpectedRevision, order.ConfirmDelivery{})
+	r, err := s.change(ctx, req, order.ConfirmDelivery{})
 	if err != nil {
 		return nil, err
 	}
@@ -148,3 +149,33 @@ func (s *Service) ConfirmDelivery(ctx context.Context, req *ordersv1.ConfirmDeli
 }
 
 func (r result) order() *ordersv1.Order { return convert.OrderToProto(r.state) }
+
+// orderRequest is a request that changes an existing order: every request
+// but CreateOrder's. Each also has an optional expected_revision, which
+// expectedRevision reads.
+type orderRequest interface {
+	request
+	GetOrderId() string
+}
+
+// change runs cmd on the order req names, guarded by req's expected
+// revision when it has one.
+func (s *Service) change(ctx context.Context, req orderRequest, cmd order.Command) (result, error) {
+	return s.execute(ctx, req, target{orderID: req.GetOrderId(), expected: expectedRevision(req)}, cmd)
+}
+
+// expectedRevisionField is the field of every orderRequest that guards a
+// change by the order's revision.
+const expectedRevisionField protoreflect.Name = "expected_revision"
+
+// expectedRevision returns req's expected_revision, nil when it is not
+// set. The generated getter cannot tell an unset field from 0.
+func expectedRevision(req orderRequest) *uint64 {
+	m := req.ProtoReflect()
+	fd := m.Descriptor().Fields().ByName(expectedRevisionField)
+	if fd == nil || !m.Has(fd) {
+		return nil
+	}
+	v := m.Get(fd).Uint()
+	return &v
+}
