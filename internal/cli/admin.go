@@ -1,12 +1,11 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/client"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -138,34 +137,20 @@ message is printed to stdout as a JSON line instead.`,
 			if err != nil {
 				return err
 			}
-			stream, err := ordersv1.NewOrderAdminServiceClient(conn).RebuildReadModel(a.streamCtx(cmd.Context()), &ordersv1.RebuildReadModelRequest{})
+			bar := newProgress(a, "rebuilding")
+			last, err := client.Rebuild(a.streamCtx(cmd.Context()), conn, func(res *ordersv1.RebuildReadModelResponse) error {
+				if a.output == "json" {
+					return a.printJSON(res)
+				}
+				bar.Update(res.GetPosition(), res.GetTargetPosition(), res.GetEventsDone())
+				return nil
+			})
+			bar.Done()
 			if err != nil {
 				return err
 			}
-			bar := newProgress(a, "rebuilding")
-			var last *ordersv1.RebuildReadModelResponse
-			for {
-				res, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					bar.done()
-					return err
-				}
-				last = res
-				if a.output == "json" {
-					if err := a.printJSON(res); err != nil {
-						return err
-					}
-					continue
-				}
-				bar.update(res.GetPosition(), res.GetTargetPosition(), res.GetEventsDone())
-			}
-			bar.done()
 			if a.output != "json" && last != nil {
-				fmt.Fprintf(a.io.Out, "rebuilt %d events up to position %d (%.0f events/s); swapped: %v\n",
-					last.GetEventsDone(), last.GetPosition(), last.GetEventsPerSecond(), last.GetSwapped())
+				fmt.Fprintln(a.io.Out, client.RebuildSummary(last))
 			}
 			return nil
 		},

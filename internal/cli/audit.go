@@ -304,15 +304,15 @@ func (a *app) verifyCmd() *cobra.Command {
 					break
 				}
 				if err != nil {
-					bar.done()
+					bar.Done()
 					return err
 				}
 				switch r := res.GetResult().(type) {
 				case *ordersv1.VerifyLogResponse_Progress:
-					bar.update(r.Progress.GetPosition(), r.Progress.GetHead(), r.Progress.GetEventsChecked())
+					bar.Update(r.Progress.GetPosition(), r.Progress.GetHead(), r.Progress.GetEventsChecked())
 				case *ordersv1.VerifyLogResponse_Broken:
 					broken++
-					bar.clear()
+					bar.Clear()
 					if a.output == "json" {
 						if err := a.printJSON(r.Broken); err != nil {
 							return err
@@ -321,7 +321,7 @@ func (a *app) verifyCmd() *cobra.Command {
 						a.printVerdict(r.Broken)
 					}
 				case *ordersv1.VerifyLogResponse_Summary:
-					bar.done()
+					bar.Done()
 					s := r.Summary
 					if a.output == "json" {
 						if err := a.printJSON(s); err != nil {
@@ -332,7 +332,7 @@ func (a *app) verifyCmd() *cobra.Command {
 					}
 				}
 			}
-			bar.done()
+			bar.Done()
 			if broken > 0 {
 				return fmt.Errorf("%w in %d order(s)", errBrokenChain, broken)
 			}

@@ -25,41 +25,35 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/orderstream/orderstream/internal/client"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"github.com/spf13/cobra"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
-// Exit codes.
+// Exit codes, the same as those of ordersd's subcommands.
 const (
-	ExitOK          = 0
-	ExitUsage       = 1
-	ExitNotFound    = 2
-	ExitConflict    = 3
-	ExitUnavailable = 4
-	ExitOther       = 5
-	ExitBrokenChain = 6
+	ExitOK          = client.ExitOK
+	ExitUsage       = client.ExitUsage
+	ExitNotFound    = client.ExitNotFound
+	ExitConflict    = client.ExitConflict
+	ExitUnavailable = client.ExitUnavailable
+	ExitOther       = client.ExitOther
+	ExitBrokenChain = client.ExitBrokenChain
 )
 
 // IO is where the CLI reads its environment and writes its output; tests
 // substitute buffers.
 type IO struct {
-	// Name prefixes error lines; empty means "ordersctl". ordersd's own
-	// subcommands run through this package and name themselves.
-	Name     string
 	Out, Err io.Writer
 	// In is what audit decode reads; nil reads nothing.
 	In     io.Reader
@@ -151,13 +145,8 @@ func Run(ctx context.Context, args []string, io IO) int {
 	if err == nil {
 		return ExitOK
 	}
-	code := exitCode(err)
-	name := io.Name
-	if name == "" {
-		name = "ordersctl"
-	}
-	fmt.Fprintln(io.Err, name+": "+message(err))
-	return code
+	fmt.Fprintln(io.Err, "ordersctl: "+client.Message(err))
+	return exitCode(err)
 }
 
 func exitCode(err error) int {
@@ -167,34 +156,8 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, errBrokenChain):
 		return ExitBrokenChain
-	case errors.Is(err, context.DeadlineExceeded):
-		return ExitUnavailable
 	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return ExitOther
-	}
-	switch st.Code() {
-	case codes.InvalidArgument, codes.OutOfRange:
-		return ExitUsage
-	case codes.NotFound:
-		return ExitNotFound
-	case codes.AlreadyExists, codes.Aborted, codes.FailedPrecondition:
-		return ExitConflict
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
-		return ExitUnavailable
-	default:
-		return ExitOther
-	}
-}
-
-// message is the one line a person reads: the server's message for status
-// errors, without the "rpc error: code = ..." wrapping.
-func message(err error) string {
-	if st, ok := status.FromError(err); ok {
-		return codeWords(st.Code()) + ": " + st.Message()
-	}
-	return err.Error()
+	return client.ExitCode(err)
 }
 
 func (a *app) env(key, def string) string {
@@ -272,10 +235,8 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	// Every call is a client span whose trace context is sent along, so
-	// the server's spans join the trace ordersctl started or joined.
-	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(creds),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(traceContext))))
+	conn, err := client.Dial(a.addr, client.WithCredentials(creds), client.WithToken(a.token),
+		client.WithTracing(tp, nil), client.WithPropagator(traceContext))
 	if err != nil {
 		return nil, usagef("--addr %q: %v", a.addr, err)
 	}
@@ -283,24 +244,18 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// callCtx adds the deadline and the identity metadata to one call.
+// callCtx adds the deadline and the actor to one call.
 func (a *app) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	return a.streamCtx(ctx), cancel
 }
 
-// streamCtx adds the identity metadata without a deadline, for streams that
+// streamCtx adds the actor without a deadline (the token goes with every
+// call of the connection), for streams that
 // run as long as the user wants (until Ctrl-C).
 func (a *app) streamCtx(ctx context.Context) context.Context {
-	var md []string
-	if a.token != "" {
-		md = append(md, "authorization", "Bearer "+a.token)
-	}
 	if a.actor != "" {
-		md = append(md, "x-actor", a.actor)
-	}
-	if len(md) > 0 {
-		ctx = metadata.AppendToOutgoingContext(ctx, md...)
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-actor", a.actor)
 	}
 	return ctx
 }
@@ -347,17 +302,4 @@ func Main() int {
 		}()
 	}
 	return Run(ctx, os.Args[1:], io)
-}
-
-// codeWords spells a gRPC code for people: "FailedPrecondition" becomes
-// "failed precondition".
-func codeWords(c codes.Code) string {
-	var b strings.Builder
-	for i, r := range c.String() {
-		if i > 0 && r >= 'A' && r <= 'Z' {
-			b.WriteByte(' ')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToLower(b.String())
 }

@@ -1,0 +1,139 @@
+// Package client connects to ordersd's gRPC API. It is what ordersctl,
+// ordersd's own subcommands and ordersd's internal callers (the gateway,
+// the console, the payments and deadlines managers) share: the address a
+// listen address is reached at, one way of dialing (TLS, a bearer token,
+// tracing), the read-model rebuild with its progress bar, and how a failed
+// call reads and exits.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// ErrInvalidOption is returned (wrapped) by Dial for an option given an
+// unusable value.
+var ErrInvalidOption = errors.New("client: invalid option")
+
+// Dialable turns a listen address into one to connect to: a wildcard host
+// (empty, 0.0.0.0 or ::) means this machine's loopback. An address that is
+// not host:port is returned unchanged.
+func Dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Option configures Dial. An option given an unusable value makes Dial
+// fail with ErrInvalidOption.
+type Option func(*config) error
+
+type config struct {
+	creds  credentials.TransportCredentials
+	token  string
+	tracer trace.TracerProvider
+	meter  metric.MeterProvider
+	props  propagation.TextMapPropagator
+}
+
+// WithCredentials sets the transport security; without it the connection
+// is plaintext.
+func WithCredentials(creds credentials.TransportCredentials) Option {
+	return func(c *config) error {
+		if creds == nil {
+			return fmt.Errorf("%w: nil credentials", ErrInvalidOption)
+		}
+		c.creds = creds
+		return nil
+	}
+}
+
+// WithToken presents token as a bearer token on every call; an empty token
+// presents none.
+func WithToken(token string) Option {
+	return func(c *config) error {
+		c.token = token
+		return nil
+	}
+}
+
+// WithTracing makes every call a client span of tp and measures it with mp;
+// without it, or with nil, the global providers do.
+func WithTracing(tp trace.TracerProvider, mp metric.MeterProvider) Option {
+	return func(c *config) error {
+		c.tracer, c.meter = tp, mp
+		return nil
+	}
+}
+
+// WithPropagator sets how the trace context travels with a traced call;
+// the default is the global propagator.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(c *config) error {
+		if p == nil {
+			return fmt.Errorf("%w: nil propagator", ErrInvalidOption)
+		}
+		c.props = p
+		return nil
+	}
+}
+
+// Dial makes a connection to addr. It connects lazily: an unreachable
+// server shows in the first call (UNAVAILABLE), not here. Errors are
+// ErrInvalidOption or an address grpc cannot parse.
+func Dial(addr string, opts ...Option) (*grpc.ClientConn, error) {
+	c := config{creds: insecure.NewCredentials()}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(c.creds)}
+	if c.token != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(bearer(c.token)))
+	}
+	// Every call is a client span whose trace context is sent along, so
+	// the server's spans join the caller's trace.
+	var h []otelgrpc.Option
+	if c.tracer != nil {
+		h = append(h, otelgrpc.WithTracerProvider(c.tracer))
+	}
+	if c.meter != nil {
+		h = append(h, otelgrpc.WithMeterProvider(c.meter))
+	}
+	if c.props != nil {
+		h = append(h, otelgrpc.WithPropagators(c.props))
+	}
+	dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(h...)))
+	conn, err := grpc.NewClient(addr, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// bearer is per-RPC credentials carrying a static token. It is sent over
+// plaintext too: ordersd without TLS listens on loopback only (or was told
+// ALLOW_INSECURE), and its own callers must authenticate there as well.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
