@@ -6,12 +6,14 @@
 //
 // Subcommands talk to a running ordersd configured by the same variables:
 //
-//	ordersd rebuild       rebuild the read model without downtime, with progress
+//	ordersd rebuild       rebuild the read model without downtime, with progress (presenting ORDERS_TOKEN)
 //	ordersd healthcheck   exit 0 if GET /healthz on HTTP_ADDR answers 200 (for container health checks)
 //
 // With TLS_CERT set, healthcheck speaks HTTPS and accepts the server's
 // certificate if it chains to TLS_CERT's own certificates or to TLS_CA; it
 // does not check the name, since it dials an address of this machine.
+// rebuild dials GRPC_ADDR as ordersd's own clients do: with TLS_CERT set,
+// over TLS trusting TLS_CA and presenting TLS_CLIENT_CERT when set.
 package main
 
 import (
@@ -19,15 +21,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/app"
-	"github.com/orderstream/orderstream/internal/cli"
+	"github.com/orderstream/orderstream/internal/client"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/memlimit"
 	"github.com/orderstream/orderstream/internal/telemetry"
@@ -66,10 +68,11 @@ func main() {
 func subcommand(ctx context.Context, cfg config.Config, name string, errOut io.Writer) int {
 	switch name {
 	case "rebuild":
-		errTTY := errOut == os.Stderr && term.IsTerminal(int(os.Stderr.Fd()))
-		return cli.Run(ctx, []string{"admin", "rebuild", "--addr", dialable(cfg.GRPCAddr)},
-			cli.IO{Name: "ordersd rebuild", Out: os.Stdout, Err: errOut, Getenv: os.Getenv,
-				IsTerminal: term.IsTerminal(int(os.Stdout.Fd())), ErrIsTerminal: errTTY})
+		var bar io.Writer
+		if errOut == os.Stderr && term.IsTerminal(int(os.Stderr.Fd())) {
+			bar = errOut
+		}
+		return rebuild(ctx, cfg, os.Getenv("ORDERS_TOKEN"), os.Stdout, errOut, bar)
 	case "healthcheck":
 		c := &http.Client{Timeout: 3 * time.Second}
 		scheme := "http"
@@ -84,7 +87,7 @@ func subcommand(ctx context.Context, cfg config.Config, name string, errOut io.W
 			c.Transport = &http.Transport{TLSClientConfig: tc}
 			scheme = "https"
 		}
-		res, err := c.Get(scheme + "://" + dialable(cfg.HTTPAddr) + "/healthz")
+		res, err := c.Get(scheme + "://" + client.Dialable(cfg.HTTPAddr) + "/healthz")
 		if err != nil {
 			fmt.Fprintln(errOut, "ordersd healthcheck:", err)
 			return 1
@@ -113,7 +116,8 @@ log in NATS JetStream. Without NATS_URL it starts an embedded NATS server.
 
 Usage:
   ordersd                run the server until SIGINT or SIGTERM
-  ordersd rebuild        rebuild the read model of a running ordersd, with progress
+  ordersd rebuild        rebuild the read model of a running ordersd, with progress;
+                         with authentication on, ORDERS_TOKEN is an admin's token
   ordersd healthcheck    exit 0 if GET /healthz on HTTP_ADDR answers 200
   ordersd help           print this help (also -h, --help)
 
@@ -132,17 +136,39 @@ OpenTelemetry's standard OTEL_* variables configure tracing export
 	return err
 }
 
-// dialable turns a listen address into one to connect to: a wildcard host
-// means this machine.
-func dialable(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
+// rebuild rebuilds the read model of the ordersd listening on GRPC_ADDR,
+// dialing it as ordersd's own clients do (TLS_CA, TLS_CLIENT_CERT, ...) and
+// presenting token, and returns the exit code ordersctl admin rebuild would.
+// Progress is drawn on bar unless it is nil; the summary goes to out, errors
+// to errOut.
+func rebuild(ctx context.Context, cfg config.Config, token string, out, errOut, bar io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintln(errOut, "ordersd rebuild: "+client.Message(err))
+		return client.ExitCode(err)
+	}
+	creds, err := app.ClientCredentials(cfg)
 	if err != nil {
-		return addr
+		fmt.Fprintln(errOut, "ordersd rebuild:", err)
+		return client.ExitUsage
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
+	conn, err := client.Dial(client.Dialable(cfg.GRPCAddr), client.WithCredentials(creds), client.WithToken(token))
+	if err != nil {
+		return fail(err)
 	}
-	return net.JoinHostPort(host, port)
+	defer conn.Close()
+	progress := client.NewProgress(bar, "rebuilding")
+	last, err := client.Rebuild(ctx, conn, func(res *ordersv1.RebuildReadModelResponse) error {
+		progress.Update(res.GetPosition(), res.GetTargetPosition(), res.GetEventsDone())
+		return nil
+	})
+	progress.Done()
+	if err != nil {
+		return fail(err)
+	}
+	if last != nil {
+		fmt.Fprintln(out, client.RebuildSummary(last))
+	}
+	return client.ExitOK
 }
 
 // newLogger writes JSON for machines and text for a person at a terminal.

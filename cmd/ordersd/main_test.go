@@ -6,11 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
 )
@@ -36,14 +39,6 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	}
 	if code := subcommand(t.Context(), cfg, "dance", io.Discard); code != 2 {
 		t.Fatalf("unknown subcommand: exit %d", code)
-	}
-}
-
-func TestDialable(t *testing.T) {
-	for in, want := range map[string]string{"0.0.0.0:8080": "127.0.0.1:8080", ":50051": "127.0.0.1:50051", "10.0.0.5:1": "10.0.0.5:1"} {
-		if got := dialable(in); got != want {
-			t.Errorf("dialable(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 
@@ -176,5 +171,26 @@ func TestRebuildErrorsNameOrdersd(t *testing.T) {
 	}
 	if got := errOut.String(); !strings.HasPrefix(got, "ordersd rebuild: ") || strings.Contains(got, "ordersctl") {
 		t.Fatalf("rebuild error: %q", got)
+	}
+}
+
+// ordersd rebuild rebuilds the read model of the ordersd on GRPC_ADDR and
+// prints the outcome; a token the server does not accept is refused.
+func TestRebuildSubcommand(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("admin-token-0123456789 root admin\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := apptest.Start(t, map[string]string{"DATA_DIR": t.TempDir(), "AUTH_TOKENS_FILE": tokens})
+	cfg, err := config.FromMap(map[string]string{"GRPC_ADDR": addrs.GRPC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if code := rebuild(t.Context(), cfg, "admin-token-0123456789", &out, &errOut, nil); code != 0 || !strings.Contains(out.String(), "swapped: true") {
+		t.Fatalf("rebuild: exit %d, out %q, err %q", code, out.String(), errOut.String())
+	}
+	if code := rebuild(t.Context(), cfg, "wrong", io.Discard, io.Discard, nil); code == 0 {
+		t.Fatal("rebuild with a token the server does not accept succeeded")
 	}
 }

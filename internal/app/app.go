@@ -221,15 +221,3 @@ func redact(urls string) string {
 	}
 	return strings.Join(parts, ",")
 }
-
-// loopback turns a listen address into one this process can dial.
-func loopback(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
-}

@@ -11,7 +11,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/schedule"
-	"github.com/orderstream/orderstream/internal/auth"
+	"github.com/orderstream/orderstream/internal/client"
 	"github.com/orderstream/orderstream/internal/httpapi"
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/audit"
@@ -20,7 +20,6 @@ import (
 	"github.com/orderstream/orderstream/services/deadlines"
 	"github.com/orderstream/orderstream/services/payments"
 	"github.com/orderstream/orderstream/services/query"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 )
@@ -347,7 +346,7 @@ func (n *node) requireClientCert(h http.Handler) http.Handler {
 // Connections are shared by address and token, and closed at shutdown.
 func (n *node) dial(addr, token string) (*grpc.ClientConn, error) {
 	if addr == "" {
-		addr = loopback(n.addrs.GRPC)
+		addr = client.Dialable(n.addrs.GRPC)
 	}
 	key := addr + " " + token
 	if c, ok := n.conns[key]; ok {
@@ -361,14 +360,10 @@ func (n *node) dial(addr, token string) (*grpc.ClientConn, error) {
 			}
 		})
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(n.clientCreds),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(n.tel.Tracer), otelgrpc.WithMeterProvider(n.tel.Meter)))}
-	if token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(auth.Bearer(token)))
-	}
-	c, err := grpc.NewClient(addr, opts...)
+	c, err := client.Dial(addr, client.WithCredentials(n.clientCreds), client.WithToken(token),
+		client.WithTracing(n.tel.Tracer, n.tel.Meter))
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
+		return nil, err
 	}
 	n.conns[key] = c
 	return c, nil

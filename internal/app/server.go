@@ -112,9 +112,22 @@ func transportSecurity(cfg config.Config) (*tls.Config, credentials.TransportCre
 	if err != nil {
 		return nil, nil, fmt.Errorf("TLS_CERT/TLS_KEY/TLS_CLIENT_CA: %w", err)
 	}
+	ct, err := ClientCredentials(cfg)
+	return st, ct, err
+}
+
+// ClientCredentials are the transport credentials of ordersd's own calls to
+// gRPC services, its own listener included: plaintext without TLS_CERT,
+// else TLS trusting TLS_CA (or the system's roots), presenting
+// TLS_CLIENT_CERT and TLS_CLIENT_KEY when set and expecting
+// TLS_SERVER_NAME when set. The error names the variables to fix.
+func ClientCredentials(cfg config.Config) (credentials.TransportCredentials, error) {
+	if cfg.TLSCert == "" {
+		return insecure.NewCredentials(), nil
+	}
 	ct, err := tlsconfig.Client(cfg.TLSCA, cfg.TLSClientCert, cfg.TLSClientKey, cfg.TLSServerName)
 	if err != nil {
-		return nil, nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
+		return nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
 	}
-	return st, credentials.NewTLS(ct), nil
+	return credentials.NewTLS(ct), nil
 }

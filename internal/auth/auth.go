@@ -263,15 +263,3 @@ type wrapped struct {
 }
 
 func (w *wrapped) Context() context.Context { return w.ctx }
-
-// Bearer is per-RPC credentials carrying a static token, for ordersd's own
-// clients.
-type Bearer string
-
-// GetRequestMetadata implements credentials.PerRPCCredentials.
-func (b Bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-
-// RequireTransportSecurity is false: ordersd's own calls may be loopback.
-func (Bearer) RequireTransportSecurity() bool { return false }
