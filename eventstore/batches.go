@@ -165,14 +165,14 @@ func (s *Store) consumerConfig(from uint64, o *readOptions) jetstream.OrderedCon
 	case from > 1:
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	switch {
-	case len(o.orders) > 0:
+	// Always filtered, even on a stream of order subjects only: subjects
+	// may be added to the stream after New looked at it.
+	cfg.FilterSubjects = []string{s.wildcard}
+	if len(o.orders) > 0 {
 		cfg.FilterSubjects = make([]string, len(o.orders))
 		for i, id := range o.orders {
 			cfg.FilterSubjects[i] = s.Subject(id)
 		}
-	case s.filterAll:
-		cfg.FilterSubjects = []string{s.wildcard}
 	}
 	return cfg
 }

@@ -98,7 +98,7 @@ func BenchmarkRebuild(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, err := projections.NewRunner(js, store, d)
+		r, err := projections.NewRunner(store, d)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -137,7 +137,7 @@ func BenchmarkVisibilityLag(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := projections.NewRunner(js, store, d)
+	r, err := projections.NewRunner(store, d)
 	if err != nil {
 		b.Fatal(err)
 	}

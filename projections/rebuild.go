@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
 )
 
 // Progress reports a rebuild's advance.
@@ -50,41 +50,19 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 	if err != nil {
 		return fmt.Errorf("projections: rebuild: %w", err)
 	}
-	target, err := r.log_.Head(ctx)
+	target, err := r.events.Head(ctx)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	var done, pos uint64
-	report := func(sw bool) {
-		p := Progress{EventsDone: done, Target: target, Position: pos, Swapped: sw}
-		if s := time.Since(start).Seconds(); s > 0 {
-			p.Rate = float64(done) / s
-		}
-		if target > 0 {
-			p.Percent = min(float64(pos)/float64(target)*100, 100)
-		} else {
-			p.Percent = 100
-		}
-		progress(p)
-	}
-	apply := func(batch []Item) error {
-		p, _, err := nm.Apply(ctx, batch)
-		if err != nil {
-			return err
-		}
-		done += uint64(len(batch))
-		pos = p
-		return nil
-	}
+	rp := &replay{nm: nm, target: target, start: time.Now(), progress: progress}
 	if target > 0 {
 		lastReport := time.Now()
 		err := r.readRange(ctx, 1, target, func(batch []Item) error {
-			if err := apply(batch); err != nil {
+			if err := rp.apply(ctx, batch); err != nil {
 				return err
 			}
 			if time.Since(lastReport) > 200*time.Millisecond {
-				report(false)
+				rp.report(false)
 				lastReport = time.Now()
 			}
 			return nil
@@ -92,112 +70,101 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 		if err != nil {
 			return fmt.Errorf("projections: rebuild: %w", err)
 		}
-		report(false)
+		rp.report(false)
 	}
 	// Before the catch-up, which holds the live applies: building the
 	// indexes is the one long step left, and nothing waits on it here.
 	if err := endBulk(ctx); err != nil {
 		return fmt.Errorf("projections: rebuild: %w", err)
 	}
-
-	// Catch up with the live read model and swap, with live applies held,
-	// so both stand at the same position at the moment of the swap. The
-	// catch-up reads as the live runner does, so a message that cannot be
-	// decoded is dead-lettered here too rather than failing the rebuild.
-	r.applyMu.Lock()
-	live := r.Position()
-	if live > pos {
-		if err := r.readRange(ctx, pos+1, live, apply); err != nil {
-			r.applyMu.Unlock()
-			return fmt.Errorf("projections: rebuild catch-up: %w", err)
-		}
-	}
-	if pos < live {
-		r.applyMu.Unlock()
-		return fmt.Errorf("projections: rebuild reached %d, live read model is at %d", pos, live)
-	}
-	if err := ctx.Err(); err != nil {
-		r.applyMu.Unlock()
+	if err := r.swapIn(ctx, rp); err != nil {
 		return err
 	}
-	if err := r.dir.makeCurrent(nm); err != nil {
-		r.applyMu.Unlock()
-		return fmt.Errorf("projections: swap: %w", err)
-	}
-	old := r.rm.Swap(nm)
 	swapped = true
-	r.applyMu.Unlock()
-	time.AfterFunc(swapGrace, func() { discard(old) })
-	if target < pos {
-		target = pos
-	}
-	report(true)
+	rp.target = max(rp.target, rp.pos)
+	rp.report(true)
 	return nil
 }
 
+// swapIn catches the new read model up with the live one and swaps it in,
+// with live applies held, so both stand at the same position at the moment
+// of the swap. The catch-up reads as the live runner does, so a message
+// that cannot be decoded is dead-lettered here too rather than failing the
+// rebuild.
+func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	live := r.Position()
+	if live > rp.pos {
+		if err := r.readRange(ctx, rp.pos+1, live, func(batch []Item) error { return rp.apply(ctx, batch) }); err != nil {
+			return fmt.Errorf("projections: rebuild catch-up: %w", err)
+		}
+	}
+	if rp.pos < live {
+		return fmt.Errorf("projections: rebuild reached %d, live read model is at %d", rp.pos, live)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.dir.makeCurrent(rp.nm); err != nil {
+		return fmt.Errorf("projections: swap: %w", err)
+	}
+	old := r.rm.Swap(rp.nm)
+	time.AfterFunc(swapGrace, func() { discard(old) })
+	return nil
+}
+
+// replay is the state of a rebuild's new read model.
+type replay struct {
+	nm        *ReadModel
+	target    uint64 // log head the rebuild catches up to
+	start     time.Time
+	done, pos uint64
+	progress  func(Progress)
+}
+
+func (rp *replay) apply(ctx context.Context, batch []Item) error {
+	p, _, err := rp.nm.Apply(ctx, batch)
+	if err != nil {
+		return err
+	}
+	rp.done += uint64(len(batch))
+	rp.pos = p
+	return nil
+}
+
+func (rp *replay) report(swapped bool) {
+	p := Progress{EventsDone: rp.done, Target: rp.target, Position: rp.pos, Swapped: swapped}
+	if s := time.Since(rp.start).Seconds(); s > 0 {
+		p.Rate = float64(rp.done) / s
+	}
+	if rp.target > 0 {
+		p.Percent = min(float64(rp.pos)/float64(rp.target)*100, 100)
+	} else {
+		p.Percent = 100
+	}
+	rp.progress(p)
+}
+
+// rebuildBatch is the size of a rebuild's batches: larger than the live
+// runner's, since nothing waits on a replay's freshness, and with
+// scattered order ids each commit rewrites pages all over the id index, so
+// fewer, bigger commits replay 1.7x faster than batches of 1,000
+// (BenchmarkRebuild).
+const rebuildBatch = 5000
+
 // readRange delivers the log from position from to position to (inclusive)
-// in batches, through an ordered consumer: the fastest way to read a long
-// range, and it leaves no state on the server. A message that cannot be
-// decoded is delivered as a dead-letter Item, as the live runner does.
+// in batches. A message that cannot be decoded is delivered as a
+// dead-letter Item, as the live runner does.
 func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item) error) error {
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cons, err := r.js.OrderedConsumer(cctx, r.log_.StreamName(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{r.log_.SubjectPrefix() + ".*"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    from,
-	})
-	if err != nil {
-		return err
-	}
-	// Nothing left from there (the rest was deleted) would never deliver.
-	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
-		return nil
-	}
-	// Larger than the live runner's batches: nothing waits on a replay's
-	// freshness, and with scattered order ids each commit rewrites pages
-	// all over the id index, so fewer, bigger commits replay 1.7x faster
-	// than batches of 1,000 (BenchmarkRebuild).
-	const batchSize = 5000
-	msgs := make(chan jetstream.Msg, batchSize*2)
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case msgs <- m:
-		case <-cctx.Done():
+	items := make([]Item, 0, rebuildBatch)
+	for b, err := range r.events.ReadBatches(ctx, from, eventstore.UpTo(to), eventstore.BatchSize(rebuildBatch)) {
+		if err != nil {
+			return err
 		}
-	}, jetstream.PullMaxMessages(batchSize*2))
-	if err != nil {
-		return err
-	}
-	defer cc.Stop()
-	batch := make([]Item, 0, batchSize)
-	for {
-		var m jetstream.Msg
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case m = <-msgs:
-		}
-		it := r.decode(m)
-		// Appended after to: not part of the range.
-		beyond := it.Rec.Position > to
-		if !beyond {
-			batch = append(batch, it)
-		}
-		// A deleted message at the head would never be delivered: no
-		// pending messages also means the end.
-		reached := it.Rec.Position >= to
-		if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
-			reached = true
-		}
-		if len(batch) > 0 && (len(batch) == batchSize || reached || len(msgs) == 0) {
-			if err := fn(batch); err != nil {
-				return err
-			}
-			batch = batch[:0]
-		}
-		if reached {
-			return nil
+		if err := fn(itemsOf(items[:0], b.Entries)); err != nil {
+			return err
 		}
 	}
+	return nil
 }

@@ -1,10 +1,10 @@
 // Package projections folds the ORDERS log into read models that answer
 // queries.
 //
-// A Runner reads the log from its read model's checkpoint + 1 with an
-// ordered consumer (no durable state on the server: the checkpoint lives in
-// the read model itself), decodes each event and applies it in batches,
-// bounded by count and by time, each batch in one SQLite transaction that
+// A Runner follows the log from its read model's checkpoint + 1 in batches
+// (eventstore's FollowBatches: no durable state on the server, the
+// checkpoint lives in the read model itself), bounded by count and by time,
+// decodes each event and applies each batch each batch in one SQLite transaction that
 // also moves the checkpoint. A crash therefore loses at most an uncommitted
 // batch, which is re-read from the log on restart: no event is applied twice
 // and none is skipped. An event that cannot be decoded or applied is recorded
@@ -20,7 +20,7 @@
 // Wiring, as ordersd does it:
 //
 //	rm, err := projections.Open(ctx, filepath.Join(dataDir, "readmodel"))
-//	runner, err := projections.NewRunner(js, store, rm)
+//	runner, err := projections.NewRunner(store, rm)
 //	go runner.Run(ctx)
 //	<-runner.Ready() // caught up with the log head as of start-up
 package projections
@@ -35,7 +35,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -50,12 +49,15 @@ import (
 // ErrRebuildRunning reports a rebuild started while another runs.
 var ErrRebuildRunning = errors.New("projections: a rebuild is already running")
 
-// Log is what the runner needs of the event store.
+// Log is what the runner needs of the event store: its head, for the lag
+// and for where start-up ends, and the log in batches, followed live and
+// read up to a position for rebuilds. SubjectPrefix names the destination
+// in the runner's spans.
 type Log interface {
-	StreamName() string
 	SubjectPrefix() string
 	Head(ctx context.Context) (uint64, error)
-	Read(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
+	FollowBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error]
+	ReadBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error]
 }
 
 // Option configures a Runner. An option given a value it does not accept
@@ -69,11 +71,11 @@ var ErrInvalidOption = errors.New("projections: invalid option")
 
 // WithBatch bounds a batch by count and by how long the first event of a
 // batch may wait for others (defaults 500 and 20ms). Invalid: n < 1 or
-// wait <= 0.
+// more than eventstore.MaxBatchSize, or wait <= 0.
 func WithBatch(n int, wait time.Duration) Option {
 	return func(r *Runner) error {
-		if n < 1 || wait <= 0 {
-			return fmt.Errorf("%w: WithBatch(%d, %v): both must be positive", ErrInvalidOption, n, wait)
+		if n < 1 || n > eventstore.MaxBatchSize || wait <= 0 {
+			return fmt.Errorf("%w: WithBatch(%d, %v): n must be 1..%d, wait positive", ErrInvalidOption, n, wait, eventstore.MaxBatchSize)
 		}
 		r.batchSize, r.batchWait = n, wait
 		return nil
@@ -86,7 +88,7 @@ func WithLogger(l *slog.Logger) Option {
 		if l == nil {
 			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalidOption)
 		}
-		r.log = l
+		r.logger = l
 		return nil
 	}
 }
@@ -118,12 +120,11 @@ func WithFeed(feed *Feed) Option {
 
 // Runner keeps a read model up to date with the log.
 type Runner struct {
-	js        jetstream.JetStream
-	log_      Log
+	events    Log
 	dir       *Dir
 	batchSize int
 	batchWait time.Duration
-	log       *slog.Logger
+	logger    *slog.Logger
 	tp        trace.TracerProvider
 	mp        metric.MeterProvider
 	tracer    trace.Tracer
@@ -146,12 +147,13 @@ type Runner struct {
 	rebuilding atomic.Bool
 }
 
-// NewRunner returns a runner applying log to the read model in dir. It
+// NewRunner returns a runner applying the events of log to the read model
+// in dir. It
 // fails with an error wrapping ErrInvalidOption when an option is invalid.
-func NewRunner(js jetstream.JetStream, log Log, dir *Dir, opts ...Option) (*Runner, error) {
+func NewRunner(log Log, dir *Dir, opts ...Option) (*Runner, error) {
 	r := &Runner{
-		js: js, log_: log, dir: dir, batchSize: 500, batchWait: 20 * time.Millisecond,
-		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
+		events: log, dir: dir, batchSize: 500, batchWait: 20 * time.Millisecond,
+		logger: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 		changed: make(chan struct{}), ready: make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -243,17 +245,17 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("projections: read checkpoint: %w", err)
 	}
-	head, err := r.log_.Head(ctx)
+	head, err := r.events.Head(ctx)
 	for err != nil {
 		// NATS may be down at start; the runner waits for it rather
 		// than failing the process.
-		r.log.Warn("projection: log head unavailable, retrying", "err", err)
+		r.logger.Warn("projection: log head unavailable, retrying", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(time.Second):
 		}
-		head, err = r.log_.Head(ctx)
+		head, err = r.events.Head(ctx)
 	}
 	r.mu.Lock()
 	r.head0 = head
@@ -272,7 +274,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		if errors.As(err, &fatal) {
 			return fatal.err
 		}
-		r.log.Warn("projection: consumer stopped, restarting", "err", err)
+		r.logger.Warn("projection: consumer stopped, restarting", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -286,103 +288,40 @@ type fatalError struct{ err error }
 
 func (e fatalError) Error() string { return e.err.Error() }
 
-// follow runs one ordered consumer from the checkpoint, applying batches,
-// until ctx ends or the consumer fails.
+// follow follows the log from the checkpoint, applying its batches, until
+// ctx ends or the read fails.
 func (r *Runner) follow(ctx context.Context) error {
-	from := r.Position() + 1
-	msgs := make(chan jetstream.Msg, r.batchSize*2)
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cons, err := r.js.OrderedConsumer(cctx, r.log_.StreamName(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{r.log_.SubjectPrefix() + ".*"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    from,
-	})
-	if err != nil {
-		return err
-	}
-	// Nothing after the checkpoint on the log's subjects: the read model
-	// is at the head even when the head's own sequence will never be
-	// delivered (a deleted message, or one outside the log's subjects),
-	// which the per-message NumPending check below cannot notice. Asked
-	// before consuming, so no delivered message can still be unapplied.
-	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
-		r.markReady()
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case msgs <- m:
-		case <-cctx.Done():
-		}
-	},
-		jetstream.PullMaxMessages(r.batchSize*2),
-		// Short pulls with a fast heartbeat: after a stream leader moves,
-		// a missed heartbeat (2× the interval) is what makes the consumer
-		// re-create itself, so this bounds how long the read model stalls.
-		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
-	if err != nil {
-		return err
-	}
-	defer cc.Stop()
-	batch := make([]Item, 0, r.batchSize)
-	for {
-		batch = batch[:0]
-		caughtUp := false
-		var first jetstream.Msg
-		select {
-		case <-ctx.Done():
-			return nil
-		case first = <-msgs:
-		}
-		batch = append(batch, r.decode(first))
-		lastMsg := first
-		deadline := time.NewTimer(r.batchWait)
-	collect:
-		for len(batch) < r.batchSize {
-			select {
-			case m := <-msgs:
-				batch = append(batch, r.decode(m))
-				lastMsg = m
-			default:
-				// Nothing queued: apply now rather than wait, unless
-				// the consumer is mid-delivery of a burst.
-				select {
-				case m := <-msgs:
-					batch = append(batch, r.decode(m))
-					lastMsg = m
-				case <-deadline.C:
-					break collect
-				case <-time.After(time.Millisecond):
-					break collect
-				}
-			}
-		}
-		deadline.Stop()
-		if len(msgs) == 0 {
-			if md, err := lastMsg.Metadata(); err == nil && md.NumPending == 0 {
-				caughtUp = true
-			}
-		}
-		if err := r.applyBatch(ctx, batch); err != nil {
+	items := make([]Item, 0, r.batchSize)
+	for b, err := range r.events.FollowBatches(ctx, r.Position()+1, eventstore.BatchSize(r.batchSize), eventstore.BatchWait(r.batchWait)) {
+		if err != nil {
 			return err
 		}
-		if caughtUp {
+		if len(b.Entries) > 0 {
+			if err := r.applyBatch(ctx, itemsOf(items[:0], b.Entries)); err != nil {
+				return err
+			}
+		}
+		// Nothing after the batch on the log's subjects: the read model is
+		// at the head even when the head's own position will never be
+		// delivered (a deleted message, or one outside the log's subjects).
+		if b.Pending == 0 {
 			r.markReady()
 		}
 	}
+	return nil
 }
 
-func (r *Runner) decode(m jetstream.Msg) Item {
-	rec, err := eventstore.DecodeMsg(m, r.log_.SubjectPrefix())
-	if err != nil {
-		md, _ := m.Metadata()
-		var seq uint64
-		if md != nil {
-			seq = md.Sequence.Stream
+// itemsOf decodes a batch's entries into dst; an entry that is not an
+// event becomes a dead-letter Item, as an undecodable payload does.
+func itemsOf(dst []Item, entries []eventstore.Entry) []Item {
+	for _, e := range entries {
+		if e.Err != nil {
+			dst = append(dst, Item{Rec: e.Recorded, Err: e.Err})
+		} else {
+			dst = append(dst, Decode(e.Recorded))
 		}
-		return Item{Rec: eventstore.Recorded{Position: seq, Type: m.Headers().Get(eventstore.HeaderEventType)}, Err: err}
 	}
-	return Decode(rec)
+	return dst
 }
 
 func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
@@ -397,7 +336,7 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	// traces, so it is a root of its own rather than a child of any.
 	sctx, span := r.tracer.Start(ctx, "projection.apply_batch", trace.WithLinks(links...), trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(otelstore.MessagingSystem, semconv.MessagingOperationTypeProcess, semconv.MessagingOperationName("process"),
-			semconv.MessagingDestinationTemplate(otelstore.SubjectTemplate(r.log_.SubjectPrefix())),
+			semconv.MessagingDestinationTemplate(otelstore.SubjectTemplate(r.events.SubjectPrefix())),
 			semconv.MessagingBatchMessageCount(len(batch)),
 			attribute.Int("events.count", len(batch)),
 			attribute.Int64("log.position.first", int64(batch[0].Rec.Position)),
@@ -417,7 +356,7 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	if len(dead) > 0 {
 		r.dead.Add(uint64(len(dead)))
 		for _, d := range dead {
-			r.log.Error("projection: event dead-lettered", "position", d.Position, "order_id", d.OrderID, "type", d.Type, "reason", d.Reason)
+			r.logger.Error("projection: event dead-lettered", "position", d.Position, "order_id", d.OrderID, "type", d.Type, "reason", d.Reason)
 		}
 	}
 	last := batch[len(batch)-1].Rec
@@ -457,7 +396,7 @@ func (r *Runner) registerMetrics() error {
 		p := r.Position()
 		o.ObserveInt64(pos, int64(p))
 		o.ObserveInt64(dead, int64(r.dead.Load()))
-		head, err := r.log_.Head(ctx)
+		head, err := r.events.Head(ctx)
 		if err != nil {
 			return nil // lag unknown while the log is unreachable
 		}

@@ -101,7 +101,7 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 	if err != nil {
 		return role{}, err
 	}
-	runner, err := projections.NewRunner(n.js, n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter))
+	runner, err := projections.NewRunner(n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter))
 	if err != nil {
 		_ = rmDir.Close()
 		return role{}, err

@@ -65,7 +65,7 @@ func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...httpapi.Opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner, err := projections.NewRunner(js, store, dir, projections.WithLogger(quiet()))
+	runner, err := projections.NewRunner(store, dir, projections.WithLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ type env struct {
 	admin  ordersv1.OrderAdminServiceClient
 	store  *eventstore.Store
 	js     jetstream.JetStream
+	log    projections.Log // the runner's log: the store unless a test wraps it
 	runner *projections.Runner
 	// feed outlives runner restarts, as a query service's does.
 	feed *projections.Feed
@@ -58,7 +59,7 @@ func startStore(t *testing.T, storeOpts []eventstore.Option, history int, opts .
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: store, js: js, dir: t.TempDir(), feed: projections.NewFeed(history)}
+	e := &env{store: store, js: js, log: store, dir: t.TempDir(), feed: projections.NewFeed(history)}
 	e.startRunner(t)
 	gs := grpc.NewServer()
 	cmd, err := command.New(store)
@@ -128,7 +129,7 @@ func (e *env) runProjection(t *testing.T, opts ...projections.Option) *projectio
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.runner, err = projections.NewRunner(e.js, e.store, dir, append([]projections.Option{projections.WithFeed(e.feed)}, opts...)...)
+	e.runner, err = projections.NewRunner(e.log, dir, append([]projections.Option{projections.WithFeed(e.feed)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/projections"
 )
 
@@ -216,58 +217,55 @@ func TestRebuildOverlappingWritesEqualsFold(t *testing.T) {
 	rebuildEqualsIncremental(t, e, want)
 }
 
-// gatedJS is a JetStream handle whose next ordered consumer from position
-// 1 after arm (a rebuild's replay) delivers its messages only as the test
-// lets them through: a seam to stop a rebuild after chosen batches without
-// any hook in the production code. Other consumers are untouched.
-type gatedJS struct {
-	jetstream.JetStream
+// gatedLog is the runner's log whose next read from position 1 after arm
+// (a rebuild's replay) delivers its events only as the test lets them
+// through, one batch each: a seam to stop a rebuild after chosen batches
+// without any hook in the production code. Other reads are untouched.
+type gatedLog struct {
+	projections.Log
 	mu   sync.Mutex
 	next *gate
 }
 
-func (j *gatedJS) arm() *gate {
+func (l *gatedLog) arm() *gate {
 	g := &gate{tokens: make(chan struct{}, 1<<16), released: make(chan struct{}), changed: make(chan struct{})}
-	j.mu.Lock()
-	j.next = g
-	j.mu.Unlock()
+	l.mu.Lock()
+	l.next = g
+	l.mu.Unlock()
 	return g
 }
 
-func (j *gatedJS) OrderedConsumer(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, error) {
-	c, err := j.JetStream.OrderedConsumer(ctx, stream, cfg)
-	if err != nil {
-		return nil, err
+func (l *gatedLog) ReadBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error] {
+	l.mu.Lock()
+	g := l.next
+	if from <= 1 {
+		l.next = nil
 	}
-	if cfg.OptStartSeq != 1 {
-		return c, nil
+	l.mu.Unlock()
+	if from > 1 || g == nil {
+		return l.Log.ReadBatches(ctx, from, opts...)
 	}
-	j.mu.Lock()
-	g := j.next
-	j.next = nil
-	j.mu.Unlock()
-	if g == nil {
-		return c, nil
-	}
-	return gatedConsumer{Consumer: c, gate: g}, nil
-}
-
-type gatedConsumer struct {
-	jetstream.Consumer
-	gate *gate
-}
-
-func (c gatedConsumer) Consume(h jetstream.MessageHandler, opts ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
-	return c.Consumer.Consume(func(m jetstream.Msg) {
-		select {
-		case <-c.gate.tokens:
-		case <-c.gate.released:
+	return func(yield func(eventstore.Batch, error) bool) {
+		for b, err := range l.Log.ReadBatches(ctx, from, opts...) {
+			if err != nil {
+				yield(b, err)
+				return
+			}
+			for i := range b.Entries {
+				select {
+				case <-g.tokens:
+				case <-g.released:
+				case <-ctx.Done():
+					yield(eventstore.Batch{}, ctx.Err())
+					return
+				}
+				g.passed(b.Entries[i].Position)
+				if !yield(eventstore.Batch{Entries: b.Entries[i : i+1], Pending: b.Pending}, nil) {
+					return
+				}
+			}
 		}
-		if md, err := m.Metadata(); err == nil {
-			c.gate.passed(md.Sequence.Stream)
-		}
-		h(m)
-	}, opts...)
+	}
 }
 
 // gate lets messages through one token at a time, or all once released.
@@ -375,8 +373,8 @@ func TestRebuildCancelledAfterBatches(t *testing.T) {
 	// The runner again on the same files, over a JetStream handle that can
 	// gate the consumer a rebuild opens.
 	e.stop()
-	gj := &gatedJS{JetStream: e.js}
-	e.js = gj
+	gl := &gatedLog{Log: e.store}
+	e.log = gl
 	e.startRunner(t)
 	// Ready once the live projection's own consumer is open (from its
 	// checkpoint, so never gated).
@@ -388,7 +386,7 @@ func TestRebuildCancelledAfterBatches(t *testing.T) {
 	live := e.runner.ReadModel()
 	current, currentErr := os.ReadFile(filepath.Join(e.dir, "CURRENT"))
 
-	g := gj.arm()
+	g := gl.arm()
 	t.Cleanup(g.release)
 	rctx, cancelRebuild := context.WithCancel(ctx)
 	defer cancelRebuild()
