@@ -90,7 +90,7 @@ func (n *node) registerCommand(context.Context) (role, error) {
 }
 
 func (n *node) registerAudit(context.Context) (role, error) {
-	ordersv1.RegisterOrderAuditServiceServer(n.srv, audit.New(tracedStore{n.store, n.traced}, n.js, n.log))
+	ordersv1.RegisterOrderAuditServiceServer(n.srv, audit.New(tracedStore{n.store, n.traced}, n.log))
 	return role{services: map[string][]string{ordersv1.OrderAuditService_ServiceDesc.ServiceName: {"nats", "stream"}}}, nil
 }
 

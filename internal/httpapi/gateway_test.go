@@ -98,7 +98,7 @@ func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...httpapi.Opt
 	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
 	ordersv1.RegisterOrderQueryServiceServer(gs, qry)
 	ordersv1.RegisterOrderAdminServiceServer(gs, query.NewAdmin(runner, store, quiet()))
-	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, js, quiet()))
+	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, quiet()))
 	// PaymentAdminService is deliberately not served: its routes answer 501.
 	e.conn = serve(t, gs)
 	e.cmd = ordersv1.NewOrderCommandServiceClient(e.conn)

@@ -8,13 +8,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
@@ -40,26 +40,25 @@ type Store interface {
 	// be shown the partial history of a lagging replica as the whole.
 	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
 	Head(ctx context.Context) (uint64, error)
-	StreamName() string
-	SubjectPrefix() string
-	Subject(orderID string) string
+	// ReadBatches and FollowBatches read the log for exports, scans and
+	// verification, undecodable messages included.
+	ReadBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error]
+	FollowBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error]
 }
 
 // Service implements ordersv1.OrderAuditServiceServer.
 type Service struct {
 	ordersv1.UnimplementedOrderAuditServiceServer
 	store Store
-	js    jetstream.JetStream
 	log   *slog.Logger
 }
 
-// New returns the audit service. js reads the log with ordered consumers
-// for exports.
-func New(store Store, js jetstream.JetStream, log *slog.Logger) *Service {
+// New returns the audit service on store.
+func New(store Store, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: store, js: js, log: log}
+	return &Service{store: store, log: log}
 }
 
 // traceID extracts the trace id from a W3C traceparent value.
@@ -202,15 +201,11 @@ func (s *Service) undecodable(ctx context.Context, id string, loadErr error) err
 // scanOrder reads every message of one order up to the log head, message
 // by message, keeping those that cannot be decoded as entries with err set.
 func (s *Service) scanOrder(ctx context.Context, id string) ([]entry, error) {
-	head, err := s.store.Head(ctx)
-	if err != nil {
-		return nil, rpcerr.ToStatus(ctx, s.log, err)
-	}
 	var out []entry
-	err = s.consume(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{s.store.Subject(id)}}, false, head, func(e entry) error {
+	err := s.consume(ctx, 0, false, func(e entry) error {
 		out = append(out, e)
 		return nil
-	})
+	}, eventstore.ForOrders(id))
 	return out, err
 }
 
@@ -335,45 +330,30 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	if len(req.GetOrderIds()) > MaxOrderFilter {
 		return rpcerr.Invalid("order_ids", "at most 100")
 	}
-	subjects := []string{s.store.SubjectPrefix() + ".*"}
+	var opts []eventstore.ReadOption
 	if ids := req.GetOrderIds(); len(ids) > 0 {
-		subjects = subjects[:0]
-		seen := make(map[string]bool, len(ids))
 		for _, id := range ids {
 			// The rule every RPC applies, which includes the event
-			// store's: anything else would make a subject filter the
-			// server refuses (or one matching other orders).
+			// store's, checked here to name the field.
 			if err := rpcerr.OrderID("order_ids", id); err != nil {
 				return err
 			}
-			// The server refuses overlapping filters: a repeated id
-			// selects nothing more.
-			if !seen[id] {
-				seen[id] = true
-				subjects = append(subjects, s.store.Subject(id))
-			}
 		}
+		opts = append(opts, eventstore.ForOrders(ids...))
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
+	from := req.GetFromPosition()
 	if t := req.GetFromTime(); t != nil {
 		if err := t.CheckValid(); err != nil {
 			return rpcerr.Invalid("from_time", "invalid timestamp")
 		}
-		at := t.AsTime()
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &at
-	} else if p := req.GetFromPosition(); p > 1 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, p
-	}
-	head, err := s.store.Head(ctx)
-	if err != nil {
-		return rpcerr.ToStatus(ctx, s.log, err)
-	}
-	if !req.GetFollow() && (head == 0 || (req.GetFromTime() == nil && req.GetFromPosition() > head)) {
-		return nil
+		from = 0
+		if at := t.AsTime(); !at.IsZero() { // the zero time starts at the beginning
+			opts = append(opts, eventstore.StartTime(at))
+		}
 	}
 	fromStart := req.GetFromTime() == nil && req.GetFromPosition() <= 1
 	legacy := map[string]uint64{}
-	return s.consume(ctx, cfg, req.GetFollow(), head, func(e entry) error {
+	return s.consume(ctx, from, req.GetFollow(), func(e entry) error {
 		if e.err != nil {
 			s.log.WarnContext(ctx, "audit: undecodable message in the log", "position", e.rec.Position, "subject_order_id", e.rec.OrderID, "err", e.err)
 			return dataLoss(e)
@@ -394,78 +374,46 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 			return err
 		}
 		return stream.Send(&ordersv1.StreamEventsResponse{Event: ev})
-	})
+	}, opts...)
 }
 
-// consume reads with an ordered consumer, calling fn for each message in
-// log order, decoded or not (see entry). Without follow it ends at position
-// until (the log head when the caller started, so that sustained appends
-// cannot keep it going), or earlier when nothing more matches; with follow
-// it ends when ctx does.
-func (s *Service) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, follow bool, until uint64, fn func(entry) error) error {
-	if !follow && until == 0 {
-		return nil
+// consume reads the log from position from, filtered by opts, calling fn
+// for each message in log order, decoded or not (see entry). Without follow
+// it ends at the log head as of the call (or the UpTo position in opts),
+// so that sustained appends cannot keep it going; with follow it ends when
+// ctx does.
+func (s *Service) consume(ctx context.Context, from uint64, follow bool, fn func(entry) error, opts ...eventstore.ReadOption) error {
+	read := s.store.ReadBatches
+	if follow {
+		read = s.store.FollowBatches
 	}
-	cons, err := s.js.OrderedConsumer(ctx, s.store.StreamName(), cfg)
-	if err != nil {
-		return rpcerr.ToStatus(ctx, s.log, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err))
-	}
-	// An empty selection would never deliver: ask how much there is first.
-	info, err := cons.Info(ctx)
-	if err == nil && info.NumPending == 0 && !follow {
-		return nil
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1000),
-		// Notice a stream leader change within seconds when following.
-		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
-	if err != nil {
-		return rpcerr.ToStatus(ctx, s.log, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err))
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		m, err := it.Next()
+	for b, err := range read(ctx, from, opts...) {
 		if err != nil {
-			if ctx.Err() != nil {
-				if follow {
-					return nil
-				}
+			if ctx.Err() != nil { // the client's deadline or cancellation
 				return rpcerr.ToStatus(ctx, s.log, ctx.Err())
 			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
+			return rpcerr.ToStatus(ctx, s.log, err)
+		}
+		for _, e := range b.Entries {
+			if err := fn(entryOf(e)); err != nil {
+				return err
 			}
-			return rpcerr.ToStatus(ctx, s.log, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err))
-		}
-		md, _ := m.Metadata()
-		if !follow && md != nil && md.Sequence.Stream > until {
-			return nil
-		}
-		if err := fn(s.entryOf(m, md)); err != nil {
-			return err
-		}
-		if !follow && md != nil && (md.Sequence.Stream >= until || md.NumPending == 0) {
-			return nil
 		}
 	}
+	return nil
 }
 
-// entryOf decodes one delivered message; md is its metadata, or nil.
-func (s *Service) entryOf(m jetstream.Msg, md *jetstream.MsgMetadata) entry {
-	rec, err := eventstore.DecodeMsg(m, s.store.SubjectPrefix())
-	if err == nil {
-		return decoded(rec)
+// entryOf is the audit's view of one message of the log.
+func entryOf(e eventstore.Entry) entry {
+	if e.Err == nil {
+		return decoded(e.Recorded)
 	}
-	e := entry{err: err, why: "the stored message cannot be decoded as an event (missing or malformed headers)"}
-	e.rec.OrderID = strings.TrimPrefix(m.Subject(), s.store.SubjectPrefix()+".")
-	if md != nil {
-		e.rec.Position, e.rec.Time = md.Sequence.Stream, md.Timestamp
+	return entry{
+		rec:    eventstore.Recorded{OrderID: e.OrderID, Position: e.Position, Time: e.Time},
+		err:    e.Err,
+		hashed: e.Meta.Hash != "" || e.Meta.PrevHash != "",
+		why:    "the stored message cannot be decoded as an event (missing or malformed headers)",
 	}
-	if h := m.Headers(); h != nil {
-		e.hashed = h.Get(eventstore.HeaderHash) != "" || h.Get(eventstore.HeaderPrevHash) != ""
-	}
-	return e
 }
 
 // check adds e to v and returns the break it causes, if any. An
@@ -548,7 +496,7 @@ func (s *Service) VerifyLog(_ *ordersv1.VerifyLogRequest, stream grpc.ServerStre
 	lastSent := time.Now()
 	send := func(r *ordersv1.VerifyLogResponse) error { return stream.Send(r) }
 	if head > 0 {
-		err = s.consume(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{s.store.SubjectPrefix() + ".*"}}, false, head, func(e entry) error {
+		err = s.consume(ctx, 0, false, func(e entry) error {
 			prog.EventsChecked++
 			prog.Position = e.rec.Position
 			if b := check(v, e); b != nil {
@@ -565,7 +513,7 @@ func (s *Service) VerifyLog(_ *ordersv1.VerifyLogRequest, stream grpc.ServerStre
 				return send(&ordersv1.VerifyLogResponse{Result: &ordersv1.VerifyLogResponse_Progress{Progress: cloneProgress(prog)}})
 			}
 			return nil
-		})
+		}, eventstore.UpTo(head))
 		if err != nil {
 			return err
 		}

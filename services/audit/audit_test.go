@@ -68,7 +68,7 @@ func startB(t testing.TB, opts ...eventstore.Option) *env {
 	}
 	gs := grpc.NewServer()
 	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
-	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, js, nil))
+	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, nil))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
