@@ -99,130 +99,165 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 	if err := tx.StmtContext(ctx, m.writes.position).QueryRowContext(ctx).Scan(&cp); err != nil {
 		return 0, nil, err
 	}
-	// Statements prepared once on the write connection, bound to this
-	// transaction: nothing is parsed per event.
-	loadOrder := tx.StmtContext(ctx, m.writes.loadOrder)
-	states := map[string]*Order{}
-	dirty := map[string]bool{}
-	statusDelta := map[statusKey]int64{}
-	spendDelta := map[spendKey]int64{}
-	load := func(id string) (*Order, error) {
-		if o, ok := states[id]; ok {
-			return o, nil
-		}
-		o := &Order{}
-		var customer string
-		var blob []byte
-		err := loadOrder.QueryRowContext(ctx, id).Scan(&o.Revision, &customer, &blob)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return nil, err
-		default:
-			pb, err := readBody(id, customer, blob)
-			if err != nil {
-				return nil, err
-			}
-			o.State = convert.OrderFromProto(pb)
-		}
-		states[id] = o
-		return o, nil
-	}
-	now := time.Now().UTC()
-	deadLetter := func(rec eventstore.Recorded, reason error) error {
-		d := DeadLetter{Position: rec.Position, OrderID: rec.OrderID, Type: rec.Type, Reason: reason.Error(), RecordedAt: now}
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO dead_letters (position, order_id, type, reason, recorded_at) VALUES (?, ?, ?, ?, ?)`,
-			d.Position, d.OrderID, d.Type, d.Reason, now.UnixNano()); err != nil {
-			return err
-		}
-		dead = append(dead, d)
-		return nil
-	}
+	bt := &batch{ctx: ctx, tx: tx, changes: changes, now: time.Now().UTC(),
+		// Statements prepared once on the write connection, bound to this
+		// transaction: nothing is parsed per event.
+		loadOrder: tx.StmtContext(ctx, m.writes.loadOrder),
+		states:    map[string]*Order{}, dirty: map[string]bool{},
+		statusDelta: map[statusKey]int64{}, spendDelta: map[spendKey]int64{}}
 	position = cp
 	for _, it := range items {
-		pos := it.Rec.Position
-		if pos <= cp {
+		if it.Rec.Position <= cp {
 			continue
 		}
-		position = pos
-		if it.Err != nil {
-			if err := deadLetter(it.Rec, it.Err); err != nil {
-				return 0, nil, err
-			}
-			continue
-		}
-		o, err := load(it.Rec.OrderID)
-		if err != nil {
+		position = it.Rec.Position
+		if err := bt.fold(it); err != nil {
 			return 0, nil, err
 		}
-		if o.Revision >= pos {
-			continue
-		}
-		// Checked here rather than in the domain's Evolve, which stays a
-		// total function over any history; the read model refuses to
-		// serve rows no valid history could produce.
-		if reason := applicable(o.State, it.Rec, it.Event); reason != nil {
-			if err := deadLetter(it.Rec, reason); err != nil {
-				return 0, nil, err
-			}
-			continue
-		}
-		at := it.Rec.Meta.OccurredAt
-		if at.IsZero() {
-			at = it.Rec.Time
-		}
-		old := o.State
-		o.State = order.Evolve(o.State, it.Event, at)
-		o.Revision = pos
-		dirty[it.Rec.OrderID] = true
-		if changes != nil {
-			*changes = append(*changes, Change{Position: pos, OrderID: it.Rec.OrderID, Type: it.Rec.Type, Actor: it.Rec.Meta.Actor,
-				State: o.State, Prev: old.Status, Revision: o.Revision})
-		}
-		if old.Status != o.State.Status || old.CustomerID != o.State.CustomerID {
-			if old.Exists() {
-				statusDelta[statusKey{old.CustomerID, old.Status}]--
-			}
-			if o.State.Exists() {
-				statusDelta[statusKey{o.State.CustomerID, o.State.Status}]++
-			}
-		}
-		switch e := it.Event.(type) {
-		case order.PaymentAuthorized:
-			spendDelta[spendKey{o.State.CustomerID, o.State.Currency}] += e.Amount
-		}
-		if ref, ok := refundAmount(it.Event); ok {
-			spendDelta[spendKey{o.State.CustomerID, o.State.Currency}] -= ref
-		}
 	}
-	if err := writeOrders(ctx, tx.StmtContext(ctx, m.writes.upsertOrder), states, dirty); err != nil {
+	if err := bt.write(m.writes, position != cp, position); err != nil {
 		return 0, nil, err
-	}
-	for k, d := range statusDelta {
-		if d == 0 {
-			continue
-		}
-		if _, err := tx.StmtContext(ctx, m.writes.addStatus).ExecContext(ctx, k.customer, int(k.status), d); err != nil {
-			return 0, nil, err
-		}
-	}
-	for k, d := range spendDelta {
-		if d == 0 {
-			continue
-		}
-		if _, err := tx.StmtContext(ctx, m.writes.addSpend).ExecContext(ctx, k.customer, k.currency, d); err != nil {
-			return 0, nil, err
-		}
-	}
-	if position != cp {
-		if _, err := tx.StmtContext(ctx, m.writes.setPosition).ExecContext(ctx, position); err != nil {
-			return 0, nil, err
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, nil, err
 	}
-	return position, dead, nil
+	return position, bt.dead, nil
+}
+
+// batch is one Apply's work in progress: the orders it loaded and changed,
+// the summary deltas, the dead letters, all written at the end.
+type batch struct {
+	ctx         context.Context
+	tx          *sql.Tx
+	loadOrder   *sql.Stmt
+	changes     *[]Change
+	now         time.Time
+	states      map[string]*Order
+	dirty       map[string]bool
+	statusDelta map[statusKey]int64
+	spendDelta  map[spendKey]int64
+	dead        []DeadLetter
+}
+
+// load returns the order's state as of this batch, reading it from the
+// file the first time.
+func (b *batch) load(id string) (*Order, error) {
+	if o, ok := b.states[id]; ok {
+		return o, nil
+	}
+	o := &Order{}
+	var customer string
+	var blob []byte
+	err := b.loadOrder.QueryRowContext(b.ctx, id).Scan(&o.Revision, &customer, &blob)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, err
+	default:
+		pb, err := readBody(id, customer, blob)
+		if err != nil {
+			return nil, err
+		}
+		o.State = convert.OrderFromProto(pb)
+	}
+	b.states[id] = o
+	return o, nil
+}
+
+// deadLetter records rec as a dead letter for reason.
+func (b *batch) deadLetter(rec eventstore.Recorded, reason error) error {
+	d := DeadLetter{Position: rec.Position, OrderID: rec.OrderID, Type: rec.Type, Reason: reason.Error(), RecordedAt: b.now}
+	if _, err := b.tx.ExecContext(b.ctx, `INSERT OR IGNORE INTO dead_letters (position, order_id, type, reason, recorded_at) VALUES (?, ?, ?, ?, ?)`,
+		d.Position, d.OrderID, d.Type, d.Reason, b.now.UnixNano()); err != nil {
+		return err
+	}
+	b.dead = append(b.dead, d)
+	return nil
+}
+
+// fold applies one item above the checkpoint to its order, or records it
+// as a dead letter.
+func (b *batch) fold(it Item) error {
+	pos := it.Rec.Position
+	if it.Err != nil {
+		return b.deadLetter(it.Rec, it.Err)
+	}
+	o, err := b.load(it.Rec.OrderID)
+	if err != nil {
+		return err
+	}
+	if o.Revision >= pos {
+		return nil
+	}
+	// Checked here rather than in the domain's Evolve, which stays a
+	// total function over any history; the read model refuses to serve
+	// rows no valid history could produce.
+	if reason := applicable(o.State, it.Rec, it.Event); reason != nil {
+		return b.deadLetter(it.Rec, reason)
+	}
+	at := it.Rec.Meta.OccurredAt
+	if at.IsZero() {
+		at = it.Rec.Time
+	}
+	old := o.State
+	o.State = order.Evolve(o.State, it.Event, at)
+	o.Revision = pos
+	b.dirty[it.Rec.OrderID] = true
+	if b.changes != nil {
+		*b.changes = append(*b.changes, Change{Position: pos, OrderID: it.Rec.OrderID, Type: it.Rec.Type, Actor: it.Rec.Meta.Actor,
+			State: o.State, Prev: old.Status, Revision: o.Revision})
+	}
+	b.count(old, o.State, it.Event)
+	return nil
+}
+
+// count adds what one event changed to the customer summaries' deltas.
+func (b *batch) count(old, cur order.State, e order.Event) {
+	if old.Status != cur.Status || old.CustomerID != cur.CustomerID {
+		if old.Exists() {
+			b.statusDelta[statusKey{old.CustomerID, old.Status}]--
+		}
+		if cur.Exists() {
+			b.statusDelta[statusKey{cur.CustomerID, cur.Status}]++
+		}
+	}
+	if p, ok := e.(order.PaymentAuthorized); ok {
+		b.spendDelta[spendKey{cur.CustomerID, cur.Currency}] += p.Amount
+	}
+	if ref, ok := refundAmount(e); ok {
+		b.spendDelta[spendKey{cur.CustomerID, cur.Currency}] -= ref
+	}
+}
+
+// write writes the changed orders, the summary deltas and, when moved,
+// the checkpoint.
+func (b *batch) write(w writeStmts, moved bool, position uint64) error {
+	ctx, tx := b.ctx, b.tx
+	if err := writeOrders(ctx, tx.StmtContext(ctx, w.upsertOrder), b.states, b.dirty); err != nil {
+		return err
+	}
+	for k, d := range b.statusDelta {
+		if d == 0 {
+			continue
+		}
+		if _, err := tx.StmtContext(ctx, w.addStatus).ExecContext(ctx, k.customer, int(k.status), d); err != nil {
+			return err
+		}
+	}
+	for k, d := range b.spendDelta {
+		if d == 0 {
+			continue
+		}
+		if _, err := tx.StmtContext(ctx, w.addSpend).ExecContext(ctx, k.customer, k.currency, d); err != nil {
+			return err
+		}
+	}
+	if moved {
+		if _, err := tx.StmtContext(ctx, w.setPosition).ExecContext(ctx, position); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // upsertOrder writes one order's row, whole.
