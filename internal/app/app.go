@@ -1,6 +1,13 @@
-// Package app wires ordersd together: NATS (embedded or external), the event
-// store, the gRPC services, and an orderly shutdown. It holds no business
-// rules; it only decides what runs where.
+// Package app is ordersd's composition root: it wires NATS (embedded or
+// external), the event store, the gRPC services and the REST gateway, and
+// shuts them down in order. It holds no business rules; it only decides
+// what runs where.
+//
+// Run reads as its phases. nats.go connects NATS and opens the store and
+// telemetry; server.go builds the gRPC server; roles.go has one register per
+// role, returning its readiness checks, its health mapping, its HTTP routes
+// and how to stop it; serve.go serves, keeps the health statuses current and
+// shuts down.
 package app
 
 import (
