@@ -90,7 +90,7 @@ func (n *node) registerCommand(context.Context) (role, error) {
 }
 
 func (n *node) registerAudit(context.Context) (role, error) {
-	ordersv1.RegisterOrderAuditServiceServer(n.srv, audit.New(tracedStore{n.store, n.traced}, n.log))
+	ordersv1.RegisterOrderAuditServiceServer(n.srv, audit.New(n.traced, n.log))
 	return role{services: map[string][]string{ordersv1.OrderAuditService_ServiceDesc.ServiceName: {"nats", "stream"}}}, nil
 }
 
@@ -106,7 +106,7 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 		_ = rmDir.Close()
 		return role{}, err
 	}
-	svc, err := query.New(runner, n.log, query.WithFeed(runner.Feed()), query.WithHistory(tracedStore{n.store, n.traced}))
+	svc, err := query.New(runner, n.log, query.WithFeed(runner.Feed()), query.WithHistory(n.traced))
 	if err != nil {
 		_ = rmDir.Close()
 		return role{}, err
@@ -166,7 +166,7 @@ func (n *node) registerPayments(ctx context.Context) (role, error) {
 	if err != nil {
 		return role{}, fmt.Errorf("payments: %w", err)
 	}
-	pm, err := payments.New(ctx, tracedStore{n.store, n.traced}, parked, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
+	pm, err := payments.New(ctx, n.traced, parked, ordersv1.NewOrderCommandServiceClient(pmConn), sim,
 		payments.WithWorkers(cfg.WorkerPoolSize),
 		payments.WithRetry(cfg.PaymentMaxAttempts, cfg.PaymentAttemptTimeout, cfg.PaymentBackoffBase, cfg.PaymentBackoffMax),
 		payments.WithAckWait(cfg.PaymentAckWait), payments.WithOutageLimit(cfg.PaymentOutageLimit),
@@ -218,7 +218,7 @@ func (n *node) newDeadlines(ctx context.Context) (*deadlines.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deadlines: %w", err)
 	}
-	dl, err := deadlines.New(ctx, tracedStore{n.store, n.traced}, timers, ordersv1.NewOrderCommandServiceClient(dlConn),
+	dl, err := deadlines.New(ctx, n.traced, timers, ordersv1.NewOrderCommandServiceClient(dlConn),
 		deadlines.WithTimeouts(cfg.PaymentTimeout, cfg.ShippingSLA),
 		deadlines.WithLogger(n.log), deadlines.WithMeter(n.tel.Meter))
 	if err != nil {
