@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/money"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -181,65 +183,7 @@ with exit status 5.`,
 			if req.FromTime, err = parseTime("since", since); err != nil {
 				return err
 			}
-			client, err := a.audit()
-			if err != nil {
-				return err
-			}
-			var out io.Writer = a.io.Out
-			if file != "" {
-				f, err := os.Create(file)
-				if err != nil {
-					return usagef("--file: %v", err)
-				}
-				// A close error can be the first sign that the data never
-				// reached the disk, so it fails the export too.
-				defer func() {
-					if cerr := f.Close(); cerr != nil && err == nil {
-						err = writeError{cerr}
-					}
-				}()
-				out = f
-			}
-			bw := bufio.NewWriter(out)
-			ctx := a.streamCtx(cmd.Context())
-			// A follow ends when the user interrupts it: that is success.
-			stopped := func(err error) bool {
-				return follow && status.Code(err) == codes.Canceled && cmd.Context().Err() != nil
-			}
-			stream, err := client.StreamEvents(ctx, req)
-			if stopped(err) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			line := protojson.MarshalOptions{EmitUnpopulated: true}
-			for {
-				res, err := stream.Recv()
-				if errors.Is(err, io.EOF) || stopped(err) {
-					// The end of the log, or a follow the user stopped.
-					if err := bw.Flush(); err != nil {
-						return writeError{err}
-					}
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				b, err := line.Marshal(res.GetEvent())
-				if err != nil {
-					return err
-				}
-				b = append(b, '\n')
-				if _, err := bw.Write(b); err != nil {
-					return writeError{err}
-				}
-				if follow {
-					if err := bw.Flush(); err != nil {
-						return writeError{err}
-					}
-				}
-			}
+			return a.export(cmd.Context(), req, file)
 		},
 	}
 	c.Flags().Uint64Var(&from, "from", 0, "start at this log position")
@@ -249,6 +193,74 @@ with exit status 5.`,
 	c.Flags().BoolVar(&follow, "follow", false, "keep streaming new events until interrupted (then exit 0)")
 	c.Flags().StringVar(&file, "file", "", "write to this file instead of stdout")
 	return c
+}
+
+// export writes the events req selects to file (stdout when empty) as JSON
+// lines. A follow the user interrupts through ctx ends without error.
+func (a *app) export(ctx context.Context, req *ordersv1.StreamEventsRequest, file string) (err error) {
+	client, err := a.audit()
+	if err != nil {
+		return err
+	}
+	var out io.Writer = a.io.Out
+	if file != "" {
+		f, err := os.Create(file)
+		if err != nil {
+			return usagef("--file: %v", err)
+		}
+		// A close error can be the first sign that the data never
+		// reached the disk, so it fails the export too.
+		defer func() {
+			if cerr := f.Close(); cerr != nil && err == nil {
+				err = writeError{cerr}
+			}
+		}()
+		out = f
+	}
+	// A follow ends when the user interrupts it: that is success.
+	stopped := func(err error) bool {
+		return req.GetFollow() && status.Code(err) == codes.Canceled && ctx.Err() != nil
+	}
+	stream, err := client.StreamEvents(a.streamCtx(ctx), req)
+	if stopped(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return writeEvents(stream, bufio.NewWriter(out), req.GetFollow(), stopped)
+}
+
+// writeEvents writes each event of stream to bw as a JSON line until the
+// end of the log or a follow the user stopped; a follow flushes each line
+// as it comes.
+func writeEvents(stream grpc.ServerStreamingClient[ordersv1.StreamEventsResponse], bw *bufio.Writer, follow bool, stopped func(error) bool) error {
+	line := protojson.MarshalOptions{EmitUnpopulated: true}
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) || stopped(err) {
+			if err := bw.Flush(); err != nil {
+				return writeError{err}
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		b, err := line.Marshal(res.GetEvent())
+		if err != nil {
+			return err
+		}
+		b = append(b, '\n')
+		if _, err := bw.Write(b); err != nil {
+			return writeError{err}
+		}
+		if follow {
+			if err := bw.Flush(); err != nil {
+				return writeError{err}
+			}
+		}
+	}
 }
 
 // writeError is a failure to write the command's output; it exits 5 with
@@ -274,73 +286,92 @@ func (a *app) verifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !all {
-				ctx, cancel := a.callCtx(cmd.Context())
-				defer cancel()
-				res, err := client.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: args[0]})
-				if err != nil {
-					return err
-				}
-				if a.output == "json" {
-					err = a.printJSON(res)
-				} else {
-					a.printVerdict(res)
-				}
-				if err == nil && !res.GetOk() {
-					err = errBrokenChain
-				}
-				return err
+			if all {
+				return a.verifyLog(cmd.Context(), client)
 			}
-			ctx := a.streamCtx(cmd.Context())
-			stream, err := client.VerifyLog(ctx, &ordersv1.VerifyLogRequest{})
-			if err != nil {
-				return err
-			}
-			bar := newProgress(a, "verifying")
-			broken := 0
-			for {
-				res, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					bar.Done()
-					return err
-				}
-				switch r := res.GetResult().(type) {
-				case *ordersv1.VerifyLogResponse_Progress:
-					bar.Update(r.Progress.GetPosition(), r.Progress.GetHead(), r.Progress.GetEventsChecked())
-				case *ordersv1.VerifyLogResponse_Broken:
-					broken++
-					bar.Clear()
-					if a.output == "json" {
-						if err := a.printJSON(r.Broken); err != nil {
-							return err
-						}
-					} else {
-						a.printVerdict(r.Broken)
-					}
-				case *ordersv1.VerifyLogResponse_Summary:
-					bar.Done()
-					s := r.Summary
-					if a.output == "json" {
-						if err := a.printJSON(s); err != nil {
-							return err
-						}
-					} else {
-						fmt.Fprintf(a.io.Out, "checked %d events in %d orders: %d broken\n", s.GetEventsChecked(), s.GetOrdersChecked(), s.GetOrdersBroken())
-					}
-				}
-			}
-			bar.Done()
-			if broken > 0 {
-				return fmt.Errorf("%w in %d order(s)", errBrokenChain, broken)
-			}
-			return nil
+			return a.verifyOrder(cmd.Context(), client, args[0])
 		},
 	}
 	c.Flags().BoolVar(&all, "all", false, "verify every order in the log")
 	return c
+}
+
+// verifyOrder verifies one order's chain and prints the verdict;
+// errBrokenChain when it is broken.
+func (a *app) verifyOrder(ctx context.Context, client ordersv1.OrderAuditServiceClient, id string) error {
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	res, err := client.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		err = a.printJSON(res)
+	} else {
+		a.printVerdict(res)
+	}
+	if err == nil && !res.GetOk() {
+		err = errBrokenChain
+	}
+	return err
+}
+
+// verifyLog verifies every order's chain, showing progress, each broken
+// order and the summary; errBrokenChain when any is broken.
+func (a *app) verifyLog(ctx context.Context, client ordersv1.OrderAuditServiceClient) error {
+	stream, err := client.VerifyLog(a.streamCtx(ctx), &ordersv1.VerifyLogRequest{})
+	if err != nil {
+		return err
+	}
+	bar := newProgress(a, "verifying")
+	broken := 0
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			bar.Done()
+			return err
+		}
+		switch r := res.GetResult().(type) {
+		case *ordersv1.VerifyLogResponse_Progress:
+			bar.Update(r.Progress.GetPosition(), r.Progress.GetHead(), r.Progress.GetEventsChecked())
+		case *ordersv1.VerifyLogResponse_Broken:
+			broken++
+			bar.Clear()
+			err = a.printBroken(r.Broken)
+		case *ordersv1.VerifyLogResponse_Summary:
+			bar.Done()
+			err = a.printVerifySummary(r.Summary)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	bar.Done()
+	if broken > 0 {
+		return fmt.Errorf("%w in %d order(s)", errBrokenChain, broken)
+	}
+	return nil
+}
+
+// printBroken prints the verdict on one broken order.
+func (a *app) printBroken(v *ordersv1.VerifyOrderResponse) error {
+	if a.output == "json" {
+		return a.printJSON(v)
+	}
+	a.printVerdict(v)
+	return nil
+}
+
+// printVerifySummary prints what a verification of the log checked.
+func (a *app) printVerifySummary(s *ordersv1.VerifyLogProgress) error {
+	if a.output == "json" {
+		return a.printJSON(s)
+	}
+	fmt.Fprintf(a.io.Out, "checked %d events in %d orders: %d broken\n", s.GetEventsChecked(), s.GetOrdersChecked(), s.GetOrdersBroken())
+	return nil
 }
 
 func (a *app) decodeCmd() *cobra.Command {

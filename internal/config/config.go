@@ -227,6 +227,18 @@ func parse(opts env.Options) (Config, error) {
 // Validate checks values the parser cannot; each error names its variable.
 func (c Config) Validate() error {
 	var errs []error
+	for _, check := range []func() []error{
+		c.validateRoles, c.validateLimits, c.validatePayments, c.validateTransport,
+		c.validateListeners, c.validateDebug, c.validateUpstreams,
+	} {
+		errs = append(errs, check()...)
+	}
+	return errors.Join(errs...)
+}
+
+// validateRoles checks ROLES.
+func (c Config) validateRoles() []error {
+	var errs []error
 	if len(c.Roles) == 0 {
 		errs = append(errs, errors.New("ROLES: name at least one of command, query, audit, payments, gateway, console"))
 	}
@@ -235,6 +247,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("ROLES: unknown role %q (want command, query, audit, payments, gateway, console)", r))
 		}
 	}
+	return errs
+}
+
+// validateLimits checks the store's settings and the server's bounds.
+func (c Config) validateLimits() []error {
+	var errs []error
 	if c.NATSSync != "interval" && c.NATSSync != "always" {
 		errs = append(errs, fmt.Errorf("NATS_SYNC: %q is not interval or always", c.NATSSync))
 	}
@@ -253,6 +271,13 @@ func (c Config) Validate() error {
 	if c.MaxStreams < 1 {
 		errs = append(errs, errors.New("MAX_STREAMS: must be at least 1"))
 	}
+	return errs
+}
+
+// validatePayments checks the payments manager's and the deadlines'
+// settings.
+func (c Config) validatePayments() []error {
+	var errs []error
 	if c.PaymentMaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("PAYMENT_MAX_ATTEMPTS: must be at least 1"))
 	}
@@ -268,6 +293,12 @@ func (c Config) Validate() error {
 	if c.PaymentSimFailureRate < 0 || c.PaymentSimFailureRate > 1 {
 		errs = append(errs, fmt.Errorf("PAYMENT_SIM_FAILURE_RATE: %v is not between 0 and 1", c.PaymentSimFailureRate))
 	}
+	return errs
+}
+
+// validateTransport checks timeouts, TLS files and the data directory.
+func (c Config) validateTransport() []error {
+	var errs []error
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("SHUTDOWN_TIMEOUT: must be positive"))
 	}
@@ -283,6 +314,13 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("DATA_DIR: must not be empty"))
 	}
+	return errs
+}
+
+// validateListeners checks that each listener's address parses and that
+// one reachable beyond this machine is guarded.
+func (c Config) validateListeners() []error {
+	var errs []error
 	for _, l := range []struct{ name, addr string }{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}, {"NATS_LISTEN", c.NATSListen}} {
 		host, _, err := net.SplitHostPort(l.addr)
 		if err != nil {
@@ -304,6 +342,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q is reachable beyond this machine but no authentication is configured: set AUTH_TOKENS_FILE, AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, or ALLOW_INSECURE=true", l.name, l.addr))
 		}
 	}
+	return errs
+}
+
+// validateDebug checks TRACE_UI_URL and DEBUG_ADDR.
+func (c Config) validateDebug() []error {
+	var errs []error
 	if c.TraceUIURL != "" {
 		if u, err := url.Parse(c.TraceUIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("TRACE_UI_URL: %q is not an http or https URL", c.TraceUIURL))
@@ -319,8 +363,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("DEBUG_ADDR: %q is not a loopback address: the profiling listener serves only 127.0.0.1, ::1 or localhost", c.DebugAddr))
 		}
 	}
-	errs = append(errs, c.validateUpstreams()...)
-	return errors.Join(errs...)
+	return errs
 }
 
 // validateUpstreams checks that every role this process runs can reach the

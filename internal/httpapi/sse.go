@@ -132,41 +132,13 @@ type fromPositioned interface {
 // comment while idle, and a last "error" event when the stream fails. An
 // error before the stream starts answers its HTTP status and status JSON.
 func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPositioned, open func(context.Context, proto.Message) (recv, error)) {
-	conv, err := readConventions(r)
-	if err != nil {
+	if err := fillWatchRequest(r, req); err != nil {
 		writeStatus(w, http.StatusBadRequest, err)
 		return
-	}
-	conv.query = r.URL.Query()
-	if err := runtime.PopulateQueryParameters(req, conv.query, utilities.NewDoubleArray(nil)); err != nil {
-		writeStatus(w, http.StatusBadRequest, status.Error(codes.InvalidArgument, err.Error()))
-		return
-	}
-	if err := conv.apply(req.ProtoReflect()); err != nil {
-		writeStatus(w, http.StatusBadRequest, err)
-		return
-	}
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			writeStatus(w, http.StatusBadRequest, invalid("Last-Event-ID", "must be a log position (a non-negative integer)"))
-			return
-		}
-		// The last event the client saw: resume after it.
-		fd := req.ProtoReflect().Descriptor().Fields().ByName("from_position")
-		req.ProtoReflect().Set(fd, protoreflect.ValueOfUint64(n))
 	}
 	ctx, cancel := context.WithCancel(outgoing(r))
 	defer cancel()
-	st, err := open(ctx, req)
-	var md metadata.MD
-	if err == nil {
-		md, err = st.header()
-	}
-	if err == nil && md == nil {
-		// Ended without headers: the status comes with the first read.
-		_, err = st.next()
-	}
+	st, err := openWatch(ctx, req, open)
 	if err != nil {
 		cs := s.errs.clientStatus(ctx, r, err)
 		writeStatus(w, HTTPStatus(cs.Code(), false), cs.Err())
@@ -179,17 +151,65 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
+	s.relay(ctx, w, rc, r, receive(ctx, st))
+}
 
-	type item struct {
-		m   proto.Message
-		err error
+// fillWatchRequest fills req from r's query parameters, the request
+// conventions and Last-Event-ID; its errors answer 400.
+func fillWatchRequest(r *http.Request, req fromPositioned) error {
+	conv, err := readConventions(r)
+	if err != nil {
+		return err
 	}
-	items := make(chan item)
+	conv.query = r.URL.Query()
+	if err := runtime.PopulateQueryParameters(req, conv.query, utilities.NewDoubleArray(nil)); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := conv.apply(req.ProtoReflect()); err != nil {
+		return err
+	}
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return invalid("Last-Event-ID", "must be a log position (a non-negative integer)")
+		}
+		// The last event the client saw: resume after it.
+		fd := req.ProtoReflect().Descriptor().Fields().ByName("from_position")
+		req.ProtoReflect().Set(fd, protoreflect.ValueOfUint64(n))
+	}
+	return nil
+}
+
+// openWatch opens the watch and waits for its headers, so that a watch the
+// server refuses is answered with its status rather than an empty stream.
+func openWatch(ctx context.Context, req proto.Message, open func(context.Context, proto.Message) (recv, error)) (recv, error) {
+	st, err := open(ctx, req)
+	var md metadata.MD
+	if err == nil {
+		md, err = st.header()
+	}
+	if err == nil && md == nil {
+		// Ended without headers: the status comes with the first read.
+		_, err = st.next()
+	}
+	return st, err
+}
+
+// received is one read of a watch stream.
+type received struct {
+	m   proto.Message
+	err error
+}
+
+// receive reads st until it fails (io.EOF included) or ctx ends, so that
+// relay can wait for a message and the heartbeat at once.
+func receive(ctx context.Context, st recv) <-chan received {
+	items := make(chan received)
 	go func() {
 		for {
 			m, err := st.next()
 			select {
-			case items <- item{m, err}:
+			case items <- received{m, err}:
 			case <-ctx.Done():
 				return
 			}
@@ -198,6 +218,13 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 			}
 		}
 	}()
+	return items
+}
+
+// relay writes each message as an event, a heartbeat comment while idle,
+// and the stream's failure as a last "error" event, until the stream ends
+// or the client goes away.
+func (s sseWatch) relay(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, r *http.Request, items <-chan received) {
 	beat := time.NewTicker(s.heartbeat)
 	defer beat.Stop()
 	for {
