@@ -2,34 +2,14 @@ package eventstore_test
 
 import (
 	"errors"
-	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 )
-
-// TestBatchReads holds the JetStream store to the contract of the batch
-// reads, each behaviour on a stream of its own on one server.
-func TestBatchReads(t *testing.T) {
-	srv := estest.StartServer(t)
-	_, js := estest.Connect(t, srv)
-	var n atomic.Int32
-	estest.RunBatchReads(t, func(t *testing.T) estest.BatchStore {
-		i := n.Add(1)
-		s, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage),
-			eventstore.WithStreamName(fmt.Sprintf("B%d", i)), eventstore.WithSubjectPrefix(fmt.Sprintf("b%d", i)))
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		return s
-	})
-}
 
 // Messages that are not events are entries with Err set, carrying what
 // could be read of them, and the reads go on past them.

@@ -37,8 +37,9 @@ const MaxPayload = 1 << 20
 // Run runs the conformance suite of the event store: the contract every
 // implementation obeys, stated once. open returns a new, empty store for
 // one subtest; the subtests run in parallel, so open must be safe to call
-// concurrently. A store that also implements Subscriber is held to
-// TestSubscription as well.
+// concurrently. A store that also implements BatchStore is held to the
+// contract of the batch reads (RunBatchReads), and one that implements
+// Subscriber to TestSubscription, as well.
 func Run(t *testing.T, open func(t *testing.T) Store) {
 	for _, c := range []struct {
 		name string
@@ -67,6 +68,16 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			c.test(t, open(t))
+		})
+	}
+	for _, c := range batchBehaviours {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s, ok := open(t).(BatchStore)
+			if !ok {
+				t.Skip("the store has no batch reads")
+			}
+			c.test(t, s)
 		})
 	}
 }
