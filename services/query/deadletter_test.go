@@ -130,7 +130,7 @@ func TestReadyWhenHeadIsNeverDelivered(t *testing.T) {
 	}{
 		{"head deleted", func(t *testing.T, e *env) {
 			seq := publishEvent(t, e, "ready-deleted", order.OrderCreated{OrderID: "ready-deleted", CustomerID: "r", Currency: "EUR"})
-			s, err := e.js.Stream(t.Context(), e.store.StreamName())
+			s, err := e.js.Stream(t.Context(), e.nstore.StreamName())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +139,7 @@ func TestReadyWhenHeadIsNeverDelivered(t *testing.T) {
 			}
 		}},
 		{"head on another subject", func(t *testing.T, e *env) {
-			s, err := e.js.Stream(t.Context(), e.store.StreamName())
+			s, err := e.js.Stream(t.Context(), e.nstore.StreamName())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,7 +154,7 @@ func TestReadyWhenHeadIsNeverDelivered(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startStore(t, []eventstore.Option{eventstore.WithMutableStream()}, 0) // to delete the head
+			e := startNATS(t, []eventstore.Option{eventstore.WithMutableStream()}, 0) // to delete the head
 			ctx := t.Context()
 			c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "ready", Currency: "EUR"})
 			if err != nil {

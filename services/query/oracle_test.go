@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
@@ -200,7 +199,7 @@ func checkReadModel(t *testing.T, e *env, rm *projections.ReadModel, customers [
 	return cp
 }
 
-// publishEvent appends e to orderID's subject directly, bypassing the
+// publishEvent appends ev to orderID's events directly, bypassing the
 // command side and its checks, as a faulty writer could.
 func publishEvent(t *testing.T, e *env, orderID string, ev order.Event) uint64 {
 	t.Helper()
@@ -208,17 +207,16 @@ func publishEvent(t *testing.T, e *env, orderID string, ev order.Event) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(e.store.Subject(orderID))
-	m.Data = data
-	m.Header.Set(eventstore.HeaderEventType, typ)
-	m.Header.Set(eventstore.HeaderRequestID, rid())
-	m.Header.Set(eventstore.HeaderActor, "test")
-	m.Header.Set(eventstore.HeaderOccurredAt, time.Now().UTC().Format(time.RFC3339Nano))
-	ack, err := e.js.PublishMsg(t.Context(), m)
+	recs, err := e.store.Load(t.Context(), orderID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ack.Sequence
+	meta := eventstore.Metadata{RequestID: rid(), Actor: "test", OccurredAt: time.Now()}
+	res, err := e.store.Append(t.Context(), orderID, uint64(len(recs)), []eventstore.EventData{{Type: typ, Data: data, Meta: meta}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Position
 }
 
 // rebuildRPC runs a rebuild through the admin RPC to its swap and returns

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/query"
@@ -28,13 +30,22 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
+// store is what the tests use of an event store: what the services and
+// the runner need, and appending and reading behind their backs.
+type store interface {
+	command.Store
+	projections.Log
+	Read(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
+}
+
 type env struct {
 	cmd    ordersv1.OrderCommandServiceClient
 	q      ordersv1.OrderQueryServiceClient
 	admin  ordersv1.OrderAdminServiceClient
-	store  *eventstore.Store
-	js     jetstream.JetStream
-	log    projections.Log // the runner's log: the store unless a test wraps it
+	store  store
+	nstore *eventstore.Store   // startNATS only
+	js     jetstream.JetStream // startNATS only
+	log    projections.Log     // the runner's log: the store unless a test wraps it
 	runner *projections.Runner
 	// feed outlives runner restarts, as a query service's does.
 	feed *projections.Feed
@@ -44,14 +55,18 @@ type env struct {
 
 func start(t *testing.T) *env { return startWith(t, 0) }
 
-// startWith starts an env whose query service has opts on top of a feed
-// keeping history changes (0: the default) and the log's history.
+// startWith starts an env on the in-memory event store, which obeys the
+// JetStream store's contract (estest.Run), whose query service has opts on
+// top of a feed keeping history changes (0: the default) and the log's
+// history.
 func startWith(t *testing.T, history int, opts ...query.Option) *env {
-	return startStore(t, nil, history, opts...)
+	return serve(t, &env{store: memstore.New()}, history, opts...)
 }
 
-// startStore is startWith with the event store configured by storeOpts.
-func startStore(t *testing.T, storeOpts []eventstore.Option, history int, opts ...query.Option) *env {
+// startNATS is startWith on the JetStream store, configured by storeOpts,
+// on a memory-backed stream of a new embedded nats-server: for what only
+// JetStream holds, such as messages that are not events.
+func startNATS(t *testing.T, storeOpts []eventstore.Option, history int, opts ...query.Option) *env {
 	t.Helper()
 	srv := estest.StartServer(t)
 	_, js := estest.Connect(t, srv)
@@ -59,7 +74,15 @@ func startStore(t *testing.T, storeOpts []eventstore.Option, history int, opts .
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: store, js: js, log: store, dir: t.TempDir(), feed: projections.NewFeed(history)}
+	return serve(t, &env{store: store, nstore: store, js: js}, history, opts...)
+}
+
+// serve runs the runner and the command, query and admin services of e
+// on a real loopback gRPC listener.
+func serve(t *testing.T, e *env, history int, opts ...query.Option) *env {
+	t.Helper()
+	store := e.store
+	e.log, e.dir, e.feed = store, t.TempDir(), projections.NewFeed(history)
 	e.startRunner(t)
 	gs := grpc.NewServer()
 	cmd, err := command.New(store)
@@ -543,10 +566,8 @@ func TestPaginationWhileCreating(t *testing.T) {
 func TestPoisonEventIsDeadLettered(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
-	msg := nats.NewMsg(e.store.Subject("poison-1"))
-	msg.Header.Set(eventstore.HeaderEventType, "OrderTeleported")
-	msg.Data = []byte("\x00garbage")
-	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+	poison := eventstore.EventData{Type: "OrderTeleported", Data: []byte("\x00garbage")}
+	if _, err := e.store.Append(ctx, "poison-1", 0, []eventstore.EventData{poison}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "after-poison", Currency: "EUR"})
@@ -732,7 +753,7 @@ func TestCreatedTimeBoundsBeyondNanoseconds(t *testing.T) {
 // not an event between the rebuild's replay and its catch-up: the rebuild
 // must dead-letter it, as the live projection does, and still swap.
 func TestRebuildDeadLettersPoisonAppendedDuringIt(t *testing.T) {
-	e := start(t)
+	e := startNATS(t, nil, 0) // a message that is not an event: only JetStream holds one
 	ctx := t.Context()
 	for range 5 {
 		if _, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "rb", Currency: "EUR"}); err != nil {
@@ -751,7 +772,7 @@ func TestRebuildDeadLettersPoisonAppendedDuringIt(t *testing.T) {
 		// model comes next. The live projection takes in a poison message
 		// and an order meanwhile.
 		once.Do(func() {
-			ack, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: e.store.Subject("poison-rb"), Data: []byte("no headers")})
+			ack, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: e.nstore.Subject("poison-rb"), Data: []byte("no headers")})
 			if err != nil {
 				injectErr = err
 				return
