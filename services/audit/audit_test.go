@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/chain"
 	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
@@ -29,12 +31,22 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
+// store is what the tests use of an event store: what the command and
+// audit services need, and loading, appending and reading behind their
+// backs.
+type store interface {
+	command.Store
+	audit.Store
+	Read(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
+}
+
 type env struct {
-	cmd   ordersv1.OrderCommandServiceClient
-	audit ordersv1.OrderAuditServiceClient
-	store *eventstore.Store
-	js    jetstream.JetStream
-	clock *clock
+	cmd    ordersv1.OrderCommandServiceClient
+	audit  ordersv1.OrderAuditServiceClient
+	store  store
+	nstore *eventstore.Store   // startB only
+	js     jetstream.JetStream // startB only
+	clock  *clock
 }
 
 // clock advances one second per reading, so every command has a distinct,
@@ -51,8 +63,14 @@ func (c *clock) now() time.Time {
 	return c.t
 }
 
-func start(t *testing.T, opts ...eventstore.Option) *env { return startB(t, opts...) }
+// start starts the command and audit services on the in-memory event
+// store, which obeys the JetStream store's contract (estest.Run).
+func start(t *testing.T) *env { return serve(t, &env{store: memstore.New()}) }
 
+// startB starts them on the JetStream store, configured by opts, on a
+// memory-backed stream of a new embedded nats-server: for what only
+// JetStream holds (deleted and purged events, messages that are not
+// events) and for benchmarks of it.
 func startB(t testing.TB, opts ...eventstore.Option) *env {
 	t.Helper()
 	srv := estest.StartServer(t)
@@ -61,14 +79,21 @@ func startB(t testing.TB, opts ...eventstore.Option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serve(t, &env{store: store, nstore: store, js: js})
+}
+
+// serve runs the command and audit services of e on a real loopback gRPC
+// listener, the command service stamping events with e's clock.
+func serve(t testing.TB, e *env) *env {
+	t.Helper()
 	clk := &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
-	cmd, err := command.New(store, command.WithClock(clk.now))
+	cmd, err := command.New(e.store, command.WithClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
 	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
-	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, nil))
+	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(e.store, nil))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +105,8 @@ func startB(t testing.TB, opts ...eventstore.Option) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &env{cmd: ordersv1.NewOrderCommandServiceClient(conn), audit: ordersv1.NewOrderAuditServiceClient(conn), store: store, js: js, clock: clk}
+	e.cmd, e.audit, e.clock = ordersv1.NewOrderCommandServiceClient(conn), ordersv1.NewOrderAuditServiceClient(conn), clk
+	return e
 }
 
 var n struct {
@@ -369,7 +395,6 @@ const seedTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 func seedB(t testing.TB, e *env, orders int) {
 	t.Helper()
-	ctx := t.Context()
 	// The payloads every order shares are encoded once.
 	type encoded struct {
 		typ  string
@@ -383,27 +408,7 @@ func seedB(t testing.TB, e *env, orders int) {
 		}
 		shared[i] = encoded{typ, data}
 	}
-	// At most window publishes are outstanding (well under the client's
-	// PublishAsyncMaxPending), so a slow moment of the server can never
-	// stall PublishMsgAsync; every ack is checked.
-	const window = 1000
-	acks := make([]jetstream.PubAckFuture, 0, window)
-	settle := func() {
-		t.Helper()
-		select {
-		case <-e.js.PublishAsyncComplete():
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		}
-		for _, a := range acks {
-			select {
-			case <-a.Ok():
-			case err := <-a.Err():
-				t.Fatalf("seed: %v", err)
-			}
-		}
-		acks = acks[:0]
-	}
+	put, settle := e.seeder(t)
 	for o := range orders {
 		id := fmt.Sprintf("bulk-%05d", o)
 		typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: id, CustomerID: "seed-customer", Currency: "EUR",
@@ -414,36 +419,69 @@ func seedB(t testing.TB, e *env, orders int) {
 		evs := append([]encoded{{typ, data}}, shared...)
 		prev := chain.Zero
 		for i, ev := range evs {
-			at := time.Unix(int64(o), int64(i)).UTC()
-			reqID := fmt.Sprintf("%s-%d", id, i)
-			h, err := chain.Compute(prev, chain.Fields{OrderID: id, Type: ev.typ, OccurredAt: at, Actor: "seed", RequestID: reqID, Payload: ev.data})
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := nats.NewMsg(e.store.Subject(id))
-			m.Data = ev.data
-			m.Header.Set(eventstore.HeaderEventType, ev.typ)
-			m.Header.Set(eventstore.HeaderRequestID, reqID)
-			m.Header.Set(eventstore.HeaderCorrelationID, "corr-"+id)
+			m := eventstore.Metadata{RequestID: fmt.Sprintf("%s-%d", id, i), CorrelationID: "corr-" + id, Actor: "seed",
+				OccurredAt: time.Unix(int64(o), int64(i)).UTC(), TraceParent: "00-" + seedTrace + "-00f067aa0ba902b7-01", PrevHash: prev}
 			if i > 0 {
-				m.Header.Set(eventstore.HeaderCausationID, fmt.Sprintf("%s-%d", id, i-1))
+				m.CausationID = fmt.Sprintf("%s-%d", id, i-1)
 			}
-			m.Header.Set(eventstore.HeaderActor, "seed")
-			m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
-			m.Header.Set(eventstore.HeaderTraceParent, "00-"+seedTrace+"-00f067aa0ba902b7-01")
-			m.Header.Set(eventstore.HeaderHash, h)
-			m.Header.Set(eventstore.HeaderPrevHash, prev)
-			prev = h
-			a, err := e.js.PublishMsgAsync(m)
+			m.Hash, err = chain.Compute(prev, chain.Fields{OrderID: id, Type: ev.typ, OccurredAt: m.OccurredAt, Actor: m.Actor, RequestID: m.RequestID, Payload: ev.data})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if acks = append(acks, a); len(acks) == window {
-				settle()
-			}
+			prev = m.Hash
+			put(id, uint64(i), eventstore.EventData{Type: ev.typ, Data: ev.data, Meta: m})
 		}
 	}
 	settle()
+}
+
+// seeder returns how seedB appends the event at revision rev of order id,
+// and a function that waits for every append to be stored. The JetStream
+// store is fed asynchronous publishes, as a benchmark's 100,000 events
+// need; the memory store appends at once.
+func (e *env) seeder(t testing.TB) (put func(id string, rev uint64, ev eventstore.EventData), settle func()) {
+	if e.js == nil {
+		return func(id string, rev uint64, ev eventstore.EventData) {
+			if _, err := e.store.Append(t.Context(), id, rev, []eventstore.EventData{ev}); err != nil {
+				t.Fatalf("seed: %v", err)
+			}
+		}, func() {}
+	}
+	// At most window publishes are outstanding (well under the client's
+	// PublishAsyncMaxPending), so a slow moment of the server can never
+	// stall PublishMsgAsync; every ack is checked.
+	const window = 1000
+	acks := make([]jetstream.PubAckFuture, 0, window)
+	settle = func() {
+		t.Helper()
+		select {
+		case <-e.js.PublishAsyncComplete():
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		}
+		for _, a := range acks {
+			select {
+			case <-a.Ok():
+			case err := <-a.Err():
+				t.Fatalf("seed: %v", err)
+			}
+		}
+		acks = acks[:0]
+	}
+	put = func(id string, rev uint64, ev eventstore.EventData) {
+		h, _, err := eventstore.EncodeEvent(ev, rev+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := e.js.PublishMsgAsync(&nats.Msg{Subject: e.nstore.Subject(id), Header: h, Data: ev.Data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acks = append(acks, a); len(acks) == window {
+			settle()
+		}
+	}
+	return put, settle
 }
 
 // fromLog is what an export must carry for one event of the log, built
@@ -661,7 +699,7 @@ func wantLogBreaks(t *testing.T, e *env, want map[string]breakAt) {
 }
 
 func TestTamperingIsPinpointed(t *testing.T) {
-	e := start(t, eventstore.WithMutableStream()) // to delete an event
+	e := startB(t, eventstore.WithMutableStream()) // to delete an event
 	ctx := t.Context()
 	deleted, _ := lifecycle(t, e)
 	forged, _ := lifecycle(t, e)
@@ -682,7 +720,7 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := e.js.Stream(ctx, e.store.StreamName())
+	stream, err := e.js.Stream(ctx, e.nstore.StreamName())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -691,7 +729,7 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	}
 	// Append a forged event with a wrong hash, and one with none.
 	fr, _ := e.store.Load(ctx, forged)
-	forge := nats.NewMsg(e.store.Subject(forged))
+	forge := nats.NewMsg(e.nstore.Subject(forged))
 	forge.Header.Set(eventstore.HeaderEventType, "OrderCancelled")
 	forge.Header.Set(eventstore.HeaderPrevHash, fr[len(fr)-1].Meta.Hash)
 	forge.Header.Set(eventstore.HeaderHash, chain.Zero)
@@ -700,7 +738,7 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bare := nats.NewMsg(e.store.Subject(unhashed))
+	bare := nats.NewMsg(e.nstore.Subject(unhashed))
 	bare.Header.Set(eventstore.HeaderEventType, "OrderCancelled")
 	bareAck, err := e.js.PublishMsg(ctx, bare)
 	if err != nil {
@@ -708,12 +746,12 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	}
 	// Two messages that do not even decode as events: one with no headers
 	// at all, and one with chain headers but an unparsable occurred-at.
-	headlessAck, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: e.store.Subject(headless), Data: []byte("raw")})
+	headlessAck, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: e.nstore.Subject(headless), Data: []byte("raw")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	gr, _ := e.store.Load(ctx, garbled)
-	garble := nats.NewMsg(e.store.Subject(garbled))
+	garble := nats.NewMsg(e.nstore.Subject(garbled))
 	garble.Header.Set(eventstore.HeaderEventType, "OrderCancelled")
 	garble.Header.Set(eventstore.HeaderPrevHash, gr[len(gr)-1].Meta.Hash)
 	garble.Header.Set(eventstore.HeaderHash, chain.Zero)
@@ -779,12 +817,12 @@ func TestTamperingIsPinpointed(t *testing.T) {
 // history renumbered as if complete: an event deleted in the middle, or the
 // first events purged.
 func TestHistoryGapIsDataLoss(t *testing.T) {
-	e := start(t, eventstore.WithMutableStream()) // to remove events
+	e := startB(t, eventstore.WithMutableStream()) // to remove events
 	ctx := t.Context()
 	middle, _ := lifecycle(t, e)
 	first, _ := lifecycle(t, e)
 	intact, _ := lifecycle(t, e)
-	stream, err := e.js.Stream(ctx, e.store.StreamName())
+	stream, err := e.js.Stream(ctx, e.nstore.StreamName())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -799,7 +837,7 @@ func TestHistoryGapIsDataLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(e.store.Subject(first)), jetstream.WithPurgeSequence(recs[2].Position)); err != nil {
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(e.nstore.Subject(first)), jetstream.WithPurgeSequence(recs[2].Position)); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{middle, first} {
@@ -865,24 +903,21 @@ func TestCorruptPayloadIsDataLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A valid event of another type than its header names, published
-	// straight to JetStream without chain headers.
+	// A valid event of another type than its header names, appended
+	// without chain headers.
 	_, other, err := convert.EncodeEvent(order.ItemAdded{SKU: "X", Quantity: 1, UnitPrice: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(e.store.Subject(wrongCase))
-	m.Data = other
-	m.Header.Set(eventstore.HeaderEventType, "OrderCancelled")
-	m.Header.Set(eventstore.HeaderOccurredAt, time.Now().UTC().Format(time.RFC3339Nano))
-	wrongAck, err := e.js.PublishMsg(ctx, m)
+	wrong := eventstore.EventData{Type: "OrderCancelled", Data: other, Meta: eventstore.Metadata{OccurredAt: time.Now().UTC()}}
+	wrongRes, err := e.store.Append(ctx, wrongCase, 8, []eventstore.EventData{wrong})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	want := map[string]breakAt{
 		garbage:   {res.Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
-		wrongCase: {wrongAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
+		wrongCase: {wrongRes.Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
 	}
 	for id, w := range want {
 		v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
@@ -928,9 +963,9 @@ func TestCorruptPayloadIsDataLoss(t *testing.T) {
 	wantLogBreaks(t, e, want)
 }
 
-// publishAt appends one real event to order id through JetStream,
-// chained to prev, with the given occurred-at, and returns its position
-// and hash.
+// publishAt appends one real event to order id behind the command
+// service, chained to prev, with the given occurred-at, and returns its
+// position and hash.
 func publishAt(t *testing.T, e *env, id, prev string, ev order.Event, at time.Time) (uint64, string) {
 	t.Helper()
 	typ, data, err := convert.EncodeEvent(ev)
@@ -942,19 +977,16 @@ func publishAt(t *testing.T, e *env, id, prev string, ev order.Event, at time.Ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(e.store.Subject(id))
-	m.Data = data
-	m.Header.Set(eventstore.HeaderEventType, typ)
-	m.Header.Set(eventstore.HeaderRequestID, reqID)
-	m.Header.Set(eventstore.HeaderActor, "clock")
-	m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
-	m.Header.Set(eventstore.HeaderHash, h)
-	m.Header.Set(eventstore.HeaderPrevHash, prev)
-	ack, err := e.js.PublishMsg(t.Context(), m)
+	recs, err := e.store.Load(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ack.Sequence, h
+	meta := eventstore.Metadata{RequestID: reqID, Actor: "clock", OccurredAt: at, Hash: h, PrevHash: prev}
+	res, err := e.store.Append(t.Context(), id, uint64(len(recs)), []eventstore.EventData{{Type: typ, Data: data, Meta: meta}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Position, h
 }
 
 // TestStreamFromTime checks that from_time selects by the time the log

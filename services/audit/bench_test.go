@@ -21,7 +21,7 @@ func BenchmarkExport(b *testing.B) {
 	n := orders * 5
 	for b.Loop() {
 		t0 := time.Now()
-		cons, err := e.js.OrderedConsumer(b.Context(), e.store.StreamName(), jetstream.OrderedConsumerConfig{})
+		cons, err := e.js.OrderedConsumer(b.Context(), e.nstore.StreamName(), jetstream.OrderedConsumerConfig{})
 		if err != nil {
 			b.Fatal(err)
 		}
