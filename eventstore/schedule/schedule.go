@@ -27,6 +27,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 )
 
 // ErrSubject reports a subject or filter outside the stream's root.
@@ -52,20 +53,26 @@ type config struct {
 	firedTTL    time.Duration
 }
 
-// Option configures New.
+// Option configures New. An option given a value it does not accept makes
+// New fail with an error wrapping ErrInvalidOption; each option says which
+// values those are.
 type Option func(*config) error
+
+// ErrInvalidOption reports an option of New given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("schedule: invalid option")
 
 // WithDescription describes the stream to operators.
 func WithDescription(d string) Option {
 	return func(c *config) error { c.description = d; return nil }
 }
 
-// WithReplicas sets the stream's replicas (default 1, at most 5). More than
-// one needs a JetStream cluster.
+// WithReplicas sets the stream's replicas (default 1). Invalid: outside
+// 1..5. More than one needs a JetStream cluster.
 func WithReplicas(n int) Option {
 	return func(c *config) error {
-		if n < 1 || n > 5 {
-			return fmt.Errorf("schedule: replicas %d out of range 1..5", n)
+		if err := streamcfg.Replicas(n); err != nil {
+			return fmt.Errorf("%w: WithReplicas: %w", ErrInvalidOption, err)
 		}
 		c.replicas = n
 		return nil
@@ -83,7 +90,7 @@ func WithMemoryStorage() Option {
 func WithFiredTTL(d time.Duration) Option {
 	return func(c *config) error {
 		if d < time.Second {
-			return fmt.Errorf("schedule: fired TTL %v below 1s", d)
+			return fmt.Errorf("%w: WithFiredTTL(%v): below 1s", ErrInvalidOption, d)
 		}
 		c.firedTTL = d
 		return nil

@@ -42,8 +42,9 @@ type Addrs struct {
 	Debug string
 }
 
-// Option adjusts how Run sets ordersd up.
-type Option func(*runOptions)
+// Option adjusts how Run sets ordersd up. As every option in this module,
+// it returns an error for a value it does not accept, which Run returns.
+type Option func(*runOptions) error
 
 type runOptions struct {
 	telemetry []telemetry.Option
@@ -52,7 +53,10 @@ type runOptions struct {
 // WithTelemetry passes options to telemetry.Setup; tests use it to record
 // spans in memory.
 func WithTelemetry(opts ...telemetry.Option) Option {
-	return func(o *runOptions) { o.telemetry = append(o.telemetry, opts...) }
+	return func(o *runOptions) error {
+		o.telemetry = append(o.telemetry, opts...)
+		return nil
+	}
 }
 
 // Run runs ordersd until ctx is done, then drains in-flight RPCs (bounded by
@@ -67,7 +71,9 @@ func WithTelemetry(opts ...telemetry.Option) Option {
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Addrs), opts ...Option) error {
 	var o runOptions
 	for _, opt := range opts {
-		opt(&o)
+		if err := opt(&o); err != nil {
+			return err
+		}
 	}
 	n := &node{cfg: cfg, log: log}
 	// Whatever start-up acquired is released in reverse order, whether

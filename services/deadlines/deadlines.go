@@ -115,26 +115,48 @@ type Timers interface {
 	Subscribe(ctx context.Context, name, filter string, handle func(schedule.Msg), opts ...eventstore.SubscribeOption) error
 }
 
-// Option configures a Manager.
-type Option func(*Manager)
+// Option configures a Manager. An option given a value it does not accept
+// makes New fail with an error wrapping ErrInvalidOption; each option says
+// which values those are.
+type Option func(*Manager) error
 
-// WithTimeouts sets the payment timeout and the shipping SLA (each > 0).
+// ErrInvalidOption reports an option of New given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("deadlines: invalid option")
+
+// WithTimeouts sets the payment timeout and the shipping SLA (defaults
+// DefaultPaymentTimeout and DefaultShippingSLA). Invalid: either <= 0.
 func WithTimeouts(payment, shipping time.Duration) Option {
-	return func(m *Manager) {
-		if payment > 0 {
-			m.paymentTimeout = payment
+	return func(m *Manager) error {
+		if payment <= 0 || shipping <= 0 {
+			return fmt.Errorf("%w: WithTimeouts(%v, %v): both must be positive", ErrInvalidOption, payment, shipping)
 		}
-		if shipping > 0 {
-			m.shippingSLA = shipping
-		}
+		m.paymentTimeout, m.shippingSLA = payment, shipping
+		return nil
 	}
 }
 
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+// WithLogger sets the logger (default slog.Default()). Invalid: nil.
+func WithLogger(l *slog.Logger) Option {
+	return func(m *Manager) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalidOption)
+		}
+		m.log = l
+		return nil
+	}
+}
 
-// WithMeter records metrics.
-func WithMeter(mp metric.MeterProvider) Option { return func(m *Manager) { m.mp = mp } }
+// WithMeter records metrics. Invalid: nil.
+func WithMeter(mp metric.MeterProvider) Option {
+	return func(m *Manager) error {
+		if mp == nil {
+			return fmt.Errorf("%w: WithMeter(nil)", ErrInvalidOption)
+		}
+		m.mp = mp
+		return nil
+	}
+}
 
 // Manager schedules and enforces deadlines.
 type Manager struct {
@@ -152,13 +174,15 @@ type Manager struct {
 // JetStream answers in time (Run does it otherwise). store is the event
 // store; cmds cancels orders, and its calls should carry the system
 // actor's credentials (the manager sets x-actor for servers without
-// authentication). It returns an error only when its metrics cannot be
-// registered.
+// authentication). It fails with an error wrapping ErrInvalidOption when
+// an option is invalid, or when its metrics cannot be registered.
 func New(ctx context.Context, store Store, timers Timers, cmds ordersv1.OrderCommandServiceClient, opts ...Option) (*Manager, error) {
 	m := &Manager{store: store, timers: timers, cmds: cmds, paymentTimeout: DefaultPaymentTimeout, shippingSLA: DefaultShippingSLA,
 		log: slog.Default(), mp: noopmetric.NewMeterProvider()}
 	for _, o := range opts {
-		o(m)
+		if err := o(m); err != nil {
+			return nil, err
+		}
 	}
 	// A cluster electing its JetStream leader leaves the stream's
 	// set-up unanswered for a while: Run sets it up (again) before each

@@ -1,0 +1,24 @@
+package deadlines_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/services/deadlines"
+)
+
+// An option given a value it does not accept makes New fail with
+// ErrInvalidOption rather than being ignored.
+func TestInvalidOptionsAreRejected(t *testing.T) {
+	for name, opt := range map[string]deadlines.Option{
+		"zero payment timeout":  deadlines.WithTimeouts(0, time.Hour),
+		"negative shipping SLA": deadlines.WithTimeouts(time.Hour, -time.Second),
+		"nil logger":            deadlines.WithLogger(nil),
+		"nil meter":             deadlines.WithMeter(nil),
+	} {
+		if m, err := deadlines.New(t.Context(), nil, nil, nil, opt); !errors.Is(err, deadlines.ErrInvalidOption) || m != nil {
+			t.Errorf("%s: New = %v, %v; want nil, ErrInvalidOption", name, m, err)
+		}
+	}
+}
