@@ -153,6 +153,9 @@ func TestOrdersReadBackAsTheLogFoldsThem(t *testing.T) {
 			t.Errorf("stored body keeps derived fields: %v", &raw)
 		}
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	if err := rows.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -607,6 +607,9 @@ func (m *ReadModel) GetCustomerSummary(ctx context.Context, customerID string) (
 			s.ByStatus[order.Status(st)] = n
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		rows, err = tx.StmtContext(ctx, m.spend).QueryContext(ctx, customerID)
 		if err != nil {
 			return err

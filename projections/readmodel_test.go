@@ -109,6 +109,9 @@ func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
 			}
 			out[n] = q
 		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
 		return out
 	}
 	if p, b := indexes(plain), indexes(bulk); !reflect.DeepEqual(p, b) {
