@@ -60,8 +60,8 @@ func readmeVariables(t *testing.T) map[string]readmeVariable {
 		var defaults []string
 		hasDflt := dfltCol > 0 && dfltCol < len(cells)
 		if hasDflt {
-			switch d := cells[dfltCol]; {
-			case d == "empty" || d == "":
+			switch d := cells[dfltCol]; d {
+			case "empty", "":
 				for range names {
 					defaults = append(defaults, "")
 				}
