@@ -124,6 +124,21 @@ func sentinelOf(err error) error {
 	return found
 }
 
+// isOnly reports whether err matches want and no other sentinel.
+func isOnly(err, want error) bool {
+	return errors.Is(err, want) && sentinelOf(err) != nil
+}
+
+// sameSentinels reports whether a and b match the same sentinels.
+func sameSentinels(a, b error) bool {
+	for _, s := range sentinels {
+		if errors.Is(a, s) != errors.Is(b, s) {
+			return false
+		}
+	}
+	return true
+}
+
 // pointerTo returns a pointer to a copy of v, typed as T: Decide and Evolve
 // accept pointers to commands and events as well as values.
 func pointerTo[T any](v T) T {
