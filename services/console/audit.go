@@ -134,9 +134,7 @@ func parseExport(q url.Values) (*exportRange, error) {
 		}
 		e.req.EventTypes = append(e.req.EventTypes, t)
 	}
-	for _, id := range strings.FieldsFunc(q.Get("orders"), func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' }) {
-		e.req.OrderIds = append(e.req.OrderIds, id)
-	}
+	e.req.OrderIds = append(e.req.OrderIds, strings.FieldsFunc(q.Get("orders"), func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' })...)
 	if len(e.req.OrderIds) > maxExportOrders {
 		return nil, fmt.Errorf("at most %d order ids", maxExportOrders)
 	}

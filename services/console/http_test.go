@@ -29,8 +29,17 @@ func newClient(t *testing.T, base string) *client {
 	}}}
 }
 
-// do sends a request as a same-origin page of the console would.
-func (c *client) do(method, path string, form url.Values, hdr map[string]string) (*http.Response, string) {
+// response is what a test looks at of an answer; its body is read and
+// closed by do.
+type response struct {
+	StatusCode int
+	Status     string
+	Header     http.Header
+}
+
+// do sends a request as a same-origin page of the console would, and
+// returns the answer with its body.
+func (c *client) do(method, path string, form url.Values, hdr map[string]string) (response, string) {
 	c.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -50,7 +59,7 @@ func (c *client) do(method, path string, form url.Values, hdr map[string]string)
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	return res, string(b)
+	return response{StatusCode: res.StatusCode, Status: res.Status, Header: res.Header}, string(b)
 }
 
 var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([^"]+)">`)
