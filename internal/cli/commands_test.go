@@ -193,8 +193,6 @@ func TestCreateFromFile(t *testing.T) {
 	fails(t, c.run(t, "orders", "create", "--file", bad), cli.ExitUsage)
 }
 
-var listTimes = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
-
 func TestListFiltersAndPaging(t *testing.T) {
 	g := server(t).GRPC
 	c := call{addr: g}
