@@ -49,7 +49,7 @@ lint: ## gofmt, go vet (every module), buf lint and buf format.
 
 .PHONY: lint-go
 lint-go: ## golangci-lint (.golangci.yml) in every module.
-	@lint="$$($(TOOL) -n golangci-lint)"; set -e; for m in $(MODULES); do echo "golangci-lint run in $$m"; (cd $$m && "$$lint" run -c "$(CURDIR)/.golangci.yml" ./...); done
+	@lint="$$($(TOOL) -n golangci-lint)"; set -e; for m in $(MODULES); do echo "golangci-lint run in $$m"; (cd $$m && "$$lint" run --allow-serial-runners -c "$(CURDIR)/.golangci.yml" ./...); done
 
 # The contract as it was before this change; stored events are decoded with
 # it, so WIRE_JSON breakage is refused, not just API breakage.

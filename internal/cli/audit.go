@@ -202,7 +202,7 @@ func (a *app) export(ctx context.Context, req *ordersv1.StreamEventsRequest, fil
 	if err != nil {
 		return err
 	}
-	var out io.Writer = a.io.Out
+	out := a.io.Out
 	if file != "" {
 		f, err := os.Create(file)
 		if err != nil {
