@@ -158,7 +158,10 @@ func testReadBatchesStopsAtHead(t *testing.T, s BatchStore) {
 		}
 	}
 	// Stopping early is fine.
-	for range s.ReadBatches(ctx, 1, eventstore.BatchSize(1)) {
+	for _, err := range s.ReadBatches(ctx, 1, eventstore.BatchSize(1)) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		break
 	}
 }

@@ -470,7 +470,10 @@ func testRead(t *testing.T, s Store) {
 	if n != total {
 		t.Fatalf("Read delivered %d events, want %d", n, total)
 	}
-	for range s.Read(ctx, 1) {
+	for _, err := range s.Read(ctx, 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		break // stopping early is fine
 	}
 }
