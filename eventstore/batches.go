@@ -154,10 +154,10 @@ func newReadOptions(from uint64, follow bool, opts []ReadOption) (readOptions, e
 // consumerConfig is the one place that turns a read into the ordered
 // consumer serving it: the subjects it selects and where it starts.
 func (s *Store) consumerConfig(from uint64, o *readOptions) jetstream.OrderedConsumerConfig {
-	cfg := jetstream.OrderedConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		InactiveThreshold: followInactiveThreshold,
-	}
+	// nats.go's inactive threshold for ordered consumers (5 minutes), not
+	// Follow's shorter one: a batch reader that takes long over a batch (a
+	// rebuild's commit, an export to a slow client) keeps its consumer.
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	switch {
 	case !o.startTime.IsZero():
 		at := o.startTime

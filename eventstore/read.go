@@ -187,6 +187,7 @@ func (s *Store) Read(ctx context.Context, from uint64) iter.Seq2[Recorded, error
 func (s *Store) Follow(ctx context.Context, from uint64) iter.Seq2[Recorded, error] {
 	return func(yield func(Recorded, error) bool) {
 		cfg := s.consumerConfig(from, &readOptions{})
+		cfg.InactiveThreshold = followInactiveThreshold
 		fail := func(err error) {
 			if ctx.Err() == nil {
 				yield(Recorded{}, classify(fmt.Sprintf("follow from position %d", from), err))
