@@ -138,13 +138,7 @@ func WithSubjectPrefix(prefix string) Option {
 // WithReplicas sets the number of stream replicas (default 1). Invalid:
 // outside 1..5. More than one needs a JetStream cluster.
 func WithReplicas(n int) Option {
-	return func(c *config) error {
-		if err := streamcfg.Replicas(n); err != nil {
-			return fmt.Errorf("%w: WithReplicas: %w", ErrInvalidOption, err)
-		}
-		c.replicas = n
-		return nil
-	}
+	return func(c *config) error { return streamcfg.SetReplicas(&c.replicas, n, ErrInvalidOption) }
 }
 
 // WithDuplicateWindow sets how long the server remembers message ids for
@@ -165,13 +159,7 @@ func WithDuplicateWindow(d time.Duration) Option {
 // storage of an existing stream cannot be changed. Invalid: anything but
 // jetstream.FileStorage and jetstream.MemoryStorage.
 func WithStorage(st jetstream.StorageType) Option {
-	return func(c *config) error {
-		if err := streamcfg.Storage(st); err != nil {
-			return fmt.Errorf("%w: WithStorage: %w", ErrInvalidOption, err)
-		}
-		c.storage = st
-		return nil
-	}
+	return func(c *config) error { return streamcfg.SetStorage(&c.storage, st, ErrInvalidOption) }
 }
 
 // WithMutableStream keeps the delete and purge permissions and the limits of

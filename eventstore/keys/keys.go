@@ -71,25 +71,13 @@ func WithBucket(name string) Option {
 // WithReplicas sets the bucket's replicas (default 1); use the event
 // stream's. Invalid: outside 1..5.
 func WithReplicas(n int) Option {
-	return func(c *config) error {
-		if err := streamcfg.Replicas(n); err != nil {
-			return fmt.Errorf("%w: WithReplicas: %w", ErrInvalidOption, err)
-		}
-		c.replicas = n
-		return nil
-	}
+	return func(c *config) error { return streamcfg.SetReplicas(&c.replicas, n, ErrInvalidOption) }
 }
 
 // WithStorage sets the bucket's storage (default file). Invalid: anything
 // but jetstream.FileStorage and jetstream.MemoryStorage.
 func WithStorage(st jetstream.StorageType) Option {
-	return func(c *config) error {
-		if err := streamcfg.Storage(st); err != nil {
-			return fmt.Errorf("%w: WithStorage: %w", ErrInvalidOption, err)
-		}
-		c.storage = st
-		return nil
-	}
+	return func(c *config) error { return streamcfg.SetStorage(&c.storage, st, ErrInvalidOption) }
 }
 
 // ErrDenyDelete reports a bucket whose stream refuses single-message

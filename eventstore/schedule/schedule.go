@@ -70,13 +70,7 @@ func WithDescription(d string) Option {
 // WithReplicas sets the stream's replicas (default 1). Invalid: outside
 // 1..5. More than one needs a JetStream cluster.
 func WithReplicas(n int) Option {
-	return func(c *config) error {
-		if err := streamcfg.Replicas(n); err != nil {
-			return fmt.Errorf("%w: WithReplicas: %w", ErrInvalidOption, err)
-		}
-		c.replicas = n
-		return nil
-	}
+	return func(c *config) error { return streamcfg.SetReplicas(&c.replicas, n, ErrInvalidOption) }
 }
 
 // WithMemoryStorage keeps a new stream in memory rather than in files, for

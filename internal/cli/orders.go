@@ -222,6 +222,21 @@ func (a *app) orderCurrency(ctx context.Context, orderID, given string) (string,
 	return "", status.Error(codes.NotFound, "order not found")
 }
 
+// orderAmount parses an amount in major units of the order's currency
+// (given, or looked up as orderCurrency does); a malformed amount is a
+// usage error naming what, the flag or argument it came from.
+func (a *app) orderAmount(ctx context.Context, orderID, given, what, amount string) (int64, error) {
+	cur, err := a.orderCurrency(ctx, orderID, given)
+	if err != nil {
+		return 0, err
+	}
+	n, err := money.Parse(amount, cur)
+	if err != nil {
+		return 0, usagef("%s: %v", what, err)
+	}
+	return n, nil
+}
+
 func (a *app) addItemCmd() *cobra.Command {
 	var m mutation
 	var currency string
@@ -236,13 +251,9 @@ func (a *app) addItemCmd() *cobra.Command {
 			if err != nil {
 				return usagef("QTY %q is not a whole number", args[2])
 			}
-			cur, err := a.orderCurrency(cmd.Context(), args[0], currency)
+			price, err := a.orderAmount(cmd.Context(), args[0], currency, "PRICE", args[3])
 			if err != nil {
 				return err
-			}
-			price, err := money.Parse(args[3], cur)
-			if err != nil {
-				return usagef("PRICE: %v", err)
 			}
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: m.rid(), OrderId: args[0], Sku: args[1], Quantity: qty, UnitPrice: price, ExpectedRevision: m.rev()})
@@ -322,12 +333,9 @@ func (a *app) placeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &ordersv1.PlaceOrderRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()}
 			if tax != "" {
-				cur, err := a.orderCurrency(cmd.Context(), args[0], currency)
-				if err != nil {
+				var err error
+				if req.Tax, err = a.orderAmount(cmd.Context(), args[0], currency, "--tax", tax); err != nil {
 					return err
-				}
-				if req.Tax, err = money.Parse(tax, cur); err != nil {
-					return usagef("--tax: %v", err)
 				}
 			}
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
@@ -360,12 +368,9 @@ func (a *app) payCmd() *cobra.Command {
 				if amount == "" {
 					return usagef("--amount is required for an authorized payment")
 				}
-				cur, err := a.orderCurrency(cmd.Context(), args[0], currency)
-				if err != nil {
+				var err error
+				if req.Amount, err = a.orderAmount(cmd.Context(), args[0], currency, "--amount", amount); err != nil {
 					return err
-				}
-				if req.Amount, err = money.Parse(amount, cur); err != nil {
-					return usagef("--amount: %v", err)
 				}
 			}
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
