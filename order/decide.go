@@ -58,6 +58,9 @@ func decideCreate(s State, c CreateOrder) ([]Event, error) {
 	if err := validateID("order_id", c.OrderID); err != nil {
 		return nil, err
 	}
+	if c.OrderID == CustomersSubjectID {
+		return nil, invalid("order_id", "is reserved")
+	}
 	if err := validateID("customer_id", c.CustomerID); err != nil {
 		return nil, err
 	}

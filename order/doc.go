@@ -96,7 +96,8 @@
 // # Commands
 //
 //   - CreateOrder: only when the order does not exist (else ErrAlreadyExists).
-//     order_id, customer_id and currency are required. Initial lines are
+//     order_id, customer_id and currency are required; the order id
+//     "_customers" ([CustomersSubjectID]) is reserved (ErrInvalid). Initial lines are
 //     optional, each validated, at most MaxLines, and a SKU may not repeat
 //     within the command (ErrInvalid on the repeat). The shipping address is
 //     optional and validated when present. Emits OrderCreated.
@@ -143,6 +144,17 @@
 // ErrNotFound. Repeating a command that already took effect (paying a paid
 // order, cancelling a cancelled one) is a transition error, not a no-op:
 // idempotent retries are recognised by request id before Decide is called.
+//
+// # Personal data
+//
+// The shipping address and the tracking number are personal data. Storage
+// seals them with the customer's data key; forgetting the customer
+// ([CustomerForgotten]) destroys the key, and history read back afterwards
+// carries them as erased ([Address].Erased, [OrderShipped].TrackingNumberErased):
+// the fact that an address or tracking number was given stays, its content
+// is gone. Evolve folds erased values like any other; Decide treats an
+// erased address as an address (an order whose address was erased can
+// still be placed). Customer ids are pseudonymous and stay.
 //
 // # Values
 //

@@ -22,6 +22,7 @@ const (
 	typeOrderShipped        = "OrderShipped"
 	typeOrderDelivered      = "OrderDelivered"
 	typeRefundIssued        = "RefundIssued"
+	typeCustomerForgotten   = "CustomerForgotten"
 )
 
 // EventTypes lists the names returned by EventType for every event of this
@@ -40,6 +41,7 @@ var EventTypes = []string{
 	typeOrderShipped,
 	typeOrderDelivered,
 	typeRefundIssued,
+	typeCustomerForgotten,
 }
 
 // OrderCreated starts an order's history as a draft, with its initial lines
@@ -100,9 +102,12 @@ type OrderCancelled struct {
 	Reason string
 }
 
-// OrderShipped records the hand-over to a carrier. Both fields may be empty.
+// OrderShipped records the hand-over to a carrier. Both fields may be
+// empty. TrackingNumberErased marks a tracking number erased because the
+// customer was forgotten; only history read back sets it.
 type OrderShipped struct {
 	Carrier, TrackingNumber string
+	TrackingNumberErased    bool
 }
 
 // OrderDelivered records delivery to the customer.
@@ -151,6 +156,23 @@ type RefundIssued struct {
 // EventType returns "RefundIssued".
 func (RefundIssued) EventType() string { return typeRefundIssued }
 
+// CustomerForgotten records that a customer's personal data was erased:
+// the customer's data key is destroyed, so the personal fields of every
+// event of the customer's orders read as erased from then on. It is stored
+// once, outside any order's history (see CustomersSubjectID), and Evolve
+// leaves an order's state as it is.
+type CustomerForgotten struct {
+	CustomerID string
+}
+
+// EventType returns "CustomerForgotten".
+func (CustomerForgotten) EventType() string { return typeCustomerForgotten }
+
+// CustomersSubjectID is the reserved id under which customer events
+// (CustomerForgotten) are stored, beside the orders' histories. No order
+// may have it.
+const CustomersSubjectID = "_customers"
+
 // eventValue turns a pointer to an event of this package into the value, so
 // Evolve has one case per event. A nil pointer becomes nil.
 func eventValue(e Event) Event {
@@ -178,6 +200,8 @@ func eventValue(e Event) Event {
 	case *OrderDelivered:
 		return deref[Event](p)
 	case *RefundIssued:
+		return deref[Event](p)
+	case *CustomerForgotten:
 		return deref[Event](p)
 	}
 	return e

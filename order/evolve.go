@@ -79,7 +79,7 @@ func Evolve(s State, e Event, at time.Time) State {
 		s.CancelledAt = at
 	case OrderShipped:
 		s.Status = StatusShipped
-		s.Carrier, s.TrackingNumber = e.Carrier, e.TrackingNumber
+		s.Carrier, s.TrackingNumber, s.TrackingNumberErased = e.Carrier, e.TrackingNumber, e.TrackingNumberErased
 		s.ShippedAt = at
 	case OrderDelivered:
 		s.Status = StatusDelivered

@@ -164,6 +164,7 @@ func TestEventTypes(t *testing.T) {
 		order.OrderCreated{}, order.ItemAdded{}, order.ItemRemoved{}, order.ItemQuantityChanged{},
 		order.ShippingAddressSet{}, order.OrderPlaced{}, order.PaymentAuthorized{}, order.PaymentDeclined{},
 		order.OrderCancelled{}, order.OrderShipped{}, order.OrderDelivered{}, order.RefundIssued{},
+		order.CustomerForgotten{},
 	}
 	var got []string
 	for _, e := range events {

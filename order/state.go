@@ -4,8 +4,14 @@ import "time"
 
 // Address is a postal shipping address. Line1, City and Country are
 // required; Country is an ISO 3166-1 alpha-2 code in upper case ("DE").
+//
+// Erased marks an address whose content was erased because its customer
+// was forgotten: an address was given, and nothing more is known. Every
+// other field is then empty. Only history read back sets it; commands never
+// do.
 type Address struct {
 	Name, Line1, Line2, City, Region, PostalCode, Country string
+	Erased                                                bool
 }
 
 // Line is one product line of an order. UnitPrice is in minor units of the
@@ -44,6 +50,9 @@ type State struct {
 	CancelReason   string
 	Carrier        string
 	TrackingNumber string
+	// TrackingNumberErased: the tracking number was erased because the
+	// customer was forgotten.
+	TrackingNumberErased bool
 	// Version is the number of events applied: 1 after OrderCreated.
 	Version int
 	// CreatedAt and the other times are the occurrence times of the events
@@ -60,6 +69,12 @@ func (s State) RefundDue() bool {
 // GrandTotal is the amount the order is charged: its lines' total plus the
 // tax given when it was placed.
 func (s State) GrandTotal() int64 { return s.Total + s.Tax }
+
+// PersonalDataErased reports whether personal data of the order was erased
+// because its customer was forgotten.
+func (s State) PersonalDataErased() bool {
+	return s.TrackingNumberErased || (s.Shipping != nil && s.Shipping.Erased)
+}
 
 // Exists reports whether the order has been created, that is whether its
 // status is not StatusUnspecified.

@@ -106,11 +106,19 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 		states:    map[string]*Order{}, dirty: map[string]bool{},
 		statusDelta: map[statusKey]int64{}, spendDelta: map[spendKey]int64{}}
 	position = cp
+	erased := false
 	for _, it := range items {
 		if it.Rec.Position <= cp {
 			continue
 		}
 		position = it.Rec.Position
+		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
+			if err := bt.forget(it.Rec, f); err != nil {
+				return 0, nil, err
+			}
+			erased = true
+			continue
+		}
 		if err := bt.fold(it); err != nil {
 			return 0, nil, err
 		}
@@ -120,6 +128,11 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, nil, err
+	}
+	if erased {
+		if err := m.scrub(ctx); err != nil {
+			return 0, nil, err
+		}
 	}
 	return position, bt.dead, nil
 }

@@ -1,9 +1,11 @@
 package projections
 
 import (
+	"context"
 	"errors"
 	"sync"
 
+	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/order"
 )
@@ -230,13 +232,14 @@ func (f *Feed) send(s *Subscription, c *Change) {
 // resuming from a position the feed no longer holds. Entries the read
 // model dead-letters (undecodable, or not applicable to the order) change
 // nothing here either.
-func HistoryChanges(recs []eventstore.Recorded) []Change {
+// Sealed personal data is opened with keys (nil: it reads as erased).
+func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore.Recorded) []Change {
 	var (
 		st  order.State
 		out []Change
 	)
 	for _, rec := range recs {
-		it := Decode(rec)
+		it := DecodeWith(ctx, keys, rec)
 		if it.Err != nil || applicable(st, rec, it.Event) != nil {
 			continue
 		}

@@ -153,6 +153,9 @@ func dsn(path string, readOnly bool) string {
 	// checkpoint together, so the projection simply re-applies them from
 	// the log: the log, not this file, is the system of record.
 	q.Add("_pragma", "synchronous(NORMAL)")
+	// Deleted and overwritten content is zeroed, not left in free space:
+	// erasing a forgotten customer's personal data must remove its bytes.
+	q.Add("_pragma", "secure_delete(ON)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	}

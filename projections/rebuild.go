@@ -162,7 +162,11 @@ func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item)
 		if err != nil {
 			return err
 		}
-		if err := fn(itemsOf(items[:0], b.Entries)); err != nil {
+		items = r.itemsOf(ctx, items[:0], b.Entries)
+		if err := keyTrouble(items); err != nil {
+			return err
+		}
+		if err := fn(items); err != nil {
 			return err
 		}
 	}

@@ -145,6 +145,8 @@ type Runner struct {
 	lastTime atomic.Int64 // occurred-at of the last applied event, unix nanos
 
 	rebuilding atomic.Bool
+
+	keys Keyring // nil: personal data reads as erased
 }
 
 // NewRunner returns a runner applying the events of log to the read model
@@ -297,7 +299,13 @@ func (r *Runner) follow(ctx context.Context) error {
 			return err
 		}
 		if len(b.Entries) > 0 {
-			if err := r.applyBatch(ctx, itemsOf(items[:0], b.Entries)); err != nil {
+			items = r.itemsOf(ctx, items[:0], b.Entries)
+			if err := keyTrouble(items); err != nil {
+				// The keys bucket did not answer: read from the
+				// checkpoint again rather than store the data as erased.
+				return err
+			}
+			if err := r.applyBatch(ctx, items); err != nil {
 				return err
 			}
 		}
@@ -311,14 +319,18 @@ func (r *Runner) follow(ctx context.Context) error {
 	return nil
 }
 
-// itemsOf decodes a batch's entries into dst; an entry that is not an
-// event becomes a dead-letter Item, as an undecodable payload does.
-func itemsOf(dst []Item, entries []eventstore.Entry) []Item {
+// itemsOf decodes a batch's entries into dst, opening sealed personal data
+// with the runner's keyring; an entry that is not an event becomes a
+// dead-letter Item, as an undecodable payload does.
+func (r *Runner) itemsOf(ctx context.Context, dst []Item, entries []eventstore.Entry) []Item {
 	for _, e := range entries {
-		if e.Err != nil {
+		switch {
+		case e.Err != nil:
 			dst = append(dst, Item{Rec: e.Recorded, Err: e.Err})
-		} else {
+		case r.keys == nil:
 			dst = append(dst, Decode(e.Recorded))
+		default:
+			dst = append(dst, DecodeWith(ctx, r.keys, e.Recorded))
 		}
 	}
 	return dst
@@ -365,6 +377,13 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 		at = last.Time
 	}
 	r.lastTime.Store(at.UnixNano())
+	if r.keys != nil {
+		// Another process forgot these customers: stop opening their
+		// data here too.
+		for _, c := range forgotten(batch) {
+			r.keys.Drop(c)
+		}
+	}
 	r.setPosition(pos)
 	// After the checkpoint moved, so a watcher that subscribes and then
 	// reads the read model never reads it behind the feed.

@@ -78,10 +78,12 @@ func AddressToProto(a *order.Address) *ordersv1.Address {
 	return &ordersv1.Address{
 		Name: a.Name, Line1: a.Line1, Line2: a.Line2, City: a.City,
 		Region: a.Region, PostalCode: a.PostalCode, Country: a.Country,
+		Erased: a.Erased,
 	}
 }
 
-// AddressFromProto converts an address; nil stays nil.
+// AddressFromProto converts an address; nil stays nil. The output-only
+// erased flag is ignored: only OpenEvent marks an address erased.
 func AddressFromProto(a *ordersv1.Address) *order.Address {
 	if a == nil {
 		return nil
@@ -134,6 +136,10 @@ func OrderToProto(s order.State) *ordersv1.Order {
 		CancelReason:    s.CancelReason,
 		Carrier:         s.Carrier,
 		TrackingNumber:  s.TrackingNumber,
+		// Output only, from history read back after the customer was
+		// forgotten.
+		TrackingNumberErased: s.TrackingNumberErased,
+		PersonalDataErased:   s.PersonalDataErased(),
 		Revision:        uint64(s.Version),
 		Version:         uint32(s.Version),
 		CreatedAt:       Timestamp(s.CreatedAt),
@@ -173,13 +179,34 @@ func EncodeEvent(e order.Event) (eventType string, data []byte, err error) {
 
 // DecodeEvent unmarshals a stored payload. It returns ErrUnknownEventType
 // for a type this build does not know and ErrCorruptEvent when the bytes do
-// not decode or carry a different case than eventType says.
+// not decode or carry a different case than eventType says. Sealed personal
+// fields are not opened: they read as erased (see OpenEvent).
 func DecodeEvent(eventType string, data []byte) (order.Event, error) {
+	pb, err := unmarshalEvent(eventType, data)
+	if err != nil {
+		return nil, err
+	}
+	e, err := eventFromStored(eventType, pb)
+	if err != nil || pb.GetSealed() == nil {
+		return e, err
+	}
+	return markErased(e), nil
+}
+
+// unmarshalEvent unmarshals a stored payload; ErrCorruptEvent when the
+// bytes do not decode.
+func unmarshalEvent(eventType string, data []byte) (*ordersv1.Event, error) {
 	var pb ordersv1.Event
 	if err := proto.Unmarshal(data, &pb); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptEvent, eventType, err)
 	}
-	e, err := EventFromProto(&pb)
+	return &pb, nil
+}
+
+// eventFromStored converts a stored payload, checking its case against
+// the type header.
+func eventFromStored(eventType string, pb *ordersv1.Event) (order.Event, error) {
+	e, err := EventFromProto(pb)
 	if err != nil {
 		if knownType(eventType) {
 			// The payload holds no case (or one from a newer build)
@@ -247,11 +274,13 @@ func EventToProto(e order.Event) (*ordersv1.Event, error) {
 	case order.OrderCancelled:
 		pb.Event = &ordersv1.Event_OrderCancelled{OrderCancelled: &ordersv1.OrderCancelled{Reason: e.Reason}}
 	case order.OrderShipped:
-		pb.Event = &ordersv1.Event_OrderShipped{OrderShipped: &ordersv1.OrderShipped{Carrier: e.Carrier, TrackingNumber: e.TrackingNumber}}
+		pb.Event = &ordersv1.Event_OrderShipped{OrderShipped: &ordersv1.OrderShipped{Carrier: e.Carrier, TrackingNumber: e.TrackingNumber, TrackingNumberErased: e.TrackingNumberErased}}
 	case order.OrderDelivered:
 		pb.Event = &ordersv1.Event_OrderDelivered{OrderDelivered: &ordersv1.OrderDelivered{}}
 	case order.RefundIssued:
 		pb.Event = &ordersv1.Event_RefundIssued{RefundIssued: &ordersv1.RefundIssued{PaymentRef: e.PaymentRef, RefundRef: e.RefundRef, Amount: e.Amount}}
+	case order.CustomerForgotten:
+		pb.Event = &ordersv1.Event_CustomerForgotten{CustomerForgotten: &ordersv1.CustomerForgotten{CustomerId: e.CustomerID}}
 	default:
 		return nil, fmt.Errorf("%w: %T", ErrUnknownEventType, e)
 	}
@@ -292,6 +321,8 @@ func EventFromProto(pb *ordersv1.Event) (order.Event, error) {
 		return order.OrderShipped{Carrier: e.OrderShipped.GetCarrier(), TrackingNumber: e.OrderShipped.GetTrackingNumber()}, nil
 	case *ordersv1.Event_OrderDelivered:
 		return order.OrderDelivered{}, nil
+	case *ordersv1.Event_CustomerForgotten:
+		return order.CustomerForgotten{CustomerID: e.CustomerForgotten.GetCustomerId()}, nil
 	case *ordersv1.Event_RefundIssued:
 		r := e.RefundIssued
 		return order.RefundIssued{PaymentRef: r.GetPaymentRef(), RefundRef: r.GetRefundRef(), Amount: r.GetAmount()}, nil

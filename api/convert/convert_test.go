@@ -28,6 +28,7 @@ func allEvents() []order.Event {
 		order.OrderShipped{Carrier: "DHL", TrackingNumber: "T1"},
 		order.OrderDelivered{},
 		order.RefundIssued{PaymentRef: "psp-1", RefundRef: "rf-1", Amount: 300},
+		order.CustomerForgotten{CustomerID: "c-1"},
 	}
 }
 

@@ -11,14 +11,16 @@
 // message deleted: the bytes stay in the stream's message block until the
 // block is compacted. Erase instead overwrites every stored revision of the
 // entry in place with random bytes (JetStream's secure delete,
-// Stream.SecureDeleteMsg), which leaves no marker either, so the entry is
-// simply absent afterwards. On a replicated bucket each replica overwrites
+// Stream.SecureDeleteMsg), then writes a delete marker, which holds no
+// value, so that other processes watching the bucket (WatchErased) drop the
+// key from their caches. On a replicated bucket each replica overwrites
 // its copy; the replication log of a clustered server holds the original
 // write until the log is compacted by its next snapshot.
 package keys
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -138,6 +140,33 @@ func existing(ctx context.Context, js jetstream.JetStream, want jetstream.Stream
 	return js.UpdateStream(ctx, have)
 }
 
+// devMasterKey is the entry of the development master key. A '.' is never
+// in a customer's entry key (unpadded base64url), so it cannot collide.
+const devMasterKey = "dev.master-key"
+
+// DevMasterKey returns the development master key kept in the bucket,
+// generating it (pii.KeySize random bytes) on first use, race-safely;
+// created reports that this call made it. It serves deployments without a
+// configured master key, so that all their processes share one: a key kept
+// beside the keys it wraps protects nothing against a reader of the bucket.
+func (s *Store) DevMasterKey(ctx context.Context) (raw []byte, created bool, err error) {
+	e, err := s.kv.Get(ctx, devMasterKey)
+	if err == nil {
+		return e.Value(), false, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, fmt.Errorf("keys: development master key: %w", err)
+	}
+	raw = make([]byte, pii.KeySize)
+	_, _ = rand.Read(raw)
+	if _, err := s.kv.Create(ctx, devMasterKey, raw); errors.Is(err, jetstream.ErrKeyExists) {
+		return s.DevMasterKey(ctx)
+	} else if err != nil {
+		return nil, false, fmt.Errorf("keys: development master key: %w", err)
+	}
+	return raw, true, nil
+}
+
 func entryKey(customerID string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(customerID))
 }
@@ -182,5 +211,43 @@ func (s *Store) Erase(ctx context.Context, customerID string) error {
 			return fmt.Errorf("keys: erase revision %d: %w", e.Revision(), err)
 		}
 	}
+	// A delete marker (no value) tells other processes' keyrings, which
+	// watch the bucket (WatchErased), to drop the key from their caches.
+	if err := s.kv.Delete(ctx, entryKey(customerID)); err != nil {
+		return fmt.Errorf("keys: erase marker: %w", err)
+	}
 	return nil
+}
+
+// WatchErased calls fn, from a goroutine of its own, with the customer id
+// of every key erased after it returns, by any process, until ctx ends;
+// done is closed then. The watch is in place when it returns. Errors are
+// the server's.
+func (s *Store) WatchErased(ctx context.Context, fn func(customerID string)) (done <-chan struct{}, err error) {
+	w, err := s.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("keys: watch: %w", err)
+	}
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() == jetstream.KeyValuePut {
+					continue
+				}
+				if id, err := base64.RawURLEncoding.DecodeString(e.Key()); err == nil {
+					fn(string(id))
+				}
+			}
+		}
+	}()
+	return ch, nil
 }

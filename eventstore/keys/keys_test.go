@@ -2,11 +2,13 @@ package keys_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/eventstore/keys"
@@ -64,8 +66,23 @@ func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
 	if len(filesHolding(t, dir, gone)) == 0 {
 		t.Fatal("the scan does not find the stored value before the erase")
 	}
+	erased := make(chan string, 1)
+	wctx, stop := context.WithCancel(ctx)
+	watching, err := store.WatchErased(wctx, func(id string) { erased <- id })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(); <-watching })
 	if err := store.Erase(ctx, "customer/1"); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case id := <-erased:
+		if id != "customer/1" {
+			t.Fatalf("watch saw %q erased", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not see the erase")
 	}
 	if hits := filesHolding(t, dir, gone); len(hits) > 0 {
 		t.Fatalf("erased key's bytes still on disk in %v", hits)
@@ -85,5 +102,26 @@ func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
 	}
 	if v2 <= v1 {
 		t.Fatalf("new version %d not above the erased %d", v2, v1)
+	}
+}
+
+func TestDevMasterKeyIsShared(t *testing.T) {
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	a, err := keys.Open(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := keys.Open(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, created1, err := a.DevMasterKey(t.Context())
+	if err != nil || !created1 || len(k1) != pii.KeySize {
+		t.Fatalf("first DevMasterKey: %d bytes, created %v, %v", len(k1), created1, err)
+	}
+	k2, created2, err := b.DevMasterKey(t.Context())
+	if err != nil || created2 || !bytes.Equal(k1, k2) {
+		t.Fatalf("second process's DevMasterKey differs (created %v, %v)", created2, err)
 	}
 }

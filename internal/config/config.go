@@ -74,6 +74,12 @@ type Config struct {
 	PaymentsToken string `env:"PAYMENTS_TOKEN" help:"token the payments role presents to a command role elsewhere"`
 	// DataDir holds the embedded server's store and the read models.
 	DataDir string `env:"DATA_DIR" envDefault:"./data" help:"embedded JetStream store and read models; must be writable"`
+	// PIIMasterKeyFile holds the master key (64 hexadecimal digits) that
+	// wraps customers' data keys. Empty: a development key generated once
+	// and kept in the keys bucket beside the keys it wraps (in DATA_DIR
+	// with the embedded server), shared by every process, with a warning:
+	// it protects nothing against a reader of the store.
+	PIIMasterKeyFile string `env:"PII_MASTER_KEY_FILE" help:"master key file (64 hex digits) wrapping customers' data keys; empty: a development key kept with the keys"`
 	// GRPCAddr is the gRPC listen address.
 	GRPCAddr string `env:"GRPC_ADDR" envDefault:"127.0.0.1:50051" help:"gRPC listen address"`
 	// HTTPAddr serves REST, /openapi.json, /metrics, /healthz and /readyz.

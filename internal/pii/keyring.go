@@ -126,11 +126,12 @@ func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
 
 func (r *Keyring) keep(customerID string, version uint64, dk []byte) (Key, error) {
 	a, err := newAEAD(dk)
+	mac := macKey(dk)
 	clear(dk)
 	if err != nil {
 		return Key{}, err
 	}
-	k := Key{CustomerID: customerID, Version: version, aead: a}
+	k := Key{CustomerID: customerID, Version: version, aead: a, mac: mac}
 	r.remember(k)
 	return k, nil
 }

@@ -2,13 +2,9 @@ package pii
 
 import (
 	"crypto/cipher"
-	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -45,37 +41,6 @@ func LoadMasterKey(path string) (*MasterKey, error) {
 		return nil, fmt.Errorf("%w: %s must hold %d hexadecimal digits", ErrMasterKey, path, 2*KeySize)
 	}
 	return NewMasterKey(raw)
-}
-
-// DevMasterKey loads the master key file at path, creating it (mode 0600)
-// with a random key when it does not exist. created reports that it did:
-// a key made up on the spot is for development only, as it sits beside the
-// data it protects.
-func DevMasterKey(path string) (k *MasterKey, created bool, err error) {
-	k, err = LoadMasterKey(path)
-	if !errors.Is(err, fs.ErrNotExist) {
-		return k, false, err
-	}
-	raw := make([]byte, KeySize)
-	_, _ = rand.Read(raw)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, false, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		// Created by another process since: use that one.
-		k, err = LoadMasterKey(path)
-		return k, false, err
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	_, werr := f.WriteString(hex.EncodeToString(raw) + "\n")
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return nil, false, err
-	}
-	k, err = NewMasterKey(raw)
-	return k, true, err
 }
 
 // wrap seals a data key for customerID.

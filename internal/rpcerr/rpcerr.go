@@ -9,7 +9,9 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/order"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -132,6 +134,13 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 			log.WarnContext(ctx, "event store unavailable", "err", err)
 		}
 		return status.Error(codes.Unavailable, "event store unavailable, retry later")
+	case errors.Is(err, convert.ErrKeyUnavailable) && !errors.Is(err, pii.ErrCorrupt):
+		// The keys bucket did not answer; a key the master key does not
+		// unwrap is a configuration error, internal.
+		if log != nil {
+			log.WarnContext(ctx, "personal data keys unavailable", "err", err)
+		}
+		return status.Error(codes.Unavailable, "keys unavailable, retry later")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, context.Canceled):

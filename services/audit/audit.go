@@ -51,14 +51,42 @@ type Service struct {
 	ordersv1.UnimplementedOrderAuditServiceServer
 	store Store
 	log   *slog.Logger
+	keys  convert.Keyring
+}
+
+// WithKeyring opens the sealed personal data of the events that history,
+// GetOrderAt and StreamEvents show; without it, and once a customer is
+// forgotten, personal fields show as erased. Verification never opens them:
+// the hash chain covers the stored bytes, ciphertext included.
+func WithKeyring(keys convert.Keyring) Option { return func(s *Service) { s.keys = keys } }
+
+// Option configures a Service.
+type Option func(*Service)
+
+// open decodes e's payload again with its sealed personal data opened,
+// when the service has a keyring. Errors are convert.OpenEvent's.
+func (s *Service) open(ctx context.Context, e entry) (entry, error) {
+	if s.keys == nil || e.err != nil {
+		return e, nil
+	}
+	ev, err := convert.OpenEvent(ctx, s.keys, e.rec.OrderID, e.rec.Type, e.rec.Data)
+	if err != nil {
+		return e, err
+	}
+	e.ev = ev
+	return e, nil
 }
 
 // New returns the audit service on store.
-func New(store Store, log *slog.Logger) *Service {
+func New(store Store, log *slog.Logger, opts ...Option) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: store, log: log}
+	s := &Service{store: store, log: log}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // traceID extracts the trace id from a W3C traceparent value.
@@ -118,6 +146,9 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 		if out[i] = decoded(r); out[i].err != nil {
 			s.log.WarnContext(ctx, "audit: an order's history holds an undecodable payload", "order_id", id, "position", r.Position, "err", out[i].err)
 			return nil, dataLoss(out[i])
+		}
+		if out[i], err = s.open(ctx, out[i]); err != nil {
+			return nil, rpcerr.ToStatus(ctx, s.log, err)
 		}
 	}
 	return out, nil
@@ -368,6 +399,10 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		}
 		if len(types) > 0 && !types[e.rec.Type] {
 			return nil
+		}
+		e, err := s.open(ctx, e)
+		if err != nil {
+			return rpcerr.ToStatus(ctx, s.log, err)
 		}
 		ev, err := recorded(e, version)
 		if err != nil {

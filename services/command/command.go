@@ -82,6 +82,20 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithKeyring seals the personal fields of every event appended (shipping
+// address, tracking number) with the customer's data key and opens them when
+// history is read back (see internal/pii). Without it events are stored in
+// plain text, as before sealing existed. Invalid: nil.
+func WithKeyring(k convert.Keyring) Option {
+	return func(s *Service) error {
+		if k == nil {
+			return fmt.Errorf("%w: WithKeyring(nil)", ErrInvalidOption)
+		}
+		s.keys = k
+		return nil
+	}
+}
+
 // WithClock sets the clock that stamps occurred-at (default time.Now).
 // Invalid: nil.
 func WithClock(now func() time.Time) Option {
@@ -128,6 +142,7 @@ type Service struct {
 	// hash links an event into its order's hash chain: chain.Compute, kept
 	// as a field so a benchmark can measure the append path without it.
 	hash func(prev string, f chain.Fields) (string, error)
+	keys convert.Keyring
 }
 
 // New returns a command service on store. It fails with an error wrapping
@@ -219,11 +234,11 @@ func (s *Service) run(ctx context.Context, req request, t target, cmd order.Comm
 		return result{}, err
 	}
 	meta := s.metadata(ctx, requestID)
-	fp, err := fingerprint(req)
+	digest, err := requestDigest(req)
 	if err != nil {
 		return result{}, err
 	}
-	meta.RequestFingerprint = fp
+	fp := plainFingerprint(digest)
 	// followed is set once a retried CreateOrder has switched to the order
 	// its request id points at; that order must then be one this request
 	// created, not another order that merely used the same request id.
@@ -249,8 +264,11 @@ func (s *Service) run(ctx context.Context, req request, t target, cmd order.Comm
 				return result{}, err
 			}
 		}
-		st, position, original, err := fold(recs, requestID)
+		st, position, original, err := s.fold(ctx, recs, requestID)
 		if err != nil {
+			return result{}, err
+		}
+		if meta.RequestFingerprint, err = s.fingerprint(ctx, req, digest, customerOf(req, st)); err != nil {
 			return result{}, err
 		}
 		revision := uint64(st.Version)
@@ -258,7 +276,7 @@ func (s *Service) run(ctx context.Context, req request, t target, cmd order.Comm
 		switch {
 		case followed && (len(recs) == 0 || recs[0].Meta.RequestID != requestID):
 			err = rpcerr.Invalid("request_id", "already used for another order")
-		case original != nil && original.fingerprint != "" && original.fingerprint != meta.RequestFingerprint:
+		case original != nil && original.fingerprint != "" && original.fingerprint != meta.RequestFingerprint && original.fingerprint != fp:
 			// Another request under the same id. Events written before
 			// fingerprints were recorded carry none: their request id is
 			// trusted, as it always was.
@@ -289,7 +307,7 @@ func (s *Service) run(ctx context.Context, req request, t target, cmd order.Comm
 		if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
 			prev = recs[n-1].Meta.Hash
 		}
-		data, err := s.encode(orderID, events, meta, prev)
+		data, err := s.encode(ctx, orderID, st.CustomerID, events, meta, prev)
 		if err != nil {
 			return result{}, err
 		}
@@ -346,9 +364,9 @@ func (s *Service) run(ctx context.Context, req request, t target, cmd order.Comm
 // last event. When an event of requestID is found, original holds the
 // state right after that request's last event. The order's stream revision
 // is st.Version, the number of events folded.
-func fold(recs []eventstore.Recorded, requestID string) (st order.State, position uint64, original *result, err error) {
+func (s *Service) fold(ctx context.Context, recs []eventstore.Recorded, requestID string) (st order.State, position uint64, original *result, err error) {
 	for i, rec := range recs {
-		e, err := convert.DecodeEvent(rec.Type, rec.Data)
+		e, err := convert.OpenEvent(ctx, s.keys, rec.OrderID, rec.Type, rec.Data)
 		if err != nil {
 			return order.State{}, 0, nil, fmt.Errorf("order %s at position %d: %w", rec.OrderID, rec.Position, err)
 		}
@@ -361,12 +379,14 @@ func fold(recs []eventstore.Recorded, requestID string) (st order.State, positio
 	return st, position, original, nil
 }
 
-// encode marshals events and links each into the order's hash chain after
-// prev, the hash of the order's last stored event.
-func (s *Service) encode(orderID string, events []order.Event, meta eventstore.Metadata, prev string) ([]eventstore.EventData, error) {
+// encode marshals events, sealing their personal fields with customerID's
+// key when the service has a keyring, and links each into the order's hash
+// chain after prev, the hash of the order's last stored event. The chain
+// covers the stored bytes: ciphertext, for sealed events.
+func (s *Service) encode(ctx context.Context, orderID, customerID string, events []order.Event, meta eventstore.Metadata, prev string) ([]eventstore.EventData, error) {
 	out := make([]eventstore.EventData, len(events))
 	for i, e := range events {
-		typ, data, err := convert.EncodeEvent(e)
+		typ, data, err := s.encodeEvent(ctx, orderID, customerID, e)
 		if err != nil {
 			return nil, err
 		}
@@ -419,12 +439,12 @@ func first(ctx context.Context, key string) string {
 	return s
 }
 
-// fingerprint identifies a request by its method and fields, not by how it
-// travelled: the SHA-256 of the request message's full name and its
-// deterministic encoding without request_id and without unknown fields,
-// hex-encoded. A retry of a request has the same fingerprint; another
-// request under the same request_id has another.
-func fingerprint(req proto.Message) (string, error) {
+// requestDigest identifies a request by its method and fields, not by how
+// it travelled: the request message's full name, a NUL, and its
+// deterministic encoding without request_id and without unknown fields. A
+// retry of a request has the same digest; another request under the same
+// request_id has another. See fingerprint for what is stored of it.
+func requestDigest(req proto.Message) ([]byte, error) {
 	m := proto.Clone(req).ProtoReflect()
 	if fd := m.Descriptor().Fields().ByName("request_id"); fd != nil {
 		m.Clear(fd)
@@ -432,13 +452,16 @@ func fingerprint(req proto.Message) (string, error) {
 	discardUnknown(m)
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.Interface())
 	if err != nil {
-		return "", fmt.Errorf("fingerprint of %s: %w", m.Descriptor().FullName(), err)
+		return nil, fmt.Errorf("fingerprint of %s: %w", m.Descriptor().FullName(), err)
 	}
-	h := sha256.New()
-	h.Write([]byte(m.Descriptor().FullName()))
-	h.Write([]byte{0})
-	h.Write(b)
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return append(append([]byte(m.Descriptor().FullName()), 0), b...), nil
+}
+
+// plainFingerprint is the fingerprint of a request without personal data:
+// the SHA-256 of its digest, hex-encoded.
+func plainFingerprint(digest []byte) string {
+	h := sha256.Sum256(digest)
+	return hex.EncodeToString(h[:])
 }
 
 // discardUnknown drops unknown fields from m and the messages in it: fields

@@ -59,6 +59,7 @@ type Service struct {
 	log     *slog.Logger
 	feed    *projections.Feed
 	history History
+	keys    convert.Keyring
 	buffer  int
 }
 

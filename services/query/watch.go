@@ -63,6 +63,18 @@ func WithHistory(h History) Option {
 	}
 }
 
+// WithKeyring opens sealed personal data in the history a resuming watch
+// reads (WithHistory); without it that data reads as erased. Invalid: nil.
+func WithKeyring(keys convert.Keyring) Option {
+	return func(s *Service) error {
+		if keys == nil {
+			return fmt.Errorf("%w: WithKeyring(nil)", ErrInvalidOption)
+		}
+		s.keys = keys
+		return nil
+	}
+}
+
 // WithWatchBuffer sets how many changes a watcher may fall behind (default
 // DefaultWatchBuffer). Invalid: n < 1.
 func WithWatchBuffer(n int) Option {
@@ -175,7 +187,7 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		if err != nil {
 			return rpcerr.ToStatus(ctx, s.log, err)
 		}
-		for _, c := range projections.HistoryChanges(recs) {
+		for _, c := range projections.HistoryChanges(ctx, s.keys, recs) {
 			if c.Position > from {
 				backlog = append(backlog, &c)
 			}

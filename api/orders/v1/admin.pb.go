@@ -21,6 +21,108 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ForgetCustomerRequest names the customer to forget.
+type ForgetCustomerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The customer id, as in orders.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Idempotency key, as for commands.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetCustomerRequest) Reset() {
+	*x = ForgetCustomerRequest{}
+	mi := &file_orders_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetCustomerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetCustomerRequest) ProtoMessage() {}
+
+func (x *ForgetCustomerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetCustomerRequest.ProtoReflect.Descriptor instead.
+func (*ForgetCustomerRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ForgetCustomerRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *ForgetCustomerRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// ForgetCustomerResponse answers ForgetCustomer.
+type ForgetCustomerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Log position of the CustomerForgotten event; pass it as min_position
+	// to read the read model after the erasure.
+	Position      uint64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetCustomerResponse) Reset() {
+	*x = ForgetCustomerResponse{}
+	mi := &file_orders_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetCustomerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetCustomerResponse) ProtoMessage() {}
+
+func (x *ForgetCustomerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetCustomerResponse.ProtoReflect.Descriptor instead.
+func (*ForgetCustomerResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ForgetCustomerResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 // RebuildReadModelRequest starts a rebuild.
 type RebuildReadModelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -30,7 +132,7 @@ type RebuildReadModelRequest struct {
 
 func (x *RebuildReadModelRequest) Reset() {
 	*x = RebuildReadModelRequest{}
-	mi := &file_orders_v1_admin_proto_msgTypes[0]
+	mi := &file_orders_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +144,7 @@ func (x *RebuildReadModelRequest) String() string {
 func (*RebuildReadModelRequest) ProtoMessage() {}
 
 func (x *RebuildReadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_admin_proto_msgTypes[0]
+	mi := &file_orders_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +157,7 @@ func (x *RebuildReadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildReadModelRequest.ProtoReflect.Descriptor instead.
 func (*RebuildReadModelRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_orders_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 // RebuildReadModelResponse is rebuild progress.
@@ -79,7 +181,7 @@ type RebuildReadModelResponse struct {
 
 func (x *RebuildReadModelResponse) Reset() {
 	*x = RebuildReadModelResponse{}
-	mi := &file_orders_v1_admin_proto_msgTypes[1]
+	mi := &file_orders_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +193,7 @@ func (x *RebuildReadModelResponse) String() string {
 func (*RebuildReadModelResponse) ProtoMessage() {}
 
 func (x *RebuildReadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_admin_proto_msgTypes[1]
+	mi := &file_orders_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +206,7 @@ func (x *RebuildReadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildReadModelResponse.ProtoReflect.Descriptor instead.
 func (*RebuildReadModelResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_orders_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RebuildReadModelResponse) GetEventsDone() uint64 {
@@ -158,7 +260,7 @@ type GetProjectionStatusRequest struct {
 
 func (x *GetProjectionStatusRequest) Reset() {
 	*x = GetProjectionStatusRequest{}
-	mi := &file_orders_v1_admin_proto_msgTypes[2]
+	mi := &file_orders_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -170,7 +272,7 @@ func (x *GetProjectionStatusRequest) String() string {
 func (*GetProjectionStatusRequest) ProtoMessage() {}
 
 func (x *GetProjectionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_admin_proto_msgTypes[2]
+	mi := &file_orders_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -183,7 +285,7 @@ func (x *GetProjectionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_orders_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 // GetProjectionStatusResponse is the projection's status.
@@ -203,7 +305,7 @@ type GetProjectionStatusResponse struct {
 
 func (x *GetProjectionStatusResponse) Reset() {
 	*x = GetProjectionStatusResponse{}
-	mi := &file_orders_v1_admin_proto_msgTypes[3]
+	mi := &file_orders_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -215,7 +317,7 @@ func (x *GetProjectionStatusResponse) String() string {
 func (*GetProjectionStatusResponse) ProtoMessage() {}
 
 func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_admin_proto_msgTypes[3]
+	mi := &file_orders_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -228,7 +330,7 @@ func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_orders_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetProjectionStatusResponse) GetPosition() uint64 {
@@ -263,7 +365,14 @@ var File_orders_v1_admin_proto protoreflect.FileDescriptor
 
 const file_orders_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15orders/v1/admin.proto\x12\torders.v1\"\x19\n" +
+	"\x15orders/v1/admin.proto\x12\torders.v1\"W\n" +
+	"\x15ForgetCustomerRequest\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"4\n" +
+	"\x16ForgetCustomerResponse\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\"\x19\n" +
 	"\x17RebuildReadModelRequest\"\xe0\x01\n" +
 	"\x18RebuildReadModelResponse\x12\x1f\n" +
 	"\vevents_done\x18\x01 \x01(\x04R\n" +
@@ -280,10 +389,11 @@ const file_orders_v1_admin_proto_rawDesc = "" +
 	"\rdead_lettered\x18\x03 \x01(\x04R\fdeadLettered\x12\x1e\n" +
 	"\n" +
 	"rebuilding\x18\x04 \x01(\bR\n" +
-	"rebuilding2\xd8\x01\n" +
+	"rebuilding2\xaf\x02\n" +
 	"\x11OrderAdminService\x12]\n" +
 	"\x10RebuildReadModel\x12\".orders.v1.RebuildReadModelRequest\x1a#.orders.v1.RebuildReadModelResponse0\x01\x12d\n" +
-	"\x13GetProjectionStatus\x12%.orders.v1.GetProjectionStatusRequest\x1a&.orders.v1.GetProjectionStatusResponseB;Z9github.com/orderstream/orderstream/api/orders/v1;ordersv1b\x06proto3"
+	"\x13GetProjectionStatus\x12%.orders.v1.GetProjectionStatusRequest\x1a&.orders.v1.GetProjectionStatusResponse\x12U\n" +
+	"\x0eForgetCustomer\x12 .orders.v1.ForgetCustomerRequest\x1a!.orders.v1.ForgetCustomerResponseB;Z9github.com/orderstream/orderstream/api/orders/v1;ordersv1b\x06proto3"
 
 var (
 	file_orders_v1_admin_proto_rawDescOnce sync.Once
@@ -297,20 +407,24 @@ func file_orders_v1_admin_proto_rawDescGZIP() []byte {
 	return file_orders_v1_admin_proto_rawDescData
 }
 
-var file_orders_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_orders_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_orders_v1_admin_proto_goTypes = []any{
-	(*RebuildReadModelRequest)(nil),     // 0: orders.v1.RebuildReadModelRequest
-	(*RebuildReadModelResponse)(nil),    // 1: orders.v1.RebuildReadModelResponse
-	(*GetProjectionStatusRequest)(nil),  // 2: orders.v1.GetProjectionStatusRequest
-	(*GetProjectionStatusResponse)(nil), // 3: orders.v1.GetProjectionStatusResponse
+	(*ForgetCustomerRequest)(nil),       // 0: orders.v1.ForgetCustomerRequest
+	(*ForgetCustomerResponse)(nil),      // 1: orders.v1.ForgetCustomerResponse
+	(*RebuildReadModelRequest)(nil),     // 2: orders.v1.RebuildReadModelRequest
+	(*RebuildReadModelResponse)(nil),    // 3: orders.v1.RebuildReadModelResponse
+	(*GetProjectionStatusRequest)(nil),  // 4: orders.v1.GetProjectionStatusRequest
+	(*GetProjectionStatusResponse)(nil), // 5: orders.v1.GetProjectionStatusResponse
 }
 var file_orders_v1_admin_proto_depIdxs = []int32{
-	0, // 0: orders.v1.OrderAdminService.RebuildReadModel:input_type -> orders.v1.RebuildReadModelRequest
-	2, // 1: orders.v1.OrderAdminService.GetProjectionStatus:input_type -> orders.v1.GetProjectionStatusRequest
-	1, // 2: orders.v1.OrderAdminService.RebuildReadModel:output_type -> orders.v1.RebuildReadModelResponse
-	3, // 3: orders.v1.OrderAdminService.GetProjectionStatus:output_type -> orders.v1.GetProjectionStatusResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	2, // 0: orders.v1.OrderAdminService.RebuildReadModel:input_type -> orders.v1.RebuildReadModelRequest
+	4, // 1: orders.v1.OrderAdminService.GetProjectionStatus:input_type -> orders.v1.GetProjectionStatusRequest
+	0, // 2: orders.v1.OrderAdminService.ForgetCustomer:input_type -> orders.v1.ForgetCustomerRequest
+	3, // 3: orders.v1.OrderAdminService.RebuildReadModel:output_type -> orders.v1.RebuildReadModelResponse
+	5, // 4: orders.v1.OrderAdminService.GetProjectionStatus:output_type -> orders.v1.GetProjectionStatusResponse
+	1, // 5: orders.v1.OrderAdminService.ForgetCustomer:output_type -> orders.v1.ForgetCustomerResponse
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -327,7 +441,7 @@ func file_orders_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_admin_proto_rawDesc), len(file_orders_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

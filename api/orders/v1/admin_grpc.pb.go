@@ -21,14 +21,15 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	OrderAdminService_RebuildReadModel_FullMethodName    = "/orders.v1.OrderAdminService/RebuildReadModel"
 	OrderAdminService_GetProjectionStatus_FullMethodName = "/orders.v1.OrderAdminService/GetProjectionStatus"
+	OrderAdminService_ForgetCustomer_FullMethodName      = "/orders.v1.OrderAdminService/ForgetCustomer"
 )
 
 // OrderAdminServiceClient is the client API for OrderAdminService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// OrderAdminService is for operators: read-model rebuilds and projection
-// status.
+// OrderAdminService is for operators: read-model rebuilds, projection
+// status and erasing a customer's personal data.
 type OrderAdminServiceClient interface {
 	// RebuildReadModel replays the whole log into a new read model beside the
 	// live one, which keeps serving queries, and swaps it in once caught up.
@@ -37,6 +38,16 @@ type OrderAdminServiceClient interface {
 	RebuildReadModel(ctx context.Context, in *RebuildReadModelRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RebuildReadModelResponse], error)
 	// GetProjectionStatus reports the read model's position against the log.
 	GetProjectionStatus(ctx context.Context, in *GetProjectionStatusRequest, opts ...grpc.CallOption) (*GetProjectionStatusResponse, error)
+	// ForgetCustomer erases a customer's personal data by destroying the
+	// customer's data key (crypto-shredding): the sealed personal fields of
+	// every event of the customer's orders become unreadable for good, and
+	// every reader shows them as erased (Address.erased,
+	// Order.personal_data_erased). The events, their amounts, lines, statuses
+	// and times stay, and every hash chain still verifies. A CustomerForgotten
+	// event records the erasure. Idempotent by request_id: a retry answers
+	// the first call's position. A later order of the same customer id gets a
+	// new key. INVALID_ARGUMENT for a malformed id.
+	ForgetCustomer(ctx context.Context, in *ForgetCustomerRequest, opts ...grpc.CallOption) (*ForgetCustomerResponse, error)
 }
 
 type orderAdminServiceClient struct {
@@ -76,12 +87,22 @@ func (c *orderAdminServiceClient) GetProjectionStatus(ctx context.Context, in *G
 	return out, nil
 }
 
+func (c *orderAdminServiceClient) ForgetCustomer(ctx context.Context, in *ForgetCustomerRequest, opts ...grpc.CallOption) (*ForgetCustomerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForgetCustomerResponse)
+	err := c.cc.Invoke(ctx, OrderAdminService_ForgetCustomer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrderAdminServiceServer is the server API for OrderAdminService service.
 // All implementations must embed UnimplementedOrderAdminServiceServer
 // for forward compatibility.
 //
-// OrderAdminService is for operators: read-model rebuilds and projection
-// status.
+// OrderAdminService is for operators: read-model rebuilds, projection
+// status and erasing a customer's personal data.
 type OrderAdminServiceServer interface {
 	// RebuildReadModel replays the whole log into a new read model beside the
 	// live one, which keeps serving queries, and swaps it in once caught up.
@@ -90,6 +111,16 @@ type OrderAdminServiceServer interface {
 	RebuildReadModel(*RebuildReadModelRequest, grpc.ServerStreamingServer[RebuildReadModelResponse]) error
 	// GetProjectionStatus reports the read model's position against the log.
 	GetProjectionStatus(context.Context, *GetProjectionStatusRequest) (*GetProjectionStatusResponse, error)
+	// ForgetCustomer erases a customer's personal data by destroying the
+	// customer's data key (crypto-shredding): the sealed personal fields of
+	// every event of the customer's orders become unreadable for good, and
+	// every reader shows them as erased (Address.erased,
+	// Order.personal_data_erased). The events, their amounts, lines, statuses
+	// and times stay, and every hash chain still verifies. A CustomerForgotten
+	// event records the erasure. Idempotent by request_id: a retry answers
+	// the first call's position. A later order of the same customer id gets a
+	// new key. INVALID_ARGUMENT for a malformed id.
+	ForgetCustomer(context.Context, *ForgetCustomerRequest) (*ForgetCustomerResponse, error)
 	mustEmbedUnimplementedOrderAdminServiceServer()
 }
 
@@ -105,6 +136,9 @@ func (UnimplementedOrderAdminServiceServer) RebuildReadModel(*RebuildReadModelRe
 }
 func (UnimplementedOrderAdminServiceServer) GetProjectionStatus(context.Context, *GetProjectionStatusRequest) (*GetProjectionStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetProjectionStatus not implemented")
+}
+func (UnimplementedOrderAdminServiceServer) ForgetCustomer(context.Context, *ForgetCustomerRequest) (*ForgetCustomerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForgetCustomer not implemented")
 }
 func (UnimplementedOrderAdminServiceServer) mustEmbedUnimplementedOrderAdminServiceServer() {}
 func (UnimplementedOrderAdminServiceServer) testEmbeddedByValue()                           {}
@@ -156,6 +190,24 @@ func _OrderAdminService_GetProjectionStatus_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderAdminService_ForgetCustomer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForgetCustomerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderAdminServiceServer).ForgetCustomer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderAdminService_ForgetCustomer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderAdminServiceServer).ForgetCustomer(ctx, req.(*ForgetCustomerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrderAdminService_ServiceDesc is the grpc.ServiceDesc for OrderAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +218,10 @@ var OrderAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetProjectionStatus",
 			Handler:    _OrderAdminService_GetProjectionStatus_Handler,
+		},
+		{
+			MethodName: "ForgetCustomer",
+			Handler:    _OrderAdminService_ForgetCustomer_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -45,7 +45,15 @@ type Event struct {
 	//	*Event_OrderShipped
 	//	*Event_OrderDelivered
 	//	*Event_RefundIssued
-	Event         isEvent_Event `protobuf_oneof:"event"`
+	//	*Event_CustomerForgotten
+	Event isEvent_Event `protobuf_oneof:"event"`
+	// The event's personal fields, sealed with the customer's data key. When
+	// set, the case holds none of them: the shipping address and the
+	// tracking number are empty in it and filled in from here by readers that
+	// hold the key. Absent in events written before personal data was sealed
+	// (their personal fields are in the case, in plain text) and in events
+	// without personal data.
+	Sealed        *Sealed `protobuf:"bytes,20,opt,name=sealed,proto3" json:"sealed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +203,22 @@ func (x *Event) GetRefundIssued() *RefundIssued {
 	return nil
 }
 
+func (x *Event) GetCustomerForgotten() *CustomerForgotten {
+	if x != nil {
+		if x, ok := x.Event.(*Event_CustomerForgotten); ok {
+			return x.CustomerForgotten
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetSealed() *Sealed {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
 type isEvent_Event interface {
 	isEvent_Event()
 }
@@ -259,6 +283,12 @@ type Event_RefundIssued struct {
 	RefundIssued *RefundIssued `protobuf:"bytes,12,opt,name=refund_issued,json=refundIssued,proto3,oneof"`
 }
 
+type Event_CustomerForgotten struct {
+	// A customer's personal data was erased (crypto-shredded). Recorded on
+	// the subject of the reserved id "_customers", not on an order's.
+	CustomerForgotten *CustomerForgotten `protobuf:"bytes,13,opt,name=customer_forgotten,json=customerForgotten,proto3,oneof"`
+}
+
 func (*Event_OrderCreated) isEvent_Event() {}
 
 func (*Event_ItemAdded) isEvent_Event() {}
@@ -283,6 +313,180 @@ func (*Event_OrderDelivered) isEvent_Event() {}
 
 func (*Event_RefundIssued) isEvent_Event() {}
 
+func (*Event_CustomerForgotten) isEvent_Event() {}
+
+// Sealed is personal data encrypted with a customer's data key (see
+// internal/pii). The additional data authenticated with it binds it to its
+// event: "orderstream-pii/v1" NUL order id NUL event type NUL customer id
+// NUL key version (decimal), so it does not open anywhere else.
+type Sealed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The customer whose key sealed it: a pseudonymous id, not personal data.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// The key's version: the keys bucket's revision of the customer's entry.
+	KeyVersion uint64 `protobuf:"varint,2,opt,name=key_version,json=keyVersion,proto3" json:"key_version,omitempty"`
+	// The 12-byte AES-GCM nonce followed by the AES-256-GCM ciphertext (with
+	// its tag) of a PersonalData message.
+	Ciphertext    []byte `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sealed) Reset() {
+	*x = Sealed{}
+	mi := &file_orders_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sealed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sealed) ProtoMessage() {}
+
+func (x *Sealed) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sealed.ProtoReflect.Descriptor instead.
+func (*Sealed) Descriptor() ([]byte, []int) {
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Sealed) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *Sealed) GetKeyVersion() uint64 {
+	if x != nil {
+		return x.KeyVersion
+	}
+	return 0
+}
+
+func (x *Sealed) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// PersonalData holds the personal fields of one event, before sealing.
+type PersonalData struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shipping address of an OrderCreated or ShippingAddressSet.
+	ShippingAddress *Address `protobuf:"bytes,1,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
+	// The tracking number of an OrderShipped: it identifies a delivery,
+	// and a carrier's tracking page shows where it goes.
+	TrackingNumber string `protobuf:"bytes,2,opt,name=tracking_number,json=trackingNumber,proto3" json:"tracking_number,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PersonalData) Reset() {
+	*x = PersonalData{}
+	mi := &file_orders_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PersonalData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PersonalData) ProtoMessage() {}
+
+func (x *PersonalData) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PersonalData.ProtoReflect.Descriptor instead.
+func (*PersonalData) Descriptor() ([]byte, []int) {
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PersonalData) GetShippingAddress() *Address {
+	if x != nil {
+		return x.ShippingAddress
+	}
+	return nil
+}
+
+func (x *PersonalData) GetTrackingNumber() string {
+	if x != nil {
+		return x.TrackingNumber
+	}
+	return ""
+}
+
+// CustomerForgotten records that a customer's data key was erased: the
+// personal data sealed with it can never be read again. It carries no
+// personal data.
+type CustomerForgotten struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The forgotten customer.
+	CustomerId    string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CustomerForgotten) Reset() {
+	*x = CustomerForgotten{}
+	mi := &file_orders_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CustomerForgotten) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CustomerForgotten) ProtoMessage() {}
+
+func (x *CustomerForgotten) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CustomerForgotten.ProtoReflect.Descriptor instead.
+func (*CustomerForgotten) Descriptor() ([]byte, []int) {
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CustomerForgotten) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
 // OrderCreated starts an order's history as a draft.
 type OrderCreated struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -302,7 +506,7 @@ type OrderCreated struct {
 
 func (x *OrderCreated) Reset() {
 	*x = OrderCreated{}
-	mi := &file_orders_v1_events_proto_msgTypes[1]
+	mi := &file_orders_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +518,7 @@ func (x *OrderCreated) String() string {
 func (*OrderCreated) ProtoMessage() {}
 
 func (x *OrderCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[1]
+	mi := &file_orders_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +531,7 @@ func (x *OrderCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderCreated.ProtoReflect.Descriptor instead.
 func (*OrderCreated) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{1}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OrderCreated) GetOrderId() string {
@@ -380,7 +584,7 @@ type ItemAdded struct {
 
 func (x *ItemAdded) Reset() {
 	*x = ItemAdded{}
-	mi := &file_orders_v1_events_proto_msgTypes[2]
+	mi := &file_orders_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +596,7 @@ func (x *ItemAdded) String() string {
 func (*ItemAdded) ProtoMessage() {}
 
 func (x *ItemAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[2]
+	mi := &file_orders_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +609,7 @@ func (x *ItemAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemAdded.ProtoReflect.Descriptor instead.
 func (*ItemAdded) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ItemAdded) GetSku() string {
@@ -440,7 +644,7 @@ type ItemRemoved struct {
 
 func (x *ItemRemoved) Reset() {
 	*x = ItemRemoved{}
-	mi := &file_orders_v1_events_proto_msgTypes[3]
+	mi := &file_orders_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +656,7 @@ func (x *ItemRemoved) String() string {
 func (*ItemRemoved) ProtoMessage() {}
 
 func (x *ItemRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[3]
+	mi := &file_orders_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +669,7 @@ func (x *ItemRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemRemoved.ProtoReflect.Descriptor instead.
 func (*ItemRemoved) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ItemRemoved) GetSku() string {
@@ -488,7 +692,7 @@ type ItemQuantityChanged struct {
 
 func (x *ItemQuantityChanged) Reset() {
 	*x = ItemQuantityChanged{}
-	mi := &file_orders_v1_events_proto_msgTypes[4]
+	mi := &file_orders_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +704,7 @@ func (x *ItemQuantityChanged) String() string {
 func (*ItemQuantityChanged) ProtoMessage() {}
 
 func (x *ItemQuantityChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[4]
+	mi := &file_orders_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +717,7 @@ func (x *ItemQuantityChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemQuantityChanged.ProtoReflect.Descriptor instead.
 func (*ItemQuantityChanged) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ItemQuantityChanged) GetSku() string {
@@ -541,7 +745,7 @@ type ShippingAddressSet struct {
 
 func (x *ShippingAddressSet) Reset() {
 	*x = ShippingAddressSet{}
-	mi := &file_orders_v1_events_proto_msgTypes[5]
+	mi := &file_orders_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +757,7 @@ func (x *ShippingAddressSet) String() string {
 func (*ShippingAddressSet) ProtoMessage() {}
 
 func (x *ShippingAddressSet) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[5]
+	mi := &file_orders_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +770,7 @@ func (x *ShippingAddressSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShippingAddressSet.ProtoReflect.Descriptor instead.
 func (*ShippingAddressSet) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ShippingAddressSet) GetShippingAddress() *Address {
@@ -593,7 +797,7 @@ type OrderPlaced struct {
 
 func (x *OrderPlaced) Reset() {
 	*x = OrderPlaced{}
-	mi := &file_orders_v1_events_proto_msgTypes[6]
+	mi := &file_orders_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +809,7 @@ func (x *OrderPlaced) String() string {
 func (*OrderPlaced) ProtoMessage() {}
 
 func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[6]
+	mi := &file_orders_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +822,7 @@ func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderPlaced.ProtoReflect.Descriptor instead.
 func (*OrderPlaced) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OrderPlaced) GetTotal() int64 {
@@ -655,7 +859,7 @@ type PaymentAuthorized struct {
 
 func (x *PaymentAuthorized) Reset() {
 	*x = PaymentAuthorized{}
-	mi := &file_orders_v1_events_proto_msgTypes[7]
+	mi := &file_orders_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +871,7 @@ func (x *PaymentAuthorized) String() string {
 func (*PaymentAuthorized) ProtoMessage() {}
 
 func (x *PaymentAuthorized) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[7]
+	mi := &file_orders_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +884,7 @@ func (x *PaymentAuthorized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAuthorized.ProtoReflect.Descriptor instead.
 func (*PaymentAuthorized) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PaymentAuthorized) GetPaymentRef() string {
@@ -710,7 +914,7 @@ type PaymentDeclined struct {
 
 func (x *PaymentDeclined) Reset() {
 	*x = PaymentDeclined{}
-	mi := &file_orders_v1_events_proto_msgTypes[8]
+	mi := &file_orders_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +926,7 @@ func (x *PaymentDeclined) String() string {
 func (*PaymentDeclined) ProtoMessage() {}
 
 func (x *PaymentDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[8]
+	mi := &file_orders_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +939,7 @@ func (x *PaymentDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentDeclined.ProtoReflect.Descriptor instead.
 func (*PaymentDeclined) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PaymentDeclined) GetPaymentRef() string {
@@ -763,7 +967,7 @@ type OrderCancelled struct {
 
 func (x *OrderCancelled) Reset() {
 	*x = OrderCancelled{}
-	mi := &file_orders_v1_events_proto_msgTypes[9]
+	mi := &file_orders_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +979,7 @@ func (x *OrderCancelled) String() string {
 func (*OrderCancelled) ProtoMessage() {}
 
 func (x *OrderCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[9]
+	mi := &file_orders_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +992,7 @@ func (x *OrderCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderCancelled.ProtoReflect.Descriptor instead.
 func (*OrderCancelled) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OrderCancelled) GetReason() string {
@@ -803,15 +1007,18 @@ type OrderShipped struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Carrier name.
 	Carrier string `protobuf:"bytes,1,opt,name=carrier,proto3" json:"carrier,omitempty"`
-	// Tracking number.
+	// Tracking number. Personal data: sealed in the event's Sealed.
 	TrackingNumber string `protobuf:"bytes,2,opt,name=tracking_number,json=trackingNumber,proto3" json:"tracking_number,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Output only: the tracking number was erased (the customer was
+	// forgotten). Never stored.
+	TrackingNumberErased bool `protobuf:"varint,3,opt,name=tracking_number_erased,json=trackingNumberErased,proto3" json:"tracking_number_erased,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *OrderShipped) Reset() {
 	*x = OrderShipped{}
-	mi := &file_orders_v1_events_proto_msgTypes[10]
+	mi := &file_orders_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +1030,7 @@ func (x *OrderShipped) String() string {
 func (*OrderShipped) ProtoMessage() {}
 
 func (x *OrderShipped) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[10]
+	mi := &file_orders_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +1043,7 @@ func (x *OrderShipped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderShipped.ProtoReflect.Descriptor instead.
 func (*OrderShipped) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OrderShipped) GetCarrier() string {
@@ -853,6 +1060,13 @@ func (x *OrderShipped) GetTrackingNumber() string {
 	return ""
 }
 
+func (x *OrderShipped) GetTrackingNumberErased() bool {
+	if x != nil {
+		return x.TrackingNumberErased
+	}
+	return false
+}
+
 // OrderDelivered records delivery to the customer.
 type OrderDelivered struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -862,7 +1076,7 @@ type OrderDelivered struct {
 
 func (x *OrderDelivered) Reset() {
 	*x = OrderDelivered{}
-	mi := &file_orders_v1_events_proto_msgTypes[11]
+	mi := &file_orders_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1088,7 @@ func (x *OrderDelivered) String() string {
 func (*OrderDelivered) ProtoMessage() {}
 
 func (x *OrderDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[11]
+	mi := &file_orders_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1101,7 @@ func (x *OrderDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDelivered.ProtoReflect.Descriptor instead.
 func (*OrderDelivered) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 // RefundIssued records that the payment of a cancelled order was refunded.
@@ -905,7 +1119,7 @@ type RefundIssued struct {
 
 func (x *RefundIssued) Reset() {
 	*x = RefundIssued{}
-	mi := &file_orders_v1_events_proto_msgTypes[12]
+	mi := &file_orders_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1131,7 @@ func (x *RefundIssued) String() string {
 func (*RefundIssued) ProtoMessage() {}
 
 func (x *RefundIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_events_proto_msgTypes[12]
+	mi := &file_orders_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1144,7 @@ func (x *RefundIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundIssued.ProtoReflect.Descriptor instead.
 func (*RefundIssued) Descriptor() ([]byte, []int) {
-	return file_orders_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_orders_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RefundIssued) GetPaymentRef() string {
@@ -958,7 +1172,7 @@ var File_orders_v1_events_proto protoreflect.FileDescriptor
 
 const file_orders_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16orders/v1/events.proto\x12\torders.v1\x1a\x15orders/v1/types.proto\"\xce\x06\n" +
+	"\x16orders/v1/events.proto\x12\torders.v1\x1a\x15orders/v1/types.proto\"\xc8\a\n" +
 	"\x05Event\x12>\n" +
 	"\rorder_created\x18\x01 \x01(\v2\x17.orders.v1.OrderCreatedH\x00R\forderCreated\x125\n" +
 	"\n" +
@@ -973,8 +1187,24 @@ const file_orders_v1_events_proto_rawDesc = "" +
 	"\rorder_shipped\x18\n" +
 	" \x01(\v2\x17.orders.v1.OrderShippedH\x00R\forderShipped\x12D\n" +
 	"\x0forder_delivered\x18\v \x01(\v2\x19.orders.v1.OrderDeliveredH\x00R\x0eorderDelivered\x12>\n" +
-	"\rrefund_issued\x18\f \x01(\v2\x17.orders.v1.RefundIssuedH\x00R\frefundIssuedB\a\n" +
-	"\x05event\"\xd0\x01\n" +
+	"\rrefund_issued\x18\f \x01(\v2\x17.orders.v1.RefundIssuedH\x00R\frefundIssued\x12M\n" +
+	"\x12customer_forgotten\x18\r \x01(\v2\x1c.orders.v1.CustomerForgottenH\x00R\x11customerForgotten\x12)\n" +
+	"\x06sealed\x18\x14 \x01(\v2\x11.orders.v1.SealedR\x06sealedB\a\n" +
+	"\x05event\"j\n" +
+	"\x06Sealed\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12\x1f\n" +
+	"\vkey_version\x18\x02 \x01(\x04R\n" +
+	"keyVersion\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x03 \x01(\fR\n" +
+	"ciphertext\"v\n" +
+	"\fPersonalData\x12=\n" +
+	"\x10shipping_address\x18\x01 \x01(\v2\x12.orders.v1.AddressR\x0fshippingAddress\x12'\n" +
+	"\x0ftracking_number\x18\x02 \x01(\tR\x0etrackingNumber\"4\n" +
+	"\x11CustomerForgotten\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\"\xd0\x01\n" +
 	"\fOrderCreated\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -1008,10 +1238,11 @@ const file_orders_v1_events_proto_rawDesc = "" +
 	"paymentRef\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"(\n" +
 	"\x0eOrderCancelled\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"Q\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x87\x01\n" +
 	"\fOrderShipped\x12\x18\n" +
 	"\acarrier\x18\x01 \x01(\tR\acarrier\x12'\n" +
-	"\x0ftracking_number\x18\x02 \x01(\tR\x0etrackingNumber\"\x10\n" +
+	"\x0ftracking_number\x18\x02 \x01(\tR\x0etrackingNumber\x124\n" +
+	"\x16tracking_number_erased\x18\x03 \x01(\bR\x14trackingNumberErased\"\x10\n" +
 	"\x0eOrderDelivered\"f\n" +
 	"\fRefundIssued\x12\x1f\n" +
 	"\vpayment_ref\x18\x01 \x01(\tR\n" +
@@ -1032,45 +1263,51 @@ func file_orders_v1_events_proto_rawDescGZIP() []byte {
 	return file_orders_v1_events_proto_rawDescData
 }
 
-var file_orders_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_orders_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_orders_v1_events_proto_goTypes = []any{
 	(*Event)(nil),               // 0: orders.v1.Event
-	(*OrderCreated)(nil),        // 1: orders.v1.OrderCreated
-	(*ItemAdded)(nil),           // 2: orders.v1.ItemAdded
-	(*ItemRemoved)(nil),         // 3: orders.v1.ItemRemoved
-	(*ItemQuantityChanged)(nil), // 4: orders.v1.ItemQuantityChanged
-	(*ShippingAddressSet)(nil),  // 5: orders.v1.ShippingAddressSet
-	(*OrderPlaced)(nil),         // 6: orders.v1.OrderPlaced
-	(*PaymentAuthorized)(nil),   // 7: orders.v1.PaymentAuthorized
-	(*PaymentDeclined)(nil),     // 8: orders.v1.PaymentDeclined
-	(*OrderCancelled)(nil),      // 9: orders.v1.OrderCancelled
-	(*OrderShipped)(nil),        // 10: orders.v1.OrderShipped
-	(*OrderDelivered)(nil),      // 11: orders.v1.OrderDelivered
-	(*RefundIssued)(nil),        // 12: orders.v1.RefundIssued
-	(*LineItem)(nil),            // 13: orders.v1.LineItem
-	(*Address)(nil),             // 14: orders.v1.Address
+	(*Sealed)(nil),              // 1: orders.v1.Sealed
+	(*PersonalData)(nil),        // 2: orders.v1.PersonalData
+	(*CustomerForgotten)(nil),   // 3: orders.v1.CustomerForgotten
+	(*OrderCreated)(nil),        // 4: orders.v1.OrderCreated
+	(*ItemAdded)(nil),           // 5: orders.v1.ItemAdded
+	(*ItemRemoved)(nil),         // 6: orders.v1.ItemRemoved
+	(*ItemQuantityChanged)(nil), // 7: orders.v1.ItemQuantityChanged
+	(*ShippingAddressSet)(nil),  // 8: orders.v1.ShippingAddressSet
+	(*OrderPlaced)(nil),         // 9: orders.v1.OrderPlaced
+	(*PaymentAuthorized)(nil),   // 10: orders.v1.PaymentAuthorized
+	(*PaymentDeclined)(nil),     // 11: orders.v1.PaymentDeclined
+	(*OrderCancelled)(nil),      // 12: orders.v1.OrderCancelled
+	(*OrderShipped)(nil),        // 13: orders.v1.OrderShipped
+	(*OrderDelivered)(nil),      // 14: orders.v1.OrderDelivered
+	(*RefundIssued)(nil),        // 15: orders.v1.RefundIssued
+	(*Address)(nil),             // 16: orders.v1.Address
+	(*LineItem)(nil),            // 17: orders.v1.LineItem
 }
 var file_orders_v1_events_proto_depIdxs = []int32{
-	1,  // 0: orders.v1.Event.order_created:type_name -> orders.v1.OrderCreated
-	2,  // 1: orders.v1.Event.item_added:type_name -> orders.v1.ItemAdded
-	3,  // 2: orders.v1.Event.item_removed:type_name -> orders.v1.ItemRemoved
-	4,  // 3: orders.v1.Event.item_quantity_changed:type_name -> orders.v1.ItemQuantityChanged
-	5,  // 4: orders.v1.Event.shipping_address_set:type_name -> orders.v1.ShippingAddressSet
-	6,  // 5: orders.v1.Event.order_placed:type_name -> orders.v1.OrderPlaced
-	7,  // 6: orders.v1.Event.payment_authorized:type_name -> orders.v1.PaymentAuthorized
-	8,  // 7: orders.v1.Event.payment_declined:type_name -> orders.v1.PaymentDeclined
-	9,  // 8: orders.v1.Event.order_cancelled:type_name -> orders.v1.OrderCancelled
-	10, // 9: orders.v1.Event.order_shipped:type_name -> orders.v1.OrderShipped
-	11, // 10: orders.v1.Event.order_delivered:type_name -> orders.v1.OrderDelivered
-	12, // 11: orders.v1.Event.refund_issued:type_name -> orders.v1.RefundIssued
-	13, // 12: orders.v1.OrderCreated.lines:type_name -> orders.v1.LineItem
-	14, // 13: orders.v1.OrderCreated.shipping_address:type_name -> orders.v1.Address
-	14, // 14: orders.v1.ShippingAddressSet.shipping_address:type_name -> orders.v1.Address
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	4,  // 0: orders.v1.Event.order_created:type_name -> orders.v1.OrderCreated
+	5,  // 1: orders.v1.Event.item_added:type_name -> orders.v1.ItemAdded
+	6,  // 2: orders.v1.Event.item_removed:type_name -> orders.v1.ItemRemoved
+	7,  // 3: orders.v1.Event.item_quantity_changed:type_name -> orders.v1.ItemQuantityChanged
+	8,  // 4: orders.v1.Event.shipping_address_set:type_name -> orders.v1.ShippingAddressSet
+	9,  // 5: orders.v1.Event.order_placed:type_name -> orders.v1.OrderPlaced
+	10, // 6: orders.v1.Event.payment_authorized:type_name -> orders.v1.PaymentAuthorized
+	11, // 7: orders.v1.Event.payment_declined:type_name -> orders.v1.PaymentDeclined
+	12, // 8: orders.v1.Event.order_cancelled:type_name -> orders.v1.OrderCancelled
+	13, // 9: orders.v1.Event.order_shipped:type_name -> orders.v1.OrderShipped
+	14, // 10: orders.v1.Event.order_delivered:type_name -> orders.v1.OrderDelivered
+	15, // 11: orders.v1.Event.refund_issued:type_name -> orders.v1.RefundIssued
+	3,  // 12: orders.v1.Event.customer_forgotten:type_name -> orders.v1.CustomerForgotten
+	1,  // 13: orders.v1.Event.sealed:type_name -> orders.v1.Sealed
+	16, // 14: orders.v1.PersonalData.shipping_address:type_name -> orders.v1.Address
+	17, // 15: orders.v1.OrderCreated.lines:type_name -> orders.v1.LineItem
+	16, // 16: orders.v1.OrderCreated.shipping_address:type_name -> orders.v1.Address
+	16, // 17: orders.v1.ShippingAddressSet.shipping_address:type_name -> orders.v1.Address
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_events_proto_init() }
@@ -1092,15 +1329,16 @@ func file_orders_v1_events_proto_init() {
 		(*Event_OrderShipped)(nil),
 		(*Event_OrderDelivered)(nil),
 		(*Event_RefundIssued)(nil),
+		(*Event_CustomerForgotten)(nil),
 	}
-	file_orders_v1_events_proto_msgTypes[6].OneofWrappers = []any{}
+	file_orders_v1_events_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_events_proto_rawDesc), len(file_orders_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -110,7 +110,10 @@ type Address struct {
 	// Postal code.
 	PostalCode string `protobuf:"bytes,6,opt,name=postal_code,json=postalCode,proto3" json:"postal_code,omitempty"`
 	// ISO 3166-1 alpha-2 country code, upper case. Required.
-	Country       string `protobuf:"bytes,7,opt,name=country,proto3" json:"country,omitempty"`
+	Country string `protobuf:"bytes,7,opt,name=country,proto3" json:"country,omitempty"`
+	// Output only: the address was erased because its customer was
+	// forgotten; every other field is then empty. Ignored in requests.
+	Erased        bool `protobuf:"varint,8,opt,name=erased,proto3" json:"erased,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -192,6 +195,13 @@ func (x *Address) GetCountry() string {
 		return x.Country
 	}
 	return ""
+}
+
+func (x *Address) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
 }
 
 // LineItem is one product line of an order. Money is in minor units of the
@@ -325,9 +335,15 @@ type Order struct {
 	// Tax given when the order was placed, in minor units; 0 before.
 	Tax int64 `protobuf:"varint,25,opt,name=tax,proto3" json:"tax,omitempty"`
 	// The amount charged: total plus tax, in minor units.
-	GrandTotal    int64 `protobuf:"varint,26,opt,name=grand_total,json=grandTotal,proto3" json:"grand_total,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	GrandTotal int64 `protobuf:"varint,26,opt,name=grand_total,json=grandTotal,proto3" json:"grand_total,omitempty"`
+	// Output only: personal data of this order was erased because its
+	// customer was forgotten; see shipping_address.erased and
+	// tracking_number_erased. Amounts, lines, statuses and times stay.
+	PersonalDataErased bool `protobuf:"varint,27,opt,name=personal_data_erased,json=personalDataErased,proto3" json:"personal_data_erased,omitempty"`
+	// Output only: the tracking number was erased.
+	TrackingNumberErased bool `protobuf:"varint,28,opt,name=tracking_number_erased,json=trackingNumberErased,proto3" json:"tracking_number_erased,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Order) Reset() {
@@ -542,11 +558,25 @@ func (x *Order) GetGrandTotal() int64 {
 	return 0
 }
 
+func (x *Order) GetPersonalDataErased() bool {
+	if x != nil {
+		return x.PersonalDataErased
+	}
+	return false
+}
+
+func (x *Order) GetTrackingNumberErased() bool {
+	if x != nil {
+		return x.TrackingNumberErased
+	}
+	return false
+}
+
 var File_orders_v1_types_proto protoreflect.FileDescriptor
 
 const file_orders_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15orders/v1/types.proto\x12\torders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x01\n" +
+	"\x15orders/v1/types.proto\x12\torders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n" +
 	"\aAddress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05line1\x18\x02 \x01(\tR\x05line1\x12\x14\n" +
@@ -555,14 +585,15 @@ const file_orders_v1_types_proto_rawDesc = "" +
 	"\x06region\x18\x05 \x01(\tR\x06region\x12\x1f\n" +
 	"\vpostal_code\x18\x06 \x01(\tR\n" +
 	"postalCode\x12\x18\n" +
-	"\acountry\x18\a \x01(\tR\acountry\"v\n" +
+	"\acountry\x18\a \x01(\tR\acountry\x12\x16\n" +
+	"\x06erased\x18\b \x01(\bR\x06erased\"v\n" +
 	"\bLineItem\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\x12\x1d\n" +
 	"\n" +
 	"unit_price\x18\x03 \x01(\x03R\tunitPrice\x12\x1d\n" +
 	"\n" +
-	"line_total\x18\x04 \x01(\x03R\tlineTotal\"\xc2\b\n" +
+	"line_total\x18\x04 \x01(\x03R\tlineTotal\"\xaa\t\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -599,7 +630,9 @@ const file_orders_v1_types_proto_rawDesc = "" +
 	"refundedAt\x12\x10\n" +
 	"\x03tax\x18\x19 \x01(\x03R\x03tax\x12\x1f\n" +
 	"\vgrand_total\x18\x1a \x01(\x03R\n" +
-	"grandTotal*\xe8\x01\n" +
+	"grandTotal\x120\n" +
+	"\x14personal_data_erased\x18\x1b \x01(\bR\x12personalDataErased\x124\n" +
+	"\x16tracking_number_erased\x18\x1c \x01(\bR\x14trackingNumberErased*\xe8\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ORDER_STATUS_DRAFT\x10\x01\x12\x17\n" +

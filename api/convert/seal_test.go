@@ -1,0 +1,101 @@
+package convert_test
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/orderstream/orderstream/api/convert"
+	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/order"
+)
+
+func keyring(t *testing.T) *pii.Keyring {
+	t.Helper()
+	m, err := pii.NewMasterKey(bytes.Repeat([]byte{1}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pii.NewKeyring(pii.NewMemStore(), m)
+}
+
+// erasedForm is what an event reads as once its customer is forgotten.
+func erasedForm(e order.Event) order.Event {
+	switch e := e.(type) {
+	case order.OrderCreated:
+		if e.Shipping != nil {
+			e.Shipping = &order.Address{Erased: true}
+		}
+		return e
+	case order.ShippingAddressSet:
+		e.Address = order.Address{Erased: true}
+		return e
+	case order.OrderShipped:
+		if e.TrackingNumber != "" {
+			e.TrackingNumber, e.TrackingNumberErased = "", true
+		}
+		return e
+	}
+	return e
+}
+
+func TestSealOpenAndForget(t *testing.T) {
+	ctx := t.Context()
+	keys := keyring(t)
+	type stored struct {
+		typ  string
+		data []byte
+		e    order.Event
+	}
+	var all []stored
+	for _, e := range allEvents() {
+		typ, data, err := convert.SealEvent(ctx, keys, "o-1", "c-1", e)
+		if err != nil {
+			t.Fatalf("%T: %v", e, err)
+		}
+		for _, secret := range []string{"Ada", "1 Way", "London", "T1"} {
+			if bytes.Contains(data, []byte(secret)) {
+				t.Fatalf("%s stores %q in plain text", typ, secret)
+			}
+		}
+		got, err := convert.OpenEvent(ctx, keys, "o-1", typ, data)
+		if err != nil || !reflect.DeepEqual(got, e) {
+			t.Fatalf("%s: OpenEvent = %#v, %v; want %#v", typ, got, err, e)
+		}
+		// Without the key, and without a keyring, personal fields read as
+		// erased; everything else as it was.
+		if got, err := convert.DecodeEvent(typ, data); err != nil || !reflect.DeepEqual(got, erasedForm(e)) {
+			t.Fatalf("%s: DecodeEvent = %#v, %v", typ, got, err)
+		}
+		all = append(all, stored{typ, data, e})
+	}
+	// An envelope moved to another order does not open.
+	if _, err := convert.OpenEvent(ctx, keys, "o-2", all[0].typ, all[0].data); !errors.Is(err, convert.ErrCorruptEvent) {
+		t.Fatalf("moved envelope: %v, want ErrCorruptEvent", err)
+	}
+	if err := keys.Forget(ctx, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range all {
+		got, err := convert.OpenEvent(ctx, keys, "o-1", s.typ, s.data)
+		if err != nil || !reflect.DeepEqual(got, erasedForm(s.e)) {
+			t.Fatalf("%s after forget: %#v, %v; want %#v", s.typ, got, err, erasedForm(s.e))
+		}
+	}
+}
+
+// TestOpenPlainEvents: events stored before sealing keep decoding as
+// written.
+func TestOpenPlainEvents(t *testing.T) {
+	for _, e := range allEvents() {
+		typ, data, err := convert.EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := convert.OpenEvent(t.Context(), keyring(t), "o-1", typ, data)
+		if err != nil || !reflect.DeepEqual(got, e) {
+			t.Fatalf("%s: %#v, %v", typ, got, err)
+		}
+	}
+}

@@ -1,0 +1,47 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore/keys"
+	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/pii"
+)
+
+// openKeyring returns the keyring of customers' data keys: the master key
+// from PII_MASTER_KEY_FILE (or the development one kept in the bucket), the
+// keys bucket replicated like the stream, and a watch that drops keys other
+// processes erase from this process's cache. stop ends the watch.
+func openKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, log *slog.Logger) (ring *pii.Keyring, stop func(), err error) {
+	store, err := keys.Open(ctx, js, keys.WithReplicas(cfg.StreamReplicas))
+	if err != nil {
+		return nil, nil, err
+	}
+	var master *pii.MasterKey
+	if cfg.PIIMasterKeyFile != "" {
+		if master, err = pii.LoadMasterKey(cfg.PIIMasterKeyFile); err != nil {
+			return nil, nil, fmt.Errorf("PII_MASTER_KEY_FILE: %w", err)
+		}
+	} else {
+		raw, created, err := store.DevMasterKey(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if master, err = pii.NewMasterKey(raw); err != nil {
+			return nil, nil, err
+		}
+		log.Warn("PII_MASTER_KEY_FILE is not set: personal data is sealed under a development master key kept beside the keys it wraps; set it for anything but development",
+			"generated", created, "bucket", keys.DefaultBucket)
+	}
+	ring = pii.NewKeyring(store, master)
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done, err := store.WatchErased(wctx, ring.Drop)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return ring, func() { cancel(); <-done }, nil
+}

@@ -1,0 +1,156 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/orderstream/orderstream/api/convert"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+)
+
+// Keyring is what the projection needs of customers' data keys: opening
+// sealed personal data, and dropping a forgotten customer's key from its
+// cache when the log says so (*pii.Keyring implements it).
+type Keyring interface {
+	convert.Keyring
+	Drop(customerID string)
+}
+
+// WithKeyring opens the sealed personal data of events with keys; without
+// it personal data reads as erased. The runner drops a customer's cached
+// key when it applies the customer's CustomerForgotten event, so that a
+// process that did not do the forgetting stops opening their data too.
+// Invalid: nil.
+func WithKeyring(keys Keyring) Option {
+	return func(r *Runner) error {
+		if keys == nil {
+			return fmt.Errorf("%w: WithKeyring(nil)", ErrInvalidOption)
+		}
+		r.keys = keys
+		return nil
+	}
+}
+
+// DecodeWith is Decode opening sealed personal data with keys (nil: it
+// reads as erased). A key that could not be fetched is an Item whose Err
+// wraps convert.ErrKeyUnavailable: the runner reads it again later rather
+// than dead-lettering it.
+func DecodeWith(ctx context.Context, keys convert.Keyring, rec eventstore.Recorded) Item {
+	ev, err := convert.OpenEvent(ctx, keys, rec.OrderID, rec.Type, rec.Data)
+	return Item{Rec: rec, Event: ev, Err: err}
+}
+
+// keyTrouble returns the first item whose key could not be fetched.
+func keyTrouble(batch []Item) error {
+	for _, it := range batch {
+		if errors.Is(it.Err, convert.ErrKeyUnavailable) {
+			return fmt.Errorf("projections: at position %d: %w", it.Rec.Position, it.Err)
+		}
+	}
+	return nil
+}
+
+// forgotten lists the customers a batch forgot.
+func forgotten(batch []Item) []string {
+	var ids []string
+	for _, it := range batch {
+		if f, ok := it.Event.(order.CustomerForgotten); ok {
+			ids = append(ids, f.CustomerID)
+		}
+	}
+	return ids
+}
+
+// eraseState returns s with its personal data marked erased.
+func eraseState(s order.State) order.State {
+	if s.Shipping != nil {
+		s.Shipping = &order.Address{Erased: true}
+	}
+	if s.TrackingNumber != "" {
+		s.TrackingNumber, s.TrackingNumberErased = "", true
+	}
+	return s
+}
+
+// customerOrders lists the ids of customerID's orders: those stored and
+// those of the batch not yet written.
+func (b *batch) customerOrders(customerID string) ([]string, error) {
+	rows, err := b.tx.QueryContext(b.ctx, `SELECT id FROM orders WHERE customer_id = ?`, customerID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for id, o := range b.states {
+		if o.State.CustomerID == customerID && !seen[id] {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// forget erases the personal data of every order of a forgotten customer
+// in the batch, and records a change of each order it erased, for
+// watchers, at the event's position. The rows are rewritten, not patched:
+// with secure_delete on, SQLite zeroes the old cells, and apply checkpoints
+// the WAL after the commit (scrub), so no copy of the plain text survives
+// in the files.
+func (b *batch) forget(rec eventstore.Recorded, f order.CustomerForgotten) error {
+	ids, err := b.customerOrders(f.CustomerID)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		o, err := b.load(id)
+		if err != nil {
+			return err
+		}
+		if o.State.PersonalDataErased() || (o.State.Shipping == nil && o.State.TrackingNumber == "") {
+			continue
+		}
+		o.State = eraseState(o.State)
+		b.dirty[id] = true
+		if b.changes != nil {
+			*b.changes = append(*b.changes, Change{Position: rec.Position, OrderID: id, Type: rec.Type, Actor: rec.Meta.Actor,
+				State: o.State, Prev: o.State.Status, Revision: o.Revision})
+		}
+	}
+	return nil
+}
+
+// scrub moves every page of the WAL into the database file and truncates
+// the WAL, so that the pages that held erased personal data do not survive
+// in it. It retries while readers hold older snapshots, up to a bound; the
+// next scrub (or SQLite's automatic checkpoints) finishes a partial one.
+func (m *ReadModel) scrub(ctx context.Context) error {
+	for range 50 {
+		var busy, frames, done int
+		if err := m.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done); err != nil {
+			return err
+		}
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("projections: %s: WAL still in use by readers after erasing personal data", m.path)
+}

@@ -1,0 +1,73 @@
+package command
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/orderstream/orderstream/api/convert"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/order"
+)
+
+// keyedPrefix starts a fingerprint keyed with the customer's data key.
+const keyedPrefix = "k1:"
+
+// encodeEvent stores e sealed with customerID's key when the service has a
+// keyring, in plain text otherwise. An OrderCreated names its customer
+// itself.
+func (s *Service) encodeEvent(ctx context.Context, orderID, customerID string, e order.Event) (string, []byte, error) {
+	if s.keys == nil {
+		return convert.EncodeEvent(e)
+	}
+	if c, ok := e.(order.OrderCreated); ok {
+		customerID = c.CustomerID
+	}
+	return convert.SealEvent(ctx, s.keys, orderID, customerID, e)
+}
+
+// customerOf returns the customer a request acts for: the one it names
+// (CreateOrder) or the order's.
+func customerOf(req request, st order.State) string {
+	if c, ok := req.(*ordersv1.CreateOrderRequest); ok {
+		return c.GetCustomerId()
+	}
+	return st.CustomerID
+}
+
+// personal reports whether req carries personal data: a shipping address
+// or a tracking number.
+func personal(req request) bool {
+	switch r := req.(type) {
+	case *ordersv1.CreateOrderRequest:
+		return r.GetShippingAddress() != nil
+	case *ordersv1.SetShippingAddressRequest:
+		return true
+	case *ordersv1.ShipOrderRequest:
+		return r.GetTrackingNumber() != ""
+	}
+	return false
+}
+
+// fingerprint is what the Orders-Request-Fingerprint header records of a
+// request (digest: requestDigest). A plain SHA-256 of a request that holds
+// an address would let anyone who reads the log confirm a guessed address,
+// even after the customer was forgotten; so with a keyring, a request with
+// personal data is fingerprinted "k1:" + HMAC-SHA256 under a key derived
+// from the customer's data key, which dies with it. Other requests keep the
+// plain SHA-256 (plainFingerprint). A retry after the customer was
+// forgotten meets a new key and is refused as another request.
+func (s *Service) fingerprint(ctx context.Context, req request, digest []byte, customerID string) (string, error) {
+	if s.keys == nil || customerID == "" || !personal(req) {
+		return plainFingerprint(digest), nil
+	}
+	k, err := s.keys.DataKey(ctx, customerID)
+	if err != nil {
+		return "", fmt.Errorf("%w: customer %s: %w", convert.ErrKeyUnavailable, customerID, err)
+	}
+	mac, err := k.Digest(digest)
+	if err != nil {
+		return "", err
+	}
+	return keyedPrefix + hex.EncodeToString(mac), nil
+}
