@@ -129,7 +129,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 	if err := tx.Commit(); err != nil {
 		return 0, nil, err
 	}
-	if erased {
+	if erased || m.scrubDue.Load() {
 		if err := m.scrub(ctx); err != nil {
 			return 0, nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
@@ -132,6 +133,9 @@ type ReadModel struct {
 	getOrder, position, statusCounts, spend *sql.Stmt
 	lists                                   sync.Map // query text → *sql.Stmt
 	writes                                  writeStmts
+	// scrubDue: an erasure's WAL checkpoint could not finish (readers held
+	// old snapshots); the next apply tries again.
+	scrubDue atomic.Bool
 }
 
 // writeStmts are Apply's statements, prepared on the write connection.

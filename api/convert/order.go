@@ -21,7 +21,7 @@ func OrderFromProto(o *ordersv1.Order) order.State {
 		Currency:       o.GetCurrency(),
 		Status:         st,
 		Lines:          LinesFromProto(o.GetLines()),
-		Shipping:       AddressFromProto(o.GetShippingAddress()),
+		Shipping:       storedAddress(o.GetShippingAddress()),
 		Total:          o.GetTotal(),
 		Tax:            o.GetTax(),
 		PaymentRef:     o.GetPaymentRef(),
@@ -31,16 +31,29 @@ func OrderFromProto(o *ordersv1.Order) order.State {
 		CancelReason:   o.GetCancelReason(),
 		Carrier:        o.GetCarrier(),
 		TrackingNumber: o.GetTrackingNumber(),
-		Version:        int(o.GetVersion()),
-		CreatedAt:      fromTimestamp(o.GetCreatedAt()),
-		UpdatedAt:      fromTimestamp(o.GetUpdatedAt()),
-		PlacedAt:       fromTimestamp(o.GetPlacedAt()),
-		PaidAt:         fromTimestamp(o.GetPaidAt()),
-		ShippedAt:      fromTimestamp(o.GetShippedAt()),
-		DeliveredAt:    fromTimestamp(o.GetDeliveredAt()),
-		CancelledAt:    fromTimestamp(o.GetCancelledAt()),
-		RefundedAt:     fromTimestamp(o.GetRefundedAt()),
+		// Read back, unlike in requests: the read model stores erased
+		// state as this message.
+		TrackingNumberErased: o.GetTrackingNumberErased(),
+		Version:              int(o.GetVersion()),
+		CreatedAt:            fromTimestamp(o.GetCreatedAt()),
+		UpdatedAt:            fromTimestamp(o.GetUpdatedAt()),
+		PlacedAt:             fromTimestamp(o.GetPlacedAt()),
+		PaidAt:               fromTimestamp(o.GetPaidAt()),
+		ShippedAt:            fromTimestamp(o.GetShippedAt()),
+		DeliveredAt:          fromTimestamp(o.GetDeliveredAt()),
+		CancelledAt:          fromTimestamp(o.GetCancelledAt()),
+		RefundedAt:           fromTimestamp(o.GetRefundedAt()),
 	}
+}
+
+// storedAddress is AddressFromProto keeping the erased flag, for state
+// the system itself stored.
+func storedAddress(a *ordersv1.Address) *order.Address {
+	out := AddressFromProto(a)
+	if out != nil {
+		out.Erased = a.GetErased()
+	}
+	return out
 }
 
 // fromTimestamp is the inverse of Timestamp: unset is the zero time.

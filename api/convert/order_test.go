@@ -21,6 +21,8 @@ func TestOrderFromProtoInvertsOrderToProto(t *testing.T) {
 		switch f.Interface().(type) {
 		case string:
 			f.SetString(v.Type().Field(i).Name)
+		case bool:
+			f.SetBool(true)
 		case int64, int:
 			f.SetInt(int64(100 + i))
 		case order.Status:
@@ -37,6 +39,10 @@ func TestOrderFromProtoInvertsOrderToProto(t *testing.T) {
 	}
 	if got := convert.OrderFromProto(convert.OrderToProto(s)); !reflect.DeepEqual(got, s) {
 		t.Fatalf("round trip\n got %+v\nwant %+v", got, s)
+	}
+	erased := order.State{Shipping: &order.Address{Erased: true}, TrackingNumberErased: true}
+	if got := convert.OrderFromProto(convert.OrderToProto(erased)); !reflect.DeepEqual(got, erased) {
+		t.Fatalf("erased state round trip: %+v", got)
 	}
 	if got := convert.OrderFromProto(convert.OrderToProto(order.State{})); !reflect.DeepEqual(got, order.State{}) {
 		t.Fatalf("zero state round trip: %+v", got)

@@ -23,6 +23,18 @@
 // Orders-Hash header, and the previous hash in Orders-Prev-Hash, both as 64
 // lower-case hexadecimal digits.
 //
+// # Personal data and erasure
+//
+// payload is the stored bytes, as they are in the stream. For an event
+// with personal data those bytes hold the personal fields only sealed
+// (the Sealed envelope of events.proto: ciphertext under the customer's
+// data key), so the hash covers the ciphertext, never the plain text.
+// Forgetting a customer destroys the key and changes no stored byte: every
+// chain verifies exactly as before, and the erased fields stay provably
+// unaltered though unreadable. The CustomerForgotten events that record
+// erasures form a chain of their own, on the subject of the reserved id
+// "_customers".
+//
 // # Verification
 //
 // An order's events are checked in log order. For each event:

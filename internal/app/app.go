@@ -26,6 +26,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/internal/auth"
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -88,6 +89,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if err := n.openStore(ctx); err != nil {
 		return err
 	}
+	if err := n.openKeyring(ctx); err != nil {
+		return err
+	}
 	if err := n.startTelemetry(ctx, o.telemetry); err != nil {
 		return err
 	}
@@ -139,6 +143,9 @@ type node struct {
 	store            *eventstore.Store
 	traced           *otelstore.Store
 	tel              *telemetry.Telemetry
+	// ring holds customers' data keys; nil in a process without the
+	// command, query and audit roles, which never see personal data.
+	ring *pii.Keyring
 
 	srv         *grpc.Server
 	hs          *health.Server

@@ -9,13 +9,38 @@ import (
 	"github.com/orderstream/orderstream/eventstore/keys"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/services/command"
 )
 
-// openKeyring returns the keyring of customers' data keys: the master key
+// openKeyring opens the keyring of customers' data keys for the roles that
+// see personal data (command, query, audit); see newKeyring.
+func (n *node) openKeyring(ctx context.Context) error {
+	if !n.cfg.Has("command") && !n.cfg.Has("query") && !n.cfg.Has("audit") {
+		return nil
+	}
+	ring, stop, err := newKeyring(ctx, n.js, n.cfg, n.log)
+	if err != nil {
+		return fmt.Errorf("personal data keys: %w", err)
+	}
+	n.ring = ring
+	n.down.push(stop)
+	return nil
+}
+
+// commandOptions are the command service's options in this process.
+func (n *node) commandOptions() []command.Option {
+	opts := []command.Option{command.WithLogger(n.log)}
+	if n.ring != nil {
+		opts = append(opts, command.WithKeyring(n.ring))
+	}
+	return opts
+}
+
+// newKeyring returns the keyring of customers' data keys: the master key
 // from PII_MASTER_KEY_FILE (or the development one kept in the bucket), the
 // keys bucket replicated like the stream, and a watch that drops keys other
 // processes erase from this process's cache. stop ends the watch.
-func openKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, log *slog.Logger) (ring *pii.Keyring, stop func(), err error) {
+func newKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, log *slog.Logger) (ring *pii.Keyring, stop func(), err error) {
 	store, err := keys.Open(ctx, js, keys.WithReplicas(cfg.StreamReplicas))
 	if err != nil {
 		return nil, nil, err

@@ -81,7 +81,7 @@ func (n *node) registerRoles(ctx context.Context) ([]role, error) {
 }
 
 func (n *node) registerCommand(context.Context) (role, error) {
-	svc, err := command.New(n.traced, command.WithLogger(n.log))
+	svc, err := command.New(n.traced, n.commandOptions()...)
 	if err != nil {
 		return role{}, err
 	}
@@ -90,7 +90,7 @@ func (n *node) registerCommand(context.Context) (role, error) {
 }
 
 func (n *node) registerAudit(context.Context) (role, error) {
-	ordersv1.RegisterOrderAuditServiceServer(n.srv, audit.New(n.traced, n.log))
+	ordersv1.RegisterOrderAuditServiceServer(n.srv, audit.New(n.traced, n.log, audit.WithKeyring(n.ring)))
 	return role{services: map[string][]string{ordersv1.OrderAuditService_ServiceDesc.ServiceName: {"nats", "stream"}}}, nil
 }
 
@@ -101,12 +101,19 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 	if err != nil {
 		return role{}, err
 	}
-	runner, err := projections.NewRunner(n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter))
+	runner, err := projections.NewRunner(n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter), projections.WithKeyring(n.ring))
 	if err != nil {
 		_ = rmDir.Close()
 		return role{}, err
 	}
-	svc, err := query.New(runner, n.log, query.WithFeed(runner.Feed()), query.WithHistory(n.traced))
+	svc, err := query.New(runner, n.log, query.WithFeed(runner.Feed()), query.WithHistory(n.traced), query.WithKeyring(n.ring))
+	if err != nil {
+		_ = rmDir.Close()
+		return role{}, err
+	}
+	// ForgetCustomer is the command side's work, served here with the
+	// admin service.
+	forgetter, err := command.New(n.traced, n.commandOptions()...)
 	if err != nil {
 		_ = rmDir.Close()
 		return role{}, err
@@ -115,7 +122,7 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 	runnerDone := make(chan error, 1)
 	go func() { runnerDone <- runner.Run(runCtx) }()
 	ordersv1.RegisterOrderQueryServiceServer(n.srv, svc)
-	ordersv1.RegisterOrderAdminServiceServer(n.srv, query.NewAdmin(runner, n.store, n.log))
+	ordersv1.RegisterOrderAdminServiceServer(n.srv, query.NewAdmin(runner, n.store, n.log, query.WithForgetter(forgetter)))
 	go func() {
 		select {
 		case <-runner.Ready():

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/uuid"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/client"
 	"github.com/spf13/cobra"
@@ -14,8 +15,43 @@ import (
 )
 
 func (a *app) adminCmd() *cobra.Command {
-	c := &cobra.Command{Use: "admin", Short: "Operate ordersd: read-model rebuilds, health"}
-	c.AddCommand(a.rebuildCmd(), a.healthCmd(), a.parkedCmd(), a.deadlinesCmd())
+	c := &cobra.Command{Use: "admin", Short: "Operate ordersd: read-model rebuilds, health, forgetting customers"}
+	c.AddCommand(a.rebuildCmd(), a.healthCmd(), a.parkedCmd(), a.deadlinesCmd(), a.forgetCustomerCmd())
+	return c
+}
+
+func (a *app) forgetCustomerCmd() *cobra.Command {
+	var requestID string
+	c := &cobra.Command{
+		Use:   "forget-customer CUSTOMER",
+		Short: "Erase a customer's personal data for good (crypto-shredding)",
+		Long: "Destroys the customer's data key: the shipping addresses and tracking numbers of all their orders\n" +
+			"read as [erased] from then on, everywhere. Amounts, lines, statuses and times stay, and the\n" +
+			"audit chain still verifies. Cannot be undone. Prints the log position of the erasure.",
+		Args:    cobra.ExactArgs(1),
+		Example: "  ordersctl admin forget-customer cust-42 --request-id forget-cust-42",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			if requestID == "" {
+				requestID = uuid.NewString()
+			}
+			ctx, cancel := a.callCtx(cmd.Context())
+			defer cancel()
+			res, err := ordersv1.NewOrderAdminServiceClient(conn).ForgetCustomer(ctx, &ordersv1.ForgetCustomerRequest{CustomerId: args[0], RequestId: requestID})
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.io.Out, "customer %s forgotten at position %d\n", args[0], res.GetPosition())
+			return nil
+		},
+	}
+	c.Flags().StringVar(&requestID, "request-id", "", "idempotency key; a retry with the same one answers the same position (default: a new UUID)")
 	return c
 }
 

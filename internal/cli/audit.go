@@ -66,7 +66,9 @@ func summary(e *ordersv1.RecordedEvent, currency string) string {
 		return fmt.Sprintf("reason=%q", ev.GetOrderCancelled().GetReason())
 	case ev.GetOrderShipped() != nil:
 		s := ev.GetOrderShipped()
-		return fmt.Sprintf("carrier=%s tracking=%s", s.GetCarrier(), s.GetTrackingNumber())
+		return fmt.Sprintf("carrier=%s tracking=%s", s.GetCarrier(), tracking(s.GetTrackingNumber(), s.GetTrackingNumberErased()))
+	case ev.GetCustomerForgotten() != nil:
+		return "customer=" + ev.GetCustomerForgotten().GetCustomerId()
 	default:
 		return ""
 	}

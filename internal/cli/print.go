@@ -56,9 +56,16 @@ func ts(t *timestamppb.Timestamp) string {
 	return t.AsTime().UTC().Format(time.RFC3339)
 }
 
+// erasedText stands for personal data erased because its customer was
+// forgotten.
+const erasedText = "[erased]"
+
 func address(ad *ordersv1.Address) string {
 	if ad == nil {
 		return "-"
+	}
+	if ad.GetErased() {
+		return erasedText
 	}
 	var parts []string
 	for _, p := range []string{ad.GetName(), ad.GetLine1(), ad.GetLine2(), ad.GetPostalCode() + " " + ad.GetCity(), ad.GetRegion(), ad.GetCountry()} {
@@ -67,6 +74,14 @@ func address(ad *ordersv1.Address) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// tracking shows a tracking number, or that it was erased.
+func tracking(number string, erased bool) string {
+	if erased {
+		return erasedText
+	}
+	return number
 }
 
 // printOrder shows one order as a key/value block and its lines as a table.
@@ -91,8 +106,8 @@ func (a *app) printOrder(o *ordersv1.Order, position uint64) error {
 	if o.GetCancelReason() != "" {
 		fmt.Fprintf(w, "CANCELLED\t%s\n", o.GetCancelReason())
 	}
-	if o.GetCarrier() != "" || o.GetTrackingNumber() != "" {
-		fmt.Fprintf(w, "SHIPPED BY\t%s %s\n", o.GetCarrier(), o.GetTrackingNumber())
+	if o.GetCarrier() != "" || o.GetTrackingNumber() != "" || o.GetTrackingNumberErased() {
+		fmt.Fprintf(w, "SHIPPED BY\t%s %s\n", o.GetCarrier(), tracking(o.GetTrackingNumber(), o.GetTrackingNumberErased()))
 	}
 	fmt.Fprintf(w, "CREATED\t%s\n", ts(o.GetCreatedAt()))
 	fmt.Fprintf(w, "UPDATED\t%s\n", ts(o.GetUpdatedAt()))

@@ -86,7 +86,7 @@ func WithLogger(l *slog.Logger) Option {
 // address, tracking number) with the customer's data key and opens them when
 // history is read back (see internal/pii). Without it events are stored in
 // plain text, as before sealing existed. Invalid: nil.
-func WithKeyring(k convert.Keyring) Option {
+func WithKeyring(k Keyring) Option {
 	return func(s *Service) error {
 		if k == nil {
 			return fmt.Errorf("%w: WithKeyring(nil)", ErrInvalidOption)
@@ -142,7 +142,7 @@ type Service struct {
 	// hash links an event into its order's hash chain: chain.Compute, kept
 	// as a field so a benchmark can measure the append path without it.
 	hash func(prev string, f chain.Fields) (string, error)
-	keys convert.Keyring
+	keys Keyring
 }
 
 // New returns a command service on store. It fails with an error wrapping

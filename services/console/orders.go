@@ -48,6 +48,10 @@ type option struct {
 	Selected     bool
 }
 
+// erasedText stands for personal data erased because its customer was
+// forgotten.
+const erasedText = "[erased]"
+
 // listRequest reads the list's filters from the query string.
 func listRequest(q url.Values) (*ordersv1.ListOrdersRequest, error) {
 	req := &ordersv1.ListOrdersRequest{CustomerId: strings.TrimSpace(q.Get("customer")), PageSize: pageSize, PageToken: q.Get("page")}
@@ -391,6 +395,9 @@ func summary(e *ordersv1.Event, currency string) string {
 		return fmt.Sprintf("%s → %d", v.GetSku(), v.GetQuantity())
 	case e.GetShippingAddressSet() != nil:
 		a := e.GetShippingAddressSet().GetShippingAddress()
+		if a.GetErased() {
+			return erasedText
+		}
 		return fmt.Sprintf("%s, %s", a.GetCity(), a.GetCountry())
 	case e.GetOrderPlaced() != nil:
 		if p := e.GetOrderPlaced(); p.GetTax() != 0 {
@@ -407,7 +414,12 @@ func summary(e *ordersv1.Event, currency string) string {
 		return e.GetOrderCancelled().GetReason()
 	case e.GetOrderShipped() != nil:
 		v := e.GetOrderShipped()
+		if v.GetTrackingNumberErased() {
+			return strings.TrimSpace(v.GetCarrier() + " " + erasedText)
+		}
 		return strings.TrimSpace(v.GetCarrier() + " " + v.GetTrackingNumber())
+	case e.GetCustomerForgotten() != nil:
+		return "customer " + e.GetCustomerForgotten().GetCustomerId()
 	case e.GetRefundIssued() != nil:
 		v := e.GetRefundIssued()
 		return fmt.Sprintf("%s, ref %s", money.Format(v.GetAmount(), currency), v.GetRefundRef())

@@ -26,20 +26,52 @@ type Head interface {
 	Head(ctx context.Context) (uint64, error)
 }
 
+// Forgetter erases a customer's personal data (command.Service does).
+type Forgetter interface {
+	// ForgetCustomer answers the log position of the CustomerForgotten
+	// event, or a gRPC status error.
+	ForgetCustomer(ctx context.Context, customerID, requestID string) (position uint64, err error)
+}
+
 // Admin implements ordersv1.OrderAdminServiceServer.
 type Admin struct {
 	ordersv1.UnimplementedOrderAdminServiceServer
-	r    Rebuilder
-	head Head
-	log  *slog.Logger
+	r      Rebuilder
+	head   Head
+	log    *slog.Logger
+	forget Forgetter
 }
 
+// AdminOption configures an Admin.
+type AdminOption func(*Admin)
+
+// WithForgetter serves ForgetCustomer with f; without it ForgetCustomer
+// answers UNIMPLEMENTED.
+func WithForgetter(f Forgetter) AdminOption { return func(a *Admin) { a.forget = f } }
+
 // NewAdmin returns the admin service.
-func NewAdmin(r Rebuilder, head Head, log *slog.Logger) *Admin {
+func NewAdmin(r Rebuilder, head Head, log *slog.Logger, opts ...AdminOption) *Admin {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Admin{r: r, head: head, log: log}
+	a := &Admin{r: r, head: head, log: log}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// ForgetCustomer erases a customer's personal data (see Forgetter). The
+// read model shows it erased once it reaches the answered position.
+func (a *Admin) ForgetCustomer(ctx context.Context, req *ordersv1.ForgetCustomerRequest) (*ordersv1.ForgetCustomerResponse, error) {
+	if a.forget == nil {
+		return nil, status.Error(codes.Unimplemented, "forgetting customers is not served by this node")
+	}
+	pos, err := a.forget.ForgetCustomer(ctx, req.GetCustomerId(), req.GetRequestId())
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, a.log, err)
+	}
+	return &ordersv1.ForgetCustomerResponse{Position: pos}, nil
 }
 
 // RebuildReadModel rebuilds the read model, streaming progress. The rebuild

@@ -1,0 +1,117 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/orderstream/orderstream/api/convert"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/chain"
+	"github.com/orderstream/orderstream/internal/rpcerr"
+	"github.com/orderstream/orderstream/order"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Keyring is what the service needs of customers' data keys: sealing and
+// opening (convert.Keyring) and forgetting. *pii.Keyring implements it.
+type Keyring interface {
+	convert.Keyring
+	// Forget erases the customer's key for good.
+	Forget(ctx context.Context, customerID string) error
+}
+
+// ErrNoKeyring reports ForgetCustomer on a service without a keyring:
+// personal data is not sealed, so there is no key to destroy.
+var ErrNoKeyring = errors.New("command: personal data is not sealed: no keyring")
+
+// ForgetCustomer erases a customer's personal data: it destroys the
+// customer's data key (every personal field sealed with it becomes
+// unreadable for good) and then records CustomerForgotten on the subject
+// of order.CustomersSubjectID, linked into that subject's hash chain, so
+// the erasure is part of the audit trail and every read model learns of it
+// from the log. The key goes first: a failure after it leaves the data
+// erased and the call to be retried, never the event without the erasure.
+//
+// Idempotent by requestID: a retry answers the original event's position;
+// the same request id for another customer is ALREADY_EXISTS
+// (REQUEST_ID_REUSED). Errors are gRPC status errors: INVALID_ARGUMENT for
+// malformed ids, FAILED_PRECONDITION without a keyring (ErrNoKeyring).
+func (s *Service) ForgetCustomer(ctx context.Context, customerID, requestID string) (position uint64, err error) {
+	pos, err := s.forget(ctx, customerID, requestID)
+	if errors.Is(err, ErrNoKeyring) {
+		return 0, status.Error(codes.FailedPrecondition, "personal data is not sealed by this server")
+	}
+	if err != nil {
+		return 0, rpcerr.ToStatus(ctx, s.log, err)
+	}
+	return pos, nil
+}
+
+func (s *Service) forget(ctx context.Context, customerID, requestID string) (uint64, error) {
+	if err := validRequestID(requestID); err != nil {
+		return 0, err
+	}
+	if err := rpcerr.ID("customer_id", customerID); err != nil {
+		return 0, err
+	}
+	if s.keys == nil {
+		return 0, ErrNoKeyring
+	}
+	meta := s.metadata(ctx, requestID)
+	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
+		recs, err := s.store.LoadLatest(ctx, order.CustomersSubjectID)
+		if err != nil {
+			return 0, err
+		}
+		if pos, done, err := forgottenBy(recs, requestID, customerID); done || err != nil {
+			return pos, err
+		}
+		if err := s.keys.Forget(ctx, customerID); err != nil {
+			return 0, fmt.Errorf("%w: forget customer: %w", convert.ErrKeyUnavailable, err)
+		}
+		prev := chain.Zero
+		if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
+			prev = recs[n-1].Meta.Hash
+		}
+		data, err := s.encode(ctx, order.CustomersSubjectID, customerID, []order.Event{order.CustomerForgotten{CustomerID: customerID}}, meta, prev)
+		if err != nil {
+			return 0, err
+		}
+		res, err := s.store.Append(ctx, order.CustomersSubjectID, uint64(len(recs)), data)
+		switch {
+		case errors.Is(err, eventstore.ErrConflict) || (err == nil && res.Duplicate):
+			// Another erasure landed first, or this one did already:
+			// read the subject again.
+			if err := waitToRetry(ctx, attempt); err != nil {
+				return 0, err
+			}
+		case err != nil:
+			return 0, err
+		default:
+			return res.Position, nil
+		}
+	}
+	return 0, rpcerr.ErrContention
+}
+
+// forgottenBy looks for the event of requestID in the customers' history:
+// done when found, with its position, or with REQUEST_ID_REUSED when it
+// forgot another customer.
+func forgottenBy(recs []eventstore.Recorded, requestID, customerID string) (position uint64, done bool, err error) {
+	for _, r := range recs {
+		if r.Meta.RequestID != requestID {
+			continue
+		}
+		e, err := convert.DecodeEvent(r.Type, r.Data)
+		if err != nil {
+			return 0, true, fmt.Errorf("%s at position %d: %w", order.CustomersSubjectID, r.Position, err)
+		}
+		if f, ok := e.(order.CustomerForgotten); !ok || f.CustomerID != customerID {
+			return 0, true, rpcerr.RequestIDReused()
+		}
+		return r.Position, true, nil
+	}
+	return 0, false, nil
+}
