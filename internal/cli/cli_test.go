@@ -308,3 +308,34 @@ func TestRevisionColumnIsTheOrdersOwn(t *testing.T) {
 		t.Fatalf("history:\n%s", r.stdout)
 	}
 }
+
+func TestForgetCustomer(t *testing.T) {
+	g := server(t).GRPC
+	ok(t, run(t, g, "orders", "create", "--order-id", "fg-1", "--request-id", "fg-1", "--customer", "cust-fg", "--currency", "EUR",
+		"--item", "BOOK-1:1:12.50", "--name", "Ada", "--line1", "1 Analytical Way", "--city", "London", "--country", "GB"))
+	ok(t, run(t, g, "orders", "place", "fg-1", "--request-id", "fg-2"))
+	ok(t, run(t, g, "orders", "pay", "fg-1", "--ref", "psp-1", "--amount", "12.50", "--request-id", "fg-3"))
+	ok(t, run(t, g, "orders", "ship", "fg-1", "--carrier", "DHL", "--tracking", "JD1", "--request-id", "fg-4"))
+	r := ok(t, run(t, g, "admin", "forget-customer", "cust-fg", "--request-id", "forget-1", "-o", "json"))
+	pos := jsonOf(t, r.stdout)["position"].(string)
+	r = ok(t, run(t, g, "orders", "get", "fg-1", "--min-position", pos))
+	for _, want := range []string{"SHIP TO", "[erased]", "SHIPPED BY", "DHL [erased]", "12.50 EUR"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("get after forgetting lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "Analytical") || strings.Contains(r.stdout, "JD1") {
+		t.Errorf("get after forgetting shows personal data:\n%s", r.stdout)
+	}
+	r = ok(t, run(t, g, "audit", "history", "fg-1"))
+	if !strings.Contains(r.stdout, "tracking=[erased]") || strings.Contains(r.stdout, "JD1") {
+		t.Errorf("history after forgetting:\n%s", r.stdout)
+	}
+	r = ok(t, run(t, g, "audit", "history", "_customers"))
+	if !strings.Contains(r.stdout, "CustomerForgotten") || !strings.Contains(r.stdout, "customer=cust-fg") {
+		t.Errorf("the erasure is not in the audit trail:\n%s", r.stdout)
+	}
+	if r := run(t, g, "admin", "forget-customer", "cust-other", "--request-id", "forget-1"); r.code == 0 {
+		t.Errorf("a request id reused for another customer was accepted: %s", r.stdout)
+	}
+}
