@@ -281,6 +281,13 @@ func (e *env) checkErased(t *testing.T, pos uint64) {
 	if a := h.GetEvents()[0].GetEvent().GetOrderCreated().GetShippingAddress(); !a.GetErased() || a.GetName() != "" {
 		t.Fatalf("history shows the address %v", a)
 	}
+	export, err := e.audit.StreamEvents(t.Context(), &ordersv1.StreamEventsRequest{OrderIds: []string{"ord-f1"}, EventTypes: []string{"OrderShipped"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := export.Recv(); err != nil || !m.GetEvent().GetEvent().GetOrderShipped().GetTrackingNumberErased() {
+		t.Fatalf("export shows %v, %v", m.GetEvent().GetEvent(), err)
+	}
 	at, err := e.audit.GetOrderAt(t.Context(), &ordersv1.GetOrderAtRequest{OrderId: "ord-f1", Point: &ordersv1.GetOrderAtRequest_Version{Version: 1}})
 	if err != nil || !at.GetOrder().GetShippingAddress().GetErased() {
 		t.Fatalf("GetOrderAt = %v, %v", at.GetOrder().GetShippingAddress(), err)

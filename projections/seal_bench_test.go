@@ -1,0 +1,114 @@
+package projections_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/api/convert"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/keys"
+	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/projections"
+)
+
+// BenchmarkRebuildSealing measures what sealing personal data costs a
+// rebuild: the same log (-rebuild.events events, orders of 5 whose
+// OrderCreated carries an address, two orders per customer) stored in plain
+// text and sealed, rebuilt without and with a keyring on the real keys
+// bucket, whose cache starts cold, in the same run.
+func BenchmarkRebuildSealing(b *testing.B) {
+	for _, sealed := range []bool{false, true} {
+		name := "plain"
+		if sealed {
+			name = "sealed"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv := estest.StartServer(b)
+			_, js := estest.Connect(b, srv)
+			ctx := context.Background()
+			store, err := eventstore.New(ctx, js, eventstore.WithStorage(jetstream.FileStorage))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ks, err := keys.Open(ctx, js)
+			if err != nil {
+				b.Fatal(err)
+			}
+			master, _ := pii.NewMasterKey(bytes.Repeat([]byte{3}, pii.KeySize))
+			var ring *pii.Keyring
+			if sealed {
+				ring = pii.NewKeyring(ks, master)
+			}
+			n := *benchEvents
+			seedSealed(b, js, store, ring, n)
+			for b.Loop() {
+				opts := []projections.Option{}
+				if sealed {
+					opts = append(opts, projections.WithKeyring(pii.NewKeyring(ks, master)))
+				}
+				d, err := projections.Open(ctx, b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				r, err := projections.NewRunner(js, store, d, opts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				if err := r.Rebuild(ctx, nil); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(n)/time.Since(t0).Seconds(), "rebuild-events/s")
+				_ = r.ReadModel().Close()
+			}
+		})
+	}
+}
+
+// seedSealed publishes n events as seedLog does, sealed with ring when it
+// is not nil.
+func seedSealed(b *testing.B, js jetstream.JetStream, store *eventstore.Store, ring *pii.Keyring, n int) {
+	b.Helper()
+	at := time.Now().UTC()
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("%08x-%07d", uint32(i/5)*2654435761, i/5)
+		customer := fmt.Sprintf("c-%d", i/10)
+		var e order.Event
+		switch i % 5 {
+		case 0:
+			e = order.OrderCreated{OrderID: id, CustomerID: customer, Currency: "EUR",
+				Shipping: &order.Address{Name: "Ada Lovelace", Line1: "1 Analytical Way", City: "London", PostalCode: "N1 9GU", Country: "GB"}}
+		case 1:
+			e = order.ItemAdded{SKU: "A", Quantity: 2, UnitPrice: 1250}
+		case 2:
+			e = order.ItemAdded{SKU: "B", Quantity: 1, UnitPrice: 499}
+		case 3:
+			e = order.OrderPlaced{Subtotal: 2999, Total: 2999}
+		case 4:
+			e = order.PaymentAuthorized{PaymentRef: "psp", Amount: 2999}
+		}
+		typ, data, err := convert.EncodeEvent(e)
+		if ring != nil {
+			typ, data, err = convert.SealEvent(context.Background(), ring, id, customer, e)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := nats.NewMsg(store.Subject(id))
+		m.Data = data
+		m.Header.Set(eventstore.HeaderEventType, typ)
+		m.Header.Set(eventstore.HeaderRequestID, fmt.Sprint("r-", i))
+		m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+}
