@@ -57,7 +57,7 @@ func BenchmarkRebuildSealing(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				r, err := projections.NewRunner(js, store, d, opts...)
+				r, err := projections.NewRunner(store, d, opts...)
 				if err != nil {
 					b.Fatal(err)
 				}
