@@ -10,10 +10,11 @@ import (
 
 func TestCeilingDoublesUpToTheCap(t *testing.T) {
 	p := Policy{Base: 100 * time.Millisecond, Cap: time.Second}
-	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
+	const ms = time.Millisecond
+	want := []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, time.Second, time.Second}
 	for i, w := range want {
-		if got := p.Ceiling(i + 1); got != w*time.Millisecond {
-			t.Errorf("Ceiling(%d) = %v, want %v", i+1, got, w*time.Millisecond)
+		if got := p.Ceiling(i + 1); got != w {
+			t.Errorf("Ceiling(%d) = %v, want %v", i+1, got, w)
 		}
 	}
 	if got := p.Ceiling(0); got != p.Base {
