@@ -224,140 +224,209 @@ func (s *Service) execute(ctx context.Context, req request, t target, cmd order.
 	return r, nil
 }
 
+// run is execute without the mapping of its error.
 func (s *Service) run(ctx context.Context, req request, t target, cmd order.Command) (result, error) {
-	orderID, expected := t.orderID, t.expected
-	requestID := req.GetRequestId()
-	if err := validRequestID(requestID); err != nil {
-		return result{}, err
-	}
-	if err := rpcerr.OrderID("order_id", orderID); err != nil {
-		return result{}, err
-	}
-	meta := s.metadata(ctx, requestID)
-	digest, err := requestDigest(req)
+	c, err := s.newCall(ctx, req, t, cmd)
 	if err != nil {
 		return result{}, err
 	}
-	fp := plainFingerprint(digest)
+	for attempt := 0; attempt < s.maxAttempts; attempt++ {
+		r, n, err := c.turn(ctx, attempt)
+		switch n {
+		case answered:
+			return r, err
+		case againFree:
+			attempt--
+		}
+	}
+	return result{}, rpcerr.ErrContention
+}
+
+// call is one command on its way through its load→decide→append turns.
+type call struct {
+	s         *Service
+	req       request
+	t         target
+	cmd       order.Command
+	requestID string
+	meta      eventstore.Metadata
+	// digest identifies the request (requestDigest); fp is its plain
+	// fingerprint, which events written before keyed fingerprints carry.
+	digest []byte
+	fp     string
 	// followed is set once a retried CreateOrder has switched to the order
 	// its request id points at; that order must then be one this request
 	// created, not another order that merely used the same request id.
-	followed := false
-	conflicts := 0
+	followed bool
 	// latest is set once the order must be read with every acknowledged
 	// event: the fast load may come from a replica that lags, which an
 	// append catches, but nothing catches an answer given without one.
-	latest := false
-	for attempt := 0; attempt < s.maxAttempts; attempt++ {
-		var recs []eventstore.Recorded
-		// An id derived from a new request id has no history: skip the
-		// load and let the append's expected revision 0 prove it. The
-		// store answers a retry of the request as a duplicate, and the
-		// next turn loads and answers from the order's history.
-		if !t.generated || attempt > 0 {
-			load := s.store.Load
-			if latest {
-				load = s.store.LoadLatest
-			}
-			var err error
-			if recs, err = load(ctx, orderID); err != nil {
-				return result{}, err
-			}
-		}
-		st, position, original, err := s.fold(ctx, recs, requestID)
-		if err != nil {
-			return result{}, err
-		}
-		if meta.RequestFingerprint, err = s.fingerprint(ctx, req, digest, customerOf(req, st)); err != nil {
-			return result{}, err
-		}
-		revision := uint64(st.Version)
-		var events []order.Event
-		switch {
-		case followed && (len(recs) == 0 || recs[0].Meta.RequestID != requestID):
-			err = rpcerr.Invalid("request_id", "already used for another order")
-		case original != nil && original.fingerprint != "" && original.fingerprint != meta.RequestFingerprint && original.fingerprint != fp:
-			// Another request under the same id. Events written before
-			// fingerprints were recorded carry none: their request id is
-			// trusted, as it always was.
-			err = rpcerr.RequestIDReused()
-		case original != nil:
-			return *original, nil
-		case expected != nil && *expected != revision:
-			err = fmt.Errorf("%w: expected %d, order is at %d", rpcerr.ErrStaleRevision, *expected, revision)
-		default:
-			events, err = order.Decide(st, cmd)
-		}
-		if !latest && ((err != nil && !errors.Is(err, order.ErrInvalid)) || (err == nil && len(events) == 0)) {
-			// An answer drawn from the state alone (a rejection, or
-			// nothing to do) must not rest on a stale read: read again
-			// with every acknowledged event, without spending an
-			// attempt. An invalid command is invalid in any state.
-			latest = true
-			attempt--
-			continue
-		}
-		if err != nil {
-			return result{}, err
-		}
-		if len(events) == 0 {
-			return result{state: st, revision: revision, position: position}, nil
-		}
-		prev := chain.Zero
-		if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
-			prev = recs[n-1].Meta.Hash
-		}
-		data, err := s.encode(ctx, orderID, st.CustomerID, events, meta, prev)
-		if err != nil {
-			return result{}, err
-		}
-		res, err := s.store.Append(ctx, orderID, revision, data)
-		var reused *eventstore.RequestReusedError
-		switch {
-		case errors.As(err, &reused) && t.generated:
-			// A retried CreateOrder whose first attempt created the order
-			// under another id: one an older build generated (UUIDv7)
-			// before ids were derived from the request id. Only the
-			// server's duplicate window remembers that, so this is met
-			// for retries within it of requests that build served. The
-			// next turn loads that order and answers from it if this
-			// request created it, and refuses the request id otherwise.
-			orderID, followed = reused.OrderID, true
-			continue
-		case errors.As(err, &reused):
-			return result{}, rpcerr.Invalid("request_id", "already used for another order")
-		case errors.Is(err, eventstore.ErrConflict):
-			// Another writer, or a lagging replica: the next load must
-			// not come from that replica's copy again.
-			latest = true
-			if expected != nil {
-				// The store's error names NATS internals; the client
-				// learns only what it can act on.
-				return result{}, fmt.Errorf("%w: expected %d, another change landed first", rpcerr.ErrStaleRevision, revision)
-			}
-			if attempt+1 < s.maxAttempts {
-				s.retries.Add(1)
-				conflicts++
-				if err := waitToRetry(ctx, conflicts); err != nil {
-					return result{}, err
-				}
-			}
-			continue
-		case err != nil:
-			return result{}, err
-		case res.Duplicate:
-			// The server already holds this request's events: a retry, or
-			// the same request racing itself. Answer from history, as the
-			// leader has it: a lagging replica may not hold them yet.
-			latest = true
-			continue
-		}
-		for _, e := range events {
-			st = order.Evolve(st, e, meta.OccurredAt)
-		}
-		return result{state: st, revision: res.Version, position: res.Position}, nil
+	latest    bool
+	conflicts int
+}
+
+// next says what follows a turn.
+type next int
+
+const (
+	answered  next = iota // the turn's result or error answers the command
+	again                 // another turn, spending an attempt
+	againFree             // another turn, without spending an attempt
+)
+
+// newCall checks the request's ids and prepares the metadata of its events.
+func (s *Service) newCall(ctx context.Context, req request, t target, cmd order.Command) (call, error) {
+	requestID := req.GetRequestId()
+	if err := validRequestID(requestID); err != nil {
+		return call{}, err
 	}
-	return result{}, rpcerr.ErrContention
+	if err := rpcerr.OrderID("order_id", t.orderID); err != nil {
+		return call{}, err
+	}
+	digest, err := requestDigest(req)
+	if err != nil {
+		return call{}, err
+	}
+	return call{s: s, req: req, t: t, cmd: cmd, requestID: requestID, meta: s.metadata(ctx, requestID),
+		digest: digest, fp: plainFingerprint(digest)}, nil
+}
+
+// turn loads the order, decides the command on it and appends the events.
+func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
+	recs, err := c.load(ctx, attempt)
+	if err != nil {
+		return result{}, answered, err
+	}
+	st, position, original, err := c.s.fold(ctx, recs, c.requestID)
+	if err != nil {
+		return result{}, answered, err
+	}
+	if c.meta.RequestFingerprint, err = c.s.fingerprint(ctx, c.req, c.digest, customerOf(c.req, st)); err != nil {
+		return result{}, answered, err
+	}
+	events, err := c.decide(recs, st, original)
+	if err == nil && original != nil {
+		return *original, answered, nil
+	}
+	if !c.latest && ((err != nil && !errors.Is(err, order.ErrInvalid)) || (err == nil && len(events) == 0)) {
+		// An answer drawn from the state alone (a rejection, or
+		// nothing to do) must not rest on a stale read: read again
+		// with every acknowledged event, without spending an
+		// attempt. An invalid command is invalid in any state.
+		c.latest = true
+		return result{}, againFree, nil
+	}
+	if err != nil {
+		return result{}, answered, err
+	}
+	if len(events) == 0 {
+		return result{state: st, revision: uint64(st.Version), position: position}, answered, nil
+	}
+	return c.append(ctx, attempt, recs, st, events)
+}
+
+// load reads the order's history, with every acknowledged event once
+// latest is set.
+func (c *call) load(ctx context.Context, attempt int) ([]eventstore.Recorded, error) {
+	// An id derived from a new request id has no history: skip the load
+	// and let the append's expected revision 0 prove it. The store answers
+	// a retry of the request as a duplicate, and the next turn loads and
+	// answers from the order's history.
+	if c.t.generated && attempt == 0 {
+		return nil, nil
+	}
+	if c.latest {
+		return c.s.store.LoadLatest(ctx, c.t.orderID)
+	}
+	return c.s.store.Load(ctx, c.t.orderID)
+}
+
+// decide checks the request against the order's history and decides the
+// command on its state st. It returns no events and no error when original
+// (the state this request left earlier) is the answer.
+func (c *call) decide(recs []eventstore.Recorded, st order.State, original *result) ([]order.Event, error) {
+	revision := uint64(st.Version)
+	switch {
+	case c.followed && (len(recs) == 0 || recs[0].Meta.RequestID != c.requestID):
+		return nil, rpcerr.Invalid("request_id", "already used for another order")
+	case original != nil && original.fingerprint != "" && original.fingerprint != c.meta.RequestFingerprint && original.fingerprint != c.fp:
+		// Another request under the same id. Events written before
+		// fingerprints were recorded carry none: their request id is
+		// trusted, as it always was.
+		return nil, rpcerr.RequestIDReused()
+	case original != nil:
+		return nil, nil
+	case c.t.expected != nil && *c.t.expected != revision:
+		return nil, fmt.Errorf("%w: expected %d, order is at %d", rpcerr.ErrStaleRevision, *c.t.expected, revision)
+	}
+	return order.Decide(st, c.cmd)
+}
+
+// append links events to the order's hash chain and appends them at the
+// revision st was read at.
+func (c *call) append(ctx context.Context, attempt int, recs []eventstore.Recorded, st order.State, events []order.Event) (result, next, error) {
+	revision := uint64(st.Version)
+	prev := chain.Zero
+	if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
+		prev = recs[n-1].Meta.Hash
+	}
+	data, err := c.s.encode(ctx, c.t.orderID, st.CustomerID, events, c.meta, prev)
+	if err != nil {
+		return result{}, answered, err
+	}
+	res, err := c.s.store.Append(ctx, c.t.orderID, revision, data)
+	if err != nil || res.Duplicate {
+		n, err := c.notAppended(ctx, attempt, revision, err)
+		return result{}, n, err
+	}
+	for _, e := range events {
+		st = order.Evolve(st, e, c.meta.OccurredAt)
+	}
+	return result{state: st, revision: res.Version, position: res.Position}, answered, nil
+}
+
+// notAppended says what follows an append that did not land: err is the
+// store's error, nil when the server already held the request's events.
+func (c *call) notAppended(ctx context.Context, attempt int, revision uint64, err error) (next, error) {
+	var reused *eventstore.RequestReusedError
+	switch {
+	case errors.As(err, &reused) && c.t.generated:
+		// A retried CreateOrder whose first attempt created the order
+		// under another id: one an older build generated (UUIDv7)
+		// before ids were derived from the request id. Only the
+		// server's duplicate window remembers that, so this is met
+		// for retries within it of requests that build served. The
+		// next turn loads that order and answers from it if this
+		// request created it, and refuses the request id otherwise.
+		c.t.orderID, c.followed = reused.OrderID, true
+		return again, nil
+	case errors.As(err, &reused):
+		return answered, rpcerr.Invalid("request_id", "already used for another order")
+	case errors.Is(err, eventstore.ErrConflict):
+		// Another writer, or a lagging replica: the next load must
+		// not come from that replica's copy again.
+		c.latest = true
+		if c.t.expected != nil {
+			// The store's error names NATS internals; the client
+			// learns only what it can act on.
+			return answered, fmt.Errorf("%w: expected %d, another change landed first", rpcerr.ErrStaleRevision, revision)
+		}
+		if attempt+1 < c.s.maxAttempts {
+			c.s.retries.Add(1)
+			c.conflicts++
+			if err := waitToRetry(ctx, c.conflicts); err != nil {
+				return answered, err
+			}
+		}
+		return again, nil
+	case err != nil:
+		return answered, err
+	}
+	// The server already holds this request's events: a retry, or the
+	// same request racing itself. Answer from history, as the leader has
+	// it: a lagging replica may not hold them yet.
+	c.latest = true
+	return again, nil
 }
 
 // fold replays an order's history; position is the log position of its
