@@ -62,39 +62,10 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	if err := s.connected(); err != nil {
 		return AppendResult{}, err
 	}
-	if len(events) > MaxEventsPerAppend {
-		return AppendResult{}, fmt.Errorf("%w: %d events, at most %d per append", ErrTooLarge, len(events), MaxEventsPerAppend)
+	msgs, err := s.messages(orderID, expectedRevision, events)
+	if err != nil {
+		return AppendResult{}, err
 	}
-	rid := events[0].Meta.RequestID
-	for i := range events {
-		if events[i].Meta.RequestID != rid {
-			return AppendResult{}, fmt.Errorf("%w: event %d has request id %q, event 0 has %q: one append is one request",
-				ErrInvalidEvent, i, events[i].Meta.RequestID, rid)
-		}
-	}
-	subject := s.Subject(orderID)
-	maxPayload := int(s.nc.MaxPayload())
-	msgs := make([]*nats.Msg, len(events))
-	total := 0
-	for i := range events {
-		h, err := eventHeader(&events[i])
-		if err != nil {
-			return AppendResult{}, fmt.Errorf("event %d: %w", i, err)
-		}
-		h[HeaderVersion] = []string{strconv.FormatUint(expectedRevision+uint64(i)+1, 10)}
-		if rid != "" {
-			h[jetstream.MsgIDHeader] = []string{rid + ":" + strconv.Itoa(i)}
-		}
-		size := headerSize(h) + len(events[i].Data) + headerReserve
-		if maxPayload > 0 && size > maxPayload {
-			return AppendResult{}, fmt.Errorf("%w: event %d is %d bytes with headers, the server allows %d", ErrTooLarge, i, size, maxPayload)
-		}
-		if total += size; total > MaxAppendBytes {
-			return AppendResult{}, fmt.Errorf("%w: more than %d bytes in one append", ErrTooLarge, MaxAppendBytes)
-		}
-		msgs[i] = &nats.Msg{Subject: subject, Header: h, Data: events[i].Data}
-	}
-
 	seq, err := s.sequenceAt(ctx, orderID, expectedRevision)
 	var res AppendResult
 	if err == nil {
@@ -105,7 +76,53 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 		s.versions.remember(orderID, res.Version, res.Position)
 		return res, nil
 	}
-	// Only the rare paths below name the operation in their errors.
+	return s.settle(ctx, orderID, expectedRevision, events, res, err)
+}
+
+// messages checks events (one request, within the size limits) and builds
+// their messages, the first at revision expectedRevision+1.
+func (s *Store) messages(orderID string, expectedRevision uint64, events []EventData) ([]*nats.Msg, error) {
+	if len(events) > MaxEventsPerAppend {
+		return nil, fmt.Errorf("%w: %d events, at most %d per append", ErrTooLarge, len(events), MaxEventsPerAppend)
+	}
+	rid := events[0].Meta.RequestID
+	for i := range events {
+		if events[i].Meta.RequestID != rid {
+			return nil, fmt.Errorf("%w: event %d has request id %q, event 0 has %q: one append is one request",
+				ErrInvalidEvent, i, events[i].Meta.RequestID, rid)
+		}
+	}
+	subject := s.Subject(orderID)
+	maxPayload := int(s.nc.MaxPayload())
+	msgs := make([]*nats.Msg, len(events))
+	total := 0
+	for i := range events {
+		h, err := eventHeader(&events[i])
+		if err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		h[HeaderVersion] = []string{strconv.FormatUint(expectedRevision+uint64(i)+1, 10)}
+		if rid != "" {
+			h[jetstream.MsgIDHeader] = []string{rid + ":" + strconv.Itoa(i)}
+		}
+		size := headerSize(h) + len(events[i].Data) + headerReserve
+		if maxPayload > 0 && size > maxPayload {
+			return nil, fmt.Errorf("%w: event %d is %d bytes with headers, the server allows %d", ErrTooLarge, i, size, maxPayload)
+		}
+		if total += size; total > MaxAppendBytes {
+			return nil, fmt.Errorf("%w: more than %d bytes in one append", ErrTooLarge, MaxAppendBytes)
+		}
+		msgs[i] = &nats.Msg{Subject: subject, Header: h, Data: events[i].Data}
+	}
+	return msgs, nil
+}
+
+// settle answers an append that the server reported as a duplicate (res)
+// or refused (err): the original result of a retried request, or the
+// classified error.
+func (s *Store) settle(ctx context.Context, orderID string, expectedRevision uint64, events []EventData, res AppendResult, err error) (AppendResult, error) {
+	rid := events[0].Meta.RequestID
+	// Only these rare paths name the operation in their errors.
 	op := fmt.Sprintf("append %d event(s) to order %s at revision %d", len(events), orderID, expectedRevision)
 	if err == nil && res.Duplicate {
 		// The server's duplicate window is keyed by message id alone: make
