@@ -90,7 +90,11 @@ func (n *node) registerCommand(context.Context) (role, error) {
 }
 
 func (n *node) registerAudit(context.Context) (role, error) {
-	ordersv1.RegisterOrderAuditServiceServer(n.srv, audit.New(n.traced, n.log, audit.WithKeyring(n.ring)))
+	svc, err := audit.New(n.traced, n.log, audit.WithKeyring(n.ring))
+	if err != nil {
+		return role{}, err
+	}
+	ordersv1.RegisterOrderAuditServiceServer(n.srv, svc)
 	return role{services: map[string][]string{ordersv1.OrderAuditService_ServiceDesc.ServiceName: {"nats", "stream"}}}, nil
 }
 
@@ -118,11 +122,16 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 		_ = rmDir.Close()
 		return role{}, err
 	}
+	admin, err := query.NewAdmin(runner, n.store, n.log, query.WithForgetter(forgetter))
+	if err != nil {
+		_ = rmDir.Close()
+		return role{}, err
+	}
 	runCtx, stopRunner := context.WithCancel(context.Background())
 	runnerDone := make(chan error, 1)
 	go func() { runnerDone <- runner.Run(runCtx) }()
 	ordersv1.RegisterOrderQueryServiceServer(n.srv, svc)
-	ordersv1.RegisterOrderAdminServiceServer(n.srv, query.NewAdmin(runner, n.store, n.log, query.WithForgetter(forgetter)))
+	ordersv1.RegisterOrderAdminServiceServer(n.srv, admin)
 	go func() {
 		select {
 		case <-runner.Ready():

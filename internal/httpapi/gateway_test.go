@@ -97,8 +97,16 @@ func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...httpapi.Opt
 	}
 	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
 	ordersv1.RegisterOrderQueryServiceServer(gs, qry)
-	ordersv1.RegisterOrderAdminServiceServer(gs, query.NewAdmin(runner, store, quiet()))
-	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(store, quiet()))
+	admin, err := query.NewAdmin(runner, store, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	aud, err := audit.New(store, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ordersv1.RegisterOrderAdminServiceServer(gs, admin)
+	ordersv1.RegisterOrderAuditServiceServer(gs, aud)
 	// PaymentAdminService is deliberately not served: its routes answer 501.
 	e.conn = serve(t, gs)
 	e.cmd = ordersv1.NewOrderCommandServiceClient(e.conn)

@@ -57,11 +57,25 @@ type Service struct {
 // WithKeyring opens the sealed personal data of the events that history,
 // GetOrderAt and StreamEvents show; without it, and once a customer is
 // forgotten, personal fields show as erased. Verification never opens them:
-// the hash chain covers the stored bytes, ciphertext included.
-func WithKeyring(keys convert.Keyring) Option { return func(s *Service) { s.keys = keys } }
+// the hash chain covers the stored bytes, ciphertext included. Invalid: nil.
+func WithKeyring(keys convert.Keyring) Option {
+	return func(s *Service) error {
+		if keys == nil {
+			return fmt.Errorf("%w: WithKeyring(nil)", ErrInvalidOption)
+		}
+		s.keys = keys
+		return nil
+	}
+}
 
-// Option configures a Service.
-type Option func(*Service)
+// Option configures a Service. An option given a value it does not accept
+// makes New fail with an error wrapping ErrInvalidOption; each option says
+// which values those are.
+type Option func(*Service) error
+
+// ErrInvalidOption reports an option of New given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("audit: invalid option")
 
 // open decodes e's payload again with its sealed personal data opened,
 // when the service has a keyring. Errors are convert.OpenEvent's.
@@ -77,16 +91,20 @@ func (s *Service) open(ctx context.Context, e entry) (entry, error) {
 	return e, nil
 }
 
-// New returns the audit service on store.
-func New(store Store, log *slog.Logger, opts ...Option) *Service {
+// New returns the audit service on store; a nil log logs to
+// slog.Default(). It fails with an error wrapping ErrInvalidOption when an
+// option is invalid.
+func New(store Store, log *slog.Logger, opts ...Option) (*Service, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	s := &Service{store: store, log: log}
 	for _, o := range opts {
-		o(s)
+		if err := o(s); err != nil {
+			return nil, err
+		}
 	}
-	return s
+	return s, nil
 }
 
 // traceID extracts the trace id from a W3C traceparent value.

@@ -91,9 +91,13 @@ func serve(t testing.TB, e *env) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	svc, err := audit.New(e.store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	gs := grpc.NewServer()
 	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
-	ordersv1.RegisterOrderAuditServiceServer(gs, audit.New(e.store, nil))
+	ordersv1.RegisterOrderAuditServiceServer(gs, svc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -42,23 +43,35 @@ type Admin struct {
 	forget Forgetter
 }
 
-// AdminOption configures an Admin.
-type AdminOption func(*Admin)
+// AdminOption configures an Admin. An option given a value it does not
+// accept makes NewAdmin fail with an error wrapping ErrInvalidOption.
+type AdminOption func(*Admin) error
 
 // WithForgetter serves ForgetCustomer with f; without it ForgetCustomer
-// answers UNIMPLEMENTED.
-func WithForgetter(f Forgetter) AdminOption { return func(a *Admin) { a.forget = f } }
+// answers UNIMPLEMENTED. Invalid: nil.
+func WithForgetter(f Forgetter) AdminOption {
+	return func(a *Admin) error {
+		if f == nil {
+			return fmt.Errorf("%w: WithForgetter(nil)", ErrInvalidOption)
+		}
+		a.forget = f
+		return nil
+	}
+}
 
-// NewAdmin returns the admin service.
-func NewAdmin(r Rebuilder, head Head, log *slog.Logger, opts ...AdminOption) *Admin {
+// NewAdmin returns the admin service; a nil log logs to slog.Default(). It
+// fails with an error wrapping ErrInvalidOption when an option is invalid.
+func NewAdmin(r Rebuilder, head Head, log *slog.Logger, opts ...AdminOption) (*Admin, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	a := &Admin{r: r, head: head, log: log}
 	for _, o := range opts {
-		o(a)
+		if err := o(a); err != nil {
+			return nil, err
+		}
 	}
-	return a
+	return a, nil
 }
 
 // ForgetCustomer erases a customer's personal data (see Forgetter). The

@@ -36,3 +36,9 @@ func TestInvalidOptionsAreRejected(t *testing.T) {
 		t.Errorf("valid options: %v", err)
 	}
 }
+
+func TestInvalidAdminOptionsAreRejected(t *testing.T) {
+	if a, err := query.NewAdmin(nil, nil, nil, query.WithForgetter(nil)); !errors.Is(err, query.ErrInvalidOption) || a != nil {
+		t.Errorf("NewAdmin(WithForgetter(nil)) = %v, %v; want nil, ErrInvalidOption", a, err)
+	}
+}

@@ -91,7 +91,11 @@ func serve(t *testing.T, e *env, history int, opts ...query.Option) *env {
 	}
 	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
 	ordersv1.RegisterOrderQueryServiceServer(gs, newQuery(t, runnerRef{e}, append([]query.Option{query.WithFeed(e.feed), query.WithHistory(store)}, opts...)...))
-	ordersv1.RegisterOrderAdminServiceServer(gs, query.NewAdmin(runnerRef{e}, store, nil))
+	admin, err := query.NewAdmin(runnerRef{e}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ordersv1.RegisterOrderAdminServiceServer(gs, admin)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
