@@ -2,8 +2,10 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore/keys"
@@ -18,14 +20,38 @@ func (n *node) openKeyring(ctx context.Context) error {
 	if !n.cfg.Has("command") && !n.cfg.Has("query") && !n.cfg.Has("audit") {
 		return nil
 	}
-	ring, stop, err := newKeyring(ctx, n.js, n.cfg, n.log)
-	if err != nil {
-		return fmt.Errorf("personal data keys: %w", err)
+	// A replicated bucket just created has no leader for a moment, and
+	// a cluster may still be electing: retry with short attempts until
+	// the connect timeout, as the event store does.
+	deadline := time.Now().Add(n.cfg.NATSConnectTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		ring, stop, err := newKeyring(actx, n.js, n.cfg, n.log)
+		cancel()
+		if err == nil {
+			n.ring = ring
+			n.down.push(stop)
+			return nil
+		}
+		var master *masterKeyError
+		if errors.As(err, &master) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("personal data keys: %w", err)
+		}
+		n.log.Warn("personal data keys not reachable yet, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	n.ring = ring
-	n.down.push(stop)
-	return nil
 }
+
+// masterKeyError is a PII_MASTER_KEY_FILE that cannot be used: retrying
+// does not help.
+type masterKeyError struct{ err error }
+
+func (e *masterKeyError) Error() string { return "PII_MASTER_KEY_FILE: " + e.err.Error() }
+func (e *masterKeyError) Unwrap() error { return e.err }
 
 // commandOptions are the command service's options in this process.
 func (n *node) commandOptions() []command.Option {
@@ -48,7 +74,7 @@ func newKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, 
 	var master *pii.MasterKey
 	if cfg.PIIMasterKeyFile != "" {
 		if master, err = pii.LoadMasterKey(cfg.PIIMasterKeyFile); err != nil {
-			return nil, nil, fmt.Errorf("PII_MASTER_KEY_FILE: %w", err)
+			return nil, nil, &masterKeyError{err}
 		}
 	} else {
 		raw, created, err := store.DevMasterKey(ctx)
