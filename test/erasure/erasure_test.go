@@ -18,6 +18,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/keys"
+	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
+	"github.com/orderstream/orderstream/internal/pii"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	_ "modernc.org/sqlite" // the read model's driver, to checkpoint it
@@ -336,6 +339,22 @@ func (e *env) rebuild(t *testing.T) {
 		}
 		if m.GetSwapped() {
 			return
+		}
+	}
+}
+
+// TestBadMasterKeyStopsStartup: a PII_MASTER_KEY_FILE that is missing or
+// not a key stops ordersd at start-up.
+func TestBadMasterKeyStopsStartup(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.key")
+	if err := os.WriteFile(bad, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]error{bad: pii.ErrMasterKey, filepath.Join(t.TempDir(), "missing.key"): fs.ErrNotExist} {
+		cfg := apptest.Config(t, map[string]string{"PII_MASTER_KEY_FILE": file, "ROLES": "command"})
+		err := app.Run(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		if !errors.Is(err, want) {
+			t.Fatalf("Run with PII_MASTER_KEY_FILE=%s: %v, want %v", file, err, want)
 		}
 	}
 }
