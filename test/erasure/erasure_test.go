@@ -15,10 +15,12 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -356,5 +358,33 @@ func TestBadMasterKeyStopsStartup(t *testing.T) {
 		if !errors.Is(err, want) {
 			t.Fatalf("Run with PII_MASTER_KEY_FILE=%s: %v, want %v", file, err, want)
 		}
+	}
+}
+
+// TestForgetCustomerOverREST: the REST route answers the erasure's
+// position, and the same position for a retry.
+func TestForgetCustomerOverREST(t *testing.T) {
+	addrs, _ := apptest.Start(t, map[string]string{"ROLES": "command,query,audit,gateway"})
+	forget := func() string {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addrs.HTTP+"/v1/admin/customers/cust-rest:forget",
+			strings.NewReader(`{"request_id":"rest-forget-1"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body struct{ Position string }
+		if err := json.NewDecoder(res.Body).Decode(&body); err != nil || res.StatusCode != http.StatusOK || body.Position == "" {
+			t.Fatalf("POST forget: %d %+v %v", res.StatusCode, body, err)
+		}
+		return body.Position
+	}
+	if first, again := forget(), forget(); first != again {
+		t.Fatalf("retry answered position %s, first %s", again, first)
 	}
 }
