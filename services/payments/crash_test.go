@@ -93,7 +93,7 @@ func (e *env) runOwnConn(tb testing.TB, gw payments.Provider, c *crashPoint, opt
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var cmds ordersv1.OrderCommandServiceClient = e.cmd
+	cmds := e.cmd
 	if c != nil {
 		c.kill = func() { nc.Close(); cancel() }
 		gw = crashingGateway{Provider: gw, c: c}

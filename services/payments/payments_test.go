@@ -31,7 +31,6 @@ type env struct {
 	store *eventstore.Store
 	cmd   ordersv1.OrderCommandServiceClient
 	admin ordersv1.PaymentAdminServiceClient
-	gs    *grpc.Server
 	mgr   atomic.Pointer[payments.Manager]
 }
 
