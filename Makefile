@@ -41,11 +41,12 @@ generate: ## Regenerate protobuf, gRPC, gateway and OpenAPI code.
 	gofmt -w api
 
 .PHONY: lint
-lint: ## gofmt, go vet (every module), buf lint and buf format.
+lint: ## gofmt, go vet, buf lint, buf format and golangci-lint (every module).
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
 	$(BUF) lint
 	$(BUF) format -d --exit-code
+	@$(MAKE) --no-print-directory lint-go
 
 .PHONY: lint-go
 lint-go: ## golangci-lint (.golangci.yml) in every module.
