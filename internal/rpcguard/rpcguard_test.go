@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/rpcguard"
@@ -176,9 +177,15 @@ func TestPanicIsRecoveredLoggedAndCounted(t *testing.T) {
 		t.Fatalf("after the panics: %v", err)
 	}
 
-	traces := map[string]bool{}
-	for _, sp := range s.spans.Ended() {
-		traces[sp.SpanContext().TraceID().String()] = true
+	// The server span ends when gRPC reports the end of the RPC, which may
+	// come after the client has its answer: wait for it rather than race.
+	ended := func(id string) bool {
+		for _, sp := range s.spans.Ended() {
+			if sp.SpanContext().TraceID().String() == id {
+				return true
+			}
+		}
+		return false
 	}
 	logged := 0
 	for _, line := range strings.Split(strings.TrimSpace(s.logs.String()), "\n") {
@@ -190,8 +197,13 @@ func TestPanicIsRecoveredLoggedAndCounted(t *testing.T) {
 			continue
 		}
 		id, _ := rec["trace_id"].(string)
-		if !traces[id] || !strings.Contains(rec["stack"].(string), "panicky") {
+		if id == "" || !strings.Contains(rec["stack"].(string), "panicky") {
 			t.Fatalf("panic logged without its trace id or stack: %s", line)
+		}
+		for deadline := time.Now().Add(10 * time.Second); !ended(id); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("panic logged with trace id %s, which no server span carries", id)
+			}
 		}
 		logged++
 	}
