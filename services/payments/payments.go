@@ -120,88 +120,118 @@ type Parked interface {
 	Keys(ctx context.Context) ([]string, error)
 }
 
-// Option configures a Manager.
-type Option func(*Manager)
+// Option configures a Manager. An option given a value it does not accept
+// makes New return an error wrapping ErrInvalidOption rather than being
+// ignored, so a misconfiguration is found at start-up.
+type Option func(*Manager) error
 
-// WithWorkers sets the worker pool size.
+// ErrInvalidOption reports an option of New given a value it does not
+// accept.
+var ErrInvalidOption = errors.New("payments: invalid option")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+}
+
+// WithWorkers sets the worker pool size (default DefaultWorkers). Invalid:
+// n < 1.
 func WithWorkers(n int) Option {
-	return func(m *Manager) {
-		if n > 0 {
-			m.workers = n
+	return func(m *Manager) error {
+		if n < 1 {
+			return invalid("WithWorkers(%d): want at least 1", n)
 		}
+		m.workers = n
+		return nil
 	}
 }
 
 // WithRetry sets the attempt budget, per-attempt timeout and backoff bounds.
+// Invalid: maxAttempts < 1, a timeout or base that is not positive, or max
+// below base.
 func WithRetry(maxAttempts int, attemptTimeout, base, max time.Duration) Option {
-	return func(m *Manager) {
-		if maxAttempts > 0 {
-			m.maxAttempts = maxAttempts
+	return func(m *Manager) error {
+		if maxAttempts < 1 || attemptTimeout <= 0 || base <= 0 || max < base {
+			return invalid("WithRetry(%d, %v, %v, %v)", maxAttempts, attemptTimeout, base, max)
 		}
-		if attemptTimeout > 0 {
-			m.attemptTimeout = attemptTimeout
-		}
-		if base > 0 {
-			m.backoffBase = base
-		}
-		if max > 0 {
-			m.backoffMax = max
-		}
+		m.maxAttempts, m.attemptTimeout, m.backoffBase, m.backoffMax = maxAttempts, attemptTimeout, base, max
+		return nil
 	}
 }
 
 // WithAckWait sets the subscription's AckWait (default DefaultAckWait): how
 // soon the messages a crashed manager held are delivered again. Running
 // jobs tell the server four times per AckWait that they are in progress,
-// so it need not cover a job's duration.
+// so it need not cover a job's duration. Invalid: d <= 0.
 func WithAckWait(d time.Duration) Option {
-	return func(m *Manager) {
-		if d > 0 {
-			m.ackWait = d
+	return func(m *Manager) error {
+		if d <= 0 {
+			return invalid("WithAckWait(%v): want a positive duration", d)
 		}
+		m.ackWait = d
+		return nil
 	}
 }
 
 // WithOutageLimit sets how long a job waits for the event store or the
 // command side to come back before the manager alerts (default
-// DefaultOutageLimit); see Manager.run.
+// DefaultOutageLimit); see Manager.run. Invalid: d <= 0.
 func WithOutageLimit(d time.Duration) Option {
-	return func(m *Manager) {
-		if d > 0 {
-			m.outageLimit = d
+	return func(m *Manager) error {
+		if d <= 0 {
+			return invalid("WithOutageLimit(%v): want a positive duration", d)
 		}
+		m.outageLimit = d
+		return nil
 	}
 }
 
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+// WithLogger sets the logger (default slog.Default()). Invalid: nil.
+func WithLogger(l *slog.Logger) Option {
+	return func(m *Manager) error {
+		if l == nil {
+			return invalid("WithLogger(nil)")
+		}
+		m.log = l
+		return nil
+	}
+}
 
 // WithPinnedTTL sets how long the server keeps the subscription pinned to a
-// manager that stopped pulling before another replica takes over.
+// manager that stopped pulling before another replica takes over (default
+// DefaultPinnedTTL). Invalid: d <= 0.
 func WithPinnedTTL(d time.Duration) Option {
-	return func(m *Manager) {
-		if d > 0 {
-			m.pinnedTTL = d
+	return func(m *Manager) error {
+		if d <= 0 {
+			return invalid("WithPinnedTTL(%v): want a positive duration", d)
 		}
+		m.pinnedTTL = d
+		return nil
 	}
 }
 
 // WithCircuit sets how many consecutive transient gateway failures open the
-// circuit, and for how long it then holds calls back.
+// circuit, and for how long it then holds calls back. Invalid: threshold < 1
+// or cooldown <= 0.
 func WithCircuit(threshold int, cooldown time.Duration) Option {
-	return func(m *Manager) {
-		if threshold > 0 {
-			m.breaker.threshold = threshold
+	return func(m *Manager) error {
+		if threshold < 1 || cooldown <= 0 {
+			return invalid("WithCircuit(%d, %v)", threshold, cooldown)
 		}
-		if cooldown > 0 {
-			m.breaker.cooldown = cooldown
-		}
+		m.breaker.threshold, m.breaker.cooldown = threshold, cooldown
+		return nil
 	}
 }
 
-// WithTelemetry traces payment attempts and records metrics.
+// WithTelemetry traces payment attempts and records metrics. Invalid: a nil
+// provider.
 func WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) Option {
-	return func(m *Manager) { m.tp, m.mp = tp, mp }
+	return func(m *Manager) error {
+		if tp == nil || mp == nil {
+			return invalid("WithTelemetry: nil provider")
+		}
+		m.tp, m.mp = tp, mp
+		return nil
+	}
 }
 
 // Manager is the payments process manager.
@@ -264,7 +294,9 @@ func New(ctx context.Context, store Store, parked Parked, cmds ordersv1.OrderCom
 	}
 	m.breaker.threshold, m.breaker.cooldown = DefaultCircuitThreshold, DefaultCircuitCooldown
 	for _, o := range opts {
-		o(m)
+		if err := o(m); err != nil {
+			return nil, err
+		}
 	}
 	m.tracer = m.tp.Tracer("github.com/orderstream/orderstream/services/payments")
 	keys, err := m.kv.Keys(ctx)

@@ -2,6 +2,7 @@ package payments_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -181,7 +182,7 @@ func (e *env) waitForWithin(tb testing.TB, d time.Duration, n int, types ...stri
 // tests that are about something else.
 func fast() payments.Option {
 	retry, circuit := payments.WithRetry(30, time.Second, time.Millisecond, 5*time.Millisecond), payments.WithCircuit(1000, 10*time.Millisecond)
-	return func(m *payments.Manager) { retry(m); circuit(m) }
+	return func(m *payments.Manager) error { return errors.Join(retry(m), circuit(m)) }
 }
 
 // quickFailover shortens how long a crashed manager keeps the consumer.

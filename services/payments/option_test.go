@@ -1,0 +1,33 @@
+package payments_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/services/payments"
+)
+
+// An option given a value it does not accept makes New fail with
+// ErrInvalidOption before it touches the store or the bucket, rather than
+// being ignored and leaving a default the operator did not ask for.
+func TestInvalidOptionsAreRejected(t *testing.T) {
+	for name, opt := range map[string]payments.Option{
+		"no workers":          payments.WithWorkers(0),
+		"no attempts":         payments.WithRetry(0, time.Second, time.Millisecond, time.Second),
+		"no attempt timeout":  payments.WithRetry(3, 0, time.Millisecond, time.Second),
+		"no backoff base":     payments.WithRetry(3, time.Second, 0, time.Second),
+		"max below base":      payments.WithRetry(3, time.Second, time.Second, time.Millisecond),
+		"no ack wait":         payments.WithAckWait(0),
+		"negative outage":     payments.WithOutageLimit(-time.Second),
+		"nil logger":          payments.WithLogger(nil),
+		"no pinned ttl":       payments.WithPinnedTTL(0),
+		"no circuit trips":    payments.WithCircuit(0, time.Second),
+		"no circuit cooldown": payments.WithCircuit(3, 0),
+		"nil telemetry":       payments.WithTelemetry(nil, nil),
+	} {
+		if m, err := payments.New(t.Context(), nil, nil, nil, nil, opt); !errors.Is(err, payments.ErrInvalidOption) || m != nil {
+			t.Errorf("%s: New = %v, %v; want nil, ErrInvalidOption", name, m, err)
+		}
+	}
+}
