@@ -16,19 +16,9 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 )
 
-// Store is what the conformance suite checks: the methods of
-// eventstore.Store that its users call. eventstore.Store and memstore.Store
-// implement it.
-type Store interface {
-	Append(ctx context.Context, orderID string, expectedRevision uint64, events []eventstore.EventData) (eventstore.AppendResult, error)
-	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
-	LoadAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error)
-	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
-	Get(ctx context.Context, position uint64) (eventstore.Recorded, error)
-	Head(ctx context.Context) (uint64, error)
-	Read(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
-	Follow(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
-}
+// Store is what the conformance suite checks: the event log its users
+// call, eventstore.Log. eventstore.Store and memstore.Store implement it.
+type Store = eventstore.Log
 
 // MaxPayload is the largest event, headers included, that the stores under
 // test accept: nats-server's default max payload, and memstore's bound.

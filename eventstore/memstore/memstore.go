@@ -35,6 +35,8 @@ const maxPayload = 1 << 20
 // so that an event is refused here when it would be refused there.
 const headerReserve = 160
 
+var _ eventstore.Log = (*Store)(nil)
+
 // Store is an event store in memory. It is safe for concurrent use. The
 // zero value is not usable; call New.
 type Store struct {

@@ -28,14 +28,7 @@ var traceContext = propagation.TraceContext{}
 
 // Inner is the store that is wrapped: the methods of *eventstore.Store.
 type Inner interface {
-	Append(ctx context.Context, orderID string, expectedRevision uint64, events []eventstore.EventData) (eventstore.AppendResult, error)
-	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
-	LoadAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error)
-	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
-	Get(ctx context.Context, position uint64) (eventstore.Recorded, error)
-	Head(ctx context.Context) (uint64, error)
-	Read(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
-	Follow(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
+	eventstore.Log
 	ReadBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error]
 	FollowBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error]
 	Subscribe(ctx context.Context, name string, handle func(eventstore.Delivery), opts ...eventstore.SubscribeOption) error
@@ -45,7 +38,10 @@ type Inner interface {
 	Immutable() error
 }
 
-var _ Inner = (*eventstore.Store)(nil)
+var (
+	_ Inner          = (*eventstore.Store)(nil)
+	_ eventstore.Log = (*Store)(nil)
+)
 
 // Store is a traced, metered Inner.
 type Store struct {
