@@ -102,6 +102,16 @@ const (
 	orderIDRule = "must be 1-64 printable ASCII characters without spaces, '.', '*' or '>'"
 )
 
+// DefaultLogger returns log, or slog.Default() when log is nil: the logger
+// a service hands ToStatus when its constructor was given none, so that
+// internal errors are never dropped unlogged.
+func DefaultLogger(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.Default()
+	}
+	return log
+}
+
 // ToStatus converts err into a gRPC status error. A status error passes
 // through unchanged. log receives internal errors; it may be nil.
 func ToStatus(ctx context.Context, log *slog.Logger, err error) error {

@@ -95,10 +95,7 @@ func (s *Service) open(ctx context.Context, e entry) (entry, error) {
 // slog.Default(). It fails with an error wrapping ErrInvalidOption when an
 // option is invalid.
 func New(store Store, log *slog.Logger, opts ...Option) (*Service, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	s := &Service{store: store, log: log}
+	s := &Service{store: store, log: rpcerr.DefaultLogger(log)}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err

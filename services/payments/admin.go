@@ -18,10 +18,7 @@ type Admin struct {
 
 // NewAdmin returns the admin service of m.
 func NewAdmin(m *Manager, log *slog.Logger) *Admin {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Admin{m: m, log: log}
+	return &Admin{m: m, log: rpcerr.DefaultLogger(log)}
 }
 
 func kindProto(k jobKind) ordersv1.PaymentJobKind {

@@ -62,10 +62,7 @@ func WithForgetter(f Forgetter) AdminOption {
 // NewAdmin returns the admin service; a nil log logs to slog.Default(). It
 // fails with an error wrapping ErrInvalidOption when an option is invalid.
 func NewAdmin(r Rebuilder, head Head, log *slog.Logger, opts ...AdminOption) (*Admin, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	a := &Admin{r: r, head: head, log: log}
+	a := &Admin{r: r, head: head, log: rpcerr.DefaultLogger(log)}
 	for _, o := range opts {
 		if err := o(a); err != nil {
 			return nil, err
