@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -8,6 +9,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/client"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -31,24 +33,15 @@ func (a *app) forgetCustomerCmd() *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		Example: "  ordersctl admin forget-customer cust-42 --request-id forget-cust-42",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := a.dial()
-			if err != nil {
-				return err
-			}
-			if requestID == "" {
-				requestID = uuid.NewString()
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			res, err := ordersv1.NewOrderAdminServiceClient(conn).ForgetCustomer(ctx, &ordersv1.ForgetCustomerRequest{CustomerId: args[0], RequestId: requestID})
-			if err != nil {
-				return err
-			}
-			if a.output == "json" {
-				return a.printJSON(res)
-			}
-			fmt.Fprintf(a.io.Out, "customer %s forgotten at position %d\n", args[0], res.GetPosition())
-			return nil
+			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.ForgetCustomerResponse, error) {
+				if requestID == "" {
+					requestID = uuid.NewString()
+				}
+				return ordersv1.NewOrderAdminServiceClient(conn).ForgetCustomer(ctx, &ordersv1.ForgetCustomerRequest{CustomerId: args[0], RequestId: requestID})
+			}, func(res *ordersv1.ForgetCustomerResponse) error {
+				fmt.Fprintf(a.io.Out, "customer %s forgotten at position %d\n", args[0], res.GetPosition())
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&requestID, "request-id", "", "idempotency key; a retry with the same one answers the same position (default: a new UUID)")
@@ -61,50 +54,32 @@ func (a *app) parkedCmd() *cobra.Command {
 		Use: "list", Short: "List parked payment jobs", Args: cobra.NoArgs,
 		Example: "  ordersctl admin parked list\n  ordersctl admin parked list -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := a.dial()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			res, err := ordersv1.NewPaymentAdminServiceClient(conn).ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{})
-			if err != nil {
-				return err
-			}
-			if a.output == "json" {
-				return a.printJSON(res)
-			}
-			w := table(a.io.Out)
-			fmt.Fprintln(w, "ORDER\tKIND\tPOSITION\tATTEMPTS\tPARKED\tLAST ERROR")
-			for _, p := range res.GetParked() {
-				kind := strings.ToLower(strings.TrimPrefix(p.GetKind().String(), "PAYMENT_JOB_KIND_"))
-				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\n", p.GetOrderId(), kind, p.GetPosition(), p.GetAttempts(), ts(p.GetParkedAt()), p.GetLastError())
-			}
-			return w.Flush()
+			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.ListParkedPaymentsResponse, error) {
+				return ordersv1.NewPaymentAdminServiceClient(conn).ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{})
+			}, func(res *ordersv1.ListParkedPaymentsResponse) error {
+				w := table(a.io.Out)
+				fmt.Fprintln(w, "ORDER\tKIND\tPOSITION\tATTEMPTS\tPARKED\tLAST ERROR")
+				for _, p := range res.GetParked() {
+					kind := strings.ToLower(strings.TrimPrefix(p.GetKind().String(), "PAYMENT_JOB_KIND_"))
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\n", p.GetOrderId(), kind, p.GetPosition(), p.GetAttempts(), ts(p.GetParkedAt()), p.GetLastError())
+				}
+				return w.Flush()
+			})
 		},
 	}, &cobra.Command{
 		Use: "retry [ORDER]", Short: "Retry parked payment jobs now (one order's, or all)", Args: cobra.MaximumNArgs(1),
 		Example: "  ordersctl admin parked retry 7d3f0c2a-...\n  ordersctl admin parked retry          # every parked job",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := a.dial()
-			if err != nil {
-				return err
-			}
-			req := &ordersv1.RetryParkedPaymentRequest{}
-			if len(args) == 1 {
-				req.OrderId = args[0]
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			res, err := ordersv1.NewPaymentAdminServiceClient(conn).RetryParkedPayment(ctx, req)
-			if err != nil {
-				return err
-			}
-			if a.output == "json" {
-				return a.printJSON(res)
-			}
-			fmt.Fprintf(a.io.Out, "completed %d, parked again %d\n", res.GetCompleted(), res.GetParkedAgain())
-			return nil
+			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.RetryParkedPaymentResponse, error) {
+				req := &ordersv1.RetryParkedPaymentRequest{}
+				if len(args) == 1 {
+					req.OrderId = args[0]
+				}
+				return ordersv1.NewPaymentAdminServiceClient(conn).RetryParkedPayment(ctx, req)
+			}, func(res *ordersv1.RetryParkedPaymentResponse) error {
+				fmt.Fprintf(a.io.Out, "completed %d, parked again %d\n", res.GetCompleted(), res.GetParkedAgain())
+				return nil
+			})
 		},
 	})
 	return c
@@ -117,40 +92,31 @@ func (a *app) deadlinesCmd() *cobra.Command {
 		Use: "list [ORDER]", Short: "List pending deadlines and overdue shipments, soonest first", Args: cobra.MaximumNArgs(1),
 		Example: "  ordersctl admin deadlines list\n  ordersctl admin deadlines list 7d3f0c2a-... -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := a.dial()
-			if err != nil {
-				return err
-			}
-			req := &ordersv1.ListDeadlinesRequest{Limit: limit}
-			if len(args) == 1 {
-				req.OrderId = args[0]
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			res, err := ordersv1.NewDeadlineAdminServiceClient(conn).ListDeadlines(ctx, req)
-			if err != nil {
-				return err
-			}
-			if a.output == "json" {
-				return a.printJSON(res)
-			}
-			w := table(a.io.Out)
-			fmt.Fprintln(w, "ORDER\tDEADLINE\tDUE\tSTATE\tSINCE POSITION")
-			for _, d := range res.GetDeadlines() {
-				kind := strings.ToLower(strings.TrimPrefix(d.GetKind().String(), "DEADLINE_KIND_"))
-				state := "pending"
-				if d.GetOverdue() {
-					state = a.colour("31", "overdue")
+			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.ListDeadlinesResponse, error) {
+				req := &ordersv1.ListDeadlinesRequest{Limit: limit}
+				if len(args) == 1 {
+					req.OrderId = args[0]
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", d.GetOrderId(), kind, ts(d.GetDueAt()), state, d.GetPosition())
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			if res.GetTruncated() {
-				fmt.Fprintf(a.io.Err, "more deadlines than --limit %d\n", len(res.GetDeadlines()))
-			}
-			return nil
+				return ordersv1.NewDeadlineAdminServiceClient(conn).ListDeadlines(ctx, req)
+			}, func(res *ordersv1.ListDeadlinesResponse) error {
+				w := table(a.io.Out)
+				fmt.Fprintln(w, "ORDER\tDEADLINE\tDUE\tSTATE\tSINCE POSITION")
+				for _, d := range res.GetDeadlines() {
+					kind := strings.ToLower(strings.TrimPrefix(d.GetKind().String(), "DEADLINE_KIND_"))
+					state := "pending"
+					if d.GetOverdue() {
+						state = a.colour("31", "overdue")
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", d.GetOrderId(), kind, ts(d.GetDueAt()), state, d.GetPosition())
+				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				if res.GetTruncated() {
+					fmt.Fprintf(a.io.Err, "more deadlines than --limit %d\n", len(res.GetDeadlines()))
+				}
+				return nil
+			})
 		},
 	}
 	list.Flags().Int32Var(&limit, "limit", 0, "at most this many (server default 100, at most 1000)")

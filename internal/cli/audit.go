@@ -139,20 +139,9 @@ func (a *app) atCmd() *cobra.Command {
 			default:
 				return usagef("give --revision N or --time T")
 			}
-			client, err := a.audit()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			res, err := client.GetOrderAt(ctx, req)
-			if err != nil {
-				return err
-			}
-			if a.output == "json" {
-				return a.printJSON(res)
-			}
-			return a.printOrder(res.GetOrder(), 0)
+			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.GetOrderAtResponse, error) {
+				return ordersv1.NewOrderAuditServiceClient(conn).GetOrderAt(ctx, req)
+			}, func(res *ordersv1.GetOrderAtResponse) error { return a.printOrder(res.GetOrder(), 0) })
 		},
 	}
 	c.Flags().Uint32Var(&version, "revision", 0, "state after this many events (1 = as created)")

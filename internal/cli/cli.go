@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 )
 
 // Exit codes, the same as those of ordersd's subcommands.
@@ -242,6 +243,26 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	}
 	a.conn = conn
 	return conn, nil
+}
+
+// unary makes one unary call on the server's connection within the call
+// deadline, and prints its answer: as proto3 JSON with -o json, otherwise
+// as text writes it. Errors are the dial's, the call's or the printing's.
+func unary[R proto.Message](a *app, cmd *cobra.Command, call func(context.Context, *grpc.ClientConn) (R, error), text func(R) error) error {
+	conn, err := a.dial()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.callCtx(cmd.Context())
+	defer cancel()
+	res, err := call(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		return a.printJSON(res)
+	}
+	return text(res)
 }
 
 // callCtx adds the deadline and the actor to one call.

@@ -12,6 +12,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/money"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -52,30 +53,11 @@ type commandResponse interface {
 	GetPosition() uint64
 }
 
-func (a *app) commands() (ordersv1.OrderCommandServiceClient, error) {
-	conn, err := a.dial()
-	if err != nil {
-		return nil, err
-	}
-	return ordersv1.NewOrderCommandServiceClient(conn), nil
-}
-
 // runCommand calls one command RPC and prints its answer.
 func (a *app) runCommand(cmd *cobra.Command, call func(context.Context, ordersv1.OrderCommandServiceClient) (commandResponse, error)) error {
-	c, err := a.commands()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := a.callCtx(cmd.Context())
-	defer cancel()
-	res, err := call(ctx, c)
-	if err != nil {
-		return err
-	}
-	if a.output == "json" {
-		return a.printJSON(res)
-	}
-	return a.printOrder(res.GetOrder(), res.GetPosition())
+	return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (commandResponse, error) {
+		return call(ctx, ordersv1.NewOrderCommandServiceClient(conn))
+	}, func(res commandResponse) error { return a.printOrder(res.GetOrder(), res.GetPosition()) })
 }
 
 func (a *app) ordersCmd() *cobra.Command {
@@ -455,20 +437,9 @@ func (a *app) getCmd() *cobra.Command {
 		Use: "get ORDER", Short: "Show an order from the read model", Args: cobra.ExactArgs(1),
 		Example: "  ordersctl orders get 7d3f0c2a-... --min-position 42   # read your own write",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := a.dial()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			res, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: args[0], Consistency: consistency(minPos, wait)})
-			if err != nil {
-				return err
-			}
-			if a.output == "json" {
-				return a.printJSON(res)
-			}
-			return a.printOrder(res.GetOrder(), 0)
+			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.GetOrderResponse, error) {
+				return ordersv1.NewOrderQueryServiceClient(conn).GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: args[0], Consistency: consistency(minPos, wait)})
+			}, func(res *ordersv1.GetOrderResponse) error { return a.printOrder(res.GetOrder(), 0) })
 		},
 	}
 	c.Flags().Uint64Var(&minPos, "min-position", 0, "wait until the read model has applied this log position")
