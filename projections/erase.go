@@ -116,7 +116,7 @@ func (b *batch) forget(rec eventstore.Recorded, f order.CustomerForgotten) error
 		return err
 	}
 	for _, id := range ids {
-		o, err := b.load(id)
+		o, err := b.load(id, false)
 		if err != nil {
 			return err
 		}

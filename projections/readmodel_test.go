@@ -135,3 +135,34 @@ func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
 		}
 	}
 }
+
+// An order's first event is folded without a lookup, and what follows in
+// later batches still finds the row it made: its items, and a second
+// OrderCreated dead-lettered as inapplicable.
+func TestFirstEventsThenLaterBatches(t *testing.T) {
+	ctx := t.Context()
+	m, err := OpenReadModel(ctx, filepath.Join(t.TempDir(), "rm.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	item := func(pos, version uint64, e order.Event) Item {
+		return Item{Rec: eventstore.Recorded{OrderID: "order-1", Position: pos, Version: version, Type: e.EventType(), Time: at}, Event: e}
+	}
+	created := order.OrderCreated{OrderID: "order-1", CustomerID: "c-1", Currency: "EUR"}
+	if _, _, err := m.Apply(ctx, []Item{item(1, 1, created)}); err != nil {
+		t.Fatal(err)
+	}
+	_, dead, err := m.Apply(ctx, []Item{item(2, 2, order.ItemAdded{SKU: "S", Quantity: 2, UnitPrice: 100}), item(3, 3, created)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || dead[0].Position != 3 {
+		t.Fatalf("dead letters %+v, want the second OrderCreated at 3", dead)
+	}
+	o, pos, err := m.GetOrder(ctx, "order-1")
+	if err != nil || pos != 3 || len(o.State.Lines) != 1 || o.State.CustomerID != "c-1" {
+		t.Fatalf("GetOrder = %+v at %d, %v; want the created order with its item at 3", o.State, pos, err)
+	}
+}
