@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -156,19 +157,56 @@ const rebuildBatch = 5000
 // readRange delivers the log from position from to position to (inclusive)
 // in batches. A message that cannot be decoded is delivered as a
 // dead-letter Item, as the live runner does.
+//
+// Reading and decoding (the client's parsing, opening sealed data) run on
+// their own goroutine, one batch ahead of fn: a replay is otherwise one
+// goroutine that waits for the network while SQLite idles and the other
+// way round, and with a second core the two overlap.
 func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item) error) error {
-	items := make([]Item, 0, rebuildBatch)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []Item, 1)
+	read := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		read <- r.decodeRange(ctx, from, to, batches)
+	}()
+	var err error
+	for items := range batches {
+		if err == nil {
+			if err = fn(items); err != nil {
+				cancel() // the reader stops; drain what it already sent
+			}
+		}
+	}
+	return errors.Join(err, ignoreCanceled(<-read, err))
+}
+
+// decodeRange reads the log from from to to and sends its batches, decoded,
+// on out.
+func (r *Runner) decodeRange(ctx context.Context, from, to uint64, out chan<- []Item) error {
 	for b, err := range r.events.ReadBatches(ctx, from, eventstore.UpTo(to), eventstore.BatchSize(rebuildBatch)) {
 		if err != nil {
 			return err
 		}
-		items = r.itemsOf(ctx, items[:0], b.Entries)
+		items := r.itemsOf(ctx, make([]Item, 0, len(b.Entries)), b.Entries)
 		if err := keyTrouble(items); err != nil {
 			return err
 		}
-		if err := fn(items); err != nil {
-			return err
+		select {
+		case out <- items:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return nil
+}
+
+// ignoreCanceled drops the reader's error when it only reports the
+// cancellation that applyErr caused.
+func ignoreCanceled(readErr, applyErr error) error {
+	if applyErr != nil && errors.Is(readErr, context.Canceled) {
+		return nil
+	}
+	return readErr
 }
