@@ -231,3 +231,75 @@ func BenchmarkApplyBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkGetOrder reads orders by id from a read model of
+// -getorder.orders orders with parallel readers while a writer applies a
+// batch every millisecond, as GetOrder does under load: each commit makes
+// the readers' snapshots move on.
+func BenchmarkGetOrder(b *testing.B) {
+	ctx := context.Background()
+	rm, err := projections.OpenReadModel(ctx, filepath.Join(b.TempDir(), "rm.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rm.Close()
+	ids := make([]string, *getOrders)
+	pos := uint64(0)
+	at := time.Now()
+	created := func(n int) projections.Item {
+		pos++
+		id := fmt.Sprintf("%08x-%d", uint32(n)*2654435761, n)
+		e := order.OrderCreated{OrderID: id, CustomerID: "c", Currency: "EUR"}
+		return projections.Item{Rec: eventstore.Recorded{OrderID: id, Position: pos, Type: e.EventType(), Time: at}, Event: e}
+	}
+	for lo := 0; lo < len(ids); lo += 1000 {
+		batch := make([]projections.Item, 0, 1000)
+		for n := lo; n < min(lo+1000, len(ids)); n++ {
+			batch = append(batch, created(n))
+			ids[n] = batch[len(batch)-1].Rec.OrderID
+		}
+		if _, _, err := rm.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	writerDone := make(chan error, 1)
+	go func() {
+		n := len(ids)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				writerDone <- nil
+				return
+			case <-tick.C:
+			}
+			batch := []projections.Item{created(n), created(n + 1)}
+			n += 2
+			if _, _, err := rm.Apply(ctx, batch); err != nil {
+				writerDone <- err
+				return
+			}
+		}
+	}()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i = (i + 7919) % len(ids)
+			if _, _, err := rm.GetOrderMessage(ctx, ids[i]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	close(stop)
+	if err := <-writerDone; err != nil {
+		b.Fatal(err)
+	}
+}
+
+var getOrders = flag.Int("getorder.orders", 50000, "orders in the read model for BenchmarkGetOrder")

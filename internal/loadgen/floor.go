@@ -245,10 +245,10 @@ func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *Fl
 		return err
 	}
 	cfg.say("rebuild of %d events", head)
-	if rep.Rebuild, err = rebuild(ctx, admin, head); err != nil {
-		return err
-	}
-	return nil
+	stopProfile := p.profile(cfg, "cpu-rebuild")
+	rep.Rebuild, err = rebuild(ctx, admin, head)
+	stopProfile()
+	return err
 }
 
 func floorCommandRole(ctx context.Context, cfg FloorConfig, dir string, rep *FloorReport) error {
