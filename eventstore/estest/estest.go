@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/internal/natsconn/natstest"
 )
 
 // StartServer starts a nats-server with JetStream on a random loopback port,
@@ -24,28 +25,7 @@ import (
 // fails t if the server does not start.
 func StartServer(t testing.TB) *server.Server {
 	t.Helper()
-	opts := &server.Options{
-		Host:      "127.0.0.1",
-		Port:      -1,
-		JetStream: true,
-		StoreDir:  t.TempDir(),
-		NoLog:     true,
-		NoSigs:    true,
-	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatalf("estest: new nats-server: %v", err)
-	}
-	srv.Start()
-	// Registered after TempDir, so it runs before the directory is removed.
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("estest: nats-server not ready for connections after 10s")
-	}
-	return srv
+	return natstest.StartServer(t, func(o *server.Options) { o.JetStream = true })
 }
 
 // Connect connects to srv and returns the connection and a JetStream context
@@ -99,21 +79,9 @@ func Stop(t testing.TB, srv *server.Server) (restart func() *server.Server) {
 	srv.WaitForShutdown()
 	return func() *server.Server {
 		t.Helper()
-		next, err := server.NewServer(&server.Options{
+		return natstest.Run(t, &server.Options{
 			Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
-		})
-		if err != nil {
-			t.Fatalf("estest: restart nats-server: %v", err)
-		}
-		next.Start()
-		t.Cleanup(func() {
-			next.Shutdown()
-			next.WaitForShutdown()
-		})
-		if !next.ReadyForConnections(10 * time.Second) {
-			t.Fatal("estest: restarted nats-server not ready after 10s")
-		}
-		return next
+		}, 10*time.Second)
 	}
 }
 
@@ -156,20 +124,8 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 func (c *Cluster) Start(i int) *server.Server {
 	c.tb.Helper()
 	o := *c.opts[i]
-	s, err := server.NewServer(&o)
-	if err != nil {
-		c.tb.Fatalf("estest: cluster node %s: %v", o.ServerName, err)
-	}
-	s.Start()
-	c.tb.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	if !s.ReadyForConnections(20 * time.Second) {
-		c.tb.Fatalf("estest: cluster node %s not ready after 20s", o.ServerName)
-	}
-	c.Servers[i] = s
-	return s
+	c.Servers[i] = natstest.Run(c.tb, &o, 20*time.Second)
+	return c.Servers[i]
 }
 
 // Stop shuts server i down.

@@ -1,7 +1,8 @@
 // Package natstest starts nats-servers secured the ways an operator
 // secures them (nkeys, decentralized JWT authentication, TLS) and makes the
-// matching client credentials, for tests of the code that connects to them.
-// It is for tests only.
+// matching client credentials, for tests of the code that connects to them,
+// and ties any server to the life of a test (Run), for the event store's
+// test servers too. It is for tests only.
 package natstest
 
 import (
@@ -25,17 +26,27 @@ func StartServer(t testing.TB, edit func(*server.Options)) *server.Server {
 	if edit != nil {
 		edit(opts)
 	}
+	return Run(t, opts, 10*time.Second)
+}
+
+// Run starts a nats-server with opts and shuts it down when t ends; a
+// store directory of t's own is removed only after that. It fails t if the
+// server cannot be created or does not accept connections within ready.
+func Run(t testing.TB, opts *server.Options, ready time.Duration) *server.Server {
+	t.Helper()
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("natstest: new nats-server %s: %v", opts.ServerName, err)
 	}
 	ns.Start()
+	// Registered after the options' TempDir, so it runs before the
+	// directory is removed.
 	t.Cleanup(func() {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	})
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
+	if !ns.ReadyForConnections(ready) {
+		t.Fatalf("natstest: nats-server %s not ready for connections after %v", opts.ServerName, ready)
 	}
 	return ns
 }
