@@ -123,12 +123,14 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 			return 0, nil, err
 		}
 	}
-	if err := bt.write(m.writes, position != cp, position); err != nil {
+	written, err := bt.write(m.writes, position != cp, position)
+	if err != nil {
 		return 0, nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, nil, err
 	}
+	m.recent.committed(position, written)
 	if erased || m.scrubDue.Load() {
 		if err := m.scrub(ctx); err != nil {
 			return 0, nil, err
@@ -266,18 +268,19 @@ func (b *batch) count(old, cur order.State, e order.Event) {
 }
 
 // write writes the changed orders, the summary deltas and, when moved,
-// the checkpoint.
-func (b *batch) write(w writeStmts, moved bool, position uint64) error {
+// the checkpoint. It returns the orders' rows as written.
+func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]storedRow, error) {
 	ctx, tx := b.ctx, b.tx
-	if err := writeOrders(ctx, tx.StmtContext(ctx, w.upsertOrder), b.states, b.dirty); err != nil {
-		return err
+	rows, err := writeOrders(ctx, tx.StmtContext(ctx, w.upsertOrder), b.states, b.dirty)
+	if err != nil {
+		return nil, err
 	}
 	for k, d := range b.statusDelta {
 		if d == 0 {
 			continue
 		}
 		if _, err := tx.StmtContext(ctx, w.addStatus).ExecContext(ctx, k.customer, int(k.status), d); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for k, d := range b.spendDelta {
@@ -285,15 +288,15 @@ func (b *batch) write(w writeStmts, moved bool, position uint64) error {
 			continue
 		}
 		if _, err := tx.StmtContext(ctx, w.addSpend).ExecContext(ctx, k.customer, k.currency, d); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if moved {
 		if _, err := tx.StmtContext(ctx, w.setPosition).ExecContext(ctx, position); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return rows, nil
 }
 
 // upsertOrder writes one order's row, whole.
@@ -301,20 +304,21 @@ const upsertOrder = `INSERT INTO orders (id, customer_id, status, created_at, re
 		ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
 		created_at = excluded.created_at, revision = excluded.revision, body = excluded.body`
 
-// writeOrders writes the dirty orders' rows. The body's buffer is reused
-// from row to row: the driver copies what it binds.
-func writeOrders(ctx context.Context, stmt *sql.Stmt, states map[string]*Order, dirty map[string]bool) error {
-	var buf []byte
+// writeOrders writes the dirty orders' rows and returns them. Each body
+// is its own buffer, since the recent orders keep it.
+func writeOrders(ctx context.Context, stmt *sql.Stmt, states map[string]*Order, dirty map[string]bool) (map[string]storedRow, error) {
+	rows := make(map[string]storedRow, len(dirty))
 	for id := range dirty {
 		o := states[id]
 		s := o.State
-		var err error
-		if buf, err = appendBody(buf[:0], s); err != nil {
-			return err
+		body, err := appendBody(nil, s)
+		if err != nil {
+			return nil, err
 		}
-		if _, err := stmt.ExecContext(ctx, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, buf); err != nil {
-			return err
+		if _, err := stmt.ExecContext(ctx, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body); err != nil {
+			return nil, err
 		}
+		rows[id] = storedRow{rev: o.Revision, customer: s.CustomerID, body: body}
 	}
-	return nil
+	return rows, nil
 }

@@ -136,6 +136,8 @@ type ReadModel struct {
 	// scrubDue: an erasure's WAL checkpoint could not finish (readers held
 	// old snapshots); the next apply tries again.
 	scrubDue atomic.Bool
+	// recent answers point reads of the orders written or read last.
+	recent *recent
 }
 
 // writeStmts are Apply's statements, prepared on the write connection.
@@ -223,6 +225,12 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 			return nil, fmt.Errorf("projections: prepare on %s: %w", path, err)
 		}
 	}
+	var pos uint64
+	if err := m.writes.position.QueryRowContext(ctx).Scan(&pos); err != nil {
+		_ = m.Close()
+		return nil, fmt.Errorf("projections: checkpoint of %s: %w", path, err)
+	}
+	m.recent = newRecent(pos)
 	return m, nil
 }
 
@@ -301,6 +309,9 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 			return nil, err
 		}
 	}
+	// Nobody reads a model being filled, and its batches would only churn
+	// the cache.
+	m.recent.pause()
 	return func(ctx context.Context) error {
 		tx, err := m.w.BeginTx(ctx, nil)
 		if err != nil {
@@ -322,6 +333,11 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 				return err
 			}
 		}
+		var pos uint64
+		if err := m.writes.position.QueryRowContext(ctx).Scan(&pos); err != nil {
+			return err
+		}
+		m.recent.resume(pos)
 		return nil
 	}, nil
 }
@@ -440,22 +456,26 @@ func (m *ReadModel) GetOrderMessage(ctx context.Context, id string) (*ordersv1.O
 	return pb, pos, err
 }
 
-// getOrderRow reads one order's revision and body with the checkpoint, in
-// one statement.
+// getOrderRow reads one order's revision and body with the checkpoint:
+// from the recent orders when it is one, else in one statement.
 func (m *ReadModel) getOrderRow(ctx context.Context, id string) (rev uint64, o *ordersv1.Order, pos uint64, err error) {
-	var r sql.Null[uint64]
-	var customer sql.NullString
-	var blob []byte
-	if err := m.getOrder.QueryRowContext(ctx, id).Scan(&pos, &r, &customer, &blob); err != nil {
+	row, pos, ok := m.recent.get(id)
+	if !ok {
+		var r sql.Null[uint64]
+		var customer sql.NullString
+		if err := m.getOrder.QueryRowContext(ctx, id).Scan(&pos, &r, &customer, &row.body); err != nil {
+			return 0, nil, 0, err
+		}
+		if !r.Valid {
+			return 0, nil, 0, ErrOrderNotFound
+		}
+		row.rev, row.customer = r.V, customer.String
+		m.recent.read(pos, id, row)
+	}
+	if o, err = readBody(id, row.customer, row.body); err != nil {
 		return 0, nil, 0, err
 	}
-	if !r.Valid {
-		return 0, nil, 0, ErrOrderNotFound
-	}
-	if o, err = readBody(id, customer.String, blob); err != nil {
-		return 0, nil, 0, err
-	}
-	return r.V, o, pos, nil
+	return row.rev, o, pos, nil
 }
 
 // ListFilter selects orders for List. Creation times are stored as int64
