@@ -131,6 +131,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 		return 0, nil, err
 	}
 	m.recent.committed(position, written)
+	m.ck.committed()
 	if erased || m.scrubDue.Load() {
 		if err := m.scrub(ctx); err != nil {
 			return 0, nil, err

@@ -145,10 +145,6 @@ func BenchmarkVisibilityLag(b *testing.B) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
 	defer func() { cancel(); <-done }()
-	typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: "x", CustomerID: "c", Currency: "EUR"})
-	if err != nil {
-		b.Fatal(err)
-	}
 	const rate = time.Millisecond
 	lags := make([]time.Duration, 0, 2000)
 	tick := time.NewTicker(rate)
@@ -160,6 +156,10 @@ func BenchmarkVisibilityLag(b *testing.B) {
 		<-tick.C
 		i++
 		id := fmt.Sprintf("lag-%d", i)
+		typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: id, CustomerID: "c", Currency: "EUR"})
+		if err != nil {
+			b.Fatal(err)
+		}
 		res, err := store.Append(ctx, id, 0, []eventstore.EventData{{Type: typ, Data: data, Meta: eventstore.Metadata{RequestID: id, OccurredAt: time.Now()}}})
 		if err != nil {
 			b.Fatal(err)

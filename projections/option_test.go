@@ -17,7 +17,7 @@ func TestInvalidOptionsAreRejected(t *testing.T) {
 		"zero batch":      projections.WithBatch(0, time.Millisecond),
 		"negative batch":  projections.WithBatch(-1, time.Millisecond),
 		"batch too large": projections.WithBatch(eventstore.MaxBatchSize+1, time.Millisecond),
-		"zero wait":       projections.WithBatch(10, 0),
+		"negative wait":   projections.WithBatch(10, -time.Millisecond),
 		"nil logger":      projections.WithLogger(nil),
 		"nil feed":        projections.WithFeed(nil),
 		"nil telemetry":   projections.WithTelemetry(nil, nil),

@@ -138,6 +138,8 @@ type ReadModel struct {
 	scrubDue atomic.Bool
 	// recent answers point reads of the orders written or read last.
 	recent *recent
+	// ck checkpoints the WAL after commits, off the apply path.
+	ck *checkpointer
 }
 
 // writeStmts are Apply's statements, prepared on the write connection.
@@ -164,6 +166,8 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "secure_delete(ON)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages))
 	}
 	return "file:" + path + "?" + q.Encode()
 }
@@ -231,6 +235,12 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		return nil, fmt.Errorf("projections: checkpoint of %s: %w", path, err)
 	}
 	m.recent = newRecent(pos)
+	ck, err := startCheckpointer(path)
+	if err != nil {
+		_ = m.Close()
+		return nil, err
+	}
+	m.ck = ck
 	return m, nil
 }
 
@@ -349,7 +359,13 @@ func (m *ReadModel) Path() string { return m.path }
 // connections they were prepared on: closing each Stmt first would wait
 // for the connection a running statement holds, and a Close called while
 // Apply runs (a shutdown mid-batch) would then never return.
-func (m *ReadModel) Close() error { return errors.Join(m.r.Close(), m.w.Close()) }
+func (m *ReadModel) Close() error {
+	var err error
+	if m.ck != nil {
+		err = m.ck.close()
+	}
+	return errors.Join(err, m.r.Close(), m.w.Close())
+}
 
 // listStmt returns the prepared statement for a list query, preparing it
 // on first use. The filters combine into a handful of query texts, so the

@@ -70,12 +70,15 @@ type Option func(*Runner) error
 var ErrInvalidOption = errors.New("projections: invalid option")
 
 // WithBatch bounds a batch by count and by how long the first event of a
-// batch may wait for others (defaults 500 and 20ms). Invalid: n < 1 or
-// more than eventstore.MaxBatchSize, or wait <= 0.
+// batch may wait for others (defaults 500 and 0). With no wait a batch is
+// what arrived while the previous one was applied: one event when the log
+// is quiet, so it is visible at once, and more the busier the log is, so
+// commits stay few under load without anyone waiting on a timer. Invalid:
+// n < 1 or more than eventstore.MaxBatchSize, or a negative wait.
 func WithBatch(n int, wait time.Duration) Option {
 	return func(r *Runner) error {
-		if n < 1 || n > eventstore.MaxBatchSize || wait <= 0 {
-			return fmt.Errorf("%w: WithBatch(%d, %v): n must be 1..%d, wait positive", ErrInvalidOption, n, wait, eventstore.MaxBatchSize)
+		if n < 1 || n > eventstore.MaxBatchSize || wait < 0 {
+			return fmt.Errorf("%w: WithBatch(%d, %v): n must be 1..%d, wait not negative", ErrInvalidOption, n, wait, eventstore.MaxBatchSize)
 		}
 		r.batchSize, r.batchWait = n, wait
 		return nil
@@ -154,7 +157,7 @@ type Runner struct {
 // fails with an error wrapping ErrInvalidOption when an option is invalid.
 func NewRunner(log Log, dir *Dir, opts ...Option) (*Runner, error) {
 	r := &Runner{
-		events: log, dir: dir, batchSize: 500, batchWait: 20 * time.Millisecond,
+		events: log, dir: dir, batchSize: 500, batchWait: 0,
 		logger: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 		changed: make(chan struct{}), ready: make(chan struct{}),
 	}
