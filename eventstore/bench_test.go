@@ -182,7 +182,7 @@ func BenchmarkLoad(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			rev = res.Position
+			rev = res.Version
 		}
 	}
 	b.Run("Store.Load", func(b *testing.B) {
