@@ -27,11 +27,10 @@ type migration struct {
 	run func(context.Context, *sql.Tx) error
 }
 
-// migrations are applied in order; schema_version records how many ran.
-// Never edit one that has shipped: append a new one.
-var migrations = []migration{
-	{sql: `CREATE TABLE orders (
-		id           TEXT PRIMARY KEY,
+// ordersV1Columns are the orders table's columns but its id, as schemas 1
+// and 2 declared them: schema 2 moved the table to rowid order and changed
+// nothing else.
+const ordersV1Columns = `
 		customer_id  TEXT NOT NULL,
 		status       INTEGER NOT NULL,
 		currency     TEXT NOT NULL,
@@ -49,7 +48,13 @@ var migrations = []migration{
 		revision     INTEGER NOT NULL,
 		version      INTEGER NOT NULL,
 		state        BLOB NOT NULL
-	) WITHOUT ROWID;
+	`
+
+// migrations are applied in order; schema_version records how many ran.
+// Never edit one that has shipped: append a new one.
+var migrations = []migration{
+	{sql: `CREATE TABLE orders (
+		id           TEXT PRIMARY KEY,` + ordersV1Columns + `) WITHOUT ROWID;
 	CREATE INDEX orders_created ON orders (created_at DESC, id DESC);
 	CREATE INDEX orders_customer ON orders (customer_id, created_at DESC, id DESC);
 	CREATE INDEX orders_status ON orders (status, created_at DESC, id DESC);
@@ -85,25 +90,7 @@ var migrations = []migration{
 	// append in arrival order and only the narrow unique index on id takes
 	// random inserts.
 	{sql: `CREATE TABLE orders_by_rowid (
-		id           TEXT NOT NULL UNIQUE,
-		customer_id  TEXT NOT NULL,
-		status       INTEGER NOT NULL,
-		currency     TEXT NOT NULL,
-		total        INTEGER NOT NULL,
-		line_count   INTEGER NOT NULL,
-		ship_country TEXT NOT NULL DEFAULT '',
-		ship_city    TEXT NOT NULL DEFAULT '',
-		created_at   INTEGER NOT NULL,
-		updated_at   INTEGER NOT NULL,
-		placed_at    INTEGER,
-		paid_at      INTEGER,
-		shipped_at   INTEGER,
-		delivered_at INTEGER,
-		cancelled_at INTEGER,
-		revision     INTEGER NOT NULL,
-		version      INTEGER NOT NULL,
-		state        BLOB NOT NULL
-	);
+		id           TEXT NOT NULL UNIQUE,` + ordersV1Columns + `);
 	INSERT INTO orders_by_rowid SELECT id, customer_id, status, currency, total, line_count, ship_country, ship_city,
 		created_at, updated_at, placed_at, paid_at, shipped_at, delivered_at, cancelled_at, revision, version, state
 		FROM orders ORDER BY created_at, id;
