@@ -43,10 +43,7 @@ func applicable(cur order.State, rec eventstore.Recorded, ev order.Event) error 
 	if rec.OrderID == "" {
 		return fmt.Errorf("%w: no order id in the log entry", ErrInapplicable)
 	}
-	created, isCreate := ev.(order.OrderCreated)
-	if p, ok := ev.(*order.OrderCreated); ok && p != nil {
-		created, isCreate = *p, true
-	}
+	created, isCreate := asCreated(ev)
 	switch {
 	case !isCreate && !cur.Exists():
 		return fmt.Errorf("%w: %s before the order was created", ErrInapplicable, ev.EventType())
@@ -160,16 +157,21 @@ type batch struct {
 // subject. No row can hold an order before its first event is applied, so
 // its load need not look.
 func firstOfOrder(it Item) bool {
-	if it.Rec.Version != 1 {
-		return false
-	}
-	switch e := it.Event.(type) {
+	_, isCreate := asCreated(it.Event)
+	return isCreate && it.Rec.Version == 1
+}
+
+// asCreated returns ev as an OrderCreated, by value or by pointer.
+func asCreated(ev order.Event) (order.OrderCreated, bool) {
+	switch e := ev.(type) {
 	case order.OrderCreated:
-		return true
+		return e, true
 	case *order.OrderCreated:
-		return e != nil
+		if e != nil {
+			return *e, true
+		}
 	}
-	return false
+	return order.OrderCreated{}, false
 }
 
 // load returns the order's state as of this batch, reading it from the

@@ -216,8 +216,8 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 			return nil, fmt.Errorf("projections: prepare on %s: %w", path, err)
 		}
 	}
-	var pos uint64
-	if err := m.writes.position.QueryRowContext(ctx).Scan(&pos); err != nil {
+	pos, err := m.Position(ctx)
+	if err != nil {
 		_ = m.Close()
 		return nil, fmt.Errorf("projections: checkpoint of %s: %w", path, err)
 	}
@@ -330,8 +330,8 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 				return err
 			}
 		}
-		var pos uint64
-		if err := m.writes.position.QueryRowContext(ctx).Scan(&pos); err != nil {
+		pos, err := m.Position(ctx)
+		if err != nil {
 			return err
 		}
 		m.recent.resume(pos)

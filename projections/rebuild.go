@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -179,7 +178,11 @@ func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item)
 			}
 		}
 	}
-	return errors.Join(err, ignoreCanceled(<-read, err))
+	// After a failed apply the reader only reports the cancellation.
+	if readErr := <-read; err == nil {
+		err = readErr
+	}
+	return err
 }
 
 // decodeRange reads the log from from to to and sends its batches, decoded,
@@ -200,13 +203,4 @@ func (r *Runner) decodeRange(ctx context.Context, from, to uint64, out chan<- []
 		}
 	}
 	return nil
-}
-
-// ignoreCanceled drops the reader's error when it only reports the
-// cancellation that applyErr caused.
-func ignoreCanceled(readErr, applyErr error) error {
-	if applyErr != nil && errors.Is(readErr, context.Canceled) {
-		return nil
-	}
-	return readErr
 }

@@ -67,10 +67,7 @@ type Service struct {
 // slog.Default(). It fails with an error wrapping ErrInvalidOption when an
 // option is invalid.
 func New(p Projection, log *slog.Logger, opts ...Option) (*Service, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	s := &Service{p: p, log: log, buffer: DefaultWatchBuffer}
+	s := &Service{p: p, log: rpcerr.DefaultLogger(log), buffer: DefaultWatchBuffer}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err
