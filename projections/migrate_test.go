@@ -124,11 +124,7 @@ func assertHolds(t *testing.T, m *ReadModel, want map[string]Order) {
 // folds to, whether the read folds the stored message or hands it out.
 func TestOrdersReadBackAsTheLogFoldsThem(t *testing.T) {
 	ctx := t.Context()
-	m, err := OpenReadModel(ctx, filepath.Join(t.TempDir(), "rm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
+	m := openModel(t, filepath.Join(t.TempDir(), "rm.db"))
 	items := histories()
 	// Two batches, so orders are loaded back from their stored bodies.
 	for _, b := range [][]Item{items[:9], items[9:]} {
@@ -242,11 +238,7 @@ func TestMigrationConvertsOlderSchemas(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			m, err := OpenReadModel(ctx, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = m.Close() })
+			m := openModel(t, path)
 			assertSchema(ctx, t, m)
 			assertHolds(t, m, fold(head))
 			if p, err := m.Position(ctx); err != nil || p != head[len(head)-1].Rec.Position {

@@ -13,16 +13,24 @@ import (
 	"github.com/orderstream/orderstream/order"
 )
 
+// openModel opens the read model at path for the test, closed when it
+// ends.
+func openModel(t *testing.T, path string) *ReadModel {
+	t.Helper()
+	m, err := OpenReadModel(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
 // Concurrent point reads reuse the read pool's connections instead of
 // opening (and closing) one per call, and answer with the checkpoint of the
 // state they read; an unknown order is ErrOrderNotFound.
 func TestConcurrentReadsKeepTheirConnections(t *testing.T) {
 	ctx := t.Context()
-	m, err := OpenReadModel(ctx, filepath.Join(t.TempDir(), "rm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
+	m := openModel(t, filepath.Join(t.TempDir(), "rm.db"))
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	var items []Item
 	for i := range 20 {
@@ -65,15 +73,7 @@ func TestConcurrentReadsKeepTheirConnections(t *testing.T) {
 func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	open := func(name string) *ReadModel {
-		m, err := OpenReadModel(ctx, filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = m.Close() })
-		return m
-	}
-	plain, bulk := open("plain.db"), open("bulk.db")
+	plain, bulk := openModel(t, filepath.Join(dir, "plain.db")), openModel(t, filepath.Join(dir, "bulk.db"))
 	end, err := bulk.bulk(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -141,11 +141,7 @@ func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
 // OrderCreated dead-lettered as inapplicable.
 func TestFirstEventsThenLaterBatches(t *testing.T) {
 	ctx := t.Context()
-	m, err := OpenReadModel(ctx, filepath.Join(t.TempDir(), "rm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
+	m := openModel(t, filepath.Join(t.TempDir(), "rm.db"))
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	item := func(pos, version uint64, e order.Event) Item {
 		return Item{Rec: eventstore.Recorded{OrderID: "order-1", Position: pos, Version: version, Type: e.EventType(), Time: at}, Event: e}

@@ -96,11 +96,7 @@ func TestPointReadsFollowCommits(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	m, err = OpenReadModel(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
+	m = openModel(t, path)
 	if o, p, err := m.GetOrder(ctx, "o-1"); err != nil || p != pos || len(o.State.Lines) != 3 {
 		t.Fatalf("reopened: %d lines at %d, %v", len(o.State.Lines), p, err)
 	}
