@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -158,6 +159,8 @@ func runFloor(args []string) {
 	lagRate := fs.Float64("lag-rate", 1000, "appends per second at which the append → visible lag is measured")
 	profiles := fs.String("profile-dir", "", "save ordersd's CPU profiles of the CreateOrder and GetOrder phases and a heap profile after the fill here (uses DEBUG_ADDR)")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
+	var env envFlag
+	fs.Var(&env, "env", "KEY=VALUE to set in ordersd's environment, e.g. DUPLICATE_WINDOW=10s (repeatable)")
 	_ = fs.Parse(args)
 	path, err := ordersdPath(*bin)
 	if err != nil {
@@ -171,7 +174,7 @@ func runFloor(args []string) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := loadgen.Floor(ctx, loadgen.FloorConfig{Ordersd: path, Clients: *clients, Phase: *phase, Events: *events,
-		FillTimeout: *fillTimeout, LagRate: *lagRate, ProfileDir: *profiles, Progress: os.Stderr})
+		FillTimeout: *fillTimeout, LagRate: *lagRate, ProfileDir: *profiles, Env: env, Progress: os.Stderr})
 	if err != nil {
 		fail(err)
 	}
@@ -182,6 +185,19 @@ func runFloor(args []string) {
 			fail(err)
 		}
 	}
+}
+
+// envFlag collects repeated --env KEY=VALUE settings.
+type envFlag []string
+
+func (e *envFlag) String() string { return strings.Join(*e, " ") }
+
+func (e *envFlag) Set(v string) error {
+	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	*e = append(*e, v)
+	return nil
 }
 
 // ordersdPath finds the ordersd to start: the flag, else one beside this

@@ -43,6 +43,10 @@ type FloorConfig struct {
 	// the CreateOrder and GetOrder phases and a heap profile after the
 	// fill (ordersd's DEBUG_ADDR).
 	ProfileDir string
+	// Env holds KEY=VALUE settings added to every ordersd's environment
+	// after the floor's own, so a setting can be compared with its
+	// default.
+	Env []string
 	// Progress receives a line per phase.
 	Progress io.Writer
 }
@@ -171,6 +175,10 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	if err != nil {
 		return err
 	}
+	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
+	if err := settle(ctx, admin); err != nil {
+		return err
+	}
 	cfg.say("GetOrder, %d clients, %s", cfg.Clients, cfg.Phase)
 	stopProfile = p.profile(cfg, "cpu-get")
 	rep.Get, err = RunClosed(ctx, "get", g, cfg.Clients, cfg.Phase, Mix{Get: 1}, 0)
@@ -179,14 +187,23 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	mix, _ := ParseMix("create=40,add=30,place=10,get=15,list=5")
+	if err := settle(ctx, admin); err != nil {
+		return err
+	}
 	cfg.say("mixed load at its peak, %d clients, %s", cfg.Clients, cfg.Phase)
 	peak, err := RunClosed(ctx, "mixed-peak", g, cfg.Clients, cfg.Phase, mix, 0)
 	if err != nil {
 		return err
 	}
 	rep.MixedPeak = okRate(peak)
+	if err := settle(ctx, admin); err != nil {
+		return err
+	}
 	cfg.say("mixed load at half its peak (%.0f/s), %s", rep.MixedPeak/2, cfg.Phase)
 	if rep.MixedHalf, err = Run(ctx, "mixed-half-peak", g, Config{Rate: rep.MixedPeak / 2, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: mix}); err != nil {
+		return err
+	}
+	if err := settle(ctx, admin); err != nil {
 		return err
 	}
 	cfg.say("append → visible at %.0f appends/s, %s", cfg.LagRate, cfg.Phase)
@@ -359,6 +376,34 @@ func caughtUp(ctx context.Context, admin ordersv1.OrderAdminServiceClient) (uint
 	}
 }
 
+// settle waits until the work a phase left behind is done: the log has
+// stopped growing (the payments manager has settled the orders placed)
+// and the projection has applied all of it. A latency phase measured on
+// top of the previous phase's backlog would measure that backlog.
+func settle(ctx context.Context, admin ordersv1.OrderAdminServiceClient) error {
+	const quiet = 250 * time.Millisecond
+	deadline := time.Now().Add(5 * time.Minute)
+	var last uint64
+	for {
+		st, err := admin.GetProjectionStatus(ctx, &ordersv1.GetProjectionStatusRequest{})
+		if err != nil {
+			return err
+		}
+		if st.GetHead() == last && st.GetPosition() >= st.GetHead() {
+			return nil
+		}
+		last = st.GetHead()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ordersd still busy after 5 minutes: projection at %d, log at %d", st.GetPosition(), st.GetHead())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(quiet):
+		}
+	}
+}
+
 // rebuild runs RebuildReadModel to its swap and returns events per second.
 func rebuild(ctx context.Context, admin ordersv1.OrderAdminServiceClient, n uint64) (float64, error) {
 	t0 := time.Now()
@@ -448,6 +493,7 @@ func startOrdersd(ctx context.Context, cfg FloorConfig, dir, roles string) (*ord
 			env = append(env, kv)
 		}
 	}
+	env = append(env, cfg.Env...)
 	logf, err := os.Create(filepath.Join(dir, "ordersd.log"))
 	if err != nil {
 		return nil, err
