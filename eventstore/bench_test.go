@@ -219,6 +219,37 @@ func BenchmarkLoad(b *testing.B) {
 	})
 }
 
+// BenchmarkLoadSpread loads an order of two events with gap other
+// orders' events between them. The server finds an order's next event by
+// scanning the messages after the previous one in their block, so a load
+// costs more the more was written in between; this is why the command
+// service keeps recent histories instead of reading them again.
+func BenchmarkLoadSpread(b *testing.B) {
+	for _, gap := range []int{10, 1000, 10000} {
+		b.Run("gap="+strconv.Itoa(gap), func(b *testing.B) {
+			s, _ := benchStore(b)
+			ctx := b.Context()
+			if _, err := s.Append(ctx, "spread", 0, []eventstore.EventData{benchEvent("")}); err != nil {
+				b.Fatal(err)
+			}
+			for i := range gap {
+				if _, err := s.Append(ctx, "other-"+strconv.Itoa(i), 0, []eventstore.EventData{benchEvent("")}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := s.Append(ctx, "spread", 1, []eventstore.EventData{benchEvent("")}); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if recs, err := s.Load(ctx, "spread"); err != nil || len(recs) != 2 {
+					b.Fatalf("Load = %d events, %v", len(recs), err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRead reads a global log of 1,000 events; ns/op is per read of
 // all of them. The ordered-consumer variant is the alternative Read does not
 // use (see Read), measured with the consumer deleted after each read as it

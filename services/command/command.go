@@ -18,6 +18,13 @@
 // order id gets one derived from its request_id, so a retry lands on the
 // same order and is recognised from that order's history as well.
 //
+// The service keeps the histories of the orders it used last (WithHistories)
+// and decides the next command on one of them without reading the log. A
+// cached history is at worst stale, like a lagging replica's, and is
+// treated the same way: the append's expected revision refuses a decision
+// made on it, and an answer drawn from the state alone is read again from
+// the stream leader first.
+//
 // A request_id names one request: its events also record the request's
 // fingerprint (method and fields, see fingerprint), and the same request_id
 // with another fingerprint is refused with ALREADY_EXISTS, reason
@@ -108,6 +115,20 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// WithHistories sets how many orders' histories the service keeps between
+// commands (default DefaultHistories; 0: none), so that the next command
+// on a recently used order is decided without reading the log. Each is at
+// most 64 events. Invalid: n < 0.
+func WithHistories(n int) Option {
+	return func(s *Service) error {
+		if n < 0 {
+			return fmt.Errorf("%w: WithHistories(%d): must not be negative", ErrInvalidOption, n)
+		}
+		s.recent = newHistories(n)
+		return nil
+	}
+}
+
 // WithMaxAttempts bounds load→decide→append attempts on conflict (default
 // DefaultMaxAttempts). When they are used up the command answers ABORTED.
 // Invalid: n < 1.
@@ -143,12 +164,15 @@ type Service struct {
 	// as a field so a benchmark can measure the append path without it.
 	hash func(prev string, f chain.Fields) (string, error)
 	keys Keyring
+	// recent holds the histories of the orders used last (histories).
+	recent *histories
 }
 
 // New returns a command service on store. It fails with an error wrapping
 // ErrInvalidOption when an option is invalid.
 func New(store Store, opts ...Option) (*Service, error) {
-	s := &Service{store: store, log: slog.Default(), now: time.Now, maxAttempts: DefaultMaxAttempts, hash: chain.Compute}
+	s := &Service{store: store, log: slog.Default(), now: time.Now, maxAttempts: DefaultMaxAttempts, hash: chain.Compute,
+		recent: newHistories(DefaultHistories)}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err
@@ -325,8 +349,9 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	return c.append(ctx, attempt, recs, st, events)
 }
 
-// load reads the order's history, with every acknowledged event once
-// latest is set.
+// load reads the order's history: with every acknowledged event once
+// latest is set, else from the service's recent histories when it holds
+// the order, else from the log (which may answer from a lagging replica).
 func (c *call) load(ctx context.Context, attempt int) ([]eventstore.Recorded, error) {
 	// An id derived from a new request id has no history: skip the load
 	// and let the append's expected revision 0 prove it. The store answers
@@ -335,10 +360,25 @@ func (c *call) load(ctx context.Context, attempt int) ([]eventstore.Recorded, er
 	if c.t.generated && attempt == 0 {
 		return nil, nil
 	}
-	if c.latest {
-		return c.s.store.LoadLatest(ctx, c.t.orderID)
+	var recs []eventstore.Recorded
+	var err error
+	switch {
+	case c.latest:
+		recs, err = c.s.store.LoadLatest(ctx, c.t.orderID)
+	case !c.followed:
+		// A history cached here is at worst stale, like a lagging
+		// replica's: the append's expected revision catches that.
+		if recs, ok := c.s.recent.get(c.t.orderID); ok {
+			return recs, nil
+		}
+		fallthrough
+	default:
+		recs, err = c.s.store.Load(ctx, c.t.orderID)
 	}
-	return c.s.store.Load(ctx, c.t.orderID)
+	if err == nil {
+		c.s.recent.put(c.t.orderID, recs)
+	}
+	return recs, err
 }
 
 // decide checks the request against the order's history and decides the
@@ -376,9 +416,11 @@ func (c *call) append(ctx context.Context, attempt int, recs []eventstore.Record
 	}
 	res, err := c.s.store.Append(ctx, c.t.orderID, revision, data)
 	if err != nil || res.Duplicate {
+		c.s.recent.drop(c.t.orderID)
 		n, err := c.notAppended(ctx, attempt, revision, err)
 		return result{}, n, err
 	}
+	c.s.recent.appended(c.t.orderID, recs, data, res)
 	for _, e := range events {
 		st = order.Evolve(st, e, c.meta.OccurredAt)
 	}

@@ -23,10 +23,11 @@ func newService(t testing.TB, store command.Store, opts ...command.Option) *comm
 // ErrInvalidOption rather than being ignored.
 func TestInvalidOptionsAreRejected(t *testing.T) {
 	for name, opt := range map[string]command.Option{
-		"zero attempts":     command.WithMaxAttempts(0),
-		"negative attempts": command.WithMaxAttempts(-1),
-		"nil logger":        command.WithLogger(nil),
-		"nil clock":         command.WithClock(nil),
+		"zero attempts":      command.WithMaxAttempts(0),
+		"negative attempts":  command.WithMaxAttempts(-1),
+		"nil logger":         command.WithLogger(nil),
+		"nil clock":          command.WithClock(nil),
+		"negative histories": command.WithHistories(-1),
 	} {
 		if svc, err := command.New(nil, opt); !errors.Is(err, command.ErrInvalidOption) || svc != nil {
 			t.Errorf("%s: New = %v, %v; want nil, ErrInvalidOption", name, svc, err)

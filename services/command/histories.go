@@ -1,0 +1,108 @@
+package command
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/orderstream/orderstream/eventstore"
+)
+
+// DefaultHistories is how many orders' histories a Service keeps by
+// default (WithHistories).
+const DefaultHistories = 8192
+
+// maxCachedEvents bounds the history of one cached order: a longer one is
+// read from the log each time, so that a few huge orders cannot fill the
+// cache's memory.
+const maxCachedEvents = 64
+
+// histories keeps the histories of the orders this service loaded or
+// appended to last, so that the next command on one of them is decided
+// without reading the log.
+//
+// Why that is safe: a cached history is at worst stale, like one read from
+// a lagging replica, and the command path already copes with those. The
+// append carries the revision the decision was made on, so the server
+// refuses it if another writer got there first; and an answer drawn from
+// the state alone (a rejection, a no-op) is never given from a cached or
+// replica read but read again from the stream leader (call.turn). What the
+// cache holds is the stored events, sealed as they are in the log: each
+// command still opens them through the keyring, so a forgotten customer's
+// data is as unreadable from here as from the log.
+//
+// Why it pays: JetStream finds an order's next event by scanning the
+// messages after the previous one in its message block, so reading an
+// order costs more the more other orders were written between its events.
+// In the mixed load that scan was a tenth of ordersd's CPU (BENCHMARKS.md).
+type histories struct {
+	mu  sync.Mutex
+	max int
+	m   map[string][]eventstore.Recorded
+}
+
+func newHistories(n int) *histories {
+	return &histories{max: n, m: make(map[string][]eventstore.Recorded)}
+}
+
+// get returns the order's cached history. The slice is shared: callers
+// only read it.
+func (h *histories) get(orderID string) ([]eventstore.Recorded, bool) {
+	if h.max == 0 {
+		return nil, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	recs, ok := h.m[orderID]
+	return recs, ok
+}
+
+// put caches recs as the order's history unless it holds none, is too
+// long, or is older than the one cached (a slow read finishing after an
+// append).
+func (h *histories) put(orderID string, recs []eventstore.Recorded) {
+	if h.max == 0 || len(recs) == 0 || len(recs) > maxCachedEvents {
+		h.drop(orderID)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if old, ok := h.m[orderID]; ok && old[len(old)-1].Position > recs[len(recs)-1].Position {
+		return
+	}
+	if _, ok := h.m[orderID]; !ok && len(h.m) >= h.max {
+		// Drop an eighth at a time, chosen by map iteration: no
+		// bookkeeping on reads, and a full sweep seldom.
+		drop := max(1, h.max/8)
+		for id := range h.m {
+			delete(h.m, id)
+			if drop--; drop == 0 {
+				break
+			}
+		}
+	}
+	h.m[orderID] = recs
+}
+
+// appended caches the order's history after an append of events at the
+// end of recs, which the store acknowledged with res. Only a one-event
+// append is added: the positions of a batch's other events are not in res.
+func (h *histories) appended(orderID string, recs []eventstore.Recorded, events []eventstore.EventData, res eventstore.AppendResult) {
+	if len(events) != 1 {
+		h.drop(orderID)
+		return
+	}
+	e := events[0]
+	h.put(orderID, append(slices.Clip(recs), eventstore.Recorded{
+		OrderID: orderID, Position: res.Position, Version: res.Version, Type: e.Type, Data: e.Data, Meta: e.Meta,
+	}))
+}
+
+// drop forgets the order's history.
+func (h *histories) drop(orderID string) {
+	if h.max == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.m, orderID)
+}
