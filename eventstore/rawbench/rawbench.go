@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
@@ -51,7 +52,7 @@ func Open(ctx context.Context, url string) (*Stream, error) {
 		return nil, err
 	}
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: RawStream, Subjects: []string{"benchraw.*"},
-		Storage: jetstream.FileStorage, AllowDirect: true, Duplicates: 2 * time.Minute})
+		Storage: jetstream.FileStorage, AllowDirect: true, Duplicates: eventstore.DefaultDuplicateWindow})
 	if err != nil {
 		nc.Close()
 		return nil, err

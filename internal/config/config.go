@@ -102,8 +102,10 @@ type Config struct {
 	// DuplicateWindow is how long the server remembers request ids as
 	// message ids. Retries are also recognised from the order's history
 	// beyond it; a CreateOrder without an order id derives the id from its
-	// request id, so its retries find that history too.
-	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"2m" help:"how long the server deduplicates request ids by message id"`
+	// request id, so its retries find that history too. The window costs
+	// heap per append while it lasts and a read-back of its appends at
+	// start-up, hence 30 s rather than the server's usual 2 minutes.
+	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"30s" help:"how long the server deduplicates request ids by message id"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	// WorkerPoolSize is the number of payment workers.

@@ -16,7 +16,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.NATSURL != "" || c.DataDir != "./data" || c.GRPCAddr != "127.0.0.1:50051" || c.NATSListen != "127.0.0.1:4222" ||
-		c.NATSSync != "interval" || c.StreamReplicas != 1 || c.DuplicateWindow != 2*time.Minute || c.LogLevel != slog.LevelInfo ||
+		c.NATSSync != "interval" || c.StreamReplicas != 1 || c.DuplicateWindow != 30*time.Second || c.LogLevel != slog.LevelInfo ||
 		c.MaxInFlight != 1024 || c.MaxStreams != 64 {
 		t.Fatalf("defaults: %+v", c)
 	}
