@@ -55,7 +55,7 @@ func (e *masterKeyError) Unwrap() error { return e.err }
 
 // commandOptions are the command service's options in this process.
 func (n *node) commandOptions() []command.Option {
-	opts := []command.Option{command.WithLogger(n.log)}
+	opts := []command.Option{command.WithLogger(n.log), command.WithHistories(n.cfg.CommandHistories)}
 	if n.ring != nil {
 		opts = append(opts, command.WithKeyring(n.ring))
 	}

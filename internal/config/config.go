@@ -137,6 +137,10 @@ type Config struct {
 	// ShippingSLA is how long a paid order may wait to ship before it is
 	// reported overdue.
 	ShippingSLA time.Duration `env:"SHIPPING_SLA" envDefault:"72h" help:"a paid order not shipped this long is reported overdue"`
+	// CommandHistories is how many orders' histories a command node keeps
+	// between commands, so the next command on a busy order does not read
+	// the log again (command.WithHistories).
+	CommandHistories int `env:"COMMAND_HISTORIES" envDefault:"4096" help:"orders whose event histories the command role keeps between commands (0: none)"`
 	// MaxInFlight bounds the unary RPCs served at once; beyond it calls
 	// are refused at once with RESOURCE_EXHAUSTED, so overload sheds load
 	// instead of queueing it in memory.
@@ -275,6 +279,9 @@ func (c Config) validateLimits() []error {
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, errors.New("MAX_IN_FLIGHT: must be at least 1"))
+	}
+	if c.CommandHistories < 0 {
+		errs = append(errs, errors.New("COMMAND_HISTORIES: must not be negative"))
 	}
 	if c.MaxStreams < 1 {
 		errs = append(errs, errors.New("MAX_STREAMS: must be at least 1"))

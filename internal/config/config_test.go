@@ -51,6 +51,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"PAYMENT_SIM_FAILURE_RATE": "2",
 		"MAX_IN_FLIGHT":            "0",
 		"MAX_STREAMS":              "0",
+		"COMMAND_HISTORIES":        "-1",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := config.FromMap(map[string]string{name: value})

@@ -375,10 +375,14 @@ func (c *call) load(ctx context.Context, attempt int) ([]eventstore.Recorded, er
 	default:
 		recs, err = c.s.store.Load(ctx, c.t.orderID)
 	}
-	if err == nil {
+	if err != nil {
+		return nil, err
+	}
+	if c.s.recent.max > 0 {
+		recs = compact(recs)
 		c.s.recent.put(c.t.orderID, recs)
 	}
-	return recs, err
+	return recs, nil
 }
 
 // decide checks the request against the order's history and decides the

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"bytes"
 	"slices"
 	"sync"
 
@@ -9,7 +10,7 @@ import (
 
 // DefaultHistories is how many orders' histories a Service keeps by
 // default (WithHistories).
-const DefaultHistories = 8192
+const DefaultHistories = 4096
 
 // maxCachedEvents bounds the history of one cached order: a longer one is
 // read from the log each time, so that a few huge orders cannot fill the
@@ -83,18 +84,41 @@ func (h *histories) put(orderID string, recs []eventstore.Recorded) {
 	h.m[orderID] = recs
 }
 
+// compact copies what a command reads of an order's history: an event's
+// position, version, type, payload, request id, fingerprint and time, and
+// the last event's hash. A history read from the log shares its payloads
+// with whole NATS messages and carries metadata no decision reads: kept as
+// read, an order of four events held about 7 KB, compacted about 4 KB
+// (BenchmarkHistoriesMemory).
+func compact(recs []eventstore.Recorded) []eventstore.Recorded {
+	out := make([]eventstore.Recorded, len(recs))
+	for i, r := range recs {
+		out[i] = eventstore.Recorded{OrderID: r.OrderID, Position: r.Position, Version: r.Version, Type: r.Type, Data: bytes.Clone(r.Data),
+			Meta: eventstore.Metadata{RequestID: r.Meta.RequestID, RequestFingerprint: r.Meta.RequestFingerprint, OccurredAt: r.Meta.OccurredAt}}
+	}
+	if n := len(recs); n > 0 {
+		out[n-1].Meta.Hash = recs[n-1].Meta.Hash
+	}
+	return out
+}
+
 // appended caches the order's history after an append of events at the
-// end of recs, which the store acknowledged with res. Only a one-event
-// append is added: the positions of a batch's other events are not in res.
+// end of recs (compacted), which the store acknowledged with res. Only a
+// one-event append is added: the positions of a batch's other events are
+// not in res.
 func (h *histories) appended(orderID string, recs []eventstore.Recorded, events []eventstore.EventData, res eventstore.AppendResult) {
-	if len(events) != 1 {
+	if len(events) != 1 || h.max == 0 {
 		h.drop(orderID)
 		return
 	}
 	e := events[0]
-	h.put(orderID, append(slices.Clip(recs), eventstore.Recorded{
-		OrderID: orderID, Position: res.Position, Version: res.Version, Type: e.Type, Data: e.Data, Meta: e.Meta,
-	}))
+	recs = append(slices.Clip(recs), eventstore.Recorded{OrderID: orderID, Position: res.Position, Version: res.Version, Type: e.Type, Data: e.Data,
+		Meta: eventstore.Metadata{RequestID: e.Meta.RequestID, RequestFingerprint: e.Meta.RequestFingerprint, OccurredAt: e.Meta.OccurredAt, Hash: e.Meta.Hash}})
+	if n := len(recs); n > 1 {
+		// Only the last event's hash is read (the next link of the chain).
+		recs[n-2].Meta.Hash = ""
+	}
+	h.put(orderID, recs)
 }
 
 // drop forgets the order's history.
