@@ -60,6 +60,9 @@ type readOptions struct {
 	bounded   bool // upTo was given
 	batchSize int
 	batchWait time.Duration
+	// busyAfter and busyWait: BusyWait.
+	busyAfter int
+	busyWait  time.Duration
 }
 
 // UpTo ends ReadBatches at log position to, inclusive, instead of at the
@@ -128,6 +131,23 @@ func BatchWait(d time.Duration) ReadOption {
 			return fmt.Errorf("%w: negative batch wait %v", ErrInvalidOption, d)
 		}
 		o.batchWait = d
+		return nil
+	}
+}
+
+// BusyWait makes FollowBatches wait up to d for more events, as long as
+// they keep coming, after it yielded a batch of at least n: while the log
+// is busy, a batch then gathers what a few more appends bring instead of
+// what arrived during the previous batch's processing, and fewer, larger
+// batches cost the reader less per event; an idle log's events are still
+// yielded as soon as they arrive. It applies where BatchWait is 0.
+// Invalid: n < 1, d < 0.
+func BusyWait(n int, d time.Duration) ReadOption {
+	return func(o *readOptions) error {
+		if n < 1 || d < 0 {
+			return fmt.Errorf("%w: BusyWait(%d, %v): n must be at least 1, d not negative", ErrInvalidOption, n, d)
+		}
+		o.busyAfter, o.busyWait = n, d
 		return nil
 	}
 }
@@ -305,6 +325,7 @@ type consumerRead struct {
 	entries []Entry
 	pending uint64
 	done    bool // a read reached its end
+	last    int  // entries of the previous batch
 }
 
 func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) error {
@@ -333,9 +354,14 @@ func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) e
 // When following it also waits for more, up to the batch wait, as long as
 // they keep coming: a burst is still being delivered.
 func (r *consumerRead) fill(ctx context.Context) {
+	defer func() { r.last = len(r.entries) }()
 	var deadline <-chan time.Time
-	if r.o.batchWait > 0 {
-		t := time.NewTimer(r.o.batchWait)
+	wait := r.o.batchWait
+	if wait == 0 && r.follow && r.o.busyAfter > 0 && r.last >= r.o.busyAfter {
+		wait = r.o.busyWait
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		deadline = t.C
 	}

@@ -246,6 +246,8 @@ func testInvalidReadOptions(t *testing.T, s BatchStore) {
 		{"batch size 0", false, 0, eventstore.BatchSize(0), eventstore.ErrInvalidOption},
 		{"batch size too large", true, 0, eventstore.BatchSize(eventstore.MaxBatchSize + 1), eventstore.ErrInvalidOption},
 		{"negative batch wait", true, 0, eventstore.BatchWait(-time.Second), eventstore.ErrInvalidOption},
+		{"busy wait after no batch", true, 0, eventstore.BusyWait(0, time.Millisecond), eventstore.ErrInvalidOption},
+		{"negative busy wait", true, 0, eventstore.BusyWait(1, -time.Millisecond), eventstore.ErrInvalidOption},
 		{"UpTo when following", true, 0, eventstore.UpTo(5), eventstore.ErrInvalidOption},
 		{"no order", false, 0, eventstore.ForOrders(), eventstore.ErrInvalidOption},
 		{"order id with a dot", false, 0, eventstore.ForOrders("a.b"), eventstore.ErrInvalidOrderID},
@@ -356,6 +358,19 @@ func testFollowBatches(t *testing.T, s BatchStore) {
 	}
 	if got := f.Until(t, 6); !slices.Equal(EntryPositions(got), Span(4, 6)) {
 		t.Fatalf("Followed %v, want 4..6", EntryPositions(got))
+	}
+	f.Stop()
+
+	// Waiting for more while the log is busy delays batches, never drops
+	// or reorders their events.
+	f = Follow(t, s, 0, eventstore.BusyWait(1, 20*time.Millisecond))
+	for i := range 4 {
+		if _, err := s.Append(t.Context(), fmt.Sprint("busy", i), 0, []eventstore.EventData{{Type: "E"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.Until(t, 10); !slices.Equal(EntryPositions(got), Span(1, 10)) {
+		t.Fatalf("Followed with BusyWait %v, want 1..10", EntryPositions(got))
 	}
 	f.Stop()
 }
