@@ -18,6 +18,11 @@ import (
 // answer can be, plus one evaluation (at most readyTimeout).
 const healthInterval = 250 * time.Millisecond
 
+// startingHealthInterval is how often the checks are evaluated until they
+// first pass: what start-up to ready takes should not be rounded up to the
+// next healthInterval (a quarter of a second of a start-up of one).
+const startingHealthInterval = 10 * time.Millisecond
+
 // newHTTPServer serves the roles' routes, the probes and the metrics.
 func (n *node) newHTTPServer(probe *readiness, roles []role) *http.Server {
 	mux := http.NewServeMux()
@@ -87,7 +92,7 @@ func (n *node) startHealth(ctx context.Context, probe *readiness, roles []role) 
 			wake = append(wake, r.ready)
 		}
 	}
-	update := func(ctx context.Context) {
+	update := func(ctx context.Context) bool {
 		e := probe.refresh(ctx)
 		set := func(service string, ok bool) {
 			st := healthpb.HealthCheckResponse_NOT_SERVING
@@ -100,13 +105,14 @@ func (n *node) startHealth(ctx context.Context, probe *readiness, roles []role) 
 		for service, names := range services {
 			set(service, e.ok(names...))
 		}
+		return e.ready()
 	}
-	update(ctx)
+	ready := update(ctx)
 	healthCtx, stopLoop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		healthLoop(healthCtx, wake, func() { update(healthCtx) })
+		healthLoop(healthCtx, ready, wake, func() bool { return update(healthCtx) })
 	}()
 	return func() {
 		stopLoop()
@@ -115,9 +121,14 @@ func (n *node) startHealth(ctx context.Context, probe *readiness, roles []role) 
 }
 
 // healthLoop calls update every healthInterval and as soon as each of wake
-// is closed, until ctx is done.
-func healthLoop(ctx context.Context, wake []<-chan struct{}, update func()) {
-	tick := time.NewTicker(healthInterval)
+// is closed, until ctx is done; until update first reports ready (unless
+// ready already), every startingHealthInterval.
+func healthLoop(ctx context.Context, ready bool, wake []<-chan struct{}, update func() bool) {
+	interval := healthInterval
+	if !ready {
+		interval = startingHealthInterval
+	}
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var caughtUp <-chan struct{}
 	if len(wake) > 0 {
@@ -135,7 +146,10 @@ func healthLoop(ctx context.Context, wake []<-chan struct{}, update func()) {
 			}
 		case <-tick.C:
 		}
-		update()
+		if update() && !ready {
+			ready = true
+			tick.Reset(healthInterval)
+		}
 	}
 }
 

@@ -378,11 +378,7 @@ func (c *call) load(ctx context.Context, attempt int) ([]eventstore.Recorded, er
 	if err != nil {
 		return nil, err
 	}
-	if c.s.recent.max > 0 {
-		recs = compact(recs)
-		c.s.recent.put(c.t.orderID, recs)
-	}
-	return recs, nil
+	return c.s.recent.loaded(c.t.orderID, recs), nil
 }
 
 // decide checks the request against the order's history and decides the

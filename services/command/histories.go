@@ -102,6 +102,18 @@ func compact(recs []eventstore.Recorded) []eventstore.Recorded {
 	return out
 }
 
+// loaded caches the order's history as just read from the log, and returns
+// it as cached (compacted) when it is.
+func (h *histories) loaded(orderID string, recs []eventstore.Recorded) []eventstore.Recorded {
+	if h.max == 0 || len(recs) == 0 || len(recs) > maxCachedEvents {
+		h.drop(orderID)
+		return recs
+	}
+	recs = compact(recs)
+	h.put(orderID, recs)
+	return recs
+}
+
 // appended caches the order's history after an append of events at the
 // end of recs (compacted), which the store acknowledged with res. Only a
 // one-event append is added: the positions of a batch's other events are

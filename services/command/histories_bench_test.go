@@ -55,7 +55,7 @@ func BenchmarkHistoriesMemory(b *testing.B) {
 			if err != nil || len(recs) != 4 {
 				b.Fatalf("load %s: %d events, %v", id, len(recs), err)
 			}
-			s.recent.put(id, compact(recs))
+			s.recent.loaded(id, recs)
 		}
 		b.ReportMetric(float64(heap()-before)/float64(len(ids)), "B/order")
 	}
