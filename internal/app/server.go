@@ -57,12 +57,6 @@ func (n *node) newServer() error {
 	}
 	n.srv = grpc.NewServer(append(srvOpts,
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
-		// Calls run on a pool of goroutines whose stacks have already
-		// grown to what a call needs, instead of a new goroutine per
-		// call that grows its stack (copying it) on every call; when all
-		// are busy a call gets a goroutine of its own, as without the
-		// pool.
-		grpc.NumStreamWorkers(streamWorkers),
 		guard.ServerOption(),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(n.tel.Tracer), otelgrpc.WithMeterProvider(n.tel.Meter),
 			// Probes and grpcurl's reflection would each make a root
@@ -76,12 +70,6 @@ func (n *node) newServer() error {
 	reflection.Register(n.srv)
 	return nil
 }
-
-// streamWorkers is the size of the gRPC server's pool of call goroutines
-// (grpc.NumStreamWorkers): twice the clients of the load the figures were
-// taken with. Stack growth was 6% of ordersd's CPU under CreateOrder with a
-// goroutine per call (BENCHMARKS.md).
-const streamWorkers = 64
 
 // authenticate loads the tokens and keys clients are checked against, and
 // the tokens this process's own callers present.
