@@ -19,9 +19,15 @@ import (
 const healthInterval = 250 * time.Millisecond
 
 // startingHealthInterval is how often the checks are evaluated until they
-// first pass: what start-up to ready takes should not be rounded up to the
-// next healthInterval (a quarter of a second of a start-up of one).
-const startingHealthInterval = 10 * time.Millisecond
+// first pass, for at most startingHealthPeriod: what start-up to ready
+// takes should not be rounded up to the next healthInterval (a quarter of a
+// second of a start-up of one), but a node that stays unready (NATS
+// unreachable, a long catch-up) should not run its checks, each a round
+// trip to NATS, a hundred times a second.
+const (
+	startingHealthInterval = 10 * time.Millisecond
+	startingHealthPeriod   = 5 * time.Second
+)
 
 // newHTTPServer serves the roles' routes, the probes and the metrics.
 func (n *node) newHTTPServer(probe *readiness, roles []role) *http.Server {
@@ -122,14 +128,16 @@ func (n *node) startHealth(ctx context.Context, probe *readiness, roles []role) 
 
 // healthLoop calls update every healthInterval and as soon as each of wake
 // is closed, until ctx is done; until update first reports ready (unless
-// ready already), every startingHealthInterval.
-func healthLoop(ctx context.Context, ready bool, wake []<-chan struct{}, update func() bool) {
+// steady, when the first evaluation already did), every
+// startingHealthInterval for up to startingHealthPeriod.
+func healthLoop(ctx context.Context, steady bool, wake []<-chan struct{}, update func() bool) {
 	interval := healthInterval
-	if !ready {
+	if !steady {
 		interval = startingHealthInterval
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	starting := time.Now()
 	var caughtUp <-chan struct{}
 	if len(wake) > 0 {
 		caughtUp = wake[0]
@@ -146,8 +154,8 @@ func healthLoop(ctx context.Context, ready bool, wake []<-chan struct{}, update 
 			}
 		case <-tick.C:
 		}
-		if update() && !ready {
-			ready = true
+		if ok := update(); !steady && (ok || time.Since(starting) > startingHealthPeriod) {
+			steady = true // from here on, the regular pace
 			tick.Reset(healthInterval)
 		}
 	}
