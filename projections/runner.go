@@ -85,8 +85,8 @@ const (
 // commits stay few under load without anyone waiting on a timer. Once a
 // batch held busyAfter events or more, the next one also waits up to
 // busyWait for events that keep coming (eventstore.BusyWait): under a
-// steady stream of appends that makes fewer, larger commits, at a cost of at most
-// busyWait of visibility while the log is that busy. Invalid: n < 1 or
+// steady stream of appends that makes fewer, larger commits, at a cost of
+// at most busyWait of visibility while the log is that busy. Invalid: n < 1 or
 // more than eventstore.MaxBatchSize, or a negative wait.
 func WithBatch(n int, wait time.Duration) Option {
 	return func(r *Runner) error {

@@ -360,21 +360,18 @@ func (c *call) load(ctx context.Context, attempt int) ([]eventstore.Recorded, er
 	if c.t.generated && attempt == 0 {
 		return nil, nil
 	}
-	var recs []eventstore.Recorded
-	var err error
-	switch {
-	case c.latest:
-		recs, err = c.s.store.LoadLatest(ctx, c.t.orderID)
-	case !c.followed:
+	if !c.latest && !c.followed {
 		// A history cached here is at worst stale, like a lagging
 		// replica's: the append's expected revision catches that.
 		if recs, ok := c.s.recent.get(c.t.orderID); ok {
 			return recs, nil
 		}
-		fallthrough
-	default:
-		recs, err = c.s.store.Load(ctx, c.t.orderID)
 	}
+	load := c.s.store.Load
+	if c.latest {
+		load = c.s.store.LoadLatest
+	}
+	recs, err := load(ctx, c.t.orderID)
 	if err != nil {
 		return nil, err
 	}

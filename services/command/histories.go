@@ -57,20 +57,21 @@ func (h *histories) get(orderID string) ([]eventstore.Recorded, bool) {
 	return recs, ok
 }
 
-// put caches recs as the order's history unless it holds none, is too
-// long, or is older than the one cached (a slow read finishing after an
-// append).
+// fits reports whether a history of n events is cached at all.
+func (h *histories) fits(n int) bool {
+	return h.max > 0 && n > 0 && n <= maxCachedEvents
+}
+
+// put caches recs (compacted, and fits) as the order's history unless it
+// is older than the one cached (a slow read finishing after an append).
 func (h *histories) put(orderID string, recs []eventstore.Recorded) {
-	if h.max == 0 || len(recs) == 0 || len(recs) > maxCachedEvents {
-		h.drop(orderID)
-		return
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if old, ok := h.m[orderID]; ok && old[len(old)-1].Position > recs[len(recs)-1].Position {
+	old, ok := h.m[orderID]
+	if ok && old[len(old)-1].Position > recs[len(recs)-1].Position {
 		return
 	}
-	if _, ok := h.m[orderID]; !ok && len(h.m) >= h.max {
+	if !ok && len(h.m) >= h.max {
 		// Drop an eighth at a time, chosen by map iteration: no
 		// bookkeeping on reads, and a full sweep seldom.
 		drop := max(1, h.max/8)
@@ -93,19 +94,27 @@ func (h *histories) put(orderID string, recs []eventstore.Recorded) {
 func compact(recs []eventstore.Recorded) []eventstore.Recorded {
 	out := make([]eventstore.Recorded, len(recs))
 	for i, r := range recs {
-		out[i] = eventstore.Recorded{OrderID: r.OrderID, Position: r.Position, Version: r.Version, Type: r.Type, Data: bytes.Clone(r.Data),
-			Meta: eventstore.Metadata{RequestID: r.Meta.RequestID, RequestFingerprint: r.Meta.RequestFingerprint, OccurredAt: r.Meta.OccurredAt}}
-	}
-	if n := len(recs); n > 0 {
-		out[n-1].Meta.Hash = recs[n-1].Meta.Hash
+		r.Data = bytes.Clone(r.Data)
+		out[i] = slim(r, i == len(recs)-1)
 	}
 	return out
+}
+
+// slim keeps of r what a command reads; the hash only when r is the last
+// event (the next link of the chain).
+func slim(r eventstore.Recorded, last bool) eventstore.Recorded {
+	s := eventstore.Recorded{OrderID: r.OrderID, Position: r.Position, Version: r.Version, Type: r.Type, Data: r.Data,
+		Meta: eventstore.Metadata{RequestID: r.Meta.RequestID, RequestFingerprint: r.Meta.RequestFingerprint, OccurredAt: r.Meta.OccurredAt}}
+	if last {
+		s.Meta.Hash = r.Meta.Hash
+	}
+	return s
 }
 
 // loaded caches the order's history as just read from the log, and returns
 // it as cached (compacted) when it is.
 func (h *histories) loaded(orderID string, recs []eventstore.Recorded) []eventstore.Recorded {
-	if h.max == 0 || len(recs) == 0 || len(recs) > maxCachedEvents {
+	if !h.fits(len(recs)) {
 		h.drop(orderID)
 		return recs
 	}
@@ -119,16 +128,14 @@ func (h *histories) loaded(orderID string, recs []eventstore.Recorded) []eventst
 // one-event append is added: the positions of a batch's other events are
 // not in res.
 func (h *histories) appended(orderID string, recs []eventstore.Recorded, events []eventstore.EventData, res eventstore.AppendResult) {
-	if len(events) != 1 || h.max == 0 {
+	if len(events) != 1 || !h.fits(len(recs)+1) {
 		h.drop(orderID)
 		return
 	}
 	e := events[0]
-	recs = append(slices.Clip(recs), eventstore.Recorded{OrderID: orderID, Position: res.Position, Version: res.Version, Type: e.Type, Data: e.Data,
-		Meta: eventstore.Metadata{RequestID: e.Meta.RequestID, RequestFingerprint: e.Meta.RequestFingerprint, OccurredAt: e.Meta.OccurredAt, Hash: e.Meta.Hash}})
+	recs = append(slices.Clip(recs), slim(eventstore.Recorded{OrderID: orderID, Position: res.Position, Version: res.Version, Type: e.Type, Data: e.Data, Meta: e.Meta}, true))
 	if n := len(recs); n > 1 {
-		// Only the last event's hash is read (the next link of the chain).
-		recs[n-2].Meta.Hash = ""
+		recs[n-2] = slim(recs[n-2], false)
 	}
 	h.put(orderID, recs)
 }
