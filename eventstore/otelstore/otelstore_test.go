@@ -3,6 +3,7 @@ package otelstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	nooptrace "go.opentelemetry.io/otel/trace/noop"
 )
 
 func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
@@ -124,4 +126,27 @@ func first[T any](ctx context.Context, follow func(context.Context, uint64) iter
 		return err
 	}
 	return nil
+}
+
+// BenchmarkAppendUntraced appends one event at a time through the wrapper
+// with tracing off (a no-op provider, ordersd's default), to show what the
+// wrapper itself costs then.
+func BenchmarkAppendUntraced(b *testing.B) {
+	srv := estest.StartServer(b)
+	_, js := estest.Connect(b, srv)
+	inner, err := eventstore.New(b.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := otelstore.Wrap(inner, nooptrace.NewTracerProvider(), noopmetric.NewMeterProvider())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ev := []eventstore.EventData{{Type: "OrderCreated", Data: []byte("{}"), Meta: eventstore.Metadata{RequestID: fmt.Sprint("r", i)}}}
+		if _, err := s.Append(b.Context(), fmt.Sprint("o", i), 0, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
