@@ -354,22 +354,28 @@ func (r *Runner) itemsOf(ctx context.Context, dst []Item, entries []eventstore.E
 }
 
 func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
-	links := make([]trace.Link, 0, len(batch))
-	for _, it := range batch {
-		if l, ok := otelstore.LinkFrom(it.Rec.Meta); ok && len(links) < 128 {
-			links = append(links, l)
-		}
-	}
 	// A consumer "process" span in OpenTelemetry's messaging terms, linked
 	// to the appends that produced its events: one batch spans many
-	// traces, so it is a root of its own rather than a child of any.
-	sctx, span := r.tracer.Start(ctx, "projection.apply_batch", trace.WithLinks(links...), trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(otelstore.MessagingSystem, semconv.MessagingOperationTypeProcess, semconv.MessagingOperationName("process"),
+	// traces, so it is a root of its own rather than a child of any. Its
+	// links and attributes are only made for a span that keeps them: with
+	// tracing off (the default) parsing each event's trace context was
+	// work for nothing on every batch.
+	sctx, span := r.tracer.Start(ctx, "projection.apply_batch", trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		links := 0
+		for _, it := range batch {
+			if l, ok := otelstore.LinkFrom(it.Rec.Meta); ok && links < 128 {
+				span.AddLink(l)
+				links++
+			}
+		}
+		span.SetAttributes(otelstore.MessagingSystem, semconv.MessagingOperationTypeProcess, semconv.MessagingOperationName("process"),
 			semconv.MessagingDestinationTemplate(otelstore.SubjectTemplate(r.events.SubjectPrefix())),
 			semconv.MessagingBatchMessageCount(len(batch)),
 			attribute.Int("events.count", len(batch)),
 			attribute.Int64("log.position.first", int64(batch[0].Rec.Position)),
-			attribute.Int64("log.position.last", int64(batch[len(batch)-1].Rec.Position))))
+			attribute.Int64("log.position.last", int64(batch[len(batch)-1].Rec.Position)))
+	}
 	defer span.End()
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
