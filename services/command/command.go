@@ -55,6 +55,7 @@ import (
 	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -553,16 +554,86 @@ func first(ctx context.Context, key string) string {
 // retry of a request has the same digest; another request under the same
 // request_id has another. See fingerprint for what is stored of it.
 func requestDigest(req proto.Message) ([]byte, error) {
-	m := proto.Clone(req).ProtoReflect()
-	if fd := m.Descriptor().Fields().ByName("request_id"); fd != nil {
-		m.Clear(fd)
+	m := req.ProtoReflect()
+	name := m.Descriptor().FullName()
+	rid := m.Descriptor().Fields().ByName("request_id")
+	if hasUnknown(m) {
+		// Rare (a newer client's fields): digest a copy without them.
+		m = proto.Clone(req).ProtoReflect()
+		discardUnknown(m)
 	}
-	discardUnknown(m)
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.Interface())
+	digest := append(make([]byte, 0, len(name)+1+proto.Size(req)), name...)
+	digest = append(digest, 0)
+	digest, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(digest, m.Interface())
 	if err != nil {
-		return nil, fmt.Errorf("fingerprint of %s: %w", m.Descriptor().FullName(), err)
+		return nil, fmt.Errorf("fingerprint of %s: %w", name, err)
 	}
-	return append(append([]byte(m.Descriptor().FullName()), 0), b...), nil
+	if rid != nil {
+		// Cut request_id's record out of the encoding instead of clearing
+		// it in a copy of the request: a message's encoding is the
+		// concatenation of its fields' records, so what is left is the
+		// encoding of the request without it, byte for byte.
+		digest = dropField(digest, len(name)+1, rid.Number())
+	}
+	return digest, nil
+}
+
+// dropField removes the records of top-level field n from the encoded
+// message in b[from:], in place.
+func dropField(b []byte, from int, n protowire.Number) []byte {
+	out := b[:from]
+	for rest := b[from:]; len(rest) > 0; {
+		num, _, l := protowire.ConsumeField(rest)
+		if l < 0 {
+			// Not reached for an encoding just made; keep it whole.
+			return b
+		}
+		if num != n {
+			out = append(out, rest[:l]...)
+		}
+		rest = rest[l:]
+	}
+	return out
+}
+
+// hasUnknown reports whether m or a message in it holds unknown fields. It
+// walks the descriptor's fields rather than m.Range, whose callback would
+// be allocated for every message visited.
+func hasUnknown(m protoreflect.Message) bool {
+	if len(m.GetUnknown()) > 0 {
+		return true
+	}
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.Message() == nil || !m.Has(fd) {
+			continue
+		}
+		v := m.Get(fd)
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() == nil {
+				continue
+			}
+			found := false
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				found = hasUnknown(mv.Message())
+				return !found
+			})
+			if found {
+				return true
+			}
+		case fd.IsList():
+			for j := range v.List().Len() {
+				if hasUnknown(v.List().Get(j).Message()) {
+					return true
+				}
+			}
+		case hasUnknown(v.Message()):
+			return true
+		}
+	}
+	return false
 }
 
 // plainFingerprint is the fingerprint of a request without personal data:
