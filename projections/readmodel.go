@@ -139,6 +139,15 @@ type writeStmts struct {
 // each connection's page cache stays warm.
 const readConns = 8
 
+// writerCacheSize is the write connection's page cache: 32 MiB instead of
+// SQLite's 2 MiB default. Applies look up and update orders by id all over
+// the id index, so with the default nearly every one read its pages from
+// the file again. With it, on the floor benchmark at 100k orders the mixed
+// load's peak rose from 3,157–3,180 to 3,588–4,167 requests/s, and a
+// read model catching up with a log of a million events from scratch took
+// 46 s instead of 58 s; RSS grows by up to the cache's size.
+const writerCacheSize = "cache_size(-32768)"
+
 func dsn(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
@@ -155,6 +164,7 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages))
+		q.Add("_pragma", writerCacheSize)
 	}
 	return "file:" + path + "?" + q.Encode()
 }
@@ -325,7 +335,7 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 		}
 		// Back to the DSN's settings before live applies arrive; the
 		// checkpoint writes the replay into the file and syncs it once.
-		for _, q := range []string{`PRAGMA synchronous = NORMAL`, `PRAGMA cache_size = -2000`, `PRAGMA wal_checkpoint(TRUNCATE)`} {
+		for _, q := range []string{`PRAGMA synchronous = NORMAL`, `PRAGMA ` + writerCacheSize, `PRAGMA wal_checkpoint(TRUNCATE)`} {
 			if _, err := m.w.ExecContext(ctx, q); err != nil {
 				return err
 			}

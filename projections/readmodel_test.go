@@ -69,7 +69,7 @@ func TestConcurrentReadsKeepTheirConnections(t *testing.T) {
 }
 
 // A model filled in bulk ends with the schema's indexes and the DSN's
-// durability, answering lists as one filled event by event does.
+// durability and page cache, answering lists as one filled event by event does.
 func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -120,6 +120,16 @@ func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
 	var sync int
 	if err := bulk.w.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 1 {
 		t.Fatalf("synchronous %d (%v) after the bulk fill, want 1 (NORMAL)", sync, err)
+	}
+	var cache, want int
+	if err := bulk.w.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&cache); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.w.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	if cache != want || want == -2000 {
+		t.Fatalf("writer's cache_size %d after the bulk fill, %d opened (SQLite's default is -2000)", cache, want)
 	}
 	for _, f := range []ListFilter{{}, {CustomerID: "c-1"}, {Status: order.StatusDraft}} {
 		want, _, err := plain.ListOrders(ctx, f, nil, 100)
