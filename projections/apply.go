@@ -99,8 +99,8 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 	bt := &batch{ctx: ctx, tx: tx, changes: changes, now: time.Now().UTC(),
 		// Statements prepared once on the write connection, bound to this
 		// transaction: nothing is parsed per event.
-		loadOrder: tx.StmtContext(ctx, m.writes.loadOrder),
-		states:    map[string]*Order{}, dirty: map[string]bool{},
+		loadOrder: tx.StmtContext(ctx, m.writes.loadOrder), recent: m.recent,
+		states: map[string]*Order{}, dirty: map[string]bool{}, stored: map[string]rowKeys{},
 		statusDelta: map[statusKey]int64{}, spendDelta: map[spendKey]int64{}}
 	position = cp
 	erased := false
@@ -140,13 +140,16 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 // batch is one Apply's work in progress: the orders it loaded and changed,
 // the summary deltas, the dead letters, all written at the end.
 type batch struct {
-	ctx         context.Context
-	tx          *sql.Tx
-	loadOrder   *sql.Stmt
-	changes     *[]Change
-	now         time.Time
-	states      map[string]*Order
-	dirty       map[string]bool
+	ctx       context.Context
+	tx        *sql.Tx
+	loadOrder *sql.Stmt
+	recent    *recent
+	changes   *[]Change
+	now       time.Time
+	states    map[string]*Order
+	dirty     map[string]bool
+	// stored holds the indexed columns of the rows load found.
+	stored      map[string]rowKeys
 	statusDelta map[statusKey]int64
 	spendDelta  map[spendKey]int64
 	dead        []DeadLetter
@@ -187,20 +190,26 @@ func (b *batch) load(id string, first bool) (*Order, error) {
 		b.states[id] = o
 		return o, nil
 	}
-	var customer string
-	var blob []byte
-	err := b.loadOrder.QueryRowContext(b.ctx, id).Scan(&o.Revision, &customer, &blob)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return nil, err
-	default:
-		pb, err := readBody(id, customer, blob)
-		if err != nil {
+	// The recent orders hold the row as the last commit left it: only
+	// this connection writes, and each commit puts the rows it wrote
+	// there (recent.committed).
+	row, _, cached := b.recent.get(id)
+	if !cached {
+		err := b.loadOrder.QueryRowContext(b.ctx, id).Scan(&row.rev, &row.customer, &row.body)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			b.states[id] = o
+			return o, nil
+		case err != nil:
 			return nil, err
 		}
-		o.State = convert.OrderFromProto(pb)
 	}
+	pb, err := readBody(id, row.customer, row.body)
+	if err != nil {
+		return nil, err
+	}
+	o.Revision, o.State = row.rev, convert.OrderFromProto(pb)
+	b.stored[id] = keysOf(o.State)
 	b.states[id] = o
 	return o, nil
 }
@@ -274,7 +283,7 @@ func (b *batch) count(old, cur order.State, e order.Event) {
 // the checkpoint. It returns the orders' rows as written.
 func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]storedRow, error) {
 	ctx, tx := b.ctx, b.tx
-	rows, err := writeOrders(ctx, tx.StmtContext(ctx, w.upsertOrder), b.states, b.dirty)
+	rows, err := writeOrders(ctx, orderWrites{tx.StmtContext(ctx, w.upsertOrder), tx.StmtContext(ctx, w.updateBody)}, b.states, b.dirty, b.stored)
 	if err != nil {
 		return nil, err
 	}
@@ -307,9 +316,33 @@ const upsertOrder = `INSERT INTO orders (id, customer_id, status, created_at, re
 		ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
 		created_at = excluded.created_at, revision = excluded.revision, body = excluded.body`
 
-// writeOrders writes the dirty orders' rows and returns them. Each body
-// is its own buffer, since the recent orders keep it.
-func writeOrders(ctx context.Context, stmt *sql.Stmt, states map[string]*Order, dirty map[string]bool) (map[string]storedRow, error) {
+// updateBody rewrites an order's row whose indexed columns stay as they
+// are. SQLite rewrites the entries of every index on a column an UPDATE
+// sets, changed or not, so the upsert of an order that only gained an
+// item dirtied a page of each of the three secondary indexes; without
+// them a one-event commit took 67 µs instead of 110 µs
+// (BenchmarkApplyToExistingOrders).
+const updateBody = `UPDATE orders SET revision = ?, body = ? WHERE id = ?`
+
+// rowKeys are the indexed columns of an order's row.
+type rowKeys struct {
+	customer  string
+	status    order.Status
+	createdAt int64
+}
+
+func keysOf(s order.State) rowKeys {
+	return rowKeys{customer: s.CustomerID, status: s.Status, createdAt: s.CreatedAt.UnixNano()}
+}
+
+// orderWrites are the two ways writeOrders writes a row.
+type orderWrites struct{ upsert, updateBody *sql.Stmt }
+
+// writeOrders writes the dirty orders' rows and returns them: an order
+// whose row was found (stored) with the indexed columns it still has by
+// updateBody, any other by upsertOrder. Each body is its own buffer, since
+// the recent orders keep it.
+func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, dirty map[string]bool, stored map[string]rowKeys) (map[string]storedRow, error) {
 	rows := make(map[string]storedRow, len(dirty))
 	for id := range dirty {
 		o := states[id]
@@ -318,7 +351,15 @@ func writeOrders(ctx context.Context, stmt *sql.Stmt, states map[string]*Order, 
 		if err != nil {
 			return nil, err
 		}
-		if _, err := stmt.ExecContext(ctx, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body); err != nil {
+		if k, ok := stored[id]; ok && k == keysOf(s) {
+			res, err := w.updateBody.ExecContext(ctx, o.Revision, body, id)
+			if err != nil {
+				return nil, err
+			}
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				return nil, fmt.Errorf("projections: order %s: row found in this transaction is gone (%d rows, %v)", id, n, err)
+			}
+		} else if _, err := w.upsert.ExecContext(ctx, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body); err != nil {
 			return nil, err
 		}
 		rows[id] = storedRow{rev: o.Revision, customer: s.CustomerID, body: body}

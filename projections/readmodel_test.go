@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/order"
 )
@@ -170,5 +171,78 @@ func TestFirstEventsThenLaterBatches(t *testing.T) {
 	o, pos, err := m.GetOrder(ctx, "order-1")
 	if err != nil || pos != 3 || len(o.State.Lines) != 1 || o.State.CustomerID != "c-1" {
 		t.Fatalf("GetOrder = %+v at %d, %v; want the created order with its item at 3", o.State, pos, err)
+	}
+}
+
+// Orders changed one event per batch keep their rows and the lists that
+// filter on their indexed columns right, whether an event left those
+// columns as they were (the row is updated without touching the indexes)
+// or moved the order to another status: each row reads back as what its
+// history folds to, and each list finds exactly the orders it should.
+func TestRowsAndIndexesFollowEveryEvent(t *testing.T) {
+	ctx := t.Context()
+	m := openModel(t, filepath.Join(t.TempDir(), "rm.db"))
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	type step struct {
+		id string
+		e  order.Event
+	}
+	steps := []step{
+		{"o-1", order.OrderCreated{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}},
+		{"o-2", order.OrderCreated{OrderID: "o-2", CustomerID: "c-2", Currency: "EUR"}},
+		{"o-1", order.ItemAdded{SKU: "A", Quantity: 1, UnitPrice: 100}},
+		{"o-2", order.ItemAdded{SKU: "B", Quantity: 2, UnitPrice: 50}},
+		{"o-1", order.ShippingAddressSet{Address: order.Address{Line1: "1", City: "Oslo", Country: "NO"}}},
+		{"o-1", order.OrderPlaced{Subtotal: 100, Total: 100}},
+		{"o-1", order.ItemAdded{SKU: "C", Quantity: 1, UnitPrice: 1}}, // refused: placed
+	}
+	folded := map[string]order.State{}
+	versions := map[string]uint64{}
+	for i, s := range steps {
+		versions[s.id]++
+		item := Item{Rec: eventstore.Recorded{OrderID: s.id, Position: uint64(i + 1), Version: versions[s.id], Type: s.e.EventType(), Time: at}, Event: s.e}
+		if _, _, err := m.Apply(ctx, []Item{item}); err != nil {
+			t.Fatal(err)
+		}
+		if applicable(folded[s.id], item.Rec, s.e) == nil {
+			folded[s.id] = order.Evolve(folded[s.id], s.e, at)
+		}
+	}
+	for id, want := range folded {
+		var rev uint64
+		var customer string
+		var status int
+		var body []byte
+		if err := m.w.QueryRowContext(ctx, `SELECT revision, customer_id, status, body FROM orders WHERE id = ?`, id).Scan(&rev, &customer, &status, &body); err != nil {
+			t.Fatal(err)
+		}
+		pb, err := readBody(id, customer, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := convert.OrderFromProto(pb); !reflect.DeepEqual(got, want) || customer != want.CustomerID || order.Status(status) != want.Status {
+			t.Errorf("row of %s: %+v (customer %s, status %d), want %+v", id, got, customer, status, want)
+		}
+	}
+	for _, tc := range []struct {
+		f    ListFilter
+		want []string
+	}{
+		{ListFilter{Status: order.StatusPlaced}, []string{"o-1"}},
+		{ListFilter{Status: order.StatusDraft}, []string{"o-2"}},
+		{ListFilter{CustomerID: "c-1"}, []string{"o-1"}},
+		{ListFilter{}, []string{"o-2", "o-1"}},
+	} {
+		got, _, err := m.ListOrders(ctx, tc.f, nil, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, o := range got {
+			ids = append(ids, o.State.ID)
+		}
+		if !reflect.DeepEqual(ids, tc.want) {
+			t.Errorf("list %+v: %v, want %v", tc.f, ids, tc.want)
+		}
 	}
 }
