@@ -283,7 +283,8 @@ func (b *batch) count(old, cur order.State, e order.Event) {
 // the checkpoint. It returns the orders' rows as written.
 func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]storedRow, error) {
 	ctx, tx := b.ctx, b.tx
-	rows, err := writeOrders(ctx, orderWrites{tx.StmtContext(ctx, w.upsertOrder), tx.StmtContext(ctx, w.updateBody)}, b.states, b.dirty, b.stored)
+	rows, err := writeOrders(ctx, orderWrites{tx.StmtContext(ctx, w.upsertOrder), tx.StmtContext(ctx, w.updateBody), tx.StmtContext(ctx, w.updateStatus)},
+		b.states, b.dirty, b.stored)
 	if err != nil {
 		return nil, err
 	}
@@ -324,6 +325,10 @@ const upsertOrder = `INSERT INTO orders (id, customer_id, status, created_at, re
 // (BenchmarkApplyToExistingOrders).
 const updateBody = `UPDATE orders SET revision = ?, body = ? WHERE id = ?`
 
+// updateStatus rewrites the row of an order that changed status only
+// among its indexed columns, which touches the status index alone.
+const updateStatus = `UPDATE orders SET status = ?, revision = ?, body = ? WHERE id = ?`
+
 // rowKeys are the indexed columns of an order's row.
 type rowKeys struct {
 	customer  string
@@ -335,12 +340,13 @@ func keysOf(s order.State) rowKeys {
 	return rowKeys{customer: s.CustomerID, status: s.Status, createdAt: s.CreatedAt.UnixNano()}
 }
 
-// orderWrites are the two ways writeOrders writes a row.
-type orderWrites struct{ upsert, updateBody *sql.Stmt }
+// orderWrites are the ways writeOrders writes a row.
+type orderWrites struct{ upsert, updateBody, updateStatus *sql.Stmt }
 
 // writeOrders writes the dirty orders' rows and returns them: an order
-// whose row was found (stored) with the indexed columns it still has by
-// updateBody, any other by upsertOrder. Each body is its own buffer, since
+// whose row was found (stored) by updateBody when it keeps the indexed
+// columns it had, by updateStatus when only its status changed, and any
+// other by upsertOrder. Each body is its own buffer, since
 // the recent orders keep it.
 func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, dirty map[string]bool, stored map[string]rowKeys) (map[string]storedRow, error) {
 	rows := make(map[string]storedRow, len(dirty))
@@ -351,16 +357,24 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 		if err != nil {
 			return nil, err
 		}
-		if k, ok := stored[id]; ok && k == keysOf(s) {
-			res, err := w.updateBody.ExecContext(ctx, o.Revision, body, id)
-			if err != nil {
-				return nil, err
-			}
+		k, found := stored[id]
+		now := keysOf(s)
+		var res sql.Result
+		switch {
+		case found && k == now:
+			res, err = w.updateBody.ExecContext(ctx, o.Revision, body, id)
+		case found && k.customer == now.customer && k.createdAt == now.createdAt:
+			res, err = w.updateStatus.ExecContext(ctx, int(s.Status), o.Revision, body, id)
+		default:
+			_, err = w.upsert.ExecContext(ctx, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if res != nil {
 			if n, err := res.RowsAffected(); err != nil || n != 1 {
 				return nil, fmt.Errorf("projections: order %s: row found in this transaction is gone (%d rows, %v)", id, n, err)
 			}
-		} else if _, err := w.upsert.ExecContext(ctx, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body); err != nil {
-			return nil, err
 		}
 		rows[id] = storedRow{rev: o.Revision, customer: s.CustomerID, body: body}
 	}

@@ -131,7 +131,7 @@ type ReadModel struct {
 
 // writeStmts are Apply's statements, prepared on the write connection.
 type writeStmts struct {
-	position, loadOrder, upsertOrder, updateBody, addStatus, addSpend, setPosition *sql.Stmt
+	position, loadOrder, upsertOrder, updateBody, updateStatus, addStatus, addSpend, setPosition *sql.Stmt
 }
 
 // readConns is the read pool's size, open and idle alike: enough for the
@@ -207,6 +207,7 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		{w, &m.writes.loadOrder, `SELECT revision, customer_id, body FROM orders WHERE id = ?`},
 		{w, &m.writes.upsertOrder, upsertOrder},
 		{w, &m.writes.updateBody, updateBody},
+		{w, &m.writes.updateStatus, updateStatus},
 		{w, &m.writes.addStatus, `INSERT INTO customer_status (customer_id, status, count) VALUES (?, ?, ?)
 			ON CONFLICT (customer_id, status) DO UPDATE SET count = count + excluded.count`},
 		{w, &m.writes.addSpend, `INSERT INTO customer_spend (customer_id, currency, amount) VALUES (?, ?, ?)
