@@ -246,7 +246,9 @@ func BenchmarkApplyToExistingOrders(b *testing.B) {
 		name  string
 		event func(i int) order.Event
 	}{
-		{"item", func(i int) order.Event { return order.ItemAdded{SKU: fmt.Sprint("S", i/orders), Quantity: 1, UnitPrice: 100} }},
+		{"item", func(i int) order.Event {
+			return order.ItemAdded{SKU: fmt.Sprint("S", i/orders), Quantity: 1, UnitPrice: 100}
+		}},
 		{"cancel", func(int) order.Event { return order.OrderCancelled{Reason: "bench"} }},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
