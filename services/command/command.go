@@ -562,9 +562,12 @@ func requestDigest(req proto.Message) ([]byte, error) {
 		m = proto.Clone(req).ProtoReflect()
 		discardUnknown(m)
 	}
-	digest := append(make([]byte, 0, len(name)+1+proto.Size(req)), name...)
+	// One size pass: it sizes the buffer, and the marshal reuses it
+	// (UseCachedSize) instead of measuring the message again.
+	msg := m.Interface()
+	digest := append(make([]byte, 0, len(name)+1+proto.Size(msg)), name...)
 	digest = append(digest, 0)
-	digest, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(digest, m.Interface())
+	digest, err := proto.MarshalOptions{Deterministic: true, UseCachedSize: true}.MarshalAppend(digest, msg)
 	if err != nil {
 		return nil, fmt.Errorf("fingerprint of %s: %w", name, err)
 	}
