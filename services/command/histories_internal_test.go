@@ -48,8 +48,7 @@ func TestHistoriesAreBounded(t *testing.T) {
 func TestCachedHistoryIsCompacted(t *testing.T) {
 	h := newHistories(10)
 	recs := h.loaded("o", history("o", 3))
-	recs = append(recs[:len(recs):len(recs)], eventstore.Recorded{})
-	h.appended("o", recs[:3], []eventstore.EventData{{Type: "ItemAdded", Data: []byte("{}"), Meta: eventstore.Metadata{Hash: "new", Actor: "someone"}}},
+	h.appended("o", recs, []eventstore.EventData{{Type: "ItemAdded", Data: []byte("{}"), Meta: eventstore.Metadata{Hash: "new", Actor: "someone"}}},
 		eventstore.AppendResult{Position: 4, Version: 4})
 	got, ok := h.get("o")
 	if !ok || len(got) != 4 {
