@@ -83,6 +83,8 @@ func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, d
 // apply is Apply; when changes is not nil, it also appends to it each
 // event it folded, with the order's state after it, for the feed.
 func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) (position uint64, dead []DeadLetter, err error) {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
 	tx, err := m.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, nil, err
@@ -90,12 +92,18 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
+			// A failed commit may or may not have reached the file:
+			// the next apply reads the checkpoint back.
+			m.appliedKnown = false
 		}
 	}()
-	var cp uint64
-	if err := tx.StmtContext(ctx, m.writes.position).QueryRowContext(ctx).Scan(&cp); err != nil {
-		return 0, nil, err
+	if !m.appliedKnown {
+		if err := tx.StmtContext(ctx, m.writes.position).QueryRowContext(ctx).Scan(&m.applied); err != nil {
+			return 0, nil, err
+		}
+		m.appliedKnown = true
 	}
+	cp := m.applied
 	bt := &batch{ctx: ctx, tx: tx, changes: changes, now: time.Now().UTC(),
 		// Statements prepared once on the write connection, bound to this
 		// transaction: nothing is parsed per event.
@@ -127,6 +135,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 	if err := tx.Commit(); err != nil {
 		return 0, nil, err
 	}
+	m.applied = position
 	m.recent.committed(position, written)
 	m.ck.committed()
 	if erased || m.scrubDue.Load() {

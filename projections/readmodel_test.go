@@ -251,3 +251,45 @@ func TestRowsAndIndexesFollowEveryEvent(t *testing.T) {
 		}
 	}
 }
+
+// The checkpoint an apply starts from is the one the last commit left,
+// kept in memory rather than read back per batch: an item at or below it
+// is skipped, and an apply that fails part-way (here a trigger refuses one
+// order's row) moves nothing, so its positions are applied by the next
+// batch that holds them.
+func TestApplyStartsFromTheLastCommittedCheckpoint(t *testing.T) {
+	ctx := t.Context()
+	m := openModel(t, filepath.Join(t.TempDir(), "rm.db"))
+	if _, err := m.w.ExecContext(ctx, `CREATE TRIGGER refuse_poison BEFORE INSERT ON orders WHEN NEW.customer_id = 'poison'
+		BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	created := func(pos uint64, id, customer string) Item {
+		e := order.OrderCreated{OrderID: id, CustomerID: customer, Currency: "EUR"}
+		return Item{Rec: eventstore.Recorded{OrderID: id, Position: pos, Version: 1, Type: e.EventType(), Time: at}, Event: e}
+	}
+	if p, _, err := m.Apply(ctx, []Item{created(1, "o-1", "c")}); err != nil || p != 1 {
+		t.Fatalf("Apply = %d, %v; want 1", p, err)
+	}
+	if _, _, err := m.Apply(ctx, []Item{created(2, "o-2", "c"), created(3, "o-3", "poison")}); err == nil {
+		t.Fatal("Apply of a refused row succeeded")
+	}
+	if p, err := m.Position(ctx); err != nil || p != 1 {
+		t.Fatalf("checkpoint after a failed apply = %d, %v; want 1", p, err)
+	}
+	// Redelivered with what came before it: 1 is skipped, 2 and 3 apply.
+	if p, _, err := m.Apply(ctx, []Item{created(1, "o-1", "c"), created(2, "o-2", "c"), created(3, "o-3", "c")}); err != nil || p != 3 {
+		t.Fatalf("Apply = %d, %v; want 3", p, err)
+	}
+	s, _, err := m.GetCustomerSummary(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ByStatus[order.StatusDraft] != 3 {
+		t.Fatalf("customer c has %d draft orders, want 3 (each created once)", s.ByStatus[order.StatusDraft])
+	}
+	if p, err := m.Position(ctx); err != nil || p != 3 {
+		t.Fatalf("checkpoint = %d, %v; want 3", p, err)
+	}
+}
