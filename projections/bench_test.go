@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -20,19 +21,24 @@ import (
 	"github.com/orderstream/orderstream/projections"
 )
 
-var benchEvents = flag.Int("rebuild.events", 20000, "events in the log for BenchmarkRebuild")
+var (
+	benchEvents   = flag.Int("rebuild.events", 20000, "events in the log for BenchmarkRebuild")
+	benchPerOrder = flag.Int("rebuild.per-order", 5, "events per order in BenchmarkRebuild's log, 1 to 5: 1 makes every event create an order, as ordersbench floor's log does")
+)
 
 // seedLog publishes n realistic events (orders of 5: created, 2 items,
 // placed, paid) to a file-backed stream.
 func seedLog(b *testing.B, js jetstream.JetStream, store *eventstore.Store, n int) {
 	b.Helper()
 	at := time.Now().UTC()
+	per := min(max(*benchPerOrder, 1), 5)
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("%08x-%07d", uint32(i/5)*2654435761, i/5) // scattered, as derived ids are
+		o := i / per
+		id := fmt.Sprintf("%08x-%07d", uint32(o)*2654435761, o) // scattered, as derived ids are
 		var e order.Event
-		switch i % 5 {
+		switch i % per {
 		case 0:
-			e = order.OrderCreated{OrderID: id, CustomerID: fmt.Sprintf("c-%d", i%97), Currency: "EUR",
+			e = order.OrderCreated{OrderID: id, CustomerID: fmt.Sprintf("c-%d", o%97), Currency: "EUR",
 				Shipping: &order.Address{Line1: "1 Way", City: "Paris", Country: "FR"}}
 		case 1:
 			e = order.ItemAdded{SKU: "A", Quantity: 2, UnitPrice: 1250}
@@ -52,6 +58,7 @@ func seedLog(b *testing.B, js jetstream.JetStream, store *eventstore.Store, n in
 		m.Header.Set(eventstore.HeaderEventType, typ)
 		m.Header.Set(eventstore.HeaderRequestID, fmt.Sprint("r-", i))
 		m.Header.Set(eventstore.HeaderActor, "bench")
+		m.Header.Set(eventstore.HeaderVersion, strconv.Itoa(i%per+1))
 		m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			b.Fatal(err)
