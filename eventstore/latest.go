@@ -29,28 +29,64 @@ import (
 // Errors: those of LoadAfter, and ErrUnavailable when the stream has no
 // leader (an election is running) or it does not answer in time.
 func (s *Store) LoadLatest(ctx context.Context, orderID string) ([]Recorded, error) {
+	return s.LoadLatestAfter(ctx, orderID, 0)
+}
+
+// LoadLatestAfter is LoadLatest for the order's events with Position >
+// afterPosition: LoadAfter, confirmed with the stream leader. A reader that
+// already holds an order's history up to a position it knows asks for the
+// rest with it. Its cost does not grow with what the log holds between the
+// order's events when afterPosition is the order's last event: the leader
+// is asked for that first, and nothing more is read when nothing follows.
+// (A load from the start makes the server walk every message stored
+// between the order's events.) An event written before versions were
+// recorded has Version 0 here unless afterPosition is 0.
+//
+// Errors: those of LoadLatest.
+func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]Recorded, error) {
+	if err := validateOrderID(orderID); err != nil {
+		return nil, err
+	}
 	if err := s.connected(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	recs, err := s.LoadAfter(ctx, orderID, 0)
+	subject := s.Subject(orderID)
+	leaderLast := func() (uint64, error) {
+		last, found, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject, NoHeaders: true})
+		switch {
+		case err != nil:
+			return 0, classify("confirm order "+orderID+" with the stream leader", err)
+		case !found:
+			return 0, nil
+		}
+		return last.Sequence, nil
+	}
+	var last uint64
+	if afterPosition > 0 {
+		var err error
+		if last, err = leaderLast(); err != nil {
+			return nil, err
+		}
+		if last <= afterPosition {
+			return []Recorded{}, nil
+		}
+	}
+	recs, err := s.LoadAfter(ctx, orderID, afterPosition)
 	if err != nil {
 		return nil, err
 	}
-	var have uint64
+	have := afterPosition
 	if n := len(recs); n > 0 {
 		have = recs[n-1].Position
 	}
-	subject := s.Subject(orderID)
-	last, found, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject, NoHeaders: true})
-	if err != nil {
-		return nil, classify("confirm order "+orderID+" with the stream leader", err)
+	if afterPosition == 0 {
+		if last, err = leaderLast(); err != nil {
+			return nil, err
+		}
 	}
-	if !found || last.Sequence <= have {
-		return recs, nil
-	}
-	for have < last.Sequence {
+	for have < last {
 		raw, found, err := s.leaderGet(ctx, msgGetRequest{Seq: have + 1, NextFor: subject})
 		if err != nil {
 			return nil, classify(fmt.Sprintf("load order %s after position %d from the stream leader", orderID, have), err)
@@ -62,7 +98,7 @@ func (s *Store) LoadLatest(ctx context.Context, orderID string) ([]Recorded, err
 		if err != nil {
 			return nil, classify("load order "+orderID, err)
 		}
-		if r.Version == 0 { // written before versions were recorded
+		if r.Version == 0 && afterPosition == 0 { // written before versions were recorded
 			r.Version = uint64(len(recs)) + 1
 		}
 		recs = append(recs, r)

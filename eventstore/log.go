@@ -17,6 +17,7 @@ type Log interface {
 	Load(ctx context.Context, orderID string) ([]Recorded, error)
 	LoadAfter(ctx context.Context, orderID string, afterPosition uint64) ([]Recorded, error)
 	LoadLatest(ctx context.Context, orderID string) ([]Recorded, error)
+	LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]Recorded, error)
 	Get(ctx context.Context, position uint64) (Recorded, error)
 	Head(ctx context.Context) (uint64, error)
 	Read(ctx context.Context, from uint64) iter.Seq2[Recorded, error]

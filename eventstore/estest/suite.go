@@ -654,6 +654,9 @@ func testInvalidInput(t *testing.T, s Store) {
 		if _, err := s.LoadLatest(ctx, id); !errors.Is(err, eventstore.ErrInvalidOrderID) {
 			t.Errorf("LoadLatest(%q): err = %v, want ErrInvalidOrderID", id, err)
 		}
+		if _, err := s.LoadLatestAfter(ctx, id, 3); !errors.Is(err, eventstore.ErrInvalidOrderID) {
+			t.Errorf("LoadLatestAfter(%q): err = %v, want ErrInvalidOrderID", id, err)
+		}
 	}
 	for _, id := range []string{strings.Repeat("x", 64), "ord-1_Ü", "01J9Z3"} {
 		MustAppend(t, s, id, 0, Event("A", "", ""))
@@ -742,6 +745,15 @@ func testLoadLatestAndGet(t *testing.T, s Store) {
 	}
 	if recs, err := s.LoadLatest(ctx, "none"); err != nil || len(recs) != 0 {
 		t.Fatalf("LoadLatest of an order without events = %v, %v", recs, err)
+	}
+	// After a position: the events past it, as Load has them, from before
+	// the order's first event, from each of its events, from another
+	// order's event after its last and from past the log's end.
+	for after, want := range map[uint64][]eventstore.Recorded{0: latest, latest[0].Position: latest[1:], latest[1].Position: latest[2:], pos: {}, pos + 1: {}, pos + 100: {}} {
+		got, err := s.LoadLatestAfter(ctx, "o", after)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("LoadLatestAfter(%d) = %+v, %v; want %+v", after, got, err, want)
+		}
 	}
 	got, err := s.Get(ctx, pos)
 	if err != nil || !reflect.DeepEqual(got, latest[2]) {

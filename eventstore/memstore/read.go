@@ -24,6 +24,11 @@ func (s *Store) LoadLatest(ctx context.Context, orderID string) ([]eventstore.Re
 	return s.LoadAfter(ctx, orderID, 0)
 }
 
+// LoadLatestAfter is LoadAfter, for the same reason LoadLatest is Load.
+func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error) {
+	return s.LoadAfter(ctx, orderID, afterPosition)
+}
+
 // LoadAfter returns the order's events with Position > afterPosition, oldest
 // first, or an empty slice when there are none. Errors: ErrInvalidOrderID,
 // and the ctx error when ctx has ended.

@@ -153,6 +153,16 @@ func (s *Store) LoadLatest(ctx context.Context, orderID string) ([]eventstore.Re
 	return s.load(ctx, true, orderID, s.inner.LoadLatest)
 }
 
+// LoadLatestAfter loads through the inner store's LoadLatestAfter inside
+// an "eventstore.load" span with eventstore.latest and log.position.after
+// set.
+func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error) {
+	return s.load(ctx, true, orderID, func(ctx context.Context, orderID string) ([]eventstore.Recorded, error) {
+		trace.SpanFromContext(ctx).SetAttributes(attribute.Int64("log.position.after", int64(afterPosition)))
+		return s.inner.LoadLatestAfter(ctx, orderID, afterPosition)
+	})
+}
+
 // LoadAfter loads through the inner store's LoadAfter inside an
 // "eventstore.load" span with log.position.after set.
 func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error) {
