@@ -1,6 +1,10 @@
 package projections
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/orderstream/orderstream/internal/bounded"
+)
 
 // recentOrders is how many orders a read model keeps in memory as last
 // written (about 0.5 KB each with the map's overhead, so some 16 MiB at the
@@ -55,7 +59,7 @@ func (c *recent) committed(pos uint64, rows map[string]storedRow) {
 	for id, r := range rows {
 		c.rows[id] = r
 	}
-	c.evict()
+	bounded.Trim(c.rows, recentOrders)
 }
 
 // read offers a row read from the file at position pos.
@@ -67,24 +71,7 @@ func (c *recent) read(pos uint64, id string, r storedRow) {
 	}
 	if _, ok := c.rows[id]; !ok {
 		c.rows[id] = r
-		c.evict()
-	}
-}
-
-// evict drops entries beyond recentOrders, an eighth at a time so that it
-// runs seldom. Map iteration picks the victims at random, which costs no
-// bookkeeping on reads, unlike LRU order.
-func (c *recent) evict() {
-	if len(c.rows) <= recentOrders {
-		return
-	}
-	drop := len(c.rows) - recentOrders*7/8
-	for id := range c.rows {
-		if drop == 0 {
-			return
-		}
-		delete(c.rows, id)
-		drop--
+		bounded.Trim(c.rows, recentOrders)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/internal/bounded"
 )
 
 // DefaultHistories is how many orders' histories a Service keeps by
@@ -71,16 +72,9 @@ func (h *histories) put(orderID string, recs []eventstore.Recorded) {
 	if ok && old[len(old)-1].Position > recs[len(recs)-1].Position {
 		return
 	}
-	if !ok && len(h.m) >= h.max {
-		// Drop an eighth at a time, chosen by map iteration: no
-		// bookkeeping on reads, and a full sweep seldom.
-		drop := max(1, h.max/8)
-		for id := range h.m {
-			delete(h.m, id)
-			if drop--; drop == 0 {
-				break
-			}
-		}
+	if !ok {
+		// Room first, so that the history just put is not a victim.
+		bounded.Trim(h.m, h.max-1)
 	}
 	h.m[orderID] = recs
 }

@@ -29,6 +29,9 @@ func TestHistoriesAreBounded(t *testing.T) {
 		if n := len(h.m); n > limit {
 			t.Fatalf("after %d orders the cache holds %d, bound %d", i+1, n, limit)
 		}
+		if _, ok := h.get(id); !ok {
+			t.Fatalf("the history of %s, just loaded, was evicted to make room", id)
+		}
 	}
 	h.loaded("long", history("long", maxCachedEvents+1))
 	if _, ok := h.get("long"); ok {
