@@ -101,6 +101,10 @@ type Store interface {
 	// stale read: a lagging replica's copy may not yet hold the event
 	// that triggered the job.
 	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	// LoadLatestAfter is LoadLatest for the events after a position: a
+	// job whose order's state was folded from the deliveries reads only
+	// what followed them (see states).
+	LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error)
 	// Subscribe follows the log through the durable subscription the
 	// manager's jobs are acknowledged on.
 	Subscribe(ctx context.Context, name string, handle func(eventstore.Delivery), opts ...eventstore.SubscribeOption) error
@@ -222,6 +226,20 @@ func WithCircuit(threshold int, cooldown time.Duration) Option {
 	}
 }
 
+// WithStates sets how many orders' states, folded from the events the
+// manager was delivered, it keeps so that a job need not read the order's
+// whole history (default DefaultStates; 0 reads it for every job). Each
+// takes about half a kilobyte. Invalid: n < 0.
+func WithStates(n int) Option {
+	return func(m *Manager) error {
+		if n < 0 {
+			return invalid("WithStates(%d): want 0 or more", n)
+		}
+		m.stateCap = n
+		return nil
+	}
+}
+
 // WithTelemetry traces payment attempts and records metrics. Invalid: a nil
 // provider.
 func WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) Option {
@@ -254,6 +272,10 @@ type Manager struct {
 	tracer         trace.Tracer
 
 	breaker breaker
+	// states holds the orders folded from the deliveries, stateCap of
+	// them at most.
+	states   *states
+	stateCap int
 
 	busy      atomic.Int64
 	consuming atomic.Bool
@@ -289,7 +311,7 @@ func New(ctx context.Context, store Store, parked Parked, cmds ordersv1.OrderCom
 	m := &Manager{
 		store: store, kv: parked, cmds: cmds, gw: gw, workers: DefaultWorkers, maxAttempts: DefaultMaxAttempts,
 		attemptTimeout: DefaultAttemptTimeout, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax, pinnedTTL: DefaultPinnedTTL,
-		ackWait: DefaultAckWait, outageLimit: DefaultOutageLimit,
+		ackWait: DefaultAckWait, outageLimit: DefaultOutageLimit, stateCap: DefaultStates,
 		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 	}
 	m.breaker.threshold, m.breaker.cooldown = DefaultCircuitThreshold, DefaultCircuitCooldown
@@ -299,6 +321,7 @@ func New(ctx context.Context, store Store, parked Parked, cmds ordersv1.OrderCom
 		}
 	}
 	m.tracer = m.tp.Tracer("github.com/orderstream/orderstream/services/payments")
+	m.states = newStates(m.stateCap)
 	keys, err := m.kv.Keys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("payments: parked bucket: %w", err)
@@ -485,6 +508,7 @@ func (m *Manager) consume(ctx context.Context) error {
 // provider or a wait for the store never makes the server deliver it again.
 func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 	rec := msg.Event
+	m.states.observe(rec)
 	var j job
 	switch rec.Type {
 	case "OrderPlaced":
@@ -679,16 +703,24 @@ func (m *Manager) attempt(ctx context.Context, j *job, n int) (result, bool, err
 }
 
 // state folds the order from the log: the manager decides from facts, not
-// from a read model that may lag.
+// from a read model that may lag. An order whose every event was delivered
+// to the manager is folded from them and from whatever the log holds after
+// the last (see states); another is read whole.
 func (m *Manager) state(ctx context.Context, orderID string) (order.State, error) {
-	recs, err := m.store.LoadLatest(ctx, orderID)
+	st, pos, ok := m.states.get(orderID)
+	var recs []eventstore.Recorded
+	var err error
+	if ok {
+		recs, err = m.store.LoadLatestAfter(ctx, orderID, pos)
+	} else {
+		recs, err = m.store.LoadLatest(ctx, orderID)
+	}
 	if errors.Is(err, eventstore.ErrUnavailable) {
 		return order.State{}, fmt.Errorf("%w: %w", errOutage, err)
 	}
 	if err != nil {
 		return order.State{}, err
 	}
-	var st order.State
 	for _, r := range recs {
 		e, err := convert.DecodeEvent(r.Type, r.Data)
 		if err != nil {

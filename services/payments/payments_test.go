@@ -98,7 +98,13 @@ func (a *adminRef) RetryParkedPayment(ctx context.Context, r *ordersv1.RetryPark
 // run starts a manager until the returned stop is called.
 func (e *env) run(tb testing.TB, gw payments.Provider, opts ...payments.Option) (stop func()) {
 	tb.Helper()
-	m, err := payments.New(context.Background(), e.store, parkedBucket(tb, e.js), e.cmd, gw, opts...)
+	return e.runOn(tb, e.store, gw, opts...)
+}
+
+// runOn is run with the manager reading the log through store.
+func (e *env) runOn(tb testing.TB, store payments.Store, gw payments.Provider, opts ...payments.Option) (stop func()) {
+	tb.Helper()
+	m, err := payments.New(context.Background(), store, parkedBucket(tb, e.js), e.cmd, gw, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,0 +1,99 @@
+package payments
+
+import (
+	"sync"
+
+	"github.com/orderstream/orderstream/api/convert"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/internal/bounded"
+	"github.com/orderstream/orderstream/order"
+)
+
+// DefaultStates is how many orders' states a Manager keeps by default
+// (WithStates).
+const DefaultStates = 4096
+
+// states keeps the state of the orders whose every event the manager saw
+// delivered, folded up to the last one, so that a job reads from the log
+// only what followed it (LoadLatestAfter) instead of the order's whole
+// history.
+//
+// Why it pays: the subscription delivers every event of the log to the
+// manager anyway, and the server finds an order's events by walking every
+// message stored between them, so reading the whole history of an order
+// placed a while after it was created cost ordersd's embedded server about
+// half a millisecond of CPU per job under the mixed load (BENCHMARKS.md).
+//
+// Why it is safe: a job's decision still rests on the order as the stream
+// leader has it, not on what was delivered. LoadLatestAfter asks the
+// leader for the order's last event and returns whatever followed the
+// folded state, which the job folds in too. A state is kept only while it
+// is the fold of the order's whole history: the order's first event
+// starts it, and each event extends it only when it is the one after the
+// last folded (by version). Anything else (an order whose start this
+// manager never saw, two of one order's events handled out of order by the
+// workers, a history written before versions were recorded) drops the
+// order's state, and its next job reads the whole history as before.
+type states struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]folded
+}
+
+// folded is an order's state after its event at position, the order's
+// version-th.
+type folded struct {
+	st       order.State
+	version  uint64
+	position uint64
+}
+
+func newStates(n int) *states {
+	return &states{max: n, m: make(map[string]folded)}
+}
+
+// observe folds a delivered event into its order's state, or drops the
+// state when the event cannot extend it (see states). A delivery of an
+// event already folded (a redelivery) changes nothing.
+func (c *states) observe(rec eventstore.Recorded) {
+	if c.max == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.m[rec.OrderID]
+	switch {
+	case ok && rec.Version != 0 && rec.Version <= f.version:
+		return
+	case rec.Version == 1:
+		f = folded{}
+	case !ok:
+		return
+	case rec.Version != f.version+1:
+		delete(c.m, rec.OrderID)
+		return
+	}
+	e, err := convert.DecodeEvent(rec.Type, rec.Data)
+	if err != nil {
+		delete(c.m, rec.OrderID)
+		return
+	}
+	f.st, f.version, f.position = order.Evolve(f.st, e, rec.Meta.OccurredAt), rec.Version, rec.Position
+	if !ok {
+		// Room first, so that the order just started is not a victim.
+		bounded.Trim(c.m, c.max-1)
+	}
+	c.m[rec.OrderID] = f
+}
+
+// get returns the order's folded state and the position of the last event
+// in it.
+func (c *states) get(orderID string) (order.State, uint64, bool) {
+	if c.max == 0 {
+		return order.State{}, 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.m[orderID]
+	return f.st, f.position, ok
+}
