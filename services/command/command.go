@@ -599,12 +599,19 @@ func dropField(b []byte, from int, n protowire.Number) []byte {
 	return out
 }
 
-// hasUnknown reports whether m or a message in it holds unknown fields. It
-// walks the descriptor's fields rather than m.Range, whose callback would
-// be allocated for every message visited.
+// hasUnknown reports whether m or a message in it holds unknown fields.
 func hasUnknown(m protoreflect.Message) bool {
-	if len(m.GetUnknown()) > 0 {
-		return true
+	return !eachMessage(m, func(m protoreflect.Message) bool { return len(m.GetUnknown()) == 0 })
+}
+
+// eachMessage calls visit on m and on every message set in it, depth
+// first, until visit returns false; it reports whether every call returned
+// true. It walks the descriptor's fields rather than m.Range, whose
+// callback would be allocated for every message visited: the digest asks
+// this of every request.
+func eachMessage(m protoreflect.Message, visit func(protoreflect.Message) bool) bool {
+	if !visit(m) {
+		return false
 	}
 	fields := m.Descriptor().Fields()
 	for i := range fields.Len() {
@@ -618,25 +625,25 @@ func hasUnknown(m protoreflect.Message) bool {
 			if fd.MapValue().Message() == nil {
 				continue
 			}
-			found := false
+			all := true
 			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				found = hasUnknown(mv.Message())
-				return !found
+				all = eachMessage(mv.Message(), visit)
+				return all
 			})
-			if found {
-				return true
+			if !all {
+				return false
 			}
 		case fd.IsList():
 			for j := range v.List().Len() {
-				if hasUnknown(v.List().Get(j).Message()) {
-					return true
+				if !eachMessage(v.List().Get(j).Message(), visit) {
+					return false
 				}
 			}
-		case hasUnknown(v.Message()):
-			return true
+		case !eachMessage(v.Message(), visit):
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // plainFingerprint is the fingerprint of a request without personal data:
@@ -649,25 +656,8 @@ func plainFingerprint(digest []byte) string {
 // discardUnknown drops unknown fields from m and the messages in it: fields
 // this build does not know cannot change what the request does.
 func discardUnknown(m protoreflect.Message) {
-	m.SetUnknown(nil)
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsMap():
-			if fd.MapValue().Message() != nil {
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-					discardUnknown(mv.Message())
-					return true
-				})
-			}
-		case fd.IsList():
-			if fd.Message() != nil {
-				for i := range v.List().Len() {
-					discardUnknown(v.List().Get(i).Message())
-				}
-			}
-		case fd.Message() != nil:
-			discardUnknown(v.Message())
-		}
+	eachMessage(m, func(m protoreflect.Message) bool {
+		m.SetUnknown(nil)
 		return true
 	})
 }
