@@ -12,13 +12,14 @@ import (
 
 // LoadLatest returns all events of an order, oldest first, as the stream
 // leader has them when it answers: the history every acknowledged append
-// is part of. It is Load, confirmed. The events are read with the same fast
-// direct gets as Load, which any replica may answer, and then the stream
-// leader is asked for the order's last position with the non-direct message
-// get, which only the leader answers. When the replica's copy ends before
-// that position, the missing events are read from the leader one by one.
-// On a single replica, or when the replica was current, the cost is one
-// extra round trip to the leader.
+// is part of. It is Load, confirmed. The stream leader is asked for the
+// order's last position with the non-direct message get, which only the
+// leader answers, and then the events are read with the same fast direct
+// gets as Load, which any replica may answer. When the replica's copy ends
+// before that position, the missing events are read from the leader one by
+// one. On a single replica, or when the replica was current, the cost is
+// one extra round trip to the leader; an order without events costs only
+// that one.
 //
 // Use it for every answer drawn from the history without an append to
 // back it: rejecting a command because of the order's state, reporting the
@@ -33,14 +34,14 @@ func (s *Store) LoadLatest(ctx context.Context, orderID string) ([]Recorded, err
 }
 
 // LoadLatestAfter is LoadLatest for the order's events with Position >
-// afterPosition: LoadAfter, confirmed with the stream leader. A reader that
-// already holds an order's history up to a position it knows asks for the
-// rest with it. Its cost does not grow with what the log holds between the
-// order's events when afterPosition is the order's last event: the leader
-// is asked for that first, and nothing more is read when nothing follows.
-// (A load from the start makes the server walk every message stored
-// between the order's events.) An event written before versions were
-// recorded has Version 0 here unless afterPosition is 0.
+// afterPosition. A reader that already holds an order's history up to a
+// position it knows asks for the rest with it. When afterPosition is the
+// order's last event its cost does not grow with what the log holds
+// between the order's events: the leader's answer shows that nothing
+// follows, and nothing more is read. (A load from the start makes the
+// server walk every message stored between the order's events.) An event
+// written before versions were recorded has Version 0 here unless
+// afterPosition is 0.
 //
 // Errors: those of LoadLatest.
 func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]Recorded, error) {
@@ -53,26 +54,14 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	subject := s.Subject(orderID)
-	leaderLast := func() (uint64, error) {
-		last, found, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject, NoHeaders: true})
-		switch {
-		case err != nil:
-			return 0, classify("confirm order "+orderID+" with the stream leader", err)
-		case !found:
-			return 0, nil
-		}
-		return last.Sequence, nil
+	lastMsg, found, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject, NoHeaders: true})
+	if err != nil {
+		return nil, classify("confirm order "+orderID+" with the stream leader", err)
 	}
-	var last uint64
-	if afterPosition > 0 {
-		var err error
-		if last, err = leaderLast(); err != nil {
-			return nil, err
-		}
-		if last <= afterPosition {
-			return []Recorded{}, nil
-		}
+	if !found || lastMsg.Sequence <= afterPosition {
+		return []Recorded{}, nil
 	}
+	last := lastMsg.Sequence
 	recs, err := s.LoadAfter(ctx, orderID, afterPosition)
 	if err != nil {
 		return nil, err
@@ -80,11 +69,6 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 	have := afterPosition
 	if n := len(recs); n > 0 {
 		have = recs[n-1].Position
-	}
-	if afterPosition == 0 {
-		if last, err = leaderLast(); err != nil {
-			return nil, err
-		}
 	}
 	for have < last {
 		raw, found, err := s.leaderGet(ctx, msgGetRequest{Seq: have + 1, NextFor: subject})
