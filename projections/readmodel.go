@@ -396,7 +396,7 @@ func (m *ReadModel) listStmt(ctx context.Context, q string) (*sql.Stmt, error) {
 // event.
 func (m *ReadModel) Position(ctx context.Context) (uint64, error) {
 	var p uint64
-	err := m.w.QueryRowContext(ctx, `SELECT position FROM checkpoint WHERE id = 1`).Scan(&p)
+	err := m.writes.position.QueryRowContext(ctx).Scan(&p)
 	return p, err
 }
 
