@@ -236,7 +236,7 @@ func WithStates(n int) Option {
 		if n < 0 {
 			return invalid("WithStates(%d): want 0 or more", n)
 		}
-		m.stateCap = n
+		m.states = newStates(n)
 		return nil
 	}
 }
@@ -273,10 +273,8 @@ type Manager struct {
 	tracer         trace.Tracer
 
 	breaker breaker
-	// states holds the orders folded from the deliveries, stateCap of
-	// them at most.
-	states   *states
-	stateCap int
+	// states holds the orders folded from the deliveries.
+	states *states
 
 	busy      atomic.Int64
 	consuming atomic.Bool
@@ -312,7 +310,7 @@ func New(ctx context.Context, store Store, parked Parked, cmds ordersv1.OrderCom
 	m := &Manager{
 		store: store, kv: parked, cmds: cmds, gw: gw, workers: DefaultWorkers, maxAttempts: DefaultMaxAttempts,
 		attemptTimeout: DefaultAttemptTimeout, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax, pinnedTTL: DefaultPinnedTTL,
-		ackWait: DefaultAckWait, outageLimit: DefaultOutageLimit, stateCap: DefaultStates,
+		ackWait: DefaultAckWait, outageLimit: DefaultOutageLimit, states: newStates(DefaultStates),
 		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 	}
 	m.breaker.threshold, m.breaker.cooldown = DefaultCircuitThreshold, DefaultCircuitCooldown
@@ -322,7 +320,6 @@ func New(ctx context.Context, store Store, parked Parked, cmds ordersv1.OrderCom
 		}
 	}
 	m.tracer = m.tp.Tracer("github.com/orderstream/orderstream/services/payments")
-	m.states = newStates(m.stateCap)
 	keys, err := m.kv.Keys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("payments: parked bucket: %w", err)
