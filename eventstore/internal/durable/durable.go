@@ -80,17 +80,26 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 	if cfg.Group != "" && cfg.TakeOver {
 		unpin(ctx, js, cfg)
 	}
-	msgs := make(chan jetstream.Msg)
+	// msgs is never closed: the client may still run the delivery
+	// callback once the consume context reports itself closed (seen when
+	// the connection closes under it), and a send on a closed channel
+	// panics. quit tells the workers and any late callback instead.
+	msgs, quit := make(chan jetstream.Msg), make(chan struct{})
 	var wg sync.WaitGroup
 	for range max(cfg.Workers, 1) {
 		wg.Go(func() {
-			for msg := range msgs {
-				handle(msg)
+			for {
+				select {
+				case msg := <-msgs:
+					handle(msg)
+				case <-quit:
+					return
+				}
 			}
 		})
 	}
-	err = run(ctx, cons, cfg, msgs)
-	close(msgs)
+	err = run(ctx, cons, cfg, msgs, quit)
+	close(quit)
 	wg.Wait()
 	if err != nil || ctx.Err() == nil {
 		return err
@@ -103,8 +112,9 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 	return nil
 }
 
-// run pulls from cons into msgs until ctx ends or the consumer is lost.
-func run(ctx context.Context, cons jetstream.Consumer, cfg Config, msgs chan<- jetstream.Msg) error {
+// run pulls from cons into msgs until ctx ends or the consumer is lost; a
+// delivery that comes after quit is closed is handed back.
+func run(ctx context.Context, cons jetstream.Consumer, cfg Config, msgs chan<- jetstream.Msg, quit <-chan struct{}) error {
 	failed := make(chan error, 1)
 	opts := []jetstream.PullConsumeOpt{
 		jetstream.PullMaxMessages(cfg.batch()),
@@ -126,6 +136,8 @@ func run(ctx context.Context, cons jetstream.Consumer, cfg Config, msgs chan<- j
 		case msgs <- msg: // blocks while every worker is busy
 		case <-ctx.Done():
 			_ = msg.Nak() // hand it back now rather than after AckWait
+		case <-quit:
+			_ = msg.Nak()
 		}
 	}, opts...)
 	if err != nil {
