@@ -17,8 +17,10 @@ import (
 // took the append → visible p99 from 11–18 ms to 18–80 ms, and 10 ms
 // brought its median over nine runs from 12.8 to 9.7 ms; but 10 ms also
 // cost CreateOrder at its peak 9–24% and raised the mixed load's p99 at
-// 1,400 requests/s from 23–36 to 35–70 ms, so 100 ms stays. Checkpoints
-// without their fsyncs (synchronous=OFF on this connection) made that
+// 1,400 requests/s from 23–36 to 35–70 ms, so 100 ms stays. A pause
+// chosen by the last checkpoint's size (10 ms after a small one) kept
+// most of the lag's gain and some of the mixed load's loss. Checkpoints
+// without their fsyncs (synchronous=OFF on this connection) made the lag's
 // p99 worse, not better (18–63 ms).
 const checkpointPause = 100 * time.Millisecond
 
