@@ -7,6 +7,7 @@
 //	ordersbench --addr 127.0.0.1:50051 --rate 2000 --concurrency 64 --duration 20s
 //	ordersbench --protocol rest --http http://127.0.0.1:8080 --mix create=50,get=50
 //	ordersbench --compare-raw --nats nats://127.0.0.1:4222 --json report.json
+//	ordersbench --visibility --rate 1000 --concurrency 256 --duration 5s
 //	ordersbench --tls --ca ca.pem --token "$ORDERS_TOKEN"
 //
 // ordersbench floor starts ordersd itself (see runFloor) and measures the
@@ -57,6 +58,7 @@ func main() {
 	dur := flag.Duration("duration", 10*time.Second, "how long to offer load")
 	timeout := flag.Duration("timeout", 10*time.Second, "per-request timeout")
 	compare := flag.Bool("compare-raw", false, "also run the raw JetStream floor and print the ratio")
+	visibility := flag.Bool("visibility", false, "each request creates an order and reads it back at its log position; also prints the append → visible latency (gRPC only, --mix ignored)")
 	jsonOut := flag.String("json", "", "write the report(s) as JSON to this file")
 	flag.Parse()
 
@@ -83,13 +85,22 @@ func main() {
 		fmt.Print(rep.String())
 		reports = append(reports, rep)
 	}
+	if *visibility && (*protocol != "grpc" || *compare) {
+		fail(errors.New("--visibility: gRPC only, without --compare-raw"))
+	}
 	switch *protocol {
 	case "grpc":
 		t, err := loadgen.NewGRPC(*addr, auth)
 		if err != nil {
 			fail(err)
 		}
-		run("grpc", t)
+		if !*visibility {
+			run("grpc", t)
+			break
+		}
+		defer t.Close()
+		cfg.Mix = loadgen.Mix{loadgen.Create: 1}
+		reports = append(reports, visible(t.Visibility(), cfg, run))
 	case "rest":
 		run("rest", loadgen.NewREST(*httpBase, auth))
 	case "raw":
@@ -103,14 +114,25 @@ func main() {
 		}
 		run("raw", t)
 	}
-	report(reports, *jsonOut)
+	report(reports, *compare, *jsonOut)
 }
 
-// report prints the ratios of the first run to the raw floor when both
-// ran, and writes every run to jsonOut unless it is empty.
-func report(reports []*loadgen.Report, jsonOut string) {
+// visible runs v with cfg through run and prints and returns the append →
+// visible times it recorded.
+func visible(v *loadgen.Visibility, cfg loadgen.Config, run func(string, loadgen.Target)) *loadgen.Report {
+	run("create then read at its position", v)
+	vis := v.Report(cfg.Duration)
+	vis.Target, vis.Rate = "append → visible", cfg.Rate
+	fmt.Print(vis.String())
+	return vis
+}
+
+// report prints the ratios of the first run to the raw floor when
+// compared (the raw run is then the second), and writes every run to
+// jsonOut unless it is empty.
+func report(reports []*loadgen.Report, compared bool, jsonOut string) {
 	out := output{Runs: reports}
-	if len(reports) == 2 {
+	if compared && len(reports) == 2 {
 		sys, raw := reports[0], reports[1]
 		out.SystemOverRaw = &ratio{Throughput: sys.Throughput / raw.Throughput, P50: sys.Overall.P50 / raw.Overall.P50, P99: sys.Overall.P99 / raw.Overall.P99}
 		fmt.Printf("system ÷ raw: throughput %.2f, p50 latency %.2f×, p99 latency %.2f×\n",

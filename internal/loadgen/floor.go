@@ -207,12 +207,11 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	cfg.say("append → visible at %.0f appends/s, %s", cfg.LagRate, cfg.Phase)
-	lag := &lagTarget{g: g, rec: newRecorder("lag")}
+	lag := g.Visibility()
 	if _, err := Run(ctx, "lag", lag, Config{Rate: cfg.LagRate, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: Mix{Create: 1}}); err != nil {
 		return err
 	}
-	lagRep := lag.rec.finish(cfg.Phase)
-	rep.Lag = lagRep.Overall
+	rep.Lag = lag.Report(cfg.Phase).Overall
 
 	if err := floorLog(ctx, cfg, p, g, rep); err != nil {
 		return err
@@ -302,30 +301,44 @@ func (h healthTarget) Do(ctx context.Context, _ Op, _ *rand.Rand) string {
 
 func (healthTarget) Close() error { return nil }
 
-// lagTarget creates an order and then reads it with min_position set to
-// the append's position: the time from the acknowledgement to the answer
-// is how long the append took to become visible in the read model (plus
-// one round trip).
-type lagTarget struct {
+// Visibility returns a target whose every op creates an order and then
+// reads it with min_position set to the append's position, waiting up to
+// 10 s: the time from the acknowledgement to the answer is how long the
+// append took to become visible in the read model (plus one round trip).
+// Run's report times each create and read together; Visibility's own
+// Report times the reads alone.
+func (g *GRPC) Visibility() *Visibility {
+	return &Visibility{g: g, rec: newRecorder("visibility")}
+}
+
+// Visibility is the target of GRPC.Visibility.
+type Visibility struct {
 	g   *GRPC
 	rec *recorder
 }
 
-func (l *lagTarget) Do(ctx context.Context, _ Op, _ *rand.Rand) string {
-	rid := l.g.p.id()
-	c, err := l.g.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid, CustomerId: "bench", Currency: "EUR",
+// Do creates an order and reads it back at its position; a failed create
+// is not timed as a read.
+func (v *Visibility) Do(ctx context.Context, _ Op, _ *rand.Rand) string {
+	rid := v.g.p.id()
+	c, err := v.g.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid, CustomerId: "bench", Currency: "EUR",
 		Lines: []*ordersv1.LineItem{{Sku: "BASE", Quantity: 1, UnitPrice: 999}}, ShippingAddress: benchAddress})
 	if err != nil {
 		return class(err)
 	}
 	acked := time.Now()
-	_, err = l.g.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: c.GetOrder().GetOrderId(),
+	_, err = v.g.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: c.GetOrder().GetOrderId(),
 		Consistency: &ordersv1.Consistency{MinPosition: c.GetPosition(), MaxWait: durationpb.New(10 * time.Second)}})
-	l.rec.record(Get, time.Since(acked), class(err))
+	v.rec.record(Get, time.Since(acked), class(err))
 	return class(err)
 }
 
-func (*lagTarget) Close() error { return nil }
+// Report returns the append → visible times recorded so far, their rate
+// taken over elapsed.
+func (v *Visibility) Report(elapsed time.Duration) *Report { return v.rec.finish(elapsed) }
+
+// Close does nothing: the connection is the GRPC target's.
+func (*Visibility) Close() error { return nil }
 
 // fillLog appends CreateOrders until the log holds cfg.Events events or
 // cfg.FillTimeout passed.

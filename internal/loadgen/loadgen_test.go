@@ -218,3 +218,31 @@ func TestHealthTarget(t *testing.T) {
 		t.Fatalf("health: %d completed, errors %v", rep.Completed, rep.Overall.Errors)
 	}
 }
+
+// Every read of the visibility target waits for its create's position, so
+// it finds the order the create made however far behind the projection
+// is, and each create that succeeded is timed by exactly one read.
+func TestVisibilityTarget(t *testing.T) {
+	a, _ := apptest.Start(t, nil)
+	g, err := loadgen.NewGRPC(a.GRPC, loadgen.Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	v := g.Visibility()
+	const d = 300 * time.Millisecond
+	run, err := loadgen.Run(t.Context(), "visibility", v, loadgen.Config{Rate: 200, Concurrency: 32, Duration: d, Mix: loadgen.Mix{loadgen.Create: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vis := v.Report(d)
+	if run.Completed == 0 || len(run.Overall.Errors) != 0 {
+		t.Fatalf("creates then reads: %d completed, errors %v", run.Completed, run.Overall.Errors)
+	}
+	if vis.Completed != run.Completed || len(vis.Overall.Errors) != 0 {
+		t.Fatalf("%d reads timed with errors %v for %d creates", vis.Completed, vis.Overall.Errors, run.Completed)
+	}
+	if vis.Overall.P50 <= 0 || vis.Overall.P99 < vis.Overall.P50 {
+		t.Fatalf("percentiles %+v", vis.Overall)
+	}
+}
