@@ -33,8 +33,9 @@ var (
 
 	// ErrUnavailable reports that JetStream could not be reached or did not
 	// answer in time (connection closed or reconnecting, no responders,
-	// deadline exceeded, leader election in progress). Retrying later may
-	// succeed.
+	// deadline exceeded, leader election in progress), or that too few of
+	// a cluster's servers are online to place a replicated stream.
+	// Retrying later may succeed.
 	ErrUnavailable = errors.New("eventstore: jetstream unavailable")
 
 	// ErrInvalidEvent reports an event that cannot be stored faithfully: an
@@ -61,6 +62,7 @@ func ValidOrderID(id string) error { return validateOrderID(id) }
 // Server error codes that are not exported by nats.go as constants. The names
 // follow nats-server's errors.json.
 const (
+	codeClusterNoPeers                  jetstream.ErrorCode = 10005 // JSClusterNoPeersErrF
 	codeClusterNotAvail                 jetstream.ErrorCode = 10008 // JSClusterNotAvailErr
 	codeClusterNotLeader                jetstream.ErrorCode = 10009 // JSClusterNotLeaderErr
 	codeHeaderExceedsMaximum            jetstream.ErrorCode = 10097 // JSStreamHeaderExceedsMaximumErr
@@ -115,7 +117,10 @@ func classOf(err error) error {
 		return ErrConflict
 	case codeStreamMessageExceedsMaximum, codeHeaderExceedsMaximum, codeAtomicPublishTooLarge:
 		return ErrTooLarge
-	case codeClusterNotAvail, codeClusterNotLeader, codeStreamOffline, codeStreamOfflineReason,
+	// No suitable peers: a replicated stream or consumer cannot be placed
+	// while too few of the cluster's servers are online, as while a
+	// cluster starts or a node restarts; placement succeeds once they are.
+	case codeClusterNoPeers, codeClusterNotAvail, codeClusterNotLeader, codeStreamOffline, codeStreamOfflineReason,
 		codeExpectedLastSeqPerSubjNotRdy, codeStreamTooManyRequests, codeAtomicPublishIncomplete,
 		codeAtomicPublishTooManyInflight, codeBatchPublishTooManyInflight,
 		jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount:

@@ -69,8 +69,10 @@ func (n *node) connectNATS(ctx context.Context) error {
 }
 
 // openStore opens the event store. A cluster that is still electing its
-// JetStream leader leaves API requests unanswered: it retries with short
-// attempts until the connect timeout rather than hang on one.
+// JetStream leader leaves API requests unanswered, and one whose servers
+// are not all online yet cannot place a replicated stream: it retries
+// with short attempts, a moment apart, until the connect timeout rather
+// than hang on one or give up at once.
 func (n *node) openStore(ctx context.Context) error {
 	setupDeadline := time.Now().Add(n.cfg.NATSConnectTimeout)
 	for {
@@ -88,6 +90,11 @@ func (n *node) openStore(ctx context.Context) error {
 			return fmt.Errorf("event store: %w", err)
 		}
 		n.log.Warn("event store not reachable yet, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	if err := n.store.Immutable(); err != nil {
 		// The system of record must not lose events; the server would
