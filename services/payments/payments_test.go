@@ -439,6 +439,15 @@ func TestOneActiveReplicaWithFailover(t *testing.T) {
 	go func() { done1 <- first.Run(ctx1) }()
 	go func() { done2 <- second.Run(ctx2) }()
 	t.Cleanup(func() { stop1(); stop2(); <-done1; <-done2 })
+	// A manager that starts takes the group over (WithTakeOver), so one
+	// that starts while the other already charges splits the work for a
+	// moment, as designed. Orders come once both are consuming, each
+	// having taken over at its start.
+	for deadline := time.Now().Add(10 * time.Second); !first.Consuming() || !second.Consuming(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the managers did not both start consuming")
+		}
+	}
 	for range 10 {
 		e.place(t, "replicas", 100)
 	}
