@@ -70,8 +70,7 @@ func (c *recent) read(pos uint64, id string, r storedRow) {
 		return
 	}
 	if _, ok := c.rows[id]; !ok {
-		c.rows[id] = r
-		bounded.Trim(c.rows, recentOrders)
+		bounded.Put(c.rows, id, r, recentOrders)
 	}
 }
 

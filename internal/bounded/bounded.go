@@ -22,3 +22,14 @@ func Trim[K comparable, V any](m map[K]V, limit int) {
 		drop--
 	}
 }
+
+// Put sets m[k] to v. When k is new, it first trims m to make room for it
+// (Trim to limit-1), so that the entry just put is never the victim: the
+// caller put it because it is about to be used. limit should be at least
+// 1; with less, m holds only k afterwards.
+func Put[K comparable, V any](m map[K]V, k K, v V, limit int) {
+	if _, ok := m[k]; !ok {
+		Trim(m, limit-1)
+	}
+	m[k] = v
+}

@@ -40,3 +40,26 @@ func ExampleTrim() {
 	fmt.Println(most)
 	// Output: 64
 }
+
+// Put keeps m within its limit, never drops the entry it puts, and
+// replacing an entry drops nothing.
+func TestPut(t *testing.T) {
+	const limit = 16
+	m := map[int]int{}
+	for i := range 10 * limit {
+		bounded.Put(m, i, i, limit)
+		if len(m) > limit {
+			t.Fatalf("after putting %d: %d entries, limit %d", i, len(m), limit)
+		}
+		if v, ok := m[i]; !ok || v != i {
+			t.Fatalf("the entry just put, %d, is gone", i)
+		}
+	}
+	n := len(m)
+	for k := range m {
+		bounded.Put(m, k, -1, limit)
+	}
+	if len(m) != n {
+		t.Fatalf("replacing entries left %d of %d", len(m), n)
+	}
+}

@@ -72,11 +72,7 @@ func (h *histories) put(orderID string, recs []eventstore.Recorded) {
 	if ok && old[len(old)-1].Position > recs[len(recs)-1].Position {
 		return
 	}
-	if !ok {
-		// Room first, so that the history just put is not a victim.
-		bounded.Trim(h.m, h.max-1)
-	}
-	h.m[orderID] = recs
+	bounded.Put(h.m, orderID, recs, h.max)
 }
 
 // compact copies what a command reads of an order's history: an event's

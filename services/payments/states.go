@@ -81,11 +81,7 @@ func (c *states) observe(rec eventstore.Recorded) {
 		return
 	}
 	f.st, f.version, f.position = order.Evolve(f.st, e, rec.Meta.OccurredAt), rec.Version, rec.Position
-	if !ok {
-		// Room first, so that the order just started is not a victim.
-		bounded.Trim(c.m, c.max-1)
-	}
-	c.m[rec.OrderID] = f
+	bounded.Put(c.m, rec.OrderID, f, c.max)
 }
 
 // get returns the order's folded state and the position of the last event
