@@ -70,31 +70,19 @@ func (n *node) connectNATS(ctx context.Context) error {
 
 // openStore opens the event store. A cluster that is still electing its
 // JetStream leader leaves API requests unanswered, and one whose servers
-// are not all online yet cannot place a replicated stream: it retries
-// with short attempts, a moment apart, until the connect timeout rather
-// than hang on one or give up at once.
+// are not all online yet cannot place a replicated stream: only
+// ErrUnavailable is retried (retryStartup).
 func (n *node) openStore(ctx context.Context) error {
-	setupDeadline := time.Now().Add(n.cfg.NATSConnectTimeout)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		store, err := eventstore.New(actx, n.js,
-			eventstore.WithReplicas(n.cfg.StreamReplicas),
-			eventstore.WithDuplicateWindow(n.cfg.DuplicateWindow),
-		)
-		cancel()
-		if err == nil {
-			n.store = store
-			break
-		}
-		if !errors.Is(err, eventstore.ErrUnavailable) || time.Now().After(setupDeadline) || ctx.Err() != nil {
-			return fmt.Errorf("event store: %w", err)
-		}
-		n.log.Warn("event store not reachable yet, retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+	err := n.retryStartup(ctx, "event store", func(err error) bool { return !errors.Is(err, eventstore.ErrUnavailable) },
+		func(ctx context.Context) (err error) {
+			n.store, err = eventstore.New(ctx, n.js,
+				eventstore.WithReplicas(n.cfg.StreamReplicas),
+				eventstore.WithDuplicateWindow(n.cfg.DuplicateWindow),
+			)
+			return err
+		})
+	if err != nil {
+		return fmt.Errorf("event store: %w", err)
 	}
 	if err := n.store.Immutable(); err != nil {
 		// The system of record must not lose events; the server would
@@ -102,6 +90,29 @@ func (n *node) openStore(ctx context.Context) error {
 		n.log.Error("the event log is not immutable: events can be removed from it", "err", err)
 	}
 	return nil
+}
+
+// retryStartup runs attempt, each try bounded to 3 s and tries 250 ms
+// apart, until it succeeds, fails with an error permanent reports, the
+// connect timeout (NATS_CONNECT_TIMEOUT) has passed, or ctx ends: what
+// start-up needs from a cluster that is still coming up. It returns the
+// last error; each one it retries is logged as what not reachable yet.
+func (n *node) retryStartup(ctx context.Context, what string, permanent func(error) bool, attempt func(context.Context) error) error {
+	deadline := time.Now().Add(n.cfg.NATSConnectTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := attempt(actx)
+		cancel()
+		if err == nil || permanent(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		n.log.Warn(what+" not reachable yet, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // startTelemetry sets up tracing and metrics, the NATS connection's

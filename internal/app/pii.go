@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore/keys"
@@ -21,29 +20,23 @@ func (n *node) openKeyring(ctx context.Context) error {
 		return nil
 	}
 	// A replicated bucket just created has no leader for a moment, and
-	// a cluster may still be electing: retry with short attempts until
-	// the connect timeout, as the event store does.
-	deadline := time.Now().Add(n.cfg.NATSConnectTimeout)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		ring, stop, err := newKeyring(actx, n.js, n.cfg, n.log)
-		cancel()
+	// a cluster may still be electing: every error is retried but an
+	// unusable master key.
+	err := n.retryStartup(ctx, "personal data keys", func(err error) bool {
+		var master *masterKeyError
+		return errors.As(err, &master)
+	}, func(ctx context.Context) error {
+		ring, stop, err := newKeyring(ctx, n.js, n.cfg, n.log)
 		if err == nil {
 			n.ring = ring
 			n.down.push(stop)
-			return nil
 		}
-		var master *masterKeyError
-		if errors.As(err, &master) || time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("personal data keys: %w", err)
-		}
-		n.log.Warn("personal data keys not reachable yet, retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("personal data keys: %w", err)
 	}
+	return nil
 }
 
 // masterKeyError is a PII_MASTER_KEY_FILE that cannot be used: retrying
