@@ -97,13 +97,11 @@ const (
 
 // Store is what the manager reads of the event store.
 type Store interface {
-	// LoadLatest, since the manager decides without an append to catch a
-	// stale read: a lagging replica's copy may not yet hold the event
-	// that triggered the job.
-	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
-	// LoadLatestAfter is LoadLatest for the events after a position: a
-	// job whose order's state was folded from the deliveries reads only
-	// what followed them (see states).
+	// LoadLatestAfter is LoadLatest from a position (0: the whole
+	// history). Latest, since the manager decides without an append to
+	// catch a stale read: a lagging replica's copy may not yet hold the
+	// event that triggered the job. A job whose order's state was folded
+	// from the deliveries reads only what followed them (see states).
 	LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error)
 	// Subscribe follows the log through the durable subscription the
 	// manager's jobs are acknowledged on.
@@ -705,14 +703,10 @@ func (m *Manager) attempt(ctx context.Context, j *job, n int) (result, bool, err
 // to the manager is folded from them and from whatever the log holds after
 // the last (see states); another is read whole.
 func (m *Manager) state(ctx context.Context, orderID string) (order.State, error) {
-	st, pos, ok := m.states.get(orderID)
-	var recs []eventstore.Recorded
-	var err error
-	if ok {
-		recs, err = m.store.LoadLatestAfter(ctx, orderID, pos)
-	} else {
-		recs, err = m.store.LoadLatest(ctx, orderID)
-	}
+	// An order without a folded state starts empty at position 0: the
+	// whole history.
+	st, pos, _ := m.states.get(orderID)
+	recs, err := m.store.LoadLatestAfter(ctx, orderID, pos)
 	if errors.Is(err, eventstore.ErrUnavailable) {
 		return order.State{}, fmt.Errorf("%w: %w", errOutage, err)
 	}

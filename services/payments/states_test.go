@@ -11,19 +11,19 @@ import (
 	"github.com/orderstream/orderstream/services/payments"
 )
 
-// countingStore counts the manager's reads of order histories.
+// countingStore counts the manager's reads of order histories: whole (from
+// position 0) and after a folded state.
 type countingStore struct {
 	*eventstore.Store
 	whole, after atomic.Int64
 }
 
-func (c *countingStore) LoadLatest(ctx context.Context, id string) ([]eventstore.Recorded, error) {
-	c.whole.Add(1)
-	return c.Store.LoadLatest(ctx, id)
-}
-
 func (c *countingStore) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
-	c.after.Add(1)
+	if after == 0 {
+		c.whole.Add(1)
+	} else {
+		c.after.Add(1)
+	}
 	return c.Store.LoadLatestAfter(ctx, id, after)
 }
 
