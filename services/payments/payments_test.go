@@ -443,11 +443,7 @@ func TestOneActiveReplicaWithFailover(t *testing.T) {
 	// that starts while the other already charges splits the work for a
 	// moment, as designed. Orders come once both are consuming, each
 	// having taken over at its start.
-	for deadline := time.Now().Add(10 * time.Second); !first.Consuming() || !second.Consuming(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the managers did not both start consuming")
-		}
-	}
+	waitUntil(t, "both managers consuming", func() bool { return first.Consuming() && second.Consuming() })
 	for range 10 {
 		e.place(t, "replicas", 100)
 	}

@@ -27,37 +27,29 @@ func TestStatesFoldOnlyWholeHistories(t *testing.T) {
 	created := order.OrderCreated{OrderID: "o", CustomerID: "c", Currency: "EUR"}
 	item := order.ItemAdded{SKU: "A", Quantity: 1, UnitPrice: 250}
 	placed := order.OrderPlaced{Subtotal: 250, Total: 250}
+	// The order's three events as delivered (version n at position 10n),
+	// the first two without versions, and the second undecodable.
+	v1, v2, v3 := delivered(t, "o", 1, 10, created), delivered(t, "o", 2, 20, item), delivered(t, "o", 3, 30, placed)
+	u1, u2 := delivered(t, "o", 0, 10, created), delivered(t, "o", 0, 20, item)
+	bad := v2
+	bad.Data = []byte{0xff, 0xff}
 	for _, c := range []struct {
 		name    string
-		events  func(t *testing.T) []eventstore.Recorded
+		events  []eventstore.Recorded
 		kept    bool
 		version uint64
 	}{
-		{"in order", func(t *testing.T) []eventstore.Recorded {
-			return []eventstore.Recorded{delivered(t, "o", 1, 10, created), delivered(t, "o", 2, 20, item), delivered(t, "o", 3, 30, placed)}
-		}, true, 3},
-		{"redelivered", func(t *testing.T) []eventstore.Recorded {
-			return []eventstore.Recorded{delivered(t, "o", 1, 10, created), delivered(t, "o", 2, 20, item), delivered(t, "o", 1, 10, created)}
-		}, true, 2},
-		{"start not seen", func(t *testing.T) []eventstore.Recorded {
-			return []eventstore.Recorded{delivered(t, "o", 2, 20, item), delivered(t, "o", 3, 30, placed)}
-		}, false, 0},
-		{"overtaken", func(t *testing.T) []eventstore.Recorded {
-			return []eventstore.Recorded{delivered(t, "o", 1, 10, created), delivered(t, "o", 3, 30, placed), delivered(t, "o", 2, 20, item)}
-		}, false, 0},
-		{"no versions", func(t *testing.T) []eventstore.Recorded {
-			return []eventstore.Recorded{delivered(t, "o", 0, 10, created), delivered(t, "o", 0, 20, item)}
-		}, false, 0},
-		{"undecodable", func(t *testing.T) []eventstore.Recorded {
-			bad := delivered(t, "o", 2, 20, item)
-			bad.Data = []byte{0xff, 0xff}
-			return []eventstore.Recorded{delivered(t, "o", 1, 10, created), bad}
-		}, false, 0},
+		{"in order", []eventstore.Recorded{v1, v2, v3}, true, 3},
+		{"redelivered", []eventstore.Recorded{v1, v2, v1}, true, 2},
+		{"start not seen", []eventstore.Recorded{v2, v3}, false, 0},
+		{"overtaken", []eventstore.Recorded{v1, v3, v2}, false, 0},
+		{"no versions", []eventstore.Recorded{u1, u2}, false, 0},
+		{"undecodable", []eventstore.Recorded{v1, bad}, false, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newStates(8)
 			var want order.State
-			for _, r := range c.events(t) {
+			for _, r := range c.events {
 				s.observe(r)
 			}
 			st, pos, ok := s.get("o")
