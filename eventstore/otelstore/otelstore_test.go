@@ -1,6 +1,7 @@
 package otelstore_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,25 +74,20 @@ func TestEveryMethodIsTraced(t *testing.T) {
 			map[attribute.Key]attribute.Value{"log.position.from": attribute.Int64Value(1), "events.count": attribute.IntValue(2), "log.position.last": attribute.Int64Value(2)}},
 		{"eventstore.read", func(ctx context.Context) error { return last(s.ReadBatches(ctx, 2)) },
 			map[attribute.Key]attribute.Value{"log.position.from": attribute.Int64Value(2), "events.count": attribute.IntValue(1), "log.position.last": attribute.Int64Value(2)}},
-		{"eventstore.follow", func(ctx context.Context) error { return first(ctx, s.Follow) },
+		{"eventstore.follow", func(ctx context.Context) error { _, err := first(ctx, s.Follow); return err },
 			map[attribute.Key]attribute.Value{"events.count": attribute.IntValue(1), "log.position.last": attribute.Int64Value(1)}},
 		// A followed batch holds what arrived within its wait: both
 		// events, or on a busy machine the first alone. The span
 		// describes the batch delivered (want is filled by the call).
 		{"eventstore.follow", func(ctx context.Context) error {
-			ctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			for b, err := range s.FollowBatches(ctx, 1) {
-				if err != nil {
-					return err
-				}
-				if len(b.Entries) == 0 {
-					continue
-				}
-				followed = map[attribute.Key]attribute.Value{"events.count": attribute.IntValue(len(b.Entries)),
-					"log.position.last": attribute.Int64Value(int64(b.Entries[len(b.Entries)-1].Position))}
-				return nil
+			b, err := first(ctx, func(ctx context.Context, from uint64) iter.Seq2[eventstore.Batch, error] {
+				return s.FollowBatches(ctx, from)
+			})
+			if err != nil || len(b.Entries) == 0 {
+				return cmp.Or(err, errors.New("the first batch followed is empty"))
 			}
+			followed = map[attribute.Key]attribute.Value{"events.count": attribute.IntValue(len(b.Entries)),
+				"log.position.last": attribute.Int64Value(int64(b.Entries[len(b.Entries)-1].Position))}
 			return nil
 		}, nil},
 	}
@@ -136,14 +132,15 @@ func last[T any](seq iter.Seq2[T, error]) error {
 	return nil
 }
 
-// first follows from position 1 until the first step, and returns its error.
-func first[T any](ctx context.Context, follow func(context.Context, uint64) iter.Seq2[T, error]) error {
+// first follows from position 1 until the first step, and returns it.
+func first[T any](ctx context.Context, follow func(context.Context, uint64) iter.Seq2[T, error]) (T, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, err := range follow(ctx, 1) {
-		return err
+	for v, err := range follow(ctx, 1) {
+		return v, err
 	}
-	return nil
+	var zero T
+	return zero, nil
 }
 
 // BenchmarkAppendUntraced appends one event at a time through the wrapper
