@@ -75,33 +75,52 @@ type spendKey struct{ customer, currency string }
 // nothing twice. An item that could not be decoded, or whose event does
 // not apply to its order's state (see ErrInapplicable), changes nothing but
 // the dead_letters table. It returns the new checkpoint and the items
-// dead-lettered by this call; an error means nothing was committed.
+// dead-lettered by this call; an error means nothing was committed (nor
+// anything a runner's apply held uncommitted, which the log replays).
 func (m *ReadModel) Apply(ctx context.Context, items []Item) (position uint64, dead []DeadLetter, err error) {
-	return m.apply(ctx, items, nil)
+	position, dead, _, err = m.apply(ctx, items, nil, false)
+	return position, dead, err
 }
 
+// errClosed is a commit refused because the read model was closed.
+var errClosed = errors.New("projections: read model closed")
+
+// heldRows bounds the orders an open transaction holds: past it, an apply
+// commits at once. A replay of a backlog fills a transaction faster than
+// commitDelay elapses, and every row it holds stays in memory until then.
+const heldRows = 4096
+
 // apply is Apply; when changes is not nil, it also appends to it each
-// event it folded, with the order's state after it, for the feed.
-func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) (position uint64, dead []DeadLetter, err error) {
+// event it folded, with the order's state after it, for the feed. With
+// hold, the transaction stays open after the batch, for the next batches
+// and a later commit: the batch is visible to point reads at once (the
+// recent orders hold its rows) and the caller must call commit. A batch
+// that erased personal data commits at once even so, as does one that
+// finds heldRows orders held. committed reports whether this call
+// committed.
+func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, hold bool) (position uint64, dead []DeadLetter, committed bool, err error) {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
-	tx, err := m.w.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, nil, err
+	tx := m.open
+	if tx == nil {
+		// Not ctx: the transaction may outlive this batch, and
+		// database/sql rolls a transaction back when its context ends.
+		// Each statement below runs under ctx.
+		if tx, err = m.w.BeginTx(context.Background(), nil); err != nil {
+			return 0, nil, false, err
+		}
+		m.open = tx
 	}
 	defer func() {
 		if err != nil {
-			_ = tx.Rollback()
-			// A failed commit may or may not have reached the file:
-			// the next apply reads the checkpoint back.
-			m.appliedKnown = false
+			m.rollback()
 		}
 	}()
 	if !m.appliedKnown {
 		if err := tx.StmtContext(ctx, m.writes.position).QueryRowContext(ctx).Scan(&m.applied); err != nil {
-			return 0, nil, err
+			return 0, nil, false, err
 		}
-		m.appliedKnown = true
+		m.durable, m.appliedKnown = m.applied, true
 	}
 	cp := m.applied
 	bt := &batch{ctx: ctx, tx: tx, changes: changes, now: time.Now().UTC(),
@@ -119,31 +138,81 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change) 
 		position = it.Rec.Position
 		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
 			if err := bt.forget(it.Rec, f); err != nil {
-				return 0, nil, err
+				return 0, nil, false, err
 			}
 			erased = true
 			continue
 		}
 		if err := bt.fold(it); err != nil {
-			return 0, nil, err
+			return 0, nil, false, err
 		}
 	}
 	written, err := bt.write(m.writes, position != cp, position)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, false, err
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, nil, err
+	// A batch whose context ended while it was applied is not committed,
+	// held or not (the log replays it), as a statement it interrupted
+	// would have failed.
+	if err := ctx.Err(); err != nil {
+		return 0, nil, false, err
 	}
 	m.applied = position
-	m.recent.committed(position, written)
+	m.recent.staged(position, written)
+	m.held += len(written)
+	if hold && !erased && !m.scrubDue.Load() && m.held < heldRows {
+		return position, bt.dead, false, nil
+	}
+	if err := m.commitLocked(ctx, erased); err != nil {
+		return 0, nil, false, err
+	}
+	return position, bt.dead, true, nil
+}
+
+// commit commits the transaction a held apply left open, if any, and
+// returns the checkpoint as committed. committed reports whether there was
+// one. On error nothing held is committed; the log replays it.
+func (m *ReadModel) commit(ctx context.Context) (position uint64, committed bool, err error) {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	if m.open == nil {
+		return m.durable, false, nil
+	}
+	if err := m.commitLocked(ctx, false); err != nil {
+		return 0, false, err
+	}
+	return m.durable, true, nil
+}
+
+// commitLocked commits the open transaction (with m.applyMu held) and,
+// after an erasure or one left due, scrubs the WAL.
+func (m *ReadModel) commitLocked(ctx context.Context, erased bool) error {
+	if m.closed.Load() {
+		m.rollback()
+		return errClosed
+	}
+	if err := m.open.Commit(); err != nil {
+		m.rollback()
+		return err
+	}
+	m.open, m.held, m.durable = nil, 0, m.applied
+	m.recent.committed()
 	m.ck.committed()
 	if erased || m.scrubDue.Load() {
-		if err := m.scrub(ctx); err != nil {
-			return 0, nil, err
-		}
+		return m.scrub(ctx)
 	}
-	return position, bt.dead, nil
+	return nil
+}
+
+// rollback abandons the open transaction, if any, and what the recent
+// orders held of it. A failed commit may or may not have reached the file:
+// the next apply reads the checkpoint back.
+func (m *ReadModel) rollback() {
+	if m.open != nil {
+		_ = m.open.Rollback()
+	}
+	m.open, m.held, m.appliedKnown = nil, 0, false
+	m.recent.rolledBack(m.durable)
 }
 
 // batch is one Apply's work in progress: the orders it loaded and changed,

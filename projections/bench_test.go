@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
-	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/projections"
 )
@@ -72,13 +71,8 @@ func seedLog(b *testing.B, js jetstream.JetStream, store *eventstore.Store, n in
 // -rebuild.events sets the log size (1,000,000 for the figures in the
 // README; the default keeps CI fast).
 func BenchmarkRebuild(b *testing.B) {
-	srv := estest.StartServer(b)
-	_, js := estest.Connect(b, srv)
+	js, store := fileStore(b)
 	ctx := context.Background()
-	store, err := eventstore.New(ctx, js, eventstore.WithStorage(jetstream.FileStorage))
-	if err != nil {
-		b.Fatal(err)
-	}
 	n := *benchEvents
 	seedLog(b, js, store, n)
 	for b.Loop() {
@@ -133,13 +127,8 @@ func BenchmarkRebuild(b *testing.B) {
 // measures, for each, the time from the append's acknowledgement until the
 // read model has applied it: what read-your-writes waits for.
 func BenchmarkVisibilityLag(b *testing.B) {
-	srv := estest.StartServer(b)
-	_, js := estest.Connect(b, srv)
+	_, store := fileStore(b)
 	ctx := context.Background()
-	store, err := eventstore.New(ctx, js, eventstore.WithStorage(jetstream.FileStorage))
-	if err != nil {
-		b.Fatal(err)
-	}
 	d, err := projections.Open(ctx, b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -162,18 +151,10 @@ func BenchmarkVisibilityLag(b *testing.B) {
 	for b.Loop() {
 		<-tick.C
 		i++
-		id := fmt.Sprintf("lag-%d", i)
-		typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: id, CustomerID: "c", Currency: "EUR"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		res, err := store.Append(ctx, id, 0, []eventstore.EventData{{Type: typ, Data: data, Meta: eventstore.Metadata{RequestID: id, OccurredAt: time.Now()}}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		pos := create(b, store, fmt.Sprintf("lag-%d", i), "c")
 		acked := time.Now()
 		wg.Go(func() {
-			if err := r.WaitFor(ctx, res.Position); err != nil {
+			if err := r.WaitFor(ctx, pos); err != nil {
 				return
 			}
 			mu.Lock()

@@ -94,6 +94,10 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
+	// What the live model holds uncommitted would be lost with it.
+	if err := r.commit(ctx); err != nil {
+		return err
+	}
 	live := r.Position()
 	if live > rp.pos {
 		if err := r.readRange(ctx, rp.pos+1, live, func(batch []Item) error { return rp.apply(ctx, batch) }); err != nil {

@@ -18,15 +18,20 @@ const recentOrders = 32 << 10
 // cache, and under a steady stream of commits a point read otherwise walks
 // two B-trees with a system call per page.
 //
-// It answers as of pos, the position of the read model's last commit. Every
-// commit puts the rows it wrote before a reader can see its position, so an
-// entry is never older than pos; a row read from the file enters only when
-// no commit came between that read and its entry.
+// It answers as of pos, the position of the read model's last apply,
+// committed or not. The rows of the open transaction (held) are what
+// makes an apply visible before its commit: they are answered first and
+// never evicted, since the file does not have them yet. Every apply puts
+// the rows it wrote before a reader can see its position, so an entry is
+// never older than pos; a row read from the file enters only when it is
+// current at pos, that is when no apply came between that read and its
+// entry and no transaction is open.
 type recent struct {
 	mu   sync.RWMutex
 	pos  uint64
-	rows map[string]storedRow
-	off  bool // a bulk fill: nothing is kept, nothing answered
+	rows map[string]storedRow // committed rows, at most recentOrders
+	held map[string]storedRow // rows of the open transaction
+	off  bool                 // a bulk fill: nothing is kept, nothing answered
 }
 
 // storedRow is one order's row as the orders table holds it.
@@ -37,19 +42,26 @@ type storedRow struct {
 }
 
 func newRecent(pos uint64) *recent {
-	return &recent{pos: pos, rows: make(map[string]storedRow)}
+	return &recent{pos: pos, rows: make(map[string]storedRow), held: make(map[string]storedRow)}
 }
 
-// get returns id's row and the position it is current at.
+// get returns id's row and, whether or not it is kept, the position the
+// recent orders answer at.
 func (c *recent) get(id string) (storedRow, uint64, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	if c.off {
+		return storedRow{}, c.pos, false
+	}
+	if r, ok := c.held[id]; ok {
+		return r, c.pos, true
+	}
 	r, ok := c.rows[id]
-	return r, c.pos, ok && !c.off
+	return r, c.pos, ok
 }
 
-// committed records a commit at pos that wrote rows.
-func (c *recent) committed(pos uint64, rows map[string]storedRow) {
+// staged records an apply at pos, not yet committed, that wrote rows.
+func (c *recent) staged(pos uint64, rows map[string]storedRow) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pos = pos
@@ -57,16 +69,39 @@ func (c *recent) committed(pos uint64, rows map[string]storedRow) {
 		return
 	}
 	for id, r := range rows {
+		c.held[id] = r
+	}
+}
+
+// committed records that the open transaction's rows reached the file:
+// they become ordinary entries, which may be evicted.
+func (c *recent) committed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.held) == 0 {
+		return
+	}
+	for id, r := range c.held {
 		c.rows[id] = r
 	}
+	clear(c.held)
 	bounded.Trim(c.rows, recentOrders)
+}
+
+// rolledBack drops the rows of a transaction that did not commit and
+// answers at pos again, the last checkpoint known to be in the file.
+func (c *recent) rolledBack(pos uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.held)
+	c.pos = pos
 }
 
 // read offers a row read from the file at position pos.
 func (c *recent) read(pos uint64, id string, r storedRow) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.off || pos != c.pos {
+	if c.off || pos != c.pos || len(c.held) > 0 {
 		return
 	}
 	if _, ok := c.rows[id]; !ok {
@@ -78,7 +113,7 @@ func (c *recent) read(pos uint64, id string, r storedRow) {
 func (c *recent) pause() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.off, c.rows = true, make(map[string]storedRow)
+	c.off, c.rows, c.held = true, make(map[string]storedRow), make(map[string]storedRow)
 }
 
 // resume starts the cache again, current at pos.

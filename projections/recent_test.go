@@ -23,13 +23,15 @@ func TestRecentTakesNoRowOlderThanItsPosition(t *testing.T) {
 	if r, pos, ok := c.get("a"); !ok || r.rev != 10 || pos != 10 {
 		t.Fatalf("get(a) = %+v at %d, %v; want rev 10 at 10", r, pos, ok)
 	}
-	c.committed(12, map[string]storedRow{"a": {rev: 12}})
+	c.staged(12, map[string]storedRow{"a": {rev: 12}})
+	c.committed()
 	c.read(10, "a", storedRow{rev: 10}) // a read that started before the commit
 	if r, pos, ok := c.get("a"); !ok || r.rev != 12 || pos != 12 {
 		t.Fatalf("get(a) = %+v at %d, %v; want rev 12 at 12", r, pos, ok)
 	}
 	c.pause()
-	c.committed(13, map[string]storedRow{"b": {rev: 13}})
+	c.staged(13, map[string]storedRow{"b": {rev: 13}})
+	c.committed()
 	if _, _, ok := c.get("a"); ok {
 		t.Fatal("a paused cache answered")
 	}
@@ -51,7 +53,8 @@ func TestRecentIsBounded(t *testing.T) {
 	for i := range 3 * recentOrders {
 		rows[fmt.Sprint(i)] = storedRow{rev: uint64(i)}
 		if len(rows) == 1000 {
-			c.committed(uint64(i), rows)
+			c.staged(uint64(i), rows)
+			c.committed()
 			rows = map[string]storedRow{}
 		}
 		if n := len(c.rows); n > recentOrders {

@@ -4,15 +4,19 @@
 // A Runner follows the log from its read model's checkpoint + 1 in batches
 // (eventstore's FollowBatches: no durable state on the server, the
 // checkpoint lives in the read model itself), bounded by count and by time,
-// decodes each event and applies each batch each batch in one SQLite transaction that
-// also moves the checkpoint. A crash therefore loses at most an uncommitted
-// batch, which is re-read from the log on restart: no event is applied twice
-// and none is skipped. An event that cannot be decoded or applied is recorded
-// in the dead_letters table (position, type, reason), counted, and skipped.
+// decodes each event and applies each batch into a SQLite transaction that
+// also moves the checkpoint. A batch is visible to point reads of its
+// orders (GetOrder, WaitFor) as soon as it is folded; the transaction
+// takes the batches of up to commitDelay and then commits, and lists,
+// summaries and the feed reflect what is committed (WaitForCommitted). A
+// crash therefore loses at most the uncommitted batches, which are re-read
+// from the log on restart: no event is applied twice and none is skipped.
+// An event that cannot be decoded or applied is recorded in the
+// dead_letters table (position, type, reason), counted, and skipped.
 //
-// After each commit the runner publishes the batch's changes (each event
-// with its order's state after it) to its Feed, which fans them out to
-// watchers without waiting for any of them.
+// After each commit the runner publishes the committed batches' changes
+// (each event with its order's state after it) to its Feed, which fans
+// them out to watchers without waiting for any of them.
 //
 // Rebuild replays the whole log into a new database file beside the live
 // one while queries keep using the live one, then swaps it in atomically.
@@ -148,17 +152,27 @@ type Runner struct {
 	rm   atomic.Pointer[ReadModel]
 	feed *Feed
 
-	// applyMu serialises batch applies with the rebuild's swap.
-	applyMu sync.Mutex
+	// applyMu serialises batch applies, commits and the rebuild's swap.
+	// Under it: the changes applied but not committed, for the feed once
+	// they are, and the commit timer (armed while a transaction is open).
+	applyMu     sync.Mutex
+	uncommitted []Change
+	commitTimer *time.Timer
+	commitArmed bool
 
-	mu       sync.Mutex
-	pos      uint64
-	changed  chan struct{}
-	head0    uint64
-	ready    chan struct{}
-	isReady  bool
-	dead     atomic.Uint64
-	lastTime atomic.Int64 // occurred-at of the last applied event, unix nanos
+	mu        sync.Mutex
+	pos       uint64 // applied: visible to point reads
+	committed uint64 // in the read model's file
+	changed   chan struct{}
+	// stopFollow ends the current follow after a commit off the follow
+	// failed (failed holds its error).
+	stopFollow context.CancelFunc
+	failed     error
+	head0      uint64
+	ready      chan struct{}
+	isReady    bool
+	dead       atomic.Uint64
+	lastTime   atomic.Int64 // occurred-at of the last applied event, unix nanos
 
 	rebuilding atomic.Bool
 
@@ -193,11 +207,20 @@ func (r *Runner) ReadModel() *ReadModel { return r.rm.Load() }
 // Feed returns the feed the runner publishes its committed changes to.
 func (r *Runner) Feed() *Feed { return r.feed }
 
-// Position returns the committed checkpoint.
+// Position returns the position applied: point reads of orders answer as
+// of it, though the read model's file may be up to commitDelay behind.
 func (r *Runner) Position() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.pos
+}
+
+// Committed returns the checkpoint as committed to the read model's file,
+// which lists, summaries and the feed answer as of.
+func (r *Runner) Committed() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.committed
 }
 
 // DeadLettered returns how many events this runner dead-lettered since it
@@ -211,12 +234,24 @@ func (r *Runner) Ready() <-chan struct{} { return r.ready }
 // Rebuilding reports whether a rebuild runs.
 func (r *Runner) Rebuilding() bool { return r.rebuilding.Load() }
 
-// WaitFor blocks until the checkpoint reaches position or ctx ends, and
-// returns ctx's error in that case.
+// WaitFor blocks until Position reaches position or ctx ends, and returns
+// ctx's error in that case: what a point read of an order needs.
 func (r *Runner) WaitFor(ctx context.Context, position uint64) error {
+	return r.wait(ctx, position, &r.pos)
+}
+
+// WaitForCommitted blocks until Committed reaches position or ctx ends, and
+// returns ctx's error in that case: what a list, a summary or the feed
+// needs.
+func (r *Runner) WaitForCommitted(ctx context.Context, position uint64) error {
+	return r.wait(ctx, position, &r.committed)
+}
+
+// wait waits until *at (read under r.mu) reaches position.
+func (r *Runner) wait(ctx context.Context, position uint64, at *uint64) error {
 	for {
 		r.mu.Lock()
-		pos, ch := r.pos, r.changed
+		pos, ch := *at, r.changed
 		r.mu.Unlock()
 		if pos >= position {
 			return nil
@@ -229,6 +264,18 @@ func (r *Runner) WaitFor(ctx context.Context, position uint64) error {
 	}
 }
 
+// setCommitted moves the committed checkpoint to p.
+func (r *Runner) setCommitted(p uint64) {
+	r.mu.Lock()
+	r.committed = p
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// setPosition moves the applied position to p; after a failed commit it
+// moves back, to what the file holds, so that no wait ends on a batch that
+// was lost.
 func (r *Runner) setPosition(p uint64) {
 	r.mu.Lock()
 	r.pos = p
@@ -279,14 +326,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.head0 = head
 	r.mu.Unlock()
 	r.feed.start(pos)
+	r.setCommitted(pos)
 	r.setPosition(pos)
 	if err := r.registerMetrics(); err != nil {
 		return err
 	}
 	for {
-		err := r.follow(ctx)
+		fctx, stop := context.WithCancel(ctx)
+		r.mu.Lock()
+		r.stopFollow = stop
+		r.mu.Unlock()
+		err := r.follow(fctx)
+		stop()
+		// Whatever ended the follow, what is held is committed now and
+		// the timer stopped (after a failure, nothing is held).
+		final := r.stopCommits()
+		r.mu.Lock()
+		failed := r.failed
+		r.mu.Unlock()
+		if failed != nil {
+			return failed
+		}
 		if ctx.Err() != nil {
-			return nil
+			return final
 		}
 		var fatal fatalError
 		if errors.As(err, &fatal) {
@@ -379,9 +441,9 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	defer span.End()
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
-	changes := make([]Change, 0, len(batch))
-	pos, dead, err := r.ReadModel().apply(sctx, batch, &changes)
+	pos, dead, committed, err := r.ReadModel().apply(sctx, batch, &r.uncommitted, true)
 	if err != nil {
+		r.lost()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -408,10 +470,90 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 		}
 	}
 	r.setPosition(pos)
-	// After the checkpoint moved, so a watcher that subscribes and then
-	// reads the read model never reads it behind the feed.
-	r.feed.publish(pos, changes)
+	if committed {
+		r.published(pos)
+	} else if !r.commitArmed {
+		r.commitArmed = true
+		if r.commitTimer == nil {
+			r.commitTimer = time.AfterFunc(commitDelay, r.commitHeld)
+		} else {
+			r.commitTimer.Reset(commitDelay)
+		}
+	}
 	return nil
+}
+
+// commitDelay is the longest an applied batch waits for its commit. The
+// batches of that time share one transaction: at 1,000 one-event batches a
+// second, a commit per batch was a third of the projection's CPU, and the
+// append → visible p99 went from 7.7–17.3 ms (median 10.5) to 3.9–11.4 ms
+// (median 5.0) when batches became visible before their commit and
+// committed together (BENCHMARKS.md, "Visible before committed").
+const commitDelay = 5 * time.Millisecond
+
+// commitHeld commits what the applies since the last commit left open.
+func (r *Runner) commitHeld() {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	r.commitArmed = false
+	_ = r.commit(context.Background()) // it ends Run with the error
+}
+
+// commit commits what the applies since the last commit left open (with
+// r.applyMu held) and publishes it. A failure ends Run with the error, as
+// a failed apply does: the follow has read past what was lost, and
+// applying on from there would skip it.
+func (r *Runner) commit(ctx context.Context) error {
+	pos, committed, err := r.ReadModel().commit(ctx)
+	if err != nil {
+		applied := r.Position()
+		r.lost()
+		err = fmt.Errorf("projections: commit at %d: %w", applied, err)
+		r.mu.Lock()
+		if r.failed == nil {
+			r.failed = err
+		}
+		stop := r.stopFollow
+		r.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		return err
+	}
+	if committed {
+		r.published(pos)
+	}
+	return nil
+}
+
+// published records a commit at pos (with r.applyMu held) and hands its
+// changes to the feed: after the checkpoint moved, so a watcher that
+// subscribes and then reads the read model never reads it behind the feed.
+func (r *Runner) published(pos uint64) {
+	r.setCommitted(pos)
+	r.feed.publish(pos, r.uncommitted)
+	// The feed keeps pointers into the slice.
+	r.uncommitted = nil
+}
+
+// lost records (with r.applyMu held) that what was applied since the last
+// commit was rolled back: the applied position returns to the committed
+// one, and the changes are never published.
+func (r *Runner) lost() {
+	r.uncommitted = nil
+	r.setPosition(r.Committed())
+}
+
+// stopCommits stops the commit timer and commits what is held, when Run
+// ends.
+func (r *Runner) stopCommits() error {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	if r.commitTimer != nil {
+		r.commitTimer.Stop()
+		r.commitArmed = false
+	}
+	return r.commit(context.Background())
 }
 
 func (r *Runner) registerMetrics() error {

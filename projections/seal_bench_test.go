@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
-	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/eventstore/keys"
 	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/order"
@@ -30,13 +29,8 @@ func BenchmarkRebuildSealing(b *testing.B) {
 			name = "sealed"
 		}
 		b.Run(name, func(b *testing.B) {
-			srv := estest.StartServer(b)
-			_, js := estest.Connect(b, srv)
+			js, store := fileStore(b)
 			ctx := context.Background()
-			store, err := eventstore.New(ctx, js, eventstore.WithStorage(jetstream.FileStorage))
-			if err != nil {
-				b.Fatal(err)
-			}
 			ks, err := keys.Open(ctx, js)
 			if err != nil {
 				b.Fatal(err)

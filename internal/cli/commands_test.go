@@ -726,7 +726,9 @@ func TestWatch(t *testing.T) {
 	r := ok(t, c.run(t, "orders", "create", "--order-id", "w-1", "--customer", "watcher", "--currency", "EUR", "--item", "A:1:5.00",
 		"--line1", "1", "--city", "Oslo", "--country", "NO", "-o", "json"))
 	pos := str(t, jsonOf(t, r.stdout), "position")
-	ok(t, c.run(t, "orders", "get", "w-1", "--min-position", pos, "--max-wait", "10s"))
+	// A list waits for the creation's commit, which the feed that a watch
+	// of lists starts from follows: the creation is before the watch.
+	ok(t, c.run(t, "orders", "list", "--customer", "watcher", "--min-position", pos, "--max-wait", "10s"))
 
 	one := startWatch(t, c, "orders", "watch", "w-1")
 	if f := strings.Split(one.next(t), "\t"); len(f) != 6 || f[1] != "w-1" || f[2] != "draft" || f[4] != "current" {

@@ -523,7 +523,7 @@ func (a *app) listCmd() *cobra.Command {
 	c.Flags().Int32Var(&size, "page-size", 0, "orders per page (server default 50, at most 500)")
 	c.Flags().StringVar(&token, "page-token", "", "continue from a previous page")
 	c.Flags().BoolVar(&all, "all", false, "fetch every page")
-	c.Flags().Uint64Var(&minPos, "min-position", 0, "wait until the read model has applied this log position")
+	c.Flags().Uint64Var(&minPos, "min-position", 0, "wait until the read model has committed this log position")
 	c.Flags().DurationVar(&wait, "max-wait", 0, "how long to wait for --min-position (server default 2s)")
 	return c
 }

@@ -55,7 +55,7 @@ func TestInapplicableEventsAreDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.runner.WaitFor(ctx, last.GetPosition()); err != nil {
+	if err := e.runner.WaitForCommitted(ctx, last.GetPosition()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -160,7 +160,7 @@ func TestReadyWhenHeadIsNeverDelivered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := e.runner.WaitFor(ctx, c.GetPosition()); err != nil {
+			if err := e.runner.WaitForCommitted(ctx, c.GetPosition()); err != nil {
 				t.Fatal(err)
 			}
 			e.stop()

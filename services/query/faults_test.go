@@ -73,7 +73,7 @@ func TestRunnerStoppedInsideBatches(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
 	last := workload(t, e, 20, 300, rand.New(rand.NewPCG(21, 22)))
-	if err := e.runner.WaitFor(ctx, last); err != nil {
+	if err := e.runner.WaitForCommitted(ctx, last); err != nil {
 		t.Fatal(err)
 	}
 	head, err := e.store.Head(ctx)
@@ -159,7 +159,7 @@ func TestRunnerStoppedInsideBatches(t *testing.T) {
 	setSQLHook(t, nil)
 	execSQL(t, path, `DROP TRIGGER test_hook`)
 	p := e.runProjection(t, opts...)
-	if err := p.runner.WaitFor(ctx, head); err != nil {
+	if err := p.runner.WaitForCommitted(ctx, head); err != nil {
 		t.Fatal(err)
 	}
 	if p.runner.Position() < prev {

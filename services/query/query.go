@@ -45,10 +45,14 @@ const (
 	MaxPageSize     = 500
 )
 
-// Projection is what the services need of the projection runner.
+// Projection is what the services need of the projection runner. WaitFor
+// waits for a position applied, which point reads of an order reflect;
+// WaitForCommitted for one committed, which lists, summaries and the feed
+// reflect (see projections.Runner).
 type Projection interface {
 	ReadModel() *projections.ReadModel
 	WaitFor(ctx context.Context, position uint64) error
+	WaitForCommitted(ctx context.Context, position uint64) error
 	Position() uint64
 }
 
@@ -79,8 +83,9 @@ func New(p Projection, log *slog.Logger, opts ...Option) (*Service, error) {
 // errBehind is the answer when min_position is not reached in time.
 var errBehind = status.Error(codes.Unavailable, "read model is behind the requested position; retry later")
 
-// await waits for the requested position.
-func (s *Service) await(ctx context.Context, c *ordersv1.Consistency) error {
+// await waits for the requested position with wait, the projection's
+// WaitFor or WaitForCommitted as the read needs.
+func (s *Service) await(ctx context.Context, c *ordersv1.Consistency, until func(context.Context, uint64) error) error {
 	if c.GetMinPosition() == 0 {
 		return nil
 	}
@@ -95,7 +100,7 @@ func (s *Service) await(ctx context.Context, c *ordersv1.Consistency) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	if err := s.p.WaitFor(wctx, c.GetMinPosition()); err != nil {
+	if err := until(wctx, c.GetMinPosition()); err != nil {
 		if ctx.Err() != nil {
 			return rpcerr.ToStatus(ctx, s.log, ctx.Err())
 		}
@@ -115,7 +120,7 @@ func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (
 	if err := validID("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
-	if err := s.await(ctx, req.GetConsistency()); err != nil {
+	if err := s.await(ctx, req.GetConsistency(), s.p.WaitFor); err != nil {
 		return nil, err
 	}
 	// The stored message is the answer: nothing is folded or converted.
@@ -223,7 +228,7 @@ func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersReques
 	if err != nil {
 		return nil, err
 	}
-	if err := s.await(ctx, req.GetConsistency()); err != nil {
+	if err := s.await(ctx, req.GetConsistency(), s.p.WaitForCommitted); err != nil {
 		return nil, err
 	}
 	rows, pos, err := s.p.ReadModel().ListOrderMessages(ctx, f, cursor, size+1)
@@ -255,7 +260,7 @@ func (s *Service) GetCustomerSummary(ctx context.Context, req *ordersv1.GetCusto
 	if err := validID("customer_id", req.GetCustomerId()); err != nil {
 		return nil, err
 	}
-	if err := s.await(ctx, req.GetConsistency()); err != nil {
+	if err := s.await(ctx, req.GetConsistency(), s.p.WaitForCommitted); err != nil {
 		return nil, err
 	}
 	sum, pos, err := s.p.ReadModel().GetCustomerSummary(ctx, req.GetCustomerId())

@@ -118,7 +118,10 @@ type runnerRef struct{ e *env }
 
 func (r runnerRef) ReadModel() *projections.ReadModel { return r.e.runner.ReadModel() }
 func (r runnerRef) WaitFor(ctx context.Context, p uint64) error {
-	return r.e.runner.WaitFor(ctx, p)
+	return r.e.runner.WaitForCommitted(ctx, p)
+}
+func (r runnerRef) WaitForCommitted(ctx context.Context, p uint64) error {
+	return r.e.runner.WaitForCommitted(ctx, p)
 }
 func (r runnerRef) Position() uint64 { return r.e.runner.Position() }
 func (r runnerRef) Rebuild(ctx context.Context, f func(projections.Progress)) error {
@@ -454,7 +457,7 @@ func TestReadModelEqualsFoldAndRebuild(t *testing.T) {
 				}
 				last = max(last, lasts[w])
 			}
-			if err := e.runner.WaitFor(ctx, last); err != nil {
+			if err := e.runner.WaitForCommitted(ctx, last); err != nil {
 				t.Fatal(err)
 			}
 			want := expectFromLog(t, e, last)
@@ -489,7 +492,7 @@ func TestCrashResumeCountsNothingTwice(t *testing.T) {
 		}
 		last = max(last, workload(t, e, 10, 120, r))
 	}
-	if err := e.runner.WaitFor(t.Context(), last); err != nil {
+	if err := e.runner.WaitForCommitted(t.Context(), last); err != nil {
 		t.Fatal(err)
 	}
 	checkServed(t, e, expectFromLog(t, e, last), customers...)
@@ -598,7 +601,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
 	last := workload(t, e, 20, 100, rand.New(rand.NewPCG(5, 6)))
-	if err := e.runner.WaitFor(ctx, last); err != nil {
+	if err := e.runner.WaitForCommitted(ctx, last); err != nil {
 		t.Fatal(err)
 	}
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -666,7 +669,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 func TestCancelledRebuildLeavesLiveIntact(t *testing.T) {
 	e := start(t)
 	last := workload(t, e, 5, 30, rand.New(rand.NewPCG(7, 8)))
-	if err := e.runner.WaitFor(t.Context(), last); err != nil {
+	if err := e.runner.WaitForCommitted(t.Context(), last); err != nil {
 		t.Fatal(err)
 	}
 	live := e.runner.ReadModel()
@@ -723,7 +726,7 @@ func TestCreatedTimeBoundsBeyondNanoseconds(t *testing.T) {
 		}
 		last = c.GetPosition()
 	}
-	if err := e.runner.WaitFor(ctx, last); err != nil {
+	if err := e.runner.WaitForCommitted(ctx, last); err != nil {
 		t.Fatal(err)
 	}
 	ts := func(year int) *timestamppb.Timestamp {
@@ -786,7 +789,7 @@ func TestRebuildDeadLettersPoisonAppendedDuringIt(t *testing.T) {
 				injectErr = err
 				return
 			}
-			injectErr = e.runner.WaitFor(ctx, after.GetPosition())
+			injectErr = e.runner.WaitForCommitted(ctx, after.GetPosition())
 		})
 	})
 	if injectErr != nil {

@@ -88,7 +88,7 @@ func TestRebuildOverlappingWritesEqualsFold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.runner.WaitFor(ctx, max(last, l)); err != nil {
+	if err := e.runner.WaitForCommitted(ctx, max(last, l)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -159,7 +159,7 @@ func TestRebuildOverlappingWritesEqualsFold(t *testing.T) {
 				held = err
 				return
 			}
-			held = e.runner.WaitFor(waitCtx, top)
+			held = e.runner.WaitForCommitted(waitCtx, top)
 		})
 	})
 	if held != nil {
@@ -190,7 +190,7 @@ func TestRebuildOverlappingWritesEqualsFold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.runner.WaitFor(ctx, head); err != nil {
+	if err := e.runner.WaitForCommitted(ctx, head); err != nil {
 		t.Fatal(err)
 	}
 	want := expectFromLog(t, e, head)
@@ -363,7 +363,7 @@ func TestRebuildCancelledAfterBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	last = max(last, l)
-	if err := e.runner.WaitFor(ctx, last); err != nil {
+	if err := e.runner.WaitForCommitted(ctx, last); err != nil {
 		t.Fatal(err)
 	}
 	const first, second = 30, 80
@@ -484,7 +484,7 @@ func TestRebuildCancelledAfterBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.runner.WaitFor(ctx, head); err != nil {
+	if err := e.runner.WaitForCommitted(ctx, head); err != nil {
 		t.Fatal(err)
 	}
 	want := expectFromLog(t, e, head)

@@ -160,7 +160,7 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		return errNoWatch
 	}
 	ctx := stream.Context()
-	if err := s.await(ctx, req.GetConsistency()); err != nil {
+	if err := s.await(ctx, req.GetConsistency(), s.p.WaitFor); err != nil {
 		return err
 	}
 	id, from := req.GetOrderId(), req.GetFromPosition()
@@ -230,7 +230,7 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 		return errNoWatch
 	}
 	ctx := stream.Context()
-	if err := s.await(ctx, req.GetConsistency()); err != nil {
+	if err := s.await(ctx, req.GetConsistency(), s.p.WaitForCommitted); err != nil {
 		return err
 	}
 	match := func(c *projections.Change) bool {

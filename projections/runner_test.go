@@ -1,0 +1,125 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderstream/orderstream/api/convert"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/projections"
+)
+
+// fileStore starts an embedded server with a file-stored log and returns
+// its JetStream context and the event store on it.
+func fileStore(t testing.TB) (jetstream.JetStream, *eventstore.Store) {
+	t.Helper()
+	_, js := estest.Connect(t, estest.StartServer(t))
+	store, err := eventstore.New(context.Background(), js, eventstore.WithStorage(jetstream.FileStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, store
+}
+
+// create appends an OrderCreated for id and returns its position.
+func create(t testing.TB, store *eventstore.Store, id, customer string) uint64 {
+	t.Helper()
+	typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: id, CustomerID: customer, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := store.Append(t.Context(), id, 0, []eventstore.EventData{{Type: typ, Data: data, Meta: eventstore.Metadata{RequestID: id, OccurredAt: time.Now()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Position
+}
+
+// A runner's applied position is what point reads answer as of; its
+// committed one, never ahead of it, is what lists answer as of and what
+// the feed publishes. Stopping the runner commits what it held, so the
+// file has every batch that was visible.
+func TestRunnerCommitsWhatPointReadsSaw(t *testing.T) {
+	_, store := fileStore(t)
+	ctx := t.Context()
+	dirPath := t.TempDir()
+	d, err := projections.Open(ctx, dirPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := projections.NewFeed(100)
+	r, err := projections.NewRunner(store, d, projections.WithFeed(feed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _, _, _ := feed.Subscribe("", nil, 100, 0)
+	defer sub.Close()
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	var last uint64
+	for i := range 20 {
+		id := fmt.Sprintf("o-%d", i)
+		last = create(t, store, id, "c")
+		if err := r.WaitFor(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		if _, p, err := r.ReadModel().GetOrder(ctx, id); err != nil || p < last {
+			t.Fatalf("GetOrder(%s) once applied: at %d, %v; want at %d or later", id, p, err, last)
+		}
+		if c := r.Committed(); c > r.Position() {
+			t.Fatalf("committed %d ahead of applied %d", c, r.Position())
+		}
+	}
+	if err := r.WaitForCommitted(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	orders, p, err := r.ReadModel().ListOrders(ctx, projections.ListFilter{CustomerID: "c"}, nil, 50)
+	if err != nil || len(orders) != 20 || p < last {
+		t.Fatalf("list once committed: %d orders at %d, %v; want 20 at %d", len(orders), p, err, last)
+	}
+	for want := uint64(1); want <= last; want++ {
+		select {
+		case c := <-sub.C():
+			if c.Position != want {
+				t.Fatalf("feed delivered %d, want %d", c.Position, want)
+			}
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+	}
+
+	// The last one applied and stopped at once: the stop commits it.
+	id := "o-last"
+	last = create(t, store, id, "c")
+	if err := r.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if r.Committed() != last {
+		t.Fatalf("stopped with %d committed, %d applied", r.Committed(), last)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := projections.Open(ctx, dirPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if cp, err := again.Current().Position(ctx); err != nil || cp != last {
+		t.Fatalf("reopened at %d, %v; want %d", cp, err, last)
+	}
+	if _, _, err := again.Current().GetOrder(ctx, id); err != nil {
+		t.Fatalf("GetOrder(%s) after the stop: %v", id, err)
+	}
+}
