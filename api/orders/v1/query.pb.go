@@ -27,7 +27,10 @@ const (
 type Consistency struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Log position the read model must have applied before answering; 0 means
-	// whatever it has now.
+	// whatever it has now. GetOrder and WatchOrder answer once the position is
+	// folded into the read model; ListOrders, GetCustomerSummary and
+	// WatchOrders once it is also committed to its database, a few
+	// milliseconds later.
 	MinPosition uint64 `protobuf:"varint,1,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
 	// How long to wait for min_position; default 2s, at most 10s.
 	MaxWait       *durationpb.Duration `protobuf:"bytes,2,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
