@@ -163,30 +163,43 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 	if hold && !erased && !m.scrubDue.Load() && m.held < heldRows {
 		return position, bt.dead, false, nil
 	}
-	if err := m.commitLocked(ctx, erased); err != nil {
+	if err := m.commitLocked(); err != nil {
 		return 0, nil, false, err
+	}
+	if err := m.scrubIfDue(ctx, erased); err != nil {
+		return position, bt.dead, true, err
 	}
 	return position, bt.dead, true, nil
 }
 
 // commit commits the transaction a held apply left open, if any, and
 // returns the checkpoint as committed. committed reports whether there was
-// one. On error nothing held is committed; the log replays it.
+// one and it committed: an error with committed set is the WAL's scrub
+// after the commit (see apply); without it, nothing held was committed and
+// the log replays it.
 func (m *ReadModel) commit(ctx context.Context) (position uint64, committed bool, err error) {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
 	if m.open == nil {
 		return m.durable, false, nil
 	}
-	if err := m.commitLocked(ctx, false); err != nil {
+	if err := m.commitLocked(); err != nil {
 		return 0, false, err
 	}
-	return m.durable, true, nil
+	return m.durable, true, m.scrubIfDue(ctx, false)
 }
 
-// commitLocked commits the open transaction (with m.applyMu held) and,
-// after an erasure or one left due, scrubs the WAL.
-func (m *ReadModel) commitLocked(ctx context.Context, erased bool) error {
+// scrubIfDue scrubs the WAL after a commit that erased personal data, or
+// when an earlier scrub was left due.
+func (m *ReadModel) scrubIfDue(ctx context.Context, erased bool) error {
+	if erased || m.scrubDue.Load() {
+		return m.scrub(ctx)
+	}
+	return nil
+}
+
+// commitLocked commits the open transaction (with m.applyMu held).
+func (m *ReadModel) commitLocked() error {
 	if m.closed.Load() {
 		m.rollback()
 		return errClosed
@@ -198,9 +211,6 @@ func (m *ReadModel) commitLocked(ctx context.Context, erased bool) error {
 	m.open, m.held, m.durable = nil, 0, m.applied
 	m.recent.committed()
 	m.ck.committed()
-	if erased || m.scrubDue.Load() {
-		return m.scrub(ctx)
-	}
 	return nil
 }
 

@@ -32,9 +32,11 @@ type Change struct {
 }
 
 // Feed fans the changes the projection commits out to watchers. The runner
-// publishes each committed batch after its commit, so a reader of the read
-// model never sees a change the feed has not yet published at a lower
-// position than the read model's (see Subscribe). It keeps the last
+// publishes each commit's changes after the commit, so a list or a summary
+// of the read model never shows a change the feed has not yet published
+// (see Subscribe). A point read may: it answers as of the applied
+// position, up to a commit ahead of the feed, and a watcher starting from
+// one skips the feed's changes at or below the position it read. It keeps the last
 // changes (a bounded history) so a watcher resuming from a recent position
 // misses nothing.
 type Feed struct {

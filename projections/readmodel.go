@@ -470,20 +470,22 @@ func (m *ReadModel) snapshot(ctx context.Context, fn func(tx *sql.Tx) error) (po
 	return position, nil
 }
 
-// GetOrder returns one order, folded, and the read model's position. It
-// returns ErrOrderNotFound when the order is unknown.
+// GetOrder returns one order, folded, and the position it is current at.
+// It returns ErrOrderNotFound, with the position the order was unknown at,
+// when the order is unknown.
 func (m *ReadModel) GetOrder(ctx context.Context, id string) (Order, uint64, error) {
 	rev, pb, pos, err := m.getOrderRow(ctx, id)
 	if err != nil {
-		return Order{}, 0, err
+		return Order{}, pos, err
 	}
 	return Order{State: convert.OrderFromProto(pb), Revision: rev}, pos, nil
 }
 
 // GetOrderMessage returns one order as the read model stores it, the API's
-// Order message, and the read model's position: nothing is folded or
-// converted on the way. It returns ErrOrderNotFound when the order is
-// unknown, and an error when the stored body does not parse.
+// Order message, and the position it is current at: nothing is folded or
+// converted on the way. It returns ErrOrderNotFound, with the position the
+// order was unknown at, when the order is unknown, and an error when the
+// stored body does not parse.
 func (m *ReadModel) GetOrderMessage(ctx context.Context, id string) (*ordersv1.Order, uint64, error) {
 	_, pb, pos, err := m.getOrderRow(ctx, id)
 	return pb, pos, err
@@ -499,17 +501,18 @@ func (m *ReadModel) getOrderRow(ctx context.Context, id string) (rev uint64, o *
 	row, pos, ok := m.recent.get(id)
 	if !ok {
 		at := pos
+		var sqlPos uint64
 		var r sql.Null[uint64]
 		var customer sql.NullString
-		if err := m.getOrder.QueryRowContext(ctx, id).Scan(&pos, &r, &customer, &row.body); err != nil {
+		if err := m.getOrder.QueryRowContext(ctx, id).Scan(&sqlPos, &r, &customer, &row.body); err != nil {
 			return 0, nil, 0, err
 		}
+		pos = max(sqlPos, at)
 		if !r.Valid {
-			return 0, nil, 0, ErrOrderNotFound
+			return 0, nil, pos, ErrOrderNotFound
 		}
 		row.rev, row.customer = r.V, customer.String
-		m.recent.read(pos, id, row)
-		pos = max(pos, at)
+		m.recent.read(sqlPos, id, row)
 	}
 	if o, err = readBody(id, row.customer, row.body); err != nil {
 		return 0, nil, 0, err

@@ -339,7 +339,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		err := r.follow(fctx)
 		stop()
 		// Whatever ended the follow, what is held is committed now and
-		// the timer stopped (after a failure, nothing is held).
+		// the timer stopped. After a failure nothing is held, nor after a
+		// stop that interrupted a batch: that rolled back everything held
+		// with it, which the log replays.
 		final := r.stopCommits()
 		r.mu.Lock()
 		failed := r.failed
@@ -443,7 +445,13 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	defer r.applyMu.Unlock()
 	pos, dead, committed, err := r.ReadModel().apply(sctx, batch, &r.uncommitted, true)
 	if err != nil {
-		r.lost()
+		if committed {
+			// The commit went through; the WAL's scrub after it failed.
+			r.setPosition(pos)
+			r.published(pos)
+		} else {
+			r.lost()
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -483,12 +491,14 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	return nil
 }
 
-// commitDelay is the longest an applied batch waits for its commit. The
-// batches of that time share one transaction: at 1,000 one-event batches a
-// second, a commit per batch was a third of the projection's CPU, and the
-// append → visible p99 went from 7.7–17.3 ms (median 10.5) to 3.9–11.4 ms
-// (median 5.0) when batches became visible before their commit and
-// committed together (BENCHMARKS.md, "Visible before committed").
+// commitDelay is how long after the first batch a transaction holds it
+// commits (a little later when an apply or the commit itself takes the
+// time). The batches of that time share one transaction: at 1,000
+// one-event batches a second, a commit per batch was a third of the
+// projection's CPU, and the append → visible p99 went from 6.6–15.9 ms
+// (median 8.4) to 4.5–7.0 ms (median 6.0) when batches became visible
+// before their commit and committed together (BENCHMARKS.md, "Visible
+// before committed").
 const commitDelay = 5 * time.Millisecond
 
 // commitHeld commits what the applies since the last commit left open.
@@ -505,9 +515,14 @@ func (r *Runner) commitHeld() {
 // applying on from there would skip it.
 func (r *Runner) commit(ctx context.Context) error {
 	pos, committed, err := r.ReadModel().commit(ctx)
+	if committed {
+		r.published(pos)
+	}
 	if err != nil {
 		applied := r.Position()
-		r.lost()
+		if !committed {
+			r.lost()
+		}
 		err = fmt.Errorf("projections: commit at %d: %w", applied, err)
 		r.mu.Lock()
 		if r.failed == nil {
@@ -519,9 +534,6 @@ func (r *Runner) commit(ctx context.Context) error {
 			stop()
 		}
 		return err
-	}
-	if committed {
-		r.published(pos)
 	}
 	return nil
 }
@@ -558,7 +570,7 @@ func (r *Runner) stopCommits() error {
 
 func (r *Runner) registerMetrics() error {
 	m := r.mp.Meter("github.com/orderstream/orderstream/projections")
-	lag, err := m.Int64ObservableGauge("orders.projection.lag_events", metric.WithDescription("Log head minus the read model's checkpoint."))
+	lag, err := m.Int64ObservableGauge("orders.projection.lag_events", metric.WithDescription("Log head minus the position the projection has applied."))
 	if err != nil {
 		return err
 	}
@@ -570,7 +582,7 @@ func (r *Runner) registerMetrics() error {
 	if err != nil {
 		return err
 	}
-	pos, err := m.Int64ObservableGauge("orders.projection.position", metric.WithDescription("The read model's checkpoint."))
+	pos, err := m.Int64ObservableGauge("orders.projection.position", metric.WithDescription("The position the projection has applied (point reads answer as of it)."))
 	if err != nil {
 		return err
 	}

@@ -43,8 +43,8 @@ func create(t testing.TB, store *eventstore.Store, id, customer string) uint64 {
 
 // A runner's applied position is what point reads answer as of; its
 // committed one, never ahead of it, is what lists answer as of and what
-// the feed publishes. Stopping the runner commits what it held, so the
-// file has every batch that was visible.
+// the feed publishes. Stopping an idle runner commits what it held, so
+// the file has every batch that was visible.
 func TestRunnerCommitsWhatPointReadsSaw(t *testing.T) {
 	_, store := fileStore(t)
 	ctx := t.Context()
