@@ -2,10 +2,14 @@
 // projections' read model.
 //
 // Read-your-writes: a request's consistency.min_position makes the query
-// wait, up to max_wait (default 2s, clamped to 10s), for the read model's
-// checkpoint to reach it. If it does not, the answer is UNAVAILABLE with a
-// message saying the read model is behind — never stale data presented as
-// fresh. Every response carries the position the read model had applied.
+// wait, up to max_wait (default 2s, clamped to 10s), for the projection to
+// reach it: a point read of an order (GetOrder, WatchOrder's start) for
+// the position it has applied, anything else for the one it has
+// committed. If it does not, or a point read finds the position lost again
+// (a failed commit abandons what was applied), the answer is UNAVAILABLE
+// with a message saying the read model is behind — never stale data
+// presented as fresh. Every response carries the position its answer is
+// current at: applied for a point read, committed for the rest.
 //
 // Watches (WatchOrder, WatchOrders) follow the projection's feed of
 // committed changes (WithFeed), never the SQLite file: a watcher subscribes
@@ -109,6 +113,13 @@ func (s *Service) await(ctx context.Context, c *ordersv1.Consistency, until func
 	return nil
 }
 
+// behind reports a point read answered as of pos, below the min_position
+// its wait ended on: the projection applied the position, then lost it
+// with a failed commit, and the read found the older state.
+func behind(pos uint64, c *ordersv1.Consistency) bool {
+	return pos < c.GetMinPosition()
+}
+
 func validID(field, id string) error {
 	// An id no command could have accepted is a caller's mistake, not an
 	// order that is merely absent.
@@ -125,6 +136,11 @@ func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (
 	}
 	// The stored message is the answer: nothing is folded or converted.
 	o, pos, err := s.p.ReadModel().GetOrderMessage(ctx, req.GetOrderId())
+	if err == nil || errors.Is(err, projections.ErrOrderNotFound) {
+		if behind(pos, req.GetConsistency()) {
+			return nil, errBehind
+		}
+	}
 	if errors.Is(err, projections.ErrOrderNotFound) {
 		return nil, status.Error(codes.NotFound, "order not found")
 	}

@@ -118,7 +118,7 @@ type runnerRef struct{ e *env }
 
 func (r runnerRef) ReadModel() *projections.ReadModel { return r.e.runner.ReadModel() }
 func (r runnerRef) WaitFor(ctx context.Context, p uint64) error {
-	return r.e.runner.WaitForCommitted(ctx, p)
+	return r.e.runner.WaitFor(ctx, p)
 }
 func (r runnerRef) WaitForCommitted(ctx context.Context, p uint64) error {
 	return r.e.runner.WaitForCommitted(ctx, p)
@@ -583,6 +583,10 @@ func TestPoisonEventIsDeadLettered(t *testing.T) {
 	}
 	if _, err := e.q.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: c.GetOrder().GetOrderId(), Consistency: consistency(c.GetPosition())}); err != nil {
 		t.Fatalf("projection did not continue past the poison event: %v", err)
+	}
+	// The dead letters are read from the file.
+	if err := e.runner.WaitForCommitted(ctx, c.GetPosition()); err != nil {
+		t.Fatal(err)
 	}
 	dl, err := e.runner.ReadModel().DeadLetters(ctx)
 	if err != nil {

@@ -29,7 +29,7 @@ type Consistency struct {
 	// Log position the read model must have applied before answering; 0 means
 	// whatever it has now. GetOrder and WatchOrder answer once the position is
 	// folded into the read model; ListOrders, GetCustomerSummary and
-	// WatchOrders once it is also committed to its database, a few
+	// WatchOrders once it is also committed to its database, usually a few
 	// milliseconds later.
 	MinPosition uint64 `protobuf:"varint,1,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
 	// How long to wait for min_position; default 2s, at most 10s.
@@ -299,7 +299,7 @@ type ListOrdersResponse struct {
 	Orders []*Order `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
 	// Token for the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	// Log position the read model had applied when answering.
+	// Log position the read model had committed when answering.
 	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -416,7 +416,7 @@ type GetCustomerSummaryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The summary.
 	Summary *CustomerSummary `protobuf:"bytes,1,opt,name=summary,proto3" json:"summary,omitempty"`
-	// Log position the read model had applied when answering.
+	// Log position the read model had committed when answering.
 	Position      uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

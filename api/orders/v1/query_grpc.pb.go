@@ -32,7 +32,10 @@ const (
 //
 // OrderQueryService answers questions from the read model, which projection
 // workers fold from the ORDERS log. Every response carries the read model's
-// position: the log position of the last event it has applied.
+// position: the log position of the last event its answer reflects (for
+// GetOrder and WatchOrder the last one folded, for the others the last one
+// committed to the read model's database, which may be a few milliseconds
+// behind).
 //
 // Read-your-writes: pass the position a command returned as min_position and
 // the query waits (max_wait, default 2s, at most 10s) until the read model
@@ -153,7 +156,10 @@ type OrderQueryService_WatchOrdersClient = grpc.ServerStreamingClient[WatchOrder
 //
 // OrderQueryService answers questions from the read model, which projection
 // workers fold from the ORDERS log. Every response carries the read model's
-// position: the log position of the last event it has applied.
+// position: the log position of the last event its answer reflects (for
+// GetOrder and WatchOrder the last one folded, for the others the last one
+// committed to the read model's database, which may be a few milliseconds
+// behind).
 //
 // Read-your-writes: pass the position a command returned as min_position and
 // the query waits (max_wait, default 2s, at most 10s) until the read model
