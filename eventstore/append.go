@@ -332,7 +332,9 @@ const maxVersionsKept = 1 << 16
 // server's check of the expected sequence then catches as a conflict.
 type versionCache struct {
 	mu sync.Mutex
-	m  map[string][2]uint64 // order id → {version, position}
+	// order id → {version, position, the highest position seen}: the
+	// last two differ when a lagging replica's read came after an append.
+	m map[string][3]uint64
 }
 
 func (c *versionCache) remember(orderID string, version, position uint64) {
@@ -342,9 +344,18 @@ func (c *versionCache) remember(orderID string, version, position uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= maxVersionsKept {
-		c.m = make(map[string][2]uint64)
+		c.m = make(map[string][3]uint64)
 	}
-	c.m[orderID] = [2]uint64{version, position}
+	c.m[orderID] = [3]uint64{version, position, max(position, c.m[orderID][2])}
+}
+
+// seen returns the highest position of the order's events this process
+// saw appended or read (0 when none is remembered). The stream denies
+// deletes and purges, so the order's last event is never below it.
+func (c *versionCache) seen(orderID string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[orderID][2]
 }
 
 func (c *versionCache) lookup(orderID string, version uint64) (uint64, bool) {

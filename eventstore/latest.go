@@ -58,6 +58,20 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 	if err != nil {
 		return nil, classify("confirm order "+orderID+" with the stream leader", err)
 	}
+	var leaderLast uint64
+	if found {
+		leaderLast = lastMsg.Sequence
+	}
+	if seen := s.versions.seen(orderID); leaderLast < seen && s.mutable == nil {
+		// A leader cut off from its peers keeps answering as leader
+		// until it notices it lost its quorum (nats-server: up to 10 s),
+		// and when the partition heals its answer can beat the new
+		// leader's. Its log lacks what the new leader acknowledged
+		// meanwhile: this process saw the order at a later position,
+		// and the stream (immutable) never removes an event.
+		return nil, fmt.Errorf("%w: confirm order %s: the stream leader that answered has it at %d, below %d acknowledged before (a former leader that has not stepped down yet)",
+			ErrUnavailable, orderID, leaderLast, seen)
+	}
 	if !found || lastMsg.Sequence <= afterPosition {
 		return []Recorded{}, nil
 	}

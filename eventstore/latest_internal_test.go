@@ -1,0 +1,58 @@
+package eventstore
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderstream/orderstream/internal/natsconn/natstest"
+)
+
+// A stream leader that answers with less of an order than this process saw
+// acknowledged is a former leader that has not stepped down yet: LoadLatest
+// answers ErrUnavailable, to be retried, rather than the older history,
+// from which a command would be rejected on a state the order has left.
+// (Such a leader needs a partition to exist; here the process is made to
+// remember a later position than the one leader has.)
+func TestLoadLatestRefusesALeaderBehindWhatWasAcknowledged(t *testing.T) {
+	srv := natstest.StartServer(t, func(o *server.Options) { o.JetStream = true })
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	s, err := New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Immutable(); err != nil {
+		t.Fatalf("the store's own stream: %v", err)
+	}
+	res, err := s.Append(ctx, "o-1", 0, []EventData{{Type: "OrderCreated", Data: []byte("created")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := s.LoadLatest(ctx, "o-1"); err != nil || len(recs) != 1 {
+		t.Fatalf("LoadLatest with the leader current = %d events, %v", len(recs), err)
+	}
+	// What a new leader acknowledged to this process while the one that
+	// answers below was cut off.
+	s.versions.remember("o-1", 2, res.Position+5)
+	s.versions.remember("o-2", 1, res.Position+6)
+	for _, id := range []string{"o-1", "o-2"} {
+		if recs, err := s.LoadLatest(ctx, id); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("LoadLatest(%s) from a leader behind = %d events, %v; want ErrUnavailable", id, len(recs), err)
+		}
+	}
+	if recs, err := s.LoadLatest(ctx, "o-3"); err != nil || len(recs) != 0 {
+		t.Errorf("LoadLatest of an order never seen = %d events, %v; want none", len(recs), err)
+	}
+}
