@@ -158,9 +158,8 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 		return 0, nil, false, err
 	}
 	m.applied = position
-	m.recent.staged(position, written)
-	m.held += len(written)
-	if hold && !erased && !m.scrubDue.Load() && m.held < heldRows {
+	held := m.recent.staged(position, written)
+	if hold && !erased && !m.scrubDue.Load() && held < heldRows {
 		return position, bt.dead, false, nil
 	}
 	if err := m.commitLocked(); err != nil {
@@ -208,7 +207,7 @@ func (m *ReadModel) commitLocked() error {
 		m.rollback()
 		return err
 	}
-	m.open, m.held, m.durable = nil, 0, m.applied
+	m.open, m.durable = nil, m.applied
 	m.recent.committed()
 	m.ck.committed()
 	return nil
@@ -221,7 +220,7 @@ func (m *ReadModel) rollback() {
 	if m.open != nil {
 		_ = m.open.Rollback()
 	}
-	m.open, m.held, m.appliedKnown = nil, 0, false
+	m.open, m.appliedKnown = nil, false
 	m.recent.rolledBack(m.durable)
 }
 

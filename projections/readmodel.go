@@ -137,10 +137,9 @@ type ReadModel struct {
 	applied      uint64
 	appliedKnown bool
 	durable      uint64
-	// open is the transaction held applies left open (see apply), holding
-	// held orders' rows; nil when none is.
+	// open is the transaction held applies left open (see apply), whose
+	// rows the recent orders hold; nil when none is.
 	open   *sql.Tx
-	held   int
 	closed atomic.Bool
 }
 

@@ -60,17 +60,19 @@ func (c *recent) get(id string) (storedRow, uint64, bool) {
 	return r, c.pos, ok
 }
 
-// staged records an apply at pos, not yet committed, that wrote rows.
-func (c *recent) staged(pos uint64, rows map[string]storedRow) {
+// staged records an apply at pos, not yet committed, that wrote rows,
+// and returns how many orders the open transaction holds now.
+func (c *recent) staged(pos uint64, rows map[string]storedRow) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pos = pos
 	if c.off {
-		return
+		return 0
 	}
 	for id, r := range rows {
 		c.held[id] = r
 	}
+	return len(c.held)
 }
 
 // committed records that the open transaction's rows reached the file:

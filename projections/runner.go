@@ -264,28 +264,22 @@ func (r *Runner) wait(ctx context.Context, position uint64, at *uint64) error {
 	}
 }
 
-// setCommitted moves the committed checkpoint to p.
-func (r *Runner) setCommitted(p uint64) {
-	r.mu.Lock()
-	r.committed = p
-	close(r.changed)
-	r.changed = make(chan struct{})
-	r.mu.Unlock()
-}
-
-// setPosition moves the applied position to p; after a failed commit it
+// move sets *at, the applied position (r.pos) or the committed one, to p
+// and wakes the waiters. The applied position never trails the committed
+// one: a commit moves both. After a failed commit the applied position
 // moves back, to what the file holds, so that no wait ends on a batch that
 // was lost.
-func (r *Runner) setPosition(p uint64) {
+func (r *Runner) move(at *uint64, p uint64) {
 	r.mu.Lock()
-	r.pos = p
+	defer r.mu.Unlock()
+	*at = p
+	r.pos = max(r.pos, r.committed)
 	close(r.changed)
 	r.changed = make(chan struct{})
 	if !r.isReady && r.pos >= r.head0 {
 		r.isReady = true
 		close(r.ready)
 	}
-	r.mu.Unlock()
 }
 
 // markReady records that the read model reached the log head (the
@@ -326,8 +320,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.head0 = head
 	r.mu.Unlock()
 	r.feed.start(pos)
-	r.setCommitted(pos)
-	r.setPosition(pos)
+	r.move(&r.committed, pos)
 	if err := r.registerMetrics(); err != nil {
 		return err
 	}
@@ -342,7 +335,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		// the timer stopped. After a failure nothing is held, nor after a
 		// stop that interrupted a batch: that rolled back everything held
 		// with it, which the log replays.
-		final := r.stopCommits()
+		r.stopCommits()
 		r.mu.Lock()
 		failed := r.failed
 		r.mu.Unlock()
@@ -350,7 +343,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			return failed
 		}
 		if ctx.Err() != nil {
-			return final
+			return nil
 		}
 		var fatal fatalError
 		if errors.As(err, &fatal) {
@@ -445,13 +438,7 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	defer r.applyMu.Unlock()
 	pos, dead, committed, err := r.ReadModel().apply(sctx, batch, &r.uncommitted, true)
 	if err != nil {
-		if committed {
-			// The commit went through; the WAL's scrub after it failed.
-			r.setPosition(pos)
-			r.published(pos)
-		} else {
-			r.lost()
-		}
+		r.settle(pos, committed)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -477,7 +464,7 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 			r.keys.Drop(c)
 		}
 	}
-	r.setPosition(pos)
+	r.move(&r.pos, pos)
 	if committed {
 		r.published(pos)
 	} else if !r.commitArmed {
@@ -506,7 +493,7 @@ func (r *Runner) commitHeld() {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	r.commitArmed = false
-	_ = r.commit(context.Background()) // it ends Run with the error
+	_ = r.commit(context.Background()) // a failure ends Run (r.failed)
 }
 
 // commit commits what the applies since the last commit left open (with
@@ -515,34 +502,32 @@ func (r *Runner) commitHeld() {
 // applying on from there would skip it.
 func (r *Runner) commit(ctx context.Context) error {
 	pos, committed, err := r.ReadModel().commit(ctx)
-	if committed {
-		r.published(pos)
+	if err == nil {
+		if committed {
+			r.published(pos)
+		}
+		return nil
 	}
-	if err != nil {
-		applied := r.Position()
-		if !committed {
-			r.lost()
-		}
-		err = fmt.Errorf("projections: commit at %d: %w", applied, err)
-		r.mu.Lock()
-		if r.failed == nil {
-			r.failed = err
-		}
-		stop := r.stopFollow
-		r.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
-		return err
+	applied := r.Position()
+	r.settle(pos, committed)
+	err = fmt.Errorf("projections: commit at %d: %w", applied, err)
+	r.mu.Lock()
+	if r.failed == nil {
+		r.failed = err
 	}
-	return nil
+	stop := r.stopFollow
+	r.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	return err
 }
 
 // published records a commit at pos (with r.applyMu held) and hands its
 // changes to the feed: after the checkpoint moved, so a watcher that
 // subscribes and then reads the read model never reads it behind the feed.
 func (r *Runner) published(pos uint64) {
-	r.setCommitted(pos)
+	r.move(&r.committed, pos)
 	r.feed.publish(pos, r.uncommitted)
 	// The feed keeps pointers into the slice.
 	r.uncommitted = nil
@@ -553,19 +538,30 @@ func (r *Runner) published(pos uint64) {
 // one, and the changes are never published.
 func (r *Runner) lost() {
 	r.uncommitted = nil
-	r.setPosition(r.Committed())
+	r.move(&r.pos, r.Committed())
+}
+
+// settle records (with r.applyMu held) how a failed apply or commit left
+// what was held: committed (only the WAL's scrub after the commit
+// failed), or rolled back.
+func (r *Runner) settle(pos uint64, committed bool) {
+	if committed {
+		r.published(pos)
+	} else {
+		r.lost()
+	}
 }
 
 // stopCommits stops the commit timer and commits what is held, when Run
-// ends.
-func (r *Runner) stopCommits() error {
+// ends; a failure ends Run as any failed commit does (r.failed).
+func (r *Runner) stopCommits() {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	if r.commitTimer != nil {
 		r.commitTimer.Stop()
 		r.commitArmed = false
 	}
-	return r.commit(context.Background())
+	_ = r.commit(context.Background())
 }
 
 func (r *Runner) registerMetrics() error {
