@@ -113,13 +113,6 @@ func (s *Service) await(ctx context.Context, c *ordersv1.Consistency, until func
 	return nil
 }
 
-// behind reports a point read answered as of pos, below the min_position
-// its wait ended on: the projection applied the position, then lost it
-// with a failed commit, and the read found the older state.
-func behind(pos uint64, c *ordersv1.Consistency) bool {
-	return pos < c.GetMinPosition()
-}
-
 func validID(field, id string) error {
 	// An id no command could have accepted is a caller's mistake, not an
 	// order that is merely absent.
@@ -134,20 +127,30 @@ func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (
 	if err := s.await(ctx, req.GetConsistency(), s.p.WaitFor); err != nil {
 		return nil, err
 	}
-	// The stored message is the answer: nothing is folded or converted.
-	o, pos, err := s.p.ReadModel().GetOrderMessage(ctx, req.GetOrderId())
-	if err == nil || errors.Is(err, projections.ErrOrderNotFound) {
-		if behind(pos, req.GetConsistency()) {
-			return nil, errBehind
-		}
-	}
-	if errors.Is(err, projections.ErrOrderNotFound) {
-		return nil, status.Error(codes.NotFound, "order not found")
-	}
+	o, pos, err := s.readOrder(ctx, req.GetOrderId(), req.GetConsistency())
 	if err != nil {
-		return nil, rpcerr.ToStatus(ctx, s.log, err)
+		return nil, err
 	}
 	return &ordersv1.GetOrderResponse{Order: o, Position: pos}, nil
+}
+
+// readOrder is a point read of one order after its wait (await with
+// WaitFor): the stored message, nothing folded or converted, and the
+// position it is current at. Its errors are the RPC's: NOT_FOUND, and
+// UNAVAILABLE when the read finds the read model below the min_position
+// the wait ended on (the projection applied it, then lost it with a failed
+// commit), so that the older state is never the answer.
+func (s *Service) readOrder(ctx context.Context, id string, c *ordersv1.Consistency) (*ordersv1.Order, uint64, error) {
+	o, pos, err := s.p.ReadModel().GetOrderMessage(ctx, id)
+	switch {
+	case (err == nil || errors.Is(err, projections.ErrOrderNotFound)) && pos < c.GetMinPosition():
+		return nil, 0, errBehind
+	case errors.Is(err, projections.ErrOrderNotFound):
+		return nil, 0, status.Error(codes.NotFound, "order not found")
+	case err != nil:
+		return nil, 0, rpcerr.ToStatus(ctx, s.log, err)
+	}
+	return o, pos, nil
 }
 
 // pageToken is the opaque keyset cursor; F binds it to the filters it was

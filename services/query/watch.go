@@ -172,17 +172,9 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		o := changeToProto(c)
 		return &ordersv1.WatchOrderResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
 	}}
-	o, pos, err := s.p.ReadModel().GetOrderMessage(ctx, id)
-	if err == nil || errors.Is(err, projections.ErrOrderNotFound) {
-		if behind(pos, req.GetConsistency()) {
-			return errBehind
-		}
-	}
-	if errors.Is(err, projections.ErrOrderNotFound) {
-		return status.Error(codes.NotFound, "order not found")
-	}
+	o, pos, err := s.readOrder(ctx, id, req.GetConsistency())
 	if err != nil {
-		return rpcerr.ToStatus(ctx, s.log, err)
+		return err
 	}
 	if !kept {
 		if s.history == nil {
