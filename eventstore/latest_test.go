@@ -1,14 +1,11 @@
-package eventstore
+package eventstore_test
 
 import (
 	"errors"
 	"testing"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/orderstream/orderstream/internal/natsconn/natstest"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
 )
 
 // A stream leader that answers with less of an order than this process saw
@@ -18,25 +15,16 @@ import (
 // (Such a leader needs a partition to exist; here the process is made to
 // remember a later position than the one leader has.)
 func TestLoadLatestRefusesALeaderBehindWhatWasAcknowledged(t *testing.T) {
-	srv := natstest.StartServer(t, func(o *server.Options) { o.JetStream = true })
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := estest.Connect(t, estest.StartServer(t))
 	ctx := t.Context()
-	s, err := New(ctx, js)
+	s, err := eventstore.New(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Immutable(); err != nil {
 		t.Fatalf("the store's own stream: %v", err)
 	}
-	res, err := s.Append(ctx, "o-1", 0, []EventData{{Type: "OrderCreated", Data: []byte("created")}})
+	res, err := s.Append(ctx, "o-1", 0, []eventstore.EventData{{Type: "OrderCreated", Data: []byte("created")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,10 +33,10 @@ func TestLoadLatestRefusesALeaderBehindWhatWasAcknowledged(t *testing.T) {
 	}
 	// What a new leader acknowledged to this process while the one that
 	// answers below was cut off.
-	s.versions.remember("o-1", 2, res.Position+5)
-	s.versions.remember("o-2", 1, res.Position+6)
+	eventstore.Remember(s, "o-1", 2, res.Position+5)
+	eventstore.Remember(s, "o-2", 1, res.Position+6)
 	for _, id := range []string{"o-1", "o-2"} {
-		if recs, err := s.LoadLatest(ctx, id); !errors.Is(err, ErrUnavailable) {
+		if recs, err := s.LoadLatest(ctx, id); !errors.Is(err, eventstore.ErrUnavailable) {
 			t.Errorf("LoadLatest(%s) from a leader behind = %d events, %v; want ErrUnavailable", id, len(recs), err)
 		}
 	}
