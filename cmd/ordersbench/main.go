@@ -176,7 +176,8 @@ func runFloor(args []string) {
 	bin := fs.String("ordersd", "", "ordersd executable to start (default: ordersd beside this executable, else on PATH)")
 	clients := fs.Int("clients", 32, "concurrent clients of every closed-loop phase")
 	phase := fs.Duration("phase", 5*time.Second, "duration of each measured phase")
-	events := fs.Int("events", 100000, "log size for the rebuild and the memory figures; the log is filled with CreateOrder up to it")
+	events := fs.Int("events", 100000, "log size for the rebuild and the memory figures; the log is filled with --fill-mix up to it")
+	fillMix := fs.String("fill-mix", "create=1", "operation weights of the load that fills the log; it must create orders (e.g. create=2,add=2,place=1 for orders of several events)")
 	fillTimeout := fs.Duration("fill-timeout", 5*time.Minute, "bound on filling the log to --events")
 	lagRate := fs.Float64("lag-rate", 1000, "appends per second at which the append → visible lag is measured")
 	profiles := fs.String("profile-dir", "", "save ordersd's CPU profiles of the CreateOrder and GetOrder phases and a heap profile after the fill here (uses DEBUG_ADDR)")
@@ -188,6 +189,10 @@ func runFloor(args []string) {
 	if err != nil {
 		fail(err)
 	}
+	fm, err := loadgen.ParseMix(*fillMix)
+	if err != nil {
+		fail(fmt.Errorf("--fill-mix: %w", err))
+	}
 	if *profiles != "" {
 		if err := os.MkdirAll(*profiles, 0o750); err != nil {
 			fail(err)
@@ -196,7 +201,7 @@ func runFloor(args []string) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := loadgen.Floor(ctx, loadgen.FloorConfig{Ordersd: path, Clients: *clients, Phase: *phase, Events: *events,
-		FillTimeout: *fillTimeout, LagRate: *lagRate, ProfileDir: *profiles, Env: env, Progress: os.Stderr})
+		FillTimeout: *fillTimeout, FillMix: fm, LagRate: *lagRate, ProfileDir: *profiles, Env: env, Progress: os.Stderr})
 	if err != nil {
 		fail(err)
 	}

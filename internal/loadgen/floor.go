@@ -34,9 +34,14 @@ type FloorConfig struct {
 	// Phase bounds each measured phase.
 	Phase time.Duration
 	// Events is the log size the rebuild is measured at; the log is
-	// filled with CreateOrder up to it, for at most FillTimeout.
+	// filled with FillMix up to it, for at most FillTimeout.
 	Events      int
 	FillTimeout time.Duration
+	// FillMix is the load that fills the log (nil: CreateOrder only, where
+	// every event is a new order: the rebuild's worst case, one row and
+	// its index entries per event). It must create orders for its adds
+	// and places to work on.
+	FillMix Mix
 	// LagRate is the append rate at which visibility lag is measured.
 	LagRate float64
 	// ProfileDir, when set, receives CPU profiles of ordersd taken during
@@ -66,6 +71,7 @@ type FloorReport struct {
 	Lag            OpStats `json:"append_to_visible"`
 	LagRate        float64 `json:"lag_rate"`
 	// The log, its raw read and the rebuild.
+	FillMix        string  `json:"fill_mix"`
 	Events         uint64  `json:"events"`
 	Orders         int64   `json:"orders"`
 	RawRead        float64 `json:"raw_read_events_per_s"`
@@ -100,6 +106,12 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorReport, error) {
 	if cfg.Clients <= 0 || cfg.Phase <= 0 || cfg.Events <= 0 || cfg.LagRate <= 0 {
 		return nil, errors.New("floor: clients, phase, events and lag rate must be positive")
 	}
+	if cfg.FillMix == nil {
+		cfg.FillMix = Mix{Create: 1}
+	}
+	if cfg.FillMix[Create] <= 0 {
+		return nil, errors.New("floor: the fill mix must create orders")
+	}
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
@@ -108,7 +120,7 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorReport, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	rep := &FloorReport{Clients: cfg.Clients, LagRate: cfg.LagRate}
+	rep := &FloorReport{Clients: cfg.Clients, LagRate: cfg.LagRate, FillMix: cfg.FillMix.String()}
 	if err := floorAllRoles(ctx, cfg, filepath.Join(tmp, "all"), rep); err != nil {
 		return nil, err
 	}
@@ -245,6 +257,10 @@ func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *Fl
 		return err
 	}
 	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
+	// The payments manager settles the orders a mix placed.
+	if err := settle(ctx, admin); err != nil {
+		return err
+	}
 	head, err := caughtUp(ctx, admin)
 	if err != nil {
 		return err
@@ -357,10 +373,10 @@ func fillLog(ctx context.Context, cfg FloorConfig, orders *rawbench.Log, g *GRPC
 			return nil
 		}
 		cfg.say("filling the log: %d of %d events", n, cfg.Events)
-		// Each CreateOrder appends one event: a short chunk overshoots
+		// A command appends about one event: a short chunk overshoots
 		// little.
 		chunk := time.Duration(float64(uint64(cfg.Events)-n)/5000*float64(time.Second)) + 100*time.Millisecond
-		if _, err := RunClosed(ctx, "fill", g, cfg.Clients, min(chunk, 10*time.Second, time.Until(deadline)+time.Millisecond), Mix{Create: 1}, 0); err != nil {
+		if _, err := RunClosed(ctx, "fill", g, cfg.Clients, min(chunk, 10*time.Second, time.Until(deadline)+time.Millisecond), cfg.FillMix, 0); err != nil {
 			return err
 		}
 	}
@@ -659,7 +675,7 @@ func (r *FloorReport) String() string {
 	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Get), r.Get.Overall.P99), fmt.Sprintf("%.2f", div(okRate(r.Get), r.GRPCFloor)))
 	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate), "")
 	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms)", r.Lag.P99, r.Lag.P50), "")
-	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events", r.Events), fmt.Sprintf("%.0f/s vs %.0f/s", r.Rebuild, r.RawRead), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)))
+	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events (filled with %s)", r.Events, r.FillMix), fmt.Sprintf("%.0f/s vs %.0f/s", r.Rebuild, r.RawRead), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)))
 	row("read model bytes per order", fmt.Sprintf("%.0f B (%.1f MiB for %d orders)", div(float64(r.ReadModelBytes), float64(r.Orders)), mib(r.ReadModelBytes), r.Orders), "")
 	row(fmt.Sprintf("ordersd RSS after %d events (embedded NATS)", r.Events), fmt.Sprintf("%.0f MiB (peak %.0f MiB; stream %.0f MiB)", mib(r.RSSBytes), mib(r.PeakRSSBytes), mib(int64(r.StreamBytes))), "")
 	row("start-up to ready: empty, then on the log with a current checkpoint", fmt.Sprintf("%.2f s, %.2f s", r.StartEmpty, r.StartWithLog), "")

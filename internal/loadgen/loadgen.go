@@ -74,6 +74,18 @@ func ParseMix(s string) (Mix, error) {
 	return m, nil
 }
 
+// String writes the mix as ParseMix reads it, ops in the order create,
+// add, place, get, list, those of weight 0 left out.
+func (m Mix) String() string {
+	var parts []string
+	for _, op := range []Op{Create, Add, Place, Get, List} {
+		if w := m[op]; w > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", op, w))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 // ops lists each op as often as its weight, in a fixed order, so a seeded
 // draw from it is repeatable.
 func (m Mix) ops() []Op {

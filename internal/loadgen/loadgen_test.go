@@ -18,6 +18,13 @@ func TestParseMix(t *testing.T) {
 	if err != nil || m[loadgen.Create] != 3 || m[loadgen.Get] != 1 {
 		t.Fatalf("%v %v", m, err)
 	}
+	// String writes what ParseMix reads, in a fixed order.
+	if s := (loadgen.Mix{loadgen.List: 5, loadgen.Create: 40, loadgen.Get: 0, loadgen.Place: 10}).String(); s != "create=40,place=10,list=5" {
+		t.Fatalf("String() = %q", s)
+	}
+	if back, err := loadgen.ParseMix(m.String()); err != nil || len(back) != len(m) || back[loadgen.Create] != 3 || back[loadgen.Get] != 1 {
+		t.Fatalf("ParseMix(%q) = %v, %v", m.String(), back, err)
+	}
 	for _, bad := range []string{"", "create", "fly=1", "create=-1", "create=0"} {
 		if _, err := loadgen.ParseMix(bad); err == nil {
 			t.Errorf("ParseMix(%q) accepted", bad)
