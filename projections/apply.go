@@ -126,7 +126,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 	bt := &batch{ctx: ctx, tx: tx, changes: changes, now: time.Now().UTC(),
 		// Statements prepared once on the write connection, bound to this
 		// transaction: nothing is parsed per event.
-		loadOrder: tx.StmtContext(ctx, m.writes.loadOrder), recent: m.recent,
+		loadOrder: tx.StmtContext(ctx, m.writes.loadOrder), recent: m.recent, carry: m.carry,
 		states: map[string]*Order{}, dirty: map[string]bool{}, stored: map[string]rowKeys{},
 		statusDelta: map[statusKey]int64{}, spendDelta: map[spendKey]int64{}}
 	position = cp
@@ -164,6 +164,9 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 	}
 	if err := m.commitLocked(); err != nil {
 		return 0, nil, false, err
+	}
+	if m.carry != nil {
+		m.carry.keep(bt)
 	}
 	if err := m.scrubIfDue(ctx, erased); err != nil {
 		return position, bt.dead, true, err
@@ -231,6 +234,7 @@ type batch struct {
 	tx        *sql.Tx
 	loadOrder *sql.Stmt
 	recent    *recent
+	carry     *carry // nil outside a bulk fill
 	changes   *[]Change
 	now       time.Time
 	states    map[string]*Order
@@ -240,6 +244,9 @@ type batch struct {
 	statusDelta map[statusKey]int64
 	spendDelta  map[spendKey]int64
 	dead        []DeadLetter
+	// lookups counts the orders load looked for beyond the batch: in the
+	// carry, the recent orders or the file.
+	lookups int
 }
 
 // firstOfOrder reports an item that the log says opens its order's
@@ -264,13 +271,23 @@ func asCreated(ev order.Event) (order.OrderCreated, bool) {
 	return order.OrderCreated{}, false
 }
 
-// load returns the order's state as of this batch, reading it from the
-// file the first time unless first says the order has no row yet: a
-// lookup that must miss costs a walk of the id index all the same, and
-// every order's history starts with one.
+// load returns the order's state as of this batch: the first time, from
+// a bulk fill's carry, else from the file unless first says the order has
+// no row yet (a lookup that must miss costs a walk of the id index all the
+// same, and every order's history starts with one).
 func (b *batch) load(id string, first bool) (*Order, error) {
 	if o, ok := b.states[id]; ok {
 		return o, nil
+	}
+	if !first {
+		b.lookups++
+	}
+	if b.carry != nil {
+		if c, ok := b.carry.take(id); ok {
+			b.stored[id] = c.keys
+			b.states[id] = c.o
+			return c.o, nil
+		}
 	}
 	o := &Order{}
 	if first {

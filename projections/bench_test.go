@@ -23,6 +23,7 @@ import (
 var (
 	benchEvents   = flag.Int("rebuild.events", 20000, "events in the log for BenchmarkRebuild")
 	benchPerOrder = flag.Int("rebuild.per-order", 5, "events per order in BenchmarkRebuild's log, 1 to 5: 1 makes every event create an order, as ordersbench floor's log does")
+	benchSpread   = flag.Int("rebuild.spread", 1, "orders whose events BenchmarkRebuild's log interleaves: with 1 an order's events are contiguous; with n, n orders advance together, so an order's events are n apart and span batches, as in a live log")
 )
 
 // seedLog publishes n realistic events (orders of 5: created, 2 items,
@@ -31,11 +32,14 @@ func seedLog(b *testing.B, js jetstream.JetStream, store *eventstore.Store, n in
 	b.Helper()
 	at := time.Now().UTC()
 	per := min(max(*benchPerOrder, 1), 5)
+	spread := max(*benchSpread, 1)
 	for i := 0; i < n; i++ {
-		o := i / per
+		// Groups of spread orders: event k of each, then event k+1.
+		group, in := i/(spread*per), i%(spread*per)
+		o, k := group*spread+in%spread, in/spread
 		id := fmt.Sprintf("%08x-%07d", uint32(o)*2654435761, o) // scattered, as derived ids are
 		var e order.Event
-		switch i % per {
+		switch k {
 		case 0:
 			e = order.OrderCreated{OrderID: id, CustomerID: fmt.Sprintf("c-%d", o%97), Currency: "EUR",
 				Shipping: &order.Address{Line1: "1 Way", City: "Paris", Country: "FR"}}
@@ -57,7 +61,7 @@ func seedLog(b *testing.B, js jetstream.JetStream, store *eventstore.Store, n in
 		m.Header.Set(eventstore.HeaderEventType, typ)
 		m.Header.Set(eventstore.HeaderRequestID, fmt.Sprint("r-", i))
 		m.Header.Set(eventstore.HeaderActor, "bench")
-		m.Header.Set(eventstore.HeaderVersion, strconv.Itoa(i%per+1))
+		m.Header.Set(eventstore.HeaderVersion, strconv.Itoa(k+1))
 		m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			b.Fatal(err)

@@ -141,6 +141,9 @@ type ReadModel struct {
 	// rows the recent orders hold; nil when none is.
 	open   *sql.Tx
 	closed atomic.Bool
+	// carry: the orders the last batches of a bulk fill wrote (nil
+	// outside one).
+	carry *carry
 }
 
 // writeStmts are Apply's statements, prepared on the write connection.
@@ -333,9 +336,15 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 		}
 	}
 	// Nobody reads a model being filled, and its batches would only churn
-	// the cache.
+	// the cache; the carry keeps what the next batches fold on from.
 	m.recent.pause()
+	m.applyMu.Lock()
+	m.carry = newCarry()
+	m.applyMu.Unlock()
 	return func(ctx context.Context) error {
+		m.applyMu.Lock()
+		m.carry = nil
+		m.applyMu.Unlock()
 		tx, err := m.w.BeginTx(ctx, nil)
 		if err != nil {
 			return err

@@ -1,0 +1,102 @@
+package projections
+
+import (
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+)
+
+// interleaved is a log of orders whose events are far apart, so that most
+// of them land in a batch after their order's previous event; one customer
+// is forgotten between two of its orders' events.
+func interleaved() []Item {
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	var items []Item
+	versions := map[string]uint64{}
+	add := func(id string, ev order.Event) {
+		versions[id]++
+		items = append(items, Item{
+			Rec: eventstore.Recorded{OrderID: id, Position: uint64(len(items) + 1), Version: versions[id], Type: ev.EventType(),
+				Time: at, Meta: eventstore.Metadata{OccurredAt: at.Add(time.Duration(len(items)) * time.Second)}},
+			Event: ev,
+		})
+	}
+	const orders = 30
+	id := func(i int) string { return fmt.Sprintf("o-%02d", i) }
+	for i := range orders {
+		add(id(i), order.OrderCreated{OrderID: id(i), CustomerID: fmt.Sprintf("c-%d", i%3), Currency: "EUR",
+			Shipping: &order.Address{Name: "Ada", Line1: "1 Way", City: "Paris", Country: "FR"}})
+	}
+	for round := range 2 {
+		for i := range orders {
+			add(id(i), order.ItemAdded{SKU: fmt.Sprintf("S-%d", round), Quantity: 1, UnitPrice: int64(100 + i)})
+		}
+	}
+	add(order.CustomersSubjectID, order.CustomerForgotten{CustomerID: "c-1"})
+	for i := range orders {
+		if i%2 == 0 {
+			add(id(i), order.OrderPlaced{Subtotal: int64(300 + 2*i), Total: int64(300 + 2*i)})
+		} else {
+			add(id(i), order.ItemAdded{SKU: "S-late", Quantity: 2, UnitPrice: 50})
+		}
+	}
+	return items
+}
+
+// A rebuild's bulk fill folds an order on from what the last batches
+// wrote (the carry) rather than from its row read back; the read model it
+// leaves must equal the one the same log leaves applied batch by batch,
+// erasure included: the forgotten customer's orders stay erased after
+// their later events, in both.
+func TestBulkFillFoldsOnFromTheCarry(t *testing.T) {
+	ctx := t.Context()
+	items := interleaved()
+	const batch = 7 // an order's events are 30 apart: never in one batch
+	fill := func(m *ReadModel) {
+		for i := 0; i < len(items); i += batch {
+			if _, _, err := m.Apply(ctx, items[i:min(i+batch, len(items))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := t.TempDir()
+	applied := openModel(t, filepath.Join(dir, "applied.db"))
+	fill(applied)
+	bulk := openModel(t, filepath.Join(dir, "bulk.db"))
+	end, err := bulk.bulk(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(bulk)
+	if bulk.carry == nil || len(bulk.carry.cur)+len(bulk.carry.prev) == 0 {
+		t.Fatal("the bulk fill carried no order between its batches")
+	}
+	if err := end(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		id := fmt.Sprintf("o-%02d", i)
+		want, _, err := applied.GetOrder(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := bulk.GetOrder(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("order %s after the bulk fill:\n%+v\nwant (applied batch by batch)\n%+v", id, got, want)
+		}
+		if erased := got.State.PersonalDataErased(); erased != (i%3 == 1) {
+			t.Fatalf("order %s (customer c-%d): personal data erased %v", id, i%3, erased)
+		}
+		if len(got.State.Lines) != 2+i%2 {
+			t.Fatalf("order %s has %d lines, want %d", id, len(got.State.Lines), 2+i%2)
+		}
+	}
+}
