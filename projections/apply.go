@@ -116,17 +116,26 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 			m.rollback()
 		}
 	}()
+	if err := ctx.Err(); err != nil {
+		return 0, nil, false, err
+	}
+	// The statements run without ctx's cancellation: the driver watches a
+	// cancellable context with a goroutine of its own for each statement,
+	// and the statements here take microseconds each. ctx is checked after
+	// the writes instead, so a batch whose ctx ended is still never
+	// committed.
+	sctx := context.WithoutCancel(ctx)
 	if !m.appliedKnown {
-		if err := tx.StmtContext(ctx, m.writes.position).QueryRowContext(ctx).Scan(&m.applied); err != nil {
+		if err := tx.StmtContext(sctx, m.writes.position).QueryRowContext(sctx).Scan(&m.applied); err != nil {
 			return 0, nil, false, err
 		}
 		m.durable, m.appliedKnown = m.applied, true
 	}
 	cp := m.applied
-	bt := &batch{ctx: ctx, tx: tx, changes: changes, now: time.Now().UTC(),
+	bt := &batch{ctx: sctx, tx: tx, changes: changes, now: time.Now().UTC(),
 		// Statements prepared once on the write connection, bound to this
 		// transaction: nothing is parsed per event.
-		loadOrder: tx.StmtContext(ctx, m.writes.loadOrder), recent: m.recent, carry: m.carry,
+		loadOrder: tx.StmtContext(sctx, m.writes.loadOrder), recent: m.recent, carry: m.carry,
 		states: map[string]*Order{}, dirty: map[string]bool{}, stored: map[string]rowKeys{},
 		statusDelta: map[statusKey]int64{}, spendDelta: map[spendKey]int64{}}
 	position = cp
@@ -152,8 +161,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 		return 0, nil, false, err
 	}
 	// A batch whose context ended while it was applied is not committed,
-	// held or not (the log replays it), as a statement it interrupted
-	// would have failed.
+	// held or not (the log replays it).
 	if err := ctx.Err(); err != nil {
 		return 0, nil, false, err
 	}
