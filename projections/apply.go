@@ -105,7 +105,6 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 	if tx == nil {
 		// Not ctx: the transaction may outlive this batch, and
 		// database/sql rolls a transaction back when its context ends.
-		// Each statement below runs under ctx.
 		if tx, err = m.w.BeginTx(context.Background(), nil); err != nil {
 			return 0, nil, false, err
 		}
