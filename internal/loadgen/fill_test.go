@@ -39,7 +39,7 @@ func TestFillLogWithAMix(t *testing.T) {
 				t.Fatal(err)
 			}
 			admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-			if err := settle(t.Context(), admin); err != nil {
+			if _, err := settle(t.Context(), admin); err != nil {
 				t.Fatal(err)
 			}
 			n, _, err := orders.Size(t.Context())

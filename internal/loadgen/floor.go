@@ -188,7 +188,7 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-	if err := settle(ctx, admin); err != nil {
+	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
 	cfg.say("GetOrder, %d clients, %s", cfg.Clients, cfg.Phase)
@@ -199,7 +199,7 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	mix, _ := ParseMix("create=40,add=30,place=10,get=15,list=5")
-	if err := settle(ctx, admin); err != nil {
+	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
 	cfg.say("mixed load at its peak, %d clients, %s", cfg.Clients, cfg.Phase)
@@ -208,14 +208,14 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	rep.MixedPeak = okRate(peak)
-	if err := settle(ctx, admin); err != nil {
+	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
 	cfg.say("mixed load at half its peak (%.0f/s), %s", rep.MixedPeak/2, cfg.Phase)
 	if rep.MixedHalf, err = Run(ctx, "mixed-half-peak", g, Config{Rate: rep.MixedPeak / 2, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: mix}); err != nil {
 		return err
 	}
-	if err := settle(ctx, admin); err != nil {
+	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
 	cfg.say("append → visible at %.0f appends/s, %s", cfg.LagRate, cfg.Phase)
@@ -257,11 +257,9 @@ func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *Fl
 		return err
 	}
 	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-	// The payments manager settles the orders a mix placed.
-	if err := settle(ctx, admin); err != nil {
-		return err
-	}
-	head, err := caughtUp(ctx, admin)
+	// Once the payments manager has settled the orders a mix placed, and
+	// the projection has applied the whole log.
+	head, err := settle(ctx, admin)
 	if err != nil {
 		return err
 	}
@@ -382,52 +380,30 @@ func fillLog(ctx context.Context, cfg FloorConfig, orders *rawbench.Log, g *GRPC
 	}
 }
 
-// caughtUp waits until the projection applied the whole log and returns
-// the log's head.
-func caughtUp(ctx context.Context, admin ordersv1.OrderAdminServiceClient) (uint64, error) {
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		st, err := admin.GetProjectionStatus(ctx, &ordersv1.GetProjectionStatusRequest{})
-		if err != nil {
-			return 0, err
-		}
-		if st.GetPosition() >= st.GetHead() {
-			return st.GetHead(), nil
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("projection at %d of %d after 5 minutes", st.GetPosition(), st.GetHead())
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // settle waits until the work a phase left behind is done: the log has
 // stopped growing (the payments manager has settled the orders placed)
 // and the projection has applied all of it. A latency phase measured on
-// top of the previous phase's backlog would measure that backlog.
-func settle(ctx context.Context, admin ordersv1.OrderAdminServiceClient) error {
+// top of the previous phase's backlog would measure that backlog. It
+// returns the log's head it settled at.
+func settle(ctx context.Context, admin ordersv1.OrderAdminServiceClient) (uint64, error) {
 	const quiet = 250 * time.Millisecond
 	deadline := time.Now().Add(5 * time.Minute)
 	var last uint64
 	for {
 		st, err := admin.GetProjectionStatus(ctx, &ordersv1.GetProjectionStatusRequest{})
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if st.GetHead() == last && st.GetPosition() >= st.GetHead() {
-			return nil
+			return last, nil
 		}
 		last = st.GetHead()
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ordersd still busy after 5 minutes: projection at %d, log at %d", st.GetPosition(), st.GetHead())
+			return 0, fmt.Errorf("ordersd still busy after 5 minutes: projection at %d, log at %d", st.GetPosition(), st.GetHead())
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-time.After(quiet):
 		}
 	}

@@ -21,7 +21,7 @@ func TestSettleWaitsForTheProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-	if err := settle(t.Context(), admin); err != nil {
+	if _, err := settle(t.Context(), admin); err != nil {
 		t.Fatal(err)
 	}
 	st, err := admin.GetProjectionStatus(t.Context(), &ordersv1.GetProjectionStatusRequest{})
