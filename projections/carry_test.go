@@ -11,9 +11,13 @@ import (
 	"github.com/orderstream/orderstream/order"
 )
 
-// interleaved is a log of orders whose events are far apart, so that most
-// of them land in a batch after their order's previous event; one customer
-// is forgotten between two of its orders' events.
+// interleavedOrders is how many orders interleaved advances together.
+const interleavedOrders = 30
+
+// interleaved is a log of interleavedOrders orders whose events are that
+// far apart, so that most of them land in a batch after their order's
+// previous event; one customer is forgotten between two of its orders'
+// events.
 func interleaved() []Item {
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	var items []Item
@@ -26,19 +30,18 @@ func interleaved() []Item {
 			Event: ev,
 		})
 	}
-	const orders = 30
 	id := func(i int) string { return fmt.Sprintf("o-%02d", i) }
-	for i := range orders {
+	for i := range interleavedOrders {
 		add(id(i), order.OrderCreated{OrderID: id(i), CustomerID: fmt.Sprintf("c-%d", i%3), Currency: "EUR",
 			Shipping: &order.Address{Name: "Ada", Line1: "1 Way", City: "Paris", Country: "FR"}})
 	}
 	for round := range 2 {
-		for i := range orders {
+		for i := range interleavedOrders {
 			add(id(i), order.ItemAdded{SKU: fmt.Sprintf("S-%d", round), Quantity: 1, UnitPrice: int64(100 + i)})
 		}
 	}
 	add(order.CustomersSubjectID, order.CustomerForgotten{CustomerID: "c-1"})
-	for i := range orders {
+	for i := range interleavedOrders {
 		if i%2 == 0 {
 			add(id(i), order.OrderPlaced{Subtotal: int64(300 + 2*i), Total: int64(300 + 2*i)})
 		} else {
@@ -56,7 +59,7 @@ func interleaved() []Item {
 func TestBulkFillFoldsOnFromTheCarry(t *testing.T) {
 	ctx := t.Context()
 	items := interleaved()
-	const batch = 7 // an order's events are 30 apart: never in one batch
+	const batch = 7 // below interleavedOrders: an order's events never share a batch
 	fill := func(m *ReadModel) {
 		for i := 0; i < len(items); i += batch {
 			if _, _, err := m.Apply(ctx, items[i:min(i+batch, len(items))]); err != nil {
@@ -79,7 +82,7 @@ func TestBulkFillFoldsOnFromTheCarry(t *testing.T) {
 	if err := end(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 30 {
+	for i := range interleavedOrders {
 		id := fmt.Sprintf("o-%02d", i)
 		want, _, err := applied.GetOrder(ctx, id)
 		if err != nil {
