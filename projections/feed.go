@@ -36,9 +36,9 @@ type Change struct {
 // of the read model never shows a change the feed has not yet published
 // (see Subscribe). A point read may: it answers as of the applied
 // position, up to a commit ahead of the feed, and a watcher starting from
-// one skips the feed's changes at or below the position it read. It keeps the last
-// changes (a bounded history) so a watcher resuming from a recent position
-// misses nothing.
+// one skips the feed's changes at or below the position it read. It keeps
+// the last changes (a bounded history) so a watcher resuming from a recent
+// position misses nothing.
 type Feed struct {
 	mu sync.Mutex
 	// pos is the position the feed has published up to: every change at

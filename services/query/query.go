@@ -87,7 +87,7 @@ func New(p Projection, log *slog.Logger, opts ...Option) (*Service, error) {
 // errBehind is the answer when min_position is not reached in time.
 var errBehind = status.Error(codes.Unavailable, "read model is behind the requested position; retry later")
 
-// await waits for the requested position with wait, the projection's
+// await waits for the requested position with until, the projection's
 // WaitFor or WaitForCommitted as the read needs.
 func (s *Service) await(ctx context.Context, c *ordersv1.Consistency, until func(context.Context, uint64) error) error {
 	if c.GetMinPosition() == 0 {
