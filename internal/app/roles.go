@@ -166,6 +166,13 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 	}, nil
 }
 
+// simulatorKeys is how many charge and refund keys the payment simulator
+// remembers (about 20 MiB at most). Without a bound its records grew by
+// about 280 bytes with every order placed, for as long as ordersd ran. A
+// job retried after 65,536 later charges (a parked one, retried by an
+// operator) is charged again, as by a provider whose keys expired.
+const simulatorKeys = 1 << 16
+
 // registerPayments starts the payment manager and the deadlines, which
 // call the command service (by default this process's own listener) as
 // any client does.
@@ -173,6 +180,7 @@ func (n *node) registerPayments(ctx context.Context) (role, error) {
 	cfg := n.cfg
 	sim := payments.NewSimulator(payments.SimulatorConfig{
 		Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
+		MaxKeys: simulatorKeys,
 	})
 	pmConn, err := n.dial(cfg.CommandAddr, n.paymentsToken)
 	if err != nil {

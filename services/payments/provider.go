@@ -90,12 +90,21 @@ type SimulatorConfig struct {
 	// DeclineCustomer declines every charge of this customer id, a test
 	// card of sorts; default "cust-decline".
 	DeclineCustomer string
+	// MaxKeys bounds what the simulator remembers: the charge keys and
+	// the refund keys it has seen, each with its outcome and counts, and
+	// its movements, at most MaxKeys of each, the oldest forgotten first.
+	// A key forgotten is new again, as with a real provider whose
+	// idempotency keys expire. 0 remembers everything, for tests that
+	// audit every movement; a long-running process needs a bound, or the
+	// records grow with every order placed.
+	MaxKeys int
 }
 
 // Simulator is a Provider for local runs and tests: no money moves.
 // It is idempotent by key like a real provider, and records every
 // simulated money movement and every key each order was charged under, so
-// tests can prove each order was charged exactly once.
+// tests can prove each order was charged exactly once; MaxKeys bounds
+// those records in a long-running process.
 type Simulator struct {
 	cfg SimulatorConfig
 
@@ -108,9 +117,17 @@ type Simulator struct {
 	voided     map[string]int // released charges per charge key
 	movements  []Movement
 	chargeKeys map[string]map[string]bool // order → keys of its charge calls
-	attempts   int
-	lost       int
-	down       bool
+	// seen and seenRefunds are the charge keys (with their orders) and
+	// the refund keys in the order first seen, for forgetting the oldest
+	// beyond MaxKeys.
+	seen        fifo[keyOfOrder]
+	seenRefunds fifo[string]
+	// refs and refundRefs number the references handed out, which
+	// stay unique when keys are forgotten.
+	refs, refundRefs int
+	attempts         int
+	lost             int
+	down             bool
 }
 
 type chargeOutcome struct {
@@ -141,6 +158,63 @@ func NewSimulator(cfg SimulatorConfig) *Simulator {
 	return &Simulator{cfg: cfg, rng: rand.New(rand.NewPCG(seed, 7)),
 		charges: map[string]chargeOutcome{}, refunds: map[string]string{}, charged: map[string]int{}, refunded: map[string]int{}, voided: map[string]int{},
 		chargeKeys: map[string]map[string]bool{}}
+}
+
+// keyOfOrder is a charge call's idempotency key and the order it charges.
+type keyOfOrder struct{ key, order string }
+
+// fifo is a queue.
+type fifo[T any] struct {
+	items []T
+	head  int
+}
+
+func (q *fifo[T]) push(v T) { q.items = append(q.items, v) }
+
+func (q *fifo[T]) len() int { return len(q.items) - q.head }
+
+// pop removes and returns the oldest item; the queue must not be empty.
+func (q *fifo[T]) pop() T {
+	var zero T
+	v := q.items[q.head]
+	q.items[q.head] = zero
+	q.head++
+	if q.head > len(q.items)/2 {
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
+	return v
+}
+
+// remember records a charge call's key for its order and forgets the
+// oldest charge keys beyond MaxKeys; caller holds mu.
+func (s *Simulator) remember(orderID, key string) {
+	if s.chargeKeys[orderID][key] {
+		return
+	}
+	if s.chargeKeys[orderID] == nil {
+		s.chargeKeys[orderID] = map[string]bool{}
+	}
+	s.chargeKeys[orderID][key] = true
+	s.seen.push(keyOfOrder{key, orderID})
+	for s.cfg.MaxKeys > 0 && s.seen.len() > s.cfg.MaxKeys {
+		old := s.seen.pop()
+		delete(s.chargeKeys[old.order], old.key)
+		if len(s.chargeKeys[old.order]) == 0 {
+			delete(s.chargeKeys, old.order)
+		}
+		delete(s.charges, old.key)
+		delete(s.charged, old.key)
+		delete(s.voided, old.key)
+	}
+}
+
+// moved records a movement, keeping the last MaxKeys; caller holds mu.
+func (s *Simulator) moved(m Movement) {
+	s.movements = append(s.movements, m)
+	if n := s.cfg.MaxKeys; n > 0 && len(s.movements) >= 2*n {
+		s.movements = append(s.movements[:0], s.movements[len(s.movements)-n:]...)
+	}
 }
 
 // SetDown makes every call fail transiently (true) or behave again (false),
@@ -193,10 +267,7 @@ func (s *Simulator) Charge(ctx context.Context, req ChargeRequest) (ChargeResult
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.chargeKeys[req.OrderID] == nil {
-		s.chargeKeys[req.OrderID] = map[string]bool{}
-	}
-	s.chargeKeys[req.OrderID][req.IdempotencyKey] = true
+	s.remember(req.OrderID, req.IdempotencyKey)
 	if s.failNow() {
 		return ChargeResult{}, errUnavailable
 	}
@@ -211,9 +282,10 @@ func (s *Simulator) Charge(ctx context.Context, req ChargeRequest) (ChargeResult
 		case s.cfg.DeclineOver > 0 && req.Amount > s.cfg.DeclineOver:
 			o.reason = "amount over limit"
 		default:
-			o.ref = fmt.Sprintf("sim-ch-%d", len(s.charges)+1)
+			s.refs++
+			o.ref = fmt.Sprintf("sim-ch-%d", s.refs)
 			s.charged[req.IdempotencyKey]++
-			s.movements = append(s.movements, Movement{Kind: "charge", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
+			s.moved(Movement{Kind: "charge", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
 		}
 		s.charges[req.IdempotencyKey] = o
 	}
@@ -238,10 +310,17 @@ func (s *Simulator) Refund(ctx context.Context, req RefundRequest) (RefundResult
 	}
 	ref, ok := s.refunds[req.IdempotencyKey]
 	if !ok {
-		ref = fmt.Sprintf("sim-rf-%d", len(s.refunds)+1)
+		s.refundRefs++
+		ref = fmt.Sprintf("sim-rf-%d", s.refundRefs)
 		s.refunds[req.IdempotencyKey] = ref
 		s.refunded[req.IdempotencyKey]++
-		s.movements = append(s.movements, Movement{Kind: "refund", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
+		s.moved(Movement{Kind: "refund", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
+		s.seenRefunds.push(req.IdempotencyKey)
+		for s.cfg.MaxKeys > 0 && s.seenRefunds.len() > s.cfg.MaxKeys {
+			old := s.seenRefunds.pop()
+			delete(s.refunds, old)
+			delete(s.refunded, old)
+		}
 	}
 	if s.loseAnswer() {
 		return RefundResult{}, errLostAnswer
@@ -265,7 +344,7 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	}
 	if s.voided[req.ChargeKey] == 0 {
 		s.voided[req.ChargeKey]++
-		s.movements = append(s.movements, Movement{Kind: "void", Key: req.IdempotencyKey, OrderID: o.order, Amount: o.amount})
+		s.moved(Movement{Kind: "void", Key: req.IdempotencyKey, OrderID: o.order, Amount: o.amount})
 	}
 	if s.loseAnswer() {
 		return VoidResult{}, errLostAnswer
@@ -295,7 +374,8 @@ func (s *Simulator) Charged() map[string]int {
 	return out
 }
 
-// Movements returns every money movement so far, in order.
+// Movements returns the money movements so far, in order: every one, or
+// the last MaxKeys or more when MaxKeys is set.
 func (s *Simulator) Movements() []Movement {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -303,7 +383,8 @@ func (s *Simulator) Movements() []Movement {
 }
 
 // ChargeKeys returns, per order, the idempotency keys its charge calls
-// carried, failed calls included.
+// carried, failed calls included (those the simulator still remembers;
+// see MaxKeys).
 func (s *Simulator) ChargeKeys() map[string][]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
