@@ -70,3 +70,23 @@ func TestBatchReadsConnectionClosed(t *testing.T) {
 		t.Fatalf("ReadBatches on a closed connection: %v, want ErrUnavailable", err)
 	}
 }
+
+// A batch may ask for more entries than a read keeps asked for ahead of
+// it (2,000 messages): the read still delivers the whole log, in order,
+// and a follow catches up with it.
+func TestBatchesLargerThanTheReadAhead(t *testing.T) {
+	const n = 2500
+	e := newEnv(t)
+	estest.AppendRoundRobin(t, e.store, n, 50)
+	got, err := estest.ReadAll(t, e.store.ReadBatches(t.Context(), 1, eventstore.BatchSize(eventstore.MaxBatchSize)), eventstore.MaxBatchSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(estest.EntryPositions(got), estest.Span(1, n)) {
+		t.Fatalf("read %d entries, want positions 1..%d in order", len(got), n)
+	}
+	f := estest.Follow(t, e.store, 1, eventstore.BatchSize(eventstore.MaxBatchSize))
+	if got := f.Until(t, n); !slices.Equal(estest.EntryPositions(got), estest.Span(1, n)) {
+		t.Fatalf("followed %d entries, want positions 1..%d in order", len(got), n)
+	}
+}
