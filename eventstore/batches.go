@@ -111,7 +111,8 @@ func StartTime(t time.Time) ReadOption {
 // BatchSize bounds the entries of one batch, 1 to MaxBatchSize (default
 // DefaultBatchSize). The reader asks the server for twice as many messages
 // at a time (at most 2,000), so that a batch is ready while the one before
-// is processed.
+// is processed. ReadBatches yields what has arrived, so with n above 1,000
+// its batches are often smaller than n.
 func BatchSize(n int) ReadOption {
 	return func(o *readOptions) error {
 		if n < 1 || n > MaxBatchSize {
@@ -321,9 +322,9 @@ func (s *Store) consume(ctx context.Context, from uint64, o *readOptions, follow
 // batch it is gathering, in the client's buffer and again in its own
 // channel. Twice a rebuild's batches of 5,000, in both, held up to 20,000
 // messages in memory with their headers parsed; with 2,000 the peak RSS of
-// ordersd's first rebuild of a 62,132-event log fell from 244–276 to
-// 192–210 MB and its page faults by about 30%, at the same rate
-// (BENCHMARKS.md).
+// ordersd's first rebuild of a 62,132-event log fell from 244–279 to
+// 192–226 MB and its page faults by a quarter to a third, its rate within
+// the noise (BENCHMARKS.md).
 const maxReadAhead = 2000
 
 // readAhead is how many messages a read of batches of n asks the server

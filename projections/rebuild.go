@@ -190,21 +190,40 @@ func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item)
 }
 
 // decodeRange reads the log from from to to and sends its batches, decoded,
-// on out.
+// on out. A read yields what has arrived, which its read-ahead bounds
+// (2,000 messages), so the batches sent gather read batches up to
+// rebuildBatch events or more: each is one commit of the replay.
 func (r *Runner) decodeRange(ctx context.Context, from, to uint64, out chan<- []Item) error {
+	var items []Item
+	send := func() error {
+		select {
+		case out <- items:
+			items = nil
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for b, err := range r.events.ReadBatches(ctx, from, eventstore.UpTo(to), eventstore.BatchSize(rebuildBatch)) {
 		if err != nil {
 			return err
 		}
-		items := r.itemsOf(ctx, make([]Item, 0, len(b.Entries)), b.Entries)
-		if err := keyTrouble(items); err != nil {
+		if items == nil {
+			items = make([]Item, 0, rebuildBatch)
+		}
+		n := len(items)
+		items = r.itemsOf(ctx, items, b.Entries)
+		if err := keyTrouble(items[n:]); err != nil {
 			return err
 		}
-		select {
-		case out <- items:
-		case <-ctx.Done():
-			return ctx.Err()
+		if len(items) >= rebuildBatch {
+			if err := send(); err != nil {
+				return err
+			}
 		}
+	}
+	if len(items) > 0 {
+		return send()
 	}
 	return nil
 }
