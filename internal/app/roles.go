@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/bucket"
@@ -166,12 +167,18 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 	}, nil
 }
 
-// simulatorKeys is how many charge and refund keys the payment simulator
-// remembers (about 20 MiB at most). Without a bound its records grew by
-// about 280 bytes with every order placed, for as long as ordersd ran. A
-// job retried after 65,536 later charges (a parked one, retried by an
-// operator) is charged again, as by a provider whose keys expired.
-const simulatorKeys = 1 << 16
+// simulatorKeyTTL is how long the payment simulator remembers a charge or
+// refund key: four times the outage limit, and at least an hour. A job
+// retries its charge under the same key while an outage lasts, for up to
+// the outage limit, and then again when its message comes back; a key
+// forgotten sooner would be charged twice. Without it the simulator's
+// records grew by about 700 bytes with every order placed, for as long as
+// ordersd ran; now they hold about 320 bytes a key for the keys of the
+// last KeyTTL. A parked job retried by an operator after that is charged
+// again, as by a provider whose keys expired.
+func simulatorKeyTTL(outageLimit time.Duration) time.Duration {
+	return max(time.Hour, 4*outageLimit)
+}
 
 // registerPayments starts the payment manager and the deadlines, which
 // call the command service (by default this process's own listener) as
@@ -180,7 +187,7 @@ func (n *node) registerPayments(ctx context.Context) (role, error) {
 	cfg := n.cfg
 	sim := payments.NewSimulator(payments.SimulatorConfig{
 		Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
-		MaxKeys: simulatorKeys,
+		KeyTTL: simulatorKeyTTL(cfg.PaymentOutageLimit),
 	})
 	pmConn, err := n.dial(cfg.CommandAddr, n.paymentsToken)
 	if err != nil {

@@ -90,21 +90,26 @@ type SimulatorConfig struct {
 	// DeclineCustomer declines every charge of this customer id, a test
 	// card of sorts; default "cust-decline".
 	DeclineCustomer string
-	// MaxKeys bounds what the simulator remembers: the charge keys and
-	// the refund keys it has seen, each with its outcome and counts, and
-	// its movements, at most MaxKeys of each, the oldest forgotten first.
-	// A key forgotten is new again, as with a real provider whose
-	// idempotency keys expire. 0 remembers everything, for tests that
-	// audit every movement; a long-running process needs a bound, or the
-	// records grow with every order placed.
-	MaxKeys int
+	// KeyTTL is how long the simulator remembers a charge or refund key
+	// after the call that first carried it. A repeat within it gets the
+	// first outcome and moves nothing; a key older than that is new to it
+	// again, as with a real provider whose idempotency keys expire, and a
+	// void of a charge whose key it forgot finds nothing to release. With
+	// KeyTTL set the simulator keeps only what its idempotency needs, so
+	// its memory follows the call rate times KeyTTL instead of every call
+	// ever made, and the audit records (Charged, Refunded, Movements,
+	// ChargeKeys) stay empty. 0 remembers every key and keeps the audit
+	// records, for tests that prove each order was charged once.
+	KeyTTL time.Duration
+	// Clock is the simulator's clock for KeyTTL; nil is time.Now.
+	Clock func() time.Time
 }
 
 // Simulator is a Provider for local runs and tests: no money moves.
 // It is idempotent by key like a real provider, and records every
 // simulated money movement and every key each order was charged under, so
-// tests can prove each order was charged exactly once; MaxKeys bounds
-// those records in a long-running process.
+// tests can prove each order was charged exactly once; a long-running
+// process sets KeyTTL instead.
 type Simulator struct {
 	cfg SimulatorConfig
 
@@ -117,13 +122,11 @@ type Simulator struct {
 	voided     map[string]int // released charges per charge key
 	movements  []Movement
 	chargeKeys map[string]map[string]bool // order → keys of its charge calls
-	// seen and seenRefunds are the charge keys (with their orders) and
-	// the refund keys in the order first seen, for forgetting the oldest
-	// beyond MaxKeys.
-	seen        fifo[keyOfOrder]
-	seenRefunds fifo[string]
-	// refs and refundRefs number the references handed out, which
-	// stay unique when keys are forgotten.
+	// seen and seenRefunds are the charge and refund keys remembered, in
+	// the order first seen, for forgetting them after KeyTTL.
+	seen, seenRefunds fifo
+	// refs and refundRefs number the references handed out, which stay
+	// unique when keys are forgotten.
 	refs, refundRefs int
 	attempts         int
 	lost             int
@@ -160,61 +163,59 @@ func NewSimulator(cfg SimulatorConfig) *Simulator {
 		chargeKeys: map[string]map[string]bool{}}
 }
 
-// keyOfOrder is a charge call's idempotency key and the order it charges.
-type keyOfOrder struct{ key, order string }
-
-// fifo is a queue.
-type fifo[T any] struct {
-	items []T
-	head  int
+// seenKey is a key and when the simulator first saw it.
+type seenKey struct {
+	key string
+	at  time.Time
 }
 
-func (q *fifo[T]) push(v T) { q.items = append(q.items, v) }
+// fifo is a queue of keys, oldest first.
+type fifo struct {
+	keys []seenKey
+	head int
+}
 
-func (q *fifo[T]) len() int { return len(q.items) - q.head }
+func (q *fifo) push(k seenKey) { q.keys = append(q.keys, k) }
 
-// pop removes and returns the oldest item; the queue must not be empty.
-func (q *fifo[T]) pop() T {
-	var zero T
-	v := q.items[q.head]
-	q.items[q.head] = zero
+// expired removes and returns the oldest key when it was first seen at or
+// before cut.
+func (q *fifo) expired(cut time.Time) (string, bool) {
+	if q.head == len(q.keys) || q.keys[q.head].at.After(cut) {
+		return "", false
+	}
+	k := q.keys[q.head].key
+	q.keys[q.head] = seenKey{}
 	q.head++
-	if q.head > len(q.items)/2 {
-		q.items = append(q.items[:0], q.items[q.head:]...)
+	if q.head > len(q.keys)/2 {
+		q.keys = append(q.keys[:0], q.keys[q.head:]...)
 		q.head = 0
 	}
-	return v
+	return k, true
 }
 
-// remember records a charge call's key for its order and forgets the
-// oldest charge keys beyond MaxKeys; caller holds mu.
-func (s *Simulator) remember(orderID, key string) {
-	if s.chargeKeys[orderID][key] {
-		return
-	}
-	if s.chargeKeys[orderID] == nil {
-		s.chargeKeys[orderID] = map[string]bool{}
-	}
-	s.chargeKeys[orderID][key] = true
-	s.seen.push(keyOfOrder{key, orderID})
-	for s.cfg.MaxKeys > 0 && s.seen.len() > s.cfg.MaxKeys {
-		old := s.seen.pop()
-		delete(s.chargeKeys[old.order], old.key)
-		if len(s.chargeKeys[old.order]) == 0 {
-			delete(s.chargeKeys, old.order)
-		}
-		delete(s.charges, old.key)
-		delete(s.charged, old.key)
-		delete(s.voided, old.key)
-	}
-}
+// audit reports whether the simulator keeps its audit records (KeyTTL
+// unset).
+func (s *Simulator) audit() bool { return s.cfg.KeyTTL <= 0 }
 
-// moved records a movement, keeping the last MaxKeys; caller holds mu.
-func (s *Simulator) moved(m Movement) {
-	s.movements = append(s.movements, m)
-	if n := s.cfg.MaxKeys; n > 0 && len(s.movements) >= 2*n {
-		s.movements = append(s.movements[:0], s.movements[len(s.movements)-n:]...)
+// forgetExpired forgets the keys first seen KeyTTL ago or earlier and
+// returns the time now; caller holds mu.
+func (s *Simulator) forgetExpired() time.Time {
+	now := time.Now()
+	if s.cfg.Clock != nil {
+		now = s.cfg.Clock()
 	}
+	if s.audit() {
+		return now
+	}
+	cut := now.Add(-s.cfg.KeyTTL)
+	for k, ok := s.seen.expired(cut); ok; k, ok = s.seen.expired(cut) {
+		delete(s.charges, k)
+		delete(s.voided, k)
+	}
+	for k, ok := s.seenRefunds.expired(cut); ok; k, ok = s.seenRefunds.expired(cut) {
+		delete(s.refunds, k)
+	}
+	return now
 }
 
 // SetDown makes every call fail transiently (true) or behave again (false),
@@ -267,7 +268,13 @@ func (s *Simulator) Charge(ctx context.Context, req ChargeRequest) (ChargeResult
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.remember(req.OrderID, req.IdempotencyKey)
+	now := s.forgetExpired()
+	if s.audit() {
+		if s.chargeKeys[req.OrderID] == nil {
+			s.chargeKeys[req.OrderID] = map[string]bool{}
+		}
+		s.chargeKeys[req.OrderID][req.IdempotencyKey] = true
+	}
 	if s.failNow() {
 		return ChargeResult{}, errUnavailable
 	}
@@ -284,10 +291,15 @@ func (s *Simulator) Charge(ctx context.Context, req ChargeRequest) (ChargeResult
 		default:
 			s.refs++
 			o.ref = fmt.Sprintf("sim-ch-%d", s.refs)
-			s.charged[req.IdempotencyKey]++
-			s.moved(Movement{Kind: "charge", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
+			if s.audit() {
+				s.charged[req.IdempotencyKey]++
+				s.movements = append(s.movements, Movement{Kind: "charge", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
+			}
 		}
 		s.charges[req.IdempotencyKey] = o
+		if !s.audit() {
+			s.seen.push(seenKey{req.IdempotencyKey, now})
+		}
 	}
 	if s.loseAnswer() {
 		return ChargeResult{}, errLostAnswer
@@ -305,6 +317,7 @@ func (s *Simulator) Refund(ctx context.Context, req RefundRequest) (RefundResult
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.forgetExpired()
 	if s.failNow() {
 		return RefundResult{}, errUnavailable
 	}
@@ -313,13 +326,11 @@ func (s *Simulator) Refund(ctx context.Context, req RefundRequest) (RefundResult
 		s.refundRefs++
 		ref = fmt.Sprintf("sim-rf-%d", s.refundRefs)
 		s.refunds[req.IdempotencyKey] = ref
-		s.refunded[req.IdempotencyKey]++
-		s.moved(Movement{Kind: "refund", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
-		s.seenRefunds.push(req.IdempotencyKey)
-		for s.cfg.MaxKeys > 0 && s.seenRefunds.len() > s.cfg.MaxKeys {
-			old := s.seenRefunds.pop()
-			delete(s.refunds, old)
-			delete(s.refunded, old)
+		if s.audit() {
+			s.refunded[req.IdempotencyKey]++
+			s.movements = append(s.movements, Movement{Kind: "refund", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
+		} else {
+			s.seenRefunds.push(seenKey{req.IdempotencyKey, now})
 		}
 	}
 	if s.loseAnswer() {
@@ -335,6 +346,7 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forgetExpired()
 	if s.failNow() {
 		return VoidResult{}, errUnavailable
 	}
@@ -344,7 +356,9 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	}
 	if s.voided[req.ChargeKey] == 0 {
 		s.voided[req.ChargeKey]++
-		s.moved(Movement{Kind: "void", Key: req.IdempotencyKey, OrderID: o.order, Amount: o.amount})
+		if s.audit() {
+			s.movements = append(s.movements, Movement{Kind: "void", Key: req.IdempotencyKey, OrderID: o.order, Amount: o.amount})
+		}
 	}
 	if s.loseAnswer() {
 		return VoidResult{}, errLostAnswer
@@ -352,7 +366,8 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	return VoidResult{Released: true, VoidRef: "sim-vd-" + o.ref}, nil
 }
 
-// Voided returns how many charges were released per charge key.
+// Voided returns how many charges were released per charge key (those
+// remembered; see KeyTTL).
 func (s *Simulator) Voided() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -363,7 +378,8 @@ func (s *Simulator) Voided() map[string]int {
 	return out
 }
 
-// Charged returns how many times money was actually taken per key.
+// Charged returns how many times money was actually taken per key (empty
+// with KeyTTL set).
 func (s *Simulator) Charged() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -374,8 +390,8 @@ func (s *Simulator) Charged() map[string]int {
 	return out
 }
 
-// Movements returns the money movements so far, in order: every one, or
-// the last MaxKeys or more when MaxKeys is set.
+// Movements returns every money movement so far, in order (none with
+// KeyTTL set).
 func (s *Simulator) Movements() []Movement {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -383,8 +399,7 @@ func (s *Simulator) Movements() []Movement {
 }
 
 // ChargeKeys returns, per order, the idempotency keys its charge calls
-// carried, failed calls included (those the simulator still remembers;
-// see MaxKeys).
+// carried, failed calls included (none with KeyTTL set).
 func (s *Simulator) ChargeKeys() map[string][]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -405,7 +420,8 @@ func (s *Simulator) LostAnswers() int {
 	return s.lost
 }
 
-// Refunded returns how many refunds were actually made per key.
+// Refunded returns how many refunds were actually made per key (empty with
+// KeyTTL set).
 func (s *Simulator) Refunded() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,64 +2,77 @@ package payments_test
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 	"testing"
+	"time"
 
 	"github.com/orderstream/orderstream/services/payments"
 )
 
-// TestSimulatorForgetsTheOldestKeys checks MaxKeys: the simulator keeps
-// the outcomes of its last MaxKeys charge keys and refund keys, and its
-// last movements, so a repeated recent key moves no money again while a
-// forgotten one is new, as with a provider whose keys expire.
-func TestSimulatorForgetsTheOldestKeys(t *testing.T) {
-	const keep = 3
-	sim := payments.NewSimulator(payments.SimulatorConfig{MaxKeys: keep})
+// TestSimulatorForgetsKeysAfterTheirTTL checks KeyTTL: a key repeated
+// within it gets its first outcome and moves nothing; one older than it is
+// new again, as with a provider whose keys expire, and a void of a charge
+// whose key was forgotten releases nothing. What the simulator remembers
+// stays bounded by what the last KeyTTL saw.
+func TestSimulatorForgetsKeysAfterTheirTTL(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sim := payments.NewSimulator(payments.SimulatorConfig{KeyTTL: time.Hour, Clock: func() time.Time { return now }})
 	ctx := t.Context()
-	charge := func(i int) string {
+	charge := func(key string) string {
 		t.Helper()
-		res, err := sim.Charge(ctx, payments.ChargeRequest{IdempotencyKey: fmt.Sprint("ch-", i), OrderID: fmt.Sprint("o-", i), CustomerID: "c", Amount: 100, Currency: "EUR"})
+		res, err := sim.Charge(ctx, payments.ChargeRequest{IdempotencyKey: key, OrderID: "o-" + key, CustomerID: "c", Amount: 100, Currency: "EUR"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res.PaymentRef
 	}
-	var refs []string
-	for i := range 5 {
-		refs = append(refs, charge(i))
-	}
-	if got, want := slices.Sorted(maps.Keys(sim.Charged())), []string{"ch-2", "ch-3", "ch-4"}; !slices.Equal(got, want) {
-		t.Fatalf("charge keys kept %v, want %v", got, want)
-	}
-	if got := sim.ChargeKeys(); len(got) != keep || got["o-0"] != nil || got["o-4"] == nil {
-		t.Fatalf("charge keys per order %v, want those of o-2..o-4", got)
-	}
-	// A key still remembered answers its first outcome and moves nothing.
-	if ref := charge(4); ref != refs[4] || sim.Charged()["ch-4"] != 1 {
-		t.Fatalf("repeated recent key: ref %q (first %q), charged %d times", ref, refs[4], sim.Charged()["ch-4"])
-	}
-	// A forgotten key is a new charge, with a reference of its own.
-	if ref := charge(0); slices.Contains(refs, ref) || sim.Charged()["ch-0"] != 1 {
-		t.Fatalf("forgotten key: ref %q among %v, charged %d times", ref, refs, sim.Charged()["ch-0"])
-	}
-	for i := range 5 {
-		if _, err := sim.Refund(ctx, payments.RefundRequest{IdempotencyKey: fmt.Sprint("rf-", i), OrderID: fmt.Sprint("o-", i), PaymentRef: refs[i], Amount: 100, Currency: "EUR"}); err != nil {
+	refund := func(key string) string {
+		t.Helper()
+		res, err := sim.Refund(ctx, payments.RefundRequest{IdempotencyKey: key, OrderID: "o-" + key, PaymentRef: "p", Amount: 100, Currency: "EUR"})
+		if err != nil {
 			t.Fatal(err)
 		}
+		return res.RefundRef
 	}
-	if got, want := slices.Sorted(maps.Keys(sim.Refunded())), []string{"rf-2", "rf-3", "rf-4"}; !slices.Equal(got, want) {
-		t.Fatalf("refund keys kept %v, want %v", got, want)
+	old, oldRefund, voided := charge("old"), refund("old"), charge("voided")
+	now = now.Add(30 * time.Minute)
+	recent, recentRefund := charge("recent"), refund("recent")
+	if ref := charge("old"); ref != old {
+		t.Fatalf("repeat within the TTL: ref %q, want the first one %q", ref, old)
 	}
-	// 6 charges and 5 refunds moved money; at most 2×MaxKeys are kept,
-	// the last ones.
-	mv := sim.Movements()
-	if len(mv) < keep || len(mv) >= 2*keep || mv[len(mv)-1].Key != "rf-4" {
-		t.Fatalf("movements %v: want the last %d to %d, ending with rf-4", mv, keep, 2*keep-1)
+	if ref := refund("old"); ref != oldRefund {
+		t.Fatalf("refund repeated within the TTL: ref %q, want %q", ref, oldRefund)
+	}
+	now = now.Add(31 * time.Minute) // "old" and "voided" are 61 minutes old, "recent" 31
+	if res, err := sim.Void(ctx, payments.VoidRequest{IdempotencyKey: "void", ChargeKey: "voided", OrderID: "o-voided"}); err != nil || res.Released {
+		t.Fatalf("void of a forgotten charge: %+v, %v; want nothing released", res, err)
+	}
+	if ref := charge("recent"); ref != recent {
+		t.Fatalf("repeat within the TTL: ref %q, want %q", ref, recent)
+	}
+	if ref := refund("recent"); ref != recentRefund {
+		t.Fatalf("refund repeated within the TTL: ref %q, want %q", ref, recentRefund)
+	}
+	if ref := charge("old"); ref == old || ref == recent || ref == voided {
+		t.Fatalf("forgotten key charged again with ref %q, want a new one (earlier %q, %q, %q)", ref, old, recent, voided)
+	}
+	if ref := refund("old"); ref == oldRefund || ref == recentRefund {
+		t.Fatalf("forgotten refund key made ref %q, want a new one", ref)
+	}
+	// A steady stream of keys: the simulator remembers the last hour's.
+	for i := range 1000 {
+		now = now.Add(10 * time.Second)
+		charge(fmt.Sprint("k", i))
+		refund(fmt.Sprint("k", i))
+	}
+	if c, r := sim.Remembered(); c != 360 || r != 360 {
+		t.Fatalf("remembers %d charge and %d refund keys, want the last hour's 360 each", c, r)
+	}
+	if len(sim.Movements()) != 0 || len(sim.Charged()) != 0 || len(sim.ChargeKeys()) != 0 || len(sim.Refunded()) != 0 {
+		t.Fatal("audit records kept with KeyTTL set")
 	}
 }
 
-// TestSimulatorRemembersEverythingByDefault: without MaxKeys every key and
+// TestSimulatorRemembersEverythingByDefault: without KeyTTL every key and
 // movement stays, which the tests that audit each movement rely on.
 func TestSimulatorRemembersEverythingByDefault(t *testing.T) {
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
@@ -68,7 +81,7 @@ func TestSimulatorRemembersEverythingByDefault(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, m := len(sim.Charged()), len(sim.Movements()); n != 100 || m != 100 {
-		t.Fatalf("%d keys and %d movements kept, want 100 each", n, m)
+	if c, _ := sim.Remembered(); c != 100 || len(sim.Charged()) != 100 || len(sim.Movements()) != 100 || len(sim.ChargeKeys()) != 100 {
+		t.Fatalf("%d keys, %d charged, %d movements, %d orders kept, want 100 each", c, len(sim.Charged()), len(sim.Movements()), len(sim.ChargeKeys()))
 	}
 }
