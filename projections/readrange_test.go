@@ -5,14 +5,18 @@ import (
 	"iter"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/orderstream/orderstream/eventstore"
 )
 
 // smallBatches is a Log whose reads yield the log in batches of size, as a
-// read whose read-ahead is smaller than the batch asked for does.
+// read whose read-ahead is smaller than the batch asked for does. Once it
+// has handed over signalAt batches it closes signal.
 type smallBatches struct {
-	n, size int
+	n, size  int
+	signalAt int
+	signal   chan struct{}
 }
 
 func (smallBatches) SubjectPrefix() string                  { return "orders" }
@@ -24,6 +28,7 @@ func (l smallBatches) FollowBatches(ctx context.Context, from uint64, opts ...ev
 func (l smallBatches) ReadBatches(_ context.Context, from uint64, _ ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error] {
 	return func(yield func(eventstore.Batch, error) bool) {
 		var b []eventstore.Entry
+		handed := 0
 		for p := from; p <= uint64(l.n); p++ {
 			b = append(b, eventstore.Entry{Recorded: eventstore.Recorded{Position: p, OrderID: "o", Type: "Unknown"}})
 			if len(b) == l.size || p == uint64(l.n) {
@@ -31,32 +36,53 @@ func (l smallBatches) ReadBatches(_ context.Context, from uint64, _ ...eventstor
 					return
 				}
 				b = nil
+				if handed++; handed == l.signalAt {
+					close(l.signal)
+				}
 			}
 		}
 	}
 }
 
-// A replay commits once per batch it applies, so readRange gathers the
-// small batches a read yields into batches of rebuildBatch events or more
-// (the last excepted), every event once and in order.
-func TestReadRangeGathersCommitSizedBatches(t *testing.T) {
-	const n = 2*rebuildBatch + 300
-	r := &Runner{events: smallBatches{n: n, size: 700}}
+// A replay commits once per batch it applies, so while the receiver is
+// busy decodeRange gathers what the read yields (batches of 700 here) into
+// one batch, up to rebuildBatch events, and a ready receiver gets what has
+// arrived at once. Every event is delivered once, in order.
+func TestDecodeRangeGathersWhileTheReceiverIsBusy(t *testing.T) {
+	const n, size = 3 * rebuildBatch, 700
+	full := (rebuildBatch + size - 1) / size // read batches that fill a gathered one
+	log := smallBatches{n: n, size: size, signalAt: full, signal: make(chan struct{})}
+	r := &Runner{events: log}
+	out := make(chan []Item)
+	done := make(chan error, 1)
+	go func() {
+		defer close(out)
+		done <- r.decodeRange(t.Context(), 1, n, out)
+	}()
+	// Nobody receives until the read has handed over a full batch's
+	// worth, so all of it must come as one batch.
+	select {
+	case <-log.signal:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the read stalled: nothing was gathered while nobody received")
+	}
 	var sizes []int
 	var positions []uint64
-	err := r.readRange(t.Context(), 1, n, func(batch []Item) error {
+	for batch := range out {
 		sizes = append(sizes, len(batch))
 		for _, it := range batch {
 			positions = append(positions, it.Rec.Position)
 		}
-		return nil
-	})
-	if err != nil {
+	}
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	for i, s := range sizes[:len(sizes)-1] {
-		if s < rebuildBatch {
-			t.Fatalf("batch %d of %v holds %d events, want at least %d", i, sizes, s, rebuildBatch)
+	if sizes[0] != full*size {
+		t.Fatalf("batches %v: want the first to hold the %d events gathered before anyone received", sizes, full*size)
+	}
+	for i, s := range sizes {
+		if s > rebuildBatch+size-1 {
+			t.Fatalf("batch %d of %v holds %d events, more than gathering allows", i, sizes, s)
 		}
 	}
 	want := make([]uint64, n)

@@ -162,13 +162,15 @@ const rebuildBatch = 5000
 // dead-letter Item, as the live runner does.
 //
 // Reading and decoding (the client's parsing, opening sealed data) run on
-// their own goroutine, one batch ahead of fn: a replay is otherwise one
-// goroutine that waits for the network while SQLite idles and the other
-// way round, and with a second core the two overlap.
+// their own goroutines, ahead of fn: a replay is otherwise one goroutine
+// that waits for the network while SQLite idles and the other way round,
+// and with a second core the two overlap.
 func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan []Item, 1)
+	// Unbuffered: a batch is handed over when fn is ready for it, and
+	// until then decodeRange gathers what arrives into it.
+	batches := make(chan []Item)
 	read := make(chan error, 1)
 	go func() {
 		defer close(batches)
@@ -189,41 +191,71 @@ func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item)
 	return err
 }
 
-// decodeRange reads the log from from to to and sends its batches, decoded,
-// on out. A read yields what has arrived, which its read-ahead bounds
-// (2,000 messages), so the batches sent gather read batches up to
-// rebuildBatch events or more: each is one commit of the replay.
+// decodeRange reads the log from from to to, decodes it, and sends it on
+// out in batches. A read yields what has arrived, and its read-ahead
+// bounds that (2,000 messages), while each batch a replay applies is one
+// commit: so what arrives while the receiver is busy is gathered into one
+// batch, up to rebuildBatch events or a little more, and handed over as
+// soon as the receiver is ready, whatever its size.
 func (r *Runner) decodeRange(ctx context.Context, from, to uint64, out chan<- []Item) error {
-	var items []Item
-	send := func() error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	decoded := make(chan []Item)
+	read := make(chan error, 1)
+	go func() {
+		defer close(decoded)
+		read <- r.decodeBatches(ctx, from, to, decoded)
+	}()
+	var gathered []Item
+	in := decoded
+	for in != nil || len(gathered) > 0 {
+		var send chan<- []Item
+		if len(gathered) > 0 {
+			send = out
+		}
+		recv := in
+		if len(gathered) >= rebuildBatch {
+			recv = nil // full: hand it over first
+		}
 		select {
-		case out <- items:
-			items = nil
-			return nil
+		case items, ok := <-recv:
+			if !ok {
+				if err := <-read; err != nil {
+					return err
+				}
+				in = nil
+				continue
+			}
+			if gathered == nil {
+				gathered = items
+			} else {
+				gathered = append(gathered, items...)
+			}
+		case send <- gathered:
+			gathered = nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+	return nil // the read ended without error (in closed)
+}
+
+// decodeBatches reads the log from from to to and sends the read's
+// batches, decoded, on out.
+func (r *Runner) decodeBatches(ctx context.Context, from, to uint64, out chan<- []Item) error {
 	for b, err := range r.events.ReadBatches(ctx, from, eventstore.UpTo(to), eventstore.BatchSize(rebuildBatch)) {
 		if err != nil {
 			return err
 		}
-		if items == nil {
-			items = make([]Item, 0, rebuildBatch)
-		}
-		n := len(items)
-		items = r.itemsOf(ctx, items, b.Entries)
-		if err := keyTrouble(items[n:]); err != nil {
+		items := r.itemsOf(ctx, make([]Item, 0, len(b.Entries)), b.Entries)
+		if err := keyTrouble(items); err != nil {
 			return err
 		}
-		if len(items) >= rebuildBatch {
-			if err := send(); err != nil {
-				return err
-			}
+		select {
+		case out <- items:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-	}
-	if len(items) > 0 {
-		return send()
 	}
 	return nil
 }
