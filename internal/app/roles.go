@@ -168,14 +168,14 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 }
 
 // simulatorKeyTTL is how long the payment simulator remembers a charge or
-// refund key: four times the outage limit, and at least an hour. A job
-// retries its charge under the same key while an outage lasts, for up to
-// the outage limit, and then again when its message comes back; a key
-// forgotten sooner would be charged twice. Without it the simulator's
-// records grew by about 700 bytes with every order placed, for as long as
-// ordersd ran; now they hold about 320 bytes a key for the keys of the
-// last KeyTTL. A parked job retried by an operator after that is charged
-// again, as by a provider whose keys expired.
+// refund key after its last use: four times the outage limit, and at least
+// an hour. A job retrying through an outage uses its key again at every
+// attempt, so it keeps it however long the outage lasts. Without a TTL
+// the simulator's records grew by about 700 bytes with every order
+// placed, for as long as ordersd ran; with it they hold about 360 bytes a
+// key for the keys used within the TTL. A parked job retried by an
+// operator after that is charged again, and its void finds nothing to
+// release, as with a provider whose keys expired.
 func simulatorKeyTTL(outageLimit time.Duration) time.Duration {
 	return max(time.Hour, 4*outageLimit)
 }

@@ -91,17 +91,20 @@ type SimulatorConfig struct {
 	// card of sorts; default "cust-decline".
 	DeclineCustomer string
 	// KeyTTL is how long the simulator remembers a charge or refund key
-	// after the call that first carried it. A repeat within it gets the
-	// first outcome and moves nothing; a key older than that is new to it
-	// again, as with a real provider whose idempotency keys expire, and a
-	// void of a charge whose key it forgot finds nothing to release. With
+	// after the last call that carried it (or voided the charge). A repeat
+	// within it gets the first outcome and moves nothing, so a job retrying
+	// one key through an outage of any length is never charged twice; a
+	// key unused for longer is new to it again, as with a real provider
+	// whose idempotency keys expire, and a void of a charge whose key it
+	// forgot finds nothing to release. With
 	// KeyTTL set the simulator keeps only what its idempotency needs, so
 	// its memory follows the call rate times KeyTTL instead of every call
 	// ever made, and the audit records (Charged, Refunded, Movements,
 	// ChargeKeys) stay empty. 0 remembers every key and keeps the audit
 	// records, for tests that prove each order was charged once.
 	KeyTTL time.Duration
-	// Clock is the simulator's clock for KeyTTL; nil is time.Now.
+	// Clock is the simulator's clock for KeyTTL, non-decreasing; nil is
+	// time.Now.
 	Clock func() time.Time
 }
 
@@ -116,14 +119,14 @@ type Simulator struct {
 	mu         sync.Mutex
 	rng        *rand.Rand
 	charges    map[string]chargeOutcome
-	refunds    map[string]string
+	refunds    map[string]refundOutcome
 	charged    map[string]int // money taken per charge key
 	refunded   map[string]int
 	voided     map[string]int // released charges per charge key
 	movements  []Movement
 	chargeKeys map[string]map[string]bool // order → keys of its charge calls
-	// seen and seenRefunds are the charge and refund keys remembered, in
-	// the order first seen, for forgetting them after KeyTTL.
+	// seen and seenRefunds queue the charge and refund keys at each use,
+	// oldest first, for forgetting them KeyTTL after their last.
 	seen, seenRefunds fifo
 	// refs and refundRefs number the references handed out, which stay
 	// unique when keys are forgotten.
@@ -133,7 +136,15 @@ type Simulator struct {
 	down             bool
 }
 
+// refundOutcome is a refund key's reference and, with KeyTTL, its last
+// use.
+type refundOutcome struct {
+	ref  string
+	last time.Time
+}
+
 type chargeOutcome struct {
+	last   time.Time // the last call with the key, with KeyTTL
 	ref    string
 	reason string // non-empty when declined
 	order  string
@@ -159,11 +170,11 @@ func NewSimulator(cfg SimulatorConfig) *Simulator {
 		seed = uint64(time.Now().UnixNano())
 	}
 	return &Simulator{cfg: cfg, rng: rand.New(rand.NewPCG(seed, 7)),
-		charges: map[string]chargeOutcome{}, refunds: map[string]string{}, charged: map[string]int{}, refunded: map[string]int{}, voided: map[string]int{},
+		charges: map[string]chargeOutcome{}, refunds: map[string]refundOutcome{}, charged: map[string]int{}, refunded: map[string]int{}, voided: map[string]int{},
 		chargeKeys: map[string]map[string]bool{}}
 }
 
-// seenKey is a key and when the simulator first saw it.
+// seenKey is a key and a time the simulator saw it.
 type seenKey struct {
 	key string
 	at  time.Time
@@ -177,8 +188,8 @@ type fifo struct {
 
 func (q *fifo) push(k seenKey) { q.keys = append(q.keys, k) }
 
-// expired removes and returns the oldest key when it was first seen at or
-// before cut.
+// expired removes and returns the oldest key when it was seen at or before
+// cut.
 func (q *fifo) expired(cut time.Time) (string, bool) {
 	if q.head == len(q.keys) || q.keys[q.head].at.After(cut) {
 		return "", false
@@ -187,18 +198,31 @@ func (q *fifo) expired(cut time.Time) (string, bool) {
 	q.keys[q.head] = seenKey{}
 	q.head++
 	if q.head > len(q.keys)/2 {
-		q.keys = append(q.keys[:0], q.keys[q.head:]...)
-		q.head = 0
+		n := copy(q.keys, q.keys[q.head:])
+		clear(q.keys[n:])
+		q.keys, q.head = q.keys[:n], 0
 	}
 	return k, true
+}
+
+// usedCharge returns o as last used now, the charge key queued for
+// expiry, when KeyTTL is set; caller holds mu.
+func (s *Simulator) usedCharge(key string, o chargeOutcome, now time.Time) chargeOutcome {
+	if !s.audit() {
+		o.last = now
+		s.seen.push(seenKey{key, now})
+	}
+	return o
 }
 
 // audit reports whether the simulator keeps its audit records (KeyTTL
 // unset).
 func (s *Simulator) audit() bool { return s.cfg.KeyTTL <= 0 }
 
-// forgetExpired forgets the keys first seen KeyTTL ago or earlier and
-// returns the time now; caller holds mu.
+// forgetExpired forgets the keys last used KeyTTL ago or earlier and
+// returns the time now; caller holds mu. Each use of a key queues it once
+// more, so a key popped here is forgotten only when no later use
+// refreshed it.
 func (s *Simulator) forgetExpired() time.Time {
 	now := time.Now()
 	if s.cfg.Clock != nil {
@@ -209,11 +233,15 @@ func (s *Simulator) forgetExpired() time.Time {
 	}
 	cut := now.Add(-s.cfg.KeyTTL)
 	for k, ok := s.seen.expired(cut); ok; k, ok = s.seen.expired(cut) {
-		delete(s.charges, k)
-		delete(s.voided, k)
+		if o, found := s.charges[k]; found && !o.last.After(cut) {
+			delete(s.charges, k)
+			delete(s.voided, k)
+		}
 	}
 	for k, ok := s.seenRefunds.expired(cut); ok; k, ok = s.seenRefunds.expired(cut) {
-		delete(s.refunds, k)
+		if r, found := s.refunds[k]; found && !r.last.After(cut) {
+			delete(s.refunds, k)
+		}
 	}
 	return now
 }
@@ -296,11 +324,8 @@ func (s *Simulator) Charge(ctx context.Context, req ChargeRequest) (ChargeResult
 				s.movements = append(s.movements, Movement{Kind: "charge", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
 			}
 		}
-		s.charges[req.IdempotencyKey] = o
-		if !s.audit() {
-			s.seen.push(seenKey{req.IdempotencyKey, now})
-		}
 	}
+	s.charges[req.IdempotencyKey] = s.usedCharge(req.IdempotencyKey, o, now)
 	if s.loseAnswer() {
 		return ChargeResult{}, errLostAnswer
 	}
@@ -321,22 +346,24 @@ func (s *Simulator) Refund(ctx context.Context, req RefundRequest) (RefundResult
 	if s.failNow() {
 		return RefundResult{}, errUnavailable
 	}
-	ref, ok := s.refunds[req.IdempotencyKey]
+	r, ok := s.refunds[req.IdempotencyKey]
 	if !ok {
 		s.refundRefs++
-		ref = fmt.Sprintf("sim-rf-%d", s.refundRefs)
-		s.refunds[req.IdempotencyKey] = ref
+		r.ref = fmt.Sprintf("sim-rf-%d", s.refundRefs)
 		if s.audit() {
 			s.refunded[req.IdempotencyKey]++
 			s.movements = append(s.movements, Movement{Kind: "refund", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
-		} else {
-			s.seenRefunds.push(seenKey{req.IdempotencyKey, now})
 		}
 	}
+	if !s.audit() {
+		r.last = now
+		s.seenRefunds.push(seenKey{req.IdempotencyKey, now})
+	}
+	s.refunds[req.IdempotencyKey] = r
 	if s.loseAnswer() {
 		return RefundResult{}, errLostAnswer
 	}
-	return RefundResult{RefundRef: ref}, nil
+	return RefundResult{RefundRef: r.ref}, nil
 }
 
 // Void releases a successful charge once per charge key.
@@ -346,7 +373,7 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.forgetExpired()
+	now := s.forgetExpired()
 	if s.failNow() {
 		return VoidResult{}, errUnavailable
 	}
@@ -354,6 +381,7 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	if !ok || o.reason != "" {
 		return VoidResult{}, nil
 	}
+	s.charges[req.ChargeKey] = s.usedCharge(req.ChargeKey, o, now)
 	if s.voided[req.ChargeKey] == 0 {
 		s.voided[req.ChargeKey]++
 		if s.audit() {

@@ -8,11 +8,12 @@ import (
 	"github.com/orderstream/orderstream/services/payments"
 )
 
-// TestSimulatorForgetsKeysAfterTheirTTL checks KeyTTL: a key repeated
-// within it gets its first outcome and moves nothing; one older than it is
-// new again, as with a provider whose keys expire, and a void of a charge
-// whose key was forgotten releases nothing. What the simulator remembers
-// stays bounded by what the last KeyTTL saw.
+// TestSimulatorForgetsKeysAfterTheirTTL checks KeyTTL: a key used again
+// within it gets its first outcome and moves nothing, however long it has
+// been in use (a job retrying through a long outage); one unused for
+// longer is new again, as with a provider whose keys expire, and a void of
+// a charge whose key was forgotten releases nothing. What the simulator
+// remembers stays bounded by what the last KeyTTL used.
 func TestSimulatorForgetsKeysAfterTheirTTL(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	sim := payments.NewSimulator(payments.SimulatorConfig{KeyTTL: time.Hour, Clock: func() time.Time { return now }})
@@ -33,32 +34,29 @@ func TestSimulatorForgetsKeysAfterTheirTTL(t *testing.T) {
 		}
 		return res.RefundRef
 	}
-	old, oldRefund, voided := charge("old"), refund("old"), charge("voided")
-	now = now.Add(30 * time.Minute)
-	recent, recentRefund := charge("recent"), refund("recent")
-	if ref := charge("old"); ref != old {
-		t.Fatalf("repeat within the TTL: ref %q, want the first one %q", ref, old)
+	old, oldRefund, voided, retried, retriedRefund := charge("old"), refund("old"), charge("voided"), charge("retried"), refund("retried")
+	// A job retries one key every five minutes for two hours.
+	for range 24 {
+		now = now.Add(5 * time.Minute)
+		if ref := charge("retried"); ref != retried {
+			t.Fatalf("retry at %v: ref %q, want the first one %q", now, ref, retried)
+		}
+		if ref := refund("retried"); ref != retriedRefund {
+			t.Fatalf("refund retry at %v: ref %q, want %q", now, ref, retriedRefund)
+		}
 	}
-	if ref := refund("old"); ref != oldRefund {
-		t.Fatalf("refund repeated within the TTL: ref %q, want %q", ref, oldRefund)
-	}
-	now = now.Add(31 * time.Minute) // "old" and "voided" are 61 minutes old, "recent" 31
+	// Two hours on, "old" and "voided" have been unused for longer than
+	// the TTL.
 	if res, err := sim.Void(ctx, payments.VoidRequest{IdempotencyKey: "void", ChargeKey: "voided", OrderID: "o-voided"}); err != nil || res.Released {
 		t.Fatalf("void of a forgotten charge: %+v, %v; want nothing released", res, err)
 	}
-	if ref := charge("recent"); ref != recent {
-		t.Fatalf("repeat within the TTL: ref %q, want %q", ref, recent)
+	if ref := charge("old"); ref == old || ref == voided || ref == retried {
+		t.Fatalf("forgotten key charged again with ref %q, want a new one (earlier %q, %q, %q)", ref, old, voided, retried)
 	}
-	if ref := refund("recent"); ref != recentRefund {
-		t.Fatalf("refund repeated within the TTL: ref %q, want %q", ref, recentRefund)
-	}
-	if ref := charge("old"); ref == old || ref == recent || ref == voided {
-		t.Fatalf("forgotten key charged again with ref %q, want a new one (earlier %q, %q, %q)", ref, old, recent, voided)
-	}
-	if ref := refund("old"); ref == oldRefund || ref == recentRefund {
+	if ref := refund("old"); ref == oldRefund || ref == retriedRefund {
 		t.Fatalf("forgotten refund key made ref %q, want a new one", ref)
 	}
-	// A steady stream of keys: the simulator remembers the last hour's.
+	// A steady stream of new keys: the simulator remembers the last hour's.
 	for i := range 1000 {
 		now = now.Add(10 * time.Second)
 		charge(fmt.Sprint("k", i))
