@@ -184,7 +184,8 @@ func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item)
 			}
 		}
 	}
-	// After a failed apply the reader only reports the cancellation.
+	// After a failed apply fn's error is the one returned, whatever
+	// the reader reports.
 	if readErr := <-read; err == nil {
 		err = readErr
 	}
@@ -195,12 +196,19 @@ func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item)
 // out in batches. A read yields what has arrived, and its read-ahead
 // bounds that (2,000 messages), while each batch a replay applies is one
 // commit: so what arrives while the receiver is busy is gathered into one
-// batch, up to rebuildBatch events or a little more, and handed over as
-// soon as the receiver is ready, whatever its size.
+// batch, until it holds rebuildBatch events (fewer than twice that, since
+// a read's batch is added whole), and handed over as soon as the receiver
+// is ready, whatever its size. On a read error what was gathered is
+// dropped: the callers abandon the range. It returns once the read has
+// stopped, whatever ends it.
 func (r *Runner) decodeRange(ctx context.Context, from, to uint64, out chan<- []Item) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	decoded := make(chan []Item)
+	defer func() {
+		cancel()
+		for range decoded { // until the read and its consumer have stopped
+		}
+	}()
 	read := make(chan error, 1)
 	go func() {
 		defer close(decoded)
