@@ -90,16 +90,18 @@ type SimulatorConfig struct {
 	// DeclineCustomer declines every charge of this customer id, a test
 	// card of sorts; default "cust-decline".
 	DeclineCustomer string
-	// KeyTTL is how long the simulator remembers a charge or refund key
-	// after the last call that carried it (or voided the charge). A repeat
-	// within it gets the first outcome and moves nothing, so a job retrying
-	// one key through an outage of any length is never charged twice; a
-	// key unused for longer is new to it again, as with a real provider
-	// whose idempotency keys expire, and a void of a charge whose key it
-	// forgot finds nothing to release. With
-	// KeyTTL set the simulator keeps only what its idempotency needs, so
-	// its memory follows the call rate times KeyTTL instead of every call
-	// ever made, and the audit records (Charged, Refunded, Movements,
+	// KeyTTL is how long the simulator remembers a charge or refund key after
+	// the last call that carried it and got through (or voided the charge). A
+	// repeat within it gets the first outcome and moves nothing: a job
+	// retrying a payment while the command side is down reaches the simulator
+	// at every attempt, so keeps its key however long that lasts. A key unused
+	// for longer is new to it again, as with a real provider whose idempotency
+	// keys expire, and a void of a charge whose key it forgot finds nothing to
+	// release; so a job kept from the simulator for longer than KeyTTL (the
+	// event store down, the circuit open, the simulator down) may be charged
+	// twice. With KeyTTL set the simulator keeps only what its idempotency
+	// needs, so its memory follows the call rate times KeyTTL instead of every
+	// call ever made, and the audit records (Charged, Refunded, Movements,
 	// ChargeKeys) stay empty. 0 remembers every key and keeps the audit
 	// records, for tests that prove each order was charged once.
 	KeyTTL time.Duration
