@@ -290,10 +290,10 @@ func (b *batch) load(id string, first bool) (*Order, error) {
 		b.lookups++
 	}
 	if b.carry != nil {
-		if c, ok := b.carry.take(id); ok {
-			b.stored[id] = c.keys
-			b.states[id] = c.o
-			return c.o, nil
+		if o, ok := b.carry.take(id); ok {
+			b.stored[id] = keysOf(o.State)
+			b.states[id] = o
+			return o, nil
 		}
 	}
 	o := &Order{}

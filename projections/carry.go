@@ -17,22 +17,19 @@ const carryOrders = 32768
 // Every change a batch makes to a row goes through load and is written
 // from its state (a fold, and an erasure's forget too), so what the carry
 // holds is what the file holds. It is used under ReadModel.applyMu.
+//
+// An order is kept as the last batch that changed it folded it, so its
+// row's indexed columns are keysOf its state, untouched until a batch
+// takes it again.
 type carry struct {
-	cur, prev map[string]carried
+	cur, prev map[string]*Order
 }
 
-// carried is an order as the last batch that changed it wrote it: its fold
-// and the indexed columns of its row.
-type carried struct {
-	o    *Order
-	keys rowKeys
-}
-
-func newCarry() *carry { return &carry{cur: make(map[string]carried), prev: map[string]carried{}} }
+func newCarry() *carry { return &carry{cur: map[string]*Order{}, prev: map[string]*Order{}} }
 
 // take removes and returns the order id, if the carry holds it: the batch
 // that takes it owns it, and gives it back when it commits (keep).
-func (c *carry) take(id string) (carried, bool) {
+func (c *carry) take(id string) (*Order, bool) {
 	if o, ok := c.cur[id]; ok {
 		delete(c.cur, id)
 		return o, true
@@ -41,7 +38,7 @@ func (c *carry) take(id string) (carried, bool) {
 		delete(c.prev, id)
 		return o, true
 	}
-	return carried{}, false
+	return nil, false
 }
 
 // keep takes the orders a committed batch wrote, the oldest generation
@@ -56,10 +53,9 @@ func (c *carry) keep(b *batch) {
 	}
 	for id := range b.dirty {
 		if len(c.cur) >= carryOrders {
-			c.prev, c.cur = c.cur, make(map[string]carried, carryOrders)
+			c.prev, c.cur = c.cur, make(map[string]*Order, carryOrders)
 		}
-		o := b.states[id]
-		c.cur[id] = carried{o: o, keys: keysOf(o.State)}
+		c.cur[id] = b.states[id]
 	}
 }
 
