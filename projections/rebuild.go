@@ -168,14 +168,9 @@ const rebuildBatch = 5000
 func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Unbuffered: a batch is handed over when fn is ready for it, and
-	// until then decodeRange gathers what arrives into it.
-	batches := make(chan []Item)
-	read := make(chan error, 1)
-	go func() {
-		defer close(batches)
-		read <- r.decodeRange(ctx, from, to, batches)
-	}()
+	// A batch is handed over when fn is ready for it, and until then
+	// decodeRange gathers what arrives into it.
+	batches, read := produce(ctx, from, to, r.decodeRange)
 	var err error
 	for items := range batches {
 		if err == nil {
@@ -203,16 +198,11 @@ func (r *Runner) readRange(ctx context.Context, from, to uint64, fn func([]Item)
 // stopped, whatever ends it.
 func (r *Runner) decodeRange(ctx context.Context, from, to uint64, out chan<- []Item) error {
 	ctx, cancel := context.WithCancel(ctx)
-	decoded := make(chan []Item)
+	decoded, read := produce(ctx, from, to, r.decodeBatches)
 	defer func() {
 		cancel()
 		for range decoded { // until the read and its consumer have stopped
 		}
-	}()
-	read := make(chan error, 1)
-	go func() {
-		defer close(decoded)
-		read <- r.decodeBatches(ctx, from, to, decoded)
 	}()
 	var gathered []Item
 	in := decoded
@@ -246,6 +236,19 @@ func (r *Runner) decodeRange(ctx context.Context, from, to uint64, out chan<- []
 		}
 	}
 	return nil // the read ended without error (in closed)
+}
+
+// produce runs send on a goroutine of its own with an unbuffered channel,
+// closed when send returns, and read, which then holds send's error: the
+// receiver takes each batch when it is ready for it.
+func produce(ctx context.Context, from, to uint64, send func(context.Context, uint64, uint64, chan<- []Item) error) (<-chan []Item, <-chan error) {
+	out := make(chan []Item)
+	read := make(chan error, 1)
+	go func() {
+		defer close(out)
+		read <- send(ctx, from, to, out)
+	}()
+	return out, read
 }
 
 // decodeBatches reads the log from from to to and sends the read's
