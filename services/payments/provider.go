@@ -207,14 +207,15 @@ func (q *fifo) expired(cut time.Time) (string, bool) {
 	return k, true
 }
 
-// usedCharge returns o as last used now, the charge key queued for
-// expiry, when KeyTTL is set; caller holds mu.
-func (s *Simulator) usedCharge(key string, o chargeOutcome, now time.Time) chargeOutcome {
-	if !s.audit() {
-		o.last = now
-		s.seen.push(seenKey{key, now})
+// used records a use of key now, queued on q for expiry, and returns the
+// key's last use: now with KeyTTL set, else the zero time (nothing
+// expires); caller holds mu.
+func (s *Simulator) used(q *fifo, key string, now time.Time) time.Time {
+	if s.audit() {
+		return time.Time{}
 	}
-	return o
+	q.push(seenKey{key, now})
+	return now
 }
 
 // audit reports whether the simulator keeps its audit records (KeyTTL
@@ -327,7 +328,8 @@ func (s *Simulator) Charge(ctx context.Context, req ChargeRequest) (ChargeResult
 			}
 		}
 	}
-	s.charges[req.IdempotencyKey] = s.usedCharge(req.IdempotencyKey, o, now)
+	o.last = s.used(&s.seen, req.IdempotencyKey, now)
+	s.charges[req.IdempotencyKey] = o
 	if s.loseAnswer() {
 		return ChargeResult{}, errLostAnswer
 	}
@@ -357,10 +359,7 @@ func (s *Simulator) Refund(ctx context.Context, req RefundRequest) (RefundResult
 			s.movements = append(s.movements, Movement{Kind: "refund", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
 		}
 	}
-	if !s.audit() {
-		r.last = now
-		s.seenRefunds.push(seenKey{req.IdempotencyKey, now})
-	}
+	r.last = s.used(&s.seenRefunds, req.IdempotencyKey, now)
 	s.refunds[req.IdempotencyKey] = r
 	if s.loseAnswer() {
 		return RefundResult{}, errLostAnswer
@@ -383,7 +382,8 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	if !ok || o.reason != "" {
 		return VoidResult{}, nil
 	}
-	s.charges[req.ChargeKey] = s.usedCharge(req.ChargeKey, o, now)
+	o.last = s.used(&s.seen, req.ChargeKey, now)
+	s.charges[req.ChargeKey] = o
 	if s.voided[req.ChargeKey] == 0 {
 		s.voided[req.ChargeKey]++
 		if s.audit() {
