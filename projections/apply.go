@@ -1,10 +1,12 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
@@ -135,7 +137,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 		// Statements prepared once on the write connection, bound to this
 		// transaction: nothing is parsed per event.
 		loadOrder: tx.StmtContext(sctx, m.writes.loadOrder), recent: m.recent, carry: m.carry,
-		states: map[string]*Order{}, dirty: map[string]bool{}, stored: map[string]rowKeys{},
+		states: map[string]*Order{}, dirty: map[string]uint64{}, stored: map[string]rowKeys{},
 		statusDelta: map[statusKey]int64{}, spendDelta: map[spendKey]int64{}}
 	position = cp
 	erased := false
@@ -245,7 +247,9 @@ type batch struct {
 	changes   *[]Change
 	now       time.Time
 	states    map[string]*Order
-	dirty     map[string]bool
+	// dirty holds the orders to write, each with the position of the
+	// first event that changed it in this batch.
+	dirty map[string]uint64
 	// stored holds the indexed columns of the rows load found.
 	stored      map[string]rowKeys
 	statusDelta map[statusKey]int64
@@ -363,13 +367,21 @@ func (b *batch) fold(it Item) error {
 	old := o.State
 	o.State = order.Evolve(o.State, it.Event, at)
 	o.Revision = pos
-	b.dirty[it.Rec.OrderID] = true
+	b.markDirty(it.Rec.OrderID, pos)
 	if b.changes != nil {
 		*b.changes = append(*b.changes, Change{Position: pos, OrderID: it.Rec.OrderID, Type: it.Rec.Type, Actor: it.Rec.Meta.Actor,
 			State: o.State, Prev: old.Status, Revision: o.Revision})
 	}
 	b.count(old, o.State, it.Event)
 	return nil
+}
+
+// markDirty records that the event at position changed the order id,
+// keeping the first such position of the batch.
+func (b *batch) markDirty(id string, position uint64) {
+	if _, ok := b.dirty[id]; !ok {
+		b.dirty[id] = position
+	}
 }
 
 // count adds what one event changed to the customer summaries' deltas.
@@ -459,9 +471,19 @@ type orderWrites struct{ upsert, updateBody, updateStatus *sql.Stmt }
 // columns it had, by updateStatus when only its status changed, and any
 // other by upsertOrder. Each body is its own buffer, since the recent
 // orders keep it.
-func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, dirty map[string]bool, stored map[string]rowKeys) (map[string]storedRow, error) {
+//
+// It writes them in the order of the first event that changed each in
+// the batch, so that new rows take their row numbers (seq, which ranks
+// orders created at the same instant) in log order, live and in a
+// rebuild alike.
+func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, dirty map[string]uint64, stored map[string]rowKeys) (map[string]storedRow, error) {
 	rows := make(map[string]storedRow, len(dirty))
+	ids := make([]string, 0, len(dirty))
 	for id := range dirty {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b string) int { return cmp.Compare(dirty[a], dirty[b]) })
+	for _, id := range ids {
 		o := states[id]
 		s := o.State
 		body, err := appendBody(nil, s)

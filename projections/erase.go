@@ -124,7 +124,7 @@ func (b *batch) forget(rec eventstore.Recorded, f order.CustomerForgotten) error
 			continue
 		}
 		o.State = eraseState(o.State)
-		b.dirty[id] = true
+		b.markDirty(id, rec.Position)
 		if b.changes != nil {
 			*b.changes = append(*b.changes, Change{Position: rec.Position, OrderID: id, Type: rec.Type, Actor: rec.Meta.Actor,
 				State: o.State, Prev: o.State.Status, Revision: o.Revision})

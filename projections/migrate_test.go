@@ -107,7 +107,10 @@ func assertHolds(t *testing.T, m *ReadModel, want map[string]Order) {
 	if err != nil || len(list) != len(want) {
 		t.Fatalf("ListOrders: %d orders, %v; want %d", len(list), err, len(want))
 	}
-	for _, o := range list {
+	for i, o := range list {
+		if i > 0 && o.State.CreatedAt.After(list[i-1].State.CreatedAt) {
+			t.Errorf("listed %s, created at %v, after %s, created at %v", o.State.ID, o.State.CreatedAt, list[i-1].State.ID, list[i-1].State.CreatedAt)
+		}
 		if !reflect.DeepEqual(o, want[o.State.ID]) {
 			t.Errorf("listed %+v\nwant %+v", o, want[o.State.ID])
 		}
@@ -219,7 +222,7 @@ func writeLegacy(t *testing.T, db *sql.DB, orders map[string]Order, position uin
 // opens under the current one with every order, list and summary as the
 // log folds them, in the compact format, and goes on applying events.
 func TestMigrationConvertsOlderSchemas(t *testing.T) {
-	for _, from := range []int{1, 2} {
+	for _, from := range []int{1, 2, 3} {
 		t.Run(fmt.Sprint("schema ", from), func(t *testing.T) {
 			ctx := t.Context()
 			path := filepath.Join(t.TempDir(), "rm.db")
@@ -230,10 +233,14 @@ func TestMigrationConvertsOlderSchemas(t *testing.T) {
 				t.Fatal(err)
 			}
 			db.SetMaxOpenConns(1)
-			if err := migrate(ctx, db, from); err != nil {
+			if err := migrate(ctx, db, min(from, 2)); err != nil {
 				t.Fatal(err)
 			}
 			writeLegacy(t, db, fold(head), head[len(head)-1].Rec.Position)
+			// Schema 3's file is schema 2's converted, as an upgrade left it.
+			if err := migrate(ctx, db, from); err != nil {
+				t.Fatal(err)
+			}
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -253,20 +260,47 @@ func TestMigrationConvertsOlderSchemas(t *testing.T) {
 	}
 }
 
-// assertSchema checks that m's orders table is schema 3's: rowid, with the
-// body column and without the JSON state.
+// assertSchema checks that m's orders table is schema 4's: a rowid table
+// whose rowid is the seq column, with the body column and without the JSON
+// state, and three list indexes none of which holds the order id.
 func assertSchema(ctx context.Context, t *testing.T, m *ReadModel) {
 	t.Helper()
 	var ddl string
 	if err := m.r.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'orders'`).Scan(&ddl); err != nil {
 		t.Fatal(err)
 	}
-	up := strings.ToUpper(ddl)
-	if strings.Contains(up, "WITHOUT ROWID") || !strings.Contains(up, "BODY") || strings.Contains(up, "STATE") {
+	up := strings.Join(strings.Fields(strings.ToUpper(ddl)), " ")
+	if strings.Contains(up, "WITHOUT ROWID") || !strings.Contains(up, "SEQ INTEGER PRIMARY KEY") || !strings.Contains(up, "BODY") || strings.Contains(up, "STATE") {
 		t.Fatalf("orders table after migration: %s", ddl)
 	}
+	rows, err := m.r.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders' AND sql IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
 	var idx int
-	if err := m.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders' AND sql IS NOT NULL`).Scan(&idx); err != nil || idx != 3 {
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		idx++
+		cols, err := m.r.QueryContext(ctx, `SELECT name FROM pragma_index_info(?)`, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for cols.Next() {
+			var col string
+			if err := cols.Scan(&col); err != nil {
+				t.Fatal(err)
+			}
+			if col == "id" {
+				t.Errorf("index %s holds the order id", name)
+			}
+		}
+		_ = cols.Close()
+	}
+	if err := rows.Err(); err != nil || idx != 3 {
 		t.Fatalf("orders has %d secondary indexes, %v; want 3", idx, err)
 	}
 }

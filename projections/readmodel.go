@@ -103,6 +103,34 @@ var migrations = []migration{
 	// Each order's state moves from JSON of the Go struct to the API's
 	// Order message (see format.go).
 	{run: migrateOrdersToProto},
+
+	// Each order's row number becomes a column of its own (seq, the rowid
+	// it had: an INTEGER PRIMARY KEY, so that no VACUUM renumbers it) and
+	// breaks ties in creation time instead of the order id. An index entry
+	// of a rowid table holds its row's rowid anyway, so the list indexes
+	// now key on the indexed columns alone: an entry of orders_created was
+	// the time, the 36-byte id and the rowid, and is now the time and the
+	// rowid. They are ascending too, so a new order's entry goes at the end
+	// of orders_created and orders_status, where SQLite fills pages,
+	// instead of at the start, where every split left a page half empty.
+	// On a file written by 103,294 CreateOrders the three indexes fell from
+	// 160 to 48 B per order and the file from 544 to 271 B (BENCHMARKS.md).
+	{sql: `CREATE TABLE orders_v4 (
+		seq         INTEGER PRIMARY KEY,
+		id          TEXT NOT NULL UNIQUE,
+		customer_id TEXT NOT NULL,
+		status      INTEGER NOT NULL,
+		created_at  INTEGER NOT NULL,
+		revision    INTEGER NOT NULL,
+		body        BLOB NOT NULL
+	);
+	INSERT INTO orders_v4 (seq, id, customer_id, status, created_at, revision, body)
+		SELECT rowid, id, customer_id, status, created_at, revision, body FROM orders ORDER BY rowid;
+	DROP TABLE orders;
+	ALTER TABLE orders_v4 RENAME TO orders;
+	CREATE INDEX orders_created ON orders (created_at);
+	CREATE INDEX orders_customer ON orders (customer_id, created_at);
+	CREATE INDEX orders_status ON orders (status, created_at);`},
 }
 
 // ReadModel is one SQLite database holding the orders read model and the
@@ -571,15 +599,19 @@ func (f ListFilter) TimeBounds() (after, before int64) {
 	return after, before
 }
 
-// Cursor is a keyset position: orders strictly older than it come next.
+// Cursor is a keyset position, the last order of the previous page: the
+// orders after it in the list's order come next. Among orders created at
+// the same instant, the one the read model stored first comes last; a
+// cursor whose order the model does not hold skips the rest of its
+// instant.
 type Cursor struct {
 	CreatedAt int64 // unix nanoseconds
 	ID        string
 }
 
-// ListOrders returns up to limit orders matching f, newest first, strictly
-// after cursor (nil: from the newest), folded, and the read model's
-// position.
+// ListOrders returns up to limit orders matching f, newest first (by
+// creation time, then the one stored later first), strictly after cursor
+// (nil: from the newest), folded, and the read model's position.
 func (m *ReadModel) ListOrders(ctx context.Context, f ListFilter, after *Cursor, limit int) ([]Order, uint64, error) {
 	var out []Order
 	pos, err := m.list(ctx, f, after, limit, func(rev uint64, o *ordersv1.Order) {
@@ -650,10 +682,12 @@ func listQuery(f ListFilter, after *Cursor, limit int) (string, []any) {
 		args = append(args, until)
 	}
 	if after != nil {
-		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		// The cursor names its order, whose seq ranks it among the orders
+		// created at the same instant; the id index finds it once.
+		q += ` AND (created_at < ? OR (created_at = ? AND seq < (SELECT seq FROM orders WHERE id = ?)))`
 		args = append(args, after.CreatedAt, after.CreatedAt, after.ID)
 	}
-	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	q += ` ORDER BY created_at DESC, seq DESC LIMIT ?`
 	return q, append(args, limit)
 }
 

@@ -45,8 +45,10 @@ type OrderQueryServiceClient interface {
 	// GetOrder returns one order. NOT_FOUND when the read model has no such
 	// order.
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error)
-	// ListOrders returns orders newest first, filtered and paged with an
-	// opaque keyset token, so pages stay stable while orders are created.
+	// ListOrders returns orders newest first (by created_at; of orders
+	// created at the same instant, the one created later in the log first),
+	// filtered and paged with an opaque keyset token, so pages stay stable
+	// while orders are created.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
 	// GetCustomerSummary returns a customer's order counts by status and
 	// lifetime spend per currency. A customer without orders has an empty
@@ -169,8 +171,10 @@ type OrderQueryServiceServer interface {
 	// GetOrder returns one order. NOT_FOUND when the read model has no such
 	// order.
 	GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error)
-	// ListOrders returns orders newest first, filtered and paged with an
-	// opaque keyset token, so pages stay stable while orders are created.
+	// ListOrders returns orders newest first (by created_at; of orders
+	// created at the same instant, the one created later in the log first),
+	// filtered and paged with an opaque keyset token, so pages stay stable
+	// while orders are created.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
 	// GetCustomerSummary returns a customer's order counts by status and
 	// lifetime spend per currency. A customer without orders has an empty

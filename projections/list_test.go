@@ -1,0 +1,109 @@
+package projections
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+)
+
+// createdAt is a log of OrderCreated events for ids, at position from on,
+// all at the instant at.
+func createdAt(at time.Time, from uint64, ids ...string) []Item {
+	items := make([]Item, len(ids))
+	for i, id := range ids {
+		items[i] = Item{Rec: eventstore.Recorded{OrderID: id, Position: from + uint64(i), Version: 1, Type: "OrderCreated", Time: at},
+			Event: order.OrderCreated{OrderID: id, CustomerID: "c-tie", Currency: "EUR"}}
+	}
+	return items
+}
+
+// listAll pages through f's orders limit at a time and returns their ids.
+func listAll(t *testing.T, m *ReadModel, f ListFilter, limit int) []string {
+	t.Helper()
+	var ids []string
+	var after *Cursor
+	for range 100 {
+		page, _, err := m.ListOrders(t.Context(), f, after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range page {
+			ids = append(ids, o.State.ID)
+		}
+		if len(page) < limit {
+			return ids
+		}
+		last := page[len(page)-1].State
+		after = &Cursor{CreatedAt: last.CreatedAt.UnixNano(), ID: last.ID}
+	}
+	t.Fatal("ListOrders did not reach the end in 100 pages")
+	return nil
+}
+
+// Orders created at one instant list newest first by their place in the
+// log, and pages through them miss and repeat none, whatever the page size
+// and however the log was batched (an order's row is written in the order
+// of its first event in the batch, not in the batch's map order), in a
+// model filled event by event, in large batches, and in bulk.
+func TestOrdersCreatedAtOneInstantListInLogOrder(t *testing.T) {
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	var tie []string
+	for i := range 40 {
+		tie = append(tie, fmt.Sprintf("%08x-%02d", uint32(i)*2654435761, i))
+	}
+	items := slices.Concat(createdAt(at.Add(-time.Second), 1, "older"), createdAt(at, 2, tie...), createdAt(at.Add(time.Second), 42, "newer"))
+	want := []string{"newer"}
+	for _, id := range slices.Backward(tie) {
+		want = append(want, id)
+	}
+	want = append(want, "older")
+
+	for _, tc := range []struct {
+		name  string
+		batch int
+		bulk  bool
+	}{{"one event a batch", 1, false}, {"batches of 17", 17, false}, {"one batch", len(items), false}, {"bulk batches of 17", 17, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			m := openModel(t, filepath.Join(t.TempDir(), "rm.db"))
+			if tc.bulk {
+				done, err := m.bulk(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() {
+					if err := done(ctx); err != nil {
+						t.Fatal(err)
+					}
+					check(t, m, want)
+				}()
+			}
+			for b := range slices.Chunk(items, tc.batch) {
+				if _, _, err := m.Apply(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !tc.bulk {
+				check(t, m, want)
+			}
+		})
+	}
+}
+
+// check asserts that every page size lists want, with and without a
+// filter served by another index.
+func check(t *testing.T, m *ReadModel, want []string) {
+	t.Helper()
+	for _, f := range []ListFilter{{}, {CustomerID: "c-tie"}, {Status: order.StatusDraft}} {
+		for _, limit := range []int{1, 3, 7, 50} {
+			if got := listAll(t, m, f, limit); !slices.Equal(got, want) {
+				t.Fatalf("filter %+v, pages of %d: listed\n%v\nwant\n%v", f, limit, got, want)
+			}
+		}
+	}
+}
