@@ -61,16 +61,20 @@ func readBody(id, customer string, blob []byte) (*ordersv1.Order, error) {
 	return o, nil
 }
 
-// ordersV3 is the orders table of schema 3: the columns the queries filter
-// and sort on, the position of the order's last event, and the body.
-const ordersV3 = `CREATE TABLE orders_v3 (
+// ordersV3Columns are the orders table's columns in schema 3: the columns
+// the queries filter and sort on, the position of the order's last event,
+// and the body. Schema 4 added the row number (seq) before them.
+const ordersV3Columns = `
 		id          TEXT NOT NULL UNIQUE,
 		customer_id TEXT NOT NULL,
 		status      INTEGER NOT NULL,
 		created_at  INTEGER NOT NULL,
 		revision    INTEGER NOT NULL,
 		body        BLOB NOT NULL
-	)`
+	`
+
+// ordersV3 is the orders table of schema 3.
+const ordersV3 = `CREATE TABLE orders_v3 (` + ordersV3Columns + `)`
 
 // migrateChunk is how many rows migrateOrdersToProto converts per step, so
 // its memory stays bounded whatever the file holds.

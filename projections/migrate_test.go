@@ -298,6 +298,9 @@ func assertSchema(ctx context.Context, t *testing.T, m *ReadModel) {
 				t.Errorf("index %s holds the order id", name)
 			}
 		}
+		if err := cols.Err(); err != nil {
+			t.Fatal(err)
+		}
 		_ = cols.Close()
 	}
 	if err := rows.Err(); err != nil || idx != 3 {

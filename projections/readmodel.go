@@ -116,14 +116,7 @@ var migrations = []migration{
 	// On a file written by 103,294 CreateOrders the three indexes fell from
 	// 160 to 48 B per order and the file from 544 to 271 B (BENCHMARKS.md).
 	{sql: `CREATE TABLE orders_v4 (
-		seq         INTEGER PRIMARY KEY,
-		id          TEXT NOT NULL UNIQUE,
-		customer_id TEXT NOT NULL,
-		status      INTEGER NOT NULL,
-		created_at  INTEGER NOT NULL,
-		revision    INTEGER NOT NULL,
-		body        BLOB NOT NULL
-	);
+		seq         INTEGER PRIMARY KEY,` + ordersV3Columns + `);
 	INSERT INTO orders_v4 (seq, id, customer_id, status, created_at, revision, body)
 		SELECT rowid, id, customer_id, status, created_at, revision, body FROM orders ORDER BY rowid;
 	DROP TABLE orders;
