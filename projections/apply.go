@@ -435,8 +435,11 @@ func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]sto
 	return rows, nil
 }
 
-// upsertOrder writes one order's row, whole.
-const upsertOrder = `INSERT INTO orders (id, customer_id, status, created_at, revision, body) VALUES (?, ?, ?, ?, ?, ?)
+// upsertOrder writes one order's row, whole. A new row's seq is the
+// position of the first event of the order the batch applied; a row that
+// exists keeps its own. No other row holds that position: positions
+// above the checkpoint are new, and migrated rows are numbered below 1.
+const upsertOrder = `INSERT INTO orders (seq, id, customer_id, status, created_at, revision, body) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
 		created_at = excluded.created_at, revision = excluded.revision, body = excluded.body`
 
@@ -473,9 +476,8 @@ type orderWrites struct{ upsert, updateBody, updateStatus *sql.Stmt }
 // orders keep it.
 //
 // It writes them in the order of the first event that changed each in
-// the batch, so that new rows take their row numbers (seq, which ranks
-// orders created at the same instant) in log order, live and in a
-// rebuild alike.
+// the batch, which is also each new row's seq: new rows then go at the
+// table's end in order, live and in a rebuild alike.
 func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, dirty map[string]uint64, stored map[string]rowKeys) (map[string]storedRow, error) {
 	rows := make(map[string]storedRow, len(dirty))
 	ids := make([]string, 0, len(dirty))
@@ -499,7 +501,7 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 		case found && k.customer == now.customer && k.createdAt == now.createdAt:
 			res, err = w.updateStatus.ExecContext(ctx, int(s.Status), o.Revision, body, id)
 		default:
-			_, err = w.upsert.ExecContext(ctx, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body)
+			_, err = w.upsert.ExecContext(ctx, int64(dirty[id]), id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body)
 		}
 		if err != nil {
 			return nil, err

@@ -63,7 +63,8 @@ func readBody(id, customer string, blob []byte) (*ordersv1.Order, error) {
 
 // ordersV3Columns are the orders table's columns in schema 3: the columns
 // the queries filter and sort on, the position of the order's last event,
-// and the body. Schema 4 added the row number (seq) before them.
+// and the body. Schema 4 added the row number (seq) before them. Two
+// shipped migrations use it: never edit it.
 const ordersV3Columns = `
 		id          TEXT NOT NULL UNIQUE,
 		customer_id TEXT NOT NULL,

@@ -23,23 +23,29 @@ func createdAt(at time.Time, from uint64, ids ...string) []Item {
 }
 
 // listAll pages through f's orders limit at a time and returns their ids.
-func listAll(t *testing.T, m *ReadModel, f ListFilter, limit int) []string {
+// Each page starts after the cursor the last one ended with or, byID, after
+// a cursor naming only the last order's time and id (a page token issued
+// before schema 4).
+func listAll(t *testing.T, m *ReadModel, f ListFilter, limit int, byID bool) []string {
 	t.Helper()
 	var ids []string
 	var after *Cursor
 	for range 100 {
-		page, _, err := m.ListOrders(t.Context(), f, after, limit)
+		page, cursors, _, err := m.ListOrderMessages(t.Context(), f, after, limit)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, o := range page {
-			ids = append(ids, o.State.ID)
+			ids = append(ids, o.GetOrderId())
 		}
 		if len(page) < limit {
 			return ids
 		}
-		last := page[len(page)-1].State
-		after = &Cursor{CreatedAt: last.CreatedAt.UnixNano(), ID: last.ID}
+		last := cursors[len(cursors)-1]
+		if byID {
+			last = Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
+		}
+		after = &last
 	}
 	t.Fatal("ListOrders did not reach the end in 100 pages")
 	return nil
@@ -101,9 +107,31 @@ func check(t *testing.T, m *ReadModel, want []string) {
 	t.Helper()
 	for _, f := range []ListFilter{{}, {CustomerID: "c-tie"}, {Status: order.StatusDraft}} {
 		for _, limit := range []int{1, 3, 7, 50} {
-			if got := listAll(t, m, f, limit); !slices.Equal(got, want) {
-				t.Fatalf("filter %+v, pages of %d: listed\n%v\nwant\n%v", f, limit, got, want)
+			for _, byID := range []bool{false, true} {
+				if got := listAll(t, m, f, limit, byID); !slices.Equal(got, want) {
+					t.Fatalf("filter %+v, pages of %d (cursor by id: %v): listed\n%v\nwant\n%v", f, limit, byID, got, want)
+				}
 			}
 		}
+	}
+	// Each order is numbered by the position of its creation, as every
+	// read model fed by the same log numbers it.
+	rows, err := m.r.QueryContext(t.Context(), `SELECT id, seq FROM orders`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			t.Fatal(err)
+		}
+		if i := slices.Index(want, id); seq != int64(len(want)-i) {
+			t.Errorf("order %s numbered %d, created at position %d", id, seq, len(want)-i)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 }

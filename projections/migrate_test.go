@@ -248,6 +248,11 @@ func TestMigrationConvertsOlderSchemas(t *testing.T) {
 			m := openModel(t, path)
 			assertSchema(ctx, t, m)
 			assertHolds(t, m, fold(head))
+			// Stored orders are numbered below every log position.
+			var most int64
+			if err := m.r.QueryRowContext(ctx, `SELECT MAX(seq) FROM orders`).Scan(&most); err != nil || most >= 1 {
+				t.Fatalf("migrated orders numbered up to %d, %v; want below 1", most, err)
+			}
 			if p, err := m.Position(ctx); err != nil || p != head[len(head)-1].Rec.Position {
 				t.Fatalf("checkpoint %d %v, want %d", p, err, head[len(head)-1].Rec.Position)
 			}
@@ -319,6 +324,9 @@ var (
 // current schema. 200,000 orders are a log of 1,000,000 events.
 func BenchmarkMigration(b *testing.B) {
 	ctx := b.Context()
+	if *migrateFrom != 2 && *migrateFrom != 3 {
+		b.Fatalf("-migrate.from %d: want 2 or 3", *migrateFrom)
+	}
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	for b.Loop() {
 		b.StopTimer()

@@ -104,21 +104,30 @@ var migrations = []migration{
 	// Order message (see format.go).
 	{run: migrateOrdersToProto},
 
-	// Each order's row number becomes a column of its own (seq, the rowid
-	// it had: an INTEGER PRIMARY KEY, so that no VACUUM renumbers it) and
-	// breaks ties in creation time instead of the order id. An index entry
-	// of a rowid table holds its row's rowid anyway, so the list indexes
-	// now key on the indexed columns alone: an entry of orders_created was
-	// the time, the 36-byte id and the rowid, and is now the time and the
-	// rowid. They are ascending too, so a new order's entry goes at the end
-	// of orders_created and orders_status, where SQLite fills pages,
-	// instead of at the start, where every split left a page half empty.
-	// On a file written by 103,294 CreateOrders the three indexes fell from
-	// 160 to 48 B per order and the file from 544 to 271 B (BENCHMARKS.md).
+	// Each order gets a number of its own (seq, an INTEGER PRIMARY KEY,
+	// so the rowid itself and never renumbered by a VACUUM): the log
+	// position of the event that brought it into the read model, its
+	// creation. Every read model fed by the log numbers an order alike,
+	// so a page token carries it from one query node to another. It
+	// breaks ties in creation time instead of the order id. An index
+	// entry of a rowid table holds its row's rowid anyway, so the list
+	// indexes now key on the indexed columns alone: an entry of
+	// orders_created was the time, the 36-byte id and the rowid, and is
+	// now the time and the rowid. They are ascending too, so a new order's
+	// entry goes at the end of orders_created and of its customer's range
+	// in orders_customer instead of at the start of a range, where every
+	// page split left a page half empty. On a file written by 103,294
+	// CreateOrders the three indexes fell from 160 to 48 B per order and
+	// the file from 544 to 271 B (BENCHMARKS.md).
+	//
+	// The orders already stored cannot learn their positions here (a row
+	// keeps only its last event's): they are numbered below every log
+	// position, -N to -1 in the order they were stored, until a rebuild.
 	{sql: `CREATE TABLE orders_v4 (
 		seq         INTEGER PRIMARY KEY,` + ordersV3Columns + `);
 	INSERT INTO orders_v4 (seq, id, customer_id, status, created_at, revision, body)
-		SELECT rowid, id, customer_id, status, created_at, revision, body FROM orders ORDER BY rowid;
+		SELECT rowid - (SELECT IFNULL(MAX(rowid), 0) FROM orders) - 1, id, customer_id, status, created_at, revision, body
+		FROM orders ORDER BY rowid;
 	DROP TABLE orders;
 	ALTER TABLE orders_v4 RENAME TO orders;
 	CREATE INDEX orders_created ON orders (created_at);
@@ -593,38 +602,48 @@ func (f ListFilter) TimeBounds() (after, before int64) {
 }
 
 // Cursor is a keyset position, the last order of the previous page: the
-// orders after it in the list's order come next. Among orders created at
-// the same instant, the one the read model stored first comes last; a
-// cursor whose order the model does not hold skips the rest of its
-// instant.
+// orders after it in the list's order come next. Orders created at the
+// same instant rank by their seq, the log position of the event that
+// brought each into the read model (its creation), so every read model
+// fed by the log ranks them alike; orders stored before schema 4 keep
+// negative numbers in the order they were stored, until a rebuild.
+//
+// A cursor with HasSeq false (a page token issued before schema 4) names
+// its order by ID instead, whose seq the list looks up; if the model does
+// not hold that order, the rest of its instant is skipped.
 type Cursor struct {
 	CreatedAt int64 // unix nanoseconds
+	Seq       int64
+	HasSeq    bool
 	ID        string
 }
 
 // ListOrders returns up to limit orders matching f, newest first (by
-// creation time, then the one stored later first), strictly after cursor
+// creation time, then by seq, the later first), strictly after cursor
 // (nil: from the newest), folded, and the read model's position.
 func (m *ReadModel) ListOrders(ctx context.Context, f ListFilter, after *Cursor, limit int) ([]Order, uint64, error) {
 	var out []Order
-	pos, err := m.list(ctx, f, after, limit, func(rev uint64, o *ordersv1.Order) {
+	pos, err := m.list(ctx, f, after, limit, func(rev uint64, _ Cursor, o *ordersv1.Order) {
 		out = append(out, Order{State: convert.OrderFromProto(o), Revision: rev})
 	})
 	return out, pos, err
 }
 
 // ListOrderMessages is ListOrders answering with the stored messages, as
-// GetOrderMessage does.
-func (m *ReadModel) ListOrderMessages(ctx context.Context, f ListFilter, after *Cursor, limit int) ([]*ordersv1.Order, uint64, error) {
+// GetOrderMessage does, and with the cursor after each.
+func (m *ReadModel) ListOrderMessages(ctx context.Context, f ListFilter, after *Cursor, limit int) ([]*ordersv1.Order, []Cursor, uint64, error) {
 	var out []*ordersv1.Order
-	pos, err := m.list(ctx, f, after, limit, func(_ uint64, o *ordersv1.Order) { out = append(out, o) })
-	return out, pos, err
+	var cursors []Cursor
+	pos, err := m.list(ctx, f, after, limit, func(_ uint64, c Cursor, o *ordersv1.Order) {
+		out, cursors = append(out, o), append(cursors, c)
+	})
+	return out, cursors, pos, err
 }
 
 // list runs the list query for f, after and limit in one snapshot, calling
-// each with every row's revision and decoded body, and returns the
+// each with every row's revision, cursor and decoded body, and returns the
 // position.
-func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit int, each func(uint64, *ordersv1.Order)) (uint64, error) {
+func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit int, each func(uint64, Cursor, *ordersv1.Order)) (uint64, error) {
 	q, args := listQuery(f, after, limit)
 	st, err := m.listStmt(ctx, q)
 	if err != nil {
@@ -638,16 +657,18 @@ func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit
 		defer rows.Close()
 		for rows.Next() {
 			var rev uint64
-			var id, customer string
+			var c Cursor
+			var customer string
 			var blob []byte
-			if err := rows.Scan(&rev, &id, &customer, &blob); err != nil {
+			if err := rows.Scan(&rev, &c.ID, &customer, &blob, &c.CreatedAt, &c.Seq); err != nil {
 				return err
 			}
-			o, err := readBody(id, customer, blob)
+			c.HasSeq = true
+			o, err := readBody(c.ID, customer, blob)
 			if err != nil {
 				return err
 			}
-			each(rev, o)
+			each(rev, c, o)
 		}
 		return rows.Err()
 	})
@@ -655,7 +676,7 @@ func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit
 
 // listQuery is the list query's text and arguments.
 func listQuery(f ListFilter, after *Cursor, limit int) (string, []any) {
-	q := `SELECT revision, id, customer_id, body FROM orders WHERE 1=1`
+	q := `SELECT revision, id, customer_id, body, created_at, seq FROM orders WHERE 1=1`
 	var args []any
 	if f.CustomerID != "" {
 		q += ` AND customer_id = ?`
@@ -674,10 +695,14 @@ func listQuery(f ListFilter, after *Cursor, limit int) (string, []any) {
 		q += ` AND created_at < ?`
 		args = append(args, until)
 	}
-	if after != nil {
-		// The cursor names its order, whose seq ranks it among the orders
-		// created at the same instant; the id index finds it once.
-		q += ` AND (created_at < ? OR (created_at = ? AND seq < (SELECT seq FROM orders WHERE id = ?)))`
+	// The bound on created_at alone lets SQLite seek the index to the
+	// cursor instead of testing every newer entry.
+	switch {
+	case after != nil && after.HasSeq:
+		q += ` AND created_at <= ? AND (created_at < ? OR seq < ?)`
+		args = append(args, after.CreatedAt, after.CreatedAt, after.Seq)
+	case after != nil:
+		q += ` AND created_at <= ? AND (created_at < ? OR seq < (SELECT seq FROM orders WHERE id = ?))`
 		args = append(args, after.CreatedAt, after.CreatedAt, after.ID)
 	}
 	q += ` ORDER BY created_at DESC, seq DESC LIMIT ?`

@@ -153,10 +153,14 @@ func (s *Service) readOrder(ctx context.Context, id string, c *ordersv1.Consiste
 	return o, pos, nil
 }
 
-// pageToken is the opaque keyset cursor; F binds it to the filters it was
-// issued for.
+// pageToken is the opaque keyset cursor: the last order's creation time
+// (C), its seq in the read model (S, the log position that created it) and
+// id (I). F binds it to the filters it was issued for. A token without S
+// was issued before the read model numbered its orders; the list then
+// finds the seq by the id.
 type pageToken struct {
 	C int64  `json:"c"`
+	S *int64 `json:"s,omitempty"`
 	I string `json:"i"`
 	F string `json:"f"`
 }
@@ -183,7 +187,11 @@ func filterHash(req *ordersv1.ListOrdersRequest, f projections.ListFilter) strin
 }
 
 func encodeToken(c projections.Cursor, f string) string {
-	b, _ := json.Marshal(pageToken{C: c.CreatedAt, I: c.ID, F: f})
+	t := pageToken{C: c.CreatedAt, I: c.ID, F: f}
+	if c.HasSeq {
+		t.S = &c.Seq
+	}
+	b, _ := json.Marshal(t)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -202,7 +210,11 @@ func decodeToken(s, f string) (*projections.Cursor, error) {
 	if t.F != f {
 		return nil, rpcerr.Invalid("page_token", "was issued for different filters")
 	}
-	return &projections.Cursor{CreatedAt: t.C, ID: t.I}, nil
+	c := &projections.Cursor{CreatedAt: t.C, ID: t.I}
+	if t.S != nil {
+		c.Seq, c.HasSeq = *t.S, true
+	}
+	return c, nil
 }
 
 // ListOrders returns one page of orders, newest first.
@@ -250,27 +262,17 @@ func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersReques
 	if err := s.await(ctx, req.GetConsistency(), s.p.WaitForCommitted); err != nil {
 		return nil, err
 	}
-	rows, pos, err := s.p.ReadModel().ListOrderMessages(ctx, f, cursor, size+1)
+	rows, cursors, pos, err := s.p.ReadModel().ListOrderMessages(ctx, f, cursor, size+1)
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, s.log, err)
 	}
 	res := &ordersv1.ListOrdersResponse{Position: pos}
 	if len(rows) > size {
-		last := rows[size-1]
-		res.NextPageToken = encodeToken(projections.Cursor{CreatedAt: createdNanos(last), ID: last.GetOrderId()}, fh)
+		res.NextPageToken = encodeToken(cursors[size-1], fh)
 		rows = rows[:size]
 	}
 	res.Orders = rows
 	return res, nil
-}
-
-// createdNanos is o's creation time as the read model sorts on it: Unix
-// nanoseconds of the state's time, the zero time's when unset.
-func createdNanos(o *ordersv1.Order) int64 {
-	if t := o.GetCreatedAt(); t != nil {
-		return t.AsTime().UnixNano()
-	}
-	return time.Time{}.UnixNano()
 }
 
 // GetCustomerSummary returns a customer's summary; an unknown customer has

@@ -48,7 +48,7 @@ type OrderQueryServiceClient interface {
 	// ListOrders returns orders newest first (by created_at; of orders
 	// created at the same instant, the one created later in the log first),
 	// filtered and paged with an opaque keyset token, so pages stay stable
-	// while orders are created.
+	// while orders are created and any query node serves the next page.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
 	// GetCustomerSummary returns a customer's order counts by status and
 	// lifetime spend per currency. A customer without orders has an empty
@@ -174,7 +174,7 @@ type OrderQueryServiceServer interface {
 	// ListOrders returns orders newest first (by created_at; of orders
 	// created at the same instant, the one created later in the log first),
 	// filtered and paged with an opaque keyset token, so pages stay stable
-	// while orders are created.
+	// while orders are created and any query node serves the next page.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
 	// GetCustomerSummary returns a customer's order counts by status and
 	// lifetime spend per currency. A customer without orders has an empty
