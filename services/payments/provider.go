@@ -222,6 +222,18 @@ func (s *Simulator) used(q *fifo, key string, now time.Time) time.Time {
 // unset).
 func (s *Simulator) audit() bool { return s.cfg.KeyTTL <= 0 }
 
+// record adds m to the audit records, counting it per key in counts when
+// not nil; nothing with KeyTTL set. Caller holds mu.
+func (s *Simulator) record(counts map[string]int, m Movement) {
+	if !s.audit() {
+		return
+	}
+	if counts != nil {
+		counts[m.Key]++
+	}
+	s.movements = append(s.movements, m)
+}
+
 // forgetExpired forgets the keys last used KeyTTL ago or earlier and
 // returns the time now; caller holds mu. Each use of a key queues it once
 // more, so a key popped here is forgotten only when no later use
@@ -322,10 +334,7 @@ func (s *Simulator) Charge(ctx context.Context, req ChargeRequest) (ChargeResult
 		default:
 			s.refs++
 			o.ref = fmt.Sprintf("sim-ch-%d", s.refs)
-			if s.audit() {
-				s.charged[req.IdempotencyKey]++
-				s.movements = append(s.movements, Movement{Kind: "charge", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
-			}
+			s.record(s.charged, Movement{Kind: "charge", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
 		}
 	}
 	o.last = s.used(&s.seen, req.IdempotencyKey, now)
@@ -354,10 +363,7 @@ func (s *Simulator) Refund(ctx context.Context, req RefundRequest) (RefundResult
 	if !ok {
 		s.refundRefs++
 		r.ref = fmt.Sprintf("sim-rf-%d", s.refundRefs)
-		if s.audit() {
-			s.refunded[req.IdempotencyKey]++
-			s.movements = append(s.movements, Movement{Kind: "refund", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
-		}
+		s.record(s.refunded, Movement{Kind: "refund", Key: req.IdempotencyKey, OrderID: req.OrderID, Amount: req.Amount})
 	}
 	r.last = s.used(&s.seenRefunds, req.IdempotencyKey, now)
 	s.refunds[req.IdempotencyKey] = r
@@ -386,9 +392,7 @@ func (s *Simulator) Void(ctx context.Context, req VoidRequest) (VoidResult, erro
 	s.charges[req.ChargeKey] = o
 	if s.voided[req.ChargeKey] == 0 {
 		s.voided[req.ChargeKey]++
-		if s.audit() {
-			s.movements = append(s.movements, Movement{Kind: "void", Key: req.IdempotencyKey, OrderID: o.order, Amount: o.amount})
-		}
+		s.record(nil, Movement{Kind: "void", Key: req.IdempotencyKey, OrderID: o.order, Amount: o.amount})
 	}
 	if s.loseAnswer() {
 		return VoidResult{}, errLostAnswer
