@@ -62,7 +62,10 @@ func TestOrdersCreatedAtOneInstantListInLogOrder(t *testing.T) {
 	for i := range 40 {
 		tie = append(tie, fmt.Sprintf("%08x-%02d", uint32(i)*2654435761, i))
 	}
-	items := slices.Concat(createdAt(at.Add(-time.Second), 1, "older"), createdAt(at, 2, tie...), createdAt(at.Add(time.Second), 42, "newer"))
+	// The log starts past position 1, so that a row number counted from 1
+	// is not mistaken for the creation's position.
+	items := slices.Concat(createdAt(at.Add(-time.Second), logBase+1, "older"), createdAt(at, logBase+2, tie...),
+		createdAt(at.Add(time.Second), logBase+42, "newer"))
 	want := []string{"newer"}
 	for _, id := range slices.Backward(tie) {
 		want = append(want, id)
@@ -101,8 +104,13 @@ func TestOrdersCreatedAtOneInstantListInLogOrder(t *testing.T) {
 	}
 }
 
+// logBase is the position before the tie test's log.
+const logBase = 1000
+
 // check asserts that every page size lists want, with and without a
-// filter served by another index.
+// filter served by another index, and that each order is numbered by its
+// creation's position (want lists the orders of positions logBase+1 on,
+// newest first).
 func check(t *testing.T, m *ReadModel, want []string) {
 	t.Helper()
 	for _, f := range []ListFilter{{}, {CustomerID: "c-tie"}, {Status: order.StatusDraft}} {
@@ -127,8 +135,8 @@ func check(t *testing.T, m *ReadModel, want []string) {
 		if err := rows.Scan(&id, &seq); err != nil {
 			t.Fatal(err)
 		}
-		if i := slices.Index(want, id); seq != int64(len(want)-i) {
-			t.Errorf("order %s numbered %d, created at position %d", id, seq, len(want)-i)
+		if i := slices.Index(want, id); seq != int64(logBase+len(want)-i) {
+			t.Errorf("order %s numbered %d, created at position %d", id, seq, logBase+len(want)-i)
 		}
 	}
 	if err := rows.Err(); err != nil {
