@@ -137,8 +137,11 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 		// Statements prepared once on the write connection, bound to this
 		// transaction: nothing is parsed per event.
 		loadOrder: tx.StmtContext(sctx, m.writes.loadOrder), recent: m.recent, carry: m.carry,
-		states: map[string]*Order{}, dirty: map[string]uint64{}, stored: map[string]rowKeys{},
+		states: map[string]*Order{}, dirty: map[string]uint64{}, stored: map[string]rowKeys{}, seqs: map[string]int64{},
 		statusDelta: map[statusKey]int64{}, spendDelta: map[spendKey]int64{}}
+	if m.carry != nil {
+		bt.rowAt = tx.StmtContext(sctx, m.writes.fill.rowAt)
+	}
 	position = cp
 	erased := false
 	for _, it := range items {
@@ -243,7 +246,8 @@ type batch struct {
 	tx        *sql.Tx
 	loadOrder *sql.Stmt
 	recent    *recent
-	carry     *carry // nil outside a bulk fill
+	carry     *carry    // nil outside a bulk fill
+	rowAt     *sql.Stmt // a bulk fill's read of a row by seq
 	changes   *[]Change
 	now       time.Time
 	states    map[string]*Order
@@ -251,7 +255,10 @@ type batch struct {
 	// first event that changed it in this batch.
 	dirty map[string]uint64
 	// stored holds the indexed columns of the rows load found.
-	stored      map[string]rowKeys
+	stored map[string]rowKeys
+	// seqs holds, in a bulk fill, the seq of each row load found or the
+	// batch inserted: the fill finds and updates its rows by seq.
+	seqs        map[string]int64
 	statusDelta map[statusKey]int64
 	spendDelta  map[spendKey]int64
 	dead        []DeadLetter
@@ -294,11 +301,12 @@ func (b *batch) load(id string, first bool) (*Order, error) {
 		b.lookups++
 	}
 	if b.carry != nil {
-		if o, ok := b.carry.take(id); ok {
-			b.stored[id] = keysOf(o.State)
-			b.states[id] = o
-			return o, nil
+		if c, ok := b.carry.take(id); ok {
+			b.stored[id], b.seqs[id] = keysOf(c.o.State), c.seq
+			b.states[id] = c.o
+			return c.o, nil
 		}
+		return b.loadFilled(id)
 	}
 	o := &Order{}
 	if first {
@@ -327,6 +335,51 @@ func (b *batch) load(id string, first bool) (*Order, error) {
 	b.stored[id] = keysOf(o.State)
 	b.states[id] = o
 	return o, nil
+}
+
+// loadFilled is load in a bulk fill, which finds the row through the
+// fill's index and reads it by seq. It looks even for an order whose
+// first event this is (a lookup that misses costs a map probe here), so
+// that the fill, which has no unique index on id until its end, never
+// writes a second row for an id.
+func (b *batch) loadFilled(id string) (*Order, error) {
+	o := &Order{}
+	b.states[id] = o
+	seq, ok := b.carry.rows.find(id)
+	if !ok {
+		return o, nil
+	}
+	var row storedRow
+	var rowID string
+	err := b.rowAt.QueryRowContext(b.ctx, seq).Scan(&rowID, &row.rev, &row.customer, &row.body)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return o, nil
+	case err != nil:
+		return nil, err
+	case rowID != id:
+		return o, nil
+	}
+	pb, err := readBody(id, row.customer, row.body)
+	if err != nil {
+		return nil, err
+	}
+	o.Revision, o.State = row.rev, convert.OrderFromProto(pb)
+	b.stored[id], b.seqs[id] = keysOf(o.State), seq
+	return o, nil
+}
+
+// idAt reads the id of the row seq, for the fill's index.
+func (b *batch) idAt(seq int64) (string, bool, error) {
+	var id string
+	var rev uint64
+	var customer string
+	var body []byte
+	err := b.rowAt.QueryRowContext(b.ctx, seq).Scan(&id, &rev, &customer, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return id, err == nil, err
 }
 
 // deadLetter records rec as a dead letter for reason.
@@ -406,8 +459,16 @@ func (b *batch) count(old, cur order.State, e order.Event) {
 // the checkpoint. It returns the orders' rows as written.
 func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]storedRow, error) {
 	ctx, tx := b.ctx, b.tx
-	rows, err := writeOrders(ctx, orderWrites{tx.StmtContext(ctx, w.upsertOrder), tx.StmtContext(ctx, w.updateBody), tx.StmtContext(ctx, w.updateStatus)},
-		b.states, b.dirty, b.stored)
+	ow := orderWrites{upsert: tx.StmtContext(ctx, w.upsertOrder), updateBody: tx.StmtContext(ctx, w.updateBody), updateStatus: tx.StmtContext(ctx, w.updateStatus)}
+	if b.carry != nil {
+		f := w.fill
+		ow = orderWrites{upsert: tx.StmtContext(ctx, f.insert), updateBody: tx.StmtContext(ctx, f.updateBody), updateStatus: tx.StmtContext(ctx, f.updateStatus),
+			fill: &fillWrites{updateRow: tx.StmtContext(ctx, f.updateRow), seqs: b.seqs, inserted: func(id string, seq int64) error {
+				b.seqs[id] = seq
+				return b.carry.rows.add(id, seq, b.idAt)
+			}}}
+	}
+	rows, err := writeOrders(ctx, ow, b.states, b.dirty, b.stored)
 	if err != nil {
 		return nil, err
 	}
@@ -455,6 +516,16 @@ const updateBody = `UPDATE orders SET revision = ?, body = ? WHERE id = ?`
 // among its indexed columns, which touches the status index alone.
 const updateStatus = `UPDATE orders SET status = ?, revision = ?, body = ? WHERE id = ?`
 
+// A bulk fill's writes (see fillIndex): they take the row's seq where
+// the others take the id, and a new row is inserted without the upsert's
+// ON CONFLICT (id), which needs the orders_id index the fill drops.
+const (
+	insertOrder    = `INSERT INTO orders (seq, id, customer_id, status, created_at, revision, body) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	updateBodyAt   = `UPDATE orders SET revision = ?, body = ? WHERE seq = ?`
+	updateStatusAt = `UPDATE orders SET status = ?, revision = ?, body = ? WHERE seq = ?`
+	updateRowAt    = `UPDATE orders SET customer_id = ?, status = ?, created_at = ?, revision = ?, body = ? WHERE seq = ?`
+)
+
 // rowKeys are the indexed columns of an order's row.
 type rowKeys struct {
 	customer  string
@@ -466,13 +537,29 @@ func keysOf(s order.State) rowKeys {
 	return rowKeys{customer: s.CustomerID, status: s.Status, createdAt: s.CreatedAt.UnixNano()}
 }
 
-// orderWrites are the ways writeOrders writes a row.
-type orderWrites struct{ upsert, updateBody, updateStatus *sql.Stmt }
+// orderWrites are the ways writeOrders writes a row. In a bulk fill
+// (fill not nil) they are the fill's, which take the seq instead of the
+// id, and upsert is insertOrder.
+type orderWrites struct {
+	upsert, updateBody, updateStatus *sql.Stmt
+	fill                             *fillWrites
+}
+
+// fillWrites is what a bulk fill's writeOrders needs besides orderWrites:
+// the statement for a found row whose indexed columns changed (the
+// upsert's conflict clause does that outside a fill), each found row's
+// seq, and what to tell of each inserted one.
+type fillWrites struct {
+	updateRow *sql.Stmt
+	seqs      map[string]int64
+	inserted  func(id string, seq int64) error
+}
 
 // writeOrders writes the dirty orders' rows and returns them: an order
 // whose row was found (stored) by updateBody when it keeps the indexed
 // columns it had, by updateStatus when only its status changed, and any
-// other by upsertOrder. Each body is its own buffer, since the recent
+// other by upsertOrder (in a bulk fill, a found row by updateRowAt and a
+// new one by insertOrder, which it tells w.fill of). Each body is its own buffer, since the recent
 // orders keep it.
 //
 // It writes them in the order of the first event that changed each in
@@ -494,14 +581,23 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 		}
 		k, found := stored[id]
 		now := keysOf(s)
+		var key any = id
+		if w.fill != nil {
+			key = w.fill.seqs[id]
+		}
 		var res sql.Result
 		switch {
 		case found && k == now:
-			res, err = w.updateBody.ExecContext(ctx, o.Revision, body, id)
+			res, err = w.updateBody.ExecContext(ctx, o.Revision, body, key)
 		case found && k.customer == now.customer && k.createdAt == now.createdAt:
-			res, err = w.updateStatus.ExecContext(ctx, int(s.Status), o.Revision, body, id)
+			res, err = w.updateStatus.ExecContext(ctx, int(s.Status), o.Revision, body, key)
+		case found && w.fill != nil:
+			res, err = w.fill.updateRow.ExecContext(ctx, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body, key)
 		default:
-			_, err = w.upsert.ExecContext(ctx, int64(dirty[id]), id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body)
+			seq := int64(dirty[id])
+			if _, err = w.upsert.ExecContext(ctx, seq, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body); err == nil && w.fill != nil {
+				err = w.fill.inserted(id, seq)
+			}
 		}
 		if err != nil {
 			return nil, err

@@ -21,15 +21,29 @@ const carryOrders = 32768
 // An order is kept as the last batch that changed it folded it, so its
 // row's indexed columns are keysOf its state, untouched until a batch
 // takes it again.
+//
+// It also holds the fill's index of the rows it wrote (rows), which
+// outlives the generations: it is how a batch finds an order's row once
+// the carry has dropped it.
 type carry struct {
-	cur, prev map[string]*Order
+	cur, prev map[string]carried
+	rows      *fillIndex
 }
 
-func newCarry() *carry { return &carry{cur: map[string]*Order{}, prev: map[string]*Order{}} }
+// carried is an order as a batch folded it, and the seq of its row.
+type carried struct {
+	o   *Order
+	seq int64
+}
 
-// take removes and returns the order id, if the carry holds it: the batch
-// that takes it owns it, and gives it back when it commits (keep).
-func (c *carry) take(id string) (*Order, bool) {
+func newCarry() *carry {
+	return &carry{cur: map[string]carried{}, prev: map[string]carried{}, rows: newFillIndex()}
+}
+
+// take removes and returns the order id and its row's seq, if the carry
+// holds it: the batch that takes it owns it, and gives it back when it
+// commits (keep).
+func (c *carry) take(id string) (carried, bool) {
 	if o, ok := c.cur[id]; ok {
 		delete(c.cur, id)
 		return o, true
@@ -38,7 +52,7 @@ func (c *carry) take(id string) (*Order, bool) {
 		delete(c.prev, id)
 		return o, true
 	}
-	return nil, false
+	return carried{}, false
 }
 
 // keep takes the orders a committed batch wrote, the oldest generation
@@ -53,13 +67,13 @@ func (c *carry) keep(b *batch) {
 	}
 	for id := range b.dirty {
 		if len(c.cur) >= carryOrders {
-			c.prev, c.cur = c.cur, make(map[string]*Order, carryOrders)
+			c.prev, c.cur = c.cur, make(map[string]carried, carryOrders)
 		}
-		c.cur[id] = b.states[id]
+		c.cur[id] = carried{b.states[id], b.seqs[id]}
 	}
 }
 
-// reset forgets every order.
+// reset forgets every order it carries (not the rows it wrote).
 func (c *carry) reset() {
 	clear(c.cur)
 	clear(c.prev)

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"fmt"
+	"hash/maphash"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -52,54 +53,88 @@ func interleaved() []Item {
 }
 
 // A rebuild's bulk fill folds an order on from what the last batches
-// wrote (the carry) rather than from its row read back; the read model it
-// leaves must equal the one the same log leaves applied batch by batch,
-// erasure included: the forgotten customer's orders stay erased after
-// their later events, in both.
+// wrote (the carry) rather than from its row read back, and finds the
+// rows the carry dropped through its own index (fillIndex), since it
+// drops orders_id until its end. The read model it leaves must equal the
+// one the same log leaves applied batch by batch, erasure included: the
+// forgotten customer's orders stay erased after their later events, in
+// both. The fill index is tried with every id's hash its own, with the
+// hashes of half the ids shared, and with one hash for all.
 func TestBulkFillFoldsOnFromTheCarry(t *testing.T) {
 	ctx := t.Context()
 	items := interleaved()
 	const batch = 7 // below interleavedOrders: an order's events never share a batch
-	fill := func(m *ReadModel) {
+	fill := func(m *ReadModel, dropCarry bool) {
 		for i := 0; i < len(items); i += batch {
 			if _, _, err := m.Apply(ctx, items[i:min(i+batch, len(items))]); err != nil {
 				t.Fatal(err)
+			}
+			if dropCarry && m.carry != nil {
+				m.carry.reset()
 			}
 		}
 	}
 	dir := t.TempDir()
 	applied := openModel(t, filepath.Join(dir, "applied.db"))
-	fill(applied)
-	bulk := openModel(t, filepath.Join(dir, "bulk.db"))
-	end, err := bulk.bulk(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fill(bulk)
-	if bulk.carry == nil || len(bulk.carry.cur)+len(bulk.carry.prev) == 0 {
-		t.Fatal("the bulk fill carried no order between its batches")
-	}
-	if err := end(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for i := range interleavedOrders {
-		id := fmt.Sprintf("o-%02d", i)
-		want, _, err := applied.GetOrder(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _, err := bulk.GetOrder(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("order %s after the bulk fill:\n%+v\nwant (applied batch by batch)\n%+v", id, got, want)
-		}
-		if erased := got.State.PersonalDataErased(); erased != (i%3 == 1) {
-			t.Fatalf("order %s (customer c-%d): personal data erased %v", id, i%3, erased)
-		}
-		if len(got.State.Lines) != 2+i%2 {
-			t.Fatalf("order %s has %d lines, want %d", id, len(got.State.Lines), 2+i%2)
-		}
+	fill(applied, false)
+	for _, tc := range []struct {
+		name      string
+		dropCarry bool
+		hash      func(maphash.Seed, string) uint64
+	}{
+		{name: "carry"},
+		{name: "rows", dropCarry: true},
+		{name: "rows, half the hashes shared", dropCarry: true, hash: func(_ maphash.Seed, id string) uint64 {
+			if id[len(id)-1]%2 == 0 {
+				return 1
+			}
+			return uint64(id[len(id)-1])
+		}},
+		{name: "rows, one hash", dropCarry: true, hash: func(maphash.Seed, string) uint64 { return 7 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bulk := openModel(t, filepath.Join(t.TempDir(), "bulk.db"))
+			end, err := bulk.bulk(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.hash != nil {
+				bulk.carry.rows.hash = tc.hash
+			}
+			fill(bulk, tc.dropCarry)
+			if !tc.dropCarry && len(bulk.carry.cur)+len(bulk.carry.prev) == 0 {
+				t.Fatal("the bulk fill carried no order between its batches")
+			}
+			if tc.hash != nil && len(bulk.carry.rows.shared) == 0 {
+				t.Fatal("no id shared its hash")
+			}
+			if err := end(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var rows int
+			if err := bulk.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders`).Scan(&rows); err != nil || rows != interleavedOrders {
+				t.Fatalf("%d rows, %v; want one for each of %d orders", rows, err, interleavedOrders)
+			}
+			for i := range interleavedOrders {
+				id := fmt.Sprintf("o-%02d", i)
+				want, _, err := applied.GetOrder(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _, err := bulk.GetOrder(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("order %s after the bulk fill:\n%+v\nwant (applied batch by batch)\n%+v", id, got, want)
+				}
+				if erased := got.State.PersonalDataErased(); erased != (i%3 == 1) {
+					t.Fatalf("order %s (customer c-%d): personal data erased %v", id, i%3, erased)
+				}
+				if len(got.State.Lines) != 2+i%2 {
+					t.Fatalf("order %s has %d lines, want %d", id, len(got.State.Lines), 2+i%2)
+				}
+			}
+		})
 	}
 }

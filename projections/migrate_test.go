@@ -222,7 +222,7 @@ func writeLegacy(t *testing.T, db *sql.DB, orders map[string]Order, position uin
 // opens under the current one with every order, list and summary as the
 // log folds them, in the compact format, and goes on applying events.
 func TestMigrationConvertsOlderSchemas(t *testing.T) {
-	for _, from := range []int{1, 2, 3} {
+	for _, from := range []int{1, 2, 3, 4} {
 		t.Run(fmt.Sprint("schema ", from), func(t *testing.T) {
 			ctx := t.Context()
 			path := filepath.Join(t.TempDir(), "rm.db")
@@ -237,7 +237,8 @@ func TestMigrationConvertsOlderSchemas(t *testing.T) {
 				t.Fatal(err)
 			}
 			writeLegacy(t, db, fold(head), head[len(head)-1].Rec.Position)
-			// Schema 3's file is schema 2's converted, as an upgrade left it.
+			// Later schemas' files are schema 2's converted, as an upgrade
+			// left them.
 			if err := migrate(ctx, db, from); err != nil {
 				t.Fatal(err)
 			}
@@ -265,9 +266,11 @@ func TestMigrationConvertsOlderSchemas(t *testing.T) {
 	}
 }
 
-// assertSchema checks that m's orders table is schema 4's: a rowid table
+// assertSchema checks that m's orders table is schema 5's: a rowid table
 // whose rowid is the seq column, with the body column and without the JSON
-// state, and three list indexes none of which holds the order id.
+// state, with no UNIQUE constraint (whose index a bulk fill could not
+// drop), the unique index orders_id on the id alone, and three list
+// indexes none of which holds the order id.
 func assertSchema(ctx context.Context, t *testing.T, m *ReadModel) {
 	t.Helper()
 	var ddl string
@@ -275,47 +278,61 @@ func assertSchema(ctx context.Context, t *testing.T, m *ReadModel) {
 		t.Fatal(err)
 	}
 	up := strings.Join(strings.Fields(strings.ToUpper(ddl)), " ")
-	if strings.Contains(up, "WITHOUT ROWID") || !strings.Contains(up, "SEQ INTEGER PRIMARY KEY") || !strings.Contains(up, "BODY") || strings.Contains(up, "STATE") {
+	if strings.Contains(up, "WITHOUT ROWID") || !strings.Contains(up, "SEQ INTEGER PRIMARY KEY") || !strings.Contains(up, "BODY") || strings.Contains(up, "STATE") || strings.Contains(up, "UNIQUE") {
 		t.Fatalf("orders table after migration: %s", ddl)
 	}
-	rows, err := m.r.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders' AND sql IS NOT NULL`)
+	rows, err := m.r.QueryContext(ctx, `SELECT name, "unique", origin FROM pragma_index_list('orders')`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	var idx int
+	var byID bool
 	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
+		var name, origin string
+		var unique bool
+		if err := rows.Scan(&name, &unique, &origin); err != nil {
 			t.Fatal(err)
 		}
-		idx++
+		if origin != "c" {
+			t.Errorf("index %s comes from a constraint (%s), not CREATE INDEX", name, origin)
+		}
 		cols, err := m.r.QueryContext(ctx, `SELECT name FROM pragma_index_info(?)`, name)
 		if err != nil {
 			t.Fatal(err)
 		}
+		var names []string
 		for cols.Next() {
 			var col string
 			if err := cols.Scan(&col); err != nil {
 				t.Fatal(err)
 			}
-			if col == "id" {
-				t.Errorf("index %s holds the order id", name)
+			names = append(names, col)
+		}
+		switch {
+		case name == "orders_id":
+			byID = true
+			if !unique || !slices.Equal(names, []string{"id"}) {
+				t.Errorf("orders_id: unique %v on %v; want unique on id", unique, names)
 			}
+		case unique || slices.Contains(names, "id"):
+			t.Errorf("index %s: unique %v on %v; want a list index without the order id", name, unique, names)
+		default:
+			idx++
 		}
 		if err := cols.Err(); err != nil {
 			t.Fatal(err)
 		}
 		_ = cols.Close()
 	}
-	if err := rows.Err(); err != nil || idx != 3 {
-		t.Fatalf("orders has %d secondary indexes, %v; want 3", idx, err)
+	if err := rows.Err(); err != nil || idx != 3 || !byID {
+		t.Fatalf("orders has %d list indexes and orders_id %v, %v; want 3 and orders_id", idx, byID, err)
 	}
 }
 
 var (
 	migrateOrders = flag.Int("migrate.orders", 2000, "orders in the file BenchmarkMigration migrates")
-	migrateFrom   = flag.Int("migrate.from", 2, "the schema of the file BenchmarkMigration migrates (2 or 3)")
+	migrateFrom   = flag.Int("migrate.from", 2, "the schema of the file BenchmarkMigration migrates (2 to 4)")
 )
 
 // BenchmarkMigration opens a read model of -migrate.orders orders (each as
@@ -324,8 +341,8 @@ var (
 // current schema. 200,000 orders are a log of 1,000,000 events.
 func BenchmarkMigration(b *testing.B) {
 	ctx := b.Context()
-	if *migrateFrom != 2 && *migrateFrom != 3 {
-		b.Fatalf("-migrate.from %d: want 2 or 3", *migrateFrom)
+	if *migrateFrom < 2 || *migrateFrom > 4 {
+		b.Fatalf("-migrate.from %d: want 2 to 4", *migrateFrom)
 	}
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	for b.Loop() {
