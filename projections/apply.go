@@ -289,10 +289,10 @@ func asCreated(ev order.Event) (order.OrderCreated, bool) {
 	return order.OrderCreated{}, false
 }
 
-// load returns the order's state as of this batch: the first time, from
-// a bulk fill's carry, else from the file unless first says the order has
-// no row yet (a lookup that must miss costs a walk of the id index all the
-// same, and every order's history starts with one).
+// load returns the order's state as of this batch: the first time, in a
+// bulk fill as loadFilled finds it, else from the file unless first says
+// the order has no row yet (a lookup that must miss costs a walk of the id
+// index all the same, and every order's history starts with one).
 func (b *batch) load(id string, first bool) (*Order, error) {
 	if o, ok := b.states[id]; ok {
 		return o, nil
@@ -301,12 +301,7 @@ func (b *batch) load(id string, first bool) (*Order, error) {
 		b.lookups++
 	}
 	if b.carry != nil {
-		if c, ok := b.carry.take(id); ok {
-			b.stored[id], b.seqs[id] = keysOf(c.o.State), c.seq
-			b.states[id] = c.o
-			return c.o, nil
-		}
-		return b.loadFilled(id)
+		return b.loadFilled(id, first)
 	}
 	o := &Order{}
 	if first {
@@ -337,35 +332,41 @@ func (b *batch) load(id string, first bool) (*Order, error) {
 	return o, nil
 }
 
-// loadFilled is load in a bulk fill, which finds the row through the
-// fill's index and reads it by seq. It looks even for an order whose
-// first event this is (a lookup that misses costs a map probe here), so
-// that the fill, which has no unique index on id until its end, never
-// writes a second row for an id.
-func (b *batch) loadFilled(id string) (*Order, error) {
-	o := &Order{}
+// loadFilled is load in a bulk fill: from the carry, else from the row
+// the fill's index finds, read by seq. It looks even for an order whose
+// first event this is (a miss costs a map probe), since the fill has no
+// unique index on id until its end: a repeated creation (which the log's
+// append never writes) then overwrites the order's row as the live
+// upsert does, rather than adding a second row for the id.
+func (b *batch) loadFilled(id string, first bool) (*Order, error) {
+	o, found := &Order{}, false
+	if c, ok := b.carry.take(id); ok {
+		o, found = c.o, true
+		b.seqs[id] = c.seq
+	} else if seq, ok := b.carry.rows.find(id); ok {
+		var row storedRow
+		var rowID string
+		err := b.rowAt.QueryRowContext(b.ctx, seq).Scan(&rowID, &row.rev, &row.customer, &row.body)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return nil, err
+		case rowID == id:
+			pb, err := readBody(id, row.customer, row.body)
+			if err != nil {
+				return nil, err
+			}
+			o.Revision, o.State, found = row.rev, convert.OrderFromProto(pb), true
+			b.seqs[id] = seq
+		}
+	}
+	if found {
+		b.stored[id] = keysOf(o.State)
+		if first {
+			o = &Order{}
+		}
+	}
 	b.states[id] = o
-	seq, ok := b.carry.rows.find(id)
-	if !ok {
-		return o, nil
-	}
-	var row storedRow
-	var rowID string
-	err := b.rowAt.QueryRowContext(b.ctx, seq).Scan(&rowID, &row.rev, &row.customer, &row.body)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return o, nil
-	case err != nil:
-		return nil, err
-	case rowID != id:
-		return o, nil
-	}
-	pb, err := readBody(id, row.customer, row.body)
-	if err != nil {
-		return nil, err
-	}
-	o.Revision, o.State = row.rev, convert.OrderFromProto(pb)
-	b.stored[id], b.seqs[id] = keysOf(o.State), seq
 	return o, nil
 }
 

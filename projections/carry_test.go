@@ -138,3 +138,64 @@ func TestBulkFillFoldsOnFromTheCarry(t *testing.T) {
 		})
 	}
 }
+
+// A creation the log repeats for an order (which the append never writes:
+// it expects the order's subject to be empty) overwrites the order's row
+// live, through the upsert; a bulk fill, which has no unique index on the
+// id to conflict with, must do the same rather than write a second row,
+// whether the order is in its carry or only in its rows.
+func TestBulkFillOverwritesARepeatedCreationAsLiveDoes(t *testing.T) {
+	ctx := t.Context()
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	var items []Item
+	add := func(id string, version uint64, ev order.Event) {
+		items = append(items, Item{
+			Rec: eventstore.Recorded{OrderID: id, Position: uint64(len(items) + 1), Version: version, Type: ev.EventType(),
+				Time: at, Meta: eventstore.Metadata{OccurredAt: at.Add(time.Duration(len(items)) * time.Second)}},
+			Event: ev,
+		})
+	}
+	add("o-1", 1, order.OrderCreated{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"})
+	add("o-2", 1, order.OrderCreated{OrderID: "o-2", CustomerID: "c-1", Currency: "EUR"})
+	add("o-1", 2, order.ItemAdded{SKU: "A", Quantity: 1, UnitPrice: 100})
+	add("o-1", 1, order.OrderCreated{OrderID: "o-1", CustomerID: "c-2", Currency: "USD"})
+	add("o-1", 2, order.ItemAdded{SKU: "B", Quantity: 3, UnitPrice: 7})
+	fill := func(m *ReadModel, dropCarry bool) {
+		for i := range items { // one event per batch
+			if _, _, err := m.Apply(ctx, items[i:i+1]); err != nil {
+				t.Fatal(err)
+			}
+			if dropCarry && m.carry != nil {
+				m.carry.reset()
+			}
+		}
+	}
+	dir := t.TempDir()
+	applied := openModel(t, filepath.Join(dir, "applied.db"))
+	fill(applied, false)
+	want, _, err := applied.GetOrder(ctx, "o-1")
+	if err != nil || want.State.CustomerID != "c-2" || len(want.State.Lines) != 1 {
+		t.Fatalf("live: o-1 is %+v, %v; want the second creation's order with one line", want, err)
+	}
+	for _, dropCarry := range []bool{false, true} {
+		t.Run(fmt.Sprint("carry dropped ", dropCarry), func(t *testing.T) {
+			bulk := openModel(t, filepath.Join(t.TempDir(), "bulk.db"))
+			end, err := bulk.bulk(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fill(bulk, dropCarry)
+			if err := end(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := bulk.GetOrder(ctx, "o-1")
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("bulk: o-1 is %+v, %v\nwant (live) %+v", got, err, want)
+			}
+			var rows int
+			if err := bulk.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders`).Scan(&rows); err != nil || rows != 2 {
+				t.Fatalf("%d rows, %v; want 2", rows, err)
+			}
+		})
+	}
+}

@@ -371,7 +371,8 @@ func migrate(ctx context.Context, db *sql.DB, n int) error {
 // insert; meanwhile the fill finds its rows by seq (fillIndex). The
 // returned function restores durability and builds the indexes (it fails
 // if two rows share an id, which the fill never writes); it must run
-// before the model is swapped in.
+// before the model is swapped in. m must be empty: the fill's index knows
+// only the rows the fill writes.
 func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, error) {
 	rows, err := m.w.QueryContext(ctx, `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders' AND sql IS NOT NULL`)
 	if err != nil {
