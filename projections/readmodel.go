@@ -140,9 +140,9 @@ var migrations = []migration{
 	// once, by sorting, at its end (finding its own rows by seq
 	// meanwhile, see fillIndex). Order ids are random, so every insert
 	// into that index went to a random page: with a million orders in the
-	// file, each batch of a rebuild dirtied about as many of its pages as
-	// it inserted orders, and the commits wrote them all to the WAL. A
-	// rebuild of a million events went from 42k to 75k events/s
+	// file, each batch of 5,000 events of a rebuild dirtied about 4,000 of
+	// its pages, and the commits wrote them all to the WAL. A
+	// rebuild of a million events went from 42–51k to 69–75k events/s
 	// (BENCHMARKS.md).
 	{sql: `CREATE TABLE orders_v5 (
 		seq         INTEGER PRIMARY KEY,
