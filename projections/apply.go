@@ -137,10 +137,10 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 		// Statements prepared once on the write connection, bound to this
 		// transaction: nothing is parsed per event.
 		loadOrder: tx.StmtContext(sctx, m.writes.loadOrder), recent: m.recent, carry: m.carry,
-		states: map[string]*Order{}, dirty: map[string]uint64{}, stored: map[string]rowKeys{}, seqs: map[string]int64{},
+		states: map[string]*Order{}, dirty: map[string]uint64{}, stored: map[string]rowKeys{},
 		statusDelta: map[statusKey]int64{}, spendDelta: map[spendKey]int64{}}
 	if m.carry != nil {
-		bt.rowAt = tx.StmtContext(sctx, m.writes.fill.rowAt)
+		bt.rowAt, bt.seqs = tx.StmtContext(sctx, m.writes.fill.rowAt), map[string]int64{}
 	}
 	position = cp
 	erased := false
@@ -460,10 +460,12 @@ func (b *batch) count(old, cur order.State, e order.Event) {
 // the checkpoint. It returns the orders' rows as written.
 func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]storedRow, error) {
 	ctx, tx := b.ctx, b.tx
-	ow := orderWrites{upsert: tx.StmtContext(ctx, w.upsertOrder), updateBody: tx.StmtContext(ctx, w.updateBody), updateStatus: tx.StmtContext(ctx, w.updateStatus)}
-	if b.carry != nil {
+	var ow orderWrites
+	if b.carry == nil {
+		ow = orderWrites{insert: tx.StmtContext(ctx, w.upsertOrder), updateBody: tx.StmtContext(ctx, w.updateBody), updateStatus: tx.StmtContext(ctx, w.updateStatus)}
+	} else {
 		f := w.fill
-		ow = orderWrites{upsert: tx.StmtContext(ctx, f.insert), updateBody: tx.StmtContext(ctx, f.updateBody), updateStatus: tx.StmtContext(ctx, f.updateStatus),
+		ow = orderWrites{insert: tx.StmtContext(ctx, f.insert), updateBody: tx.StmtContext(ctx, f.updateBody), updateStatus: tx.StmtContext(ctx, f.updateStatus),
 			fill: &fillWrites{updateRow: tx.StmtContext(ctx, f.updateRow), seqs: b.seqs, inserted: func(id string, seq int64) error {
 				b.seqs[id] = seq
 				return b.carry.rows.add(id, seq, b.idAt)
@@ -538,11 +540,12 @@ func keysOf(s order.State) rowKeys {
 	return rowKeys{customer: s.CustomerID, status: s.Status, createdAt: s.CreatedAt.UnixNano()}
 }
 
-// orderWrites are the ways writeOrders writes a row. In a bulk fill
-// (fill not nil) they are the fill's, which take the seq instead of the
-// id, and upsert is insertOrder.
+// orderWrites are the ways writeOrders writes a row: insert writes a row
+// load did not find (upsertOrder live, insertOrder in a bulk fill). In a
+// bulk fill (fill not nil) all are the fill's, which take the seq instead
+// of the id.
 type orderWrites struct {
-	upsert, updateBody, updateStatus *sql.Stmt
+	insert, updateBody, updateStatus *sql.Stmt
 	fill                             *fillWrites
 }
 
@@ -560,8 +563,8 @@ type fillWrites struct {
 // whose row was found (stored) by updateBody when it keeps the indexed
 // columns it had, by updateStatus when only its status changed, and any
 // other by upsertOrder (in a bulk fill, a found row by updateRowAt and a
-// new one by insertOrder, which it tells w.fill of). Each body is its own buffer, since the recent
-// orders keep it.
+// new one by insertOrder, which it tells w.fill of). Each body is its own
+// buffer, since the recent orders keep it.
 //
 // It writes them in the order of the first event that changed each in
 // the batch, which is also each new row's seq: new rows then go at the
@@ -596,7 +599,7 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 			res, err = w.fill.updateRow.ExecContext(ctx, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body, key)
 		default:
 			seq := int64(dirty[id])
-			if _, err = w.upsert.ExecContext(ctx, seq, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body); err == nil && w.fill != nil {
+			if _, err = w.insert.ExecContext(ctx, seq, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body); err == nil && w.fill != nil {
 				err = w.fill.inserted(id, seq)
 			}
 		}

@@ -22,7 +22,7 @@ const carryOrders = 32768
 // row's indexed columns are keysOf its state, untouched until a batch
 // takes it again.
 //
-// It also holds the fill's index of the rows it wrote (rows), which
+// It also holds the fill's index of the rows the fill wrote (rows), which
 // outlives the generations: it is how a batch finds an order's row once
 // the carry has dropped it.
 type carry struct {
@@ -73,7 +73,7 @@ func (c *carry) keep(b *batch) {
 	}
 }
 
-// reset forgets every order it carries (not the rows it wrote).
+// reset forgets every order it carries; it keeps the fill's index.
 func (c *carry) reset() {
 	clear(c.cur)
 	clear(c.prev)

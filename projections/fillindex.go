@@ -22,7 +22,9 @@ type fillIndex struct {
 }
 
 // sharedSum marks a hash that more than one id has: those ids are in
-// shared. No row has it as seq (seqs are log positions, at most 2⁶³−1).
+// shared. No row has it as seq: a seq is a log position, and the table
+// holds them as SQLite's signed 64-bit integers, so every position the
+// read model stores is below 2⁶³.
 const sharedSum = math.MinInt64
 
 func newFillIndex() *fillIndex {

@@ -135,7 +135,7 @@ var migrations = []migration{
 	CREATE INDEX orders_status ON orders (status, created_at);`},
 
 	// An index of its own (orders_id) keeps the order ids unique instead
-	// of the column's UNIQUE constraint, whose index SQLite never lets
+	// of the column's UNIQUE constraint, whose index SQLite will not
 	// drop. A bulk fill now drops it with the list indexes and builds it
 	// once, by sorting, at its end (finding its own rows by seq
 	// meanwhile, see fillIndex). Order ids are random, so every insert

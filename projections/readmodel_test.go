@@ -69,8 +69,9 @@ func TestConcurrentReadsKeepTheirConnections(t *testing.T) {
 	}
 }
 
-// A model filled in bulk ends with the schema's indexes and the DSN's
-// durability and page cache, answering lists as one filled event by event does.
+// A model filled in bulk is written without the orders table's indexes
+// and ends with the schema's indexes and the DSN's durability and page
+// cache, answering lists as one filled event by event does.
 func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -78,6 +79,12 @@ func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
 	end, err := bulk.bulk(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The fill writes the orders table without any of its indexes, the
+	// unique one on the id included.
+	var during int
+	if err := bulk.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_index_list('orders')`).Scan(&during); err != nil || during != 0 {
+		t.Fatalf("%d indexes on orders during the fill, %v; want none", during, err)
 	}
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	var items []Item
