@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -121,5 +122,92 @@ func TestRunnerCommitsWhatPointReadsSaw(t *testing.T) {
 	}
 	if _, _, err := again.Current().GetOrder(ctx, id); err != nil {
 		t.Fatalf("GetOrder(%s) after the stop: %v", id, err)
+	}
+}
+
+// A runner that starts on an empty read model and a log of at least
+// WithBulkCatchUp events catches up as a rebuild replays, into a new file
+// swapped in, and then follows the log: its read model holds what one
+// caught up batch by batch holds, lists and summaries included.
+func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
+	_, store := fileStore(t)
+	ctx := t.Context()
+	var last uint64
+	for i := range 300 {
+		last = create(t, store, fmt.Sprintf("o-%03d", i), fmt.Sprintf("c-%d", i%7))
+	}
+	run := func(threshold uint64) (*projections.Runner, string) {
+		d, err := projections.Open(ctx, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.Close() })
+		first := d.Current().Path()
+		r, err := projections.NewRunner(store, d, projections.WithBulkCatchUp(threshold))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(rctx) }()
+		t.Cleanup(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+		select {
+		case <-r.Ready():
+		case err := <-done:
+			t.Fatalf("Run ended before ready: %v", err)
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		return r, first
+	}
+	live, liveFirst := run(0)
+	bulk, bulkFirst := run(100)
+	if live.ReadModel().Path() != liveFirst {
+		t.Fatal("with WithBulkCatchUp(0) the runner replaced its read model")
+	}
+	if bulk.ReadModel().Path() == bulkFirst {
+		t.Fatal("the runner caught up without the bulk replay (its read model is the one it opened)")
+	}
+	// Both follow the log from there.
+	last = create(t, store, "o-after", "c-0")
+	for _, r := range []*projections.Runner{live, bulk} {
+		if err := r.WaitForCommitted(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for c := range 7 {
+		f := projections.ListFilter{CustomerID: fmt.Sprintf("c-%d", c)}
+		want, _, err := live.ReadModel().ListOrders(ctx, f, nil, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := bulk.ReadModel().ListOrders(ctx, f, nil, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) || len(got) < 42 {
+			t.Fatalf("customer c-%d: %d orders in bulk, %d live", c, len(got), len(want))
+		}
+		for i := range got {
+			if !reflect.DeepEqual(got[i], want[i]) {
+				t.Fatalf("customer c-%d, order %d: bulk %+v, live %+v", c, i, got[i], want[i])
+			}
+		}
+		ws, _, err := live.ReadModel().GetCustomerSummary(ctx, f.CustomerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs, _, err := bulk.ReadModel().GetCustomerSummary(ctx, f.CustomerID)
+		if err != nil || !reflect.DeepEqual(gs, ws) {
+			t.Fatalf("customer c-%d summary: bulk %+v, %v; live %+v", c, gs, err, ws)
+		}
+	}
+	if _, p, err := bulk.ReadModel().GetOrder(ctx, "o-after"); err != nil || p < last {
+		t.Fatalf("GetOrder after the catch-up: at %d, %v", p, err)
 	}
 }
