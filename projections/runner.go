@@ -147,8 +147,9 @@ const DefaultBulkCatchUp = 20000
 // was lost) to catch up as a rebuild replays (see Rebuild: into a new
 // file, without fsync, its indexes built once at the end, then swapped
 // in) rather than batch by batch with every index in place (default
-// DefaultBulkCatchUp; 0: never). Meanwhile Rebuilding reports true and the
-// runner is not ready, as during the batch-by-batch catch-up.
+// DefaultBulkCatchUp; 0: never; every value is valid). Meanwhile
+// Rebuilding reports true and the runner is not ready, as during the
+// batch-by-batch catch-up.
 func WithBulkCatchUp(minEvents uint64) Option {
 	return func(r *Runner) error {
 		r.bulkCatchUp = minEvents
