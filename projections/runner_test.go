@@ -132,9 +132,8 @@ func TestRunnerCommitsWhatPointReadsSaw(t *testing.T) {
 func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 	_, store := fileStore(t)
 	ctx := t.Context()
-	var last uint64
 	for i := range 300 {
-		last = create(t, store, fmt.Sprintf("o-%03d", i), fmt.Sprintf("c-%d", i%7))
+		create(t, store, fmt.Sprintf("o-%03d", i), fmt.Sprintf("c-%d", i%7))
 	}
 	run := func(threshold uint64) (*projections.Runner, string) {
 		d, err := projections.Open(ctx, t.TempDir())
@@ -174,7 +173,7 @@ func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 		t.Fatal("the runner caught up without the bulk replay (its read model is the one it opened)")
 	}
 	// Both follow the log from there.
-	last = create(t, store, "o-after", "c-0")
+	last := create(t, store, "o-after", "c-0")
 	for _, r := range []*projections.Runner{live, bulk} {
 		if err := r.WaitForCommitted(ctx, last); err != nil {
 			t.Fatal(err)
