@@ -392,8 +392,13 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 		return nil, err
 	}
 	// The write pool holds one connection that stays open, so these
-	// per-connection settings hold for every apply of the replay.
-	stmts := []string{`PRAGMA synchronous = OFF`, `PRAGMA cache_size = -65536`}
+	// per-connection settings hold for every apply of the replay. Without
+	// any index, the replay appends rows and rewrites recent ones: a page
+	// cache of 16 MiB replays a million events as fast as one of 64 MiB
+	// did (69–74k against 61–67k events/s for one-event orders, 67–69k
+	// against 59–68k when an order's events are 100,000 apart, so that
+	// its row is read back), for 48 MiB less memory.
+	stmts := []string{`PRAGMA synchronous = OFF`, `PRAGMA cache_size = -16384`}
 	for _, n := range names {
 		stmts = append(stmts, `DROP INDEX "`+n+`"`)
 	}
