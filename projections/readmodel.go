@@ -366,13 +366,13 @@ func migrate(ctx context.Context, db *sql.DB, n int) error {
 
 // bulk readies a fresh read model for a replay of the whole log: no fsync
 // (a crash mid-rebuild deletes the file anyway; the log is the source of
-// truth), a larger page cache, and the orders table's indexes dropped, to
+// truth), a smaller page cache, and the orders table's indexes dropped, to
 // be built once from the finished table instead of updated on every
 // insert; meanwhile the fill finds its rows by seq (fillIndex). The
-// returned function restores durability and builds the indexes (it fails
-// if two rows share an id, which the fill never writes); it must run
-// before the model is swapped in. m must be empty: the fill's index knows
-// only the rows the fill writes.
+// returned function builds the indexes (it fails if two rows share an id,
+// which the fill never writes) and restores durability and the page
+// cache; it must run before the model is swapped in. m must be empty: the
+// fill's index knows only the rows the fill writes.
 func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, error) {
 	rows, err := m.w.QueryContext(ctx, `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders' AND sql IS NOT NULL`)
 	if err != nil {
