@@ -15,6 +15,14 @@ import (
 // slow the projection or the other watchers.
 var ErrOverflow = errors.New("projections: watcher fell behind its buffer")
 
+// ErrFeedRestarted ends a Subscription when the feed restarts ahead of
+// what it published: the read model's checkpoint moved past changes the
+// feed never saw (a runner starting on a read model ahead of the feed, as
+// after catching up in bulk). Its watcher would otherwise miss them
+// without a word; resuming from its last change, it learns that the feed
+// no longer holds them.
+var ErrFeedRestarted = errors.New("projections: the feed restarted ahead of its watchers")
+
 // DefaultFeedHistory is how many recent changes a Feed keeps for watchers
 // that resume.
 const DefaultFeedHistory = 10000
@@ -175,13 +183,22 @@ func (f *Feed) Watchers() int {
 // start tells the feed the read model's checkpoint as a runner starts on
 // it. Changes at or below what the feed already published are not
 // published again; when the checkpoint is ahead of the feed, the changes
-// in between were never seen, so the history restarts there.
+// in between were never seen, so the history restarts there and every
+// open subscription ends with ErrFeedRestarted.
 func (f *Feed) start(checkpoint uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if checkpoint > f.pos {
 		f.pos, f.floor = checkpoint, checkpoint
 		f.history, f.head = nil, 0
+		for s := range f.all {
+			f.end(s, ErrFeedRestarted)
+		}
+		for _, subs := range f.byOrder {
+			for s := range subs {
+				f.end(s, ErrFeedRestarted)
+			}
+		}
 	}
 }
 
@@ -223,10 +240,15 @@ func (f *Feed) send(s *Subscription, c *Change) {
 	select {
 	case s.c <- c:
 	default:
-		f.remove(s)
-		s.err = ErrOverflow
-		close(s.done)
+		f.end(s, ErrOverflow)
 	}
+}
+
+// end ends s with err.
+func (f *Feed) end(s *Subscription, err error) {
+	f.remove(s)
+	s.err = err
+	close(s.done)
 }
 
 // HistoryChanges folds one order's history (as read back from the log, in

@@ -54,3 +54,44 @@ func TestFeedHistoryAndOverflow(t *testing.T) {
 		t.Fatalf("republished: %d buffered", len(other.C()))
 	}
 }
+
+// A feed that restarts ahead of what it published (the read model's
+// checkpoint moved past changes it never saw) ends every open
+// subscription with ErrFeedRestarted, so that no watcher misses them
+// without a word; a restart at or below its position ends none, and a
+// subscription made after the restart follows it.
+func TestFeedRestartedAheadEndsItsWatchers(t *testing.T) {
+	f := NewFeed(8)
+	f.start(10)
+	f.publish(12, changes(11, 12, "a"))
+	one, _, _, _ := f.Subscribe("a", nil, 8, 12)
+	all, _, _, _ := f.Subscribe("", nil, 8, 12)
+	f.start(12)
+	if one.Err() != nil || all.Err() != nil {
+		t.Fatalf("a restart at the feed's position ended watchers: %v, %v", one.Err(), all.Err())
+	}
+	f.start(50)
+	for _, s := range []*Subscription{one, all} {
+		select {
+		case <-s.Done():
+		default:
+			t.Fatal("a watcher stays open across a restart ahead of the feed")
+		}
+		if !errors.Is(s.Err(), ErrFeedRestarted) {
+			t.Fatalf("watcher ended with %v, want ErrFeedRestarted", s.Err())
+		}
+		s.Close() // after the feed ended it: a no-op
+	}
+	if n := f.Watchers(); n != 0 {
+		t.Fatalf("%d watchers left", n)
+	}
+	// Resuming from before the restart finds the history gone.
+	if _, pub, _, ok := f.Subscribe("", nil, 8, 12); ok || pub != 50 {
+		t.Fatalf("resume from 12: published %d, ok %v; want 50 and an incomplete history", pub, ok)
+	}
+	after, _, _, _ := f.Subscribe("a", nil, 8, 50)
+	f.publish(51, changes(51, 51, "a"))
+	if c := <-after.C(); c.Position != 51 || after.Err() != nil {
+		t.Fatalf("after the restart: %d, %v", c.Position, after.Err())
+	}
+}

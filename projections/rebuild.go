@@ -29,8 +29,15 @@ const swapGrace = 10 * time.Second
 // ctx ends first, the live read model is untouched and the partial one
 // deleted.
 func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
+	_, err := r.rebuild(ctx, progress)
+	return err
+}
+
+// rebuild is Rebuild; it returns the replay, whose position, dead letters
+// and last event the swapped-in read model holds.
+func (r *Runner) rebuild(ctx context.Context, progress func(Progress)) (*replay, error) {
 	if !r.rebuilding.CompareAndSwap(false, true) {
-		return ErrRebuildRunning
+		return nil, ErrRebuildRunning
 	}
 	defer r.rebuilding.Store(false)
 	if progress == nil {
@@ -38,7 +45,7 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 	}
 	nm, err := r.dir.newModel(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	swapped := false
 	defer func() {
@@ -48,13 +55,13 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 	}()
 	endBulk, err := nm.bulk(ctx)
 	if err != nil {
-		return fmt.Errorf("projections: rebuild: %w", err)
+		return nil, fmt.Errorf("projections: rebuild: %w", err)
 	}
 	target, err := r.events.Head(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rp := &replay{nm: nm, target: target, start: time.Now(), progress: progress}
+	rp := &replay{nm: nm, keys: r.keys, target: target, start: time.Now(), progress: progress}
 	if target > 0 {
 		lastReport := time.Now()
 		err := r.readRange(ctx, 1, target, func(batch []Item) error {
@@ -68,22 +75,22 @@ func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("projections: rebuild: %w", err)
+			return nil, fmt.Errorf("projections: rebuild: %w", err)
 		}
 		rp.report(false)
 	}
 	// Before the catch-up, which holds the live applies: building the
 	// indexes is the one long step left, and nothing waits on it here.
 	if err := endBulk(ctx); err != nil {
-		return fmt.Errorf("projections: rebuild: %w", err)
+		return nil, fmt.Errorf("projections: rebuild: %w", err)
 	}
 	if err := r.swapIn(ctx, rp); err != nil {
-		return err
+		return nil, err
 	}
 	swapped = true
 	rp.target = max(rp.target, rp.pos)
 	rp.report(true)
-	return nil
+	return rp, nil
 }
 
 // swapIn catches the new read model up with the live one and swaps it in,
@@ -121,19 +128,35 @@ func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
 // replay is the state of a rebuild's new read model.
 type replay struct {
 	nm        *ReadModel
-	target    uint64 // log head the rebuild catches up to
+	keys      Keyring // nil: none
+	target    uint64  // log head the rebuild catches up to
 	start     time.Time
 	done, pos uint64
+	dead      uint64    // events dead-lettered
+	last      time.Time // occurred-at of the last event applied
 	progress  func(Progress)
 }
 
 func (rp *replay) apply(ctx context.Context, batch []Item) error {
-	p, _, err := rp.nm.Apply(ctx, batch)
+	p, dead, err := rp.nm.Apply(ctx, batch)
 	if err != nil {
 		return err
 	}
 	rp.done += uint64(len(batch))
-	rp.pos = p
+	rp.pos, rp.dead = p, rp.dead+uint64(len(dead))
+	if len(batch) > 0 {
+		last := batch[len(batch)-1].Rec
+		if rp.last = last.Meta.OccurredAt; rp.last.IsZero() {
+			rp.last = last.Time
+		}
+	}
+	if rp.keys != nil {
+		// As the live runner does: a customer forgotten while the
+		// replay ran may have had a key cached before.
+		for _, c := range forgotten(batch) {
+			rp.keys.Drop(c)
+		}
+	}
 	return nil
 }
 

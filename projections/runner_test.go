@@ -2,8 +2,11 @@ package projections_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,27 +128,62 @@ func TestRunnerCommitsWhatPointReadsSaw(t *testing.T) {
 	}
 }
 
+// followLog records where each follow of the log starts.
+type followLog struct {
+	projections.Log
+	mu    sync.Mutex
+	froms []uint64
+}
+
+func (l *followLog) FollowBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error] {
+	l.mu.Lock()
+	l.froms = append(l.froms, from)
+	l.mu.Unlock()
+	return l.Log.FollowBatches(ctx, from, opts...)
+}
+
+func (l *followLog) firstFrom() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.froms) == 0 {
+		return 0
+	}
+	return l.froms[0]
+}
+
 // A runner that starts on an empty read model and a log of at least
 // WithBulkCatchUp events catches up as a rebuild replays, into a new file
-// swapped in, and then follows the log: its read model holds what one
-// caught up batch by batch holds, lists and summaries included.
+// swapped in, and then follows the log from where the replay ended: its
+// read model holds what one caught up batch by batch holds, lists and
+// summaries included. A watcher that subscribed before is ended with
+// ErrFeedRestarted rather than left to miss the replayed changes; the
+// batch-by-batch runner publishes them to its own.
 func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 	_, store := fileStore(t)
 	ctx := t.Context()
 	for i := range 300 {
 		create(t, store, fmt.Sprintf("o-%03d", i), fmt.Sprintf("c-%d", i%7))
 	}
-	run := func(threshold uint64) (*projections.Runner, string) {
+	type started struct {
+		r       *projections.Runner
+		first   string
+		log     *followLog
+		watcher *projections.Subscription
+	}
+	run := func(threshold uint64) started {
 		d, err := projections.Open(ctx, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = d.Close() })
 		first := d.Current().Path()
-		r, err := projections.NewRunner(store, d, projections.WithBulkCatchUp(threshold))
+		log := &followLog{Log: store}
+		r, err := projections.NewRunner(log, d, projections.WithBulkCatchUp(threshold))
 		if err != nil {
 			t.Fatal(err)
 		}
+		watcher, _, _, _ := r.Feed().Subscribe("", nil, 400, 0)
+		t.Cleanup(watcher.Close)
 		rctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- r.Run(rctx) }()
@@ -162,30 +200,42 @@ func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}
-		return r, first
+		if r.Rebuilding() || r.Position() < 300 {
+			t.Fatalf("ready with rebuilding %v, at %d; want false, 300", r.Rebuilding(), r.Position())
+		}
+		return started{r, first, log, watcher}
 	}
-	live, liveFirst := run(0)
-	bulk, bulkFirst := run(100)
-	if live.ReadModel().Path() != liveFirst {
-		t.Fatal("with WithBulkCatchUp(0) the runner replaced its read model")
-	}
-	if bulk.ReadModel().Path() == bulkFirst {
-		t.Fatal("the runner caught up without the bulk replay (its read model is the one it opened)")
-	}
+	live, bulk := run(0), run(100)
 	// Both follow the log from there.
 	last := create(t, store, "o-after", "c-0")
-	for _, r := range []*projections.Runner{live, bulk} {
+	for _, r := range []*projections.Runner{live.r, bulk.r} {
 		if err := r.WaitForCommitted(ctx, last); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Each followed the log from where its catch-up left it.
+	if live.r.ReadModel().Path() != live.first || live.log.firstFrom() != 1 {
+		t.Fatalf("with WithBulkCatchUp(0): read model replaced %v, followed from %d; want kept, from 1",
+			live.r.ReadModel().Path() != live.first, live.log.firstFrom())
+	}
+	if bulk.r.ReadModel().Path() == bulk.first || bulk.log.firstFrom() != 301 {
+		t.Fatalf("bulk: read model replaced %v, followed from %d; want replaced, from 301",
+			bulk.r.ReadModel().Path() != bulk.first, bulk.log.firstFrom())
+	}
+	// The feed publishes a batch once it is committed.
+	if n := len(live.watcher.C()); n != 301 || live.watcher.Err() != nil {
+		t.Fatalf("batch-by-batch runner's watcher: %d changes, %v; want 301", n, live.watcher.Err())
+	}
+	if !errors.Is(bulk.watcher.Err(), projections.ErrFeedRestarted) || len(bulk.watcher.C()) != 0 {
+		t.Fatalf("bulk runner's watcher: %d changes, %v; want none and ErrFeedRestarted", len(bulk.watcher.C()), bulk.watcher.Err())
+	}
 	for c := range 7 {
 		f := projections.ListFilter{CustomerID: fmt.Sprintf("c-%d", c)}
-		want, _, err := live.ReadModel().ListOrders(ctx, f, nil, 100)
+		want, _, err := live.r.ReadModel().ListOrders(ctx, f, nil, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, _, err := bulk.ReadModel().ListOrders(ctx, f, nil, 100)
+		got, _, err := bulk.r.ReadModel().ListOrders(ctx, f, nil, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,16 +247,16 @@ func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 				t.Fatalf("customer c-%d, order %d: bulk %+v, live %+v", c, i, got[i], want[i])
 			}
 		}
-		ws, _, err := live.ReadModel().GetCustomerSummary(ctx, f.CustomerID)
+		ws, _, err := live.r.ReadModel().GetCustomerSummary(ctx, f.CustomerID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		gs, _, err := bulk.ReadModel().GetCustomerSummary(ctx, f.CustomerID)
+		gs, _, err := bulk.r.ReadModel().GetCustomerSummary(ctx, f.CustomerID)
 		if err != nil || !reflect.DeepEqual(gs, ws) {
 			t.Fatalf("customer c-%d summary: bulk %+v, %v; live %+v", c, gs, err, ws)
 		}
 	}
-	if _, p, err := bulk.ReadModel().GetOrder(ctx, "o-after"); err != nil || p < last {
+	if _, p, err := bulk.r.ReadModel().GetOrder(ctx, "o-after"); err != nil || p < last {
 		t.Fatalf("GetOrder after the catch-up: at %d, %v", p, err)
 	}
 }

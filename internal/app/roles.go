@@ -106,7 +106,8 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 	if err != nil {
 		return role{}, err
 	}
-	runner, err := projections.NewRunner(n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter), projections.WithKeyring(n.ring))
+	runner, err := projections.NewRunner(n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter), projections.WithKeyring(n.ring),
+		projections.WithBulkCatchUp(n.cfg.ReadModelBulkCatchUp))
 	if err != nil {
 		_ = rmDir.Close()
 		return role{}, err

@@ -52,6 +52,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"MAX_IN_FLIGHT":            "0",
 		"MAX_STREAMS":              "0",
 		"COMMAND_HISTORIES":        "-1",
+		"READ_MODEL_BULK_CATCHUP":  "-1",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := config.FromMap(map[string]string{name: value})

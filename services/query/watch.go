@@ -129,6 +129,9 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 						return err
 					}
 				default:
+					if errors.Is(sub.Err(), projections.ErrFeedRestarted) {
+						return status.Errorf(codes.ResourceExhausted, "the read model caught up past changes the watch did not see; resume from position %d", w.sent)
+					}
 					return status.Errorf(codes.ResourceExhausted, "watcher fell behind the changes; resume from position %d", w.sent)
 				}
 			}
