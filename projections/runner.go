@@ -397,7 +397,7 @@ const bulkAttempts = 3
 // catchUpInBulk replays the log into a new read model as Rebuild does and
 // swaps it in, returning the position it reached: for a read model that
 // starts empty on a long log, a replay without the indexes is faster than
-// live applies with them (858,287 events: 15.7 s against 33.5–40.4 s,
+// live applies with them (858,287 events: 15.6–17.7 s against 33.5–40.4 s,
 // BENCHMARKS.md). It logs its progress every few seconds and counts the
 // replay's dead letters as the runner's. When every attempt fails (or an
 // admin rebuild already runs, which will swap its own model in), the
