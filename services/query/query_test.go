@@ -51,6 +51,11 @@ type env struct {
 	feed *projections.Feed
 	stop func()
 	dir  string
+	// wrapLog, when set, wraps the store as the first runner's log, and
+	// runnerOpts are that runner's options: for a test that must hold the
+	// runner at a point of its start.
+	wrapLog    func(projections.Log) projections.Log
+	runnerOpts []projections.Option
 }
 
 func start(t *testing.T) *env { return startWith(t, 0) }
@@ -83,7 +88,10 @@ func serve(t *testing.T, e *env, history int, opts ...query.Option) *env {
 	t.Helper()
 	store := e.store
 	e.log, e.dir, e.feed = store, t.TempDir(), projections.NewFeed(history)
-	e.startRunner(t)
+	if e.wrapLog != nil {
+		e.log = e.wrapLog(store)
+	}
+	e.startRunner(t, e.runnerOpts...)
 	gs := grpc.NewServer()
 	cmd, err := command.New(store)
 	if err != nil {

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/memstore"
+	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/query"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -328,4 +331,74 @@ func (e *env) listenAddr(t *testing.T) string {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	return lis.Addr().String()
+}
+
+// A watch opened while a query node catches up in bulk (its read model
+// empty, the log long enough) would see none of the changes the replay
+// applied: it is ended with RESOURCE_EXHAUSTED once the replay is swapped
+// in, and a resume from a position before the replay's end is refused
+// with OUT_OF_RANGE, so the client lists the orders again.
+func TestWatchOrdersEndsWhenTheReadModelCatchesUpInBulk(t *testing.T) {
+	// A watch the feed fails to end waits for changes that never come:
+	// bounded, so that the failure says which.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	mem := memstore.New()
+	cmd, err := command.New(mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var head uint64
+	for range 30 {
+		c, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "bulk", Currency: "EUR", ShippingAddress: addr()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		head = c.GetPosition()
+	}
+	// The replay waits at the gate until both watches are open.
+	var replay *gate
+	e := serve(t, &env{store: mem, runnerOpts: []projections.Option{projections.WithBulkCatchUp(10)},
+		wrapLog: func(l projections.Log) projections.Log {
+			gl := &gatedLog{Log: l}
+			replay = gl.arm()
+			return gl
+		}}, 0)
+	fresh, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "bulk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := fresh.Recv(); err != nil || m.GetPosition() != 0 {
+		t.Fatalf("first message during the replay: %v, %v; want position 0", m, err)
+	}
+	resumed, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "bulk", FromPosition: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second watch sends nothing before the replay: its subscription
+	// is what says it is open.
+	for e.feed.Watchers() < 2 {
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	replay.release()
+	for name, s := range map[string]grpc.ServerStreamingClient[ordersv1.WatchOrdersResponse]{"from now": fresh, "from 5": resumed} {
+		m, err := s.Recv()
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("watch %s across the bulk catch-up: %v, %v; want RESOURCE_EXHAUSTED", name, m, err)
+		}
+	}
+	if err := e.runner.WaitFor(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "bulk", FromPosition: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := again.Recv(); status.Code(err) != codes.OutOfRange {
+		t.Fatalf("resume from 5 after the bulk catch-up: %v, %v; want OUT_OF_RANGE", m, err)
+	}
 }
