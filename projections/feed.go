@@ -87,7 +87,8 @@ func (s *Subscription) C() <-chan *Change { return s.c }
 // changes buffered before that stay readable from C.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
-// Err is ErrOverflow once Done is closed.
+// Err is why the feed ended the subscription (ErrOverflow or
+// ErrFeedRestarted) once Done is closed, and nil before.
 func (s *Subscription) Err() error {
 	select {
 	case <-s.done:

@@ -65,13 +65,15 @@ func TestFeedRestartedAheadEndsItsWatchers(t *testing.T) {
 	f.start(10)
 	f.publish(12, changes(11, 12, "a"))
 	one, _, _, _ := f.Subscribe("a", nil, 8, 12)
+	two, _, _, _ := f.Subscribe("a", nil, 8, 12)
+	other, _, _, _ := f.Subscribe("b", nil, 8, 12)
 	all, _, _, _ := f.Subscribe("", nil, 8, 12)
 	f.start(12)
 	if one.Err() != nil || all.Err() != nil {
 		t.Fatalf("a restart at the feed's position ended watchers: %v, %v", one.Err(), all.Err())
 	}
 	f.start(50)
-	for _, s := range []*Subscription{one, all} {
+	for _, s := range []*Subscription{one, two, other, all} {
 		select {
 		case <-s.Done():
 		default:

@@ -122,6 +122,15 @@ func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
 	}
 	old := r.rm.Swap(rp.nm)
 	time.AfterFunc(swapGrace, func() { discard(old) })
+	if rp.pos > live {
+		// The new model is ahead of the live one (the replay read past
+		// a runner still catching up): the feed never saw the changes in
+		// between, so it restarts there and ends its watchers
+		// (ErrFeedRestarted), and the runner goes on from the new
+		// checkpoint.
+		r.feed.start(rp.pos)
+		r.move(&r.committed, rp.pos)
+	}
 	return nil
 }
 

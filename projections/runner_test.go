@@ -200,8 +200,8 @@ func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}
-		if r.Rebuilding() || r.Position() < 300 {
-			t.Fatalf("ready with rebuilding %v, at %d; want false, 300", r.Rebuilding(), r.Position())
+		if r.Position() < 300 {
+			t.Fatalf("ready at %d, want 300", r.Position())
 		}
 		return started{r, first, log, watcher}
 	}
@@ -213,6 +213,11 @@ func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The swap readies the runner just before its rebuild returns: once
+	// it follows the log, the rebuild is over.
+	if bulk.r.Rebuilding() {
+		t.Fatal("still rebuilding while following the log")
+	}
 	// Each followed the log from where its catch-up left it.
 	if live.r.ReadModel().Path() != live.first || live.log.firstFrom() != 1 {
 		t.Fatalf("with WithBulkCatchUp(0): read model replaced %v, followed from %d; want kept, from 1",
@@ -222,7 +227,15 @@ func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 		t.Fatalf("bulk: read model replaced %v, followed from %d; want replaced, from 301",
 			bulk.r.ReadModel().Path() != bulk.first, bulk.log.firstFrom())
 	}
-	// The feed publishes a batch once it is committed.
+	// The feed publishes a batch just after the commit that
+	// WaitForCommitted waits for.
+	for live.r.Feed().Position() < last {
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
 	if n := len(live.watcher.C()); n != 301 || live.watcher.Err() != nil {
 		t.Fatalf("batch-by-batch runner's watcher: %d changes, %v; want 301", n, live.watcher.Err())
 	}
@@ -258,5 +271,88 @@ func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 	}
 	if _, p, err := bulk.r.ReadModel().GetOrder(ctx, "o-after"); err != nil || p < last {
 		t.Fatalf("GetOrder after the catch-up: at %d, %v", p, err)
+	}
+}
+
+// heldLog holds every follow of the log until release is closed.
+type heldLog struct {
+	projections.Log
+	release chan struct{}
+}
+
+func (l heldLog) FollowBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error] {
+	return func(yield func(eventstore.Batch, error) bool) {
+		select {
+		case <-l.release:
+		case <-ctx.Done():
+			return
+		}
+		for b, err := range l.Log.FollowBatches(ctx, from, opts...) {
+			if !yield(b, err) {
+				return
+			}
+		}
+	}
+}
+
+// A rebuild that replays past a runner still catching up swaps in a read
+// model ahead of it: the runner moves to the new checkpoint at once, and
+// the feed, which never saw the changes in between, ends its watchers
+// with ErrFeedRestarted rather than go on past them in silence.
+func TestRebuildAheadOfTheRunnerRestartsTheFeed(t *testing.T) {
+	_, store := fileStore(t)
+	ctx := t.Context()
+	var head uint64
+	for i := range 50 {
+		head = create(t, store, fmt.Sprintf("o-%02d", i), "c")
+	}
+	d, err := projections.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	held := heldLog{Log: store, release: make(chan struct{})}
+	r, err := projections.NewRunner(held, d, projections.WithBulkCatchUp(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher, _, _, _ := r.Feed().Subscribe("", nil, 100, 0)
+	t.Cleanup(watcher.Close)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	if err := r.Rebuild(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Position(); p != head {
+		t.Fatalf("runner at %d after the swap, want %d", p, head)
+	}
+	select {
+	case <-r.Ready():
+	default:
+		t.Fatal("not ready at the log's head")
+	}
+	if !errors.Is(watcher.Err(), projections.ErrFeedRestarted) || len(watcher.C()) != 0 {
+		t.Fatalf("watcher: %d changes, %v; want none and ErrFeedRestarted", len(watcher.C()), watcher.Err())
+	}
+	// Released, the runner follows from there, and the feed publishes
+	// what comes next to the watchers subscribed since.
+	after, _, _, _ := r.Feed().Subscribe("", nil, 100, head)
+	t.Cleanup(after.Close)
+	close(held.release)
+	last := create(t, store, "o-next", "c")
+	select {
+	case c := <-after.C():
+		if c.Position != last {
+			t.Fatalf("after the swap the feed published %d, want %d", c.Position, last)
+		}
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
 	}
 }

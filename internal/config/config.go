@@ -141,10 +141,10 @@ type Config struct {
 	// between commands, so the next command on a busy order does not read
 	// the log again (command.WithHistories).
 	CommandHistories int `env:"COMMAND_HISTORIES" envDefault:"4096" help:"orders whose event histories the command role keeps between commands (0: none)"`
-	// ReadModelBulkCatchUp is how many events the log must hold for a
-	// query node starting without a read model to catch up as a rebuild
-	// replays (projections.WithBulkCatchUp).
-	ReadModelBulkCatchUp uint64 `env:"READ_MODEL_BULK_CATCHUP" envDefault:"20000" help:"events the log must hold for a query node starting without a read model to catch up as a rebuild replays (0: never)"`
+	// ReadModelBulkCatchUp is the log head position from which a query
+	// node starting without a read model catches up as a rebuild replays
+	// (projections.WithBulkCatchUp).
+	ReadModelBulkCatchUp uint64 `env:"READ_MODEL_BULK_CATCHUP" envDefault:"20000" help:"the log head position from which a query node starting without a read model catches up as a rebuild replays (0: never)"`
 	// MaxInFlight bounds the unary RPCs served at once; beyond it calls
 	// are refused at once with RESOURCE_EXHAUSTED, so overload sheds load
 	// instead of queueing it in memory.

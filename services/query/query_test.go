@@ -51,9 +51,9 @@ type env struct {
 	feed *projections.Feed
 	stop func()
 	dir  string
-	// wrapLog, when set, wraps the store as the first runner's log, and
-	// runnerOpts are that runner's options: for a test that must hold the
-	// runner at a point of its start.
+	// wrapLog, when set, wraps the store as the runners' log, and
+	// runnerOpts are the first runner's options: for a test that must hold
+	// the runner at a point of its start.
 	wrapLog    func(projections.Log) projections.Log
 	runnerOpts []projections.Option
 }

@@ -97,6 +97,11 @@ type watchSender[M any] struct {
 	// watch started after): the client resumes from it, so a change at
 	// or below it is never sent again.
 	sent uint64
+	// restarted, when set, is the error that ends the watch when the
+	// feed restarted ahead of it (projections.ErrFeedRestarted): for a
+	// watch that cannot resume across the changes it missed. Without it
+	// the watch is told to resume from sent.
+	restarted func() error
 }
 
 func (w *watchSender[M]) send(c *projections.Change) error {
@@ -130,6 +135,9 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 					}
 				default:
 					if errors.Is(sub.Err(), projections.ErrFeedRestarted) {
+						if w.restarted != nil {
+							return w.restarted()
+						}
 						return status.Errorf(codes.ResourceExhausted, "the read model caught up past changes the watch did not see; resume from position %d", w.sent)
 					}
 					return status.Errorf(codes.ResourceExhausted, "watcher fell behind the changes; resume from position %d", w.sent)
@@ -248,6 +256,10 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 	w := &watchSender[ordersv1.WatchOrdersResponse]{stream: stream, sent: from, build: func(c *projections.Change) *ordersv1.WatchOrdersResponse {
 		o := changeToProto(c)
 		return &ordersv1.WatchOrdersResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
+	}, restarted: func() error {
+		// Its history restarts past the changes missed: a resume would
+		// be refused.
+		return status.Error(codes.OutOfRange, "the read model caught up past changes this watch did not see; list the orders again and watch from the list's position")
 	}}
 	if err := stream.SendHeader(metadata.MD{}); err != nil {
 		return err

@@ -333,11 +333,12 @@ func (e *env) listenAddr(t *testing.T) string {
 	return lis.Addr().String()
 }
 
-// A watch opened while a query node catches up in bulk (its read model
-// empty, the log long enough) would see none of the changes the replay
-// applied: it is ended with RESOURCE_EXHAUSTED once the replay is swapped
-// in, and a resume from a position before the replay's end is refused
-// with OUT_OF_RANGE, so the client lists the orders again.
+// A WatchOrders opened while a query node catches up in bulk (its read
+// model empty, the log long enough) would see none of the changes the
+// replay applied: once the replay is swapped in it is ended with
+// OUT_OF_RANGE, which tells the client to list the orders again (not
+// RESOURCE_EXHAUSTED, whose resume from the position it sent would start
+// from now, or be refused), as is a resume from before the replay's end.
 func TestWatchOrdersEndsWhenTheReadModelCatchesUpInBulk(t *testing.T) {
 	// A watch the feed fails to end waits for changes that never come:
 	// bounded, so that the failure says which.
@@ -387,8 +388,8 @@ func TestWatchOrdersEndsWhenTheReadModelCatchesUpInBulk(t *testing.T) {
 	replay.release()
 	for name, s := range map[string]grpc.ServerStreamingClient[ordersv1.WatchOrdersResponse]{"from now": fresh, "from 5": resumed} {
 		m, err := s.Recv()
-		if status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("watch %s across the bulk catch-up: %v, %v; want RESOURCE_EXHAUSTED", name, m, err)
+		if status.Code(err) != codes.OutOfRange {
+			t.Fatalf("watch %s across the bulk catch-up: %v, %v; want OUT_OF_RANGE", name, m, err)
 		}
 	}
 	if err := e.runner.WaitFor(ctx, head); err != nil {

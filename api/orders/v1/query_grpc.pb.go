@@ -62,8 +62,9 @@ type OrderQueryServiceClient interface {
 	// that reconnects with the last position it saw misses nothing and sees
 	// nothing twice. NOT_FOUND when the read model has no such order once it
 	// has reached consistency.min_position. A watcher that falls too far
-	// behind is ended with RESOURCE_EXHAUSTED; it resumes from its last
-	// position.
+	// behind, or that the read model moved past (a node catching up in bulk
+	// swaps a whole read model in), is ended with RESOURCE_EXHAUSTED; it
+	// resumes from its last position.
 	WatchOrder(ctx context.Context, in *WatchOrderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrderResponse], error)
 	// WatchOrders streams changes of the orders matching the filters, in log
 	// order: every change of an order that matches them before or after the
@@ -72,7 +73,9 @@ type OrderQueryServiceClient interface {
 	// after. from_position resumes after a position still held in the
 	// watch's recent history; an older one is OUT_OF_RANGE (list the orders
 	// again and watch from the list's position). A watcher that falls too far
-	// behind is ended with RESOURCE_EXHAUSTED.
+	// behind is ended with RESOURCE_EXHAUSTED. A watcher that the read model
+	// moved past (a node catching up in bulk swaps a whole read model in) is
+	// ended with OUT_OF_RANGE: list the orders again.
 	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
@@ -188,8 +191,9 @@ type OrderQueryServiceServer interface {
 	// that reconnects with the last position it saw misses nothing and sees
 	// nothing twice. NOT_FOUND when the read model has no such order once it
 	// has reached consistency.min_position. A watcher that falls too far
-	// behind is ended with RESOURCE_EXHAUSTED; it resumes from its last
-	// position.
+	// behind, or that the read model moved past (a node catching up in bulk
+	// swaps a whole read model in), is ended with RESOURCE_EXHAUSTED; it
+	// resumes from its last position.
 	WatchOrder(*WatchOrderRequest, grpc.ServerStreamingServer[WatchOrderResponse]) error
 	// WatchOrders streams changes of the orders matching the filters, in log
 	// order: every change of an order that matches them before or after the
@@ -198,7 +202,9 @@ type OrderQueryServiceServer interface {
 	// after. from_position resumes after a position still held in the
 	// watch's recent history; an older one is OUT_OF_RANGE (list the orders
 	// again and watch from the list's position). A watcher that falls too far
-	// behind is ended with RESOURCE_EXHAUSTED.
+	// behind is ended with RESOURCE_EXHAUSTED. A watcher that the read model
+	// moved past (a node catching up in bulk swaps a whole read model in) is
+	// ended with OUT_OF_RANGE: list the orders again.
 	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderQueryServiceServer()
 }
