@@ -394,6 +394,10 @@ func (e fatalError) Error() string { return e.err.Error() }
 // is tried again rather than left to the slower batch-by-batch catch-up.
 const bulkAttempts = 3
 
+// bulkBackoff is the wait before the bulk catch-up's second try; each
+// later try waits one more of it.
+var bulkBackoff = time.Second
+
 // catchUpInBulk replays the log into a new read model as Rebuild does and
 // swaps it in, returning the position it reached: for a read model that
 // starts empty on a long log, a replay without the indexes is faster than
@@ -440,7 +444,7 @@ func (r *Runner) catchUpInBulk(ctx context.Context, head uint64) (uint64, error)
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(time.Duration(attempt) * time.Second):
+		case <-time.After(time.Duration(attempt) * bulkBackoff):
 		}
 	}
 }

@@ -369,3 +369,92 @@ func TestRebuildAheadOfTheRunnerRestartsTheFeed(t *testing.T) {
 		t.Fatal(ctx.Err())
 	}
 }
+
+// failingLog fails its first fails reads of the log from position 1 (a
+// replay's), as a log out of reach for a moment would.
+type failingLog struct {
+	projections.Log
+	mu    sync.Mutex
+	fails int
+}
+
+var errLogOutOfReach = errors.New("log out of reach")
+
+func (l *failingLog) ReadBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error] {
+	l.mu.Lock()
+	fail := from == 1 && l.fails > 0
+	if fail {
+		l.fails--
+	}
+	l.mu.Unlock()
+	if fail {
+		return func(yield func(eventstore.Batch, error) bool) { yield(eventstore.Batch{}, errLogOutOfReach) }
+	}
+	return l.Log.ReadBatches(ctx, from, opts...)
+}
+
+// A bulk catch-up whose replay fails is tried again, and one that fails
+// every time leaves the runner to catch up batch by batch: either way the
+// runner gets to the log's head, and it follows the log from where its
+// read model is.
+func TestBulkCatchUpRetriesThenFallsBack(t *testing.T) {
+	t.Cleanup(projections.SetBulkBackoff(time.Millisecond))
+	_, store := fileStore(t)
+	ctx := t.Context()
+	var head uint64
+	for i := range 60 {
+		head = create(t, store, fmt.Sprintf("o-%02d", i), "c")
+	}
+	for _, tc := range []struct {
+		name     string
+		fails    int
+		replaced bool
+	}{
+		{name: "fails once", fails: 1, replaced: true},
+		{name: "fails every time", fails: 100, replaced: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := projections.Open(ctx, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = d.Close() })
+			first := d.Current().Path()
+			log := &followLog{Log: &failingLog{Log: store, fails: tc.fails}}
+			r, err := projections.NewRunner(log, d, projections.WithBulkCatchUp(10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rctx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- r.Run(rctx) }()
+			t.Cleanup(func() {
+				stop()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			})
+			if err := r.WaitFor(ctx, head); err != nil {
+				t.Fatal(err)
+			}
+			if replaced := r.ReadModel().Path() != first; replaced != tc.replaced {
+				t.Fatalf("read model replaced by a replay: %v, want %v", replaced, tc.replaced)
+			}
+			wantFrom := uint64(1)
+			if tc.replaced {
+				wantFrom = r.Position() + 1
+			}
+			// A swap readies the runner before it follows the log: an
+			// event it applies says that it does.
+			if err := r.WaitFor(ctx, create(t, store, "next-"+fmt.Sprint(tc.fails), "c")); err != nil {
+				t.Fatal(err)
+			}
+			if from := log.firstFrom(); from != wantFrom {
+				t.Fatalf("followed from %d, want %d", from, wantFrom)
+			}
+			if _, _, err := r.ReadModel().GetOrder(ctx, "o-59"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
