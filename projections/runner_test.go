@@ -128,6 +128,27 @@ func TestRunnerCommitsWhatPointReadsSaw(t *testing.T) {
 	}
 }
 
+// runUntilCleanup runs r until the test's cleanup, which fails the test if
+// Run returned an error; the returned channel is closed when Run returns.
+func runUntilCleanup(t *testing.T, r *projections.Runner) <-chan struct{} {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	var err error
+	go func() {
+		defer close(ended)
+		err = r.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		stop()
+		<-ended
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return ended
+}
+
 // followLog records where each follow of the log starts.
 type followLog struct {
 	projections.Log
@@ -194,19 +215,11 @@ func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 		}
 		watcher, _, _, _ := r.Feed().Subscribe("", nil, 400, 0)
 		t.Cleanup(watcher.Close)
-		rctx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- r.Run(rctx) }()
-		t.Cleanup(func() {
-			stop()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		})
+		ended := runUntilCleanup(t, r)
 		select {
 		case <-r.Ready():
-		case err := <-done:
-			t.Fatalf("Run ended before ready: %v", err)
+		case <-ended:
+			t.Fatal("Run ended before ready")
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}
@@ -331,15 +344,7 @@ func TestRebuildAheadOfTheRunnerRestartsTheFeed(t *testing.T) {
 	}
 	watcher, _, _, _ := r.Feed().Subscribe("", nil, 100, 0)
 	t.Cleanup(watcher.Close)
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runUntilCleanup(t, r)
 	if err := r.Rebuild(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -425,15 +430,7 @@ func TestBulkCatchUpRetriesThenFallsBack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rctx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- r.Run(rctx) }()
-			t.Cleanup(func() {
-				stop()
-				if err := <-done; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			})
+			runUntilCleanup(t, r)
 			if err := r.WaitFor(ctx, head); err != nil {
 				t.Fatal(err)
 			}
