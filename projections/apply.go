@@ -414,12 +414,8 @@ func (b *batch) fold(it Item) error {
 	if reason := applicable(o.State, it.Rec, it.Event); reason != nil {
 		return b.deadLetter(it.Rec, reason)
 	}
-	at := it.Rec.Meta.OccurredAt
-	if at.IsZero() {
-		at = it.Rec.Time
-	}
 	old := o.State
-	o.State = order.Evolve(o.State, it.Event, at)
+	o.State = order.Evolve(o.State, it.Event, eventTime(it.Rec))
 	o.Revision = pos
 	b.markDirty(it.Rec.OrderID, pos)
 	if b.changes != nil {
@@ -428,6 +424,16 @@ func (b *batch) fold(it Item) error {
 	}
 	b.count(old, o.State, it.Event)
 	return nil
+}
+
+// eventTime is when rec's event occurred, or, for an event written
+// without that, when the log recorded it: the time the read model folds
+// it at.
+func eventTime(rec eventstore.Recorded) time.Time {
+	if !rec.Meta.OccurredAt.IsZero() {
+		return rec.Meta.OccurredAt
+	}
+	return rec.Time
 }
 
 // markDirty records that the event at position changed the order id,

@@ -53,15 +53,18 @@ func keyTrouble(batch []Item) error {
 	return nil
 }
 
-// forgotten lists the customers a batch forgot.
-func forgotten(batch []Item) []string {
-	var ids []string
+// dropForgotten drops from keys (nil: none) the cached keys of the
+// customers batch forgot: another process may have done the forgetting,
+// and this one must stop opening their data too.
+func dropForgotten(keys Keyring, batch []Item) {
+	if keys == nil {
+		return
+	}
 	for _, it := range batch {
 		if f, ok := it.Event.(order.CustomerForgotten); ok {
-			ids = append(ids, f.CustomerID)
+			keys.Drop(f.CustomerID)
 		}
 	}
-	return ids
 }
 
 // eraseState returns s with its personal data marked erased.

@@ -268,12 +268,8 @@ func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore
 		if it.Err != nil || applicable(st, rec, it.Event) != nil {
 			continue
 		}
-		at := rec.Meta.OccurredAt
-		if at.IsZero() {
-			at = rec.Time
-		}
 		prev := st.Status
-		st = order.Evolve(st, it.Event, at)
+		st = order.Evolve(st, it.Event, eventTime(rec))
 		// The revision as apply keeps it.
 		out = append(out, Change{Position: rec.Position, OrderID: rec.OrderID, Type: rec.Type, Actor: rec.Meta.Actor,
 			State: st, Prev: prev, Revision: rec.Position})

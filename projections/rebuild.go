@@ -154,18 +154,11 @@ func (rp *replay) apply(ctx context.Context, batch []Item) error {
 	rp.done += uint64(len(batch))
 	rp.pos, rp.dead = p, rp.dead+uint64(len(dead))
 	if len(batch) > 0 {
-		last := batch[len(batch)-1].Rec
-		if rp.last = last.Meta.OccurredAt; rp.last.IsZero() {
-			rp.last = last.Time
-		}
+		rp.last = eventTime(batch[len(batch)-1].Rec)
 	}
-	if rp.keys != nil {
-		// As the live runner does: a customer forgotten while the
-		// replay ran may have had a key cached before.
-		for _, c := range forgotten(batch) {
-			rp.keys.Drop(c)
-		}
-	}
+	// As the live runner does: a customer forgotten while the replay ran
+	// may have had a key cached before.
+	dropForgotten(rp.keys, batch)
 	return nil
 }
 

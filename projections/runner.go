@@ -537,19 +537,8 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 			r.logger.Error("projection: event dead-lettered", "position", d.Position, "order_id", d.OrderID, "type", d.Type, "reason", d.Reason)
 		}
 	}
-	last := batch[len(batch)-1].Rec
-	at := last.Meta.OccurredAt
-	if at.IsZero() {
-		at = last.Time
-	}
-	r.lastTime.Store(at.UnixNano())
-	if r.keys != nil {
-		// Another process forgot these customers: stop opening their
-		// data here too.
-		for _, c := range forgotten(batch) {
-			r.keys.Drop(c)
-		}
-	}
+	r.lastTime.Store(eventTime(batch[len(batch)-1].Rec).UnixNano())
+	dropForgotten(r.keys, batch)
 	r.move(&r.pos, pos)
 	if committed {
 		r.published(pos)
