@@ -344,11 +344,8 @@ func (b *batch) loadFilled(id string, first bool) (*Order, error) {
 		o, found = c.o, true
 		b.seqs[id] = c.seq
 	} else if seq, ok := b.carry.rows.find(id); ok {
-		var row storedRow
-		var rowID string
-		err := b.rowAt.QueryRowContext(b.ctx, seq).Scan(&rowID, &row.rev, &row.customer, &row.body)
+		rowID, row, err := b.readAt(seq)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return nil, err
 		case rowID == id:
@@ -370,17 +367,20 @@ func (b *batch) loadFilled(id string, first bool) (*Order, error) {
 	return o, nil
 }
 
+// readAt reads the row seq in a bulk fill: its order id ("" when there
+// is no such row; no row has an empty id) and its columns.
+func (b *batch) readAt(seq int64) (id string, row storedRow, err error) {
+	err = b.rowAt.QueryRowContext(b.ctx, seq).Scan(&id, &row.rev, &row.customer, &row.body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", storedRow{}, nil
+	}
+	return id, row, err
+}
+
 // idAt reads the id of the row seq, for the fill's index.
 func (b *batch) idAt(seq int64) (string, bool, error) {
-	var id string
-	var rev uint64
-	var customer string
-	var body []byte
-	err := b.rowAt.QueryRowContext(b.ctx, seq).Scan(&id, &rev, &customer, &body)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
-	}
-	return id, err == nil, err
+	id, _, err := b.readAt(seq)
+	return id, id != "", err
 }
 
 // deadLetter records rec as a dead letter for reason.
