@@ -179,7 +179,13 @@ func TestStreamLeaderLossMidLoad(t *testing.T) {
 	// is paid once; nothing is parked.
 	audit := ordersv1.NewOrderAuditServiceClient(conn)
 	paid := func(id string) (int, []string) {
+		// A read may still meet the cluster settling after the last
+		// restart: UNAVAILABLE says retry, as the load's commands do.
 		h, err := audit.GetOrderHistory(t.Context(), &ordersv1.GetOrderHistoryRequest{OrderId: id})
+		for try := 0; status.Code(err) == codes.Unavailable && try < 100; try++ {
+			time.Sleep(20 * time.Millisecond)
+			h, err = audit.GetOrderHistory(t.Context(), &ordersv1.GetOrderHistoryRequest{OrderId: id})
+		}
 		if err != nil {
 			t.Fatalf("placed order %s: %v", id, err)
 		}
