@@ -67,6 +67,16 @@ func dropForgotten(keys Keyring, batch []Item) {
 	}
 }
 
+// holdsPersonalData reports whether s still shows personal data in the
+// clear. It is not the negation of State.PersonalDataErased: an event
+// decoded after its customer's key was destroyed (the projection lagging
+// behind the erasure) erases only its own fields, so an order may show an
+// erased tracking number beside an address still in the clear from its
+// creation, and the erasure must still reach the address.
+func holdsPersonalData(s order.State) bool {
+	return (s.Shipping != nil && !s.Shipping.Erased) || s.TrackingNumber != ""
+}
+
 // eraseState returns s with its personal data marked erased.
 func eraseState(s order.State) order.State {
 	if s.Shipping != nil {
@@ -123,7 +133,7 @@ func (b *batch) forget(rec eventstore.Recorded, f order.CustomerForgotten) error
 		if err != nil {
 			return err
 		}
-		if o.State.PersonalDataErased() || (o.State.Shipping == nil && o.State.TrackingNumber == "") {
+		if !holdsPersonalData(o.State) {
 			continue
 		}
 		o.State = eraseState(o.State)
