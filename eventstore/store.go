@@ -29,7 +29,7 @@
 // them: rejecting a command, auditing. Get falls back to the leader before
 // it reports a position missing. nats-server reserves an error code for a
 // minimum-last-sequence guard on direct gets (10180) but does not implement
-// it (checked in 2.15.2), so the guard cannot be left to the server.
+// it (checked in 2.15.3), so the guard cannot be left to the server.
 //
 // The log is immutable: the stream denies message deletes and purges and
 // has no limits that drop events (see New and Immutable).
