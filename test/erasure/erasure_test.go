@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -180,9 +181,23 @@ func checkpoint(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var busy, frames, done int
-	if err := db.QueryRowContext(t.Context(), `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done); err != nil || busy != 0 {
-		t.Fatalf("checkpoint: busy %d, %v", busy, err)
+	// SQLite answers busy at once, without its busy handler, when
+	// another connection is checkpointing (ordersd's background
+	// checkpointer): try again, as ordersd's own scrub does.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var busy, frames, done int
+		err := db.QueryRowContext(t.Context(), `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done)
+		if err != nil {
+			t.Fatalf("checkpoint: %v", err)
+		}
+		if busy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint: still busy after 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
