@@ -35,6 +35,12 @@ type Keyring struct {
 
 	mu    sync.Mutex
 	cache map[string]Key
+	// drops counts Drop calls. A key read from the store is cached only
+	// when no Drop came between the read and the caching: a read that
+	// raced a Forget (its Get answered before the erase, its caching
+	// came after Forget's last Drop) would otherwise put the erased key
+	// back for good.
+	drops uint64
 }
 
 // NewKeyring returns a keyring over store whose keys are wrapped by master.
@@ -49,9 +55,21 @@ func (r *Keyring) cached(customerID string) (Key, bool) {
 	return k, ok
 }
 
-func (r *Keyring) remember(k Key) {
+// dropsSoFar returns the count of Drop calls, for remember.
+func (r *Keyring) dropsSoFar() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.drops
+}
+
+// remember caches k unless a Drop came after drops was read, before the
+// key was fetched.
+func (r *Keyring) remember(k Key, drops uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.drops != drops {
+		return
+	}
 	if len(r.cache) >= maxCached {
 		for id := range r.cache {
 			delete(r.cache, id)
@@ -72,6 +90,7 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 	if !errors.Is(err, ErrNotFound) {
 		return k, err
 	}
+	drops := r.dropsSoFar()
 	dk := make([]byte, KeySize)
 	_, _ = rand.Read(dk)
 	v, err := r.store.Create(ctx, customerID, r.master.wrap(customerID, dk))
@@ -82,7 +101,7 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	return r.keep(customerID, v, dk)
+	return r.keep(customerID, v, dk, drops)
 }
 
 // Key returns the customer's data key at version, for opening what was
@@ -111,8 +130,10 @@ func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (K
 	return k, nil
 }
 
-// load reads and unwraps the customer's stored key and caches it.
+// load reads and unwraps the customer's stored key and caches it (see
+// remember).
 func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
+	drops := r.dropsSoFar()
 	wrapped, v, err := r.store.Get(ctx, customerID)
 	if err != nil {
 		return Key{}, err
@@ -121,10 +142,11 @@ func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("customer %s key version %d: %w", customerID, v, err)
 	}
-	return r.keep(customerID, v, dk)
+	return r.keep(customerID, v, dk, drops)
 }
 
-func (r *Keyring) keep(customerID string, version uint64, dk []byte) (Key, error) {
+// keep makes a Key of dk, clears dk, and caches the key (see remember).
+func (r *Keyring) keep(customerID string, version uint64, dk []byte, drops uint64) (Key, error) {
 	a, err := newAEAD(dk)
 	mac := macKey(dk)
 	clear(dk)
@@ -132,7 +154,7 @@ func (r *Keyring) keep(customerID string, version uint64, dk []byte) (Key, error
 		return Key{}, err
 	}
 	k := Key{CustomerID: customerID, Version: version, aead: a, mac: mac}
-	r.remember(k)
+	r.remember(k, drops)
 	return k, nil
 }
 
@@ -144,17 +166,20 @@ func (r *Keyring) Forget(ctx context.Context, customerID string) error {
 	if err := r.store.Erase(ctx, customerID); err != nil {
 		return err
 	}
-	// A read racing the erase may have cached the key again.
+	// A read that began before the first Drop and cached the key since;
+	// one still in flight will not cache it (see remember).
 	r.Drop(customerID)
 	return nil
 }
 
 // Drop removes the customer's key from this keyring's cache, as a process
-// does on learning that another one forgot the customer.
+// does on learning that another one forgot the customer. A read of a key
+// that began before Drop does not cache what it read.
 func (r *Keyring) Drop(customerID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.cache, customerID)
+	r.drops++
 }
 
 // MemStore is a Store in memory, for tests.
