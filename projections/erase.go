@@ -53,18 +53,20 @@ func keyTrouble(batch []Item) error {
 	return nil
 }
 
-// dropForgotten drops from keys (nil: none) the cached keys of the
-// customers batch forgot: another process may have done the forgetting,
-// and this one must stop opening their data too.
-func dropForgotten(keys Keyring, batch []Item) {
-	if keys == nil {
-		return
+// decodeInOrder decodes rec as DecodeWith does, and when it is a
+// CustomerForgotten drops the customer's cached key from keys at once,
+// before anything after it in the log is decoded. Another process may
+// have done the forgetting while this one still holds the key: an event
+// appended after the CustomerForgotten but sealed before the key was
+// destroyed (a command racing the forget, on another subject) would
+// otherwise be opened with it, folded in the clear after the erasure ran,
+// and never erased. Callers decode the log in order.
+func decodeInOrder(ctx context.Context, keys Keyring, rec eventstore.Recorded) Item {
+	it := DecodeWith(ctx, keys, rec)
+	if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
+		keys.Drop(f.CustomerID)
 	}
-	for _, it := range batch {
-		if f, ok := it.Event.(order.CustomerForgotten); ok {
-			keys.Drop(f.CustomerID)
-		}
-	}
+	return it
 }
 
 // holdsPersonalData reports whether s still shows personal data in the

@@ -61,7 +61,7 @@ func (r *Runner) rebuild(ctx context.Context, progress func(Progress)) (*replay,
 	if err != nil {
 		return nil, err
 	}
-	rp := &replay{nm: nm, keys: r.keys, target: target, start: time.Now(), progress: progress}
+	rp := &replay{nm: nm, target: target, start: time.Now(), progress: progress}
 	if target > 0 {
 		lastReport := time.Now()
 		err := r.readRange(ctx, 1, target, func(batch []Item) error {
@@ -137,8 +137,7 @@ func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
 // replay is the state of a rebuild's new read model.
 type replay struct {
 	nm        *ReadModel
-	keys      Keyring // nil: none
-	target    uint64  // log head the rebuild catches up to
+	target    uint64 // log head the rebuild catches up to
 	start     time.Time
 	done, pos uint64
 	dead      uint64    // events dead-lettered
@@ -156,9 +155,6 @@ func (rp *replay) apply(ctx context.Context, batch []Item) error {
 	if len(batch) > 0 {
 		rp.last = eventTime(batch[len(batch)-1].Rec)
 	}
-	// As the live runner does: a customer forgotten while the replay ran
-	// may have had a key cached before.
-	dropForgotten(rp.keys, batch)
 	return nil
 }
 

@@ -490,7 +490,7 @@ func (r *Runner) itemsOf(ctx context.Context, dst []Item, entries []eventstore.E
 		case r.keys == nil:
 			dst = append(dst, Decode(e.Recorded))
 		default:
-			dst = append(dst, DecodeWith(ctx, r.keys, e.Recorded))
+			dst = append(dst, decodeInOrder(ctx, r.keys, e.Recorded))
 		}
 	}
 	return dst
@@ -538,7 +538,6 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 		}
 	}
 	r.lastTime.Store(eventTime(batch[len(batch)-1].Rec).UnixNano())
-	dropForgotten(r.keys, batch)
 	r.move(&r.pos, pos)
 	if committed {
 		r.published(pos)
