@@ -79,6 +79,16 @@ func holdsPersonalData(s order.State) bool {
 	return (s.Shipping != nil && !s.Shipping.Erased) || s.TrackingNumber != ""
 }
 
+// forgetInFeed erases from feed's kept changes the personal data of the
+// customers batch forgot (see Feed.forget).
+func forgetInFeed(feed *Feed, batch []Item) {
+	for _, it := range batch {
+		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
+			feed.forget(f.CustomerID, it.Rec.Position)
+		}
+	}
+}
+
 // eraseState returns s with its personal data marked erased.
 func eraseState(s order.State) order.State {
 	if s.Shipping != nil {

@@ -227,6 +227,24 @@ func (f *Feed) publish(position uint64, changes []Change) {
 	f.pos = max(f.pos, position)
 }
 
+// forget erases the personal data of the kept changes of customerID's
+// orders from before position at, where the customer was forgotten: a
+// watcher resuming from before it would otherwise be served the address
+// and tracking number as they were folded before the erasure, while a
+// read of the order, or of its history from the log, shows them erased.
+// The kept changes are replaced, not modified: watchers share them.
+func (f *Feed) forget(customerID string, at uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, c := range f.history {
+		if c.Position < at && c.State.CustomerID == customerID && holdsPersonalData(c.State) {
+			erased := *c
+			erased.State = eraseState(c.State)
+			f.history[i] = &erased
+		}
+	}
+}
+
 func (f *Feed) keep(c *Change) {
 	if len(f.history) < f.max {
 		f.history = append(f.history, c)

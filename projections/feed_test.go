@@ -4,6 +4,8 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/orderstream/orderstream/order"
 )
 
 func changes(from, to uint64, order string) []Change {
@@ -95,5 +97,44 @@ func TestFeedRestartedAheadEndsItsWatchers(t *testing.T) {
 	f.publish(51, changes(51, 51, "a"))
 	if c := <-after.C(); c.Position != 51 || after.Err() != nil {
 		t.Fatalf("after the restart: %d, %v", c.Position, after.Err())
+	}
+}
+
+// Forgetting a customer erases the personal data of the changes the feed
+// keeps of the customer's orders from before the erasure, and only those:
+// another customer's, and what came after the erasure (the customer's
+// data sealed under a new key), stay as they were. A change a watcher
+// already holds is not modified under it.
+func TestFeedForgetErasesTheCustomersKeptChanges(t *testing.T) {
+	addr := func() *order.Address { return &order.Address{Name: "Ada", Line1: "1 Analytical Way", Country: "GB"} }
+	f := NewFeed(0)
+	held, _, _, _ := f.Subscribe("o-1", nil, 8, 0)
+	f.publish(4, []Change{
+		{Position: 1, OrderID: "o-1", State: order.State{CustomerID: "c", Shipping: addr()}},
+		{Position: 2, OrderID: "o-2", State: order.State{CustomerID: "other", Shipping: addr()}},
+		{Position: 3, OrderID: "o-1", State: order.State{CustomerID: "c", Shipping: addr(), TrackingNumber: "JD1"}},
+		{Position: 4, OrderID: "o-1", State: order.State{CustomerID: "c"}},
+	})
+	f.forget("c", 5)
+	f.publish(6, []Change{{Position: 6, OrderID: "o-1", State: order.State{CustomerID: "c", Shipping: addr()}}})
+	f.forget("c", 6) // at 6: the change at 6 is the customer's new data
+	_, _, backlog, ok := f.Subscribe("", nil, 8, 0)
+	if !ok || len(backlog) != 5 {
+		t.Fatalf("backlog %v, ok %v", positions(backlog), ok)
+	}
+	for _, c := range backlog {
+		switch c.Position {
+		case 1, 3:
+			if holdsPersonalData(c.State) || !c.State.Shipping.Erased || (c.Position == 3 && !c.State.TrackingNumberErased) {
+				t.Errorf("change at %d: %+v; want its personal data erased", c.Position, c.State)
+			}
+		case 2, 6:
+			if !holdsPersonalData(c.State) {
+				t.Errorf("change at %d (customer %s) was erased", c.Position, c.State.CustomerID)
+			}
+		}
+	}
+	if first := <-held.C(); first.State.Shipping.Line1 == "" {
+		t.Error("the change a watcher held was modified under it")
 	}
 }

@@ -525,6 +525,9 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	pos, dead, committed, err := r.ReadModel().apply(sctx, batch, &r.uncommitted, true)
 	if err != nil {
 		r.settle(pos, committed)
+		if committed {
+			forgetInFeed(r.feed, batch)
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -541,6 +544,9 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	r.move(&r.pos, pos)
 	if committed {
 		r.published(pos)
+		// An erasure is never held (apply commits it at once), so what
+		// the feed keeps of the customer is in it by now.
+		forgetInFeed(r.feed, batch)
 	} else if !r.commitArmed {
 		r.commitArmed = true
 		if r.commitTimer == nil {
