@@ -18,6 +18,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/eventstore/memstore"
+	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/query"
@@ -56,6 +57,9 @@ type env struct {
 	// the runner at a point of its start.
 	wrapLog    func(projections.Log) projections.Log
 	runnerOpts []projections.Option
+	// keys, when set, seals personal data (the command service), opens
+	// it (the runner and the query service) and serves ForgetCustomer.
+	keys *pii.Keyring
 }
 
 func start(t *testing.T) *env { return startWith(t, 0) }
@@ -91,15 +95,25 @@ func serve(t *testing.T, e *env, history int, opts ...query.Option) *env {
 	if e.wrapLog != nil {
 		e.log = e.wrapLog(store)
 	}
+	var cmdOpts []command.Option
+	var adminOpts []query.AdminOption
+	if e.keys != nil {
+		e.runnerOpts = append(e.runnerOpts, projections.WithKeyring(e.keys))
+		cmdOpts = append(cmdOpts, command.WithKeyring(e.keys))
+		opts = append(opts, query.WithKeyring(e.keys))
+	}
 	e.startRunner(t, e.runnerOpts...)
 	gs := grpc.NewServer()
-	cmd, err := command.New(store)
+	cmd, err := command.New(store, cmdOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if e.keys != nil {
+		adminOpts = append(adminOpts, query.WithForgetter(cmd))
+	}
 	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
 	ordersv1.RegisterOrderQueryServiceServer(gs, newQuery(t, runnerRef{e}, append([]query.Option{query.WithFeed(e.feed), query.WithHistory(store)}, opts...)...))
-	admin, err := query.NewAdmin(runnerRef{e}, store, nil)
+	admin, err := query.NewAdmin(runnerRef{e}, store, nil, adminOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
