@@ -27,7 +27,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 	"github.com/orderstream/orderstream/internal/pii"
@@ -40,8 +39,6 @@ const DefaultBucket = "ORDERS_KEYS"
 type Store struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
-	js     jetstream.JetStream
-	prefix string // the bucket's subject prefix, "$KV.<bucket>."
 }
 
 // Option configures Open. An option given a value it does not accept makes
@@ -122,7 +119,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, 
 	if err != nil {
 		return nil, fmt.Errorf("keys: bucket %s: %w", c.bucket, err)
 	}
-	return &Store{kv: kv, stream: st, js: js, prefix: "$KV." + c.bucket + "."}, nil
+	return &Store{kv: kv, stream: st}, nil
 }
 
 // existing returns the bucket's stream made by another process, with its
@@ -200,16 +197,8 @@ func (s *Store) Create(ctx context.Context, customerID string, wrapped []byte) (
 
 // Erase implements pii.Store: every stored revision of the customer's entry
 // is overwritten on disk and removed. A revision already gone is skipped.
-//
-// Then a delete marker tells other processes' keyrings (WatchErased) to
-// drop the key. It is written only while the customer has no key: one
-// created once the revisions were overwritten (the customer's next order
-// racing the erasure) is a new key, which the marker would otherwise
-// destroy with whatever was just sealed with it; its creation is what
-// other keyrings then see.
 func (s *Store) Erase(ctx context.Context, customerID string) error {
-	key := entryKey(customerID)
-	hist, err := s.kv.History(ctx, key)
+	hist, err := s.kv.History(ctx, entryKey(customerID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
@@ -222,33 +211,17 @@ func (s *Store) Erase(ctx context.Context, customerID string) error {
 			return fmt.Errorf("keys: erase revision %d: %w", e.Revision(), err)
 		}
 	}
-	if beforeMark != nil {
-		beforeMark()
-	}
-	// kv.Delete cannot ask for an empty subject (LastRevision(0) means
-	// no condition), so the marker is published as the bucket writes it.
-	m := nats.NewMsg(s.prefix + key)
-	m.Header.Set("KV-Operation", "DEL")
-	_, err = s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(0))
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-		return nil // a new key since: it is not the erased one
-	}
-	if err != nil {
+	// A delete marker (no value) tells other processes' keyrings, which
+	// watch the bucket (WatchErased), to drop the key from their caches.
+	if err := s.kv.Delete(ctx, entryKey(customerID)); err != nil {
 		return fmt.Errorf("keys: erase marker: %w", err)
 	}
 	return nil
 }
 
-// beforeMark, when set (by tests), runs between Erase's overwriting of the
-// revisions and its delete marker.
-var beforeMark func()
-
 // WatchErased calls fn, from a goroutine of its own, with the customer id
 // of every key erased after it returns, by any process, until ctx ends;
-// done is closed then. It also calls fn for every key created: a key
-// created while an erasure ran stands in for the erasure's marker (see
-// Erase), and a keyring holding an older key of the customer must drop it. The watch is in place when it returns. Errors are
+// done is closed then. The watch is in place when it returns. Errors are
 // the server's.
 func (s *Store) WatchErased(ctx context.Context, fn func(customerID string)) (done <-chan struct{}, err error) {
 	w, err := s.kv.WatchAll(ctx, jetstream.UpdatesOnly())
@@ -267,7 +240,7 @@ func (s *Store) WatchErased(ctx context.Context, fn func(customerID string)) (do
 				if !ok {
 					return
 				}
-				if e == nil {
+				if e == nil || e.Operation() == jetstream.KeyValuePut {
 					continue
 				}
 				if id, err := base64.RawURLEncoding.DecodeString(e.Key()); err == nil {
