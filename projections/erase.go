@@ -21,9 +21,9 @@ type Keyring interface {
 
 // WithKeyring opens the sealed personal data of events with keys; without
 // it personal data reads as erased. The runner drops a customer's cached
-// key when it applies the customer's CustomerForgotten event, so that a
-// process that did not do the forgetting stops opening their data too.
-// Invalid: nil.
+// key as it decodes the customer's CustomerForgotten event, before what
+// follows it, so that a process that did not do the forgetting stops
+// opening their data too. Invalid: nil.
 func WithKeyring(keys Keyring) Option {
 	return func(r *Runner) error {
 		if keys == nil {
@@ -77,16 +77,6 @@ func decodeInOrder(ctx context.Context, keys Keyring, rec eventstore.Recorded) I
 // creation, and the erasure must still reach the address.
 func holdsPersonalData(s order.State) bool {
 	return (s.Shipping != nil && !s.Shipping.Erased) || s.TrackingNumber != ""
-}
-
-// forgetInFeed erases from feed's kept changes the personal data of the
-// customers batch forgot (see Feed.forget).
-func forgetInFeed(feed *Feed, batch []Item) {
-	for _, it := range batch {
-		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
-			feed.forget(f.CustomerID, it.Rec.Position)
-		}
-	}
 }
 
 // eraseState returns s with its personal data marked erased.

@@ -203,12 +203,51 @@ func (f *Feed) start(checkpoint uint64) {
 	}
 }
 
+// forgotten is a customer forgotten at a log position.
+type forgotten struct {
+	customerID string
+	at         uint64
+}
+
+// forgottenIn appends to dst the customers batch forgot.
+func forgottenIn(dst []forgotten, batch []Item) []forgotten {
+	for _, it := range batch {
+		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
+			dst = append(dst, forgotten{f.CustomerID, it.Rec.Position})
+		}
+	}
+	return dst
+}
+
 // publish hands a committed batch to the watchers and moves the feed to
 // position. It never blocks: a watcher whose buffer is full is ended with
 // ErrOverflow.
-func (f *Feed) publish(position uint64, changes []Change) {
+//
+// The customers the batch forgot (forgot) have the personal data of their
+// orders' changes from before the erasure erased first, both in changes
+// (held before the erasure and committed with it) and in the changes the
+// feed keeps, under the one lock: a watcher, live or resuming, would
+// otherwise be served the address and tracking number as they were folded
+// before the erasure, while a read of the order, or of its history from
+// the log, shows them erased. Kept changes are replaced, not modified:
+// watchers share them.
+func (f *Feed) publish(position uint64, changes []Change, forgot []forgotten) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for _, fg := range forgot {
+		for i := range changes {
+			if c := &changes[i]; fg.erases(c) {
+				c.State = eraseState(c.State)
+			}
+		}
+		for i, c := range f.history {
+			if fg.erases(c) {
+				erased := *c
+				erased.State = eraseState(c.State)
+				f.history[i] = &erased
+			}
+		}
+	}
 	for i := range changes {
 		c := &changes[i]
 		if c.Position <= f.pos {
@@ -227,22 +266,10 @@ func (f *Feed) publish(position uint64, changes []Change) {
 	f.pos = max(f.pos, position)
 }
 
-// forget erases the personal data of the kept changes of customerID's
-// orders from before position at, where the customer was forgotten: a
-// watcher resuming from before it would otherwise be served the address
-// and tracking number as they were folded before the erasure, while a
-// read of the order, or of its history from the log, shows them erased.
-// The kept changes are replaced, not modified: watchers share them.
-func (f *Feed) forget(customerID string, at uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i, c := range f.history {
-		if c.Position < at && c.State.CustomerID == customerID && holdsPersonalData(c.State) {
-			erased := *c
-			erased.State = eraseState(c.State)
-			f.history[i] = &erased
-		}
-	}
+// erases reports whether the erasure fg applies to c: a change of one of
+// the customer's orders from before it that still shows personal data.
+func (fg forgotten) erases(c *Change) bool {
+	return c.Position < fg.at && c.State.CustomerID == fg.customerID && holdsPersonalData(c.State)
 }
 
 func (f *Feed) keep(c *Change) {

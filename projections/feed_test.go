@@ -27,7 +27,7 @@ func positions(cs []*Change) []uint64 {
 func TestFeedHistoryAndOverflow(t *testing.T) {
 	f := NewFeed(3)
 	f.start(10)
-	f.publish(14, changes(11, 14, "a"))
+	f.publish(14, changes(11, 14, "a"), nil)
 	// The history keeps 12-14: resuming after 11 is complete, after 10 is
 	// not.
 	if _, pub, backlog, ok := f.Subscribe("a", nil, 8, 11); !ok || pub != 14 || !slices.Equal(positions(backlog), []uint64{12, 13, 14}) {
@@ -38,7 +38,7 @@ func TestFeedHistoryAndOverflow(t *testing.T) {
 	}
 	slow, _, _, _ := f.Subscribe("b", nil, 2, 14)
 	other, _, _, _ := f.Subscribe("", func(c *Change) bool { return c.OrderID == "b" }, 8, 14)
-	f.publish(17, changes(15, 17, "b"))
+	f.publish(17, changes(15, 17, "b"), nil)
 	if !errors.Is(slow.Err(), ErrOverflow) {
 		t.Fatalf("slow watcher: %v, want ErrOverflow", slow.Err())
 	}
@@ -51,7 +51,7 @@ func TestFeedHistoryAndOverflow(t *testing.T) {
 	}
 	// A restart at a checkpoint the feed published does not publish twice.
 	f.start(15)
-	f.publish(17, changes(16, 17, "b"))
+	f.publish(17, changes(16, 17, "b"), nil)
 	if len(other.C()) != 3 {
 		t.Fatalf("republished: %d buffered", len(other.C()))
 	}
@@ -65,7 +65,7 @@ func TestFeedHistoryAndOverflow(t *testing.T) {
 func TestFeedRestartedAheadEndsItsWatchers(t *testing.T) {
 	f := NewFeed(8)
 	f.start(10)
-	f.publish(12, changes(11, 12, "a"))
+	f.publish(12, changes(11, 12, "a"), nil)
 	one, _, _, _ := f.Subscribe("a", nil, 8, 12)
 	two, _, _, _ := f.Subscribe("a", nil, 8, 12)
 	other, _, _, _ := f.Subscribe("b", nil, 8, 12)
@@ -94,18 +94,19 @@ func TestFeedRestartedAheadEndsItsWatchers(t *testing.T) {
 		t.Fatalf("resume from 12: published %d, ok %v; want 50 and an incomplete history", pub, ok)
 	}
 	after, _, _, _ := f.Subscribe("a", nil, 8, 50)
-	f.publish(51, changes(51, 51, "a"))
+	f.publish(51, changes(51, 51, "a"), nil)
 	if c := <-after.C(); c.Position != 51 || after.Err() != nil {
 		t.Fatalf("after the restart: %d, %v", c.Position, after.Err())
 	}
 }
 
-// Forgetting a customer erases the personal data of the changes the feed
-// keeps of the customer's orders from before the erasure, and only those:
-// another customer's, and what came after the erasure (the customer's
-// data sealed under a new key), stay as they were. A change a watcher
-// already holds is not modified under it.
-func TestFeedForgetErasesTheCustomersKeptChanges(t *testing.T) {
+// Publishing a batch that forgot a customer erases the personal data of
+// the changes of the customer's orders from before the erasure: those the
+// feed keeps, and those committed with the erasure (held before it), before
+// any watcher sees them. Another customer's changes, and what came after
+// the erasure (the customer's data sealed under a new key), stay as they
+// were, and a change a watcher already holds is not modified under it.
+func TestFeedPublishErasesWhatAForgetCovers(t *testing.T) {
 	addr := func() *order.Address { return &order.Address{Name: "Ada", Line1: "1 Analytical Way", Country: "GB"} }
 	f := NewFeed(0)
 	held, _, _, _ := f.Subscribe("o-1", nil, 8, 0)
@@ -114,21 +115,26 @@ func TestFeedForgetErasesTheCustomersKeptChanges(t *testing.T) {
 		{Position: 2, OrderID: "o-2", State: order.State{CustomerID: "other", Shipping: addr()}},
 		{Position: 3, OrderID: "o-1", State: order.State{CustomerID: "c", Shipping: addr(), TrackingNumber: "JD1"}},
 		{Position: 4, OrderID: "o-1", State: order.State{CustomerID: "c"}},
-	})
-	f.forget("c", 5)
-	f.publish(6, []Change{{Position: 6, OrderID: "o-1", State: order.State{CustomerID: "c", Shipping: addr()}}})
-	f.forget("c", 6) // at 6: the change at 6 is the customer's new data
+	}, nil)
+	live, _, _, _ := f.Subscribe("", nil, 8, 4)
+	f.publish(6, []Change{{Position: 5, OrderID: "o-3", State: order.State{CustomerID: "c", Shipping: addr()}}},
+		[]forgotten{{customerID: "c", at: 6}})
+	if c := <-live.C(); c.Position != 5 || holdsPersonalData(c.State) {
+		t.Errorf("a live watcher got the change held before the erasure as %+v; want it erased", c.State)
+	}
+	f.publish(7, []Change{{Position: 7, OrderID: "o-1", State: order.State{CustomerID: "c", Shipping: addr()}}},
+		[]forgotten{{customerID: "c", at: 7}}) // the change at 7 is the customer's new data
 	_, _, backlog, ok := f.Subscribe("", nil, 8, 0)
-	if !ok || len(backlog) != 5 {
+	if !ok || len(backlog) != 6 {
 		t.Fatalf("backlog %v, ok %v", positions(backlog), ok)
 	}
 	for _, c := range backlog {
 		switch c.Position {
-		case 1, 3:
+		case 1, 3, 5:
 			if holdsPersonalData(c.State) || !c.State.Shipping.Erased || (c.Position == 3 && !c.State.TrackingNumberErased) {
 				t.Errorf("change at %d: %+v; want its personal data erased", c.Position, c.State)
 			}
-		case 2, 6:
+		case 2, 7:
 			if !holdsPersonalData(c.State) {
 				t.Errorf("change at %d (customer %s) was erased", c.Position, c.State.CustomerID)
 			}

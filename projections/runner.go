@@ -178,6 +178,7 @@ type Runner struct {
 	// they are, and the commit timer (armed while a transaction is open).
 	applyMu     sync.Mutex
 	uncommitted []Change
+	forgot      []forgotten // the customers the uncommitted changes forgot
 	commitTimer *time.Timer
 	commitArmed bool
 
@@ -523,11 +524,9 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	pos, dead, committed, err := r.ReadModel().apply(sctx, batch, &r.uncommitted, true)
+	r.forgot = forgottenIn(r.forgot, batch)
 	if err != nil {
 		r.settle(pos, committed)
-		if committed {
-			forgetInFeed(r.feed, batch)
-		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -544,9 +543,6 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 	r.move(&r.pos, pos)
 	if committed {
 		r.published(pos)
-		// An erasure is never held (apply commits it at once), so what
-		// the feed keeps of the customer is in it by now.
-		forgetInFeed(r.feed, batch)
 	} else if !r.commitArmed {
 		r.commitArmed = true
 		if r.commitTimer == nil {
@@ -608,16 +604,16 @@ func (r *Runner) commit(ctx context.Context) error {
 // subscribes and then reads the read model never reads it behind the feed.
 func (r *Runner) published(pos uint64) {
 	r.move(&r.committed, pos)
-	r.feed.publish(pos, r.uncommitted)
+	r.feed.publish(pos, r.uncommitted, r.forgot)
 	// The feed keeps pointers into the slice.
-	r.uncommitted = nil
+	r.uncommitted, r.forgot = nil, nil
 }
 
 // lost records (with r.applyMu held) that what was applied since the last
 // commit was rolled back: the applied position returns to the committed
 // one, and the changes are never published.
 func (r *Runner) lost() {
-	r.uncommitted = nil
+	r.uncommitted, r.forgot = nil, nil
 	r.move(&r.pos, r.Committed())
 }
 
