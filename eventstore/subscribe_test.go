@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,12 +60,15 @@ func TestSubscribeWorkers(t *testing.T) {
 	defer cancel()
 	var running, most, handled atomic.Int64
 	release := make(chan struct{})
+	var releaseOnce sync.Once
 	err := e.store.Subscribe(ctx, "workers", func(d eventstore.Delivery) {
 		n := running.Add(1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
 		if n == 2 {
-			close(release) // two at once: let them all finish
+			// Two at once: let them all finish. The last two may run
+			// at once too.
+			releaseOnce.Do(func() { close(release) })
 		}
 		<-release
 		running.Add(-1)
