@@ -54,6 +54,9 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	subject := s.Subject(orderID)
+	// What was acknowledged before the question is asked: an append
+	// acknowledged while it is on its way may or may not be in the answer.
+	seen := s.versions.seen(orderID)
 	lastMsg, found, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject, NoHeaders: true})
 	if err != nil {
 		return nil, classify("confirm order "+orderID+" with the stream leader", err)
@@ -62,13 +65,14 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 	if found {
 		leaderLast = lastMsg.Sequence
 	}
-	if seen := s.versions.seen(orderID); leaderLast < seen && s.mutable == nil {
+	if leaderLast < seen && s.mutable == nil {
 		// A leader cut off from its peers keeps answering as leader
 		// until it notices it lost its quorum (nats-server: up to 10 s),
 		// and when the partition heals its answer can beat the new
 		// leader's. Its log lacks what the new leader acknowledged
-		// meanwhile: this process saw the order at a later position,
-		// and the stream (immutable) never removes an event.
+		// meanwhile: this process saw the order at a later position
+		// before it asked, and the stream (immutable) never removes an
+		// event.
 		return nil, fmt.Errorf("%w: confirm order %s: the stream leader that answered has it at %d, below %d acknowledged before (a former leader that has not stepped down yet)",
 			ErrUnavailable, orderID, leaderLast, seen)
 	}

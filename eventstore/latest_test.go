@@ -44,3 +44,41 @@ func TestLoadLatestRefusesALeaderBehindWhatWasAcknowledged(t *testing.T) {
 		t.Errorf("LoadLatest of an order never seen = %d events, %v; want none", len(recs), err)
 	}
 }
+
+// An append acknowledged while LoadLatest's question to the leader is on
+// its way is not a leader behind: only what was acknowledged before the
+// question was asked must be in the answer. One order takes appends while
+// LoadLatest reads it, on a single server, where every answer is the
+// leader's.
+func TestLoadLatestDuringAppendsIsNotALeaderBehind(t *testing.T) {
+	_, js := estest.Connect(t, estest.StartServer(t))
+	ctx := t.Context()
+	s, err := eventstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const appends = 300
+	done := make(chan error, 1)
+	go func() {
+		for v := range uint64(appends) {
+			if _, err := s.Append(ctx, "o-1", v, []eventstore.EventData{{Type: "ItemAdded", Data: []byte("item")}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		default:
+		}
+		if _, err := s.LoadLatest(ctx, "o-1"); err != nil {
+			t.Fatalf("LoadLatest while the order takes appends: %v", err)
+		}
+	}
+}
