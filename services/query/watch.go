@@ -101,7 +101,7 @@ type watchSender[M any] struct {
 	// feed restarted ahead of it (projections.ErrFeedRestarted): for a
 	// watch that cannot resume across the changes it missed. Without it
 	// the watch is told to resume from sent.
-	restarted func() error
+	restarted error
 }
 
 func (w *watchSender[M]) send(c *projections.Change) error {
@@ -136,7 +136,7 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 				default:
 					if errors.Is(sub.Err(), projections.ErrFeedRestarted) {
 						if w.restarted != nil {
-							return w.restarted()
+							return w.restarted
 						}
 						return status.Errorf(codes.ResourceExhausted, "the read model caught up past changes the watch did not see; resume from position %d", w.sent)
 					}
@@ -256,11 +256,11 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 	w := &watchSender[ordersv1.WatchOrdersResponse]{stream: stream, sent: from, build: func(c *projections.Change) *ordersv1.WatchOrdersResponse {
 		o := changeToProto(c)
 		return &ordersv1.WatchOrdersResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
-	}, restarted: func() error {
+	},
 		// Its history restarts past the changes missed: a resume would
 		// be refused.
-		return status.Error(codes.OutOfRange, "the read model caught up past changes this watch did not see; list the orders again and watch from the list's position")
-	}}
+		restarted: status.Error(codes.OutOfRange, "the read model caught up past changes this watch did not see; list the orders again and watch from the list's position"),
+	}
 	if err := stream.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
