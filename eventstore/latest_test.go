@@ -74,6 +74,10 @@ func TestLoadLatestDuringAppendsIsNotALeaderBehind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Once the appends are over, the answer holds them all.
+			if recs, err := s.LoadLatest(ctx, "o-1"); err != nil || len(recs) != appends {
+				t.Fatalf("LoadLatest after the appends = %d events, %v; want %d", len(recs), err, appends)
+			}
 			return
 		default:
 		}

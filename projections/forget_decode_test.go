@@ -2,7 +2,6 @@ package projections_test
 
 import (
 	"bytes"
-	"context"
 	"testing"
 	"time"
 
@@ -82,14 +81,12 @@ func TestEventAfterAForgetIsNotOpenedWithTheDestroyedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = d.Close() })
 	r, err := projections.NewRunner(store, d, projections.WithKeyring(ringB))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	t.Cleanup(func() { stop(); <-done; _ = d.Close() })
+	runUntilCleanup(t, r)
 	if err := r.WaitForCommitted(ctx, last); err != nil {
 		t.Fatal(err)
 	}
