@@ -30,9 +30,9 @@ const (
 // Append appends events to an order if the order's stream revision (the
 // number of events in its history, the version of its last event) is still
 // expectedRevision; 0 means the order must not exist yet. The events get the
-// versions that follow it, in the Orders-Version header. One event is one
-// publish; several are one atomic batch: all of them land, contiguously, or
-// none does.
+// versions that follow it, in their metadata header (HeaderMeta). One event
+// is one publish; several are one atomic batch: all of them land,
+// contiguously, or none does.
 //
 // The server checks the revision as the subject sequence of the order's last
 // event (Nats-Expected-Last-Subject-Sequence); the store finds the sequence
@@ -44,8 +44,8 @@ const (
 // returns the original result with Duplicate set instead of an error: the
 // server's duplicate window catches retries with the same revision, and a
 // retry whose expected revision has become stale is recognised from the
-// order's history after expectedRevision (events whose Orders-Request-Id is
-// the request id), however old it is.
+// order's history after expectedRevision (events whose request id is the
+// request id), however old it is.
 //
 // Errors: ErrInvalidOrderID, ErrEmptyAppend, ErrInvalidEvent and ErrTooLarge
 // before anything is sent; ErrConflict when expectedRevision is stale;
@@ -97,11 +97,10 @@ func (s *Store) messages(orderID string, expectedRevision uint64, events []Event
 	msgs := make([]*nats.Msg, len(events))
 	total := 0
 	for i := range events {
-		h, err := eventHeader(&events[i])
+		h, err := eventHeader(&events[i], expectedRevision+uint64(i)+1, s.cfg.format)
 		if err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
-		h[HeaderVersion] = []string{strconv.FormatUint(expectedRevision+uint64(i)+1, 10)}
 		if rid != "" {
 			h[jetstream.MsgIDHeader] = []string{rid + ":" + strconv.Itoa(i)}
 		}

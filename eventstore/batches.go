@@ -429,10 +429,7 @@ func (s *Store) entry(m jetstream.Msg) (Entry, uint64) {
 	h := m.Headers()
 	rec, err := RecordedFromMsg(m.Subject(), md.Sequence.Stream, md.Timestamp, h, m.Data(), s.cfg.prefix)
 	if err != nil {
-		rec = Recorded{
-			OrderID: strings.TrimPrefix(m.Subject(), s.cfg.prefix+"."), Position: md.Sequence.Stream, Time: md.Timestamp,
-			Type: h.Get(HeaderEventType), Meta: Metadata{Hash: h.Get(HeaderHash), PrevHash: h.Get(HeaderPrevHash)},
-		}
+		rec = partialRecorded(strings.TrimPrefix(m.Subject(), s.cfg.prefix+"."), md.Sequence.Stream, md.Timestamp, h)
 	}
 	return Entry{Recorded: rec, Err: err}, md.NumPending
 }

@@ -13,8 +13,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Header names under which an event's type and metadata are stored. They are
-// part of the stored format: renaming one orphans the history written before.
+// Header names under which an event's type and metadata are stored, one
+// header per field, in SeparateHeaders and in every event written before
+// HeaderMeta; traceparent and tracestate are written in both formats. They
+// are part of the stored format: renaming one orphans the history written
+// before.
 const (
 	HeaderEventType = "Orders-Event-Type"
 	HeaderRequestID = "Orders-Request-Id"
@@ -40,8 +43,9 @@ const (
 // (and so the server's per-subject index) small.
 const MaxOrderIDLen = 64
 
-// Metadata is the envelope of an event. It travels in NATS headers so that it
-// can be read (routing, tracing, auditing) without decoding the payload.
+// Metadata is the envelope of an event. It travels in NATS headers
+// (HeaderMeta) so that it can be read (routing, tracing, auditing) without
+// decoding the payload.
 // Empty fields are not written and read back empty.
 type Metadata struct {
 	RequestID string // Orders-Request-Id: the client's idempotency key of the command
@@ -121,34 +125,155 @@ func checkHeaderValue(name, v string) error {
 	return nil
 }
 
-// eventHeader builds the headers of one event, checking that each value
-// survives the round trip.
-func eventHeader(ev *EventData) (nats.Header, error) {
+// HeaderMeta carries an event's type, version and metadata in one header
+// value: every reader of the log (the projection, the process managers, a
+// rebuild) has its client parse every header of every message, and one
+// header instead of eleven halves the bytes an event takes and the work
+// and garbage of that parse (BENCHMARKS.md). Events written before it
+// carry the same fields as the separate Orders-* headers above, and are
+// read as before.
+//
+// The value is "m1" followed by one field per set value, each a tag
+// letter, the value's length in bytes in decimal, a colon and the value:
+// t type, r request id, f request fingerprint, c correlation id, u
+// causation id, a actor, o occurrence time (RFC 3339 with nanoseconds,
+// UTC), h hash, p previous hash, v version. The version, always present,
+// comes last, so the value never ends in whitespace a header would lose.
+// A reader skips tags it does not know.
+const HeaderMeta = "Orders-Meta"
+
+// metaPrefix opens every HeaderMeta value; another layout would change it.
+const metaPrefix = "m1"
+
+// HeaderFormat is how Append writes an event's type and metadata. Every
+// reader of this package reads both formats, whatever it writes.
+type HeaderFormat int
+
+const (
+	// CompactHeaders writes them in one HeaderMeta header (the default).
+	CompactHeaders HeaderFormat = iota
+	// SeparateHeaders writes one Orders-* header per field, as builds
+	// before HeaderMeta did and read. A deployment whose readers are not
+	// all upgraded yet keeps its writers on it until they are.
+	SeparateHeaders
+)
+
+// ParseHeaderFormat returns the format named "compact" or "separate", or an
+// error wrapping ErrInvalidOption.
+func ParseHeaderFormat(name string) (HeaderFormat, error) {
+	switch name {
+	case "compact":
+		return CompactHeaders, nil
+	case "separate":
+		return SeparateHeaders, nil
+	}
+	return 0, fmt.Errorf("%w: event header format %q is not compact or separate", ErrInvalidOption, name)
+}
+
+// String returns the format's name, as ParseHeaderFormat takes it.
+func (f HeaderFormat) String() string {
+	if f == SeparateHeaders {
+		return "separate"
+	}
+	return "compact"
+}
+
+// appendMetaField appends one field of a HeaderMeta value.
+func appendMetaField[T string | []byte](b []byte, tag byte, v T) []byte {
+	b = append(b, tag)
+	b = strconv.AppendInt(b, int64(len(v)), 10)
+	b = append(b, ':')
+	return append(b, v...)
+}
+
+// eventHeader builds the headers of one event at version of its order in
+// format f, checking that each value survives the round trip. It fails,
+// wrapping ErrInvalidEvent, without a type or when a value has line
+// breaks or surrounding whitespace.
+func eventHeader(ev *EventData, version uint64, f HeaderFormat) (nats.Header, error) {
 	if ev.Type == "" {
 		return nil, fmt.Errorf("%w: empty event type", ErrInvalidEvent)
 	}
+	m := &ev.Meta
+	fields := [...]struct {
+		tag  byte
+		name string
+		v    string
+	}{
+		{'t', HeaderEventType, ev.Type},
+		{'r', HeaderRequestID, m.RequestID},
+		{'f', HeaderRequestFingerprint, m.RequestFingerprint},
+		{'c', HeaderCorrelationID, m.CorrelationID},
+		{'u', HeaderCausationID, m.CausationID},
+		{'a', HeaderActor, m.Actor},
+		{'h', HeaderHash, m.Hash},
+		{'p', HeaderPrevHash, m.PrevHash},
+	}
+	for _, fl := range fields {
+		if fl.v == "" {
+			continue
+		}
+		if err := checkHeaderValue(fl.name, fl.v); err != nil {
+			return nil, err
+		}
+	}
+	for _, kv := range [...]struct{ k, v string }{{HeaderTraceParent, m.TraceParent}, {HeaderTraceState, m.TraceState}} {
+		if kv.v == "" {
+			continue
+		}
+		if err := checkHeaderValue(kv.k, kv.v); err != nil {
+			return nil, err
+		}
+	}
+	var ts [len(time.RFC3339Nano) + 8]byte
+	var at []byte
+	if !m.OccurredAt.IsZero() {
+		at = m.OccurredAt.UTC().AppendFormat(ts[:0], time.RFC3339Nano)
+	}
+	var num [20]byte
+	ver := strconv.AppendUint(num[:0], version, 10)
+	if f == SeparateHeaders {
+		return separateHeaders(ev, string(at), string(ver)), nil
+	}
+	n := len(metaPrefix) + 2*len(num) + len(at) + len(ver)
+	for _, fl := range fields {
+		n += len(fl.v) + 8
+	}
+	b := make([]byte, 0, n)
+	b = append(b, metaPrefix...)
+	for _, fl := range fields {
+		if fl.v != "" {
+			b = appendMetaField(b, fl.tag, fl.v)
+		}
+	}
+	if at != nil {
+		b = appendMetaField(b, 'o', at)
+	}
+	b = appendMetaField(b, 'v', ver)
+	// Room for the trace context, the message id Append adds and the
+	// expected sequence the publish adds.
+	h := make(nats.Header, 5)
+	h[HeaderMeta] = []string{string(b)}
+	if m.TraceParent != "" {
+		h[HeaderTraceParent] = []string{m.TraceParent}
+	}
+	if m.TraceState != "" {
+		h[HeaderTraceState] = []string{m.TraceState}
+	}
+	return h, nil
+}
+
+// separateHeaders builds the headers of SeparateHeaders from values
+// eventHeader checked; at and version are already formatted.
+func separateHeaders(ev *EventData, at, version string) nats.Header {
 	// Sized for every header an event can carry (the ones below, the
-	// occurrence time, the message id Append adds and the expected sequence
-	// the publish adds), with the values' one-element slices cut from one
-	// array: an append builds this for every event, and a map that grows
-	// and a slice per value add up.
-	const most = 12
+	// message id Append adds and the expected sequence the publish adds),
+	// with the values' one-element slices cut from one array: an append
+	// builds this for every event, and a map that grows and a slice per
+	// value add up.
+	const most = 14
 	h := make(nats.Header, most)
 	vals := make([]string, 0, most)
-	one := func(v string) []string {
-		vals = append(vals, v)
-		return vals[len(vals)-1 : len(vals) : len(vals)]
-	}
-	set := func(name, v string) error {
-		if v == "" {
-			return nil
-		}
-		if err := checkHeaderValue(name, v); err != nil {
-			return err
-		}
-		h[name] = one(v)
-		return nil
-	}
 	m := &ev.Meta
 	for _, kv := range [...]struct{ k, v string }{
 		{HeaderEventType, ev.Type},
@@ -161,30 +286,93 @@ func eventHeader(ev *EventData) (nats.Header, error) {
 		{HeaderTraceState, m.TraceState},
 		{HeaderHash, m.Hash},
 		{HeaderPrevHash, m.PrevHash},
+		{HeaderOccurredAt, at},
+		{HeaderVersion, version},
 	} {
-		if err := set(kv.k, kv.v); err != nil {
-			return nil, err
+		if kv.v != "" {
+			vals = append(vals, kv.v)
+			h[kv.k] = vals[len(vals)-1 : len(vals) : len(vals)]
 		}
 	}
-	if !m.OccurredAt.IsZero() {
-		h[HeaderOccurredAt] = one(m.OccurredAt.UTC().Format(time.RFC3339Nano))
-	}
-	return h, nil
+	return h
 }
 
 // EncodeEvent returns the headers under which Append stores ev as the
-// event at version of its order, and the bytes it takes in a stream message
-// (headers and payload), which the server's max payload bounds. It fails,
-// wrapping ErrInvalidEvent, for an event Append refuses. With
-// RecordedFromMsg it lets another store of the same format (memstore) keep
-// exactly what this one keeps.
+// event at version of its order in the default format (CompactHeaders),
+// and the bytes it takes in a stream message (headers and payload), which
+// the server's max payload bounds. It fails, wrapping ErrInvalidEvent, for
+// an event Append refuses. With RecordedFromMsg it lets another store of
+// the same format (memstore) keep exactly what this one keeps.
 func EncodeEvent(ev EventData, version uint64) (nats.Header, int, error) {
-	h, err := eventHeader(&ev)
+	h, err := eventHeader(&ev, version, CompactHeaders)
 	if err != nil {
 		return nil, 0, err
 	}
-	h[HeaderVersion] = []string{strconv.FormatUint(version, 10)}
 	return h, headerSize(h) + len(ev.Data), nil
+}
+
+// decodeMeta fills r from a HeaderMeta value. Its strings are cut from v,
+// not copied. An error wraps ErrMalformedEvent.
+func decodeMeta(v string, r *Recorded) error {
+	rest, ok := strings.CutPrefix(v, metaPrefix)
+	if !ok {
+		return fmt.Errorf("%w: %s header at position %d does not start with %q", ErrMalformedEvent, HeaderMeta, r.Position, metaPrefix)
+	}
+	var seen uint32
+	for rest != "" {
+		tag := rest[0]
+		colon := strings.IndexByte(rest, ':')
+		if colon < 2 {
+			return fmt.Errorf("%w: %s header at position %d: field %q has no length", ErrMalformedEvent, HeaderMeta, r.Position, tag)
+		}
+		n, err := strconv.ParseUint(rest[1:colon], 10, 32)
+		if err != nil || n > uint64(len(rest)-colon-1) {
+			return fmt.Errorf("%w: %s header at position %d: field %q has a bad length %q", ErrMalformedEvent, HeaderMeta, r.Position, tag, rest[1:colon])
+		}
+		val := rest[colon+1 : colon+1+int(n)]
+		rest = rest[colon+1+int(n):]
+		if tag >= 'a' && tag <= 'z' {
+			bit := uint32(1) << (tag - 'a')
+			if seen&bit != 0 {
+				return fmt.Errorf("%w: %s header at position %d: field %q twice", ErrMalformedEvent, HeaderMeta, r.Position, tag)
+			}
+			seen |= bit
+		}
+		switch tag {
+		case 't':
+			r.Type = val
+		case 'r':
+			r.Meta.RequestID = val
+		case 'f':
+			r.Meta.RequestFingerprint = val
+		case 'c':
+			r.Meta.CorrelationID = val
+		case 'u':
+			r.Meta.CausationID = val
+		case 'a':
+			r.Meta.Actor = val
+		case 'h':
+			r.Meta.Hash = val
+		case 'p':
+			r.Meta.PrevHash = val
+		case 'o':
+			ts, err := time.Parse(time.RFC3339Nano, val)
+			if err != nil {
+				return fmt.Errorf("%w: %s header at position %d: occurrence time %q: %w", ErrMalformedEvent, HeaderMeta, r.Position, val, err)
+			}
+			r.Meta.OccurredAt = ts
+		case 'v':
+			ver, err := strconv.ParseUint(val, 10, 64)
+			if err != nil || ver == 0 {
+				return fmt.Errorf("%w: %s header at position %d: version %q", ErrMalformedEvent, HeaderMeta, r.Position, val)
+			}
+			r.Version = ver
+		}
+	}
+	if r.Type == "" {
+		return fmt.Errorf("%w: %s header at position %d has no event type", ErrMalformedEvent, HeaderMeta, r.Position)
+	}
+	return nil
 }
 
 // recordedVersion reads the version header; 0 when there is none.
@@ -229,9 +417,17 @@ func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, dat
 	if !ok || orderID == "" || strings.Contains(orderID, ".") {
 		return Recorded{}, fmt.Errorf("%w: subject %q at position %d is not under prefix %q", ErrMalformedEvent, subject, seq, prefix)
 	}
+	if meta := h.Get(HeaderMeta); meta != "" {
+		r := Recorded{OrderID: orderID, Position: seq, Data: data, Time: t,
+			Meta: Metadata{TraceParent: h.Get(HeaderTraceParent), TraceState: h.Get(HeaderTraceState)}}
+		if err := decodeMeta(meta, &r); err != nil {
+			return Recorded{}, err
+		}
+		return r, nil
+	}
 	typ := h.Get(HeaderEventType)
 	if typ == "" {
-		return Recorded{}, fmt.Errorf("%w: no %s header at position %d", ErrMalformedEvent, HeaderEventType, seq)
+		return Recorded{}, fmt.Errorf("%w: no %s or %s header at position %d", ErrMalformedEvent, HeaderMeta, HeaderEventType, seq)
 	}
 	r := Recorded{
 		OrderID:  orderID,
@@ -264,6 +460,20 @@ func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, dat
 		r.Meta.OccurredAt = ts
 	}
 	return r, nil
+}
+
+// partialRecorded is what can be read of a message RecordedFromMsg
+// refused: its type and hashes where they are legible, so that a reader
+// can still report and chain past it.
+func partialRecorded(orderID string, seq uint64, t time.Time, h nats.Header) Recorded {
+	r := Recorded{OrderID: orderID, Position: seq, Time: t}
+	if meta := h.Get(HeaderMeta); meta != "" {
+		_ = decodeMeta(meta, &r) // the fields before a malformed one are kept
+		return Recorded{OrderID: orderID, Position: seq, Time: t, Type: r.Type, Meta: Metadata{Hash: r.Meta.Hash, PrevHash: r.Meta.PrevHash}}
+	}
+	r.Type = h.Get(HeaderEventType)
+	r.Meta = Metadata{Hash: h.Get(HeaderHash), PrevHash: h.Get(HeaderPrevHash)}
+	return r
 }
 
 // DecodeMsg decodes a message delivered by a JetStream consumer (for example

@@ -2,8 +2,8 @@
 // JetStream: one stream (default "ORDERS") holds every event of every order,
 // on one subject per order (prefix + "." + order id). Two numbers locate an
 // event: its log position, the stream sequence, global to all orders; and
-// its version, its number in its own order's history from 1 (the
-// Orders-Version header). An order's stream revision is the version of its
+// its version, its number in its own order's history from 1 (in the
+// metadata header, HeaderMeta). An order's stream revision is the version of its
 // last event, the number of its events.
 //
 // Appends use optimistic concurrency on the order's revision, which the
@@ -99,6 +99,7 @@ type config struct {
 	duplicates  time.Duration
 	storage     jetstream.StorageType
 	keepMutable bool
+	format      HeaderFormat
 }
 
 // Option configures New. An option given a value it does not accept makes
@@ -153,6 +154,19 @@ func WithDuplicateWindow(d time.Duration) Option {
 			return fmt.Errorf("%w: WithDuplicateWindow(%v): must be positive", ErrInvalidOption, d)
 		}
 		c.duplicates = d
+		return nil
+	}
+}
+
+// WithHeaderFormat sets how Append writes an event's type and metadata
+// (default CompactHeaders). Reads accept both formats whatever this is.
+// Invalid: a value other than CompactHeaders and SeparateHeaders.
+func WithHeaderFormat(f HeaderFormat) Option {
+	return func(c *config) error {
+		if f != CompactHeaders && f != SeparateHeaders {
+			return fmt.Errorf("%w: WithHeaderFormat(%d)", ErrInvalidOption, int(f))
+		}
+		c.format = f
 		return nil
 	}
 }

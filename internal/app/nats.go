@@ -73,11 +73,16 @@ func (n *node) connectNATS(ctx context.Context) error {
 // are not all online yet cannot place a replicated stream: only
 // ErrUnavailable is retried (retryStartup).
 func (n *node) openStore(ctx context.Context) error {
-	err := n.retryStartup(ctx, "event store", func(err error) bool { return !errors.Is(err, eventstore.ErrUnavailable) },
+	format, err := eventstore.ParseHeaderFormat(n.cfg.EventHeaders)
+	if err != nil {
+		return fmt.Errorf("EVENT_HEADERS: %w", err)
+	}
+	err = n.retryStartup(ctx, "event store", func(err error) bool { return !errors.Is(err, eventstore.ErrUnavailable) },
 		func(ctx context.Context) (err error) {
 			n.store, err = eventstore.New(ctx, n.js,
 				eventstore.WithReplicas(n.cfg.StreamReplicas),
 				eventstore.WithDuplicateWindow(n.cfg.DuplicateWindow),
+				eventstore.WithHeaderFormat(format),
 			)
 			return err
 		})

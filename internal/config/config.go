@@ -106,6 +106,13 @@ type Config struct {
 	// heap per append while it lasts and a read-back of its appends at
 	// start-up, hence 30 s rather than the server's usual 2 minutes.
 	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"30s" help:"how long the server deduplicates request ids by message id"`
+	// EventHeaders is how this process writes an event's metadata:
+	// "compact" (one Orders-Meta header) or "separate" (one Orders-*
+	// header per field, the format of builds before Orders-Meta, which
+	// cannot read the compact one). Every build that knows this setting
+	// reads both; "separate" lets new writers run beside old readers
+	// during an upgrade.
+	EventHeaders string `env:"EVENT_HEADERS" envDefault:"compact" help:"how events' metadata is written: compact (one header) or separate (one header per field, readable by builds before compact)"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	// WorkerPoolSize is the number of payment workers.
@@ -274,6 +281,9 @@ func (c Config) validateLimits() []error {
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("STREAM_REPLICAS: %d is not between 1 and 5", c.StreamReplicas))
+	}
+	if c.EventHeaders != "compact" && c.EventHeaders != "separate" {
+		errs = append(errs, fmt.Errorf("EVENT_HEADERS: %q is not compact or separate", c.EventHeaders))
 	}
 	if c.DuplicateWindow < time.Second {
 		errs = append(errs, fmt.Errorf("DUPLICATE_WINDOW: %s is shorter than 1s", c.DuplicateWindow))

@@ -26,11 +26,12 @@ func TestOverrides(t *testing.T) {
 	c, err := config.FromMap(map[string]string{
 		"NATS_URL": "nats://a:4222,nats://b:4222", "NATS_SYNC": "always", "STREAM_REPLICAS": "3",
 		"DUPLICATE_WINDOW": "10m", "LOG_LEVEL": "debug", "GRPC_ADDR": "0.0.0.0:9000", "ALLOW_INSECURE": "true",
+		"EVENT_HEADERS": "separate",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NATSSync != "always" || c.StreamReplicas != 3 || c.DuplicateWindow != 10*time.Minute || c.LogLevel != slog.LevelDebug || c.GRPCAddr != "0.0.0.0:9000" {
+	if c.NATSSync != "always" || c.EventHeaders != "separate" || c.StreamReplicas != 3 || c.DuplicateWindow != 10*time.Minute || c.LogLevel != slog.LevelDebug || c.GRPCAddr != "0.0.0.0:9000" {
 		t.Fatalf("overrides: %+v", c)
 	}
 }
@@ -43,6 +44,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"DUPLICATE_WINDOW":         "soon",
 		"LOG_LEVEL":                "loud",
 		"NATS_SYNC":                "sometimes",
+		"EVENT_HEADERS":            "binary",
 		"GRPC_ADDR":                "nowhere",
 		"NATS_LISTEN":              "4222",
 		"SHUTDOWN_TIMEOUT":         "0s",

@@ -710,9 +710,10 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	unhashed, _ := lifecycle(t, e)
 	headless, _ := lifecycle(t, e)
 	garbled, _ := lifecycle(t, e)
+	garbledCompact, _ := lifecycle(t, e)
 	intact, _ := lifecycle(t, e)
 
-	for _, id := range []string{deleted, forged, unhashed, headless, garbled, intact} {
+	for _, id := range []string{deleted, forged, unhashed, headless, garbled, garbledCompact, intact} {
 		v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
 		if err != nil || !v.GetOk() || v.GetEventsChecked() != 8 {
 			t.Fatalf("untouched %s: %v %v", id, v, err)
@@ -764,13 +765,24 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same in the compact header: the hashes come before the
+	// occurrence time that does not parse.
+	gc, _ := e.store.Load(ctx, garbledCompact)
+	garbleCompact := nats.NewMsg(e.nstore.Subject(garbledCompact))
+	garbleCompact.Header.Set(eventstore.HeaderMeta, fmt.Sprintf("m1t14:OrderCancelledh%d:%sp%d:%so9:yesterdayv1:9",
+		len(chain.Zero), chain.Zero, len(gc[len(gc)-1].Meta.Hash), gc[len(gc)-1].Meta.Hash))
+	garbledCompactAck, err := e.js.PublishMsg(ctx, garbleCompact)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	want := map[string]breakAt{
-		deleted:  {recs[3].Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_MISSING},
-		forged:   {forgedAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
-		unhashed: {bareAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
-		headless: {headlessAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
-		garbled:  {garbledAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
+		deleted:        {recs[3].Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_MISSING},
+		forged:         {forgedAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
+		unhashed:       {bareAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
+		headless:       {headlessAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
+		garbled:        {garbledAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
+		garbledCompact: {garbledCompactAck.Sequence, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
 	}
 	for id, w := range want {
 		v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
@@ -784,7 +796,7 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	// Reading the history of an order holding an undecodable message is
 	// data loss, not an internal error; exporting past it too, while other
 	// orders stay readable.
-	for _, id := range []string{headless, garbled} {
+	for _, id := range []string{headless, garbled, garbledCompact} {
 		if v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id}); err != nil || v.GetEventsChecked() != 9 {
 			t.Fatalf("VerifyOrder(%s) checked %d events, %v; want 9", id, v.GetEventsChecked(), err)
 		}
@@ -807,7 +819,7 @@ func TestTamperingIsPinpointed(t *testing.T) {
 	if got := collect(t, e, &ordersv1.StreamEventsRequest{OrderIds: []string{intact}}); len(got) != 8 {
 		t.Fatalf("intact order exported %d events, want 8", len(got))
 	}
-	if got := collect(t, e, &ordersv1.StreamEventsRequest{FromPosition: garbledAck.Sequence + 1}); len(got) != 0 {
+	if got := collect(t, e, &ordersv1.StreamEventsRequest{FromPosition: garbledCompactAck.Sequence + 1}); len(got) != 0 {
 		t.Fatalf("export after the last message: %d events", len(got))
 	}
 	if v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: intact}); err != nil || !v.GetOk() {

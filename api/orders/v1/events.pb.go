@@ -22,8 +22,9 @@ const (
 )
 
 // Event is the payload of one stored event. Exactly one case is set, and it
-// matches the Orders-Event-Type header. Metadata (request id, actor,
-// occurred-at, trace context) travels in NATS headers, not here.
+// matches the event type in the message's headers (Orders-Meta, or
+// Orders-Event-Type in events written before it). Metadata (request id,
+// actor, occurred-at, trace context) travels in NATS headers, not here.
 //
 // These messages are stored history: never renumber or retype a field; add
 // new events as new cases. `buf breaking` guards this.
