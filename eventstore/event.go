@@ -44,9 +44,9 @@ const (
 const MaxOrderIDLen = 64
 
 // Metadata is the envelope of an event. It travels in NATS headers
-// (HeaderMeta) so that it can be read (routing, tracing, auditing) without
-// decoding the payload.
-// Empty fields are not written and read back empty.
+// (HeaderMeta, or in the separate layout the Orders-* header named beside
+// each field) so that it can be read (routing, tracing, auditing) without
+// decoding the payload. Empty fields are not written and read back empty.
 type Metadata struct {
 	RequestID string // Orders-Request-Id: the client's idempotency key of the command
 	// Orders-Request-Fingerprint: a digest of the request the id named;
@@ -56,15 +56,15 @@ type Metadata struct {
 	CausationID        string    // Orders-Causation-Id
 	Actor              string    // Orders-Actor
 	OccurredAt         time.Time // Orders-Occurred-At, stored as RFC 3339 with nanoseconds in UTC
-	TraceParent        string    // traceparent (W3C trace context)
-	TraceState         string    // tracestate (W3C trace context)
+	TraceParent        string    // traceparent (W3C trace context), its own header in both layouts
+	TraceState         string    // tracestate (W3C trace context), its own header in both layouts
 	Hash               string    // Orders-Hash (hex) of the audit hash chain; carried, never computed here
 	PrevHash           string    // Orders-Prev-Hash (hex): the hash this event chains to, so a gap is told apart from an alteration
 }
 
 // EventData is one event to append. Data is opaque to the store.
 type EventData struct {
-	Type string // Orders-Event-Type; required
+	Type string // Orders-Event-Type in the separate layout; required
 	Data []byte
 	Meta Metadata
 }
@@ -74,7 +74,8 @@ type Recorded struct {
 	OrderID  string
 	Position uint64 // stream sequence: the event's log position, global
 	// Version is the event's stream revision: its number in its order's
-	// history, from 1 (Orders-Version). Events written before versions were
+	// history, from 1 (HeaderMeta's v, Orders-Version in the separate
+	// layout). Events written before versions were
 	// recorded have none: Load numbers them by their place in the history,
 	// other reads leave 0.
 	Version uint64
@@ -128,18 +129,19 @@ func checkHeaderValue(name, v string) error {
 // HeaderMeta carries an event's type, version and metadata in one header
 // value: every reader of the log (the projection, the process managers, a
 // rebuild) has its client parse every header of every message, and one
-// header instead of eleven halves the bytes an event takes and the work
-// and garbage of that parse (BENCHMARKS.md). Events written before it
-// carry the same fields as the separate Orders-* headers above, and are
-// read as before.
+// header instead of ten takes about a quarter fewer bytes and halves what
+// that parse allocates (BENCHMARKS.md). Events written before it carry the
+// same fields as the separate Orders-* headers above, and are read as
+// before.
 //
 // The value is "m1" followed by one field per set value, each a tag
 // letter, the value's length in bytes in decimal, a colon and the value:
 // t type, r request id, f request fingerprint, c correlation id, u
 // causation id, a actor, o occurrence time (RFC 3339 with nanoseconds,
-// UTC), h hash, p previous hash, v version. The version, always present,
-// comes last, so the value never ends in whitespace a header would lose.
-// A reader skips tags it does not know.
+// UTC), h hash, p previous hash, v version. Each tag appears at most once.
+// The version is required and comes last, so the value never ends in
+// whitespace a header would lose. A reader skips fields whose tag it does
+// not know, so a later layout can add some.
 const HeaderMeta = "Orders-Meta"
 
 // metaPrefix opens every HeaderMeta value; another layout would change it.
@@ -331,8 +333,7 @@ func decodeMeta(v string, r *Recorded) error {
 		}
 		val := rest[colon+1 : colon+1+int(n)]
 		rest = rest[colon+1+int(n):]
-		if tag >= 'a' && tag <= 'z' {
-			bit := uint32(1) << (tag - 'a')
+		if bit := knownMetaTags[tag]; bit != 0 {
 			if seen&bit != 0 {
 				return fmt.Errorf("%w: %s header at position %d: field %q twice", ErrMalformedEvent, HeaderMeta, r.Position, tag)
 			}
@@ -372,8 +373,20 @@ func decodeMeta(v string, r *Recorded) error {
 	if r.Type == "" {
 		return fmt.Errorf("%w: %s header at position %d has no event type", ErrMalformedEvent, HeaderMeta, r.Position)
 	}
+	if seen&knownMetaTags['v'] == 0 {
+		return fmt.Errorf("%w: %s header at position %d has no version", ErrMalformedEvent, HeaderMeta, r.Position)
+	}
 	return nil
 }
+
+// knownMetaTags gives each tag of the HeaderMeta layout a bit, so that a
+// known field given twice is refused while unknown ones are skipped.
+var knownMetaTags = func() (bits [256]uint32) {
+	for i, tag := range []byte("trfcuahpov") {
+		bits[tag] = 1 << i
+	}
+	return bits
+}()
 
 // recordedVersion reads the version header; 0 when there is none.
 func recordedVersion(h nats.Header, seq uint64) (uint64, error) {
@@ -405,10 +418,13 @@ func headerSize(h nats.Header) int {
 
 // RecordedFromMsg decodes one stored event from the parts of a stream
 // message, whichever API delivered it. subject must be prefix + "." + order
-// id, where prefix is the store's subject prefix (WithSubjectPrefix). h and
-// data are referenced, not copied. It returns an error wrapping
-// ErrMalformedEvent when the subject does not belong to prefix, the event type
-// header is missing or the occurred-at or version header does not parse.
+// id, where prefix is the store's subject prefix (WithSubjectPrefix). h is
+// read in either layout: HeaderMeta when it is there, the separate Orders-*
+// headers otherwise. h and data are referenced, not copied. It returns an
+// error wrapping ErrMalformedEvent when the subject does not belong to
+// prefix, there is no event type, the occurred-at or version does not
+// parse, or HeaderMeta does not follow its layout (another prefix, a field
+// without a valid length, a known field twice, no version).
 func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, data []byte, prefix string) (Recorded, error) {
 	orderID, ok := strings.CutPrefix(subject, prefix)
 	if ok {

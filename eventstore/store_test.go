@@ -130,20 +130,24 @@ func TestReadSkipsDeletedEvents(t *testing.T) {
 }
 
 // TestConformance runs the store's contract on one server, a stream of its
-// own per case.
+// own per case, in both header layouts.
 func TestConformance(t *testing.T) {
 	srv := estest.StartServer(t)
 	_, js := estest.Connect(t, srv)
 	var n atomic.Int32
-	estest.Run(t, func(t *testing.T) estest.Store {
-		i := n.Add(1)
-		s, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage),
-			eventstore.WithStreamName(fmt.Sprintf("S%d", i)), eventstore.WithSubjectPrefix(fmt.Sprintf("s%d", i)))
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		return s
-	})
+	for _, f := range []eventstore.HeaderFormat{eventstore.CompactHeaders, eventstore.SeparateHeaders} {
+		t.Run(f.String(), func(t *testing.T) {
+			estest.Run(t, func(t *testing.T) estest.Store {
+				i := n.Add(1)
+				s, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage), eventstore.WithHeaderFormat(f),
+					eventstore.WithStreamName(fmt.Sprintf("S%d", i)), eventstore.WithSubjectPrefix(fmt.Sprintf("s%d", i)))
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return s
+			})
+		})
+	}
 }
 
 // The limits of one append follow the server's max payload.

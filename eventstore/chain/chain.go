@@ -19,9 +19,10 @@
 //	field(payload)                    the stored payload bytes, unchanged
 //
 // where field(x) is len(x) as a 4-byte big-endian unsigned integer followed
-// by the bytes of x. Every string is UTF-8. The hash is stored in the event's
-// Orders-Hash header, and the previous hash in Orders-Prev-Hash, both as 64
-// lower-case hexadecimal digits.
+// by the bytes of x. Every string is UTF-8. The hash and the previous hash
+// are stored with the event's metadata (eventstore.Metadata: the h and p
+// fields of the Orders-Meta header, or the Orders-Hash and Orders-Prev-Hash
+// headers of the separate layout), both as 64 lower-case hexadecimal digits.
 //
 // # Personal data and erasure
 //
@@ -39,8 +40,8 @@
 //
 // An order's events are checked in log order. For each event:
 //
-//  1. No Orders-Hash or Orders-Prev-Hash header: OUT_OF_CHAIN (written
-//     outside the command side).
+//  1. No hash or no previous hash: OUT_OF_CHAIN (written outside the
+//     command side).
 //  2. The hash recomputed from the event's content and its stored previous
 //     hash differs from its stored hash: ALTERED (content or hash changed).
 //  3. Its stored previous hash is not the stored hash of the order's previous

@@ -49,7 +49,7 @@ func personal(req request) bool {
 	return false
 }
 
-// fingerprint is what the Orders-Request-Fingerprint header records of a
+// fingerprint is what an event's request fingerprint (Metadata) records of a
 // request (digest: requestDigest). A plain SHA-256 of a request that holds
 // an address would let anyone who reads the log confirm a guessed address,
 // even after the customer was forgotten; so with a keyring, a request with
