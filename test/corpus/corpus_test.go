@@ -68,6 +68,13 @@ var sets = map[string][]fact{
 		order.OrderPlaced{Subtotal: 900, Total: 900},
 		order.OrderPlaced{Subtotal: 15000, Total: 15000},
 		4050),
+	// v3: the same events as v2, their type and metadata in one
+	// Orders-Meta header instead of one Orders-* header per field.
+	"v3": history(
+		order.OrderPlaced{Subtotal: 3750, Tax: 300, Total: 4050},
+		order.OrderPlaced{Subtotal: 900, Total: 900},
+		order.OrderPlaced{Subtotal: 15000, Total: 15000},
+		4050),
 }
 
 // TestCorpusDecodes decodes every stored event of every set with today's
@@ -134,6 +141,11 @@ func TestCorpusFolds(t *testing.T) {
 			"corpus-c": {order.StatusPaymentDeclined, 15000, 0, 15000, 0, "London"},
 		},
 		"v2": {
+			"corpus-a": {order.StatusDelivered, 3750, 300, 4050, 4050, "Ockham"},
+			"corpus-b": {order.StatusCancelled, 900, 0, 900, 900, "Ockham"},
+			"corpus-c": {order.StatusPaymentDeclined, 15000, 0, 15000, 0, "London"},
+		},
+		"v3": {
 			"corpus-a": {order.StatusDelivered, 3750, 300, 4050, 4050, "Ockham"},
 			"corpus-b": {order.StatusCancelled, 900, 0, 900, 900, "Ockham"},
 			"corpus-c": {order.StatusPaymentDeclined, 15000, 0, 15000, 0, "London"},

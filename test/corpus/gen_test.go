@@ -75,7 +75,11 @@ func writeMsg(ctx context.Context, stream jetstream.Stream, dir string, seq uint
 	if err != nil {
 		return err
 	}
-	name := fmt.Sprintf("%03d-%s.json", seq, raw.Header.Get(eventstore.HeaderEventType))
+	rec, err := eventstore.DecodeRawMsg(raw, eventstore.DefaultSubjectPrefix)
+	if err != nil {
+		return err
+	}
+	name := fmt.Sprintf("%03d-%s.json", seq, rec.Type)
 	return os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o644)
 }
 
