@@ -57,22 +57,16 @@ func benchEvent(requestID string) eventstore.EventData {
 	}
 }
 
-// rawMsg is the message Append sends for benchEvent, built with nats.go
-// alone: the same headers, message id and payload.
+// rawMsg is the message Append sends for benchEvent as the first event of
+// its order, built by EncodeEvent and sent with nats.go alone: the same
+// headers (the message id aside, which the caller adds), and payload.
 func rawMsg(s *eventstore.Store, orderID, requestID string) *nats.Msg {
 	ev := benchEvent(requestID)
-	return &nats.Msg{
-		Subject: s.Subject(orderID),
-		Header: nats.Header{
-			eventstore.HeaderEventType:     {ev.Type},
-			eventstore.HeaderRequestID:     {requestID},
-			eventstore.HeaderCorrelationID: {ev.Meta.CorrelationID},
-			eventstore.HeaderActor:         {ev.Meta.Actor},
-			eventstore.HeaderOccurredAt:    {ev.Meta.OccurredAt.Format(time.RFC3339Nano)},
-			eventstore.HeaderTraceParent:   {ev.Meta.TraceParent},
-		},
-		Data: ev.Data,
+	h, _, err := eventstore.EncodeEvent(ev, 1)
+	if err != nil {
+		panic(err) // benchEvent is a valid event
 	}
+	return &nats.Msg{Subject: s.Subject(orderID), Header: h, Data: ev.Data}
 }
 
 // BenchmarkAppendVsRaw compares one Store.Append with its floor, a raw

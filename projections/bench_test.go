@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -56,13 +55,12 @@ func seedLog(b *testing.B, js jetstream.JetStream, store *eventstore.Store, n in
 		if err != nil {
 			b.Fatal(err)
 		}
-		m := nats.NewMsg(store.Subject(id))
-		m.Data = data
-		m.Header.Set(eventstore.HeaderEventType, typ)
-		m.Header.Set(eventstore.HeaderRequestID, fmt.Sprint("r-", i))
-		m.Header.Set(eventstore.HeaderActor, "bench")
-		m.Header.Set(eventstore.HeaderVersion, strconv.Itoa(k+1))
-		m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
+		h, _, err := eventstore.EncodeEvent(eventstore.EventData{Type: typ, Data: data,
+			Meta: eventstore.Metadata{RequestID: fmt.Sprint("r-", i), Actor: "bench", OccurredAt: at}}, uint64(k+1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := &nats.Msg{Subject: store.Subject(id), Header: h, Data: data}
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			b.Fatal(err)
 		}

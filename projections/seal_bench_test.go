@@ -95,11 +95,12 @@ func seedSealed(b *testing.B, js jetstream.JetStream, store *eventstore.Store, r
 		if err != nil {
 			b.Fatal(err)
 		}
-		m := nats.NewMsg(store.Subject(id))
-		m.Data = data
-		m.Header.Set(eventstore.HeaderEventType, typ)
-		m.Header.Set(eventstore.HeaderRequestID, fmt.Sprint("r-", i))
-		m.Header.Set(eventstore.HeaderOccurredAt, at.Format(time.RFC3339Nano))
+		h, _, err := eventstore.EncodeEvent(eventstore.EventData{Type: typ, Data: data,
+			Meta: eventstore.Metadata{RequestID: fmt.Sprint("r-", i), OccurredAt: at}}, uint64(i%5+1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := &nats.Msg{Subject: store.Subject(id), Header: h, Data: data}
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			b.Fatal(err)
 		}
