@@ -480,16 +480,41 @@ func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, dat
 
 // partialRecorded is what can be read of a message RecordedFromMsg
 // refused: its type and hashes where they are legible, so that a reader
-// can still report and chain past it.
+// can still report and chain past it (the audit tells an altered event,
+// which has them, from one written outside the chain, which has none).
 func partialRecorded(orderID string, seq uint64, t time.Time, h nats.Header) Recorded {
 	r := Recorded{OrderID: orderID, Position: seq, Time: t}
 	if meta := h.Get(HeaderMeta); meta != "" {
 		_ = decodeMeta(meta, &r) // the fields before a malformed one are kept
+		// A field the layout could not reach past a damaged one is
+		// looked for by its shape: a hash is 64 hexadecimal digits.
+		if r.Meta.Hash == "" {
+			r.Meta.Hash = findHash(meta, "h64:")
+		}
+		if r.Meta.PrevHash == "" {
+			r.Meta.PrevHash = findHash(meta, "p64:")
+		}
 		return Recorded{OrderID: orderID, Position: seq, Time: t, Type: r.Type, Meta: Metadata{Hash: r.Meta.Hash, PrevHash: r.Meta.PrevHash}}
 	}
 	r.Type = h.Get(HeaderEventType)
 	r.Meta = Metadata{Hash: h.Get(HeaderHash), PrevHash: h.Get(HeaderPrevHash)}
 	return r
+}
+
+// findHash returns the 64 hexadecimal digits that follow the first
+// occurrence of field in meta that is followed by them, or "".
+func findHash(meta, field string) string {
+	for i := 0; ; {
+		j := strings.Index(meta[i:], field)
+		if j < 0 {
+			return ""
+		}
+		v := meta[i+j+len(field):]
+		if len(v) >= 64 && strings.Trim(v[:64], "0123456789abcdef") == "" {
+			return v[:64]
+		}
+		i += j + 1
+	}
 }
 
 // DecodeMsg decodes a message delivered by a JetStream consumer (for example

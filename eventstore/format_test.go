@@ -252,3 +252,44 @@ func FuzzMetaHeader(f *testing.F) {
 		}
 	})
 }
+
+// A compact header damaged before its hashes still yields them to a reader
+// of the log, so that the audit reports the event altered rather than
+// written outside the chain; one without hashes yields none.
+func TestDamagedMetaHeaderKeepsItsHashes(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	hash, prev := strings.Repeat("ab", 32), strings.Repeat("0c", 32)
+	damaged := []struct {
+		meta       string
+		hash, prev string
+	}{
+		{"n1t12:OrderCreatedh64:" + hash + "p64:" + prev + "v1:1", hash, prev},       // the layout's prefix
+		{"m1t99:OrderCreatedh64:" + hash + "p64:" + prev + "v1:1", hash, prev},       // a length past its value
+		{"m1t12:OrderCreatedh64:" + hash + "p64:" + prev + "v1:0", hash, prev},       // after the hashes
+		{"m1t12:OrderCreateda4:h64:v1:0", "", ""},                                    // none, though a value looks like a field
+		{"n1t12:OrderCreatedh63:" + hash[:63] + "p64:" + prev[:60] + "zzzz", "", ""}, // not 64 digits
+	}
+	for i, d := range damaged {
+		m := nats.NewMsg(e.store.Subject(fmt.Sprintf("damaged-%d", i)))
+		m.Header.Set(eventstore.HeaderMeta, d.meta)
+		if _, err := e.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []eventstore.Entry
+	for b, err := range e.store.ReadBatches(ctx, 1, eventstore.UpTo(uint64(len(damaged)))) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b.Entries...)
+	}
+	if len(got) != len(damaged) {
+		t.Fatalf("%d entries, want %d", len(got), len(damaged))
+	}
+	for i, en := range got {
+		if !errors.Is(en.Err, eventstore.ErrMalformedEvent) || en.Meta.Hash != damaged[i].hash || en.Meta.PrevHash != damaged[i].prev {
+			t.Errorf("%q: err %v, hash %q, prev %q; want ErrMalformedEvent, %q, %q", damaged[i].meta, en.Err, en.Meta.Hash, en.Meta.PrevHash, damaged[i].hash, damaged[i].prev)
+		}
+	}
+}
