@@ -180,6 +180,72 @@ func (f HeaderFormat) String() string {
 	return "compact"
 }
 
+// metaField is one of an event's string fields as both layouts store it:
+// its tag in HeaderMeta and its header in the separate layout; metaString
+// finds it in an event. The occurrence time and the version, which are not
+// strings, are written and read beside these.
+type metaField struct {
+	tag  byte
+	name string
+}
+
+// metaFields is every string field, in the order HeaderMeta writes them.
+var metaFields = [...]metaField{
+	{'t', HeaderEventType}, {'r', HeaderRequestID}, {'f', HeaderRequestFingerprint}, {'c', HeaderCorrelationID},
+	{'u', HeaderCausationID}, {'a', HeaderActor}, {'h', HeaderHash}, {'p', HeaderPrevHash},
+}
+
+// metaString returns where metaFields[i] is in an event's type and
+// metadata. A switch, not a table of functions: a call through a function
+// value would move every decoded Recorded to the heap.
+func metaString(i int, typ *string, m *Metadata) *string {
+	switch i {
+	case 0:
+		return typ
+	case 1:
+		return &m.RequestID
+	case 2:
+		return &m.RequestFingerprint
+	case 3:
+		return &m.CorrelationID
+	case 4:
+		return &m.CausationID
+	case 5:
+		return &m.Actor
+	case 6:
+		return &m.Hash
+	default:
+		return &m.PrevHash
+	}
+}
+
+// tagOccurredAt and tagVersion are the HeaderMeta tags of the two fields
+// that are not strings.
+const (
+	tagOccurredAt = 'o'
+	tagVersion    = 'v'
+)
+
+// metaIndex maps a tag of metaFields to its index in it, plus one; 0 for
+// the other tags.
+var metaIndex = func() (idx [256]uint8) {
+	for i, f := range metaFields {
+		idx[f.tag] = uint8(i + 1)
+	}
+	return idx
+}()
+
+// metaTags gives each known tag a bit, so that a known field given twice
+// is refused while unknown ones are skipped.
+var metaTags = func() (bits [256]uint32) {
+	for i, f := range metaFields {
+		bits[f.tag] = 1 << i
+	}
+	bits[tagOccurredAt] = 1 << len(metaFields)
+	bits[tagVersion] = 1 << (len(metaFields) + 1)
+	return bits
+}()
+
 // appendMetaField appends one field of a HeaderMeta value.
 func appendMetaField[T string | []byte](b []byte, tag byte, v T) []byte {
 	b = append(b, tag)
@@ -196,35 +262,22 @@ func eventHeader(ev *EventData, version uint64, f HeaderFormat) (nats.Header, er
 	if ev.Type == "" {
 		return nil, fmt.Errorf("%w: empty event type", ErrInvalidEvent)
 	}
-	m := &ev.Meta
-	fields := [...]struct {
-		tag  byte
-		name string
-		v    string
-	}{
-		{'t', HeaderEventType, ev.Type},
-		{'r', HeaderRequestID, m.RequestID},
-		{'f', HeaderRequestFingerprint, m.RequestFingerprint},
-		{'c', HeaderCorrelationID, m.CorrelationID},
-		{'u', HeaderCausationID, m.CausationID},
-		{'a', HeaderActor, m.Actor},
-		{'h', HeaderHash, m.Hash},
-		{'p', HeaderPrevHash, m.PrevHash},
-	}
-	for _, fl := range fields {
-		if fl.v == "" {
-			continue
-		}
-		if err := checkHeaderValue(fl.name, fl.v); err != nil {
-			return nil, err
+	typ, m := &ev.Type, &ev.Meta
+	n := len(metaPrefix)
+	for i, fl := range metaFields {
+		if v := *metaString(i, typ, m); v != "" {
+			if err := checkHeaderValue(fl.name, v); err != nil {
+				return nil, err
+			}
+			n += len(v) + 8
 		}
 	}
-	for _, kv := range [...]struct{ k, v string }{{HeaderTraceParent, m.TraceParent}, {HeaderTraceState, m.TraceState}} {
-		if kv.v == "" {
-			continue
-		}
-		if err := checkHeaderValue(kv.k, kv.v); err != nil {
-			return nil, err
+	trace := [...]struct{ k, v string }{{HeaderTraceParent, m.TraceParent}, {HeaderTraceState, m.TraceState}}
+	for _, kv := range trace {
+		if kv.v != "" {
+			if err := checkHeaderValue(kv.k, kv.v); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var ts [len(time.RFC3339Nano) + 8]byte
@@ -232,71 +285,42 @@ func eventHeader(ev *EventData, version uint64, f HeaderFormat) (nats.Header, er
 	if !m.OccurredAt.IsZero() {
 		at = m.OccurredAt.UTC().AppendFormat(ts[:0], time.RFC3339Nano)
 	}
-	var num [20]byte
-	ver := strconv.AppendUint(num[:0], version, 10)
+	ver := strconv.FormatUint(version, 10)
+	// Room for every header the event can carry: the ones here, the
+	// message id Append adds and the expected sequence the publish adds.
+	size := 5
 	if f == SeparateHeaders {
-		return separateHeaders(ev, string(at), string(ver)), nil
+		size = len(metaFields) + 6
 	}
-	n := len(metaPrefix) + 2*len(num) + len(at) + len(ver)
-	for _, fl := range fields {
-		n += len(fl.v) + 8
-	}
-	b := make([]byte, 0, n)
-	b = append(b, metaPrefix...)
-	for _, fl := range fields {
-		if fl.v != "" {
-			b = appendMetaField(b, fl.tag, fl.v)
+	h := make(nats.Header, size)
+	set := func(name, v string) {
+		if v != "" {
+			h[name] = []string{v}
 		}
 	}
-	if at != nil {
-		b = appendMetaField(b, 'o', at)
+	if f == SeparateHeaders {
+		for i, fl := range metaFields {
+			set(fl.name, *metaString(i, typ, m))
+		}
+		set(HeaderOccurredAt, string(at))
+		set(HeaderVersion, ver)
+	} else {
+		b := make([]byte, 0, n+len(at)+len(ver)+16)
+		b = append(b, metaPrefix...)
+		for i, fl := range metaFields {
+			if v := *metaString(i, typ, m); v != "" {
+				b = appendMetaField(b, fl.tag, v)
+			}
+		}
+		if at != nil {
+			b = appendMetaField(b, tagOccurredAt, at)
+		}
+		h[HeaderMeta] = []string{string(appendMetaField(b, tagVersion, ver))}
 	}
-	b = appendMetaField(b, 'v', ver)
-	// Room for the trace context, the message id Append adds and the
-	// expected sequence the publish adds.
-	h := make(nats.Header, 5)
-	h[HeaderMeta] = []string{string(b)}
-	if m.TraceParent != "" {
-		h[HeaderTraceParent] = []string{m.TraceParent}
-	}
-	if m.TraceState != "" {
-		h[HeaderTraceState] = []string{m.TraceState}
+	for _, kv := range trace {
+		set(kv.k, kv.v)
 	}
 	return h, nil
-}
-
-// separateHeaders builds the headers of SeparateHeaders from values
-// eventHeader checked; at and version are already formatted.
-func separateHeaders(ev *EventData, at, version string) nats.Header {
-	// Sized for every header an event can carry (the ones below, the
-	// message id Append adds and the expected sequence the publish adds),
-	// with the values' one-element slices cut from one array: an append
-	// builds this for every event, and a map that grows and a slice per
-	// value add up.
-	const most = 14
-	h := make(nats.Header, most)
-	vals := make([]string, 0, most)
-	m := &ev.Meta
-	for _, kv := range [...]struct{ k, v string }{
-		{HeaderEventType, ev.Type},
-		{HeaderRequestID, m.RequestID},
-		{HeaderRequestFingerprint, m.RequestFingerprint},
-		{HeaderCorrelationID, m.CorrelationID},
-		{HeaderCausationID, m.CausationID},
-		{HeaderActor, m.Actor},
-		{HeaderTraceParent, m.TraceParent},
-		{HeaderTraceState, m.TraceState},
-		{HeaderHash, m.Hash},
-		{HeaderPrevHash, m.PrevHash},
-		{HeaderOccurredAt, at},
-		{HeaderVersion, version},
-	} {
-		if kv.v != "" {
-			vals = append(vals, kv.v)
-			h[kv.k] = vals[len(vals)-1 : len(vals) : len(vals)]
-		}
-	}
-	return h
 }
 
 // EncodeEvent returns the headers under which Append stores ev as the
@@ -333,70 +357,52 @@ func decodeMeta(v string, r *Recorded) error {
 		}
 		val := rest[colon+1 : colon+1+int(n)]
 		rest = rest[colon+1+int(n):]
-		if bit := knownMetaTags[tag]; bit != 0 {
+		if bit := metaTags[tag]; bit != 0 {
 			if seen&bit != 0 {
 				return fmt.Errorf("%w: %s header at position %d: field %q twice", ErrMalformedEvent, HeaderMeta, r.Position, tag)
 			}
 			seen |= bit
 		}
 		switch tag {
-		case 't':
-			r.Type = val
-		case 'r':
-			r.Meta.RequestID = val
-		case 'f':
-			r.Meta.RequestFingerprint = val
-		case 'c':
-			r.Meta.CorrelationID = val
-		case 'u':
-			r.Meta.CausationID = val
-		case 'a':
-			r.Meta.Actor = val
-		case 'h':
-			r.Meta.Hash = val
-		case 'p':
-			r.Meta.PrevHash = val
-		case 'o':
-			ts, err := time.Parse(time.RFC3339Nano, val)
-			if err != nil {
-				return fmt.Errorf("%w: %s header at position %d: occurrence time %q: %w", ErrMalformedEvent, HeaderMeta, r.Position, val, err)
+		case tagOccurredAt:
+			if r.Meta.OccurredAt, err = parseOccurredAt(HeaderMeta, val, r.Position); err != nil {
+				return err
 			}
-			r.Meta.OccurredAt = ts
-		case 'v':
-			ver, err := strconv.ParseUint(val, 10, 64)
-			if err != nil || ver == 0 {
-				return fmt.Errorf("%w: %s header at position %d: version %q", ErrMalformedEvent, HeaderMeta, r.Position, val)
+		case tagVersion:
+			if r.Version, err = parseVersion(HeaderMeta, val, r.Position); err != nil {
+				return err
 			}
-			r.Version = ver
+		default:
+			if i := metaIndex[tag]; i != 0 {
+				*metaString(int(i-1), &r.Type, &r.Meta) = val
+			}
 		}
 	}
 	if r.Type == "" {
 		return fmt.Errorf("%w: %s header at position %d has no event type", ErrMalformedEvent, HeaderMeta, r.Position)
 	}
-	if seen&knownMetaTags['v'] == 0 {
+	if seen&metaTags[tagVersion] == 0 {
 		return fmt.Errorf("%w: %s header at position %d has no version", ErrMalformedEvent, HeaderMeta, r.Position)
 	}
 	return nil
 }
 
-// knownMetaTags gives each tag of the HeaderMeta layout a bit, so that a
-// known field given twice is refused while unknown ones are skipped.
-var knownMetaTags = func() (bits [256]uint32) {
-	for i, tag := range []byte("trfcuahpov") {
-		bits[tag] = 1 << i
+// parseOccurredAt parses an occurrence time stored under header at
+// position seq; an error wraps ErrMalformedEvent.
+func parseOccurredAt(header, v string, seq uint64) (time.Time, error) {
+	ts, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s header at position %d: occurrence time %q: %w", ErrMalformedEvent, header, seq, v, err)
 	}
-	return bits
-}()
+	return ts, nil
+}
 
-// recordedVersion reads the version header; 0 when there is none.
-func recordedVersion(h nats.Header, seq uint64) (uint64, error) {
-	v := h.Get(HeaderVersion)
-	if v == "" {
-		return 0, nil
-	}
+// parseVersion parses a version stored under header at position seq,
+// which is at least 1; an error wraps ErrMalformedEvent.
+func parseVersion(header, v string, seq uint64) (uint64, error) {
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%w: %s header %q at position %d", ErrMalformedEvent, HeaderVersion, v, seq)
+		return 0, fmt.Errorf("%w: %s header at position %d: version %q", ErrMalformedEvent, header, seq, v)
 	}
 	return n, nil
 }
@@ -433,47 +439,30 @@ func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, dat
 	if !ok || orderID == "" || strings.Contains(orderID, ".") {
 		return Recorded{}, fmt.Errorf("%w: subject %q at position %d is not under prefix %q", ErrMalformedEvent, subject, seq, prefix)
 	}
+	r := Recorded{OrderID: orderID, Position: seq, Data: data, Time: t,
+		Meta: Metadata{TraceParent: h.Get(HeaderTraceParent), TraceState: h.Get(HeaderTraceState)}}
 	if meta := h.Get(HeaderMeta); meta != "" {
-		r := Recorded{OrderID: orderID, Position: seq, Data: data, Time: t,
-			Meta: Metadata{TraceParent: h.Get(HeaderTraceParent), TraceState: h.Get(HeaderTraceState)}}
 		if err := decodeMeta(meta, &r); err != nil {
 			return Recorded{}, err
 		}
 		return r, nil
 	}
-	typ := h.Get(HeaderEventType)
-	if typ == "" {
+	for i, f := range metaFields {
+		*metaString(i, &r.Type, &r.Meta) = h.Get(f.name)
+	}
+	if r.Type == "" {
 		return Recorded{}, fmt.Errorf("%w: no %s or %s header at position %d", ErrMalformedEvent, HeaderMeta, HeaderEventType, seq)
 	}
-	r := Recorded{
-		OrderID:  orderID,
-		Position: seq,
-		Type:     typ,
-		Data:     data,
-		Time:     t,
-		Meta: Metadata{
-			RequestID:          h.Get(HeaderRequestID),
-			RequestFingerprint: h.Get(HeaderRequestFingerprint),
-			CorrelationID:      h.Get(HeaderCorrelationID),
-			CausationID:        h.Get(HeaderCausationID),
-			Actor:              h.Get(HeaderActor),
-			TraceParent:        h.Get(HeaderTraceParent),
-			TraceState:         h.Get(HeaderTraceState),
-			Hash:               h.Get(HeaderHash),
-			PrevHash:           h.Get(HeaderPrevHash),
-		},
-	}
-	v, err := recordedVersion(h, seq)
-	if err != nil {
-		return Recorded{}, err
-	}
-	r.Version = v
-	if at := h.Get(HeaderOccurredAt); at != "" {
-		ts, err := time.Parse(time.RFC3339Nano, at)
-		if err != nil {
-			return Recorded{}, fmt.Errorf("%w: %s header %q at position %d: %w", ErrMalformedEvent, HeaderOccurredAt, at, seq, err)
+	var err error
+	if v := h.Get(HeaderVersion); v != "" {
+		if r.Version, err = parseVersion(HeaderVersion, v, seq); err != nil {
+			return Recorded{}, err
 		}
-		r.Meta.OccurredAt = ts
+	}
+	if at := h.Get(HeaderOccurredAt); at != "" {
+		if r.Meta.OccurredAt, err = parseOccurredAt(HeaderOccurredAt, at, seq); err != nil {
+			return Recorded{}, err
+		}
 	}
 	return r, nil
 }
