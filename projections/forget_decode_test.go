@@ -101,7 +101,7 @@ func TestEventAfterAForgetIsNotOpenedWithTheDestroyedKey(t *testing.T) {
 	if s := o.State.Shipping; s == nil || !s.Erased {
 		t.Errorf("address after the erasure: %+v", s)
 	}
-	// A rebuild of the same log reads it as erased: the two disagree.
+	// A rebuild of the same log reads it as erased too.
 	if err := r.Rebuild(ctx, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,9 @@ func TestEventHeadersUpgrade(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := m.Header.Get(eventstore.HeaderMeta) != ""; got != c.compact || (m.Header.Get(eventstore.HeaderEventType) == c.wantType) == c.compact {
+		compact := m.Header.Get(eventstore.HeaderMeta) != ""
+		separate := m.Header.Get(eventstore.HeaderEventType) == c.wantType
+		if compact != c.compact || separate == c.compact {
 			t.Errorf("event at %d: headers %v, want compact=%v", c.pos, m.Header, c.compact)
 		}
 	}
