@@ -473,20 +473,22 @@ func RecordedFromMsg(subject string, seq uint64, t time.Time, h nats.Header, dat
 // which has them, from one written outside the chain, which has none).
 func partialRecorded(orderID string, seq uint64, t time.Time, h nats.Header) Recorded {
 	r := Recorded{OrderID: orderID, Position: seq, Time: t}
-	if meta := h.Get(HeaderMeta); meta != "" {
-		_ = decodeMeta(meta, &r) // the fields before a malformed one are kept
-		// A field the layout could not reach past a damaged one is
-		// looked for by its shape: a hash is 64 hexadecimal digits.
-		if r.Meta.Hash == "" {
-			r.Meta.Hash = findHash(meta, "h64:")
-		}
-		if r.Meta.PrevHash == "" {
-			r.Meta.PrevHash = findHash(meta, "p64:")
-		}
-		return Recorded{OrderID: orderID, Position: seq, Time: t, Type: r.Type, Meta: Metadata{Hash: r.Meta.Hash, PrevHash: r.Meta.PrevHash}}
+	meta := h.Get(HeaderMeta)
+	if meta == "" {
+		r.Type, r.Meta.Hash, r.Meta.PrevHash = h.Get(HeaderEventType), h.Get(HeaderHash), h.Get(HeaderPrevHash)
+		return r
 	}
-	r.Type = h.Get(HeaderEventType)
-	r.Meta = Metadata{Hash: h.Get(HeaderHash), PrevHash: h.Get(HeaderPrevHash)}
+	var got Recorded
+	_ = decodeMeta(meta, &got) // the fields before a malformed one are kept
+	r.Type, r.Meta.Hash, r.Meta.PrevHash = got.Type, got.Meta.Hash, got.Meta.PrevHash
+	// A hash the layout could not reach past a damaged field is looked
+	// for by its shape: 64 hexadecimal digits.
+	if r.Meta.Hash == "" {
+		r.Meta.Hash = findHash(meta, "h64:")
+	}
+	if r.Meta.PrevHash == "" {
+		r.Meta.PrevHash = findHash(meta, "p64:")
+	}
 	return r
 }
 
