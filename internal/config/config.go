@@ -161,6 +161,12 @@ type Config struct {
 	// a stream may stay open for hours and must not eat the capacity for
 	// unary calls. One more is refused with RESOURCE_EXHAUSTED.
 	MaxStreams int `env:"MAX_STREAMS" envDefault:"64" help:"server-streaming RPCs open at once; beyond it RESOURCE_EXHAUSTED"`
+	// GRPCStreamWorkers is how many goroutines the gRPC server keeps to
+	// run RPCs on (grpc.NumStreamWorkers), beyond which an RPC gets a
+	// goroutine of its own as without them. A new goroutine starts with a
+	// small stack and grows it, copying it, on every call deep enough;
+	// a worker keeps the stack it grew.
+	GRPCStreamWorkers int `env:"GRPC_STREAM_WORKERS" envDefault:"256" help:"goroutines the gRPC server keeps to run RPCs on, keeping the stacks they grew (0: a new goroutine per RPC)"`
 	// TraceUIURL is the tracing UI the console links trace ids to:
 	// "{trace_id}" in it is replaced by the id, otherwise "/trace/<id>"
 	// (Jaeger's path) is appended. Empty: trace ids are shown unlinked.
@@ -274,6 +280,10 @@ func (c Config) validateRoles() []error {
 }
 
 // validateLimits checks the store's settings and the server's bounds.
+// maxStreamWorkers bounds GRPC_STREAM_WORKERS: each worker is a goroutine
+// kept for the life of the server.
+const maxStreamWorkers = 65536
+
 func (c Config) validateLimits() []error {
 	var errs []error
 	if c.NATSSync != "interval" && c.NATSSync != "always" {
@@ -299,6 +309,9 @@ func (c Config) validateLimits() []error {
 	}
 	if c.MaxStreams < 1 {
 		errs = append(errs, errors.New("MAX_STREAMS: must be at least 1"))
+	}
+	if c.GRPCStreamWorkers < 0 || c.GRPCStreamWorkers > maxStreamWorkers {
+		errs = append(errs, fmt.Errorf("GRPC_STREAM_WORKERS: %d is not between 0 and %d", c.GRPCStreamWorkers, maxStreamWorkers))
 	}
 	return errs
 }

@@ -17,7 +17,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.NATSURL != "" || c.DataDir != "./data" || c.GRPCAddr != "127.0.0.1:50051" || c.NATSListen != "127.0.0.1:4222" ||
 		c.NATSSync != "interval" || c.StreamReplicas != 1 || c.DuplicateWindow != 30*time.Second || c.LogLevel != slog.LevelInfo ||
-		c.MaxInFlight != 1024 || c.MaxStreams != 64 {
+		c.MaxInFlight != 1024 || c.MaxStreams != 64 || c.GRPCStreamWorkers != 256 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -26,12 +26,12 @@ func TestOverrides(t *testing.T) {
 	c, err := config.FromMap(map[string]string{
 		"NATS_URL": "nats://a:4222,nats://b:4222", "NATS_SYNC": "always", "STREAM_REPLICAS": "3",
 		"DUPLICATE_WINDOW": "10m", "LOG_LEVEL": "debug", "GRPC_ADDR": "0.0.0.0:9000", "ALLOW_INSECURE": "true",
-		"EVENT_HEADERS": "separate",
+		"EVENT_HEADERS": "separate", "GRPC_STREAM_WORKERS": "0",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NATSSync != "always" || c.EventHeaders != "separate" || c.StreamReplicas != 3 || c.DuplicateWindow != 10*time.Minute || c.LogLevel != slog.LevelDebug || c.GRPCAddr != "0.0.0.0:9000" {
+	if c.NATSSync != "always" || c.EventHeaders != "separate" || c.GRPCStreamWorkers != 0 || c.StreamReplicas != 3 || c.DuplicateWindow != 10*time.Minute || c.LogLevel != slog.LevelDebug || c.GRPCAddr != "0.0.0.0:9000" {
 		t.Fatalf("overrides: %+v", c)
 	}
 }
@@ -53,6 +53,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"PAYMENT_SIM_FAILURE_RATE": "2",
 		"MAX_IN_FLIGHT":            "0",
 		"MAX_STREAMS":              "0",
+		"GRPC_STREAM_WORKERS":      "-1",
 		"COMMAND_HISTORIES":        "-1",
 		"READ_MODEL_BULK_CATCHUP":  "-1",
 	} {
