@@ -279,11 +279,11 @@ func (c Config) validateRoles() []error {
 	return errs
 }
 
-// validateLimits checks the store's settings and the server's bounds.
 // maxStreamWorkers bounds GRPC_STREAM_WORKERS: each worker is a goroutine
 // kept for the life of the server.
 const maxStreamWorkers = 65536
 
+// validateLimits checks the store's settings and the server's bounds.
 func (c Config) validateLimits() []error {
 	var errs []error
 	if c.NATSSync != "interval" && c.NATSSync != "always" {
