@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"slices"
 	"testing"
@@ -48,7 +49,17 @@ func (l smallBatches) ReadBatches(_ context.Context, from uint64, _ ...eventstor
 // busy decodeRange gathers what the read yields (batches of 700 here) into
 // one batch, up to rebuildBatch events, and a ready receiver gets what has
 // arrived at once. Every event is delivered once, in order.
+//
+// With a pool of slices, as readRange runs it, the receiver hands each
+// batch back once it has read it, and the batches it reads are not
+// disturbed by the slices being filled again.
 func TestDecodeRangeGathersWhileTheReceiverIsBusy(t *testing.T) {
+	for _, pool := range []itemSlices{nil, make(itemSlices, 4)} {
+		t.Run(fmt.Sprintf("pool=%v", pool != nil), func(t *testing.T) { decodeRangeGathers(t, pool) })
+	}
+}
+
+func decodeRangeGathers(t *testing.T, pool itemSlices) {
 	const n, size = 3 * rebuildBatch, 700
 	full := (rebuildBatch + size - 1) / size // read batches that fill a gathered one
 	log := smallBatches{n: n, size: size, signalAt: full, signal: make(chan struct{})}
@@ -57,7 +68,7 @@ func TestDecodeRangeGathersWhileTheReceiverIsBusy(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		defer close(out)
-		done <- r.decodeRange(t.Context(), 1, n, out)
+		done <- r.decodeRange(t.Context(), 1, n, out, pool)
 	}()
 	// Nobody receives until the read has handed over a full batch's
 	// worth, so all of it must come as one batch.
@@ -73,6 +84,7 @@ func TestDecodeRangeGathersWhileTheReceiverIsBusy(t *testing.T) {
 		for _, it := range batch {
 			positions = append(positions, it.Rec.Position)
 		}
+		pool.put(batch)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
