@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/order"
 )
@@ -582,10 +583,11 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, func(a, b string) int { return cmp.Compare(dirty[a], dirty[b]) })
+	var scratch ordersv1.Order
 	for _, id := range ids {
 		o := states[id]
 		s := o.State
-		body, err := appendBody(nil, s)
+		body, err := appendBody(nil, s, &scratch)
 		if err != nil {
 			return nil, err
 		}

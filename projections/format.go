@@ -30,9 +30,12 @@ import (
 // always the same bytes.
 var bodyOpts = proto.MarshalOptions{Deterministic: true}
 
-// appendBody appends s, as stored, to buf.
-func appendBody(buf []byte, s order.State) ([]byte, error) {
-	return appendMessage(buf, convert.OrderToProto(s))
+// appendBody appends s, as stored, to buf, converting it into scratch,
+// whose messages it fills again for the next order (a rebuild writes a
+// row per order of every batch).
+func appendBody(buf []byte, s order.State, scratch *ordersv1.Order) ([]byte, error) {
+	convert.OrderIntoProto(scratch, s)
+	return appendMessage(buf, scratch)
 }
 
 // appendMessage appends o, as stored, to buf: o loses the fields readBody

@@ -9,6 +9,7 @@ package convert
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -71,15 +72,22 @@ func StatusFromProto(s ordersv1.OrderStatus) (order.Status, bool) {
 }
 
 // AddressToProto converts an address; nil stays nil.
-func AddressToProto(a *order.Address) *ordersv1.Address {
+func AddressToProto(a *order.Address) *ordersv1.Address { return addressInto(nil, a) }
+
+// addressInto is AddressToProto into dst when dst is not nil.
+func addressInto(dst *ordersv1.Address, a *order.Address) *ordersv1.Address {
 	if a == nil {
 		return nil
 	}
-	return &ordersv1.Address{
+	if dst == nil {
+		dst = new(ordersv1.Address)
+	}
+	*dst = ordersv1.Address{
 		Name: a.Name, Line1: a.Line1, Line2: a.Line2, City: a.City,
 		Region: a.Region, PostalCode: a.PostalCode, Country: a.Country,
 		Erased: a.Erased,
 	}
+	return dst
 }
 
 // AddressFromProto converts an address; nil stays nil. The output-only
@@ -95,15 +103,22 @@ func AddressFromProto(a *ordersv1.Address) *order.Address {
 }
 
 // LinesToProto converts lines, filling each line total.
-func LinesToProto(lines []order.Line) []*ordersv1.LineItem {
+func LinesToProto(lines []order.Line) []*ordersv1.LineItem { return linesInto(nil, lines) }
+
+// linesInto is LinesToProto into dst's array and its line messages, as far
+// as they go.
+func linesInto(dst []*ordersv1.LineItem, lines []order.Line) []*ordersv1.LineItem {
 	if len(lines) == 0 {
 		return nil
 	}
-	out := make([]*ordersv1.LineItem, len(lines))
+	dst = slices.Grow(dst[:0], len(lines))[:len(lines)]
 	for i, l := range lines {
-		out[i] = &ordersv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, UnitPrice: l.UnitPrice, LineTotal: l.Quantity * l.UnitPrice}
+		if dst[i] == nil {
+			dst[i] = new(ordersv1.LineItem)
+		}
+		*dst[i] = ordersv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, UnitPrice: l.UnitPrice, LineTotal: l.Quantity * l.UnitPrice}
 	}
-	return out
+	return dst
 }
 
 // LinesFromProto converts lines; line_total is output only and ignored.
@@ -121,13 +136,26 @@ func LinesFromProto(lines []*ordersv1.LineItem) []order.Line {
 // OrderToProto converts a folded state. Its revision is the state's
 // version: the number of events in the order's history.
 func OrderToProto(s order.State) *ordersv1.Order {
-	return &ordersv1.Order{
+	o := new(ordersv1.Order)
+	OrderIntoProto(o, s)
+	return o
+}
+
+// OrderIntoProto sets o to what OrderToProto returns for s, filling the
+// line, address and time messages o already holds rather than allocating
+// new ones: for a caller that converts states one after another and keeps
+// none of the messages, as the read model does when it marshals each
+// order's row. o and the messages it holds must be the caller's alone.
+func OrderIntoProto(o *ordersv1.Order, s order.State) {
+	lines, addr := o.Lines, o.ShippingAddress
+	t := [...]*timestamppb.Timestamp{o.CreatedAt, o.UpdatedAt, o.PlacedAt, o.PaidAt, o.ShippedAt, o.DeliveredAt, o.CancelledAt, o.RefundedAt}
+	*o = ordersv1.Order{
 		OrderId:         s.ID,
 		CustomerId:      s.CustomerID,
 		Status:          StatusToProto(s.Status),
 		Currency:        s.Currency,
-		Lines:           LinesToProto(s.Lines),
-		ShippingAddress: AddressToProto(s.Shipping),
+		Lines:           linesInto(lines, s.Lines),
+		ShippingAddress: addressInto(addr, s.Shipping),
 		Total:           s.Total,
 		Tax:             s.Tax,
 		GrandTotal:      s.GrandTotal(),
@@ -142,25 +170,32 @@ func OrderToProto(s order.State) *ordersv1.Order {
 		PersonalDataErased:   s.PersonalDataErased(),
 		Revision:             uint64(s.Version),
 		Version:              uint32(s.Version),
-		CreatedAt:            Timestamp(s.CreatedAt),
-		UpdatedAt:            Timestamp(s.UpdatedAt),
-		PlacedAt:             Timestamp(s.PlacedAt),
-		PaidAt:               Timestamp(s.PaidAt),
-		ShippedAt:            Timestamp(s.ShippedAt),
-		DeliveredAt:          Timestamp(s.DeliveredAt),
-		CancelledAt:          Timestamp(s.CancelledAt),
+		CreatedAt:            timestampInto(t[0], s.CreatedAt),
+		UpdatedAt:            timestampInto(t[1], s.UpdatedAt),
+		PlacedAt:             timestampInto(t[2], s.PlacedAt),
+		PaidAt:               timestampInto(t[3], s.PaidAt),
+		ShippedAt:            timestampInto(t[4], s.ShippedAt),
+		DeliveredAt:          timestampInto(t[5], s.DeliveredAt),
+		CancelledAt:          timestampInto(t[6], s.CancelledAt),
 		PaidAmount:           s.PaidAmount,
 		RefundRef:            s.RefundRef,
-		RefundedAt:           Timestamp(s.RefundedAt),
+		RefundedAt:           timestampInto(t[7], s.RefundedAt),
 	}
 }
 
 // Timestamp converts a time, leaving the zero time unset rather than 1970.
-func Timestamp(t time.Time) *timestamppb.Timestamp {
+func Timestamp(t time.Time) *timestamppb.Timestamp { return timestampInto(nil, t) }
+
+// timestampInto is Timestamp into dst when dst is not nil.
+func timestampInto(dst *timestamppb.Timestamp, t time.Time) *timestamppb.Timestamp {
 	if t.IsZero() {
 		return nil
 	}
-	return timestamppb.New(t)
+	if dst == nil {
+		return timestamppb.New(t)
+	}
+	*dst = timestamppb.Timestamp{Seconds: t.Unix(), Nanos: int32(t.Nanosecond())}
+	return dst
 }
 
 // EncodeEvent marshals a domain event into the stored payload, an
