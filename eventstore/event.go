@@ -226,24 +226,18 @@ const (
 	tagVersion    = 'v'
 )
 
-// metaIndex maps a tag of metaFields to its index in it, plus one; 0 for
-// the other tags.
+// metaIndex numbers every known tag from 1: a tag of metaFields by its
+// index in it plus one, then the occurrence time and the version; 0 for
+// the other tags. Tag number n is bit n-1 of the set decodeMeta has seen,
+// so that a known field given twice is refused while unknown ones are
+// skipped.
 var metaIndex = func() (idx [256]uint8) {
 	for i, f := range metaFields {
 		idx[f.tag] = uint8(i + 1)
 	}
+	idx[tagOccurredAt] = uint8(len(metaFields) + 1)
+	idx[tagVersion] = uint8(len(metaFields) + 2)
 	return idx
-}()
-
-// metaTags gives each known tag a bit, so that a known field given twice
-// is refused while unknown ones are skipped.
-var metaTags = func() (bits [256]uint32) {
-	for i, f := range metaFields {
-		bits[f.tag] = 1 << i
-	}
-	bits[tagOccurredAt] = 1 << len(metaFields)
-	bits[tagVersion] = 1 << (len(metaFields) + 1)
-	return bits
 }()
 
 // appendMetaField appends one field of a HeaderMeta value.
@@ -357,11 +351,12 @@ func decodeMeta(v string, r *Recorded) error {
 		}
 		val := rest[colon+1 : colon+1+int(n)]
 		rest = rest[colon+1+int(n):]
-		if bit := metaTags[tag]; bit != 0 {
-			if seen&bit != 0 {
+		i := metaIndex[tag]
+		if i != 0 {
+			if seen&(1<<(i-1)) != 0 {
 				return fmt.Errorf("%w: %s header at position %d: field %q twice", ErrMalformedEvent, HeaderMeta, r.Position, tag)
 			}
-			seen |= bit
+			seen |= 1 << (i - 1)
 		}
 		switch tag {
 		case tagOccurredAt:
@@ -373,7 +368,7 @@ func decodeMeta(v string, r *Recorded) error {
 				return err
 			}
 		default:
-			if i := metaIndex[tag]; i != 0 {
+			if i != 0 {
 				*metaString(int(i-1), &r.Type, &r.Meta) = val
 			}
 		}
@@ -381,7 +376,7 @@ func decodeMeta(v string, r *Recorded) error {
 	if r.Type == "" {
 		return fmt.Errorf("%w: %s header at position %d has no event type", ErrMalformedEvent, HeaderMeta, r.Position)
 	}
-	if seen&metaTags[tagVersion] == 0 {
+	if seen&(1<<(metaIndex[tagVersion]-1)) == 0 {
 		return fmt.Errorf("%w: %s header at position %d has no version", ErrMalformedEvent, HeaderMeta, r.Position)
 	}
 	return nil
