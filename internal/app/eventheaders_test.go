@@ -3,11 +3,9 @@ package app_test
 import (
 	"testing"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
 )
 
 // The upgrade README describes: a node on EVENT_HEADERS=separate writes one
@@ -32,15 +30,7 @@ func TestEventHeadersUpgrade(t *testing.T) {
 		t.Fatalf("AddItem on an order created in the separate format: %v %v", added, err)
 	}
 
-	nc, err := nats.Connect("nats://" + addrs.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := estest.ConnectURL(t, "nats://"+addrs.NATS)
 	st, err := js.Stream(ctx, eventstore.DefaultStreamName)
 	if err != nil {
 		t.Fatal(err)
