@@ -102,6 +102,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if err != nil {
 		return err
 	}
+	n.rpcMetrics.Recognize(n.srv.GetServiceInfo())
 	probe := &readiness{checks: n.baseChecks()}
 	for _, r := range roles {
 		probe.checks = append(probe.checks, r.checks...)
@@ -148,6 +149,7 @@ type node struct {
 	ring *pii.Keyring
 
 	srv         *grpc.Server
+	rpcMetrics  *telemetry.RPCMetrics // names the methods srv serves once the roles registered them
 	hs          *health.Server
 	serverTLS   *tls.Config // nil: plaintext
 	clientCreds credentials.TransportCredentials

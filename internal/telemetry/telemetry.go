@@ -50,6 +50,9 @@ type Telemetry struct {
 	MetricsHandler http.Handler
 	// Exporting says whether spans leave the process.
 	Exporting bool
+	// Tracing says whether spans are recorded at all: exported, or handed
+	// to a span processor given as an option.
+	Tracing bool
 
 	shutdown []func(context.Context) error
 }
@@ -139,6 +142,7 @@ func Setup(ctx context.Context, serviceName string, opts ...Option) (*Telemetry,
 	if len(tpOpts) > 0 {
 		tp := sdktrace.NewTracerProvider(append(tpOpts, sdktrace.WithResource(res))...)
 		t.Tracer = tp
+		t.Tracing = true
 		t.shutdown = append(t.shutdown, tp.Shutdown)
 		otel.SetTracerProvider(tp)
 	}
