@@ -176,6 +176,7 @@ func runFloor(args []string) {
 	bin := fs.String("ordersd", "", "ordersd executable to start (default: ordersd beside this executable, else on PATH)")
 	clients := fs.Int("clients", 32, "concurrent clients of every closed-loop phase")
 	phase := fs.Duration("phase", 5*time.Second, "duration of each measured phase")
+	rounds := fs.Int("rounds", 5, "run the floors and the CreateOrder phases compared with them in this many interleaved rounds of --phase/--rounds each, so that the machine's drift falls on both alike (1: each once, one after the other)")
 	events := fs.Int("events", 100000, "log size for the rebuild and the memory figures; the log is filled with --fill-mix up to it")
 	fillMix := fs.String("fill-mix", "create=1", "operation weights of the load that fills the log; it must create orders (e.g. create=2,add=2,place=1 for orders of several events)")
 	fillTimeout := fs.Duration("fill-timeout", 5*time.Minute, "bound on filling the log to --events")
@@ -200,7 +201,7 @@ func runFloor(args []string) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := loadgen.Floor(ctx, loadgen.FloorConfig{Ordersd: path, Clients: *clients, Phase: *phase, Events: *events,
+	rep, err := loadgen.Floor(ctx, loadgen.FloorConfig{Ordersd: path, Clients: *clients, Phase: *phase, Rounds: *rounds, Events: *events,
 		FillTimeout: *fillTimeout, FillMix: fm, LagRate: *lagRate, ProfileDir: *profiles, Env: env, Progress: os.Stderr})
 	if err != nil {
 		fail(err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,13 @@ type FloorConfig struct {
 	Clients int
 	// Phase bounds each measured phase.
 	Phase time.Duration
+	// Rounds splits the floors and the CreateOrder phase compared with
+	// them into this many slices of Phase/Rounds each, run in turn (gRPC
+	// floor, JetStream floor, CreateOrder, then again), so that the
+	// machine's drift during the run falls on the floors and the
+	// operation alike. 0 means 1: each measured once, one after the
+	// other.
+	Rounds int
 	// Events is the log size the rebuild is measured at; the log is
 	// filled with FillMix up to it, for at most FillTimeout.
 	Events      int
@@ -60,16 +68,19 @@ type FloorConfig struct {
 // latencies in milliseconds.
 type FloorReport struct {
 	Clients int `json:"clients"`
+	Rounds  int `json:"rounds"`
 	// All roles in one process.
 	GRPCFloor      float64 `json:"grpc_floor"`
 	JetStreamFloor float64 `json:"jetstream_floor"`
 	CommandFloor   float64 `json:"command_floor"`
 	Create         *Report `json:"create"`
-	Get            *Report `json:"get"`
-	MixedPeak      float64 `json:"mixed_peak"`
-	MixedHalf      *Report `json:"mixed_half_peak"`
-	Lag            OpStats `json:"append_to_visible"`
-	LagRate        float64 `json:"lag_rate"`
+	// CreateRatios are CreateOrder ÷ command floor of each round.
+	CreateRatios []float64 `json:"create_ratios,omitempty"`
+	Get          *Report   `json:"get"`
+	MixedPeak    float64   `json:"mixed_peak"`
+	MixedHalf    *Report   `json:"mixed_half_peak"`
+	Lag          OpStats   `json:"append_to_visible"`
+	LagRate      float64   `json:"lag_rate"`
 	// The log, its raw read and the rebuild.
 	FillMix        string  `json:"fill_mix"`
 	Events         uint64  `json:"events"`
@@ -83,10 +94,11 @@ type FloorReport struct {
 	StartEmpty     float64 `json:"startup_empty_s"`
 	StartWithLog   float64 `json:"startup_with_log_s"`
 	// ROLES=command, its own floors from the same run.
-	CmdGRPCFloor      float64 `json:"command_role_grpc_floor"`
-	CmdJetStreamFloor float64 `json:"command_role_jetstream_floor"`
-	CmdCommandFloor   float64 `json:"command_role_command_floor"`
-	CmdCreate         *Report `json:"command_role_create"`
+	CmdGRPCFloor      float64   `json:"command_role_grpc_floor"`
+	CmdJetStreamFloor float64   `json:"command_role_jetstream_floor"`
+	CmdCommandFloor   float64   `json:"command_role_command_floor"`
+	CmdCreate         *Report   `json:"command_role_create"`
+	CmdCreateRatios   []float64 `json:"command_role_create_ratios,omitempty"`
 }
 
 // commandFloor is one gRPC round trip plus one JetStream publish done one
@@ -115,12 +127,13 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorReport, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
+	cfg.Rounds = max(cfg.Rounds, 1)
 	tmp, err := os.MkdirTemp("", "ordersbench-floor-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	rep := &FloorReport{Clients: cfg.Clients, LagRate: cfg.LagRate, FillMix: cfg.FillMix.String()}
+	rep := &FloorReport{Clients: cfg.Clients, Rounds: cfg.Rounds, LagRate: cfg.LagRate, FillMix: cfg.FillMix.String()}
 	if err := floorAllRoles(ctx, cfg, filepath.Join(tmp, "all"), rep); err != nil {
 		return nil, err
 	}
@@ -134,24 +147,44 @@ func (cfg FloorConfig) say(format string, args ...any) {
 	fmt.Fprintf(cfg.Progress, "floor: "+format+"\n", args...)
 }
 
-// floors measures the gRPC and JetStream floors against p with c's client.
-func floors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC) (grpcRate, jsRate float64, err error) {
-	cfg.say("gRPC floor: Health/Check, %d clients, %s", cfg.Clients, cfg.Phase)
-	h, err := RunClosed(ctx, "grpc-floor", g.Health(), cfg.Clients, cfg.Phase, Mix{Get: 1}, 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	cfg.say("JetStream floor: publish expecting subject sequence 0 to new subjects, %d clients, %s", cfg.Clients, cfg.Phase)
+// againstFloors measures the gRPC floor, the JetStream floor and
+// CreateOrder (name) against p with g's client in cfg.Rounds rounds, each
+// phase for cfg.Phase/cfg.Rounds per round, and returns the floors, the
+// merged CreateOrder report and its ratio to the command floor in each
+// round. CreateOrder's CPU profile (profile, when cfg.ProfileDir is set)
+// covers its first slice.
+func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string) (grpcRate, jsRate float64, create *Report, ratios []float64, err error) {
 	raw, err := NewRaw(ctx, "nats://"+p.nats)
 	if err != nil {
-		return 0, 0, fmt.Errorf("raw: %w", err)
+		return 0, 0, nil, nil, fmt.Errorf("raw: %w", err)
 	}
-	j, err := RunClosed(ctx, "jetstream-floor", raw, cfg.Clients, cfg.Phase, Mix{Create: 1}, 0)
-	_ = raw.Close() // deletes the raw stream: it is no part of the system's memory or disk
-	if err != nil {
-		return 0, 0, err
+	// Closing deletes the raw stream: it is no part of the system's memory or disk.
+	defer func() { _ = raw.Close() }()
+	slice := cfg.Phase / time.Duration(cfg.Rounds)
+	cfg.say("gRPC floor (Health/Check), JetStream floor (publish expecting subject sequence 0 to new subjects) and %s, %d clients, %d rounds of %s each", name, cfg.Clients, cfg.Rounds, slice)
+	var hs, js, cs []*Report
+	for round := range cfg.Rounds {
+		h, err := RunClosed(ctx, "grpc-floor", g.Health(), cfg.Clients, slice, Mix{Get: 1}, 0)
+		if err != nil {
+			return 0, 0, nil, nil, err
+		}
+		j, err := RunClosed(ctx, "jetstream-floor", raw, cfg.Clients, slice, Mix{Create: 1}, 0)
+		if err != nil {
+			return 0, 0, nil, nil, err
+		}
+		stopProfile := func() {}
+		if round == 0 {
+			stopProfile = p.profile(cfg, profile, slice)
+		}
+		c, err := RunClosed(ctx, name, g, cfg.Clients, slice, Mix{Create: 1}, 0)
+		stopProfile()
+		if err != nil {
+			return 0, 0, nil, nil, err
+		}
+		hs, js, cs = append(hs, h), append(js, j), append(cs, c)
+		ratios = append(ratios, okRate(c)/commandFloor(okRate(h), okRate(j)))
 	}
-	return okRate(h), okRate(j), nil
+	return okRate(mergeReports("grpc-floor", hs)), okRate(mergeReports("jetstream-floor", js)), mergeReports(name, cs), ratios, nil
 }
 
 // okRate is the rate of successful requests.
@@ -175,24 +208,16 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	defer g.Close()
-	if rep.GRPCFloor, rep.JetStreamFloor, err = floors(ctx, cfg, p, g); err != nil {
+	if rep.GRPCFloor, rep.JetStreamFloor, rep.Create, rep.CreateRatios, err = againstFloors(ctx, cfg, p, g, "create", "cpu-create"); err != nil {
 		return err
 	}
 	rep.CommandFloor = commandFloor(rep.GRPCFloor, rep.JetStreamFloor)
-
-	cfg.say("CreateOrder, %d clients, %s", cfg.Clients, cfg.Phase)
-	stopProfile := p.profile(cfg, "cpu-create")
-	rep.Create, err = RunClosed(ctx, "create", g, cfg.Clients, cfg.Phase, Mix{Create: 1}, 0)
-	stopProfile()
-	if err != nil {
-		return err
-	}
 	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
 	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
 	cfg.say("GetOrder, %d clients, %s", cfg.Clients, cfg.Phase)
-	stopProfile = p.profile(cfg, "cpu-get")
+	stopProfile := p.profile(cfg, "cpu-get", cfg.Phase)
 	rep.Get, err = RunClosed(ctx, "get", g, cfg.Clients, cfg.Phase, Mix{Get: 1}, 0)
 	stopProfile()
 	if err != nil {
@@ -275,7 +300,7 @@ func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *Fl
 		return err
 	}
 	cfg.say("rebuild of %d events", head)
-	stopProfile := p.profile(cfg, "cpu-rebuild")
+	stopProfile := p.profile(cfg, "cpu-rebuild", cfg.Phase)
 	rep.Rebuild, err = rebuild(ctx, admin, head)
 	stopProfile()
 	return err
@@ -292,13 +317,11 @@ func floorCommandRole(ctx context.Context, cfg FloorConfig, dir string, rep *Flo
 		return err
 	}
 	defer g.Close()
-	if rep.CmdGRPCFloor, rep.CmdJetStreamFloor, err = floors(ctx, cfg, p, g); err != nil {
+	if rep.CmdGRPCFloor, rep.CmdJetStreamFloor, rep.CmdCreate, rep.CmdCreateRatios, err = againstFloors(ctx, cfg, p, g, "create-command-role", "cpu-create-command-role"); err != nil {
 		return err
 	}
 	rep.CmdCommandFloor = commandFloor(rep.CmdGRPCFloor, rep.CmdJetStreamFloor)
-	cfg.say("CreateOrder with ROLES=command, %d clients, %s", cfg.Clients, cfg.Phase)
-	rep.CmdCreate, err = RunClosed(ctx, "create-command-role", g, cfg.Clients, cfg.Phase, Mix{Create: 1}, 0)
-	return err
+	return nil
 }
 
 // Health returns a target whose every op is grpc.health.v1.Health/Check on
@@ -584,11 +607,11 @@ func (p *ordersd) rss() (rss, peak int64) {
 
 // profile starts a CPU profile of ordersd for a phase of cfg.Phase when
 // cfg.ProfileDir is set; the returned function waits for it to be saved.
-func (p *ordersd) profile(cfg FloorConfig, name string) func() {
+func (p *ordersd) profile(cfg FloorConfig, name string, d time.Duration) func() {
 	if cfg.ProfileDir == "" {
 		return func() {}
 	}
-	secs := max(1, int(cfg.Phase.Seconds())-1)
+	secs := max(1, int(d.Seconds())-1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -641,13 +664,26 @@ func (r *FloorReport) String() string {
 		return a / b
 	}
 	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
-	fmt.Fprintf(&b, "| measure (%d clients, closed loop unless said) | value | ratio |\n|---|---|---|\n", r.Clients)
+	rounds := ""
+	if r.Rounds > 1 {
+		rounds = fmt.Sprintf("; floors and CreateOrder in %d interleaved rounds", r.Rounds)
+	}
+	fmt.Fprintf(&b, "| measure (%d clients, closed loop unless said%s) | value | ratio |\n|---|---|---|\n", r.Clients, rounds)
 	row("gRPC floor: grpc.health.v1.Health/Check", fmt.Sprintf("%.0f/s", r.GRPCFloor), "(reference)")
 	row("JetStream floor: publish expecting subject sequence 0, new subjects", fmt.Sprintf("%.0f/s", r.JetStreamFloor), "(reference)")
 	row("command floor: 1 / (1/gRPC + 1/JetStream)", fmt.Sprintf("%.0f/s", r.CommandFloor), "(reference)")
-	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), fmt.Sprintf("%.2f", div(okRate(r.Create), r.CommandFloor)))
+	// With rounds, the ratio is that of the merged phases, followed by
+	// the range of the rounds' own.
+	ratio := func(op *Report, floor float64, rounds []float64) string {
+		out := fmt.Sprintf("%.2f", div(okRate(op), floor))
+		if len(rounds) > 1 {
+			out += fmt.Sprintf(" (rounds %.2f–%.2f)", slices.Min(rounds), slices.Max(rounds))
+		}
+		return out
+	}
+	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios))
 	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor),
-		fmt.Sprintf("%.2f", div(okRate(r.CmdCreate), r.CmdCommandFloor)))
+		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios))
 	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Get), r.Get.Overall.P99), fmt.Sprintf("%.2f", div(okRate(r.Get), r.GRPCFloor)))
 	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate), "")
 	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms)", r.Lag.P99, r.Lag.P50), "")

@@ -262,6 +262,35 @@ func (r *recorder) finish(elapsed time.Duration) *Report {
 	return rep
 }
 
+// mergeReports is the report of parts run one after another as one run
+// named name: their durations, counts and errors added up, their latency
+// histograms merged, the throughput over the summed duration.
+func mergeReports(name string, parts []*Report) *Report {
+	rec := newRecorder(name)
+	m := rec.rep
+	var elapsed time.Duration
+	for _, p := range parts {
+		elapsed += time.Duration(p.Duration * float64(time.Second))
+		m.Dropped += p.Dropped
+		m.Rate = p.Rate
+		for op, s := range p.Ops {
+			h, ok := m.hist[op]
+			if !ok {
+				h = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+				m.hist[op] = h
+				m.Ops[op] = &OpStats{Errors: map[string]int64{}}
+			}
+			h.Merge(p.hist[op])
+			rec.overall.Merge(p.hist[op])
+			m.Ops[op].Count += s.Count
+			for k, v := range s.Errors {
+				m.Ops[op].Errors[k] += v
+			}
+		}
+	}
+	return rec.finish(elapsed)
+}
+
 // RunClosed drives t with a closed loop: clients goroutines each send the
 // next request as soon as the previous one is answered, for d (or until
 // ctx ends), with ops drawn from mix. The throughput is what the target

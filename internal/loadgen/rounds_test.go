@@ -1,0 +1,101 @@
+package loadgen
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/internal/app/apptest"
+)
+
+// instant answers gets at once and fails creates as Unavailable.
+type instant struct{}
+
+func (instant) Do(_ context.Context, op Op, _ *rand.Rand) string {
+	if op == Create {
+		return "Unavailable"
+	}
+	return ""
+}
+
+func (instant) Close() error { return nil }
+
+// Merged runs add up to one run: durations, counts and errors summed, the
+// throughput over the summed duration, and every latency quantile between
+// the runs' own.
+func TestMergeReportsAddsRunsUp(t *testing.T) {
+	mix, _ := ParseMix("get=1,create=1")
+	var parts []*Report
+	for range 3 {
+		r, err := RunClosed(t.Context(), "part", instant{}, 2, 30*time.Millisecond, mix, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, r)
+	}
+	m := mergeReports("merged", parts)
+	var completed, gets, creates, unavailable int64
+	var duration, lowP99, highP99, highMax float64
+	lowP99 = parts[0].Overall.P99
+	for _, p := range parts {
+		completed += p.Completed
+		gets += p.Ops[Get].Count
+		creates += p.Ops[Create].Count
+		unavailable += p.Overall.Errors["Unavailable"]
+		duration += p.Duration
+		lowP99, highP99, highMax = min(lowP99, p.Overall.P99), max(highP99, p.Overall.P99), max(highMax, p.Overall.Max)
+	}
+	if m.Target != "merged" || m.Completed != completed || m.Overall.Count != completed || m.Ops[Get].Count != gets || m.Ops[Create].Count != creates {
+		t.Fatalf("merged %q: completed %d (overall %d), gets %d, creates %d; want %d, %d, %d", m.Target, m.Completed, m.Overall.Count, m.Ops[Get].Count, m.Ops[Create].Count, completed, gets, creates)
+	}
+	if m.Ops[Create].Errors["Unavailable"] != unavailable || m.Overall.Errors["Unavailable"] != unavailable || len(m.Ops[Get].Errors) != 0 {
+		t.Fatalf("errors: create %v, overall %v, get %v; want %d unavailable", m.Ops[Create].Errors, m.Overall.Errors, m.Ops[Get].Errors, unavailable)
+	}
+	// Durations go through time.Duration: equal to the nanosecond.
+	if d := m.Duration - duration; d > 1e-9 || d < -1e-9 {
+		t.Fatalf("duration %v, want %v", m.Duration, duration)
+	}
+	if m.Throughput != float64(completed)/m.Duration {
+		t.Fatalf("throughput %v, want %v", m.Throughput, float64(completed)/m.Duration)
+	}
+	if m.Overall.P99 < lowP99 || m.Overall.P99 > highP99 || m.Overall.Max != highMax {
+		t.Fatalf("p99 %v outside the parts' %v–%v, or max %v not theirs (%v)", m.Overall.P99, lowP99, highP99, m.Overall.Max, highMax)
+	}
+}
+
+// Against a running ordersd, the interleaved rounds give one ratio per
+// round and the merged phases: the floors and CreateOrder each ran once
+// per round, for the round's share of the phase.
+func TestAgainstFloorsInRounds(t *testing.T) {
+	a, _ := apptest.Start(t, map[string]string{"ROLES": "command"})
+	g, err := NewGRPC(a.GRPC, Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	cfg := FloorConfig{Clients: 2, Phase: 300 * time.Millisecond, Rounds: 3, Progress: io.Discard}
+	grpcRate, jsRate, create, ratios, err := againstFloors(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS}, g, "create", "cpu-create")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grpcRate <= 0 || jsRate <= 0 {
+		t.Fatalf("floors %v/s gRPC, %v/s JetStream", grpcRate, jsRate)
+	}
+	if len(ratios) != 3 {
+		t.Fatalf("%d ratios, want one per round: %v", len(ratios), ratios)
+	}
+	for _, r := range ratios {
+		if r <= 0 {
+			t.Fatalf("a round's ratio is %v: %v", r, ratios)
+		}
+	}
+	if create.Completed == 0 || len(create.Overall.Errors) != 0 || create.Target != "create" {
+		t.Fatalf("CreateOrder: %q, %d completed, errors %v", create.Target, create.Completed, create.Overall.Errors)
+	}
+	// Three slices of 100 ms, each run to its end.
+	if create.Duration < 0.3 {
+		t.Fatalf("CreateOrder ran %.3f s over three slices of 0.1 s", create.Duration)
+	}
+}
