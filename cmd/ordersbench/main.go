@@ -181,7 +181,7 @@ func runFloor(args []string) {
 	fillMix := fs.String("fill-mix", "create=1", "operation weights of the load that fills the log; it must create orders (e.g. create=2,add=2,place=1 for orders of several events)")
 	fillTimeout := fs.Duration("fill-timeout", 5*time.Minute, "bound on filling the log to --events")
 	lagRate := fs.Float64("lag-rate", 1000, "appends per second at which the append → visible lag is measured")
-	profiles := fs.String("profile-dir", "", "save ordersd's CPU profiles of the CreateOrder and GetOrder phases and a heap profile after the fill here (uses DEBUG_ADDR)")
+	profiles := fs.String("profile-dir", "", "save ordersd's CPU profiles of the CreateOrder phases (their first round), GetOrder and the rebuild, and a heap profile after the fill, here (uses DEBUG_ADDR)")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	var env envFlag
 	fs.Var(&env, "env", "KEY=VALUE to set in ordersd's environment, e.g. DUPLICATE_WINDOW=10s (repeatable)")

@@ -53,8 +53,8 @@ type FloorConfig struct {
 	// LagRate is the append rate at which visibility lag is measured.
 	LagRate float64
 	// ProfileDir, when set, receives CPU profiles of ordersd taken during
-	// the CreateOrder and GetOrder phases and a heap profile after the
-	// fill (ordersd's DEBUG_ADDR).
+	// the CreateOrder phases' first rounds, GetOrder and the rebuild, and
+	// a heap profile after the fill (ordersd's DEBUG_ADDR).
 	ProfileDir string
 	// Env holds KEY=VALUE settings added to every ordersd's environment
 	// after the floor's own, so a setting can be compared with its
