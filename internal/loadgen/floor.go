@@ -149,42 +149,84 @@ func (cfg FloorConfig) say(format string, args ...any) {
 
 // againstFloors measures the gRPC floor, the JetStream floor and
 // CreateOrder (name) against p with g's client in cfg.Rounds rounds, each
-// phase for cfg.Phase/cfg.Rounds per round, and returns the floors, the
-// merged CreateOrder report and its ratio to the command floor in each
-// round. CreateOrder's CPU profile (profile, when cfg.ProfileDir is set)
-// covers its first slice.
-func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string) (grpcRate, jsRate float64, create *Report, ratios []float64, err error) {
-	raw, err := NewRaw(ctx, "nats://"+p.nats)
-	if err != nil {
-		return 0, 0, nil, nil, fmt.Errorf("raw: %w", err)
-	}
-	// Closing deletes the raw stream: it is no part of the system's memory or disk.
-	defer func() { _ = raw.Close() }()
+// phase for cfg.Phase/cfg.Rounds per round (interleave), and returns the
+// floors, the merged CreateOrder report and its ratio to the command floor
+// in each round.
+//
+// Each JetStream slice publishes to a raw stream of its own, deleted when
+// the slice ends: it lives in ordersd's embedded server, and a raw stream
+// kept across the rounds would grow the server's subject index and
+// duplicate window under every later slice. settle, when not nil, runs
+// after each CreateOrder slice, outside it, so that no floor is measured
+// while ordersd still works off that slice (the projection, the payments
+// manager). With cfg.ProfileDir set, a CreateOrder phase of cfg.Phase
+// outside the rounds is profiled (profile names it).
+func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string, settle func(context.Context) error) (grpcRate, jsRate float64, create *Report, ratios []float64, err error) {
 	slice := cfg.Phase / time.Duration(cfg.Rounds)
 	cfg.say("gRPC floor (Health/Check), JetStream floor (publish expecting subject sequence 0 to new subjects) and %s, %d clients, %d rounds of %s each", name, cfg.Clients, cfg.Rounds, slice)
-	var hs, js, cs []*Report
-	for round := range cfg.Rounds {
-		h, err := RunClosed(ctx, "grpc-floor", g.Health(), cfg.Clients, slice, Mix{Get: 1}, 0)
+	grpcFloor := func(ctx context.Context, d time.Duration) (*Report, error) {
+		return RunClosed(ctx, "grpc-floor", g.Health(), cfg.Clients, d, Mix{Get: 1}, 0)
+	}
+	jsFloor := func(ctx context.Context, d time.Duration) (*Report, error) {
+		raw, err := NewRaw(ctx, "nats://"+p.nats)
 		if err != nil {
-			return 0, 0, nil, nil, err
+			return nil, fmt.Errorf("raw: %w", err)
 		}
-		j, err := RunClosed(ctx, "jetstream-floor", raw, cfg.Clients, slice, Mix{Create: 1}, 0)
-		if err != nil {
-			return 0, 0, nil, nil, err
+		r, err := RunClosed(ctx, "jetstream-floor", raw, cfg.Clients, d, Mix{Create: 1}, 0)
+		// Closing deletes the raw stream: it is no part of the system's
+		// memory or disk.
+		if cerr := raw.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("raw: %w", cerr)
 		}
-		stopProfile := func() {}
-		if round == 0 {
-			stopProfile = p.profile(cfg, profile, slice)
+		return r, err
+	}
+	createOrders := func(ctx context.Context, d time.Duration) (*Report, error) {
+		r, err := RunClosed(ctx, name, g, cfg.Clients, d, Mix{Create: 1}, 0)
+		if err == nil && settle != nil {
+			err = settle(ctx)
 		}
-		c, err := RunClosed(ctx, name, g, cfg.Clients, slice, Mix{Create: 1}, 0)
+		return r, err
+	}
+	reps, err := interleave(ctx, cfg.Rounds, slice, grpcFloor, jsFloor, createOrders)
+	if err != nil {
+		return 0, 0, nil, nil, err
+	}
+	for i := range cfg.Rounds {
+		if floor := commandFloor(okRate(reps[0][i]), okRate(reps[1][i])); floor > 0 {
+			ratios = append(ratios, okRate(reps[2][i])/floor)
+		}
+	}
+	if cfg.ProfileDir != "" {
+		cfg.say("%s for its CPU profile, %s", name, cfg.Phase)
+		stopProfile := p.profile(cfg, profile, cfg.Phase)
+		_, err := createOrders(ctx, cfg.Phase)
 		stopProfile()
 		if err != nil {
 			return 0, 0, nil, nil, err
 		}
-		hs, js, cs = append(hs, h), append(js, j), append(cs, c)
-		ratios = append(ratios, okRate(c)/commandFloor(okRate(h), okRate(j)))
 	}
-	return okRate(mergeReports("grpc-floor", hs)), okRate(mergeReports("jetstream-floor", js)), mergeReports(name, cs), ratios, nil
+	return okRate(mergeReports("grpc-floor", reps[0])), okRate(mergeReports("jetstream-floor", reps[1])), mergeReports(name, reps[2]), ratios, nil
+}
+
+// phase is one measured part of a round: it runs for d and reports.
+type phase func(ctx context.Context, d time.Duration) (*Report, error)
+
+// interleave runs phases in turn, rounds times over, each for slice, and
+// returns each phase's reports in round order: a slow spell of the machine
+// then falls on every phase alike, not on whichever ran during it. It
+// stops at the first error.
+func interleave(ctx context.Context, rounds int, slice time.Duration, phases ...phase) ([][]*Report, error) {
+	out := make([][]*Report, len(phases))
+	for range rounds {
+		for i, ph := range phases {
+			r, err := ph(ctx, slice)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = append(out[i], r)
+		}
+	}
+	return out, nil
 }
 
 // okRate is the rate of successful requests.
@@ -208,14 +250,14 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	defer g.Close()
-	if rep.GRPCFloor, rep.JetStreamFloor, rep.Create, rep.CreateRatios, err = againstFloors(ctx, cfg, p, g, "create", "cpu-create"); err != nil {
+	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
+	if rep.GRPCFloor, rep.JetStreamFloor, rep.Create, rep.CreateRatios, err = againstFloors(ctx, cfg, p, g, "create", "cpu-create", func(ctx context.Context) error {
+		_, err := settle(ctx, admin)
+		return err
+	}); err != nil {
 		return err
 	}
 	rep.CommandFloor = commandFloor(rep.GRPCFloor, rep.JetStreamFloor)
-	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-	if _, err := settle(ctx, admin); err != nil {
-		return err
-	}
 	cfg.say("GetOrder, %d clients, %s", cfg.Clients, cfg.Phase)
 	stopProfile := p.profile(cfg, "cpu-get", cfg.Phase)
 	rep.Get, err = RunClosed(ctx, "get", g, cfg.Clients, cfg.Phase, Mix{Get: 1}, 0)
@@ -317,7 +359,7 @@ func floorCommandRole(ctx context.Context, cfg FloorConfig, dir string, rep *Flo
 		return err
 	}
 	defer g.Close()
-	if rep.CmdGRPCFloor, rep.CmdJetStreamFloor, rep.CmdCreate, rep.CmdCreateRatios, err = againstFloors(ctx, cfg, p, g, "create-command-role", "cpu-create-command-role"); err != nil {
+	if rep.CmdGRPCFloor, rep.CmdJetStreamFloor, rep.CmdCreate, rep.CmdCreateRatios, err = againstFloors(ctx, cfg, p, g, "create-command-role", "cpu-create-command-role", nil); err != nil {
 		return err
 	}
 	rep.CmdCommandFloor = commandFloor(rep.CmdGRPCFloor, rep.CmdJetStreamFloor)
@@ -605,7 +647,7 @@ func (p *ordersd) rss() (rss, peak int64) {
 	return rss, peak
 }
 
-// profile starts a CPU profile of ordersd for a phase of cfg.Phase when
+// profile starts a CPU profile of ordersd for a phase of d when
 // cfg.ProfileDir is set; the returned function waits for it to be saved.
 func (p *ordersd) profile(cfg FloorConfig, name string, d time.Duration) func() {
 	if cfg.ProfileDir == "" {

@@ -264,7 +264,8 @@ func (r *recorder) finish(elapsed time.Duration) *Report {
 
 // mergeReports is the report of parts run one after another as one run
 // named name: their durations, counts and errors added up, their latency
-// histograms merged, the throughput over the summed duration.
+// histograms merged, the throughput over the summed duration. The offered
+// rate is the last part's (the parts of one phase share it).
 func mergeReports(name string, parts []*Report) *Report {
 	rec := newRecorder(name)
 	m := rec.rep

@@ -2,11 +2,16 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/rawbench"
 	"github.com/orderstream/orderstream/internal/app/apptest"
 )
 
@@ -65,9 +70,51 @@ func TestMergeReportsAddsRunsUp(t *testing.T) {
 	}
 }
 
+// The phases run in turn, round after round, and each phase's reports come
+// back in round order; the first error stops the rounds.
+func TestInterleaveAlternatesPhases(t *testing.T) {
+	var order []string
+	ph := func(name string, fail int) phase {
+		n := 0
+		return func(_ context.Context, d time.Duration) (*Report, error) {
+			n++
+			order = append(order, name)
+			if n == fail {
+				return nil, context.Canceled
+			}
+			return &Report{Target: name, Duration: d.Seconds(), Completed: int64(n)}, nil
+		}
+	}
+	reps, err := interleave(t.Context(), 3, time.Second, ph("a", 0), ph("b", 0), ph("c", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, ""); got != "abcabcabc" {
+		t.Fatalf("ran %q, want abcabcabc", got)
+	}
+	for i, name := range []string{"a", "b", "c"} {
+		if len(reps[i]) != 3 {
+			t.Fatalf("%s: %d reports, want 3", name, len(reps[i]))
+		}
+		for round, r := range reps[i] {
+			if r.Target != name || r.Completed != int64(round+1) || r.Duration != 1 {
+				t.Fatalf("%s round %d: %+v", name, round, r)
+			}
+		}
+	}
+	order = nil
+	if _, err := interleave(t.Context(), 3, time.Second, ph("a", 0), ph("b", 2)); err == nil {
+		t.Fatal("an error did not stop the rounds")
+	}
+	if got := strings.Join(order, ""); got != "abab" {
+		t.Fatalf("ran %q, want abab: stopped at b's second slice", got)
+	}
+}
+
 // Against a running ordersd, the interleaved rounds give one ratio per
 // round and the merged phases: the floors and CreateOrder each ran once
-// per round, for the round's share of the phase.
+// per round, for the round's share of the phase, and settle ran after
+// each CreateOrder slice.
 func TestAgainstFloorsInRounds(t *testing.T) {
 	a, _ := apptest.Start(t, map[string]string{"ROLES": "command"})
 	g, err := NewGRPC(a.GRPC, Auth{})
@@ -76,15 +123,17 @@ func TestAgainstFloorsInRounds(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = g.Close() })
 	cfg := FloorConfig{Clients: 2, Phase: 300 * time.Millisecond, Rounds: 3, Progress: io.Discard}
-	grpcRate, jsRate, create, ratios, err := againstFloors(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS}, g, "create", "cpu-create")
+	settled := 0
+	grpcRate, jsRate, create, ratios, err := againstFloors(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS}, g, "create", "cpu-create",
+		func(context.Context) error { settled++; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if grpcRate <= 0 || jsRate <= 0 {
 		t.Fatalf("floors %v/s gRPC, %v/s JetStream", grpcRate, jsRate)
 	}
-	if len(ratios) != 3 {
-		t.Fatalf("%d ratios, want one per round: %v", len(ratios), ratios)
+	if len(ratios) != 3 || settled != 3 {
+		t.Fatalf("%d ratios and %d settles, want one of each per round: %v", len(ratios), settled, ratios)
 	}
 	for _, r := range ratios {
 		if r <= 0 {
@@ -98,4 +147,22 @@ func TestAgainstFloorsInRounds(t *testing.T) {
 	if create.Duration < 0.3 {
 		t.Fatalf("CreateOrder ran %.3f s over three slices of 0.1 s", create.Duration)
 	}
+	// Each JetStream slice's raw stream is gone once the slice ends.
+	if n := rawStreams(t, a.NATS); n != 0 {
+		t.Fatalf("%d raw streams left behind", n)
+	}
+}
+
+// rawStreams counts the raw floor's streams on the NATS server at addr.
+func rawStreams(t *testing.T, addr string) int {
+	t.Helper()
+	_, js := estest.ConnectURL(t, "nats://"+addr)
+	_, err := js.Stream(t.Context(), rawbench.RawStream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return 0
+	case err != nil:
+		t.Fatal(err)
+	}
+	return 1
 }

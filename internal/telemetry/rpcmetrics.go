@@ -19,9 +19,10 @@ import (
 
 // RPCMetrics is a gRPC server's stats handler for the semantic conventions'
 // rpc.server.call.duration histogram (Prometheus:
-// rpc_server_call_duration_seconds), with the attributes otelgrpc gives it:
-// rpc.method, rpc.system.name, rpc.response.status_code, and error.type
-// for the codes that are the server's fault.
+// rpc_server_call_duration_seconds), with the attributes and buckets
+// otelgrpc gives it: rpc.method, rpc.system.name, rpc.response.status_code,
+// and error.type for the codes that are the server's fault. Its meter's
+// scope is this package, not otelgrpc.
 //
 // It exists because otelgrpc's server handler did per-RPC work whether or
 // not anyone traced: copying the incoming metadata, parsing the method
@@ -37,7 +38,8 @@ import (
 // that, or of a method the server has no registration for (one an
 // unknown-service handler serves), is "_OTHER", as the conventions ask,
 // so that the names clients send cannot grow the series without bound.
-// The health and reflection services are not recorded, as probes would
+// (Without such a handler grpc-go answers an unknown method UNIMPLEMENTED
+// without telling the stats handlers: it is not counted at all.) The health and reflection services are not recorded, as probes would
 // dominate the histogram.
 type RPCMetrics struct {
 	duration metric.Float64Histogram
@@ -154,6 +156,8 @@ func (r *RPCMetrics) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	}
 	c := status.Code(end.Error)
 	if int(c) >= numCodes {
+		// A code grpc does not define (a handler's own number): counted
+		// as UNKNOWN, where otelgrpc wrote "CODE(n)", a series per number.
 		c = codes.Unknown
 	}
 	r.duration.Record(ctx, end.EndTime.Sub(end.BeginTime).Seconds(), m.opts[c]...)
