@@ -38,8 +38,8 @@ type FloorConfig struct {
 	// them into this many slices of Phase/Rounds each, run in turn (gRPC
 	// floor, JetStream floor, CreateOrder, then again), so that the
 	// machine's drift during the run falls on the floors and the
-	// operation alike. 0 means 1: each measured once, one after the
-	// other.
+	// operation alike; GetOrder runs in rounds with a gRPC floor of its
+	// own. 0 means 1: each measured once, one after the other.
 	Rounds int
 	// Events is the log size the rebuild is measured at; the log is
 	// filled with FillMix up to it, for at most FillTimeout.
@@ -77,6 +77,10 @@ type FloorReport struct {
 	// CreateRatios are CreateOrder ÷ command floor of each round.
 	CreateRatios []float64 `json:"create_ratios,omitempty"`
 	Get          *Report   `json:"get"`
+	// GetGRPCFloor is the gRPC floor measured in GetOrder's rounds, and
+	// GetRatios GetOrder ÷ that floor in each round.
+	GetGRPCFloor float64   `json:"get_grpc_floor"`
+	GetRatios    []float64 `json:"get_ratios,omitempty"`
 	MixedPeak    float64   `json:"mixed_peak"`
 	MixedHalf    *Report   `json:"mixed_half_peak"`
 	Lag          OpStats   `json:"append_to_visible"`
@@ -164,9 +168,7 @@ func (cfg FloorConfig) say(format string, args ...any) {
 func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string, settle func(context.Context) error) (grpcRate, jsRate float64, create *Report, ratios []float64, err error) {
 	slice := cfg.Phase / time.Duration(cfg.Rounds)
 	cfg.say("gRPC floor (Health/Check), JetStream floor (publish expecting subject sequence 0 to new subjects) and %s, %d clients, %d rounds of %s each", name, cfg.Clients, cfg.Rounds, slice)
-	grpcFloor := func(ctx context.Context, d time.Duration) (*Report, error) {
-		return RunClosed(ctx, "grpc-floor", g.Health(), cfg.Clients, d, Mix{Get: 1}, 0)
-	}
+	grpcFloor := grpcFloorPhase(cfg, g)
 	jsFloor := func(ctx context.Context, d time.Duration) (*Report, error) {
 		raw, err := NewRaw(ctx, "nats://"+p.nats)
 		if err != nil {
@@ -206,6 +208,46 @@ func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, na
 		}
 	}
 	return okRate(mergeReports("grpc-floor", reps[0])), okRate(mergeReports("jetstream-floor", reps[1])), mergeReports(name, reps[2]), ratios, nil
+}
+
+// grpcFloorPhase is the gRPC floor as a phase: Health/Check with cfg's
+// clients on g's connection.
+func grpcFloorPhase(cfg FloorConfig, g *GRPC) phase {
+	return func(ctx context.Context, d time.Duration) (*Report, error) {
+		return RunClosed(ctx, "grpc-floor", g.Health(), cfg.Clients, d, Mix{Get: 1}, 0)
+	}
+}
+
+// getAgainstFloor measures GetOrder against the gRPC floor in cfg.Rounds
+// interleaved rounds, as againstFloors does CreateOrder against its
+// floors, and returns the floor, the merged GetOrder report and its ratio
+// to the floor in each round. With cfg.ProfileDir set, a GetOrder phase
+// of cfg.Phase outside the rounds is profiled.
+func getAgainstFloor(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC) (grpcRate float64, get *Report, ratios []float64, err error) {
+	slice := cfg.Phase / time.Duration(cfg.Rounds)
+	cfg.say("gRPC floor (Health/Check) and GetOrder, %d clients, %d rounds of %s each", cfg.Clients, cfg.Rounds, slice)
+	getOrders := func(ctx context.Context, d time.Duration) (*Report, error) {
+		return RunClosed(ctx, "get", g, cfg.Clients, d, Mix{Get: 1}, 0)
+	}
+	reps, err := interleave(ctx, cfg.Rounds, slice, grpcFloorPhase(cfg, g), getOrders)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	for i := range cfg.Rounds {
+		if floor := okRate(reps[0][i]); floor > 0 {
+			ratios = append(ratios, okRate(reps[1][i])/floor)
+		}
+	}
+	if cfg.ProfileDir != "" {
+		cfg.say("GetOrder for its CPU profile, %s", cfg.Phase)
+		stopProfile := p.profile(cfg, "cpu-get", cfg.Phase)
+		_, err := getOrders(ctx, cfg.Phase)
+		stopProfile()
+		if err != nil {
+			return 0, nil, nil, err
+		}
+	}
+	return okRate(mergeReports("grpc-floor", reps[0])), mergeReports("get", reps[1]), ratios, nil
 }
 
 // phase is one measured part of a round: it runs for d and reports.
@@ -258,11 +300,7 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	rep.CommandFloor = commandFloor(rep.GRPCFloor, rep.JetStreamFloor)
-	cfg.say("GetOrder, %d clients, %s", cfg.Clients, cfg.Phase)
-	stopProfile := p.profile(cfg, "cpu-get", cfg.Phase)
-	rep.Get, err = RunClosed(ctx, "get", g, cfg.Clients, cfg.Phase, Mix{Get: 1}, 0)
-	stopProfile()
-	if err != nil {
+	if rep.GetGRPCFloor, rep.Get, rep.GetRatios, err = getAgainstFloor(ctx, cfg, p, g); err != nil {
 		return err
 	}
 	mix, _ := ParseMix("create=40,add=30,place=10,get=15,list=5")
@@ -708,7 +746,7 @@ func (r *FloorReport) String() string {
 	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
 	rounds := ""
 	if r.Rounds > 1 {
-		rounds = fmt.Sprintf("; floors and CreateOrder in %d interleaved rounds", r.Rounds)
+		rounds = fmt.Sprintf("; CreateOrder and GetOrder in %d rounds interleaved with their floors", r.Rounds)
 	}
 	fmt.Fprintf(&b, "| measure (%d clients, closed loop unless said%s) | value | ratio |\n|---|---|---|\n", r.Clients, rounds)
 	row("gRPC floor: grpc.health.v1.Health/Check", fmt.Sprintf("%.0f/s", r.GRPCFloor), "(reference)")
@@ -726,7 +764,7 @@ func (r *FloorReport) String() string {
 	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios))
 	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor),
 		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios))
-	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Get), r.Get.Overall.P99), fmt.Sprintf("%.2f", div(okRate(r.Get), r.GRPCFloor)))
+	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s)", okRate(r.Get), r.Get.Overall.P99, r.GetGRPCFloor), ratio(r.Get, r.GetGRPCFloor, r.GetRatios))
 	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate), "")
 	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms)", r.Lag.P99, r.Lag.P50), "")
 	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events (filled with %s)", r.Events, r.FillMix), fmt.Sprintf("%.0f/s vs %.0f/s", r.Rebuild, r.RawRead), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)))

@@ -166,3 +166,29 @@ func rawStreams(t *testing.T, addr string) int {
 	}
 	return 1
 }
+
+// GetOrder against its own gRPC floor, in rounds: one ratio per round,
+// the merged GetOrder over every slice, every read answered.
+func TestGetAgainstFloorInRounds(t *testing.T) {
+	a, _ := apptest.Start(t, nil)
+	g, err := NewGRPC(a.GRPC, Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	// Orders for the reads, as the floor's CreateOrder phase leaves them.
+	if _, err := RunClosed(t.Context(), "create", g, 2, 100*time.Millisecond, Mix{Create: 1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	cfg := FloorConfig{Clients: 2, Phase: 300 * time.Millisecond, Rounds: 3, Progress: io.Discard}
+	floor, get, ratios, err := getAgainstFloor(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS}, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if floor <= 0 || len(ratios) != 3 {
+		t.Fatalf("floor %v/s, ratios %v: want a floor and one ratio per round", floor, ratios)
+	}
+	if get.Target != "get" || get.Completed == 0 || len(get.Overall.Errors) != 0 || get.Duration < 0.3 {
+		t.Fatalf("GetOrder: %q, %d completed in %.3f s, errors %v", get.Target, get.Completed, get.Duration, get.Overall.Errors)
+	}
+}
