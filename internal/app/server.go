@@ -12,7 +12,6 @@ import (
 	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"github.com/orderstream/orderstream/services/deadlines"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
@@ -75,10 +74,7 @@ func (n *node) newServer() error {
 	var prop propagation.TextMapPropagator
 	if n.tel.Tracing {
 		srvOpts = append(srvOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(n.tel.Tracer),
-			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
-			// Probes and grpcurl's reflection would each make a root
-			// trace of their own, every few seconds.
-			otelgrpc.WithFilter(filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))))))
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()), otelgrpc.WithFilter(telemetry.Recorded))))
 	} else {
 		// Nothing else extracts the caller's trace context then, and it
 		// still goes into the events and the logs.

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/semconv/v1.43.0/rpcconv"
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -39,8 +40,8 @@ import (
 // unknown-service handler serves), is "_OTHER", as the conventions ask,
 // so that the names clients send cannot grow the series without bound.
 // (Without such a handler grpc-go answers an unknown method UNIMPLEMENTED
-// without telling the stats handlers: it is not counted at all.) The health and reflection services are not recorded, as probes would
-// dominate the histogram.
+// without telling the stats handlers: it is not counted at all.) The
+// health and reflection services are not recorded (Recorded).
 type RPCMetrics struct {
 	duration metric.Float64Histogram
 	prop     propagation.TextMapPropagator
@@ -95,9 +96,12 @@ func newRPCMethod(name string) *rpcMethod {
 	m := &rpcMethod{}
 	for c := range numCodes {
 		code := codes.Code(c)
-		attrs := []attribute.KeyValue{semconv.RPCMethod(name), semconv.RPCSystemNameGRPC, semconv.RPCResponseStatusCode(codeNames[c])}
+		// As the conventions spell codes: "CANCELLED", where codes.Code's
+		// String says "Canceled".
+		spelled := rpccode.Code(c).String()
+		attrs := []attribute.KeyValue{semconv.RPCMethod(name), semconv.RPCSystemNameGRPC, semconv.RPCResponseStatusCode(spelled)}
 		if serverFault(code) {
-			attrs = append(attrs, semconv.ErrorTypeKey.String(codeNames[c]))
+			attrs = append(attrs, semconv.ErrorTypeKey.String(spelled))
 		}
 		m.opts[c] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
 	}
@@ -114,22 +118,18 @@ func serverFault(c codes.Code) bool {
 	return false
 }
 
-// codeNames are the codes as the conventions spell them (codes.Code's
-// String says "Canceled", not "CANCELLED").
-var codeNames = [numCodes]string{
-	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-	"PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-	"UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-}
-
-// unrecorded reports the methods of the health and reflection services.
-func unrecorded(fullMethod string) bool {
-	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") || strings.HasPrefix(fullMethod, "/grpc.reflection.")
+// Recorded reports whether a call is traced and counted: every call but
+// those of the health and reflection services, whose probes and tools
+// would make a root trace each and dominate the histogram. It is the
+// filter of RPCMetrics and of otelgrpc's server handler alike.
+func Recorded(info *stats.RPCTagInfo) bool {
+	m := info.FullMethodName
+	return !strings.HasPrefix(m, "/grpc.health.v1.Health/") && !strings.HasPrefix(m, "/grpc.reflection.")
 }
 
 // TagRPC implements stats.Handler.
 func (r *RPCMetrics) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	if unrecorded(info.FullMethodName) {
+	if !Recorded(info) {
 		return ctx
 	}
 	m := r.other
