@@ -152,10 +152,9 @@ func (cfg FloorConfig) say(format string, args ...any) {
 }
 
 // againstFloors measures the gRPC floor, the JetStream floor and
-// CreateOrder (name) against p with g's client in cfg.Rounds rounds, each
-// phase for cfg.Phase/cfg.Rounds per round (interleave), and returns the
-// floors, the merged CreateOrder report and its ratio to the command floor
-// in each round.
+// CreateOrder (name) against p with g's client in rounds (inRounds), and
+// returns the floors, the merged CreateOrder report and its ratio to the
+// command floor in each round.
 //
 // Each JetStream slice publishes to a raw stream of its own, deleted when
 // the slice ends: it lives in ordersd's embedded server, and a raw stream
@@ -163,12 +162,9 @@ func (cfg FloorConfig) say(format string, args ...any) {
 // duplicate window under every later slice. settle, when not nil, runs
 // after each CreateOrder slice, outside it, so that no floor is measured
 // while ordersd still works off that slice (the projection, the payments
-// manager). With cfg.ProfileDir set, a CreateOrder phase of cfg.Phase
-// outside the rounds is profiled (profile names it).
+// manager). profile names CreateOrder's CPU profile.
 func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string, settle func(context.Context) error) (grpcRate, jsRate float64, create *Report, ratios []float64, err error) {
-	slice := cfg.Phase / time.Duration(cfg.Rounds)
-	cfg.say("gRPC floor (Health/Check), JetStream floor (publish expecting subject sequence 0 to new subjects) and %s, %d clients, %d rounds of %s each", name, cfg.Clients, cfg.Rounds, slice)
-	grpcFloor := grpcFloorPhase(cfg, g)
+	cfg.say("gRPC floor (Health/Check), JetStream floor (publish expecting subject sequence 0 to new subjects) and %s, %d clients, %d rounds of %s each", name, cfg.Clients, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds))
 	jsFloor := func(ctx context.Context, d time.Duration) (*Report, error) {
 		raw, err := NewRaw(ctx, "nats://"+p.nats)
 		if err != nil {
@@ -189,25 +185,12 @@ func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, na
 		}
 		return r, err
 	}
-	reps, err := interleave(ctx, cfg.Rounds, slice, grpcFloor, jsFloor, createOrders)
+	rates, create, ratios, err := inRounds(ctx, cfg, p, profile, []phase{grpcFloorPhase(cfg, g), jsFloor},
+		func(r []float64) float64 { return commandFloor(r[0], r[1]) }, createOrders)
 	if err != nil {
 		return 0, 0, nil, nil, err
 	}
-	for i := range cfg.Rounds {
-		if floor := commandFloor(okRate(reps[0][i]), okRate(reps[1][i])); floor > 0 {
-			ratios = append(ratios, okRate(reps[2][i])/floor)
-		}
-	}
-	if cfg.ProfileDir != "" {
-		cfg.say("%s for its CPU profile, %s", name, cfg.Phase)
-		stopProfile := p.profile(cfg, profile, cfg.Phase)
-		_, err := createOrders(ctx, cfg.Phase)
-		stopProfile()
-		if err != nil {
-			return 0, 0, nil, nil, err
-		}
-	}
-	return okRate(mergeReports("grpc-floor", reps[0])), okRate(mergeReports("jetstream-floor", reps[1])), mergeReports(name, reps[2]), ratios, nil
+	return rates[0], rates[1], create, ratios, nil
 }
 
 // grpcFloorPhase is the gRPC floor as a phase: Health/Check with cfg's
@@ -218,36 +201,56 @@ func grpcFloorPhase(cfg FloorConfig, g *GRPC) phase {
 	}
 }
 
-// getAgainstFloor measures GetOrder against the gRPC floor in cfg.Rounds
-// interleaved rounds, as againstFloors does CreateOrder against its
-// floors, and returns the floor, the merged GetOrder report and its ratio
-// to the floor in each round. With cfg.ProfileDir set, a GetOrder phase
-// of cfg.Phase outside the rounds is profiled.
+// getAgainstFloor measures GetOrder against the gRPC floor in rounds
+// (inRounds), and returns the floor, the merged GetOrder report and its
+// ratio to the floor in each round.
 func getAgainstFloor(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC) (grpcRate float64, get *Report, ratios []float64, err error) {
-	slice := cfg.Phase / time.Duration(cfg.Rounds)
-	cfg.say("gRPC floor (Health/Check) and GetOrder, %d clients, %d rounds of %s each", cfg.Clients, cfg.Rounds, slice)
+	cfg.say("gRPC floor (Health/Check) and GetOrder, %d clients, %d rounds of %s each", cfg.Clients, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds))
 	getOrders := func(ctx context.Context, d time.Duration) (*Report, error) {
 		return RunClosed(ctx, "get", g, cfg.Clients, d, Mix{Get: 1}, 0)
 	}
-	reps, err := interleave(ctx, cfg.Rounds, slice, grpcFloorPhase(cfg, g), getOrders)
+	rates, get, ratios, err := inRounds(ctx, cfg, p, "cpu-get", []phase{grpcFloorPhase(cfg, g)},
+		func(r []float64) float64 { return r[0] }, getOrders)
 	if err != nil {
 		return 0, nil, nil, err
 	}
+	return rates[0], get, ratios, nil
+}
+
+// inRounds measures op against floors in cfg.Rounds interleaved rounds
+// (interleave), each phase for cfg.Phase/cfg.Rounds per round, and returns
+// each floor's merged rate, op's merged report, and op's rate over
+// floorOf(the round's floor rates) in each round where that is positive.
+// With cfg.ProfileDir set, op runs once more for cfg.Phase outside the
+// rounds, under a CPU profile of ordersd named profile.
+func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, floors []phase, floorOf func([]float64) float64, op phase) (rates []float64, merged *Report, ratios []float64, err error) {
+	reps, err := interleave(ctx, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds), append(slices.Clip(floors), op)...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ops := reps[len(floors)]
 	for i := range cfg.Rounds {
-		if floor := okRate(reps[0][i]); floor > 0 {
-			ratios = append(ratios, okRate(reps[1][i])/floor)
+		round := make([]float64, len(floors))
+		for f := range floors {
+			round[f] = okRate(reps[f][i])
 		}
+		if floor := floorOf(round); floor > 0 {
+			ratios = append(ratios, okRate(ops[i])/floor)
+		}
+	}
+	for f := range floors {
+		rates = append(rates, okRate(mergeReports(reps[f][0].Target, reps[f])))
 	}
 	if cfg.ProfileDir != "" {
-		cfg.say("GetOrder for its CPU profile, %s", cfg.Phase)
-		stopProfile := p.profile(cfg, "cpu-get", cfg.Phase)
-		_, err := getOrders(ctx, cfg.Phase)
+		cfg.say("%s for its CPU profile, %s", ops[0].Target, cfg.Phase)
+		stopProfile := p.profile(cfg, profile, cfg.Phase)
+		_, err := op(ctx, cfg.Phase)
 		stopProfile()
 		if err != nil {
-			return 0, nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return okRate(mergeReports("grpc-floor", reps[0])), mergeReports("get", reps[1]), ratios, nil
+	return rates, mergeReports(ops[0].Target, ops), ratios, nil
 }
 
 // phase is one measured part of a round: it runs for d and reports.

@@ -218,25 +218,37 @@ type recorder struct {
 func newRecorder(name string) *recorder {
 	return &recorder{
 		rep:     &Report{Target: name, Ops: map[Op]*OpStats{}, hist: map[Op]*hdrhistogram.Histogram{}},
-		overall: hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		overall: newHistogram(),
 	}
+}
+
+// newHistogram holds latencies in microseconds, from 1 µs to a minute, to
+// three significant digits.
+func newHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+}
+
+// op returns op's histogram and stats, made on first use (with r.mu held).
+func (r *recorder) op(op Op) (*hdrhistogram.Histogram, *OpStats) {
+	h, ok := r.rep.hist[op]
+	if !ok {
+		h = newHistogram()
+		r.rep.hist[op] = h
+		r.rep.Ops[op] = &OpStats{Errors: map[string]int64{}}
+	}
+	return h, r.rep.Ops[op]
 }
 
 func (r *recorder) record(op Op, lat time.Duration, class string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h, ok := r.rep.hist[op]
-	if !ok {
-		h = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
-		r.rep.hist[op] = h
-		r.rep.Ops[op] = &OpStats{Errors: map[string]int64{}}
-	}
+	h, st := r.op(op)
 	us := max(lat.Microseconds(), 1)
 	_ = h.RecordValue(us)
 	_ = r.overall.RecordValue(us)
-	r.rep.Ops[op].Count++
+	st.Count++
 	if class != "" {
-		r.rep.Ops[op].Errors[class]++
+		st.Errors[class]++
 	}
 }
 
@@ -275,17 +287,12 @@ func mergeReports(name string, parts []*Report) *Report {
 		m.Dropped += p.Dropped
 		m.Rate = p.Rate
 		for op, s := range p.Ops {
-			h, ok := m.hist[op]
-			if !ok {
-				h = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
-				m.hist[op] = h
-				m.Ops[op] = &OpStats{Errors: map[string]int64{}}
-			}
+			h, st := rec.op(op)
 			h.Merge(p.hist[op])
 			rec.overall.Merge(p.hist[op])
-			m.Ops[op].Count += s.Count
+			st.Count += s.Count
 			for k, v := range s.Errors {
-				m.Ops[op].Errors[k] += v
+				st.Errors[k] += v
 			}
 		}
 	}
