@@ -7,7 +7,6 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/rawbench"
-	"github.com/orderstream/orderstream/internal/app/apptest"
 )
 
 // The floor's fill with a mix: adds and places work on the orders it
@@ -22,12 +21,7 @@ func TestFillLogWithAMix(t *testing.T) {
 		{Mix{Create: 2, Add: 2, Place: 1}, true},
 	} {
 		t.Run(tc.mix.String(), func(t *testing.T) {
-			a, _ := apptest.Start(t, nil)
-			g, err := NewGRPC(a.GRPC, Auth{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = g.Close() })
+			a, g := inProcessOrdersd(t, nil)
 			orders, err := rawbench.OpenLog("nats://"+a.NATS, "ORDERS")
 			if err != nil {
 				t.Fatal(err)

@@ -156,28 +156,12 @@ func (cfg FloorConfig) say(format string, args ...any) {
 // returns the floors, the merged CreateOrder report and its ratio to the
 // command floor in each round.
 //
-// Each JetStream slice publishes to a raw stream of its own, deleted when
-// the slice ends: it lives in ordersd's embedded server, and a raw stream
-// kept across the rounds would grow the server's subject index and
-// duplicate window under every later slice. settle, when not nil, runs
+// settle, when not nil, runs
 // after each CreateOrder slice, outside it, so that no floor is measured
 // while ordersd still works off that slice (the projection, the payments
 // manager). profile names CreateOrder's CPU profile.
 func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string, settle func(context.Context) error) (grpcRate, jsRate float64, create *Report, ratios []float64, err error) {
 	cfg.say("gRPC floor (Health/Check), JetStream floor (publish expecting subject sequence 0 to new subjects) and %s, %d clients, %d rounds of %s each", name, cfg.Clients, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds))
-	jsFloor := func(ctx context.Context, d time.Duration) (*Report, error) {
-		raw, err := NewRaw(ctx, "nats://"+p.nats)
-		if err != nil {
-			return nil, fmt.Errorf("raw: %w", err)
-		}
-		r, err := RunClosed(ctx, "jetstream-floor", raw, cfg.Clients, d, Mix{Create: 1}, 0)
-		// Closing deletes the raw stream: it is no part of the system's
-		// memory or disk.
-		if cerr := raw.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("raw: %w", cerr)
-		}
-		return r, err
-	}
 	createOrders := func(ctx context.Context, d time.Duration) (*Report, error) {
 		r, err := RunClosed(ctx, name, g, cfg.Clients, d, Mix{Create: 1}, 0)
 		if err == nil && settle != nil {
@@ -185,7 +169,7 @@ func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, na
 		}
 		return r, err
 	}
-	rates, create, ratios, err := inRounds(ctx, cfg, p, profile, []phase{grpcFloorPhase(cfg, g), jsFloor},
+	rates, create, ratios, err := inRounds(ctx, cfg, p, profile, []phase{grpcFloorPhase(cfg, g), jetStreamFloorPhase(cfg, p)},
 		func(r []float64) float64 { return commandFloor(r[0], r[1]) }, createOrders)
 	if err != nil {
 		return 0, 0, nil, nil, err
@@ -198,6 +182,25 @@ func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, na
 func grpcFloorPhase(cfg FloorConfig, g *GRPC) phase {
 	return func(ctx context.Context, d time.Duration) (*Report, error) {
 		return RunClosed(ctx, "grpc-floor", g.Health(), cfg.Clients, d, Mix{Get: 1}, 0)
+	}
+}
+
+// jetStreamFloorPhase is the JetStream floor as a phase: publishes with
+// cfg's clients to a raw stream on p's server, made for the slice and
+// deleted when it ends. The stream lives in ordersd's embedded server, and
+// one kept across the rounds would grow the server's subject index and
+// duplicate window under every later slice.
+func jetStreamFloorPhase(cfg FloorConfig, p *ordersd) phase {
+	return func(ctx context.Context, d time.Duration) (*Report, error) {
+		raw, err := NewRaw(ctx, "nats://"+p.nats)
+		if err != nil {
+			return nil, fmt.Errorf("raw: %w", err)
+		}
+		r, err := RunClosed(ctx, "jetstream-floor", raw, cfg.Clients, d, Mix{Create: 1}, 0)
+		if cerr := raw.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("raw: %w", cerr)
+		}
+		return r, err
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/eventstore/rawbench"
-	"github.com/orderstream/orderstream/internal/app/apptest"
 )
 
 // instant answers gets at once and fails creates as Unavailable.
@@ -116,12 +115,7 @@ func TestInterleaveAlternatesPhases(t *testing.T) {
 // per round, for the round's share of the phase, and settle ran after
 // each CreateOrder slice.
 func TestAgainstFloorsInRounds(t *testing.T) {
-	a, _ := apptest.Start(t, map[string]string{"ROLES": "command"})
-	g, err := NewGRPC(a.GRPC, Auth{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.Close() })
+	a, g := inProcessOrdersd(t, map[string]string{"ROLES": "command"})
 	cfg := FloorConfig{Clients: 2, Phase: 300 * time.Millisecond, Rounds: 3, Progress: io.Discard}
 	settled := 0
 	grpcRate, jsRate, create, ratios, err := againstFloors(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS}, g, "create", "cpu-create",
@@ -147,9 +141,25 @@ func TestAgainstFloorsInRounds(t *testing.T) {
 	if create.Duration < 0.3 {
 		t.Fatalf("CreateOrder ran %.3f s over three slices of 0.1 s", create.Duration)
 	}
-	// Each JetStream slice's raw stream is gone once the slice ends.
 	if n := rawStreams(t, a.NATS); n != 0 {
 		t.Fatalf("%d raw streams left behind", n)
+	}
+}
+
+// A JetStream floor slice publishes to a raw stream of its own and deletes
+// it when it ends, before the next slice of any phase runs.
+func TestJetStreamFloorSliceLeavesNoStream(t *testing.T) {
+	a, _ := inProcessOrdersd(t, map[string]string{"ROLES": "command"})
+	cfg := FloorConfig{Clients: 2, Progress: io.Discard}
+	r, err := jetStreamFloorPhase(cfg, &ordersd{nats: a.NATS})(t.Context(), 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Completed == 0 || len(r.Overall.Errors) != 0 {
+		t.Fatalf("JetStream floor: %d published, errors %v", r.Completed, r.Overall.Errors)
+	}
+	if n := rawStreams(t, a.NATS); n != 0 {
+		t.Fatalf("%d raw streams left after the slice", n)
 	}
 }
 
@@ -170,12 +180,7 @@ func rawStreams(t *testing.T, addr string) int {
 // GetOrder against its own gRPC floor, in rounds: one ratio per round,
 // the merged GetOrder over every slice, every read answered.
 func TestGetAgainstFloorInRounds(t *testing.T) {
-	a, _ := apptest.Start(t, nil)
-	g, err := NewGRPC(a.GRPC, Auth{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.Close() })
+	a, g := inProcessOrdersd(t, nil)
 	// Orders for the reads, as the floor's CreateOrder phase leaves them.
 	if _, err := RunClosed(t.Context(), "create", g, 2, 100*time.Millisecond, Mix{Create: 1}, 0); err != nil {
 		t.Fatal(err)

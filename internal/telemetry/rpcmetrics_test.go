@@ -87,6 +87,18 @@ func rpcServer(t *testing.T, m *telemetry.RPCMetrics, recognize bool) (conn *grp
 	return conn, svc, stop
 }
 
+// newRPCMetrics returns RPCMetrics with prop on a meter provider read by
+// the returned reader.
+func newRPCMetrics(t *testing.T, prop propagation.TextMapPropagator) (*telemetry.RPCMetrics, *sdkmetric.ManualReader) {
+	t.Helper()
+	reader := sdkmetric.NewManualReader()
+	m, err := telemetry.NewRPCMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), prop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, reader
+}
+
 // durations collects the histogram's data points as counts by method,
 // status code and error type; it fails on any point without the system
 // name.
@@ -122,11 +134,7 @@ func durations(t *testing.T, r *sdkmetric.ManualReader) map[[3]string]uint64 {
 // is not registered (served by the unknown-service handler) is "_OTHER";
 // health checks are not counted.
 func TestRPCMetricsCountCallsByMethodAndCode(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	m, err := telemetry.NewRPCMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, reader := newRPCMetrics(t, nil)
 	conn, _, stop := rpcServer(t, m, true)
 	c := testgrpc.NewTestServiceClient(conn)
 	ctx := t.Context()
@@ -181,11 +189,7 @@ func TestRPCMetricsCountCallsByMethodAndCode(t *testing.T) {
 // Until the server's methods are recognised, every call is "_OTHER": a
 // method name a client sends is never a series of its own.
 func TestRPCMetricsNameOnlyRecognisedMethods(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	m, err := telemetry.NewRPCMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, reader := newRPCMetrics(t, nil)
 	conn, _, stop := rpcServer(t, m, false)
 	if _, err := testgrpc.NewTestServiceClient(conn).EmptyCall(t.Context(), &testgrpc.Empty{}); err != nil {
 		t.Fatal(err)
@@ -207,10 +211,7 @@ func TestRPCMetricsExtractTraceContext(t *testing.T) {
 		prop propagation.TextMapPropagator
 	}{{"propagator", propagation.TraceContext{}}, {"none", nil}} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := telemetry.NewRPCMetrics(sdkmetric.NewMeterProvider(), tc.prop)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, _ := newRPCMetrics(t, tc.prop)
 			conn, svc, _ := rpcServer(t, m, true)
 			ctx := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+traceID+"-"+spanID+"-01")
 			if _, err := testgrpc.NewTestServiceClient(conn).EmptyCall(ctx, &testgrpc.Empty{}); err != nil {
