@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"testing"
@@ -36,6 +37,11 @@ func TestDebugAddrServesProfiles(t *testing.T) {
 	}
 	if code, _ := get("http://" + addrs.Debug + "/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
 		t.Fatalf("goroutine profile: HTTP %d", code)
+	}
+	// The README takes an execution trace the same way; the runtime's
+	// trace format opens with its version line.
+	if code, tr := get("http://" + addrs.Debug + "/debug/pprof/trace?seconds=0.1"); code != http.StatusOK || !bytes.HasPrefix(tr, []byte("go 1.")) {
+		t.Fatalf("execution trace: HTTP %d, %d bytes", code, len(tr))
 	}
 	if code, _ := get("http://" + addrs.HTTP + "/debug/pprof/heap"); code == http.StatusOK {
 		t.Fatal("the API listener serves profiles")
