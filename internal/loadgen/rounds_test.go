@@ -69,6 +69,49 @@ func TestMergeReportsAddsRunsUp(t *testing.T) {
 	}
 }
 
+// Merged latencies are those of one recording of every sample: each
+// part records a spread of its own (the parts differ by orders of
+// magnitude, so a merge that kept one part's histogram, or averaged the
+// parts' quantiles, would show), and every quantile, maximum, count and
+// error of the merge equals what a single recorder of all the samples
+// reports.
+func TestMergeReportsEqualsOneRecording(t *testing.T) {
+	all := newRecorder("all")
+	var parts []*Report
+	for i, base := range []time.Duration{time.Millisecond, 40 * time.Millisecond, 3 * time.Second} {
+		part := newRecorder("part")
+		for j := range 200 + 100*i {
+			lat := base + time.Duration(j)*base/50
+			op, class := Get, ""
+			if j%3 == 0 {
+				op = Create
+			}
+			if j%7 == 0 {
+				class = "Unavailable"
+			}
+			part.record(op, lat, class)
+			all.record(op, lat, class)
+		}
+		parts = append(parts, part.finish(time.Second))
+	}
+	want := all.finish(3 * time.Second)
+	got := mergeReports("merged", parts)
+	same := func(what string, g, w OpStats) {
+		t.Helper()
+		if g.Count != w.Count || g.P50 != w.P50 || g.P90 != w.P90 || g.P99 != w.P99 || g.P999 != w.P999 || g.Max != w.Max ||
+			g.Errors["Unavailable"] != w.Errors["Unavailable"] || len(g.Errors) != len(w.Errors) {
+			t.Fatalf("%s: merged %+v, one recording %+v", what, g, w)
+		}
+	}
+	same("overall", got.Overall, want.Overall)
+	for _, op := range []Op{Get, Create} {
+		same(string(op), *got.Ops[op], *want.Ops[op])
+	}
+	if got.Completed != want.Completed || got.Duration != want.Duration || got.Throughput != want.Throughput {
+		t.Fatalf("merged completed %d in %vs (%v/s), want %d in %vs (%v/s)", got.Completed, got.Duration, got.Throughput, want.Completed, want.Duration, want.Throughput)
+	}
+}
+
 // The phases run in turn, round after round, and each phase's reports come
 // back in round order; the first error stops the rounds.
 func TestInterleaveAlternatesPhases(t *testing.T) {
