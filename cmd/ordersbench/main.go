@@ -15,6 +15,13 @@
 //
 //	ordersbench floor --ordersd ./ordersd --events 100000 --json floor.json
 //
+// ordersbench waits reads an execution trace taken from ordersd's
+// DEBUG_ADDR and prints, for the waits of runnable goroutines longer than
+// --over, which goroutines held the processors meanwhile:
+//
+//	curl -so trace.out 'http://127.0.0.1:6060/debug/pprof/trace?seconds=4'
+//	ordersbench waits --over 5ms trace.out
+//
 // Only run it against servers you run yourself.
 package main
 
@@ -37,8 +44,7 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "floor" {
-		runFloor(os.Args[2:])
+	if len(os.Args) > 1 && subcommand(os.Args[1], os.Args[2:]) {
 		return
 	}
 	addr := flag.String("addr", "127.0.0.1:50051", "ordersd gRPC address")
@@ -160,6 +166,22 @@ type ratio struct {
 	Throughput float64 `json:"throughput"`
 	P50        float64 `json:"p50_latency"`
 	P99        float64 `json:"p99_latency"`
+}
+
+// subcommand runs "ordersbench floor" or "ordersbench waits" and reports
+// whether name was one of them.
+func subcommand(name string, args []string) bool {
+	switch name {
+	case "floor":
+		runFloor(args)
+	case "waits":
+		if err := runWaits(args, os.Stdin, os.Stdout); err != nil {
+			fail(err)
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 func fail(err error) {
