@@ -80,7 +80,7 @@ run: ## Run the whole system with embedded NATS.
 bench: ## Benchmarks of the hot paths, then ordersbench against a temporary ordersd.
 	$(GO) test -run '^$$' -bench . -benchmem ./order ./api/convert ./eventstore ./services/command ./services/audit ./projections ./internal/app
 	@dir="$$(mktemp -d)"; \
-	$(GO) build -o "$$dir/ordersd" ./cmd/ordersd && $(GO) build -o "$$dir/ordersbench" ./cmd/ordersbench && \
+	$(GO) build -buildvcs=auto -o "$$dir/ordersd" ./cmd/ordersd && $(GO) build -o "$$dir/ordersbench" ./cmd/ordersbench && \
 	{ DATA_DIR="$$dir/data" GRPC_ADDR=127.0.0.1:50551 HTTP_ADDR=127.0.0.1:18080 NATS_LISTEN=127.0.0.1:14222 LOG_LEVEL=warn "$$dir/ordersd" & pid=$$!; \
 	  for i in $$(seq 1 100); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done; \
 	  "$$dir/ordersbench" --addr 127.0.0.1:50551 --nats nats://127.0.0.1:14222 --rate 1000 --duration 10s --compare-raw; \
@@ -93,7 +93,7 @@ FLOOR_FLAGS ?=
 .PHONY: bench-floor
 bench-floor: ## ordersd against raw gRPC and raw JetStream floors, one run (starts its own ordersd).
 	@dir="$$(mktemp -d)"; \
-	$(GO) build -o "$$dir/ordersd" ./cmd/ordersd && $(GO) build -o "$$dir/ordersbench" ./cmd/ordersbench && \
+	$(GO) build -buildvcs=auto -o "$$dir/ordersd" ./cmd/ordersd && $(GO) build -o "$$dir/ordersbench" ./cmd/ordersbench && \
 	"$$dir/ordersbench" floor --ordersd "$$dir/ordersd" $(FLOOR_FLAGS); rc=$$?; rm -rf "$$dir"; exit $$rc
 
 .PHONY: docker

@@ -205,6 +205,7 @@ func runFloor(args []string) {
 	lagRate := fs.Float64("lag-rate", 1000, "appends per second at which the append → visible lag is measured")
 	profiles := fs.String("profile-dir", "", "save ordersd's CPU profiles of the CreateOrder phases (their first round), GetOrder and the rebuild, and a heap profile after the fill, here (uses DEBUG_ADDR)")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
+	benchmarks := fs.String("benchmarks", "", "rewrite the newest run's section of this file (BENCHMARKS.md, between its ordersbench floor markers) with this run: the date, the machine, the builds, the command and the table")
 	var env envFlag
 	fs.Var(&env, "env", "KEY=VALUE to set in ordersd's environment, e.g. DUPLICATE_WINDOW=10s (repeatable)")
 	_ = fs.Parse(args)
@@ -221,6 +222,12 @@ func runFloor(args []string) {
 			fail(err)
 		}
 	}
+	if *benchmarks != "" {
+		// Checked before the run, which can take many minutes.
+		if err := rewriteNewest(*benchmarks, ""); err != nil {
+			fail(err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := loadgen.Floor(ctx, loadgen.FloorConfig{Ordersd: path, Clients: *clients, Phase: *phase, Rounds: *rounds, Events: *events,
@@ -228,13 +235,36 @@ func runFloor(args []string) {
 	if err != nil {
 		fail(err)
 	}
-	fmt.Print(rep.String())
+	fmt.Printf("%s.\n\n%s", rep.Machine, rep)
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
 			fail(err)
 		}
 	}
+	if *benchmarks != "" {
+		if err := rewriteNewest(*benchmarks, rep.Markdown()); err != nil {
+			fail(err)
+		}
+	}
+}
+
+// rewriteNewest replaces the newest floor run's section of the file at
+// path with section (loadgen.ReplaceNewest); with an empty section it only
+// checks that the file has one, and writes nothing.
+func rewriteNewest(path, section string) error {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	out, err := loadgen.ReplaceNewest(doc, section)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if section == "" {
+		return nil
+	}
+	return os.WriteFile(path, out, 0o644)
 }
 
 // envFlag collects repeated --env KEY=VALUE settings.

@@ -67,8 +67,12 @@ type FloorConfig struct {
 // FloorReport is everything one Floor run measured. Rates are per second,
 // latencies in milliseconds.
 type FloorReport struct {
-	Clients int `json:"clients"`
-	Rounds  int `json:"rounds"`
+	// Machine says when and where the run was, and the builds it ran;
+	// Command is the ordersbench command line that repeats it.
+	Machine Machine `json:"machine"`
+	Command string  `json:"command"`
+	Clients int     `json:"clients"`
+	Rounds  int     `json:"rounds"`
 	// All roles in one process.
 	GRPCFloor      float64 `json:"grpc_floor"`
 	JetStreamFloor float64 `json:"jetstream_floor"`
@@ -137,14 +141,29 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorReport, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	rep := &FloorReport{Clients: cfg.Clients, Rounds: cfg.Rounds, LagRate: cfg.LagRate, FillMix: cfg.FillMix.String()}
+	rep := &FloorReport{Machine: describeMachine(cfg.Ordersd), Command: cfg.command(),
+		Clients: cfg.Clients, Rounds: cfg.Rounds, LagRate: cfg.LagRate, FillMix: cfg.FillMix.String()}
+	rep.Machine.Started = time.Now()
 	if err := floorAllRoles(ctx, cfg, filepath.Join(tmp, "all"), rep); err != nil {
 		return nil, err
 	}
 	if err := floorCommandRole(ctx, cfg, filepath.Join(tmp, "command"), rep); err != nil {
 		return nil, err
 	}
+	rep.Machine.Finished = time.Now()
 	return rep, nil
+}
+
+// command is the ordersbench command line that runs a floor with cfg's
+// settings (the ordersd to start and where to write aside).
+func (cfg FloorConfig) command() string {
+	args := []string{"ordersbench floor", "--clients " + strconv.Itoa(cfg.Clients), "--phase " + cfg.Phase.String(),
+		"--rounds " + strconv.Itoa(cfg.Rounds), "--events " + strconv.Itoa(cfg.Events), "--fill-mix " + cfg.FillMix.String(),
+		"--lag-rate " + strconv.FormatFloat(cfg.LagRate, 'f', -1, 64)}
+	for _, kv := range cfg.Env {
+		args = append(args, "--env "+kv)
+	}
+	return strings.Join(args, " ")
 }
 
 func (cfg FloorConfig) say(format string, args ...any) {
@@ -734,6 +753,15 @@ func (p *ordersd) save(cfg FloorConfig, name, path string) {
 	if _, err := io.Copy(f, res.Body); err != nil {
 		cfg.say("profile %s: %v", name, err)
 	}
+}
+
+// Markdown renders the report as a section of BENCHMARKS.md: a heading
+// with the date, the machine and the builds, the command that repeats the
+// run, and the table (String).
+func (r *FloorReport) Markdown() string {
+	start := r.Machine.Started.UTC()
+	return fmt.Sprintf("#### %s %s UTC, ordersd %s\n\n%s.\n\n```sh\n%s\n```\n\n%s",
+		start.Format(time.DateOnly), start.Format("15:04"), r.Machine.Ordersd.shortRevision(), r.Machine, r.Command, r)
 }
 
 // String renders the report as the table of measures, each ratio taken

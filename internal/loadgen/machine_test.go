@@ -1,0 +1,127 @@
+package loadgen
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestProcFilesAreRead(t *testing.T) {
+	cpuinfo := "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n"
+	if got := cpuModel([]byte(cpuinfo)); got != "AMD EPYC 7B13" {
+		t.Fatalf("cpu model %q", got)
+	}
+	if got := cpuModel([]byte("processor\t: 0\n")); got != "" {
+		t.Fatalf("no model name, got %q", got)
+	}
+	meminfo := "MemTotal:       24683700 kB\nMemFree:        21000000 kB\n"
+	if got := memTotal([]byte(meminfo)); got != 24683700<<10 {
+		t.Fatalf("memory %d", got)
+	}
+	if got := memTotal([]byte("MemFree: 1 kB\nMemTotal: lots kB\n")); got != 0 {
+		t.Fatalf("unreadable MemTotal gave %d", got)
+	}
+}
+
+// The build information is read from the executable itself (this test's
+// binary was built by this Go); the commit and the nats-server module come
+// from what the build recorded.
+func TestBuildIsReadFromTheExecutable(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := readBuild(self); err != nil || b.Go != runtime.Version() {
+		t.Fatalf("build %+v, %v; want %s", b, err, runtime.Version())
+	}
+	notGo := filepath.Join(t.TempDir(), "ordersd")
+	if err := os.WriteFile(notGo, []byte("#!/bin/sh\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readBuild(notGo); err == nil {
+		t.Fatal("a shell script read as a Go build")
+	}
+	info := &debug.BuildInfo{GoVersion: "go1.26.8",
+		Settings: []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "53be4a5c0ffee"}, {Key: "vcs.modified", Value: "true"}},
+		Deps:     []*debug.Module{{Path: "github.com/nats-io/nats.go", Version: "v1.56.0"}, {Path: natsServerModule, Version: "v2.15.3"}},
+	}
+	if b := buildOf(info); b != (Build{Go: "go1.26.8", Revision: "53be4a5c0ffee", Modified: true, NATSServer: "v2.15.3"}) {
+		t.Fatalf("build %+v", b)
+	}
+	info.Deps[1].Replace = &debug.Module{Path: "../nats-server", Version: "v2.15.4-local"}
+	if b := buildOf(info); b.NATSServer != "v2.15.4-local" {
+		t.Fatalf("replaced nats-server read as %q", b.NATSServer)
+	}
+}
+
+func TestMachineSaysWhenWhereAndWhat(t *testing.T) {
+	m := Machine{
+		Started: time.Date(2026, 12, 5, 15, 20, 0, 0, time.UTC), Finished: time.Date(2026, 12, 5, 15, 22, 30, 0, time.UTC),
+		OS: "linux", Arch: "amd64", CPUs: 2, CPUModel: "AMD EPYC 7B13", MemoryBytes: 24 << 30, LoadGenGo: "go1.26.8",
+		Ordersd: Build{Go: "go1.26.8", Revision: "53be4a5c0ffee", Modified: true, NATSServer: "v2.15.3"},
+	}
+	want := "2026-12-05, 15:20–15:22 UTC; 2 CPUs (AMD EPYC 7B13), 24.0 GiB, linux/amd64; " +
+		"ordersd 53be4a5 with local changes, built with go1.26.8, nats-server v2.15.3 embedded; ordersbench built with go1.26.8"
+	if got := m.String(); got != want {
+		t.Fatalf("machine:\n%s\nwant\n%s", got, want)
+	}
+	m.Ordersd, m.CPUModel, m.MemoryBytes = Build{}, "", 0
+	if got := m.String(); !strings.Contains(got, "2 CPUs, linux/amd64; ordersd (commit not recorded);") {
+		t.Fatalf("machine without details: %s", got)
+	}
+}
+
+// The newest run's section is replaced between its markers, which stay,
+// and nothing else in the document changes; a document without exactly
+// one pair of markers in order is refused.
+func TestReplaceNewestRewritesOnlyItsSection(t *testing.T) {
+	doc := "# Benchmarks\n\nbefore\n\n" + newestBegin + "\n\nold run\n\n" + newestEnd + "\n\nafter\n"
+	out, err := ReplaceNewest([]byte(doc), "new run\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# Benchmarks\n\nbefore\n\n" + newestBegin + "\n\nnew run\n\n" + newestEnd + "\n\nafter\n"
+	if string(out) != want {
+		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
+	for _, bad := range []string{
+		"no markers",
+		newestEnd + "\n" + newestBegin,
+		newestBegin + "\n" + newestEnd + "\n" + newestBegin + "\n" + newestEnd,
+		newestBegin,
+	} {
+		if _, err := ReplaceNewest([]byte(bad), "x"); !errors.Is(err, ErrNoNewestSection) {
+			t.Fatalf("%q: err %v, want ErrNoNewestSection", bad, err)
+		}
+	}
+}
+
+// A report's Markdown is a section of BENCHMARKS.md: a heading with the
+// date and the build, the machine, the command that repeats the run, and
+// the table.
+func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
+	op := func() *Report { return &Report{Completed: 100, Duration: 1} }
+	r := &FloorReport{
+		Machine: Machine{Started: time.Date(2026, 12, 5, 15, 20, 0, 0, time.UTC), Finished: time.Date(2026, 12, 5, 15, 22, 0, 0, time.UTC),
+			OS: "linux", Arch: "amd64", CPUs: 2, LoadGenGo: "go1.26.8", Ordersd: Build{Go: "go1.26.8", Revision: "53be4a5c0ffee"}},
+		Command: FloorConfig{Clients: 32, Phase: 5 * time.Second, Rounds: 5, Events: 100000, FillMix: Mix{Create: 1}, LagRate: 1000,
+			Env: []string{"GOGC=50"}}.command(),
+		Clients: 32, Rounds: 5, GRPCFloor: 200, JetStreamFloor: 200, CommandFloor: 100,
+		Create: op(), CmdCreate: op(), Get: op(), MixedHalf: op(),
+	}
+	md := r.Markdown()
+	for _, want := range []string{
+		"#### 2026-12-05 15:20 UTC, ordersd 53be4a5\n\n2026-12-05, 15:20–15:22 UTC; 2 CPUs, linux/amd64;",
+		"```sh\nordersbench floor --clients 32 --phase 5s --rounds 5 --events 100000 --fill-mix create=1 --lag-rate 1000 --env GOGC=50\n```\n\n| measure",
+		"| CreateOrder, all roles ÷ command floor | 100/s (p99 0.0 ms) | 1.00 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Fatalf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
