@@ -161,9 +161,18 @@ func (cfg FloorConfig) command() string {
 		"--rounds " + strconv.Itoa(cfg.Rounds), "--events " + strconv.Itoa(cfg.Events), "--fill-mix " + cfg.FillMix.String(),
 		"--lag-rate " + strconv.FormatFloat(cfg.LagRate, 'f', -1, 64)}
 	for _, kv := range cfg.Env {
-		args = append(args, "--env "+kv)
+		args = append(args, "--env "+shellQuote(kv))
 	}
 	return strings.Join(args, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything beyond
+// letters, digits and a few punctuation marks no shell treats specially.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,:/@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (cfg FloorConfig) say(format string, args ...any) {

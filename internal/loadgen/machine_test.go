@@ -110,14 +110,14 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		Machine: Machine{Started: time.Date(2026, 12, 5, 15, 20, 0, 0, time.UTC), Finished: time.Date(2026, 12, 5, 15, 22, 0, 0, time.UTC),
 			OS: "linux", Arch: "amd64", CPUs: 2, LoadGenGo: "go1.26.8", Ordersd: Build{Go: "go1.26.8", Revision: "53be4a5c0ffee"}},
 		Command: FloorConfig{Clients: 32, Phase: 5 * time.Second, Rounds: 5, Events: 100000, FillMix: Mix{Create: 1}, LagRate: 1000,
-			Env: []string{"GOGC=50"}}.command(),
+			Env: []string{"GOGC=50", "OTEL_RESOURCE_ATTRIBUTES=team=a b,it's"}}.command(),
 		Clients: 32, Rounds: 5, GRPCFloor: 200, JetStreamFloor: 200, CommandFloor: 100,
 		Create: op(), CmdCreate: op(), Get: op(), MixedHalf: op(),
 	}
 	md := r.Markdown()
 	for _, want := range []string{
 		"#### 2026-12-05 15:20 UTC, ordersd 53be4a5\n\n2026-12-05, 15:20–15:22 UTC; 2 CPUs, linux/amd64;",
-		"```sh\nordersbench floor --clients 32 --phase 5s --rounds 5 --events 100000 --fill-mix create=1 --lag-rate 1000 --env GOGC=50\n```\n\n| measure",
+		"```sh\nordersbench floor --clients 32 --phase 5s --rounds 5 --events 100000 --fill-mix create=1 --lag-rate 1000 --env GOGC=50 --env 'OTEL_RESOURCE_ATTRIBUTES=team=a b,it'\\''s'\n```\n\n| measure",
 		"| CreateOrder, all roles ÷ command floor | 100/s (p99 0.0 ms) | 1.00 |",
 	} {
 		if !strings.Contains(md, want) {
