@@ -175,7 +175,7 @@ func subcommand(name string, args []string) bool {
 	case "floor":
 		runFloor(args)
 	case "waits":
-		if err := runWaits(args, os.Stdin, os.Stdout); err != nil {
+		if err := runWaits(args, os.Stdin, os.Stdout, os.Stderr); err != nil {
 			fail(err)
 		}
 	default:

@@ -15,24 +15,30 @@ import (
 // file, or - for stdin), such as ordersd serves under DEBUG_ADDR at
 // /debug/pprof/trace, and prints how long goroutines waited for a
 // processor and, during the waits longer than --over, which goroutines
-// held the processors (by the function each started in).
-func runWaits(args []string, stdin io.Reader, stdout io.Writer) error {
+// held the processors (by the function each started in). A mistake in the
+// arguments prints the usage on stderr and returns the error, for the
+// caller to report once.
+func runWaits(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ordersbench waits", flag.ContinueOnError)
 	over := fs.Duration("over", 5*time.Millisecond, "a wait longer than this is a long one, whose processors' time is attributed")
 	top := fs.Int("top", 12, "show this many of the functions that held the processors")
-	fs.SetOutput(stdout)
-	fs.Usage = func() {
-		fmt.Fprintln(stdout, "usage: ordersbench waits [--over 5ms] [--top 12] TRACE (a file, or - for stdin)")
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: ordersbench waits [--over 5ms] [--top 12] TRACE (a file, or - for stdin)")
+		fs.SetOutput(w)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+	fs.SetOutput(io.Discard) // the errors are returned, the usage printed here
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage(stdout)
 		return nil
-	} else if err != nil {
-		return err
+	case err == nil && (fs.NArg() != 1 || *over <= 0 || *top <= 0):
+		err = errors.New("waits: one trace, a positive --over and a positive --top")
 	}
-	if fs.NArg() != 1 || *over <= 0 || *top <= 0 {
-		fs.Usage()
-		return errors.New("waits: one trace, a positive --over and a positive --top")
+	if err != nil {
+		usage(stderr)
+		return err
 	}
 	in := stdin
 	if name := fs.Arg(0); name != "-" {
@@ -48,11 +54,11 @@ func runWaits(args []string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "runnable waits: %d; p50 %v, p99 %v, p99.9 %v, max %v\n", rep.Waits, round(rep.P50), round(rep.P99), round(rep.P999), round(rep.Max))
-	fmt.Fprintf(stdout, "waits over %v: %d, %v in all\n", rep.Over, rep.Long, round(rep.LongTotal))
+	fmt.Fprintf(stdout, "waits over %v: %d, %v in all, going on for %v\n", rep.Over, rep.Long, round(rep.LongTotal), round(rep.During))
 	if rep.Long == 0 {
 		return nil
 	}
-	fmt.Fprintln(stdout, "what held the processors during them, by the function each goroutine started in:")
+	fmt.Fprintln(stdout, "what held the processors meanwhile, by the function each goroutine started in:")
 	for i, h := range rep.Held {
 		if i == *top {
 			break
