@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"strings"
 
+	"github.com/orderstream/orderstream/internal/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -28,12 +28,8 @@ var (
 	errStreamsBusy = status.Error(codes.ResourceExhausted, "server busy: too many streams open; retry with backoff")
 )
 
-func exempt(method string) bool {
-	return strings.HasPrefix(method, "/grpc.health.") || strings.HasPrefix(method, "/grpc.reflection.")
-}
-
 func acquire(sem chan struct{}, method string) (release func(), ok bool) {
-	if exempt(method) {
+	if telemetry.ProbeOrTool(method) {
 		return func() {}, true
 	}
 	select {

@@ -118,14 +118,19 @@ func serverFault(c codes.Code) bool {
 	return false
 }
 
-// Recorded reports whether a call is traced and counted: every call but
-// those of the health and reflection services, whose probes and tools
-// would make a root trace each and dominate the histogram. It is the
-// filter of RPCMetrics and of otelgrpc's server handler alike.
-func Recorded(info *stats.RPCTagInfo) bool {
-	m := info.FullMethodName
-	return !strings.HasPrefix(m, "/grpc.health.v1.Health/") && !strings.HasPrefix(m, "/grpc.reflection.")
+// ProbeOrTool reports a method of the gRPC health or reflection services
+// (fullMethod as "/service/method"): what probes and tools call, not the
+// API. Such calls are neither traced nor counted (Recorded), nor held to
+// the server's limits on calls in flight.
+func ProbeOrTool(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.") || strings.HasPrefix(fullMethod, "/grpc.reflection.")
 }
+
+// Recorded reports whether a call is traced and counted: every call but a
+// probe's or a tool's (ProbeOrTool), which would make a root trace each
+// and dominate the histogram. It is the filter of RPCMetrics and of
+// otelgrpc's server handler alike.
+func Recorded(info *stats.RPCTagInfo) bool { return !ProbeOrTool(info.FullMethodName) }
 
 // TagRPC implements stats.Handler.
 func (r *RPCMetrics) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
