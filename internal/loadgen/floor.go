@@ -77,24 +77,33 @@ type FloorReport struct {
 	GRPCFloor      float64 `json:"grpc_floor"`
 	JetStreamFloor float64 `json:"jetstream_floor"`
 	CommandFloor   float64 `json:"command_floor"`
-	Create         *Report `json:"create"`
+	// GRPCFloorCPU and JetStreamFloorCPU are what a request of each floor
+	// cost; Create's, Get's and MixedHalf's are in their reports.
+	GRPCFloorCPU      CPUPer  `json:"grpc_floor_cpu"`
+	JetStreamFloorCPU CPUPer  `json:"jetstream_floor_cpu"`
+	Create            *Report `json:"create"`
 	// CreateRatios are CreateOrder ÷ command floor of each round.
 	CreateRatios []float64 `json:"create_ratios,omitempty"`
 	Get          *Report   `json:"get"`
 	// GetGRPCFloor is the gRPC floor measured in GetOrder's rounds, and
 	// GetRatios GetOrder ÷ that floor in each round.
-	GetGRPCFloor float64   `json:"get_grpc_floor"`
-	GetRatios    []float64 `json:"get_ratios,omitempty"`
-	MixedPeak    float64   `json:"mixed_peak"`
-	MixedHalf    *Report   `json:"mixed_half_peak"`
-	Lag          OpStats   `json:"append_to_visible"`
-	LagRate      float64   `json:"lag_rate"`
+	GetGRPCFloor    float64   `json:"get_grpc_floor"`
+	GetGRPCFloorCPU CPUPer    `json:"get_grpc_floor_cpu"`
+	GetRatios       []float64 `json:"get_ratios,omitempty"`
+	MixedPeak       float64   `json:"mixed_peak"`
+	MixedHalf       *Report   `json:"mixed_half_peak"`
+	Lag             OpStats   `json:"append_to_visible"`
+	LagRate         float64   `json:"lag_rate"`
 	// The log, its raw read and the rebuild.
-	FillMix        string  `json:"fill_mix"`
-	Events         uint64  `json:"events"`
-	Orders         int64   `json:"orders"`
-	RawRead        float64 `json:"raw_read_events_per_s"`
-	Rebuild        float64 `json:"rebuild_events_per_s"`
+	FillMix string  `json:"fill_mix"`
+	Events  uint64  `json:"events"`
+	Orders  int64   `json:"orders"`
+	RawRead float64 `json:"raw_read_events_per_s"`
+	Rebuild float64 `json:"rebuild_events_per_s"`
+	// RawReadCPU and RebuildCPU are per event; the rebuild's client only
+	// waits for its end.
+	RawReadCPU     CPUPer  `json:"raw_read_cpu"`
+	RebuildCPU     CPUPer  `json:"rebuild_cpu"`
 	ReadModelBytes int64   `json:"read_model_bytes"`
 	StreamBytes    uint64  `json:"stream_bytes"`
 	RSSBytes       int64   `json:"rss_bytes"`
@@ -102,11 +111,13 @@ type FloorReport struct {
 	StartEmpty     float64 `json:"startup_empty_s"`
 	StartWithLog   float64 `json:"startup_with_log_s"`
 	// ROLES=command, its own floors from the same run.
-	CmdGRPCFloor      float64   `json:"command_role_grpc_floor"`
-	CmdJetStreamFloor float64   `json:"command_role_jetstream_floor"`
-	CmdCommandFloor   float64   `json:"command_role_command_floor"`
-	CmdCreate         *Report   `json:"command_role_create"`
-	CmdCreateRatios   []float64 `json:"command_role_create_ratios,omitempty"`
+	CmdGRPCFloor         float64   `json:"command_role_grpc_floor"`
+	CmdJetStreamFloor    float64   `json:"command_role_jetstream_floor"`
+	CmdGRPCFloorCPU      CPUPer    `json:"command_role_grpc_floor_cpu"`
+	CmdJetStreamFloorCPU CPUPer    `json:"command_role_jetstream_floor_cpu"`
+	CmdCommandFloor      float64   `json:"command_role_command_floor"`
+	CmdCreate            *Report   `json:"command_role_create"`
+	CmdCreateRatios      []float64 `json:"command_role_create_ratios,omitempty"`
 }
 
 // commandFloor is one gRPC round trip plus one JetStream publish done one
@@ -188,7 +199,7 @@ func (cfg FloorConfig) say(format string, args ...any) {
 // after each CreateOrder slice, outside it, so that no floor is measured
 // while ordersd still works off that slice (the projection, the payments
 // manager). profile names CreateOrder's CPU profile.
-func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string, settle func(context.Context) error) (grpcRate, jsRate float64, create *Report, ratios []float64, err error) {
+func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string, settle func(context.Context) error) (grpcFloor, jsFloor, create *Report, ratios []float64, err error) {
 	cfg.say("gRPC floor (Health/Check), JetStream floor (publish expecting subject sequence 0 to new subjects) and %s, %d clients, %d rounds of %s each", name, cfg.Clients, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds))
 	createOrders := func(ctx context.Context, d time.Duration) (*Report, error) {
 		r, err := RunClosed(ctx, name, g, cfg.Clients, d, Mix{Create: 1}, 0)
@@ -197,12 +208,12 @@ func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, na
 		}
 		return r, err
 	}
-	rates, create, ratios, err := inRounds(ctx, cfg, p, profile, []phase{grpcFloorPhase(cfg, g), jetStreamFloorPhase(cfg, p)},
+	floors, create, ratios, err := inRounds(ctx, cfg, p, profile, []phase{grpcFloorPhase(cfg, g), jetStreamFloorPhase(cfg, p)},
 		func(r []float64) float64 { return commandFloor(r[0], r[1]) }, createOrders)
 	if err != nil {
-		return 0, 0, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return rates[0], rates[1], create, ratios, nil
+	return floors[0], floors[1], create, ratios, nil
 }
 
 // grpcFloorPhase is the gRPC floor as a phase: Health/Check with cfg's
@@ -235,27 +246,34 @@ func jetStreamFloorPhase(cfg FloorConfig, p *ordersd) phase {
 // getAgainstFloor measures GetOrder against the gRPC floor in rounds
 // (inRounds), and returns the floor, the merged GetOrder report and its
 // ratio to the floor in each round.
-func getAgainstFloor(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC) (grpcRate float64, get *Report, ratios []float64, err error) {
+func getAgainstFloor(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC) (grpcFloor, get *Report, ratios []float64, err error) {
 	cfg.say("gRPC floor (Health/Check) and GetOrder, %d clients, %d rounds of %s each", cfg.Clients, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds))
 	getOrders := func(ctx context.Context, d time.Duration) (*Report, error) {
 		return RunClosed(ctx, "get", g, cfg.Clients, d, Mix{Get: 1}, 0)
 	}
-	rates, get, ratios, err := inRounds(ctx, cfg, p, "cpu-get", []phase{grpcFloorPhase(cfg, g)},
+	floors, get, ratios, err := inRounds(ctx, cfg, p, "cpu-get", []phase{grpcFloorPhase(cfg, g)},
 		func(r []float64) float64 { return r[0] }, getOrders)
 	if err != nil {
-		return 0, nil, nil, err
+		return nil, nil, nil, err
 	}
-	return rates[0], get, ratios, nil
+	return floors[0], get, ratios, nil
 }
 
 // inRounds measures op against floors in cfg.Rounds interleaved rounds
 // (interleave), each phase for cfg.Phase/cfg.Rounds per round, and returns
-// each floor's merged rate, op's merged report, and op's rate over
+// each floor's merged report, op's merged report, and op's rate over
 // floorOf(the round's floor rates) in each round where that is positive.
+// Every report carries the CPU time its phases took (ordersd's, where p
+// is a process of its own, and the load generator's).
 // With cfg.ProfileDir set, op runs once more for cfg.Phase outside the
 // rounds, under a CPU profile of ordersd named profile.
-func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, floors []phase, floorOf func([]float64) float64, op phase) (rates []float64, merged *Report, ratios []float64, err error) {
-	reps, err := interleave(ctx, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds), append(slices.Clip(floors), op)...)
+func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, floors []phase, floorOf func([]float64) float64, op phase) (floorReps []*Report, merged *Report, ratios []float64, err error) {
+	clock := cpuClock{p.pid}
+	phases := make([]phase, 0, len(floors)+1)
+	for _, ph := range append(slices.Clip(floors), op) {
+		phases = append(phases, clock.metered(ph))
+	}
+	reps, err := interleave(ctx, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds), phases...)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -270,7 +288,7 @@ func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, 
 		}
 	}
 	for f := range floors {
-		rates = append(rates, okRate(mergeReports(reps[f][0].Target, reps[f])))
+		floorReps = append(floorReps, mergeReports(reps[f][0].Target, reps[f]))
 	}
 	if cfg.ProfileDir != "" {
 		cfg.say("%s for its CPU profile, %s", ops[0].Target, cfg.Phase)
@@ -281,7 +299,7 @@ func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, 
 			return nil, nil, nil, err
 		}
 	}
-	return rates, mergeReports(ops[0].Target, ops), ratios, nil
+	return floorReps, mergeReports(ops[0].Target, ops), ratios, nil
 }
 
 // phase is one measured part of a round: it runs for d and reports.
@@ -306,12 +324,15 @@ func interleave(ctx context.Context, rounds int, slice time.Duration, phases ...
 }
 
 // okRate is the rate of successful requests.
-func okRate(r *Report) float64 {
+func okRate(r *Report) float64 { return float64(okCount(r)) / r.Duration }
+
+// okCount is the number of successful requests.
+func okCount(r *Report) int64 {
 	var failed int64
 	for _, n := range r.Overall.Errors {
 		failed += n
 	}
-	return float64(r.Completed-failed) / r.Duration
+	return r.Completed - failed
 }
 
 func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorReport) error {
@@ -327,16 +348,21 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	}
 	defer g.Close()
 	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-	if rep.GRPCFloor, rep.JetStreamFloor, rep.Create, rep.CreateRatios, err = againstFloors(ctx, cfg, p, g, "create", "cpu-create", func(ctx context.Context) error {
+	gf, jf, create, ratios, err := againstFloors(ctx, cfg, p, g, "create", "cpu-create", func(ctx context.Context) error {
 		_, err := settle(ctx, admin)
 		return err
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
+	rep.GRPCFloor, rep.JetStreamFloor, rep.Create, rep.CreateRatios = okRate(gf), okRate(jf), create, ratios
+	rep.GRPCFloorCPU, rep.JetStreamFloorCPU = perRequest(gf), perRequest(jf)
 	rep.CommandFloor = commandFloor(rep.GRPCFloor, rep.JetStreamFloor)
-	if rep.GetGRPCFloor, rep.Get, rep.GetRatios, err = getAgainstFloor(ctx, cfg, p, g); err != nil {
+	gf, rep.Get, rep.GetRatios, err = getAgainstFloor(ctx, cfg, p, g)
+	if err != nil {
 		return err
 	}
+	rep.GetGRPCFloor, rep.GetGRPCFloorCPU = okRate(gf), perRequest(gf)
 	mix, _ := ParseMix("create=40,add=30,place=10,get=15,list=5")
 	if _, err := settle(ctx, admin); err != nil {
 		return err
@@ -351,7 +377,10 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	cfg.say("mixed load at half its peak (%.0f/s), %s", rep.MixedPeak/2, cfg.Phase)
-	if rep.MixedHalf, err = Run(ctx, "mixed-half-peak", g, Config{Rate: rep.MixedPeak / 2, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: mix}); err != nil {
+	clock := cpuClock{p.pid}
+	if rep.MixedHalf, err = clock.metered(func(ctx context.Context, d time.Duration) (*Report, error) {
+		return Run(ctx, "mixed-half-peak", g, Config{Rate: rep.MixedPeak / 2, Concurrency: 8 * cfg.Clients, Duration: d, Mix: mix})
+	})(ctx, cfg.Phase); err != nil {
 		return err
 	}
 	if _, err := settle(ctx, admin); err != nil {
@@ -409,13 +438,18 @@ func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *Fl
 	rep.RSSBytes, rep.PeakRSSBytes = p.rss()
 	p.heapProfile(cfg, "heap")
 
+	clock := cpuClock{p.pid}
 	cfg.say("raw ordered-consumer read of %d events", head)
+	r0 := clock.read()
 	if rep.RawRead, err = orders.ReadRate(ctx, head); err != nil {
 		return err
 	}
+	rep.RawReadCPU = clock.since(r0).perEvent(head)
 	cfg.say("rebuild of %d events", head)
 	stopProfile := p.profile(cfg, "cpu-rebuild", cfg.Phase)
+	r0 = clock.read()
 	rep.Rebuild, err = rebuild(ctx, admin, head)
+	rep.RebuildCPU = clock.since(r0).perEvent(head)
 	stopProfile()
 	return err
 }
@@ -431,9 +465,12 @@ func floorCommandRole(ctx context.Context, cfg FloorConfig, dir string, rep *Flo
 		return err
 	}
 	defer g.Close()
-	if rep.CmdGRPCFloor, rep.CmdJetStreamFloor, rep.CmdCreate, rep.CmdCreateRatios, err = againstFloors(ctx, cfg, p, g, "create-command-role", "cpu-create-command-role", nil); err != nil {
+	gf, jf, create, ratios, err := againstFloors(ctx, cfg, p, g, "create-command-role", "cpu-create-command-role", nil)
+	if err != nil {
 		return err
 	}
+	rep.CmdGRPCFloor, rep.CmdJetStreamFloor, rep.CmdCreate, rep.CmdCreateRatios = okRate(gf), okRate(jf), create, ratios
+	rep.CmdGRPCFloorCPU, rep.CmdJetStreamFloorCPU = perRequest(gf), perRequest(jf)
 	rep.CmdCommandFloor = commandFloor(rep.CmdGRPCFloor, rep.CmdJetStreamFloor)
 	return nil
 }
@@ -589,7 +626,10 @@ func readModelSize(dir string) (orders, size int64, err error) {
 
 // ordersd is one ordersd child process.
 type ordersd struct {
-	cmd                     *exec.Cmd
+	cmd *exec.Cmd
+	// pid is ordersd's process, whose CPU time the phases measure; 0 when
+	// it is not a process of its own (then only the load generator's is).
+	pid                     int
 	grpc, http, nats, debug string
 	startup                 time.Duration
 	done                    chan struct{}
@@ -648,6 +688,7 @@ func startOrdersd(ctx context.Context, cfg FloorConfig, dir, roles string) (*ord
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", cfg.Ordersd, err)
 	}
+	p.pid = p.cmd.Process.Pid
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	c := &http.Client{Timeout: time.Second}
 	for {
@@ -699,7 +740,7 @@ func (p *ordersd) stop() {
 // rss returns the process's resident set and its peak, from /proc (0 where
 // there is none).
 func (p *ordersd) rss() (rss, peak int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
 	if err != nil {
 		return 0, 0
 	}
@@ -777,8 +818,8 @@ func (r *FloorReport) Markdown() string {
 // from this one run.
 func (r *FloorReport) String() string {
 	var b strings.Builder
-	row := func(measure, value, ratio string) {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", measure, value, ratio)
+	row := func(measure, value, ratio string, cpu CPUPer) {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", measure, value, ratio, cpu)
 	}
 	div := func(a, b float64) float64 {
 		if b == 0 {
@@ -791,10 +832,10 @@ func (r *FloorReport) String() string {
 	if r.Rounds > 1 {
 		rounds = fmt.Sprintf("; CreateOrder and GetOrder in %d rounds interleaved with their floors", r.Rounds)
 	}
-	fmt.Fprintf(&b, "| measure (%d clients, closed loop unless said%s) | value | ratio |\n|---|---|---|\n", r.Clients, rounds)
-	row("gRPC floor: grpc.health.v1.Health/Check", fmt.Sprintf("%.0f/s", r.GRPCFloor), "(reference)")
-	row("JetStream floor: publish expecting subject sequence 0, new subjects", fmt.Sprintf("%.0f/s", r.JetStreamFloor), "(reference)")
-	row("command floor: 1 / (1/gRPC + 1/JetStream)", fmt.Sprintf("%.0f/s", r.CommandFloor), "(reference)")
+	fmt.Fprintf(&b, "| measure (%d clients, closed loop unless said%s) | value | ratio | CPU per request: ordersd + load generator |\n|---|---|---|---|\n", r.Clients, rounds)
+	row("gRPC floor: grpc.health.v1.Health/Check", fmt.Sprintf("%.0f/s", r.GRPCFloor), "(reference)", r.GRPCFloorCPU)
+	row("JetStream floor: publish expecting subject sequence 0, new subjects", fmt.Sprintf("%.0f/s", r.JetStreamFloor), "(reference)", r.JetStreamFloorCPU)
+	row("command floor: 1 / (1/gRPC + 1/JetStream)", fmt.Sprintf("%.0f/s", r.CommandFloor), "(reference)", r.GRPCFloorCPU.add(r.JetStreamFloorCPU))
 	// With rounds, the ratio is that of the merged phases, followed by
 	// the range of the rounds' own.
 	ratio := func(op *Report, floor float64, rounds []float64) string {
@@ -804,15 +845,34 @@ func (r *FloorReport) String() string {
 		}
 		return out
 	}
-	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios))
-	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor),
-		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios))
-	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s)", okRate(r.Get), r.Get.Overall.P99, r.GetGRPCFloor), ratio(r.Get, r.GetGRPCFloor, r.GetRatios))
-	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate), "")
-	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms)", r.Lag.P99, r.Lag.P50), "")
-	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events (filled with %s)", r.Events, r.FillMix), fmt.Sprintf("%.0f/s vs %.0f/s", r.Rebuild, r.RawRead), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)))
-	row("read model bytes per order", fmt.Sprintf("%.0f B (%.1f MiB for %d orders)", div(float64(r.ReadModelBytes), float64(r.Orders)), mib(r.ReadModelBytes), r.Orders), "")
-	row(fmt.Sprintf("ordersd RSS after %d events (embedded NATS)", r.Events), fmt.Sprintf("%.0f MiB (peak %.0f MiB; stream %.0f MiB)", mib(r.RSSBytes), mib(r.PeakRSSBytes), mib(int64(r.StreamBytes))), "")
-	row("start-up to ready: empty, then on the log with a current checkpoint", fmt.Sprintf("%.2f s, %.2f s", r.StartEmpty, r.StartWithLog), "")
+	// The CPU of a reference measured beside a row's operation (the raw
+	// read, GetOrder's and ROLES=command's floors) goes in the row's value:
+	// the last column is the operation's own.
+	inParens := func(what string, c CPUPer) string {
+		if s := c.String(); s != "" {
+			return " (" + what + s + ")"
+		}
+		return ""
+	}
+	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios), perRequest(r.Create))
+	cmdFloorCPU := ""
+	if c := r.CmdGRPCFloorCPU.add(r.CmdJetStreamFloorCPU).String(); c != "" {
+		cmdFloorCPU = "; both " + c
+	}
+	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor, cmdFloorCPU),
+		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios), perRequest(r.CmdCreate))
+	getFloorCPU := ""
+	if c := r.GetGRPCFloorCPU.String(); c != "" {
+		getFloorCPU = ", " + c
+	}
+	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(r.Get), r.Get.Overall.P99, r.GetGRPCFloor, getFloorCPU),
+		ratio(r.Get, r.GetGRPCFloor, r.GetRatios), perRequest(r.Get))
+	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate), "", perRequest(r.MixedHalf))
+	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms)", r.Lag.P99, r.Lag.P50), "", CPUPer{})
+	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events (filled with %s); CPU per event", r.Events, r.FillMix),
+		fmt.Sprintf("%.0f/s vs %.0f/s%s", r.Rebuild, r.RawRead, inParens("the raw read ", r.RawReadCPU)), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)), r.RebuildCPU)
+	row("read model bytes per order", fmt.Sprintf("%.0f B (%.1f MiB for %d orders)", div(float64(r.ReadModelBytes), float64(r.Orders)), mib(r.ReadModelBytes), r.Orders), "", CPUPer{})
+	row(fmt.Sprintf("ordersd RSS after %d events (embedded NATS)", r.Events), fmt.Sprintf("%.0f MiB (peak %.0f MiB; stream %.0f MiB)", mib(r.RSSBytes), mib(r.PeakRSSBytes), mib(int64(r.StreamBytes))), "", CPUPer{})
+	row("start-up to ready: empty, then on the log with a current checkpoint", fmt.Sprintf("%.2f s, %.2f s", r.StartEmpty, r.StartWithLog), "", CPUPer{})
 	return b.String()
 }

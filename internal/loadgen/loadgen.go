@@ -142,7 +142,10 @@ type Report struct {
 	Throughput float64         `json:"throughput"`
 	Overall    OpStats         `json:"overall"`
 	Ops        map[Op]*OpStats `json:"ops"`
-	hist       map[Op]*hdrhistogram.Histogram
+	// CPU is what the run cost in processor time, where it was measured
+	// (ordersbench floor's phases).
+	CPU  *CPU `json:"cpu,omitempty"`
+	hist map[Op]*hdrhistogram.Histogram
 }
 
 // Run drives t with cfg until cfg.Duration has passed and every request
@@ -276,13 +279,20 @@ func (r *recorder) finish(elapsed time.Duration) *Report {
 
 // mergeReports is the report of parts run one after another as one run
 // named name: their durations, counts and errors added up, their latency
-// histograms merged, the throughput over the summed duration. The offered
-// rate is the last part's (the parts of one phase share it).
+// histograms merged, the throughput over the summed duration, their CPU
+// added up when every part has it. The offered rate is the last part's
+// (the parts of one phase share it).
 func mergeReports(name string, parts []*Report) *Report {
 	rec := newRecorder(name)
 	m := rec.rep
 	var elapsed time.Duration
+	cpu, metered := CPU{}, len(parts) > 0
 	for _, p := range parts {
+		if p.CPU == nil {
+			metered = false
+		} else {
+			cpu = cpu.add(*p.CPU)
+		}
 		elapsed += time.Duration(p.Duration * float64(time.Second))
 		m.Dropped += p.Dropped
 		m.Rate = p.Rate
@@ -296,7 +306,11 @@ func mergeReports(name string, parts []*Report) *Report {
 			}
 		}
 	}
-	return rec.finish(elapsed)
+	m = rec.finish(elapsed)
+	if metered {
+		m.CPU = &cpu
+	}
+	return m
 }
 
 // RunClosed drives t with a closed loop: clients goroutines each send the

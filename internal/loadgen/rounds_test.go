@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -156,18 +157,24 @@ func TestInterleaveAlternatesPhases(t *testing.T) {
 // Against a running ordersd, the interleaved rounds give one ratio per
 // round and the merged phases: the floors and CreateOrder each ran once
 // per round, for the round's share of the phase, and settle ran after
-// each CreateOrder slice.
+// each CreateOrder slice. Each merged phase says what it cost in CPU, on
+// both sides (here one process: the ordersd is in the test's).
 func TestAgainstFloorsInRounds(t *testing.T) {
 	a, g := inProcessOrdersd(t, map[string]string{"ROLES": "command"})
 	cfg := FloorConfig{Clients: 2, Phase: 300 * time.Millisecond, Rounds: 3, Progress: io.Discard}
 	settled := 0
-	grpcRate, jsRate, create, ratios, err := againstFloors(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS}, g, "create", "cpu-create",
+	grpcFloor, jsFloor, create, ratios, err := againstFloors(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS, pid: os.Getpid()}, g, "create", "cpu-create",
 		func(context.Context) error { settled++; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if grpcRate <= 0 || jsRate <= 0 {
-		t.Fatalf("floors %v/s gRPC, %v/s JetStream", grpcRate, jsRate)
+	if okRate(grpcFloor) <= 0 || okRate(jsFloor) <= 0 {
+		t.Fatalf("floors %v/s gRPC, %v/s JetStream", okRate(grpcFloor), okRate(jsFloor))
+	}
+	for _, r := range []*Report{grpcFloor, jsFloor, create} {
+		if c := perRequest(r); c.Server <= 0 || c.Client <= 0 {
+			t.Fatalf("%s: CPU %+v per request (%+v in all)", r.Target, c, r.CPU)
+		}
 	}
 	if len(ratios) != 3 || settled != 3 {
 		t.Fatalf("%d ratios and %d settles, want one of each per round: %v", len(ratios), settled, ratios)
@@ -233,8 +240,12 @@ func TestGetAgainstFloorInRounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if floor <= 0 || len(ratios) != 3 {
-		t.Fatalf("floor %v/s, ratios %v: want a floor and one ratio per round", floor, ratios)
+	if okRate(floor) <= 0 || len(ratios) != 3 {
+		t.Fatalf("floor %v/s, ratios %v: want a floor and one ratio per round", okRate(floor), ratios)
+	}
+	// Without a process of its own, ordersd's CPU is not told apart.
+	if c := perRequest(get); c.Server != 0 || c.Client <= 0 || c.String() == "" || c.String()[0] != '?' {
+		t.Fatalf("GetOrder's CPU with an in-process ordersd: %+v (%q)", c, c)
 	}
 	if get.Target != "get" || get.Completed == 0 || len(get.Overall.Errors) != 0 || get.Duration < 0.3 {
 		t.Fatalf("GetOrder: %q, %d completed in %.3f s, errors %v", get.Target, get.Completed, get.Duration, get.Overall.Errors)
