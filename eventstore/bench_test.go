@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -360,4 +361,24 @@ func BenchmarkLoadLatest(b *testing.B) {
 func benchR3Store(b *testing.B) *eventstore.Store {
 	_, js := estest.ConnectURL(b, estest.StartCluster(b, 3).URLs())
 	return estest.ReplicatedStore(b, js)
+}
+
+// BenchmarkEncodeEvent is the headers of one event as a command writes
+// it (every metadata field, the hash chain, a trace context), built once
+// per append.
+//
+//	go test ./eventstore -run '^$' -bench EncodeEvent -benchmem
+func BenchmarkEncodeEvent(b *testing.B) {
+	hash := strings.Repeat("ab", 32)
+	ev := eventstore.EventData{Type: "OrderCreated", Data: make([]byte, 300), Meta: eventstore.Metadata{
+		RequestID: "req-0123456789abcdef", RequestFingerprint: hash, CorrelationID: "req-0123456789abcdef",
+		CausationID: "req-0123456789abcdef", Actor: "clerk:bench", OccurredAt: time.Date(2026, 12, 5, 17, 0, 0, 123456789, time.UTC),
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Hash: hash, PrevHash: hash,
+	}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := eventstore.EncodeEvent(ev, 7); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -240,12 +240,15 @@ var metaIndex = func() (idx [256]uint8) {
 	return idx
 }()
 
-// appendMetaField appends one field of a HeaderMeta value.
-func appendMetaField[T string | []byte](b []byte, tag byte, v T) []byte {
-	b = append(b, tag)
-	b = strconv.AppendInt(b, int64(len(v)), 10)
-	b = append(b, ':')
-	return append(b, v...)
+// writeMetaHead writes the head of one field of a HeaderMeta value, its
+// tag and length; the value follows it. A strings.Builder, not a byte
+// slice: the header value is a string, and the builder's bytes become it
+// without a copy.
+func writeMetaHead(b *strings.Builder, tag byte, n int) {
+	var d [20]byte
+	b.WriteByte(tag)
+	b.Write(strconv.AppendInt(d[:0], int64(n), 10))
+	b.WriteByte(':')
 }
 
 // eventHeader builds the headers of one event at version of its order in
@@ -299,17 +302,22 @@ func eventHeader(ev *EventData, version uint64, f HeaderFormat) (nats.Header, er
 		set(HeaderOccurredAt, string(at))
 		set(HeaderVersion, ver)
 	} else {
-		b := make([]byte, 0, n+len(at)+len(ver)+16)
-		b = append(b, metaPrefix...)
+		var b strings.Builder
+		b.Grow(n + len(at) + len(ver) + 16)
+		b.WriteString(metaPrefix)
 		for i, fl := range metaFields {
 			if v := *metaString(i, typ, m); v != "" {
-				b = appendMetaField(b, fl.tag, v)
+				writeMetaHead(&b, fl.tag, len(v))
+				b.WriteString(v)
 			}
 		}
 		if at != nil {
-			b = appendMetaField(b, tagOccurredAt, at)
+			writeMetaHead(&b, tagOccurredAt, len(at))
+			b.Write(at)
 		}
-		h[HeaderMeta] = []string{string(appendMetaField(b, tagVersion, ver))}
+		writeMetaHead(&b, tagVersion, len(ver))
+		b.WriteString(ver)
+		h[HeaderMeta] = []string{b.String()}
 	}
 	for _, kv := range trace {
 		set(kv.k, kv.v)

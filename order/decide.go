@@ -71,12 +71,11 @@ func decideCreate(s State, c CreateOrder) ([]Event, error) {
 		return nil, invalid("lines", "must have at most "+strconv.Itoa(MaxLines)+" lines")
 	}
 	for i, l := range c.Lines {
-		prefix := "lines[" + strconv.Itoa(i) + "]."
-		if err := validateLine(prefix, l); err != nil {
-			return nil, err
+		if field, reason := lineProblem(l); reason != "" {
+			return nil, invalid(lineField(i, field), reason)
 		}
 		if j := lineIndex(c.Lines[:i], l.SKU); j >= 0 {
-			return nil, invalid(prefix+"sku", fmt.Sprintf("duplicates lines[%d].sku %q; a SKU may appear once per order", j, l.SKU))
+			return nil, invalid(lineField(i, "sku"), fmt.Sprintf("duplicates lines[%d].sku %q; a SKU may appear once per order", j, l.SKU))
 		}
 	}
 	if _, ok := total(c.Lines); !ok {
@@ -104,8 +103,8 @@ func decideCreate(s State, c CreateOrder) ([]Event, error) {
 }
 
 func decideAddItem(s State, c AddItem) ([]Event, error) {
-	if err := validateLine("", Line{SKU: c.SKU, Quantity: c.Quantity, UnitPrice: c.UnitPrice}); err != nil {
-		return nil, err
+	if field, reason := lineProblem(Line{SKU: c.SKU, Quantity: c.Quantity, UnitPrice: c.UnitPrice}); reason != "" {
+		return nil, invalid(field, reason)
 	}
 	if !s.Exists() {
 		return nil, errNoOrder()
@@ -142,11 +141,9 @@ func decideRemoveItem(s State, c RemoveItem) ([]Event, error) {
 }
 
 func decideChangeQuantity(s State, c ChangeItemQuantity) ([]Event, error) {
-	if err := validateID("sku", c.SKU); err != nil {
-		return nil, err
-	}
-	if err := validateQuantity("quantity", c.Quantity); err != nil {
-		return nil, err
+	// A line of any valid unit price: the quantity is what changes.
+	if field, reason := lineProblem(Line{SKU: c.SKU, Quantity: c.Quantity}); reason != "" {
+		return nil, invalid(field, reason)
 	}
 	if !s.Exists() {
 		return nil, errNoOrder()

@@ -19,18 +19,30 @@ func ValidateID(field, v string) error { return validateID(field, v) }
 // look-alike Unicode or invisible characters (C1 controls, zero-width and
 // other format characters) would make two ids that print the same differ.
 func validateID(field, v string) error {
+	if r := idProblem(v); r != "" {
+		return invalid(field, r)
+	}
+	return nil
+}
+
+// The *Problem functions say why a value is invalid, "" when it is not,
+// so that a caller that names the field by its place (lines[3].sku,
+// shipping_address.city) builds the name only for an error: a valid
+// request allocates nothing for its fields' names.
+
+func idProblem(v string) string {
 	if v == "" {
-		return invalid(field, "is required")
+		return "is required"
 	}
 	if len(v) > MaxIDLen {
-		return invalid(field, "must be at most "+strconv.Itoa(MaxIDLen)+" characters")
+		return "must be at most " + strconv.Itoa(MaxIDLen) + " characters"
 	}
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c < 0x21 || c > 0x7e {
-			return invalid(field, "must contain only printable ASCII characters without spaces")
+			return "must contain only printable ASCII characters without spaces"
 		}
 	}
-	return nil
+	return ""
 }
 
 // TextRuneAllowed reports whether free text may hold r (see the package
@@ -63,19 +75,26 @@ const (
 // console, the CLI or a log differ from what is stored), and, when
 // required, something other than spaces.
 func validateText(field, v string, required bool) error {
-	if !utf8.ValidString(v) {
-		return invalid(field, "must be valid UTF-8")
-	}
-	if utf8.RuneCountInString(v) > MaxTextLen {
-		return invalid(field, "must be at most "+strconv.Itoa(MaxTextLen)+" characters")
-	}
-	if strings.ContainsFunc(v, func(r rune) bool { return !TextRuneAllowed(r) }) {
-		return invalid(field, "must not contain control, format (bidi, zero-width) or line separator characters")
-	}
-	if required && strings.TrimSpace(v) == "" {
-		return invalid(field, "is required")
+	if r := textProblem(v, required); r != "" {
+		return invalid(field, r)
 	}
 	return nil
+}
+
+func textProblem(v string, required bool) string {
+	if !utf8.ValidString(v) {
+		return "must be valid UTF-8"
+	}
+	if utf8.RuneCountInString(v) > MaxTextLen {
+		return "must be at most " + strconv.Itoa(MaxTextLen) + " characters"
+	}
+	if strings.ContainsFunc(v, func(r rune) bool { return !TextRuneAllowed(r) }) {
+		return "must not contain control, format (bidi, zero-width) or line separator characters"
+	}
+	if required && strings.TrimSpace(v) == "" {
+		return "is required"
+	}
+	return ""
 }
 
 // upperLetters reports whether v is exactly n letters A-Z.
@@ -101,30 +120,23 @@ func validateCurrency(field, v string) error {
 	return nil
 }
 
-func validateQuantity(field string, q int64) error {
-	if q < 1 || q > MaxQuantity {
-		return invalid(field, "must be between 1 and "+strconv.Itoa(MaxQuantity))
-	}
-	return nil
-}
+// lineField names field of the i-th line of a CreateOrder.
+func lineField(i int, field string) string { return "lines[" + strconv.Itoa(i) + "]." + field }
 
-func validateUnitPrice(field string, p int64) error {
-	if p < 0 || p > MaxUnitPrice {
-		return invalid(field, "must be between 0 and "+strconv.FormatInt(MaxUnitPrice, 10))
+// lineProblem returns the field of l that is invalid ("sku", "quantity"
+// or "unit_price") and why, or "", "" when l is valid. The field is
+// top-level for AddItem and under "lines[i]." inside CreateOrder.
+func lineProblem(l Line) (field, reason string) {
+	if r := idProblem(l.SKU); r != "" {
+		return "sku", r
 	}
-	return nil
-}
-
-// validateLine checks one line; prefix is "" for AddItem, whose fields are
-// top-level, or "lines[i]." inside CreateOrder.
-func validateLine(prefix string, l Line) error {
-	if err := validateID(prefix+"sku", l.SKU); err != nil {
-		return err
+	if l.Quantity < 1 || l.Quantity > MaxQuantity {
+		return "quantity", "must be between 1 and " + strconv.Itoa(MaxQuantity)
 	}
-	if err := validateQuantity(prefix+"quantity", l.Quantity); err != nil {
-		return err
+	if l.UnitPrice < 0 || l.UnitPrice > MaxUnitPrice {
+		return "unit_price", "must be between 0 and " + strconv.FormatInt(MaxUnitPrice, 10)
 	}
-	return validateUnitPrice(prefix+"unit_price", l.UnitPrice)
+	return "", ""
 }
 
 func validateAddress(prefix string, a Address) error {
@@ -141,8 +153,8 @@ func validateAddress(prefix string, a Address) error {
 		{"postal_code", a.PostalCode, false},
 	}
 	for _, f := range fields {
-		if err := validateText(prefix+f.name, f.value, f.required); err != nil {
-			return err
+		if r := textProblem(f.value, f.required); r != "" {
+			return invalid(prefix+f.name, r)
 		}
 	}
 	if a.Country == "" {

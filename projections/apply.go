@@ -134,6 +134,12 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 		m.durable, m.appliedKnown = m.applied, true
 	}
 	cp := m.applied
+	if changes != nil {
+		// Room for the batch at once: a Change holds a whole order's
+		// state, and growing the slice by appends copied each one about
+		// twice.
+		*changes = slices.Grow(*changes, len(items))
+	}
 	bt := &batch{ctx: sctx, tx: tx, changes: changes, now: time.Now().UTC(),
 		// Statements prepared once on the write connection, bound to this
 		// transaction: nothing is parsed per event.

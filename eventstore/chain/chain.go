@@ -117,7 +117,10 @@ func Compute(prevHex string, f Fields) (string, error) {
 	b = field(b, f.RequestID)
 	b = field(b, f.Payload)
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	// Encoded on the stack: EncodeToString allocates twice.
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:]), nil
 }
 
 // field appends a length-prefixed field, so that no two different field

@@ -650,7 +650,10 @@ func eachMessage(m protoreflect.Message, visit func(protoreflect.Message) bool) 
 // the SHA-256 of its digest, hex-encoded.
 func plainFingerprint(digest []byte) string {
 	h := sha256.Sum256(digest)
-	return hex.EncodeToString(h[:])
+	// Encoded on the stack: EncodeToString allocates twice.
+	var b [2 * sha256.Size]byte
+	hex.Encode(b[:], h[:])
+	return string(b[:])
 }
 
 // discardUnknown drops unknown fields from m and the messages in it: fields
