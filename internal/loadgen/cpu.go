@@ -159,3 +159,12 @@ func (c cpuClock) metered(ph phase) phase {
 		return r, err
 	}
 }
+
+// cpuRatio is a floor's CPU per request over an operation's, both sides
+// added up; 0 unless both were measured on both sides.
+func cpuRatio(floor, op CPUPer) float64 {
+	if floor.Server <= 0 || floor.Client <= 0 || op.Server <= 0 || op.Client <= 0 {
+		return 0
+	}
+	return (floor.Server + floor.Client) / (op.Server + op.Client)
+}

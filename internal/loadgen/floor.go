@@ -838,10 +838,20 @@ func (r *FloorReport) String() string {
 	row("command floor: 1 / (1/gRPC + 1/JetStream)", fmt.Sprintf("%.0f/s", r.CommandFloor), "(reference)", r.GRPCFloorCPU.add(r.JetStreamFloorCPU))
 	// With rounds, the ratio is that of the merged phases, followed by
 	// the range of the rounds' own.
-	ratio := func(op *Report, floor float64, rounds []float64) string {
-		out := fmt.Sprintf("%.2f", div(okRate(op), floor))
+	// After the rounds' range, the floor's CPU per request over the
+	// operation's (both sides): about what the ratio reaches when the
+	// phases keep the cores busy.
+	ratio := func(op *Report, floor float64, rounds []float64, floorCPU CPUPer) string {
+		var notes []string
 		if len(rounds) > 1 {
-			out += fmt.Sprintf(" (rounds %.2f–%.2f)", slices.Min(rounds), slices.Max(rounds))
+			notes = append(notes, fmt.Sprintf("rounds %.2f–%.2f", slices.Min(rounds), slices.Max(rounds)))
+		}
+		if c := cpuRatio(floorCPU, perRequest(op)); c > 0 {
+			notes = append(notes, fmt.Sprintf("CPU %.2f", c))
+		}
+		out := fmt.Sprintf("%.2f", div(okRate(op), floor))
+		if len(notes) > 0 {
+			out += " (" + strings.Join(notes, "; ") + ")"
 		}
 		return out
 	}
@@ -854,19 +864,19 @@ func (r *FloorReport) String() string {
 		}
 		return ""
 	}
-	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios), perRequest(r.Create))
+	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios, r.GRPCFloorCPU.add(r.JetStreamFloorCPU)), perRequest(r.Create))
 	cmdFloorCPU := ""
 	if c := r.CmdGRPCFloorCPU.add(r.CmdJetStreamFloorCPU).String(); c != "" {
 		cmdFloorCPU = "; both " + c
 	}
 	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor, cmdFloorCPU),
-		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios), perRequest(r.CmdCreate))
+		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios, r.CmdGRPCFloorCPU.add(r.CmdJetStreamFloorCPU)), perRequest(r.CmdCreate))
 	getFloorCPU := ""
 	if c := r.GetGRPCFloorCPU.String(); c != "" {
 		getFloorCPU = ", " + c
 	}
 	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(r.Get), r.Get.Overall.P99, r.GetGRPCFloor, getFloorCPU),
-		ratio(r.Get, r.GetGRPCFloor, r.GetRatios), perRequest(r.Get))
+		ratio(r.Get, r.GetGRPCFloor, r.GetRatios, r.GetGRPCFloorCPU), perRequest(r.Get))
 	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate), "", perRequest(r.MixedHalf))
 	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms)", r.Lag.P99, r.Lag.P50), "", CPUPer{})
 	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events (filled with %s); CPU per event", r.Events, r.FillMix),

@@ -120,7 +120,7 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 	for _, want := range []string{
 		"#### 2026-12-05 15:20 UTC, ordersd 53be4a5\n\n2026-12-05, 15:20–15:22 UTC; 2 CPUs, linux/amd64;",
 		"```sh\nordersbench floor --clients 32 --phase 5s --rounds 5 --events 100000 --fill-mix create=1 --lag-rate 1000 --env GOGC=50 --env 'OTEL_RESOURCE_ATTRIBUTES=team=a b,it'\\''s'\n```\n\n| measure",
-		"| CreateOrder, all roles ÷ command floor | 100/s (p99 0.0 ms) | 1.00 | 300 + 70 µs |",
+		"| CreateOrder, all roles ÷ command floor | 100/s (p99 0.0 ms) | 1.00 (CPU 0.33) | 300 + 70 µs |",
 		"| command floor: 1 / (1/gRPC + 1/JetStream) | 100/s | (reference) | 57 + 66 µs |",
 		"| GetOrder ÷ gRPC floor | 100/s (p99 0.0 ms; gRPC floor beside it 0/s) | 0.00 |  |",
 	} {
