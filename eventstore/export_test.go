@@ -7,3 +7,7 @@ package eventstore
 func Remember(s *Store, orderID string, version, position uint64) {
 	s.versions.remember(orderID, version, position)
 }
+
+// Seen returns the highest position of orderID's events that s remembers
+// seeing acknowledged or read: what LoadLatest holds a leader's answer to.
+func Seen(s *Store, orderID string) uint64 { return s.versions.seen(orderID) }

@@ -86,3 +86,37 @@ func TestLoadLatestDuringAppendsIsNotALeaderBehind(t *testing.T) {
 		}
 	}
 }
+
+// A retried append that the store answers with the original result is
+// acknowledged like any other, and counts for LoadLatest's check of the
+// leader. After a leader change a publish is retried, and on a replicated
+// stream the server answers the retry as a duplicate of the original.
+// Another process (a second store on the same stream) retries a request
+// the first appended, and must remember the order at the original
+// position; without it, a former leader's answer lacking the order would
+// be taken for the truth, and a command rejected as if the order did not
+// exist.
+func TestDuplicateAppendIsRememberedForLoadLatest(t *testing.T) {
+	_, js := estest.ConnectURL(t, estest.StartCluster(t, 3).URLs())
+	ctx := t.Context()
+	first := estest.ReplicatedStore(t, js)
+	retrier, err := eventstore.New(ctx, js, eventstore.WithReplicas(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := []eventstore.EventData{{Type: "OrderCreated", Data: []byte("created"), Meta: eventstore.Metadata{RequestID: "r-1"}}}
+	orig, err := first.Append(ctx, "o-1", 0, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := eventstore.Seen(retrier, "o-1"); n != 0 {
+		t.Fatalf("the retrier saw o-1 at %d before it touched it", n)
+	}
+	res, err := retrier.Append(ctx, "o-1", 0, events)
+	if err != nil || !res.Duplicate || res.Position != orig.Position || res.Version != 1 {
+		t.Fatalf("retry = %+v, %v; want the original (position %d, version 1) as a duplicate", res, err, orig.Position)
+	}
+	if n := eventstore.Seen(retrier, "o-1"); n != orig.Position {
+		t.Fatalf("after the retry the retrier remembers o-1 at %d, want %d", n, orig.Position)
+	}
+}
