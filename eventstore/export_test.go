@@ -1,5 +1,12 @@
 package eventstore
 
+import (
+	"context"
+	"errors"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
 // Remember makes s remember that it saw orderID's event at version and
 // position, as an append or a load would: for tests that need a position
 // no single server can produce, such as one a newer stream leader
@@ -11,3 +18,18 @@ func Remember(s *Store, orderID string, version, position uint64) {
 // Seen returns the highest position of orderID's events that s remembers
 // seeing acknowledged or read: what LoadLatest holds a leader's answer to.
 func Seen(s *Store, orderID string) uint64 { return s.versions.seen(orderID) }
+
+// ReadOnFromLeader is readOnFromLeader, its message gets answered by the
+// stream leader, or, when former is set, by a former leader that lacks
+// every event (as one that has not stepped down after a partition).
+func ReadOnFromLeader(ctx context.Context, s *Store, orderID string, recs []Recorded, afterPosition, last uint64, former bool) ([]Recorded, error) {
+	get := messageGet(s.leaderGet)
+	if former {
+		get = func(context.Context, msgGetRequest) (*jetstream.RawStreamMsg, bool, error) { return nil, false, nil }
+	}
+	return s.readOnFromLeader(ctx, orderID, recs, afterPosition, last, get)
+}
+
+// AllowDeletes makes s take its stream for one that lets events be
+// deleted, as Immutable would report it.
+func AllowDeletes(s *Store) { s.mutable = errors.New("test: the stream allows deletes") }

@@ -84,14 +84,35 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 	if err != nil {
 		return nil, err
 	}
+	return s.readOnFromLeader(ctx, orderID, recs, afterPosition, last, s.leaderGet)
+}
+
+// messageGet is a message get from the stream leader (leaderGet).
+type messageGet func(ctx context.Context, req msgGetRequest) (*jetstream.RawStreamMsg, bool, error)
+
+// readOnFromLeader appends to recs, the order's events after afterPosition
+// that a replica answered, the ones after them up to last, which the
+// leader named as the order's last event: one by one, with get, from the
+// leader. A leader that then lacks one is not the leader that named it:
+// after a partition heals, a former leader can answer the next question
+// before it learns it was replaced, and its log lacks what the new one
+// acknowledged. On an immutable stream that is ErrUnavailable, to be
+// retried, never a history that ends early; on a stream that allows
+// deletes it is an event deleted since, and the history ends there.
+func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Recorded, afterPosition, last uint64, get messageGet) ([]Recorded, error) {
+	subject := s.Subject(orderID)
 	have := afterPosition
 	if n := len(recs); n > 0 {
 		have = recs[n-1].Position
 	}
 	for have < last {
-		raw, found, err := s.leaderGet(ctx, msgGetRequest{Seq: have + 1, NextFor: subject})
+		raw, found, err := get(ctx, msgGetRequest{Seq: have + 1, NextFor: subject})
 		if err != nil {
 			return nil, classify(fmt.Sprintf("load order %s after position %d from the stream leader", orderID, have), err)
+		}
+		if !found && s.mutable == nil {
+			return nil, fmt.Errorf("%w: load order %s: the stream leader that answered has nothing after position %d, where its last event is at %d (a former leader that has not stepped down yet)",
+				ErrUnavailable, orderID, have, last)
 		}
 		if !found {
 			break // deleted since the leader named its last event

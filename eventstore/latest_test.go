@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/orderstream/orderstream/eventstore"
@@ -118,5 +119,45 @@ func TestDuplicateAppendIsRememberedForLoadLatest(t *testing.T) {
 	}
 	if n := eventstore.Seen(retrier, "o-1"); n != orig.Position {
 		t.Fatalf("after the retry the retrier remembers o-1 at %d, want %d", n, orig.Position)
+	}
+}
+
+// LoadLatest reads from the leader what a lagging replica did not have.
+// When the server answering those questions lacks an event the leader
+// named as the order's last (a former leader answering after a partition
+// healed), the answer is ErrUnavailable, to be retried: a history cut
+// short there would have a command rejected on a state the order has
+// left, or as if the order did not exist. On a stream that allows
+// deletes the event may have been deleted since, and the history ends
+// where the log's does.
+func TestLoadLatestRefusesAHistoryCutShortByAFormerLeader(t *testing.T) {
+	_, js := estest.Connect(t, estest.StartServer(t))
+	ctx := t.Context()
+	s, err := eventstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := range uint64(3) {
+		if _, err := s.Append(ctx, "o-1", v, []eventstore.EventData{{Type: "Test", Data: []byte{byte(v)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.LoadAfter(ctx, "o-1", 0)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("LoadAfter = %d events, %v", len(all), err)
+	}
+	last := all[2].Position
+	// A replica that had the first event only; the leader has the rest.
+	got, err := eventstore.ReadOnFromLeader(ctx, s, "o-1", slices.Clone(all[:1]), 0, last, false)
+	if err != nil || len(got) != 3 || got[1].Position != all[1].Position || got[2].Position != last || got[2].Version != 3 {
+		t.Fatalf("the rest from the leader = %+v, %v; want all three events", got, err)
+	}
+	if _, err := eventstore.ReadOnFromLeader(ctx, s, "o-1", slices.Clone(all[:1]), 0, last, true); !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("the rest from a former leader: %v, want ErrUnavailable", err)
+	}
+	eventstore.AllowDeletes(s)
+	got, err = eventstore.ReadOnFromLeader(ctx, s, "o-1", slices.Clone(all[:1]), 0, last, true)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("with deletes allowed, the rest gone = %d events, %v; want the one read", len(got), err)
 	}
 }
