@@ -152,6 +152,19 @@ func TestLoadLatestRefusesAHistoryCutShortByAFormerLeader(t *testing.T) {
 	if err != nil || len(got) != 3 || got[1].Position != all[1].Position || got[2].Position != last || got[2].Version != 3 {
 		t.Fatalf("the rest from the leader = %+v, %v; want all three events", got, err)
 	}
+	// A process that had not seen the order holds it, once read from the
+	// leader, at the position the leader gave: a former leader's later
+	// answer without it is refused.
+	reader, err := eventstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventstore.ReadOnFromLeader(ctx, reader, "o-1", slices.Clone(all[:1]), 0, last, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := eventstore.Seen(reader, "o-1"); n != last {
+		t.Fatalf("after reading o-1 from the leader the store remembers it at %d, want %d", n, last)
+	}
 	if _, err := eventstore.ReadOnFromLeader(ctx, s, "o-1", slices.Clone(all[:1]), 0, last, true); !errors.Is(err, eventstore.ErrUnavailable) {
 		t.Fatalf("the rest from a former leader: %v, want ErrUnavailable", err)
 	}
