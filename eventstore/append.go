@@ -73,16 +73,15 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	}
 	if err == nil && !res.Duplicate {
 		res.Version = expectedRevision + uint64(len(events))
-		s.versions.remember(orderID, res.Version, res.Position)
-		return res, nil
+	} else {
+		res, err = s.settle(ctx, orderID, expectedRevision, events, res, err)
 	}
-	res, err = s.settle(ctx, orderID, expectedRevision, events, res, err)
 	if err == nil {
-		// A retry answered with the original (by the server's duplicate
-		// window, or found in the history) is an acknowledged append like
-		// any other. A publish retried across a leader change ends here,
-		// and if it were not remembered, LoadLatest would take a former
-		// leader's answer without the order for the truth (see seen).
+		// Remembered whether the append is new or a retry answered with
+		// the original (by the server's duplicate window, or found in the
+		// history): a publish retried across a leader change ends as the
+		// latter, and LoadLatest must not then take a former leader's
+		// answer without the order for the truth (see seen).
 		s.versions.remember(orderID, res.Version, res.Position)
 	}
 	return res, err

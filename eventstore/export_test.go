@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"errors"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -29,7 +28,3 @@ func ReadOnFromLeader(ctx context.Context, s *Store, orderID string, recs []Reco
 	}
 	return s.readOnFromLeader(ctx, orderID, recs, afterPosition, last, get)
 }
-
-// AllowDeletes makes s take its stream for one that lets events be
-// deleted, as Immutable would report it.
-func AllowDeletes(s *Store) { s.mutable = errors.New("test: the stream allows deletes") }

@@ -99,8 +99,8 @@ type messageGet func(ctx context.Context, req msgGetRequest) (*jetstream.RawStre
 // acknowledged. On an immutable stream that is ErrUnavailable, to be
 // retried, never a history that ends early; on a stream that allows
 // deletes it is an event deleted since, and the history ends there.
-// The last event read counts as seen (versionCache.seen), as an append's
-// acknowledgement does.
+// The history's last event counts as seen (versionCache.seen), as an
+// append's acknowledgement does.
 func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Recorded, afterPosition, last uint64, get messageGet) ([]Recorded, error) {
 	subject := s.Subject(orderID)
 	have := afterPosition
@@ -130,8 +130,10 @@ func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Rec
 		have = r.Position
 	}
 	if n := len(recs); n > 0 {
-		// What the leader answered is as good as an append acknowledged:
-		// a later answer without it comes from a former leader.
+		// The leader confirmed it, so it is as good as an append
+		// acknowledged: a later answer without it comes from a former
+		// leader. (A read from the start remembered what the replica
+		// gave already; one after a position did not.)
 		s.versions.remember(orderID, recs[n-1].Version, recs[n-1].Position)
 	}
 	return recs, nil

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 )
@@ -131,31 +133,31 @@ func TestDuplicateAppendIsRememberedForLoadLatest(t *testing.T) {
 // deletes the event may have been deleted since, and the history ends
 // where the log's does.
 func TestLoadLatestRefusesAHistoryCutShortByAFormerLeader(t *testing.T) {
-	_, js := estest.Connect(t, estest.StartServer(t))
 	ctx := t.Context()
-	s, err := eventstore.New(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for v := range uint64(3) {
-		if _, err := s.Append(ctx, "o-1", v, []eventstore.EventData{{Type: "Test", Data: []byte{byte(v)}}}); err != nil {
-			t.Fatal(err)
+	// Three events of o-1, as the store reads them from the start.
+	threeEvents := func(e *env) []eventstore.Recorded {
+		t.Helper()
+		for v := range uint64(3) {
+			mustAppend(t, e.store, "o-1", v, eventstore.EventData{Type: "Test", Data: []byte{byte(v)}})
 		}
+		all, err := e.store.LoadAfter(ctx, "o-1", 0)
+		if err != nil || len(all) != 3 {
+			t.Fatalf("LoadAfter = %d events, %v", len(all), err)
+		}
+		return all
 	}
-	all, err := s.LoadAfter(ctx, "o-1", 0)
-	if err != nil || len(all) != 3 {
-		t.Fatalf("LoadAfter = %d events, %v", len(all), err)
-	}
+	e := newEnv(t)
+	all := threeEvents(e)
 	last := all[2].Position
 	// A replica that had the first event only; the leader has the rest.
-	got, err := eventstore.ReadOnFromLeader(ctx, s, "o-1", slices.Clone(all[:1]), 0, last, false)
+	got, err := eventstore.ReadOnFromLeader(ctx, e.store, "o-1", slices.Clone(all[:1]), 0, last, false)
 	if err != nil || len(got) != 3 || got[1].Position != all[1].Position || got[2].Position != last || got[2].Version != 3 {
 		t.Fatalf("the rest from the leader = %+v, %v; want all three events", got, err)
 	}
 	// A process that had not seen the order holds it, once read from the
 	// leader, at the position the leader gave: a former leader's later
 	// answer without it is refused.
-	reader, err := eventstore.New(ctx, js)
+	reader, err := eventstore.New(ctx, e.js, eventstore.WithStorage(jetstream.MemoryStorage))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,12 +167,22 @@ func TestLoadLatestRefusesAHistoryCutShortByAFormerLeader(t *testing.T) {
 	if n := eventstore.Seen(reader, "o-1"); n != last {
 		t.Fatalf("after reading o-1 from the leader the store remembers it at %d, want %d", n, last)
 	}
-	if _, err := eventstore.ReadOnFromLeader(ctx, s, "o-1", slices.Clone(all[:1]), 0, last, true); !errors.Is(err, eventstore.ErrUnavailable) {
+	if _, err := eventstore.ReadOnFromLeader(ctx, e.store, "o-1", slices.Clone(all[:1]), 0, last, true); !errors.Is(err, eventstore.ErrUnavailable) {
 		t.Fatalf("the rest from a former leader: %v, want ErrUnavailable", err)
 	}
-	eventstore.AllowDeletes(s)
-	got, err = eventstore.ReadOnFromLeader(ctx, s, "o-1", slices.Clone(all[:1]), 0, last, true)
+
+	// On a stream that allows deletes, the leader itself no longer has
+	// the last two events.
+	m := newEnv(t, eventstore.WithMutableStream())
+	all = threeEvents(m)
+	st := streamHandle(t, m.js, m.store.StreamName())
+	for _, r := range all[1:] {
+		if err := st.DeleteMsg(ctx, r.Position); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err = eventstore.ReadOnFromLeader(ctx, m.store, "o-1", slices.Clone(all[:1]), 0, all[2].Position, false)
 	if err != nil || len(got) != 1 {
-		t.Fatalf("with deletes allowed, the rest gone = %d events, %v; want the one read", len(got), err)
+		t.Fatalf("with the rest deleted = %d events, %v; want the one read", len(got), err)
 	}
 }
