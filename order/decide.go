@@ -141,9 +141,11 @@ func decideRemoveItem(s State, c RemoveItem) ([]Event, error) {
 }
 
 func decideChangeQuantity(s State, c ChangeItemQuantity) ([]Event, error) {
-	// A line of any valid unit price: the quantity is what changes.
-	if field, reason := lineProblem(Line{SKU: c.SKU, Quantity: c.Quantity}); reason != "" {
-		return nil, invalid(field, reason)
+	if err := validateID("sku", c.SKU); err != nil {
+		return nil, err
+	}
+	if r := quantityProblem(c.Quantity); r != "" {
+		return nil, invalid("quantity", r)
 	}
 	if !s.Exists() {
 		return nil, errNoOrder()

@@ -130,13 +130,20 @@ func lineProblem(l Line) (field, reason string) {
 	if r := idProblem(l.SKU); r != "" {
 		return "sku", r
 	}
-	if l.Quantity < 1 || l.Quantity > MaxQuantity {
-		return "quantity", "must be between 1 and " + strconv.Itoa(MaxQuantity)
+	if r := quantityProblem(l.Quantity); r != "" {
+		return "quantity", r
 	}
 	if l.UnitPrice < 0 || l.UnitPrice > MaxUnitPrice {
 		return "unit_price", "must be between 0 and " + strconv.FormatInt(MaxUnitPrice, 10)
 	}
 	return "", ""
+}
+
+func quantityProblem(q int64) string {
+	if q < 1 || q > MaxQuantity {
+		return "must be between 1 and " + strconv.Itoa(MaxQuantity)
+	}
+	return ""
 }
 
 func validateAddress(prefix string, a Address) error {
