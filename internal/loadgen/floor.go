@@ -835,11 +835,11 @@ func (r *FloorReport) String() string {
 	fmt.Fprintf(&b, "| measure (%d clients, closed loop unless said%s) | value | ratio | CPU per request: ordersd + load generator |\n|---|---|---|---|\n", r.Clients, rounds)
 	row("gRPC floor: grpc.health.v1.Health/Check", fmt.Sprintf("%.0f/s", r.GRPCFloor), "(reference)", r.GRPCFloorCPU)
 	row("JetStream floor: publish expecting subject sequence 0, new subjects", fmt.Sprintf("%.0f/s", r.JetStreamFloor), "(reference)", r.JetStreamFloorCPU)
-	row("command floor: 1 / (1/gRPC + 1/JetStream)", fmt.Sprintf("%.0f/s", r.CommandFloor), "(reference)", r.GRPCFloorCPU.add(r.JetStreamFloorCPU))
+	commandFloorCPU, cmdCommandFloorCPU := r.GRPCFloorCPU.add(r.JetStreamFloorCPU), r.CmdGRPCFloorCPU.add(r.CmdJetStreamFloorCPU)
+	row("command floor: 1 / (1/gRPC + 1/JetStream)", fmt.Sprintf("%.0f/s", r.CommandFloor), "(reference)", commandFloorCPU)
 	// With rounds, the ratio is that of the merged phases, followed by
-	// the range of the rounds' own.
-	// After the rounds' range, the floor's CPU per request over the
-	// operation's (both sides): about what the ratio reaches when the
+	// the range of the rounds' own; then the floor's CPU per request over
+	// the operation's (both sides): about what the ratio reaches when the
 	// phases keep the cores busy.
 	ratio := func(op *Report, floor float64, rounds []float64, floorCPU CPUPer) string {
 		var notes []string
@@ -856,31 +856,24 @@ func (r *FloorReport) String() string {
 		return out
 	}
 	// The CPU of a reference measured beside a row's operation (the raw
-	// read, GetOrder's and ROLES=command's floors) goes in the row's value:
-	// the last column is the operation's own.
-	inParens := func(what string, c CPUPer) string {
+	// read, GetOrder's and ROLES=command's floors) goes in the row's value,
+	// written into format where it was measured: the last column is the
+	// operation's own.
+	refCPU := func(format string, c CPUPer) string {
 		if s := c.String(); s != "" {
-			return " (" + what + s + ")"
+			return fmt.Sprintf(format, s)
 		}
 		return ""
 	}
-	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios, r.GRPCFloorCPU.add(r.JetStreamFloorCPU)), perRequest(r.Create))
-	cmdFloorCPU := ""
-	if c := r.CmdGRPCFloorCPU.add(r.CmdJetStreamFloorCPU).String(); c != "" {
-		cmdFloorCPU = "; both " + c
-	}
-	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor, cmdFloorCPU),
-		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios, r.CmdGRPCFloorCPU.add(r.CmdJetStreamFloorCPU)), perRequest(r.CmdCreate))
-	getFloorCPU := ""
-	if c := r.GetGRPCFloorCPU.String(); c != "" {
-		getFloorCPU = ", " + c
-	}
-	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(r.Get), r.Get.Overall.P99, r.GetGRPCFloor, getFloorCPU),
+	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios, commandFloorCPU), perRequest(r.Create))
+	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor, refCPU("; both %s", cmdCommandFloorCPU)),
+		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios, cmdCommandFloorCPU), perRequest(r.CmdCreate))
+	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(r.Get), r.Get.Overall.P99, r.GetGRPCFloor, refCPU(", %s", r.GetGRPCFloorCPU)),
 		ratio(r.Get, r.GetGRPCFloor, r.GetRatios, r.GetGRPCFloorCPU), perRequest(r.Get))
 	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate), "", perRequest(r.MixedHalf))
 	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms)", r.Lag.P99, r.Lag.P50), "", CPUPer{})
 	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events (filled with %s); CPU per event", r.Events, r.FillMix),
-		fmt.Sprintf("%.0f/s vs %.0f/s%s", r.Rebuild, r.RawRead, inParens("the raw read ", r.RawReadCPU)), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)), r.RebuildCPU)
+		fmt.Sprintf("%.0f/s vs %.0f/s%s", r.Rebuild, r.RawRead, refCPU(" (the raw read %s)", r.RawReadCPU)), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)), r.RebuildCPU)
 	row("read model bytes per order", fmt.Sprintf("%.0f B (%.1f MiB for %d orders)", div(float64(r.ReadModelBytes), float64(r.Orders)), mib(r.ReadModelBytes), r.Orders), "", CPUPer{})
 	row(fmt.Sprintf("ordersd RSS after %d events (embedded NATS)", r.Events), fmt.Sprintf("%.0f MiB (peak %.0f MiB; stream %.0f MiB)", mib(r.RSSBytes), mib(r.PeakRSSBytes), mib(int64(r.StreamBytes))), "", CPUPer{})
 	row("start-up to ready: empty, then on the log with a current checkpoint", fmt.Sprintf("%.2f s, %.2f s", r.StartEmpty, r.StartWithLog), "", CPUPer{})
