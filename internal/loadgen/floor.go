@@ -744,20 +744,7 @@ func (p *ordersd) rss() (rss, peak int64) {
 	if err != nil {
 		return 0, 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch k {
-		case "VmRSS":
-			rss = kb << 10
-		case "VmHWM":
-			peak = kb << 10
-		}
-	}
-	return rss, peak
+	return procKB(b, "VmRSS"), procKB(b, "VmHWM")
 }
 
 // profile starts a CPU profile of ordersd for a phase of d when

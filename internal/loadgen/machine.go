@@ -86,7 +86,7 @@ func describeMachine(ordersd string) Machine {
 		m.CPUModel = cpuModel(b)
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		m.MemoryBytes = memTotal(b)
+		m.MemoryBytes = uint64(procKB(b, "MemTotal"))
 	}
 	m.Ordersd, _ = readBuild(ordersd)
 	return m
@@ -102,12 +102,14 @@ func cpuModel(cpuinfo []byte) string {
 	return ""
 }
 
-// memTotal is MemTotal of a /proc/meminfo, in bytes; 0 when absent.
-func memTotal(meminfo []byte) uint64 {
-	for line := range bytes.Lines(meminfo) {
+// procKB is the value of key in a /proc file of "key: N kB" lines
+// (/proc/meminfo, /proc/PID/status), in bytes; 0 when absent or not a
+// number of kB.
+func procKB(b []byte, key string) int64 {
+	for line := range bytes.Lines(b) {
 		f := strings.Fields(string(line))
-		if len(f) == 3 && f[0] == "MemTotal:" && f[2] == "kB" {
-			if kb, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+		if len(f) == 3 && f[0] == key+":" && f[2] == "kB" {
+			if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
 				return kb << 10
 			}
 		}

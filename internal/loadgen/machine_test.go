@@ -20,11 +20,15 @@ func TestProcFilesAreRead(t *testing.T) {
 		t.Fatalf("no model name, got %q", got)
 	}
 	meminfo := "MemTotal:       24683700 kB\nMemFree:        21000000 kB\n"
-	if got := memTotal([]byte(meminfo)); got != 24683700<<10 {
+	if got := procKB([]byte(meminfo), "MemTotal"); got != 24683700<<10 {
 		t.Fatalf("memory %d", got)
 	}
-	if got := memTotal([]byte("MemFree: 1 kB\nMemTotal: lots kB\n")); got != 0 {
+	if got := procKB([]byte("MemFree: 1 kB\nMemTotal: lots kB\n"), "MemTotal"); got != 0 {
 		t.Fatalf("unreadable MemTotal gave %d", got)
+	}
+	status := "Name:\tordersd\nVmHWM:\t  380400 kB\nVmRSS:\t  371000 kB\nThreads:\t12\n"
+	if rss, peak := procKB([]byte(status), "VmRSS"), procKB([]byte(status), "VmHWM"); rss != 371000<<10 || peak != 380400<<10 {
+		t.Fatalf("status: RSS %d, peak %d", rss, peak)
 	}
 }
 
