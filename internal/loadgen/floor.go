@@ -94,6 +94,11 @@ type FloorReport struct {
 	MixedHalf       *Report   `json:"mixed_half_peak"`
 	Lag             OpStats   `json:"append_to_visible"`
 	LagRate         float64   `json:"lag_rate"`
+	// MixedHalfFloor and LagFloor are the latency floors of those two
+	// open-loop phases: Health/Check offered at the phase's rate with its
+	// concurrency, right after it (latencyFloor).
+	MixedHalfFloor OpStats `json:"mixed_half_peak_latency_floor"`
+	LagFloor       OpStats `json:"append_to_visible_latency_floor"`
 	// The log, its raw read and the rebuild.
 	FillMix string  `json:"fill_mix"`
 	Events  uint64  `json:"events"`
@@ -243,6 +248,24 @@ func jetStreamFloorPhase(cfg FloorConfig, p *ordersd) phase {
 	}
 }
 
+// latencyFloor is the latency floor of an open-loop phase at rate: a
+// trivial RPC (Health/Check, as the gRPC floor) offered at the same rate,
+// with the same concurrency (8 × cfg.Clients) and client, for cfg.Phase.
+// A phase's p99 is read against it as its throughput is against the
+// throughput floors: what this machine, this client and this server's
+// gRPC stack give a request that does no work at that rate. It runs on
+// the same ordersd once the phase's work has settled (the projection and
+// the payments manager done with it), as the throughput floors run apart
+// from the operations.
+func latencyFloor(ctx context.Context, cfg FloorConfig, g *GRPC, rate float64) (OpStats, error) {
+	cfg.say("latency floor: Health/Check at %.0f/s, %s", rate, cfg.Phase)
+	r, err := Run(ctx, "latency-floor", g.Health(), Config{Rate: rate, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: Mix{Get: 1}})
+	if err != nil {
+		return OpStats{}, err
+	}
+	return r.Overall, nil
+}
+
 // getAgainstFloor measures GetOrder against the gRPC floor in rounds
 // (inRounds), and returns the floor, the merged GetOrder report and its
 // ratio to the floor in each round.
@@ -386,12 +409,21 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
+	if rep.MixedHalfFloor, err = latencyFloor(ctx, cfg, g, rep.MixedPeak/2); err != nil {
+		return err
+	}
 	cfg.say("append → visible at %.0f appends/s, %s", cfg.LagRate, cfg.Phase)
 	lag := g.Visibility()
 	if _, err := Run(ctx, "lag", lag, Config{Rate: cfg.LagRate, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: Mix{Create: 1}}); err != nil {
 		return err
 	}
 	rep.Lag = lag.Report(cfg.Phase).Overall
+	if _, err := settle(ctx, admin); err != nil {
+		return err
+	}
+	if rep.LagFloor, err = latencyFloor(ctx, cfg, g, cfg.LagRate); err != nil {
+		return err
+	}
 
 	if err := floorLog(ctx, cfg, p, g, rep); err != nil {
 		return err
@@ -857,8 +889,16 @@ func (r *FloorReport) String() string {
 		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios, cmdCommandFloorCPU), perRequest(r.CmdCreate))
 	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(r.Get), r.Get.Overall.P99, r.GetGRPCFloor, refCPU(", %s", r.GetGRPCFloorCPU)),
 		ratio(r.Get, r.GetGRPCFloor, r.GetRatios, r.GetGRPCFloorCPU), perRequest(r.Get))
-	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate), "", perRequest(r.MixedHalf))
-	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms)", r.Lag.P99, r.Lag.P50), "", CPUPer{})
+	// A latency floor (latencyFloor) goes beside its phase's p99, where
+	// it was measured.
+	latFloor := func(f OpStats) string {
+		if f.Count == 0 {
+			return ""
+		}
+		return fmt.Sprintf("; latency floor, Health/Check at that rate: p99 %.1f ms", f.P99)
+	}
+	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s%s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate, latFloor(r.MixedHalfFloor)), "", perRequest(r.MixedHalf))
+	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms%s)", r.Lag.P99, r.Lag.P50, latFloor(r.LagFloor)), "", CPUPer{})
 	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events (filled with %s); CPU per event", r.Events, r.FillMix),
 		fmt.Sprintf("%.0f/s vs %.0f/s%s", r.Rebuild, r.RawRead, refCPU(" (the raw read %s)", r.RawReadCPU)), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)), r.RebuildCPU)
 	row("read model bytes per order", fmt.Sprintf("%.0f B (%.1f MiB for %d orders)", div(float64(r.ReadModelBytes), float64(r.Orders)), mib(r.ReadModelBytes), r.Orders), "", CPUPer{})

@@ -120,6 +120,8 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, JetStreamFloorCPU: CPUPer{Server: 27, Client: 35},
 	}
 	r.Create.CPU = &CPU{Server: 0.03, Client: 0.007}
+	r.MixedPeak, r.MixedHalf.Rate, r.MixedHalf.Overall.P99, r.MixedHalfFloor = 3200, 1600, 41.5, OpStats{Count: 8000, P99: 3.8}
+	r.LagRate, r.Lag, r.LagFloor = 1000, OpStats{Count: 5000, P50: 0.7, P99: 6.2}, OpStats{Count: 5000, P99: 3.5}
 	md := r.Markdown()
 	for _, want := range []string{
 		"#### 2026-12-05 15:20 UTC, ordersd 53be4a5\n\n2026-12-05, 15:20–15:22 UTC; 2 CPUs, linux/amd64;",
@@ -127,9 +129,17 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		"| CreateOrder, all roles ÷ command floor | 100/s (p99 0.0 ms) | 1.00 (CPU 0.33) | 300 + 70 µs |",
 		"| command floor: 1 / (1/gRPC + 1/JetStream) | 100/s | (reference) | 57 + 66 µs |",
 		"| GetOrder ÷ gRPC floor | 100/s (p99 0.0 ms; gRPC floor beside it 0/s) | 0.00 |  |",
+		"| mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99 | 41.5 ms (peak 3200/s, open loop at 1600/s; latency floor, Health/Check at that rate: p99 3.8 ms) |",
+		"| append → visible in the read model at 1000 appends/s: p99 | 6.2 ms (p50 0.7 ms; latency floor, Health/Check at that rate: p99 3.5 ms) |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Fatalf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+	// A report from before the latency floors (its JSON without them)
+	// shows none.
+	r.MixedHalfFloor, r.LagFloor = OpStats{}, OpStats{}
+	if md := r.Markdown(); strings.Contains(md, "latency floor") {
+		t.Fatalf("a report without latency floors shows one:\n%s", md)
 	}
 }
