@@ -53,8 +53,9 @@ type FloorConfig struct {
 	// LagRate is the append rate at which visibility lag is measured.
 	LagRate float64
 	// ProfileDir, when set, receives CPU profiles of ordersd taken during
-	// the CreateOrder phases' first rounds, GetOrder and the rebuild, and
-	// a heap profile after the fill (ordersd's DEBUG_ADDR).
+	// the CreateOrder phases' first rounds, GetOrder (before and after the
+	// fill) and the rebuild, and a heap profile after the fill (ordersd's
+	// DEBUG_ADDR).
 	ProfileDir string
 	// Env holds KEY=VALUE settings added to every ordersd's environment
 	// after the floor's own, so a setting can be compared with its
@@ -84,19 +85,19 @@ type FloorReport struct {
 	Create            *Report `json:"create"`
 	// CreateRatios are CreateOrder ÷ command floor of each round.
 	CreateRatios []float64 `json:"create_ratios,omitempty"`
-	Get          *Report   `json:"get"`
-	// GetGRPCFloor is the gRPC floor measured in GetOrder's rounds, and
-	// GetRatios GetOrder ÷ that floor in each round.
-	GetGRPCFloor    float64   `json:"get_grpc_floor"`
-	GetGRPCFloorCPU CPUPer    `json:"get_grpc_floor_cpu"`
-	GetRatios       []float64 `json:"get_ratios,omitempty"`
-	MixedPeak       float64   `json:"mixed_peak"`
-	MixedHalf       *Report   `json:"mixed_half_peak"`
-	Lag             OpStats   `json:"append_to_visible"`
-	LagRate         float64   `json:"lag_rate"`
+	// Get is GetOrder on the orders the CreateOrder phases made, before
+	// the fill; GetOnLog on the filled log, the newest orders the fill
+	// made, read once the rebuild has swapped in a read model of its own,
+	// with nothing in its caches (nil in a report from before it).
+	Get       GetPhase  `json:"get"`
+	GetOnLog  *GetPhase `json:"get_on_log,omitempty"`
+	MixedPeak float64   `json:"mixed_peak"`
+	MixedHalf *Report   `json:"mixed_half_peak"`
+	Lag       OpStats   `json:"append_to_visible"`
+	LagRate   float64   `json:"lag_rate"`
 	// MixedHalfFloor and LagFloor are the latency floors of those two
 	// open-loop phases: Health/Check offered at the phase's rate with its
-	// concurrency, right after it (latencyFloor).
+	// concurrency, once the phase's work has settled (latencyFloor).
 	MixedHalfFloor OpStats `json:"mixed_half_peak_latency_floor"`
 	LagFloor       OpStats `json:"append_to_visible_latency_floor"`
 	// The log, its raw read and the rebuild.
@@ -266,20 +267,31 @@ func latencyFloor(ctx context.Context, cfg FloorConfig, g *GRPC, rate float64) (
 	return r.Overall, nil
 }
 
-// getAgainstFloor measures GetOrder against the gRPC floor in rounds
-// (inRounds), and returns the floor, the merged GetOrder report and its
-// ratio to the floor in each round.
-func getAgainstFloor(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC) (grpcFloor, get *Report, ratios []float64, err error) {
+// GetPhase is GetOrder measured against a gRPC floor of its own, in
+// rounds (getAgainstFloor).
+type GetPhase struct {
+	Get *Report `json:"get"`
+	// GRPCFloor is the gRPC floor measured in GetOrder's rounds, and
+	// Ratios GetOrder ÷ that floor in each round.
+	GRPCFloor    float64   `json:"grpc_floor"`
+	GRPCFloorCPU CPUPer    `json:"grpc_floor_cpu"`
+	Ratios       []float64 `json:"ratios,omitempty"`
+}
+
+// getAgainstFloor measures GetOrder of the orders g created against the
+// gRPC floor in rounds (inRounds); with cfg.ProfileDir, ordersd's CPU
+// profile of it is named profile.
+func getAgainstFloor(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, profile string) (GetPhase, error) {
 	cfg.say("gRPC floor (Health/Check) and GetOrder, %d clients, %d rounds of %s each", cfg.Clients, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds))
 	getOrders := func(ctx context.Context, d time.Duration) (*Report, error) {
 		return RunClosed(ctx, "get", g, cfg.Clients, d, Mix{Get: 1}, 0)
 	}
-	floors, get, ratios, err := inRounds(ctx, cfg, p, "cpu-get", []phase{grpcFloorPhase(cfg, g)},
+	floors, get, ratios, err := inRounds(ctx, cfg, p, profile, []phase{grpcFloorPhase(cfg, g)},
 		func(r []float64) float64 { return r[0] }, getOrders)
 	if err != nil {
-		return nil, nil, nil, err
+		return GetPhase{}, err
 	}
-	return floors[0], get, ratios, nil
+	return GetPhase{Get: get, GRPCFloor: okRate(floors[0]), GRPCFloorCPU: perRequest(floors[0]), Ratios: ratios}, nil
 }
 
 // inRounds measures op against floors in cfg.Rounds interleaved rounds
@@ -381,11 +393,9 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	rep.GRPCFloor, rep.JetStreamFloor, rep.Create, rep.CreateRatios = okRate(gf), okRate(jf), create, ratios
 	rep.GRPCFloorCPU, rep.JetStreamFloorCPU = perRequest(gf), perRequest(jf)
 	rep.CommandFloor = commandFloor(rep.GRPCFloor, rep.JetStreamFloor)
-	gf, rep.Get, rep.GetRatios, err = getAgainstFloor(ctx, cfg, p, g)
-	if err != nil {
+	if rep.Get, err = getAgainstFloor(ctx, cfg, p, g, "cpu-get"); err != nil {
 		return err
 	}
-	rep.GetGRPCFloor, rep.GetGRPCFloorCPU = okRate(gf), perRequest(gf)
 	mix, _ := ParseMix("create=40,add=30,place=10,get=15,list=5")
 	if _, err := settle(ctx, admin); err != nil {
 		return err
@@ -428,6 +438,11 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	if err := floorLog(ctx, cfg, p, g, rep); err != nil {
 		return err
 	}
+	onLog, err := getAgainstFloor(ctx, cfg, p, g, "cpu-get-on-log")
+	if err != nil {
+		return err
+	}
+	rep.GetOnLog = &onLog
 	head := rep.Events
 	g.Close()
 	p.stop()
@@ -887,8 +902,14 @@ func (r *FloorReport) String() string {
 	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios, commandFloorCPU), perRequest(r.Create))
 	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor, refCPU("; both %s", cmdCommandFloorCPU)),
 		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios, cmdCommandFloorCPU), perRequest(r.CmdCreate))
-	row("GetOrder ÷ gRPC floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(r.Get), r.Get.Overall.P99, r.GetGRPCFloor, refCPU(", %s", r.GetGRPCFloorCPU)),
-		ratio(r.Get, r.GetGRPCFloor, r.GetRatios, r.GetGRPCFloorCPU), perRequest(r.Get))
+	getRow := func(measure string, ph GetPhase) {
+		row(measure, fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(ph.Get), ph.Get.Overall.P99, ph.GRPCFloor, refCPU(", %s", ph.GRPCFloorCPU)),
+			ratio(ph.Get, ph.GRPCFloor, ph.Ratios, ph.GRPCFloorCPU), perRequest(ph.Get))
+	}
+	getRow("GetOrder ÷ gRPC floor", r.Get)
+	if r.GetOnLog != nil {
+		getRow(fmt.Sprintf("GetOrder on the filled log (%d events) ÷ gRPC floor", r.Events), *r.GetOnLog)
+	}
 	// A latency floor (latencyFloor) goes beside its phase's p99, where
 	// it was measured.
 	latFloor := func(f OpStats) string {

@@ -116,10 +116,13 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		Command: FloorConfig{Clients: 32, Phase: 5 * time.Second, Rounds: 5, Events: 100000, FillMix: Mix{Create: 1}, LagRate: 1000,
 			Env: []string{"GOGC=50", "OTEL_RESOURCE_ATTRIBUTES=team=a b,it's"}}.command(),
 		Clients: 32, Rounds: 5, GRPCFloor: 200, JetStreamFloor: 200, CommandFloor: 100,
-		Create: op(), CmdCreate: op(), Get: op(), MixedHalf: op(),
+		Create: op(), CmdCreate: op(), Get: GetPhase{Get: op()}, MixedHalf: op(),
 		GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, JetStreamFloorCPU: CPUPer{Server: 27, Client: 35},
 	}
 	r.Create.CPU = &CPU{Server: 0.03, Client: 0.007}
+	r.Events = 100410
+	r.GetOnLog = &GetPhase{Get: op(), GRPCFloor: 200, GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, Ratios: []float64{0.4, 0.6}}
+	r.GetOnLog.Get.CPU = &CPU{Server: 0.02, Client: 0.01}
 	r.MixedPeak, r.MixedHalf.Rate, r.MixedHalf.Overall.P99, r.MixedHalfFloor = 3200, 1600, 41.5, OpStats{Count: 8000, P99: 3.8}
 	r.LagRate, r.Lag, r.LagFloor = 1000, OpStats{Count: 5000, P50: 0.7, P99: 6.2}, OpStats{Count: 5000, P99: 3.5}
 	md := r.Markdown()
@@ -129,6 +132,7 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		"| CreateOrder, all roles ÷ command floor | 100/s (p99 0.0 ms) | 1.00 (CPU 0.33) | 300 + 70 µs |",
 		"| command floor: 1 / (1/gRPC + 1/JetStream) | 100/s | (reference) | 57 + 66 µs |",
 		"| GetOrder ÷ gRPC floor | 100/s (p99 0.0 ms; gRPC floor beside it 0/s) | 0.00 |  |",
+		"| GetOrder on the filled log (100410 events) ÷ gRPC floor | 100/s (p99 0.0 ms; gRPC floor beside it 200/s, 30 + 31 µs) | 0.50 (rounds 0.40–0.60; CPU 0.20) | 200 + 100 µs |",
 		"| mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99 | 41.5 ms (peak 3200/s, open loop at 1600/s; latency floor, Health/Check at that rate: p99 3.8 ms) |",
 		"| append → visible in the read model at 1000 appends/s: p99 | 6.2 ms (p50 0.7 ms; latency floor, Health/Check at that rate: p99 3.5 ms) |",
 	} {
@@ -136,10 +140,10 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 			t.Fatalf("markdown lacks %q:\n%s", want, md)
 		}
 	}
-	// A report from before the latency floors (its JSON without them)
-	// shows none.
-	r.MixedHalfFloor, r.LagFloor = OpStats{}, OpStats{}
-	if md := r.Markdown(); strings.Contains(md, "latency floor") {
-		t.Fatalf("a report without latency floors shows one:\n%s", md)
+	// A report from before the latency floors and GetOrder on the filled
+	// log (its JSON without them) shows neither.
+	r.MixedHalfFloor, r.LagFloor, r.GetOnLog = OpStats{}, OpStats{}, nil
+	if md := r.Markdown(); strings.Contains(md, "latency floor") || strings.Contains(md, "filled log") {
+		t.Fatalf("a report without latency floors or GetOrder on the filled log shows one:\n%s", md)
 	}
 }

@@ -236,12 +236,16 @@ func TestGetAgainstFloorInRounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := FloorConfig{Clients: 2, Phase: 300 * time.Millisecond, Rounds: 3, Progress: io.Discard}
-	floor, get, ratios, err := getAgainstFloor(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS}, g)
+	ph, err := getAgainstFloor(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS}, g, "cpu-get")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if okRate(floor) <= 0 || len(ratios) != 3 {
-		t.Fatalf("floor %v/s, ratios %v: want a floor and one ratio per round", okRate(floor), ratios)
+	get := ph.Get
+	if ph.GRPCFloor <= 0 || len(ph.Ratios) != 3 {
+		t.Fatalf("floor %v/s, ratios %v: want a floor and one ratio per round", ph.GRPCFloor, ph.Ratios)
+	}
+	if c := ph.GRPCFloorCPU; c.Client <= 0 {
+		t.Fatalf("the gRPC floor's CPU per request: %+v", c)
 	}
 	// Without a process of its own, ordersd's CPU is not told apart.
 	if c := perRequest(get); c.Server != 0 || c.Client <= 0 || c.String() == "" || c.String()[0] != '?' {
