@@ -396,6 +396,39 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	if rep.Get, err = getAgainstFloor(ctx, cfg, p, g, "cpu-get"); err != nil {
 		return err
 	}
+	if err := floorOpenLoop(ctx, cfg, p, g, admin, rep); err != nil {
+		return err
+	}
+
+	if err := floorLog(ctx, cfg, p, g, rep); err != nil {
+		return err
+	}
+	onLog, err := getAgainstFloor(ctx, cfg, p, g, "cpu-get-on-log")
+	if err != nil {
+		return err
+	}
+	rep.GetOnLog = &onLog
+	head := rep.Events
+	g.Close()
+	p.stop()
+	if rep.Orders, rep.ReadModelBytes, err = readModelSize(filepath.Join(dir, "data", "readmodel")); err != nil {
+		return err
+	}
+	cfg.say("restart on %d events with a current checkpoint", head)
+	again, err := startOrdersd(ctx, cfg, dir, "command,query,audit,payments,gateway")
+	if err != nil {
+		return err
+	}
+	rep.StartWithLog = again.startup.Seconds()
+	again.stop()
+	return nil
+}
+
+// floorOpenLoop measures the latencies into rep: the mixed load's peak,
+// its p99 at half of it, and append → visible at cfg.LagRate, each open-loop
+// p99 beside its latency floor; every phase starts once the last one's work
+// has settled.
+func floorOpenLoop(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, admin ordersv1.OrderAdminServiceClient, rep *FloorReport) error {
 	mix, _ := ParseMix("create=40,add=30,place=10,get=15,list=5")
 	if _, err := settle(ctx, admin); err != nil {
 		return err
@@ -431,32 +464,8 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
-	if rep.LagFloor, err = latencyFloor(ctx, cfg, g, cfg.LagRate); err != nil {
-		return err
-	}
-
-	if err := floorLog(ctx, cfg, p, g, rep); err != nil {
-		return err
-	}
-	onLog, err := getAgainstFloor(ctx, cfg, p, g, "cpu-get-on-log")
-	if err != nil {
-		return err
-	}
-	rep.GetOnLog = &onLog
-	head := rep.Events
-	g.Close()
-	p.stop()
-	if rep.Orders, rep.ReadModelBytes, err = readModelSize(filepath.Join(dir, "data", "readmodel")); err != nil {
-		return err
-	}
-	cfg.say("restart on %d events with a current checkpoint", head)
-	again, err := startOrdersd(ctx, cfg, dir, "command,query,audit,payments,gateway")
-	if err != nil {
-		return err
-	}
-	rep.StartWithLog = again.startup.Seconds()
-	again.stop()
-	return nil
+	rep.LagFloor, err = latencyFloor(ctx, cfg, g, cfg.LagRate)
+	return err
 }
 
 // floorLog fills the log to cfg.Events, waits for the projection, and
