@@ -74,17 +74,9 @@ type FloorReport struct {
 	Command string  `json:"command"`
 	Clients int     `json:"clients"`
 	Rounds  int     `json:"rounds"`
-	// All roles in one process.
-	GRPCFloor      float64 `json:"grpc_floor"`
-	JetStreamFloor float64 `json:"jetstream_floor"`
-	CommandFloor   float64 `json:"command_floor"`
-	// GRPCFloorCPU and JetStreamFloorCPU are what a request of each floor
-	// cost; Create's, Get's and MixedHalf's are in their reports.
-	GRPCFloorCPU      CPUPer  `json:"grpc_floor_cpu"`
-	JetStreamFloorCPU CPUPer  `json:"jetstream_floor_cpu"`
-	Create            *Report `json:"create"`
-	// CreateRatios are CreateOrder ÷ command floor of each round.
-	CreateRatios []float64 `json:"create_ratios,omitempty"`
+	// All roles in one process: CreateOrder against the floors measured
+	// beside it.
+	Create CreatePhase `json:"create"`
 	// Get is GetOrder on the orders the CreateOrder phases made, before
 	// the fill; GetOnLog on the filled log, the newest orders the fill
 	// made, read once the rebuild has swapped in a read model of its own,
@@ -116,14 +108,8 @@ type FloorReport struct {
 	PeakRSSBytes   int64   `json:"peak_rss_bytes"`
 	StartEmpty     float64 `json:"startup_empty_s"`
 	StartWithLog   float64 `json:"startup_with_log_s"`
-	// ROLES=command, its own floors from the same run.
-	CmdGRPCFloor         float64   `json:"command_role_grpc_floor"`
-	CmdJetStreamFloor    float64   `json:"command_role_jetstream_floor"`
-	CmdGRPCFloorCPU      CPUPer    `json:"command_role_grpc_floor_cpu"`
-	CmdJetStreamFloorCPU CPUPer    `json:"command_role_jetstream_floor_cpu"`
-	CmdCommandFloor      float64   `json:"command_role_command_floor"`
-	CmdCreate            *Report   `json:"command_role_create"`
-	CmdCreateRatios      []float64 `json:"command_role_create_ratios,omitempty"`
+	// ROLES=command, against its own floors from the same run.
+	CmdCreate CreatePhase `json:"command_role_create"`
 }
 
 // commandFloor is one gRPC round trip plus one JetStream publish done one
@@ -196,16 +182,34 @@ func (cfg FloorConfig) say(format string, args ...any) {
 	fmt.Fprintf(cfg.Progress, "floor: "+format+"\n", args...)
 }
 
+// CreatePhase is CreateOrder measured against the gRPC and JetStream
+// floors, in rounds (againstFloors).
+type CreatePhase struct {
+	Create         *Report `json:"create"`
+	GRPCFloor      float64 `json:"grpc_floor"`
+	JetStreamFloor float64 `json:"jetstream_floor"`
+	// CommandFloor is commandFloor of the two.
+	CommandFloor float64 `json:"command_floor"`
+	// GRPCFloorCPU and JetStreamFloorCPU are what a request of each floor
+	// cost; CreateOrder's is in its report.
+	GRPCFloorCPU      CPUPer `json:"grpc_floor_cpu"`
+	JetStreamFloorCPU CPUPer `json:"jetstream_floor_cpu"`
+	// Ratios are CreateOrder ÷ command floor of each round.
+	Ratios []float64 `json:"ratios,omitempty"`
+}
+
+// commandFloorCPU is what one request of each floor costs together: the
+// command floor's CPU per request.
+func (ph CreatePhase) commandFloorCPU() CPUPer { return ph.GRPCFloorCPU.add(ph.JetStreamFloorCPU) }
+
 // againstFloors measures the gRPC floor, the JetStream floor and
-// CreateOrder (name) against p with g's client in rounds (inRounds), and
-// returns the floors, the merged CreateOrder report and its ratio to the
-// command floor in each round.
+// CreateOrder (name) against p with g's client in rounds (inRounds).
 //
 // settle, when not nil, runs
 // after each CreateOrder slice, outside it, so that no floor is measured
 // while ordersd still works off that slice (the projection, the payments
 // manager). profile names CreateOrder's CPU profile.
-func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string, settle func(context.Context) error) (grpcFloor, jsFloor, create *Report, ratios []float64, err error) {
+func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, name, profile string, settle func(context.Context) error) (CreatePhase, error) {
 	cfg.say("gRPC floor (Health/Check), JetStream floor (publish expecting subject sequence 0 to new subjects) and %s, %d clients, %d rounds of %s each", name, cfg.Clients, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds))
 	createOrders := func(ctx context.Context, d time.Duration) (*Report, error) {
 		r, err := RunClosed(ctx, name, g, cfg.Clients, d, Mix{Create: 1}, 0)
@@ -217,9 +221,11 @@ func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, na
 	floors, create, ratios, err := inRounds(ctx, cfg, p, profile, []phase{grpcFloorPhase(cfg, g), jetStreamFloorPhase(cfg, p)},
 		func(r []float64) float64 { return commandFloor(r[0], r[1]) }, createOrders)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return CreatePhase{}, err
 	}
-	return floors[0], floors[1], create, ratios, nil
+	gf, jf := okRate(floors[0]), okRate(floors[1])
+	return CreatePhase{Create: create, GRPCFloor: gf, JetStreamFloor: jf, CommandFloor: commandFloor(gf, jf),
+		GRPCFloorCPU: perRequest(floors[0]), JetStreamFloorCPU: perRequest(floors[1]), Ratios: ratios}, nil
 }
 
 // grpcFloorPhase is the gRPC floor as a phase: Health/Check with cfg's
@@ -249,9 +255,17 @@ func jetStreamFloorPhase(cfg FloorConfig, p *ordersd) phase {
 	}
 }
 
+// openLoop is the configuration of the floor's open-loop phases, the
+// latency floors among them: mix offered at rate for d, with up to
+// 8 × cfg.Clients in flight (a phase below its peak queues rather than
+// drops).
+func (cfg FloorConfig) openLoop(rate float64, mix Mix, d time.Duration) Config {
+	return Config{Rate: rate, Concurrency: 8 * cfg.Clients, Duration: d, Mix: mix}
+}
+
 // latencyFloor is the latency floor of an open-loop phase at rate: a
 // trivial RPC (Health/Check, as the gRPC floor) offered at the same rate,
-// with the same concurrency (8 × cfg.Clients) and client, for cfg.Phase.
+// with the same concurrency (openLoop) and client, for cfg.Phase.
 // A phase's p99 is read against it as its throughput is against the
 // throughput floors: what this machine, this client and this server's
 // gRPC stack give a request that does no work at that rate. It runs on
@@ -260,7 +274,7 @@ func jetStreamFloorPhase(cfg FloorConfig, p *ordersd) phase {
 // from the operations.
 func latencyFloor(ctx context.Context, cfg FloorConfig, g *GRPC, rate float64) (OpStats, error) {
 	cfg.say("latency floor: Health/Check at %.0f/s, %s", rate, cfg.Phase)
-	r, err := Run(ctx, "latency-floor", g.Health(), Config{Rate: rate, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: Mix{Get: 1}})
+	r, err := Run(ctx, "latency-floor", g.Health(), cfg.openLoop(rate, Mix{Get: 1}, cfg.Phase))
 	if err != nil {
 		return OpStats{}, err
 	}
@@ -383,16 +397,12 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	}
 	defer g.Close()
 	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-	gf, jf, create, ratios, err := againstFloors(ctx, cfg, p, g, "create", "cpu-create", func(ctx context.Context) error {
+	if rep.Create, err = againstFloors(ctx, cfg, p, g, "create", "cpu-create", func(ctx context.Context) error {
 		_, err := settle(ctx, admin)
 		return err
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
-	rep.GRPCFloor, rep.JetStreamFloor, rep.Create, rep.CreateRatios = okRate(gf), okRate(jf), create, ratios
-	rep.GRPCFloorCPU, rep.JetStreamFloorCPU = perRequest(gf), perRequest(jf)
-	rep.CommandFloor = commandFloor(rep.GRPCFloor, rep.JetStreamFloor)
 	if rep.Get, err = getAgainstFloor(ctx, cfg, p, g, "cpu-get"); err != nil {
 		return err
 	}
@@ -445,7 +455,7 @@ func floorOpenLoop(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, ad
 	cfg.say("mixed load at half its peak (%.0f/s), %s", rep.MixedPeak/2, cfg.Phase)
 	clock := cpuClock{p.pid}
 	if rep.MixedHalf, err = clock.metered(func(ctx context.Context, d time.Duration) (*Report, error) {
-		return Run(ctx, "mixed-half-peak", g, Config{Rate: rep.MixedPeak / 2, Concurrency: 8 * cfg.Clients, Duration: d, Mix: mix})
+		return Run(ctx, "mixed-half-peak", g, cfg.openLoop(rep.MixedPeak/2, mix, d))
 	})(ctx, cfg.Phase); err != nil {
 		return err
 	}
@@ -457,7 +467,7 @@ func floorOpenLoop(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, ad
 	}
 	cfg.say("append → visible at %.0f appends/s, %s", cfg.LagRate, cfg.Phase)
 	lag := g.Visibility()
-	if _, err := Run(ctx, "lag", lag, Config{Rate: cfg.LagRate, Concurrency: 8 * cfg.Clients, Duration: cfg.Phase, Mix: Mix{Create: 1}}); err != nil {
+	if _, err := Run(ctx, "lag", lag, cfg.openLoop(cfg.LagRate, Mix{Create: 1}, cfg.Phase)); err != nil {
 		return err
 	}
 	rep.Lag = lag.Report(cfg.Phase).Overall
@@ -521,14 +531,8 @@ func floorCommandRole(ctx context.Context, cfg FloorConfig, dir string, rep *Flo
 		return err
 	}
 	defer g.Close()
-	gf, jf, create, ratios, err := againstFloors(ctx, cfg, p, g, "create-command-role", "cpu-create-command-role", nil)
-	if err != nil {
-		return err
-	}
-	rep.CmdGRPCFloor, rep.CmdJetStreamFloor, rep.CmdCreate, rep.CmdCreateRatios = okRate(gf), okRate(jf), create, ratios
-	rep.CmdGRPCFloorCPU, rep.CmdJetStreamFloorCPU = perRequest(gf), perRequest(jf)
-	rep.CmdCommandFloor = commandFloor(rep.CmdGRPCFloor, rep.CmdJetStreamFloor)
-	return nil
+	rep.CmdCreate, err = againstFloors(ctx, cfg, p, g, "create-command-role", "cpu-create-command-role", nil)
+	return err
 }
 
 // Health returns a target whose every op is grpc.health.v1.Health/Check on
@@ -876,10 +880,10 @@ func (r *FloorReport) String() string {
 		rounds = fmt.Sprintf("; CreateOrder and GetOrder in %d rounds interleaved with their floors", r.Rounds)
 	}
 	fmt.Fprintf(&b, "| measure (%d clients, closed loop unless said%s) | value | ratio | CPU per request: ordersd + load generator |\n|---|---|---|---|\n", r.Clients, rounds)
-	row("gRPC floor: grpc.health.v1.Health/Check", fmt.Sprintf("%.0f/s", r.GRPCFloor), "(reference)", r.GRPCFloorCPU)
-	row("JetStream floor: publish expecting subject sequence 0, new subjects", fmt.Sprintf("%.0f/s", r.JetStreamFloor), "(reference)", r.JetStreamFloorCPU)
-	commandFloorCPU, cmdCommandFloorCPU := r.GRPCFloorCPU.add(r.JetStreamFloorCPU), r.CmdGRPCFloorCPU.add(r.CmdJetStreamFloorCPU)
-	row("command floor: 1 / (1/gRPC + 1/JetStream)", fmt.Sprintf("%.0f/s", r.CommandFloor), "(reference)", commandFloorCPU)
+	all, cmd := r.Create, r.CmdCreate
+	row("gRPC floor: grpc.health.v1.Health/Check", fmt.Sprintf("%.0f/s", all.GRPCFloor), "(reference)", all.GRPCFloorCPU)
+	row("JetStream floor: publish expecting subject sequence 0, new subjects", fmt.Sprintf("%.0f/s", all.JetStreamFloor), "(reference)", all.JetStreamFloorCPU)
+	row("command floor: 1 / (1/gRPC + 1/JetStream)", fmt.Sprintf("%.0f/s", all.CommandFloor), "(reference)", all.commandFloorCPU())
 	// With rounds, the ratio is that of the merged phases, followed by
 	// the range of the rounds' own; then the floor's CPU per request over
 	// the operation's (both sides): about what the ratio reaches when the
@@ -908,9 +912,10 @@ func (r *FloorReport) String() string {
 		}
 		return ""
 	}
-	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(r.Create), r.Create.Overall.P99), ratio(r.Create, r.CommandFloor, r.CreateRatios, commandFloorCPU), perRequest(r.Create))
-	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(r.CmdCreate), r.CmdCreate.Overall.P99, r.CmdGRPCFloor, r.CmdJetStreamFloor, refCPU("; both %s", cmdCommandFloorCPU)),
-		ratio(r.CmdCreate, r.CmdCommandFloor, r.CmdCreateRatios, cmdCommandFloorCPU), perRequest(r.CmdCreate))
+	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(all.Create), all.Create.Overall.P99),
+		ratio(all.Create, all.CommandFloor, all.Ratios, all.commandFloorCPU()), perRequest(all.Create))
+	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(cmd.Create), cmd.Create.Overall.P99, cmd.GRPCFloor, cmd.JetStreamFloor, refCPU("; both %s", cmd.commandFloorCPU())),
+		ratio(cmd.Create, cmd.CommandFloor, cmd.Ratios, cmd.commandFloorCPU()), perRequest(cmd.Create))
 	getRow := func(measure string, ph GetPhase) {
 		row(measure, fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(ph.Get), ph.Get.Overall.P99, ph.GRPCFloor, refCPU(", %s", ph.GRPCFloorCPU)),
 			ratio(ph.Get, ph.GRPCFloor, ph.Ratios, ph.GRPCFloorCPU), perRequest(ph.Get))

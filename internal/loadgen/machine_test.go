@@ -115,11 +115,12 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 			OS: "linux", Arch: "amd64", CPUs: 2, LoadGenGo: "go1.26.8", Ordersd: Build{Go: "go1.26.8", Revision: "53be4a5c0ffee"}},
 		Command: FloorConfig{Clients: 32, Phase: 5 * time.Second, Rounds: 5, Events: 100000, FillMix: Mix{Create: 1}, LagRate: 1000,
 			Env: []string{"GOGC=50", "OTEL_RESOURCE_ATTRIBUTES=team=a b,it's"}}.command(),
-		Clients: 32, Rounds: 5, GRPCFloor: 200, JetStreamFloor: 200, CommandFloor: 100,
-		Create: op(), CmdCreate: op(), Get: GetPhase{Get: op()}, MixedHalf: op(),
-		GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, JetStreamFloorCPU: CPUPer{Server: 27, Client: 35},
+		Clients: 32, Rounds: 5,
+		Create: CreatePhase{Create: op(), GRPCFloor: 200, JetStreamFloor: 200, CommandFloor: 100,
+			GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, JetStreamFloorCPU: CPUPer{Server: 27, Client: 35}},
+		CmdCreate: CreatePhase{Create: op()}, Get: GetPhase{Get: op()}, MixedHalf: op(),
 	}
-	r.Create.CPU = &CPU{Server: 0.03, Client: 0.007}
+	r.Create.Create.CPU = &CPU{Server: 0.03, Client: 0.007}
 	r.Events = 100410
 	r.GetOnLog = &GetPhase{Get: op(), GRPCFloor: 200, GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, Ratios: []float64{0.4, 0.6}}
 	r.GetOnLog.Get.CPU = &CPU{Server: 0.02, Client: 0.01}

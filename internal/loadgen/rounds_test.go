@@ -163,17 +163,18 @@ func TestAgainstFloorsInRounds(t *testing.T) {
 	a, g := inProcessOrdersd(t, map[string]string{"ROLES": "command"})
 	cfg := FloorConfig{Clients: 2, Phase: 300 * time.Millisecond, Rounds: 3, Progress: io.Discard}
 	settled := 0
-	grpcFloor, jsFloor, create, ratios, err := againstFloors(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS, pid: os.Getpid()}, g, "create", "cpu-create",
+	ph, err := againstFloors(t.Context(), cfg, &ordersd{grpc: a.GRPC, nats: a.NATS, pid: os.Getpid()}, g, "create", "cpu-create",
 		func(context.Context) error { settled++; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if okRate(grpcFloor) <= 0 || okRate(jsFloor) <= 0 {
-		t.Fatalf("floors %v/s gRPC, %v/s JetStream", okRate(grpcFloor), okRate(jsFloor))
+	create, ratios := ph.Create, ph.Ratios
+	if ph.GRPCFloor <= 0 || ph.JetStreamFloor <= 0 || ph.CommandFloor != commandFloor(ph.GRPCFloor, ph.JetStreamFloor) {
+		t.Fatalf("floors %v/s gRPC, %v/s JetStream, command floor %v/s", ph.GRPCFloor, ph.JetStreamFloor, ph.CommandFloor)
 	}
-	for _, r := range []*Report{grpcFloor, jsFloor, create} {
-		if c := perRequest(r); c.Server <= 0 || c.Client <= 0 {
-			t.Fatalf("%s: CPU %+v per request (%+v in all)", r.Target, c, r.CPU)
+	for name, c := range map[string]CPUPer{"gRPC floor": ph.GRPCFloorCPU, "JetStream floor": ph.JetStreamFloorCPU, "create": perRequest(create)} {
+		if c.Server <= 0 || c.Client <= 0 {
+			t.Fatalf("%s: CPU %+v per request", name, c)
 		}
 	}
 	if len(ratios) != 3 || settled != 3 {
