@@ -112,11 +112,11 @@ func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Rec
 		if err != nil {
 			return nil, classify(fmt.Sprintf("load order %s after position %d from the stream leader", orderID, have), err)
 		}
-		if !found && s.mutable == nil {
-			return nil, fmt.Errorf("%w: load order %s: the stream leader that answered has nothing after position %d, where its last event is at %d (a former leader that has not stepped down yet)",
-				ErrUnavailable, orderID, have, last)
-		}
 		if !found {
+			if s.mutable == nil {
+				return nil, fmt.Errorf("%w: load order %s: the stream leader that answered has nothing after position %d, where its last event is at %d (a former leader that has not stepped down yet)",
+					ErrUnavailable, orderID, have, last)
+			}
 			break // deleted since the leader named its last event
 		}
 		r, err := DecodeRawMsg(raw, s.cfg.prefix)
