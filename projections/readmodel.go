@@ -554,11 +554,15 @@ func (m *ReadModel) snapshot(ctx context.Context, fn func(tx *sql.Tx) error) (po
 // It returns ErrOrderNotFound, with the position the order was unknown at,
 // when the order is unknown.
 func (m *ReadModel) GetOrder(ctx context.Context, id string) (Order, uint64, error) {
-	rev, pb, pos, err := m.getOrderRow(ctx, id)
+	row, pos, err := m.getOrderRow(ctx, id)
 	if err != nil {
 		return Order{}, pos, err
 	}
-	return Order{State: convert.OrderFromProto(pb), Revision: rev}, pos, nil
+	pb, err := readBody(id, row.customer, row.body)
+	if err != nil {
+		return Order{}, 0, err
+	}
+	return Order{State: convert.OrderFromProto(pb), Revision: row.rev}, pos, nil
 }
 
 // GetOrderMessage returns one order as the read model stores it, the API's
@@ -567,37 +571,58 @@ func (m *ReadModel) GetOrder(ctx context.Context, id string) (Order, uint64, err
 // order was unknown at, when the order is unknown, and an error when the
 // stored body does not parse.
 func (m *ReadModel) GetOrderMessage(ctx context.Context, id string) (*ordersv1.Order, uint64, error) {
-	_, pb, pos, err := m.getOrderRow(ctx, id)
-	return pb, pos, err
+	row, pos, err := m.getOrderRow(ctx, id)
+	if err != nil {
+		return nil, pos, err
+	}
+	o, err := readBody(id, row.customer, row.body)
+	if err != nil {
+		return nil, 0, err
+	}
+	return o, pos, nil
 }
 
-// getOrderRow reads one order's revision and body with the position they
-// are current at: from the recent orders when it is one, else in one
+// AppendOrderWire is GetOrderMessage with the message encoded, appended to
+// dst: the bytes a client receives for the Order that GetOrderMessage
+// returns, made from the stored body without building the message (see
+// appendOrderWire). Its errors are GetOrderMessage's.
+func (m *ReadModel) AppendOrderWire(ctx context.Context, dst []byte, id string) ([]byte, uint64, error) {
+	row, pos, err := m.getOrderRow(ctx, id)
+	if err != nil {
+		return dst, pos, err
+	}
+	if dst, err = appendOrderWire(dst, id, row.customer, row.body); err != nil {
+		return dst, 0, err
+	}
+	return dst, pos, nil
+}
+
+// getOrderRow reads one order's stored row with the position it is
+// current at: from the recent orders when it is one, else in one
 // statement. An order the recent orders do not hold has nothing applied
 // but not committed (those rows are always held), so its row in the file
 // is current as of the recent orders' position too, which may be ahead of
-// the file's checkpoint.
-func (m *ReadModel) getOrderRow(ctx context.Context, id string) (rev uint64, o *ordersv1.Order, pos uint64, err error) {
+// the file's checkpoint. It returns ErrOrderNotFound, with that position,
+// for an unknown order.
+func (m *ReadModel) getOrderRow(ctx context.Context, id string) (row storedRow, pos uint64, err error) {
 	row, pos, ok := m.recent.get(id)
-	if !ok {
-		at := pos
-		var sqlPos uint64
-		var r sql.Null[uint64]
-		var customer sql.NullString
-		if err := m.getOrder.QueryRowContext(ctx, id).Scan(&sqlPos, &r, &customer, &row.body); err != nil {
-			return 0, nil, 0, err
-		}
-		pos = max(sqlPos, at)
-		if !r.Valid {
-			return 0, nil, pos, ErrOrderNotFound
-		}
-		row.rev, row.customer = r.V, customer.String
-		m.recent.read(sqlPos, id, row)
+	if ok {
+		return row, pos, nil
 	}
-	if o, err = readBody(id, row.customer, row.body); err != nil {
-		return 0, nil, 0, err
+	at := pos
+	var sqlPos uint64
+	var r sql.Null[uint64]
+	var customer sql.NullString
+	if err := m.getOrder.QueryRowContext(ctx, id).Scan(&sqlPos, &r, &customer, &row.body); err != nil {
+		return storedRow{}, 0, err
 	}
-	return row.rev, o, pos, nil
+	pos = max(sqlPos, at)
+	if !r.Valid {
+		return storedRow{}, pos, ErrOrderNotFound
+	}
+	row.rev, row.customer = r.V, customer.String
+	m.recent.read(sqlPos, id, row)
+	return row, pos, nil
 }
 
 // ListFilter selects orders for List. Creation times are stored as int64

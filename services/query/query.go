@@ -39,6 +39,7 @@ import (
 	"github.com/orderstream/orderstream/projections"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Limits of the query API.
@@ -127,30 +128,63 @@ func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (
 	if err := s.await(ctx, req.GetConsistency(), s.p.WaitFor); err != nil {
 		return nil, err
 	}
-	o, pos, err := s.readOrder(ctx, req.GetOrderId(), req.GetConsistency())
-	if err != nil {
+	buf, pos, err := s.p.ReadModel().AppendOrderWire(ctx, make([]byte, orderFieldRoom, 512), req.GetOrderId())
+	if err := s.pointReadError(ctx, err, pos, req.GetConsistency()); err != nil {
 		return nil, err
 	}
-	return &ordersv1.GetOrderResponse{Order: o, Position: pos}, nil
+	return getOrderResponse(buf, pos), nil
+}
+
+// orderFieldRoom is the room GetOrder leaves before the order's encoding
+// for the tag and length that make it the response's order field: a byte
+// of tag and a length of at most five (a stored order is far below 2³⁵
+// bytes).
+const orderFieldRoom = 6
+
+// getOrderResponseOrder is GetOrderResponse's order field.
+var getOrderResponseOrder = (&ordersv1.GetOrderResponse{}).ProtoReflect().Descriptor().Fields().ByName("order").Number()
+
+// getOrderResponse answers GetOrder with the order the read model encoded
+// after orderFieldRoom bytes of buf. It goes out as the response's order
+// field, set as the message's raw fields, so the order is encoded once, by
+// the read model, and not parsed and encoded again here; clients, the REST
+// gateway among them, read the response as any other. On this side its
+// Order is nil.
+func getOrderResponse(buf []byte, pos uint64) *ordersv1.GetOrderResponse {
+	n := uint64(len(buf) - orderFieldRoom)
+	start := orderFieldRoom - protowire.SizeTag(getOrderResponseOrder) - protowire.SizeVarint(n)
+	protowire.AppendVarint(protowire.AppendTag(buf[start:start], getOrderResponseOrder, protowire.BytesType), n)
+	r := &ordersv1.GetOrderResponse{Position: pos}
+	r.ProtoReflect().SetUnknown(buf[start:])
+	return r
 }
 
 // readOrder is a point read of one order after its wait (await with
 // WaitFor): the stored message, nothing folded or converted, and the
-// position it is current at. Its errors are the RPC's: NOT_FOUND, and
+// position it is current at. Its errors are pointReadError's.
+func (s *Service) readOrder(ctx context.Context, id string, c *ordersv1.Consistency) (*ordersv1.Order, uint64, error) {
+	o, pos, err := s.p.ReadModel().GetOrderMessage(ctx, id)
+	if err := s.pointReadError(ctx, err, pos, c); err != nil {
+		return nil, 0, err
+	}
+	return o, pos, nil
+}
+
+// pointReadError is the RPC's answer to a point read of one order that
+// returned err at pos, or nil to answer with what it read: NOT_FOUND, and
 // UNAVAILABLE when the read finds the read model below the min_position
 // the wait ended on (the projection applied it, then lost it with a failed
 // commit), so that the older state is never the answer.
-func (s *Service) readOrder(ctx context.Context, id string, c *ordersv1.Consistency) (*ordersv1.Order, uint64, error) {
-	o, pos, err := s.p.ReadModel().GetOrderMessage(ctx, id)
+func (s *Service) pointReadError(ctx context.Context, err error, pos uint64, c *ordersv1.Consistency) error {
 	switch {
 	case (err == nil || errors.Is(err, projections.ErrOrderNotFound)) && pos < c.GetMinPosition():
-		return nil, 0, errBehind
+		return errBehind
 	case errors.Is(err, projections.ErrOrderNotFound):
-		return nil, 0, status.Error(codes.NotFound, "order not found")
+		return status.Error(codes.NotFound, "order not found")
 	case err != nil:
-		return nil, 0, rpcerr.ToStatus(ctx, s.log, err)
+		return rpcerr.ToStatus(ctx, s.log, err)
 	}
-	return o, pos, nil
+	return nil
 }
 
 // pageToken is the opaque keyset cursor: the last order's creation time
