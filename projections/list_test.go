@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/order"
+	"google.golang.org/protobuf/proto"
 )
 
 // createdAt is a log of OrderCreated events for ids, at position from on,
@@ -31,11 +33,18 @@ func listAll(t *testing.T, m *ReadModel, f ListFilter, limit int, byID bool) []s
 	var ids []string
 	var after *Cursor
 	for range 100 {
-		page, cursors, _, err := m.ListOrderMessages(t.Context(), f, after, limit)
+		page, cursors, _, err := m.ListOrderWire(t.Context(), f, after, limit)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, o := range page {
+		for i, b := range page {
+			o := &ordersv1.Order{}
+			if err := proto.Unmarshal(b, o); err != nil {
+				t.Fatal(err)
+			}
+			if o.GetOrderId() != cursors[i].ID {
+				t.Fatalf("order %s listed with the cursor of %s", o.GetOrderId(), cursors[i].ID)
+			}
 			ids = append(ids, o.GetOrderId())
 		}
 		if len(page) < limit {

@@ -690,27 +690,46 @@ type Cursor struct {
 // (nil: from the newest), folded, and the read model's position.
 func (m *ReadModel) ListOrders(ctx context.Context, f ListFilter, after *Cursor, limit int) ([]Order, uint64, error) {
 	var out []Order
-	pos, err := m.list(ctx, f, after, limit, func(rev uint64, _ Cursor, o *ordersv1.Order) {
+	pos, err := m.list(ctx, f, after, limit, func(rev uint64, c Cursor, customer string, body []byte) error {
+		o, err := readBody(c.ID, customer, body)
+		if err != nil {
+			return err
+		}
 		out = append(out, Order{State: convert.OrderFromProto(o), Revision: rev})
+		return nil
 	})
 	return out, pos, err
 }
 
-// ListOrderMessages is ListOrders answering with the stored messages, as
-// GetOrderMessage does, and with the cursor after each.
-func (m *ReadModel) ListOrderMessages(ctx context.Context, f ListFilter, after *Cursor, limit int) ([]*ordersv1.Order, []Cursor, uint64, error) {
-	var out []*ordersv1.Order
-	var cursors []Cursor
-	pos, err := m.list(ctx, f, after, limit, func(_ uint64, c Cursor, o *ordersv1.Order) {
-		out, cursors = append(out, o), append(cursors, c)
+// ListOrderWire is ListOrders answering with each order encoded as
+// AppendOrderWire encodes one (the orders share one buffer), and with the
+// cursor after each.
+func (m *ReadModel) ListOrderWire(ctx context.Context, f ListFilter, after *Cursor, limit int) (orders [][]byte, cursors []Cursor, pos uint64, err error) {
+	var buf []byte
+	var ends []int
+	pos, err = m.list(ctx, f, after, limit, func(_ uint64, c Cursor, customer string, body []byte) error {
+		var err error
+		if buf, err = appendOrderWire(buf, c.ID, customer, body); err != nil {
+			return err
+		}
+		ends, cursors = append(ends, len(buf)), append(cursors, c)
+		return nil
 	})
-	return out, cursors, pos, err
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	orders = make([][]byte, len(ends))
+	start := 0
+	for i, end := range ends {
+		orders[i], start = buf[start:end:end], end
+	}
+	return orders, cursors, pos, nil
 }
 
 // list runs the list query for f, after and limit in one snapshot, calling
-// each with every row's revision, cursor and decoded body, and returns the
-// position.
-func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit int, each func(uint64, Cursor, *ordersv1.Order)) (uint64, error) {
+// each with every row's revision, cursor, customer and stored body, and
+// returns the position. each's error ends the list with it.
+func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit int, each func(rev uint64, c Cursor, customer string, body []byte) error) (uint64, error) {
 	q, args := listQuery(f, after, limit)
 	st, err := m.listStmt(ctx, q)
 	if err != nil {
@@ -726,16 +745,14 @@ func (m *ReadModel) list(ctx context.Context, f ListFilter, after *Cursor, limit
 			var rev uint64
 			var c Cursor
 			var customer string
-			var blob []byte
-			if err := rows.Scan(&rev, &c.ID, &customer, &blob, &c.CreatedAt, &c.Seq); err != nil {
+			var body sql.RawBytes
+			if err := rows.Scan(&rev, &c.ID, &customer, &body, &c.CreatedAt, &c.Seq); err != nil {
 				return err
 			}
 			c.HasSeq = true
-			o, err := readBody(c.ID, customer, blob)
-			if err != nil {
+			if err := each(rev, c, customer, body); err != nil {
 				return err
 			}
-			each(rev, c, o)
 		}
 		return rows.Err()
 	})

@@ -40,6 +40,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Limits of the query API.
@@ -128,35 +129,37 @@ func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (
 	if err := s.await(ctx, req.GetConsistency(), s.p.WaitFor); err != nil {
 		return nil, err
 	}
-	buf, pos, err := s.p.ReadModel().AppendOrderWire(ctx, make([]byte, orderFieldRoom, 512), req.GetOrderId())
+	o, pos, err := s.p.ReadModel().AppendOrderWire(ctx, nil, req.GetOrderId())
 	if err := s.pointReadError(ctx, err, pos, req.GetConsistency()); err != nil {
 		return nil, err
 	}
-	return getOrderResponse(buf, pos), nil
+	res := &ordersv1.GetOrderResponse{Position: pos}
+	res.ProtoReflect().SetUnknown(orderFields(getOrderResponseOrder, o))
+	return res, nil
 }
 
-// orderFieldRoom is the room GetOrder leaves before the order's encoding
-// for the tag and length that make it the response's order field: a byte
-// of tag and a length of at most five (a stored order is far below 2³⁵
-// bytes).
-const orderFieldRoom = 6
+// The response fields that carry orders, which GetOrder and ListOrders
+// fill with orders the read model encoded (see orderFields).
+var (
+	getOrderResponseOrder   = (&ordersv1.GetOrderResponse{}).ProtoReflect().Descriptor().Fields().ByName("order").Number()
+	listOrdersResponseOrder = (&ordersv1.ListOrdersResponse{}).ProtoReflect().Descriptor().Fields().ByName("orders").Number()
+)
 
-// getOrderResponseOrder is GetOrderResponse's order field.
-var getOrderResponseOrder = (&ordersv1.GetOrderResponse{}).ProtoReflect().Descriptor().Fields().ByName("order").Number()
-
-// getOrderResponse answers GetOrder with the order the read model encoded
-// after orderFieldRoom bytes of buf. It goes out as the response's order
-// field, set as the message's raw fields, so the order is encoded once, by
-// the read model, and not parsed and encoded again here; clients, the REST
-// gateway among them, read the response as any other. On this side its
-// Order is nil.
-func getOrderResponse(buf []byte, pos uint64) *ordersv1.GetOrderResponse {
-	n := uint64(len(buf) - orderFieldRoom)
-	start := orderFieldRoom - protowire.SizeTag(getOrderResponseOrder) - protowire.SizeVarint(n)
-	protowire.AppendVarint(protowire.AppendTag(buf[start:start], getOrderResponseOrder, protowire.BytesType), n)
-	r := &ordersv1.GetOrderResponse{Position: pos}
-	r.ProtoReflect().SetUnknown(buf[start:])
-	return r
+// orderFields encodes orders, each an Order as the read model encoded it,
+// as fields num of a response, to be set as its raw fields: the orders
+// are encoded once, by the read model, and not parsed and encoded again
+// here. Clients, the REST gateway among them, read the response as any
+// other; on this side its orders are not set.
+func orderFields(num protowire.Number, orders ...[]byte) protoreflect.RawFields {
+	n := 0
+	for _, o := range orders {
+		n += protowire.SizeTag(num) + protowire.SizeBytes(len(o))
+	}
+	b := make([]byte, 0, n)
+	for _, o := range orders {
+		b = protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), o)
+	}
+	return b
 }
 
 // readOrder is a point read of one order after its wait (await with
@@ -296,16 +299,16 @@ func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersReques
 	if err := s.await(ctx, req.GetConsistency(), s.p.WaitForCommitted); err != nil {
 		return nil, err
 	}
-	rows, cursors, pos, err := s.p.ReadModel().ListOrderMessages(ctx, f, cursor, size+1)
+	orders, cursors, pos, err := s.p.ReadModel().ListOrderWire(ctx, f, cursor, size+1)
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, s.log, err)
 	}
 	res := &ordersv1.ListOrdersResponse{Position: pos}
-	if len(rows) > size {
+	if len(orders) > size {
 		res.NextPageToken = encodeToken(cursors[size-1], fh)
-		rows = rows[:size]
+		orders = orders[:size]
 	}
-	res.Orders = rows
+	res.ProtoReflect().SetUnknown(orderFields(listOrdersResponseOrder, orders...))
 	return res, nil
 }
 
