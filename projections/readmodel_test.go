@@ -139,6 +139,10 @@ func TestBulkFillEndsWithTheSchemasIndexes(t *testing.T) {
 	if cache != want || want == -2000 {
 		t.Fatalf("writer's cache_size %d after the bulk fill, %d opened (SQLite's default is -2000)", cache, want)
 	}
+	var mapped int64
+	if err := bulk.w.QueryRowContext(ctx, `PRAGMA mmap_size`).Scan(&mapped); err != nil || mapped != 0 {
+		t.Fatalf("writer's mmap_size %d (%v) after the bulk fill, want 0: the index build's mapping outlived it", mapped, err)
+	}
 	for _, f := range []ListFilter{{}, {CustomerID: "c-1"}, {Status: order.StatusDraft}} {
 		want, _, err := plain.ListOrders(ctx, f, nil, 100)
 		if err != nil {
