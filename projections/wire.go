@@ -39,17 +39,18 @@ var (
 	lineWire       = orderWire.fields[fieldLines].msg
 )
 
-// maxWireDepth bounds the nesting validValue follows, as proto.Unmarshal
-// bounds its own: the stored messages nest two deep.
-const maxWireDepth = 100
-
 // appendOrderWire appends to dst the wire encoding of the order that
 // readBody returns for the same row: body's fields as they are, but for
 // the ones readBody fills in, which it appends as readBody computes them.
 // A body readBody refuses (not a valid Order message: a malformed field,
 // a string that is not UTF-8) is refused here too, wrapped with the
 // order's id; the bytes are never handed out half-checked.
-func appendOrderWire(dst []byte, id, customer string, body []byte) ([]byte, error) {
+func appendOrderWire(dst []byte, id, customer string, body []byte) (_ []byte, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("projections: stored order %s: %w", id, err)
+		}
+	}()
 	var (
 		version    uint32
 		total, tax int64
@@ -60,7 +61,7 @@ func appendOrderWire(dst []byte, id, customer string, body []byte) ([]byte, erro
 	for b := body; len(b) > 0; {
 		f, typ, field, val, err := nextField(orderWire, b)
 		if err != nil {
-			return nil, fmt.Errorf("projections: stored order %s: %w", id, err)
+			return nil, err
 		}
 		b = b[len(field):]
 		if f == nil {
@@ -68,31 +69,27 @@ func appendOrderWire(dst []byte, id, customer string, body []byte) ([]byte, erro
 			continue
 		}
 		if f.num == fieldLines {
-			if dst, err = appendLineWire(dst, val); err != nil {
-				return nil, fmt.Errorf("projections: stored order %s: %w", id, err)
+			if dst, err = appendLineWire(dst, field, val); err != nil {
+				return nil, err
 			}
 			continue
 		}
 		// Even a field readBody overwrites must parse: proto.Unmarshal
 		// refuses the body otherwise.
-		if err := validValue(f, typ, val, 0); err != nil {
-			return nil, fmt.Errorf("projections: stored order %s: %w", id, err)
+		if err := validValue(f, typ, val); err != nil {
+			return nil, err
 		}
 		switch f.num {
 		case fieldOrderID, fieldCustomer, fieldRevision, fieldGrand:
 			// readBody overwrites them; bodies of schema 3 as first
 			// written hold them.
 			continue
-		case fieldVersion, fieldTotal, fieldTax:
-			v, _ := protowire.ConsumeVarint(val)
-			switch f.num {
-			case fieldVersion:
-				version = uint32(v)
-			case fieldTotal:
-				total = int64(v)
-			default:
-				tax = int64(v)
-			}
+		case fieldVersion:
+			version = uint32(varint(val))
+		case fieldTotal:
+			total = int64(varint(val))
+		case fieldTax:
+			tax = int64(varint(val))
 		}
 		dst = append(dst, field...)
 	}
@@ -102,11 +99,12 @@ func appendOrderWire(dst []byte, id, customer string, body []byte) ([]byte, erro
 	return appendVarint(dst, fieldGrand, uint64(total+tax)), nil
 }
 
-// appendLineWire appends one of the order's lines, whose stored encoding
-// is val, as readBody returns it: with its line total.
-func appendLineWire(dst, val []byte) ([]byte, error) {
+// appendLineWire appends one of the order's lines, stored as field (its
+// whole encoding) with the value val, as readBody returns it: with its
+// line total.
+func appendLineWire(dst, field, val []byte) ([]byte, error) {
 	var quantity, price int64
-	size := len(val)
+	size, stale := len(val), false
 	for b := val; len(b) > 0; {
 		f, typ, field, v, err := nextField(lineWire, b)
 		if err != nil {
@@ -116,32 +114,37 @@ func appendLineWire(dst, val []byte) ([]byte, error) {
 		if f == nil {
 			continue
 		}
-		if err := validValue(f, typ, v, 1); err != nil {
+		if err := validValue(f, typ, v); err != nil {
 			return nil, err
 		}
 		switch f.num {
 		case fieldLineTotal:
-			size -= len(field)
-		case fieldQuantity, fieldUnitPrice:
-			n, _ := protowire.ConsumeVarint(v)
-			if f.num == fieldQuantity {
-				quantity = int64(n)
-			} else {
-				price = int64(n)
-			}
+			size, stale = size-len(field), true
+		case fieldQuantity:
+			quantity = int64(varint(v))
+		case fieldUnitPrice:
+			price = int64(varint(v))
 		}
 	}
 	lineTotal := uint64(quantity * price)
+	if lineTotal == 0 && !stale {
+		return append(dst, field...), nil
+	}
 	if lineTotal != 0 {
 		size += protowire.SizeTag(fieldLineTotal) + protowire.SizeVarint(lineTotal)
 	}
 	dst = protowire.AppendTag(dst, fieldLines, protowire.BytesType)
 	dst = protowire.AppendVarint(dst, uint64(size))
-	for b := val; len(b) > 0; {
-		f, _, field, _, _ := nextField(lineWire, b)
-		b = b[len(field):]
-		if f == nil || f.num != fieldLineTotal {
-			dst = append(dst, field...)
+	if !stale {
+		dst = append(dst, val...)
+	} else {
+		// Only a body of schema 3 as first written holds the line total.
+		for b := val; len(b) > 0; {
+			f, _, field, _, _ := nextField(lineWire, b)
+			b = b[len(field):]
+			if f == nil || f.num != fieldLineTotal {
+				dst = append(dst, field...)
+			}
 		}
 	}
 	return appendVarint(dst, fieldLineTotal, lineTotal), nil
@@ -246,7 +249,7 @@ func nextField(m *wireMessage, b []byte) (f *wireField, typ protowire.Type, fiel
 // nextField has already split off: a proto3 string that is not UTF-8,
 // packed numbers that do not parse, or a nested message that is not valid
 // itself.
-func validValue(f *wireField, typ protowire.Type, val []byte, depth int) error {
+func validValue(f *wireField, typ protowire.Type, val []byte) error {
 	switch {
 	case typ != protowire.BytesType:
 		return nil
@@ -271,9 +274,6 @@ func validValue(f *wireField, typ protowire.Type, val []byte, depth int) error {
 			b = b[n:]
 		}
 	case f.msg != nil:
-		if depth >= maxWireDepth {
-			return fmt.Errorf("field %s: nested too deep", f.fd.Name())
-		}
 		for b := val; len(b) > 0; {
 			inner, t, field, v, err := nextField(f.msg, b)
 			if err != nil {
@@ -281,13 +281,20 @@ func validValue(f *wireField, typ protowire.Type, val []byte, depth int) error {
 			}
 			b = b[len(field):]
 			if inner != nil {
-				if err := validValue(inner, t, v, depth+1); err != nil {
+				if err := validValue(inner, t, v); err != nil {
 					return fmt.Errorf("field %s: %w", f.fd.Name(), err)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// varint is the value of a varint field that nextField has split off and
+// checked.
+func varint(val []byte) uint64 {
+	v, _ := protowire.ConsumeVarint(val)
+	return v
 }
 
 // appendString and appendVarint append a field as a deterministic marshal
