@@ -568,15 +568,11 @@ func (m *ReadModel) snapshot(ctx context.Context, fn func(tx *sql.Tx) error) (po
 // It returns ErrOrderNotFound, with the position the order was unknown at,
 // when the order is unknown.
 func (m *ReadModel) GetOrder(ctx context.Context, id string) (Order, uint64, error) {
-	row, pos, err := m.getOrderRow(ctx, id)
+	rev, pb, pos, err := m.getOrderMessage(ctx, id)
 	if err != nil {
 		return Order{}, pos, err
 	}
-	pb, err := readBody(id, row.customer, row.body)
-	if err != nil {
-		return Order{}, 0, err
-	}
-	return Order{State: convert.OrderFromProto(pb), Revision: row.rev}, pos, nil
+	return Order{State: convert.OrderFromProto(pb), Revision: rev}, pos, nil
 }
 
 // GetOrderMessage returns one order as the read model stores it, the API's
@@ -585,30 +581,36 @@ func (m *ReadModel) GetOrder(ctx context.Context, id string) (Order, uint64, err
 // order was unknown at, when the order is unknown, and an error when the
 // stored body does not parse.
 func (m *ReadModel) GetOrderMessage(ctx context.Context, id string) (*ordersv1.Order, uint64, error) {
+	_, pb, pos, err := m.getOrderMessage(ctx, id)
+	return pb, pos, err
+}
+
+// getOrderMessage is getOrderRow with the row's body read (readBody).
+func (m *ReadModel) getOrderMessage(ctx context.Context, id string) (rev uint64, o *ordersv1.Order, pos uint64, err error) {
+	row, pos, err := m.getOrderRow(ctx, id)
+	if err != nil {
+		return 0, nil, pos, err
+	}
+	if o, err = readBody(id, row.customer, row.body); err != nil {
+		return 0, nil, 0, err
+	}
+	return row.rev, o, pos, nil
+}
+
+// OrderWire is GetOrderMessage with the message encoded: the bytes a
+// client receives for the Order that GetOrderMessage returns, made from
+// the stored body without building the message (see appendOrderWire).
+// Its errors are GetOrderMessage's.
+func (m *ReadModel) OrderWire(ctx context.Context, id string) ([]byte, uint64, error) {
 	row, pos, err := m.getOrderRow(ctx, id)
 	if err != nil {
 		return nil, pos, err
 	}
-	o, err := readBody(id, row.customer, row.body)
+	o, err := appendOrderWire(nil, id, row.customer, row.body)
 	if err != nil {
 		return nil, 0, err
 	}
 	return o, pos, nil
-}
-
-// AppendOrderWire is GetOrderMessage with the message encoded, appended to
-// dst: the bytes a client receives for the Order that GetOrderMessage
-// returns, made from the stored body without building the message (see
-// appendOrderWire). Its errors are GetOrderMessage's.
-func (m *ReadModel) AppendOrderWire(ctx context.Context, dst []byte, id string) ([]byte, uint64, error) {
-	row, pos, err := m.getOrderRow(ctx, id)
-	if err != nil {
-		return dst, pos, err
-	}
-	if dst, err = appendOrderWire(dst, id, row.customer, row.body); err != nil {
-		return dst, 0, err
-	}
-	return dst, pos, nil
 }
 
 // getOrderRow reads one order's stored row with the position it is
@@ -716,7 +718,7 @@ func (m *ReadModel) ListOrders(ctx context.Context, f ListFilter, after *Cursor,
 }
 
 // ListOrderWire is ListOrders answering with each order encoded as
-// AppendOrderWire encodes one (the orders share one buffer), and with the
+// OrderWire encodes one (the orders share one buffer), and with the
 // cursor after each.
 func (m *ReadModel) ListOrderWire(ctx context.Context, f ListFilter, after *Cursor, limit int) (orders [][]byte, cursors []Cursor, pos uint64, err error) {
 	var buf []byte

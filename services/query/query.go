@@ -129,7 +129,7 @@ func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (
 	if err := s.await(ctx, req.GetConsistency(), s.p.WaitFor); err != nil {
 		return nil, err
 	}
-	o, pos, err := s.p.ReadModel().AppendOrderWire(ctx, nil, req.GetOrderId())
+	o, pos, err := s.p.ReadModel().OrderWire(ctx, req.GetOrderId())
 	if err := s.pointReadError(ctx, err, pos, req.GetConsistency()); err != nil {
 		return nil, err
 	}
