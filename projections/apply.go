@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -144,7 +143,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 		// Statements prepared once on the write connection, bound to this
 		// transaction: nothing is parsed per event.
 		loadOrder: tx.StmtContext(sctx, m.writes.loadOrder), recent: m.recent, carry: m.carry,
-		states: map[string]*Order{}, dirty: map[string]uint64{}, stored: map[string]rowKeys{},
+		states: map[string]*Order{}, dirtied: map[string]bool{}, stored: map[string]rowKeys{},
 		statusDelta: map[statusKey]int64{}, spendDelta: map[spendKey]int64{}}
 	if m.carry != nil {
 		bt.rowAt, bt.seqs = tx.StmtContext(sctx, m.writes.fill.rowAt), map[string]int64{}
@@ -259,8 +258,11 @@ type batch struct {
 	now       time.Time
 	states    map[string]*Order
 	// dirty holds the orders to write, each with the position of the
-	// first event that changed it in this batch.
-	dirty map[string]uint64
+	// first event that changed it in this batch, in the order of those
+	// positions (the batch's events are in log order), which is the
+	// order writeOrders writes them in; dirtied holds their ids.
+	dirty   []dirtyOrder
+	dirtied map[string]bool
 	// stored holds the indexed columns of the rows load found.
 	stored map[string]rowKeys
 	// seqs holds, in a bulk fill, the seq of each row load found or the
@@ -446,9 +448,17 @@ func eventTime(rec eventstore.Recorded) time.Time {
 // markDirty records that the event at position changed the order id,
 // keeping the first such position of the batch.
 func (b *batch) markDirty(id string, position uint64) {
-	if _, ok := b.dirty[id]; !ok {
-		b.dirty[id] = position
+	if !b.dirtied[id] {
+		b.dirtied[id] = true
+		b.dirty = append(b.dirty, dirtyOrder{id, position})
 	}
+}
+
+// dirtyOrder is an order a batch changed, and the position of the first
+// event that changed it in the batch.
+type dirtyOrder struct {
+	id       string
+	position uint64
 }
 
 // count adds what one event changed to the customer summaries' deltas.
@@ -582,15 +592,11 @@ type fillWrites struct {
 // It writes them in the order of the first event that changed each in
 // the batch, which is also each new row's seq: new rows then go at the
 // table's end in order, live and in a rebuild alike.
-func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, dirty map[string]uint64, stored map[string]rowKeys) (map[string]storedRow, error) {
+func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, dirty []dirtyOrder, stored map[string]rowKeys) (map[string]storedRow, error) {
 	rows := make(map[string]storedRow, len(dirty))
-	ids := make([]string, 0, len(dirty))
-	for id := range dirty {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b string) int { return cmp.Compare(dirty[a], dirty[b]) })
 	var scratch ordersv1.Order
-	for _, id := range ids {
+	for _, d := range dirty {
+		id := d.id
 		o := states[id]
 		s := o.State
 		body, err := appendBody(nil, s, &scratch)
@@ -612,7 +618,7 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 		case found && w.fill != nil:
 			res, err = w.fill.updateRow.ExecContext(ctx, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body, key)
 		default:
-			seq := int64(dirty[id])
+			seq := int64(d.position)
 			if _, err = w.insert.ExecContext(ctx, seq, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body); err == nil && w.fill != nil {
 				err = w.fill.inserted(id, seq)
 			}

@@ -65,11 +65,11 @@ func (c *carry) keep(b *batch) {
 		c.reset()
 		return
 	}
-	for id := range b.dirty {
+	for _, d := range b.dirty {
 		if len(c.cur) >= carryOrders {
 			c.prev, c.cur = c.cur, make(map[string]carried, carryOrders)
 		}
-		c.cur[id] = carried{b.states[id], b.seqs[id]}
+		c.cur[d.id] = carried{b.states[d.id], b.seqs[d.id]}
 	}
 }
 
