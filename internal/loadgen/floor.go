@@ -100,14 +100,19 @@ type FloorReport struct {
 	Rebuild float64 `json:"rebuild_events_per_s"`
 	// RawReadCPU and RebuildCPU are per event; the rebuild's client only
 	// waits for its end.
-	RawReadCPU     CPUPer  `json:"raw_read_cpu"`
-	RebuildCPU     CPUPer  `json:"rebuild_cpu"`
-	ReadModelBytes int64   `json:"read_model_bytes"`
-	StreamBytes    uint64  `json:"stream_bytes"`
-	RSSBytes       int64   `json:"rss_bytes"`
-	PeakRSSBytes   int64   `json:"peak_rss_bytes"`
-	StartEmpty     float64 `json:"startup_empty_s"`
-	StartWithLog   float64 `json:"startup_with_log_s"`
+	RawReadCPU     CPUPer `json:"raw_read_cpu"`
+	RebuildCPU     CPUPer `json:"rebuild_cpu"`
+	ReadModelBytes int64  `json:"read_model_bytes"`
+	StreamBytes    uint64 `json:"stream_bytes"`
+	RSSBytes       int64  `json:"rss_bytes"`
+	PeakRSSBytes   int64  `json:"peak_rss_bytes"`
+	// RestartRSSBytes is ordersd's resident set when it is ready again on
+	// the filled log after a restart: what holding the log takes, apart
+	// from the heap the load grew and the runtime has not yet handed back
+	// (0 in a report from before it).
+	RestartRSSBytes int64   `json:"restart_rss_bytes,omitempty"`
+	StartEmpty      float64 `json:"startup_empty_s"`
+	StartWithLog    float64 `json:"startup_with_log_s"`
 	// ROLES=command, against its own floors from the same run.
 	CmdCreate CreatePhase `json:"command_role_create"`
 }
@@ -430,6 +435,7 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 		return err
 	}
 	rep.StartWithLog = again.startup.Seconds()
+	rep.RestartRSSBytes, _ = again.rss()
 	again.stop()
 	return nil
 }
@@ -937,7 +943,11 @@ func (r *FloorReport) String() string {
 	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events (filled with %s); CPU per event", r.Events, r.FillMix),
 		fmt.Sprintf("%.0f/s vs %.0f/s%s", r.Rebuild, r.RawRead, refCPU(" (the raw read %s)", r.RawReadCPU)), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)), r.RebuildCPU)
 	row("read model bytes per order", fmt.Sprintf("%.0f B (%.1f MiB for %d orders)", div(float64(r.ReadModelBytes), float64(r.Orders)), mib(r.ReadModelBytes), r.Orders), "", CPUPer{})
-	row(fmt.Sprintf("ordersd RSS after %d events (embedded NATS)", r.Events), fmt.Sprintf("%.0f MiB (peak %.0f MiB; stream %.0f MiB)", mib(r.RSSBytes), mib(r.PeakRSSBytes), mib(int64(r.StreamBytes))), "", CPUPer{})
+	restarted := ""
+	if r.RestartRSSBytes > 0 {
+		restarted = fmt.Sprintf("; %.0f MiB when ready again after a restart", mib(r.RestartRSSBytes))
+	}
+	row(fmt.Sprintf("ordersd RSS after %d events (embedded NATS)", r.Events), fmt.Sprintf("%.0f MiB (peak %.0f MiB; stream %.0f MiB%s)", mib(r.RSSBytes), mib(r.PeakRSSBytes), mib(int64(r.StreamBytes)), restarted), "", CPUPer{})
 	row("start-up to ready: empty, then on the log with a current checkpoint", fmt.Sprintf("%.2f s, %.2f s", r.StartEmpty, r.StartWithLog), "", CPUPer{})
 	return b.String()
 }

@@ -126,6 +126,7 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 	r.GetOnLog.Get.CPU = &CPU{Server: 0.02, Client: 0.01}
 	r.MixedPeak, r.MixedHalf.Rate, r.MixedHalf.Overall.P99, r.MixedHalfFloor = 3200, 1600, 41.5, OpStats{Count: 8000, P99: 3.8}
 	r.LagRate, r.Lag, r.LagFloor = 1000, OpStats{Count: 5000, P50: 0.7, P99: 6.2}, OpStats{Count: 5000, P99: 3.5}
+	r.RSSBytes, r.PeakRSSBytes, r.StreamBytes, r.RestartRSSBytes = 340<<20, 350<<20, 60<<20, 120<<20
 	md := r.Markdown()
 	for _, want := range []string{
 		"#### 2026-12-05 15:20 UTC, ordersd 53be4a5\n\n2026-12-05, 15:20–15:22 UTC; 2 CPUs, linux/amd64;",
@@ -136,15 +137,16 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		"| GetOrder on the filled log (100410 events) ÷ gRPC floor | 100/s (p99 0.0 ms; gRPC floor beside it 200/s, 30 + 31 µs) | 0.50 (rounds 0.40–0.60; CPU 0.20) | 200 + 100 µs |",
 		"| mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99 | 41.5 ms (peak 3200/s, open loop at 1600/s; latency floor, Health/Check at that rate: p99 3.8 ms) |",
 		"| append → visible in the read model at 1000 appends/s: p99 | 6.2 ms (p50 0.7 ms; latency floor, Health/Check at that rate: p99 3.5 ms) |",
+		"| ordersd RSS after 100410 events (embedded NATS) | 340 MiB (peak 350 MiB; stream 60 MiB; 120 MiB when ready again after a restart) |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Fatalf("markdown lacks %q:\n%s", want, md)
 		}
 	}
-	// A report from before the latency floors and GetOrder on the filled
-	// log (its JSON without them) shows neither.
-	r.MixedHalfFloor, r.LagFloor, r.GetOnLog = OpStats{}, OpStats{}, nil
-	if md := r.Markdown(); strings.Contains(md, "latency floor") || strings.Contains(md, "filled log") {
-		t.Fatalf("a report without latency floors or GetOrder on the filled log shows one:\n%s", md)
+	// A report from before the latency floors, GetOrder on the filled log
+	// and the RSS after a restart (its JSON without them) shows none.
+	r.MixedHalfFloor, r.LagFloor, r.GetOnLog, r.RestartRSSBytes = OpStats{}, OpStats{}, nil, 0
+	if md := r.Markdown(); strings.Contains(md, "latency floor") || strings.Contains(md, "filled log") || strings.Contains(md, "restart") {
+		t.Fatalf("a report without latency floors, GetOrder on the filled log or the RSS after a restart shows one:\n%s", md)
 	}
 }
