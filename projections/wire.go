@@ -58,32 +58,26 @@ func appendOrderWire(dst []byte, id, customer string, body []byte) (_ []byte, er
 	// Room for what is added but the line totals, which an order of a
 	// few lines fits in too.
 	dst = slices.Grow(dst, len(body)+len(id)+len(customer)+64)
-	for b := body; len(b) > 0; {
-		f, typ, field, val, err := nextField(orderWire, b)
-		if err != nil {
-			return nil, err
-		}
-		b = b[len(field):]
+	err = eachField(orderWire, body, func(f *wireField, typ protowire.Type, field, val []byte) error {
 		if f == nil {
 			dst = append(dst, field...)
-			continue
+			return nil
 		}
 		if f.num == fieldLines {
-			if dst, err = appendLineWire(dst, field, val); err != nil {
-				return nil, err
-			}
-			continue
+			var err error
+			dst, err = appendLineWire(dst, field, val)
+			return err
 		}
 		// Even a field readBody overwrites must parse: proto.Unmarshal
 		// refuses the body otherwise.
 		if err := validValue(f, typ, val); err != nil {
-			return nil, err
+			return err
 		}
 		switch f.num {
 		case fieldOrderID, fieldCustomer, fieldRevision, fieldGrand:
 			// readBody overwrites them; bodies of schema 3 as first
 			// written hold them.
-			continue
+			return nil
 		case fieldVersion:
 			version = uint32(varint(val))
 		case fieldTotal:
@@ -92,6 +86,10 @@ func appendOrderWire(dst []byte, id, customer string, body []byte) (_ []byte, er
 			tax = int64(varint(val))
 		}
 		dst = append(dst, field...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	dst = appendString(dst, fieldOrderID, id)
 	dst = appendString(dst, fieldCustomer, customer)
@@ -105,17 +103,12 @@ func appendOrderWire(dst []byte, id, customer string, body []byte) (_ []byte, er
 func appendLineWire(dst, field, val []byte) ([]byte, error) {
 	var quantity, price int64
 	size, stale := len(val), false
-	for b := val; len(b) > 0; {
-		f, typ, field, v, err := nextField(lineWire, b)
-		if err != nil {
-			return nil, err
-		}
-		b = b[len(field):]
+	err := eachField(lineWire, val, func(f *wireField, typ protowire.Type, field, v []byte) error {
 		if f == nil {
-			continue
+			return nil
 		}
 		if err := validValue(f, typ, v); err != nil {
-			return nil, err
+			return err
 		}
 		switch f.num {
 		case fieldLineTotal:
@@ -125,6 +118,10 @@ func appendLineWire(dst, field, val []byte) ([]byte, error) {
 		case fieldUnitPrice:
 			price = int64(varint(v))
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	lineTotal := uint64(quantity * price)
 	if lineTotal == 0 && !stale {
@@ -139,13 +136,13 @@ func appendLineWire(dst, field, val []byte) ([]byte, error) {
 		dst = append(dst, val...)
 	} else {
 		// Only a body of schema 3 as first written holds the line total.
-		for b := val; len(b) > 0; {
-			f, _, field, _, _ := nextField(lineWire, b)
-			b = b[len(field):]
+		// The walk above took every field, so this one finds no error.
+		_ = eachField(lineWire, val, func(f *wireField, _ protowire.Type, field, _ []byte) error {
 			if f == nil || f.num != fieldLineTotal {
 				dst = append(dst, field...)
 			}
-		}
+			return nil
+		})
 	}
 	return appendVarint(dst, fieldLineTotal, lineTotal), nil
 }
@@ -245,6 +242,23 @@ func nextField(m *wireMessage, b []byte) (f *wireField, typ protowire.Type, fiel
 	return f, typ, field, val, nil
 }
 
+// eachField calls fn with each field of b in m, as nextField splits it
+// off, in order. It returns nextField's error for a field that does not
+// parse, or fn's first error, and calls fn no more after either.
+func eachField(m *wireMessage, b []byte, fn func(f *wireField, typ protowire.Type, field, val []byte) error) error {
+	for len(b) > 0 {
+		f, typ, field, val, err := nextField(m, b)
+		if err != nil {
+			return err
+		}
+		b = b[len(field):]
+		if err := fn(f, typ, field, val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // validValue refuses what proto.Unmarshal refuses in a field's value that
 // nextField has already split off: a proto3 string that is not UTF-8,
 // packed numbers that do not parse, or a nested message that is not valid
@@ -274,17 +288,14 @@ func validValue(f *wireField, typ protowire.Type, val []byte) error {
 			b = b[n:]
 		}
 	case f.msg != nil:
-		for b := val; len(b) > 0; {
-			inner, t, field, v, err := nextField(f.msg, b)
-			if err != nil {
-				return fmt.Errorf("field %s: %w", f.fd.Name(), err)
+		err := eachField(f.msg, val, func(inner *wireField, t protowire.Type, _, v []byte) error {
+			if inner == nil {
+				return nil
 			}
-			b = b[len(field):]
-			if inner != nil {
-				if err := validValue(inner, t, v); err != nil {
-					return fmt.Errorf("field %s: %w", f.fd.Name(), err)
-				}
-			}
+			return validValue(inner, t, v)
+		})
+		if err != nil {
+			return fmt.Errorf("field %s: %w", f.fd.Name(), err)
 		}
 	}
 	return nil
