@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -66,6 +67,36 @@ func TestConcurrentReadsKeepTheirConnections(t *testing.T) {
 	}
 	if _, _, err := m.GetOrder(ctx, "nobody"); !errors.Is(err, ErrOrderNotFound) {
 		t.Fatalf("unknown order: %v, want ErrOrderNotFound", err)
+	}
+}
+
+// A point read of an order the recent orders do not hold goes to the file
+// without its context's cancellation watched mid-statement, but a context
+// that has ended still fails it with the context's error; a live one reads
+// the order.
+func TestPointReadFromTheFileHonoursAnEndedContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rm.db")
+	m := openModel(t, path)
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	if _, _, err := m.Apply(t.Context(), []Item{{Rec: eventstore.Recorded{OrderID: "o-1", Position: 1, Type: "OrderCreated", Time: at},
+		Event: order.OrderCreated{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m = openModel(t, path) // nothing in its recent orders
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, err := m.GetOrder(ctx, "o-1"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("GetOrder with a cancelled context: %v, want context.Canceled", err)
+	}
+	if _, _, err := m.OrderWire(ctx, "o-1"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("OrderWire with a cancelled context: %v, want context.Canceled", err)
+	}
+	o, pos, err := m.GetOrder(t.Context(), "o-1")
+	if err != nil || o.State.ID != "o-1" || pos != 1 {
+		t.Fatalf("GetOrder = %s at %d, %v; want o-1 at 1", o.State.ID, pos, err)
 	}
 }
 
