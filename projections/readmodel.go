@@ -626,17 +626,10 @@ func (m *ReadModel) getOrderRow(ctx context.Context, id string) (row storedRow, 
 		return row, pos, nil
 	}
 	at := pos
-	// The statement runs without ctx's cancellation, which is checked
-	// first: for a cancellable context the driver and database/sql each
-	// start a goroutine per query to watch it, and a point read takes
-	// microseconds (as the applies' statements do, see apply).
-	if err := ctx.Err(); err != nil {
-		return storedRow{}, 0, err
-	}
 	var sqlPos uint64
 	var r sql.Null[uint64]
 	var customer sql.NullString
-	if err := m.getOrder.QueryRowContext(context.WithoutCancel(ctx), id).Scan(&sqlPos, &r, &customer, &row.body); err != nil {
+	if err := m.getOrder.QueryRowContext(ctx, id).Scan(&sqlPos, &r, &customer, &row.body); err != nil {
 		return storedRow{}, 0, err
 	}
 	pos = max(sqlPos, at)

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -70,11 +71,12 @@ func TestConcurrentReadsKeepTheirConnections(t *testing.T) {
 	}
 }
 
-// A point read of an order the recent orders do not hold goes to the file
-// without its context's cancellation watched mid-statement, but a context
-// that has ended still fails it with the context's error; a live one reads
-// the order.
-func TestPointReadFromTheFileHonoursAnEndedContext(t *testing.T) {
+// A point read of an order the recent orders do not hold reads the file
+// under its context: one that has ended fails it with the context's error,
+// and so does one that ends while the read waits for a read connection
+// (every one of them held here), rather than the read answering after its
+// caller gave up; with a connection free, it reads the order.
+func TestPointReadFromTheFileHonoursItsContext(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rm.db")
 	m := openModel(t, path)
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
@@ -93,6 +95,35 @@ func TestPointReadFromTheFileHonoursAnEndedContext(t *testing.T) {
 	}
 	if _, _, err := m.OrderWire(ctx, "o-1"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("OrderWire with a cancelled context: %v, want context.Canceled", err)
+	}
+
+	var held []*sql.Conn
+	for range readConns {
+		c, err := m.r.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	dctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	// The connections come free as the deadline passes, so a read that
+	// ignored its deadline would answer instead of hanging the test.
+	released := make(chan error, 1)
+	go func() {
+		<-dctx.Done()
+		var err error
+		for _, c := range held {
+			err = errors.Join(err, c.Close())
+		}
+		released <- err
+	}()
+	_, _, err := m.GetOrder(dctx, "o-1")
+	if rerr := <-released; rerr != nil {
+		t.Fatal(rerr)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GetOrder waiting for a read connection past its deadline: %v, want context.DeadlineExceeded", err)
 	}
 	o, pos, err := m.GetOrder(t.Context(), "o-1")
 	if err != nil || o.State.ID != "o-1" || pos != 1 {
