@@ -298,20 +298,15 @@ func propCheck(t *testing.T, label string, m *ReadModel, w propWant) bool {
 		t.Errorf(label+": "+f, a...)
 		ok = false
 	}
-	rows, err := m.w.QueryContext(ctx, `SELECT seq, id, customer_id, status, created_at, revision, body FROM orders ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var (
+		seq, createdAt int64
+		rev            uint64
+		id, customer   string
+		status         int
+		body           []byte
+	)
 	seen := map[string]bool{}
-	for rows.Next() {
-		var seq, createdAt int64
-		var rev uint64
-		var id, customer string
-		var status int
-		var body []byte
-		if err := rows.Scan(&seq, &id, &customer, &status, &createdAt, &rev, &body); err != nil {
-			t.Fatal(err)
-		}
+	eachRow(t, m, `SELECT seq, id, customer_id, status, created_at, revision, body FROM orders ORDER BY seq`, func() {
 		if seen[id] {
 			fail("order %s has two rows", id)
 		}
@@ -319,14 +314,13 @@ func propCheck(t *testing.T, label string, m *ReadModel, w propWant) bool {
 		want, exists := w.orders[id]
 		if !exists {
 			fail("row for %s, which the log never created", id)
-			continue
+			return
 		}
 		pb, err := readBody(id, customer, body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := convert.OrderFromProto(pb)
-		if !reflect.DeepEqual(got, want.State) {
+		if got := convert.OrderFromProto(pb); !reflect.DeepEqual(got, want.State) {
 			fail("order %s body:\n got %+v\nwant %+v", id, got, want.State)
 		}
 		if uint64(seq) != want.Seq {
@@ -339,10 +333,7 @@ func propCheck(t *testing.T, label string, m *ReadModel, w propWant) bool {
 			fail("order %s indexed columns (%s,%d,%d), want (%s,%d,%d)", id, customer, status, createdAt,
 				want.State.CustomerID, want.State.Status, want.State.CreatedAt.UnixNano())
 		}
-	}
-	if err := rows.Close(); err != nil {
-		t.Fatal(err)
-	}
+	}, &seq, &id, &customer, &status, &createdAt, &rev, &body)
 	for id := range w.orders {
 		if !seen[id] {
 			fail("no row for order %s", id)
@@ -354,21 +345,13 @@ func propCheck(t *testing.T, label string, m *ReadModel, w propWant) bool {
 	}
 	readMap := func(q string) map[string]int64 {
 		out := map[string]int64{}
-		rows, err := m.w.QueryContext(ctx, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var k string
-			var v int64
-			if err := rows.Scan(&k, &v); err != nil {
-				t.Fatal(err)
-			}
+		var k string
+		var v int64
+		eachRow(t, m, q, func() {
 			if v != 0 {
 				out[k] = v
 			}
-		}
+		}, &k, &v)
 		return out
 	}
 	if got := readMap(`SELECT customer_id || '/' || status, count FROM customer_status`); !reflect.DeepEqual(got, w.status) {
@@ -378,20 +361,8 @@ func propCheck(t *testing.T, label string, m *ReadModel, w propWant) bool {
 		fail("customer_spend %v, want %v", got, w.spend)
 	}
 	var dead []uint64
-	drows, err := m.w.QueryContext(ctx, `SELECT position FROM dead_letters ORDER BY position`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for drows.Next() {
-		var p uint64
-		if err := drows.Scan(&p); err != nil {
-			t.Fatal(err)
-		}
-		dead = append(dead, p)
-	}
-	if err := drows.Close(); err != nil {
-		t.Fatal(err)
-	}
+	var p uint64
+	eachRow(t, m, `SELECT position FROM dead_letters ORDER BY position`, func() { dead = append(dead, p) }, &p)
 	if !slices.Equal(dead, w.dead) {
 		fail("dead letters %v, want %v", dead, w.dead)
 	}
@@ -399,6 +370,26 @@ func propCheck(t *testing.T, label string, m *ReadModel, w propWant) bool {
 		fail("checkpoint %d, %v; want %d", p, err, w.position)
 	}
 	return ok
+}
+
+// eachRow runs q on the model's writer and calls fn after scanning each of
+// its rows into dest; an error fails the test.
+func eachRow(t *testing.T, m *ReadModel, q string, fn func(), dest ...any) {
+	t.Helper()
+	rows, err := m.w.QueryContext(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			t.Fatal(err)
+		}
+		fn()
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // randomBatches cuts items into batches of 1 to max events.
