@@ -173,9 +173,11 @@ func (CustomerForgotten) EventType() string { return typeCustomerForgotten }
 // may have it.
 const CustomersSubjectID = "_customers"
 
-// eventValue turns a pointer to an event of this package into the value, so
-// Evolve has one case per event. A nil pointer becomes nil.
-func eventValue(e Event) Event {
+// EventValue returns e with a pointer to one of this package's events
+// replaced by the event it points to (a nil pointer by nil), and any other
+// e as it is: code that switches on an event's type, Evolve among it, then
+// needs one case per event and treats an event and a pointer to it alike.
+func EventValue(e Event) Event {
 	switch p := e.(type) {
 	case *OrderCreated:
 		return deref[Event](p)

@@ -29,7 +29,7 @@ func Evolve(s State, e Event, at time.Time) State {
 		s.Shipping = &a
 	}
 
-	switch e := eventValue(e).(type) {
+	switch e := EventValue(e).(type) {
 	case OrderCreated:
 		s.ID, s.CustomerID, s.Currency = e.OrderID, e.CustomerID, e.Currency
 		s.Status = StatusDraft

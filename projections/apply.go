@@ -14,8 +14,9 @@ import (
 	"github.com/orderstream/orderstream/order"
 )
 
-// Item is one log entry to apply: a decoded event, or a reason it could not
-// be decoded, which makes it a dead letter.
+// Item is one log entry to apply: a decoded event (one of package order's
+// events, or a pointer to one, which counts as the event), or a reason it
+// could not be decoded, which makes it a dead letter.
 type Item struct {
 	Rec   eventstore.Recorded
 	Event order.Event
@@ -155,6 +156,9 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 			continue
 		}
 		position = it.Rec.Position
+		// A pointer to an event counts as the event: the summaries, the
+		// refunds and the erasure below match events by value.
+		it.Event = order.EventValue(it.Event)
 		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
 			if err := bt.forget(it.Rec, f); err != nil {
 				return 0, nil, false, err
@@ -285,17 +289,11 @@ func firstOfOrder(it Item) bool {
 	return isCreate && it.Rec.Version == 1
 }
 
-// asCreated returns ev as an OrderCreated, by value or by pointer.
+// asCreated returns ev as an OrderCreated. Events reach the fold as values
+// (apply turns pointers into them, order.EventValue).
 func asCreated(ev order.Event) (order.OrderCreated, bool) {
-	switch e := ev.(type) {
-	case order.OrderCreated:
-		return e, true
-	case *order.OrderCreated:
-		if e != nil {
-			return *e, true
-		}
-	}
-	return order.OrderCreated{}, false
+	e, ok := ev.(order.OrderCreated)
+	return e, ok
 }
 
 // load returns the order's state as of this batch: the first time, in a
