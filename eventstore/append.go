@@ -43,15 +43,19 @@ const (
 // "<requestID>:<index>", and a retry of a request that was already appended
 // returns the original result with Duplicate set instead of an error: the
 // server's duplicate window catches retries with the same revision, and a
-// retry whose expected revision has become stale is recognised from the
-// order's history after expectedRevision (events whose request id is the
-// request id), however old it is.
+// retry whose expected revision has become stale, or already counts the
+// original, is recognised from the order's history (events whose request
+// id is the request id), however old the original is. A retry that the
+// server takes for new, once the window has passed, at a revision that
+// already counts the original is appended again: a caller that reloads
+// before retrying finds its request in the history itself.
 //
 // Errors: ErrInvalidOrderID, ErrEmptyAppend, ErrInvalidEvent and ErrTooLarge
 // before anything is sent; ErrConflict when expectedRevision is stale;
-// ErrUnavailable when JetStream cannot be reached or does not answer in time;
-// in that last case the events may or may not have been appended, and a retry
-// with the same request id resolves which.
+// ErrUnavailable when JetStream cannot be reached or does not answer in time
+// (also when a try without a request id got no answer and the next one
+// found the order moved on); in those cases the events may or may not have
+// been appended, and a retry with the same request id resolves which.
 func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uint64, events []EventData) (AppendResult, error) {
 	if err := validateOrderID(orderID); err != nil {
 		return AppendResult{}, err
@@ -142,6 +146,14 @@ func (s *Store) settle(ctx context.Context, orderID string, expectedRevision uin
 			}
 			return AppendResult{}, classify(op+": request "+rid, err)
 		}
+		// The server answers with the message whose id it matched, the
+		// first of the retry's events; the original may have had more
+		// (the store knows a request by its id alone), and the answer is
+		// its last. A history read from a replica that lags the leader
+		// may not hold them yet; the leader's answer then stands.
+		if orig, found, lerr := s.findRequest(ctx, orderID, rid); lerr == nil && found && orig.Position > res.Position {
+			res.Position, res.Version = orig.Position, orig.Version
+		}
 	}
 	if err == nil {
 		return res, nil
@@ -152,7 +164,7 @@ func (s *Store) settle(ctx context.Context, orderID string, expectedRevision uin
 		// for single publishes on a non-clustered stream, and answers batches
 		// with duplicate ids without the original position; both are settled
 		// from the order's history.
-		if orig, found, lerr := s.findRequest(ctx, orderID, expectedRevision, rid); lerr != nil {
+		if orig, found, lerr := s.findRequest(ctx, orderID, rid); lerr != nil {
 			return AppendResult{}, classify(op+": looking for request "+rid, lerr)
 		} else if found {
 			return AppendResult{Position: orig.Position, Version: orig.Version, Duplicate: true}, nil
@@ -177,6 +189,7 @@ const publishAttempt = time.Second
 func (s *Store) publish(ctx context.Context, msgs []*nats.Msg, expected uint64) (AppendResult, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	unanswered := false
 	for {
 		actx, acancel := context.WithTimeout(ctx, publishAttempt)
 		var res AppendResult
@@ -187,9 +200,18 @@ func (s *Store) publish(ctx context.Context, msgs []*nats.Msg, expected uint64) 
 			res, err = s.publishBatch(actx, msgs, expected)
 		}
 		acancel()
+		if unanswered && msgs[0].Header.Get(jetstream.MsgIDHeader) == "" && errors.Is(classify("", err), ErrConflict) {
+			// An earlier try got no answer, and the server may have stored
+			// it: then this one found its own events in the way. Without
+			// message ids nothing tells the two apart, so the append is
+			// what an unanswered one is, not a conflict, whose caller would
+			// decide again and append a second time.
+			return AppendResult{}, fmt.Errorf("%w: a try got no answer and the next found the order moved on, maybe by that try (%v)", ErrUnavailable, err)
+		}
 		if err == nil || ctx.Err() != nil || !s.nc.IsConnected() || !errors.Is(classify("", err), ErrUnavailable) {
 			return res, err
 		}
+		unanswered = true
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < publishRetryPause {
 			return res, err
 		}
@@ -249,9 +271,11 @@ func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg, expected uin
 	return AppendResult{Position: ack.Sequence}, nil
 }
 
-// findRequest looks for events of request rid among the order's events
-// after version after, and returns the last one.
-func (s *Store) findRequest(ctx context.Context, orderID string, after uint64, rid string) (Recorded, bool, error) {
+// findRequest looks for events of request rid in the order's history and
+// returns the last one. The whole history: a retry's expected revision may
+// be stale, or may already count the original (its caller reloaded the
+// order after an answer that never came).
+func (s *Store) findRequest(ctx context.Context, orderID, rid string) (Recorded, bool, error) {
 	recs, err := s.LoadAfter(ctx, orderID, 0)
 	if err != nil {
 		return Recorded{}, false, err
@@ -259,7 +283,7 @@ func (s *Store) findRequest(ctx context.Context, orderID string, after uint64, r
 	var last Recorded
 	found := false
 	for _, r := range recs {
-		if r.Version > after && r.Meta.RequestID == rid {
+		if r.Meta.RequestID == rid {
 			last, found = r, true
 		}
 	}

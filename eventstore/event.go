@@ -95,8 +95,10 @@ type AppendResult struct {
 	// of its last event. For a Duplicate it is 0 when the original event
 	// carries no version (written before versions were recorded).
 	Version uint64
-	// Duplicate reports that the request id had already been appended: nothing
-	// new was written.
+	// Duplicate reports that the request's events were already in the log
+	// when the append's last try reached the server (written by an earlier
+	// call, or by an earlier try of this one that got no answer): that try
+	// wrote nothing new.
 	Duplicate bool
 }
 

@@ -311,6 +311,30 @@ func testDuplicates(t *testing.T, s Store) {
 			t.Fatalf("order has %d events, want 4", n)
 		}
 	})
+	// A retry may carry fewer events than its original (the store knows a
+	// request by its id): the answer is the original's last event all the
+	// same, at the original's revision and after it.
+	t.Run("one event of a batch request", func(t *testing.T) {
+		evs := []eventstore.EventData{Event("A", "1", "b3"), Event("B", "2", "b3"), Event("C", "3", "b3")}
+		orig := MustAppend(t, s, "part", 0, evs...)
+		wantDuplicate(t, s, "part", 0, orig, evs[0])
+		wantDuplicate(t, s, "part", 3, orig, evs[0])
+	})
+	// A retry whose expected revision already counts the original, as
+	// after its caller reloaded the order following an answer that never
+	// came, is a duplicate too, not a conflict or a second append.
+	t.Run("revision already counting the original", func(t *testing.T) {
+		evs := []eventstore.EventData{Event("A", "1", "b4"), Event("B", "2", "b4")}
+		orig := MustAppend(t, s, "counted", 0, evs...)
+		wantDuplicate(t, s, "counted", 2, orig, evs...)
+		single := MustAppend(t, s, "counted-one", 0, Event("OrderCreated", "", "r5"))
+		MustAppend(t, s, "counted-one", 1, Event("ItemAdded", "", "r6"))
+		wantDuplicate(t, s, "counted-one", 1, single, Event("OrderCreated", "", "r5"))
+		wantDuplicate(t, s, "counted-one", 2, single, Event("OrderCreated", "", "r5"))
+		if n := len(MustLoad(t, s, "counted-one")); n != 2 {
+			t.Fatalf("order has %d events, want 2", n)
+		}
+	})
 	// The store knows requests by their id alone: telling a retry from
 	// another request under the same id (the fingerprint in the events'
 	// metadata) is left to the caller, which the first result lets do.
