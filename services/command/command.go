@@ -288,6 +288,11 @@ type call struct {
 	// append catches, but nothing catches an answer given without one.
 	latest    bool
 	conflicts int
+	// settling is set once a turn went to reading the original of a
+	// request the store already held: that turn spends no attempt, so a
+	// retry gets its original's answer even when its own append was the
+	// last attempt.
+	settling bool
 }
 
 // next says what follows a turn.
@@ -307,6 +312,12 @@ func (s *Service) newCall(ctx context.Context, req request, t target, cmd order.
 	}
 	if err := rpcerr.OrderID("order_id", t.orderID); err != nil {
 		return call{}, err
+	}
+	if t.orderID == order.CustomersSubjectID {
+		// The customers' subject holds erasures, not an order: a command
+		// on it would fold that history as one, and could even be taken
+		// for a retry of an erasure that used its request id.
+		return call{}, rpcerr.Invalid("order_id", "is reserved")
 	}
 	digest, err := requestDigest(req)
 	if err != nil {
@@ -357,8 +368,9 @@ func (c *call) load(ctx context.Context, attempt int) ([]eventstore.Recorded, er
 	// An id derived from a new request id has no history: skip the load
 	// and let the append's expected revision 0 prove it. The store answers
 	// a retry of the request as a duplicate, and the next turn loads and
-	// answers from the order's history.
-	if c.t.generated && attempt == 0 {
+	// answers from the order's history (that turn, free, is attempt 0
+	// again: settling tells it apart).
+	if c.t.generated && attempt == 0 && !c.settling {
 		return nil, nil
 	}
 	if !c.latest && !c.followed {
@@ -439,7 +451,7 @@ func (c *call) notAppended(ctx context.Context, attempt int, revision uint64, er
 		// next turn loads that order and answers from it if this
 		// request created it, and refuses the request id otherwise.
 		c.t.orderID, c.followed = reused.OrderID, true
-		return again, nil
+		return c.settle(), nil
 	case errors.As(err, &reused):
 		return answered, rpcerr.Invalid("request_id", "already used for another order")
 	case errors.Is(err, eventstore.ErrConflict):
@@ -466,7 +478,18 @@ func (c *call) notAppended(ctx context.Context, attempt int, revision uint64, er
 	// same request racing itself. Answer from history, as the leader has
 	// it: a lagging replica may not hold them yet.
 	c.latest = true
-	return again, nil
+	return c.settle(), nil
+}
+
+// settle is the turn after an append that met its request's original
+// (or, for a retried CreateOrder, the order it created): the first such
+// turn is free, since it answers rather than contends.
+func (c *call) settle() next {
+	if c.settling {
+		return again
+	}
+	c.settling = true
+	return againFree
 }
 
 // fold replays an order's history; position is the log position of its

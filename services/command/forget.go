@@ -81,6 +81,9 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 		}
 		res, err := s.store.Append(ctx, order.CustomersSubjectID, uint64(len(recs)), data)
 		switch {
+		case errors.Is(err, eventstore.ErrRequestReused):
+			// Another request (an order's) used this request id.
+			return 0, rpcerr.RequestIDReused()
 		case errors.Is(err, eventstore.ErrConflict) || (err == nil && res.Duplicate):
 			// Another erasure landed first, or this one did already:
 			// read the subject again.

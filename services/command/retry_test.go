@@ -1,0 +1,102 @@
+package command_test
+
+import (
+	"bytes"
+	"testing"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/memstore"
+	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/internal/rpcerr"
+	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/services/command"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// A retry whose append meets its original in the store is answered with
+// the original, even when that append was its last attempt: the turn that
+// reads the original is not a conflict's and spends none. A CreateOrder
+// without an order id always meets it so (its first turn skips the load);
+// another command does when the node's cached history predates the
+// original, written through another node.
+func TestRetryMeetingItsOriginalInTheStoreSpendsNoAttempt(t *testing.T) {
+	ctx := t.Context()
+	t.Run("CreateOrder without an order id", func(t *testing.T) {
+		svc := newService(t, memstore.New(), command.WithMaxAttempts(1))
+		req := &ordersv1.CreateOrderRequest{RequestId: "retry-create", CustomerId: "c", Currency: "EUR"}
+		first, err := svc.CreateOrder(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := svc.CreateOrder(ctx, req)
+		if err != nil || !proto.Equal(first, again) {
+			t.Fatalf("retry = %v, %v; want the original %v", again, err, first)
+		}
+	})
+	t.Run("AddItem on a node whose history is stale", func(t *testing.T) {
+		store := memstore.New()
+		a := newService(t, store, command.WithMaxAttempts(1))
+		b := newService(t, store, command.WithMaxAttempts(1))
+		if _, err := a.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "retry-c", OrderId: "retry-o", CustomerId: "c", Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+		add := &ordersv1.AddItemRequest{RequestId: "retry-add", OrderId: "retry-o", Sku: "A", Quantity: 1, UnitPrice: 1}
+		first, err := b.AddItem(ctx, add) // a still holds the order as created
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := a.AddItem(ctx, add)
+		if err != nil || !proto.Equal(first, again) {
+			t.Fatalf("retry through the other node = %v, %v; want the original %v", again, err, first)
+		}
+	})
+}
+
+// newKeyedService is a service on store that seals personal data, so that
+// ForgetCustomer works.
+func newKeyedService(t *testing.T, store command.Store) *command.Service {
+	t.Helper()
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := command.New(store, command.WithKeyring(pii.NewKeyring(pii.NewMemStore(), master)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// A ForgetCustomer under a request id an order's command already used is
+// ALREADY_EXISTS (REQUEST_ID_REUSED), as its documentation says, not an
+// internal error.
+func TestForgetCustomerUnderAnOrdersRequestIDIsRequestIDReused(t *testing.T) {
+	ctx := t.Context()
+	svc := newKeyedService(t, memstore.New())
+	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "shared", OrderId: "o-shared", CustomerId: "cust-x", Currency: "EUR", ShippingAddress: address()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := svc.ForgetCustomer(ctx, "cust-y", "shared")
+	if st, _ := status.FromError(err); st.Code() != codes.AlreadyExists || !rpcerr.IsRequestIDReused(st) {
+		t.Fatalf("ForgetCustomer = %v; want ALREADY_EXISTS with REQUEST_ID_REUSED", err)
+	}
+}
+
+// No order command takes the customers' subject for an order: it holds
+// erasures, and a command on it under an erasure's request id was
+// answered as that erasure's retry.
+func TestOrderCommandsRefuseTheCustomersSubject(t *testing.T) {
+	ctx := t.Context()
+	svc := newKeyedService(t, memstore.New())
+	if _, err := svc.ForgetCustomer(ctx, "cust-z", "forget-z"); err != nil {
+		t.Fatal(err)
+	}
+	for _, rid := range []string{"forget-z", "new-request"} {
+		_, err := svc.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid, OrderId: order.CustomersSubjectID, Sku: "A", Quantity: 1, UnitPrice: 1})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("AddItem on %q with request id %s = %v; want INVALID_ARGUMENT", order.CustomersSubjectID, rid, err)
+		}
+	}
+}
