@@ -971,6 +971,16 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 		case parked:
 			parkedAgain++
 		case abandon:
+			// The call ended mid-job, perhaps after the provider took the
+			// money. What the attempts learned outlives the call: a charge
+			// that may have been taken is voided if the order is
+			// cancelled, whoever retries the job next.
+			if fresh.MaybeCharged && !j.MaybeCharged {
+				j.MaybeCharged = true
+				if _, perr := m.park(ctx, j); perr != nil {
+					return completed, parkedAgain, errors.Join(ctx.Err(), perr)
+				}
+			}
 			return completed, parkedAgain, ctx.Err()
 		}
 	}
