@@ -44,7 +44,13 @@
 //     command side).
 //  2. The hash recomputed from the event's content and its stored previous
 //     hash differs from its stored hash: ALTERED (content or hash changed).
-//  3. Its stored previous hash is not the stored hash of the order's previous
+//  3. It records a version (its place in its order's history, kept with its
+//     metadata) other than the place it is found at: MISSING (events before
+//     it are gone or were added). This catches what the links miss when a
+//     chain starts afresh after events written without hashes, or when the
+//     last event is replaced by one claiming another place. Events written
+//     before versions were recorded carry none and are not held to one.
+//  4. Its stored previous hash is not the stored hash of the order's previous
 //     event (zero for the first): MISSING (an event before it is gone).
 //
 // Only the first broken link of an order is reported. The command side's
@@ -218,6 +224,15 @@ func (v *Verifier) check(r eventstore.Recorded) *Break {
 	}
 	if got != r.Meta.Hash {
 		return brk(Altered, "content does not match its hash")
+	}
+	// The version an event records is its place in its order's history.
+	// One that differs from where the event is found says events are
+	// missing or were added, which the links alone miss when a chain
+	// starts afresh after events written without hashes, or when the
+	// last event is replaced. Events written before versions were
+	// recorded carry none.
+	if n := uint64(v.count[r.OrderID]); r.Version != 0 && r.Version != n {
+		return brk(Missing, "recorded as version %d, found as event %d of its order: events are missing or were added", r.Version, n)
 	}
 	want, seen := v.last[r.OrderID]
 	if !seen {
