@@ -421,7 +421,7 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		}
 		ev, err := recorded(e, version)
 		if err != nil {
-			return err
+			return rpcerr.ToStatus(ctx, s.log, err)
 		}
 		return stream.Send(&ordersv1.StreamEventsResponse{Event: ev})
 	}, opts...)
