@@ -123,7 +123,7 @@ func validID(field, id string) error {
 
 // GetOrder returns one order; NOT_FOUND when the read model has none.
 func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
-	if err := validID("order_id", req.GetOrderId()); err != nil {
+	if err := rpcerr.OrderID("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	if err := s.await(ctx, req.GetConsistency(), s.p.WaitFor); err != nil {
@@ -205,14 +205,23 @@ type pageToken struct {
 // filterHash identifies the filters a page token was issued for: the
 // request's customer and status, and the creation-time bounds as they
 // apply (f.TimeBounds, so no out-of-range time overflows; a bound that
-// bounds nothing hashes as 0, like an absent one).
+// bounds nothing hashes as 0, like an absent one). A bound at the Unix
+// epoch, also 0, is told apart by a marker after the bounds, which leaves
+// the hash of every other filter as tokens already carry it.
 func filterHash(req *ordersv1.ListOrdersRequest, f projections.ListFilter) string {
 	after, before := f.TimeBounds()
-	if after == math.MinInt64 {
+	var epoch byte
+	switch after {
+	case math.MinInt64:
 		after = 0
+	case 0:
+		epoch |= 1
 	}
-	if before == math.MaxInt64 {
+	switch before {
+	case math.MaxInt64:
 		before = 0
+	case 0:
+		epoch |= 2
 	}
 	h := sha256.New()
 	h.Write([]byte(req.GetCustomerId()))
@@ -220,6 +229,9 @@ func filterHash(req *ordersv1.ListOrdersRequest, f projections.ListFilter) strin
 	_ = binary.Write(h, binary.BigEndian, int32(req.GetStatus()))
 	_ = binary.Write(h, binary.BigEndian, after)
 	_ = binary.Write(h, binary.BigEndian, before)
+	if epoch != 0 {
+		h.Write([]byte{'e', epoch})
+	}
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:12])
 }
 
@@ -280,8 +292,14 @@ func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersReques
 			return nil, rpcerr.Invalid("created_before", "invalid timestamp")
 		}
 		f.CreatedBefore = t.AsTime()
+		if f.CreatedBefore.IsZero() {
+			// 0001-01-01T00:00:00Z, the earliest valid timestamp, is Go's
+			// zero time, which ListFilter reads as no bound: a nanosecond
+			// later is as far before anything stored, and bounds.
+			f.CreatedBefore = f.CreatedBefore.Add(time.Nanosecond)
+		}
 	}
-	if !f.CreatedAfter.IsZero() && !f.CreatedBefore.IsZero() && !f.CreatedAfter.Before(f.CreatedBefore) {
+	if req.GetCreatedAfter() != nil && req.GetCreatedBefore() != nil && !req.GetCreatedAfter().AsTime().Before(req.GetCreatedBefore().AsTime()) {
 		return nil, rpcerr.Invalid("created_before", "must be after created_after")
 	}
 	size := int(req.GetPageSize())

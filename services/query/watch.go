@@ -164,7 +164,7 @@ func changeToProto(c *projections.Change) *ordersv1.Order {
 
 // WatchOrder streams one order's changes; see the RPC's documentation.
 func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
-	if err := validID("order_id", req.GetOrderId()); err != nil {
+	if err := rpcerr.OrderID("order_id", req.GetOrderId()); err != nil {
 		return err
 	}
 	if s.feed == nil {
