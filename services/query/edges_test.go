@@ -20,17 +20,7 @@ import (
 func TestListOrdersTimeBoundsAtTheEdges(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
-	var last uint64
-	for range 3 {
-		c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "edges", Currency: "EUR"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = c.GetPosition()
-	}
-	if err := e.runner.WaitForCommitted(ctx, last); err != nil {
-		t.Fatal(err)
-	}
+	createCommitted(t, e, "edges", 3)
 	year1 := timestamppb.New(time.Time{})
 	list := func(req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
 		req.CustomerId = "edges"
@@ -68,5 +58,22 @@ func TestGetOrderRefusesIDsNoOrderCanHave(t *testing.T) {
 		if _, err := e.q.GetOrder(t.Context(), &ordersv1.GetOrderRequest{OrderId: id}); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("GetOrder(%q) = %v; want INVALID_ARGUMENT", id, err)
 		}
+	}
+}
+
+// createCommitted creates n orders of customer and waits until the read
+// model has committed them.
+func createCommitted(t *testing.T, e *env, customer string, n int) {
+	t.Helper()
+	var last uint64
+	for range n {
+		c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: customer, Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = c.GetPosition()
+	}
+	if err := e.runner.WaitForCommitted(t.Context(), last); err != nil {
+		t.Fatal(err)
 	}
 }

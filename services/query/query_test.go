@@ -743,18 +743,7 @@ func TestSecondRebuildIsRefused(t *testing.T) {
 // overflow nor wrap, in either direction.
 func TestCreatedTimeBoundsBeyondNanoseconds(t *testing.T) {
 	e := start(t)
-	ctx := t.Context()
-	var last uint64
-	for range 3 {
-		c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "far", Currency: "EUR"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = c.GetPosition()
-	}
-	if err := e.runner.WaitForCommitted(ctx, last); err != nil {
-		t.Fatal(err)
-	}
+	createCommitted(t, e, "far", 3)
 	ts := func(year int) *timestamppb.Timestamp {
 		return timestamppb.New(time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC))
 	}
