@@ -1,10 +1,12 @@
 package command_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/services/command"
 )
 
@@ -36,4 +38,19 @@ func TestInvalidOptionsAreRejected(t *testing.T) {
 	if _, err := command.New(nil, command.WithMaxAttempts(1), command.WithClock(time.Now)); err != nil {
 		t.Errorf("valid options: %v", err)
 	}
+}
+
+// newKeyedService is a service on store that seals personal data, so that
+// ForgetCustomer works.
+func newKeyedService(t *testing.T, store command.Store) *command.Service {
+	t.Helper()
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := command.New(store, command.WithKeyring(pii.NewKeyring(pii.NewMemStore(), master)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }

@@ -7,9 +7,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/memstore"
-	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/internal/rpcerr"
-	"github.com/orderstream/orderstream/services/command"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -23,11 +21,7 @@ import (
 func TestPersonalDataSealedAndKeyedFingerprint(t *testing.T) {
 	ctx := t.Context()
 	store := memstore.New()
-	master, _ := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
-	svc, err := command.New(store, command.WithKeyring(pii.NewKeyring(pii.NewMemStore(), master)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := newKeyedService(t, store)
 	client := serve(t, svc)
 	req := &ordersv1.CreateOrderRequest{RequestId: "seal-1", OrderId: "seal-o1", CustomerId: "cust-s", Currency: "EUR",
 		ShippingAddress: &ordersv1.Address{Name: "Grace Hopper", Line1: "7 Cobol Court", City: "Arlington", Country: "US"}}

@@ -1,12 +1,10 @@
 package command_test
 
 import (
-	"bytes"
 	"testing"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/memstore"
-	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/command"
@@ -52,21 +50,6 @@ func TestRetryMeetingItsOriginalInTheStoreSpendsNoAttempt(t *testing.T) {
 			t.Fatalf("retry through the other node = %v, %v; want the original %v", again, err, first)
 		}
 	})
-}
-
-// newKeyedService is a service on store that seals personal data, so that
-// ForgetCustomer works.
-func newKeyedService(t *testing.T, store command.Store) *command.Service {
-	t.Helper()
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := command.New(store, command.WithKeyring(pii.NewKeyring(pii.NewMemStore(), master)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
 }
 
 // A ForgetCustomer under a request id an order's command already used is
