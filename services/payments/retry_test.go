@@ -2,7 +2,6 @@ package payments_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -108,24 +107,11 @@ func TestAnInterruptedRetryKeepsWhatItMayHaveCharged(t *testing.T) {
 // attempt may have taken money; it fails t if no such job is parked.
 func parkedMaybeCharged(t *testing.T, e *env, orderID string) bool {
 	t.Helper()
-	kv := parkedBucket(t, e.js)
-	keys, err := kv.Keys(t.Context())
+	jobs, err := e.mgr.Load().Parked(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range keys {
-		v, err := kv.Get(t.Context(), k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var j struct {
-			Kind         string `json:"kind"`
-			OrderID      string `json:"order_id"`
-			MaybeCharged bool   `json:"maybe_charged"`
-		}
-		if err := json.Unmarshal(v, &j); err != nil {
-			t.Fatal(err)
-		}
+	for _, j := range jobs {
 		if j.Kind == "charge" && j.OrderID == orderID {
 			return j.MaybeCharged
 		}
