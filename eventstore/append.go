@@ -136,23 +136,23 @@ func (s *Store) settle(ctx context.Context, orderID string, expectedRevision uin
 	// Only these rare paths name the operation in their errors.
 	op := fmt.Sprintf("append %d event(s) to order %s at revision %d", len(events), orderID, expectedRevision)
 	if err == nil && res.Duplicate {
-		// The server's duplicate window is keyed by message id alone: make
-		// sure the original belongs to this order, or a request id reused
-		// for another order would report success for events never written.
+		// The server answers with the message whose id it matched, the
+		// first of the retry's events; the original may have had more
+		// (the store knows a request by its id alone), and the answer is
+		// its last, which the order's history holds. When it does not
+		// (another order used the request id, as the server's window is
+		// keyed by message id alone, or the history came from a replica
+		// that lags the leader), the leader says whose the message is, so
+		// that a reused id never reports success for events never written.
+		if orig, found, lerr := s.findRequest(ctx, orderID, rid); lerr == nil && found {
+			return AppendResult{Position: orig.Position, Version: orig.Version, Duplicate: true}, nil
+		}
 		if res.Version, err = s.checkOwner(ctx, orderID, rid, res.Position); err != nil {
 			var reused *RequestReusedError
 			if errors.As(err, &reused) {
 				return AppendResult{}, err
 			}
 			return AppendResult{}, classify(op+": request "+rid, err)
-		}
-		// The server answers with the message whose id it matched, the
-		// first of the retry's events; the original may have had more
-		// (the store knows a request by its id alone), and the answer is
-		// its last. A history read from a replica that lags the leader
-		// may not hold them yet; the leader's answer then stands.
-		if orig, found, lerr := s.findRequest(ctx, orderID, rid); lerr == nil && found && orig.Position > res.Position {
-			res.Position, res.Version = orig.Position, orig.Version
 		}
 	}
 	if err == nil {
