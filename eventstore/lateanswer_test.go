@@ -3,7 +3,6 @@ package eventstore_test
 import (
 	"bytes"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -51,8 +50,8 @@ func startHoldingProxy(t *testing.T, server string) *holdingProxy {
 				_ = c.Close()
 				return
 			}
-			wg.Go(func() { p.toServer(s, c) })
-			wg.Go(func() { p.toClient(c, s) })
+			wg.Go(func() { relay(s, c, p.sent) })
+			wg.Go(func() { relay(c, s, p.hold) })
 		}
 	})
 	return p
@@ -75,49 +74,45 @@ func (p *holdingProxy) disarm() {
 	}
 }
 
-func (p *holdingProxy) toServer(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.subject != nil {
-				if p.pubs += bytes.Count(buf[:n], p.subject); p.pubs >= 2 {
-					close(p.release)
-					p.subject = nil
-				}
-			}
-			p.mu.Unlock()
-		}
-		if err != nil {
-			return
-		}
+// sent counts the client's publishes on the armed subject in b, and
+// releases what the server said once the second one has gone.
+func (p *holdingProxy) sent(b []byte) {
+	p.mu.Lock()
+	armed := p.subject != nil
+	if armed {
+		p.pubs += bytes.Count(b, p.subject)
+	}
+	second := armed && p.pubs >= 2
+	p.mu.Unlock()
+	if second {
+		p.disarm()
 	}
 }
 
-func (p *holdingProxy) toClient(dst, src net.Conn) {
+// hold waits, while the proxy is armed, before the server's bytes go on.
+func (p *holdingProxy) hold([]byte) {
+	p.mu.Lock()
+	release, held := p.release, p.subject != nil
+	p.mu.Unlock()
+	if held {
+		<-release
+	}
+}
+
+// relay copies src to dst until either fails, showing each chunk to
+// before it is written.
+func relay(dst, src net.Conn, before func([]byte)) {
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			p.mu.Lock()
-			release := p.release
-			held := p.subject != nil
-			p.mu.Unlock()
-			if held {
-				<-release
-			}
+			before(buf[:n])
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
 		}
 		if err != nil {
-			_, _ = io.Copy(io.Discard, src)
 			return
 		}
 	}
