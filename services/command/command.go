@@ -212,6 +212,34 @@ func validRequestID(id string) error {
 	return rpcerr.ID("request_id", id)
 }
 
+// The request ids the process managers derive from the log positions of
+// the events they act on, each prefix with the one method that uses it.
+// Any other method refuses them: a client's command that took, say,
+// "pay:<position>" on an order before its placement reached that position
+// would be taken for the payments manager's recording, which would then
+// fail as a reused request id and leave a charge unrecorded. On its own
+// method such an id is harmless: a client recording under it does what the
+// manager would have done, and the manager is answered as its retry.
+var reservedPrefixes = []struct {
+	prefix string
+	method func(request) bool
+}{
+	{"pay:", func(r request) bool { _, ok := r.(*ordersv1.RecordPaymentRequest); return ok }},
+	{"refund:", func(r request) bool { _, ok := r.(*ordersv1.RecordRefundRequest); return ok }},
+	{"deadline:", func(r request) bool { _, ok := r.(*ordersv1.CancelOrderRequest); return ok }},
+}
+
+// reservedRequestID returns INVALID_ARGUMENT for a request id under a
+// process manager's prefix on any method but that manager's.
+func reservedRequestID(req request, id string) error {
+	for _, r := range reservedPrefixes {
+		if strings.HasPrefix(id, r.prefix) && !r.method(req) {
+			return rpcerr.Invalid("request_id", fmt.Sprintf("prefix %q is reserved for the system's own requests", r.prefix))
+		}
+	}
+	return nil
+}
+
 // waitToRetry waits before conflict retry n (from 1). It returns
 // ErrContention without waiting when the wait would outlast ctx's deadline,
 // and ctx's error if ctx ends during the wait.
@@ -308,6 +336,9 @@ const (
 func (s *Service) newCall(ctx context.Context, req request, t target, cmd order.Command) (call, error) {
 	requestID := req.GetRequestId()
 	if err := validRequestID(requestID); err != nil {
+		return call{}, err
+	}
+	if err := reservedRequestID(req, requestID); err != nil {
 		return call{}, err
 	}
 	if err := rpcerr.OrderID("order_id", t.orderID); err != nil {

@@ -50,7 +50,9 @@ const (
 // Every request carries request_id, an idempotency key chosen by the client
 // (1-64 printable ASCII characters without spaces, e.g. a UUID): repeating a
 // request with the same request_id returns the original result and appends
-// nothing, however late. A request_id names one request: reusing it for a
+// nothing, however late. Ids beginning "pay:", "refund:" or "deadline:" are
+// the process managers' own: every method but RecordPayment, RecordRefund
+// and CancelOrder respectively refuses them with INVALID_ARGUMENT. A request_id names one request: reusing it for a
 // request of another method or with other fields (request_id aside) fails
 // with ALREADY_EXISTS and an ErrorInfo detail with reason REQUEST_ID_REUSED
 // (REST: 422). Mutations of an existing order take an optional
@@ -227,7 +229,9 @@ func (c *orderCommandServiceClient) ConfirmDelivery(ctx context.Context, in *Con
 // Every request carries request_id, an idempotency key chosen by the client
 // (1-64 printable ASCII characters without spaces, e.g. a UUID): repeating a
 // request with the same request_id returns the original result and appends
-// nothing, however late. A request_id names one request: reusing it for a
+// nothing, however late. Ids beginning "pay:", "refund:" or "deadline:" are
+// the process managers' own: every method but RecordPayment, RecordRefund
+// and CancelOrder respectively refuses them with INVALID_ARGUMENT. A request_id names one request: reusing it for a
 // request of another method or with other fields (request_id aside) fails
 // with ALREADY_EXISTS and an ErrorInfo detail with reason REQUEST_ID_REUSED
 // (REST: 422). Mutations of an existing order take an optional
