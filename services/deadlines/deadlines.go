@@ -28,11 +28,14 @@
 // Shipping SLA: a firing for an order still paid writes an overdue marker
 // on deadlines.overdue.<order> (listed by ListDeadlines, counted by the
 // gauge orders.deadlines.shipments_overdue) which is purged when the order
-// ships or is cancelled. It is an alert about the business's own process,
-// not a fact of the order's history that anyone folds: an event would stay
-// in every history and every projection would have to learn it, while the
-// operator's question, "what is late now?", is answered by the list and
-// the gauge.
+// ships or is cancelled. The marker never outlives the order being paid:
+// the handler reads the order again after writing it and purges it itself
+// if the order moved on meanwhile (the follower's purge may have come
+// first), and a redelivered firing for an order no longer paid purges it
+// too. It is an alert about the business's own process, not a fact of the
+// order's history that anyone folds: an event would stay in every history
+// and every projection would have to learn it, while the operator's
+// question, "what is late now?", is answered by the list and the gauge.
 //
 // Replicas: the log subscription is pinned to one manager at a time (a
 // priority group), so schedules are written by one writer; any
@@ -376,20 +379,54 @@ func (m *Manager) enforce(ctx context.Context, s timer) (string, error) {
 		}
 	case kindShipping:
 		if st.Status != order.StatusPaid {
+			// An earlier delivery of this firing may have written the
+			// marker and failed before taking it back (markOverdue).
+			if err := m.purge(ctx, subjOverdue+s.OrderID); err != nil {
+				return "", err
+			}
 			return "ignored", nil
 		}
-		s.Overdue = true
-		b, err := json.Marshal(s)
-		if err != nil {
-			return "", err
-		}
-		if err := m.timers.Put(ctx, subjOverdue+s.OrderID, b); err != nil {
-			return "", err
-		}
-		m.log.Warn("deadlines: shipment overdue", "order", s.OrderID, "due", s.Due)
-		return "overdue", nil
+		return m.markOverdue(ctx, s)
 	}
 	return "ignored", nil
+}
+
+// markOverdue writes the overdue marker of an order just read paid, and
+// takes it back if the order was shipped or cancelled meanwhile: the
+// follower's purge for that event may have run before the Put, leaving
+// nothing to purge. So the order is read again after the Put. An event
+// this second read misses is appended after the Put, so the follower's
+// purge for it comes after the Put and removes the marker. A paid order
+// never returns to paid once it moves on, so a marker that survives both
+// reads belongs to an order still paid.
+func (m *Manager) markOverdue(ctx context.Context, s timer) (string, error) {
+	s.Overdue = true
+	b, err := json.Marshal(s)
+	if err != nil {
+		return "", err
+	}
+	if err := m.timers.Put(ctx, subjOverdue+s.OrderID, b); err != nil {
+		return "", err
+	}
+	// An error from here on leaves the marker until the redelivered
+	// firing reads the order again (enforce purges it for an order no
+	// longer paid).
+	recs, err := m.store.LoadLatest(ctx, s.OrderID)
+	if err != nil {
+		return "", err
+	}
+	st, _, err := fold(recs)
+	if err != nil {
+		return "", err
+	}
+	if st.Status != order.StatusPaid {
+		if err := m.purge(ctx, subjOverdue+s.OrderID); err != nil {
+			return "", err
+		}
+		return "ignored", nil
+	}
+	m.log.Warn("deadlines: shipment overdue", "order", s.OrderID, "due", s.Due)
+	return "overdue", nil
 }
 
 // fold is the order's state and stream revision (the number of its events,

@@ -137,10 +137,23 @@ func (c *commandRef) ShipOrder(ctx context.Context, r *ordersv1.ShipOrderRequest
 // run starts a deadline manager until the returned stop is called.
 func (e *env) run(t *testing.T, payment, shipping time.Duration) (*deadlines.Manager, func()) {
 	t.Helper()
+	return e.runTimers(t, e.timers(t), payment, shipping)
+}
+
+// timers returns the DEADLINES stream as ordersd configures it.
+func (e *env) timers(t *testing.T) *schedule.Stream {
+	t.Helper()
 	timers, err := schedule.New(e.js, deadlines.StreamName, deadlines.SubjectRoot, schedule.WithDescription(deadlines.StreamDescription))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return timers
+}
+
+// runTimers is run with the given timers, for a test that steps in
+// between the manager and the DEADLINES stream.
+func (e *env) runTimers(t *testing.T, timers deadlines.Timers, payment, shipping time.Duration) (*deadlines.Manager, func()) {
+	t.Helper()
 	m, err := deadlines.New(t.Context(), e.store.Load(), timers, e.cmd, deadlines.WithTimeouts(payment, shipping))
 	if err != nil {
 		t.Fatal(err)
