@@ -27,12 +27,13 @@
 // acknowledged as done: the money may have moved.
 //
 // A charge job whose order was cancelled before the charge was recorded is
-// dropped, unless an earlier attempt or delivery may have taken money (a
-// charge that succeeded but could not be recorded, a transient error after
-// the request was sent, a redelivery after a crash): then the charge made
-// under its key is voided through the gateway, with the same retries and
-// parking. Cancelling an order whose payment was recorded is the refund
-// job's business instead.
+// dropped, unless an earlier attempt, delivery or retry may have taken
+// money (a charge that succeeded but could not be recorded, a transient
+// error after the request was sent, a redelivery or a retry of the parked
+// job, as either may follow a crash after the charge): then the charge
+// made under its key is voided through the gateway, with the same retries
+// and parking. Cancelling an order whose payment was recorded is the
+// refund job's business instead.
 //
 // Replicas: the subscription is pinned to one manager at a time (a
 // priority group); the others stand by and take over when it
@@ -398,8 +399,9 @@ type job struct {
 	OrderID  string  `json:"order_id"`
 	Position uint64  `json:"position"`
 	Attempts int     `json:"attempts,omitempty"`
-	// MaybeCharged says an earlier attempt or delivery may have taken
-	// money under the charge key, so a cancelled order needs a void.
+	// MaybeCharged says an earlier attempt, delivery or retry may have
+	// taken money under the charge key, so a cancelled order needs a void.
+	// A retry never clears it (see Manager.Retry).
 	MaybeCharged bool      `json:"maybe_charged,omitempty"`
 	LastError    string    `json:"last_error,omitempty"`
 	ParkedAt     time.Time `json:"parked_at,omitzero"`
@@ -950,6 +952,17 @@ func (m *Manager) Parked(ctx context.Context) ([]job, error) {
 
 // Retry runs parked jobs again (those of orderID, or all when it is
 // empty) with a fresh attempt budget; completed jobs leave the bucket.
+//
+// A charge job is marked MaybeCharged in the bucket before it runs, and
+// runs as marked. A process that dies after the provider took the money
+// and before the outcome is recorded leaves nothing else behind, and a
+// retry, unlike a delivery, has no redelivery count to tell the next one
+// that it ran before: without the mark, a job whose order is then
+// cancelled would be dropped as never charged and the money kept. A void
+// of a charge that was never taken releases nothing (see Provider.Void),
+// so the mark costs at most a needless void. Retry never clears it, so
+// concurrent retries of a job, whose bucket writes replace each other
+// without a revision check, cannot lose one another's mark.
 func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedAgain int, err error) {
 	jobs, err := m.Parked(ctx)
 	if err != nil {
@@ -960,6 +973,19 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 			continue
 		}
 		key := parkKey(j.Kind, j.OrderID)
+		if j.Kind == kindCharge && !j.MaybeCharged {
+			j.MaybeCharged = true
+			added, err := m.park(ctx, j)
+			if err != nil {
+				return completed, parkedAgain, fmt.Errorf("payments: marking the parked charge of order %s before retrying it: %w", j.OrderID, err)
+			}
+			if added {
+				// A concurrent retry completed the job since it was
+				// listed; this one runs it again (its keys make that
+				// harmless) and removes it once more.
+				m.parkedNow.Add(1)
+			}
+		}
 		fresh := job{Kind: j.Kind, OrderID: j.OrderID, Position: j.Position, MaybeCharged: j.MaybeCharged}
 		switch m.run(ctx, &fresh) {
 		case done:
@@ -972,15 +998,7 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 			parkedAgain++
 		case abandon:
 			// The call ended mid-job, perhaps after the provider took the
-			// money. What the attempts learned outlives the call: a charge
-			// that may have been taken is voided if the order is
-			// cancelled, whoever retries the job next.
-			if fresh.MaybeCharged && !j.MaybeCharged {
-				j.MaybeCharged = true
-				if _, perr := m.park(ctx, j); perr != nil {
-					return completed, parkedAgain, errors.Join(ctx.Err(), perr)
-				}
-			}
+			// money; the job stays parked, marked before it ran.
 			return completed, parkedAgain, ctx.Err()
 		}
 	}

@@ -3,11 +3,13 @@ package payments_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/services/payments"
 )
 
@@ -118,4 +120,94 @@ func parkedMaybeCharged(t *testing.T, e *env, orderID string) bool {
 	}
 	t.Fatalf("no charge job of %s is parked", orderID)
 	return false
+}
+
+// failingStore fails the manager's reads of order histories while fail is
+// set, with an error that is not an outage: a job then spends its attempts
+// and is parked without ever reaching the provider.
+type failingStore struct {
+	*eventstore.Store
+	fail atomic.Bool
+}
+
+func (s *failingStore) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
+	if s.fail.Load() {
+		return nil, errors.New("order history unreadable")
+	}
+	return s.Store.LoadLatestAfter(ctx, id, after)
+}
+
+// A process that dies during a retry of a parked charge, after the
+// provider took the money and before the outcome is recorded, runs no
+// more code: what the bucket says at that moment is all the next retry
+// learns. So the parked job must say that money may have been taken
+// before the retry's charge reaches the provider; otherwise, once the
+// order is cancelled, the next retry drops the job as never charged and
+// the money is never given back.
+func TestARetryMarksItsChargeBeforeReachingTheProvider(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	gw := &hookedGateway{Simulator: sim}
+	store := &failingStore{Store: e.store}
+	store.fail.Store(true)
+	e.runOn(t, store, gw, payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
+	id := e.place(t, "crash-in-retry", 300)
+	e.waitStats(t, "charge parked", func(s payments.Stats) bool { return s.Parked == 1 })
+	if maybe := parkedMaybeCharged(t, e, id); maybe || sim.Attempts() != 0 {
+		t.Fatalf("parked with MaybeCharged %v after %d provider calls; want a job that never reached the provider", maybe, sim.Attempts())
+	}
+	store.fail.Store(false)
+
+	// The retry's charge takes the money and then holds the retry there,
+	// unrecorded: the moment a crash would freeze.
+	taken, release := make(chan struct{}), make(chan struct{})
+	hold := func(ctx context.Context, req payments.ChargeRequest) (payments.ChargeResult, error) {
+		res, err := sim.Charge(ctx, req)
+		if err != nil {
+			return res, err
+		}
+		close(taken)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return res, nil
+	}
+	gw.charge.Store(&hold)
+	var (
+		completed, parkedAgain int
+		retryErr               error
+	)
+	retried := make(chan struct{})
+	go func() {
+		defer close(retried)
+		completed, parkedAgain, retryErr = e.mgr.Load().Retry(t.Context(), id)
+	}()
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	// A test that stops early still lets the retry end before the servers
+	// stop.
+	t.Cleanup(func() { unblock(); <-retried })
+
+	select {
+	case <-taken:
+	case <-retried:
+		t.Fatalf("Retry returned (%d, %d, %v) before its charge reached the provider", completed, parkedAgain, retryErr)
+	}
+	if !parkedMaybeCharged(t, e, id) {
+		t.Error("a retry's charge holds the money, unrecorded, and the parked job does not say money may have been taken: a crash now would lose it")
+	}
+
+	unblock()
+	<-retried
+	if retryErr != nil || completed != 1 || parkedAgain != 0 {
+		t.Fatalf("Retry: %d completed, %d parked again, err %v; want the job completed", completed, parkedAgain, retryErr)
+	}
+	if got := e.waitFor(t, 1, "PaymentAuthorized"); len(got[id]) != 1 {
+		t.Fatalf("order %s: %v", id, got)
+	}
+	assertChargedOnce(t, sim, 1)
+	if jobs, err := e.mgr.Load().Parked(t.Context()); err != nil || len(jobs) != 0 {
+		t.Fatalf("parked after the retry completed: %+v %v", jobs, err)
+	}
 }
