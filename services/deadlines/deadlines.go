@@ -347,11 +347,7 @@ var errRaced = errors.New("the order changed while the deadline was enforced")
 // enforce acts on a fired deadline if the order still calls for it and
 // says what it did: "cancelled", "overdue" or "ignored".
 func (m *Manager) enforce(ctx context.Context, s timer) (string, error) {
-	recs, err := m.store.LoadLatest(ctx, s.OrderID)
-	if err != nil {
-		return "", err
-	}
-	st, revision, err := fold(recs)
+	st, revision, err := m.latest(ctx, s.OrderID)
 	if err != nil {
 		return "", err
 	}
@@ -411,11 +407,7 @@ func (m *Manager) markOverdue(ctx context.Context, s timer) (string, error) {
 	// An error from here on leaves the marker until the redelivered
 	// firing reads the order again (enforce purges it for an order no
 	// longer paid).
-	recs, err := m.store.LoadLatest(ctx, s.OrderID)
-	if err != nil {
-		return "", err
-	}
-	st, _, err := fold(recs)
+	st, _, err := m.latest(ctx, s.OrderID)
 	if err != nil {
 		return "", err
 	}
@@ -427,6 +419,16 @@ func (m *Manager) markOverdue(ctx context.Context, s timer) (string, error) {
 	}
 	m.log.Warn("deadlines: shipment overdue", "order", s.OrderID, "due", s.Due)
 	return "overdue", nil
+}
+
+// latest is the order's state and revision with every acknowledged event,
+// as fold makes them.
+func (m *Manager) latest(ctx context.Context, orderID string) (order.State, uint64, error) {
+	recs, err := m.store.LoadLatest(ctx, orderID)
+	if err != nil {
+		return order.State{}, 0, err
+	}
+	return fold(recs)
 }
 
 // fold is the order's state and stream revision (the number of its events,
