@@ -110,9 +110,13 @@ func (s *Subscription) Close() {
 // changes. It returns the position the feed had published up to at that
 // moment: the subscription receives every later change, and a read of the
 // read model made after Subscribe returns reflects at least that
-// position. When after is below it, backlog holds the kept changes after
-// after (up to that position) and ok reports whether the history reaches
-// back that far; with ok false the backlog is incomplete and empty.
+// position. When after is at or below it, backlog holds the kept changes
+// after after (up to that position) and ok reports whether the history
+// reaches back that far; with ok false the backlog is incomplete and empty.
+// Several changes share one position when an erasure changes each of a
+// customer's orders: a watcher resuming from such a position may have seen
+// only some of them, so when the subscription wants more than one change
+// at after, the backlog starts with all of them.
 func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, after uint64) (s *Subscription, published uint64, backlog []*Change, ok bool) {
 	s = &Subscription{f: f, order: orderID, match: match, c: make(chan *Change, max(buffer, 1)), done: make(chan struct{})}
 	f.mu.Lock()
@@ -127,17 +131,36 @@ func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, a
 	} else {
 		f.all[s] = struct{}{}
 	}
-	if after >= f.pos {
+	if after > f.pos {
 		return s, f.pos, nil, true
 	}
 	if after < f.floor {
 		return s, f.pos, nil, false
 	}
-	for i := range len(f.history) {
-		c := f.history[(f.head+i)%len(f.history)]
-		if c.Position > after && s.wants(c) {
-			backlog = append(backlog, c)
+	// The history is in log order: from the newest back to the first
+	// change at or above after.
+	n := len(f.history)
+	i := n
+	for i > 0 && f.history[(f.head+i-1)%n].Position >= after {
+		i--
+	}
+	atAfter := 0
+	for ; i < n; i++ {
+		c := f.history[(f.head+i)%n]
+		if !s.wants(c) {
+			continue
 		}
+		if c.Position == after {
+			if after <= f.floor {
+				continue // the history may hold only part of its group
+			}
+			atAfter++
+		}
+		backlog = append(backlog, c)
+	}
+	if atAfter == 1 {
+		// The watcher's own last change: it saw it.
+		backlog = backlog[1:]
 	}
 	return s, f.pos, backlog, true
 }

@@ -144,3 +144,41 @@ func TestFeedPublishErasesWhatAForgetCovers(t *testing.T) {
 		t.Error("the change a watcher held was modified under it")
 	}
 }
+
+// An erasure's changes share its position. Resuming from a position whose
+// wanted changes are several, a subscription gets all of them again (its
+// watcher may have been cut off part-way); from one with a single wanted
+// change, which its watcher saw, not that one. Resuming from the newest
+// position is no exception.
+func TestFeedResumeRepeatsAPositionsSeveralChanges(t *testing.T) {
+	f := NewFeed(10)
+	f.start(10)
+	f.publish(13, []Change{
+		{Position: 11, OrderID: "a"},
+		{Position: 12, OrderID: "a"}, {Position: 12, OrderID: "b"}, {Position: 12, OrderID: "c"},
+		{Position: 13, OrderID: "b"},
+	}, nil)
+	onlyBC := func(c *Change) bool { return c.OrderID != "a" }
+	for _, tc := range []struct {
+		order string
+		match func(*Change) bool
+		after uint64
+		want  []uint64
+	}{
+		{"", nil, 11, []uint64{12, 12, 12, 13}},
+		{"", nil, 12, []uint64{12, 12, 12, 13}},
+		{"", onlyBC, 12, []uint64{12, 12, 13}},
+		{"", func(c *Change) bool { return c.OrderID == "a" }, 12, nil},
+		{"b", nil, 12, []uint64{13}},
+		{"", nil, 13, nil},
+	} {
+		_, _, backlog, ok := f.Subscribe(tc.order, tc.match, 8, tc.after)
+		if !ok || !slices.Equal(positions(backlog), tc.want) {
+			t.Errorf("order %q, after %d: backlog %v (ok %v), want %v", tc.order, tc.after, positions(backlog), ok, tc.want)
+		}
+	}
+	f.publish(14, []Change{{Position: 14, OrderID: "a"}, {Position: 14, OrderID: "b"}}, nil)
+	if _, _, backlog, _ := f.Subscribe("", nil, 8, 14); !slices.Equal(positions(backlog), []uint64{14, 14}) {
+		t.Errorf("after the newest position, 14: backlog %v, want its two changes", positions(backlog))
+	}
+}

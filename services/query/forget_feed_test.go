@@ -3,6 +3,7 @@ package query_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -88,4 +89,72 @@ func TestWatchResumingFromBeforeAForgetServesNoPersonalData(t *testing.T) {
 		m, err := ws.Recv()
 		return m.GetOrder(), m.GetPosition(), err
 	})
+}
+
+// An erasure changes each of the customer's orders at the one position of
+// CustomerForgotten. A watcher gets the change of every order: live, and
+// resuming from before the erasure or from its position (as one cut off
+// part-way through those changes does, told to resume from there).
+func TestWatchOrdersSendsTheErasureOfEveryOrder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := serve(t, &env{store: memstore.New(), keys: pii.NewKeyring(pii.NewMemStore(), master)}, 0)
+	addr := &ordersv1.Address{Name: "Ada Twice", Line1: "2 Twin Street", City: "Forgettown", Country: "GB"}
+	var last uint64
+	for _, id := range []string{"o-two-a", "o-two-b"} {
+		res, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "r-" + id, OrderId: id, CustomerId: "c-two", Currency: "EUR", ShippingAddress: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.GetPosition()
+	}
+	if err := e.runner.WaitForCommitted(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	live, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "c-two"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Recv(); err != nil { // the starting point
+		t.Fatal(err)
+	}
+	fr, err := e.admin.ForgetCustomer(ctx, &ordersv1.ForgetCustomerRequest{CustomerId: "c-two", RequestId: "r-forget-two"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := fr.GetPosition()
+	if err := e.runner.WaitForCommitted(ctx, pos); err != nil {
+		t.Fatal(err)
+	}
+
+	erasures := func(name string, s ordersv1.OrderQueryService_WatchOrdersClient) {
+		t.Helper()
+		erased := map[string]bool{}
+		for len(erased) < 2 {
+			m, err := s.Recv()
+			if err != nil {
+				t.Fatalf("%s: %v after the erasures of %v; want both orders'", name, err, erased)
+			}
+			if m.GetPosition() > pos {
+				t.Fatalf("%s: a change at %d after the erasure (at %d) before the erasures of both orders: got %v", name, m.GetPosition(), pos, erased)
+			}
+			if m.GetPosition() == pos && m.GetOrder().GetShippingAddress().GetErased() {
+				erased[m.GetOrder().GetOrderId()] = true
+			}
+		}
+	}
+	erasures("live", live)
+	for _, from := range []uint64{last, pos} {
+		ctx, cancel := context.WithCancel(ctx)
+		s, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "c-two", FromPosition: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		erasures(fmt.Sprintf("resumed from %d (the erasure at %d)", from, pos), s)
+		cancel()
+	}
 }

@@ -94,9 +94,12 @@ type watchSender[M any] struct {
 	stream grpc.ServerStreamingServer[M]
 	build  func(*projections.Change) *M
 	// sent is the position of the last change sent (or the position the
-	// watch started after): the client resumes from it, so a change at
-	// or below it is never sent again.
-	sent uint64
+	// watch started after): the client resumes from it, so a change
+	// below it is never sent again, nor one at it of an order in
+	// sentHere. An erasure changes each of a customer's orders at its
+	// own position, so one position can carry several changes.
+	sent     uint64
+	sentHere map[string]struct{}
 	// restarted, when set, is the error that ends the watch when the
 	// feed restarted ahead of it (projections.ErrFeedRestarted): for a
 	// watch that cannot resume across the changes it missed. Without it
@@ -105,14 +108,28 @@ type watchSender[M any] struct {
 }
 
 func (w *watchSender[M]) send(c *projections.Change) error {
-	if c.Position <= w.sent {
+	if c.Position < w.sent {
+		return nil
+	}
+	if _, ok := w.sentHere[c.OrderID]; ok && c.Position == w.sent {
 		return nil
 	}
 	if err := w.stream.Send(w.build(c)); err != nil {
 		return err
 	}
-	w.sent = c.Position
+	w.sentAt(c.Position, c.OrderID)
 	return nil
+}
+
+// sentAt records that the change of order id at position was sent (id
+// empty: the watch's starting point, no order's change).
+func (w *watchSender[M]) sentAt(position uint64, id string) {
+	if position != w.sent || w.sentHere == nil {
+		w.sent, w.sentHere = position, map[string]struct{}{}
+	}
+	if id != "" {
+		w.sentHere[id] = struct{}{}
+	}
 }
 
 // follow sends the subscription's changes until the client leaves or the
@@ -204,11 +221,15 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 	if err := stream.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
+	// The order's change at the position the watch starts from is the
+	// one the client holds: the state it is sent now, or the one it
+	// resumes after.
+	w.sentAt(from, id)
 	if from == 0 {
 		if err := stream.Send(&ordersv1.WatchOrderResponse{Order: o, Position: pos, Revision: o.GetRevision()}); err != nil {
 			return err
 		}
-		w.sent = pos
+		w.sentAt(pos, id)
 	}
 	for _, c := range backlog {
 		if err := w.send(c); err != nil {
@@ -268,7 +289,7 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 		if err := stream.Send(&ordersv1.WatchOrdersResponse{Position: published}); err != nil {
 			return err
 		}
-		w.sent = published
+		w.sentAt(published, "")
 	}
 	for _, c := range backlog {
 		if err := w.send(c); err != nil {
