@@ -70,7 +70,10 @@ type OrderQueryServiceClient interface {
 	// order: every change of an order that matches them before or after the
 	// change, so an order leaving a status filter is seen leaving it. The
 	// first message carries no order, only the position the watch starts
-	// after. from_position resumes after a position still held in the
+	// after. A customer's erasure changes each of the customer's orders at
+	// one position; resuming from a position with several changes sends them
+	// all again, as the watch may have ended part-way through them.
+	// from_position resumes after a position still held in the
 	// watch's recent history; an older one is OUT_OF_RANGE (list the orders
 	// again and watch from the list's position). A watcher that falls too far
 	// behind is ended with RESOURCE_EXHAUSTED. A watcher that the read model
@@ -199,7 +202,10 @@ type OrderQueryServiceServer interface {
 	// order: every change of an order that matches them before or after the
 	// change, so an order leaving a status filter is seen leaving it. The
 	// first message carries no order, only the position the watch starts
-	// after. from_position resumes after a position still held in the
+	// after. A customer's erasure changes each of the customer's orders at
+	// one position; resuming from a position with several changes sends them
+	// all again, as the watch may have ended part-way through them.
+	// from_position resumes after a position still held in the
 	// watch's recent history; an older one is OUT_OF_RANGE (list the orders
 	// again and watch from the list's position). A watcher that falls too far
 	// behind is ended with RESOURCE_EXHAUSTED. A watcher that the read model
