@@ -24,9 +24,13 @@ import (
 const DefaultWatchBuffer = 256
 
 // History reads one order's events back from the log, for a watcher
-// resuming from a position the feed no longer holds.
+// resuming from a position the feed no longer holds. It reads with every
+// acknowledged event (eventstore's LoadLatest), not from whichever replica
+// answers first: the watch follows the feed from the position it
+// subscribed at, so a history that stopped short of it, as a lagging
+// replica's may, would leave a gap the watcher never learns of.
 type History interface {
-	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
 }
 
 // Option configures a Service. An option given a value it does not accept
@@ -208,7 +212,7 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		if s.history == nil {
 			return status.Errorf(codes.OutOfRange, "from_position %d is older than the changes kept; watch without it to start from the current state", from)
 		}
-		recs, err := s.history.Load(ctx, id)
+		recs, err := s.history.LoadLatest(ctx, id)
 		if err != nil {
 			return rpcerr.ToStatus(ctx, s.log, err)
 		}
