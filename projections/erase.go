@@ -154,21 +154,34 @@ func (b *batch) forget(rec eventstore.Recorded, f order.CustomerForgotten) error
 // then leaves it to the next apply (scrubDue) rather than stall the
 // projection. Errors are SQLite's.
 func (m *ReadModel) scrub(ctx context.Context) error {
-	for range 50 {
+	done, err := m.truncateWAL(ctx)
+	if err != nil {
+		return err
+	}
+	m.scrubDue.Store(!done)
+	return nil
+}
+
+// truncateWAL checkpoints the whole WAL into the database file, syncs it
+// and truncates the WAL, retrying while readers hold older snapshots or
+// another connection checkpoints. Each try already waits for them up to
+// the connection's busy timeout; the tries stop half a second after the
+// first began. It reports whether it got through. Errors are SQLite's, or
+// ctx's.
+func (m *ReadModel) truncateWAL(ctx context.Context) (bool, error) {
+	for start := time.Now(); time.Since(start) < 500*time.Millisecond; {
 		var busy, frames, done int
 		if err := m.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done); err != nil {
-			return err
+			return false, err
 		}
 		if busy == 0 {
-			m.scrubDue.Store(false)
-			return nil
+			return true, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	m.scrubDue.Store(true)
-	return nil
+	return false, nil
 }

@@ -446,10 +446,19 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 		}
 		// Back to the DSN's settings before live applies arrive; the
 		// checkpoint writes the replay into the file and syncs it once.
-		for _, q := range []string{`PRAGMA mmap_size = 0`, `PRAGMA synchronous = NORMAL`, `PRAGMA ` + writerCacheSize, `PRAGMA wal_checkpoint(TRUNCATE)`} {
+		for _, q := range []string{`PRAGMA mmap_size = 0`, `PRAGMA synchronous = NORMAL`, `PRAGMA ` + writerCacheSize} {
 			if _, err := m.w.ExecContext(ctx, q); err != nil {
 				return err
 			}
+		}
+		// The fill was written without a sync: until this checkpoint gets
+		// through, a power loss could take the indexes (or more) from a
+		// file about to be made current. A checkpoint that stays busy (the
+		// background one holds the lock, say) fails the fill instead.
+		if done, err := m.truncateWAL(ctx); err != nil {
+			return err
+		} else if !done {
+			return errors.New("projections: the filled read model's WAL could not be checkpointed: readers or another checkpoint held it")
 		}
 		pos, err := m.Position(ctx)
 		if err != nil {

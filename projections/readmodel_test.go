@@ -366,3 +366,45 @@ func TestApplyStartsFromTheLastCommittedCheckpoint(t *testing.T) {
 		t.Fatalf("checkpoint = %d, %v; want 3", p, err)
 	}
 }
+
+// The fill is written without syncs, so its end must get a checkpoint
+// through before the model can be made current: while a reader's snapshot
+// holds the WAL, the end fails rather than report a model a power loss
+// could take the indexes from. Once the reader is gone it gets through.
+func TestBulkFillEndFailsWhenItsCheckpointCannotGetThrough(t *testing.T) {
+	ctx := t.Context()
+	bulk := openModel(t, filepath.Join(t.TempDir(), "bulk.db"))
+	end, err := bulk.bulk(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	if _, _, err := bulk.Apply(ctx, []Item{{Rec: eventstore.Recorded{OrderID: "o-1", Position: 1, Type: "OrderCreated", Time: at},
+		Event: order.OrderCreated{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// A read transaction that has read holds its snapshot, and with it
+	// the WAL, until it ends.
+	tx, err := bulk.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the reader sees %d orders, %v", n, err)
+	}
+	// Each try of the checkpoint waits for the reader up to the busy
+	// timeout: shortened, so the test does not wait out the DSN's.
+	if _, err := bulk.w.ExecContext(ctx, `PRAGMA busy_timeout = 20`); err != nil {
+		t.Fatal(err)
+	}
+	if err := end(ctx); err == nil {
+		t.Fatal("the fill ended with its WAL held by a reader: its checkpoint cannot have got through")
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := bulk.truncateWAL(ctx); err != nil || !done {
+		t.Fatalf("checkpoint once the reader is gone: done %v, %v", done, err)
+	}
+}
