@@ -161,3 +161,50 @@ func TestAuthentication(t *testing.T) {
 		t.Errorf("gRPC health without a token: %v", err)
 	}
 }
+
+// The Bearer scheme is matched in any case (RFC 7235 §2.1; OAuth servers
+// issue token_type "bearer") by gRPC, REST and /metrics alike, and a 401
+// from REST or /metrics carries the same Bearer challenge.
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("admin-token-0123456789 ops admin\nviewer-token-012345678 vera viewer\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := run(t, t.TempDir(), "AUTH_TOKENS_FILE", tokens)
+	query := ordersv1.NewOrderQueryServiceClient(dial(t, addrs.GRPC))
+	get := func(path, authorization string) *http.Response {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", "http://"+addrs.HTTP+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	for _, scheme := range []string{"Bearer ", "bearer ", "BEARER ", "Bearer  "} {
+		ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", scheme+"viewer-token-012345678")
+		if _, err := query.ListOrders(ctx, &ordersv1.ListOrdersRequest{PageSize: 1}); err != nil {
+			t.Errorf("gRPC with %q<token>: %v", scheme, err)
+		}
+		if res := get("/v1/orders?pageSize=1", scheme+"viewer-token-012345678"); res.StatusCode != http.StatusOK {
+			t.Errorf("REST with %q<token>: %d, want 200", scheme, res.StatusCode)
+		}
+		if res := get("/metrics", scheme+"admin-token-0123456789"); res.StatusCode != http.StatusOK {
+			t.Errorf("/metrics with %q<token>: %d, want 200", scheme, res.StatusCode)
+		}
+	}
+	for _, authorization := range []string{"", "Basic dmVyYTpwYXNzd29yZA==", "bearer not-a-real-token-at-all"} {
+		for _, path := range []string{"/v1/orders?pageSize=1", "/metrics"} {
+			if res := get(path, authorization); res.StatusCode != http.StatusUnauthorized || res.Header.Get("WWW-Authenticate") != "Bearer" {
+				t.Errorf("%s with authorization %q: %d, WWW-Authenticate %q; want 401 with Bearer", path, authorization, res.StatusCode, res.Header.Values("WWW-Authenticate"))
+			}
+		}
+	}
+}

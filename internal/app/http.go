@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,9 +156,11 @@ func withoutPattern(next http.Handler) http.Handler {
 
 // requireRole answers 401 to a request without a valid bearer token and 403
 // to one whose token lacks role, in the shape of every other REST error.
+// The token is read by auth.BearerToken, as the gRPC interceptor reads it,
+// so a client whose token works on the API works here too.
 func requireRole(a *auth.Authenticator, role string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		token, ok := auth.BearerToken(r.Header.Get("Authorization"))
 		p, err := a.Authenticate(token)
 		switch {
 		case !ok || err != nil:

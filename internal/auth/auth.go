@@ -188,6 +188,23 @@ func (a *Authenticator) Authenticate(token string) (Principal, error) {
 	return Principal{Subject: c.Subject, Roles: c.Roles}, nil
 }
 
+// BearerToken returns the token of an Authorization value of the Bearer
+// scheme ("Bearer <token>"), or false for another scheme or no token. The
+// scheme is matched in any case, as RFC 7235 makes auth schemes
+// case-insensitive: OAuth servers issue token_type "bearer", and clients
+// send it back as they got it. Spaces and tabs around the scheme and the
+// token are tolerated. Both the gRPC interceptor and ordersd's own HTTP
+// endpoints read tokens through it, so they accept the same values.
+func BearerToken(v string) (token string, ok bool) {
+	v = strings.Trim(v, " \t")
+	i := strings.IndexAny(v, " \t")
+	if i < 0 || !strings.EqualFold(v[:i], "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(v[i:], " \t")
+	return token, token != ""
+}
+
 // AllowedRoles lists the roles any one of which may call a method (admin
 // may call every method); exempt methods need no token at all.
 func AllowedRoles(fullMethod string) (roles []string, exempt bool) {
@@ -220,8 +237,8 @@ func (a *Authenticator) check(ctx context.Context, method string) (context.Conte
 	md, _ := metadata.FromIncomingContext(ctx)
 	var token string
 	for _, v := range md.Get("authorization") {
-		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
-			token = strings.TrimSpace(t)
+		if t, ok := BearerToken(v); ok {
+			token = t
 		}
 	}
 	if token == "" {

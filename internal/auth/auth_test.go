@@ -208,3 +208,52 @@ type stream struct {
 }
 
 func (s *stream) Context() context.Context { return s.ctx }
+
+// The auth scheme is case-insensitive (RFC 7235 §2.1), and OAuth servers
+// issue token_type "bearer", which clients send back as is.
+func TestBearerToken(t *testing.T) {
+	for _, tc := range []struct {
+		value, token string
+		ok           bool
+	}{
+		{"Bearer abc", "abc", true},
+		{"bearer abc", "abc", true},
+		{"BEARER abc", "abc", true},
+		{"bEaReR abc", "abc", true},
+		{"Bearer   abc", "abc", true},
+		{" \tBearer\tabc \t", "abc", true},
+		{"Bearer", "", false},
+		{"Bearer  \t ", "", false},
+		{"Bearerabc", "", false},
+		{"Basic YWJjOmRlZg==", "", false},
+		{"", "", false},
+	} {
+		token, ok := auth.BearerToken(tc.value)
+		if token != tc.token || ok != tc.ok {
+			t.Errorf("BearerToken(%q) = %q, %v; want %q, %v", tc.value, token, ok, tc.token, tc.ok)
+		}
+	}
+}
+
+// The interceptor takes the scheme in any case, and only the Bearer
+// scheme.
+func TestInterceptorBearerSchemeCase(t *testing.T) {
+	a, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "viewer-token-012345678 vera viewer\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	for value, want := range map[string]codes.Code{
+		"Bearer viewer-token-012345678":  codes.OK,
+		"bearer viewer-token-012345678":  codes.OK,
+		"BEARER viewer-token-012345678":  codes.OK,
+		"Bearer  viewer-token-012345678": codes.OK,
+		"Basic viewer-token-012345678":   codes.Unauthenticated,
+	} {
+		ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", value))
+		_, err := a.Unary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/orders.v1.OrderQueryService/GetOrder"}, handler)
+		if status.Code(err) != want {
+			t.Errorf("authorization %q: %v, want %v", value, err, want)
+		}
+	}
+}

@@ -129,4 +129,32 @@ func transportFailure(msg string) bool {
 	return false
 }
 
+// bearerChallenge makes every 401 (UNAUTHENTICATED) of the API carry
+// WWW-Authenticate: Bearer, the challenge RFC 6750 defines for bearer
+// tokens and the one ordersd's /metrics sends. RFC 9110 requires a
+// challenge on a 401; grpc-gateway would send the status message in its
+// place, which is no challenge, and a stream refused before its first
+// message (newline-delimited JSON or Server-Sent Events) would send none.
+// Only the status line is watched, so every path is covered alike.
+func bearerChallenge(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(challengeWriter{w}, r)
+	})
+}
+
+type challengeWriter struct {
+	http.ResponseWriter
+}
+
+func (c challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer, which
+// streams flush through and body reads set deadlines on.
+func (c challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
 func (c *requestConventions) hasIfMatch() bool { return c != nil && c.ifMatch }

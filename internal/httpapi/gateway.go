@@ -33,7 +33,8 @@
 // Last-Event-ID header (sent by a reconnecting EventSource) fills
 // from_position. An error before the stream starts answers its HTTP status
 // and status JSON, as any route does. Without that Accept they answer
-// newline-delimited JSON like the other streams.
+// newline-delimited JSON like the other streams. Either way the path's
+// order_id wins over an orderId query parameter, as on every route.
 //
 // # HTTP conventions
 //
@@ -71,9 +72,12 @@
 //   - Authorization, traceparent, tracestate, X-Actor, X-Correlation-Id,
 //     X-Causation-Id and Idempotency-Key are forwarded as gRPC metadata of
 //     the same lower-case name; no other header is (apart from grpc-gateway's
-//     grpcgateway-* and x-forwarded-* annotations). No gRPC metadata is
-//     copied back into HTTP headers. grpc-gateway's Grpc-Timeout header
-//     (e.g. "500m") sets the call's deadline: 504 when it passes.
+//     grpcgateway-* and x-forwarded-* annotations). A value gRPC metadata
+//     cannot carry (anything but printable ASCII) is dropped rather than
+//     failing the call, on every route, Server-Sent Events included. No
+//     gRPC metadata is copied back into HTTP headers. grpc-gateway's
+//     Grpc-Timeout header (e.g. "500m") sets the call's deadline: 504 when
+//     it passes.
 //
 // # Errors
 //
@@ -84,10 +88,12 @@
 // HTTPStatus), 404 NOT_FOUND, 409 ALREADY_EXISTS and ABORTED, 412 ABORTED
 // under If-Match, 408, 413 and 415 as above, 429 RESOURCE_EXHAUSTED, 499
 // CANCELLED, 501 UNIMPLEMENTED, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED, 500
-// otherwise. Messages of INTERNAL, UNKNOWN and DATA_LOSS are replaced by
-// "internal error", and a connection failure between gateway and gRPC server
-// by "service unavailable, retry later", so no internal text (addresses,
-// paths, driver errors) reaches a client; the original is logged. An
+// otherwise. A 401 (UNAUTHENTICATED) carries the challenge
+// WWW-Authenticate: Bearer. Messages of INTERNAL, UNKNOWN and DATA_LOSS
+// are replaced by "internal error", and a connection failure between
+// gateway and gRPC server by "service unavailable, retry later", so no
+// internal text (addresses, paths, driver errors) reaches a client; the
+// original is logged. An
 // unknown path is 404 and a known path with the wrong method 405, both in
 // the same shape.
 //
@@ -343,7 +349,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	if c, ok := cfg.conns[ordersv1.OrderQueryService_ServiceDesc.ServiceName]; ok {
 		queryConn = c
 	}
-	h.Handle("/", sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, next: conventions(cfg, mux)})
+	h.Handle("/", bearerChallenge(sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, next: conventions(cfg, mux)}))
 	return h, nil
 }
 

@@ -81,11 +81,17 @@ func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...httpapi.Opt
 	})
 
 	e := &env{store: store, js: js}
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	seen := func(ctx context.Context) {
 		if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("x-correlation-id")) > 0 {
 			e.seenMD.Store(md.Get("x-correlation-id")[0], md)
 		}
+	}
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		seen(ctx)
 		return h(ctx, req)
+	}), grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		seen(ss.Context())
+		return h(srv, ss)
 	}))
 	cmd, err := command.New(store)
 	if err != nil {

@@ -80,14 +80,14 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
 	case p == watchList:
-		s.serve(w, r, &ordersv1.WatchOrdersRequest{}, func(ctx context.Context, m proto.Message) (recv, error) {
+		s.serve(w, r, &ordersv1.WatchOrdersRequest{}, watchOrdersPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrders(ctx, m.(*ordersv1.WatchOrdersRequest))
 			return recvOf(st), err
 		})
 	case strings.HasPrefix(p, watchPrefix) && strings.HasSuffix(p, watchVerb) &&
 		len(p) > len(watchPrefix)+len(watchVerb) && !strings.Contains(p[len(watchPrefix):], "/"):
 		req := &ordersv1.WatchOrderRequest{OrderId: p[len(watchPrefix) : len(p)-len(watchVerb)]}
-		s.serve(w, r, req, func(ctx context.Context, m proto.Message) (recv, error) {
+		s.serve(w, r, req, watchOrderPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrder(ctx, m.(*ordersv1.WatchOrderRequest))
 			return recvOf(st), err
 		})
@@ -95,6 +95,15 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.next.ServeHTTP(w, r)
 	}
 }
+
+// The fields each watch route takes from its path, which no query
+// parameter may overwrite: the filters grpc-gateway's generated handlers
+// pass for the same routes, so that /v1/orders/A:watch?orderId=B watches A
+// whether it answers Server-Sent Events or newline-delimited JSON.
+var (
+	watchOrderPath  = utilities.NewDoubleArray([][]string{{"order_id"}})
+	watchOrdersPath = utilities.NewDoubleArray(nil)
+)
 
 // recv is one watch stream, whatever its message type.
 type recv struct {
@@ -126,13 +135,14 @@ type fromPositioned interface {
 	GetFromPosition() uint64
 }
 
-// serve fills req from the query parameters and headers, opens the watch
-// and relays it: each message as an event whose id is its position (what
-// EventSource sends back as Last-Event-ID when it reconnects), a heartbeat
-// comment while idle, and a last "error" event when the stream fails. An
-// error before the stream starts answers its HTTP status and status JSON.
-func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPositioned, open func(context.Context, proto.Message) (recv, error)) {
-	if err := fillWatchRequest(r, req); err != nil {
+// serve fills req from the query parameters (but for its path fields) and
+// headers, opens the watch and relays it: each message as an event whose id
+// is its position (what EventSource sends back as Last-Event-ID when it
+// reconnects), a heartbeat comment while idle, and a last "error" event
+// when the stream fails. An error before the stream starts answers its
+// HTTP status and status JSON.
+func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPositioned, pathFields *utilities.DoubleArray, open func(context.Context, proto.Message) (recv, error)) {
+	if err := fillWatchRequest(r, req, pathFields); err != nil {
 		writeStatus(w, http.StatusBadRequest, err)
 		return
 	}
@@ -155,14 +165,16 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 }
 
 // fillWatchRequest fills req from r's query parameters, the request
-// conventions and Last-Event-ID; its errors answer 400.
-func fillWatchRequest(r *http.Request, req fromPositioned) error {
+// conventions and Last-Event-ID; its errors answer 400. pathFields are the
+// fields req already holds from the path: query parameters naming them are
+// ignored, as grpc-gateway ignores them.
+func fillWatchRequest(r *http.Request, req fromPositioned, pathFields *utilities.DoubleArray) error {
 	conv, err := readConventions(r)
 	if err != nil {
 		return err
 	}
 	conv.query = r.URL.Query()
-	if err := runtime.PopulateQueryParameters(req, conv.query, utilities.NewDoubleArray(nil)); err != nil {
+	if err := runtime.PopulateQueryParameters(req, conv.query, pathFields); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := conv.apply(req.ProtoReflect()); err != nil {
@@ -263,13 +275,35 @@ func (s sseWatch) relay(ctx context.Context, w http.ResponseWriter, rc *http.Res
 }
 
 // outgoing is the request's context carrying, as gRPC metadata, the
-// headers the gateway forwards on every route.
+// headers the gateway forwards on every route. A value gRPC metadata cannot
+// carry is dropped, as grpc-gateway drops it on the other routes: grpc-go
+// would otherwise refuse the whole call (INTERNAL, so a 500) over a header
+// such as X-Correlation-Id: réf-1 that the watch does not need.
 func outgoing(r *http.Request) context.Context {
 	md := metadata.MD{}
 	for k, vs := range r.Header {
-		if name := strings.ToLower(k); forwarded[name] || name == "authorization" {
-			md.Append(name, vs...)
+		name := strings.ToLower(k)
+		if !forwarded[name] && name != "authorization" {
+			continue
+		}
+		for _, v := range vs {
+			if metadataText(v) {
+				md.Append(name, v)
+			}
 		}
 	}
 	return metadata.NewOutgoingContext(r.Context(), md)
+}
+
+// metadataText reports whether v can be the value of a (non-binary) gRPC
+// metadata key: printable ASCII and spaces, 0x20 to 0x7E, byte by byte.
+// It is the test grpc-go applies before sending, and the one grpc-gateway
+// (its unexported isValidGRPCMetadataTextValue) drops header values by.
+func metadataText(v string) bool {
+	for i := range len(v) {
+		if v[i] < 0x20 || v[i] > 0x7E {
+			return false
+		}
+	}
+	return true
 }

@@ -14,6 +14,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/httpapi"
+	"google.golang.org/grpc/metadata"
 )
 
 // sseEvent is one Server-Sent Event, or a comment line (heartbeat).
@@ -222,6 +223,86 @@ func TestWatchSSEErrors(t *testing.T) {
 		r := do(t, e.http, http.MethodGet, e.base+tc.path, "", append([]string{"Accept", "text/event-stream"}, tc.headers...)...)
 		if r.code != tc.code || r.header.Get("Content-Type") != "application/json" || r.str("message") == "" {
 			t.Errorf("%s %v: HTTP %d %s, want %d with status JSON", tc.path, tc.headers, r.code, r.raw, tc.code)
+		}
+	}
+}
+
+// watchedOrder is the order id of a watch event.
+func watchedOrder(t *testing.T, ev sseEvent) string {
+	t.Helper()
+	var m struct {
+		Order struct {
+			OrderID string `json:"orderId"`
+		} `json:"order"`
+	}
+	if err := json.Unmarshal([]byte(ev.data), &m); err != nil {
+		t.Fatalf("event %+v: %v", ev, err)
+	}
+	return m.Order.OrderID
+}
+
+// A header value gRPC metadata cannot carry (anything but printable ASCII)
+// is dropped from a Server-Sent Events watch, value by value, as
+// grpc-gateway drops it on every other route: the watch answers as it would
+// without that value and the other headers still reach the server, instead
+// of grpc-go refusing the whole call as INTERNAL (a 500).
+func TestWatchSSEDropsHeaderValuesGRPCCannotCarry(t *testing.T) {
+	e := start(t)
+	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "sse-ascii", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.GetOrder().GetOrderId()
+
+	r := do(t, e.http, http.MethodGet, e.base+"/v1/orders/no-such-order:watch", "",
+		"Accept", "text/event-stream", "X-Correlation-Id", "sse-ascii", "X-Actor", "zoë",
+		"X-Causation-Id", "cause-1", "X-Causation-Id", "cause\t2")
+	if r.code != http.StatusNotFound {
+		t.Fatalf("watch of a missing order with a non-ASCII header: HTTP %d %s, want 404 as without it", r.code, r.raw)
+	}
+	v, ok := e.seenMD.Load("sse-ascii")
+	if !ok {
+		t.Fatal("the server saw no watch with x-correlation-id sse-ascii")
+	}
+	md := v.(metadata.MD)
+	if got := md.Get("x-causation-id"); !slices.Equal(got, []string{"cause-1"}) {
+		t.Errorf("x-causation-id = %q, want only the printable value", got)
+	}
+	if got := md.Get("x-actor"); len(got) != 0 {
+		t.Errorf("x-actor = %q, want it dropped", got)
+	}
+
+	s := openSSE(t, e, "/v1/orders/"+id+":watch", "X-Min-Position", strconv.FormatUint(c.GetPosition(), 10), "X-Correlation-Id", "réf-1")
+	if s.res.StatusCode != http.StatusOK {
+		t.Fatalf("watch with a non-ASCII header: HTTP %d, want 200", s.res.StatusCode)
+	}
+	if got := watchedOrder(t, s.next(t)); got != id {
+		t.Fatalf("watched %q, want %q", got, id)
+	}
+}
+
+// The order in the path is the one watched: a query parameter naming the
+// same field is ignored over Server-Sent Events, as grpc-gateway ignores it
+// on every route (the newline-delimited JSON watch included).
+func TestWatchSSEPathWinsOverQuery(t *testing.T) {
+	e := start(t)
+	var ids []string
+	var last uint64
+	for range 2 {
+		c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "sse-path", Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, last = append(ids, c.GetOrder().GetOrderId()), c.GetPosition()
+	}
+	for _, param := range []string{"orderId", "order_id"} {
+		path := "/v1/orders/" + ids[0] + ":watch?" + param + "=" + ids[1]
+		s := openSSE(t, e, path, "X-Min-Position", strconv.FormatUint(last, 10))
+		if s.res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: HTTP %d", path, s.res.StatusCode)
+		}
+		if got := watchedOrder(t, s.next(t)); got != ids[0] {
+			t.Errorf("%s watched %q, want the order in the path, %q", path, got, ids[0])
 		}
 	}
 }
