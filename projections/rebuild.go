@@ -101,8 +101,10 @@ func (r *Runner) rebuild(ctx context.Context, progress func(Progress)) (*replay,
 func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
-	// What the live model holds uncommitted would be lost with it.
-	if err := r.commit(ctx); err != nil {
+	// What the live model holds uncommitted would be lost with it. The
+	// commit is the live model's own, which a failure stops: the
+	// rebuild's caller giving up must not fail it.
+	if err := r.commit(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	live := r.Position()
