@@ -29,7 +29,7 @@ func TestFillLogWithAMix(t *testing.T) {
 			t.Cleanup(orders.Close)
 			const events = 300
 			cfg := FloorConfig{Clients: 8, Events: events, FillTimeout: time.Minute, FillMix: tc.mix, Progress: io.Discard}
-			if err := fillLog(t.Context(), cfg, orders, g); err != nil {
+			if _, err := fillLog(t.Context(), cfg, orders, g); err != nil {
 				t.Fatal(err)
 			}
 			admin := ordersv1.NewOrderAdminServiceClient(g.conn)

@@ -41,14 +41,20 @@ type FloorConfig struct {
 	// operation alike; GetOrder runs in rounds with a gRPC floor of its
 	// own. 0 means 1: each measured once, one after the other.
 	Rounds int
-	// Events is the log size the rebuild is measured at; the log is
-	// filled with FillMix up to it, for at most FillTimeout.
+	// Events is the size of the whole log the rebuild and the memory
+	// figures are measured at: what the phases before the fill appended
+	// (CreateOrder, the mixed load, the lag phase) counts towards it, and
+	// the fill adds only what is missing, none when they reached it, for
+	// at most FillTimeout. It is the log's total, not the fill's, so that
+	// runs compare by the size of what is rebuilt; the report says how
+	// much of it the fill added (FloorReport.FillEvents).
 	Events      int
 	FillTimeout time.Duration
-	// FillMix is the load that fills the log (nil: CreateOrder only, where
-	// every event is a new order: the rebuild's worst case, one row and
-	// its index entries per event). It must create orders for its adds
-	// and places to work on.
+	// FillMix is the load that tops the log up (nil: CreateOrder only,
+	// where every event is a new order: the rebuild's worst case, one row
+	// and its index entries per event). It must create orders for its
+	// adds and places to work on. It makes only the fill's share of the
+	// log; the rest is the earlier phases' mix.
 	FillMix Mix
 	// LagRate is the append rate at which visibility lag is measured.
 	LagRate float64
@@ -92,14 +98,26 @@ type FloorReport struct {
 	// concurrency, once the phase's work has settled (latencyFloor).
 	MixedHalfFloor OpStats `json:"mixed_half_peak_latency_floor"`
 	LagFloor       OpStats `json:"append_to_visible_latency_floor"`
-	// The log, its raw read and the rebuild.
-	FillMix string  `json:"fill_mix"`
-	Events  uint64  `json:"events"`
-	Orders  int64   `json:"orders"`
-	RawRead float64 `json:"raw_read_events_per_s"`
-	Rebuild float64 `json:"rebuild_events_per_s"`
-	// RawReadCPU and RebuildCPU are per event; the rebuild's client only
-	// waits for its end.
+	// The log, its raw read and the rebuild. Events is the whole log's
+	// size: FillEvents of it the fill appended with FillMix (with the
+	// payments its places brought about), EarlierEvents the phases before
+	// it, which the fill only tops up (both 0 in a report from before
+	// they were told apart). Orders is how many orders the whole log made.
+	FillMix       string `json:"fill_mix"`
+	Events        uint64 `json:"events"`
+	FillEvents    uint64 `json:"fill_events"`
+	EarlierEvents uint64 `json:"events_before_fill"`
+	Orders        int64  `json:"orders"`
+	// RawRead is the floor the rebuild is divided by: the faster of the
+	// raw reads taken just before the rebuild and just after it
+	// (RawReadBefore, RawReadAfter; both 0 in a report from before they
+	// were), so that a read on cold server caches does not set it.
+	RawRead       float64 `json:"raw_read_events_per_s"`
+	RawReadBefore float64 `json:"raw_read_before_rebuild_events_per_s,omitempty"`
+	RawReadAfter  float64 `json:"raw_read_after_rebuild_events_per_s,omitempty"`
+	Rebuild       float64 `json:"rebuild_events_per_s"`
+	// RawReadCPU (the faster read's) and RebuildCPU are per event; the
+	// rebuild's client only waits for its end.
 	RawReadCPU     CPUPer `json:"raw_read_cpu"`
 	RebuildCPU     CPUPer `json:"rebuild_cpu"`
 	ReadModelBytes int64  `json:"read_model_bytes"`
@@ -163,11 +181,17 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorReport, error) {
 }
 
 // command is the ordersbench command line that runs a floor with cfg's
-// settings (the ordersd to start and where to write aside).
+// settings (the ordersd to start and where to write aside). It holds
+// every flag that changes what is measured: --fill-timeout can stop the
+// fill short of --events, and --profile-dir adds phases and profiles
+// ordersd during the timed rebuild.
 func (cfg FloorConfig) command() string {
 	args := []string{"ordersbench floor", "--clients " + strconv.Itoa(cfg.Clients), "--phase " + cfg.Phase.String(),
 		"--rounds " + strconv.Itoa(cfg.Rounds), "--events " + strconv.Itoa(cfg.Events), "--fill-mix " + cfg.FillMix.String(),
-		"--lag-rate " + strconv.FormatFloat(cfg.LagRate, 'f', -1, 64)}
+		"--fill-timeout " + cfg.FillTimeout.String(), "--lag-rate " + strconv.FormatFloat(cfg.LagRate, 'f', -1, 64)}
+	if cfg.ProfileDir != "" {
+		args = append(args, "--profile-dir "+shellQuote(cfg.ProfileDir))
+	}
 	for _, kv := range cfg.Env {
 		args = append(args, "--env "+shellQuote(kv))
 	}
@@ -223,7 +247,14 @@ func againstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, na
 		}
 		return r, err
 	}
-	floors, create, ratios, err := inRounds(ctx, cfg, p, profile, []phase{grpcFloorPhase(cfg, g), jetStreamFloorPhase(cfg, p)},
+	return createAgainstFloors(ctx, cfg, p, profile, grpcFloorPhase(cfg, g), jetStreamFloorPhase(cfg, p), createOrders)
+}
+
+// createAgainstFloors is againstFloors with its phases (the gRPC floor,
+// the JetStream floor, CreateOrder) given, so that what it makes of their
+// rates can be checked with phases of known rates.
+func createAgainstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, grpcFloor, jsFloor, createOrders phase) (CreatePhase, error) {
+	floors, create, ratios, err := inRounds(ctx, cfg, p, profile, []phase{grpcFloor, jsFloor},
 		func(r []float64) float64 { return commandFloor(r[0], r[1]) }, createOrders)
 	if err != nil {
 		return CreatePhase{}, err
@@ -493,7 +524,8 @@ func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *Fl
 		return err
 	}
 	defer orders.Close()
-	if err := fillLog(ctx, cfg, orders, g); err != nil {
+	before, err := fillLog(ctx, cfg, orders, g)
+	if err != nil {
 		return err
 	}
 	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
@@ -504,6 +536,8 @@ func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *Fl
 		return err
 	}
 	rep.Events = head
+	rep.EarlierEvents = min(before, head)
+	rep.FillEvents = head - rep.EarlierEvents
 	if _, bytes, err := orders.Size(ctx); err == nil {
 		rep.StreamBytes = bytes
 	}
@@ -511,19 +545,39 @@ func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *Fl
 	p.heapProfile(cfg, "heap")
 
 	clock := cpuClock{p.pid}
-	cfg.say("raw ordered-consumer read of %d events", head)
-	r0 := clock.read()
-	if rep.RawRead, err = orders.ReadRate(ctx, head); err != nil {
+	// The raw read runs on both sides of the rebuild, and the faster is
+	// the floor: the first may find the server's caches cold, which a
+	// floor must not depend on, while the rebuild, reading the same log
+	// between them, finds them warm.
+	rawRead := func(when string) (float64, CPUPer, error) {
+		cfg.say("raw ordered-consumer read of %d events, %s the rebuild", head, when)
+		r0 := clock.read()
+		rate, err := orders.ReadRate(ctx, head)
+		return rate, clock.since(r0).perEvent(head), err
+	}
+	readBefore, beforeCPU, err := rawRead("before")
+	if err != nil {
 		return err
 	}
-	rep.RawReadCPU = clock.since(r0).perEvent(head)
 	cfg.say("rebuild of %d events", head)
 	stopProfile := p.profile(cfg, "cpu-rebuild", cfg.Phase)
-	r0 = clock.read()
+	r0 := clock.read()
 	rep.Rebuild, err = rebuild(ctx, admin, head)
 	rep.RebuildCPU = clock.since(r0).perEvent(head)
 	stopProfile()
-	return err
+	if err != nil {
+		return err
+	}
+	readAfter, afterCPU, err := rawRead("after")
+	if err != nil {
+		return err
+	}
+	rep.RawReadBefore, rep.RawReadAfter = readBefore, readAfter
+	rep.RawRead, rep.RawReadCPU = readBefore, beforeCPU
+	if readAfter > readBefore {
+		rep.RawRead, rep.RawReadCPU = readAfter, afterCPU
+	}
+	return nil
 }
 
 func floorCommandRole(ctx context.Context, cfg FloorConfig, dir string, rep *FloorReport) error {
@@ -594,28 +648,36 @@ func (v *Visibility) Report(elapsed time.Duration) *Report { return v.rec.finish
 // Close does nothing: the connection is the GRPC target's.
 func (*Visibility) Close() error { return nil }
 
-// fillLog appends CreateOrders until the log holds cfg.Events events or
-// cfg.FillTimeout passed.
-func fillLog(ctx context.Context, cfg FloorConfig, orders *rawbench.Log, g *GRPC) error {
+// fillLog runs cfg.FillMix until the log holds cfg.Events events or
+// cfg.FillTimeout passed, and returns the events the log held before:
+// the fill only tops up what the earlier phases left, so that share of
+// the log is not of its mix.
+func fillLog(ctx context.Context, cfg FloorConfig, orders *rawbench.Log, g *GRPC) (before uint64, err error) {
 	deadline := time.Now().Add(cfg.FillTimeout)
-	for {
+	for first := true; ; first = false {
 		n, _, err := orders.Size(ctx)
 		if err != nil {
-			return err
+			return 0, err
+		}
+		if first {
+			before = n
 		}
 		if n >= uint64(cfg.Events) {
-			return nil
+			if first {
+				cfg.say("no fill: the earlier phases left %d events, --events is %d", n, cfg.Events)
+			}
+			return before, nil
 		}
 		if time.Now().After(deadline) {
 			cfg.say("fill stopped at %d events after %s (--fill-timeout)", n, cfg.FillTimeout)
-			return nil
+			return before, nil
 		}
 		cfg.say("filling the log: %d of %d events", n, cfg.Events)
 		// A command appends about one event: a short chunk overshoots
 		// little.
 		chunk := time.Duration(float64(uint64(cfg.Events)-n)/5000*float64(time.Second)) + 100*time.Millisecond
 		if _, err := RunClosed(ctx, "fill", g, cfg.Clients, min(chunk, 10*time.Second, time.Until(deadline)+time.Millisecond), cfg.FillMix, 0); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }
@@ -858,6 +920,27 @@ func (p *ordersd) save(cfg FloorConfig, name, path string) {
 	}
 }
 
+// logMakeup says what the rebuilt log holds: the fill tops up to
+// --events what the earlier phases appended, so its mix is only that of
+// its own share.
+func (r *FloorReport) logMakeup() string {
+	var s string
+	switch {
+	case r.FillEvents == 0 && r.EarlierEvents == 0:
+		s = fmt.Sprintf("topped up with %s, its share not recorded", r.FillMix)
+	case r.FillEvents == 0:
+		s = fmt.Sprintf("all from the earlier phases; the fill with %s added none", r.FillMix)
+	case r.EarlierEvents == 0:
+		s = fmt.Sprintf("all added by the fill with %s", r.FillMix)
+	default:
+		s = fmt.Sprintf("%d added by the fill with %s, %d by the earlier phases", r.FillEvents, r.FillMix, r.EarlierEvents)
+	}
+	if r.Orders > 0 && r.Events > 0 {
+		s += fmt.Sprintf("; %.2f orders per event", float64(r.Orders)/float64(r.Events))
+	}
+	return s
+}
+
 // Markdown renders the report as a section of BENCHMARKS.md: a heading
 // with the date, the machine and the builds, the command that repeats the
 // run, and the table (String).
@@ -940,8 +1023,13 @@ func (r *FloorReport) String() string {
 	}
 	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s%s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate, latFloor(r.MixedHalfFloor)), "", perRequest(r.MixedHalf))
 	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms%s)", r.Lag.P99, r.Lag.P50, latFloor(r.LagFloor)), "", CPUPer{})
-	row(fmt.Sprintf("rebuild ÷ raw ordered-consumer read, %d events (filled with %s); CPU per event", r.Events, r.FillMix),
-		fmt.Sprintf("%.0f/s vs %.0f/s%s", r.Rebuild, r.RawRead, refCPU(" (the raw read %s)", r.RawReadCPU)), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)), r.RebuildCPU)
+	rawRead, rawReadCPU := "ordered-consumer read", refCPU(" (the raw read %s)", r.RawReadCPU)
+	if r.RawReadBefore > 0 && r.RawReadAfter > 0 {
+		rawRead = "ordered-consumer read (the faster of one before and one after the rebuild)"
+		rawReadCPU = fmt.Sprintf(" (raw read %.0f/s before, %.0f/s after%s)", r.RawReadBefore, r.RawReadAfter, refCPU("; the faster %s", r.RawReadCPU))
+	}
+	row(fmt.Sprintf("rebuild ÷ raw %s, %d events (%s); CPU per event", rawRead, r.Events, r.logMakeup()),
+		fmt.Sprintf("%.0f/s vs %.0f/s%s", r.Rebuild, r.RawRead, rawReadCPU), fmt.Sprintf("%.2f", div(r.Rebuild, r.RawRead)), r.RebuildCPU)
 	row("read model bytes per order", fmt.Sprintf("%.0f B (%.1f MiB for %d orders)", div(float64(r.ReadModelBytes), float64(r.Orders)), mib(r.ReadModelBytes), r.Orders), "", CPUPer{})
 	restarted := ""
 	if r.RestartRSSBytes > 0 {

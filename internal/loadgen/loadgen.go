@@ -130,6 +130,11 @@ type OpStats struct {
 	P99    float64          `json:"p99_ms"`
 	P999   float64          `json:"p99_9_ms"`
 	Max    float64          `json:"max_ms"`
+	// OverRange counts the latencies above maxLatency, which the
+	// quantiles hold as maxLatency: a sample the histogram could not
+	// hold would otherwise leave the quantiles while still counted, and
+	// make them look better than the run was.
+	OverRange int64 `json:"over_range,omitempty"`
 }
 
 // Report is the result of a run.
@@ -225,10 +230,16 @@ func newRecorder(name string) *recorder {
 	}
 }
 
-// newHistogram holds latencies in microseconds, from 1 µs to a minute, to
-// three significant digits.
+// maxLatency is the top of the latency histograms, far above what any
+// request of a run can take (their timeouts are seconds), so that no
+// quantile has to leave a sample out; one above it is held at it and
+// counted (OpStats.OverRange).
+const maxLatency = time.Hour
+
+// newHistogram holds latencies in microseconds, from 1 µs to maxLatency,
+// to three significant digits.
 func newHistogram() *hdrhistogram.Histogram {
-	return hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+	return hdrhistogram.New(1, int64(maxLatency/time.Microsecond), 3)
 }
 
 // op returns op's histogram and stats, made on first use (with r.mu held).
@@ -247,9 +258,14 @@ func (r *recorder) record(op Op, lat time.Duration, class string) {
 	defer r.mu.Unlock()
 	h, st := r.op(op)
 	us := max(lat.Microseconds(), 1)
+	if top := int64(maxLatency / time.Microsecond); us > top {
+		us = top
+		st.OverRange++
+	}
+	// In range now, so neither can fail; the counts are taken from the
+	// histograms (finish), which therefore hold every sample counted.
 	_ = h.RecordValue(us)
 	_ = r.overall.RecordValue(us)
-	st.Count++
 	if class != "" {
 		st.Errors[class]++
 	}
@@ -261,9 +277,11 @@ func (r *recorder) finish(elapsed time.Duration) *Report {
 	defer r.mu.Unlock()
 	rep := r.rep
 	rep.Duration = elapsed.Seconds()
+	rep.Completed, rep.Overall.Errors, rep.Overall.OverRange = 0, nil, 0
 	for op, s := range rep.Ops {
 		fill(s, rep.hist[op])
 		rep.Completed += s.Count
+		rep.Overall.OverRange += s.OverRange
 		for k, v := range s.Errors {
 			if rep.Overall.Errors == nil {
 				rep.Overall.Errors = map[string]int64{}
@@ -272,7 +290,6 @@ func (r *recorder) finish(elapsed time.Duration) *Report {
 		}
 	}
 	fill(&rep.Overall, r.overall)
-	rep.Overall.Count = rep.Completed
 	rep.Throughput = float64(rep.Completed) / elapsed.Seconds()
 	return rep
 }
@@ -300,7 +317,7 @@ func mergeReports(name string, parts []*Report) *Report {
 			h, st := rec.op(op)
 			h.Merge(p.hist[op])
 			rec.overall.Merge(p.hist[op])
-			st.Count += s.Count
+			st.OverRange += s.OverRange
 			for k, v := range s.Errors {
 				st.Errors[k] += v
 			}
@@ -339,16 +356,16 @@ func RunClosed(ctx context.Context, name string, t Target, clients int, d time.D
 			rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(c)))
 			for ctx.Err() == nil {
 				op := ops[rng.IntN(len(ops))]
-				// The request's own deadline is not the run's: a request
-				// cut off by the end of the run is not counted at all.
+				// The request's own deadline is not the run's, so the
+				// end of the run cuts none off: one that ends after it,
+				// failed or not, is recorded like any other, or the
+				// failures at the end would go missing. Rates count the
+				// successes alone (okRate).
 				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 				t0 := time.Now()
 				class := t.Do(rctx, op, rng)
 				lat := time.Since(t0)
 				rcancel()
-				if ctx.Err() != nil && time.Now().After(start.Add(d)) && class != "" {
-					return
-				}
 				rec.record(op, lat, class)
 			}
 		})
@@ -357,7 +374,10 @@ func RunClosed(ctx context.Context, name string, t Target, clients int, d time.D
 	return rec.finish(time.Since(start)), nil
 }
 
+// fill sets s's count and quantiles from h, so that the count is of the
+// samples the quantiles are of.
 func fill(s *OpStats, h *hdrhistogram.Histogram) {
+	s.Count = h.TotalCount()
 	ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
 	s.P50, s.P90, s.P99, s.P999 = ms(50), ms(90), ms(99), ms(99.9)
 	s.Max = float64(h.Max()) / 1000
@@ -374,7 +394,11 @@ func (r *Report) String() string {
 	}
 	sort.Strings(ops)
 	row := func(name string, s *OpStats) {
-		fmt.Fprintf(&b, "%-8s %8d %9.2f %9.2f %9.2f %9.2f %9.2f  %v\n", name, s.Count, s.P50, s.P90, s.P99, s.P999, s.Max, s.Errors)
+		over := ""
+		if s.OverRange > 0 {
+			over = fmt.Sprintf("  %d above %s, held at it", s.OverRange, maxLatency)
+		}
+		fmt.Fprintf(&b, "%-8s %8d %9.2f %9.2f %9.2f %9.2f %9.2f  %v%s\n", name, s.Count, s.P50, s.P90, s.P99, s.P999, s.Max, s.Errors, over)
 	}
 	for _, op := range ops {
 		row(op, r.Ops[Op(op)])

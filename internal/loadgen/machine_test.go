@@ -105,6 +105,22 @@ func TestReplaceNewestRewritesOnlyItsSection(t *testing.T) {
 	}
 }
 
+// The recorded command line holds every flag that changes what is
+// measured: --fill-timeout, which can stop the fill short of --events,
+// always, and --profile-dir, which adds phases and profiles ordersd during
+// the rebuild, when set.
+func TestFloorCommandRepeatsTheRun(t *testing.T) {
+	cfg := FloorConfig{Clients: 8, Phase: 2 * time.Second, Rounds: 1, Events: 2000, FillMix: Mix{Create: 2, Add: 2, Place: 1},
+		FillTimeout: 90 * time.Second, LagRate: 500}
+	if got, want := cfg.command(), "ordersbench floor --clients 8 --phase 2s --rounds 1 --events 2000 --fill-mix create=2,add=2,place=1 --fill-timeout 1m30s --lag-rate 500"; got != want {
+		t.Fatalf("command\n%s\nwant\n%s", got, want)
+	}
+	cfg.ProfileDir, cfg.Env = "prof files", []string{"GOGC=50"}
+	if got, want := cfg.command(), "ordersbench floor --clients 8 --phase 2s --rounds 1 --events 2000 --fill-mix create=2,add=2,place=1 --fill-timeout 1m30s --lag-rate 500 --profile-dir 'prof files' --env GOGC=50"; got != want {
+		t.Fatalf("command\n%s\nwant\n%s", got, want)
+	}
+}
+
 // A report's Markdown is a section of BENCHMARKS.md: a heading with the
 // date and the build, the machine, the command that repeats the run, and
 // the table.
@@ -113,15 +129,22 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 	r := &FloorReport{
 		Machine: Machine{Started: time.Date(2026, 12, 5, 15, 20, 0, 0, time.UTC), Finished: time.Date(2026, 12, 5, 15, 22, 0, 0, time.UTC),
 			OS: "linux", Arch: "amd64", CPUs: 2, LoadGenGo: "go1.26.8", Ordersd: Build{Go: "go1.26.8", Revision: "53be4a5c0ffee"}},
-		Command: FloorConfig{Clients: 32, Phase: 5 * time.Second, Rounds: 5, Events: 100000, FillMix: Mix{Create: 1}, LagRate: 1000,
-			Env: []string{"GOGC=50", "OTEL_RESOURCE_ATTRIBUTES=team=a b,it's"}}.command(),
+		Command: FloorConfig{Clients: 32, Phase: 5 * time.Second, Rounds: 5, Events: 100000, FillMix: Mix{Create: 1}, FillTimeout: 5 * time.Minute,
+			LagRate: 1000, Env: []string{"GOGC=50", "OTEL_RESOURCE_ATTRIBUTES=team=a b,it's"}}.command(),
 		Clients: 32, Rounds: 5,
 		Create: CreatePhase{Create: op(), GRPCFloor: 200, JetStreamFloor: 200, CommandFloor: 100,
 			GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, JetStreamFloorCPU: CPUPer{Server: 27, Client: 35}},
-		CmdCreate: CreatePhase{Create: op()}, Get: GetPhase{Get: op()}, MixedHalf: op(),
+		CmdCreate: CreatePhase{Create: op(), GRPCFloor: 300, JetStreamFloor: 600, CommandFloor: 200,
+			GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, JetStreamFloorCPU: CPUPer{Server: 27, Client: 35}, Ratios: []float64{0.45, 0.55}},
+		Get: GetPhase{Get: op()}, MixedHalf: op(),
 	}
 	r.Create.Create.CPU = &CPU{Server: 0.03, Client: 0.007}
-	r.Events = 100410
+	r.CmdCreate.Create.CPU, r.CmdCreate.Create.Overall.P99 = &CPU{Server: 0.01, Client: 0.005}, 12.9
+	r.Events, r.FillEvents, r.EarlierEvents, r.FillMix, r.Orders = 100410, 50000, 50410, "create=1", 87801
+	r.Rebuild, r.RawReadBefore, r.RawReadAfter, r.RawRead = 40000, 160000, 200000, 200000
+	r.RawReadCPU, r.RebuildCPU = CPUPer{Server: 4, Client: 6}, CPUPer{Server: 45}
+	r.ReadModelBytes = 268 * 87801 // 22.44 MiB
+	r.StartEmpty, r.StartWithLog = 0.14, 0.43
 	r.GetOnLog = &GetPhase{Get: op(), GRPCFloor: 200, GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, Ratios: []float64{0.4, 0.6}}
 	r.GetOnLog.Get.CPU = &CPU{Server: 0.02, Client: 0.01}
 	r.MixedPeak, r.MixedHalf.Rate, r.MixedHalf.Overall.P99, r.MixedHalfFloor = 3200, 1600, 41.5, OpStats{Count: 8000, P99: 3.8}
@@ -130,7 +153,7 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 	md := r.Markdown()
 	for _, want := range []string{
 		"#### 2026-12-05 15:20 UTC, ordersd 53be4a5\n\n2026-12-05, 15:20–15:22 UTC; 2 CPUs, linux/amd64;",
-		"```sh\nordersbench floor --clients 32 --phase 5s --rounds 5 --events 100000 --fill-mix create=1 --lag-rate 1000 --env GOGC=50 --env 'OTEL_RESOURCE_ATTRIBUTES=team=a b,it'\\''s'\n```\n\n| measure",
+		"```sh\nordersbench floor --clients 32 --phase 5s --rounds 5 --events 100000 --fill-mix create=1 --fill-timeout 5m0s --lag-rate 1000 --env GOGC=50 --env 'OTEL_RESOURCE_ATTRIBUTES=team=a b,it'\\''s'\n```\n\n| measure",
 		"| CreateOrder, all roles ÷ command floor | 100/s (p99 0.0 ms) | 1.00 (CPU 0.33) | 300 + 70 µs |",
 		"| command floor: 1 / (1/gRPC + 1/JetStream) | 100/s | (reference) | 57 + 66 µs |",
 		"| GetOrder ÷ gRPC floor | 100/s (p99 0.0 ms; gRPC floor beside it 0/s) | 0.00 |  |",
@@ -138,10 +161,28 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		"| mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99 | 41.5 ms (peak 3200/s, open loop at 1600/s; latency floor, Health/Check at that rate: p99 3.8 ms) |",
 		"| append → visible in the read model at 1000 appends/s: p99 | 6.2 ms (p50 0.7 ms; latency floor, Health/Check at that rate: p99 3.5 ms) |",
 		"| ordersd RSS after 100410 events (embedded NATS) | 340 MiB (peak 350 MiB; stream 60 MiB; 120 MiB when ready again after a restart) |",
+		// 100/s over a command floor of 200/s; the floors' CPU per request
+		// (57 + 66 µs) over CreateOrder's (0.015 s over 100: 100 + 50 µs).
+		"| CreateOrder, ROLES=command ÷ its command floor | 100/s (p99 12.9 ms; floors 300/s gRPC, 600/s JetStream; both 57 + 66 µs) | 0.50 (rounds 0.45–0.55; CPU 0.82) | 100 + 50 µs |\n",
+		// 40000/s over the faster raw read; 87801 orders in 100410 events.
+		"| rebuild ÷ raw ordered-consumer read (the faster of one before and one after the rebuild), 100410 events (50000 added by the fill with create=1, 50410 by the earlier phases; 0.87 orders per event); CPU per event | 40000/s vs 200000/s (raw read 160000/s before, 200000/s after; the faster 4 + 6 µs) | 0.20 | 45 + 0 µs |\n",
+		"| read model bytes per order | 268 B (22.4 MiB for 87801 orders) |  |  |\n",
+		"| start-up to ready: empty, then on the log with a current checkpoint | 0.14 s, 0.43 s |  |  |\n",
 	} {
 		if !strings.Contains(md, want) {
 			t.Fatalf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+	// A log the earlier phases filled to --events alone says so.
+	r.FillEvents, r.EarlierEvents = 0, 100410
+	if want := "100410 events (all from the earlier phases; the fill with create=1 added none; 0.87 orders per event); CPU per event |"; !strings.Contains(r.String(), want) {
+		t.Fatalf("table lacks %q:\n%s", want, r)
+	}
+	// A report from before the log's shares and the raw read on both
+	// sides of the rebuild claims neither.
+	r.FillEvents, r.EarlierEvents, r.RawReadBefore, r.RawReadAfter = 0, 0, 0, 0
+	if want := "| rebuild ÷ raw ordered-consumer read, 100410 events (topped up with create=1, its share not recorded; 0.87 orders per event); CPU per event | 40000/s vs 200000/s (the raw read 4 + 6 µs) | 0.20 | 45 + 0 µs |\n"; !strings.Contains(r.String(), want) {
+		t.Fatalf("table lacks %q:\n%s", want, r)
 	}
 	// A report from before the latency floors, GetOrder on the filled log
 	// and the RSS after a restart (its JSON without them) shows none.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -169,7 +170,9 @@ func TestAgainstFloorsInRounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	create, ratios := ph.Create, ph.Ratios
-	if ph.GRPCFloor <= 0 || ph.JetStreamFloor <= 0 || ph.CommandFloor != commandFloor(ph.GRPCFloor, ph.JetStreamFloor) {
+	// Times per request add up: the command floor is below either floor,
+	// and at least half the slower one.
+	if slower := min(ph.GRPCFloor, ph.JetStreamFloor); slower <= 0 || ph.CommandFloor >= slower || ph.CommandFloor < slower/2 {
 		t.Fatalf("floors %v/s gRPC, %v/s JetStream, command floor %v/s", ph.GRPCFloor, ph.JetStreamFloor, ph.CommandFloor)
 	}
 	for name, c := range map[string]CPUPer{"gRPC floor": ph.GRPCFloorCPU, "JetStream floor": ph.JetStreamFloorCPU, "create": perRequest(create)} {
@@ -194,6 +197,61 @@ func TestAgainstFloorsInRounds(t *testing.T) {
 	}
 	if n := rawStreams(t, a.NATS); n != 0 {
 		t.Fatalf("%d raw streams left behind", n)
+	}
+}
+
+// A gRPC round trip and a JetStream publish done one after the other
+// take the sum of their times: 1/200 s + 1/300 s is 1/120 s.
+func TestCommandFloorAddsTimesPerRequest(t *testing.T) {
+	for _, tc := range []struct{ grpc, js, want float64 }{
+		{200, 300, 120},
+		{100, 100, 50},
+		{1000, 250, 200},
+		{0, 300, 0},
+		{200, 0, 0},
+	} {
+		if got := commandFloor(tc.grpc, tc.js); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("commandFloor(%v, %v) = %v, want %v", tc.grpc, tc.js, got, tc.want)
+		}
+	}
+}
+
+// fixedRates is a phase that reports, round after round, the next of
+// rates: that many successful requests in one second.
+func fixedRates(name string, rates ...int) phase {
+	round := 0
+	return func(context.Context, time.Duration) (*Report, error) {
+		rec := newRecorder(name)
+		for range rates[round] {
+			rec.record(Create, time.Millisecond, "")
+		}
+		round++
+		return rec.finish(time.Second), nil
+	}
+}
+
+// CreateOrder against known floors: each round's ratio is CreateOrder
+// over that round's command floor, and the phase's command floor that of
+// the merged floors.
+func TestCreateAgainstFloorsWithKnownRates(t *testing.T) {
+	cfg := FloorConfig{Clients: 1, Phase: 2 * time.Second, Rounds: 2, Progress: io.Discard}
+	// Round 1: floors 200/s and 300/s, command floor 120/s, CreateOrder
+	// 60/s: 0.5. Round 2: 100/s and 100/s, 50/s, CreateOrder 40/s: 0.8.
+	ph, err := createAgainstFloors(t.Context(), cfg, &ordersd{}, "cpu-create",
+		fixedRates("grpc-floor", 200, 100), fixedRates("jetstream-floor", 300, 100), fixedRates("create", 60, 40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ph.Ratios) != 2 || math.Abs(ph.Ratios[0]-0.5) > 1e-9 || math.Abs(ph.Ratios[1]-0.8) > 1e-9 {
+		t.Fatalf("ratios %v, want [0.5 0.8]", ph.Ratios)
+	}
+	// Merged over two seconds: 300 gRPC checks (150/s), 400 publishes
+	// (200/s): 1/150 + 1/200 = 7/600, a command floor of 600/7 per second.
+	if ph.GRPCFloor != 150 || ph.JetStreamFloor != 200 || math.Abs(ph.CommandFloor-600.0/7) > 1e-9 {
+		t.Fatalf("floors %v/s gRPC, %v/s JetStream, command floor %v/s; want 150, 200, %v", ph.GRPCFloor, ph.JetStreamFloor, ph.CommandFloor, 600.0/7)
+	}
+	if ph.Create.Completed != 100 || okRate(ph.Create) != 50 {
+		t.Fatalf("CreateOrder: %d in %v s, want 100 in 2 s", ph.Create.Completed, ph.Create.Duration)
 	}
 }
 
