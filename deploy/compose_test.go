@@ -382,7 +382,7 @@ func TestComposeGateway(t *testing.T) {
 	// those, on their gRPC port.
 	hosts := deploy.Hosts(p)
 	byRole := ordersdServices(p)
-	for variable, role := range map[string]string{"COMMAND_ADDR": "command", "QUERY_ADDR": "query", "AUDIT_ADDR": "audit"} {
+	for variable, role := range map[string]string{"COMMAND_ADDR": "command", "QUERY_ADDR": "query", "AUDIT_ADDR": "audit", "PAYMENTS_ADDR": "payments"} {
 		host, port, err := net.SplitHostPort(e[variable])
 		if err != nil {
 			t.Errorf("%s=%q: %v", variable, e[variable], err)

@@ -21,9 +21,9 @@
 // configuration parser. Every ordersd service's environment, over the
 // image's ENV, is run through internal/config, so compose can only set values
 // ordersd accepts; and every upstream address a service sets (COMMAND_ADDR,
-// QUERY_ADDR, AUDIT_ADDR) must name exactly the services running that role,
-// on their gRPC port, with every role that calls another (per
-// config.Needs) given its address.
+// QUERY_ADDR, AUDIT_ADDR, PAYMENTS_ADDR) must name exactly the services
+// running that role, on their gRPC port, with every role that calls another
+// (per config.Needs) given its address.
 //
 // The Dockerfile is parsed with BuildKit's parser and linter and checked for a
 // separate build stage compiling static binaries (CGO_ENABLED=0) with cache

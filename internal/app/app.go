@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,7 +63,9 @@ func WithTelemetry(opts ...telemetry.Option) Option {
 
 // Run runs ordersd until ctx is done, then drains in-flight RPCs (bounded by
 // cfg.ShutdownTimeout) and closes NATS. ready, if not nil, is called once
-// every listener is up. Run returns the first error that stopped it.
+// every listener is up. Run returns the first error that stopped it: one
+// of start-up, or of a server or the projection runner that stopped on its
+// own, after which Run shuts down as for ctx.
 //
 // Start-up goes in phases, each failing with an error that names the
 // variable to fix: the machine (listeners, DATA_DIR), NATS, the event
@@ -76,10 +79,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 			return err
 		}
 	}
-	n := &node{cfg: cfg, log: log}
+	n := &node{cfg: cfg, log: log, failed: newFailures(log)}
 	// Whatever start-up acquired is released in reverse order, whether
 	// it got as far as serving or not.
 	defer n.down.run()
+	// Deferred after the teardown, so it runs first: what fails while the
+	// teardown stops it is logged, since Run no longer returns it.
+	defer n.failed.close()
 	if err := n.listen(); err != nil {
 		return err
 	}
@@ -108,7 +114,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		probe.checks = append(probe.checks, r.checks...)
 	}
 	httpSrv := n.newHTTPServer(probe, roles)
-	serveErr := n.serve(httpSrv)
+	n.serve(httpSrv)
 	stopHealth := n.startHealth(ctx, probe, roles)
 	n.down.push(stopHealth)
 
@@ -119,8 +125,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-serveErr:
+	case runErr = <-n.failed.first:
+		// Crash-only: a server or the projection runner that stopped on
+		// its own is not restarted here. ordersd stops in order and
+		// exits non-zero, and its supervisor starts it afresh.
 	}
+	n.failed.close()
 	n.shutdown(roles, stopHealth, httpSrv)
 	if errors.Is(runErr, grpc.ErrServerStopped) {
 		runErr = nil
@@ -159,6 +169,53 @@ type node struct {
 	// connection's own (none).
 	paymentsToken, systemToken string
 	conns                      map[string]*grpc.ClientConn
+	// failed carries to Run what stops on its own while ordersd serves.
+	failed *failures
+}
+
+// failures carries to Run the first error of whatever stops on its own
+// while ordersd serves (the gRPC and HTTP servers, the projection runner),
+// which ends Run with it. Once Run no longer waits for one (it is shutting
+// down), an error reported is logged instead, so none is lost.
+type failures struct {
+	log   *slog.Logger
+	first chan error // holds at most the first error
+	mu    sync.Mutex
+	done  bool
+}
+
+func newFailures(log *slog.Logger) *failures {
+	return &failures{log: log, first: make(chan error, 1)}
+}
+
+// report hands err to Run, or logs it when Run already has one or no
+// longer waits.
+func (f *failures) report(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.done {
+		select {
+		case f.first <- err:
+			return
+		default:
+		}
+	}
+	f.log.Error("failed; ordersd is already stopping", "err", err)
+}
+
+// close stops handing errors to Run; one reported but not taken is logged.
+func (f *failures) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done {
+		return
+	}
+	f.done = true
+	select {
+	case err := <-f.first:
+		f.log.Error("failed; ordersd is already stopping", "err", err)
+	default:
+	}
 }
 
 // teardown is a stack of releases: run pops them in reverse order of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -215,13 +216,14 @@ func TestRolesSplitTheServices(t *testing.T) {
 }
 
 // A gateway-only node serves REST from services running in other
-// processes, named by COMMAND_ADDR, QUERY_ADDR and AUDIT_ADDR.
+// processes, named by COMMAND_ADDR, QUERY_ADDR, AUDIT_ADDR and
+// PAYMENTS_ADDR.
 func TestGatewayRoleCallsRemoteServices(t *testing.T) {
 	ns := estest.StartServer(t)
-	commands, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command")
+	commands, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,payments")
 	queries, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "query,audit")
 	front, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "gateway",
-		"COMMAND_ADDR", commands.GRPC, "QUERY_ADDR", queries.GRPC, "AUDIT_ADDR", queries.GRPC)
+		"COMMAND_ADDR", commands.GRPC, "QUERY_ADDR", queries.GRPC, "AUDIT_ADDR", queries.GRPC, "PAYMENTS_ADDR", commands.GRPC)
 	res, err := http.Post("http://"+front.HTTP+"/v1/orders", "application/json",
 		strings.NewReader(`{"requestId":"gw-1","orderId":"gw-order","customerId":"c","currency":"EUR"}`))
 	if err != nil {
@@ -248,6 +250,37 @@ func TestGatewayRoleCallsRemoteServices(t *testing.T) {
 	got.Body.Close()
 	if got.StatusCode != http.StatusOK {
 		t.Fatalf("read through the gateway node from the query node: %d", got.StatusCode)
+	}
+}
+
+// compose.yaml's split: the command, query and audit roles in one process,
+// payments in another, the gateway and the console in a third. The front
+// end reaches the payment and deadline admin services at PAYMENTS_ADDR,
+// which it used to send to COMMAND_ADDR: 501, "unknown service".
+func TestFrontEndCallsPaymentsAtItsAddress(t *testing.T) {
+	ns := estest.StartServer(t)
+	core, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,query,audit")
+	pay, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "payments", "COMMAND_ADDR", core.GRPC)
+	front, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "gateway,console",
+		"COMMAND_ADDR", core.GRPC, "QUERY_ADDR", core.GRPC, "AUDIT_ADDR", core.GRPC, "PAYMENTS_ADDR", pay.GRPC)
+	base := "http://" + front.HTTP
+	for _, path := range []string{"/v1/admin/parked-payments", "/v1/admin/deadlines"} {
+		if code, body := getJSON(t, base+path); code != http.StatusOK {
+			t.Errorf("GET %s through the front end: %d %v", path, code, body)
+		}
+	}
+	res, err := http.Get(base + "/console/operations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if unreached := strings.Contains(string(page), "does not run where this console points"); err != nil || res.StatusCode != http.StatusOK || unreached {
+		t.Errorf("the console's operations page: %d %v; the payments role's services unreached: %v", res.StatusCode, err, unreached)
+	}
+	waitStatus(t, base+"/readyz", http.StatusOK)
+	if _, body := getJSON(t, base+"/readyz"); body["checks"].(map[string]any)["upstream_payments"] != "ok" {
+		t.Errorf("readyz: %v, want the upstream_payments check", body)
 	}
 }
 

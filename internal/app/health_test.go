@@ -2,8 +2,10 @@ package app_test
 
 import (
 	"context"
+	"database/sql"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	_ "modernc.org/sqlite" // the read model's driver, to break it
 )
 
 // freeAddr returns a loopback address nothing listens on (yet).
@@ -33,10 +36,10 @@ func freeAddr(t *testing.T) string {
 // 200 once it is up.
 func TestGatewayReadyzChecksUpstreams(t *testing.T) {
 	ns := estest.StartServer(t)
-	commands, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,audit")
+	commands, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,audit,payments")
 	queryAddr := freeAddr(t)
 	front, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "gateway",
-		"COMMAND_ADDR", commands.GRPC, "QUERY_ADDR", queryAddr, "AUDIT_ADDR", commands.GRPC)
+		"COMMAND_ADDR", commands.GRPC, "QUERY_ADDR", queryAddr, "AUDIT_ADDR", commands.GRPC, "PAYMENTS_ADDR", commands.GRPC)
 	url := "http://" + front.HTTP + "/readyz"
 	// The background checks see the connections to the live upstreams
 	// ready within a moment of start-up.
@@ -46,12 +49,12 @@ func TestGatewayReadyzChecksUpstreams(t *testing.T) {
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		code, body = getJSON(t, url)
 		checks, _ = body["checks"].(map[string]any)
-		if checks["upstream_command"] == "ok" && checks["upstream_audit"] == "ok" || time.Now().After(deadline) {
+		if checks["upstream_command"] == "ok" && checks["upstream_audit"] == "ok" && checks["upstream_payments"] == "ok" || time.Now().After(deadline) {
 			break
 		}
 	}
 	if code != http.StatusServiceUnavailable || checks["upstream_query"] == "ok" || checks["upstream_query"] == nil ||
-		checks["upstream_command"] != "ok" || checks["upstream_audit"] != "ok" || checks["nats"] != "ok" {
+		checks["upstream_command"] != "ok" || checks["upstream_audit"] != "ok" || checks["upstream_payments"] != "ok" || checks["nats"] != "ok" {
 		t.Fatalf("readyz with the query node down: %d %v", code, body)
 	}
 	run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "query", "GRPC_ADDR", queryAddr)
@@ -232,5 +235,84 @@ func TestStreamsHaveTheirOwnLimit(t *testing.T) {
 			t.Fatalf("a stream after one closed: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond) // retrying with backoff, as a client would
+	}
+}
+
+// execSQL runs statements on a SQLite file through a connection of its own.
+func execSQL(t *testing.T, path string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, s := range stmts {
+		if _, err := db.ExecContext(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// breakReadModel makes every write of the read model at path fail, as a
+// full disk or a broken file would: the next apply, which moves the
+// checkpoint, fails.
+func breakReadModel(t *testing.T, path string) {
+	t.Helper()
+	execSQL(t, path, `CREATE TRIGGER test_unwritable BEFORE UPDATE ON checkpoint BEGIN SELECT RAISE(ABORT, 'injected: the read model cannot be written'); END`)
+}
+
+// A projection runner that stops for good (its read model cannot be
+// written) stops ordersd: the query service's health turns NOT_SERVING and
+// Run returns the runner's error, so ordersd exits non-zero for its
+// supervisor to restart it. It used to go on serving, ready by /readyz and
+// SERVING by gRPC health, while every read at a position past the failure
+// answered UNAVAILABLE.
+func TestProjectionStoppedStopsOrdersd(t *testing.T) {
+	dir := t.TempDir()
+	r := startRunning(t, map[string]string{"DATA_DIR": dir, "ROLES": "command,query"})
+	conn := dial(t, r.addrs.GRPC)
+	cmd := ordersv1.NewOrderCommandServiceClient(conn)
+	create := func(id string) uint64 {
+		t.Helper()
+		res, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: id, OrderId: id, CustomerId: "c", Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.GetPosition()
+	}
+	pos := create("p-1")
+	if _, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(t.Context(), &ordersv1.GetOrderRequest{OrderId: "p-1", Consistency: &ordersv1.Consistency{MinPosition: pos}}); err != nil {
+		t.Fatal(err)
+	}
+	// Bounds the wait for what the old code never did.
+	bound, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	wctx, stopWatch := context.WithCancel(bound)
+	w, err := healthpb.NewHealthClient(conn).Watch(wctx, &healthpb.HealthCheckRequest{Service: "orders.v1.OrderQueryService"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchUntil(t, w, healthpb.HealthCheckResponse_SERVING)
+
+	breakReadModel(t, filepath.Join(dir, "readmodel", "orders.db"))
+	create("p-2")
+	for {
+		h, err := w.Recv()
+		if err != nil {
+			code, body := getJSON(t, "http://"+r.addrs.HTTP+"/readyz")
+			t.Fatalf("the query service's health, waiting for NOT_SERVING once the read model cannot be written: %v; /readyz %d %v", err, code, body)
+		}
+		if h.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+	}
+	stopWatch() // the gRPC server's drain waits for open streams
+	select {
+	case <-r.finished:
+	case <-bound.Done():
+		t.Fatal("Run did not return after the projection stopped")
+	}
+	if r.err == nil || !strings.Contains(r.err.Error(), "projection stopped") || !strings.Contains(r.err.Error(), "injected") {
+		t.Fatalf("Run: %v, want the projection's error", r.err)
 	}
 }

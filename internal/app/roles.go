@@ -129,9 +129,7 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 		_ = rmDir.Close()
 		return role{}, err
 	}
-	runCtx, stopRunner := context.WithCancel(context.Background())
-	runnerDone := make(chan error, 1)
-	go func() { runnerDone <- runner.Run(runCtx) }()
+	proj := n.startProjection(runner)
 	ordersv1.RegisterOrderQueryServiceServer(n.srv, svc)
 	ordersv1.RegisterOrderAdminServiceServer(n.srv, admin)
 	go func() {
@@ -149,23 +147,67 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 			ordersv1.OrderQueryService_ServiceDesc.ServiceName: {"nats", "stream", "projection"},
 			ordersv1.OrderAdminService_ServiceDesc.ServiceName: {"nats", "stream"},
 		},
-		checks: []Check{{Name: "projection", Fn: func(context.Context) error {
-			select {
-			case <-runner.Ready():
-				return nil
-			default:
-				return fmt.Errorf("catching up: at %d", runner.Position())
-			}
-		}}},
-		ready: runner.Ready(),
+		checks: []Check{{Name: "projection", Fn: proj.check}},
+		ready:  runner.Ready(),
 		stop: func() {
-			stopRunner()
-			if err := <-runnerDone; err != nil {
-				n.log.Error("projection stopped", "err", err)
-			}
+			proj.stop()
 			_ = rmDir.Close()
 		},
 	}, nil
+}
+
+// projection is the query role's projection runner, running. A runner
+// that returns before its stop has stopped for good, on a read model it
+// cannot write (a failed apply or commit: applying on would skip what was
+// lost), and the node can no longer answer a read at a position past it:
+// ordersd stops and exits non-zero for its supervisor to restart it, and
+// until then its readiness says the projection stopped.
+type projection struct {
+	runner *projections.Runner
+	cancel context.CancelFunc
+	done   chan struct{} // closed once the runner has returned
+}
+
+// startProjection runs runner until its stop. The error it stops with goes
+// to Run, which shuts down with it, or is logged if Run already is.
+func (n *node) startProjection(runner *projections.Runner) *projection {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &projection{runner: runner, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		err := runner.Run(ctx)
+		if err == nil && ctx.Err() == nil {
+			// Not by Run's contract, but it no longer follows the log.
+			err = errors.New("the runner returned")
+		}
+		if err != nil {
+			n.failed.report(fmt.Errorf("projection stopped: %w", err))
+		}
+	}()
+	return p
+}
+
+// check is the projection's readiness: caught up with the log as of
+// start-up, and still following it.
+func (p *projection) check(context.Context) error {
+	select {
+	case <-p.done:
+		// The cause is in the log; probes get no internal text.
+		return errors.New("stopped for good (see the log); ordersd is exiting")
+	default:
+	}
+	select {
+	case <-p.runner.Ready():
+		return nil
+	default:
+		return fmt.Errorf("catching up: at %d", p.runner.Position())
+	}
+}
+
+// stop stops the runner and waits for it.
+func (p *projection) stop() {
+	p.cancel()
+	<-p.done
 }
 
 // simulatorKeyTTL is how long the payment simulator remembers a charge or
@@ -288,26 +330,36 @@ func paymentChecks(pm *payments.Manager, paymentsOnly bool) []Check {
 	}
 }
 
-// upstreams are the gateway's and the console's connections to the three
-// services (this process's own listener for a service it runs itself). They
-// call the gRPC services over real connections, so REST and internal calls
-// pass through exactly the interceptors gRPC clients do.
-func (n *node) upstreams() (cmd, qry, aud *grpc.ClientConn, err error) {
-	if cmd, err = n.dial(n.cfg.CommandAddr, ""); err != nil {
-		return nil, nil, nil, err
+// upstreams are the gateway's and the console's connections to the
+// services of the roles they call (this process's own listener for a role
+// it runs itself, or for payments beside the command role, see
+// config.Validate). They call the gRPC services over real connections, so
+// REST and internal calls pass through exactly the interceptors gRPC
+// clients do.
+type upstreams struct {
+	command, query, audit, payments *grpc.ClientConn
+}
+
+func (n *node) upstreams() (upstreams, error) {
+	var u upstreams
+	for _, c := range []struct {
+		addr string
+		conn **grpc.ClientConn
+	}{
+		{n.cfg.CommandAddr, &u.command}, {n.cfg.QueryAddr, &u.query}, {n.cfg.AuditAddr, &u.audit}, {n.cfg.PaymentsAddr, &u.payments},
+	} {
+		conn, err := n.dial(c.addr, "")
+		if err != nil {
+			return upstreams{}, err
+		}
+		*c.conn = conn
 	}
-	if qry, err = n.dial(n.cfg.QueryAddr, ""); err != nil {
-		return nil, nil, nil, err
-	}
-	if aud, err = n.dial(n.cfg.AuditAddr, ""); err != nil {
-		return nil, nil, nil, err
-	}
-	return cmd, qry, aud, nil
+	return u, nil
 }
 
 // registerGateway serves the REST API on "/".
 func (n *node) registerGateway(ctx context.Context) (role, error) {
-	cmdConn, queryConn, auditConn, err := n.upstreams()
+	up, err := n.upstreams()
 	if err != nil {
 		return role{}, err
 	}
@@ -316,18 +368,27 @@ func (n *node) registerGateway(ctx context.Context) (role, error) {
 	// are part of this process's readiness (connections to this process's
 	// own listener are not: the other checks cover it).
 	var checks []Check
-	for _, up := range []struct {
+	for _, u := range []struct {
 		role, addr string
 		conn       *grpc.ClientConn
-	}{{"command", n.cfg.CommandAddr, cmdConn}, {"query", n.cfg.QueryAddr, queryConn}, {"audit", n.cfg.AuditAddr, auditConn}} {
-		if up.addr != "" {
-			checks = append(checks, Check{Name: "upstream_" + up.role, Fn: httpapi.ConnReady(up.conn)})
+	}{
+		{"command", n.cfg.CommandAddr, up.command}, {"query", n.cfg.QueryAddr, up.query},
+		{"audit", n.cfg.AuditAddr, up.audit}, {"payments", n.cfg.PaymentsAddr, up.payments},
+	} {
+		if u.addr != "" {
+			checks = append(checks, Check{Name: "upstream_" + u.role, Fn: httpapi.ConnReady(u.conn)})
 		}
 	}
-	gw, err := httpapi.New(ctx, cmdConn, httpapi.WithLogger(n.log),
-		httpapi.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, queryConn),
-		httpapi.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, queryConn),
-		httpapi.WithServiceConn(ordersv1.OrderAuditService_ServiceDesc.ServiceName, auditConn))
+	gw, err := httpapi.New(ctx, up.command, httpapi.WithLogger(n.log),
+		httpapi.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, up.query),
+		httpapi.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, up.query),
+		httpapi.WithServiceConn(ordersv1.OrderAuditService_ServiceDesc.ServiceName, up.audit),
+		httpapi.WithServiceConn(ordersv1.PaymentAdminService_ServiceDesc.ServiceName, up.payments),
+		httpapi.WithServiceConn(ordersv1.DeadlineAdminService_ServiceDesc.ServiceName, up.payments))
+	if err != nil {
+		return role{}, err
+	}
+	streams, err := newStreamEnder()
 	if err != nil {
 		return role{}, err
 	}
@@ -339,14 +400,17 @@ func (n *node) registerGateway(ctx context.Context) (role, error) {
 	rest := otelhttp.NewHandler(withoutPattern(api), "rest", otelhttp.WithTracerProvider(n.tel.Tracer), otelhttp.WithMeterProvider(n.tel.Meter),
 		otelhttp.WithServerName(n.addrs.HTTP),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
-	return role{checks: checks, routes: map[string]http.Handler{"/": rest}}, nil
+	// Watches and the other streams last as long as their client wants,
+	// each holding an RPC open: shutting down ends them rather than
+	// waiting out SHUTDOWN_TIMEOUT for them.
+	return role{checks: checks, routes: map[string]http.Handler{"/": streams.handler(rest)}, httpShutdown: streams.end}, nil
 }
 
 // registerConsole serves the operations console under console.Prefix. It
 // calls the services over the gateway's connections, with the signed-in
 // user's token: the same path into the data.
 func (n *node) registerConsole(context.Context) (role, error) {
-	cmdConn, queryConn, auditConn, err := n.upstreams()
+	up, err := n.upstreams()
 	if err != nil {
 		return role{}, err
 	}
@@ -354,7 +418,7 @@ func (n *node) registerConsole(context.Context) (role, error) {
 	if n.authn != nil {
 		who = n.authn
 	}
-	con, err := console.New(console.Config{Command: cmdConn, Query: queryConn, Audit: auditConn, Auth: who,
+	con, err := console.New(console.Config{Command: up.command, Query: up.query, Audit: up.audit, Payments: up.payments, Auth: who,
 		TraceUIURL: n.cfg.TraceUIURL, SecureCookies: n.serverTLS != nil, Logger: n.log})
 	if err != nil {
 		return role{}, err

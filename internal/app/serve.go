@@ -65,11 +65,14 @@ func (n *node) newHTTPServer(probe *readiness, roles []role) *http.Server {
 	return srv
 }
 
-// serve starts the gRPC and HTTP servers on their listeners. The channel
-// receives the error of either that stops on its own.
-func (n *node) serve(httpSrv *http.Server) <-chan error {
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- n.srv.Serve(n.grpcLis) }()
+// serve starts the gRPC and HTTP servers on their listeners; the error of
+// either that stops on its own ends Run.
+func (n *node) serve(httpSrv *http.Server) {
+	go func() {
+		if err := n.srv.Serve(n.grpcLis); err != nil {
+			n.failed.report(err)
+		}
+	}()
 	go func() {
 		var err error
 		if httpSrv.TLSConfig != nil {
@@ -78,10 +81,9 @@ func (n *node) serve(httpSrv *http.Server) <-chan error {
 			err = httpSrv.Serve(n.httpLis)
 		}
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- err
+			n.failed.report(err)
 		}
 	}()
-	return serveErr
 }
 
 // startHealth makes the gRPC health statuses follow the readiness checks:
@@ -163,11 +165,13 @@ func healthLoop(ctx context.Context, steady bool, wake []<-chan struct{}, update
 
 // shutdown stops ordersd in order: the process managers hand back their
 // work while everything still serves; the health statuses turn NOT_SERVING;
-// the HTTP server stops, then the gRPC server drains its in-flight RPCs
-// (bounded by SHUTDOWN_TIMEOUT, then cancelled); NATS drains. What remains
-// (connections, projections, read models, telemetry, NATS itself and the
-// listeners) is released by the teardown when Run returns, in reverse order
-// of acquisition.
+// the HTTP server stops (its streaming requests, REST watches and the
+// console's live pages, end at once), then the gRPC server drains its
+// in-flight RPCs; NATS drains. The HTTP and gRPC servers share one
+// SHUTDOWN_TIMEOUT: what is still in flight when it has passed is cut. What
+// remains (connections, projections, read models, telemetry, NATS itself
+// and the listeners) is released by the teardown when Run returns, in
+// reverse order of acquisition.
 func (n *node) shutdown(roles []role, stopHealth func(), httpSrv *http.Server) {
 	for _, r := range roles {
 		if r.drain != nil {
@@ -176,9 +180,14 @@ func (n *node) shutdown(roles []role, stopHealth func(), httpSrv *http.Server) {
 	}
 	stopHealth()
 	n.hs.Shutdown()
-	hctx, hcancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	// One deadline for both servers: a REST request holds an RPC to the
+	// gRPC server, so a timeout each would let it hold shutdown twice.
+	deadline := time.Now().Add(n.cfg.ShutdownTimeout)
+	hctx, hcancel := context.WithDeadline(context.Background(), deadline)
 	if err := httpSrv.Shutdown(hctx); err != nil {
-		n.log.Warn("http shutdown", "err", err)
+		// Close ends the requests still open, which ends their RPCs.
+		n.log.Warn("shutdown timeout: closing open HTTP requests", "err", err)
+		_ = httpSrv.Close()
 	}
 	hcancel()
 	drained := make(chan struct{})
@@ -186,9 +195,11 @@ func (n *node) shutdown(roles []role, stopHealth func(), httpSrv *http.Server) {
 		n.srv.GracefulStop()
 		close(drained)
 	}()
+	timeout := time.NewTimer(time.Until(deadline))
+	defer timeout.Stop()
 	select {
 	case <-drained:
-	case <-time.After(n.cfg.ShutdownTimeout):
+	case <-timeout.C:
 		n.log.Warn("shutdown timeout: cancelling in-flight RPCs")
 		n.srv.Stop()
 		<-drained

@@ -1,9 +1,11 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/app"
+	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/config"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -231,5 +234,93 @@ func TestShutdownWithCallsInFlight(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// running is ordersd run in-process by a test that starts its shutdown
+// and reads Run's error.
+type running struct {
+	addrs    app.Addrs
+	cancel   context.CancelFunc
+	finished chan struct{} // closed once Run has returned
+	err      error         // Run's error, once finished
+}
+
+// startRunning runs ordersd configured as apptest.Config does; the test's
+// end cancels it and waits for Run.
+func startRunning(t *testing.T, vars map[string]string) *running {
+	t.Helper()
+	cfg := apptest.Config(t, vars)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, finished: make(chan struct{})}
+	ready := make(chan app.Addrs, 1)
+	go func() {
+		defer close(r.finished)
+		r.err = app.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(a app.Addrs) { ready <- a })
+	}()
+	t.Cleanup(func() { cancel(); <-r.finished })
+	select {
+	case r.addrs = <-ready:
+	case <-r.finished:
+		t.Fatalf("ordersd stopped before it was ready: %v", r.err)
+	}
+	return r
+}
+
+// openStream sends a GET for a REST stream and reads its first line, so
+// the request is known to be in flight; the body is closed when t ends.
+func openStream(t *testing.T, url, accept string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = res.Body.Close() })
+	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	if res.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("GET %s (Accept %q): %d %q %v", url, accept, res.StatusCode, line, err)
+	}
+}
+
+// Shutting down while REST streams are open (a watch as Server-Sent Events
+// and as newline-delimited JSON, the followed event stream) ends them at
+// once, so Run returns long before SHUTDOWN_TIMEOUT. The HTTP server's
+// shutdown used to wait the whole timeout for such a request, then the
+// gRPC server's drain waited another for the RPC it still held open.
+func TestShutdownEndsRESTStreams(t *testing.T) {
+	const shutdownTimeout = time.Minute
+	r := startRunning(t, map[string]string{"ROLES": "command,query,audit,gateway", "SHUTDOWN_TIMEOUT": shutdownTimeout.String()})
+	base := "http://" + r.addrs.HTTP
+	res, err := http.Post(base+"/v1/orders", "application/json", strings.NewReader(`{"requestId":"w-1","orderId":"w1","customerId":"c","currency":"EUR"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("create: %d", res.StatusCode)
+	}
+	openStream(t, base+"/v1/orders/w1:watch?consistency.minPosition=1", "text/event-stream")
+	openStream(t, base+"/v1/orders/w1:watch?consistency.minPosition=1", "")
+	openStream(t, base+"/v1/events?follow=true", "")
+
+	r.cancel()
+	// Half the timeout: a bound the code enforces by ending the streams,
+	// which waiting for them (even once) cannot meet.
+	bound, cancel := context.WithTimeout(t.Context(), shutdownTimeout/2)
+	defer cancel()
+	select {
+	case <-r.finished:
+	case <-bound.Done():
+		t.Fatalf("Run still shutting down %v after the cancel, with REST streams open (SHUTDOWN_TIMEOUT %v)", shutdownTimeout/2, shutdownTimeout)
+	}
+	if r.err != nil {
+		t.Fatalf("Run: %v", r.err)
 	}
 }

@@ -33,6 +33,12 @@ type Config struct {
 	CommandAddr string `env:"COMMAND_ADDR" help:"gRPC address of the command role (gateway, console, payments); empty: this process"`
 	QueryAddr   string `env:"QUERY_ADDR" help:"gRPC address of the query role (gateway, console); empty: this process"`
 	AuditAddr   string `env:"AUDIT_ADDR" help:"gRPC address of the audit role (gateway, console); empty: this process"`
+	// PaymentsAddr is the gRPC address of the payments role, whose payment
+	// and deadline admin services the gateway and the console call. Empty
+	// means this process, allowed when it runs the payments role or the
+	// command role (see Validate): a front end that reaches the command
+	// role elsewhere cannot tell where payments runs.
+	PaymentsAddr string `env:"PAYMENTS_ADDR" help:"gRPC address of the payments role: its payment and deadline admin services (gateway, console); empty: this process"`
 	// NATSURL joins an external NATS cluster (comma-separated URLs). Empty
 	// starts an embedded nats-server with JetStream in DataDir.
 	NATSURL string `env:"NATS_URL" help:"external NATS server(s), comma-separated; empty starts an embedded server"`
@@ -171,8 +177,9 @@ type Config struct {
 	// "{trace_id}" in it is replaced by the id, otherwise "/trace/<id>"
 	// (Jaeger's path) is appended. Empty: trace ids are shown unlinked.
 	TraceUIURL string `env:"TRACE_UI_URL" help:"tracing UI the console links trace ids to ({trace_id} is replaced, else /trace/<id> is appended)"`
-	// ShutdownTimeout bounds draining in-flight RPCs on SIGINT/SIGTERM.
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s" help:"how long SIGINT/SIGTERM waits for in-flight RPCs"`
+	// ShutdownTimeout bounds draining in-flight requests on SIGINT/SIGTERM,
+	// the HTTP and the gRPC server's together (streams end at once).
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s" help:"how long SIGINT/SIGTERM waits for in-flight requests, REST and gRPC together"`
 }
 
 // AllRoles are the roles ordersd can run.
@@ -180,21 +187,21 @@ var AllRoles = []string{"command", "query", "audit", "payments", "gateway", "con
 
 // Needs returns the roles whose gRPC services role calls: payments records
 // outcomes through the command service; the gateway serves REST and the
-// console its pages from the command, query and audit services. Other roles
-// need none.
+// console its pages from the command, query and audit services and the
+// payments role's admin services. Other roles need none.
 func Needs(role string) []string {
 	switch role {
 	case "payments":
 		return []string{"command"}
 	case "gateway", "console":
-		return []string{"command", "query", "audit"}
+		return []string{"command", "query", "audit", "payments"}
 	}
 	return nil
 }
 
 // AddrVariable returns the variable that holds the gRPC address of the
 // processes running role, for the roles another role calls (command, query,
-// audit), and "" for the others.
+// audit, payments), and "" for the others.
 func AddrVariable(role string) string {
 	switch role {
 	case "command":
@@ -203,6 +210,8 @@ func AddrVariable(role string) string {
 		return "QUERY_ADDR"
 	case "audit":
 		return "AUDIT_ADDR"
+	case "payments":
+		return "PAYMENTS_ADDR"
 	}
 	return ""
 }
@@ -216,6 +225,8 @@ func (c Config) addr(role string) string {
 		return c.QueryAddr
 	case "audit":
 		return c.AuditAddr
+	case "payments":
+		return c.PaymentsAddr
 	}
 	return ""
 }
@@ -412,11 +423,20 @@ func (c Config) validateDebug() []error {
 // roles it calls: each is run here or has its address configured. Without
 // that, the call would go to this process's own gRPC listener, which does
 // not serve it, and fail on every attempt (payments would charge and then
-// park every outcome).
+// park every outcome). The payments role's admin services are the one
+// exception: see below.
 func (c Config) validateUpstreams() []error {
 	var errs []error
-	for _, up := range []string{"command", "query", "audit"} {
+	for _, up := range []string{"command", "query", "audit", "payments"} {
 		if c.Has(up) || c.addr(up) != "" {
+			continue
+		}
+		if up == "payments" && c.Has("command") {
+			// Nodes that run without payments on purpose (development,
+			// the tests) keep answering its admin routes UNIMPLEMENTED
+			// from this process. A front end whose command role is
+			// elsewhere used to send them there, which served them only
+			// if payments happened to run in that process: it must say.
 			continue
 		}
 		var callers []string

@@ -149,8 +149,12 @@ func TestRolesNeedTheirUpstreams(t *testing.T) {
 	}{
 		{map[string]string{"ROLES": "payments"}, []string{"COMMAND_ADDR"}},
 		{map[string]string{"ROLES": "payments,query"}, []string{"COMMAND_ADDR"}},
-		{map[string]string{"ROLES": "gateway"}, []string{"COMMAND_ADDR", "QUERY_ADDR", "AUDIT_ADDR"}},
+		{map[string]string{"ROLES": "gateway"}, []string{"COMMAND_ADDR", "QUERY_ADDR", "AUDIT_ADDR", "PAYMENTS_ADDR"}},
 		{map[string]string{"ROLES": "gateway,command", "QUERY_ADDR": "q:50051"}, []string{"AUDIT_ADDR"}},
+		// compose.yaml's front end before PAYMENTS_ADDR: the admin routes
+		// of payments went to COMMAND_ADDR, which does not serve them.
+		{map[string]string{"ROLES": "gateway,console", "COMMAND_ADDR": "c:50051", "QUERY_ADDR": "q:50051", "AUDIT_ADDR": "a:50051"}, []string{"PAYMENTS_ADDR"}},
+		{map[string]string{"ROLES": "console,query,audit", "COMMAND_ADDR": "c:50051"}, []string{"PAYMENTS_ADDR"}},
 		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": "c:50051", "AUTH_TOKENS_FILE": "/etc/orders/tokens"}, []string{"PAYMENTS_TOKEN"}},
 	} {
 		_, err := config.FromMap(tc.vars)
@@ -163,7 +167,7 @@ func TestRolesNeedTheirUpstreams(t *testing.T) {
 				t.Errorf("%v: error does not name %s: %v", tc.vars, name, err)
 			}
 		}
-		for _, name := range []string{"COMMAND_ADDR", "QUERY_ADDR", "AUDIT_ADDR", "PAYMENTS_TOKEN"} {
+		for _, name := range []string{"COMMAND_ADDR", "QUERY_ADDR", "AUDIT_ADDR", "PAYMENTS_ADDR", "PAYMENTS_TOKEN"} {
 			if !slices.Contains(tc.want, name) && strings.Contains(err.Error(), name+":") {
 				t.Errorf("%v: error names %s, which is not missing: %v", tc.vars, name, err)
 			}
@@ -173,8 +177,13 @@ func TestRolesNeedTheirUpstreams(t *testing.T) {
 		{},
 		{"ROLES": "command,payments"},
 		{"ROLES": "payments", "COMMAND_ADDR": "command:50051"},
-		{"ROLES": "gateway", "COMMAND_ADDR": "c:50051", "QUERY_ADDR": "q:50051", "AUDIT_ADDR": "a:50051"},
-		{"ROLES": "gateway,query,audit", "COMMAND_ADDR": "c:50051"},
+		{"ROLES": "gateway", "COMMAND_ADDR": "c:50051", "QUERY_ADDR": "q:50051", "AUDIT_ADDR": "a:50051", "PAYMENTS_ADDR": "p:50051"},
+		{"ROLES": "gateway,query,audit", "COMMAND_ADDR": "c:50051", "PAYMENTS_ADDR": "p:50051"},
+		{"ROLES": "gateway,payments", "COMMAND_ADDR": "c:50051", "QUERY_ADDR": "q:50051", "AUDIT_ADDR": "a:50051"},
+		// Beside the command role, without payments anywhere (as the
+		// development examples run): the admin routes answer from here.
+		{"ROLES": "command,query,audit,gateway"},
+		{"ROLES": "command,console", "QUERY_ADDR": "q:50051", "AUDIT_ADDR": "a:50051"},
 		{"ROLES": "payments", "COMMAND_ADDR": "c:50051", "AUTH_TOKENS_FILE": "/etc/orders/tokens", "PAYMENTS_TOKEN": "t"},
 		{"ROLES": "command"}, {"ROLES": "query"}, {"ROLES": "audit"},
 	} {

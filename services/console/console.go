@@ -68,10 +68,10 @@ type Authenticator interface {
 
 // Config is what the console needs.
 type Config struct {
-	// Command, Query and Audit reach the services of those roles; the
-	// admin service is reached over Query and the payment and deadline
-	// admin services over Command, as the gateway does.
-	Command, Query, Audit grpc.ClientConnInterface
+	// Command, Query, Audit and Payments reach the services of those
+	// roles, as the gateway does: the admin service over Query, the
+	// payment and deadline admin services over Payments.
+	Command, Query, Audit, Payments grpc.ClientConnInterface
 	// Auth verifies tokens at sign-in and on every request; nil means
 	// authentication is off and everyone may see everything.
 	Auth Authenticator
@@ -114,8 +114,8 @@ type healthTarget struct {
 // New returns the console. It fails when a connection is missing or
 // TraceUIURL is not an http(s) URL.
 func New(cfg Config) (*Console, error) {
-	if cfg.Command == nil || cfg.Query == nil || cfg.Audit == nil {
-		return nil, errors.New("console: the command, query and audit connections are required")
+	if cfg.Command == nil || cfg.Query == nil || cfg.Audit == nil || cfg.Payments == nil {
+		return nil, errors.New("console: the command, query, audit and payments connections are required")
 	}
 	if cfg.TraceUIURL != "" {
 		u, err := url.Parse(cfg.TraceUIURL)
@@ -136,8 +136,8 @@ func New(cfg Config) (*Console, error) {
 		query:   ordersv1.NewOrderQueryServiceClient(cfg.Query),
 		admin:   ordersv1.NewOrderAdminServiceClient(cfg.Query),
 		audit:   ordersv1.NewOrderAuditServiceClient(cfg.Audit),
-		pay:     ordersv1.NewPaymentAdminServiceClient(cfg.Command),
-		dl:      ordersv1.NewDeadlineAdminServiceClient(cfg.Command),
+		pay:     ordersv1.NewPaymentAdminServiceClient(cfg.Payments),
+		dl:      ordersv1.NewDeadlineAdminServiceClient(cfg.Payments),
 		auth:    cfg.Auth,
 		traceUI: cfg.TraceUIURL,
 		secure:  cfg.SecureCookies,
@@ -153,8 +153,8 @@ func New(cfg Config) (*Console, error) {
 		{ordersv1.OrderQueryService_ServiceDesc, cfg.Query},
 		{ordersv1.OrderAdminService_ServiceDesc, cfg.Query},
 		{ordersv1.OrderAuditService_ServiceDesc, cfg.Audit},
-		{ordersv1.PaymentAdminService_ServiceDesc, cfg.Command},
-		{ordersv1.DeadlineAdminService_ServiceDesc, cfg.Command},
+		{ordersv1.PaymentAdminService_ServiceDesc, cfg.Payments},
+		{ordersv1.DeadlineAdminService_ServiceDesc, cfg.Payments},
 	} {
 		c.health = append(c.health, healthTarget{t.desc.ServiceName, healthpb.NewHealthClient(t.conn)})
 	}

@@ -1,0 +1,106 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/orderstream/orderstream/api/openapi"
+)
+
+// streamEnder ends the REST API's streaming requests (the watches, the
+// event stream, the log's verification, a rebuild) when the HTTP server
+// shuts down. They last as long as their client wants, each holding an RPC
+// open, so http.Server.Shutdown would wait its whole deadline for them and
+// the gRPC server's drain would then wait for their RPCs. Other requests
+// are left to finish: ending them would turn a command in flight into an
+// error its client has to retry.
+type streamEnder struct {
+	// routes matches "<METHOD> <path>" of a streaming route.
+	routes *regexp.Regexp
+	// ctx is done once shutdown began.
+	ctx context.Context
+	end context.CancelFunc
+}
+
+// newStreamEnder finds the streaming routes in the OpenAPI document the
+// gateway serves (whose agreement with the routes is tested): those whose
+// responses are newline-delimited JSON or Server-Sent Events.
+func newStreamEnder() (*streamEnder, error) {
+	re, err := streamingRoutes(openapi.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: streaming routes: %w", err)
+	}
+	ctx, end := context.WithCancel(context.Background())
+	return &streamEnder{routes: re, ctx: ctx, end: end}, nil
+}
+
+// handler serves next, under a context that ends at shutdown for a request
+// to a streaming route.
+func (s *streamEnder) handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.routes.MatchString(r.Method + " " + r.URL.Path) {
+			ctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			defer context.AfterFunc(s.ctx, cancel)()
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// streamingRoutes returns a pattern matching "<METHOD> <path>" for every
+// operation of the OpenAPI 3 document spec that answers a stream.
+func streamingRoutes(spec []byte) (*regexp.Regexp, error) {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(spec, &doc); err != nil {
+		return nil, err
+	}
+	param := regexp.MustCompile(`\{[^}/]+\}`)
+	var alts []string
+	for path, item := range doc.Paths {
+		for method, raw := range item {
+			switch method {
+			case "get", "put", "post", "delete", "patch":
+			default:
+				continue // the path's parameters, servers, …
+			}
+			var op struct {
+				Responses map[string]struct {
+					Content map[string]json.RawMessage `json:"content"`
+				} `json:"responses"`
+			}
+			if err := json.Unmarshal(raw, &op); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", method, path, err)
+			}
+			streams := false
+			for _, res := range op.Responses {
+				_, ndjson := res.Content["application/x-ndjson"]
+				_, sse := res.Content["text/event-stream"]
+				streams = streams || ndjson || sse
+			}
+			if !streams {
+				continue
+			}
+			// A path parameter is one segment: "/v1/orders/{orderId}:watch".
+			var b strings.Builder
+			last := 0
+			for _, loc := range param.FindAllStringIndex(path, -1) {
+				b.WriteString(regexp.QuoteMeta(path[last:loc[0]]))
+				b.WriteString(`[^/]+`)
+				last = loc[1]
+			}
+			b.WriteString(regexp.QuoteMeta(path[last:]))
+			alts = append(alts, strings.ToUpper(method)+" "+b.String())
+		}
+	}
+	if len(alts) == 0 {
+		return nil, fmt.Errorf("no operation answers a stream")
+	}
+	return regexp.Compile(`^(?:` + strings.Join(alts, "|") + `)$`)
+}
