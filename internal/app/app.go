@@ -159,6 +159,7 @@ type node struct {
 	ring *pii.Keyring
 
 	srv         *grpc.Server
+	rpcStreams  *rpcStreamEnder       // ends srv's server streams at shutdown
 	rpcMetrics  *telemetry.RPCMetrics // names the methods srv serves once the roles registered them
 	hs          *health.Server
 	serverTLS   *tls.Config // nil: plaintext

@@ -165,8 +165,9 @@ func healthLoop(ctx context.Context, steady bool, wake []<-chan struct{}, update
 
 // shutdown stops ordersd in order: the process managers hand back their
 // work while everything still serves; the health statuses turn NOT_SERVING;
-// the HTTP server stops (its streaming requests, REST watches and the
-// console's live pages, end at once), then the gRPC server drains its
+// the gRPC server's streams end (UNAVAILABLE); the HTTP server stops (its
+// streaming requests, REST watches and the console's live pages, end at
+// once), then the gRPC server drains its
 // in-flight RPCs; NATS drains. The HTTP and gRPC servers share one
 // SHUTDOWN_TIMEOUT: what is still in flight when it has passed is cut. What
 // remains (connections, projections, read models, telemetry, NATS itself
@@ -180,6 +181,10 @@ func (n *node) shutdown(roles []role, stopHealth func(), httpSrv *http.Server) {
 	}
 	stopHealth()
 	n.hs.Shutdown()
+	// The server streams end once health said NOT_SERVING, so a client
+	// watching health saw it first; their clients go elsewhere while the
+	// rest drains.
+	n.rpcStreams.end()
 	// One deadline for both servers: a REST request holds an RPC to the
 	// gRPC server, so a timeout each would let it hold shutdown twice.
 	deadline := time.Now().Add(n.cfg.ShutdownTimeout)

@@ -52,7 +52,8 @@ func (n *node) newServer() error {
 	}
 	limit := newLimiter(n.cfg.MaxInFlight, n.cfg.MaxStreams)
 	unary = append(unary, limit.unary)
-	streams = append(streams, limit.stream)
+	n.rpcStreams = newRPCStreamEnder()
+	streams = append(streams, limit.stream, n.rpcStreams.stream)
 	srvOpts := []grpc.ServerOption{}
 	if n.cfg.GRPCStreamWorkers > 0 {
 		// Every RPC used to run on a new goroutine, whose small stack the

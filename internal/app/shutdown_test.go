@@ -324,3 +324,69 @@ func TestShutdownEndsRESTStreams(t *testing.T) {
 		t.Fatalf("Run: %v", r.err)
 	}
 }
+
+// Shutting down while gRPC server streams are open (a watch of one order,
+// a watch of all, the followed event stream) ends them with UNAVAILABLE,
+// which clients retry elsewhere, so Run returns long before
+// SHUTDOWN_TIMEOUT: GracefulStop used to wait the whole timeout for them.
+func TestShutdownEndsGRPCStreams(t *testing.T) {
+	const shutdownTimeout = time.Minute
+	r := startRunning(t, map[string]string{"ROLES": "command,query,audit", "SHUTDOWN_TIMEOUT": shutdownTimeout.String()})
+	conn := dial(t, r.addrs.GRPC)
+	ctx := t.Context()
+	created, err := ordersv1.NewOrderCommandServiceClient(conn).CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "gw-1", OrderId: "gw1", CustomerId: "c", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := ordersv1.NewOrderQueryServiceClient(conn)
+	consistency := &ordersv1.Consistency{MinPosition: created.GetPosition()}
+	one, err := query.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: "gw1", Consistency: consistency})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := query.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{Consistency: consistency})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := ordersv1.NewOrderAuditServiceClient(conn).StreamEvents(ctx, &ordersv1.StreamEventsRequest{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each stream has answered, so each is open on the server.
+	if _, err := one.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := all.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Recv(); err != nil {
+		t.Fatal(err)
+	}
+
+	r.cancel()
+	// Half the timeout: a bound the code enforces by ending the streams,
+	// which waiting for them cannot meet.
+	bound, cancel := context.WithTimeout(ctx, shutdownTimeout/2)
+	defer cancel()
+	select {
+	case <-r.finished:
+	case <-bound.Done():
+		t.Fatalf("Run still shutting down %v after the cancel, with gRPC streams open (SHUTDOWN_TIMEOUT %v)", shutdownTimeout/2, shutdownTimeout)
+	}
+	if r.err != nil {
+		t.Fatalf("Run: %v", r.err)
+	}
+	for name, recv := range map[string]func() error{
+		"WatchOrder":   func() error { _, err := one.Recv(); return err },
+		"WatchOrders":  func() error { _, err := all.Recv(); return err },
+		"StreamEvents": func() error { _, err := events.Recv(); return err },
+	} {
+		err := recv()
+		for err == nil {
+			err = recv()
+		}
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("%s at shutdown: %v, want UNAVAILABLE", name, err)
+		}
+	}
+}

@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"github.com/orderstream/orderstream/api/openapi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // streamEnder ends the REST API's streaming requests (the watches, the
@@ -104,3 +107,50 @@ func streamingRoutes(spec []byte) (*regexp.Regexp, error) {
 	}
 	return regexp.Compile(`^(?:` + strings.Join(alts, "|") + `)$`)
 }
+
+// errShuttingDown ends the server-streaming RPCs at shutdown: UNAVAILABLE,
+// which clients retry, on another node or on this one once restarted (a
+// watch resuming from the last position it received).
+var errShuttingDown = status.Error(codes.Unavailable, "the server is shutting down; retry (a watch resumes from the last position it received)")
+
+// rpcStreamEnder is streamEnder for gRPC: it ends the server-streaming RPCs
+// (watches, the followed event stream, the log's verification, a rebuild)
+// when shutdown begins. GracefulStop waits for every RPC, and these last
+// as long as their client wants: left open, they would hold each shutdown
+// for the whole SHUTDOWN_TIMEOUT. Unary RPCs are left to finish.
+type rpcStreamEnder struct {
+	ctx context.Context
+	end context.CancelFunc
+}
+
+func newRPCStreamEnder() *rpcStreamEnder {
+	ctx, end := context.WithCancel(context.Background())
+	return &rpcStreamEnder{ctx: ctx, end: end}
+}
+
+// stream runs a server-streaming handler under a context that also ends at
+// shutdown, and answers errShuttingDown for a stream that shutdown ended,
+// whatever its handler returned: a handler may take its context's end for
+// its client's leaving and return nil, and a client would then take the end
+// of a followed stream for its last message.
+func (e *rpcStreamEnder) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !info.IsServerStream {
+		return handler(srv, ss)
+	}
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	stop := context.AfterFunc(e.ctx, cancel)
+	err := handler(srv, &streamCtx{ServerStream: ss, ctx: ctx})
+	if ended := !stop(); ended && ss.Context().Err() == nil {
+		return errShuttingDown
+	}
+	return err
+}
+
+// streamCtx is a server stream with a context of its own.
+type streamCtx struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *streamCtx) Context() context.Context { return s.ctx }
