@@ -1,10 +1,12 @@
 // Package bucket keeps small records by key in a JetStream key-value bucket,
 // next to the event store: state a process manager needs beside the log
-// (the payments manager's parked jobs), replicated and persisted by the same
-// servers. Only the latest value of a key is kept.
+// (the payments manager's parked jobs), persisted by the same servers and,
+// given the event stream's replicas (WithReplicas), replicated like it: a
+// record must outlive the loss of a server as the events it stands beside
+// do. Only the latest value of a key is kept.
 //
-// Errors: ErrExists and ErrNotFound, checked with errors.Is; others wrap the
-// NATS error, prefixed by the operation.
+// Errors: ErrExists, ErrNotFound and ErrInvalidOption, checked with
+// errors.Is; others wrap the NATS error, prefixed by the operation.
 package bucket
 
 import (
@@ -13,6 +15,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 )
 
 var (
@@ -20,6 +23,9 @@ var (
 	ErrExists = errors.New("bucket: key exists")
 	// ErrNotFound reports a Get of a key without a value.
 	ErrNotFound = errors.New("bucket: key not found")
+	// ErrInvalidOption reports an option of Open given a value it does
+	// not accept.
+	ErrInvalidOption = errors.New("bucket: invalid option")
 )
 
 // Bucket is one key-value bucket. It is safe for concurrent use.
@@ -29,9 +35,12 @@ type Bucket struct {
 
 type config struct {
 	description string
+	replicas    int
 }
 
-// Option configures Open.
+// Option configures Open. An option given a value it does not accept makes
+// Open fail with an error wrapping ErrInvalidOption; each option says which
+// values those are.
 type Option func(*config) error
 
 // WithDescription describes the bucket to operators.
@@ -39,17 +48,31 @@ func WithDescription(d string) Option {
 	return func(c *config) error { c.description = d; return nil }
 }
 
-// Open returns the bucket name, creating it (one replica), or updating it
-// to opts. It returns the error of an invalid option or name, or the
-// server's.
+// WithReplicas sets the bucket's replicas (default 1); use the event
+// stream's, so that the bucket survives what the log survives. Invalid:
+// outside 1..5. More than one needs a JetStream cluster.
+func WithReplicas(n int) Option {
+	return func(c *config) error { return streamcfg.SetReplicas(&c.replicas, n, ErrInvalidOption) }
+}
+
+// Open returns the bucket name, creating it, or updating it to opts. An
+// existing bucket is brought to the replicas asked for (default 1), as the
+// event store and the buckets and streams beside it bring theirs: the
+// configuration decides, so a deployment that moves to a cluster has its
+// bucket scaled up on the next start, and one started with fewer replicas
+// scales it down. It returns the error of an invalid option (wrapping
+// ErrInvalidOption) or name, or the server's, such as one refusing more
+// replicas than the cluster has servers.
 func Open(ctx context.Context, js jetstream.JetStream, name string, opts ...Option) (*Bucket, error) {
-	var c config
+	c := config{replicas: 1}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return nil, err
 		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: c.description, History: 1})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: name, Description: c.description, History: 1, Replicas: c.replicas,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("bucket: open %s: %w", name, err)
 	}

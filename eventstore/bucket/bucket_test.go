@@ -1,10 +1,13 @@
 package bucket_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/estest"
 )
@@ -57,5 +60,84 @@ func TestBucket(t *testing.T) {
 	}
 	if _, err := bucket.Open(ctx, js, "bad name"); err == nil {
 		t.Fatal(`Open accepted the name "bad name"`)
+	}
+}
+
+// An option given a value it does not accept makes Open fail with
+// ErrInvalidOption before anything is created.
+func TestInvalidOptionsAreRejected(t *testing.T) {
+	for name, opt := range map[string]bucket.Option{
+		"zero replicas": bucket.WithReplicas(0),
+		"six replicas":  bucket.WithReplicas(6),
+	} {
+		if b, err := bucket.Open(t.Context(), nil, "TEST", opt); !errors.Is(err, bucket.ErrInvalidOption) || b != nil {
+			t.Errorf("%s: Open = %v, %v; want nil, ErrInvalidOption", name, b, err)
+		}
+	}
+}
+
+// On a cluster the bucket is replicated like the log beside it, so the
+// loss of the server leading it loses no record and leaves the records
+// readable. A bucket made before with one replica (by a build that did not
+// replicate it, or a start with fewer replicas) is scaled up by the next
+// Open.
+func TestReplicatedBucketSurvivesLeaderLoss(t *testing.T) {
+	c := estest.StartCluster(t, 3)
+	_, js := estest.ConnectURL(t, c.URLs())
+	estest.ReplicatedStore(t, js) // the cluster has elected its meta leader
+	ctx := t.Context()
+	b, err := bucket.Open(ctx, js, "PARKED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, "order-1", []byte("parked job")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = bucket.Open(ctx, js, "PARKED", bucket.WithReplicas(3)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "KV_PARKED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().Config.Replicas; n != 3 {
+		t.Fatalf("the bucket has %d replica(s) after Open WithReplicas(3), want 3", n)
+	}
+	leader := currentLeader(t, st)
+
+	c.Stop(c.Index(leader))
+	var got []byte
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		got, err = b.Get(gctx, "order-1")
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || string(got) != "parked job" {
+		t.Fatalf("Get with the bucket's leader %s down = %q, %v; want the record", leader, got, err)
+	}
+}
+
+// currentLeader waits until both other replicas of st have caught up with
+// its leader, so that losing the leader loses nothing, and returns the
+// leader's name.
+func currentLeader(t *testing.T, st jetstream.Stream) string {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		si, err := st.Info(t.Context())
+		if err == nil && si.Cluster != nil && si.Cluster.Leader != "" && len(si.Cluster.Replicas) == 2 {
+			current := true
+			for _, r := range si.Cluster.Replicas {
+				current = current && r.Current && !r.Offline
+			}
+			if current {
+				return si.Cluster.Leader
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bucket's replicas did not catch up: %+v, %v", si, err)
+		}
 	}
 }

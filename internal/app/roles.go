@@ -238,7 +238,17 @@ func (n *node) registerPayments(ctx context.Context) (role, error) {
 	if err != nil {
 		return role{}, err
 	}
-	parked, err := bucket.Open(ctx, n.js, payments.ParkedBucket, bucket.WithDescription(payments.ParkedDescription))
+	// Replicated like the log: a parked job must outlive the loss of a
+	// server as the events it stands beside do. Retried as the keys'
+	// bucket is: a replicated bucket just created has no leader for a
+	// moment. Only an invalid option is permanent.
+	var parked *bucket.Bucket
+	err = n.retryStartup(ctx, "parked payments", func(err error) bool { return errors.Is(err, bucket.ErrInvalidOption) },
+		func(ctx context.Context) (err error) {
+			parked, err = bucket.Open(ctx, n.js, payments.ParkedBucket,
+				bucket.WithDescription(payments.ParkedDescription), bucket.WithReplicas(cfg.StreamReplicas))
+			return err
+		})
 	if err != nil {
 		return role{}, fmt.Errorf("payments: %w", err)
 	}

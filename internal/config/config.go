@@ -104,7 +104,7 @@ type Config struct {
 	NATSSync string `env:"NATS_SYNC" envDefault:"interval" help:"embedded server's fsync policy: interval or always"`
 	// StreamReplicas is the ORDERS stream's replica count (1 embedded, 3 in
 	// a cluster).
-	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1" help:"replicas of the ORDERS stream (3 in a cluster)"`
+	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1" help:"replicas of the ORDERS stream and of the ORDERS_KEYS and PAYMENTS_PARKED buckets and the DEADLINES stream (3 in a cluster); each start brings existing ones to this count"`
 	// DuplicateWindow is how long the server remembers request ids as
 	// message ids. Retries are also recognised from the order's history
 	// beyond it; a CreateOrder without an order id derives the id from its

@@ -12,20 +12,30 @@
 // buffered and sent once connected. Callers that must not go on without NATS
 // bound the wait themselves with WaitConnected. Configuration mistakes are
 // not retried: a missing or malformed credentials, nkey, certificate or CA
-// file fails Connect at once with an error naming the variable, and a server
-// that rejects the credentials twice in a row closes the connection (the
-// nats.go default), which WaitConnected reports. Other failures, such as a
-// TLS handshake the server refuses, are retried like an outage; the error
-// WaitConnected returns when its deadline passes carries the last of them.
+// file fails Connect at once with an error naming the variable, and a
+// connection whose credentials the servers reject twice before it ever
+// connected is closed, which WaitConnected reports with the rejection.
+// Other failures, such as a TLS handshake the server refuses, are retried
+// like an outage; the error WaitConnected returns when its deadline passes
+// carries the last of them.
 //
 // # Reconnecting
 //
-// Reconnects never stop (nats.MaxReconnects(-1)). After each full pass over
-// the server list the client waits with capped exponential backoff,
-// ReconnectWait doubling up to MaxReconnectWait, with "equal jitter" (a
-// random half of the delay) so that a fleet disconnected together does not
-// return together. The backoff restarts from ReconnectWait after every
-// successful reconnect.
+// Reconnects never stop (nats.MaxReconnects(-1)), not even when servers
+// reject the credentials of a connection that was up: by default nats.go
+// closes it for good once a server rejects it twice in a row, and the
+// process would then stay up and unready until restarted. A restarting
+// server may refuse credentials it accepts a moment later (its accounts not
+// loaded yet, a configuration rolled out in steps), so once connected a
+// rejection is retried like an outage (nats.IgnoreAuthErrorAbort); only
+// before the first connection does it mean a configuration mistake (see
+// above).
+//
+// After each full pass over the server list the client waits with capped
+// exponential backoff, ReconnectWait doubling up to MaxReconnectWait, with
+// "equal jitter" (a random half of the delay) so that a fleet disconnected
+// together does not return together. The backoff restarts from
+// ReconnectWait after every successful reconnect.
 //
 // # Logging
 //
@@ -34,8 +44,9 @@
 // errors such as slow consumers or permission violations. Failed attempts
 // while reconnecting are logged at warn level only for the first failure of
 // an outage and at debug level afterwards, so a long outage does not flood
-// the log. Handlers of the same kinds passed in extra run after the logging
-// ones instead of replacing them.
+// the log; so are the servers' rejections of the credentials, which also
+// arrive as asynchronous errors. Handlers of the same kinds passed in extra
+// run after the logging ones instead of replacing them.
 package natsconn
 
 import (
@@ -44,9 +55,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
@@ -149,6 +163,7 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
+		nats.IgnoreAuthErrorAbort(),
 		nats.RetryOnFailedConnect(true),
 		nats.CustomReconnectDelay(reconnectDelay(wait, maxWait)),
 	}
@@ -252,15 +267,27 @@ func reconnectDelay(wait, maxWait time.Duration) nats.ReconnectDelayHandler {
 	return backoff.Policy{Base: wait, Cap: maxWait, Jitter: backoff.Equal}.Delay
 }
 
+// startupRejections is how many times the servers may reject the
+// credentials of a connection that never connected before it is closed:
+// twice, as nats.go's own abort, so that a credentials file caught being
+// rewritten gets a second read.
+const startupRejections = 2
+
 // handlers log the connection's state changes and then call the caller's
-// handlers of the same kind, if any.
+// handlers of the same kind, if any. They also close a connection whose
+// credentials are rejected before it first connected (startupRejections).
 func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
 	// failing is set by the first failed attempt of an outage and cleared
 	// when connected, so only that first failure is logged as a warning.
 	var failing atomic.Bool
+	// connected is set by the first connection; rejected counts the
+	// rejections of the credentials before it.
+	var connected atomic.Bool
+	var rejected atomic.Int32
 	return []nats.Option{
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			failing.Store(false)
+			connected.Store(true)
 			log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 			if user.ConnectedCB != nil {
 				user.ConnectedCB(nc)
@@ -285,6 +312,12 @@ func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
 			if user.ReconnectErrCB != nil {
 				user.ReconnectErrCB(nc, err)
 			}
+			// With nats.IgnoreAuthErrorAbort the client would retry
+			// credentials that were never accepted forever; those are a
+			// configuration mistake, which start-up must report.
+			if !connected.Load() && isRejection(err) && rejected.Add(1) == startupRejections {
+				giveUp(nc, err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			failing.Store(false)
@@ -294,7 +327,7 @@ func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
 			}
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
-			if err := nc.LastError(); err != nil {
+			if err := closedBy(nc); err != nil {
 				log.Error("nats connection closed", "err", err)
 			} else {
 				log.Info("nats connection closed")
@@ -310,7 +343,11 @@ func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
 			}
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
-			if sub != nil {
+			// Every attempt a server rejects reports the rejection here
+			// too: during an outage it is one more failed attempt.
+			if sub == nil && isRejection(err) && failing.Load() {
+				log.Debug("nats async error", "err", err)
+			} else if sub != nil {
 				log.Warn("nats async error", "err", err, "subject", sub.Subject)
 			} else {
 				log.Warn("nats async error", "err", err)
@@ -320,6 +357,52 @@ func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
 			}
 		}),
 	}
+}
+
+// isRejection reports whether err is a server's rejection of the
+// credentials: one of the errors nats.go counts towards its abort
+// (nats.IgnoreAuthErrorAbort), as a sentinel or as the server's -ERR text.
+func isRejection(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, sentinel := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired} {
+		if errors.Is(err, sentinel) {
+			return true
+		}
+	}
+	msg := strings.ToLower(strings.TrimPrefix(err.Error(), "nats: "))
+	for _, prefix := range []string{nats.AUTHORIZATION_ERR, nats.AUTHENTICATION_EXPIRED_ERR, nats.AUTHENTICATION_REVOKED_ERR, nats.ACCOUNT_AUTHENTICATION_EXPIRED_ERR} {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// rejections holds why giveUp closed a connection, for WaitConnected and
+// the closed handler: Close leaves no error on the connection, and a
+// failed attempt at another server may already have replaced the rejection
+// as its last error. The keys are weak, and an entry goes with its
+// connection.
+var rejections sync.Map // weak.Pointer[nats.Conn] → error
+
+// giveUp closes nc, whose credentials the servers rejected with err before
+// it ever connected.
+func giveUp(nc *nats.Conn, err error) {
+	key := weak.Make(nc)
+	rejections.Store(key, err)
+	runtime.AddCleanup(nc, func(key weak.Pointer[nats.Conn]) { rejections.Delete(key) }, key)
+	nc.Close()
+}
+
+// closedBy returns why nc closed: the rejection it was given up for, or
+// its last error.
+func closedBy(nc *nats.Conn) error {
+	if err, ok := rejections.Load(weak.Make(nc)); ok {
+		return err.(error)
+	}
+	return nc.LastError()
 }
 
 // WaitConnected blocks until nc is connected, ctx is done, or the connection
@@ -337,7 +420,7 @@ func WaitConnected(ctx context.Context, nc *nats.Conn) error {
 		case nats.CONNECTED:
 			return nil
 		case nats.CLOSED:
-			if err := nc.LastError(); err != nil {
+			if err := closedBy(nc); err != nil {
 				// Both are wrapped: callers test for a closed connection,
 				// and the last error says why it closed.
 				return fmt.Errorf("NATS_URL: %w: %w", nats.ErrConnectionClosed, err)

@@ -86,20 +86,29 @@ func TestUserPassword(t *testing.T) {
 		t.Fatalf("JetStream through the connection: %v", err)
 	}
 
-	t.Run("wrong password closes the connection", func(t *testing.T) {
-		nc, err := natsconn.Connect(natsconn.Options{URLs: ns.ClientURL(), User: "orders", Password: "wrong", ReconnectWait: time.Millisecond},
-			slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err = natsconn.WaitConnected(ctx, nc)
-		if !errors.Is(err, nats.ErrAuthorization) && (err == nil || !strings.Contains(err.Error(), "uthorization")) {
-			t.Fatalf("got %v, want an authorization error", err)
-		}
-	})
+	// Credentials never accepted are a configuration mistake: the
+	// connection closes rather than retrying them, and WaitConnected says
+	// why before its deadline, even when an attempt at a server that is
+	// down came after the rejection.
+	for name, urls := range map[string]string{
+		"wrong password closes the connection":                   ns.ClientURL(),
+		"wrong password closes the connection beside a dead URL": ns.ClientURL() + fmt.Sprintf(",nats://127.0.0.1:%d", freePort(t)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			nc, err := natsconn.Connect(natsconn.Options{URLs: urls, User: "orders", Password: "wrong", ReconnectWait: time.Millisecond},
+				slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			err = natsconn.WaitConnected(ctx, nc)
+			if !errors.Is(err, nats.ErrConnectionClosed) || !errors.Is(err, nats.ErrAuthorization) {
+				t.Fatalf("got %v, want the connection closed by an authorization error", err)
+			}
+		})
+	}
 }
 
 func TestNKey(t *testing.T) {
@@ -302,6 +311,84 @@ func TestConnectBeforeServerStarts(t *testing.T) {
 		if got != want {
 			t.Errorf("%q logged %d times, want %d", line, got, want)
 		}
+	}
+}
+
+// A connection that was up does not end for good when a restarting server
+// refuses its credentials for a while (its accounts not loaded yet, a
+// configuration rolled out in steps): nats.go's default closes it after two
+// rejections, which left ordersd up and unready until restarted. Each
+// rejection is a failed attempt of the outage, warned about once.
+func TestReconnectSurvivesRejectedCredentials(t *testing.T) {
+	port := freePort(t)
+	storeDir := t.TempDir()
+	withPassword := func(pw string) func(*server.Options) {
+		return func(o *server.Options) {
+			o.Port, o.JetStream, o.StoreDir, o.Username, o.Password = port, true, storeDir, "orders", pw
+		}
+	}
+	ns := natstest.StartServer(t, withPassword("s3cret"))
+
+	rejected := make(chan struct{}, 100)
+	closed := make(chan struct{}, 1)
+	rec := &logRecorder{}
+	nc, err := natsconn.Connect(
+		natsconn.Options{URLs: fmt.Sprintf("nats://127.0.0.1:%d", port), User: "orders", Password: "s3cret",
+			ReconnectWait: time.Millisecond, MaxReconnectWait: 5 * time.Millisecond},
+		slog.New(rec),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if errors.Is(err, nats.ErrAuthorization) {
+				select {
+				case rejected <- struct{}{}:
+				default:
+				}
+			}
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { closed <- struct{}{} }),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := natsconn.WaitConnected(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	ns = natstest.StartServer(t, withPassword("other"))
+	for i := range 5 {
+		select {
+		case <-rejected:
+		case <-closed:
+			t.Fatalf("the connection closed for good after %d rejection(s): %v", i, nc.LastError())
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d rejection(s), want 5", i)
+		}
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	natstest.StartServer(t, withPassword("s3cret"))
+	if err := natsconn.WaitConnected(ctx, nc); err != nil {
+		t.Fatalf("once the server takes the credentials again: %v", err)
+	}
+	roundTrip(t, nc)
+
+	for line, want := range map[string]int{
+		"WARN nats unreachable, retrying": 1, // one outage
+		"INFO nats reconnected":           1,
+		"ERROR nats connection closed":    0,
+	} {
+		if got := rec.count(line); got != want {
+			t.Errorf("%q logged %d times, want %d", line, got, want)
+		}
+	}
+	// The rejections are errors the server sends too; one may be warned
+	// about, if the outage began with it, the rest are at debug level.
+	if got := rec.count("WARN nats async error"); got > 1 {
+		t.Errorf("%q logged %d times for one outage, want at most once", "WARN nats async error", got)
 	}
 }
 
