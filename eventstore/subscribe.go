@@ -13,8 +13,10 @@ import (
 )
 
 // ErrSubscriptionLost reports that a subscription's durable consumer was
-// deleted (by an operator, say) while it was being consumed. Subscribing
-// again recreates it; the events not acknowledged yet are delivered again.
+// deleted (by an operator, say) while it was being consumed, or changed
+// under it so that the server refuses its pulls (a subscriber under the
+// same name with another pinned group). Subscribing again recreates or
+// updates it; the events not acknowledged yet are delivered again.
 var ErrSubscriptionLost = errors.New("eventstore: subscription lost")
 
 // Defaults of the subscribe options.
@@ -23,6 +25,9 @@ const (
 	DefaultMaxPending = 1000             // WithMaxPending
 	DefaultPullExpiry = 5 * time.Second  // WithPullExpiry
 )
+
+// minPullExpiry is the shortest pull the NATS client takes.
+const minPullExpiry = time.Second
 
 // Acknowledger settles one delivery of a durable subscription. Until it is
 // settled the server holds the delivery for its subscriber, and delivers it
@@ -133,7 +138,10 @@ func WithWorkers(n int) SubscribeOption {
 // WithPinnedGroup makes the subscription one pinned priority group across
 // the processes subscribing under the same name: the server delivers to
 // one of them at a time, and to another when that one stops pulling for
-// ttl.
+// ttl. A subscriber keeps pulling while its handlers are busy (what it is
+// delivered meanwhile waits for a worker), so the group moves only when it
+// stops, is cut off from the server or another takes over (WithTakeOver),
+// never because one job runs long.
 func WithPinnedGroup(group string, ttl time.Duration) SubscribeOption {
 	return func(c *SubscribeConfig) error {
 		if err := checkName("group", group); err != nil {
@@ -158,11 +166,13 @@ func WithTakeOver() SubscribeOption {
 
 // WithPullExpiry sets how long one pull waits for deliveries (default 5 s).
 // A pinned subscription pulls at least this often, which keeps its pin
-// alive: keep it below the pinned TTL. At least 100 ms.
+// alive: keep it below the pinned TTL. At least 1 s: the NATS client
+// refuses a shorter pull, so a shorter expiry is refused here rather than
+// by every Subscribe.
 func WithPullExpiry(d time.Duration) SubscribeOption {
 	return func(c *SubscribeConfig) error {
-		if d < 100*time.Millisecond {
-			return fmt.Errorf("eventstore: pull expiry %v below 100ms", d)
+		if d < minPullExpiry {
+			return fmt.Errorf("eventstore: pull expiry %v below %v", d, minPullExpiry)
 		}
 		c.PullExpiry = d
 		return nil
@@ -194,8 +204,10 @@ func checkName(what, name string) error {
 // from the beginning of the log is delivered until it is settled (see
 // Acknowledger), and a subscriber that stops, crashes or hands a delivery
 // back gets it again (Delivery.NumDelivered counts). Deliveries are
-// handed to handle on the WithWorkers goroutines; one that arrives after ctx
-// ended is handed back at once. Subscribe returns only after every handle
+// handed to handle on the WithWorkers goroutines, in log order; those that
+// arrive while every worker is busy wait for one (up to WithMaxPending),
+// and those still waiting when Subscribe returns, or that arrive after ctx
+// ended, are handed back at once. Subscribe returns only after every handle
 // call has returned.
 //
 // Subscribers under one name share the subscription: each event goes to
@@ -207,8 +219,12 @@ func checkName(what, name string) error {
 // and skipped: nothing can act on them.
 //
 // It returns the error of an invalid option; ErrUnavailable when JetStream
-// cannot be reached to set the subscription up; ErrSubscriptionLost when
-// its consumer is deleted while it runs. The caller subscribes again.
+// cannot be reached to set the subscription up, or the connection closes
+// for good while it runs; ErrSubscriptionLost when its consumer is deleted
+// or changed under it while it runs (one deleted while the subscriber was
+// disconnected is noticed once it reconnects). While the connection is
+// merely down, Subscribe waits for it. The caller subscribes again on any
+// error but an invalid option.
 func (s *Store) Subscribe(ctx context.Context, name string, handle func(Delivery), opts ...SubscribeOption) error {
 	cfg, err := NewSubscribeConfig(opts...)
 	if err != nil {

@@ -70,7 +70,9 @@ func (s *Stream) Read(ctx context.Context, filters ...string) ([][]byte, error) 
 // is delivered until it is settled, handed to handle on the WithWorkers
 // goroutines, and Subscribe returns once every handle call has. It returns
 // the error of an invalid option, eventstore.ErrSubscriptionLost when the
-// consumer is deleted while it runs, or the server's error setting it up.
+// consumer is deleted or changed under it while it runs, the server's
+// error setting it up, or the client's when it stops consuming on its own
+// (the connection closed for good). The caller subscribes again.
 func (s *Stream) Subscribe(ctx context.Context, name, filter string, handle func(Msg), opts ...eventstore.SubscribeOption) error {
 	if err := s.under(filter); err != nil {
 		return err

@@ -12,9 +12,9 @@
 // kept for the fired TTL (default a day).
 //
 // Errors: methods given a subject outside the root return ErrSubject; a
-// subscription whose consumer is deleted while it runs ends with
-// eventstore.ErrSubscriptionLost; other errors wrap the NATS error, prefixed
-// by the operation.
+// subscription whose consumer is deleted or changed under it while it runs
+// ends with eventstore.ErrSubscriptionLost; other errors wrap the NATS
+// error, prefixed by the operation.
 package schedule
 
 import (

@@ -11,12 +11,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ErrLost reports that the consumer was deleted or vanished while it was
-// being consumed.
+// being consumed, or was changed under its subscriber so that the server
+// refuses the subscriber's pulls (400 Bad Request: another subscriber under
+// the same name set another priority group). Consuming again recreates or
+// updates it.
 var ErrLost = errors.New("consumer lost")
+
+// ErrStopped reports that the client stopped consuming on its own while ctx
+// was live, for a reason other than a lost consumer: its connection closed
+// for good, say (the error then wraps the client's connection-closed
+// error). Nothing is delivered any more, so Consume returns rather than
+// leave its caller waiting.
+var ErrStopped = errors.New("consume stopped")
 
 // Config describes one durable consumer and how it is consumed.
 type Config struct {
@@ -64,10 +75,11 @@ func (c Config) consumer() jetstream.ConsumerConfig {
 
 // Consume creates (or updates) the consumer cfg describes and hands its
 // messages to handle on cfg.Workers goroutines until ctx ends (it then
-// returns nil) or the consumer is lost (ErrLost). A message that arrives
-// while every worker is busy waits for one; one that arrives after ctx ended
-// is handed back at once with a negative acknowledgement. Consume returns
-// only after every handler has returned.
+// returns nil), the consumer is lost (ErrLost) or the client stops
+// consuming (ErrStopped). Messages wait in a buffer for a free worker, taken
+// in the order they came; those still waiting when Consume stops, and any
+// that arrives after ctx ended, are handed back at once with a negative
+// acknowledgement. Consume returns only after every handler has returned.
 //
 // With a pinned group and TakeOver, Consume unpins the group when it starts
 // (a crashed holder's pin would otherwise hold it for PinnedTTL with nobody
@@ -80,27 +92,39 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 	if cfg.Group != "" && cfg.TakeOver {
 		unpin(ctx, js, cfg)
 	}
-	// msgs is never closed: the client may still run the delivery
-	// callback once the consume context reports itself closed (seen when
-	// the connection closes under it), and a send on a closed channel
-	// panics. quit tells the workers and any late callback instead.
-	msgs, quit := make(chan jetstream.Msg), make(chan struct{})
+	buf := newBuffer(ctx, cfg.MaxPending)
+	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	for range max(cfg.Workers, 1) {
 		wg.Go(func() {
 			for {
+				// Once ctx ends or consuming stops, what is still
+				// buffered is handed back rather than started.
 				select {
-				case msg := <-msgs:
+				case <-ctx.Done():
+					return
+				case <-quit:
+					return
+				default:
+				}
+				select {
+				case msg := <-buf.msgs:
 					handle(msg)
+				case <-ctx.Done():
+					return
 				case <-quit:
 					return
 				}
 			}
 		})
 	}
-	err = run(ctx, cons, cfg, msgs, quit)
+	err = run(ctx, cons, cfg, buf.put)
 	close(quit)
 	wg.Wait()
+	// Handed back only now that no handler runs: a standby that gets them
+	// at once never handles a later message while this one still handles
+	// an earlier.
+	buf.close()
 	if err != nil || ctx.Err() == nil {
 		return err
 	}
@@ -112,47 +136,177 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 	return nil
 }
 
-// run pulls from cons into msgs until ctx ends or the consumer is lost; a
-// delivery that comes after quit is closed is handed back.
-func run(ctx context.Context, cons jetstream.Consumer, cfg Config, msgs chan<- jetstream.Msg, quit <-chan struct{}) error {
-	failed := make(chan error, 1)
+// buffer holds the messages delivered and not yet taken by a worker.
+//
+// The client's delivery callback must never block: the client renews its
+// pulls only after the callback returns, so a callback blocked while every
+// worker is busy stops the pulls, and with them the pinned group's pin,
+// which the server then moves to a standby after PinnedTTL; two
+// subscribers would run at once, out of log order. The server hands out at
+// most MaxPending unacknowledged messages, so a buffer that large takes
+// every delivery without blocking. One worker taking from it in order keeps
+// the log order.
+type buffer struct {
+	ctx  context.Context
+	msgs chan jetstream.Msg
+	// mu orders put against close, so that nothing is buffered after
+	// close has handed the buffer back: the client may still run the
+	// delivery callback once the consume context reports itself closed
+	// (seen when the connection closes under it).
+	mu     sync.Mutex
+	closed bool
+}
+
+func newBuffer(ctx context.Context, maxPending int) *buffer {
+	return &buffer{ctx: ctx, msgs: make(chan jetstream.Msg, max(maxPending, 1))}
+}
+
+// put is the delivery callback.
+func (b *buffer) put(msg jetstream.Msg) {
+	b.mu.Lock()
+	if b.closed || b.ctx.Err() != nil {
+		b.mu.Unlock()
+		_ = msg.Nak() // hand it back now rather than after AckWait
+		return
+	}
+	select {
+	case b.msgs <- msg:
+	default:
+		// Full: the server delivered more than MaxPending, which only a
+		// redelivery of a message still buffered (its AckWait ran out
+		// while it waited), or the consumer updated to a larger
+		// MaxPending by another subscriber, does. Left unsettled, the
+		// message is delivered again after AckWait; blocking would stop
+		// the pulls.
+	}
+	b.mu.Unlock()
+}
+
+// close refuses later deliveries and hands back those still buffered.
+func (b *buffer) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	for {
+		select {
+		case msg := <-b.msgs:
+			_ = msg.Nak()
+		default:
+			return
+		}
+	}
+}
+
+// infoTimeout bounds the check that the consumer still exists.
+const infoTimeout = 5 * time.Second
+
+// run pulls from cons into deliver until ctx ends (nil), the consumer is
+// lost (ErrLost) or the client stops consuming (ErrStopped).
+//
+// The server tells a waiting pull that its consumer was deleted, but none
+// may wait (the client was disconnected, or between two pulls): later pulls
+// then find no responder, and the client, which reports that and the
+// missed heartbeats that follow, keeps pulling for ever. run asks the
+// server whether the consumer still exists when it hears of either, rather
+// than wait for deliveries that will never come.
+func run(ctx context.Context, cons jetstream.Consumer, cfg Config, deliver func(jetstream.Msg)) error {
+	lost := make(chan error, 1)     // the server said the consumer is gone
+	check := make(chan struct{}, 1) // pulls go unanswered: is it still there?
+	closed := make(chan error, 1)   // the connection closed for good
+	notify := func(ch chan error, err error) {
+		select {
+		case ch <- err:
+		default:
+		}
+	}
 	opts := []jetstream.PullConsumeOpt{
 		jetstream.PullMaxMessages(cfg.batch()),
 		jetstream.PullExpiry(cfg.PullExpiry), jetstream.PullHeartbeat(cfg.heartbeat()),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			// This runs on the client's goroutines, which must not
+			// wait for the server: run asks it.
+			switch {
+			case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
+				errors.Is(err, jetstream.ErrBadRequest):
+				notify(lost, err)
+			case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoHeartbeat):
 				select {
-				case failed <- err:
+				case check <- struct{}{}:
 				default:
 				}
+			case errors.Is(err, jetstream.ErrConnectionClosed):
+				notify(closed, err)
 			}
 		}),
 	}
 	if cfg.Group != "" {
 		opts = append(opts, jetstream.PullPriorityGroup(cfg.Group))
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		select {
-		case msgs <- msg: // blocks while every worker is busy
-		case <-ctx.Done():
-			_ = msg.Nak() // hand it back now rather than after AckWait
-		case <-quit:
-			_ = msg.Nak()
-		}
-	}, opts...)
+	cc, err := cons.Consume(deliver, opts...)
 	if err != nil {
 		return err
 	}
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}
-	select {
-	case <-ctx.Done():
-	case err = <-failed:
-		err = fmt.Errorf("%w: %w", ErrLost, err)
+	// The client ends the consume context itself on a terminal error
+	// (consumer deleted, 400 Bad Request, connection closed): nothing more
+	// is delivered then.
+	stopped := cc.Closed()
+	for err == nil && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case e := <-lost:
+			err = fmt.Errorf("%w: %w", ErrLost, e)
+		case <-stopped:
+			if ctx.Err() == nil {
+				err = why(ctx, cons, lost, closed)
+			}
+		case <-check:
+			// The server cannot say: the client keeps pulling, and the
+			// next unanswered pull asks again.
+			if e := lookup(ctx, cons); errors.Is(e, ErrLost) {
+				err = e
+			}
+		}
 	}
 	cc.Stop()
 	<-cc.Closed()
+	return err
+}
+
+// why tells why the client stopped consuming. Its error handler reports a
+// lost consumer before it stops, but a closed connection may stop it first:
+// failing a report, the server is asked, and the error of asking (the
+// connection closed) is the cause.
+func why(ctx context.Context, cons jetstream.Consumer, lost, closed <-chan error) error {
+	select {
+	case err := <-lost:
+		return fmt.Errorf("%w: %w", ErrLost, err)
+	case err := <-closed:
+		return fmt.Errorf("%w: %w", ErrStopped, err)
+	default:
+	}
+	switch err := lookup(ctx, cons); {
+	case err == nil:
+		return ErrStopped
+	case errors.Is(err, ErrLost):
+		return err
+	default:
+		return fmt.Errorf("%w: %w", ErrStopped, err)
+	}
+}
+
+// lookup asks the server for cons: nil when it is there, ErrLost when it
+// is gone, and otherwise the error of asking (unreachable, electing a
+// leader), when the server cannot say.
+func lookup(ctx context.Context, cons jetstream.Consumer) error {
+	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
+	defer cancel()
+	_, err := cons.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("%w: %w", ErrLost, err)
+	}
 	return err
 }
 

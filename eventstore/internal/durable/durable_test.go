@@ -2,8 +2,10 @@ package durable
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -20,16 +22,33 @@ func (f fakeJS) CreateOrUpdateConsumer(context.Context, string, jetstream.Consum
 }
 
 // fakeConsumer keeps the delivery callback Consume is given, so the test
-// can call it when the client would.
+// can call it when the client would. With consuming set, the consume
+// context runs until stopped and consuming is closed once deliver is set;
+// without, it has already closed.
 type fakeConsumer struct {
 	jetstream.Consumer
-	deliver jetstream.MessageHandler
+	deliver   jetstream.MessageHandler
+	consuming chan struct{}
 }
 
 func (c *fakeConsumer) Consume(h jetstream.MessageHandler, _ ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
 	c.deliver = h
-	return stopped{}, nil
+	if c.consuming == nil {
+		return stopped{}, nil
+	}
+	close(c.consuming)
+	return &running{done: make(chan struct{})}, nil
 }
+
+// running is a consume context that runs until stopped.
+type running struct {
+	jetstream.ConsumeContext
+	once sync.Once
+	done chan struct{}
+}
+
+func (r *running) Stop()                   { r.once.Do(func() { close(r.done) }) }
+func (r *running) Closed() <-chan struct{} { return r.done }
 
 // stopped is a consume context that has already closed.
 type stopped struct{ jetstream.ConsumeContext }
@@ -66,5 +85,53 @@ func TestDeliveryAfterStopIsHandedBack(t *testing.T) {
 	}
 	if naks.Load() != 50 || handled != 0 {
 		t.Fatalf("%d of 50 late deliveries handed back, %d handled", naks.Load(), handled)
+	}
+}
+
+// The client renews its pulls only after the delivery callback returns, so
+// a callback that waited for a busy worker would stop the pulls, and a
+// pinned subscriber would lose its pin while it still works. Deliveries
+// wait in a buffer instead, up to MaxPending (the server's bound), and
+// those still there when Consume stops are handed back; one beyond it (a
+// redelivery of one still buffered) is left for the server to deliver
+// again after AckWait.
+func TestDeliveryNeverWaitsForAWorker(t *testing.T) {
+	cons := &fakeConsumer{consuming: make(chan struct{})}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	busy, release := make(chan struct{}), make(chan struct{})
+	var handled atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- Consume(ctx, fakeJS{cons: cons}, Config{Stream: "S", Name: "n", Workers: 1, MaxPending: 3}, func(jetstream.Msg) {
+			if handled.Add(1) == 1 {
+				close(busy)
+				<-release
+			}
+		})
+	}()
+	<-cons.consuming
+	var naks atomic.Int64
+	cons.deliver(nakMsg{naks: &naks})
+	<-busy
+	delivered := make(chan struct{})
+	go func() {
+		for range 4 { // 3 fill the buffer, the 4th is beyond MaxPending
+			cons.deliver(nakMsg{naks: &naks})
+		}
+		close(delivered)
+	}()
+	select {
+	case <-delivered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delivery callback is still waiting for the busy worker")
+	}
+	cancel()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if handled.Load() != 1 || naks.Load() != 3 {
+		t.Fatalf("%d handled and %d handed back, want the 1 being handled and the 3 buffered", handled.Load(), naks.Load())
 	}
 }
