@@ -47,6 +47,12 @@
 // the log; so are the servers' rejections of the credentials, which also
 // arrive as asynchronous errors. Handlers of the same kinds passed in extra
 // run after the logging ones instead of replacing them.
+//
+// Server URLs reach log lines and errors only through Redact, since they may
+// carry credentials in more forms than url.URL.Redacted masks (see Redact).
+// For the same reason Connect parses the URLs itself before nats.go does: a
+// malformed URL is then reported masked, where url.Parse's error would
+// quote it whole.
 package natsconn
 
 import (
@@ -54,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -136,7 +143,7 @@ func Connect(o Options, log *slog.Logger, extra ...nats.Option) (*nats.Conn, err
 	opts = append(opts, handlers(log, &user)...)
 	nc, err := nats.Connect(o.URLs, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("NATS_URL: connect to %s: %w", Redact(o.URLs), err)
+		return nil, fmt.Errorf("NATS_URL: connect to %s: %w", Redact(o.URLs), redactErr(err))
 	}
 	return nc, nil
 }
@@ -146,6 +153,9 @@ func Connect(o Options, log *slog.Logger, extra ...nats.Option) (*nats.Conn, err
 func (o Options) natsOptions() ([]nats.Option, error) {
 	if strings.TrimSpace(o.URLs) == "" {
 		return nil, errors.New("NATS_URL: no server URL")
+	}
+	if err := checkURLs(o.URLs); err != nil {
+		return nil, err
 	}
 	name := o.Name
 	if name == "" {
@@ -288,7 +298,7 @@ func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			failing.Store(false)
 			connected.Store(true)
-			log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+			log.Info("nats connected", "url", connectedURL(nc), "server", nc.ConnectedServerName())
 			if user.ConnectedCB != nil {
 				user.ConnectedCB(nc)
 			}
@@ -321,7 +331,7 @@ func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			failing.Store(false)
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+			log.Info("nats reconnected", "url", connectedURL(nc), "server", nc.ConnectedServerName())
 			if user.ReconnectedCB != nil {
 				user.ReconnectedCB(nc)
 			}
@@ -438,16 +448,106 @@ func WaitConnected(ctx context.Context, nc *nats.Conn) error {
 	}
 }
 
-// Redact replaces the user information in comma-separated URLs with "***",
-// so they can be logged.
+// Redact masks the user information (user and password, or token) of
+// each URL in a comma-separated list, so the list can be logged or put in
+// an error. It does not rely on the URLs being well formed, since it also
+// shows the ones url.Parse rejects:
+//
+//   - nats.go dials an entry without a scheme as nats://entry, so
+//     "user:pass@host:4222" carries credentials as much as
+//     "nats://user:pass@host:4222" does;
+//   - a token ("nats://token@host") is user information too, which Go's
+//     url.URL.Redacted leaves in place as it masks only passwords;
+//   - everything up to the last '@' is masked, where url.Parse splits the
+//     user information from the host, so that a password holding an '@',
+//     or a '/' or '#' that url.Parse would choke on, is masked whole.
+//
+// Entries are trimmed of spaces, as nats.go trims them.
 func Redact(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
-		scheme := strings.Index(p, "://")
-		at := strings.LastIndex(p, "@")
-		if scheme >= 0 && at > scheme {
-			parts[i] = p[:scheme+3] + "***@" + p[at+1:]
-		}
+		parts[i] = redactURL(strings.TrimSpace(p))
 	}
 	return strings.Join(parts, ",")
+}
+
+// redactURL masks the user information of one URL; see Redact.
+func redactURL(u string) string {
+	at := strings.LastIndex(u, "@")
+	if at < 0 {
+		return u
+	}
+	// What precedes "://" is kept only if it is a scheme: in
+	// "user:pa://ss@host" it is part of the credentials.
+	start := 0
+	if i := strings.Index(u, "://"); i >= 0 && i < at && isScheme(u[:i]) {
+		start = i + len("://")
+	}
+	return u[:start] + "***@" + u[at+1:]
+}
+
+// isScheme reports whether s is a URL scheme (RFC 3986, section 3.1):
+// a letter, then letters, digits, '+', '-' or '.'.
+func isScheme(s string) bool {
+	for i, c := range s {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// checkURLs parses each URL as nats.go will, so that a malformed one is
+// reported here, masked: the error url.Parse returns quotes the whole URL,
+// password included, and a malformed password may even show in the reason
+// ("invalid port" after the part of it that preceded a '/'). The reason
+// given is therefore that of the masked URL, which holds no credentials;
+// when only the original fails to parse, the fault is in the credentials,
+// and the reason is said without them.
+func checkURLs(urls string) error {
+	for _, u := range strings.Split(urls, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if _, err := parseURL(u); err == nil {
+			continue
+		}
+		shown := redactURL(u)
+		var uerr *url.Error
+		if _, err := parseURL(shown); errors.As(err, &uerr) {
+			return fmt.Errorf("NATS_URL: %s: %w", shown, uerr.Err)
+		}
+		return fmt.Errorf("NATS_URL: %s: the user name, password or token is not valid in a URL (percent-encode a '/', '?', '#' or '%%' in it)", shown)
+	}
+	return nil
+}
+
+// parseURL parses a server URL the way nats.go does, with "nats://"
+// added when there is no scheme.
+func parseURL(u string) (*url.URL, error) {
+	if !strings.Contains(u, "://") {
+		u = "nats://" + u
+	}
+	return url.Parse(u)
+}
+
+// redactErr masks the URL a *url.Error quotes. checkURLs leaves nats.go no
+// URL to reject, but should nats.go come to parse differently, its error
+// still must not carry credentials.
+func redactErr(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		uerr.URL = Redact(uerr.URL)
+	}
+	return err
+}
+
+// connectedURL is the URL nc is connected to, masked; "" while it is not
+// connected.
+func connectedURL(nc *nats.Conn) string {
+	return Redact(nc.ConnectedUrl())
 }

@@ -438,6 +438,20 @@ func TestConfigurationErrors(t *testing.T) {
 	}()
 	missing := filepath.Join(dir, "missing")
 	url := "nats://127.0.0.1:4222"
+	// The errors name the files, never what is in them.
+	var seeds []string
+	for _, f := range []string{accountSeed, expiredCreds, goodCreds} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := nkeys.ParseDecoratedNKey(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := kp.Seed()
+		seeds = append(seeds, string(seed))
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -471,6 +485,11 @@ func TestConfigurationErrors(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
 			}
+			for _, seed := range seeds {
+				if strings.Contains(err.Error(), seed) {
+					t.Errorf("error %q shows an nkey seed", err)
+				}
+			}
 		})
 	}
 }
@@ -492,9 +511,123 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestRedact(t *testing.T) {
-	got := natsconn.Redact("nats://u:p@a:4222,nats://b:4222,tls://tok@c:4222")
-	if want := "nats://***@a:4222,nats://b:4222,tls://***@c:4222"; got != want {
-		t.Fatalf("got %q, want %q", got, want)
+	for urls, want := range map[string]string{
+		"nats://u:p@a:4222,nats://b:4222,tls://tok@c:4222": "nats://***@a:4222,nats://b:4222,tls://***@c:4222",
+		// nats.go dials an entry without a scheme as nats://entry.
+		"u:p@a:4222":                  "***@a:4222",
+		"nats://a:4222, u:p@b:4222":   "nats://a:4222,***@b:4222",
+		"tok@a":                       "***@a",
+		"ws://a:4222":                 "ws://a:4222",
+		"":                            "",
+		"nats://u:p@ss@a:4222":        "nats://***@a:4222", // url.Parse splits at the last '@'
+		"nats://u:p/ss#x@a:4222":      "nats://***@a:4222", // url.Parse rejects it; masked still
+		"u:pa://ss@a:4222":            "***@a:4222",        // "u:pa" is no scheme
+		"  tls://u:p@a:4222  ,b:4222": "tls://***@a:4222,b:4222",
+	} {
+		if got := natsconn.Redact(urls); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", urls, got, want)
+		}
+	}
+}
+
+// lockedBuffer collects log output written from nats.go's callback
+// goroutine while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Credentials in NATS_URL reach neither a log line nor an error: not
+// without a scheme ("user:pass@host", which nats.go dials as
+// nats://user:pass@host), not as a token ("nats://token@host", which
+// url.URL.Redacted leaves in place), not in a URL url.Parse rejects, whose
+// error quotes it whole.
+func TestURLCredentialsAreNotShown(t *testing.T) {
+	const password, token = "s3cret-pw", "s3cret-token"
+	hostPort := func(ns *server.Server) string { return ns.Addr().String() }
+	userServer := natstest.StartServer(t, func(o *server.Options) { o.Username, o.Password = "alice", password })
+	tokenServer := natstest.StartServer(t, func(o *server.Options) { o.Authorization = token })
+	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+
+	var out lockedBuffer
+	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var shown []string // every error's text
+
+	for name, urls := range map[string]string{
+		"user and password without a scheme": "alice:" + password + "@" + hostPort(userServer),
+		"second URL of a list":               "nats://" + dead + ", alice:" + password + "@" + hostPort(userServer),
+		"token":                              "nats://" + token + "@" + hostPort(tokenServer),
+	} {
+		t.Run(name, func(t *testing.T) {
+			nc, err := natsconn.Connect(natsconn.Options{URLs: urls, ReconnectWait: time.Millisecond}, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			if err := natsconn.WaitConnected(ctx, nc); err != nil {
+				t.Fatal(err)
+			}
+			roundTrip(t, nc)
+		})
+	}
+
+	t.Run("unreachable", func(t *testing.T) {
+		nc, err := natsconn.Connect(natsconn.Options{URLs: "alice:" + password + "@" + dead, ReconnectWait: time.Millisecond}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		err = natsconn.WaitConnected(ctx, nc)
+		if err == nil {
+			t.Fatal("connected to a port nothing listens on")
+		}
+		shown = append(shown, err.Error())
+	})
+
+	for urls, want := range map[string]string{
+		"nats://alice:" + password + "@127.0.0.1:42x2":       "invalid port",
+		"alice:" + password + "@127.0.0.1:42x2":              "invalid port",
+		"nats://127.0.0.1:4222,alice:" + password + "@:42x2": "invalid port",
+		"nats://" + token + "@127.0.0.1:42x2":                "invalid port",
+		"nats://alice:" + password + "/x@127.0.0.1:4222":     "percent-encode", // url.Parse: invalid port ":s3cret-pw"
+		"nats://alice:" + password + "%zz@127.0.0.1:4222":    "percent-encode", // url.Parse: invalid URL escape
+		"nats://alice:" + password + "@127.0.0.1:4222/\x7f":  "invalid control character",
+	} {
+		_, err := natsconn.Connect(natsconn.Options{URLs: urls}, log)
+		if err == nil {
+			t.Errorf("Connect(%q) accepted", urls)
+			continue
+		}
+		if !strings.Contains(err.Error(), "NATS_URL") || !strings.Contains(err.Error(), want) {
+			t.Errorf("Connect(%q): %v, want a NATS_URL error saying %q", urls, err, want)
+		}
+		shown = append(shown, err.Error())
+	}
+
+	logged := out.String()
+	if !strings.Contains(logged, "nats connected") || !strings.Contains(logged, "nats unreachable") {
+		t.Fatalf("the log lacks the lines that show URLs:\n%s", logged)
+	}
+	for _, text := range append(shown, logged) {
+		if strings.Contains(text, "s3cret") {
+			t.Errorf("credentials shown:\n%s", text)
+		}
 	}
 }
 

@@ -4,12 +4,15 @@
 // Tracing is configured by the standard OTEL_* variables. With neither
 // OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set (or
 // with OTEL_TRACES_EXPORTER=none) no tracer provider is installed: spans are
-// the API's no-ops and cost next to nothing. OTEL_EXPORTER_OTLP_PROTOCOL
-// picks "grpc" (the default here, what Jaeger listens for on 4317) or
-// "http/protobuf"; OTEL_TRACES_SAMPLER and OTEL_SERVICE_NAME are read by the
-// SDK itself. The propagator is always W3C tracecontext + baggage, so trace
-// context crosses gRPC, HTTP and NATS headers even when this process does not
-// export.
+// the API's no-ops and cost next to nothing. OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+// else OTEL_EXPORTER_OTLP_PROTOCOL, picks "grpc" (the default here, what
+// Jaeger listens for on 4317) or "http/protobuf"; OTEL_TRACES_SAMPLER and
+// OTEL_RESOURCE_ATTRIBUTES are read by the SDK itself. The service name is
+// chosen as the OpenTelemetry specification orders it: OTEL_SERVICE_NAME,
+// else service.name in OTEL_RESOURCE_ATTRIBUTES, else the name the program
+// passes to Setup (in place of the SDK's "unknown_service"). The propagator
+// is always W3C tracecontext + baggage, so trace context crosses gRPC, HTTP
+// and NATS headers even when this process does not export.
 //
 // Metrics always exist: an OpenTelemetry meter provider feeding a
 // Prometheus registry, served by MetricsHandler on /metrics.
@@ -20,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
@@ -96,10 +100,10 @@ func WithEnv(getenv func(string) string) Option {
 }
 
 // Setup builds the providers and installs them as the globals, with the
-// tracecontext + baggage propagator. serviceName is used when
-// OTEL_SERVICE_NAME is unset. Call Shutdown to flush exports. It fails
-// with an error wrapping ErrInvalidOption when an option is invalid, before
-// installing anything.
+// tracecontext + baggage propagator. serviceName is used when neither
+// OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES names the service. Call
+// Shutdown to flush exports. It fails with an error wrapping
+// ErrInvalidOption when an option is invalid, before installing anything.
 func Setup(ctx context.Context, serviceName string, opts ...Option) (*Telemetry, error) {
 	s := setup{getenv: os.Getenv}
 	for _, o := range opts {
@@ -109,7 +113,7 @@ func Setup(ctx context.Context, serviceName string, opts ...Option) (*Telemetry,
 	}
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(serviceNameOr(s.getenv, serviceName))))
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(resolveServiceName(s.getenv, serviceName))))
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
@@ -158,9 +162,32 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func serviceNameOr(getenv func(string) string, def string) string {
-	if v := getenv("OTEL_SERVICE_NAME"); v != "" {
+// resolveServiceName returns the service name as the OpenTelemetry
+// specification orders its sources: OTEL_SERVICE_NAME, then service.name in
+// OTEL_RESOURCE_ATTRIBUTES, then def. Setup merges the result over the
+// SDK's default resource, so def must not win over the operator's
+// service.name there, as it did. The variables are read through getenv,
+// so that WithEnv decides the name entirely; OTEL_RESOURCE_ATTRIBUTES is
+// read as the SDK reads it (pairs split at ',' and '=', the key trimmed,
+// the value trimmed and percent-decoded, the last pair of a key winning).
+func resolveServiceName(getenv func(string) string, def string) string {
+	if v := strings.TrimSpace(getenv("OTEL_SERVICE_NAME")); v != "" {
 		return v
+	}
+	name := ""
+	for _, pair := range strings.Split(getenv("OTEL_RESOURCE_ATTRIBUTES"), ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || strings.TrimSpace(k) != string(semconv.ServiceNameKey) {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if u, err := url.PathUnescape(v); err == nil {
+			v = u
+		}
+		name = v
+	}
+	if name != "" {
+		return name
 	}
 	return def
 }
@@ -176,9 +203,13 @@ func exporterWanted(getenv func(string) string) bool {
 // headers, timeout and TLS settings from the OTEL_EXPORTER_OTLP_* variables
 // themselves.
 func newExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
-	proto := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	// The error names the variable the value came from: the operator who
+	// set the signal-specific one would look for the general one in vain.
+	protoVar := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+	proto := getenv(protoVar)
 	if proto == "" {
-		proto = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+		protoVar = "OTEL_EXPORTER_OTLP_PROTOCOL"
+		proto = getenv(protoVar)
 	}
 	switch proto {
 	case "", "grpc":
@@ -194,6 +225,6 @@ func newExporter(ctx context.Context, getenv func(string) string) (sdktrace.Span
 		}
 		return e, nil
 	default:
-		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not grpc or http/protobuf", proto)
+		return nil, fmt.Errorf("%s: %q is not grpc or http/protobuf", protoVar, proto)
 	}
 }

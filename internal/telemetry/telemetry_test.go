@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http/httptest"
 	"regexp"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/orderstream/orderstream/internal/telemetry/otlptest"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 )
 
 func TestOTLPExporterSendsSpans(t *testing.T) {
@@ -110,5 +112,88 @@ func TestMetricsHandlerServesPrometheusText(t *testing.T) {
 	_ = res.Body.Close()
 	if !regexp.MustCompile(`(?m)^orders_test_things_total(\{[^}]*\})? 3$`).Match(body) || !strings.Contains(string(body), "go_goroutines") {
 		t.Fatalf("metrics body lacks the counter or runtime metrics:\n%.2000s", body)
+	}
+}
+
+// envOf is an environment for WithEnv holding only vars.
+func envOf(vars map[string]string) telemetry.Option {
+	return telemetry.WithEnv(func(k string) string { return vars[k] })
+}
+
+// serviceName returns the service.name of the spans Setup's tracer
+// provider records, set up with opts.
+func serviceName(t *testing.T, opts ...telemetry.Option) string {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	tel, err := telemetry.Setup(t.Context(), "ordersd", append(opts, telemetry.WithSpanProcessor(rec))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	_, span := tel.Tracer.Tracer("t").Start(t.Context(), "s")
+	span.End()
+	v, _ := rec.Ended()[0].Resource().Set().Value(semconv.ServiceNameKey)
+	return v.AsString()
+}
+
+// The service name comes, as the OpenTelemetry specification orders it,
+// from OTEL_SERVICE_NAME, else from service.name in
+// OTEL_RESOURCE_ATTRIBUTES, else from the program: the program's name
+// must not override the operator's.
+func TestServiceNameOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"resource attributes", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "service.name=orders-gateway-eu,deployment.environment=prod"}, "orders-gateway-eu"},
+		{"spaced and percent-encoded", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod, service.name = orders%20eu "}, "orders eu"},
+		{"OTEL_SERVICE_NAME first", map[string]string{"OTEL_SERVICE_NAME": "orders-named", "OTEL_RESOURCE_ATTRIBUTES": "service.name=orders-gateway-eu"}, "orders-named"},
+		{"resource attributes without a name", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod"}, "ordersd"},
+		{"neither", nil, "ordersd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := serviceName(t, envOf(tc.env)); got != tc.want {
+				t.Errorf("service.name = %q, want %q (environment %v)", got, tc.want, tc.env)
+			}
+		})
+	}
+	// The same from the process environment, which the SDK reads itself.
+	t.Run("process environment", func(t *testing.T) {
+		t.Setenv("OTEL_SERVICE_NAME", "")
+		t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=orders-gateway-eu")
+		if got := serviceName(t); got != "orders-gateway-eu" {
+			t.Errorf("service.name = %q, want %q from OTEL_RESOURCE_ATTRIBUTES", got, "orders-gateway-eu")
+		}
+	})
+}
+
+// A protocol this program does not speak is reported under the variable it
+// came from, the one the operator has to fix.
+func TestBadProtocolNamesItsVariable(t *testing.T) {
+	endpoint := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}
+	with := func(vars map[string]string) map[string]string {
+		m := maps.Clone(endpoint)
+		maps.Copy(m, vars)
+		return m
+	}
+	for _, tc := range []struct {
+		env           map[string]string
+		want, notWant string
+	}{
+		{with(map[string]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"}), "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", ""},
+		{with(map[string]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}), "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", ""},
+		{with(map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}), "OTEL_EXPORTER_OTLP_PROTOCOL", "TRACES"},
+	} {
+		tel, err := telemetry.Setup(t.Context(), "ordersd", envOf(tc.env))
+		if err == nil {
+			_ = tel.Shutdown(context.Background())
+			t.Errorf("%v: accepted", tc.env)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "http/json") ||
+			(tc.notWant != "" && strings.Contains(err.Error(), tc.notWant)) {
+			t.Errorf("%v: %v, want an error naming %s and its value", tc.env, err, tc.want)
+		}
 	}
 }
