@@ -69,6 +69,9 @@ func summary(e *ordersv1.RecordedEvent, currency string) string {
 		return fmt.Sprintf("carrier=%s tracking=%s", s.GetCarrier(), tracking(s.GetTrackingNumber(), s.GetTrackingNumberErased()))
 	case ev.GetCustomerForgotten() != nil:
 		return "customer=" + ev.GetCustomerForgotten().GetCustomerId()
+	case ev.GetRefundIssued() != nil:
+		r := ev.GetRefundIssued()
+		return fmt.Sprintf("ref=%s amount=%s payment=%s", r.GetRefundRef(), money.Format(r.GetAmount(), currency), r.GetPaymentRef())
 	default:
 		return ""
 	}
@@ -88,7 +91,11 @@ func (a *app) historyCmd() *cobra.Command {
 			req := &ordersv1.GetOrderHistoryRequest{OrderId: args[0], PageSize: 1000}
 			for {
 				ctx, cancel := a.callCtx(cmd.Context())
-				res, err := client.GetOrderHistory(ctx, req)
+				var res *ordersv1.GetOrderHistoryResponse
+				err := a.retry(ctx, func(ctx context.Context) (err error) {
+					res, err = client.GetOrderHistory(ctx, req)
+					return err
+				})
 				cancel()
 				if err != nil {
 					return err
@@ -164,7 +171,9 @@ the call; with --follow it keeps streaming new events until interrupted
 received is written out and the exit status is 0.
 
 A failure to write the output (a full disk, a closed pipe) ends the command
-with exit status 5.`,
+with exit status 5. The stream is not retried: a server that goes away
+(UNAVAILABLE) ends it with exit status 4, and --from one past the last
+position written resumes it.`,
 		Example: `  ordersctl audit export > events.jsonl
   ordersctl audit export --file events.jsonl --since 2026-11-24T00:00:00Z
   ordersctl audit export --type OrderPlaced --order 7d3f0c2a-... --follow`,
@@ -292,7 +301,11 @@ func (a *app) verifyCmd() *cobra.Command {
 func (a *app) verifyOrder(ctx context.Context, client ordersv1.OrderAuditServiceClient, id string) error {
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	res, err := client.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
+	var res *ordersv1.VerifyOrderResponse
+	err := a.retry(ctx, func(ctx context.Context) (err error) {
+		res, err = client.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
+		return err
+	})
 	if err != nil {
 		return err
 	}

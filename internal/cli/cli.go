@@ -11,6 +11,15 @@
 // Progress is drawn on stderr only when stderr is a terminal and the output
 // is not -o json, so it never corrupts piped or JSON output.
 //
+// A call answered UNAVAILABLE (the server unreachable or restarting, its
+// stream electing a leader, its read model behind) is made again, with the
+// same request and so the same request id, after a jittered, growing wait,
+// until it is answered otherwise or its --timeout has passed (retry). A
+// command that did land the first time is answered with its original result,
+// never applied twice. orders watch reconnects and resumes after the last
+// position it printed (follow). Other codes, admin health and the other
+// streams are not retried.
+//
 // Exit codes: 0 success (also a followed export stopped by Ctrl-C), 1 usage
 // or invalid argument, 2 not found,
 // 3 conflict (already exists, failed precondition, stale revision),
@@ -28,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/internal/client"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"github.com/spf13/cobra"
@@ -35,9 +45,11 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -188,7 +200,16 @@ number of events in its history (1 after create, one more per change); it is
 what --expected-revision and audit at --revision take, and what audit
 history's VERSION column counts. POSITION is the log position of the order's
 last event in the global log of all orders; it is what --min-position and
-audit export --from take.`,
+audit export --from take.
+
+A call answered UNAVAILABLE (the server is unreachable or restarting, the
+log is electing a leader, the read model is behind --min-position) is made
+again after a growing, jittered wait until it is answered otherwise or
+--timeout has passed, then exits 4. Each try sends the same request with the
+same request id, so a command that landed the first time is answered with
+its original result, never applied twice. orders watch reconnects and
+resumes where it was. Other errors are not retried, nor are admin health,
+audit export, audit verify --all and admin rebuild.`,
 		Example: `  ordersctl orders create --customer cust-42 --currency EUR --item BOOK-1:2:12.50 \
       --name Ada --line1 "1 Analytical Way" --city London --country GB
   ordersctl orders place 7d3f0c2a-...
@@ -209,7 +230,7 @@ audit export --from take.`,
 	f.StringVar(&a.token, "token", a.env("ORDERS_TOKEN", ""), "bearer token sent as authorization (env ORDERS_TOKEN)")
 	f.StringVar(&a.actor, "actor", a.env("ORDERS_ACTOR", ""), "who is acting, recorded in the audit log (env ORDERS_ACTOR)")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline of each call")
+	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline of each call, its retries on UNAVAILABLE included; how long a watch tries to reconnect")
 	f.BoolVar(&a.tlsOn, "tls", false, "use TLS")
 	f.StringVar(&a.caFile, "ca", "", "CA certificate to verify the server (implies --tls)")
 	f.StringVar(&a.cert, "cert", "", "client certificate for mTLS, with --key (implies --tls)")
@@ -246,8 +267,10 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 }
 
 // unary makes one unary call on the server's connection within the call
-// deadline, and prints its answer: as proto3 JSON with -o json, otherwise
-// as text writes it. Errors are the dial's, the call's or the printing's.
+// deadline, retried while it is answered UNAVAILABLE (retry), and prints
+// its answer: as proto3 JSON with -o json, otherwise as text writes it.
+// call must send the same request each time. Errors are the dial's, the
+// call's or the printing's.
 func unary[R proto.Message](a *app, cmd *cobra.Command, call func(context.Context, *grpc.ClientConn) (R, error), text func(R) error) error {
 	conn, err := a.dial()
 	if err != nil {
@@ -255,7 +278,11 @@ func unary[R proto.Message](a *app, cmd *cobra.Command, call func(context.Contex
 	}
 	ctx, cancel := a.callCtx(cmd.Context())
 	defer cancel()
-	res, err := call(ctx, conn)
+	var res R
+	err = a.retry(ctx, func(ctx context.Context) (err error) {
+		res, err = call(ctx, conn)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -263,6 +290,41 @@ func unary[R proto.Message](a *app, cmd *cobra.Command, call func(context.Contex
 		return a.printJSON(res)
 	}
 	return text(res)
+}
+
+// retryBackoff spaces the tries of a call answered UNAVAILABLE, and a
+// watch's reconnections: at least half of a ceiling that doubles from
+// 250 ms up to 2 s, so that ordersctl neither hammers a server that just
+// went away nor oversleeps the end of a leader election (4-9 s) by much.
+var retryBackoff = backoff.Policy{Base: 250 * time.Millisecond, Cap: 2 * time.Second, Jitter: backoff.Equal}
+
+// retry makes call until it is answered anything but UNAVAILABLE, waiting
+// retryBackoff between tries, while ctx (the call's deadline, --timeout)
+// lasts; then it returns the last UNAVAILABLE. call must send the same
+// request each time, request id included: a command that landed although
+// its answer was lost is then answered with its original result, never
+// applied twice (the system's request-id rule). Other errors are returned
+// at once.
+func (a *app) retry(ctx context.Context, call func(context.Context) error) error {
+	for n := 1; ; n++ {
+		err := call(ctx)
+		if status.Code(err) != codes.Unavailable {
+			return err
+		}
+		d := retryBackoff.Delay(n)
+		a.retrying(err, d)
+		if backoff.Sleep(ctx, d) != nil {
+			return err
+		}
+	}
+}
+
+// retrying tells a person watching stderr (where progress is drawn) that a
+// call answered err and is tried again in d; scripts see only the outcome.
+func (a *app) retrying(err error, d time.Duration) {
+	if a.progressOn() {
+		fmt.Fprintf(a.io.Err, "ordersctl: %s; retrying in %v\n", client.Message(err), d.Round(10*time.Millisecond))
+	}
 }
 
 // callCtx adds the deadline and the actor to one call.

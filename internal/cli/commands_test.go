@@ -805,3 +805,75 @@ func TestPaymentTimeout(t *testing.T) {
 		t.Fatalf("a fired deadline is still listed: %s", r.stdout)
 	}
 }
+
+// --request-id overrides the --file's requestId, as every flag overrides
+// its field: a template with a requestId makes one order per flag value.
+// Without the flag the file's is sent; with neither, a new one each run.
+func TestCreateFileRequestID(t *testing.T) {
+	g := server(t).GRPC
+	c := call{addr: g}
+	dir := t.TempDir()
+	file := func(name, requestID string) string {
+		path := filepath.Join(dir, name)
+		body := `{` + requestID + `"customerId": "cust-tmpl", "currency": "EUR", "lines": [{"sku": "BOOK-1", "quantity": "1", "unitPrice": "1250"}]}`
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tmpl, bare := file("template.json", `"requestId": "tmpl-1", `), file("bare.json", "")
+	// create makes an order and returns its id and the request id its
+	// history records.
+	create := func(args ...string) (orderID, requestID string) {
+		t.Helper()
+		r := ok(t, c.run(t, append([]string{"orders", "create", "-o", "json"}, args...)...))
+		orderID = str(t, jsonOf(t, r.stdout), "order", "orderId")
+		h := ok(t, c.run(t, "audit", "history", orderID, "-o", "json"))
+		return orderID, str(t, at(t, jsonOf(t, h.stdout), "events").([]any)[0].(map[string]any), "requestId")
+	}
+	o1, r1 := create("--file", tmpl, "--request-id", "flag-1")
+	o2, r2 := create("--file", tmpl, "--request-id", "flag-2")
+	if r1 != "flag-1" || r2 != "flag-2" || o1 == o2 {
+		t.Fatalf("--request-id flag-1 and flag-2 over the file's tmpl-1: orders %s and %s, request ids %q and %q", o1, o2, r1, r2)
+	}
+	o3, r3 := create("--file", tmpl)
+	if o4, _ := create("--file", tmpl); r3 != "tmpl-1" || o4 != o3 || o3 == o1 {
+		t.Fatalf("the file's own request id: orders %s then %s, request id %q", o3, o4, r3)
+	}
+	o5, r5 := create("--file", bare)
+	o6, r6 := create("--file", bare)
+	if r5 == "" || r6 == "" || r5 == r6 || o5 == o6 {
+		t.Fatalf("neither flag nor file: orders %s and %s, request ids %q and %q", o5, o6, r5, r6)
+	}
+}
+
+// A refund shows in the order's history (its ref, amount and the payment
+// refunded) and in orders get.
+func TestRefundShown(t *testing.T) {
+	g := server(t).GRPC // without the payments role: the refund is recorded below, as it records it
+	c := call{addr: g}
+	ok(t, c.run(t, "orders", "create", "--order-id", "rf-1", "--customer", "cust-rf", "--currency", "EUR", "--item", "A:1:12.50",
+		"--line1", "1 Way", "--city", "Oslo", "--country", "NO"))
+	ok(t, c.run(t, "orders", "place", "rf-1"))
+	ok(t, c.run(t, "orders", "pay", "rf-1", "--ref", "psp-rf", "--amount", "12.50"))
+	ok(t, c.run(t, "orders", "cancel", "rf-1", "--reason", "changed mind"))
+	conn, err := grpc.NewClient(g, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	res, err := ordersv1.NewOrderCommandServiceClient(conn).RecordRefund(t.Context(),
+		&ordersv1.RecordRefundRequest{RequestId: "refund:rf-1", OrderId: "rf-1", RefundRef: "psp-rf-back", Amount: 1250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ok(t, c.run(t, "audit", "history", "rf-1"))
+	if !regexp.MustCompile(`(?m)^5\s.*\sRefundIssued\s+ref=psp-rf-back amount=12\.50 EUR payment=psp-rf$`).MatchString(r.stdout) {
+		t.Errorf("history shows no refund:\n%s", r.stdout)
+	}
+	r = ok(t, c.run(t, "orders", "get", "rf-1", "--min-position", fmt.Sprint(res.GetPosition()), "--max-wait", "10s"))
+	if !regexp.MustCompile(`(?m)^REFUNDED\s+12\.50 EUR ref psp-rf-back$`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)^STATUS\s+cancelled$`).MatchString(r.stdout) {
+		t.Errorf("get shows no refund:\n%s", r.stdout)
+	}
+}

@@ -106,6 +106,10 @@ func (a *app) printOrder(o *ordersv1.Order, position uint64) error {
 	if o.GetCancelReason() != "" {
 		fmt.Fprintf(w, "CANCELLED\t%s\n", o.GetCancelReason())
 	}
+	if o.GetRefundRef() != "" {
+		// A refund is of the whole paid amount.
+		fmt.Fprintf(w, "REFUNDED\t%s ref %s\n", money.Format(o.GetPaidAmount(), cur), o.GetRefundRef())
+	}
 	if o.GetCarrier() != "" || o.GetTrackingNumber() != "" || o.GetTrackingNumberErased() {
 		fmt.Fprintf(w, "SHIPPED BY\t%s %s\n", o.GetCarrier(), tracking(o.GetTrackingNumber(), o.GetTrackingNumberErased()))
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/internal/money"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -51,6 +52,10 @@ order id, a first one holding only the position the watch starts after.
 
 A watcher that falls behind is cut off by the server; ordersctl then resumes
 from the last position it printed, so no change is missed or printed twice.
+So it does when the server goes away (UNAVAILABLE: a node shutting down or
+restarting): it reconnects after growing, jittered waits and resumes after
+the last position it printed, or gives up with exit 4 once --timeout has
+passed without the server taking the watch back.
 --from resumes an earlier watch after the position it printed last.`,
 		Example: `  ordersctl orders watch 7d3f0c2a-...
   ordersctl orders watch --customer cust-42 -o json`,
@@ -68,13 +73,11 @@ from the last position it printed, so no change is missed or printed twice.
 				return err
 			}
 			q := ordersv1.NewOrderQueryServiceClient(conn)
-			open := func(ctx context.Context, from uint64) (func() (watchMessage, error), error) {
+			open := func(ctx context.Context, from uint64) (watchStream, error) {
 				if len(args) == 1 {
-					s, err := q.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: args[0], FromPosition: from})
-					return recvWatch(s), err
+					return recvWatch(q.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: args[0], FromPosition: from}))
 				}
-				s, err := q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: customer, Status: st, FromPosition: from})
-				return recvWatch(s), err
+				return recvWatch(q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: customer, Status: st, FromPosition: from}))
 			}
 			return a.follow(cmd.Context(), from, open)
 		},
@@ -85,30 +88,54 @@ from the last position it printed, so no change is missed or printed twice.
 	return c
 }
 
+// watchStream is an open watch.
+type watchStream struct {
+	// accepted says the server took the watch on (it sent its headers),
+	// which a watch resumed from a position shows before any change.
+	accepted bool
+	next     func() (watchMessage, error)
+}
+
+// recvWatch makes a watchStream of a watch call's answer.
 func recvWatch[M any, P interface {
 	*M
 	watchMessage
-}](s grpc.ServerStreamingClient[M]) func() (watchMessage, error) {
-	return func() (watchMessage, error) {
+}](s grpc.ServerStreamingClient[M], err error) (watchStream, error) {
+	if err != nil {
+		return watchStream{}, err
+	}
+	// nil when the call failed before its headers: Recv says how.
+	md, _ := s.Header()
+	return watchStream{accepted: md != nil, next: func() (watchMessage, error) {
 		m, err := s.Recv()
 		if err != nil {
 			return nil, err
 		}
 		return P(m), nil
-	}
+	}}, nil
 }
 
 // follow prints a watch until the user interrupts it, resuming after the
 // last printed position when the server cuts the watcher off for falling
-// behind.
-func (a *app) follow(ctx context.Context, from uint64, open func(context.Context, uint64) (func() (watchMessage, error), error)) error {
+// behind, and when the server goes away (UNAVAILABLE). Reconnections after
+// UNAVAILABLE wait retryBackoff, and end with the last UNAVAILABLE once
+// --timeout has passed since the server last took the watch on.
+func (a *app) follow(ctx context.Context, from uint64, open func(context.Context, uint64) (watchStream, error)) error {
 	sctx := a.streamCtx(ctx)
 	interrupted := func(err error) bool { return status.Code(err) == codes.Canceled && ctx.Err() != nil }
+	// giveUp is when to stop trying to get the watch back: --timeout after
+	// its first UNAVAILABLE since the server last took it on; zero while
+	// the server has it.
+	var giveUp time.Time
+	tries := 0
 	for {
-		next, err := open(sctx, from)
+		w, err := open(sctx, from)
+		if err == nil && w.accepted {
+			giveUp, tries = time.Time{}, 0
+		}
 		for err == nil {
 			var m watchMessage
-			if m, err = next(); err != nil {
+			if m, err = w.next(); err != nil {
 				break
 			}
 			if err = a.printChange(m); err != nil {
@@ -126,6 +153,22 @@ func (a *app) follow(ctx context.Context, from uint64, open func(context.Context
 			case <-ctx.Done():
 				return nil
 			case <-time.After(200 * time.Millisecond):
+			}
+		case status.Code(err) == codes.Unavailable:
+			// The server went away (shut down, restarting) or cannot
+			// be reached: reconnect, and resume after from.
+			if giveUp.IsZero() {
+				giveUp = time.Now().Add(a.timeout)
+			}
+			left := time.Until(giveUp)
+			if left <= 0 {
+				return err
+			}
+			tries++
+			d := min(retryBackoff.Delay(tries), left)
+			a.retrying(err, d)
+			if backoff.Sleep(ctx, d) != nil {
+				return nil // interrupted while waiting
 			}
 		default:
 			return err

@@ -1,0 +1,276 @@
+package cli_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/cli"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// flaky answers the first fail calls of each method with code, as a node
+// answers UNAVAILABLE while the log elects a leader, and the later ones as
+// a server would. It records each call's request id (the order id for
+// queries).
+type flaky struct {
+	fail  int
+	code  codes.Code
+	mu    sync.Mutex
+	calls map[string][]string
+}
+
+func (f *flaky) answer(method, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[method] = append(f.calls[method], id)
+	if len(f.calls[method]) <= f.fail {
+		return status.Error(f.code, "no stream leader")
+	}
+	return nil
+}
+
+func (f *flaky) made(method string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls[method]...)
+}
+
+func flakyOrder(id string, st ordersv1.OrderStatus) *ordersv1.Order {
+	return &ordersv1.Order{OrderId: id, CustomerId: "c", Status: st, Currency: "EUR", Total: 500, Revision: 2}
+}
+
+type flakyCommands struct {
+	ordersv1.UnimplementedOrderCommandServiceServer
+	*flaky
+}
+
+func (f flakyCommands) PlaceOrder(_ context.Context, req *ordersv1.PlaceOrderRequest) (*ordersv1.PlaceOrderResponse, error) {
+	if err := f.answer("PlaceOrder", req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return &ordersv1.PlaceOrderResponse{Order: flakyOrder(req.GetOrderId(), ordersv1.OrderStatus_ORDER_STATUS_PLACED), Position: 7}, nil
+}
+
+func (f flakyCommands) CancelOrder(_ context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
+	if err := f.answer("CancelOrder", req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return &ordersv1.CancelOrderResponse{Order: flakyOrder(req.GetOrderId(), ordersv1.OrderStatus_ORDER_STATUS_CANCELLED), Position: 7}, nil
+}
+
+func (f flakyCommands) AddItem(_ context.Context, req *ordersv1.AddItemRequest) (*ordersv1.AddItemResponse, error) {
+	if err := f.answer("AddItem", req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return &ordersv1.AddItemResponse{Order: flakyOrder(req.GetOrderId(), ordersv1.OrderStatus_ORDER_STATUS_DRAFT), Position: 7}, nil
+}
+
+type flakyQueries struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	*flaky
+}
+
+func (f flakyQueries) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
+	if err := f.answer("GetOrder", req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	return &ordersv1.GetOrderResponse{Order: flakyOrder(req.GetOrderId(), ordersv1.OrderStatus_ORDER_STATUS_DRAFT)}, nil
+}
+
+func (f flakyQueries) ListOrders(_ context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
+	if err := f.answer("ListOrders", req.GetCustomerId()); err != nil {
+		return nil, err
+	}
+	return &ordersv1.ListOrdersResponse{Orders: []*ordersv1.Order{flakyOrder("fl-1", ordersv1.OrderStatus_ORDER_STATUS_DRAFT)}}, nil
+}
+
+// serve serves the services register registers on a loopback port until
+// the test ends, and returns its address.
+func serve(t *testing.T, register func(*grpc.Server)) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	register(gs)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
+func startFlaky(t *testing.T, fail int, code codes.Code) (*flaky, string) {
+	t.Helper()
+	f := &flaky{fail: fail, code: code, calls: map[string][]string{}}
+	return f, serve(t, func(gs *grpc.Server) {
+		ordersv1.RegisterOrderCommandServiceServer(gs, flakyCommands{flaky: f})
+		ordersv1.RegisterOrderQueryServiceServer(gs, flakyQueries{flaky: f})
+	})
+}
+
+// sameID checks that every call sent one request id, and returns it.
+func sameID(t *testing.T, ids []string) string {
+	t.Helper()
+	for _, id := range ids {
+		if id == "" || id != ids[0] {
+			t.Fatalf("the tries sent request ids %q, not one and the same", ids)
+		}
+	}
+	return ids[0]
+}
+
+// A call answered UNAVAILABLE (the log electing a leader, a node
+// restarting) is made again with the same request, request id included,
+// until it lands; a command retried so is idempotent by the request-id rule.
+func TestUnavailableIsRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fail   int
+		args   []string
+		method string
+		want   string // in stdout
+	}{
+		{"place", 1, []string{"orders", "place", "fl-1"}, "PlaceOrder", "placed"},
+		// The request is built inside the call: each try must still
+		// send the one request id made for the run.
+		{"cancel", 2, []string{"orders", "cancel", "fl-1", "--reason", "dup"}, "CancelOrder", "cancelled"},
+		{"given request id", 1, []string{"orders", "place", "fl-1", "--request-id", "place-fl-1"}, "PlaceOrder", "placed"},
+		{"query", 1, []string{"orders", "get", "fl-1"}, "GetOrder", "fl-1"},
+		{"list", 1, []string{"orders", "list", "--customer", "cust-fl", "-o", "json"}, "ListOrders", `"orderId":"fl-1"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, addr := startFlaky(t, tc.fail, codes.Unavailable)
+			r := ok(t, run(t, addr, tc.args...))
+			calls := f.made(tc.method)
+			if len(calls) != tc.fail+1 {
+				t.Fatalf("%d call(s) for %d UNAVAILABLE answer(s): %q", len(calls), tc.fail, calls)
+			}
+			id := sameID(t, calls)
+			if tc.name == "given request id" && id != "place-fl-1" {
+				t.Fatalf("sent request id %q, not --request-id", id)
+			}
+			if !strings.Contains(r.stdout, tc.want) || r.stderr != "" {
+				t.Fatalf("stdout %q, stderr %q", r.stdout, r.stderr)
+			}
+		})
+	}
+
+	// add-item looks the currency up first: both calls are retried.
+	t.Run("add-item", func(t *testing.T) {
+		f, addr := startFlaky(t, 1, codes.Unavailable)
+		ok(t, run(t, addr, "orders", "add-item", "fl-1", "PEN-9", "1", "1.99"))
+		if n := len(f.made("GetOrder")); n != 2 {
+			t.Fatalf("the currency lookup was made %d time(s)", n)
+		}
+		if calls := f.made("AddItem"); len(calls) != 2 {
+			t.Fatalf("AddItem made %d time(s)", len(calls))
+		} else {
+			sameID(t, calls)
+		}
+	})
+
+	// A person watching stderr is told; the answer still lands on stdout.
+	t.Run("terminal", func(t *testing.T) {
+		_, addr := startFlaky(t, 1, codes.Unavailable)
+		r := ok(t, call{addr: addr, errTerm: true}.run(t, "orders", "place", "fl-1"))
+		if !strings.HasPrefix(r.stderr, "ordersctl: unavailable: no stream leader; retrying in ") || strings.Count(r.stderr, "\n") != 1 {
+			t.Fatalf("stderr %q", r.stderr)
+		}
+		if !strings.Contains(r.stdout, "placed") {
+			t.Fatalf("stdout %q", r.stdout)
+		}
+	})
+}
+
+// Only UNAVAILABLE is retried; a server that stays unavailable fails the
+// command with it once --timeout has passed, exit 4.
+func TestOtherCodesAreNotRetried(t *testing.T) {
+	for _, tc := range []struct {
+		code codes.Code
+		exit int
+	}{
+		{codes.ResourceExhausted, cli.ExitUnavailable},
+		{codes.DeadlineExceeded, cli.ExitUnavailable},
+		{codes.FailedPrecondition, cli.ExitConflict},
+		{codes.Internal, cli.ExitOther},
+	} {
+		t.Run(tc.code.String(), func(t *testing.T) {
+			f, addr := startFlaky(t, 1, tc.code)
+			fails(t, run(t, addr, "orders", "place", "fl-1"), tc.exit)
+			if n := len(f.made("PlaceOrder")); n != 1 {
+				t.Fatalf("%v answered once: %d call(s)", tc.code, n)
+			}
+		})
+	}
+	t.Run("unavailable throughout", func(t *testing.T) {
+		f, addr := startFlaky(t, 1<<30, codes.Unavailable)
+		r := fails(t, run(t, addr, "orders", "place", "fl-1", "--timeout", "1s"), cli.ExitUnavailable)
+		if r.stderr != "ordersctl: unavailable: no stream leader\n" {
+			t.Fatalf("stderr %q", r.stderr)
+		}
+		calls := f.made("PlaceOrder")
+		if len(calls) < 2 {
+			t.Fatalf("%d call(s) within --timeout", len(calls))
+		}
+		sameID(t, calls)
+	})
+}
+
+// restarting is a query service whose first WatchOrder sends the order's
+// current state and then ends UNAVAILABLE, as a node shutting down ends its
+// streams; later ones send the next change and run until the client goes.
+type restarting struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	mu   sync.Mutex
+	from []uint64
+}
+
+func (r *restarting) WatchOrder(req *ordersv1.WatchOrderRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
+	r.mu.Lock()
+	r.from = append(r.from, req.GetFromPosition())
+	first := len(r.from) == 1
+	r.mu.Unlock()
+	o := flakyOrder(req.GetOrderId(), ordersv1.OrderStatus_ORDER_STATUS_DRAFT)
+	if first {
+		if err := s.Send(&ordersv1.WatchOrderResponse{Order: o, Position: 5, Revision: 1}); err != nil {
+			return err
+		}
+		return status.Error(codes.Unavailable, "server shutting down")
+	}
+	o.Status = ordersv1.OrderStatus_ORDER_STATUS_PLACED
+	if err := s.Send(&ordersv1.WatchOrderResponse{Order: o, Position: 6, Revision: 2, EventType: "OrderPlaced", Actor: "bob"}); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+// A watch whose server goes away reconnects and resumes after the last
+// position it printed: nothing is missed or printed twice, and it still
+// ends at Ctrl-C with exit 0.
+func TestWatchResumesAfterUnavailable(t *testing.T) {
+	srv := &restarting{}
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+	w := startWatch(t, call{addr: addr}, "orders", "watch", "fl-1")
+	if f := strings.Split(w.next(t), "\t"); len(f) != 6 || f[0] != "5" || f[2] != "draft" || f[4] != "current" {
+		t.Fatalf("first line: %q", f)
+	}
+	if f := strings.Split(w.next(t), "\t"); len(f) != 6 || f[0] != "6" || f[2] != "placed" || f[4] != "OrderPlaced" {
+		t.Fatalf("line after the server came back: %q", f)
+	}
+	w.end(t)
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.from) != 2 || srv.from[0] != 0 || srv.from[1] != 5 {
+		t.Fatalf("watches from positions %v, want [0 5]", srv.from)
+	}
+
+	// A server that does not come back: exit 4 once --timeout has passed.
+	fails(t, run(t, closedAddr(t), "orders", "watch", "fl-1", "--timeout", "1s"), cli.ExitUnavailable)
+}
