@@ -27,6 +27,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/internal/auth"
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/natsconn"
 	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"google.golang.org/grpc"
@@ -286,18 +287,8 @@ func natsDescription(a Addrs, cfg config.Config) string {
 	if a.NATS != "" {
 		return "embedded nats://" + a.NATS
 	}
-	return "external " + redact(cfg.NATSURL)
-}
-
-// redact drops credentials from URLs before they reach a log line.
-func redact(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
-				parts[i] = p[:scheme+3] + "***@" + p[at+1:]
-			}
-		}
-	}
-	return strings.Join(parts, ",")
+	// natsconn.Redact, the one masking of credentials in NATS URLs, so
+	// that this line masks every form natsconn dials (a URL without a
+	// scheme, a token) as its own logs and errors do.
+	return "external " + natsconn.Redact(cfg.NATSURL)
 }
