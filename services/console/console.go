@@ -19,8 +19,14 @@
 // because then the token is never readable by script (an injected script
 // could not exfiltrate it), plain links and downloads carry it without
 // script, and no server-side session state is needed, so any replica serves
-// any request. The cookie has no expiry: it ends with the browser session,
+// any request. The cookie holds the token base64url-encoded, since a token
+// may hold bytes a cookie value cannot (';', '"', '\'); a token that is not
+// printable ASCII is refused at sign-in, as no call to the services could
+// carry it. The cookie has no expiry: it ends with the browser session,
 // or with "Sign out". An expired JWT sends the user back to the sign-in page.
+// After signing in without a page to return to, and at /console/, the user
+// lands on the first page the token's roles allow: the orders, else (an
+// auditor only) the audit log.
 // Without authentication configured there is no sign-in; the cookie then
 // holds a random value that only anchors the CSRF token.
 //
@@ -181,15 +187,15 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (c *Console) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", staticFiles()))
-	mux.HandleFunc("GET /console/{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, Prefix+"orders", http.StatusSeeOther)
-	})
 	mux.HandleFunc("GET /console/login", c.loginPage)
 	mux.HandleFunc("POST /console/login", c.login)
 	mux.HandleFunc("POST /console/logout", c.logout)
 	in := func(need func(user) bool, h func(http.ResponseWriter, *http.Request, *session)) http.Handler {
 		return c.withSession(need, h)
 	}
+	mux.Handle("GET /console/{$}", in(user.signedIn, func(w http.ResponseWriter, r *http.Request, s *session) {
+		http.Redirect(w, r, s.home(), http.StatusSeeOther)
+	}))
 	mux.Handle("GET /console/orders", in(user.canRead, c.ordersPage))
 	mux.Handle("GET /console/orders/events", in(user.canRead, c.ordersEvents))
 	mux.Handle("GET /console/orders/{id}", in(user.canSeeOrder, c.orderPage))
@@ -257,6 +263,16 @@ func (u user) Roles() string {
 	return strings.Join(u.p.Roles, ", ")
 }
 
+// home is the first page the user's roles allow: the orders (viewer,
+// clerk, admin), else the audit log (auditor). A user with none of those
+// roles is sent to the orders, which refuses them (403) saying why.
+func (u user) home() string {
+	if !u.CanRead() && u.CanAudit() {
+		return Prefix + "audit"
+	}
+	return Prefix + "orders"
+}
+
 func (u user) canRead() bool     { return u.CanRead() }
 func (u user) canAudit() bool    { return u.CanAudit() }
 func (u user) canAdmin() bool    { return u.CanAdmin() }
@@ -317,11 +333,12 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 	if err != nil || ck.Value == "" {
 		return nil, false
 	}
-	p, err := c.auth.Authenticate(ck.Value)
+	token := cookieToken(ck.Value)
+	p, err := c.auth.Authenticate(token)
 	if err != nil {
 		return nil, false
 	}
-	ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+ck.Value)
+	ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+token)
 	return &session{user: user{Subject: p.Subject, p: p}, ctx: ctx, csrf: csrfToken(ck.Value)}, true
 }
 
@@ -333,6 +350,42 @@ func csrfToken(cookie string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// encodedCookie starts a session cookie that holds the token
+// base64url-encoded (cookieValue); a cookie without it is of a console from
+// before tokens were encoded, and holds the token itself.
+const encodedCookie = "b64."
+
+// cookieValue is the session cookie's value for token. Encoded, because a
+// token may hold bytes a cookie value cannot (';', '"', '\', non-ASCII),
+// which http.SetCookie would silently drop, leaving a cookie that no longer
+// signs in.
+func cookieValue(token string) string {
+	return encodedCookie + base64.RawURLEncoding.EncodeToString([]byte(token))
+}
+
+// cookieToken is the token a session cookie's value holds.
+func cookieToken(value string) string {
+	if enc, ok := strings.CutPrefix(value, encodedCookie); ok {
+		if b, err := base64.RawURLEncoding.DecodeString(enc); err == nil {
+			return string(b)
+		}
+	}
+	return value
+}
+
+// sendable reports whether token can travel as gRPC metadata (the
+// Authorization header of every call the console makes): printable ASCII
+// only.
+func sendable(token string) bool {
+	for i := range len(token) {
+		if token[i] < 0x20 || token[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// setCookie sets the session cookie to value as it is ("": clears it).
 func (c *Console) setCookie(w http.ResponseWriter, value string) {
 	ck := &http.Cookie{Name: cookieName, Value: value, Path: Prefix, HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteStrictMode}
 	if value == "" {
@@ -377,11 +430,20 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	next := safeNext(r.PostFormValue("next"))
-	if _, err := c.auth.Authenticate(token); token == "" || err != nil {
+	p, err := c.auth.Authenticate(token)
+	if token == "" || err != nil {
 		c.render(w, http.StatusUnauthorized, "login", &view{Title: "Sign in", Flash: flashError("That token is not valid."), Data: loginData{Next: next}})
 		return
 	}
-	c.setCookie(w, token)
+	if !sendable(token) {
+		c.render(w, http.StatusBadRequest, "login", &view{Title: "Sign in", Data: loginData{Next: next},
+			Flash: flashError("That token holds characters other than printable ASCII, which no call to the services can carry: ask for another token.")})
+		return
+	}
+	c.setCookie(w, cookieValue(token))
+	if next == Prefix {
+		next = user{Subject: p.Subject, p: p}.home()
+	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -390,10 +452,12 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }
 
-// safeNext keeps a post-sign-in redirect inside the console.
+// safeNext keeps a post-sign-in redirect inside the console; anything
+// else becomes the console's root, which sign-in turns into the user's
+// first page (user.home).
 func safeNext(next string) string {
 	if !strings.HasPrefix(next, Prefix) || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
-		return Prefix + "orders"
+		return Prefix
 	}
 	return next
 }

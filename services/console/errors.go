@@ -8,9 +8,10 @@ import (
 )
 
 // userError turns a service's error into an HTTP status and a message fit
-// for the user. Only INVALID_ARGUMENT's message, which the services write
-// for clients (it names the bad field), is passed on; any other status gets
-// a fixed text, and unexpected ones are logged here.
+// for the user. Only the messages of INVALID_ARGUMENT (it names the bad
+// field) and OUT_OF_RANGE (it says what the range is), which the services
+// write for clients, are passed on; any other status gets a fixed text, and
+// unexpected ones are logged here.
 func (c *Console) userError(err error) (int, string) {
 	st, _ := status.FromError(err)
 	switch st.Code() {
@@ -22,6 +23,8 @@ func (c *Console) userError(err error) (int, string) {
 		return http.StatusNotFound, "Not found."
 	case codes.InvalidArgument:
 		return http.StatusBadRequest, "Not accepted: " + st.Message()
+	case codes.OutOfRange:
+		return http.StatusBadRequest, "Out of range: " + st.Message()
 	case codes.Aborted:
 		return http.StatusConflict, "This changed meanwhile: review the current state and try again."
 	case codes.FailedPrecondition:

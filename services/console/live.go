@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -76,8 +77,25 @@ func ended(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled
 }
 
+// opened waits for a watch to be accepted: the query service sends the
+// stream's response headers once it has subscribed, before any change, so
+// a refusal (OUT_OF_RANGE for a position too old, a refused token) comes
+// here and the page's stream can be answered at once rather than with the
+// first change. A watch that ended before it began says why through Recv.
+func opened[M any](stream grpc.ServerStreamingClient[M]) error {
+	md, err := stream.Header()
+	if err == nil && md == nil {
+		if _, err = stream.Recv(); err == nil {
+			err = errors.New("the watch sent a change before its headers")
+		}
+	}
+	return err
+}
+
 // ordersEvents streams the list page's rows again (event "rows") each time
-// an order matching its filters changes.
+// an order matching its filters changes after the position the page was
+// rendered at (or the last event the browser got). The response starts as
+// soon as the watch is accepted, not with the first change.
 func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *session) {
 	from, err := since(r)
 	req, rerr := listRequest(r.URL.Query())
@@ -90,14 +108,14 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 	watch := &ordersv1.WatchOrdersRequest{CustomerId: req.CustomerId, Status: req.Status, FromPosition: from}
 	stream, err := c.query.WatchOrders(ctx, watch)
 	if err == nil {
-		_, err = stream.Recv() // the position the watch starts after
+		err = opened(stream)
 	}
 	resync := false
 	if status.Code(err) == codes.OutOfRange {
 		// Too far behind to resume: list afresh and watch from now.
 		watch.FromPosition, resync = 0, true
 		if stream, err = c.query.WatchOrders(ctx, watch); err == nil {
-			_, err = stream.Recv()
+			err = opened(stream)
 		}
 	}
 	if err != nil {
@@ -134,6 +152,11 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 			}
 			return
 		}
+		if m.GetOrder() == nil {
+			// The position a watch from 0 starts after (the resync's):
+			// no change.
+			continue
+		}
 		if err := rows(m.GetPosition()); err != nil {
 			return
 		}
@@ -141,7 +164,8 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 // orderEvents streams a notice (event "changed") each time the order
-// changes away from the revision its page shows.
+// changes away from the revision its page shows. Like ordersEvents, it
+// answers as soon as the watch is accepted.
 func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session) {
 	from, err1 := since(r)
 	rev, err2 := strconv.ParseUint(r.URL.Query().Get("rev"), 10, 64)
@@ -152,9 +176,8 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 	ctx, cancel := c.liveContext(s.ctx)
 	defer cancel()
 	stream, err := c.query.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: r.PathValue("id"), FromPosition: from})
-	var m *ordersv1.WatchOrderResponse
 	if err == nil {
-		m, err = stream.Recv()
+		err = opened(stream)
 	}
 	if err != nil {
 		if !ended(err) {
@@ -163,7 +186,14 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 		return
 	}
 	es := newEventStream(w)
-	for ; err == nil; m, err = stream.Recv() {
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if !ended(err) {
+				c.log.Warn("console: order watch ended", "code", status.Code(err).String())
+			}
+			return
+		}
 		if m.GetRevision() == rev {
 			continue
 		}
@@ -171,8 +201,5 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 		if err != nil || es.send("changed", m.GetPosition(), html) != nil {
 			return
 		}
-	}
-	if !ended(err) {
-		c.log.Warn("console: order watch ended", "code", status.Code(err).String())
 	}
 }

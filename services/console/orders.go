@@ -35,6 +35,10 @@ type ordersData struct {
 	Statuses                   []option
 	Orders                     []*ordersv1.Order
 	Position                   uint64
+	// Live: the list was read, so the page follows its changes; a page
+	// whose filter or page token was refused shows no rows and follows
+	// nothing (its Query would be empty, which is every order).
+	Live bool
 	// Query is the filter (and page) as a query string, for the live
 	// updates of this very page.
 	Query     string
@@ -126,7 +130,7 @@ func (c *Console) ordersPage(w http.ResponseWriter, r *http.Request, s *session)
 	if req.PageToken != "" {
 		filter.Set("page", req.PageToken)
 	}
-	d.Query = filter.Encode()
+	d.Query, d.Live = filter.Encode(), true
 	c.render(w, http.StatusOK, "orders", v)
 }
 
@@ -158,8 +162,11 @@ type orderData struct {
 
 // timeline is an order's events for the timeline table.
 type timeline struct {
-	Events []eventRow
-	Err    string
+	// OrderID names the order in the rows' links to earlier states,
+	// which are absolute: the page may be shown at a command's URL.
+	OrderID string
+	Events  []eventRow
+	Err     string
 }
 
 // eventRow is one event of the timeline.
@@ -221,7 +228,9 @@ func (c *Console) orderPage(w http.ResponseWriter, r *http.Request, s *session) 
 }
 
 // showOrder renders the order page: the order now (read-your-writes up to
-// after) or, with at, as it was after that many events.
+// after) or, with at, as it was after that many events. A version past the
+// order's history is answered 400 with the order as it is now, saying how
+// many versions it has.
 func (c *Console) showOrder(w http.ResponseWriter, r *http.Request, s *session, id string, after uint64, at uint32, code int, fl *flash) {
 	d := &orderData{At: at, RequestID: rand.Text()}
 	var err error
@@ -231,18 +240,24 @@ func (c *Console) showOrder(w http.ResponseWriter, r *http.Request, s *session, 
 		return
 	}
 	d.Versions = d.Order.GetVersion()
+	var beyond uint32
 	if at > 0 {
 		if !s.CanAudit() {
 			c.errorPage(w, r, s, http.StatusForbidden, "Earlier states come from the audit log: your roles do not allow it.")
 			return
 		}
 		res, err := c.audit.GetOrderAt(s.ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Version{Version: at}})
-		if err != nil {
+		switch {
+		case status.Code(err) == codes.OutOfRange:
+			beyond, at, d.At = at, 0, 0
+		case err != nil:
 			c.fail(w, r, s, err)
 			return
+		default:
+			d.Order, d.AtEvent = res.GetOrder(), res.GetLastEvent()
 		}
-		d.Order, d.AtEvent = res.GetOrder(), res.GetLastEvent()
-	} else if s.CanCommand() {
+	}
+	if at == 0 && s.CanCommand() {
 		d.Commands = commandsFor(d.Order.GetStatus())
 	}
 	if s.CanAudit() {
@@ -255,6 +270,10 @@ func (c *Console) showOrder(w http.ResponseWriter, r *http.Request, s *session, 
 		} else {
 			d.Verify = v
 		}
+	}
+	if beyond > 0 {
+		code, fl = http.StatusBadRequest, flashError(fmt.Sprintf(
+			"There is no version %d of this order: it has %d version(s). It is shown as it is now.", beyond, d.Versions))
 	}
 	v := s.view("Order "+id, "orders", d)
 	v.Flash, v.TraceUI = fl, c.traceUI
@@ -300,7 +319,7 @@ const maxTimelinePages = 10
 // timeline reads an order's history for the timeline; an error is shown in
 // its place rather than failing the page.
 func (c *Console) timeline(s *session, id, currency string) *timeline {
-	t := &timeline{}
+	t := &timeline{OrderID: id}
 	token := ""
 	for range maxTimelinePages {
 		res, err := c.audit.GetOrderHistory(s.ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id, PageSize: 1000, PageToken: token})
