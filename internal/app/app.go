@@ -163,9 +163,10 @@ type node struct {
 	rpcStreams  *rpcStreamEnder       // ends srv's server streams at shutdown
 	rpcMetrics  *telemetry.RPCMetrics // names the methods srv serves once the roles registered them
 	hs          *health.Server
-	serverTLS   *tls.Config // nil: plaintext
-	clientCreds credentials.TransportCredentials
-	authn       *auth.Authenticator // nil: authentication is off
+	serverTLS   *tls.Config                      // nil: plaintext
+	clientCreds credentials.TransportCredentials // calls to other processes
+	ownCreds    credentials.TransportCredentials // calls to this process's own listener
+	authn       *auth.Authenticator              // nil: authentication is off
 	// paymentsToken and systemToken are what the payments manager and
 	// the deadlines present to the command service; empty means the
 	// connection's own (none).
@@ -234,8 +235,8 @@ func (t *teardown) run() {
 }
 
 // listen claims what depends on the machine rather than on NATS first, so a
-// busy port or an unwritable directory fails start-up at once, naming its
-// variable.
+// busy port, an unwritable directory or one another ordersd holds fails
+// start-up at once, naming its variable.
 func (n *node) listen() error {
 	cfg := n.cfg
 	if cfg.DebugAddr != "" {
@@ -251,6 +252,14 @@ func (n *node) listen() error {
 		if err := checkWritable(cfg.DataDir); err != nil {
 			return fmt.Errorf("DATA_DIR: %w", err)
 		}
+		// Released late in the teardown, after the embedded server and
+		// the read model have closed: a second ordersd on this directory
+		// would run a nats-server of its own on the same store.
+		release, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("DATA_DIR: %w", err)
+		}
+		n.down.push(release)
 	}
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {

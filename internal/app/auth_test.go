@@ -14,6 +14,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/internal/app/apptest"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -207,5 +209,50 @@ func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
 				t.Errorf("%s with authorization %q: %d, WWW-Authenticate %q; want 401 with Bearer", path, authorization, code, challenge)
 			}
 		}
+	}
+}
+
+// A payments role beside a command role but calling the command service of
+// another process (COMMAND_ADDR set) presents PAYMENTS_TOKEN there, as the
+// deadlines do: a token made by this process is known only to its own
+// listener, and the remote command service would refuse the outcome of a
+// charge already made. Without PAYMENTS_TOKEN such a process does not start
+// (config.Validate refuses it, and Run too when handed it), naming it.
+func TestPaymentsCallingRemoteCommandPresentPaymentsToken(t *testing.T) {
+	ns := estest.StartServer(t)
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("clerk-token-0123456789 alice clerk,auditor\npayments-token-0123456 pay clerk\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	core, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,query,audit", "AUTH_TOKENS_FILE", tokens)
+
+	vars := map[string]string{"NATS_URL": ns.ClientURL(), "ROLES": "command,payments", "AUTH_TOKENS_FILE": tokens}
+	cfg := apptest.Config(t, vars)
+	cfg.CommandAddr, vars["COMMAND_ADDR"] = core.GRPC, core.GRPC
+	if err := runErr(t, cfg, vars); err == nil || !strings.HasPrefix(err.Error(), "PAYMENTS_TOKEN:") {
+		t.Fatalf("payments calling COMMAND_ADDR without PAYMENTS_TOKEN: %v, want an error naming PAYMENTS_TOKEN", err)
+	}
+
+	run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,payments", "COMMAND_ADDR", core.GRPC,
+		"AUTH_TOKENS_FILE", tokens, "PAYMENTS_TOKEN", "payments-token-0123456")
+	conn := dial(t, core.GRPC)
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer clerk-token-0123456789")
+	cmd := ordersv1.NewOrderCommandServiceClient(conn)
+	if _, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "rp-1", OrderId: "rp-1", CustomerId: "c", Currency: "EUR",
+		Lines: []*ordersv1.LineItem{{Sku: "A", Quantity: 1, UnitPrice: 100}}, ShippingAddress: &ordersv1.Address{Line1: "1", City: "Oslo", Country: "NO"}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := cmd.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: "rp-2", OrderId: "rp-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := ordersv1.NewOrderAuditServiceClient(conn).StreamEvents(ctx,
+		&ordersv1.StreamEventsRequest{OrderIds: []string{"rp-1"}, FromPosition: p.GetPosition() + 1, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid, err := stream.Recv()
+	if err != nil || paid.GetEvent().GetType() != "PaymentAuthorized" || paid.GetEvent().GetActor() != "pay" {
+		t.Fatalf("after placing: %v %v, want PaymentAuthorized by PAYMENTS_TOKEN's subject pay", paid.GetEvent(), err)
 	}
 }

@@ -451,10 +451,13 @@ func (n *node) requireClientCert(h http.Handler) http.Handler {
 
 // dial returns this process's connection to addr (its own gRPC listener
 // when addr is empty), presenting token on every call when there is one.
+// Its own listener is dialled as it serves (TLS with TLS_CERT), another
+// process as the clients' TLS settings say (UpstreamCredentials).
 // Connections are shared by address and token, and closed at shutdown.
 func (n *node) dial(addr, token string) (*grpc.ClientConn, error) {
+	creds := n.clientCreds
 	if addr == "" {
-		addr = client.Dialable(n.addrs.GRPC)
+		addr, creds = client.Dialable(n.addrs.GRPC), n.ownCreds
 	}
 	key := addr + " " + token
 	if c, ok := n.conns[key]; ok {
@@ -468,7 +471,7 @@ func (n *node) dial(addr, token string) (*grpc.ClientConn, error) {
 			}
 		})
 	}
-	c, err := client.Dial(addr, client.WithCredentials(n.clientCreds), client.WithToken(token),
+	c, err := client.Dial(addr, client.WithCredentials(creds), client.WithToken(token),
 		client.WithTracing(n.tel.Tracer, n.tel.Meter))
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package app
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 
 	"github.com/orderstream/orderstream/internal/auth"
@@ -32,7 +33,7 @@ const maxRecvMsgSize = 1 << 20
 // roles register their services on it before it serves.
 func (n *node) newServer() error {
 	var err error
-	if n.serverTLS, n.clientCreds, err = transportSecurity(n.cfg); err != nil {
+	if n.serverTLS, n.ownCreds, n.clientCreds, err = transportSecurity(n.cfg); err != nil {
 		return err
 	}
 	if err := n.authenticate(); err != nil {
@@ -111,9 +112,16 @@ func (n *node) authenticate() error {
 	n.systemToken = cfg.PaymentsToken
 	switch {
 	case authn != nil:
-		if n.paymentsToken == "" {
-			// In one process the payments manager calls the local
-			// command service with a token made for it now, and the
+		if n.paymentsToken == "" && cfg.Has("payments") {
+			if cfg.CommandAddr != "" {
+				// A token made here is known only to this process's
+				// own listener; the command service at COMMAND_ADDR
+				// would refuse it, after the charge was made
+				// (config.Validate says so too).
+				return errors.New("PAYMENTS_TOKEN: with authentication configured, the payments role calls the command service at COMMAND_ADDR and needs a token with the clerk role that it accepts")
+			}
+			// The payments manager calls this process's own command
+			// service with a token made for it now, and the
 			// deadlines act as the system actor with another.
 			n.paymentsToken = rand.Text()
 			authn.AddToken(n.paymentsToken, auth.Principal{Subject: "payments", Roles: []string{auth.Clerk}})
@@ -128,29 +136,51 @@ func (n *node) authenticate() error {
 	return nil
 }
 
-// transportSecurity builds the server TLS config (nil for plaintext) and the
-// credentials of this process's own gRPC clients.
-func transportSecurity(cfg config.Config) (*tls.Config, credentials.TransportCredentials, error) {
-	if cfg.TLSCert == "" {
-		return nil, insecure.NewCredentials(), nil
+// transportSecurity builds the server TLS config (nil for plaintext), the
+// credentials of this process's calls to its own listener and those of its
+// calls to other processes.
+func transportSecurity(cfg config.Config) (srv *tls.Config, own, upstream credentials.TransportCredentials, err error) {
+	if cfg.TLSCert != "" {
+		if srv, err = tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA); err != nil {
+			return nil, nil, nil, fmt.Errorf("TLS_CERT/TLS_KEY/TLS_CLIENT_CA: %w", err)
+		}
 	}
-	st, err := tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
-	if err != nil {
-		return nil, nil, fmt.Errorf("TLS_CERT/TLS_KEY/TLS_CLIENT_CA: %w", err)
+	if own, err = ClientCredentials(cfg); err != nil {
+		return nil, nil, nil, err
 	}
-	ct, err := ClientCredentials(cfg)
-	return st, ct, err
+	if upstream, err = UpstreamCredentials(cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	return srv, own, upstream, nil
 }
 
-// ClientCredentials are the transport credentials of ordersd's own calls to
-// gRPC services, its own listener included: plaintext without TLS_CERT,
-// else TLS trusting TLS_CA (or the system's roots), presenting
-// TLS_CLIENT_CERT and TLS_CLIENT_KEY when set and expecting
-// TLS_SERVER_NAME when set. The error names the variables to fix.
+// ClientCredentials are the transport credentials of calls to this
+// process's own gRPC listener (GRPC_ADDR), which serves TLS only with
+// TLS_CERT: plaintext without it, else as UpstreamCredentials. The error
+// names the variables to fix.
 func ClientCredentials(cfg config.Config) (credentials.TransportCredentials, error) {
 	if cfg.TLSCert == "" {
 		return insecure.NewCredentials(), nil
 	}
+	return clientTLS(cfg)
+}
+
+// UpstreamCredentials are the transport credentials of ordersd's calls to
+// the gRPC services of other processes (COMMAND_ADDR, QUERY_ADDR,
+// AUDIT_ADDR, PAYMENTS_ADDR): TLS when this process serves TLS (TLS_CERT)
+// or any of its clients' settings is set (cfg.ClientTLS), trusting TLS_CA
+// (or the system's roots), presenting TLS_CLIENT_CERT and TLS_CLIENT_KEY
+// when set and expecting TLS_SERVER_NAME when set; plaintext otherwise. A
+// process may so call TLS upstreams without serving TLS itself. The error
+// names the variables to fix.
+func UpstreamCredentials(cfg config.Config) (credentials.TransportCredentials, error) {
+	if !cfg.ClientTLS() {
+		return insecure.NewCredentials(), nil
+	}
+	return clientTLS(cfg)
+}
+
+func clientTLS(cfg config.Config) (credentials.TransportCredentials, error) {
 	ct, err := tlsconfig.Client(cfg.TLSCA, cfg.TLSClientCert, cfg.TLSClientKey, cfg.TLSServerName)
 	if err != nil {
 		return nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)

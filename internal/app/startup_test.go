@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
+	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/natsembed"
 )
 
@@ -22,7 +24,13 @@ import (
 // starting after 10 s (a start-up that cannot succeed must say so at once).
 func startErr(t *testing.T, vars map[string]string) error {
 	t.Helper()
-	cfg := apptest.Config(t, vars)
+	return runErr(t, apptest.Config(t, vars), vars)
+}
+
+// runErr is startErr for a configuration already made; vars describe it in
+// failures.
+func runErr(t *testing.T, cfg config.Config, vars map[string]string) error {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
@@ -83,6 +91,47 @@ func TestUnwritableDataDirNamesItsVariable(t *testing.T) {
 		err := startErr(t, map[string]string{"DATA_DIR": filepath.Join(file, "data"), "ROLES": roles})
 		if err == nil || !strings.HasPrefix(err.Error(), "DATA_DIR:") {
 			t.Fatalf("ROLES=%s, DATA_DIR below a file: %v", roles, err)
+		}
+	}
+}
+
+// Two ordersd on one DATA_DIR would each run a nats-server (or a read
+// model) on the same files and lose acknowledged orders: the second is
+// refused at once, naming DATA_DIR, while the first keeps serving; once the
+// first has stopped, the directory starts again, with what it holds. A
+// process that does not use DATA_DIR (NATS_URL and no query role) does not
+// take it.
+func TestDataDirInUseIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	first, stop := run(t, dir, "ROLES", "command,query,audit")
+	cmd := ordersv1.NewOrderCommandServiceClient(dial(t, first.GRPC))
+	create := func(id string) {
+		t.Helper()
+		if _, err := cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: id, OrderId: id, CustomerId: "c", Currency: "EUR"}); err != nil {
+			t.Fatalf("create %s on the first ordersd: %v", id, err)
+		}
+	}
+	create("held-1")
+	natsURL := "nats://" + first.NATS
+	for _, vars := range []map[string]string{
+		{"DATA_DIR": dir, "ROLES": "command,query,audit"},        // its own embedded server on the store
+		{"DATA_DIR": dir, "ROLES": "query", "NATS_URL": natsURL}, // its read model on the first's
+	} {
+		err := startErr(t, vars)
+		if !errors.Is(err, app.ErrDataDirInUse) || !strings.HasPrefix(err.Error(), "DATA_DIR:") || !strings.Contains(err.Error(), dir) {
+			t.Errorf("%v while another ordersd holds it: %v, want DATA_DIR: %s ... %v", vars, err, dir, app.ErrDataDirInUse)
+		}
+	}
+	create("held-2")
+	run(t, dir, "ROLES", "command", "NATS_URL", natsURL)
+
+	stop()
+	again, _ := run(t, dir, "ROLES", "command,query,audit")
+	audit := ordersv1.NewOrderAuditServiceClient(dial(t, again.GRPC))
+	for _, id := range []string{"held-1", "held-2"} {
+		hist, err := audit.GetOrderHistory(t.Context(), &ordersv1.GetOrderHistoryRequest{OrderId: id})
+		if err != nil || len(hist.GetEvents()) != 1 {
+			t.Errorf("%s after a restart on the released DATA_DIR: %v %v", id, hist.GetEvents(), err)
 		}
 	}
 }

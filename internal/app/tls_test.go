@@ -2,11 +2,13 @@ package app_test
 
 import (
 	"crypto/tls"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
 	"google.golang.org/grpc"
@@ -97,5 +99,49 @@ func TestMutualTLS(t *testing.T) {
 		if res.StatusCode == http.StatusOK {
 			t.Fatal("plaintext HTTP served although TLS is on")
 		}
+	}
+}
+
+// A process that does not serve TLS itself still calls TLS upstreams over
+// TLS when its clients' settings (TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY)
+// are set: here a gateway reaches command, audit and payments roles that
+// demand client certificates, while its own query role, on its own
+// plaintext listener, is still called in plaintext.
+func TestClientTLSWithoutServingTLS(t *testing.T) {
+	ca, cert, key, ccert, ckey := tlstest.Generate(t, t.TempDir())
+	ns := estest.StartServer(t)
+	core, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,audit,payments",
+		"TLS_CERT", cert, "TLS_KEY", key, "TLS_CLIENT_CA", ca, "TLS_CA", ca, "TLS_CLIENT_CERT", ccert, "TLS_CLIENT_KEY", ckey)
+	front, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "gateway,query",
+		"COMMAND_ADDR", core.GRPC, "AUDIT_ADDR", core.GRPC, "PAYMENTS_ADDR", core.GRPC,
+		"TLS_CA", ca, "TLS_CLIENT_CERT", ccert, "TLS_CLIENT_KEY", ckey)
+	base := "http://" + front.HTTP
+	res, err := http.Post(base+"/v1/orders", "application/json",
+		strings.NewReader(`{"requestId":"ctls-1","orderId":"ctls-1","customerId":"c","currency":"EUR"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("create through the gateway, to the command role over TLS: %d %s", res.StatusCode, body)
+	}
+	for _, path := range []string{"/v1/orders/ctls-1/history", "/v1/admin/parked-payments"} {
+		if code, got := getJSON(t, base+path); code != http.StatusOK {
+			t.Errorf("GET %s, from the roles served over TLS: %d %v", path, code, got)
+		}
+	}
+	req, err := http.NewRequestWithContext(t.Context(), "GET", base+"/v1/orders/ctls-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Min-Position", "1")
+	got, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Body.Close()
+	if got.StatusCode != http.StatusOK {
+		t.Fatalf("read from this process's own query role, in plaintext: %d", got.StatusCode)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -61,9 +62,13 @@ type Config struct {
 	TLSKey      string `env:"TLS_KEY" help:"key file of TLS_CERT"`
 	TLSClientCA string `env:"TLS_CLIENT_CA" help:"require client certificates signed by this CA (mTLS)"`
 	// TLSCA, TLSClientCert and TLSClientKey are used by this process's
-	// own gRPC clients (gateway, payments) when TLS is on; TLSServerName
-	// overrides the name checked in the server's certificate.
-	TLSCA         string `env:"TLS_CA" help:"CA file this process's own gRPC clients trust"`
+	// own gRPC clients (gateway, console, payments); TLSServerName
+	// overrides the name checked in the server's certificate. Calls to
+	// another process (an *_ADDR set) go over TLS when TLS_CERT or any of
+	// these is set, so a process may call TLS upstreams without serving
+	// TLS itself; calls to this process's own listener go over TLS when
+	// it serves TLS (TLS_CERT).
+	TLSCA         string `env:"TLS_CA" help:"CA file this process's own gRPC clients trust; setting any TLS_CA, TLS_CLIENT_*, TLS_SERVER_NAME turns on TLS for calls to other processes"`
 	TLSClientCert string `env:"TLS_CLIENT_CERT" help:"client certificate file of this process's own gRPC clients"`
 	TLSClientKey  string `env:"TLS_CLIENT_KEY" help:"key file of TLS_CLIENT_CERT"`
 	TLSServerName string `env:"TLS_SERVER_NAME" help:"name checked in the certificate of the servers this process calls"`
@@ -74,10 +79,11 @@ type Config struct {
 	AuthHMACSecretFile string `env:"AUTH_JWT_HMAC_SECRET_FILE" help:"accept JWTs signed with this HMAC secret"`
 	AuthJWKSFile       string `env:"AUTH_JWKS_FILE" help:"accept JWTs signed by a key of this JWKS"`
 	AllowInsecure      bool   `env:"ALLOW_INSECURE" envDefault:"false" help:"true allows listening beyond loopback without authentication"`
-	// PaymentsToken is the bearer token the payments manager presents to
-	// the command service when authentication is on and the command role
-	// runs elsewhere; in one process ordersd makes its own.
-	PaymentsToken string `env:"PAYMENTS_TOKEN" help:"token the payments role presents to a command role elsewhere"`
+	// PaymentsToken is the bearer token the payments manager and the
+	// deadlines present to the command service when authentication is on
+	// and their calls go to another process (COMMAND_ADDR set); only when
+	// they call this process's own command role does ordersd make its own.
+	PaymentsToken string `env:"PAYMENTS_TOKEN" help:"token the payments role presents to the command role at COMMAND_ADDR (required with authentication when COMMAND_ADDR is set)"`
 	// DataDir holds the embedded server's store and the read models.
 	DataDir string `env:"DATA_DIR" envDefault:"./data" help:"embedded JetStream store and read models; must be writable"`
 	// PIIMasterKeyFile holds the master key (64 hexadecimal digits) that
@@ -103,7 +109,8 @@ type Config struct {
 	// every write; survives power loss too, at a cost per write).
 	NATSSync string `env:"NATS_SYNC" envDefault:"interval" help:"embedded server's fsync policy: interval or always"`
 	// StreamReplicas is the ORDERS stream's replica count (1 embedded, 3 in
-	// a cluster).
+	// a cluster). The embedded server is a single server: above 1 needs
+	// NATS_URL.
 	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1" help:"replicas of the ORDERS stream and of the ORDERS_KEYS and PAYMENTS_PARKED buckets and the DEADLINES stream (3 in a cluster); each start brings existing ones to this count"`
 	// DuplicateWindow is how long the server remembers request ids as
 	// message ids. Retries are also recognised from the order's history
@@ -231,6 +238,15 @@ func (c Config) addr(role string) string {
 	return ""
 }
 
+// ClientTLS reports whether this process's calls to other processes'
+// gRPC services go over TLS: when it serves TLS itself (TLS_CERT), or when
+// any of its clients' TLS settings (TLS_CA, TLS_CLIENT_CERT,
+// TLS_CLIENT_KEY, TLS_SERVER_NAME) is set. Calls to its own listener go
+// over TLS only when it serves TLS.
+func (c Config) ClientTLS() bool {
+	return c.TLSCert != "" || c.TLSCA != "" || c.TLSClientCert != "" || c.TLSClientKey != "" || c.TLSServerName != ""
+}
+
 // AuthEnabled reports whether any token source is configured.
 func (c Config) AuthEnabled() bool {
 	return c.AuthTokensFile != "" || c.AuthHMACSecretFile != "" || c.AuthJWKSFile != ""
@@ -302,6 +318,11 @@ func (c Config) validateLimits() []error {
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("STREAM_REPLICAS: %d is not between 1 and 5", c.StreamReplicas))
+	} else if c.StreamReplicas > 1 && c.NATSURL == "" {
+		// The embedded server is one nats-server, not a cluster: the
+		// stream could not be placed, and start-up would fail later
+		// without naming either variable.
+		errs = append(errs, fmt.Errorf("STREAM_REPLICAS: %d needs a NATS cluster (NATS_URL); the embedded server keeps 1 replica", c.StreamReplicas))
 	}
 	if c.EventHeaders != "compact" && c.EventHeaders != "separate" {
 		errs = append(errs, fmt.Errorf("EVENT_HEADERS: %q is not compact or separate", c.EventHeaders))
@@ -343,8 +364,15 @@ func (c Config) validatePayments() []error {
 	if c.PaymentAckWait < time.Second || c.PaymentOutageLimit <= 0 {
 		errs = append(errs, fmt.Errorf("PAYMENT_ACK_WAIT, PAYMENT_OUTAGE_LIMIT: the ack wait must be at least 1s, the outage limit positive"))
 	}
-	if c.PaymentSimFailureRate < 0 || c.PaymentSimFailureRate > 1 {
+	// Written so that NaN, which every comparison rejects, fails too.
+	if !(c.PaymentSimFailureRate >= 0 && c.PaymentSimFailureRate <= 1) {
 		errs = append(errs, fmt.Errorf("PAYMENT_SIM_FAILURE_RATE: %v is not between 0 and 1", c.PaymentSimFailureRate))
+	}
+	if c.PaymentSimLatency < 0 {
+		errs = append(errs, fmt.Errorf("PAYMENT_SIM_LATENCY: %s is negative", c.PaymentSimLatency))
+	}
+	if c.PaymentSimDeclineOver < 0 {
+		errs = append(errs, fmt.Errorf("PAYMENT_SIM_DECLINE_OVER: %d is negative (0 declines none)", c.PaymentSimDeclineOver))
 	}
 	return errs
 }
@@ -360,6 +388,24 @@ func (c Config) validateTransport() []error {
 	}
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("TLS_CLIENT_CA: needs TLS_CERT and TLS_KEY"))
+	}
+	// The clients' settings are used whenever they are set (see
+	// ClientTLS), so they are checked whether or not TLS_CERT is.
+	if (c.TLSClientCert == "") != (c.TLSClientKey == "") {
+		errs = append(errs, errors.New("TLS_CLIENT_CERT, TLS_CLIENT_KEY: set both or neither"))
+	}
+	for _, f := range []struct{ name, file string }{
+		{"TLS_CERT", c.TLSCert}, {"TLS_KEY", c.TLSKey}, {"TLS_CLIENT_CA", c.TLSClientCA},
+		{"TLS_CA", c.TLSCA}, {"TLS_CLIENT_CERT", c.TLSClientCert}, {"TLS_CLIENT_KEY", c.TLSClientKey},
+	} {
+		if f.file == "" {
+			continue
+		}
+		if fi, err := os.Stat(f.file); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+		} else if fi.IsDir() {
+			errs = append(errs, fmt.Errorf("%s: %s is a directory, not a PEM file", f.name, f.file))
+		}
 	}
 	if c.NATSConnectTimeout <= 0 {
 		errs = append(errs, errors.New("NATS_CONNECT_TIMEOUT: must be positive"))
@@ -450,10 +496,12 @@ func (c Config) validateUpstreams() []error {
 				AddrVariable(up), strings.Join(callers, " and "), up))
 		}
 	}
-	// With authentication on, a payments process whose command service
-	// runs elsewhere would present a token only it knows.
-	if c.Has("payments") && !c.Has("command") && c.AuthEnabled() && c.PaymentsToken == "" {
-		errs = append(errs, errors.New("PAYMENTS_TOKEN: with authentication configured, the payments role needs a token with the clerk role that the command service at COMMAND_ADDR accepts"))
+	// With authentication on, the payments manager and the deadlines
+	// present a token made by this process only to this process's own
+	// listener: a command service elsewhere (COMMAND_ADDR set, even beside
+	// a command role here) would refuse it, after the charge was made.
+	if c.Has("payments") && c.AuthEnabled() && c.PaymentsToken == "" && (c.CommandAddr != "" || !c.Has("command")) {
+		errs = append(errs, errors.New("PAYMENTS_TOKEN: with authentication configured, the payments role calls the command service at COMMAND_ADDR and needs a token with the clerk role that it accepts"))
 	}
 	return errs
 }

@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -197,5 +199,140 @@ func TestRolesNeedTheirUpstreams(t *testing.T) {
 				t.Errorf("role %s needs %s, which has no address variable", r, up)
 			}
 		}
+	}
+}
+
+// The embedded server is a single nats-server: a stream with more than one
+// replica cannot be placed on it, so STREAM_REPLICAS above 1 needs NATS_URL
+// and is refused as configuration, naming both, rather than failing start-up
+// later with the server's words.
+func TestStreamReplicasNeedACluster(t *testing.T) {
+	for _, n := range []string{"2", "3", "5"} {
+		_, err := config.FromMap(map[string]string{"STREAM_REPLICAS": n})
+		if err == nil || !strings.Contains(err.Error(), "STREAM_REPLICAS:") || !strings.Contains(err.Error(), "NATS_URL") {
+			t.Errorf("STREAM_REPLICAS=%s without NATS_URL: %v, want an error naming STREAM_REPLICAS and NATS_URL", n, err)
+		}
+	}
+	for _, ok := range []map[string]string{
+		{"STREAM_REPLICAS": "1"},
+		{"STREAM_REPLICAS": "3", "NATS_URL": "nats://n1:4222,nats://n2:4222,nats://n3:4222"},
+	} {
+		if _, err := config.FromMap(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+}
+
+// The payment simulator takes what the README documents: a latency that is
+// not negative, a failure rate between 0 and 1 (NaN is not), a decline
+// limit in minor units that is not negative (0: none).
+func TestPaymentSimulatorValuesInRange(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"PAYMENT_SIM_LATENCY", "-5s"},
+		{"PAYMENT_SIM_FAILURE_RATE", "NaN"},
+		{"PAYMENT_SIM_FAILURE_RATE", "-0.1"},
+		{"PAYMENT_SIM_FAILURE_RATE", "+Inf"},
+		{"PAYMENT_SIM_DECLINE_OVER", "-1"},
+	} {
+		_, err := config.FromMap(map[string]string{tc.name: tc.value})
+		if err == nil || !strings.Contains(err.Error(), tc.name+":") {
+			t.Errorf("%s=%s: %v, want an error naming %s", tc.name, tc.value, err, tc.name)
+		}
+	}
+	for _, ok := range []map[string]string{
+		{"PAYMENT_SIM_LATENCY": "0s", "PAYMENT_SIM_FAILURE_RATE": "0", "PAYMENT_SIM_DECLINE_OVER": "0"},
+		{"PAYMENT_SIM_LATENCY": "1m", "PAYMENT_SIM_FAILURE_RATE": "1", "PAYMENT_SIM_DECLINE_OVER": "100000"},
+		{"PAYMENT_SIM_FAILURE_RATE": "0.25"},
+	} {
+		if _, err := config.FromMap(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+}
+
+// With authentication on, the payments role presents a token made by this
+// process only when its calls go to this process's own command role
+// (COMMAND_ADDR empty): a command service elsewhere, even beside a command
+// role here, would refuse it after the charge was made. So PAYMENTS_TOKEN
+// is required whenever COMMAND_ADDR is set, or the command role is not here.
+func TestPaymentsTokenWhenCommandCallsLeaveTheProcess(t *testing.T) {
+	const tokens = "/etc/orders/tokens"
+	for _, bad := range []map[string]string{
+		{"ROLES": "command,payments", "COMMAND_ADDR": "command:50051", "AUTH_TOKENS_FILE": tokens},
+		{"COMMAND_ADDR": "command:50051", "AUTH_TOKENS_FILE": tokens}, // every role
+		{"ROLES": "payments", "COMMAND_ADDR": "command:50051", "AUTH_JWKS_FILE": "/etc/orders/jwks.json"},
+	} {
+		_, err := config.FromMap(bad)
+		if err == nil || !strings.Contains(err.Error(), "PAYMENTS_TOKEN:") {
+			t.Errorf("%v: %v, want an error naming PAYMENTS_TOKEN", bad, err)
+		}
+	}
+	for _, ok := range []map[string]string{
+		// This process's own command role: ordersd makes the token.
+		{"ROLES": "command,payments", "AUTH_TOKENS_FILE": tokens},
+		{"AUTH_TOKENS_FILE": tokens},
+		{"ROLES": "command,payments", "COMMAND_ADDR": "command:50051", "AUTH_TOKENS_FILE": tokens, "PAYMENTS_TOKEN": "t"},
+		// Without authentication no token is presented at all.
+		{"ROLES": "command,payments", "COMMAND_ADDR": "command:50051"},
+		// No payments role here.
+		{"ROLES": "command,query,audit", "COMMAND_ADDR": "command:50051", "AUTH_TOKENS_FILE": tokens},
+	} {
+		if _, err := config.FromMap(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+}
+
+// The TLS settings of this process's own clients are used whenever they are
+// set, with or without TLS_CERT (a gateway may call TLS upstreams without
+// serving TLS itself): each file must exist, and a client certificate
+// comes with its key. Errors name the variables.
+func TestClientTLSSettingsAreChecked(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	for _, f := range []string{ca, cert, key} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(dir, "missing.pem")
+	for _, tc := range []struct {
+		vars map[string]string
+		want []string // variables the error must name
+	}{
+		{map[string]string{"TLS_CA": missing}, []string{"TLS_CA"}},
+		{map[string]string{"TLS_CA": dir}, []string{"TLS_CA"}},
+		{map[string]string{"TLS_CLIENT_CERT": cert}, []string{"TLS_CLIENT_CERT, TLS_CLIENT_KEY"}},
+		{map[string]string{"TLS_CLIENT_KEY": key}, []string{"TLS_CLIENT_CERT, TLS_CLIENT_KEY"}},
+		{map[string]string{"TLS_CLIENT_CERT": missing, "TLS_CLIENT_KEY": key}, []string{"TLS_CLIENT_CERT"}},
+		{map[string]string{"TLS_CLIENT_CERT": cert, "TLS_CLIENT_KEY": missing}, []string{"TLS_CLIENT_KEY"}},
+		// The review's gateway: a CA that does not exist, a certificate
+		// without its key.
+		{map[string]string{"ROLES": "gateway", "COMMAND_ADDR": "c:50051", "QUERY_ADDR": "q:50051", "AUDIT_ADDR": "a:50051", "PAYMENTS_ADDR": "p:50051",
+			"TLS_CA": missing, "TLS_CLIENT_CERT": cert, "TLS_SERVER_NAME": "orders.internal"}, []string{"TLS_CA", "TLS_CLIENT_CERT, TLS_CLIENT_KEY"}},
+	} {
+		_, err := config.FromMap(tc.vars)
+		for _, name := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), name+":") {
+				t.Errorf("%v: %v, want an error naming %s", tc.vars, err, name)
+			}
+		}
+	}
+	for _, ok := range []map[string]string{
+		{"TLS_CA": ca},
+		{"TLS_CA": ca, "TLS_CLIENT_CERT": cert, "TLS_CLIENT_KEY": key, "TLS_SERVER_NAME": "orders.internal"},
+		{"TLS_SERVER_NAME": "orders.internal"},
+	} {
+		c, err := config.FromMap(ok)
+		if err != nil {
+			t.Errorf("%v without TLS_CERT: %v", ok, err)
+			continue
+		}
+		if !c.ClientTLS() {
+			t.Errorf("%v: calls to other processes would not use TLS", ok)
+		}
+	}
+	if c, err := config.FromMap(map[string]string{}); err != nil || c.ClientTLS() {
+		t.Errorf("defaults: ClientTLS %v, %v; want plaintext", c.ClientTLS(), err)
 	}
 }
