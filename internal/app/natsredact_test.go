@@ -4,32 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
+	"github.com/orderstream/orderstream/internal/testlog"
 )
-
-// lockedBuffer collects ordersd's log while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A password in NATS_URL is in no log line and no start-up error, also
 // when the URL has no scheme ("user:pass@host:port", which nats.go dials
@@ -43,7 +25,7 @@ func TestExternalNATSURLPasswordIsNotLogged(t *testing.T) {
 	runLogged := func(t *testing.T, natsURL string) (log string, ready bool, err error) {
 		t.Helper()
 		cfg := apptest.Config(t, map[string]string{"NATS_URL": natsURL, "ROLES": "command", "NATS_CONNECT_TIMEOUT": "10s"})
-		var out lockedBuffer
+		var out testlog.Buffer
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		done := make(chan error, 1)

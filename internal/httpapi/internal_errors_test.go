@@ -1,17 +1,16 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/httpapi"
+	"github.com/orderstream/orderstream/internal/testlog"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -50,29 +49,11 @@ func (leakyAudit) StreamEvents(_ *ordersv1.StreamEventsRequest, s grpc.ServerStr
 	return errors.New("nats: connection to 10.0.0.7:4222 lost")
 }
 
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestInternalErrorsAreWithheld(t *testing.T) {
 	gs := grpc.NewServer()
 	ordersv1.RegisterOrderQueryServiceServer(gs, leakyQuery{})
 	ordersv1.RegisterOrderAuditServiceServer(gs, leakyAudit{})
-	var logs syncBuffer
+	var logs testlog.Buffer
 	base, c := gatewayOver(t, serve(t, gs), httpapi.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 
 	for id, code := range map[string]float64{"plain-error": 2, "internal": 13, "data-loss": 15} {
@@ -110,7 +91,7 @@ func TestGRPCServerDown(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	_ = lis.Close() // nothing listens there now
-	var logs syncBuffer
+	var logs testlog.Buffer
 	base, c := gatewayOver(t, dial(t, addr), httpapi.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 
 	for _, req := range []struct{ method, path, body string }{

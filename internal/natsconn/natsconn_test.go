@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/orderstream/orderstream/internal/natsconn"
 	"github.com/orderstream/orderstream/internal/natsconn/natstest"
+	"github.com/orderstream/orderstream/internal/testlog"
 	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
 )
@@ -530,25 +531,6 @@ func TestRedact(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log output written from nats.go's callback
-// goroutine while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Credentials in NATS_URL reach neither a log line nor an error: not
 // without a scheme ("user:pass@host", which nats.go dials as
 // nats://user:pass@host), not as a token ("nats://token@host", which
@@ -561,7 +543,7 @@ func TestURLCredentialsAreNotShown(t *testing.T) {
 	tokenServer := natstest.StartServer(t, func(o *server.Options) { o.Authorization = token })
 	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 
-	var out lockedBuffer
+	var out testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var shown []string // every error's text
 

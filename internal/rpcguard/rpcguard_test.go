@@ -1,19 +1,18 @@
 package rpcguard_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/rpcguard"
 	"github.com/orderstream/orderstream/internal/telemetry"
+	"github.com/orderstream/orderstream/internal/testlog"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -45,27 +44,9 @@ func (panicky) StreamEvents(*ordersv1.StreamEventsRequest, grpc.ServerStreamingS
 	panic("secret internal state")
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type server struct {
 	conn    *grpc.ClientConn
-	logs    *syncBuffer
+	logs    *testlog.Buffer
 	metrics *sdkmetric.ManualReader
 	spans   *tracetest.SpanRecorder
 }
@@ -74,7 +55,7 @@ type server struct {
 // codec, and its interceptors in the chains, under a traced stats handler.
 func start(t *testing.T) server {
 	t.Helper()
-	s := server{logs: &syncBuffer{}, metrics: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder()}
+	s := server{logs: &testlog.Buffer{}, metrics: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder()}
 	log := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(s.logs, nil)))
 	g, err := rpcguard.New(log, sdkmetric.NewMeterProvider(sdkmetric.WithReader(s.metrics)))
 	if err != nil {

@@ -1,19 +1,18 @@
 package payments_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/internal/telemetry"
+	"github.com/orderstream/orderstream/internal/testlog"
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/payments"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
@@ -33,25 +32,6 @@ func (g *failFirstCharge) Charge(ctx context.Context, req payments.ChargeRequest
 		return payments.ChargeResult{}, errors.New("provider unreachable")
 	}
 	return g.Provider.Charge(ctx, req)
-}
-
-// lockedBuffer is a bytes.Buffer safe to write from the manager's workers
-// while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A failed payment attempt is logged with the job's context: the JSON log
@@ -86,7 +66,7 @@ func TestAttemptFailureLogCarriesTraceID(t *testing.T) {
 	}
 	root.End()
 
-	var out lockedBuffer
+	var out testlog.Buffer
 	log := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&out, nil)))
 	gw := &failFirstCharge{Provider: payments.NewSimulator(payments.SimulatorConfig{})}
 	e.run(t, gw, fast(), payments.WithLogger(log), payments.WithTelemetry(tp, noopmetric.NewMeterProvider()))
