@@ -128,8 +128,14 @@ func (w *watchSender[M]) send(c *projections.Change) error {
 // sentAt records that the change of order id at position was sent (id
 // empty: the watch's starting point, no order's change).
 func (w *watchSender[M]) sentAt(position uint64, id string) {
-	if position != w.sent || w.sentHere == nil {
-		w.sent, w.sentHere = position, map[string]struct{}{}
+	if w.sentHere == nil {
+		w.sentHere = map[string]struct{}{}
+	}
+	if position != w.sent {
+		// Cleared, not made anew: a watcher sends one change per
+		// position but for an erasure's, so this stays one small map.
+		w.sent = position
+		clear(w.sentHere)
 	}
 	if id != "" {
 		w.sentHere[id] = struct{}{}
