@@ -90,13 +90,9 @@ func (a *app) historyCmd() *cobra.Command {
 			var events []*ordersv1.RecordedEvent
 			req := &ordersv1.GetOrderHistoryRequest{OrderId: args[0], PageSize: 1000}
 			for {
-				ctx, cancel := a.callCtx(cmd.Context())
-				var res *ordersv1.GetOrderHistoryResponse
-				err := a.retry(ctx, func(ctx context.Context) (err error) {
-					res, err = client.GetOrderHistory(ctx, req)
-					return err
+				res, err := retried(a, cmd.Context(), func(ctx context.Context) (*ordersv1.GetOrderHistoryResponse, error) {
+					return client.GetOrderHistory(ctx, req)
 				})
-				cancel()
 				if err != nil {
 					return err
 				}
@@ -299,12 +295,8 @@ func (a *app) verifyCmd() *cobra.Command {
 // verifyOrder verifies one order's chain and prints the verdict;
 // errBrokenChain when it is broken.
 func (a *app) verifyOrder(ctx context.Context, client ordersv1.OrderAuditServiceClient, id string) error {
-	ctx, cancel := a.callCtx(ctx)
-	defer cancel()
-	var res *ordersv1.VerifyOrderResponse
-	err := a.retry(ctx, func(ctx context.Context) (err error) {
-		res, err = client.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
-		return err
+	res, err := retried(a, ctx, func(ctx context.Context) (*ordersv1.VerifyOrderResponse, error) {
+		return client.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
 	})
 	if err != nil {
 		return err

@@ -276,13 +276,7 @@ func unary[R proto.Message](a *app, cmd *cobra.Command, call func(context.Contex
 	if err != nil {
 		return err
 	}
-	ctx, cancel := a.callCtx(cmd.Context())
-	defer cancel()
-	var res R
-	err = a.retry(ctx, func(ctx context.Context) (err error) {
-		res, err = call(ctx, conn)
-		return err
-	})
+	res, err := retried(a, cmd.Context(), func(ctx context.Context) (R, error) { return call(ctx, conn) })
 	if err != nil {
 		return err
 	}
@@ -317,6 +311,19 @@ func (a *app) retry(ctx context.Context, call func(context.Context) error) error
 			return err
 		}
 	}
+}
+
+// retried makes one call under its deadline (callCtx), again while it
+// answers UNAVAILABLE (retry), and returns its answer.
+func retried[R any](a *app, ctx context.Context, call func(context.Context) (R, error)) (R, error) {
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	var res R
+	err := a.retry(ctx, func(ctx context.Context) (err error) {
+		res, err = call(ctx)
+		return err
+	})
+	return res, err
 }
 
 // retrying tells a person watching stderr (where progress is drawn) that a

@@ -181,13 +181,9 @@ func (a *app) orderCurrency(ctx context.Context, orderID, given string) (string,
 	if err != nil {
 		return "", err
 	}
-	qctx, cancel := a.callCtx(ctx)
-	var res *ordersv1.GetOrderResponse
-	qerr := a.retry(qctx, func(ctx context.Context) (err error) {
-		res, err = ordersv1.NewOrderQueryServiceClient(conn).GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: orderID})
-		return err
+	res, qerr := retried(a, ctx, func(ctx context.Context) (*ordersv1.GetOrderResponse, error) {
+		return ordersv1.NewOrderQueryServiceClient(conn).GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: orderID})
 	})
-	cancel()
 	if qerr == nil {
 		return res.GetOrder().GetCurrency(), nil
 	}
@@ -196,12 +192,8 @@ func (a *app) orderCurrency(ctx context.Context, orderID, given string) (string,
 	default:
 		return "", qerr
 	}
-	actx, cancel := a.callCtx(ctx)
-	defer cancel()
-	var hist *ordersv1.GetOrderHistoryResponse
-	aerr := a.retry(actx, func(ctx context.Context) (err error) {
-		hist, err = ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: orderID, PageSize: 1})
-		return err
+	hist, aerr := retried(a, ctx, func(ctx context.Context) (*ordersv1.GetOrderHistoryResponse, error) {
+		return ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: orderID, PageSize: 1})
 	})
 	switch status.Code(aerr) {
 	case codes.OK:
@@ -500,13 +492,9 @@ func (a *app) listCmd() *cobra.Command {
 			var orders []*ordersv1.Order
 			var last *ordersv1.ListOrdersResponse
 			for {
-				ctx, cancel := a.callCtx(cmd.Context())
-				var res *ordersv1.ListOrdersResponse
-				err := a.retry(ctx, func(ctx context.Context) (err error) {
-					res, err = client.ListOrders(ctx, req)
-					return err
+				res, err := retried(a, cmd.Context(), func(ctx context.Context) (*ordersv1.ListOrdersResponse, error) {
+					return client.ListOrders(ctx, req)
 				})
-				cancel()
 				if err != nil {
 					return err
 				}
