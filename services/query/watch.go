@@ -98,12 +98,13 @@ type watchSender[M any] struct {
 	stream grpc.ServerStreamingServer[M]
 	build  func(*projections.Change) *M
 	// sent is the position of the last change sent (or the position the
-	// watch started after): the client resumes from it, so a change
-	// below it is never sent again, nor one at it of an order in
-	// sentHere. An erasure changes each of a customer's orders at its
-	// own position, so one position can carry several changes.
-	sent     uint64
-	sentHere map[string]struct{}
+	// watch started after), and sentOrder that change's order: the client
+	// resumes from sent, so a change below it is never sent again, nor
+	// sentOrder's at it. One position carries several changes only for an
+	// erasure, which changes each of a customer's orders once, in a row:
+	// the last order sent is all there is to tell them apart.
+	sent      uint64
+	sentOrder string
 	// restarted, when set, is the error that ends the watch when the
 	// feed restarted ahead of it (projections.ErrFeedRestarted): for a
 	// watch that cannot resume across the changes it missed. Without it
@@ -115,7 +116,7 @@ func (w *watchSender[M]) send(c *projections.Change) error {
 	if c.Position < w.sent {
 		return nil
 	}
-	if _, ok := w.sentHere[c.OrderID]; ok && c.Position == w.sent {
+	if c.Position == w.sent && c.OrderID == w.sentOrder {
 		return nil
 	}
 	if err := w.stream.Send(w.build(c)); err != nil {
@@ -128,18 +129,7 @@ func (w *watchSender[M]) send(c *projections.Change) error {
 // sentAt records that the change of order id at position was sent (id
 // empty: the watch's starting point, no order's change).
 func (w *watchSender[M]) sentAt(position uint64, id string) {
-	if w.sentHere == nil {
-		w.sentHere = map[string]struct{}{}
-	}
-	if position != w.sent {
-		// Cleared, not made anew: a watcher sends one change per
-		// position but for an erasure's, so this stays one small map.
-		w.sent = position
-		clear(w.sentHere)
-	}
-	if id != "" {
-		w.sentHere[id] = struct{}{}
-	}
+	w.sent, w.sentOrder = position, id
 }
 
 // follow sends the subscription's changes until the client leaves or the
