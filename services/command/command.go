@@ -224,10 +224,20 @@ var reservedPrefixes = []struct {
 	prefix string
 	method func(request) bool
 }{
-	{"pay:", func(r request) bool { _, ok := r.(*ordersv1.RecordPaymentRequest); return ok }},
-	{"refund:", func(r request) bool { _, ok := r.(*ordersv1.RecordRefundRequest); return ok }},
-	{"deadline:", func(r request) bool { _, ok := r.(*ordersv1.CancelOrderRequest); return ok }},
+	{PaymentRequestPrefix, func(r request) bool { _, ok := r.(*ordersv1.RecordPaymentRequest); return ok }},
+	{RefundRequestPrefix, func(r request) bool { _, ok := r.(*ordersv1.RecordRefundRequest); return ok }},
+	{DeadlineRequestPrefix, func(r request) bool { _, ok := r.(*ordersv1.CancelOrderRequest); return ok }},
 }
+
+// The prefixes of the process managers' request ids, which the managers
+// build theirs from: the payments manager's RecordPayment and RecordRefund
+// ("pay:<position>", "refund:<position>") and the deadlines' CancelOrder
+// ("deadline:<kind>:<position>"). Every other method refuses them.
+const (
+	PaymentRequestPrefix  = "pay:"
+	RefundRequestPrefix   = "refund:"
+	DeadlineRequestPrefix = "deadline:"
+)
 
 // reservedRequestID returns INVALID_ARGUMENT for a request id under a
 // process manager's prefix on any method but that manager's.

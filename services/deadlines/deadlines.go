@@ -57,6 +57,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/schedule"
 	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/services/command"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
@@ -359,7 +360,7 @@ func (m *Manager) enforce(ctx context.Context, s timer) (string, error) {
 		cctx := metadata.AppendToOutgoingContext(ctx, "x-actor", Actor, "x-causation-id", fmt.Sprint(s.Position))
 		rev := revision
 		_, err := m.cmds.CancelOrder(cctx, &ordersv1.CancelOrderRequest{
-			RequestId: fmt.Sprintf("deadline:%s:%d", s.Kind, s.Position), OrderId: s.OrderID,
+			RequestId: fmt.Sprintf("%s%s:%d", command.DeadlineRequestPrefix, s.Kind, s.Position), OrderId: s.OrderID,
 			Reason: ReasonPaymentTimeout, ExpectedRevision: &rev,
 		})
 		switch status.Code(err) {

@@ -68,6 +68,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/order"
+	"github.com/orderstream/orderstream/services/command"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
@@ -758,7 +759,7 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 	cancel()
 	m.recordCall(ctx, err == nil || errors.Is(err, ErrDeclined))
 	m.count(func(s *Stats) { s.Attempts++ })
-	req := &ordersv1.RecordPaymentRequest{RequestId: fmt.Sprintf("pay:%d", j.Position), OrderId: j.OrderID}
+	req := &ordersv1.RecordPaymentRequest{RequestId: fmt.Sprint(command.PaymentRequestPrefix, j.Position), OrderId: j.OrderID}
 	switch {
 	case errors.Is(err, ErrDeclined):
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "declined")))
@@ -884,7 +885,7 @@ func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt in
 	rctx, rcancel := context.WithTimeout(callCtx(ctx, *j), m.attemptTimeout)
 	defer rcancel()
 	_, err = m.cmds.RecordRefund(rctx, &ordersv1.RecordRefundRequest{
-		RequestId: fmt.Sprintf("refund:%d", j.Position), OrderId: j.OrderID, RefundRef: res.RefundRef, Amount: st.PaidAmount,
+		RequestId: fmt.Sprint(command.RefundRequestPrefix, j.Position), OrderId: j.OrderID, RefundRef: res.RefundRef, Amount: st.PaidAmount,
 	})
 	switch status.Code(err) {
 	case codes.OK:
