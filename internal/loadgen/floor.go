@@ -654,20 +654,15 @@ func (*Visibility) Close() error { return nil }
 // the log is not of its mix.
 func fillLog(ctx context.Context, cfg FloorConfig, orders *rawbench.Log, g *GRPC) (before uint64, err error) {
 	deadline := time.Now().Add(cfg.FillTimeout)
-	for first := true; ; first = false {
-		n, _, err := orders.Size(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if first {
-			before = n
-		}
-		if n >= uint64(cfg.Events) {
-			if first {
-				cfg.say("no fill: the earlier phases left %d events, --events is %d", n, cfg.Events)
-			}
-			return before, nil
-		}
+	before, _, err = orders.Size(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if before >= uint64(cfg.Events) {
+		cfg.say("no fill: the earlier phases left %d events, --events is %d", before, cfg.Events)
+		return before, nil
+	}
+	for n := before; n < uint64(cfg.Events); {
 		if time.Now().After(deadline) {
 			cfg.say("fill stopped at %d events after %s (--fill-timeout)", n, cfg.FillTimeout)
 			return before, nil
@@ -679,7 +674,11 @@ func fillLog(ctx context.Context, cfg FloorConfig, orders *rawbench.Log, g *GRPC
 		if _, err := RunClosed(ctx, "fill", g, cfg.Clients, min(chunk, 10*time.Second, time.Until(deadline)+time.Millisecond), cfg.FillMix, 0); err != nil {
 			return 0, err
 		}
+		if n, _, err = orders.Size(ctx); err != nil {
+			return 0, err
+		}
 	}
+	return before, nil
 }
 
 // settle waits until the work a phase left behind is done: the log has
