@@ -255,7 +255,12 @@ func TestConnectBeforeServerStarts(t *testing.T) {
 				disconnected <- struct{}{}
 			}
 		}),
-		nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}),
 	)
 	if err != nil {
 		t.Fatalf("Connect with the server down: %v", err)
@@ -332,6 +337,7 @@ func TestReconnectSurvivesRejectedCredentials(t *testing.T) {
 
 	rejected := make(chan struct{}, 100)
 	closed := make(chan struct{}, 1)
+	reconnected := make(chan struct{}, 1)
 	rec := &logRecorder{}
 	nc, err := natsconn.Connect(
 		natsconn.Options{URLs: fmt.Sprintf("nats://127.0.0.1:%d", port), User: "orders", Password: "s3cret",
@@ -346,6 +352,14 @@ func TestReconnectSurvivesRejectedCredentials(t *testing.T) {
 			}
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { closed <- struct{}{} }),
+		// Runs after the logging handler of the same event, on the
+		// client's callback goroutine: once it has run, so has the log.
+		nats.ReconnectHandler(func(*nats.Conn) {
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -376,6 +390,11 @@ func TestReconnectSurvivesRejectedCredentials(t *testing.T) {
 		t.Fatalf("once the server takes the credentials again: %v", err)
 	}
 	roundTrip(t, nc)
+	select {
+	case <-reconnected:
+	case <-ctx.Done():
+		t.Fatal("connected again, but the reconnect handler never ran")
+	}
 
 	for line, want := range map[string]int{
 		"WARN nats unreachable, retrying": 1, // one outage
