@@ -77,6 +77,7 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	}
 	if err == nil && !res.Duplicate {
 		res.Version = expectedRevision + uint64(len(events))
+		s.versions.appended(orderID, expectedRevision, len(events), res.Position)
 	} else {
 		res, err = s.settle(ctx, orderID, expectedRevision, events, res, err)
 	}
@@ -353,19 +354,31 @@ func (s *Store) sequenceAt(ctx context.Context, orderID string, version uint64) 
 	return last.Position, nil
 }
 
-// maxVersionsKept bounds versionCache: about 100 bytes an order.
+// maxVersionsKept bounds versionCache: about 130 bytes an order, and 8 more
+// for each event of its trail.
 const maxVersionsKept = 1 << 16
 
 // versionCache remembers, per order, the version and log position of the
 // last event the store loaded or appended, so that an append at that
-// version needs no look-up. What it holds never goes stale (the event at a
-// version keeps its position), it may only be behind the order, which the
-// server's check of the expected sequence then catches as a conflict.
+// version needs no look-up, and the positions of the order's first events
+// (its trail), so that a load asks for each by its position. What it holds
+// never goes stale (the event at a version keeps its position), it may
+// only be behind the order, which the server's check of the expected
+// sequence then catches as a conflict.
 type versionCache struct {
 	mu sync.Mutex
-	// order id → {version, position, the highest position seen}: the
-	// last two differ when a lagging replica's read came after an append.
-	m map[string][3]uint64
+	m  map[string]versionMark
+}
+
+// versionMark is what versionCache holds for an order.
+type versionMark struct {
+	version, position uint64
+	// seen is the highest position seen; it differs from position when a
+	// lagging replica's read came after an append.
+	seen uint64
+	// trail holds the positions of the order's events at versions 1 to
+	// len(trail), as loads and appends of this process saw them.
+	trail []uint64
 }
 
 func (c *versionCache) remember(orderID string, version, position uint64) {
@@ -374,10 +387,17 @@ func (c *versionCache) remember(orderID string, version, position uint64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.make()
+	e := c.m[orderID]
+	e.version, e.position, e.seen = version, position, max(position, e.seen)
+	c.m[orderID] = e
+}
+
+// make starts the map afresh when it is full (or was never made).
+func (c *versionCache) make() {
 	if c.m == nil || len(c.m) >= maxVersionsKept {
-		c.m = make(map[string][3]uint64)
+		c.m = make(map[string]versionMark)
 	}
-	c.m[orderID] = [3]uint64{version, position, max(position, c.m[orderID][2])}
 }
 
 // seen returns the highest position of the order's events this process
@@ -386,15 +406,15 @@ func (c *versionCache) remember(orderID string, version, position uint64) {
 func (c *versionCache) seen(orderID string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m[orderID][2]
+	return c.m[orderID].seen
 }
 
 func (c *versionCache) lookup(orderID string, version uint64) (uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[orderID]
-	if !ok || e[0] != version {
+	if !ok || e.version != version {
 		return 0, false
 	}
-	return e[1], true
+	return e.position, true
 }

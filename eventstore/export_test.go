@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -27,4 +28,22 @@ func ReadOnFromLeader(ctx context.Context, s *Store, orderID string, recs []Reco
 		get = func(context.Context, msgGetRequest) (*jetstream.RawStreamMsg, bool, error) { return nil, false, nil }
 	}
 	return s.readOnFromLeader(ctx, orderID, recs, afterPosition, last, get)
+}
+
+// SetTrail makes s take positions for those of orderID's first events,
+// right or wrong.
+func SetTrail(s *Store, orderID string, positions []uint64) {
+	s.versions.mu.Lock()
+	defer s.versions.mu.Unlock()
+	s.versions.make()
+	e := s.versions.m[orderID]
+	e.trail = slices.Clone(positions)
+	s.versions.m[orderID] = e
+}
+
+// Trail returns the positions s holds for orderID's first events.
+func Trail(s *Store, orderID string) []uint64 {
+	s.versions.mu.Lock()
+	defer s.versions.mu.Unlock()
+	return slices.Clone(s.versions.m[orderID].trail)
 }

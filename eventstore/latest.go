@@ -107,6 +107,7 @@ func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Rec
 	if n := len(recs); n > 0 {
 		have = recs[n-1].Position
 	}
+	fetched, legacy := len(recs), false
 	for have < last {
 		raw, found, err := get(ctx, msgGetRequest{Seq: have + 1, NextFor: subject})
 		if err != nil {
@@ -124,7 +125,7 @@ func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Rec
 			return nil, classify("load order "+orderID, err)
 		}
 		if r.Version == 0 && afterPosition == 0 { // written before versions were recorded
-			r.Version = uint64(len(recs)) + 1
+			r.Version, legacy = uint64(len(recs))+1, true
 		}
 		recs = append(recs, r)
 		have = r.Position
@@ -135,6 +136,9 @@ func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Rec
 		// leader. (A read from the start remembered what the replica
 		// gave already; one after a position did not.)
 		s.versions.remember(orderID, recs[n-1].Version, recs[n-1].Position)
+		if !legacy { // a renumbered event's get by position cannot be checked
+			s.versions.extendTrail(orderID, recs[fetched:])
+		}
 	}
 	return recs, nil
 }

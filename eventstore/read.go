@@ -72,16 +72,50 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	req := directGetRequest{Seq: afterPosition + 1, NextFor: s.Subject(orderID), Batch: s.pageSize, MaxBytes: s.pageBytes}
+	subject := s.Subject(orderID)
+	req := directGetRequest{Seq: afterPosition + 1, NextFor: subject, Batch: s.pageSize, MaxBytes: s.pageBytes}
+	var sent *pendingGet // the first page, asked for already
+	// What the trail knows is asked for by position, and at the same time
+	// the first page of what follows it by subject (see trailAfter).
+	if positions, version := s.versions.trailAfter(orderID, afterPosition); len(positions) > 0 {
+		at, err := s.send(&directGetRequest{NextFor: subject}, positions)
+		if err != nil {
+			return nil, classify("load order "+orderID, err)
+		}
+		next := req
+		next.Seq = positions[len(positions)-1] + 1
+		if sent, err = s.send(&next, nil); err != nil {
+			at.close()
+			return nil, classify("load order "+orderID, err)
+		}
+		defer sent.close()
+		var ok bool
+		if recs, ok, err = at.receiveAt(ctx, positions, version, recs); err != nil {
+			return nil, classify("load order "+orderID, err)
+		}
+		if ok {
+			req = next
+		} else {
+			s.versions.dropTrail(orderID)
+			sent.close()
+			sent = nil
+		}
+	}
 	for {
 		n := len(recs)
 		var pending uint64
 		var err error
-		recs, pending, err = s.getBatch(ctx, &req, recs)
+		if sent != nil {
+			recs, pending, err = sent.receive(ctx, recs)
+			sent = nil
+		} else {
+			recs, pending, err = s.getBatch(ctx, &req, recs)
+		}
 		if err != nil {
 			return nil, classify("load order "+orderID, err)
 		}
 		if pending == 0 || len(recs) == n {
+			s.versions.extendTrail(orderID, recs)
 			if afterPosition == 0 && len(recs) > 0 {
 				for i := range recs {
 					if recs[i].Version == 0 { // written before versions were recorded
@@ -253,28 +287,80 @@ const (
 // timeout (a short read would pass for the whole history) and reports "no
 // responders" as an unsupported server.
 func (s *Store) getBatch(ctx context.Context, req *directGetRequest, dst []Recorded) ([]Recorded, uint64, error) {
-	body, err := json.Marshal(req)
+	g, err := s.send(req, nil)
 	if err != nil {
 		return dst, 0, err
 	}
-	// A channel sized for the whole answer (the page plus the end-of-batch
-	// marker) so that nothing is ever dropped: SubscribeSync would allocate
-	// its default 64k-slot channel (512 KiB) for every page.
-	ch := make(chan *nats.Msg, max(req.Batch, 1)+1)
+	return g.receive(ctx, dst)
+}
+
+// pendingGet is a direct get sent, whose answers are on their way to its
+// own inbox.
+type pendingGet struct {
+	s   *Store
+	sub *nats.Subscription
+	ch  chan *nats.Msg
+}
+
+// send sends req, or, with seqs, one copy of req for each of them at that
+// sequence, all answered to one inbox.
+func (s *Store) send(req *directGetRequest, seqs []uint64) (*pendingGet, error) {
+	// A channel sized for the whole answer (a page plus the end-of-batch
+	// marker, or one message per sequence) so that nothing is ever
+	// dropped: SubscribeSync would allocate its default 64k-slot channel
+	// (512 KiB) for every page.
+	ch := make(chan *nats.Msg, max(req.Batch, len(seqs), 1)+1)
 	sub, err := s.nc.ChanSubscribe(s.nc.NewInbox(), ch)
 	if err != nil {
-		return dst, 0, err
+		return nil, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest(s.directSub, sub.Subject, body); err != nil {
-		return dst, 0, err
+	g := &pendingGet{s: s, sub: sub, ch: ch}
+	publish := func(r directGetRequest) error {
+		body, err := json.Marshal(&r)
+		if err != nil {
+			return err
+		}
+		return s.nc.PublishRequest(s.directSub, sub.Subject, body)
 	}
+	if seqs == nil {
+		err = publish(*req)
+	}
+	for _, seq := range seqs {
+		r := *req
+		r.Seq = seq
+		if err = publish(r); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// close stops the answers; it may be called again.
+func (g *pendingGet) close() { _ = g.sub.Unsubscribe() }
+
+// next waits for the next answer.
+func (g *pendingGet) next(ctx context.Context) (*nats.Msg, error) {
+	select {
+	case m := <-g.ch:
+		return m, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// receive reads the answer to a batched get, appending the events to dst,
+// and closes g. It returns how many matching messages the server still had
+// after the last one it sent.
+func (g *pendingGet) receive(ctx context.Context, dst []Recorded) ([]Recorded, uint64, error) {
+	defer g.close()
 	for {
-		var m *nats.Msg
-		select {
-		case m = <-ch:
-		case <-ctx.Done():
-			return dst, 0, ctx.Err()
+		m, err := g.next(ctx)
+		if err != nil {
+			return dst, 0, err
 		}
 		if m.Header.Get(jetstream.SequenceHeader) == "" {
 			switch status := m.Header.Get("Status"); status {
@@ -289,10 +375,10 @@ func (s *Store) getBatch(ctx context.Context, req *directGetRequest, dst []Recor
 			case statusNoResponders:
 				return dst, 0, nats.ErrNoResponders
 			default:
-				return dst, 0, fmt.Errorf("direct get on stream %s: status %s %s", s.cfg.streamName, status, m.Header.Get("Description"))
+				return dst, 0, fmt.Errorf("direct get on stream %s: status %s %s", g.s.cfg.streamName, status, m.Header.Get("Description"))
 			}
 		}
-		r, err := recordedFromDirect(m, s.cfg.prefix)
+		r, err := recordedFromDirect(m, g.s.cfg.prefix)
 		if err != nil {
 			return dst, 0, err
 		}

@@ -32,10 +32,11 @@ const maxCachedEvents = 64
 // command still opens them through the keyring, so a forgotten customer's
 // data is as unreadable from here as from the log.
 //
-// Why it pays: JetStream finds an order's next event by scanning the
-// messages after the previous one in its message block, so reading an
-// order costs more the more other orders were written between its events.
-// In the mixed load that scan was a tenth of ordersd's CPU (BENCHMARKS.md).
+// Why it pays: a load is a round trip to the server and a decode of every
+// event; and for an order the store has no trail of (eventstore's
+// trailAfter), JetStream finds each next event by walking the messages
+// after the previous one in its message block, which costs more the more
+// other orders were written between its events.
 type histories struct {
 	mu  sync.Mutex
 	max int

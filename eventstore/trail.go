@@ -1,0 +1,143 @@
+package eventstore
+
+import (
+	"context"
+	"slices"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// An order's trail is the log positions of its first events, as this
+// process appended or loaded them. A load asks the server for each of
+// them by its position, and only for what follows the trail by subject.
+//
+// Why: the server finds an order's next event after a position by walking
+// the messages of its message block from that position until one is on
+// the order's subject (nats-server keeps, per block, only the first and the
+// last sequence of each subject). Between two events of an order written a
+// while apart lie thousands of other orders' messages, and under the mixed
+// load that walk was a tenth of ordersd's CPU (BENCHMARKS.md). A get at the
+// event's own position finds it at once.
+//
+// Why it is safe: the event at a position never changes (the stream
+// denies deletes and purges; on one that allows them, a deleted event is
+// not found at its position). Each answer is checked to be the event the
+// trail expects there, at its position and version; anything else (a
+// lagging replica, a deleted event, an append whose events were not stored
+// side by side) drops the trail, and the load reads the order by subject
+// as it would without one.
+
+// maxTrailGets bounds the gets a load sends at once: an order with a
+// longer trail is read by subject.
+const maxTrailGets = 256
+
+// trailAfter returns the trail's positions after position and the version
+// of the first of them (none when the trail ends at or before it).
+func (c *versionCache) trailAfter(orderID string, position uint64) ([]uint64, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.m[orderID].trail
+	i, _ := slices.BinarySearch(t, position+1)
+	if i == len(t) || len(t)-i > maxTrailGets {
+		return nil, 0
+	}
+	return slices.Clone(t[i:]), uint64(i) + 1
+}
+
+// extendTrail adds the positions of recs, the order's events oldest first,
+// to its trail where they continue it. An event the trail holds at another
+// position replaces the trail from there on.
+func (c *versionCache) extendTrail(orderID string, recs []Recorded) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.make()
+	e := c.m[orderID]
+	for _, r := range recs {
+		if !e.extend(r.Version, r.Position) {
+			break
+		}
+	}
+	c.m[orderID] = e
+}
+
+// appended extends the order's trail by an append at expectedRevision of
+// n events, the last at position: the append's events are taken to be
+// stored side by side, which a load checks.
+func (c *versionCache) appended(orderID string, expectedRevision uint64, n int, position uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.make()
+	e := c.m[orderID]
+	for i := range uint64(n) {
+		if !e.extend(expectedRevision+i+1, position-uint64(n)+i+1) {
+			break
+		}
+	}
+	c.m[orderID] = e
+}
+
+// extend puts the event at version and position on the trail and reports
+// whether the next version may follow. A version 0 (an event written
+// before versions were recorded, whose get by position cannot be checked)
+// or one beyond the version after the trail's end does not go on it.
+func (e *versionMark) extend(version, position uint64) bool {
+	n := uint64(len(e.trail))
+	if version == 0 || version > n+1 {
+		return false
+	}
+	if version <= n {
+		if e.trail[version-1] == position {
+			return true
+		}
+		e.trail, n = e.trail[:version-1], version-1
+	}
+	if n > 0 && position <= e.trail[n-1] {
+		return false
+	}
+	e.trail = append(e.trail, position)
+	return true
+}
+
+// dropTrail forgets the order's trail.
+func (c *versionCache) dropTrail(orderID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[orderID]; ok {
+		e.trail = nil
+		c.m[orderID] = e
+	}
+}
+
+// receiveAt reads the answers to gets of an order's events at positions
+// (ascending), the first at version, sent with send, appending the events
+// to dst in order, and closes g. ok is false, dst unchanged, when an answer
+// is not the event expected at its position.
+func (g *pendingGet) receiveAt(ctx context.Context, positions []uint64, version uint64, dst []Recorded) (_ []Recorded, ok bool, _ error) {
+	defer g.close()
+	n := len(dst)
+	got := slices.Grow(dst, len(positions))[:n+len(positions)]
+	clear(got[n:])
+	for range positions {
+		m, err := g.next(ctx)
+		if err != nil {
+			return dst, false, err
+		}
+		if m.Header.Get(jetstream.SequenceHeader) == "" {
+			if m.Header.Get("Status") == statusNoResponders {
+				return dst, false, nats.ErrNoResponders
+			}
+			return dst, false, nil
+		}
+		r, err := recordedFromDirect(m, g.s.cfg.prefix)
+		if err != nil {
+			return dst, false, err
+		}
+		i, found := slices.BinarySearch(positions, r.Position)
+		if !found || r.Version != version+uint64(i) || got[n+i].Position != 0 {
+			return dst, false, nil
+		}
+		got[n+i] = r
+	}
+	return got, true, nil
+}

@@ -1,0 +1,220 @@
+package eventstore_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+)
+
+// directGets records the direct gets of the ORDERS stream that reach the
+// server, as a second subscriber to their subject sees them.
+type directGets struct {
+	mu   sync.Mutex
+	reqs []directGet
+}
+
+type directGet struct {
+	Seq     uint64 `json:"seq"`
+	NextFor string `json:"next_by_subj"`
+	Batch   int    `json:"batch"`
+}
+
+func watchDirectGets(t *testing.T, nc *nats.Conn) *directGets {
+	t.Helper()
+	d := &directGets{}
+	sub, err := nc.Subscribe("$JS.API.DIRECT.GET."+eventstore.DefaultStreamName, func(m *nats.Msg) {
+		var r directGet
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Errorf("direct get request %q: %v", m.Data, err)
+		}
+		d.mu.Lock()
+		d.reqs = append(d.reqs, r)
+		d.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// take returns the requests seen since the last take, once the server has
+// routed every request sent before it (the flush is a round trip on the
+// watching connection, behind the store's requests on the server).
+func (d *directGets) take(t *testing.T, nc *nats.Conn) []directGet {
+	t.Helper()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.reqs
+	d.reqs = nil
+	return r
+}
+
+// spreadOrder appends three events of order id with other orders' events
+// between them, as a busy log holds them, and returns the three positions.
+func spreadOrder(t *testing.T, s *eventstore.Store, id string) []uint64 {
+	t.Helper()
+	var pos []uint64
+	for v := range uint64(3) {
+		if v > 0 {
+			for i := range 20 {
+				estest.MustAppend(t, s, fmt.Sprintf("%s-other-%d-%d", id, v, i), 0, estest.Event("OrderCreated", "x", ""))
+			}
+		}
+		pos = append(pos, estest.MustAppend(t, s, id, v, estest.Event("E", fmt.Sprint(v), "")).Position)
+	}
+	return pos
+}
+
+// A store asks for the events of an order it appended or loaded each at
+// its position, and reads by the order's subject only after the last of
+// them: never from a position at or before one of its events, from which
+// the server walks every message up to the next.
+func TestLoadAsksForKnownEventsByPosition(t *testing.T) {
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	ctx := t.Context()
+	s, err := eventstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := spreadOrder(t, s, "o-1")
+	watcher, _ := estest.Connect(t, srv)
+	gets := watchDirectGets(t, watcher)
+
+	// Another store (another process) has seen nothing of the order: it
+	// reads by subject, and learns where the events are.
+	other, err := eventstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		s     *eventstore.Store
+		after uint64
+	}{
+		{"appended", s, 0},
+		{"appended, after the first", s, pos[0]},
+		{"loaded once before", other, 0},
+		{"loaded once before, after the first", other, pos[0]},
+	} {
+		if c.s == other && c.after == 0 {
+			estest.MustLoad(t, other, "o-1")
+			gets.take(t, watcher)
+		}
+		recs, err := c.s.LoadAfter(ctx, "o-1", c.after)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var got []uint64
+		for _, r := range recs {
+			got = append(got, r.Position)
+		}
+		want := slices.DeleteFunc(slices.Clone(pos), func(p uint64) bool { return p <= c.after })
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: positions %v, want %v", c.name, got, want)
+		}
+		for _, r := range gets.take(t, watcher) {
+			if r.NextFor != s.Subject("o-1") {
+				continue
+			}
+			// A batch walks on from where it starts to each next event;
+			// a single get answers the event at its position.
+			if r.Batch > 0 && r.Seq != pos[2]+1 || r.Batch == 0 && !slices.Contains(want, r.Seq) {
+				t.Errorf("%s: a get of %d from position %d, neither an event of the order read alone nor a read after its last (%v)", c.name, r.Batch, r.Seq, pos)
+			}
+		}
+	}
+}
+
+// What the trail does not know (events another process appended, or
+// appended by this one after an event it never saw) is read after it,
+// and a load from any position answers every event after it, in order.
+func TestLoadReadsBeyondTheTrail(t *testing.T) {
+	_, js := estest.Connect(t, estest.StartServer(t))
+	ctx := t.Context()
+	s, err := eventstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := eventstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := spreadOrder(t, s, "o-1")
+	pos = append(pos, estest.MustAppend(t, other, "o-1", 3, estest.Event("E", "3", ""), estest.Event("E", "4", "")).Position-1)
+	pos = append(pos, pos[3]+1)
+	pos = append(pos, estest.MustAppend(t, s, "o-1", 5, estest.Event("E", "5", "")).Position)
+	for _, after := range append([]uint64{0}, pos...) {
+		recs, err := s.LoadAfter(ctx, "o-1", after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.DeleteFunc(slices.Clone(pos), func(p uint64) bool { return p <= after })
+		if len(recs) != len(want) {
+			t.Fatalf("after %d: %d events, want %d", after, len(recs), len(want))
+		}
+		for i, r := range recs {
+			v := uint64(len(pos)-len(want)+i) + 1
+			if r.Position != want[i] || r.Version != v || string(r.Data) != fmt.Sprint(v-1) {
+				t.Errorf("after %d: event %d at %d, version %d, %q; want %d, version %d, %q", after, i, r.Position, r.Version, r.Data, want[i], v, fmt.Sprint(v-1))
+			}
+		}
+	}
+}
+
+// A trail that is wrong (positions of other orders' events, of no event,
+// out of place, or an append whose events were taken to lie side by side
+// and do not) costs a load its gets by position, never its answer: the
+// load reads the order by subject instead and keeps the positions it read.
+func TestWrongTrailIsReadPast(t *testing.T) {
+	_, js := estest.Connect(t, estest.StartServer(t))
+	ctx := t.Context()
+	s, err := eventstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := spreadOrder(t, s, "o-1")
+	head := pos[2] + 1
+	estest.MustAppend(t, s, "o-2", 0, estest.Event("OrderCreated", "x", ""))
+	for _, trail := range [][]uint64{
+		{pos[0] + 1, pos[1], pos[2]},     // another order's event first
+		{pos[0], pos[1] - 1, pos[2]},     // the order's next event lies after it
+		{pos[0], pos[1], head + 100},     // no event at all
+		{pos[0], pos[2], pos[1]},         // out of order
+		{pos[0], pos[0] + 1, pos[0] + 2}, // an append taken for side by side
+		{pos[1], pos[2]},                 // a second event as the first
+	} {
+		eventstore.SetTrail(s, "o-1", trail)
+		recs, err := s.Load(ctx, "o-1")
+		if err != nil {
+			t.Fatalf("trail %v: %v", trail, err)
+		}
+		var got []uint64
+		for i, r := range recs {
+			got = append(got, r.Position)
+			if r.Version != uint64(i)+1 || string(r.Data) != fmt.Sprint(i) {
+				t.Errorf("trail %v: event %d is version %d, %q", trail, i, r.Version, r.Data)
+			}
+		}
+		if !slices.Equal(got, pos) {
+			t.Errorf("trail %v: loaded positions %v, want %v", trail, got, pos)
+		}
+		if tr := eventstore.Trail(s, "o-1"); !slices.Equal(tr, pos) {
+			t.Errorf("trail %v: after the load the trail is %v, want %v", trail, tr, pos)
+		}
+	}
+}
