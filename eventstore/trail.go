@@ -32,6 +32,10 @@ import (
 // longer trail is read by subject.
 const maxTrailGets = 256
 
+// maxTrail bounds a trail, so that one order of a huge history holds no
+// more than 8 KiB: its events after the first maxTrail are read by subject.
+const maxTrail = 1024
+
 // trailAfter returns the trail's positions after position and the version
 // of the first of them (none when the trail ends at or before it).
 func (c *versionCache) trailAfter(orderID string, position uint64) ([]uint64, uint64) {
@@ -79,11 +83,12 @@ func (c *versionCache) appended(orderID string, expectedRevision uint64, n int, 
 
 // extend puts the event at version and position on the trail and reports
 // whether the next version may follow. A version 0 (an event written
-// before versions were recorded, whose get by position cannot be checked)
-// or one beyond the version after the trail's end does not go on it.
+// before versions were recorded, whose get by position cannot be checked),
+// one beyond the version after the trail's end, or one beyond maxTrail
+// does not go on it.
 func (e *versionMark) extend(version, position uint64) bool {
 	n := uint64(len(e.trail))
-	if version == 0 || version > n+1 {
+	if version == 0 || version > n+1 || version > maxTrail {
 		return false
 	}
 	if version <= n {

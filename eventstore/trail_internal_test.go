@@ -1,0 +1,62 @@
+package eventstore
+
+import (
+	"slices"
+	"testing"
+)
+
+// A trail holds the positions of an order's first events and nothing
+// else: it grows only by the version after its end, at a later position;
+// an event it holds at another position replaces it from there on; an
+// event without a version, or past maxTrail, ends what it takes in.
+func TestTrailExtends(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		trail []uint64
+		add   [][2]uint64 // version, position
+		want  []uint64
+	}{
+		{"from nothing", nil, [][2]uint64{{1, 5}, {2, 9}}, []uint64{5, 9}},
+		{"a gap", nil, [][2]uint64{{2, 9}, {3, 12}}, nil},
+		{"after a gap, nothing more", []uint64{5}, [][2]uint64{{3, 12}, {2, 9}}, []uint64{5}},
+		{"known again", []uint64{5, 9}, [][2]uint64{{1, 5}, {2, 9}, {3, 12}}, []uint64{5, 9, 12}},
+		{"known elsewhere", []uint64{5, 9, 12}, [][2]uint64{{2, 10}, {3, 14}}, []uint64{5, 10, 14}},
+		{"not after the last", []uint64{5, 9}, [][2]uint64{{3, 9}}, []uint64{5, 9}},
+		{"written before versions", []uint64{5}, [][2]uint64{{0, 9}, {2, 9}}, []uint64{5}},
+	} {
+		e := versionMark{trail: slices.Clone(c.trail)}
+		for _, a := range c.add {
+			if !e.extend(a[0], a[1]) {
+				break
+			}
+		}
+		if !slices.Equal(e.trail, c.want) {
+			t.Errorf("%s: trail %v, want %v", c.name, e.trail, c.want)
+		}
+	}
+	var e versionMark
+	for v := uint64(1); v <= maxTrail+1; v++ {
+		e.extend(v, 10*v)
+	}
+	if len(e.trail) != maxTrail {
+		t.Errorf("a trail of %d events holds %d, want %d", maxTrail+1, len(e.trail), maxTrail)
+	}
+}
+
+// An append extends the trail by its events side by side, the last at the
+// append's position, where the trail reaches the append's revision.
+func TestAppendedExtendsTrail(t *testing.T) {
+	var c versionCache
+	c.appended("o", 0, 1, 4)
+	c.appended("o", 1, 3, 20)
+	c.appended("o", 7, 1, 30) // the trail does not reach revision 7
+	if got, v := c.trailAfter("o", 0); !slices.Equal(got, []uint64{4, 18, 19, 20}) || v != 1 {
+		t.Errorf("trail %v from version %d, want [4 18 19 20] from 1", got, v)
+	}
+	if got, v := c.trailAfter("o", 18); !slices.Equal(got, []uint64{19, 20}) || v != 3 {
+		t.Errorf("trail after 18 %v from version %d, want [19 20] from 3", got, v)
+	}
+	if got, _ := c.trailAfter("o", 20); got != nil {
+		t.Errorf("trail after its end %v, want none", got)
+	}
+}
