@@ -24,7 +24,10 @@ const DefaultStates = 4096
 // placed a while after it was created cost ordersd's embedded server about
 // a third of a millisecond of CPU per job under the mixed load (0.48 s of
 // direct gets fewer in 10 s of 1,400 requests/s, 139 of them placements a
-// second; BENCHMARKS.md).
+// second; BENCHMARKS.md). The event store now asks for the events of an
+// order it appended or loaded at their positions, without that walk
+// (eventstore's trails), but a manager running apart from the command
+// role has no such positions, and a whole history is still more to read.
 //
 // Why it is safe: a job's decision still rests on the order as the stream
 // leader has it, not on what was delivered. LoadLatestAfter asks the
