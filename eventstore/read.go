@@ -51,8 +51,10 @@ func (s *Store) connected() error {
 // LoadAfter returns the order's events with Position > afterPosition, oldest
 // first, or an empty slice when there are none. Loaded from the start
 // (afterPosition 0), events written before versions were recorded are
-// numbered by their place in the history. It reads with batched direct
-// gets on the order's subject, page after page, without creating a consumer.
+// numbered by their place in the history. It reads with direct gets,
+// without creating a consumer: each event whose position the store knows
+// (the order's trail, see trailAfter) at that position, and the rest with
+// batched gets on the order's subject after them, page after page.
 // On a replicated stream any current replica may answer, so an event
 // appended a moment ago, even one acknowledged to this process, may be
 // missing; Append's expected revision catches such a stale read, and
@@ -96,7 +98,7 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 		if ok {
 			req = next
 		} else {
-			s.versions.dropTrail(orderID)
+			s.versions.cutTrail(orderID, afterPosition)
 			sent.close()
 			sent = nil
 		}

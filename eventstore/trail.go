@@ -20,33 +20,42 @@ import (
 // load that walk was a tenth of ordersd's CPU (BENCHMARKS.md). A get at the
 // event's own position finds it at once.
 //
-// Why it is safe: the event at a position never changes (the stream
-// denies deletes and purges; on one that allows them, a deleted event is
-// not found at its position). Each answer is checked to be the event the
-// trail expects there, at its position and version; anything else (a
-// lagging replica, a deleted event, an append whose events were not stored
-// side by side) drops the trail, and the load reads the order by subject
-// as it would without one.
+// Why it is safe: every append checks the order's last position on the
+// server, so no event of the order lies between the positions of two
+// consecutive versions, and the event at a position never changes on a
+// stream that denies deletes and purges. Each answer to a get by position
+// is the order's first event at or after it, checked to be the event the
+// trail expects there, at its position and version, and no two answers may
+// fill one place: an event deleted since (on a stream that allows it) is
+// answered by the next one, which fails those checks. Anything that fails
+// them (a lagging replica, a deleted event, an append whose events were not
+// stored side by side) cuts the trail back to what the load did not ask
+// for, and the load reads the order by subject as it would without one,
+// which puts what it read back on the trail.
 
-// maxTrailGets bounds the gets a load sends at once: an order with a
-// longer trail is read by subject.
-const maxTrailGets = 256
+// maxTrailGets bounds the gets by position a load sends at once (each
+// answer is a whole event, outside the byte limit of a page): the events
+// after the first maxTrailGets are read by subject after them.
+const maxTrailGets = 16
 
-// maxTrail bounds a trail, so that one order of a huge history holds no
-// more than 8 KiB: its events after the first maxTrail are read by subject.
-const maxTrail = 1024
+// maxTrail bounds a trail, and with it what versionCache holds: 8 bytes an
+// event, at most 512 bytes an order. An order's events after its first
+// maxTrail are read by subject (as are all of the orders of a histories
+// cache's maxCachedEvents, which is the same).
+const maxTrail = 64
 
-// trailAfter returns the trail's positions after position and the version
-// of the first of them (none when the trail ends at or before it).
+// trailAfter returns the trail's first positions after position, at most
+// maxTrailGets, and the version of the first of them (none when the trail
+// ends at or before it).
 func (c *versionCache) trailAfter(orderID string, position uint64) ([]uint64, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.m[orderID].trail
 	i, _ := slices.BinarySearch(t, position+1)
-	if i == len(t) || len(t)-i > maxTrailGets {
+	if i == len(t) {
 		return nil, 0
 	}
-	return slices.Clone(t[i:]), uint64(i) + 1
+	return slices.Clone(t[i:min(len(t), i+maxTrailGets)]), uint64(i) + 1
 }
 
 // extendTrail adds the positions of recs, the order's events oldest first,
@@ -104,12 +113,14 @@ func (e *versionMark) extend(version, position uint64) bool {
 	return true
 }
 
-// dropTrail forgets the order's trail.
-func (c *versionCache) dropTrail(orderID string) {
+// cutTrail forgets the order's trail after position: a load from there
+// found it wrong, or could not check it.
+func (c *versionCache) cutTrail(orderID string, position uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.m[orderID]; ok {
-		e.trail = nil
+		i, _ := slices.BinarySearch(e.trail, position+1)
+		e.trail = e.trail[:i]
 		c.m[orderID] = e
 	}
 }

@@ -60,3 +60,18 @@ func TestAppendedExtendsTrail(t *testing.T) {
 		t.Errorf("trail after its end %v, want none", got)
 	}
 }
+
+// A load asks for at most maxTrailGets events by position; a failed one
+// cuts the trail back to what it did not ask for.
+func TestTrailAfterAndCut(t *testing.T) {
+	var c versionCache
+	c.appended("o", 0, maxTrailGets+5, 1000)
+	got, v := c.trailAfter("o", 0)
+	if len(got) != maxTrailGets || v != 1 || got[0] != 1000-maxTrailGets-4 {
+		t.Errorf("trailAfter(0) = %d positions from %v at version %d, want %d from %d at 1", len(got), got, v, maxTrailGets, 1000-maxTrailGets-4)
+	}
+	c.cutTrail("o", 1000-maxTrailGets-2)
+	if tr := c.m["o"].trail; len(tr) != 3 {
+		t.Errorf("cut after the third event: trail %v, want its first 3", tr)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -16,8 +15,7 @@ import (
 // directGets records the direct gets of the ORDERS stream that reach the
 // server, as a second subscriber to their subject sees them.
 type directGets struct {
-	mu   sync.Mutex
-	reqs []directGet
+	ch chan *nats.Msg
 }
 
 type directGet struct {
@@ -28,16 +26,11 @@ type directGet struct {
 
 func watchDirectGets(t *testing.T, nc *nats.Conn) *directGets {
 	t.Helper()
-	d := &directGets{}
-	sub, err := nc.Subscribe("$JS.API.DIRECT.GET."+eventstore.DefaultStreamName, func(m *nats.Msg) {
-		var r directGet
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			t.Errorf("direct get request %q: %v", m.Data, err)
-		}
-		d.mu.Lock()
-		d.reqs = append(d.reqs, r)
-		d.mu.Unlock()
-	})
+	d := &directGets{ch: make(chan *nats.Msg, 1<<16)}
+	// A channel subscription: its messages are in the channel before the
+	// read loop handles a later PONG, so after a Flush every request the
+	// server routed before it is there.
+	sub, err := nc.ChanSubscribe("$JS.API.DIRECT.GET."+eventstore.DefaultStreamName, d.ch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,11 +49,19 @@ func (d *directGets) take(t *testing.T, nc *nats.Conn) []directGet {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	r := d.reqs
-	d.reqs = nil
-	return r
+	var reqs []directGet
+	for {
+		select {
+		case m := <-d.ch:
+			var r directGet
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				t.Fatalf("direct get request %q: %v", m.Data, err)
+			}
+			reqs = append(reqs, r)
+		default:
+			return reqs
+		}
+	}
 }
 
 // spreadOrder appends three events of order id with other orders' events
@@ -215,6 +216,45 @@ func TestWrongTrailIsReadPast(t *testing.T) {
 		}
 		if tr := eventstore.Trail(s, "o-1"); !slices.Equal(tr, pos) {
 			t.Errorf("trail %v: after the load the trail is %v, want %v", trail, tr, pos)
+		}
+	}
+}
+
+// On a stream that still allows deletes, an event deleted since the trail
+// took its position is answered by the order's next event, which the load
+// tells apart: it answers the order as it is, and the trail keeps the
+// positions the load read.
+func TestTrailOverADeletedEvent(t *testing.T) {
+	_, js := estest.Connect(t, estest.StartServer(t))
+	ctx := t.Context()
+	s, err := eventstore.New(ctx, js, eventstore.WithMutableStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := spreadOrder(t, s, "o-1")
+	st, err := js.Stream(ctx, s.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(ctx, pos[1]); err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []uint64{0, pos[0]} {
+		eventstore.SetTrail(s, "o-1", pos)
+		recs, err := s.LoadAfter(ctx, "o-1", after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		for _, r := range recs {
+			got = append(got, r.Position)
+		}
+		want := slices.DeleteFunc([]uint64{pos[0], pos[2]}, func(p uint64) bool { return p <= after })
+		if !slices.Equal(got, want) {
+			t.Errorf("after %d: loaded %v, want %v", after, got, want)
+		}
+		if tr := eventstore.Trail(s, "o-1"); !slices.Equal(tr, pos[:1]) {
+			t.Errorf("after %d: trail %v, want %v (the event at version 2 is gone)", after, tr, pos[:1])
 		}
 	}
 }
