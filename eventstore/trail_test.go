@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
@@ -64,6 +65,18 @@ func (d *directGets) take(t *testing.T, nc *nats.Conn) []directGet {
 	}
 }
 
+// twoStores returns the environment's store and another one on its stream,
+// as another process would have.
+func twoStores(t *testing.T, opts ...eventstore.Option) (*env, *eventstore.Store) {
+	t.Helper()
+	e := newEnv(t, opts...)
+	other, err := eventstore.New(t.Context(), e.js, append([]eventstore.Option{eventstore.WithStorage(jetstream.MemoryStorage)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, other
+}
+
 // spreadOrder appends three events of order id with other orders' events
 // between them, as a busy log holds them, and returns the three positions.
 func spreadOrder(t *testing.T, s *eventstore.Store, id string) []uint64 {
@@ -85,23 +98,13 @@ func spreadOrder(t *testing.T, s *eventstore.Store, id string) []uint64 {
 // them: never from a position at or before one of its events, from which
 // the server walks every message up to the next.
 func TestLoadAsksForKnownEventsByPosition(t *testing.T) {
-	srv := estest.StartServer(t)
-	_, js := estest.Connect(t, srv)
-	ctx := t.Context()
-	s, err := eventstore.New(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The other store has seen nothing of the order: it reads by subject,
+	// and learns where the events are.
+	e, other := twoStores(t)
+	ctx, s := t.Context(), e.store
 	pos := spreadOrder(t, s, "o-1")
-	watcher, _ := estest.Connect(t, srv)
+	watcher, _ := estest.Connect(t, e.srv)
 	gets := watchDirectGets(t, watcher)
-
-	// Another store (another process) has seen nothing of the order: it
-	// reads by subject, and learns where the events are.
-	other, err := eventstore.New(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []struct {
 		name  string
 		s     *eventstore.Store
@@ -145,16 +148,8 @@ func TestLoadAsksForKnownEventsByPosition(t *testing.T) {
 // appended by this one after an event it never saw) is read after it,
 // and a load from any position answers every event after it, in order.
 func TestLoadReadsBeyondTheTrail(t *testing.T) {
-	_, js := estest.Connect(t, estest.StartServer(t))
-	ctx := t.Context()
-	s, err := eventstore.New(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := eventstore.New(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, other := twoStores(t)
+	ctx, s := t.Context(), e.store
 	pos := spreadOrder(t, s, "o-1")
 	pos = append(pos, estest.MustAppend(t, other, "o-1", 3, estest.Event("E", "3", ""), estest.Event("E", "4", "")).Position-1)
 	pos = append(pos, pos[3]+1)
@@ -182,12 +177,7 @@ func TestLoadReadsBeyondTheTrail(t *testing.T) {
 // and do not) costs a load its gets by position, never its answer: the
 // load reads the order by subject instead and keeps the positions it read.
 func TestWrongTrailIsReadPast(t *testing.T) {
-	_, js := estest.Connect(t, estest.StartServer(t))
-	ctx := t.Context()
-	s, err := eventstore.New(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, s := t.Context(), newEnv(t).store
 	pos := spreadOrder(t, s, "o-1")
 	head := pos[2] + 1
 	estest.MustAppend(t, s, "o-2", 0, estest.Event("OrderCreated", "x", ""))
@@ -225,14 +215,10 @@ func TestWrongTrailIsReadPast(t *testing.T) {
 // tells apart: it answers the order as it is, and the trail keeps the
 // positions the load read.
 func TestTrailOverADeletedEvent(t *testing.T) {
-	_, js := estest.Connect(t, estest.StartServer(t))
-	ctx := t.Context()
-	s, err := eventstore.New(ctx, js, eventstore.WithMutableStream())
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEnv(t, eventstore.WithMutableStream())
+	ctx, s := t.Context(), e.store
 	pos := spreadOrder(t, s, "o-1")
-	st, err := js.Stream(ctx, s.StreamName())
+	st, err := e.js.Stream(ctx, s.StreamName())
 	if err != nil {
 		t.Fatal(err)
 	}
