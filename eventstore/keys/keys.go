@@ -196,13 +196,12 @@ func (s *Store) Create(ctx context.Context, customerID string, wrapped []byte) (
 }
 
 // Erase implements pii.Store: every stored revision of the customer's entry
-// is overwritten on disk and removed. A revision already gone is skipped.
+// is overwritten on disk and removed. A revision already gone is skipped,
+// and the delete marker is written even when none is left: an erase that
+// failed or stopped before its marker is retried as a whole.
 func (s *Store) Erase(ctx context.Context, customerID string) error {
 	hist, err := s.kv.History(ctx, entryKey(customerID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("keys: erase: %w", err)
 	}
 	for _, e := range hist {

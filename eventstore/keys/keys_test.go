@@ -125,3 +125,42 @@ func TestDevMasterKeyIsShared(t *testing.T) {
 		t.Fatalf("second process's DevMasterKey differs (created %v, %v)", created2, err)
 	}
 }
+
+// An erase retried after one that overwrote the key but stopped before its
+// delete marker still writes the marker, which is what tells other
+// processes' keyrings to drop the key they hold.
+func TestRetriedEraseStillTellsTheWatchers(t *testing.T) {
+	ctx := t.Context()
+	_, js := estest.Connect(t, estest.StartServer(t))
+	store, err := keys.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := store.Create(ctx, "customer/1", []byte("wrapped-key-stand-in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased := make(chan string, 4)
+	if _, err := store.WatchErased(ctx, func(id string) { erased <- id }); err != nil {
+		t.Fatal(err)
+	}
+	// The first erase's overwrite, and nothing after it.
+	st, err := js.Stream(ctx, "KV_"+keys.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SecureDeleteMsg(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Erase(ctx, "customer/1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-erased:
+		if id != "customer/1" {
+			t.Fatalf("watchers told of %q, want customer/1", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the retried erase told no watcher: no delete marker")
+	}
+}
