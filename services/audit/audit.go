@@ -91,6 +91,18 @@ func (s *Service) open(ctx context.Context, e entry) (entry, error) {
 	return e, nil
 }
 
+// openFailed is the answer of a read whose event e's sealed personal data
+// could not be opened (open's err): DATA_LOSS naming its position when the
+// envelope does not authenticate (altered, or moved from another event),
+// as for any other payload that does not decode; else err's own.
+func (s *Service) openFailed(ctx context.Context, e entry, err error) error {
+	if !errors.Is(err, convert.ErrCorruptEvent) {
+		return rpcerr.ToStatus(ctx, s.log, err)
+	}
+	s.log.WarnContext(ctx, "audit: an event's sealed data does not open", "order_id", e.rec.OrderID, "position", e.rec.Position, "err", err)
+	return dataLoss(e)
+}
+
 // New returns the audit service on store; a nil log logs to
 // slog.Default(). It fails with an error wrapping ErrInvalidOption when an
 // option is invalid.
@@ -163,7 +175,7 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 			return nil, dataLoss(out[i])
 		}
 		if out[i], err = s.open(ctx, out[i]); err != nil {
-			return nil, rpcerr.ToStatus(ctx, s.log, err)
+			return nil, s.openFailed(ctx, out[i], err)
 		}
 	}
 	return out, nil
@@ -203,6 +215,10 @@ type entry struct {
 	err    error
 	hashed bool
 	why    string
+	// unknown marks an event of a type this build does not know (a newer
+	// build's, see docs/schema-evolution.md): rec is whole, so its hash
+	// can be checked against its bytes, though it cannot be shown.
+	unknown bool
 }
 
 // decoded decodes the payload of an event whose headers decoded. A payload
@@ -214,6 +230,9 @@ func decoded(r eventstore.Recorded) entry {
 	if err == nil {
 		return entry{rec: r, ev: ev}
 	}
+	if errors.Is(err, convert.ErrUnknownEventType) {
+		return entry{rec: r, err: err, unknown: true, why: "an event of a type this build does not know (written by a newer build)"}
+	}
 	return entry{
 		rec:    eventstore.Recorded{OrderID: r.OrderID, Position: r.Position, Time: r.Time},
 		err:    fmt.Errorf("%w: payload at position %d: %w", eventstore.ErrMalformedEvent, r.Position, err),
@@ -222,8 +241,15 @@ func decoded(r eventstore.Recorded) entry {
 	}
 }
 
-// dataLoss is the answer of a read that met an undecodable message.
+// dataLoss is the answer of a read that met an undecodable message:
+// FAILED_PRECONDITION for an event of a type a newer build wrote, which
+// this one cannot show (nothing is lost; a newer build can), else
+// DATA_LOSS.
 func dataLoss(e entry) error {
+	if e.unknown {
+		return status.Errorf(codes.FailedPrecondition, "the event at log position %d (order %q) is of type %q, which this build does not know: it was written by a newer build, which can show it",
+			e.rec.Position, e.rec.OrderID, e.rec.Type)
+	}
 	return status.Errorf(codes.DataLoss, "the message at log position %d (order %q) cannot be decoded as an event; VerifyOrder and VerifyLog report it",
 		e.rec.Position, e.rec.OrderID)
 }
@@ -417,7 +443,7 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		}
 		e, err := s.open(ctx, e)
 		if err != nil {
-			return rpcerr.ToStatus(ctx, s.log, err)
+			return s.openFailed(ctx, e, err)
 		}
 		ev, err := recorded(e, version)
 		if err != nil {
@@ -466,13 +492,15 @@ func entryOf(e eventstore.Entry) entry {
 	}
 }
 
-// check adds e to v and returns the break it causes, if any. An
+// check adds e to v and returns the break it causes, if any. An event of
+// a type this build does not know is checked as any other. An
 // undecodable message (headers or payload) breaks its order's chain, even
 // where its hash matches its bytes: as altered when it carries chain
 // headers (only the command side writes those, and never an undecodable
 // event, so it was changed since), as out of chain when it does not.
 func check(v *chain.Verifier, e entry) *chain.Break {
-	if e.err == nil {
+	if e.err == nil || e.unknown {
+		// An unknown type's hash covers its bytes as any other's does.
 		return v.Add(e.rec)
 	}
 	b := v.Add(e.rec) // no hash: a break, unless the order broke before

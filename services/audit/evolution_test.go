@@ -1,0 +1,122 @@
+package audit_test
+
+import (
+	"bytes"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/chain"
+	"github.com/orderstream/orderstream/eventstore/memstore"
+	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/services/audit"
+	"github.com/orderstream/orderstream/services/command"
+)
+
+// appendChained appends one event of type typ with payload data to order
+// id behind the command service, linked into the order's hash chain as the
+// command side would link it, and returns its position.
+func appendChained(t *testing.T, store interface {
+	command.Store
+	audit.Store
+}, id, typ string, data []byte) uint64 {
+	t.Helper()
+	ctx := t.Context()
+	recs, err := store.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := recs[len(recs)-1]
+	meta := eventstore.Metadata{RequestID: rid(), Actor: "anonymous", OccurredAt: time.Now().UTC(), PrevHash: last.Meta.Hash}
+	meta.Hash, err = chain.Compute(meta.PrevHash, chain.Fields{OrderID: id, Type: typ, OccurredAt: meta.OccurredAt,
+		Actor: meta.Actor, RequestID: meta.RequestID, Payload: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := store.Append(ctx, id, last.Version, []eventstore.EventData{{Type: typ, Data: data, Meta: meta}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Position
+}
+
+// An event of a type a newer build added (docs/schema-evolution.md allows
+// it) is intact where its hash matches its bytes: verification does not
+// report it as altered. A read that would have to show it answers
+// FAILED_PRECONDITION, naming it, rather than DATA_LOSS: nothing is lost.
+func TestNewerBuildsEventTypeIsNotTampering(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	id, _ := lifecycle(t, e)
+	// An Event message holding a oneof case this build does not know.
+	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
+	appendChained(t, e.store, id, "OrderGiftWrapped", data)
+
+	v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.GetOk() || v.GetEventsChecked() != 9 {
+		t.Fatalf("VerifyOrder of an intact chain with a newer build's event: %v", v)
+	}
+	_, err = e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id})
+	if status.Code(err) != codes.FailedPrecondition || !bytes.Contains([]byte(status.Convert(err).Message()), []byte("OrderGiftWrapped")) {
+		t.Fatalf("GetOrderHistory: %v, want FailedPrecondition naming the type", err)
+	}
+	wantLogBreaks(t, e, map[string]breakAt{})
+}
+
+// A sealed envelope that does not authenticate (here one moved from
+// another order's event of the same customer, correctly chained into this
+// order) is an event whose content is lost: DATA_LOSS naming its position,
+// as for any payload that does not decode, not an internal error.
+func TestSealedDataThatDoesNotOpenIsDataLoss(t *testing.T) {
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := pii.NewKeyring(pii.NewMemStore(), master)
+	store := memstore.New()
+	cmd, err := command.New(store, command.WithKeyring(ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aud, err := audit.New(store, nil, audit.WithKeyring(ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	ids := make([]string, 2)
+	for i := range ids {
+		c, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "aud", Currency: "EUR",
+			ShippingAddress: &ordersv1.Address{Line1: "1 Analytical Row", City: "Rome", Country: "IT"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = c.GetOrder().GetOrderId()
+	}
+	if _, err := cmd.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: rid(), OrderId: ids[0],
+		ShippingAddress: &ordersv1.Address{Line1: "2 Analytical Row", City: "Rome", Country: "IT"}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := store.Load(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := recs[len(recs)-1]
+	pos := appendChained(t, store, ids[1], moved.Type, moved.Data)
+
+	_, err = aud.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: ids[1]})
+	if status.Code(err) != codes.DataLoss || !bytes.Contains([]byte(status.Convert(err).Message()), []byte(strconv.FormatUint(pos, 10))) {
+		t.Fatalf("GetOrderHistory with a moved envelope: %v, want DataLoss naming position %d", err, pos)
+	}
+	if _, err := aud.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: ids[0]}); err != nil {
+		t.Fatalf("the order the envelope came from: %v", err)
+	}
+}
