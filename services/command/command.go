@@ -227,6 +227,9 @@ var reservedPrefixes = []struct {
 	{PaymentRequestPrefix, func(r request) bool { _, ok := r.(*ordersv1.RecordPaymentRequest); return ok }},
 	{RefundRequestPrefix, func(r request) bool { _, ok := r.(*ordersv1.RecordRefundRequest); return ok }},
 	{DeadlineRequestPrefix, func(r request) bool { _, ok := r.(*ordersv1.CancelOrderRequest); return ok }},
+	// The ids erasures are recorded under when the client's was taken
+	// (ownRequestID): no client request may hold one.
+	{ownPrefix, func(request) bool { return false }},
 }
 
 // The prefixes of the process managers' request ids, which the managers
@@ -483,7 +486,7 @@ func (c *call) append(ctx context.Context, attempt int, recs []eventstore.Record
 func (c *call) notAppended(ctx context.Context, attempt int, revision uint64, err error) (next, error) {
 	var reused *eventstore.RequestReusedError
 	switch {
-	case errors.As(err, &reused) && c.t.generated:
+	case errors.As(err, &reused) && c.t.generated && reused.OrderID != order.CustomersSubjectID:
 		// A retried CreateOrder whose first attempt created the order
 		// under another id: one an older build generated (UUIDv7)
 		// before ids were derived from the request id. Only the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
@@ -36,8 +38,13 @@ var ErrNoKeyring = errors.New("command: personal data is not sealed: no keyring"
 //
 // Idempotent by requestID: a retry answers the original event's position;
 // the same request id for another customer is ALREADY_EXISTS
-// (REQUEST_ID_REUSED). Errors are gRPC status errors: INVALID_ARGUMENT for
-// malformed ids, FAILED_PRECONDITION without a keyring (ErrNoKeyring).
+// (REQUEST_ID_REUSED), found before the key is touched. A request id that
+// an order's command used is found only by the append, after the key is
+// gone: the erasure is then recorded under an id of its own
+// (ownRequestID) and answered as done, never left unrecorded. Errors are
+// gRPC status errors: INVALID_ARGUMENT for malformed ids and for the
+// process managers' reserved request ids, FAILED_PRECONDITION without a
+// keyring (ErrNoKeyring).
 func (s *Service) ForgetCustomer(ctx context.Context, customerID, requestID string) (position uint64, err error) {
 	pos, err := s.forget(ctx, customerID, requestID)
 	if errors.Is(err, ErrNoKeyring) {
@@ -53,6 +60,9 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 	if err := validRequestID(requestID); err != nil {
 		return 0, err
 	}
+	if err := reservedRequestID(nil, requestID); err != nil {
+		return 0, err
+	}
 	if err := rpcerr.ID("customer_id", customerID); err != nil {
 		return 0, err
 	}
@@ -60,17 +70,26 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 		return 0, ErrNoKeyring
 	}
 	meta := s.metadata(ctx, requestID)
+	erased, free := false, 3 // free: looks again that cost no attempt
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
 		recs, err := s.store.LoadLatest(ctx, order.CustomersSubjectID)
 		if err != nil {
 			return 0, err
 		}
-		if pos, done, err := forgottenBy(recs, requestID, customerID); done || err != nil {
+		pos, done, err := forgottenBy(recs, meta.RequestID, customerID)
+		if err != nil && erased && meta.RequestID == requestID && rpcerr.IsRequestIDReused(status.Convert(err)) {
+			// Another erasure took the request id between this one's
+			// look and its append (see ownRequestID).
+			meta.RequestID = ownRequestID(customerID, requestID)
+			pos, done, err = forgottenBy(recs, meta.RequestID, customerID)
+		}
+		if done || err != nil {
 			return pos, err
 		}
 		if err := s.keys.Forget(ctx, customerID); err != nil {
 			return 0, fmt.Errorf("%w: forget customer: %w", convert.ErrKeyUnavailable, err)
 		}
+		erased = true
 		prev := chain.Zero
 		if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
 			prev = recs[n-1].Meta.Hash
@@ -81,12 +100,24 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 		}
 		res, err := s.store.Append(ctx, order.CustomersSubjectID, uint64(len(recs)), data)
 		switch {
+		case errors.Is(err, eventstore.ErrRequestReused) && meta.RequestID == requestID:
+			// Another request (an order's) used this request id, and
+			// the key is gone: the erasure is recorded under an id of
+			// its own rather than not at all (see ownRequestID).
+			meta.RequestID = ownRequestID(customerID, requestID)
+			attempt--
 		case errors.Is(err, eventstore.ErrRequestReused):
-			// Another request (an order's) used this request id.
 			return 0, rpcerr.RequestIDReused()
-		case errors.Is(err, eventstore.ErrConflict) || (err == nil && res.Duplicate):
-			// Another erasure landed first, or this one did already:
-			// read the subject again.
+		case err == nil && res.Duplicate:
+			// This request's event is in the log already (a try that got
+			// no answer), or another's under the same id: the next look
+			// at the subject tells which, and costs no attempt.
+			if free > 0 {
+				free--
+				attempt--
+			}
+		case errors.Is(err, eventstore.ErrConflict):
+			// Another erasure landed first: read the subject again.
 			if err := waitToRetry(ctx, attempt); err != nil {
 				return 0, err
 			}
@@ -99,12 +130,41 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 	return 0, rpcerr.ErrContention
 }
 
-// forgottenBy looks for the event of requestID in the customers' history:
-// done when found, with its position, or with REQUEST_ID_REUSED when it
-// forgot another customer.
+// ownRequestID is the request id an erasure is recorded under when the
+// client's was taken by another request after the customer's key was
+// already destroyed: the client's, prefixed with the customer's id and its
+// length (no other request's can be the same). An erasure that destroyed
+// the key must be recorded, or read models would keep the customer's
+// plaintext and no audit would show it; a retry of the request finds it
+// under either id.
+func ownRequestID(customerID, requestID string) string {
+	return fmt.Sprintf("%s%d:%s:%s", ownPrefix, len(customerID), customerID, requestID)
+}
+
+const ownPrefix = "forget:"
+
+// clientRequestID returns the client's request id of an erasure's recorded
+// one: itself, or the one ownRequestID wrapped.
+func clientRequestID(recorded string) string {
+	rest, ok := strings.CutPrefix(recorded, ownPrefix)
+	if !ok {
+		return recorded
+	}
+	digits, rest, ok := strings.Cut(rest, ":")
+	n, err := strconv.Atoi(digits)
+	if !ok || err != nil || n < 0 || len(rest) < n+1 || rest[n] != ':' {
+		return recorded
+	}
+	return rest[n+1:]
+}
+
+// forgottenBy looks for the event of requestID in the customers' history
+// (under requestID itself, or wrapped by ownRequestID): done when found, with
+// its position, or with REQUEST_ID_REUSED when it forgot another customer.
 func forgottenBy(recs []eventstore.Recorded, requestID, customerID string) (position uint64, done bool, err error) {
+	requestID = clientRequestID(requestID)
 	for _, r := range recs {
-		if r.Meta.RequestID != requestID {
+		if r.Meta.RequestID != requestID && clientRequestID(r.Meta.RequestID) != requestID {
 			continue
 		}
 		e, err := convert.DecodeEvent(r.Type, r.Data)

@@ -52,18 +52,62 @@ func TestRetryMeetingItsOriginalInTheStoreSpendsNoAttempt(t *testing.T) {
 	})
 }
 
-// A ForgetCustomer under a request id an order's command already used is
-// ALREADY_EXISTS (REQUEST_ID_REUSED), as its documentation says, not an
-// internal error.
-func TestForgetCustomerUnderAnOrdersRequestIDIsRequestIDReused(t *testing.T) {
+// A ForgetCustomer under a request id an order's command already used
+// learns it only from its append, after the customer's key is destroyed:
+// the erasure is recorded all the same, under an id of its own, and a retry
+// answers it. Before, the call answered REQUEST_ID_REUSED, leaving the key
+// destroyed and no CustomerForgotten for the read models to erase their
+// plaintext by.
+func TestForgetCustomerUnderAnOrdersRequestIDIsRecorded(t *testing.T) {
 	ctx := t.Context()
-	svc := newKeyedService(t, memstore.New())
+	store := memstore.New()
+	svc := newKeyedService(t, store)
 	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "shared", OrderId: "o-shared", CustomerId: "cust-x", Currency: "EUR", ShippingAddress: address()}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := svc.ForgetCustomer(ctx, "cust-y", "shared")
-	if st, _ := status.FromError(err); st.Code() != codes.AlreadyExists || !rpcerr.IsRequestIDReused(st) {
-		t.Fatalf("ForgetCustomer = %v; want ALREADY_EXISTS with REQUEST_ID_REUSED", err)
+	pos, err := svc.ForgetCustomer(ctx, "cust-y", "shared")
+	if err != nil {
+		t.Fatalf("ForgetCustomer under an order's request id: %v", err)
+	}
+	recs, err := store.LoadLatest(ctx, order.CustomersSubjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Position != pos || recs[0].Type != "CustomerForgotten" {
+		t.Fatalf("the customers' subject holds %d events; want the erasure at %d", len(recs), pos)
+	}
+	if again, err := svc.ForgetCustomer(ctx, "cust-y", "shared"); err != nil || again != pos {
+		t.Fatalf("retry = %d, %v; want %d", again, err, pos)
+	}
+	if _, err := svc.ForgetCustomer(ctx, "cust-w", "shared"); !rpcerr.IsRequestIDReused(status.Convert(err)) {
+		t.Fatalf("the same request id for another customer = %v; want REQUEST_ID_REUSED", err)
+	}
+}
+
+// A ForgetCustomer refuses the process managers' reserved request ids, as
+// every method but the manager's does, and those erasures are recorded
+// under when the client's was taken.
+func TestForgetCustomerRefusesReservedRequestIDs(t *testing.T) {
+	svc := newKeyedService(t, memstore.New())
+	for _, rid := range []string{command.PaymentRequestPrefix + "3", command.RefundRequestPrefix + "3", command.DeadlineRequestPrefix + "payment:3", "forget:6:cust-y:shared"} {
+		if _, err := svc.ForgetCustomer(t.Context(), "cust-r", rid); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("ForgetCustomer under %q = %v; want INVALID_ARGUMENT", rid, err)
+		}
+	}
+}
+
+// A CreateOrder without an order id under an erasure's request id is not
+// taken for a retry of a creation on the customers' subject: it is
+// refused as a request id used for another order.
+func TestCreateOrderUnderAnErasuresRequestID(t *testing.T) {
+	ctx := t.Context()
+	svc := newKeyedService(t, memstore.New())
+	if _, err := svc.ForgetCustomer(ctx, "cust-gone", "shared-rid"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "shared-rid", CustomerId: "c", Currency: "EUR"})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("CreateOrder = order %q at %d, %v; want INVALID_ARGUMENT", res.GetOrder().GetOrderId(), res.GetPosition(), err)
 	}
 }
 
