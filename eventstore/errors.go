@@ -111,10 +111,17 @@ func classOf(err error) error {
 		}
 	}
 	switch apiErrorCode(err) {
-	case codeStreamWrongLastSequence, codeStreamWrongLastSequenceConstant, codeDuplicateMessageConflict:
-		// 10158 means an identical message id is being processed right now;
-		// a reload-and-retry will see it as a duplicate, exactly like a conflict.
+	case codeStreamWrongLastSequence, codeStreamWrongLastSequenceConstant:
 		return ErrConflict
+	// 10158: a message with the same id is being processed right now: an
+	// earlier try of the same request, whose proposal the leader holds
+	// (without a quorum, until a follower is back). It may yet land, so
+	// the outcome is not known: unavailable, to be tried again under the
+	// same id, which then meets it as a duplicate. As a conflict, a
+	// command with an expected revision was answered ABORTED for a change
+	// that then landed.
+	case codeDuplicateMessageConflict:
+		return ErrUnavailable
 	case codeStreamMessageExceedsMaximum, codeHeaderExceedsMaximum, codeAtomicPublishTooLarge:
 		return ErrTooLarge
 	// No suitable peers: a replicated stream or consumer cannot be placed
