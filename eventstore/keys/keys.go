@@ -22,11 +22,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 	"github.com/orderstream/orderstream/internal/pii"
@@ -39,6 +41,10 @@ const DefaultBucket = "ORDERS_KEYS"
 type Store struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
+	nc     *nats.Conn
+	// subjects is the prefix of the entries' subjects, msgGet the subject
+	// of the bucket's message get, which only its stream leader answers.
+	subjects, msgGet string
 }
 
 // Option configures Open. An option given a value it does not accept makes
@@ -119,7 +125,19 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, 
 	if err != nil {
 		return nil, fmt.Errorf("keys: bucket %s: %w", c.bucket, err)
 	}
-	return &Store{kv: kv, stream: st}, nil
+	return &Store{kv: kv, stream: st, nc: js.Conn(), subjects: "$KV." + c.bucket + ".", msgGet: apiPrefix(js.Options()) + "STREAM.MSG.GET." + want.Name}, nil
+}
+
+// apiPrefix is the JetStream API's subject prefix for o.
+func apiPrefix(o jetstream.JetStreamOptions) string {
+	switch {
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	default:
+		return "$JS.API."
+	}
 }
 
 // existing returns the bucket's stream made by another process, with its
@@ -181,6 +199,56 @@ func (s *Store) Get(ctx context.Context, customerID string) ([]byte, uint64, err
 		return nil, 0, fmt.Errorf("keys: get: %w", err)
 	}
 	return e.Value(), e.Revision(), nil
+}
+
+var _ pii.LatestStore = (*Store)(nil)
+
+// GetLatest is Get answered by the bucket's stream leader, which holds
+// every key it acknowledged: a replicated bucket's replicas answer Get,
+// and one that lags may not have a key created a moment ago.
+// pii.Keyring asks it before it takes a key for erased. pii.ErrNotFound
+// when the customer has no key (never had one, or it was erased); errors
+// are the server's (no leader while it elects one).
+func (s *Store) GetLatest(ctx context.Context, customerID string) ([]byte, uint64, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{s.subjects + entryKey(customerID)})
+	if err != nil {
+		return nil, 0, err
+	}
+	m, err := s.nc.RequestWithContext(ctx, s.msgGet, req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("keys: get from the leader: %w", err)
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Sequence uint64 `json:"seq"`
+			Header   []byte `json:"hdrs"`
+			Data     []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("keys: get from the leader: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, 0, pii.ErrNotFound
+	case resp.Error != nil:
+		return nil, 0, fmt.Errorf("keys: get from the leader: %w", resp.Error)
+	case resp.Message == nil:
+		return nil, 0, fmt.Errorf("keys: get from the leader: %w", jetstream.ErrInvalidJetStreamResponse)
+	}
+	if len(resp.Message.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+		if err != nil {
+			return nil, 0, fmt.Errorf("keys: get from the leader: %w", err)
+		}
+		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil, 0, pii.ErrNotFound // the erase's marker
+		}
+	}
+	return resp.Message.Data, resp.Message.Sequence, nil
 }
 
 // Create implements pii.Store: pii.ErrExists when the customer has a key.

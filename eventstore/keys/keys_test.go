@@ -164,3 +164,31 @@ func TestRetriedEraseStillTellsTheWatchers(t *testing.T) {
 		t.Fatal("the retried erase told no watcher: no delete marker")
 	}
 }
+
+// GetLatest answers as Get does, from the stream leader: the key and its
+// version, then, once erased, none (the erase's marker is no key).
+func TestGetLatest(t *testing.T) {
+	ctx := t.Context()
+	_, js := estest.Connect(t, estest.StartServer(t))
+	store, err := keys.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.GetLatest(ctx, "customer/none"); !errors.Is(err, pii.ErrNotFound) {
+		t.Fatalf("GetLatest of no key: %v, want ErrNotFound", err)
+	}
+	v, err := store.Create(ctx, "customer/1", []byte("wrapped-key-stand-in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, lv, err := store.GetLatest(ctx, "customer/1")
+	if err != nil || string(w) != "wrapped-key-stand-in" || lv != v {
+		t.Fatalf("GetLatest = %q at %d, %v; want the key at %d", w, lv, err, v)
+	}
+	if err := store.Erase(ctx, "customer/1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.GetLatest(ctx, "customer/1"); !errors.Is(err, pii.ErrNotFound) {
+		t.Fatalf("GetLatest after the erase: %v, want ErrNotFound", err)
+	}
+}

@@ -95,7 +95,11 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 	_, _ = rand.Read(dk)
 	v, err := r.store.Create(ctx, customerID, r.master.wrap(customerID, dk))
 	if errors.Is(err, ErrExists) {
-		// Another process created it first: use the winner's.
+		// Another process created it first: use the winner's, as the
+		// leader has it (a replica may not have it yet).
+		if ls, ok := r.store.(LatestStore); ok {
+			return r.loadWith(ctx, customerID, ls.GetLatest)
+		}
 		return r.load(ctx, customerID)
 	}
 	if err != nil {
@@ -119,6 +123,14 @@ func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (K
 	// yet learnt of a forget may hold the old key while the data is
 	// sealed with the new one. The store decides.
 	k, err := r.load(ctx, customerID)
+	if errors.Is(err, ErrNotFound) || err == nil && k.Version < version {
+		// None, or an older one: erased, or the answer came from a
+		// replica that has not got the key yet (versions only grow).
+		// Only the leader's answer tells which.
+		if ls, ok := r.store.(LatestStore); ok {
+			k, err = r.loadWith(ctx, customerID, ls.GetLatest)
+		}
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return Key{}, ErrForgotten
@@ -130,11 +142,25 @@ func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (K
 	return k, nil
 }
 
+// LatestStore is a Store whose Get may be answered by a replica that lags
+// (a replicated bucket) and that can be asked its leader instead: Key asks
+// GetLatest before it takes a key for erased, which it then is for good.
+type LatestStore interface {
+	Store
+	// GetLatest is Get as the store's leader answers it.
+	GetLatest(ctx context.Context, customerID string) (wrapped []byte, version uint64, err error)
+}
+
 // load reads and unwraps the customer's stored key and caches it (see
 // remember).
 func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
+	return r.loadWith(ctx, customerID, r.store.Get)
+}
+
+// loadWith is load reading with get.
+func (r *Keyring) loadWith(ctx context.Context, customerID string, get func(context.Context, string) ([]byte, uint64, error)) (Key, error) {
 	drops := r.dropsSoFar()
-	wrapped, v, err := r.store.Get(ctx, customerID)
+	wrapped, v, err := get(ctx, customerID)
 	if err != nil {
 		return Key{}, err
 	}

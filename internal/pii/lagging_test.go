@@ -1,0 +1,85 @@
+package pii_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/orderstream/orderstream/internal/pii"
+)
+
+// laggingStore is a MemStore whose Get answers as a replica that has not
+// got a key created a moment ago (none, or an older version), while
+// GetLatest answers as the leader.
+type laggingStore struct {
+	*pii.MemStore
+	lagging bool
+	older   []byte // what the replica still holds, if anything
+	olderV  uint64
+}
+
+func (s *laggingStore) Get(ctx context.Context, id string) ([]byte, uint64, error) {
+	if s.lagging {
+		if s.older != nil {
+			return s.older, s.olderV, nil
+		}
+		return nil, 0, pii.ErrNotFound
+	}
+	return s.MemStore.Get(ctx, id)
+}
+
+func (s *laggingStore) GetLatest(ctx context.Context, id string) ([]byte, uint64, error) {
+	return s.MemStore.Get(ctx, id)
+}
+
+// A key a lagging replica does not have yet is not taken for erased: data
+// sealed with it opens, as the leader's answer decides. Erased data stays
+// erased. Before, the replica's "not found" read as forgotten, and the
+// projection stored the order's personal data as erased for good.
+func TestKeyOnALaggingReplicaIsNotErased(t *testing.T) {
+	ctx := t.Context()
+	st := &laggingStore{MemStore: pii.NewMemStore()}
+	writer := pii.NewKeyring(st, master(t))
+	k, err := writer.DataKey(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := k.Seal([]byte("5 Replica Road"), []byte("ad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.lagging = true
+	reader := pii.NewKeyring(st, master(t)) // another process: nothing cached
+	rk, err := reader.Key(ctx, "c-1", k.Version)
+	if err != nil {
+		t.Fatalf("Key through a lagging replica: %v", err)
+	}
+	if pt, err := rk.Open(ct, []byte("ad")); err != nil || string(pt) != "5 Replica Road" {
+		t.Fatalf("Open = %q, %v", pt, err)
+	}
+
+	// The replica holds the customer's older key, which a forget erased
+	// before the new one was made: the new one still opens.
+	old := pii.NewKeyring(st, master(t))
+	st.lagging = false
+	w1, v1, err := st.Get(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Forget(ctx, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	st.lagging = false
+	k2, err := writer.DataKey(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.older, st.olderV, st.lagging = w1, v1, true
+	if _, err := old.Key(ctx, "c-1", k2.Version); err != nil {
+		t.Fatalf("Key at the new version through a replica holding the old one: %v", err)
+	}
+	st.older, st.lagging = nil, true // the replica has neither
+	if _, err := pii.NewKeyring(st, master(t)).Key(ctx, "c-1", k.Version); !errors.Is(err, pii.ErrForgotten) {
+		t.Fatalf("Key at the erased version: %v, want ErrForgotten", err)
+	}
+}
