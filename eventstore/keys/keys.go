@@ -290,6 +290,11 @@ func (s *Store) Erase(ctx context.Context, customerID string) error {
 // of every key erased after it returns, by any process, until ctx ends;
 // done is closed then. The watch is in place when it returns. Errors are
 // the server's.
+//
+// It calls fn for a key created too: the bucket keeps one message per
+// customer, so a key created right after an erase replaces its marker, and
+// a watch that was disconnected meanwhile resumes after the marker is gone.
+// A key created is one a cache may hold an older version of.
 func (s *Store) WatchErased(ctx context.Context, fn func(customerID string)) (done <-chan struct{}, err error) {
 	w, err := s.kv.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
@@ -307,7 +312,7 @@ func (s *Store) WatchErased(ctx context.Context, fn func(customerID string)) (do
 				if !ok {
 					return
 				}
-				if e == nil || e.Operation() == jetstream.KeyValuePut {
+				if e == nil {
 					continue
 				}
 				if id, err := base64.RawURLEncoding.DecodeString(e.Key()); err == nil {

@@ -66,7 +66,7 @@ func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
 	if len(filesHolding(t, dir, gone)) == 0 {
 		t.Fatal("the scan does not find the stored value before the erase")
 	}
-	erased := make(chan string, 1)
+	erased := make(chan string, 8)
 	wctx, stop := context.WithCancel(ctx)
 	watching, err := store.WatchErased(wctx, func(id string) { erased <- id })
 	if err != nil {
@@ -102,6 +102,19 @@ func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
 	}
 	if v2 <= v1 {
 		t.Fatalf("new version %d not above the erased %d", v2, v1)
+	}
+	// The second erase's marker, then the new key, which replaced it:
+	// a watch that missed the marker still learns that a cached key of
+	// the customer is stale.
+	for _, what := range []string{"the second erase", "the new key"} {
+		select {
+		case id := <-erased:
+			if id != "customer/1" {
+				t.Fatalf("%s: watch saw %q", what, id)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the watch did not see %s", what)
+		}
 	}
 }
 
