@@ -501,6 +501,16 @@ func (c *call) notAppended(ctx context.Context, attempt int, revision uint64, er
 	case errors.Is(err, eventstore.ErrConflict):
 		// Another writer, or a lagging replica: the next load must
 		// not come from that replica's copy again.
+		if c.t.expected != nil && !c.latest {
+			// Before answering ABORTED, one free look at the order as
+			// the leader has it: the conflict may be this request's own
+			// earlier try, which the store could not tell from another
+			// writer's (its settling read came from a lagging replica,
+			// after the duplicate window). decide answers from the
+			// original when it is there, and ABORTED otherwise.
+			c.latest = true
+			return againFree, nil
+		}
 		c.latest = true
 		if c.t.expected != nil {
 			// The store's error names NATS internals; the client

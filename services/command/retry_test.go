@@ -1,9 +1,12 @@
 package command_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
@@ -125,5 +128,48 @@ func TestOrderCommandsRefuseTheCustomersSubject(t *testing.T) {
 		if status.Code(err) != codes.InvalidArgument {
 			t.Fatalf("AddItem on %q with request id %s = %v; want INVALID_ARGUMENT", order.CustomersSubjectID, rid, err)
 		}
+	}
+}
+
+// conflictAfterStoring is a store whose next Append stores the events and
+// then reports a conflict: what a retry meets when its first try's answer
+// was lost and the store's settling read, from a replica that lags, after
+// the duplicate window, did not find the original.
+type conflictAfterStoring struct {
+	command.Store
+	armed bool
+}
+
+func (s *conflictAfterStoring) Append(ctx context.Context, orderID string, rev uint64, evs []eventstore.EventData) (eventstore.AppendResult, error) {
+	res, err := s.Store.Append(ctx, orderID, rev, evs)
+	if s.armed && err == nil {
+		s.armed = false
+		return eventstore.AppendResult{}, fmt.Errorf("%w: the settling read did not find the original", eventstore.ErrConflict)
+	}
+	return res, err
+}
+
+// A command with an expected revision whose append is reported as a
+// conflict looks once at the order as the leader has it before answering
+// ABORTED: when its own events are there, it answers with them, as a retry
+// does. Before, it answered ABORTED, "another change landed first", for a
+// change that was its own and had landed.
+func TestConflictThatIsTheRequestsOwnAppendIsAnswered(t *testing.T) {
+	ctx := t.Context()
+	store := &conflictAfterStoring{Store: memstore.New()}
+	svc := newService(t, store)
+	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "own-c", OrderId: "own", CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	one := uint64(1)
+	store.armed = true
+	res, err := svc.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: "own-add", OrderId: "own", Sku: "A", Quantity: 1, UnitPrice: 1, ExpectedRevision: &one})
+	if err != nil || res.GetRevision() != 2 || len(res.GetOrder().GetLines()) != 1 {
+		t.Fatalf("AddItem whose append landed but was reported a conflict = %v, %v; want revision 2 with the item", res, err)
+	}
+	// A real conflict is still ABORTED.
+	_, err = svc.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: "late-add", OrderId: "own", Sku: "B", Quantity: 1, UnitPrice: 1, ExpectedRevision: &one})
+	if status.Code(err) != codes.Aborted {
+		t.Fatalf("AddItem at a stale expected revision = %v; want ABORTED", err)
 	}
 }
