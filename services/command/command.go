@@ -40,6 +40,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -242,6 +244,21 @@ const (
 	DeadlineRequestPrefix = "deadline:"
 )
 
+// managedPosition returns the log position a process manager's request id
+// ends with ("pay:<position>", "refund:<position>",
+// "deadline:<kind>:<position>"): the position of the event of the order it
+// acts on. ok is false for any other id; an id under one of those prefixes
+// that does not end with a position names position 0, which no event has.
+func managedPosition(id string) (position uint64, ok bool) {
+	for _, p := range []string{PaymentRequestPrefix, RefundRequestPrefix, DeadlineRequestPrefix} {
+		if rest, found := strings.CutPrefix(id, p); found {
+			n, _ := strconv.ParseUint(rest[strings.LastIndexByte(rest, ':')+1:], 10, 64)
+			return n, true
+		}
+	}
+	return 0, false
+}
+
 // reservedRequestID returns INVALID_ARGUMENT for a request id under a
 // process manager's prefix on any method but that manager's.
 func reservedRequestID(req request, id string) error {
@@ -383,6 +400,17 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	}
 	if c.meta.RequestFingerprint, err = c.s.fingerprint(ctx, c.req, c.digest, customerOf(c.req, st)); err != nil {
 		return result{}, answered, err
+	}
+	if pos, ok := managedPosition(c.requestID); ok && !slices.ContainsFunc(recs, func(r eventstore.Recorded) bool { return r.Position == pos }) {
+		// A process manager's request id names an event of the order it
+		// acts on; one naming another order's event would take that
+		// order's recording's id first. The history may be stale: read
+		// it as the leader has it before refusing.
+		if !c.latest {
+			c.latest = true
+			return result{}, againFree, nil
+		}
+		return result{}, answered, rpcerr.Invalid("request_id", "a request id under a reserved prefix must name a log position of an event of this order")
 	}
 	events, err := c.decide(recs, st, original)
 	if err == nil && original != nil {

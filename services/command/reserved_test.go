@@ -18,7 +18,7 @@ import (
 func TestProcessManagersRequestIDsAreReserved(t *testing.T) {
 	ctx := t.Context()
 	svc := newService(t, memstore.New())
-	placed := func(t *testing.T, id string) {
+	placed := func(t *testing.T, id string) uint64 {
 		t.Helper()
 		if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: id + "-c", OrderId: id, CustomerId: "cust", Currency: "EUR", ShippingAddress: address()}); err != nil {
 			t.Fatal(err)
@@ -26,11 +26,13 @@ func TestProcessManagersRequestIDsAreReserved(t *testing.T) {
 		if _, err := svc.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: id + "-a", OrderId: id, Sku: "PEN", Quantity: 1, UnitPrice: 250}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := svc.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: id + "-p", OrderId: id}); err != nil {
+		p, err := svc.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: id + "-p", OrderId: id})
+		if err != nil {
 			t.Fatal(err)
 		}
+		return p.GetPosition()
 	}
-	placed(t, "o-reserved")
+	placedAt := placed(t, "o-reserved")
 
 	// Each call is well-formed: under an ordinary request id the first of
 	// each method would be accepted.
@@ -71,12 +73,21 @@ func TestProcessManagersRequestIDsAreReserved(t *testing.T) {
 
 	// Nothing was appended by the refusals: the order is still placed, and
 	// its manager's own method takes the manager's request id.
-	if err := calls["RecordPayment"]("pay:17"); err != nil {
-		t.Fatalf("RecordPayment under pay:17: %v", err)
+	// A manager's id names an event of the order it acts on: one that
+	// names another order's event (o-timeout's placement, here) would take
+	// that order's recording's id first.
+	timeoutAt := placed(t, "o-timeout")
+	for _, rid := range []string{fmt.Sprint("pay:", timeoutAt), "pay:", "pay:x"} {
+		if err := calls["RecordPayment"](rid); status.Code(err) != codes.InvalidArgument || violation(err) != "request_id" {
+			t.Errorf("RecordPayment on o-reserved under %q = %v; want INVALID_ARGUMENT on request_id", rid, err)
+		}
 	}
-	placed(t, "o-timeout")
-	if _, err := svc.CancelOrder(ctx, &ordersv1.CancelOrderRequest{RequestId: "deadline:payment_timeout:21", OrderId: "o-timeout", Reason: "payment_timeout"}); err != nil {
-		t.Fatalf("CancelOrder under deadline:payment_timeout:21: %v", err)
+	if err := calls["RecordPayment"](fmt.Sprint("pay:", placedAt)); err != nil {
+		t.Fatalf("RecordPayment under pay:%d: %v", placedAt, err)
+	}
+	rid := fmt.Sprint("deadline:payment_timeout:", timeoutAt)
+	if _, err := svc.CancelOrder(ctx, &ordersv1.CancelOrderRequest{RequestId: rid, OrderId: "o-timeout", Reason: "payment_timeout"}); err != nil {
+		t.Fatalf("CancelOrder under %s: %v", rid, err)
 	}
 	// Ids that only look alike stay the client's.
 	for _, rid := range []string{"PAY:17", "payment:17", "x-pay:17"} {

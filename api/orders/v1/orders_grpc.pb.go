@@ -52,8 +52,10 @@ const (
 // request with the same request_id returns the original result and appends
 // nothing, however late. Ids beginning "pay:", "refund:" or "deadline:" are
 // the process managers' own: every method but RecordPayment, RecordRefund
-// and CancelOrder respectively refuses them with INVALID_ARGUMENT; ids
-// beginning "forget:" are the system's own too, refused by every method. A request_id names one request: reusing it for a
+// and CancelOrder respectively refuses them with INVALID_ARGUMENT, and
+// those refuse one whose number is not the log position of an event of
+// the order; ids beginning "forget:" are the system's own too, refused by
+// every method. A request_id names one request: reusing it for a
 // request of another method or with other fields (request_id aside) fails
 // with ALREADY_EXISTS and an ErrorInfo detail with reason REQUEST_ID_REUSED
 // (REST: 422). Mutations of an existing order take an optional
@@ -232,8 +234,10 @@ func (c *orderCommandServiceClient) ConfirmDelivery(ctx context.Context, in *Con
 // request with the same request_id returns the original result and appends
 // nothing, however late. Ids beginning "pay:", "refund:" or "deadline:" are
 // the process managers' own: every method but RecordPayment, RecordRefund
-// and CancelOrder respectively refuses them with INVALID_ARGUMENT; ids
-// beginning "forget:" are the system's own too, refused by every method. A request_id names one request: reusing it for a
+// and CancelOrder respectively refuses them with INVALID_ARGUMENT, and
+// those refuse one whose number is not the log position of an event of
+// the order; ids beginning "forget:" are the system's own too, refused by
+// every method. A request_id names one request: reusing it for a
 // request of another method or with other fields (request_id aside) fails
 // with ALREADY_EXISTS and an ErrorInfo detail with reason REQUEST_ID_REUSED
 // (REST: 422). Mutations of an existing order take an optional
