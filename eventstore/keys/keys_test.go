@@ -76,14 +76,7 @@ func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
 	if err := store.Erase(ctx, "customer/1"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case id := <-erased:
-		if id != "customer/1" {
-			t.Fatalf("watch saw %q erased", id)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the watch did not see the erase")
-	}
+	told(t, erased, "customer/1", "the erase")
 	if hits := filesHolding(t, dir, gone); len(hits) > 0 {
 		t.Fatalf("erased key's bytes still on disk in %v", hits)
 	}
@@ -107,14 +100,21 @@ func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
 	// a watch that missed the marker still learns that a cached key of
 	// the customer is stale.
 	for _, what := range []string{"the second erase", "the new key"} {
-		select {
-		case id := <-erased:
-			if id != "customer/1" {
-				t.Fatalf("%s: watch saw %q", what, id)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("the watch did not see %s", what)
+		told(t, erased, "customer/1", what)
+	}
+}
+
+// told waits for the watch to tell of customer id, after what; it fails t
+// when the watch tells of another, or of none within 10 s.
+func told(t *testing.T, watch <-chan string, id, what string) {
+	t.Helper()
+	select {
+	case got := <-watch:
+		if got != id {
+			t.Fatalf("%s: the watch told of %q, want %q", what, got, id)
 		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the watch did not tell of %s", what)
 	}
 }
 
@@ -168,14 +168,7 @@ func TestRetriedEraseStillTellsTheWatchers(t *testing.T) {
 	if err := store.Erase(ctx, "customer/1"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case id := <-erased:
-		if id != "customer/1" {
-			t.Fatalf("watchers told of %q, want customer/1", id)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the retried erase told no watcher: no delete marker")
-	}
+	told(t, erased, "customer/1", "the retried erase (its delete marker)")
 }
 
 // GetLatest answers as Get does, from the stream leader: the key and its
