@@ -863,7 +863,7 @@ func TestRefundShown(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	res, err := ordersv1.NewOrderCommandServiceClient(conn).RecordRefund(t.Context(),
-		&ordersv1.RecordRefundRequest{RequestId: "refund:rf-1", OrderId: "rf-1", RefundRef: "psp-rf-back", Amount: 1250})
+		&ordersv1.RecordRefundRequest{RequestId: "rf-1-refund", OrderId: "rf-1", RefundRef: "psp-rf-back", Amount: 1250})
 	if err != nil {
 		t.Fatal(err)
 	}
