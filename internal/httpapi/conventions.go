@@ -74,6 +74,13 @@ func conventions(cfg config, next http.Handler) http.Handler {
 				writeStatus(w, code, err)
 				return
 			}
+			if !withBody && len(bytes.TrimSpace(body)) > 0 {
+				// The routes of the other methods take every field from
+				// the path and the query: grpc-gateway would drop a body,
+				// and with it, say, a DELETE's expectedRevision.
+				writeStatus(w, http.StatusBadRequest, invalid("body", "must be empty for "+r.Method+"; send the fields in the query"))
+				return
+			}
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			req.ContentLength = int64(len(body))
 		}

@@ -880,3 +880,20 @@ func TestETagIsTheOrdersRevision(t *testing.T) {
 		t.Fatalf("read model: ETag %s, %s", g.header.Get("ETag"), g.raw)
 	}
 }
+
+// A route that takes no body refuses one rather than dropping it: a
+// DELETE's expectedRevision sent in a body would otherwise be ignored and
+// the line removed whatever the order's revision, and a GET's filter
+// ignored. The order is unchanged.
+func TestBodyOnARouteWithoutOneIsRefused(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
+	expect(t, e.do(t, "DELETE", o+"/items/BOOK-1", `{"expectedRevision":"999999"}`, "Idempotency-Key", key()), 400)
+	expect(t, e.do(t, "GET", "/v1/orders", `{"customerId":"nobody"}`), 400)
+	got := expect(t, e.do(t, "GET", o, "", "X-Min-Position", c.str("position")), 200)
+	if got.str("order", "lines", "0", "sku") != "BOOK-1" {
+		t.Fatalf("the line is gone after a refused DELETE: %.300s", got.raw)
+	}
+	expect(t, e.do(t, "DELETE", o+"/items/BOOK-1?expectedRevision=1", "", "Idempotency-Key", key()), 200)
+}
