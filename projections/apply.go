@@ -11,6 +11,7 @@ import (
 	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/internal/money"
 	"github.com/orderstream/orderstream/order"
 )
 
@@ -470,10 +471,12 @@ func (b *batch) count(old, cur order.State, e order.Event) {
 		}
 	}
 	if p, ok := e.(order.PaymentAuthorized); ok {
-		b.spendDelta[spendKey{cur.CustomerID, cur.Currency}] += p.Amount
+		k := spendKey{cur.CustomerID, cur.Currency}
+		b.spendDelta[k] = money.AddSaturating(b.spendDelta[k], p.Amount)
 	}
 	if ref, ok := refundAmount(e); ok {
-		b.spendDelta[spendKey{cur.CustomerID, cur.Currency}] -= ref
+		k := spendKey{cur.CustomerID, cur.Currency}
+		b.spendDelta[k] = money.AddSaturating(b.spendDelta[k], -ref)
 	}
 }
 

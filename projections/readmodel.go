@@ -164,6 +164,16 @@ var migrations = []migration{
 	CREATE INDEX orders_status ON orders (status, created_at);`},
 }
 
+// saturatingSum is amount + excluded.amount held to int64's range, as
+// money.AddSaturating holds a batch's deltas: SQLite turns an integer sum
+// that overflows into a REAL, which the summary's read then fails to scan.
+// A customer's lifetime spend can pass int64 (ten orders at the largest
+// total an order may have); it then reads as the largest amount.
+const saturatingSum = `CASE
+		WHEN excluded.amount > 0 AND amount > 9223372036854775807 - excluded.amount THEN 9223372036854775807
+		WHEN excluded.amount < 0 AND amount < (-9223372036854775807 - 1) - excluded.amount THEN (-9223372036854775807 - 1)
+		ELSE amount + excluded.amount END`
+
 // ReadModel is one SQLite database holding the orders read model and the
 // checkpoint it was built to. Writes go through one connection (SQLite has
 // one writer); reads use a pool that sees committed snapshots (WAL).
@@ -290,7 +300,7 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		{w, &m.writes.addStatus, `INSERT INTO customer_status (customer_id, status, count) VALUES (?, ?, ?)
 			ON CONFLICT (customer_id, status) DO UPDATE SET count = count + excluded.count`},
 		{w, &m.writes.addSpend, `INSERT INTO customer_spend (customer_id, currency, amount) VALUES (?, ?, ?)
-			ON CONFLICT (customer_id, currency) DO UPDATE SET amount = amount + excluded.amount`},
+			ON CONFLICT (customer_id, currency) DO UPDATE SET amount = ` + saturatingSum},
 		{w, &m.writes.setPosition, `UPDATE checkpoint SET position = ? WHERE id = 1`},
 		{w, &m.writes.fill.rowAt, `SELECT id, revision, customer_id, body FROM orders WHERE seq = ?`},
 		{w, &m.writes.fill.insert, insertOrder},

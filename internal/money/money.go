@@ -79,3 +79,17 @@ func Parse(s, currency string) (int64, error) {
 	}
 	return int64(n), nil
 }
+
+// AddSaturating returns a + b held to int64's range: the largest or
+// smallest amount where the sum would overflow. For aggregates of amounts
+// each within range (a customer's lifetime spend) that can pass it.
+func AddSaturating(a, b int64) int64 {
+	switch s := a + b; {
+	case b > 0 && s < a:
+		return math.MaxInt64
+	case b < 0 && s > a:
+		return math.MinInt64
+	default:
+		return s
+	}
+}

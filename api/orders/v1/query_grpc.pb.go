@@ -51,8 +51,9 @@ type OrderQueryServiceClient interface {
 	// while orders are created and any query node serves the next page.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
 	// GetCustomerSummary returns a customer's order counts by status and
-	// lifetime spend per currency. A customer without orders has an empty
-	// summary, not NOT_FOUND.
+	// lifetime spend per currency (net of refunds; a spend past the largest
+	// int64 reads as that). A customer without orders has an empty summary,
+	// not NOT_FOUND.
 	GetCustomerSummary(ctx context.Context, in *GetCustomerSummaryRequest, opts ...grpc.CallOption) (*GetCustomerSummaryResponse, error)
 	// WatchOrder streams one order as it changes: its current state first,
 	// then one message per change, in log order, each carrying the log
@@ -183,8 +184,9 @@ type OrderQueryServiceServer interface {
 	// while orders are created and any query node serves the next page.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
 	// GetCustomerSummary returns a customer's order counts by status and
-	// lifetime spend per currency. A customer without orders has an empty
-	// summary, not NOT_FOUND.
+	// lifetime spend per currency (net of refunds; a spend past the largest
+	// int64 reads as that). A customer without orders has an empty summary,
+	// not NOT_FOUND.
 	GetCustomerSummary(context.Context, *GetCustomerSummaryRequest) (*GetCustomerSummaryResponse, error)
 	// WatchOrder streams one order as it changes: its current state first,
 	// then one message per change, in log order, each carrying the log
