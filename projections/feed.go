@@ -112,7 +112,9 @@ func (s *Subscription) Close() {
 // read model made after Subscribe returns reflects at least that
 // position. When after is at or below it, backlog holds the kept changes
 // after after (up to that position) and ok reports whether the history
-// reaches back that far; with ok false the backlog is incomplete and empty.
+// reaches back that far (it does not when after is the position of a
+// change it dropped, and it keeps others at after); with ok false the
+// backlog is incomplete and empty.
 // Several changes share one position when an erasure changes each of a
 // customer's orders: a watcher resuming from such a position may have seen
 // only some of them, so when the subscription wants more than one change
@@ -152,7 +154,11 @@ func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, a
 		}
 		if c.Position == after {
 			if after <= f.floor {
-				continue // the history may hold only part of its group
+				// The floor is the position of a change the history
+				// dropped: what it keeps at it is the rest of a group,
+				// of which the watcher may have seen the dropped part
+				// and not this, or this and not the dropped part.
+				return s, f.pos, nil, false
 			}
 			atAfter++
 		}

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -180,5 +181,33 @@ func TestFeedResumeRepeatsAPositionsSeveralChanges(t *testing.T) {
 	f.publish(14, []Change{{Position: 14, OrderID: "a"}, {Position: 14, OrderID: "b"}}, nil)
 	if _, _, backlog, _ := f.Subscribe("", nil, 8, 14); !slices.Equal(positions(backlog), []uint64{14, 14}) {
 		t.Errorf("after the newest position, 14: backlog %v, want its two changes", positions(backlog))
+	}
+}
+
+// A watcher resuming at the history's floor, where the history keeps only
+// the rest of an erasure's group (its first change dropped), is told the
+// history does not reach back that far: it may have seen the dropped change
+// and not the rest. Before, the rest was skipped without a word, and the
+// watcher kept those orders' addresses in the clear.
+func TestResumeAtTheFloorOfAPartGroupIsIncomplete(t *testing.T) {
+	f := NewFeed(3)
+	f.start(4)
+	erased := order.State{CustomerID: "c", Shipping: &order.Address{Erased: true}}
+	f.publish(5, []Change{{Position: 5, OrderID: "a", State: erased}, {Position: 5, OrderID: "b", State: erased}, {Position: 5, OrderID: "c", State: erased}}, nil)
+	f.publish(6, []Change{{Position: 6, OrderID: "d", State: order.State{CustomerID: "x"}}}, nil) // drops a@5
+	s, _, backlog, ok := f.Subscribe("", nil, 8, 5)
+	defer s.Close()
+	if ok {
+		var got []string
+		for _, c := range backlog {
+			got = append(got, fmt.Sprint(c.OrderID, "@", c.Position))
+		}
+		t.Fatalf("resume from the floor 5 with part of its group dropped: ok, backlog %v; want not ok", got)
+	}
+	// Above the floor the history is whole.
+	s2, _, backlog, ok := f.Subscribe("", nil, 8, 6)
+	defer s2.Close()
+	if !ok || len(backlog) != 0 {
+		t.Fatalf("resume from 6: ok %v, %d changes; want ok and none", ok, len(backlog))
 	}
 }
