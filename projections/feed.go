@@ -332,13 +332,20 @@ func (f *Feed) end(s *Subscription, err error) {
 // model dead-letters (undecodable, or not applicable to the order) change
 // nothing here either.
 // Sealed personal data is opened with keys (nil: it reads as erased).
-func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore.Recorded) []Change {
+// An event whose key could not be read (the keys bucket did not answer:
+// convert.ErrKeyUnavailable) is no dead letter: HistoryChanges returns
+// that error, as the projection waits for the key, rather than changes
+// that leave the event out.
+func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore.Recorded) ([]Change, error) {
 	var (
 		st  order.State
 		out []Change
 	)
 	for _, rec := range recs {
 		it := DecodeWith(ctx, keys, rec)
+		if err := keyTrouble([]Item{it}); err != nil {
+			return nil, err
+		}
 		if it.Err != nil || applicable(st, rec, it.Event) != nil {
 			continue
 		}
@@ -348,5 +355,5 @@ func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore
 		out = append(out, Change{Position: rec.Position, OrderID: rec.OrderID, Type: rec.Type, Actor: rec.Meta.Actor,
 			State: st, Prev: prev, Revision: rec.Position})
 	}
-	return out
+	return out, nil
 }

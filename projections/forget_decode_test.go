@@ -60,7 +60,7 @@ func TestEventAfterAForgetIsNotOpenedWithTheDestroyedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cs := projections.HistoryChanges(ctx, ringB, recs); len(cs) != 1 || cs[0].State.Shipping.Line1 == "" {
+	if cs, err := projections.HistoryChanges(ctx, ringB, recs); err != nil || len(cs) != 1 || cs[0].State.Shipping.Line1 == "" {
 		t.Fatalf("B's history read: %+v", cs)
 	}
 

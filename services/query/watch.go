@@ -212,7 +212,11 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		if err != nil {
 			return rpcerr.ToStatus(ctx, s.log, err)
 		}
-		for _, c := range projections.HistoryChanges(ctx, s.keys, recs) {
+		changes, err := projections.HistoryChanges(ctx, s.keys, recs)
+		if err != nil {
+			return rpcerr.ToStatus(ctx, s.log, err)
+		}
+		for _, c := range changes {
 			if c.Position > from {
 				backlog = append(backlog, &c)
 			}
