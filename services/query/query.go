@@ -194,7 +194,11 @@ func (s *Service) pointReadError(ctx context.Context, err error, pos uint64, c *
 // (C), its seq in the read model (S, the log position that created it) and
 // id (I). F binds it to the filters it was issued for. A token without S
 // was issued before the read model numbered its orders; the list then
-// finds the seq by the id.
+// finds the seq by the id. So does one whose order's seq is below 1: a row
+// migrated into schema 4 keeps a number of its own file's until a rebuild
+// (projections' migrations), which another query node, or this one after a
+// rebuild, numbers by its log position, and paging on by the number would
+// skip or repeat the orders that share its creation time.
 type pageToken struct {
 	C int64  `json:"c"`
 	S *int64 `json:"s,omitempty"`
@@ -237,7 +241,7 @@ func filterHash(req *ordersv1.ListOrdersRequest, f projections.ListFilter) strin
 
 func encodeToken(c projections.Cursor, f string) string {
 	t := pageToken{C: c.CreatedAt, I: c.ID, F: f}
-	if c.HasSeq {
+	if c.HasSeq && c.Seq > 0 {
 		t.S = &c.Seq
 	}
 	b, _ := json.Marshal(t)
@@ -260,7 +264,7 @@ func decodeToken(s, f string) (*projections.Cursor, error) {
 		return nil, rpcerr.Invalid("page_token", "was issued for different filters")
 	}
 	c := &projections.Cursor{CreatedAt: t.C, ID: t.I}
-	if t.S != nil {
+	if t.S != nil && *t.S > 0 {
 		c.Seq, c.HasSeq = *t.S, true
 	}
 	return c, nil
