@@ -38,9 +38,19 @@ type Guard struct {
 	panics metric.Int64Counter
 	inner  encoding.CodecV2
 	// failed maps a message the codec could not decode into to the error,
-	// until the interceptor that receives that message takes it.
-	failed sync.Map
+	// until the interceptor that receives that message takes it. grpc-go
+	// may end a call before any interceptor runs (a second message sent
+	// on a unary call, a reset), leaving its entry: so the message is
+	// reset when its decode fails (a partly decoded megabyte of it is not
+	// kept), and the map is started afresh past maxFailed entries (a call
+	// whose entry goes then reaches its handler with the reset, empty,
+	// request, which the handler refuses as such).
+	mu     sync.Mutex
+	failed map[any]error
 }
+
+// maxFailed bounds the decode errors set aside for interceptors.
+const maxFailed = 4096
 
 // New returns a Guard logging to log and counting panics with mp.
 func New(log *slog.Logger, mp metric.MeterProvider) (*Guard, error) {
@@ -66,14 +76,25 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.g.inner.Marsha
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if err := c.g.inner.Unmarshal(data, v); err != nil {
-		c.g.failed.Store(v, err)
+		if m, ok := v.(protov2.Message); ok {
+			protov2.Reset(m)
+		}
+		c.g.mu.Lock()
+		if c.g.failed == nil || len(c.g.failed) >= maxFailed {
+			c.g.failed = map[any]error{}
+		}
+		c.g.failed[v] = err
+		c.g.mu.Unlock()
 	}
 	return nil
 }
 
 // decodeError takes the decode error set aside for m, as INVALID_ARGUMENT.
 func (g *Guard) decodeError(m any) error {
-	e, ok := g.failed.LoadAndDelete(m)
+	g.mu.Lock()
+	e, ok := g.failed[m]
+	delete(g.failed, m)
+	g.mu.Unlock()
 	if !ok {
 		return nil
 	}

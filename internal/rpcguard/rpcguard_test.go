@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +209,42 @@ func TestPanicIsRecoveredLoggedAndCounted(t *testing.T) {
 	}
 	if counted != 2 {
 		t.Fatalf("orders.rpc.panics = %d, want 2", counted)
+	}
+}
+
+// A call that ends before any interceptor runs (a second request message
+// on a unary call, which grpc-go refuses while reading) keeps nothing of
+// its undecodable request: the guard set the decode error aside for an
+// interceptor that never comes. Before, each such call kept its partly
+// decoded request for good: a megabyte a call, with no token needed.
+func TestUndecodableRequestsOfEndedCallsAreNotKept(t *testing.T) {
+	s := start(t)
+	big := protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), strings.Repeat("a", 1<<20))
+	body := protowire.AppendString(protowire.AppendTag(big, 1, protowire.BytesType), "\xff")
+	send := func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		cs, err := s.conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true},
+			"/orders.v1.OrderCommandService/PlaceOrder", grpc.ForceCodec(raw{}), grpc.MaxCallSendMsgSize(4<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = cs.SendMsg(&body)
+		_ = cs.SendMsg(&body)
+		_ = cs.CloseSend()
+		var out []byte
+		_ = cs.RecvMsg(&out)
+	}
+	send() // the server's first allocations
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range 40 {
+		send()
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 16<<20 {
+		t.Fatalf("the heap grew by %d MiB over 40 ended calls with a 1 MiB undecodable request each", grew>>20)
 	}
 }
