@@ -1,6 +1,7 @@
 package eventstore_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -88,5 +89,41 @@ func TestBatchesLargerThanTheReadAhead(t *testing.T) {
 	f := estest.Follow(t, e.store, 1, eventstore.BatchSize(eventstore.MaxBatchSize))
 	if got := f.Until(t, n); !slices.Equal(estest.EntryPositions(got), estest.Span(1, n)) {
 		t.Fatalf("followed %d entries, want positions 1..%d in order", len(got), n)
+	}
+}
+
+// A read's consumer is deleted when the read ends, however it ends: the
+// server allows 1,000 consumers a stream, and consumers left for their
+// inactive threshold by a burst of reads (audit exports, runner restarts)
+// made it refuse every new read, the projection's included.
+func TestReadsLeaveNoConsumer(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	estest.AppendRoundRobin(t, e.store, 3, 1)
+	for range 5 {
+		if _, err := estest.ReadAll(t, e.store.ReadBatches(ctx, 0), 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	for b, err := range e.store.FollowBatches(fctx, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Entries) > 0 {
+			cancel() // a follow ended by its caller
+		}
+	}
+	cancel()
+	st, err := e.js.Stream(ctx, e.store.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Consumers; n != 0 {
+		t.Fatalf("%d consumers left on the stream after the reads ended, want 0", n)
 	}
 }
