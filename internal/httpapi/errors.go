@@ -101,7 +101,7 @@ func (e errorHandlers) clientStatus(ctx context.Context, r *http.Request, err er
 		}
 		return status.New(st.Code(), msgInternal)
 	case codes.Unavailable:
-		if transportFailure(st.Message()) {
+		if !serviceUnavailable(st.Message()) {
 			e.logged(ctx, r, st)
 			return status.New(codes.Unavailable, msgUnavailable)
 		}
@@ -117,16 +117,17 @@ func (e errorHandlers) logged(ctx context.Context, r *http.Request, st *status.S
 	e.log.WarnContext(ctx, "rest: error withheld from client", attrs...)
 }
 
-// transportFailure tells grpc-go's own connection errors (which name
-// addresses and syscalls) from UNAVAILABLE answers a service chose to send.
-func transportFailure(msg string) bool {
-	msg = strings.ToLower(msg)
-	for _, s := range []string{"connection error", "resolver error", "error reading from server", "transport", "dial ", "connection refused", "server preface", "connection is draining", "connection closed"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
+// serviceUnavailable tells the UNAVAILABLE answers a service chose to
+// send (the read model behind a min_position, the event store or the keys
+// out of reach, a shutdown), which are passed on, from every other one:
+// grpc-go's own connection errors name addresses and system calls ("write
+// tcp 10.0.0.5:51234->10.0.0.7:50051: broken pipe", TLS alerts, "EOF"),
+// in more wordings than a list of them could keep up with. The services'
+// answers all tell the client to retry; those errors never do. One that
+// is withheld reaches the client as a plain "service unavailable, retry
+// later", with the same status.
+func serviceUnavailable(msg string) bool {
+	return strings.Contains(msg, "retry") && !strings.Contains(strings.ToLower(msg), "tcp ")
 }
 
 // bearerChallenge makes every 401 (UNAUTHENTICATED) of the API carry
