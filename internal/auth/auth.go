@@ -27,6 +27,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -251,9 +253,24 @@ func (a *Authenticator) check(ctx context.Context, method string) (context.Conte
 	if !slices.ContainsFunc(roles, p.Has) {
 		return nil, status.Errorf(codes.PermissionDenied, "the %s role is required", strings.Join(roles, " or "))
 	}
+	if !recordable(p.Subject) {
+		return nil, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, none of them control characters", MaxSubject)
+	}
 	md = md.Copy()
 	md.Set("x-actor", p.Subject)
 	return metadata.NewIncomingContext(ctx, md), nil
+}
+
+// MaxSubject is the longest subject a token may carry: the event store
+// records it as the actor of every change the token makes, in a header of
+// at most this many characters (the command service records any longer
+// actor as "anonymous", which a token must not be taken for).
+const MaxSubject = 128
+
+// recordable reports whether subject can be recorded as it is.
+func recordable(subject string) bool {
+	s := strings.TrimSpace(subject)
+	return len(s) <= MaxSubject && utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // Unary is the unary server interceptor.

@@ -257,3 +257,26 @@ func TestInterceptorBearerSchemeCase(t *testing.T) {
 		}
 	}
 }
+
+// A token whose subject the event store cannot record as the actor (too
+// long, or with control characters) is refused: its changes would be
+// recorded as "anonymous". Before, it was admitted and its changes lost who
+// made them. A subject of the longest recordable length is admitted.
+func TestUnrecordableSubjectIsRefused(t *testing.T) {
+	long := "CN=" + strings.Repeat("x", 128) + ",OU=clerks"
+	fits := strings.Repeat("y", 128)
+	a, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "long-token-0123456789 "+long+" clerk\nfits-token-0123456789 "+fits+" clerk\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := func(ctx context.Context, _ any) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		return md.Get("x-actor"), nil
+	}
+	for token, want := range map[string]codes.Code{"long-token-0123456789": codes.Unauthenticated, "fits-token-0123456789": codes.OK} {
+		ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", "Bearer "+token))
+		if _, err := a.Unary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/orders.v1.OrderCommandService/AddItem"}, handler); status.Code(err) != want {
+			t.Errorf("%s: %v, want %v", token, err, want)
+		}
+	}
+}
