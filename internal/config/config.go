@@ -389,6 +389,21 @@ func (c Config) validateTransport() []error {
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("TLS_CLIENT_CA: needs TLS_CERT and TLS_KEY"))
 	}
+	if c.TLSClientCA != "" && c.TLSClientCert == "" {
+		// This process's own listener asks every client for a certificate:
+		// a role of it that calls another here (the gateway, the console,
+		// payments, with no address for that role) has none to show, and
+		// every one of its calls would fail while /readyz says ready.
+	roles:
+		for _, r := range c.Roles {
+			for _, n := range Needs(r) {
+				if c.addr(n) == "" {
+					errs = append(errs, fmt.Errorf("TLS_CLIENT_CA: the %s role calls the %s role in this process, whose listener then asks it for a client certificate: set TLS_CLIENT_CERT and TLS_CLIENT_KEY (or %s)", r, n, AddrVariable(n)))
+					break roles
+				}
+			}
+		}
+	}
 	// The clients' settings are used whenever they are set (see
 	// ClientTLS), so they are checked whether or not TLS_CERT is.
 	if (c.TLSClientCert == "") != (c.TLSClientKey == "") {

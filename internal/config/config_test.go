@@ -336,3 +336,38 @@ func TestClientTLSSettingsAreChecked(t *testing.T) {
 		t.Errorf("defaults: ClientTLS %v, %v; want plaintext", c.ClientTLS(), err)
 	}
 }
+
+// TLS_CLIENT_CA makes this process's listener ask every client for a
+// certificate, its own roles included: one that calls another role here
+// without TLS_CLIENT_CERT would fail every call while /readyz said ready,
+// so the configuration is refused, naming the variables. With the
+// client certificate, or with every upstream elsewhere, it is accepted.
+func TestClientCAWithOwnCallsNeedsAClientCertificate(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, n := range []string{"TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA", "TLS_CLIENT_CERT", "TLS_CLIENT_KEY"} {
+		files[n] = filepath.Join(dir, n)
+		if err := os.WriteFile(files[n], nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := func(extra ...string) map[string]string {
+		m := map[string]string{"TLS_CERT": files["TLS_CERT"], "TLS_KEY": files["TLS_KEY"], "TLS_CLIENT_CA": files["TLS_CLIENT_CA"]}
+		for i := 0; i+1 < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		return m
+	}
+	if _, err := config.FromMap(base("ROLES", "command,query,audit,gateway")); err == nil || !strings.Contains(err.Error(), "TLS_CLIENT_CA:") || !strings.Contains(err.Error(), "TLS_CLIENT_CERT") {
+		t.Errorf("a gateway calling its own listener without a client certificate: %v; want an error naming TLS_CLIENT_CA and TLS_CLIENT_CERT", err)
+	}
+	for _, ok := range []map[string]string{
+		base("ROLES", "command,query,audit,gateway", "TLS_CLIENT_CERT", files["TLS_CLIENT_CERT"], "TLS_CLIENT_KEY", files["TLS_CLIENT_KEY"]),
+		base("ROLES", "command,query,audit"),
+		base("ROLES", "payments", "COMMAND_ADDR", "c:50051"),
+	} {
+		if _, err := config.FromMap(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+}
