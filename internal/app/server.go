@@ -128,6 +128,14 @@ func (n *node) authenticate() error {
 			n.systemToken = rand.Text()
 			authn.AddToken(n.systemToken, auth.Principal{Subject: deadlines.Actor, Roles: []string{auth.Clerk}})
 		}
+		if n.paymentsToken != "" && cfg.Has("payments") && cfg.Has("command") && cfg.CommandAddr == "" {
+			// The payments manager calls this process's own command
+			// service, which checks the token against these sources: one
+			// it refuses would fail every recording after its charge.
+			if p, err := authn.Authenticate(n.paymentsToken); err != nil || !p.Has(auth.Clerk) {
+				return errors.New("PAYMENTS_TOKEN: the payments role calls this process's command service, which does not accept the token with the clerk role it needs to record payments")
+			}
+		}
 	case cfg.AllowInsecure:
 		n.log.Warn("authentication is off and ALLOW_INSECURE=true: every client may call every RPC")
 	default:
