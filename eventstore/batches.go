@@ -295,7 +295,13 @@ func (s *Store) consume(ctx context.Context, from uint64, o *readOptions, follow
 	// which is never delivered) ends a read rather than waiting forever,
 	// and tells a follower it is at the head.
 	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
-		if !follow || !yield(Batch{}, nil) {
+		more := false
+		if !follow && o.startTime.IsZero() {
+			if more, err = s.remains(ctx, from-min(from, 1), o); err != nil {
+				return err
+			}
+		}
+		if !more && (!follow || !yield(Batch{}, nil)) {
 			return nil
 		}
 	}
@@ -317,6 +323,39 @@ func (s *Store) consume(ctx context.Context, from uint64, o *readOptions, follow
 	defer cc.Stop()
 	r.closed = cc.Closed()
 	return r.run(ctx, yield)
+}
+
+// remains reports whether a read of o, having met the log up to position
+// after, has more to meet up to its end: whether the stream leader holds a
+// message of the read's selection after it and at or before o.upTo. On a
+// replicated stream nats-server places an ordered consumer on any peer,
+// and one on a peer that lags reports nothing pending before the leader's
+// head; without this question the read ended there, short of events
+// acknowledged before it began. A stream of one replica answers from the
+// same copy, so it is not asked.
+func (s *Store) remains(ctx context.Context, after uint64, o *readOptions) (bool, error) {
+	if !s.replicated || after >= o.upTo {
+		return false, nil
+	}
+	subjects := []string{s.wildcard}
+	if len(o.orders) > 0 {
+		subjects = subjects[:0]
+		for _, id := range o.orders {
+			subjects = append(subjects, s.Subject(id))
+		}
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	for _, subj := range subjects {
+		raw, found, err := s.leaderGet(ctx, msgGetRequest{Seq: after + 1, NextFor: subj, NoHeaders: true})
+		if err != nil {
+			return false, err
+		}
+		if found && raw.Sequence <= o.upTo {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // dropConsumer deletes a finished read's consumer from the server, within
@@ -362,8 +401,10 @@ type consumerRead struct {
 	closed  <-chan struct{}
 	entries []Entry
 	pending uint64
-	done    bool // a read reached its end
-	last    int  // entries of the previous batch
+	done    bool   // a read reached its end, or its consumer says so
+	past    bool   // a read met a message after its end
+	seen    uint64 // the position of the last message a read met
+	last    int    // entries of the previous batch
 }
 
 func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) error {
@@ -383,7 +424,16 @@ func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) e
 			return nil
 		}
 		if r.done {
-			return nil
+			if r.past || r.seen >= r.o.upTo {
+				return nil
+			}
+			// The consumer says nothing more is pending before the read's
+			// end; its peer may lag the leader (see remains).
+			more, err := r.s.remains(ctx, r.seen, r.o)
+			if err != nil || !more {
+				return err
+			}
+			r.done = false
 		}
 	}
 }
@@ -432,10 +482,10 @@ func (r *consumerRead) add(m jetstream.Msg) {
 	r.pending = pending
 	if !r.follow {
 		if e.Position > r.o.upTo { // appended after the end of the read
-			r.done = true
+			r.done, r.past = true, true
 			return
 		}
-		r.done = e.Position >= r.o.upTo || pending == 0
+		r.done, r.seen = e.Position >= r.o.upTo || pending == 0, e.Position
 	}
 	r.entries = append(r.entries, e)
 }
