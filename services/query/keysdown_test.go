@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"github.com/orderstream/orderstream/services/query"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -53,18 +51,7 @@ func TestWatchResumeWithoutItsKeysIsUnavailable(t *testing.T) {
 	gs := grpc.NewServer()
 	ordersv1.RegisterOrderQueryServiceServer(gs, newQuery(t, runnerRef{e},
 		query.WithFeed(e.feed), query.WithHistory(e.store), query.WithKeyring(unreachableKeys{})))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	w, err := ordersv1.NewOrderQueryServiceClient(conn).WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: id, FromPosition: before})
+	w, err := ordersv1.NewOrderQueryServiceClient(listen(t, gs)).WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: id, FromPosition: before})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,6 +118,17 @@ func serve(t *testing.T, e *env, history int, opts ...query.Option) *env {
 		t.Fatal(err)
 	}
 	ordersv1.RegisterOrderAdminServiceServer(gs, admin)
+	conn := listen(t, gs)
+	e.cmd = ordersv1.NewOrderCommandServiceClient(conn)
+	e.q = ordersv1.NewOrderQueryServiceClient(conn)
+	e.admin = ordersv1.NewOrderAdminServiceClient(conn)
+	return e
+}
+
+// listen serves gs on a loopback port of its own until t ends, and returns
+// a connection to it.
+func listen(t *testing.T, gs *grpc.Server) *grpc.ClientConn {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -129,10 +140,7 @@ func serve(t *testing.T, e *env, history int, opts ...query.Option) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	e.cmd = ordersv1.NewOrderCommandServiceClient(conn)
-	e.q = ordersv1.NewOrderQueryServiceClient(conn)
-	e.admin = ordersv1.NewOrderAdminServiceClient(conn)
-	return e
+	return conn
 }
 
 // runnerRef lets a test restart the runner under live services.
