@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -47,6 +48,9 @@ type Guard struct {
 	// request, which the handler refuses as such).
 	mu     sync.Mutex
 	failed map[any]error
+	// held is len(failed), read without the lock: every request asks,
+	// and nearly all of them when none is held.
+	held atomic.Int64
 }
 
 // maxFailed bounds the decode errors set aside for interceptors.
@@ -84,6 +88,7 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 			c.g.failed = map[any]error{}
 		}
 		c.g.failed[v] = err
+		c.g.held.Store(int64(len(c.g.failed)))
 		c.g.mu.Unlock()
 	}
 	return nil
@@ -91,9 +96,13 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // decodeError takes the decode error set aside for m, as INVALID_ARGUMENT.
 func (g *Guard) decodeError(m any) error {
+	if g.held.Load() == 0 {
+		return nil
+	}
 	g.mu.Lock()
 	e, ok := g.failed[m]
 	delete(g.failed, m)
+	g.held.Store(int64(len(g.failed)))
 	g.mu.Unlock()
 	if !ok {
 		return nil
