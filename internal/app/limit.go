@@ -17,10 +17,19 @@ import (
 // progress) may stay open for hours, and a handful of them must not eat the
 // capacity for commands and queries. Health checks and reflection are never
 // refused, so an overloaded server is still seen as alive.
-type limiter struct{ unarySem, streamSem chan struct{} }
+//
+// Health Watch and reflection streams, which need no slot of the API's,
+// have a bound of their own (maxProbeStreams): Watch needs no token, and
+// one client could otherwise hold any number open.
+type limiter struct{ unarySem, streamSem, probeSem chan struct{} }
+
+// maxProbeStreams bounds the health Watch and reflection streams open at
+// once: one per client connection that checks health by watching, with
+// room to spare.
+const maxProbeStreams = 1024
 
 func newLimiter(unary, streams int) *limiter {
-	return &limiter{unarySem: make(chan struct{}, unary), streamSem: make(chan struct{}, streams)}
+	return &limiter{unarySem: make(chan struct{}, unary), streamSem: make(chan struct{}, streams), probeSem: make(chan struct{}, maxProbeStreams)}
 }
 
 var (
@@ -32,6 +41,11 @@ func acquire(sem chan struct{}, method string) (release func(), ok bool) {
 	if telemetry.ProbeOrTool(method) {
 		return func() {}, true
 	}
+	return take(sem)
+}
+
+// take takes a slot of sem if one is free.
+func take(sem chan struct{}) (release func(), ok bool) {
 	select {
 	case sem <- struct{}{}:
 		return func() { <-sem }, true
@@ -51,6 +65,9 @@ func (l *limiter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 
 func (l *limiter) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	release, ok := acquire(l.streamSem, info.FullMethod)
+	if ok && telemetry.ProbeOrTool(info.FullMethod) {
+		release, ok = take(l.probeSem)
+	}
 	if !ok {
 		return errStreamsBusy
 	}
