@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 )
@@ -389,5 +390,23 @@ func TestPaymentsNotFollowingIsNotReady(t *testing.T) {
 	}
 	if ev, err := stream.Recv(); err != nil || ev.GetEvent().GetType() != "PaymentAuthorized" {
 		t.Fatalf("after recovery: %v %v", ev, err)
+	}
+}
+
+// A call's metadata is bounded well below grpc-go's default of 16 MiB,
+// which it reads before any interceptor, authentication included: a call
+// with a megabyte of it is refused, one with a usual token and trace
+// context is served.
+func TestOversizedMetadataIsRefused(t *testing.T) {
+	addrs, _ := run(t, t.TempDir(), "ROLES", "command")
+	hc := healthpb.NewHealthClient(dial(t, addrs.GRPC))
+	big := metadata.AppendToOutgoingContext(t.Context(), "x-padding", strings.Repeat("a", 1<<20))
+	if _, err := hc.Check(big, &healthpb.HealthCheckRequest{}); err == nil {
+		t.Fatal("a call with 1 MiB of metadata was served")
+	}
+	usual := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+strings.Repeat("t", 2048),
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if _, err := hc.Check(usual, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a call with usual metadata: %v", err)
 	}
 }

@@ -28,6 +28,12 @@ import (
 // anything near this size is garbage, and rejecting it early costs nothing.
 const maxRecvMsgSize = 1 << 20
 
+// maxHeaderListSize bounds a call's metadata, which grpc-go reads before any
+// interceptor (authentication included) and by default up to 16 MiB a
+// call: a token, a trace context and the few headers the gateway forwards
+// take a few kilobytes.
+const maxHeaderListSize = 64 << 10
+
 // newServer builds the gRPC server with its interceptors (logging, the
 // guard, authentication, the in-flight limits), health and reflection. The
 // roles register their services on it before it serves.
@@ -87,6 +93,7 @@ func (n *node) newServer() error {
 	}
 	n.srv = grpc.NewServer(append(srvOpts,
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.MaxHeaderListSize(maxHeaderListSize),
 		guard.ServerOption(),
 		grpc.StatsHandler(n.rpcMetrics),
 		grpc.ChainUnaryInterceptor(unary...),
