@@ -110,6 +110,23 @@ func assertReflection(t *testing.T, conn *grpc.ClientConn) {
 	}
 }
 
+// readStatus is the status of a REST read of url that waits for the read
+// model to reach position 1 (X-Min-Position).
+func readStatus(t *testing.T, url string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Min-Position", "1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
 func getJSON(t *testing.T, url string) (int, map[string]any) {
 	t.Helper()
 	res, err := http.Get(url)
@@ -248,15 +265,8 @@ func TestGatewayRoleCallsRemoteServices(t *testing.T) {
 	if hist.StatusCode != http.StatusOK {
 		t.Fatalf("history through the gateway node: %d", hist.StatusCode)
 	}
-	req, _ := http.NewRequest("GET", "http://"+front.HTTP+"/v1/orders/gw-order", nil)
-	req.Header.Set("X-Min-Position", "1")
-	got, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got.Body.Close()
-	if got.StatusCode != http.StatusOK {
-		t.Fatalf("read through the gateway node from the query node: %d", got.StatusCode)
+	if code := readStatus(t, "http://"+front.HTTP+"/v1/orders/gw-order"); code != http.StatusOK {
+		t.Fatalf("read through the gateway node from the query node: %d", code)
 	}
 }
 
