@@ -46,9 +46,17 @@ func DecodeWith(ctx context.Context, keys convert.Keyring, rec eventstore.Record
 // keyTrouble returns the first item whose key could not be fetched.
 func keyTrouble(batch []Item) error {
 	for _, it := range batch {
-		if errors.Is(it.Err, convert.ErrKeyUnavailable) {
-			return fmt.Errorf("projections: at position %d: %w", it.Rec.Position, it.Err)
+		if err := it.keyTrouble(); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// keyTrouble is keyTrouble of one item.
+func (it Item) keyTrouble() error {
+	if errors.Is(it.Err, convert.ErrKeyUnavailable) {
+		return fmt.Errorf("projections: at position %d: %w", it.Rec.Position, it.Err)
 	}
 	return nil
 }

@@ -343,7 +343,7 @@ func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore
 	)
 	for _, rec := range recs {
 		it := DecodeWith(ctx, keys, rec)
-		if err := keyTrouble([]Item{it}); err != nil {
+		if err := it.keyTrouble(); err != nil {
 			return nil, err
 		}
 		if it.Err != nil || applicable(st, rec, it.Event) != nil {
