@@ -70,26 +70,19 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 		return 0, ErrNoKeyring
 	}
 	meta := s.metadata(ctx, requestID)
-	erased, free := false, 3 // free: looks again that cost no attempt
+	free := 3 // looks again that cost no attempt
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
 		recs, err := s.store.LoadLatest(ctx, order.CustomersSubjectID)
 		if err != nil {
 			return 0, err
 		}
-		pos, done, err := forgottenBy(recs, meta.RequestID, customerID)
-		if err != nil && erased && meta.RequestID == requestID && rpcerr.IsRequestIDReused(status.Convert(err)) {
-			// Another erasure took the request id between this one's
-			// look and its append (see ownRequestID).
-			meta.RequestID = ownRequestID(customerID, requestID)
-			pos, done, err = forgottenBy(recs, meta.RequestID, customerID)
-		}
+		pos, done, err := forgottenBy(recs, requestID, customerID)
 		if done || err != nil {
 			return pos, err
 		}
 		if err := s.keys.Forget(ctx, customerID); err != nil {
 			return 0, fmt.Errorf("%w: forget customer: %w", convert.ErrKeyUnavailable, err)
 		}
-		erased = true
 		prev := chain.Zero
 		if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
 			prev = recs[n-1].Meta.Hash
@@ -162,7 +155,6 @@ func clientRequestID(recorded string) string {
 // (under requestID itself, or wrapped by ownRequestID): done when found, with
 // its position, or with REQUEST_ID_REUSED when it forgot another customer.
 func forgottenBy(recs []eventstore.Recorded, requestID, customerID string) (position uint64, done bool, err error) {
-	requestID = clientRequestID(requestID)
 	for _, r := range recs {
 		if r.Meta.RequestID != requestID && clientRequestID(r.Meta.RequestID) != requestID {
 			continue
