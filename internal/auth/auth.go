@@ -253,7 +253,7 @@ func (a *Authenticator) check(ctx context.Context, method string) (context.Conte
 	if !slices.ContainsFunc(roles, p.Has) {
 		return nil, status.Errorf(codes.PermissionDenied, "the %s role is required", strings.Join(roles, " or "))
 	}
-	if !recordable(p.Subject) {
+	if !Recordable(p.Subject) {
 		return nil, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, none of them control characters", MaxSubject)
 	}
 	md = md.Copy()
@@ -267,9 +267,10 @@ func (a *Authenticator) check(ctx context.Context, method string) (context.Conte
 // actor as "anonymous", which a token must not be taken for).
 const MaxSubject = 128
 
-// recordable reports whether subject can be recorded as it is.
-func recordable(subject string) bool {
-	s := strings.TrimSpace(subject)
+// Recordable reports whether a value (a subject, a correlation id) can be
+// recorded in an event's metadata as it is, surrounding whitespace aside.
+func Recordable(value string) bool {
+	s := strings.TrimSpace(value)
 	return len(s) <= MaxSubject && utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
 }
 

@@ -45,14 +45,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/chain"
+	"github.com/orderstream/orderstream/internal/auth"
 	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
@@ -250,8 +249,11 @@ const (
 // acts on. ok is false for any other id; an id under one of those prefixes
 // that does not end with a position names position 0, which no event has.
 func managedPosition(id string) (position uint64, ok bool) {
-	for _, p := range []string{PaymentRequestPrefix, RefundRequestPrefix, DeadlineRequestPrefix} {
-		if rest, found := strings.CutPrefix(id, p); found {
+	for _, r := range reservedPrefixes {
+		if r.prefix == ownPrefix {
+			continue // an erasure's, no manager's
+		}
+		if rest, found := strings.CutPrefix(id, r.prefix); found {
 			n, _ := strconv.ParseUint(rest[strings.LastIndexByte(rest, ':')+1:], 10, 64)
 			return n, true
 		}
@@ -394,13 +396,6 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	if err != nil {
 		return result{}, answered, err
 	}
-	st, position, original, err := c.s.fold(ctx, recs, c.requestID)
-	if err != nil {
-		return result{}, answered, err
-	}
-	if c.meta.RequestFingerprint, err = c.s.fingerprint(ctx, c.req, c.digest, customerOf(c.req, st)); err != nil {
-		return result{}, answered, err
-	}
 	if pos, ok := managedPosition(c.requestID); ok && !slices.ContainsFunc(recs, func(r eventstore.Recorded) bool { return r.Position == pos }) {
 		// A process manager's request id names an event of the order it
 		// acts on; one naming another order's event would take that
@@ -411,6 +406,13 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 			return result{}, againFree, nil
 		}
 		return result{}, answered, rpcerr.Invalid("request_id", "a request id under a reserved prefix must name a log position of an event of this order")
+	}
+	st, position, original, err := c.s.fold(ctx, recs, c.requestID)
+	if err != nil {
+		return result{}, answered, err
+	}
+	if c.meta.RequestFingerprint, err = c.s.fingerprint(ctx, c.req, c.digest, customerOf(c.req, st)); err != nil {
+		return result{}, answered, err
 	}
 	events, err := c.decide(recs, st, original)
 	if err == nil && original != nil {
@@ -646,11 +648,10 @@ func first(ctx context.Context, key string) string {
 	// Surrounding whitespace is trimmed (the event store keeps header
 	// values exact); anything still unfit for a header is ignored rather
 	// than failing the command.
-	s := strings.TrimSpace(v[0])
-	if len(s) > 128 || !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) {
+	if !auth.Recordable(v[0]) {
 		return ""
 	}
-	return s
+	return strings.TrimSpace(v[0])
 }
 
 // requestDigest identifies a request by its method and fields, not by how
