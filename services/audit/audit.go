@@ -215,11 +215,12 @@ type entry struct {
 	err    error
 	hashed bool
 	why    string
-	// unknown marks an event of a type this build does not know (a newer
-	// build's, see docs/schema-evolution.md): rec is whole, so its hash
-	// can be checked against its bytes, though it cannot be shown.
-	unknown bool
 }
+
+// unknown reports an event of a type this build does not know (a newer
+// build's, see docs/schema-evolution.md): decoded keeps its rec whole, so
+// its hash can be checked against its bytes, though it cannot be shown.
+func (e entry) unknown() bool { return errors.Is(e.err, convert.ErrUnknownEventType) }
 
 // decoded decodes the payload of an event whose headers decoded. A payload
 // that does not decode makes it an undecodable entry, exactly as a message
@@ -231,7 +232,7 @@ func decoded(r eventstore.Recorded) entry {
 		return entry{rec: r, ev: ev}
 	}
 	if errors.Is(err, convert.ErrUnknownEventType) {
-		return entry{rec: r, err: err, unknown: true, why: "an event of a type this build does not know (written by a newer build)"}
+		return entry{rec: r, err: err, why: "an event of a type this build does not know (written by a newer build)"}
 	}
 	return entry{
 		rec:    eventstore.Recorded{OrderID: r.OrderID, Position: r.Position, Time: r.Time},
@@ -246,7 +247,7 @@ func decoded(r eventstore.Recorded) entry {
 // this one cannot show (nothing is lost; a newer build can), else
 // DATA_LOSS.
 func dataLoss(e entry) error {
-	if e.unknown {
+	if e.unknown() {
 		return status.Errorf(codes.FailedPrecondition, "the event at log position %d (order %q) is of type %q, which this build does not know: it was written by a newer build, which can show it",
 			e.rec.Position, e.rec.OrderID, e.rec.Type)
 	}
@@ -499,7 +500,7 @@ func entryOf(e eventstore.Entry) entry {
 // headers (only the command side writes those, and never an undecodable
 // event, so it was changed since), as out of chain when it does not.
 func check(v *chain.Verifier, e entry) *chain.Break {
-	if e.err == nil || e.unknown {
+	if e.err == nil || e.unknown() {
 		// An unknown type's hash covers its bytes as any other's does.
 		return v.Add(e.rec)
 	}

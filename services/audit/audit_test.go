@@ -903,22 +903,7 @@ func TestCorruptPayloadIsDataLoss(t *testing.T) {
 
 	// Bytes that are no protobuf message, appended through the event store
 	// with a correct chain hash over them.
-	recs, err := e.store.Load(ctx, garbage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := recs[len(recs)-1]
-	data := []byte{0xff, 0xff, 0xff}
-	meta := eventstore.Metadata{RequestID: rid(), Actor: "anonymous", OccurredAt: time.Now().UTC(), PrevHash: last.Meta.Hash}
-	meta.Hash, err = chain.Compute(meta.PrevHash, chain.Fields{OrderID: garbage, Type: "OrderCancelled", OccurredAt: meta.OccurredAt,
-		Actor: meta.Actor, RequestID: meta.RequestID, Payload: data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := e.store.Append(ctx, garbage, last.Version, []eventstore.EventData{{Type: "OrderCancelled", Data: data, Meta: meta}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	garbagePos := appendChained(t, e.store, garbage, "OrderCancelled", []byte{0xff, 0xff, 0xff})
 	// A valid event of another type than its header names, appended
 	// without chain headers.
 	_, other, err := convert.EncodeEvent(order.ItemAdded{SKU: "X", Quantity: 1, UnitPrice: 1})
@@ -932,7 +917,7 @@ func TestCorruptPayloadIsDataLoss(t *testing.T) {
 	}
 
 	want := map[string]breakAt{
-		garbage:   {res.Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
+		garbage:   {garbagePos, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_ALTERED},
 		wrongCase: {wrongRes.Position, ordersv1.ChainBreakKind_CHAIN_BREAK_KIND_OUT_OF_CHAIN},
 	}
 	for id, w := range want {

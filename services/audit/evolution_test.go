@@ -3,6 +3,7 @@ package audit_test
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,7 +67,7 @@ func TestNewerBuildsEventTypeIsNotTampering(t *testing.T) {
 		t.Fatalf("VerifyOrder of an intact chain with a newer build's event: %v", v)
 	}
 	_, err = e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id})
-	if status.Code(err) != codes.FailedPrecondition || !bytes.Contains([]byte(status.Convert(err).Message()), []byte("OrderGiftWrapped")) {
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "OrderGiftWrapped") {
 		t.Fatalf("GetOrderHistory: %v, want FailedPrecondition naming the type", err)
 	}
 	wantLogBreaks(t, e, map[string]breakAt{})
@@ -113,7 +114,7 @@ func TestSealedDataThatDoesNotOpenIsDataLoss(t *testing.T) {
 	pos := appendChained(t, store, ids[1], moved.Type, moved.Data)
 
 	_, err = aud.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: ids[1]})
-	if status.Code(err) != codes.DataLoss || !bytes.Contains([]byte(status.Convert(err).Message()), []byte(strconv.FormatUint(pos, 10))) {
+	if status.Code(err) != codes.DataLoss || !strings.Contains(status.Convert(err).Message(), strconv.FormatUint(pos, 10)) {
 		t.Fatalf("GetOrderHistory with a moved envelope: %v, want DataLoss naming position %d", err, pos)
 	}
 	if _, err := aud.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: ids[0]}); err != nil {
