@@ -30,8 +30,10 @@ const maxCached = 100_000
 // Keyring hands out customers' data keys: it creates, unwraps, caches and
 // forgets them. It is safe for concurrent use.
 type Keyring struct {
-	store  Store
-	master *MasterKey
+	store Store
+	// getLatest is the store's GetLatest, nil when it is no LatestStore.
+	getLatest func(ctx context.Context, customerID string) ([]byte, uint64, error)
+	master    *MasterKey
 
 	mu    sync.Mutex
 	cache map[string]Key
@@ -45,7 +47,11 @@ type Keyring struct {
 
 // NewKeyring returns a keyring over store whose keys are wrapped by master.
 func NewKeyring(store Store, master *MasterKey) *Keyring {
-	return &Keyring{store: store, master: master, cache: map[string]Key{}}
+	r := &Keyring{store: store, master: master, cache: map[string]Key{}}
+	if ls, ok := store.(LatestStore); ok {
+		r.getLatest = ls.GetLatest
+	}
+	return r
 }
 
 func (r *Keyring) cached(customerID string) (Key, bool) {
@@ -97,8 +103,8 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 	if errors.Is(err, ErrExists) {
 		// Another process created it first: use the winner's, as the
 		// leader has it (a replica may not have it yet).
-		if ls, ok := r.store.(LatestStore); ok {
-			return r.loadWith(ctx, customerID, ls.GetLatest)
+		if r.getLatest != nil {
+			return r.loadWith(ctx, customerID, r.getLatest)
 		}
 		return r.load(ctx, customerID)
 	}
@@ -127,8 +133,8 @@ func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (K
 		// None, or an older one: erased, or the answer came from a
 		// replica that has not got the key yet (versions only grow).
 		// Only the leader's answer tells which.
-		if ls, ok := r.store.(LatestStore); ok {
-			k, err = r.loadWith(ctx, customerID, ls.GetLatest)
+		if r.getLatest != nil {
+			k, err = r.loadWith(ctx, customerID, r.getLatest)
 		}
 	}
 	switch {
