@@ -187,16 +187,22 @@ func (s *Store) consumerConfig(from uint64, o *readOptions) jetstream.OrderedCon
 	case from > 1:
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	// Always filtered, even on a stream of order subjects only: subjects
-	// may be added to the stream after New looked at it.
-	cfg.FilterSubjects = []string{s.wildcard}
-	if len(o.orders) > 0 {
-		cfg.FilterSubjects = make([]string, len(o.orders))
-		for i, id := range o.orders {
-			cfg.FilterSubjects[i] = s.Subject(id)
-		}
-	}
+	cfg.FilterSubjects = s.filterSubjects(o)
 	return cfg
+}
+
+// filterSubjects are the subjects a read of o selects: its orders', or
+// every order's. Always a filter, even on a stream of order subjects only:
+// subjects may be added to the stream after New looked at it.
+func (s *Store) filterSubjects(o *readOptions) []string {
+	if len(o.orders) == 0 {
+		return []string{s.wildcard}
+	}
+	subjects := make([]string, len(o.orders))
+	for i, id := range o.orders {
+		subjects[i] = s.Subject(id)
+	}
+	return subjects
 }
 
 // ReadBatches reads the log from position from (0 and 1 both mean the
@@ -337,16 +343,9 @@ func (s *Store) remains(ctx context.Context, after uint64, o *readOptions) (bool
 	if !s.replicated || after >= o.upTo {
 		return false, nil
 	}
-	subjects := []string{s.wildcard}
-	if len(o.orders) > 0 {
-		subjects = subjects[:0]
-		for _, id := range o.orders {
-			subjects = append(subjects, s.Subject(id))
-		}
-	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	for _, subj := range subjects {
+	for _, subj := range s.filterSubjects(o) {
 		raw, found, err := s.leaderGet(ctx, msgGetRequest{Seq: after + 1, NextFor: subj, NoHeaders: true})
 		if err != nil {
 			return false, err
@@ -402,8 +401,7 @@ type consumerRead struct {
 	entries []Entry
 	pending uint64
 	done    bool   // a read reached its end, or its consumer says so
-	past    bool   // a read met a message after its end
-	seen    uint64 // the position of the last message a read met
+	seen    uint64 // the position of the last message a read met, past its end too
 	last    int    // entries of the previous batch
 }
 
@@ -424,7 +422,7 @@ func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) e
 			return nil
 		}
 		if r.done {
-			if r.past || r.seen >= r.o.upTo {
+			if r.seen >= r.o.upTo {
 				return nil
 			}
 			// The consumer says nothing more is pending before the read's
@@ -481,11 +479,12 @@ func (r *consumerRead) add(m jetstream.Msg) {
 	e, pending := r.s.entry(m)
 	r.pending = pending
 	if !r.follow {
+		r.seen = e.Position
 		if e.Position > r.o.upTo { // appended after the end of the read
-			r.done, r.past = true, true
+			r.done = true
 			return
 		}
-		r.done, r.seen = e.Position >= r.o.upTo || pending == 0, e.Position
+		r.done = e.Position >= r.o.upTo || pending == 0
 	}
 	r.entries = append(r.entries, e)
 }
