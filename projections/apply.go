@@ -470,12 +470,11 @@ func (b *batch) count(old, cur order.State, e order.Event) {
 			b.statusDelta[statusKey{cur.CustomerID, cur.Status}]++
 		}
 	}
+	k := spendKey{cur.CustomerID, cur.Currency}
 	if p, ok := e.(order.PaymentAuthorized); ok {
-		k := spendKey{cur.CustomerID, cur.Currency}
 		b.spendDelta[k] = money.AddSaturating(b.spendDelta[k], p.Amount)
 	}
 	if ref, ok := refundAmount(e); ok {
-		k := spendKey{cur.CustomerID, cur.Currency}
 		b.spendDelta[k] = money.AddSaturating(b.spendDelta[k], -ref)
 	}
 }
