@@ -64,10 +64,11 @@ func (l *limiter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 }
 
 func (l *limiter) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	release, ok := acquire(l.streamSem, info.FullMethod)
-	if ok && telemetry.ProbeOrTool(info.FullMethod) {
-		release, ok = take(l.probeSem)
+	sem := l.streamSem
+	if telemetry.ProbeOrTool(info.FullMethod) {
+		sem = l.probeSem
 	}
+	release, ok := take(sem)
 	if !ok {
 		return errStreamsBusy
 	}
