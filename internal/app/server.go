@@ -135,7 +135,7 @@ func (n *node) authenticate() error {
 			n.systemToken = rand.Text()
 			authn.AddToken(n.systemToken, auth.Principal{Subject: deadlines.Actor, Roles: []string{auth.Clerk}})
 		}
-		if n.paymentsToken != "" && cfg.Has("payments") && cfg.Has("command") && cfg.CommandAddr == "" {
+		if cfg.PaymentsToken != "" && cfg.Has("payments") && cfg.Has("command") && cfg.CommandAddr == "" {
 			// The payments manager calls this process's own command
 			// service, which checks the token against these sources: one
 			// it refuses would fail every recording after its charge.
@@ -162,6 +162,10 @@ func transportSecurity(cfg config.Config) (srv *tls.Config, own, upstream creden
 	}
 	if own, err = ClientCredentials(cfg); err != nil {
 		return nil, nil, nil, err
+	}
+	if cfg.TLSCert != "" {
+		// Both are clientTLS then: its files are read once.
+		return srv, own, own, nil
 	}
 	if upstream, err = UpstreamCredentials(cfg); err != nil {
 		return nil, nil, nil, err
