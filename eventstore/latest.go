@@ -2,12 +2,12 @@ package eventstore
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 )
 
 // LoadLatest returns all events of an order, oldest first, as the stream
@@ -143,61 +143,17 @@ func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Rec
 	return recs, nil
 }
 
-// msgGetRequest is nats-server's JSApiMsgGetRequest, reduced to the fields
-// of a non-direct get.
-type msgGetRequest struct {
-	Seq       uint64 `json:"seq,omitempty"`
-	LastFor   string `json:"last_by_subj,omitempty"`
-	NextFor   string `json:"next_by_subj,omitempty"`
-	NoHeaders bool   `json:"no_hdr,omitempty"`
-}
+// msgGetRequest is a leader's message get (streamcfg.LeaderGet).
+type msgGetRequest = streamcfg.MsgGetRequest
 
-// msgGetResponse is nats-server's JSApiMsgGetResponse.
-type msgGetResponse struct {
-	Error   *jetstream.APIError `json:"error,omitempty"`
-	Message *struct {
-		Subject  string    `json:"subject"`
-		Sequence uint64    `json:"seq"`
-		Header   []byte    `json:"hdrs,omitempty"`
-		Data     []byte    `json:"data,omitempty"`
-		Time     time.Time `json:"time"`
-	} `json:"message,omitempty"`
-}
-
-// leaderGet runs one non-direct message get. In a cluster only the stream
-// leader answers it (followers stay silent, and the server answers "cluster
-// not available" while the stream has no leader), so it reads the state
-// every acknowledged append has reached. found is false when the stream
-// has no such message.
-//
-// It is a request of its own rather than jetstream.Stream.GetMsg, which
-// switches to direct gets when the stream allows them.
+// leaderGet runs one message get that only the stream leader answers
+// (streamcfg.LeaderGet): it reads the state every acknowledged append has
+// reached. found is false when the stream has no such message; headers
+// that do not decode are ErrMalformedEvent.
 func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (*jetstream.RawStreamMsg, bool, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, false, err
+	raw, found, err := streamcfg.LeaderGet(ctx, s.nc, s.msgGetSub, req)
+	if errors.Is(err, streamcfg.ErrBadHeaders) {
+		return nil, false, fmt.Errorf("%w: %w", ErrMalformedEvent, err)
 	}
-	m, err := s.nc.RequestWithContext(ctx, s.msgGetSub, body)
-	if err != nil {
-		return nil, false, err
-	}
-	var resp msgGetResponse
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return nil, false, fmt.Errorf("message get on stream %s: %w", s.cfg.streamName, err)
-	}
-	switch {
-	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return nil, false, nil
-	case resp.Error != nil:
-		return nil, false, resp.Error
-	case resp.Message == nil:
-		return nil, false, fmt.Errorf("message get on stream %s: %w", s.cfg.streamName, jetstream.ErrInvalidJetStreamResponse)
-	}
-	raw := &jetstream.RawStreamMsg{Subject: resp.Message.Subject, Sequence: resp.Message.Sequence, Data: resp.Message.Data, Time: resp.Message.Time}
-	if len(resp.Message.Header) > 0 {
-		if raw.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
-			return nil, false, fmt.Errorf("%w: headers at position %d: %w", ErrMalformedEvent, raw.Sequence, err)
-		}
-	}
-	return raw, true, nil
+	return raw, found, err
 }

@@ -227,8 +227,8 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, e
 		nc:        js.Conn(),
 		cfg:       cfg,
 		wildcard:  cfg.prefix + ".*",
-		directSub: apiPrefix(js.Options()) + "DIRECT.GET." + cfg.streamName,
-		msgGetSub: apiPrefix(js.Options()) + "STREAM.MSG.GET." + cfg.streamName,
+		directSub: streamcfg.APIPrefix(js.Options()) + "DIRECT.GET." + cfg.streamName,
+		msgGetSub: streamcfg.MsgGetSubject(js.Options(), cfg.streamName),
 		pageSize:  defaultPageSize,
 		pageBytes: defaultPageBytes,
 	}
@@ -236,20 +236,6 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, e
 		return nil, err
 	}
 	return s, nil
-}
-
-func apiPrefix(o jetstream.JetStreamOptions) string {
-	switch {
-	case o.APIPrefix != "":
-		if strings.HasSuffix(o.APIPrefix, ".") {
-			return o.APIPrefix
-		}
-		return o.APIPrefix + "."
-	case o.Domain != "":
-		return "$JS." + o.Domain + ".API."
-	default:
-		return "$JS.API."
-	}
 }
 
 func (s *Store) ensureStream(ctx context.Context) error {

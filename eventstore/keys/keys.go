@@ -22,7 +22,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -125,19 +124,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, 
 	if err != nil {
 		return nil, fmt.Errorf("keys: bucket %s: %w", c.bucket, err)
 	}
-	return &Store{kv: kv, stream: st, nc: js.Conn(), subjects: "$KV." + c.bucket + ".", msgGet: apiPrefix(js.Options()) + "STREAM.MSG.GET." + want.Name}, nil
-}
-
-// apiPrefix is the JetStream API's subject prefix for o.
-func apiPrefix(o jetstream.JetStreamOptions) string {
-	switch {
-	case o.APIPrefix != "":
-		return strings.TrimSuffix(o.APIPrefix, ".") + "."
-	case o.Domain != "":
-		return "$JS." + o.Domain + ".API."
-	default:
-		return "$JS.API."
-	}
+	return &Store{kv: kv, stream: st, nc: js.Conn(), subjects: "$KV." + c.bucket + ".", msgGet: streamcfg.MsgGetSubject(js.Options(), want.Name)}, nil
 }
 
 // existing returns the bucket's stream made by another process, with its
@@ -210,45 +197,17 @@ var _ pii.LatestStore = (*Store)(nil)
 // when the customer has no key (never had one, or it was erased); errors
 // are the server's (no leader while it elects one).
 func (s *Store) GetLatest(ctx context.Context, customerID string) ([]byte, uint64, error) {
-	req, err := json.Marshal(struct {
-		LastFor string `json:"last_by_subj"`
-	}{s.subjects + entryKey(customerID)})
-	if err != nil {
-		return nil, 0, err
-	}
-	m, err := s.nc.RequestWithContext(ctx, s.msgGet, req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("keys: get from the leader: %w", err)
-	}
-	var resp struct {
-		Error   *jetstream.APIError `json:"error"`
-		Message *struct {
-			Sequence uint64 `json:"seq"`
-			Header   []byte `json:"hdrs"`
-			Data     []byte `json:"data"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return nil, 0, fmt.Errorf("keys: get from the leader: %w", err)
-	}
+	raw, found, err := streamcfg.LeaderGet(ctx, s.nc, s.msgGet, streamcfg.MsgGetRequest{LastFor: s.subjects + entryKey(customerID)})
 	switch {
-	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+	case err != nil:
+		return nil, 0, fmt.Errorf("keys: get from the leader: %w", err)
+	case !found:
 		return nil, 0, pii.ErrNotFound
-	case resp.Error != nil:
-		return nil, 0, fmt.Errorf("keys: get from the leader: %w", resp.Error)
-	case resp.Message == nil:
-		return nil, 0, fmt.Errorf("keys: get from the leader: %w", jetstream.ErrInvalidJetStreamResponse)
 	}
-	if len(resp.Message.Header) > 0 {
-		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
-		if err != nil {
-			return nil, 0, fmt.Errorf("keys: get from the leader: %w", err)
-		}
-		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			return nil, 0, pii.ErrNotFound // the erase's marker
-		}
+	if op := raw.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return nil, 0, pii.ErrNotFound // the erase's marker
 	}
-	return resp.Message.Data, resp.Message.Sequence, nil
+	return raw.Data, raw.Sequence, nil
 }
 
 // Create implements pii.Store: pii.ErrExists when the customer has a key.

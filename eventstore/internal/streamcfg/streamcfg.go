@@ -1,6 +1,8 @@
 // Package streamcfg checks the stream settings that the event store and the
 // streams and buckets beside it take as options, so that each accepts the
-// same values and says so the same way.
+// same values and says so the same way, and holds the one request they all
+// make of a stream beyond nats.go's: a message get only its leader answers
+// (LeaderGet).
 package streamcfg
 
 import (
