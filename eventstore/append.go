@@ -75,18 +75,17 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	if err == nil {
 		res, err = s.publish(ctx, msgs, seq)
 	}
+	// Remembered whether the append is new or a retry answered with the
+	// original (by the server's duplicate window, or found in the
+	// history): a publish retried across a leader change ends as the
+	// latter, and LoadLatest must not then take a former leader's answer
+	// without the order for the truth (see seen).
 	if err == nil && !res.Duplicate {
 		res.Version = expectedRevision + uint64(len(events))
 		s.versions.appended(orderID, expectedRevision, len(events), res.Position)
-	} else {
-		res, err = s.settle(ctx, orderID, expectedRevision, events, res, err)
+		return res, nil
 	}
-	if err == nil {
-		// Remembered whether the append is new or a retry answered with
-		// the original (by the server's duplicate window, or found in the
-		// history): a publish retried across a leader change ends as the
-		// latter, and LoadLatest must not then take a former leader's
-		// answer without the order for the truth (see seen).
+	if res, err = s.settle(ctx, orderID, expectedRevision, events, res, err); err == nil {
 		s.versions.remember(orderID, res.Version, res.Position)
 	}
 	return res, err

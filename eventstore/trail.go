@@ -74,14 +74,16 @@ func (c *versionCache) extendTrail(orderID string, recs []Recorded) {
 	c.m[orderID] = e
 }
 
-// appended extends the order's trail by an append at expectedRevision of
-// n events, the last at position: the append's events are taken to be
-// stored side by side, which a load checks.
+// appended remembers an append at expectedRevision of n events, the last
+// at position, as remember does, and extends the order's trail by them:
+// the append's events are taken to be stored side by side, which a load
+// checks.
 func (c *versionCache) appended(orderID string, expectedRevision uint64, n int, position uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.make()
 	e := c.m[orderID]
+	e.version, e.position, e.seen = expectedRevision+uint64(n), position, max(position, e.seen)
 	for i := range uint64(n) {
 		if !e.extend(expectedRevision+i+1, position-uint64(n)+i+1) {
 			break
