@@ -228,8 +228,20 @@ func (s *Store) publish(ctx context.Context, msgs []*nats.Msg, expected uint64) 
 // publishRetryPause separates the tries of a publish that got no answer.
 const publishRetryPause = 50 * time.Millisecond
 
+// publishOne publishes m expecting the order's last event at position
+// expected, as jetstream.PublishMsg would but reading the answer with
+// parsePubAck. A publish nobody answers (nats.ErrNoResponders, while the
+// stream elects a leader) is returned at once: publish tries it again.
 func (s *Store) publishOne(ctx context.Context, m *nats.Msg, expected uint64) (AppendResult, error) {
-	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	m.Header[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(expected, 10)}
+	resp, err := s.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	ack, err := parsePubAck(resp.Data)
 	if err != nil {
 		return AppendResult{}, err
 	}
