@@ -39,9 +39,10 @@ var ErrNoKeyring = errors.New("command: personal data is not sealed: no keyring"
 // Idempotent by requestID: a retry answers the original event's position;
 // the same request id for another customer is ALREADY_EXISTS
 // (REQUEST_ID_REUSED), found before the key is touched. A request id that
-// an order's command used is found only by the append, after the key is
-// gone: the erasure is then recorded under an id of its own
-// (ownRequestID) and answered as done, never left unrecorded. Errors are
+// an order's command used, or that another customer's erasure took while
+// this one ran, is found only by the append, after the key is gone: the
+// erasure is then recorded under an id of its own (ownRequestID) and
+// answered as done, never left unrecorded. Errors are
 // gRPC status errors: INVALID_ARGUMENT for malformed ids and for the
 // process managers' reserved request ids, FAILED_PRECONDITION without a
 // keyring (ErrNoKeyring).
@@ -70,19 +71,27 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 		return 0, ErrNoKeyring
 	}
 	meta := s.metadata(ctx, requestID)
-	free := 3 // looks again that cost no attempt
+	free := 3       // looks again that cost no attempt
+	erased := false // this call destroyed the key
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
 		recs, err := s.store.LoadLatest(ctx, order.CustomersSubjectID)
 		if err != nil {
 			return 0, err
 		}
 		pos, done, err := forgottenBy(recs, requestID, customerID)
-		if done || err != nil {
+		switch {
+		case erased && rpcerr.IsRequestIDReused(status.Convert(err)):
+			// Another customer's erasure took the request id between the
+			// last look and the append, and this customer's key is gone
+			// already: recorded under an id of its own, as below.
+			meta.RequestID = ownRequestID(customerID, requestID)
+		case done || err != nil:
 			return pos, err
 		}
 		if err := s.keys.Forget(ctx, customerID); err != nil {
 			return 0, fmt.Errorf("%w: forget customer: %w", convert.ErrKeyUnavailable, err)
 		}
+		erased = true
 		prev := chain.Zero
 		if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
 			prev = recs[n-1].Meta.Hash
@@ -152,9 +161,13 @@ func clientRequestID(recorded string) string {
 }
 
 // forgottenBy looks for the event of requestID in the customers' history
-// (under requestID itself, or wrapped by ownRequestID): done when found, with
-// its position, or with REQUEST_ID_REUSED when it forgot another customer.
+// (under requestID itself, or wrapped by ownRequestID): done when one forgot
+// customerID, with its position, or with REQUEST_ID_REUSED when only events
+// of another customer's erasure carry it. Every event is looked at: an
+// erasure that lost a race for the request id to another customer's is
+// recorded after it, under its own id.
 func forgottenBy(recs []eventstore.Recorded, requestID, customerID string) (position uint64, done bool, err error) {
+	reused := false
 	for _, r := range recs {
 		if r.Meta.RequestID != requestID && clientRequestID(r.Meta.RequestID) != requestID {
 			continue
@@ -163,10 +176,13 @@ func forgottenBy(recs []eventstore.Recorded, requestID, customerID string) (posi
 		if err != nil {
 			return 0, true, fmt.Errorf("%s at position %d: %w", order.CustomersSubjectID, r.Position, err)
 		}
-		if f, ok := e.(order.CustomerForgotten); !ok || f.CustomerID != customerID {
-			return 0, true, rpcerr.RequestIDReused()
+		if f, ok := e.(order.CustomerForgotten); ok && f.CustomerID == customerID {
+			return r.Position, true, nil
 		}
-		return r.Position, true, nil
+		reused = true
+	}
+	if reused {
+		return 0, true, rpcerr.RequestIDReused()
 	}
 	return 0, false, nil
 }

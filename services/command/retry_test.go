@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/memstore"
@@ -84,6 +85,70 @@ func TestForgetCustomerUnderAnOrdersRequestIDIsRecorded(t *testing.T) {
 	}
 	if _, err := svc.ForgetCustomer(ctx, "cust-w", "shared"); !rpcerr.IsRequestIDReused(status.Convert(err)) {
 		t.Fatalf("the same request id for another customer = %v; want REQUEST_ID_REUSED", err)
+	}
+}
+
+// forgetFirst is a store that lets another erasure land on the customers'
+// subject just before the first append there: what a ForgetCustomer meets
+// when another, under the same request id for another customer, looked at
+// the subject at the same moment and appended first.
+type forgetFirst struct {
+	command.Store
+	before func() // run once, by the first append to the customers' subject
+}
+
+func (s *forgetFirst) Append(ctx context.Context, orderID string, rev uint64, evs []eventstore.EventData) (eventstore.AppendResult, error) {
+	if f := s.before; f != nil && orderID == order.CustomersSubjectID {
+		s.before = nil // the erasure it runs appends through here too
+		f()
+	}
+	return s.Store.Append(ctx, orderID, rev, evs)
+}
+
+// Two ForgetCustomers under one request id for two customers, at once:
+// both destroy their customer's key before appending, and the one whose
+// append comes second has its erasure recorded under an id of its own.
+// Before, it answered REQUEST_ID_REUSED with the key already gone and no
+// CustomerForgotten recorded, so read models kept the customer's data.
+func TestForgetCustomersRacingForOneRequestIDAreBothRecorded(t *testing.T) {
+	ctx := t.Context()
+	store := &forgetFirst{Store: memstore.New()}
+	svc := newKeyedService(t, store)
+	var first uint64
+	store.before = func() {
+		var err error
+		if first, err = svc.ForgetCustomer(ctx, "cust-a", "same-rid"); err != nil {
+			t.Errorf("the first erasure: %v", err)
+		}
+	}
+	second, err := svc.ForgetCustomer(ctx, "cust-b", "same-rid")
+	if err != nil {
+		t.Fatalf("the erasure that lost the race for its request id = %v; want it recorded", err)
+	}
+	recs, err := store.LoadLatest(ctx, order.CustomersSubjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgot := map[uint64]string{}
+	for _, r := range recs {
+		e, err := convert.DecodeEvent(r.Type, r.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, ok := e.(order.CustomerForgotten); ok {
+			forgot[r.Position] = f.CustomerID
+		}
+	}
+	if len(recs) != 2 || forgot[first] != "cust-a" || forgot[second] != "cust-b" {
+		t.Fatalf("the customers' subject forgot %v (%d events); want cust-a at %d and cust-b at %d", forgot, len(recs), first, second)
+	}
+	for cust, want := range map[string]uint64{"cust-a": first, "cust-b": second} {
+		if again, err := svc.ForgetCustomer(ctx, cust, "same-rid"); err != nil || again != want {
+			t.Errorf("retry for %s = %d, %v; want %d", cust, again, err, want)
+		}
+	}
+	if _, err := svc.ForgetCustomer(ctx, "cust-c", "same-rid"); !rpcerr.IsRequestIDReused(status.Convert(err)) {
+		t.Fatalf("the same request id for a third customer = %v; want REQUEST_ID_REUSED", err)
 	}
 }
 
