@@ -121,6 +121,9 @@ func decideAddItem(s State, c AddItem) ([]Event, error) {
 	if !totalAfter(s.Lines, Line{SKU: c.SKU, Quantity: c.Quantity, UnitPrice: c.UnitPrice}) {
 		return nil, invalid("quantity", "the order total would overflow")
 	}
+	if err := full("add items to", s); err != nil {
+		return nil, err
+	}
 	return one(ItemAdded{SKU: c.SKU, Quantity: c.Quantity, UnitPrice: c.UnitPrice})
 }
 
@@ -136,6 +139,9 @@ func decideRemoveItem(s State, c RemoveItem) ([]Event, error) {
 	}
 	if _, ok := s.Line(c.SKU); !ok {
 		return nil, errNoLine(c.SKU)
+	}
+	if err := full("remove items from", s); err != nil {
+		return nil, err
 	}
 	return one(ItemRemoved{SKU: c.SKU})
 }
@@ -163,6 +169,9 @@ func decideChangeQuantity(s State, c ChangeItemQuantity) ([]Event, error) {
 	l.Quantity = c.Quantity
 	if !totalAfter(s.Lines, l) {
 		return nil, invalid("quantity", "the order total would overflow")
+	}
+	if err := full("change item quantities of", s); err != nil {
+		return nil, err
 	}
 	return one(ItemQuantityChanged{SKU: c.SKU, Quantity: c.Quantity})
 }
@@ -207,6 +216,9 @@ func decideSetShipping(s State, c SetShippingAddress) ([]Event, error) {
 	}
 	if s.Shipping != nil && *s.Shipping == c.Address {
 		return nil, nil
+	}
+	if err := full("change the shipping address of", s); err != nil {
+		return nil, err
 	}
 	return one(ShippingAddressSet{Address: c.Address})
 }
@@ -268,6 +280,9 @@ func decidePayment(s State, c RecordPayment) ([]Event, error) {
 		return nil, notAllowed("record a payment for", s.Status)
 	}
 	if !c.Authorized {
+		if err := full("record another declined payment for", s); err != nil {
+			return nil, err
+		}
 		return one(PaymentDeclined{PaymentRef: c.PaymentRef, Reason: c.Reason})
 	}
 	if c.Currency != "" && c.Currency != s.Currency {

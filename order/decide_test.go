@@ -611,3 +611,47 @@ func TestMoneyOverflowGuards(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryIsBounded edits a draft until its history holds MaxChanges
+// events: the repeatable commands are then refused, a no-op still is one,
+// and the order can still be placed, paid or declined no more, cancelled,
+// shipped and delivered.
+func TestHistoryIsBounded(t *testing.T) {
+	s := apply(t, order.State{}, newOrder())
+	for i := 0; s.Version < order.MaxChanges; i++ {
+		s = apply(t, s, order.ChangeItemQuantity{SKU: "SKU-1", Quantity: int64(1 + i%2)})
+	}
+	if s.Version != order.MaxChanges {
+		t.Fatalf("version %d; want %d", s.Version, order.MaxChanges)
+	}
+	refused := func(s order.State, c order.Command) {
+		t.Helper()
+		if evs, err := order.Decide(s, c); !errors.Is(err, order.ErrFailedPrecondition) {
+			t.Errorf("%T at %d events = %v, %v; want ErrFailedPrecondition", c, s.Version, evs, err)
+		}
+	}
+	refused(s, order.AddItem{SKU: "SKU-3", Quantity: 1, UnitPrice: 1})
+	refused(s, order.RemoveItem{SKU: "SKU-2"})
+	refused(s, order.ChangeItemQuantity{SKU: "SKU-2", Quantity: 3})
+	refused(s, order.SetShippingAddress{Address: otherAddress()})
+	// Malformed is still INVALID_ARGUMENT, and a no-op still changes nothing.
+	if _, err := order.Decide(s, order.AddItem{SKU: "", Quantity: 1}); !errors.Is(err, order.ErrInvalid) {
+		t.Errorf("a malformed AddItem on a full order = %v; want ErrInvalid", err)
+	}
+	if evs, err := order.Decide(s, order.SetShippingAddress{Address: homeAddress()}); err != nil || len(evs) != 0 {
+		t.Errorf("the current address again = %v, %v; want no events", evs, err)
+	}
+
+	placed := apply(t, s, order.PlaceOrder{})
+	refused(placed, order.SetShippingAddress{Address: otherAddress()})
+	refused(placed, order.RecordPayment{Authorized: false, Reason: "declined"})
+	paid := apply(t, placed, order.RecordPayment{Authorized: true, PaymentRef: "pay-1", Amount: placed.GrandTotal()})
+	delivered := apply(t, apply(t, paid, order.ShipOrder{}), order.ConfirmDelivery{})
+	cancelled := apply(t, paid, order.CancelOrder{})
+	refunded := apply(t, cancelled, order.RecordRefund{RefundRef: "ref-1", Amount: paid.PaidAmount})
+	for _, end := range []order.State{delivered, refunded} {
+		if end.Version > order.MaxChanges+6 {
+			t.Errorf("a history of %d events; want at most %d", end.Version, order.MaxChanges+6)
+		}
+	}
+}

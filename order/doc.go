@@ -48,7 +48,8 @@
 // exists (ErrNotFound, or ErrAlreadyExists for CreateOrder); (3) whether the
 // status allows the command (ErrFailedPrecondition); (4) checks against the
 // order's contents (SKU present or absent, line limit, payment amount and
-// currency, prerequisites for placing).
+// currency, prerequisites for placing), and last whether the order's
+// history has room for a repeatable change ([MaxChanges]).
 //
 // A command that would change nothing returns no events and a nil error:
 // ChangeItemQuantity to the line's current quantity, and SetShippingAddress
@@ -92,6 +93,14 @@
 // of quantity × unit_price over the lines, computed with overflow checks;
 // with the limits above it is at most 10^18 and cannot overflow int64, but a
 // total that would overflow is rejected with ErrInvalid rather than wrapped.
+//
+// History: an order whose history holds [MaxChanges] events refuses the
+// commands that can repeat without moving it on (AddItem, RemoveItem,
+// ChangeItemQuantity, SetShippingAddress, and RecordPayment declined) with
+// ErrFailedPrecondition; a change that would be a no-op is still one. The
+// other commands record at most one event each in an order's life, so they
+// are never refused for it, and a history holds at most MaxChanges + 6
+// events: loading an order stays bounded whatever a client does to it.
 //
 // # Commands
 //

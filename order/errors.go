@@ -23,6 +23,13 @@ const (
 	// MaxTextLen is the maximum length in characters (Unicode code points)
 	// of free text: address fields, reasons, carrier and tracking number.
 	MaxTextLen = 256
+	// MaxChanges is how many events an order's history may hold before the
+	// commands that can repeat without moving the order on (AddItem,
+	// RemoveItem, ChangeItemQuantity, SetShippingAddress and a declined
+	// RecordPayment) are refused. Every other command records at most one
+	// event in an order's life, so a history never exceeds MaxChanges + 6
+	// events, and loading an order stays bounded however a client edits it.
+	MaxChanges = 1000
 )
 
 // Sentinel errors returned (wrapped) by Decide. Test with errors.Is; every
@@ -65,6 +72,15 @@ func invalid(field, reason string) error {
 
 // notAllowed is the transition error: what the command would do, and the
 // status that forbids it.
+// full refuses a repeatable change to an order whose history holds
+// MaxChanges events already.
+func full(action string, s State) error {
+	if s.Version < MaxChanges {
+		return nil
+	}
+	return fmt.Errorf("%w: cannot %s an order that has had %d changes, the most it takes; cancel it and create a new order", ErrFailedPrecondition, action, MaxChanges)
+}
+
 func notAllowed(action string, s Status) error {
 	return fmt.Errorf("%w: cannot %s %s", ErrFailedPrecondition, action, s.phrase())
 }

@@ -65,7 +65,9 @@ const (
 // Errors: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown
 // order or line, ALREADY_EXISTS for an existing order or line or a reused
 // request_id,
-// FAILED_PRECONDITION for a transition the order's status does not allow,
+// FAILED_PRECONDITION for a transition the order's status does not allow
+// or for an item, quantity, address or declined payment change to an order
+// that has had 1,000 changes already (the most an order's history takes),
 // ABORTED for a stale expected_revision or lasting contention, UNAVAILABLE
 // when the event store cannot be reached.
 type OrderCommandServiceClient interface {
@@ -247,7 +249,9 @@ func (c *orderCommandServiceClient) ConfirmDelivery(ctx context.Context, in *Con
 // Errors: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown
 // order or line, ALREADY_EXISTS for an existing order or line or a reused
 // request_id,
-// FAILED_PRECONDITION for a transition the order's status does not allow,
+// FAILED_PRECONDITION for a transition the order's status does not allow
+// or for an item, quantity, address or declined payment change to an order
+// that has had 1,000 changes already (the most an order's history takes),
 // ABORTED for a stale expected_revision or lasting contention, UNAVAILABLE
 // when the event store cannot be reached.
 type OrderCommandServiceServer interface {
