@@ -318,6 +318,12 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 		runtime.WithStreamErrorHandler(errs.stream),
 		runtime.WithRoutingErrorHandler(errs.routing),
 		runtime.WithForwardResponseOption(setETag),
+		// A path variable is decoded whole, as google.api.http asks of a
+		// single-segment variable: an id or SKU may hold any printable
+		// character, '/' included, which a client sends as %2F. The
+		// gateway's legacy mode matched routes on the decoded path, so such
+		// a SKU could be added (in the body) but never removed or changed.
+		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
 		runtime.WithDisablePathLengthFallback(),
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithMiddlewares(routeTelemetry),

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -795,6 +796,47 @@ func TestQueryParametersOnBodyRoutes(t *testing.T) {
 	// DELETE has no body: its query parameters are read.
 	expect(t, e.do(t, "DELETE", o+"/items/BOOK-1?expectedRevision=999999", "", "Idempotency-Key", key()), 409)
 	expect(t, e.do(t, "DELETE", o+"/items/BOOK-1?expectedRevision="+c.str("revision"), "", "Idempotency-Key", key()), 200)
+}
+
+// TestReservedCharactersInPathVariables: an id or SKU may hold any
+// printable ASCII character, '/', '%', ':' and '?' included; a client sends
+// it percent-encoded in the path, and the route's variable gets it decoded
+// whole. Before, a SKU with a '/' could be added (in the body) but its line
+// could never be changed or removed over REST: the route was matched on the
+// decoded path and the request answered 404.
+func TestReservedCharactersInPathVariables(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", `{"orderId":"o/1:%?","customerId":"c","currency":"EUR"}`, "Idempotency-Key", key()), 200)
+	id := c.str("order", "orderId")
+	o := "/v1/orders/" + url.PathEscape(id)
+	if got := expect(t, e.do(t, "GET", o, ""), 200).str("order", "orderId"); got != "o/1:%?" {
+		t.Fatalf("GET %s read order %q", o, got)
+	}
+	for _, sku := range []string{"A/B", "C%2FD", "E:F", "G?H#I"} {
+		expect(t, e.do(t, "POST", o+"/items", `{"sku":`+strconv.Quote(sku)+`,"quantity":"1","unitPrice":"5"}`, "Idempotency-Key", key()), 200)
+		line := o + "/items/" + url.PathEscape(sku)
+		ch := expect(t, e.do(t, "PATCH", line, `{"quantity":"3"}`, "Idempotency-Key", key()), 200)
+		if q := lineQuantity(ch, sku); q != "3" {
+			t.Fatalf("PATCH %s: the line of %q has quantity %q; want 3:\n%s", line, sku, q, ch.raw)
+		}
+		rm := expect(t, e.do(t, "DELETE", line, "", "Idempotency-Key", key()), 200)
+		if q := lineQuantity(rm, sku); q != "" {
+			t.Fatalf("DELETE %s: the line of %q is still there:\n%s", line, sku, rm.raw)
+		}
+	}
+}
+
+// lineQuantity returns the quantity of the line of sku in a reply that
+// carries an order, or "" when the order has no such line.
+func lineQuantity(r reply, sku string) string {
+	lines, _ := r.get("order", "lines").([]any)
+	for _, l := range lines {
+		if m, _ := l.(map[string]any); m["sku"] == sku {
+			q, _ := m["quantity"].(string)
+			return q
+		}
+	}
+	return ""
 }
 
 // TestInvalidUTF8Parameters checks that a path or query parameter that is
