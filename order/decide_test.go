@@ -199,6 +199,12 @@ func TestDecideFieldErrors(t *testing.T) {
 		{"address line1 blank", order.StatusUnspecified, create(func(c *order.CreateOrder) {
 			c.Shipping = withAddr(func(a *order.Address) { a.Line1 = "   " })
 		}), "shipping_address.line1"},
+		{"address line1 only a zero-width joiner", order.StatusUnspecified, create(func(c *order.CreateOrder) {
+			c.Shipping = withAddr(func(a *order.Address) { a.Line1 = " \u200d\u200c " })
+		}), "shipping_address.line1"},
+		{"address city only combining marks", order.StatusUnspecified, create(func(c *order.CreateOrder) {
+			c.Shipping = withAddr(func(a *order.Address) { a.City = "\u0301\u0308" })
+		}), "shipping_address.city"},
 		{"address city missing", order.StatusUnspecified, create(func(c *order.CreateOrder) {
 			c.Shipping = withAddr(func(a *order.Address) { a.City = "" })
 		}), "shipping_address.city"},

@@ -80,8 +80,9 @@
 // non-joiner and joiner (U+200C, U+200D) are allowed, since Persian and
 // Indic scripts and emoji need them to spell words ([TextRuneAllowed]).
 // Text is refused rather than stored escaped: every reader of the log would
-// otherwise have to escape it. Required text must contain a non-space
-// character.
+// otherwise have to escape it. Required text must contain a visible
+// character, a letter, digit, punctuation or symbol: spaces, zero-width
+// joiners or combining marks alone read as empty.
 //
 // Addresses: line1 and city are required free text; name, line2, region and
 // postal_code are optional free text; country is required and is an ISO

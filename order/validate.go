@@ -91,10 +91,18 @@ func textProblem(v string, required bool) string {
 	if strings.ContainsFunc(v, func(r rune) bool { return !TextRuneAllowed(r) }) {
 		return "must not contain control, format (bidi, zero-width) or line separator characters"
 	}
-	if required && strings.TrimSpace(v) == "" {
+	if required && !strings.ContainsFunc(v, visible) {
 		return "is required"
 	}
 	return ""
+}
+
+// visible reports a character that shows on its own: a letter, digit,
+// punctuation or symbol. Required text needs one: spaces, the zero-width
+// joiners and combining marks alone would store a field that reads as
+// empty.
+func visible(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsPunct(r) || unicode.IsSymbol(r)
 }
 
 // upperLetters reports whether v is exactly n letters A-Z.
