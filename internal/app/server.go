@@ -109,7 +109,8 @@ func (n *node) newServer() error {
 // the tokens this process's own callers present.
 func (n *node) authenticate() error {
 	cfg := n.cfg
-	authn, err := auth.Load(auth.Config{TokensFile: cfg.AuthTokensFile, HMACSecretFile: cfg.AuthHMACSecretFile, JWKSFile: cfg.AuthJWKSFile})
+	authn, err := auth.Load(auth.Config{TokensFile: cfg.AuthTokensFile, HMACSecretFile: cfg.AuthHMACSecretFile, JWKSFile: cfg.AuthJWKSFile,
+		Issuer: cfg.AuthJWTIssuer, Audience: cfg.AuthJWTAudience})
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,9 @@ type Authenticator struct {
 	static map[string]Principal
 	hmac   []byte
 	jwks   *jose.JSONWebKeySet
-	now    func() time.Time
+	// expected holds the issuer and audience a JWT must name, when set.
+	expected jwt.Expected
+	now      func() time.Time
 }
 
 // Config names the token sources; empty fields are unused.
@@ -73,15 +75,31 @@ type Config struct {
 	TokensFile     string // AUTH_TOKENS_FILE
 	HMACSecretFile string // AUTH_JWT_HMAC_SECRET_FILE
 	JWKSFile       string // AUTH_JWKS_FILE
+	// Issuer and Audience, when set, are what a JWT's iss must equal and
+	// its aud must contain: a signing key or JWKS shared with other
+	// services then does not make their tokens good here.
+	Issuer   string // AUTH_JWT_ISSUER
+	Audience string // AUTH_JWT_AUDIENCE
 }
 
 // Load builds an Authenticator, or returns nil when no source is
-// configured (authentication off). Errors name the variable.
+// configured (authentication off). Errors name the variable; an issuer or
+// audience without a JWT source is one, since it would check nothing.
 func Load(c Config) (*Authenticator, error) {
 	if c == (Config{}) {
 		return nil, nil
 	}
-	a := &Authenticator{static: map[string]Principal{}, now: time.Now}
+	if c.HMACSecretFile == "" && c.JWKSFile == "" {
+		for name, v := range map[string]string{"AUTH_JWT_ISSUER": c.Issuer, "AUTH_JWT_AUDIENCE": c.Audience} {
+			if v != "" {
+				return nil, fmt.Errorf("%s: set without AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, no JWT is accepted for it to check", name)
+			}
+		}
+	}
+	a := &Authenticator{static: map[string]Principal{}, now: time.Now, expected: jwt.Expected{Issuer: c.Issuer}}
+	if c.Audience != "" {
+		a.expected.AnyAudience = jwt.Audience{c.Audience}
+	}
 	if c.TokensFile != "" {
 		if err := a.loadTokens(c.TokensFile); err != nil {
 			return nil, fmt.Errorf("AUTH_TOKENS_FILE: %w", err)
@@ -184,7 +202,9 @@ func (a *Authenticator) Authenticate(token string) (Principal, error) {
 	if err := tok.Claims(key, &c); err != nil {
 		return Principal{}, ErrUnauthenticated
 	}
-	if c.Subject == "" || c.ValidateWithLeeway(jwt.Expected{Time: a.now()}, 30*time.Second) != nil {
+	want := a.expected
+	want.Time = a.now()
+	if c.Subject == "" || c.ValidateWithLeeway(want, 30*time.Second) != nil {
 		return Principal{}, ErrUnauthenticated
 	}
 	return Principal{Subject: c.Subject, Roles: c.Roles}, nil

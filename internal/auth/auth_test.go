@@ -107,6 +107,47 @@ func TestTokens(t *testing.T) {
 	}
 }
 
+// With an issuer and an audience configured, a JWT signed with the right
+// key is good only when it names both: a key shared with other services
+// does not make their tokens good here.
+func TestIssuerAndAudience(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef"
+	a, err := auth.Load(auth.Config{HMACSecretFile: write(t, "secret", secret), Issuer: "https://id.example", Audience: "orderstream"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}
+	exp := jwt.NewNumericDate(time.Now().Add(time.Hour))
+	for _, tc := range []struct {
+		name string
+		c    jwt.Claims
+		good bool
+	}{
+		{"both", jwt.Claims{Issuer: "https://id.example", Audience: jwt.Audience{"billing", "orderstream"}}, true},
+		{"another audience", jwt.Claims{Issuer: "https://id.example", Audience: jwt.Audience{"billing"}}, false},
+		{"no audience", jwt.Claims{Issuer: "https://id.example"}, false},
+		{"another issuer", jwt.Claims{Issuer: "https://other.example", Audience: jwt.Audience{"orderstream"}}, false},
+		{"no issuer", jwt.Claims{Audience: jwt.Audience{"orderstream"}}, false},
+	} {
+		tc.c.Subject, tc.c.Expiry = "bob", exp
+		p, err := a.Authenticate(sign(t, hs, "", claims{Claims: tc.c, Roles: []string{"viewer"}}))
+		if tc.good && (err != nil || p.Subject != "bob") {
+			t.Errorf("%s: %+v, %v; want bob", tc.name, p, err)
+		}
+		if !tc.good && !errors.Is(err, auth.ErrUnauthenticated) {
+			t.Errorf("%s: accepted as %+v, %v", tc.name, p, err)
+		}
+	}
+	for name, c := range map[string]auth.Config{
+		"AUTH_JWT_ISSUER":   {TokensFile: write(t, "t", "clerk-token-0123456789 alice clerk\n"), Issuer: "https://id.example"},
+		"AUTH_JWT_AUDIENCE": {Audience: "orderstream"},
+	} {
+		if _, err := auth.Load(c); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s without a JWT source: %v; want an error naming it", name, err)
+		}
+	}
+}
+
 func TestLoadErrorsNameTheVariable(t *testing.T) {
 	for name, c := range map[string]auth.Config{
 		"AUTH_TOKENS_FILE":          {TokensFile: write(t, "t", "short alice clerk\n")},

@@ -78,6 +78,8 @@ type Config struct {
 	AuthTokensFile     string `env:"AUTH_TOKENS_FILE" help:"static bearer tokens, one \"<token> <subject> <role>[,<role>...]\" per line"`
 	AuthHMACSecretFile string `env:"AUTH_JWT_HMAC_SECRET_FILE" help:"accept JWTs signed with this HMAC secret"`
 	AuthJWKSFile       string `env:"AUTH_JWKS_FILE" help:"accept JWTs signed by a key of this JWKS"`
+	AuthJWTIssuer      string `env:"AUTH_JWT_ISSUER" help:"a JWT's iss must be this (empty: not checked)"`
+	AuthJWTAudience    string `env:"AUTH_JWT_AUDIENCE" help:"a JWT's aud must contain this (empty: not checked)"`
 	AllowInsecure      bool   `env:"ALLOW_INSECURE" envDefault:"false" help:"true allows listening beyond loopback without authentication"`
 	// PaymentsToken is the bearer token the payments manager and the
 	// deadlines present to the command service when authentication is on
