@@ -182,7 +182,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 	}
 	m.applied = position
 	held := m.recent.staged(position, written)
-	if hold && !erased && !m.scrubDue.Load() && held < heldRows {
+	if hold && !erased && m.scrubDue.Load() == 0 && held < heldRows {
 		return position, bt.dead, false, nil
 	}
 	if err := m.commitLocked(); err != nil {
@@ -217,7 +217,7 @@ func (m *ReadModel) commit(ctx context.Context) (position uint64, committed bool
 // scrubIfDue scrubs the WAL after a commit that erased personal data, or
 // when an earlier scrub was left due.
 func (m *ReadModel) scrubIfDue(ctx context.Context, erased bool) error {
-	if erased || m.scrubDue.Load() {
+	if erased || m.scrubDue.Load() != 0 {
 		return m.scrub(ctx)
 	}
 	return nil

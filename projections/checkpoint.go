@@ -48,7 +48,7 @@ type checkpointer struct {
 // startCheckpointer opens the checkpoint connection to the database at
 // path and starts checkpointing after commits.
 func startCheckpointer(path string) (*checkpointer, error) {
-	db, err := sql.Open("sqlite", dsn(path, false))
+	db, err := sql.Open("sqlite", dsnBusy(path, false, checkpointBusy))
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
@@ -89,6 +89,24 @@ func (c *checkpointer) run() {
 		case <-pause.C:
 		}
 	}
+}
+
+// checkpointBusy is how long the checkpoint connection waits for a lock
+// (SQLite's busy timeout). Its PASSIVE checkpoints never wait; a retried
+// scrub's TRUNCATE holds new writes back while it waits, so it gives up
+// soon and tries again later (retryScrub).
+const checkpointBusy = 50 * time.Millisecond
+
+// truncate checkpoints the whole WAL into the database file and truncates
+// it, as an erasure's scrub does, and reports whether it got through:
+// not while a reader holds an older snapshot or a writer is busy. Errors
+// are SQLite's, or ctx's.
+func (c *checkpointer) truncate(ctx context.Context) (bool, error) {
+	var busy, frames, done int
+	if err := c.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done); err != nil {
+		return false, err
+	}
+	return busy == 0, nil
 }
 
 // close stops the checkpoints and closes the connection; closing again

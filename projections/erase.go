@@ -159,31 +159,81 @@ func (b *batch) forget(rec eventstore.Recorded, f order.CustomerForgotten) error
 // scrub moves every page of the WAL into the database file and truncates
 // the WAL, so that the pages that held erased personal data do not survive
 // in it. It retries while readers hold older snapshots, up to a bound, and
-// then leaves it to the next apply (scrubDue) rather than stall the
-// projection. Errors are SQLite's.
+// then leaves it due (scrubDue) rather than stall the projection: the next
+// apply scrubs again, and so does a retry in the background
+// (retryScrub), so that a quiet read model does not keep the erased data
+// in its WAL until something else is written. Errors are SQLite's.
+// m.applyMu is held.
 func (m *ReadModel) scrub(ctx context.Context) error {
 	done, err := m.truncateWAL(ctx)
-	if err != nil {
-		return err
+	switch {
+	case err == nil && done:
+		m.scrubDue.Store(0)
+		return nil
+	case m.scrubDue.Load() == 0:
+		m.scrubDue.Store(m.scrubs.Add(1))
 	}
-	m.scrubDue.Store(!done)
-	return nil
+	m.scheduleScrub()
+	return err
+}
+
+// scrubRetryPause is how long a scrub left due waits for its retry in the
+// background.
+var scrubRetryPause = 5 * time.Second
+
+// scheduleScrub arranges a retryScrub scrubRetryPause from now, unless one
+// is pending or there is no checkpoint connection to run it on.
+func (m *ReadModel) scheduleScrub() {
+	if m.ck != nil && !m.closed.Load() && m.scrubScheduled.CompareAndSwap(false, true) {
+		time.AfterFunc(scrubRetryPause, m.retryScrub)
+	}
+}
+
+// retryScrub truncates the WAL on the checkpoint connection when a scrub
+// is due, without the apply lock: its busy timeout is short, so a reader
+// that still holds an older snapshot costs the projection only that wait,
+// and the retry comes again later. A scrub is settled only if no erasure
+// was left due since this retry began (scrubDue holds a number of its
+// own for each).
+func (m *ReadModel) retryScrub() {
+	m.scrubScheduled.Store(false)
+	if due := m.scrubDue.Load(); due != 0 && !m.closed.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A failure leaves the scrub due: the next apply's scrub returns
+		// the error, and this retries.
+		if done, err := m.ck.truncate(ctx); err == nil && done {
+			m.scrubDue.CompareAndSwap(due, 0)
+		}
+		cancel()
+		if m.scrubDue.Load() != 0 {
+			m.scheduleScrub()
+		}
+	}
+	if m.scrubRetried != nil {
+		m.scrubRetried()
+	}
 }
 
 // truncateWAL checkpoints the whole WAL into the database file, syncs it
 // and truncates the WAL, retrying while readers hold older snapshots or
-// another connection checkpoints. Each try already waits for them up to
-// the connection's busy timeout; the tries stop half a second after the
-// first began. It reports whether it got through. Errors are SQLite's, or
-// ctx's.
+// another connection checkpoints, for half a second at most. It runs on
+// the checkpoint connection, whose busy timeout is short (checkpointBusy):
+// a TRUNCATE that waits holds new writes back, and on the write
+// connection, whose timeout is 10 s, one reader's long snapshot stalled
+// the projection that long. It reports whether it got through. Errors are
+// SQLite's, or ctx's.
 func (m *ReadModel) truncateWAL(ctx context.Context) (bool, error) {
-	for start := time.Now(); time.Since(start) < 500*time.Millisecond; {
+	try := func(ctx context.Context) (bool, error) {
 		var busy, frames, done int
-		if err := m.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done); err != nil {
-			return false, err
-		}
-		if busy == 0 {
-			return true, nil
+		err := m.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done)
+		return busy == 0, err
+	}
+	if m.ck != nil {
+		try = m.ck.truncate
+	}
+	for start := time.Now(); time.Since(start) < 500*time.Millisecond; {
+		if done, err := try(ctx); err != nil || done {
+			return done && err == nil, err
 		}
 		select {
 		case <-ctx.Done():

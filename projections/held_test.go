@@ -2,8 +2,10 @@ package projections
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -169,5 +171,57 @@ func TestHeldRowsAreBounded(t *testing.T) {
 	}
 	if _, _, committed, err := m.apply(ctx, items[heldRows-1:], nil, true); err != nil || !committed {
 		t.Fatalf("apply reaching %d orders: committed %v, %v", heldRows, committed, err)
+	}
+}
+
+// An erasure's WAL scrub that readers' snapshots held up is tried again
+// without waiting for another apply: a quiet read model does not keep the
+// erased data in its WAL. Before, only the next apply tried again.
+func TestScrubLeftDueIsRetried(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "rm.db")
+	m := openModel(t, path)
+	retried := make(chan struct{}, 16)
+	m.scrubRetried = func() { retried <- struct{}{} }
+	defer func(p time.Duration) { scrubRetryPause = p }(scrubRetryPause)
+	scrubRetryPause = 10 * time.Millisecond
+	if _, _, err := m.Apply(ctx, []Item{created("o-1", "c", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	// A reader holding a snapshot from before the erasure keeps the WAL's
+	// frames from being checkpointed.
+	reader, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	tx, err := reader.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM orders`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	forget := Item{Rec: eventstore.Recorded{OrderID: "o-1", Position: 2, Version: 2, Type: "CustomerForgotten", Time: time.Now()},
+		Event: order.CustomerForgotten{CustomerID: "c"}}
+	if _, _, err := m.Apply(ctx, []Item{forget}); err != nil {
+		t.Fatal(err)
+	}
+	if m.scrubDue.Load() == 0 {
+		t.Fatal("the scrub finished with a reader holding an older snapshot")
+	}
+	<-retried // still held up: due again
+	if m.scrubDue.Load() == 0 {
+		t.Fatal("a retry finished with the reader's snapshot still held")
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	for m.scrubDue.Load() != 0 {
+		<-retried
+	}
+	if st, err := os.Stat(path + "-wal"); err != nil || st.Size() != 0 {
+		t.Fatalf("the WAL after the retried scrub: %v, %v; want it empty", st, err)
 	}
 }

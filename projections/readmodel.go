@@ -190,8 +190,14 @@ type ReadModel struct {
 	lists                                   sync.Map // query text → *sql.Stmt
 	writes                                  writeStmts
 	// scrubDue: an erasure's WAL checkpoint could not finish (readers held
-	// old snapshots); the next apply tries again.
-	scrubDue atomic.Bool
+	// old snapshots); the next apply tries again, and so does a retry in
+	// the background (retryScrub). Not 0, it is the number (from scrubs)
+	// of the scrub left due last. scrubRetried, when set (tests), is
+	// called after each background retry.
+	scrubDue       atomic.Uint64
+	scrubs         atomic.Uint64
+	scrubScheduled atomic.Bool
+	scrubRetried   func()
 	// recent answers point reads of the orders written or read last.
 	recent *recent
 	// ck checkpoints the WAL after commits, off the apply path.
@@ -237,9 +243,15 @@ const readConns = 8
 // 46 s instead of 58 s; RSS grows by up to the cache's size.
 const writerCacheSize = "cache_size(-32768)"
 
-func dsn(path string, readOnly bool) string {
+// busyTimeout is how long a connection waits for a lock (SQLite's busy
+// timeout), but the checkpoint connection's (checkpointBusy).
+const busyTimeout = 10 * time.Second
+
+func dsn(path string, readOnly bool) string { return dsnBusy(path, readOnly, busyTimeout) }
+
+func dsnBusy(path string, readOnly bool, busy time.Duration) string {
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	// NORMAL skips the fsync per commit in WAL mode. A power loss can lose
 	// the last commits, but each commit holds its events and the

@@ -28,7 +28,7 @@ func TestCancelledSwapLeavesTheLiveCommitToTheRunner(t *testing.T) {
 	if _, _, committed, err := live.apply(ctx, []Item{created("o-1", "c", 1)}, nil, true); err != nil || committed {
 		t.Fatalf("held apply: committed %v, %v", committed, err)
 	}
-	live.scrubDue.Store(true)
+	live.scrubDue.Store(1)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	nm, err := d.newModel(ctx)
