@@ -211,7 +211,8 @@ func (s *Store) publish(ctx context.Context, msgs []*nats.Msg, expected uint64) 
 		if err == nil || ctx.Err() != nil || !s.nc.IsConnected() || !errors.Is(classify("", err), ErrUnavailable) {
 			return res, err
 		}
-		unanswered = true
+		// Nobody took a publish that met no responders: it stored nothing.
+		unanswered = unanswered || !errors.Is(err, nats.ErrNoResponders)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < publishRetryPause {
 			return res, err
 		}

@@ -17,9 +17,14 @@ type pubAck struct {
 }
 
 // pubAckResponse is the answer as jetstream.PublishMsg decodes it: an
-// acknowledgement or the server's refusal.
+// acknowledgement or the server's refusal. The fields this store does not
+// use are there so that a value of the wrong type in them fails the
+// decode, as it does jetstream's.
 type pubAckResponse struct {
-	Error *jetstream.APIError `json:"error,omitempty"`
+	Type   string              `json:"type"`
+	Error  *jetstream.APIError `json:"error,omitempty"`
+	Domain string              `json:"domain,omitempty"`
+	Value  string              `json:"val,omitempty"`
 	pubAck
 }
 

@@ -12,6 +12,7 @@ import (
 // reference parsePubAck must agree with.
 func decodeLikeJetStream(data []byte) (pubAck, error) {
 	var r struct {
+		Type  string              `json:"type"`
 		Error *jetstream.APIError `json:"error,omitempty"`
 		*jetstream.PubAck
 	}
@@ -50,6 +51,10 @@ var pubAckSamples = []string{
 	`{"stream":"ORDERS","seq":2,"duplicate":null}`,
 	`{"stream":"ORDERS","seq":2,"duplicate":truex}`,
 	`{"stream":"ORDERS","seq":2,"val":"1"}`,
+	`{"stream":"ORDERS","seq":2,"val":5}`,
+	`{"stream":"ORDERS","seq":2,"domain":5}`,
+	`{"stream":"ORDERS","seq":2,"type":5}`,
+	`{"stream":"ORDERS","seq":2,"type":"io.nats.jetstream.api.v1.pub_ack"}`,
 	`{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 5"},"stream":"ORDERS","seq":0}`,
 	`{"error":{"code":503,"err_code":10023,"description":"insufficient resources"}}`,
 }
