@@ -190,6 +190,24 @@ func (r *Keyring) keep(customerID string, version uint64, dk []byte, drops uint6
 	return k, nil
 }
 
+// Has reports whether the customer has a data key now, as the store's
+// leader has it when the store can say: false when the customer never had
+// one or was forgotten since. Errors are the store's.
+func (r *Keyring) Has(ctx context.Context, customerID string) (bool, error) {
+	get := r.store.Get
+	if r.getLatest != nil {
+		get = r.getLatest
+	}
+	_, _, err := get(ctx, customerID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
 // Forget erases the customer's key from the store and drops it from the
 // cache. Data sealed with it can never be opened again. Forgetting a
 // customer without a key succeeds.

@@ -82,3 +82,28 @@ func TestKeyOnALaggingReplicaIsNotErased(t *testing.T) {
 		t.Fatalf("Key at the erased version: %v, want ErrForgotten", err)
 	}
 }
+
+// Has tells a customer with a key from one without (never had one, or
+// forgotten), asking the leader rather than a lagging replica.
+func TestHas(t *testing.T) {
+	ctx := t.Context()
+	st := &laggingStore{MemStore: pii.NewMemStore()}
+	ring := pii.NewKeyring(st, master(t))
+	has := func(want bool) {
+		t.Helper()
+		if got, err := ring.Has(ctx, "c-1"); err != nil || got != want {
+			t.Fatalf("Has = %v, %v; want %v", got, err, want)
+		}
+	}
+	has(false)
+	if _, err := ring.DataKey(ctx, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	st.lagging = true // the replica has not got the new key
+	has(true)
+	st.lagging = false
+	if err := ring.Forget(ctx, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	has(false)
+}

@@ -22,6 +22,8 @@ type Keyring interface {
 	convert.Keyring
 	// Forget erases the customer's key for good.
 	Forget(ctx context.Context, customerID string) error
+	// Has reports whether the customer has a key now.
+	Has(ctx context.Context, customerID string) (bool, error)
 }
 
 // ErrNoKeyring reports ForgetCustomer on a service without a keyring:
@@ -38,11 +40,13 @@ var ErrNoKeyring = errors.New("command: personal data is not sealed: no keyring"
 //
 // Idempotent by requestID: a retry answers the original event's position;
 // the same request id for another customer is ALREADY_EXISTS
-// (REQUEST_ID_REUSED), found before the key is touched. A request id that
-// an order's command used, or that another customer's erasure took while
-// this one ran, is found only by the append, after the key is gone: the
-// erasure is then recorded under an id of its own (ownRequestID) and
-// answered as done, never left unrecorded. Errors are
+// (REQUEST_ID_REUSED), found before the key is touched, unless the
+// customer has no key any more. A request id that an order's command used,
+// or that another customer's erasure took while this one ran, is found
+// only by the append, after the key is gone (or by the retry of a call
+// that stopped after destroying it): the erasure is then recorded under an
+// id of its own (ownRequestID) and answered as done, never left
+// unrecorded. Errors are
 // gRPC status errors: INVALID_ARGUMENT for malformed ids and for the
 // process managers' reserved request ids, FAILED_PRECONDITION without a
 // keyring (ErrNoKeyring).
@@ -79,8 +83,20 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 			return 0, err
 		}
 		pos, done, err := forgottenBy(recs, requestID, customerID)
+		reused := rpcerr.IsRequestIDReused(status.Convert(err))
+		if reused && !erased {
+			// An earlier call under this request id may have destroyed the
+			// key and stopped before its event, while another customer's
+			// erasure took the id: a customer without a key is recorded as
+			// forgotten rather than refused, which destroys nothing more.
+			has, herr := s.keys.Has(ctx, customerID)
+			if herr != nil {
+				return 0, fmt.Errorf("%w: forget customer: %w", convert.ErrKeyUnavailable, herr)
+			}
+			erased = !has
+		}
 		switch {
-		case erased && rpcerr.IsRequestIDReused(status.Convert(err)):
+		case erased && reused:
 			// Another customer's erasure took the request id between the
 			// last look and the append, and this customer's key is gone
 			// already: recorded under an id of its own, as below.

@@ -83,6 +83,11 @@ func TestForgetCustomerUnderAnOrdersRequestIDIsRecorded(t *testing.T) {
 	if again, err := svc.ForgetCustomer(ctx, "cust-y", "shared"); err != nil || again != pos {
 		t.Fatalf("retry = %d, %v; want %d", again, err, pos)
 	}
+	// A customer with personal data (and so a key) is not forgotten under
+	// a request id taken for another: the reuse is refused.
+	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "w-create", OrderId: "o-w", CustomerId: "cust-w", Currency: "EUR", ShippingAddress: address()}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := svc.ForgetCustomer(ctx, "cust-w", "shared"); !rpcerr.IsRequestIDReused(status.Convert(err)) {
 		t.Fatalf("the same request id for another customer = %v; want REQUEST_ID_REUSED", err)
 	}
@@ -147,8 +152,67 @@ func TestForgetCustomersRacingForOneRequestIDAreBothRecorded(t *testing.T) {
 			t.Errorf("retry for %s = %d, %v; want %d", cust, again, err, want)
 		}
 	}
+	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "c-create", OrderId: "o-c", CustomerId: "cust-c", Currency: "EUR", ShippingAddress: address()}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := svc.ForgetCustomer(ctx, "cust-c", "same-rid"); !rpcerr.IsRequestIDReused(status.Convert(err)) {
 		t.Fatalf("the same request id for a third customer = %v; want REQUEST_ID_REUSED", err)
+	}
+}
+
+// failAfterForgetFirst is forgetFirst whose first append to the customers'
+// subject then fails as if the stream did not answer.
+type failAfterForgetFirst struct{ forgetFirst }
+
+func (s *failAfterForgetFirst) Append(ctx context.Context, orderID string, rev uint64, evs []eventstore.EventData) (eventstore.AppendResult, error) {
+	if f := s.before; f != nil && orderID == order.CustomersSubjectID {
+		s.before = nil
+		f()
+		return eventstore.AppendResult{}, fmt.Errorf("%w: no answer", eventstore.ErrUnavailable)
+	}
+	return s.Store.Append(ctx, orderID, rev, evs)
+}
+
+// A ForgetCustomer that destroyed the key, lost its request id to another
+// customer's erasure and then failed to append is retried by its client:
+// the retry records the erasure under an id of its own. Before, the retry
+// found the id taken and answered REQUEST_ID_REUSED, with the key gone and
+// nothing recorded.
+func TestForgetCustomerRetriedAfterLosingItsRequestIDIsRecorded(t *testing.T) {
+	ctx := t.Context()
+	store := &failAfterForgetFirst{forgetFirst{Store: memstore.New()}}
+	svc := newKeyedService(t, store)
+	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "b-create", OrderId: "o-b", CustomerId: "cust-b", Currency: "EUR", ShippingAddress: address()}); err != nil {
+		t.Fatal(err)
+	}
+	store.before = func() {
+		if _, err := svc.ForgetCustomer(ctx, "cust-a", "same-rid"); err != nil {
+			t.Errorf("the other erasure: %v", err)
+		}
+	}
+	if _, err := svc.ForgetCustomer(ctx, "cust-b", "same-rid"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the erasure whose append got no answer = %v; want UNAVAILABLE", err)
+	}
+	pos, err := svc.ForgetCustomer(ctx, "cust-b", "same-rid")
+	if err != nil {
+		t.Fatalf("its retry = %v; want the erasure recorded", err)
+	}
+	recs, err := store.LoadLatest(ctx, order.CustomersSubjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range recs {
+		e, err := convert.DecodeEvent(r.Type, r.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, ok := e.(order.CustomerForgotten); ok && f.CustomerID == "cust-b" && r.Position == pos {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no CustomerForgotten for cust-b at %d among %d events", pos, len(recs))
 	}
 }
 
