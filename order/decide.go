@@ -280,8 +280,12 @@ func decidePayment(s State, c RecordPayment) ([]Event, error) {
 		return nil, notAllowed("record a payment for", s.Status)
 	}
 	if !c.Authorized {
-		if err := full("record another declined payment for", s); err != nil {
-			return nil, err
+		// The first decline moves a placed order on, once; only the
+		// declines after it can repeat.
+		if s.Status == StatusPaymentDeclined {
+			if err := full("record another declined payment for", s); err != nil {
+				return nil, err
+			}
 		}
 		return one(PaymentDeclined{PaymentRef: c.PaymentRef, Reason: c.Reason})
 	}

@@ -205,6 +205,9 @@ func TestDecideFieldErrors(t *testing.T) {
 		{"address city only combining marks", order.StatusUnspecified, create(func(c *order.CreateOrder) {
 			c.Shipping = withAddr(func(a *order.Address) { a.City = "\u0301\u0308" })
 		}), "shipping_address.city"},
+		{"address city only a Hangul filler", order.StatusUnspecified, create(func(c *order.CreateOrder) {
+			c.Shipping = withAddr(func(a *order.Address) { a.City = "\u3164" })
+		}), "shipping_address.city"},
 		{"address city missing", order.StatusUnspecified, create(func(c *order.CreateOrder) {
 			c.Shipping = withAddr(func(a *order.Address) { a.City = "" })
 		}), "shipping_address.city"},
@@ -650,8 +653,10 @@ func TestHistoryIsBounded(t *testing.T) {
 
 	placed := apply(t, s, order.PlaceOrder{})
 	refused(placed, order.SetShippingAddress{Address: otherAddress()})
-	refused(placed, order.RecordPayment{Authorized: false, Reason: "declined"})
-	paid := apply(t, placed, order.RecordPayment{Authorized: true, PaymentRef: "pay-1", Amount: placed.GrandTotal()})
+	// The first decline moves the order on: it is recorded; another is not.
+	declined := apply(t, placed, order.RecordPayment{Authorized: false, Reason: "declined"})
+	refused(declined, order.RecordPayment{Authorized: false, Reason: "declined again"})
+	paid := apply(t, declined, order.RecordPayment{Authorized: true, PaymentRef: "pay-1", Amount: placed.GrandTotal()})
 	delivered := apply(t, apply(t, paid, order.ShipOrder{}), order.ConfirmDelivery{})
 	cancelled := apply(t, paid, order.CancelOrder{})
 	refunded := apply(t, cancelled, order.RecordRefund{RefundRef: "ref-1", Amount: paid.PaidAmount})

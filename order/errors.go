@@ -26,7 +26,7 @@ const (
 	// MaxChanges is how many events an order's history may hold before the
 	// commands that can repeat without moving the order on (AddItem,
 	// RemoveItem, ChangeItemQuantity, SetShippingAddress and a declined
-	// RecordPayment) are refused. Every other command records at most one
+	// RecordPayment after a decline) are refused. Every other command records at most one
 	// event in an order's life, so a history never exceeds MaxChanges + 6
 	// events, and loading an order stays bounded however a client edits it.
 	MaxChanges = 1000

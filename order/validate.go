@@ -102,6 +102,12 @@ func textProblem(v string, required bool) string {
 // joiners and combining marks alone would store a field that reads as
 // empty.
 func visible(r rune) bool {
+	switch r {
+	case '\u115f', '\u1160', '\u3164', '\uffa0', '\u2800':
+		// Hangul fillers and the blank Braille pattern: a letter or a
+		// symbol by category, blank on screen.
+		return false
+	}
 	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsPunct(r) || unicode.IsSymbol(r)
 }
 
