@@ -66,9 +66,12 @@
 //     skip the concurrency check).
 //   - A path, or a query parameter name or value, that is not valid UTF-8
 //     once percent-decoded (/v1/orders/%FF) is 400: proto strings are UTF-8.
-//   - Path parameters are percent-decoded before matching, so an order id
-//     holding ':' works (/v1/orders/a:b:place), but one holding '/' cannot
-//     be addressed over REST: its segments would be matched as the path's.
+//   - Routes are matched on the path as sent and each path parameter is
+//     then percent-decoded whole, as google.api.http asks of single-segment
+//     variables: an order id or SKU holding '/' is sent as %2F
+//     (/v1/orders/a%2Fb/items/c%2Fd), one holding ':' as it is or as %3A
+//     (/v1/orders/a:b:place). A verb's own ':' must be sent as it is: an
+//     encoded one (%3Aplace) is part of the id.
 //   - Authorization, traceparent, tracestate, X-Actor, X-Correlation-Id,
 //     X-Causation-Id and Idempotency-Key are forwarded as gRPC metadata of
 //     the same lower-case name; no other header is (apart from grpc-gateway's

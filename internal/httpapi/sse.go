@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -77,7 +78,9 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.next.ServeHTTP(w, r)
 		return
 	}
-	p := r.URL.Path
+	// Matched on the path as sent, as grpc-gateway now matches its routes:
+	// an order id holding '/' arrives as %2F, within its one segment.
+	p := r.URL.EscapedPath()
 	switch {
 	case p == watchList:
 		s.serve(w, r, &ordersv1.WatchOrdersRequest{}, watchOrdersPath, func(ctx context.Context, m proto.Message) (recv, error) {
@@ -86,7 +89,12 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 	case strings.HasPrefix(p, watchPrefix) && strings.HasSuffix(p, watchVerb) &&
 		len(p) > len(watchPrefix)+len(watchVerb) && !strings.Contains(p[len(watchPrefix):], "/"):
-		req := &ordersv1.WatchOrderRequest{OrderId: p[len(watchPrefix) : len(p)-len(watchVerb)]}
+		id, err := url.PathUnescape(p[len(watchPrefix) : len(p)-len(watchVerb)])
+		if err != nil {
+			s.next.ServeHTTP(w, r) // the gateway answers a malformed path
+			return
+		}
+		req := &ordersv1.WatchOrderRequest{OrderId: id}
 		s.serve(w, r, req, watchOrderPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrder(ctx, m.(*ordersv1.WatchOrderRequest))
 			return recvOf(st), err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -304,5 +305,29 @@ func TestWatchSSEPathWinsOverQuery(t *testing.T) {
 		if got := watchedOrder(t, s.next(t)); got != ids[0] {
 			t.Errorf("%s watched %q, want the order in the path, %q", path, got, ids[0])
 		}
+	}
+}
+
+// An order whose id holds '/' (sent as %2F) is watched as Server-Sent
+// Events like any other. Before, the event-stream route matched on the
+// decoded path, took the id's '/' for the path's and left the request to
+// the gateway, which answered newline-delimited JSON.
+func TestWatchOverSSEWithSlashInTheOrderID(t *testing.T) {
+	e := start(t, httpapi.WithHeartbeat(20*time.Millisecond))
+	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), OrderId: "sse/slash:1", CustomerId: "sse", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openSSE(t, e, "/v1/orders/"+url.PathEscape("sse/slash:1")+":watch", "X-Min-Position", strconv.FormatUint(c.GetPosition(), 10))
+	if s.res.StatusCode != http.StatusOK || s.res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("HTTP %d %s", s.res.StatusCode, s.res.Header.Get("Content-Type"))
+	}
+	var state struct {
+		Order struct {
+			OrderID string `json:"orderId"`
+		} `json:"order"`
+	}
+	if ev := s.next(t); json.Unmarshal([]byte(ev.data), &state) != nil || state.Order.OrderID != "sse/slash:1" {
+		t.Fatalf("first event %+v; want the order sse/slash:1", ev)
 	}
 }
