@@ -166,13 +166,13 @@ func (b *batch) forget(rec eventstore.Recorded, f order.CustomerForgotten) error
 // m.applyMu is held.
 func (m *ReadModel) scrub(ctx context.Context) error {
 	done, err := m.truncateWAL(ctx)
-	switch {
-	case err == nil && done:
+	if err == nil && done {
 		m.scrubDue.Store(0)
 		return nil
-	case m.scrubDue.Load() == 0:
-		m.scrubDue.Store(m.scrubs.Add(1))
 	}
+	// A number of its own, even when an earlier scrub is due still: a
+	// retry that began before this erasure must not settle it.
+	m.scrubDue.Store(m.scrubs.Add(1))
 	m.scheduleScrub()
 	return err
 }

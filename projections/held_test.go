@@ -208,8 +208,18 @@ func TestScrubLeftDueIsRetried(t *testing.T) {
 	if _, _, err := m.Apply(ctx, []Item{forget}); err != nil {
 		t.Fatal(err)
 	}
-	if m.scrubDue.Load() == 0 {
+	first := m.scrubDue.Load()
+	if first == 0 {
 		t.Fatal("the scrub finished with a reader holding an older snapshot")
+	}
+	// Another erasure left due gets a number of its own: a retry that
+	// began before it must not settle it with the first.
+	forget.Rec.Position, forget.Rec.Version = 3, 3
+	if _, _, err := m.Apply(ctx, []Item{forget}); err != nil {
+		t.Fatal(err)
+	}
+	if due := m.scrubDue.Load(); due == 0 || due == first {
+		t.Fatalf("scrub due %d after a second erasure left due, %d after the first; want another number", due, first)
 	}
 	<-retried // still held up: due again
 	if m.scrubDue.Load() == 0 {
