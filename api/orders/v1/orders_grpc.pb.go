@@ -66,8 +66,9 @@ const (
 // order or line, ALREADY_EXISTS for an existing order or line or a reused
 // request_id,
 // FAILED_PRECONDITION for a transition the order's status does not allow
-// or for an item, quantity, address or declined payment change to an order
-// that has had 1,000 changes already (the most an order's history takes),
+// or for an item, quantity or address change or a repeated declined payment
+// on an order that has had 1,000 changes already (the most an order's
+// history takes),
 // ABORTED for a stale expected_revision or lasting contention, UNAVAILABLE
 // when the event store cannot be reached.
 type OrderCommandServiceClient interface {
@@ -250,8 +251,9 @@ func (c *orderCommandServiceClient) ConfirmDelivery(ctx context.Context, in *Con
 // order or line, ALREADY_EXISTS for an existing order or line or a reused
 // request_id,
 // FAILED_PRECONDITION for a transition the order's status does not allow
-// or for an item, quantity, address or declined payment change to an order
-// that has had 1,000 changes already (the most an order's history takes),
+// or for an item, quantity or address change or a repeated declined payment
+// on an order that has had 1,000 changes already (the most an order's
+// history takes),
 // ABORTED for a stale expected_revision or lasting contention, UNAVAILABLE
 // when the event store cannot be reached.
 type OrderCommandServiceServer interface {
