@@ -126,7 +126,7 @@ func (n *node) authenticate() error {
 				// own listener; the command service at COMMAND_ADDR
 				// would refuse it, after the charge was made
 				// (config.Validate says so too).
-				return errors.New("PAYMENTS_TOKEN: with authentication configured, the payments role calls the command service at COMMAND_ADDR and needs a token with the clerk role that it accepts")
+				return config.ErrPaymentsTokenRequired
 			}
 			// The payments manager calls this process's own command
 			// service with a token made for it now, and the

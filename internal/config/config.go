@@ -249,6 +249,12 @@ func (c Config) ClientTLS() bool {
 	return c.TLSCert != "" || c.TLSCA != "" || c.TLSClientCert != "" || c.TLSClientKey != "" || c.TLSServerName != ""
 }
 
+// ErrPaymentsTokenRequired reports a payments role whose calls to a
+// command service elsewhere have no token: with authentication on, the
+// one ordersd makes is known only to its own listener, and the command
+// service would refuse it after the charge was made.
+var ErrPaymentsTokenRequired = errors.New("PAYMENTS_TOKEN: with authentication configured, the payments role calls the command service at COMMAND_ADDR and needs a token with the clerk role that it accepts")
+
 // AuthEnabled reports whether any token source is configured.
 func (c Config) AuthEnabled() bool {
 	return c.AuthTokensFile != "" || c.AuthHMACSecretFile != "" || c.AuthJWKSFile != ""
@@ -518,7 +524,7 @@ func (c Config) validateUpstreams() []error {
 	// listener: a command service elsewhere (COMMAND_ADDR set, even beside
 	// a command role here) would refuse it, after the charge was made.
 	if c.Has("payments") && c.AuthEnabled() && c.PaymentsToken == "" && (c.CommandAddr != "" || !c.Has("command")) {
-		errs = append(errs, errors.New("PAYMENTS_TOKEN: with authentication configured, the payments role calls the command service at COMMAND_ADDR and needs a token with the clerk role that it accepts"))
+		errs = append(errs, ErrPaymentsTokenRequired)
 	}
 	return errs
 }
