@@ -222,12 +222,17 @@ audit export, audit verify --all and admin rebuild.`,
 			if a.output != "table" && a.output != "json" {
 				return usagef("--output must be table or json, not %q", a.output)
 			}
+			// Read here, not as the flag's default: help prints a flag's
+			// default, and the token is a secret.
+			if !cmd.Flags().Changed("token") {
+				a.token = a.env("ORDERS_TOKEN", "")
+			}
 			return nil
 		},
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&a.addr, "addr", a.env("ORDERS_ADDR", "127.0.0.1:50051"), "ordersd gRPC address (env ORDERS_ADDR)")
-	f.StringVar(&a.token, "token", a.env("ORDERS_TOKEN", ""), "bearer token sent as authorization (env ORDERS_TOKEN)")
+	f.StringVar(&a.token, "token", "", "bearer token sent as authorization (env ORDERS_TOKEN)")
 	f.StringVar(&a.actor, "actor", a.env("ORDERS_ACTOR", ""), "who is acting, recorded in the audit log (env ORDERS_ACTOR)")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline of each call, its retries on UNAVAILABLE included; how long a watch tries to reconnect")

@@ -877,3 +877,15 @@ func TestRefundShown(t *testing.T) {
 		t.Errorf("get shows no refund:\n%s", r.stdout)
 	}
 }
+
+// Help never shows ORDERS_TOKEN: it was the --token flag's default, which
+// help prints, so a mistyped command put the secret on the terminal.
+func TestHelpKeepsTheTokenSecret(t *testing.T) {
+	c := call{addr: "127.0.0.1:1", env: map[string]string{"ORDERS_TOKEN": "s3cr3t-token-0123456789"}}
+	for _, args := range [][]string{{"--help"}, {"orders"}, {"orders", "get", "--help"}, {"audit", "export", "--help"}} {
+		r := c.run(t, args...)
+		if strings.Contains(r.stdout+r.stderr, "s3cr3t") {
+			t.Errorf("ordersctl %v printed the token:\n%s%s", args, r.stdout, r.stderr)
+		}
+	}
+}
