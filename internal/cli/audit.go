@@ -175,6 +175,10 @@ position written resumes it.`,
   ordersctl audit export --type OrderPlaced --order 7d3f0c2a-... --follow`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			if from > 0 && since != "" {
+				// The service starts at the time and ignores the position.
+				return usagef("--from and --since: give one of them")
+			}
 			req := &ordersv1.StreamEventsRequest{FromPosition: from, EventTypes: types, OrderIds: orders, Follow: follow}
 			if req.FromTime, err = parseTime("since", since); err != nil {
 				return err
@@ -241,6 +245,13 @@ func writeEvents(stream grpc.ServerStreamingClient[ordersv1.StreamEventsResponse
 			return nil
 		}
 		if err != nil {
+			// What was received is written out whole before the error:
+			// the buffer may have written part of a line already, and a
+			// resumed export (--from one past the last position written)
+			// must find only whole lines before it.
+			if ferr := bw.Flush(); ferr != nil {
+				return writeError{ferr}
+			}
 			return err
 		}
 		b, err := line.Marshal(res.GetEvent())

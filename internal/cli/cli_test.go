@@ -208,6 +208,7 @@ func TestExitCodes(t *testing.T) {
 		{"too many decimals", g, []string{"orders", "create", "--customer", "c", "--currency", "EUR", "--item", "A:1:1.999"}, cli.ExitUsage},
 		{"invalid argument from server", g, []string{"orders", "create", "--customer", "c", "--currency", "euro"}, cli.ExitUsage},
 		{"bad output format", g, []string{"orders", "get", "x-1", "-o", "yaml"}, cli.ExitUsage},
+		{"export from a position and a time", g, []string{"audit", "export", "--from", "3", "--since", "2026-01-01T00:00:00Z"}, cli.ExitUsage},
 		{"not found", g, []string{"orders", "place", "nope"}, cli.ExitNotFound},
 		{"conflict: exists", g, []string{"orders", "create", "--order-id", "x-1", "--customer", "c", "--currency", "EUR"}, cli.ExitConflict},
 		{"conflict: illegal transition", g, []string{"orders", "deliver", "x-1"}, cli.ExitConflict},
@@ -335,6 +336,10 @@ func TestForgetCustomer(t *testing.T) {
 	if !strings.Contains(r.stdout, "CustomerForgotten") || !strings.Contains(r.stdout, "customer=cust-fg") {
 		t.Errorf("the erasure is not in the audit trail:\n%s", r.stdout)
 	}
+	// Another customer with personal data (and so a key) is not forgotten
+	// under a request id that forgot someone else.
+	ok(t, run(t, g, "orders", "create", "--order-id", "fg-other", "--request-id", "fg-other", "--customer", "cust-other", "--currency", "EUR",
+		"--name", "Bo", "--line1", "2 Elsewhere Road", "--city", "Leeds", "--country", "GB"))
 	if r := run(t, g, "admin", "forget-customer", "cust-other", "--request-id", "forget-1"); r.code == 0 {
 		t.Errorf("a request id reused for another customer was accepted: %s", r.stdout)
 	}

@@ -2,6 +2,8 @@ package cli_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -273,4 +275,45 @@ func TestWatchResumesAfterUnavailable(t *testing.T) {
 
 	// A server that does not come back: exit 4 once --timeout has passed.
 	fails(t, run(t, closedAddr(t), "orders", "watch", "fl-1", "--timeout", "1s"), cli.ExitUnavailable)
+}
+
+// cutAudit streams n events, then fails the stream UNAVAILABLE, as a node
+// shutting down mid-export does.
+type cutAudit struct {
+	ordersv1.UnimplementedOrderAuditServiceServer
+	n int
+}
+
+func (c cutAudit) StreamEvents(_ *ordersv1.StreamEventsRequest, st grpc.ServerStreamingServer[ordersv1.StreamEventsResponse]) error {
+	for i := 1; i <= c.n; i++ {
+		ev := &ordersv1.RecordedEvent{Position: uint64(i), OrderId: fmt.Sprintf("order-with-a-long-enough-id-%04d", i), Type: "OrderCreated"}
+		if err := st.Send(&ordersv1.StreamEventsResponse{Event: ev}); err != nil {
+			return err
+		}
+	}
+	return status.Error(codes.Unavailable, "node shutting down")
+}
+
+// An export cut off by the server ends with whole lines, every event it
+// received among them, so that one resumed after the last position
+// written adds to a valid file. Before, the buffered tail was dropped and
+// the last line written was cut in the middle.
+func TestExportCutOffEndsWithWholeLines(t *testing.T) {
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderAuditServiceServer(gs, cutAudit{n: 100}) })
+	r := run(t, addr, "audit", "export")
+	if r.code == 0 {
+		t.Fatalf("an export the server cut off exited 0")
+	}
+	if !strings.HasSuffix(r.stdout, "\n") {
+		t.Fatalf("the export ends in the middle of a line: …%q", r.stdout[max(0, len(r.stdout)-80):])
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	for i, l := range lines {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("line %d is not JSON: %q", i+1, l)
+		}
+	}
+	if len(lines) != 100 {
+		t.Fatalf("%d lines; want all 100 events received", len(lines))
+	}
 }
