@@ -169,12 +169,17 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 		if (e.toPosition > 0 && ev.GetPosition() > e.toPosition) || (!e.toTime.IsZero() && ev.GetRecordedAt().AsTime().After(e.toTime)) {
 			break
 		}
-		b, err := protojson.Marshal(ev)
-		if err != nil {
-			c.log.Error("console: export: encoding an event", "position", ev.GetPosition(), "err", err)
-			panic(http.ErrAbortHandler)
+		// The stream starts at the start time when there is one, whatever
+		// the first position: the form's bounds hold together, so the
+		// events before that position are left out here.
+		if ev.GetPosition() >= e.req.GetFromPosition() {
+			b, err := protojson.Marshal(ev)
+			if err != nil {
+				c.log.Error("console: export: encoding an event", "position", ev.GetPosition(), "err", err)
+				panic(http.ErrAbortHandler)
+			}
+			_, _ = bw.Write(append(b, '\n'))
 		}
-		_, _ = bw.Write(append(b, '\n'))
 		if m, err = stream.Recv(); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {

@@ -1,6 +1,8 @@
 package console_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -9,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -130,5 +133,52 @@ func TestConsoleHTTP(t *testing.T) {
 	}
 	if res, _ := cl.do("GET", "/console/orders", nil, nil); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("after signing out: %s, want 303 to the sign-in page", res.Status)
+	}
+}
+
+// An export with a first position and a start time holds both bounds: the
+// audit service starts the stream at the time when it has one, so the
+// console leaves out what comes before the position. Before, the first
+// position was ignored whenever a start time was given.
+func TestExportHoldsBothStartBounds(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte(adminToken+" alice admin\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := apptest.Start(t, map[string]string{"AUTH_TOKENS_FILE": tokens})
+	c := &console{base: "http://" + addrs.HTTP}
+	cl := newClient(t, c.base)
+	if res, _ := cl.do("POST", "/console/login", url.Values{"token": {adminToken}}, nil); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %s", res.Status)
+	}
+	for _, cust := range []string{"exp-1", "exp-2", "exp-3"} {
+		c.createOrder(t, cust)
+	}
+	positions := func(q string) []int {
+		t.Helper()
+		res, body := cl.do("GET", "/console/audit/export?"+q, nil, nil)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("export ?%s: %s", q, res.Status)
+		}
+		var ps []int
+		for _, l := range strings.Split(strings.TrimSpace(body), "\n") {
+			var ev struct {
+				Position string `json:"position"`
+			}
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatalf("export ?%s: line %q: %v", q, l, err)
+			}
+			p, _ := strconv.Atoi(ev.Position)
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	all := positions("from_time=2000-01-01T00:00")
+	if len(all) < 3 {
+		t.Fatalf("export from 2000: positions %v, want the three orders' creations", all)
+	}
+	from := all[len(all)-1]
+	if got := positions(fmt.Sprintf("from_position=%d&from_time=2000-01-01T00:00", from)); !slices.Equal(got, []int{from}) {
+		t.Fatalf("export from position %d and from 2000: positions %v, want [%d]", from, got, from)
 	}
 }
