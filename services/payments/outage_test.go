@@ -2,14 +2,19 @@ package payments_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/services/payments"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // gatedGateway holds every charge until open is closed, counting the
@@ -130,5 +135,40 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// outageStore answers every load UNAVAILABLE while down is set.
+type outageStore struct {
+	payments.Store
+	down atomic.Bool
+}
+
+func (s *outageStore) LoadLatestAfter(ctx context.Context, orderID string, after uint64) ([]eventstore.Recorded, error) {
+	if s.down.Load() {
+		return nil, fmt.Errorf("%w: test outage", eventstore.ErrUnavailable)
+	}
+	return s.Store.LoadLatestAfter(ctx, orderID, after)
+}
+
+// A retry of parked jobs that cannot run one to its end (the event store
+// away past the outage limit) answers UNAVAILABLE and leaves it parked.
+// Before, it answered success with nothing completed and nothing parked
+// again, and the jobs after it were never tried.
+func TestRetryThatCannotRunAJobIsNotASuccess(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	sim.SetDown(true)
+	st := &outageStore{Store: e.store}
+	e.runOn(t, st, sim, fast(), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond), payments.WithOutageLimit(50*time.Millisecond))
+	id := e.place(t, "retry-outage", 100)
+	e.waitParked(t, 1)
+	st.down.Store(true)
+	res, err := e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("RetryParkedPayment with the event store away = %v, %v; want UNAVAILABLE", res, err)
+	}
+	if p := e.waitParked(t, 1); p[0].GetOrderId() != id {
+		t.Fatalf("parked %v; want %s still", p, id)
 	}
 }

@@ -637,11 +637,13 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 		}
 		if errors.Is(err, ErrCircuitOpen) {
 			// Held back without calling the provider. The attempt
-			// still counts, on the job's own backoff: a provider down
-			// longer than the retry budget parks the job within that
-			// budget, rather than once the circuit lets every waiting
-			// job probe in turn. The last real failure stays the
-			// reason, if there was one.
+			// still counts, on the job's own backoff (waiting, though,
+			// for the circuit's next probe when that comes sooner than
+			// the longest backoff): a provider down longer than the
+			// retry budget parks the job within that budget, rather
+			// than once the circuit lets every waiting job probe in
+			// turn. The last real failure stays the reason, if there
+			// was one.
 			if lastErr == nil {
 				lastErr = err
 			}
@@ -653,7 +655,16 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 			break
 		}
 		attempt++
-		if !m.sleep(ctx, attempt-1) {
+		var least time.Duration
+		if errors.Is(err, ErrCircuitOpen) {
+			// A refused attempt waits for the circuit to let a probe
+			// through, up to the job's longest backoff: with a cool-down
+			// longer than the whole retry budget, a job that met a circuit
+			// just opened was parked without the provider ever being
+			// asked, even when it was back at once.
+			least = min(m.breaker.wait(), m.backoffMax)
+		}
+		if !m.sleepAtLeast(ctx, attempt-1, least) {
 			return abandon
 		}
 	}
@@ -670,7 +681,7 @@ func (m *Manager) giveUp(ctx context.Context, j *job, lastErr error) result {
 	j.ParkedAt = time.Now().UTC()
 	added, err := m.park(ctx, *j)
 	if err != nil {
-		m.log.ErrorContext(ctx, "payments: could not park job; it will be redelivered", "order", j.OrderID, "err", err)
+		m.log.ErrorContext(ctx, "payments: could not park job; it is delivered again (or, retried by an operator, stays parked as it was)", "order", j.OrderID, "err", err)
 		return abandon
 	}
 	if added {
@@ -684,9 +695,12 @@ func (m *Manager) giveUp(ctx context.Context, j *job, lastErr error) result {
 
 // sleep waits the backoff before retry n (1-based): full jitter over an
 // exponentially growing ceiling. It reports false when ctx ended.
-func (m *Manager) sleep(ctx context.Context, n int) bool {
+func (m *Manager) sleep(ctx context.Context, n int) bool { return m.sleepAtLeast(ctx, n, 0) }
+
+// sleepAtLeast is sleep for no less than least.
+func (m *Manager) sleepAtLeast(ctx context.Context, n int, least time.Duration) bool {
 	p := backoff.Policy{Base: m.backoffBase, Cap: m.backoffMax, Jitter: backoff.Full}
-	return backoff.Sleep(ctx, p.Delay(n)) == nil
+	return backoff.Sleep(ctx, max(p.Delay(n), least)) == nil
 }
 
 // attempt runs one attempt of a job on the order's current state.
@@ -999,8 +1013,14 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 			parkedAgain++
 		case abandon:
 			// The call ended mid-job, perhaps after the provider took the
-			// money; the job stays parked, marked before it ran.
-			return completed, parkedAgain, ctx.Err()
+			// money, or the event store or the command side stayed away
+			// past the outage limit, or the job could not be parked again:
+			// it stays parked, marked before it ran, and the jobs after it
+			// are not tried. Never an answer of success.
+			if err := ctx.Err(); err != nil {
+				return completed, parkedAgain, err
+			}
+			return completed, parkedAgain, fmt.Errorf("payments: the parked job of order %s could not be run to its end and stays parked: %w", j.OrderID, eventstore.ErrUnavailable)
 		}
 	}
 	return completed, parkedAgain, nil

@@ -540,3 +540,33 @@ func TestGatewayDownParksJobsWithinTheirBudget(t *testing.T) {
 		t.Fatalf("money moved while the provider was down: %v", sim.Movements())
 	}
 }
+
+// A job that meets a circuit just opened waits for its next probe before
+// spending its attempts: with the provider back by then, the order is
+// charged. Before, a cool-down longer than the job's whole retry budget
+// parked it without the provider ever being asked.
+func TestJobWaitsForTheCircuitsProbe(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	sim.SetDown(true)
+	// Three attempts with backoffs of a few milliseconds at first: a
+	// budget well under the 1 s cool-down, while the longest backoff
+	// (2 s) covers it.
+	e.run(t, sim, payments.WithRetry(3, time.Second, time.Millisecond, 2*time.Second), payments.WithCircuit(2, time.Second))
+	first := e.place(t, "circuit", 100)
+	if p := e.waitParked(t, 1); p[0].GetOrderId() != first {
+		t.Fatalf("parked %v; want %s", p, first)
+	}
+	if !e.mgr.Load().CircuitOpen() {
+		t.Fatal("the circuit is closed after the provider failed every call")
+	}
+	sim.SetDown(false)
+	second := e.place(t, "circuit", 100)
+	got := e.waitFor(t, 1, "PaymentAuthorized")
+	if len(got[second]) != 1 {
+		t.Fatalf("authorized %v; want the order placed after the provider came back, %s", got, second)
+	}
+	if c := sim.Charged(); len(c) != 1 {
+		t.Fatalf("money taken %v; want once, for %s", c, second)
+	}
+}
