@@ -26,42 +26,50 @@ type Msg struct {
 // pending timer is its schedule message until it fires). It reads through
 // an ordered consumer, without disturbing any subscription.
 func (s *Stream) Read(ctx context.Context, filters ...string) ([][]byte, error) {
+	var out [][]byte
+	err := s.Each(ctx, func(data []byte) { out = append(out, data) }, filters...)
+	return out, err
+}
+
+// Each is Read handing each message's data to fn as it comes, so that a
+// caller that keeps only some of them (the soonest, say) holds no more
+// than those: the stream may hold a timer for every open order.
+func (s *Stream) Each(ctx context.Context, fn func(data []byte), filters ...string) error {
 	if err := s.under(filters...); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := s.ensure(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
 	if err != nil {
-		return nil, fmt.Errorf("schedule: read: %w", err)
+		return fmt.Errorf("schedule: read: %w", err)
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("schedule: read: %w", err)
+		return fmt.Errorf("schedule: read: %w", err)
 	}
-	var out [][]byte
 	for left := info.NumPending; left > 0; {
 		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("schedule: read: %w", err)
+			return fmt.Errorf("schedule: read: %w", err)
 		}
 		n := 0
 		for msg := range batch.Messages() {
 			n++
-			out = append(out, msg.Data())
+			fn(msg.Data())
 			if md, err := msg.Metadata(); err == nil {
 				left = md.NumPending
 			}
 		}
 		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("schedule: read: %w", err)
+			return fmt.Errorf("schedule: read: %w", err)
 		}
 		if n == 0 {
 			break
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // Subscribe consumes the messages on the subjects matching filter (the

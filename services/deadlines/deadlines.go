@@ -115,7 +115,7 @@ type Timers interface {
 	Put(ctx context.Context, subject string, data []byte) error
 	Purge(ctx context.Context, subjects ...string) error
 	CountSubjects(ctx context.Context, filter string) (int, error)
-	Read(ctx context.Context, filters ...string) ([][]byte, error)
+	Each(ctx context.Context, fn func(data []byte), filters ...string) error
 	Subscribe(ctx context.Context, name, filter string, handle func(schedule.Msg), opts ...eventstore.SubscribeOption) error
 }
 
@@ -465,24 +465,35 @@ func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []De
 	if orderID != "" {
 		filters = []string{subjSchedule + "*." + orderID, subjOverdue + orderID}
 	}
-	msgs, err := m.timers.Read(ctx, filters...)
-	if err != nil {
-		return nil, false, err
-	}
-	for _, b := range msgs {
-		var s timer
-		if json.Unmarshal(b, &s) == nil && s.OrderID != "" {
-			out = append(out, Deadline{OrderID: s.OrderID, Kind: s.Kind, Due: s.Due, Overdue: s.Overdue, Position: s.Position})
-		}
-	}
-	slices.SortFunc(out, func(a, b Deadline) int {
+	soonest := func(a, b Deadline) int {
 		if c := a.Due.Compare(b.Due); c != 0 {
 			return c
 		}
 		return strings.Compare(a.OrderID, b.OrderID)
-	})
-	if len(out) > limit {
-		return out[:limit], true, nil
 	}
-	return out, false, nil
+	// Only the soonest limit are kept as the stream is read (sorted and
+	// cut whenever twice as many have gathered): it may hold a timer for
+	// every open order, and a page asks for a few of them.
+	keep := max(limit, 0)
+	matched := 0
+	err = m.timers.Each(ctx, func(b []byte) {
+		var s timer
+		if json.Unmarshal(b, &s) != nil || s.OrderID == "" {
+			return
+		}
+		matched++
+		out = append(out, Deadline{OrderID: s.OrderID, Kind: s.Kind, Due: s.Due, Overdue: s.Overdue, Position: s.Position})
+		if len(out) >= 2*keep+64 {
+			slices.SortFunc(out, soonest)
+			out = slices.Delete(out, keep, len(out))
+		}
+	}, filters...)
+	if err != nil {
+		return nil, false, err
+	}
+	slices.SortFunc(out, soonest)
+	if len(out) > keep {
+		out = out[:keep]
+	}
+	return out, matched > len(out), nil
 }

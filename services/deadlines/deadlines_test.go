@@ -403,3 +403,35 @@ func TestChargeAfterTimeoutIsVoided(t *testing.T) {
 		}
 	}
 }
+
+// A short page of a long list is its soonest deadlines, in due order, and
+// says that more matched; it keeps only a page's worth while it reads.
+func TestListPageIsTheSoonest(t *testing.T) {
+	e := start(t)
+	m, _ := e.run(t, time.Hour, time.Hour)
+	const orders = 150
+	for i := range orders {
+		e.place(t, fmt.Sprintf("page-%d", i))
+	}
+	var all []deadlines.Deadline
+	for wait := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) { // polling the list
+		var truncated bool
+		var err error
+		if all, truncated, err = m.List(t.Context(), "", 1000); err != nil || truncated {
+			t.Fatalf("List of all: truncated %v, %v", truncated, err)
+		}
+		if len(all) == orders {
+			break
+		}
+		if time.Now().After(wait) {
+			t.Fatalf("%d deadlines listed; want %d", len(all), orders)
+		}
+	}
+	page, truncated, err := m.List(t.Context(), "", 3)
+	if err != nil || !truncated {
+		t.Fatalf("List of 3 = truncated %v, %v; want truncated", truncated, err)
+	}
+	if fmt.Sprint(page) != fmt.Sprint(all[:3]) {
+		t.Fatalf("page of 3 %v; want the soonest %v", page, all[:3])
+	}
+}

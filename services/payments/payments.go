@@ -57,6 +57,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -957,11 +958,10 @@ func (m *Manager) Parked(ctx context.Context) ([]job, error) {
 		}
 		out = append(out, j)
 	}
-	for i := 1; i < len(out); i++ {
-		for k := i; k > 0 && out[k].ParkedAt.Before(out[k-1].ParkedAt); k-- {
-			out[k], out[k-1] = out[k-1], out[k]
-		}
-	}
+	// Stable, so jobs parked in the same instant keep the bucket's order;
+	// an outage can park thousands, which an insertion sort took
+	// quadratic time over.
+	slices.SortStableFunc(out, func(a, b job) int { return a.ParkedAt.Compare(b.ParkedAt) })
 	return out, nil
 }
 
