@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -310,7 +311,9 @@ func mergeReports(name string, parts []*Report) *Report {
 		} else {
 			cpu = cpu.add(*p.CPU)
 		}
-		elapsed += time.Duration(p.Duration * float64(time.Second))
+		// Rounded, not truncated: a part's seconds times 1e9 can fall a hair
+		// short of its whole nanoseconds.
+		elapsed += time.Duration(math.Round(p.Duration * float64(time.Second)))
 		m.Dropped += p.Dropped
 		m.Rate = p.Rate
 		for op, s := range p.Ops {
