@@ -7,6 +7,7 @@ import (
 
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/internal/bounded"
 	"github.com/orderstream/orderstream/order"
 )
 
@@ -59,7 +60,15 @@ type Feed struct {
 	max     int
 	byOrder map[string]map[*Subscription]struct{}
 	all     map[*Subscription]struct{}
+	// erased holds the position of each customer's latest erasure the
+	// feed published (at most maxErasures customers), for Fresh.
+	erased map[string]uint64
 }
+
+// maxErasures bounds the erasures a feed remembers for Fresh: a change
+// waits in a watcher's buffer for the time that watcher takes to send a
+// few hundred changes, far less than so many erasures take.
+const maxErasures = 4096
 
 // NewFeed returns a feed keeping the last history changes (DefaultFeedHistory
 // when history <= 0).
@@ -67,7 +76,7 @@ func NewFeed(history int) *Feed {
 	if history <= 0 {
 		history = DefaultFeedHistory
 	}
-	return &Feed{max: history, byOrder: map[string]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}}
+	return &Feed{max: history, byOrder: map[string]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}, erased: map[string]uint64{}}
 }
 
 // Subscription receives the changes a Subscribe call asked for.
@@ -96,6 +105,27 @@ func (s *Subscription) Err() error {
 	default:
 		return nil
 	}
+}
+
+// Fresh returns c as the watcher may send it now: c itself, or, when the
+// feed has since published an erasure of its customer, a copy with the
+// personal data erased. A change waits in the subscription's buffer
+// until its watcher sends it, and one published before the erasure still
+// shows what the erasure removed (the feed does not modify a change a
+// watcher holds). Watchers send every change through Fresh.
+func (s *Subscription) Fresh(c *Change) *Change {
+	if !holdsPersonalData(c.State) {
+		return c
+	}
+	s.f.mu.Lock()
+	at, ok := s.f.erased[c.State.CustomerID]
+	s.f.mu.Unlock()
+	if fg := (forgotten{customerID: c.State.CustomerID, at: at}); !ok || !fg.erases(c) {
+		return c
+	}
+	erased := *c
+	erased.State = eraseState(c.State)
+	return &erased
 }
 
 // Close ends the subscription; the feed sends it nothing more.
@@ -264,6 +294,7 @@ func (f *Feed) publish(position uint64, changes []Change, forgot []forgotten) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, fg := range forgot {
+		bounded.Put(f.erased, fg.customerID, max(f.erased[fg.customerID], fg.at), maxErasures)
 		for i := range changes {
 			if c := &changes[i]; fg.erases(c) {
 				c.State = eraseState(c.State)

@@ -141,8 +141,17 @@ func TestFeedPublishErasesWhatAForgetCovers(t *testing.T) {
 			}
 		}
 	}
-	if first := <-held.C(); first.State.Shipping.Line1 == "" {
+	first := <-held.C()
+	if first.State.Shipping.Line1 == "" {
 		t.Error("the change a watcher held was modified under it")
+	}
+	// Sent after the erasure, it goes out erased: before, a watcher sent
+	// what it had buffered with the data the erasure removed.
+	if sent := held.Fresh(first); holdsPersonalData(sent.State) || !sent.State.Shipping.Erased {
+		t.Errorf("the held change as sent after the erasure: %+v; want its personal data erased", sent.State)
+	}
+	if c := held.Fresh(&Change{Position: 7, OrderID: "o-1", State: order.State{CustomerID: "c", Shipping: addr()}}); !holdsPersonalData(c.State) {
+		t.Error("a change from after the latest erasure was erased")
 	}
 }
 

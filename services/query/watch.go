@@ -140,14 +140,14 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 	for {
 		select {
 		case c := <-sub.C():
-			if err := w.send(c); err != nil {
+			if err := w.send(sub.Fresh(c)); err != nil {
 				return err
 			}
 		case <-sub.Done():
 			for {
 				select {
 				case c := <-sub.C():
-					if err := w.send(c); err != nil {
+					if err := w.send(sub.Fresh(c)); err != nil {
 						return err
 					}
 				default:
