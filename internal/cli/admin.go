@@ -50,12 +50,13 @@ func (a *app) forgetCustomerCmd() *cobra.Command {
 
 func (a *app) parkedCmd() *cobra.Command {
 	c := &cobra.Command{Use: "parked", Short: "Payment jobs parked after their retries"}
-	c.AddCommand(&cobra.Command{
-		Use: "list", Short: "List parked payment jobs", Args: cobra.NoArgs,
-		Example: "  ordersctl admin parked list\n  ordersctl admin parked list -o json",
+	var limit int32
+	list := &cobra.Command{
+		Use: "list", Short: "List parked payment jobs, oldest first", Args: cobra.NoArgs,
+		Example: "  ordersctl admin parked list\n  ordersctl admin parked list --limit 1000 -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.ListParkedPaymentsResponse, error) {
-				return ordersv1.NewPaymentAdminServiceClient(conn).ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{})
+				return ordersv1.NewPaymentAdminServiceClient(conn).ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{Limit: limit})
 			}, func(res *ordersv1.ListParkedPaymentsResponse) error {
 				w := table(a.io.Out)
 				fmt.Fprintln(w, "ORDER\tKIND\tPOSITION\tATTEMPTS\tPARKED\tLAST ERROR")
@@ -63,10 +64,18 @@ func (a *app) parkedCmd() *cobra.Command {
 					kind := strings.ToLower(strings.TrimPrefix(p.GetKind().String(), "PAYMENT_JOB_KIND_"))
 					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\n", p.GetOrderId(), kind, p.GetPosition(), p.GetAttempts(), ts(p.GetParkedAt()), p.GetLastError())
 				}
-				return w.Flush()
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				if more := int(res.GetParkedCount()) - len(res.GetParked()); more > 0 {
+					fmt.Fprintf(a.io.Out, "(%d more parked; --limit lists up to 1000)\n", more)
+				}
+				return nil
 			})
 		},
-	}, &cobra.Command{
+	}
+	list.Flags().Int32Var(&limit, "limit", 0, "list at most this many, 1-1000 (default 100)")
+	c.AddCommand(list, &cobra.Command{
 		Use: "retry [ORDER]", Short: "Retry parked payment jobs now (one order's, or all)", Args: cobra.MaximumNArgs(1),
 		Example: "  ordersctl admin parked retry 7d3f0c2a-...\n  ordersctl admin parked retry          # every parked job",
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -22,6 +22,8 @@ type opsData struct {
 	Projection *projectionView
 	Parked     []*ordersv1.ParkedPayment
 	ParkedErr  string
+	// ParkedMore is how many parked jobs the page does not list.
+	ParkedMore int
 	Deadlines  *ordersv1.ListDeadlinesResponse
 	// DeadlinesErr says why the deadlines are not shown.
 	DeadlinesErr string
@@ -30,6 +32,10 @@ type opsData struct {
 
 // maxDeadlines is how many pending deadlines the page lists, soonest first.
 const maxDeadlines = 50
+
+// maxParked is how many parked payment jobs the page lists, oldest first;
+// "Retry all" retries the others too.
+const maxParked = 100
 
 // projectionView is the read model's state against the log.
 type projectionView struct {
@@ -48,10 +54,11 @@ type healthView struct {
 
 func (c *Console) opsPage(w http.ResponseWriter, r *http.Request, s *session) {
 	d := &opsData{Projection: c.projection(s)}
-	if res, err := c.pay.ListParkedPayments(s.ctx, &ordersv1.ListParkedPaymentsRequest{}); err != nil {
+	if res, err := c.pay.ListParkedPayments(s.ctx, &ordersv1.ListParkedPaymentsRequest{Limit: maxParked}); err != nil {
 		_, d.ParkedErr = c.userError(err)
 	} else {
 		d.Parked = res.GetParked()
+		d.ParkedMore = max(int(res.GetParkedCount())-len(d.Parked), 0)
 	}
 	if res, err := c.dl.ListDeadlines(s.ctx, &ordersv1.ListDeadlinesRequest{Limit: maxDeadlines}); err != nil {
 		_, d.DeadlinesErr = c.userError(err)

@@ -31,14 +31,24 @@ func kindProto(k jobKind) ordersv1.PaymentJobKind {
 	return ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_UNSPECIFIED
 }
 
-// ListParkedPayments lists parked jobs, oldest first.
-func (a *Admin) ListParkedPayments(ctx context.Context, _ *ordersv1.ListParkedPaymentsRequest) (*ordersv1.ListParkedPaymentsResponse, error) {
+// ListParkedPayments lists parked jobs, oldest first, at most the
+// request's limit of them, with how many are parked in all: an outage can
+// park more than one answer should carry. INVALID_ARGUMENT for a limit
+// outside 0-1000.
+func (a *Admin) ListParkedPayments(ctx context.Context, req *ordersv1.ListParkedPaymentsRequest) (*ordersv1.ListParkedPaymentsResponse, error) {
+	limit := int(req.GetLimit())
+	switch {
+	case limit == 0:
+		limit = 100
+	case limit < 0 || limit > 1000:
+		return nil, rpcerr.Invalid("limit", "must be between 1 and 1000")
+	}
 	jobs, err := a.m.Parked(ctx)
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, a.log, err)
 	}
-	res := &ordersv1.ListParkedPaymentsResponse{}
-	for _, j := range jobs {
+	res := &ordersv1.ListParkedPaymentsResponse{ParkedCount: uint32(len(jobs))}
+	for _, j := range jobs[:min(len(jobs), limit)] {
 		res.Parked = append(res.Parked, &ordersv1.ParkedPayment{OrderId: j.OrderID, Kind: kindProto(j.Kind), Position: j.Position,
 			Attempts: uint32(j.Attempts), LastError: j.LastError, ParkedAt: timestamppb.New(j.ParkedAt)})
 	}

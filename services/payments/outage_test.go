@@ -172,3 +172,27 @@ func TestRetryThatCannotRunAJobIsNotASuccess(t *testing.T) {
 		t.Fatalf("parked %v; want %s still", p, id)
 	}
 }
+
+// A list of parked jobs is cut at its limit, oldest first, and says how
+// many are parked in all: an outage can park more than one answer should
+// carry. A limit outside 0-1000 is INVALID_ARGUMENT.
+func TestParkedListIsCutAtItsLimit(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	sim.SetDown(true)
+	e.run(t, sim, fast(), payments.WithRetry(1, time.Second, time.Millisecond, time.Millisecond))
+	for range 3 {
+		e.place(t, "parked-list", 100)
+	}
+	all := e.waitParked(t, 3)
+	res, err := e.admin.ListParkedPayments(t.Context(), &ordersv1.ListParkedPaymentsRequest{Limit: 2})
+	if err != nil || res.GetParkedCount() != 3 || len(res.GetParked()) != 2 ||
+		res.GetParked()[0].GetOrderId() != all[0].GetOrderId() || res.GetParked()[1].GetOrderId() != all[1].GetOrderId() {
+		t.Fatalf("list of 2 = %v, %v; want the 2 oldest of 3", res, err)
+	}
+	for _, limit := range []int32{-1, 1001} {
+		if _, err := e.admin.ListParkedPayments(t.Context(), &ordersv1.ListParkedPaymentsRequest{Limit: limit}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("limit %d = %v; want INVALID_ARGUMENT", limit, err)
+		}
+	}
+}

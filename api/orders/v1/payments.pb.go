@@ -167,7 +167,9 @@ func (x *ParkedPayment) GetParkedAt() *timestamppb.Timestamp {
 
 // ListParkedPaymentsRequest lists parked jobs.
 type ListParkedPaymentsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many, 1-1000; 0 means 100.
+	Limit         int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,11 +204,21 @@ func (*ListParkedPaymentsRequest) Descriptor() ([]byte, []int) {
 	return file_orders_v1_payments_proto_rawDescGZIP(), []int{1}
 }
 
+func (x *ListParkedPaymentsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 // ListParkedPaymentsResponse holds the parked jobs.
 type ListParkedPaymentsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Parked jobs, oldest first.
-	Parked        []*ParkedPayment `protobuf:"bytes,1,rep,name=parked,proto3" json:"parked,omitempty"`
+	Parked []*ParkedPayment `protobuf:"bytes,1,rep,name=parked,proto3" json:"parked,omitempty"`
+	// How many jobs are parked: more than listed when the list was cut at
+	// limit.
+	ParkedCount   uint32 `protobuf:"varint,2,opt,name=parked_count,json=parkedCount,proto3" json:"parked_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +258,13 @@ func (x *ListParkedPaymentsResponse) GetParked() []*ParkedPayment {
 		return x.Parked
 	}
 	return nil
+}
+
+func (x *ListParkedPaymentsResponse) GetParkedCount() uint32 {
+	if x != nil {
+		return x.ParkedCount
+	}
+	return 0
 }
 
 // RetryParkedPaymentRequest names the jobs to retry.
@@ -361,10 +380,12 @@ const file_orders_v1_payments_proto_rawDesc = "" +
 	"\battempts\x18\x04 \x01(\rR\battempts\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x05 \x01(\tR\tlastError\x127\n" +
-	"\tparked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bparkedAt\"\x1b\n" +
-	"\x19ListParkedPaymentsRequest\"N\n" +
+	"\tparked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bparkedAt\"1\n" +
+	"\x19ListParkedPaymentsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"q\n" +
 	"\x1aListParkedPaymentsResponse\x120\n" +
-	"\x06parked\x18\x01 \x03(\v2\x18.orders.v1.ParkedPaymentR\x06parked\"6\n" +
+	"\x06parked\x18\x01 \x03(\v2\x18.orders.v1.ParkedPaymentR\x06parked\x12!\n" +
+	"\fparked_count\x18\x02 \x01(\rR\vparkedCount\"6\n" +
 	"\x19RetryParkedPaymentRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"]\n" +
 	"\x1aRetryParkedPaymentResponse\x12\x1c\n" +
