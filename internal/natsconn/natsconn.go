@@ -37,6 +37,13 @@
 // together does not return together. The backoff restarts from
 // ReconnectWait after every successful reconnect.
 //
+// A server that goes silent without closing the connection (its host
+// gone, a partition dropping packets) is noticed by pings: one every
+// PingInterval (DefaultPingInterval, 5 s), and the connection is taken for
+// stale, and the client moves to another server, when two go unanswered.
+// nats.go's defaults (2 minutes, two) left a node on a dead server for
+// four to six minutes, every append and read timing out meanwhile.
+//
 // # Logging
 //
 // Every state change is logged once: connected, disconnected (with the
@@ -111,13 +118,22 @@ type Options struct {
 	// MaxReconnectWait caps the exponential backoff; zero means
 	// DefaultMaxReconnectWait.
 	MaxReconnectWait time.Duration
+	// PingInterval is how often the client pings its server; two pings
+	// unanswered make the connection stale (see Reconnecting). Zero means
+	// DefaultPingInterval.
+	PingInterval time.Duration
 }
 
-// Default backoff bounds.
+// Default backoff bounds and ping interval.
 const (
 	DefaultReconnectWait    = 250 * time.Millisecond
 	DefaultMaxReconnectWait = 5 * time.Second
+	DefaultPingInterval     = 5 * time.Second
 )
+
+// maxPingsOut is how many pings may go unanswered before the connection
+// is stale.
+const maxPingsOut = 2
 
 // Connect validates o, then connects with the options described in the
 // package documentation. Options in extra are applied last, so they override
@@ -170,8 +186,14 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 		maxWait = DefaultMaxReconnectWait
 	}
 	maxWait = max(maxWait, wait)
+	ping := o.PingInterval
+	if ping <= 0 {
+		ping = DefaultPingInterval
+	}
 	opts := []nats.Option{
 		nats.Name(name),
+		nats.PingInterval(ping),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.MaxReconnects(-1),
 		nats.IgnoreAuthErrorAbort(),
 		nats.RetryOnFailedConnect(true),
@@ -337,7 +359,11 @@ func handlers(log *slog.Logger, user *nats.Options) []nats.Option {
 			}
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
-			if err := closedBy(nc); err != nil {
+			// An error only when the connection was given up on: the last
+			// error nats.go keeps (a permission violation, a slow
+			// consumer) was logged when it came, and a close this process
+			// asked for (shutting down) is no error.
+			if err := rejection(nc); err != nil {
 				log.Error("nats connection closed", "err", err)
 			} else {
 				log.Info("nats connection closed")
@@ -409,10 +435,18 @@ func giveUp(nc *nats.Conn, err error) {
 // closedBy returns why nc closed: the rejection it was given up for, or
 // its last error.
 func closedBy(nc *nats.Conn) error {
+	if err := rejection(nc); err != nil {
+		return err
+	}
+	return nc.LastError()
+}
+
+// rejection returns the rejection nc was given up for, or nil.
+func rejection(nc *nats.Conn) error {
 	if err, ok := rejections.Load(weak.Make(nc)); ok {
 		return err.(error)
 	}
-	return nc.LastError()
+	return nil
 }
 
 // WaitConnected blocks until nc is connected, ctx is done, or the connection

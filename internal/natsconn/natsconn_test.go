@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/orderstream/orderstream/internal/natsconn"
 	"github.com/orderstream/orderstream/internal/natsconn/natstest"
+	"github.com/orderstream/orderstream/internal/tcpproxy"
 	"github.com/orderstream/orderstream/internal/testlog"
 	"github.com/orderstream/orderstream/internal/tlsconfig"
 	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
@@ -639,5 +640,75 @@ func TestInProcessServer(t *testing.T) {
 	roundTrip(t, nc)
 	if got := nc.ConnectedAddr(); got != "pipe" {
 		t.Fatalf("connected to %q, want the in-process pipe", got)
+	}
+}
+
+// A server that goes silent without closing the connection (a partition
+// dropping packets) is left for another one in NATS_URL once pings go
+// unanswered. Before, nats.go's defaults (a ping every 2 minutes) kept the
+// connection CONNECTED to it for minutes, every request timing out.
+func TestSilentServerIsLeftForAnother(t *testing.T) {
+	s1 := natstest.StartServer(t, nil)
+	s2 := natstest.StartServer(t, nil)
+	proxy, err := tcpproxy.Start(tcpproxy.To(strings.TrimPrefix(s1.ClientURL(), "nats://")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	reconnected := make(chan string, 4)
+	nc := connect(t, natsconn.Options{URLs: "nats://" + proxy.Addr() + "," + s2.ClientURL(), PingInterval: 100 * time.Millisecond,
+		ReconnectWait: time.Millisecond, MaxReconnectWait: 10 * time.Millisecond},
+		nats.DontRandomize(), nats.ReconnectHandler(func(nc *nats.Conn) { reconnected <- nc.ConnectedUrl() }))
+	if nc.ConnectedUrl() != "nats://"+proxy.Addr() {
+		t.Fatalf("connected to %s first; want the proxy", nc.ConnectedUrl())
+	}
+	proxy.SetMode(tcpproxy.Drop)
+	select {
+	case url := <-reconnected:
+		if url != s2.ClientURL() {
+			t.Fatalf("reconnected to %s; want the server that answers, %s", url, s2.ClientURL())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("still on the silent server after a minute (status %v)", nc.Status())
+	}
+	roundTrip(t, nc)
+}
+
+// Closing a connection on purpose is no error, even after an asynchronous
+// error (a permission violation) the log already reported. Before, every
+// shutdown after one logged it again at ERROR.
+func TestCleanCloseIsNoError(t *testing.T) {
+	srv := natstest.StartServer(t, func(o *server.Options) {
+		o.Users = []*server.User{{Username: "u", Password: "p", Permissions: &server.Permissions{Publish: &server.SubjectPermission{Deny: []string{"forbidden"}}}}}
+	})
+	rec := &logRecorder{}
+	violated, closed := make(chan struct{}, 1), make(chan struct{})
+	nc, err := natsconn.Connect(natsconn.Options{URLs: srv.ClientURL(), User: "u", Password: "p"}, slog.New(rec),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {
+			select {
+			case violated <- struct{}{}:
+			default:
+			}
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := natsconn.WaitConnected(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("forbidden", nil); err != nil {
+		t.Fatal(err)
+	}
+	<-violated
+	if nc.LastError() == nil {
+		t.Fatal("no last error after the permission violation")
+	}
+	nc.Close()
+	<-closed
+	if n := rec.count("ERROR nats connection closed"); n != 0 {
+		t.Fatalf("a clean close logged an error: %q", rec.msgs)
 	}
 }
