@@ -29,6 +29,7 @@ func (n *node) connectNATS(ctx context.Context) error {
 			Listen:     cfg.NATSListen,
 			StoreDir:   filepath.Join(cfg.DataDir, "nats"),
 			SyncAlways: cfg.NATSSync == "always",
+			Log:        n.log,
 		})
 		if err != nil {
 			if errors.Is(err, natsembed.ErrListen) {

@@ -3,10 +3,13 @@
 package natsembed
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -20,6 +23,9 @@ type Options struct {
 	StoreDir string
 	// SyncAlways fsyncs every write instead of periodically.
 	SyncAlways bool
+	// Log receives the server's errors and warnings (its notices at debug
+	// level); nil discards them.
+	Log *slog.Logger
 }
 
 // ErrNotReady reports a server that did not accept connections in time.
@@ -39,22 +45,42 @@ var ErrStart = errors.New("natsembed: server failed to start")
 // failed nor became ready; recovering a large store can take a while.
 const readyTimeout = 30 * time.Second
 
-// fatalLogger catches what nats-server reports as fatal while starting
-// (it logs and gives up the listener instead of returning an error), so
-// Start can fail at once rather than wait out readyTimeout.
-type fatalLogger struct{ fatal chan string }
+// serverLogger hands the server's log to the process's: its errors and
+// warnings (JetStream out of resources, a damaged store recovered) belong
+// in ordersd's log, since this server holds the orders. It also catches
+// what the server reports as fatal while starting (it logs and gives up
+// the listener instead of returning an error), so Start can fail at once
+// rather than wait out readyTimeout.
+type serverLogger struct {
+	fatal   chan string
+	started *atomic.Bool // Start has returned: nobody reads fatal
+	log     *slog.Logger
+}
 
-func (l fatalLogger) Fatalf(format string, v ...any) {
+func (l serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if l.started.Load() {
+		l.log.Error("nats-server: "+msg, "embedded", true)
+		return
+	}
 	select {
-	case l.fatal <- fmt.Sprintf(format, v...):
+	case l.fatal <- msg: // Start returns it
 	default:
 	}
 }
-func (fatalLogger) Noticef(string, ...any) {}
-func (fatalLogger) Warnf(string, ...any)   {}
-func (fatalLogger) Errorf(string, ...any)  {}
-func (fatalLogger) Debugf(string, ...any)  {}
-func (fatalLogger) Tracef(string, ...any)  {}
+func (l serverLogger) Errorf(format string, v ...any) {
+	l.log.Error("nats-server: "+fmt.Sprintf(format, v...), "embedded", true)
+}
+func (l serverLogger) Warnf(format string, v ...any) {
+	l.log.Warn("nats-server: "+fmt.Sprintf(format, v...), "embedded", true)
+}
+func (l serverLogger) Noticef(format string, v ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug("nats-server: "+fmt.Sprintf(format, v...), "embedded", true)
+	}
+}
+func (serverLogger) Debugf(string, ...any) {}
+func (serverLogger) Tracef(string, ...any) {}
 
 // Start starts a server and waits until it accepts connections. The caller
 // shuts it down with Shutdown and WaitForShutdown. Errors: ErrListen when
@@ -95,7 +121,13 @@ func Start(o Options) (*server.Server, error) {
 		return nil, fmt.Errorf("natsembed: %w", err)
 	}
 	fatal := make(chan string, 1)
-	ns.SetLoggerV2(fatalLogger{fatal}, false, false, false)
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	started := new(atomic.Bool)
+	defer started.Store(true)
+	ns.SetLoggerV2(serverLogger{fatal: fatal, started: started, log: log}, false, false, false)
 	ns.Start()
 	for deadline := time.Now().Add(readyTimeout); ; {
 		select {
