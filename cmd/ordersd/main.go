@@ -56,6 +56,10 @@ func main() {
 	}
 	log := newLogger(cfg)
 	memlimit.Apply(log, os.Getenv, nil)
+	// Once the first signal has begun the graceful shutdown, the signals
+	// get their default action back: a second one ends the process at
+	// once, should the shutdown hang.
+	context.AfterFunc(ctx, stop)
 	if err := app.Run(ctx, cfg, log, nil); err != nil {
 		log.Error("ordersd failed", "err", err)
 		stop()
