@@ -164,6 +164,22 @@ func Connect(o Options, log *slog.Logger, extra ...nats.Option) (*nats.Conn, err
 	return nc, nil
 }
 
+// timing returns the reconnect backoff's bounds and the ping interval,
+// defaults in place of zeros.
+func (o Options) timing() (wait, maxWait, ping time.Duration) {
+	wait, maxWait, ping = o.ReconnectWait, o.MaxReconnectWait, o.PingInterval
+	if wait <= 0 {
+		wait = DefaultReconnectWait
+	}
+	if maxWait <= 0 {
+		maxWait = DefaultMaxReconnectWait
+	}
+	if ping <= 0 {
+		ping = DefaultPingInterval
+	}
+	return wait, max(maxWait, wait), ping
+}
+
 // natsOptions checks o and turns it into nats options; each error names the
 // variable to fix.
 func (o Options) natsOptions() ([]nats.Option, error) {
@@ -177,19 +193,7 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 	if name == "" {
 		name = "ordersd"
 	}
-	wait := o.ReconnectWait
-	if wait <= 0 {
-		wait = DefaultReconnectWait
-	}
-	maxWait := o.MaxReconnectWait
-	if maxWait <= 0 {
-		maxWait = DefaultMaxReconnectWait
-	}
-	maxWait = max(maxWait, wait)
-	ping := o.PingInterval
-	if ping <= 0 {
-		ping = DefaultPingInterval
-	}
+	wait, maxWait, ping := o.timing()
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.PingInterval(ping),
