@@ -103,7 +103,11 @@ func Dial(addr string, opts ...Option) (*grpc.ClientConn, error) {
 			return nil, err
 		}
 	}
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(c.creds)}
+	// Calls go round the addresses the name resolves to: several replicas
+	// of a role behind one name (compose's deploy.replicas, a headless
+	// service) each take a share. gRPC's default, pick_first, sent every
+	// call to the first it reached.
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(c.creds), grpc.WithDefaultServiceConfig(roundRobin)}
 	if c.token != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(bearer(c.token)))
 	}
@@ -126,6 +130,9 @@ func Dial(addr string, opts ...Option) (*grpc.ClientConn, error) {
 	}
 	return conn, nil
 }
+
+// roundRobin is the service config of every connection Dial makes.
+const roundRobin = `{"loadBalancingConfig":[{"round_robin":{}}]}`
 
 // bearer is per-RPC credentials carrying a static token. It is sent over
 // plaintext too: ordersd without TLS listens on loopback only (or was told
