@@ -7,12 +7,14 @@
 //
 // Each runs in bash (errexit, pipefail) against a fresh ordersd of its own,
 // started in-process on free loopback ports with the variables named, with
-// grpcurl (pinned in tools.mod), ordersctl and curl on PATH. Only addresses
+// grpcurl and the nats CLI (pinned in tools.mod), ordersctl and curl on
+// PATH. Only addresses
 // are rewritten: 127.0.0.1:50051 and localhost:8080 become the test's own
 // ports and `go run ./cmd/ordersctl` the ordersctl built once. A comment
 // line "# → a … b" after commands says what their output shows: each part
 // between the "…" must appear in it, whitespace aside. A block that needs a
-// tool this machine lacks (needs=TOOL) is skipped, naming it.
+// tool this machine lacks (needs=TOOL) is skipped, naming it, and fails
+// under CI (CI set).
 package readme_test
 
 import (
@@ -65,7 +67,8 @@ func walkthroughs(t *testing.T, readme string) []walkthrough {
 	return out
 }
 
-// build puts grpcurl (from tools.mod) and ordersctl in a directory for
+// build puts grpcurl and the nats CLI (from tools.mod) and ordersctl in a
+// directory for
 // PATH. GOPROXY=off: a test sends nothing beyond loopback, so the modules
 // must be in the module cache already (`make test` and CI download them).
 // `go tool -n` names the tool's executable, cached after the first build.
@@ -86,9 +89,11 @@ func build(t *testing.T) string {
 		}
 		return out
 	}
-	grpcurl := strings.TrimSpace(string(gocmd("tool", "-modfile=tools.mod", "-n", "grpcurl")))
-	if err := os.Symlink(grpcurl, filepath.Join(dir, "grpcurl")); err != nil {
-		t.Fatal(err)
+	for _, tool := range []string{"grpcurl", "nats"} {
+		bin := strings.TrimSpace(string(gocmd("tool", "-modfile=tools.mod", "-n", tool)))
+		if err := os.Symlink(bin, filepath.Join(dir, tool)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	gocmd("build", "-o", filepath.Join(dir, "ordersctl"), "./cmd/ordersctl")
 	return dir
@@ -128,7 +133,15 @@ func TestREADMEWalkthroughs(t *testing.T) {
 			}
 			for _, tool := range append([]string{"curl"}, w.needs...) {
 				if strings.Contains(w.script, tool+" ") {
+					if _, err := os.Stat(filepath.Join(bin, tool)); err == nil {
+						continue // built above
+					}
 					if _, err := exec.LookPath(tool); err != nil {
+						// CI has every tool a walkthrough needs: one
+						// missing there is a failure, not a skip.
+						if os.Getenv("CI") != "" {
+							t.Fatalf("%s is not on this machine", tool)
+						}
 						t.Skipf("%s is not on this machine", tool)
 					}
 				}
