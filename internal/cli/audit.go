@@ -202,6 +202,24 @@ func (a *app) export(ctx context.Context, req *ordersv1.StreamEventsRequest, fil
 	if err != nil {
 		return err
 	}
+	// A follow ends when the user interrupts it: that is success.
+	stopped := func(err error) bool {
+		return req.GetFollow() && status.Code(err) == codes.Canceled && ctx.Err() != nil
+	}
+	stream, err := client.StreamEvents(a.streamCtx(ctx), req)
+	if stopped(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// The first answer comes before --file is opened: a server that
+	// refuses or cannot be reached must leave an existing file as it was,
+	// not emptied.
+	first, ferr := stream.Recv()
+	if ferr != nil && !errors.Is(ferr, io.EOF) && !stopped(ferr) {
+		return ferr
+	}
 	out := a.io.Out
 	if file != "" {
 		f, err := os.Create(file)
@@ -217,18 +235,24 @@ func (a *app) export(ctx context.Context, req *ordersv1.StreamEventsRequest, fil
 		}()
 		out = f
 	}
-	// A follow ends when the user interrupts it: that is success.
-	stopped := func(err error) bool {
-		return req.GetFollow() && status.Code(err) == codes.Canceled && ctx.Err() != nil
+	return writeEvents(&peeked{ServerStreamingClient: stream, first: first, err: ferr}, bufio.NewWriter(out), req.GetFollow(), stopped)
+}
+
+// peeked is a stream whose first answer was already received: Recv gives
+// it back first.
+type peeked struct {
+	grpc.ServerStreamingClient[ordersv1.StreamEventsResponse]
+	first *ordersv1.StreamEventsResponse
+	err   error
+	taken bool
+}
+
+func (p *peeked) Recv() (*ordersv1.StreamEventsResponse, error) {
+	if !p.taken {
+		p.taken = true
+		return p.first, p.err
 	}
-	stream, err := client.StreamEvents(a.streamCtx(ctx), req)
-	if stopped(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return writeEvents(stream, bufio.NewWriter(out), req.GetFollow(), stopped)
+	return p.ServerStreamingClient.Recv()
 }
 
 // writeEvents writes each event of stream to bw as a JSON line until the

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -315,5 +317,32 @@ func TestExportCutOffEndsWithWholeLines(t *testing.T) {
 	}
 	if len(lines) != 100 {
 		t.Fatalf("%d lines; want all 100 events received", len(lines))
+	}
+}
+
+// refusingAudit answers every export UNAVAILABLE before any event.
+type refusingAudit struct {
+	ordersv1.UnimplementedOrderAuditServiceServer
+}
+
+func (refusingAudit) StreamEvents(*ordersv1.StreamEventsRequest, grpc.ServerStreamingServer[ordersv1.StreamEventsResponse]) error {
+	return status.Error(codes.Unavailable, "node shutting down")
+}
+
+// An export the server refuses leaves --file as it was. Before, the file
+// was emptied before the server had answered, so a retried export to the
+// same file lost the one written before.
+func TestRefusedExportKeepsTheFile(t *testing.T) {
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderAuditServiceServer(gs, refusingAudit{}) })
+	file := filepath.Join(t.TempDir(), "events.jsonl")
+	const earlier = `{"position":"1"}` + "\n"
+	if err := os.WriteFile(file, []byte(earlier), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, addr, "audit", "export", "--file", file); r.code == 0 {
+		t.Fatal("a refused export exited 0")
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != earlier {
+		t.Fatalf("the file after a refused export: %q, %v; want it as it was", b, err)
 	}
 }
