@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
@@ -68,6 +69,19 @@ func Invalid(field, reason string) error {
 		return d.Err()
 	}
 	return st.Err()
+}
+
+// Limit returns the count a request's limit asks for: def when it is 0,
+// the limit itself from 1 to most, and otherwise an INVALID_ARGUMENT
+// status naming the field "limit".
+func Limit(limit int32, def, most int) (int, error) {
+	switch {
+	case limit == 0:
+		return def, nil
+	case limit < 0 || int(limit) > most:
+		return 0, Invalid("limit", "must be between 1 and "+strconv.Itoa(most))
+	}
+	return int(limit), nil
 }
 
 // ID checks a required identifier named field (order_id, customer_id, ...)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
 )
 
@@ -67,16 +68,23 @@ func (c *client) do(method, path string, form url.Values, hdr map[string]string)
 
 var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([^"]+)">`)
 
-// TestConsoleHTTP checks, without a browser, what the console promises
-// every browser: sign-in, CSP, CSRF and cross-origin refusals, escaping.
-func TestConsoleHTTP(t *testing.T) {
+// startWithAdmin starts ordersd with authentication, adminToken an admin's,
+// and returns the console, a client not yet signed in, and the addresses.
+func startWithAdmin(t *testing.T) (*console, *client, app.Addrs) {
+	t.Helper()
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	if err := os.WriteFile(tokens, []byte(adminToken+" alice admin\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addrs, _ := apptest.Start(t, map[string]string{"AUTH_TOKENS_FILE": tokens})
 	c := &console{base: "http://" + addrs.HTTP}
-	cl := newClient(t, c.base)
+	return c, newClient(t, c.base), addrs
+}
+
+// TestConsoleHTTP checks, without a browser, what the console promises
+// every browser: sign-in, CSP, CSRF and cross-origin refusals, escaping.
+func TestConsoleHTTP(t *testing.T) {
+	c, cl, addrs := startWithAdmin(t)
 
 	res, _ := cl.do("GET", "/console/orders", nil, nil)
 	if res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(res.Header.Get("Location"), "/console/login?") {
@@ -141,13 +149,7 @@ func TestConsoleHTTP(t *testing.T) {
 // console leaves out what comes before the position. Before, the first
 // position was ignored whenever a start time was given.
 func TestExportHoldsBothStartBounds(t *testing.T) {
-	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte(adminToken+" alice admin\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addrs, _ := apptest.Start(t, map[string]string{"AUTH_TOKENS_FILE": tokens})
-	c := &console{base: "http://" + addrs.HTTP}
-	cl := newClient(t, c.base)
+	c, cl, _ := startWithAdmin(t)
 	if res, _ := cl.do("POST", "/console/login", url.Values{"token": {adminToken}}, nil); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in: %s", res.Status)
 	}

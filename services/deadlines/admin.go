@@ -35,12 +35,9 @@ func (a *Admin) ListDeadlines(ctx context.Context, req *ordersv1.ListDeadlinesRe
 	if id := req.GetOrderId(); id != "" && (order.ValidateID("order_id", id) != nil || eventstore.ValidOrderID(id) != nil) {
 		return nil, rpcerr.Invalid("order_id", "must be 1-64 printable ASCII characters without spaces, '.', '*' or '>'")
 	}
-	limit := int(req.GetLimit())
-	switch {
-	case limit == 0:
-		limit = 100
-	case limit < 0 || limit > 1000:
-		return nil, rpcerr.Invalid("limit", "must be between 1 and 1000")
+	limit, err := rpcerr.Limit(req.GetLimit(), 100, 1000)
+	if err != nil {
+		return nil, err
 	}
 	ds, truncated, err := a.m.List(ctx, req.GetOrderId(), limit)
 	if err != nil {

@@ -36,12 +36,9 @@ func kindProto(k jobKind) ordersv1.PaymentJobKind {
 // park more than one answer should carry. INVALID_ARGUMENT for a limit
 // outside 0-1000.
 func (a *Admin) ListParkedPayments(ctx context.Context, req *ordersv1.ListParkedPaymentsRequest) (*ordersv1.ListParkedPaymentsResponse, error) {
-	limit := int(req.GetLimit())
-	switch {
-	case limit == 0:
-		limit = 100
-	case limit < 0 || limit > 1000:
-		return nil, rpcerr.Invalid("limit", "must be between 1 and 1000")
+	limit, err := rpcerr.Limit(req.GetLimit(), 100, 1000)
+	if err != nil {
+		return nil, err
 	}
 	jobs, err := a.m.Parked(ctx)
 	if err != nil {
