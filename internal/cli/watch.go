@@ -147,12 +147,13 @@ func (a *app) follow(ctx context.Context, from uint64, open func(context.Context
 		case interrupted(err):
 			return nil
 		case status.Code(err) == codes.ResourceExhausted && from > 0:
-			// Cut off for falling behind (or the server's streams are
-			// all taken): resume shortly.
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(200 * time.Millisecond):
+			// Cut off for falling behind: resume shortly. Or the server's
+			// streams are all taken, and it refuses the watch again: wait
+			// longer each time (retryBackoff), rather than ask every
+			// 200 ms for as long as it stays full.
+			tries++
+			if backoff.Sleep(ctx, retryBackoff.Delay(tries)) != nil {
+				return nil // interrupted while waiting
 			}
 		case status.Code(err) == codes.Unavailable:
 			// The server went away (shut down, restarting) or cannot
