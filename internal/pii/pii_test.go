@@ -135,3 +135,39 @@ func TestMasterKeyFile(t *testing.T) {
 		t.Fatalf("LoadMasterKey(bad) = %v, want ErrMasterKey", err)
 	}
 }
+
+// Digest is a function of the key and the bytes alone: the same from one
+// call to the next, concurrently, and from another keyring's copy of the
+// key, whose HMACs come from a pool of their own.
+func TestDigestIsStable(t *testing.T) {
+	ctx := t.Context()
+	st := pii.NewMemStore()
+	k1, err := pii.NewKeyring(st, master(t)).DataKey(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := pii.NewKeyring(st, master(t)).Key(ctx, "c-1", k1.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := k2.Digest([]byte("12 St James's Square"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if got, err := k1.Digest([]byte("12 St James's Square")); err != nil || !bytes.Equal(got, want) {
+					t.Errorf("Digest = %x, %v; want %x", got, err, want)
+					return
+				}
+				if other, _ := k1.Digest([]byte("another")); bytes.Equal(other, want) {
+					t.Error("two inputs have one digest")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
