@@ -182,9 +182,9 @@ func (m *ReadModel) scrub(ctx context.Context) error {
 var scrubRetryPause = 5 * time.Second
 
 // scheduleScrub arranges a retryScrub scrubRetryPause from now, unless one
-// is pending or there is no checkpoint connection to run it on.
+// is pending.
 func (m *ReadModel) scheduleScrub() {
-	if m.ck != nil && !m.closed.Load() && m.scrubScheduled.CompareAndSwap(false, true) {
+	if !m.closed.Load() && m.scrubScheduled.CompareAndSwap(false, true) {
 		time.AfterFunc(scrubRetryPause, m.retryScrub)
 	}
 }
@@ -223,16 +223,8 @@ func (m *ReadModel) retryScrub() {
 // the projection that long. It reports whether it got through. Errors are
 // SQLite's, or ctx's.
 func (m *ReadModel) truncateWAL(ctx context.Context) (bool, error) {
-	try := func(ctx context.Context) (bool, error) {
-		var busy, frames, done int
-		err := m.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done)
-		return busy == 0, err
-	}
-	if m.ck != nil {
-		try = m.ck.truncate
-	}
 	for start := time.Now(); time.Since(start) < 500*time.Millisecond; {
-		if done, err := try(ctx); err != nil || done {
+		if done, err := m.ck.truncate(ctx); err != nil || done {
 			return done && err == nil, err
 		}
 		select {
