@@ -185,7 +185,7 @@ func (r *Keyring) keep(customerID string, version uint64, dk []byte, drops uint6
 	if err != nil {
 		return Key{}, err
 	}
-	k := Key{CustomerID: customerID, Version: version, aead: a, mac: mac, macs: macPool(mac)}
+	k := Key{CustomerID: customerID, Version: version, aead: a, macs: macPool(mac)}
 	r.remember(k, drops)
 	return k, nil
 }
