@@ -97,17 +97,44 @@ func TestForgetCustomerUnderAnOrdersRequestIDIsRecorded(t *testing.T) {
 // subject just before the first append there: what a ForgetCustomer meets
 // when another, under the same request id for another customer, looked at
 // the subject at the same moment and appended first.
+// With fail set, that first append then fails with it instead of storing
+// anything, as if the stream had not answered.
 type forgetFirst struct {
 	command.Store
 	before func() // run once, by the first append to the customers' subject
+	fail   error
 }
 
 func (s *forgetFirst) Append(ctx context.Context, orderID string, rev uint64, evs []eventstore.EventData) (eventstore.AppendResult, error) {
 	if f := s.before; f != nil && orderID == order.CustomersSubjectID {
 		s.before = nil // the erasure it runs appends through here too
 		f()
+		if s.fail != nil {
+			return eventstore.AppendResult{}, s.fail
+		}
 	}
 	return s.Store.Append(ctx, orderID, rev, evs)
+}
+
+// forgotten returns the customers the customers' subject records as
+// forgotten, by position, and how many events it holds.
+func forgotten(t *testing.T, store command.Store) (map[uint64]string, int) {
+	t.Helper()
+	recs, err := store.LoadLatest(t.Context(), order.CustomersSubjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgot := map[uint64]string{}
+	for _, r := range recs {
+		e, err := convert.DecodeEvent(r.Type, r.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, ok := e.(order.CustomerForgotten); ok {
+			forgot[r.Position] = f.CustomerID
+		}
+	}
+	return forgot, len(recs)
 }
 
 // Two ForgetCustomers under one request id for two customers, at once:
@@ -130,22 +157,8 @@ func TestForgetCustomersRacingForOneRequestIDAreBothRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the erasure that lost the race for its request id = %v; want it recorded", err)
 	}
-	recs, err := store.LoadLatest(ctx, order.CustomersSubjectID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forgot := map[uint64]string{}
-	for _, r := range recs {
-		e, err := convert.DecodeEvent(r.Type, r.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f, ok := e.(order.CustomerForgotten); ok {
-			forgot[r.Position] = f.CustomerID
-		}
-	}
-	if len(recs) != 2 || forgot[first] != "cust-a" || forgot[second] != "cust-b" {
-		t.Fatalf("the customers' subject forgot %v (%d events); want cust-a at %d and cust-b at %d", forgot, len(recs), first, second)
+	if forgot, n := forgotten(t, store); n != 2 || forgot[first] != "cust-a" || forgot[second] != "cust-b" {
+		t.Fatalf("the customers' subject forgot %v (%d events); want cust-a at %d and cust-b at %d", forgot, n, first, second)
 	}
 	for cust, want := range map[string]uint64{"cust-a": first, "cust-b": second} {
 		if again, err := svc.ForgetCustomer(ctx, cust, "same-rid"); err != nil || again != want {
@@ -160,19 +173,6 @@ func TestForgetCustomersRacingForOneRequestIDAreBothRecorded(t *testing.T) {
 	}
 }
 
-// failAfterForgetFirst is forgetFirst whose first append to the customers'
-// subject then fails as if the stream did not answer.
-type failAfterForgetFirst struct{ forgetFirst }
-
-func (s *failAfterForgetFirst) Append(ctx context.Context, orderID string, rev uint64, evs []eventstore.EventData) (eventstore.AppendResult, error) {
-	if f := s.before; f != nil && orderID == order.CustomersSubjectID {
-		s.before = nil
-		f()
-		return eventstore.AppendResult{}, fmt.Errorf("%w: no answer", eventstore.ErrUnavailable)
-	}
-	return s.Store.Append(ctx, orderID, rev, evs)
-}
-
 // A ForgetCustomer that destroyed the key, lost its request id to another
 // customer's erasure and then failed to append is retried by its client:
 // the retry records the erasure under an id of its own. Before, the retry
@@ -180,7 +180,7 @@ func (s *failAfterForgetFirst) Append(ctx context.Context, orderID string, rev u
 // nothing recorded.
 func TestForgetCustomerRetriedAfterLosingItsRequestIDIsRecorded(t *testing.T) {
 	ctx := t.Context()
-	store := &failAfterForgetFirst{forgetFirst{Store: memstore.New()}}
+	store := &forgetFirst{Store: memstore.New(), fail: fmt.Errorf("%w: no answer", eventstore.ErrUnavailable)}
 	svc := newKeyedService(t, store)
 	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "b-create", OrderId: "o-b", CustomerId: "cust-b", Currency: "EUR", ShippingAddress: address()}); err != nil {
 		t.Fatal(err)
@@ -197,22 +197,8 @@ func TestForgetCustomerRetriedAfterLosingItsRequestIDIsRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("its retry = %v; want the erasure recorded", err)
 	}
-	recs, err := store.LoadLatest(ctx, order.CustomersSubjectID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, r := range recs {
-		e, err := convert.DecodeEvent(r.Type, r.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f, ok := e.(order.CustomerForgotten); ok && f.CustomerID == "cust-b" && r.Position == pos {
-			found = true
-		}
-	}
-	if !found {
-		t.Fatalf("no CustomerForgotten for cust-b at %d among %d events", pos, len(recs))
+	if forgot, n := forgotten(t, store); forgot[pos] != "cust-b" {
+		t.Fatalf("no CustomerForgotten for cust-b at %d among %d events (%v)", pos, n, forgot)
 	}
 }
 
