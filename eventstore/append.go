@@ -243,14 +243,9 @@ func (s *Store) publishOne(ctx context.Context, m *nats.Msg, expected uint64) (A
 	if err := ctx.Err(); err != nil {
 		return AppendResult{}, err
 	}
-	wait := publishAttempt
-	if dl, ok := ctx.Deadline(); ok {
-		if wait = min(wait, time.Until(dl)); wait <= 0 {
-			return AppendResult{}, context.DeadlineExceeded
-		}
-	}
-	if m.Header == nil {
-		m.Header = nats.Header{}
+	wait, err := waitWithin(ctx, publishAttempt)
+	if err != nil {
+		return AppendResult{}, err
 	}
 	m.Header[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(expected, 10)}
 	resp, err := s.nc.RequestMsg(m, wait)
@@ -264,18 +259,26 @@ func (s *Store) publishOne(ctx context.Context, m *nats.Msg, expected uint64) (A
 	return AppendResult{Position: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
+// waitWithin returns limit, or less when ctx's deadline comes sooner, and
+// context.DeadlineExceeded when it has passed.
+func waitWithin(ctx context.Context, limit time.Duration) (time.Duration, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		if limit = min(limit, time.Until(dl)); limit <= 0 {
+			return 0, context.DeadlineExceeded
+		}
+	}
+	return limit, nil
+}
+
 func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg, expected uint64) (AppendResult, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	// The first message is acknowledged before the rest is sent so that a
 	// batch the server cannot start (limits, atomic publish disabled) fails
 	// with its real reason instead of as an incomplete batch at commit.
-	ackWait := s.js.Options().DefaultTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		ackWait = min(ackWait, time.Until(dl))
-	}
-	if ackWait <= 0 {
-		return AppendResult{}, context.DeadlineExceeded
+	ackWait, err := waitWithin(ctx, s.js.Options().DefaultTimeout)
+	if err != nil {
+		return AppendResult{}, err
 	}
 	bp, err := jetstreamext.NewBatchPublisher(s.js, jetstreamext.BatchFlowControl{AckFirst: true, AckTimeout: ackWait})
 	if err != nil {
@@ -416,8 +419,14 @@ func (c *versionCache) remember(orderID string, version, position uint64) {
 	defer c.mu.Unlock()
 	c.make()
 	e := c.m[orderID]
-	e.version, e.position, e.seen = version, position, max(position, e.seen)
+	e.mark(version, position)
 	c.m[orderID] = e
+}
+
+// mark records the order's last version and position, as an append or a
+// load saw them.
+func (e *versionMark) mark(version, position uint64) {
+	e.version, e.position, e.seen = version, position, max(position, e.seen)
 }
 
 // make starts the map afresh when it is full (or was never made).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 )
 
 // ErrInvalidOption reports a ReadOption with a value out of range, or one
@@ -295,7 +296,7 @@ func (s *Store) consume(ctx context.Context, from uint64, o *readOptions, follow
 	if err != nil {
 		return err
 	}
-	defer s.dropConsumer(ctx, cons) // after cc.Stop, deferred below
+	defer streamcfg.DropConsumer(ctx, s.js, s.cfg.streamName, cons) // after cc.Stop, deferred below
 	// Asked before consuming, so that a selection with nothing in it
 	// (the rest was deleted, or the head itself is a deleted message,
 	// which is never delivered) ends a read rather than waiting forever,
@@ -357,26 +358,6 @@ func (s *Store) remains(ctx context.Context, after uint64, o *readOptions) (bool
 	return false, nil
 }
 
-// dropConsumer deletes a finished read's consumer from the server, within
-// dropConsumerWait, however the read ended. nats.go stops pulling but
-// leaves the consumer until its inactive threshold (minutes for a read),
-// and the server allows 1,000 consumers a stream: a few hundred audit
-// exports or runner restarts within that time would then refuse every new
-// read, the projection's included. A consumer the deletion misses still
-// goes at its threshold.
-func (s *Store) dropConsumer(ctx context.Context, cons jetstream.Consumer) {
-	info := cons.CachedInfo()
-	if info == nil {
-		return
-	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropConsumerWait)
-	defer cancel()
-	_ = s.js.DeleteConsumer(dctx, s.cfg.streamName, info.Name)
-}
-
-// dropConsumerWait bounds the deletion of a read's consumer.
-const dropConsumerWait = 2 * time.Second
-
 // maxReadAhead bounds how many messages a read has asked for beyond the
 // batch it is gathering, in the client's buffer and again in its own
 // channel. Twice a rebuild's batches of 5,000, in both, held up to 20,000
@@ -422,9 +403,6 @@ func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) e
 			return nil
 		}
 		if r.done {
-			if r.seen >= r.o.upTo {
-				return nil
-			}
 			// The consumer says nothing more is pending before the read's
 			// end; its peer may lag the leader (see remains).
 			more, err := r.s.remains(ctx, r.seen, r.o)

@@ -11,21 +11,19 @@ import (
 // pubAck is what the server's answer to a publish says: the stream and the
 // position it stored the message at, and whether it had it already.
 type pubAck struct {
-	Stream    string `json:"stream"`
-	Sequence  uint64 `json:"seq"`
-	Duplicate bool   `json:"duplicate,omitempty"`
+	Stream    string
+	Sequence  uint64
+	Duplicate bool
 }
 
 // pubAckResponse is the answer as jetstream.PublishMsg decodes it: an
-// acknowledgement or the server's refusal. The fields this store does not
-// use are there so that a value of the wrong type in them fails the
-// decode, as it does jetstream's.
+// acknowledgement (all of jetstream.PubAck's fields, so that a value of the
+// wrong type in one this store does not use fails the decode as it does
+// jetstream's) or the server's refusal.
 type pubAckResponse struct {
-	Type   string              `json:"type"`
-	Error  *jetstream.APIError `json:"error,omitempty"`
-	Domain string              `json:"domain,omitempty"`
-	Value  string              `json:"val,omitempty"`
-	pubAck
+	Type  string              `json:"type"`
+	Error *jetstream.APIError `json:"error,omitempty"`
+	jetstream.PubAck
 }
 
 // parsePubAck reads the server's answer to a publish as
@@ -53,7 +51,7 @@ func parsePubAck(data []byte) (pubAck, error) {
 	if r.Stream == "" {
 		return pubAck{}, jetstream.ErrInvalidJSAck
 	}
-	return r.pubAck, nil
+	return pubAck{Stream: r.Stream, Sequence: r.Sequence, Duplicate: r.Duplicate}, nil
 }
 
 // scanPubAck reads an acknowledgement that is a JSON object of the fields

@@ -83,7 +83,7 @@ func (c *versionCache) appended(orderID string, expectedRevision uint64, n int, 
 	defer c.mu.Unlock()
 	c.make()
 	e := c.m[orderID]
-	e.version, e.position, e.seen = expectedRevision+uint64(n), position, max(position, e.seen)
+	e.mark(expectedRevision+uint64(n), position)
 	for i := range uint64(n) {
 		if !e.extend(expectedRevision+i+1, position-uint64(n)+i+1) {
 			break

@@ -104,10 +104,11 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, 
 			return nil, err
 		}
 	}
+	prefix := "$KV." + c.bucket + "."
 	want := jetstream.StreamConfig{
 		Name:        "KV_" + c.bucket,
 		Description: "customers' wrapped data keys; erasing one shreds the customer's personal data",
-		Subjects:    []string{"$KV." + c.bucket + ".>"},
+		Subjects:    []string{prefix + ">"},
 		// As a KV bucket of history 1, except that deletes are allowed.
 		MaxMsgsPerSubject: 1, MaxMsgs: -1, MaxBytes: -1, MaxConsumers: -1,
 		Storage: c.storage, Replicas: c.replicas, AllowRollup: true, AllowDirect: true,
@@ -124,7 +125,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, 
 	if err != nil {
 		return nil, fmt.Errorf("keys: bucket %s: %w", c.bucket, err)
 	}
-	return &Store{kv: kv, stream: st, nc: js.Conn(), subjects: "$KV." + c.bucket + ".", msgGet: streamcfg.MsgGetSubject(js.Options(), want.Name)}, nil
+	return &Store{kv: kv, stream: st, nc: js.Conn(), subjects: prefix, msgGet: streamcfg.MsgGetSubject(js.Options(), want.Name)}, nil
 }
 
 // existing returns the bucket's stream made by another process, with its

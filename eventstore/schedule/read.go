@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/internal/durable"
+	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 )
 
 // Msg is one firing (or other message) delivered by Subscribe, to be settled
@@ -21,19 +22,13 @@ type Msg struct {
 	eventstore.Acknowledger
 }
 
-// Read returns the data of the messages on the subjects matching filters,
+// Each hands fn the data of the messages on the subjects matching filters,
 // in stream order, as of the call: pending timers and kept records (a
 // pending timer is its schedule message until it fires). It reads through
-// an ordered consumer, without disturbing any subscription.
-func (s *Stream) Read(ctx context.Context, filters ...string) ([][]byte, error) {
-	var out [][]byte
-	err := s.Each(ctx, func(data []byte) { out = append(out, data) }, filters...)
-	return out, err
-}
-
-// Each is Read handing each message's data to fn as it comes, so that a
-// caller that keeps only some of them (the soonest, say) holds no more
-// than those: the stream may hold a timer for every open order.
+// an ordered consumer, without disturbing any subscription, and deletes
+// that consumer when it ends. A caller that keeps only some of the
+// messages (the soonest, say) holds no more than those: the stream may
+// hold a timer for every open order.
 func (s *Stream) Each(ctx context.Context, fn func(data []byte), filters ...string) error {
 	if err := s.under(filters...); err != nil {
 		return err
@@ -45,6 +40,7 @@ func (s *Stream) Each(ctx context.Context, fn func(data []byte), filters ...stri
 	if err != nil {
 		return fmt.Errorf("schedule: read: %w", err)
 	}
+	defer streamcfg.DropConsumer(ctx, s.js, s.name, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("schedule: read: %w", err)

@@ -37,7 +37,7 @@ func TestScheduleFires(t *testing.T) {
 	if err := s.Purge(ctx, "timers.schedule.b"); err != nil {
 		t.Fatal(err)
 	}
-	pending, err := s.Read(ctx, "timers.schedule.>")
+	pending, err := read(ctx, s, "timers.schedule.>")
 	if err != nil || len(pending) != 1 || string(pending[0]) != "a" {
 		t.Fatalf("pending timers %q, %v; want [a]", pending, err)
 	}
@@ -59,7 +59,7 @@ func TestScheduleFires(t *testing.T) {
 	if want := []string{"timers.fired.a=a", "timers.fired.a=a"}; !slices.Equal(got, want) {
 		t.Fatalf("firings %q, want %q", got, want)
 	}
-	if pending, err := s.Read(ctx, "timers.schedule.>"); err != nil || len(pending) != 0 {
+	if pending, err := read(ctx, s, "timers.schedule.>"); err != nil || len(pending) != 0 {
 		t.Fatalf("pending timers after firing: %q, %v", pending, err)
 	}
 }
@@ -77,7 +77,7 @@ func TestPutCountRead(t *testing.T) {
 	if n, err := s.CountSubjects(ctx, "timers.late.>"); err != nil || n != 2 {
 		t.Fatalf("CountSubjects = %d, %v; want 2", n, err)
 	}
-	if got, err := s.Read(ctx, "timers.late.>"); err != nil || len(got) != 2 || string(got[0]) != "2" || string(got[1]) != "3" {
+	if got, err := read(ctx, s, "timers.late.>"); err != nil || len(got) != 2 || string(got[0]) != "2" || string(got[1]) != "3" {
 		t.Fatalf("Read = %q, %v; want [2 3]", got, err)
 	}
 	if err := s.Purge(ctx, "timers.late.x"); err != nil {
@@ -95,7 +95,7 @@ func TestSubjectsOutsideTheRoot(t *testing.T) {
 		"Put":      s.Put(ctx, "other.x", nil),
 		"Schedule": s.Schedule(ctx, "timers.schedule.x", "other.x", time.Now(), nil, "x"),
 		"Purge":    s.Purge(ctx, "timers."),
-		"Read":     func() error { _, err := s.Read(ctx, "timersx.>"); return err }(),
+		"Each":     s.Each(ctx, func([]byte) {}, "timersx.>"),
 	} {
 		if !errors.Is(err, schedule.ErrSubject) {
 			t.Errorf("%s outside the root: %v, want ErrSubject", name, err)
@@ -106,5 +106,40 @@ func TestSubjectsOutsideTheRoot(t *testing.T) {
 	}
 	if _, err := schedule.New(nil, "A", "r.*"); err == nil {
 		t.Error("New accepted the root r.*")
+	}
+}
+
+// read collects the data Each hands out.
+func read(ctx context.Context, s *schedule.Stream, filters ...string) ([][]byte, error) {
+	var out [][]byte
+	err := s.Each(ctx, func(data []byte) { out = append(out, data) }, filters...)
+	return out, err
+}
+
+// A read deletes its consumer when it ends, as the event store's reads do:
+// the server allows 1,000 consumers a stream, and each deadlines list
+// reads. Before, each read's consumer stayed for minutes.
+func TestEachLeavesNoConsumer(t *testing.T) {
+	_, js := estest.Connect(t, estest.StartServer(t))
+	s, err := schedule.New(js, "TIMERS", "timers", schedule.WithMemoryStorage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.Put(ctx, "timers.late.1", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if got, err := read(ctx, s, "timers.late.>"); err != nil || len(got) != 1 {
+			t.Fatalf("read = %q, %v", got, err)
+		}
+	}
+	st, err := js.Stream(ctx, "TIMERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Consumers != 0 {
+		t.Fatalf("consumers left on the stream after three reads: %+v, %v", info.State.Consumers, err)
 	}
 }

@@ -93,3 +93,23 @@ func LeaderGet(ctx context.Context, nc *nats.Conn, subject string, req MsgGetReq
 	}
 	return raw, true, nil
 }
+
+// DropConsumer deletes a finished read's consumer from stream, within
+// dropConsumerWait, however the read ended. nats.go stops pulling but
+// leaves the consumer until its inactive threshold (minutes for a read),
+// and the server allows 1,000 consumers a stream: a few hundred reads
+// within that time (audit exports, runner restarts, deadline lists) would
+// then refuse every new one. A consumer the deletion misses still goes at
+// its threshold.
+func DropConsumer(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropConsumerWait)
+	defer cancel()
+	_ = js.DeleteConsumer(dctx, stream, info.Name)
+}
+
+// dropConsumerWait bounds the deletion of a read's consumer.
+const dropConsumerWait = 2 * time.Second
