@@ -110,9 +110,13 @@ type watchSender[M any] struct {
 	// watch that cannot resume across the changes it missed. Without it
 	// the watch is told to resume from sent.
 	restarted error
+	// sub is the watch's subscription, through which every change is
+	// sent (Fresh), the backlog's included.
+	sub *projections.Subscription
 }
 
 func (w *watchSender[M]) send(c *projections.Change) error {
+	c = w.sub.Fresh(c)
 	if c.Position < w.sent {
 		return nil
 	}
@@ -140,14 +144,14 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 	for {
 		select {
 		case c := <-sub.C():
-			if err := w.send(sub.Fresh(c)); err != nil {
+			if err := w.send(c); err != nil {
 				return err
 			}
 		case <-sub.Done():
 			for {
 				select {
 				case c := <-sub.C():
-					if err := w.send(sub.Fresh(c)); err != nil {
+					if err := w.send(c); err != nil {
 						return err
 					}
 				default:
@@ -196,7 +200,7 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 	// committed after those reads can be missed.
 	sub, _, backlog, kept := s.feed.Subscribe(id, nil, s.buffer, resumeAfter(from))
 	defer sub.Close()
-	w := &watchSender[ordersv1.WatchOrderResponse]{stream: stream, sent: from, build: func(c *projections.Change) *ordersv1.WatchOrderResponse {
+	w := &watchSender[ordersv1.WatchOrderResponse]{stream: stream, sent: from, sub: sub, build: func(c *projections.Change) *ordersv1.WatchOrderResponse {
 		o := changeToProto(c)
 		return &ordersv1.WatchOrderResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
 	}}
@@ -278,7 +282,7 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 	if !kept {
 		return status.Errorf(codes.OutOfRange, "from_position %d is older than the changes kept; list the orders again and watch from the list's position", from)
 	}
-	w := &watchSender[ordersv1.WatchOrdersResponse]{stream: stream, sent: from, build: func(c *projections.Change) *ordersv1.WatchOrdersResponse {
+	w := &watchSender[ordersv1.WatchOrdersResponse]{stream: stream, sent: from, sub: sub, build: func(c *projections.Change) *ordersv1.WatchOrdersResponse {
 		o := changeToProto(c)
 		return &ordersv1.WatchOrdersResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
 	},
