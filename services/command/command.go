@@ -348,6 +348,10 @@ type call struct {
 	// append catches, but nothing catches an answer given without one.
 	latest    bool
 	conflicts int
+	// managed is the log position a process manager's request id names
+	// (managedPosition), when isManaged.
+	managed   uint64
+	isManaged bool
 	// settling is set once a turn went to reading the original of a
 	// request the store already held: that turn spends no attempt, so a
 	// retry gets its original's answer even when its own append was the
@@ -386,8 +390,20 @@ func (s *Service) newCall(ctx context.Context, req request, t target, cmd order.
 	if err != nil {
 		return call{}, err
 	}
-	return call{s: s, req: req, t: t, cmd: cmd, requestID: requestID, meta: s.metadata(ctx, requestID),
-		digest: digest, fp: plainFingerprint(digest)}, nil
+	c := call{s: s, req: req, t: t, cmd: cmd, requestID: requestID, meta: s.metadata(ctx, requestID),
+		digest: digest, fp: plainFingerprint(digest)}
+	c.managed, c.isManaged = managedPosition(requestID)
+	return c, nil
+}
+
+// readLatest reports whether the order is to be read again with every
+// acknowledged event, once: false when it already was.
+func (c *call) readLatest() bool {
+	if c.latest {
+		return false
+	}
+	c.latest = true
+	return true
 }
 
 // turn loads the order, decides the command on it and appends the events.
@@ -396,13 +412,12 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	if err != nil {
 		return result{}, answered, err
 	}
-	if pos, ok := managedPosition(c.requestID); ok && !slices.ContainsFunc(recs, func(r eventstore.Recorded) bool { return r.Position == pos }) {
+	if c.isManaged && !slices.ContainsFunc(recs, func(r eventstore.Recorded) bool { return r.Position == c.managed }) {
 		// A process manager's request id names an event of the order it
 		// acts on; one naming another order's event would take that
 		// order's recording's id first. The history may be stale: read
 		// it as the leader has it before refusing.
-		if !c.latest {
-			c.latest = true
+		if c.readLatest() {
 			return result{}, againFree, nil
 		}
 		return result{}, answered, rpcerr.Invalid("request_id", "a request id under a reserved prefix must name a log position of an event of this order")
@@ -418,12 +433,11 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	if err == nil && original != nil {
 		return *original, answered, nil
 	}
-	if !c.latest && ((err != nil && !errors.Is(err, order.ErrInvalid)) || (err == nil && len(events) == 0)) {
+	if ((err != nil && !errors.Is(err, order.ErrInvalid)) || (err == nil && len(events) == 0)) && c.readLatest() {
 		// An answer drawn from the state alone (a rejection, or
 		// nothing to do) must not rest on a stale read: read again
 		// with every acknowledged event, without spending an
 		// attempt. An invalid command is invalid in any state.
-		c.latest = true
 		return result{}, againFree, nil
 	}
 	if err != nil {
@@ -531,22 +545,21 @@ func (c *call) notAppended(ctx context.Context, attempt int, revision uint64, er
 	case errors.Is(err, eventstore.ErrConflict):
 		// Another writer, or a lagging replica: the next load must
 		// not come from that replica's copy again.
-		if c.t.expected != nil && !c.latest {
+		if c.t.expected != nil {
 			// Before answering ABORTED, one free look at the order as
 			// the leader has it: the conflict may be this request's own
 			// earlier try, which the store could not tell from another
 			// writer's (its settling read came from a lagging replica,
 			// after the duplicate window). decide answers from the
 			// original when it is there, and ABORTED otherwise.
-			c.latest = true
-			return againFree, nil
-		}
-		c.latest = true
-		if c.t.expected != nil {
+			if c.readLatest() {
+				return againFree, nil
+			}
 			// The store's error names NATS internals; the client
 			// learns only what it can act on.
 			return answered, fmt.Errorf("%w: expected %d, another change landed first", rpcerr.ErrStaleRevision, revision)
 		}
+		c.latest = true
 		if attempt+1 < c.s.maxAttempts {
 			c.s.retries.Add(1)
 			c.conflicts++
