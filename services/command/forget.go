@@ -82,8 +82,13 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 		if err != nil {
 			return 0, err
 		}
-		pos, done, err := forgottenBy(recs, requestID, customerID)
-		reused := rpcerr.IsRequestIDReused(status.Convert(err))
+		pos, found, reused, err := forgottenBy(recs, requestID, customerID)
+		switch {
+		case err != nil:
+			return 0, err
+		case found:
+			return pos, nil
+		}
 		if reused && !erased {
 			// An earlier call under this request id may have destroyed the
 			// key and stopped before its event, while another customer's
@@ -95,14 +100,14 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 			}
 			erased = !has
 		}
-		switch {
-		case erased && reused:
+		if reused {
+			if !erased {
+				return 0, rpcerr.RequestIDReused()
+			}
 			// Another customer's erasure took the request id between the
 			// last look and the append, and this customer's key is gone
 			// already: recorded under an id of its own, as below.
 			meta.RequestID = ownRequestID(customerID, requestID)
-		case done || err != nil:
-			return pos, err
 		}
 		if err := s.keys.Forget(ctx, customerID); err != nil {
 			return 0, fmt.Errorf("%w: forget customer: %w", convert.ErrKeyUnavailable, err)
@@ -177,28 +182,24 @@ func clientRequestID(recorded string) string {
 }
 
 // forgottenBy looks for the event of requestID in the customers' history
-// (under requestID itself, or wrapped by ownRequestID): done when one forgot
-// customerID, with its position, or with REQUEST_ID_REUSED when only events
-// of another customer's erasure carry it. Every event is looked at: an
-// erasure that lost a race for the request id to another customer's is
-// recorded after it, under its own id.
-func forgottenBy(recs []eventstore.Recorded, requestID, customerID string) (position uint64, done bool, err error) {
-	reused := false
+// (under requestID itself, or wrapped by ownRequestID): found when one
+// forgot customerID, with its position, or reused when only events of
+// other customers' erasures carry it. Every event is looked at: an erasure
+// that lost a race for the request id to another customer's is recorded
+// after it, under its own id.
+func forgottenBy(recs []eventstore.Recorded, requestID, customerID string) (position uint64, found, reused bool, err error) {
 	for _, r := range recs {
 		if r.Meta.RequestID != requestID && clientRequestID(r.Meta.RequestID) != requestID {
 			continue
 		}
 		e, err := convert.DecodeEvent(r.Type, r.Data)
 		if err != nil {
-			return 0, true, fmt.Errorf("%s at position %d: %w", order.CustomersSubjectID, r.Position, err)
+			return 0, false, false, fmt.Errorf("%s at position %d: %w", order.CustomersSubjectID, r.Position, err)
 		}
 		if f, ok := e.(order.CustomerForgotten); ok && f.CustomerID == customerID {
-			return r.Position, true, nil
+			return r.Position, true, false, nil
 		}
 		reused = true
 	}
-	if reused {
-		return 0, true, rpcerr.RequestIDReused()
-	}
-	return 0, false, nil
+	return 0, false, reused, nil
 }
