@@ -72,6 +72,10 @@ func invalid(field, reason string) error {
 
 // notAllowed is the transition error: what the command would do, and the
 // status that forbids it.
+func notAllowed(action string, s Status) error {
+	return fmt.Errorf("%w: cannot %s %s", ErrFailedPrecondition, action, s.phrase())
+}
+
 // full refuses a repeatable change to an order whose history holds
 // MaxChanges events already.
 func full(action string, s State) error {
@@ -79,8 +83,4 @@ func full(action string, s State) error {
 		return nil
 	}
 	return fmt.Errorf("%w: cannot %s an order that has had %d changes, the most it takes; cancel it and create a new order", ErrFailedPrecondition, action, MaxChanges)
-}
-
-func notAllowed(action string, s Status) error {
-	return fmt.Errorf("%w: cannot %s %s", ErrFailedPrecondition, action, s.phrase())
 }

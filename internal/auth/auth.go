@@ -89,12 +89,10 @@ func Load(c Config) (*Authenticator, error) {
 	if c == (Config{}) {
 		return nil, nil
 	}
-	if c.HMACSecretFile == "" && c.JWKSFile == "" {
-		for name, v := range map[string]string{"AUTH_JWT_ISSUER": c.Issuer, "AUTH_JWT_AUDIENCE": c.Audience} {
-			if v != "" {
-				return nil, fmt.Errorf("%s: set without AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, no JWT is accepted for it to check", name)
-			}
-		}
+	if noJWT := c.HMACSecretFile == "" && c.JWKSFile == ""; noJWT && c.Issuer != "" {
+		return nil, errors.New("AUTH_JWT_ISSUER: set without AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, no JWT is accepted for it to check")
+	} else if noJWT && c.Audience != "" {
+		return nil, errors.New("AUTH_JWT_AUDIENCE: set without AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, no JWT is accepted for it to check")
 	}
 	a := &Authenticator{static: map[string]Principal{}, now: time.Now, expected: jwt.Expected{Issuer: c.Issuer}}
 	if c.Audience != "" {

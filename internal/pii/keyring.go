@@ -103,10 +103,7 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 	if errors.Is(err, ErrExists) {
 		// Another process created it first: use the winner's, as the
 		// leader has it (a replica may not have it yet).
-		if r.getLatest != nil {
-			return r.loadWith(ctx, customerID, r.getLatest)
-		}
-		return r.load(ctx, customerID)
+		return r.loadWith(ctx, customerID, r.leaderGet())
 	}
 	if err != nil {
 		return Key{}, err
@@ -157,6 +154,15 @@ type LatestStore interface {
 	GetLatest(ctx context.Context, customerID string) (wrapped []byte, version uint64, err error)
 }
 
+// leaderGet returns the store's read as its leader answers it
+// (LatestStore.GetLatest) when it has one, else its plain Get.
+func (r *Keyring) leaderGet() func(context.Context, string) ([]byte, uint64, error) {
+	if r.getLatest != nil {
+		return r.getLatest
+	}
+	return r.store.Get
+}
+
 // load reads and unwraps the customer's stored key and caches it (see
 // remember).
 func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
@@ -194,11 +200,7 @@ func (r *Keyring) keep(customerID string, version uint64, dk []byte, drops uint6
 // leader has it when the store can say: false when the customer never had
 // one or was forgotten since. Errors are the store's.
 func (r *Keyring) Has(ctx context.Context, customerID string) (bool, error) {
-	get := r.store.Get
-	if r.getLatest != nil {
-		get = r.getLatest
-	}
-	_, _, err := get(ctx, customerID)
+	_, _, err := r.leaderGet()(ctx, customerID)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return false, nil
