@@ -1,9 +1,12 @@
 package deadlines_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -405,7 +408,8 @@ func TestChargeAfterTimeoutIsVoided(t *testing.T) {
 }
 
 // A short page of a long list is its soonest deadlines, in due order, and
-// says that more matched; it keeps only a page's worth while it reads.
+// says that more matched. With 150 deadlines and a page of 3 the list
+// cuts what it keeps while it reads, more than once.
 func TestListPageIsTheSoonest(t *testing.T) {
 	e := start(t)
 	m, _ := e.run(t, time.Hour, time.Hour)
@@ -430,6 +434,11 @@ func TestListPageIsTheSoonest(t *testing.T) {
 	page, truncated, err := m.List(t.Context(), "", 3)
 	if err != nil || !truncated {
 		t.Fatalf("List of 3 = truncated %v, %v; want truncated", truncated, err)
+	}
+	if !slices.IsSortedFunc(all, func(a, b deadlines.Deadline) int {
+		return cmp.Or(a.Due.Compare(b.Due), strings.Compare(a.OrderID, b.OrderID))
+	}) {
+		t.Fatalf("the whole list is not soonest first: %v", all)
 	}
 	if fmt.Sprint(page) != fmt.Sprint(all[:3]) {
 		t.Fatalf("page of 3 %v; want the soonest %v", page, all[:3])

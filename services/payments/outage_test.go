@@ -3,6 +3,7 @@ package payments_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,7 +155,7 @@ func (s *outageStore) LoadLatestAfter(ctx context.Context, orderID string, after
 // A retry of parked jobs that cannot run one to its end (the event store
 // away past the outage limit) answers UNAVAILABLE and leaves it parked.
 // Before, it answered success with nothing completed and nothing parked
-// again, and the jobs after it were never tried.
+// again.
 func TestRetryThatCannotRunAJobIsNotASuccess(t *testing.T) {
 	e := start(t)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
@@ -185,6 +186,11 @@ func TestParkedListIsCutAtItsLimit(t *testing.T) {
 		e.place(t, "parked-list", 100)
 	}
 	all := e.waitParked(t, 3)
+	if !slices.IsSortedFunc(all, func(a, b *ordersv1.ParkedPayment) int {
+		return a.GetParkedAt().AsTime().Compare(b.GetParkedAt().AsTime())
+	}) {
+		t.Fatalf("parked jobs not oldest first: %v", all)
+	}
 	res, err := e.admin.ListParkedPayments(t.Context(), &ordersv1.ListParkedPaymentsRequest{Limit: 2})
 	if err != nil || res.GetParkedCount() != 3 || len(res.GetParked()) != 2 ||
 		res.GetParked()[0].GetOrderId() != all[0].GetOrderId() || res.GetParked()[1].GetOrderId() != all[1].GetOrderId() {
