@@ -171,8 +171,9 @@ func TestRetriedEraseStillTellsTheWatchers(t *testing.T) {
 	told(t, erased, "customer/1", "the retried erase (its delete marker)")
 }
 
-// GetLatest answers as Get does, from the stream leader: the key and its
-// version, then, once erased, none (the erase's marker is no key).
+// GetLatest answers as Get does: the key and its version, then, once
+// erased, none (the erase's marker is no key). That the leader answers it
+// matters on a replicated bucket, which one server cannot show.
 func TestGetLatest(t *testing.T) {
 	ctx := t.Context()
 	_, js := estest.Connect(t, estest.StartServer(t))

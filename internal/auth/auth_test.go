@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -316,8 +317,12 @@ func TestUnrecordableSubjectIsRefused(t *testing.T) {
 	}
 	for token, want := range map[string]codes.Code{"long-token-0123456789": codes.Unauthenticated, "fits-token-0123456789": codes.OK} {
 		ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", "Bearer "+token))
-		if _, err := a.Unary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/orders.v1.OrderCommandService/AddItem"}, handler); status.Code(err) != want {
+		actor, err := a.Unary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/orders.v1.OrderCommandService/AddItem"}, handler)
+		if status.Code(err) != want {
 			t.Errorf("%s: %v, want %v", token, err, want)
+		}
+		if want == codes.OK && !slices.Equal(actor.([]string), []string{fits}) {
+			t.Errorf("%s: the handler saw actor %q, want the subject %q", token, actor, fits)
 		}
 	}
 }

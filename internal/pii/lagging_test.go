@@ -73,9 +73,17 @@ func TestKeyOnALaggingReplicaIsNotErased(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ct2, err := k2.Seal([]byte("6 Leader Lane"), []byte("ad"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	st.older, st.olderV, st.lagging = w1, v1, true
-	if _, err := old.Key(ctx, "c-1", k2.Version); err != nil {
+	ok2, err := old.Key(ctx, "c-1", k2.Version)
+	if err != nil {
 		t.Fatalf("Key at the new version through a replica holding the old one: %v", err)
+	}
+	if pt, err := ok2.Open(ct2, []byte("ad")); err != nil || string(pt) != "6 Leader Lane" {
+		t.Fatalf("Open with the new key = %q, %v", pt, err)
 	}
 	st.older, st.lagging = nil, true // the replica has neither
 	if _, err := pii.NewKeyring(st, master(t)).Key(ctx, "c-1", k.Version); !errors.Is(err, pii.ErrForgotten) {
