@@ -235,33 +235,15 @@ func (a *app) export(ctx context.Context, req *ordersv1.StreamEventsRequest, fil
 		}()
 		out = f
 	}
-	return writeEvents(&peeked{ServerStreamingClient: stream, first: first, err: ferr}, bufio.NewWriter(out), req.GetFollow(), stopped)
+	return writeEvents(stream, first, ferr, bufio.NewWriter(out), req.GetFollow(), stopped)
 }
 
-// peeked is a stream whose first answer was already received: Recv gives
-// it back first.
-type peeked struct {
-	grpc.ServerStreamingClient[ordersv1.StreamEventsResponse]
-	first *ordersv1.StreamEventsResponse
-	err   error
-	taken bool
-}
-
-func (p *peeked) Recv() (*ordersv1.StreamEventsResponse, error) {
-	if !p.taken {
-		p.taken = true
-		return p.first, p.err
-	}
-	return p.ServerStreamingClient.Recv()
-}
-
-// writeEvents writes each event of stream to bw as a JSON line until the
-// end of the log or a follow the user stopped; a follow flushes each line
-// as it comes.
-func writeEvents(stream grpc.ServerStreamingClient[ordersv1.StreamEventsResponse], bw *bufio.Writer, follow bool, stopped func(error) bool) error {
+// writeEvents writes each event of stream to bw as a JSON line, starting
+// with the answer already received (res, err), until the end of the log or
+// a follow the user stopped; a follow flushes each line as it comes.
+func writeEvents(stream grpc.ServerStreamingClient[ordersv1.StreamEventsResponse], res *ordersv1.StreamEventsResponse, err error, bw *bufio.Writer, follow bool, stopped func(error) bool) error {
 	line := protojson.MarshalOptions{EmitUnpopulated: true}
-	for {
-		res, err := stream.Recv()
+	for ; ; res, err = stream.Recv() {
 		if errors.Is(err, io.EOF) || stopped(err) {
 			if err := bw.Flush(); err != nil {
 				return writeError{err}
