@@ -8,6 +8,7 @@ import (
 
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/internal/backoff"
 )
 
 // An append whose proposal the stream leader holds without a quorum is not
@@ -21,9 +22,7 @@ func TestAppendWithoutQuorumIsUnavailableNotConflict(t *testing.T) {
 	_, all := estest.ConnectURL(t, c.URLs())
 	ctx := t.Context()
 	setup := estest.ReplicatedStore(t, all)
-	ev := func(rid string) eventstore.EventData {
-		return eventstore.EventData{Type: "Test", Data: []byte(rid), Meta: eventstore.Metadata{RequestID: rid, OccurredAt: time.Now().UTC()}}
-	}
+	ev := func(rid string) eventstore.EventData { return estest.Event("Test", rid, rid) }
 	if _, err := setup.Append(ctx, "no-quorum", 0, []eventstore.EventData{ev("nq-1")}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +50,7 @@ func TestAppendWithoutQuorumIsUnavailableNotConflict(t *testing.T) {
 	c.Start((leader + 1) % len(c.Servers))
 	// The retry of the same request, once the quorum is back, is answered
 	// with what landed: the first try's event or its own, never a conflict.
-	for {
+	for attempt := 1; ; attempt++ {
 		res, err := store.Append(ctx, "no-quorum", 1, []eventstore.EventData{ev("nq-2")})
 		if err == nil {
 			if res.Version != 2 {
@@ -59,8 +58,11 @@ func TestAppendWithoutQuorumIsUnavailableNotConflict(t *testing.T) {
 			}
 			break
 		}
-		if !errors.Is(err, eventstore.ErrUnavailable) {
-			t.Fatalf("retry once a follower is back: %v", err)
+		if !errors.Is(err, eventstore.ErrUnavailable) || attempt == 100 {
+			t.Fatalf("retry %d once a follower is back: %v", attempt, err)
+		}
+		if err := backoff.Sleep(ctx, retryBackoff.Delay(attempt)); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
