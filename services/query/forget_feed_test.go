@@ -1,15 +1,12 @@
 package query_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/eventstore/memstore"
-	"github.com/orderstream/orderstream/internal/pii"
 )
 
 // After ForgetCustomer has been applied (GetOrder shows the address
@@ -20,11 +17,7 @@ import (
 func TestWatchResumingFromBeforeAForgetServesNoPersonalData(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := serve(t, &env{store: memstore.New(), keys: pii.NewKeyring(pii.NewMemStore(), master)}, 0)
+	e := startWithKeys(t, 0)
 
 	// Another customer's order first, so that a resume position before the
 	// forgotten customer's order exists (0 means "from now").
@@ -98,11 +91,7 @@ func TestWatchResumingFromBeforeAForgetServesNoPersonalData(t *testing.T) {
 func TestWatchOrdersSendsTheErasureOfEveryOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := serve(t, &env{store: memstore.New(), keys: pii.NewKeyring(pii.NewMemStore(), master)}, 0)
+	e := startWithKeys(t, 0)
 	addr := &ordersv1.Address{Name: "Ada Twice", Line1: "2 Twin Street", City: "Forgettown", Country: "GB"}
 	var last uint64
 	for _, id := range []string{"o-two-a", "o-two-b"} {

@@ -1,14 +1,12 @@
 package query_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/services/query"
 	"google.golang.org/grpc"
@@ -37,11 +35,7 @@ func (unreachableKeys) Key(context.Context, string, uint64) (pii.Key, error) {
 func TestWatchResumeWithoutItsKeysIsUnavailable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := serve(t, &env{store: memstore.New(), keys: pii.NewKeyring(pii.NewMemStore(), master)}, 1) // the feed keeps 1 change
+	e := startWithKeys(t, 1) // the feed keeps 1 change
 	_, before := newOrder(t, e, "c-other")
 	id, _ := newOrder(t, e, "c-1") // a sealed shipping address
 	last := addItems(t, e, id, 0, 3)

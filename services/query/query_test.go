@@ -1,6 +1,7 @@
 package query_test
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -70,6 +71,17 @@ func start(t *testing.T) *env { return startWith(t, 0) }
 // history.
 func startWith(t *testing.T, history int, opts ...query.Option) *env {
 	return serve(t, &env{store: memstore.New()}, history, opts...)
+}
+
+// startWithKeys is startWith with personal data sealed by a keyring of
+// its own.
+func startWithKeys(t *testing.T, history int) *env {
+	t.Helper()
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serve(t, &env{store: memstore.New(), keys: pii.NewKeyring(pii.NewMemStore(), master)}, history)
 }
 
 // startNATS is startWith on the JetStream store, configured by storeOpts,
