@@ -258,15 +258,18 @@ func TestPaymentsCallingRemoteCommandPresentPaymentsToken(t *testing.T) {
 }
 
 // A PAYMENTS_TOKEN that this process's own command service would refuse
-// (no clerk role, or unknown to its token sources) stops start-up, naming
+// (no clerk role, unknown to its token sources, or a subject it cannot
+// record) stops start-up, naming
 // it: the payments manager would otherwise charge customers and then fail
 // to record every payment.
 func TestPaymentsTokenTheLocalCommandRefusesStopsStartup(t *testing.T) {
 	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("viewer-token-012345678 vera viewer\npayments-token-0123456 pay clerk\n"), 0o600); err != nil {
+	// A clerk whose subject is too long to record as the actor is refused
+	// as every call of it would be.
+	if err := os.WriteFile(tokens, []byte("viewer-token-012345678 vera viewer\nlong-subject-token-0123 "+strings.Repeat("p", 129)+" clerk\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, token := range []string{"viewer-token-012345678", "unknown-token-01234567"} {
+	for _, token := range []string{"viewer-token-012345678", "unknown-token-01234567", "long-subject-token-0123"} {
 		vars := map[string]string{"ROLES": "command,query,audit,payments", "AUTH_TOKENS_FILE": tokens, "PAYMENTS_TOKEN": token}
 		if err := runErr(t, apptest.Config(t, vars), vars); err == nil || !strings.HasPrefix(err.Error(), "PAYMENTS_TOKEN:") {
 			t.Errorf("PAYMENTS_TOKEN %s: %v, want an error naming PAYMENTS_TOKEN", token, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/auth"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/rpcguard"
@@ -138,9 +139,9 @@ func (n *node) authenticate() error {
 		}
 		if cfg.PaymentsToken != "" && cfg.Has("payments") && cfg.Has("command") && cfg.CommandAddr == "" {
 			// The payments manager calls this process's own command
-			// service, which checks the token against these sources: one
-			// it refuses would fail every recording after its charge.
-			if p, err := authn.Authenticate(n.paymentsToken); err != nil || !p.Has(auth.Clerk) {
+			// service, which checks the token as it checks every call:
+			// one it refuses would fail every recording after its charge.
+			if _, err := authn.Admit(n.paymentsToken, ordersv1.OrderCommandService_RecordPayment_FullMethodName); err != nil {
 				return errors.New("PAYMENTS_TOKEN: the payments role calls this process's command service, which does not accept the token with the clerk role it needs to record payments")
 			}
 		}

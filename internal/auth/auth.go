@@ -264,19 +264,40 @@ func (a *Authenticator) check(ctx context.Context, method string) (context.Conte
 	if token == "" {
 		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
-	p, err := a.Authenticate(token)
+	p, err := a.admit(token, roles)
 	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "invalid or expired token")
-	}
-	if !slices.ContainsFunc(roles, p.Has) {
-		return nil, status.Errorf(codes.PermissionDenied, "the %s role is required", strings.Join(roles, " or "))
-	}
-	if !Recordable(p.Subject) {
-		return nil, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, none of them control characters", MaxSubject)
+		return nil, err
 	}
 	md = md.Copy()
 	md.Set("x-actor", p.Subject)
 	return metadata.NewIncomingContext(ctx, md), nil
+}
+
+// Admit returns the principal of token when the server would let it call
+// method (a full gRPC method name), and the status error it would answer
+// otherwise: UNAUTHENTICATED for a token it does not accept or whose
+// subject cannot be recorded, PERMISSION_DENIED for one without a role
+// the method needs. A method without an auth rule needs none.
+func (a *Authenticator) Admit(token, method string) (Principal, error) {
+	roles, exempt := AllowedRoles(method)
+	if exempt {
+		return Principal{}, nil
+	}
+	return a.admit(token, roles)
+}
+
+func (a *Authenticator) admit(token string, roles []string) (Principal, error) {
+	p, err := a.Authenticate(token)
+	if err != nil {
+		return Principal{}, status.Error(codes.Unauthenticated, "invalid or expired token")
+	}
+	if !slices.ContainsFunc(roles, p.Has) {
+		return Principal{}, status.Errorf(codes.PermissionDenied, "the %s role is required", strings.Join(roles, " or "))
+	}
+	if !Recordable(p.Subject) {
+		return Principal{}, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, none of them control characters", MaxSubject)
+	}
+	return p, nil
 }
 
 // MaxSubject is the longest subject a token may carry: the event store
