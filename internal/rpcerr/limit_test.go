@@ -14,7 +14,7 @@ func TestLimit(t *testing.T) {
 		want  int
 		code  codes.Code
 	}{{0, 100, codes.OK}, {1, 1, codes.OK}, {1000, 1000, codes.OK}, {1001, 0, codes.InvalidArgument}, {-1, 0, codes.InvalidArgument}} {
-		got, err := rpcerr.Limit(tc.limit, 100, 1000)
+		got, err := rpcerr.Limit("limit", tc.limit, 100, 1000)
 		if got != tc.want || status.Code(err) != tc.code {
 			t.Errorf("Limit(%d) = %d, %v; want %d, %v", tc.limit, got, err, tc.want, tc.code)
 		}

@@ -71,15 +71,15 @@ func Invalid(field, reason string) error {
 	return st.Err()
 }
 
-// Limit returns the count a request's limit asks for: def when it is 0,
-// the limit itself from 1 to most, and otherwise an INVALID_ARGUMENT
-// status naming the field "limit".
-func Limit(limit int32, def, most int) (int, error) {
+// Limit returns the count a request's limit or page size (the field named
+// field) asks for: def when it is 0, the value itself from 1 to most, and
+// otherwise an INVALID_ARGUMENT status naming the field.
+func Limit(field string, limit int32, def, most int) (int, error) {
 	switch {
 	case limit == 0:
 		return def, nil
 	case limit < 0 || int(limit) > most:
-		return 0, Invalid("limit", "must be between 1 and "+strconv.Itoa(most))
+		return 0, Invalid(field, "must be between 1 and "+strconv.Itoa(most))
 	}
 	return int(limit), nil
 }

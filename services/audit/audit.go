@@ -285,12 +285,9 @@ func (s *Service) scanOrder(ctx context.Context, id string) ([]entry, error) {
 // GetOrderHistory returns an order's events oldest first, paged by an
 // opaque token holding the index of the next event.
 func (s *Service) GetOrderHistory(ctx context.Context, req *ordersv1.GetOrderHistoryRequest) (*ordersv1.GetOrderHistoryResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = DefaultHistoryPage
-	case size < 0 || size > MaxHistoryPage:
-		return nil, rpcerr.Invalid("page_size", "must be between 1 and 1000")
+	size, err := rpcerr.Limit("page_size", req.GetPageSize(), DefaultHistoryPage, MaxHistoryPage)
+	if err != nil {
+		return nil, err
 	}
 	start := 0
 	if tok := req.GetPageToken(); tok != "" {

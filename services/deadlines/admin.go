@@ -35,7 +35,7 @@ func (a *Admin) ListDeadlines(ctx context.Context, req *ordersv1.ListDeadlinesRe
 	if id := req.GetOrderId(); id != "" && (order.ValidateID("order_id", id) != nil || eventstore.ValidOrderID(id) != nil) {
 		return nil, rpcerr.Invalid("order_id", "must be 1-64 printable ASCII characters without spaces, '.', '*' or '>'")
 	}
-	limit, err := rpcerr.Limit(req.GetLimit(), 100, 1000)
+	limit, err := rpcerr.Limit("limit", req.GetLimit(), 100, 1000)
 	if err != nil {
 		return nil, err
 	}

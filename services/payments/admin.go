@@ -36,7 +36,7 @@ func kindProto(k jobKind) ordersv1.PaymentJobKind {
 // park more than one answer should carry. INVALID_ARGUMENT for a limit
 // outside 0-1000.
 func (a *Admin) ListParkedPayments(ctx context.Context, req *ordersv1.ListParkedPaymentsRequest) (*ordersv1.ListParkedPaymentsResponse, error) {
-	limit, err := rpcerr.Limit(req.GetLimit(), 100, 1000)
+	limit, err := rpcerr.Limit("limit", req.GetLimit(), 100, 1000)
 	if err != nil {
 		return nil, err
 	}

@@ -306,12 +306,9 @@ func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersReques
 	if req.GetCreatedAfter() != nil && req.GetCreatedBefore() != nil && !req.GetCreatedAfter().AsTime().Before(req.GetCreatedBefore().AsTime()) {
 		return nil, rpcerr.Invalid("created_before", "must be after created_after")
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = DefaultPageSize
-	case size < 0 || size > MaxPageSize:
-		return nil, rpcerr.Invalid("page_size", "must be between 1 and 500")
+	size, err := rpcerr.Limit("page_size", req.GetPageSize(), DefaultPageSize, MaxPageSize)
+	if err != nil {
+		return nil, err
 	}
 	fh := filterHash(req, f)
 	cursor, err := decodeToken(req.GetPageToken(), fh)
