@@ -209,7 +209,11 @@ func NewRunner(log Log, dir *Dir, opts ...Option) (*Runner, error) {
 		events: log, dir: dir, batchSize: 500, batchWait: 0, bulkCatchUp: DefaultBulkCatchUp,
 		logger: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 		changed: make(chan struct{}), ready: make(chan struct{}),
+		// Armed by the applies that leave a transaction open; its
+		// firings are the committer's (Run).
+		commitTimer: time.NewTimer(time.Hour),
 	}
+	r.commitTimer.Stop()
 	for _, o := range opts {
 		if err := o(r); err != nil {
 			return nil, err
@@ -351,6 +355,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.feed.start(pos)
 	r.move(&r.committed, pos)
+	done := make(chan struct{})
+	var committer sync.WaitGroup
+	committer.Go(func() { r.committer(done) })
+	defer func() {
+		close(done)
+		committer.Wait()
+	}()
 	for {
 		fctx, stop := context.WithCancel(ctx)
 		r.mu.Lock()
@@ -545,13 +556,25 @@ func (r *Runner) applyBatch(ctx context.Context, batch []Item) error {
 		r.published(pos)
 	} else if !r.commitArmed {
 		r.commitArmed = true
-		if r.commitTimer == nil {
-			r.commitTimer = time.AfterFunc(commitDelay, r.commitHeld)
-		} else {
-			r.commitTimer.Reset(commitDelay)
-		}
+		r.commitTimer.Reset(commitDelay)
 	}
 	return nil
+}
+
+// committer commits what the applies hold each time the commit timer
+// fires, until done is closed. It is one goroutine for the whole Run
+// rather than time.AfterFunc's new one per commit: SQLite's commit runs
+// deep, and a fresh goroutine grew (copied) its stack to that depth on
+// every commit, 1.4–2% of ordersd's CPU at 1,000 CreateOrders/s.
+func (r *Runner) committer(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-r.commitTimer.C:
+			r.commitHeld()
+		}
+	}
 }
 
 // commitDelay is how long after the first batch a transaction holds it
@@ -633,10 +656,8 @@ func (r *Runner) settle(pos uint64, committed bool) {
 func (r *Runner) stopCommits() {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
-	if r.commitTimer != nil {
-		r.commitTimer.Stop()
-		r.commitArmed = false
-	}
+	r.commitTimer.Stop()
+	r.commitArmed = false
 	_ = r.commit(context.Background())
 }
 
