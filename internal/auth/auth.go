@@ -294,8 +294,11 @@ func (a *Authenticator) admit(token string, roles []string) (Principal, error) {
 	if !slices.ContainsFunc(roles, p.Has) {
 		return Principal{}, status.Errorf(codes.PermissionDenied, "the %s role is required", strings.Join(roles, " or "))
 	}
-	if !Recordable(p.Subject) {
-		return Principal{}, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, none of them control characters", MaxSubject)
+	// The subject is recorded as the actor trimmed, so one that is blank
+	// would be recorded as "anonymous" and " alice " as alice: neither
+	// is recorded as it is.
+	if !Recordable(p.Subject) || strings.TrimSpace(p.Subject) != p.Subject || p.Subject == "" {
+		return Principal{}, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, not blank, none of them control characters, no surrounding whitespace", MaxSubject)
 	}
 	return p, nil
 }

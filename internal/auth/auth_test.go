@@ -326,3 +326,25 @@ func TestUnrecordableSubjectIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// The subject is recorded as the actor of every change the token makes, and
+// the command service trims it: a blank one would be recorded as
+// "anonymous", and " alice " as alice. Neither is admitted.
+func TestSubjectRecordedAsItIsOrRefused(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef"
+	a, err := auth.Load(auth.Config{HMACSecretFile: write(t, "secret", secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}
+	for _, sub := range []string{"   ", "\t", " alice", "alice ", " alice "} {
+		tok := sign(t, hs, "", claims{Claims: jwt.Claims{Subject: sub, Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Roles: []string{"clerk"}})
+		if p, err := a.Admit(tok, "/orders.v1.OrderCommandService/CreateOrder"); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("subject %q: admitted as %+v (err %v); want UNAUTHENTICATED", sub, p, err)
+		}
+	}
+	tok := sign(t, hs, "", claims{Claims: jwt.Claims{Subject: "alice smith", Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Roles: []string{"clerk"}})
+	if p, err := a.Admit(tok, "/orders.v1.OrderCommandService/CreateOrder"); err != nil || p.Subject != "alice smith" {
+		t.Errorf("subject with an inner space: %+v, %v; want admitted as it is", p, err)
+	}
+}
