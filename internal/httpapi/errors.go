@@ -100,6 +100,14 @@ func (e errorHandlers) clientStatus(ctx context.Context, r *http.Request, err er
 			e.logged(ctx, r, st)
 		}
 		return status.New(st.Code(), msgInternal)
+	case codes.ResourceExhausted:
+		// grpc-go's own, on the gateway's side of the call (an answer
+		// over its receive limit): not the client's doing, nor a load
+		// it should back off from, as the services' own answers are.
+		if strings.HasPrefix(st.Message(), "grpc: ") {
+			e.logged(ctx, r, st)
+			return status.New(codes.Internal, msgInternal)
+		}
 	case codes.Unavailable:
 		if !serviceUnavailable(st.Message()) {
 			e.logged(ctx, r, st)

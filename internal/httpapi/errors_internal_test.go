@@ -37,3 +37,17 @@ func TestUnavailableFromTheConnectionIsWithheld(t *testing.T) {
 		}
 	}
 }
+
+// A RESOURCE_EXHAUSTED the service sent (its load shedding) tells the
+// client to back off; grpc-go's own, an answer over the gateway's receive
+// limit, is not the client's doing and is withheld as an internal error.
+func TestResourceExhaustedOfTheGatewaysConnectionIsInternal(t *testing.T) {
+	e := errorHandlers{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if got := e.clientStatus(t.Context(), nil, status.Error(codes.ResourceExhausted, "overloaded, retry later")); got.Code() != codes.ResourceExhausted || got.Message() != "overloaded, retry later" {
+		t.Errorf("the service's load shedding reached the client as %v %q", got.Code(), got.Message())
+	}
+	got := e.clientStatus(t.Context(), nil, status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5600213 vs. 4194304)"))
+	if got.Code() != codes.Internal || got.Message() != msgInternal {
+		t.Errorf("grpc-go's receive limit reached the client as %v %q", got.Code(), got.Message())
+	}
+}

@@ -20,3 +20,22 @@ func TestLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestFit(t *testing.T) {
+	size := func(n int) func(int) int { return func(int) int { return n } }
+	for _, c := range []struct {
+		name    string
+		n, each int
+		want    int
+	}{
+		{"none", 0, 100, 0},
+		{"all small", 500, 1000, 500},
+		{"one larger than a page", 3, rpcerr.MaxPageBytes * 2, 1},
+		{"as many as fit", 10, rpcerr.MaxPageBytes/4 - 4, 4},
+		{"one byte over", 10, rpcerr.MaxPageBytes/4 - 3, 3},
+	} {
+		if got := rpcerr.Fit(c.n, size(c.each)); got != c.want {
+			t.Errorf("%s: %d of %d items of %d bytes fit, want %d", c.name, got, c.n, c.each, c.want)
+		}
+	}
+}

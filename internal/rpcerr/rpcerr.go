@@ -17,6 +17,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // ErrStaleRevision reports that a caller-supplied expected revision no
@@ -69,6 +70,29 @@ func Invalid(field, reason string) error {
 		return d.Err()
 	}
 	return st.Err()
+}
+
+// MaxPageBytes bounds what one page of a listing carries, encoded: the
+// 4 MiB a gRPC client receives by default, less room for the page's other
+// fields. A full page of the largest items can be more (500 orders of 100
+// lines and long addresses are over 5 MB), and a client with the default
+// limit then fails to read it, every time it asks; such a page stops
+// short of its size instead, and its next page token goes on from there.
+const MaxPageBytes = 4<<20 - 64<<10
+
+// Fit returns how many of the items, whose encoded sizes size gives, one
+// page carries within MaxPageBytes, as a repeated field numbered below 16:
+// at least one, at most n.
+func Fit(n int, size func(i int) int) int {
+	total := 0
+	for i := range n {
+		// The field's one-byte tag, the item's length and the item.
+		total += 1 + protowire.SizeBytes(size(i))
+		if i > 0 && total > MaxPageBytes {
+			return i
+		}
+	}
+	return n
 }
 
 // Limit returns the count a request's limit or page size (the field named

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Limits of the audit API.
@@ -312,6 +313,9 @@ func (s *Service) GetOrderHistory(ctx context.Context, req *ordersv1.GetOrderHis
 			return nil, rpcerr.ToStatus(ctx, s.log, err)
 		}
 		res.Events = append(res.Events, ev)
+	}
+	if n := rpcerr.Fit(len(res.Events), func(i int) int { return proto.Size(res.Events[i]) }); n < len(res.Events) {
+		res.Events, end = res.Events[:n], start+n
 	}
 	if end < len(recs) {
 		res.NextPageToken = encodeHistoryToken(end, req.GetOrderId())

@@ -212,6 +212,52 @@ func TestHistoryAndStateAt(t *testing.T) {
 	}
 }
 
+// A page of large events stops short of its size, so that a client with
+// gRPC's default receive limit (4 MiB, as e's) can read it, and the pages
+// together hold the whole history once, in order. The events here are
+// larger than commands allow (written to the log directly), as pages of
+// the largest legal events may become.
+func TestHistoryPagesFitAClientsDefault(t *testing.T) {
+	e := start(t)
+	at := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	_, prev := publishAt(t, e, "big", chain.Zero, order.OrderCreated{OrderID: "big", CustomerID: "c", Currency: "EUR"}, at)
+	field := strings.Repeat("x", 8<<10)
+	const changes = 150 // about 41 KB each: 6 MB in all
+	for i := range changes {
+		a := order.Address{Name: field, Line1: field, Line2: field, City: field, Region: field, PostalCode: fmt.Sprint(i), Country: "NL"}
+		_, prev = publishAt(t, e, "big", prev, order.ShippingAddressSet{Address: a}, at.Add(time.Duration(i+1)*time.Second))
+	}
+	var versions []uint32
+	req := &ordersv1.GetOrderHistoryRequest{OrderId: "big", PageSize: 1000}
+	for pages := 1; ; pages++ {
+		res, err := e.audit.GetOrderHistory(t.Context(), req)
+		if err != nil {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		if len(res.GetEvents()) == 0 {
+			t.Fatalf("page %d is empty", pages)
+		}
+		for _, ev := range res.GetEvents() {
+			versions = append(versions, ev.GetVersion())
+		}
+		if res.GetNextPageToken() == "" {
+			if pages == 1 {
+				t.Fatal("the whole history in one page")
+			}
+			break
+		}
+		req.PageToken = res.GetNextPageToken()
+	}
+	if len(versions) != changes+1 {
+		t.Fatalf("%d events in the pages, want %d", len(versions), changes+1)
+	}
+	for i, v := range versions {
+		if v != uint32(i+1) {
+			t.Fatalf("event %d of the pages is version %d", i, v)
+		}
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()

@@ -323,9 +323,9 @@ func (s *Service) ListOrders(ctx context.Context, req *ordersv1.ListOrdersReques
 		return nil, rpcerr.ToStatus(ctx, s.log, err)
 	}
 	res := &ordersv1.ListOrdersResponse{Position: pos}
-	if len(orders) > size {
-		res.NextPageToken = encodeToken(cursors[size-1], fh)
-		orders = orders[:size]
+	if n := rpcerr.Fit(min(len(orders), size), func(i int) int { return len(orders[i]) }); n < len(orders) {
+		res.NextPageToken = encodeToken(cursors[n-1], fh)
+		orders = orders[:n]
 	}
 	res.ProtoReflect().SetUnknown(orderFields(listOrdersResponseOrder, orders...))
 	return res, nil

@@ -242,7 +242,9 @@ type GetOrderHistoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Order id. Required.
 	OrderId string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	// Events per page, 1-1000; 0 means 100.
+	// Events per page, 1-1000; 0 means 100. A page of large events stops
+	// short of it at about 4 MB (what a gRPC client receives by default),
+	// with a next_page_token for the rest.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`

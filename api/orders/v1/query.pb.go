@@ -203,7 +203,9 @@ type ListOrdersRequest struct {
 	CreatedAfter *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
 	// Only orders created before this time.
 	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
-	// Orders per page, 1-500; 0 means 50.
+	// Orders per page, 1-500; 0 means 50. A page of large orders stops short
+	// of it at about 4 MB (what a gRPC client receives by default), with a
+	// next_page_token for the rest.
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page; must be used with the same filters.
 	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
