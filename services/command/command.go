@@ -426,8 +426,14 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	if err != nil {
 		return result{}, answered, err
 	}
-	if c.meta.RequestFingerprint, err = c.s.fingerprint(ctx, c.req, c.digest, customerOf(c.req, st)); err != nil {
-		return result{}, answered, err
+	// The fingerprint may need the customer's data key, which the
+	// keyring creates when there is none: it is made for a retry, to
+	// compare with its original's, and for events to record, never for
+	// a request that is refused.
+	if original != nil {
+		if err := c.fingerprint(ctx, st); err != nil {
+			return result{}, answered, err
+		}
 	}
 	events, err := c.decide(recs, st, original)
 	if err == nil && original != nil {
@@ -446,7 +452,18 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	if len(events) == 0 {
 		return result{state: st, revision: uint64(st.Version), position: position}, answered, nil
 	}
+	if err := c.fingerprint(ctx, st); err != nil {
+		return result{}, answered, err
+	}
 	return c.append(ctx, attempt, recs, st, events)
+}
+
+// fingerprint records the request's fingerprint (Service.fingerprint) in
+// the call's metadata, for the order in state st.
+func (c *call) fingerprint(ctx context.Context, st order.State) error {
+	fp, err := c.s.fingerprint(ctx, c.req, c.digest, customerOf(c.req, st))
+	c.meta.RequestFingerprint = fp
+	return err
 }
 
 // load reads the order's history: with every acknowledged event once

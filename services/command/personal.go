@@ -58,8 +58,12 @@ func personal(req request) bool {
 // from the customer's data key, which dies with it. Other requests keep the
 // plain SHA-256 (plainFingerprint). A retry after the customer was
 // forgotten meets a new key and is refused as another request.
+//
+// A customer id that is not a valid one (a retry's, compared before the
+// request is checked) gets the plain fingerprint: no original was recorded
+// under it, and the keyring is never asked for such a customer's key.
 func (s *Service) fingerprint(ctx context.Context, req request, digest []byte, customerID string) (string, error) {
-	if s.keys == nil || customerID == "" || !personal(req) {
+	if s.keys == nil || !personal(req) || order.ValidateID("customer_id", customerID) != nil {
 		return plainFingerprint(digest), nil
 	}
 	k, err := s.keys.DataKey(ctx, customerID)

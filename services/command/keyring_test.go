@@ -1,0 +1,95 @@
+package command_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/keys"
+	"github.com/orderstream/orderstream/eventstore/memstore"
+	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/services/command"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// countingKeys counts the keys created in a pii.MemStore.
+type countingKeys struct {
+	*pii.MemStore
+	created atomic.Int64
+	ids     atomic.Value
+}
+
+func (c *countingKeys) Create(ctx context.Context, customerID string, wrapped []byte) (uint64, error) {
+	c.created.Add(1)
+	c.ids.Store(customerID)
+	return c.MemStore.Create(ctx, customerID, wrapped)
+}
+
+// A refused CreateOrder that carries an address is answered without the
+// keyring: its keyed fingerprint, computed before the request was checked,
+// created a data key for whatever customer_id the client sent.
+func TestRefusedRequestCreatesNoDataKey(t *testing.T) {
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := &countingKeys{MemStore: pii.NewMemStore()}
+	svc, err := command.New(memstore.New(), command.WithKeyring(pii.NewKeyring(ks, master)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := serve(t, svc)
+	for i, req := range []*ordersv1.CreateOrderRequest{
+		{RequestId: "bad-cust-1", OrderId: "o-bad-1", CustomerId: "not an id", Currency: "EUR", ShippingAddress: address()},
+		{RequestId: "bad-cur-1", OrderId: "o-bad-2", CustomerId: "cust-x", Currency: "eur", ShippingAddress: address()},
+	} {
+		_, err := client.CreateOrder(t.Context(), req)
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("request %d: %v, want INVALID_ARGUMENT", i, err)
+		}
+	}
+	if n := ks.created.Load(); n != 0 {
+		t.Fatalf("refused requests created %d data key(s) (last for customer %q)", n, ks.ids.Load())
+	}
+}
+
+// With the keys bucket, a CreateOrder with an address and a customer_id
+// far over its limit is INVALID_ARGUMENT. Before, the keyring was asked
+// for the key of the unchecked id: the key's subject was over the server's
+// protocol line limit, the server closed the connection the event store
+// shares for good, and every later command failed with UNAVAILABLE.
+func TestOverlongCustomerIDWithAddressIsInvalid(t *testing.T) {
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := keys.Open(t.Context(), js, keys.WithStorage(jetstream.MemoryStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, _ := pii.NewMasterKey(bytes.Repeat([]byte{3}, pii.KeySize))
+	svc, err := command.New(store, command.WithKeyring(pii.NewKeyring(kb, master)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := serve(t, svc)
+	_, err = client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "long-cust", OrderId: "o-long",
+		CustomerId: strings.Repeat("c", 5000), Currency: "EUR", ShippingAddress: address()})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("CreateOrder with a 5000-character customer_id: %v, want INVALID_ARGUMENT", err)
+	}
+	// The service still serves valid requests.
+	if _, err := client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "after-long", OrderId: "o-after",
+		CustomerId: "cust-ok", Currency: "EUR"}); err != nil {
+		t.Errorf("a valid CreateOrder after it: %v", err)
+	}
+}
