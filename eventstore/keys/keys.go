@@ -173,13 +173,31 @@ func (s *Store) DevMasterKey(ctx context.Context) (raw []byte, created bool, err
 	return raw, true, nil
 }
 
-func entryKey(customerID string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(customerID))
+// MaxCustomerID is the longest customer id, in bytes, whose key the store
+// keeps. Its entry key is part of a NATS subject, and the server answers
+// a protocol line over 4 KB with an error that closes the connection for
+// good, for every user of it (the event store's too): a longer id is
+// refused here (ErrCustomerIDTooLong) rather than sent.
+const MaxCustomerID = 1024
+
+// ErrCustomerIDTooLong is the error of an operation on a customer id over
+// MaxCustomerID bytes.
+var ErrCustomerIDTooLong = errors.New("keys: customer id too long")
+
+func entryKey(customerID string) (string, error) {
+	if len(customerID) > MaxCustomerID {
+		return "", fmt.Errorf("%w: %d bytes, at most %d", ErrCustomerIDTooLong, len(customerID), MaxCustomerID)
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(customerID)), nil
 }
 
 // Get implements pii.Store: pii.ErrNotFound when the customer has no key.
 func (s *Store) Get(ctx context.Context, customerID string) ([]byte, uint64, error) {
-	e, err := s.kv.Get(ctx, entryKey(customerID))
+	key, err := entryKey(customerID)
+	if err != nil {
+		return nil, 0, err
+	}
+	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, pii.ErrNotFound
 	}
@@ -198,7 +216,11 @@ var _ pii.LatestStore = (*Store)(nil)
 // when the customer has no key (never had one, or it was erased); errors
 // are the server's (no leader while it elects one).
 func (s *Store) GetLatest(ctx context.Context, customerID string) ([]byte, uint64, error) {
-	raw, found, err := streamcfg.LeaderGet(ctx, s.nc, s.msgGet, streamcfg.MsgGetRequest{LastFor: s.subjects + entryKey(customerID)})
+	key, err := entryKey(customerID)
+	if err != nil {
+		return nil, 0, err
+	}
+	raw, found, err := streamcfg.LeaderGet(ctx, s.nc, s.msgGet, streamcfg.MsgGetRequest{LastFor: s.subjects + key})
 	switch {
 	case err != nil:
 		return nil, 0, fmt.Errorf("keys: get from the leader: %w", err)
@@ -213,7 +235,11 @@ func (s *Store) GetLatest(ctx context.Context, customerID string) ([]byte, uint6
 
 // Create implements pii.Store: pii.ErrExists when the customer has a key.
 func (s *Store) Create(ctx context.Context, customerID string, wrapped []byte) (uint64, error) {
-	rev, err := s.kv.Create(ctx, entryKey(customerID), wrapped)
+	key, err := entryKey(customerID)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Create(ctx, key, wrapped)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, pii.ErrExists
 	}
@@ -228,7 +254,11 @@ func (s *Store) Create(ctx context.Context, customerID string, wrapped []byte) (
 // and the delete marker is written even when none is left: an erase that
 // failed or stopped before its marker is retried as a whole.
 func (s *Store) Erase(ctx context.Context, customerID string) error {
-	hist, err := s.kv.History(ctx, entryKey(customerID))
+	key, err := entryKey(customerID)
+	if err != nil {
+		return err
+	}
+	hist, err := s.kv.History(ctx, key)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("keys: erase: %w", err)
 	}
@@ -240,7 +270,7 @@ func (s *Store) Erase(ctx context.Context, customerID string) error {
 	}
 	// A delete marker (no value) tells other processes' keyrings, which
 	// watch the bucket (WatchErased), to drop the key from their caches.
-	if err := s.kv.Delete(ctx, entryKey(customerID)); err != nil {
+	if err := s.kv.Delete(ctx, key); err != nil {
 		return fmt.Errorf("keys: erase marker: %w", err)
 	}
 	return nil

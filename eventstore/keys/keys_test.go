@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,5 +198,44 @@ func TestGetLatest(t *testing.T) {
 	}
 	if _, _, err := store.GetLatest(ctx, "customer/1"); !errors.Is(err, pii.ErrNotFound) {
 		t.Fatalf("GetLatest after the erase: %v, want ErrNotFound", err)
+	}
+}
+
+// A customer id too long for a NATS subject is refused before anything is
+// sent: the server would answer the protocol line with an error that
+// closes the connection, which the event store shares, for good. The
+// longest accepted id works, and the connection stays usable.
+func TestOverlongCustomerIDIsRefusedBeforeTheServer(t *testing.T) {
+	ctx := t.Context()
+	nc, js := estest.Connect(t, estest.StartServer(t))
+	store, err := keys.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("c", keys.MaxCustomerID+1)
+	if _, _, err := store.Get(ctx, long); !errors.Is(err, keys.ErrCustomerIDTooLong) {
+		t.Errorf("Get: %v, want ErrCustomerIDTooLong", err)
+	}
+	if _, _, err := store.GetLatest(ctx, long); !errors.Is(err, keys.ErrCustomerIDTooLong) {
+		t.Errorf("GetLatest: %v, want ErrCustomerIDTooLong", err)
+	}
+	if _, err := store.Create(ctx, long, []byte("k")); !errors.Is(err, keys.ErrCustomerIDTooLong) {
+		t.Errorf("Create: %v, want ErrCustomerIDTooLong", err)
+	}
+	if err := store.Erase(ctx, long); !errors.Is(err, keys.ErrCustomerIDTooLong) {
+		t.Errorf("Erase: %v, want ErrCustomerIDTooLong", err)
+	}
+	longest := strings.Repeat("c", keys.MaxCustomerID)
+	if _, err := store.Create(ctx, longest, []byte("k")); err != nil {
+		t.Fatalf("Create with the longest id: %v", err)
+	}
+	if w, _, err := store.GetLatest(ctx, longest); err != nil || string(w) != "k" {
+		t.Fatalf("GetLatest with the longest id: %q, %v", w, err)
+	}
+	if err := store.Erase(ctx, longest); err != nil {
+		t.Fatalf("Erase with the longest id: %v", err)
+	}
+	if !nc.IsConnected() {
+		t.Fatalf("connection %v after the calls", nc.Status())
 	}
 }
