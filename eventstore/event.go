@@ -255,8 +255,9 @@ func writeMetaHead(b *strings.Builder, tag byte, n int) {
 
 // eventHeader builds the headers of one event at version of its order in
 // format f, checking that each value survives the round trip. It fails,
-// wrapping ErrInvalidEvent, without a type or when a value has line
-// breaks or surrounding whitespace.
+// wrapping ErrInvalidEvent, without a type, when a value has line breaks
+// or surrounding whitespace, or when the occurrence time is outside the
+// years RFC 3339 can write.
 func eventHeader(ev *EventData, version uint64, f HeaderFormat) (nats.Header, error) {
 	if ev.Type == "" {
 		return nil, fmt.Errorf("%w: empty event type", ErrInvalidEvent)
@@ -282,6 +283,11 @@ func eventHeader(ev *EventData, version uint64, f HeaderFormat) (nats.Header, er
 	var ts [len(time.RFC3339Nano) + 8]byte
 	var at []byte
 	if !m.OccurredAt.IsZero() {
+		// RFC 3339 has four-digit years: one outside them is formatted
+		// but never parsed back, and the order could not be read again.
+		if y := m.OccurredAt.UTC().Year(); y < 0 || y > 9999 {
+			return nil, fmt.Errorf("%w: occurrence time %v outside the years 0000 to 9999", ErrInvalidEvent, m.OccurredAt)
+		}
 		at = m.OccurredAt.UTC().AppendFormat(ts[:0], time.RFC3339Nano)
 	}
 	ver := strconv.FormatUint(version, 10)
