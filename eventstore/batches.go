@@ -392,7 +392,7 @@ func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) e
 		select {
 		case m = <-r.msgs:
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			return ended(ctx)
 		case <-r.closed:
 			return nats.ErrConnectionClosed
 		}

@@ -127,3 +127,28 @@ func TestReadsLeaveNoConsumer(t *testing.T) {
 		t.Fatalf("%d consumers left on the stream after the reads ended, want 0", n)
 	}
 }
+
+// A read its caller cancels with a cause of its own ends with the
+// cancellation and the cause, not ErrUnavailable, which only a deadline
+// counts as: the cause alone wraps neither.
+func TestReadBatchesCancelledWithACauseIsCancelled(t *testing.T) {
+	e := newEnv(t)
+	estest.AppendRoundRobin(t, e.store, 3, 1)
+	cause := errors.New("client went away")
+	for range 20 {
+		ctx, cancel := context.WithCancelCause(t.Context())
+		var last error
+		for _, err := range e.store.ReadBatches(ctx, 0, eventstore.BatchSize(1), eventstore.UpTo(3)) {
+			if last = err; err == nil {
+				cancel(cause)
+			}
+		}
+		cancel(nil)
+		if last == nil {
+			continue // the read ended before the cancellation took
+		}
+		if errors.Is(last, eventstore.ErrUnavailable) || !errors.Is(last, context.Canceled) || !errors.Is(last, cause) {
+			t.Fatalf("ReadBatches cancelled with a cause ended with %v; want the cancellation and its cause, not ErrUnavailable", last)
+		}
+	}
+}

@@ -91,6 +91,19 @@ func apiErrorCode(err error) jetstream.ErrorCode {
 
 // classify wraps err with the sentinel of its class, prefixed by what was
 // being done. Errors that fit no class are wrapped with the prefix only.
+// ended returns the error of an ended ctx together with its cause, when
+// it was given one of its own (context.WithCancelCause): the cause alone
+// wraps neither context.Canceled nor context.DeadlineExceeded, so a
+// caller's cancellation read as an error of no known class, which a read
+// reports as ErrUnavailable.
+func ended(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
+}
+
 func classify(op string, err error) error {
 	if err == nil {
 		return nil

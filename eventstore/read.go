@@ -201,7 +201,7 @@ func (s *Store) Read(ctx context.Context, from uint64) iter.Seq2[Recorded, error
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				yield(Recorded{}, classify(fmt.Sprintf("read from position %d", seq), context.Cause(ctx)))
+				yield(Recorded{}, classify(fmt.Sprintf("read from position %d", seq), ended(ctx)))
 				return
 			case <-t.C:
 			}

@@ -180,15 +180,18 @@ func clone(data []byte) []byte {
 }
 
 // ctxErr returns an error for an ended ctx as the JetStream store reports
-// a request cut short: wrapping ErrUnavailable when the deadline passed,
-// and the ctx's cause.
+// a request cut short: the ctx's error and its cause, wrapping
+// ErrUnavailable too when the deadline passed.
 func ctxErr(ctx context.Context, op string) error {
-	switch err := ctx.Err(); {
-	case err == nil:
+	err := ctx.Err()
+	if err == nil {
 		return nil
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("memstore: %s: %w: %w", op, eventstore.ErrUnavailable, context.Cause(ctx))
-	default:
-		return fmt.Errorf("memstore: %s: %w", op, context.Cause(ctx))
 	}
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		err = fmt.Errorf("%w: %w", err, cause)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("memstore: %s: %w: %w", op, eventstore.ErrUnavailable, err)
+	}
+	return fmt.Errorf("memstore: %s: %w", op, err)
 }
