@@ -298,16 +298,20 @@ func TestShutdownEndsRESTStreams(t *testing.T) {
 	const shutdownTimeout = time.Minute
 	r := startRunning(t, map[string]string{"ROLES": "command,query,audit,gateway", "SHUTDOWN_TIMEOUT": shutdownTimeout.String()})
 	base := "http://" + r.addrs.HTTP
-	res, err := http.Post(base+"/v1/orders", "application/json", strings.NewReader(`{"requestId":"w-1","orderId":"w1","customerId":"c","currency":"EUR"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("create: %d", res.StatusCode)
+	for _, id := range []string{"w1", "w/2"} {
+		res, err := http.Post(base+"/v1/orders", "application/json", strings.NewReader(`{"requestId":"`+id+`","orderId":"`+id+`","customerId":"c","currency":"EUR"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("create %s: %d", id, res.StatusCode)
+		}
 	}
 	openStream(t, base+"/v1/orders/w1:watch?consistency.minPosition=1", "text/event-stream")
 	openStream(t, base+"/v1/orders/w1:watch?consistency.minPosition=1", "")
+	// An order id holding '/' travels escaped in its one path segment.
+	openStream(t, base+"/v1/orders/w%2F2:watch?consistency.minPosition=2", "")
 	openStream(t, base+"/v1/events?follow=true", "")
 
 	r.cancel()
