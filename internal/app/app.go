@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -112,7 +113,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	n.rpcMetrics.Recognize(n.srv.GetServiceInfo())
 	probe := &readiness{checks: n.baseChecks()}
 	for _, r := range roles {
-		probe.checks = append(probe.checks, r.checks...)
+		for _, c := range r.checks {
+			// The gateway and the console check the same upstreams.
+			if !slices.ContainsFunc(probe.checks, func(have Check) bool { return have.Name == c.Name }) {
+				probe.checks = append(probe.checks, c)
+			}
+		}
 	}
 	httpSrv := n.newHTTPServer(probe, roles)
 	n.serve(httpSrv)

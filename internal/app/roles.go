@@ -13,6 +13,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/schedule"
 	"github.com/orderstream/orderstream/internal/client"
+	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/httpapi"
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/audit"
@@ -350,6 +351,26 @@ type upstreams struct {
 	command, query, audit, payments *grpc.ClientConn
 }
 
+// checks are the readiness checks of the connections to other processes
+// (connections to this process's own listener are not: the other checks
+// cover it). The gateway and the console cannot serve without them, so a
+// load balancer should prefer another replica while one is down.
+func (u upstreams) checks(cfg config.Config) []Check {
+	var checks []Check
+	for _, c := range []struct {
+		role, addr string
+		conn       *grpc.ClientConn
+	}{
+		{"command", cfg.CommandAddr, u.command}, {"query", cfg.QueryAddr, u.query},
+		{"audit", cfg.AuditAddr, u.audit}, {"payments", cfg.PaymentsAddr, u.payments},
+	} {
+		if c.addr != "" {
+			checks = append(checks, Check{Name: "upstream_" + c.role, Fn: httpapi.ConnReady(c.conn)})
+		}
+	}
+	return checks
+}
+
 func (n *node) upstreams() (upstreams, error) {
 	var u upstreams
 	for _, c := range []struct {
@@ -372,22 +393,6 @@ func (n *node) registerGateway(ctx context.Context) (role, error) {
 	up, err := n.upstreams()
 	if err != nil {
 		return role{}, err
-	}
-	// A gateway whose upstream is down cannot serve its routes, so a load
-	// balancer should prefer another: its connections to remote services
-	// are part of this process's readiness (connections to this process's
-	// own listener are not: the other checks cover it).
-	var checks []Check
-	for _, u := range []struct {
-		role, addr string
-		conn       *grpc.ClientConn
-	}{
-		{"command", n.cfg.CommandAddr, up.command}, {"query", n.cfg.QueryAddr, up.query},
-		{"audit", n.cfg.AuditAddr, up.audit}, {"payments", n.cfg.PaymentsAddr, up.payments},
-	} {
-		if u.addr != "" {
-			checks = append(checks, Check{Name: "upstream_" + u.role, Fn: httpapi.ConnReady(u.conn)})
-		}
 	}
 	gw, err := httpapi.New(ctx, up.command, httpapi.WithLogger(n.log),
 		httpapi.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, up.query),
@@ -413,7 +418,7 @@ func (n *node) registerGateway(ctx context.Context) (role, error) {
 	// Watches and the other streams last as long as their client wants,
 	// each holding an RPC open: shutting down ends them rather than
 	// waiting out SHUTDOWN_TIMEOUT for them.
-	return role{checks: checks, routes: map[string]http.Handler{"/": streams.handler(rest)}, httpShutdown: streams.end}, nil
+	return role{checks: up.checks(n.cfg), routes: map[string]http.Handler{"/": streams.handler(rest)}, httpShutdown: streams.end}, nil
 }
 
 // registerConsole serves the operations console under console.Prefix. It
@@ -437,7 +442,7 @@ func (n *node) registerConsole(context.Context) (role, error) {
 		otelhttp.WithServerName(n.addrs.HTTP))
 	// The console's live pages keep their requests open; shutting down
 	// ends them rather than waiting out SHUTDOWN_TIMEOUT.
-	return role{routes: map[string]http.Handler{console.Prefix: h}, httpShutdown: con.Shutdown}, nil
+	return role{checks: up.checks(n.cfg), routes: map[string]http.Handler{console.Prefix: h}, httpShutdown: con.Shutdown}, nil
 }
 
 // requireClientCert wraps h in requireClientCert when the HTTP listener

@@ -101,6 +101,10 @@ func (n *node) newServer() error {
 		grpc.ChainStreamInterceptor(streams...),
 	)...)
 	n.hs = health.NewServer()
+	// grpc-go's health server starts SERVING; this process serves from
+	// its first readiness evaluation on (startHealth), and before it a
+	// probe must not take it for ready.
+	n.hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.srv, n.hs)
 	reflection.Register(n.srv)
 	return nil

@@ -45,7 +45,9 @@ func newStreamEnder() (*streamEnder, error) {
 // to a streaming route.
 func (s *streamEnder) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.routes.MatchString(r.Method + " " + r.URL.Path) {
+		// The escaped path: an order id holding '/' is one segment
+		// there ("w%2F2"), as the routes' parameters are.
+		if s.routes.MatchString(r.Method + " " + r.URL.EscapedPath()) {
 			ctx, cancel := context.WithCancel(r.Context())
 			defer cancel()
 			defer context.AfterFunc(s.ctx, cancel)()

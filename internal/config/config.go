@@ -332,6 +332,20 @@ func (c Config) validateLimits() []error {
 		// without naming either variable.
 		errs = append(errs, fmt.Errorf("STREAM_REPLICAS: %d needs a NATS cluster (NATS_URL); the embedded server keeps 1 replica", c.StreamReplicas))
 	}
+	if c.NATSURL == "" {
+		// The embedded server is reached in process, without TLS or
+		// credentials: a client certificate or a CA made the connection
+		// insist on TLS it cannot have, and start-up failed after
+		// NATS_CONNECT_TIMEOUT naming NATS_URL, which was not set.
+		for _, v := range []struct{ name, value string }{
+			{"NATS_CA", c.NATSCA}, {"NATS_CERT", c.NATSCert}, {"NATS_KEY", c.NATSKey}, {"NATS_CREDS", c.NATSCreds},
+			{"NATS_NKEY", c.NATSNKey}, {"NATS_USER", c.NATSUser}, {"NATS_PASSWORD", c.NATSPassword},
+		} {
+			if v.value != "" {
+				errs = append(errs, fmt.Errorf("%s: set for a NATS server at NATS_URL, which is not set: the embedded server takes no TLS or credentials", v.name))
+			}
+		}
+	}
 	if c.EventHeaders != "compact" && c.EventHeaders != "separate" {
 		errs = append(errs, fmt.Errorf("EVENT_HEADERS: %q is not compact or separate", c.EventHeaders))
 	}

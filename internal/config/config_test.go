@@ -371,3 +371,16 @@ func TestClientCAWithOwnCallsNeedsAClientCertificate(t *testing.T) {
 		}
 	}
 }
+
+// The embedded server is reached in process, without TLS or credentials:
+// NATS_* settings for a server at NATS_URL are refused without it, naming
+// the variable, rather than accepted and then failing start-up after
+// NATS_CONNECT_TIMEOUT with an error naming NATS_URL.
+func TestNATSClientSettingsNeedNATSURL(t *testing.T) {
+	for _, name := range []string{"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD"} {
+		_, err := config.FromMap(map[string]string{name: "x"})
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s without NATS_URL: %v, want an error naming it", name, err)
+		}
+	}
+}
