@@ -173,7 +173,9 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 		// the first position: the form's bounds hold together, so the
 		// events before that position are left out here.
 		if ev.GetPosition() >= e.req.GetFromPosition() {
-			b, err := protojson.Marshal(ev)
+			// Every field, zero values too, as the REST API and
+			// ordersctl write an event.
+			b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(ev)
 			if err != nil {
 				c.log.Error("console: export: encoding an event", "position", ev.GetPosition(), "err", err)
 				panic(http.ErrAbortHandler)

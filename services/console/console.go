@@ -197,7 +197,8 @@ func (c *Console) routes() http.Handler {
 		http.Redirect(w, r, s.home(), http.StatusSeeOther)
 	}))
 	mux.Handle("GET /console/orders", in(user.canRead, c.ordersPage))
-	mux.Handle("GET /console/orders/events", in(user.canRead, c.ordersEvents))
+	// Not under /console/orders/: "events" is an order id as good as any.
+	mux.Handle("GET /console/live/orders", in(user.canRead, c.ordersEvents))
 	mux.Handle("GET /console/orders/{id}", in(user.canSeeOrder, c.orderPage))
 	mux.Handle("GET /console/orders/{id}/events", in(user.canRead, c.orderEvents))
 	mux.Handle("GET /console/orders/{id}/timeline", in(user.canAudit, c.orderTimeline))

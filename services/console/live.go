@@ -92,10 +92,12 @@ func opened[M any](stream grpc.ServerStreamingClient[M]) error {
 	return err
 }
 
-// ordersEvents streams the list page's rows again (event "rows") each time
-// an order matching its filters changes after the position the page was
-// rendered at (or the last event the browser got). The response starts as
-// soon as the watch is accepted, not with the first change.
+// ordersEvents streams the list page's rows and its page links again
+// (event "rows") each time an order matching its filters changes after the
+// position the page was rendered at (or the last event the browser got):
+// the next page goes on from the last row shown, so orders that new ones
+// push off this page are on the next. The response starts as soon as the
+// watch is accepted, not with the first change.
 func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *session) {
 	from, err := since(r)
 	req, rerr := listRequest(r.URL.Query())
@@ -133,7 +135,9 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 		if err != nil {
 			return err
 		}
-		html, err := c.execute("orders", "rows", s.view("", "", &ordersData{Orders: res.GetOrders()}))
+		d := &ordersData{}
+		d.page(r.URL.Query(), req, res)
+		html, err := c.execute("orders", "listing", s.view("", "", d))
 		if err != nil {
 			return err
 		}

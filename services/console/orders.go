@@ -111,6 +111,19 @@ func (c *Console) ordersPage(w http.ResponseWriter, r *http.Request, s *session)
 		return
 	}
 	d.Orders, d.Position = res.GetOrders(), res.GetPosition()
+	filter := d.page(q, req, res)
+	if req.PageToken != "" {
+		filter.Set("page", req.PageToken)
+	}
+	d.Query, d.Live = filter.Encode(), true
+	c.render(w, http.StatusOK, "orders", v)
+}
+
+// page sets the page's rows and its links to the first and the next page
+// from res, the list that q (the page's query) asked for with req, and
+// returns q's filter.
+func (d *ordersData) page(q url.Values, req *ordersv1.ListOrdersRequest, res *ordersv1.ListOrdersResponse) url.Values {
+	d.Orders = res.GetOrders()
 	filter := url.Values{}
 	for _, k := range []string{"customer", "status", "from", "to"} {
 		if q.Get(k) != "" {
@@ -127,11 +140,7 @@ func (c *Console) ordersPage(w http.ResponseWriter, r *http.Request, s *session)
 		}
 		d.Next = "?" + next.Encode()
 	}
-	if req.PageToken != "" {
-		filter.Set("page", req.PageToken)
-	}
-	d.Query, d.Live = filter.Encode(), true
-	c.render(w, http.StatusOK, "orders", v)
+	return filter
 }
 
 // list calls ListOrders, waiting for the read model to pass since when
