@@ -56,7 +56,9 @@ So it does when the server goes away (UNAVAILABLE: a node shutting down or
 restarting): it reconnects after growing, jittered waits and resumes after
 the last position it printed, or gives up with exit 4 once --timeout has
 passed without the server taking the watch back.
---from resumes an earlier watch after the position it printed last.`,
+--from resumes an earlier watch after the position it printed last; when that
+position holds several changes (a customer's erasure changes each of the
+customer's orders at one position), those are printed again.`,
 		Example: `  ordersctl orders watch 7d3f0c2a-...
   ordersctl orders watch --customer cust-42 -o json`,
 		Args: cobra.MaximumNArgs(1),
@@ -128,6 +130,11 @@ func (a *app) follow(ctx context.Context, from uint64, open func(context.Context
 	// the server has it.
 	var giveUp time.Time
 	tries := 0
+	// The orders printed at position from: a customer's erasure changes
+	// each of the customer's orders at one position, and a watch resumed
+	// from it sends them all again (the last one may have ended part-way
+	// through them), which were printed once already.
+	var printed map[string]bool
 	for {
 		w, err := open(sctx, from)
 		if err == nil && w.accepted {
@@ -138,10 +145,23 @@ func (a *app) follow(ctx context.Context, from uint64, open func(context.Context
 			if m, err = w.next(); err != nil {
 				break
 			}
+			if m.GetPosition() != from {
+				printed = nil
+			}
+			o := m.GetOrder()
+			if o != nil && printed[o.GetOrderId()] {
+				continue
+			}
 			if err = a.printChange(m); err != nil {
 				return writeError{err}
 			}
 			from = m.GetPosition()
+			if o != nil {
+				if printed == nil {
+					printed = map[string]bool{}
+				}
+				printed[o.GetOrderId()] = true
+			}
 		}
 		switch {
 		case interrupted(err):
