@@ -491,6 +491,10 @@ func (a *app) listCmd() *cobra.Command {
 			client := ordersv1.NewOrderQueryServiceClient(conn)
 			var orders []*ordersv1.Order
 			var last *ordersv1.ListOrdersResponse
+			// The pages are read at positions that grow as the log
+			// does: the list's position is the lowest, so that a watch
+			// from it sends every change the list may not show.
+			var position uint64
 			for {
 				res, err := retried(a, cmd.Context(), func(ctx context.Context) (*ordersv1.ListOrdersResponse, error) {
 					return client.ListOrders(ctx, req)
@@ -499,6 +503,9 @@ func (a *app) listCmd() *cobra.Command {
 					return err
 				}
 				orders = append(orders, res.GetOrders()...)
+				if last == nil || res.GetPosition() < position {
+					position = res.GetPosition()
+				}
 				last = res
 				if !all || res.GetNextPageToken() == "" {
 					break
@@ -506,7 +513,7 @@ func (a *app) listCmd() *cobra.Command {
 				req.PageToken = res.GetNextPageToken()
 			}
 			if a.output == "json" {
-				out := &ordersv1.ListOrdersResponse{Orders: orders, Position: last.GetPosition()}
+				out := &ordersv1.ListOrdersResponse{Orders: orders, Position: position}
 				if !all {
 					out.NextPageToken = last.GetNextPageToken()
 				}
