@@ -140,6 +140,27 @@ func WithTimeouts(payment, shipping time.Duration) Option {
 	}
 }
 
+// DefaultHandleTimeout bounds the handling of one event or one firing
+// (WithHandleTimeout): well under the subscriptions' 30 s AckWait, so
+// that a handler waiting on a command side that never answers (a hung
+// process, a connection a partition black-holed) fails and is retried
+// rather than holding the subscription's only worker, and every deadline
+// behind it, for good.
+const DefaultHandleTimeout = 10 * time.Second
+
+// WithHandleTimeout sets how long handling one event of the log or one
+// firing may take before it fails and is retried (default
+// DefaultHandleTimeout). Invalid: <= 0.
+func WithHandleTimeout(d time.Duration) Option {
+	return func(m *Manager) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithHandleTimeout(%v): must be positive", ErrInvalidOption, d)
+		}
+		m.handleTimeout = d
+		return nil
+	}
+}
+
 // WithLogger sets the logger (default slog.Default()). Invalid: nil.
 func WithLogger(l *slog.Logger) Option {
 	return func(m *Manager) error {
@@ -169,6 +190,7 @@ type Manager struct {
 	cmds           ordersv1.OrderCommandServiceClient
 	paymentTimeout time.Duration
 	shippingSLA    time.Duration
+	handleTimeout  time.Duration
 	log            *slog.Logger
 	mp             metric.MeterProvider
 	fired          metric.Int64Counter
@@ -182,7 +204,7 @@ type Manager struct {
 // an option is invalid, or when its metrics cannot be registered.
 func New(ctx context.Context, store Store, timers Timers, cmds ordersv1.OrderCommandServiceClient, opts ...Option) (*Manager, error) {
 	m := &Manager{store: store, timers: timers, cmds: cmds, paymentTimeout: DefaultPaymentTimeout, shippingSLA: DefaultShippingSLA,
-		log: slog.Default(), mp: noopmetric.NewMeterProvider()}
+		handleTimeout: DefaultHandleTimeout, log: slog.Default(), mp: noopmetric.NewMeterProvider()}
 	for _, o := range opts {
 		if err := o(m); err != nil {
 			return nil, err
@@ -267,7 +289,9 @@ func (m *Manager) followLog(ctx context.Context) error {
 		return err
 	}
 	return m.store.Subscribe(ctx, LogConsumer, func(d eventstore.Delivery) {
-		if err := m.onEvent(ctx, d.Event); err != nil {
+		hctx, cancel := context.WithTimeout(ctx, m.handleTimeout)
+		defer cancel()
+		if err := m.onEvent(hctx, d.Event); err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("deadlines: could not update a deadline; retrying", "err", err)
 			}
@@ -327,7 +351,9 @@ func (m *Manager) followFired(ctx context.Context) error {
 			_ = msg.Term() // not ours
 			return
 		}
-		outcome, err := m.enforce(ctx, s)
+		hctx, cancel := context.WithTimeout(ctx, m.handleTimeout)
+		defer cancel()
+		outcome, err := m.enforce(hctx, s)
 		if err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("deadlines: could not enforce a deadline; retrying", "kind", s.Kind, "order", s.OrderID, "err", err)

@@ -16,6 +16,7 @@ func TestInvalidOptionsAreRejected(t *testing.T) {
 		"negative shipping SLA": deadlines.WithTimeouts(time.Hour, -time.Second),
 		"nil logger":            deadlines.WithLogger(nil),
 		"nil meter":             deadlines.WithMeter(nil),
+		"zero handle timeout":   deadlines.WithHandleTimeout(0),
 	} {
 		if m, err := deadlines.New(t.Context(), nil, nil, nil, opt); !errors.Is(err, deadlines.ErrInvalidOption) || m != nil {
 			t.Errorf("%s: New = %v, %v; want nil, ErrInvalidOption", name, m, err)
