@@ -98,7 +98,7 @@ func apiErrorCode(err error) jetstream.ErrorCode {
 // reports as ErrUnavailable.
 func ended(ctx context.Context) error {
 	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, err) {
 		return fmt.Errorf("%w: %w", err, cause)
 	}
 	return err

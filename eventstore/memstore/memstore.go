@@ -187,7 +187,7 @@ func ctxErr(ctx context.Context, op string) error {
 	if err == nil {
 		return nil
 	}
-	if cause := context.Cause(ctx); cause != nil && cause != err {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, err) {
 		err = fmt.Errorf("%w: %w", err, cause)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
