@@ -55,26 +55,31 @@ func (b *breaker) wait() time.Duration {
 }
 
 // allow reports ErrCircuitOpen while the circuit is open, or half-open
-// with a probe in flight. A nil answer must be followed by record or
-// cancel.
-func (b *breaker) allow() error {
+// with a probe in flight; probe says the call allowed is the half-open
+// circuit's probe. A nil answer must be followed by record or cancel,
+// given probe.
+func (b *breaker) allow() (probe bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failures < b.threshold {
-		return nil
+		return false, nil
 	}
 	if time.Since(b.openedAt) < b.cooldown || b.probing {
-		return ErrCircuitOpen
+		return false, ErrCircuitOpen
 	}
 	b.probing = true
-	return nil
+	return true, nil
 }
 
-// record counts the result of an allowed call.
-func (b *breaker) record(ok bool) {
+// record counts the result of an allowed call. Only the probe's ends the
+// probe: a slow call allowed before the circuit opened, ending while the
+// probe runs, let a second probe through.
+func (b *breaker) record(probe, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.probing = false
+	if probe {
+		b.probing = false
+	}
 	if ok {
 		b.failures = 0
 		return
@@ -87,7 +92,10 @@ func (b *breaker) record(ok bool) {
 
 // cancel ends an allowed call that says nothing about the provider (it
 // was stopped by shutdown), without counting it.
-func (b *breaker) cancel() {
+func (b *breaker) cancel(probe bool) {
+	if !probe {
+		return
+	}
 	b.mu.Lock()
 	b.probing = false
 	b.mu.Unlock()

@@ -760,7 +760,8 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped")))
 		return done, false, nil
 	}
-	if err := m.breaker.allow(); err != nil {
+	probe, err := m.breaker.allow()
+	if err != nil {
 		return done, true, err
 	}
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
@@ -772,7 +773,7 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 	})
 	span.End()
 	cancel()
-	m.recordCall(ctx, err == nil || errors.Is(err, ErrDeclined))
+	m.recordCall(ctx, probe, err == nil || errors.Is(err, ErrDeclined))
 	m.count(func(s *Stats) { s.Attempts++ })
 	req := &ordersv1.RecordPaymentRequest{RequestId: fmt.Sprint(command.PaymentRequestPrefix, j.Position), OrderId: j.OrderID}
 	switch {
@@ -816,7 +817,8 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 // void releases whatever a charge job's earlier attempts may have taken
 // for an order cancelled before the charge was recorded.
 func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, error) {
-	if err := m.breaker.allow(); err != nil {
+	probe, err := m.breaker.allow()
+	if err != nil {
 		return done, true, err
 	}
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
@@ -825,7 +827,7 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 	res, err := m.gw.Void(actx, VoidRequest{IdempotencyKey: "void:" + chargeKey(*j), ChargeKey: chargeKey(*j), OrderID: j.OrderID})
 	span.End()
 	cancel()
-	m.recordCall(ctx, err == nil)
+	m.recordCall(ctx, probe, err == nil)
 	m.count(func(s *Stats) { s.Attempts++ })
 	if err != nil {
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "void"), attribute.String("result", "error")))
@@ -843,14 +845,15 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 	return done, false, nil
 }
 
-// recordCall tells the circuit breaker how a provider call went; a call
-// cut short by shutdown says nothing about the provider.
-func (m *Manager) recordCall(ctx context.Context, ok bool) {
+// recordCall tells the circuit breaker how a provider call (the probe of
+// a half-open circuit or not) went; a call cut short by shutdown says
+// nothing about the provider.
+func (m *Manager) recordCall(ctx context.Context, probe, ok bool) {
 	if ctx.Err() != nil {
-		m.breaker.cancel()
+		m.breaker.cancel(probe)
 		return
 	}
-	m.breaker.record(ok)
+	m.breaker.record(probe, ok)
 }
 
 func chargeKey(j job) string { return fmt.Sprintf("charge:%s:%d", j.OrderID, j.Position) }
@@ -881,7 +884,8 @@ func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt in
 	if !st.RefundDue() {
 		return done, false, nil
 	}
-	if err := m.breaker.allow(); err != nil {
+	probe, err := m.breaker.allow()
+	if err != nil {
 		return done, true, err
 	}
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
@@ -890,7 +894,7 @@ func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt in
 	res, err := m.gw.Refund(actx, RefundRequest{IdempotencyKey: "refund:" + j.OrderID, OrderID: j.OrderID, PaymentRef: st.PaymentRef, Amount: st.PaidAmount, Currency: st.Currency})
 	span.End()
 	cancel()
-	m.recordCall(ctx, err == nil)
+	m.recordCall(ctx, probe, err == nil)
 	m.count(func(s *Stats) { s.Attempts++ })
 	if err != nil {
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "error")))
