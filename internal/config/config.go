@@ -306,9 +306,15 @@ func (c Config) validateRoles() []error {
 	if len(c.Roles) == 0 {
 		errs = append(errs, errors.New("ROLES: name at least one of command, query, audit, payments, gateway, console"))
 	}
-	for _, r := range c.Roles {
-		if !slices.Contains(AllRoles, r) {
+	for i, r := range c.Roles {
+		switch {
+		case !slices.Contains(AllRoles, r):
 			errs = append(errs, fmt.Errorf("ROLES: unknown role %q (want command, query, audit, payments, gateway, console)", r))
+		case slices.Contains(c.Roles[:i], r):
+			// Each role is one set of services and subscriptions: twice
+			// would register them twice, and a process running one role
+			// is told apart by counting them.
+			errs = append(errs, fmt.Errorf("ROLES: %q named twice", r))
 		}
 	}
 	return errs

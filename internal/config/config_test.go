@@ -384,3 +384,20 @@ func TestNATSClientSettingsNeedNATSURL(t *testing.T) {
 		}
 	}
 }
+
+// A role named twice is refused: the process would register its services
+// twice, and a node running one role alone is told apart by counting them
+// (a payments-only node makes its payment circuit required).
+func TestRoleNamedTwiceIsRefused(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"ROLES": "query,query"},
+		{"ROLES": "payments,payments", "COMMAND_ADDR": "127.0.0.1:50051"},
+	} {
+		if _, err := config.FromMap(env); err == nil || !strings.Contains(err.Error(), "twice") {
+			t.Errorf("%v: %v, want the role refused as named twice", env, err)
+		}
+	}
+	if _, err := config.FromMap(map[string]string{"ROLES": "payments", "COMMAND_ADDR": "127.0.0.1:50051"}); err != nil {
+		t.Fatalf("ROLES=payments: %v", err)
+	}
+}
