@@ -161,33 +161,49 @@ func (n *node) authenticate() error {
 // credentials of this process's calls to its own listener and those of its
 // calls to other processes.
 func transportSecurity(cfg config.Config) (srv *tls.Config, own, upstream credentials.TransportCredentials, err error) {
-	if cfg.TLSCert != "" {
-		if srv, err = tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA); err != nil {
-			return nil, nil, nil, fmt.Errorf("TLS_CERT/TLS_KEY/TLS_CLIENT_CA: %w", err)
-		}
-	}
-	if own, err = ClientCredentials(cfg); err != nil {
-		return nil, nil, nil, err
-	}
-	if cfg.TLSCert != "" {
-		// Both are clientTLS then: its files are read once.
-		return srv, own, own, nil
-	}
 	if upstream, err = UpstreamCredentials(cfg); err != nil {
 		return nil, nil, nil, err
 	}
-	return srv, own, upstream, nil
+	if cfg.TLSCert == "" {
+		return nil, insecure.NewCredentials(), upstream, nil
+	}
+	if srv, err = tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA); err != nil {
+		return nil, nil, nil, fmt.Errorf("TLS_CERT/TLS_KEY/TLS_CLIENT_CA: %w", err)
+	}
+	// Calls to this process's own listener dial 127.0.0.1, a name its
+	// certificate rarely carries, and the certificate need not chain to
+	// the system's roots: they trust the certificate it serves (or
+	// TLS_CA), without the name.
+	ot, err := tlsconfig.Own(srv, cfg.TLSCA, cfg.TLSClientCert, cfg.TLSClientKey)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
+	}
+	return srv, credentials.NewTLS(ot), upstream, nil
 }
 
-// ClientCredentials are the transport credentials of calls to this
-// process's own gRPC listener (GRPC_ADDR), which serves TLS only with
-// TLS_CERT: plaintext without it, else as UpstreamCredentials. The error
-// names the variables to fix.
+// ClientCredentials are the transport credentials of another process's
+// calls to the gRPC listener of an ordersd configured as cfg (GRPC_ADDR,
+// for ordersd rebuild), which serves TLS only with TLS_CERT: plaintext
+// without it; else trusting the certificate in TLS_CERT or TLS_CA without
+// checking the name (the listener is dialled at its address, as the
+// healthcheck's probe is), presenting TLS_CLIENT_CERT and TLS_CLIENT_KEY
+// when set. The error names the variables to fix.
 func ClientCredentials(cfg config.Config) (credentials.TransportCredentials, error) {
 	if cfg.TLSCert == "" {
 		return insecure.NewCredentials(), nil
 	}
-	return clientTLS(cfg)
+	p, err := tlsconfig.Probe(cfg.TLSCA, cfg.TLSCert)
+	if err != nil {
+		return nil, fmt.Errorf("TLS_CA/TLS_CERT: %w", err)
+	}
+	if cfg.TLSClientCert != "" || cfg.TLSClientKey != "" {
+		c, err := tlsconfig.Client("", cfg.TLSClientCert, cfg.TLSClientKey, "")
+		if err != nil {
+			return nil, fmt.Errorf("TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
+		}
+		p.GetClientCertificate = c.GetClientCertificate
+	}
+	return credentials.NewTLS(p), nil
 }
 
 // UpstreamCredentials are the transport credentials of ordersd's calls to

@@ -135,3 +135,30 @@ func TestClientTLSWithoutServingTLS(t *testing.T) {
 		t.Fatalf("read from this process's own query role, in plaintext: %d", code)
 	}
 }
+
+// A certificate for a service name only (no IP address, as a container's
+// usually is), self-signed, with nothing else set: the gateway's calls to
+// its own gRPC listener at 127.0.0.1 trust that certificate, whatever name
+// it carries, as the healthcheck's probe does. They were verified as calls
+// to any upstream (the system's roots, the dialled address as the name),
+// and every REST call failed while /readyz said ready.
+func TestOwnListenerTrustsItsOwnCertificate(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := tlstest.SelfSigned(t, dir, "orders.internal")
+	addrs, _ := run(t, t.TempDir(), "TLS_CERT", cert, "TLS_KEY", key, "ROLES", "command,query,audit,gateway")
+	trust, err := tlsconfig.Client(cert, "", "", "orders.internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: trust}}
+	t.Cleanup(httpc.CloseIdleConnections)
+	res, err := httpc.Post("https://"+addrs.HTTP+"/v1/orders", "application/json", strings.NewReader(`{"requestId":"own-1","customerId":"c","currency":"EUR"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("REST over HTTPS with a certificate for a service name: %d %s", res.StatusCode, b)
+	}
+}

@@ -13,6 +13,7 @@
 package tlsconfig
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -127,6 +128,51 @@ func Probe(caFile, certFile string) (*tls.Config, error) {
 			return err
 		},
 	}, nil
+}
+
+// Own returns a client configuration for a process's calls to its own TLS
+// listener, whose server configuration (Server) is srv: they dial
+// 127.0.0.1, a name the server's certificate rarely carries, and the
+// certificate may be self-signed or from a CA the system does not trust.
+// So the name is not checked; instead the server must present the
+// certificate srv presents now (it reloads with it), or, when caFile is
+// set, one that verifies against the CAs in caFile. certFile and keyFile
+// are the client certificate, as for Client, for a listener that requires
+// mutual TLS.
+func Own(srv *tls.Config, caFile, certFile, keyFile string) (*tls.Config, error) {
+	if srv == nil || srv.GetCertificate == nil {
+		return nil, errors.New("tlsconfig: own: not a server configuration of Server")
+	}
+	cfg, err := Client(caFile, certFile, keyFile, "")
+	if err != nil {
+		return nil, err
+	}
+	roots := cfg.RootCAs
+	cfg.RootCAs = nil
+	// The standard verification would check the dialled name and the
+	// system's roots; the certificate is checked below instead.
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tlsconfig: own listener: the server presented no certificate")
+		}
+		if own, err := srv.GetCertificate(&tls.ClientHelloInfo{}); err == nil && own != nil && len(own.Certificate) > 0 &&
+			bytes.Equal(own.Certificate[0], cs.PeerCertificates[0].Raw) {
+			return nil
+		}
+		if roots == nil {
+			return errors.New("tlsconfig: own listener: the server presented a certificate other than this process's own")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+			Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		})
+		return err
+	}
+	return cfg, nil
 }
 
 // LoadCertPool reads a PEM bundle of CA certificates. A file holding no

@@ -352,3 +352,75 @@ func TestProbe(t *testing.T) {
 		}
 	}
 }
+
+// Own trusts the certificate its server presents now, whatever name it
+// carries and whoever signed it, and follows it when it rotates; with a CA
+// it also trusts that CA's certificates; it trusts no other server.
+func TestOwn(t *testing.T) {
+	dir := t.TempDir()
+	srvCert, srvKey := tlstest.SelfSigned(t, dir, "orders.internal")
+	ca, caCert, caKey, _, _ := tlstest.Generate(t, t.TempDir())
+	_, otherCert, otherKey, _, _ := tlstest.Generate(t, t.TempDir())
+	scfg, err := tlsconfig.Server(srvCert, srvKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(cfg *tls.Config) string {
+		lis, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
+		go func() { _ = srv.Serve(lis) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		return lis.Addr().String()
+	}
+	serveFiles := func(certFile, keyFile string) string {
+		cfg, err := tlsconfig.Server(certFile, keyFile, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return serve(cfg)
+	}
+	handshake := func(addr string, cfg *tls.Config) error {
+		c, err := tls.Dial("tcp", addr, cfg.Clone())
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	own, other, caSigned := serve(scfg), serveFiles(otherCert, otherKey), serveFiles(caCert, caKey)
+	o, err := tlsconfig.Own(scfg, "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(own, o); err != nil {
+		t.Errorf("own server: %v", err)
+	}
+	if err := handshake(other, o); err == nil {
+		t.Error("another server was trusted")
+	}
+	if err := handshake(caSigned, o); err == nil {
+		t.Error("a server of a CA not given was trusted")
+	}
+	withCA, err := tlsconfig.Own(scfg, ca, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(caSigned, withCA); err != nil {
+		t.Errorf("a server of the CA given: %v", err)
+	}
+	if err := handshake(own, withCA); err != nil {
+		t.Errorf("own server, with a CA given: %v", err)
+	}
+	// The served certificate rotates: Own follows it.
+	rotated, rotatedKey := tlstest.SelfSigned(t, t.TempDir(), "orders.internal")
+	replace(t, rotated, srvCert)
+	replace(t, rotatedKey, srvKey)
+	if err := handshake(own, o); err != nil {
+		t.Errorf("own server after rotation: %v", err)
+	}
+	if _, err := tlsconfig.Own(&tls.Config{}, "", "", ""); err == nil {
+		t.Error("Own of a configuration not from Server accepted")
+	}
+}
