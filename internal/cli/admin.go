@@ -193,8 +193,10 @@ func (a *app) healthCmd() *cobra.Command {
 				st := res.GetStatus().String()
 				if err != nil {
 					st = "UNKNOWN (" + status.Code(err).String() + ")"
-					if status.Code(err).String() != "NotFound" && firstErr == nil {
-						firstErr = err
+					if status.Code(err) != codes.NotFound && firstErr == nil {
+						// Whatever kept it from answering, the service
+						// does not serve: exit 4, as the help says.
+						firstErr = status.Error(codes.Unavailable, name(s)+": "+status.Code(err).String()+": "+status.Convert(err).Message())
 					}
 				} else if res.GetStatus() != healthpb.HealthCheckResponse_SERVING && firstErr == nil {
 					firstErr = status.Error(codes.Unavailable, fmt.Sprintf("%s is %s", name(s), st))

@@ -30,6 +30,14 @@ type mutation struct {
 func (m *mutation) flags(c *cobra.Command) {
 	c.Flags().StringVar(&m.requestID, "request-id", "", "idempotency key (default: a new UUID, the same for ordersctl's own retries); repeat it to retry safely")
 	c.Flags().Int64Var(&m.expected, "expected-revision", -1, "fail with a conflict unless the order is still at this revision")
+	// Unset is -1 inside, so a negative value given would have meant no
+	// check at all.
+	c.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Flags().Changed("expected-revision") && m.expected < 0 {
+			return usagef("--expected-revision %d: a revision is 0 or more", m.expected)
+		}
+		return nil
+	}
 }
 
 // rid is the request's idempotency key: --request-id, or else a new UUID
@@ -349,6 +357,9 @@ func (a *app) payCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &ordersv1.RecordPaymentRequest{RequestId: m.rid(), OrderId: args[0], PaymentRef: ref, Reason: reason, ExpectedRevision: m.rev()}
 			if declined {
+				if amount != "" {
+					return usagef("--amount is for an authorized payment, not with --declined")
+				}
 				req.Outcome = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED
 			} else {
 				req.Outcome = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED

@@ -135,6 +135,7 @@ func (a *app) follow(ctx context.Context, from uint64, open func(context.Context
 	// from it sends them all again (the last one may have ended part-way
 	// through them), which were printed once already.
 	var printed map[string]bool
+	resumed := false
 	for {
 		w, err := open(sctx, from)
 		if err == nil && w.accepted {
@@ -191,9 +192,15 @@ func (a *app) follow(ctx context.Context, from uint64, open func(context.Context
 			if backoff.Sleep(ctx, d) != nil {
 				return nil // interrupted while waiting
 			}
+		case status.Code(err) == codes.OutOfRange && (w.accepted || resumed):
+			// The watch is too far behind to go on (the read model moved
+			// past its changes): not a mistake on the command line, which
+			// OUT_OF_RANGE's exit code (usage) would say.
+			return status.Error(codes.FailedPrecondition, status.Convert(err).Message())
 		default:
 			return err
 		}
+		resumed = true
 	}
 }
 
