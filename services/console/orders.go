@@ -398,7 +398,9 @@ func (c *Console) orderCommand(w http.ResponseWriter, r *http.Request, s *sessio
 		c.showOrder(w, r, s, id, 0, 0, http.StatusConflict, flashError(fmt.Sprintf(
 			"This order changed meanwhile: you acted on revision %d, which is no longer current. Nothing was done. Review the order as it is now and try again.", rev)))
 	case codes.FailedPrecondition:
-		c.showOrder(w, r, s, id, 0, 0, http.StatusConflict, flashError("The order's status does not allow this (any more). Nothing was done."))
+		// The domain's reason, written for the client: a draft without
+		// an address or lines cannot be placed, which no status says.
+		c.showOrder(w, r, s, id, 0, 0, http.StatusConflict, flashError("Not possible now: "+status.Convert(err).Message()+". Nothing was done."))
 	case codes.InvalidArgument:
 		_, msg := c.userError(err)
 		c.showOrder(w, r, s, id, 0, 0, http.StatusBadRequest, flashError(msg))
