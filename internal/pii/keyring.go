@@ -126,14 +126,6 @@ func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (K
 	// yet learnt of a forget may hold the old key while the data is
 	// sealed with the new one. The store decides.
 	k, err := r.load(ctx, customerID)
-	if errors.Is(err, ErrNotFound) || err == nil && k.Version < version {
-		// None, or an older one: erased, or the answer came from a
-		// replica that has not got the key yet (versions only grow).
-		// Only the leader's answer tells which.
-		if r.getLatest != nil {
-			k, err = r.loadWith(ctx, customerID, r.getLatest)
-		}
-	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return Key{}, ErrForgotten
@@ -146,8 +138,8 @@ func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (K
 }
 
 // LatestStore is a Store whose Get may be answered by a replica that lags
-// (a replicated bucket) and that can be asked its leader instead: Key asks
-// GetLatest before it takes a key for erased, which it then is for good.
+// (a replicated bucket) and that can be asked its leader instead: the
+// keyring reads every key it uses through GetLatest (see load).
 type LatestStore interface {
 	Store
 	// GetLatest is Get as the store's leader answers it.
@@ -163,10 +155,15 @@ func (r *Keyring) leaderGet() func(context.Context, string) ([]byte, uint64, err
 	return r.store.Get
 }
 
-// load reads and unwraps the customer's stored key and caches it (see
-// remember).
+// load reads and unwraps the customer's stored key, as the store's leader
+// has it when the store can say (LatestStore), and caches it (see
+// remember). Not a replica's: one that lags may not have a key created a
+// moment ago, which Key would take for erased, or may still have one
+// erased a moment ago, which DataKey would seal new data with (lost when
+// the replica catches up) and the cache would keep opening erased data
+// with, after the watch's Drop had come and gone.
 func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
-	return r.loadWith(ctx, customerID, r.store.Get)
+	return r.loadWith(ctx, customerID, r.leaderGet())
 }
 
 // loadWith is load reading with get.

@@ -115,3 +115,83 @@ func TestHas(t *testing.T) {
 	}
 	has(false)
 }
+
+// A key that a lagging replica still holds after the customer was forgotten
+// is not taken from it: Key answers ErrForgotten, and nothing is cached
+// that opens the customer's older data once the replica has caught up.
+// Key used to read the replica, cache its key, then ask the leader, whose
+// "none" left the erased key in the cache.
+func TestErasedKeyOfALaggingReplicaIsNotCached(t *testing.T) {
+	ctx := t.Context()
+	st := &laggingStore{MemStore: pii.NewMemStore()}
+	writer := pii.NewKeyring(st, master(t))
+	k1, err := writer.DataKey(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct1, err := k1.Seal([]byte("1 Erased Street"), []byte("ad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, v1, err := st.Get(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Forget(ctx, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := writer.DataKey(ctx, "c-1") // a new order after the forget
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Forget(ctx, "c-1"); err != nil { // forgotten again
+		t.Fatal(err)
+	}
+	// A replica that has applied neither erasure.
+	st.older, st.olderV, st.lagging = w1, v1, true
+	reader := pii.NewKeyring(st, master(t))
+	if _, err := reader.Key(ctx, "c-1", k2.Version); !errors.Is(err, pii.ErrForgotten) {
+		t.Fatalf("Key at the second erased version: %v, want ErrForgotten", err)
+	}
+	// The replica catches up: nobody holds any key of c-1 any more.
+	st.older, st.lagging = nil, false
+	k, err := reader.Key(ctx, "c-1", v1)
+	if !errors.Is(err, pii.ErrForgotten) {
+		pt, _ := k.Open(ct1, []byte("ad"))
+		t.Fatalf("Key at the first erased version after the leader said none: %v; it opens %q", err, pt)
+	}
+}
+
+// DataKey of a customer forgotten a moment ago does not hand out the
+// destroyed key that a replica which has not applied the erasure still
+// holds: data sealed after the erasure (a new order of the customer) with
+// it was lost for every other process once the replica caught up.
+func TestDataKeyAfterAForgetIsNotALaggingReplicasErasedKey(t *testing.T) {
+	ctx := t.Context()
+	st := &laggingStore{MemStore: pii.NewMemStore()}
+	writer := pii.NewKeyring(st, master(t))
+	if _, err := writer.DataKey(ctx, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	w1, v1, err := st.Get(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Forget(ctx, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	st.older, st.olderV, st.lagging = w1, v1, true
+	cmd := pii.NewKeyring(st, master(t)) // another command process
+	k, err := cmd.DataKey(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := k.Seal([]byte("2 New Order Road"), []byte("ad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.older, st.lagging = nil, false
+	if _, err := pii.NewKeyring(st, master(t)).Key(ctx, "c-1", k.Version); err != nil {
+		t.Fatalf("data sealed after the erasure (key version %d, erased %d) cannot be opened: %v (ciphertext %d bytes lost)", k.Version, v1, err, len(ct))
+	}
+}
