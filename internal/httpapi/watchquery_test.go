@@ -1,0 +1,100 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+)
+
+// getStatus sends a GET and returns its status and Content-Type without
+// waiting for the body (a watch never ends).
+func getStatus(t *testing.T, e *env, path string, headers ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := e.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var b []byte
+	if res.StatusCode != http.StatusOK {
+		b, _ = io.ReadAll(res.Body)
+	}
+	return res.StatusCode, res.Header.Get("Content-Type"), string(b)
+}
+
+// A query parameter Go's URL parser cannot read (a malformed escape, a ';'
+// separator) is 400 on the newline-delimited JSON watch (grpc-gateway's
+// ParseForm) and on the Server-Sent Events watch. That one read
+// r.URL.Query(), which drops such a pair without a word: the filter was
+// ignored and the watch followed every order.
+func TestSSEWatchMalformedQueryIsRefused(t *testing.T) {
+	e := start(t)
+	for _, q := range []string{"customerId=cust%ZZa", "customerId=a;b"} {
+		path := "/v1/orders:watch?" + q
+		ndCode, _, ndBody := getStatus(t, e, path)
+		sseCode, sseCT, _ := getStatus(t, e, path, "Accept", "text/event-stream")
+		t.Logf("%s: NDJSON HTTP %d %s; SSE HTTP %d %s", path, ndCode, ndBody, sseCode, sseCT)
+		if sseCode != http.StatusBadRequest {
+			t.Errorf("SSE watch %s: HTTP %d (%s), want 400 as the NDJSON watch answers (%d): the customerId filter is silently dropped", path, sseCode, sseCT, ndCode)
+		}
+	}
+}
+
+// The published contract (openapi.json) lists Last-Event-ID on the watch
+// operations, "fills fromPosition", whatever the Accept. Only the
+// Server-Sent Events branch read it: the newline-delimited JSON watch
+// ignored it and started from the current state, so a client resuming that
+// way got no backlog of the changes it missed (and a list watch started
+// "now", losing them).
+func TestNDJSONWatchHonoursLastEventID(t *testing.T) {
+	e := start(t)
+	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "nd-resume", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.GetOrder().GetOrderId()
+	last := e.addItems(t, id, 0, 2)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/v1/orders/"+id+":watch", nil)
+	req.Header.Set("Last-Event-ID", strconv.FormatUint(c.GetPosition(), 10))
+	req.Header.Set("X-Min-Position", strconv.FormatUint(last, 10))
+	res, err := e.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	if err != nil {
+		t.Fatalf("HTTP %d: %v", res.StatusCode, err)
+	}
+	var m struct {
+		Result struct {
+			Position  string `json:"position"`
+			EventType string `json:"eventType"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(line), &m); err != nil {
+		t.Fatal(err)
+	}
+	want := positionsAfter(t, e, id, c.GetPosition())
+	if m.Result.EventType != "ItemAdded" || m.Result.Position != strconv.FormatUint(want[0], 10) {
+		t.Errorf("NDJSON watch with Last-Event-ID %d: first line %s; want the first change after it (ItemAdded at %d), not the current state", c.GetPosition(), line, want[0])
+	}
+}
