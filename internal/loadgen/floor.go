@@ -409,7 +409,12 @@ func interleave(ctx context.Context, rounds int, slice time.Duration, phases ...
 }
 
 // okRate is the rate of successful requests.
-func okRate(r *Report) float64 { return float64(okCount(r)) / r.Duration }
+func okRate(r *Report) float64 { return r.OKRate() }
+
+// OKRate is the rate of the requests that succeeded, per second of the
+// run: what a floor's ratio compares, where Throughput counts failed
+// requests too.
+func (r *Report) OKRate() float64 { return float64(okCount(r)) / r.Duration }
 
 // okCount is the number of successful requests.
 func okCount(r *Report) int64 {
