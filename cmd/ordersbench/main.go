@@ -208,7 +208,7 @@ func runFloor(args []string) {
 	fillMix := fs.String("fill-mix", "create=1", "operation weights of the load that tops the log up to --events (its share only; the earlier phases' events are of their own mixes); it must create orders (e.g. create=2,add=2,place=1 for orders of several events)")
 	fillTimeout := fs.Duration("fill-timeout", 5*time.Minute, "bound on filling the log to --events; the fill stops there, short of it")
 	lagRate := fs.Float64("lag-rate", 1000, "appends per second at which the append → visible lag is measured")
-	profiles := fs.String("profile-dir", "", "save ordersd's CPU profiles of the CreateOrder phases (their first round), GetOrder (before and after the fill) and the rebuild, and a heap profile after the fill, here (uses DEBUG_ADDR)")
+	profiles := fs.String("profile-dir", "", "save here ordersd's CPU profiles of one more, unmeasured, run of each CreateOrder and GetOrder phase (GetOrder before and after the fill) after its measured rounds, and of the rebuild, and a heap profile after the fill (uses DEBUG_ADDR)")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	benchmarks := fs.String("benchmarks", "", "rewrite the newest run's section of this file (BENCHMARKS.md, between its ordersbench floor markers) with this run: the date, the machine, the builds, the command and the table")
 	var env envFlag
