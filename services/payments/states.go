@@ -46,9 +46,14 @@ type states struct {
 }
 
 // folded is an order's state after its event at position, the order's
-// version-th.
+// version-th: st folds the events before pending, which are folded in
+// when the state is asked for (get). Most orders the manager sees are
+// never charged or refunded (an order created and never placed, say), and
+// decoding every event as it was delivered cost 2.8% of ordersd's CPU at
+// CreateOrder's peak with all roles.
 type folded struct {
 	st       order.State
+	pending  []eventstore.Recorded
 	version  uint64
 	position uint64
 }
@@ -57,9 +62,9 @@ func newStates(n int) *states {
 	return &states{max: n, m: make(map[string]folded)}
 }
 
-// observe folds a delivered event into its order's state, or drops the
-// state when the event cannot extend it (see states). A delivery of an
-// event already folded (a redelivery) changes nothing.
+// observe adds a delivered event to its order's state, or drops the state
+// when the event cannot extend it (see states). A delivery of an event
+// already added (a redelivery) changes nothing.
 func (c *states) observe(rec eventstore.Recorded) {
 	if c.max == 0 {
 		return
@@ -78,17 +83,12 @@ func (c *states) observe(rec eventstore.Recorded) {
 		delete(c.m, rec.OrderID)
 		return
 	}
-	e, err := convert.DecodeEvent(rec.Type, rec.Data)
-	if err != nil {
-		delete(c.m, rec.OrderID)
-		return
-	}
-	f.st, f.version, f.position = order.Evolve(f.st, e, rec.Meta.OccurredAt), rec.Version, rec.Position
+	f.pending, f.version, f.position = append(f.pending, rec), rec.Version, rec.Position
 	bounded.Put(c.m, rec.OrderID, f, c.max)
 }
 
 // get returns the order's folded state and the position of the last event
-// in it.
+// in it; an event that cannot be decoded drops the state.
 func (c *states) get(orderID string) (order.State, uint64, bool) {
 	if c.max == 0 {
 		return order.State{}, 0, false
@@ -96,5 +96,18 @@ func (c *states) get(orderID string) (order.State, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f, ok := c.m[orderID]
-	return f.st, f.position, ok
+	if !ok || len(f.pending) == 0 {
+		return f.st, f.position, ok
+	}
+	for _, rec := range f.pending {
+		e, err := convert.DecodeEvent(rec.Type, rec.Data)
+		if err != nil {
+			delete(c.m, orderID)
+			return order.State{}, 0, false
+		}
+		f.st = order.Evolve(f.st, e, rec.Meta.OccurredAt)
+	}
+	f.pending = nil
+	c.m[orderID] = f
+	return f.st, f.position, true
 }
