@@ -71,11 +71,16 @@ func decideCreate(s State, c CreateOrder) ([]Event, error) {
 		return nil, invalid("lines", "must have at most "+strconv.Itoa(MaxLines)+" lines")
 	}
 	for i, l := range c.Lines {
-		if field, reason := lineProblem(l); reason != "" {
-			return nil, invalid(lineField(i, field), reason)
+		// The SKU whole (a duplicate included) before the quantity and
+		// price: the first bad field in declaration order is reported.
+		if r := idProblem(l.SKU); r != "" {
+			return nil, invalid(lineField(i, "sku"), r)
 		}
 		if j := lineIndex(c.Lines[:i], l.SKU); j >= 0 {
 			return nil, invalid(lineField(i, "sku"), fmt.Sprintf("duplicates lines[%d].sku %q; a SKU may appear once per order", j, l.SKU))
+		}
+		if field, reason := lineProblem(l); reason != "" {
+			return nil, invalid(lineField(i, field), reason)
 		}
 	}
 	if _, ok := total(c.Lines); !ok {

@@ -184,6 +184,12 @@ func validateAddress(prefix string, a Address) error {
 	if !upperLetters(a.Country, 2) {
 		return invalid(prefix+"country", "must be an ISO 3166-1 alpha-2 code of 2 upper-case letters")
 	}
+	// Erased is a fact of history read back (an erasure), never a
+	// command's: an address marked erased with its content would read as
+	// holding no personal data, and erasure would pass it by.
+	if a.Erased {
+		return invalid(prefix+"erased", "is set only on history read back")
+	}
 	return nil
 }
 
