@@ -77,9 +77,13 @@ func (c Config) consumer() jetstream.ConsumerConfig {
 // messages to handle on cfg.Workers goroutines until ctx ends (it then
 // returns nil), the consumer is lost (ErrLost) or the client stops
 // consuming (ErrStopped). Messages wait in a buffer for a free worker, taken
-// in the order they came; those still waiting when Consume stops, and any
-// that arrives after ctx ended, are handed back at once with a negative
-// acknowledgement. Consume returns only after every handler has returned.
+// in the order they came; none is started after ctx ended, and those still
+// waiting when Consume stops, and any that arrives after ctx ended, are
+// handed back with a negative acknowledgement once no handler runs.
+// Consume returns only after every handler has returned; until then it
+// keeps pulling, so that a pinned group's pin stays with it: a standby
+// pinned meanwhile would handle later messages while this one still
+// handles an earlier.
 //
 // With a pinned group and TakeOver, Consume unpins the group when it starts
 // (a crashed holder's pin would otherwise hold it for PinnedTTL with nobody
@@ -92,7 +96,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 	if cfg.Group != "" && cfg.TakeOver {
 		unpin(ctx, js, cfg)
 	}
-	buf := newBuffer(ctx, cfg.MaxPending)
+	buf := newBuffer(cfg.MaxPending)
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	for range max(cfg.Workers, 1) {
@@ -105,22 +109,35 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 					return
 				case <-quit:
 					return
-				default:
-				}
-				select {
 				case msg := <-buf.msgs:
+					if ctx.Err() != nil {
+						// The select took it over ctx's end.
+						buf.back(msg)
+						return
+					}
 					handle(msg)
-				case <-ctx.Done():
-					return
-				case <-quit:
-					return
 				}
 			}
 		})
 	}
-	err = run(ctx, cons, cfg, buf.put)
-	close(quit)
-	wg.Wait()
+	// The pulls stop when run's own context ends: after the handlers
+	// return, not when ctx does.
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	if ctx.Err() != nil {
+		stopRun() // ended before it began: no handler to wait for
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- run(runCtx, cons, cfg, buf.put) }()
+	select {
+	case err = <-ran:
+		close(quit)
+		wg.Wait()
+	case <-ctx.Done():
+		wg.Wait()
+		stopRun()
+		err = <-ran
+	}
 	// Handed back only now that no handler runs: a standby that gets them
 	// at once never handles a later message while this one still handles
 	// an earlier.
@@ -147,7 +164,6 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 // every delivery without blocking. One worker taking from it in order keeps
 // the log order.
 type buffer struct {
-	ctx  context.Context
 	msgs chan jetstream.Msg
 	// mu orders put against close, so that nothing is buffered after
 	// close has handed the buffer back: the client may still run the
@@ -157,14 +173,17 @@ type buffer struct {
 	closed bool
 }
 
-func newBuffer(ctx context.Context, maxPending int) *buffer {
-	return &buffer{ctx: ctx, msgs: make(chan jetstream.Msg, max(maxPending, 1))}
+func newBuffer(maxPending int) *buffer {
+	return &buffer{msgs: make(chan jetstream.Msg, max(maxPending, 1))}
 }
 
-// put is the delivery callback.
+// put is the delivery callback. A message that arrives once no worker takes
+// any more waits here all the same, to be handed back with the rest (close):
+// handed back at once, it would come straight back to this subscriber,
+// which still holds the pin while its handlers finish.
 func (b *buffer) put(msg jetstream.Msg) {
 	b.mu.Lock()
-	if b.closed || b.ctx.Err() != nil {
+	if b.closed {
 		b.mu.Unlock()
 		_ = msg.Nak() // hand it back now rather than after AckWait
 		return
@@ -180,6 +199,16 @@ func (b *buffer) put(msg jetstream.Msg) {
 		// the pulls.
 	}
 	b.mu.Unlock()
+}
+
+// back returns a message a worker took but will not start, to be handed
+// back with the rest; one the buffer has no room for is handed back now.
+func (b *buffer) back(msg jetstream.Msg) {
+	select {
+	case b.msgs <- msg:
+	default:
+		_ = msg.Nak()
+	}
 }
 
 // close refuses later deliveries and hands back those still buffered.
