@@ -157,8 +157,8 @@ func (s *Stream) under(subjects ...string) error {
 	return nil
 }
 
-// Schedule sets the timer on subject: at at, the server publishes data on
-// target. A schedule on the same subject is replaced. id deduplicates: a
+// Schedule sets the timer on subject: at at (rounded up to a whole
+// second), the server publishes data on target. A schedule on the same subject is replaced. id deduplicates: a
 // second Schedule with the same id within two minutes changes nothing, so
 // a redelivered cause schedules once.
 func (s *Stream) Schedule(ctx context.Context, subject, target string, at time.Time, data []byte, id string) error {
@@ -167,6 +167,11 @@ func (s *Stream) Schedule(ctx context.Context, subject, target string, at time.T
 	}
 	if _, err := s.ensure(ctx); err != nil {
 		return err
+	}
+	// The schedule names a whole second (nats.go writes RFC 3339 without
+	// its fraction): the next one, so that the timer never fires early.
+	if at.Truncate(time.Second) != at {
+		at = at.Truncate(time.Second).Add(time.Second)
 	}
 	_, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data},
 		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(target),

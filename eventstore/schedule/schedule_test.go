@@ -143,3 +143,32 @@ func TestEachLeavesNoConsumer(t *testing.T) {
 		t.Fatalf("consumers left on the stream after three reads: %+v, %v", info.State.Consumers, err)
 	}
 }
+
+// "at at, the server publishes data on target": a timer never fires before
+// at. at's fraction of a second was dropped on the way to the server
+// (jetstream.WithScheduleAt formats RFC 3339 without fractional seconds),
+// so a timer due at hh:mm:ss.9 fired at hh:mm:ss, nearly a second early.
+func TestScheduleNeverFiresEarly(t *testing.T) {
+	s := newStream(t)
+	ctx := t.Context()
+	at := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(900 * time.Millisecond)
+	if err := s.Schedule(ctx, "timers.schedule.early", "timers.fired.early", at, []byte("x"), "early:1"); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var fired time.Time
+	if err := s.Subscribe(sctx, "early", "timers.fired.>", func(m schedule.Msg) {
+		fired = time.Now()
+		_ = m.Ack()
+		cancel()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fired.IsZero() {
+		t.Fatal("the timer never fired")
+	}
+	if fired.Before(at) {
+		t.Fatalf("the timer due at %s fired at %s, %v early", at.Format(time.RFC3339Nano), fired.Format(time.RFC3339Nano), at.Sub(fired))
+	}
+}
