@@ -144,8 +144,8 @@ func WithWorkers(n int) SubscribeOption {
 // never because one job runs long.
 func WithPinnedGroup(group string, ttl time.Duration) SubscribeOption {
 	return func(c *SubscribeConfig) error {
-		if err := checkName("group", group); err != nil {
-			return err
+		if !validGroup(group) {
+			return fmt.Errorf("eventstore: invalid group name %q: 1 to 16 of A-Z, a-z, 0-9, '-', '_', '/' and '='", group)
 		}
 		if ttl <= 0 {
 			return fmt.Errorf("eventstore: pinned ttl %v must be positive", ttl)
@@ -185,12 +185,26 @@ func WithReady(f func()) SubscribeOption {
 	return func(c *SubscribeConfig) error { c.Ready = f; return nil }
 }
 
+// validGroup reports whether the server takes group as a priority group's
+// name: a name it refuses failed every Subscribe with the server's error,
+// which a caller retries for ever, rather than as an invalid option.
+func validGroup(group string) bool {
+	if group == "" || len(group) > 16 {
+		return false
+	}
+	for _, r := range group {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-_/=", r)) {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidSubscriptionName returns nil when name can name a subscription
 // (Subscribe), and otherwise the error Subscribe returns for it.
 func ValidSubscriptionName(name string) error { return checkName("subscription", name) }
 
-// checkName refuses names the server would not take for a consumer or a
-// priority group.
+// checkName refuses names the server would not take for a consumer.
 func checkName(what, name string) error {
 	if name == "" || strings.ContainsAny(name, ".*>/\\") ||
 		strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {

@@ -464,3 +464,34 @@ func TestPullExpiryAtLeastASecond(t *testing.T) {
 		t.Fatalf("Subscribe with WithPullExpiry(1s): %v", err)
 	}
 }
+
+// A priority group's name is checked as the server checks it (1 to 16 of
+// A-Z, a-z, 0-9, '-', '_', '/' and '='): a name it refuses is an invalid
+// option, not a Subscribe that fails with the server's error every time
+// its caller tries again. The longest and oddest valid name subscribes.
+func TestPinnedGroupNameAsTheServerTakesIt(t *testing.T) {
+	for _, g := range []string{"", "payments-manager-1", "pay:ments", "grüppe", "a b", "a.b"} {
+		if _, err := eventstore.NewSubscribeConfig(eventstore.WithPinnedGroup(g, time.Second)); err == nil {
+			t.Errorf("WithPinnedGroup(%q) accepted", g)
+		}
+	}
+	e := newEnv(t)
+	for _, g := range []string{"payments", "a-b_c/d=E0123456"} {
+		ctx, cancel := context.WithCancel(t.Context())
+		ready := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- e.store.Subscribe(ctx, "grp", func(eventstore.Delivery) {}, eventstore.WithPinnedGroup(g, 2*time.Second),
+				eventstore.WithPullExpiry(time.Second), eventstore.WithReady(func() { close(ready) }))
+		}()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("group %q: Subscribe: %v", g, err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("group %q: Subscribe: %v", g, err)
+		}
+	}
+}
