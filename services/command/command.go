@@ -428,8 +428,11 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	}
 	// The fingerprint may need the customer's data key, which the
 	// keyring creates when there is none: it is made for a retry, to
-	// compare with its original's, and for events to record, never for
-	// a request that is refused.
+	// compare with its original's (under the order's customer's key),
+	// and for events to record, not for a request refused before that.
+	// (A CreateOrder with a derived id is appended before it is known to
+	// be a retry: one reusing a request id for another customer has made
+	// that customer's key by then, as a new order of theirs would.)
 	if original != nil {
 		if err := c.fingerprint(ctx, st); err != nil {
 			return result{}, answered, err

@@ -93,3 +93,44 @@ func TestOverlongCustomerIDWithAddressIsInvalid(t *testing.T) {
 		t.Errorf("a valid CreateOrder after it: %v", err)
 	}
 }
+
+// A CreateOrder with an address that reuses another create's request id
+// for another customer is refused (REQUEST_ID_REUSED), and creates no data
+// key for the customer it names: it was fingerprinted, to compare with its
+// original's, under that customer's key, made for it. (With a derived
+// order id the request is appended before it is known to be a retry, and
+// makes the key as a new order of that customer's would.)
+func TestReusedRequestIDCreatesNoDataKey(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		orderID string
+	}{{"explicit order id", "o-reuse-key"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ks := &countingKeys{MemStore: pii.NewMemStore()}
+			svc, err := command.New(memstore.New(), command.WithKeyring(pii.NewKeyring(ks, master)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := serve(t, svc)
+			if _, err := client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "reuse-key-1", OrderId: tc.orderID,
+				CustomerId: "cust-a", Currency: "EUR", ShippingAddress: address()}); err != nil {
+				t.Fatal(err)
+			}
+			if n := ks.created.Load(); n != 1 {
+				t.Fatalf("%d keys after the first create", n)
+			}
+			_, err = client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "reuse-key-1", OrderId: tc.orderID,
+				CustomerId: "cust-b", Currency: "EUR", ShippingAddress: address()})
+			if status.Code(err) != codes.AlreadyExists {
+				t.Fatalf("reused request id: %v, want ALREADY_EXISTS", err)
+			}
+			if n := ks.created.Load(); n != 1 {
+				t.Fatalf("the refused request created a data key (%d keys, last for %q)", n, ks.ids.Load())
+			}
+		})
+	}
+}

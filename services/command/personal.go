@@ -27,10 +27,14 @@ func (s *Service) encodeEvent(ctx context.Context, orderID, customerID string, e
 	return convert.SealEvent(ctx, s.keys, orderID, customerID, e)
 }
 
-// customerOf returns the customer a request acts for: the one it names
-// (CreateOrder) or the order's.
+// customerOf returns the customer a request acts for: the order's, or,
+// for a CreateOrder of an order not there yet, the one it names. A
+// CreateOrder's retry is fingerprinted with the key of the customer its
+// original named: one naming another customer is another request
+// (REQUEST_ID_REUSED) whatever key it meets, and must not create a key
+// for the customer it names.
 func customerOf(req request, st order.State) string {
-	if c, ok := req.(*ordersv1.CreateOrderRequest); ok {
+	if c, ok := req.(*ordersv1.CreateOrderRequest); ok && !st.Exists() {
 		return c.GetCustomerId()
 	}
 	return st.CustomerID
