@@ -61,6 +61,9 @@ type Feed struct {
 	max     int
 	byOrder map[string]map[*Subscription]struct{}
 	all     map[*Subscription]struct{}
+	// ahead holds the subscriptions that began after a position the feed
+	// had not published yet (Subscription.ahead), until it does.
+	ahead map[*Subscription]struct{}
 	// erased holds the position of each customer's latest erasure the
 	// feed published (at most maxErasures customers), for Fresh, and
 	// lastErasure the latest of them all: a change at or after it needs
@@ -80,7 +83,7 @@ func NewFeed(history int) *Feed {
 	if history <= 0 {
 		history = DefaultFeedHistory
 	}
-	return &Feed{max: history, byOrder: map[string]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}, erased: map[string]uint64{}}
+	return &Feed{max: history, byOrder: map[string]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}, ahead: map[*Subscription]struct{}{}, erased: map[string]uint64{}}
 }
 
 // Subscription receives the changes a Subscribe call asked for.
@@ -91,6 +94,11 @@ type Subscription struct {
 	c     chan *Change
 	done  chan struct{}
 	err   error // set before done is closed
+	// ahead is the position the subscription began after, while the
+	// feed has not published it (a list read from the read model's file
+	// before the feed heard of its commit): the lone change it wants at
+	// it is its own last, which publish drops as a backlog would.
+	ahead uint64
 }
 
 // C delivers the changes, in log order.
@@ -168,6 +176,8 @@ func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, a
 		f.all[s] = struct{}{}
 	}
 	if after > f.pos {
+		s.ahead = after
+		f.ahead[s] = struct{}{}
 		return s, f.pos, nil, true
 	}
 	if after < f.floor {
@@ -214,6 +224,7 @@ func (s *Subscription) wants(c *Change) bool {
 
 // remove unregisters s; f.mu is held.
 func (f *Feed) remove(s *Subscription) {
+	delete(f.ahead, s)
 	if s.order != "" {
 		if m := f.byOrder[s.order]; m != nil {
 			delete(m, s)
@@ -313,6 +324,25 @@ func (f *Feed) publish(position uint64, changes []Change, forgot []forgotten) {
 			}
 		}
 	}
+	// A subscription that began after a position published now skips
+	// the lone change it wants there (its own last); several there (an
+	// erasure's group) are sent whole, as Subscribe's backlog sends them.
+	var lone map[*Subscription]bool
+	for s := range f.ahead {
+		if s.ahead > position {
+			continue
+		}
+		n := 0
+		for i := range changes {
+			if c := &changes[i]; c.Position == s.ahead && s.wants(c) {
+				n++
+			}
+		}
+		if lone == nil {
+			lone = map[*Subscription]bool{}
+		}
+		lone[s] = n == 1
+	}
 	for i := range changes {
 		c := &changes[i]
 		if c.Position <= f.pos {
@@ -320,15 +350,23 @@ func (f *Feed) publish(position uint64, changes []Change, forgot []forgotten) {
 		}
 		f.keep(c)
 		for s := range f.byOrder[c.OrderID] {
-			f.send(s, c)
+			if !(c.Position == s.ahead && lone[s]) {
+				f.send(s, c)
+			}
 		}
 		for s := range f.all {
-			if s.wants(c) {
+			if s.wants(c) && !(c.Position == s.ahead && lone[s]) {
 				f.send(s, c)
 			}
 		}
 	}
 	f.pos = max(f.pos, position)
+	for s := range f.ahead {
+		if s.ahead <= f.pos {
+			s.ahead = 0
+			delete(f.ahead, s)
+		}
+	}
 }
 
 // erases reports whether the erasure fg applies to c: a change of one of
@@ -372,15 +410,33 @@ func (f *Feed) end(s *Subscription, err error) {
 // convert.ErrKeyUnavailable) is no dead letter: HistoryChanges returns
 // that error, as the projection waits for the key, rather than changes
 // that leave the event out.
+//
+// recs may also hold CustomerForgotten events, from the customers' subject,
+// in log order among the order's: an erasure of the order's customer
+// changes the order at its position when the order has personal data, as
+// the read model's apply does (a watcher resuming through the log missed
+// that change).
 func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore.Recorded) ([]Change, error) {
 	var (
-		st  order.State
-		out []Change
+		st       order.State
+		out      []Change
+		revision uint64
 	)
 	for _, rec := range recs {
 		it := DecodeWith(ctx, keys, rec)
 		if err := it.keyTrouble(); err != nil {
 			return nil, err
+		}
+		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
+			// Read back after the erasure, the order's personal data
+			// decodes as erased already: it had some if it has the
+			// fields at all, and the change a live watcher got is due.
+			if st.Exists() && f.CustomerID == st.CustomerID && (st.Shipping != nil || st.TrackingNumber != "" || st.TrackingNumberErased) {
+				st = eraseState(st)
+				out = append(out, Change{Position: rec.Position, OrderID: st.ID, Type: rec.Type, Actor: rec.Meta.Actor,
+					State: st, Prev: st.Status, Revision: revision})
+			}
+			continue
 		}
 		if it.Err != nil || applicable(st, rec, it.Event) != nil {
 			continue
@@ -388,8 +444,9 @@ func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore
 		prev := st.Status
 		st = order.Evolve(st, it.Event, eventTime(rec))
 		// The revision as apply keeps it.
+		revision = rec.Position
 		out = append(out, Change{Position: rec.Position, OrderID: rec.OrderID, Type: rec.Type, Actor: rec.Meta.Actor,
-			State: st, Prev: prev, Revision: rec.Position})
+			State: st, Prev: prev, Revision: revision})
 	}
 	return out, nil
 }

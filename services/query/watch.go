@@ -216,6 +216,13 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		if err != nil {
 			return rpcerr.ToStatus(ctx, s.log, err)
 		}
+		// An erasure of its customer changes the order too, at the
+		// CustomerForgotten's position on the customers' subject.
+		forgets, err := s.history.LoadLatest(ctx, order.CustomersSubjectID)
+		if err != nil {
+			return rpcerr.ToStatus(ctx, s.log, err)
+		}
+		recs = mergeByPosition(recs, forgets)
 		changes, err := projections.HistoryChanges(ctx, s.keys, recs)
 		if err != nil {
 			return rpcerr.ToStatus(ctx, s.log, err)
@@ -245,6 +252,19 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		}
 	}
 	return w.follow(ctx, sub)
+}
+
+// mergeByPosition returns a and b, each in log order, merged in log order.
+func mergeByPosition(a, b []eventstore.Recorded) []eventstore.Recorded {
+	out := make([]eventstore.Recorded, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0].Position <= b[0].Position {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // WatchOrders streams the changes of the orders matching the filters; see
