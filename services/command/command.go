@@ -219,8 +219,11 @@ func validRequestID(id string) error {
 // "pay:<position>" on an order before its placement reached that position
 // would be taken for the payments manager's recording, which would then
 // fail as a reused request id and leave a charge unrecorded. On its own
-// method such an id is harmless: a client recording under it does what the
-// manager would have done, and the manager is answered as its retry.
+// method such an id records an outcome of the order as any other would:
+// the manager's recording is then refused (as a reused id, or because the
+// order is paid or declined already), and the manager, reading the order
+// recorded otherwise, voids the charge it took (payments'
+// chargeNotRecorded).
 var reservedPrefixes = []struct {
 	prefix string
 	method func(request) bool

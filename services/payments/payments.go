@@ -404,9 +404,13 @@ type job struct {
 	// MaybeCharged says an earlier attempt, delivery or retry may have
 	// taken money under the charge key, so a cancelled order needs a void.
 	// A retry never clears it (see Manager.Retry).
-	MaybeCharged bool      `json:"maybe_charged,omitempty"`
-	LastError    string    `json:"last_error,omitempty"`
-	ParkedAt     time.Time `json:"parked_at,omitzero"`
+	MaybeCharged bool `json:"maybe_charged,omitempty"`
+	// PaymentRef is the provider's reference of the charge an attempt
+	// took, once one has: an order paid under another reference was paid
+	// some other way meanwhile, and this charge is voided.
+	PaymentRef string    `json:"payment_ref,omitempty"`
+	LastError  string    `json:"last_error,omitempty"`
+	ParkedAt   time.Time `json:"parked_at,omitzero"`
 }
 
 // result of running a job.
@@ -750,7 +754,7 @@ func callCtx(ctx context.Context, j job) context.Context {
 // charge runs one charge attempt. retry reports a failure worth another
 // attempt.
 func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt int) (result, bool, error) {
-	if st.Status == order.StatusCancelled && st.PaidAmount == 0 && j.MaybeCharged {
+	if j.MaybeCharged && chargeNotRecorded(st, j.PaymentRef) {
 		return m.void(ctx, j, attempt)
 	}
 	if st.Status != order.StatusPlaced {
@@ -786,7 +790,7 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "error")))
 		return done, true, err
 	default:
-		j.MaybeCharged = true
+		j.MaybeCharged, j.PaymentRef = true, res.PaymentRef
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "authorized")))
 		req.Outcome, req.PaymentRef, req.Amount, req.Currency = ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, res.PaymentRef, st.GrandTotal(), st.Currency
 	}
@@ -814,8 +818,28 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 	}
 }
 
+// chargeNotRecorded reports whether an order that a charge job may have
+// taken money for (under its charge key, with the provider's reference ref
+// when known) ended without that charge recorded: cancelled before any
+// payment, declined (recorded by someone else meanwhile, or the job's own
+// decline after an attempt that failed: a void then releases nothing), or
+// paid under another reference (a clerk recorded a payment taken some other
+// way). Paid under an unknown reference (a redelivered job) is taken for
+// this charge's: voiding it would release the payment the order holds.
+func chargeNotRecorded(st order.State, ref string) bool {
+	switch st.Status {
+	case order.StatusCancelled:
+		return st.PaidAmount == 0 || ref != "" && st.PaymentRef != "" && st.PaymentRef != ref
+	case order.StatusPaymentDeclined:
+		return true
+	case order.StatusPlaced:
+		return false
+	}
+	return ref != "" && st.PaymentRef != "" && st.PaymentRef != ref
+}
+
 // void releases whatever a charge job's earlier attempts may have taken
-// for an order cancelled before the charge was recorded.
+// for an order that ended without the charge recorded (chargeNotRecorded).
 func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, error) {
 	probe, err := m.breaker.allow()
 	if err != nil {

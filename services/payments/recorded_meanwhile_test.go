@@ -1,0 +1,81 @@
+package payments_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/services/payments"
+)
+
+// positionOfKey returns the placement position a charge key ends with.
+func positionOfKey(key string) string { return key[strings.LastIndexByte(key, ':')+1:] }
+
+// A clerk records a decline under the manager's own request id
+// "pay:<placement position>" (RecordPayment accepts the reserved prefix)
+// while the manager's charge is at the provider. The manager's recording
+// of the charge is refused as REQUEST_ID_REUSED, and its next attempt reads
+// the order as payment_declined: the charge is voided. The job was
+// dropped, and the charge stood at the provider, neither recorded nor
+// voided.
+func TestChargeOfAnOrderDeclinedMeanwhileIsVoided(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	gw := &scripted{Simulator: sim}
+	gw.charge = func(_ context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
+		if n == 1 {
+			_, err := e.cmd.RecordPayment(context.Background(), &ordersv1.RecordPaymentRequest{
+				RequestId: "pay:" + positionOfKey(req.IdempotencyKey), OrderId: req.OrderID,
+				Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED, Reason: "card refused on the phone"})
+			if err != nil {
+				t.Errorf("clerk's decline under the manager's request id: %v", err)
+			}
+		}
+		return payments.ChargeResult{}, nil, false
+	}
+	e.run(t, gw, fast())
+	id := e.place(t, "clerk-race", 700)
+	st := e.waitStats(t, "job ended", func(s payments.Stats) bool { return s.Dropped+s.Voided+s.Parked+s.Charged > 0 })
+	charged, voided := sim.Charged(), sim.Voided()
+	authorized := e.outcomes(t, id, "PaymentAuthorized")
+	for k, n := range charged {
+		if n > 0 && voided[k] == 0 && authorized == 0 {
+			t.Fatalf("order %s: money taken under %s, never recorded (PaymentAuthorized %d) nor voided (%v); stats %+v",
+				id, k, authorized, voided, st)
+		}
+	}
+}
+
+// The same without the reserved id: a clerk records a payment taken
+// another way (AUTHORIZED, under a request id of their own) while the
+// manager's charge is at the provider. The manager's recording is refused
+// (the order is paid), and its next attempt reads the order as paid under
+// another reference: its charge is voided. It was dropped, and the
+// customer paid twice.
+func TestChargeOfAnOrderPaidOtherwiseMeanwhileIsVoided(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	gw := &scripted{Simulator: sim}
+	gw.charge = func(_ context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
+		if n == 1 {
+			_, err := e.cmd.RecordPayment(context.Background(), &ordersv1.RecordPaymentRequest{
+				RequestId: "clerk-pay-" + req.OrderID[:8], OrderId: req.OrderID,
+				Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "till-42", Amount: req.Amount, Currency: req.Currency})
+			if err != nil {
+				t.Errorf("clerk's payment: %v", err)
+			}
+		}
+		return payments.ChargeResult{}, nil, false
+	}
+	e.run(t, gw, fast())
+	id := e.place(t, "clerk-paid", 700)
+	st := e.waitStats(t, "job ended", func(s payments.Stats) bool { return s.Dropped+s.Voided+s.Parked+s.Charged > 0 })
+	charged, voided := sim.Charged(), sim.Voided()
+	for k, n := range charged {
+		if n > 0 && voided[k] == 0 {
+			t.Fatalf("order %s: money taken under %s, recorded only as the clerk's payment (PaymentAuthorized %d) and never voided (%v); stats %+v",
+				id, k, e.outcomes(t, id, "PaymentAuthorized"), voided, st)
+		}
+	}
+}
