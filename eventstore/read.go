@@ -163,10 +163,11 @@ func (s *Store) Read(ctx context.Context, from uint64) iter.Seq2[Recorded, error
 		var page []Recorded
 		var giveUp time.Time
 		for seq <= head {
-			req := directGetRequest{Seq: seq, Batch: int(min(uint64(s.pageSize), head-seq+1)), MaxBytes: s.pageBytes}
-			if s.filterAll {
-				req.NextFor = s.wildcard
-			}
+			// Filtered even on a stream of order subjects only, as the
+			// batch reads are: subjects may be added to the stream after
+			// New looked at it, and a message on one was read as a
+			// malformed event, which ended the read.
+			req := directGetRequest{Seq: seq, NextFor: s.wildcard, Batch: int(min(uint64(s.pageSize), head-seq+1)), MaxBytes: s.pageBytes}
 			pctx, cancel := s.withTimeout(ctx)
 			var pending uint64
 			page, pending, err = s.getBatch(pctx, &req, page[:0])

@@ -80,7 +80,6 @@ type Store struct {
 	stream     jetstream.Stream
 	cfg        config
 	wildcard   string // prefix + ".*": every order subject
-	filterAll  bool   // the stream also holds subjects that are not orders
 	replicated bool   // reads may be answered by a lagging replica
 	directSub  string // direct get API subject of the stream
 	msgGetSub  string // message get API subject of the stream, served by its leader
@@ -376,7 +375,6 @@ func (s *Store) bind(st jetstream.Stream, refused error) error {
 	s.stream = st
 	cfg := st.CachedInfo().Config
 	s.replicated = cfg.Replicas > 1
-	s.filterAll = len(cfg.Subjects) != 1 || cfg.Subjects[0] != s.wildcard
 	s.mutable = mutability(s.cfg.streamName, cfg)
 	if s.mutable != nil && refused != nil {
 		s.mutable = fmt.Errorf("%w (%w)", s.mutable, refused)
