@@ -30,6 +30,8 @@ type scripted struct {
 	// then the next loseRefunds are made and answer with an error.
 	failRefunds, loseRefunds atomic.Int32
 	refundCalls              atomic.Int32
+	// refunded, when set, is called after a refund is made.
+	refunded func(req payments.RefundRequest)
 
 	mu       sync.Mutex
 	inflight map[string]int
@@ -68,7 +70,11 @@ func (g *scripted) Refund(ctx context.Context, req payments.RefundRequest) (paym
 		}
 		return payments.RefundResult{}, errors.New("provider: connection reset after the refund was sent")
 	}
-	return g.Simulator.Refund(ctx, req)
+	res, err := g.Simulator.Refund(ctx, req)
+	if err == nil && g.refunded != nil {
+		g.refunded(req)
+	}
+	return res, err
 }
 
 func (g *scripted) Void(ctx context.Context, req payments.VoidRequest) (payments.VoidResult, error) {

@@ -408,9 +408,13 @@ type job struct {
 	// PaymentRef is the provider's reference of the charge an attempt
 	// took, once one has: an order paid under another reference was paid
 	// some other way meanwhile, and this charge is voided.
-	PaymentRef string    `json:"payment_ref,omitempty"`
-	LastError  string    `json:"last_error,omitempty"`
-	ParkedAt   time.Time `json:"parked_at,omitzero"`
+	PaymentRef string `json:"payment_ref,omitempty"`
+	// RefundRef is the provider's reference of the refund an attempt
+	// made, once one has: an order refunded under another reference was
+	// refunded some other way meanwhile, and the customer twice.
+	RefundRef string    `json:"refund_ref,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	ParkedAt  time.Time `json:"parked_at,omitzero"`
 }
 
 // result of running a job.
@@ -573,6 +577,11 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 	}
 }
 
+// errSettleByHand marks a job whose money no attempt can set right (a
+// refund made while the order's refund was recorded some other way): it
+// is parked at once, its error saying what to settle with the provider.
+var errSettleByHand = errors.New("payments: to be settled by hand")
+
 // errOutage marks a failure of the event store or of the command side
 // (unreachable, electing a leader, too slow to answer), which is not a
 // failure of the payment and spends no attempt.
@@ -611,6 +620,9 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 	for attempt := 1; ; {
 		r, retry, err := m.attempt(ctx, j, attempt)
 		if !retry {
+			if errors.Is(err, errSettleByHand) {
+				return m.giveUp(ctx, j, err)
+			}
 			if err != nil && r == done {
 				m.log.ErrorContext(ctx, "payments: job failed permanently", "kind", j.Kind, "order", j.OrderID, "err", err)
 			}
@@ -905,6 +917,12 @@ func declineReason(err error) string {
 
 // refund runs one refund attempt for a cancelled order.
 func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt int) (result, bool, error) {
+	if j.RefundRef != "" && st.RefundRef != "" && st.RefundRef != j.RefundRef {
+		// A refund cannot be taken back: an operator must settle it, and
+		// the parked job (its error saying so) is where they look.
+		return done, false, fmt.Errorf("%w: the refund this job made (%s) stands at the provider, but the order records refund %s, made some other way meanwhile: the customer was refunded twice; settle it with the provider",
+			errSettleByHand, j.RefundRef, st.RefundRef)
+	}
 	if !st.RefundDue() {
 		return done, false, nil
 	}
@@ -925,6 +943,7 @@ func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt in
 		return done, true, err
 	}
 	m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "refunded")))
+	j.RefundRef = res.RefundRef
 	rctx, rcancel := context.WithTimeout(callCtx(ctx, *j), m.attemptTimeout)
 	defer rcancel()
 	_, err = m.cmds.RecordRefund(rctx, &ordersv1.RecordRefundRequest{

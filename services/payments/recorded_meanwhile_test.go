@@ -3,6 +3,7 @@ package payments_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -77,5 +78,34 @@ func TestChargeOfAnOrderPaidOtherwiseMeanwhileIsVoided(t *testing.T) {
 			t.Fatalf("order %s: money taken under %s, recorded only as the clerk's payment (PaymentAuthorized %d) and never voided (%v); stats %+v",
 				id, k, e.outcomes(t, id, "PaymentAuthorized"), voided, st)
 		}
+	}
+}
+
+// A refund the manager made while a clerk recorded the order's refund
+// taken some other way (at the till) cannot be taken back: the job is
+// parked at once, for an operator to settle with the provider, rather than
+// dropped as done (the order no longer has a refund due) with the customer
+// refunded twice and nobody told.
+func TestRefundOfAnOrderRefundedOtherwiseMeanwhileIsParked(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	gw := &scripted{Simulator: sim}
+	var once sync.Once
+	gw.refunded = func(req payments.RefundRequest) {
+		once.Do(func() {
+			if _, err := e.cmd.RecordRefund(context.Background(), &ordersv1.RecordRefundRequest{
+				RequestId: "till-refund-" + req.OrderID, OrderId: req.OrderID, RefundRef: "till-1", Amount: req.Amount}); err != nil {
+				t.Errorf("clerk's refund: %v", err)
+			}
+		})
+	}
+	e.run(t, gw, fast())
+	id := e.payThenCancel(t, 1300)
+	parked := e.waitParked(t, 1)
+	if p := parked[0]; p.GetOrderId() != id || p.GetKind() != ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND || p.GetLastError() == "" {
+		t.Fatalf("parked job %v", p)
+	}
+	if n := e.outcomes(t, id, "RefundIssued"); n != 1 {
+		t.Fatalf("%d refunds recorded, want the clerk's", n)
 	}
 }
