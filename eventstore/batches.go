@@ -303,7 +303,7 @@ func (s *Store) consume(ctx context.Context, from uint64, o *readOptions, follow
 	// and tells a follower it is at the head.
 	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
 		more := false
-		if !follow && o.startTime.IsZero() {
+		if !follow {
 			if more, err = s.remains(ctx, from-min(from, 1), o); err != nil {
 				return err
 			}
@@ -347,7 +347,14 @@ func (s *Store) remains(ctx context.Context, after uint64, o *readOptions) (bool
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	for _, subj := range s.filterSubjects(o) {
-		raw, found, err := s.leaderGet(ctx, msgGetRequest{Seq: after + 1, NextFor: subj, NoHeaders: true})
+		req := msgGetRequest{Seq: after + 1, NextFor: subj, NoHeaders: true}
+		if after == 0 && !o.startTime.IsZero() {
+			// A read from a time: what the leader holds from it. A
+			// lagging replica the read's consumer landed on may have
+			// nothing from it yet.
+			req = msgGetRequest{StartTime: &o.startTime, NextFor: subj, NoHeaders: true}
+		}
+		raw, found, err := s.leaderGet(ctx, req)
 		if err != nil {
 			return false, err
 		}

@@ -37,6 +37,9 @@ type MsgGetRequest struct {
 	LastFor   string `json:"last_by_subj,omitempty"`
 	NextFor   string `json:"next_by_subj,omitempty"`
 	NoHeaders bool   `json:"no_hdr,omitempty"`
+	// StartTime, with NextFor and without Seq, asks for the first
+	// message stored at or after it.
+	StartTime *time.Time `json:"start_time,omitempty"`
 }
 
 // msgGetResponse is nats-server's JSApiMsgGetResponse.
