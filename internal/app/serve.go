@@ -44,7 +44,12 @@ func (n *node) newHTTPServer(probe *readiness, roles []role) *http.Server {
 		metrics = requireRole(n.authn, auth.Admin, metrics)
 	}
 	mux.Handle("GET /metrics", metrics)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		// Well under the gRPC server's metadata limit (maxHeaderListSize):
+		// the gateway passes common headers on as metadata, and a request
+		// whose headers the gateway's own call could not carry was
+		// answered 500, a fault of the server; net/http answers 431.
+		MaxHeaderBytes: maxHTTPHeaderBytes}
 	for _, r := range roles {
 		if r.httpShutdown != nil {
 			srv.RegisterOnShutdown(r.httpShutdown)

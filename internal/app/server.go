@@ -35,6 +35,10 @@ const maxRecvMsgSize = 1 << 20
 // take a few kilobytes.
 const maxHeaderListSize = 64 << 10
 
+// maxHTTPHeaderBytes bounds an HTTP request's headers: half the gRPC
+// metadata a call may carry, which the gateway fills from them.
+const maxHTTPHeaderBytes = maxHeaderListSize / 2
+
 // newServer builds the gRPC server with its interceptors (logging, the
 // guard, authentication, the in-flight limits), health and reflection. The
 // roles register their services on it before it serves.
