@@ -40,14 +40,7 @@ func TestKeyOnALaggingReplicaIsNotErased(t *testing.T) {
 	ctx := t.Context()
 	st := &laggingStore{MemStore: pii.NewMemStore()}
 	writer := pii.NewKeyring(st, master(t))
-	k, err := writer.DataKey(ctx, "c-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct, err := k.Seal([]byte("5 Replica Road"), []byte("ad"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, ct := sealFor(t, writer, "c-1", "5 Replica Road")
 	st.lagging = true
 	reader := pii.NewKeyring(st, master(t)) // another process: nothing cached
 	rk, err := reader.Key(ctx, "c-1", k.Version)
@@ -69,14 +62,7 @@ func TestKeyOnALaggingReplicaIsNotErased(t *testing.T) {
 	if err := writer.Forget(ctx, "c-1"); err != nil {
 		t.Fatal(err)
 	}
-	k2, err := writer.DataKey(ctx, "c-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct2, err := k2.Seal([]byte("6 Leader Lane"), []byte("ad"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	k2, ct2 := sealFor(t, writer, "c-1", "6 Leader Lane")
 	st.older, st.olderV, st.lagging = w1, v1, true
 	ok2, err := old.Key(ctx, "c-1", k2.Version)
 	if err != nil {
@@ -125,14 +111,7 @@ func TestErasedKeyOfALaggingReplicaIsNotCached(t *testing.T) {
 	ctx := t.Context()
 	st := &laggingStore{MemStore: pii.NewMemStore()}
 	writer := pii.NewKeyring(st, master(t))
-	k1, err := writer.DataKey(ctx, "c-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct1, err := k1.Seal([]byte("1 Erased Street"), []byte("ad"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ct1 := sealFor(t, writer, "c-1", "1 Erased Street")
 	w1, v1, err := st.Get(ctx, "c-1")
 	if err != nil {
 		t.Fatal(err)
@@ -182,16 +161,24 @@ func TestDataKeyAfterAForgetIsNotALaggingReplicasErasedKey(t *testing.T) {
 	}
 	st.older, st.olderV, st.lagging = w1, v1, true
 	cmd := pii.NewKeyring(st, master(t)) // another command process
-	k, err := cmd.DataKey(ctx, "c-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct, err := k.Seal([]byte("2 New Order Road"), []byte("ad"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, ct := sealFor(t, cmd, "c-1", "2 New Order Road")
 	st.older, st.lagging = nil, false
 	if _, err := pii.NewKeyring(st, master(t)).Key(ctx, "c-1", k.Version); err != nil {
 		t.Fatalf("data sealed after the erasure (key version %d, erased %d) cannot be opened: %v (ciphertext %d bytes lost)", k.Version, v1, err, len(ct))
 	}
+}
+
+// sealFor seals plaintext with the customer's data key from kr (made when
+// there is none) and returns the key and the ciphertext.
+func sealFor(t *testing.T, kr *pii.Keyring, customerID, plaintext string) (pii.Key, []byte) {
+	t.Helper()
+	k, err := kr.DataKey(t.Context(), customerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := k.Seal([]byte(plaintext), []byte("ad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, ct
 }
