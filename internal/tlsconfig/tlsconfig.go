@@ -118,14 +118,7 @@ func Probe(caFile, certFile string) (*tls.Config, error) {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("tlsconfig: probe: the server presented no certificate")
 			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
-				Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			})
-			return err
+			return verifyUnnamed(cs, roots)
 		},
 	}, nil
 }
@@ -163,16 +156,23 @@ func Own(srv *tls.Config, caFile, certFile, keyFile string) (*tls.Config, error)
 		if roots == nil {
 			return errors.New("tlsconfig: own listener: the server presented a certificate other than this process's own")
 		}
-		inter := x509.NewCertPool()
-		for _, c := range cs.PeerCertificates[1:] {
-			inter.AddCert(c)
-		}
-		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
-			Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		})
-		return err
+		return verifyUnnamed(cs, roots)
 	}
 	return cfg, nil
+}
+
+// verifyUnnamed verifies the server's presented chain against roots as a
+// server certificate, without a name: a process's own listener is dialled
+// at its address, which its certificate rarely carries.
+func verifyUnnamed(cs tls.ConnectionState, roots *x509.CertPool) error {
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	return err
 }
 
 // LoadCertPool reads a PEM bundle of CA certificates. A file holding no
