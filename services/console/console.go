@@ -396,13 +396,22 @@ func (c *Console) setCookie(w http.ResponseWriter, value string) {
 }
 
 // toLogin sends a page request to the sign-in page and answers 401 to the
-// script's requests, which then do the same.
+// script's requests (X-Console), which then do the same. A form post comes
+// back to the page it was sent from (its same-origin Referer), or to the
+// console's first page: the post itself cannot be followed.
 func (c *Console) toLogin(w http.ResponseWriter, r *http.Request, reason string) {
-	if r.Method != http.MethodGet || r.Header.Get("X-Console") != "" {
+	if r.Header.Get("X-Console") != "" {
 		http.Error(w, "sign in again", http.StatusUnauthorized)
 		return
 	}
-	q := url.Values{"next": {r.URL.RequestURI()}}
+	next := r.URL.RequestURI()
+	if r.Method != http.MethodGet {
+		next = Prefix
+		if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host {
+			next = safeNext(ref.RequestURI())
+		}
+	}
+	q := url.Values{"next": {next}}
 	if reason != "" {
 		q.Set("reason", reason)
 	}
@@ -448,7 +457,17 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+// logout ends the session. Like every other form post it needs the
+// session's CSRF token, though not a session that still authenticates: a
+// user whose token expired signs out all the same.
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
+	if ck, err := r.Cookie(cookieName); err == nil && ck.Value != "" {
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		if !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(csrfToken(ck.Value))) {
+			http.Error(w, "The form was stale or did not come from this console: reload the page and try again.", http.StatusForbidden)
+			return
+		}
+	}
 	c.setCookie(w, "")
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }

@@ -136,7 +136,7 @@ func TestConsoleHTTP(t *testing.T) {
 	if res, _ := cl.do("GET", "/console/audit/export?type=NoSuchEvent", nil, nil); res.StatusCode != http.StatusBadRequest {
 		t.Fatalf("export of an unknown event type: %s, want 400", res.Status)
 	}
-	if res, _ := cl.do("POST", "/console/logout", url.Values{}, nil); res.StatusCode != http.StatusSeeOther {
+	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {m[1]}}, nil); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign out: %s", res.Status)
 	}
 	if res, _ := cl.do("GET", "/console/orders", nil, nil); res.StatusCode != http.StatusSeeOther {

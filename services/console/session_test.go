@@ -1,0 +1,43 @@
+package console_test
+
+import (
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// README: "every form post needs a CSRF token"; console.go's package doc:
+// "Every state-changing request is a POST that must carry a CSRF token".
+// Sign-out is a state-changing POST, and was accepted without one.
+func TestLogoutNeedsCSRF(t *testing.T) {
+	c := startAuthed(t)
+	cl := newClient(t, c.base)
+	if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %s", res.Status)
+	}
+	res, _ := cl.do("POST", "/console/logout", url.Values{}, nil)
+	if res.StatusCode != http.StatusForbidden {
+		t.Errorf("sign-out without a CSRF token: %s (Set-Cookie %q), want 403", res.Status, res.Header.Get("Set-Cookie"))
+	}
+	if res, _ := cl.do("GET", "/console/orders", nil, nil); res.StatusCode != http.StatusOK {
+		t.Errorf("after a sign-out post without CSRF token, the orders page is %s: the session was ended", res.Status)
+	}
+}
+
+// toLogin: "sends a page request to the sign-in page and answers 401 to the
+// script's requests" (those carrying X-Console). A plain form post (a
+// command form, retry, rebuild without script) with a session whose token
+// is no longer valid is a page request, and got a bare text/plain 401.
+func TestExpiredSessionFormPostGoesToSignIn(t *testing.T) {
+	c := startAuthed(t)
+	cl := newClient(t, c.base)
+	u, _ := url.Parse(c.base + "/console/")
+	cl.http.Jar.SetCookies(u, []*http.Cookie{{Name: "orderstream_console",
+		Value: "b64." + base64.RawURLEncoding.EncodeToString([]byte("expired-or-revoked-token")), Path: "/console/"}})
+	res, body := cl.do("POST", "/console/orders/some-order/place", url.Values{"csrf": {"x"}, "expected_revision": {"1"}}, nil)
+	if res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(res.Header.Get("Location"), "/console/login") {
+		t.Errorf("a form post with an expired session: %s %s %q, want 303 to the sign-in page", res.Status, res.Header.Get("Content-Type"), strings.TrimSpace(body))
+	}
+}
