@@ -170,7 +170,9 @@ message is printed to stdout as a JSON line instead.`,
 
 // services are the names whose health ordersd reports; "" is the server as
 // a whole.
-var services = []string{"", "orders.v1.OrderCommandService", "orders.v1.OrderQueryService", "orders.v1.OrderAuditService", "orders.v1.OrderAdminService", "orders.v1.PaymentAdminService"}
+var services = []string{"", ordersv1.OrderCommandService_ServiceDesc.ServiceName, ordersv1.OrderQueryService_ServiceDesc.ServiceName,
+	ordersv1.OrderAuditService_ServiceDesc.ServiceName, ordersv1.OrderAdminService_ServiceDesc.ServiceName,
+	ordersv1.PaymentAdminService_ServiceDesc.ServiceName, ordersv1.DeadlineAdminService_ServiceDesc.ServiceName}
 
 func (a *app) healthCmd() *cobra.Command {
 	return &cobra.Command{
