@@ -305,20 +305,28 @@ func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg, expected uin
 // findRequest looks for events of request rid in the order's history and
 // returns the last one. The whole history: a retry's expected revision may
 // be stale, or may already count the original (its caller reloaded the
-// order after an answer that never came).
+// order after an answer that never came). A history that lacks it is read
+// again as the leader has it: a retry comes right after its original,
+// when a replica answering the first read may not hold it yet, and the
+// retry was told ErrConflict for its own change.
 func (s *Store) findRequest(ctx context.Context, orderID, rid string) (Recorded, bool, error) {
-	recs, err := s.LoadAfter(ctx, orderID, 0)
-	if err != nil {
-		return Recorded{}, false, err
-	}
-	var last Recorded
-	found := false
-	for _, r := range recs {
-		if r.Meta.RequestID == rid {
-			last, found = r, true
+	for _, load := range []func(context.Context, string, uint64) ([]Recorded, error){s.LoadAfter, s.LoadLatestAfter} {
+		recs, err := load(ctx, orderID, 0)
+		if err != nil {
+			return Recorded{}, false, err
+		}
+		var last Recorded
+		found := false
+		for _, r := range recs {
+			if r.Meta.RequestID == rid {
+				last, found = r, true
+			}
+		}
+		if found {
+			return last, found, nil
 		}
 	}
-	return last, found, nil
+	return Recorded{}, false, nil
 }
 
 // checkOwner verifies that the event at pos belongs to orderID, and returns
@@ -417,7 +425,7 @@ func (c *versionCache) remember(orderID string, version, position uint64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.make()
+	c.make(orderID)
 	e := c.m[orderID]
 	e.mark(version, position)
 	c.m[orderID] = e
@@ -429,10 +437,22 @@ func (e *versionMark) mark(version, position uint64) {
 	e.version, e.position, e.seen = version, position, max(position, e.seen)
 }
 
-// make starts the map afresh when it is full (or was never made).
-func (c *versionCache) make() {
-	if c.m == nil || len(c.m) >= maxVersionsKept {
+// make makes room for orderID's entry: it makes the map, or, when the
+// map is full and has none for it, drops one other order's (any: the
+// map's order). It started the whole map afresh, which forgot at once
+// every order's last position seen, and so LoadLatest's refusal of a
+// former leader's older answer, for orders acknowledged a moment before.
+func (c *versionCache) make(orderID string) {
+	if c.m == nil {
 		c.m = make(map[string]versionMark)
+		return
+	}
+	if _, ok := c.m[orderID]; ok || len(c.m) < maxVersionsKept {
+		return
+	}
+	for id := range c.m {
+		delete(c.m, id)
+		return
 	}
 }
 

@@ -35,7 +35,7 @@ func ReadOnFromLeader(ctx context.Context, s *Store, orderID string, recs []Reco
 func SetTrail(s *Store, orderID string, positions []uint64) {
 	s.versions.mu.Lock()
 	defer s.versions.mu.Unlock()
-	s.versions.make()
+	s.versions.make(orderID)
 	e := s.versions.m[orderID]
 	e.trail = slices.Clone(positions)
 	s.versions.m[orderID] = e

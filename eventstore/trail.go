@@ -64,7 +64,7 @@ func (c *versionCache) trailAfter(orderID string, position uint64) ([]uint64, ui
 func (c *versionCache) extendTrail(orderID string, recs []Recorded) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.make()
+	c.make(orderID)
 	e := c.m[orderID]
 	for _, r := range recs {
 		if !e.extend(r.Version, r.Position) {
@@ -81,7 +81,7 @@ func (c *versionCache) extendTrail(orderID string, recs []Recorded) {
 func (c *versionCache) appended(orderID string, expectedRevision uint64, n int, position uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.make()
+	c.make(orderID)
 	e := c.m[orderID]
 	e.mark(expectedRevision+uint64(n), position)
 	for i := range uint64(n) {
