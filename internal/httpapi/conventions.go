@@ -32,6 +32,10 @@ type requestConventions struct {
 	idempotencyKey string // fills request_id
 	ifMatch        bool   // If-Match named a revision
 	revision       uint64 // fills expected_revision when ifMatch
+	// ifMatchApplied: the request message took the revision (a route
+	// without expected_revision ignores If-Match, and its ABORTED is
+	// contention, 409, not a failed precondition, 412).
+	ifMatchApplied bool
 	minPosition    uint64 // raises consistency.min_position
 	query          url.Values
 	// bodyOnly: the request's method carries a body (POST, PUT, PATCH),
@@ -165,7 +169,9 @@ func parseIfMatch(v string) (rev uint64, ok bool, err error) {
 		return 0, false, bad
 	}
 	digits := v[1 : len(v)-1]
-	if strings.TrimLeft(digits, "0123456789") != "" {
+	// The gateway's tags have no leading zero: "01" is not "1", which
+	// strong comparison (RFC 9110) would not take for it.
+	if strings.TrimLeft(digits, "0123456789") != "" || len(digits) > 1 && digits[0] == '0' {
 		return 0, false, bad
 	}
 	rev, err = strconv.ParseUint(digits, 10, 64)
@@ -296,6 +302,7 @@ func (c *requestConventions) apply(m protoreflect.Message) error {
 				return invalid("expected_revision", "differs from the If-Match header")
 			}
 			m.Set(fd, protoreflect.ValueOfUint64(c.revision))
+			c.ifMatchApplied = true
 		}
 	}
 	if c.minPosition > 0 {

@@ -94,6 +94,12 @@ func (e errorHandlers) routing(ctx context.Context, mux *runtime.ServeMux, m run
 // connection failures lose their text (and details), which is logged.
 func (e errorHandlers) clientStatus(ctx context.Context, r *http.Request, err error) *status.Status {
 	st := status.Convert(err)
+	if st.Code() > codes.Unauthenticated {
+		// No gRPC code: nothing the client can act on, and its text
+		// is the service's.
+		e.logged(ctx, r, st)
+		return status.New(codes.Unknown, msgInternal)
+	}
 	switch st.Code() {
 	case codes.Internal, codes.Unknown, codes.DataLoss:
 		if st.Message() != msgInternal || len(st.Details()) > 0 {
@@ -166,4 +172,4 @@ func (c challengeWriter) WriteHeader(code int) {
 // streams flush through and body reads set deadlines on.
 func (c challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
-func (c *requestConventions) hasIfMatch() bool { return c != nil && c.ifMatch }
+func (c *requestConventions) hasIfMatch() bool { return c != nil && c.ifMatchApplied }

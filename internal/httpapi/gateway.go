@@ -444,6 +444,10 @@ func setETag(_ context.Context, w http.ResponseWriter, m proto.Message) error {
 	switch r := m.(type) {
 	case *ordersv1.GetOrderResponse:
 		rev = r.GetOrder().GetRevision()
+	case *ordersv1.WatchOrderResponse, *ordersv1.WatchOrdersResponse:
+		// A stream's first message (a change resumed after, or any
+		// order's) says nothing of the order's revision now.
+		return nil
 	case revisioned:
 		rev = r.GetRevision()
 	}
