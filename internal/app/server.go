@@ -138,10 +138,14 @@ func (n *node) authenticate() error {
 				return config.ErrPaymentsTokenRequired
 			}
 			// The payments manager calls this process's own command
-			// service with a token made for it now, and the
-			// deadlines act as the system actor with another.
+			// service with a token made for it now.
 			n.paymentsToken = rand.Text()
 			authn.AddToken(n.paymentsToken, auth.Principal{Subject: "payments", Roles: []string{auth.Clerk}})
+		}
+		if cfg.Has("payments") && cfg.CommandAddr == "" {
+			// The deadlines call this process's own command service:
+			// they act as the system actor, with a token made for it
+			// now, whatever token the payments manager presents.
 			n.systemToken = rand.Text()
 			authn.AddToken(n.systemToken, auth.Principal{Subject: deadlines.Actor, Roles: []string{auth.Clerk}})
 		}
