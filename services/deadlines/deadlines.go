@@ -291,7 +291,7 @@ func (m *Manager) followLog(ctx context.Context) error {
 	return m.store.Subscribe(ctx, LogConsumer, func(d eventstore.Delivery) {
 		hctx, cancel := context.WithTimeout(ctx, m.handleTimeout)
 		defer cancel()
-		if err := m.onEvent(hctx, d.Event); err != nil {
+		if err := m.onEvent(hctx, d.Event, d.NumDelivered != 1); err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("deadlines: could not update a deadline; retrying", "err", err)
 			}
@@ -305,17 +305,35 @@ func (m *Manager) followLog(ctx context.Context) error {
 }
 
 // onEvent starts or ends the deadlines an order event calls for. Events are
-// handled one at a time, in log order.
-func (m *Manager) onEvent(ctx context.Context, rec eventstore.Recorded) error {
+// handled one at a time, in log order, but for a redelivered one: handed
+// back (its handling failed, or its manager stopped and a standby took
+// over), it comes after later events of its order, which already purged
+// the deadline it would start. So a redelivered event starts a deadline
+// only when the order, read now, still calls for it; one appended after
+// that read is handled after the schedule, and purges it.
+func (m *Manager) onEvent(ctx context.Context, rec eventstore.Recorded, redelivered bool) error {
 	at := rec.Meta.OccurredAt
 	if at.IsZero() {
 		at = rec.Time
 	}
+	still := func(statuses ...order.Status) (bool, error) {
+		if !redelivered {
+			return true, nil
+		}
+		st, _, err := m.latest(ctx, rec.OrderID)
+		return slices.Contains(statuses, st.Status), err
+	}
 	switch rec.Type {
 	case "OrderPlaced":
+		if ok, err := still(order.StatusPlaced, order.StatusPaymentDeclined); !ok || err != nil {
+			return err
+		}
 		return m.schedule(ctx, timer{Kind: kindPayment, OrderID: rec.OrderID, Due: at.Add(m.paymentTimeout), Position: rec.Position})
 	case "PaymentAuthorized":
 		if err := m.purge(ctx, subjSchedule+kindPayment+"."+rec.OrderID); err != nil {
+			return err
+		}
+		if ok, err := still(order.StatusPaid); !ok || err != nil {
 			return err
 		}
 		return m.schedule(ctx, timer{Kind: kindShipping, OrderID: rec.OrderID, Due: at.Add(m.shippingSLA), Position: rec.Position})
