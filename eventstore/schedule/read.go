@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
@@ -46,7 +45,10 @@ func (s *Stream) Each(ctx context.Context, fn func(data []byte), filters ...stri
 		return fmt.Errorf("schedule: read: %w", err)
 	}
 	for left := info.NumPending; left > 0; {
-		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(5*time.Second))
+		// Without a wait: a timer that fires or is purged between the
+		// count and the fetch leaves fewer than counted, and a fetch
+		// that waited for the count held the list up for its 5 s.
+		batch, err := cons.FetchNoWait(int(min(left, 1000)))
 		if err != nil {
 			return fmt.Errorf("schedule: read: %w", err)
 		}
