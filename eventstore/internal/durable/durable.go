@@ -110,8 +110,15 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 				case <-quit:
 					return
 				case msg := <-buf.msgs:
+					// The select may take it over ctx's end or the
+					// stop of consuming: handed back, not started.
+					select {
+					case <-quit:
+						buf.back(msg)
+						return
+					default:
+					}
 					if ctx.Err() != nil {
-						// The select took it over ctx's end.
 						buf.back(msg)
 						return
 					}
@@ -136,7 +143,12 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 	case <-ctx.Done():
 		wg.Wait()
 		stopRun()
-		err = <-ran
+		<-ran
+	}
+	if ctx.Err() != nil {
+		// Ended by ctx: what the pulls met meanwhile (the connection
+		// closed, the consumer deleted) is not this call's outcome.
+		err = nil
 	}
 	// Handed back only now that no handler runs: a standby that gets them
 	// at once never handles a later message while this one still handles
