@@ -1048,7 +1048,7 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 				m.parkedNow.Add(1)
 			}
 		}
-		fresh := job{Kind: j.Kind, OrderID: j.OrderID, Position: j.Position, MaybeCharged: j.MaybeCharged}
+		fresh := job{Kind: j.Kind, OrderID: j.OrderID, Position: j.Position, MaybeCharged: j.MaybeCharged, PaymentRef: j.PaymentRef, RefundRef: j.RefundRef}
 		switch m.run(ctx, &fresh) {
 		case done:
 			if err := m.kv.Delete(ctx, key); err != nil {
