@@ -400,6 +400,20 @@ func (f *Feed) end(s *Subscription, err error) {
 	close(s.done)
 }
 
+// bringsPersonalData reports whether e sets personal data on its order (a
+// shipping address, or a tracking number), in the clear or erased.
+func bringsPersonalData(e order.Event) bool {
+	switch e := e.(type) {
+	case order.OrderCreated:
+		return e.Shipping != nil
+	case order.ShippingAddressSet:
+		return true
+	case order.OrderShipped:
+		return e.TrackingNumber != "" || e.TrackingNumberErased
+	}
+	return false
+}
+
 // HistoryChanges folds one order's history (as read back from the log, in
 // order) into the changes the read model makes of it, for watchers
 // resuming from a position the feed no longer holds. Entries the read
@@ -421,6 +435,12 @@ func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore
 		st       order.State
 		out      []Change
 		revision uint64
+		// personal: the order has had personal data since the last
+		// erasure. Read back after an erasure, that data decodes as
+		// erased already, so the fields alone cannot tell whether an
+		// erasure changes the order (a second erasure of its customer
+		// does not).
+		personal bool
 	)
 	for _, rec := range recs {
 		it := DecodeWith(ctx, keys, rec)
@@ -428,11 +448,8 @@ func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore
 			return nil, err
 		}
 		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
-			// Read back after the erasure, the order's personal data
-			// decodes as erased already: it had some if it has the
-			// fields at all, and the change a live watcher got is due.
-			if st.Exists() && f.CustomerID == st.CustomerID && (st.Shipping != nil || st.TrackingNumber != "" || st.TrackingNumberErased) {
-				st = eraseState(st)
+			if st.Exists() && f.CustomerID == st.CustomerID && personal {
+				st, personal = eraseState(st), false
 				out = append(out, Change{Position: rec.Position, OrderID: st.ID, Type: rec.Type, Actor: rec.Meta.Actor,
 					State: st, Prev: st.Status, Revision: revision})
 			}
@@ -441,6 +458,7 @@ func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore
 		if it.Err != nil || applicable(st, rec, it.Event) != nil {
 			continue
 		}
+		personal = personal || bringsPersonalData(it.Event)
 		prev := st.Status
 		st = order.Evolve(st, it.Event, eventTime(rec))
 		// The revision as apply keeps it.
