@@ -143,7 +143,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 	case <-ctx.Done():
 		wg.Wait()
 		stopRun()
-		<-ran
+		err = <-ran
 	}
 	if ctx.Err() != nil {
 		// Ended by ctx: what the pulls met meanwhile (the connection
