@@ -179,13 +179,17 @@ func (m *ReadModel) scrub(ctx context.Context) error {
 
 // scrubRetryPause is how long a scrub left due waits for its retry in the
 // background.
-var scrubRetryPause = 5 * time.Second
+const scrubRetryPause = 5 * time.Second
 
-// scheduleScrub arranges a retryScrub scrubRetryPause from now, unless one
-// is pending.
+// scheduleScrub arranges a retryScrub scrubRetryPause (the model's
+// scrubPause when set) from now, unless one is pending.
 func (m *ReadModel) scheduleScrub() {
 	if !m.closed.Load() && m.scrubScheduled.CompareAndSwap(false, true) {
-		time.AfterFunc(scrubRetryPause, m.retryScrub)
+		pause := scrubRetryPause
+		if m.scrubPause > 0 {
+			pause = m.scrubPause
+		}
+		time.AfterFunc(pause, m.retryScrub)
 	}
 }
 

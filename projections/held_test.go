@@ -183,8 +183,7 @@ func TestScrubLeftDueIsRetried(t *testing.T) {
 	m := openModel(t, path)
 	retried := make(chan struct{}, 16)
 	m.scrubRetried = func() { retried <- struct{}{} }
-	defer func(p time.Duration) { scrubRetryPause = p }(scrubRetryPause)
-	scrubRetryPause = 10 * time.Millisecond
+	m.scrubPause = 10 * time.Millisecond
 	if _, _, err := m.Apply(ctx, []Item{created("o-1", "c", 1)}); err != nil {
 		t.Fatal(err)
 	}

@@ -198,6 +198,9 @@ type ReadModel struct {
 	scrubs         atomic.Uint64
 	scrubScheduled atomic.Bool
 	scrubRetried   func()
+	// scrubPause is how long a scrub left due waits for its retry
+	// (scrubRetryPause; tests shorten it).
+	scrubPause time.Duration
 	// recent answers point reads of the orders written or read last.
 	recent *recent
 	// ck checkpoints the WAL after commits, off the apply path.
