@@ -15,8 +15,9 @@
 //   - the error responses each operation can answer, as shared responses
 //     whose body is the status schema (rpcStatus): 400, 401, 403, 429 and
 //     503 on every API operation; 408, 413 and 415 where there is a body;
-//     404 where the path names an order; 409 and 422 on commands (those
-//     taking Idempotency-Key); 412 where If-Match applies;
+//     404 where the path names an order; 409 and 422 where Idempotency-Key
+//     is taken (the commands, and ForgetCustomer); 412 where If-Match
+//     applies;
 //   - the ETag response header wherever the gateway sets it (a response
 //     carrying the order's revision);
 //   - application/x-ndjson as the media type of server streams, and
