@@ -196,10 +196,11 @@ func TestAnyDeclineReasonIsRecorded(t *testing.T) {
 }
 
 // refusing is a command client whose RecordPayment fails as long as refuse
-// is set, as with a wrong PAYMENTS_TOKEN.
+// is set, as with a wrong PAYMENTS_TOKEN, and whose RecordRefund fails as
+// long as refuseRefunds is.
 type refusing struct {
 	ordersv1.OrderCommandServiceClient
-	refuse atomic.Bool
+	refuse, refuseRefunds atomic.Bool
 }
 
 func (r *refusing) RecordPayment(ctx context.Context, in *ordersv1.RecordPaymentRequest, opts ...grpc.CallOption) (*ordersv1.RecordPaymentResponse, error) {
@@ -207,6 +208,13 @@ func (r *refusing) RecordPayment(ctx context.Context, in *ordersv1.RecordPayment
 		return nil, status.Error(codes.PermissionDenied, "not allowed")
 	}
 	return r.OrderCommandServiceClient.RecordPayment(ctx, in, opts...)
+}
+
+func (r *refusing) RecordRefund(ctx context.Context, in *ordersv1.RecordRefundRequest, opts ...grpc.CallOption) (*ordersv1.RecordRefundResponse, error) {
+	if r.refuseRefunds.Load() {
+		return nil, status.Error(codes.PermissionDenied, "not allowed")
+	}
+	return r.OrderCommandServiceClient.RecordRefund(ctx, in, opts...)
 }
 
 // A charge the command side will not record is parked, not acknowledged
@@ -218,15 +226,7 @@ func TestUnrecordedChargeIsParkedNotLost(t *testing.T) {
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
 	cmds := &refusing{OrderCommandServiceClient: e.cmd}
 	cmds.refuse.Store(true)
-	m, err := payments.New(ctx, e.store, parkedBucket(t, e.js), cmds, sim, payments.WithRetry(3, time.Second, time.Millisecond, 2*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mgr.Store(m)
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(mctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	e.runRecording(t, e.store, cmds, sim, payments.WithRetry(3, time.Second, time.Millisecond, 2*time.Millisecond))
 
 	id := e.place(t, "refused", 800)
 	e.waitStats(t, "parked", func(s payments.Stats) bool { return s.Parked == 1 })

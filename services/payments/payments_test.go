@@ -104,7 +104,14 @@ func (e *env) run(tb testing.TB, gw payments.Provider, opts ...payments.Option) 
 // runOn is run with the manager reading the log through store.
 func (e *env) runOn(tb testing.TB, store payments.Store, gw payments.Provider, opts ...payments.Option) (stop func()) {
 	tb.Helper()
-	m, err := payments.New(context.Background(), store, parkedBucket(tb, e.js), e.cmd, gw, opts...)
+	return e.runRecording(tb, store, e.cmd, gw, opts...)
+}
+
+// runRecording is runOn with the manager recording outcomes through cmds,
+// a client that may refuse them.
+func (e *env) runRecording(tb testing.TB, store payments.Store, cmds ordersv1.OrderCommandServiceClient, gw payments.Provider, opts ...payments.Option) (stop func()) {
+	tb.Helper()
+	m, err := payments.New(context.Background(), store, parkedBucket(tb, e.js), cmds, gw, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}

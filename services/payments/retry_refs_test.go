@@ -1,11 +1,6 @@
 package payments_test
 
 import (
-	"context"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,15 +19,7 @@ func TestRetryOfParkedChargePaidOtherwiseVoids(t *testing.T) {
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
 	cmds := &refusing{OrderCommandServiceClient: e.cmd}
 	cmds.refuse.Store(true)
-	m, err := payments.New(ctx, e.store, parkedBucket(t, e.js), cmds, sim, payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mgr.Store(m)
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(mctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	e.runRecording(t, e.store, cmds, sim, payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
 
 	id := e.place(t, "parked-then-paid", 800)
 	e.waitStats(t, "parked", func(s payments.Stats) bool { return s.Parked == 1 })
@@ -47,21 +34,9 @@ func TestRetryOfParkedChargePaidOtherwiseVoids(t *testing.T) {
 	charged, voided := sim.Charged(), sim.Voided()
 	for k, n := range charged {
 		if n > 0 && voided[k] == 0 {
-			t.Fatalf("order %s paid at the till; the parked charge %s was retried and never voided (voided %v, stats %+v)", id, k, voided, m.Stats())
+			t.Fatalf("order %s paid at the till; the parked charge %s was retried and never voided (voided %v, stats %+v)", id, k, voided, e.mgr.Load().Stats())
 		}
 	}
-}
-
-type retriedRefusingRefunds struct {
-	ordersv1.OrderCommandServiceClient
-	refuse atomic.Bool
-}
-
-func (r *retriedRefusingRefunds) RecordRefund(ctx context.Context, in *ordersv1.RecordRefundRequest, opts ...grpc.CallOption) (*ordersv1.RecordRefundResponse, error) {
-	if r.refuse.Load() {
-		return nil, status.Error(codes.PermissionDenied, "not allowed")
-	}
-	return r.OrderCommandServiceClient.RecordRefund(ctx, in, opts...)
 }
 
 // The refund twin: a refund made but refused recording is parked with its
@@ -73,17 +48,9 @@ func TestRetryOfParkedRefundRefundedOtherwiseStaysParked(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	cmds := &retriedRefusingRefunds{OrderCommandServiceClient: e.cmd}
-	cmds.refuse.Store(true)
-	m, err := payments.New(ctx, e.store, parkedBucket(t, e.js), cmds, sim, payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mgr.Store(m)
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(mctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	cmds := &refusing{OrderCommandServiceClient: e.cmd}
+	cmds.refuseRefunds.Store(true)
+	e.runRecording(t, e.store, cmds, sim, payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
 
 	id := e.payThenCancel(t, 1300)
 	e.waitParked(t, 1)
