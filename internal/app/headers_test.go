@@ -37,9 +37,9 @@ func doWithHeaders(t *testing.T, method, url, body string, headers ...string) (i
 	return res.StatusCode, string(b)
 }
 
-// doWithHeaderscumented lists the statuses openapi.json documents for an
+// documentedStatuses lists the statuses openapi.json documents for an
 // operation.
-func doWithHeaderscumented(t *testing.T, path, method string) map[string]bool {
+func documentedStatuses(t *testing.T, path, method string) map[string]bool {
 	t.Helper()
 	var doc struct {
 		Paths map[string]map[string]struct {
@@ -95,7 +95,7 @@ func TestForgetCustomerStatusesAreDocumented(t *testing.T) {
 		t.Fatalf("forget a: %d %s", code, body)
 	}
 	code, body = doWithHeaders(t, "POST", base+"/v1/admin/customers/forget-b:forget", `{}`, "Idempotency-Key", "forget-key-1")
-	documented := doWithHeaderscumented(t, "/v1/admin/customers/{customerId}:forget", "post")
+	documented := documentedStatuses(t, "/v1/admin/customers/{customerId}:forget", "post")
 	if !documented[strconv.Itoa(code)] {
 		t.Fatalf("forget b with the key of forget a: %d %s; openapi.json documents only %v", code, body, documented)
 	}

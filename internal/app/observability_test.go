@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,22 +26,16 @@ func runTraced(t *testing.T, rec *tracetest.SpanRecorder) app.Addrs {
 	return a
 }
 
+// post sends a command over REST with Idempotency-Key key and returns its
+// JSON answer; anything but 200 fails the test.
 func post(t *testing.T, url, body, key string) map[string]any {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), "POST", url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	code, b := doWithHeaders(t, "POST", url, body, "Idempotency-Key", key)
+	if code != 200 {
+		t.Fatalf("POST %s: %d %s", url, code, b)
 	}
-	defer res.Body.Close()
 	var m map[string]any
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 {
-		t.Fatalf("POST %s: %d %s", url, res.StatusCode, b)
-	}
-	if err := jsonUnmarshal(b, &m); err != nil {
+	if err := jsonUnmarshal([]byte(b), &m); err != nil {
 		t.Fatal(err)
 	}
 	return m
