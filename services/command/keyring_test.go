@@ -32,10 +32,10 @@ func (c *countingKeys) Create(ctx context.Context, customerID string, wrapped []
 	return c.MemStore.Create(ctx, customerID, wrapped)
 }
 
-// A refused CreateOrder that carries an address is answered without the
-// keyring: its keyed fingerprint, computed before the request was checked,
-// created a data key for whatever customer_id the client sent.
-func TestRefusedRequestCreatesNoDataKey(t *testing.T) {
+// countingService serves a command service whose keyring keeps its data
+// keys in a counted pii.MemStore.
+func countingService(t *testing.T) (ordersv1.OrderCommandServiceClient, *countingKeys) {
+	t.Helper()
 	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,14 @@ func TestRefusedRequestCreatesNoDataKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := serve(t, svc)
+	return serve(t, svc), ks
+}
+
+// A refused CreateOrder that carries an address is answered without the
+// keyring: its keyed fingerprint, computed before the request was checked,
+// created a data key for whatever customer_id the client sent.
+func TestRefusedRequestCreatesNoDataKey(t *testing.T) {
+	client, ks := countingService(t)
 	for i, req := range []*ordersv1.CreateOrderRequest{
 		{RequestId: "bad-cust-1", OrderId: "o-bad-1", CustomerId: "not an id", Currency: "EUR", ShippingAddress: address()},
 		{RequestId: "bad-cur-1", OrderId: "o-bad-2", CustomerId: "cust-x", Currency: "eur", ShippingAddress: address()},
@@ -101,36 +108,20 @@ func TestOverlongCustomerIDWithAddressIsInvalid(t *testing.T) {
 // order id the request is appended before it is known to be a retry, and
 // makes the key as a new order of that customer's would.)
 func TestReusedRequestIDCreatesNoDataKey(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		orderID string
-	}{{"explicit order id", "o-reuse-key"}} {
-		t.Run(tc.name, func(t *testing.T) {
-			master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ks := &countingKeys{MemStore: pii.NewMemStore()}
-			svc, err := command.New(memstore.New(), command.WithKeyring(pii.NewKeyring(ks, master)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			client := serve(t, svc)
-			if _, err := client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "reuse-key-1", OrderId: tc.orderID,
-				CustomerId: "cust-a", Currency: "EUR", ShippingAddress: address()}); err != nil {
-				t.Fatal(err)
-			}
-			if n := ks.created.Load(); n != 1 {
-				t.Fatalf("%d keys after the first create", n)
-			}
-			_, err = client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "reuse-key-1", OrderId: tc.orderID,
-				CustomerId: "cust-b", Currency: "EUR", ShippingAddress: address()})
-			if status.Code(err) != codes.AlreadyExists {
-				t.Fatalf("reused request id: %v, want ALREADY_EXISTS", err)
-			}
-			if n := ks.created.Load(); n != 1 {
-				t.Fatalf("the refused request created a data key (%d keys, last for %q)", n, ks.ids.Load())
-			}
-		})
+	client, ks := countingService(t)
+	if _, err := client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "reuse-key-1", OrderId: "o-reuse-key",
+		CustomerId: "cust-a", Currency: "EUR", ShippingAddress: address()}); err != nil {
+		t.Fatal(err)
+	}
+	if n := ks.created.Load(); n != 1 {
+		t.Fatalf("%d keys after the first create", n)
+	}
+	_, err := client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "reuse-key-1", OrderId: "o-reuse-key",
+		CustomerId: "cust-b", Currency: "EUR", ShippingAddress: address()})
+	if status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("reused request id: %v, want ALREADY_EXISTS", err)
+	}
+	if n := ks.created.Load(); n != 1 {
+		t.Fatalf("the refused request created a data key (%d keys, last for %q)", n, ks.ids.Load())
 	}
 }
