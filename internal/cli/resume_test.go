@@ -5,7 +5,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc"
@@ -61,20 +60,13 @@ func TestWatchResumedAtAnErasureRepeatsNothing(t *testing.T) {
 	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
 	w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c")
 	var got []string
-	deadline := time.After(10 * time.Second)
 	for len(got) < 5 {
-		select {
-		case l := <-w.out.seen:
-			f := strings.Split(l, "\t")
-			got = append(got, f[0]+" "+f[1])
-			if f[1] == "ord-c" {
-				goto done
-			}
-		case <-deadline:
-			goto done
+		f := strings.Split(w.next(t), "\t")
+		got = append(got, f[0]+" "+f[1])
+		if f[1] == "ord-c" {
+			break
 		}
 	}
-done:
 	w.end(t)
 	want := []string{"9 ord-a", "9 ord-b", "10 ord-c"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
