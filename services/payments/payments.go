@@ -839,15 +839,16 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 // way). Paid under an unknown reference (a redelivered job) is taken for
 // this charge's: voiding it would release the payment the order holds.
 func chargeNotRecorded(st order.State, ref string) bool {
+	paidOtherwise := ref != "" && st.PaymentRef != "" && st.PaymentRef != ref
 	switch st.Status {
 	case order.StatusCancelled:
-		return st.PaidAmount == 0 || ref != "" && st.PaymentRef != "" && st.PaymentRef != ref
+		return st.PaidAmount == 0 || paidOtherwise
 	case order.StatusPaymentDeclined:
 		return true
 	case order.StatusPlaced:
 		return false
 	}
-	return ref != "" && st.PaymentRef != "" && st.PaymentRef != ref
+	return paidOtherwise
 }
 
 // void releases whatever a charge job's earlier attempts may have taken
