@@ -1049,7 +1049,11 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 				m.parkedNow.Add(1)
 			}
 		}
-		fresh := job{Kind: j.Kind, OrderID: j.OrderID, Position: j.Position, MaybeCharged: j.MaybeCharged, PaymentRef: j.PaymentRef, RefundRef: j.RefundRef}
+		// The retry starts the job's attempts afresh and keeps every fact
+		// about money it holds (MaybeCharged, the provider's references):
+		// a copy that listed the fields to keep dropped the references.
+		fresh := j
+		fresh.Attempts, fresh.LastError, fresh.ParkedAt = 0, "", time.Time{}
 		switch m.run(ctx, &fresh) {
 		case done:
 			if err := m.kv.Delete(ctx, key); err != nil {
