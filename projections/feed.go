@@ -361,11 +361,12 @@ func (f *Feed) publish(position uint64, changes []Change, forgot []forgotten) {
 		}
 	}
 	f.pos = max(f.pos, position)
-	for s := range f.ahead {
-		if s.ahead <= f.pos {
-			s.ahead = 0
-			delete(f.ahead, s)
-		}
+	// Those that began after a position published are like any other now
+	// (every one in f.ahead began after the feed's position, so these are
+	// the ones position reached).
+	for s := range lone {
+		s.ahead = 0
+		delete(f.ahead, s)
 	}
 }
 
