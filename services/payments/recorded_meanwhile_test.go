@@ -13,6 +13,31 @@ import (
 // positionOfKey returns the placement position a charge key ends with.
 func positionOfKey(key string) string { return key[strings.LastIndexByte(key, ':')+1:] }
 
+// chargeWhileClerkRecords runs a manager whose first charge of an order,
+// while at the provider, has a clerk record the payment clerk returns, and
+// places one order of amount for customer. It returns the simulator, the
+// order's id and the manager's stats once its job ended.
+func chargeWhileClerkRecords(t *testing.T, e *env, customer string, amount int64, clerk func(payments.ChargeRequest) *ordersv1.RecordPaymentRequest) (*payments.Simulator, string, payments.Stats) {
+	t.Helper()
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	gw := &scripted{Simulator: sim}
+	gw.charge = func(_ context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
+		if n == 1 {
+			if _, err := e.cmd.RecordPayment(context.Background(), clerk(req)); err != nil {
+				t.Errorf("clerk's recording: %v", err)
+			}
+		}
+		return payments.ChargeResult{}, nil, false
+	}
+	e.run(t, gw, fast())
+	id := e.place(t, customer, amount)
+	st := e.waitStats(t, "job ended", func(s payments.Stats) bool { return s.Dropped+s.Voided+s.Parked+s.Charged > 0 })
+	if len(sim.Charged()) == 0 {
+		t.Fatalf("order %s: the provider took no charge, so nothing was raced; stats %+v", id, st)
+	}
+	return sim, id, st
+}
+
 // A clerk records a decline under the manager's own request id
 // "pay:<placement position>" (RecordPayment accepts the reserved prefix)
 // while the manager's charge is at the provider. The manager's recording
@@ -22,22 +47,10 @@ func positionOfKey(key string) string { return key[strings.LastIndexByte(key, ':
 // voided.
 func TestChargeOfAnOrderDeclinedMeanwhileIsVoided(t *testing.T) {
 	e := start(t)
-	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	gw := &scripted{Simulator: sim}
-	gw.charge = func(_ context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
-		if n == 1 {
-			_, err := e.cmd.RecordPayment(context.Background(), &ordersv1.RecordPaymentRequest{
-				RequestId: "pay:" + positionOfKey(req.IdempotencyKey), OrderId: req.OrderID,
-				Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED, Reason: "card refused on the phone"})
-			if err != nil {
-				t.Errorf("clerk's decline under the manager's request id: %v", err)
-			}
-		}
-		return payments.ChargeResult{}, nil, false
-	}
-	e.run(t, gw, fast())
-	id := e.place(t, "clerk-race", 700)
-	st := e.waitStats(t, "job ended", func(s payments.Stats) bool { return s.Dropped+s.Voided+s.Parked+s.Charged > 0 })
+	sim, id, st := chargeWhileClerkRecords(t, e, "clerk-race", 700, func(req payments.ChargeRequest) *ordersv1.RecordPaymentRequest {
+		return &ordersv1.RecordPaymentRequest{RequestId: "pay:" + positionOfKey(req.IdempotencyKey), OrderId: req.OrderID,
+			Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_DECLINED, Reason: "card refused on the phone"}
+	})
 	charged, voided := sim.Charged(), sim.Voided()
 	authorized := e.outcomes(t, id, "PaymentAuthorized")
 	for k, n := range charged {
@@ -56,22 +69,10 @@ func TestChargeOfAnOrderDeclinedMeanwhileIsVoided(t *testing.T) {
 // customer paid twice.
 func TestChargeOfAnOrderPaidOtherwiseMeanwhileIsVoided(t *testing.T) {
 	e := start(t)
-	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	gw := &scripted{Simulator: sim}
-	gw.charge = func(_ context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
-		if n == 1 {
-			_, err := e.cmd.RecordPayment(context.Background(), &ordersv1.RecordPaymentRequest{
-				RequestId: "clerk-pay-" + req.OrderID[:8], OrderId: req.OrderID,
-				Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "till-42", Amount: req.Amount, Currency: req.Currency})
-			if err != nil {
-				t.Errorf("clerk's payment: %v", err)
-			}
-		}
-		return payments.ChargeResult{}, nil, false
-	}
-	e.run(t, gw, fast())
-	id := e.place(t, "clerk-paid", 700)
-	st := e.waitStats(t, "job ended", func(s payments.Stats) bool { return s.Dropped+s.Voided+s.Parked+s.Charged > 0 })
+	sim, id, st := chargeWhileClerkRecords(t, e, "clerk-paid", 700, func(req payments.ChargeRequest) *ordersv1.RecordPaymentRequest {
+		return &ordersv1.RecordPaymentRequest{RequestId: "clerk-pay-" + req.OrderID[:8], OrderId: req.OrderID,
+			Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "till-42", Amount: req.Amount, Currency: req.Currency}
+	})
 	charged, voided := sim.Charged(), sim.Voided()
 	for k, n := range charged {
 		if n > 0 && voided[k] == 0 {
