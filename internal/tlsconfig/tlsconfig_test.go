@@ -299,27 +299,37 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// serveTLS serves HTTPS with cfg on a loopback port until the test ends,
+// and returns its address.
+func serveTLS(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return lis.Addr().String()
+}
+
+// serveTLSFiles is serveTLS with the server's certificate and key files.
+func serveTLSFiles(t *testing.T, certFile, keyFile string) string {
+	t.Helper()
+	cfg, err := tlsconfig.Server(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveTLS(t, cfg)
+}
+
 // A probe trusts the server's own certificate file or the CA file, ignores
 // the dialled name, and refuses to be built without a certificate.
 func TestProbe(t *testing.T) {
 	dir := t.TempDir()
 	ca, srvCert, srvKey, _, _ := tlstest.Generate(t, dir)
 	_, otherCert, otherKey, _, _ := tlstest.Generate(t, t.TempDir())
-	serve := func(certFile, keyFile string) string {
-		cfg, err := tlsconfig.Server(certFile, keyFile, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lis, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
-		go func() { _ = srv.Serve(lis) }()
-		t.Cleanup(func() { _ = srv.Close() })
-		return lis.Addr().String()
-	}
-	own, other := serve(srvCert, srvKey), serve(otherCert, otherKey)
+	own, other := serveTLSFiles(t, srvCert, srvKey), serveTLSFiles(t, otherCert, otherKey)
 	handshake := func(addr string, cfg *tls.Config) error {
 		// A name the certificate does not carry: the probe ignores it.
 		cfg = cfg.Clone()
@@ -365,23 +375,6 @@ func TestOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve := func(cfg *tls.Config) string {
-		lis, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
-		go func() { _ = srv.Serve(lis) }()
-		t.Cleanup(func() { _ = srv.Close() })
-		return lis.Addr().String()
-	}
-	serveFiles := func(certFile, keyFile string) string {
-		cfg, err := tlsconfig.Server(certFile, keyFile, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return serve(cfg)
-	}
 	handshake := func(addr string, cfg *tls.Config) error {
 		c, err := tls.Dial("tcp", addr, cfg.Clone())
 		if err == nil {
@@ -389,7 +382,7 @@ func TestOwn(t *testing.T) {
 		}
 		return err
 	}
-	own, other, caSigned := serve(scfg), serveFiles(otherCert, otherKey), serveFiles(caCert, caKey)
+	own, other, caSigned := serveTLS(t, scfg), serveTLSFiles(t, otherCert, otherKey), serveTLSFiles(t, caCert, caKey)
 	o, err := tlsconfig.Own(scfg, "", "", "")
 	if err != nil {
 		t.Fatal(err)
