@@ -299,13 +299,8 @@ func TestShutdownEndsRESTStreams(t *testing.T) {
 	r := startRunning(t, map[string]string{"ROLES": "command,query,audit,gateway", "SHUTDOWN_TIMEOUT": shutdownTimeout.String()})
 	base := "http://" + r.addrs.HTTP
 	for _, id := range []string{"w1", "w/2"} {
-		res, err := http.Post(base+"/v1/orders", "application/json", strings.NewReader(`{"requestId":"`+id+`","orderId":"`+id+`","customerId":"c","currency":"EUR"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			t.Fatalf("create %s: %d", id, res.StatusCode)
+		if code, body := doWithHeaders(t, "POST", base+"/v1/orders", `{"requestId":"`+id+`","orderId":"`+id+`","customerId":"c","currency":"EUR"}`); code != http.StatusOK {
+			t.Fatalf("create %s: %d %s", id, code, body)
 		}
 	}
 	openStream(t, base+"/v1/orders/w1:watch?consistency.minPosition=1", "text/event-stream")

@@ -147,13 +147,8 @@ func TestGatewayOnlyShutdownEndsAWatchOfAnEscapedID(t *testing.T) {
 			r := startRunning(t, map[string]string{"NATS_URL": ns.ClientURL(), "ROLES": "gateway", "SHUTDOWN_TIMEOUT": shutdownTimeout.String(),
 				"COMMAND_ADDR": core.GRPC, "QUERY_ADDR": core.GRPC, "AUDIT_ADDR": core.GRPC, "PAYMENTS_ADDR": core.GRPC})
 			base := "http://" + r.addrs.HTTP
-			res, err := http.Post(base+"/v1/orders", "application/json", strings.NewReader(`{"requestId":"`+id+`","orderId":"`+id+`","customerId":"c","currency":"EUR"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = res.Body.Close()
-			if res.StatusCode != http.StatusOK {
-				t.Fatalf("create %s: %d", id, res.StatusCode)
+			if code, body := doWithHeaders(t, "POST", base+"/v1/orders", `{"requestId":"`+id+`","orderId":"`+id+`","customerId":"c","currency":"EUR"}`); code != http.StatusOK {
+				t.Fatalf("create %s: %d %s", id, code, body)
 			}
 			openStream(t, base+"/v1/orders/"+url.PathEscape(id)+":watch?consistency.minPosition=1", "")
 			start := time.Now()
