@@ -49,6 +49,24 @@ func logSettled(t *testing.T, e *env) {
 	}
 }
 
+// logDelivered waits until the log follower was handed every event of the
+// log (acknowledged or not).
+func logDelivered(t *testing.T, e *env) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := e.js.Consumer(t.Context(), e.store.Load().StreamName(), deadlines.LogConsumer); err == nil {
+			if info, err := c.Info(t.Context()); err == nil && info.NumPending == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the log follower was never handed every event")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // An OrderPlaced whose schedule failed once is retried after the order's
 // later events were handled: the payment timeout is not scheduled for an
 // order already paid (or cancelled). It was, and stayed listed as pending.
@@ -75,7 +93,8 @@ func TestRetriedPlacementSchedulesNoTimeoutForAPaidOrder(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			time.Sleep(1500 * time.Millisecond) // the Nak's delay
+			// The event Naked with a delay counts as pending until it is
+			// handled again and acknowledged.
 			logSettled(t, e)
 			ds, _, err := m.List(t.Context(), id, 100)
 			if err != nil {
@@ -124,10 +143,11 @@ func TestHandOverSchedulesNoTimeoutAfterPayment(t *testing.T) {
 		t.Fatal("the first manager never scheduled the placement")
 	}
 	e.pay(t, id)
-	time.Sleep(500 * time.Millisecond) // the payment reaches the first manager's buffer
+	logDelivered(t, e) // the payment is in the first manager's buffer
 	m2, _ := e.run(t, time.Hour, time.Hour)
 	stop1()
-	time.Sleep(12 * time.Second) // the pin's TTL
+	// What the first manager held is pending until the standby, pinned
+	// once the first one's pin lapses, handles it.
 	logSettled(t, e)
 	ds, _, err := m2.List(t.Context(), id, 100)
 	if err != nil {
