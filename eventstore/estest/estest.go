@@ -96,27 +96,82 @@ type Cluster struct {
 }
 
 // StartCluster starts a cluster of n servers, named n1, n2, ..., and shuts
-// them down when tb ends. It fails tb if a server does not start. Streams
+// them down when tb ends. A server that does not get ready (one of its
+// ports taken by another process since it was picked) makes it try again
+// on new ports, up to clusterAttempts times; then it fails tb. Streams
 // cannot be created until the cluster has elected its meta leader, a
 // moment after this returns.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
+	for attempt := 1; ; attempt++ {
+		c, err := startCluster(tb, n)
+		if err == nil {
+			return c
+		}
+		if attempt == clusterAttempts {
+			tb.Fatalf("estest: cluster of %d: %v", n, err)
+		}
+	}
+}
+
+// clusterAttempts bounds StartCluster's tries: its ports were free when
+// picked, but another process may take one before the server that is to
+// listen on it starts, and that server then never gets ready.
+const clusterAttempts = 3
+
+// clusterReady is how long StartCluster waits for each server of one try
+// (a variable for the test of a taken port).
+var clusterReady = 10 * time.Second
+
+// pickPort picks the ports of StartCluster's servers (a variable for the
+// test of a taken port).
+var pickPort = freePort
+
+// startCluster is one try of StartCluster on freshly picked ports. On
+// error, the servers it started are shut down.
+func startCluster(tb testing.TB, n int) (*Cluster, error) {
+	tb.Helper()
 	routePorts := make([]int, n)
 	routes := make([]*url.URL, n)
 	for i := range routePorts {
-		routePorts[i] = freePort(tb)
+		routePorts[i] = pickPort(tb)
 		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", routePorts[i])}
 	}
 	c := &Cluster{tb: tb, Servers: make([]*server.Server, n), opts: make([]*server.Options, n)}
 	for i := range c.Servers {
 		c.opts[i] = &server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: freePort(tb), JetStream: true, StoreDir: tb.TempDir(),
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: pickPort(tb), JetStream: true, StoreDir: tb.TempDir(),
 			Cluster: server.ClusterOpts{Name: "orders", Host: "127.0.0.1", Port: routePorts[i]}, Routes: routes,
 			NoLog: true, NoSigs: true,
 		}
-		c.Start(i)
+		o := *c.opts[i]
+		ns, err := server.NewServer(&o)
+		if err == nil {
+			ns.Start()
+			if !ns.ReadyForConnections(clusterReady) {
+				err = fmt.Errorf("nats-server %s not ready for connections after %v (a port taken meanwhile?)", o.ServerName, clusterReady)
+			}
+		}
+		if err != nil {
+			if ns != nil {
+				shut(ns)
+			}
+			for _, s := range c.Servers[:i] {
+				shut(s)
+			}
+			return nil, err
+		}
+		c.Servers[i] = ns
+		// Registered after the options' TempDir, so it runs before the
+		// directory is removed; Start replaces the entry after a Stop.
+		tb.Cleanup(func() { shut(c.Servers[i]) })
 	}
-	return c
+	return c, nil
+}
+
+func shut(ns *server.Server) {
+	ns.Shutdown()
+	ns.WaitForShutdown()
 }
 
 // Start starts server i again after Stop, on its ports and store
