@@ -403,9 +403,19 @@ const maxVersionsKept = 1 << 16
 // never goes stale (the event at a version keeps its position), it may
 // only be behind the order, which the server's check of the expected
 // sequence then catches as a conflict.
+//
+// It keeps two generations of up to maxVersionsKept/2 orders each: an
+// order written goes into the current one, and when that is full it
+// becomes the previous one, and the previous one is dropped. So the last
+// maxVersionsKept/2 orders written are always remembered (LoadLatest's
+// refusal of a former leader's older answer needs that of the orders
+// acknowledged a moment before), and no entry is ever deleted from a map
+// that lives on: one map at its bound, an entry dropped for each new
+// order, filled with deleted slots that every look-up of a new order
+// probed past, 0.76 µs an append (BenchmarkVersionCacheNewOrders).
 type versionCache struct {
-	mu sync.Mutex
-	m  map[string]versionMark
+	mu        sync.Mutex
+	cur, prev map[string]versionMark
 }
 
 // versionMark is what versionCache holds for an order.
@@ -425,10 +435,9 @@ func (c *versionCache) remember(orderID string, version, position uint64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.make(orderID)
-	e := c.m[orderID]
+	e, _ := c.get(orderID)
 	e.mark(version, position)
-	c.m[orderID] = e
+	c.put(orderID, e)
 }
 
 // mark records the order's last version and position, as an append or a
@@ -437,23 +446,25 @@ func (e *versionMark) mark(version, position uint64) {
 	e.version, e.position, e.seen = version, position, max(position, e.seen)
 }
 
-// make makes room for orderID's entry: it makes the map, or, when the
-// map is full and has none for it, drops one other order's (any: the
-// map's order). It started the whole map afresh, which forgot at once
-// every order's last position seen, and so LoadLatest's refusal of a
-// former leader's older answer, for orders acknowledged a moment before.
-func (c *versionCache) make(orderID string) {
-	if c.m == nil {
-		c.m = make(map[string]versionMark)
-		return
+// get returns what is remembered of orderID. c.mu must be held.
+func (c *versionCache) get(orderID string) (versionMark, bool) {
+	if e, ok := c.cur[orderID]; ok {
+		return e, true
 	}
-	if _, ok := c.m[orderID]; ok || len(c.m) < maxVersionsKept {
-		return
+	e, ok := c.prev[orderID]
+	return e, ok
+}
+
+// put remembers e for orderID in the current generation, starting a new
+// one when it is full. c.mu must be held.
+func (c *versionCache) put(orderID string, e versionMark) {
+	if _, ok := c.cur[orderID]; !ok {
+		if c.cur == nil || len(c.cur) >= maxVersionsKept/2 {
+			c.prev, c.cur = c.cur, make(map[string]versionMark, min(len(c.cur), maxVersionsKept/2))
+		}
+		delete(c.prev, orderID)
 	}
-	for id := range c.m {
-		delete(c.m, id)
-		return
-	}
+	c.cur[orderID] = e
 }
 
 // seen returns the highest position of the order's events this process
@@ -462,13 +473,14 @@ func (c *versionCache) make(orderID string) {
 func (c *versionCache) seen(orderID string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m[orderID].seen
+	e, _ := c.get(orderID)
+	return e.seen
 }
 
 func (c *versionCache) lookup(orderID string, version uint64) (uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.m[orderID]
+	e, ok := c.get(orderID)
 	if !ok || e.version != version {
 		return 0, false
 	}

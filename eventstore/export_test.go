@@ -35,15 +35,15 @@ func ReadOnFromLeader(ctx context.Context, s *Store, orderID string, recs []Reco
 func SetTrail(s *Store, orderID string, positions []uint64) {
 	s.versions.mu.Lock()
 	defer s.versions.mu.Unlock()
-	s.versions.make(orderID)
-	e := s.versions.m[orderID]
+	e, _ := s.versions.get(orderID)
 	e.trail = slices.Clone(positions)
-	s.versions.m[orderID] = e
+	s.versions.put(orderID, e)
 }
 
 // Trail returns the positions s holds for orderID's first events.
 func Trail(s *Store, orderID string) []uint64 {
 	s.versions.mu.Lock()
 	defer s.versions.mu.Unlock()
-	return slices.Clone(s.versions.m[orderID].trail)
+	e, _ := s.versions.get(orderID)
+	return slices.Clone(e.trail)
 }

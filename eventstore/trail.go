@@ -50,7 +50,8 @@ const maxTrail = 64
 func (c *versionCache) trailAfter(orderID string, position uint64) ([]uint64, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := c.m[orderID].trail
+	e, _ := c.get(orderID)
+	t := e.trail
 	i, _ := slices.BinarySearch(t, position+1)
 	if i == len(t) {
 		return nil, 0
@@ -64,14 +65,13 @@ func (c *versionCache) trailAfter(orderID string, position uint64) ([]uint64, ui
 func (c *versionCache) extendTrail(orderID string, recs []Recorded) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.make(orderID)
-	e := c.m[orderID]
+	e, _ := c.get(orderID)
 	for _, r := range recs {
 		if !e.extend(r.Version, r.Position) {
 			break
 		}
 	}
-	c.m[orderID] = e
+	c.put(orderID, e)
 }
 
 // appended remembers an append at expectedRevision of n events, the last
@@ -81,15 +81,14 @@ func (c *versionCache) extendTrail(orderID string, recs []Recorded) {
 func (c *versionCache) appended(orderID string, expectedRevision uint64, n int, position uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.make(orderID)
-	e := c.m[orderID]
+	e, _ := c.get(orderID)
 	e.mark(expectedRevision+uint64(n), position)
 	for i := range uint64(n) {
 		if !e.extend(expectedRevision+i+1, position-uint64(n)+i+1) {
 			break
 		}
 	}
-	c.m[orderID] = e
+	c.put(orderID, e)
 }
 
 // extend puts the event at version and position on the trail and reports
@@ -120,10 +119,10 @@ func (e *versionMark) extend(version, position uint64) bool {
 func (c *versionCache) cutTrail(orderID string, position uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.m[orderID]; ok {
+	if e, ok := c.get(orderID); ok {
 		i, _ := slices.BinarySearch(e.trail, position+1)
 		e.trail = e.trail[:i]
-		c.m[orderID] = e
+		c.put(orderID, e)
 	}
 }
 

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -71,7 +72,38 @@ func TestTrailAfterAndCut(t *testing.T) {
 		t.Errorf("trailAfter(0) = %d positions from %v at version %d, want %d from %d at 1", len(got), got, v, maxTrailGets, 1000-maxTrailGets-4)
 	}
 	c.cutTrail("o", 1000-maxTrailGets-2)
-	if tr := c.m["o"].trail; len(tr) != 3 {
-		t.Errorf("cut after the third event: trail %v, want its first 3", tr)
+	if e, _ := c.get("o"); len(e.trail) != 3 {
+		t.Errorf("cut after the third event: trail %v, want its first 3", e.trail)
+	}
+}
+
+// The cache holds at most maxVersionsKept orders, and always the last
+// maxVersionsKept/2 it was told of.
+func TestVersionCacheBounds(t *testing.T) {
+	var c versionCache
+	const n = 3*maxVersionsKept + 7
+	for i := range n {
+		c.appended(strconv.Itoa(i), 0, 1, uint64(i+1))
+		if held := len(c.cur) + len(c.prev); held > maxVersionsKept {
+			t.Fatalf("after %d orders the cache holds %d, over %d", i+1, held, maxVersionsKept)
+		}
+	}
+	for i := n - maxVersionsKept/2; i < n; i++ {
+		if p, ok := c.lookup(strconv.Itoa(i), 1); !ok || p != uint64(i+1) {
+			t.Fatalf("order %d of the last %d: lookup = %d, %v; want %d", i, maxVersionsKept/2, p, ok, i+1)
+		}
+	}
+	// Written again, an order of the previous generation moves to the
+	// current one, and is not held twice.
+	old := strconv.Itoa(n - maxVersionsKept/2 - 1)
+	if _, ok := c.prev[old]; !ok {
+		t.Fatalf("order %s is not in the previous generation", old)
+	}
+	c.remember(old, 2, uint64(n+1))
+	if _, twice := c.prev[old]; twice {
+		t.Errorf("order %s written again is still in the previous generation", old)
+	}
+	if p, ok := c.lookup(old, 2); !ok || p != uint64(n+1) {
+		t.Errorf("order %s written again: lookup = %d, %v; want %d", old, p, ok, n+1)
 	}
 }
