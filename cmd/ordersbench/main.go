@@ -195,7 +195,8 @@ func fail(err error) {
 }
 
 // runFloor is "ordersbench floor": it starts its own ordersd (all roles,
-// then ROLES=command) on free loopback ports in a temporary directory and
+// then ROLES=command, then ROLES=command,query) on free loopback ports in
+// a temporary directory and
 // prints the floors, the system against them, and the ratios, each from
 // this one run.
 func runFloor(args []string) {

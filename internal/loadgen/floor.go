@@ -133,6 +133,11 @@ type FloorReport struct {
 	StartWithLog    float64 `json:"startup_with_log_s"`
 	// ROLES=command, against its own floors from the same run.
 	CmdCreate CreatePhase `json:"command_role_create"`
+	// ROLES=command,query (the projection beside the command side, without
+	// the payments role's process managers), against its own floors: it
+	// says which of the two the all-roles row's gap is (nil in a report
+	// from before it).
+	QueryCreate *CreatePhase `json:"command_query_roles_create,omitempty"`
 }
 
 // commandFloor is one gRPC round trip plus one JetStream publish done one
@@ -144,7 +149,8 @@ func commandFloor(grpcRate, jsRate float64) float64 {
 	return 1 / (1/grpcRate + 1/jsRate)
 }
 
-// Floor starts ordersd itself (all roles, then ROLES=command) on free
+// Floor starts ordersd itself (all roles, then ROLES=command, then
+// ROLES=command,query) on free
 // loopback ports in a temporary directory, and measures in one run the
 // floors the system is compared with and the system against them. It
 // stops every process it started before it returns.
@@ -173,9 +179,14 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorReport, error) {
 	if err := floorAllRoles(ctx, cfg, filepath.Join(tmp, "all"), rep); err != nil {
 		return nil, err
 	}
-	if err := floorCommandRole(ctx, cfg, filepath.Join(tmp, "command"), rep); err != nil {
+	if rep.CmdCreate, err = floorCreateWithRoles(ctx, cfg, filepath.Join(tmp, "command"), "command"); err != nil {
 		return nil, err
 	}
+	query, err := floorCreateWithRoles(ctx, cfg, filepath.Join(tmp, "command-query"), "command,query")
+	if err != nil {
+		return nil, err
+	}
+	rep.QueryCreate = &query
 	rep.Machine.Finished = time.Now()
 	return rep, nil
 }
@@ -585,19 +596,34 @@ func floorLog(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, rep *Fl
 	return nil
 }
 
-func floorCommandRole(ctx context.Context, cfg FloorConfig, dir string, rep *FloorReport) error {
-	p, err := startOrdersd(ctx, cfg, dir, "command")
+// floorCreateWithRoles measures CreateOrder against its floors on an
+// ordersd of its own that runs roles; its profile (--profile-dir) is
+// cpu-create-<roles>-role(s).
+func floorCreateWithRoles(ctx context.Context, cfg FloorConfig, dir, roles string) (CreatePhase, error) {
+	p, err := startOrdersd(ctx, cfg, dir, roles)
 	if err != nil {
-		return err
+		return CreatePhase{}, err
 	}
 	defer p.stop()
 	g, err := NewGRPC(p.grpc, Auth{})
 	if err != nil {
-		return err
+		return CreatePhase{}, err
 	}
 	defer g.Close()
-	rep.CmdCreate, err = againstFloors(ctx, cfg, p, g, "create-command-role", "cpu-create-command-role", nil)
-	return err
+	name := strings.ReplaceAll(roles, ",", "-")
+	suffix := "-role"
+	if strings.Contains(roles, ",") {
+		suffix = "-roles"
+	}
+	var settled func(context.Context) error
+	if strings.Contains(roles, "query") {
+		admin := ordersv1.NewOrderAdminServiceClient(g.conn)
+		settled = func(ctx context.Context) error {
+			_, err := settle(ctx, admin)
+			return err
+		}
+	}
+	return againstFloors(ctx, cfg, p, g, "create-"+name+suffix, "cpu-create-"+name+suffix, settled)
 }
 
 // Health returns a target whose every op is grpc.health.v1.Health/Check on
@@ -1009,6 +1035,10 @@ func (r *FloorReport) String() string {
 		ratio(all.Create, all.CommandFloor, all.Ratios, all.commandFloorCPU()), perRequest(all.Create))
 	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(cmd.Create), cmd.Create.Overall.P99, cmd.GRPCFloor, cmd.JetStreamFloor, refCPU("; both %s", cmd.commandFloorCPU())),
 		ratio(cmd.Create, cmd.CommandFloor, cmd.Ratios, cmd.commandFloorCPU()), perRequest(cmd.Create))
+	if q := r.QueryCreate; q != nil {
+		row("CreateOrder, ROLES=command,query ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(q.Create), q.Create.Overall.P99, q.GRPCFloor, q.JetStreamFloor, refCPU("; both %s", q.commandFloorCPU())),
+			ratio(q.Create, q.CommandFloor, q.Ratios, q.commandFloorCPU()), perRequest(q.Create))
+	}
 	getRow := func(measure string, ph GetPhase) {
 		row(measure, fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(ph.Get), ph.Get.Overall.P99, ph.GRPCFloor, refCPU(", %s", ph.GRPCFloorCPU)),
 			ratio(ph.Get, ph.GRPCFloor, ph.Ratios, ph.GRPCFloorCPU), perRequest(ph.Get))

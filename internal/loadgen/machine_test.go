@@ -140,6 +140,9 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 	}
 	r.Create.Create.CPU = &CPU{Server: 0.03, Client: 0.007}
 	r.CmdCreate.Create.CPU, r.CmdCreate.Create.Overall.P99 = &CPU{Server: 0.01, Client: 0.005}, 12.9
+	r.QueryCreate = &CreatePhase{Create: op(), GRPCFloor: 300, JetStreamFloor: 600, CommandFloor: 200,
+		GRPCFloorCPU: CPUPer{Server: 30, Client: 31}, JetStreamFloorCPU: CPUPer{Server: 27, Client: 35}, Ratios: []float64{0.4, 0.6}}
+	r.QueryCreate.Create.CPU, r.QueryCreate.Create.Overall.P99 = &CPU{Server: 0.02, Client: 0.005}, 15.1
 	r.Events, r.FillEvents, r.EarlierEvents, r.FillMix, r.Orders = 100410, 50000, 50410, "create=1", 87801
 	r.Rebuild, r.RawReadBefore, r.RawReadAfter, r.RawRead = 40000, 160000, 200000, 200000
 	r.RawReadCPU, r.RebuildCPU = CPUPer{Server: 4, Client: 6}, CPUPer{Server: 45}
@@ -163,7 +166,9 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		"| ordersd RSS after 100410 events (embedded NATS) | 340 MiB (peak 350 MiB; stream 60 MiB; 120 MiB when ready again after a restart) |",
 		// 100/s over a command floor of 200/s; the floors' CPU per request
 		// (57 + 66 µs) over CreateOrder's (0.015 s over 100: 100 + 50 µs).
-		"| CreateOrder, ROLES=command ÷ its command floor | 100/s (p99 12.9 ms; floors 300/s gRPC, 600/s JetStream; both 57 + 66 µs) | 0.50 (rounds 0.45–0.55; CPU 0.82) | 100 + 50 µs |\n",
+		"| CreateOrder, ROLES=command ÷ its command floor | 100/s (p99 12.9 ms; floors 300/s gRPC, 600/s JetStream; both 57 + 66 µs) | 0.50 (rounds 0.45–0.55; CPU 0.82) | 100 + 50 µs |\n" +
+			// ROLES=command,query's row follows: 0.025 s over 100 requests.
+			"| CreateOrder, ROLES=command,query ÷ its command floor | 100/s (p99 15.1 ms; floors 300/s gRPC, 600/s JetStream; both 57 + 66 µs) | 0.50 (rounds 0.40–0.60; CPU 0.49) | 200 + 50 µs |\n",
 		// 40000/s over the faster raw read; 87801 orders in 100410 events.
 		"| rebuild ÷ raw ordered-consumer read (the faster of one before and one after the rebuild), 100410 events (50000 added by the fill with create=1, 50410 by the earlier phases; 0.87 orders per event); CPU per event | 40000/s vs 200000/s (raw read 160000/s before, 200000/s after; the faster 4 + 6 µs) | 0.20 | 45 + 0 µs |\n",
 		"| read model bytes per order | 268 B (22.4 MiB for 87801 orders) |  |  |\n",
@@ -186,8 +191,8 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 	}
 	// A report from before the latency floors, GetOrder on the filled log
 	// and the RSS after a restart (its JSON without them) shows none.
-	r.MixedHalfFloor, r.LagFloor, r.GetOnLog, r.RestartRSSBytes = OpStats{}, OpStats{}, nil, 0
-	if md := r.Markdown(); strings.Contains(md, "latency floor") || strings.Contains(md, "filled log") || strings.Contains(md, "restart") {
-		t.Fatalf("a report without latency floors, GetOrder on the filled log or the RSS after a restart shows one:\n%s", md)
+	r.MixedHalfFloor, r.LagFloor, r.GetOnLog, r.RestartRSSBytes, r.QueryCreate = OpStats{}, OpStats{}, nil, 0, nil
+	if md := r.Markdown(); strings.Contains(md, "latency floor") || strings.Contains(md, "filled log") || strings.Contains(md, "restart") || strings.Contains(md, "command,query") {
+		t.Fatalf("a report without latency floors, GetOrder on the filled log, the RSS after a restart or ROLES=command,query shows one:\n%s", md)
 	}
 }
