@@ -289,9 +289,16 @@ func (m *Manager) followLog(ctx context.Context) error {
 		return err
 	}
 	return m.store.Subscribe(ctx, LogConsumer, func(d eventstore.Delivery) {
+		act := m.onEvent(d.Event, d.NumDelivered != 1)
+		if act == nil {
+			// Most events (an order's creation, its items) call for no
+			// deadline: settled without the handling's timer.
+			_ = d.Ack()
+			return
+		}
 		hctx, cancel := context.WithTimeout(ctx, m.handleTimeout)
 		defer cancel()
-		if err := m.onEvent(hctx, d.Event, d.NumDelivered != 1); err != nil {
+		if err := act(hctx); err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("deadlines: could not update a deadline; retrying", "err", err)
 			}
@@ -304,45 +311,63 @@ func (m *Manager) followLog(ctx context.Context) error {
 		eventstore.WithPinnedGroup(PriorityGroup, 10*time.Second))
 }
 
-// onEvent starts or ends the deadlines an order event calls for. Events are
+// onEvent returns what starts or ends the deadlines an order event calls
+// for, or nil when it calls for none. Events are
 // handled one at a time, in log order, but for a redelivered one: handed
 // back (its handling failed, or its manager stopped and a standby took
 // over), it comes after later events of its order, which already purged
 // the deadline it would start. So a redelivered event starts a deadline
 // only when the order, read now, still calls for it; one appended after
 // that read is handled after the schedule, and purges it.
-func (m *Manager) onEvent(ctx context.Context, rec eventstore.Recorded, redelivered bool) error {
-	at := rec.Meta.OccurredAt
-	if at.IsZero() {
-		at = rec.Time
-	}
-	still := func(statuses ...order.Status) (bool, error) {
-		if !redelivered {
-			return true, nil
-		}
-		st, _, err := m.latest(ctx, rec.OrderID)
-		return slices.Contains(statuses, st.Status), err
-	}
+func (m *Manager) onEvent(rec eventstore.Recorded, redelivered bool) func(context.Context) error {
 	switch rec.Type {
 	case "OrderPlaced":
-		if ok, err := still(order.StatusPlaced, order.StatusPaymentDeclined); !ok || err != nil {
-			return err
+		return func(ctx context.Context) error {
+			if ok, err := m.still(ctx, rec, redelivered, order.StatusPlaced, order.StatusPaymentDeclined); !ok || err != nil {
+				return err
+			}
+			return m.schedule(ctx, timer{Kind: kindPayment, OrderID: rec.OrderID, Due: occurredAt(rec).Add(m.paymentTimeout), Position: rec.Position})
 		}
-		return m.schedule(ctx, timer{Kind: kindPayment, OrderID: rec.OrderID, Due: at.Add(m.paymentTimeout), Position: rec.Position})
 	case "PaymentAuthorized":
-		if err := m.purge(ctx, subjSchedule+kindPayment+"."+rec.OrderID); err != nil {
-			return err
+		return func(ctx context.Context) error {
+			if err := m.purge(ctx, subjSchedule+kindPayment+"."+rec.OrderID); err != nil {
+				return err
+			}
+			if ok, err := m.still(ctx, rec, redelivered, order.StatusPaid); !ok || err != nil {
+				return err
+			}
+			return m.schedule(ctx, timer{Kind: kindShipping, OrderID: rec.OrderID, Due: occurredAt(rec).Add(m.shippingSLA), Position: rec.Position})
 		}
-		if ok, err := still(order.StatusPaid); !ok || err != nil {
-			return err
-		}
-		return m.schedule(ctx, timer{Kind: kindShipping, OrderID: rec.OrderID, Due: at.Add(m.shippingSLA), Position: rec.Position})
 	case "OrderShipped":
-		return m.purge(ctx, subjSchedule+kindShipping+"."+rec.OrderID, subjOverdue+rec.OrderID)
+		return func(ctx context.Context) error {
+			return m.purge(ctx, subjSchedule+kindShipping+"."+rec.OrderID, subjOverdue+rec.OrderID)
+		}
 	case "OrderCancelled":
-		return m.purge(ctx, subjSchedule+kindPayment+"."+rec.OrderID, subjSchedule+kindShipping+"."+rec.OrderID, subjOverdue+rec.OrderID)
+		return func(ctx context.Context) error {
+			return m.purge(ctx, subjSchedule+kindPayment+"."+rec.OrderID, subjSchedule+kindShipping+"."+rec.OrderID, subjOverdue+rec.OrderID)
+		}
 	}
 	return nil
+}
+
+// still reports whether rec's order is in one of statuses: always, for an
+// event delivered the first time (see onEvent); read now for a redelivered
+// one.
+func (m *Manager) still(ctx context.Context, rec eventstore.Recorded, redelivered bool, statuses ...order.Status) (bool, error) {
+	if !redelivered {
+		return true, nil
+	}
+	st, _, err := m.latest(ctx, rec.OrderID)
+	return slices.Contains(statuses, st.Status), err
+}
+
+// occurredAt is when rec's event happened, as its metadata says, or when
+// it was stored when that is missing.
+func occurredAt(rec eventstore.Recorded) time.Time {
+	if at := rec.Meta.OccurredAt; !at.IsZero() {
+		return at
+	}
+	return rec.Time
 }
 
 // schedule publishes the schedule message of s. Its message id makes a
