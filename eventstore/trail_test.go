@@ -96,7 +96,9 @@ func spreadOrder(t *testing.T, s *eventstore.Store, id string) []uint64 {
 // A store asks for the events of an order it appended or loaded each at
 // its position, and reads by the order's subject only after the last of
 // them: never from a position at or before one of its events, from which
-// the server walks every message up to the next.
+// the server walks every message up to the next. What follows the last is
+// asked for with one plain get, never a batched one: to answer a batch,
+// the server counts what it has left, walking the messages of a block.
 func TestLoadAsksForKnownEventsByPosition(t *testing.T) {
 	// The other store has seen nothing of the order: it reads by subject,
 	// and learns where the events are.
@@ -135,10 +137,10 @@ func TestLoadAsksForKnownEventsByPosition(t *testing.T) {
 			if r.NextFor != s.Subject("o-1") {
 				continue
 			}
-			// A batch walks on from where it starts to each next event;
-			// a single get answers the event at its position.
-			if r.Batch > 0 && r.Seq != pos[2]+1 || r.Batch == 0 && !slices.Contains(want, r.Seq) {
-				t.Errorf("%s: a get of %d from position %d, neither an event of the order read alone nor a read after its last (%v)", c.name, r.Batch, r.Seq, pos)
+			// A single get answers the event at its position, or the
+			// first after the last known one.
+			if r.Batch > 0 || !slices.Contains(want, r.Seq) && r.Seq != pos[2]+1 {
+				t.Errorf("%s: a get of %d from position %d, neither an event of the order read alone nor one plain get after its last (%v)", c.name, r.Batch, r.Seq, pos)
 			}
 		}
 	}
