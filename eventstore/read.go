@@ -97,7 +97,9 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 	// counts the order's events it has left, and from a position in an
 	// older half of the stream it walks every message of that position's
 	// block before it (nats-server's fileStore.NumPending): 6.8–9.4% of
-	// ordersd's CPU under the mixed load.
+	// ordersd's CPU under the mixed load on a young log, and on any log
+	// up to a block's walk for each load of an order whose last event is
+	// older than half of it.
 	if positions, version := s.versions.trailAfter(orderID, afterPosition); len(positions) > 0 {
 		at, err := s.send(&directGetRequest{NextFor: subject}, positions)
 		if err != nil {
