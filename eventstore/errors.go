@@ -89,8 +89,6 @@ func apiErrorCode(err error) jetstream.ErrorCode {
 	return 0
 }
 
-// classify wraps err with the sentinel of its class, prefixed by what was
-// being done. Errors that fit no class are wrapped with the prefix only.
 // ended returns the error of an ended ctx together with its cause, when
 // it was given one of its own (context.WithCancelCause): the cause alone
 // wraps neither context.Canceled nor context.DeadlineExceeded, so a
@@ -104,6 +102,8 @@ func ended(ctx context.Context) error {
 	return err
 }
 
+// classify wraps err with the sentinel of its class, prefixed by what was
+// being done. Errors that fit no class are wrapped with the prefix only.
 func classify(op string, err error) error {
 	if err == nil {
 		return nil
