@@ -201,14 +201,12 @@ func validGroup(group string) bool {
 }
 
 // ValidSubscriptionName returns nil when name can name a subscription
-// (Subscribe), and otherwise the error Subscribe returns for it.
-func ValidSubscriptionName(name string) error { return checkName("subscription", name) }
-
-// checkName refuses names the server would not take for a consumer.
-func checkName(what, name string) error {
+// (Subscribe), and otherwise the error Subscribe returns for it: names the
+// server would not take for a consumer are refused.
+func ValidSubscriptionName(name string) error {
 	if name == "" || strings.ContainsAny(name, ".*>/\\") ||
 		strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
-		return fmt.Errorf("eventstore: invalid %s name %q", what, name)
+		return fmt.Errorf("eventstore: invalid subscription name %q", name)
 	}
 	return nil
 }
@@ -244,7 +242,7 @@ func (s *Store) Subscribe(ctx context.Context, name string, handle func(Delivery
 	if err != nil {
 		return err
 	}
-	if err := checkName("subscription", name); err != nil {
+	if err := ValidSubscriptionName(name); err != nil {
 		return err
 	}
 	err = durable.Consume(ctx, s.js, durable.Config{
