@@ -99,41 +99,63 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 	// block before it (nats-server's fileStore.NumPending): 6.8–9.4% of
 	// ordersd's CPU under the mixed load on a young log, and on any log
 	// up to a block's walk for each load of an order whose last event is
-	// older than half of it.
-	if positions, version := s.versions.trailAfter(orderID, afterPosition); len(positions) > 0 {
+	// older than half of it. When the trail goes on past the gets (an
+	// order of more than maxTrailGets events after afterPosition), events
+	// do follow them, and the first page of them is asked for instead.
+	var page *pendingGet // that first page, asked for already
+	if positions, version, more := s.versions.trailAfter(orderID, afterPosition); len(positions) > 0 {
 		at, err := s.send(&directGetRequest{NextFor: subject}, positions)
 		if err != nil {
 			return nil, classify("load order "+orderID, err)
 		}
 		after := positions[len(positions)-1] + 1
-		probe, err := s.send(&directGetRequest{NextFor: subject}, []uint64{after})
+		var probe *pendingGet
+		if more {
+			next := req
+			next.Seq = after
+			page, err = s.send(&next, nil)
+		} else {
+			probe, err = s.send(&directGetRequest{NextFor: subject}, []uint64{after})
+		}
 		if err != nil {
 			at.close()
 			return nil, classify("load order "+orderID, err)
 		}
+		defer page.close()
 		defer probe.close()
 		var ok bool
 		if recs, ok, err = at.receiveAt(ctx, positions, version, recs); err != nil {
 			return nil, classify("load order "+orderID, err)
 		}
-		if ok {
-			var more bool
-			if more, err = probe.found(ctx); err != nil {
+		switch {
+		case !ok:
+			s.versions.cutTrail(orderID, afterPosition)
+			page.close()
+			page = nil
+		case more:
+			req.Seq = after
+		default:
+			found, err := probe.found(ctx)
+			if err != nil {
 				return nil, classify("load order "+orderID, err)
 			}
-			if !more {
+			if !found {
 				return loaded(recs), nil
 			}
 			req.Seq = after
-		} else {
-			s.versions.cutTrail(orderID, afterPosition)
 		}
 	}
 	for {
 		n := len(recs)
 		var pending uint64
 		var err error
-		if recs, pending, err = s.getBatch(ctx, &req, recs); err != nil {
+		if page != nil {
+			recs, pending, err = page.receive(ctx, recs)
+			page = nil
+		} else {
+			recs, pending, err = s.getBatch(ctx, &req, recs)
+		}
+		if err != nil {
 			return nil, classify("load order "+orderID, err)
 		}
 		if pending == 0 || len(recs) == n {
@@ -353,7 +375,11 @@ func (s *Store) send(req *directGetRequest, seqs []uint64) (*pendingGet, error) 
 }
 
 // close stops the answers; it may be called again.
-func (g *pendingGet) close() { _ = g.sub.Unsubscribe() }
+func (g *pendingGet) close() {
+	if g != nil {
+		_ = g.sub.Unsubscribe()
+	}
+}
 
 // next waits for the next answer.
 func (g *pendingGet) next(ctx context.Context) (*nats.Msg, error) {

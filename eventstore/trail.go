@@ -46,17 +46,18 @@ const maxTrail = 64
 
 // trailAfter returns the trail's first positions after position, at most
 // maxTrailGets, and the version of the first of them (none when the trail
-// ends at or before it).
-func (c *versionCache) trailAfter(orderID string, position uint64) ([]uint64, uint64) {
+// ends at or before it); more reports that the trail goes on after them.
+func (c *versionCache) trailAfter(orderID string, position uint64) (positions []uint64, version uint64, more bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, _ := c.get(orderID)
 	t := e.trail
 	i, _ := slices.BinarySearch(t, position+1)
 	if i == len(t) {
-		return nil, 0
+		return nil, 0, false
 	}
-	return slices.Clone(t[i:min(len(t), i+maxTrailGets)]), uint64(i) + 1
+	end := min(len(t), i+maxTrailGets)
+	return slices.Clone(t[i:end]), uint64(i) + 1, end < len(t)
 }
 
 // extendTrail adds the positions of recs, the order's events oldest first,

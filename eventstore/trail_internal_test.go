@@ -51,13 +51,13 @@ func TestAppendedExtendsTrail(t *testing.T) {
 	c.appended("o", 0, 1, 4)
 	c.appended("o", 1, 3, 20)
 	c.appended("o", 7, 1, 30) // the trail does not reach revision 7
-	if got, v := c.trailAfter("o", 0); !slices.Equal(got, []uint64{4, 18, 19, 20}) || v != 1 {
+	if got, v, _ := c.trailAfter("o", 0); !slices.Equal(got, []uint64{4, 18, 19, 20}) || v != 1 {
 		t.Errorf("trail %v from version %d, want [4 18 19 20] from 1", got, v)
 	}
-	if got, v := c.trailAfter("o", 18); !slices.Equal(got, []uint64{19, 20}) || v != 3 {
+	if got, v, _ := c.trailAfter("o", 18); !slices.Equal(got, []uint64{19, 20}) || v != 3 {
 		t.Errorf("trail after 18 %v from version %d, want [19 20] from 3", got, v)
 	}
-	if got, _ := c.trailAfter("o", 20); got != nil {
+	if got, _, _ := c.trailAfter("o", 20); got != nil {
 		t.Errorf("trail after its end %v, want none", got)
 	}
 }
@@ -67,9 +67,9 @@ func TestAppendedExtendsTrail(t *testing.T) {
 func TestTrailAfterAndCut(t *testing.T) {
 	var c versionCache
 	c.appended("o", 0, maxTrailGets+5, 1000)
-	got, v := c.trailAfter("o", 0)
-	if len(got) != maxTrailGets || v != 1 || got[0] != 1000-maxTrailGets-4 {
-		t.Errorf("trailAfter(0) = %d positions from %v at version %d, want %d from %d at 1", len(got), got, v, maxTrailGets, 1000-maxTrailGets-4)
+	got, v, more := c.trailAfter("o", 0)
+	if len(got) != maxTrailGets || v != 1 || got[0] != 1000-maxTrailGets-4 || !more {
+		t.Errorf("trailAfter(0) = %d positions from %v at version %d, more %v; want %d from %d at 1, more", len(got), got, v, more, maxTrailGets, 1000-maxTrailGets-4)
 	}
 	c.cutTrail("o", 1000-maxTrailGets-2)
 	if e, _ := c.get("o"); len(e.trail) != 3 {

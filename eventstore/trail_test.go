@@ -146,6 +146,51 @@ func TestLoadAsksForKnownEventsByPosition(t *testing.T) {
 	}
 }
 
+// An order with more events than a load asks for by position: the first
+// are asked for at their positions and the rest with a batched get after
+// them, sent with those gets. No plain get asks whether anything follows
+// the gets: the trail says something does.
+func TestLoadOfALongTrailAsksForTheRestWithItsGets(t *testing.T) {
+	e := newEnv(t)
+	ctx, s := t.Context(), e.store
+	const n = 20 // more than a load asks for by position (16)
+	var pos []uint64
+	for v := range uint64(n) {
+		pos = append(pos, estest.MustAppend(t, s, "o-1", v, estest.Event("E", fmt.Sprint(v), "")).Position)
+		estest.MustAppend(t, s, fmt.Sprintf("other-%d", v), 0, estest.Event("OrderCreated", "x", ""))
+	}
+	watcher, _ := estest.Connect(t, e.srv)
+	gets := watchDirectGets(t, watcher)
+	recs, err := s.LoadAfter(ctx, "o-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, r := range recs {
+		got = append(got, r.Position)
+	}
+	if !slices.Equal(got, pos) {
+		t.Fatalf("positions %v, want %v", got, pos)
+	}
+	byPosition := pos[:16]
+	batched := false
+	for _, r := range gets.take(t, watcher) {
+		if r.NextFor != s.Subject("o-1") {
+			continue
+		}
+		switch {
+		case r.Batch == 0 && slices.Contains(byPosition, r.Seq):
+		case r.Batch > 0 && r.Seq == byPosition[15]+1:
+			batched = true
+		default:
+			t.Errorf("a get of %d from position %d, neither one of the first 16 events read alone nor a batch after them (%v)", r.Batch, r.Seq, pos)
+		}
+	}
+	if !batched {
+		t.Errorf("no batched get after the first 16 events")
+	}
+}
+
 // What the trail does not know (events another process appended, or
 // appended by this one after an event it never saw) is read after it,
 // and a load from any position answers every event after it, in order.
