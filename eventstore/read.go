@@ -402,13 +402,19 @@ func (g *pendingGet) found(ctx context.Context) (bool, error) {
 	if m.Header.Get(jetstream.SequenceHeader) != "" {
 		return true, nil
 	}
+	return false, g.statusError(m)
+}
+
+// statusError reads an answer that carries no message: nil for 404
+// (nothing there), the error of any other status.
+func (g *pendingGet) statusError(m *nats.Msg) error {
 	switch status := m.Header.Get("Status"); status {
 	case statusNotFound:
-		return false, nil
+		return nil
 	case statusNoResponders:
-		return false, nats.ErrNoResponders
+		return nats.ErrNoResponders
 	default:
-		return false, fmt.Errorf("direct get on stream %s: status %s %s", g.s.cfg.streamName, status, m.Header.Get("Description"))
+		return fmt.Errorf("direct get on stream %s: status %s %s", g.s.cfg.streamName, status, m.Header.Get("Description"))
 	}
 }
 
@@ -423,20 +429,14 @@ func (g *pendingGet) receive(ctx context.Context, dst []Recorded) ([]Recorded, u
 			return dst, 0, err
 		}
 		if m.Header.Get(jetstream.SequenceHeader) == "" {
-			switch status := m.Header.Get("Status"); status {
-			case statusEndOfBatch:
-				pending, err := strconv.ParseUint(m.Header.Get(headerNumPending), 10, 64)
-				if err != nil {
-					return dst, 0, fmt.Errorf("%w: direct get end of batch without %s", ErrMalformedEvent, headerNumPending)
-				}
-				return dst, pending, nil
-			case statusNotFound:
-				return dst, 0, nil
-			case statusNoResponders:
-				return dst, 0, nats.ErrNoResponders
-			default:
-				return dst, 0, fmt.Errorf("direct get on stream %s: status %s %s", g.s.cfg.streamName, status, m.Header.Get("Description"))
+			if m.Header.Get("Status") != statusEndOfBatch {
+				return dst, 0, g.statusError(m)
 			}
+			pending, err := strconv.ParseUint(m.Header.Get(headerNumPending), 10, 64)
+			if err != nil {
+				return dst, 0, fmt.Errorf("%w: direct get end of batch without %s", ErrMalformedEvent, headerNumPending)
+			}
+			return dst, pending, nil
 		}
 		r, err := recordedFromDirect(m, g.s.cfg.prefix)
 		if err != nil {
