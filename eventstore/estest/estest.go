@@ -75,8 +75,7 @@ func Stop(t testing.TB, srv *server.Server) (restart func() *server.Server) {
 	t.Helper()
 	port := srv.Addr().(*net.TCPAddr).Port
 	dir := srv.StoreDir()
-	srv.Shutdown()
-	srv.WaitForShutdown()
+	natstest.Shut(srv)
 	return func() *server.Server {
 		t.Helper()
 		return natstest.Run(t, &server.Options{
@@ -145,33 +144,19 @@ func startCluster(tb testing.TB, n int) (*Cluster, error) {
 			NoLog: true, NoSigs: true,
 		}
 		o := *c.opts[i]
-		ns, err := server.NewServer(&o)
-		if err == nil {
-			ns.Start()
-			if !ns.ReadyForConnections(clusterReady) {
-				err = fmt.Errorf("nats-server %s not ready for connections after %v (a port taken meanwhile?)", o.ServerName, clusterReady)
-			}
-		}
+		ns, err := natstest.Start(&o, clusterReady)
 		if err != nil {
-			if ns != nil {
-				shut(ns)
-			}
 			for _, s := range c.Servers[:i] {
-				shut(s)
+				natstest.Shut(s)
 			}
-			return nil, err
+			return nil, fmt.Errorf("%w (a port taken meanwhile?)", err)
 		}
 		c.Servers[i] = ns
 		// Registered after the options' TempDir, so it runs before the
 		// directory is removed; Start replaces the entry after a Stop.
-		tb.Cleanup(func() { shut(c.Servers[i]) })
+		tb.Cleanup(func() { natstest.Shut(c.Servers[i]) })
 	}
 	return c, nil
-}
-
-func shut(ns *server.Server) {
-	ns.Shutdown()
-	ns.WaitForShutdown()
 }
 
 // Start starts server i again after Stop, on its ports and store
@@ -184,10 +169,7 @@ func (c *Cluster) Start(i int) *server.Server {
 }
 
 // Stop shuts server i down.
-func (c *Cluster) Stop(i int) {
-	c.Servers[i].Shutdown()
-	c.Servers[i].WaitForShutdown()
-}
+func (c *Cluster) Stop(i int) { natstest.Shut(c.Servers[i]) }
 
 // URLs returns the client URLs of all servers, comma separated, for a
 // client that fails over between them.

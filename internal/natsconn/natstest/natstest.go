@@ -6,6 +6,7 @@
 package natstest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,21 +35,37 @@ func StartServer(t testing.TB, edit func(*server.Options)) *server.Server {
 // server cannot be created or does not accept connections within ready.
 func Run(t testing.TB, opts *server.Options, ready time.Duration) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(opts)
+	ns, err := Start(opts, ready)
 	if err != nil {
-		t.Fatalf("natstest: new nats-server %s: %v", opts.ServerName, err)
+		t.Fatal(err)
 	}
-	ns.Start()
 	// Registered after the options' TempDir, so it runs before the
 	// directory is removed.
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	if !ns.ReadyForConnections(ready) {
-		t.Fatalf("natstest: nats-server %s not ready for connections after %v", opts.ServerName, ready)
-	}
+	t.Cleanup(func() { Shut(ns) })
 	return ns
+}
+
+// Start starts a nats-server with opts and waits until it accepts
+// connections. It returns an error, having shut the server down, when the
+// server cannot be created or is not ready within ready (a port another
+// process holds, say); the caller shuts down one it returns (Shut).
+func Start(opts *server.Options, ready time.Duration) (*server.Server, error) {
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natstest: new nats-server %s: %w", opts.ServerName, err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(ready) {
+		Shut(ns)
+		return nil, fmt.Errorf("natstest: nats-server %s not ready for connections after %v", opts.ServerName, ready)
+	}
+	return ns, nil
+}
+
+// Shut shuts ns down and waits until it has.
+func Shut(ns *server.Server) {
+	ns.Shutdown()
+	ns.WaitForShutdown()
 }
 
 // writeSecret writes b to a file called name in a temporary directory of t
