@@ -77,19 +77,6 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 	defer cancel()
 	subject := s.Subject(orderID)
 	req := directGetRequest{Seq: afterPosition + 1, NextFor: subject, Batch: s.pageSize, MaxBytes: s.pageBytes}
-	loaded := func(recs []Recorded) []Recorded {
-		s.versions.extendTrail(orderID, recs)
-		if afterPosition == 0 && len(recs) > 0 {
-			for i := range recs {
-				if recs[i].Version == 0 { // written before versions were recorded
-					recs[i].Version = uint64(i) + 1
-				}
-			}
-			last := recs[len(recs)-1]
-			s.versions.remember(orderID, last.Version, last.Position)
-		}
-		return recs
-	}
 	// What the trail knows is asked for by position, and at the same time
 	// whether anything follows it (see trailAfter): one plain get of the
 	// order's first event after it, which finds none unless another
@@ -140,7 +127,7 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 				return nil, classify("load order "+orderID, err)
 			}
 			if !found {
-				return loaded(recs), nil
+				return s.loaded(orderID, afterPosition, recs), nil
 			}
 			req.Seq = after
 		}
@@ -159,10 +146,28 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 			return nil, classify("load order "+orderID, err)
 		}
 		if pending == 0 || len(recs) == n {
-			return loaded(recs), nil
+			return s.loaded(orderID, afterPosition, recs), nil
 		}
 		req.Seq = recs[len(recs)-1].Position + 1
 	}
+}
+
+// loaded puts a load's events (the order's after afterPosition) on its
+// trail and, for a load from the start, numbers events written before
+// versions were recorded by their place and remembers the last; it
+// returns recs.
+func (s *Store) loaded(orderID string, afterPosition uint64, recs []Recorded) []Recorded {
+	s.versions.extendTrail(orderID, recs)
+	if afterPosition == 0 && len(recs) > 0 {
+		for i := range recs {
+			if recs[i].Version == 0 { // written before versions were recorded
+				recs[i].Version = uint64(i) + 1
+			}
+		}
+		last := recs[len(recs)-1]
+		s.versions.remember(orderID, last.Version, last.Position)
+	}
+	return recs
 }
 
 // Read iterates over the global log from position from (0 and 1 both mean
