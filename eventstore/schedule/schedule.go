@@ -170,7 +170,7 @@ func (s *Stream) Schedule(ctx context.Context, subject, target string, at time.T
 	}
 	// The schedule names a whole second (nats.go writes RFC 3339 without
 	// its fraction): the next one, so that the timer never fires early.
-	if at.Truncate(time.Second) != at {
+	if at.Nanosecond() != 0 {
 		at = at.Truncate(time.Second).Add(time.Second)
 	}
 	_, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data},
