@@ -112,13 +112,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 				case msg := <-buf.msgs:
 					// The select may take it over ctx's end or the
 					// stop of consuming: handed back, not started.
-					select {
-					case <-quit:
-						buf.back(msg)
-						return
-					default:
-					}
-					if ctx.Err() != nil {
+					if closed(quit) || ctx.Err() != nil {
 						buf.back(msg)
 						return
 					}
@@ -367,4 +361,14 @@ func NumDelivered(msg jetstream.Msg) uint64 {
 		return 0
 	}
 	return md.NumDelivered
+}
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
