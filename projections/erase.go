@@ -181,15 +181,11 @@ func (m *ReadModel) scrub(ctx context.Context) error {
 // background.
 const scrubRetryPause = 5 * time.Second
 
-// scheduleScrub arranges a retryScrub scrubRetryPause (the model's
-// scrubPause when set) from now, unless one is pending.
+// scheduleScrub arranges a retryScrub the model's scrubPause from now,
+// unless one is pending.
 func (m *ReadModel) scheduleScrub() {
 	if !m.closed.Load() && m.scrubScheduled.CompareAndSwap(false, true) {
-		pause := scrubRetryPause
-		if m.scrubPause > 0 {
-			pause = m.scrubPause
-		}
-		time.AfterFunc(pause, m.retryScrub)
+		time.AfterFunc(m.scrubPause, m.retryScrub)
 	}
 }
 

@@ -301,7 +301,7 @@ func OpenReadModel(ctx context.Context, path string) (*ReadModel, error) {
 // prepare returns the read model on w and r with its read statements
 // prepared; on failure it closes both.
 func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error) {
-	m := &ReadModel{path: path, w: w, r: r}
+	m := &ReadModel{path: path, w: w, r: r, scrubPause: scrubRetryPause}
 	for _, s := range []struct {
 		db   *sql.DB
 		stmt **sql.Stmt
