@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 
@@ -113,12 +112,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	n.rpcMetrics.Recognize(n.srv.GetServiceInfo())
 	probe := &readiness{checks: n.baseChecks()}
 	for _, r := range roles {
-		for _, c := range r.checks {
-			// The gateway and the console check the same upstreams.
-			if !slices.ContainsFunc(probe.checks, func(have Check) bool { return have.Name == c.Name }) {
-				probe.checks = append(probe.checks, c)
-			}
-		}
+		probe.checks = append(probe.checks, r.checks...)
 	}
 	httpSrv := n.newHTTPServer(probe, roles)
 	n.serve(httpSrv)

@@ -441,8 +441,13 @@ func (n *node) registerConsole(context.Context) (role, error) {
 	h := otelhttp.NewHandler(n.requireClientCert(con), "console", otelhttp.WithTracerProvider(n.tel.Tracer), otelhttp.WithMeterProvider(n.tel.Meter),
 		otelhttp.WithServerName(n.addrs.HTTP))
 	// The console's live pages keep their requests open; shutting down
-	// ends them rather than waiting out SHUTDOWN_TIMEOUT.
-	return role{checks: up.checks(n.cfg), routes: map[string]http.Handler{console.Prefix: h}, httpShutdown: con.Shutdown}, nil
+	// ends them rather than waiting out SHUTDOWN_TIMEOUT. Its upstreams
+	// are the gateway's: when both run, the gateway's role checks them.
+	var checks []Check
+	if !n.cfg.Has("gateway") {
+		checks = up.checks(n.cfg)
+	}
+	return role{checks: checks, routes: map[string]http.Handler{console.Prefix: h}, httpShutdown: con.Shutdown}, nil
 }
 
 // requireClientCert wraps h in requireClientCert when the HTTP listener
