@@ -103,7 +103,7 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 	if errors.Is(err, ErrExists) {
 		// Another process created it first: use the winner's, as the
 		// leader has it (a replica may not have it yet).
-		return r.loadWith(ctx, customerID, r.leaderGet())
+		return r.load(ctx, customerID)
 	}
 	if err != nil {
 		return Key{}, err
@@ -163,13 +163,8 @@ func (r *Keyring) leaderGet() func(context.Context, string) ([]byte, uint64, err
 // the replica catches up) and the cache would keep opening erased data
 // with, after the watch's Drop had come and gone.
 func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
-	return r.loadWith(ctx, customerID, r.leaderGet())
-}
-
-// loadWith is load reading with get.
-func (r *Keyring) loadWith(ctx context.Context, customerID string, get func(context.Context, string) ([]byte, uint64, error)) (Key, error) {
 	drops := r.dropsSoFar()
-	wrapped, v, err := get(ctx, customerID)
+	wrapped, v, err := r.leaderGet()(ctx, customerID)
 	if err != nil {
 		return Key{}, err
 	}
