@@ -287,6 +287,20 @@ type session struct {
 	csrf string
 }
 
+// staleForm is what a post without the session's CSRF token is told.
+const staleForm = "The form was stale or did not come from this console: reload the page and try again."
+
+// csrfOK reports whether a post carries the CSRF token want, in the
+// X-CSRF-Token header (the live pages' scripts) or the form's csrf field.
+func csrfOK(w http.ResponseWriter, r *http.Request, want string) bool {
+	got := r.Header.Get("X-CSRF-Token")
+	if got == "" {
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		got = r.PostFormValue("csrf")
+	}
+	return hmac.Equal([]byte(got), []byte(want))
+}
+
 // withSession resolves the session cookie into a session, or sends the
 // browser to sign in; it checks the CSRF token of every POST, and refuses
 // (403) a page the user's roles cannot use.
@@ -297,16 +311,9 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 			c.toLogin(w, r, "")
 			return
 		}
-		if r.Method == http.MethodPost {
-			got := r.Header.Get("X-CSRF-Token")
-			if got == "" {
-				r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-				got = r.PostFormValue("csrf")
-			}
-			if !hmac.Equal([]byte(got), []byte(s.csrf)) {
-				c.errorPage(w, r, s, http.StatusForbidden, "The form was stale or did not come from this console: reload the page and try again.")
-				return
-			}
+		if r.Method == http.MethodPost && !csrfOK(w, r, s.csrf) {
+			c.errorPage(w, r, s, http.StatusForbidden, staleForm)
+			return
 		}
 		if !need(s.user) {
 			c.errorPage(w, r, s, http.StatusForbidden, "Your roles do not allow this page.")
@@ -461,12 +468,9 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 // session's CSRF token, though not a session that still authenticates: a
 // user whose token expired signs out all the same.
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
-	if ck, err := r.Cookie(cookieName); err == nil && ck.Value != "" {
-		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-		if !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(csrfToken(ck.Value))) {
-			http.Error(w, "The form was stale or did not come from this console: reload the page and try again.", http.StatusForbidden)
-			return
-		}
+	if ck, err := r.Cookie(cookieName); err == nil && ck.Value != "" && !csrfOK(w, r, csrfToken(ck.Value)) {
+		http.Error(w, staleForm, http.StatusForbidden)
+		return
 	}
 	c.setCookie(w, "")
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
