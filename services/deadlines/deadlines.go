@@ -323,7 +323,7 @@ func (m *Manager) onEvent(rec eventstore.Recorded, redelivered bool) func(contex
 	switch rec.Type {
 	case "OrderPlaced":
 		return func(ctx context.Context) error {
-			if ok, err := m.still(ctx, rec, redelivered, order.StatusPlaced, order.StatusPaymentDeclined); !ok || err != nil {
+			if ok, err := m.still(ctx, rec, redelivered, kindPayment); !ok || err != nil {
 				return err
 			}
 			return m.schedule(ctx, timer{Kind: kindPayment, OrderID: rec.OrderID, Due: occurredAt(rec).Add(m.paymentTimeout), Position: rec.Position})
@@ -333,7 +333,7 @@ func (m *Manager) onEvent(rec eventstore.Recorded, redelivered bool) func(contex
 			if err := m.purge(ctx, subjSchedule+kindPayment+"."+rec.OrderID); err != nil {
 				return err
 			}
-			if ok, err := m.still(ctx, rec, redelivered, order.StatusPaid); !ok || err != nil {
+			if ok, err := m.still(ctx, rec, redelivered, kindShipping); !ok || err != nil {
 				return err
 			}
 			return m.schedule(ctx, timer{Kind: kindShipping, OrderID: rec.OrderID, Due: occurredAt(rec).Add(m.shippingSLA), Position: rec.Position})
@@ -350,15 +350,28 @@ func (m *Manager) onEvent(rec eventstore.Recorded, redelivered bool) func(contex
 	return nil
 }
 
-// still reports whether rec's order is in one of statuses: always, for an
-// event delivered the first time (see onEvent); read now for a redelivered
-// one.
-func (m *Manager) still(ctx context.Context, rec eventstore.Recorded, redelivered bool, statuses ...order.Status) (bool, error) {
+// still reports whether rec's order still calls for a deadline of kind
+// (calledFor): always, for an event delivered the first time (see
+// onEvent); read now for a redelivered one.
+func (m *Manager) still(ctx context.Context, rec eventstore.Recorded, redelivered bool, kind string) (bool, error) {
 	if !redelivered {
 		return true, nil
 	}
 	st, _, err := m.latest(ctx, rec.OrderID)
-	return slices.Contains(statuses, st.Status), err
+	return calledFor(kind, st.Status), err
+}
+
+// calledFor reports whether an order in status calls for a deadline of
+// kind: a payment timeout while it waits for a payment, a shipping SLA
+// while it is paid and not shipped.
+func calledFor(kind string, status order.Status) bool {
+	switch kind {
+	case kindPayment:
+		return status == order.StatusPlaced || status == order.StatusPaymentDeclined
+	case kindShipping:
+		return status == order.StatusPaid
+	}
+	return false
 }
 
 // occurredAt is when rec's event happened, as its metadata says, or when
@@ -423,7 +436,7 @@ func (m *Manager) enforce(ctx context.Context, s timer) (string, error) {
 	}
 	switch s.Kind {
 	case kindPayment:
-		if st.Status != order.StatusPlaced && st.Status != order.StatusPaymentDeclined {
+		if !calledFor(s.Kind, st.Status) {
 			return "ignored", nil
 		}
 		cctx := metadata.AppendToOutgoingContext(ctx, "x-actor", Actor, "x-causation-id", fmt.Sprint(s.Position))
@@ -444,7 +457,7 @@ func (m *Manager) enforce(ctx context.Context, s timer) (string, error) {
 			return "", fmt.Errorf("cancelling: %w", err)
 		}
 	case kindShipping:
-		if st.Status != order.StatusPaid {
+		if !calledFor(s.Kind, st.Status) {
 			// An earlier delivery of this firing may have written the
 			// marker and failed before taking it back (markOverdue).
 			if err := m.purge(ctx, subjOverdue+s.OrderID); err != nil {
