@@ -44,7 +44,7 @@ func TestRunClosedRecordsRequestsAcrossTheEnd(t *testing.T) {
 		t.Fatalf("recorded %d (overall %d, create %d) with errors %v; sent %d, %d of them failed",
 			rep.Completed, rep.Overall.Count, rep.Ops[Create].Count, rep.Overall.Errors, sent, failed)
 	}
-	if okCount(rep) != sent-failed || okRate(rep) != float64(sent-failed)/rep.Duration {
-		t.Fatalf("%d succeeded at %v/s over %v s; want %d at %v/s", okCount(rep), okRate(rep), rep.Duration, sent-failed, float64(sent-failed)/rep.Duration)
+	if okCount(rep) != sent-failed || rep.OKRate() != float64(sent-failed)/rep.Duration {
+		t.Fatalf("%d succeeded at %v/s over %v s; want %d at %v/s", okCount(rep), rep.OKRate(), rep.Duration, sent-failed, float64(sent-failed)/rep.Duration)
 	}
 }

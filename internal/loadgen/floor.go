@@ -270,7 +270,7 @@ func createAgainstFloors(ctx context.Context, cfg FloorConfig, p *ordersd, profi
 	if err != nil {
 		return CreatePhase{}, err
 	}
-	gf, jf := okRate(floors[0]), okRate(floors[1])
+	gf, jf := floors[0].OKRate(), floors[1].OKRate()
 	return CreatePhase{Create: create, GRPCFloor: gf, JetStreamFloor: jf, CommandFloor: commandFloor(gf, jf),
 		GRPCFloorCPU: perRequest(floors[0]), JetStreamFloorCPU: perRequest(floors[1]), Ratios: ratios}, nil
 }
@@ -352,7 +352,7 @@ func getAgainstFloor(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, 
 	if err != nil {
 		return GetPhase{}, err
 	}
-	return GetPhase{Get: get, GRPCFloor: okRate(floors[0]), GRPCFloorCPU: perRequest(floors[0]), Ratios: ratios}, nil
+	return GetPhase{Get: get, GRPCFloor: floors[0].OKRate(), GRPCFloorCPU: perRequest(floors[0]), Ratios: ratios}, nil
 }
 
 // inRounds measures op against floors in cfg.Rounds interleaved rounds
@@ -377,10 +377,10 @@ func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, 
 	for i := range cfg.Rounds {
 		round := make([]float64, len(floors))
 		for f := range floors {
-			round[f] = okRate(reps[f][i])
+			round[f] = reps[f][i].OKRate()
 		}
 		if floor := floorOf(round); floor > 0 {
-			ratios = append(ratios, okRate(ops[i])/floor)
+			ratios = append(ratios, ops[i].OKRate()/floor)
 		}
 	}
 	for f := range floors {
@@ -419,9 +419,6 @@ func interleave(ctx context.Context, rounds int, slice time.Duration, phases ...
 	return out, nil
 }
 
-// okRate is the rate of successful requests.
-func okRate(r *Report) float64 { return r.OKRate() }
-
 // OKRate is the rate of the requests that succeeded, per second of the
 // run: what a floor's ratio compares, where Throughput counts failed
 // requests too.
@@ -449,10 +446,7 @@ func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorR
 	}
 	defer g.Close()
 	admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-	if rep.Create, err = againstFloors(ctx, cfg, p, g, "create", "cpu-create", func(ctx context.Context) error {
-		_, err := settle(ctx, admin)
-		return err
-	}); err != nil {
+	if rep.Create, err = againstFloors(ctx, cfg, p, g, "create", "cpu-create", settled(admin)); err != nil {
 		return err
 	}
 	if rep.Get, err = getAgainstFloor(ctx, cfg, p, g, "cpu-get"); err != nil {
@@ -501,7 +495,7 @@ func floorOpenLoop(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, ad
 	if err != nil {
 		return err
 	}
-	rep.MixedPeak = okRate(peak)
+	rep.MixedPeak = peak.OKRate()
 	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
@@ -615,15 +609,11 @@ func floorCreateWithRoles(ctx context.Context, cfg FloorConfig, dir, roles strin
 	if strings.Contains(roles, ",") {
 		suffix = "-roles"
 	}
-	var settled func(context.Context) error
+	var after func(context.Context) error
 	if strings.Contains(roles, "query") {
-		admin := ordersv1.NewOrderAdminServiceClient(g.conn)
-		settled = func(ctx context.Context) error {
-			_, err := settle(ctx, admin)
-			return err
-		}
+		after = settled(ordersv1.NewOrderAdminServiceClient(g.conn))
 	}
-	return againstFloors(ctx, cfg, p, g, "create-"+name+suffix, "cpu-create-"+name+suffix, settled)
+	return againstFloors(ctx, cfg, p, g, "create-"+name+suffix, "cpu-create-"+name+suffix, after)
 }
 
 // Health returns a target whose every op is grpc.health.v1.Health/Check on
@@ -710,6 +700,15 @@ func fillLog(ctx context.Context, cfg FloorConfig, orders *rawbench.Log, g *GRPC
 		}
 	}
 	return before, nil
+}
+
+// settled is settle as a phase's after-step: it waits for ordersd's work
+// and keeps only the error.
+func settled(admin ordersv1.OrderAdminServiceClient) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := settle(ctx, admin)
+		return err
+	}
 }
 
 // settle waits until the work a phase left behind is done: the log has
@@ -1015,7 +1014,7 @@ func (r *FloorReport) String() string {
 		if c := cpuRatio(floorCPU, perRequest(op)); c > 0 {
 			notes = append(notes, fmt.Sprintf("CPU %.2f", c))
 		}
-		out := fmt.Sprintf("%.2f", div(okRate(op), floor))
+		out := fmt.Sprintf("%.2f", div(op.OKRate(), floor))
 		if len(notes) > 0 {
 			out += " (" + strings.Join(notes, "; ") + ")"
 		}
@@ -1031,16 +1030,19 @@ func (r *FloorReport) String() string {
 		}
 		return ""
 	}
-	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", okRate(all.Create), all.Create.Overall.P99),
+	row("CreateOrder, all roles ÷ command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms)", all.Create.OKRate(), all.Create.Overall.P99),
 		ratio(all.Create, all.CommandFloor, all.Ratios, all.commandFloorCPU()), perRequest(all.Create))
-	row("CreateOrder, ROLES=command ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(cmd.Create), cmd.Create.Overall.P99, cmd.GRPCFloor, cmd.JetStreamFloor, refCPU("; both %s", cmd.commandFloorCPU())),
-		ratio(cmd.Create, cmd.CommandFloor, cmd.Ratios, cmd.commandFloorCPU()), perRequest(cmd.Create))
+	// CreateOrder on an ordersd of those roles, against its own floors.
+	rolesRow := func(roles string, ph CreatePhase) {
+		row("CreateOrder, ROLES="+roles+" ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", ph.Create.OKRate(), ph.Create.Overall.P99, ph.GRPCFloor, ph.JetStreamFloor, refCPU("; both %s", ph.commandFloorCPU())),
+			ratio(ph.Create, ph.CommandFloor, ph.Ratios, ph.commandFloorCPU()), perRequest(ph.Create))
+	}
+	rolesRow("command", cmd)
 	if q := r.QueryCreate; q != nil {
-		row("CreateOrder, ROLES=command,query ÷ its command floor", fmt.Sprintf("%.0f/s (p99 %.1f ms; floors %.0f/s gRPC, %.0f/s JetStream%s)", okRate(q.Create), q.Create.Overall.P99, q.GRPCFloor, q.JetStreamFloor, refCPU("; both %s", q.commandFloorCPU())),
-			ratio(q.Create, q.CommandFloor, q.Ratios, q.commandFloorCPU()), perRequest(q.Create))
+		rolesRow("command,query", *q)
 	}
 	getRow := func(measure string, ph GetPhase) {
-		row(measure, fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", okRate(ph.Get), ph.Get.Overall.P99, ph.GRPCFloor, refCPU(", %s", ph.GRPCFloorCPU)),
+		row(measure, fmt.Sprintf("%.0f/s (p99 %.1f ms; gRPC floor beside it %.0f/s%s)", ph.Get.OKRate(), ph.Get.Overall.P99, ph.GRPCFloor, refCPU(", %s", ph.GRPCFloorCPU)),
 			ratio(ph.Get, ph.GRPCFloor, ph.Ratios, ph.GRPCFloorCPU), perRequest(ph.Get))
 	}
 	getRow("GetOrder ÷ gRPC floor", r.Get)

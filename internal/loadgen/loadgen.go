@@ -363,7 +363,7 @@ func RunClosed(ctx context.Context, name string, t Target, clients int, d time.D
 				// end of the run cuts none off: one that ends after it,
 				// failed or not, is recorded like any other, or the
 				// failures at the end would go missing. Rates count the
-				// successes alone (okRate).
+				// successes alone (OKRate).
 				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 				t0 := time.Now()
 				class := t.Do(rctx, op, rng)

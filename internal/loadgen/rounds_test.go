@@ -250,7 +250,7 @@ func TestCreateAgainstFloorsWithKnownRates(t *testing.T) {
 	if ph.GRPCFloor != 150 || ph.JetStreamFloor != 200 || math.Abs(ph.CommandFloor-600.0/7) > 1e-9 {
 		t.Fatalf("floors %v/s gRPC, %v/s JetStream, command floor %v/s; want 150, 200, %v", ph.GRPCFloor, ph.JetStreamFloor, ph.CommandFloor, 600.0/7)
 	}
-	if ph.Create.Completed != 100 || okRate(ph.Create) != 50 {
+	if ph.Create.Completed != 100 || ph.Create.OKRate() != 50 {
 		t.Fatalf("CreateOrder: %d in %v s, want 100 in 2 s", ph.Create.Completed, ph.Create.Duration)
 	}
 }
