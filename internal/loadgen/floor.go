@@ -979,6 +979,9 @@ func (r *FloorReport) Markdown() string {
 		start.Format(time.DateOnly), start.Format("15:04"), r.Machine.Ordersd.shortRevision(), r.Machine, r.Command, r)
 }
 
+// mib is n bytes in MiB.
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
 // String renders the report as the table of measures, each ratio taken
 // from this one run.
 func (r *FloorReport) String() string {
@@ -992,7 +995,6 @@ func (r *FloorReport) String() string {
 		}
 		return a / b
 	}
-	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
 	rounds := ""
 	if r.Rounds > 1 {
 		rounds = fmt.Sprintf("; CreateOrder and GetOrder in %d rounds interleaved with their floors", r.Rounds)
