@@ -688,8 +688,10 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 	return m.giveUp(ctx, j, lastErr)
 }
 
-// giveUp parks a job that used up its attempts; lastErr is why the last
-// attempt failed.
+// giveUp parks a job that used up its attempts, or at once one whose money
+// only a person can set right (errSettleByHand); lastErr is why the last
+// attempt failed. Either way the parked job counts its attempts as all
+// spent: none is left to it without an operator's retry.
 func (m *Manager) giveUp(ctx context.Context, j *job, lastErr error) result {
 	j.Attempts = m.maxAttempts
 	if lastErr != nil {
