@@ -110,7 +110,7 @@ func (c *Console) ordersPage(w http.ResponseWriter, r *http.Request, s *session)
 		c.fail(w, r, s, err)
 		return
 	}
-	d.Orders, d.Position = res.GetOrders(), res.GetPosition()
+	d.Position = res.GetPosition()
 	filter := d.page(q, req, res)
 	if req.PageToken != "" {
 		filter.Set("page", req.PageToken)
