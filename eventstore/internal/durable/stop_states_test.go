@@ -15,6 +15,9 @@ type stoppableConsumer struct {
 	deliver   jetstream.MessageHandler
 	cc        *running
 	consuming chan struct{}
+	// asked gets a value when the subscription asks whether the consumer
+	// still exists (Info): how it reacts to the stop.
+	asked chan struct{}
 }
 
 func (c *stoppableConsumer) Consume(h jetstream.MessageHandler, _ ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
@@ -25,6 +28,10 @@ func (c *stoppableConsumer) Consume(h jetstream.MessageHandler, _ ...jetstream.P
 }
 
 func (c *stoppableConsumer) Info(context.Context) (*jetstream.ConsumerInfo, error) {
+	select {
+	case c.asked <- struct{}{}:
+	default:
+	}
 	return &jetstream.ConsumerInfo{}, nil
 }
 
@@ -40,10 +47,10 @@ func (f stoppableJS) CreateOrUpdateConsumer(context.Context, string, jetstream.C
 // "until ctx ends (it then returns nil)": ctx ends while a handler runs,
 // and the pulls Consume now keeps up meanwhile stop on their own (the
 // connection closed, or the consumer deleted, during the drain). Consume
-// returned ErrStopped for a ctx that had ended first, and skipped the
-// unpin.
+// returned ErrStopped for a ctx that had ended first (and, pinned, skipped
+// the unpin, which this test has no group to show).
 func TestEndedCtxReturnsNilEvenIfPullsStopDuringDrain(t *testing.T) {
-	cons := &stoppableConsumer{consuming: make(chan struct{})}
+	cons := &stoppableConsumer{consuming: make(chan struct{}), asked: make(chan struct{}, 1)}
 	busy, release := make(chan struct{}), make(chan struct{})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -59,6 +66,9 @@ func TestEndedCtxReturnsNilEvenIfPullsStopDuringDrain(t *testing.T) {
 	<-busy
 	cancel()
 	cons.cc.Stop()
+	// The handler is released only once the subscription has seen the
+	// stop, so it sees it during the drain.
+	<-cons.asked
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatalf("ctx ended first, Consume returned %v, want nil", err)
