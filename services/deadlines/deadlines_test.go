@@ -196,10 +196,17 @@ func (e *env) place(t *testing.T, customer string) string {
 
 func (e *env) pay(t *testing.T, id string) {
 	t.Helper()
-	if _, err := e.cmd.RecordPayment(t.Context(), &ordersv1.RecordPaymentRequest{RequestId: fmt.Sprint("pay-", seq.Add(1)), OrderId: id,
-		Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "psp-1", Amount: 500}); err != nil {
+	if err := e.recordPayment(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// recordPayment records an authorised payment of the order, from any
+// goroutine.
+func (e *env) recordPayment(ctx context.Context, id string) error {
+	_, err := e.cmd.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: fmt.Sprint("pay-", seq.Add(1)), OrderId: id,
+		Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "psp-1", Amount: 500})
+	return err
 }
 
 // events returns the order's history as recorded.
