@@ -48,7 +48,7 @@ func TestVisibleRateOverTheRunsTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = g.Close() })
-	cfg := loadgen.Config{Rate: 2000, Concurrency: 1, Duration: 300 * time.Millisecond, Mix: loadgen.Mix{loadgen.Create: 1}}
+	cfg := loadgen.Config{Rate: 10000, Concurrency: 1, Duration: 100 * time.Millisecond, Mix: loadgen.Mix{loadgen.Create: 1}}
 	var ran *loadgen.Report
 	run := func(name string, tg loadgen.Target) *loadgen.Report {
 		rep, err := loadgen.Run(t.Context(), name, tg, cfg)
@@ -59,6 +59,9 @@ func TestVisibleRateOverTheRunsTime(t *testing.T) {
 		return rep
 	}
 	vis := visible(g.Visibility(), cfg, run)
+	if ran.Duration < 2*cfg.Duration.Seconds() {
+		t.Fatalf("the run took %.3f s, not clearly longer than its %v: nothing tells the two rates apart", ran.Duration, cfg.Duration)
+	}
 	if ran.Completed == 0 || vis.Completed != ran.Completed {
 		t.Fatalf("%d creates, %d reads timed", ran.Completed, vis.Completed)
 	}
