@@ -47,3 +47,6 @@ func Trail(s *Store, orderID string) []uint64 {
 	e, _ := s.versions.get(orderID)
 	return slices.Clone(e.trail)
 }
+
+// MaxVersionsKept bounds the version cache (maxVersionsKept).
+const MaxVersionsKept = maxVersionsKept

@@ -60,24 +60,18 @@ func laggingReplicaStore(t *testing.T, srv interface{ ClientURL() string }) (*ev
 // ErrConflict, for a change that had landed.
 func TestBatchRetryWithALaggingReplicaIsItsOriginal(t *testing.T) {
 	e := newEnv(t)
-	ctx := t.Context()
 	retrier, lag := laggingReplicaStore(t, e.srv)
 	batch := func(rid string) []eventstore.EventData {
 		return []eventstore.EventData{estest.Event("A", "1", rid), estest.Event("B", "2", rid)}
 	}
 	// Control: with a current replica the retry is the duplicate.
 	orig := estest.MustAppend(t, e.store, "ctl", 0, batch("r-ctl")...)
-	if res, err := retrier.Append(ctx, "ctl", 0, batch("r-ctl")); err != nil || !res.Duplicate || res.Position != orig.Position || res.Version != orig.Version {
-		t.Fatalf("control retry = %+v, %v; want duplicate of %+v", res, err, orig)
-	}
+	estest.WantDuplicate(t, retrier, "ctl", 0, orig, batch("r-ctl")...)
 
 	orig = estest.MustAppend(t, e.store, "o", 0, batch("r-1")...)
 	lag.lag.Store(true)
-	res, err := retrier.Append(ctx, "o", 0, batch("r-1"))
+	estest.WantDuplicate(t, retrier, "o", 0, orig, batch("r-1")...)
 	lag.lag.Store(false)
-	if err != nil || !res.Duplicate || res.Position != orig.Position || res.Version != orig.Version {
-		t.Fatalf("retry with a lagging replica = %+v, %v; want duplicate of %+v", res, err, orig)
-	}
 }
 
 // A retry of one event of a request, while the replica lags, is answered
@@ -94,11 +88,8 @@ func TestRetryOfPartOfARequestIsItsOriginalsLastEvent(t *testing.T) {
 		t.Fatalf("LoadLatest = %d, %v", len(recs), err)
 	}
 	lag.lag.Store(true)
-	res, err := retrier.Append(ctx, "p", 3, evs[:1])
+	estest.WantDuplicate(t, retrier, "p", 3, orig, evs[:1]...)
 	lag.lag.Store(false)
-	if err != nil || !res.Duplicate || res.Position != orig.Position || res.Version != orig.Version {
-		t.Fatalf("retry of one event of a batch request, replica lagging = %+v, %v; want duplicate of %+v", res, err, orig)
-	}
 }
 
 // The version cache forgets no order among the last half of
@@ -118,7 +109,7 @@ func TestVersionCacheKeepsWhatItSawWhenFull(t *testing.T) {
 	if _, err := e.store.LoadLatest(ctx, "o-1"); !errors.Is(err, eventstore.ErrUnavailable) {
 		t.Fatalf("control: %v, want ErrUnavailable", err)
 	}
-	for i := range 1<<15 - 1 {
+	for i := range eventstore.MaxVersionsKept/2 - 1 {
 		eventstore.Remember(e.store, fmt.Sprintf("f-%d", i), 1, 1)
 	}
 	// One more ordinary append, to another order.

@@ -272,9 +272,10 @@ func testConcurrentWriters(t *testing.T, s Store) {
 	}
 }
 
-// wantDuplicate appends evs as a retry and fails t unless the store
-// answers with the original result and writes nothing.
-func wantDuplicate(t *testing.T, s Store, orderID string, rev uint64, orig eventstore.AppendResult, evs ...eventstore.EventData) {
+// WantDuplicate appends evs to orderID at revision rev as a retry and
+// fails t unless the store answers with orig, the original's result, and
+// writes nothing (its head does not move).
+func WantDuplicate(t *testing.T, s Store, orderID string, rev uint64, orig eventstore.AppendResult, evs ...eventstore.EventData) {
 	t.Helper()
 	head, _ := s.Head(t.Context())
 	res, err := s.Append(t.Context(), orderID, rev, evs)
@@ -290,7 +291,7 @@ func testDuplicates(t *testing.T, s Store) {
 	t.Run("single event, same revision", func(t *testing.T) {
 		orig := MustAppend(t, s, "single", 0, Event("OrderCreated", "x", "r1"))
 		for range 3 {
-			wantDuplicate(t, s, "single", 0, orig, Event("OrderCreated", "x", "r1"))
+			WantDuplicate(t, s, "single", 0, orig, Event("OrderCreated", "x", "r1"))
 		}
 		if n := len(MustLoad(t, s, "single")); n != 1 {
 			t.Fatalf("order has %d events, want 1", n)
@@ -299,14 +300,14 @@ func testDuplicates(t *testing.T, s Store) {
 	t.Run("single event, after other events", func(t *testing.T) {
 		orig := MustAppend(t, s, "later", 0, Event("OrderCreated", "", "r2"))
 		MustAppend(t, s, "later", 1, Event("ItemAdded", "", "r3"))
-		wantDuplicate(t, s, "later", 0, orig, Event("OrderCreated", "", "r2"))
+		WantDuplicate(t, s, "later", 0, orig, Event("OrderCreated", "", "r2"))
 	})
 	t.Run("batch, same revision and after other events", func(t *testing.T) {
 		evs := []eventstore.EventData{Event("A", "1", "b1"), Event("B", "2", "b1"), Event("C", "3", "b1")}
 		orig := MustAppend(t, s, "batch", 0, evs...)
-		wantDuplicate(t, s, "batch", 0, orig, evs...)
+		WantDuplicate(t, s, "batch", 0, orig, evs...)
 		MustAppend(t, s, "batch", 3, Event("D", "", "b2"))
-		wantDuplicate(t, s, "batch", 0, orig, evs...)
+		WantDuplicate(t, s, "batch", 0, orig, evs...)
 		if n := len(MustLoad(t, s, "batch")); n != 4 {
 			t.Fatalf("order has %d events, want 4", n)
 		}
@@ -317,8 +318,8 @@ func testDuplicates(t *testing.T, s Store) {
 	t.Run("one event of a batch request", func(t *testing.T) {
 		evs := []eventstore.EventData{Event("A", "1", "b3"), Event("B", "2", "b3"), Event("C", "3", "b3")}
 		orig := MustAppend(t, s, "part", 0, evs...)
-		wantDuplicate(t, s, "part", 0, orig, evs[0])
-		wantDuplicate(t, s, "part", 3, orig, evs[0])
+		WantDuplicate(t, s, "part", 0, orig, evs[0])
+		WantDuplicate(t, s, "part", 3, orig, evs[0])
 	})
 	// A retry whose expected revision already counts the original, as
 	// after its caller reloaded the order following an answer that never
@@ -326,11 +327,11 @@ func testDuplicates(t *testing.T, s Store) {
 	t.Run("revision already counting the original", func(t *testing.T) {
 		evs := []eventstore.EventData{Event("A", "1", "b4"), Event("B", "2", "b4")}
 		orig := MustAppend(t, s, "counted", 0, evs...)
-		wantDuplicate(t, s, "counted", 2, orig, evs...)
+		WantDuplicate(t, s, "counted", 2, orig, evs...)
 		single := MustAppend(t, s, "counted-one", 0, Event("OrderCreated", "", "r5"))
 		MustAppend(t, s, "counted-one", 1, Event("ItemAdded", "", "r6"))
-		wantDuplicate(t, s, "counted-one", 1, single, Event("OrderCreated", "", "r5"))
-		wantDuplicate(t, s, "counted-one", 2, single, Event("OrderCreated", "", "r5"))
+		WantDuplicate(t, s, "counted-one", 1, single, Event("OrderCreated", "", "r5"))
+		WantDuplicate(t, s, "counted-one", 2, single, Event("OrderCreated", "", "r5"))
 		if n := len(MustLoad(t, s, "counted-one")); n != 2 {
 			t.Fatalf("order has %d events, want 2", n)
 		}
@@ -344,7 +345,7 @@ func testDuplicates(t *testing.T, s Store) {
 		orig := MustAppend(t, s, "content", 0, first)
 		other := Event("OrderCreated", "second", "r4")
 		other.Meta.RequestFingerprint = "fp-second"
-		wantDuplicate(t, s, "content", 0, orig, other)
+		WantDuplicate(t, s, "content", 0, orig, other)
 		recs := MustLoad(t, s, "content")
 		if len(recs) != 1 || string(recs[0].Data) != "first" || recs[0].Meta.RequestFingerprint != "fp-first" {
 			t.Fatalf("order holds %+v, want only the first request's event", recs)
