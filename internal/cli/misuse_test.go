@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// placedOrderOf27 creates and places an order of 27.00 EUR and returns its id.
+// placedOrderOf27 creates and places the order id, of 27.00 EUR.
 func placedOrderOf27(t *testing.T, g, id string) {
 	t.Helper()
 	ok(t, run(t, g, "orders", "create", "--order-id", id, "--customer", "c", "--currency", "EUR", "--item", "BOOK-1:2:13.50",
