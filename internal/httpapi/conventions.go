@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -37,7 +38,11 @@ type requestConventions struct {
 	// contention, 409, not a failed precondition, 412).
 	ifMatchApplied bool
 	minPosition    uint64 // raises consistency.min_position
-	query          url.Values
+	// lastEventID is the Last-Event-ID header as sent: a watch resumes
+	// after it (from_position), whatever its answer's media type; it is
+	// parsed only where a watch takes it, so no other route refuses it.
+	lastEventID string
+	query       url.Values
 	// bodyOnly: the request's method carries a body (POST, PUT, PATCH),
 	// and every such route maps the whole body (body: "*"), so
 	// grpc-gateway reads no query parameter for it.
@@ -129,7 +134,7 @@ func readConventions(r *http.Request) (*requestConventions, error) {
 
 // parseConventions reads Idempotency-Key, If-Match and X-Min-Position.
 func parseConventions(h http.Header) (*requestConventions, error) {
-	c := &requestConventions{idempotencyKey: h.Get("Idempotency-Key")}
+	c := &requestConventions{idempotencyKey: h.Get("Idempotency-Key"), lastEventID: h.Get("Last-Event-ID")}
 	if len(h.Values("Idempotency-Key")) > 1 {
 		return nil, invalid("Idempotency-Key", "must be given once")
 	}
@@ -313,6 +318,26 @@ func (c *requestConventions) apply(m protoreflect.Message) error {
 			}
 		}
 	}
+	return c.applyLastEventID(m)
+}
+
+// applyLastEventID sets a watch's from_position to Last-Event-ID, over
+// any the query gave: the last event the client saw, to resume after. A
+// StreamEvents from_position is inclusive, and takes no Last-Event-ID.
+func (c *requestConventions) applyLastEventID(m protoreflect.Message) error {
+	if c.lastEventID == "" {
+		return nil
+	}
+	switch m.Interface().(type) {
+	case *ordersv1.WatchOrderRequest, *ordersv1.WatchOrdersRequest:
+	default:
+		return nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(c.lastEventID), 10, 64)
+	if err != nil {
+		return invalid("Last-Event-ID", "must be a log position (a non-negative integer)")
+	}
+	m.Set(m.Descriptor().Fields().ByName("from_position"), protoreflect.ValueOfUint64(n))
 	return nil
 }
 

@@ -29,11 +29,12 @@
 // text/event-stream: one event per message, whose id is the message's log
 // position and whose data is its JSON; a ": heartbeat" comment while idle
 // (WithHeartbeat, DefaultHeartbeat); and, when the stream fails after it
-// started, a last "error" event whose data is the status JSON. The
-// Last-Event-ID header (sent by a reconnecting EventSource) fills
-// from_position. An error before the stream starts answers its HTTP status
-// and status JSON, as any route does. Without that Accept they answer
-// newline-delimited JSON like the other streams. Either way the path's
+// started, a last "error" event whose data is the status JSON. An error
+// before the stream starts answers its HTTP status and status JSON, as any
+// route does. Without that Accept they answer newline-delimited JSON like
+// the other streams. Either way the Last-Event-ID header (sent by a
+// reconnecting EventSource) fills from_position, with the request
+// conventions below. Either way the path's
 // order_id wins over an orderId query parameter, as on every route.
 //
 // # HTTP conventions

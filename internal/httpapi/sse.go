@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // DefaultHeartbeat is how often an idle Server-Sent Events stream gets a
@@ -78,13 +76,6 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// an order id holding '/' arrives as %2F, within its one segment.
 	p := r.URL.EscapedPath()
 	if !wantsEventStream(r) {
-		if r.Method == http.MethodGet && (p == watchList || strings.HasPrefix(p, watchPrefix) && strings.HasSuffix(p, watchVerb)) {
-			var err error
-			if r, err = lastEventIDInQuery(r); err != nil {
-				writeStatus(w, http.StatusBadRequest, err)
-				return
-			}
-		}
 		s.next.ServeHTTP(w, r)
 		return
 	}
@@ -109,33 +100,6 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.next.ServeHTTP(w, r)
 	}
-}
-
-// lastEventIDInQuery returns r with its Last-Event-ID, if it has one, as
-// the fromPosition query parameter, which it overrides as it does on the
-// Server-Sent Events branch: the contract says the header fills
-// fromPosition whatever the client accepts, and a newline-delimited JSON
-// client resuming with it was sent the current state again instead of
-// what it missed. A Last-Event-ID that is no position is refused (400); a
-// query that does not parse is left to the gateway, which refuses it.
-func lastEventIDInQuery(r *http.Request) (*http.Request, error) {
-	v := r.Header.Get("Last-Event-ID")
-	if v == "" {
-		return r, nil
-	}
-	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-	if err != nil {
-		return nil, invalid("Last-Event-ID", "must be a log position (a non-negative integer)")
-	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return r, nil
-	}
-	q.Del("from_position")
-	q.Set("fromPosition", strconv.FormatUint(n, 10))
-	r = r.Clone(r.Context())
-	r.URL.RawQuery = q.Encode()
-	return r, nil
 }
 
 // The fields each watch route takes from its path, which no query
@@ -224,19 +188,7 @@ func fillWatchRequest(r *http.Request, req fromPositioned, pathFields *utilities
 	if err := runtime.PopulateQueryParameters(req, conv.query, pathFields); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	if err := conv.apply(req.ProtoReflect()); err != nil {
-		return err
-	}
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			return invalid("Last-Event-ID", "must be a log position (a non-negative integer)")
-		}
-		// The last event the client saw: resume after it.
-		fd := req.ProtoReflect().Descriptor().Fields().ByName("from_position")
-		req.ProtoReflect().Set(fd, protoreflect.ValueOfUint64(n))
-	}
-	return nil
+	return conv.apply(req.ProtoReflect())
 }
 
 // openWatch opens the watch and waits for its headers, so that a watch the

@@ -74,3 +74,22 @@ func TestNDJSONWatchHonoursLastEventID(t *testing.T) {
 		t.Errorf("NDJSON watch with Last-Event-ID %d: first line %s; want the first change after it (ItemAdded at %d), not the current state", c.GetPosition(), line, want[0])
 	}
 }
+
+// Last-Event-ID fills a watch's from_position and nothing else: a
+// malformed one is refused on the newline-delimited JSON watch (400), as
+// on the Server-Sent Events branch, and a route without a watch's
+// from_position does not read it.
+func TestLastEventIDIsReadByWatchesOnly(t *testing.T) {
+	e := start(t)
+	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "nd-bad-resume", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.GetOrder().GetOrderId()
+	if code, _, body := openGet(t, e, "/v1/orders/"+id+":watch", "Last-Event-ID", "x"); code != http.StatusBadRequest {
+		t.Errorf("NDJSON watch with Last-Event-ID x: %d %s, want 400", code, body)
+	}
+	if code, _, body := openGet(t, e, "/v1/orders/"+id, "Last-Event-ID", "x"); code != http.StatusOK {
+		t.Errorf("GET of the order with Last-Event-ID x: %d %s, want 200", code, body)
+	}
+}
