@@ -38,6 +38,7 @@ type store interface {
 	command.Store
 	projections.Log
 	Read(ctx context.Context, from uint64) iter.Seq2[eventstore.Recorded, error]
+	LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error)
 }
 
 type env struct {

@@ -31,6 +31,8 @@ const DefaultWatchBuffer = 256
 // replica's may, would leave a gap the watcher never learns of.
 type History interface {
 	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	// LoadLatestAfter is LoadLatest of the events after afterPosition.
+	LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error)
 }
 
 // Option configures a Service. An option given a value it does not accept
@@ -217,12 +219,16 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 			return rpcerr.ToStatus(ctx, s.log, err)
 		}
 		// An erasure of its customer changes the order too, at the
-		// CustomerForgotten's position on the customers' subject.
-		forgets, err := s.history.LoadLatest(ctx, order.CustomersSubjectID)
-		if err != nil {
-			return rpcerr.ToStatus(ctx, s.log, err)
+		// CustomerForgotten's position on the customers' subject: one
+		// after the order's creation (an earlier one changes nothing of
+		// it), not every erasure the log holds.
+		if len(recs) > 0 {
+			forgets, err := s.history.LoadLatestAfter(ctx, order.CustomersSubjectID, recs[0].Position)
+			if err != nil {
+				return rpcerr.ToStatus(ctx, s.log, err)
+			}
+			recs = mergeByPosition(recs, forgets)
 		}
-		recs = mergeByPosition(recs, forgets)
 		changes, err := projections.HistoryChanges(ctx, s.keys, recs)
 		if err != nil {
 			return rpcerr.ToStatus(ctx, s.log, err)
