@@ -1,13 +1,10 @@
 package httpapi_test
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
 	"testing"
-	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 )
@@ -46,19 +43,10 @@ func TestNDJSONWatchHonoursLastEventID(t *testing.T) {
 	}
 	id := c.GetOrder().GetOrderId()
 	last := e.addItems(t, id, 0, 2)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/v1/orders/"+id+":watch", nil)
-	req.Header.Set("Last-Event-ID", strconv.FormatUint(c.GetPosition(), 10))
-	req.Header.Set("X-Min-Position", strconv.FormatUint(last, 10))
-	res, err := e.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	line, err := bufio.NewReader(res.Body).ReadString('\n')
-	if err != nil {
-		t.Fatalf("HTTP %d: %v", res.StatusCode, err)
+	code, _, line := openGet(t, e, "/v1/orders/"+id+":watch",
+		"Last-Event-ID", strconv.FormatUint(c.GetPosition(), 10), "X-Min-Position", strconv.FormatUint(last, 10))
+	if code != http.StatusOK {
+		t.Fatalf("HTTP %d: %s", code, line)
 	}
 	var m struct {
 		Result struct {
@@ -89,7 +77,7 @@ func TestLastEventIDIsReadByWatchesOnly(t *testing.T) {
 	if code, _, body := openGet(t, e, "/v1/orders/"+id+":watch", "Last-Event-ID", "x"); code != http.StatusBadRequest {
 		t.Errorf("NDJSON watch with Last-Event-ID x: %d %s, want 400", code, body)
 	}
-	if code, _, body := openGet(t, e, "/v1/orders/"+id, "Last-Event-ID", "x"); code != http.StatusOK {
+	if code, _, body := openGet(t, e, "/v1/orders/"+id, "Last-Event-ID", "x", "X-Min-Position", strconv.FormatUint(c.GetPosition(), 10)); code != http.StatusOK {
 		t.Errorf("GET of the order with Last-Event-ID x: %d %s, want 200", code, body)
 	}
 }
