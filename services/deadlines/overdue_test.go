@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/schedule"
 	"github.com/orderstream/orderstream/services/deadlines"
@@ -77,20 +78,9 @@ func (w *shipBeforeOverdue) Purge(ctx context.Context, subjects ...string) error
 // delivered to it, none being left to deliver.
 func firingsSettled(t *testing.T, e *env) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := e.js.Consumer(t.Context(), deadlines.StreamName, deadlines.FiredConsumer); err == nil {
-			info, err := c.Info(t.Context())
-			if err == nil && info.Delivered.Consumer > 0 && info.AckFloor.Consumer == info.Delivered.Consumer &&
-				info.NumAckPending == 0 && info.NumPending == 0 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the firings were never all acknowledged")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	consumerReaches(t, e, deadlines.StreamName, deadlines.FiredConsumer, "the firings were never all acknowledged", func(info *jetstream.ConsumerInfo) bool {
+		return info.Delivered.Consumer > 0 && info.AckFloor.Consumer == info.Delivered.Consumer && info.NumAckPending == 0 && info.NumPending == 0
+	})
 }
 
 // noOverdue checks what the operator sees: no overdue shipment listed for

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/schedule"
 	"github.com/orderstream/orderstream/services/deadlines"
@@ -34,34 +35,33 @@ func (w *failFirstSchedule) Schedule(ctx context.Context, subject, target string
 // logSettled waits until the log follower has acknowledged every event.
 func logSettled(t *testing.T, e *env) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := e.js.Consumer(t.Context(), e.store.Load().StreamName(), deadlines.LogConsumer); err == nil {
-			info, err := c.Info(t.Context())
-			if err == nil && info.Delivered.Consumer > 0 && info.NumAckPending == 0 && info.NumPending == 0 && info.NumRedelivered == 0 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the log follower never settled")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	consumerReaches(t, e, e.store.Load().StreamName(), deadlines.LogConsumer, "the log follower never settled", func(info *jetstream.ConsumerInfo) bool {
+		return info.Delivered.Consumer > 0 && info.NumAckPending == 0 && info.NumPending == 0 && info.NumRedelivered == 0
+	})
 }
 
 // logDelivered waits until the log follower was handed every event of the
 // log (acknowledged or not).
 func logDelivered(t *testing.T, e *env) {
 	t.Helper()
+	consumerReaches(t, e, e.store.Load().StreamName(), deadlines.LogConsumer, "the log follower was never handed every event", func(info *jetstream.ConsumerInfo) bool {
+		return info.NumPending == 0
+	})
+}
+
+// consumerReaches polls the consumer name of stream until its info
+// satisfies ok, and fails t with failure after 30 s.
+func consumerReaches(t *testing.T, e *env, stream, name, failure string, ok func(*jetstream.ConsumerInfo) bool) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if c, err := e.js.Consumer(t.Context(), e.store.Load().StreamName(), deadlines.LogConsumer); err == nil {
-			if info, err := c.Info(t.Context()); err == nil && info.NumPending == 0 {
+		if c, err := e.js.Consumer(t.Context(), stream, name); err == nil {
+			if info, err := c.Info(t.Context()); err == nil && ok(info) {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the log follower was never handed every event")
+			t.Fatal(failure)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
