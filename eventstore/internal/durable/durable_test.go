@@ -23,12 +23,16 @@ func (f fakeJS) CreateOrUpdateConsumer(context.Context, string, jetstream.Consum
 
 // fakeConsumer keeps the delivery callback Consume is given, so the test
 // can call it when the client would. With consuming set, the consume
-// context runs until stopped and consuming is closed once deliver is set;
-// without, it has already closed.
+// context (cc) runs until stopped (the test may stop it, as the client
+// stopping on its own) and consuming is closed once deliver is set;
+// without, it has already closed. The server says the consumer still
+// exists (Info), and asked, when set, gets a value each time it is asked.
 type fakeConsumer struct {
 	jetstream.Consumer
 	deliver   jetstream.MessageHandler
 	consuming chan struct{}
+	cc        *running
+	asked     chan struct{}
 }
 
 func (c *fakeConsumer) Consume(h jetstream.MessageHandler, _ ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
@@ -36,8 +40,17 @@ func (c *fakeConsumer) Consume(h jetstream.MessageHandler, _ ...jetstream.PullCo
 	if c.consuming == nil {
 		return stopped{}, nil
 	}
+	c.cc = &running{done: make(chan struct{})}
 	close(c.consuming)
-	return &running{done: make(chan struct{})}, nil
+	return c.cc, nil
+}
+
+func (c *fakeConsumer) Info(context.Context) (*jetstream.ConsumerInfo, error) {
+	select {
+	case c.asked <- struct{}{}:
+	default:
+	}
+	return &jetstream.ConsumerInfo{}, nil
 }
 
 // running is a consume context that runs until stopped.
