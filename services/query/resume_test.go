@@ -48,8 +48,7 @@ func TestWatchOrderResumedThroughTheLogGetsTheErasure(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	e := startWithKeys(t, 2)
-	secret := &ordersv1.Address{Name: "Ada", Line1: "1 Secret Rd", City: "X", Country: "GB"}
-	c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "o-r2", CustomerId: "c-r2", Currency: "EUR", ShippingAddress: secret})
+	c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "o-r2", CustomerId: "c-r2", Currency: "EUR", ShippingAddress: addr()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +97,7 @@ func TestWatchOrdersFromAListPositionAheadOfTheFeed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	e := startWithKeys(t, 0)
-	secret := &ordersv1.Address{Name: "Ada", Line1: "1 Secret Rd", City: "X", Country: "GB"}
-	c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "o-one", CustomerId: "c-one", Currency: "EUR", ShippingAddress: secret})
+	c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "o-one", CustomerId: "c-one", Currency: "EUR", ShippingAddress: addr()})
 	if err != nil {
 		t.Fatal(err)
 	}
