@@ -48,6 +48,8 @@ func statusFor(st *status.Status, ifMatch bool) int {
 
 type errorHandlers struct {
 	log *slog.Logger
+	// routes name the methods a 405 allows (nil: no Allow header).
+	routes routes
 }
 
 // http answers a failed unary call, or a decoding error, in grpc-gateway's
@@ -84,6 +86,9 @@ func (e errorHandlers) routing(ctx context.Context, mux *runtime.ServeMux, m run
 		st = status.New(codes.NotFound, "no such route")
 	case http.StatusMethodNotAllowed:
 		st = status.New(codes.Unimplemented, "method not allowed on this route")
+		if ms := e.routes.allow(r.URL.EscapedPath()); len(ms) > 0 {
+			w.Header().Set("Allow", strings.Join(ms, ", "))
+		}
 	default:
 		st = status.New(codes.InvalidArgument, http.StatusText(httpStatus))
 	}

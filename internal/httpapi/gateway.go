@@ -99,7 +99,7 @@
 // internal text (addresses, paths, driver errors) reaches a client; the
 // original is logged. An
 // unknown path is 404 and a known path with the wrong method 405, both in
-// the same shape.
+// the same shape; a 405 names the path's methods in its Allow header.
 //
 // # Other endpoints
 //
@@ -309,7 +309,11 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 			return nil, err
 		}
 	}
-	errs := errorHandlers{log: cfg.log}
+	rs, err := routesOf(openapi.Spec)
+	if err != nil {
+		return nil, err
+	}
+	errs := errorHandlers{log: cfg.log, routes: rs}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &jsonMarshaler{JSONPb: runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},

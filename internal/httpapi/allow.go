@@ -1,0 +1,101 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// routes are the REST API's route templates with the methods each answers,
+// read from the API's OpenAPI document, which is generated from the same
+// HTTP rules the gateway registers. They exist to answer a 405 with the
+// Allow header HTTP requires of it: grpc-gateway knows a path has other
+// methods, but does not say which.
+type routes []route
+
+type route struct {
+	segs    []string // "v1", "orders", "{orderId}"
+	verb    string   // "place" of "{orderId}:place"; "" for none
+	methods []string
+}
+
+// methodNames are the OpenAPI operation keys that are HTTP methods.
+var methodNames = map[string]string{
+	"get": http.MethodGet, "post": http.MethodPost, "put": http.MethodPut,
+	"patch": http.MethodPatch, "delete": http.MethodDelete,
+}
+
+// routesOf reads the /v1 routes of an OpenAPI document. It fails on a
+// document that is not JSON with a paths object.
+func routesOf(spec []byte) (routes, error) {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(spec, &doc); err != nil {
+		return nil, fmt.Errorf("gateway: read the OpenAPI document's paths: %w", err)
+	}
+	if doc.Paths == nil {
+		return nil, fmt.Errorf("gateway: the OpenAPI document has no paths")
+	}
+	var rs routes
+	for p, ops := range doc.Paths {
+		if !strings.HasPrefix(p, "/v1/") {
+			continue
+		}
+		r := route{segs: strings.Split(strings.TrimPrefix(p, "/"), "/")}
+		last := r.segs[len(r.segs)-1]
+		if i := strings.LastIndex(last, ":"); i > 0 {
+			r.segs[len(r.segs)-1], r.verb = last[:i], last[i+1:]
+		}
+		for k := range ops {
+			if m, ok := methodNames[k]; ok {
+				r.methods = append(r.methods, m)
+			}
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
+
+// allow lists the methods the routes answer on the escaped path, sorted,
+// matching as grpc-gateway does: a variable is one non-empty segment, and
+// a route with a verb takes it off the last segment, while one without
+// keeps the last segment whole (so "/v1/orders/x:place" is also order
+// "x:place" to GET).
+func (rs routes) allow(path string) []string {
+	comps := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	var ms []string
+	for _, r := range rs {
+		if r.match(comps) {
+			ms = append(ms, r.methods...)
+		}
+	}
+	slices.Sort(ms)
+	return slices.Compact(ms)
+}
+
+func (r route) match(comps []string) bool {
+	if len(comps) != len(r.segs) {
+		return false
+	}
+	for i, s := range r.segs {
+		c := comps[i]
+		if i == len(comps)-1 && r.verb != "" {
+			v := ":" + r.verb
+			if len(c) <= len(v) || !strings.HasSuffix(c, v) {
+				return false
+			}
+			c = c[:len(c)-len(v)]
+		}
+		if strings.HasPrefix(s, "{") {
+			if c == "" {
+				return false
+			}
+		} else if s != c {
+			return false
+		}
+	}
+	return true
+}
