@@ -80,8 +80,10 @@
 //     cannot carry (anything but printable ASCII) is dropped rather than
 //     failing the call, on every route, Server-Sent Events included. No
 //     gRPC metadata is copied back into HTTP headers. grpc-gateway's
-//     Grpc-Timeout header (e.g. "500m") sets the call's deadline: 504 when
-//     it passes.
+//     Grpc-Timeout header (e.g. "500m") sets the call's deadline, on every
+//     route, Server-Sent Events included: 504 when it passes, or a last
+//     error (DEADLINE_EXCEEDED) on a stream that has started; a malformed
+//     one is 400.
 //
 // # Errors
 //
@@ -363,7 +365,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	if c, ok := cfg.conns[ordersv1.OrderQueryService_ServiceDesc.ServiceName]; ok {
 		queryConn = c
 	}
-	h.Handle("/", bearerChallenge(sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, next: conventions(cfg, mux)}))
+	h.Handle("/", bearerChallenge(conventions(cfg, sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, mux: mux, next: mux})))
 	return h, nil
 }
 

@@ -63,12 +63,17 @@ func wantsEventStream(r *http.Request) bool {
 
 // sseWatch serves the watch routes as Server-Sent Events when the client
 // asks for text/event-stream, and hands every other request to next (where
-// the watch routes answer newline-delimited JSON like other streams).
+// the watch routes answer newline-delimited JSON like other streams). It
+// runs behind conventions, so its requests pass the same checks (headers,
+// URL, an empty body on GET) as the gateway's.
 type sseWatch struct {
 	query     ordersv1.OrderQueryServiceClient
 	heartbeat time.Duration
 	errs      errorHandlers
-	next      http.Handler
+	// mux is the gateway's, whose header matcher decides what is
+	// forwarded as metadata.
+	mux  *runtime.ServeMux
+	next http.Handler
 }
 
 func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +86,7 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case p == watchList:
-		s.serve(w, r, &ordersv1.WatchOrdersRequest{}, watchOrdersPath, func(ctx context.Context, m proto.Message) (recv, error) {
+		s.serve(w, r, &ordersv1.WatchOrdersRequest{}, ordersv1.OrderQueryService_WatchOrders_FullMethodName, watchOrdersPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrders(ctx, m.(*ordersv1.WatchOrdersRequest))
 			return recvOf(st), err
 		})
@@ -93,7 +98,7 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		req := &ordersv1.WatchOrderRequest{OrderId: id}
-		s.serve(w, r, req, watchOrderPath, func(ctx context.Context, m proto.Message) (recv, error) {
+		s.serve(w, r, req, ordersv1.OrderQueryService_WatchOrder_FullMethodName, watchOrderPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrder(ctx, m.(*ordersv1.WatchOrderRequest))
 			return recvOf(st), err
 		})
@@ -147,13 +152,22 @@ type fromPositioned interface {
 // reconnects), a heartbeat comment while idle, and a last "error" event
 // when the stream fails. An error before the stream starts answers its
 // HTTP status and status JSON.
-func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPositioned, pathFields *utilities.DoubleArray, open func(context.Context, proto.Message) (recv, error)) {
+func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPositioned, rpc string, pathFields *utilities.DoubleArray, open func(context.Context, proto.Message) (recv, error)) {
 	if err := fillWatchRequest(r, req, pathFields); err != nil {
 		writeStatus(w, http.StatusBadRequest, err)
 		return
 	}
-	ctx, cancel := context.WithCancel(outgoing(r))
+	// done ends the reading goroutine once this handler returns.
+	done, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	// As grpc-gateway's own handlers do: the forwarded headers become
+	// metadata (a value gRPC metadata cannot carry is dropped, not fatal)
+	// and Grpc-Timeout the call's deadline (malformed: 400).
+	ctx, err := runtime.AnnotateContext(done, s.mux, r, rpc)
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, err)
+		return
+	}
 	st, err := openWatch(ctx, req, open)
 	if err != nil {
 		cs := s.errs.clientStatus(ctx, r, err)
@@ -167,18 +181,19 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
-	s.relay(ctx, w, rc, r, receive(ctx, st))
+	// Read until done, not ctx: the stream's failure at ctx's deadline
+	// must still reach relay, to be told as the last event.
+	s.relay(ctx, w, rc, r, receive(done, st))
 }
 
 // fillWatchRequest fills req from r's query parameters, the request
-// conventions and Last-Event-ID; its errors answer 400. pathFields are the
+// conventions (which conventions put in r's context) and Last-Event-ID;
+// its errors answer 400. pathFields are the
 // fields req already holds from the path: query parameters naming them are
 // ignored, as grpc-gateway ignores them.
 func fillWatchRequest(r *http.Request, req fromPositioned, pathFields *utilities.DoubleArray) error {
-	conv, err := readConventions(r)
-	if err != nil {
-		return err
-	}
+	conv := conventionsFrom(r.Context())
+	var err error
 	// Parsed strictly, as grpc-gateway parses the other routes' queries:
 	// URL.Query drops a pair it cannot parse (a bad escape, a ';'), and a
 	// dropped filter watched every order.
@@ -271,38 +286,4 @@ func (s sseWatch) relay(ctx context.Context, w http.ResponseWriter, rc *http.Res
 			return
 		}
 	}
-}
-
-// outgoing is the request's context carrying, as gRPC metadata, the
-// headers the gateway forwards on every route. A value gRPC metadata cannot
-// carry is dropped, as grpc-gateway drops it on the other routes: grpc-go
-// would otherwise refuse the whole call (INTERNAL, so a 500) over a header
-// such as X-Correlation-Id: réf-1 that the watch does not need.
-func outgoing(r *http.Request) context.Context {
-	md := metadata.MD{}
-	for k, vs := range r.Header {
-		name := strings.ToLower(k)
-		if !forwarded[name] && name != "authorization" {
-			continue
-		}
-		for _, v := range vs {
-			if metadataText(v) {
-				md.Append(name, v)
-			}
-		}
-	}
-	return metadata.NewOutgoingContext(r.Context(), md)
-}
-
-// metadataText reports whether v can be the value of a (non-binary) gRPC
-// metadata key: printable ASCII and spaces, 0x20 to 0x7E, byte by byte.
-// It is the test grpc-go applies before sending, and the one grpc-gateway
-// (its unexported isValidGRPCMetadataTextValue) drops header values by.
-func metadataText(v string) bool {
-	for i := range len(v) {
-		if v[i] < 0x20 || v[i] > 0x7E {
-			return false
-		}
-	}
-	return true
 }

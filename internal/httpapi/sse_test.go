@@ -15,6 +15,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/httpapi"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -210,21 +211,50 @@ func TestWatchListOverSSE(t *testing.T) {
 
 func TestWatchSSEErrors(t *testing.T) {
 	e := start(t)
+	// A watch opened instead of refused would never end: cut it.
+	bounded := *e.http
+	bounded.Timeout = 10 * time.Second
 	for _, tc := range []struct {
-		path    string
-		headers []string
-		code    int
+		path, body string
+		headers    []string
+		code       int
 	}{
-		{"/v1/orders/no-such-order:watch", nil, http.StatusNotFound},
-		{"/v1/orders/x:watch?fromPosition=abc", nil, http.StatusBadRequest},
-		{"/v1/orders/x:watch?colour=red", nil, http.StatusBadRequest},
-		{"/v1/orders/x:watch", []string{"Last-Event-ID", "-1"}, http.StatusBadRequest},
-		{"/v1/orders:watch?status=NO_SUCH_STATUS", nil, http.StatusBadRequest},
+		{"/v1/orders/no-such-order:watch", "", nil, http.StatusNotFound},
+		{"/v1/orders/x:watch?fromPosition=abc", "", nil, http.StatusBadRequest},
+		{"/v1/orders/x:watch?colour=red", "", nil, http.StatusBadRequest},
+		{"/v1/orders/x:watch", "", []string{"Last-Event-ID", "-1"}, http.StatusBadRequest},
+		{"/v1/orders:watch?status=NO_SUCH_STATUS", "", nil, http.StatusBadRequest},
+		// The gateway's own checks, as on the newline-delimited watch.
+		{"/v1/orders:watch", `{"customerId":"c"}`, nil, http.StatusBadRequest},
+		{"/v1/orders/x:watch", "", []string{"Grpc-Timeout", "soon"}, http.StatusBadRequest},
+		{"/v1/orders:watch", "", []string{"Grpc-Timeout", "soon"}, http.StatusBadRequest},
 	} {
-		r := do(t, e.http, http.MethodGet, e.base+tc.path, "", append([]string{"Accept", "text/event-stream"}, tc.headers...)...)
+		r := do(t, &bounded, http.MethodGet, e.base+tc.path, tc.body, append([]string{"Accept", "text/event-stream"}, tc.headers...)...)
 		if r.code != tc.code || r.header.Get("Content-Type") != "application/json" || r.str("message") == "" {
 			t.Errorf("%s %v: HTTP %d %s, want %d with status JSON", tc.path, tc.headers, r.code, r.raw, tc.code)
 		}
+	}
+}
+
+// TestWatchSSEEndsAtItsGrpcTimeout checks that Grpc-Timeout bounds a
+// Server-Sent Events watch as it bounds any call through the gateway: the
+// stream ends with an error event saying DEADLINE_EXCEEDED.
+func TestWatchSSEEndsAtItsGrpcTimeout(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	s := openSSE(t, e, "/v1/orders/"+c.str("order", "orderId")+":watch", "Grpc-Timeout", "300m", "X-Min-Position", c.str("position"))
+	if s.res.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP %d", s.res.StatusCode)
+	}
+	if ev := s.next(t); ev.event != "" {
+		t.Fatalf("first event %+v, want the order's state", ev)
+	}
+	ev := s.next(t)
+	var st struct {
+		Code int `json:"code"`
+	}
+	if err := json.Unmarshal([]byte(ev.data), &st); err != nil || ev.event != "error" || st.Code != int(codes.DeadlineExceeded) {
+		t.Fatalf("event %+v, want an error event with code %d", ev, codes.DeadlineExceeded)
 	}
 }
 
