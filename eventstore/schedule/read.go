@@ -16,19 +16,22 @@ import (
 type Msg struct {
 	Subject string
 	Data    []byte
+	// Sequence is the message's in the stream, for Delete.
+	Sequence uint64
 	// NumDelivered counts deliveries as eventstore.Delivery does.
 	NumDelivered uint64
 	eventstore.Acknowledger
 }
 
-// Each hands fn the data of the messages on the subjects matching filters,
-// in stream order, as of the call: pending timers and kept records (a
-// pending timer is its schedule message until it fires). It reads through
+// Each hands fn the subject and data of the messages on the subjects
+// matching filters, in stream order, as of the call: pending timers, kept
+// records and firings not yet deleted (a pending timer is its schedule
+// message until it fires). It reads through
 // an ordered consumer, without disturbing any subscription, and deletes
 // that consumer when it ends. A caller that keeps only some of the
 // messages (the soonest, say) holds no more than those: the stream may
 // hold a timer for every open order.
-func (s *Stream) Each(ctx context.Context, fn func(data []byte), filters ...string) error {
+func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte), filters ...string) error {
 	if err := s.under(filters...); err != nil {
 		return err
 	}
@@ -55,7 +58,7 @@ func (s *Stream) Each(ctx context.Context, fn func(data []byte), filters ...stri
 		n := 0
 		for msg := range batch.Messages() {
 			n++
-			fn(msg.Data())
+			fn(msg.Subject(), msg.Data())
 			if md, err := msg.Metadata(); err == nil {
 				left = md.NumPending
 			}
@@ -95,7 +98,11 @@ func (s *Stream) Subscribe(ctx context.Context, name, filter string, handle func
 		AckWait: cfg.AckWait, MaxPending: cfg.MaxPending, Workers: cfg.Workers,
 		Group: cfg.Group, PinnedTTL: cfg.PinnedTTL, TakeOver: cfg.TakeOver, PullExpiry: cfg.PullExpiry, Ready: cfg.Ready,
 	}, func(msg jetstream.Msg) {
-		handle(Msg{Subject: msg.Subject(), Data: msg.Data(), NumDelivered: durable.NumDelivered(msg), Acknowledger: msg})
+		m := Msg{Subject: msg.Subject(), Data: msg.Data(), NumDelivered: durable.NumDelivered(msg), Acknowledger: msg}
+		if md, err := msg.Metadata(); err == nil {
+			m.Sequence = md.Sequence.Stream
+		}
+		handle(m)
 	})
 	switch {
 	case errors.Is(err, durable.ErrLost):

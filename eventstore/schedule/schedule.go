@@ -214,6 +214,22 @@ func (s *Stream) Purge(ctx context.Context, subjects ...string) error {
 	return nil
 }
 
+// Delete removes the message at seq (a firing that was handled, say),
+// so that what is left on its subjects is what still waits. A message
+// already gone (deleted, or expired with its TTL) is not an error: the
+// server then answers that it deleted nothing, which is the only refusal
+// this stream (which allows deletes and is never sealed) gives.
+func (s *Stream) Delete(ctx context.Context, seq uint64) error {
+	st, err := s.ensure(ctx)
+	if err != nil {
+		return err
+	}
+	if err := st.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return fmt.Errorf("schedule: delete message %d: %w", seq, err)
+	}
+	return nil
+}
+
 // CountSubjects returns how many subjects matching filter hold a message.
 func (s *Stream) CountSubjects(ctx context.Context, filter string) (int, error) {
 	if err := s.under(filter); err != nil {

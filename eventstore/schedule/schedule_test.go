@@ -64,6 +64,38 @@ func TestScheduleFires(t *testing.T) {
 	}
 }
 
+// A firing handled and deleted leaves its subject; deleting it again, once
+// it is gone, is no error.
+func TestDeleteTakesAFiringAway(t *testing.T) {
+	s := newStream(t)
+	ctx := t.Context()
+	if err := s.Schedule(ctx, "timers.schedule.a", "timers.fired.a", time.Now(), []byte("a"), "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var seq uint64
+	err := s.Subscribe(sctx, "fired", "timers.fired.>", func(m schedule.Msg) {
+		seq = m.Sequence
+		_ = m.Ack()
+		cancel()
+	}, eventstore.WithDescription("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fired, err := read(ctx, s, "timers.fired.>"); err != nil || len(fired) != 1 {
+		t.Fatalf("firings kept after their ack: %q, %v; want [a]", fired, err)
+	}
+	for range 2 {
+		if err := s.Delete(ctx, seq); err != nil {
+			t.Fatalf("Delete(%d): %v", seq, err)
+		}
+		if fired, err := read(ctx, s, "timers.fired.>"); err != nil || len(fired) != 0 {
+			t.Fatalf("firings after Delete(%d): %q, %v; want none", seq, fired, err)
+		}
+	}
+}
+
 // Put keeps one record per subject; CountSubjects and Read see them, Purge
 // removes them.
 func TestPutCountRead(t *testing.T) {
@@ -95,7 +127,7 @@ func TestSubjectsOutsideTheRoot(t *testing.T) {
 		"Put":      s.Put(ctx, "other.x", nil),
 		"Schedule": s.Schedule(ctx, "timers.schedule.x", "other.x", time.Now(), nil, "x"),
 		"Purge":    s.Purge(ctx, "timers."),
-		"Each":     s.Each(ctx, func([]byte) {}, "timersx.>"),
+		"Each":     s.Each(ctx, func(string, []byte) {}, "timersx.>"),
 	} {
 		if !errors.Is(err, schedule.ErrSubject) {
 			t.Errorf("%s outside the root: %v, want ErrSubject", name, err)
@@ -112,7 +144,7 @@ func TestSubjectsOutsideTheRoot(t *testing.T) {
 // read collects the data Each hands out.
 func read(ctx context.Context, s *schedule.Stream, filters ...string) ([][]byte, error) {
 	var out [][]byte
-	err := s.Each(ctx, func(data []byte) { out = append(out, data) }, filters...)
+	err := s.Each(ctx, func(_ string, data []byte) { out = append(out, data) }, filters...)
 	return out, err
 }
 

@@ -98,7 +98,7 @@ func (a *app) deadlinesCmd() *cobra.Command {
 	c := &cobra.Command{Use: "deadlines", Short: "Payment timeouts and shipping SLAs kept in the log"}
 	var limit int32
 	list := &cobra.Command{
-		Use: "list [ORDER]", Short: "List pending deadlines and overdue shipments, soonest first", Args: cobra.MaximumNArgs(1),
+		Use: "list [ORDER]", Short: "List pending deadlines, fired ones not enforced yet, and overdue shipments, soonest first", Args: cobra.MaximumNArgs(1),
 		Example: "  ordersctl admin deadlines list\n  ordersctl admin deadlines list 7d3f0c2a-... -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.ListDeadlinesResponse, error) {
@@ -113,8 +113,12 @@ func (a *app) deadlinesCmd() *cobra.Command {
 				for _, d := range res.GetDeadlines() {
 					kind := strings.ToLower(strings.TrimPrefix(d.GetKind().String(), "DEADLINE_KIND_"))
 					state := "pending"
-					if d.GetOverdue() {
+					switch {
+					case d.GetOverdue():
 						state = a.colour("31", "overdue")
+					case d.GetFired():
+						// Due, and not enforced yet: retried until it is.
+						state = a.colour("33", "fired")
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", d.GetOrderId(), kind, ts(d.GetDueAt()), state, d.GetPosition())
 				}

@@ -1,7 +1,10 @@
 package console
 
 import (
+	"bytes"
 	"fmt"
+	"regexp"
+	"strings"
 	"testing"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -64,6 +67,30 @@ func TestCommandsFollowTheLifecycle(t *testing.T) {
 	} {
 		if got := fmt.Sprint(names(st)); got != "["+want+"]" {
 			t.Errorf("%s: commands %s, want [%s]", st, got, want)
+		}
+	}
+}
+
+// The operations page tells a deadline that fired and is not enforced yet
+// from a pending one and an overdue shipment.
+func TestOperationsPageDeadlineStates(t *testing.T) {
+	ts, err := parseTemplates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	d := &opsData{Deadlines: &ordersv1.ListDeadlinesResponse{Deadlines: []*ordersv1.Deadline{
+		{OrderId: "waits", Kind: ordersv1.DeadlineKind_DEADLINE_KIND_PAYMENT_TIMEOUT},
+		{OrderId: "owed", Kind: ordersv1.DeadlineKind_DEADLINE_KIND_PAYMENT_TIMEOUT, Fired: true},
+		{OrderId: "late", Kind: ordersv1.DeadlineKind_DEADLINE_KIND_SHIPPING_SLA, Overdue: true},
+	}}}
+	if err := ts.pages["operations"].ExecuteTemplate(&b, "layout", &view{Data: d}); err != nil {
+		t.Fatal(err)
+	}
+	for id, state := range map[string]string{"waits": "pending", "owed": "fired, not enforced yet", "late": "overdue"} {
+		row := regexp.MustCompile(`(?s)<tr data-order="` + id + `">.*?</tr>`).FindString(b.String())
+		if !strings.Contains(row, ">"+state+"</td>") {
+			t.Errorf("row of %s does not say %q: %s", id, state, row)
 		}
 	}
 }

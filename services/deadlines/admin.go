@@ -28,8 +28,8 @@ var kinds = map[string]ordersv1.DeadlineKind{
 	kindShipping: ordersv1.DeadlineKind_DEADLINE_KIND_SHIPPING_SLA,
 }
 
-// ListDeadlines lists pending deadlines and overdue shipments, soonest due
-// first. INVALID_ARGUMENT for a malformed order id or a limit outside
+// ListDeadlines lists pending deadlines, those that fired and wait to be
+// enforced, and overdue shipments, soonest due first. INVALID_ARGUMENT for a malformed order id or a limit outside
 // 0-1000.
 func (a *Admin) ListDeadlines(ctx context.Context, req *ordersv1.ListDeadlinesRequest) (*ordersv1.ListDeadlinesResponse, error) {
 	if id := req.GetOrderId(); id != "" && (order.ValidateID("order_id", id) != nil || eventstore.ValidOrderID(id) != nil) {
@@ -46,7 +46,7 @@ func (a *Admin) ListDeadlines(ctx context.Context, req *ordersv1.ListDeadlinesRe
 	res := &ordersv1.ListDeadlinesResponse{Truncated: truncated}
 	for _, d := range ds {
 		res.Deadlines = append(res.Deadlines, &ordersv1.Deadline{OrderId: d.OrderID, Kind: kinds[d.Kind], DueAt: timestamppb.New(d.Due),
-			Overdue: d.Overdue, Position: d.Position})
+			Overdue: d.Overdue, Fired: d.Fired, Position: d.Position})
 	}
 	return res, nil
 }

@@ -15,8 +15,10 @@
 // survives crashes and failover of any ordersd, and fires once.
 //
 // Firings are read through a durable subscription on deadlines.fired.> and
-// acknowledged only once handled, so a crash between firing and handling
-// means redelivery. The handler folds the order from the log and acts only
+// deleted and acknowledged only once handled, so a crash between firing and
+// handling means redelivery, and the firings the stream holds are those not
+// handled yet: ListDeadlines lists them as fired (the command side may be
+// down; the firing is retried until it is enforced). The handler folds the order from the log and acts only
 // when the order still calls for it: a payment timeout cancels an order
 // still placed or payment_declined, with expected_revision set to the
 // revision it just read (an outcome landing meanwhile makes the cancel
@@ -115,7 +117,8 @@ type Timers interface {
 	Put(ctx context.Context, subject string, data []byte) error
 	Purge(ctx context.Context, subjects ...string) error
 	CountSubjects(ctx context.Context, filter string) (int, error)
-	Each(ctx context.Context, fn func(data []byte), filters ...string) error
+	Each(ctx context.Context, fn func(subject string, data []byte), filters ...string) error
+	Delete(ctx context.Context, seq uint64) error
 	Subscribe(ctx context.Context, name, filter string, handle func(schedule.Msg), opts ...eventstore.SubscribeOption) error
 }
 
@@ -410,6 +413,12 @@ func (m *Manager) followFired(ctx context.Context) error {
 		hctx, cancel := context.WithTimeout(ctx, m.handleTimeout)
 		defer cancel()
 		outcome, err := m.enforce(hctx, s)
+		if err == nil && msg.Sequence != 0 {
+			// What is left on the firings' subjects is what still waits
+			// (List). A firing redelivered after this is enforced again,
+			// which changes nothing, and deleted again.
+			err = m.timers.Delete(hctx, msg.Sequence)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("deadlines: could not enforce a deadline; retrying", "kind", s.Kind, "order", s.OrderID, "err", err)
@@ -530,22 +539,27 @@ func fold(recs []eventstore.Recorded) (order.State, uint64, error) {
 	return st, revision, nil
 }
 
-// Deadline is one pending deadline or overdue shipment.
+// Deadline is one pending deadline, one that fired and waits to be
+// enforced, or an overdue shipment.
 type Deadline struct {
-	OrderID  string
-	Kind     string // "payment_timeout" or "shipping_sla"
-	Due      time.Time
-	Overdue  bool
+	OrderID string
+	Kind    string // "payment_timeout" or "shipping_sla"
+	Due     time.Time
+	Overdue bool
+	// Fired: the timer fired and the deadline is not enforced yet (the
+	// command side could not be reached, say); its firing is retried.
+	Fired    bool
 	Position uint64
 }
 
-// List returns the pending deadlines and overdue shipments (those of
-// orderID, or all when it is empty), soonest due first, at most limit of
-// them; truncated reports that more matched.
+// List returns the pending deadlines, those that fired and are not
+// enforced yet, and overdue shipments (those of orderID, or all when it is
+// empty), soonest due first, at most limit of them; truncated reports that
+// more matched.
 func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []Deadline, truncated bool, err error) {
-	filters := []string{subjSchedule + ">", subjOverdue + ">"}
+	filters := []string{subjSchedule + ">", subjFired + ">", subjOverdue + ">"}
 	if orderID != "" {
-		filters = []string{subjSchedule + "*." + orderID, subjOverdue + orderID}
+		filters = []string{subjSchedule + "*." + orderID, subjFired + "*." + orderID, subjOverdue + orderID}
 	}
 	soonest := func(a, b Deadline) int {
 		if c := a.Due.Compare(b.Due); c != 0 {
@@ -558,13 +572,14 @@ func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []De
 	// every open order, and a page asks for a few of them.
 	keep := max(limit, 0)
 	matched := 0
-	err = m.timers.Each(ctx, func(b []byte) {
+	err = m.timers.Each(ctx, func(subject string, b []byte) {
 		var s timer
 		if json.Unmarshal(b, &s) != nil || s.OrderID == "" {
 			return
 		}
 		matched++
-		out = append(out, Deadline{OrderID: s.OrderID, Kind: s.Kind, Due: s.Due, Overdue: s.Overdue, Position: s.Position})
+		out = append(out, Deadline{OrderID: s.OrderID, Kind: s.Kind, Due: s.Due, Overdue: s.Overdue,
+			Fired: strings.HasPrefix(subject, subjFired), Position: s.Position})
 		if len(out) >= 2*keep+64 {
 			slices.SortFunc(out, soonest)
 			out = slices.Delete(out, keep, len(out))

@@ -2,15 +2,12 @@ package deadlines_test
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/services/deadlines"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // stuckCancel is the command service over a real listener, except that the
@@ -41,18 +38,7 @@ func (s *stuckCancel) CancelOrder(ctx context.Context, r *ordersv1.CancelOrderRe
 func TestHungCancelBlocksNoOtherDeadline(t *testing.T) {
 	e := start(t)
 	srv := &stuckCancel{commandRef: commandRef{e: e}, stuck: make(chan struct{}), release: make(chan struct{})}
-	gs := grpc.NewServer()
-	ordersv1.RegisterOrderCommandServiceServer(gs, srv)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := deadlines.New(t.Context(), e.store.Load(), e.timers(t), ordersv1.NewOrderCommandServiceClient(conn),
+	m, err := deadlines.New(t.Context(), e.store.Load(), e.timers(t), serveCommands(t, srv),
 		deadlines.WithTimeouts(time.Second, time.Hour), deadlines.WithHandleTimeout(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -60,12 +46,11 @@ func TestHungCancelBlocksNoOtherDeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Run(ctx) }()
+	// Before serveCommands' clean-up, which stops the server.
 	t.Cleanup(func() {
 		close(srv.release)
 		cancel()
 		<-done
-		_ = conn.Close()
-		gs.Stop()
 	})
 
 	first := e.place(t, "hung-first")

@@ -198,7 +198,12 @@ type Deadline struct {
 	// listed until the order ships or is cancelled.
 	Overdue bool `protobuf:"varint,4,opt,name=overdue,proto3" json:"overdue,omitempty"`
 	// Log position of the event that started the deadline.
-	Position      uint64 `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
+	Position uint64 `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
+	// The deadline fell due and its timer fired, but it has not been
+	// enforced yet: the manager could not reach the command side, say, and
+	// tries again until it can. It leaves the list once enforced (a shipping
+	// SLA then comes back as overdue if the order is still unshipped).
+	Fired         bool `protobuf:"varint,6,opt,name=fired,proto3" json:"fired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +273,13 @@ func (x *Deadline) GetPosition() uint64 {
 	return 0
 }
 
+func (x *Deadline) GetFired() bool {
+	if x != nil {
+		return x.Fired
+	}
+	return false
+}
+
 var File_orders_v1_deadlines_proto protoreflect.FileDescriptor
 
 const file_orders_v1_deadlines_proto_rawDesc = "" +
@@ -278,13 +290,14 @@ const file_orders_v1_deadlines_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"h\n" +
 	"\x15ListDeadlinesResponse\x121\n" +
 	"\tdeadlines\x18\x01 \x03(\v2\x13.orders.v1.DeadlineR\tdeadlines\x12\x1c\n" +
-	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\xbb\x01\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\xd1\x01\n" +
 	"\bDeadline\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12+\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x17.orders.v1.DeadlineKindR\x04kind\x121\n" +
 	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x18\n" +
 	"\aoverdue\x18\x04 \x01(\bR\aoverdue\x12\x1a\n" +
-	"\bposition\x18\x05 \x01(\x04R\bposition*p\n" +
+	"\bposition\x18\x05 \x01(\x04R\bposition\x12\x14\n" +
+	"\x05fired\x18\x06 \x01(\bR\x05fired*p\n" +
 	"\fDeadlineKind\x12\x1d\n" +
 	"\x19DEADLINE_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dDEADLINE_KIND_PAYMENT_TIMEOUT\x10\x01\x12\x1e\n" +

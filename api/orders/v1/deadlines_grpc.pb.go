@@ -30,8 +30,8 @@ const (
 // placed order's payment timeout and a paid order's shipping SLA, while
 // they are pending, and the shipments that became overdue.
 type DeadlineAdminServiceClient interface {
-	// ListDeadlines lists pending deadlines and overdue shipments, soonest
-	// due first.
+	// ListDeadlines lists pending deadlines, those that fired and wait to be
+	// enforced, and overdue shipments, soonest due first.
 	ListDeadlines(ctx context.Context, in *ListDeadlinesRequest, opts ...grpc.CallOption) (*ListDeadlinesResponse, error)
 }
 
@@ -61,8 +61,8 @@ func (c *deadlineAdminServiceClient) ListDeadlines(ctx context.Context, in *List
 // placed order's payment timeout and a paid order's shipping SLA, while
 // they are pending, and the shipments that became overdue.
 type DeadlineAdminServiceServer interface {
-	// ListDeadlines lists pending deadlines and overdue shipments, soonest
-	// due first.
+	// ListDeadlines lists pending deadlines, those that fired and wait to be
+	// enforced, and overdue shipments, soonest due first.
 	ListDeadlines(context.Context, *ListDeadlinesRequest) (*ListDeadlinesResponse, error)
 	mustEmbedUnimplementedDeadlineAdminServiceServer()
 }

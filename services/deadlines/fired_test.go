@@ -1,0 +1,84 @@
+package deadlines_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/services/deadlines"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// serveCommands serves srv as the command service on a real listener and
+// returns a client of it; both stop when the test ends.
+func serveCommands(t *testing.T, srv ordersv1.OrderCommandServiceServer) ordersv1.OrderCommandServiceClient {
+	t.Helper()
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderCommandServiceServer(gs, srv)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		gs.Stop()
+	})
+	return ordersv1.NewOrderCommandServiceClient(conn)
+}
+
+// closedCancel is the command service, except that CancelOrder answers
+// UNAVAILABLE until opened (a command side that is down).
+type closedCancel struct {
+	commandRef
+	open    atomic.Bool
+	once    sync.Once
+	refused chan struct{} // closed at the first refusal
+}
+
+func (s *closedCancel) CancelOrder(ctx context.Context, r *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
+	if !s.open.Load() {
+		s.once.Do(func() { close(s.refused) })
+		return nil, status.Error(codes.Unavailable, "command side down")
+	}
+	return s.commandRef.CancelOrder(ctx, r)
+}
+
+// A payment timeout that fired while the command side was down is listed
+// as fired, not lost from the list, until it is enforced; then it leaves
+// the list. Before, a fired timer left the list when it fired, and nothing
+// showed the cancellation still owed.
+func TestFiredDeadlineIsListedUntilEnforced(t *testing.T) {
+	e := start(t)
+	srv := &closedCancel{commandRef: commandRef{e: e}, refused: make(chan struct{})}
+	e.cmd = serveCommands(t, srv)
+	m, _ := e.run(t, time.Second, time.Hour)
+	id := e.place(t, "fired-waits")
+	select {
+	case <-srv.refused:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the payment timeout of %s never reached CancelOrder", id)
+	}
+	res, err := deadlines.NewAdmin(m, nil).ListDeadlines(t.Context(), &ordersv1.ListDeadlinesRequest{OrderId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds := res.GetDeadlines(); len(ds) != 1 || !ds[0].GetFired() || ds[0].GetOverdue() ||
+		ds[0].GetKind() != ordersv1.DeadlineKind_DEADLINE_KIND_PAYMENT_TIMEOUT {
+		t.Fatalf("deadlines of %s while its cancel is refused: %v, want its payment timeout, fired", id, ds)
+	}
+	srv.open.Store(true)
+	cancelledOnce(t, e.waitEvent(t, id, "OrderCancelled"))
+	listed(t, m, id)
+}
