@@ -51,6 +51,7 @@ type config struct {
 	replicas    int
 	storage     jetstream.StorageType
 	firedTTL    time.Duration
+	firedKept   bool
 }
 
 // Option configures New. An option given a value it does not accept makes
@@ -89,6 +90,14 @@ func WithFiredTTL(d time.Duration) Option {
 		c.firedTTL = d
 		return nil
 	}
+}
+
+// WithFiredKept keeps every firing until it is deleted (Delete), however
+// long that takes, instead of for the fired TTL: for a consumer that
+// deletes each firing once handled, so that one it cannot handle for a
+// long while (its downstream down for days) is not lost to the TTL.
+func WithFiredKept() Option {
+	return func(c *config) error { c.firedKept = true; return nil }
 }
 
 // New returns the stream name over the subjects under root. It does not
@@ -173,9 +182,12 @@ func (s *Stream) Schedule(ctx context.Context, subject, target string, at time.T
 	if at.Nanosecond() != 0 {
 		at = at.Truncate(time.Second).Add(time.Second)
 	}
+	ttl := jetstream.WithScheduleTTL(s.cfg.firedTTL)
+	if s.cfg.firedKept {
+		ttl = jetstream.WithScheduleTTLNever()
+	}
 	_, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data},
-		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(target),
-		jetstream.WithScheduleTTL(s.cfg.firedTTL), jetstream.WithMsgID(id))
+		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(target), ttl, jetstream.WithMsgID(id))
 	if err != nil {
 		return fmt.Errorf("schedule: schedule %s: %w", subject, err)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/eventstore/schedule"
@@ -213,5 +215,49 @@ func TestScheduleNeverFiresEarly(t *testing.T) {
 	}
 	if fired.Before(at) {
 		t.Fatalf("the timer due at %s fired at %s, %v early", at.Format(time.RFC3339Nano), fired.Format(time.RFC3339Nano), at.Sub(fired))
+	}
+}
+
+// A firing of a stream WithFiredKept never expires; otherwise it expires
+// after the fired TTL. The server marks each firing with its TTL.
+func TestFiredKeptNeverExpires(t *testing.T) {
+	_, js := estest.Connect(t, estest.StartServer(t))
+	for _, tc := range []struct {
+		name string
+		opt  schedule.Option
+		want string
+	}{
+		{"KEPT", schedule.WithFiredKept(), "never"},
+		{"TTL", schedule.WithFiredTTL(time.Hour), "1h0m0s"},
+	} {
+		s, err := schedule.New(js, tc.name, "t"+strings.ToLower(tc.name), schedule.WithMemoryStorage(), tc.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := "t" + strings.ToLower(tc.name)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		if err := s.Schedule(ctx, root+".schedule.a", root+".fired.a", time.Now(), []byte("a"), "a:1"); err != nil {
+			t.Fatal(err)
+		}
+		var seq uint64
+		err = s.Subscribe(ctx, "fired", root+".fired.>", func(m schedule.Msg) {
+			seq = m.Sequence
+			_ = m.Ack()
+			cancel()
+		}, eventstore.WithDescription("test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := js.Stream(t.Context(), tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := st.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Header.Get(jetstream.MsgTTLHeader); got != tc.want {
+			t.Errorf("%s: the firing's TTL is %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

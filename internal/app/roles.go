@@ -300,8 +300,10 @@ func (n *node) newDeadlines(ctx context.Context) (*deadlines.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The manager deletes each firing once handled, so a firing it cannot
+	// enforce for a while (the command side down) is kept, not expired.
 	timers, err := schedule.New(n.js, deadlines.StreamName, deadlines.SubjectRoot,
-		schedule.WithDescription(deadlines.StreamDescription), schedule.WithReplicas(cfg.StreamReplicas))
+		schedule.WithDescription(deadlines.StreamDescription), schedule.WithReplicas(cfg.StreamReplicas), schedule.WithFiredKept())
 	if err != nil {
 		return nil, fmt.Errorf("deadlines: %w", err)
 	}

@@ -18,7 +18,9 @@
 // deleted and acknowledged only once handled, so a crash between firing and
 // handling means redelivery, and the firings the stream holds are those not
 // handled yet: ListDeadlines lists them as fired (the command side may be
-// down; the firing is retried until it is enforced). The handler folds the order from the log and acts only
+// down; the firing is retried until it is enforced). The stream should keep
+// firings until they are deleted (schedule.WithFiredKept, as ordersd sets
+// it): one that expired unhandled would be a deadline never enforced. The handler folds the order from the log and acts only
 // when the order still calls for it: a payment timeout cancels an order
 // still placed or payment_declined, with expected_revision set to the
 // revision it just read (an outcome landing meanwhile makes the cancel

@@ -146,7 +146,7 @@ func (e *env) run(t *testing.T, payment, shipping time.Duration) (*deadlines.Man
 // timers returns the DEADLINES stream as ordersd configures it.
 func (e *env) timers(t *testing.T) *schedule.Stream {
 	t.Helper()
-	timers, err := schedule.New(e.js, deadlines.StreamName, deadlines.SubjectRoot, schedule.WithDescription(deadlines.StreamDescription))
+	timers, err := schedule.New(e.js, deadlines.StreamName, deadlines.SubjectRoot, schedule.WithDescription(deadlines.StreamDescription), schedule.WithFiredKept())
 	if err != nil {
 		t.Fatal(err)
 	}
