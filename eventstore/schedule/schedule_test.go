@@ -66,18 +66,17 @@ func TestScheduleFires(t *testing.T) {
 	}
 }
 
-// A firing handled and deleted leaves its subject; deleting it again, once
-// it is gone, is no error.
-func TestDeleteTakesAFiringAway(t *testing.T) {
-	s := newStream(t)
-	ctx := t.Context()
-	if err := s.Schedule(ctx, "timers.schedule.a", "timers.fired.a", time.Now(), []byte("a"), "a:1"); err != nil {
+// fireOne sets a timer due now under root, waits for its firing on
+// root.fired.a, acknowledges it and returns its sequence.
+func fireOne(t *testing.T, s *schedule.Stream, root string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.Schedule(ctx, root+".schedule.a", root+".fired.a", time.Now(), []byte("a"), "a:1"); err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	var seq uint64
-	err := s.Subscribe(sctx, "fired", "timers.fired.>", func(m schedule.Msg) {
+	err := s.Subscribe(ctx, "fired", root+".fired.>", func(m schedule.Msg) {
 		seq = m.Sequence
 		_ = m.Ack()
 		cancel()
@@ -85,6 +84,18 @@ func TestDeleteTakesAFiringAway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if seq == 0 {
+		t.Fatalf("no firing on %s.fired.a", root)
+	}
+	return seq
+}
+
+// A firing handled and deleted leaves its subject; deleting it again, once
+// it is gone, is no error.
+func TestDeleteTakesAFiringAway(t *testing.T) {
+	s := newStream(t)
+	ctx := t.Context()
+	seq := fireOne(t, s, "timers")
 	if fired, err := read(ctx, s, "timers.fired.>"); err != nil || len(fired) != 1 {
 		t.Fatalf("firings kept after their ack: %q, %v; want [a]", fired, err)
 	}
@@ -234,20 +245,7 @@ func TestFiredKeptNeverExpires(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		root := "t" + strings.ToLower(tc.name)
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		if err := s.Schedule(ctx, root+".schedule.a", root+".fired.a", time.Now(), []byte("a"), "a:1"); err != nil {
-			t.Fatal(err)
-		}
-		var seq uint64
-		err = s.Subscribe(ctx, "fired", root+".fired.>", func(m schedule.Msg) {
-			seq = m.Sequence
-			_ = m.Ack()
-			cancel()
-		}, eventstore.WithDescription("test"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		seq := fireOne(t, s, "t"+strings.ToLower(tc.name))
 		st, err := js.Stream(t.Context(), tc.name)
 		if err != nil {
 			t.Fatal(err)
