@@ -37,6 +37,9 @@ var ErrNoKeyring = errors.New("command: personal data is not sealed: no keyring"
 // the erasure is part of the audit trail and every read model learns of it
 // from the log. The key goes first: a failure after it leaves the data
 // erased and the call to be retried, never the event without the erasure.
+// After the event it destroys the customer's key once more: a command for
+// the customer that ran meanwhile made a new one, and its data is erased
+// too, wherever its event landed (see forgetAgain).
 //
 // Idempotent by requestID: a retry answers the original event's position;
 // the same request id for another customer is ALREADY_EXISTS
@@ -147,10 +150,33 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 		case err != nil:
 			return 0, err
 		default:
-			return res.Position, nil
+			return res.Position, s.forgetAgain(ctx, customerID)
 		}
 	}
 	return 0, rpcerr.ErrContention
+}
+
+// forgetAgain destroys the key a command may have made for the customer
+// between the erasure's destruction of the key and its event: that command
+// found no key and made one, and its event may precede the erasure's. Any
+// key made later serves only events after the erasure, since its making
+// follows the erasure's append. A command that made its key in between and
+// appends after the erasure loses its personal data too: it ran during the
+// erasure. A failure is tried again while ctx allows; after that the
+// erasure stands and the error is returned (its retry finds the erasure
+// done and does not destroy again, which could take a key the customer got
+// since).
+func (s *Service) forgetAgain(ctx context.Context, customerID string) error {
+	var err error
+	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
+		if err = s.keys.Forget(ctx, customerID); err == nil {
+			return nil
+		}
+		if werr := waitToRetry(ctx, attempt); werr != nil {
+			break
+		}
+	}
+	return fmt.Errorf("%w: forget customer: %w", convert.ErrKeyUnavailable, err)
 }
 
 // ownRequestID is the request id an erasure is recorded under when the
