@@ -39,8 +39,9 @@ const maxHeaderListSize = 64 << 10
 // metadata a call may carry, which the gateway fills from them.
 const maxHTTPHeaderBytes = maxHeaderListSize / 2
 
-// newServer builds the gRPC server with its interceptors (logging, the
-// guard, authentication, the in-flight limits), health and reflection. The
+// newServer builds the gRPC server with its stats handlers (tracing, the
+// RPC metrics and log), its interceptors (the guard, authentication, the
+// in-flight limits), health and reflection. The
 // roles register their services on it before it serves.
 func (n *node) newServer() error {
 	var err error
@@ -54,10 +55,10 @@ func (n *node) newServer() error {
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
-	// The guard comes right after the logger, so that undecodable
-	// requests and recovered panics are logged with the code they get.
-	unary := []grpc.UnaryServerInterceptor{telemetry.UnaryLogger(n.log), guard.Unary}
-	streams := []grpc.StreamServerInterceptor{telemetry.StreamLogger(n.log), guard.Stream}
+	// The guard comes first: undecodable requests and recovered panics get
+	// their code there, which the RPC log (a stats handler) then writes.
+	unary := []grpc.UnaryServerInterceptor{guard.Unary}
+	streams := []grpc.StreamServerInterceptor{guard.Stream}
 	if n.authn != nil {
 		unary = append(unary, n.authn.Unary)
 		streams = append(streams, n.authn.Stream)
@@ -101,6 +102,9 @@ func (n *node) newServer() error {
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		guard.ServerOption(),
 		grpc.StatsHandler(n.rpcMetrics),
+		// After the tracing handler, so that the line carries the call's
+		// trace.
+		grpc.StatsHandler(telemetry.NewRPCLog(n.log)),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(streams...),
 	)...)

@@ -51,10 +51,20 @@ func (r *rpcRecorder) Handle(_ context.Context, rec slog.Record) error {
 	if rec.Message == "rpc" && strings.HasSuffix(method, "/CreateOrder") {
 		r.codes[code]++
 	}
+	if rec.Message == "rpc" && method == "" {
+		r.codes["no method"]++
+	}
 	if rec.Level >= slog.LevelError {
 		r.errors = append(r.errors, rec.Message+" "+strings.Join(attrs, " "))
 	}
 	return nil
+}
+
+// logged returns how many RPC lines for CreateOrder said code.
+func (r *rpcRecorder) logged(code string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.codes[code]
 }
 
 // shutdownCall is one CreateOrder as its client saw it.
@@ -250,13 +260,19 @@ type running struct {
 // end cancels it and waits for Run.
 func startRunning(t *testing.T, vars map[string]string) *running {
 	t.Helper()
+	return startLogged(t, vars, slog.DiscardHandler)
+}
+
+// startLogged is startRunning with ordersd logging to h.
+func startLogged(t *testing.T, vars map[string]string, h slog.Handler) *running {
+	t.Helper()
 	cfg := apptest.Config(t, vars)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, finished: make(chan struct{})}
 	ready := make(chan app.Addrs, 1)
 	go func() {
 		defer close(r.finished)
-		r.err = app.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(a app.Addrs) { ready <- a })
+		r.err = app.Run(ctx, cfg, slog.New(h), func(a app.Addrs) { ready <- a })
 	}()
 	t.Cleanup(func() { cancel(); <-r.finished })
 	select {

@@ -5,35 +5,51 @@ import (
 	"log/slog"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
-// UnaryLogger logs one line per unary RPC: method, code and duration_ms
-// (milliseconds, a number a person and a log query both read). It never
-// logs request or response bodies, which hold personal data.
-func UnaryLogger(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		res, err := handler(ctx, req)
-		logRPC(ctx, log, info.FullMethod, start, err)
-		return res, err
-	}
+// RPCLog is a gRPC stats handler that logs one line per RPC, unary or
+// streaming, when it ends: method, code and duration_ms (milliseconds, a
+// number a person and a log query both read). It never logs request or
+// response bodies, which hold personal data.
+//
+// Why a stats handler rather than an interceptor: grpc-go refuses some
+// calls before any interceptor runs (a request over the server's receive
+// limit, one that cannot be decompressed), and an interceptor never
+// learns of them. The handler sees every call the server answers.
+type RPCLog struct {
+	log *slog.Logger
 }
 
-// StreamLogger is UnaryLogger for streaming RPCs; the line is written when
-// the stream ends.
-func StreamLogger(log *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		start := time.Now()
-		err := handler(srv, ss)
-		logRPC(ss.Context(), log, info.FullMethod, start, err)
-		return err
-	}
+// NewRPCLog returns the handler writing to log.
+func NewRPCLog(log *slog.Logger) *RPCLog { return &RPCLog{log: log} }
+
+type rpcLogKey struct{}
+
+// TagRPC implements stats.Handler: it keeps the method for the line.
+func (l *RPCLog) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, rpcLogKey{}, info.FullMethodName)
 }
 
-func logRPC(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
+// HandleRPC implements stats.Handler: it logs a call when it ends.
+func (l *RPCLog) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	end, ok := s.(*stats.End)
+	if !ok {
+		return
+	}
+	method, _ := ctx.Value(rpcLogKey{}).(string)
+	logRPC(ctx, l.log, method, end.BeginTime, end.EndTime, end.Error)
+}
+
+// TagConn implements stats.Handler.
+func (*RPCLog) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+// HandleConn implements stats.Handler.
+func (*RPCLog) HandleConn(context.Context, stats.ConnStats) {}
+
+func logRPC(ctx context.Context, log *slog.Logger, method string, start, end time.Time, err error) {
 	code := status.Code(err)
 	level := slog.LevelInfo
 	if code == codes.Internal || code == codes.Unknown || code == codes.DataLoss {
@@ -44,9 +60,7 @@ func logRPC(ctx context.Context, log *slog.Logger, method string, start time.Tim
 		return
 	}
 	// The record is built here rather than by log.LogAttrs, which would
-	// walk the stack for a source position the line does not show; the end
-	// time is read once, for both the line's time and its duration.
-	end := time.Now()
+	// walk the stack for a source position the line does not show.
 	r := slog.NewRecord(end, level, "rpc", 0)
 	r.AddAttrs(slog.String("method", method), slog.String("code", code.String()), Millis("duration_ms", end.Sub(start)))
 	_ = h.Handle(ctx, r) // as slog does: a log line that cannot be written has nowhere to be reported

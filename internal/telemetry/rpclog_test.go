@@ -2,7 +2,6 @@ package telemetry_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -10,7 +9,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/internal/telemetry"
-	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 )
 
 // The RPC line carries its duration as milliseconds (a number), and any
@@ -19,11 +18,9 @@ import (
 func TestLoggedDurationsAreReadable(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: telemetry.ReadableDurations}))
-	_, err := telemetry.UnaryLogger(log)(t.Context(), nil, &grpc.UnaryServerInfo{FullMethod: "/x.S/M"},
-		func(context.Context, any) (any, error) { return nil, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := telemetry.NewRPCLog(log)
+	now := time.Now()
+	l.HandleRPC(l.TagRPC(t.Context(), &stats.RPCTagInfo{FullMethodName: "/x.S/M"}), &stats.End{BeginTime: now, EndTime: now.Add(time.Millisecond)})
 	log.Info("waited", "backoff", 1500*time.Millisecond)
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	var rpc, other map[string]any
