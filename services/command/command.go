@@ -509,7 +509,7 @@ func (c *call) decide(recs []eventstore.Recorded, st order.State, original *resu
 	revision := uint64(st.Version)
 	switch {
 	case c.followed && (len(recs) == 0 || recs[0].Meta.RequestID != c.requestID):
-		return nil, rpcerr.Invalid("request_id", "already used for another order")
+		return nil, rpcerr.RequestIDReused()
 	case original != nil && original.fingerprint != "" && original.fingerprint != c.meta.RequestFingerprint && original.fingerprint != c.fp:
 		// Another request under the same id. Events written before
 		// fingerprints were recorded carry none: their request id is
@@ -564,7 +564,9 @@ func (c *call) notAppended(ctx context.Context, attempt int, revision uint64, er
 		c.t.orderID, c.followed = reused.OrderID, true
 		return c.settle(), nil
 	case errors.As(err, &reused):
-		return answered, rpcerr.Invalid("request_id", "already used for another order")
+		// Another order's request: the id names one request, whichever
+		// order it is for.
+		return answered, rpcerr.RequestIDReused()
 	case errors.Is(err, eventstore.ErrConflict):
 		// Another writer, or a lagging replica: the next load must
 		// not come from that replica's copy again.
