@@ -242,6 +242,36 @@ func (s *Stream) Delete(ctx context.Context, seq uint64) error {
 	return nil
 }
 
+// PurgeAcked removes the messages on the subjects matching filter that the
+// durable subscription name has acknowledged: those up to its
+// acknowledgement floor. A subscription not made yet has acknowledged
+// nothing. For a consumer that deletes each message once handled (Delete),
+// it removes what a build that did not delete them left behind.
+func (s *Stream) PurgeAcked(ctx context.Context, name, filter string) error {
+	if err := s.under(filter); err != nil {
+		return err
+	}
+	st, err := s.ensure(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := st.Consumer(ctx, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("schedule: purge what %s acknowledged: %w", name, err)
+	}
+	floor := c.CachedInfo().AckFloor.Stream
+	if floor == 0 {
+		return nil
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(filter), jetstream.WithPurgeSequence(floor+1)); err != nil {
+		return fmt.Errorf("schedule: purge what %s acknowledged: %w", name, err)
+	}
+	return nil
+}
+
 // CountSubjects returns how many subjects matching filter hold a message.
 func (s *Stream) CountSubjects(ctx context.Context, filter string) (int, error) {
 	if err := s.under(filter); err != nil {

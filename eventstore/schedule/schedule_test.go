@@ -259,3 +259,51 @@ func TestFiredKeptNeverExpires(t *testing.T) {
 		}
 	}
 }
+
+// PurgeAcked removes the firings a subscription acknowledged, and leaves
+// the one it has not: that one is still owed.
+func TestPurgeAckedLeavesWhatIsOwed(t *testing.T) {
+	s := newStream(t)
+	ctx := t.Context()
+	if err := s.PurgeAcked(ctx, "fired", "timers.fired.>"); err != nil {
+		t.Fatalf("PurgeAcked before the subscription exists: %v", err)
+	}
+	// a fires first, so that its acknowledgement moves the floor.
+	now := time.Now()
+	for name, at := range map[string]time.Time{"a": now, "b": now.Add(time.Second)} {
+		if err := s.Schedule(ctx, "timers.schedule."+name, "timers.fired."+name, at, []byte(name), name+":1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := s.Subscribe(sctx, "fired", "timers.fired.>", func(m schedule.Msg) {
+		if m.Subject == "timers.fired.a" {
+			_ = m.Ack()
+			return
+		}
+		_ = m.NakWithDelay(time.Hour) // not handled: owed
+		cancel()
+	}, eventstore.WithDescription("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The acknowledgement reaches the server on its own time.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := s.PurgeAcked(ctx, "fired", "timers.fired.>"); err != nil {
+			t.Fatal(err)
+		}
+		fired, err := read(ctx, s, "timers.fired.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fired) == 1 && string(fired[0]) == "b" {
+			return
+		}
+		if len(fired) == 0 || time.Now().After(deadline) {
+			t.Fatalf("firings after PurgeAcked: %q; want [b]", fired)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -121,6 +121,7 @@ type Timers interface {
 	CountSubjects(ctx context.Context, filter string) (int, error)
 	Each(ctx context.Context, fn func(subject string, data []byte), filters ...string) error
 	Delete(ctx context.Context, seq uint64) error
+	PurgeAcked(ctx context.Context, name, filter string) error
 	Subscribe(ctx context.Context, name, filter string, handle func(schedule.Msg), opts ...eventstore.SubscribeOption) error
 }
 
@@ -406,6 +407,11 @@ func (m *Manager) purge(ctx context.Context, subjects ...string) error {
 
 // followFired enforces the deadlines that fired.
 func (m *Manager) followFired(ctx context.Context) error {
+	// Firings an older build handled without deleting them would be
+	// listed as still owed.
+	if err := m.timers.PurgeAcked(ctx, FiredConsumer, subjFired+">"); err != nil {
+		return err
+	}
 	return m.timers.Subscribe(ctx, FiredConsumer, subjFired+">", func(msg schedule.Msg) {
 		var s timer
 		if err := json.Unmarshal(msg.Data, &s); err != nil || s.OrderID == "" {
