@@ -59,11 +59,11 @@ func routesOf(spec []byte) (routes, error) {
 	return rs, nil
 }
 
-// allow lists the methods the routes answer on the escaped path, sorted,
-// matching as grpc-gateway does: a variable is one non-empty segment, and
-// a route with a verb takes it off the last segment, while one without
-// keeps the last segment whole (so "/v1/orders/x:place" is also order
-// "x:place" to GET).
+// allow lists the methods the routes answer on path (as routePath gives
+// it), sorted, matching as grpc-gateway does: a variable is one segment,
+// empty or not, and a route with a verb takes it off the last segment,
+// while one without keeps the last segment whole (so "/v1/orders/x:place"
+// is also order "x:place" to GET).
 func (rs routes) allow(path string) []string {
 	comps := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	var ms []string
@@ -74,6 +74,16 @@ func (rs routes) allow(path string) []string {
 	}
 	slices.Sort(ms)
 	return slices.Compact(ms)
+}
+
+// routePath is the path grpc-gateway matches routes on, in the escaping
+// mode the gateway sets: the path as sent when it holds escapes, so that
+// a %2F stays within its segment.
+func routePath(r *http.Request) string {
+	if r.URL.RawPath != "" {
+		return r.URL.RawPath
+	}
+	return r.URL.Path
 }
 
 func (r route) match(comps []string) bool {
@@ -89,11 +99,7 @@ func (r route) match(comps []string) bool {
 			}
 			c = c[:len(c)-len(v)]
 		}
-		if strings.HasPrefix(s, "{") {
-			if c == "" {
-				return false
-			}
-		} else if s != c {
+		if !strings.HasPrefix(s, "{") && s != c {
 			return false
 		}
 	}

@@ -19,6 +19,8 @@ func TestWrongMethodNamesTheAllowedOnes(t *testing.T) {
 		"/v1/orders/no-such-order":                  "GET",
 		"/v1/orders/no-such-order/items/A":          "DELETE, PATCH",
 		"/v1/orders/no-such-order/shipping-address": "PUT",
+		// An empty segment is a variable's value to grpc-gateway too.
+		"/v1/orders/": "GET",
 		// GET takes the last segment whole: order "no-such-order:place".
 		"/v1/orders/no-such-order:place": "GET, POST",
 		"/v1/orders:watch":               "GET",
@@ -42,5 +44,25 @@ func TestWrongMethodNamesTheAllowedOnes(t *testing.T) {
 				t.Errorf("%s %s: Allow %q, want %q", m, path, r.header.Get("Allow"), want)
 			}
 		}
+	}
+}
+
+// The Allow header is worked out on the path as sent, as the gateway
+// routes it: a %2F stays within its segment even when the path also holds
+// a character a client may send unescaped ('|' here, as curl sends it).
+func TestAllowMatchesThePathAsSent(t *testing.T) {
+	e := start(t)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, e.base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Opaque = "/v1/orders/a%2Fb|c:place" // written as is, not escaped again
+	res, err := e.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != "GET, POST" {
+		t.Fatalf("PUT %s: HTTP %d, Allow %q; want 405 with GET, POST", req.URL.Opaque, res.StatusCode, res.Header.Get("Allow"))
 	}
 }

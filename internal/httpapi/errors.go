@@ -86,7 +86,7 @@ func (e errorHandlers) routing(ctx context.Context, mux *runtime.ServeMux, m run
 		st = status.New(codes.NotFound, "no such route")
 	case http.StatusMethodNotAllowed:
 		st = status.New(codes.Unimplemented, "method not allowed on this route")
-		if ms := e.routes.allow(r.URL.EscapedPath()); len(ms) > 0 {
+		if ms := e.routes.allow(routePath(r)); len(ms) > 0 {
 			w.Header().Set("Allow", strings.Join(ms, ", "))
 		}
 	default:

@@ -79,7 +79,7 @@ type sseWatch struct {
 func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Matched on the path as sent, as grpc-gateway now matches its routes:
 	// an order id holding '/' arrives as %2F, within its one segment.
-	p := r.URL.EscapedPath()
+	p := routePath(r)
 	if !wantsEventStream(r) {
 		s.next.ServeHTTP(w, r)
 		return
@@ -194,6 +194,11 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 func fillWatchRequest(r *http.Request, req fromPositioned, pathFields *utilities.DoubleArray) error {
 	conv := conventionsFrom(r.Context())
 	var err error
+	if conv == nil { // not behind conventions (New always puts it there)
+		if conv, err = readConventions(r); err != nil {
+			return err
+		}
+	}
 	// Parsed strictly, as grpc-gateway parses the other routes' queries:
 	// URL.Query drops a pair it cannot parse (a bad escape, a ';'), and a
 	// dropped filter watched every order.
