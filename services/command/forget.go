@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
@@ -150,34 +151,44 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 		case err != nil:
 			return 0, err
 		default:
-			return res.Position, s.forgetAgain(ctx, customerID)
+			s.forgetAgain(ctx, customerID, res.Position)
+			return res.Position, nil
 		}
 	}
 	return 0, rpcerr.ErrContention
 }
 
 // forgetAgain destroys the key a command may have made for the customer
-// between the erasure's destruction of the key and its event: that command
-// found no key and made one, and its event may precede the erasure's. Any
-// key made later serves only events after the erasure, since its making
-// follows the erasure's append. A command that made its key in between and
-// appends after the erasure loses its personal data too: it ran during the
-// erasure. A failure is tried again while ctx allows; after that the
-// erasure stands and the error is returned (its retry finds the erasure
-// done and does not destroy again, which could take a key the customer got
-// since).
-func (s *Service) forgetAgain(ctx context.Context, customerID string) error {
+// between the erasure's destruction of the key and its event at position:
+// that command found no key and made one, and its event may precede the
+// erasure's. Any key made later serves only events after the erasure,
+// since its making follows the erasure's append. A command that made its
+// key in between and appends after the erasure loses its personal data
+// too: it ran during the erasure.
+//
+// The erasure stands whatever happens here, so this does not end with the
+// call (a client that gives up must not leave the key in place) and its
+// failure is logged, not returned: a retry of the request finds the
+// erasure done and does not destroy again, which could take a key the
+// customer got since.
+func (s *Service) forgetAgain(ctx context.Context, customerID string, position uint64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgetAgainTimeout)
+	defer cancel()
 	var err error
-	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
+	for attempt := 1; ; attempt++ {
 		if err = s.keys.Forget(ctx, customerID); err == nil {
-			return nil
+			return
 		}
-		if werr := waitToRetry(ctx, attempt); werr != nil {
+		if attempt == s.maxAttempts || waitToRetry(ctx, attempt) != nil {
 			break
 		}
 	}
-	return fmt.Errorf("%w: forget customer: %w", convert.ErrKeyUnavailable, err)
+	s.log.ErrorContext(ctx, "command: an erasure is recorded, but its second destruction of the customer's key failed: "+
+		"data a command sealed while the erasure ran may stay readable; forget the customer again", "position", position, "err", err)
 }
+
+// forgetAgainTimeout bounds forgetAgain.
+const forgetAgainTimeout = 30 * time.Second
 
 // ownRequestID is the request id an erasure is recorded under when the
 // client's was taken by another request after the customer's key was
