@@ -18,7 +18,9 @@ import (
 // Why a stats handler rather than an interceptor: grpc-go refuses some
 // calls before any interceptor runs (a request over the server's receive
 // limit, one that cannot be decompressed), and an interceptor never
-// learns of them. The handler sees every call the server answers.
+// learns of them. The handler sees every call of a method the server
+// has; a call of a method it does not have is answered UNIMPLEMENTED by
+// grpc-go without telling any stats handler, and is not logged.
 type RPCLog struct {
 	log *slog.Logger
 }
