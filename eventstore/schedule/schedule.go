@@ -9,7 +9,8 @@
 // given to a Stream must be under it. A schedule on a subject replaces the
 // one before it, and the server removes it when it fires: it publishes the
 // schedule's data on the schedule's target subject, where the firing is
-// kept for the fired TTL (default a day).
+// kept for the fired TTL (default a day), or until it is deleted
+// (WithFiredKept).
 //
 // Errors: methods given a subject outside the root return ErrSubject; a
 // subscription whose consumer is deleted or changed under it while it runs
@@ -141,8 +142,8 @@ func (s *Stream) ensure(ctx context.Context) (jetstream.Stream, error) {
 		Storage:     s.cfg.storage,
 		Replicas:    s.cfg.replicas,
 		// Schedules fire through the server; firings expire (per-message
-		// TTL) after the fired TTL; kept records replace their subject's
-		// previous one (roll-up).
+		// TTL) after the fired TTL, or never (WithFiredKept); kept records
+		// replace their subject's previous one (roll-up).
 		AllowMsgSchedules: true,
 		AllowMsgTTL:       true,
 		AllowRollup:       true,
@@ -246,7 +247,11 @@ func (s *Stream) Delete(ctx context.Context, seq uint64) error {
 // durable subscription name has acknowledged: those up to its
 // acknowledgement floor. A subscription not made yet has acknowledged
 // nothing. For a consumer that deletes each message once handled (Delete),
-// it removes what a build that did not delete them left behind.
+// it removes what a build that did not delete them left behind. The floor
+// says what was settled only because Subscribe's consumers deliver every
+// message from the stream's start and never give one up (no delivery
+// limit): a message below it was acknowledged (or terminated), never
+// skipped.
 func (s *Stream) PurgeAcked(ctx context.Context, name, filter string) error {
 	if err := s.under(filter); err != nil {
 		return err

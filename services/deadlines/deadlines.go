@@ -424,8 +424,11 @@ func (m *Manager) followFired(ctx context.Context) error {
 		if err == nil && msg.Sequence != 0 {
 			// What is left on the firings' subjects is what still waits
 			// (List). A firing redelivered after this is enforced again,
-			// which changes nothing, and deleted again.
-			err = m.timers.Delete(hctx, msg.Sequence)
+			// which changes nothing, and deleted again. The delete has a
+			// timeout of its own: the enforcing may have used up hctx's.
+			dctx, dcancel := context.WithTimeout(ctx, m.handleTimeout)
+			err = m.timers.Delete(dctx, msg.Sequence)
+			dcancel()
 		}
 		if err != nil {
 			if ctx.Err() == nil {
