@@ -34,3 +34,25 @@ func TestOversizeRequestIsLogged(t *testing.T) {
 		t.Fatalf("%d RPC log lines without a method", n)
 	}
 }
+
+// A call of a method no service on this node has (a role it does not run,
+// say) is answered UNIMPLEMENTED and logged. grpc-go answered it itself,
+// which no stats handler hears of: no line.
+func TestUnknownMethodIsLogged(t *testing.T) {
+	rec := &rpcRecorder{codes: map[string]int{}}
+	r := startLogged(t, map[string]string{"ROLES": "command"}, rec)
+	conn := dial(t, r.addrs.GRPC)
+	for _, m := range []string{"/orders.v1.NoSuchService/Nope", ordersv1.OrderQueryService_GetOrder_FullMethodName} {
+		err := conn.Invoke(t.Context(), m, &ordersv1.GetOrderRequest{OrderId: "x"}, &ordersv1.GetOrderResponse{})
+		if status.Code(err) != codes.Unimplemented {
+			t.Fatalf("%s: %v, want UNIMPLEMENTED", m, err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for rec.lastCode(m) != codes.Unimplemented.String() {
+			if time.Now().After(deadline) {
+				t.Fatalf("no RPC log line for %s", m)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

@@ -27,6 +27,8 @@ type rpcRecorder struct {
 	mu     sync.Mutex
 	codes  map[string]int
 	errors []string
+	// last is the code of each method's last RPC line.
+	last map[string]string
 }
 
 func (r *rpcRecorder) Enabled(context.Context, slog.Level) bool { return true }
@@ -54,10 +56,23 @@ func (r *rpcRecorder) Handle(_ context.Context, rec slog.Record) error {
 	if rec.Message == "rpc" && method == "" {
 		r.codes["no method"]++
 	}
+	if rec.Message == "rpc" {
+		if r.last == nil {
+			r.last = map[string]string{}
+		}
+		r.last[method] = code
+	}
 	if rec.Level >= slog.LevelError {
 		r.errors = append(r.errors, rec.Message+" "+strings.Join(attrs, " "))
 	}
 	return nil
+}
+
+// lastCode returns the code of method's last RPC line, "" when none.
+func (r *rpcRecorder) lastCode(method string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last[method]
 }
 
 // logged returns how many RPC lines for CreateOrder said code.

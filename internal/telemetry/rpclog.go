@@ -20,7 +20,9 @@ import (
 // limit, one that cannot be decompressed), and an interceptor never
 // learns of them. The handler sees every call of a method the server
 // has; a call of a method it does not have is answered UNIMPLEMENTED by
-// grpc-go without telling any stats handler, and is not logged.
+// grpc-go without telling any stats handler, unless the server has an
+// unknown-service handler (ordersd has). Such a method name is the
+// client's: the line keeps at most its first maxLoggedMethod bytes.
 type RPCLog struct {
 	log *slog.Logger
 }
@@ -30,9 +32,17 @@ func NewRPCLog(log *slog.Logger) *RPCLog { return &RPCLog{log: log} }
 
 type rpcLogKey struct{}
 
+// maxLoggedMethod bounds the method a line names: a client may send any
+// name, up to the server's metadata limit.
+const maxLoggedMethod = 256
+
 // TagRPC implements stats.Handler: it keeps the method for the line.
 func (l *RPCLog) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	return context.WithValue(ctx, rpcLogKey{}, info.FullMethodName)
+	m := info.FullMethodName
+	if len(m) > maxLoggedMethod {
+		m = m[:maxLoggedMethod] + "…"
+	}
+	return context.WithValue(ctx, rpcLogKey{}, m)
 }
 
 // HandleRPC implements stats.Handler: it logs a call when it ends.

@@ -40,3 +40,22 @@ func TestLoggedDurationsAreReadable(t *testing.T) {
 		t.Fatalf("a logged duration reads %v, want \"1.5s\"", other["backoff"])
 	}
 }
+
+// A method name is the client's to choose: the line keeps its first 256
+// bytes.
+func TestLoggedMethodIsBounded(t *testing.T) {
+	var buf bytes.Buffer
+	l := telemetry.NewRPCLog(slog.New(slog.NewJSONHandler(&buf, nil)))
+	now := time.Now()
+	long := "/x.S/" + strings.Repeat("m", 10000)
+	l.HandleRPC(l.TagRPC(t.Context(), &stats.RPCTagInfo{FullMethodName: long}), &stats.End{BeginTime: now, EndTime: now})
+	var line struct {
+		Method string `json:"method"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatal(err)
+	}
+	if want := long[:256] + "…"; line.Method != want {
+		t.Fatalf("logged method of %d bytes, want the first 256 and an ellipsis", len(line.Method))
+	}
+}
