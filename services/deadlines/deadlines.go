@@ -20,8 +20,10 @@
 // handled yet: ListDeadlines lists them as fired (the command side may be
 // down; the firing is retried until it is enforced). The stream should keep
 // firings until they are deleted (schedule.WithFiredKept, as ordersd sets
-// it): one that expired unhandled would be a deadline never enforced. The handler folds the order from the log and acts only
-// when the order still calls for it: a payment timeout cancels an order
+// it): one that expired unhandled would be a deadline never enforced.
+//
+// The handler folds the order from the log and acts only when the order
+// still calls for it: a payment timeout cancels an order
 // still placed or payment_declined, with expected_revision set to the
 // revision it just read (an outcome landing meanwhile makes the cancel
 // fail with ABORTED and the firing is checked again) and a request id
