@@ -409,11 +409,6 @@ func (m *Manager) purge(ctx context.Context, subjects ...string) error {
 
 // followFired enforces the deadlines that fired.
 func (m *Manager) followFired(ctx context.Context) error {
-	// Firings an older build handled without deleting them would be
-	// listed as still owed.
-	if err := m.timers.PurgeAcked(ctx, FiredConsumer, subjFired+">"); err != nil {
-		return err
-	}
 	return m.timers.Subscribe(ctx, FiredConsumer, subjFired+">", func(msg schedule.Msg) {
 		var s timer
 		if err := json.Unmarshal(msg.Data, &s); err != nil || s.OrderID == "" {
@@ -570,6 +565,12 @@ type Deadline struct {
 // empty), soonest due first, at most limit of them; truncated reports that
 // more matched.
 func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []Deadline, truncated bool, err error) {
+	// A firing that a manager of an older build handled (during a rolling
+	// upgrade, say) is acknowledged but not deleted: it would be listed as
+	// still owed.
+	if err := m.timers.PurgeAcked(ctx, FiredConsumer, subjFired+">"); err != nil {
+		return nil, false, err
+	}
 	filters := []string{subjSchedule + ">", subjFired + ">", subjOverdue + ">"}
 	if orderID != "" {
 		filters = []string{subjSchedule + "*." + orderID, subjFired + "*." + orderID, subjOverdue + orderID}

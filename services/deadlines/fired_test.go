@@ -9,6 +9,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/schedule"
 	"github.com/orderstream/orderstream/services/deadlines"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -79,6 +80,24 @@ func TestFiredDeadlineIsListedUntilEnforced(t *testing.T) {
 		t.Fatalf("deadlines of %s while its cancel is refused: %v, want its payment timeout, fired", id, ds)
 	}
 	srv.open.Store(true)
+	cancelledOnce(t, e.waitEvent(t, id, "OrderCancelled"))
+	listed(t, m, id)
+}
+
+// keptFirings is the DEADLINES stream as a manager of an older build used
+// it: a handled firing is acknowledged, never deleted.
+type keptFirings struct{ *schedule.Stream }
+
+func (keptFirings) Delete(context.Context, uint64) error { return nil }
+
+// A firing that a manager of an older build handled (acknowledged, not
+// deleted) is not listed as owed: during a rolling upgrade the list would
+// otherwise show every firing that manager handled.
+func TestFiringHandledWithoutDeleteIsNotListed(t *testing.T) {
+	e := start(t)
+	timers := e.timers(t)
+	m, _ := e.runTimers(t, keptFirings{timers}, time.Second, time.Hour)
+	id := e.place(t, "older-build")
 	cancelledOnce(t, e.waitEvent(t, id, "OrderCancelled"))
 	listed(t, m, id)
 }
