@@ -12,7 +12,7 @@ import (
 )
 
 func allEvents() []order.Event {
-	addr := &order.Address{Name: "Ada", Line1: "1 Way", City: "London", Country: "GB"}
+	addr := &order.Address{Name: "Ada Lovelace", Line1: "1 Analytical Way", City: "London", Country: "GB"}
 	return []order.Event{
 		order.OrderCreated{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR", Lines: []order.Line{{SKU: "A", Quantity: 2, UnitPrice: 150}}, Shipping: addr},
 		order.OrderCreated{OrderID: "o-2", CustomerID: "c-1", Currency: "USD"},
@@ -25,7 +25,7 @@ func allEvents() []order.Event {
 		order.PaymentAuthorized{PaymentRef: "psp-1", Amount: 300},
 		order.PaymentDeclined{PaymentRef: "psp-2", Reason: "insufficient funds"},
 		order.OrderCancelled{Reason: "changed mind"},
-		order.OrderShipped{Carrier: "DHL", TrackingNumber: "T1"},
+		order.OrderShipped{Carrier: "DHL", TrackingNumber: "TRACK-0042-T1"},
 		order.OrderDelivered{},
 		order.RefundIssued{PaymentRef: "psp-1", RefundRef: "rf-1", Amount: 300},
 		order.CustomerForgotten{CustomerID: "c-1"},
