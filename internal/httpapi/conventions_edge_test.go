@@ -46,10 +46,7 @@ func openGet(t *testing.T, e *env, path string, headers ...string) (int, http.He
 // They carry none.
 func TestNDJSONWatchCarriesNoETag(t *testing.T) {
 	e := start(t)
-	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "r5-etag", Currency: "EUR"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.draft(t, "r5-etag", "")
 	id := c.GetOrder().GetOrderId()
 	last := e.addItems(t, id, 0, 2) // the order is now at revision 3
 	code, h, line := openGet(t, e, "/v1/orders/"+id+":watch",

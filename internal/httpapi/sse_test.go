@@ -135,6 +135,17 @@ func positionsAfter(t *testing.T, e *env, id string, after uint64) []uint64 {
 	return out
 }
 
+// draft creates a draft order of customer through the command service
+// (under orderID, or the id its request id derives when empty).
+func (e *env) draft(t *testing.T, customer, orderID string) *ordersv1.CreateOrderResponse {
+	t.Helper()
+	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), OrderId: orderID, CustomerId: customer, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func (e *env) addItems(t *testing.T, id string, from, n int) (last uint64) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
@@ -153,10 +164,7 @@ func (e *env) addItems(t *testing.T, id string, from, n int) (last uint64) {
 // repeats nothing.
 func TestWatchOverSSE(t *testing.T) {
 	e := start(t, httpapi.WithHeartbeat(20*time.Millisecond))
-	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "sse", Currency: "EUR"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.draft(t, "sse", "")
 	id := c.GetOrder().GetOrderId()
 	s := openSSE(t, e, "/v1/orders/"+id+":watch", "X-Min-Position", strconv.FormatUint(c.GetPosition(), 10))
 	if s.res.StatusCode != http.StatusOK || s.res.Header.Get("Content-Type") != "text/event-stream" {
@@ -203,10 +211,7 @@ func TestWatchListOverSSE(t *testing.T) {
 	if ev := s.next(t); !strings.Contains(ev.data, `"order":null`) {
 		t.Fatalf("first event %+v", ev)
 	}
-	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "sse-list", Currency: "EUR"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.draft(t, "sse-list", "")
 	if got := s.until(t, c.GetPosition()); !slices.Equal(got, []uint64{c.GetPosition()}) {
 		t.Fatalf("events %v, want [%d]", got, c.GetPosition())
 	}
@@ -282,10 +287,7 @@ func watchedOrder(t *testing.T, ev sseEvent) string {
 // of grpc-go refusing the whole call as INTERNAL (a 500).
 func TestWatchSSEDropsHeaderValuesGRPCCannotCarry(t *testing.T) {
 	e := start(t)
-	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "sse-ascii", Currency: "EUR"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.draft(t, "sse-ascii", "")
 	id := c.GetOrder().GetOrderId()
 
 	r := do(t, e.http, http.MethodGet, e.base+"/v1/orders/no-such-order:watch", "",
@@ -323,10 +325,7 @@ func TestWatchSSEPathWinsOverQuery(t *testing.T) {
 	var ids []string
 	var last uint64
 	for range 2 {
-		c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "sse-path", Currency: "EUR"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := e.draft(t, "sse-path", "")
 		ids, last = append(ids, c.GetOrder().GetOrderId()), c.GetPosition()
 	}
 	for _, param := range []string{"orderId", "order_id"} {
@@ -352,10 +351,7 @@ func TestWatchSSEPathWinsOverQuery(t *testing.T) {
 func TestWatchOverSSEWithSlashInTheOrderID(t *testing.T) {
 	e := start(t, httpapi.WithHeartbeat(20*time.Millisecond))
 	for id, sent := range map[string]string{"sse/slash:1": url.PathEscape("sse/slash:1"), "sse/pipe|1": "sse%2Fpipe|1"} {
-		c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), OrderId: id, CustomerId: "sse", Currency: "EUR"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := e.draft(t, "sse", id)
 		s := openSSE(t, e, "/v1/orders/"+sent+":watch", "X-Min-Position", strconv.FormatUint(c.GetPosition(), 10))
 		if s.res.StatusCode != http.StatusOK || s.res.Header.Get("Content-Type") != "text/event-stream" {
 			t.Fatalf("%s: HTTP %d %s", sent, s.res.StatusCode, s.res.Header.Get("Content-Type"))

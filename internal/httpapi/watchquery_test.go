@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
-
-	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 )
 
 // A query parameter Go's URL parser cannot read (a malformed escape, a ';'
@@ -37,10 +35,7 @@ func TestSSEWatchMalformedQueryIsRefused(t *testing.T) {
 // "now", losing them).
 func TestNDJSONWatchHonoursLastEventID(t *testing.T) {
 	e := start(t)
-	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "nd-resume", Currency: "EUR"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.draft(t, "nd-resume", "")
 	id := c.GetOrder().GetOrderId()
 	last := e.addItems(t, id, 0, 2)
 	code, _, line := openGet(t, e, "/v1/orders/"+id+":watch",
@@ -69,10 +64,7 @@ func TestNDJSONWatchHonoursLastEventID(t *testing.T) {
 // from_position does not read it.
 func TestLastEventIDIsReadByWatchesOnly(t *testing.T) {
 	e := start(t)
-	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: key(), CustomerId: "nd-bad-resume", Currency: "EUR"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.draft(t, "nd-bad-resume", "")
 	id := c.GetOrder().GetOrderId()
 	if code, _, body := openGet(t, e, "/v1/orders/"+id+":watch", "Last-Event-ID", "x"); code != http.StatusBadRequest {
 		t.Errorf("NDJSON watch with Last-Event-ID x: %d %s, want 400", code, body)
