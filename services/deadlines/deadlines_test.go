@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -22,9 +21,7 @@ import (
 	"github.com/orderstream/orderstream/services/command"
 	"github.com/orderstream/orderstream/services/deadlines"
 	"github.com/orderstream/orderstream/services/payments"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -88,20 +85,7 @@ func start(t *testing.T) *env {
 	e := &env{opts: &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}}
 	e.srv = startNATS(t, e.opts)
 	e.connect(t)
-	gs := grpc.NewServer()
-	ordersv1.RegisterOrderCommandServiceServer(gs, &commandRef{e: e})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	e.cmd = ordersv1.NewOrderCommandServiceClient(conn)
+	e.cmd = serveCommands(t, &commandRef{e: e})
 	return e
 }
 
