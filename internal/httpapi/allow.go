@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+
+	"github.com/orderstream/orderstream/api/openapi"
 )
 
 // routes are the REST API's route templates with the methods each answers,
@@ -20,6 +23,11 @@ type route struct {
 	verb    string   // "place" of "{orderId}:place"; "" for none
 	methods []string
 }
+
+// apiRoutes are this API's routes, read from its OpenAPI document on the
+// first 405 rather than at start-up: reading the document takes about a
+// millisecond, and most processes never answer a 405.
+var apiRoutes = sync.OnceValues(func() (routes, error) { return routesOf(openapi.Spec) })
 
 // methodNames are the OpenAPI operation keys that are HTTP methods.
 var methodNames = map[string]string{

@@ -48,8 +48,6 @@ func statusFor(st *status.Status, ifMatch bool) int {
 
 type errorHandlers struct {
 	log *slog.Logger
-	// routes name the methods a 405 allows (nil: no Allow header).
-	routes routes
 }
 
 // http answers a failed unary call, or a decoding error, in grpc-gateway's
@@ -86,7 +84,9 @@ func (e errorHandlers) routing(ctx context.Context, mux *runtime.ServeMux, m run
 		st = status.New(codes.NotFound, "no such route")
 	case http.StatusMethodNotAllowed:
 		st = status.New(codes.Unimplemented, "method not allowed on this route")
-		if ms := e.routes.allow(routePath(r)); len(ms) > 0 {
+		if rs, err := apiRoutes(); err != nil {
+			e.log.ErrorContext(ctx, "gateway: no Allow header: the API's routes are unreadable", "err", err)
+		} else if ms := rs.allow(routePath(r)); len(ms) > 0 {
 			w.Header().Set("Allow", strings.Join(ms, ", "))
 		}
 	default:

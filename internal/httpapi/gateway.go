@@ -311,11 +311,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 			return nil, err
 		}
 	}
-	rs, err := routesOf(openapi.Spec)
-	if err != nil {
-		return nil, err
-	}
-	errs := errorHandlers{log: cfg.log, routes: rs}
+	errs := errorHandlers{log: cfg.log}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &jsonMarshaler{JSONPb: runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
