@@ -1,7 +1,6 @@
 package command_test
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -32,6 +31,41 @@ func (k *racingKeyring) Forget(ctx context.Context, customerID string) error {
 	return err
 }
 
+// racedErasure is a service on store whose keyring, on keys, has the
+// order o-race of customer cust-r created while that customer's erasure
+// runs: between the key's destruction and the erasure's event.
+func racedErasure(t *testing.T, keys pii.Store, store command.Store) *command.Service {
+	t.Helper()
+	ring := &racingKeyring{Keyring: pii.NewKeyring(keys, testMaster(t))}
+	svc, err := command.New(store, command.WithKeyring(ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring.during = func() {
+		if _, err := svc.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: "race-1", OrderId: "o-race", CustomerId: "cust-r",
+			Currency: "EUR", ShippingAddress: address()}); err != nil {
+			t.Errorf("the order created during the erasure: %v", err)
+		}
+	}
+	return svc
+}
+
+// racedAddress reads o-race's creation from store as any process would,
+// with a keyring on keys without the service's cache: its shipping
+// address and its position.
+func racedAddress(t *testing.T, keys pii.Store, store command.Store) (*order.Address, uint64) {
+	t.Helper()
+	recs, err := store.Load(t.Context(), "o-race")
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("the racing order: %d events, %v", len(recs), err)
+	}
+	e, err := convert.OpenEvent(t.Context(), pii.NewKeyring(keys, testMaster(t)), "o-race", recs[0].Type, recs[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.(order.OrderCreated).Shipping, recs[0].Position
+}
+
 // An order created while its customer is being forgotten, whose event
 // lands before the erasure's, is erased with the customer's other data. Its
 // command found no key (the erasure had just destroyed it) and made a new
@@ -39,36 +73,17 @@ func (k *racingKeyring) Forget(ctx context.Context, customerID string) error {
 // in clear from the log for good, before the erasure's position.
 func TestOrderRacingAnErasureIsErasedWithIt(t *testing.T) {
 	ctx := t.Context()
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := pii.NewMemStore()
-	ring := &racingKeyring{Keyring: pii.NewKeyring(keys, master)}
-	store := memstore.New()
-	svc, err := command.New(store, command.WithKeyring(ring))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raced error
-	ring.during = func() {
-		_, raced = svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "race-1", OrderId: "o-race", CustomerId: "cust-r",
-			Currency: "EUR", ShippingAddress: address()})
-	}
+	keys, store := pii.NewMemStore(), memstore.New()
+	svc := racedErasure(t, keys, store)
 	pos, err := svc.ForgetCustomer(ctx, "cust-r", "forget-r")
-	if err != nil || raced != nil {
-		t.Fatalf("ForgetCustomer: %v; the order created meanwhile: %v", err, raced)
-	}
-	recs, err := store.Load(ctx, "o-race")
-	if err != nil || len(recs) != 1 || recs[0].Position > pos {
-		t.Fatalf("the racing order: %d events, %v; want its creation before the erasure at %d", len(recs), err, pos)
-	}
-	// Read as any process would: a keyring without this one's cache.
-	e, err := convert.OpenEvent(ctx, pii.NewKeyring(keys, master), "o-race", recs[0].Type, recs[0].Data)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("ForgetCustomer: %v", err)
 	}
-	if a := e.(order.OrderCreated).Shipping; a == nil || !a.Erased {
+	a, created := racedAddress(t, keys, store)
+	if created > pos {
+		t.Fatalf("the racing order was created at %d; want it before the erasure at %d", created, pos)
+	}
+	if a == nil || !a.Erased {
 		t.Fatalf("the racing order's address reads %+v after the erasure; want it erased", a)
 	}
 	// And so it does to this service, which made the order.
@@ -108,35 +123,12 @@ func (s *cancelAfterErasure) Append(ctx context.Context, orderID string, expecte
 // that gives up once the erasure's event is in still leaves no key for the
 // order created meanwhile.
 func TestRacingKeyIsDestroyedWhenTheCallerGivesUp(t *testing.T) {
-	ctx := t.Context()
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
 	keys := ctxKeys{pii.NewMemStore()}
-	ring := &racingKeyring{Keyring: pii.NewKeyring(keys, master)}
-	cctx, cancel := context.WithCancel(ctx)
+	cctx, cancel := context.WithCancel(t.Context())
 	store := &cancelAfterErasure{Store: memstore.New(), cancel: cancel}
-	svc, err := command.New(store, command.WithKeyring(ring))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring.during = func() {
-		if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "race-1", OrderId: "o-race", CustomerId: "cust-r",
-			Currency: "EUR", ShippingAddress: address()}); err != nil {
-			t.Errorf("the order created meanwhile: %v", err)
-		}
-	}
+	svc := racedErasure(t, keys, store)
 	_, _ = svc.ForgetCustomer(cctx, "cust-r", "forget-r") // its answer may be its context's end
-	recs, err := store.Load(ctx, "o-race")
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("the racing order: %d events, %v", len(recs), err)
-	}
-	e, err := convert.OpenEvent(ctx, pii.NewKeyring(keys, master), "o-race", recs[0].Type, recs[0].Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a := e.(order.OrderCreated).Shipping; a == nil || !a.Erased {
+	if a, _ := racedAddress(t, keys, store); a == nil || !a.Erased {
 		t.Fatalf("the racing order's address reads %+v; want it erased", a)
 	}
 }

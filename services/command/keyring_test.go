@@ -36,12 +36,8 @@ func (c *countingKeys) Create(ctx context.Context, customerID string, wrapped []
 // keys in a counted pii.MemStore.
 func countingService(t *testing.T) (ordersv1.OrderCommandServiceClient, *countingKeys) {
 	t.Helper()
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ks := &countingKeys{MemStore: pii.NewMemStore()}
-	svc, err := command.New(memstore.New(), command.WithKeyring(pii.NewKeyring(ks, master)))
+	svc, err := command.New(memstore.New(), command.WithKeyring(pii.NewKeyring(ks, testMaster(t))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,15 +40,23 @@ func TestInvalidOptionsAreRejected(t *testing.T) {
 	}
 }
 
-// newKeyedService is a service on store that seals personal data, so that
-// ForgetCustomer works.
-func newKeyedService(t *testing.T, store command.Store) *command.Service {
+// testMaster is the master key the keyed services' keyrings wrap with:
+// the same on every call, so that a second keyring on the same keys reads
+// what the first sealed.
+func testMaster(t *testing.T) *pii.MasterKey {
 	t.Helper()
 	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := command.New(store, command.WithKeyring(pii.NewKeyring(pii.NewMemStore(), master)))
+	return master
+}
+
+// newKeyedService is a service on store that seals personal data, so that
+// ForgetCustomer works.
+func newKeyedService(t *testing.T, store command.Store) *command.Service {
+	t.Helper()
+	svc, err := command.New(store, command.WithKeyring(pii.NewKeyring(pii.NewMemStore(), testMaster(t))))
 	if err != nil {
 		t.Fatal(err)
 	}
