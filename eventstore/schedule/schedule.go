@@ -51,8 +51,7 @@ type config struct {
 	description string
 	replicas    int
 	storage     jetstream.StorageType
-	firedTTL    time.Duration
-	firedKept   bool
+	firedTTL    time.Duration // 0: firings are kept until deleted
 }
 
 // Option configures New. An option given a value it does not accept makes
@@ -96,9 +95,10 @@ func WithFiredTTL(d time.Duration) Option {
 // WithFiredKept keeps every firing until it is deleted (Delete), however
 // long that takes, instead of for the fired TTL: for a consumer that
 // deletes each firing once handled, so that one it cannot handle for a
-// long while (its downstream down for days) is not lost to the TTL.
+// long while (its downstream down for days) is not lost to the TTL. Of
+// it and WithFiredTTL, the later given wins.
 func WithFiredKept() Option {
-	return func(c *config) error { c.firedKept = true; return nil }
+	return func(c *config) error { c.firedTTL = 0; return nil }
 }
 
 // New returns the stream name over the subjects under root. It does not
@@ -183,9 +183,9 @@ func (s *Stream) Schedule(ctx context.Context, subject, target string, at time.T
 	if at.Nanosecond() != 0 {
 		at = at.Truncate(time.Second).Add(time.Second)
 	}
-	ttl := jetstream.WithScheduleTTL(s.cfg.firedTTL)
-	if s.cfg.firedKept {
-		ttl = jetstream.WithScheduleTTLNever()
+	ttl := jetstream.WithScheduleTTLNever()
+	if s.cfg.firedTTL > 0 {
+		ttl = jetstream.WithScheduleTTL(s.cfg.firedTTL)
 	}
 	_, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data},
 		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(target), ttl, jetstream.WithMsgID(id))
