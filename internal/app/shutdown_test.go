@@ -53,9 +53,6 @@ func (r *rpcRecorder) Handle(_ context.Context, rec slog.Record) error {
 	if rec.Message == "rpc" && strings.HasSuffix(method, "/CreateOrder") {
 		r.codes[code]++
 	}
-	if rec.Message == "rpc" && method == "" {
-		r.codes["no method"]++
-	}
 	if rec.Message == "rpc" {
 		if r.last == nil {
 			r.last = map[string]string{}
