@@ -192,13 +192,8 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 // fields req already holds from the path: query parameters naming them are
 // ignored, as grpc-gateway ignores them.
 func fillWatchRequest(r *http.Request, req fromPositioned, pathFields *utilities.DoubleArray) error {
-	conv := conventionsFrom(r.Context())
+	conv := conventionsFrom(r.Context()) // sseWatch runs behind conventions only
 	var err error
-	if conv == nil { // not behind conventions (New always puts it there)
-		if conv, err = readConventions(r); err != nil {
-			return err
-		}
-	}
 	// Parsed strictly, as grpc-gateway parses the other routes' queries:
 	// URL.Query drops a pair it cannot parse (a bad escape, a ';'), and a
 	// dropped filter watched every order.
