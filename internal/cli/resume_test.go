@@ -101,3 +101,54 @@ func TestListAllPositionCoversEveryPage(t *testing.T) {
 		t.Fatalf("list --all of pages read at positions 5 and 7 says position %s: a watch from it misses what changed after page one", got)
 	}
 }
+
+// emptyLogWatch is a query service whose WatchOrders behaves as the real
+// one does on an empty log: the first watch starts after position 0, sends
+// that, and ends UNAVAILABLE (a node shutting down) before any change.
+// Meanwhile ord-z was created at 1. A watch resumed after 0 (from_position
+// set to 0) gets it; one with no from_position starts now, after it.
+type emptyLogWatch struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	mu    sync.Mutex
+	calls int
+}
+
+func (e *emptyLogWatch) WatchOrders(req *ordersv1.WatchOrdersRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrdersResponse]) error {
+	e.mu.Lock()
+	e.calls++
+	first := e.calls == 1
+	e.mu.Unlock()
+	change := func(id string, pos uint64) *ordersv1.WatchOrdersResponse {
+		return &ordersv1.WatchOrdersResponse{Order: flakyOrder(id, ordersv1.OrderStatus_ORDER_STATUS_DRAFT), Position: pos, Revision: 1, EventType: "OrderCreated", Actor: "admin"}
+	}
+	if first {
+		if err := s.Send(&ordersv1.WatchOrdersResponse{Position: 0}); err != nil {
+			return err
+		}
+		return status.Error(codes.Unavailable, "server shutting down")
+	}
+	msgs := []*ordersv1.WatchOrdersResponse{{Position: 1}, change("ord-y", 2)}
+	if req.FromPosition != nil && req.GetFromPosition() == 0 {
+		msgs = []*ordersv1.WatchOrdersResponse{change("ord-z", 1), change("ord-y", 2)}
+	}
+	for _, m := range msgs {
+		if err := s.Send(m); err != nil {
+			return err
+		}
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+// A watch of every order that saw only the first message of an empty log
+// (position 0) and lost its server resumes after 0: the change made while
+// it reconnected is printed, not skipped by a watch from "now".
+func TestWatchResumedAfterPositionZeroMissesNothing(t *testing.T) {
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, &emptyLogWatch{}) })
+	w := startWatch(t, call{addr: addr}, "orders", "watch")
+	got := strings.Split(w.next(t), "\t")
+	w.end(t)
+	if got[0] != "1" || got[1] != "ord-z" {
+		t.Fatalf("first change printed %q, want ord-z at 1, made while the watch reconnected", got)
+	}
+}

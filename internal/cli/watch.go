@@ -75,13 +75,17 @@ customer's orders at one position), those are printed again.`,
 				return err
 			}
 			q := ordersv1.NewOrderQueryServiceClient(conn)
-			open := func(ctx context.Context, from uint64) (watchStream, error) {
+			open := func(ctx context.Context, from uint64, resume bool) (watchStream, error) {
 				if len(args) == 1 {
 					return recvWatch(q.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: args[0], FromPosition: from}))
 				}
-				return recvWatch(q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: customer, Status: st, FromPosition: from}))
+				req := &ordersv1.WatchOrdersRequest{CustomerId: customer, Status: st}
+				if resume {
+					req.FromPosition = &from
+				}
+				return recvWatch(q.WatchOrders(ctx, req))
 			}
-			return a.follow(cmd.Context(), from, open)
+			return a.follow(cmd.Context(), from, cmd.Flags().Changed("from"), open)
 		},
 	}
 	c.Flags().StringVar(&customer, "customer", "", "follow this customer's orders")
@@ -122,7 +126,12 @@ func recvWatch[M any, P interface {
 // behind, and when the server goes away (UNAVAILABLE). Reconnections after
 // UNAVAILABLE wait retryBackoff, and end with the last UNAVAILABLE once
 // --timeout has passed since the server last took the watch on.
-func (a *app) follow(ctx context.Context, from uint64, open func(context.Context, uint64) (watchStream, error)) error {
+//
+// resume says that from is a position to resume after (--from given, or a
+// message printed), 0 included: the first message of a watch of every
+// order on an empty log is at position 0, and a reconnection that asked
+// for no position would start now and miss what changed meanwhile.
+func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ctx context.Context, from uint64, resume bool) (watchStream, error)) error {
 	sctx := a.streamCtx(ctx)
 	interrupted := func(err error) bool { return status.Code(err) == codes.Canceled && ctx.Err() != nil }
 	// giveUp is when to stop trying to get the watch back: --timeout after
@@ -137,7 +146,7 @@ func (a *app) follow(ctx context.Context, from uint64, open func(context.Context
 	var printed map[string]bool
 	resumed := false
 	for {
-		w, err := open(sctx, from)
+		w, err := open(sctx, from, resume)
 		if err == nil && w.accepted {
 			giveUp, tries = time.Time{}, 0
 		}
@@ -156,7 +165,7 @@ func (a *app) follow(ctx context.Context, from uint64, open func(context.Context
 			if err = a.printChange(m); err != nil {
 				return writeError{err}
 			}
-			from = m.GetPosition()
+			from, resume = m.GetPosition(), true
 			if o != nil {
 				if printed == nil {
 					printed = map[string]bool{}
@@ -167,7 +176,7 @@ func (a *app) follow(ctx context.Context, from uint64, open func(context.Context
 		switch {
 		case interrupted(err):
 			return nil
-		case status.Code(err) == codes.ResourceExhausted && from > 0:
+		case status.Code(err) == codes.ResourceExhausted && resume:
 			// Cut off for falling behind: resume shortly. Or the server's
 			// streams are all taken, and it refuses the watch again: wait
 			// longer each time (retryBackoff), rather than ask every

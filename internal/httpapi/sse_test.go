@@ -217,6 +217,24 @@ func TestWatchListOverSSE(t *testing.T) {
 	}
 }
 
+// A list watch on an empty log starts after position 0, its first event's
+// id. An EventSource that reconnects with Last-Event-ID 0 must get what
+// changed meanwhile, not start again from "now".
+func TestWatchListOverSSEResumesAfterPositionZero(t *testing.T) {
+	e := start(t)
+	s := openSSE(t, e, "/v1/orders:watch?customerId=sse-zero")
+	if ev := s.next(t); ev.id != "0" || !strings.Contains(ev.data, `"order":null`) {
+		t.Fatalf("first event on an empty log %+v, want id 0 and no order", ev)
+	}
+	_ = s.res.Body.Close()
+	missed := e.draft(t, "sse-zero", "")
+	again := openSSE(t, e, "/v1/orders:watch?customerId=sse-zero", "Last-Event-ID", "0")
+	later := e.draft(t, "sse-zero", "")
+	if got, want := again.until(t, later.GetPosition()), []uint64{missed.GetPosition(), later.GetPosition()}; !slices.Equal(got, want) {
+		t.Fatalf("resumed after 0: events %v, want %v", got, want)
+	}
+}
+
 func TestWatchSSEErrors(t *testing.T) {
 	e := start(t)
 	// A watch opened instead of refused would never end: cut it.

@@ -107,7 +107,9 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	ctx, cancel := c.liveContext(s.ctx)
 	defer cancel()
-	watch := &ordersv1.WatchOrdersRequest{CustomerId: req.CustomerId, Status: req.Status, FromPosition: from}
+	// The page's position, 0 included (a page rendered on an empty log):
+	// resumed after, not "now", which would miss what changed since.
+	watch := &ordersv1.WatchOrdersRequest{CustomerId: req.CustomerId, Status: req.Status, FromPosition: &from}
 	stream, err := c.query.WatchOrders(ctx, watch)
 	if err == nil {
 		err = opened(stream)
@@ -115,7 +117,7 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 	resync := false
 	if status.Code(err) == codes.OutOfRange {
 		// Too far behind to resume: list afresh and watch from now.
-		watch.FromPosition, resync = 0, true
+		watch.FromPosition, resync = nil, true
 		if stream, err = c.query.WatchOrders(ctx, watch); err == nil {
 			err = opened(stream)
 		}
@@ -157,8 +159,8 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 			return
 		}
 		if m.GetOrder() == nil {
-			// The position a watch from 0 starts after (the resync's):
-			// no change.
+			// The position a watch from now starts after (the
+			// resync's): no change.
 			continue
 		}
 		if err := rows(m.GetPosition()); err != nil {

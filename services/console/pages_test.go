@@ -195,6 +195,32 @@ func TestLiveStreamsFromThePagesPosition(t *testing.T) {
 	})
 }
 
+// An orders page rendered on an empty log is at position 0. Its live
+// stream resumes after 0: an order created between the page and its
+// stream is the first event, not skipped by a watch that starts "now".
+func TestLiveListOfAnEmptyLogMissesNothing(t *testing.T) {
+	c := startAuthed(t)
+	cl := newClient(t, c.base)
+	cl.signIn(adminToken, "")
+	res, list := cl.do("GET", "/console/orders?customer=cust-zero", nil, nil)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("orders list: %s", res.Status)
+	}
+	watch, position := liveOf(t, list)
+	if position != "0" {
+		t.Fatalf("a page of an empty log at position %s, want 0", position)
+	}
+	missed, page := c.createOrder(t, "cust-zero")
+	u, _ := url.Parse(page)
+	at := u.Query().Get("after")
+	c.awaitList(t, at)
+	stream := cl.live(watch, position)
+	c.createOrder(t, "cust-zero")
+	if e := stream.next(); e.Name != "rows" || e.ID != at || !strings.Contains(e.Data, `data-order="`+missed+`"`) {
+		t.Fatalf("first event %q (id %s), want the rows at %s, with %s, created after the page:\n%s", e.Name, e.ID, at, missed, e.Data)
+	}
+}
+
 // An orders page whose filter or page token was refused shows no rows and
 // follows no live stream: with its filter dropped, the stream would fill it
 // with every order.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // After ForgetCustomer has been applied (GetOrder shows the address
@@ -74,7 +75,7 @@ func TestWatchResumingFromBeforeAForgetServesNoPersonalData(t *testing.T) {
 		m, err := w.Recv()
 		return m.GetOrder(), m.GetPosition(), err
 	})
-	ws, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "c-forget", FromPosition: 1})
+	ws, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "c-forget", FromPosition: proto.Uint64(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func TestWatchOrdersSendsTheErasureOfEveryOrder(t *testing.T) {
 	erasures("live", live)
 	for _, from := range []uint64{last, pos} {
 		ctx, cancel := context.WithCancel(ctx)
-		s, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "c-two", FromPosition: from})
+		s, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "c-two", FromPosition: proto.Uint64(from)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 )
 
 type r2change struct {
@@ -135,7 +136,7 @@ func TestWatchOrdersFromAListPositionAheadOfTheFeed(t *testing.T) {
 		}
 	}
 	feedAt := e.feed.Position()
-	w, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "c-one", FromPosition: listed})
+	w, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "c-one", FromPosition: proto.Uint64(listed)})
 	if err != nil {
 		t.Fatal(err)
 	}

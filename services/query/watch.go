@@ -302,8 +302,15 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 		}
 		return st == order.StatusUnspecified || c.State.Status == st || c.Prev == st
 	}
-	from := req.GetFromPosition()
-	sub, published, backlog, kept := s.feed.Subscribe("", match, s.buffer, resumeAfter(from))
+	// Set, from_position resumes even at 0: the first message of a watch
+	// on an empty log carries 0, and a watcher that saw only it must get
+	// every change made since, not start again now.
+	from, resume := req.GetFromPosition(), req.FromPosition != nil
+	after := uint64(math.MaxUint64)
+	if resume {
+		after = from
+	}
+	sub, published, backlog, kept := s.feed.Subscribe("", match, s.buffer, after)
 	defer sub.Close()
 	if !kept {
 		return status.Errorf(codes.OutOfRange, "from_position %d is older than the changes kept; list the orders again and watch from the list's position", from)
@@ -319,7 +326,7 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 	if err := stream.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
-	if from == 0 {
+	if !resume {
 		if err := stream.Send(&ordersv1.WatchOrdersResponse{Position: published}); err != nil {
 			return err
 		}

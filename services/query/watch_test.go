@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // orderPositions lists the log positions of an order's events after
@@ -158,13 +159,57 @@ func TestWatchOrdersFiltersAndResumes(t *testing.T) {
 		t.Fatalf("positions %v, want %v", got, want)
 	}
 	// Resuming after the second change sends the third only.
-	r, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "dash", FromPosition: got[1]})
+	r, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "dash", FromPosition: proto.Uint64(got[1])})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := r.Recv()
 	if err != nil || m.GetPosition() != got[2] || m.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PLACED {
 		t.Fatalf("resumed: %v, %v", m, err)
+	}
+}
+
+// A watch of every order on an empty log starts after position 0, and its
+// first message says so. A watcher that saw only that message and
+// reconnects with it must get every change made since, not start again
+// from "now", as an unset from_position does.
+func TestWatchOrdersResumesAfterPositionZero(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	s, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Recv()
+	if err != nil || first.GetOrder() != nil || first.GetPosition() != 0 {
+		t.Fatalf("first message on an empty log: %v, %v; want position 0 and no order", first, err)
+	}
+	// Made while the watcher is away.
+	missed, _ := newOrder(t, e, "away")
+	r, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{FromPosition: proto.Uint64(first.GetPosition())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, laterPos := newOrder(t, e, "back")
+	var got []string
+	for len(got) < 2 {
+		m, err := r.Recv()
+		if err != nil {
+			t.Fatalf("resumed after %v: %v", got, err)
+		}
+		got = append(got, m.GetOrder().GetOrderId())
+	}
+	if want := []string{missed, later}; !slices.Equal(got, want) {
+		t.Fatalf("resumed after position 0: orders %q, want %q", got, want)
+	}
+	// Unset still starts now: its first message is the position it starts
+	// after, and the orders made before it are not sent.
+	n, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{Consistency: &ordersv1.Consistency{MinPosition: laterPos}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := n.Recv(); err != nil || m.GetOrder() != nil || m.GetPosition() < laterPos {
+		t.Fatalf("watch from now: %v, %v; want the position it starts after", m, err)
 	}
 }
 
@@ -308,7 +353,7 @@ func TestStalledWatcherIsCutOff(t *testing.T) {
 	if len(got) == 0 || !slices.Equal(got, seen[:len(got)]) {
 		t.Fatalf("stalled watcher got %v before being cut off, want a prefix of %v", got, seen)
 	}
-	resumed, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "busy", FromPosition: got[len(got)-1]})
+	resumed, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "busy", FromPosition: proto.Uint64(got[len(got)-1])})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +417,7 @@ func TestWatchOrdersEndsWhenTheReadModelCatchesUpInBulk(t *testing.T) {
 	if m, err := fresh.Recv(); err != nil || m.GetPosition() != 0 {
 		t.Fatalf("first message during the replay: %v, %v; want position 0", m, err)
 	}
-	resumed, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "bulk", FromPosition: 5})
+	resumed, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "bulk", FromPosition: proto.Uint64(5)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +440,7 @@ func TestWatchOrdersEndsWhenTheReadModelCatchesUpInBulk(t *testing.T) {
 	if err := e.runner.WaitFor(ctx, head); err != nil {
 		t.Fatal(err)
 	}
-	again, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "bulk", FromPosition: 5})
+	again, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{CustomerId: "bulk", FromPosition: proto.Uint64(5)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -756,8 +756,10 @@ type WatchOrdersRequest struct {
 	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	// Only orders entering or leaving this status; UNSPECIFIED means any.
 	Status OrderStatus `protobuf:"varint,2,opt,name=status,proto3,enum=orders.v1.OrderStatus" json:"status,omitempty"`
-	// Resume after this log position; 0 starts now.
-	FromPosition uint64 `protobuf:"varint,3,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	// Resume after this log position: the position of the last message
+	// seen, 0 included (the first message of a watch on an empty log
+	// carries it). Unset starts now.
+	FromPosition *uint64 `protobuf:"varint,3,opt,name=from_position,json=fromPosition,proto3,oneof" json:"from_position,omitempty"`
 	// Read-your-writes: the watch starts once the read model has reached
 	// min_position.
 	Consistency   *Consistency `protobuf:"bytes,4,opt,name=consistency,proto3" json:"consistency,omitempty"`
@@ -810,8 +812,8 @@ func (x *WatchOrdersRequest) GetStatus() OrderStatus {
 }
 
 func (x *WatchOrdersRequest) GetFromPosition() uint64 {
-	if x != nil {
-		return x.FromPosition
+	if x != nil && x.FromPosition != nil {
+		return *x.FromPosition
 	}
 	return 0
 }
@@ -1017,13 +1019,14 @@ const file_orders_v1_query_proto_rawDesc = "" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x04 \x01(\tR\teventType\x12\x14\n" +
-	"\x05actor\x18\x05 \x01(\tR\x05actor\"\xc4\x01\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\"\xdb\x01\n" +
 	"\x12WatchOrdersRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12.\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x16.orders.v1.OrderStatusR\x06status\x12#\n" +
-	"\rfrom_position\x18\x03 \x01(\x04R\ffromPosition\x128\n" +
-	"\vconsistency\x18\x04 \x01(\v2\x16.orders.v1.ConsistencyR\vconsistency\"\xaa\x01\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x16.orders.v1.OrderStatusR\x06status\x12(\n" +
+	"\rfrom_position\x18\x03 \x01(\x04H\x00R\ffromPosition\x88\x01\x01\x128\n" +
+	"\vconsistency\x18\x04 \x01(\v2\x16.orders.v1.ConsistencyR\vconsistencyB\x10\n" +
+	"\x0e_from_position\"\xaa\x01\n" +
 	"\x13WatchOrdersResponse\x12&\n" +
 	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x1a\n" +
@@ -1118,6 +1121,7 @@ func file_orders_v1_query_proto_init() {
 		return
 	}
 	file_orders_v1_types_proto_init()
+	file_orders_v1_query_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
