@@ -113,7 +113,7 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 		_ = rmDir.Close()
 		return role{}, err
 	}
-	svc, err := query.New(runner, n.log, query.WithFeed(runner.Feed()), query.WithHistory(n.traced), query.WithKeyring(n.ring))
+	svc, err := query.New(runner, n.log, query.WithFeed(runner.Feed()), query.WithHistory(n.traced), query.WithHead(n.traced), query.WithKeyring(n.ring))
 	if err != nil {
 		_ = rmDir.Close()
 		return role{}, err

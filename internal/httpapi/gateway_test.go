@@ -98,7 +98,7 @@ func startStore(t testing.TB, storeOpts []eventstore.Option, opts ...httpapi.Opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	qry, err := query.New(runner, quiet(), query.WithFeed(runner.Feed()), query.WithHistory(store))
+	qry, err := query.New(runner, quiet(), query.WithFeed(runner.Feed()), query.WithHistory(store), query.WithHead(store))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,8 +209,13 @@ func do(t testing.TB, c *http.Client, method, url, body string, headers ...strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := reply{code: res.StatusCode, header: res.Header, raw: string(b)}
-	_ = json.Unmarshal(b, &r.body)
+	return replyOf(res, b)
+}
+
+// replyOf is the reply of res, whose body was raw.
+func replyOf(res *http.Response, raw []byte) reply {
+	r := reply{code: res.StatusCode, header: res.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &r.body)
 	return r
 }
 
@@ -404,7 +409,7 @@ func TestErrorStatuses(t *testing.T) {
 		{"malformed X-Min-Position", "GET", o, "", []string{"X-Min-Position", "soon"}, 400, 3, "X-Min-Position"},
 		{"illegal transition", "POST", "/v1/orders/" + placed + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key()}, 400, 9, ""},
 		{"invalid argument from the service", "POST", o + "/items", `{"sku":"Z","quantity":"-1","unitPrice":"1"}`, []string{"Idempotency-Key", key()}, 400, 3, "quantity"},
-		{"read model behind", "GET", o + "?consistency.maxWait=0.05s", "", []string{"X-Min-Position", "99999999"}, 503, 14, "behind"},
+		{"min position past the log", "GET", o + "?consistency.maxWait=0.05s", "", []string{"X-Min-Position", "99999999"}, 400, 11, "past the log"},
 		{"service not running", "GET", "/v1/admin/parked-payments", "", nil, 501, 12, ""},
 	}
 	for _, tc := range cases {

@@ -64,8 +64,13 @@ func IsRequestIDReused(st *status.Status) bool {
 
 // Invalid builds an INVALID_ARGUMENT status for one request field, with a
 // BadRequest detail so clients can point at the field.
-func Invalid(field, reason string) error {
-	st := status.New(codes.InvalidArgument, field+": "+reason)
+func Invalid(field, reason string) error { return Field(codes.InvalidArgument, field, reason) }
+
+// Field builds a status of code for one request field (OUT_OF_RANGE for a
+// value past what the system holds, say), with a BadRequest detail so
+// clients can point at the field.
+func Field(code codes.Code, field, reason string) error {
+	st := status.New(code, field+": "+reason)
 	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: reason}}}); err == nil {
 		return d.Err()
 	}

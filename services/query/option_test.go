@@ -27,6 +27,7 @@ func TestInvalidOptionsAreRejected(t *testing.T) {
 		"negative buffer": query.WithWatchBuffer(-3),
 		"nil feed":        query.WithFeed(nil),
 		"nil history":     query.WithHistory(nil),
+		"nil head":        query.WithHead(nil),
 	} {
 		if svc, err := query.New(nil, nil, opt); !errors.Is(err, query.ErrInvalidOption) || svc != nil {
 			t.Errorf("%s: New = %v, %v; want nil, ErrInvalidOption", name, svc, err)

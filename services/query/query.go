@@ -28,6 +28,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"time"
@@ -69,6 +70,7 @@ type Service struct {
 	log     *slog.Logger
 	feed    *projections.Feed
 	history History
+	head    Head
 	keys    convert.Keyring
 	buffer  int
 }
@@ -110,9 +112,26 @@ func (s *Service) await(ctx context.Context, c *ordersv1.Consistency, until func
 		if ctx.Err() != nil {
 			return rpcerr.ToStatus(ctx, s.log, ctx.Err())
 		}
-		return errBehind
+		return s.behind(ctx, c.GetMinPosition())
 	}
 	return nil
+}
+
+// behind says why min was not reached in time: the read model is behind
+// (UNAVAILABLE), or, when the log's head is known (WithHead) and below
+// min, no append has returned min yet (OUT_OF_RANGE), which a retry does
+// not mend. Every position an append returned is at or below the head, so
+// reading the head only after the wait costs nothing on the usual path. A
+// head that cannot be read leaves the answer UNAVAILABLE.
+func (s *Service) behind(ctx context.Context, min uint64) error {
+	if s.head == nil {
+		return errBehind
+	}
+	if head, err := s.head.Head(ctx); err == nil && min > head {
+		return rpcerr.Field(codes.OutOfRange, "consistency.min_position",
+			fmt.Sprintf("position %d is past the log's last position %d: no append has returned it", min, head))
+	}
+	return errBehind
 }
 
 func validID(field, id string) error {

@@ -69,6 +69,21 @@ func WithHistory(h History) Option {
 	}
 }
 
+// WithHead lets a read whose consistency.min_position is not reached in
+// time tell a position the log has not reached from a read model that is
+// behind: when the wait ends, the log's head is read from h, and a
+// min_position past it is OUT_OF_RANGE (no append has returned it, so
+// retrying cannot help) instead of UNAVAILABLE. Invalid: nil.
+func WithHead(h Head) Option {
+	return func(s *Service) error {
+		if h == nil {
+			return fmt.Errorf("%w: WithHead(nil)", ErrInvalidOption)
+		}
+		s.head = h
+		return nil
+	}
+}
+
 // WithKeyring opens sealed personal data in the history a resuming watch
 // reads (WithHistory); without it that data reads as erased. Invalid: nil.
 func WithKeyring(keys convert.Keyring) Option {

@@ -114,7 +114,7 @@ const Server = "http://127.0.0.1:8080"
 // errorResponses are the shared error responses, by status.
 var errorResponses = map[string]struct{ name, description string }{
 	"400": {"BadRequest", "INVALID_ARGUMENT: a malformed request (bad or unknown field, unknown query parameter, malformed header, invalid UTF-8); " +
-		"FAILED_PRECONDITION: the order's status does not allow the command; OUT_OF_RANGE: a version past the order's history."},
+		"FAILED_PRECONDITION: the order's status does not allow the command; OUT_OF_RANGE: a version past the order's history, or an X-Min-Position (consistency.minPosition) past the log's last position."},
 	"401": {"Unauthenticated", "UNAUTHENTICATED: authentication is configured and the bearer token (or, with TLS_CLIENT_CA, the client certificate) is missing or invalid."},
 	"403": {"PermissionDenied", "PERMISSION_DENIED: the token's roles do not allow this operation."},
 	"404": {"NotFound", "NOT_FOUND: no such order (or, for an item, no such line in it)."},

@@ -40,7 +40,9 @@ const (
 // Read-your-writes: pass the position a command returned as min_position and
 // the query waits (max_wait, default 2s, at most 10s) until the read model
 // has applied it. If it does not get there in time the call fails with
-// UNAVAILABLE (the read model is behind) rather than answer with stale data.
+// UNAVAILABLE (the read model is behind) rather than answer with stale data,
+// or with OUT_OF_RANGE when min_position is past the log's last position
+// (no command returned it, and no retry will reach it).
 type OrderQueryServiceClient interface {
 	// GetOrder returns one order. NOT_FOUND when the read model has no such
 	// order.
@@ -173,7 +175,9 @@ type OrderQueryService_WatchOrdersClient = grpc.ServerStreamingClient[WatchOrder
 // Read-your-writes: pass the position a command returned as min_position and
 // the query waits (max_wait, default 2s, at most 10s) until the read model
 // has applied it. If it does not get there in time the call fails with
-// UNAVAILABLE (the read model is behind) rather than answer with stale data.
+// UNAVAILABLE (the read model is behind) rather than answer with stale data,
+// or with OUT_OF_RANGE when min_position is past the log's last position
+// (no command returned it, and no retry will reach it).
 type OrderQueryServiceServer interface {
 	// GetOrder returns one order. NOT_FOUND when the read model has no such
 	// order.

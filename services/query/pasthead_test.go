@@ -1,0 +1,87 @@
+package query_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/query"
+)
+
+// stalled is a projection that never reaches a position: its waits end
+// with their context.
+type stalled struct{ rm *projections.ReadModel }
+
+func (p stalled) ReadModel() *projections.ReadModel { return p.rm }
+func (p stalled) WaitFor(ctx context.Context, _ uint64) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (p stalled) WaitForCommitted(ctx context.Context, pos uint64) error { return p.WaitFor(ctx, pos) }
+func (p stalled) Position() uint64                                       { return 0 }
+
+// head is a log head that answers last, or err.
+type head struct {
+	last uint64
+	err  error
+}
+
+func (h head) Head(context.Context) (uint64, error) { return h.last, h.err }
+
+// A min_position the read model does not reach in time is UNAVAILABLE
+// (retry later) while the log holds it, and OUT_OF_RANGE, naming the
+// field, once it is past the log's head: no append returned it, and
+// retrying cannot help. A head that cannot be read leaves it UNAVAILABLE,
+// as does a service that cannot read the head at all.
+func TestMinPositionPastTheLogsHeadIsOutOfRange(t *testing.T) {
+	ctx := t.Context()
+	d, err := projections.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	p := stalled{d.Current()}
+	quick := func(min uint64) *ordersv1.Consistency {
+		return &ordersv1.Consistency{MinPosition: min, MaxWait: durationpb.New(10 * time.Millisecond)}
+	}
+	for _, c := range []struct {
+		name string
+		opts []query.Option
+		min  uint64
+		want codes.Code
+	}{
+		{"held by the log", []query.Option{query.WithHead(head{last: 10})}, 10, codes.Unavailable},
+		{"past the head", []query.Option{query.WithHead(head{last: 10})}, 11, codes.OutOfRange},
+		{"head unreadable", []query.Option{query.WithHead(head{err: errors.New("no leader")})}, 11, codes.Unavailable},
+		{"head unknown", nil, 11, codes.Unavailable},
+	} {
+		svc := newQuery(t, p, c.opts...)
+		_, getErr := svc.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: "o-1", Consistency: quick(c.min)})
+		_, listErr := svc.ListOrders(ctx, &ordersv1.ListOrdersRequest{Consistency: quick(c.min)})
+		for rpc, err := range map[string]error{"GetOrder": getErr, "ListOrders": listErr} {
+			if got := status.Code(err); got != c.want {
+				t.Errorf("%s: %s at min_position %d = %v, want %v", c.name, rpc, c.min, err, c.want)
+			}
+			if c.want != codes.OutOfRange {
+				continue
+			}
+			var field string
+			for _, d := range status.Convert(err).Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) == 1 {
+					field = br.GetFieldViolations()[0].GetField()
+				}
+			}
+			if field != "consistency.min_position" {
+				t.Errorf("%s: %s: field violation %q, want consistency.min_position", c.name, rpc, field)
+			}
+		}
+	}
+}
