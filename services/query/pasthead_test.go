@@ -9,6 +9,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -83,5 +84,30 @@ func TestMinPositionPastTheLogsHeadIsOutOfRange(t *testing.T) {
 				t.Errorf("%s: %s: field violation %q, want consistency.min_position", c.name, rpc, field)
 			}
 		}
+	}
+}
+
+// A watch resumed from a position past the log's head is refused with
+// OUT_OF_RANGE: the feed would otherwise wait, silently and for ever, for a
+// change no append has made.
+func TestWatchFromPastTheLogsHeadIsOutOfRange(t *testing.T) {
+	e := start(t)
+	id, _ := newOrder(t, e, "past")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	const far = 1 << 40
+	one, err := e.q.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: id, FromPosition: far})
+	if err == nil {
+		_, err = one.Recv()
+	}
+	if status.Code(err) != codes.OutOfRange {
+		t.Errorf("WatchOrder from %d: %v, want OutOfRange", uint64(far), err)
+	}
+	all, err := e.q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{FromPosition: proto.Uint64(far)})
+	if err == nil {
+		_, err = all.Recv()
+	}
+	if status.Code(err) != codes.OutOfRange {
+		t.Errorf("WatchOrders from %d: %v, want OutOfRange", uint64(far), err)
 	}
 }

@@ -124,14 +124,23 @@ func (s *Service) await(ctx context.Context, c *ordersv1.Consistency, until func
 // reading the head only after the wait costs nothing on the usual path. A
 // head that cannot be read leaves the answer UNAVAILABLE.
 func (s *Service) behind(ctx context.Context, min uint64) error {
-	if s.head == nil {
-		return errBehind
-	}
-	if head, err := s.head.Head(ctx); err == nil && min > head {
-		return rpcerr.Field(codes.OutOfRange, "consistency.min_position",
-			fmt.Sprintf("position %d is past the log's last position %d: no append has returned it", min, head))
+	if err := s.beyondHead(ctx, "consistency.min_position", min); err != nil {
+		return err
 	}
 	return errBehind
+}
+
+// beyondHead answers OUT_OF_RANGE for the request field holding position
+// when the log's head is known (WithHead) and below it, and nil otherwise
+// (no head, or one that cannot be read now).
+func (s *Service) beyondHead(ctx context.Context, field string, position uint64) error {
+	if s.head == nil {
+		return nil
+	}
+	if head, err := s.head.Head(ctx); err == nil && position > head {
+		return rpcerr.Field(codes.OutOfRange, field, fmt.Sprintf("position %d is past the log's last position %d: no append has returned it", position, head))
+	}
+	return nil
 }
 
 func validID(field, id string) error {

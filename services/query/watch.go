@@ -69,11 +69,13 @@ func WithHistory(h History) Option {
 	}
 }
 
-// WithHead lets a read whose consistency.min_position is not reached in
-// time tell a position the log has not reached from a read model that is
-// behind: when the wait ends, the log's head is read from h, and a
-// min_position past it is OUT_OF_RANGE (no append has returned it, so
-// retrying cannot help) instead of UNAVAILABLE. Invalid: nil.
+// WithHead lets the service tell a position the log has not reached from
+// a read model that is behind, reading the log's head from h: a read whose
+// consistency.min_position is not reached in time answers OUT_OF_RANGE
+// instead of UNAVAILABLE when the position is past the head (no append has
+// returned it, so retrying cannot help), and a watch resumed from a
+// from_position past it is refused with OUT_OF_RANGE instead of waiting
+// for ever. Invalid: nil.
 func WithHead(h Head) Option {
 	return func(s *Service) error {
 		if h == nil {
@@ -187,6 +189,18 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 	}
 }
 
+// pastHead refuses a watch resumed from a position past the log's head
+// (WithHead) with OUT_OF_RANGE: the feed would wait, silently and for
+// ever, for a change no append has made. Only a position past what the
+// feed has published (a node whose read model is behind, or such a
+// position) costs the read of the head.
+func (s *Service) pastHead(ctx context.Context, from, published uint64) error {
+	if from <= published {
+		return nil
+	}
+	return s.beyondHead(ctx, "from_position", from)
+}
+
 // resumeAfter is the position a watch asks the feed's history from: none
 // when it starts from the current state (from 0).
 func resumeAfter(from uint64) uint64 {
@@ -215,8 +229,11 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 	id, from := req.GetOrderId(), req.GetFromPosition()
 	// Subscribed before the read model or the log is read, so nothing
 	// committed after those reads can be missed.
-	sub, _, backlog, kept := s.feed.Subscribe(id, nil, s.buffer, resumeAfter(from))
+	sub, published, backlog, kept := s.feed.Subscribe(id, nil, s.buffer, resumeAfter(from))
 	defer sub.Close()
+	if err := s.pastHead(ctx, from, published); err != nil {
+		return err
+	}
 	w := &watchSender[ordersv1.WatchOrderResponse]{stream: stream, sent: from, sub: sub, build: func(c *projections.Change) *ordersv1.WatchOrderResponse {
 		o := changeToProto(c)
 		return &ordersv1.WatchOrderResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
@@ -327,6 +344,9 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 	}
 	sub, published, backlog, kept := s.feed.Subscribe("", match, s.buffer, after)
 	defer sub.Close()
+	if err := s.pastHead(ctx, from, published); err != nil {
+		return err
+	}
 	if !kept {
 		return status.Errorf(codes.OutOfRange, "from_position %d is older than the changes kept; list the orders again and watch from the list's position", from)
 	}

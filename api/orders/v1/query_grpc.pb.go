@@ -63,7 +63,8 @@ type OrderQueryServiceClient interface {
 	// change after that position (read back from the log when the watch's
 	// recent history no longer holds them), then follows live, so a client
 	// that reconnects with the last position it saw misses nothing and sees
-	// nothing twice. NOT_FOUND when the read model has no such order once it
+	// nothing twice; a from_position past the log's last position is
+	// OUT_OF_RANGE. NOT_FOUND when the read model has no such order once it
 	// has reached consistency.min_position. A watcher that falls too far
 	// behind, or that the read model moved past (a node catching up in bulk
 	// swaps a whole read model in), is ended with RESOURCE_EXHAUSTED; it
@@ -78,7 +79,8 @@ type OrderQueryServiceClient interface {
 	// all again, as the watch may have ended part-way through them.
 	// from_position resumes after a position still held in the
 	// watch's recent history; an older one is OUT_OF_RANGE (list the orders
-	// again and watch from the list's position). A watcher that falls too far
+	// again and watch from the list's position), and so is one past the
+	// log's last position. A watcher that falls too far
 	// behind is ended with RESOURCE_EXHAUSTED. A watcher that the read model
 	// moved past (a node catching up in bulk swaps a whole read model in) is
 	// ended with OUT_OF_RANGE: list the orders again.
@@ -198,7 +200,8 @@ type OrderQueryServiceServer interface {
 	// change after that position (read back from the log when the watch's
 	// recent history no longer holds them), then follows live, so a client
 	// that reconnects with the last position it saw misses nothing and sees
-	// nothing twice. NOT_FOUND when the read model has no such order once it
+	// nothing twice; a from_position past the log's last position is
+	// OUT_OF_RANGE. NOT_FOUND when the read model has no such order once it
 	// has reached consistency.min_position. A watcher that falls too far
 	// behind, or that the read model moved past (a node catching up in bulk
 	// swaps a whole read model in), is ended with RESOURCE_EXHAUSTED; it
@@ -213,7 +216,8 @@ type OrderQueryServiceServer interface {
 	// all again, as the watch may have ended part-way through them.
 	// from_position resumes after a position still held in the
 	// watch's recent history; an older one is OUT_OF_RANGE (list the orders
-	// again and watch from the list's position). A watcher that falls too far
+	// again and watch from the list's position), and so is one past the
+	// log's last position. A watcher that falls too far
 	// behind is ended with RESOURCE_EXHAUSTED. A watcher that the read model
 	// moved past (a node catching up in bulk swaps a whole read model in) is
 	// ended with OUT_OF_RANGE: list the orders again.
