@@ -54,6 +54,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/auth"
@@ -319,8 +320,37 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 			c.errorPage(w, r, s, http.StatusForbidden, "Your roles do not allow this page.")
 			return
 		}
+		if !utf8Request(w, r) {
+			c.errorPage(w, r, s, http.StatusBadRequest, "Not accepted: the address or the form is not valid UTF-8.")
+			return
+		}
 		h(w, r, s)
 	})
+}
+
+// utf8Request reports whether the request's path and its form (query and
+// body) are valid UTF-8. What the console takes from them goes into gRPC
+// requests, whose strings must be: the client refuses to encode one that is
+// not, with INTERNAL, which would read as the server's fault.
+func utf8Request(w http.ResponseWriter, r *http.Request) bool {
+	if !utf8.ValidString(r.URL.Path) {
+		return false
+	}
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	}
+	_ = r.ParseForm() // a form that does not parse is the handler's to refuse
+	for k, vs := range r.Form {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // maxForm bounds a form body: the largest form (ship) holds two short

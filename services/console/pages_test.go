@@ -27,7 +27,7 @@ const (
 )
 
 // startAuthed runs ordersd with authentication and the users above.
-func startAuthed(t *testing.T) *console {
+func startAuthed(t testing.TB) *console {
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	lines := adminToken + " alice admin\n" + auditorToken + " audrey auditor\n" + semicolonToken + " sam viewer\n" +
 		quoteToken + " quinn viewer\n" + backslashToken + " bea viewer\n" + nonASCIIToken + " nora viewer\n"

@@ -47,20 +47,11 @@ func TestExportOfAnOrderIDWithAComma(t *testing.T) {
 // said the order's status did not allow it: wrong (a draft may be placed)
 // and hiding what to do.
 func TestPlaceRefusalSaysWhy(t *testing.T) {
-	c, cl, _ := startWithAdmin(t)
-	if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
-		t.Fatalf("sign-in: %s", res.Status)
+	cl, page, csrf := draftPage(t, "no-address")
+	if !strings.Contains(page, `id="cmd-place"`) {
+		t.Fatal("order page: place not offered")
 	}
-	pos := createWithID(t, c, "no-address")
-	res, page := cl.do("GET", "/console/orders/no-address?after="+pos, nil, nil)
-	if res.StatusCode != http.StatusOK || !strings.Contains(page, `id="cmd-place"`) {
-		t.Fatalf("order page: %s, place offered %v", res.Status, strings.Contains(page, `id="cmd-place"`))
-	}
-	m := csrfMeta.FindStringSubmatch(page)
-	if m == nil {
-		t.Fatal("no CSRF token")
-	}
-	res, body := cl.do("POST", "/console/orders/no-address/place", url.Values{"csrf": {m[1]}, "expected_revision": {"1"}}, nil)
+	res, body := cl.do("POST", "/console/orders/no-address/place", url.Values{"csrf": {csrf}, "expected_revision": {"1"}}, nil)
 	if res.StatusCode != http.StatusConflict {
 		t.Fatalf("place without an address: %s, want 409", res.Status)
 	}
@@ -68,4 +59,44 @@ func TestPlaceRefusalSaysWhy(t *testing.T) {
 		i := strings.Index(body, "class=\"flash")
 		t.Fatalf("place without an address: the page does not say why; it says %q", body[max(i, 0):min(len(body), max(i, 0)+200)])
 	}
+}
+
+// What the console takes from an address or a form goes into gRPC
+// requests, whose strings must be UTF-8. One that was not failed to
+// encode on the console's side, with INTERNAL, and the page said
+// "Something went wrong" (500) for the user's bad input. It is refused as
+// such (400).
+func TestInvalidUTF8IsRefused(t *testing.T) {
+	cl, _, csrf := draftPage(t, "utf8")
+	for _, tc := range []struct {
+		method, path string
+		form         url.Values
+	}{
+		{"GET", "/console/orders/no-su%80%FF-order", nil},
+		{"GET", "/console/orders?customer=%FF", nil},
+		{"POST", "/console/orders/utf8/cancel", url.Values{"csrf": {csrf}, "expected_revision": {"1"}, "reason": {"\xff"}}},
+		{"POST", "/console/orders/utf8/place", url.Values{"csrf": {csrf}, "expected_revision": {"1"}, "request_id": {"\xff"}}},
+	} {
+		if res, _ := cl.do(tc.method, tc.path, tc.form, nil); res.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s %s: %s, want 400", tc.method, tc.path, res.Status)
+		}
+	}
+}
+
+// draftPage signs an admin in to a console of its own, creates the draft
+// order id (no shipping address) and returns the client, the order's page
+// and the page's CSRF token.
+func draftPage(t *testing.T, id string) (cl *client, page, csrf string) {
+	t.Helper()
+	c, cl, _ := startWithAdmin(t)
+	if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %s", res.Status)
+	}
+	pos := createWithID(t, c, id)
+	res, page := cl.do("GET", "/console/orders/"+url.PathEscape(id)+"?after="+pos, nil, nil)
+	m := csrfMeta.FindStringSubmatch(page)
+	if res.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("order page of %s: %s, CSRF token found %v", id, res.Status, m != nil)
+	}
+	return cl, page, m[1]
 }
