@@ -36,6 +36,7 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/internal/client"
@@ -142,6 +143,15 @@ type app struct {
 // Run runs ordersctl with args (without the program name) and returns the
 // process exit code. Errors are printed as one line on io.Err.
 func Run(ctx context.Context, args []string, io IO) int {
+	// Every request string comes from the arguments, and gRPC's strings
+	// must be UTF-8: one that is not would fail to encode on this side,
+	// reported as an internal error rather than as the usage mistake it is.
+	for i, arg := range args {
+		if !utf8.ValidString(arg) {
+			fmt.Fprintf(io.Err, "ordersctl: argument %d (%q) is not valid UTF-8\n", i+1, arg)
+			return ExitUsage
+		}
+	}
 	a := &app{io: io}
 	root := a.root()
 	root.SetArgs(args)

@@ -208,6 +208,10 @@ func TestExitCodes(t *testing.T) {
 		{"too many decimals", g, []string{"orders", "create", "--customer", "c", "--currency", "EUR", "--item", "A:1:1.999"}, cli.ExitUsage},
 		{"invalid argument from server", g, []string{"orders", "create", "--customer", "c", "--currency", "euro"}, cli.ExitUsage},
 		{"bad output format", g, []string{"orders", "get", "x-1", "-o", "yaml"}, cli.ExitUsage},
+		// gRPC strings are UTF-8: one that is not would fail to encode,
+		// reported as an internal error.
+		{"argument not UTF-8", g, []string{"orders", "get", "bad\xff"}, cli.ExitUsage},
+		{"flag value not UTF-8", g, []string{"orders", "create", "--customer", "c\xff", "--currency", "EUR"}, cli.ExitUsage},
 		{"export from a position and a time", g, []string{"audit", "export", "--from", "3", "--since", "2026-01-01T00:00:00Z"}, cli.ExitUsage},
 		{"not found", g, []string{"orders", "place", "nope"}, cli.ExitNotFound},
 		{"conflict: exists", g, []string{"orders", "create", "--order-id", "x-1", "--customer", "c", "--currency", "EUR"}, cli.ExitConflict},
