@@ -54,14 +54,18 @@ func main() {
 	if len(os.Args) > 1 {
 		os.Exit(subcommand(ctx, cfg, os.Args[1], os.Stderr))
 	}
-	log := newLogger(cfg)
+	log, closeLog := newLogger(cfg)
 	memlimit.Apply(log, os.Getenv, nil)
 	// Once the first signal has begun the graceful shutdown, the signals
 	// get their default action back: a second one ends the process at
 	// once, should the shutdown hang.
 	context.AfterFunc(ctx, stop)
-	if err := app.Run(ctx, cfg, log, nil); err != nil {
+	err = app.Run(ctx, cfg, log, nil)
+	if err != nil {
 		log.Error("ordersd failed", "err", err)
+	}
+	closeLog()
+	if err != nil {
 		stop()
 		os.Exit(1)
 	}
@@ -175,12 +179,19 @@ func rebuild(ctx context.Context, cfg config.Config, token string, out, errOut, 
 	return client.ExitOK
 }
 
-// newLogger writes JSON for machines and text for a person at a terminal.
-func newLogger(cfg config.Config) *slog.Logger {
+// newLogger writes JSON for machines, in batches of LOG_FLUSH_INTERVAL
+// (telemetry.LogWriter), and text for a person at a terminal, line by
+// line. The function it returns writes what is held and stops the
+// batching: call it before the process exits.
+func newLogger(cfg config.Config) (*slog.Logger, func()) {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: telemetry.ReadableDurations}
-	var h slog.Handler = slog.NewJSONHandler(os.Stderr, opts)
 	if term.IsTerminal(int(os.Stderr.Fd())) {
-		h = slog.NewTextHandler(os.Stderr, opts)
+		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(os.Stderr, opts))), func() {}
 	}
-	return slog.New(telemetry.NewLogHandler(h))
+	if cfg.LogFlushInterval == 0 {
+		return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(os.Stderr, opts))), func() {}
+	}
+	w := telemetry.NewLogWriter(os.Stderr, cfg.LogFlushInterval)
+	h := telemetry.FlushOn(telemetry.NewLogHandler(slog.NewJSONHandler(w, opts)), w, slog.LevelWarn)
+	return slog.New(h), func() { _ = w.Close() }
 }

@@ -130,6 +130,10 @@ type Config struct {
 	EventHeaders string `env:"EVENT_HEADERS" envDefault:"compact" help:"how events' metadata is written: compact (one header) or separate (one header per field, readable by builds before compact)"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	// LogFlushInterval is how long an informational JSON log line may
+	// wait to be written with others (warnings and errors, and every line
+	// before them, are written at once); 0 writes each line at once.
+	LogFlushInterval time.Duration `env:"LOG_FLUSH_INTERVAL" envDefault:"100ms" help:"how long an informational JSON log line may wait to be written with others; warnings and errors are written at once; 0 writes each line at once"`
 	// WorkerPoolSize is the number of payment workers.
 	WorkerPoolSize int `env:"WORKER_POOL_SIZE" envDefault:"10" help:"payment workers"`
 	// PaymentMaxAttempts bounds gateway attempts before a job is parked.
@@ -398,6 +402,9 @@ func (c Config) validatePayments() []error {
 	}
 	if c.PaymentSimLatency < 0 {
 		errs = append(errs, fmt.Errorf("PAYMENT_SIM_LATENCY: %s is negative", c.PaymentSimLatency))
+	}
+	if c.LogFlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("LOG_FLUSH_INTERVAL: %s is negative (0 writes each line at once)", c.LogFlushInterval))
 	}
 	if c.PaymentSimDeclineOver < 0 {
 		errs = append(errs, fmt.Errorf("PAYMENT_SIM_DECLINE_OVER: %d is negative (0 declines none)", c.PaymentSimDeclineOver))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,6 +39,42 @@ func BenchmarkRPCLog(b *testing.B) {
 			for b.Loop() {
 				l.HandleRPC(l.TagRPC(c.ctx, info), end)
 			}
+		})
+	}
+}
+
+// BenchmarkRPCLogToFile is the per-RPC log line written to a file from
+// every processor at once, as ordersd's handlers write theirs to stderr:
+// a write per line ("each line"), or batched by a LogWriter ("batched").
+func BenchmarkRPCLogToFile(b *testing.B) {
+	info := &stats.RPCTagInfo{FullMethodName: "/orders.v1.OrderQueryService/GetOrder"}
+	now := time.Now()
+	end := &stats.End{BeginTime: now, EndTime: now.Add(time.Millisecond)}
+	opts := &slog.HandlerOptions{ReplaceAttr: telemetry.ReadableDurations}
+	for _, batched := range []bool{false, true} {
+		name := "each line"
+		if batched {
+			name = "batched"
+		}
+		b.Run(name, func(b *testing.B) {
+			f, err := os.Create(filepath.Join(b.TempDir(), "log"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = f.Close() })
+			var h slog.Handler = slog.NewJSONHandler(f, opts)
+			if batched {
+				w := telemetry.NewLogWriter(f, 100*time.Millisecond)
+				b.Cleanup(func() { _ = w.Close() })
+				h = telemetry.FlushOn(slog.NewJSONHandler(w, opts), w, slog.LevelWarn)
+			}
+			l := telemetry.NewRPCLog(slog.New(telemetry.NewLogHandler(h)))
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					l.HandleRPC(l.TagRPC(context.Background(), info), end)
+				}
+			})
 		})
 	}
 }
