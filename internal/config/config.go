@@ -403,9 +403,6 @@ func (c Config) validatePayments() []error {
 	if c.PaymentSimLatency < 0 {
 		errs = append(errs, fmt.Errorf("PAYMENT_SIM_LATENCY: %s is negative", c.PaymentSimLatency))
 	}
-	if c.LogFlushInterval < 0 {
-		errs = append(errs, fmt.Errorf("LOG_FLUSH_INTERVAL: %s is negative (0 writes each line at once)", c.LogFlushInterval))
-	}
 	if c.PaymentSimDeclineOver < 0 {
 		errs = append(errs, fmt.Errorf("PAYMENT_SIM_DECLINE_OVER: %d is negative (0 declines none)", c.PaymentSimDeclineOver))
 	}
@@ -494,9 +491,12 @@ func (c Config) validateListeners() []error {
 	return errs
 }
 
-// validateDebug checks TRACE_UI_URL and DEBUG_ADDR.
+// validateDebug checks LOG_FLUSH_INTERVAL, TRACE_UI_URL and DEBUG_ADDR.
 func (c Config) validateDebug() []error {
 	var errs []error
+	if c.LogFlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("LOG_FLUSH_INTERVAL: %s is negative (0 writes each line at once)", c.LogFlushInterval))
+	}
 	if c.TraceUIURL != "" {
 		if u, err := url.Parse(c.TraceUIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("TRACE_UI_URL: %q is not an http or https URL", c.TraceUIURL))

@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.NATSURL != "" || c.DataDir != "./data" || c.GRPCAddr != "127.0.0.1:50051" || c.NATSListen != "127.0.0.1:4222" ||
-		c.NATSSync != "interval" || c.StreamReplicas != 1 || c.DuplicateWindow != 30*time.Second || c.LogLevel != slog.LevelInfo ||
+		c.NATSSync != "interval" || c.StreamReplicas != 1 || c.DuplicateWindow != 30*time.Second || c.LogLevel != slog.LevelInfo || c.LogFlushInterval != 100*time.Millisecond ||
 		c.MaxInFlight != 1024 || c.MaxStreams != 64 || c.GRPCStreamWorkers != 256 {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -58,6 +58,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"GRPC_STREAM_WORKERS":      "-1",
 		"COMMAND_HISTORIES":        "-1",
 		"READ_MODEL_BULK_CATCHUP":  "-1",
+		"LOG_FLUSH_INTERVAL":       "-1s",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := config.FromMap(map[string]string{name: value})
