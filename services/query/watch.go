@@ -201,10 +201,10 @@ func (s *Service) pastHead(ctx context.Context, from, published uint64) error {
 	return s.beyondHead(ctx, "from_position", from)
 }
 
-// resumeAfter is the position a watch asks the feed's history from: none
-// when it starts from the current state (from 0).
-func resumeAfter(from uint64) uint64 {
-	if from == 0 {
+// resumeAfter is the position a watch asks the feed's history from: from
+// when it resumes, none when it starts from now (or the current state).
+func resumeAfter(from uint64, resume bool) uint64 {
+	if !resume {
 		return math.MaxUint64
 	}
 	return from
@@ -229,7 +229,7 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 	id, from := req.GetOrderId(), req.GetFromPosition()
 	// Subscribed before the read model or the log is read, so nothing
 	// committed after those reads can be missed.
-	sub, published, backlog, kept := s.feed.Subscribe(id, nil, s.buffer, resumeAfter(from))
+	sub, published, backlog, kept := s.feed.Subscribe(id, nil, s.buffer, resumeAfter(from, from != 0))
 	defer sub.Close()
 	if err := s.pastHead(ctx, from, published); err != nil {
 		return err
@@ -338,11 +338,7 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 	// on an empty log carries 0, and a watcher that saw only it must get
 	// every change made since, not start again now.
 	from, resume := req.GetFromPosition(), req.FromPosition != nil
-	after := uint64(math.MaxUint64)
-	if resume {
-		after = from
-	}
-	sub, published, backlog, kept := s.feed.Subscribe("", match, s.buffer, after)
+	sub, published, backlog, kept := s.feed.Subscribe("", match, s.buffer, resumeAfter(from, resume))
 	defer sub.Close()
 	if err := s.pastHead(ctx, from, published); err != nil {
 		return err
