@@ -30,12 +30,7 @@ func (p reachedThenLost) Position() uint64                               { retur
 // is there or not; at or below what the read model holds it answers.
 func TestPointReadBelowItsWaitIsUnavailable(t *testing.T) {
 	ctx := t.Context()
-	d, err := projections.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	rm := d.Current()
+	rm := emptyReadModel(t)
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	if _, _, err := rm.Apply(ctx, []projections.Item{{Rec: eventstore.Recorded{OrderID: "o-1", Position: 1, Version: 1, Type: "OrderCreated", Time: at},
 		Event: order.OrderCreated{OrderID: "o-1", CustomerID: "c", Currency: "EUR"}}}); err != nil {
@@ -57,4 +52,16 @@ func TestPointReadBelowItsWaitIsUnavailable(t *testing.T) {
 			t.Errorf("GetOrder(%s, min_position %d) = %v; want %v", c.id, c.min, err, c.want)
 		}
 	}
+}
+
+// emptyReadModel is a read model of its own in a temporary directory,
+// closed when t ends.
+func emptyReadModel(t *testing.T) *projections.ReadModel {
+	t.Helper()
+	d, err := projections.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d.Current()
 }

@@ -44,12 +44,7 @@ func (h head) Head(context.Context) (uint64, error) { return h.last, h.err }
 // as does a service that cannot read the head at all.
 func TestMinPositionPastTheLogsHeadIsOutOfRange(t *testing.T) {
 	ctx := t.Context()
-	d, err := projections.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	p := stalled{d.Current()}
+	p := stalled{emptyReadModel(t)}
 	quick := func(min uint64) *ordersv1.Consistency {
 		return &ordersv1.Consistency{MinPosition: min, MaxWait: durationpb.New(10 * time.Millisecond)}
 	}
