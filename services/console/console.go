@@ -293,10 +293,11 @@ const staleForm = "The form was stale or did not come from this console: reload 
 
 // csrfOK reports whether a post carries the CSRF token want, in the
 // X-CSRF-Token header (the live pages' scripts) or the form's csrf field.
+// The body is bounded to maxForm first: it holds a form.
 func csrfOK(w http.ResponseWriter, r *http.Request, want string) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	got := r.Header.Get("X-CSRF-Token")
 	if got == "" {
-		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 		got = r.PostFormValue("csrf")
 	}
 	return hmac.Equal([]byte(got), []byte(want))
@@ -320,7 +321,7 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 			c.errorPage(w, r, s, http.StatusForbidden, "Your roles do not allow this page.")
 			return
 		}
-		if !utf8Request(w, r) {
+		if !utf8Request(r) {
 			c.errorPage(w, r, s, http.StatusBadRequest, "Not accepted: the address or the form is not valid UTF-8.")
 			return
 		}
@@ -331,13 +332,11 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 // utf8Request reports whether the request's path and its form (query and
 // body) are valid UTF-8. What the console takes from them goes into gRPC
 // requests, whose strings must be: the client refuses to encode one that is
-// not, with INTERNAL, which would read as the server's fault.
-func utf8Request(w http.ResponseWriter, r *http.Request) bool {
+// not, with INTERNAL, which would read as the server's fault. A post's
+// body was bounded by csrfOK, which every post passes first.
+func utf8Request(r *http.Request) bool {
 	if !utf8.ValidString(r.URL.Path) {
 		return false
-	}
-	if r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	}
 	_ = r.ParseForm() // a form that does not parse is the handler's to refuse
 	for k, vs := range r.Form {
