@@ -1,44 +1,65 @@
 package httpapi_test
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 	"unicode"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/grpc"
 )
 
-// fuzzRoutes are the gateway's routes that answer once (no stream, no
-// read-model swap): every method and path template a client can reach.
-var fuzzRoutes = []struct{ method, path string }{
-	{"GET", "/v1/orders"},
-	{"POST", "/v1/orders"},
-	{"GET", "/v1/orders/{}"},
-	{"GET", "/v1/orders/{}/history"},
-	{"GET", "/v1/orders/{}/state"},
-	{"POST", "/v1/orders/{}/items"},
-	{"PATCH", "/v1/orders/{}/items/{}"},
-	{"DELETE", "/v1/orders/{}/items/{}"},
-	{"PUT", "/v1/orders/{}/shipping-address"},
-	{"POST", "/v1/orders/{}/payments"},
-	{"POST", "/v1/orders/{}/refunds"},
-	{"POST", "/v1/orders/{}:place"},
-	{"POST", "/v1/orders/{}:cancel"},
-	{"POST", "/v1/orders/{}:ship"},
-	{"POST", "/v1/orders/{}:deliver"},
-	{"POST", "/v1/orders/{}:verify"},
-	{"GET", "/v1/customers/{}/summary"},
-	{"GET", "/v1/admin/projection"},
-	{"GET", "/v1/admin/deadlines"},
-	{"GET", "/v1/admin/parked-payments"},
-	{"POST", "/v1/admin/parked-payments:retry"},
-	{"POST", "/v1/admin/customers/{}:forget"},
-	{"PUT", "/v1/orders"},
-	{"GET", "/v1/{}"},
+// fuzzRoute is one request line the fuzz test sends, {…} standing for a
+// path segment.
+type fuzzRoute struct{ method, path string }
+
+// fuzzRoutes are the gateway's routes (httpRules) whose gRPC method answers
+// once, in a fixed order: not the streams (watches, the event stream, the
+// log's verification, a rebuild, which swaps the read model). Then two
+// request lines that are none of its routes.
+func fuzzRoutes(tb testing.TB) []fuzzRoute {
+	streams := map[string]bool{}
+	for _, sd := range []grpc.ServiceDesc{
+		ordersv1.OrderCommandService_ServiceDesc, ordersv1.OrderQueryService_ServiceDesc,
+		ordersv1.OrderAuditService_ServiceDesc, ordersv1.OrderAdminService_ServiceDesc,
+		ordersv1.PaymentAdminService_ServiceDesc, ordersv1.DeadlineAdminService_ServiceDesc,
+	} {
+		for _, st := range sd.Streams {
+			streams[sd.ServiceName+"."+st.StreamName] = true
+		}
+	}
+	var out []fuzzRoute
+	for _, r := range httpRules(tb) {
+		if !streams[r.selector] {
+			out = append(out, fuzzRoute{strings.ToUpper(r.method), r.path})
+		}
+	}
+	slices.SortFunc(out, func(a, b fuzzRoute) int {
+		return cmp.Or(strings.Compare(a.path, b.path), strings.Compare(a.method, b.method))
+	})
+	return append(out, fuzzRoute{"PUT", "/v1/orders"}, fuzzRoute{"GET", "/v1/{x}"})
 }
+
+// routeIndex is the index of method and path in routes, for a seed.
+func routeIndex(tb testing.TB, routes []fuzzRoute, method, path string) uint8 {
+	i := slices.Index(routes, fuzzRoute{method, path})
+	if i < 0 {
+		tb.Fatalf("%s %s is not a route the fuzz test sends", method, path)
+	}
+	return uint8(i)
+}
+
+// pathVariable is a path template's variable, as the OpenAPI document
+// spells it.
+var pathVariable = regexp.MustCompile(`\{[^}]*\}`)
 
 // fuzzHeaders are the request headers whose values the gateway reads.
 var fuzzHeaders = []string{"X-Min-Position", "Idempotency-Key", "If-Match", "Grpc-Timeout", "Last-Event-ID", "Content-Type", "X-Max-Wait", "Accept"}
@@ -49,18 +70,20 @@ var fuzzHeaders = []string{"X-Min-Position", "Idempotency-Key", "If-Match", "Grp
 // this node does not serve) in grpc-gateway's status JSON, never a 5xx nor
 // internal detail, and the gateway must keep answering.
 func FuzzGatewayRefusesBadInputClearly(f *testing.F) {
-	f.Add(uint8(1), "", "", `{"customerId":"c","currency":"EUR"}`, uint8(0), "")
-	f.Add(uint8(2), "no-such-order", "consistency.minPosition=1&consistency.maxWait=0.01s", "", uint8(0), "18446744073709551615")
-	f.Add(uint8(0), "", "pageSize=-1&status=ORDER_STATUS_NOPE&customerId=%ff", "", uint8(3), "1H")
-	f.Add(uint8(5), "a%2Fb", "", `{"sku":"A","quantity":"1e9","unitPrice":"NaN"}`, uint8(2), `W/"x"`)
-	f.Add(uint8(9), "o", "", `{"amount":{"minor":"-1","currency":"eur"}}`, uint8(1), strings.Repeat("k", 300))
-	f.Add(uint8(6), "o\x00", "sku=%zz", "[]", uint8(5), "text/plain")
-	f.Add(uint8(16), "c|d", "", "", uint8(4), "-3")
-	f.Add(uint8(11), "o", "", `{"expectedRevision":"99999999999999999999"}`, uint8(6), "0.5s")
+	routes := fuzzRoutes(f)
+	at := func(method, path string) uint8 { return routeIndex(f, routes, method, path) }
+	f.Add(at("POST", "/v1/orders"), "", "", `{"customerId":"c","currency":"EUR"}`, uint8(0), "")
+	f.Add(at("GET", "/v1/orders/{orderId}"), "no-such-order", "consistency.minPosition=1&consistency.maxWait=0.01s", "", uint8(0), "18446744073709551615")
+	f.Add(at("GET", "/v1/orders"), "", "pageSize=-1&status=ORDER_STATUS_NOPE&customerId=%ff", "", uint8(3), "1H")
+	f.Add(at("POST", "/v1/orders/{orderId}/items"), "a%2Fb", "", `{"sku":"A","quantity":"1e9","unitPrice":"NaN"}`, uint8(2), `W/"x"`)
+	f.Add(at("POST", "/v1/orders/{orderId}/payments"), "o", "", `{"amount":{"minor":"-1","currency":"eur"}}`, uint8(1), strings.Repeat("k", 300))
+	f.Add(at("PATCH", "/v1/orders/{orderId}/items/{sku}"), "o\x00", "sku=%zz", "[]", uint8(5), "text/plain")
+	f.Add(at("GET", "/v1/customers/{customerId}/summary"), "c|d", "", "", uint8(4), "-3")
+	f.Add(at("POST", "/v1/orders/{orderId}:place"), "o", "", `{"expectedRevision":"99999999999999999999"}`, uint8(6), "0.5s")
 	e := start(f)
 	f.Fuzz(func(t *testing.T, route uint8, segment, query, body string, header uint8, value string) {
-		r := fuzzRoutes[int(route)%len(fuzzRoutes)]
-		path := strings.ReplaceAll(r.path, "{}", url.PathEscape(segment))
+		r := routes[int(route)%len(routes)]
+		path := pathVariable.ReplaceAllLiteralString(r.path, url.PathEscape(segment))
 		if strings.ContainsFunc(query, func(c rune) bool { return c <= ' ' || c >= 0x7f }) {
 			return // not a request target: Go's HTTP server refuses it before the gateway
 		}

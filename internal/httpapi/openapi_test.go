@@ -36,7 +36,7 @@ type rule struct {
 // (api/orders/v1/http.yaml), the file the gateway is generated from too;
 // api/openapi/gen's tests check that the document has exactly that file's
 // rules, so the gateway's tests need no YAML parser.
-func httpRules(t *testing.T) []rule {
+func httpRules(t testing.TB) []rule {
 	t.Helper()
 	type parameter struct {
 		In string `json:"in"`
