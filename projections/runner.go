@@ -308,9 +308,8 @@ func (r *Runner) move(at *uint64, p uint64) {
 	}
 }
 
-// markReady records that the read model reached the log head (the
-// consumer had nothing more pending), even if the head position itself was
-// a deleted message that will never be delivered.
+// markReady records that the read model reached the log head, even if the
+// head position itself will never be delivered (confirmReady).
 func (r *Runner) markReady() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -481,13 +480,43 @@ func (r *Runner) follow(ctx context.Context) error {
 				return err
 			}
 		}
-		// Nothing after the batch on the log's subjects: the read model is
-		// at the head even when the head's own position will never be
-		// delivered (a deleted message, or one outside the log's subjects).
 		if b.Pending == 0 {
-			r.markReady()
+			if err := r.confirmReady(ctx); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
+}
+
+// confirmReady marks the runner ready after a batch with nothing pending
+// behind it, once nothing on the log's subjects lies between its position
+// and the head it started on: the head's own position may never be
+// delivered (a deleted message, or one outside the log's subjects). The
+// follow's word alone is not enough: on a replicated stream nats-server
+// may place its consumer on a peer that lags the leader, which reports
+// nothing pending short of the head, and the node would report ready
+// with its read model behind. A read up to that head asks the leader
+// (eventstore's ReadBatches); an error ends the follow, which restarts
+// and asks again.
+func (r *Runner) confirmReady(ctx context.Context) error {
+	r.mu.Lock()
+	pos, head, ready := r.pos, r.head0, r.isReady
+	r.mu.Unlock()
+	if ready {
+		return nil
+	}
+	if pos < head {
+		for b, err := range r.events.ReadBatches(ctx, pos+1, eventstore.UpTo(head), eventstore.BatchSize(1)) {
+			if err != nil {
+				return err
+			}
+			if len(b.Entries) > 0 {
+				return nil // the follow has yet to deliver it
+			}
+		}
+	}
+	r.markReady()
 	return nil
 }
 

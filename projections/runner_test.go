@@ -455,3 +455,51 @@ func TestBulkCatchUpRetriesThenFallsBack(t *testing.T) {
 		})
 	}
 }
+
+// laggingPeerLog's follows first say that nothing is pending, as one whose
+// consumer landed on a replica that lags the stream leader does, and then
+// deliver the log as it is.
+type laggingPeerLog struct{ projections.Log }
+
+func (l laggingPeerLog) FollowBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error] {
+	return func(yield func(eventstore.Batch, error) bool) {
+		if !yield(eventstore.Batch{}, nil) {
+			return
+		}
+		for b, err := range l.Log.FollowBatches(ctx, from, opts...) {
+			if !yield(b, err) {
+				return
+			}
+		}
+	}
+}
+
+// A runner is ready once its read model reached the head the log had when
+// it started, not when a follow first says nothing is pending: a lagging
+// replica says so short of the head, and a node would take queries with
+// its read model behind.
+func TestRunnerIsNotReadyShortOfTheHeadALaggingFollowReports(t *testing.T) {
+	_, store := fileStore(t)
+	var head uint64
+	for i := range 10 {
+		head = create(t, store, fmt.Sprintf("lag-%d", i), "c")
+	}
+	d, err := projections.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	r, err := projections.NewRunner(laggingPeerLog{store}, d, projections.WithBulkCatchUp(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilCleanup(t, r)
+	select {
+	case <-r.Ready():
+	case <-t.Context().Done():
+		t.Fatal("never ready")
+	}
+	if p := r.Position(); p < head {
+		t.Fatalf("ready at position %d, short of the head %d the log had at start", p, head)
+	}
+}
