@@ -38,9 +38,10 @@ var ErrNoKeyring = errors.New("command: personal data is not sealed: no keyring"
 // the erasure is part of the audit trail and every read model learns of it
 // from the log. The key goes first: a failure after it leaves the data
 // erased and the call to be retried, never the event without the erasure.
-// After the event it destroys the customer's key once more: a command for
-// the customer that ran meanwhile made a new one, and its data is erased
-// too, wherever its event landed (see forgetAgain).
+// Having destroyed the key, it destroys it once more before it returns,
+// whatever the append answered (the event, a duplicate, no answer): a
+// command for the customer that ran meanwhile made a new one, and its data
+// is erased too, wherever its event landed (see forgetAgain).
 //
 // Idempotent by requestID: a retry answers the original event's position;
 // the same request id for another customer is ALREADY_EXISTS
@@ -65,7 +66,7 @@ func (s *Service) ForgetCustomer(ctx context.Context, customerID, requestID stri
 	return pos, nil
 }
 
-func (s *Service) forget(ctx context.Context, customerID, requestID string) (uint64, error) {
+func (s *Service) forget(ctx context.Context, customerID, requestID string) (pos uint64, err error) {
 	if err := validRequestID(requestID); err != nil {
 		return 0, err
 	}
@@ -81,6 +82,16 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 	meta := s.metadata(ctx, requestID)
 	free := 3       // looks again that cost no attempt
 	erased := false // this call destroyed the key
+	defer func() {
+		// Once this call destroyed the key, a command that ran meanwhile
+		// may have made a new one, whatever the append's answer was: its
+		// event, a duplicate found on the next look, or no answer at all
+		// (the event may have landed, and a retry finds it without
+		// destroying anything).
+		if erased {
+			s.forgetAgain(ctx, customerID, pos)
+		}
+	}()
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
 		recs, err := s.store.LoadLatest(ctx, order.CustomersSubjectID)
 		if err != nil {
@@ -151,7 +162,6 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 		case err != nil:
 			return 0, err
 		default:
-			s.forgetAgain(ctx, customerID, res.Position)
 			return res.Position, nil
 		}
 	}
@@ -166,11 +176,12 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (uin
 // key in between and appends after the erasure loses its personal data
 // too: it ran during the erasure.
 //
-// The erasure stands whatever happens here, so this does not end with the
-// call (a client that gives up must not leave the key in place) and its
-// failure is logged, not returned: a retry of the request finds the
-// erasure done and does not destroy again, which could take a key the
-// customer got since.
+// It runs whenever the call destroyed the key, whether the erasure's
+// append was answered or not (position is 0 when it was not). It does not
+// end with the call (a client that gives up must not leave the key in
+// place) and its failure is logged, not returned: the erasure stands or
+// is for the client to retry, and a retry that finds the erasure done does
+// not destroy again, which could take a key the customer got since.
 func (s *Service) forgetAgain(ctx context.Context, customerID string, position uint64) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgetAgainTimeout)
 	defer cancel()
@@ -183,7 +194,7 @@ func (s *Service) forgetAgain(ctx context.Context, customerID string, position u
 			break
 		}
 	}
-	s.log.ErrorContext(ctx, "command: an erasure is recorded, but its second destruction of the customer's key failed: "+
+	s.log.ErrorContext(ctx, "command: an erasure destroyed the customer's key, but destroying it again failed: "+
 		"data a command sealed while the erasure ran may stay readable; forget the customer again", "position", position, "err", err)
 }
 

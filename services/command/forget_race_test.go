@@ -132,3 +132,68 @@ func TestRacingKeyIsDestroyedWhenTheCallerGivesUp(t *testing.T) {
 		t.Fatalf("the racing order's address reads %+v; want it erased", a)
 	}
 }
+
+// lostErasureAnswer is a store that appends the first erasure but answers
+// it with ErrUnavailable, as a publish whose acknowledgement never came.
+type lostErasureAnswer struct {
+	command.Store
+	lost bool
+}
+
+func (s *lostErasureAnswer) Append(ctx context.Context, orderID string, expected uint64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	res, err := s.Store.Append(ctx, orderID, expected, events)
+	if orderID == order.CustomersSubjectID && err == nil && !s.lost {
+		s.lost = true
+		return eventstore.AppendResult{}, eventstore.ErrUnavailable
+	}
+	return res, err
+}
+
+// duplicateErasureAnswer is a store that answers the first erasure it
+// appends as a duplicate, as the store's own retry of an unanswered
+// publish that meets the first try does.
+type duplicateErasureAnswer struct {
+	command.Store
+	answered bool
+}
+
+func (s *duplicateErasureAnswer) Append(ctx context.Context, orderID string, expected uint64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	res, err := s.Store.Append(ctx, orderID, expected, events)
+	if orderID == order.CustomersSubjectID && err == nil && !s.answered {
+		s.answered = true
+		res.Duplicate = true
+	}
+	return res, err
+}
+
+// The key a command made while its customer was being forgotten is
+// destroyed whatever the erasure's append answered: an erasure whose
+// answer was lost (and which the client's retry then finds done), or one
+// answered as a duplicate (found on the next look), left it in place
+// before, and the racing order's address read in clear from the log.
+func TestRacingKeyIsDestroyedWhateverTheErasureWasAnswered(t *testing.T) {
+	for name, store := range map[string]command.Store{
+		"lost answer": &lostErasureAnswer{Store: memstore.New()},
+		"duplicate":   &duplicateErasureAnswer{Store: memstore.New()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			keys := pii.NewMemStore()
+			svc := racedErasure(t, keys, store)
+			pos, err := svc.ForgetCustomer(t.Context(), "cust-r", "forget-r")
+			if err != nil {
+				// The client retries an answer that never came, and finds
+				// the erasure done.
+				if pos, err = svc.ForgetCustomer(t.Context(), "cust-r", "forget-r"); err != nil {
+					t.Fatalf("retried ForgetCustomer: %v", err)
+				}
+			}
+			a, created := racedAddress(t, keys, store)
+			if created > pos {
+				t.Fatalf("the racing order was created at %d; want it before the erasure at %d", created, pos)
+			}
+			if a == nil || !a.Erased {
+				t.Fatalf("the racing order's address reads %+v after the erasure at %d; want it erased", a, pos)
+			}
+		})
+	}
+}
