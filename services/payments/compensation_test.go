@@ -68,6 +68,9 @@ func (g *scripted) Refund(ctx context.Context, req payments.RefundRequest) (paym
 		if _, err := g.Simulator.Refund(ctx, req); err != nil {
 			return payments.RefundResult{}, err
 		}
+		if g.refunded != nil {
+			g.refunded(req)
+		}
 		return payments.RefundResult{}, errors.New("provider: connection reset after the refund was sent")
 	}
 	res, err := g.Simulator.Refund(ctx, req)

@@ -412,9 +412,15 @@ type job struct {
 	// RefundRef is the provider's reference of the refund an attempt
 	// made, once one has: an order refunded under another reference was
 	// refunded some other way meanwhile, and the customer twice.
-	RefundRef string    `json:"refund_ref,omitempty"`
-	LastError string    `json:"last_error,omitempty"`
-	ParkedAt  time.Time `json:"parked_at,omitzero"`
+	RefundRef string `json:"refund_ref,omitempty"`
+	// MaybeRefunded says an earlier attempt, delivery or retry may have
+	// refunded under the refund key without the job learning the
+	// reference: an order then refunded under another request id was
+	// refunded some other way too, perhaps twice, and an operator must
+	// settle it.
+	MaybeRefunded bool      `json:"maybe_refunded,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	ParkedAt      time.Time `json:"parked_at,omitzero"`
 }
 
 // result of running a job.
@@ -529,8 +535,8 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 	}
 	if msg.NumDelivered != 1 {
 		// An earlier delivery (or one not known not to be the first)
-		// may have charged before its manager stopped.
-		j.MaybeCharged = true
+		// may have charged or refunded before its manager stopped.
+		j.MaybeCharged, j.MaybeRefunded = j.Kind == kindCharge, j.Kind == kindRefund
 	}
 	m.busy.Add(1)
 	defer m.busy.Add(-1)
@@ -724,40 +730,69 @@ func (m *Manager) sleepAtLeast(ctx context.Context, n int, least time.Duration) 
 
 // attempt runs one attempt of a job on the order's current state.
 func (m *Manager) attempt(ctx context.Context, j *job, n int) (result, bool, error) {
-	st, err := m.state(ctx, j.OrderID)
+	v, err := m.state(ctx, j.OrderID)
 	if err != nil {
 		return done, true, err
 	}
 	if j.Kind == kindRefund {
-		return m.refund(ctx, j, st, n)
+		return m.refund(ctx, j, v, n)
 	}
-	return m.charge(ctx, j, st, n)
+	return m.charge(ctx, j, v, n)
 }
 
 // state folds the order from the log: the manager decides from facts, not
 // from a read model that may lag. An order whose every event was delivered
 // to the manager is folded from them and from whatever the log holds after
 // the last (see states); another is read whole.
-func (m *Manager) state(ctx context.Context, orderID string) (order.State, error) {
+func (m *Manager) state(ctx context.Context, orderID string) (view, error) {
 	// An order without a folded state starts empty at position 0: the
 	// whole history.
-	st, pos, _ := m.states.get(orderID)
+	v, pos, _ := m.states.get(orderID)
 	recs, err := m.store.LoadLatestAfter(ctx, orderID, pos)
 	if errors.Is(err, eventstore.ErrUnavailable) {
-		return order.State{}, fmt.Errorf("%w: %w", errOutage, err)
+		return view{}, fmt.Errorf("%w: %w", errOutage, err)
 	}
 	if err != nil {
-		return order.State{}, err
+		return view{}, err
 	}
 	for _, r := range recs {
-		e, err := convert.DecodeEvent(r.Type, r.Data)
-		if err != nil {
-			return order.State{}, fmt.Errorf("order %s at %d: %w", orderID, r.Position, err)
+		if v, err = v.fold(r); err != nil {
+			return view{}, fmt.Errorf("order %s at %d: %w", orderID, r.Position, err)
 		}
-		st = order.Evolve(st, e, r.Meta.OccurredAt)
 	}
-	return st, nil
+	return v, nil
 }
+
+// view is an order's state as a job decides on it, with the request ids
+// its payment and its refund were recorded under: a charge or refund of
+// the job that got no answer is told apart by them from one made some
+// other way meanwhile (a clerk's, recorded with RecordPayment or
+// RecordRefund).
+type view struct {
+	order.State
+	paidBy, refundedBy string // "" for events recorded without a request id
+}
+
+// fold applies the order's event rec to v.
+func (v view) fold(rec eventstore.Recorded) (view, error) {
+	e, err := convert.DecodeEvent(rec.Type, rec.Data)
+	if err != nil {
+		return v, err
+	}
+	v.State = order.Evolve(v.State, e, rec.Meta.OccurredAt)
+	switch e.(type) {
+	case order.PaymentAuthorized:
+		v.paidBy = rec.Meta.RequestID
+	case order.RefundIssued:
+		v.refundedBy = rec.Meta.RequestID
+	}
+	return v, nil
+}
+
+// chargeRequestID and refundRequestID are the request ids the job records
+// its outcome under: the command side knows them as the manager's.
+func chargeRequestID(j job) string { return fmt.Sprint(command.PaymentRequestPrefix, j.Position) }
+func refundRequestID(j job) string { return fmt.Sprint(command.RefundRequestPrefix, j.Position) }
 
 // callCtx marks a command as the payments manager's, caused by the job's
 // event.
@@ -767,8 +802,9 @@ func callCtx(ctx context.Context, j job) context.Context {
 
 // charge runs one charge attempt. retry reports a failure worth another
 // attempt.
-func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt int) (result, bool, error) {
-	if j.MaybeCharged && chargeNotRecorded(st, j.PaymentRef) {
+func (m *Manager) charge(ctx context.Context, j *job, v view, attempt int) (result, bool, error) {
+	st := v.State
+	if j.MaybeCharged && chargeNotRecorded(v, *j) {
 		return m.void(ctx, j, attempt)
 	}
 	if st.Status != order.StatusPlaced {
@@ -793,7 +829,7 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 	cancel()
 	m.recordCall(ctx, probe, err == nil || errors.Is(err, ErrDeclined))
 	m.count(func(s *Stats) { s.Attempts++ })
-	req := &ordersv1.RecordPaymentRequest{RequestId: fmt.Sprint(command.PaymentRequestPrefix, j.Position), OrderId: j.OrderID}
+	req := &ordersv1.RecordPaymentRequest{RequestId: chargeRequestID(*j), OrderId: j.OrderID}
 	switch {
 	case errors.Is(err, ErrDeclined):
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "charge"), attribute.String("result", "declined")))
@@ -832,16 +868,22 @@ func (m *Manager) charge(ctx context.Context, j *job, st order.State, attempt in
 	}
 }
 
-// chargeNotRecorded reports whether an order that a charge job may have
-// taken money for (under its charge key, with the provider's reference ref
-// when known) ended without that charge recorded: cancelled before any
+// chargeNotRecorded reports whether an order that job j may have taken
+// money for (under its charge key, with the provider's reference when it
+// learned one) ended without that charge recorded: cancelled before any
 // payment, declined (recorded by someone else meanwhile, or the job's own
 // decline after an attempt that failed: a void then releases nothing), or
-// paid under another reference (a clerk recorded a payment taken some other
-// way). Paid under an unknown reference (a redelivered job) is taken for
-// this charge's: voiding it would release the payment the order holds.
-func chargeNotRecorded(st order.State, ref string) bool {
-	paidOtherwise := ref != "" && st.PaymentRef != "" && st.PaymentRef != ref
+// paid some other way (a clerk recorded a payment taken at the till): under
+// another reference than the job's, or, when the job never learned its
+// reference (the charge's answer was lost, or a delivery before this one
+// charged), under another request id than the job's. A void releases only
+// what the job's own charge key took, never the payment the order holds.
+// A payment recorded without a request id (by an older build) is taken for
+// the job's when the job does not know its reference.
+func chargeNotRecorded(v view, j job) bool {
+	st := v.State
+	paidOtherwise := st.PaymentRef != "" && (j.PaymentRef != "" && st.PaymentRef != j.PaymentRef ||
+		j.PaymentRef == "" && v.paidBy != "" && v.paidBy != chargeRequestID(j))
 	switch st.Status {
 	case order.StatusCancelled:
 		return st.PaidAmount == 0 || paidOtherwise
@@ -919,12 +961,21 @@ func declineReason(err error) string {
 }
 
 // refund runs one refund attempt for a cancelled order.
-func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt int) (result, bool, error) {
+func (m *Manager) refund(ctx context.Context, j *job, v view, attempt int) (result, bool, error) {
+	st := v.State
 	if j.RefundRef != "" && st.RefundRef != "" && st.RefundRef != j.RefundRef {
 		// A refund cannot be taken back: an operator must settle it, and
 		// the parked job (its error saying so) is where they look.
 		return done, false, fmt.Errorf("%w: the refund this job made (%s) stands at the provider, but the order records refund %s, made some other way meanwhile: the customer was refunded twice; settle it with the provider",
 			errSettleByHand, j.RefundRef, st.RefundRef)
+	}
+	if j.RefundRef == "" && j.MaybeRefunded && st.RefundRef != "" && v.refundedBy != "" && v.refundedBy != refundRequestID(*j) {
+		// An attempt of this job that got no answer may have refunded,
+		// and the order records a refund made some other way: asking
+		// the provider again under the refund key would refund if the
+		// attempt did not, so an operator settles it.
+		return done, false, fmt.Errorf("%w: an attempt of this job may have refunded at the provider (its answer never came), and the order records refund %s, made some other way meanwhile: the customer may have been refunded twice; check with the provider",
+			errSettleByHand, st.RefundRef)
 	}
 	if !st.RefundDue() {
 		return done, false, nil
@@ -942,6 +993,8 @@ func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt in
 	m.recordCall(ctx, probe, err == nil)
 	m.count(func(s *Stats) { s.Attempts++ })
 	if err != nil {
+		// The request may have reached the provider before the error.
+		j.MaybeRefunded = true
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "error")))
 		return done, true, err
 	}
@@ -950,7 +1003,7 @@ func (m *Manager) refund(ctx context.Context, j *job, st order.State, attempt in
 	rctx, rcancel := context.WithTimeout(callCtx(ctx, *j), m.attemptTimeout)
 	defer rcancel()
 	_, err = m.cmds.RecordRefund(rctx, &ordersv1.RecordRefundRequest{
-		RequestId: fmt.Sprint(command.RefundRequestPrefix, j.Position), OrderId: j.OrderID, RefundRef: res.RefundRef, Amount: st.PaidAmount,
+		RequestId: refundRequestID(*j), OrderId: j.OrderID, RefundRef: res.RefundRef, Amount: st.PaidAmount,
 	})
 	switch status.Code(err) {
 	case codes.OK:
@@ -1025,9 +1078,12 @@ func (m *Manager) Parked(ctx context.Context) ([]job, error) {
 // that it ran before: without the mark, a job whose order is then
 // cancelled would be dropped as never charged and the money kept. A void
 // of a charge that was never taken releases nothing (see Provider.Void),
-// so the mark costs at most a needless void. Retry never clears it, so
-// concurrent retries of a job, whose bucket writes replace each other
-// without a revision check, cannot lose one another's mark.
+// so the mark costs at most a needless void. A refund job is marked
+// MaybeRefunded the same way, so that one whose order is then refunded
+// some other way is parked for an operator rather than dropped (the mark
+// costs at most a needless look at the provider). Retry never clears a
+// mark, so concurrent retries of a job, whose bucket writes replace each
+// other without a revision check, cannot lose one another's.
 func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedAgain int, err error) {
 	jobs, err := m.Parked(ctx)
 	if err != nil {
@@ -1038,11 +1094,14 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 			continue
 		}
 		key := parkKey(j.Kind, j.OrderID)
-		if j.Kind == kindCharge && !j.MaybeCharged {
-			j.MaybeCharged = true
+		marked := j
+		marked.MaybeCharged = j.MaybeCharged || j.Kind == kindCharge
+		marked.MaybeRefunded = j.MaybeRefunded || j.Kind == kindRefund
+		if marked != j {
+			j = marked
 			added, err := m.park(ctx, j)
 			if err != nil {
-				return completed, parkedAgain, fmt.Errorf("payments: marking the parked charge of order %s before retrying it: %w", j.OrderID, err)
+				return completed, parkedAgain, fmt.Errorf("payments: marking the parked %s of order %s before retrying it: %w", j.Kind, j.OrderID, err)
 			}
 			if added {
 				// A concurrent retry completed the job since it was

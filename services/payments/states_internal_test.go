@@ -62,7 +62,7 @@ func TestStatesFoldOnlyWholeHistories(t *testing.T) {
 			for _, e := range []order.Event{created, item, placed}[:c.version] {
 				want = order.Evolve(want, e, time.Time{})
 			}
-			if pos != 10*c.version || !reflect.DeepEqual(st, want) {
+			if pos != 10*c.version || !reflect.DeepEqual(st.State, want) {
 				t.Fatalf("state %+v at %d, want %+v at %d", st, pos, want, 10*c.version)
 			}
 		})
