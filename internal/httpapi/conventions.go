@@ -197,7 +197,13 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(timeout)) // unsupported by some writers: then unbounded
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	_ = rc.SetReadDeadline(time.Time{})
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	// After a failed read the deadline stays: net/http drains what is left
+	// of a body before it closes the connection, and a client that sent
+	// part of one would otherwise hold the connection (and its goroutine)
+	// for as long as it likes after the answer.
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 		return nil, http.StatusRequestEntityTooLarge, status.Errorf(codes.ResourceExhausted, "request body exceeds %d bytes", limit)
 	}

@@ -478,7 +478,8 @@ func TestSlowBody(t *testing.T) {
 	if _, err := io.WriteString(c, "POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"customerId\":\"c\""); err != nil {
 		t.Fatal(err)
 	}
-	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,6 +487,13 @@ func TestSlowBody(t *testing.T) {
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "not received within") {
 		t.Fatalf("HTTP %d: %s", res.StatusCode, b)
+	}
+	// And the connection is closed after the answer, not held while the
+	// server waits for the rest of the body. (The deadline bounds how long
+	// the test waits to see it.)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after its 408 the server holds the connection: %v", err)
 	}
 }
 
