@@ -42,6 +42,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -52,8 +53,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -90,7 +93,14 @@ type Config struct {
 	SecureCookies bool
 	// Logger receives errors the user is not shown in detail.
 	Logger *slog.Logger
+	// FormTimeout bounds reading a post's form; 0 means
+	// DefaultFormTimeout.
+	FormTimeout time.Duration
 }
+
+// DefaultFormTimeout bounds reading a post's form unless Config says
+// otherwise: what the REST gateway allows a request body.
+const DefaultFormTimeout = 30 * time.Second
 
 // Console is the console's HTTP handler.
 type Console struct {
@@ -106,6 +116,7 @@ type Console struct {
 	secure  bool
 	log     *slog.Logger
 	pages   *templates
+	formTTL time.Duration
 	handler http.Handler
 	// done is closed by Shutdown, ending the live streams.
 	done     chan struct{}
@@ -150,6 +161,7 @@ func New(cfg Config) (*Console, error) {
 		secure:  cfg.SecureCookies,
 		log:     log,
 		pages:   pages,
+		formTTL: cmp.Or(cfg.FormTimeout, DefaultFormTimeout),
 		done:    make(chan struct{}),
 	}
 	for _, t := range []struct {
@@ -217,7 +229,38 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, nil, http.StatusNotFound, "There is no such page.")
 	})
-	return http.NewCrossOriginProtection().Handler(noStore(mux))
+	return http.NewCrossOriginProtection().Handler(noStore(c.readForm(mux)))
+}
+
+// readForm reads a post's form before any handler does: at most maxForm
+// bytes, within the form timeout, so that a client trickling a body cannot
+// hold a handler and its connection for as long as it likes. A body not
+// received in time is answered 408, one too large 413, and the connection
+// closes: after a failed read the deadline stays, or net/http would wait
+// for the rest of the body before closing it. A form that is read but does
+// not parse is the handler's to refuse.
+func (c *Console) readForm(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(c.formTTL))
+		err := r.ParseForm()
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			c.errorPage(w, r, nil, http.StatusRequestTimeout, "The form was not received in time: try again.")
+			return
+		case errors.As(err, &tooLarge):
+			c.errorPage(w, r, nil, http.StatusRequestEntityTooLarge, "The form is too large.")
+			return
+		}
+		_ = rc.SetReadDeadline(time.Time{})
+		next.ServeHTTP(w, r)
+	})
 }
 
 // noStore keeps pages, which hold personal data, out of caches; the
@@ -292,10 +335,9 @@ type session struct {
 const staleForm = "The form was stale or did not come from this console: reload the page and try again."
 
 // csrfOK reports whether a post carries the CSRF token want, in the
-// X-CSRF-Token header (the live pages' scripts) or the form's csrf field.
-// The body is bounded to maxForm first: it holds a form.
-func csrfOK(w http.ResponseWriter, r *http.Request, want string) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+// X-CSRF-Token header (the live pages' scripts) or the form's csrf field
+// (read by readForm).
+func csrfOK(r *http.Request, want string) bool {
 	got := r.Header.Get("X-CSRF-Token")
 	if got == "" {
 		got = r.PostFormValue("csrf")
@@ -313,7 +355,7 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 			c.toLogin(w, r, "")
 			return
 		}
-		if r.Method == http.MethodPost && !csrfOK(w, r, s.csrf) {
+		if r.Method == http.MethodPost && !csrfOK(r, s.csrf) {
 			c.errorPage(w, r, s, http.StatusForbidden, staleForm)
 			return
 		}
@@ -333,7 +375,7 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 // body) are valid UTF-8. What the console takes from them goes into gRPC
 // requests, whose strings must be: the client refuses to encode one that is
 // not, with INTERNAL, which would read as the server's fault. A post's
-// body was bounded by csrfOK, which every post passes first.
+// body was read, bounded, by readForm.
 func utf8Request(r *http.Request) bool {
 	if !utf8.ValidString(r.URL.Path) {
 		return false
@@ -473,7 +515,6 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix+"orders", http.StatusSeeOther)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	next := safeNext(r.PostFormValue("next"))
 	p, err := c.auth.Authenticate(token)
@@ -497,7 +538,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 // session's CSRF token, though not a session that still authenticates: a
 // user whose token expired signs out all the same.
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
-	if ck, err := r.Cookie(cookieName); err == nil && ck.Value != "" && !csrfOK(w, r, csrfToken(ck.Value)) {
+	if ck, err := r.Cookie(cookieName); err == nil && ck.Value != "" && !csrfOK(r, csrfToken(ck.Value)) {
 		http.Error(w, staleForm, http.StatusForbidden)
 		return
 	}

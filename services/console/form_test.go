@@ -1,0 +1,77 @@
+package console_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	consolepkg "github.com/orderstream/orderstream/services/console"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// A post's form is read within the form timeout and at most 64 KiB of it:
+// a client that sends part of a body and then nothing is answered 408 and
+// its connection closed, one that sends too much 413. Before, a sign-in or
+// any other post whose body never came held its handler, and the
+// connection, for as long as the client liked.
+func TestFormsAreReadWithinBounds(t *testing.T) {
+	// The form is refused before any service is called: these connections
+	// are never used.
+	conn, err := grpc.NewClient("127.0.0.1:1", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	c, err := consolepkg.New(consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn, FormTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		name   string
+		length int
+		body   string
+		want   int
+	}{
+		{"trickled", 65000, "token=a", http.StatusRequestTimeout},
+		{"too large", 70000, "token=" + strings.Repeat("a", 70000-6), http.StatusRequestEntityTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			head := fmt.Sprintf("POST /console/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n", tc.length)
+			if _, err := io.WriteString(nc, head+tc.body); err != nil {
+				t.Fatal(err)
+			}
+			// The deadline bounds how long the test waits, not the
+			// console.
+			_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(nc)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != tc.want {
+				t.Fatalf("answered %s, want %d", res.Status, tc.want)
+			}
+			if tc.want == http.StatusRequestTimeout {
+				if _, err := br.ReadByte(); err != io.EOF {
+					t.Fatalf("after its 408 the console holds the connection: %v", err)
+				}
+			}
+		})
+	}
+}
