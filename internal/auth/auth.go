@@ -229,10 +229,12 @@ func BearerToken(v string) (token string, ok bool) {
 // may call every method); exempt methods need no token at all.
 func AllowedRoles(fullMethod string) (roles []string, exempt bool) {
 	switch {
-	case strings.HasPrefix(fullMethod, "/grpc.health."):
+	case fullMethod == "/grpc.health.v1.Health/Check" || fullMethod == "/grpc.health.v1.Health/Watch":
+		// Probes ask about one service they name, without a token.
 		return nil, true
-	case strings.HasPrefix(fullMethod, "/grpc.reflection."):
-		// Any caller with a token may see the API it calls.
+	case strings.HasPrefix(fullMethod, "/grpc.reflection."), strings.HasPrefix(fullMethod, "/grpc.health."):
+		// Any caller with a token may see the API it calls; the health
+		// service's List names every service, as reflection does.
 		return []string{Viewer, Clerk, Auditor, Admin}, false
 	case strings.HasPrefix(fullMethod, "/orders.v1.OrderCommandService/"):
 		return []string{Clerk}, false
