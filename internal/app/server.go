@@ -57,14 +57,17 @@ func (n *node) newServer() error {
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
-	// The guard comes first: undecodable requests and recovered panics get
-	// their code there, which the RPC log (a stats handler) then writes.
+	// The guard comes first: recovered panics get their code there, and
+	// undecodable requests theirs in guard.Decoded, after authentication;
+	// the RPC log (a stats handler) then writes the code.
 	unary := []grpc.UnaryServerInterceptor{guard.Unary}
 	streams := []grpc.StreamServerInterceptor{guard.Stream}
 	if n.authn != nil {
 		unary = append(unary, n.authn.Unary)
 		streams = append(streams, n.authn.Stream)
 	}
+	// After authentication: a caller without a token is told only that.
+	unary = append(unary, guard.Decoded)
 	limit := newLimiter(n.cfg.MaxInFlight, n.cfg.MaxStreams)
 	unary = append(unary, limit.unary)
 	n.rpcStreams = newRPCStreamEnder()

@@ -4,8 +4,12 @@
 // A request that does not decode (invalid UTF-8 in a string field, garbage
 // bytes, a truncated length) is the client's mistake: grpc-go answers it
 // INTERNAL before any interceptor runs, so it is neither logged nor counted
-// as a client error. Codec keeps the decode error for the Unary and Stream
-// interceptors, which answer INVALID_ARGUMENT.
+// as a client error. Codec keeps the decode error for the Decoded and
+// Stream interceptors, which answer INVALID_ARGUMENT. Decoded belongs
+// after authentication, so that a caller without a token is told only
+// that (a decode error names the request's message type and what is wrong
+// with it); a stream's messages are decoded as its handler receives them,
+// after every interceptor.
 //
 // A panic in a handler is this server's mistake: without recovery it ends
 // the process, with every other call in flight. The interceptors recover
@@ -114,19 +118,27 @@ func (g *Guard) decodeError(m any) error {
 	return status.Errorf(codes.InvalidArgument, "the request is not a valid %s: %v", name, e)
 }
 
-// Unary answers an undecodable request INVALID_ARGUMENT and recovers a
-// handler's panic as INTERNAL. It belongs early in the chain: after the
-// logging interceptor, so both are logged, and before those that read the
-// request.
+// Unary recovers a panic of the handler or of any interceptor after it as
+// INTERNAL, and drops the decode error of a request that no Decoded took
+// (a call that an interceptor between them refused). It belongs first in
+// the chain.
 func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (res any, err error) {
-	if err := g.decodeError(req); err != nil {
-		return nil, err
-	}
 	defer func() {
 		if r := recover(); r != nil {
 			res, err = nil, g.recovered(ctx, info.FullMethod, r)
 		}
+		_ = g.decodeError(req)
 	}()
+	return handler(ctx, req)
+}
+
+// Decoded answers a request that did not decode INVALID_ARGUMENT, saying
+// what was wrong with it. It belongs after Unary and authentication, and
+// before the interceptors that read the request.
+func (g *Guard) Decoded(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := g.decodeError(req); err != nil {
+		return nil, err
+	}
 	return handler(ctx, req)
 }
 

@@ -64,7 +64,7 @@ func start(t *testing.T) server {
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(s.spans))
 	srv := grpc.NewServer(g.ServerOption(), grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp))),
-		grpc.ChainUnaryInterceptor(g.Unary), grpc.ChainStreamInterceptor(g.Stream))
+		grpc.ChainUnaryInterceptor(g.Unary, g.Decoded), grpc.ChainStreamInterceptor(g.Stream))
 	ordersv1.RegisterOrderCommandServiceServer(srv, panicky{})
 	ordersv1.RegisterOrderAuditServiceServer(srv, panicky{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
