@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -162,13 +164,44 @@ func (n *node) baseChecks() []Check {
 			}
 			return nil
 		}},
-		{Name: "stream", Fn: func(ctx context.Context) error {
-			_, err := store.Head(ctx)
-			return err
-		}},
+		{Name: "stream", Fn: streamCheck(n.log, store)},
 		// Advisory: a log that allows deletes still serves, but an operator
 		// must know that history can be lost.
 		{Name: "stream_immutable", Advisory: true, Fn: func(context.Context) error { return store.Immutable() }},
+	}
+}
+
+// streamCheck is the readiness check that the log answers. Probes get no
+// internal text (the store's errors name its requests and the server's
+// answers); the log gets the error when the check starts failing or fails
+// otherwise, and a line when it passes again, not one per evaluation.
+func streamCheck(log *slog.Logger, store *eventstore.Store) func(context.Context) error {
+	var mu sync.Mutex
+	last := ""
+	return func(ctx context.Context) error {
+		_, err := store.Head(ctx)
+		text := ""
+		if err != nil {
+			text = err.Error()
+		}
+		mu.Lock()
+		changed := text != last
+		last = text
+		mu.Unlock()
+		switch {
+		case changed && err != nil:
+			log.Warn("readiness: the event log does not answer", "err", err)
+		case changed:
+			log.Info("readiness: the event log answers again")
+		}
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, eventstore.ErrUnavailable):
+			return errors.New("the event log does not answer (see the log)")
+		default:
+			return errors.New("the event log cannot be read (see the log)")
+		}
 	}
 }
 
