@@ -39,6 +39,7 @@ const DefaultBucket = "ORDERS_KEYS"
 // Store is a pii.Store on a JetStream KV bucket.
 type Store struct {
 	kv     jetstream.KeyValue
+	js     jetstream.JetStream
 	stream jetstream.Stream
 	nc     *nats.Conn
 	// subjects is the prefix of the entries' subjects, msgGet the subject
@@ -125,7 +126,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, 
 	if err != nil {
 		return nil, fmt.Errorf("keys: bucket %s: %w", c.bucket, err)
 	}
-	return &Store{kv: kv, stream: st, nc: js.Conn(), subjects: prefix, msgGet: streamcfg.MsgGetSubject(js.Options(), want.Name)}, nil
+	return &Store{kv: kv, js: js, stream: st, nc: js.Conn(), subjects: prefix, msgGet: streamcfg.MsgGetSubject(js.Options(), want.Name)}, nil
 }
 
 // existing returns the bucket's stream made by another process, with its
@@ -227,7 +228,7 @@ func (s *Store) GetLatest(ctx context.Context, customerID string) ([]byte, uint6
 	case !found:
 		return nil, 0, pii.ErrNotFound
 	}
-	if op := raw.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+	if op := raw.Header.Get(kvOperation); op == "DEL" || op == "PURGE" {
 		return nil, 0, pii.ErrNotFound // the erase's marker
 	}
 	return raw.Data, raw.Sequence, nil
@@ -253,27 +254,60 @@ func (s *Store) Create(ctx context.Context, customerID string, wrapped []byte) (
 // is overwritten on disk and removed. A revision already gone is skipped,
 // and the delete marker is written even when none is left: an erase that
 // failed or stopped before its marker is retried as a whole.
+//
+// The marker is written only on an entry with no revision left: the bucket
+// keeps one message per customer, so a marker written over a key made
+// since the revisions were read (by a command, in any process, that found
+// none while the erase ran) would push that key out as an ordinary
+// removal, its bytes left on disk where no secure delete reaches them. The
+// erase then reads the revisions again and overwrites the new one too, up
+// to eraseRounds times.
 func (s *Store) Erase(ctx context.Context, customerID string) error {
 	key, err := entryKey(customerID)
 	if err != nil {
 		return err
 	}
-	hist, err := s.kv.History(ctx, key)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("keys: erase: %w", err)
-	}
-	for _, e := range hist {
-		err := s.stream.SecureDeleteMsg(ctx, e.Revision())
-		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("keys: erase revision %d: %w", e.Revision(), err)
+	for round := 1; ; round++ {
+		hist, err := s.kv.History(ctx, key)
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("keys: erase: %w", err)
+		}
+		for _, e := range hist {
+			err := s.stream.SecureDeleteMsg(ctx, e.Revision())
+			if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return fmt.Errorf("keys: erase revision %d: %w", e.Revision(), err)
+			}
+		}
+		// A delete marker (no value) tells other processes' keyrings,
+		// which watch the bucket (WatchErased), to drop the key from
+		// their caches.
+		marker := nats.NewMsg(s.subjects + key)
+		marker.Header.Set(kvOperation, "DEL")
+		_, err = s.js.PublishMsg(ctx, marker, jetstream.WithExpectLastSequencePerSubject(0))
+		if err == nil {
+			return nil
+		}
+		if !wrongLastSequence(err) || round == eraseRounds {
+			return fmt.Errorf("keys: erase marker: %w", err)
 		}
 	}
-	// A delete marker (no value) tells other processes' keyrings, which
-	// watch the bucket (WatchErased), to drop the key from their caches.
-	if err := s.kv.Delete(ctx, key); err != nil {
-		return fmt.Errorf("keys: erase marker: %w", err)
-	}
-	return nil
+}
+
+// eraseRounds bounds how often Erase reads the revisions again because a
+// key was made while it ran.
+const eraseRounds = 5
+
+// kvOperation is the header that marks a bucket's delete markers, as
+// nats.go's KeyValue writes and reads them.
+const kvOperation = "KV-Operation"
+
+// wrongLastSequence reports the server's refusal of a publish whose
+// expected last sequence of its subject was not the subject's (10164 on a
+// replicated stream).
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // WatchErased calls fn, from a goroutine of its own, with the customer id
