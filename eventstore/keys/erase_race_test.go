@@ -1,58 +1,14 @@
-package keys
+package keys_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/eventstore/keys"
 	"github.com/orderstream/orderstream/internal/pii"
 )
-
-// afterSecureDelete runs after, once, right after the stream's first
-// secure delete: a command of another process making the customer a key
-// while the erase runs.
-type afterSecureDelete struct {
-	jetstream.Stream
-	after func()
-}
-
-func (h *afterSecureDelete) SecureDeleteMsg(ctx context.Context, seq uint64) error {
-	err := h.Stream.SecureDeleteMsg(ctx, seq)
-	if f := h.after; f != nil {
-		h.after = nil
-		f()
-	}
-	return err
-}
-
-// filesHolding lists the files under dir whose bytes contain b.
-func filesHolding(t *testing.T, dir string, b []byte) []string {
-	t.Helper()
-	var hits []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(data, b) {
-			hits = append(hits, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hits
-}
 
 // A key made while the customer's erase runs, between its secure deletes
 // and its marker, is overwritten on disk as the first was. Before, the
@@ -63,12 +19,12 @@ func TestKeyMadeDuringAnEraseIsOverwrittenOnDisk(t *testing.T) {
 	ctx := t.Context()
 	srv := estest.StartServer(t)
 	_, js := estest.Connect(t, srv)
-	eraser, err := Open(ctx, js)
+	eraser, err := keys.Open(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, js2 := estest.Connect(t, srv)
-	other, err := Open(ctx, js2)
+	other, err := keys.Open(ctx, js2) // another process
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +33,11 @@ func TestKeyMadeDuringAnEraseIsOverwrittenOnDisk(t *testing.T) {
 	if _, err := eraser.Create(ctx, "c1", first); err != nil {
 		t.Fatal(err)
 	}
-	eraser.stream = &afterSecureDelete{Stream: eraser.stream, after: func() {
+	eraser.AfterFirstSecureDelete(func() {
 		if _, err := other.Create(ctx, "c1", second); err != nil {
 			t.Errorf("the key made during the erase: %v", err)
 		}
-	}}
+	})
 	if err := eraser.Erase(ctx, "c1"); err != nil {
 		t.Fatal(err)
 	}
