@@ -41,6 +41,7 @@
 package eventstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -135,14 +136,17 @@ func WithSubjectPrefix(prefix string) Option {
 	}
 }
 
-// WithReplicas sets the number of stream replicas (default 1). Invalid:
-// outside 1..5. More than one needs a JetStream cluster.
+// WithReplicas sets the number of stream replicas: a stream New creates
+// has DefaultReplicas without it, and an existing one keeps its own, so that
+// a process that does not own the stream's settings leaves them as they
+// are. Invalid: outside 1..5. More than one needs a JetStream cluster.
 func WithReplicas(n int) Option {
 	return func(c *config) error { return streamcfg.SetReplicas(&c.replicas, n, ErrInvalidOption) }
 }
 
 // WithDuplicateWindow sets how long the server remembers message ids for
-// deduplication (default 30s). Retries older than that are still recognised
+// deduplication: DefaultDuplicateWindow for a stream New creates without
+// it, and an existing one keeps its own, as with WithReplicas. Retries older than that are still recognised
 // from the order's history when they carry a stale expected revision; what
 // the window costs is about 130 bytes of the server's heap per append
 // while it lasts, and a read-back of its appends when the server starts.
@@ -212,8 +216,6 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, e
 	cfg := config{
 		streamName: DefaultStreamName,
 		prefix:     DefaultSubjectPrefix,
-		replicas:   DefaultReplicas,
-		duplicates: DefaultDuplicateWindow,
 		storage:    DefaultStorage,
 	}
 	for _, opt := range opts {
@@ -244,8 +246,8 @@ func (s *Store) ensureStream(ctx context.Context) error {
 		Subjects:           []string{s.wildcard},
 		Retention:          jetstream.LimitsPolicy,
 		Storage:            s.cfg.storage,
-		Replicas:           s.cfg.replicas,
-		Duplicates:         s.cfg.duplicates,
+		Replicas:           cmp.Or(s.cfg.replicas, DefaultReplicas),
+		Duplicates:         cmp.Or(s.cfg.duplicates, DefaultDuplicateWindow),
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 		PersistMode:        jetstream.DefaultPersistMode,
@@ -290,8 +292,9 @@ func (s *Store) reconcile(ctx context.Context, st jetstream.Stream) error {
 	if !slices.Contains(want.Subjects, s.wildcard) && !slices.Contains(want.Subjects, s.cfg.prefix+".>") {
 		want.Subjects = append(want.Subjects, s.wildcard)
 	}
-	want.Replicas = s.cfg.replicas
-	want.Duplicates = s.cfg.duplicates
+	// Zero: not given, the stream's own kept (WithReplicas).
+	want.Replicas = cmp.Or(s.cfg.replicas, have.Replicas)
+	want.Duplicates = cmp.Or(s.cfg.duplicates, have.Duplicates)
 	want.AllowDirect = true
 	want.AllowAtomicPublish = true
 	want.PersistMode = jetstream.DefaultPersistMode

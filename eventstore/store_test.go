@@ -253,6 +253,16 @@ func TestStreamConfig(t *testing.T) {
 	if n := len(estest.MustLoad(t, s2, "o1")); n != 1 {
 		t.Fatalf("events after update = %d, want 1", n)
 	}
+	// Options not given leave an existing stream's settings as they are:
+	// a process that does not own them (ordersd's roles but the command
+	// role) brought the window back to the default before.
+	if _, err := eventstore.New(ctx, js, eventstore.WithStreamName("EVENTS"), eventstore.WithSubjectPrefix("shop.orders"),
+		eventstore.WithStorage(jetstream.MemoryStorage)); err != nil {
+		t.Fatal(err)
+	}
+	if c := streamInfo(t, js, "EVENTS").Config; c.Duplicates != 5*time.Minute || c.Replicas != 1 {
+		t.Fatalf("duplicate window %v and %d replicas after a New without them, want 5m and 1 kept", c.Duplicates, c.Replicas)
+	}
 
 	if _, err := eventstore.New(ctx, js, eventstore.WithStreamName("EVENTS"), eventstore.WithSubjectPrefix("shop.orders")); err == nil ||
 		!strings.Contains(err.Error(), "storage") {

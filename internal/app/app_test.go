@@ -276,6 +276,32 @@ func TestGatewayRoleCallsRemoteServices(t *testing.T) {
 	}
 }
 
+// The stream's replicas and duplicate window are the command role's to set:
+// a process of another role started without DUPLICATE_WINDOW (or
+// STREAM_REPLICAS) brought the command nodes' settings back to the
+// defaults.
+func TestOnlyTheCommandRoleSetsTheStreamsSettings(t *testing.T) {
+	ns := estest.StartServer(t)
+	window := func() time.Duration {
+		_, js := estest.Connect(t, ns)
+		st, err := js.Stream(t.Context(), "ORDERS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config.Duplicates
+	}
+	core, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,query,audit", "DUPLICATE_WINDOW", "2m")
+	if w := window(); w != 2*time.Minute {
+		t.Fatalf("the command node's window: %v, want 2m", w)
+	}
+	run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "payments", "COMMAND_ADDR", core.GRPC)
+	run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "gateway",
+		"COMMAND_ADDR", core.GRPC, "QUERY_ADDR", core.GRPC, "AUDIT_ADDR", core.GRPC, "PAYMENTS_ADDR", core.GRPC)
+	if w := window(); w != 2*time.Minute {
+		t.Fatalf("the window after payments and gateway nodes started without DUPLICATE_WINDOW: %v, want the command node's 2m", w)
+	}
+}
+
 // compose.yaml's split: the command, query and audit roles in one process,
 // payments in another, the gateway and the console in a third. The front
 // end reaches the payment and deadline admin services at PAYMENTS_ADDR,

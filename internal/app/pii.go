@@ -57,10 +57,15 @@ func (n *node) commandOptions() []command.Option {
 
 // newKeyring returns the keyring of customers' data keys: the master key
 // from PII_MASTER_KEY_FILE (or the development one kept in the bucket), the
-// keys bucket replicated like the stream, and a watch that drops keys other
+// keys bucket replicated like the stream (set by the command role), and a watch that drops keys other
 // processes erase from this process's cache. stop ends the watch.
 func newKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, log *slog.Logger) (ring *pii.Keyring, stop func(), err error) {
-	store, err := keys.Open(ctx, js, keys.WithReplicas(cfg.StreamReplicas))
+	var opts []keys.Option
+	if cfg.Has("command") {
+		// The command role owns the bucket's settings (see openStore).
+		opts = append(opts, keys.WithReplicas(cfg.StreamReplicas))
+	}
+	store, err := keys.Open(ctx, js, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
