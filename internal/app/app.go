@@ -66,7 +66,8 @@ func WithTelemetry(opts ...telemetry.Option) Option {
 // cfg.ShutdownTimeout) and closes NATS. ready, if not nil, is called once
 // every listener is up. Run returns the first error that stopped it: one
 // of start-up, or of a server or the projection runner that stopped on its
-// own, after which Run shuts down as for ctx.
+// own, after which Run shuts down as for ctx. It returns nil when ctx ends,
+// during start-up too: a stop asked for is no failure.
 //
 // Start-up goes in phases, each failing with an error that names the
 // variable to fix: the machine (listeners, DATA_DIR), NATS, the event
@@ -87,26 +88,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	// Deferred after the teardown, so it runs first: what fails while the
 	// teardown stops it is logged, since Run no longer returns it.
 	defer n.failed.close()
-	if err := n.listen(); err != nil {
-		return err
-	}
-	if err := n.connectNATS(ctx); err != nil {
-		return err
-	}
-	if err := n.openStore(ctx); err != nil {
-		return err
-	}
-	if err := n.openKeyring(ctx); err != nil {
-		return err
-	}
-	if err := n.startTelemetry(ctx, o.telemetry); err != nil {
-		return err
-	}
-	if err := n.newServer(); err != nil {
-		return err
-	}
-	roles, err := n.registerRoles(ctx)
+	roles, err := n.start(ctx, o)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while starting (a rollout, or a unit stopped while it
+			// waited for NATS): what start-up waited for failed with the
+			// stop, which is no failure of this process.
+			log.Info("ordersd stopped during start-up", "err", err)
+			return nil
+		}
 		return err
 	}
 	n.rpcMetrics.Recognize(n.srv.GetServiceInfo())
@@ -137,6 +127,30 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		runErr = nil
 	}
 	return runErr
+}
+
+// start runs start-up's phases up to the roles' registration; what each
+// acquired is on n.down.
+func (n *node) start(ctx context.Context, o runOptions) ([]role, error) {
+	if err := n.listen(); err != nil {
+		return nil, err
+	}
+	if err := n.connectNATS(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.openStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.openKeyring(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startTelemetry(ctx, o.telemetry); err != nil {
+		return nil, err
+	}
+	if err := n.newServer(); err != nil {
+		return nil, err
+	}
+	return n.registerRoles(ctx)
 }
 
 // node is ordersd being put together: what each start-up phase makes and

@@ -63,7 +63,7 @@ func (n *node) connectNATS(ctx context.Context) error {
 	err = natsconn.WaitConnected(wctx, nc)
 	wcancel()
 	if err != nil {
-		return fmt.Errorf("NATS_URL: %w", err)
+		return err // it names NATS_URL
 	}
 	if n.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)

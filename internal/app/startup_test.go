@@ -135,3 +135,22 @@ func TestDataDirInUseIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A stop asked for while ordersd starts (here before it reached NATS, which
+// it would wait NATS_CONNECT_TIMEOUT for) is a clean stop: Run returns nil,
+// and ordersd exits 0. It returned the wait's error, which named NATS_URL
+// as if it were wrong, and ordersd exited 1.
+func TestStopDuringStartUpIsACleanStop(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "nats://" + l.Addr().String()
+	_ = l.Close()
+	cfg := apptest.Config(t, map[string]string{"ROLES": "command", "NATS_URL": nowhere, "NATS_CONNECT_TIMEOUT": "30s"})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err != nil {
+		t.Fatalf("stopped during start-up: %v, want a clean stop", err)
+	}
+}
