@@ -70,7 +70,8 @@ func WithTelemetry(opts ...telemetry.Option) Option {
 // during start-up too: a stop asked for is no failure.
 //
 // Start-up goes in phases, each failing with an error that names the
-// variable to fix: the machine (listeners, DATA_DIR), NATS, the event
+// variable to fix: the machine (listeners, DATA_DIR, the files of TLS,
+// authentication and the master key), NATS, the event
 // store, telemetry, the gRPC server, one registration per role, the HTTP
 // handler; then both servers serve and the health loop runs until ctx is
 // done, and shutdown undoes it all in order (see shutdown).
@@ -135,6 +136,12 @@ func (n *node) start(ctx context.Context, o runOptions) ([]role, error) {
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
+	// The files start-up reads, before NATS: a wrong path or a bad key is
+	// told at once, not after the wait for NATS nor after streams and
+	// buckets were created.
+	if err := n.readSecrets(); err != nil {
+		return nil, err
+	}
 	if err := n.connectNATS(ctx); err != nil {
 		return nil, err
 	}
@@ -172,6 +179,9 @@ type node struct {
 	// ring holds customers' data keys; nil in a process without the
 	// command, query and audit roles, which never see personal data.
 	ring *pii.Keyring
+	// master is PII_MASTER_KEY_FILE's key, read before NATS; nil without
+	// it (the development key is then read from the bucket).
+	master *pii.MasterKey
 
 	srv         *grpc.Server
 	rpcStreams  *rpcStreamEnder       // ends srv's server streams at shutdown

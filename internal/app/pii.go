@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -20,13 +19,9 @@ func (n *node) openKeyring(ctx context.Context) error {
 		return nil
 	}
 	// A replicated bucket just created has no leader for a moment, and
-	// a cluster may still be electing: every error is retried but an
-	// unusable master key.
-	err := n.retryStartup(ctx, "personal data keys", func(err error) bool {
-		var master *masterKeyError
-		return errors.As(err, &master)
-	}, func(ctx context.Context) error {
-		ring, stop, err := newKeyring(ctx, n.js, n.cfg, n.log)
+	// a cluster may still be electing: every error is retried.
+	err := n.retryStartup(ctx, "personal data keys", func(error) bool { return false }, func(ctx context.Context) error {
+		ring, stop, err := newKeyring(ctx, n.js, n.cfg, n.master, n.log)
 		if err == nil {
 			n.ring = ring
 			n.down.push(stop)
@@ -39,12 +34,21 @@ func (n *node) openKeyring(ctx context.Context) error {
 	return nil
 }
 
-// masterKeyError is a PII_MASTER_KEY_FILE that cannot be used: retrying
-// does not help.
-type masterKeyError struct{ err error }
-
-func (e *masterKeyError) Error() string { return "PII_MASTER_KEY_FILE: " + e.err.Error() }
-func (e *masterKeyError) Unwrap() error { return e.err }
+// loadMasterKey reads PII_MASTER_KEY_FILE, when set, for a process whose
+// roles seal or open personal data: with the other files start-up reads
+// before it reaches NATS, so that a wrong path is told at once, before
+// anything is created on the server.
+func (n *node) loadMasterKey() error {
+	if n.cfg.PIIMasterKeyFile == "" || !n.cfg.Has("command") && !n.cfg.Has("query") && !n.cfg.Has("audit") {
+		return nil
+	}
+	master, err := pii.LoadMasterKey(n.cfg.PIIMasterKeyFile)
+	if err != nil {
+		return fmt.Errorf("PII_MASTER_KEY_FILE: %w", err)
+	}
+	n.master = master
+	return nil
+}
 
 // commandOptions are the command service's options in this process.
 func (n *node) commandOptions() []command.Option {
@@ -55,11 +59,11 @@ func (n *node) commandOptions() []command.Option {
 	return opts
 }
 
-// newKeyring returns the keyring of customers' data keys: the master key
-// from PII_MASTER_KEY_FILE (or the development one kept in the bucket), the
+// newKeyring returns the keyring of customers' data keys: master, the key
+// from PII_MASTER_KEY_FILE (nil: the development one kept in the bucket), the
 // keys bucket replicated like the stream (set by the command role), and a watch that drops keys other
 // processes erase from this process's cache. stop ends the watch.
-func newKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, log *slog.Logger) (ring *pii.Keyring, stop func(), err error) {
+func newKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, master *pii.MasterKey, log *slog.Logger) (ring *pii.Keyring, stop func(), err error) {
 	var opts []keys.Option
 	if cfg.Has("command") {
 		// The command role owns the bucket's settings (see openStore).
@@ -69,12 +73,7 @@ func newKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, 
 	if err != nil {
 		return nil, nil, err
 	}
-	var master *pii.MasterKey
-	if cfg.PIIMasterKeyFile != "" {
-		if master, err = pii.LoadMasterKey(cfg.PIIMasterKeyFile); err != nil {
-			return nil, nil, &masterKeyError{err}
-		}
-	} else {
+	if master == nil {
 		raw, created, err := store.DevMasterKey(ctx)
 		if err != nil {
 			return nil, nil, err

@@ -41,11 +41,9 @@ const maxHeaderListSize = 64 << 10
 // metadata a call may carry, which the gateway fills from them.
 const maxHTTPHeaderBytes = maxHeaderListSize / 2
 
-// newServer builds the gRPC server with its stats handlers (tracing, the
-// RPC metrics and log), its interceptors (the guard, authentication, the
-// in-flight limits), health and reflection. The
-// roles register their services on it before it serves.
-func (n *node) newServer() error {
+// readSecrets reads the files of TLS, authentication and the personal data
+// master key.
+func (n *node) readSecrets() error {
 	var err error
 	if n.serverTLS, n.ownCreds, n.clientCreds, err = transportSecurity(n.cfg); err != nil {
 		return err
@@ -53,6 +51,14 @@ func (n *node) newServer() error {
 	if err := n.authenticate(); err != nil {
 		return err
 	}
+	return n.loadMasterKey()
+}
+
+// newServer builds the gRPC server with its stats handlers (tracing, the
+// RPC metrics and log), its interceptors (the guard, authentication, the
+// in-flight limits), health and reflection. The
+// roles register their services on it before it serves.
+func (n *node) newServer() error {
 	guard, err := rpcguard.New(n.log, n.tel.Meter)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)

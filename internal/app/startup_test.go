@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -152,5 +153,27 @@ func TestStopDuringStartUpIsACleanStop(t *testing.T) {
 	cancel()
 	if err := app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err != nil {
 		t.Fatalf("stopped during start-up: %v, want a clean stop", err)
+	}
+}
+
+// The files start-up reads (tokens, the personal data master key) are read
+// before NATS is: a wrong path is told at once, not after the wait for an
+// unreachable NATS (here 30 s), nor after streams and buckets were made on
+// a reachable one.
+func TestFilesAreReadBeforeNATS(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "nats://" + l.Addr().String()
+	_ = l.Close()
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, name := range []string{"AUTH_TOKENS_FILE", "PII_MASTER_KEY_FILE"} {
+		t.Run(name, func(t *testing.T) {
+			err := startErr(t, map[string]string{"ROLES": "command", "NATS_URL": nowhere, "NATS_CONNECT_TIMEOUT": "30s", name: missing})
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("%s of a missing file, NATS unreachable: %v, want the missing file", name, err)
+			}
+		})
 	}
 }
