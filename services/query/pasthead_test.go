@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -104,5 +105,26 @@ func TestWatchFromPastTheLogsHeadIsOutOfRange(t *testing.T) {
 	}
 	if status.Code(err) != codes.OutOfRange {
 		t.Errorf("WatchOrders from %d: %v, want OutOfRange", uint64(far), err)
+	}
+}
+
+// A WatchOrder resumed on a node whose read model has not reached the
+// position it resumes from (a reconnect that reached another replica) is
+// UNAVAILABLE, which the client retries, once the wait for that position
+// runs out: the order was there at that position, where the client saw
+// it. It was NOT_FOUND, and ordersctl stopped watching an order that
+// exists.
+func TestWatchResumedOnANodeBehindIsUnavailable(t *testing.T) {
+	svc := newQuery(t, stalled{emptyReadModel(t)}, query.WithFeed(projections.NewFeed(0)), query.WithHead(head{last: 10}))
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderQueryServiceServer(gs, svc)
+	q := ordersv1.NewOrderQueryServiceClient(listen(t, gs))
+	w, err := q.WatchOrder(t.Context(), &ordersv1.WatchOrderRequest{OrderId: "o-1", FromPosition: 5,
+		Consistency: &ordersv1.Consistency{MaxWait: durationpb.New(10 * time.Millisecond)}})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("WatchOrder resumed from 5 on a node behind it: %v, want UNAVAILABLE", err)
 	}
 }

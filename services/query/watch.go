@@ -238,7 +238,20 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		o := changeToProto(c)
 		return &ordersv1.WatchOrderResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
 	}}
-	o, pos, err := s.readOrder(ctx, id, req.GetConsistency())
+	read := req.GetConsistency()
+	if from > read.GetMinPosition() {
+		// The order was there at from, where the client saw it: a node
+		// whose read model is behind it (a reconnect that reached
+		// another replica) would miss it and answer NOT_FOUND. The read
+		// waits for from as for a min_position, within the request's
+		// max_wait, and a node still behind answers UNAVAILABLE, which
+		// the client retries (from is not past the head: pastHead).
+		read = &ordersv1.Consistency{MinPosition: from, MaxWait: read.GetMaxWait()}
+		if err := s.await(ctx, read, s.p.WaitFor); err != nil {
+			return err
+		}
+	}
+	o, pos, err := s.readOrder(ctx, id, read)
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,10 @@ type OrderQueryServiceClient interface {
 	// that reconnects with the last position it saw misses nothing and sees
 	// nothing twice; a from_position past the log's last position is
 	// OUT_OF_RANGE. NOT_FOUND when the read model has no such order once it
-	// has reached consistency.min_position. A watcher that falls too far
+	// has reached consistency.min_position and from_position (a node whose
+	// read model is behind from_position waits for it as for min_position,
+	// and answers UNAVAILABLE when it does not reach it in time: the client
+	// retries, perhaps on another node). A watcher that falls too far
 	// behind, or that the read model moved past (a node catching up in bulk
 	// swaps a whole read model in), is ended with RESOURCE_EXHAUSTED; it
 	// resumes from its last position.
@@ -202,7 +205,10 @@ type OrderQueryServiceServer interface {
 	// that reconnects with the last position it saw misses nothing and sees
 	// nothing twice; a from_position past the log's last position is
 	// OUT_OF_RANGE. NOT_FOUND when the read model has no such order once it
-	// has reached consistency.min_position. A watcher that falls too far
+	// has reached consistency.min_position and from_position (a node whose
+	// read model is behind from_position waits for it as for min_position,
+	// and answers UNAVAILABLE when it does not reach it in time: the client
+	// retries, perhaps on another node). A watcher that falls too far
 	// behind, or that the read model moved past (a node catching up in bulk
 	// swaps a whole read model in), is ended with RESOURCE_EXHAUSTED; it
 	// resumes from its last position.
