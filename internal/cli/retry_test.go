@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/cli"
@@ -277,6 +279,40 @@ func TestWatchResumesAfterUnavailable(t *testing.T) {
 
 	// A server that does not come back: exit 4 once --timeout has passed.
 	fails(t, run(t, closedAddr(t), "orders", "watch", "fl-1", "--timeout", "1s"), cli.ExitUnavailable)
+}
+
+// full is a query service that sends one change of a watch of every order
+// and cuts it off for falling behind; then its streams are all taken, and
+// it refuses every watch with RESOURCE_EXHAUSTED.
+type full struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	calls atomic.Int32
+}
+
+func (f *full) WatchOrders(_ *ordersv1.WatchOrdersRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrdersResponse]) error {
+	if f.calls.Add(1) == 1 {
+		if err := s.Send(&ordersv1.WatchOrdersResponse{Position: 4}); err != nil {
+			return err
+		}
+		return status.Error(codes.ResourceExhausted, "watcher fell behind the changes; resume from position 4")
+	}
+	return status.Error(codes.ResourceExhausted, "too many streams")
+}
+
+// A watch the server keeps refusing (its streams all taken) gives up with
+// exit 4 once --timeout has passed, as one whose server went away does. It
+// asked again for as long as the server stayed full, printing nothing.
+func TestWatchRefusedByAFullServerGivesUp(t *testing.T) {
+	srv := &full{}
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if r := (call{addr: addr, ctx: ctx}).run(t, "orders", "watch", "--customer", "c", "--timeout", "1s"); r.code != cli.ExitUnavailable {
+		t.Fatalf("exit %d, want %d (the test's context ended it, or it ended otherwise): %s", r.code, cli.ExitUnavailable, r.stderr)
+	}
+	if n := srv.calls.Load(); n < 2 {
+		t.Fatalf("%d watches, want the first and at least one refused try", n)
+	}
 }
 
 // cutAudit streams n events, then fails the stream UNAVAILABLE, as a node

@@ -123,8 +123,9 @@ func recvWatch[M any, P interface {
 
 // follow prints a watch until the user interrupts it, resuming after the
 // last printed position when the server cuts the watcher off for falling
-// behind, and when the server goes away (UNAVAILABLE). Reconnections after
-// UNAVAILABLE wait retryBackoff, and end with the last UNAVAILABLE once
+// behind, and when the server goes away (UNAVAILABLE). Reconnections wait
+// retryBackoff, and end with the last refusal (UNAVAILABLE, or
+// RESOURCE_EXHAUSTED from a server whose streams are all taken) once
 // --timeout has passed since the server last took the watch on.
 //
 // resume says that from is a position to resume after (--from given, or a
@@ -135,8 +136,8 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 	sctx := a.streamCtx(ctx)
 	interrupted := func(err error) bool { return status.Code(err) == codes.Canceled && ctx.Err() != nil }
 	// giveUp is when to stop trying to get the watch back: --timeout after
-	// its first UNAVAILABLE since the server last took it on; zero while
-	// the server has it.
+	// its first refusal or loss since the server last took it on; zero
+	// while the server has it.
 	var giveUp time.Time
 	tries := 0
 	// The orders printed at position from: a customer's erasure changes
@@ -176,18 +177,13 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 		switch {
 		case interrupted(err):
 			return nil
-		case status.Code(err) == codes.ResourceExhausted && resume:
-			// Cut off for falling behind: resume shortly. Or the server's
-			// streams are all taken, and it refuses the watch again: wait
-			// longer each time (retryBackoff), rather than ask every
-			// 200 ms for as long as it stays full.
-			tries++
-			if backoff.Sleep(ctx, retryBackoff.Delay(tries)) != nil {
-				return nil // interrupted while waiting
-			}
-		case status.Code(err) == codes.Unavailable:
+		case status.Code(err) == codes.Unavailable, status.Code(err) == codes.ResourceExhausted && resume:
 			// The server went away (shut down, restarting) or cannot
-			// be reached: reconnect, and resume after from.
+			// be reached, or cut the watch off for falling behind, or
+			// has all its streams taken and refuses it again: reconnect,
+			// resume after from, and wait longer each time. Either way
+			// the server has not taken the watch back: give up after
+			// --timeout of that.
 			if giveUp.IsZero() {
 				giveUp = time.Now().Add(a.timeout)
 			}
