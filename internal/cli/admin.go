@@ -90,7 +90,36 @@ func (a *app) parkedCmd() *cobra.Command {
 				return nil
 			})
 		},
-	})
+	}, a.settleCmd())
+	return c
+}
+
+// settleCmd removes a parked job an operator settled by hand.
+func (a *app) settleCmd() *cobra.Command {
+	var kind string
+	c := &cobra.Command{
+		Use:   "settle ORDER --kind charge|refund",
+		Short: "Remove a parked job whose money was settled by hand with the provider",
+		Long: "Remove an order's parked charge or refund job without running it, once its money was settled by hand with the\n" +
+			"payment provider: a job parked because the customer may have paid or been refunded twice stays parked on every retry.",
+		Args:    cobra.ExactArgs(1),
+		Example: "  ordersctl admin parked settle 7d3f0c2a-... --kind refund",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, ok := map[string]ordersv1.PaymentJobKind{"charge": ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_CHARGE,
+				"refund": ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND}[kind]
+			if !ok {
+				return usagef("--kind must be charge or refund, not %q", kind)
+			}
+			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.SettleParkedPaymentResponse, error) {
+				return ordersv1.NewPaymentAdminServiceClient(conn).SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: args[0], Kind: k})
+			}, func(res *ordersv1.SettleParkedPaymentResponse) error {
+				p := res.GetSettled()
+				fmt.Fprintf(a.io.Out, "settled the %s job of %s, parked at position %d\n", kind, p.GetOrderId(), p.GetPosition())
+				return nil
+			})
+		},
+	}
+	c.Flags().StringVar(&kind, "kind", "", "the job's kind: charge or refund (required)")
 	return c
 }
 

@@ -296,6 +296,16 @@ func TestParkedCommands(t *testing.T) {
 	if !strings.Contains(r.stdout, "completed 0, parked again 1") {
 		t.Fatalf("retry against a failing provider: %s", r.stdout)
 	}
+	// Settled by hand: the job leaves the park without running; there is
+	// then nothing to settle, and a kind that is neither is a usage error.
+	fails(t, run(t, g, "admin", "parked", "settle", "pk-1", "--kind", "refund"), cli.ExitNotFound)
+	fails(t, run(t, g, "admin", "parked", "settle", "pk-1", "--kind", "both"), cli.ExitUsage)
+	ok(t, run(t, g, "admin", "parked", "settle", "pk-1", "--kind", "charge"))
+	r = ok(t, run(t, g, "admin", "parked", "list", "-o", "json"))
+	if parked, _ := jsonOf(t, r.stdout)["parked"].([]any); len(parked) != 0 {
+		t.Fatalf("parked list after the settle: %s", r.stdout)
+	}
+	fails(t, run(t, g, "admin", "parked", "settle", "pk-1", "--kind", "charge"), cli.ExitNotFound)
 }
 
 // REVISION counts the order's own events and is what --expected-revision

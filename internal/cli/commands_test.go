@@ -648,6 +648,7 @@ func TestHelpExamples(t *testing.T) {
 		{"orders", "place"}, {"orders", "pay"}, {"orders", "cancel"}, {"orders", "ship"}, {"orders", "deliver"}, {"orders", "get"},
 		{"orders", "list"}, {"audit", "history"}, {"audit", "at"}, {"audit", "export"}, {"audit", "verify"},
 		{"admin", "rebuild"}, {"admin", "health"}, {"admin", "parked", "list"}, {"admin", "parked", "retry"},
+		{"admin", "parked", "settle"},
 	} {
 		r := ok(t, c.run(t, append(cmd, "--help")...))
 		if !strings.Contains(r.stdout, "Examples:\n  ordersctl "+strings.Join(cmd, " ")) {

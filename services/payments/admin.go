@@ -2,10 +2,14 @@ package payments
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/rpcerr"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -19,6 +23,17 @@ type Admin struct {
 // NewAdmin returns the admin service of m.
 func NewAdmin(m *Manager, log *slog.Logger) *Admin {
 	return &Admin{m: m, log: rpcerr.DefaultLogger(log)}
+}
+
+// kindOf is kindProto's inverse; false for any other value.
+func kindOf(k ordersv1.PaymentJobKind) (jobKind, bool) {
+	switch k {
+	case ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_CHARGE:
+		return kindCharge, true
+	case ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND:
+		return kindRefund, true
+	}
+	return "", false
 }
 
 func kindProto(k jobKind) ordersv1.PaymentJobKind {
@@ -46,10 +61,44 @@ func (a *Admin) ListParkedPayments(ctx context.Context, req *ordersv1.ListParked
 	}
 	res := &ordersv1.ListParkedPaymentsResponse{ParkedCount: uint32(len(jobs))}
 	for _, j := range jobs[:min(len(jobs), limit)] {
-		res.Parked = append(res.Parked, &ordersv1.ParkedPayment{OrderId: j.OrderID, Kind: kindProto(j.Kind), Position: j.Position,
-			Attempts: uint32(j.Attempts), LastError: j.LastError, ParkedAt: timestamppb.New(j.ParkedAt)})
+		res.Parked = append(res.Parked, parkedProto(j))
 	}
 	return res, nil
+}
+
+// parkedProto is a parked job as the API shows it.
+func parkedProto(j job) *ordersv1.ParkedPayment {
+	return &ordersv1.ParkedPayment{OrderId: j.OrderID, Kind: kindProto(j.Kind), Position: j.Position,
+		Attempts: uint32(j.Attempts), LastError: j.LastError, ParkedAt: timestamppb.New(j.ParkedAt)}
+}
+
+// SettleParkedPayment removes a parked job an operator settled by hand.
+// INVALID_ARGUMENT for a malformed order id or a kind other than charge or
+// refund, NOT_FOUND when no such job is parked.
+func (a *Admin) SettleParkedPayment(ctx context.Context, req *ordersv1.SettleParkedPaymentRequest) (*ordersv1.SettleParkedPaymentResponse, error) {
+	if err := rpcerr.OrderID("order_id", req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	kind, ok := kindOf(req.GetKind())
+	if !ok {
+		return nil, rpcerr.Invalid("kind", "must be PAYMENT_JOB_KIND_CHARGE or PAYMENT_JOB_KIND_REFUND")
+	}
+	j, err := a.m.Settle(ctx, req.GetOrderId(), kind)
+	if errors.Is(err, ErrNotParked) {
+		return nil, status.Error(codes.NotFound, "no such parked job")
+	}
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, a.log, err)
+	}
+	// Money moved by hand: the log says who settled what, beside the
+	// events the order records.
+	actor := ""
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("x-actor")) > 0 {
+		actor = md.Get("x-actor")[0]
+	}
+	a.log.WarnContext(ctx, "payments: parked job settled by hand and removed", "kind", j.Kind, "order", j.OrderID,
+		"position", j.Position, "last_error", j.LastError, "actor", actor)
+	return &ordersv1.SettleParkedPaymentResponse{Settled: parkedProto(j)}, nil
 }
 
 // RetryParkedPayment runs parked jobs again now.

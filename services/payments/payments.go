@@ -134,6 +134,9 @@ type Option func(*Manager) error
 // accept.
 var ErrInvalidOption = errors.New("payments: invalid option")
 
+// ErrNotParked reports a Settle of a job that is not parked.
+var ErrNotParked = errors.New("payments: no such parked job")
+
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
 }
@@ -966,7 +969,7 @@ func (m *Manager) refund(ctx context.Context, j *job, v view, attempt int) (resu
 	if j.RefundRef != "" && st.RefundRef != "" && st.RefundRef != j.RefundRef {
 		// A refund cannot be taken back: an operator must settle it, and
 		// the parked job (its error saying so) is where they look.
-		return done, false, fmt.Errorf("%w: the refund this job made (%s) stands at the provider, but the order records refund %s, made some other way meanwhile: the customer was refunded twice; settle it with the provider",
+		return done, false, fmt.Errorf("%w: the refund this job made (%s) stands at the provider, but the order records refund %s, made some other way meanwhile: the customer was refunded twice; settle it with the provider, then settle the job",
 			errSettleByHand, j.RefundRef, st.RefundRef)
 	}
 	if j.RefundRef == "" && j.MaybeRefunded && st.RefundRef != "" && v.refundedBy != "" && v.refundedBy != refundRequestID(*j) {
@@ -974,7 +977,7 @@ func (m *Manager) refund(ctx context.Context, j *job, v view, attempt int) (resu
 		// and the order records a refund made some other way: asking
 		// the provider again under the refund key would refund if the
 		// attempt did not, so an operator settles it.
-		return done, false, fmt.Errorf("%w: an attempt of this job may have refunded at the provider (its answer never came), and the order records refund %s, made some other way meanwhile: the customer may have been refunded twice; check with the provider",
+		return done, false, fmt.Errorf("%w: an attempt of this job may have refunded at the provider (it failed without saying whether it did), and the order records refund %s, made some other way meanwhile: the customer may have been refunded twice; check with the provider, then settle the job",
 			errSettleByHand, st.RefundRef)
 	}
 	if !st.RefundDue() {
@@ -1080,8 +1083,9 @@ func (m *Manager) Parked(ctx context.Context) ([]job, error) {
 // of a charge that was never taken releases nothing (see Provider.Void),
 // so the mark costs at most a needless void. A refund job is marked
 // MaybeRefunded the same way, so that one whose order is then refunded
-// some other way is parked for an operator rather than dropped (the mark
-// costs at most a needless look at the provider). Retry never clears a
+// some other way is parked for an operator rather than dropped: the mark
+// costs at most a look at the provider, after which the operator removes
+// the job (Settle). Retry never clears a
 // mark, so concurrent retries of a job, whose bucket writes replace each
 // other without a revision check, cannot lose one another's.
 func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedAgain int, err error) {
@@ -1137,4 +1141,30 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 		}
 	}
 	return completed, parkedAgain, nil
+}
+
+// Settle removes the parked job of kind (kindCharge or kindRefund) for
+// orderID without running it, once an operator settled its money by hand
+// with the provider: a job parked because the customer may have paid or
+// been refunded twice (errSettleByHand) stays parked on every retry, since
+// no retry can undo that. It returns the job as it was parked.
+// ErrNotParked when no such job is parked; the bucket's errors otherwise.
+func (m *Manager) Settle(ctx context.Context, orderID string, kind jobKind) (job, error) {
+	key := parkKey(kind, orderID)
+	v, err := m.kv.Get(ctx, key)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return job{}, ErrNotParked
+	}
+	if err != nil {
+		return job{}, err
+	}
+	var j job
+	if err := json.Unmarshal(v, &j); err != nil {
+		return job{}, fmt.Errorf("payments: parked job %s: %w", key, err)
+	}
+	if err := m.kv.Delete(ctx, key); err != nil {
+		return job{}, err
+	}
+	m.parkedNow.Add(-1)
+	return j, nil
 }

@@ -95,6 +95,10 @@ func (a *adminRef) RetryParkedPayment(ctx context.Context, r *ordersv1.RetryPark
 	return payments.NewAdmin(a.e.mgr.Load(), nil).RetryParkedPayment(ctx, r)
 }
 
+func (a *adminRef) SettleParkedPayment(ctx context.Context, r *ordersv1.SettleParkedPaymentRequest) (*ordersv1.SettleParkedPaymentResponse, error) {
+	return payments.NewAdmin(a.e.mgr.Load(), nil).SettleParkedPayment(ctx, r)
+}
+
 // run starts a manager until the returned stop is called.
 func (e *env) run(tb testing.TB, gw payments.Provider, opts ...payments.Option) (stop func()) {
 	tb.Helper()

@@ -8,6 +8,8 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/services/payments"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // waitParked polls the admin API, as an operator would, until n jobs are
@@ -113,4 +115,48 @@ func TestFailingRefundIsParkedAndRetriedOnDemand(t *testing.T) {
 	e.waitFor(t, 1, "RefundIssued")
 	e.waitParked(t, 0)
 	assertRefundedOnce(t, e, sim, id, 900)
+}
+
+// A refund job parked after failures whose order an operator then refunds
+// at the till may have refunded too (a failure does not say whether the
+// provider made the refund): a retry parks it again, for the operator to
+// check with the provider, and once they settled it by hand
+// SettleParkedPayment removes it. Before, no call could remove it: every
+// retry parked it again, and the parked gauge never came down.
+func TestParkedRefundSettledByHandLeavesThePark(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	gw := &scripted{Simulator: sim}
+	gw.failRefunds.Store(math.MaxInt32)
+	e.run(t, gw, fast(), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
+	id := e.payThenCancel(t, 1300)
+	e.waitParked(t, 1)
+	if _, err := e.cmd.RecordRefund(ctx, &ordersv1.RecordRefundRequest{RequestId: "till-refund-" + id, OrderId: id, RefundRef: "till-1", Amount: 1300}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.admin.RetryParkedPayment(ctx, &ordersv1.RetryParkedPaymentRequest{OrderId: id}); err != nil || res.GetParkedAgain() != 1 {
+		t.Fatalf("retry of a refund that may have been made twice: %v, %v; want it parked again", res, err)
+	}
+	for name, req := range map[string]*ordersv1.SettleParkedPaymentRequest{
+		"no kind":      {OrderId: id},
+		"unknown kind": {OrderId: id, Kind: ordersv1.PaymentJobKind(7)},
+		"bad order id": {OrderId: "bad id", Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND},
+		"no order id":  {Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND},
+	} {
+		if _, err := e.admin.SettleParkedPayment(ctx, req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("settle with %s: %v, want INVALID_ARGUMENT", name, err)
+		}
+	}
+	if _, err := e.admin.SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: id, Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_CHARGE}); status.Code(err) != codes.NotFound {
+		t.Errorf("settle of a charge that is not parked: %v, want NOT_FOUND", err)
+	}
+	res, err := e.admin.SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: id, Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND})
+	if err != nil || res.GetSettled().GetOrderId() != id || res.GetSettled().GetKind() != ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND {
+		t.Fatalf("settle: %v, %v", res, err)
+	}
+	e.waitParked(t, 0)
+	if _, err := e.admin.SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: id, Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND}); status.Code(err) != codes.NotFound {
+		t.Errorf("settle again: %v, want NOT_FOUND", err)
+	}
 }

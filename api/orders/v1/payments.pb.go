@@ -368,6 +368,108 @@ func (x *RetryParkedPaymentResponse) GetParkedAgain() uint32 {
 	return 0
 }
 
+// SettleParkedPaymentRequest names the parked job an operator settled.
+type SettleParkedPaymentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Order whose parked job was settled.
+	OrderId string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Which of its jobs: charge or refund (an order may have one of each
+	// parked).
+	Kind          PaymentJobKind `protobuf:"varint,2,opt,name=kind,proto3,enum=orders.v1.PaymentJobKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettleParkedPaymentRequest) Reset() {
+	*x = SettleParkedPaymentRequest{}
+	mi := &file_orders_v1_payments_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettleParkedPaymentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettleParkedPaymentRequest) ProtoMessage() {}
+
+func (x *SettleParkedPaymentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_payments_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettleParkedPaymentRequest.ProtoReflect.Descriptor instead.
+func (*SettleParkedPaymentRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_payments_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SettleParkedPaymentRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *SettleParkedPaymentRequest) GetKind() PaymentJobKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PaymentJobKind_PAYMENT_JOB_KIND_UNSPECIFIED
+}
+
+// SettleParkedPaymentResponse is the job removed from the park.
+type SettleParkedPaymentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job as it was parked.
+	Settled       *ParkedPayment `protobuf:"bytes,1,opt,name=settled,proto3" json:"settled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettleParkedPaymentResponse) Reset() {
+	*x = SettleParkedPaymentResponse{}
+	mi := &file_orders_v1_payments_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettleParkedPaymentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettleParkedPaymentResponse) ProtoMessage() {}
+
+func (x *SettleParkedPaymentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_payments_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettleParkedPaymentResponse.ProtoReflect.Descriptor instead.
+func (*SettleParkedPaymentResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_payments_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SettleParkedPaymentResponse) GetSettled() *ParkedPayment {
+	if x != nil {
+		return x.Settled
+	}
+	return nil
+}
+
 var File_orders_v1_payments_proto protoreflect.FileDescriptor
 
 const file_orders_v1_payments_proto_rawDesc = "" +
@@ -390,14 +492,20 @@ const file_orders_v1_payments_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"]\n" +
 	"\x1aRetryParkedPaymentResponse\x12\x1c\n" +
 	"\tcompleted\x18\x01 \x01(\rR\tcompleted\x12!\n" +
-	"\fparked_again\x18\x02 \x01(\rR\vparkedAgain*l\n" +
+	"\fparked_again\x18\x02 \x01(\rR\vparkedAgain\"f\n" +
+	"\x1aSettleParkedPaymentRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12-\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x19.orders.v1.PaymentJobKindR\x04kind\"Q\n" +
+	"\x1bSettleParkedPaymentResponse\x122\n" +
+	"\asettled\x18\x01 \x01(\v2\x18.orders.v1.ParkedPaymentR\asettled*l\n" +
 	"\x0ePaymentJobKind\x12 \n" +
 	"\x1cPAYMENT_JOB_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_JOB_KIND_CHARGE\x10\x01\x12\x1b\n" +
-	"\x17PAYMENT_JOB_KIND_REFUND\x10\x022\xdb\x01\n" +
+	"\x17PAYMENT_JOB_KIND_REFUND\x10\x022\xc1\x02\n" +
 	"\x13PaymentAdminService\x12a\n" +
 	"\x12ListParkedPayments\x12$.orders.v1.ListParkedPaymentsRequest\x1a%.orders.v1.ListParkedPaymentsResponse\x12a\n" +
-	"\x12RetryParkedPayment\x12$.orders.v1.RetryParkedPaymentRequest\x1a%.orders.v1.RetryParkedPaymentResponseB;Z9github.com/orderstream/orderstream/api/orders/v1;ordersv1b\x06proto3"
+	"\x12RetryParkedPayment\x12$.orders.v1.RetryParkedPaymentRequest\x1a%.orders.v1.RetryParkedPaymentResponse\x12d\n" +
+	"\x13SettleParkedPayment\x12%.orders.v1.SettleParkedPaymentRequest\x1a&.orders.v1.SettleParkedPaymentResponseB;Z9github.com/orderstream/orderstream/api/orders/v1;ordersv1b\x06proto3"
 
 var (
 	file_orders_v1_payments_proto_rawDescOnce sync.Once
@@ -412,29 +520,35 @@ func file_orders_v1_payments_proto_rawDescGZIP() []byte {
 }
 
 var file_orders_v1_payments_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orders_v1_payments_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_orders_v1_payments_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_orders_v1_payments_proto_goTypes = []any{
-	(PaymentJobKind)(0),                // 0: orders.v1.PaymentJobKind
-	(*ParkedPayment)(nil),              // 1: orders.v1.ParkedPayment
-	(*ListParkedPaymentsRequest)(nil),  // 2: orders.v1.ListParkedPaymentsRequest
-	(*ListParkedPaymentsResponse)(nil), // 3: orders.v1.ListParkedPaymentsResponse
-	(*RetryParkedPaymentRequest)(nil),  // 4: orders.v1.RetryParkedPaymentRequest
-	(*RetryParkedPaymentResponse)(nil), // 5: orders.v1.RetryParkedPaymentResponse
-	(*timestamppb.Timestamp)(nil),      // 6: google.protobuf.Timestamp
+	(PaymentJobKind)(0),                 // 0: orders.v1.PaymentJobKind
+	(*ParkedPayment)(nil),               // 1: orders.v1.ParkedPayment
+	(*ListParkedPaymentsRequest)(nil),   // 2: orders.v1.ListParkedPaymentsRequest
+	(*ListParkedPaymentsResponse)(nil),  // 3: orders.v1.ListParkedPaymentsResponse
+	(*RetryParkedPaymentRequest)(nil),   // 4: orders.v1.RetryParkedPaymentRequest
+	(*RetryParkedPaymentResponse)(nil),  // 5: orders.v1.RetryParkedPaymentResponse
+	(*SettleParkedPaymentRequest)(nil),  // 6: orders.v1.SettleParkedPaymentRequest
+	(*SettleParkedPaymentResponse)(nil), // 7: orders.v1.SettleParkedPaymentResponse
+	(*timestamppb.Timestamp)(nil),       // 8: google.protobuf.Timestamp
 }
 var file_orders_v1_payments_proto_depIdxs = []int32{
 	0, // 0: orders.v1.ParkedPayment.kind:type_name -> orders.v1.PaymentJobKind
-	6, // 1: orders.v1.ParkedPayment.parked_at:type_name -> google.protobuf.Timestamp
+	8, // 1: orders.v1.ParkedPayment.parked_at:type_name -> google.protobuf.Timestamp
 	1, // 2: orders.v1.ListParkedPaymentsResponse.parked:type_name -> orders.v1.ParkedPayment
-	2, // 3: orders.v1.PaymentAdminService.ListParkedPayments:input_type -> orders.v1.ListParkedPaymentsRequest
-	4, // 4: orders.v1.PaymentAdminService.RetryParkedPayment:input_type -> orders.v1.RetryParkedPaymentRequest
-	3, // 5: orders.v1.PaymentAdminService.ListParkedPayments:output_type -> orders.v1.ListParkedPaymentsResponse
-	5, // 6: orders.v1.PaymentAdminService.RetryParkedPayment:output_type -> orders.v1.RetryParkedPaymentResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0, // 3: orders.v1.SettleParkedPaymentRequest.kind:type_name -> orders.v1.PaymentJobKind
+	1, // 4: orders.v1.SettleParkedPaymentResponse.settled:type_name -> orders.v1.ParkedPayment
+	2, // 5: orders.v1.PaymentAdminService.ListParkedPayments:input_type -> orders.v1.ListParkedPaymentsRequest
+	4, // 6: orders.v1.PaymentAdminService.RetryParkedPayment:input_type -> orders.v1.RetryParkedPaymentRequest
+	6, // 7: orders.v1.PaymentAdminService.SettleParkedPayment:input_type -> orders.v1.SettleParkedPaymentRequest
+	3, // 8: orders.v1.PaymentAdminService.ListParkedPayments:output_type -> orders.v1.ListParkedPaymentsResponse
+	5, // 9: orders.v1.PaymentAdminService.RetryParkedPayment:output_type -> orders.v1.RetryParkedPaymentResponse
+	7, // 10: orders.v1.PaymentAdminService.SettleParkedPayment:output_type -> orders.v1.SettleParkedPaymentResponse
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_payments_proto_init() }
@@ -448,7 +562,7 @@ func file_orders_v1_payments_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_payments_proto_rawDesc), len(file_orders_v1_payments_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

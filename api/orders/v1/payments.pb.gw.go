@@ -97,6 +97,33 @@ func local_request_PaymentAdminService_RetryParkedPayment_0(ctx context.Context,
 	return msg, metadata, err
 }
 
+func request_PaymentAdminService_SettleParkedPayment_0(ctx context.Context, marshaler runtime.Marshaler, client PaymentAdminServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SettleParkedPaymentRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.SettleParkedPayment(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_PaymentAdminService_SettleParkedPayment_0(ctx context.Context, marshaler runtime.Marshaler, server PaymentAdminServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SettleParkedPaymentRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.SettleParkedPayment(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterPaymentAdminServiceHandlerServer registers the http handlers for service PaymentAdminService to "mux".
 // UnaryRPC     :call PaymentAdminServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -142,6 +169,26 @@ func RegisterPaymentAdminServiceHandlerServer(ctx context.Context, mux *runtime.
 			return
 		}
 		forward_PaymentAdminService_RetryParkedPayment_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_PaymentAdminService_SettleParkedPayment_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/orders.v1.PaymentAdminService/SettleParkedPayment", runtime.WithHTTPPathPattern("/v1/admin/parked-payments:settle"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_PaymentAdminService_SettleParkedPayment_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PaymentAdminService_SettleParkedPayment_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -217,15 +264,34 @@ func RegisterPaymentAdminServiceHandlerClient(ctx context.Context, mux *runtime.
 		}
 		forward_PaymentAdminService_RetryParkedPayment_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_PaymentAdminService_SettleParkedPayment_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/orders.v1.PaymentAdminService/SettleParkedPayment", runtime.WithHTTPPathPattern("/v1/admin/parked-payments:settle"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PaymentAdminService_SettleParkedPayment_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PaymentAdminService_SettleParkedPayment_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
-	pattern_PaymentAdminService_ListParkedPayments_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"v1", "admin", "parked-payments"}, ""))
-	pattern_PaymentAdminService_RetryParkedPayment_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"v1", "admin", "parked-payments"}, "retry"))
+	pattern_PaymentAdminService_ListParkedPayments_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"v1", "admin", "parked-payments"}, ""))
+	pattern_PaymentAdminService_RetryParkedPayment_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"v1", "admin", "parked-payments"}, "retry"))
+	pattern_PaymentAdminService_SettleParkedPayment_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"v1", "admin", "parked-payments"}, "settle"))
 )
 
 var (
-	forward_PaymentAdminService_ListParkedPayments_0 = runtime.ForwardResponseMessage
-	forward_PaymentAdminService_RetryParkedPayment_0 = runtime.ForwardResponseMessage
+	forward_PaymentAdminService_ListParkedPayments_0  = runtime.ForwardResponseMessage
+	forward_PaymentAdminService_RetryParkedPayment_0  = runtime.ForwardResponseMessage
+	forward_PaymentAdminService_SettleParkedPayment_0 = runtime.ForwardResponseMessage
 )

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PaymentAdminService_ListParkedPayments_FullMethodName = "/orders.v1.PaymentAdminService/ListParkedPayments"
-	PaymentAdminService_RetryParkedPayment_FullMethodName = "/orders.v1.PaymentAdminService/RetryParkedPayment"
+	PaymentAdminService_ListParkedPayments_FullMethodName  = "/orders.v1.PaymentAdminService/ListParkedPayments"
+	PaymentAdminService_RetryParkedPayment_FullMethodName  = "/orders.v1.PaymentAdminService/RetryParkedPayment"
+	PaymentAdminService_SettleParkedPayment_FullMethodName = "/orders.v1.PaymentAdminService/SettleParkedPayment"
 )
 
 // PaymentAdminServiceClient is the client API for PaymentAdminService service.
@@ -35,6 +36,12 @@ type PaymentAdminServiceClient interface {
 	// RetryParkedPayment runs parked jobs again now: one order's, or all.
 	// A job that fails again is parked again.
 	RetryParkedPayment(ctx context.Context, in *RetryParkedPaymentRequest, opts ...grpc.CallOption) (*RetryParkedPaymentResponse, error)
+	// SettleParkedPayment removes an order's parked job without running it,
+	// once an operator has settled its money by hand with the provider (a
+	// job parked because the customer may have been charged or refunded
+	// twice, which no retry can undo). NOT_FOUND when the order has no
+	// parked job of that kind.
+	SettleParkedPayment(ctx context.Context, in *SettleParkedPaymentRequest, opts ...grpc.CallOption) (*SettleParkedPaymentResponse, error)
 }
 
 type paymentAdminServiceClient struct {
@@ -65,6 +72,16 @@ func (c *paymentAdminServiceClient) RetryParkedPayment(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *paymentAdminServiceClient) SettleParkedPayment(ctx context.Context, in *SettleParkedPaymentRequest, opts ...grpc.CallOption) (*SettleParkedPaymentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SettleParkedPaymentResponse)
+	err := c.cc.Invoke(ctx, PaymentAdminService_SettleParkedPayment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PaymentAdminServiceServer is the server API for PaymentAdminService service.
 // All implementations must embed UnimplementedPaymentAdminServiceServer
 // for forward compatibility.
@@ -77,6 +94,12 @@ type PaymentAdminServiceServer interface {
 	// RetryParkedPayment runs parked jobs again now: one order's, or all.
 	// A job that fails again is parked again.
 	RetryParkedPayment(context.Context, *RetryParkedPaymentRequest) (*RetryParkedPaymentResponse, error)
+	// SettleParkedPayment removes an order's parked job without running it,
+	// once an operator has settled its money by hand with the provider (a
+	// job parked because the customer may have been charged or refunded
+	// twice, which no retry can undo). NOT_FOUND when the order has no
+	// parked job of that kind.
+	SettleParkedPayment(context.Context, *SettleParkedPaymentRequest) (*SettleParkedPaymentResponse, error)
 	mustEmbedUnimplementedPaymentAdminServiceServer()
 }
 
@@ -92,6 +115,9 @@ func (UnimplementedPaymentAdminServiceServer) ListParkedPayments(context.Context
 }
 func (UnimplementedPaymentAdminServiceServer) RetryParkedPayment(context.Context, *RetryParkedPaymentRequest) (*RetryParkedPaymentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetryParkedPayment not implemented")
+}
+func (UnimplementedPaymentAdminServiceServer) SettleParkedPayment(context.Context, *SettleParkedPaymentRequest) (*SettleParkedPaymentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SettleParkedPayment not implemented")
 }
 func (UnimplementedPaymentAdminServiceServer) mustEmbedUnimplementedPaymentAdminServiceServer() {}
 func (UnimplementedPaymentAdminServiceServer) testEmbeddedByValue()                             {}
@@ -150,6 +176,24 @@ func _PaymentAdminService_RetryParkedPayment_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PaymentAdminService_SettleParkedPayment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SettleParkedPaymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PaymentAdminServiceServer).SettleParkedPayment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PaymentAdminService_SettleParkedPayment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PaymentAdminServiceServer).SettleParkedPayment(ctx, req.(*SettleParkedPaymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PaymentAdminService_ServiceDesc is the grpc.ServiceDesc for PaymentAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,6 +208,10 @@ var PaymentAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetryParkedPayment",
 			Handler:    _PaymentAdminService_RetryParkedPayment_Handler,
+		},
+		{
+			MethodName: "SettleParkedPayment",
+			Handler:    _PaymentAdminService_SettleParkedPayment_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
