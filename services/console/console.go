@@ -50,6 +50,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -236,9 +237,10 @@ func (c *Console) routes() http.Handler {
 // bytes, within the form timeout, so that a client trickling a body cannot
 // hold a handler and its connection for as long as it likes. A body not
 // received in time is answered 408, one too large 413, and the connection
-// closes: after a failed read the deadline stays, or net/http would wait
-// for the rest of the body before closing it. A form that is read but does
-// not parse is the handler's to refuse.
+// closes: after a failed read the deadline is left past, or net/http would
+// wait for the rest of the body before closing it. A body of another type
+// is read (and dropped) under the same bounds. A form that is read but
+// does not parse is the handler's to refuse.
 func (c *Console) readForm(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -248,14 +250,25 @@ func (c *Console) readForm(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Now().Add(c.formTTL))
-		err := r.ParseForm()
+		perr := r.ParseForm()
+		// What ParseForm leaves (a body of another type than a
+		// urlencoded form, which no console form is) is read here under
+		// the same bounds, or net/http would read it after the answer
+		// without them.
+		_, rerr := io.Copy(io.Discard, r.Body)
 		var tooLarge *http.MaxBytesError
+		code, msg := 0, ""
 		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			c.errorPage(w, r, nil, http.StatusRequestTimeout, "The form was not received in time: try again.")
-			return
-		case errors.As(err, &tooLarge):
-			c.errorPage(w, r, nil, http.StatusRequestEntityTooLarge, "The form is too large.")
+		case errors.Is(perr, os.ErrDeadlineExceeded) || errors.Is(rerr, os.ErrDeadlineExceeded):
+			code, msg = http.StatusRequestTimeout, "The form was not received in time: try again."
+		case errors.As(perr, &tooLarge) || errors.As(rerr, &tooLarge):
+			code, msg = http.StatusRequestEntityTooLarge, "The form is too large."
+		case rerr != nil:
+			code, msg = http.StatusBadRequest, "The form could not be read: try again."
+		}
+		if code != 0 {
+			_ = rc.SetReadDeadline(time.Now()) // nothing more of the body is read
+			c.errorPage(w, r, nil, code, msg)
 			return
 		}
 		_ = rc.SetReadDeadline(time.Time{})
