@@ -189,30 +189,33 @@ func parseIfMatch(v string) (rev uint64, ok bool, err error) {
 // readBody reads the capped body of a request whose Content-Type is JSON.
 // On failure it returns the HTTP status to answer and the status error.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, int, error) {
+	rc := http.NewResponseController(w)
+	// refuse answers without reading the rest of the body: net/http
+	// drains what is left of one before it closes the connection, without
+	// a deadline unless one is left past, and a client that sent part of a
+	// body would hold the connection (and its goroutine) for as long as it
+	// liked after the answer.
+	refuse := func(code int, err error) ([]byte, int, error) {
+		_ = rc.SetReadDeadline(time.Now()) // unsupported by some writers: then unbounded
+		return nil, code, err
+	}
 	ct := r.Header.Get("Content-Type")
 	unsupported := status.Error(codes.InvalidArgument, "Content-Type must be application/json (UTF-8)")
 	if ct != "" && !isJSON(ct) && r.ContentLength != 0 {
-		return nil, http.StatusUnsupportedMediaType, unsupported
+		return refuse(http.StatusUnsupportedMediaType, unsupported)
 	}
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(timeout)) // unsupported by some writers: then unbounded
+	_ = rc.SetReadDeadline(time.Now().Add(timeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err == nil {
-		_ = rc.SetReadDeadline(time.Time{})
-	}
-	// After a failed read the deadline stays: net/http drains what is left
-	// of a body before it closes the connection, and a client that sent
-	// part of one would otherwise hold the connection (and its goroutine)
-	// for as long as it likes after the answer.
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-		return nil, http.StatusRequestEntityTooLarge, status.Errorf(codes.ResourceExhausted, "request body exceeds %d bytes", limit)
+		return refuse(http.StatusRequestEntityTooLarge, status.Errorf(codes.ResourceExhausted, "request body exceeds %d bytes", limit))
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, http.StatusRequestTimeout, status.Errorf(codes.DeadlineExceeded, "request body not received within %s", timeout)
+		return refuse(http.StatusRequestTimeout, status.Errorf(codes.DeadlineExceeded, "request body not received within %s", timeout))
 	}
 	if err != nil {
-		return nil, http.StatusBadRequest, status.Error(codes.InvalidArgument, "could not read the request body")
+		return refuse(http.StatusBadRequest, status.Error(codes.InvalidArgument, "could not read the request body"))
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	if len(body) > 0 && !isJSON(ct) {
 		return nil, http.StatusUnsupportedMediaType, unsupported
 	}
