@@ -193,10 +193,11 @@ func WithMutableStream() Option {
 }
 
 // New returns a Store on the stream described by opts, creating the stream if
-// it does not exist, or updating it when its duplicate window, replicas,
-// subjects, direct get or atomic publish settings differ from what the store
-// needs. Settings it does not manage (placement, metadata) are left as they
-// are.
+// it does not exist, or updating it when its subjects, direct get or atomic
+// publish settings differ from what the store needs, or its duplicate
+// window or replicas from what WithDuplicateWindow or WithReplicas say
+// (without them an existing stream keeps its own). Settings it does not
+// manage (placement, metadata) are left as they are.
 //
 // The log is immutable: a new stream denies message deletes and purges and
 // has no limits that remove events (no max age, messages or bytes, no

@@ -15,7 +15,7 @@ import (
 // openKeyring opens the keyring of customers' data keys for the roles that
 // see personal data (command, query, audit); see newKeyring.
 func (n *node) openKeyring(ctx context.Context) error {
-	if !n.cfg.Has("command") && !n.cfg.Has("query") && !n.cfg.Has("audit") {
+	if !n.handlesPersonalData() {
 		return nil
 	}
 	// A replicated bucket just created has no leader for a moment, and
@@ -34,12 +34,18 @@ func (n *node) openKeyring(ctx context.Context) error {
 	return nil
 }
 
+// handlesPersonalData reports whether this process's roles seal or open
+// personal data: the command, query and audit roles.
+func (n *node) handlesPersonalData() bool {
+	return n.cfg.Has("command") || n.cfg.Has("query") || n.cfg.Has("audit")
+}
+
 // loadMasterKey reads PII_MASTER_KEY_FILE, when set, for a process whose
 // roles seal or open personal data: with the other files start-up reads
 // before it reaches NATS, so that a wrong path is told at once, before
 // anything is created on the server.
 func (n *node) loadMasterKey() error {
-	if n.cfg.PIIMasterKeyFile == "" || !n.cfg.Has("command") && !n.cfg.Has("query") && !n.cfg.Has("audit") {
+	if n.cfg.PIIMasterKeyFile == "" || !n.handlesPersonalData() {
 		return nil
 	}
 	master, err := pii.LoadMasterKey(n.cfg.PIIMasterKeyFile)

@@ -71,7 +71,10 @@ func New(log *slog.Logger, mp metric.MeterProvider) (*Guard, error) {
 }
 
 // ServerOption makes the server decode requests with the guard's codec; the
-// guard's interceptors must be in the same server's chains.
+// guard's interceptors must be in the same server's chains: Unary and
+// Decoded in the unary chain (without Decoded, a unary request that did
+// not decode reaches its handler as an empty message), Stream in the
+// stream chain.
 func (g *Guard) ServerOption() grpc.ServerOption { return grpc.ForceServerCodecV2(codec{g}) }
 
 // codec is the proto codec, except that a request that fails to decode is
@@ -142,8 +145,9 @@ func (g *Guard) Decoded(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h
 	return handler(ctx, req)
 }
 
-// Stream is Unary for streaming RPCs: each received message is checked as
-// the handler receives it.
+// Stream is Unary and Decoded for streaming RPCs: it recovers panics, and
+// each received message is checked as the handler receives it, after
+// every interceptor (authentication included) has run.
 func (g *Guard) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
