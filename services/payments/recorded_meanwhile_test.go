@@ -163,12 +163,12 @@ func TestLostChargeOfAnOrderPaidOtherwiseIsVoided(t *testing.T) {
 func TestParkedLostChargeRetriedAfterATillPaymentIsVoided(t *testing.T) {
 	e := start(t)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	var req payments.ChargeRequest
-	gw := takeThenLose(t, sim, func(r payments.ChargeRequest) { req = r })
+	charged := make(chan payments.ChargeRequest, 1)
+	gw := takeThenLose(t, sim, func(r payments.ChargeRequest) { charged <- r })
 	e.run(t, gw, fast(), payments.WithRetry(3, time.Second, time.Millisecond, 2*time.Millisecond))
 	id := e.place(t, "parked-charge", 900)
 	e.waitParked(t, 1)
-	if _, err := e.cmd.RecordPayment(t.Context(), tillPayment(req)); err != nil {
+	if _, err := e.cmd.RecordPayment(t.Context(), tillPayment(<-charged)); err != nil {
 		t.Fatal(err)
 	}
 	res, err := e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id})

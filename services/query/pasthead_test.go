@@ -3,6 +3,7 @@ package query_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,30 @@ func (p stalled) WaitFor(ctx context.Context, _ uint64) error {
 }
 func (p stalled) WaitForCommitted(ctx context.Context, pos uint64) error { return p.WaitFor(ctx, pos) }
 func (p stalled) Position() uint64                                       { return 0 }
+
+// violatedField is the field a status error's BadRequest detail names.
+func violatedField(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) == 1 {
+			return br.GetFieldViolations()[0].GetField()
+		}
+	}
+	return ""
+}
+
+// unreadableOnce is a log head that cannot be read the first time, and
+// answers last after.
+type unreadableOnce struct {
+	last  uint64
+	tried atomic.Bool
+}
+
+func (h *unreadableOnce) Head(context.Context) (uint64, error) {
+	if !h.tried.Swap(true) {
+		return 0, errors.New("no leader")
+	}
+	return h.last, nil
+}
 
 // head is a log head that answers last, or err.
 type head struct {
@@ -70,13 +95,7 @@ func TestMinPositionPastTheLogsHeadIsOutOfRange(t *testing.T) {
 			if c.want != codes.OutOfRange {
 				continue
 			}
-			var field string
-			for _, d := range status.Convert(err).Details() {
-				if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) == 1 {
-					field = br.GetFieldViolations()[0].GetField()
-				}
-			}
-			if field != "consistency.min_position" {
+			if field := violatedField(err); field != "consistency.min_position" {
 				t.Errorf("%s: %s: field violation %q, want consistency.min_position", c.name, rpc, field)
 			}
 		}
@@ -115,16 +134,30 @@ func TestWatchFromPastTheLogsHeadIsOutOfRange(t *testing.T) {
 // it. It was NOT_FOUND, and ordersctl stopped watching an order that
 // exists.
 func TestWatchResumedOnANodeBehindIsUnavailable(t *testing.T) {
-	svc := newQuery(t, stalled{emptyReadModel(t)}, query.WithFeed(projections.NewFeed(0)), query.WithHead(head{last: 10}))
-	gs := grpc.NewServer()
-	ordersv1.RegisterOrderQueryServiceServer(gs, svc)
-	q := ordersv1.NewOrderQueryServiceClient(listen(t, gs))
-	w, err := q.WatchOrder(t.Context(), &ordersv1.WatchOrderRequest{OrderId: "o-1", FromPosition: 5,
-		Consistency: &ordersv1.Consistency{MaxWait: durationpb.New(10 * time.Millisecond)}})
-	if err == nil {
-		_, err = w.Recv()
-	}
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("WatchOrder resumed from 5 on a node behind it: %v, want UNAVAILABLE", err)
+	for _, c := range []struct {
+		name  string
+		head  query.Head
+		want  codes.Code
+		field string
+	}{
+		{"held by the log", head{last: 10}, codes.Unavailable, ""},
+		// The head could not be read when the watch began; read after
+		// the wait, it is below from_position, which the answer names.
+		{"past the head", &unreadableOnce{last: 3}, codes.OutOfRange, "from_position"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			svc := newQuery(t, stalled{emptyReadModel(t)}, query.WithFeed(projections.NewFeed(0)), query.WithHead(c.head))
+			gs := grpc.NewServer()
+			ordersv1.RegisterOrderQueryServiceServer(gs, svc)
+			q := ordersv1.NewOrderQueryServiceClient(listen(t, gs))
+			w, err := q.WatchOrder(t.Context(), &ordersv1.WatchOrderRequest{OrderId: "o-1", FromPosition: 5,
+				Consistency: &ordersv1.Consistency{MaxWait: durationpb.New(10 * time.Millisecond)}})
+			if err == nil {
+				_, err = w.Recv()
+			}
+			if status.Code(err) != c.want || violatedField(err) != c.field {
+				t.Fatalf("WatchOrder resumed from 5 on a node behind it: %v (field %q), want %v (field %q)", err, violatedField(err), c.want, c.field)
+			}
+		})
 	}
 }

@@ -94,6 +94,12 @@ var errBehind = status.Error(codes.Unavailable, "read model is behind the reques
 // await waits for the requested position with until, the projection's
 // WaitFor or WaitForCommitted as the read needs.
 func (s *Service) await(ctx context.Context, c *ordersv1.Consistency, until func(context.Context, uint64) error) error {
+	return s.awaitField(ctx, c, "consistency.min_position", until)
+}
+
+// awaitField is await for c's min_position taken from the request field
+// field, which an answer of OUT_OF_RANGE names.
+func (s *Service) awaitField(ctx context.Context, c *ordersv1.Consistency, field string, until func(context.Context, uint64) error) error {
 	if c.GetMinPosition() == 0 {
 		return nil
 	}
@@ -112,19 +118,20 @@ func (s *Service) await(ctx context.Context, c *ordersv1.Consistency, until func
 		if ctx.Err() != nil {
 			return rpcerr.ToStatus(ctx, s.log, ctx.Err())
 		}
-		return s.behind(ctx, c.GetMinPosition())
+		return s.behind(ctx, field, c.GetMinPosition())
 	}
 	return nil
 }
 
-// behind says why min was not reached in time: the read model is behind
-// (UNAVAILABLE), or, when the log's head is known (WithHead) and below
-// min, no append has returned min yet (OUT_OF_RANGE), which a retry does
-// not mend. Every position an append returned is at or below the head, so
-// reading the head only after the wait costs nothing on the usual path. A
-// head that cannot be read leaves the answer UNAVAILABLE.
-func (s *Service) behind(ctx context.Context, min uint64) error {
-	if err := s.beyondHead(ctx, "consistency.min_position", min); err != nil {
+// behind says why min, from the request field field, was not reached in
+// time: the read model is behind (UNAVAILABLE), or, when the log's head is
+// known (WithHead) and below min, no append has returned min yet
+// (OUT_OF_RANGE), which a retry does not mend. Every position an append
+// returned is at or below the head, so reading the head only after the
+// wait costs nothing on the usual path. A head that cannot be read leaves
+// the answer UNAVAILABLE.
+func (s *Service) behind(ctx context.Context, field string, min uint64) error {
+	if err := s.beyondHead(ctx, field, min); err != nil {
 		return err
 	}
 	return errBehind

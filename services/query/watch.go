@@ -245,9 +245,10 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		// another replica) would miss it and answer NOT_FOUND. The read
 		// waits for from as for a min_position, within the request's
 		// max_wait, and a node still behind answers UNAVAILABLE, which
-		// the client retries (from is not past the head: pastHead).
+		// the client retries (or OUT_OF_RANGE past the log's head, when
+		// pastHead could not read it).
 		read = &ordersv1.Consistency{MinPosition: from, MaxWait: read.GetMaxWait()}
-		if err := s.await(ctx, read, s.p.WaitFor); err != nil {
+		if err := s.awaitField(ctx, read, "from_position", s.p.WaitFor); err != nil {
 			return err
 		}
 	}
