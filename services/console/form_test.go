@@ -16,6 +16,18 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
+// serveConsole serves a console of cfg on a loopback listener.
+func serveConsole(t *testing.T, cfg consolepkg.Config) *httptest.Server {
+	t.Helper()
+	c, err := consolepkg.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // A post's form is read within the form timeout and at most 64 KiB of it:
 // a client that sends part of a body and then nothing is answered 408 and
 // its connection closed, one that sends too much 413. Before, a sign-in or
@@ -31,17 +43,8 @@ func TestFormsAreReadWithinBounds(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	// A console whose form timeout ends the trickled bodies at once, and one
 	// whose timeout no loaded machine reaches, for the bodies too large.
-	quick, err := consolepkg.New(consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn, FormTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow, err := consolepkg.New(consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	quickSrv, slowSrv := httptest.NewServer(quick), httptest.NewServer(slow)
-	t.Cleanup(quickSrv.Close)
-	t.Cleanup(slowSrv.Close)
+	quickSrv := serveConsole(t, consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn, FormTimeout: 100 * time.Millisecond})
+	slowSrv := serveConsole(t, consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn})
 	form := "application/x-www-form-urlencoded"
 	for _, tc := range []struct {
 		name   string

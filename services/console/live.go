@@ -133,7 +133,7 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 	// the change at position (0: as it has them now), with the read
 	// model's position as the event id.
 	rows := func(position uint64) error {
-		res, err := c.list(&session{user: s.user, ctx: ctx, csrf: s.csrf}, req, max(position, 1)-1)
+		res, err := c.list(&session{user: s.user, ctx: ctx, csrf: s.csrf}, req, position)
 		if err != nil {
 			return err
 		}

@@ -143,11 +143,12 @@ func (d *ordersData) page(q url.Values, req *ordersv1.ListOrdersRequest, res *or
 	return filter
 }
 
-// list calls ListOrders, waiting for the read model to pass since when
-// since is not 0.
-func (c *Console) list(s *session, req *ordersv1.ListOrdersRequest, since uint64) (*ordersv1.ListOrdersResponse, error) {
-	if since > 0 {
-		req.Consistency = &ordersv1.Consistency{MinPosition: since + 1, MaxWait: durationpb.New(liveWait)}
+// list calls ListOrders, waiting for the read model to reach atLeast when
+// it is not 0: a change's own position, 1 included (the first change of a
+// log), so that the list shows it whichever query node answers.
+func (c *Console) list(s *session, req *ordersv1.ListOrdersRequest, atLeast uint64) (*ordersv1.ListOrdersResponse, error) {
+	if atLeast > 0 {
+		req.Consistency = &ordersv1.Consistency{MinPosition: atLeast, MaxWait: durationpb.New(liveWait)}
 	}
 	return c.query.ListOrders(s.ctx, req)
 }
