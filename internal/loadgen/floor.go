@@ -123,7 +123,10 @@ type FloorReport struct {
 	ReadModelBytes int64  `json:"read_model_bytes"`
 	StreamBytes    uint64 `json:"stream_bytes"`
 	RSSBytes       int64  `json:"rss_bytes"`
-	PeakRSSBytes   int64  `json:"peak_rss_bytes"`
+	// PeakRSSBytes is the largest RSS ordersd had by the time RSSBytes
+	// was read, after the fill: the rebuild and the reads after it come
+	// later.
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 	// RestartRSSBytes is ordersd's resident set when it is ready again on
 	// the filled log after a restart: what holding the log takes, apart
 	// from the heap the load grew and the runtime has not yet handed back
@@ -325,7 +328,7 @@ func latencyFloor(ctx context.Context, cfg FloorConfig, g *GRPC, rate float64) (
 	if err != nil {
 		return OpStats{}, err
 	}
-	return r.Overall, nil
+	return r.Overall, failures(r)
 }
 
 // GetPhase is GetOrder measured against a gRPC floor of its own, in
@@ -372,6 +375,11 @@ func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, 
 	reps, err := interleave(ctx, cfg.Rounds, cfg.Phase/time.Duration(cfg.Rounds), phases...)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	for _, phaseReps := range reps {
+		if err := failures(mergeReports(phaseReps[0].Target, phaseReps)); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	ops := reps[len(floors)]
 	for i := range cfg.Rounds {
@@ -431,6 +439,35 @@ func okCount(r *Report) int64 {
 		failed += n
 	}
 	return r.Completed - failed
+}
+
+// maxFailedShare is the share of a phase's requests that may fail for
+// other reasons than expected before the floor gives up: rates count
+// successes only, but latencies are taken over every answer, and quick
+// refusals would pull a p99 down.
+const maxFailedShare = 0.01
+
+// mixedAnswers are the refusals the mixed load meets in its normal course:
+// an item added to an order a concurrent place or cancel moved on, an
+// order read before it exists, a stale expected revision.
+var mixedAnswers = []string{"NotFound", "FailedPrecondition", "Aborted"}
+
+// failures refuses a phase whose requests failed, for other reasons than
+// expected, beyond maxFailedShare, or that completed none: an ordersd that
+// is not serving must not produce a table of figures taken over its
+// failures.
+func failures(r *Report, expected ...string) error {
+	var failed int64
+	for class, n := range r.Overall.Errors {
+		if !slices.Contains(expected, class) {
+			failed += n
+		}
+	}
+	if r.Completed == 0 || float64(failed) > maxFailedShare*float64(r.Completed) {
+		return fmt.Errorf("loadgen: %s: %d of %d requests failed (%v): ordersd is not serving them, and the phase's figures would be taken over its failures",
+			r.Target, failed, r.Completed, r.Overall.Errors)
+	}
+	return nil
 }
 
 func floorAllRoles(ctx context.Context, cfg FloorConfig, dir string, rep *FloorReport) error {
@@ -495,6 +532,9 @@ func floorOpenLoop(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, ad
 	if err != nil {
 		return err
 	}
+	if err := failures(peak, mixedAnswers...); err != nil {
+		return err
+	}
 	rep.MixedPeak = peak.OKRate()
 	if _, err := settle(ctx, admin); err != nil {
 		return err
@@ -506,6 +546,9 @@ func floorOpenLoop(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, ad
 	})(ctx, cfg.Phase); err != nil {
 		return err
 	}
+	if err := failures(rep.MixedHalf, mixedAnswers...); err != nil {
+		return err
+	}
 	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
@@ -514,7 +557,13 @@ func floorOpenLoop(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, ad
 	}
 	cfg.say("append → visible at %.0f appends/s, %s", cfg.LagRate, cfg.Phase)
 	lag := g.Visibility()
-	if _, err := Run(ctx, "lag", lag, cfg.openLoop(cfg.LagRate, Mix{Create: 1}, cfg.Phase)); err != nil {
+	appends, err := Run(ctx, "lag", lag, cfg.openLoop(cfg.LagRate, Mix{Create: 1}, cfg.Phase))
+	if err != nil {
+		return err
+	}
+	// The lag is timed only for the appends that worked and were read
+	// back: the run's failures say whether those are the phase.
+	if err := failures(appends); err != nil {
 		return err
 	}
 	rep.Lag = lag.Report(cfg.Phase).Overall
@@ -1073,7 +1122,7 @@ func (r *FloorReport) String() string {
 	if r.RestartRSSBytes > 0 {
 		restarted = fmt.Sprintf("; %.0f MiB when ready again after a restart", mib(r.RestartRSSBytes))
 	}
-	row(fmt.Sprintf("ordersd RSS after %d events (embedded NATS)", r.Events), fmt.Sprintf("%.0f MiB (peak %.0f MiB; stream %.0f MiB%s)", mib(r.RSSBytes), mib(r.PeakRSSBytes), mib(int64(r.StreamBytes)), restarted), "", CPUPer{})
+	row(fmt.Sprintf("ordersd RSS after %d events (embedded NATS)", r.Events), fmt.Sprintf("%.0f MiB (peak %.0f MiB by then; stream %.0f MiB%s)", mib(r.RSSBytes), mib(r.PeakRSSBytes), mib(int64(r.StreamBytes)), restarted), "", CPUPer{})
 	row("start-up to ready: empty, then on the log with a current checkpoint", fmt.Sprintf("%.2f s, %.2f s", r.StartEmpty, r.StartWithLog), "", CPUPer{})
 	return b.String()
 }

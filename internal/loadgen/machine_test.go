@@ -163,7 +163,7 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		"| GetOrder on the filled log (100410 events) ÷ gRPC floor | 100/s (p99 0.0 ms; gRPC floor beside it 200/s, 30 + 31 µs) | 0.50 (rounds 0.40–0.60; CPU 0.20) | 200 + 100 µs |",
 		"| mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99 | 41.5 ms (peak 3200/s, open loop at 1600/s; latency floor, Health/Check at that rate: p99 3.8 ms) |",
 		"| append → visible in the read model at 1000 appends/s: p99 | 6.2 ms (p50 0.7 ms; latency floor, Health/Check at that rate: p99 3.5 ms) |",
-		"| ordersd RSS after 100410 events (embedded NATS) | 340 MiB (peak 350 MiB; stream 60 MiB; 120 MiB when ready again after a restart) |",
+		"| ordersd RSS after 100410 events (embedded NATS) | 340 MiB (peak 350 MiB by then; stream 60 MiB; 120 MiB when ready again after a restart) |",
 		// 100/s over a command floor of 200/s; the floors' CPU per request
 		// (57 + 66 µs) over CreateOrder's (0.015 s over 100: 100 + 50 µs).
 		"| CreateOrder, ROLES=command ÷ its command floor | 100/s (p99 12.9 ms; floors 300/s gRPC, 600/s JetStream; both 57 + 66 µs) | 0.50 (rounds 0.45–0.55; CPU 0.82) | 100 + 50 µs |\n" +
