@@ -23,6 +23,9 @@ var (
 	ErrExists = errors.New("bucket: key exists")
 	// ErrNotFound reports a Get of a key without a value.
 	ErrNotFound = errors.New("bucket: key not found")
+	// ErrChanged reports a Take of a key written or removed by another
+	// caller between its read and its removal.
+	ErrChanged = errors.New("bucket: key changed meanwhile")
 	// ErrInvalidOption reports an option of Open given a value it does
 	// not accept.
 	ErrInvalidOption = errors.New("bucket: invalid option")
@@ -111,6 +114,28 @@ func (b *Bucket) Get(ctx context.Context, key string) ([]byte, error) {
 // an error.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return wrap("delete", key, b.kv.Delete(ctx, key))
+}
+
+// Take removes the value of key and returns it, unless another caller
+// wrote or removed it between the read and the removal: of concurrent
+// Takes of one value, in any process, one gets it. ErrNotFound when the
+// key holds no value, ErrChanged when it changed meanwhile.
+func (b *Bucket) Take(ctx context.Context, key string) ([]byte, error) {
+	e, err := b.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return nil, wrap("take", key, err)
+	}
+	err = b.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return nil, fmt.Errorf("%w: %s", ErrChanged, key)
+	}
+	if err != nil {
+		return nil, wrap("take", key, err)
+	}
+	return e.Value(), nil
 }
 
 // Keys returns the keys holding a value, as of the call. A listing cut

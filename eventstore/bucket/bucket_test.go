@@ -141,3 +141,46 @@ func currentLeader(t *testing.T, st jetstream.Stream) string {
 		}
 	}
 }
+
+// Of concurrent Takes of one value, one gets it; the others find it gone
+// or changed, and none of them removes a value written after its read.
+func TestTakeGivesAValueOnce(t *testing.T) {
+	ctx := t.Context()
+	_, js := estest.Connect(t, estest.StartServer(t))
+	b, err := bucket.Open(ctx, js, "TAKE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Take(ctx, "k"); !errors.Is(err, bucket.ErrNotFound) {
+		t.Fatalf("Take of a key without a value: %v, want ErrNotFound", err)
+	}
+	if err := b.Create(ctx, "k", []byte("job")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	got := make(chan error, n)
+	for range n {
+		go func() {
+			v, err := b.Take(ctx, "k")
+			if err == nil && string(v) != "job" {
+				err = errors.New("took " + string(v))
+			}
+			got <- err
+		}()
+	}
+	took := 0
+	for range n {
+		switch err := <-got; {
+		case err == nil:
+			took++
+		case !errors.Is(err, bucket.ErrNotFound) && !errors.Is(err, bucket.ErrChanged):
+			t.Errorf("a Take that lost: %v, want ErrNotFound or ErrChanged", err)
+		}
+	}
+	if took != 1 {
+		t.Fatalf("%d Takes got the value, want 1", took)
+	}
+	if _, err := b.Get(ctx, "k"); !errors.Is(err, bucket.ErrNotFound) {
+		t.Fatalf("after the Takes: %v, want no value", err)
+	}
+}

@@ -110,8 +110,16 @@ func (a *app) settleCmd() *cobra.Command {
 			if !ok {
 				return usagef("--kind must be charge or refund, not %q", kind)
 			}
+			tries := 0
 			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.SettleParkedPaymentResponse, error) {
-				return ordersv1.NewPaymentAdminServiceClient(conn).SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: args[0], Kind: k})
+				tries++
+				res, err := ordersv1.NewPaymentAdminServiceClient(conn).SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: args[0], Kind: k})
+				if status.Code(err) == codes.NotFound && tries > 1 {
+					// A settle is not idempotent: the try whose answer
+					// was lost (UNAVAILABLE) may have removed the job.
+					return nil, status.Error(codes.NotFound, "the job is not parked now: the try whose answer was lost may have settled it")
+				}
+				return res, err
 			}, func(res *ordersv1.SettleParkedPaymentResponse) error {
 				p := res.GetSettled()
 				fmt.Fprintf(a.io.Out, "settled the %s job of %s, parked at position %d\n", kind, p.GetOrderId(), p.GetPosition())

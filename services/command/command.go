@@ -662,17 +662,24 @@ func (s *Service) metadata(ctx context.Context, requestID string) eventstore.Met
 	m := eventstore.Metadata{
 		RequestID:     requestID,
 		CorrelationID: requestID,
-		Actor:         "anonymous",
+		Actor:         Actor(ctx),
 		OccurredAt:    s.now().UTC(),
-	}
-	if v := first(ctx, MDActor); v != "" {
-		m.Actor = v
 	}
 	if v := first(ctx, MDCorrelationID); v != "" {
 		m.CorrelationID = v
 	}
 	m.CausationID = first(ctx, MDCausationID)
 	return m
+}
+
+// Actor is who a call with ctx acts for, as the events it causes record
+// it: its x-actor metadata (the token's subject, with authentication),
+// trimmed, or "anonymous" when there is none or it is not fit to record.
+func Actor(ctx context.Context) string {
+	if v := first(ctx, MDActor); v != "" {
+		return v
+	}
+	return "anonymous"
 }
 
 // first is the first value of the call's metadata key, looked up without

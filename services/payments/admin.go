@@ -7,8 +7,8 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/rpcerr"
+	"github.com/orderstream/orderstream/services/command"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -74,7 +74,8 @@ func parkedProto(j job) *ordersv1.ParkedPayment {
 
 // SettleParkedPayment removes a parked job an operator settled by hand.
 // INVALID_ARGUMENT for a malformed order id or a kind other than charge or
-// refund, NOT_FOUND when no such job is parked.
+// refund, NOT_FOUND when no such job is parked, ABORTED while a retry or
+// another settle of it runs.
 func (a *Admin) SettleParkedPayment(ctx context.Context, req *ordersv1.SettleParkedPaymentRequest) (*ordersv1.SettleParkedPaymentResponse, error) {
 	if err := rpcerr.OrderID("order_id", req.GetOrderId()); err != nil {
 		return nil, err
@@ -84,20 +85,18 @@ func (a *Admin) SettleParkedPayment(ctx context.Context, req *ordersv1.SettlePar
 		return nil, rpcerr.Invalid("kind", "must be PAYMENT_JOB_KIND_CHARGE or PAYMENT_JOB_KIND_REFUND")
 	}
 	j, err := a.m.Settle(ctx, req.GetOrderId(), kind)
-	if errors.Is(err, ErrNotParked) {
+	switch {
+	case errors.Is(err, ErrNotParked):
 		return nil, status.Error(codes.NotFound, "no such parked job")
-	}
-	if err != nil {
+	case errors.Is(err, ErrJobBusy):
+		return nil, status.Error(codes.Aborted, "the parked job is being retried or settled: list it again once that ends")
+	case err != nil:
 		return nil, rpcerr.ToStatus(ctx, a.log, err)
 	}
-	// Money moved by hand: the log says who settled what, beside the
-	// events the order records.
-	actor := ""
-	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("x-actor")) > 0 {
-		actor = md.Get("x-actor")[0]
-	}
+	// Money moved by hand: ordersd's log says who settled what, as the
+	// order's events say who did the rest.
 	a.log.WarnContext(ctx, "payments: parked job settled by hand and removed", "kind", j.Kind, "order", j.OrderID,
-		"position", j.Position, "last_error", j.LastError, "actor", actor)
+		"position", j.Position, "last_error", j.LastError, "actor", command.Actor(ctx))
 	return &ordersv1.SettleParkedPaymentResponse{Settled: parkedProto(j)}, nil
 }
 

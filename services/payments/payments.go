@@ -121,6 +121,9 @@ type Parked interface {
 	Put(ctx context.Context, key string, value []byte) error
 	// Get returns bucket.ErrNotFound for a key without a value.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// Take removes and returns a key's value unless another caller
+	// changed it meanwhile: bucket.ErrNotFound, bucket.ErrChanged.
+	Take(ctx context.Context, key string) ([]byte, error)
 	Delete(ctx context.Context, key string) error
 	Keys(ctx context.Context) ([]string, error)
 }
@@ -136,6 +139,11 @@ var ErrInvalidOption = errors.New("payments: invalid option")
 
 // ErrNotParked reports a Settle of a job that is not parked.
 var ErrNotParked = errors.New("payments: no such parked job")
+
+// ErrJobBusy reports a Settle of a job that a retry or another settle is
+// running: settling it then could let the retry move money after the
+// operator settled it by hand.
+var ErrJobBusy = errors.New("payments: the parked job is being retried or settled")
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
@@ -271,6 +279,7 @@ type Manager struct {
 	pinnedTTL      time.Duration
 	ackWait        time.Duration
 	outageLimit    time.Duration
+	claims         claims // parked jobs a retry or settle runs here
 	log            *slog.Logger
 	tp             trace.TracerProvider
 	mp             metric.MeterProvider
@@ -292,7 +301,7 @@ type Manager struct {
 	// side to come back.
 	waiting atomic.Int64
 	// parkedNow is how many jobs the bucket holds, as this manager
-	// sees it: counted at start, then kept on park and retry.
+	// sees it: counted at start, then kept on park, retry and settle.
 	parkedNow atomic.Int64
 
 	stats struct {
@@ -373,8 +382,8 @@ func (m *Manager) CircuitOpen() bool { return m.breaker.isOpen() }
 
 // ParkedNow returns how many jobs are parked: those in the bucket when the
 // manager started, plus those it parked since, less those it retried to
-// completion. Jobs parked or retried by another replica meanwhile are not
-// seen until a restart.
+// completion or settled. Jobs parked, retried or settled by another
+// replica meanwhile are not seen until a restart.
 func (m *Manager) ParkedNow() int64 { return m.parkedNow.Load() }
 
 // Stats returns counts since start.
@@ -1097,74 +1106,135 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 		if orderID != "" && j.OrderID != orderID {
 			continue
 		}
-		key := parkKey(j.Kind, j.OrderID)
-		marked := j
-		marked.MaybeCharged = j.MaybeCharged || j.Kind == kindCharge
-		marked.MaybeRefunded = j.MaybeRefunded || j.Kind == kindRefund
-		if marked != j {
-			j = marked
-			added, err := m.park(ctx, j)
-			if err != nil {
-				return completed, parkedAgain, fmt.Errorf("payments: marking the parked %s of order %s before retrying it: %w", j.Kind, j.OrderID, err)
-			}
-			if added {
-				// A concurrent retry completed the job since it was
-				// listed; this one runs it again (its keys make that
-				// harmless) and removes it once more.
-				m.parkedNow.Add(1)
-			}
+		r, err := m.retryOne(ctx, j)
+		if err != nil {
+			return completed, parkedAgain, err
 		}
-		// The retry starts the job's attempts afresh and keeps every fact
-		// about money it holds (MaybeCharged, the provider's references):
-		// a copy that listed the fields to keep dropped the references.
-		fresh := j
-		fresh.Attempts, fresh.LastError, fresh.ParkedAt = 0, "", time.Time{}
-		switch m.run(ctx, &fresh) {
+		switch r {
 		case done:
-			if err := m.kv.Delete(ctx, key); err != nil {
-				return completed, parkedAgain, err
-			}
-			m.parkedNow.Add(-1)
 			completed++
 		case parked:
 			parkedAgain++
-		case abandon:
-			// The call ended mid-job, perhaps after the provider took the
-			// money, or the event store or the command side stayed away
-			// past the outage limit, or the job could not be parked again:
-			// it stays parked, marked before it ran, and the jobs after it
-			// are not tried. Never an answer of success.
-			if err := ctx.Err(); err != nil {
-				return completed, parkedAgain, err
-			}
-			return completed, parkedAgain, fmt.Errorf("payments: the parked job of order %s could not be run to its end and stays parked: %w", j.OrderID, eventstore.ErrUnavailable)
 		}
 	}
 	return completed, parkedAgain, nil
 }
 
+// retryOne runs the parked job j again, unless a retry or a settle of it
+// runs in this process (then it is skipped: abandon, nil) or it was
+// settled since it was listed. It answers done when the job completed and
+// left the park, parked when it failed again.
+func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
+	key := parkKey(j.Kind, j.OrderID)
+	if !m.claims.take(key) {
+		return abandon, nil
+	}
+	defer m.claims.release(key)
+	if _, err := m.kv.Get(ctx, key); errors.Is(err, bucket.ErrNotFound) {
+		return abandon, nil // settled since it was listed
+	} else if err != nil {
+		return abandon, err
+	}
+	marked := j
+	marked.MaybeCharged = j.MaybeCharged || j.Kind == kindCharge
+	marked.MaybeRefunded = j.MaybeRefunded || j.Kind == kindRefund
+	if marked != j {
+		j = marked
+		added, err := m.park(ctx, j)
+		if err != nil {
+			return abandon, fmt.Errorf("payments: marking the parked %s of order %s before retrying it: %w", j.Kind, j.OrderID, err)
+		}
+		if added {
+			// Another process's retry completed the job since it was
+			// listed; this one runs it again (its keys make that
+			// harmless) and removes it once more.
+			m.parkedNow.Add(1)
+		}
+	}
+	// The retry starts the job's attempts afresh and keeps every fact
+	// about money it holds (MaybeCharged, the provider's references): a
+	// copy that listed the fields to keep dropped the references.
+	fresh := j
+	fresh.Attempts, fresh.LastError, fresh.ParkedAt = 0, "", time.Time{}
+	switch r := m.run(ctx, &fresh); r {
+	case done:
+		if err := m.kv.Delete(ctx, key); err != nil {
+			return abandon, err
+		}
+		m.parkedNow.Add(-1)
+		return done, nil
+	case parked:
+		return parked, nil
+	default:
+		// The call ended mid-job, perhaps after the provider took the
+		// money, or the event store or the command side stayed away past
+		// the outage limit, or the job could not be parked again: it
+		// stays parked, marked before it ran, and the jobs after it are
+		// not tried. Never an answer of success.
+		if err := ctx.Err(); err != nil {
+			return abandon, err
+		}
+		return abandon, fmt.Errorf("payments: the parked job of order %s could not be run to its end and stays parked: %w", j.OrderID, eventstore.ErrUnavailable)
+	}
+}
+
+// claims are the parked jobs a retry or a settle runs in this process, by
+// key: a settle must not remove a job while a retry may still move its
+// money, nor two settles both count it out.
+type claims struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+// take claims key; false when it is claimed already.
+func (c *claims) take(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[key] {
+		return false
+	}
+	if c.m == nil {
+		c.m = map[string]bool{}
+	}
+	c.m[key] = true
+	return true
+}
+
+func (c *claims) release(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, key)
+}
+
 // Settle removes the parked job of kind (kindCharge or kindRefund) for
 // orderID without running it, once an operator settled its money by hand
-// with the provider: a job parked because the customer may have paid or
+// with the provider: a refund job parked because the customer may have
 // been refunded twice (errSettleByHand) stays parked on every retry, since
-// no retry can undo that. It returns the job as it was parked.
-// ErrNotParked when no such job is parked; the bucket's errors otherwise.
+// no retry can undo that. It returns the job as it was parked. Of
+// concurrent settles, in any process, one removes the job (the bucket's
+// Take); a settle while a retry of the job runs in this process is
+// refused, since the retry may still move the job's money. ErrNotParked
+// when no such job is parked, ErrJobBusy while a retry or another settle
+// of it runs; the bucket's errors otherwise.
 func (m *Manager) Settle(ctx context.Context, orderID string, kind jobKind) (job, error) {
 	key := parkKey(kind, orderID)
-	v, err := m.kv.Get(ctx, key)
-	if errors.Is(err, bucket.ErrNotFound) {
-		return job{}, ErrNotParked
+	if !m.claims.take(key) {
+		return job{}, ErrJobBusy
 	}
-	if err != nil {
+	defer m.claims.release(key)
+	v, err := m.kv.Take(ctx, key)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		return job{}, ErrNotParked
+	case errors.Is(err, bucket.ErrChanged):
+		return job{}, ErrJobBusy // another process retried or settled it meanwhile
+	case err != nil:
 		return job{}, err
 	}
+	m.parkedNow.Add(-1)
 	var j job
 	if err := json.Unmarshal(v, &j); err != nil {
 		return job{}, fmt.Errorf("payments: parked job %s: %w", key, err)
 	}
-	if err := m.kv.Delete(ctx, key); err != nil {
-		return job{}, err
-	}
-	m.parkedNow.Add(-1)
 	return j, nil
 }

@@ -156,6 +156,9 @@ func TestParkedRefundSettledByHandLeavesThePark(t *testing.T) {
 		t.Fatalf("settle: %v, %v", res, err)
 	}
 	e.waitParked(t, 0)
+	if n := e.mgr.Load().ParkedNow(); n != 0 {
+		t.Errorf("parked gauge %d after the settle, want 0", n)
+	}
 	if _, err := e.admin.SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: id, Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND}); status.Code(err) != codes.NotFound {
 		t.Errorf("settle again: %v, want NOT_FOUND", err)
 	}

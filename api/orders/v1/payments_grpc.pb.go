@@ -38,9 +38,10 @@ type PaymentAdminServiceClient interface {
 	RetryParkedPayment(ctx context.Context, in *RetryParkedPaymentRequest, opts ...grpc.CallOption) (*RetryParkedPaymentResponse, error)
 	// SettleParkedPayment removes an order's parked job without running it,
 	// once an operator has settled its money by hand with the provider (a
-	// job parked because the customer may have been charged or refunded
-	// twice, which no retry can undo). NOT_FOUND when the order has no
-	// parked job of that kind.
+	// refund job parked because the customer may have been refunded twice,
+	// which no retry can undo, or any job whose money was settled
+	// otherwise). NOT_FOUND when the order has no parked job of that kind,
+	// ABORTED while a retry or another settle of it runs.
 	SettleParkedPayment(ctx context.Context, in *SettleParkedPaymentRequest, opts ...grpc.CallOption) (*SettleParkedPaymentResponse, error)
 }
 
@@ -96,9 +97,10 @@ type PaymentAdminServiceServer interface {
 	RetryParkedPayment(context.Context, *RetryParkedPaymentRequest) (*RetryParkedPaymentResponse, error)
 	// SettleParkedPayment removes an order's parked job without running it,
 	// once an operator has settled its money by hand with the provider (a
-	// job parked because the customer may have been charged or refunded
-	// twice, which no retry can undo). NOT_FOUND when the order has no
-	// parked job of that kind.
+	// refund job parked because the customer may have been refunded twice,
+	// which no retry can undo, or any job whose money was settled
+	// otherwise). NOT_FOUND when the order has no parked job of that kind,
+	// ABORTED while a retry or another settle of it runs.
 	SettleParkedPayment(context.Context, *SettleParkedPaymentRequest) (*SettleParkedPaymentResponse, error)
 	mustEmbedUnimplementedPaymentAdminServiceServer()
 }
