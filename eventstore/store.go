@@ -41,7 +41,6 @@
 package eventstore
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -99,7 +98,10 @@ type config struct {
 	duplicates  time.Duration
 	storage     jetstream.StorageType
 	keepMutable bool
-	format      HeaderFormat
+	// keepSettings leaves an existing stream's replicas and duplicate
+	// window as they are (WithSettingsKept).
+	keepSettings bool
+	format       HeaderFormat
 }
 
 // Option configures New. An option given a value it does not accept makes
@@ -136,17 +138,16 @@ func WithSubjectPrefix(prefix string) Option {
 	}
 }
 
-// WithReplicas sets the number of stream replicas: a stream New creates
-// has DefaultReplicas without it, and an existing one keeps its own, so that
-// a process that does not own the stream's settings leaves them as they
-// are. Invalid: outside 1..5. More than one needs a JetStream cluster.
+// WithReplicas sets the number of stream replicas (default 1), for a
+// stream New creates and, unless WithSettingsKept, an existing one.
+// Invalid: outside 1..5. More than one needs a JetStream cluster.
 func WithReplicas(n int) Option {
 	return func(c *config) error { return streamcfg.SetReplicas(&c.replicas, n, ErrInvalidOption) }
 }
 
 // WithDuplicateWindow sets how long the server remembers message ids for
-// deduplication: DefaultDuplicateWindow for a stream New creates without
-// it, and an existing one keeps its own, as with WithReplicas. Retries older than that are still recognised
+// deduplication (default 30s), for a stream New creates and, unless
+// WithSettingsKept, an existing one. Retries older than that are still recognised
 // from the order's history when they carry a stale expected revision; what
 // the window costs is about 130 bytes of the server's heap per append
 // while it lasts, and a read-back of its appends when the server starts.
@@ -157,6 +158,19 @@ func WithDuplicateWindow(d time.Duration) Option {
 			return fmt.Errorf("%w: WithDuplicateWindow(%v): must be positive", ErrInvalidOption, d)
 		}
 		c.duplicates = d
+		return nil
+	}
+}
+
+// WithSettingsKept leaves an existing stream's replicas and duplicate
+// window as they are, whatever WithReplicas and WithDuplicateWindow say;
+// they still set up a stream New creates. For a process that does not own
+// the stream's settings: one started without them would otherwise bring
+// the stream back to the defaults, and one that creates the stream must
+// still create it replicated.
+func WithSettingsKept() Option {
+	return func(c *config) error {
+		c.keepSettings = true
 		return nil
 	}
 }
@@ -195,9 +209,9 @@ func WithMutableStream() Option {
 // New returns a Store on the stream described by opts, creating the stream if
 // it does not exist, or updating it when its subjects, direct get or atomic
 // publish settings differ from what the store needs, or its duplicate
-// window or replicas from what WithDuplicateWindow or WithReplicas say
-// (without them an existing stream keeps its own). Settings it does not
-// manage (placement, metadata) are left as they are.
+// window or replicas from what WithDuplicateWindow and WithReplicas say
+// (unless WithSettingsKept). Settings it does not manage (placement,
+// metadata) are left as they are.
 //
 // The log is immutable: a new stream denies message deletes and purges and
 // has no limits that remove events (no max age, messages or bytes, no
@@ -217,6 +231,8 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, e
 	cfg := config{
 		streamName: DefaultStreamName,
 		prefix:     DefaultSubjectPrefix,
+		replicas:   DefaultReplicas,
+		duplicates: DefaultDuplicateWindow,
 		storage:    DefaultStorage,
 	}
 	for _, opt := range opts {
@@ -247,8 +263,8 @@ func (s *Store) ensureStream(ctx context.Context) error {
 		Subjects:           []string{s.wildcard},
 		Retention:          jetstream.LimitsPolicy,
 		Storage:            s.cfg.storage,
-		Replicas:           cmp.Or(s.cfg.replicas, DefaultReplicas),
-		Duplicates:         cmp.Or(s.cfg.duplicates, DefaultDuplicateWindow),
+		Replicas:           s.cfg.replicas,
+		Duplicates:         s.cfg.duplicates,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 		PersistMode:        jetstream.DefaultPersistMode,
@@ -293,9 +309,10 @@ func (s *Store) reconcile(ctx context.Context, st jetstream.Stream) error {
 	if !slices.Contains(want.Subjects, s.wildcard) && !slices.Contains(want.Subjects, s.cfg.prefix+".>") {
 		want.Subjects = append(want.Subjects, s.wildcard)
 	}
-	// Zero: not given, the stream's own kept (WithReplicas).
-	want.Replicas = cmp.Or(s.cfg.replicas, have.Replicas)
-	want.Duplicates = cmp.Or(s.cfg.duplicates, have.Duplicates)
+	if !s.cfg.keepSettings {
+		want.Replicas = s.cfg.replicas
+		want.Duplicates = s.cfg.duplicates
+	}
 	want.AllowDirect = true
 	want.AllowAtomicPublish = true
 	want.PersistMode = jetstream.DefaultPersistMode

@@ -253,15 +253,23 @@ func TestStreamConfig(t *testing.T) {
 	if n := len(estest.MustLoad(t, s2, "o1")); n != 1 {
 		t.Fatalf("events after update = %d, want 1", n)
 	}
-	// Options not given leave an existing stream's settings as they are:
+	// WithSettingsKept leaves an existing stream's settings as they are:
 	// a process that does not own them (ordersd's roles but the command
-	// role) brought the window back to the default before.
+	// role) brought the window back to its own before.
 	if _, err := eventstore.New(ctx, js, eventstore.WithStreamName("EVENTS"), eventstore.WithSubjectPrefix("shop.orders"),
-		eventstore.WithStorage(jetstream.MemoryStorage)); err != nil {
+		eventstore.WithStorage(jetstream.MemoryStorage), eventstore.WithDuplicateWindow(time.Minute), eventstore.WithSettingsKept()); err != nil {
 		t.Fatal(err)
 	}
 	if c := streamInfo(t, js, "EVENTS").Config; c.Duplicates != 5*time.Minute || c.Replicas != 1 {
-		t.Fatalf("duplicate window %v and %d replicas after a New without them, want 5m and 1 kept", c.Duplicates, c.Replicas)
+		t.Fatalf("duplicate window %v and %d replicas after a New with its settings kept, want 5m and 1 kept", c.Duplicates, c.Replicas)
+	}
+	// And they still set up a stream it creates.
+	if _, err := eventstore.New(ctx, js, eventstore.WithStreamName("KEPT"), eventstore.WithSubjectPrefix("kept"),
+		eventstore.WithStorage(jetstream.MemoryStorage), eventstore.WithDuplicateWindow(time.Minute), eventstore.WithSettingsKept()); err != nil {
+		t.Fatal(err)
+	}
+	if d := streamInfo(t, js, "KEPT").Config.Duplicates; d != time.Minute {
+		t.Fatalf("a stream created with its settings kept has a window of %v, want the 1m given", d)
 	}
 
 	if _, err := eventstore.New(ctx, js, eventstore.WithStreamName("EVENTS"), eventstore.WithSubjectPrefix("shop.orders")); err == nil ||

@@ -59,7 +59,9 @@ var ErrInvalidOption = errors.New("keys: invalid option")
 type config struct {
 	bucket   string
 	replicas int
-	storage  jetstream.StorageType
+	// keepReplicas leaves an existing bucket's replicas as they are.
+	keepReplicas bool
+	storage      jetstream.StorageType
 }
 
 // WithBucket names the bucket (default DefaultBucket). Invalid: a name
@@ -76,12 +78,21 @@ func WithBucket(name string) Option {
 	}
 }
 
-// WithReplicas sets the bucket's replicas; use the event stream's. Without
-// it a bucket Open creates has one, and an existing one keeps its own, so
-// that a process that does not own the bucket's settings leaves them as
-// they are. Invalid: outside 1..5.
+// WithReplicas sets the bucket's replicas (default 1), for a bucket Open
+// creates and, unless WithReplicasKept, an existing one; use the event
+// stream's. Invalid: outside 1..5.
 func WithReplicas(n int) Option {
 	return func(c *config) error { return streamcfg.SetReplicas(&c.replicas, n, ErrInvalidOption) }
+}
+
+// WithReplicasKept leaves an existing bucket's replicas as they are,
+// whatever WithReplicas says, which still sets up a bucket Open creates:
+// for a process that does not own the bucket's settings.
+func WithReplicasKept() Option {
+	return func(c *config) error {
+		c.keepReplicas = true
+		return nil
+	}
 }
 
 // WithStorage sets the bucket's storage (default file). Invalid: anything
@@ -95,14 +106,14 @@ func WithStorage(st jetstream.StorageType) Option {
 // not let that be changed, so such a bucket cannot erase keys.
 var ErrDenyDelete = errors.New("keys: the bucket's stream denies deletes")
 
-// Open creates the bucket if needed (or updates its replicas, when
-// WithReplicas is given) and returns a
+// Open creates the bucket if needed (or updates its replicas, unless
+// WithReplicasKept) and returns a
 // store on it. The bucket's stream is created here rather than by
 // jetstream's CreateKeyValue, which makes it deny the deletes Erase needs.
 // Errors are the server's, ErrDenyDelete, or one wrapping ErrInvalidOption
 // for an invalid option.
 func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
-	c := config{bucket: DefaultBucket, storage: jetstream.FileStorage}
+	c := config{bucket: DefaultBucket, replicas: 1, storage: jetstream.FileStorage}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return nil, err
@@ -115,12 +126,12 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, 
 		Subjects:    []string{prefix + ">"},
 		// As a KV bucket of history 1, except that deletes are allowed.
 		MaxMsgsPerSubject: 1, MaxMsgs: -1, MaxBytes: -1, MaxConsumers: -1,
-		Storage: c.storage, Replicas: max(c.replicas, 1), AllowRollup: true, AllowDirect: true,
+		Storage: c.storage, Replicas: c.replicas, AllowRollup: true, AllowDirect: true,
 		Duplicates: 2 * time.Minute, Discard: jetstream.DiscardNew,
 	}
 	st, err := js.CreateStream(ctx, want)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		st, err = existing(ctx, js, want, c.replicas)
+		st, err = existing(ctx, js, want, c.keepReplicas)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keys: bucket %s: %w", c.bucket, err)
@@ -133,8 +144,8 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, 
 }
 
 // existing returns the bucket's stream made by another process, with its
-// replicas brought to replicas when given (not 0).
-func existing(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, replicas int) (jetstream.Stream, error) {
+// replicas brought to want's unless keep.
+func existing(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, keep bool) (jetstream.Stream, error) {
 	st, err := js.Stream(ctx, want.Name)
 	if err != nil {
 		return nil, err
@@ -143,10 +154,10 @@ func existing(ctx context.Context, js jetstream.JetStream, want jetstream.Stream
 	if have.DenyDelete {
 		return nil, ErrDenyDelete
 	}
-	if replicas == 0 || have.Replicas == replicas {
+	if keep || have.Replicas == want.Replicas {
 		return st, nil
 	}
-	have.Replicas = replicas
+	have.Replicas = want.Replicas
 	return js.UpdateStream(ctx, have)
 }
 

@@ -279,7 +279,7 @@ func TestGatewayRoleCallsRemoteServices(t *testing.T) {
 // The stream's replicas and duplicate window are the command role's to set:
 // a process of another role started without DUPLICATE_WINDOW (or
 // STREAM_REPLICAS) brought the command nodes' settings back to the
-// defaults.
+// defaults. One that starts first still creates the stream with its own.
 func TestOnlyTheCommandRoleSetsTheStreamsSettings(t *testing.T) {
 	ns := estest.StartServer(t)
 	window := func() time.Duration {
@@ -289,6 +289,12 @@ func TestOnlyTheCommandRoleSetsTheStreamsSettings(t *testing.T) {
 			t.Fatal(err)
 		}
 		return st.CachedInfo().Config.Duplicates
+	}
+	// A process of another role that starts first still creates the
+	// stream with its settings (replicated, in a cluster).
+	run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "audit", "DUPLICATE_WINDOW", "45s")
+	if w := window(); w != 45*time.Second {
+		t.Fatalf("the window of the stream an audit node created: %v, want its 45s", w)
 	}
 	core, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,query,audit", "DUPLICATE_WINDOW", "2m")
 	if w := window(); w != 2*time.Minute {

@@ -80,13 +80,15 @@ func (n *node) openStore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("EVENT_HEADERS: %w", err)
 	}
-	opts := []eventstore.Option{eventstore.WithHeaderFormat(format)}
-	if n.cfg.Has("command") {
+	opts := []eventstore.Option{eventstore.WithHeaderFormat(format),
+		eventstore.WithReplicas(n.cfg.StreamReplicas), eventstore.WithDuplicateWindow(n.cfg.DuplicateWindow)}
+	if !n.cfg.Has("command") {
 		// The role that appends owns the stream's replicas and duplicate
 		// window: a process of another role (a gateway, a payments node)
 		// started without STREAM_REPLICAS or DUPLICATE_WINDOW would
-		// otherwise bring the stream back to its own, the defaults.
-		opts = append(opts, eventstore.WithReplicas(n.cfg.StreamReplicas), eventstore.WithDuplicateWindow(n.cfg.DuplicateWindow))
+		// otherwise bring the stream back to the defaults. Its settings
+		// still create the stream when it starts first, replicated.
+		opts = append(opts, eventstore.WithSettingsKept())
 	}
 	err = n.retryStartup(ctx, "event store", func(err error) bool { return !errors.Is(err, eventstore.ErrUnavailable) },
 		func(ctx context.Context) (err error) {

@@ -70,10 +70,10 @@ func (n *node) commandOptions() []command.Option {
 // keys bucket replicated like the stream (set by the command role), and a watch that drops keys other
 // processes erase from this process's cache. stop ends the watch.
 func newKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, master *pii.MasterKey, log *slog.Logger) (ring *pii.Keyring, stop func(), err error) {
-	var opts []keys.Option
-	if cfg.Has("command") {
+	opts := []keys.Option{keys.WithReplicas(cfg.StreamReplicas)}
+	if !cfg.Has("command") {
 		// The command role owns the bucket's settings (see openStore).
-		opts = append(opts, keys.WithReplicas(cfg.StreamReplicas))
+		opts = append(opts, keys.WithReplicasKept())
 	}
 	store, err := keys.Open(ctx, js, opts...)
 	if err != nil {

@@ -113,14 +113,14 @@ type Config struct {
 	// StreamReplicas is the ORDERS stream's replica count (1 embedded, 3 in
 	// a cluster). The embedded server is a single server: above 1 needs
 	// NATS_URL.
-	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1" help:"replicas of the ORDERS stream and of the ORDERS_KEYS and PAYMENTS_PARKED buckets and the DEADLINES stream (3 in a cluster); each start of a process with the command role (the stream, the keys bucket) or the payments role (the others) brings existing ones to this count"`
+	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1" help:"replicas of the ORDERS stream and of the ORDERS_KEYS and PAYMENTS_PARKED buckets and the DEADLINES stream (3 in a cluster); each start of a process with the command role (the stream, the keys bucket) or the payments role (the others) brings existing ones to this count; another creates them with it when it starts first"`
 	// DuplicateWindow is how long the server remembers request ids as
 	// message ids. Retries are also recognised from the order's history
 	// beyond it; a CreateOrder without an order id derives the id from its
 	// request id, so its retries find that history too. The window costs
 	// heap per append while it lasts and a read-back of its appends at
 	// start-up, hence 30 s rather than the server's usual 2 minutes.
-	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"30s" help:"how long the server deduplicates request ids by message id; set on the stream by a process with the command role"`
+	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"30s" help:"how long the server deduplicates request ids by message id; set on the stream by a process with the command role, or by another that creates it"`
 	// EventHeaders is how this process writes an event's metadata:
 	// "compact" (one Orders-Meta header) or "separate" (one Orders-*
 	// header per field, the format of builds before Orders-Meta, which
