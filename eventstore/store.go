@@ -296,13 +296,24 @@ func (s *Store) ensureStream(ctx context.Context) error {
 	return fmt.Errorf("eventstore: stream %s keeps appearing and disappearing", s.cfg.streamName)
 }
 
+// refused classifies the server's refusal of a stream update, op: what
+// JetStream could not be asked is ErrUnavailable, to be tried again; a
+// refusal is the options' (ErrInvalidOption), as New's doc says.
+func refused(op string, err error) error {
+	c := classify(op, err)
+	if errors.Is(c, ErrUnavailable) {
+		return c
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidOption, c)
+}
+
 // reconcile updates an existing stream to what the store needs, keeping the
 // settings it does not manage.
 func (s *Store) reconcile(ctx context.Context, st jetstream.Stream) error {
 	have := st.CachedInfo().Config
 	if have.Storage != s.cfg.storage {
-		return fmt.Errorf("eventstore: stream %s uses %v storage, %v requested: the storage type of a stream cannot be changed",
-			s.cfg.streamName, have.Storage, s.cfg.storage)
+		return fmt.Errorf("%w: eventstore: stream %s uses %v storage, %v requested: the storage type of a stream cannot be changed",
+			ErrInvalidOption, s.cfg.streamName, have.Storage, s.cfg.storage)
 	}
 	want := have
 	want.Subjects = slices.Clone(have.Subjects)
@@ -320,10 +331,10 @@ func (s *Store) reconcile(ctx context.Context, st jetstream.Stream) error {
 		updated, err := s.js.UpdateStream(ctx, want)
 		if err != nil {
 			if have.Replicas != want.Replicas {
-				return classify(fmt.Sprintf("update stream %s from %d to %d replicas (needs a JetStream cluster with enough servers)",
+				return refused(fmt.Sprintf("update stream %s from %d to %d replicas (needs a JetStream cluster with enough servers)",
 					s.cfg.streamName, have.Replicas, want.Replicas), err)
 			}
-			return classify("update stream "+s.cfg.streamName, err)
+			return refused("update stream "+s.cfg.streamName, err)
 		}
 		st, have = updated, updated.CachedInfo().Config
 	}
