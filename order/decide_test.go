@@ -526,6 +526,9 @@ func TestRefundAfterCancellingPaidOrder(t *testing.T) {
 
 func TestTransitionErrorNamesStatus(t *testing.T) {
 	_, err := order.Decide(stateIn(t, order.StatusPlaced), order.AddItem{SKU: "x", Quantity: 1})
+	if !errors.Is(err, order.ErrFailedPrecondition) {
+		t.Fatalf("AddItem to a placed order: %v, want ErrFailedPrecondition", err)
+	}
 	if want := "cannot add items to a placed order"; !strings.Contains(err.Error(), want) {
 		t.Errorf("message %q, want it to contain %q", err, want)
 	}

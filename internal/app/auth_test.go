@@ -16,6 +16,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app/apptest"
+	"github.com/orderstream/orderstream/internal/config"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -229,8 +230,8 @@ func TestPaymentsCallingRemoteCommandPresentPaymentsToken(t *testing.T) {
 	vars := map[string]string{"NATS_URL": ns.ClientURL(), "ROLES": "command,payments", "AUTH_TOKENS_FILE": tokens}
 	cfg := apptest.Config(t, vars)
 	cfg.CommandAddr, vars["COMMAND_ADDR"] = core.GRPC, core.GRPC
-	if err := runErr(t, cfg, vars); err == nil || !strings.HasPrefix(err.Error(), "PAYMENTS_TOKEN:") {
-		t.Fatalf("payments calling COMMAND_ADDR without PAYMENTS_TOKEN: %v, want an error naming PAYMENTS_TOKEN", err)
+	if err := runErr(t, cfg, vars); !errors.Is(err, config.ErrPaymentsTokenRequired) {
+		t.Fatalf("payments calling COMMAND_ADDR without PAYMENTS_TOKEN: %v, want ErrPaymentsTokenRequired", err)
 	}
 
 	run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command,payments", "COMMAND_ADDR", core.GRPC,

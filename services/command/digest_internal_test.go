@@ -70,7 +70,11 @@ func TestRequestDigestIgnoresRequestIDAndUnknownFields(t *testing.T) {
 	}
 	changed := proto.Clone(base).(*ordersv1.CreateOrderRequest)
 	changed.Lines[0].Quantity = 3
-	if d, _ := requestDigest(changed); bytes.Equal(d, want) {
+	d, err := requestDigest(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(d, want) {
 		t.Errorf("another quantity has the same digest")
 	}
 }

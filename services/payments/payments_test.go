@@ -422,8 +422,8 @@ func TestParkedJobsSurviveRestartAndRetryOnDemand(t *testing.T) {
 			t.Fatalf("order %s: %v", id, got[id])
 		}
 	}
-	if left, _ := e.admin.ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{}); len(left.GetParked()) != 0 {
-		t.Fatalf("jobs still parked: %v", left)
+	if left, err := e.admin.ListParkedPayments(ctx, &ordersv1.ListParkedPaymentsRequest{}); err != nil || len(left.GetParked()) != 0 {
+		t.Fatalf("jobs still parked: %v, %v", left, err)
 	}
 	if now := metricValue(t, second, "orders.payments.parked_jobs"); now != 0 {
 		t.Fatalf("after the retry: %d parked now, want 0", now)
@@ -501,6 +501,9 @@ func TestCancelledOrderPendingJobIsDropped(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for sim.Attempts() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond) // until the job is retrying against the failing provider
+	}
+	if sim.Attempts() == 0 {
+		t.Fatal("the job never tried the failing provider: nothing is cancelled while it retries")
 	}
 	if _, err := e.cmd.CancelOrder(t.Context(), &ordersv1.CancelOrderRequest{RequestId: "cancel-pending", OrderId: id}); err != nil {
 		t.Fatal(err)
