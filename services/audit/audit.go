@@ -149,7 +149,9 @@ func validOrderID(id string) error { return rpcerr.OrderID("order_id", id) }
 // load returns an order's events, decoded: NOT_FOUND when it has none,
 // DATA_LOSS naming the position when its history holds a message that
 // cannot be decoded as an event (headers or payload) or when events are
-// missing from it.
+// missing from it. An event of a type a newer build wrote is returned as
+// an entry that is unknown(): a read that would have to show it answers
+// FAILED_PRECONDITION (dataLoss), one that does not goes on without it.
 func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 	if err := validOrderID(id); err != nil {
 		return nil, err
@@ -171,7 +173,10 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 	}
 	out := make([]entry, len(recs))
 	for i, r := range recs {
-		if out[i] = decoded(r); out[i].err != nil {
+		if out[i] = decoded(r); out[i].unknown() {
+			continue
+		}
+		if out[i].err != nil {
 			s.log.WarnContext(ctx, "audit: an order's history holds an undecodable payload", "order_id", id, "position", r.Position, "err", out[i].err)
 			return nil, dataLoss(out[i])
 		}
@@ -308,6 +313,9 @@ func (s *Service) GetOrderHistory(ctx context.Context, req *ordersv1.GetOrderHis
 	end := min(start+size, len(recs))
 	res := &ordersv1.GetOrderHistoryResponse{}
 	for i := start; i < end; i++ {
+		if recs[i].unknown() {
+			return nil, dataLoss(recs[i]) // a page that would show it
+		}
 		ev, err := recorded(recs[i], recs[i].rec.Version)
 		if err != nil {
 			return nil, rpcerr.ToStatus(ctx, s.log, err)
@@ -372,11 +380,17 @@ func (s *Service) GetOrderAt(ctx context.Context, req *ordersv1.GetOrderAtReques
 		if !upto(i, e.rec) {
 			break
 		}
+		// A newer build's event (e.ev nil) counts in the version and
+		// changes nothing else, as this build's command side and
+		// projection fold it (docs/schema-evolution.md).
 		st = order.Evolve(st, e.ev, e.rec.Meta.OccurredAt)
 		last = i
 	}
 	if last < 0 {
 		return nil, status.Error(codes.NotFound, "the order did not exist at that time")
+	}
+	if recs[last].unknown() {
+		return nil, dataLoss(recs[last]) // the answer's last event
 	}
 	le, err := recorded(recs[last], recs[last].rec.Version)
 	if err != nil {
@@ -428,6 +442,11 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	fromStart := req.GetFromTime() == nil && req.GetFromPosition() <= 1
 	legacy := map[string]uint64{}
 	return s.consume(ctx, from, req.GetFollow(), func(e entry) error {
+		if e.unknown() && len(types) > 0 {
+			// The filter names types this build knows: it cannot
+			// select a newer build's event, so the stream goes on.
+			return nil
+		}
 		if e.err != nil {
 			s.log.WarnContext(ctx, "audit: undecodable message in the log", "position", e.rec.Position, "subject_order_id", e.rec.OrderID, "err", e.err)
 			return dataLoss(e)

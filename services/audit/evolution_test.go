@@ -73,6 +73,37 @@ func TestNewerBuildsEventTypeIsNotTampering(t *testing.T) {
 	wantLogBreaks(t, e, map[string]breakAt{})
 }
 
+// A read that does not have to show a newer build's event goes on without
+// it: the state at an earlier version, a page before it, an export
+// filtered to types this build knows. Each answered FAILED_PRECONDITION,
+// and a filtered export stopped at the first such event anywhere in the
+// log for as long as a rolling upgrade lasted.
+func TestNewerBuildsEventBlocksOnlyTheReadsThatShowIt(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	id, steps := lifecycle(t, e)
+	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
+	appendChained(t, e.store, id, "OrderGiftWrapped", data)
+	newer := uint32(len(steps) + 1)
+
+	if _, err := e.audit.GetOrderAt(ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Version{Version: 1}}); err != nil {
+		t.Errorf("GetOrderAt version 1: %v", err)
+	}
+	if _, err := e.audit.GetOrderAt(ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Version{Version: newer}}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("GetOrderAt the newer build's event: %v, want FAILED_PRECONDITION", err)
+	}
+	page, err := e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id, PageSize: 2})
+	if err != nil || len(page.GetEvents()) != 2 {
+		t.Fatalf("the history's first page: %v, %v", page, err)
+	}
+	if placed := collect(t, e, &ordersv1.StreamEventsRequest{EventTypes: []string{"OrderPlaced"}}); len(placed) != 1 {
+		t.Errorf("an export of OrderPlaced events: %d events, want the order's one", len(placed))
+	}
+	if err := drain(e.audit.StreamEvents(ctx, &ordersv1.StreamEventsRequest{})); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("an export of every event: %v, want FAILED_PRECONDITION at the newer build's", err)
+	}
+}
+
 // A sealed envelope that does not authenticate (here one moved from
 // another order's event of the same customer, correctly chained into this
 // order) is an event whose content is lost: DATA_LOSS naming its position,
