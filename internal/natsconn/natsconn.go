@@ -546,6 +546,10 @@ func isScheme(s string) bool {
 // when only the original fails to parse, the fault is in the credentials,
 // and the reason is said without them.
 func checkURLs(urls string) error {
+	if splitCredentials(urls) {
+		return errors.New("NATS_URL: an entry holds user information without a scheme of its own after one that holds none: " +
+			"a ',' in a user name, password or token splits the URL there (percent-encode it as %2C)")
+	}
 	for _, u := range strings.Split(urls, ",") {
 		u = strings.TrimSpace(u)
 		if u == "" {
@@ -562,6 +566,36 @@ func checkURLs(urls string) error {
 		return fmt.Errorf("NATS_URL: %s: the user name, password or token is not valid in a URL (percent-encode a '/', '?', '#' or '%%' in it)", shown)
 	}
 	return nil
+}
+
+// splitCredentials reports whether a comma seems to split a URL's user
+// information: an entry holding '@' without a scheme of its own follows
+// one without '@' that is no URL. nats.go splits the list on every ',',
+// so "nats://alice:pa,ss@host" is two servers, "nats://alice:pa" (host
+// alice, port pa) and "ss@host", and checkURLs would quote the first part
+// of the password as a URL it cannot parse. No such list can work, so it
+// is refused without quoting it. A first part that parses ("alice:4711")
+// names a server as well as it could hide a password, and is taken for
+// one, as nats.go takes it.
+func splitCredentials(urls string) bool {
+	parts := strings.Split(urls, ",")
+	for i := 1; i < len(parts); i++ {
+		prev, cur := strings.TrimSpace(parts[i-1]), strings.TrimSpace(parts[i])
+		at := strings.LastIndex(cur, "@")
+		if at < 0 || strings.Contains(prev, "@") {
+			continue
+		}
+		if j := strings.Index(cur, "://"); j >= 0 && j < at && isScheme(cur[:j]) {
+			continue
+		}
+		// "nats://alice:pa" does not parse (its "port" is no number);
+		// one that does is taken for the server it names, as nats.go
+		// takes it.
+		if _, err := parseURL(prev); err != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // parseURL parses a server URL the way nats.go does, with "nats://"
