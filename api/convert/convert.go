@@ -322,15 +322,17 @@ func EventToProto(e order.Event) (*ordersv1.Event, error) {
 	return &pb, nil
 }
 
-// EventFromProto converts a contract message to a domain event. It returns
-// ErrUnknownEventType when no case this build knows is set.
+// EventFromProto converts a contract message to a domain event, erased
+// markers included (EventToProto writes them), so that an event read as
+// erased reads so again once encoded. It returns ErrUnknownEventType when
+// no case this build knows is set.
 func EventFromProto(pb *ordersv1.Event) (order.Event, error) {
 	switch e := pb.GetEvent().(type) {
 	case *ordersv1.Event_OrderCreated:
 		c := e.OrderCreated
 		return order.OrderCreated{
 			OrderID: c.GetOrderId(), CustomerID: c.GetCustomerId(), Currency: c.GetCurrency(),
-			Lines: LinesFromProto(c.GetLines()), Shipping: AddressFromProto(c.GetShippingAddress()),
+			Lines: LinesFromProto(c.GetLines()), Shipping: storedAddress(c.GetShippingAddress()),
 		}, nil
 	case *ordersv1.Event_ItemAdded:
 		return order.ItemAdded{SKU: e.ItemAdded.GetSku(), Quantity: e.ItemAdded.GetQuantity(), UnitPrice: e.ItemAdded.GetUnitPrice()}, nil
@@ -340,7 +342,7 @@ func EventFromProto(pb *ordersv1.Event) (order.Event, error) {
 		return order.ItemQuantityChanged{SKU: e.ItemQuantityChanged.GetSku(), Quantity: e.ItemQuantityChanged.GetQuantity()}, nil
 	case *ordersv1.Event_ShippingAddressSet:
 		var a order.Address
-		if p := AddressFromProto(e.ShippingAddressSet.GetShippingAddress()); p != nil {
+		if p := storedAddress(e.ShippingAddressSet.GetShippingAddress()); p != nil {
 			a = *p
 		}
 		return order.ShippingAddressSet{Address: a}, nil
@@ -353,7 +355,8 @@ func EventFromProto(pb *ordersv1.Event) (order.Event, error) {
 	case *ordersv1.Event_OrderCancelled:
 		return order.OrderCancelled{Reason: e.OrderCancelled.GetReason()}, nil
 	case *ordersv1.Event_OrderShipped:
-		return order.OrderShipped{Carrier: e.OrderShipped.GetCarrier(), TrackingNumber: e.OrderShipped.GetTrackingNumber()}, nil
+		return order.OrderShipped{Carrier: e.OrderShipped.GetCarrier(), TrackingNumber: e.OrderShipped.GetTrackingNumber(),
+			TrackingNumberErased: e.OrderShipped.GetTrackingNumberErased()}, nil
 	case *ordersv1.Event_OrderDelivered:
 		return order.OrderDelivered{}, nil
 	case *ordersv1.Event_CustomerForgotten:

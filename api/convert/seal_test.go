@@ -67,8 +67,18 @@ func TestSealOpenAndForget(t *testing.T) {
 		}
 		// Without the key, and without a keyring, personal fields read as
 		// erased; everything else as it was.
-		if got, err := convert.DecodeEvent(typ, data); err != nil || !reflect.DeepEqual(got, erasedForm(e)) {
+		got, err = convert.DecodeEvent(typ, data)
+		if err != nil || !reflect.DeepEqual(got, erasedForm(e)) {
 			t.Fatalf("%s: DecodeEvent = %#v, %v", typ, got, err)
+		}
+		// And it reads so again once encoded: an erased marker is part of
+		// what the event says.
+		typ2, data2, err := convert.EncodeEvent(got)
+		if err != nil {
+			t.Fatalf("%s: EncodeEvent of its erased form: %v", typ, err)
+		}
+		if again, err := convert.DecodeEvent(typ2, data2); err != nil || !reflect.DeepEqual(again, got) {
+			t.Fatalf("%s: erased form %#v reads %#v, %v once encoded and decoded", typ, got, again, err)
 		}
 		all = append(all, stored{typ, data, e})
 	}
