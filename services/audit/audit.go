@@ -270,7 +270,7 @@ func (s *Service) undecodable(ctx context.Context, id string, loadErr error) err
 		return err
 	}
 	for _, e := range entries {
-		if e.err != nil {
+		if e.err != nil && !e.unknown() { // a newer build's event is no loss
 			return dataLoss(e)
 		}
 	}
@@ -312,9 +312,11 @@ func (s *Service) GetOrderHistory(ctx context.Context, req *ordersv1.GetOrderHis
 	}
 	end := min(start+size, len(recs))
 	res := &ordersv1.GetOrderHistoryResponse{}
+	unknownAt := -1 // a newer build's event the page would show
 	for i := start; i < end; i++ {
 		if recs[i].unknown() {
-			return nil, dataLoss(recs[i]) // a page that would show it
+			unknownAt = i
+			break
 		}
 		ev, err := recorded(recs[i], recs[i].rec.Version)
 		if err != nil {
@@ -323,7 +325,12 @@ func (s *Service) GetOrderHistory(ctx context.Context, req *ordersv1.GetOrderHis
 		res.Events = append(res.Events, ev)
 	}
 	if n := rpcerr.Fit(len(res.Events), func(i int) int { return proto.Size(res.Events[i]) }); n < len(res.Events) {
-		res.Events, end = res.Events[:n], start+n
+		// Cut by size before the newer build's event, if any: the page
+		// does not show it.
+		res.Events, end, unknownAt = res.Events[:n], start+n, -1
+	}
+	if unknownAt >= 0 {
+		return nil, dataLoss(recs[unknownAt])
 	}
 	if end < len(recs) {
 		res.NextPageToken = encodeHistoryToken(end, req.GetOrderId())
@@ -405,7 +412,9 @@ func (s *Service) GetOrderAt(ctx context.Context, req *ordersv1.GetOrderAtReques
 // which the writer supplies and which need not grow along the log. A message in the selected range that cannot be
 // decoded as an event ends the stream with DATA_LOSS naming its position
 // (rather than an export silently missing it); a client can resume after
-// it with from_position.
+// it with from_position. An event of a type a newer build wrote ends it
+// with FAILED_PRECONDITION, unless event_types filters the stream (the
+// filter names types this build knows, so it cannot select one).
 func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.ServerStreamingServer[ordersv1.StreamEventsResponse]) error {
 	ctx := stream.Context()
 	types := map[string]bool{}

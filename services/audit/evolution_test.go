@@ -7,15 +7,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/chain"
 	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
 )
@@ -150,5 +154,50 @@ func TestSealedDataThatDoesNotOpenIsDataLoss(t *testing.T) {
 	}
 	if _, err := aud.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: ids[0]}); err != nil {
 		t.Fatalf("the order the envelope came from: %v", err)
+	}
+}
+
+// A message that cannot be decoded after a newer build's event is what the
+// reads of the order meet: DATA_LOSS at it, not FAILED_PRECONDITION at the
+// newer build's event, which a newer build can show while nothing can show
+// the other.
+func TestUndecodableAfterANewerBuildsEventIsDataLoss(t *testing.T) {
+	e := startB(t)
+	ctx := t.Context()
+	id, _ := lifecycle(t, e)
+	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
+	appendChained(t, e.store, id, "OrderGiftWrapped", data)
+	if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: e.nstore.Subject(id), Data: []byte("raw")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.audit.GetOrderAt(ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Version{Version: 1}}); status.Code(err) != codes.DataLoss {
+		t.Errorf("GetOrderAt version 1: %v, want DATA_LOSS at the message without headers", err)
+	}
+	if _, err := e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id, PageSize: 2}); status.Code(err) != codes.DataLoss {
+		t.Errorf("GetOrderHistory's first page: %v, want DATA_LOSS at the message without headers", err)
+	}
+}
+
+// A history page cut by size before a newer build's event does not show
+// it: it is answered, with a token to the rest, as any page cut by size.
+func TestHistoryPageCutBeforeANewerBuildsEvent(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	id, steps := lifecycle(t, e)
+	for range 6 {
+		_, big, err := convert.EncodeEvent(order.OrderCancelled{Reason: strings.Repeat("x", 900<<10)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendChained(t, e.store, id, "OrderCancelled", big)
+	}
+	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
+	appendChained(t, e.store, id, "OrderGiftWrapped", data)
+	page, err := e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id}, grpc.MaxCallRecvMsgSize(16<<20))
+	if err != nil {
+		t.Fatalf("the first page, cut by size before the newer build's event: %v", err)
+	}
+	if n := len(page.GetEvents()); n >= len(steps)+6 || page.GetNextPageToken() == "" {
+		t.Fatalf("%d events, token %q: want a page cut before the last big events, with a token", n, page.GetNextPageToken())
 	}
 }
