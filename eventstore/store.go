@@ -284,7 +284,7 @@ func (s *Store) ensureStream(ctx context.Context) error {
 				continue // created concurrently by another process: reconcile it
 			}
 			if err != nil {
-				return classify("create stream "+s.cfg.streamName, err)
+				return refused("create stream "+s.cfg.streamName, err)
 			}
 			return s.bind(st, nil)
 		}
@@ -296,9 +296,10 @@ func (s *Store) ensureStream(ctx context.Context) error {
 	return fmt.Errorf("eventstore: stream %s keeps appearing and disappearing", s.cfg.streamName)
 }
 
-// refused classifies the server's refusal of a stream update, op: what
-// JetStream could not be asked is ErrUnavailable, to be tried again; a
-// refusal is the options' (ErrInvalidOption), as New's doc says.
+// refused classifies the server's refusal to create or update the stream,
+// op: what JetStream could not be asked is ErrUnavailable, to be tried
+// again; a refusal is the options' (ErrInvalidOption), as New's doc says,
+// whether the stream existed or not.
 func refused(op string, err error) error {
 	c := classify(op, err)
 	if errors.Is(c, ErrUnavailable) {

@@ -280,6 +280,10 @@ func TestStreamConfig(t *testing.T) {
 		eventstore.WithStorage(jetstream.MemoryStorage), eventstore.WithReplicas(3)); !errors.Is(err, eventstore.ErrInvalidOption) {
 		t.Errorf("replicas on a single server: err = %v, want ErrInvalidOption", err)
 	}
+	if _, err := eventstore.New(ctx, js, eventstore.WithStreamName("NEW3"), eventstore.WithSubjectPrefix("new3"),
+		eventstore.WithStorage(jetstream.MemoryStorage), eventstore.WithReplicas(3)); !errors.Is(err, eventstore.ErrInvalidOption) {
+		t.Errorf("a new stream of 3 replicas on a single server: err = %v, want ErrInvalidOption", err)
+	}
 
 	for name, opt := range map[string]eventstore.Option{
 		"stream name with dot": eventstore.WithStreamName("A.B"),
