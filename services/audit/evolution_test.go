@@ -51,6 +51,18 @@ func appendChained(t *testing.T, store interface {
 	return res.Position
 }
 
+// appendNewerBuildsEvent appends to the order, chained, an event of a type
+// a newer build added: an Event message holding a oneof case this build
+// does not know.
+func appendNewerBuildsEvent(t *testing.T, store interface {
+	command.Store
+	audit.Store
+}, id string) {
+	t.Helper()
+	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
+	appendChained(t, store, id, "OrderGiftWrapped", data)
+}
+
 // An event of a type a newer build added (docs/schema-evolution.md allows
 // it) is intact where its hash matches its bytes: verification does not
 // report it as altered. A read that would have to show it answers
@@ -59,9 +71,7 @@ func TestNewerBuildsEventTypeIsNotTampering(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
 	id, _ := lifecycle(t, e)
-	// An Event message holding a oneof case this build does not know.
-	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
-	appendChained(t, e.store, id, "OrderGiftWrapped", data)
+	appendNewerBuildsEvent(t, e.store, id)
 
 	v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
 	if err != nil {
@@ -86,8 +96,7 @@ func TestNewerBuildsEventBlocksOnlyTheReadsThatShowIt(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
 	id, steps := lifecycle(t, e)
-	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
-	appendChained(t, e.store, id, "OrderGiftWrapped", data)
+	appendNewerBuildsEvent(t, e.store, id)
 	newer := uint32(len(steps) + 1)
 
 	if _, err := e.audit.GetOrderAt(ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Version{Version: 1}}); err != nil {
@@ -165,8 +174,7 @@ func TestUndecodableAfterANewerBuildsEventIsDataLoss(t *testing.T) {
 	e := startB(t)
 	ctx := t.Context()
 	id, _ := lifecycle(t, e)
-	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
-	appendChained(t, e.store, id, "OrderGiftWrapped", data)
+	appendNewerBuildsEvent(t, e.store, id)
 	if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: e.nstore.Subject(id), Data: []byte("raw")}); err != nil {
 		t.Fatal(err)
 	}
@@ -191,8 +199,7 @@ func TestHistoryPageCutBeforeANewerBuildsEvent(t *testing.T) {
 		}
 		appendChained(t, e.store, id, "OrderCancelled", big)
 	}
-	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
-	appendChained(t, e.store, id, "OrderGiftWrapped", data)
+	appendNewerBuildsEvent(t, e.store, id)
 	page, err := e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id}, grpc.MaxCallRecvMsgSize(16<<20))
 	if err != nil {
 		t.Fatalf("the first page, cut by size before the newer build's event: %v", err)
