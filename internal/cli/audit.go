@@ -112,7 +112,9 @@ func (a *app) historyCmd() *cobra.Command {
 			w := table(a.io.Out)
 			fmt.Fprintln(w, "VERSION\tTIME\tACTOR\tEVENT\tDETAILS")
 			for _, e := range events {
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", e.GetVersion(), ts(e.GetOccurredAt()), e.GetActor(), a.colour("36", e.GetType()), summary(e, currency))
+				// To the nanosecond, as stored: a time copied from here into
+				// `audit at --time` then includes the event it shows.
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", e.GetVersion(), tsExact(e.GetOccurredAt()), e.GetActor(), a.colour("36", e.GetType()), summary(e, currency))
 			}
 			return w.Flush()
 		},

@@ -273,6 +273,22 @@ func TestAuditAtTime(t *testing.T) {
 	if str(t, jsonOf(t, r.stdout), "order", "status") != "ORDER_STATUS_PLACED" {
 		t.Fatalf("state now: %s", r.stdout)
 	}
+	// A time copied from the history's TIME column includes the event it
+	// shows: printed to the second, it fell before the event's own
+	// nanoseconds, and the state was the one before it.
+	placedAt := ""
+	for _, line := range strings.Split(ok(t, c.run(t, "audit", "history", "at-1")).stdout, "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[3] == "OrderPlaced" {
+			placedAt = f[1]
+		}
+	}
+	if placedAt == "" {
+		t.Fatal("the history shows no OrderPlaced")
+	}
+	r = ok(t, c.run(t, "audit", "at", "at-1", "--time", placedAt, "-o", "json"))
+	if str(t, jsonOf(t, r.stdout), "order", "status") != "ORDER_STATUS_PLACED" {
+		t.Fatalf("state at the time the history shows for OrderPlaced (%s): %s", placedAt, r.stdout)
+	}
 	fails(t, c.run(t, "audit", "at", "at-1", "--time", "2000-01-01T00:00:00Z"), cli.ExitNotFound)
 	fails(t, c.run(t, "audit", "at", "at-1", "--time", created, "--revision", "1"), cli.ExitUsage)
 	fails(t, c.run(t, "audit", "at", "at-1"), cli.ExitUsage)

@@ -56,6 +56,15 @@ func ts(t *timestamppb.Timestamp) string {
 	return t.AsTime().UTC().Format(time.RFC3339)
 }
 
+// tsExact is ts to the nanosecond, always nine digits of it, so that a
+// column of them keeps its width.
+func tsExact(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "-"
+	}
+	return t.AsTime().UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
+}
+
 // erasedText stands for personal data erased because its customer was
 // forgotten.
 const erasedText = "[erased]"
