@@ -12,7 +12,9 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // series counts the series of a scrape: its sample lines.
@@ -138,6 +140,51 @@ func TestHealthAndReflectionAreNotTraced(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the ListOrders call made no span either")
+		}
+	}
+}
+
+// Span names are bounded as metric names are: a call of a method this
+// server does not have, or a REST request with a method token of the
+// client's own, is named "_OTHER" or "HTTP", not after what the client
+// sent (a span name per order id, say, in every trace backend).
+func TestSpanNamesAreNotTheClients(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	a := runTraced(t, rec)
+	conn := dial(t, a.GRPC)
+	chosen := []string{"client.chosen.Svc/order-123", "CUST-0001"}
+	err := conn.Invoke(t.Context(), "/"+chosen[0], &ordersv1.GetOrderRequest{OrderId: "x"}, &ordersv1.GetOrderResponse{})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("a method the server does not have: %v", err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), chosen[1], "http://"+a.HTTP+"/v1/orders/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	// A call made after both, whose span ends after theirs did.
+	if _, err := ordersv1.NewOrderQueryServiceClient(conn).ListOrders(t.Context(), &ordersv1.ListOrdersRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		names := map[string]bool{}
+		for _, s := range rec.Ended() {
+			names[s.Name()] = true
+		}
+		for _, c := range chosen {
+			if names[c] {
+				t.Fatalf("a span is named %q, after the client's own method", c)
+			}
+		}
+		if names["orders.v1.OrderQueryService/ListOrders"] && names["_OTHER"] && names["HTTP"] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spans %v: want _OTHER, HTTP and the ListOrders call's", names)
 		}
 	}
 }

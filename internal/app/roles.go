@@ -416,7 +416,7 @@ func (n *node) registerGateway(ctx context.Context) (role, error) {
 	// rather than the client's Host header.
 	rest := otelhttp.NewHandler(withoutPattern(api), "rest", otelhttp.WithTracerProvider(n.tel.Tracer), otelhttp.WithMeterProvider(n.tel.Meter),
 		otelhttp.WithServerName(n.addrs.HTTP),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return spanMethod(r.Method) }))
 	// Watches and the other streams last as long as their client wants,
 	// each holding an RPC open: shutting down ends them rather than
 	// waiting out SHUTDOWN_TIMEOUT for them.
@@ -490,4 +490,17 @@ func (n *node) dial(addr, token string) (*grpc.ClientConn, error) {
 	}
 	n.conns[key] = c
 	return c, nil
+}
+
+// spanMethod is a request's method as a span name: net/http serves any
+// method token a client sends, which would name a span of its own each, so
+// one that is not a standard method is named "HTTP" (otelhttp's metrics
+// call it "_OTHER").
+func spanMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "HTTP"
 }

@@ -97,16 +97,19 @@ func (n *node) newServer() error {
 	// traced, runs only when spans are recorded, and then without metrics
 	// of its own (BENCHMARKS.md, "RPC metrics without otelgrpc").
 	var prop propagation.TextMapPropagator
-	if n.tel.Tracing {
-		srvOpts = append(srvOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(n.tel.Tracer),
-			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()), otelgrpc.WithFilter(telemetry.Recorded))))
-	} else {
+	if !n.tel.Tracing {
 		// Nothing else extracts the caller's trace context then, and it
 		// still goes into the events and the logs.
 		prop = otel.GetTextMapPropagator()
 	}
 	if n.rpcMetrics, err = telemetry.NewRPCMetrics(n.tel.Meter, prop); err != nil {
 		return fmt.Errorf("telemetry: %w", err)
+	}
+	if n.tel.Tracing {
+		// Spans of methods this server does not have are named as the
+		// metrics name them, not after what the client sent.
+		srvOpts = append(srvOpts, grpc.StatsHandler(n.rpcMetrics.BoundedNames(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(n.tel.Tracer),
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()), otelgrpc.WithFilter(telemetry.Recorded)))))
 	}
 	n.srv = grpc.NewServer(append(srvOpts,
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),

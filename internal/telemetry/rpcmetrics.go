@@ -132,6 +132,30 @@ func ProbeOrTool(fullMethod string) bool {
 // otelgrpc's server handler alike.
 func Recorded(info *stats.RPCTagInfo) bool { return !ProbeOrTool(info.FullMethodName) }
 
+// OtherMethod is the name a call of a method the server does not have is
+// counted and traced under: its own name is the client's to choose.
+const OtherMethod = "/_OTHER"
+
+// BoundedNames wraps h, another stats handler (otelgrpc's, which names a
+// call's span after its method), so that it sees a call of a method this
+// server does not have (Recognize) as OtherMethod: a client could
+// otherwise make a span name of every string it sends.
+func (r *RPCMetrics) BoundedNames(h stats.Handler) stats.Handler { return boundedNames{h, r} }
+
+type boundedNames struct {
+	stats.Handler
+	r *RPCMetrics
+}
+
+func (b boundedNames) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if known := b.r.known.Load(); Recorded(info) && (known == nil || (*known)[info.FullMethodName] == nil) {
+		c := *info
+		c.FullMethodName = OtherMethod
+		info = &c
+	}
+	return b.Handler.TagRPC(ctx, info)
+}
+
 // TagRPC implements stats.Handler.
 func (r *RPCMetrics) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
 	if !Recorded(info) {
