@@ -38,7 +38,19 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 	if _, err := s.ensure(ctx); err != nil {
 		return err
 	}
-	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
+	// As of the call: what the stream holds now, not what is added while
+	// the read goes on (a timer read as pending that fires meanwhile
+	// would be handed out again, as a firing).
+	st, err := s.js.Stream(ctx, s.name)
+	if err != nil {
+		return fmt.Errorf("schedule: read: %w", err)
+	}
+	last := st.CachedInfo().State.LastSeq
+	// One reset at most: nats.go rebuilds an ordered consumer before each
+	// fetch, without the caller's context, and by default tries for ever
+	// when it cannot (the connection closed, no meta leader), which held
+	// the read, and the RPC that asked for it, past its deadline.
+	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{FilterSubjects: filters, MaxResetAttempts: 1})
 	if err != nil {
 		return fmt.Errorf("schedule: read: %w", err)
 	}
@@ -48,6 +60,9 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 		return fmt.Errorf("schedule: read: %w", err)
 	}
 	for left := info.NumPending; left > 0; {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("schedule: read: %w", err)
+		}
 		// Without a wait: a timer that fires or is purged between the
 		// count and the fetch leaves fewer than counted, and a fetch
 		// that waited for the count held the list up for its 5 s.
@@ -58,8 +73,13 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 		n := 0
 		for msg := range batch.Messages() {
 			n++
+			md, err := msg.Metadata()
+			if err == nil && md.Sequence.Stream > last {
+				left = 0 // added since the call
+				continue
+			}
 			fn(msg.Subject(), msg.Data())
-			if md, err := msg.Metadata(); err == nil {
+			if err == nil {
 				left = md.NumPending
 			}
 		}
