@@ -569,29 +569,34 @@ func checkURLs(urls string) error {
 }
 
 // splitCredentials reports whether a comma seems to split a URL's user
-// information: an entry holding '@' without a scheme of its own follows
-// one without '@' that is no URL. nats.go splits the list on every ',',
-// so "nats://alice:pa,ss@host" is two servers, "nats://alice:pa" (host
-// alice, port pa) and "ss@host", and checkURLs would quote the first part
-// of the password as a URL it cannot parse. No such list can work, so it
+// information: an entry holding '@' without a scheme of its own follows,
+// however many entries later, one without '@' that is no URL. nats.go
+// splits the list on every ',', so "nats://alice:pa,ss@host" is two
+// servers, "nats://alice:pa" (host alice, port pa) and "ss@host", and
+// checkURLs would quote the first part of the password as a URL it cannot
+// parse. No such list can work, so it
 // is refused without quoting it. A first part that parses ("alice:4711")
 // names a server as well as it could hide a password, and is taken for
 // one, as nats.go takes it.
 func splitCredentials(urls string) bool {
-	parts := strings.Split(urls, ",")
-	for i := 1; i < len(parts); i++ {
-		prev, cur := strings.TrimSpace(parts[i-1]), strings.TrimSpace(parts[i])
-		at := strings.LastIndex(cur, "@")
-		if at < 0 || strings.Contains(prev, "@") {
+	broken := false // an entry without '@' that is no URL came before
+	for _, p := range strings.Split(urls, ",") {
+		p = strings.TrimSpace(p)
+		at := strings.LastIndex(p, "@")
+		if at < 0 {
+			// "nats://alice:pa" does not parse (its "port" is no
+			// number); one that does is taken for the server it names,
+			// as nats.go takes it.
+			if _, err := parseURL(p); err != nil {
+				broken = true
+			}
 			continue
 		}
-		if j := strings.Index(cur, "://"); j >= 0 && j < at && isScheme(cur[:j]) {
+		if j := strings.Index(p, "://"); j >= 0 && j < at && isScheme(p[:j]) {
+			broken = false // a URL of its own
 			continue
 		}
-		// "nats://alice:pa" does not parse (its "port" is no number);
-		// one that does is taken for the server it names, as nats.go
-		// takes it.
-		if _, err := parseURL(prev); err != nil {
+		if broken {
 			return true
 		}
 	}

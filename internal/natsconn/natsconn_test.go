@@ -613,6 +613,7 @@ func TestURLCredentialsAreNotShown(t *testing.T) {
 		// A ',' in the password splits the list there, which nats.go
 		// does too: refused without quoting either part.
 		"nats://alice:" + password + ",more@127.0.0.1:4222": "%2C",
+		"nats://alice:" + password + ",a,b@127.0.0.1:4222":  "%2C",
 	} {
 		_, err := natsconn.Connect(natsconn.Options{URLs: urls}, log)
 		if err == nil {
