@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/internal/durable"
 	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
+	"github.com/orderstream/orderstream/internal/backoff"
 )
 
 // Msg is one firing (or other message) delivered by Subscribe, to be settled
@@ -26,7 +28,8 @@ type Msg struct {
 // Each hands fn the subject and data of the messages on the subjects
 // matching filters, in stream order, as of the call: pending timers, kept
 // records and firings not yet deleted (a pending timer is its schedule
-// message until it fires). It reads through
+// message until it fires). What is added while it reads may be handed out
+// too: a timer that fires meanwhile can come as pending and as fired. It reads through
 // an ordered consumer, without disturbing any subscription, and deletes
 // that consumer when it ends. A caller that keeps only some of the
 // messages (the soonest, say) holds no more than those: the stream may
@@ -38,18 +41,12 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 	if _, err := s.ensure(ctx); err != nil {
 		return err
 	}
-	// As of the call: what the stream holds now, not what is added while
-	// the read goes on (a timer read as pending that fires meanwhile
-	// would be handed out again, as a firing).
-	st, err := s.js.Stream(ctx, s.name)
-	if err != nil {
-		return fmt.Errorf("schedule: read: %w", err)
-	}
-	last := st.CachedInfo().State.LastSeq
-	// One reset at most: nats.go rebuilds an ordered consumer before each
-	// fetch, without the caller's context, and by default tries for ever
-	// when it cannot (the connection closed, no meta leader), which held
-	// the read, and the RPC that asked for it, past its deadline.
+	// One reset at most per fetch: nats.go rebuilds an ordered consumer
+	// before each fetch, without the caller's context, and by default
+	// tries for ever when it cannot (the connection closed, no meta
+	// leader), which held the read, and the RPC that asked for it, past
+	// its deadline. A fetch that fails is tried again while ctx lasts and
+	// the connection is open (fetchRetry).
 	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{FilterSubjects: filters, MaxResetAttempts: 1})
 	if err != nil {
 		return fmt.Errorf("schedule: read: %w", err)
@@ -60,26 +57,26 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 		return fmt.Errorf("schedule: read: %w", err)
 	}
 	for left := info.NumPending; left > 0; {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("schedule: read: %w", err)
-		}
 		// Without a wait: a timer that fires or is purged between the
 		// count and the fetch leaves fewer than counted, and a fetch
 		// that waited for the count held the list up for its 5 s.
-		batch, err := cons.FetchNoWait(int(min(left, 1000)))
-		if err != nil {
-			return fmt.Errorf("schedule: read: %w", err)
+		var batch jetstream.MessageBatch
+		for try := 1; ; try++ {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("schedule: read: %w", err)
+			}
+			if batch, err = cons.FetchNoWait(int(min(left, 1000))); err == nil {
+				break
+			}
+			if s.js.Conn().IsClosed() || backoff.Sleep(ctx, fetchRetry.Delay(try)) != nil {
+				return fmt.Errorf("schedule: read: %w", err)
+			}
 		}
 		n := 0
 		for msg := range batch.Messages() {
 			n++
-			md, err := msg.Metadata()
-			if err == nil && md.Sequence.Stream > last {
-				left = 0 // added since the call
-				continue
-			}
 			fn(msg.Subject(), msg.Data())
-			if err == nil {
+			if md, err := msg.Metadata(); err == nil {
 				left = md.NumPending
 			}
 		}
@@ -92,6 +89,10 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 	}
 	return nil
 }
+
+// fetchRetry spaces the tries of a read's fetch that failed (its consumer
+// could not be rebuilt: a meta leader election, a timeout).
+var fetchRetry = backoff.Policy{Base: 100 * time.Millisecond, Cap: time.Second, Jitter: backoff.Equal}
 
 // Subscribe consumes the messages on the subjects matching filter (the
 // firings, say) through the durable subscription name until ctx ends, then
