@@ -126,12 +126,8 @@ func TestFailingRefundIsParkedAndRetriedOnDemand(t *testing.T) {
 func TestParkedRefundSettledByHandLeavesThePark(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
-	sim := payments.NewSimulator(payments.SimulatorConfig{})
-	gw := &scripted{Simulator: sim}
-	gw.failRefunds.Store(math.MaxInt32)
-	e.run(t, gw, fast(), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
-	id := e.payThenCancel(t, 1300)
-	e.waitParked(t, 1)
+	gw := &scripted{Simulator: payments.NewSimulator(payments.SimulatorConfig{})}
+	id := parkedRefund(t, e, gw, gw)
 	if _, err := e.cmd.RecordRefund(ctx, &ordersv1.RecordRefundRequest{RequestId: "till-refund-" + id, OrderId: id, RefundRef: "till-1", Amount: 1300}); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +147,7 @@ func TestParkedRefundSettledByHandLeavesThePark(t *testing.T) {
 	if _, err := e.admin.SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: id, Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_CHARGE}); status.Code(err) != codes.NotFound {
 		t.Errorf("settle of a charge that is not parked: %v, want NOT_FOUND", err)
 	}
-	res, err := e.admin.SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: id, Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND})
+	res, err := e.admin.SettleParkedPayment(ctx, settleRefund(id))
 	if err != nil || res.GetSettled().GetOrderId() != id || res.GetSettled().GetKind() != ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND {
 		t.Fatalf("settle: %v, %v", res, err)
 	}
@@ -159,7 +155,7 @@ func TestParkedRefundSettledByHandLeavesThePark(t *testing.T) {
 	if n := e.mgr.Load().ParkedNow(); n != 0 {
 		t.Errorf("parked gauge %d after the settle, want 0", n)
 	}
-	if _, err := e.admin.SettleParkedPayment(ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: id, Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND}); status.Code(err) != codes.NotFound {
+	if _, err := e.admin.SettleParkedPayment(ctx, settleRefund(id)); status.Code(err) != codes.NotFound {
 		t.Errorf("settle again: %v, want NOT_FOUND", err)
 	}
 }
