@@ -133,35 +133,21 @@ func TestRacingKeyIsDestroyedWhenTheCallerGivesUp(t *testing.T) {
 	}
 }
 
-// lostErasureAnswer is a store that appends the first erasure but answers
-// it with ErrUnavailable, as a publish whose acknowledgement never came.
-type lostErasureAnswer struct {
-	command.Store
-	lost bool
-}
-
-func (s *lostErasureAnswer) Append(ctx context.Context, orderID string, expected uint64, events []eventstore.EventData) (eventstore.AppendResult, error) {
-	res, err := s.Store.Append(ctx, orderID, expected, events)
-	if orderID == order.CustomersSubjectID && err == nil && !s.lost {
-		s.lost = true
-		return eventstore.AppendResult{}, eventstore.ErrUnavailable
-	}
-	return res, err
-}
-
-// duplicateErasureAnswer is a store that answers the first erasure it
-// appends as a duplicate, as the store's own retry of an unanswered
+// erasureAnswer is a store that appends the first erasure and answers it
+// as answer says: ErrUnavailable, as a publish whose acknowledgement
+// never came, or a duplicate, as the store's own retry of an unanswered
 // publish that meets the first try does.
-type duplicateErasureAnswer struct {
+type erasureAnswer struct {
 	command.Store
+	answer   func(eventstore.AppendResult) (eventstore.AppendResult, error)
 	answered bool
 }
 
-func (s *duplicateErasureAnswer) Append(ctx context.Context, orderID string, expected uint64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+func (s *erasureAnswer) Append(ctx context.Context, orderID string, expected uint64, events []eventstore.EventData) (eventstore.AppendResult, error) {
 	res, err := s.Store.Append(ctx, orderID, expected, events)
 	if orderID == order.CustomersSubjectID && err == nil && !s.answered {
 		s.answered = true
-		res.Duplicate = true
+		return s.answer(res)
 	}
 	return res, err
 }
@@ -173,8 +159,13 @@ func (s *duplicateErasureAnswer) Append(ctx context.Context, orderID string, exp
 // before, and the racing order's address read in clear from the log.
 func TestRacingKeyIsDestroyedWhateverTheErasureWasAnswered(t *testing.T) {
 	for name, store := range map[string]command.Store{
-		"lost answer": &lostErasureAnswer{Store: memstore.New()},
-		"duplicate":   &duplicateErasureAnswer{Store: memstore.New()},
+		"lost answer": &erasureAnswer{Store: memstore.New(), answer: func(eventstore.AppendResult) (eventstore.AppendResult, error) {
+			return eventstore.AppendResult{}, eventstore.ErrUnavailable
+		}},
+		"duplicate": &erasureAnswer{Store: memstore.New(), answer: func(res eventstore.AppendResult) (eventstore.AppendResult, error) {
+			res.Duplicate = true
+			return res, nil
+		}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			keys := pii.NewMemStore()
