@@ -143,7 +143,8 @@ func currentLeader(t *testing.T, st jetstream.Stream) string {
 }
 
 // Of concurrent Takes of one value, one gets it; the others find it gone
-// or changed, and none of them removes a value written after its read.
+// or changed (their removal, conditioned on the revision they read, is
+// refused), and the key holds no value after.
 func TestTakeGivesAValueOnce(t *testing.T) {
 	ctx := t.Context()
 	_, js := estest.Connect(t, estest.StartServer(t))
