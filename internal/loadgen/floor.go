@@ -376,11 +376,6 @@ func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	for _, phaseReps := range reps {
-		if err := failures(mergeReports(phaseReps[0].Target, phaseReps)); err != nil {
-			return nil, nil, nil, err
-		}
-	}
 	ops := reps[len(floors)]
 	for i := range cfg.Rounds {
 		round := make([]float64, len(floors))
@@ -394,6 +389,12 @@ func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, 
 	for f := range floors {
 		floorReps = append(floorReps, mergeReports(reps[f][0].Target, reps[f]))
 	}
+	merged = mergeReports(ops[0].Target, ops)
+	for _, r := range append(slices.Clip(floorReps), merged) {
+		if err := failures(r); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	if cfg.ProfileDir != "" {
 		cfg.say("%s for its CPU profile, %s", ops[0].Target, cfg.Phase)
 		stopProfile := p.profile(cfg, profile, cfg.Phase)
@@ -403,7 +404,7 @@ func inRounds(ctx context.Context, cfg FloorConfig, p *ordersd, profile string, 
 			return nil, nil, nil, err
 		}
 	}
-	return floorReps, mergeReports(ops[0].Target, ops), ratios, nil
+	return floorReps, merged, ratios, nil
 }
 
 // phase is one measured part of a round: it runs for d and reports.
