@@ -137,23 +137,12 @@ func TestDataDirInUseIsRefused(t *testing.T) {
 	}
 }
 
-// unreachableNATS returns a NATS URL on loopback where nothing listens.
-func unreachableNATS(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "nats://" + l.Addr().String()
-}
-
 // A stop asked for while ordersd starts (here before it reached NATS, which
 // it would wait NATS_CONNECT_TIMEOUT for) is a clean stop: Run returns nil,
 // and ordersd exits 0. It returned the wait's error, which named NATS_URL
 // as if it were wrong, and ordersd exited 1.
 func TestStopDuringStartUpIsACleanStop(t *testing.T) {
-	nowhere := unreachableNATS(t)
+	nowhere := "nats://" + freeAddr(t)
 	cfg := apptest.Config(t, map[string]string{"ROLES": "command", "NATS_URL": nowhere, "NATS_CONNECT_TIMEOUT": "30s"})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -167,7 +156,7 @@ func TestStopDuringStartUpIsACleanStop(t *testing.T) {
 // unreachable NATS (here 30 s), nor after streams and buckets were made on
 // a reachable one.
 func TestFilesAreReadBeforeNATS(t *testing.T) {
-	nowhere := unreachableNATS(t)
+	nowhere := "nats://" + freeAddr(t)
 	missing := filepath.Join(t.TempDir(), "missing")
 	for _, name := range []string{"AUTH_TOKENS_FILE", "PII_MASTER_KEY_FILE"} {
 		t.Run(name, func(t *testing.T) {
