@@ -129,7 +129,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle fun
 		stopRun() // ended before it began: no handler to wait for
 	}
 	ran := make(chan error, 1)
-	go func() { ran <- run(runCtx, cons, cfg, buf.put) }()
+	go func() { ran <- run(runCtx, js.Conn(), cons, cfg, buf.put) }()
 	select {
 	case err = <-ran:
 		close(quit)
@@ -244,7 +244,7 @@ const infoTimeout = 5 * time.Second
 // missed heartbeats that follow, keeps pulling for ever. run asks the
 // server whether the consumer still exists when it hears of either, rather
 // than wait for deliveries that will never come.
-func run(ctx context.Context, cons jetstream.Consumer, cfg Config, deliver func(jetstream.Msg)) error {
+func run(ctx context.Context, nc *nats.Conn, cons jetstream.Consumer, cfg Config, deliver func(jetstream.Msg)) error {
 	lost := make(chan error, 1)     // the server said the consumer is gone
 	check := make(chan struct{}, 1) // pulls go unanswered: is it still there?
 	closed := make(chan error, 1)   // the connection closed for good
@@ -305,9 +305,34 @@ func run(ctx context.Context, cons jetstream.Consumer, cfg Config, deliver func(
 			}
 		}
 	}
-	cc.Stop()
-	<-cc.Closed()
+	stopPulls(nc, cc)
 	return err
+}
+
+// drainWait bounds how long stopPulls waits for a drain to end.
+const drainWait = 5 * time.Second
+
+// stopPulls ends cc's pulls. Connected, it drains them: the messages the
+// client has received and not yet passed to deliver are passed on, to be
+// handed back with the rest, where a plain stop drops them and the server
+// delivers them again only after AckWait. A drain takes the server's answer
+// to a flush; should that not come within drainWait, stopPulls returns
+// anyway, and what the drain passes on later is handed back at once (the
+// buffer is closed by then). Not connected (or without a connection: nil),
+// nothing can be handed back, and the pulls just stop.
+func stopPulls(nc *nats.Conn, cc jetstream.ConsumeContext) {
+	if nc == nil || nc.Status() != nats.CONNECTED {
+		cc.Stop()
+		<-cc.Closed()
+		return
+	}
+	cc.Drain()
+	t := time.NewTimer(drainWait)
+	defer t.Stop()
+	select {
+	case <-cc.Closed():
+	case <-t.C:
+	}
 }
 
 // why tells why the client stopped consuming. Its error handler reports a

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -16,6 +17,9 @@ type fakeJS struct {
 	jetstream.JetStream
 	cons *fakeConsumer
 }
+
+// Conn is no connection: Consume then stops its pulls without draining.
+func (f fakeJS) Conn() *nats.Conn { return nil }
 
 func (f fakeJS) CreateOrUpdateConsumer(context.Context, string, jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	return f.cons, nil
