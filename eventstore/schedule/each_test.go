@@ -2,10 +2,13 @@ package schedule_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/eventstore/schedule"
 )
@@ -15,17 +18,7 @@ import (
 // the read's context, for ever, and the RPC listing the deadlines never
 // returned.
 func TestEachEndsWhenItsConnectionCloses(t *testing.T) {
-	srv := estest.StartServer(t)
-	nc, js := estest.Connect(t, srv)
-	s, err := schedule.New(js, "TIMERS", "timers", schedule.WithMemoryStorage())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 1100 { // more than one fetch
-		if err := s.Put(t.Context(), fmt.Sprintf("timers.late.%d", i), []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nc, _, s := lateTimers(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -46,4 +39,49 @@ func TestEachEndsWhenItsConnectionCloses(t *testing.T) {
 	case <-time.After(20 * time.Second): // bounds the test's wait, not the read
 		t.Fatal("the read was still running 17 s after its context ended")
 	}
+}
+
+// A read whose stream is deleted under it ends at once with the server's
+// refusal, rather than try its fetch again until its context ends (here
+// never: the test's own context).
+func TestEachEndsWhenItsStreamIsDeleted(t *testing.T) {
+	_, js, s := lateTimers(t)
+	done := make(chan error, 1)
+	go func() {
+		first := true
+		done <- s.Each(t.Context(), func(string, []byte) {
+			if first {
+				first = false
+				if err := js.DeleteStream(t.Context(), "TIMERS"); err != nil {
+					t.Error(err)
+				}
+			}
+		}, "timers.late.>")
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Fatalf("read of a deleted stream: %v, want ErrStreamNotFound", err)
+		}
+	case <-time.After(20 * time.Second): // bounds the test's wait, not the read
+		t.Fatal("the read of a deleted stream was still running after 20 s")
+	}
+}
+
+// lateTimers starts a server and a schedule holding more timers than one
+// fetch reads.
+func lateTimers(t *testing.T) (*nats.Conn, jetstream.JetStream, *schedule.Stream) {
+	t.Helper()
+	srv := estest.StartServer(t)
+	nc, js := estest.Connect(t, srv)
+	s, err := schedule.New(js, "TIMERS", "timers", schedule.WithMemoryStorage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1100 {
+		if err := s.Put(t.Context(), fmt.Sprintf("timers.late.%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nc, js, s
 }

@@ -46,7 +46,7 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 	// tries for ever when it cannot (the connection closed, no meta
 	// leader), which held the read, and the RPC that asked for it, past
 	// its deadline. A fetch that fails is tried again while ctx lasts and
-	// the connection is open (fetchRetry).
+	// the connection is open (fetchRetry), unless the server refused it.
 	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{FilterSubjects: filters, MaxResetAttempts: 1})
 	if err != nil {
 		return fmt.Errorf("schedule: read: %w", err)
@@ -68,7 +68,7 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 			if batch, err = cons.FetchNoWait(int(min(left, 1000))); err == nil {
 				break
 			}
-			if s.js.Conn().IsClosed() || backoff.Sleep(ctx, fetchRetry.Delay(try)) != nil {
+			if s.js.Conn().IsClosed() || refused(err) || backoff.Sleep(ctx, fetchRetry.Delay(try)) != nil {
 				return fmt.Errorf("schedule: read: %w", err)
 			}
 		}
@@ -93,6 +93,15 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 // fetchRetry spaces the tries of a read's fetch that failed (its consumer
 // could not be rebuilt: a meta leader election, a timeout).
 var fetchRetry = backoff.Policy{Base: 100 * time.Millisecond, Cap: time.Second, Jitter: backoff.Equal}
+
+// refused reports a fetch the server refused for good (the stream deleted
+// under the read, say: 404): tried again, it is refused again, and the read
+// would only end at its deadline. A server that cannot answer yet (503, no
+// meta leader) and a request that went unanswered are tried again.
+func refused(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500
+}
 
 // Subscribe consumes the messages on the subjects matching filter (the
 // firings, say) through the durable subscription name until ctx ends, then
