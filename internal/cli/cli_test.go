@@ -115,6 +115,11 @@ func TestOrderCommands(t *testing.T) {
 	if amount(t, last, "order", "total") != "1255 KWD 1.255" {
 		t.Fatalf("KWD total: %s", r.stdout)
 	}
+	// A SKU may hold ':'; the quantity and the price are the last fields.
+	r = ok(t, run(t, g, "orders", "create", "--order-id", "ord-colon", "--customer", "cust-9", "--currency", "EUR", "--item", "urn:isbn:0451450523:2:7.50", "-o", "json"))
+	if lines := jsonOf(t, r.stdout)["order"].(map[string]any)["lines"].([]any); len(lines) != 1 || lines[0].(map[string]any)["sku"] != "urn:isbn:0451450523" {
+		t.Fatalf("the line of a SKU holding ':': %s", r.stdout)
+	}
 	r = ok(t, run(t, g, "orders", "list", "--customer", "cust-42", "--all", "--page-size", "1", "--min-position", last["position"].(string), "--max-wait", "10s", "-o", "json"))
 	if n := len(jsonOf(t, r.stdout)["orders"].([]any)); n != 2 {
 		t.Fatalf("list --all found %d orders: %s", n, r.stdout)

@@ -79,20 +79,31 @@ func (a *app) ordersCmd() *cobra.Command {
 }
 
 // parseItem reads SKU:QTY:PRICE with PRICE in the currency's major unit.
+// The quantity and the price are the last two fields: a SKU may hold ':'
+// itself (any printable ASCII), and neither number can.
 func parseItem(s, currency string) (*ordersv1.LineItem, error) {
-	parts := strings.Split(s, ":")
-	if len(parts) != 3 || parts[0] == "" {
+	rest, priceText, ok1 := cutLast(s, ":")
+	sku, qtyText, ok2 := cutLast(rest, ":")
+	if !ok1 || !ok2 || sku == "" {
 		return nil, usagef("--item %q: want SKU:QTY:PRICE, e.g. BOOK-1:2:12.50", s)
 	}
-	qty, err := strconv.ParseInt(parts[1], 10, 64)
+	qty, err := strconv.ParseInt(qtyText, 10, 64)
 	if err != nil {
-		return nil, usagef("--item %q: quantity %q is not a whole number", s, parts[1])
+		return nil, usagef("--item %q: quantity %q is not a whole number", s, qtyText)
 	}
-	price, err := money.Parse(parts[2], currency)
+	price, err := money.Parse(priceText, currency)
 	if err != nil {
 		return nil, usagef("--item %q: %v", s, err)
 	}
-	return &ordersv1.LineItem{Sku: parts[0], Quantity: qty, UnitPrice: price}, nil
+	return &ordersv1.LineItem{Sku: sku, Quantity: qty, UnitPrice: price}, nil
+}
+
+// cutLast is strings.Cut at the last sep.
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
 }
 
 type addressFlags struct{ name, line1, line2, city, region, postal, country string }
