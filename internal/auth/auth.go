@@ -2,9 +2,10 @@
 // them by role.
 //
 // Tokens are either static (a file of "<token> <subject> <role>[,<role>…]"
-// lines, '#' starts a comment) or JWTs signed with an HMAC secret (HS256/
-// HS384/HS512) or by a key of a JWKS file (RS256, ES256, …, chosen by the
-// token's "kid"). A JWT must carry "sub" and may carry "exp"/"nbf", which are
+// lines, '#' starts a comment) or JWTs signed with an HMAC secret (HS256,
+// HS384, HS512, each only with a secret as long as its hash) or by a key of
+// a JWKS file (RS, PS and ES 256/384/512, EdDSA, chosen by the token's
+// "kid"). A JWT must carry "sub" and may carry "exp"/"nbf", which are
 // enforced, and "roles" (a list of role names).
 //
 // Roles: clerk (OrderCommandService, and OrderQueryService so that a clerk
@@ -163,8 +164,11 @@ type claims struct {
 	Roles []string `json:"roles"`
 }
 
+// algorithms are the JWT signature algorithms accepted (README,
+// "Authentication"): an HMAC one only with a secret as long as its hash,
+// which go-jose checks when it verifies.
 var algorithms = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512, jose.RS256, jose.RS384, jose.RS512,
-	jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.EdDSA}
+	jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
 
 // Authenticate returns the principal of token, or ErrUnauthenticated.
 func (a *Authenticator) Authenticate(token string) (Principal, error) {
