@@ -75,7 +75,7 @@ func conventions(cfg config, next http.Handler) http.Handler {
 		conv.bodyOnly = withBody
 		req := r.WithContext(context.WithValue(r.Context(), conventionsKey{}, conv))
 		if r.ContentLength != 0 || withBody {
-			body, code, err := readBody(w, r, cfg.bodyLimit, cfg.bodyTimeout)
+			body, code, err := readBody(w, r, cfg.bodyLimit, cfg.bodyTimeout, withBody)
 			if err != nil {
 				// What is left of the body is not worth reading (net/http
 				// would otherwise drain it to reuse the connection).
@@ -186,9 +186,12 @@ func parseIfMatch(v string) (rev uint64, ok bool, err error) {
 	return rev, true, nil
 }
 
-// readBody reads the capped body of a request whose Content-Type is JSON.
-// On failure it returns the HTTP status to answer and the status error.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, int, error) {
+// readBody reads the capped body of a request, whose Content-Type must be
+// JSON when json is set; without, the caller refuses any body (a GET's or
+// a DELETE's) as 400 whatever its type, rather than have it sent again as
+// JSON to be refused then. On failure it returns the HTTP status to answer
+// and the status error.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration, json bool) ([]byte, int, error) {
 	rc := http.NewResponseController(w)
 	// refuse answers without reading the rest of the body: net/http
 	// drains what is left of one before it closes the connection, without
@@ -201,7 +204,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	}
 	ct := r.Header.Get("Content-Type")
 	unsupported := status.Error(codes.InvalidArgument, "Content-Type must be application/json (UTF-8)")
-	if ct != "" && !isJSON(ct) && r.ContentLength != 0 {
+	if json && ct != "" && !isJSON(ct) && r.ContentLength != 0 {
 		return refuse(http.StatusUnsupportedMediaType, unsupported)
 	}
 	_ = rc.SetReadDeadline(time.Now().Add(timeout))
@@ -216,7 +219,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 		return refuse(http.StatusBadRequest, status.Error(codes.InvalidArgument, "could not read the request body"))
 	}
 	_ = rc.SetReadDeadline(time.Time{})
-	if len(body) > 0 && !isJSON(ct) {
+	if json && len(body) > 0 && !isJSON(ct) {
 		return nil, http.StatusUnsupportedMediaType, unsupported
 	}
 	return body, 0, nil

@@ -388,6 +388,12 @@ func TestErrorStatuses(t *testing.T) {
 		{"text body", "PUT", o + "/shipping-address", `{}`, []string{"Content-Type", "text/plain"}, 415, 3, ""},
 		{"non-UTF-8 JSON", "POST", "/v1/orders", `{}`, []string{"Content-Type", "application/json; charset=latin1"}, 415, 3, ""},
 		{"body without Content-Type", "POST", "/v1/orders", `{}`, []string{"Content-Type", ""}, 415, 3, ""},
+		// A GET or a DELETE takes no body, of any type: 400, not a 415
+		// that asks for JSON only to refuse it then.
+		{"form body on DELETE", "DELETE", o + "/items/BOOK-1", `expectedRevision=1`, []string{"Idempotency-Key", key(), "Content-Type", "application/x-www-form-urlencoded"}, 400, 3, "body"},
+		{"text body on GET", "GET", "/v1/orders", `customerId=c`, []string{"Content-Type", "text/plain"}, 400, 3, "body"},
+		{"body without Content-Type on GET", "GET", "/v1/orders", `{}`, []string{"Content-Type", ""}, 400, 3, "body"},
+		{"JSON body on DELETE", "DELETE", o + "/items/BOOK-1", `{"expectedRevision":"1"}`, []string{"Idempotency-Key", key()}, 400, 3, "body"},
 		{"missing request id", "POST", "/v1/orders", `{"customerId":"c","currency":"EUR"}`, nil, 400, 3, "request_id"},
 		{"Idempotency-Key contradicts requestId", "POST", "/v1/orders", `{"requestId":"a","customerId":"c","currency":"EUR"}`, []string{"Idempotency-Key", "b"}, 400, 3, "Idempotency-Key"},
 		{"unknown order", "GET", "/v1/orders/no-such-order", "", nil, 404, 5, ""},
