@@ -54,13 +54,17 @@ type Feed struct {
 	// pos is the position the feed has published up to: every change at
 	// or below it was published, none above it was.
 	pos uint64
-	// floor: history holds every change above it.
-	floor   uint64
-	history []*Change // ring of at most max changes, oldest at head
-	head    int
-	max     int
-	byOrder map[string]map[*Subscription]struct{}
-	all     map[*Subscription]struct{}
+	// floor: history holds every change above it. floorDropped is how
+	// many changes at the floor the history dropped (0 when the floor is
+	// where it started): more than one, they were a group (an erasure's),
+	// and a watcher resuming at the floor may have seen only part of it.
+	floor        uint64
+	floorDropped int
+	history      []*Change // ring of at most max changes, oldest at head
+	head         int
+	max          int
+	byOrder      map[string]map[*Subscription]struct{}
+	all          map[*Subscription]struct{}
 	// ahead holds the subscriptions that began after a position the feed
 	// had not published yet (Subscription.ahead), until it does.
 	ahead map[*Subscription]struct{}
@@ -155,8 +159,9 @@ func (s *Subscription) Close() {
 // position. When after is at or below it, backlog holds the kept changes
 // after after (up to that position) and ok reports whether the history
 // reaches back that far (it does not when after is the position of a
-// change it dropped, and it keeps others at after); with ok false the
-// backlog is incomplete and empty.
+// change it dropped, and it keeps others at after, or, for a subscription
+// by match, dropped others at after too); with ok false the backlog is
+// incomplete and empty.
 // Several changes share one position when an erasure changes each of a
 // customer's orders: a watcher resuming from such a position may have seen
 // only some of them, so when the subscription wants more than one change
@@ -183,6 +188,12 @@ func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, a
 	if after < f.floor {
 		return s, f.pos, nil, false
 	}
+	// A watcher of changes by match (not of one order, which has one
+	// change at a position at most) resuming at the floor of a dropped
+	// group may have wanted a dropped change it did not see.
+	if after == f.floor && orderID == "" && f.floorDropped > 1 {
+		return s, f.pos, nil, false
+	}
 	// The history is in log order: from the newest back to the first
 	// change at or above after.
 	n := len(f.history)
@@ -193,17 +204,19 @@ func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, a
 	atAfter := 0
 	for ; i < n; i++ {
 		c := f.history[(f.head+i)%n]
+		if c.Position == after && after <= f.floor && (orderID == "" || s.wants(c)) {
+			// The floor is the position of a change the history
+			// dropped: what it keeps at it is the rest of a group, of
+			// which the watcher may have seen the dropped part and not
+			// this, or this and not the dropped part. A watcher by
+			// match may have wanted the dropped part, whether or not it
+			// wants what is kept.
+			return s, f.pos, nil, false
+		}
 		if !s.wants(c) {
 			continue
 		}
 		if c.Position == after {
-			if after <= f.floor {
-				// The floor is the position of a change the history
-				// dropped: what it keeps at it is the rest of a group,
-				// of which the watcher may have seen the dropped part
-				// and not this, or this and not the dropped part.
-				return s, f.pos, nil, false
-			}
 			atAfter++
 		}
 		backlog = append(backlog, c)
@@ -264,7 +277,7 @@ func (f *Feed) start(checkpoint uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if checkpoint > f.pos {
-		f.pos, f.floor = checkpoint, checkpoint
+		f.pos, f.floor, f.floorDropped = checkpoint, checkpoint, 0
 		f.history, f.head = nil, 0
 		for s := range f.all {
 			f.end(s, ErrFeedRestarted)
@@ -381,7 +394,11 @@ func (f *Feed) keep(c *Change) {
 		f.history = append(f.history, c)
 		return
 	}
-	f.floor = f.history[f.head].Position
+	if d := f.history[f.head].Position; d == f.floor {
+		f.floorDropped++
+	} else {
+		f.floor, f.floorDropped = d, 1
+	}
 	f.history[f.head] = c
 	f.head = (f.head + 1) % len(f.history)
 }

@@ -207,11 +207,7 @@ func TestResumeAtTheFloorOfAPartGroupIsIncomplete(t *testing.T) {
 	s, _, backlog, ok := f.Subscribe("", nil, 8, 5)
 	defer s.Close()
 	if ok {
-		var got []string
-		for _, c := range backlog {
-			got = append(got, fmt.Sprint(c.OrderID, "@", c.Position))
-		}
-		t.Fatalf("resume from the floor 5 with part of its group dropped: ok, backlog %v; want not ok", got)
+		t.Fatalf("resume from the floor 5 with part of its group dropped: ok, backlog %v; want not ok", changesOf(backlog))
 	}
 	// Above the floor the history is whole.
 	s2, _, backlog, ok := f.Subscribe("", nil, 8, 6)
@@ -219,4 +215,62 @@ func TestResumeAtTheFloorOfAPartGroupIsIncomplete(t *testing.T) {
 	if !ok || len(backlog) != 0 {
 		t.Fatalf("resume from 6: ok %v, %d changes; want ok and none", ok, len(backlog))
 	}
+}
+
+// A watcher by match resuming at the floor is told the history does not
+// reach back that far when the group's dropped part may hold a change it
+// wanted: whether the changes kept at the floor are ones it wants or not,
+// and when the whole group was dropped.
+func TestResumeAtTheFloorOfADroppedGroupIsIncompleteForAFilteredWatch(t *testing.T) {
+	placed := order.State{CustomerID: "c", Status: order.StatusPlaced, Shipping: &order.Address{Erased: true}}
+	shipped := order.State{CustomerID: "c", Status: order.StatusShipped, Shipping: &order.Address{Erased: true}}
+	other := order.State{CustomerID: "x", Status: order.StatusDraft}
+	placedOnly := func(c *Change) bool { return c.State.Status == order.StatusPlaced || c.Prev == order.StatusPlaced }
+	// The erasure of customer c at 5 changes a and b (placed) and z
+	// (shipped); the watcher of placed orders saw a@5 and was cut off.
+	erasure := []Change{
+		{Position: 5, OrderID: "a", State: placed, Prev: order.StatusPlaced},
+		{Position: 5, OrderID: "b", State: placed, Prev: order.StatusPlaced},
+		{Position: 5, OrderID: "z", State: shipped, Prev: order.StatusShipped},
+	}
+	for _, tc := range []struct {
+		name  string
+		later []uint64 // positions of one-change commits after the erasure
+	}{
+		{"an unwanted change of the group kept", []uint64{6, 7}}, // drops a@5, b@5; z@5 kept
+		{"the whole group dropped", []uint64{6, 7, 8}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := NewFeed(3)
+			f.start(4)
+			f.publish(5, erasure, nil)
+			for _, p := range tc.later {
+				f.publish(p, []Change{{Position: p, OrderID: fmt.Sprint("o", p), State: other}}, nil)
+			}
+			s, _, backlog, ok := f.Subscribe("", placedOnly, 8, 5)
+			defer s.Close()
+			if ok {
+				t.Fatalf("resume from the floor 5, b@5 dropped unseen: ok, backlog %v; want not ok", changesOf(backlog))
+			}
+		})
+	}
+	// A one-change commit dropped whole: its watcher saw it.
+	f := NewFeed(1)
+	f.start(4)
+	f.publish(5, []Change{{Position: 5, OrderID: "a", State: placed}}, nil)
+	f.publish(6, []Change{{Position: 6, OrderID: "b", State: placed}}, nil)
+	s, _, backlog, ok := f.Subscribe("", placedOnly, 8, 5)
+	defer s.Close()
+	if !ok || len(backlog) != 1 || backlog[0].OrderID != "b" {
+		t.Fatalf("resume from the floor of a single change: ok %v, backlog %d changes; want ok and b@6", ok, len(backlog))
+	}
+}
+
+// changesOf names each change as order@position.
+func changesOf(cs []*Change) []string {
+	var got []string
+	for _, c := range cs {
+		got = append(got, fmt.Sprint(c.OrderID, "@", c.Position))
+	}
+	return got
 }
