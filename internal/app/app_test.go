@@ -17,6 +17,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -373,6 +374,11 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 			case codes.OK:
 				okIDs = append(okIDs, id)
 			case codes.ResourceExhausted:
+				// Marked busy, which clients (the payments manager) tell
+				// from a request too large to ever take.
+				if !rpcerr.IsBusy(err) {
+					t.Errorf("shed without the busy reason: %v", err)
+				}
 				shed++
 			default:
 				t.Errorf("under overload: %v", err)

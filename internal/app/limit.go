@@ -3,10 +3,9 @@ package app
 import (
 	"context"
 
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/internal/telemetry"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // limiter bounds the RPCs in flight. A call over the bound is refused at
@@ -33,8 +32,8 @@ func newLimiter(unary, streams int) *limiter {
 }
 
 var (
-	errBusy        = status.Error(codes.ResourceExhausted, "server busy: too many requests in flight; retry with backoff")
-	errStreamsBusy = status.Error(codes.ResourceExhausted, "server busy: too many streams open; retry with backoff")
+	errBusy        = rpcerr.Busy("server busy: too many requests in flight; retry with backoff")
+	errStreamsBusy = rpcerr.Busy("server busy: too many streams open; retry with backoff")
 )
 
 func acquire(sem chan struct{}, method string) (release func(), ok bool) {

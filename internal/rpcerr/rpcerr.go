@@ -33,6 +33,35 @@ const ReasonRequestIDReused = "REQUEST_ID_REUSED"
 // ErrorDomain is the ErrorInfo domain of this service's errors.
 const ErrorDomain = "orderstream"
 
+// ReasonBusy is the ErrorInfo reason of Busy.
+const ReasonBusy = "SERVER_BUSY"
+
+// Busy builds the RESOURCE_EXHAUSTED status of a call shed because the
+// server had too much in hand (msg says what), with an ErrorInfo detail of
+// reason SERVER_BUSY: a refusal to try again after a pause, which the
+// code alone does not tell apart from a request too large to ever take.
+func Busy(msg string) error {
+	st := status.New(codes.ResourceExhausted, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonBusy, Domain: ErrorDomain}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
+// IsBusy reports whether err is a Busy status.
+func IsBusy(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonBusy && info.GetDomain() == ErrorDomain {
+			return true
+		}
+	}
+	return false
+}
+
 // RequestIDReused builds the ALREADY_EXISTS status of a request id that
 // already named another request: an ErrorInfo detail with reason
 // REQUEST_ID_REUSED and a BadRequest detail on request_id. A key names one

@@ -12,8 +12,10 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/services/payments"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -200,5 +202,44 @@ func TestParkedListIsCutAtItsLimit(t *testing.T) {
 		if _, err := e.admin.ListParkedPayments(t.Context(), &ordersv1.ListParkedPaymentsRequest{Limit: limit}); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("limit %d = %v; want INVALID_ARGUMENT", limit, err)
 		}
+	}
+}
+
+// refusingCommands answers the first refusals RecordPayment calls with
+// err, as the command side does when it sheds a call (busy) or its order's
+// log stays contended beyond its own retries (ABORTED), then records.
+type refusingCommands struct {
+	ordersv1.OrderCommandServiceClient
+	err      error
+	refusals atomic.Int32
+}
+
+func (c *refusingCommands) RecordPayment(ctx context.Context, in *ordersv1.RecordPaymentRequest, opts ...grpc.CallOption) (*ordersv1.RecordPaymentResponse, error) {
+	if c.refusals.Add(-1) >= 0 {
+		return nil, c.err
+	}
+	return c.OrderCommandServiceClient.RecordPayment(ctx, in, opts...)
+}
+
+// A command side that asks for the recording to be tried again later is
+// not a failure of the payment: more such answers than the job has
+// attempts park nothing, and the charge is recorded once.
+func TestCommandSideAskingForALaterTrySpendsNoAttempts(t *testing.T) {
+	for name, err := range map[string]error{
+		"busy":      rpcerr.Busy("server busy: too many requests in flight; retry with backoff"),
+		"contended": status.Error(codes.Aborted, "the order's log is contended; retry"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := start(t)
+			sim := payments.NewSimulator(payments.SimulatorConfig{})
+			cmds := &refusingCommands{OrderCommandServiceClient: e.cmd, err: err}
+			cmds.refusals.Store(5)
+			e.runRecording(t, e.store, cmds, sim, fast(), payments.WithRetry(3, time.Second, time.Millisecond, 2*time.Millisecond))
+			e.place(t, "later", 800)
+			st := e.waitStats(t, "the job settled", func(s payments.Stats) bool { return s.Charged+s.Parked > 0 })
+			if st.Parked != 0 || st.Charged != 1 || len(sim.Movements()) != 1 {
+				t.Fatalf("after %d refusals of 3 attempts: %+v, %d money movements; want charged once, nothing parked", 5, st, len(sim.Movements()))
+			}
+		})
 	}
 }

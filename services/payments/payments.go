@@ -68,6 +68,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/otelstore"
 	"github.com/orderstream/orderstream/internal/backoff"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/command"
 	"go.opentelemetry.io/otel/attribute"
@@ -607,10 +608,14 @@ var errOutage = errors.New("payments: event store or command side unavailable")
 
 // recordingErr wraps the error of recording an outcome through the command
 // side, marking it as an outage when the command side or its store did not
-// answer.
+// answer, or asked to be tried again later: it shed the call (busy), or
+// the order's log was contended beyond its own retries (ABORTED; the
+// manager sends no expected revision, so that is never a stale one). None
+// of these is a failure of the payment: spending attempts on them parked
+// jobs whose money had moved, during a burst of a second or two.
 func recordingErr(what string, err error) error {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
+	switch code := status.Code(err); {
+	case code == codes.Unavailable, code == codes.DeadlineExceeded, code == codes.Aborted, rpcerr.IsBusy(err):
 		return fmt.Errorf("%s: %w: %w", what, errOutage, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
