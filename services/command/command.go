@@ -528,8 +528,20 @@ func (c *call) decide(recs []eventstore.Recorded, st order.State, original *resu
 func (c *call) append(ctx context.Context, attempt int, recs []eventstore.Recorded, st order.State, events []order.Event) (result, next, error) {
 	revision := uint64(st.Version)
 	prev := chain.Zero
-	if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
-		prev = recs[n-1].Meta.Hash
+	// Stamped as decided, on every turn: a turn after a conflict, or after
+	// a refusal read again from the leader, decides on a history that may
+	// hold events appended since the call came in, and its events never
+	// read as older than the one before them (another node's clock may be
+	// ahead), so updated_at never goes back and GetOrderAt's cut by time
+	// follows the log.
+	c.meta.OccurredAt = c.s.now().UTC()
+	if n := len(recs); n > 0 {
+		if recs[n-1].Meta.Hash != "" {
+			prev = recs[n-1].Meta.Hash
+		}
+		if last := recs[n-1].Meta.OccurredAt; c.meta.OccurredAt.Before(last) {
+			c.meta.OccurredAt = last
+		}
 	}
 	data, err := c.s.encode(ctx, c.t.orderID, st.CustomerID, events, c.meta, prev)
 	if err != nil {
