@@ -51,7 +51,9 @@ func newAuditData(q url.Values) *auditData {
 // verifyLog verifies every order's hash chain, streaming progress and each
 // broken order to the page's script.
 func (c *Console) verifyLog(w http.ResponseWriter, r *http.Request, s *session) {
-	stream, err := c.audit.VerifyLog(s.ctx, &ordersv1.VerifyLogRequest{})
+	ctx, cancel := c.liveContext(s.ctx) // a shutdown ends it
+	defer cancel()
+	stream, err := c.audit.VerifyLog(ctx, &ordersv1.VerifyLogRequest{})
 	p := newProgress(w)
 	for err == nil {
 		var m *ordersv1.VerifyLogResponse
@@ -153,7 +155,9 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 		c.render(w, http.StatusBadRequest, "audit", v)
 		return
 	}
-	stream, err := c.audit.StreamEvents(s.ctx, e.req)
+	ctx, cancel := c.liveContext(s.ctx) // a shutdown ends it
+	defer cancel()
+	stream, err := c.audit.StreamEvents(ctx, e.req)
 	var first *ordersv1.StreamEventsResponse
 	if err == nil {
 		first, err = stream.Recv()

@@ -183,8 +183,9 @@ func New(cfg Config) (*Console, error) {
 }
 
 // Shutdown ends the pages' live streams (which otherwise last as long as
-// the page is open), so that the HTTP server's shutdown need not wait for
-// them; the browser reconnects to another replica or once this one is back.
+// the page is open), and the verify, export and rebuild streams (as long as
+// the work), so that the HTTP server's shutdown need not wait for them; the
+// browser reconnects to another replica or once this one is back.
 func (c *Console) Shutdown() { c.shutdown.Do(func() { close(c.done) }) }
 
 // ServeHTTP serves the console's pages, fragments and assets under Prefix.

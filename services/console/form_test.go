@@ -28,6 +28,26 @@ func serveConsole(t *testing.T, cfg consolepkg.Config) *httptest.Server {
 	return srv
 }
 
+// stubConn serves the services register adds on a loopback gRPC server and
+// returns a client connection to it.
+func stubConn(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	register(gs)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
 // A post's form is read within the form timeout and at most 64 KiB of it:
 // a client that sends part of a body and then nothing is answered 408 and
 // its connection closed, one that sends too much 413. Before, a sign-in or

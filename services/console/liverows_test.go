@@ -3,7 +3,6 @@ package console_test
 import (
 	"bufio"
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	consolepkg "github.com/orderstream/orderstream/services/console"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -48,19 +46,7 @@ func (twoReplicas) ListOrders(_ context.Context, req *ordersv1.ListOrdersRequest
 // and a query node that had not applied it yet showed "No orders match"
 // until the next change.
 func TestLiveRowsOfTheFirstChangeShowIt(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	ordersv1.RegisterOrderQueryServiceServer(gs, twoReplicas{})
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := stubConn(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, twoReplicas{}) })
 	srv := serveConsole(t, consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
