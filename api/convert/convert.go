@@ -212,6 +212,20 @@ func EncodeEvent(e order.Event) (eventType string, data []byte, err error) {
 	return e.EventType(), data, nil
 }
 
+// Foldable takes the result of DecodeEvent or OpenEvent for a fold of an
+// order's history: an event of a type this build does not know (a newer
+// build's, during a rolling upgrade) becomes a nil event and no error,
+// which order.Evolve counts in the order's version and otherwise skips, as
+// docs/schema-evolution.md promises; every other error stays. A fold that
+// refused such an event failed every command on the order, and every
+// payment job and deadline of it, until the upgrade was over.
+func Foldable(e order.Event, err error) (order.Event, error) {
+	if errors.Is(err, ErrUnknownEventType) {
+		return nil, nil
+	}
+	return e, err
+}
+
 // DecodeEvent unmarshals a stored payload. It returns ErrUnknownEventType
 // for a type this build does not know and ErrCorruptEvent when the bytes do
 // not decode or carry a different case than eventType says. Sealed personal

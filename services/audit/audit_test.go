@@ -949,7 +949,7 @@ func TestCorruptPayloadIsDataLoss(t *testing.T) {
 
 	// Bytes that are no protobuf message, appended through the event store
 	// with a correct chain hash over them.
-	garbagePos := appendChained(t, e.store, garbage, "OrderCancelled", []byte{0xff, 0xff, 0xff})
+	garbagePos := estest.AppendChained(t, e.store, garbage, "OrderCancelled", []byte{0xff, 0xff, 0xff})
 	// A valid event of another type than its header names, appended
 	// without chain headers.
 	_, other, err := convert.EncodeEvent(order.ItemAdded{SKU: "X", Quantity: 1, UnitPrice: 1})

@@ -5,63 +5,21 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/eventstore"
-	"github.com/orderstream/orderstream/eventstore/chain"
+	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
 )
-
-// appendChained appends one event of type typ with payload data to order
-// id behind the command service, linked into the order's hash chain as the
-// command side would link it, and returns its position.
-func appendChained(t *testing.T, store interface {
-	command.Store
-	audit.Store
-}, id, typ string, data []byte) uint64 {
-	t.Helper()
-	ctx := t.Context()
-	recs, err := store.Load(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := recs[len(recs)-1]
-	meta := eventstore.Metadata{RequestID: rid(), Actor: "anonymous", OccurredAt: time.Now().UTC(), PrevHash: last.Meta.Hash}
-	meta.Hash, err = chain.Compute(meta.PrevHash, chain.Fields{OrderID: id, Type: typ, OccurredAt: meta.OccurredAt,
-		Actor: meta.Actor, RequestID: meta.RequestID, Payload: data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := store.Append(ctx, id, last.Version, []eventstore.EventData{{Type: typ, Data: data, Meta: meta}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Position
-}
-
-// appendNewerBuildsEvent appends to the order, chained, an event of a type
-// a newer build added: an Event message holding a oneof case this build
-// does not know.
-func appendNewerBuildsEvent(t *testing.T, store interface {
-	command.Store
-	audit.Store
-}, id string) {
-	t.Helper()
-	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
-	appendChained(t, store, id, "OrderGiftWrapped", data)
-}
 
 // An event of a type a newer build added (docs/schema-evolution.md allows
 // it) is intact where its hash matches its bytes: verification does not
@@ -71,7 +29,7 @@ func TestNewerBuildsEventTypeIsNotTampering(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
 	id, _ := lifecycle(t, e)
-	appendNewerBuildsEvent(t, e.store, id)
+	estest.AppendNewerBuildsEvent(t, e.store, id)
 
 	v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
 	if err != nil {
@@ -96,7 +54,7 @@ func TestNewerBuildsEventBlocksOnlyTheReadsThatShowIt(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
 	id, steps := lifecycle(t, e)
-	appendNewerBuildsEvent(t, e.store, id)
+	estest.AppendNewerBuildsEvent(t, e.store, id)
 	newer := uint32(len(steps) + 1)
 
 	if _, err := e.audit.GetOrderAt(ctx, &ordersv1.GetOrderAtRequest{OrderId: id, Point: &ordersv1.GetOrderAtRequest_Version{Version: 1}}); err != nil {
@@ -155,7 +113,7 @@ func TestSealedDataThatDoesNotOpenIsDataLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	moved := recs[len(recs)-1]
-	pos := appendChained(t, store, ids[1], moved.Type, moved.Data)
+	pos := estest.AppendChained(t, store, ids[1], moved.Type, moved.Data)
 
 	_, err = aud.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: ids[1]})
 	if status.Code(err) != codes.DataLoss || !strings.Contains(status.Convert(err).Message(), strconv.FormatUint(pos, 10)) {
@@ -174,7 +132,7 @@ func TestUndecodableAfterANewerBuildsEventIsDataLoss(t *testing.T) {
 	e := startB(t)
 	ctx := t.Context()
 	id, _ := lifecycle(t, e)
-	appendNewerBuildsEvent(t, e.store, id)
+	estest.AppendNewerBuildsEvent(t, e.store, id)
 	if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: e.nstore.Subject(id), Data: []byte("raw")}); err != nil {
 		t.Fatal(err)
 	}
@@ -197,9 +155,9 @@ func TestHistoryPageCutBeforeANewerBuildsEvent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		appendChained(t, e.store, id, "OrderCancelled", big)
+		estest.AppendChained(t, e.store, id, "OrderCancelled", big)
 	}
-	appendNewerBuildsEvent(t, e.store, id)
+	estest.AppendNewerBuildsEvent(t, e.store, id)
 	page, err := e.audit.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id}, grpc.MaxCallRecvMsgSize(16<<20))
 	if err != nil {
 		t.Fatalf("the first page, cut by size before the newer build's event: %v", err)

@@ -632,7 +632,7 @@ func (c *call) settle() next {
 // is st.Version, the number of events folded.
 func (s *Service) fold(ctx context.Context, recs []eventstore.Recorded, requestID string) (st order.State, position uint64, original *result, err error) {
 	for i, rec := range recs {
-		e, err := convert.OpenEvent(ctx, s.keys, rec.OrderID, rec.Type, rec.Data)
+		e, err := convert.Foldable(convert.OpenEvent(ctx, s.keys, rec.OrderID, rec.Type, rec.Data))
 		if err != nil {
 			return order.State{}, 0, nil, fmt.Errorf("order %s at position %d: %w", rec.OrderID, rec.Position, err)
 		}

@@ -537,7 +537,7 @@ func fold(recs []eventstore.Recorded) (order.State, uint64, error) {
 	var st order.State
 	var revision uint64
 	for _, r := range recs {
-		e, err := convert.DecodeEvent(r.Type, r.Data)
+		e, err := convert.Foldable(convert.DecodeEvent(r.Type, r.Data))
 		if err != nil {
 			return order.State{}, 0, fmt.Errorf("order %s at %d: %w", r.OrderID, r.Position, err)
 		}

@@ -792,7 +792,7 @@ type view struct {
 
 // fold applies the order's event rec to v.
 func (v view) fold(rec eventstore.Recorded) (view, error) {
-	e, err := convert.DecodeEvent(rec.Type, rec.Data)
+	e, err := convert.Foldable(convert.DecodeEvent(rec.Type, rec.Data))
 	if err != nil {
 		return v, err
 	}
