@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -125,7 +126,7 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 		_ = rmDir.Close()
 		return role{}, err
 	}
-	admin, err := query.NewAdmin(runner, n.store, n.log, query.WithForgetter(forgetter))
+	admin, err := query.NewAdmin(runner, n.store, n.log, query.WithForgetter(forgetter), query.WithNode(n.nodeName()))
 	if err != nil {
 		_ = rmDir.Close()
 		return role{}, err
@@ -235,7 +236,7 @@ func (n *node) registerPayments(ctx context.Context) (role, error) {
 		Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
 		KeyTTL: simulatorKeyTTL(cfg.PaymentOutageLimit),
 	})
-	pmConn, err := n.dial(cfg.CommandAddr, n.paymentsToken)
+	pmConn, err := n.dial(cfg.CommandAddr, n.paymentsToken, false)
 	if err != nil {
 		return role{}, err
 	}
@@ -296,7 +297,7 @@ func (n *node) registerPayments(ctx context.Context) (role, error) {
 // its admin service.
 func (n *node) newDeadlines(ctx context.Context) (*deadlines.Manager, error) {
 	cfg := n.cfg
-	dlConn, err := n.dial(cfg.CommandAddr, n.systemToken)
+	dlConn, err := n.dial(cfg.CommandAddr, n.systemToken, false)
 	if err != nil {
 		return nil, err
 	}
@@ -351,6 +352,10 @@ func paymentChecks(pm *payments.Manager, paymentsOnly bool) []Check {
 // clients do.
 type upstreams struct {
 	command, query, audit, payments *grpc.ClientConn
+	// queryAdmin and paymentsAdmin reach the same roles, pinned to one
+	// node each (client.Pinned): the admin services' answers are one
+	// node's.
+	queryAdmin, paymentsAdmin *grpc.ClientConn
 }
 
 // checks are the readiness checks of the connections to other processes
@@ -376,12 +381,14 @@ func (u upstreams) checks(cfg config.Config) []Check {
 func (n *node) upstreams() (upstreams, error) {
 	var u upstreams
 	for _, c := range []struct {
-		addr string
-		conn **grpc.ClientConn
+		addr   string
+		conn   **grpc.ClientConn
+		pinned bool
 	}{
-		{n.cfg.CommandAddr, &u.command}, {n.cfg.QueryAddr, &u.query}, {n.cfg.AuditAddr, &u.audit}, {n.cfg.PaymentsAddr, &u.payments},
+		{n.cfg.CommandAddr, &u.command, false}, {n.cfg.QueryAddr, &u.query, false}, {n.cfg.AuditAddr, &u.audit, false}, {n.cfg.PaymentsAddr, &u.payments, false},
+		{n.cfg.QueryAddr, &u.queryAdmin, true}, {n.cfg.PaymentsAddr, &u.paymentsAdmin, true},
 	} {
-		conn, err := n.dial(c.addr, "")
+		conn, err := n.dial(c.addr, "", c.pinned)
 		if err != nil {
 			return upstreams{}, err
 		}
@@ -398,9 +405,9 @@ func (n *node) registerGateway(ctx context.Context) (role, error) {
 	}
 	gw, err := httpapi.New(ctx, up.command, httpapi.WithLogger(n.log),
 		httpapi.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, up.query),
-		httpapi.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, up.query),
+		httpapi.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, up.queryAdmin),
 		httpapi.WithServiceConn(ordersv1.OrderAuditService_ServiceDesc.ServiceName, up.audit),
-		httpapi.WithServiceConn(ordersv1.PaymentAdminService_ServiceDesc.ServiceName, up.payments),
+		httpapi.WithServiceConn(ordersv1.PaymentAdminService_ServiceDesc.ServiceName, up.paymentsAdmin),
 		httpapi.WithServiceConn(ordersv1.DeadlineAdminService_ServiceDesc.ServiceName, up.payments))
 	if err != nil {
 		return role{}, err
@@ -435,7 +442,8 @@ func (n *node) registerConsole(context.Context) (role, error) {
 	if n.authn != nil {
 		who = n.authn
 	}
-	con, err := console.New(console.Config{Command: up.command, Query: up.query, Audit: up.audit, Payments: up.payments, Auth: who,
+	con, err := console.New(console.Config{Command: up.command, Query: up.query, Audit: up.audit, Payments: up.payments,
+		QueryAdmin: up.queryAdmin, PaymentsAdmin: up.paymentsAdmin, Auth: who,
 		TraceUIURL: n.cfg.TraceUIURL, SecureCookies: n.serverTLS != nil, Logger: n.log})
 	if err != nil {
 		return role{}, err
@@ -466,12 +474,13 @@ func (n *node) requireClientCert(h http.Handler) http.Handler {
 // Its own listener is dialled as it serves (TLS with TLS_CERT), another
 // process as the clients' TLS settings say (UpstreamCredentials).
 // Connections are shared by address and token, and closed at shutdown.
-func (n *node) dial(addr, token string) (*grpc.ClientConn, error) {
+func (n *node) dial(addr, token string, pinned bool) (*grpc.ClientConn, error) {
 	creds := n.clientCreds
 	if addr == "" {
 		addr, creds = client.Dialable(n.addrs.GRPC), n.ownCreds
+		pinned = false // one address: one connection serves both
 	}
-	key := addr + " " + token
+	key := fmt.Sprint(addr, " ", token, " ", pinned)
 	if c, ok := n.conns[key]; ok {
 		return c, nil
 	}
@@ -483,8 +492,11 @@ func (n *node) dial(addr, token string) (*grpc.ClientConn, error) {
 			}
 		})
 	}
-	c, err := client.Dial(addr, client.WithCredentials(creds), client.WithToken(token),
-		client.WithTracing(n.tel.Tracer, n.tel.Meter))
+	opts := []client.Option{client.WithCredentials(creds), client.WithToken(token), client.WithTracing(n.tel.Tracer, n.tel.Meter)}
+	if pinned {
+		opts = append(opts, client.Pinned())
+	}
+	c, err := client.Dial(addr, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -503,4 +515,16 @@ func spanMethod(m string) string {
 		return m
 	}
 	return "HTTP"
+}
+
+// nodeName names this process to operators in answers that are one
+// node's (a query node's read model): its host name, which tells apart
+// containers, and its gRPC address, which tells apart processes of one
+// host.
+func (n *node) nodeName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return host + "/" + n.addrs.GRPC
 }

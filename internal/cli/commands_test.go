@@ -434,7 +434,7 @@ func TestHealthAndRebuildTables(t *testing.T) {
 	ok(t, c.run(t, "orders", "create", "--order-id", "rb-1", "--customer", "c", "--currency", "EUR"))
 	ok(t, c.run(t, "orders", "create", "--order-id", "rb-2", "--customer", "c", "--currency", "EUR"))
 	r := ok(t, c.run(t, "admin", "rebuild"))
-	if !regexp.MustCompile(`^rebuilt 2 events up to position 2 \(\d+ events/s\); swapped: true\n$`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`^rebuilt 2 events up to position 2 \(\d+ events/s\) on \S+/127\.0\.0\.1:\d+; swapped: true\n$`).MatchString(r.stdout) {
 		t.Fatalf("rebuild table: %q", r.stdout)
 	}
 	if r.stderr != "" {

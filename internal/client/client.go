@@ -46,6 +46,7 @@ type Option func(*config) error
 type config struct {
 	creds  credentials.TransportCredentials
 	token  string
+	pinned bool
 	tracer trace.TracerProvider
 	meter  metric.MeterProvider
 	props  propagation.TextMapPropagator
@@ -59,6 +60,18 @@ func WithCredentials(creds credentials.TransportCredentials) Option {
 			return fmt.Errorf("%w: nil credentials", ErrInvalidOption)
 		}
 		c.creds = creds
+		return nil
+	}
+}
+
+// Pinned sends every call of the connection to one of the addresses its
+// name resolves to (the first reached, gRPC's pick_first), instead of
+// round them: for calls whose answer is one node's (a query node's read
+// model and its rebuild, a payments node's hold on a parked job while it
+// retries or settles it), which calls in turn would spread over nodes.
+func Pinned() Option {
+	return func(c *config) error {
+		c.pinned = true
 		return nil
 	}
 }
@@ -106,8 +119,11 @@ func Dial(addr string, opts ...Option) (*grpc.ClientConn, error) {
 	// Calls go round the addresses the name resolves to: several replicas
 	// of a role behind one name (compose's deploy.replicas, a headless
 	// service) each take a share. gRPC's default, pick_first, sent every
-	// call to the first it reached.
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(c.creds), grpc.WithDefaultServiceConfig(roundRobin)}
+	// call to the first it reached; Pinned keeps it.
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(c.creds)}
+	if !c.pinned {
+		dial = append(dial, grpc.WithDefaultServiceConfig(roundRobin))
+	}
 	if c.token != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(bearer(c.token)))
 	}

@@ -39,6 +39,10 @@ func Rebuild(ctx context.Context, conn grpc.ClientConnInterface, each func(*orde
 
 // RebuildSummary is the line a person reads when a rebuild ended with res.
 func RebuildSummary(res *ordersv1.RebuildReadModelResponse) string {
-	return fmt.Sprintf("rebuilt %d events up to position %d (%.0f events/s); swapped: %v",
-		res.GetEventsDone(), res.GetPosition(), res.GetEventsPerSecond(), res.GetSwapped())
+	on := ""
+	if n := res.GetNode(); n != "" {
+		on = " on " + n
+	}
+	return fmt.Sprintf("rebuilt %d events up to position %d (%.0f events/s)%s; swapped: %v",
+		res.GetEventsDone(), res.GetPosition(), res.GetEventsPerSecond(), on, res.GetSwapped())
 }

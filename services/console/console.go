@@ -83,6 +83,12 @@ type Config struct {
 	// roles, as the gateway does: the admin service over Query, the
 	// payment and deadline admin services over Payments.
 	Command, Query, Audit, Payments grpc.ClientConnInterface
+	// QueryAdmin and PaymentsAdmin, when set, carry the admin service
+	// (the projection's status, rebuilds) and the payment admin service
+	// (parked jobs) instead of Query and Payments: their answers are one
+	// node's, so a front end sends them all to one node of each (see
+	// client.Pinned) rather than round the replicas.
+	QueryAdmin, PaymentsAdmin grpc.ClientConnInterface
 	// Auth verifies tokens at sign-in and on every request; nil means
 	// authentication is off and everyone may see everything.
 	Auth Authenticator
@@ -150,12 +156,14 @@ func New(cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
+	queryAdmin := cmp.Or[grpc.ClientConnInterface](cfg.QueryAdmin, cfg.Query)
+	paymentsAdmin := cmp.Or[grpc.ClientConnInterface](cfg.PaymentsAdmin, cfg.Payments)
 	c := &Console{
 		cmd:     ordersv1.NewOrderCommandServiceClient(cfg.Command),
 		query:   ordersv1.NewOrderQueryServiceClient(cfg.Query),
-		admin:   ordersv1.NewOrderAdminServiceClient(cfg.Query),
+		admin:   ordersv1.NewOrderAdminServiceClient(queryAdmin),
 		audit:   ordersv1.NewOrderAuditServiceClient(cfg.Audit),
-		pay:     ordersv1.NewPaymentAdminServiceClient(cfg.Payments),
+		pay:     ordersv1.NewPaymentAdminServiceClient(paymentsAdmin),
 		dl:      ordersv1.NewDeadlineAdminServiceClient(cfg.Payments),
 		auth:    cfg.Auth,
 		traceUI: cfg.TraceUIURL,
@@ -171,9 +179,9 @@ func New(cfg Config) (*Console, error) {
 	}{
 		{ordersv1.OrderCommandService_ServiceDesc, cfg.Command},
 		{ordersv1.OrderQueryService_ServiceDesc, cfg.Query},
-		{ordersv1.OrderAdminService_ServiceDesc, cfg.Query},
+		{ordersv1.OrderAdminService_ServiceDesc, queryAdmin},
 		{ordersv1.OrderAuditService_ServiceDesc, cfg.Audit},
-		{ordersv1.PaymentAdminService_ServiceDesc, cfg.Payments},
+		{ordersv1.PaymentAdminService_ServiceDesc, paymentsAdmin},
 		{ordersv1.DeadlineAdminService_ServiceDesc, cfg.Payments},
 	} {
 		c.health = append(c.health, healthTarget{t.desc.ServiceName, healthpb.NewHealthClient(t.conn)})

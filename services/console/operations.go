@@ -198,6 +198,9 @@ func (c *Console) rebuild(w http.ResponseWriter, r *http.Request, s *session) {
 		if m.GetSwapped() {
 			line.Percent, line.Done = 100, true
 			line.Text = fmt.Sprintf("Rebuilt from %d events and swapped in.", m.GetEventsDone())
+			if n := m.GetNode(); n != "" {
+				line.Text = fmt.Sprintf("Rebuilt from %d events and swapped in on %s.", m.GetEventsDone(), n)
+			}
 		}
 		p.send(line)
 	}

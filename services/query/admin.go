@@ -41,11 +41,25 @@ type Admin struct {
 	head   Head
 	log    *slog.Logger
 	forget Forgetter
+	node   string
 }
 
 // AdminOption configures an Admin. An option given a value it does not
 // accept makes NewAdmin fail with an error wrapping ErrInvalidOption.
 type AdminOption func(*Admin) error
+
+// WithNode names this query node in the rebuild's progress and the
+// projection's status (their node fields), so an operator who reached it
+// through a gateway knows whose read model it is. Invalid: empty.
+func WithNode(name string) AdminOption {
+	return func(a *Admin) error {
+		if name == "" {
+			return fmt.Errorf("%w: WithNode(\"\")", ErrInvalidOption)
+		}
+		a.node = name
+		return nil
+	}
+}
 
 // WithForgetter serves ForgetCustomer with f; without it ForgetCustomer
 // answers UNIMPLEMENTED. Invalid: nil.
@@ -97,7 +111,7 @@ func (a *Admin) RebuildReadModel(_ *ordersv1.RebuildReadModelRequest, stream grp
 		}
 		sendErr = stream.Send(&ordersv1.RebuildReadModelResponse{
 			EventsDone: p.EventsDone, TargetPosition: p.Target, Position: p.Position,
-			EventsPerSecond: p.Rate, Percent: p.Percent, Swapped: p.Swapped,
+			EventsPerSecond: p.Rate, Percent: p.Percent, Swapped: p.Swapped, Node: a.node,
 		})
 	})
 	if errors.Is(err, projections.ErrRebuildRunning) {
@@ -119,5 +133,5 @@ func (a *Admin) GetProjectionStatus(ctx context.Context, _ *ordersv1.GetProjecti
 	if err != nil {
 		return nil, rpcerr.ToStatus(ctx, a.log, err)
 	}
-	return &ordersv1.GetProjectionStatusResponse{Position: a.r.Position(), Head: head, DeadLettered: dead, Rebuilding: a.r.Rebuilding()}, nil
+	return &ordersv1.GetProjectionStatusResponse{Position: a.r.Position(), Head: head, DeadLettered: dead, Rebuilding: a.r.Rebuilding(), Node: a.node}, nil
 }

@@ -174,7 +174,11 @@ type RebuildReadModelResponse struct {
 	// Percentage of target_position reached, 0-100.
 	Percent float64 `protobuf:"fixed64,5,opt,name=percent,proto3" json:"percent,omitempty"`
 	// True on the last message, after the new read model was swapped in.
-	Swapped       bool `protobuf:"varint,6,opt,name=swapped,proto3" json:"swapped,omitempty"`
+	Swapped bool `protobuf:"varint,6,opt,name=swapped,proto3" json:"swapped,omitempty"`
+	// The query node rebuilding (its host name and gRPC address): each query
+	// node keeps a read model of its own, and a gateway or console sends the
+	// call to one of the nodes its QUERY_ADDR names.
+	Node          string `protobuf:"bytes,7,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,6 +255,13 @@ func (x *RebuildReadModelResponse) GetSwapped() bool {
 	return false
 }
 
+func (x *RebuildReadModelResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 // GetProjectionStatusRequest asks for the projection's status.
 type GetProjectionStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -298,7 +309,10 @@ type GetProjectionStatusResponse struct {
 	// Events recorded in the dead-letter table.
 	DeadLettered uint64 `protobuf:"varint,3,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
 	// Whether a rebuild is running.
-	Rebuilding    bool `protobuf:"varint,4,opt,name=rebuilding,proto3" json:"rebuilding,omitempty"`
+	Rebuilding bool `protobuf:"varint,4,opt,name=rebuilding,proto3" json:"rebuilding,omitempty"`
+	// The query node whose read model this is (its host name and gRPC
+	// address): each query node keeps its own.
+	Node          string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,6 +375,13 @@ func (x *GetProjectionStatusResponse) GetRebuilding() bool {
 	return false
 }
 
+func (x *GetProjectionStatusResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 var File_orders_v1_admin_proto protoreflect.FileDescriptor
 
 const file_orders_v1_admin_proto_rawDesc = "" +
@@ -373,7 +394,7 @@ const file_orders_v1_admin_proto_rawDesc = "" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"4\n" +
 	"\x16ForgetCustomerResponse\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\"\x19\n" +
-	"\x17RebuildReadModelRequest\"\xe0\x01\n" +
+	"\x17RebuildReadModelRequest\"\xf4\x01\n" +
 	"\x18RebuildReadModelResponse\x12\x1f\n" +
 	"\vevents_done\x18\x01 \x01(\x04R\n" +
 	"eventsDone\x12'\n" +
@@ -381,15 +402,17 @@ const file_orders_v1_admin_proto_rawDesc = "" +
 	"\bposition\x18\x03 \x01(\x04R\bposition\x12*\n" +
 	"\x11events_per_second\x18\x04 \x01(\x01R\x0feventsPerSecond\x12\x18\n" +
 	"\apercent\x18\x05 \x01(\x01R\apercent\x12\x18\n" +
-	"\aswapped\x18\x06 \x01(\bR\aswapped\"\x1c\n" +
-	"\x1aGetProjectionStatusRequest\"\x92\x01\n" +
+	"\aswapped\x18\x06 \x01(\bR\aswapped\x12\x12\n" +
+	"\x04node\x18\a \x01(\tR\x04node\"\x1c\n" +
+	"\x1aGetProjectionStatusRequest\"\xa6\x01\n" +
 	"\x1bGetProjectionStatusResponse\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x12\n" +
 	"\x04head\x18\x02 \x01(\x04R\x04head\x12#\n" +
 	"\rdead_lettered\x18\x03 \x01(\x04R\fdeadLettered\x12\x1e\n" +
 	"\n" +
 	"rebuilding\x18\x04 \x01(\bR\n" +
-	"rebuilding2\xaf\x02\n" +
+	"rebuilding\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node2\xaf\x02\n" +
 	"\x11OrderAdminService\x12]\n" +
 	"\x10RebuildReadModel\x12\".orders.v1.RebuildReadModelRequest\x1a#.orders.v1.RebuildReadModelResponse0\x01\x12d\n" +
 	"\x13GetProjectionStatus\x12%.orders.v1.GetProjectionStatusRequest\x1a&.orders.v1.GetProjectionStatusResponse\x12U\n" +
