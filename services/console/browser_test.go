@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/orderstream/orderstream/internal/app/apptest"
 )
@@ -351,6 +353,38 @@ func TestConsole(t *testing.T) {
 		o := c.api(t, "GET", "/v1/orders/"+id, nil)
 		if st := o["order"].(map[string]any)["status"]; st != "ORDER_STATUS_DRAFT" {
 			t.Fatalf("after a viewer's place the order is %v", st)
+		}
+	})
+
+	t.Run("a live page whose session ended sends the user to sign in", func(t *testing.T) {
+		u := admin
+		u.t = t
+		// The page's streams, kept where the test can end one as a broken
+		// connection would (the browser then reconnects, without the
+		// session, and the server refuses the stream).
+		u.do(func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+				window.__streams = [];
+				const Native = window.EventSource;
+				window.EventSource = function (url, opts) { const es = new Native(url, opts); window.__streams.push(es); return es; };
+				window.EventSource.CLOSED = Native.CLOSED;`})
+			return chromedp.Void{}, err
+		})
+		u.open("/console/orders")
+		u.waitFor(`window.__streams.length === 1 && window.__streams[0].readyState === 1`)
+		// Signed out elsewhere (another tab of the browser): the cookie
+		// is gone, the open stream stays.
+		if code := eval[int](u, `fetch("/console/logout", {method: "POST", redirect: "manual",
+			body: new URLSearchParams({csrf: document.querySelector('meta[name="csrf-token"]').content})}).then(r => r.type === "opaqueredirect" ? 303 : r.status)`); code != http.StatusSeeOther {
+			t.Fatalf("sign-out: %d, want 303", code)
+		}
+		// The stream breaks: the page asks, and goes to sign in.
+		u.load(func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			_, err := chromedp.Evaluate[bool](`(() => { const es = window.__streams[0]; es.close(); es.onerror(new Event("error")); return true; })()`)(ctx, tg)
+			return chromedp.Void{}, err
+		})
+		if path := eval[string](u, `location.pathname`); path != "/console/login" {
+			t.Fatalf("after the stream broke without a session the page is %s, want the sign-in page", path)
 		}
 	})
 }

@@ -23,7 +23,10 @@
   // region; each event of type data-event carries the region's new content,
   // and the ids of data-also name regions to reload from their data-src
   // then. The browser resumes after the last event id by itself; a stream
-  // the server refused is retried after a pause.
+  // the server refused is retried after a pause, unless the session ended
+  // (an EventSource cannot see the answer's status, so the page asks):
+  // then the user is sent to sign in, not left with a page that retries
+  // for ever.
   function watch(el) {
     var pos = el.dataset.position || '0';
     var also = (el.dataset.also || '').split(' ').filter(Boolean);
@@ -37,7 +40,11 @@
         also.forEach(refresh);
       });
       es.onerror = function () {
-        if (es && es.readyState === EventSource.CLOSED) { setTimeout(connect, 3000); }
+        if (!es || es.readyState !== EventSource.CLOSED) { return; }
+        get(location.pathname + location.search).then(function (res) {
+          if (res.status === 401) { toLogin(); return; }
+          setTimeout(connect, 3000);
+        }, function () { setTimeout(connect, 3000); });
       };
     }
     // A page kept in the back/forward cache must not hold its stream (and
