@@ -26,9 +26,11 @@ type Item struct {
 
 // Decode turns a recorded event into an Item; an undecodable payload becomes
 // a dead-letter Item rather than an error, so one bad event never stops the
-// projection.
+// projection. An event of a type a newer build added is no dead letter: it
+// is folded as a nil event, which counts in the order's revision and
+// changes nothing else (convert.Foldable), as on the command side.
 func Decode(rec eventstore.Recorded) Item {
-	ev, err := convert.DecodeEvent(rec.Type, rec.Data)
+	ev, err := convert.Foldable(convert.DecodeEvent(rec.Type, rec.Data))
 	return Item{Rec: rec, Event: ev, Err: err}
 }
 
@@ -50,7 +52,7 @@ func applicable(cur order.State, rec eventstore.Recorded, ev order.Event) error 
 	created, isCreate := asCreated(ev)
 	switch {
 	case !isCreate && !cur.Exists():
-		return fmt.Errorf("%w: %s before the order was created", ErrInapplicable, ev.EventType())
+		return fmt.Errorf("%w: %s before the order was created", ErrInapplicable, rec.Type)
 	case isCreate && cur.Exists():
 		return fmt.Errorf("%w: OrderCreated for an order that already exists", ErrInapplicable)
 	case !isCreate:

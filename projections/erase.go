@@ -39,7 +39,7 @@ func WithKeyring(keys Keyring) Option {
 // wraps convert.ErrKeyUnavailable: the runner reads it again later rather
 // than dead-lettering it.
 func DecodeWith(ctx context.Context, keys convert.Keyring, rec eventstore.Recorded) Item {
-	ev, err := convert.OpenEvent(ctx, keys, rec.OrderID, rec.Type, rec.Data)
+	ev, err := convert.Foldable(convert.OpenEvent(ctx, keys, rec.OrderID, rec.Type, rec.Data))
 	return Item{Rec: rec, Event: ev, Err: err}
 }
 
