@@ -347,8 +347,27 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.registerMetrics(); err != nil {
 		return err
 	}
-	if pos == 0 && r.bulkCatchUp > 0 && head >= r.bulkCatchUp {
-		if pos, err = r.catchUpInBulk(ctx, head); err != nil {
+	switch {
+	case pos > head:
+		// The log no longer holds what the read model applied past its
+		// head: it lost acknowledged events (a power loss under
+		// NATS_SYNC=interval) or is another log (NATS_URL pointed
+		// elsewhere). Followed from the checkpoint, the read model would
+		// keep orders the log does not have and skip the log's next
+		// events, which reuse those positions. The log is the truth: the
+		// read model is built from it again.
+		r.logger.Error("projection: the read model is ahead of the log; rebuilding it from the log", "checkpoint", pos, "head", head)
+		np, swapped, err := r.catchUpInBulk(ctx, head)
+		switch {
+		case err != nil:
+			return nil // ctx ended
+		case !swapped:
+			return fmt.Errorf("projections: the read model at position %d is ahead of the log's head %d and could not be rebuilt from it", pos, head)
+		}
+		pos = np
+	case pos == 0 && r.bulkCatchUp > 0 && head >= r.bulkCatchUp:
+		r.logger.Info("projection: read model empty, catching up in bulk", "head", head)
+		if pos, _, err = r.catchUpInBulk(ctx, head); err != nil {
 			return nil // ctx ended
 		}
 	}
@@ -416,11 +435,10 @@ var bulkBackoff = time.Second
 // BENCHMARKS.md). It logs its progress every few seconds and counts the
 // replay's dead letters as the runner's. When every attempt fails (or an
 // admin rebuild already runs, which will swap its own model in), the
-// runner goes on from the empty model, batch by batch, and catchUpInBulk
-// returns 0; it returns an error only when ctx ended.
-func (r *Runner) catchUpInBulk(ctx context.Context, head uint64) (uint64, error) {
+// runner goes on from the model it has, batch by batch, and catchUpInBulk
+// returns 0 and swapped false; it returns an error only when ctx ended.
+func (r *Runner) catchUpInBulk(ctx context.Context, head uint64) (pos uint64, swapped bool, err error) {
 	start := time.Now()
-	r.logger.Info("projection: read model empty, catching up in bulk", "head", head)
 	var lastLog time.Time
 	progress := func(p Progress) {
 		if time.Since(lastLog) >= 5*time.Second {
@@ -441,20 +459,20 @@ func (r *Runner) catchUpInBulk(ctx context.Context, head uint64) (uint64, error)
 				r.logger.Error("projection: events dead-lettered by the bulk catch-up; see the read model's dead letters", "count", rp.dead)
 			}
 			r.logger.Info("projection: caught up in bulk", "position", rp.pos, "took", time.Since(start).Round(time.Millisecond))
-			return rp.pos, nil
+			return rp.pos, true, nil
 		case ctx.Err() != nil:
-			return 0, ctx.Err()
+			return 0, false, ctx.Err()
 		case errors.Is(err, ErrRebuildRunning):
 			r.logger.Info("projection: a rebuild already runs; catching up batch by batch until it swaps its read model in")
-			return 0, nil
+			return 0, false, nil
 		case attempt == bulkAttempts:
 			r.logger.Warn("projection: bulk catch-up failed; catching up batch by batch", "err", err, "attempts", attempt)
-			return 0, nil
+			return 0, false, nil
 		}
 		r.logger.Warn("projection: bulk catch-up failed; trying again", "err", err, "attempt", attempt)
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, false, ctx.Err()
 		case <-time.After(time.Duration(attempt) * bulkBackoff):
 		}
 	}
