@@ -833,8 +833,12 @@ func listQuery(f ListFilter, after *Cursor, limit int) (string, []any) {
 	// cursor instead of testing every newer entry.
 	switch {
 	case after != nil && after.HasSeq:
-		q += ` AND created_at <= ? AND (created_at < ? OR seq < ?)`
-		args = append(args, after.CreatedAt, after.CreatedAt, after.Seq)
+		// This node's own number for the cursor's order, when it has
+		// the order: one stored before schema 4 is numbered below every
+		// log position here, while the node that issued the token
+		// (rebuilt since, or new) numbers it by its creation position.
+		q += ` AND created_at <= ? AND (created_at < ? OR seq < COALESCE((SELECT seq FROM orders WHERE id = ?), ?))`
+		args = append(args, after.CreatedAt, after.CreatedAt, after.ID, after.Seq)
 	case after != nil:
 		q += ` AND created_at <= ? AND (created_at < ? OR seq < (SELECT seq FROM orders WHERE id = ?))`
 		args = append(args, after.CreatedAt, after.CreatedAt, after.ID)
