@@ -55,7 +55,9 @@ func main() {
 	rate := flag.Float64("rate", 1000, "requests per second (open loop)")
 	conc := flag.Int("concurrency", 64, "maximum requests in flight; beyond it scheduled requests wait, and the wait counts in their latency")
 	drop := flag.Bool("drop", false, "drop scheduled requests when --concurrency are in flight instead of queueing them")
-	token := flag.String("token", os.Getenv("ORDERS_TOKEN"), "bearer token for an ordersd with authentication (default $ORDERS_TOKEN)")
+	// Not the flag's default: the usage prints defaults, and the token is
+	// a secret.
+	token := flag.String("token", "", "bearer token for an ordersd with authentication (default $ORDERS_TOKEN)")
 	useTLS := flag.Bool("tls", false, "connect with TLS (implied by --ca, --cert, --key)")
 	caFile := flag.String("ca", "", "CA certificate file to trust for the server")
 	certFile := flag.String("cert", "", "client certificate file (mTLS)")
@@ -75,6 +77,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := loadgen.Config{Rate: *rate, Concurrency: *conc, Duration: *dur, Mix: mix, Timeout: *timeout, Drop: *drop}
+	if *token == "" {
+		*token = os.Getenv("ORDERS_TOKEN")
+	}
 	auth := loadgen.Auth{Token: *token}
 	if *useTLS || *caFile != "" || *certFile != "" || *keyFile != "" {
 		if auth.TLS, err = tlsconfig.Client(*caFile, *certFile, *keyFile, *serverName); err != nil {
