@@ -186,6 +186,12 @@ func streamCheck(log *slog.Logger, store *eventstore.Store) func(context.Context
 	last := ""
 	return func(ctx context.Context) error {
 		_, err := store.Head(ctx)
+		if err != nil && ctx.Err() != nil {
+			// The evaluation was ended (a shutdown stops the health
+			// loop): that says nothing of the log, and logged as an
+			// outage it sent people after NATS for a routine stop.
+			return ctx.Err()
+		}
 		text := ""
 		if err != nil {
 			text = err.Error()
