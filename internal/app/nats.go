@@ -132,7 +132,7 @@ func (n *node) retryStartup(ctx context.Context, what string, permanent func(err
 // startTelemetry sets up tracing and metrics, the NATS connection's
 // metrics and the traced event store the services use.
 func (n *node) startTelemetry(ctx context.Context, opts []telemetry.Option) error {
-	tel, err := telemetry.Setup(ctx, "ordersd", opts...)
+	tel, err := telemetry.Setup(ctx, "ordersd", append(opts, telemetry.WithErrorLog(n.log))...)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -73,6 +74,21 @@ var ErrInvalidOption = errors.New("telemetry: invalid option")
 type setup struct {
 	spanProcessor sdktrace.SpanProcessor
 	getenv        func(string) string
+	errorLog      *slog.Logger
+}
+
+// WithErrorLog sends OpenTelemetry's own errors (a trace export that
+// failed: the collector away, say) to log at WARN, as JSON lines like the
+// process's others; without it they go to the standard library's log
+// package, as plain text without a level. Invalid: nil.
+func WithErrorLog(log *slog.Logger) Option {
+	return func(s *setup) error {
+		if log == nil {
+			return fmt.Errorf("%w: WithErrorLog(nil)", ErrInvalidOption)
+		}
+		s.errorLog = log
+		return nil
+	}
 }
 
 // WithSpanProcessor adds a span processor and turns tracing on regardless of
@@ -112,6 +128,11 @@ func Setup(ctx context.Context, serviceName string, opts ...Option) (*Telemetry,
 		}
 	}
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	if log := s.errorLog; log != nil {
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			log.Warn("telemetry: an export or an instrument failed", "err", err)
+		}))
+	}
 
 	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(resolveServiceName(s.getenv, serviceName))))
 	if err != nil {
