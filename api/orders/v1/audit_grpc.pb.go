@@ -31,9 +31,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // OrderAuditService answers what happened, when and by whom, straight from
-// the event log (never from a read model), and proves nothing was altered:
-// every event carries a SHA-256 hash chained to the previous event of the
-// same order (see the chain package documentation for the byte layout).
+// the event log (never from a read model), and proves that none of it was
+// altered: every event carries a SHA-256 hash chained to the previous event
+// of the same order over its order id, type, payload, occurred_at, actor and
+// request id (see the chain package documentation for the byte layout).
+// The correlation and causation ids, which say what led to a command, are
+// not in the hash: a change to them is not detected.
 type OrderAuditServiceClient interface {
 	// GetOrderHistory returns an order's events, oldest first, paged.
 	// NOT_FOUND for an order without events.
@@ -132,9 +135,12 @@ type OrderAuditService_VerifyLogClient = grpc.ServerStreamingClient[VerifyLogRes
 // for forward compatibility.
 //
 // OrderAuditService answers what happened, when and by whom, straight from
-// the event log (never from a read model), and proves nothing was altered:
-// every event carries a SHA-256 hash chained to the previous event of the
-// same order (see the chain package documentation for the byte layout).
+// the event log (never from a read model), and proves that none of it was
+// altered: every event carries a SHA-256 hash chained to the previous event
+// of the same order over its order id, type, payload, occurred_at, actor and
+// request id (see the chain package documentation for the byte layout).
+// The correlation and causation ids, which say what led to a command, are
+// not in the hash: a change to them is not detected.
 type OrderAuditServiceServer interface {
 	// GetOrderHistory returns an order's events, oldest first, paged.
 	// NOT_FOUND for an order without events.
