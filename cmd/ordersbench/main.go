@@ -26,6 +26,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,10 +78,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := loadgen.Config{Rate: *rate, Concurrency: *conc, Duration: *dur, Mix: mix, Timeout: *timeout, Drop: *drop}
-	if *token == "" {
-		*token = os.Getenv("ORDERS_TOKEN")
-	}
-	auth := loadgen.Auth{Token: *token}
+	auth := loadgen.Auth{Token: cmp.Or(*token, os.Getenv("ORDERS_TOKEN"))}
 	if *useTLS || *caFile != "" || *certFile != "" || *keyFile != "" {
 		if auth.TLS, err = tlsconfig.Client(*caFile, *certFile, *keyFile, *serverName); err != nil {
 			fail(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"testing"
@@ -21,7 +22,8 @@ func TestUsageDoesNotShowTheToken(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestUsageDoesNotShowTheToken$")
 	cmd.Env = append(os.Environ(), "ORDERSBENCH_TEST_MAIN=1", "ORDERS_TOKEN="+token)
 	out, err := cmd.CombinedOutput()
-	if _, ok := err.(*exec.ExitError); !ok {
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
 		t.Fatalf("ordersbench --rate abc: %v, want an exit status\n%s", err, out)
 	}
 	if !bytes.Contains(out, []byte("$ORDERS_TOKEN")) || bytes.Contains(out, []byte(token)) {
