@@ -233,6 +233,7 @@ func (c *Console) routes() http.Handler {
 	mux.Handle("GET /console/operations/projection", in(user.canAdmin, c.opsProjection))
 	mux.Handle("POST /console/operations/rebuild", in(user.signedIn, c.rebuild))
 	mux.Handle("POST /console/operations/parked/retry", in(user.signedIn, c.retryParked))
+	mux.Handle("POST /console/operations/parked/settle", in(user.signedIn, c.settleParked))
 	mux.Handle("GET /console/audit", in(user.canAudit, c.auditPage))
 	mux.Handle("GET /console/audit/verify", in(user.canAudit, c.verifyLog))
 	mux.Handle("GET /console/audit/export", in(user.canAudit, c.export))

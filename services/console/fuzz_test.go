@@ -20,6 +20,7 @@ var fuzzPages = []struct{ method, path string }{
 	{"GET", "/console/operations"},
 	{"GET", "/console/operations/projection"},
 	{"POST", "/console/operations/parked/retry"},
+	{"POST", "/console/operations/parked/settle"},
 	{"GET", "/console/"},
 	{"GET", "/console/login"},
 }
@@ -37,6 +38,7 @@ func FuzzConsoleRefusesBadInputClearly(f *testing.F) {
 	f.Add(uint8(4), "", "", "order", "<script>", "from", "2026-13-45")
 	f.Add(uint8(6), "", "", "type", "NoSuchEvent", "from_position", "-3")
 	f.Add(uint8(9), "", "", "order_id", "\x00", "kind", "refund")
+	f.Add(uint8(10), "", "", "order_id", "o-1", "kind", "PAYMENT_JOB_KIND_NOPE")
 	c := startAuthed(f)
 	var (
 		once sync.Once

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -75,6 +76,8 @@ func (c *Console) opsPage(w http.ResponseWriter, r *http.Request, s *session) {
 		v.Flash = &flash{Text: fmt.Sprintf("Retried: %d completed, %d parked again.", done, again), Error: again > 0}
 	case q.Has("rebuilt"):
 		v.Flash = &flash{Text: "The read model was rebuilt and swapped in."}
+	case q.Has("settled"):
+		v.Flash = &flash{Text: fmt.Sprintf("The parked job of order %s was removed as settled.", q.Get("settled"))}
 	}
 	c.render(w, http.StatusOK, "operations", v)
 }
@@ -223,6 +226,31 @@ func (c *Console) rebuild(w http.ResponseWriter, r *http.Request, s *session) {
 	default:
 		c.fail(w, r, s, err)
 	}
+}
+
+// settleParked removes one order's parked job of one kind without running
+// it, once the operator confirms its money was settled by hand with the
+// provider (the form's confirm box): no retry can undo a refund made
+// twice. The payments node refuses a settle while a retry of the job runs
+// (ABORTED) and names a job that is not parked (NOT_FOUND); its log says
+// who settled.
+func (c *Console) settleParked(w http.ResponseWriter, r *http.Request, s *session) {
+	kind, ok := ordersv1.PaymentJobKind_value[r.PostFormValue("kind")]
+	if !ok || kind == int32(ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_UNSPECIFIED) || r.PostFormValue("order_id") == "" {
+		c.errorPage(w, r, s, http.StatusBadRequest, "Say which order's job, charge or refund, to settle.")
+		return
+	}
+	if r.PostFormValue("confirm") != "on" {
+		c.errorPage(w, r, s, http.StatusBadRequest, "Confirm that the job's money was settled with the provider: a settled job is removed without running.")
+		return
+	}
+	orderID := r.PostFormValue("order_id")
+	if _, err := c.pay.SettleParkedPayment(s.ctx, &ordersv1.SettleParkedPaymentRequest{OrderId: orderID, Kind: ordersv1.PaymentJobKind(kind)}); err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	q := url.Values{"settled": {orderID}}
+	http.Redirect(w, r, Prefix+"operations?"+q.Encode(), http.StatusSeeOther)
 }
 
 // retryParked retries one order's parked payment job, or all.
