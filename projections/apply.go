@@ -277,7 +277,10 @@ type batch struct {
 	seqs        map[string]int64
 	statusDelta map[statusKey]int64
 	spendDelta  map[spendKey]int64
-	dead        []DeadLetter
+	// spendSteps holds each key's payments and refunds in log order, for
+	// a key whose steps pull both ways (see write).
+	spendSteps map[spendKey][]int64
+	dead       []DeadLetter
 	// lookups counts the orders load looked for beyond the batch: in the
 	// carry, the recent orders or the file.
 	lookups int
@@ -474,11 +477,32 @@ func (b *batch) count(old, cur order.State, e order.Event) {
 	}
 	k := spendKey{cur.CustomerID, cur.Currency}
 	if p, ok := e.(order.PaymentAuthorized); ok {
-		b.spendDelta[k] = money.AddSaturating(b.spendDelta[k], p.Amount)
+		b.spend(k, p.Amount)
 	}
 	if ref, ok := refundAmount(e); ok {
-		b.spendDelta[k] = money.AddSaturating(b.spendDelta[k], -ref)
+		b.spend(k, -ref)
 	}
+}
+
+// spend adds one payment (d > 0) or refund (d < 0) of key k to the batch.
+func (b *batch) spend(k spendKey, d int64) {
+	b.spendDelta[k] = money.AddSaturating(b.spendDelta[k], d)
+	if b.spendSteps == nil {
+		b.spendSteps = map[spendKey][]int64{}
+	}
+	b.spendSteps[k] = append(b.spendSteps[k], d)
+}
+
+// bothWays reports whether steps hold a payment and a refund: summed
+// first and then added to the stored spend, they may not give what adding
+// them one by one gives once the spend is at int64's bound (saturating
+// addition is associative for steps of one sign only).
+func bothWays(steps []int64) bool {
+	pos, neg := false, false
+	for _, d := range steps {
+		pos, neg = pos || d > 0, neg || d < 0
+	}
+	return pos && neg
 }
 
 // write writes the changed orders, the summary deltas and, when moved,
@@ -509,6 +533,23 @@ func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]sto
 		}
 	}
 	for k, d := range b.spendDelta {
+		if steps := b.spendSteps[k]; bothWays(steps) {
+			// One by one on the stored spend, as batches of one event
+			// would: the read model a log leaves does not depend on how
+			// its events came in batches.
+			var cur int64
+			err := tx.StmtContext(ctx, w.getSpend).QueryRowContext(ctx, k.customer, k.currency).Scan(&cur)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return nil, err
+			}
+			for _, s := range steps {
+				cur = money.AddSaturating(cur, s)
+			}
+			if _, err := tx.StmtContext(ctx, w.setSpend).ExecContext(ctx, k.customer, k.currency, cur); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if d == 0 {
 			continue
 		}
