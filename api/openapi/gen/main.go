@@ -117,9 +117,9 @@ var errorResponses = map[string]struct{ name, description string }{
 		"FAILED_PRECONDITION: the order's status does not allow the command; OUT_OF_RANGE: a version past the order's history, or an X-Min-Position (consistency.minPosition) past the log's last position."},
 	"401": {"Unauthenticated", "UNAUTHENTICATED: authentication is configured and the bearer token (or, with TLS_CLIENT_CA, the client certificate) is missing or invalid."},
 	"403": {"PermissionDenied", "PERMISSION_DENIED: the token's roles do not allow this operation."},
-	"404": {"NotFound", "NOT_FOUND: no such order (or, for an item, no such line in it)."},
+	"404": {"NotFound", "NOT_FOUND: no such order (or, for an item, no such line in it; for a parked payment job, none of that kind is parked)."},
 	"408": {"RequestTimeout", "The request body was not received in time."},
-	"409": {"Conflict", "ALREADY_EXISTS: the order, or the line's SKU, exists already; ABORTED: a stale expectedRevision in the body, or lasting contention."},
+	"409": {"Conflict", "ALREADY_EXISTS: the order, or the line's SKU, exists already; ABORTED: a stale expectedRevision in the body, lasting contention, or a parked payment job that a retry or another settle is running."},
 	"412": {"PreconditionFailed", "ABORTED under If-Match: the order changed since the revision named by If-Match."},
 	"413": {"PayloadTooLarge", "The request body exceeds the gateway's limit (1 MiB by default)."},
 	"415": {"UnsupportedMediaType", "The request body's Content-Type is missing or not JSON (application/json, UTF-8)."},
@@ -192,6 +192,14 @@ func pruneSchemas(doc *openapi3.T) error {
 	}
 }
 
+// answersNotFound and answersConflict find where an operation's proto
+// comment says it answers NOT_FOUND (404), or ABORTED or ALREADY_EXISTS
+// (409): "NOT_FOUND when …", not "not NOT_FOUND".
+var (
+	answersNotFound = regexp.MustCompile(`\bNOT_FOUND\s+(when|while|for|if)\b`)
+	answersConflict = regexp.MustCompile(`\b(ABORTED|ALREADY_EXISTS)\s+(when|while|for|if)\b`)
+)
+
 func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operation) error {
 	service, rpc, ok := strings.Cut(op.OperationID, "_")
 	if !ok {
@@ -222,6 +230,15 @@ func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operat
 	}
 	if header["If-Match"] {
 		statuses = append(statuses, "412")
+	}
+	// What the operation's own contract (its proto comment) says it
+	// answers, where the path does not say it (an order id in the body).
+	contract := op.Summary + "\n" + op.Description
+	if answersNotFound.MatchString(contract) && !slices.Contains(statuses, "404") {
+		statuses = append(statuses, "404")
+	}
+	if answersConflict.MatchString(contract) && !slices.Contains(statuses, "409") {
+		statuses = append(statuses, "409")
 	}
 	for _, s := range statuses {
 		op.Responses.Set(s, &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponses[s].name})
