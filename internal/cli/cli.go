@@ -242,10 +242,10 @@ audit export, audit verify --all and admin rebuild.`,
 			}
 			// Both go as gRPC metadata, which carries printable ASCII only:
 			// refused here, every call would fail as an internal error.
-			if !printableASCII(a.actor) {
+			if !client.Sendable(a.actor) {
 				return usagef("--actor (or ORDERS_ACTOR) must be printable ASCII, not %q", a.actor)
 			}
-			if !printableASCII(a.token) {
+			if !client.Sendable(a.token) {
 				return usagef("--token (or ORDERS_TOKEN) must be printable ASCII")
 			}
 			return nil
@@ -264,17 +264,6 @@ audit export, audit verify --all and admin rebuild.`,
 	root.AddCommand(a.ordersCmd(), a.auditCmd(), a.adminCmd())
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root
-}
-
-// printableASCII reports whether s holds only what a gRPC metadata value
-// may: printable ASCII, spaces included.
-func printableASCII(s string) bool {
-	for i := range len(s) {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 // dial connects lazily, so --help and usage errors never need a server.

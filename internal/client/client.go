@@ -147,6 +147,18 @@ func Dial(addr string, opts ...Option) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
+// Sendable reports whether s can travel as a gRPC metadata value (a bearer
+// token, an actor's name): printable ASCII, spaces included. grpc-go refuses
+// any other on the caller's side, as an internal error of every call.
+func Sendable(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // roundRobin is the service config of every connection Dial makes.
 const roundRobin = `{"loadBalancingConfig":[{"round_robin":{}}]}`
 

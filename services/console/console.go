@@ -62,6 +62,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/auth"
+	"github.com/orderstream/orderstream/internal/client"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -475,18 +476,6 @@ func cookieToken(value string) string {
 	return value
 }
 
-// sendable reports whether token can travel as gRPC metadata (the
-// Authorization header of every call the console makes): printable ASCII
-// only.
-func sendable(token string) bool {
-	for i := range len(token) {
-		if token[i] < 0x20 || token[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
 // setCookie sets the session cookie to value as it is ("": clears it).
 func (c *Console) setCookie(w http.ResponseWriter, value string) {
 	ck := &http.Cookie{Name: cookieName, Value: value, Path: Prefix, HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteStrictMode}
@@ -545,7 +534,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.render(w, http.StatusUnauthorized, "login", &view{Title: "Sign in", Flash: flashError("That token is not valid."), Data: loginData{Next: next}})
 		return
 	}
-	if !sendable(token) {
+	if !client.Sendable(token) { // the Authorization header of every call
 		c.render(w, http.StatusBadRequest, "login", &view{Title: "Sign in", Data: loginData{Next: next},
 			Flash: flashError("That token holds characters other than printable ASCII, which no call to the services can carry: ask for another token.")})
 		return
