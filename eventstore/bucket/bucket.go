@@ -100,14 +100,23 @@ func (b *Bucket) Put(ctx context.Context, key string, value []byte) error {
 
 // Get returns the value of key; ErrNotFound when it holds none.
 func (b *Bucket) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := b.entry(ctx, "get", key)
+	if err != nil {
+		return nil, err
+	}
+	return e.Value(), nil
+}
+
+// entry reads key's entry for op: ErrNotFound when it holds no value.
+func (b *Bucket) entry(ctx context.Context, op, key string) (jetstream.KeyValueEntry, error) {
 	e, err := b.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	if err != nil {
-		return nil, wrap("get", key, err)
+		return nil, wrap(op, key, err)
 	}
-	return e.Value(), nil
+	return e, nil
 }
 
 // Delete removes the value of key; deleting a key without a value is not
@@ -121,12 +130,9 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 // Takes of one value, in any process, one gets it. ErrNotFound when the
 // key holds no value, ErrChanged when it changed meanwhile.
 func (b *Bucket) Take(ctx context.Context, key string) ([]byte, error) {
-	e, err := b.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
-	}
+	e, err := b.entry(ctx, "take", key)
 	if err != nil {
-		return nil, wrap("take", key, err)
+		return nil, err
 	}
 	err = b.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
