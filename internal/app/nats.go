@@ -186,10 +186,12 @@ func streamCheck(log *slog.Logger, store *eventstore.Store) func(context.Context
 	last := ""
 	return func(ctx context.Context) error {
 		_, err := store.Head(ctx)
-		if err != nil && ctx.Err() != nil {
+		if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 			// The evaluation was ended (a shutdown stops the health
 			// loop): that says nothing of the log, and logged as an
-			// outage it sent people after NATS for a routine stop.
+			// outage it sent people after NATS for a routine stop. One
+			// that ran out of its time (a log that does not answer) is
+			// an outage.
 			return ctx.Err()
 		}
 		text := ""

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
@@ -32,5 +33,12 @@ func TestStreamCheckEndedByShutdownIsNoOutage(t *testing.T) {
 	_ = check(ctx)
 	if strings.Contains(buf.String(), "level=WARN") || strings.Contains(buf.String(), "level=ERROR") {
 		t.Fatalf("an evaluation ended by shutdown was logged as an outage:\n%s", buf.String())
+	}
+	// One that runs out of its time is the log not answering: refused,
+	// and told.
+	late, stop := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer stop()
+	if err := check(late); err == nil || !strings.Contains(buf.String(), "level=WARN") {
+		t.Fatalf("an evaluation out of time: %v, logged %q; want a failed check and a warning", err, buf.String())
 	}
 }
