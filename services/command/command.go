@@ -675,7 +675,6 @@ func (s *Service) metadata(ctx context.Context, requestID string) eventstore.Met
 		RequestID:     requestID,
 		CorrelationID: requestID,
 		Actor:         Actor(ctx),
-		OccurredAt:    s.now().UTC(),
 	}
 	if v := first(ctx, MDCorrelationID); v != "" {
 		m.CorrelationID = v

@@ -80,6 +80,7 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (pos
 		return 0, ErrNoKeyring
 	}
 	meta := s.metadata(ctx, requestID)
+	meta.OccurredAt = s.now().UTC() // a command's are stamped as it is decided (call.append)
 	free := 3       // looks again that cost no attempt
 	erased := false // this call destroyed the key
 	defer func() {
