@@ -151,7 +151,7 @@ type msgGetRequest = streamcfg.MsgGetRequest
 // reached. found is false when the stream has no such message; headers
 // that do not decode are ErrMalformedEvent.
 func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (*jetstream.RawStreamMsg, bool, error) {
-	raw, found, err := streamcfg.LeaderGet(ctx, s.nc, s.msgGetSub, req)
+	raw, found, err := streamcfg.LeaderGet(ctx, s.nc, s.msgGetSub, req, s.js.Options().DefaultTimeout)
 	if errors.Is(err, streamcfg.ErrBadHeaders) {
 		return nil, false, fmt.Errorf("%w: %w", ErrMalformedEvent, err)
 	}

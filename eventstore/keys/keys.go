@@ -230,23 +230,15 @@ var _ pii.LatestStore = (*Store)(nil)
 // pii.Keyring asks it before it takes a key for erased. pii.ErrNotFound
 // when the customer has no key (never had one, or it was erased); errors
 // are the server's (no leader while it elects one), or the context's.
-//
 // Without a deadline on ctx it waits at most the JetStream context's
-// default timeout, as Get does: the read is a bare request, which the
-// client fails only when its connection closes, so one whose answer was
-// lost (a link that dropped it, then came back) held its caller for ever,
-// the projection's decode among them.
+// default timeout, as Get does (the projection decodes the log without
+// one).
 func (s *Store) GetLatest(ctx context.Context, customerID string) ([]byte, uint64, error) {
 	key, err := entryKey(customerID)
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.js.Options().DefaultTimeout)
-		defer cancel()
-	}
-	raw, found, err := streamcfg.LeaderGet(ctx, s.nc, s.msgGet, streamcfg.MsgGetRequest{LastFor: s.subjects + key})
+	raw, found, err := streamcfg.LeaderGet(ctx, s.nc, s.msgGet, streamcfg.MsgGetRequest{LastFor: s.subjects + key}, s.js.Options().DefaultTimeout)
 	switch {
 	case err != nil:
 		return nil, 0, fmt.Errorf("keys: get from the leader: %w", err)

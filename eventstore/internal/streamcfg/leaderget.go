@@ -66,11 +66,19 @@ var ErrBadHeaders = errors.New("message headers do not decode")
 //
 // It is a request of its own rather than jetstream.Stream.GetMsg, which
 // switches to direct gets, answered by any replica, when the stream allows
-// them.
-func LeaderGet(ctx context.Context, nc *nats.Conn, subject string, req MsgGetRequest) (*jetstream.RawStreamMsg, bool, error) {
+// them. Without a deadline on ctx it waits at most wait (the JetStream
+// context's default timeout, as its own requests do): the client fails a
+// bare request only when its connection closes, so one whose answer was
+// lost (a link that dropped it, then came back) held its caller for ever.
+func LeaderGet(ctx context.Context, nc *nats.Conn, subject string, req MsgGetRequest, wait time.Duration) (*jetstream.RawStreamMsg, bool, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, false, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
 	}
 	m, err := nc.RequestWithContext(ctx, subject, body)
 	if err != nil {
