@@ -277,8 +277,9 @@ type batch struct {
 	seqs        map[string]int64
 	statusDelta map[statusKey]int64
 	spendDelta  map[spendKey]int64
-	// spendSteps holds each key's payments and refunds in log order, for
-	// a key whose steps pull both ways (see write).
+	// spendSteps holds, for a key whose payments and refunds in the
+	// batch pull both ways, its steps in log order (those of one sign
+	// before the first of the other summed into one): see write.
 	spendSteps map[spendKey][]int64
 	dead       []DeadLetter
 	// lookups counts the orders load looked for beyond the batch: in the
@@ -485,24 +486,22 @@ func (b *batch) count(old, cur order.State, e order.Event) {
 }
 
 // spend adds one payment (d > 0) or refund (d < 0) of key k to the batch.
+// Steps of one sign are summed: saturating addition is associative for
+// them. Once a step of the other sign comes, the key keeps its steps, since
+// summed first and then added to the stored spend they may not give what
+// adding them one by one gives once the spend is at int64's bound.
 func (b *batch) spend(k spendKey, d int64) {
-	b.spendDelta[k] = money.AddSaturating(b.spendDelta[k], d)
-	if b.spendSteps == nil {
-		b.spendSteps = map[spendKey][]int64{}
+	sum := b.spendDelta[k]
+	b.spendDelta[k] = money.AddSaturating(sum, d)
+	switch steps, ok := b.spendSteps[k]; {
+	case ok:
+		b.spendSteps[k] = append(steps, d)
+	case sum != 0 && (sum > 0) != (d > 0):
+		if b.spendSteps == nil {
+			b.spendSteps = map[spendKey][]int64{}
+		}
+		b.spendSteps[k] = []int64{sum, d}
 	}
-	b.spendSteps[k] = append(b.spendSteps[k], d)
-}
-
-// bothWays reports whether steps hold a payment and a refund: summed
-// first and then added to the stored spend, they may not give what adding
-// them one by one gives once the spend is at int64's bound (saturating
-// addition is associative for steps of one sign only).
-func bothWays(steps []int64) bool {
-	pos, neg := false, false
-	for _, d := range steps {
-		pos, neg = pos || d > 0, neg || d < 0
-	}
-	return pos && neg
 }
 
 // write writes the changed orders, the summary deltas and, when moved,
@@ -533,20 +532,14 @@ func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]sto
 		}
 	}
 	for k, d := range b.spendDelta {
-		if steps := b.spendSteps[k]; bothWays(steps) {
+		if steps, ok := b.spendSteps[k]; ok {
 			// One by one on the stored spend, as batches of one event
 			// would: the read model a log leaves does not depend on how
 			// its events came in batches.
-			var cur int64
-			err := tx.StmtContext(ctx, w.getSpend).QueryRowContext(ctx, k.customer, k.currency).Scan(&cur)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return nil, err
-			}
-			for _, s := range steps {
-				cur = money.AddSaturating(cur, s)
-			}
-			if _, err := tx.StmtContext(ctx, w.setSpend).ExecContext(ctx, k.customer, k.currency, cur); err != nil {
-				return nil, err
+			for _, step := range steps {
+				if _, err := tx.StmtContext(ctx, w.addSpend).ExecContext(ctx, k.customer, k.currency, step); err != nil {
+					return nil, err
+				}
 			}
 			continue
 		}

@@ -227,10 +227,6 @@ type ReadModel struct {
 // writeStmts are Apply's statements, prepared on the write connection.
 type writeStmts struct {
 	position, loadOrder, upsertOrder, updateBody, updateStatus, addStatus, addSpend, setPosition *sql.Stmt
-	// getSpend and setSpend apply a batch's payments and refunds of one
-	// customer and currency one by one, when they pull both ways (see
-	// batch.write).
-	getSpend, setSpend *sql.Stmt
 	// fill are a bulk fill's, which find rows by seq: the fill drops
 	// orders_id, and the upsert's ON CONFLICT (id) needs it.
 	fill struct{ rowAt, insert, updateBody, updateStatus, updateRow *sql.Stmt }
@@ -321,9 +317,6 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		{w, &m.writes.addSpend, `INSERT INTO customer_spend (customer_id, currency, amount) VALUES (?, ?, ?)
 			ON CONFLICT (customer_id, currency) DO UPDATE SET amount = ` + saturatingSum},
 		{w, &m.writes.setPosition, `UPDATE checkpoint SET position = ? WHERE id = 1`},
-		{w, &m.writes.getSpend, `SELECT amount FROM customer_spend WHERE customer_id = ? AND currency = ?`},
-		{w, &m.writes.setSpend, `INSERT INTO customer_spend (customer_id, currency, amount) VALUES (?, ?, ?)
-			ON CONFLICT (customer_id, currency) DO UPDATE SET amount = excluded.amount`},
 		{w, &m.writes.fill.rowAt, `SELECT id, revision, customer_id, body FROM orders WHERE seq = ?`},
 		{w, &m.writes.fill.insert, insertOrder},
 		{w, &m.writes.fill.updateBody, updateBodyAt},
