@@ -80,7 +80,9 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (pos
 		return 0, ErrNoKeyring
 	}
 	meta := s.metadata(ctx, requestID)
-	meta.OccurredAt = s.now().UTC() // a command's are stamped as it is decided (call.append)
+	// Stamped here: a command's events are stamped as it is decided
+	// (call.append), which an erasure does not go through.
+	meta.OccurredAt = s.now().UTC()
 	free := 3       // looks again that cost no attempt
 	erased := false // this call destroyed the key
 	defer func() {
