@@ -280,11 +280,14 @@ type Manager struct {
 	pinnedTTL      time.Duration
 	ackWait        time.Duration
 	outageLimit    time.Duration
-	claims         claims // parked jobs a retry or settle runs here
-	log            *slog.Logger
-	tp             trace.TracerProvider
-	mp             metric.MeterProvider
-	tracer         trace.Tracer
+	// claims are the parked jobs (by key) a retry or a settle runs in
+	// this process: a settle must not remove a job while a retry may
+	// still move its money, nor two settles both count it out.
+	claims sync.Map
+	log    *slog.Logger
+	tp     trace.TracerProvider
+	mp     metric.MeterProvider
+	tracer trace.Tracer
 
 	breaker breaker
 	// states holds the orders folded from the deliveries.
@@ -1131,10 +1134,10 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 // left the park, parked when it failed again.
 func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	key := parkKey(j.Kind, j.OrderID)
-	if !m.claims.take(key) {
+	if _, busy := m.claims.LoadOrStore(key, struct{}{}); busy {
 		return abandon, nil
 	}
-	defer m.claims.release(key)
+	defer m.claims.Delete(key)
 	if _, err := m.kv.Get(ctx, key); errors.Is(err, bucket.ErrNotFound) {
 		return abandon, nil // settled since it was listed
 	} else if err != nil {
@@ -1183,34 +1186,6 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	}
 }
 
-// claims are the parked jobs a retry or a settle runs in this process, by
-// key: a settle must not remove a job while a retry may still move its
-// money, nor two settles both count it out.
-type claims struct {
-	mu sync.Mutex
-	m  map[string]bool
-}
-
-// take claims key; false when it is claimed already.
-func (c *claims) take(key string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m[key] {
-		return false
-	}
-	if c.m == nil {
-		c.m = map[string]bool{}
-	}
-	c.m[key] = true
-	return true
-}
-
-func (c *claims) release(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, key)
-}
-
 // Settle removes the parked job of kind (kindCharge or kindRefund) for
 // orderID without running it, once an operator settled its money by hand
 // with the provider: a refund job parked because the customer may have
@@ -1223,10 +1198,10 @@ func (c *claims) release(key string) {
 // of it runs; the bucket's errors otherwise.
 func (m *Manager) Settle(ctx context.Context, orderID string, kind jobKind) (job, error) {
 	key := parkKey(kind, orderID)
-	if !m.claims.take(key) {
+	if _, busy := m.claims.LoadOrStore(key, struct{}{}); busy {
 		return job{}, ErrJobBusy
 	}
-	defer m.claims.release(key)
+	defer m.claims.Delete(key)
 	v, err := m.kv.Take(ctx, key)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
