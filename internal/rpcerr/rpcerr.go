@@ -51,11 +51,17 @@ func Busy(msg string) error {
 // IsBusy reports whether err is a Busy status.
 func IsBusy(err error) bool {
 	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.ResourceExhausted {
+	return ok && hasReason(st, codes.ResourceExhausted, ReasonBusy)
+}
+
+// hasReason reports whether st has code and an ErrorInfo detail of this
+// service's domain with reason.
+func hasReason(st *status.Status, code codes.Code, reason string) bool {
+	if st.Code() != code {
 		return false
 	}
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonBusy && info.GetDomain() == ErrorDomain {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reason && info.GetDomain() == ErrorDomain {
 			return true
 		}
 	}
@@ -80,15 +86,7 @@ func RequestIDReused() error {
 
 // IsRequestIDReused reports whether st is a RequestIDReused status.
 func IsRequestIDReused(st *status.Status) bool {
-	if st.Code() != codes.AlreadyExists {
-		return false
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonRequestIDReused {
-			return true
-		}
-	}
-	return false
+	return hasReason(st, codes.AlreadyExists, ReasonRequestIDReused)
 }
 
 // Invalid builds an INVALID_ARGUMENT status for one request field, with a
