@@ -74,7 +74,7 @@ func NewRPCMetrics(mp metric.MeterProvider, prop propagation.TextMapPropagator) 
 	if err != nil {
 		return nil, err
 	}
-	return &RPCMetrics{duration: d.Inst(), prop: prop, other: newRPCMethod("_OTHER")}, nil
+	return &RPCMetrics{duration: d.Inst(), prop: prop, other: newRPCMethod(strings.TrimPrefix(OtherMethod, "/"))}, nil
 }
 
 // Recognize names the methods of services (a grpc.Server's
@@ -148,7 +148,7 @@ type boundedNames struct {
 }
 
 func (b boundedNames) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	if known := b.r.known.Load(); Recorded(info) && (known == nil || (*known)[info.FullMethodName] == nil) {
+	if _, known := b.r.method(info.FullMethodName); Recorded(info) && !known {
 		c := *info
 		c.FullMethodName = OtherMethod
 		info = &c
@@ -161,16 +161,22 @@ func (r *RPCMetrics) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context
 	if !Recorded(info) {
 		return ctx
 	}
-	m := r.other
-	if known := r.known.Load(); known != nil {
-		if k, ok := (*known)[info.FullMethodName]; ok {
-			m = k
-		}
-	}
+	m, _ := r.method(info.FullMethodName)
 	if r.prop != nil {
 		ctx = r.prop.Extract(ctx, incomingCarrier{ctx})
 	}
 	return context.WithValue(ctx, rpcMethodKey{}, m)
+}
+
+// method is the recognised method named full, and whether there is one
+// (Recognize); r.other when it is not.
+func (r *RPCMetrics) method(full string) (*rpcMethod, bool) {
+	if known := r.known.Load(); known != nil {
+		if m, ok := (*known)[full]; ok {
+			return m, true
+		}
+	}
+	return r.other, false
 }
 
 // HandleRPC implements stats.Handler: it records a call when it ends.
