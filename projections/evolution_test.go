@@ -7,8 +7,8 @@ import (
 
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/order"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // An event of a type a newer build added counts in its order's revision
@@ -25,12 +25,12 @@ func TestNewerBuildsEventIsFoldedPast(t *testing.T) {
 		}
 		return b
 	}
-	newer := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
+	newer := estest.NewerBuildsPayload()
 	recs := []eventstore.Recorded{
 		{OrderID: "o-1", Position: 1, Version: 1, Type: "OrderCreated", Time: at, Data: enc(order.OrderCreated{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"})},
-		{OrderID: "o-1", Position: 2, Version: 2, Type: "OrderGiftWrapped", Time: at, Data: newer},
+		{OrderID: "o-1", Position: 2, Version: 2, Type: estest.NewerBuildsType, Time: at, Data: newer},
 		{OrderID: "o-1", Position: 3, Version: 3, Type: "ItemAdded", Time: at, Data: enc(order.ItemAdded{SKU: "A", Quantity: 1, UnitPrice: 100})},
-		{OrderID: "o-2", Position: 4, Version: 1, Type: "OrderGiftWrapped", Time: at, Data: newer},
+		{OrderID: "o-2", Position: 4, Version: 1, Type: estest.NewerBuildsType, Time: at, Data: newer},
 	}
 	var items []Item
 	for _, r := range recs {
@@ -40,7 +40,7 @@ func TestNewerBuildsEventIsFoldedPast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dead) != 1 || dead[0].Position != 4 || dead[0].Type != "OrderGiftWrapped" {
+	if len(dead) != 1 || dead[0].Position != 4 || dead[0].Type != estest.NewerBuildsType {
 		t.Fatalf("dead letters %+v; want only the event of o-2, before its order was created", dead)
 	}
 	o, _, err := m.GetOrder(ctx, "o-1")

@@ -54,6 +54,14 @@ func AppendChained(t testing.TB, store OrderLog, id, typ string, data []byte) ui
 // name it does not know either. It returns its position.
 func AppendNewerBuildsEvent(t testing.TB, store OrderLog, id string) uint64 {
 	t.Helper()
-	data := protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
-	return AppendChained(t, store, id, "OrderGiftWrapped", data)
+	return AppendChained(t, store, id, NewerBuildsType, NewerBuildsPayload())
+}
+
+// NewerBuildsType is the type name of AppendNewerBuildsEvent's event.
+const NewerBuildsType = "OrderGiftWrapped"
+
+// NewerBuildsPayload is the payload of an event of a type a newer build
+// added: an Event message holding a oneof case this build does not know.
+func NewerBuildsPayload() []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, 100, protowire.BytesType), []byte("gift"))
 }
