@@ -515,13 +515,19 @@ func redactURL(u string) string {
 	if at < 0 {
 		return u
 	}
-	// What precedes "://" is kept only if it is a scheme: in
-	// "user:pa://ss@host" it is part of the credentials.
-	start := 0
-	if i := strings.Index(u, "://"); i >= 0 && i < at && isScheme(u[:i]) {
-		start = i + len("://")
-	}
+	start := userInfoStart(u, at)
 	return u[:start] + "***@" + u[at+1:]
+}
+
+// userInfoStart is where the user information of u, which ends at its last
+// '@' (at), starts: after the scheme's "://", or at 0 when u has no scheme
+// of its own. What precedes "://" is a scheme only if it reads as one: in
+// "user:pa://ss@host" it is part of the credentials.
+func userInfoStart(u string, at int) int {
+	if i := strings.Index(u, "://"); i >= 0 && i < at && isScheme(u[:i]) {
+		return i + len("://")
+	}
+	return 0
 }
 
 // isScheme reports whether s is a URL scheme (RFC 3986, section 3.1):
@@ -592,7 +598,7 @@ func splitCredentials(urls string) bool {
 			}
 			continue
 		}
-		if j := strings.Index(p, "://"); j >= 0 && j < at && isScheme(p[:j]) {
+		if userInfoStart(p, at) > 0 {
 			broken = false // a URL of its own
 			continue
 		}
