@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,14 +41,34 @@ func (a endlessAudit) StreamEvents(_ *ordersv1.StreamEventsRequest, s grpc.Serve
 	return s.Context().Err()
 }
 
-// The console's shutdown ends its verify and export streams, as it ends the
-// live pages', so the HTTP server's shutdown does not wait out its timeout
-// for them on a node whose audit role runs elsewhere. Before, only the
-// live pages' streams ended.
+// endlessRebuild sends one progress message of a rebuild, then holds the
+// stream open until its caller goes: a rebuild of a large log, run by a
+// query node of its own.
+type endlessRebuild struct {
+	ordersv1.UnimplementedOrderAdminServiceServer
+	sent chan struct{}
+}
+
+func (a endlessRebuild) RebuildReadModel(_ *ordersv1.RebuildReadModelRequest, s grpc.ServerStreamingServer[ordersv1.RebuildReadModelResponse]) error {
+	if err := s.Send(&ordersv1.RebuildReadModelResponse{EventsDone: 1, TargetPosition: 1_000_000}); err != nil {
+		return err
+	}
+	a.sent <- struct{}{}
+	<-s.Context().Done()
+	return s.Context().Err()
+}
+
+// The console's shutdown ends its verify, export and rebuild streams, as
+// it ends the live pages', so the HTTP server's shutdown does not wait out
+// its timeout for them on a node whose audit or query role runs elsewhere.
+// Before, only the live pages' streams ended.
 func TestShutdownEndsTheWorkStreams(t *testing.T) {
-	audit := endlessAudit{sent: make(chan struct{}, 1)}
-	conn := stubConn(t, func(gs *grpc.Server) { ordersv1.RegisterOrderAuditServiceServer(gs, audit) })
-	for _, path := range []string{"/console/audit/verify", "/console/audit/export?from=1"} {
+	sent := make(chan struct{}, 1)
+	conn := stubConn(t, func(gs *grpc.Server) {
+		ordersv1.RegisterOrderAuditServiceServer(gs, endlessAudit{sent: sent})
+		ordersv1.RegisterOrderAdminServiceServer(gs, endlessRebuild{sent: sent})
+	})
+	for _, path := range []string{"/console/audit/verify", "/console/audit/export?from=1", "/console/operations/rebuild"} {
 		t.Run(path, func(t *testing.T) {
 			con, err := consolepkg.New(consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn})
 			if err != nil {
@@ -62,18 +84,37 @@ func TestShutdownEndsTheWorkStreams(t *testing.T) {
 			t.Cleanup(func() { _ = srv.Close() })
 			// The export's first line may wait in the console's buffer:
 			// the request is in flight once the audit stream sent.
+			base := "http://" + hl.Addr().String()
+			req, err := http.NewRequest("GET", base+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl := newClient(t, base)
+			if path == "/console/operations/rebuild" {
+				// A post, with the session's CSRF token, as the
+				// Operations page's script sends it.
+				_, page := cl.do("GET", "/console/audit", nil, nil)
+				m := csrfMeta.FindStringSubmatch(page)
+				if m == nil {
+					t.Fatal("no CSRF token on the page")
+				}
+				req, _ = http.NewRequest("POST", base+path, strings.NewReader(url.Values{"csrf": {m[1]}}.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Accept", "application/x-ndjson")
+				req.Header.Set("Sec-Fetch-Site", "same-origin")
+			}
 			go func() {
 				// Read to its end, as a browser does: the stream ends
 				// only when the console ends it.
-				if res, err := http.Get("http://" + hl.Addr().String() + path); err == nil {
+				if res, err := cl.http.Do(req); err == nil {
 					_, _ = io.Copy(io.Discard, res.Body)
 					res.Body.Close()
 				}
 			}()
 			select {
-			case <-audit.sent:
+			case <-sent:
 			case <-time.After(20 * time.Second):
-				t.Fatalf("%s never reached the audit service", path)
+				t.Fatalf("%s never reached the service", path)
 			}
 			// Bounds the test's wait, not the shutdown: the stream never
 			// ends by itself.
