@@ -5,8 +5,12 @@
 // record must outlive the loss of a server as the events it stands beside
 // do. Only the latest value of a key is kept.
 //
-// Errors: ErrExists, ErrNotFound and ErrInvalidOption, checked with
-// errors.Is; others wrap the NATS error, prefixed by the operation.
+// A value read with its revision (Read) can be replaced or removed only if
+// no other caller wrote or removed it since (Update, DeleteAt): how
+// processes sharing a bucket keep from overwriting each other.
+//
+// Errors: ErrExists, ErrNotFound, ErrChanged and ErrInvalidOption, checked
+// with errors.Is; others wrap the NATS error, prefixed by the operation.
 package bucket
 
 import (
@@ -23,8 +27,8 @@ var (
 	ErrExists = errors.New("bucket: key exists")
 	// ErrNotFound reports a Get of a key without a value.
 	ErrNotFound = errors.New("bucket: key not found")
-	// ErrChanged reports a Take of a key written or removed by another
-	// caller between its read and its removal.
+	// ErrChanged reports a Take, Update or DeleteAt of a key written or
+	// removed by another caller since it was read.
 	ErrChanged = errors.New("bucket: key changed meanwhile")
 	// ErrInvalidOption reports an option of Open given a value it does
 	// not accept.
@@ -119,6 +123,37 @@ func (b *Bucket) entry(ctx context.Context, op, key string) (jetstream.KeyValueE
 	return e, nil
 }
 
+// Read returns the value of key and its revision, for Update and
+// DeleteAt; ErrNotFound when it holds none.
+func (b *Bucket) Read(ctx context.Context, key string) (value []byte, revision uint64, err error) {
+	e, err := b.entry(ctx, "read", key)
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+// Update replaces the value of key if it is still at revision, and
+// returns the new revision; ErrChanged when another caller wrote or
+// removed it since.
+func (b *Bucket) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
+	rev, err := b.kv.Update(ctx, key, value, revision)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, fmt.Errorf("%w: %s", ErrChanged, key)
+	}
+	return rev, wrap("update", key, err)
+}
+
+// DeleteAt removes the value of key if it is still at revision;
+// ErrChanged when another caller wrote or removed it since.
+func (b *Bucket) DeleteAt(ctx context.Context, key string, revision uint64) error {
+	err := b.kv.Delete(ctx, key, jetstream.LastRevision(revision))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("%w: %s", ErrChanged, key)
+	}
+	return wrap("delete", key, err)
+}
+
 // Delete removes the value of key; deleting a key without a value is not
 // an error.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
@@ -130,18 +165,14 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 // Takes of one value, in any process, one gets it. ErrNotFound when the
 // key holds no value, ErrChanged when it changed meanwhile.
 func (b *Bucket) Take(ctx context.Context, key string) ([]byte, error) {
-	e, err := b.entry(ctx, "take", key)
+	v, rev, err := b.Read(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	err = b.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return nil, fmt.Errorf("%w: %s", ErrChanged, key)
+	if err := b.DeleteAt(ctx, key, rev); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, wrap("take", key, err)
-	}
-	return e.Value(), nil
+	return v, nil
 }
 
 // Keys returns the keys holding a value, as of the call. A listing cut

@@ -185,3 +185,47 @@ func TestTakeGivesAValueOnce(t *testing.T) {
 		t.Fatalf("after the Takes: %v, want no value", err)
 	}
 }
+
+// A write or removal conditioned on the revision read goes through only if
+// nobody wrote or removed the value since, and one refused leaves the value
+// as it was.
+func TestUpdateAndDeleteAtAreRefusedOnceTheValueChanged(t *testing.T) {
+	ctx := t.Context()
+	_, js := estest.Connect(t, estest.StartServer(t))
+	b, err := bucket.Open(ctx, js, "COND")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Read(ctx, "k"); !errors.Is(err, bucket.ErrNotFound) {
+		t.Fatalf("Read of a key without a value: %v, want ErrNotFound", err)
+	}
+	if err := b.Create(ctx, "k", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	v, read, err := b.Read(ctx, "k")
+	if err != nil || string(v) != "1" {
+		t.Fatalf("Read = %q, %v; want 1", v, err)
+	}
+	updated, err := b.Update(ctx, "k", []byte("2"), read)
+	if err != nil {
+		t.Fatalf("Update at the revision read: %v", err)
+	}
+	if _, err := b.Update(ctx, "k", []byte("3"), read); !errors.Is(err, bucket.ErrChanged) {
+		t.Fatalf("Update at a revision written over: %v, want ErrChanged", err)
+	}
+	if err := b.DeleteAt(ctx, "k", read); !errors.Is(err, bucket.ErrChanged) {
+		t.Fatalf("DeleteAt a revision written over: %v, want ErrChanged", err)
+	}
+	if v, rev, err := b.Read(ctx, "k"); err != nil || string(v) != "2" || rev != updated {
+		t.Fatalf("after the refusals: %q at %d, %v; want 2 at %d", v, rev, err, updated)
+	}
+	if err := b.DeleteAt(ctx, "k", updated); err != nil {
+		t.Fatalf("DeleteAt the revision written: %v", err)
+	}
+	if _, err := b.Update(ctx, "k", []byte("4"), updated); !errors.Is(err, bucket.ErrChanged) {
+		t.Fatalf("Update of a removed value: %v, want ErrChanged", err)
+	}
+	if _, err := b.Get(ctx, "k"); !errors.Is(err, bucket.ErrNotFound) {
+		t.Fatalf("after the removal: %v, want no value", err)
+	}
+}
