@@ -122,9 +122,13 @@ type Parked interface {
 	Put(ctx context.Context, key string, value []byte) error
 	// Get returns bucket.ErrNotFound for a key without a value.
 	Get(ctx context.Context, key string) ([]byte, error)
-	// Take removes and returns a key's value unless another caller
-	// changed it meanwhile: bucket.ErrNotFound, bucket.ErrChanged.
-	Take(ctx context.Context, key string) ([]byte, error)
+	// Read is Get with the value's revision, for Update and DeleteAt.
+	Read(ctx context.Context, key string) ([]byte, uint64, error)
+	// Update and DeleteAt write or remove a key's value if it is still
+	// at revision: bucket.ErrChanged when another caller wrote or
+	// removed it since.
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	DeleteAt(ctx context.Context, key string, revision uint64) error
 	Delete(ctx context.Context, key string) error
 	Keys(ctx context.Context) ([]string, error)
 }
@@ -437,6 +441,10 @@ type job struct {
 	MaybeRefunded bool      `json:"maybe_refunded,omitempty"`
 	LastError     string    `json:"last_error,omitempty"`
 	ParkedAt      time.Time `json:"parked_at,omitzero"`
+	// RetryingUntil is the end of the lease of a retry running the job,
+	// in whichever process (see Manager.Retry): until then another
+	// retry leaves the job alone and a settle is refused.
+	RetryingUntil time.Time `json:"retrying_until,omitzero"`
 }
 
 // result of running a job.
@@ -1102,9 +1110,16 @@ func (m *Manager) Parked(ctx context.Context) ([]job, error) {
 // MaybeRefunded the same way, so that one whose order is then refunded
 // some other way is parked for an operator rather than dropped: the mark
 // costs at most a look at the provider, after which the operator removes
-// the job (Settle). Retry never clears a
-// mark, so concurrent retries of a job, whose bucket writes replace each
-// other without a revision check, cannot lose one another's.
+// the job (Settle). Retry never clears a mark.
+//
+// A retry leases its job in the bucket, with the mark, by a write
+// conditioned on the revision it read, and renews the lease while it runs:
+// so of retries in several processes one runs the job and the others skip
+// it, a settle anywhere is refused (ErrJobBusy) while the job's money may
+// still move, and a job settled since it was listed is not run. The lease
+// lasts retryLease AckWaits (30 s by default; longer than any clock
+// difference between nodes should be): a process that dies mid-retry
+// holds its job that long.
 func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedAgain int, err error) {
 	jobs, err := m.Parked(ctx)
 	if err != nil {
@@ -1129,42 +1144,33 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 }
 
 // retryOne runs the parked job j again, unless a retry or a settle of it
-// runs in this process (then it is skipped: abandon, nil) or it was
-// settled since it was listed. It answers done when the job completed and
-// left the park, parked when it failed again.
+// runs in this process (then it is skipped: abandon, nil), a retry of it
+// holds its lease in another, or it was settled since it was listed. It
+// answers done when the job completed and left the park, parked when it
+// failed again.
 func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	key := parkKey(j.Kind, j.OrderID)
 	if _, busy := m.claims.LoadOrStore(key, struct{}{}); busy {
 		return abandon, nil
 	}
 	defer m.claims.Delete(key)
-	if _, err := m.kv.Get(ctx, key); errors.Is(err, bucket.ErrNotFound) {
-		return abandon, nil // settled since it was listed
-	} else if err != nil {
-		return abandon, err
+	l, err := m.lease(ctx, key)
+	if errors.Is(err, errNotLeased) {
+		return abandon, nil // settled since it was listed, or retried elsewhere
 	}
-	marked := j
-	marked.MaybeCharged = j.MaybeCharged || j.Kind == kindCharge
-	marked.MaybeRefunded = j.MaybeRefunded || j.Kind == kindRefund
-	if marked != j {
-		j = marked
-		added, err := m.park(ctx, j)
-		if err != nil {
-			return abandon, fmt.Errorf("payments: marking the parked %s of order %s before retrying it: %w", j.Kind, j.OrderID, err)
-		}
-		if added {
-			// Another process's retry completed the job since it was
-			// listed; this one runs it again (its keys make that
-			// harmless) and removes it once more.
-			m.parkedNow.Add(1)
-		}
+	if err != nil {
+		return abandon, fmt.Errorf("payments: leasing the parked %s of order %s to retry it: %w", j.Kind, j.OrderID, err)
 	}
+	runCtx, stop := l.keep(ctx, m)
 	// The retry starts the job's attempts afresh and keeps every fact
 	// about money it holds (MaybeCharged, the provider's references): a
-	// copy that listed the fields to keep dropped the references.
-	fresh := j
-	fresh.Attempts, fresh.LastError, fresh.ParkedAt = 0, "", time.Time{}
-	switch r := m.run(ctx, &fresh); r {
+	// copy that listed the fields to keep dropped the references. Parked
+	// again, it holds no lease.
+	fresh := l.j
+	fresh.Attempts, fresh.LastError, fresh.ParkedAt, fresh.RetryingUntil = 0, "", time.Time{}, time.Time{}
+	r := m.run(runCtx, &fresh)
+	rev, held := stop()
+	switch r {
 	case done:
 		if err := m.kv.Delete(ctx, key); err != nil {
 			return abandon, err
@@ -1176,13 +1182,128 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	default:
 		// The call ended mid-job, perhaps after the provider took the
 		// money, or the event store or the command side stayed away past
-		// the outage limit, or the job could not be parked again: it
-		// stays parked, marked before it ran, and the jobs after it are
-		// not tried. Never an answer of success.
+		// the outage limit, or the job could not be parked again, or the
+		// lease could not be kept: it stays parked, marked before it
+		// ran, and the jobs after it are not tried. Never an answer of
+		// success. The lease is handed back at once, if still held.
+		if held {
+			released := l.j
+			released.RetryingUntil = time.Time{}
+			if b, err := json.Marshal(released); err == nil {
+				_, _ = m.kv.Update(context.WithoutCancel(ctx), key, b, rev)
+			}
+		}
 		if err := ctx.Err(); err != nil {
 			return abandon, err
 		}
 		return abandon, fmt.Errorf("payments: the parked job of order %s could not be run to its end and stays parked: %w", j.OrderID, eventstore.ErrUnavailable)
+	}
+}
+
+// retryLease is how many AckWaits a retry's lease on its job lasts; it is
+// renewed every third of that.
+const retryLease = 15
+
+// errNotLeased reports a job that a retry cannot lease: it left the park,
+// or another retry holds it.
+var errNotLeased = errors.New("payments: the parked job is settled or retried elsewhere")
+
+// leased is a parked job a retry holds, as the bucket has it, marked and
+// leased, at revision rev.
+type leased struct {
+	key string
+	j   job
+	rev uint64
+}
+
+// lease reads the parked job under key, as stored (the listing may be
+// older), marks it MaybeCharged or MaybeRefunded as it runs (see Retry) and
+// leases it, written only if nobody wrote or removed it since the read:
+// errNotLeased when it is gone, changed meanwhile, or leased by a retry
+// elsewhere.
+func (m *Manager) lease(ctx context.Context, key string) (*leased, error) {
+	v, rev, err := m.kv.Read(ctx, key)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return nil, errNotLeased
+	}
+	if err != nil {
+		return nil, err
+	}
+	var j job
+	if err := json.Unmarshal(v, &j); err != nil {
+		return nil, fmt.Errorf("payments: parked job %s: %w", key, err)
+	}
+	now := time.Now()
+	if j.RetryingUntil.After(now) {
+		return nil, errNotLeased
+	}
+	j.MaybeCharged = j.MaybeCharged || j.Kind == kindCharge
+	j.MaybeRefunded = j.MaybeRefunded || j.Kind == kindRefund
+	l := &leased{key: key, j: j, rev: rev}
+	if err := l.renew(ctx, m, now); err != nil {
+		if errors.Is(err, bucket.ErrChanged) {
+			return nil, errNotLeased
+		}
+		return nil, err
+	}
+	return l, nil
+}
+
+// leaseFor is how long a retry's lease lasts.
+func (m *Manager) leaseFor() time.Duration { return retryLease * m.ackWait }
+
+// renew writes the job leased until now plus leaseFor, if the bucket
+// still holds it at l.rev: bucket.ErrChanged when it does not.
+func (l *leased) renew(ctx context.Context, m *Manager, now time.Time) error {
+	l.j.RetryingUntil = now.Add(m.leaseFor()).UTC()
+	b, err := json.Marshal(l.j)
+	if err != nil {
+		return err
+	}
+	rev, err := m.kv.Update(ctx, l.key, b, l.rev)
+	if err != nil {
+		return err
+	}
+	l.rev = rev
+	return nil
+}
+
+// keep renews the lease every third of its length while the job runs. It
+// returns the context to run the job in, which ends when a renewal fails
+// (the job's money must not move once another process may settle it), and
+// stop, which ends the renewals and reports the revision of the last
+// write and whether the lease was still held by it.
+func (l *leased) keep(ctx context.Context, m *Manager) (context.Context, func() (uint64, bool)) {
+	runCtx, cancel := context.WithCancel(ctx)
+	quit, exited := make(chan struct{}), make(chan struct{})
+	held := true
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(m.leaseFor() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+				if err := l.renew(runCtx, m, time.Now()); err != nil {
+					if runCtx.Err() == nil {
+						m.log.WarnContext(ctx, "payments: a retry could not renew its lease on the parked job; it stops", "kind", l.j.Kind, "order", l.j.OrderID, "err", err)
+					}
+					held = false
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return runCtx, func() (uint64, bool) {
+		close(quit)
+		<-exited
+		cancel()
+		return l.rev, held
 	}
 }
 
@@ -1191,9 +1312,11 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 // with the provider: a refund job parked because the customer may have
 // been refunded twice (errSettleByHand) stays parked on every retry, since
 // no retry can undo that. It returns the job as it was parked. Of
-// concurrent settles, in any process, one removes the job (the bucket's
-// Take); a settle while a retry of the job runs in this process is
-// refused, since the retry may still move the job's money. ErrNotParked
+// concurrent settles, in any process, one removes the job (a removal
+// conditioned on the revision read); a settle while a retry of the job
+// runs, in this process or, holding the job's lease, in another (see
+// Retry), is refused, since the retry may still move the job's money.
+// ErrNotParked
 // when no such job is parked, ErrJobBusy while a retry or another settle
 // of it runs; the bucket's errors otherwise.
 func (m *Manager) Settle(ctx context.Context, orderID string, kind jobKind) (job, error) {
@@ -1202,19 +1325,27 @@ func (m *Manager) Settle(ctx context.Context, orderID string, kind jobKind) (job
 		return job{}, ErrJobBusy
 	}
 	defer m.claims.Delete(key)
-	v, err := m.kv.Take(ctx, key)
-	switch {
-	case errors.Is(err, bucket.ErrNotFound):
+	v, rev, err := m.kv.Read(ctx, key)
+	if errors.Is(err, bucket.ErrNotFound) {
 		return job{}, ErrNotParked
+	}
+	if err != nil {
+		return job{}, err
+	}
+	var j job
+	if err := json.Unmarshal(v, &j); err != nil {
+		return job{}, fmt.Errorf("payments: parked job %s: %w", key, err)
+	}
+	if j.RetryingUntil.After(time.Now()) {
+		return job{}, ErrJobBusy // a retry in another process holds it
+	}
+	switch err := m.kv.DeleteAt(ctx, key, rev); {
 	case errors.Is(err, bucket.ErrChanged):
 		return job{}, ErrJobBusy // another process retried or settled it meanwhile
 	case err != nil:
 		return job{}, err
 	}
 	m.parkedNow.Add(-1)
-	var j job
-	if err := json.Unmarshal(v, &j); err != nil {
-		return job{}, fmt.Errorf("payments: parked job %s: %w", key, err)
-	}
+	j.RetryingUntil = time.Time{}
 	return j, nil
 }

@@ -40,6 +40,22 @@ func parkedRefund(t *testing.T, e *env, gw payments.Provider, failing *scripted)
 	return id
 }
 
+// heldRetry starts a retry of order id's parked refund, which gw lets
+// reach the provider and holds there until gw.release is closed, and
+// returns once it is held there; the retry's error comes on the channel
+// returned.
+func heldRetry(t *testing.T, e *env, gw *heldRefunds, id string) <-chan error {
+	t.Helper()
+	gw.failRefunds.Store(0)
+	retried := make(chan error, 1)
+	go func() {
+		_, err := e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id})
+		retried <- err
+	}()
+	<-gw.entered
+	return retried
+}
+
 func settleRefund(id string) *ordersv1.SettleParkedPaymentRequest {
 	return &ordersv1.SettleParkedPaymentRequest{OrderId: id, Kind: ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND}
 }
@@ -54,13 +70,7 @@ func TestSettleDuringARetryIsRefused(t *testing.T) {
 	gw := &heldRefunds{scripted: &scripted{Simulator: payments.NewSimulator(payments.SimulatorConfig{})},
 		entered: make(chan struct{}, 1), release: make(chan struct{})}
 	id := parkedRefund(t, e, gw, gw.scripted)
-	gw.failRefunds.Store(0)
-	retried := make(chan error, 1)
-	go func() {
-		_, err := e.admin.RetryParkedPayment(ctx, &ordersv1.RetryParkedPaymentRequest{OrderId: id})
-		retried <- err
-	}()
-	<-gw.entered
+	retried := heldRetry(t, e, gw, id)
 	if _, err := e.admin.SettleParkedPayment(ctx, settleRefund(id)); status.Code(err) != codes.Aborted {
 		t.Errorf("settle while the retry runs: %v, want ABORTED", err)
 	}
