@@ -216,10 +216,13 @@ func (a *app) export(ctx context.Context, req *ordersv1.StreamEventsRequest, fil
 		return err
 	}
 	// The first answer comes before --file is opened: a server that
-	// refuses or cannot be reached must leave an existing file as it was,
-	// not emptied.
+	// refuses or cannot be reached, or a follow stopped before any event
+	// came, must leave an existing file as it was, not emptied.
 	first, ferr := stream.Recv()
-	if ferr != nil && !errors.Is(ferr, io.EOF) && !stopped(ferr) {
+	if stopped(ferr) {
+		return nil
+	}
+	if ferr != nil && !errors.Is(ferr, io.EOF) {
 		return ferr
 	}
 	out := a.io.Out

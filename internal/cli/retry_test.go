@@ -382,3 +382,39 @@ func TestRefusedExportKeepsTheFile(t *testing.T) {
 		t.Fatalf("the file after a refused export: %q, %v; want it as it was", b, err)
 	}
 }
+
+// silentAudit answers an export with nothing until its caller goes away,
+// saying on entered that the call reached it.
+type silentAudit struct {
+	ordersv1.UnimplementedOrderAuditServiceServer
+	entered chan struct{}
+}
+
+func (a silentAudit) StreamEvents(_ *ordersv1.StreamEventsRequest, s grpc.ServerStreamingServer[ordersv1.StreamEventsResponse]) error {
+	a.entered <- struct{}{}
+	<-s.Context().Done()
+	return s.Context().Err()
+}
+
+// A follow the user stops before any event came leaves --file as it was,
+// and exits 0 as any stopped follow does. Before, the file was emptied.
+func TestFollowStoppedBeforeAnyEventKeepsTheFile(t *testing.T) {
+	a := silentAudit{entered: make(chan struct{}, 1)}
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderAuditServiceServer(gs, a) })
+	file := filepath.Join(t.TempDir(), "events.jsonl")
+	const earlier = `{"position":"1"}` + "\n"
+	if err := os.WriteFile(file, []byte(earlier), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan result, 1)
+	go func() { done <- call{ctx: ctx, addr: addr}.run(t, "audit", "export", "--follow", "--file", file) }()
+	<-a.entered
+	stop()
+	if r := <-done; r.code != cli.ExitOK {
+		t.Fatalf("a stopped follow: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != earlier {
+		t.Fatalf("the file after a follow stopped before any event: %q, %v; want it as it was", b, err)
+	}
+}
