@@ -6,7 +6,9 @@
 // HS384, HS512, each only with a secret as long as its hash) or by a key of
 // a JWKS file (RS, PS and ES 256/384/512, EdDSA, chosen by the token's
 // "kid"). A JWT must carry "sub" and may carry "exp"/"nbf", which are
-// enforced, and "roles" (a list of role names).
+// enforced with Leeway, and "roles" (a list of role names). A stream (a
+// watch, a followed export) is held to its token's "exp" too: it ends with
+// UNAUTHENTICATED once the token expires, as its calls would be refused.
 //
 // Roles: clerk (OrderCommandService, and OrderQueryService so that a clerk
 // can see the orders they change), viewer (OrderQueryService), auditor
@@ -54,7 +56,15 @@ var ErrUnauthenticated = errors.New("auth: invalid token")
 type Principal struct {
 	Subject string
 	Roles   []string
+	// Expires is when the token stops being accepted (its "exp" plus
+	// Leeway); zero for a token that does not expire (a static one, a JWT
+	// without "exp").
+	Expires time.Time
 }
+
+// Leeway is how far past its "exp" (and before its "nbf") a JWT is still
+// accepted, for clocks that differ between the issuer and this server.
+const Leeway = 30 * time.Second
 
 // Has reports whether p holds role (admin holds every role).
 func (p Principal) Has(role string) bool {
@@ -206,10 +216,14 @@ func (a *Authenticator) Authenticate(token string) (Principal, error) {
 	}
 	want := a.expected
 	want.Time = a.now()
-	if c.Subject == "" || c.ValidateWithLeeway(want, 30*time.Second) != nil {
+	if c.Subject == "" || c.ValidateWithLeeway(want, Leeway) != nil {
 		return Principal{}, ErrUnauthenticated
 	}
-	return Principal{Subject: c.Subject, Roles: c.Roles}, nil
+	p := Principal{Subject: c.Subject, Roles: c.Roles}
+	if c.Expiry != nil {
+		p.Expires = c.Expiry.Time().Add(Leeway)
+	}
+	return p, nil
 }
 
 // BearerToken returns the token of an Authorization value of the Bearer
@@ -254,11 +268,12 @@ func AllowedRoles(fullMethod string) (roles []string, exempt bool) {
 }
 
 // check authenticates and authorises a call and returns the context with
-// x-actor set to the subject.
-func (a *Authenticator) check(ctx context.Context, method string) (context.Context, error) {
+// x-actor set to the subject, and the principal (zero for an exempt
+// method).
+func (a *Authenticator) check(ctx context.Context, method string) (context.Context, Principal, error) {
 	roles, exempt := AllowedRoles(method)
 	if exempt {
-		return ctx, nil
+		return ctx, Principal{}, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	var token string
@@ -268,15 +283,15 @@ func (a *Authenticator) check(ctx context.Context, method string) (context.Conte
 		}
 	}
 	if token == "" {
-		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
+		return nil, Principal{}, status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
 	p, err := a.admit(token, roles)
 	if err != nil {
-		return nil, err
+		return nil, Principal{}, err
 	}
 	md = md.Copy()
 	md.Set("x-actor", p.Subject)
-	return metadata.NewIncomingContext(ctx, md), nil
+	return metadata.NewIncomingContext(ctx, md), p, nil
 }
 
 // Admit returns the principal of token when the server would let it call
@@ -324,21 +339,37 @@ func Recordable(value string) bool {
 
 // Unary is the unary server interceptor.
 func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := a.check(ctx, info.FullMethod)
+	ctx, _, err := a.check(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
-// Stream is the stream server interceptor.
+// Stream is the stream server interceptor. A stream whose token expires
+// while it runs ends then with UNAUTHENTICATED, whatever its handler
+// answers: a watch has no end of its own, and went on sending orders to a
+// token every call refused.
 func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := a.check(ss.Context(), info.FullMethod)
+	ctx, p, err := a.check(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
-	return handler(srv, &wrapped{ServerStream: ss, ctx: ctx})
+	if p.Expires.IsZero() {
+		return handler(srv, &wrapped{ServerStream: ss, ctx: ctx})
+	}
+	// By this server's clock, as the token was checked.
+	ctx, cancel := context.WithTimeoutCause(ctx, p.Expires.Sub(a.now()), errTokenExpired)
+	defer cancel()
+	err = handler(srv, &wrapped{ServerStream: ss, ctx: ctx})
+	if errors.Is(context.Cause(ctx), errTokenExpired) {
+		return status.Error(codes.Unauthenticated, "the token expired: open the stream again with a new one")
+	}
+	return err
 }
+
+// errTokenExpired ends a stream whose token expired.
+var errTokenExpired = errors.New("auth: the stream's token expired")
 
 type wrapped struct {
 	grpc.ServerStream

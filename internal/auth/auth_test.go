@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -351,5 +352,41 @@ func TestSubjectRecordedAsItIsOrRefused(t *testing.T) {
 	tok := sign(t, hs, "", claims{Claims: jwt.Claims{Subject: "alice smith", Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Roles: []string{"clerk"}})
 	if p, err := a.Admit(tok, "/orders.v1.OrderCommandService/CreateOrder"); err != nil || p.Subject != "alice smith" {
 		t.Errorf("subject with an inner space: %+v, %v; want admitted as it is", p, err)
+	}
+}
+
+// A stream ends with UNAUTHENTICATED when its token expires, though its
+// handler would go on (a watch has no end of its own) or answers nothing
+// wrong; one whose token does not expire has no such end.
+func TestStreamEndsWhenItsTokenExpires(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef"
+	a, err := auth.Load(auth.Config{HMACSecretFile: write(t, "secret", secret), TokensFile: write(t, "tokens", "viewer-token-012345678 vera viewer\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}
+	// Expired 29 s ago: still accepted, within the leeway, for about 1 s.
+	expiring := sign(t, hs, "", claims{Claims: jwt.Claims{Subject: "vic", Expiry: jwt.NewNumericDate(time.Now().Add(1*time.Second - auth.Leeway))}, Roles: []string{"viewer"}})
+	watch := "/orders.v1.OrderQueryService/WatchOrders"
+	open := func(token string, handler grpc.StreamHandler) error {
+		ss := &stream{ctx: metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", "Bearer "+token))}
+		return a.Stream(nil, ss, &grpc.StreamServerInfo{FullMethod: watch, IsServerStream: true}, handler)
+	}
+	// Until its context ends, then without an error, as a watch whose
+	// client left does.
+	untilDone := func(_ any, ss grpc.ServerStream) error {
+		<-ss.Context().Done()
+		return nil
+	}
+	if err := open(expiring, untilDone); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a stream whose token expired: %v, want UNAUTHENTICATED", err)
+	}
+	if err := open("viewer-token-012345678", func(_ any, ss grpc.ServerStream) error {
+		if d, ok := ss.Context().Deadline(); ok {
+			return fmt.Errorf("a stream of a static token ends at %v", d)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
