@@ -45,9 +45,17 @@ func (c *Console) userError(err error) (int, string) {
 }
 
 // fail answers a failed call: a refused token sends the user to sign in,
-// anything else is an error page (or, for the script, the status alone).
+// anything else is an error page (or, for the script, the status alone). A
+// console without authentication has no sign-in to send anyone to (its
+// sign-in page sends the browser back, for ever): the services it calls
+// ask for a token it cannot have, which only its configuration can mend.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err error) {
 	code, msg := c.userError(err)
+	if code == http.StatusUnauthorized && c.auth == nil {
+		c.log.Error("console: the services require a token and this console has no authentication to sign anyone in: give it the services' AUTH_* settings", "err", err)
+		c.errorPage(w, r, s, http.StatusBadGateway, "The services require a token, and this console is not set up to sign anyone in: ask the operator to configure its authentication.")
+		return
+	}
 	if code == http.StatusUnauthorized {
 		c.setCookie(w, "")
 		c.toLogin(w, r, "expired")
