@@ -3,7 +3,9 @@ package app_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -296,8 +298,9 @@ func startLogged(t *testing.T, vars map[string]string, h slog.Handler) *running 
 }
 
 // openStream sends a GET for a REST stream and reads its first line, so
-// the request is known to be in flight; the body is closed when t ends.
-func openStream(t *testing.T, url, accept string) {
+// the request is known to be in flight, and returns the rest of the body;
+// the body is closed when t ends.
+func openStream(t *testing.T, url, accept string) *bufio.Reader {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	if err != nil {
@@ -311,10 +314,45 @@ func openStream(t *testing.T, url, accept string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = res.Body.Close() })
-	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	body := bufio.NewReader(res.Body)
+	line, err := body.ReadString('\n')
 	if res.StatusCode != http.StatusOK || err != nil {
 		t.Fatalf("GET %s (Accept %q): %d %q %v", url, accept, res.StatusCode, line, err)
 	}
+	return body
+}
+
+// lastStatus returns the status a REST stream's body ends with: its last
+// line, {"error": status} as newline-delimited JSON, or the data of its
+// last event, an "error" event, as Server-Sent Events; code -1 when it
+// ends with neither.
+func lastStatus(t *testing.T, body *bufio.Reader, sse bool) float64 {
+	t.Helper()
+	rest, _ := io.ReadAll(body)
+	lines := strings.Split(strings.TrimRight(string(rest), "\n"), "\n")
+	last := lines[len(lines)-1]
+	var st struct {
+		Code  *float64 `json:"code"`
+		Error struct {
+			Code *float64 `json:"code"`
+		} `json:"error"`
+	}
+	var code *float64
+	if sse {
+		data, ok := strings.CutPrefix(last, "data: ")
+		if len(lines) < 2 || lines[len(lines)-2] != "event: error" || !ok || json.Unmarshal([]byte(data), &st) != nil {
+			return -1
+		}
+		code = st.Code
+	} else if json.Unmarshal([]byte(last), &st) != nil {
+		return -1
+	} else {
+		code = st.Error.Code
+	}
+	if code == nil {
+		return -1
+	}
+	return *code
 }
 
 // Shutting down while REST streams are open (a watch as Server-Sent Events
@@ -331,11 +369,13 @@ func TestShutdownEndsRESTStreams(t *testing.T) {
 			t.Fatalf("create %s: %d %s", id, code, body)
 		}
 	}
-	openStream(t, base+"/v1/orders/w1:watch?consistency.minPosition=1", "text/event-stream")
-	openStream(t, base+"/v1/orders/w1:watch?consistency.minPosition=1", "")
-	// An order id holding '/' travels escaped in its one path segment.
-	openStream(t, base+"/v1/orders/w%2F2:watch?consistency.minPosition=2", "")
-	openStream(t, base+"/v1/events?follow=true", "")
+	sse := openStream(t, base+"/v1/orders/w1:watch?consistency.minPosition=1", "text/event-stream")
+	ndjson := map[string]*bufio.Reader{
+		"watch": openStream(t, base+"/v1/orders/w1:watch?consistency.minPosition=1", ""),
+		// An order id holding '/' travels escaped in its one path segment.
+		"watch of an escaped id": openStream(t, base+"/v1/orders/w%2F2:watch?consistency.minPosition=2", ""),
+		"followed events":        openStream(t, base+"/v1/events?follow=true", ""),
+	}
 
 	r.cancel()
 	// Half the timeout: a bound the code enforces by ending the streams,
@@ -349,6 +389,17 @@ func TestShutdownEndsRESTStreams(t *testing.T) {
 	}
 	if r.err != nil {
 		t.Fatalf("Run: %v", r.err)
+	}
+	// Each ends saying why, UNAVAILABLE (14), which clients retry, as the
+	// gRPC streams do: not CANCELLED, as if the client had left, nor
+	// without a word.
+	if code := lastStatus(t, sse, true); code != float64(codes.Unavailable) {
+		t.Errorf("the Server-Sent Events watch ended with code %v, want an error event of UNAVAILABLE", code)
+	}
+	for name, body := range ndjson {
+		if code := lastStatus(t, body, false); code != float64(codes.Unavailable) {
+			t.Errorf("the %s ended with code %v, want an error line of UNAVAILABLE", name, code)
+		}
 	}
 }
 

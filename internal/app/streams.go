@@ -42,15 +42,17 @@ func newStreamEnder() (*streamEnder, error) {
 }
 
 // handler serves next, under a context that ends at shutdown for a request
-// to a streaming route.
+// to a streaming route, with errShuttingDown as its cause: the gateway ends
+// the stream with that status (httpapi.New), as the gRPC streams end, not
+// as one whose client left.
 func (s *streamEnder) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The escaped path: an order id holding '/' is one segment
 		// there ("w%2F2"), as the routes' parameters are.
 		if s.routes.MatchString(r.Method + " " + r.URL.EscapedPath()) {
-			ctx, cancel := context.WithCancel(r.Context())
-			defer cancel()
-			defer context.AfterFunc(s.ctx, cancel)()
+			ctx, cancel := context.WithCancelCause(r.Context())
+			defer cancel(nil)
+			defer context.AfterFunc(s.ctx, func() { cancel(errShuttingDown) })()
 			r = r.WithContext(ctx)
 		}
 		next.ServeHTTP(w, r)

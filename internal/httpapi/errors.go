@@ -71,9 +71,26 @@ func (e errorHandlers) http(ctx context.Context, mux *runtime.ServeMux, m runtim
 }
 
 // stream is the status of a failed server stream: an error line after the
-// first message, or the answer before it.
+// first message, or the answer before it. A stream whose request a front
+// end ended with a status (endedWith) ends with that one.
 func (e errorHandlers) stream(ctx context.Context, err error) *status.Status {
+	if st, ok := endedWith(ctx); ok {
+		return st
+	}
 	return e.clientStatus(ctx, nil, err)
+}
+
+// endedWith returns the status ctx was cancelled with as its cause, if it
+// was (see the package comment).
+func endedWith(ctx context.Context) (*status.Status, bool) {
+	if ctx.Err() == nil {
+		return nil, false
+	}
+	cause := context.Cause(ctx)
+	if _, isStatus := cause.(interface{ GRPCStatus() *status.Status }); !isStatus {
+		return nil, false
+	}
+	return status.Convert(cause), true
 }
 
 // routing answers a request no route matched.

@@ -37,6 +37,11 @@
 // conventions below. Either way the path's
 // order_id wins over an orderId query parameter, as on every route.
 //
+// A stream whose request context a front end cancels with a gRPC status
+// as its cause (context.WithCancelCause; ordersd does so at shutdown, with
+// UNAVAILABLE) ends with that status, as its last line or "error" event,
+// rather than as one whose client went away.
+//
 // # HTTP conventions
 //
 //   - Idempotency-Key fills request_id of a request message that has one

@@ -247,6 +247,13 @@ func receive(ctx context.Context, st recv) <-chan received {
 	return items
 }
 
+// writeErrorEvent writes st as a stream's last event.
+func writeErrorEvent(w http.ResponseWriter, rc *http.ResponseController, st *status.Status) {
+	b, _ := statusJSON.Marshal(st.Proto())
+	_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
+	_ = rc.Flush()
+}
+
 // relay writes each message as an event, a heartbeat comment while idle,
 // and the stream's failure as a last "error" event, until the stream ends
 // or the client goes away.
@@ -257,6 +264,9 @@ func (s sseWatch) relay(ctx context.Context, w http.ResponseWriter, rc *http.Res
 		var out string
 		select {
 		case <-r.Context().Done():
+			if st, ok := endedWith(r.Context()); ok {
+				writeErrorEvent(w, rc, st)
+			}
 			return
 		case <-beat.C:
 			out = ": heartbeat\n\n"
@@ -265,10 +275,11 @@ func (s sseWatch) relay(ctx context.Context, w http.ResponseWriter, rc *http.Res
 				return
 			}
 			if it.err != nil {
-				cs := s.errs.clientStatus(ctx, r, it.err)
-				b, _ := statusJSON.Marshal(cs.Proto())
-				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
-				_ = rc.Flush()
+				st, ok := endedWith(r.Context())
+				if !ok {
+					st = s.errs.clientStatus(ctx, r, it.err)
+				}
+				writeErrorEvent(w, rc, st)
 				return
 			}
 			b, err := sseJSON.Marshal(it.m)
