@@ -518,6 +518,14 @@ func (c *call) decide(recs []eventstore.Recorded, st order.State, original *resu
 	case original != nil:
 		return nil, nil
 	case c.t.expected != nil && *c.t.expected != revision:
+		// A malformed command, or one for an order that does not
+		// exist, is refused as such at any revision (order.Decide's
+		// first checks): told to reload, the client would only learn
+		// it a round trip later.
+		_, err := order.Decide(st, c.cmd)
+		if errors.Is(err, order.ErrInvalid) || (errors.Is(err, order.ErrNotFound) && !st.Exists()) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: expected %d, order is at %d", rpcerr.ErrStaleRevision, *c.t.expected, revision)
 	}
 	return order.Decide(st, c.cmd)

@@ -294,6 +294,21 @@ func TestErrorCodes(t *testing.T) {
 			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: draft.GetOrderId(), Sku: "Z", Quantity: 1, UnitPrice: 1, ExpectedRevision: &stale})
 			return err
 		}, codes.Aborted},
+		// Whatever the revision, a malformed command is malformed and a
+		// missing order missing: reloading would not help. A refusal
+		// that depends on the order's state is the stale revision's.
+		{"malformed with a stale expected revision", func() error {
+			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: draft.GetOrderId(), Sku: "Z", Quantity: -5, UnitPrice: 1, ExpectedRevision: &stale})
+			return err
+		}, codes.InvalidArgument},
+		{"missing order with an expected revision", func() error {
+			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: "missing-order", Sku: "Z", Quantity: 1, UnitPrice: 1, ExpectedRevision: &stale})
+			return err
+		}, codes.NotFound},
+		{"line exists, at a stale expected revision", func() error {
+			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: draft.GetOrderId(), Sku: "BOOK-1", Quantity: 1, UnitPrice: 1, ExpectedRevision: &stale})
+			return err
+		}, codes.Aborted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
