@@ -437,7 +437,7 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	// be a retry: one reusing a request id for another customer has made
 	// that customer's key by then, as a new order of theirs would.)
 	if original != nil {
-		if err := c.fingerprint(ctx, st); err != nil {
+		if err := c.retryFingerprint(ctx, st, original); err != nil {
 			return result{}, answered, err
 		}
 	}
@@ -462,6 +462,26 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 		return result{}, answered, err
 	}
 	return c.append(ctx, attempt, recs, st, events)
+}
+
+// retryFingerprint is fingerprint for a retry of original. An original
+// fingerprinted under the customer's data key, which the customer's
+// erasure has destroyed since, can no longer be checked: the request id is
+// trusted, as for events recorded before fingerprints, rather than the
+// retry refused as another request (and the forgotten customer made a new
+// key to fingerprint it with).
+func (c *call) retryFingerprint(ctx context.Context, st order.State, original *result) error {
+	if c.s.keys != nil && strings.HasPrefix(original.fingerprint, keyedPrefix) && personal(c.req) {
+		has, err := c.s.keys.Has(ctx, customerOf(c.req, st))
+		if err != nil {
+			return fmt.Errorf("%w: customer %s: %w", convert.ErrKeyUnavailable, customerOf(c.req, st), err)
+		}
+		if !has {
+			c.meta.RequestFingerprint = original.fingerprint
+			return nil
+		}
+	}
+	return c.fingerprint(ctx, st)
 }
 
 // fingerprint records the request's fingerprint (Service.fingerprint) in

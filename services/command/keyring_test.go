@@ -119,3 +119,41 @@ func TestReusedRequestIDCreatesNoDataKey(t *testing.T) {
 		t.Fatalf("the refused request created a data key (%d keys, last for %q)", n, ks.ids.Load())
 	}
 }
+
+// A client's exact retry of a request with personal data, after its
+// customer was forgotten, is answered as the original was: the original's
+// keyed fingerprint can no longer be checked, so the request id is
+// trusted, as for events recorded before fingerprints. Before, the retry
+// made the forgotten customer a new data key and was refused as another
+// request under the same id.
+func TestRetryAfterTheCustomerWasForgottenIsAnsweredAsTheOriginal(t *testing.T) {
+	ks := &countingKeys{MemStore: pii.NewMemStore()}
+	svc, err := command.New(memstore.New(), command.WithKeyring(pii.NewKeyring(ks, testMaster(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := serve(t, svc)
+	ctx := t.Context()
+	if _, err := client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "forget-retry-c", OrderId: "o-forget-retry", CustomerId: "cust-z", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	set := &ordersv1.SetShippingAddressRequest{RequestId: "forget-retry-s", OrderId: "o-forget-retry", ShippingAddress: address()}
+	first, err := client.SetShippingAddress(ctx, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.ForgetCustomer(ctx, "cust-z", "forget-retry-f"); err != nil {
+		t.Fatal(err)
+	}
+	keys := ks.created.Load()
+	again, err := client.SetShippingAddress(ctx, set)
+	if err != nil {
+		t.Fatalf("the retry after the erasure: %v, want the original's answer", err)
+	}
+	if again.GetRevision() != first.GetRevision() || again.GetPosition() != first.GetPosition() {
+		t.Errorf("the retry answered revision %d at %d, the original %d at %d", again.GetRevision(), again.GetPosition(), first.GetRevision(), first.GetPosition())
+	}
+	if n := ks.created.Load(); n != keys {
+		t.Errorf("the retry made the forgotten customer %d new data key(s)", n-keys)
+	}
+}

@@ -61,7 +61,7 @@ func personal(req request) bool {
 // personal data is fingerprinted "k1:" + HMAC-SHA256 under a key derived
 // from the customer's data key, which dies with it. Other requests keep the
 // plain SHA-256 (plainFingerprint). A retry after the customer was
-// forgotten meets a new key and is refused as another request.
+// forgotten cannot be checked against its original (call.retryFingerprint).
 //
 // A customer id that is not a valid one (a retry's, compared before the
 // request is checked) gets the plain fingerprint: no original was recorded
