@@ -1,14 +1,20 @@
 package query_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/memstore"
+	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/services/query"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
@@ -152,5 +158,72 @@ func TestWatchOrdersFromAListPositionAheadOfTheFeed(t *testing.T) {
 	}
 	if m.GetPosition() != next {
 		t.Fatalf("watch from the list's position %d (feed then at %d): first change at %d, want %d (the change at %d again)", listed, feedAt, m.GetPosition(), next, m.GetPosition())
+	}
+}
+
+// hookedHistory runs hook once, after the first read of an order's own
+// events, before the read of its customer's erasures.
+type hookedHistory struct {
+	query.History
+	once sync.Once
+	hook func()
+}
+
+func (h *hookedHistory) LoadLatest(ctx context.Context, id string) ([]eventstore.Recorded, error) {
+	recs, err := h.History.LoadLatest(ctx, id)
+	h.once.Do(h.hook)
+	return recs, err
+}
+
+// A WatchOrder resumed through the log misses nothing appended while it
+// reads: an item added after it read the order's events and before it
+// read the erasures, then the customer's erasure, both come, the item
+// first. Before, the erasure came from the log's read, built on a state
+// without the item, and the item, older than what had been sent, never.
+func TestWatchOrderResumedThroughTheLogMissesNothingAppendedMeanwhile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := memstore.New()
+	var e *env
+	var added, forgot uint64
+	hooked := make(chan struct{})
+	hh := &hookedHistory{History: store, hook: func() {
+		defer close(hooked)
+		added = addItems(t, e, "o-mid", 10, 1)
+		fr, err := e.admin.ForgetCustomer(ctx, &ordersv1.ForgetCustomerRequest{CustomerId: "c-mid", RequestId: rid()})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		forgot = fr.GetPosition()
+	}}
+	e = serve(t, &env{store: store, keys: pii.NewKeyring(pii.NewMemStore(), master)}, 2, query.WithHistory(hh))
+	c, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "o-mid", CustomerId: "c-mid", Currency: "EUR", ShippingAddress: addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := addItems(t, e, "o-mid", 0, 3) // pushes the creation out of the feed's history of 2
+	if err := e.runner.WaitForCommitted(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.q.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: "o-mid", FromPosition: c.GetPosition()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hooked
+	after := addItems(t, e, "o-mid", 20, 1)
+	var positions []uint64
+	for _, ch := range recvUpTo(t, w, after) {
+		positions = append(positions, ch.pos)
+	}
+	if added == 0 || forgot == 0 {
+		t.Fatalf("the appends during the read did not happen (item at %d, erasure at %d)", added, forgot)
+	}
+	if i := slices.Index(positions, added); i < 0 || slices.Index(positions, forgot) < i {
+		t.Fatalf("resumed through the log: positions %v; want the item at %d, then the erasure at %d", positions, added, forgot)
 	}
 }

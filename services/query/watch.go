@@ -279,8 +279,14 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		if err != nil {
 			return rpcerr.ToStatus(ctx, s.log, err)
 		}
+		// Up to what the feed had published when it was subscribed to:
+		// the feed sends what comes after. The two reads above are not
+		// one snapshot, and a change past that point taken from them (a
+		// customer's erasure read after an item added between the
+		// reads, say) was built on a state without what came between,
+		// and made the feed's later change look already sent.
 		for _, c := range changes {
-			if c.Position > from {
+			if c.Position > from && c.Position <= published {
 				backlog = append(backlog, &c)
 			}
 		}
