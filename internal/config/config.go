@@ -159,7 +159,7 @@ type Config struct {
 	PaymentSimDeclineOver int64         `env:"PAYMENT_SIM_DECLINE_OVER" envDefault:"0" help:"the payment simulator declines charges above this (minor units; 0: none)"`
 	// PaymentTimeout is how long a placed order may wait for a payment
 	// outcome before it is cancelled (reason payment_timeout).
-	PaymentTimeout time.Duration `env:"PAYMENT_TIMEOUT" envDefault:"30m" help:"a placed order without a payment outcome this long is cancelled (payment_timeout)"`
+	PaymentTimeout time.Duration `env:"PAYMENT_TIMEOUT" envDefault:"30m" help:"a placed order not paid this long after its placing is cancelled (payment_timeout); a declined payment does not stop the clock"`
 	// ShippingSLA is how long a paid order may wait to ship before it is
 	// reported overdue.
 	ShippingSLA time.Duration `env:"SHIPPING_SLA" envDefault:"72h" help:"a paid order not shipped this long is reported overdue"`

@@ -1,7 +1,8 @@
 // Package deadlines keeps the order deadlines in the log and enforces them:
-// a placed order that gets no payment outcome within the payment timeout
-// is cancelled with reason "payment_timeout" by the system actor, and a
-// paid order not shipped within the shipping SLA is reported overdue.
+// a placed order not paid within the payment timeout (a declined payment
+// does not stop its clock) is cancelled with reason "payment_timeout" by
+// the system actor, and a paid order not shipped within the shipping SLA
+// is reported overdue.
 //
 // The timers are JetStream message schedules in a stream of their own,
 // DEADLINES (eventstore/schedule; nats-server 2.12+). Following the ORDERS

@@ -27,8 +27,8 @@ type DeadlineKind int32
 
 const (
 	DeadlineKind_DEADLINE_KIND_UNSPECIFIED DeadlineKind = 0
-	// A placed order without a payment outcome is cancelled with reason
-	// payment_timeout.
+	// A placed order not paid in time (a declined payment does not stop its
+	// clock) is cancelled with reason payment_timeout.
 	DeadlineKind_DEADLINE_KIND_PAYMENT_TIMEOUT DeadlineKind = 1
 	// A paid order that has not shipped is reported overdue.
 	DeadlineKind_DEADLINE_KIND_SHIPPING_SLA DeadlineKind = 2
