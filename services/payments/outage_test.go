@@ -176,6 +176,32 @@ func TestRetryThatCannotRunAJobIsNotASuccess(t *testing.T) {
 	}
 }
 
+// A retry waits out an outage of the event store only while its call's
+// deadline leaves time to say so: it answers UNAVAILABLE (which ordersctl
+// retries) before the deadline, not DEADLINE_EXCEEDED after it, having
+// waited for the outage limit (15 minutes by default) as a delivered job
+// does.
+func TestRetryDuringAnOutageAnswersBeforeItsDeadline(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	sim.SetDown(true)
+	st := &outageStore{Store: e.store}
+	e.runOn(t, st, sim, fast(), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
+	id := e.place(t, "retry-outage-deadline", 100)
+	e.waitParked(t, 1)
+	st.down.Store(true)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	res, err := e.admin.RetryParkedPayment(ctx, &ordersv1.RetryParkedPaymentRequest{OrderId: id})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("RetryParkedPayment with the event store away and 3 s to answer = %v, %v; want UNAVAILABLE", res, err)
+	}
+	st.down.Store(false)
+	if p := e.waitParked(t, 1); p[0].GetOrderId() != id {
+		t.Fatalf("parked %v; want %s still", p, id)
+	}
+}
+
 // A list of parked jobs is cut at its limit, oldest first, and says how
 // many are parked in all: an outage can park more than one answer should
 // carry. A limit outside 0-1000 is INVALID_ARGUMENT.

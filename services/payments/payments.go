@@ -642,7 +642,11 @@ func recordingErr(what string, err error) error {
 // lasts longer than the outage limit the manager alerts (error log and the
 // orders.payments.outage_alerts counter) and hands the message back to be
 // delivered again, so the job is neither parked nor lost.
-func (m *Manager) run(ctx context.Context, j *job) result {
+func (m *Manager) run(ctx context.Context, j *job) result { return m.runWaiting(ctx, j, m.outageLimit) }
+
+// runWaiting is run waiting at most outageLimit for the event store or
+// the command side.
+func (m *Manager) runWaiting(ctx context.Context, j *job, outageLimit time.Duration) result {
 	var lastErr error
 	var outageSince time.Time
 	waits := 0
@@ -670,7 +674,10 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 				outageSince = time.Now()
 				m.waiting.Add(1)
 			}
-			if waited := time.Since(outageSince); waited >= m.outageLimit {
+			if waited := time.Since(outageSince); waited >= outageLimit {
+				if outageLimit < m.outageLimit {
+					return abandon // a retry out of time: its caller is told
+				}
 				m.outages.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(j.Kind))))
 				m.log.ErrorContext(ctx, "payments: job waited out the outage limit for the event store or command side; handed back for redelivery",
 					"kind", j.Kind, "order", j.OrderID, "waited", waited.Round(time.Second), "err", err)
@@ -1168,7 +1175,14 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	// again, it holds no lease.
 	fresh := l.j
 	fresh.Attempts, fresh.LastError, fresh.ParkedAt, fresh.RetryingUntil = 0, "", time.Time{}, time.Time{}
-	r := m.run(runCtx, &fresh)
+	// An operator waits for the answer: the outage is waited out only
+	// while the call's deadline leaves time to answer UNAVAILABLE (which
+	// ordersctl retries) before it, not for the whole outage limit.
+	limit := m.outageLimit
+	if d, ok := ctx.Deadline(); ok {
+		limit = min(limit, time.Until(d)-retryAnswerMargin)
+	}
+	r := m.runWaiting(runCtx, &fresh, limit)
 	rev, held := stop()
 	switch r {
 	case done:
@@ -1199,6 +1213,10 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 		return abandon, fmt.Errorf("payments: the parked job of order %s could not be run to its end and stays parked: %w", j.OrderID, eventstore.ErrUnavailable)
 	}
 }
+
+// retryAnswerMargin is the time a retry keeps before its call's deadline
+// to answer that it could not run a job to its end.
+const retryAnswerMargin = time.Second
 
 // retryLease is how many AckWaits a retry's lease on its job lasts; it is
 // renewed every third of that.
