@@ -357,6 +357,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		// events, which reuse those positions. The log is the truth: the
 		// read model is built from it again.
 		r.logger.Error("projection: the read model is ahead of the log; rebuilding it from the log", "checkpoint", pos, "head", head)
+		// Meanwhile the node answers from an empty read model, as of
+		// position 0 as any read model catching up from the start
+		// does, not with orders the log lost at positions past its
+		// head.
+		if err := r.emptied(ctx); err != nil {
+			return fmt.Errorf("projections: the read model at position %d is ahead of the log's head %d: %w", pos, head, err)
+		}
 		np, swapped, err := r.catchUpInBulk(ctx, head)
 		switch {
 		case err != nil:
@@ -412,6 +419,23 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// emptied makes a new, empty read model the live one, durably, and
+// discards the one it replaces once the queries that started on it had
+// their grace.
+func (r *Runner) emptied(ctx context.Context) error {
+	nm, err := r.dir.newModel(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.dir.makeCurrent(nm); err != nil {
+		discard(nm)
+		return err
+	}
+	old := r.rm.Swap(nm)
+	time.AfterFunc(swapGrace, func() { discard(old) })
+	return nil
 }
 
 // fatalError is a read-model failure, which retrying will not fix.
