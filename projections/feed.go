@@ -14,7 +14,12 @@ import (
 
 // ErrOverflow ends a Subscription whose reader fell further behind than its
 // buffer: the feed never waits for a reader, so one slow watcher cannot
-// slow the projection or the other watchers.
+// slow the projection or the other watchers. Behind is judged as each
+// commit is published: a subscription that still holds a buffer's worth of
+// changes unread then is ended; one that does not is handed the whole
+// commit, however large (an erasure of a customer with many orders, a
+// commit of a catch-up), what exceeds its buffer held for it until its
+// reader makes room.
 var ErrOverflow = errors.New("projections: watcher fell behind its buffer")
 
 // ErrFeedRestarted ends a Subscription when the feed restarts ahead of
@@ -68,6 +73,8 @@ type Feed struct {
 	// ahead holds the subscriptions that began after a position the feed
 	// had not published yet (Subscription.ahead), until it does.
 	ahead map[*Subscription]struct{}
+	// published counts the commits published, for Subscription.behind.
+	published uint64
 	// erased holds the position of each customer's latest erasure the
 	// feed published (at most maxErasures customers), for Fresh, and
 	// lastErasure the latest of them all: a change at or after it needs
@@ -103,6 +110,17 @@ type Subscription struct {
 	// before the feed heard of its commit): the lone change it wants at
 	// it is its own last, which publish drops as a backlog would.
 	ahead uint64
+	// Under the feed's lock: spill holds, in order, the changes of a
+	// commit that did not fit in c, which a feeder goroutine (feeding)
+	// moves into c as the reader makes room; published is the commit
+	// (Feed.published) behind was judged at; gone is closed once the
+	// subscription is removed, which ends the feeder.
+	spill     []*Change
+	feeding   bool
+	published uint64
+	behind    bool
+	removed   bool
+	gone      chan struct{}
 }
 
 // C delivers the changes, in log order.
@@ -167,7 +185,7 @@ func (s *Subscription) Close() {
 // only some of them, so when the subscription wants more than one change
 // at after, the backlog starts with all of them.
 func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, after uint64) (s *Subscription, published uint64, backlog []*Change, ok bool) {
-	s = &Subscription{f: f, order: orderID, match: match, c: make(chan *Change, max(buffer, 1)), done: make(chan struct{})}
+	s = &Subscription{f: f, order: orderID, match: match, c: make(chan *Change, max(buffer, 1)), done: make(chan struct{}), gone: make(chan struct{})}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if orderID != "" {
@@ -237,6 +255,10 @@ func (s *Subscription) wants(c *Change) bool {
 
 // remove unregisters s; f.mu is held.
 func (f *Feed) remove(s *Subscription) {
+	if !s.removed {
+		s.removed, s.spill = true, nil
+		close(s.gone)
+	}
 	delete(f.ahead, s)
 	if s.order != "" {
 		if m := f.byOrder[s.order]; m != nil {
@@ -321,6 +343,7 @@ func forgottenIn(dst []forgotten, batch []Item) []forgotten {
 func (f *Feed) publish(position uint64, changes []Change, forgot []forgotten) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.published++
 	for _, fg := range forgot {
 		bounded.Put(f.erased, fg.customerID, max(f.erased[fg.customerID], fg.at), maxErasures)
 		f.lastErasure.Store(max(f.lastErasure.Load(), fg.at))
@@ -403,11 +426,60 @@ func (f *Feed) keep(c *Change) {
 	f.head = (f.head + 1) % len(f.history)
 }
 
+// send hands c to s, unless s was already a buffer behind when this
+// commit came (see ErrOverflow); f.mu is held.
 func (f *Feed) send(s *Subscription, c *Change) {
-	select {
-	case s.c <- c:
-	default:
+	if s.published != f.published {
+		s.published = f.published
+		s.behind = len(s.c)+len(s.spill) >= cap(s.c)
+	}
+	switch {
+	case s.removed:
+	case s.behind:
 		f.end(s, ErrOverflow)
+	case len(s.spill) > 0:
+		s.spill = append(s.spill, c)
+	default:
+		select {
+		case s.c <- c:
+		default:
+			s.spill = append(s.spill, c)
+			if !s.feeding {
+				s.feeding = true
+				go f.feed(s)
+			}
+		}
+	}
+}
+
+// feed moves s's spilled changes into its channel, in order, as its reader
+// makes room, until none is left or s is removed.
+func (f *Feed) feed(s *Subscription) {
+	for {
+		f.mu.Lock()
+		if len(s.spill) == 0 || s.removed {
+			s.feeding = false
+			f.mu.Unlock()
+			return
+		}
+		c := s.spill[0]
+		f.mu.Unlock()
+		select {
+		case s.c <- c:
+		case <-s.gone:
+			f.mu.Lock()
+			s.feeding = false
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Lock()
+		// Sends only append to the spill and remove clears it: its
+		// first change is still c unless s was removed.
+		if !s.removed {
+			s.spill[0] = nil
+			s.spill = s.spill[1:]
+		}
+		f.mu.Unlock()
 	}
 }
 

@@ -39,7 +39,13 @@ func TestFeedHistoryAndOverflow(t *testing.T) {
 	}
 	slow, _, _, _ := f.Subscribe("b", nil, 2, 14)
 	other, _, _, _ := f.Subscribe("", func(c *Change) bool { return c.OrderID == "b" }, 8, 14)
+	// A commit larger than its buffer is held for a watcher that was not
+	// behind when it came; the next finds it a buffer behind, and ends it.
 	f.publish(17, changes(15, 17, "b"), nil)
+	if slow.Err() != nil {
+		t.Fatalf("a watcher with nothing unread, handed a commit larger than its buffer: %v", slow.Err())
+	}
+	f.publish(18, changes(18, 18, "b"), nil)
 	if !errors.Is(slow.Err(), ErrOverflow) {
 		t.Fatalf("slow watcher: %v, want ErrOverflow", slow.Err())
 	}
@@ -47,14 +53,41 @@ func TestFeedHistoryAndOverflow(t *testing.T) {
 	if got := []uint64{(<-slow.C()).Position, (<-slow.C()).Position}; !slices.Equal(got, []uint64{15, 16}) {
 		t.Fatalf("slow watcher's buffer: %v", got)
 	}
-	if len(other.C()) != 3 || other.Err() != nil {
+	if len(other.C()) != 4 || other.Err() != nil {
 		t.Fatalf("other watcher: %d buffered, %v", len(other.C()), other.Err())
 	}
 	// A restart at a checkpoint the feed published does not publish twice.
 	f.start(15)
-	f.publish(17, changes(16, 17, "b"), nil)
-	if len(other.C()) != 3 {
+	f.publish(18, changes(16, 18, "b"), nil)
+	if len(other.C()) != 4 {
 		t.Fatalf("republished: %d buffered", len(other.C()))
+	}
+}
+
+// A watcher that reads as changes come is handed a commit larger than its
+// buffer whole, in order (an erasure of a customer with more orders than
+// the buffer, a commit of a catch-up). Before, the commit ended it with
+// ErrOverflow however fast it read.
+func TestFeedHandsACommitLargerThanTheBufferToAWatcherKeepingUp(t *testing.T) {
+	f := NewFeed(0)
+	f.start(0)
+	sub, _, _, _ := f.Subscribe("", nil, 4, 0)
+	defer sub.Close()
+	for _, commit := range [][2]uint64{{1, 10}, {11, 11}, {12, 30}} {
+		f.publish(commit[1], changes(commit[0], commit[1], "a"), nil)
+		for want := commit[0]; want <= commit[1]; want++ {
+			select {
+			case c := <-sub.C():
+				if c.Position != want {
+					t.Fatalf("change at %d, want %d", c.Position, want)
+				}
+			case <-sub.Done():
+				t.Fatalf("ended before the change at %d: %v", want, sub.Err())
+			}
+		}
+	}
+	if sub.Err() != nil {
+		t.Fatalf("a watcher keeping up: %v", sub.Err())
 	}
 }
 
