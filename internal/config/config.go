@@ -137,13 +137,13 @@ type Config struct {
 	// WorkerPoolSize is the number of payment workers.
 	WorkerPoolSize int `env:"WORKER_POOL_SIZE" envDefault:"10" help:"payment workers"`
 	// PaymentMaxAttempts bounds gateway attempts before a job is parked.
-	PaymentMaxAttempts int `env:"PAYMENT_MAX_ATTEMPTS" envDefault:"5" help:"gateway attempts before a payment job is parked"`
+	PaymentMaxAttempts int `env:"PAYMENT_MAX_ATTEMPTS" envDefault:"8" help:"gateway attempts before a payment job is parked"`
 	// PaymentAttemptTimeout bounds one gateway call.
 	PaymentAttemptTimeout time.Duration `env:"PAYMENT_ATTEMPT_TIMEOUT" envDefault:"5s" help:"timeout of one payment gateway call"`
 	// PaymentBackoffBase and PaymentBackoffMax bound the jittered
 	// exponential backoff between attempts.
-	PaymentBackoffBase time.Duration `env:"PAYMENT_BACKOFF_BASE" envDefault:"100ms" help:"lower bound of the jittered exponential backoff"`
-	PaymentBackoffMax  time.Duration `env:"PAYMENT_BACKOFF_MAX" envDefault:"5s" help:"upper bound of the jittered exponential backoff"`
+	PaymentBackoffBase time.Duration `env:"PAYMENT_BACKOFF_BASE" envDefault:"100ms" help:"bound of the first wait between attempts, doubled for each next one (each wait between half its bound and all of it)"`
+	PaymentBackoffMax  time.Duration `env:"PAYMENT_BACKOFF_MAX" envDefault:"5s" help:"largest bound of a wait between attempts"`
 	// PaymentAckWait is how soon the payments consumer delivers again the
 	// messages of a manager that died; running jobs keep theirs alive.
 	PaymentAckWait time.Duration `env:"PAYMENT_ACK_WAIT" envDefault:"2s" help:"how soon the messages of a payments manager that died are delivered again (at least 1s)"`

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/services/payments"
 )
 
 func TestDefaults(t *testing.T) {
@@ -22,6 +23,22 @@ func TestDefaults(t *testing.T) {
 		c.NATSSync != "interval" || c.StreamReplicas != 1 || c.DuplicateWindow != 30*time.Second || c.LogLevel != slog.LevelInfo || c.LogFlushInterval != 100*time.Millisecond ||
 		c.MaxInFlight != 1024 || c.MaxStreams != 64 || c.GRPCStreamWorkers != 256 {
 		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+// ordersd's payment retries by default are the payments manager's own
+// defaults, which its documentation (and the budget they make) describes.
+func TestPaymentRetryDefaultsAreTheManagers(t *testing.T) {
+	c, err := config.FromMap(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PaymentMaxAttempts != payments.DefaultMaxAttempts || c.PaymentBackoffBase != payments.DefaultBackoffBase ||
+		c.PaymentBackoffMax != payments.DefaultBackoffMax || c.PaymentAttemptTimeout != payments.DefaultAttemptTimeout ||
+		c.PaymentAckWait != payments.DefaultAckWait || c.PaymentOutageLimit != payments.DefaultOutageLimit {
+		t.Fatalf("payment defaults %d attempts, %v to %v, %v per attempt, ack wait %v, outage limit %v; the manager's %d, %v to %v, %v, %v, %v",
+			c.PaymentMaxAttempts, c.PaymentBackoffBase, c.PaymentBackoffMax, c.PaymentAttemptTimeout, c.PaymentAckWait, c.PaymentOutageLimit,
+			payments.DefaultMaxAttempts, payments.DefaultBackoffBase, payments.DefaultBackoffMax, payments.DefaultAttemptTimeout, payments.DefaultAckWait, payments.DefaultOutageLimit)
 	}
 }
 

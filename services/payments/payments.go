@@ -82,10 +82,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Defaults.
+// Defaults. Eight attempts, each wait at least half its bound (100 ms
+// doubling to 5 s), ride out a provider away for about 6 s before a job is
+// parked: with five and waits from nothing up to the bound, a provider
+// away for one second parked every job that met it, for an operator to
+// retry before the payment timeout cancelled its order.
 const (
 	DefaultWorkers        = 10
-	DefaultMaxAttempts    = 5
+	DefaultMaxAttempts    = 8
 	DefaultAttemptTimeout = 5 * time.Second
 	DefaultBackoffBase    = 100 * time.Millisecond
 	DefaultBackoffMax     = 5 * time.Second
@@ -753,13 +757,15 @@ func (m *Manager) giveUp(ctx context.Context, j *job, lastErr error) result {
 	return parked
 }
 
-// sleep waits the backoff before retry n (1-based): full jitter over an
-// exponentially growing ceiling. It reports false when ctx ended.
+// sleep waits the backoff before retry n (1-based): equal jitter over an
+// exponentially growing ceiling (between half of it and all of it), so that
+// the attempts span a known time however the draws fall. It reports false
+// when ctx ended.
 func (m *Manager) sleep(ctx context.Context, n int) bool { return m.sleepAtLeast(ctx, n, 0) }
 
 // sleepAtLeast is sleep for no less than least.
 func (m *Manager) sleepAtLeast(ctx context.Context, n int, least time.Duration) bool {
-	p := backoff.Policy{Base: m.backoffBase, Cap: m.backoffMax, Jitter: backoff.Full}
+	p := backoff.Policy{Base: m.backoffBase, Cap: m.backoffMax, Jitter: backoff.Equal}
 	return backoff.Sleep(ctx, max(p.Delay(n), least)) == nil
 }
 
