@@ -215,11 +215,11 @@ func (p *projection) stop() {
 // simulatorKeyTTL is how long the payment simulator remembers a charge or
 // refund key after its last use: four times the outage limit, and at least
 // an hour. A job retrying a payment while the command side is down uses its
-// key at every attempt, so keeps it however long that lasts; a job kept
-// from the simulator for longer than this (the event store down, the
-// circuit open) may be charged again, as may a parked job retried by an
-// operator later, and a void of such a charge finds nothing to release, as
-// with a provider whose keys expired. Without a TTL the simulator's records
+// key at every attempt, so keeps it however long that lasts. A job whose
+// attempt may have moved money, retried after this (a parked job an
+// operator retries later), is parked for settling by hand rather than sent
+// again, as with any provider whose keys expire (payments.KeyLifetime).
+// Without a TTL the simulator's records
 // grew by about 700 bytes with every order placed, for as long as ordersd
 // ran; with it they hold about 360 bytes a key for the keys used within the
 // TTL.

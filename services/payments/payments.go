@@ -279,6 +279,7 @@ type Manager struct {
 	store          Store
 	cmds           ordersv1.OrderCommandServiceClient
 	gw             Provider
+	keyLifetime    time.Duration // the provider's KeyLifetime, 0 if none
 	kv             Parked
 	workers        int
 	maxAttempts    int
@@ -339,6 +340,9 @@ func New(ctx context.Context, store Store, parked Parked, cmds ordersv1.OrderCom
 		log: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
 	}
 	m.breaker.threshold, m.breaker.cooldown = DefaultCircuitThreshold, DefaultCircuitCooldown
+	if kl, ok := gw.(KeyLifetime); ok {
+		m.keyLifetime = kl.KeyLifetime()
+	}
 	for _, o := range opts {
 		if err := o(m); err != nil {
 			return nil, err
@@ -449,6 +453,10 @@ type job struct {
 	// in whichever process (see Manager.Retry): until then another
 	// retry leaves the job alone and a settle is refused.
 	RetryingUntil time.Time `json:"retrying_until,omitzero"`
+	// KeyUsedAt is when an attempt first sent the job's key to the
+	// provider (zero: none did, or an earlier build's job), for a
+	// provider that forgets keys (KeyLifetime).
+	KeyUsedAt time.Time `json:"key_used_at,omitzero"`
 }
 
 // result of running a job.
@@ -608,6 +616,31 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 		}
 	case abandon:
 		_ = msg.Nak()
+	}
+}
+
+// keyMayBeForgotten returns, wrapping errSettleByHand, why j must not be
+// sent to the provider again: an earlier attempt sent its key and may
+// have moved money under it, and the provider may have forgotten the key
+// since (see KeyLifetime), so that a charge or refund sent again could be
+// made twice, and a void release nothing.
+func (m *Manager) keyMayBeForgotten(j job) error {
+	if m.keyLifetime <= 0 || j.KeyUsedAt.IsZero() || !(j.MaybeCharged || j.MaybeRefunded) {
+		return nil
+	}
+	since := time.Since(j.KeyUsedAt)
+	if since <= m.keyLifetime {
+		return nil
+	}
+	return fmt.Errorf("%w: an attempt of this job sent its key to the provider %v ago and may have moved money under it (it failed without saying whether it did), and the provider forgets keys after %v: sent again, the %s could be made twice, or a void release nothing; check with the provider, then settle the job",
+		errSettleByHand, since.Round(time.Second), m.keyLifetime, j.Kind)
+}
+
+// keyUsed records that an attempt sends j's key to the provider now,
+// unless an earlier one did (see job.KeyUsedAt).
+func (j *job) keyUsed() {
+	if j.KeyUsedAt.IsZero() {
+		j.KeyUsedAt = time.Now().UTC()
 	}
 }
 
@@ -846,6 +879,9 @@ func callCtx(ctx context.Context, j job) context.Context {
 func (m *Manager) charge(ctx context.Context, j *job, v view, attempt int) (result, bool, error) {
 	st := v.State
 	if j.MaybeCharged && chargeNotRecorded(v, *j) {
+		if err := m.keyMayBeForgotten(*j); err != nil {
+			return done, false, err
+		}
 		return m.void(ctx, j, attempt)
 	}
 	if st.Status != order.StatusPlaced {
@@ -855,10 +891,14 @@ func (m *Manager) charge(ctx context.Context, j *job, v view, attempt int) (resu
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped")))
 		return done, false, nil
 	}
+	if err := m.keyMayBeForgotten(*j); err != nil {
+		return done, false, err
+	}
 	probe, err := m.breaker.allow()
 	if err != nil {
 		return done, true, err
 	}
+	j.keyUsed()
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
 	actx, span := m.tracer.Start(actx, "payment.charge", trace.WithAttributes(
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
@@ -943,6 +983,7 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 	if err != nil {
 		return done, true, err
 	}
+	j.keyUsed()
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
 	actx, span := m.tracer.Start(actx, "payment.void", trace.WithAttributes(
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
@@ -1021,10 +1062,14 @@ func (m *Manager) refund(ctx context.Context, j *job, v view, attempt int) (resu
 	if !st.RefundDue() {
 		return done, false, nil
 	}
+	if err := m.keyMayBeForgotten(*j); err != nil {
+		return done, false, err
+	}
 	probe, err := m.breaker.allow()
 	if err != nil {
 		return done, true, err
 	}
+	j.keyUsed()
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
 	actx, span := m.tracer.Start(actx, "payment.refund", trace.WithAttributes(
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))

@@ -62,6 +62,21 @@ type VoidResult struct {
 	VoidRef  string
 }
 
+// KeyLifetime is implemented by a Provider that forgets an idempotency key
+// some time after its first use, as real providers do (a day, say): a
+// charge sent again under a forgotten key charges again, and a void under
+// it releases nothing. A job whose earlier attempt sent its key and may
+// have moved money under it (its answer lost) is not sent to such a
+// provider again once the key may be forgotten: it is parked for an
+// operator to settle with the provider. 0 means keys are never forgotten.
+type KeyLifetime interface {
+	KeyLifetime() time.Duration
+}
+
+// KeyLifetime is how long the simulator remembers a key at the least
+// (KeyTTL after the last call that carried it); 0 with no KeyTTL.
+func (s *Simulator) KeyLifetime() time.Duration { return s.cfg.KeyTTL }
+
 // ErrDeclined is a permanent refusal: retrying will not change it. Wrap it
 // with the provider's reason.
 var ErrDeclined = errors.New("payment declined")

@@ -1,0 +1,93 @@
+package payments_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/services/payments"
+)
+
+// forgetful is a provider that forgets a charge key lifetime after its
+// first use: a charge under a key it forgot takes the money again. Its
+// first charge takes the money and loses the answer; it is then down
+// until up is called.
+type forgetful struct {
+	lifetime time.Duration
+	mu       sync.Mutex
+	first    map[string]time.Time // key → when the money was taken under it
+	refs     map[string]string
+	taken    int
+	lost     bool // the first answer was lost
+	down     bool
+}
+
+func (f *forgetful) KeyLifetime() time.Duration { return f.lifetime }
+
+func (f *forgetful) up() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = false
+}
+
+func (f *forgetful) charges() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.taken
+}
+
+func (f *forgetful) Charge(_ context.Context, req payments.ChargeRequest) (payments.ChargeResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return payments.ChargeResult{}, errors.New("provider down")
+	}
+	if at, ok := f.first[req.IdempotencyKey]; !ok || time.Since(at) > f.lifetime {
+		f.taken++
+		f.first[req.IdempotencyKey], f.refs[req.IdempotencyKey] = time.Now(), fmt.Sprint("fg-", f.taken)
+	}
+	if !f.lost {
+		f.lost, f.down = true, true
+		return payments.ChargeResult{}, errors.New("answer lost")
+	}
+	return payments.ChargeResult{PaymentRef: f.refs[req.IdempotencyKey]}, nil
+}
+
+func (f *forgetful) Refund(context.Context, payments.RefundRequest) (payments.RefundResult, error) {
+	return payments.RefundResult{}, errors.New("not used")
+}
+
+func (f *forgetful) Void(context.Context, payments.VoidRequest) (payments.VoidResult, error) {
+	return payments.VoidResult{}, errors.New("not used")
+}
+
+// A parked charge whose earlier attempt may have taken the money (its
+// answer lost), retried after the provider may have forgotten its key, is
+// not sent again, which would charge a second time: it stays parked for
+// an operator to settle with the provider. Before, the retry charged
+// again and recorded the second charge; the first was never voided.
+func TestRetryAfterTheProviderForgotTheKeyDoesNotChargeAgain(t *testing.T) {
+	e := start(t)
+	gw := &forgetful{lifetime: 300 * time.Millisecond, first: map[string]time.Time{}, refs: map[string]string{}}
+	e.run(t, gw, fast(), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
+	id := e.place(t, "forgotten-key", 100)
+	e.waitParked(t, 1)
+	for deadline := time.Now().Add(gw.lifetime); time.Now().Before(deadline); { // the condition under test: the key's lifetime passing
+		time.Sleep(20 * time.Millisecond)
+	}
+	gw.up()
+	res, err := e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.GetParkedAgain() != 1 || gw.charges() != 1 {
+		t.Fatalf("retry after the key's lifetime: %v, money taken %d times; want the job parked again and one charge", res, gw.charges())
+	}
+	if p := e.waitParked(t, 1); p[0].GetOrderId() != id {
+		t.Fatalf("parked %v, want %s", p, id)
+	}
+}
