@@ -173,25 +173,40 @@ func serviceUnavailable(msg string) bool {
 // place, which is no challenge, and a stream refused before its first
 // message (newline-delimited JSON or Server-Sent Events) would send none.
 // Only the status line is watched, so every path is covered alike.
+//
+// The writer also keeps the first status line: a stream answers 200 as
+// soon as it has started (startStream), before its first message, and
+// grpc-gateway, which has not seen that, writes the status of an error that
+// ends the stream before that message as if none had been written.
 func bearerChallenge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(challengeWriter{w}, r)
+		next.ServeHTTP(&challengeWriter{ResponseWriter: w}, r)
 	})
 }
 
 type challengeWriter struct {
 	http.ResponseWriter
+	wrote bool // a status line or body was written
 }
 
-func (c challengeWriter) WriteHeader(code int) {
+func (c *challengeWriter) WriteHeader(code int) {
+	if c.wrote {
+		return
+	}
+	c.wrote = true
 	if code == http.StatusUnauthorized {
 		c.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	c.ResponseWriter.WriteHeader(code)
 }
 
+func (c *challengeWriter) Write(b []byte) (int, error) {
+	c.wrote = true
+	return c.ResponseWriter.Write(b)
+}
+
 // Unwrap lets http.ResponseController reach the underlying writer, which
 // streams flush through and body reads set deadlines on.
-func (c challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+func (c *challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 func (c *requestConventions) hasIfMatch() bool { return c != nil && c.ifMatchApplied }

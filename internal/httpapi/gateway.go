@@ -18,8 +18,11 @@
 //
 // Server-streaming RPCs (StreamEvents, VerifyLog, RebuildReadModel, the watches) answer
 // 200 with Content-Type application/x-ndjson: one JSON object per line,
-// {"result":{…}} per message, each flushed as it is produced. An error after
-// the first message arrives as a last line {"error":{"code":…,"message":…,
+// {"result":{…}} per message, each flushed as it is produced. The status
+// line and headers go as soon as the service has started the stream (sent
+// its headers), not with the first message, which a watch resumed from a
+// position or a followed export of a quiet log may not send for long. An
+// error after that arrives as a last line {"error":{"code":…,"message":…,
 // "details":[…]}}. An error before it (a bad filter, say) answers the mapped
 // HTTP status with Content-Type application/json and that same single
 // {"error":{…}} line, so a stream client reads one line format either way.
@@ -329,6 +332,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 		runtime.WithStreamErrorHandler(errs.stream),
 		runtime.WithRoutingErrorHandler(errs.routing),
 		runtime.WithForwardResponseOption(setETag),
+		runtime.WithForwardResponseOption(startStream),
 		// A path variable is decoded whole, as google.api.http asks of a
 		// single-segment variable: an id or SKU may hold any printable
 		// character, '/' included, which a client sends as %2F. The
@@ -447,6 +451,27 @@ type revisioned interface {
 
 // setETag exposes an order's revision, for If-Match, on GET of an order and
 // on command answers.
+// startStream answers 200 and the newline-delimited JSON content type at
+// once for a server stream that has started (its service sent its
+// headers), rather than with its first message: a watch resumed from a
+// position, or a followed export of a quiet log, may send none for long,
+// and a client or proxy waiting for the response's headers would give up.
+// grpc-gateway calls it with a nil message before a stream's first. A
+// stream refused before it started (its headers are its trailers) keeps
+// its error's HTTP status.
+func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) error {
+	if m != nil {
+		return nil
+	}
+	md, ok := runtime.ServerMetadataFromContext(ctx)
+	if !ok || md.HeaderMD == nil {
+		return nil
+	}
+	w.Header().Set("Content-Type", (*jsonMarshaler).StreamContentType(nil, nil))
+	w.WriteHeader(http.StatusOK)
+	return http.NewResponseController(w).Flush()
+}
+
 func setETag(_ context.Context, w http.ResponseWriter, m proto.Message) error {
 	var rev uint64
 	switch r := m.(type) {

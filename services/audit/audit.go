@@ -23,6 +23,7 @@ import (
 	"github.com/orderstream/orderstream/order"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -450,6 +451,14 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	}
 	fromStart := req.GetFromTime() == nil && req.GetFromPosition() <= 1
 	legacy := map[string]uint64{}
+	if req.GetFollow() {
+		// A follow may send nothing for long (a quiet log): its headers
+		// say at once that it started, which the REST gateway answers as
+		// its status line.
+		if err := stream.SendHeader(metadata.MD{}); err != nil {
+			return err
+		}
+	}
 	return s.consume(ctx, from, req.GetFollow(), func(e entry) error {
 		if e.unknown() && len(types) > 0 {
 			// The filter names types this build knows: it cannot
