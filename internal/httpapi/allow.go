@@ -22,6 +22,7 @@ type route struct {
 	segs    []string // "v1", "orders", "{orderId}"
 	verb    string   // "place" of "{orderId}:place"; "" for none
 	methods []string
+	streams []string // the methods whose answer is a stream
 }
 
 // apiRoutes are this API's routes, read from its OpenAPI document on the
@@ -57,9 +58,22 @@ func routesOf(spec []byte) (routes, error) {
 		if i := strings.LastIndex(last, ":"); i > 0 {
 			r.segs[len(r.segs)-1], r.verb = last[:i], last[i+1:]
 		}
-		for k := range ops {
-			if m, ok := methodNames[k]; ok {
-				r.methods = append(r.methods, m)
+		for k, raw := range ops {
+			m, ok := methodNames[k]
+			if !ok {
+				continue
+			}
+			r.methods = append(r.methods, m)
+			var op struct {
+				Responses map[string]struct {
+					Content map[string]json.RawMessage `json:"content"`
+				} `json:"responses"`
+			}
+			if err := json.Unmarshal(raw, &op); err != nil {
+				return nil, fmt.Errorf("gateway: read the OpenAPI document's %s %s: %w", k, p, err)
+			}
+			if _, ndjson := op.Responses["200"].Content["application/x-ndjson"]; ndjson {
+				r.streams = append(r.streams, m)
 			}
 		}
 		rs = append(rs, r)
@@ -82,6 +96,18 @@ func (rs routes) allow(path string) []string {
 	}
 	slices.Sort(ms)
 	return slices.Compact(ms)
+}
+
+// streams reports whether the route method takes on path (as routePath
+// gives it) answers a stream.
+func (rs routes) streams(method, path string) bool {
+	comps := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	for _, r := range rs {
+		if slices.Contains(r.streams, method) && r.match(comps) {
+			return true
+		}
+	}
+	return false
 }
 
 // routePath is the path grpc-gateway matches routes on, in the escaping

@@ -65,7 +65,7 @@ func conventions(cfg config, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conv, err := readConventions(r)
 		if err != nil {
-			writeStatus(w, http.StatusBadRequest, err)
+			writeStatus(w, r, http.StatusBadRequest, err)
 			return
 		}
 		if r.URL.RawQuery != "" {
@@ -80,14 +80,14 @@ func conventions(cfg config, next http.Handler) http.Handler {
 				// What is left of the body is not worth reading (net/http
 				// would otherwise drain it to reuse the connection).
 				w.Header().Set("Connection", "close")
-				writeStatus(w, code, err)
+				writeStatus(w, r, code, err)
 				return
 			}
 			if !withBody && len(bytes.TrimSpace(body)) > 0 {
 				// The routes of the other methods take every field from
 				// the path and the query: grpc-gateway would drop a body,
 				// and with it, say, a DELETE's expectedRevision.
-				writeStatus(w, http.StatusBadRequest, invalid("body", "must be empty for "+r.Method+"; send the fields in the query"))
+				writeStatus(w, r, http.StatusBadRequest, invalid("body", "must be empty for "+r.Method+"; send the fields in the query"))
 				return
 			}
 			req.Body = io.NopCloser(bytes.NewReader(body))
@@ -396,14 +396,31 @@ func invalid(field, reason string) error {
 var statusJSON = protojson.MarshalOptions{EmitUnpopulated: true}
 
 // writeStatus answers err (a status error) in grpc-gateway's status JSON,
-// for errors found before a request reaches grpc-gateway.
-func writeStatus(w http.ResponseWriter, httpCode int, err error) {
+// for errors found before a request reaches grpc-gateway; to a request for
+// a newline-delimited JSON stream (streamRequest), as the stream's one
+// line {"error": status}, as the services' refusals of a stream answer.
+func writeStatus(w http.ResponseWriter, r *http.Request, httpCode int, err error) {
 	b, merr := statusJSON.Marshal(status.Convert(err).Proto())
 	if merr != nil {
 		b = []byte(fmt.Sprintf(`{"code":%d,"message":"internal error","details":[]}`, codes.Internal))
 		httpCode = http.StatusInternalServerError
 	}
+	if streamRequest(r) {
+		b = append(append([]byte(`{"error":`), b...), "}\n"...)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpCode)
 	_, _ = w.Write(b)
+}
+
+// streamRequest reports whether r asks for a newline-delimited JSON stream:
+// a route answering a stream, but for a watch asked for as Server-Sent
+// Events, whose refusals are the status alone.
+func streamRequest(r *http.Request) bool {
+	p := routePath(r)
+	if wantsEventStream(r) && isWatchPath(p) {
+		return false
+	}
+	rs, err := apiRoutes()
+	return err == nil && rs.streams(r.Method, p)
 }

@@ -67,6 +67,12 @@ func (e errorHandlers) http(ctx context.Context, mux *runtime.ServeMux, m runtim
 	if hse != nil && st.Code() != codes.Aborted {
 		code = hse.HTTPStatus
 	}
+	if streamRequest(r) {
+		// The gateway's own refusal of a stream (a bad query parameter)
+		// in the shape of the service's: one {"error": …} line.
+		writeStatus(w, r, code, st.Err())
+		return
+	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: code, Err: st.Err()})
 }
 

@@ -85,13 +85,14 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case !isWatchPath(p):
+		s.next.ServeHTTP(w, r)
 	case p == watchList:
 		s.serve(w, r, &ordersv1.WatchOrdersRequest{}, ordersv1.OrderQueryService_WatchOrders_FullMethodName, watchOrdersPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrders(ctx, m.(*ordersv1.WatchOrdersRequest))
 			return recvOf(st), err
 		})
-	case strings.HasPrefix(p, watchPrefix) && strings.HasSuffix(p, watchVerb) &&
-		len(p) > len(watchPrefix)+len(watchVerb) && !strings.Contains(p[len(watchPrefix):], "/"):
+	default:
 		id, err := url.PathUnescape(p[len(watchPrefix) : len(p)-len(watchVerb)])
 		if err != nil {
 			s.next.ServeHTTP(w, r) // the gateway answers a malformed path
@@ -102,9 +103,13 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			st, err := s.query.WatchOrder(ctx, m.(*ordersv1.WatchOrderRequest))
 			return recvOf(st), err
 		})
-	default:
-		s.next.ServeHTTP(w, r)
 	}
+}
+
+// isWatchPath reports whether p (as routePath gives it) is a watch route's.
+func isWatchPath(p string) bool {
+	return p == watchList || strings.HasPrefix(p, watchPrefix) && strings.HasSuffix(p, watchVerb) &&
+		len(p) > len(watchPrefix)+len(watchVerb) && !strings.Contains(p[len(watchPrefix):], "/")
 }
 
 // The fields each watch route takes from its path, which no query
@@ -154,7 +159,7 @@ type fromPositioned interface {
 // HTTP status and status JSON.
 func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPositioned, rpc string, pathFields *utilities.DoubleArray, open func(context.Context, proto.Message) (recv, error)) {
 	if err := fillWatchRequest(r, req, pathFields); err != nil {
-		writeStatus(w, http.StatusBadRequest, err)
+		writeStatus(w, r, http.StatusBadRequest, err)
 		return
 	}
 	// done ends the reading goroutine once this handler returns.
@@ -165,13 +170,13 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 	// and Grpc-Timeout the call's deadline (malformed: 400).
 	ctx, err := runtime.AnnotateContext(done, s.mux, r, rpc)
 	if err != nil {
-		writeStatus(w, http.StatusBadRequest, err)
+		writeStatus(w, r, http.StatusBadRequest, err)
 		return
 	}
 	st, err := openWatch(ctx, req, open)
 	if err != nil {
 		cs := s.errs.clientStatus(ctx, r, err)
-		writeStatus(w, HTTPStatus(cs.Code(), false), cs.Err())
+		writeStatus(w, r, HTTPStatus(cs.Code(), false), cs.Err())
 		return
 	}
 	h := w.Header()

@@ -13,7 +13,8 @@
 //     bearer token for the API, none for the probes and documents;
 //   - the roles that may call each operation (internal/auth.AllowedRoles);
 //   - the error responses each operation can answer, as shared responses
-//     whose body is the status schema (rpcStatus): 400, 401, 403, 429 and
+//     whose body is the status schema (rpcStatus), or for a server stream
+//     one line {"error": rpcStatus} (streamError): 400, 401, 403, 429 and
 //     503 on every API operation; 408, 413 and 415 where there is a body;
 //     404 where the path names an order; 409 and 422 where Idempotency-Key
 //     is taken (the commands, and ForgetCustomer); 412 where If-Match
@@ -104,8 +105,13 @@ func generate(v2 []byte) ([]byte, error) {
 const (
 	bearer       = "bearerAuth"
 	statusSchema = "rpcStatus"
-	streamTitle  = "Stream result of "
-	probesTag    = "Probes"
+	// streamErrorSchema is a stream's refusal before it starts: the one
+	// line {"error": status} its refusals after that end it with.
+	streamErrorSchema = "streamError"
+	// streamResponse prefixes the names of a stream's error responses.
+	streamResponse = "Stream"
+	streamTitle    = "Stream result of "
+	probesTag      = "Probes"
 )
 
 // Server is the server entry: ordersd with its default HTTP_ADDR.
@@ -148,9 +154,19 @@ func complete(doc *openapi3.T) error {
 	}}}
 	doc.Components.Responses = openapi3.ResponseBodies{}
 	status := &openapi3.SchemaRef{Ref: "#/components/schemas/" + statusSchema}
+	doc.Components.Schemas[streamErrorSchema] = &openapi3.SchemaRef{Value: &openapi3.Schema{
+		Type:        &openapi3.Types{openapi3.TypeObject},
+		Description: `A stream refused before it started: one line, as a stream that fails after it started ends with its last.`,
+		Properties:  openapi3.Schemas{"error": status},
+		Required:    []string{"error"},
+	}}
+	streamError := &openapi3.SchemaRef{Ref: "#/components/schemas/" + streamErrorSchema}
 	for _, r := range errorResponses {
 		doc.Components.Responses[r.name] = &openapi3.ResponseRef{Value: openapi3.NewResponse().
 			WithDescription(r.description).WithContent(openapi3.NewContentWithJSONSchemaRef(status))}
+		doc.Components.Responses[streamResponse+r.name] = &openapi3.ResponseRef{Value: openapi3.NewResponse().
+			WithDescription(r.description + ` The body is the line {"error": status}; to a watch asked for as Server-Sent Events, the status alone.`).
+			WithContent(openapi3.NewContentWithJSONSchemaRef(streamError))}
 	}
 	doc.Components.Headers = openapi3.Headers{"ETag": {Value: &openapi3.Header{Parameter: openapi3.Parameter{
 		Description: `The order's revision, quoted ("3"): send it back as If-Match.`,
@@ -165,7 +181,30 @@ func complete(doc *openapi3.T) error {
 		}
 	}
 	addPublicRoutes(doc)
+	if err := pruneResponses(doc); err != nil {
+		return err
+	}
 	return pruneSchemas(doc)
+}
+
+// responseRef matches a reference to a response component in the JSON
+// document.
+var responseRef = regexp.MustCompile(`"#/components/responses/([^"]+)"`)
+
+// pruneResponses drops the shared responses no operation answers: not
+// every status a stream's refusal could have (streamResponse) is one some
+// stream answers.
+func pruneResponses(doc *openapi3.T) error {
+	b, err := json.Marshal(doc.Paths)
+	if err != nil {
+		return err
+	}
+	used := map[string]bool{}
+	for _, m := range responseRef.FindAllSubmatch(b, -1) {
+		used[string(m[1])] = true
+	}
+	maps.DeleteFunc(doc.Components.Responses, func(name string, _ *openapi3.ResponseRef) bool { return !used[name] })
+	return nil
 }
 
 // schemaRef matches a reference to a schema component in the JSON document.
@@ -240,10 +279,6 @@ func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operat
 	if answersConflict.MatchString(contract) && !slices.Contains(statuses, "409") {
 		statuses = append(statuses, "409")
 	}
-	for _, s := range statuses {
-		op.Responses.Set(s, &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponses[s].name})
-	}
-
 	ok200 := op.Responses.Value("200")
 	if ok200 == nil || ok200.Value == nil {
 		return fmt.Errorf("no 200 response")
@@ -252,7 +287,15 @@ func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operat
 	if media == nil || media.Schema == nil {
 		return fmt.Errorf("200 response has no JSON schema")
 	}
-	if media.Schema.Value != nil && strings.HasPrefix(media.Schema.Value.Title, streamTitle) {
+	stream := media.Schema.Value != nil && strings.HasPrefix(media.Schema.Value.Title, streamTitle)
+	for _, s := range statuses {
+		name := errorResponses[s].name
+		if stream {
+			name = streamResponse + name
+		}
+		op.Responses.Set(s, &openapi3.ResponseRef{Ref: "#/components/responses/" + name})
+	}
+	if stream {
 		// A server stream: one {"result": …} (or a last {"error": …}) per
 		// line, flushed as produced.
 		ok200.Value.Content = openapi3.Content{"application/x-ndjson": media}
