@@ -2,13 +2,10 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
-	"strings"
 
-	"github.com/orderstream/orderstream/api/openapi"
+	"github.com/orderstream/orderstream/internal/httpapi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -22,23 +19,22 @@ import (
 // are left to finish: ending them would turn a command in flight into an
 // error its client has to retry.
 type streamEnder struct {
-	// routes matches "<METHOD> <path>" of a streaming route.
-	routes *regexp.Regexp
+	// stream reports a request to a streaming route.
+	stream func(*http.Request) bool
 	// ctx is done once shutdown began.
 	ctx context.Context
 	end context.CancelFunc
 }
 
-// newStreamEnder finds the streaming routes in the OpenAPI document the
-// gateway serves (whose agreement with the routes is tested): those whose
-// responses are newline-delimited JSON or Server-Sent Events.
+// newStreamEnder finds the streaming routes as the gateway does
+// (httpapi.StreamRoutes).
 func newStreamEnder() (*streamEnder, error) {
-	re, err := streamingRoutes(openapi.Spec)
+	stream, err := httpapi.StreamRoutes()
 	if err != nil {
 		return nil, fmt.Errorf("gateway: streaming routes: %w", err)
 	}
 	ctx, end := context.WithCancel(context.Background())
-	return &streamEnder{routes: re, ctx: ctx, end: end}, nil
+	return &streamEnder{stream: stream, ctx: ctx, end: end}, nil
 }
 
 // handler serves next, under a context that ends at shutdown for a request
@@ -47,9 +43,7 @@ func newStreamEnder() (*streamEnder, error) {
 // as one whose client left.
 func (s *streamEnder) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The escaped path: an order id holding '/' is one segment
-		// there ("w%2F2"), as the routes' parameters are.
-		if s.routes.MatchString(r.Method + " " + r.URL.EscapedPath()) {
+		if s.stream(r) {
 			ctx, cancel := context.WithCancelCause(r.Context())
 			defer cancel(nil)
 			defer context.AfterFunc(s.ctx, func() { cancel(errShuttingDown) })()
@@ -57,59 +51,6 @@ func (s *streamEnder) handler(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// streamingRoutes returns a pattern matching "<METHOD> <path>" for every
-// operation of the OpenAPI 3 document spec that answers a stream.
-func streamingRoutes(spec []byte) (*regexp.Regexp, error) {
-	var doc struct {
-		Paths map[string]map[string]json.RawMessage `json:"paths"`
-	}
-	if err := json.Unmarshal(spec, &doc); err != nil {
-		return nil, err
-	}
-	param := regexp.MustCompile(`\{[^}/]+\}`)
-	var alts []string
-	for path, item := range doc.Paths {
-		for method, raw := range item {
-			switch method {
-			case "get", "put", "post", "delete", "patch":
-			default:
-				continue // the path's parameters, servers, …
-			}
-			var op struct {
-				Responses map[string]struct {
-					Content map[string]json.RawMessage `json:"content"`
-				} `json:"responses"`
-			}
-			if err := json.Unmarshal(raw, &op); err != nil {
-				return nil, fmt.Errorf("%s %s: %w", method, path, err)
-			}
-			streams := false
-			for _, res := range op.Responses {
-				_, ndjson := res.Content["application/x-ndjson"]
-				_, sse := res.Content["text/event-stream"]
-				streams = streams || ndjson || sse
-			}
-			if !streams {
-				continue
-			}
-			// A path parameter is one segment: "/v1/orders/{orderId}:watch".
-			var b strings.Builder
-			last := 0
-			for _, loc := range param.FindAllStringIndex(path, -1) {
-				b.WriteString(regexp.QuoteMeta(path[last:loc[0]]))
-				b.WriteString(`[^/]+`)
-				last = loc[1]
-			}
-			b.WriteString(regexp.QuoteMeta(path[last:]))
-			alts = append(alts, strings.ToUpper(method)+" "+b.String())
-		}
-	}
-	if len(alts) == 0 {
-		return nil, fmt.Errorf("no operation answers a stream")
-	}
-	return regexp.Compile(`^(?:` + strings.Join(alts, "|") + `)$`)
 }
 
 // errShuttingDown ends the server-streaming RPCs at shutdown: UNAVAILABLE,

@@ -413,6 +413,20 @@ func writeStatus(w http.ResponseWriter, r *http.Request, httpCode int, err error
 	_, _ = w.Write(b)
 }
 
+// StreamRoutes returns what reports whether a request is to a route whose
+// answer is a stream (newline-delimited JSON, or Server-Sent Events on the
+// watch routes): the requests a front end ends at shutdown. The routes come
+// from the API's OpenAPI document, which is generated from the HTTP rules
+// the gateway registers; the error is that of a document that cannot be
+// read.
+func StreamRoutes() (func(*http.Request) bool, error) {
+	rs, err := apiRoutes()
+	if err != nil {
+		return nil, err
+	}
+	return func(r *http.Request) bool { return rs.streams(r.Method, routePath(r)) }, nil
+}
+
 // streamRequest reports whether r asks for a newline-delimited JSON stream:
 // a route answering a stream, but for a watch asked for as Server-Sent
 // Events, whose refusals are the status alone.
