@@ -143,6 +143,20 @@ func TestOrderChangeOutput(t *testing.T) {
 	}
 }
 
+// A payment's --currency is the payment's, sent with it: one in another
+// currency than the order's is refused, not recorded in the order's.
+// Before, the flag only set the amount's decimals, and 27.00 USD was
+// recorded as 27.00 EUR.
+func TestPayInAnotherCurrencyIsRefused(t *testing.T) {
+	g := server(t).GRPC
+	c := call{addr: g}
+	ok(t, c.run(t, "orders", "create", "--order-id", "cur-1", "--customer", "c", "--currency", "EUR", "--item", "A:1:27.00",
+		"--line1", "1", "--city", "Oslo", "--country", "NO"))
+	ok(t, c.run(t, "orders", "place", "cur-1"))
+	fails(t, c.run(t, "orders", "pay", "cur-1", "--ref", "psp-usd", "--amount", "27.00", "--currency", "USD"), cli.ExitUsage)
+	ok(t, c.run(t, "orders", "pay", "cur-1", "--ref", "psp-eur", "--amount", "27.00", "--currency", "eur"))
+}
+
 func TestCancel(t *testing.T) {
 	g := server(t).GRPC
 	c := call{addr: g}

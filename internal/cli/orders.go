@@ -381,6 +381,10 @@ func (a *app) payCmd() *cobra.Command {
 				if req.Amount, err = a.orderAmount(cmd.Context(), args[0], currency, "--amount", amount); err != nil {
 					return err
 				}
+				// Sent, so that the command side refuses a payment in
+				// another currency than the order's rather than record
+				// its amount in the order's.
+				req.Currency = strings.ToUpper(currency)
 			}
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.RecordPayment(ctx, req)
