@@ -404,6 +404,10 @@ var traceContext = propagation.TraceContext{}
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A write to a closed pipe (`ordersctl audit export | head -1`) then
+	// fails with EPIPE, which exits 5 with a line saying so, as the
+	// commands document, instead of killing the process by SIGPIPE.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx = traceContext.Extract(ctx, propagation.MapCarrier{"traceparent": os.Getenv("TRACEPARENT"), "tracestate": os.Getenv("TRACESTATE")})
 	io := IO{Out: os.Stdout, Err: os.Stderr, In: os.Stdin, Getenv: os.Getenv, IsTerminal: isTerminal(os.Stdout), ErrIsTerminal: isTerminal(os.Stderr)}
 	tel, err := telemetry.Setup(ctx, "ordersctl")
