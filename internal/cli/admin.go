@@ -79,7 +79,9 @@ func (a *app) parkedCmd() *cobra.Command {
 		Use: "retry [ORDER]", Short: "Retry parked payment jobs now (one order's, or all)", Args: cobra.MaximumNArgs(1),
 		Example: "  ordersctl admin parked retry 7d3f0c2a-...\n  ordersctl admin parked retry          # every parked job",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			tries := 0
 			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.RetryParkedPaymentResponse, error) {
+				tries++
 				req := &ordersv1.RetryParkedPaymentRequest{}
 				if len(args) == 1 {
 					req.OrderId = args[0]
@@ -87,6 +89,12 @@ func (a *app) parkedCmd() *cobra.Command {
 				return ordersv1.NewPaymentAdminServiceClient(conn).RetryParkedPayment(ctx, req)
 			}, func(res *ordersv1.RetryParkedPaymentResponse) error {
 				fmt.Fprintf(a.io.Out, "completed %d, parked again %d\n", res.GetCompleted(), res.GetParkedAgain())
+				if tries > 1 {
+					// The try whose answer was lost (UNAVAILABLE) may
+					// have run jobs before it stopped: this answer counts
+					// only what the last try ran.
+					fmt.Fprintln(a.io.Err, "ordersctl: an earlier try that got no answer may have completed or parked jobs too; see admin parked list")
+				}
 				return nil
 			})
 		},

@@ -418,3 +418,29 @@ func TestFollowStoppedBeforeAnyEventKeepsTheFile(t *testing.T) {
 		t.Fatalf("the file after a follow stopped before any event: %q, %v; want it as it was", b, err)
 	}
 }
+
+// lostRetryAnswer answers the first retry of parked jobs UNAVAILABLE (as
+// one cut short after running some), and the next with what it ran.
+type lostRetryAnswer struct {
+	ordersv1.UnimplementedPaymentAdminServiceServer
+	calls *atomic.Int32
+}
+
+func (l lostRetryAnswer) RetryParkedPayment(context.Context, *ordersv1.RetryParkedPaymentRequest) (*ordersv1.RetryParkedPaymentResponse, error) {
+	if l.calls.Add(1) == 1 {
+		return nil, status.Error(codes.Unavailable, "the event store is away")
+	}
+	return &ordersv1.RetryParkedPaymentResponse{Completed: 1}, nil
+}
+
+// A retry of parked jobs tried again after an answer was lost says that
+// the counts it prints are the last try's only: the lost one may have run
+// jobs. Before, it printed them as all that was done.
+func TestParkedRetryTriedAgainSaysTheCountsAreTheLastTrys(t *testing.T) {
+	var calls atomic.Int32
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterPaymentAdminServiceServer(gs, lostRetryAnswer{calls: &calls}) })
+	r := ok(t, run(t, addr, "admin", "parked", "retry"))
+	if calls.Load() != 2 || r.stderr == "" {
+		t.Fatalf("%d tries, stderr %q; want 2 and a note that the first may have run jobs", calls.Load(), r.stderr)
+	}
+}
