@@ -158,7 +158,7 @@ func (a *app) exportCmd() *cobra.Command {
 	var from uint64
 	var since, file string
 	var types, orders []string
-	var follow bool
+	var follow, appendTo bool
 	c := &cobra.Command{
 		Use:   "export",
 		Short: "Export the event log as JSON lines",
@@ -171,9 +171,11 @@ received is written out and the exit status is 0.
 A failure to write the output (a full disk, a closed pipe) ends the command
 with exit status 5. The stream is not retried: a server that goes away
 (UNAVAILABLE) ends it with exit status 4, and --from one past the last
-position written resumes it.`,
+position written resumes it (with --append, into the same --file, which
+otherwise starts afresh).`,
 		Example: `  ordersctl audit export > events.jsonl
   ordersctl audit export --file events.jsonl --since 2026-11-24T00:00:00Z
+  ordersctl audit export --file events.jsonl --from 1043 --append   # resume a cut-off export
   ordersctl audit export --type OrderPlaced --order 7d3f0c2a-... --follow`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -185,7 +187,10 @@ position written resumes it.`,
 			if req.FromTime, err = parseTime("since", since); err != nil {
 				return err
 			}
-			return a.export(cmd.Context(), req, file)
+			if appendTo && file == "" {
+				return usagef("--append adds to --file: give one")
+			}
+			return a.export(cmd.Context(), req, file, appendTo)
 		},
 	}
 	c.Flags().Uint64Var(&from, "from", 0, "start at this log position")
@@ -194,12 +199,14 @@ position written resumes it.`,
 	c.Flags().StringArrayVar(&orders, "order", nil, "only this order (repeatable)")
 	c.Flags().BoolVar(&follow, "follow", false, "keep streaming new events until interrupted (then exit 0)")
 	c.Flags().StringVar(&file, "file", "", "write to this file instead of stdout")
+	c.Flags().BoolVar(&appendTo, "append", false, "add to --file rather than replace it (to resume a cut-off export with --from)")
 	return c
 }
 
-// export writes the events req selects to file (stdout when empty) as JSON
-// lines. A follow the user interrupts through ctx ends without error.
-func (a *app) export(ctx context.Context, req *ordersv1.StreamEventsRequest, file string) (err error) {
+// export writes the events req selects to file (stdout when empty; added
+// to it with appendTo) as JSON lines. A follow the user interrupts through
+// ctx ends without error.
+func (a *app) export(ctx context.Context, req *ordersv1.StreamEventsRequest, file string, appendTo bool) (err error) {
 	client, err := a.audit()
 	if err != nil {
 		return err
@@ -227,7 +234,11 @@ func (a *app) export(ctx context.Context, req *ordersv1.StreamEventsRequest, fil
 	}
 	out := a.io.Out
 	if file != "" {
-		f, err := os.Create(file)
+		flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if appendTo {
+			flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		}
+		f, err := os.OpenFile(file, flags, 0o666)
 		if err != nil {
 			return usagef("--file: %v", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -443,4 +444,55 @@ func TestParkedRetryTriedAgainSaysTheCountsAreTheLastTrys(t *testing.T) {
 	if calls.Load() != 2 || r.stderr == "" {
 		t.Fatalf("%d tries, stderr %q; want 2 and a note that the first may have run jobs", calls.Load(), r.stderr)
 	}
+}
+
+// threeEvents exports the log's three events from the position asked.
+type threeEvents struct {
+	ordersv1.UnimplementedOrderAuditServiceServer
+}
+
+func (threeEvents) StreamEvents(req *ordersv1.StreamEventsRequest, s grpc.ServerStreamingServer[ordersv1.StreamEventsResponse]) error {
+	for p := max(req.GetFromPosition(), 1); p <= 3; p++ {
+		if err := s.Send(&ordersv1.StreamEventsResponse{Event: &ordersv1.RecordedEvent{Position: p, Type: "OrderCreated", OrderId: "o"}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// An export resumed with --from and --append adds to --file what the cut
+// one did not write, as the help says to resume one; without --append the
+// file starts afresh. Before, a resumed export emptied the file first.
+func TestExportResumedWithAppendAddsToTheFile(t *testing.T) {
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderAuditServiceServer(gs, threeEvents{}) })
+	file := filepath.Join(t.TempDir(), "events.jsonl")
+	positions := func() []string {
+		var ps []string
+		for _, l := range strings.Split(strings.TrimSpace(readFile(t, file)), "\n") {
+			ps = append(ps, fmt.Sprint(jsonOf(t, l)["position"]))
+		}
+		return ps
+	}
+	ok(t, run(t, addr, "audit", "export", "--file", file, "--from", "1"))
+	if err := os.Truncate(file, int64(len(strings.SplitAfter(readFile(t, file), "\n")[0]))); err != nil { // cut after the first event
+		t.Fatal(err)
+	}
+	ok(t, run(t, addr, "audit", "export", "--file", file, "--from", "2", "--append"))
+	if got := positions(); !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Fatalf("resumed with --append: positions %v, want 1 2 3", got)
+	}
+	ok(t, run(t, addr, "audit", "export", "--file", file, "--from", "3"))
+	if got := positions(); !slices.Equal(got, []string{"3"}) {
+		t.Fatalf("without --append: positions %v, want 3 alone", got)
+	}
+	fails(t, run(t, addr, "audit", "export", "--from", "3", "--append"), cli.ExitUsage)
+}
+
+func readFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
