@@ -91,3 +91,40 @@ func TestRetryAfterTheProviderForgotTheKeyDoesNotChargeAgain(t *testing.T) {
 		t.Fatalf("parked %v, want %s", p, id)
 	}
 }
+
+// A retry cut short after its charge may have taken the money keeps, in
+// the parked job, when it sent the key: a retry after the provider forgot
+// the key then parks it for settling rather than charging a second time.
+// The job here comes without that record (as one an earlier build parked).
+// Before, the cut-short retry handed its lease back with the job as it was
+// before the run, and the later retry charged again.
+func TestRetryCutShortKeepsWhenItSentTheKey(t *testing.T) {
+	e := start(t)
+	// A lifetime longer than the run below lasts, so that the run is cut
+	// short rather than ended by the key's age.
+	gw := &forgetful{lifetime: 2 * time.Second, first: map[string]time.Time{}, refs: map[string]string{},
+		lost: true, down: true} // down: the job parks without reaching the provider
+	e.run(t, gw, fast(), payments.WithRetry(5, time.Second, 400*time.Millisecond, 800*time.Millisecond))
+	id := e.place(t, "cut-short-key", 100)
+	e.waitParked(t, 1)
+	setJob(t, e, func(j map[string]any) { delete(j, "key_used_at") })
+	gw.mu.Lock()
+	gw.lost, gw.down = false, false // the next charge takes the money and loses the answer
+	gw.mu.Unlock()
+	// The call's deadline, less the answer's margin, ends the run in the
+	// backoff after that charge.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	_, err := e.admin.RetryParkedPayment(ctx, &ordersv1.RetryParkedPaymentRequest{OrderId: id})
+	cancel()
+	if gw.charges() != 1 || err == nil {
+		t.Fatalf("the cut-short retry: %v, money taken %d times; want it cut short after one charge", err, gw.charges())
+	}
+	for deadline := time.Now().Add(gw.lifetime); time.Now().Before(deadline); { // the condition under test: the key's lifetime passing
+		time.Sleep(20 * time.Millisecond)
+	}
+	gw.up()
+	res, err := e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id})
+	if err != nil || res.GetParkedAgain() != 1 || gw.charges() != 1 {
+		t.Fatalf("retry after the key's lifetime: %v, %v, money taken %d times; want the job parked again and one charge", res, err, gw.charges())
+	}
+}

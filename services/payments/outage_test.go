@@ -180,13 +180,15 @@ func TestRetryThatCannotRunAJobIsNotASuccess(t *testing.T) {
 // deadline leaves time to say so: it answers UNAVAILABLE (which ordersctl
 // retries) before the deadline, not DEADLINE_EXCEEDED after it, having
 // waited for the outage limit (15 minutes by default) as a delivered job
-// does.
+// does, or past the deadline in a wait begun before it.
 func TestRetryDuringAnOutageAnswersBeforeItsDeadline(t *testing.T) {
 	e := start(t)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})
 	sim.SetDown(true)
 	st := &outageStore{Store: e.store}
-	e.runOn(t, st, sim, fast(), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
+	// Waits of a second or more: one that began just before the time to
+	// answer ran out would end past the deadline.
+	e.runOn(t, st, sim, fast(), payments.WithRetry(2, time.Second, time.Second, 4*time.Second))
 	id := e.place(t, "retry-outage-deadline", 100)
 	e.waitParked(t, 1)
 	st.down.Store(true)

@@ -49,6 +49,7 @@
 package payments
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -679,11 +680,7 @@ func recordingErr(what string, err error) error {
 // lasts longer than the outage limit the manager alerts (error log and the
 // orders.payments.outage_alerts counter) and hands the message back to be
 // delivered again, so the job is neither parked nor lost.
-func (m *Manager) run(ctx context.Context, j *job) result { return m.runWaiting(ctx, j, m.outageLimit) }
-
-// runWaiting is run waiting at most outageLimit for the event store or
-// the command side.
-func (m *Manager) runWaiting(ctx context.Context, j *job, outageLimit time.Duration) result {
+func (m *Manager) run(ctx context.Context, j *job) result {
 	var lastErr error
 	var outageSince time.Time
 	waits := 0
@@ -711,10 +708,7 @@ func (m *Manager) runWaiting(ctx context.Context, j *job, outageLimit time.Durat
 				outageSince = time.Now()
 				m.waiting.Add(1)
 			}
-			if waited := time.Since(outageSince); waited >= outageLimit {
-				if outageLimit < m.outageLimit {
-					return abandon // a retry out of time: its caller is told
-				}
+			if waited := time.Since(outageSince); waited >= m.outageLimit {
 				m.outages.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(j.Kind))))
 				m.log.ErrorContext(ctx, "payments: job waited out the outage limit for the event store or command side; handed back for redelivery",
 					"kind", j.Kind, "order", j.OrderID, "waited", waited.Round(time.Second), "err", err)
@@ -1219,21 +1213,24 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	if err != nil {
 		return abandon, fmt.Errorf("payments: leasing the parked %s of order %s to retry it: %w", j.Kind, j.OrderID, err)
 	}
-	runCtx, stop := l.keep(ctx, m)
 	// The retry starts the job's attempts afresh and keeps every fact
 	// about money it holds (MaybeCharged, the provider's references): a
 	// copy that listed the fields to keep dropped the references. Parked
-	// again, it holds no lease.
+	// again, it holds no lease. Copied before the lease's renewals start,
+	// which write l.j.
 	fresh := l.j
 	fresh.Attempts, fresh.LastError, fresh.ParkedAt, fresh.RetryingUntil = 0, "", time.Time{}, time.Time{}
-	// An operator waits for the answer: the outage is waited out only
-	// while the call's deadline leaves time to answer UNAVAILABLE (which
-	// ordersctl retries) before it, not for the whole outage limit.
-	limit := m.outageLimit
+	runCtx, stop := l.keep(ctx, m)
+	// An operator waits for the answer: the job runs only while the
+	// call's deadline leaves time to answer UNAVAILABLE (which ordersctl
+	// retries) before it, however long an outage or the job's backoff
+	// would have it wait.
 	if d, ok := ctx.Deadline(); ok {
-		limit = min(limit, time.Until(d)-retryAnswerMargin)
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithDeadline(runCtx, d.Add(-retryAnswerMargin))
+		defer cancel()
 	}
-	r := m.runWaiting(runCtx, &fresh, limit)
+	r := m.run(runCtx, &fresh)
 	rev, held := stop()
 	switch r {
 	case done:
@@ -1250,18 +1247,49 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 		// the outage limit, or the job could not be parked again, or the
 		// lease could not be kept: it stays parked, marked before it
 		// ran, and the jobs after it are not tried. Never an answer of
-		// success. The lease is handed back at once, if still held.
+		// success. The lease is handed back at once, if still held, with
+		// what the run learned about the job's money (its key sent, a
+		// reference), which a later retry decides on.
 		if held {
-			released := l.j
-			released.RetryingUntil = time.Time{}
+			released := fresh
+			released.Attempts, released.LastError, released.ParkedAt = l.j.Attempts, l.j.LastError, l.j.ParkedAt
 			if b, err := json.Marshal(released); err == nil {
 				_, _ = m.kv.Update(context.WithoutCancel(ctx), key, b, rev)
 			}
+		} else {
+			m.keepMoneyFacts(context.WithoutCancel(ctx), key, fresh)
 		}
 		if err := ctx.Err(); err != nil {
 			return abandon, err
 		}
 		return abandon, fmt.Errorf("payments: the parked job of order %s could not be run to its end and stays parked: %w", j.OrderID, eventstore.ErrUnavailable)
+	}
+}
+
+// keepMoneyFacts adds to the parked job under key, if it is still parked
+// and no retry holds it, what run learned about its money (ran): the
+// marks, the provider's references, when its key was first sent. A retry
+// that lost its lease cannot hand it back, but a later retry must still
+// decide on those facts. Best effort: a job changed meanwhile is left as
+// it is.
+func (m *Manager) keepMoneyFacts(ctx context.Context, key string, ran job) {
+	v, rev, err := m.kv.Read(ctx, key)
+	if err != nil {
+		return
+	}
+	var cur job
+	if json.Unmarshal(v, &cur) != nil || cur.RetryingUntil.After(time.Now()) {
+		return
+	}
+	cur.MaybeCharged = cur.MaybeCharged || ran.MaybeCharged
+	cur.MaybeRefunded = cur.MaybeRefunded || ran.MaybeRefunded
+	cur.PaymentRef = cmp.Or(cur.PaymentRef, ran.PaymentRef)
+	cur.RefundRef = cmp.Or(cur.RefundRef, ran.RefundRef)
+	if cur.KeyUsedAt.IsZero() || (!ran.KeyUsedAt.IsZero() && ran.KeyUsedAt.Before(cur.KeyUsedAt)) {
+		cur.KeyUsedAt = ran.KeyUsedAt
+	}
+	if b, err := json.Marshal(cur); err == nil {
+		_, _ = m.kv.Update(ctx, key, b, rev)
 	}
 }
 

@@ -138,6 +138,12 @@ func leaseOf(t *testing.T, e *env) time.Time {
 // another process would.
 func setLease(t *testing.T, e *env, until time.Time) {
 	t.Helper()
+	setJob(t, e, func(j map[string]any) { j["retrying_until"] = until.UTC() })
+}
+
+// setJob rewrites the one parked job's stored JSON with edit.
+func setJob(t *testing.T, e *env, edit func(map[string]any)) {
+	t.Helper()
 	b := parkedBucket(t, e.js)
 	v, err := b.Get(t.Context(), onlyKey(t, b))
 	if err != nil {
@@ -147,7 +153,7 @@ func setLease(t *testing.T, e *env, until time.Time) {
 	if err := json.Unmarshal(v, &j); err != nil {
 		t.Fatal(err)
 	}
-	j["retrying_until"] = until.UTC()
+	edit(j)
 	if v, err = json.Marshal(j); err != nil {
 		t.Fatal(err)
 	}
