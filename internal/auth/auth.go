@@ -6,9 +6,12 @@
 // HS384, HS512, each only with a secret as long as its hash) or by a key of
 // a JWKS file (RS, PS and ES 256/384/512, EdDSA, chosen by the token's
 // "kid"). A JWT must carry "sub" and may carry "exp"/"nbf", which are
-// enforced with Leeway, and "roles" (a list of role names). A stream (a
-// watch, a followed export) is held to its token's "exp" too: it ends with
-// UNAUTHENTICATED once the token expires, as its calls would be refused.
+// enforced with Leeway, and "roles" (a list of role names). A stream that
+// carries orders (a watch, an export) is held to its token's "exp" too: it
+// ends with UNAUTHENTICATED once the token expires, as its calls would be
+// refused. A rebuild of the read model and a verification of the whole log,
+// operations that end on their own and carry no order's data, run to their
+// end.
 //
 // Roles: clerk (OrderCommandService, and OrderQueryService so that a clerk
 // can see the orders they change), viewer (OrderQueryService), auditor
@@ -35,6 +38,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -355,7 +359,7 @@ func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	if err != nil {
 		return err
 	}
-	if p.Expires.IsZero() {
+	if p.Expires.IsZero() || runsToItsEnd[info.FullMethod] {
 		return handler(srv, &wrapped{ServerStream: ss, ctx: ctx})
 	}
 	// By this server's clock, as the token was checked.
@@ -366,6 +370,14 @@ func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		return status.Error(codes.Unauthenticated, "the token expired: open the stream again with a new one")
 	}
 	return err
+}
+
+// runsToItsEnd are the streams a token's expiry does not end: operations
+// that end on their own and carry no order's data, which an expiry would
+// only cut short (a rebuild is abandoned when its call ends).
+var runsToItsEnd = map[string]bool{
+	ordersv1.OrderAdminService_RebuildReadModel_FullMethodName: true,
+	ordersv1.OrderAuditService_VerifyLog_FullMethodName:        true,
 }
 
 // errTokenExpired ends a stream whose token expired.

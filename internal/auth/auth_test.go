@@ -355,9 +355,10 @@ func TestSubjectRecordedAsItIsOrRefused(t *testing.T) {
 	}
 }
 
-// A stream ends with UNAUTHENTICATED when its token expires, though its
-// handler would go on (a watch has no end of its own) or answers nothing
-// wrong; one whose token does not expire has no such end.
+// A stream that carries orders ends with UNAUTHENTICATED when its token
+// expires, though its handler would go on (a watch has no end of its own)
+// and answers nothing wrong; one whose token does not expire has no such
+// end, nor has a rebuild, which ends on its own.
 func TestStreamEndsWhenItsTokenExpires(t *testing.T) {
 	secret := "0123456789abcdef0123456789abcdef"
 	a, err := auth.Load(auth.Config{HMACSecretFile: write(t, "secret", secret), TokensFile: write(t, "tokens", "viewer-token-012345678 vera viewer\n")})
@@ -365,28 +366,35 @@ func TestStreamEndsWhenItsTokenExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs := jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}
-	// Expired 29 s ago: still accepted, within the leeway, for about 1 s.
-	expiring := sign(t, hs, "", claims{Claims: jwt.Claims{Subject: "vic", Expiry: jwt.NewNumericDate(time.Now().Add(1*time.Second - auth.Leeway))}, Roles: []string{"viewer"}})
-	watch := "/orders.v1.OrderQueryService/WatchOrders"
-	open := func(token string, handler grpc.StreamHandler) error {
+	// Expired 28 s ago: still accepted, within the leeway, for 1 to 2 s
+	// ("exp" is in whole seconds).
+	expiring := sign(t, hs, "", claims{Claims: jwt.Claims{Subject: "vic", Expiry: jwt.NewNumericDate(time.Now().Add(2*time.Second - auth.Leeway))}, Roles: []string{"admin"}})
+	open := func(token, method string, handler grpc.StreamHandler) error {
 		ss := &stream{ctx: metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", "Bearer "+token))}
-		return a.Stream(nil, ss, &grpc.StreamServerInfo{FullMethod: watch, IsServerStream: true}, handler)
+		return a.Stream(nil, ss, &grpc.StreamServerInfo{FullMethod: method, IsServerStream: true}, handler)
 	}
 	// Until its context ends, then without an error, as a watch whose
 	// client left does.
+	entered := false
 	untilDone := func(_ any, ss grpc.ServerStream) error {
+		entered = true
 		<-ss.Context().Done()
 		return nil
 	}
-	if err := open(expiring, untilDone); status.Code(err) != codes.Unauthenticated {
-		t.Fatalf("a stream whose token expired: %v, want UNAUTHENTICATED", err)
-	}
-	if err := open("viewer-token-012345678", func(_ any, ss grpc.ServerStream) error {
+	noEnd := func(_ any, ss grpc.ServerStream) error {
 		if d, ok := ss.Context().Deadline(); ok {
-			return fmt.Errorf("a stream of a static token ends at %v", d)
+			return fmt.Errorf("the stream ends at %v", d)
 		}
 		return nil
-	}); err != nil {
-		t.Fatal(err)
+	}
+	if err := open("viewer-token-012345678", "/orders.v1.OrderQueryService/WatchOrders", noEnd); err != nil {
+		t.Errorf("a watch with a static token: %v", err)
+	}
+	if err := open(expiring, "/orders.v1.OrderAdminService/RebuildReadModel", noEnd); err != nil {
+		t.Errorf("a rebuild with an expiring token: %v", err)
+	}
+	// Last: the token is expired after it.
+	if err := open(expiring, "/orders.v1.OrderQueryService/WatchOrders", untilDone); status.Code(err) != codes.Unauthenticated || !entered {
+		t.Fatalf("a watch whose token expired: %v (the watch ran: %v), want UNAUTHENTICATED after it ran", err, entered)
 	}
 }
