@@ -20,7 +20,9 @@ import (
 
 // DefaultWatchBuffer is how many changes a watcher may fall behind before
 // it is ended with RESOURCE_EXHAUSTED, unless WithWatchBuffer says
-// otherwise.
+// otherwise: judged as each commit comes, so that a commit larger than the
+// buffer reaches a watcher that was keeping up whole
+// (projections.ErrOverflow).
 const DefaultWatchBuffer = 256
 
 // History reads one order's events back from the log, for a watcher
