@@ -66,6 +66,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/orderstream/orderstream/eventstore"
@@ -182,38 +183,51 @@ type Break struct {
 }
 
 // Verifier checks chains incrementally, event by event in log order, for
-// any number of orders. It keeps the last hash and event count per order:
-// about 100 bytes an order.
+// any number of orders. It keeps the last hash and event count per order,
+// copied out of the events (whose strings share the message they were cut
+// from): about 200 bytes an order.
 type Verifier struct {
-	last   map[string]string
-	count  map[string]uint32
-	broken map[string]bool
+	orders map[string]chainState
+}
+
+// chainState is what a Verifier keeps of an order's chain.
+type chainState struct {
+	last   string // hash of the order's last event
+	count  uint32 // events seen
+	broken bool
 }
 
 // NewVerifier returns an empty Verifier.
 func NewVerifier() *Verifier {
-	return &Verifier{last: map[string]string{}, count: map[string]uint32{}, broken: map[string]bool{}}
+	return &Verifier{orders: map[string]chainState{}}
 }
 
 // Add checks the next event of its order. It returns a Break the first time
 // an order's chain fails, and nil otherwise (also for later events of an
 // already broken order).
 func (v *Verifier) Add(r eventstore.Recorded) *Break {
-	v.count[r.OrderID]++
-	if v.broken[r.OrderID] {
-		return nil
+	st, seen := v.orders[r.OrderID]
+	id := r.OrderID
+	if !seen {
+		id = strings.Clone(id)
 	}
-	b := v.check(r)
-	if b != nil {
-		v.broken[r.OrderID] = true
+	st.count++
+	var b *Break
+	if !st.broken {
+		if b = check(r, st, seen); b != nil {
+			st.broken = true
+		}
+		st.last = strings.Clone(r.Meta.Hash)
 	}
-	v.last[r.OrderID] = r.Meta.Hash
+	v.orders[id] = st
 	return b
 }
 
-func (v *Verifier) check(r eventstore.Recorded) *Break {
+// check checks r, the event st.count of its order, whose chain so far is
+// st (seen: the order had events before it).
+func check(r eventstore.Recorded, st chainState, seen bool) *Break {
 	brk := func(k Kind, format string, a ...any) *Break {
-		return &Break{OrderID: r.OrderID, Position: r.Position, Version: v.count[r.OrderID], Kind: k, Detail: fmt.Sprintf(format, a...)}
+		return &Break{OrderID: r.OrderID, Position: r.Position, Version: st.count, Kind: k, Detail: fmt.Sprintf(format, a...)}
 	}
 	if r.Meta.Hash == "" || r.Meta.PrevHash == "" {
 		return brk(OutOfChain, "event carries no chain hash")
@@ -231,10 +245,10 @@ func (v *Verifier) check(r eventstore.Recorded) *Break {
 	// starts afresh after events written without hashes, or when the
 	// last event is replaced. Events written before versions were
 	// recorded carry none.
-	if n := uint64(v.count[r.OrderID]); r.Version != 0 && r.Version != n {
+	if n := uint64(st.count); r.Version != 0 && r.Version != n {
 		return brk(Missing, "recorded as version %d, found as event %d of its order: events are missing or were added", r.Version, n)
 	}
-	want, seen := v.last[r.OrderID]
+	want := st.last
 	if !seen {
 		want = Zero
 	}
@@ -248,10 +262,10 @@ func (v *Verifier) check(r eventstore.Recorded) *Break {
 }
 
 // Events returns how many events of orderID were added.
-func (v *Verifier) Events(orderID string) uint32 { return v.count[orderID] }
+func (v *Verifier) Events(orderID string) uint32 { return v.orders[orderID].count }
 
 // Orders returns how many orders were seen.
-func (v *Verifier) Orders() int { return len(v.count) }
+func (v *Verifier) Orders() int { return len(v.orders) }
 
 // Verify checks one order's events, in order, and returns its first break
 // or nil.
