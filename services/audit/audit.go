@@ -89,6 +89,16 @@ func (s *Service) open(ctx context.Context, e entry) (entry, error) {
 	if err != nil {
 		return e, err
 	}
+	if f, ok := order.EventValue(ev).(order.CustomerForgotten); ok {
+		// A read of the log in order (an export) opens what follows the
+		// erasure without the key it destroyed: another node that had
+		// not yet learnt of the erasure may have sealed an event with it
+		// after it, which the key this keyring still caches would open,
+		// in the clear, where the read model shows it erased.
+		if d, ok := s.keys.(interface{ Drop(customerID string) }); ok {
+			d.Drop(f.CustomerID)
+		}
+	}
 	e.ev = ev
 	return e, nil
 }

@@ -1,0 +1,90 @@
+package audit_test
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/memstore"
+	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/services/audit"
+	"github.com/orderstream/orderstream/services/command"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// An export opens what follows a customer's erasure without the key the
+// erasure destroyed, though its keyring still cached it: another node,
+// not yet told of the erasure, may have sealed an event with that key
+// after it, and the export showed that event's address in the clear where
+// every other read shows it erased. Three keyrings over one store stand
+// for three nodes whose caches have not learnt of the erasure.
+func TestExportDoesNotOpenWhatFollowsAnErasureWithTheErasedKey(t *testing.T) {
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := pii.NewMemStore()
+	store := memstore.New()
+	late, err := command.New(store, command.WithKeyring(pii.NewKeyring(keys, master))) // the node that has not learnt of it
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgetter, err := command.New(store, command.WithKeyring(pii.NewKeyring(keys, master)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aud, err := audit.New(store, nil, audit.WithKeyring(pii.NewKeyring(keys, master)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderAuditServiceServer(gs, aud)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	client := ordersv1.NewOrderAuditServiceClient(conn)
+
+	ctx := t.Context()
+	if _, err := late.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "late-seal", CustomerId: "c-late", Currency: "EUR",
+		ShippingAddress: &ordersv1.Address{Line1: "1 Known Road", City: "Rome", Country: "IT"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The audit node caches the customer's key.
+	if _, err := client.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: "late-seal"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := forgetter.ForgetCustomer(ctx, "c-late", rid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := late.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: rid(), OrderId: "late-seal",
+		ShippingAddress: &ordersv1.Address{Line1: "2 Secret Lane", City: "Rome", Country: "IT"}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := client.StreamEvents(ctx, &ordersv1.StreamEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		res, err := s.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := res.GetEvent().GetEvent().GetShippingAddressSet().GetShippingAddress(); a != nil && !a.GetErased() {
+			t.Fatalf("the export shows the address set after the erasure, at %d, in the clear: %v", res.GetEvent().GetPosition(), a)
+		}
+	}
+}
