@@ -136,6 +136,9 @@ func OpenEvent(ctx context.Context, keys Keyring, orderID, eventType string, dat
 	if errors.Is(err, pii.ErrForgotten) {
 		return DecodeEvent(eventType, data)
 	}
+	if errors.Is(err, pii.ErrCorrupt) {
+		return nil, fmt.Errorf("%w: %s: sealed personal data: %w", ErrCorruptEvent, eventType, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: customer %s: %w", ErrKeyUnavailable, s.GetCustomerId(), err)
 	}

@@ -113,7 +113,9 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 
 // Key returns the customer's data key at version, for opening what was
 // sealed with it. It returns ErrForgotten when that key is gone: the
-// customer was forgotten (and may have a newer key since).
+// customer was forgotten (and may have a newer key since); ErrCorrupt when
+// the customer's key is older than version, which no key ever had (versions
+// only grow): the envelope naming it was altered.
 func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (Key, error) {
 	if k, ok := r.cached(customerID); ok && k.Version == version {
 		return k, nil
@@ -131,6 +133,8 @@ func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (K
 		return Key{}, ErrForgotten
 	case err != nil:
 		return Key{}, err
+	case k.Version < version:
+		return Key{}, fmt.Errorf("%w: customer %s has key version %d, not %d, which no key of theirs had yet", ErrCorrupt, customerID, k.Version, version)
 	case k.Version != version:
 		return Key{}, ErrForgotten
 	}

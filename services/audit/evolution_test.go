@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -164,5 +165,57 @@ func TestHistoryPageCutBeforeANewerBuildsEvent(t *testing.T) {
 	}
 	if n := len(page.GetEvents()); n >= len(steps)+6 || page.GetNextPageToken() == "" {
 		t.Fatalf("%d events, token %q: want a page cut before the last big events, with a token", n, page.GetNextPageToken())
+	}
+}
+
+// An envelope altered to name a key version its customer never had (versions
+// only grow, and the customer's key is older) is an event whose content is
+// lost, DATA_LOSS, as the README says of altered envelopes. Before, it read
+// as erased, for a customer who was never forgotten.
+func TestSealedDataNamingAKeyVersionNeverMadeIsDataLoss(t *testing.T) {
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := pii.NewKeyring(pii.NewMemStore(), master)
+	store := memstore.New()
+	cmd, err := command.New(store, command.WithKeyring(ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aud, err := audit.New(store, nil, audit.WithKeyring(ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	c, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "aud-v", Currency: "EUR",
+		ShippingAddress: &ordersv1.Address{Line1: "1 Analytical Row", City: "Rome", Country: "IT"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.GetOrder().GetOrderId()
+	// The altered copy of the address set next goes on the order as its
+	// next event, chained.
+	if _, err := cmd.SetShippingAddress(ctx, &ordersv1.SetShippingAddressRequest{RequestId: rid(), OrderId: id,
+		ShippingAddress: &ordersv1.Address{Line1: "2 Analytical Row", City: "Rome", Country: "IT"}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := store.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pb ordersv1.Event
+	if err := proto.Unmarshal(recs[1].Data, &pb); err != nil {
+		t.Fatal(err)
+	}
+	pb.GetSealed().KeyVersion += 1000
+	b, err := proto.Marshal(&pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := estest.AppendChained(t, store, id, recs[1].Type, b)
+	_, err = aud.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id})
+	if status.Code(err) != codes.DataLoss || !strings.Contains(status.Convert(err).Message(), strconv.FormatUint(pos, 10)) {
+		t.Fatalf("GetOrderHistory with an envelope naming a key version never made: %v, want DataLoss naming position %d", err, pos)
 	}
 }
