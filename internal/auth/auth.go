@@ -38,7 +38,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
-	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -375,9 +374,12 @@ func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 // runsToItsEnd are the streams a token's expiry does not end: operations
 // that end on their own and carry no order's data, which an expiry would
 // only cut short (a rebuild is abandoned when its call ends).
+//
+// The names are spelled out: this package is also built by the OpenAPI
+// generator's module, which does not build the API's gRPC code.
 var runsToItsEnd = map[string]bool{
-	ordersv1.OrderAdminService_RebuildReadModel_FullMethodName: true,
-	ordersv1.OrderAuditService_VerifyLog_FullMethodName:        true,
+	"/orders.v1.OrderAdminService/RebuildReadModel": true,
+	"/orders.v1.OrderAuditService/VerifyLog":        true,
 }
 
 // errTokenExpired ends a stream whose token expired.

@@ -17,6 +17,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -390,8 +391,10 @@ func TestStreamEndsWhenItsTokenExpires(t *testing.T) {
 	if err := open("viewer-token-012345678", "/orders.v1.OrderQueryService/WatchOrders", noEnd); err != nil {
 		t.Errorf("a watch with a static token: %v", err)
 	}
-	if err := open(expiring, "/orders.v1.OrderAdminService/RebuildReadModel", noEnd); err != nil {
-		t.Errorf("a rebuild with an expiring token: %v", err)
+	for _, method := range []string{ordersv1.OrderAdminService_RebuildReadModel_FullMethodName, ordersv1.OrderAuditService_VerifyLog_FullMethodName} {
+		if err := open(expiring, method, noEnd); err != nil {
+			t.Errorf("%s with an expiring token: %v", method, err)
+		}
 	}
 	// Last: the token is expired after it.
 	if err := open(expiring, "/orders.v1.OrderQueryService/WatchOrders", untilDone); status.Code(err) != codes.Unauthenticated || !entered {

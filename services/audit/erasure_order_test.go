@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -77,7 +78,7 @@ func TestExportDoesNotOpenWhatFollowsAnErasureWithTheErasedKey(t *testing.T) {
 	}
 	for {
 		res, err := s.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
