@@ -270,7 +270,9 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		// CustomerForgotten's position on the customers' subject: one
 		// after the order's creation (an earlier one changes nothing of
 		// it), not every erasure the log holds.
+		var lastOwn uint64 // the position of the last of the order's own events read
 		if len(recs) > 0 {
+			lastOwn = recs[len(recs)-1].Position
 			forgets, err := s.history.LoadLatestAfter(ctx, order.CustomersSubjectID, recs[0].Position)
 			if err != nil {
 				return rpcerr.ToStatus(ctx, s.log, err)
@@ -281,14 +283,16 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		if err != nil {
 			return rpcerr.ToStatus(ctx, s.log, err)
 		}
-		// Up to what the feed had published when it was subscribed to:
-		// the feed sends what comes after. The two reads above are not
-		// one snapshot, and a change past that point taken from them (a
-		// customer's erasure read after an item added between the
-		// reads, say) was built on a state without what came between,
-		// and made the feed's later change look already sent.
+		// The two reads above are not one snapshot: an erasure read
+		// after the order's own events, past both the last of them and
+		// what the feed had published when it was subscribed to, is left
+		// to the feed, which sends it after any change of the order
+		// appended between the reads. Taken from the log, it was built on
+		// a state without such a change, and made the feed's later
+		// change look already sent. (One the feed had published, or one
+		// before an event of the order read, the feed will not send.)
 		for _, c := range changes {
-			if c.Position > from && c.Position <= published {
+			if c.Position > from && (c.Position <= published || c.Position <= lastOwn) {
 				backlog = append(backlog, &c)
 			}
 		}
