@@ -154,10 +154,10 @@ func (a *app) deadlinesCmd() *cobra.Command {
 				return ordersv1.NewDeadlineAdminServiceClient(conn).ListDeadlines(ctx, req)
 			}, func(res *ordersv1.ListDeadlinesResponse) error {
 				w := table(a.io.Out)
-				fmt.Fprintln(w, "ORDER\tDEADLINE\tDUE\tSTATE\tSINCE POSITION")
+				fmt.Fprintf(w, "ORDER\tDEADLINE\tDUE\t%s\tSINCE POSITION\n", a.plain("STATE"))
 				for _, d := range res.GetDeadlines() {
 					kind := strings.ToLower(strings.TrimPrefix(d.GetKind().String(), "DEADLINE_KIND_"))
-					state := "pending"
+					state := a.plain("pending")
 					switch {
 					case d.GetOverdue():
 						state = a.colour("31", "overdue")

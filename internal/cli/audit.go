@@ -110,7 +110,7 @@ func (a *app) historyCmd() *cobra.Command {
 				currency = events[0].GetEvent().GetOrderCreated().GetCurrency()
 			}
 			w := table(a.io.Out)
-			fmt.Fprintln(w, "VERSION\tTIME\tACTOR\tEVENT\tDETAILS")
+			fmt.Fprintf(w, "VERSION\tTIME\tACTOR\t%s\tDETAILS\n", a.plain("EVENT"))
 			for _, e := range events {
 				// To the nanosecond, as stored: a time copied from here into
 				// `audit at --time` then includes the event it shows.

@@ -385,6 +385,12 @@ func (a *app) colour(code, s string) string {
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
 }
 
+// plain is colour with the terminal's own colour: in a table column some
+// of whose cells are coloured (the header, say, or a "pending" beside an
+// "overdue"), every cell then carries escapes as long as the others', which
+// the tab writer counts as width, and the column stays aligned.
+func (a *app) plain(s string) string { return a.colour("39", s) }
+
 // progressOn says whether to draw progress: it is drawn on stderr, so it
 // depends on stderr being a terminal, and -o json never gets it (JSON users
 // are scripts, and some, like rebuild, print progress as JSON instead).

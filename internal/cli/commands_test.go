@@ -920,3 +920,40 @@ func TestHelpKeepsTheTokenSecret(t *testing.T) {
 		}
 	}
 }
+
+// ansi matches a colour escape.
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+// On a terminal, a table whose column is coloured in some cells stays
+// aligned: every cell starts where its header does. Before, the tab
+// writer counted the escapes' bytes, and the header of a coloured column,
+// plain, stood nine columns off.
+func TestColouredTablesStayAligned(t *testing.T) {
+	g := server(t).GRPC
+	c := call{addr: g, term: true}
+	ok(t, c.run(t, "orders", "create", "--order-id", "col-1", "--customer", "col", "--currency", "EUR", "--item", "A:1:1.00"))
+	ok(t, c.run(t, "orders", "create", "--order-id", "col-2", "--customer", "col", "--currency", "EUR", "--item", "A:1:1.00"))
+	ok(t, c.run(t, "orders", "cancel", "col-2", "--reason", "no"))
+	for _, args := range [][]string{{"orders", "list", "--customer", "col"}, {"audit", "history", "col-2"}} {
+		out := ok(t, c.run(t, args...)).stdout
+		if !ansi.MatchString(out) {
+			t.Fatalf("%v on a terminal: no colour to test: %q", args, out)
+		}
+		lines := strings.Split(strings.TrimRight(ansi.ReplaceAllString(out, ""), "\n"), "\n")
+		starts := func(l string) []int {
+			var at []int
+			for i := 1; i < len(l); i++ {
+				if l[i] != ' ' && l[i-1] == ' ' && i >= 2 && l[i-2] == ' ' {
+					at = append(at, i)
+				}
+			}
+			return at
+		}
+		header := starts(lines[0])
+		for _, l := range lines[1:] {
+			if got := starts(l); len(got) >= len(header)-1 && !slices.Equal(got[:min(len(got), len(header))], header[:min(len(got), len(header))]) {
+				t.Errorf("%v: columns of %q start at %v, the header's at %v", args, l, got, header)
+			}
+		}
+	}
+}

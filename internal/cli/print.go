@@ -145,7 +145,7 @@ func (a *app) printOrder(o *ordersv1.Order, position uint64) error {
 
 func (a *app) printOrderList(orders []*ordersv1.Order) error {
 	w := table(a.io.Out)
-	fmt.Fprintln(w, "ORDER\tCUSTOMER\tSTATUS\tTOTAL\tLINES\tCREATED")
+	fmt.Fprintf(w, "ORDER\tCUSTOMER\t%s\tTOTAL\tLINES\tCREATED\n", a.plain("STATUS"))
 	for _, o := range orders {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", o.GetOrderId(), o.GetCustomerId(), a.statusText(o.GetStatus()),
 			money.Format(o.GetTotal(), o.GetCurrency()), len(o.GetLines()), ts(o.GetCreatedAt()))
