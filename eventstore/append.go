@@ -366,15 +366,31 @@ func (s *Store) sequenceAt(ctx context.Context, orderID string, version uint64) 
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	raw, err := s.stream.GetLastMsgForSubject(ctx, s.Subject(orderID))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, fmt.Errorf("%w: order %s has no events, revision %d expected", ErrConflict, orderID, version)
-	}
-	if err != nil {
+	found := !errors.Is(err, jetstream.ErrMsgNotFound)
+	if found && err != nil {
 		return 0, err
 	}
-	last, err := DecodeRawMsg(raw, s.cfg.prefix)
-	if err != nil {
-		return 0, err
+	var last Recorded
+	if found {
+		if last, err = DecodeRawMsg(raw, s.cfg.prefix); err != nil {
+			return 0, err
+		}
+	}
+	if !found || (last.Version != 0 && last.Version < version) {
+		// A direct get may be answered by a replica behind the leader:
+		// an order with fewer events than expected there may have them
+		// all on the leader, whose answer decides (a log never loses
+		// events, so more than expected is stale wherever it is read).
+		raw, found, err = s.leaderGet(ctx, msgGetRequest{LastFor: s.Subject(orderID)})
+		if err != nil {
+			return 0, err
+		}
+		if !found {
+			return 0, fmt.Errorf("%w: order %s has no events, revision %d expected", ErrConflict, orderID, version)
+		}
+		if last, err = DecodeRawMsg(raw, s.cfg.prefix); err != nil {
+			return 0, err
+		}
 	}
 	if last.Version == 0 {
 		// Written before versions were recorded: the order's revision is

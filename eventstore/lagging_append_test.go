@@ -121,3 +121,23 @@ func TestVersionCacheKeepsWhatItSawWhenFull(t *testing.T) {
 			len(recs), err, eventstore.Seen(e.store, "o-1"))
 	}
 }
+
+// An append at the order's current revision, by a store with nothing of
+// the order cached, is not refused because the replica answering its
+// direct get lags: the leader decides. It was ErrConflict (an ABORTED
+// command that would have been accepted), and the caller's reload from
+// the same replica could only make it conflict for real.
+func TestAppendAtTheCurrentRevisionWithALaggingReplica(t *testing.T) {
+	e := newEnv(t)
+	w, lag := laggingReplicaStore(t, e.srv)
+	estest.MustAppend(t, e.store, "q", 0, estest.Event("A", "1", "r-a"))
+	lag.lag.Store(true)
+	defer lag.lag.Store(false)
+	if _, err := w.Append(t.Context(), "q", 1, []eventstore.EventData{estest.Event("B", "2", "r-b")}); err != nil {
+		t.Fatalf("append at the current revision, the replica behind: %v", err)
+	}
+	// A revision past the order's is still refused.
+	if _, err := w.Append(t.Context(), "q", 5, []eventstore.EventData{estest.Event("C", "3", "r-c")}); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("append at a revision the order never had: %v, want ErrConflict", err)
+	}
+}
