@@ -289,7 +289,22 @@ func parse(opts env.Options) (Config, error) {
 	if err := env.ParseWithOptions(&c, opts); err != nil {
 		return Config{}, nameVariables(err)
 	}
+	// The parser takes a variable set but empty for one unset, and gives
+	// it its default: ROLES= (a deployment's ${ROLES} left unset, say)
+	// ran every role where the operator meant some.
+	if v, set := lookup(opts, "ROLES"); set && strings.TrimSpace(v) == "" {
+		return Config{}, errors.New("ROLES: set but empty: name at least one of command, query, audit, payments, gateway, console (unset, every role runs)")
+	}
 	return c, c.Validate()
+}
+
+// lookup returns the variable key of the environment opts parse.
+func lookup(opts env.Options, key string) (string, bool) {
+	if opts.Environment != nil {
+		v, ok := opts.Environment[key]
+		return v, ok
+	}
+	return os.LookupEnv(key)
 }
 
 // Validate checks values the parser cannot; each error names its variable.

@@ -163,6 +163,19 @@ func TestDebugAddrLoopbackOnly(t *testing.T) {
 // A role that calls another role's gRPC services needs that role in the
 // same process or its address; otherwise it would call its own listener,
 // which does not serve them.
+// ROLES set but empty is refused, naming the variable: the parser took it
+// for unset and ran every role (a deployment's ${ROLES} left unset, say).
+func TestEmptyRolesIsRefused(t *testing.T) {
+	for _, v := range []string{"", "  "} {
+		if _, err := config.FromMap(map[string]string{"ROLES": v}); err == nil || !strings.Contains(err.Error(), "ROLES") {
+			t.Errorf("ROLES=%q: %v, want an error naming ROLES", v, err)
+		}
+	}
+	if c, err := config.FromMap(map[string]string{}); err != nil || len(c.Roles) != 6 {
+		t.Errorf("ROLES unset: %v, %v; want every role", c.Roles, err)
+	}
+}
+
 func TestRolesNeedTheirUpstreams(t *testing.T) {
 	for _, tc := range []struct {
 		vars map[string]string
