@@ -56,10 +56,20 @@ func main() {
 	}
 	log, closeLog := newLogger(cfg)
 	memlimit.Apply(log, os.Getenv, nil)
-	// Once the first signal has begun the graceful shutdown, the signals
-	// get their default action back: a second one ends the process at
-	// once, should the shutdown hang.
-	context.AfterFunc(ctx, stop)
+	// Once the first signal has begun the graceful shutdown, a second one
+	// ends the process at once, should the shutdown hang. Exited here, not
+	// left to the signal's default action: in a container ordersd is
+	// process 1, which the kernel does not end by a signal it does not
+	// handle.
+	second := make(chan os.Signal, 1)
+	context.AfterFunc(ctx, func() {
+		stop()
+		signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-second
+			os.Exit(1)
+		}()
+	})
 	err = app.Run(ctx, cfg, log, nil)
 	if err != nil {
 		log.Error("ordersd failed", "err", err)
