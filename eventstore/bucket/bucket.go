@@ -27,7 +27,7 @@ var (
 	ErrExists = errors.New("bucket: key exists")
 	// ErrNotFound reports a Get of a key without a value.
 	ErrNotFound = errors.New("bucket: key not found")
-	// ErrChanged reports a Take, Update or DeleteAt of a key written or
+	// ErrChanged reports an Update or DeleteAt of a key written or
 	// removed by another caller since it was read.
 	ErrChanged = errors.New("bucket: key changed meanwhile")
 	// ErrInvalidOption reports an option of Open given a value it does
@@ -158,21 +158,6 @@ func (b *Bucket) DeleteAt(ctx context.Context, key string, revision uint64) erro
 // an error.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return wrap("delete", key, b.kv.Delete(ctx, key))
-}
-
-// Take removes the value of key and returns it, unless another caller
-// wrote or removed it between the read and the removal: of concurrent
-// Takes of one value, in any process, one gets it. ErrNotFound when the
-// key holds no value, ErrChanged when it changed meanwhile.
-func (b *Bucket) Take(ctx context.Context, key string) ([]byte, error) {
-	v, rev, err := b.Read(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.DeleteAt(ctx, key, rev); err != nil {
-		return nil, err
-	}
-	return v, nil
 }
 
 // Keys returns the keys holding a value, as of the call. A listing cut
