@@ -290,14 +290,10 @@ type Manager struct {
 	pinnedTTL      time.Duration
 	ackWait        time.Duration
 	outageLimit    time.Duration
-	// claims are the parked jobs (by key) a retry or a settle runs in
-	// this process: a settle must not remove a job while a retry may
-	// still move its money, nor two settles both count it out.
-	claims sync.Map
-	log    *slog.Logger
-	tp     trace.TracerProvider
-	mp     metric.MeterProvider
-	tracer trace.Tracer
+	log            *slog.Logger
+	tp             trace.TracerProvider
+	mp             metric.MeterProvider
+	tracer         trace.Tracer
 
 	breaker breaker
 	// states holds the orders folded from the deliveries.
@@ -1195,17 +1191,12 @@ func (m *Manager) Retry(ctx context.Context, orderID string) (completed, parkedA
 	return completed, parkedAgain, nil
 }
 
-// retryOne runs the parked job j again, unless a retry or a settle of it
-// runs in this process (then it is skipped: abandon, nil), a retry of it
-// holds its lease in another, or it was settled since it was listed. It
-// answers done when the job completed and left the park, parked when it
-// failed again.
+// retryOne runs the parked job j again, unless another retry of it holds
+// its lease, in this process or another, or it was settled since it was
+// listed (then it is skipped: abandon, nil). It answers done when the job
+// completed and left the park, parked when it failed again.
 func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	key := parkKey(j.Kind, j.OrderID)
-	if _, busy := m.claims.LoadOrStore(key, struct{}{}); busy {
-		return abandon, nil
-	}
-	defer m.claims.Delete(key)
 	l, err := m.lease(ctx, key)
 	if errors.Is(err, errNotLeased) {
 		return abandon, nil // settled since it was listed, or retried elsewhere
@@ -1411,17 +1402,12 @@ func (l *leased) keep(ctx context.Context, m *Manager) (context.Context, func() 
 // no retry can undo that. It returns the job as it was parked. Of
 // concurrent settles, in any process, one removes the job (a removal
 // conditioned on the revision read); a settle while a retry of the job
-// runs, in this process or, holding the job's lease, in another (see
-// Retry), is refused, since the retry may still move the job's money.
-// ErrNotParked
-// when no such job is parked, ErrJobBusy while a retry or another settle
-// of it runs; the bucket's errors otherwise.
+// runs, in any process, holding the job's lease (see Retry), is refused,
+// since the retry may still move the job's money. ErrNotParked when no
+// such job is parked, ErrJobBusy while a retry or another settle of it
+// runs; the bucket's errors otherwise.
 func (m *Manager) Settle(ctx context.Context, orderID string, kind jobKind) (job, error) {
 	key := parkKey(kind, orderID)
-	if _, busy := m.claims.LoadOrStore(key, struct{}{}); busy {
-		return job{}, ErrJobBusy
-	}
-	defer m.claims.Delete(key)
 	v, rev, err := m.kv.Read(ctx, key)
 	if errors.Is(err, bucket.ErrNotFound) {
 		return job{}, ErrNotParked
@@ -1434,7 +1420,7 @@ func (m *Manager) Settle(ctx context.Context, orderID string, kind jobKind) (job
 		return job{}, fmt.Errorf("payments: parked job %s: %w", key, err)
 	}
 	if j.RetryingUntil.After(time.Now()) {
-		return job{}, ErrJobBusy // a retry in another process holds it
+		return job{}, ErrJobBusy // a retry holds it
 	}
 	switch err := m.kv.DeleteAt(ctx, key, rev); {
 	case errors.Is(err, bucket.ErrChanged):
