@@ -72,7 +72,7 @@ func routesOf(spec []byte) (routes, error) {
 			if err := json.Unmarshal(raw, &op); err != nil {
 				return nil, fmt.Errorf("gateway: read the OpenAPI document's %s %s: %w", k, p, err)
 			}
-			if _, ndjson := op.Responses["200"].Content["application/x-ndjson"]; ndjson {
+			if _, stream := op.Responses["200"].Content[ndjson]; stream {
 				r.streams = append(r.streams, m)
 			}
 		}

@@ -414,8 +414,11 @@ type jsonMarshaler struct {
 	runtime.JSONPb
 }
 
+// ndjson is the Content-Type of server-streaming answers.
+const ndjson = "application/x-ndjson"
+
 // StreamContentType is the Content-Type of server-streaming answers.
-func (*jsonMarshaler) StreamContentType(any) string { return "application/x-ndjson" }
+func (*jsonMarshaler) StreamContentType(any) string { return ndjson }
 
 // NewDecoder reads exactly one JSON value: a body with anything but
 // whitespace after it ({…} {"x":1}) is refused rather than half read.
@@ -467,7 +470,7 @@ func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) er
 	if !ok || md.HeaderMD == nil {
 		return nil
 	}
-	w.Header().Set("Content-Type", (*jsonMarshaler).StreamContentType(nil, nil))
+	w.Header().Set("Content-Type", ndjson)
 	w.WriteHeader(http.StatusOK)
 	return http.NewResponseController(w).Flush()
 }
