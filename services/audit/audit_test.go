@@ -95,9 +95,20 @@ func serve(t testing.TB, e *env) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	conn := listen(t, func(gs *grpc.Server) {
+		ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
+		ordersv1.RegisterOrderAuditServiceServer(gs, svc)
+	})
+	e.cmd, e.audit, e.clock = ordersv1.NewOrderCommandServiceClient(conn), ordersv1.NewOrderAuditServiceClient(conn), clk
+	return e
+}
+
+// listen serves what register adds on a real loopback gRPC listener and
+// returns a client connection to it; both end with the test.
+func listen(t testing.TB, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
 	gs := grpc.NewServer()
-	ordersv1.RegisterOrderCommandServiceServer(gs, cmd)
-	ordersv1.RegisterOrderAuditServiceServer(gs, svc)
+	register(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -109,8 +120,7 @@ func serve(t testing.TB, e *env) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	e.cmd, e.audit, e.clock = ordersv1.NewOrderCommandServiceClient(conn), ordersv1.NewOrderAuditServiceClient(conn), clk
-	return e
+	return conn
 }
 
 var n struct {

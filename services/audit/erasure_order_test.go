@@ -1,10 +1,8 @@
 package audit_test
 
 import (
-	"bytes"
 	"errors"
 	"io"
-	"net"
 	"testing"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -13,7 +11,6 @@ import (
 	"github.com/orderstream/orderstream/services/audit"
 	"github.com/orderstream/orderstream/services/command"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // An export opens what follows a customer's erasure without the key the
@@ -23,10 +20,7 @@ import (
 // every other read shows it erased. Three keyrings over one store stand
 // for three nodes whose caches have not learnt of the erasure.
 func TestExportDoesNotOpenWhatFollowsAnErasureWithTheErasedKey(t *testing.T) {
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{9}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	master := masterKey(t)
 	keys := pii.NewMemStore()
 	store := memstore.New()
 	late, err := command.New(store, command.WithKeyring(pii.NewKeyring(keys, master))) // the node that has not learnt of it
@@ -41,20 +35,7 @@ func TestExportDoesNotOpenWhatFollowsAnErasureWithTheErasedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
-	ordersv1.RegisterOrderAuditServiceServer(gs, aud)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	client := ordersv1.NewOrderAuditServiceClient(conn)
+	client := ordersv1.NewOrderAuditServiceClient(listen(t, func(gs *grpc.Server) { ordersv1.RegisterOrderAuditServiceServer(gs, aud) }))
 
 	ctx := t.Context()
 	if _, err := late.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), OrderId: "late-seal", CustomerId: "c-late", Currency: "EUR",

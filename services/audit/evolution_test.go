@@ -81,20 +81,7 @@ func TestNewerBuildsEventBlocksOnlyTheReadsThatShowIt(t *testing.T) {
 // order) is an event whose content is lost: DATA_LOSS naming its position,
 // as for any payload that does not decode, not an internal error.
 func TestSealedDataThatDoesNotOpenIsDataLoss(t *testing.T) {
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring := pii.NewKeyring(pii.NewMemStore(), master)
-	store := memstore.New()
-	cmd, err := command.New(store, command.WithKeyring(ring))
-	if err != nil {
-		t.Fatal(err)
-	}
-	aud, err := audit.New(store, nil, audit.WithKeyring(ring))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, aud, store := sealing(t)
 	ctx := t.Context()
 	ids := make([]string, 2)
 	for i := range ids {
@@ -173,20 +160,7 @@ func TestHistoryPageCutBeforeANewerBuildsEvent(t *testing.T) {
 // lost, DATA_LOSS, as the README says of altered envelopes. Before, it read
 // as erased, for a customer who was never forgotten.
 func TestSealedDataNamingAKeyVersionNeverMadeIsDataLoss(t *testing.T) {
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring := pii.NewKeyring(pii.NewMemStore(), master)
-	store := memstore.New()
-	cmd, err := command.New(store, command.WithKeyring(ring))
-	if err != nil {
-		t.Fatal(err)
-	}
-	aud, err := audit.New(store, nil, audit.WithKeyring(ring))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, aud, store := sealing(t)
 	ctx := t.Context()
 	c, err := cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "aud-v", Currency: "EUR",
 		ShippingAddress: &ordersv1.Address{Line1: "1 Analytical Row", City: "Rome", Country: "IT"}})
@@ -218,4 +192,31 @@ func TestSealedDataNamingAKeyVersionNeverMadeIsDataLoss(t *testing.T) {
 	if status.Code(err) != codes.DataLoss || !strings.Contains(status.Convert(err).Message(), strconv.FormatUint(pos, 10)) {
 		t.Fatalf("GetOrderHistory with an envelope naming a key version never made: %v, want DataLoss naming position %d", err, pos)
 	}
+}
+
+// masterKey returns the master key the sealing tests wrap data keys with.
+func masterKey(t *testing.T) *pii.MasterKey {
+	t.Helper()
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return master
+}
+
+// sealing returns the command and audit services sharing one keyring
+// over an in-memory store of keys, and the event store they share.
+func sealing(t *testing.T) (*command.Service, *audit.Service, *memstore.Store) {
+	t.Helper()
+	ring := pii.NewKeyring(pii.NewMemStore(), masterKey(t))
+	store := memstore.New()
+	cmd, err := command.New(store, command.WithKeyring(ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aud, err := audit.New(store, nil, audit.WithKeyring(ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd, aud, store
 }
