@@ -933,8 +933,8 @@ func TestColouredTablesStayAligned(t *testing.T) {
 	c := call{addr: g, term: true}
 	ok(t, c.run(t, "orders", "create", "--order-id", "col-1", "--customer", "col", "--currency", "EUR", "--item", "A:1:1.00"))
 	ok(t, c.run(t, "orders", "create", "--order-id", "col-2", "--customer", "col", "--currency", "EUR", "--item", "A:1:1.00"))
-	ok(t, c.run(t, "orders", "cancel", "col-2", "--reason", "no"))
-	for _, args := range [][]string{{"orders", "list", "--customer", "col"}, {"audit", "history", "col-2"}} {
+	pos := str(t, jsonOf(t, ok(t, c.run(t, "orders", "cancel", "col-2", "--reason", "no", "-o", "json")).stdout), "position")
+	for _, args := range [][]string{{"orders", "list", "--customer", "col", "--min-position", pos, "--max-wait", "10s"}, {"audit", "history", "col-2"}} {
 		out := ok(t, c.run(t, args...)).stdout
 		if !ansi.MatchString(out) {
 			t.Fatalf("%v on a terminal: no colour to test: %q", args, out)
@@ -950,8 +950,12 @@ func TestColouredTablesStayAligned(t *testing.T) {
 			return at
 		}
 		header := starts(lines[0])
+		if len(lines) < 2 {
+			t.Fatalf("%v: no rows under the header: %q", args, out)
+		}
 		for _, l := range lines[1:] {
-			if got := starts(l); len(got) >= len(header)-1 && !slices.Equal(got[:min(len(got), len(header))], header[:min(len(got), len(header))]) {
+			got := starts(l)
+			if n := min(len(got), len(header)); n < len(header)-1 || !slices.Equal(got[:n], header[:n]) {
 				t.Errorf("%v: columns of %q start at %v, the header's at %v", args, l, got, header)
 			}
 		}
