@@ -92,6 +92,9 @@ func (rs routes) allow(path string) []string {
 	for _, r := range rs {
 		if r.match(comps) {
 			ms = append(ms, r.methods...)
+			if r.headAsGet() {
+				ms = append(ms, http.MethodHead)
+			}
 		}
 	}
 	slices.Sort(ms)
@@ -118,6 +121,44 @@ func routePath(r *http.Request) string {
 		return r.URL.RawPath
 	}
 	return r.URL.Path
+}
+
+// headAsGet reports whether the route answers HEAD as its GET without
+// the body (RFC 9110 requires HEAD of every resource that answers GET). A
+// stream does not: its headers come once the service starts it, and a
+// watch never ends by itself, so a HEAD would hold the connection.
+func (r route) headAsGet() bool {
+	return slices.Contains(r.methods, http.MethodGet) && !slices.Contains(r.streams, http.MethodGet)
+}
+
+// head answers HEAD on the routes that have one (headAsGet) as GET: the
+// server drops what the handler writes to a HEAD request's body, and keeps
+// its status and headers (ETag, Content-Type). Anything else, and every
+// request when the routes cannot be read, goes to next as sent (a HEAD
+// then gets the 405 naming the path's methods).
+func head(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			if rs, err := apiRoutes(); err == nil && rs.answersHead(routePath(r)) {
+				r = r.Clone(r.Context())
+				r.Method = http.MethodGet
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// answersHead reports whether a route on path (as routePath gives it)
+// answers HEAD. A path two routes match (GET of order "x:place" and POST
+// of its place) answers HEAD when the one with the GET does.
+func (rs routes) answersHead(path string) bool {
+	comps := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	for _, r := range rs {
+		if r.headAsGet() && r.match(comps) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r route) match(comps []string) bool {

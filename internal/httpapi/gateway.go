@@ -110,6 +110,8 @@
 // original is logged. An
 // unknown path is 404 and a known path with the wrong method 405, both in
 // the same shape; a 405 names the path's methods in its Allow header.
+// HEAD is answered on every route with a GET that is not a stream: the
+// GET's status and headers (ETag, Content-Type), without its body.
 //
 // # Other endpoints
 //
@@ -370,7 +372,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	if c, ok := cfg.conns[ordersv1.OrderQueryService_ServiceDesc.ServiceName]; ok {
 		queryConn = c
 	}
-	h.Handle("/", bearerChallenge(conventions(cfg, sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, mux: mux, next: mux})))
+	h.Handle("/", head(bearerChallenge(conventions(cfg, sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, mux: mux, next: mux}))))
 	return h, nil
 }
 
