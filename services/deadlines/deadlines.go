@@ -564,7 +564,8 @@ type Deadline struct {
 // List returns the pending deadlines, those that fired and are not
 // enforced yet, and overdue shipments (those of orderID, or all when it is
 // empty), soonest due first, at most limit of them; truncated reports that
-// more matched.
+// more matched. A timer that fires while the stream is read is listed once,
+// as fired.
 func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []Deadline, truncated bool, err error) {
 	// A firing that a manager of an older build handled (during a rolling
 	// upgrade, say) is acknowledged but not deleted: it would be listed as
@@ -575,12 +576,6 @@ func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []De
 	filters := []string{subjSchedule + ">", subjFired + ">", subjOverdue + ">"}
 	if orderID != "" {
 		filters = []string{subjSchedule + "*." + orderID, subjFired + "*." + orderID, subjOverdue + orderID}
-	}
-	soonest := func(a, b Deadline) int {
-		if c := a.Due.Compare(b.Due); c != 0 {
-			return c
-		}
-		return strings.Compare(a.OrderID, b.OrderID)
 	}
 	// Only the soonest limit are kept as the stream is read (sorted and
 	// cut whenever twice as many have gathered): it may hold a timer for
@@ -596,16 +591,56 @@ func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []De
 		out = append(out, Deadline{OrderID: s.OrderID, Kind: s.Kind, Due: s.Due, Overdue: s.Overdue,
 			Fired: strings.HasPrefix(subject, subjFired), Position: s.Position})
 		if len(out) >= 2*keep+64 {
-			slices.SortFunc(out, soonest)
+			out, matched = soonestOnce(out, matched)
 			out = slices.Delete(out, keep, len(out))
 		}
 	}, filters...)
 	if err != nil {
 		return nil, false, err
 	}
-	slices.SortFunc(out, soonest)
+	out, matched = soonestOnce(out, matched)
 	if len(out) > keep {
 		out = out[:keep]
 	}
 	return out, matched > len(out), nil
+}
+
+// soonestOnce sorts ds soonest first and drops each timer met twice: a
+// timer that fires while the stream is read is met as pending and again,
+// further on, as fired, and is listed once, fired. The fired copy is the
+// same timer (order, kind and due time alike); the shipping SLA's overdue
+// record has a subject of its own and no fired copy. matched, less what
+// was dropped, is returned with them.
+func soonestOnce(ds []Deadline, matched int) ([]Deadline, int) {
+	slices.SortFunc(ds, func(a, b Deadline) int {
+		if c := a.Due.Compare(b.Due); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.OrderID, b.OrderID); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+			return c
+		}
+		if a.Overdue != b.Overdue {
+			return boolOrder(a.Overdue)
+		}
+		if a.Fired != b.Fired {
+			return -boolOrder(a.Fired) // the fired copy first, kept
+		}
+		return 0
+	})
+	n := len(ds)
+	ds = slices.CompactFunc(ds, func(a, b Deadline) bool {
+		return a.Due.Equal(b.Due) && a.OrderID == b.OrderID && a.Kind == b.Kind && a.Overdue == b.Overdue
+	})
+	return ds, matched - (n - len(ds))
+}
+
+// boolOrder orders false before true: -1 for false, 1 for true.
+func boolOrder(b bool) int {
+	if b {
+		return 1
+	}
+	return -1
 }

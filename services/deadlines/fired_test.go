@@ -3,6 +3,7 @@ package deadlines_test
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -100,4 +101,40 @@ func TestFiringHandledWithoutDeleteIsNotListed(t *testing.T) {
 	id := e.place(t, "older-build")
 	cancelledOnce(t, e.waitEvent(t, id, "OrderCancelled"))
 	listed(t, m, id)
+}
+
+// firingMidRead is the DEADLINES stream read as its timers fire: each
+// pending timer a read passes is met again further on as fired, the
+// firing having been appended behind the read.
+type firingMidRead struct{ *schedule.Stream }
+
+func (s firingMidRead) Each(ctx context.Context, fn func(subject string, data []byte), filters ...string) error {
+	var firings [][2]string
+	err := s.Stream.Each(ctx, func(subject string, data []byte) {
+		fn(subject, data)
+		if rest, ok := strings.CutPrefix(subject, deadlines.SubjectRoot+".schedule."); ok {
+			firings = append(firings, [2]string{deadlines.SubjectRoot + ".fired." + rest, string(data)})
+		}
+	}, filters...)
+	for _, f := range firings {
+		fn(f[0], []byte(f[1]))
+	}
+	return err
+}
+
+// A timer that fires while the list reads the stream is listed once, as
+// fired, not as pending and fired both; nor does it make a full page
+// report more.
+func TestTimerFiringDuringTheListIsListedOnce(t *testing.T) {
+	e := start(t)
+	m, _ := e.runTimers(t, firingMidRead{e.timers(t)}, time.Hour, time.Hour)
+	id := e.place(t, "fires-mid-read")
+	listed(t, m, id, "payment_timeout")
+	ds, truncated, err := m.List(t.Context(), id, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || !ds[0].Fired || truncated {
+		t.Fatalf("deadlines of %s as its timer fires: %+v (truncated %v), want its payment timeout once, fired", id, ds, truncated)
+	}
 }
