@@ -225,7 +225,7 @@ var services = []string{"", ordersv1.OrderCommandService_ServiceDesc.ServiceName
 
 func (a *app) healthCmd() *cobra.Command {
 	return &cobra.Command{
-		Use: "health", Short: "Show the gRPC health of each service; exits 4 unless all serve", Args: cobra.NoArgs,
+		Use: "health", Short: "Show the gRPC health of each service; exits 4 unless every service the server runs serves", Args: cobra.NoArgs,
 		Example: "  ordersctl admin health\n  ordersctl admin health --addr orders.internal:50051 --ca ca.pem",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			conn, err := a.dial()

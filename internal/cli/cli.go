@@ -5,8 +5,9 @@
 // one change, the same in every command: each amount of money is an object
 // {"minor": 2500, "currency": "EUR", "decimal": "25.00"}, the integer in
 // minor units, its currency, and the major-unit amount the tables show.
-// audit export is the exception: it writes the log's own proto3 JSON, as
-// the REST API's /v1/events does, amounts in minor units.
+// audit export is the exception: it writes the log's own proto3 JSON, one
+// RecordedEvent a line (the REST API's /v1/events wraps each in
+// {"result":{"event":…}}), amounts in minor units.
 // Colours appear only when stdout is a terminal and never with NO_COLOR set.
 // Progress is drawn on stderr only when stderr is a terminal and the output
 // is not -o json, so it never corrupts piped or JSON output.
@@ -21,9 +22,10 @@
 // streams are not retried.
 //
 // Exit codes: 0 success (also a followed export stopped by Ctrl-C), 1 usage
-// or invalid argument, 2 not found,
+// or invalid argument (out of range too), 2 not found,
 // 3 conflict (already exists, failed precondition, stale revision),
-// 4 unavailable (server unreachable, deadline, read model behind),
+// 4 unavailable (server unreachable, deadline, read model behind,
+// overloaded: resource exhausted, which is not retried),
 // 5 any other error, 6 verification found a broken hash chain.
 package cli
 
@@ -254,7 +256,7 @@ audit export, audit verify --all and admin rebuild.`,
 	f := root.PersistentFlags()
 	f.StringVar(&a.addr, "addr", a.env("ORDERS_ADDR", "127.0.0.1:50051"), "ordersd gRPC address (env ORDERS_ADDR)")
 	f.StringVar(&a.token, "token", "", "bearer token sent as authorization (env ORDERS_TOKEN)")
-	f.StringVar(&a.actor, "actor", a.env("ORDERS_ACTOR", ""), "who is acting, recorded in the audit log (env ORDERS_ACTOR)")
+	f.StringVar(&a.actor, "actor", a.env("ORDERS_ACTOR", ""), "who is acting, recorded in the audit log (env ORDERS_ACTOR); with authentication on, the server records the token's subject instead")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline of each call, its retries on UNAVAILABLE included; how long a watch tries to reconnect")
 	f.BoolVar(&a.tlsOn, "tls", false, "use TLS")

@@ -11,8 +11,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// admin health: "Show the gRPC health of each service; exits 4 unless all
-// serve". ordersd reports the DeadlineAdminService's health (roles.go), and
+// admin health: "Show the gRPC health of each service; exits 4 unless
+// every service the server runs serves". ordersd reports the DeadlineAdminService's health (roles.go), and
 // the console shows it; ordersctl never asked, and a node whose deadline
 // admin service did not serve was reported healthy, exit 0.
 func TestHealthCoversDeadlineAdmin(t *testing.T) {

@@ -44,7 +44,8 @@ func TestNegativeExpectedRevisionRefused(t *testing.T) {
 	}
 }
 
-// admin health's help: "exits 4 unless all serve". A server that serves
+// admin health's help: "exits 4 unless every service the server runs
+// serves". A server that serves
 // no health service at all (Unimplemented) serves nothing it can vouch
 // for; health exited 5.
 func TestHealthExitsUnavailableUnlessAllServe(t *testing.T) {

@@ -984,13 +984,13 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 	m.count(func(s *Stats) { s.Attempts++ })
 	if err != nil {
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "void"), attribute.String("result", "error")))
-		return done, true, fmt.Errorf("voiding the charge of a cancelled order: %w", err)
+		return done, true, fmt.Errorf("voiding a charge the order ended without (cancelled, declined or paid otherwise): %w", err)
 	}
 	m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "void"), attribute.String("result", "ok")))
 	if res.Released {
 		m.count(func(s *Stats) { s.Voided++ })
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "voided")))
-		m.log.WarnContext(ctx, "payments: order cancelled before its charge was recorded; charge voided", "order", j.OrderID, "void_ref", res.VoidRef)
+		m.log.WarnContext(ctx, "payments: the order ended without this charge recorded (cancelled, declined or paid otherwise); charge voided", "order", j.OrderID, "void_ref", res.VoidRef)
 	} else {
 		m.count(func(s *Stats) { s.Dropped++ })
 		m.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped")))
