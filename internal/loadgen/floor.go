@@ -58,10 +58,10 @@ type FloorConfig struct {
 	FillMix Mix
 	// LagRate is the append rate at which visibility lag is measured.
 	LagRate float64
-	// ProfileDir, when set, receives CPU profiles of ordersd taken during
-	// the CreateOrder phases' first rounds, GetOrder (before and after the
-	// fill) and the rebuild, and a heap profile after the fill (ordersd's
-	// DEBUG_ADDR).
+	// ProfileDir, when set, receives CPU profiles of ordersd taken in a
+	// run of each CreateOrder and GetOrder phase (GetOrder before and after
+	// the fill) beside the measured rounds, and of the rebuild, and a heap
+	// profile after the fill (ordersd's DEBUG_ADDR).
 	ProfileDir string
 	// Env holds KEY=VALUE settings added to every ordersd's environment
 	// after the floor's own, so a setting can be compared with its
@@ -95,7 +95,9 @@ type FloorReport struct {
 	LagRate   float64   `json:"lag_rate"`
 	// MixedHalfFloor and LagFloor are the latency floors of those two
 	// open-loop phases: Health/Check offered at the phase's rate with its
-	// concurrency, once the phase's work has settled (latencyFloor).
+	// concurrency, once the phase's work has settled (latencyFloor), each
+	// timed as its phase's latencies are: the mixed load's from their
+	// scheduled instants, the lag's reads from their own sends.
 	MixedHalfFloor OpStats `json:"mixed_half_peak_latency_floor"`
 	LagFloor       OpStats `json:"append_to_visible_latency_floor"`
 	// The log, its raw read and the rebuild. Events is the whole log's
@@ -194,15 +196,28 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorReport, error) {
 	return rep, nil
 }
 
+// runtimeSettings are the Go runtime's environment variables that change
+// what a floor measures, in the order a command line names them.
+var runtimeSettings = []string{"GODEBUG", "GOGC", "GOMAXPROCS", "GOMEMLIMIT"}
+
 // command is the ordersbench command line that runs a floor with cfg's
 // settings (the ordersd to start and where to write aside). It holds
 // every flag that changes what is measured: --fill-timeout can stop the
 // fill short of --events, and --profile-dir adds phases and profiles
 // ordersd during the timed rebuild.
 func (cfg FloorConfig) command() string {
-	args := []string{"ordersbench floor", "--clients " + strconv.Itoa(cfg.Clients), "--phase " + cfg.Phase.String(),
-		"--rounds " + strconv.Itoa(cfg.Rounds), "--events " + strconv.Itoa(cfg.Events), "--fill-mix " + cfg.FillMix.String(),
-		"--fill-timeout " + cfg.FillTimeout.String(), "--lag-rate " + strconv.FormatFloat(cfg.LagRate, 'f', -1, 64)}
+	// The Go runtime's settings, which ordersd is started with too
+	// (startOrdersd), change what is measured; they are written as the
+	// command's environment.
+	var args []string
+	for _, k := range runtimeSettings {
+		if v := os.Getenv(k); v != "" {
+			args = append(args, shellQuote(k+"="+v))
+		}
+	}
+	args = append(args, "ordersbench floor", "--clients "+strconv.Itoa(cfg.Clients), "--phase "+cfg.Phase.String(),
+		"--rounds "+strconv.Itoa(cfg.Rounds), "--events "+strconv.Itoa(cfg.Events), "--fill-mix "+cfg.FillMix.String(),
+		"--fill-timeout "+cfg.FillTimeout.String(), "--lag-rate "+strconv.FormatFloat(cfg.LagRate, 'f', -1, 64))
 	if cfg.ProfileDir != "" {
 		args = append(args, "--profile-dir "+shellQuote(cfg.ProfileDir))
 	}
@@ -321,14 +336,39 @@ func (cfg FloorConfig) openLoop(rate float64, mix Mix, d time.Duration) Config {
 // gRPC stack give a request that does no work at that rate. It runs on
 // the same ordersd once the phase's work has settled (the projection and
 // the payments manager done with it), as the throughput floors run apart
-// from the operations.
-func latencyFloor(ctx context.Context, cfg FloorConfig, g *GRPC, rate float64) (OpStats, error) {
+// from the operations. Each check is timed from its scheduled instant, as
+// Run times a phase's requests, or, fromSend, from its own send, as the
+// append → visible lag times its read (Visibility): from the schedule it
+// would count the load generator's lateness and queueing, which the lag
+// does not.
+func latencyFloor(ctx context.Context, cfg FloorConfig, g *GRPC, rate float64, fromSend bool) (OpStats, error) {
 	cfg.say("latency floor: Health/Check at %.0f/s, %s", rate, cfg.Phase)
-	r, err := Run(ctx, "latency-floor", g.Health(), cfg.openLoop(rate, Mix{Get: 1}, cfg.Phase))
+	t, own := g.Health(), newRecorder("latency-floor")
+	if fromSend {
+		t = selfTimed{Target: t, rec: own}
+	}
+	r, err := Run(ctx, "latency-floor", t, cfg.openLoop(rate, Mix{Get: 1}, cfg.Phase))
 	if err != nil {
 		return OpStats{}, err
 	}
+	if fromSend {
+		return own.finish(cfg.Phase).Overall, failures(r)
+	}
 	return r.Overall, failures(r)
+}
+
+// selfTimed records each of its target's requests timed from its own send
+// in rec.
+type selfTimed struct {
+	Target
+	rec *recorder
+}
+
+func (s selfTimed) Do(ctx context.Context, op Op, r *rand.Rand) string {
+	t0 := time.Now()
+	class := s.Target.Do(ctx, op, r)
+	s.rec.record(op, time.Since(t0), class)
+	return class
 }
 
 // GetPhase is GetOrder measured against a gRPC floor of its own, in
@@ -430,16 +470,17 @@ func interleave(ctx context.Context, rounds int, slice time.Duration, phases ...
 
 // OKRate is the rate of the requests that succeeded, per second of the
 // run: what a floor's ratio compares, where Throughput counts failed
-// requests too.
+// requests too, and a closed loop's answers after its end (LateOK).
 func (r *Report) OKRate() float64 { return float64(okCount(r)) / r.Duration }
 
-// okCount is the number of successful requests.
+// okCount is the number of successful requests, less those a closed loop
+// had answered only after its end.
 func okCount(r *Report) int64 {
 	var failed int64
 	for _, n := range r.Overall.Errors {
 		failed += n
 	}
-	return r.Completed - failed
+	return r.Completed - failed - r.Overall.LateOK
 }
 
 // maxFailedShare is the share of a phase's requests that may fail for
@@ -553,7 +594,7 @@ func floorOpenLoop(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, ad
 	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
-	if rep.MixedHalfFloor, err = latencyFloor(ctx, cfg, g, rep.MixedPeak/2); err != nil {
+	if rep.MixedHalfFloor, err = latencyFloor(ctx, cfg, g, rep.MixedPeak/2, false); err != nil {
 		return err
 	}
 	cfg.say("append → visible at %.0f appends/s, %s", cfg.LagRate, cfg.Phase)
@@ -571,7 +612,7 @@ func floorOpenLoop(ctx context.Context, cfg FloorConfig, p *ordersd, g *GRPC, ad
 	if _, err := settle(ctx, admin); err != nil {
 		return err
 	}
-	rep.LagFloor, err = latencyFloor(ctx, cfg, g, cfg.LagRate)
+	rep.LagFloor, err = latencyFloor(ctx, cfg, g, cfg.LagRate, true)
 	return err
 }
 
@@ -667,8 +708,11 @@ func floorCreateWithRoles(ctx context.Context, cfg FloorConfig, dir, roles strin
 }
 
 // Health returns a target whose every op is grpc.health.v1.Health/Check on
-// g's connection: the cheapest unary RPC through the server's interceptor
-// chain, for the gRPC floor.
+// g's connection: the cheapest unary RPC the server has, for the gRPC
+// floor. It passes the server's authentication and request guard and is
+// logged, as every RPC is, but ordersd exempts it from its in-flight limit
+// and from RPC metrics and tracing (probes would swamp them): what those
+// cost an operation counts against it.
 func (g *GRPC) Health() Target { return healthTarget{healthpb.NewHealthClient(g.conn)} }
 
 type healthTarget struct{ c healthpb.HealthClient }
@@ -1103,14 +1147,14 @@ func (r *FloorReport) String() string {
 	}
 	// A latency floor (latencyFloor) goes beside its phase's p99, where
 	// it was measured.
-	latFloor := func(f OpStats) string {
+	latFloor := func(f OpStats, timed string) string {
 		if f.Count == 0 {
 			return ""
 		}
-		return fmt.Sprintf("; latency floor, Health/Check at that rate: p99 %.1f ms", f.P99)
+		return fmt.Sprintf("; latency floor, Health/Check at that rate%s: p99 %.1f ms", timed, f.P99)
 	}
-	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s%s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate, latFloor(r.MixedHalfFloor)), "", perRequest(r.MixedHalf))
-	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms%s)", r.Lag.P99, r.Lag.P50, latFloor(r.LagFloor)), "", CPUPer{})
+	row("mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99", fmt.Sprintf("%.1f ms (peak %.0f/s, open loop at %.0f/s%s)", r.MixedHalf.Overall.P99, r.MixedPeak, r.MixedHalf.Rate, latFloor(r.MixedHalfFloor, "")), "", perRequest(r.MixedHalf))
+	row(fmt.Sprintf("append → visible in the read model at %.0f appends/s, from the create's answer until the read at its position returns: p99", r.LagRate), fmt.Sprintf("%.1f ms (p50 %.1f ms%s)", r.Lag.P99, r.Lag.P50, latFloor(r.LagFloor, ", each timed from its send")), "", CPUPer{})
 	rawRead, rawReadCPU := "ordered-consumer read", refCPU(" (the raw read %s)", r.RawReadCPU)
 	if r.RawReadBefore > 0 && r.RawReadAfter > 0 {
 		rawRead = "ordered-consumer read (the faster of one before and one after the rebuild)"

@@ -108,8 +108,12 @@ func TestReplaceNewestRewritesOnlyItsSection(t *testing.T) {
 // The recorded command line holds every flag that changes what is
 // measured: --fill-timeout, which can stop the fill short of --events,
 // always, and --profile-dir, which adds phases and profiles ordersd during
-// the rebuild, when set.
+// the rebuild, when set; and the Go runtime's settings ordersd is started
+// with, as the command's environment.
 func TestFloorCommandRepeatsTheRun(t *testing.T) {
+	for _, k := range runtimeSettings {
+		t.Setenv(k, "")
+	}
 	cfg := FloorConfig{Clients: 8, Phase: 2 * time.Second, Rounds: 1, Events: 2000, FillMix: Mix{Create: 2, Add: 2, Place: 1},
 		FillTimeout: 90 * time.Second, LagRate: 500}
 	if got, want := cfg.command(), "ordersbench floor --clients 8 --phase 2s --rounds 1 --events 2000 --fill-mix create=2,add=2,place=1 --fill-timeout 1m30s --lag-rate 500"; got != want {
@@ -117,6 +121,11 @@ func TestFloorCommandRepeatsTheRun(t *testing.T) {
 	}
 	cfg.ProfileDir, cfg.Env = "prof files", []string{"GOGC=50"}
 	if got, want := cfg.command(), "ordersbench floor --clients 8 --phase 2s --rounds 1 --events 2000 --fill-mix create=2,add=2,place=1 --fill-timeout 1m30s --lag-rate 500 --profile-dir 'prof files' --env GOGC=50"; got != want {
+		t.Fatalf("command\n%s\nwant\n%s", got, want)
+	}
+	t.Setenv("GOMAXPROCS", "1")
+	t.Setenv("GOGC", "200")
+	if got, want := cfg.command(), "GOGC=200 GOMAXPROCS=1 ordersbench floor --clients 8 --phase 2s --rounds 1 --events 2000 --fill-mix create=2,add=2,place=1 --fill-timeout 1m30s --lag-rate 500 --profile-dir 'prof files' --env GOGC=50"; got != want {
 		t.Fatalf("command\n%s\nwant\n%s", got, want)
 	}
 }
@@ -162,7 +171,7 @@ func TestFloorMarkdownHasTheRunsContext(t *testing.T) {
 		"| GetOrder ÷ gRPC floor | 100/s (p99 0.0 ms; gRPC floor beside it 0/s) | 0.00 |  |",
 		"| GetOrder on the filled log (100410 events) ÷ gRPC floor | 100/s (p99 0.0 ms; gRPC floor beside it 200/s, 30 + 31 µs) | 0.50 (rounds 0.40–0.60; CPU 0.20) | 200 + 100 µs |",
 		"| mixed load (create 40, add 30, place 10, get 15, list 5) at half its peak: p99 | 41.5 ms (peak 3200/s, open loop at 1600/s; latency floor, Health/Check at that rate: p99 3.8 ms) |",
-		"| append → visible in the read model at 1000 appends/s: p99 | 6.2 ms (p50 0.7 ms; latency floor, Health/Check at that rate: p99 3.5 ms) |",
+		"| append → visible in the read model at 1000 appends/s, from the create's answer until the read at its position returns: p99 | 6.2 ms (p50 0.7 ms; latency floor, Health/Check at that rate, each timed from its send: p99 3.5 ms) |",
 		"| ordersd RSS after 100410 events (embedded NATS) | 340 MiB (peak 350 MiB by then; stream 60 MiB; 120 MiB when ready again after a restart) |",
 		// 100/s over a command floor of 200/s; the floors' CPU per request
 		// (57 + 66 µs) over CreateOrder's (0.015 s over 100: 100 + 50 µs).

@@ -316,20 +316,23 @@ func TestGetAgainstFloorInRounds(t *testing.T) {
 }
 
 // A latency floor is Health/Check offered open loop at the phase's rate:
-// every check answered, its latencies recorded.
+// every check answered, its latencies recorded, timed from the schedule
+// or from each check's send.
 func TestLatencyFloorOffersHealthChecksAtTheRate(t *testing.T) {
 	_, g := inProcessOrdersd(t, map[string]string{"ROLES": "command"})
 	cfg := FloorConfig{Clients: 2, Phase: 500 * time.Millisecond, Progress: io.Discard}
-	f, err := latencyFloor(t.Context(), cfg, g, 200)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// 200/s for half a second offers 100 checks; none is dropped, since
-	// an open-loop run queues what exceeds its concurrency.
-	if f.Count < 90 || f.Count > 110 || len(f.Errors) != 0 {
-		t.Fatalf("latency floor: %d checks, errors %v; want about 100 at 200/s for 0.5 s", f.Count, f.Errors)
-	}
-	if f.P99 <= 0 || f.P50 > f.P99 || f.P99 > f.Max {
-		t.Fatalf("latency floor quantiles p50 %v, p99 %v, max %v ms", f.P50, f.P99, f.Max)
+	for _, fromSend := range []bool{false, true} {
+		f, err := latencyFloor(t.Context(), cfg, g, 200, fromSend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 200/s for half a second offers 100 checks; none is dropped,
+		// since an open-loop run queues what exceeds its concurrency.
+		if f.Count < 90 || f.Count > 110 || len(f.Errors) != 0 {
+			t.Fatalf("latency floor (from the send: %v): %d checks, errors %v; want about 100 at 200/s for 0.5 s", fromSend, f.Count, f.Errors)
+		}
+		if f.P99 <= 0 || f.P50 > f.P99 || f.P99 > f.Max {
+			t.Fatalf("latency floor (from the send: %v) quantiles p50 %v, p99 %v, max %v ms", fromSend, f.P50, f.P99, f.Max)
+		}
 	}
 }
