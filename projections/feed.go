@@ -519,8 +519,12 @@ func bringsPersonalData(e order.Event) bool {
 // in log order among the order's: an erasure of the order's customer
 // changes the order at its position when the order has personal data, as
 // the read model's apply does (a watcher resuming through the log missed
-// that change).
+// that change). As the runner does (decodeInOrder), a keys that can Drop
+// (a Keyring) drops the customer's cached key there, before the events
+// after it are opened: one sealed by another process that had not yet
+// learnt of the erasure must not open in the clear here.
 func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore.Recorded) ([]Change, error) {
+	dropper, _ := keys.(interface{ Drop(customerID string) })
 	var (
 		st       order.State
 		out      []Change
@@ -538,6 +542,9 @@ func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore
 			return nil, err
 		}
 		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
+			if dropper != nil {
+				dropper.Drop(f.CustomerID)
+			}
 			if st.Exists() && f.CustomerID == st.CustomerID && personal {
 				st, personal = eraseState(st), false
 				out = append(out, Change{Position: rec.Position, OrderID: st.ID, Type: rec.Type, Actor: rec.Meta.Actor,

@@ -1,12 +1,14 @@
 package projections_test
 
 import (
+	"bytes"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/projections"
 )
@@ -53,4 +55,61 @@ func positions(cs []projections.Change) []uint64 {
 		out = append(out, c.Position)
 	}
 	return out
+}
+
+// A watch resumed through the log on a node whose keyring still caches a
+// customer's key (it opened their data before) and which has not yet
+// applied the customer's erasure: an event another node sealed before the
+// erasure and appended after it opened with the cached key, and the
+// watcher was sent the tracking number in the clear after the erasure,
+// which nothing sent later corrected. The key is dropped at the erasure,
+// as the runner drops it.
+func TestHistoryChangesAfterAnErasureDoNotOpenWithACachedKey(t *testing.T) {
+	ctx := t.Context()
+	master, err := pii.NewMasterKey(bytes.Repeat([]byte{5}, pii.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := pii.NewMemStore()
+	sealer, reader := pii.NewKeyring(keys, master), pii.NewKeyring(keys, master)
+	const id, customer, tracking = "o-1", "c-1", "TRK-4711"
+	now := time.Now()
+	rec := func(subject string, pos, ver uint64, typ string, data []byte) eventstore.Recorded {
+		return eventstore.Recorded{OrderID: subject, Position: pos, Version: ver, Type: typ, Data: data, Time: now, Meta: eventstore.Metadata{OccurredAt: now}}
+	}
+	seal := func(e order.Event) (string, []byte) {
+		t.Helper()
+		typ, data, err := convert.SealEvent(ctx, sealer, id, customer, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return typ, data
+	}
+	typ, data := seal(order.OrderCreated{OrderID: id, CustomerID: customer, Currency: "EUR",
+		Shipping: &order.Address{Name: "Ada", Line1: "1 Analytical Way", City: "London", Country: "GB"}})
+	created := rec(id, 1, 1, typ, data)
+	if cs, err := projections.HistoryChanges(ctx, reader, []eventstore.Recorded{created}); err != nil || len(cs) != 1 || cs[0].State.Shipping == nil || cs[0].State.Shipping.Line1 == "" {
+		t.Fatalf("before the erasure: %+v, %v; want the order with its address", cs, err)
+	}
+	shipTyp, shipData := seal(order.OrderShipped{Carrier: "DHL", TrackingNumber: tracking})
+	if err := sealer.Forget(ctx, customer); err != nil {
+		t.Fatal(err)
+	}
+	ftyp, fdata, err := convert.EncodeEvent(order.CustomerForgotten{CustomerID: customer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgot := rec(order.CustomersSubjectID, 2, 1, ftyp, fdata)
+	cs, err := projections.HistoryChanges(ctx, reader, []eventstore.Recorded{created, forgot, rec(id, 3, 2, shipTyp, shipData)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) == 0 || cs[len(cs)-1].Position != 3 {
+		t.Fatalf("changes %+v: want the shipment's at 3 last", cs)
+	}
+	for _, c := range cs {
+		if c.Position > forgot.Position && c.State.TrackingNumber == tracking {
+			t.Errorf("change at %d, after the erasure at %d: tracking number in the clear", c.Position, forgot.Position)
+		}
+	}
 }
