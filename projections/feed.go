@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -199,8 +200,15 @@ func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, a
 		f.all[s] = struct{}{}
 	}
 	if after > f.pos {
-		s.ahead = after
-		f.ahead[s] = struct{}{}
+		// One from now (after at its largest) is sent what comes after
+		// f.pos, with no change of its own to skip: kept among those
+		// ahead, where no position ever reaches it, it was looked at on
+		// every publish for its whole life, under the runner's apply
+		// lock (tens of thousands of open watches: milliseconds a commit).
+		if after != math.MaxUint64 {
+			s.ahead = after
+			f.ahead[s] = struct{}{}
+		}
 		return s, f.pos, nil, true
 	}
 	if after < f.floor {
