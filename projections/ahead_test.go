@@ -50,39 +50,19 @@ func TestReadModelAheadOfTheLogIsRebuiltFromIt(t *testing.T) {
 	for i := range 5 {
 		last = create(t, before, fmt.Sprintf("lost-%d", i), "c")
 	}
-	d, err := projections.Open(ctx, dirPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := projections.NewRunner(before, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	if err := r.WaitForCommitted(ctx, last); err != nil {
-		t.Fatal(err)
-	}
-	stop()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
+	appliedAndClosed(t, dirPath, before, last)
 
 	_, after := fileStore(t) // the log the read model now meets: three events
 	create(t, after, "kept-0", "c")
 	create(t, after, "kept-1", "c")
 	newPos := create(t, after, "new-order", "c")
-	d, err = projections.Open(ctx, dirPath)
+	d, err := projections.Open(ctx, dirPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d.Close() })
 	held := heldReads{Store: after, release: make(chan struct{})}
-	r, err = projections.NewRunner(held, d)
+	r, err := projections.NewRunner(held, d)
 	if err != nil {
 		t.Fatal(err)
 	}

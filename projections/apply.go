@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
@@ -153,12 +154,13 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 		bt.rowAt, bt.seqs = tx.StmtContext(sctx, m.writes.fill.rowAt), map[string]int64{}
 	}
 	position = cp
+	var last eventstore.Recorded // the event at position, when it moved
 	erased := false
 	for _, it := range items {
 		if it.Rec.Position <= cp {
 			continue
 		}
-		position = it.Rec.Position
+		position, last = it.Rec.Position, it.Rec
 		// A pointer to an event counts as the event: the summaries, the
 		// refunds and the erasure below match events by value.
 		it.Event = order.EventValue(it.Event)
@@ -173,7 +175,7 @@ func (m *ReadModel) apply(ctx context.Context, items []Item, changes *[]Change, 
 			return 0, nil, false, err
 		}
 	}
-	written, err := bt.write(m.writes, position != cp, position)
+	written, err := bt.write(m.writes, position != cp, position, checkpointEvent(last))
 	if err != nil {
 		return 0, nil, false, err
 	}
@@ -504,9 +506,17 @@ func (b *batch) spend(k spendKey, d int64) {
 	}
 }
 
+// checkpointEvent names the event at a checkpoint's position in the log:
+// its order (or subject) id, its version and the time the log stored it,
+// in nanoseconds. An event taken again at a position a log lost is
+// stored at another time, so even the same command retried names another.
+func checkpointEvent(rec eventstore.Recorded) string {
+	return rec.OrderID + "/" + strconv.FormatUint(rec.Version, 10) + "@" + strconv.FormatInt(rec.Time.UnixNano(), 10)
+}
+
 // write writes the changed orders, the summary deltas and, when moved,
 // the checkpoint. It returns the orders' rows as written.
-func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]storedRow, error) {
+func (b *batch) write(w writeStmts, moved bool, position uint64, event string) (map[string]storedRow, error) {
 	ctx, tx := b.ctx, b.tx
 	var ow orderWrites
 	if b.carry == nil {
@@ -551,7 +561,7 @@ func (b *batch) write(w writeStmts, moved bool, position uint64) (map[string]sto
 		}
 	}
 	if moved {
-		if _, err := tx.StmtContext(ctx, w.setPosition).ExecContext(ctx, position); err != nil {
+		if _, err := tx.StmtContext(ctx, w.setPosition).ExecContext(ctx, position, event); err != nil {
 			return nil, err
 		}
 	}

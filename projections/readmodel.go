@@ -162,6 +162,15 @@ var migrations = []migration{
 	CREATE INDEX orders_created ON orders (created_at);
 	CREATE INDEX orders_customer ON orders (customer_id, created_at);
 	CREATE INDEX orders_status ON orders (status, created_at);`},
+
+	// The checkpoint names the event at its position (checkpointEvent), so
+	// that a log holding another event there is told from the log the
+	// read model was built from: one that lost its last events and took
+	// new ones at their positions since (a power loss under
+	// NATS_SYNC=interval, NATS_URL naming another log) reaches past the
+	// checkpoint again, and only its head was checked. '' for a
+	// checkpoint written before, which the next apply fills.
+	{sql: `ALTER TABLE checkpoint ADD COLUMN event TEXT NOT NULL DEFAULT ''`},
 }
 
 // saturatingSum is amount + excluded.amount held to int64's range, as
@@ -316,7 +325,7 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 			ON CONFLICT (customer_id, status) DO UPDATE SET count = count + excluded.count`},
 		{w, &m.writes.addSpend, `INSERT INTO customer_spend (customer_id, currency, amount) VALUES (?, ?, ?)
 			ON CONFLICT (customer_id, currency) DO UPDATE SET amount = ` + saturatingSum},
-		{w, &m.writes.setPosition, `UPDATE checkpoint SET position = ? WHERE id = 1`},
+		{w, &m.writes.setPosition, `UPDATE checkpoint SET position = ?, event = ? WHERE id = 1`},
 		{w, &m.writes.fill.rowAt, `SELECT id, revision, customer_id, body FROM orders WHERE seq = ?`},
 		{w, &m.writes.fill.insert, insertOrder},
 		{w, &m.writes.fill.updateBody, updateBodyAt},
@@ -492,6 +501,14 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 		m.recent.resume(pos)
 		return nil
 	}, nil
+}
+
+// checkpoint returns the checkpoint and the event the log held at its
+// position when it was applied (checkpointEvent; empty when it was
+// written before checkpoints named their event, or is 0).
+func (m *ReadModel) checkpoint(ctx context.Context) (pos uint64, event string, err error) {
+	err = m.r.QueryRowContext(ctx, `SELECT position, event FROM checkpoint WHERE id = 1`).Scan(&pos, &event)
+	return pos, event, err
 }
 
 // Path is the database file.

@@ -53,6 +53,15 @@ import (
 // ErrRebuildRunning reports a rebuild started while another runs.
 var ErrRebuildRunning = errors.New("projections: a rebuild is already running")
 
+// ErrNotTheLog is what Run stops with when, following the log, it finds
+// the log no longer holds the event the read model applied last: the log
+// lost its last events (a NATS server that came back after a power loss
+// under NATS_SYNC=interval) or is another one. Run rebuilds the read model
+// from the log when it starts on such a log, with no query reading the
+// model it replaces; a runner that finds it while running stops for its
+// process to be restarted.
+var ErrNotTheLog = errors.New("projections: the log does not hold the event the read model applied last")
+
 // Log is what the runner needs of the event store: its head, for the lag
 // and for where start-up ends, and the log in batches, followed live and
 // read up to a position for rebuilds. SubjectPrefix names the destination
@@ -347,16 +356,31 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.registerMetrics(); err != nil {
 		return err
 	}
+	held := false
+	for pos <= head && !held {
+		if held, err = r.logHolds(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.logger.Warn("projection: log unavailable to check the read model's checkpoint against, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
 	switch {
-	case pos > head:
-		// The log no longer holds what the read model applied past its
-		// head: it lost acknowledged events (a power loss under
-		// NATS_SYNC=interval) or is another log (NATS_URL pointed
-		// elsewhere). Followed from the checkpoint, the read model would
-		// keep orders the log does not have and skip the log's next
-		// events, which reuse those positions. The log is the truth: the
-		// read model is built from it again.
-		r.logger.Error("projection: the read model is ahead of the log; rebuilding it from the log", "checkpoint", pos, "head", head)
+	case pos > head || !held:
+		// The log no longer holds what the read model applied: it lost
+		// acknowledged events (a power loss under NATS_SYNC=interval)
+		// or is another log (NATS_URL pointed elsewhere), and may have
+		// taken new events at the positions it lost since. Followed
+		// from the checkpoint, the read model would keep orders the log
+		// does not have and skip the log's events at those positions.
+		// The log is the truth: the read model is built from it again.
+		r.logger.Error("projection: the log does not hold the read model's checkpoint (it is ahead of the log, or the log holds another event there); rebuilding it from the log", "checkpoint", pos, "head", head)
 		// Meanwhile the node answers from an empty read model, as of
 		// position 0 as any read model catching up from the start
 		// does, not with orders the log lost at positions past its
@@ -412,6 +436,15 @@ func (r *Runner) Run(ctx context.Context) error {
 		if errors.As(err, &fatal) {
 			return fatal.err
 		}
+		// The log may have come back without its last events (a NATS
+		// server restarted under this node after a power loss), and
+		// followed from the checkpoint the read model would skip what
+		// the log takes at those positions. Only a start-up rebuilds
+		// (Run), with no query reading the model replaced; a log that
+		// cannot be read now is checked at the next restart.
+		if held, herr := r.logHolds(ctx); herr == nil && !held {
+			return fmt.Errorf("%w, at position %d (it lost events, or is another log): restart to rebuild the read model from it", ErrNotTheLog, r.Position())
+		}
 		r.logger.Warn("projection: consumer stopped, restarting", "err", err)
 		select {
 		case <-ctx.Done():
@@ -419,6 +452,28 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// logHolds reports whether the log holds, at the read model's checkpoint,
+// the event the read model applied there (checkpointEvent). A checkpoint
+// at 0, or written before checkpoints named their event, is taken as
+// held. It fails when the log cannot be read.
+func (r *Runner) logHolds(ctx context.Context) (bool, error) {
+	pos, event, err := r.ReadModel().checkpoint(ctx)
+	if err != nil || pos == 0 || event == "" {
+		return true, err
+	}
+	for b, err := range r.events.ReadBatches(ctx, pos, eventstore.UpTo(pos), eventstore.BatchSize(1)) {
+		if err != nil {
+			return false, err
+		}
+		for _, e := range b.Entries {
+			if e.Position == pos {
+				return checkpointEvent(e.Recorded) == event, nil
+			}
+		}
+	}
+	return false, nil // nothing there: deleted, or past the head
 }
 
 // emptied makes a new, empty read model the live one, durably, and

@@ -31,8 +31,14 @@ func fileStore(t testing.TB) (jetstream.JetStream, *eventstore.Store) {
 	return js, store
 }
 
+// appender is an event store a test appends to (the JetStream store or
+// the memory one).
+type appender interface {
+	Append(ctx context.Context, orderID string, expectedRevision uint64, events []eventstore.EventData) (eventstore.AppendResult, error)
+}
+
 // create appends an OrderCreated for id and returns its position.
-func create(t testing.TB, store *eventstore.Store, id, customer string) uint64 {
+func create(t testing.TB, store appender, id, customer string) uint64 {
 	t.Helper()
 	typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: id, CustomerID: customer, Currency: "EUR"})
 	if err != nil {
