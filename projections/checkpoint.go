@@ -27,8 +27,9 @@ const checkpointPause = 100 * time.Millisecond
 // writerCheckpointPages is the WAL size, in pages, at which the write
 // connection checkpoints by itself (SQLite's wal_autocheckpoint): ten
 // times SQLite's default, a backstop reached only when the background
-// checkpoints fail or fall behind, so that the WAL stays bounded and a
-// failing checkpoint surfaces as an error of Apply.
+// checkpoints fail or fall behind, so that the WAL stays bounded. SQLite
+// ignores what its automatic checkpoint fails with, as the background
+// checkpointer does: neither surfaces as an error of Apply.
 const writerCheckpointPages = 10000
 
 // checkpointer copies the WAL's pages into the database file on a
@@ -80,7 +81,7 @@ func (c *checkpointer) run() {
 		// PASSIVE copies what no reader still needs and waits for no one.
 		// What it leaves, busy or failing, stays in the WAL, which is
 		// durable, for the next round or the writer's own checkpoint
-		// (writerCheckpointPages), whose error Apply returns.
+		// (writerCheckpointPages), whose error SQLite ignores too.
 		_, _ = c.db.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
 		pause.Reset(checkpointPause)
 		select {
