@@ -208,7 +208,7 @@ func (s *Store) publish(ctx context.Context, msgs []*nats.Msg, expected uint64) 
 			// decide again and append a second time.
 			return AppendResult{}, fmt.Errorf("%w: a try got no answer and the next found the order moved on, maybe by that try (%v)", ErrUnavailable, err)
 		}
-		if err == nil || ctx.Err() != nil || !s.nc.IsConnected() || !errors.Is(classify("", err), ErrUnavailable) {
+		if err == nil || ctx.Err() != nil || !s.nc.IsConnected() || !errors.Is(classify("", err), ErrUnavailable) || storeRefused(err) {
 			return res, err
 		}
 		// Nobody took a publish that met no responders: it stored nothing.

@@ -33,9 +33,10 @@ var (
 
 	// ErrUnavailable reports that JetStream could not be reached or did not
 	// answer in time (connection closed or reconnecting, no responders,
-	// deadline exceeded, leader election in progress), or that too few of
-	// a cluster's servers are online to place a replicated stream.
-	// Retrying later may succeed.
+	// deadline exceeded, leader election in progress), that too few of
+	// a cluster's servers are online to place a replicated stream, or that
+	// the server's store is full or failed to write. Retrying later may
+	// succeed.
 	ErrUnavailable = errors.New("eventstore: jetstream unavailable")
 
 	// ErrInvalidEvent reports an event that cannot be stored faithfully: an
@@ -71,6 +72,10 @@ const (
 	codeExpectedLastSeqPerSubjNotRdy    jetstream.ErrorCode = 10163 // JSStreamExpectedLastSeqPerSubjectNotReady
 	codeStreamTooManyRequests           jetstream.ErrorCode = 10167 // JSStreamTooManyRequests
 	codeStreamOfflineReason             jetstream.ErrorCode = 10194 // JSStreamOfflineReasonErrF
+	codeInsufficientResources           jetstream.ErrorCode = 10023 // JSInsufficientResourcesErr
+	codeMemoryResourcesExceeded         jetstream.ErrorCode = 10028 // JSMemoryResourcesExceededErr
+	codeStorageResourcesExceeded        jetstream.ErrorCode = 10047 // JSStorageResourcesExceededErr
+	codeStreamStoreFailed               jetstream.ErrorCode = 10077 // JSStreamStoreFailedF
 	codeAtomicPublishIncomplete                             = jetstreamext.JSErrCodeBatchPublishIncomplete
 	codeAtomicPublishTooLarge                               = jetstreamext.JSErrCodeBatchPublishExceedsLimit
 	codeAtomicPublishDuplicateMsgID                         = jetstreamext.JSErrCodeBatchPublishDuplicateMsgID
@@ -145,6 +150,14 @@ func classOf(err error) error {
 		codeAtomicPublishTooManyInflight, codeBatchPublishTooManyInflight,
 		jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount:
 		return ErrUnavailable
+	// The server's store is full (its limit, the account's, or the disk)
+	// or failed to write: nothing was appended, and the same append goes
+	// through once an operator has made room. As an error of no class it
+	// was answered INTERNAL, so the payments manager took a charge it
+	// could not record for a refusal, spent its attempts on it and parked
+	// it, and ordersctl did not retry.
+	case codeInsufficientResources, codeMemoryResourcesExceeded, codeStorageResourcesExceeded, codeStreamStoreFailed:
+		return ErrUnavailable
 	}
 	if errors.Is(err, nats.ErrMaxPayload) {
 		return ErrTooLarge
@@ -153,6 +166,18 @@ func classOf(err error) error {
 		return ErrUnavailable
 	}
 	return nil
+}
+
+// storeRefused reports the server's refusal to store for want of room,
+// or because its store failed: an answer, unlike the other unavailable
+// errors, which stored nothing, and which trying again at once does not
+// change.
+func storeRefused(err error) bool {
+	switch apiErrorCode(err) {
+	case codeInsufficientResources, codeMemoryResourcesExceeded, codeStorageResourcesExceeded, codeStreamStoreFailed:
+		return true
+	}
+	return false
 }
 
 // isTransport reports errors that mean "the request did not get a usable
