@@ -114,7 +114,7 @@ func (s *Store) messages(orderID string, expectedRevision uint64, events []Event
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 		if rid != "" {
-			h[jetstream.MsgIDHeader] = []string{rid + ":" + strconv.Itoa(i)}
+			h[jetstream.MsgIDHeader] = []string{messageID(rid, i)}
 		}
 		size := headerSize(h) + len(events[i].Data) + headerReserve
 		if maxPayload > 0 && size > maxPayload {
@@ -224,6 +224,21 @@ func (s *Store) publish(ctx context.Context, msgs []*nats.Msg, expected uint64) 
 		case <-t.C:
 		}
 	}
+}
+
+// messageID is the message id of the event at index i of an append under
+// request id rid: the server's duplicate window holds it.
+func messageID(rid string, i int) string { return rid + ":" + strconv.Itoa(i) }
+
+// MessageIDSize is what the message id of the event at index i of an
+// append under request id rid adds to the event's size as the JetStream
+// store checks it against the server's max payload (0 without a request
+// id), for a store that must refuse the same events (the memory store).
+func MessageIDSize(rid string, i int) int {
+	if rid == "" {
+		return 0
+	}
+	return len(jetstream.MsgIDHeader) + len(messageID(rid, i)) + 4 // as headerSize counts a value
 }
 
 // publishRetryPause separates the tries of a publish that got no answer.

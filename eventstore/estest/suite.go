@@ -24,6 +24,11 @@ type Store = eventstore.Log
 // test accept: nats-server's default max payload, and memstore's bound.
 const MaxPayload = 1 << 20
 
+// atLimitReserve is the room both stores keep in the max payload for the
+// headers the JetStream store adds after its size check (the expected
+// sequence, a batch's headers).
+const atLimitReserve = 160
+
 // Run runs the conformance suite of the event store: the contract every
 // implementation obeys, stated once. open returns a new, empty store for
 // one subtest; the subtests run in parallel, so open must be safe to call
@@ -719,6 +724,18 @@ func testLimits(t *testing.T, s Store) {
 		t.Errorf("event of max payload: err = %v, want ErrTooLarge", err)
 	}
 	accepted(t, s, "near-limit", eventstore.EventData{Type: "A", Data: huge[:len(huge)-1024]})
+	// At the limit, a request id's message id counts: an event that fits
+	// the max payload without it (in the compact header format; the
+	// other one only makes it larger) is refused with it.
+	withID := eventstore.EventData{Type: "A", Meta: eventstore.Metadata{RequestID: "request-at-the-limit"}}
+	_, size, err := eventstore.EncodeEvent(withID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withID.Data = huge[:MaxPayload-size-atLimitReserve]
+	if _, err := s.Append(ctx, "at-limit", 0, []eventstore.EventData{withID}); !errors.Is(err, eventstore.ErrTooLarge) {
+		t.Errorf("event that fits the max payload only without its message id: err = %v, want ErrTooLarge", err)
+	}
 	many := make([]eventstore.EventData, eventstore.MaxEventsPerAppend+1)
 	for i := range many {
 		many[i] = Event("A", "", "")

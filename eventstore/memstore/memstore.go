@@ -154,7 +154,7 @@ func encode(orderID string, expectedRevision uint64, events []eventstore.EventDa
 		if err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
-		if size += headerReserve; size > maxPayload {
+		if size += eventstore.MessageIDSize(ev.Meta.RequestID, i) + headerReserve; size > maxPayload {
 			return nil, fmt.Errorf("%w: event %d is %d bytes with headers, at most %d", eventstore.ErrTooLarge, i, size, maxPayload)
 		}
 		if total += size; total > eventstore.MaxAppendBytes {
