@@ -360,7 +360,7 @@ func decideRefund(s State, c RecordRefund) ([]Event, error) {
 		return nil, err
 	}
 	if c.Amount <= 0 || c.Amount > maxRefund {
-		return nil, invalid("amount", "must be positive")
+		return nil, invalid("amount", "must be between 1 and "+strconv.FormatInt(maxRefund, 10))
 	}
 	if !s.Exists() {
 		return nil, errNoOrder()
