@@ -121,8 +121,8 @@ func SealEvent(ctx context.Context, keys Keyring, orderID, customerID string, e 
 // When the key is gone (the customer was forgotten), or keys is nil, they
 // read as erased (order.Address.Erased, order.OrderShipped.TrackingNumberErased),
 // never as an error. An envelope that does not authenticate (altered, or
-// moved from another event) is ErrCorruptEvent; a keyring that does not
-// answer is ErrKeyUnavailable.
+// moved from another event), or names a customer id no command accepts, is
+// ErrCorruptEvent; a keyring that does not answer is ErrKeyUnavailable.
 func OpenEvent(ctx context.Context, keys Keyring, orderID, eventType string, data []byte) (order.Event, error) {
 	pb, err := unmarshalEvent(eventType, data)
 	if err != nil {
@@ -131,6 +131,13 @@ func OpenEvent(ctx context.Context, keys Keyring, orderID, eventType string, dat
 	s := pb.GetSealed()
 	if s == nil || keys == nil {
 		return DecodeEvent(eventType, data)
+	}
+	// No event was sealed for a customer id a command refuses: an envelope
+	// naming one was altered. Asked for, a key store that refuses the id
+	// (too long for its entry keys) made it unavailable, and every reader
+	// of the log waited for it for ever.
+	if err := order.ValidateID("customer_id", s.GetCustomerId()); err != nil {
+		return nil, fmt.Errorf("%w: %s: sealed personal data: %w", ErrCorruptEvent, eventType, err)
 	}
 	k, err := keys.Key(ctx, s.GetCustomerId(), s.GetKeyVersion())
 	if errors.Is(err, pii.ErrForgotten) {
