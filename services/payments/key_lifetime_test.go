@@ -2,13 +2,16 @@ package payments_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/services/payments"
 )
 
@@ -126,5 +129,94 @@ func TestRetryCutShortKeepsWhenItSentTheKey(t *testing.T) {
 	res, err := e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id})
 	if err != nil || res.GetParkedAgain() != 1 || gw.charges() != 1 {
 		t.Fatalf("retry after the key's lifetime: %v, %v, money taken %d times; want the job parked again and one charge", res, err, gw.charges())
+	}
+}
+
+// redeliveredLate hands the manager each OrderPlaced as an event delivered
+// before (to a manager that stopped without settling it), once after its
+// stored time.
+type redeliveredLate struct {
+	payments.Store
+	after time.Duration
+}
+
+func (s redeliveredLate) Subscribe(ctx context.Context, name string, handle func(eventstore.Delivery), opts ...eventstore.SubscribeOption) error {
+	return s.Store.Subscribe(ctx, name, func(d eventstore.Delivery) {
+		if d.Event.Type == "OrderPlaced" {
+			for until := d.Event.Time.Add(s.after); time.Now().Before(until); { // the condition under test: time passing since the event was stored
+				time.Sleep(10 * time.Millisecond)
+			}
+			d.NumDelivered = 2
+		}
+		handle(d)
+	}, opts...)
+}
+
+// A charge delivered again after the provider's key lifetime has passed
+// since its event (an earlier delivery's manager may have charged under the
+// key and stopped before recording it) is parked for settling by hand, not
+// sent again: what that manager knew of when it sent the key went with it,
+// and the redelivered job had no time to check the lifetime against.
+func TestRedeliveryPastTheKeyLifetimeDoesNotChargeAgain(t *testing.T) {
+	e := start(t)
+	gw := &forgetful{lifetime: 300 * time.Millisecond, first: map[string]time.Time{}, refs: map[string]string{}, lost: true}
+	e.runOn(t, redeliveredLate{Store: e.store, after: 2 * gw.lifetime}, gw, fast())
+	id := e.place(t, "redelivered-late", 100)
+	if p := e.waitParked(t, 1); p[0].GetOrderId() != id || gw.charges() != 0 {
+		t.Fatalf("parked %v, money taken %d times; want the job parked without a charge", p, gw.charges())
+	}
+}
+
+// blockingCharge holds each charge made once it is armed until release is
+// closed, after telling entered.
+type blockingCharge struct {
+	*forgetful
+	armed            atomic.Bool
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (g *blockingCharge) Charge(ctx context.Context, req payments.ChargeRequest) (payments.ChargeResult, error) {
+	if g.armed.Load() {
+		g.once.Do(func() { close(g.entered) })
+		<-g.release
+	}
+	return g.forgetful.Charge(ctx, req)
+}
+
+// A retry leases its job with the time its key goes out already written,
+// beside the marks that say its money may move: a retry whose process dies
+// after its call moved the money leaves it in the bucket, and a later
+// retry past the key's lifetime parks the job rather than charging again.
+// Before, that time was written only when the run ended, and a job parked
+// without reaching the provider (its circuit open) had none.
+func TestRetryLeaseRecordsWhenItsKeyGoesOut(t *testing.T) {
+	e := start(t)
+	gw := &blockingCharge{forgetful: &forgetful{lifetime: time.Hour, first: map[string]time.Time{}, refs: map[string]string{}, lost: true, down: true},
+		entered: make(chan struct{}), release: make(chan struct{})}
+	e.run(t, gw, fast(), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
+	id := e.place(t, "lease-key-time", 100) // its charges fail: the provider is down
+	e.waitParked(t, 1)
+	setJob(t, e, func(j map[string]any) { delete(j, "key_used_at") }) // as one parked with its circuit open
+	gw.up()
+	gw.armed.Store(true)
+	t.Cleanup(func() { close(gw.release) })
+	go func() { _, _ = e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id}) }()
+	select {
+	case <-gw.entered:
+	case <-t.Context().Done():
+		t.Fatal("the retry never reached the provider")
+	}
+	b := parkedBucket(t, e.js)
+	v, err := b.Get(t.Context(), onlyKey(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j map[string]any
+	if err := json.Unmarshal(v, &j); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := j["key_used_at"]; !ok {
+		t.Fatalf("the leased job as its charge goes out: %v; want key_used_at written", j)
 	}
 }

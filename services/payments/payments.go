@@ -568,8 +568,12 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 	}
 	if msg.NumDelivered != 1 {
 		// An earlier delivery (or one not known not to be the first)
-		// may have charged or refunded before its manager stopped.
+		// may have charged or refunded before its manager stopped, and
+		// sent its key as early as the event was stored: what it knew
+		// went with it, and a job sent again past the provider's key
+		// lifetime (keyMayBeForgotten) could move the money twice.
 		j.MaybeCharged, j.MaybeRefunded = j.Kind == kindCharge, j.Kind == kindRefund
+		j.KeyUsedAt = rec.Time.UTC()
 	}
 	m.busy.Add(1)
 	defer m.busy.Add(-1)
@@ -1327,6 +1331,14 @@ func (m *Manager) lease(ctx context.Context, key string) (*leased, error) {
 	}
 	j.MaybeCharged = j.MaybeCharged || j.Kind == kindCharge
 	j.MaybeRefunded = j.MaybeRefunded || j.Kind == kindRefund
+	// As the marks: a retry whose process dies after its call moved the
+	// money leaves them in the bucket, and a later retry past the key's
+	// lifetime must not send the key again. The lease comes a moment
+	// before the run's first call: the lifetime is counted from it, on
+	// the safe side.
+	if j.KeyUsedAt.IsZero() {
+		j.KeyUsedAt = now.UTC()
+	}
 	l := &leased{key: key, j: j, rev: rev}
 	if err := l.renew(ctx, m, now); err != nil {
 		if errors.Is(err, bucket.ErrChanged) {
