@@ -2,7 +2,6 @@ package payments_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -201,22 +200,15 @@ func TestRetryLeaseRecordsWhenItsKeyGoesOut(t *testing.T) {
 	gw.up()
 	gw.armed.Store(true)
 	t.Cleanup(func() { close(gw.release) })
-	go func() { _, _ = e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id}) }()
+	go func() {
+		_, _ = e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id})
+	}()
 	select {
 	case <-gw.entered:
 	case <-t.Context().Done():
 		t.Fatal("the retry never reached the provider")
 	}
-	b := parkedBucket(t, e.js)
-	v, err := b.Get(t.Context(), onlyKey(t, b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var j map[string]any
-	if err := json.Unmarshal(v, &j); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := j["key_used_at"]; !ok {
+	if j := parkedJob(t, e); j["key_used_at"] == nil {
 		t.Fatalf("the leased job as its charge goes out: %v; want key_used_at written", j)
 	}
 }

@@ -144,6 +144,21 @@ func setLease(t *testing.T, e *env, until time.Time) {
 // setJob rewrites the one parked job's stored JSON with edit.
 func setJob(t *testing.T, e *env, edit func(map[string]any)) {
 	t.Helper()
+	j := parkedJob(t, e)
+	edit(j)
+	v, err := json.Marshal(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := parkedBucket(t, e.js)
+	if err := b.Put(t.Context(), onlyKey(t, b), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// parkedJob returns the only parked job's entry, as stored.
+func parkedJob(t *testing.T, e *env) map[string]any {
+	t.Helper()
 	b := parkedBucket(t, e.js)
 	v, err := b.Get(t.Context(), onlyKey(t, b))
 	if err != nil {
@@ -153,11 +168,5 @@ func setJob(t *testing.T, e *env, edit func(map[string]any)) {
 	if err := json.Unmarshal(v, &j); err != nil {
 		t.Fatal(err)
 	}
-	edit(j)
-	if v, err = json.Marshal(j); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Put(t.Context(), onlyKey(t, b), v); err != nil {
-		t.Fatal(err)
-	}
+	return j
 }
