@@ -180,6 +180,14 @@ func storeRefused(err error) bool {
 	return false
 }
 
+// Unavailable reports whether err, an error of NATS or JetStream (or one
+// wrapping it), is of the class ErrUnavailable stands for: no usable
+// answer, or a server that cannot take the request now. Packages beside
+// the store that use JetStream directly (its key-value buckets) classify
+// their errors with it, so that their callers tell an outage as the
+// store's callers do.
+func Unavailable(err error) bool { return errors.Is(classOf(err), ErrUnavailable) }
+
 // isTransport reports errors that mean "the request did not get a usable
 // answer" rather than "the server refused it".
 func isTransport(err error) bool {

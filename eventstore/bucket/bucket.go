@@ -10,7 +10,9 @@
 // processes sharing a bucket keep from overwriting each other.
 //
 // Errors: ErrExists, ErrNotFound, ErrChanged and ErrInvalidOption, checked
-// with errors.Is; others wrap the NATS error, prefixed by the operation.
+// with errors.Is; others wrap the NATS error, prefixed by the operation,
+// and eventstore.ErrUnavailable when NATS gave no usable answer (as the
+// event store classifies it).
 package bucket
 
 import (
@@ -19,6 +21,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 )
 
@@ -181,8 +184,14 @@ func wrap(op, key string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if key == "" {
-		return fmt.Errorf("bucket: %s: %w", op, err)
+	if key != "" {
+		op += " " + key
 	}
-	return fmt.Errorf("bucket: %s %s: %w", op, key, err)
+	if eventstore.Unavailable(err) && !errors.Is(err, eventstore.ErrUnavailable) {
+		// As the event store's: a caller answers UNAVAILABLE (retry
+		// later) rather than INTERNAL, or DEADLINE_EXCEEDED for a
+		// deadline the NATS client set, not the caller.
+		return fmt.Errorf("bucket: %s: %w: %w", op, eventstore.ErrUnavailable, err)
+	}
+	return fmt.Errorf("bucket: %s: %w", op, err)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/eventstore/estest"
 )
@@ -235,5 +236,33 @@ func TestUpdateAndDeleteAtAreRefusedOnceTheValueChanged(t *testing.T) {
 	}
 	if _, err := b.Get(ctx, "k"); !errors.Is(err, bucket.ErrNotFound) {
 		t.Fatalf("after the removal: %v, want no value", err)
+	}
+}
+
+// With its server gone, the bucket's operations fail with
+// eventstore.ErrUnavailable, as the event store's do: their callers answer
+// UNAVAILABLE (retry later), not INTERNAL, nor DEADLINE_EXCEEDED for the
+// NATS client's own timeout when the caller set none.
+func TestBucketWithoutItsServerIsUnavailable(t *testing.T) {
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	b, err := bucket.Open(t.Context(), js, "TEST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(t.Context(), "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	estest.Stop(t, srv)
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	for name, op := range map[string]func() error{
+		"Get":  func() error { _, err := b.Get(ctx, "a"); return err },
+		"Put":  func() error { return b.Put(ctx, "a", []byte("2")) },
+		"Keys": func() error { _, err := b.Keys(ctx); return err },
+	} {
+		if err := op(); !errors.Is(err, eventstore.ErrUnavailable) {
+			t.Errorf("%s without the server: %v, want eventstore.ErrUnavailable", name, err)
+		}
 	}
 }
