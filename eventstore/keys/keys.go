@@ -188,6 +188,64 @@ func (s *Store) DevMasterKey(ctx context.Context) (raw []byte, created bool, err
 	return raw, true, nil
 }
 
+// masterCheck is the entry of the master key's check value
+// (pii.CheckMasterKey). Customers' entries are base64url, without '.'.
+const masterCheck = "master.check"
+
+var _ pii.CheckStore = (*Store)(nil)
+
+// MasterCheck implements pii.CheckStore.
+func (s *Store) MasterCheck(ctx context.Context) ([]byte, bool, error) {
+	e, err := s.kv.Get(ctx, masterCheck)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("keys: master key check: %w", err)
+	}
+	return e.Value(), true, nil
+}
+
+// CreateMasterCheck implements pii.CheckStore.
+func (s *Store) CreateMasterCheck(ctx context.Context, check []byte) error {
+	_, err := s.kv.Create(ctx, masterCheck, check)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return pii.ErrExists
+	}
+	if err != nil {
+		return fmt.Errorf("keys: master key check: %w", err)
+	}
+	return nil
+}
+
+// AnyKey implements pii.CheckStore: the first customer's key the bucket
+// lists.
+func (s *Store) AnyKey(ctx context.Context) (customerID string, wrapped []byte, found bool, err error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, fmt.Errorf("keys: list: %w", err)
+	}
+	defer func() { _ = lister.Stop() }()
+	for k := range lister.Keys() {
+		id, derr := base64.RawURLEncoding.DecodeString(k)
+		if derr != nil || k == devMasterKey || k == masterCheck {
+			continue
+		}
+		w, _, err := s.Get(ctx, string(id))
+		if errors.Is(err, pii.ErrNotFound) {
+			continue // erased since it was listed
+		}
+		if err != nil {
+			return "", nil, false, err
+		}
+		return string(id), w, true, nil
+	}
+	return "", nil, false, ctx.Err()
+}
+
 // MaxCustomerID is the longest customer id, in bytes, whose key the store
 // keeps. Its entry key is part of a NATS subject, and the server answers
 // a protocol line over 4 KB with an error that closes the connection for

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -19,8 +20,10 @@ func (n *node) openKeyring(ctx context.Context) error {
 		return nil
 	}
 	// A replicated bucket just created has no leader for a moment, and
-	// a cluster may still be electing: every error is retried.
-	err := n.retryStartup(ctx, "personal data keys", func(error) bool { return false }, func(ctx context.Context) error {
+	// a cluster may still be electing: every error is retried, but a
+	// master key that is not the keys'.
+	wrongMaster := func(err error) bool { return errors.Is(err, pii.ErrWrongMasterKey) }
+	err := n.retryStartup(ctx, "personal data keys", wrongMaster, func(ctx context.Context) error {
 		ring, stop, err := newKeyring(ctx, n.js, n.cfg, n.master, n.log)
 		if err == nil {
 			n.ring = ring
@@ -28,6 +31,13 @@ func (n *node) openKeyring(ctx context.Context) error {
 		}
 		return err
 	})
+	if wrongMaster(err) {
+		source := "PII_MASTER_KEY_FILE"
+		if n.cfg.PIIMasterKeyFile == "" {
+			source += " (not set: the development master key)"
+		}
+		return fmt.Errorf("%s: %w; the keys in %s were wrapped under another master key: give this process the one the others use", source, err, keys.DefaultBucket)
+	}
 	if err != nil {
 		return fmt.Errorf("personal data keys: %w", err)
 	}
@@ -89,6 +99,9 @@ func newKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, 
 		}
 		log.Warn("PII_MASTER_KEY_FILE is not set: personal data is sealed under a development master key kept beside the keys it wraps; set it for anything but development",
 			"generated", created, "bucket", keys.DefaultBucket)
+	}
+	if err := pii.CheckMasterKey(ctx, store, master); err != nil {
+		return nil, nil, err
 	}
 	ring = pii.NewKeyring(store, master)
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

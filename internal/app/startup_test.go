@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -14,10 +15,12 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/natsembed"
+	"github.com/orderstream/orderstream/internal/pii"
 )
 
 // startErr runs ordersd with vars over loopback defaults and returns the
@@ -166,4 +169,34 @@ func TestFilesAreReadBeforeNATS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// keyFile writes a master key file of KeySize bytes b and returns its path.
+func keyFile(t *testing.T, b byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "master.key")
+	if err := os.WriteFile(p, []byte(strings.Repeat(fmt.Sprintf("%02x", b), pii.KeySize)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A process whose master key is not the one the personal data keys were
+// wrapped under (another PII_MASTER_KEY_FILE, or none: the development
+// key) stops at start-up, naming the variable, at once. It started, and
+// took every sealed event for altered: its reads answered DATA_LOSS, and
+// its projection dead-lettered every order with an address, for good.
+func TestAnotherMasterKeyStopsStartUp(t *testing.T) {
+	ns := estest.StartServer(t)
+	first := keyFile(t, 1)
+	run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "command", "PII_MASTER_KEY_FILE", first)
+	for name, file := range map[string]string{"another key": keyFile(t, 2), "no key": ""} {
+		t.Run(name, func(t *testing.T) {
+			err := startErr(t, map[string]string{"ROLES": "query", "NATS_URL": ns.ClientURL(), "PII_MASTER_KEY_FILE": file})
+			if !errors.Is(err, pii.ErrWrongMasterKey) {
+				t.Fatalf("a second process with %s: %v, want ErrWrongMasterKey", name, err)
+			}
+		})
+	}
+	run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "query", "PII_MASTER_KEY_FILE", first)
 }

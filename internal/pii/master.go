@@ -1,8 +1,10 @@
 package pii
 
 import (
+	"context"
 	"crypto/cipher"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -59,4 +61,71 @@ func (m *MasterKey) unwrap(customerID string, wrapped []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: data key of %d bytes", ErrCorrupt, len(dk))
 	}
 	return dk, nil
+}
+
+// checkAD is the additional data of a master key's check value: no data
+// key is wrapped under it.
+const checkAD = "orderstream-pii/v1 master key check"
+
+// check returns a value sealed under m that only m opens: kept beside the
+// data keys, it tells a master key that is not theirs.
+func (m *MasterKey) check() []byte {
+	return seal(m.aead, make([]byte, KeySize), []byte(checkAD))
+}
+
+// opensCheck reports whether check was made by m.
+func (m *MasterKey) opensCheck(check []byte) bool {
+	_, err := open(m.aead, check, []byte(checkAD))
+	return err == nil
+}
+
+// CheckStore is where CheckMasterKey finds what to check a master key
+// against: the check value kept beside the data keys, or, where none is
+// kept yet (keys wrapped before it was), one of those keys.
+type CheckStore interface {
+	// MasterCheck returns the check value, found false when none is kept.
+	MasterCheck(ctx context.Context) (check []byte, found bool, err error)
+	// CreateMasterCheck keeps check unless one is kept already: an error
+	// wrapping ErrExists then.
+	CreateMasterCheck(ctx context.Context, check []byte) error
+	// AnyKey returns one customer's wrapped data key, found false when
+	// none is stored.
+	AnyKey(ctx context.Context) (customerID string, wrapped []byte, found bool, err error)
+}
+
+// CheckMasterKey checks that m is the master key the data keys in s are
+// wrapped under, and keeps a check value of it in s when there is none:
+// against that value, or, before there is one, against a stored data key.
+// A node started with another master key (another PII_MASTER_KEY_FILE,
+// or none) would take every sealed event for altered: its reads answered
+// DATA_LOSS and its projection dead-lettered every order with personal
+// data, for good. It returns an error wrapping ErrWrongMasterKey then, or
+// the store's error.
+func CheckMasterKey(ctx context.Context, s CheckStore, m *MasterKey) error {
+	for {
+		check, found, err := s.MasterCheck(ctx)
+		if err != nil {
+			return err
+		}
+		if found {
+			if !m.opensCheck(check) {
+				return fmt.Errorf("%w: it does not open the check value kept beside them", ErrWrongMasterKey)
+			}
+			return nil
+		}
+		customerID, wrapped, found, err := s.AnyKey(ctx)
+		if err != nil {
+			return err
+		}
+		if found {
+			if _, err := m.unwrap(customerID, wrapped); err != nil {
+				return fmt.Errorf("%w: it does not open the data key of customer %q", ErrWrongMasterKey, customerID)
+			}
+		}
+		err = s.CreateMasterCheck(ctx, m.check())
+		if !errors.Is(err, ErrExists) {
+			return err
+		}
+		// Another process kept one meanwhile: checked against it.
+	}
 }

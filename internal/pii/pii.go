@@ -53,6 +53,9 @@ var (
 	ErrExists = errors.New("pii: the customer already has a key")
 	// ErrMasterKey reports an unusable master key.
 	ErrMasterKey = errors.New("pii: bad master key")
+	// ErrWrongMasterKey reports a master key that is not the one the
+	// stored data keys are wrapped under (CheckMasterKey).
+	ErrWrongMasterKey = errors.New("pii: the master key does not open the stored data keys")
 )
 
 // KeySize is the size in bytes of master and data keys (AES-256).
