@@ -68,6 +68,9 @@ type Store interface {
 	// acknowledged event (see eventstore.Store.LoadLatest).
 	Load(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
 	LoadLatest(ctx context.Context, orderID string) ([]eventstore.Recorded, error)
+	// LoadLatestAfter is LoadLatest of what follows a position: the
+	// erasures recorded since the service last read them.
+	LoadLatestAfter(ctx context.Context, orderID string, afterPosition uint64) ([]eventstore.Recorded, error)
 }
 
 // Option configures a Service. An option given a value it does not accept
@@ -168,6 +171,8 @@ type Service struct {
 	keys Keyring
 	// recent holds the histories of the orders used last (histories).
 	recent *histories
+	// erased is the customers' subject as ForgetCustomer last read it.
+	erased erasures
 }
 
 // New returns a command service on store. It fails with an error wrapping

@@ -96,11 +96,14 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (pos
 		}
 	}()
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
-		recs, err := s.store.LoadLatest(ctx, order.CustomersSubjectID)
-		if err != nil {
-			return 0, err
+		s.erased.mu.Lock()
+		revision, lastHash, err := s.erased.readNew(ctx, s.store)
+		var pos uint64
+		var found, reused bool
+		if err == nil {
+			pos, found, reused, err = s.erased.forgottenBy(requestID, customerID)
 		}
-		pos, found, reused, err := forgottenBy(recs, requestID, customerID)
+		s.erased.mu.Unlock()
 		switch {
 		case err != nil:
 			return 0, err
@@ -132,14 +135,14 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (pos
 		}
 		erased = true
 		prev := chain.Zero
-		if n := len(recs); n > 0 && recs[n-1].Meta.Hash != "" {
-			prev = recs[n-1].Meta.Hash
+		if lastHash != "" {
+			prev = lastHash
 		}
 		data, err := s.encode(ctx, order.CustomersSubjectID, customerID, []order.Event{order.CustomerForgotten{CustomerID: customerID}}, meta, prev)
 		if err != nil {
 			return 0, err
 		}
-		res, err := s.store.Append(ctx, order.CustomersSubjectID, uint64(len(recs)), data)
+		res, err := s.store.Append(ctx, order.CustomersSubjectID, revision, data)
 		switch {
 		case errors.Is(err, eventstore.ErrRequestReused) && meta.RequestID == requestID:
 			// Another request (an order's) used this request id, and
@@ -230,27 +233,4 @@ func clientRequestID(recorded string) string {
 		return recorded
 	}
 	return rest[n+1:]
-}
-
-// forgottenBy looks for the event of requestID in the customers' history
-// (under requestID itself, or wrapped by ownRequestID): found when one
-// forgot customerID, with its position, or reused when only events of
-// other customers' erasures carry it. Every event is looked at: an erasure
-// that lost a race for the request id to another customer's is recorded
-// after it, under its own id.
-func forgottenBy(recs []eventstore.Recorded, requestID, customerID string) (position uint64, found, reused bool, err error) {
-	for _, r := range recs {
-		if r.Meta.RequestID != requestID && clientRequestID(r.Meta.RequestID) != requestID {
-			continue
-		}
-		e, err := convert.DecodeEvent(r.Type, r.Data)
-		if err != nil {
-			return 0, false, false, fmt.Errorf("%s at position %d: %w", order.CustomersSubjectID, r.Position, err)
-		}
-		if f, ok := e.(order.CustomerForgotten); ok && f.CustomerID == customerID {
-			return r.Position, true, false, nil
-		}
-		reused = true
-	}
-	return 0, false, reused, nil
 }
