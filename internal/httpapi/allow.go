@@ -92,10 +92,10 @@ func (rs routes) allow(path string) []string {
 	for _, r := range rs {
 		if r.match(comps) {
 			ms = append(ms, r.methods...)
-			if r.headAsGet() {
-				ms = append(ms, http.MethodHead)
-			}
 		}
+	}
+	if rs.answersHead(path) {
+		ms = append(ms, http.MethodHead)
 	}
 	slices.Sort(ms)
 	return slices.Compact(ms)
@@ -150,8 +150,13 @@ func head(next http.Handler) http.Handler {
 
 // answersHead reports whether a route on path (as routePath gives it)
 // answers HEAD. A path two routes match (GET of order "x:place" and POST
-// of its place) answers HEAD when the one with the GET does.
+// of its place) answers HEAD when the one with the GET does, unless a
+// GET there is a stream: grpc-gateway routes "/v1/orders/x:watch" to the
+// watch, though GET of order "x:watch" matches it too.
 func (rs routes) answersHead(path string) bool {
+	if rs.streams(http.MethodGet, path) {
+		return false
+	}
 	comps := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	for _, r := range rs {
 		if r.headAsGet() && r.match(comps) {

@@ -23,8 +23,10 @@ func TestWrongMethodNamesTheAllowedOnes(t *testing.T) {
 		"/v1/orders/": "GET, HEAD",
 		// GET takes the last segment whole: order "no-such-order:place".
 		"/v1/orders/no-such-order:place": "GET, HEAD, POST",
-		// A stream has no HEAD: it would hold the connection.
-		"/v1/orders:watch": "GET",
+		// A stream has no HEAD: it would hold the connection. GET of
+		// order "x:watch" matches the watch's path too.
+		"/v1/orders:watch":   "GET",
+		"/v1/orders/x:watch": "GET",
 	} {
 		for _, m := range methods {
 			allowed := slices.Contains(strings.Split(want, ", "), m)
