@@ -69,7 +69,14 @@ func conventions(cfg config, next http.Handler) http.Handler {
 			return
 		}
 		if r.URL.RawQuery != "" {
-			conv.query = r.URL.Query()
+			// Strictly: URL.Query drops a pair it cannot parse (a ';', a
+			// bad escape) without a word, and a command's
+			// ?expectedRevision=99; then skipped its concurrency check
+			// (grpc-gateway reads no query on a body route).
+			if conv.query, err = url.ParseQuery(r.URL.RawQuery); err != nil {
+				writeStatus(w, r, http.StatusBadRequest, invalid("query", "must be name=value pairs joined by '&', percent-escaped"))
+				return
+			}
 		}
 		withBody := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
 		conv.bodyOnly = withBody

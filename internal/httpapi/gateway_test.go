@@ -970,6 +970,23 @@ func TestETagIsTheOrdersRevision(t *testing.T) {
 	}
 }
 
+// A query that does not parse is refused, on every route, rather than
+// read in part: a command's ?expectedRevision=99; (a ';', or a bad escape)
+// was dropped whole, and the command ran without its concurrency check.
+func TestMalformedQueryIsRefused(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
+	for _, q := range []string{"expectedRevision=99;", "expectedRevision=99%", "expectedRevision=99%zz"} {
+		expect(t, e.do(t, "POST", o+"/items?"+q, `{"sku":"B","quantity":"1","unitPrice":"5"}`, "Idempotency-Key", key()), 400)
+		expect(t, e.do(t, "GET", "/v1/orders?pageSize=1&"+q, ""), 400)
+	}
+	got := expect(t, e.do(t, "GET", o, "", "X-Min-Position", c.str("position")), 200)
+	if got.str("order", "revision") != "1" {
+		t.Fatalf("the order after refused commands: %.300s; want revision 1", got.raw)
+	}
+}
+
 // A route that takes no body refuses one rather than dropping it: a
 // DELETE's expectedRevision sent in a body would otherwise be ignored and
 // the line removed whatever the order's revision, and a GET's filter
