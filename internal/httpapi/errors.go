@@ -129,7 +129,17 @@ func (e errorHandlers) clientStatus(ctx context.Context, r *http.Request, err er
 		return status.New(codes.Unknown, msgInternal)
 	}
 	switch st.Code() {
-	case codes.Internal, codes.Unknown, codes.DataLoss:
+	case codes.DataLoss:
+		// The audit's, about a message of the log it cannot decode:
+		// its position, to resume an export after it, is the client's.
+		if rpcerr.IsUnreadableEvent(st) {
+			return st
+		}
+		if st.Message() != msgInternal || len(st.Details()) > 0 {
+			e.logged(ctx, r, st)
+		}
+		return status.New(st.Code(), msgInternal)
+	case codes.Internal, codes.Unknown:
 		if st.Message() != msgInternal || len(st.Details()) > 0 {
 			e.logged(ctx, r, st)
 		}

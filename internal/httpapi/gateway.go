@@ -104,7 +104,9 @@
 // CANCELLED, 501 UNIMPLEMENTED, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED, 500
 // otherwise. A 401 (UNAUTHENTICATED) carries the challenge
 // WWW-Authenticate: Bearer. Messages of INTERNAL, UNKNOWN and DATA_LOSS
-// are replaced by "internal error", and a connection failure between
+// are replaced by "internal error" (but the audit's DATA_LOSS for a message
+// of the log it cannot decode, rpcerr.UnreadableEvent, whose position a
+// client resumes an export after), and a connection failure between
 // gateway and gRPC server by "service unavailable, retry later", so no
 // internal text (addresses, paths, driver errors) reaches a client; the
 // original is logged. An

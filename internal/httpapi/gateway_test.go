@@ -970,6 +970,36 @@ func TestETagIsTheOrdersRevision(t *testing.T) {
 	}
 }
 
+// An export over REST that meets a message it cannot decode ends with the
+// audit's DATA_LOSS as it is, naming the position to resume after: the
+// gateway withholds every other DATA_LOSS text, and withheld this one too,
+// so that a REST export could not get past such a message.
+func TestRESTExportNamesTheUnreadableMessage(t *testing.T) {
+	e := start(t)
+	expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	if _, err := e.js.Publish(t.Context(), e.store.Subject("headless-1"), []byte("not an event")); err != nil {
+		t.Fatal(err)
+	}
+	r := expect(t, e.do(t, "GET", "/v1/events", ""), 200)
+	ls := strings.Split(strings.TrimSuffix(r.raw, "\n"), "\n")
+	var last struct {
+		Error struct {
+			Code    int
+			Message string
+			Details []struct {
+				Reason   string
+				Metadata map[string]string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(ls[len(ls)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if last.Error.Code != 15 || len(last.Error.Details) != 1 || last.Error.Details[0].Reason != "UNREADABLE_EVENT" || last.Error.Details[0].Metadata["position"] != "2" {
+		t.Fatalf("the export's last line: %s; want DATA_LOSS naming position 2", ls[len(ls)-1])
+	}
+}
+
 // A query that does not parse is refused, on every route, rather than
 // read in part: a command's ?expectedRevision=99; (a ';', or a bad escape)
 // was dropped whole, and the command ran without its concurrency check.

@@ -36,6 +36,37 @@ const ErrorDomain = "orderstream"
 // ReasonBusy is the ErrorInfo reason of Busy.
 const ReasonBusy = "SERVER_BUSY"
 
+// ReasonUnreadableEvent is the ErrorInfo reason of UnreadableEvent.
+const ReasonUnreadableEvent = "UNREADABLE_EVENT"
+
+// UnreadableEvent builds the DATA_LOSS status of a read that met a message
+// of the log it cannot decode (msg says which, and what to do), with an
+// ErrorInfo detail of reason UNREADABLE_EVENT carrying its position
+// ("position", 0 when unknown): a client resumes after it. The message is
+// the service's own, about the log, and is meant for the client: the REST
+// gateway, which withholds other DATA_LOSS texts, passes it on.
+func UnreadableEvent(position uint64, msg string) error {
+	st := status.New(codes.DataLoss, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonUnreadableEvent, Domain: ErrorDomain,
+		Metadata: map[string]string{"position": strconv.FormatUint(position, 10)}}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
+// IsUnreadableEvent reports whether st was built by UnreadableEvent.
+func IsUnreadableEvent(st *status.Status) bool {
+	if st.Code() != codes.DataLoss {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonUnreadableEvent && info.GetDomain() == ErrorDomain {
+			return true
+		}
+	}
+	return false
+}
+
 // Busy builds the RESOURCE_EXHAUSTED status of a call shed because the
 // server had too much in hand (msg says what), with an ErrorInfo detail of
 // reason SERVER_BUSY: a refusal to try again after a pause, which the

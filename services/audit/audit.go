@@ -271,8 +271,8 @@ func dataLoss(e entry) error {
 		return status.Errorf(codes.FailedPrecondition, "the event at log position %d (order %q) is of type %q, which this build does not know: it was written by a newer build, which can show it",
 			e.rec.Position, e.rec.OrderID, e.rec.Type)
 	}
-	return status.Errorf(codes.DataLoss, "the message at log position %d (order %q) cannot be decoded as an event; VerifyOrder and VerifyLog report it",
-		e.rec.Position, e.rec.OrderID)
+	return rpcerr.UnreadableEvent(e.rec.Position, fmt.Sprintf("the message at log position %d (order %q) cannot be decoded as an event; VerifyOrder and VerifyLog report it",
+		e.rec.Position, e.rec.OrderID))
 }
 
 // undecodable answers a Load of order id that failed with loadErr
@@ -288,7 +288,7 @@ func (s *Service) undecodable(ctx context.Context, id string, loadErr error) err
 			return dataLoss(e)
 		}
 	}
-	return status.Errorf(codes.DataLoss, "order %q: its history holds a message that cannot be decoded as an event", id)
+	return rpcerr.UnreadableEvent(0, fmt.Sprintf("order %q: its history holds a message that cannot be decoded as an event", id))
 }
 
 // scanOrder reads every message of one order up to the log head, message
