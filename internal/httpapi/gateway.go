@@ -125,6 +125,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -345,7 +346,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
 		runtime.WithDisablePathLengthFallback(),
 		runtime.WithDisableHTTPMethodOverride(),
-		runtime.WithMiddlewares(routeTelemetry),
+		runtime.WithMiddlewares(routeTelemetry, pathAgrees),
 	)
 	// The request conventions (Idempotency-Key, If-Match, X-Min-Position)
 	// are applied to the decoded request message just before it is sent.
@@ -405,6 +406,61 @@ func routeTelemetry(next runtime.HandlerFunc) runtime.HandlerFunc {
 		}
 		next(w, r, params)
 	}
+}
+
+// pathAgrees refuses (400) a body that names a path parameter (an order
+// id, a SKU) with another value than the path: grpc-gateway sets the field
+// from the path over the body's without a word, so a PATCH of
+// /v1/orders/o2/items/A whose body said "orderId": "o1", "sku": "B"
+// changed line A of o2. The body is the one the conventions buffered.
+func pathAgrees(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if len(params) == 0 || r.ContentLength <= 0 || r.Body == nil {
+			next(w, r, params)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			writeStatus(w, r, http.StatusBadRequest, invalid("body", "could not be read"))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(body, &fields) == nil { // a body that is no object is the decoder's 400
+			for name, v := range params {
+				for _, key := range []string{name, lowerCamel(name)} {
+					raw, ok := fields[key]
+					if !ok {
+						continue
+					}
+					var s string
+					if json.Unmarshal(raw, &s) != nil || s != v {
+						writeStatus(w, r, http.StatusBadRequest, invalid(key, "differs from the path's; leave it out of the body"))
+						return
+					}
+				}
+			}
+		}
+		next(w, r, params)
+	}
+}
+
+// lowerCamel is the proto3 JSON name of a snake_case field name.
+func lowerCamel(name string) string {
+	var b strings.Builder
+	up := false
+	for _, c := range name {
+		switch {
+		case c == '_':
+			up = true
+		case up:
+			b.WriteString(strings.ToUpper(string(c)))
+			up = false
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
 }
 
 // RouteTemplate spells a route's pattern as the HTTP rule wrote it:

@@ -1000,6 +1000,26 @@ func TestRESTExportNamesTheUnreadableMessage(t *testing.T) {
 	}
 }
 
+// A body field that names a path parameter (the order, the SKU) with
+// another value than the path is refused: the path's value was taken over
+// it without a word, and a PATCH of line A of one order whose body named
+// another order and SKU changed line A of the first. The same values as
+// the path's are accepted.
+func TestBodyContradictingThePathIsRefused(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	id := c.str("order", "orderId")
+	line := "/v1/orders/" + id + "/items/BOOK-1"
+	for _, body := range []string{`{"orderId":"another","quantity":"7"}`, `{"order_id":"another","quantity":"7"}`, `{"sku":"PEN-9","quantity":"7"}`, `{"orderId":7,"quantity":"7"}`} {
+		expect(t, e.do(t, "PATCH", line, body, "Idempotency-Key", key()), 400)
+	}
+	got := expect(t, e.do(t, "GET", "/v1/orders/"+id, "", "X-Min-Position", c.str("position")), 200)
+	if got.str("order", "revision") != "1" {
+		t.Fatalf("the order after refused changes: %.300s; want revision 1", got.raw)
+	}
+	expect(t, e.do(t, "PATCH", line, `{"orderId":"`+id+`","sku":"BOOK-1","quantity":"7"}`, "Idempotency-Key", key()), 200)
+}
+
 // A query that does not parse is refused, on every route, rather than
 // read in part: a command's ?expectedRevision=99; (a ';', or a bad escape)
 // was dropped whole, and the command ran without its concurrency check.
