@@ -92,7 +92,7 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (pos
 		// (the event may have landed, and a retry finds it without
 		// destroying anything).
 		if erased {
-			s.forgetAgain(ctx, customerID, pos)
+			s.forgetAgain(ctx, customerID, requestID, pos)
 		}
 	}()
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
@@ -182,18 +182,33 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (pos
 // key in between and appends after the erasure loses its personal data
 // too: it ran during the erasure.
 //
+// When it found such a key, it records the erasure a second time (under
+// againRequestID): a read model may have applied that command's event,
+// with the key still there, in the clear, after the first erasure, and
+// only an erasure after it tells it to erase the order again.
+//
 // It runs whenever the call destroyed the key, whether the erasure's
 // append was answered or not (position is 0 when it was not). It does not
 // end with the call (a client that gives up must not leave the key in
 // place) and its failure is logged, not returned: the erasure stands or
 // is for the client to retry, and a retry that finds the erasure done does
 // not destroy again, which could take a key the customer got since.
-func (s *Service) forgetAgain(ctx context.Context, customerID string, position uint64) {
+func (s *Service) forgetAgain(ctx context.Context, customerID, requestID string, position uint64) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgetAgainTimeout)
 	defer cancel()
 	var err error
+	made := false // a key was made while the erasure ran
 	for attempt := 1; ; attempt++ {
+		if has, herr := s.keys.Has(ctx, customerID); herr == nil && has {
+			made = true
+		}
 		if err = s.keys.Forget(ctx, customerID); err == nil {
+			if made {
+				if err := s.recordAgain(ctx, customerID, requestID); err != nil {
+					s.log.ErrorContext(ctx, "command: an erasure destroyed a key made while it ran, but recording the erasure again failed: "+
+						"a read model may show data sealed with that key; forget the customer again", "position", position, "err", err)
+				}
+			}
 			return
 		}
 		if attempt == s.maxAttempts || waitToRetry(ctx, attempt) != nil {
@@ -202,6 +217,49 @@ func (s *Service) forgetAgain(ctx context.Context, customerID string, position u
 	}
 	s.log.ErrorContext(ctx, "command: an erasure destroyed the customer's key, but destroying it again failed: "+
 		"data a command sealed while the erasure ran may stay readable; forget the customer again", "position", position, "err", err)
+}
+
+// recordAgain records customerID's erasure a second time, under
+// againRequestID(requestID), unless it is recorded already (a try whose
+// answer was lost).
+func (s *Service) recordAgain(ctx context.Context, customerID, requestID string) error {
+	meta := s.metadata(ctx, againRequestID(customerID, requestID))
+	meta.OccurredAt = s.now().UTC()
+	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
+		s.erased.mu.Lock()
+		revision, lastHash, err := s.erased.readNew(ctx, s.store)
+		found := false
+		if err == nil {
+			_, found, _, err = s.erased.forgottenBy(meta.RequestID, customerID)
+		}
+		s.erased.mu.Unlock()
+		if err != nil || found {
+			return err
+		}
+		prev := chain.Zero
+		if lastHash != "" {
+			prev = lastHash
+		}
+		data, err := s.encode(ctx, order.CustomersSubjectID, customerID, []order.Event{order.CustomerForgotten{CustomerID: customerID}}, meta, prev)
+		if err != nil {
+			return err
+		}
+		_, err = s.store.Append(ctx, order.CustomersSubjectID, revision, data)
+		if !errors.Is(err, eventstore.ErrConflict) {
+			return err
+		}
+		if err := waitToRetry(ctx, attempt); err != nil {
+			return err
+		}
+	}
+	return rpcerr.ErrContention
+}
+
+// againRequestID is the request id of an erasure recorded a second time
+// (recordAgain): ownRequestID's form under a prefix of its own, so that
+// clientRequestID does not take it for the client's first erasure.
+func againRequestID(customerID, requestID string) string {
+	return ownPrefix + "again:" + ownRequestID(customerID, requestID)
 }
 
 // forgetAgainTimeout bounds forgetAgain.
