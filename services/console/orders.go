@@ -168,6 +168,9 @@ type orderData struct {
 	VerifyErr string
 	Commands  []commandForm
 	RequestID string
+	// Typed is what the user typed into a command's form that was
+	// refused: shown again in its fields, not lost.
+	Typed url.Values
 }
 
 // timeline is an order's events for the timeline table.
@@ -243,6 +246,9 @@ func (c *Console) orderPage(w http.ResponseWriter, r *http.Request, s *session) 
 // many versions it has.
 func (c *Console) showOrder(w http.ResponseWriter, r *http.Request, s *session, id string, after uint64, at uint32, code int, fl *flash) {
 	d := &orderData{At: at, RequestID: rand.Text()}
+	if r.Method == http.MethodPost {
+		d.Typed = r.PostForm // a command refused: its page again, with what was typed
+	}
 	var err error
 	d.Order, d.Position, err = c.currentOrder(s, id, after)
 	if err != nil {

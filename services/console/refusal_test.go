@@ -100,3 +100,18 @@ func draftPage(t *testing.T, id string) (cl *client, page, csrf string) {
 	}
 	return cl, page, m[1]
 }
+
+// A command the server refuses shows the order again with what was typed
+// into its form kept in its fields: the cancel's reason was lost with the
+// refusal, and had to be typed again.
+func TestRefusedCommandKeepsWhatWasTyped(t *testing.T) {
+	cl, _, csrf := draftPage(t, "keeps-typed")
+	res, body := cl.do("POST", "/console/orders/keeps-typed/cancel", url.Values{"csrf": {csrf}, "expected_revision": {"7"}, "reason": {"customer asked by phone"}}, nil)
+	if res.StatusCode != http.StatusConflict {
+		t.Fatalf("cancel at a stale revision: %s, want 409", res.Status)
+	}
+	if !strings.Contains(body, `name="reason" maxlength="200" value="customer asked by phone"`) {
+		i := strings.Index(body, `name="reason"`)
+		t.Fatalf("the refused cancel's page lost the reason typed: %q", body[max(i, 0):min(len(body), max(i, 0)+120)])
+	}
+}
