@@ -356,51 +356,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.registerMetrics(); err != nil {
 		return err
 	}
-	held := false
-	for pos <= head && !held {
-		if held, err = r.logHolds(ctx); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		r.logger.Warn("projection: log unavailable to check the read model's checkpoint against, retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
-	switch {
-	case pos > head || !held:
-		// The log no longer holds what the read model applied: it lost
-		// acknowledged events (a power loss under NATS_SYNC=interval)
-		// or is another log (NATS_URL pointed elsewhere), and may have
-		// taken new events at the positions it lost since. Followed
-		// from the checkpoint, the read model would keep orders the log
-		// does not have and skip the log's events at those positions.
-		// The log is the truth: the read model is built from it again.
-		r.logger.Error("projection: the log does not hold the read model's checkpoint (it is ahead of the log, or the log holds another event there); rebuilding it from the log", "checkpoint", pos, "head", head)
-		// Meanwhile the node answers from an empty read model, as of
-		// position 0 as any read model catching up from the start
-		// does, not with orders the log lost at positions past its
-		// head.
-		if err := r.emptied(ctx); err != nil {
-			return fmt.Errorf("projections: the read model at position %d is ahead of the log's head %d: %w", pos, head, err)
-		}
-		np, swapped, err := r.catchUpInBulk(ctx, head)
-		switch {
-		case err != nil:
-			return nil // ctx ended
-		case !swapped:
-			return fmt.Errorf("projections: the read model at position %d is ahead of the log's head %d and could not be rebuilt from it", pos, head)
-		}
-		pos = np
-	case pos == 0 && r.bulkCatchUp > 0 && head >= r.bulkCatchUp:
-		r.logger.Info("projection: read model empty, catching up in bulk", "head", head)
-		if pos, _, err = r.catchUpInBulk(ctx, head); err != nil {
-			return nil // ctx ended
-		}
+	pos, ok, err := r.startAt(ctx, pos, head)
+	if err != nil || !ok {
+		return err
 	}
 	r.feed.start(pos)
 	r.move(&r.committed, pos)
@@ -452,6 +410,64 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// startAt returns the position the runner follows the log from, given the
+// read model's checkpoint pos and the log's head: pos, or, when the log
+// does not hold the checkpoint (logHolds) or the read model is empty and
+// far behind (bulkCatchUp), where the read model built from the log in
+// bulk reached. ok is false when ctx ended first.
+func (r *Runner) startAt(ctx context.Context, pos, head uint64) (_ uint64, ok bool, _ error) {
+	held := false
+	for pos <= head && !held {
+		var err error
+		if held, err = r.logHolds(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return 0, false, nil
+		}
+		r.logger.Warn("projection: log unavailable to check the read model's checkpoint against, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return 0, false, nil
+		case <-time.After(time.Second):
+		}
+	}
+	switch {
+	case pos > head || !held:
+		// The log no longer holds what the read model applied: it lost
+		// acknowledged events (a power loss under NATS_SYNC=interval)
+		// or is another log (NATS_URL pointed elsewhere), and may have
+		// taken new events at the positions it lost since. Followed
+		// from the checkpoint, the read model would keep orders the log
+		// does not have and skip the log's events at those positions.
+		// The log is the truth: the read model is built from it again.
+		r.logger.Error("projection: the log does not hold the read model's checkpoint (it is ahead of the log, or the log holds another event there); rebuilding it from the log", "checkpoint", pos, "head", head)
+		// Meanwhile the node answers from an empty read model, as of
+		// position 0 as any read model catching up from the start
+		// does, not with orders the log lost at positions past its
+		// head.
+		if err := r.emptied(ctx); err != nil {
+			return 0, false, fmt.Errorf("projections: the read model at position %d does not match the log (head %d): %w", pos, head, err)
+		}
+		np, swapped, err := r.catchUpInBulk(ctx, head)
+		switch {
+		case err != nil:
+			return 0, false, nil // ctx ended
+		case !swapped:
+			return 0, false, fmt.Errorf("projections: the read model at position %d does not match the log (head %d) and could not be rebuilt from it", pos, head)
+		}
+		return np, true, nil
+	case pos == 0 && r.bulkCatchUp > 0 && head >= r.bulkCatchUp:
+		r.logger.Info("projection: read model empty, catching up in bulk", "head", head)
+		np, _, err := r.catchUpInBulk(ctx, head)
+		if err != nil {
+			return 0, false, nil // ctx ended
+		}
+		return np, true, nil
+	}
+	return pos, true, nil
 }
 
 // logHolds reports whether the log holds, at the read model's checkpoint,

@@ -60,6 +60,20 @@ func (e *erasures) readNew(ctx context.Context, store Store) (revision uint64, h
 	return e.count, e.hash, nil
 }
 
+// look reads what was recorded since the last read (readNew) and looks
+// requestID's erasure of customerID up in all that was read (forgottenBy),
+// under e.mu: the subject's revision and last hash to append after, and
+// what forgottenBy says.
+func (e *erasures) look(ctx context.Context, store Store, requestID, customerID string) (revision uint64, lastHash string, position uint64, found, reused bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if revision, lastHash, err = e.readNew(ctx, store); err != nil {
+		return 0, "", 0, false, false, err
+	}
+	position, found, reused, err = e.forgottenBy(requestID, customerID)
+	return revision, lastHash, position, found, reused, err
+}
+
 // forgottenBy looks for the event of requestID among the erasures read
 // (under requestID itself, or wrapped by ownRequestID): found when one
 // forgot customerID, with its position, or reused when only events of

@@ -96,14 +96,7 @@ func (s *Service) forget(ctx context.Context, customerID, requestID string) (pos
 		}
 	}()
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
-		s.erased.mu.Lock()
-		revision, lastHash, err := s.erased.readNew(ctx, s.store)
-		var pos uint64
-		var found, reused bool
-		if err == nil {
-			pos, found, reused, err = s.erased.forgottenBy(requestID, customerID)
-		}
-		s.erased.mu.Unlock()
+		revision, lastHash, pos, found, reused, err := s.erased.look(ctx, s.store, requestID, customerID)
 		switch {
 		case err != nil:
 			return 0, err
@@ -226,13 +219,7 @@ func (s *Service) recordAgain(ctx context.Context, customerID, requestID string)
 	meta := s.metadata(ctx, againRequestID(customerID, requestID))
 	meta.OccurredAt = s.now().UTC()
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
-		s.erased.mu.Lock()
-		revision, lastHash, err := s.erased.readNew(ctx, s.store)
-		found := false
-		if err == nil {
-			_, found, _, err = s.erased.forgottenBy(meta.RequestID, customerID)
-		}
-		s.erased.mu.Unlock()
+		revision, lastHash, _, found, _, err := s.erased.look(ctx, s.store, meta.RequestID, customerID)
 		if err != nil || found {
 			return err
 		}
