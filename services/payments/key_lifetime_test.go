@@ -2,6 +2,7 @@ package payments_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -131,38 +132,40 @@ func TestRetryCutShortKeepsWhenItSentTheKey(t *testing.T) {
 	}
 }
 
-// redeliveredLate hands the manager each OrderPlaced as an event delivered
-// before (to a manager that stopped without settling it), once after its
-// stored time.
-type redeliveredLate struct {
-	payments.Store
+// lateRedeliveries notes a delivery again of an OrderPlaced later than
+// after since the event was stored.
+type lateRedeliveries struct {
+	*outageStore
 	after time.Duration
+	seen  atomic.Bool
 }
 
-func (s redeliveredLate) Subscribe(ctx context.Context, name string, handle func(eventstore.Delivery), opts ...eventstore.SubscribeOption) error {
-	return s.Store.Subscribe(ctx, name, func(d eventstore.Delivery) {
-		if d.Event.Type == "OrderPlaced" {
-			for until := d.Event.Time.Add(s.after); time.Now().Before(until); { // the condition under test: time passing since the event was stored
-				time.Sleep(10 * time.Millisecond)
-			}
-			d.NumDelivered = 2
+func (s *lateRedeliveries) Subscribe(ctx context.Context, name string, handle func(eventstore.Delivery), opts ...eventstore.SubscribeOption) error {
+	return s.outageStore.Subscribe(ctx, name, func(d eventstore.Delivery) {
+		if d.Event.Type == "OrderPlaced" && d.NumDelivered > 1 && time.Since(d.Event.Time) > s.after {
+			s.seen.Store(true)
 		}
 		handle(d)
 	}, opts...)
 }
 
-// A charge delivered again after the provider's key lifetime has passed
-// since its event (an earlier delivery's manager may have charged under the
-// key and stopped before recording it) is parked for settling by hand, not
-// sent again: what that manager knew of when it sent the key went with it,
-// and the redelivered job had no time to check the lifetime against.
-func TestRedeliveryPastTheKeyLifetimeDoesNotChargeAgain(t *testing.T) {
+// A job whose key never went out, handed back at the outage limit and
+// delivered again long after its event, however long after, charges as
+// usual: a delivery after a hand-back is not taken for one whose key may
+// have gone out (the review of an earlier fix found such jobs parked to be
+// settled by hand though the provider was never called).
+func TestJobHandedBackBeforeItsKeyWentOutChargesWhenDeliveredAgain(t *testing.T) {
 	e := start(t)
-	gw := &forgetful{lifetime: 300 * time.Millisecond, first: map[string]time.Time{}, refs: map[string]string{}, lost: true}
-	e.runOn(t, redeliveredLate{Store: e.store, after: 2 * gw.lifetime}, gw, fast())
-	id := e.place(t, "redelivered-late", 100)
-	if p := e.waitParked(t, 1); p[0].GetOrderId() != id || gw.charges() != 0 {
-		t.Fatalf("parked %v, money taken %d times; want the job parked without a charge", p, gw.charges())
+	gw := &forgetful{lifetime: 100 * time.Millisecond, first: map[string]time.Time{}, refs: map[string]string{}, lost: true}
+	st := &lateRedeliveries{outageStore: &outageStore{Store: e.store}, after: 3 * gw.lifetime}
+	st.down.Store(true)
+	e.runOn(t, st, gw, fast(), payments.WithOutageLimit(50*time.Millisecond), payments.WithAckWait(time.Second))
+	id := e.place(t, "handed-back", 100)
+	waitUntil(t, "a delivery again past the key lifetime", st.seen.Load)
+	st.down.Store(false)
+	waitUntil(t, "the payment recorded", func() bool { return e.outcomes(t, id, "PaymentAuthorized") == 1 })
+	if gw.charges() != 1 || e.mgr.Load().Stats().Parked != 0 {
+		t.Fatalf("money taken %d times, %d parked; want one charge and nothing parked", gw.charges(), e.mgr.Load().Stats().Parked)
 	}
 }
 
@@ -210,5 +213,43 @@ func TestRetryLeaseRecordsWhenItsKeyGoesOut(t *testing.T) {
 	}
 	if j := parkedJob(t, e); j["key_used_at"] == nil {
 		t.Fatalf("the leased job as its charge goes out: %v; want key_used_at written", j)
+	}
+}
+
+// A retry that never reaches the provider (its circuit open) parks its job
+// again as it found it, without a time its key went out: the lease's own
+// time, written for a retry whose process dies after its call, is not the
+// run's. Before, such a retry parked the job with the lease's time, and a
+// retry past the key's lifetime later parked it to be settled by hand
+// though no key had ever gone out.
+func TestRetryThatSendsNothingLeavesNoKeyTime(t *testing.T) {
+	e := start(t)
+	gw := &forgetful{lifetime: time.Hour, first: map[string]time.Time{}, refs: map[string]string{}, lost: true, down: true}
+	e.run(t, gw, fast(), payments.WithCircuit(1, time.Hour), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond))
+	e.place(t, "opens-the-circuit", 100)
+	e.waitParked(t, 1)
+	id := e.place(t, "meets-the-open-circuit", 100)
+	e.waitParked(t, 2)
+	res, err := e.admin.RetryParkedPayment(t.Context(), &ordersv1.RetryParkedPaymentRequest{OrderId: id})
+	if err != nil || res.GetParkedAgain() != 1 {
+		t.Fatalf("retry while the circuit is open: %v, %v; want the job parked again", res, err)
+	}
+	b := parkedBucket(t, e.js)
+	keys, err := b.Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		v, err := b.Get(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var j map[string]any
+		if err := json.Unmarshal(v, &j); err != nil {
+			t.Fatal(err)
+		}
+		if j["order_id"] == id && j["key_used_at"] != nil {
+			t.Fatalf("the job parked again without reaching the provider: %v; want no time its key went out", j)
+		}
 	}
 }

@@ -568,12 +568,15 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 	}
 	if msg.NumDelivered != 1 {
 		// An earlier delivery (or one not known not to be the first)
-		// may have charged or refunded before its manager stopped, and
-		// sent its key as early as the event was stored: what it knew
-		// went with it, and a job sent again past the provider's key
-		// lifetime (keyMayBeForgotten) could move the money twice.
+		// may have charged or refunded before its manager stopped.
+		// When its key went out is not known, and is not assumed: a job
+		// handed back before its key went out (at the outage limit, at
+		// shutdown) would otherwise be parked to be settled by hand once
+		// the key's lifetime has passed since its event, though no key
+		// ever went out. One that sent its key and is delivered again
+		// past that lifetime (an outage longer than it) is sent again
+		// under it.
 		j.MaybeCharged, j.MaybeRefunded = j.Kind == kindCharge, j.Kind == kindRefund
-		j.KeyUsedAt = rec.Time.UTC()
 	}
 	m.busy.Add(1)
 	defer m.busy.Add(-1)
@@ -1215,6 +1218,7 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	// which write l.j.
 	fresh := l.j
 	fresh.Attempts, fresh.LastError, fresh.ParkedAt, fresh.RetryingUntil = 0, "", time.Time{}, time.Time{}
+	fresh.KeyUsedAt = l.keyUsedBefore
 	runCtx, stop := l.keep(ctx, m)
 	// An operator waits for the answer: the job runs only while the
 	// call's deadline leaves time to answer UNAVAILABLE (which ordersctl
@@ -1306,6 +1310,9 @@ type leased struct {
 	key string
 	j   job
 	rev uint64
+	// keyUsedBefore is when the job's key first went out as the lease
+	// found it (zero: never), before the lease wrote its own time.
+	keyUsedBefore time.Time
 }
 
 // lease reads the parked job under key, as stored (the listing may be
@@ -1335,11 +1342,14 @@ func (m *Manager) lease(ctx context.Context, key string) (*leased, error) {
 	// money leaves them in the bucket, and a later retry past the key's
 	// lifetime must not send the key again. The lease comes a moment
 	// before the run's first call: the lifetime is counted from it, on
-	// the safe side.
+	// the safe side. The run itself starts from the job as it was
+	// (keyUsedBefore): one that sends nothing (its circuit open) parks
+	// the job again as it found it.
+	before := j.KeyUsedAt
 	if j.KeyUsedAt.IsZero() {
 		j.KeyUsedAt = now.UTC()
 	}
-	l := &leased{key: key, j: j, rev: rev}
+	l := &leased{key: key, j: j, rev: rev, keyUsedBefore: before}
 	if err := l.renew(ctx, m, now); err != nil {
 		if errors.Is(err, bucket.ErrChanged) {
 			return nil, errNotLeased
