@@ -507,11 +507,14 @@ func (b *batch) spend(k spendKey, d int64) {
 }
 
 // checkpointEvent names the event at a checkpoint's position in the log:
-// its order (or subject) id, its version and the time the log stored it,
-// in nanoseconds. An event taken again at a position a log lost is
-// stored at another time, so even the same command retried names another.
+// the position, its order (or subject) id, its version and the time the
+// log stored it, in nanoseconds. An event taken again at a position a log
+// lost is stored at another time, so even the same command retried names
+// another. The position tells a name written for another position than
+// the checkpoint's (by a build before names were kept, run on the file
+// meanwhile, which moves the position alone): that name says nothing.
 func checkpointEvent(rec eventstore.Recorded) string {
-	return rec.OrderID + "/" + strconv.FormatUint(rec.Version, 10) + "@" + strconv.FormatInt(rec.Time.UnixNano(), 10)
+	return strconv.FormatUint(rec.Position, 10) + ":" + rec.OrderID + "/" + strconv.FormatUint(rec.Version, 10) + "@" + strconv.FormatInt(rec.Time.UnixNano(), 10)
 }
 
 // write writes the changed orders, the summary deltas and, when moved,

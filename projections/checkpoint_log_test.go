@@ -2,9 +2,13 @@ package projections_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"iter"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -197,4 +201,57 @@ func TestRunnerStopsWhenItsLogRetookItsPositions(t *testing.T) {
 		t.Fatalf("the runner followed on to position %d of a log that no longer holds its checkpoint", head)
 	}
 	servesTheLog(t, l, d, head)
+}
+
+// A read model a build before checkpoints named their event applied to
+// since (a rollback, then the upgrade again) has a name of another
+// position than its checkpoint: it is checked against the log's head only,
+// not rebuilt from scratch for a name that says nothing. The file's
+// checkpoint is moved here as that build's applies moved it.
+func TestCheckpointMovedByAnOlderBuildIsNotRebuilt(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	store := memstore.New()
+	first := create(t, store, "o-1", "c")
+	appliedAndClosed(t, dir, store, first)
+	last := create(t, store, "o-2", "c")
+	model := currentModel(t, dir)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, model))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE checkpoint SET position = ? WHERE id = 1`, last); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	d, err := projections.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	r, err := projections.NewRunner(store, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilCleanup(t, r)
+	if err := r.WaitForCommitted(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if now := currentModel(t, dir); now != model {
+		t.Fatalf("the read model %s was replaced by %s: rebuilt", model, now)
+	}
+}
+
+// currentModel is the file name of dir's current read model: the first,
+// until a rebuild names another in CURRENT.
+func currentModel(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "CURRENT"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "orders.db"
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -35,6 +35,8 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -472,11 +474,12 @@ func (r *Runner) startAt(ctx context.Context, pos, head uint64) (_ uint64, ok bo
 
 // logHolds reports whether the log holds, at the read model's checkpoint,
 // the event the read model applied there (checkpointEvent). A checkpoint
-// at 0, or written before checkpoints named their event, is taken as
-// held. It fails when the log cannot be read.
+// at 0, or one whose name is of another position or none (written before
+// checkpoints named their event, or by such a build since: a rollback),
+// is taken as held. It fails when the log cannot be read.
 func (r *Runner) logHolds(ctx context.Context) (bool, error) {
 	pos, event, err := r.ReadModel().checkpoint(ctx)
-	if err != nil || pos == 0 || event == "" {
+	if err != nil || pos == 0 || !strings.HasPrefix(event, strconv.FormatUint(pos, 10)+":") {
 		return true, err
 	}
 	for b, err := range r.events.ReadBatches(ctx, pos, eventstore.UpTo(pos), eventstore.BatchSize(1)) {
