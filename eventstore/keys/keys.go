@@ -218,17 +218,18 @@ func (s *Store) CreateMasterCheck(ctx context.Context, check []byte) error {
 	return nil
 }
 
-// AnyKey implements pii.CheckStore: the first customer's key the bucket
-// lists.
-func (s *Store) AnyKey(ctx context.Context) (customerID string, wrapped []byte, found bool, err error) {
+// SomeKeys implements pii.CheckStore: the first n customers' keys the
+// bucket lists.
+func (s *Store) SomeKeys(ctx context.Context, n int) ([]pii.WrappedKey, error) {
 	lister, err := s.kv.ListKeys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return "", nil, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", nil, false, fmt.Errorf("keys: list: %w", err)
+		return nil, fmt.Errorf("keys: list: %w", err)
 	}
 	defer func() { _ = lister.Stop() }()
+	var out []pii.WrappedKey
 	for k := range lister.Keys() {
 		id, derr := base64.RawURLEncoding.DecodeString(k)
 		if derr != nil || k == devMasterKey || k == masterCheck {
@@ -239,11 +240,13 @@ func (s *Store) AnyKey(ctx context.Context) (customerID string, wrapped []byte, 
 			continue // erased since it was listed
 		}
 		if err != nil {
-			return "", nil, false, err
+			return nil, err
 		}
-		return string(id), w, true, nil
+		if out = append(out, pii.WrappedKey{CustomerID: string(id), Wrapped: w}); len(out) == n {
+			break
+		}
 	}
-	return "", nil, false, ctx.Err()
+	return out, ctx.Err()
 }
 
 // MaxCustomerID is the longest customer id, in bytes, whose key the store

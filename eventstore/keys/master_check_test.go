@@ -47,6 +47,24 @@ func TestMasterKeyIsCheckedAgainstTheBucket(t *testing.T) {
 		t.Fatalf("another master key against the check value: %v, want ErrWrongMasterKey", err)
 	}
 
+	// A key wrapped under another master key (by a process that had the
+	// wrong one) listed first does not decide for the others.
+	mixed, err := keys.Open(ctx, js, keys.WithBucket("MIXED"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pii.NewKeyring(mixed, wrong).DataKey(ctx, "a-stray"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"b-1", "b-2"} {
+		if _, err := pii.NewKeyring(mixed, right).DataKey(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pii.CheckMasterKey(ctx, mixed, right); err != nil {
+		t.Fatalf("the keys' own master key, a stray key listed first: %v", err)
+	}
+
 	empty, err := keys.Open(ctx, js, keys.WithBucket("EMPTY"))
 	if err != nil {
 		t.Fatal(err)

@@ -88,14 +88,27 @@ type CheckStore interface {
 	// CreateMasterCheck keeps check unless one is kept already: an error
 	// wrapping ErrExists then.
 	CreateMasterCheck(ctx context.Context, check []byte) error
-	// AnyKey returns one customer's wrapped data key, found false when
-	// none is stored.
-	AnyKey(ctx context.Context) (customerID string, wrapped []byte, found bool, err error)
+	// SomeKeys returns up to n customers' wrapped data keys (none when
+	// none is stored).
+	SomeKeys(ctx context.Context, n int) ([]WrappedKey, error)
 }
+
+// WrappedKey is a customer's data key as stored: wrapped under the master
+// key.
+type WrappedKey struct {
+	CustomerID string
+	Wrapped    []byte
+}
+
+// checkSample is how many stored keys CheckMasterKey tries before a check
+// value is kept: one stray key (wrapped under another master key by a
+// process that had the wrong one) must not decide for all.
+const checkSample = 16
 
 // CheckMasterKey checks that m is the master key the data keys in s are
 // wrapped under, and keeps a check value of it in s when there is none:
-// against that value, or, before there is one, against a stored data key.
+// against that value, or, before there is one, against up to checkSample
+// stored data keys, of which one must open (a store with none takes m).
 // A node started with another master key (another PII_MASTER_KEY_FILE,
 // or none) would take every sealed event for altered: its reads answered
 // DATA_LOSS and its projection dead-lettered every order with personal
@@ -113,14 +126,19 @@ func CheckMasterKey(ctx context.Context, s CheckStore, m *MasterKey) error {
 			}
 			return nil
 		}
-		customerID, wrapped, found, err := s.AnyKey(ctx)
+		sample, err := s.SomeKeys(ctx, checkSample)
 		if err != nil {
 			return err
 		}
-		if found {
-			if _, err := m.unwrap(customerID, wrapped); err != nil {
-				return fmt.Errorf("%w: it does not open the data key of customer %q", ErrWrongMasterKey, customerID)
+		opens := len(sample) == 0
+		for _, k := range sample {
+			if _, err := m.unwrap(k.CustomerID, k.Wrapped); err == nil {
+				opens = true
+				break
 			}
+		}
+		if !opens {
+			return fmt.Errorf("%w: it opens none of the %d data keys tried", ErrWrongMasterKey, len(sample))
 		}
 		err = s.CreateMasterCheck(ctx, m.check())
 		if !errors.Is(err, ErrExists) {
