@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
@@ -184,10 +185,15 @@ func wrap(op, key string, err error) error {
 	if err == nil {
 		return nil
 	}
+	write := op == "create" || op == "put" || op == "update" || op == "delete"
 	if key != "" {
 		op += " " + key
 	}
-	if eventstore.Unavailable(err) && !errors.Is(err, eventstore.ErrUnavailable) {
+	// A write that got no answer in time may have been applied: retried
+	// as unavailable, a settle whose removal went through would be
+	// answered "not parked". Its caller decides what that means.
+	answerLost := write && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout))
+	if eventstore.Unavailable(err) && !errors.Is(err, eventstore.ErrUnavailable) && !answerLost {
 		// As the event store's: a caller answers UNAVAILABLE (retry
 		// later) rather than INTERNAL, or DEADLINE_EXCEEDED for a
 		// deadline the NATS client set, not the caller.
