@@ -48,12 +48,13 @@ func (c CPU) perEvent(n uint64) CPUPer {
 }
 
 // perRequest returns r's CPU over its requests that succeeded (zero when
-// r has no CPU or none succeeded).
+// r has no CPU or none succeeded), those a closed loop had answered after
+// its end included: the CPU is metered until they were.
 func perRequest(r *Report) CPUPer {
 	if r == nil || r.CPU == nil {
 		return CPUPer{}
 	}
-	n := okCount(r)
+	n := okCount(r) + r.Overall.LateOK
 	if n <= 0 {
 		return CPUPer{}
 	}
