@@ -299,8 +299,13 @@ func (s *Store) ensureStream(ctx context.Context) error {
 // refused classifies the server's refusal to create or update the stream,
 // op: what JetStream could not be asked is ErrUnavailable, to be tried
 // again; a refusal is the options' (ErrInvalidOption), as New's doc says,
-// whether the stream existed or not.
+// whether the stream existed or not. A store without room for the stream
+// (the server's or the account's limit) refuses it too: tried again at
+// start-up it would only wait out NATS_CONNECT_TIMEOUT.
 func refused(op string, err error) error {
+	if storeRefused(err) {
+		return fmt.Errorf("%w: eventstore: %s: the server has no room for it: %w", ErrInvalidOption, op, err)
+	}
 	c := classify(op, err)
 	if errors.Is(c, ErrUnavailable) {
 		return c
