@@ -45,7 +45,7 @@ func TestRunClosedRecordsRequestsAcrossTheEnd(t *testing.T) {
 		t.Fatalf("recorded %d (overall %d, create %d) with errors %v; sent %d, %d of them failed",
 			rep.Completed, rep.Overall.Count, rep.Ops[Create].Count, rep.Overall.Errors, sent, failed)
 	}
-	if rep.Overall.LateOK != sent-failed || rep.Ops[Create].LateOK != sent-failed || okCount(rep) != 0 || rep.OKRate() != 0 || rep.Duration != 0.1 {
+	if rep.Overall.LateOK != sent-failed || rep.Ops[Create].LateOK != sent-failed || okCount(rep) != 0 || rep.OKRate() != 0 || rep.OKThroughput != 0 || rep.Duration != 0.1 {
 		t.Fatalf("%d succeeded after the end (create %d), %d within it at %v/s over %v s; want %d after it, none within the 0.1 s",
 			rep.Overall.LateOK, rep.Ops[Create].LateOK, okCount(rep), rep.OKRate(), rep.Duration, sent-failed)
 	}

@@ -145,14 +145,18 @@ type OpStats struct {
 
 // Report is the result of a run.
 type Report struct {
-	Target     string          `json:"target"`
-	Rate       float64         `json:"offered_rate"`
-	Duration   float64         `json:"duration_s"`
-	Completed  int64           `json:"completed"`
-	Dropped    int64           `json:"dropped"`
-	Throughput float64         `json:"throughput"`
-	Overall    OpStats         `json:"overall"`
-	Ops        map[Op]*OpStats `json:"ops"`
+	Target     string  `json:"target"`
+	Rate       float64 `json:"offered_rate"`
+	Duration   float64 `json:"duration_s"`
+	Completed  int64   `json:"completed"`
+	Dropped    int64   `json:"dropped"`
+	Throughput float64 `json:"throughput"`
+	// OKThroughput is OKRate: the successes per second, those a closed
+	// loop had answered after its end left out; what the floor's ratios
+	// compare, where Throughput counts every answer.
+	OKThroughput float64         `json:"ok_throughput"`
+	Overall      OpStats         `json:"overall"`
+	Ops          map[Op]*OpStats `json:"ops"`
 	// CPU is what the run cost in processor time, where it was measured
 	// (ordersbench floor's phases).
 	CPU  *CPU `json:"cpu,omitempty"`
@@ -306,6 +310,7 @@ func (r *recorder) finish(elapsed time.Duration) *Report {
 	}
 	fill(&rep.Overall, r.overall)
 	rep.Throughput = float64(rep.Completed) / elapsed.Seconds()
+	rep.OKThroughput = rep.OKRate()
 	return rep
 }
 

@@ -42,7 +42,7 @@ func TestMergeReportsAddsRunsUp(t *testing.T) {
 		parts = append(parts, r)
 	}
 	m := mergeReports("merged", parts)
-	var completed, gets, creates, unavailable int64
+	var completed, gets, creates, unavailable, late int64
 	var duration, lowP99, highP99, highMax float64
 	lowP99 = parts[0].Overall.P99
 	for _, p := range parts {
@@ -50,6 +50,7 @@ func TestMergeReportsAddsRunsUp(t *testing.T) {
 		gets += p.Ops[Get].Count
 		creates += p.Ops[Create].Count
 		unavailable += p.Overall.Errors["Unavailable"]
+		late += p.Overall.LateOK
 		duration += p.Duration
 		lowP99, highP99, highMax = min(lowP99, p.Overall.P99), max(highP99, p.Overall.P99), max(highMax, p.Overall.Max)
 	}
@@ -65,6 +66,10 @@ func TestMergeReportsAddsRunsUp(t *testing.T) {
 	}
 	if m.Throughput != float64(completed)/m.Duration {
 		t.Fatalf("throughput %v, want %v", m.Throughput, float64(completed)/m.Duration)
+	}
+	// The JSON's rate of successes is the one the ratios compare.
+	if ok := float64(completed-unavailable-late) / m.Duration; m.OKThroughput != ok || m.OKRate() != ok || m.Overall.LateOK != late {
+		t.Fatalf("successes %v/s (OKRate %v), want %v", m.OKThroughput, m.OKRate(), ok)
 	}
 	if m.Overall.P99 < lowP99 || m.Overall.P99 > highP99 || m.Overall.Max != highMax {
 		t.Fatalf("p99 %v outside the parts' %v–%v, or max %v not theirs (%v)", m.Overall.P99, lowP99, highP99, m.Overall.Max, highMax)
