@@ -45,14 +45,21 @@ type Stream struct {
 }
 
 // Open connects to url and creates (or reuses) RawStream, configured like
-// ORDERS. It returns the connection's or the server's error.
+// ORDERS: file storage, direct gets, and ORDERS' duplicate window when the
+// server has that stream (DUPLICATE_WINDOW changes what a publish costs;
+// the store's default otherwise). It returns the connection's or the
+// server's error.
 func Open(ctx context.Context, url string) (*Stream, error) {
 	nc, js, err := connect(url)
 	if err != nil {
 		return nil, err
 	}
+	dup := eventstore.DefaultDuplicateWindow
+	if orders, err := js.Stream(ctx, eventstore.DefaultStreamName); err == nil {
+		dup = orders.CachedInfo().Config.Duplicates
+	}
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: RawStream, Subjects: []string{"benchraw.*"},
-		Storage: jetstream.FileStorage, AllowDirect: true, Duplicates: eventstore.DefaultDuplicateWindow})
+		Storage: jetstream.FileStorage, AllowDirect: true, Duplicates: dup})
 	if err != nil {
 		nc.Close()
 		return nil, err
