@@ -106,6 +106,26 @@ func (s *Service) open(ctx context.Context, e entry) (entry, error) {
 // forgottenType is the type of the events that record an erasure.
 var forgottenType = order.CustomerForgotten{}.EventType()
 
+// confirmKey drops customerID's cached key when the keys' leader says the
+// customer has none (forgotten): an order's history is read from its own
+// subject, without the erasure, and a node whose keyring has not yet
+// learnt of it (its watch of the keys is behind) would open, in the clear,
+// an event another such node sealed after the erasure with the destroyed
+// key. One read of the leader per history; when it cannot answer, the
+// cache stands, as before.
+func (s *Service) confirmKey(ctx context.Context, customerID string) {
+	k, ok := s.keys.(interface {
+		Has(ctx context.Context, customerID string) (bool, error)
+		Drop(customerID string)
+	})
+	if !ok {
+		return
+	}
+	if has, err := k.Has(ctx, customerID); err == nil && !has {
+		k.Drop(customerID)
+	}
+}
+
 // openFailed is the answer of a read whose event e's sealed personal data
 // could not be opened (open's err): DATA_LOSS naming its position when the
 // envelope does not authenticate (altered, or moved from another event),
@@ -193,6 +213,9 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 		if out[i].err != nil {
 			s.log.WarnContext(ctx, "audit: an order's history holds an undecodable payload", "order_id", id, "position", r.Position, "err", out[i].err)
 			return nil, dataLoss(out[i])
+		}
+		if c, ok := out[i].ev.(order.OrderCreated); ok && i == 0 {
+			s.confirmKey(ctx, c.CustomerID)
 		}
 		if out[i], err = s.open(ctx, out[i]); err != nil {
 			return nil, s.openFailed(ctx, out[i], err)
