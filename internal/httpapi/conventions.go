@@ -68,16 +68,6 @@ func conventions(cfg config, next http.Handler) http.Handler {
 			writeStatus(w, r, http.StatusBadRequest, err)
 			return
 		}
-		if r.URL.RawQuery != "" {
-			// Strictly: URL.Query drops a pair it cannot parse (a ';', a
-			// bad escape) without a word, and a command's
-			// ?expectedRevision=99; then skipped its concurrency check
-			// (grpc-gateway reads no query on a body route).
-			if conv.query, err = url.ParseQuery(r.URL.RawQuery); err != nil {
-				writeStatus(w, r, http.StatusBadRequest, invalid("query", "must be name=value pairs joined by '&', percent-escaped"))
-				return
-			}
-		}
 		withBody := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
 		conv.bodyOnly = withBody
 		req := r.WithContext(context.WithValue(r.Context(), conventionsKey{}, conv))
@@ -104,39 +94,49 @@ func conventions(cfg config, next http.Handler) http.Handler {
 	})
 }
 
-// checkUTF8 rejects a decoded path, query parameter name or value that is
-// not valid UTF-8: it would reach a proto string field, which cannot hold
-// it, and fail as an internal error when the request is marshalled.
-func checkUTF8(u *url.URL) error {
+// parseURL returns u's query parameters (nil for none), parsed strictly,
+// and rejects a decoded path, query parameter name or value that is not
+// valid UTF-8: it would reach a proto string field, which cannot hold it,
+// and fail as an internal error when the request is marshalled. URL.Query
+// drops a pair it cannot parse (a ';', a bad escape) without a word: a
+// command's ?expectedRevision=99; then skipped its concurrency check
+// (grpc-gateway reads no query on a body route), and a watch's dropped
+// filter watched every order; such a query is refused.
+func parseURL(u *url.URL) (url.Values, error) {
 	if !utf8.ValidString(u.Path) {
-		return invalid("path", "must be valid UTF-8 once percent-decoded")
+		return nil, invalid("path", "must be valid UTF-8 once percent-decoded")
 	}
 	if u.RawQuery == "" {
-		return nil
+		return nil, nil
 	}
-	q, _ := url.ParseQuery(u.RawQuery) // a malformed escape is grpc-gateway's 400
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, invalid("query", "must be name=value pairs joined by '&', percent-escaped")
+	}
 	for _, k := range slices.Sorted(maps.Keys(q)) {
 		if !utf8.ValidString(k) {
-			return invalid(strings.ToValidUTF8(k, "\uFFFD"), "query parameter name must be valid UTF-8 once percent-decoded")
+			return nil, invalid(strings.ToValidUTF8(k, "\uFFFD"), "query parameter name must be valid UTF-8 once percent-decoded")
 		}
 		for _, v := range q[k] {
 			if !utf8.ValidString(v) {
-				return invalid(k, "must be valid UTF-8 once percent-decoded")
+				return nil, invalid(k, "must be valid UTF-8 once percent-decoded")
 			}
 		}
 	}
-	return nil
+	return q, nil
 }
 
 // readConventions is what every REST request passes before its handler,
-// streams included: the convention headers parse and the URL decodes to
-// UTF-8. Either failing is a 400.
+// streams included: the convention headers parse, and the URL decodes to
+// UTF-8 with a query that parses (parseURL), kept for apply. Either
+// failing is a 400.
 func readConventions(r *http.Request) (*requestConventions, error) {
 	conv, err := parseConventions(r.Header)
 	if err != nil {
 		return nil, err
 	}
-	return conv, checkUTF8(r.URL)
+	conv.query, err = parseURL(r.URL)
+	return conv, err
 }
 
 // parseConventions reads Idempotency-Key, If-Match and X-Min-Position.

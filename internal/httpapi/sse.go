@@ -197,14 +197,7 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 // fields req already holds from the path: query parameters naming them are
 // ignored, as grpc-gateway ignores them.
 func fillWatchRequest(r *http.Request, req fromPositioned, pathFields *utilities.DoubleArray) error {
-	conv := conventionsFrom(r.Context()) // sseWatch runs behind conventions only
-	var err error
-	// Parsed strictly, as grpc-gateway parses the other routes' queries:
-	// URL.Query drops a pair it cannot parse (a bad escape, a ';'), and a
-	// dropped filter watched every order.
-	if conv.query, err = url.ParseQuery(r.URL.RawQuery); err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
+	conv := conventionsFrom(r.Context()) // sseWatch runs behind conventions only, which parsed the query strictly
 	if err := runtime.PopulateQueryParameters(req, conv.query, pathFields); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
