@@ -426,7 +426,9 @@ func pathAgrees(next runtime.HandlerFunc) runtime.HandlerFunc {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		var fields map[string]json.RawMessage
-		if json.Unmarshal(body, &fields) == nil { // a body that is no object is the decoder's 400
+		// Parsed only when it may name a parameter: most bodies do not,
+		// and every command would otherwise be decoded twice.
+		if namesAny(body, params) && json.Unmarshal(body, &fields) == nil { // a body that is no object is the decoder's 400
 			for name, v := range params {
 				for _, key := range []string{name, lowerCamel(name)} {
 					raw, ok := fields[key]
@@ -443,6 +445,19 @@ func pathAgrees(next runtime.HandlerFunc) runtime.HandlerFunc {
 		}
 		next(w, r, params)
 	}
+}
+
+// namesAny reports whether body holds, as a string, the name of one of the
+// path's parameters or its proto3 JSON name: unless it does, it names none
+// as a field (but for a key spelt with JSON escapes, which is not looked
+// for: the path's value wins for it, as it did for every body before).
+func namesAny(body []byte, params map[string]string) bool {
+	for name := range params {
+		if bytes.Contains(body, []byte(`"`+name+`"`)) || bytes.Contains(body, []byte(`"`+lowerCamel(name)+`"`)) {
+			return true
+		}
+	}
+	return false
 }
 
 // lowerCamel is the proto3 JSON name of a snake_case field name.
