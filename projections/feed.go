@@ -532,7 +532,10 @@ func bringsPersonalData(e order.Event) bool {
 // after it are opened: one sealed by another process that had not yet
 // learnt of the erasure must not open in the clear here.
 func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore.Recorded) ([]Change, error) {
-	dropper, _ := keys.(interface{ Drop(customerID string) })
+	decode := func(rec eventstore.Recorded) Item { return DecodeWith(ctx, keys, rec) }
+	if k, ok := keys.(Keyring); ok {
+		decode = func(rec eventstore.Recorded) Item { return decodeInOrder(ctx, k, rec) }
+	}
 	var (
 		st       order.State
 		out      []Change
@@ -545,14 +548,11 @@ func HistoryChanges(ctx context.Context, keys convert.Keyring, recs []eventstore
 		personal bool
 	)
 	for _, rec := range recs {
-		it := DecodeWith(ctx, keys, rec)
+		it := decode(rec)
 		if err := it.keyTrouble(); err != nil {
 			return nil, err
 		}
 		if f, ok := it.Event.(order.CustomerForgotten); ok && it.Err == nil {
-			if dropper != nil {
-				dropper.Drop(f.CustomerID)
-			}
 			if st.Exists() && f.CustomerID == st.CustomerID && personal {
 				st, personal = eraseState(st), false
 				out = append(out, Change{Position: rec.Position, OrderID: st.ID, Type: rec.Type, Actor: rec.Meta.Actor,
