@@ -97,13 +97,13 @@ func (b *Bucket) Create(ctx context.Context, key string, value []byte) error {
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("%w: %s", ErrExists, key)
 	}
-	return wrap("create", key, err)
+	return wrapWrite("create", key, err)
 }
 
 // Put stores value under key, replacing what it held.
 func (b *Bucket) Put(ctx context.Context, key string, value []byte) error {
 	_, err := b.kv.Put(ctx, key, value)
-	return wrap("put", key, err)
+	return wrapWrite("put", key, err)
 }
 
 // Get returns the value of key; ErrNotFound when it holds none.
@@ -145,7 +145,7 @@ func (b *Bucket) Update(ctx context.Context, key string, value []byte, revision 
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return 0, fmt.Errorf("%w: %s", ErrChanged, key)
 	}
-	return rev, wrap("update", key, err)
+	return rev, wrapWrite("update", key, err)
 }
 
 // DeleteAt removes the value of key if it is still at revision;
@@ -155,13 +155,13 @@ func (b *Bucket) DeleteAt(ctx context.Context, key string, revision uint64) erro
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return fmt.Errorf("%w: %s", ErrChanged, key)
 	}
-	return wrap("delete", key, err)
+	return wrapWrite("delete", key, err)
 }
 
 // Delete removes the value of key; deleting a key without a value is not
 // an error.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
-	return wrap("delete", key, b.kv.Delete(ctx, key))
+	return wrapWrite("delete", key, b.kv.Delete(ctx, key))
 }
 
 // Keys returns the keys holding a value, as of the call. A listing cut
@@ -181,22 +181,27 @@ func (b *Bucket) Keys(ctx context.Context) ([]string, error) {
 	return keys, nil
 }
 
-func wrap(op, key string, err error) error {
+// wrap prefixes a read's err with op and key, classifying an outage of
+// NATS as the event store does (eventstore.Unavailable): a caller answers
+// UNAVAILABLE (retry later) rather than INTERNAL, or DEADLINE_EXCEEDED for
+// a deadline the NATS client set, not the caller.
+func wrap(op, key string, err error) error { return wrapErr(op, key, err, false) }
+
+// wrapWrite is wrap for a write, whose timeout is not an outage: a write
+// that got no answer in time may have been applied, and retried as
+// unavailable a settle whose removal went through would be answered "not
+// parked". Its caller decides what that means.
+func wrapWrite(op, key string, err error) error { return wrapErr(op, key, err, true) }
+
+func wrapErr(op, key string, err error, write bool) error {
 	if err == nil {
 		return nil
 	}
-	write := op == "create" || op == "put" || op == "update" || op == "delete"
 	if key != "" {
 		op += " " + key
 	}
-	// A write that got no answer in time may have been applied: retried
-	// as unavailable, a settle whose removal went through would be
-	// answered "not parked". Its caller decides what that means.
 	answerLost := write && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout))
 	if eventstore.Unavailable(err) && !errors.Is(err, eventstore.ErrUnavailable) && !answerLost {
-		// As the event store's: a caller answers UNAVAILABLE (retry
-		// later) rather than INTERNAL, or DEADLINE_EXCEEDED for a
-		// deadline the NATS client set, not the caller.
 		return fmt.Errorf("bucket: %s: %w: %w", op, eventstore.ErrUnavailable, err)
 	}
 	return fmt.Errorf("bucket: %s: %w", op, err)
