@@ -42,14 +42,7 @@ func TestEventAfterAForgetIsNotOpenedWithTheDestroyedKey(t *testing.T) {
 		}
 		return res.Position
 	}
-	seal := func(e order.Event) (string, []byte) {
-		t.Helper()
-		typ, data, err := convert.SealEvent(ctx, ringA, id, customer, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return typ, data
-	}
+	seal := sealing(t, ringA, id, customer)
 	typ, data := seal(order.OrderCreated{OrderID: id, CustomerID: customer, Currency: "EUR",
 		Shipping: &order.Address{Name: "Ada", Line1: "17 Forgetmenot Lane", City: "London", Country: "GB"}})
 	appendTo(id, 0, typ, data)
@@ -111,5 +104,18 @@ func TestEventAfterAForgetIsNotOpenedWithTheDestroyedKey(t *testing.T) {
 	}
 	if o.State.TrackingNumber != "" || !o.State.TrackingNumberErased {
 		t.Errorf("after a rebuild: tracking number %q, erased %v; want erased", o.State.TrackingNumber, o.State.TrackingNumberErased)
+	}
+}
+
+// sealing returns what seals an event of order id, for customer, with
+// ring's key, as the command side does; it fails t on error.
+func sealing(t *testing.T, ring convert.Keyring, id, customer string) func(order.Event) (string, []byte) {
+	return func(e order.Event) (string, []byte) {
+		t.Helper()
+		typ, data, err := convert.SealEvent(t.Context(), ring, id, customer, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return typ, data
 	}
 }

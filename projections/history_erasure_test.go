@@ -77,14 +77,7 @@ func TestHistoryChangesAfterAnErasureDoNotOpenWithACachedKey(t *testing.T) {
 	rec := func(subject string, pos, ver uint64, typ string, data []byte) eventstore.Recorded {
 		return eventstore.Recorded{OrderID: subject, Position: pos, Version: ver, Type: typ, Data: data, Time: now, Meta: eventstore.Metadata{OccurredAt: now}}
 	}
-	seal := func(e order.Event) (string, []byte) {
-		t.Helper()
-		typ, data, err := convert.SealEvent(ctx, sealer, id, customer, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return typ, data
-	}
+	seal := sealing(t, sealer, id, customer)
 	typ, data := seal(order.OrderCreated{OrderID: id, CustomerID: customer, Currency: "EUR",
 		Shipping: &order.Address{Name: "Ada", Line1: "1 Analytical Way", City: "London", Country: "GB"}})
 	created := rec(id, 1, 1, typ, data)
