@@ -270,3 +270,54 @@ func TestBucketWithoutItsServerIsUnavailable(t *testing.T) {
 		t.Errorf("Put timed out without the server: %v, want an error that is not ErrUnavailable", err)
 	}
 }
+
+// Remove takes a key out of the bucket leaving nothing behind: the
+// bucket's stream holds no message for it, where Delete leaves a marker
+// for good. It leaves the other keys alone, and a key that would be a
+// wildcard in a subject filter is refused rather than removing others.
+func TestRemoveLeavesNoMarker(t *testing.T) {
+	_, js := estest.Connect(t, estest.StartServer(t))
+	ctx := t.Context()
+	b, err := bucket.Open(ctx, js, "REMOVE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"sent.a.1", "sent.a.2", "kept"} {
+		if err := b.Put(ctx, k, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"sent.a.1", "sent.a.2", "never.written"} {
+		if err := b.Remove(ctx, k); err != nil {
+			t.Fatalf("Remove(%s): %v", k, err)
+		}
+	}
+	for _, k := range []string{"sent.*", "sent.>", "", "a..b", "a b"} {
+		if err := b.Remove(ctx, k); !errors.Is(err, bucket.ErrInvalidKey) {
+			t.Fatalf("Remove(%q): %v, want ErrInvalidKey", k, err)
+		}
+	}
+	if _, err := b.Get(ctx, "sent.a.1"); !errors.Is(err, bucket.ErrNotFound) {
+		t.Fatalf("Get of a removed key: %v, want ErrNotFound", err)
+	}
+	if keys, err := b.Keys(ctx); err != nil || !slices.Equal(keys, []string{"kept"}) {
+		t.Fatalf("Keys = %v, %v; want only the key not removed", keys, err)
+	}
+	st, err := js.Stream(ctx, "KV_REMOVE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("the bucket's stream holds %d messages, want the kept key's alone", info.State.Msgs)
+	}
+	if err := b.Delete(ctx, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if info, err = st.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("after Delete the stream holds %v messages (%v), want its marker", info.State.Msgs, err)
+	}
+}
