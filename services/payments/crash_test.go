@@ -69,6 +69,15 @@ func (g crashingGateway) Charge(ctx context.Context, req payments.ChargeRequest)
 	return g.Provider.Charge(ctx, req)
 }
 
+// KeyLifetime is the wrapped provider's (0 for one without), so that a
+// manager of a crashing provider knows it as it would the provider's own.
+func (g crashingGateway) KeyLifetime() time.Duration {
+	if kl, ok := g.Provider.(payments.KeyLifetime); ok {
+		return kl.KeyLifetime()
+	}
+	return 0
+}
+
 type crashingCommands struct {
 	ordersv1.OrderCommandServiceClient
 	c *crashPoint

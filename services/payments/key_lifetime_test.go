@@ -235,7 +235,7 @@ func TestRetryThatSendsNothingLeavesNoKeyTime(t *testing.T) {
 		t.Fatalf("retry while the circuit is open: %v, %v; want the job parked again", res, err)
 	}
 	b := parkedBucket(t, e.js)
-	keys, err := b.Keys(t.Context())
+	keys, err := jobKeys(t.Context(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,5 +251,105 @@ func TestRetryThatSendsNothingLeavesNoKeyTime(t *testing.T) {
 		if j["order_id"] == id && j["key_used_at"] != nil {
 			t.Fatalf("the job parked again without reaching the provider: %v; want no time its key went out", j)
 		}
+	}
+}
+
+// A manager dies after its charge took the money and before it learned
+// so; the job is delivered again only after the provider may have
+// forgotten the charge's key. It is not sent again, which would charge a
+// second time: the dead manager recorded, before the call, when the key
+// went out, and the delivery again parks the job for an operator to
+// settle with the provider. Before, a delivery again did not know when
+// the key went out, and charged again.
+func TestDeliveryAgainAfterTheKeyLifetimeDoesNotChargeAgain(t *testing.T) {
+	e := start(t)
+	gw := &forgetful{lifetime: 300 * time.Millisecond, first: map[string]time.Time{}, refs: map[string]string{}}
+	// An attempt timeout of 200 ms makes the AckWait its floor of 1 s.
+	opts := []payments.Option{fast(), payments.WithRetry(5, 200*time.Millisecond, time.Millisecond, 2*time.Millisecond), quickFailover()}
+	c := &crashPoint{at: 1, after: true, died: make(chan struct{})}
+	done, stop := e.runOwnConn(t, gw, c, opts...)
+	id := e.place(t, "crash-then-forgotten", 100)
+	select {
+	case <-c.died:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the manager never charged")
+	}
+	<-done
+	stop()
+	for deadline := time.Now().Add(gw.lifetime); time.Now().Before(deadline); { // the condition under test: the key's lifetime passing
+		time.Sleep(20 * time.Millisecond)
+	}
+	gw.up()
+	e.runOwnConn(t, gw, nil, opts...)
+	if p := e.waitParked(t, 1); p[0].GetOrderId() != id {
+		t.Fatalf("parked %v, want %s", p, id)
+	}
+	if n := gw.charges(); n != 1 {
+		t.Fatalf("money taken %d times, want once", n)
+	}
+	if n := e.outcomes(t, id, "PaymentAuthorized"); n != 0 {
+		t.Fatalf("%d payments recorded, want none before an operator settles", n)
+	}
+	// The parked job keeps when its key went out; the record of it goes.
+	if at, ok := parkedJob(t, e)["key_used_at"].(string); !ok || at == "" {
+		t.Fatalf("parked job without the time its key went out: %v", parkedJob(t, e))
+	}
+	b := parkedBucket(t, e.js)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		all, err := b.Keys(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bucket keys %v; want only the parked job's", all)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the bucket
+	}
+	// Nor does it leave a marker in the bucket's stream, one per job.
+	st, err := e.js.Stream(t.Context(), "KV_"+payments.ParkedBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(t.Context()); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("the bucket's stream: %v, %v; want the parked job's message alone", info.State, err)
+	}
+}
+
+// With a provider that forgets keys, every charge records when its key
+// went out before sending it, and a job done removes the record without a
+// trace: the bucket's stream is left empty, not with a marker per order.
+func TestChargesDoneLeaveNothingInTheBucket(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{KeyTTL: time.Hour})
+	e.run(t, sim, fast())
+	const orders = 5
+	for range orders {
+		e.place(t, "keys-expire", 100)
+	}
+	if got := e.waitFor(t, orders, "PaymentAuthorized"); len(got) != orders {
+		t.Fatalf("%d orders paid, want %d", len(got), orders)
+	}
+	st, err := e.js.Stream(t.Context(), "KV_"+payments.ParkedBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		info, err := st.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			if info.State.LastSeq < orders {
+				t.Fatalf("the bucket's stream took %d messages for %d charges; want a record written before each", info.State.LastSeq, orders)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bucket's stream holds %d messages after every job was done, want none", info.State.Msgs)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the stream
 	}
 }

@@ -10,7 +10,10 @@
 // from the order and the triggering event ("charge:<order>:<position>",
 // "refund:<order>"), and every recording a request id derived from the
 // triggering event ("pay:<position>", "refund:<position>"), which the
-// command side deduplicates.
+// command side deduplicates. A provider forgets keys after a while
+// (KeyLifetime): before a delivered job first sends its key, it writes
+// when into the bucket, so that a delivery of it again after the key may
+// be forgotten parks the job instead of charging or refunding twice.
 //
 // Transient gateway errors are retried with exponential backoff and full
 // jitter, a timeout per attempt, and a bounded number of attempts; then the
@@ -135,6 +138,9 @@ type Parked interface {
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 	DeleteAt(ctx context.Context, key string, revision uint64) error
 	Delete(ctx context.Context, key string) error
+	// Remove is Delete leaving no marker behind, for the keys written
+	// once per job (the records of when keys went out).
+	Remove(ctx context.Context, key string) error
 	Keys(ctx context.Context) ([]string, error)
 }
 
@@ -346,7 +352,7 @@ func New(ctx context.Context, store Store, parked Parked, cmds ordersv1.OrderCom
 		}
 	}
 	m.tracer = m.tp.Tracer("github.com/orderstream/orderstream/services/payments")
-	keys, err := m.kv.Keys(ctx)
+	keys, err := m.jobKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("payments: parked bucket: %w", err)
 	}
@@ -454,6 +460,16 @@ type job struct {
 	// provider (zero: none did, or an earlier build's job), for a
 	// provider that forgets keys (KeyLifetime).
 	KeyUsedAt time.Time `json:"key_used_at,omitzero"`
+
+	// sent is, for a delivered job of a provider that forgets keys, the
+	// bucket key of the record of when its key first went out (see
+	// sendingKey), which outlives the delivery: "" for a retry, whose
+	// lease keeps that time in the parked job instead. sentKnown says
+	// KeyUsedAt holds what the record held (a first delivery: nothing),
+	// and sentMaybe that the record may exist, to be removed once the
+	// job is done or parked.
+	sent                 string
+	sentKnown, sentMaybe bool
 }
 
 // result of running a job.
@@ -578,6 +594,9 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 		// under it.
 		j.MaybeCharged, j.MaybeRefunded = j.Kind == kindCharge, j.Kind == kindRefund
 	}
+	if m.keyLifetime > 0 {
+		j.sent, j.sentKnown = sentKey(j), msg.NumDelivered == 1
+	}
 	m.busy.Add(1)
 	defer m.busy.Add(-1)
 	// The job is one consumer "process" span, a child of the append that
@@ -618,6 +637,7 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
 			m.log.WarnContext(ctx, "payments: ack failed; the job will be redelivered and deduplicated", "order", j.OrderID, "err", err)
 		}
+		m.forgetSent(ctx, j)
 	case abandon:
 		_ = msg.Nak()
 	}
@@ -640,12 +660,80 @@ func (m *Manager) keyMayBeForgotten(j job) error {
 		errSettleByHand, since.Round(time.Second), m.keyLifetime, j.Kind)
 }
 
-// keyUsed records that an attempt sends j's key to the provider now,
-// unless an earlier one did (see job.KeyUsedAt).
-func (j *job) keyUsed() {
-	if j.KeyUsedAt.IsZero() {
-		j.KeyUsedAt = time.Now().UTC()
+// sendingKey records that an attempt sends j's key to the provider now,
+// unless an earlier one did (see job.KeyUsedAt). For a delivered job of a
+// provider that forgets keys it first writes that time into the bucket,
+// where a delivery of the job again (after a crash, or handed back at the
+// outage limit) reads it (knowSent): without it, a job delivered again
+// after an outage longer than the key's lifetime sent its forgotten key
+// again and could charge twice. A write that fails is an outage (errOutage),
+// and the key is not sent.
+func (m *Manager) sendingKey(ctx context.Context, j *job) error {
+	if !j.KeyUsedAt.IsZero() {
+		return nil
 	}
+	at := time.Now().UTC()
+	if j.sent != "" {
+		j.sentMaybe = true
+		wctx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
+		err := m.kv.Put(wctx, j.sent, at.AppendFormat(nil, time.RFC3339Nano))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("recording when the job's key goes out: %w: %w", errOutage, err)
+		}
+	}
+	j.KeyUsedAt = at
+	return nil
+}
+
+// knowSent reads, for a job delivered again, when an earlier delivery
+// first sent its key (see sendingKey) into j.KeyUsedAt. A read that fails
+// is an outage (errOutage): the job cannot tell whether its key may be
+// forgotten.
+func (m *Manager) knowSent(ctx context.Context, j *job) error {
+	if j.sent == "" || j.sentKnown {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
+	v, err := m.kv.Get(rctx, j.sent)
+	cancel()
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("reading when the job's key went out: %w: %w", errOutage, err)
+	default:
+		at, err := time.Parse(time.RFC3339Nano, string(v))
+		if err != nil {
+			// Unreadable: taken as sent long ago, which parks the job
+			// rather than risk a second charge under a forgotten key.
+			at = time.Unix(0, 0)
+		}
+		j.KeyUsedAt, j.sentMaybe = at.UTC(), true
+	}
+	j.sentKnown = true
+	return nil
+}
+
+// forgetSent removes the record of when a job's key went out, once the
+// job is done or parked (a parked job keeps that time itself). One left
+// behind, its removal failing, is a few bytes that nothing reads again.
+func (m *Manager) forgetSent(ctx context.Context, j job) {
+	if !j.sentMaybe {
+		return
+	}
+	if err := m.kv.Remove(context.WithoutCancel(ctx), j.sent); err != nil {
+		m.log.WarnContext(ctx, "payments: could not remove the record of when a job's key went out", "order", j.OrderID, "err", err)
+	}
+}
+
+// sentPrefix begins the bucket keys of the records of when jobs' keys went
+// out (sendingKey); the bucket's other keys are parked jobs.
+const sentPrefix = "sent."
+
+// sentKey is the bucket key of the record of when j's key first went out:
+// one per triggering event, as the key is.
+func sentKey(j job) string {
+	return sentPrefix + parkKey(j.Kind, j.OrderID) + "." + strconv.FormatUint(j.Position, 10)
 }
 
 // errSettleByHand marks a job whose money no attempt can set right (a
@@ -801,6 +889,9 @@ func (m *Manager) sleepAtLeast(ctx context.Context, n int, least time.Duration) 
 
 // attempt runs one attempt of a job on the order's current state.
 func (m *Manager) attempt(ctx context.Context, j *job, n int) (result, bool, error) {
+	if err := m.knowSent(ctx, j); err != nil {
+		return done, true, err
+	}
 	v, err := m.state(ctx, j.OrderID)
 	if err != nil {
 		return done, true, err
@@ -895,7 +986,10 @@ func (m *Manager) charge(ctx context.Context, j *job, v view, attempt int) (resu
 	if err != nil {
 		return done, true, err
 	}
-	j.keyUsed()
+	if err := m.sendingKey(ctx, j); err != nil {
+		m.breaker.cancel(probe)
+		return done, true, err
+	}
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
 	actx, span := m.tracer.Start(actx, "payment.charge", trace.WithAttributes(
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
@@ -980,7 +1074,10 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 	if err != nil {
 		return done, true, err
 	}
-	j.keyUsed()
+	if err := m.sendingKey(ctx, j); err != nil {
+		m.breaker.cancel(probe)
+		return done, true, err
+	}
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
 	actx, span := m.tracer.Start(actx, "payment.void", trace.WithAttributes(
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
@@ -1066,7 +1163,10 @@ func (m *Manager) refund(ctx context.Context, j *job, v view, attempt int) (resu
 	if err != nil {
 		return done, true, err
 	}
-	j.keyUsed()
+	if err := m.sendingKey(ctx, j); err != nil {
+		m.breaker.cancel(probe)
+		return done, true, err
+	}
 	actx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
 	actx, span := m.tracer.Start(actx, "payment.refund", trace.WithAttributes(
 		attribute.String("order.id", j.OrderID), attribute.Int64("log.position", int64(j.Position)), attribute.Int("payment.attempt", attempt)))
@@ -1123,9 +1223,16 @@ func (m *Manager) park(ctx context.Context, j job) (added bool, err error) {
 	return false, m.kv.Put(ctx, key, b)
 }
 
+// jobKeys returns the bucket's keys of parked jobs: all of its keys but
+// the records of when keys went out (sentPrefix).
+func (m *Manager) jobKeys(ctx context.Context) ([]string, error) {
+	keys, err := m.kv.Keys(ctx)
+	return slices.DeleteFunc(keys, func(k string) bool { return strings.HasPrefix(k, sentPrefix) }), err
+}
+
 // Parked lists parked jobs, oldest first.
 func (m *Manager) Parked(ctx context.Context) ([]job, error) {
-	keys, err := m.kv.Keys(ctx)
+	keys, err := m.jobKeys(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,10 @@
 package payments_test
 
 import (
+	"context"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,11 +113,22 @@ func TestALeaseHoldsItsJobUntilItRunsOut(t *testing.T) {
 // onlyKey returns the key of the one job parked in b.
 func onlyKey(t *testing.T, b *bucket.Bucket) string {
 	t.Helper()
-	keys, err := b.Keys(t.Context())
+	keys, err := jobKeys(t.Context(), b)
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("parked keys %v, %v; want one", keys, err)
 	}
 	return keys[0]
+}
+
+// sentPrefix begins the bucket's keys that are not parked jobs: the
+// records of when jobs' keys went out, which a delivered job removes once
+// it is done or parked.
+const sentPrefix = "sent."
+
+// jobKeys lists the bucket's keys of parked jobs, and the error of listing.
+func jobKeys(ctx context.Context, b *bucket.Bucket) ([]string, error) {
+	keys, err := b.Keys(ctx)
+	return slices.DeleteFunc(keys, func(k string) bool { return strings.HasPrefix(k, sentPrefix) }), err
 }
 
 // leaseOf returns the end of the lease the one parked job holds.
