@@ -29,8 +29,31 @@ const swapGrace = 10 * time.Second
 // ctx ends first, the live read model is untouched and the partial one
 // deleted.
 func (r *Runner) Rebuild(ctx context.Context, progress func(Progress)) error {
-	_, err := r.rebuild(ctx, progress)
-	return err
+	rp, err := r.rebuild(ctx, progress)
+	if err != nil {
+		return err
+	}
+	r.rebuilt(rp, "the rebuild")
+	return nil
+}
+
+// rebuilt counts and reports what the replay rp, swapped in by what (a
+// rebuild, the bulk catch-up), dead-lettered: events it dead-lettered
+// again count again (DeadLettered, the dead_lettered metric), as the
+// replay met them again. The last event's time moves only forward: a
+// rebuild swapped in under a runner that follows the log may end before
+// the event the runner applied last.
+func (r *Runner) rebuilt(rp *replay, what string) {
+	r.dead.Add(rp.dead)
+	for n := rp.last.UnixNano(); !rp.last.IsZero(); {
+		old := r.lastTime.Load()
+		if n <= old || r.lastTime.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	if rp.dead > 0 {
+		r.logger.Error("projection: events dead-lettered by "+what+"; see the read model's dead letters", "count", rp.dead)
+	}
 }
 
 // rebuild is Rebuild; it returns the replay, whose position, dead letters

@@ -549,13 +549,7 @@ func (r *Runner) catchUpInBulk(ctx context.Context, head uint64) (pos uint64, sw
 		rp, err := r.rebuild(ctx, progress)
 		switch {
 		case err == nil:
-			r.dead.Add(rp.dead)
-			if !rp.last.IsZero() {
-				r.lastTime.Store(rp.last.UnixNano())
-			}
-			if rp.dead > 0 {
-				r.logger.Error("projection: events dead-lettered by the bulk catch-up; see the read model's dead letters", "count", rp.dead)
-			}
+			r.rebuilt(rp, "the bulk catch-up")
 			r.logger.Info("projection: caught up in bulk", "position", rp.pos, "took", time.Since(start).Round(time.Millisecond))
 			return rp.pos, true, nil
 		case ctx.Err() != nil:

@@ -271,6 +271,13 @@ func TestRunnerCatchesUpInBulkOnAnEmptyReadModel(t *testing.T) {
 	if l, b := live.r.DeadLettered(), bulk.r.DeadLettered(); l != 1 || b != 1 {
 		t.Fatalf("dead letters counted: %d batch by batch, %d in bulk; want 1 each", l, b)
 	}
+	// A rebuild meets the event again, and counts it again.
+	if err := live.r.Rebuild(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := live.r.DeadLettered(); n != 2 {
+		t.Fatalf("dead letters counted after a rebuild: %d, want 2", n)
+	}
 	if !errors.Is(bulk.watcher.Err(), projections.ErrFeedRestarted) || len(bulk.watcher.C()) != 0 {
 		t.Fatalf("bulk runner's watcher: %d changes, %v; want none and ErrFeedRestarted", len(bulk.watcher.C()), bulk.watcher.Err())
 	}
