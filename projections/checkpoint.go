@@ -3,9 +3,13 @@ package projections
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // checkpointPause is the least time between two background checkpoints.
@@ -44,12 +48,20 @@ type checkpointer struct {
 	stop    chan struct{}
 	done    chan struct{}
 	stopped sync.Once
+	// failed holds what the last background checkpoint failed with; nil
+	// once one got through (see ReadModel.CheckpointErr).
+	failed atomic.Pointer[error]
 }
 
 // startCheckpointer opens the checkpoint connection to the database at
 // path and starts checkpointing after commits.
 func startCheckpointer(path string) (*checkpointer, error) {
-	db, err := sql.Open("sqlite", dsnBusy(path, false, checkpointBusy))
+	return openCheckpointer(path, dsnBusy(path, false, checkpointBusy))
+}
+
+// openCheckpointer is startCheckpointer over the DSN dsn of path.
+func openCheckpointer(path, dsn string) (*checkpointer, error) {
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
@@ -81,8 +93,17 @@ func (c *checkpointer) run() {
 		// PASSIVE copies what no reader still needs and waits for no one.
 		// What it leaves, busy or failing, stays in the WAL, which is
 		// durable, for the next round or the writer's own checkpoint
-		// (writerCheckpointPages), whose error SQLite ignores too.
-		_, _ = c.db.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
+		// (writerCheckpointPages), whose error SQLite ignores. A failure
+		// (the disk full or failing) is kept for the runner to report:
+		// until a checkpoint gets through the WAL grows, and every read
+		// searches it.
+		_, err := c.db.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
+		switch {
+		case err == nil:
+			c.failed.Store(nil)
+		case !busy(err):
+			c.failed.Store(&err)
+		}
 		pause.Reset(checkpointPause)
 		select {
 		case <-c.stop:
@@ -90,6 +111,18 @@ func (c *checkpointer) run() {
 		case <-pause.C:
 		}
 	}
+}
+
+// busy reports whether err is SQLite's answer that another connection
+// holds what a checkpoint needs (the writer's own checkpoint running):
+// nothing failed, and the next round checkpoints.
+func busy(err error) bool {
+	var se interface{ Code() int }
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff // the primary result code
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
 // checkpointBusy is how long the checkpoint connection waits for a lock

@@ -555,6 +555,21 @@ func (m *ReadModel) Position(ctx context.Context) (uint64, error) {
 	return p, err
 }
 
+// CheckpointErr returns what the last checkpoint of the write-ahead log
+// into the file, run in the background after commits, failed with (the
+// disk full or failing, say), and nil once one got through. Applies do not
+// fail for it: their commits are in the log, which is durable; but until
+// a checkpoint gets through it grows, and reads slow down.
+func (m *ReadModel) CheckpointErr() error {
+	if m.ck == nil {
+		return nil
+	}
+	if err := m.ck.failed.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
 // DeadLettered returns the number of events recorded as dead letters.
 func (m *ReadModel) DeadLettered(ctx context.Context) (uint64, error) {
 	var n uint64

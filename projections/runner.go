@@ -191,6 +191,9 @@ type Runner struct {
 	uncommitted []Change
 	forgot      []forgotten // the customers the uncommitted changes forgot
 	commitTimer *time.Timer
+	// ckFailing: the last commit found the read model's checkpoints
+	// failing (see checkpoints); with applyMu held.
+	ckFailing   bool
 	commitArmed bool
 
 	mu        sync.Mutex
@@ -769,6 +772,23 @@ func (r *Runner) published(pos uint64) {
 	r.feed.publish(pos, r.uncommitted, r.forgot)
 	// The feed keeps pointers into the slice.
 	r.uncommitted, r.forgot = nil, nil
+	r.checkpoints()
+}
+
+// checkpoints reports (with r.applyMu held, after a commit) when the read
+// model's background checkpoints start failing and when they get through
+// again: nothing else surfaces their failure (see ReadModel.CheckpointErr).
+func (r *Runner) checkpoints() {
+	err := r.ReadModel().CheckpointErr()
+	if (err != nil) == r.ckFailing {
+		return
+	}
+	r.ckFailing = err != nil
+	if err != nil {
+		r.logger.Error("projection: the read model's write-ahead log cannot be checkpointed into its file; it grows, and reads slow down, until a checkpoint gets through", "err", err)
+		return
+	}
+	r.logger.Info("projection: the read model's write-ahead log is checkpointed again")
 }
 
 // lost records (with r.applyMu held) that what was applied since the last
