@@ -28,6 +28,11 @@ const carryOrders = 32768
 type carry struct {
 	cur, prev map[string]carried
 	rows      *fillIndex
+	// customerIndex is the definition of the index of orders by
+	// customer, which the fill dropped; customerIndexed, that the first
+	// erasure the fill met built it (see batch.customerOrders).
+	customerIndex   string
+	customerIndexed bool
 }
 
 // carried is an order as a batch folded it, and the seq of its row.

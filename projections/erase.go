@@ -99,8 +99,21 @@ func eraseState(s order.State) order.State {
 }
 
 // customerOrders lists the ids of customerID's orders: those stored and
-// those of the batch not yet written.
+// those of the batch not yet written. A bulk fill dropped the index of
+// orders by customer, so the first erasure it meets builds it (the rest
+// of the fill keeps it up to date): without it every erasure read the
+// whole table, and a rebuild of a log with erasures took time in their
+// number times its size (at 300,000 orders, 150 erasures took the fill
+// from 66k to 27k events/s).
 func (b *batch) customerOrders(customerID string) ([]string, error) {
+	if c := b.carry; c != nil && c.customerIndex != "" && !c.customerIndexed {
+		if _, err := b.tx.ExecContext(b.ctx, c.customerIndex); err != nil {
+			return nil, err
+		}
+		// Rolled back with the batch, the index is built at the fill's
+		// end still (it builds the indexes the file lacks).
+		c.customerIndexed = true
+	}
 	rows, err := b.tx.QueryContext(b.ctx, `SELECT id FROM orders WHERE customer_id = ?`, customerID)
 	if err != nil {
 		return nil, err

@@ -452,6 +452,11 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 	m.recent.pause()
 	m.applyMu.Lock()
 	m.carry = newCarry()
+	for i, n := range names {
+		if n == customerIndexName {
+			m.carry.customerIndex = ddl[i]
+		}
+	}
 	m.applyMu.Unlock()
 	return func(ctx context.Context) error {
 		m.applyMu.Lock()
@@ -469,7 +474,15 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 		if err != nil {
 			return err
 		}
-		for _, q := range ddl {
+		built, err := indexesOf(ctx, tx)
+		if err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		for i, q := range ddl {
+			if built[names[i]] {
+				continue // built by the fill (the customers' index, at an erasure)
+			}
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				_ = tx.Rollback()
 				return err
@@ -501,6 +514,29 @@ func (m *ReadModel) bulk(ctx context.Context) (func(context.Context) error, erro
 		m.recent.resume(pos)
 		return nil
 	}, nil
+}
+
+// customerIndexName is the index of orders by customer, which an
+// erasure looks its customer's orders up by.
+const customerIndexName = "orders_customer"
+
+// indexesOf returns the names of the orders table's indexes as tx sees
+// them.
+func indexesOf(ctx context.Context, tx *sql.Tx) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders'`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	names := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		names[n] = true
+	}
+	return names, rows.Err()
 }
 
 // checkpoint returns the checkpoint and the event the log held at its
