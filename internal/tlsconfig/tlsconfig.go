@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -85,42 +86,65 @@ func Client(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 }
 
 // Probe returns a client configuration for a process probing its own TLS
-// listener (ordersd healthcheck): it dials the listen address (127.0.0.1 for
-// a wildcard), a name the server's certificate rarely carries, so the name is
-// not checked. Instead the presented chain must verify against the
-// certificates in certFile (the server's own, so exactly that certificate is
-// trusted) or, when caFile is set, the CAs in caFile (so a certificate
-// rotated in by the same CA passes too). certFile is required; an unreadable
-// file, or one holding no certificate, is an error.
+// listener (ordersd healthcheck, ordersd rebuild): it dials the listen
+// address (127.0.0.1 for a wildcard), a name the server's certificate
+// rarely carries, so the name is not checked. Instead the server must
+// present the first certificate in certFile (the server's own: exactly
+// that certificate is trusted, not the intermediates a full chain holds
+// after it, which issue certificates for other names too) or, when caFile
+// is set, one that verifies against the CAs in caFile (so a certificate
+// rotated in by the same CA passes too). certFile is required; an
+// unreadable file, or one holding no certificate, is an error.
 func Probe(caFile, certFile string) (*tls.Config, error) {
 	if certFile == "" {
 		return nil, errors.New("tlsconfig: a probe needs the server's certificate file")
 	}
-	pem, err := os.ReadFile(certFile)
+	b, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("tlsconfig: probe: %w", err)
 	}
-	roots := x509.NewCertPool()
+	own := firstCertificate(b)
+	if own == nil {
+		return nil, fmt.Errorf("tlsconfig: probe: %s: no PEM certificate found", certFile)
+	}
+	var roots *x509.CertPool
 	if caFile != "" {
 		if roots, err = LoadCertPool(caFile); err != nil {
 			return nil, fmt.Errorf("tlsconfig: probe CA: %w", err)
 		}
 	}
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tlsconfig: probe: %s: no PEM certificate found", certFile)
-	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// The standard verification would check the dialled name; the
-		// chain is verified below instead, without a name.
+		// certificate is checked below instead, without a name.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("tlsconfig: probe: the server presented no certificate")
 			}
+			if bytes.Equal(cs.PeerCertificates[0].Raw, own) {
+				return nil
+			}
+			if roots == nil {
+				return errors.New("tlsconfig: probe: the server presented a certificate other than the one in its certificate file")
+			}
 			return verifyUnnamed(cs, roots)
 		},
 	}, nil
+}
+
+// firstCertificate returns the DER of the first certificate in the PEM
+// data b, or nil when it holds none.
+func firstCertificate(b []byte) []byte {
+	for {
+		var block *pem.Block
+		if block, b = pem.Decode(b); block == nil {
+			return nil
+		}
+		if block.Type == "CERTIFICATE" {
+			return block.Bytes
+		}
+	}
 }
 
 // Own returns a client configuration for a process's calls to its own TLS
