@@ -26,6 +26,7 @@ package auth
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -122,7 +123,11 @@ func Load(c Config) (*Authenticator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("AUTH_JWT_HMAC_SECRET_FILE: %w", err)
 		}
-		a.hmac = []byte(strings.TrimSpace(string(b)))
+		// The file's bytes are the secret, but for a text file's line
+		// end: a secret of random bytes may begin or end with bytes
+		// that look like whitespace, and trimmed, tokens signed with
+		// the whole secret were refused.
+		a.hmac = lineEndTrimmed(b)
 		if len(a.hmac) < 32 {
 			return nil, errors.New("AUTH_JWT_HMAC_SECRET_FILE: the secret must be at least 32 bytes")
 		}
@@ -327,6 +332,15 @@ func (a *Authenticator) admit(token string, roles []string) (Principal, error) {
 	return p, nil
 }
 
+// lineEndTrimmed returns b without one final "\n" or "\r\n".
+func lineEndTrimmed(b []byte) []byte {
+	if b, ok := bytes.CutSuffix(b, []byte("\n")); ok {
+		b, _ = bytes.CutSuffix(b, []byte("\r"))
+		return b
+	}
+	return b
+}
+
 // MaxSubject is the longest subject a token may carry: the event store
 // records it as the actor of every change the token makes, in a header of
 // at most this many characters (the command service records any longer
@@ -337,7 +351,7 @@ const MaxSubject = 128
 // recorded in an event's metadata as it is, surrounding whitespace aside.
 func Recordable(value string) bool {
 	s := strings.TrimSpace(value)
-	return len(s) <= MaxSubject && utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
+	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxSubject && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // Unary is the unary server interceptor.

@@ -1,0 +1,79 @@
+package auth_test
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/orderstream/orderstream/internal/auth"
+)
+
+// The subject's limit is in characters, as documented: a subject of 121
+// characters outside ASCII (157 bytes) is admitted, one of 129 ASCII
+// characters is not. Before, the limit counted bytes.
+func TestSubjectLimitCountsCharacters(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef"
+	a, err := auth.Load(auth.Config{HMACSecretFile: write(t, "secret", secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}
+	admit := func(sub string) error {
+		tok := sign(t, hs, "", claims{Claims: jwt.Claims{Subject: sub, Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Roles: []string{"clerk"}})
+		_, err := a.Admit(tok, "/orders.v1.OrderCommandService/CreateOrder")
+		return err
+	}
+	sub := "CN=Đặng Thị Thu Hương,OU=Phòng Kế toán Tổng hợp,O=Công ty Cổ phần Thương mại Dịch vụ Sài Gòn,L=Thành phố Hồ Chí Minh,C=VN"
+	if err := admit(sub); err != nil {
+		t.Fatalf("subject of %d characters (%d bytes) refused: %v", utf8.RuneCountInString(sub), len(sub), err)
+	}
+	if err := admit(strings.Repeat("é", auth.MaxSubject)); err != nil {
+		t.Fatalf("subject of %d characters refused: %v", auth.MaxSubject, err)
+	}
+	if err := admit(strings.Repeat("a", auth.MaxSubject+1)); err == nil {
+		t.Fatalf("subject of %d characters admitted", auth.MaxSubject+1)
+	}
+}
+
+// An HMAC secret file holds the secret's bytes as they are, but for one
+// line end: a random secret whose bytes at either end look like
+// whitespace is used whole, and a text secret followed by a newline
+// without it. Before, every surrounding whitespace byte was trimmed, and
+// tokens signed with the whole secret were refused.
+func TestHMACSecretFileIsUsedWhole(t *testing.T) {
+	random := make([]byte, 64)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	random[0], random[63] = ' ', '\t'
+	text := []byte("0123456789abcdef0123456789abcdef")
+	for _, c := range []struct {
+		name        string
+		file, chars []byte
+	}{
+		{"random bytes", random, random},
+		{"random bytes ending in CR", append(random[:63:63], '\r'), append(random[:63:63], '\r')},
+		{"text and a newline", append(text[:32:32], '\n'), text},
+		{"text and a CRLF", append(text[:32:32], '\r', '\n'), text},
+	} {
+		file := filepath.Join(t.TempDir(), "secret")
+		if err := os.WriteFile(file, c.file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a, err := auth.Load(auth.Config{HMACSecretFile: file})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		tok := sign(t, jose.SigningKey{Algorithm: jose.HS256, Key: c.chars}, "",
+			claims{Claims: jwt.Claims{Subject: "bob", Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Roles: []string{"viewer"}})
+		if _, err := a.Authenticate(tok); err != nil {
+			t.Fatalf("%s: a token signed with the secret refused: %v", c.name, err)
+		}
+	}
+}
