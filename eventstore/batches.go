@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -104,10 +105,28 @@ func StartTime(t time.Time) ReadOption {
 		if t.IsZero() {
 			return fmt.Errorf("%w: zero StartTime", ErrInvalidOption)
 		}
+		// The server compares times as nanoseconds since 1970 in 64
+		// bits: a time after 2262 wrapped around to before 1970, and a
+		// read from it started at the log's first event. Held to that
+		// range, such a time reads as itself (after every event, or
+		// before every one).
+		switch {
+		case t.Before(minStartTime):
+			t = minStartTime
+		case t.After(maxStartTime):
+			t = maxStartTime
+		}
 		o.startTime = t
 		return nil
 	}
 }
+
+// minStartTime and maxStartTime are the range of times the server's
+// nanoseconds hold.
+var (
+	minStartTime = time.Unix(0, math.MinInt64).UTC()
+	maxStartTime = time.Unix(0, math.MaxInt64).UTC()
+)
 
 // BatchSize bounds the entries of one batch, 1 to MaxBatchSize (default
 // DefaultBatchSize). The reader asks the server for twice as many messages

@@ -208,6 +208,15 @@ func testReadBatchesStartTime(t *testing.T, s BatchStore) {
 	if got, err := ReadAll(t, s.ReadBatches(ctx, 0, eventstore.StartTime(time.Now().Add(time.Hour))), 1); err != nil || len(got) != 0 {
 		t.Fatalf("ReadBatches from a future time = %v, %v", EntryPositions(got), err)
 	}
+	// Times beyond what nanoseconds since 1970 hold in 64 bits read as
+	// the times they are, not wrapped around: the log stored nothing
+	// after 2262, and everything after 1677.
+	if got, err := ReadAll(t, s.ReadBatches(ctx, 0, eventstore.StartTime(time.Date(2263, 1, 1, 0, 0, 0, 0, time.UTC))), 1); err != nil || len(got) != 0 {
+		t.Fatalf("ReadBatches from 2263 = %v, %v; want nothing", EntryPositions(got), err)
+	}
+	if got, err := ReadAll(t, s.ReadBatches(ctx, 0, eventstore.StartTime(time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC))), eventstore.DefaultBatchSize); err != nil || len(got) != 10 {
+		t.Fatalf("ReadBatches from 1600 = %v, %v; want every event", EntryPositions(got), err)
+	}
 }
 
 // A read its ctx ends says so, rather than passing for a complete one.
