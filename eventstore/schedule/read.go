@@ -49,12 +49,12 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 	// the connection is open (fetchRetry), unless the server refused it.
 	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{FilterSubjects: filters, MaxResetAttempts: 1})
 	if err != nil {
-		return fmt.Errorf("schedule: read: %w", err)
+		return s.missing(fmt.Errorf("schedule: read: %w", err))
 	}
 	defer streamcfg.DropConsumer(ctx, s.js, s.name, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("schedule: read: %w", err)
+		return s.missing(fmt.Errorf("schedule: read: %w", err))
 	}
 	for left := info.NumPending; left > 0; {
 		// Without a wait: a timer that fires or is purged between the
@@ -63,13 +63,13 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 		var batch jetstream.MessageBatch
 		for try := 1; ; try++ {
 			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("schedule: read: %w", err)
+				return s.missing(fmt.Errorf("schedule: read: %w", err))
 			}
 			if batch, err = cons.FetchNoWait(int(min(left, 1000))); err == nil {
 				break
 			}
 			if s.js.Conn().IsClosed() || refused(err) || backoff.Sleep(ctx, fetchRetry.Delay(try)) != nil {
-				return fmt.Errorf("schedule: read: %w", err)
+				return s.missing(fmt.Errorf("schedule: read: %w", err))
 			}
 		}
 		n := 0
@@ -81,7 +81,7 @@ func (s *Stream) Each(ctx context.Context, fn func(subject string, data []byte),
 			}
 		}
 		if err := batch.Error(); err != nil {
-			return fmt.Errorf("schedule: read: %w", err)
+			return s.missing(fmt.Errorf("schedule: read: %w", err))
 		}
 		if n == 0 {
 			break
@@ -138,7 +138,7 @@ func (s *Stream) Subscribe(ctx context.Context, name, filter string, handle func
 	case errors.Is(err, durable.ErrLost):
 		return fmt.Errorf("%w: %s: %w", eventstore.ErrSubscriptionLost, name, err)
 	case err != nil:
-		return fmt.Errorf("schedule: subscribe %s: %w", name, err)
+		return s.missing(fmt.Errorf("schedule: subscribe %s: %w", name, err))
 	}
 	return nil
 }

@@ -121,9 +121,11 @@ func New(js jetstream.JetStream, name, root string, opts ...Option) (*Stream, er
 	return &Stream{js: js, name: name, root: root, cfg: c}, nil
 }
 
-// Ensure creates or updates the stream, once: later calls return at once.
-// A cluster electing its JetStream leader may leave it unanswered for a
-// while; the caller tries again.
+// Ensure creates or updates the stream, once: later calls return at once,
+// until an operation finds the stream missing (deleted by an operator, or
+// lost by the server), after which the next call, or the next operation,
+// creates it again. A cluster electing its JetStream leader may leave it
+// unanswered for a while; the caller tries again.
 func (s *Stream) Ensure(ctx context.Context) error {
 	_, err := s.ensure(ctx)
 	return err
@@ -155,6 +157,20 @@ func (s *Stream) ensure(ctx context.Context) (jetstream.Stream, error) {
 	}
 	s.stream = st
 	return st, nil
+}
+
+// missing forgets the stream set up when err says that it is missing (or
+// that nothing answers for its subjects), so that the next ensure creates
+// it again: otherwise a stream deleted under a running process stayed
+// missing until the process restarted, and no timer was set or fired.
+// It returns err.
+func (s *Stream) missing(err error) error {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		s.mu.Lock()
+		s.stream = nil
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // under checks that every subject or filter is under the root.
@@ -190,7 +206,7 @@ func (s *Stream) Schedule(ctx context.Context, subject, target string, at time.T
 	_, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data},
 		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(target), ttl, jetstream.WithMsgID(id))
 	if err != nil {
-		return fmt.Errorf("schedule: schedule %s: %w", subject, err)
+		return s.missing(fmt.Errorf("schedule: schedule %s: %w", subject, err))
 	}
 	return nil
 }
@@ -205,7 +221,7 @@ func (s *Stream) Put(ctx context.Context, subject string, data []byte) error {
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgRollup: []string{jetstream.MsgRollupSubject}}}
 	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("schedule: put %s: %w", subject, err)
+		return s.missing(fmt.Errorf("schedule: put %s: %w", subject, err))
 	}
 	return nil
 }
@@ -221,7 +237,7 @@ func (s *Stream) Purge(ctx context.Context, subjects ...string) error {
 	}
 	for _, subj := range subjects {
 		if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-			return fmt.Errorf("schedule: purge %s: %w", subj, err)
+			return s.missing(fmt.Errorf("schedule: purge %s: %w", subj, err))
 		}
 	}
 	return nil
@@ -238,7 +254,7 @@ func (s *Stream) Delete(ctx context.Context, seq uint64) error {
 		return err
 	}
 	if err := st.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
-		return fmt.Errorf("schedule: delete message %d: %w", seq, err)
+		return s.missing(fmt.Errorf("schedule: delete message %d: %w", seq, err))
 	}
 	return nil
 }
@@ -265,14 +281,14 @@ func (s *Stream) PurgeAcked(ctx context.Context, name, filter string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("schedule: purge what %s acknowledged: %w", name, err)
+		return s.missing(fmt.Errorf("schedule: purge what %s acknowledged: %w", name, err))
 	}
 	floor := c.CachedInfo().AckFloor.Stream
 	if floor == 0 {
 		return nil
 	}
 	if err := st.Purge(ctx, jetstream.WithPurgeSubject(filter), jetstream.WithPurgeSequence(floor+1)); err != nil {
-		return fmt.Errorf("schedule: purge what %s acknowledged: %w", name, err)
+		return s.missing(fmt.Errorf("schedule: purge what %s acknowledged: %w", name, err))
 	}
 	return nil
 }
@@ -288,7 +304,7 @@ func (s *Stream) CountSubjects(ctx context.Context, filter string) (int, error) 
 	}
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
-		return 0, fmt.Errorf("schedule: count %s: %w", filter, err)
+		return 0, s.missing(fmt.Errorf("schedule: count %s: %w", filter, err))
 	}
 	return len(info.State.Subjects), nil
 }

@@ -122,9 +122,9 @@ func (c *commandRef) ShipOrder(ctx context.Context, r *ordersv1.ShipOrderRequest
 }
 
 // run starts a deadline manager until the returned stop is called.
-func (e *env) run(t *testing.T, payment, shipping time.Duration) (*deadlines.Manager, func()) {
+func (e *env) run(t *testing.T, payment, shipping time.Duration, opts ...deadlines.Option) (*deadlines.Manager, func()) {
 	t.Helper()
-	return e.runTimers(t, e.timers(t), payment, shipping)
+	return e.runTimers(t, e.timers(t), payment, shipping, opts...)
 }
 
 // timers returns the DEADLINES stream as ordersd configures it.
@@ -139,9 +139,9 @@ func (e *env) timers(t *testing.T) *schedule.Stream {
 
 // runTimers is run with the given timers, for a test that steps in
 // between the manager and the DEADLINES stream.
-func (e *env) runTimers(t *testing.T, timers deadlines.Timers, payment, shipping time.Duration) (*deadlines.Manager, func()) {
+func (e *env) runTimers(t *testing.T, timers deadlines.Timers, payment, shipping time.Duration, opts ...deadlines.Option) (*deadlines.Manager, func()) {
 	t.Helper()
-	m, err := deadlines.New(t.Context(), e.store.Load(), timers, e.cmd, deadlines.WithTimeouts(payment, shipping))
+	m, err := deadlines.New(t.Context(), e.store.Load(), timers, e.cmd, append([]deadlines.Option{deadlines.WithTimeouts(payment, shipping)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
