@@ -57,6 +57,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
@@ -268,14 +269,22 @@ type timer struct {
 // leader) it retries with backoff.
 func (m *Manager) Run(ctx context.Context) error {
 	done := make(chan struct{}, 2)
-	for _, run := range []func(context.Context) error{m.followLog, m.followFired} {
+	for _, run := range []func(context.Context, func()) error{m.followLog, m.followFired} {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			wait := time.Second
 			for {
-				err := run(ctx)
+				// A consumer that got to consume starts the backoff
+				// over: the wait grew only across failures in a row, or
+				// after a few losses in the process's life every later
+				// one left deadlines unenforced for 30 s.
+				var consumed atomic.Bool
+				err := run(ctx, func() { consumed.Store(true) })
 				if ctx.Err() != nil {
 					return
+				}
+				if consumed.Load() {
+					wait = time.Second
 				}
 				m.log.Warn("deadlines: consumer stopped; retrying", "err", err, "retry_in", wait)
 				select {
@@ -293,7 +302,7 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // followLog schedules and cancels deadlines as orders move.
-func (m *Manager) followLog(ctx context.Context) error {
+func (m *Manager) followLog(ctx context.Context, ready func()) error {
 	if err := m.timers.Ensure(ctx); err != nil {
 		return err
 	}
@@ -317,7 +326,7 @@ func (m *Manager) followLog(ctx context.Context) error {
 		_ = d.Ack()
 	}, eventstore.WithDescription("deadlines: schedules payment timeouts and shipping SLAs"),
 		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(1000),
-		eventstore.WithPinnedGroup(PriorityGroup, 10*time.Second))
+		eventstore.WithPinnedGroup(PriorityGroup, 10*time.Second), eventstore.WithReady(ready))
 }
 
 // onEvent returns what starts or ends the deadlines an order event calls
@@ -409,7 +418,7 @@ func (m *Manager) purge(ctx context.Context, subjects ...string) error {
 }
 
 // followFired enforces the deadlines that fired.
-func (m *Manager) followFired(ctx context.Context) error {
+func (m *Manager) followFired(ctx context.Context, ready func()) error {
 	return m.timers.Subscribe(ctx, FiredConsumer, subjFired+">", func(msg schedule.Msg) {
 		var s timer
 		if err := json.Unmarshal(msg.Data, &s); err != nil || s.OrderID == "" {
@@ -438,7 +447,7 @@ func (m *Manager) followFired(ctx context.Context) error {
 		m.fired.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", s.Kind), attribute.String("outcome", outcome)))
 		_ = msg.Ack()
 	}, eventstore.WithDescription("deadlines: enforces the deadlines that fired"),
-		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(100))
+		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(100), eventstore.WithReady(ready))
 }
 
 // errRaced is a cancel that lost to another change of the order: the
