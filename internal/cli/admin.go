@@ -237,10 +237,13 @@ func (a *app) healthCmd() *cobra.Command {
 			w := table(a.io.Out)
 			fmt.Fprintln(w, "SERVICE\tSTATUS")
 			var firstErr error
+			// One deadline for every check: they are one answer, and
+			// against a server that does not answer, each with a
+			// --timeout of its own took seven of them.
+			ctx, cancel := a.callCtx(cmd.Context())
+			defer cancel()
 			for _, s := range services {
-				ctx, cancel := a.callCtx(cmd.Context())
 				res, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: s})
-				cancel()
 				st := res.GetStatus().String()
 				if err != nil {
 					st = "UNKNOWN (" + status.Code(err).String() + ")"
