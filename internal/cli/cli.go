@@ -34,8 +34,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -52,6 +55,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -273,6 +277,9 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	if a.conn != nil {
 		return a.conn, nil
 	}
+	if err := checkAddr(a.addr); err != nil {
+		return nil, usagef("--addr %q: %v", a.addr, err)
+	}
 	creds := insecure.NewCredentials()
 	if a.tlsOn || a.caFile != "" || a.cert != "" || a.key != "" {
 		cfg, err := clientTLS(a.caFile, a.cert, a.key)
@@ -292,6 +299,25 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	}
 	a.conn = conn
 	return conn, nil
+}
+
+// checkAddr refuses an address gRPC would take and fail on at every call
+// (answered as UNAVAILABLE, retried for the whole --timeout, exit 4), or
+// read otherwise than meant: one that is not HOST:PORT, unless it names a
+// gRPC resolver (dns:///HOST:PORT, unix:PATH). "http://HOST:PORT" and a
+// HOST without a port (which gRPC dials at 443) are refused.
+func checkAddr(addr string) error {
+	if scheme, _, ok := strings.Cut(addr, ":"); ok && resolver.Get(scheme) != nil {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want HOST:PORT, e.g. 127.0.0.1:50051")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q is not a port number", port)
+	}
+	return nil
 }
 
 // unary makes one unary call on the server's connection within the call

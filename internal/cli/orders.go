@@ -461,6 +461,19 @@ func consistency(minPos uint64, wait time.Duration) *ordersv1.Consistency {
 	return c
 }
 
+// checkMaxWait refuses a --max-wait that would be dropped without a word:
+// negative (the server refuses one), or without --min-position (nothing to
+// wait for).
+func checkMaxWait(minPos uint64, wait time.Duration) error {
+	switch {
+	case wait < 0:
+		return usagef("--max-wait must not be negative, not %v", wait)
+	case wait > 0 && minPos == 0:
+		return usagef("--max-wait needs --min-position: it is how long the server waits for that position")
+	}
+	return nil
+}
+
 func (a *app) getCmd() *cobra.Command {
 	var minPos uint64
 	var wait time.Duration
@@ -468,6 +481,9 @@ func (a *app) getCmd() *cobra.Command {
 		Use: "get ORDER", Short: "Show an order from the read model", Args: cobra.ExactArgs(1),
 		Example: "  ordersctl orders get 7d3f0c2a-... --min-position 42   # read your own write",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkMaxWait(minPos, wait); err != nil {
+				return err
+			}
 			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.GetOrderResponse, error) {
 				return ordersv1.NewOrderQueryServiceClient(conn).GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: args[0], Consistency: consistency(minPos, wait)})
 			}, func(res *ordersv1.GetOrderResponse) error { return a.printOrder(res.GetOrder(), 0) })
@@ -499,6 +515,9 @@ func (a *app) listCmd() *cobra.Command {
 		Use: "list", Short: "List orders, newest first", Args: cobra.NoArgs,
 		Example: "  ordersctl orders list --customer cust-42 --status placed --all",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkMaxWait(minPos, wait); err != nil {
+				return err
+			}
 			req := &ordersv1.ListOrdersRequest{CustomerId: customer, PageSize: size, PageToken: token, Consistency: consistency(minPos, wait)}
 			var err error
 			if req.Status, err = parseStatus(statusFlag); err != nil {
