@@ -236,7 +236,7 @@ func (n *node) registerPayments(ctx context.Context) (role, error) {
 		Latency: cfg.PaymentSimLatency, FailureRate: cfg.PaymentSimFailureRate, DeclineOver: cfg.PaymentSimDeclineOver,
 		KeyTTL: simulatorKeyTTL(cfg.PaymentOutageLimit),
 	})
-	pmConn, err := n.dial(cfg.CommandAddr, n.paymentsToken, false)
+	pmConn, err := n.dial(cfg.CommandAddr, n.paymentsToken, false, ordersv1.OrderCommandService_ServiceDesc.ServiceName)
 	if err != nil {
 		return role{}, err
 	}
@@ -297,7 +297,7 @@ func (n *node) registerPayments(ctx context.Context) (role, error) {
 // its admin service.
 func (n *node) newDeadlines(ctx context.Context) (*deadlines.Manager, error) {
 	cfg := n.cfg
-	dlConn, err := n.dial(cfg.CommandAddr, n.systemToken, false)
+	dlConn, err := n.dial(cfg.CommandAddr, n.systemToken, false, ordersv1.OrderCommandService_ServiceDesc.ServiceName)
 	if err != nil {
 		return nil, err
 	}
@@ -381,14 +381,18 @@ func (u upstreams) checks(cfg config.Config) []Check {
 func (n *node) upstreams() (upstreams, error) {
 	var u upstreams
 	for _, c := range []struct {
-		addr   string
-		conn   **grpc.ClientConn
-		pinned bool
+		addr    string
+		conn    **grpc.ClientConn
+		pinned  bool
+		service string // the one whose health picks the replicas
 	}{
-		{n.cfg.CommandAddr, &u.command, false}, {n.cfg.QueryAddr, &u.query, false}, {n.cfg.AuditAddr, &u.audit, false}, {n.cfg.PaymentsAddr, &u.payments, false},
-		{n.cfg.QueryAddr, &u.queryAdmin, true}, {n.cfg.PaymentsAddr, &u.paymentsAdmin, true},
+		{n.cfg.CommandAddr, &u.command, false, ordersv1.OrderCommandService_ServiceDesc.ServiceName},
+		{n.cfg.QueryAddr, &u.query, false, ordersv1.OrderQueryService_ServiceDesc.ServiceName},
+		{n.cfg.AuditAddr, &u.audit, false, ordersv1.OrderAuditService_ServiceDesc.ServiceName},
+		{n.cfg.PaymentsAddr, &u.payments, false, ordersv1.DeadlineAdminService_ServiceDesc.ServiceName},
+		{n.cfg.QueryAddr, &u.queryAdmin, true, ""}, {n.cfg.PaymentsAddr, &u.paymentsAdmin, true, ""},
 	} {
-		conn, err := n.dial(c.addr, "", c.pinned)
+		conn, err := n.dial(c.addr, "", c.pinned, c.service)
 		if err != nil {
 			return upstreams{}, err
 		}
@@ -470,17 +474,24 @@ func (n *node) requireClientCert(h http.Handler) http.Handler {
 }
 
 // dial returns this process's connection to addr (its own gRPC listener
-// when addr is empty), presenting token on every call when there is one.
+// when addr is empty), presenting token on every call when there is one,
+// and calling only the replicas whose health reports service as serving
+// (client.WithHealthOf): behind one name, a node not ready (a query node
+// catching up, a command node cut off from NATS) would otherwise take its
+// share of the calls.
 // Its own listener is dialled as it serves (TLS with TLS_CERT), another
 // process as the clients' TLS settings say (UpstreamCredentials).
 // Connections are shared by address and token, and closed at shutdown.
-func (n *node) dial(addr, token string, pinned bool) (*grpc.ClientConn, error) {
+func (n *node) dial(addr, token string, pinned bool, service string) (*grpc.ClientConn, error) {
 	creds := n.clientCreds
 	if addr == "" {
 		addr, creds = client.Dialable(n.addrs.GRPC), n.ownCreds
 		pinned = false // one address: one connection serves both
 	}
-	key := fmt.Sprint(addr, " ", token, " ", pinned)
+	if pinned {
+		service = "" // a pinned connection keeps to its node
+	}
+	key := fmt.Sprint(addr, " ", token, " ", pinned, " ", service)
 	if c, ok := n.conns[key]; ok {
 		return c, nil
 	}
@@ -495,6 +506,9 @@ func (n *node) dial(addr, token string, pinned bool) (*grpc.ClientConn, error) {
 	opts := []client.Option{client.WithCredentials(creds), client.WithToken(token), client.WithTracing(n.tel.Tracer, n.tel.Meter)}
 	if pinned {
 		opts = append(opts, client.Pinned())
+	}
+	if service != "" {
+		opts = append(opts, client.WithHealthOf(service))
 	}
 	c, err := client.Dial(addr, opts...)
 	if err != nil {

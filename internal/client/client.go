@@ -8,17 +8,21 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/health" // registers client-side health checking (WithHealthOf)
 )
 
 // ErrInvalidOption is returned (wrapped) by Dial for an option given an
@@ -47,6 +51,7 @@ type config struct {
 	creds  credentials.TransportCredentials
 	token  string
 	pinned bool
+	health string // WithHealthOf
 	tracer trace.TracerProvider
 	meter  metric.MeterProvider
 	props  propagation.TextMapPropagator
@@ -72,6 +77,25 @@ func WithCredentials(creds credentials.TransportCredentials) Option {
 func Pinned() Option {
 	return func(c *config) error {
 		c.pinned = true
+		return nil
+	}
+}
+
+// WithHealthOf sends calls only to the addresses whose gRPC health
+// service reports service as SERVING (gRPC's client-side health
+// checking): a replica that is up but not ready (a query node catching up
+// with the log answers as of an older position, and "not found" for
+// orders it has not applied yet) is left out of the round until it
+// serves, and with none serving calls fail at once as UNAVAILABLE, which
+// the connection's state (TRANSIENT_FAILURE) shows to a readiness check.
+// A server without the health service counts as serving. No effect on a
+// Pinned connection.
+func WithHealthOf(service string) Option {
+	return func(c *config) error {
+		if service == "" {
+			return fmt.Errorf("%w: WithHealthOf needs a service name", ErrInvalidOption)
+		}
+		c.health = service
 		return nil
 	}
 }
@@ -120,9 +144,26 @@ func Dial(addr string, opts ...Option) (*grpc.ClientConn, error) {
 	// of a role behind one name (compose's deploy.replicas, a headless
 	// service) each take a share. gRPC's default, pick_first, sent every
 	// call to the first it reached; Pinned keeps it.
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(c.creds)}
+	// A replica that went away is dialled again at most reconnectMax
+	// apart: with gRPC's default (up to 120 s, growing with the outage)
+	// a caller took tens of seconds to notice that a node was back.
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(c.creds), grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMax},
+		MinConnectTimeout: 20 * time.Second,
+	})}
 	if !c.pinned {
-		dial = append(dial, grpc.WithDefaultServiceConfig(roundRobin))
+		sc := roundRobin
+		if c.health != "" {
+			b, err := json.Marshal(map[string]any{
+				"loadBalancingConfig": []any{map[string]any{"round_robin": map[string]any{}}},
+				"healthCheckConfig":   map[string]string{"serviceName": c.health},
+			})
+			if err != nil {
+				return nil, err
+			}
+			sc = string(b)
+		}
+		dial = append(dial, grpc.WithDefaultServiceConfig(sc))
 	}
 	if c.token != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(bearer(c.token)))
@@ -158,6 +199,10 @@ func Sendable(s string) bool {
 	}
 	return true
 }
+
+// reconnectMax is the longest wait between two attempts to reach an
+// address that could not be reached.
+const reconnectMax = 5 * time.Second
 
 // roundRobin is the service config of every connection Dial makes.
 const roundRobin = `{"loadBalancingConfig":[{"round_robin":{}}]}`
