@@ -312,8 +312,8 @@ func TestComposeOrdersdServices(t *testing.T) {
 				if err != nil {
 					t.Fatalf("ordersd rejects the environment: %v", err)
 				}
-				if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) <= cfg.ShutdownTimeout {
-					t.Errorf("stop_grace_period %v is not longer than SHUTDOWN_TIMEOUT %s", s.StopGracePeriod, cfg.ShutdownTimeout)
+				if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) < cfg.ShutdownTimeout+config.ShutdownSlack {
+					t.Errorf("stop_grace_period %v is shorter than SHUTDOWN_TIMEOUT %s and the slack of a stop (%s)", s.StopGracePeriod, cfg.ShutdownTimeout, config.ShutdownSlack)
 				}
 
 				// Only the gateway (with the console beside it) is

@@ -191,9 +191,20 @@ type Config struct {
 	// (Jaeger's path) is appended. Empty: trace ids are shown unlinked.
 	TraceUIURL string `env:"TRACE_UI_URL" help:"tracing UI the console links trace ids to ({trace_id} is replaced, else /trace/<id> is appended)"`
 	// ShutdownTimeout bounds draining in-flight requests on SIGINT/SIGTERM,
-	// the HTTP and the gRPC server's together (streams end at once).
+	// the HTTP and the gRPC server's together (streams end at once). The
+	// whole stop takes up to ShutdownSlack more (see there).
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s" help:"how long SIGINT/SIGTERM waits for in-flight requests, REST and gRPC together"`
 }
+
+// ShutdownSlack is how much longer than ShutdownTimeout a stop may take
+// at the most: before the requests drain, the payments and deadlines
+// managers hand back their work (up to 5 s while NATS does not answer),
+// and after, the projection's consumer and the connections are released
+// (up to about 6 s then). A supervisor's grace period before it kills
+// the process should be at least ShutdownTimeout plus this, or a stop
+// during a NATS outage is killed half-way (which loses nothing
+// acknowledged, but the last log lines and spans).
+const ShutdownSlack = 15 * time.Second
 
 // AllRoles are the roles ordersd can run.
 var AllRoles = []string{"command", "query", "audit", "payments", "gateway", "console"}
