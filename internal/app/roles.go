@@ -104,10 +104,16 @@ func (n *node) registerAudit(context.Context) (role, error) {
 // registerQuery opens this node's own read model (each query node keeps
 // one, fed by the same log) and starts the projection runner that feeds it.
 func (n *node) registerQuery(ctx context.Context) (role, error) {
+	// A read model an older build wrote is migrated as it opens, which
+	// at hundreds of thousands of orders takes tens of seconds: said, so
+	// that the wait is not silence.
+	n.log.Info("opening the read model (one written by an older build is migrated first)")
+	opened := time.Now()
 	rmDir, err := projections.Open(ctx, filepath.Join(n.cfg.DataDir, "readmodel"))
 	if err != nil {
 		return role{}, err
 	}
+	n.log.Info("read model open", "took", time.Since(opened).Round(time.Millisecond))
 	runner, err := projections.NewRunner(n.store, rmDir, projections.WithLogger(n.log), projections.WithTelemetry(n.tel.Tracer, n.tel.Meter), projections.WithKeyring(n.ring),
 		projections.WithBulkCatchUp(n.cfg.ReadModelBulkCatchUp))
 	if err != nil {
