@@ -4,6 +4,7 @@
 package money
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -58,6 +59,10 @@ func Amount(minor int64, currency string) string {
 	return s
 }
 
+// ErrTooLarge reports an amount whose minor units an int64 cannot hold
+// (Parse).
+var ErrTooLarge = errors.New("too large")
+
 // Parse turns a major-unit amount ("12.5", "1200") into minor units. It
 // returns an error for a negative or malformed amount, or one with more
 // decimals than the currency has.
@@ -74,6 +79,9 @@ func Parse(s, currency string) (int64, error) {
 		frac += "0"
 	}
 	n, err := strconv.ParseUint(whole+frac, 10, 63)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("amount %q: %w: at most %s %s", s, ErrTooLarge, Format(math.MaxInt64, currency), currency)
+	}
 	if err != nil || n > math.MaxInt64 {
 		return 0, fmt.Errorf("amount %q: want a non-negative number like 12.50", s)
 	}
