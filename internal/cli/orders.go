@@ -187,18 +187,29 @@ func (a *app) createCmd() *cobra.Command {
 }
 
 // orderCurrency finds an order's currency to interpret major-unit prices.
-// given (the --currency flag) wins without a call. Otherwise the read model
-// answers: the currency never changes, so any version of the order will do.
-// An order the read model does not have yet (or a node without the query
-// role) falls back to the audit log; if that is refused too, the read
-// model's answer is returned, with a hint to pass --currency.
+// given (the --currency flag) is taken without a lookup that waits: one
+// read of the read model, not retried, checks it, and a --currency other
+// than the one the order has is a usage error (read in another currency's
+// decimals, 1200 JPY on an EUR order was recorded as 12.00 EUR); when that
+// read gets no answer the flag is trusted. Otherwise the read model
+// answers: the currency never changes, so any version of the order will
+// do. An order the read model does not have yet (or a node without the
+// query role) falls back to the audit log; if that is refused too, the
+// read model's answer is returned, with a hint to pass --currency.
 func (a *app) orderCurrency(ctx context.Context, orderID, given string) (string, error) {
-	if given != "" {
-		return strings.ToUpper(given), nil
-	}
 	conn, err := a.dial()
 	if err != nil {
 		return "", err
+	}
+	if given != "" {
+		given = strings.ToUpper(given)
+		cctx, cancel := a.callCtx(ctx)
+		defer cancel()
+		res, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(cctx, &ordersv1.GetOrderRequest{OrderId: orderID})
+		if cur := res.GetOrder().GetCurrency(); err == nil && cur != "" && cur != given {
+			return "", usagef("--currency %s: order %s is in %s", given, orderID, cur)
+		}
+		return given, nil
 	}
 	res, qerr := retried(a, ctx, func(ctx context.Context) (*ordersv1.GetOrderResponse, error) {
 		return ordersv1.NewOrderQueryServiceClient(conn).GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: orderID})

@@ -1,0 +1,30 @@
+package cli_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// A --currency other than the order's is refused (exit 1) before the
+// command is sent: its amount would be read in the other currency's
+// decimals (1200 JPY on an EUR order recorded as 12.00 EUR). The order's
+// own currency, in any case, is taken. Before, add-item and place --tax
+// took any --currency without a check.
+func TestCurrencyFlagMustBeTheOrders(t *testing.T) {
+	g := server(t).GRPC
+	ok(t, run(t, g, "orders", "create", "--order-id", "cur-1", "--request-id", "cur-1", "--customer", "c", "--currency", "EUR",
+		"--line1", "1 Way", "--city", "Oslo", "--country", "NO"))
+	for _, args := range [][]string{
+		{"orders", "add-item", "cur-1", "TEA", "1", "1200", "--currency", "JPY", "--request-id", "cur-2"},
+		{"orders", "place", "cur-1", "--tax", "5", "--currency", "JPY", "--request-id", "cur-3"},
+	} {
+		if r := run(t, g, args...); r.code != 1 {
+			t.Fatalf("%v on an EUR order: exit %d, want 1: %s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	ok(t, run(t, g, "orders", "add-item", "cur-1", "TEA", "1", "12.00", "--currency", "eur", "--request-id", "cur-4"))
+	r := ok(t, run(t, g, "-o", "json", "orders", "get", "cur-1"))
+	if n := strings.Count(r.stdout, `"TEA"`); n != 1 || !strings.Contains(r.stdout, `"minor":1200`) {
+		t.Fatalf("the order after the refusals and one add-item of 12.00 EUR: %s; want that line alone", r.stdout)
+	}
+}
