@@ -145,6 +145,13 @@ func Load(c Config) (*Authenticator, error) {
 		if err := jsonUnmarshal(b, &set); err != nil || len(set.Keys) == 0 {
 			return nil, fmt.Errorf("AUTH_JWKS_FILE: not a JWKS with keys: %v", err)
 		}
+		// A key without a public part (a symmetric "oct" key) verifies
+		// no token here, whose every use it would refuse.
+		for i, k := range set.Keys {
+			if k.Public().Key == nil {
+				return nil, fmt.Errorf("AUTH_JWKS_FILE: key %d (kid %q) is not a public key: a shared secret goes in AUTH_JWT_HMAC_SECRET_FILE", i, k.KeyID)
+			}
+		}
 		a.jwks = &set
 	}
 	return a, nil

@@ -77,3 +77,13 @@ func TestHMACSecretFileIsUsedWhole(t *testing.T) {
 		}
 	}
 }
+
+// A JWKS holding a key without a public part (a symmetric "oct" key, which
+// verifies no token here) stops start-up rather than refusing every token
+// signed with it. Before, it loaded.
+func TestJWKSWithASymmetricKeyIsRefused(t *testing.T) {
+	jwks := `{"keys":[{"kty":"oct","kid":"shared","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}`
+	if _, err := auth.Load(auth.Config{JWKSFile: write(t, "jwks.json", jwks)}); err == nil {
+		t.Fatal("a JWKS of a symmetric key loaded")
+	}
+}
