@@ -9,17 +9,17 @@
 // no other caller wrote or removed it since (Update, DeleteAt): how
 // processes sharing a bucket keep from overwriting each other.
 //
-// Errors: ErrExists, ErrNotFound, ErrChanged and ErrInvalidOption, checked
-// with errors.Is; others wrap the NATS error, prefixed by the operation,
-// and eventstore.ErrUnavailable when NATS gave no usable answer (as the
-// event store classifies it).
+// Errors: ErrExists, ErrNotFound, ErrChanged, ErrInvalidOption and
+// ErrInvalidKey, checked with errors.Is; others wrap the NATS error,
+// prefixed by the operation, and eventstore.ErrUnavailable when NATS gave
+// no usable answer (as the event store classifies it).
 package bucket
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,16 +38,18 @@ var (
 	// ErrInvalidOption reports an option of Open given a value it does
 	// not accept.
 	ErrInvalidOption = errors.New("bucket: invalid option")
+	// ErrInvalidKey reports a key the bucket cannot hold (see Remove).
+	ErrInvalidKey = errors.New("bucket: invalid key")
 )
 
 // Bucket is one key-value bucket. It is safe for concurrent use.
 type Bucket struct {
 	kv jetstream.KeyValue
+	// stream holds the bucket, for Remove; subjects is its keys' subject
+	// prefix.
+	stream   jetstream.Stream
+	subjects string
 }
-
-// removedTTL is how long the marker Remove leaves lasts: the server's
-// least.
-const removedTTL = time.Second
 
 type config struct {
 	description string
@@ -86,15 +88,17 @@ func Open(ctx context.Context, js jetstream.JetStream, name string, opts ...Opti
 			return nil, err
 		}
 	}
-	// LimitMarkerTTL lets a marker carry a TTL of its own (Remove); the
-	// bucket has no TTL of its own, so it places no other markers.
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: name, Description: c.description, History: 1, Replicas: c.replicas, LimitMarkerTTL: removedTTL,
+		Bucket: name, Description: c.description, History: 1, Replicas: c.replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bucket: open %s: %w", name, err)
 	}
-	return &Bucket{kv: kv}, nil
+	st, err := js.Stream(ctx, "KV_"+name)
+	if err != nil {
+		return nil, fmt.Errorf("bucket: open %s: %w", name, err)
+	}
+	return &Bucket{kv: kv, stream: st, subjects: "$KV." + name + "."}, nil
 }
 
 // Create stores value under key if the key holds no value; ErrExists if it
@@ -171,13 +175,37 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return wrapWrite("delete", key, b.kv.Delete(ctx, key))
 }
 
-// Remove removes key and its value, leaving a marker that the server
-// removes a second later, where Delete's stays for good: for keys written
-// once each (one per job, say), whose markers would otherwise pile up in
-// the bucket, each read again by every listing of its keys. Removing a key
-// without a value is not an error.
+// Remove removes key and its value without leaving a delete marker, as
+// Delete does: for keys written once each (one per job, say), whose
+// markers would otherwise pile up in the bucket for good, each read again
+// by every listing of its keys. Unlike Delete it is a request to the
+// stream's API, not a write beside the values; removing a key without a
+// value is not an error. Invalid keys are refused (ErrInvalidKey). (A
+// purge marker with a TTL of its own would be a plain write, but needs
+// the bucket's stream to allow message TTLs, which the server never lets
+// a stream give up again: a build before it could then no longer open the
+// bucket, in a rolling upgrade or a rollback.)
 func (b *Bucket) Remove(ctx context.Context, key string) error {
-	return wrapWrite("remove", key, b.kv.Purge(ctx, key, jetstream.PurgeTTL(removedTTL)))
+	if !validKey(key) {
+		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	}
+	return wrapWrite("remove", key, b.stream.Purge(ctx, jetstream.WithPurgeSubject(b.subjects+key)))
+}
+
+// validKey reports whether key is one the bucket takes: dot-separated
+// tokens of A-Z, a-z, 0-9, '-', '/', '_' and '='. The check matters to
+// Remove, whose key becomes a subject filter: a wildcard would remove
+// other keys.
+func validKey(key string) bool {
+	if key == "" || strings.HasPrefix(key, ".") || strings.HasSuffix(key, ".") || strings.Contains(key, "..") {
+		return false
+	}
+	for _, r := range key {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-/_=.", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // Keys returns the keys holding a value, as of the call. A listing cut

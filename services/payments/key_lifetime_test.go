@@ -294,13 +294,12 @@ func TestDeliveryAgainAfterTheKeyLifetimeDoesNotChargeAgain(t *testing.T) {
 	if at, ok := parkedJob(t, e)["key_used_at"].(string); !ok || at == "" {
 		t.Fatalf("parked job without the time its key went out: %v", parkedJob(t, e))
 	}
-	// Nor does it leave a marker in the bucket's stream, one per job,
-	// once the marker's second has passed.
+	// Nor does it leave a marker in the bucket's stream, one per job.
 	waitBucketMessages(t, e, 1)
 }
 
 // waitBucketMessages waits until the parked bucket's stream holds n
-// messages: a removed record's marker lasts a second.
+// messages: a record is removed after its job is acknowledged.
 func waitBucketMessages(t *testing.T, e *env, n uint64) (lastSeq uint64) {
 	t.Helper()
 	st, err := e.js.Stream(t.Context(), "KV_"+payments.ParkedBucket)
@@ -324,8 +323,7 @@ func waitBucketMessages(t *testing.T, e *env, n uint64) (lastSeq uint64) {
 
 // With a provider that forgets keys, every charge records when its key
 // went out before sending it, and a job done removes the record: the
-// bucket's stream is left empty once the removals' markers have lasted
-// their second, not with a marker per order for good.
+// bucket's stream is left empty, not with a marker per order for good.
 func TestChargesDoneLeaveNothingInTheBucket(t *testing.T) {
 	e := start(t)
 	sim := payments.NewSimulator(payments.SimulatorConfig{KeyTTL: time.Hour})

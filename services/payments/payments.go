@@ -138,8 +138,9 @@ type Parked interface {
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 	DeleteAt(ctx context.Context, key string, revision uint64) error
 	Delete(ctx context.Context, key string) error
-	// Remove is Delete leaving no marker behind, for the keys written
-	// once per job (the records of when keys went out).
+	// Remove is Delete leaving no marker behind (a request to the
+	// stream's API), for the keys written once per job (the records of
+	// when keys went out).
 	Remove(ctx context.Context, key string) error
 	Keys(ctx context.Context) ([]string, error)
 }
@@ -721,7 +722,9 @@ func (m *Manager) forgetSent(ctx context.Context, j job) {
 	if !j.sentMaybe {
 		return
 	}
-	if err := m.kv.Remove(context.WithoutCancel(ctx), j.sent); err != nil {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.attemptTimeout)
+	defer cancel()
+	if err := m.kv.Remove(rctx, j.sent); err != nil {
 		m.log.WarnContext(ctx, "payments: could not remove the record of when a job's key went out", "order", j.OrderID, "err", err)
 	}
 }
