@@ -482,9 +482,9 @@ func (n *node) requireClientCert(h http.Handler) http.Handler {
 // dial returns this process's connection to addr (its own gRPC listener
 // when addr is empty), presenting token on every call when there is one,
 // and calling only the replicas whose health reports service as serving
-// (client.WithHealthOf): behind one name, a node not ready (a query node
-// catching up, a command node cut off from NATS) would otherwise take its
-// share of the calls.
+// (client.WithHealthOf), but on its own listener: behind one name, a node
+// not ready (a query node catching up, a command node cut off from NATS)
+// would otherwise take its share of the calls.
 // Its own listener is dialled as it serves (TLS with TLS_CERT), another
 // process as the clients' TLS settings say (UpstreamCredentials).
 // Connections are shared by address and token, and closed at shutdown.
@@ -493,6 +493,10 @@ func (n *node) dial(addr, token string, pinned bool, service string) (*grpc.Clie
 	if addr == "" {
 		addr, creds = client.Dialable(n.addrs.GRPC), n.ownCreds
 		pinned = false // one address: one connection serves both
+		// No other replica to prefer; and a service this process does
+		// not run has no health status, which would fail every call as
+		// UNAVAILABLE instead of UNIMPLEMENTED (REST's 501).
+		service = ""
 	}
 	if pinned {
 		service = "" // a pinned connection keeps to its node
