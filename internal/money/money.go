@@ -78,9 +78,12 @@ func Parse(s, currency string) (int64, error) {
 	for len(frac) < d {
 		frac += "0"
 	}
-	n, err := strconv.ParseUint(whole+frac, 10, 63)
-	if errors.Is(err, strconv.ErrRange) {
-		return 0, fmt.Errorf("amount %q: %w: at most %s %s", s, ErrTooLarge, Format(math.MaxInt64, currency), currency)
+	digits := whole + frac
+	n, err := strconv.ParseUint(digits, 10, 63)
+	// ParseUint reports the range before a character past it that is
+	// not a digit: only a number is too large.
+	if errors.Is(err, strconv.ErrRange) && strings.Trim(digits, "0123456789") == "" {
+		return 0, fmt.Errorf("amount %q: %w: at most %s", s, ErrTooLarge, Format(math.MaxInt64, currency))
 	}
 	if err != nil || n > math.MaxInt64 {
 		return 0, fmt.Errorf("amount %q: want a non-negative number like 12.50", s)

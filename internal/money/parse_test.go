@@ -18,7 +18,9 @@ func TestParseSaysTooLarge(t *testing.T) {
 	if n, err := money.Parse("92233720368547758.07", "EUR"); err != nil || n != math.MaxInt64 {
 		t.Fatalf("Parse of the most: %d, %v", n, err)
 	}
-	if _, err := money.Parse("12.x", "EUR"); err == nil || errors.Is(err, money.ErrTooLarge) {
-		t.Fatalf("Parse of a malformed amount: %v; want it called malformed", err)
+	for _, malformed := range []string{"12.x", "99999999999999999999abc", "123456789012345678901,00"} {
+		if _, err := money.Parse(malformed, "EUR"); err == nil || errors.Is(err, money.ErrTooLarge) {
+			t.Fatalf("Parse(%q): %v; want it refused as malformed", malformed, err)
+		}
 	}
 }
