@@ -261,7 +261,7 @@ func (a *app) addItemCmd() *cobra.Command {
 		Use:   "add-item ORDER SKU QTY PRICE",
 		Short: "Add a line to a draft order (PRICE in the order currency's major unit)",
 		Example: `  ordersctl orders add-item 7d3f0c2a-... PEN-9 3 1.99
-  ordersctl orders add-item 7d3f0c2a-... TEA 2 1200 --currency JPY   # no currency lookup`,
+  ordersctl orders add-item 7d3f0c2a-... TEA 2 1200 --currency JPY   # stated: checked by one read, not retried`,
 		Args: cobra.ExactArgs(4),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			qty, err := strconv.ParseInt(args[2], 10, 64)
