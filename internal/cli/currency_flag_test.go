@@ -3,6 +3,7 @@ package cli_test
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // A --currency other than the order's is refused (exit 1) before the
@@ -14,6 +15,13 @@ func TestCurrencyFlagMustBeTheOrders(t *testing.T) {
 	g := server(t).GRPC
 	ok(t, run(t, g, "orders", "create", "--order-id", "cur-1", "--request-id", "cur-1", "--customer", "c", "--currency", "EUR",
 		"--line1", "1 Way", "--city", "Oslo", "--country", "NO"))
+	// The check reads the read model once: it must hold the order.
+	for deadline := time.Now().Add(30 * time.Second); run(t, g, "orders", "get", "cur-1").code != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the read model never held the order")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the read model
+	}
 	for _, args := range [][]string{
 		{"orders", "add-item", "cur-1", "TEA", "1", "1200", "--currency", "JPY", "--request-id", "cur-2"},
 		{"orders", "place", "cur-1", "--tax", "5", "--currency", "JPY", "--request-id", "cur-3"},

@@ -389,7 +389,14 @@ func (a *app) payCmd() *cobra.Command {
 					return usagef("--amount is required for an authorized payment")
 				}
 				var err error
-				if req.Amount, err = a.orderAmount(cmd.Context(), args[0], currency, "--amount", amount); err != nil {
+				if currency != "" {
+					// The payment's own currency, read without a look at
+					// the order: the command side refuses one other than
+					// the order's (below).
+					if req.Amount, err = money.Parse(amount, strings.ToUpper(currency)); err != nil {
+						return usagef("--amount: %v", err)
+					}
+				} else if req.Amount, err = a.orderAmount(cmd.Context(), args[0], currency, "--amount", amount); err != nil {
 					return err
 				}
 				// Sent, so that the command side refuses a payment in
