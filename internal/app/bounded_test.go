@@ -34,6 +34,8 @@ func series(body string) int {
 func TestRESTMetricsAddNoSeriesPerHostOrID(t *testing.T) {
 	addrs, _ := run(t, t.TempDir(), "ROLES", "command,query,audit,gateway")
 	base := "http://" + addrs.HTTP
+	// Ready first: a 503 of a node catching up is a series of its own.
+	waitStatus(t, base+"/readyz", http.StatusOK)
 	get := func(host, id string) {
 		req, err := http.NewRequestWithContext(t.Context(), "GET", base+"/v1/orders/"+id, nil)
 		if err != nil {
