@@ -207,7 +207,10 @@ func TestRequestIDMustBePrintableASCII(t *testing.T) {
 // which holds its only OrderCreated: the order id follows from the request
 // id, so the retry meets the order and its history.
 func TestCreateWithoutOrderIDRetriedAfterDuplicateWindow(t *testing.T) {
-	const window = 100 * time.Millisecond // the smallest duplicate window nats-server accepts
+	// Long enough for the checks "within the window" to run within it on
+	// a loaded machine (100 ms, the least nats-server takes, passed
+	// during them under a parallel load), short enough to wait out.
+	const window = 2 * time.Second
 	e := startNATS(t, eventstore.WithDuplicateWindow(window))
 	ctx := t.Context()
 	req := &ordersv1.CreateOrderRequest{RequestId: "late-retry-1", CustomerId: "c", Currency: "EUR",
