@@ -119,16 +119,7 @@ func Probe(caFile, certFile string) (*tls.Config, error) {
 		// certificate is checked below instead, without a name.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("tlsconfig: probe: the server presented no certificate")
-			}
-			if bytes.Equal(cs.PeerCertificates[0].Raw, own) {
-				return nil
-			}
-			if roots == nil {
-				return errors.New("tlsconfig: probe: the server presented a certificate other than the one in its certificate file")
-			}
-			return verifyUnnamed(cs, roots)
+			return verifyOwn(cs, own, roots, "probe", "the one in its certificate file")
 		},
 	}, nil
 }
@@ -170,19 +161,30 @@ func Own(srv *tls.Config, caFile, certFile, keyFile string) (*tls.Config, error)
 	// system's roots; the certificate is checked below instead.
 	cfg.InsecureSkipVerify = true
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("tlsconfig: own listener: the server presented no certificate")
+		var own []byte
+		if c, err := srv.GetCertificate(&tls.ClientHelloInfo{}); err == nil && c != nil && len(c.Certificate) > 0 {
+			own = c.Certificate[0]
 		}
-		if own, err := srv.GetCertificate(&tls.ClientHelloInfo{}); err == nil && own != nil && len(own.Certificate) > 0 &&
-			bytes.Equal(own.Certificate[0], cs.PeerCertificates[0].Raw) {
-			return nil
-		}
-		if roots == nil {
-			return errors.New("tlsconfig: own listener: the server presented a certificate other than this process's own")
-		}
-		return verifyUnnamed(cs, roots)
+		return verifyOwn(cs, own, roots, "own listener", "this process's own")
 	}
 	return cfg, nil
+}
+
+// verifyOwn accepts a server that presents the certificate own (DER; nil
+// for none known) or, with roots, one that verifies against them without
+// a name (verifyUnnamed). what names the caller and whose the certificate
+// in errors.
+func verifyOwn(cs tls.ConnectionState, own []byte, roots *x509.CertPool, what, whose string) error {
+	if len(cs.PeerCertificates) == 0 {
+		return fmt.Errorf("tlsconfig: %s: the server presented no certificate", what)
+	}
+	if own != nil && bytes.Equal(cs.PeerCertificates[0].Raw, own) {
+		return nil
+	}
+	if roots == nil {
+		return fmt.Errorf("tlsconfig: %s: the server presented a certificate other than %s", what, whose)
+	}
+	return verifyUnnamed(cs, roots)
 }
 
 // verifyUnnamed verifies the server's presented chain against roots as a
