@@ -30,8 +30,9 @@ func TestCurrencyFlagMustBeTheOrders(t *testing.T) {
 			t.Fatalf("%v on an EUR order: exit %d, want 1: %s%s", args, r.code, r.stdout, r.stderr)
 		}
 	}
-	ok(t, run(t, g, "orders", "add-item", "cur-1", "TEA", "1", "12.00", "--currency", "eur", "--request-id", "cur-4"))
-	r := ok(t, run(t, g, "-o", "json", "orders", "get", "cur-1"))
+	added := jsonOf(t, ok(t, run(t, g, "-o", "json", "orders", "add-item", "cur-1", "TEA", "1", "12.00", "--currency", "eur", "--request-id", "cur-4")).stdout)
+	// Read at the add-item's position: the read model may not have it yet.
+	r := ok(t, run(t, g, "-o", "json", "orders", "get", "cur-1", "--min-position", str(t, added, "position")))
 	if n := strings.Count(r.stdout, `"TEA"`); n != 1 || !strings.Contains(r.stdout, `"minor":1200`) {
 		t.Fatalf("the order after the refusals and one add-item of 12.00 EUR: %s; want that line alone", r.stdout)
 	}
