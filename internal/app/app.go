@@ -51,6 +51,18 @@ type Option func(*runOptions) error
 
 type runOptions struct {
 	telemetry []telemetry.Option
+	listening func(Addrs)
+}
+
+// WithListening calls fn once the gRPC and HTTP listeners are bound and
+// HTTP serves start-up's answers (GET /healthz 200, the rest 503), before
+// the phases that wait for NATS and open the read model; Addrs.NATS is
+// empty then. Tests use it to reach a node that is still starting.
+func WithListening(fn func(Addrs)) Option {
+	return func(o *runOptions) error {
+		o.listening = fn
+		return nil
+	}
 }
 
 // WithTelemetry passes options to telemetry.Setup; tests use it to record
@@ -105,8 +117,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	for _, r := range roles {
 		probe.checks = append(probe.checks, r.checks...)
 	}
-	httpSrv := n.newHTTPServer(probe, roles)
-	n.serve(httpSrv)
+	n.routeHTTP(probe, roles)
+	n.serve()
 	stopHealth := n.startHealth(ctx, probe, roles)
 	n.down.push(stopHealth)
 
@@ -123,7 +135,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		// exits non-zero, and its supervisor starts it afresh.
 	}
 	n.failed.close()
-	n.shutdown(roles, stopHealth, httpSrv)
+	n.shutdown(roles, stopHealth)
 	if errors.Is(runErr, grpc.ErrServerStopped) {
 		runErr = nil
 	}
@@ -141,6 +153,13 @@ func (n *node) start(ctx context.Context, o runOptions) ([]role, error) {
 	// buckets were created.
 	if err := n.readSecrets(); err != nil {
 		return nil, err
+	}
+	// Served from here on: /healthz says the process is alive through the
+	// phases that may take long (the wait for NATS, a read model's
+	// migration), and the rest that it is starting.
+	n.startHTTP()
+	if o.listening != nil {
+		o.listening(n.addrs)
 	}
 	if err := n.connectNATS(ctx); err != nil {
 		return nil, err
@@ -171,6 +190,7 @@ type node struct {
 	down teardown
 
 	grpcLis, httpLis net.Listener
+	http             *httpFront // serving from start-up on
 	nc               *nats.Conn
 	js               jetstream.JetStream
 	store            *eventstore.Store

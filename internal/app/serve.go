@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,8 +30,81 @@ const (
 	startingHealthPeriod   = 5 * time.Second
 )
 
-// newHTTPServer serves the roles' routes, the probes and the metrics.
-func (n *node) newHTTPServer(probe *readiness, roles []role) *http.Server {
+// httpFront is the HTTP server, serving from the first phase of start-up
+// on: until the roles have registered, GET /healthz answers 200, GET
+// /readyz 503 {"status":"starting"} and every other route 503 UNAVAILABLE
+// with Retry-After. A node waiting for NATS or migrating its read model is
+// alive, and an orchestrator's liveness probe that found nothing answering
+// would restart it, and with it the migration, for good.
+type httpFront struct {
+	srv    *http.Server
+	routes atomic.Pointer[http.Handler]
+}
+
+// ServeHTTP hands r to the routes of the moment.
+func (f *httpFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*f.routes.Load()).ServeHTTP(w, r)
+}
+
+// startingUp answers a route the roles will serve once start-up is over:
+// the status JSON of every other REST error, UNAVAILABLE, which clients
+// retry.
+func startingUp(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"code": 14, "message": "ordersd is starting", "details": []any{}})
+}
+
+// startHTTP serves the HTTP listener with start-up's routes (see
+// httpFront); routeHTTP gives it the roles' once they have registered.
+// Its failure ends Run (at once if start-up is over, else when start-up
+// ends).
+func (n *node) startHTTP() {
+	f := &httpFront{}
+	starting := http.NewServeMux()
+	starting.HandleFunc("GET /healthz", healthz)
+	starting.Handle("GET /readyz", (&readiness{}).handler())
+	starting.HandleFunc("/", startingUp)
+	var h http.Handler = starting
+	f.routes.Store(&h)
+	srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		// Well under the gRPC server's metadata limit (maxHeaderListSize):
+		// the gateway passes common headers on as metadata, and a request
+		// whose headers the gateway's own call could not carry was
+		// answered 500, a fault of the server; net/http answers 431.
+		MaxHeaderBytes: maxHTTPHeaderBytes}
+	if n.serverTLS != nil {
+		// The HTTP listener serves TLS and, with TLS_CLIENT_CA, verifies
+		// a client certificate when one is given without demanding one:
+		// probes and Prometheus scrape /healthz, /readyz and /metrics
+		// without; the API routes answer 401 without one
+		// (requireClientCert).
+		srv.TLSConfig = n.serverTLS.Clone()
+		srv.TLSConfig.ClientAuth = tls.NoClientCert
+		if n.cfg.TLSClientCA != "" {
+			srv.TLSConfig.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	}
+	f.srv = srv
+	n.http = f
+	// A start-up that fails closes it; after start-up, shutdown has
+	// drained it first.
+	n.down.push(func() { _ = srv.Close() })
+	go func() {
+		var err error
+		if srv.TLSConfig != nil {
+			err = srv.ServeTLS(n.httpLis, "", "")
+		} else {
+			err = srv.Serve(n.httpLis)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.failed.report(err)
+		}
+	}()
+}
+
+// routeHTTP makes the HTTP server serve the roles' routes, the probes
+// and the metrics.
+func (n *node) routeHTTP(probe *readiness, roles []role) {
 	mux := http.NewServeMux()
 	for _, r := range roles {
 		for pattern, h := range r.routes {
@@ -44,48 +118,20 @@ func (n *node) newHTTPServer(probe *readiness, roles []role) *http.Server {
 		metrics = requireRole(n.authn, auth.Admin, metrics)
 	}
 	mux.Handle("GET /metrics", metrics)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		// Well under the gRPC server's metadata limit (maxHeaderListSize):
-		// the gateway passes common headers on as metadata, and a request
-		// whose headers the gateway's own call could not carry was
-		// answered 500, a fault of the server; net/http answers 431.
-		MaxHeaderBytes: maxHTTPHeaderBytes}
 	for _, r := range roles {
 		if r.httpShutdown != nil {
-			srv.RegisterOnShutdown(r.httpShutdown)
+			n.http.srv.RegisterOnShutdown(r.httpShutdown)
 		}
 	}
-	if n.serverTLS != nil {
-		// The HTTP listener serves TLS and, with TLS_CLIENT_CA, verifies
-		// a client certificate when one is given without demanding one:
-		// probes and Prometheus scrape /healthz, /readyz and /metrics
-		// without; the API routes answer 401 without one
-		// (requireClientCert).
-		srv.TLSConfig = n.serverTLS.Clone()
-		srv.TLSConfig.ClientAuth = tls.NoClientCert
-		if n.cfg.TLSClientCA != "" {
-			srv.TLSConfig.ClientAuth = tls.VerifyClientCertIfGiven
-		}
-	}
-	return srv
+	var h http.Handler = mux
+	n.http.routes.Store(&h)
 }
 
-// serve starts the gRPC and HTTP servers on their listeners; the error of
-// either that stops on its own ends Run.
-func (n *node) serve(httpSrv *http.Server) {
+// serve starts the gRPC server on its listener; its error, should it stop
+// on its own, ends Run.
+func (n *node) serve() {
 	go func() {
 		if err := n.srv.Serve(n.grpcLis); err != nil {
-			n.failed.report(err)
-		}
-	}()
-	go func() {
-		var err error
-		if httpSrv.TLSConfig != nil {
-			err = httpSrv.ServeTLS(n.httpLis, "", "")
-		} else {
-			err = httpSrv.Serve(n.httpLis)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.failed.report(err)
 		}
 	}()
@@ -178,7 +224,8 @@ func healthLoop(ctx context.Context, steady bool, wake []<-chan struct{}, update
 // remains (connections, projections, read models, telemetry, NATS itself
 // and the listeners) is released by the teardown when Run returns, in
 // reverse order of acquisition.
-func (n *node) shutdown(roles []role, stopHealth func(), httpSrv *http.Server) {
+func (n *node) shutdown(roles []role, stopHealth func()) {
+	httpSrv := n.http.srv
 	for _, r := range roles {
 		if r.drain != nil {
 			r.drain()

@@ -2,12 +2,14 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/natsembed"
 	"github.com/orderstream/orderstream/internal/pii"
+	"google.golang.org/grpc/codes"
 )
 
 // startErr runs ordersd with vars over loopback defaults and returns the
@@ -199,4 +202,74 @@ func TestAnotherMasterKeyStopsStartUp(t *testing.T) {
 		})
 	}
 	run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "ROLES", "query", "PII_MASTER_KEY_FILE", first)
+}
+
+// A node still starting (here waiting for a NATS server that takes the
+// connection and never speaks) is alive: from its first phase on, GET
+// /healthz answers 200, GET /readyz 503 "starting" and an API route 503
+// UNAVAILABLE with Retry-After, so a liveness probe does not restart a
+// node through a long start-up (a wait for NATS, a read model's
+// migration). The stop it is given then ends it without an error.
+func TestStartingNodeAnswersLiveness(t *testing.T) {
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mute.Close() })
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	cfg := apptest.Config(t, map[string]string{"NATS_URL": "nats://" + mute.Addr().String(), "NATS_CONNECT_TIMEOUT": "10m", "ROLES": "command,query,audit,payments,gateway"})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	listening := make(chan app.Addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(app.Addrs) { t.Error("ordersd became ready without NATS") },
+			app.WithListening(func(a app.Addrs) { listening <- a }))
+	}()
+	var addrs app.Addrs
+	select {
+	case addrs = <-listening:
+	case err := <-done:
+		t.Fatalf("ordersd stopped while waiting for NATS: %v", err)
+	}
+	// A bound, not a timing: the old build accepted and never answered.
+	hc := &http.Client{Timeout: 30 * time.Second}
+	get := func(path string) (*http.Response, map[string]any) {
+		t.Helper()
+		res, err := hc.Get("http://" + addrs.HTTP + path)
+		if err != nil {
+			t.Fatalf("GET %s while starting: %v", path, err)
+		}
+		defer res.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+			t.Fatalf("GET %s while starting: body: %v", path, err)
+		}
+		return res, body
+	}
+	if res, _ := get("/healthz"); res.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz while starting: %d, want 200", res.StatusCode)
+	}
+	if res, body := get("/readyz"); res.StatusCode != http.StatusServiceUnavailable || body["status"] != "starting" {
+		t.Fatalf("/readyz while starting: %d %v, want 503 starting", res.StatusCode, body)
+	}
+	res, body := get("/v1/orders/o-1")
+	if res.StatusCode != http.StatusServiceUnavailable || body["code"] != float64(codes.Unavailable) || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("an API route while starting: %d %v (Retry-After %q), want 503 UNAVAILABLE with Retry-After", res.StatusCode, body, res.Header.Get("Retry-After"))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("stopped while starting: %v", err)
+	}
+	if _, err := hc.Get("http://" + addrs.HTTP + "/healthz"); err == nil {
+		t.Fatal("/healthz still answered after Run returned")
+	}
 }
