@@ -421,8 +421,18 @@ func (m *Manager) purge(ctx context.Context, subjects ...string) error {
 func (m *Manager) followFired(ctx context.Context, ready func()) error {
 	return m.timers.Subscribe(ctx, FiredConsumer, subjFired+">", func(msg schedule.Msg) {
 		var s timer
-		if err := json.Unmarshal(msg.Data, &s); err != nil || s.OrderID == "" {
-			_ = msg.Term() // not ours
+		err := json.Unmarshal(msg.Data, &s)
+		if err == nil && s.OrderID == "" {
+			err = errors.New("no order id")
+		}
+		if err != nil {
+			// Not a timer this manager set (another build's, or written
+			// by hand): nothing can enforce it, and delivering it again
+			// changes nothing. Said, since it may be a deadline that will
+			// not be enforced.
+			m.log.Error("deadlines: a firing that is no deadline of this build was dropped", "subject", msg.Subject, "sequence", msg.Sequence, "err", err)
+			m.fired.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "unknown"), attribute.String("outcome", "undecodable")))
+			_ = msg.Term()
 			return
 		}
 		hctx, cancel := context.WithTimeout(ctx, m.handleTimeout)

@@ -70,3 +70,27 @@ func TestRetryWaitStartsOverAfterAConsumerConsumed(t *testing.T) {
 		t.Fatalf("%d losses logged, want %d:\n%s", stopped, losses, logs.String())
 	}
 }
+
+// A firing that is no deadline of this build (written by hand, or by
+// another build) cannot be enforced: it is dropped with an error line
+// naming its subject, not in silence, and the deadlines after it are
+// enforced as before.
+func TestUndecodableFiringIsReported(t *testing.T) {
+	e := start(t)
+	var logs testlog.Buffer
+	e.run(t, 2*time.Second, time.Hour, deadlines.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	subject := deadlines.SubjectRoot + ".fired.payment.not-json"
+	if _, err := e.js.Publish(t.Context(), subject, []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	cancelledOnce(t, e.waitEvent(t, e.place(t, "after-the-bad-firing"), "OrderCancelled"))
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if l := logs.String(); strings.Contains(l, "level=ERROR") && strings.Contains(l, subject) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error names the dropped firing %s:\n%s", subject, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log
+	}
+}
