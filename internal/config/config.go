@@ -359,6 +359,11 @@ func (c Config) validateLimits() []error {
 	var errs []error
 	if c.NATSSync != "interval" && c.NATSSync != "always" {
 		errs = append(errs, fmt.Errorf("NATS_SYNC: %q is not interval or always", c.NATSSync))
+	} else if c.NATSSync == "always" && c.NATSURL != "" {
+		// It sets the embedded server's fsync; a server at NATS_URL
+		// syncs as its own configuration says. Accepted, it promised a
+		// durability across power losses that nothing gave.
+		errs = append(errs, errors.New("NATS_SYNC: always applies to the embedded server, and NATS_URL is set: set sync_interval: always in the jetstream block of the NATS servers' configuration instead"))
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("STREAM_REPLICAS: %d is not between 1 and 5", c.StreamReplicas))

@@ -44,14 +44,14 @@ func TestPaymentRetryDefaultsAreTheManagers(t *testing.T) {
 
 func TestOverrides(t *testing.T) {
 	c, err := config.FromMap(map[string]string{
-		"NATS_URL": "nats://a:4222,nats://b:4222", "NATS_SYNC": "always", "STREAM_REPLICAS": "3",
+		"NATS_URL": "nats://a:4222,nats://b:4222", "STREAM_REPLICAS": "3",
 		"DUPLICATE_WINDOW": "10m", "LOG_LEVEL": "debug", "GRPC_ADDR": "0.0.0.0:9000", "ALLOW_INSECURE": "true",
 		"EVENT_HEADERS": "separate", "GRPC_STREAM_WORKERS": "0",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NATSSync != "always" || c.EventHeaders != "separate" || c.GRPCStreamWorkers != 0 || c.StreamReplicas != 3 || c.DuplicateWindow != 10*time.Minute || c.LogLevel != slog.LevelDebug || c.GRPCAddr != "0.0.0.0:9000" {
+	if c.EventHeaders != "separate" || c.GRPCStreamWorkers != 0 || c.StreamReplicas != 3 || c.DuplicateWindow != 10*time.Minute || c.LogLevel != slog.LevelDebug || c.GRPCAddr != "0.0.0.0:9000" {
 		t.Fatalf("overrides: %+v", c)
 	}
 }
@@ -413,6 +413,24 @@ func TestNATSClientSettingsNeedNATSURL(t *testing.T) {
 		_, err := config.FromMap(map[string]string{name: "x"})
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s without NATS_URL: %v, want an error naming it", name, err)
+		}
+	}
+}
+
+// NATS_SYNC=always sets the embedded server's fsync: with NATS_URL it is
+// refused, naming the variable, rather than accepted while the servers at
+// NATS_URL sync as their own configuration says.
+func TestNATSSyncAlwaysNeedsTheEmbeddedServer(t *testing.T) {
+	_, err := config.FromMap(map[string]string{"NATS_SYNC": "always", "NATS_URL": "nats://127.0.0.1:4222"})
+	if err == nil || !strings.HasPrefix(err.Error(), "NATS_SYNC:") {
+		t.Fatalf("NATS_SYNC=always with NATS_URL: %v, want an error naming NATS_SYNC", err)
+	}
+	for _, env := range []map[string]string{
+		{"NATS_SYNC": "always"},
+		{"NATS_SYNC": "interval", "NATS_URL": "nats://127.0.0.1:4222"},
+	} {
+		if c, err := config.FromMap(env); err != nil || c.NATSSync != env["NATS_SYNC"] {
+			t.Errorf("%v: %v, NATS_SYNC read as %q", env, err, c.NATSSync)
 		}
 	}
 }
