@@ -40,12 +40,30 @@ func TestAnInterruptedRetryKeepsWhatItMayHaveCharged(t *testing.T) {
 	// order's charge fails at the provider and opens it, and the second
 	// order's attempts are refused by the open circuit, so its job is
 	// parked without ever reaching the provider.
+	// The first order's charge is held until the second order is
+	// placed, so that the circuit's cool-down does not run out while the
+	// second order is made; which orders reached the provider is kept.
+	var reached sync.Map
+	placed := make(chan struct{})
+	held := func(ctx context.Context, req payments.ChargeRequest) (payments.ChargeResult, error) {
+		reached.Store(req.OrderID, true)
+		select {
+		case <-placed:
+		case <-ctx.Done():
+		}
+		return sim.Charge(ctx, req)
+	}
+	gw.charge.Store(&held)
 	e.run(t, gw, payments.WithWorkers(1), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond),
 		payments.WithCircuit(1, time.Second))
 	e.place(t, "cust-a", 100)
 	b := e.place(t, "cust-b", 200)
+	close(placed)
 	e.waitStats(t, "both charges parked", func(s payments.Stats) bool { return s.Parked == 2 })
 	if parkedMaybeCharged(t, e, b) {
+		if _, ok := reached.Load(b); !ok {
+			t.Fatal("the second order's charge never reached the provider, yet its parked job says money may have been taken")
+		}
 		t.Skip("the second order's charge reached the provider before parking (a slow run): nothing to show")
 	}
 	sim.SetDown(false)
@@ -53,11 +71,11 @@ func TestAnInterruptedRetryKeepsWhatItMayHaveCharged(t *testing.T) {
 	// Retry until the circuit lets a charge through: that charge takes
 	// the money and the caller gives up before it is recorded.
 	m := e.mgr.Load()
-	var reached atomic.Bool
-	for !reached.Load() {
+	var through atomic.Bool
+	for !through.Load() {
 		ctx, cancel := context.WithCancel(t.Context())
 		cut := func(ctx context.Context, req payments.ChargeRequest) (payments.ChargeResult, error) {
-			reached.Store(true)
+			through.Store(true)
 			if _, err := sim.Charge(ctx, req); err != nil {
 				return payments.ChargeResult{}, err
 			}
@@ -67,7 +85,7 @@ func TestAnInterruptedRetryKeepsWhatItMayHaveCharged(t *testing.T) {
 		gw.charge.Store(&cut)
 		_, _, err := m.Retry(ctx, b)
 		cancel()
-		if !reached.Load() {
+		if !through.Load() {
 			if err != nil {
 				t.Fatalf("Retry while the circuit is open: %v", err)
 			}
