@@ -126,14 +126,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 	if ready != nil {
 		ready(n.addrs)
 	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-n.failed.first:
-		// Crash-only: a server or the projection runner that stopped on
-		// its own is not restarted here. ordersd stops in order and
-		// exits non-zero, and its supervisor starts it afresh.
-	}
+	runErr := n.failed.wait(ctx)
 	n.failed.close()
 	n.shutdown(roles, stopHealth)
 	if errors.Is(runErr, grpc.ErrServerStopped) {
@@ -233,6 +226,26 @@ type failures struct {
 
 func newFailures(log *slog.Logger) *failures {
 	return &failures{log: log, first: make(chan error, 1)}
+}
+
+// wait returns the first failure reported, once one is or ctx ends; nil
+// if ctx ended with none. Crash-only: a server or the projection runner
+// that stopped on its own is not restarted here. ordersd stops in order
+// and exits non-zero, and its supervisor starts it afresh; so a failure
+// already reported when the stop comes is returned too, not dropped for
+// the stop, which would exit 0.
+func (f *failures) wait(ctx context.Context) error {
+	select {
+	case err := <-f.first:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-f.first:
+			return err
+		default:
+			return nil
+		}
+	}
 }
 
 // report hands err to Run, or logs it when Run already has one or no
