@@ -161,3 +161,27 @@ func TestWatchResumedOnANodeBehindIsUnavailable(t *testing.T) {
 		})
 	}
 }
+
+// A caller whose deadline is shorter than max_wait learns why its
+// min_position was not met within that deadline: OUT_OF_RANGE past the
+// log's head, UNAVAILABLE while the log holds it. Before, the wait took
+// the whole deadline and the answer was DEADLINE_EXCEEDED, which a caller
+// may retry for ever.
+func TestMinPositionAnswersWithinTheCallersDeadline(t *testing.T) {
+	p := stalled{emptyReadModel(t)}
+	svc := newQuery(t, p, query.WithHead(head{last: 10}))
+	for _, c := range []struct {
+		min  uint64
+		want codes.Code
+	}{{11, codes.OutOfRange}, {10, codes.Unavailable}} {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		_, getErr := svc.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: "o-1", Consistency: &ordersv1.Consistency{MinPosition: c.min}})
+		_, listErr := svc.ListOrders(ctx, &ordersv1.ListOrdersRequest{Consistency: &ordersv1.Consistency{MinPosition: c.min}})
+		cancel()
+		for rpc, err := range map[string]error{"GetOrder": getErr, "ListOrders": listErr} {
+			if got := status.Code(err); got != c.want {
+				t.Errorf("%s at min_position %d under a deadline shorter than max_wait: %v, want %v", rpc, c.min, err, c.want)
+			}
+		}
+	}
+}

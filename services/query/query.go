@@ -88,6 +88,12 @@ func New(p Projection, log *slog.Logger, opts ...Option) (*Service, error) {
 	return s, nil
 }
 
+// answerMargin is the most of a caller's deadline a wait for min_position
+// leaves for the answer (a quarter of it when that is less): the read of
+// the log's head that tells OUT_OF_RANGE from UNAVAILABLE, one round trip
+// to NATS.
+const answerMargin = 250 * time.Millisecond
+
 // errBehind is the answer when min_position is not reached in time.
 var errBehind = status.Error(codes.Unavailable, "read model is behind the requested position; retry later")
 
@@ -110,6 +116,16 @@ func (s *Service) awaitField(ctx context.Context, c *ordersv1.Consistency, field
 		}
 		if d.AsDuration() > 0 {
 			wait = min(d.AsDuration(), MaxWait)
+		}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		// The wait ends before the caller's deadline, leaving it the time
+		// to learn why it was not met: a caller whose deadline is under
+		// max_wait was answered DEADLINE_EXCEEDED, which it may retry for
+		// ever, where the answer is OUT_OF_RANGE, or UNAVAILABLE.
+		left := time.Until(dl)
+		if left -= min(left/4, answerMargin); left < wait {
+			wait = left
 		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
