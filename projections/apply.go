@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
@@ -526,7 +527,7 @@ func (b *batch) write(w writeStmts, moved bool, position uint64, event string) (
 		ow = orderWrites{insert: tx.StmtContext(ctx, w.upsertOrder), updateBody: tx.StmtContext(ctx, w.updateBody), updateStatus: tx.StmtContext(ctx, w.updateStatus)}
 	} else {
 		f := w.fill
-		ow = orderWrites{insert: tx.StmtContext(ctx, f.insert), updateBody: tx.StmtContext(ctx, f.updateBody), updateStatus: tx.StmtContext(ctx, f.updateStatus),
+		ow = orderWrites{insert: tx.StmtContext(ctx, f.insert), insertMany: tx.StmtContext(ctx, f.insertMany), updateBody: tx.StmtContext(ctx, f.updateBody), updateStatus: tx.StmtContext(ctx, f.updateStatus),
 			fill: &fillWrites{updateRow: tx.StmtContext(ctx, f.updateRow), seqs: b.seqs, inserted: func(id string, seq int64) error {
 				b.seqs[id] = seq
 				return b.carry.rows.add(id, seq, b.idAt)
@@ -618,6 +619,7 @@ func keysOf(s order.State) rowKeys {
 // of the id.
 type orderWrites struct {
 	insert, updateBody, updateStatus *sql.Stmt
+	insertMany                       *sql.Stmt // a fill's insertOrders
 	fill                             *fillWrites
 }
 
@@ -635,7 +637,8 @@ type fillWrites struct {
 // whose row was found (stored) by updateBody when it keeps the indexed
 // columns it had, by updateStatus when only its status changed, and any
 // other by upsertOrder (in a bulk fill, a found row by updateRowAt and a
-// new one by insertOrder, which it tells w.fill of). Each body is its own
+// new one by insertOrders, insertRows at a time, and insertOrder for the
+// rest, which it tells w.fill of). Each body is its own
 // buffer, since the recent orders keep it.
 //
 // It writes them in the order of the first event that changed each in
@@ -644,6 +647,35 @@ type fillWrites struct {
 func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, dirty []dirtyOrder, stored map[string]rowKeys) (map[string]storedRow, error) {
 	rows := make(map[string]storedRow, len(dirty))
 	var scratch ordersv1.Order
+	var pending []pendingRow
+	args := make([]any, 0, insertRows*7)
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		if len(pending) == insertRows {
+			args = args[:0]
+			for _, r := range pending {
+				args = append(args, r.seq, r.id, r.customer, r.status, r.createdAt, r.rev, r.body)
+			}
+			if _, err := w.insertMany.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+		} else {
+			for _, r := range pending {
+				if _, err := w.insert.ExecContext(ctx, r.seq, r.id, r.customer, r.status, r.createdAt, r.rev, r.body); err != nil {
+					return err
+				}
+			}
+		}
+		for _, r := range pending {
+			if err := w.fill.inserted(r.id, r.seq); err != nil {
+				return err
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
 	for _, d := range dirty {
 		id := d.id
 		o := states[id]
@@ -659,6 +691,21 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 			key = w.fill.seqs[id]
 		}
 		var res sql.Result
+		if !found && w.fill != nil {
+			// A new row of a bulk fill waits to go in with the next ones,
+			// insertRows at a time (see insertRows).
+			pending = append(pending, pendingRow{id: id, seq: int64(d.position), customer: s.CustomerID, status: int(s.Status), createdAt: s.CreatedAt.UnixNano(), rev: o.Revision, body: body})
+			if len(pending) == insertRows {
+				if err := flush(); err != nil {
+					return nil, err
+				}
+			}
+			rows[id] = storedRow{rev: o.Revision, customer: s.CustomerID, body: body}
+			continue
+		}
+		if err := flush(); err != nil {
+			return nil, err
+		}
 		switch {
 		case found && k == now:
 			res, err = w.updateBody.ExecContext(ctx, o.Revision, body, key)
@@ -682,5 +729,28 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 		}
 		rows[id] = storedRow{rev: o.Revision, customer: s.CustomerID, body: body}
 	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
 	return rows, nil
 }
+
+// pendingRow is a new row of a bulk fill waiting to be inserted with the
+// next ones.
+type pendingRow struct {
+	id, customer   string
+	seq, createdAt int64
+	status         int
+	rev            uint64
+	body           []byte
+}
+
+// insertRows is how many new rows a bulk fill inserts in one statement:
+// one statement's execution, binding and reset for 32 rows rather than
+// for each. A rebuild of 300,000 one-event orders went from 86–95k to
+// 102–104k events/s (BenchmarkRebuild, alternated runs).
+const insertRows = 32
+
+// insertOrders is insertOrder for insertRows rows.
+var insertOrders = `INSERT INTO orders (seq, id, customer_id, status, created_at, revision, body) VALUES (?, ?, ?, ?, ?, ?, ?)` +
+	strings.Repeat(`, (?, ?, ?, ?, ?, ?, ?)`, insertRows-1)

@@ -35,6 +35,13 @@ func TestModelIsTheLogsFoldHoweverBatched(t *testing.T) {
 	for seed := range uint64(*foldSeeds) {
 		rng := rand.New(rand.NewPCG(seed, 42))
 		items := propLog(rng, 20+rng.IntN(120), 2+rng.IntN(5), 1+rng.IntN(3))
+		// One log in ten has many orders, filled in large batches: a
+		// batch of a bulk fill then creates more orders than one
+		// statement inserts (insertRows).
+		wide := seed%10 == 9
+		if wide {
+			items = propLog(rng, 1000+rng.IntN(500), 300+rng.IntN(100), 1+rng.IntN(3))
+		}
 		want := propFold(items)
 		orders += len(want.orders)
 		dead += len(want.dead)
@@ -83,6 +90,9 @@ func TestModelIsTheLogsFoldHoweverBatched(t *testing.T) {
 			t.Fatal(err)
 		}
 		maxB = 1 + rng.IntN(12)
+		if wide {
+			maxB = 4*insertRows + rng.IntN(600)
+		}
 		dropCarry := rng.IntN(3) == 0
 		for _, b := range randomBatches(rng, items, maxB) {
 			if _, _, err := bulk.Apply(ctx, b); err != nil {

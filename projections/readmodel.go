@@ -238,7 +238,7 @@ type writeStmts struct {
 	position, loadOrder, upsertOrder, updateBody, updateStatus, addStatus, addSpend, setPosition *sql.Stmt
 	// fill are a bulk fill's, which find rows by seq: the fill drops
 	// orders_id, and the upsert's ON CONFLICT (id) needs it.
-	fill struct{ rowAt, insert, updateBody, updateStatus, updateRow *sql.Stmt }
+	fill struct{ rowAt, insert, insertMany, updateBody, updateStatus, updateRow *sql.Stmt }
 }
 
 // readConns is the read pool's size, open and idle alike: enough for the
@@ -328,6 +328,7 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		{w, &m.writes.setPosition, `UPDATE checkpoint SET position = ?, event = ? WHERE id = 1`},
 		{w, &m.writes.fill.rowAt, `SELECT id, revision, customer_id, body FROM orders WHERE seq = ?`},
 		{w, &m.writes.fill.insert, insertOrder},
+		{w, &m.writes.fill.insertMany, insertOrders},
 		{w, &m.writes.fill.updateBody, updateBodyAt},
 		{w, &m.writes.fill.updateStatus, updateStatusAt},
 		{w, &m.writes.fill.updateRow, updateRowAt},
