@@ -99,7 +99,9 @@ func ForOrders(orderIDs ...string) ReadOption {
 
 // StartTime starts the read at the first event the log stored at or after
 // t (the server's clock, Recorded.Time), rather than at a position: the
-// position given to the read must then be 0.
+// position given to the read must then be 0. A follow from a time the log
+// has not reached yet skips the events appended meanwhile but stored
+// before it.
 func StartTime(t time.Time) ReadOption {
 	return func(o *readOptions) error {
 		if t.IsZero() {
@@ -410,6 +412,7 @@ type consumerRead struct {
 	done    bool   // a read reached its end, or its consumer says so
 	seen    uint64 // the position of the last message a read met, past its end too
 	last    int    // entries of the previous batch
+	reached bool   // a follow by time met an entry at or after its start (see early)
 }
 
 func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) error {
@@ -482,6 +485,9 @@ func (r *consumerRead) fill(ctx context.Context) {
 func (r *consumerRead) add(m jetstream.Msg) {
 	e, pending := r.s.entry(m)
 	r.pending = pending
+	if r.early(e) {
+		return
+	}
 	if !r.follow {
 		r.seen = e.Position
 		if e.Position > r.o.upTo { // appended after the end of the read
@@ -491,6 +497,24 @@ func (r *consumerRead) add(m jetstream.Msg) {
 		r.done = e.Position >= r.o.upTo || pending == 0
 	}
 	r.entries = append(r.entries, e)
+}
+
+// early reports whether e, of a follow that starts at a time, was stored
+// before that time and comes before any stored at or after it. A consumer
+// started by time with nothing stored at or after it yet starts at the
+// next message appended, whatever its time: an export from midnight,
+// followed from the evening before, would hold that evening. Once one at
+// or after the time has come, every one after it is taken, as a read that
+// is not followed takes them.
+func (r *consumerRead) early(e Entry) bool {
+	if !r.follow || r.o.startTime.IsZero() || r.reached {
+		return false
+	}
+	if e.Time.Before(r.o.startTime) {
+		return true
+	}
+	r.reached = true
+	return false
 }
 
 // entry decodes one message delivered by a consumer, and returns how many

@@ -33,6 +33,7 @@ var batchBehaviours = []struct {
 	{"InvalidReadOptions", testInvalidReadOptions},
 	{"FollowBatches", testFollowBatches},
 	{"FollowBatchesForOrders", testFollowBatchesForOrders},
+	{"FollowBatchesFromAFutureTime", testFollowBatchesFromAFutureTime},
 }
 
 // RunBatchReads runs the contract of the batch reads, ReadBatches and
@@ -398,5 +399,37 @@ func testFollowBatchesForOrders(t *testing.T, s BatchStore) {
 	}
 	if got := f.Until(t, 8); !slices.Equal(EntryPositions(got), []uint64{8}) {
 		t.Fatalf("Followed %v after two appends, want 8", EntryPositions(got))
+	}
+}
+
+// A follow that starts at a time nothing is stored at or after yet
+// delivers the events stored from that time on, not those appended
+// meanwhile but stored before it: an export of "everything from midnight"
+// started the evening before holds nothing of that evening.
+func testFollowBatchesFromAFutureTime(t *testing.T, s BatchStore) {
+	AppendRoundRobin(t, s, 2, 1)
+	from := time.Now().Add(time.Second)
+	f := Follow(t, s, 0, eventstore.StartTime(from))
+	if b := f.Next(t); len(b.Entries) != 0 {
+		t.Fatalf("first batch of a follow from a future time: %v; want none", EntryPositions(b.Entries))
+	}
+	before, err := s.Append(t.Context(), "early", 0, []eventstore.EventData{{Type: "E"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wall-clock time itself is what is waited for: the next event must
+	// be stored after from.
+	time.Sleep(time.Until(from))
+	after, err := s.Append(t.Context(), "late", 0, []eventstore.EventData{{Type: "E"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.Until(t, after.Position)
+	early, _ := ReadAll(t, s.ReadBatches(t.Context(), before.Position, eventstore.UpTo(before.Position)), 1)
+	if len(early) == 1 && !early[0].Time.Before(from) {
+		t.Skipf("the first append was stored at %v, after the follow's start %v (a slow run): nothing to show", early[0].Time, from)
+	}
+	if !slices.Equal(EntryPositions(got), []uint64{after.Position}) {
+		t.Fatalf("Followed from %v: %v; want only %d, the one event stored after it", from, EntryPositions(got), after.Position)
 	}
 }

@@ -62,11 +62,23 @@ func (s *Store) FollowBatches(ctx context.Context, from uint64, opts ...eventsto
 		}
 		next := s.start(from, cfg)
 		var b eventstore.Batch
+		reached := cfg.StartTime.IsZero()
 		for first := true; ctx.Err() == nil; first = false {
 			s.mu.Lock()
 			appended := s.appended
 			s.mu.Unlock()
 			b, next = s.batch(b.Entries[:0], next, ^uint64(0), cfg)
+			if !reached {
+				// Appended after the follow started at a time it had
+				// not reached yet, but stored before it: as the
+				// JetStream store, events are taken from the first
+				// stored at or after the time on.
+				i := slices.IndexFunc(b.Entries, func(e eventstore.Entry) bool { return !e.Time.Before(cfg.StartTime) })
+				if reached = i >= 0; !reached {
+					i = len(b.Entries)
+				}
+				b.Entries = b.Entries[i:]
+			}
 			if (len(b.Entries) > 0 || first) && !yield(b, nil) {
 				return
 			}
