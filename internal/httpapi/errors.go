@@ -130,9 +130,10 @@ func (e errorHandlers) clientStatus(ctx context.Context, r *http.Request, err er
 	}
 	switch st.Code() {
 	case codes.DataLoss:
-		// The audit's, about a message of the log it cannot decode:
-		// its position, to resume an export after it, is the client's.
-		if rpcerr.IsUnreadableEvent(st) {
+		// The audit's, about a message of the log it cannot decode or
+		// events missing from it: the position, to resume an export
+		// after it or to verify the order, is the client's.
+		if rpcerr.IsLogDataLoss(st) {
 			return st
 		}
 		if st.Message() != msgInternal || len(st.Details()) > 0 {

@@ -970,6 +970,42 @@ func TestETagIsTheOrdersRevision(t *testing.T) {
 	}
 }
 
+// An order's history or state with events removed from the log answers
+// DATA_LOSS over REST as over gRPC, naming the position before which they
+// are missing (ErrorInfo EVENTS_MISSING), as the README says: its body
+// was "internal error", as for a fault of the server.
+func TestRESTHistoryWithEventsMissingNamesThePosition(t *testing.T) {
+	e := startStore(t, []eventstore.Option{eventstore.WithMutableStream()})
+	id := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200).str("order", "orderId")
+	expect(t, e.do(t, "POST", "/v1/orders/"+id+"/items", `{"sku":"PEN-1","quantity":"3","unitPrice":"200"}`, "Idempotency-Key", key()), 200)
+	expect(t, e.do(t, "POST", "/v1/orders/"+id+":place", `{}`, "Idempotency-Key", key()), 200)
+	evs := e.loadEvents(t, id)
+	st, err := e.js.Stream(t.Context(), e.store.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(t.Context(), evs[1].Position); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/v1/orders/" + id + "/history", "/v1/orders/" + id + "/state?version=1"} {
+		r := e.do(t, "GET", p, "")
+		var body struct {
+			Code    int
+			Details []struct {
+				Reason   string
+				Metadata map[string]string
+			}
+		}
+		if err := json.Unmarshal([]byte(r.raw), &body); err != nil {
+			t.Fatalf("GET %s: %v", p, err)
+		}
+		if body.Code != 15 || len(body.Details) != 1 ||
+			body.Details[0].Reason != "EVENTS_MISSING" || body.Details[0].Metadata["position"] != strconv.FormatUint(evs[2].Position, 10) {
+			t.Errorf("GET %s: HTTP %d %s; want DATA_LOSS naming log position %d", p, r.code, r.raw, evs[2].Position)
+		}
+	}
+}
+
 // An export over REST that meets a message it cannot decode ends with the
 // audit's DATA_LOSS as it is, naming the position to resume after: the
 // gateway withholds every other DATA_LOSS text, and withheld this one too,

@@ -54,13 +54,38 @@ func UnreadableEvent(position uint64, msg string) error {
 	return st.Err()
 }
 
-// IsUnreadableEvent reports whether st was built by UnreadableEvent.
-func IsUnreadableEvent(st *status.Status) bool {
+// ReasonEventsMissing is the ErrorInfo reason of EventsMissing.
+const ReasonEventsMissing = "EVENTS_MISSING"
+
+// EventsMissing builds the DATA_LOSS status of a read of an order's
+// history that found events removed from the log before position (msg
+// says so, and what to do), with an ErrorInfo detail of reason
+// EVENTS_MISSING carrying that position ("position"). Like
+// UnreadableEvent's, its message is about the log and meant for the
+// client, and the REST gateway passes it on.
+func EventsMissing(position uint64, msg string) error {
+	st := status.New(codes.DataLoss, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonEventsMissing, Domain: ErrorDomain,
+		Metadata: map[string]string{"position": strconv.FormatUint(position, 10)}}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
+// IsLogDataLoss reports whether st was built by UnreadableEvent or
+// EventsMissing: a loss in the log that the client is told of, position
+// and all.
+func IsLogDataLoss(st *status.Status) bool {
+	return isDataLoss(st, ReasonUnreadableEvent) || isDataLoss(st, ReasonEventsMissing)
+}
+
+// isDataLoss reports whether st is DATA_LOSS with an ErrorInfo of reason.
+func isDataLoss(st *status.Status, reason string) bool {
 	if st.Code() != codes.DataLoss {
 		return false
 	}
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonUnreadableEvent && info.GetDomain() == ErrorDomain {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reason && info.GetDomain() == ErrorDomain {
 			return true
 		}
 	}

@@ -202,8 +202,8 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 	}
 	if at, ok := gap(recs); ok {
 		s.log.ErrorContext(ctx, "audit: an order's history has a gap: events were removed from the log", "order_id", id, "position", recs[at].Position)
-		return nil, status.Errorf(codes.DataLoss, "order %q: events are missing from its history before log position %d; VerifyOrder reports it",
-			id, recs[at].Position)
+		return nil, rpcerr.EventsMissing(recs[at].Position, fmt.Sprintf("order %q: events are missing from its history before log position %d; VerifyOrder reports it",
+			id, recs[at].Position))
 	}
 	out := make([]entry, len(recs))
 	for i, r := range recs {
