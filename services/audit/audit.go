@@ -646,7 +646,7 @@ func (s *Service) VerifyOrder(ctx context.Context, req *ordersv1.VerifyOrderRequ
 	if len(entries) == 0 {
 		return nil, status.Error(codes.NotFound, "order not found")
 	}
-	res := &ordersv1.VerifyOrderResponse{OrderId: id, Ok: true, EventsChecked: uint32(len(entries))}
+	res := &ordersv1.VerifyOrderResponse{OrderId: id, Ok: true}
 	v := chain.NewVerifier()
 	for _, e := range entries {
 		if b := check(v, e); b != nil {
@@ -654,6 +654,8 @@ func (s *Service) VerifyOrder(ctx context.Context, req *ordersv1.VerifyOrderRequ
 			break
 		}
 	}
+	// The events read up to the first break, as VerifyLog counts them.
+	res.EventsChecked = v.Events(id)
 	return res, nil
 }
 
@@ -678,7 +680,7 @@ func (s *Service) VerifyLog(_ *ordersv1.VerifyLogRequest, stream grpc.ServerStre
 			if b := check(v, e); b != nil {
 				prog.OrdersBroken++
 				if err := send(&ordersv1.VerifyLogResponse{Result: &ordersv1.VerifyLogResponse_Broken{Broken: &ordersv1.VerifyOrderResponse{
-					OrderId: b.OrderID, Ok: false, EventsChecked: b.Version, FirstBreak: breakProto(b),
+					OrderId: b.OrderID, Ok: false, EventsChecked: v.Events(b.OrderID), FirstBreak: breakProto(b),
 				}}}); err != nil {
 					return err
 				}

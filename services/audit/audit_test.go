@@ -1107,3 +1107,45 @@ func TestStreamFromTime(t *testing.T) {
 		}
 	}
 }
+
+// VerifyOrder and VerifyLog count the events of a broken order alike: the
+// events read up to its first break. VerifyOrder counted every event of
+// the order (7 of 8 where VerifyLog said 3, the third one deleted).
+func TestVerifyCountsTheEventsUpToTheBreakAlike(t *testing.T) {
+	e := startB(t, eventstore.WithMutableStream())
+	ctx := t.Context()
+	id, _ := lifecycle(t, e)
+	recs, err := e.store.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.js.Stream(ctx, e.nstore.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(ctx, recs[2].Position); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.audit.VerifyOrder(ctx, &ordersv1.VerifyOrderRequest{OrderId: id})
+	if err != nil || v.GetOk() {
+		t.Fatalf("VerifyOrder with its third event deleted: %v, %v; want a break", v, err)
+	}
+	s, err := e.audit.VerifyLog(ctx, &ordersv1.VerifyLogRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromLog *ordersv1.VerifyOrderResponse
+	for {
+		r, err := s.Recv()
+		if err != nil {
+			break
+		}
+		if b := r.GetBroken(); b.GetOrderId() == id {
+			fromLog = b
+		}
+	}
+	if v.GetEventsChecked() != 3 || fromLog.GetEventsChecked() != 3 {
+		t.Fatalf("events checked up to a break at version %d: VerifyOrder %d, VerifyLog %d; want 3 each (two, then the one after the gap)",
+			v.GetFirstBreak().GetVersion(), v.GetEventsChecked(), fromLog.GetEventsChecked())
+	}
+}
