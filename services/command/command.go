@@ -202,8 +202,9 @@ type result struct {
 	revision uint64
 	position uint64
 	// fingerprint is the request fingerprint of the events that produced
-	// a result read back from history.
-	fingerprint string
+	// a result read back from history, and firstType the type of the
+	// first of them.
+	fingerprint, firstType string
 }
 
 // ConflictRetries returns how many times, since New, a command without an
@@ -473,20 +474,47 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 // fingerprinted under the customer's data key, which the customer's
 // erasure has destroyed since, can no longer be checked: the request id is
 // trusted, as for events recorded before fingerprints, rather than the
-// retry refused as another request (and the forgotten customer made a new
-// key to fingerprint it with).
+// retry refused as another request, whether the forgotten customer has no
+// key now or a new one (a new order of theirs, or the retry itself, made
+// it). Its method, which is no personal data, is still checked (see
+// trust).
 func (c *call) retryFingerprint(ctx context.Context, st order.State, original *result) error {
-	if c.s.keys != nil && strings.HasPrefix(original.fingerprint, keyedPrefix) && personal(c.req) {
-		has, err := c.s.keys.Has(ctx, customerOf(c.req, st))
+	keyed := c.s.keys != nil && strings.HasPrefix(original.fingerprint, keyedPrefix) && personal(c.req)
+	customer := customerOf(c.req, st)
+	if keyed {
+		has, err := c.s.keys.Has(ctx, customer)
 		if err != nil {
-			return fmt.Errorf("%w: customer %s: %w", convert.ErrKeyUnavailable, customerOf(c.req, st), err)
+			return fmt.Errorf("%w: customer %s: %w", convert.ErrKeyUnavailable, customer, err)
 		}
 		if !has {
-			c.meta.RequestFingerprint = original.fingerprint
-			return nil
+			return c.trust(original)
 		}
 	}
-	return c.fingerprint(ctx, st)
+	if err := c.fingerprint(ctx, st); err != nil || !keyed || c.meta.RequestFingerprint == original.fingerprint {
+		return err
+	}
+	// Under another key than its original's, if the customer was
+	// forgotten after it and has a new key since.
+	forgotten, err := c.s.erased.forgottenAfter(ctx, c.s.store, customer, original.position)
+	if err != nil {
+		return err
+	}
+	if forgotten {
+		return c.trust(original)
+	}
+	return nil // another request: decide refuses it
+}
+
+// trust takes a retry whose fingerprint cannot be checked for its
+// original, if it is of the original's method: a ShipOrder under an
+// address change's id was otherwise answered as shipped, with nothing
+// recorded.
+func (c *call) trust(original *result) error {
+	if original.firstType != firstEventType(c.req) {
+		return rpcerr.RequestIDReused()
+	}
+	c.meta.RequestFingerprint = original.fingerprint
+	return nil
 }
 
 // fingerprint records the request's fingerprint (Service.fingerprint) in
@@ -664,6 +692,7 @@ func (c *call) settle() next {
 // state right after that request's last event. The order's stream revision
 // is st.Version, the number of events folded.
 func (s *Service) fold(ctx context.Context, recs []eventstore.Recorded, requestID string) (st order.State, position uint64, original *result, err error) {
+	var firstType string
 	for i, rec := range recs {
 		e, err := convert.Foldable(convert.OpenEvent(ctx, s.keys, rec.OrderID, rec.Type, rec.Data))
 		if err != nil {
@@ -671,8 +700,14 @@ func (s *Service) fold(ctx context.Context, recs []eventstore.Recorded, requestI
 		}
 		st = order.Evolve(st, e, rec.Meta.OccurredAt)
 		position = rec.Position
-		if rec.Meta.RequestID == requestID && (i+1 == len(recs) || recs[i+1].Meta.RequestID != requestID) {
-			original = &result{state: st, revision: uint64(st.Version), position: rec.Position, fingerprint: rec.Meta.RequestFingerprint}
+		if rec.Meta.RequestID != requestID {
+			continue
+		}
+		if i == 0 || recs[i-1].Meta.RequestID != requestID {
+			firstType = rec.Type
+		}
+		if i+1 == len(recs) || recs[i+1].Meta.RequestID != requestID {
+			original = &result{state: st, revision: uint64(st.Version), position: rec.Position, fingerprint: rec.Meta.RequestFingerprint, firstType: firstType}
 		}
 	}
 	return st, position, original, nil

@@ -20,9 +20,11 @@ type erasures struct {
 	// (and the client's id it was derived from, see clientRequestID), the
 	// erasures recorded under it.
 	byRequest map[string][]erasure
-	count     uint64 // events read: the subject's revision
-	last      uint64 // the position of the last
-	hash      string // the last's hash in the subject's chain
+	// byCustomer holds the position of each customer's last erasure.
+	byCustomer map[string]uint64
+	count      uint64 // events read: the subject's revision
+	last       uint64 // the position of the last
+	hash       string // the last's hash in the subject's chain
 }
 
 // erasure is one event of the customers' subject, as forgottenBy needs it.
@@ -41,7 +43,7 @@ func (e *erasures) readNew(ctx context.Context, store Store) (revision uint64, h
 		return 0, "", err
 	}
 	if e.byRequest == nil {
-		e.byRequest = map[string][]erasure{}
+		e.byRequest, e.byCustomer = map[string][]erasure{}, map[string]uint64{}
 	}
 	for _, r := range recs {
 		er := erasure{position: r.Position}
@@ -49,6 +51,7 @@ func (e *erasures) readNew(ctx context.Context, store Store) (revision uint64, h
 			er.err = fmt.Errorf("%s at position %d: %w", order.CustomersSubjectID, r.Position, err)
 		} else if f, ok := ev.(order.CustomerForgotten); ok {
 			er.customerID = f.CustomerID
+			e.byCustomer[f.CustomerID] = r.Position
 		}
 		e.byRequest[r.Meta.RequestID] = append(e.byRequest[r.Meta.RequestID], er)
 		if c := clientRequestID(r.Meta.RequestID); c != r.Meta.RequestID {
@@ -72,6 +75,17 @@ func (e *erasures) look(ctx context.Context, store Store, requestID, customerID 
 	}
 	position, found, reused, err = e.forgottenBy(requestID, customerID)
 	return revision, lastHash, position, found, reused, err
+}
+
+// forgottenAfter reports whether customerID's erasure was recorded after
+// position, as read from the leader now.
+func (e *erasures) forgottenAfter(ctx context.Context, store Store, customerID string, position uint64) (bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, _, err := e.readNew(ctx, store); err != nil {
+		return false, err
+	}
+	return e.byCustomer[customerID] > position, nil
 }
 
 // forgottenBy looks for the event of requestID among the erasures read

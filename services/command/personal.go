@@ -54,6 +54,20 @@ func personal(req request) bool {
 	return false
 }
 
+// firstEventType is the type of the first event the command of a request
+// that may be personal records, "" for another request.
+func firstEventType(req request) string {
+	switch req.(type) {
+	case *ordersv1.CreateOrderRequest:
+		return order.OrderCreated{}.EventType()
+	case *ordersv1.SetShippingAddressRequest:
+		return order.ShippingAddressSet{}.EventType()
+	case *ordersv1.ShipOrderRequest:
+		return order.OrderShipped{}.EventType()
+	}
+	return ""
+}
+
 // fingerprint is what an event's request fingerprint (Metadata) records of a
 // request (digest: requestDigest). A plain SHA-256 of a request that holds
 // an address would let anyone who reads the log confirm a guessed address,
