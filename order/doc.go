@@ -60,7 +60,9 @@
 // Identifiers (order_id, customer_id, sku, payment_ref) are 1 to [MaxIDLen]
 // bytes of printable ASCII without spaces: every byte is in 0x21-0x7E. That
 // excludes spaces, control characters and non-ASCII text, so ids compare
-// byte-for-byte and are safe in logs and keys. The domain allows '.', '*' and
+// byte-for-byte and are safe in logs and keys. An id is neither "." nor
+// "..", which URL paths take for directories: a REST route naming it
+// would never be reached. The domain allows '.', '*' and
 // '>' in order ids; the JetStream event store names a subject after each
 // order and refuses them, so the API answers such an order id with
 // INVALID_ARGUMENT.

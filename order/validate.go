@@ -9,7 +9,7 @@ import (
 
 // ValidateID returns nil when v is a valid identifier (see the package
 // comment: 1 to MaxIDLen bytes, each a printable ASCII character other than
-// space), and otherwise a *FieldError for field, which matches ErrInvalid.
+// space, and neither "." nor ".."), and otherwise a *FieldError for field, which matches ErrInvalid.
 // Identifiers the domain does not hold itself, such as request ids, use it
 // so that every identifier in the system follows one rule.
 func ValidateID(field, v string) error { return validateID(field, v) }
@@ -41,6 +41,11 @@ func idProblem(v string) string {
 		if c := v[i]; c < 0x21 || c > 0x7e {
 			return "must contain only printable ASCII characters without spaces"
 		}
+	}
+	if v == "." || v == ".." {
+		// A URL path's dot segments: a REST route naming the id (an
+		// item's SKU, a customer's summary) would never be reached.
+		return `must not be "." or ".."`
 	}
 	return ""
 }

@@ -224,7 +224,7 @@ func OrderID(field, id string) error {
 }
 
 const (
-	idRule      = "must be 1-64 printable ASCII characters without spaces"
+	idRule      = "must be 1-64 printable ASCII characters without spaces, and not \".\" or \"..\""
 	orderIDRule = "must be 1-64 printable ASCII characters without spaces, '.', '*' or '>'"
 )
 
