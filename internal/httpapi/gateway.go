@@ -536,16 +536,18 @@ type revisioned interface {
 // and a client or proxy waiting for the response's headers would give up.
 // grpc-gateway calls it with a nil message before a stream's first. A
 // stream refused before it started (its headers are its trailers) keeps
-// its error's HTTP status.
+// its error's HTTP status and content type; one that ends without a
+// message (an export that selects nothing) is 200 and NDJSON too, not a
+// response without a content type.
 func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) error {
 	if m != nil {
 		return nil
 	}
+	w.Header().Set("Content-Type", ndjson)
 	md, ok := runtime.ServerMetadataFromContext(ctx)
 	if !ok || md.HeaderMD == nil {
 		return nil
 	}
-	w.Header().Set("Content-Type", ndjson)
 	w.WriteHeader(http.StatusOK)
 	return http.NewResponseController(w).Flush()
 }

@@ -1089,3 +1089,23 @@ func TestBodyOnARouteWithoutOneIsRefused(t *testing.T) {
 	}
 	expect(t, e.do(t, "DELETE", o+"/items/BOOK-1?expectedRevision=1", "", "Idempotency-Key", key()), 200)
 }
+
+// An export that selects nothing (an unknown order, a type not in the
+// log, a position past the head: the incremental export's "nothing new")
+// answers 200 and NDJSON, an empty stream, as every stream does; it had no
+// Content-Type at all.
+func TestRESTEmptyExportIsNDJSON(t *testing.T) {
+	e := start(t)
+	expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	for _, q := range []string{"?orderIds=nobody", "?eventTypes=OrderShipped", "?fromPosition=999"} {
+		r := expect(t, e.do(t, "GET", "/v1/events"+q, ""), 200)
+		if ct := r.header.Get("Content-Type"); ct != "application/x-ndjson" || r.raw != "" {
+			t.Errorf("GET /v1/events%s: Content-Type %q, body %q; want application/x-ndjson and nothing", q, ct, r.raw)
+		}
+	}
+	// Refused before it started, a stream keeps its error's form.
+	r := expect(t, e.do(t, "GET", "/v1/events?orderIds=a*b", ""), 400)
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("a refused export: Content-Type %q, want application/json", ct)
+	}
+}
