@@ -247,6 +247,12 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
+	if cerr := ctx.Err(); cerr != nil && (errors.Is(err, eventstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		// The caller's own deadline or cancellation, met inside the
+		// store, which takes a call that ended unanswered for an outage:
+		// answered as what it is, and not logged as the store's.
+		return status.FromContextError(cerr).Err()
+	}
 	var fe *order.FieldError
 	switch {
 	case errors.As(err, &fe):
