@@ -458,13 +458,30 @@ func csrfToken(cookie string) string {
 // before tokens were encoded, and holds the token itself.
 const encodedCookie = "b64."
 
-// cookieValue is the session cookie's value for token. Encoded, because a
-// token may hold bytes a cookie value cannot (';', '"', '\', non-ASCII),
-// which http.SetCookie would silently drop, leaving a cookie that no longer
-// signs in.
+// cookieValue is the session cookie's value for token: the token itself
+// when a cookie value may hold each of its bytes (a JWT, a token of letters
+// and digits), else encoded, since a token may hold bytes a cookie value
+// cannot (';', '"', '\', non-ASCII), which http.SetCookie would silently
+// drop, leaving a cookie that no longer signs in. Not encoding what needs
+// none keeps a JWT's cookie a third shorter: browsers keep no cookie over
+// maxCookie bytes, and encoded, a JWT of 3 KB (an identity provider's, with
+// groups) was dropped, and every page sent its user back to sign in.
 func cookieValue(token string) string {
+	if !strings.HasPrefix(token, encodedCookie) && !strings.ContainsFunc(token, func(r rune) bool { return !cookieOctet(r) }) {
+		return token
+	}
 	return encodedCookie + base64.RawURLEncoding.EncodeToString([]byte(token))
 }
+
+// cookieOctet reports whether a cookie value may hold r (RFC 6265's
+// cookie-octet).
+func cookieOctet(r rune) bool {
+	return r > ' ' && r < 0x7f && r != '"' && r != ',' && r != ';' && r != '\\'
+}
+
+// maxCookie is the most bytes of a cookie's name and value browsers keep
+// (RFC 6265 asks them for at least 4,096; that is what they keep).
+const maxCookie = 4096
 
 // cookieToken is the token a session cookie's value holds.
 func cookieToken(value string) string {
@@ -539,7 +556,13 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			Flash: flashError("That token holds characters other than printable ASCII, which no call to the services can carry: ask for another token.")})
 		return
 	}
-	c.setCookie(w, cookieValue(token))
+	value := cookieValue(token)
+	if len(cookieName)+1+len(value) > maxCookie {
+		c.render(w, http.StatusBadRequest, "login", &view{Title: "Sign in", Data: loginData{Next: next},
+			Flash: flashError(fmt.Sprintf("That token is too long for a browser to keep (%d bytes, a browser keeps a cookie of at most %d): ask for a shorter one, or call the API with it.", len(token), maxCookie))})
+		return
+	}
+	c.setCookie(w, value)
 	if next == Prefix {
 		next = user{Subject: p.Subject, p: p}.home()
 	}

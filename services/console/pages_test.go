@@ -26,11 +26,19 @@ const (
 	nonASCIIToken = "tökén-0123456789-non-ascii"
 )
 
+// A token as long as an identity provider's JWT with groups (3,500
+// bytes), and one longer than any browser keeps in a cookie.
+var (
+	longToken    = "eyJ" + strings.Repeat("a", 3500) + ".sig-long"
+	tooLongToken = "eyJ" + strings.Repeat("b", 4100) + ".sig-too-long"
+)
+
 // startAuthed runs ordersd with authentication and the users above.
 func startAuthed(t testing.TB) *console {
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	lines := adminToken + " alice admin\n" + auditorToken + " audrey auditor\n" + semicolonToken + " sam viewer\n" +
-		quoteToken + " quinn viewer\n" + backslashToken + " bea viewer\n" + nonASCIIToken + " nora viewer\n"
+		quoteToken + " quinn viewer\n" + backslashToken + " bea viewer\n" + nonASCIIToken + " nora viewer\n" +
+		longToken + " lena viewer\n" + tooLongToken + " tom viewer\n"
 	if err := os.WriteFile(tokens, []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -331,6 +339,23 @@ func TestTokensACookieCannotHold(t *testing.T) {
 	}
 	if ck := res.Header.Get("Set-Cookie"); ck != "" {
 		t.Errorf("a refused sign-in set the cookie %q", ck)
+	}
+
+	// A token of 3,500 bytes signs in with a cookie a browser keeps (at
+	// most 4,096 bytes: encoded, it was 4,700 and dropped); one that no
+	// cookie can hold is refused at sign-in, saying so.
+	cl = newClient(t, c.base)
+	res, _ = cl.do("POST", "/console/login", url.Values{"token": {longToken}}, nil)
+	if ck := res.Header.Get("Set-Cookie"); res.StatusCode != http.StatusSeeOther || len(strings.SplitN(ck, ";", 2)[0]) > 4096 {
+		t.Errorf("sign-in with a token of %d bytes: %s, cookie of %d bytes; want 303 and at most 4,096", len(longToken), res.Status, len(strings.SplitN(ck, ";", 2)[0]))
+	} else if res, page, at := cl.follow("/console/orders"); res.StatusCode != http.StatusOK || !strings.Contains(page, `<strong id="subject">lena</strong>`) {
+		t.Errorf("signed in with a long token, the orders page is %s at %s", res.Status, at)
+	}
+	cl = newClient(t, c.base)
+	res, page = cl.do("POST", "/console/login", url.Values{"token": {tooLongToken}}, nil)
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(flashOf(page), "too long") || res.Header.Get("Set-Cookie") != "" {
+		t.Errorf("sign-in with a token of %d bytes: %s, flash %q, cookie %q; want 400 saying it is too long, and no cookie",
+			len(tooLongToken), res.Status, flashOf(page), res.Header.Get("Set-Cookie"))
 	}
 
 	// A session cookie from before tokens were encoded (the token itself)
