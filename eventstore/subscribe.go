@@ -202,14 +202,21 @@ func validGroup(group string) bool {
 
 // ValidSubscriptionName returns nil when name can name a subscription
 // (Subscribe), and otherwise the error Subscribe returns for it: names the
-// server would not take for a consumer are refused.
+// server would not take for a consumer are refused, those over
+// maxSubscriptionName bytes among them.
 func ValidSubscriptionName(name string) error {
-	if name == "" || strings.ContainsAny(name, ".*>/\\") ||
+	if name == "" || len(name) > maxSubscriptionName || strings.ContainsAny(name, ".*>/\\") ||
 		strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
 		return fmt.Errorf("eventstore: invalid subscription name %q", name)
 	}
 	return nil
 }
+
+// maxSubscriptionName is the longest consumer name the server takes
+// (nats-server's JSMaxNameLen): a longer one was refused by the server
+// alone, with no sentinel, and a caller subscribing again on any error but
+// an invalid option tried for ever.
+const maxSubscriptionName = 255
 
 // Subscribe consumes the order log through the durable subscription name
 // until ctx ends, then returns nil. It is for process managers: every event

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -509,5 +510,36 @@ func TestPinnedGroupNameAsTheServerTakesIt(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("group %q: Subscribe: %v", g, err)
 		}
+	}
+}
+
+// A subscription name is checked as the server checks a consumer's, its
+// length too (at most 255 bytes): a longer one passed the check and failed
+// every Subscribe with the server's error, which its caller, subscribing
+// again on any error but an invalid name, tried for ever. The longest
+// subscribes.
+func TestSubscriptionNameAsTheServerTakesIt(t *testing.T) {
+	if err := eventstore.ValidSubscriptionName(strings.Repeat("p", 256)); err == nil {
+		t.Error("a name of 256 bytes accepted")
+	}
+	name := strings.Repeat("p", 255)
+	if err := eventstore.ValidSubscriptionName(name); err != nil {
+		t.Fatalf("a name of 255 bytes: %v", err)
+	}
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- e.store.Subscribe(ctx, name, func(eventstore.Delivery) {}, eventstore.WithReady(func() { close(ready) }))
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Subscribe with a name of 255 bytes: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Subscribe with a name of 255 bytes: %v", err)
 	}
 }
