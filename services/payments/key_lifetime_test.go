@@ -339,3 +339,79 @@ func TestChargesDoneLeaveNothingInTheBucket(t *testing.T) {
 		t.Fatalf("the parked bucket's stream took %d messages for %d charges; want a record written before each", last, orders)
 	}
 }
+
+// lostAck is a delivery whose acknowledgement never reaches the server (a
+// connection dropped as it was sent).
+type lostAck struct{ eventstore.Acknowledger }
+
+func (lostAck) DoubleAck(context.Context) error { return errors.New("ack never reached the server") }
+
+// losesFirstAck loses the acknowledgement of the first delivery of the
+// first event of type typ.
+type losesFirstAck struct {
+	payments.Store
+	typ  string
+	lost atomic.Bool
+}
+
+func (s *losesFirstAck) Subscribe(ctx context.Context, name string, handle func(eventstore.Delivery), opts ...eventstore.SubscribeOption) error {
+	return s.Store.Subscribe(ctx, name, func(d eventstore.Delivery) {
+		if d.Event.Type == s.typ && s.lost.CompareAndSwap(false, true) {
+			d.Acknowledger = lostAck{d.Acknowledger}
+		}
+		handle(d)
+	}, opts...)
+}
+
+// waitHandled waits until the payments consumer has nothing pending nor
+// waiting for its acknowledgement: every delivery handled.
+func waitHandled(t *testing.T, e *env) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		c, err := e.js.Consumer(t.Context(), e.store.StreamName(), payments.ConsumerName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("payments consumer: %d pending, %d awaiting acknowledgement", info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the server
+	}
+}
+
+// A charge took the money and lost its answer, the provider then failed
+// and the job was parked, and its acknowledgement never reached the
+// server. The record of when its key went out stays for the delivery
+// again, which, past the key's lifetime, leaves the job parked for
+// settling by hand. The record was removed whatever the ack's fate, and
+// the delivery again charged a second time under the forgotten key.
+func TestParkedJobWhoseAckIsLostDoesNotChargeAgain(t *testing.T) {
+	e := start(t)
+	gw := &forgetful{lifetime: 300 * time.Millisecond, first: map[string]time.Time{}, refs: map[string]string{}}
+	opts := []payments.Option{fast(), payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond),
+		payments.WithAckWait(time.Second), quickFailover()}
+	stop := e.runOn(t, &losesFirstAck{Store: e.store, typ: "OrderPlaced"}, gw, opts...)
+	id := e.place(t, "ack-lost", 100)
+	e.waitParked(t, 1)
+	stop()
+	for deadline := time.Now().Add(2 * gw.lifetime); time.Now().Before(deadline); { // the condition under test: the key's lifetime passing
+		time.Sleep(20 * time.Millisecond)
+	}
+	gw.up()
+	e.run(t, gw, opts...)
+	waitHandled(t, e)
+	if n := gw.charges(); n != 1 {
+		t.Fatalf("money taken %d times for order %s (payments recorded: %d); want once, the job parked for settling by hand",
+			n, id, e.outcomes(t, id, "PaymentAuthorized"))
+	}
+	if n := e.outcomes(t, id, "PaymentAuthorized"); n != 0 {
+		t.Fatalf("%d payments recorded, want none before an operator settles", n)
+	}
+}

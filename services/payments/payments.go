@@ -635,8 +635,17 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 	span.SetAttributes(attribute.String("payment.result", r.String()))
 	switch r {
 	case done, parked:
-		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
+		// Acknowledged at shutdown too: the job is over, and an ack not
+		// sent is a delivery again.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.attemptTimeout)
+		err := msg.DoubleAck(actx)
+		cancel()
+		if err != nil {
 			m.log.WarnContext(ctx, "payments: ack failed; the job will be redelivered and deduplicated", "order", j.OrderID, "err", err)
+			// The delivery again must find when the job's key went out:
+			// without it, one past the key's lifetime sends the key
+			// again, and may charge or refund twice.
+			break
 		}
 		m.forgetSent(ctx, j)
 	case abandon:
