@@ -471,6 +471,9 @@ type job struct {
 	// job is done or parked.
 	sent                 string
 	sentKnown, sentMaybe bool
+	// leased says a retry holding the job's lease runs it (retryOne):
+	// parked again, it replaces the entry its lease is on.
+	leased bool
 }
 
 // result of running a job.
@@ -1217,8 +1220,12 @@ func parkKey(kind jobKind, orderID string) string {
 }
 
 // park stores j in the bucket; added reports that it was not parked
-// already (a retried job parked again, or a redelivered one, replaces its
-// entry).
+// already. A retried job parked again replaces the entry its lease is on.
+// A job delivered again while parked (its acknowledgement was lost) adds
+// what it learned about its money to the entry (see mergeMoneyFacts),
+// unless a retry of it runs, whose job it is then: written over, the
+// retry's lease was gone, and a settle got through while the retry was at
+// the provider, which refunded after the operator had settled by hand.
 func (m *Manager) park(ctx context.Context, j job) (added bool, err error) {
 	b, err := json.Marshal(j)
 	if err != nil {
@@ -1226,13 +1233,50 @@ func (m *Manager) park(ctx context.Context, j job) (added bool, err error) {
 	}
 	ctx = context.WithoutCancel(ctx)
 	key := parkKey(j.Kind, j.OrderID)
-	if err = m.kv.Create(ctx, key, b); err == nil {
-		return true, nil
+	for {
+		if err = m.kv.Create(ctx, key, b); err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, bucket.ErrExists) {
+			return false, err
+		}
+		if j.leased {
+			return false, m.kv.Put(ctx, key, b)
+		}
+		v, rev, err := m.kv.Read(ctx, key)
+		if errors.Is(err, bucket.ErrNotFound) {
+			continue // settled or retried to its end meanwhile
+		}
+		if err != nil {
+			return false, err
+		}
+		var cur job
+		if json.Unmarshal(v, &cur) == nil && cur.RetryingUntil.After(time.Now()) {
+			return false, nil
+		}
+		parked := j
+		mergeMoneyFacts(&parked, cur)
+		pb, err := json.Marshal(parked)
+		if err != nil {
+			return false, err
+		}
+		if _, err = m.kv.Update(ctx, key, pb, rev); !errors.Is(err, bucket.ErrChanged) {
+			return false, err
+		}
 	}
-	if !errors.Is(err, bucket.ErrExists) {
-		return false, err
+}
+
+// mergeMoneyFacts adds to j what other knows about the job's money: the
+// marks that money may have moved, the provider's references, the
+// earliest time its key went out.
+func mergeMoneyFacts(j *job, other job) {
+	j.MaybeCharged = j.MaybeCharged || other.MaybeCharged
+	j.MaybeRefunded = j.MaybeRefunded || other.MaybeRefunded
+	j.PaymentRef = cmp.Or(j.PaymentRef, other.PaymentRef)
+	j.RefundRef = cmp.Or(j.RefundRef, other.RefundRef)
+	if j.KeyUsedAt.IsZero() || (!other.KeyUsedAt.IsZero() && other.KeyUsedAt.Before(j.KeyUsedAt)) {
+		j.KeyUsedAt = other.KeyUsedAt
 	}
-	return false, m.kv.Put(ctx, key, b)
 }
 
 // jobKeys returns the bucket's keys of parked jobs: all of its keys but
@@ -1337,7 +1381,7 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	// which write l.j.
 	fresh := l.j
 	fresh.Attempts, fresh.LastError, fresh.ParkedAt, fresh.RetryingUntil = 0, "", time.Time{}, time.Time{}
-	fresh.KeyUsedAt = l.keyUsedBefore
+	fresh.KeyUsedAt, fresh.leased = l.keyUsedBefore, true
 	runCtx, stop := l.keep(ctx, m)
 	// An operator waits for the answer: the job runs only while the
 	// call's deadline leaves time to answer UNAVAILABLE (which ordersctl
@@ -1399,13 +1443,7 @@ func (m *Manager) keepMoneyFacts(ctx context.Context, key string, ran job) {
 	if json.Unmarshal(v, &cur) != nil || cur.RetryingUntil.After(time.Now()) {
 		return
 	}
-	cur.MaybeCharged = cur.MaybeCharged || ran.MaybeCharged
-	cur.MaybeRefunded = cur.MaybeRefunded || ran.MaybeRefunded
-	cur.PaymentRef = cmp.Or(cur.PaymentRef, ran.PaymentRef)
-	cur.RefundRef = cmp.Or(cur.RefundRef, ran.RefundRef)
-	if cur.KeyUsedAt.IsZero() || (!ran.KeyUsedAt.IsZero() && ran.KeyUsedAt.Before(cur.KeyUsedAt)) {
-		cur.KeyUsedAt = ran.KeyUsedAt
-	}
+	mergeMoneyFacts(&cur, ran)
 	if b, err := json.Marshal(cur); err == nil {
 		_, _ = m.kv.Update(ctx, key, b, rev)
 	}

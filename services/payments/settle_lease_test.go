@@ -3,6 +3,7 @@ package payments_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -183,4 +184,43 @@ func parkedJob(t *testing.T, e *env) map[string]any {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// A refund job was parked and its acknowledgement lost; an operator's
+// retry of it, in another process, holds its lease and is at the provider
+// when the event is delivered again and fails again. The delivery leaves
+// the job to the retry: a settle meanwhile is refused (ABORTED), as the
+// README says. It parked the job over the retry's entry, erasing the
+// lease, and the settle got through while the retry went on to refund.
+func TestDeliveryAgainLeavesARetriedJobToItsRetry(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	failing := &scripted{Simulator: payments.NewSimulator(payments.SimulatorConfig{})}
+	failing.failRefunds.Store(math.MaxInt32)
+	e.runOn(t, &losesFirstAck{Store: e.store, typ: "OrderCancelled"}, failing, fast(),
+		payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond), payments.WithAckWait(3*time.Second))
+	id := e.payThenCancel(t, 1300)
+	e.waitParked(t, 1)
+	held := &heldRefunds{scripted: &scripted{Simulator: payments.NewSimulator(payments.SimulatorConfig{})},
+		entered: make(chan struct{}, 1), release: make(chan struct{})}
+	other := e.otherProcess(t, held)
+	retried := make(chan error, 1)
+	go func() {
+		_, err := other.RetryParkedPayment(ctx, &ordersv1.RetryParkedPaymentRequest{OrderId: id})
+		retried <- err
+	}()
+	<-held.entered // the retry holds the job's lease and is at the provider
+	waitUntil(t, "the delivery again parked the job", func() bool { return e.mgr.Load().Stats().Parked == 2 })
+	_, settleErr := e.admin.SettleParkedPayment(ctx, settleRefund(id))
+	close(held.release)
+	if err := <-retried; err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	if status.Code(settleErr) != codes.Aborted {
+		t.Fatalf("settle while a retry of the job runs: %v, want ABORTED; the retry then refunded %d time(s) after the settle",
+			settleErr, len(held.Refunded()))
+	}
+	if n := len(held.Refunded()); n != 1 {
+		t.Fatalf("the retry refunded %d times, want once", n)
+	}
 }
