@@ -21,6 +21,11 @@ import (
 	"github.com/caarlos0/env/v11"
 )
 
+// MaxPaymentAckWait is the longest PAYMENT_ACK_WAIT: the payments
+// manager's own bound (payments.MaxAckWait), a retry's lease lasting 15 of
+// them.
+const MaxPaymentAckWait = time.Hour
+
 // Config is the whole configuration of ordersd.
 type Config struct {
 	// Roles are the parts this process runs: any of command, query,
@@ -146,7 +151,7 @@ type Config struct {
 	PaymentBackoffMax  time.Duration `env:"PAYMENT_BACKOFF_MAX" envDefault:"5s" help:"largest bound of a wait between attempts"`
 	// PaymentAckWait is how soon the payments consumer delivers again the
 	// messages of a manager that died; running jobs keep theirs alive.
-	PaymentAckWait time.Duration `env:"PAYMENT_ACK_WAIT" envDefault:"2s" help:"how soon the messages of a payments manager that died are delivered again (at least 1s)"`
+	PaymentAckWait time.Duration `env:"PAYMENT_ACK_WAIT" envDefault:"2s" help:"how soon the messages of a payments manager that died are delivered again (1s to 1h)"`
 	// PaymentOutageLimit is how long a payment job waits for the event
 	// store or the command side, without spending attempts, before the
 	// manager alerts and hands the job back for redelivery.
@@ -424,8 +429,8 @@ func (c Config) validatePayments() []error {
 	if c.PaymentAttemptTimeout <= 0 || c.PaymentBackoffBase <= 0 || c.PaymentBackoffMax < c.PaymentBackoffBase {
 		errs = append(errs, fmt.Errorf("PAYMENT_ATTEMPT_TIMEOUT, PAYMENT_BACKOFF_BASE, PAYMENT_BACKOFF_MAX: must be positive, base <= max"))
 	}
-	if c.PaymentAckWait < time.Second || c.PaymentOutageLimit <= 0 {
-		errs = append(errs, fmt.Errorf("PAYMENT_ACK_WAIT, PAYMENT_OUTAGE_LIMIT: the ack wait must be at least 1s, the outage limit positive"))
+	if c.PaymentAckWait < time.Second || c.PaymentAckWait > MaxPaymentAckWait || c.PaymentOutageLimit <= 0 {
+		errs = append(errs, fmt.Errorf("PAYMENT_ACK_WAIT, PAYMENT_OUTAGE_LIMIT: the ack wait must be 1s to %v, the outage limit positive", MaxPaymentAckWait))
 	}
 	// Written so that NaN, which every comparison rejects, fails too.
 	if !(c.PaymentSimFailureRate >= 0 && c.PaymentSimFailureRate <= 1) {

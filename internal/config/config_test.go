@@ -33,6 +33,9 @@ func TestPaymentRetryDefaultsAreTheManagers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if config.MaxPaymentAckWait != payments.MaxAckWait {
+		t.Errorf("PAYMENT_ACK_WAIT up to %v, the manager's WithAckWait up to %v", config.MaxPaymentAckWait, payments.MaxAckWait)
+	}
 	if c.PaymentMaxAttempts != payments.DefaultMaxAttempts || c.PaymentBackoffBase != payments.DefaultBackoffBase ||
 		c.PaymentBackoffMax != payments.DefaultBackoffMax || c.PaymentAttemptTimeout != payments.DefaultAttemptTimeout ||
 		c.PaymentAckWait != payments.DefaultAckWait || c.PaymentOutageLimit != payments.DefaultOutageLimit {
@@ -77,6 +80,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"COMMAND_HISTORIES":        "-1",
 		"READ_MODEL_BULK_CATCHUP":  "-1",
 		"LOG_FLUSH_INTERVAL":       "-1s",
+		"PAYMENT_ACK_WAIT":         "2h",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := config.FromMap(map[string]string{name: value})

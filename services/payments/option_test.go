@@ -19,6 +19,9 @@ func TestInvalidOptionsAreRejected(t *testing.T) {
 		"no backoff base":     payments.WithRetry(3, time.Second, 0, time.Second),
 		"max below base":      payments.WithRetry(3, time.Second, time.Second, time.Millisecond),
 		"no ack wait":         payments.WithAckWait(0),
+		"ack wait of 3ns":     payments.WithAckWait(3), // its in-progress ticker, a quarter of it, was 0 and panicked
+		"ack wait over 1h":    payments.WithAckWait(payments.MaxAckWait + 1),
+		"ack wait of 36y":     payments.WithAckWait(1 << 60), // a retry's lease of 15 overflowed
 		"negative outage":     payments.WithOutageLimit(-time.Second),
 		"nil logger":          payments.WithLogger(nil),
 		"no pinned ttl":       payments.WithPinnedTTL(0),

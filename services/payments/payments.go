@@ -101,8 +101,11 @@ const (
 	PriorityGroup         = "payments"
 	DefaultPinnedTTL      = 5 * time.Second
 	DefaultAckWait        = 2 * time.Second
-	DefaultOutageLimit    = 15 * time.Minute
-	ParkedBucket          = "PAYMENTS_PARKED"
+	// MaxAckWait is the longest AckWait (WithAckWait): the messages of a
+	// manager that died then come back within the hour.
+	MaxAckWait         = time.Hour
+	DefaultOutageLimit = 15 * time.Minute
+	ParkedBucket       = "PAYMENTS_PARKED"
 	// ParkedDescription describes the parked-jobs bucket to operators.
 	ParkedDescription = "payment jobs parked after their retries"
 )
@@ -194,11 +197,14 @@ func WithRetry(maxAttempts int, attemptTimeout, base, max time.Duration) Option 
 // WithAckWait sets the subscription's AckWait (default DefaultAckWait): how
 // soon the messages a crashed manager held are delivered again. Running
 // jobs tell the server four times per AckWait that they are in progress,
-// so it need not cover a job's duration. Invalid: d <= 0.
+// so it need not cover a job's duration. Invalid: d under a millisecond
+// or over MaxAckWait (a retry's lease lasts 15 AckWaits, and a longer one
+// overflowed it: the lease ran out as it was taken, and its renewal's
+// ticker panicked).
 func WithAckWait(d time.Duration) Option {
 	return func(m *Manager) error {
-		if d <= 0 {
-			return invalid("WithAckWait(%v): want a positive duration", d)
+		if d < time.Millisecond || d > MaxAckWait {
+			return invalid("WithAckWait(%v): want 1ms to %v", d, MaxAckWait)
 		}
 		m.ackWait = d
 		return nil
