@@ -415,3 +415,51 @@ func TestParkedJobWhoseAckIsLostDoesNotChargeAgain(t *testing.T) {
 		t.Fatalf("%d payments recorded, want none before an operator settles", n)
 	}
 }
+
+// forgetsRefunds is the simulator with refund keys it forgets lifetime
+// after their first use: a refund under a key it forgot refunds again.
+type forgetsRefunds struct {
+	*payments.Simulator
+	lifetime time.Duration
+	mu       sync.Mutex
+	first    map[string]time.Time
+	refunds  int
+}
+
+func (f *forgetsRefunds) KeyLifetime() time.Duration { return f.lifetime }
+
+func (f *forgetsRefunds) Refund(_ context.Context, req payments.RefundRequest) (payments.RefundResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if at, ok := f.first[req.IdempotencyKey]; !ok || time.Since(at) > f.lifetime {
+		f.refunds++
+		f.first[req.IdempotencyKey] = time.Now()
+	}
+	return payments.RefundResult{RefundRef: fmt.Sprint("fr-", f.refunds)}, nil
+}
+
+func (f *forgetsRefunds) taken() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refunds
+}
+
+// A refund the provider made, whose recording the command side refused,
+// is not sent again under its key once the provider may have forgotten it
+// (its attempts further apart than the key's lifetime): the job is parked
+// for settling by hand. A refund that succeeded did not mark the job as
+// maybe refunded, as a charge that succeeded marks it maybe charged, so
+// the next attempt sent the forgotten key again and refunded twice.
+func TestRefundMadeAndNotRecordedIsNotMadeAgainUnderAForgottenKey(t *testing.T) {
+	e := start(t)
+	gw := &forgetsRefunds{Simulator: payments.NewSimulator(payments.SimulatorConfig{}), lifetime: 300 * time.Millisecond, first: map[string]time.Time{}}
+	cmds := &refusing{OrderCommandServiceClient: e.cmd}
+	cmds.refuseRefunds.Store(true)
+	// Attempts 400 to 800 ms apart: past the key's lifetime.
+	e.runRecording(t, e.store, cmds, gw, payments.WithRetry(3, time.Second, 800*time.Millisecond, 800*time.Millisecond))
+	e.payThenCancel(t, 700)
+	e.waitParked(t, 1)
+	if n := gw.taken(); n != 1 {
+		t.Fatalf("refunded %d times at the provider, want once and the job parked", n)
+	}
+}

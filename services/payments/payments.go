@@ -1203,7 +1203,10 @@ func (m *Manager) refund(ctx context.Context, j *job, v view, attempt int) (resu
 		return done, true, err
 	}
 	m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "refunded")))
-	j.RefundRef = res.RefundRef
+	// Refunded, as a charge that succeeded is marked maybe charged: an
+	// attempt after a recording that failed sends the key again only
+	// while the provider remembers it (keyMayBeForgotten).
+	j.RefundRef, j.MaybeRefunded = res.RefundRef, true
 	rctx, rcancel := context.WithTimeout(callCtx(ctx, *j), m.attemptTimeout)
 	defer rcancel()
 	_, err = m.cmds.RecordRefund(rctx, &ordersv1.RecordRefundRequest{
