@@ -647,35 +647,7 @@ type fillWrites struct {
 func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, dirty []dirtyOrder, stored map[string]rowKeys) (map[string]storedRow, error) {
 	rows := make(map[string]storedRow, len(dirty))
 	var scratch ordersv1.Order
-	var pending []pendingRow
-	args := make([]any, 0, insertRows*7)
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		if len(pending) == insertRows {
-			args = args[:0]
-			for _, r := range pending {
-				args = append(args, r.seq, r.id, r.customer, r.status, r.createdAt, r.rev, r.body)
-			}
-			if _, err := w.insertMany.ExecContext(ctx, args...); err != nil {
-				return err
-			}
-		} else {
-			for _, r := range pending {
-				if _, err := w.insert.ExecContext(ctx, r.seq, r.id, r.customer, r.status, r.createdAt, r.rev, r.body); err != nil {
-					return err
-				}
-			}
-		}
-		for _, r := range pending {
-			if err := w.fill.inserted(r.id, r.seq); err != nil {
-				return err
-			}
-		}
-		pending = pending[:0]
-		return nil
-	}
+	var pending newRows
 	for _, d := range dirty {
 		id := d.id
 		o := states[id]
@@ -692,18 +664,15 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 		}
 		var res sql.Result
 		if !found && w.fill != nil {
-			// A new row of a bulk fill waits to go in with the next ones,
-			// insertRows at a time (see insertRows).
-			pending = append(pending, pendingRow{id: id, seq: int64(d.position), customer: s.CustomerID, status: int(s.Status), createdAt: s.CreatedAt.UnixNano(), rev: o.Revision, body: body})
-			if len(pending) == insertRows {
-				if err := flush(); err != nil {
-					return nil, err
-				}
+			// A new row of a bulk fill waits to go in with the next ones.
+			if err := pending.add(ctx, w, pendingRow{id: id, seq: int64(d.position), customer: s.CustomerID, status: int(s.Status),
+				createdAt: s.CreatedAt.UnixNano(), rev: o.Revision, body: body}); err != nil {
+				return nil, err
 			}
 			rows[id] = storedRow{rev: o.Revision, customer: s.CustomerID, body: body}
 			continue
 		}
-		if err := flush(); err != nil {
+		if err := pending.flush(ctx, w); err != nil {
 			return nil, err
 		}
 		switch {
@@ -729,10 +698,57 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 		}
 		rows[id] = storedRow{rev: o.Revision, customer: s.CustomerID, body: body}
 	}
-	if err := flush(); err != nil {
+	if err := pending.flush(ctx, w); err != nil {
 		return nil, err
 	}
 	return rows, nil
+}
+
+// newRows are the new rows of a bulk fill waiting to be inserted,
+// insertRows at a time (insertOrders), the rest one by one at the end of
+// the batch or before a write of another kind, which keeps the batch's
+// writes in its order.
+type newRows struct {
+	rows []pendingRow
+	args []any
+}
+
+// add adds r, and inserts the rows waiting once there are insertRows.
+func (n *newRows) add(ctx context.Context, w orderWrites, r pendingRow) error {
+	n.rows = append(n.rows, r)
+	if len(n.rows) < insertRows {
+		return nil
+	}
+	return n.flush(ctx, w)
+}
+
+// flush inserts the rows waiting and tells w.fill of each.
+func (n *newRows) flush(ctx context.Context, w orderWrites) error {
+	if len(n.rows) == 0 {
+		return nil
+	}
+	if len(n.rows) == insertRows {
+		n.args = n.args[:0]
+		for _, r := range n.rows {
+			n.args = append(n.args, r.seq, r.id, r.customer, r.status, r.createdAt, r.rev, r.body)
+		}
+		if _, err := w.insertMany.ExecContext(ctx, n.args...); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range n.rows {
+			if _, err := w.insert.ExecContext(ctx, r.seq, r.id, r.customer, r.status, r.createdAt, r.rev, r.body); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range n.rows {
+		if err := w.fill.inserted(r.id, r.seq); err != nil {
+			return err
+		}
+	}
+	n.rows = n.rows[:0]
+	return nil
 }
 
 // pendingRow is a new row of a bulk fill waiting to be inserted with the

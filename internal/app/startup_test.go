@@ -242,7 +242,7 @@ func TestStartingNodeAnswersLiveness(t *testing.T) {
 	}
 	// A bound, not a timing: the old build accepted and never answered.
 	hc := &http.Client{Timeout: 30 * time.Second}
-	get := func(path string) (*http.Response, map[string]any) {
+	get := func(path string) (int, http.Header, map[string]any) {
 		t.Helper()
 		res, err := hc.Get("http://" + addrs.HTTP + path)
 		if err != nil {
@@ -253,23 +253,24 @@ func TestStartingNodeAnswersLiveness(t *testing.T) {
 		if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
 			t.Fatalf("GET %s while starting: body: %v", path, err)
 		}
-		return res, body
+		return res.StatusCode, res.Header, body
 	}
-	if res, _ := get("/healthz"); res.StatusCode != http.StatusOK {
-		t.Fatalf("/healthz while starting: %d, want 200", res.StatusCode)
+	if code, _, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz while starting: %d, want 200", code)
 	}
-	if res, body := get("/readyz"); res.StatusCode != http.StatusServiceUnavailable || body["status"] != "starting" {
-		t.Fatalf("/readyz while starting: %d %v, want 503 starting", res.StatusCode, body)
+	if code, _, body := get("/readyz"); code != http.StatusServiceUnavailable || body["status"] != "starting" {
+		t.Fatalf("/readyz while starting: %d %v, want 503 starting", code, body)
 	}
-	res, body := get("/v1/orders/o-1")
-	if res.StatusCode != http.StatusServiceUnavailable || body["code"] != float64(codes.Unavailable) || res.Header.Get("Retry-After") == "" {
-		t.Fatalf("an API route while starting: %d %v (Retry-After %q), want 503 UNAVAILABLE with Retry-After", res.StatusCode, body, res.Header.Get("Retry-After"))
+	code, header, body := get("/v1/orders/o-1")
+	if code != http.StatusServiceUnavailable || body["code"] != float64(codes.Unavailable) || header.Get("Retry-After") == "" {
+		t.Fatalf("an API route while starting: %d %v (Retry-After %q), want 503 UNAVAILABLE with Retry-After", code, body, header.Get("Retry-After"))
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("stopped while starting: %v", err)
 	}
-	if _, err := hc.Get("http://" + addrs.HTTP + "/healthz"); err == nil {
+	if res, err := hc.Get("http://" + addrs.HTTP + "/healthz"); err == nil {
+		res.Body.Close()
 		t.Fatal("/healthz still answered after Run returned")
 	}
 }
