@@ -359,6 +359,14 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 		return nil, err
 	}
 	m.ck = ck
+	// A process that died with an erasure's scrub left due (see scrub)
+	// left the erased data in its WAL, and nothing else shrinks a WAL:
+	// the file is scrubbed once as it opens, as after an erasure, and
+	// left due (retried in the background) if a reader holds it.
+	if done, err := ck.truncate(ctx); err != nil || !done {
+		m.scrubDue.Store(m.scrubs.Add(1))
+		m.scheduleScrub()
+	}
 	return m, nil
 }
 
