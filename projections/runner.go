@@ -365,6 +365,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
+	// An admin rebuild, which needs only the log, may have swapped its
+	// model in meanwhile (while the head was waited for): the runner goes
+	// on from that model's position, never back from it, which left lists
+	// waiting for positions the model held until something new committed.
+	pos = max(pos, r.Committed())
 	r.feed.start(pos)
 	r.move(&r.committed, pos)
 	done := make(chan struct{})
