@@ -48,7 +48,8 @@ position, order, status, total, the event that made the change and who caused
 it. With an order id the first line is the order's current state ("current").
 Without one it follows every order matching --customer and --status. -o json
 prints one JSON object per line (the RPC's answers), including, without an
-order id, a first one holding only the position the watch starts after.
+order id and without --from, a first one holding only the position the watch
+starts after.
 
 A watcher that falls behind is cut off by the server; ordersctl then resumes
 from the last position it printed, so no change is missed or printed twice.

@@ -408,7 +408,7 @@ func addPublicRoutes(doc *openapi3.T) {
 	info := openapi3.NewObjectSchema().WithAdditionalProperties(openapi3.NewStringSchema())
 	info.Description = "Advisory checks: reported, never changing the status."
 	doc.Components.Schemas["Readiness"] = openapi3.NewObjectSchema().
-		WithProperty("status", openapi3.NewStringSchema().WithEnum("ready", "not ready")).
+		WithProperty("status", openapi3.NewStringSchema().WithEnum("ready", "not ready", "starting")).
 		WithProperty("checks", checks).
 		WithProperty("info", info).NewRef()
 	for _, route := range slices.Sorted(maps.Keys(PublicRoutes)) {

@@ -852,7 +852,8 @@ type PaymentAuthorized struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Payment provider reference.
 	PaymentRef string `protobuf:"bytes,1,opt,name=payment_ref,json=paymentRef,proto3" json:"payment_ref,omitempty"`
-	// Authorized amount in minor units; equals the order total.
+	// Authorized amount in minor units; equals the order's grand total (its
+	// total plus tax).
 	Amount        int64 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

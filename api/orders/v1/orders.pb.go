@@ -586,7 +586,8 @@ type RecordPaymentRequest struct {
 	Outcome PaymentOutcome `protobuf:"varint,3,opt,name=outcome,proto3,enum=orders.v1.PaymentOutcome" json:"outcome,omitempty"`
 	// Provider reference, required when authorized.
 	PaymentRef string `protobuf:"bytes,4,opt,name=payment_ref,json=paymentRef,proto3" json:"payment_ref,omitempty"`
-	// Authorized amount in minor units; must equal the order total.
+	// Authorized amount in minor units; must equal the order's grand_total
+	// (its total plus tax).
 	Amount int64 `protobuf:"varint,5,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Currency of amount; empty means the order's currency.
 	Currency string `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`

@@ -76,8 +76,9 @@ type OrderQueryServiceClient interface {
 	// WatchOrders streams changes of the orders matching the filters, in log
 	// order: every change of an order that matches them before or after the
 	// change, so an order leaving a status filter is seen leaving it. The
-	// first message carries no order, only the position the watch starts
-	// after. A customer's erasure changes each of the customer's orders at
+	// first message of a watch without from_position carries no order, only
+	// the position the watch starts after; a resumed watch starts with the
+	// changes after from_position. A customer's erasure changes each of the customer's orders at
 	// one position; resuming from a position with several changes sends them
 	// all again, as the watch may have ended part-way through them.
 	// from_position resumes after a position still held in the
@@ -216,8 +217,9 @@ type OrderQueryServiceServer interface {
 	// WatchOrders streams changes of the orders matching the filters, in log
 	// order: every change of an order that matches them before or after the
 	// change, so an order leaving a status filter is seen leaving it. The
-	// first message carries no order, only the position the watch starts
-	// after. A customer's erasure changes each of the customer's orders at
+	// first message of a watch without from_position carries no order, only
+	// the position the watch starts after; a resumed watch starts with the
+	// changes after from_position. A customer's erasure changes each of the customer's orders at
 	// one position; resuming from a position with several changes sends them
 	// all again, as the watch may have ended part-way through them.
 	// from_position resumes after a position still held in the
