@@ -408,13 +408,18 @@ func routeTelemetry(next runtime.HandlerFunc) runtime.HandlerFunc {
 	}
 }
 
-// pathAgrees refuses (400) a body that names a path parameter (an order
-// id, a SKU) with another value than the path: grpc-gateway sets the field
-// from the path over the body's without a word, so a PATCH of
+// pathAgrees refuses (400) a body or a query that names a path parameter
+// (an order id, a SKU) with another value than the path: grpc-gateway sets
+// the field from the path over theirs without a word, so a PATCH of
 // /v1/orders/o2/items/A whose body said "orderId": "o1", "sku": "B"
-// changed line A of o2. The body is the one the conventions buffered.
+// changed line A of o2, and DELETE /v1/orders/o2/items/A?sku=B removed A.
+// The body is the one the conventions buffered.
 func pathAgrees(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if err := queryAgrees(r, params); err != nil {
+			writeStatus(w, r, http.StatusBadRequest, err)
+			return
+		}
 		if len(params) == 0 || r.ContentLength <= 0 || r.Body == nil {
 			next(w, r, params)
 			return
@@ -445,6 +450,25 @@ func pathAgrees(next runtime.HandlerFunc) runtime.HandlerFunc {
 		}
 		next(w, r, params)
 	}
+}
+
+// queryAgrees returns INVALID_ARGUMENT for a query parameter of r that
+// names one of the path's parameters (params) with another value.
+func queryAgrees(r *http.Request, params map[string]string) error {
+	if len(params) == 0 || r.URL.RawQuery == "" {
+		return nil
+	}
+	q := r.URL.Query()
+	for name, v := range params {
+		for _, key := range []string{name, lowerCamel(name)} {
+			for _, qv := range q[key] {
+				if qv != v {
+					return invalid(key, "differs from the path's; leave it out of the query")
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // namesAny reports whether body holds, as a string, the name of one of the

@@ -1056,6 +1056,25 @@ func TestBodyContradictingThePathIsRefused(t *testing.T) {
 	expect(t, e.do(t, "PATCH", line, `{"orderId":"`+id+`","sku":"BOOK-1","quantity":"7"}`, "Idempotency-Key", key()), 200)
 }
 
+// A query parameter that names a path parameter with another value is
+// refused as a body field is: DELETE /v1/orders/o/items/A?sku=B removed A,
+// and GET /v1/orders/o?orderId=p answered o, the query ignored without a
+// word. The path's own value is accepted.
+func TestQueryContradictingThePathIsRefused(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	id := c.str("order", "orderId")
+	line := "/v1/orders/" + id + "/items/BOOK-1"
+	expect(t, e.do(t, "DELETE", line+"?sku=PEN-9", "", "Idempotency-Key", key()), 400)
+	expect(t, e.do(t, "DELETE", line+"?orderId=another", "", "Idempotency-Key", key()), 400)
+	expect(t, e.do(t, "GET", "/v1/orders/"+id+"?orderId=another", ""), 400)
+	expect(t, e.do(t, "GET", "/v1/customers/cust-1/summary?customerId=another", ""), 400)
+	got := expect(t, e.do(t, "GET", "/v1/orders/"+id+"?order_id="+id, "", "X-Min-Position", c.str("position")), 200)
+	if got.str("order", "revision") != "1" {
+		t.Fatalf("the order after refused changes: %.300s; want revision 1", got.raw)
+	}
+}
+
 // A query that does not parse is refused, on every route, rather than
 // read in part: a command's ?expectedRevision=99; (a ';', or a bad escape)
 // was dropped whole, and the command ran without its concurrency check.

@@ -98,6 +98,10 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.next.ServeHTTP(w, r) // the gateway answers a malformed path
 			return
 		}
+		if err := queryAgrees(r, map[string]string{"order_id": id}); err != nil {
+			writeStatus(w, r, http.StatusBadRequest, err)
+			return
+		}
 		req := &ordersv1.WatchOrderRequest{OrderId: id}
 		s.serve(w, r, req, ordersv1.OrderQueryService_WatchOrder_FullMethodName, watchOrderPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrder(ctx, m.(*ordersv1.WatchOrderRequest))
@@ -114,8 +118,9 @@ func isWatchPath(p string) bool {
 
 // The fields each watch route takes from its path, which no query
 // parameter may overwrite: the filters grpc-gateway's generated handlers
-// pass for the same routes, so that /v1/orders/A:watch?orderId=B watches A
-// whether it answers Server-Sent Events or newline-delimited JSON.
+// pass for the same routes. /v1/orders/A:watch?orderId=B is refused
+// (queryAgrees) whether it asks for Server-Sent Events or
+// newline-delimited JSON.
 var (
 	watchOrderPath  = utilities.NewDoubleArray([][]string{{"order_id"}})
 	watchOrdersPath = utilities.NewDoubleArray(nil)
@@ -194,8 +199,8 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 // fillWatchRequest fills req from r's query parameters, the request
 // conventions (which conventions put in r's context) and Last-Event-ID;
 // its errors answer 400. pathFields are the
-// fields req already holds from the path: query parameters naming them are
-// ignored, as grpc-gateway ignores them.
+// fields req already holds from the path: query parameters naming them
+// (with the path's value; another is refused before) are ignored.
 func fillWatchRequest(r *http.Request, req fromPositioned, pathFields *utilities.DoubleArray) error {
 	conv := conventionsFrom(r.Context()) // sseWatch runs behind conventions only, which parsed the query strictly
 	if err := runtime.PopulateQueryParameters(req, conv.query, pathFields); err != nil {

@@ -335,9 +335,9 @@ func TestWatchSSEDropsHeaderValuesGRPCCannotCarry(t *testing.T) {
 	}
 }
 
-// The order in the path is the one watched: a query parameter naming the
-// same field is ignored over Server-Sent Events, as grpc-gateway ignores it
-// on every route (the newline-delimited JSON watch included).
+// The order in the path is the one watched: a query parameter naming
+// another order is refused over Server-Sent Events and newline-delimited
+// JSON alike (it was ignored), and one naming the path's order is taken.
 func TestWatchSSEPathWinsOverQuery(t *testing.T) {
 	e := start(t)
 	var ids []string
@@ -349,6 +349,11 @@ func TestWatchSSEPathWinsOverQuery(t *testing.T) {
 	for _, param := range []string{"orderId", "order_id"} {
 		path := "/v1/orders/" + ids[0] + ":watch?" + param + "=" + ids[1]
 		s := openSSE(t, e, path, "X-Min-Position", strconv.FormatUint(last, 10))
+		if s.res.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s over Server-Sent Events: HTTP %d, want 400", path, s.res.StatusCode)
+		}
+		path = "/v1/orders/" + ids[0] + ":watch?" + param + "=" + ids[0]
+		s = openSSE(t, e, path, "X-Min-Position", strconv.FormatUint(last, 10))
 		if s.res.StatusCode != http.StatusOK {
 			t.Fatalf("%s: HTTP %d", path, s.res.StatusCode)
 		}
