@@ -27,6 +27,8 @@
 //   - the routes ordersd serves beside the API (/healthz, /readyz,
 //     /metrics, /openapi.json, /openapi-v2.json), public but for /metrics,
 //     which needs an admin token when authentication is on;
+//   - nullable on the protos' message fields, which the gateway emits as
+//     null when unset;
 //   - a server entry.
 //
 // The header parameters (Idempotency-Key, If-Match, X-Min-Position), title,
@@ -143,6 +145,7 @@ func complete(doc *openapi3.T) error {
 	if doc.Components.Schemas[statusSchema] == nil {
 		return fmt.Errorf("no %s schema to answer errors with", statusSchema)
 	}
+	markNullable(doc)
 	doc.Servers = openapi3.Servers{{URL: Server, Description: "ordersd listening on its default HTTP_ADDR"}}
 	doc.Components.SecuritySchemes = openapi3.SecuritySchemes{bearer: {Value: &openapi3.SecurityScheme{
 		Type:         "http",
@@ -185,6 +188,33 @@ func complete(doc *openapi3.T) error {
 		return err
 	}
 	return pruneSchemas(doc)
+}
+
+// markNullable marks the message fields of the protos' schemas (a $ref to
+// an object schema, or a Timestamp's date-time string) nullable: the
+// gateway emits every field (EmitUnpopulated), an unset message as null
+// ("shippedAt": null, "shippingAddress": null), which clients generated
+// from a schema that did not allow it failed to decode. A $ref takes no
+// siblings in OpenAPI 3.0, so it is wrapped in an object schema with an
+// allOf of one.
+func markNullable(doc *openapi3.T) {
+	for _, name := range slices.Sorted(maps.Keys(doc.Components.Schemas)) {
+		s := doc.Components.Schemas[name].Value
+		if s == nil {
+			continue
+		}
+		for prop, p := range s.Properties {
+			switch {
+			case p.Ref != "":
+				target := doc.Components.Schemas[strings.TrimPrefix(p.Ref, "#/components/schemas/")]
+				if target != nil && target.Value != nil && target.Value.Type.Is(openapi3.TypeObject) {
+					s.Properties[prop] = &openapi3.SchemaRef{Value: &openapi3.Schema{Type: &openapi3.Types{openapi3.TypeObject}, AllOf: openapi3.SchemaRefs{p}, Nullable: true}}
+				}
+			case p.Value != nil && p.Value.Type.Is(openapi3.TypeString) && p.Value.Format == "date-time":
+				p.Value.Nullable = true
+			}
+		}
+	}
 }
 
 // responseRef matches a reference to a response component in the JSON
