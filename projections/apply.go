@@ -682,11 +682,8 @@ func writeOrders(ctx context.Context, w orderWrites, states map[string]*Order, d
 			res, err = w.updateStatus.ExecContext(ctx, int(s.Status), o.Revision, body, key)
 		case found && w.fill != nil:
 			res, err = w.fill.updateRow.ExecContext(ctx, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body, key)
-		default:
-			seq := int64(d.position)
-			if _, err = w.insert.ExecContext(ctx, seq, id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body); err == nil && w.fill != nil {
-				err = w.fill.inserted(id, seq)
-			}
+		default: // a new row, live (a fill's wait in pending)
+			_, err = w.insert.ExecContext(ctx, int64(d.position), id, s.CustomerID, int(s.Status), s.CreatedAt.UnixNano(), o.Revision, body)
 		}
 		if err != nil {
 			return nil, err

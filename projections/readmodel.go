@@ -361,12 +361,10 @@ func prepare(ctx context.Context, path string, w, r *sql.DB) (*ReadModel, error)
 	m.ck = ck
 	// A process that died with an erasure's scrub left due (see scrub)
 	// left the erased data in its WAL, and nothing else shrinks a WAL:
-	// the file is scrubbed once as it opens, as after an erasure, and
-	// left due (retried in the background) if a reader holds it.
-	if done, err := ck.truncate(ctx); err != nil || !done {
-		m.scrubDue.Store(m.scrubs.Add(1))
-		m.scheduleScrub()
-	}
+	// the file is scrubbed once as it opens, as after an erasure. One that
+	// does not get through is left due, and the first apply's scrub
+	// returns its error.
+	_ = m.scrub(ctx)
 	return m, nil
 }
 

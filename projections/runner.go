@@ -336,13 +336,6 @@ func (r *Runner) markReady() {
 // Run follows the log until ctx ends; it returns nil then, or the error that
 // stopped it (a read model that cannot be written).
 func (r *Runner) Run(ctx context.Context) error {
-	pos, err := r.ReadModel().Position(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("projections: read checkpoint: %w", err)
-	}
 	head, err := r.events.Head(ctx)
 	for err != nil {
 		// NATS may be down at start; the runner waits for it rather
@@ -361,15 +354,23 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.registerMetrics(); err != nil {
 		return err
 	}
+	// Read after the wait for the head: an admin rebuild, which needs only
+	// the log, may have swapped its model in meanwhile. Read before it,
+	// the runner went on from the old model's position (its committed
+	// position back to 0 on a new node, lists waiting for positions the
+	// model held) or, the old model empty, replayed the whole log again
+	// over the rebuilt one.
+	pos, err := r.ReadModel().Position(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("projections: read checkpoint: %w", err)
+	}
 	pos, ok, err := r.startAt(ctx, pos, head)
 	if err != nil || !ok {
 		return err
 	}
-	// An admin rebuild, which needs only the log, may have swapped its
-	// model in meanwhile (while the head was waited for): the runner goes
-	// on from that model's position, never back from it, which left lists
-	// waiting for positions the model held until something new committed.
-	pos = max(pos, r.Committed())
 	r.feed.start(pos)
 	r.move(&r.committed, pos)
 	done := make(chan struct{})

@@ -23,6 +23,14 @@ type startingLog struct {
 	asked     chan struct{}
 	following chan struct{}
 	once      sync.Once
+	replays   atomic.Int32 // reads of the log from its start
+}
+
+func (l *startingLog) ReadBatches(ctx context.Context, from uint64, opts ...eventstore.ReadOption) iter.Seq2[eventstore.Batch, error] {
+	if from <= 1 {
+		l.replays.Add(1)
+	}
+	return l.Store.ReadBatches(ctx, from, opts...)
 }
 
 func (l *startingLog) Head(ctx context.Context) (uint64, error) {
@@ -40,10 +48,11 @@ func (l *startingLog) FollowBatches(ctx context.Context, from uint64, opts ...ev
 
 // An admin rebuild (which needs only the log) swapped in while the runner
 // still waits for the log's head at start-up leaves the runner at the
-// rebuilt model's position: lists wait for nothing it holds. The runner
-// went on from the position it read before, and its committed position
-// went back to 0, so every list with a min_position waited until
-// something new was committed.
+// rebuilt model's position, and the log read once: lists wait for nothing
+// it holds. The runner went on from the position it read before, and its
+// committed position went back to 0, so every list with a min_position
+// waited until something new was committed; with a log long enough for a
+// bulk catch-up, it replayed the whole log again over the rebuilt model.
 func TestRebuildDuringStartUpKeepsTheCommittedPosition(t *testing.T) {
 	ctx := t.Context()
 	store := memstore.New()
@@ -57,7 +66,7 @@ func TestRebuildDuringStartUpKeepsTheCommittedPosition(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = d.Close() })
 	log := &startingLog{Store: store, asked: make(chan struct{}), following: make(chan struct{})}
-	r, err := projections.NewRunner(log, d, projections.WithBulkCatchUp(0))
+	r, err := projections.NewRunner(log, d, projections.WithBulkCatchUp(10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,5 +78,8 @@ func TestRebuildDuringStartUpKeepsTheCommittedPosition(t *testing.T) {
 	<-log.following
 	if c := r.Committed(); c != last {
 		t.Fatalf("the rebuilt model is at %d, the runner follows the log with its committed position at %d", last, c)
+	}
+	if n := log.replays.Load(); n != 1 {
+		t.Fatalf("the log was read from its start %d times, want once (the rebuild)", n)
 	}
 }

@@ -650,10 +650,12 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 		err := msg.DoubleAck(actx)
 		cancel()
 		if err != nil {
-			m.log.WarnContext(ctx, "payments: ack failed; the job will be redelivered and deduplicated", "order", j.OrderID, "err", err)
-			// The delivery again must find when the job's key went out:
+			m.log.WarnContext(ctx, "payments: ack failed; the job may be delivered again, and is deduplicated", "order", j.OrderID, "err", err)
+			// A delivery again must find when the job's key went out:
 			// without it, one past the key's lifetime sends the key
-			// again, and may charge or refund twice.
+			// again, and may charge or refund twice. (If the ack did
+			// land, its answer lost, the record stays behind: a few
+			// bytes nothing reads again.)
 			break
 		}
 		m.forgetSent(ctx, j)
