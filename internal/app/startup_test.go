@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -215,16 +216,28 @@ func TestStartingNodeAnswersLiveness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = mute.Close() })
+	var mu sync.Mutex
+	var held []net.Conn
+	accepted := make(chan struct{})
 	go func() {
+		defer close(accepted)
 		for {
 			c, err := mute.Accept()
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { _ = c.Close() })
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
 		}
 	}()
+	t.Cleanup(func() {
+		_ = mute.Close()
+		<-accepted
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
 	cfg := apptest.Config(t, map[string]string{"NATS_URL": "nats://" + mute.Addr().String(), "NATS_CONNECT_TIMEOUT": "10m", "ROLES": "command,query,audit,payments,gateway"})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
