@@ -46,12 +46,7 @@ const ReasonUnreadableEvent = "UNREADABLE_EVENT"
 // the service's own, about the log, and is meant for the client: the REST
 // gateway, which withholds other DATA_LOSS texts, passes it on.
 func UnreadableEvent(position uint64, msg string) error {
-	st := status.New(codes.DataLoss, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonUnreadableEvent, Domain: ErrorDomain,
-		Metadata: map[string]string{"position": strconv.FormatUint(position, 10)}}); err == nil {
-		return d.Err()
-	}
-	return st.Err()
+	return logDataLoss(ReasonUnreadableEvent, position, msg)
 }
 
 // ReasonEventsMissing is the ErrorInfo reason of EventsMissing.
@@ -64,8 +59,14 @@ const ReasonEventsMissing = "EVENTS_MISSING"
 // UnreadableEvent's, its message is about the log and meant for the
 // client, and the REST gateway passes it on.
 func EventsMissing(position uint64, msg string) error {
+	return logDataLoss(ReasonEventsMissing, position, msg)
+}
+
+// logDataLoss is the DATA_LOSS status msg with an ErrorInfo of reason
+// carrying position, which IsLogDataLoss recognises.
+func logDataLoss(reason string, position uint64, msg string) error {
 	st := status.New(codes.DataLoss, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonEventsMissing, Domain: ErrorDomain,
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain,
 		Metadata: map[string]string{"position": strconv.FormatUint(position, 10)}}); err == nil {
 		return d.Err()
 	}
