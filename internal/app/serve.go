@@ -38,12 +38,12 @@ const (
 // would restart it, and with it the migration, for good.
 type httpFront struct {
 	srv    *http.Server
-	routes atomic.Pointer[http.Handler]
+	routes atomic.Pointer[http.ServeMux]
 }
 
 // ServeHTTP hands r to the routes of the moment.
 func (f *httpFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	(*f.routes.Load()).ServeHTTP(w, r)
+	f.routes.Load().ServeHTTP(w, r)
 }
 
 // startingUp answers a route the roles will serve once start-up is over:
@@ -64,8 +64,7 @@ func (n *node) startHTTP() {
 	starting.HandleFunc("GET /healthz", healthz)
 	starting.Handle("GET /readyz", (&readiness{}).handler())
 	starting.HandleFunc("/", startingUp)
-	var h http.Handler = starting
-	f.routes.Store(&h)
+	f.routes.Store(starting)
 	srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		// Well under the gRPC server's metadata limit (maxHeaderListSize):
 		// the gateway passes common headers on as metadata, and a request
@@ -123,8 +122,7 @@ func (n *node) routeHTTP(probe *readiness, roles []role) {
 			n.http.srv.RegisterOnShutdown(r.httpShutdown)
 		}
 	}
-	var h http.Handler = mux
-	n.http.routes.Store(&h)
+	n.http.routes.Store(mux)
 }
 
 // serve starts the gRPC server on its listener; its error, should it stop
