@@ -189,19 +189,7 @@ func TestScrubLeftDueIsRetried(t *testing.T) {
 	}
 	// A reader holding a snapshot from before the erasure keeps the WAL's
 	// frames from being checkpointed.
-	reader, err := sql.Open("sqlite", dsn(path, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
-	tx, err := reader.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM orders`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	release := holdSnapshot(t, path)
 	forget := Item{Rec: eventstore.Recorded{OrderID: "o-1", Position: 2, Version: 2, Type: "CustomerForgotten", Time: time.Now()},
 		Event: order.CustomerForgotten{CustomerID: "c"}}
 	if _, _, err := m.Apply(ctx, []Item{forget}); err != nil {
@@ -224,13 +212,36 @@ func TestScrubLeftDueIsRetried(t *testing.T) {
 	if m.scrubDue.Load() == 0 {
 		t.Fatal("a retry finished with the reader's snapshot still held")
 	}
-	if err := tx.Rollback(); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	for m.scrubDue.Load() != 0 {
 		<-retried
 	}
 	if st, err := os.Stat(path + "-wal"); err != nil || st.Size() != 0 {
 		t.Fatalf("the WAL after the retried scrub: %v, %v; want it empty", st, err)
+	}
+}
+
+// holdSnapshot opens a reader of the read model at path holding a read
+// snapshot of it, which keeps a checkpoint from moving the WAL's later
+// frames into the file, until release ends it.
+func holdSnapshot(t *testing.T, path string) (release func()) {
+	t.Helper()
+	reader, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reader.Close() })
+	tx, err := reader.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRowContext(t.Context(), `SELECT count(*) FROM orders`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

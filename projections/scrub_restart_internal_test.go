@@ -2,7 +2,6 @@ package projections
 
 import (
 	"bytes"
-	"database/sql"
 	"io"
 	"os"
 	"path/filepath"
@@ -52,19 +51,7 @@ func TestErasureScrubLeftDueIsDoneOnTheNextOpen(t *testing.T) {
 	if _, _, err := m.Apply(ctx, []Item{withAddress}); err != nil {
 		t.Fatal(err)
 	}
-	reader, err := sql.Open("sqlite", dsn(path, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
-	tx, err := reader.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM orders`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	release := holdSnapshot(t, path)
 	forget := Item{Rec: eventstore.Recorded{OrderID: order.CustomersSubjectID, Position: 2, Version: 1, Type: "CustomerForgotten", Time: time.Now()},
 		Event: order.CustomerForgotten{CustomerID: "c"}}
 	if _, _, err := m.Apply(ctx, []Item{forget}); err != nil {
@@ -77,7 +64,7 @@ func TestErasureScrubLeftDueIsDoneOnTheNextOpen(t *testing.T) {
 	for _, s := range []string{"", "-wal", "-shm"} {
 		copyFile(t, path+s, crashed+s)
 	}
-	_ = tx.Rollback()
+	release()
 	m2 := openModel(t, crashed)
 	o, _, err := m2.GetOrder(ctx, "o-1")
 	if err != nil || o.State.Shipping == nil || !o.State.Shipping.Erased {
