@@ -104,7 +104,15 @@ type Config struct {
 	// FormTimeout bounds reading a post's form; 0 means
 	// DefaultFormTimeout.
 	FormTimeout time.Duration
+	// Heartbeat is how often an idle live stream gets a comment line; 0
+	// means DefaultHeartbeat.
+	Heartbeat time.Duration
 }
+
+// DefaultHeartbeat is how often an idle live stream gets a comment line
+// unless Config says otherwise, as the REST gateway's streams do: often
+// enough that no proxy's idle timeout cuts it.
+const DefaultHeartbeat = 15 * time.Second
 
 // DefaultFormTimeout bounds reading a post's form unless Config says
 // otherwise: what the REST gateway allows a request body.
@@ -125,7 +133,9 @@ type Console struct {
 	log     *slog.Logger
 	pages   *templates
 	formTTL time.Duration
-	handler http.Handler
+	// heartbeat is how often an idle live stream gets a comment line.
+	heartbeat time.Duration
+	handler   http.Handler
 	// done is closed by Shutdown, ending the live streams.
 	done     chan struct{}
 	shutdown sync.Once
@@ -137,11 +147,14 @@ type healthTarget struct {
 	client  healthpb.HealthClient
 }
 
-// New returns the console. It fails when a connection is missing or
-// TraceUIURL is not an http(s) URL.
+// New returns the console. It fails when a connection is missing,
+// TraceUIURL is not an http(s) URL, or a duration is negative.
 func New(cfg Config) (*Console, error) {
 	if cfg.Command == nil || cfg.Query == nil || cfg.Audit == nil || cfg.Payments == nil {
 		return nil, errors.New("console: the command, query, audit and payments connections are required")
+	}
+	if cfg.Heartbeat < 0 || cfg.FormTimeout < 0 {
+		return nil, errors.New("console: the heartbeat and the form timeout must not be negative")
 	}
 	if cfg.TraceUIURL != "" {
 		u, err := url.Parse(cfg.TraceUIURL)
@@ -160,19 +173,20 @@ func New(cfg Config) (*Console, error) {
 	queryAdmin := cmp.Or[grpc.ClientConnInterface](cfg.QueryAdmin, cfg.Query)
 	paymentsAdmin := cmp.Or[grpc.ClientConnInterface](cfg.PaymentsAdmin, cfg.Payments)
 	c := &Console{
-		cmd:     ordersv1.NewOrderCommandServiceClient(cfg.Command),
-		query:   ordersv1.NewOrderQueryServiceClient(cfg.Query),
-		admin:   ordersv1.NewOrderAdminServiceClient(queryAdmin),
-		audit:   ordersv1.NewOrderAuditServiceClient(cfg.Audit),
-		pay:     ordersv1.NewPaymentAdminServiceClient(paymentsAdmin),
-		dl:      ordersv1.NewDeadlineAdminServiceClient(cfg.Payments),
-		auth:    cfg.Auth,
-		traceUI: cfg.TraceUIURL,
-		secure:  cfg.SecureCookies,
-		log:     log,
-		pages:   pages,
-		formTTL: cmp.Or(cfg.FormTimeout, DefaultFormTimeout),
-		done:    make(chan struct{}),
+		cmd:       ordersv1.NewOrderCommandServiceClient(cfg.Command),
+		query:     ordersv1.NewOrderQueryServiceClient(cfg.Query),
+		admin:     ordersv1.NewOrderAdminServiceClient(queryAdmin),
+		audit:     ordersv1.NewOrderAuditServiceClient(cfg.Audit),
+		pay:       ordersv1.NewPaymentAdminServiceClient(paymentsAdmin),
+		dl:        ordersv1.NewDeadlineAdminServiceClient(cfg.Payments),
+		auth:      cfg.Auth,
+		traceUI:   cfg.TraceUIURL,
+		secure:    cfg.SecureCookies,
+		log:       log,
+		pages:     pages,
+		formTTL:   cmp.Or(cfg.FormTimeout, DefaultFormTimeout),
+		heartbeat: cmp.Or(cfg.Heartbeat, DefaultHeartbeat),
+		done:      make(chan struct{}),
 	}
 	for _, t := range []struct {
 		desc grpc.ServiceDesc

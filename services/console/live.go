@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc"
@@ -21,18 +23,57 @@ import (
 // one event whose id is the log position it reflects, so a browser's
 // EventSource that reconnects (Last-Event-ID) resumes after it.
 
-// eventStream writes Server-Sent Events.
+// eventStream writes Server-Sent Events, and a heartbeat comment while
+// idle: a proxy's idle timeout (nginx's is 60 s) would otherwise cut a
+// stream on a page where nothing changes, and each cut costs a reconnect
+// and a watch opened again.
 type eventStream struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	mu     sync.Mutex // one writer at a time: the handler or the heartbeat
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	every  time.Duration
+	beat   *time.Ticker
+	stop   chan struct{}
+	beaten chan struct{}
 }
 
-func newEventStream(w http.ResponseWriter) *eventStream {
-	w.Header().Set("Content-Type", "text/event-stream")
+// newEventStream answers the request with an event stream and starts its
+// heartbeat, every every; a heartbeat that cannot be written (the client is
+// gone) calls gone, which ends the watch feeding the stream. close must be
+// called before the handler returns.
+func newEventStream(w http.ResponseWriter, every time.Duration, gone func()) *eventStream {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	e := &eventStream{w: w, rc: http.NewResponseController(w)}
+	e := &eventStream{w: w, rc: http.NewResponseController(w), every: every, beat: time.NewTicker(every),
+		stop: make(chan struct{}), beaten: make(chan struct{})}
 	_ = e.rc.Flush()
+	go e.heartbeat(gone)
 	return e
+}
+
+func (e *eventStream) heartbeat(gone func()) {
+	defer close(e.beaten)
+	defer e.beat.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-e.beat.C:
+			if e.write([]byte(": heartbeat\n\n"), true) != nil {
+				gone()
+				return
+			}
+		}
+	}
+}
+
+// close stops the heartbeat; the stream is not written after it returns.
+func (e *eventStream) close() {
+	close(e.stop)
+	<-e.beaten
 }
 
 // send writes one event; data may span lines.
@@ -43,8 +84,19 @@ func (e *eventStream) send(event string, id uint64, data []byte) error {
 		fmt.Fprintf(&b, "data: %s\n", strings.TrimRight(line, "\r"))
 	}
 	b.WriteString("\n")
-	if _, err := e.w.Write(b.Bytes()); err != nil {
+	return e.write(b.Bytes(), false)
+}
+
+// write writes b and flushes it; a write other than a heartbeat puts the
+// next heartbeat a whole period off.
+func (e *eventStream) write(b []byte, heartbeat bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, err := e.w.Write(b); err != nil {
 		return err
+	}
+	if !heartbeat {
+		e.beat.Reset(e.every)
 	}
 	return e.rc.Flush()
 }
@@ -128,7 +180,8 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 		return
 	}
-	es := newEventStream(w)
+	es := newEventStream(w, c.heartbeat, cancel)
+	defer es.close()
 	// rows sends the rows as the read model has them once it applied
 	// the change at position (0: as it has them now), with the read
 	// model's position as the event id.
@@ -191,7 +244,8 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 		}
 		return
 	}
-	es := newEventStream(w)
+	es := newEventStream(w, c.heartbeat, cancel)
+	defer es.close()
 	for {
 		m, err := stream.Recv()
 		if err != nil {

@@ -165,6 +165,7 @@ type progressWriter struct {
 
 func newProgress(w http.ResponseWriter) *progressWriter {
 	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("X-Accel-Buffering", "no") // nginx: pass each line on at once
 	w.WriteHeader(http.StatusOK)
 	return &progressWriter{w: w, enc: json.NewEncoder(w), rc: http.NewResponseController(w)}
 }
