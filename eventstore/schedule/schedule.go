@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,14 @@ import (
 
 // ErrSubject reports a subject or filter outside the stream's root.
 var ErrSubject = errors.New("schedule: subject outside the stream")
+
+// ErrTooLate reports a Schedule whose time the server cannot hold: it keeps
+// a timer's time as nanoseconds since 1970 in an int64, so a time past
+// 2262 wraps into the past and would fire at once.
+var ErrTooLate = errors.New("schedule: time past what the server can hold")
+
+// latest is the last time the server's timers can hold, a whole second.
+var latest = time.Unix(0, math.MaxInt64).Truncate(time.Second)
 
 // DefaultFiredTTL is how long a firing is kept (WithFiredTTL).
 const DefaultFiredTTL = 24 * time.Hour
@@ -186,10 +195,13 @@ func (s *Stream) under(subjects ...string) error {
 // Schedule sets the timer on subject: at at (rounded up to a whole
 // second), the server publishes data on target. A schedule on the same subject is replaced. id deduplicates: a
 // second Schedule with the same id within two minutes changes nothing, so
-// a redelivered cause schedules once.
+// a redelivered cause schedules once. A time after 2262 is ErrTooLate.
 func (s *Stream) Schedule(ctx context.Context, subject, target string, at time.Time, data []byte, id string) error {
 	if err := s.under(subject, target); err != nil {
 		return err
+	}
+	if at.After(latest) {
+		return fmt.Errorf("%w: %s at %s", ErrTooLate, subject, at.UTC().Format(time.RFC3339))
 	}
 	if _, err := s.ensure(ctx); err != nil {
 		return err

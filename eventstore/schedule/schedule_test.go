@@ -3,6 +3,7 @@ package schedule_test
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -63,6 +64,25 @@ func TestScheduleFires(t *testing.T) {
 	}
 	if pending, err := read(ctx, s, "timers.schedule.>"); err != nil || len(pending) != 0 {
 		t.Fatalf("pending timers after firing: %q, %v", pending, err)
+	}
+}
+
+// A time the server's timers cannot hold (after 2262, which wraps into the
+// past) is refused rather than fired at once; the last one it can is
+// taken.
+func TestScheduleRefusesATimeTheServerCannotHold(t *testing.T) {
+	s := newStream(t)
+	ctx := t.Context()
+	late := time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := s.Schedule(ctx, "timers.schedule.a", "timers.fired.a", late, []byte("a"), "a:1"); !errors.Is(err, schedule.ErrTooLate) {
+		t.Fatalf("Schedule at %v: %v, want ErrTooLate", late, err)
+	}
+	if pending, err := read(ctx, s, "timers.schedule.>"); err != nil || len(pending) != 0 {
+		t.Fatalf("pending timers after a refused schedule: %q, %v", pending, err)
+	}
+	last := time.Unix(0, math.MaxInt64).Add(-time.Second)
+	if err := s.Schedule(ctx, "timers.schedule.b", "timers.fired.b", last, []byte("b"), "b:1"); err != nil {
+		t.Fatalf("Schedule at %v: %v", last, err)
 	}
 }
 

@@ -26,6 +26,11 @@ import (
 // them.
 const MaxPaymentAckWait = time.Hour
 
+// MaxDeadline is the longest PAYMENT_TIMEOUT and SHIPPING_SLA: the
+// deadlines' own bound (deadlines.MaxTimeout), ten years, which means
+// "never" without reaching 2262, past which a timer would fire at once.
+const MaxDeadline = 10 * 365 * 24 * time.Hour
+
 // Config is the whole configuration of ordersd.
 type Config struct {
 	// Roles are the parts this process runs: any of command, query,
@@ -423,8 +428,8 @@ func (c Config) validatePayments() []error {
 	if c.PaymentMaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("PAYMENT_MAX_ATTEMPTS: must be at least 1"))
 	}
-	if c.PaymentTimeout < time.Second || c.ShippingSLA < time.Second {
-		errs = append(errs, errors.New("PAYMENT_TIMEOUT, SHIPPING_SLA: must be at least 1s"))
+	if c.PaymentTimeout < time.Second || c.ShippingSLA < time.Second || c.PaymentTimeout > MaxDeadline || c.ShippingSLA > MaxDeadline {
+		errs = append(errs, fmt.Errorf("PAYMENT_TIMEOUT, SHIPPING_SLA: must be 1s to %v", MaxDeadline))
 	}
 	if c.PaymentAttemptTimeout <= 0 || c.PaymentBackoffBase <= 0 || c.PaymentBackoffMax < c.PaymentBackoffBase {
 		errs = append(errs, fmt.Errorf("PAYMENT_ATTEMPT_TIMEOUT, PAYMENT_BACKOFF_BASE, PAYMENT_BACKOFF_MAX: must be positive, base <= max"))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/services/deadlines"
 	"github.com/orderstream/orderstream/services/payments"
 )
 
@@ -453,5 +454,21 @@ func TestRoleNamedTwiceIsRefused(t *testing.T) {
 	}
 	if _, err := config.FromMap(map[string]string{"ROLES": "payments", "COMMAND_ADDR": "127.0.0.1:50051"}); err != nil {
 		t.Fatalf("ROLES=payments: %v", err)
+	}
+}
+
+// A payment timeout or shipping SLA the server's timers cannot hold (past
+// 2262) would fire at once: cancelling every order as it is placed.
+func TestDeadlinesAreBounded(t *testing.T) {
+	if config.MaxDeadline != deadlines.MaxTimeout {
+		t.Errorf("PAYMENT_TIMEOUT up to %v, the deadlines' WithTimeouts up to %v", config.MaxDeadline, deadlines.MaxTimeout)
+	}
+	for _, name := range []string{"PAYMENT_TIMEOUT", "SHIPPING_SLA"} {
+		if _, err := config.FromMap(map[string]string{name: "2562047h"}); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=2562047h: %v, want an error naming it", name, err)
+		}
+		if _, err := config.FromMap(map[string]string{name: "87600h"}); err != nil {
+			t.Errorf("%s=87600h: %v", name, err)
+		}
 	}
 }

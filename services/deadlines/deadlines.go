@@ -78,7 +78,12 @@ import (
 const (
 	DefaultPaymentTimeout = 30 * time.Minute
 	DefaultShippingSLA    = 72 * time.Hour
-	StreamName            = "DEADLINES"
+	// MaxTimeout is the longest payment timeout or shipping SLA
+	// (WithTimeouts): ten years, long enough to mean "never", and far
+	// from 2262, past which the server's timers wrap into the past and
+	// would fire at once.
+	MaxTimeout = 10 * 365 * 24 * time.Hour
+	StreamName = "DEADLINES"
 	// SubjectRoot is the root of the DEADLINES stream's subjects.
 	SubjectRoot = "deadlines"
 	// StreamDescription describes the DEADLINES stream to operators.
@@ -139,11 +144,12 @@ type Option func(*Manager) error
 var ErrInvalidOption = errors.New("deadlines: invalid option")
 
 // WithTimeouts sets the payment timeout and the shipping SLA (defaults
-// DefaultPaymentTimeout and DefaultShippingSLA). Invalid: either <= 0.
+// DefaultPaymentTimeout and DefaultShippingSLA). Invalid: either <= 0 or
+// over MaxTimeout.
 func WithTimeouts(payment, shipping time.Duration) Option {
 	return func(m *Manager) error {
-		if payment <= 0 || shipping <= 0 {
-			return fmt.Errorf("%w: WithTimeouts(%v, %v): both must be positive", ErrInvalidOption, payment, shipping)
+		if payment <= 0 || shipping <= 0 || payment > MaxTimeout || shipping > MaxTimeout {
+			return fmt.Errorf("%w: WithTimeouts(%v, %v): both must be positive and at most %v", ErrInvalidOption, payment, shipping, MaxTimeout)
 		}
 		m.paymentTimeout, m.shippingSLA = payment, shipping
 		return nil
