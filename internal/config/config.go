@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"google.golang.org/grpc/resolver"
 )
 
 // MaxPaymentAckWait is the longest PAYMENT_ACK_WAIT: the payments
@@ -565,7 +566,13 @@ func (c Config) validateDebug() []error {
 func (c Config) validateUpstreams() []error {
 	var errs []error
 	for _, up := range []string{"command", "query", "audit", "payments"} {
-		if c.Has(up) || c.addr(up) != "" {
+		if a := c.addr(up); a != "" {
+			if err := upstreamAddr(a); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q %w", AddrVariable(up), a, err))
+			}
+			continue
+		}
+		if c.Has(up) {
 			continue
 		}
 		if up == "payments" && c.Has("command") {
@@ -595,6 +602,28 @@ func (c Config) validateUpstreams() []error {
 		errs = append(errs, ErrPaymentsTokenRequired)
 	}
 	return errs
+}
+
+// upstreamAddr checks a role's gRPC address as gRPC would dial it: a
+// host:port, or a target of a scheme a gRPC resolver is registered for
+// (dns:///host:port, unix:path). gRPC dials a bare host on port 443, and a
+// URL of another scheme (http://host:port) fails every call: both only at
+// the first call.
+func upstreamAddr(a string) error {
+	if u, err := url.Parse(a); err == nil && u.Scheme != "" && resolver.Get(u.Scheme) != nil {
+		if u.Scheme != "dns" {
+			if u.Opaque == "" && strings.Trim(u.Path, "/") == "" {
+				return errors.New("names no endpoint")
+			}
+			return nil
+		}
+		a = strings.TrimPrefix(u.Path, "/") // dns://[authority]/host:port
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" || port == "" {
+		return errors.New("is not host:port (or a gRPC target such as dns:///host:port)")
+	}
+	return nil
 }
 
 // nameVariables rewrites the parser's field names into variable names, the

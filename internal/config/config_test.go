@@ -457,6 +457,35 @@ func TestRoleNamedTwiceIsRefused(t *testing.T) {
 	}
 }
 
+// An upstream address gRPC would dial wrongly (a bare host on port 443) or
+// not at all (a URL) fails start-up naming its variable, rather than every
+// call after it; the forms gRPC dials are taken.
+func TestUpstreamAddressesAreCheckedAsGRPCDialsThem(t *testing.T) {
+	for _, bad := range []map[string]string{
+		{"ROLES": "payments", "COMMAND_ADDR": "command"},
+		{"ROLES": "payments", "COMMAND_ADDR": "http://command:50051"},
+		{"ROLES": "payments", "COMMAND_ADDR": ":50051"},
+		{"ROLES": "payments", "COMMAND_ADDR": "unix:"},
+		{"ROLES": "gateway", "COMMAND_ADDR": "command:50051", "QUERY_ADDR": "query", "AUDIT_ADDR": "audit:50051", "PAYMENTS_ADDR": "payments:50051"},
+		{"ROLES": "gateway", "COMMAND_ADDR": "command:50051", "QUERY_ADDR": "query:50051", "AUDIT_ADDR": "dns:///audit", "PAYMENTS_ADDR": "payments:50051"},
+	} {
+		_, err := config.FromMap(bad)
+		for k, v := range bad {
+			if k == "ROLES" || (v != "command" && v != "http://command:50051" && v != ":50051" && v != "unix:" && v != "query" && v != "dns:///audit") {
+				continue
+			}
+			if err == nil || !strings.Contains(err.Error(), k) {
+				t.Errorf("%v: %v, want an error naming %s", bad, err, k)
+			}
+		}
+	}
+	for _, good := range []string{"command:50051", "10.0.0.7:50051", "[::1]:50051", "dns:///command:50051", "dns://10.0.0.2/command:50051", "unix:///run/ordersd.sock", "unix:ordersd.sock"} {
+		if _, err := config.FromMap(map[string]string{"ROLES": "payments", "COMMAND_ADDR": good}); err != nil {
+			t.Errorf("COMMAND_ADDR=%s: %v", good, err)
+		}
+	}
+}
+
 // A payment timeout or shipping SLA the server's timers cannot hold (past
 // 2262) would fire at once: cancelling every order as it is placed.
 func TestDeadlinesAreBounded(t *testing.T) {
