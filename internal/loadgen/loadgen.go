@@ -163,11 +163,17 @@ type Report struct {
 	hist map[Op]*hdrhistogram.Histogram
 }
 
+// MaxRate is the highest rate Run schedules: one request a nanosecond.
+const MaxRate = 1e9
+
 // Run drives t with cfg until cfg.Duration has passed and every request
 // has finished, or ctx ends.
 func Run(ctx context.Context, name string, t Target, cfg Config) (*Report, error) {
-	if cfg.Rate <= 0 || cfg.Concurrency <= 0 || cfg.Duration <= 0 {
-		return nil, errors.New("loadgen: rate, concurrency and duration must be positive")
+	// Written so that NaN, which every comparison rejects, fails too; past
+	// 1e9/s the interval between requests is under a nanosecond, 0, and
+	// the schedule would never reach the end of the run.
+	if !(cfg.Rate > 0 && cfg.Rate <= MaxRate) || cfg.Concurrency <= 0 || cfg.Duration <= 0 {
+		return nil, fmt.Errorf("loadgen: rate (up to %g/s), concurrency and duration must be positive", float64(MaxRate))
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
