@@ -112,6 +112,11 @@ func main() {
 		cfg.Mix = loadgen.Mix{loadgen.Create: 1}
 		reports = append(reports, visible(t.Visibility(), cfg, run))
 	case "rest":
+		if auth.TLS != nil && !strings.HasPrefix(*httpBase, "https://") {
+			// The TLS settings apply to https:// only: the token would
+			// go out in clear.
+			fail(fmt.Errorf("--protocol rest with --tls, --ca, --cert or --key: --http %q must be an https:// URL", *httpBase))
+		}
 		run("rest", loadgen.NewREST(*httpBase, auth))
 	case "raw":
 	default:
@@ -147,16 +152,18 @@ func report(reports []*loadgen.Report, compared bool, jsonOut string) {
 	if compared && len(reports) == 2 {
 		sys, raw := reports[0], reports[1]
 		// Requests that succeeded, as every rate of the floor: a system
-		// whose requests fail fast did none of the work.
-		out.SystemOverRaw = &ratio{Throughput: sys.OKRate() / raw.OKRate(), P50: sys.Overall.P50 / raw.Overall.P50, P99: sys.Overall.P99 / raw.Overall.P99}
-		fmt.Printf("system ÷ raw: throughput %.2f, p50 latency %.2f×, p99 latency %.2f×\n",
-			out.SystemOverRaw.Throughput, out.SystemOverRaw.P50, out.SystemOverRaw.P99)
+		// whose requests fail fast did none of the work. A raw run with
+		// no success has no ratio (JSON holds no infinity).
+		if raw.OKRate() > 0 && raw.Overall.P50 > 0 && raw.Overall.P99 > 0 {
+			out.SystemOverRaw = &ratio{Throughput: sys.OKRate() / raw.OKRate(), P50: sys.Overall.P50 / raw.Overall.P50, P99: sys.Overall.P99 / raw.Overall.P99}
+			fmt.Printf("system ÷ raw: throughput %.2f, p50 latency %.2f×, p99 latency %.2f×\n",
+				out.SystemOverRaw.Throughput, out.SystemOverRaw.P50, out.SystemOverRaw.P99)
+		} else {
+			fmt.Println("system ÷ raw: none, no raw request succeeded")
+		}
 	}
 	if jsonOut != "" {
-		b, _ := json.MarshalIndent(out, "", "  ")
-		if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
-			fail(err)
-		}
+		writeJSON(jsonOut, out)
 	}
 }
 
@@ -190,6 +197,18 @@ func subcommand(name string, args []string) bool {
 		return false
 	}
 	return true
+}
+
+// writeJSON writes v to path as indented JSON, or fails: an empty file
+// would read as a run that measured nothing.
+func writeJSON(path string, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		fail(fmt.Errorf("--json %s: %w", path, err))
+	}
 }
 
 func fail(err error) {
@@ -246,10 +265,7 @@ func runFloor(args []string) {
 	}
 	fmt.Printf("%s.\n\n%s", rep.Machine, rep)
 	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
-			fail(err)
-		}
+		writeJSON(*jsonOut, rep)
 	}
 	if *benchmarks != "" {
 		if err := rewriteNewest(*benchmarks, rep.Markdown()); err != nil {

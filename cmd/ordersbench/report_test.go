@@ -85,3 +85,22 @@ func (g gated) Do(ctx context.Context, op loadgen.Op, r *rand.Rand) string {
 	<-g.open
 	return g.Target.Do(ctx, op, r)
 }
+
+// --json after a raw run in which nothing succeeded writes every run, and
+// no ratio: the throughput ratio was +Inf, which JSON cannot hold, and the
+// file was written empty with exit 0.
+func TestJSONReportWrittenWhenRawHadNoSuccess(t *testing.T) {
+	sys := &loadgen.Report{Target: "grpc", Duration: 1, Completed: 100, Overall: loadgen.OpStats{Count: 100, P50: 1, P99: 2}}
+	raw := &loadgen.Report{Target: "raw", Duration: 1, Completed: 100,
+		Overall: loadgen.OpStats{Count: 100, Errors: map[string]int64{"publish": 100}, P50: 1, P99: 2}}
+	out := filepath.Join(t.TempDir(), "report.json")
+	report([]*loadgen.Report{sys, raw}, true, out)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc output
+	if err := json.Unmarshal(b, &doc); err != nil || len(doc.Runs) != 2 || doc.SystemOverRaw != nil {
+		t.Fatalf("--json after a raw run without a success: %v; file holds %q; want both runs and no ratio", err, b)
+	}
+}
