@@ -211,6 +211,9 @@ type Runner struct {
 	lastTime   atomic.Int64 // occurred-at of the last applied event, unix nanos
 
 	rebuilding atomic.Bool
+	// followFails counts the follows in a row that ended in an error
+	// before one delivered a batch (Following).
+	followFails atomic.Int32
 
 	keys Keyring // nil: personal data reads as erased
 }
@@ -414,6 +417,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		if held, herr := r.logHolds(ctx); herr == nil && !held {
 			return fmt.Errorf("%w, at position %d (it lost events, or is another log): restart to rebuild the read model from it", ErrNotTheLog, r.Position())
 		}
+		r.followFails.Add(1)
 		r.logger.Warn("projection: consumer stopped, restarting", "err", err)
 		select {
 		case <-ctx.Done():
@@ -588,6 +592,7 @@ func (r *Runner) follow(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		r.followFails.Store(0)
 		if len(b.Entries) > 0 {
 			items = r.itemsOf(ctx, items[:0], b.Entries)
 			if err := keyTrouble(items); err != nil {
@@ -607,6 +612,14 @@ func (r *Runner) follow(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Following reports whether the runner follows the log: false once a
+// follow ended in an error and the one started after it failed too, before
+// delivering anything (a consumer the server refuses to create, a log it
+// cannot read), and true again with the next batch delivered. A follow
+// that fails once and is replaced at once (a leader move) does not count:
+// the node would leave its load balancer for half a second.
+func (r *Runner) Following() bool { return r.followFails.Load() < 2 }
 
 // confirmReady marks the runner ready after a batch with nothing pending
 // behind it, once nothing on the log's subjects lies between its position

@@ -447,6 +447,39 @@ func TestPaymentsNotFollowingIsNotReady(t *testing.T) {
 	}
 }
 
+// A query node whose projection cannot follow the log (NATS refuses to
+// create its consumer, as an account's consumer limit or a permission
+// change would) answers no read at a new position: it leaves readiness,
+// naming the projection, rather than staying ready on a model that no
+// longer moves.
+func TestProjectionNotFollowingIsNotReady(t *testing.T) {
+	ns := securedNATS(t, func(o *server.Options) {
+		o.Users = []*server.User{{Username: "ordersd", Password: "secret-pass", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"},
+				Deny: []string{"$JS.API.CONSUMER.CREATE.ORDERS", "$JS.API.CONSUMER.CREATE.ORDERS.>"}},
+		}}}
+	})
+	a, _ := run(t, t.TempDir(), "NATS_URL", ns.ClientURL(), "NATS_USER", "ordersd", "NATS_PASSWORD", "secret-pass",
+		"ROLES", "command,query")
+	conn := dial(t, a.GRPC)
+	c, err := ordersv1.NewOrderCommandServiceClient(conn).CreateOrder(t.Context(),
+		&ordersv1.CreateOrderRequest{RequestId: "nf-1", OrderId: "nf-1", CustomerId: "c", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ordersv1.NewOrderQueryServiceClient(conn).GetOrder(t.Context(), &ordersv1.GetOrderRequest{
+		OrderId: "nf-1", Consistency: &ordersv1.Consistency{MinPosition: c.GetPosition()}})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("read at the create's position: %v, want UNAVAILABLE (the projection does not follow)", err)
+	}
+	base := "http://" + a.HTTP
+	waitStatus(t, base+"/readyz", http.StatusServiceUnavailable)
+	_, body := getJSON(t, base+"/readyz")
+	if checks, _ := body["checks"].(map[string]any); checks["projection"] == "ok" || checks["nats"] != "ok" {
+		t.Fatalf("readyz: %v", body)
+	}
+}
+
 // A call's metadata is bounded well below grpc-go's default of 16 MiB,
 // which it reads before any interceptor, authentication included: a call
 // with a megabyte of it is refused, one with a usual token and trace

@@ -196,7 +196,7 @@ func (n *node) startProjection(runner *projections.Runner) *projection {
 }
 
 // check is the projection's readiness: caught up with the log as of
-// start-up, and still following it.
+// start-up, and still following it (Runner.Following).
 func (p *projection) check(context.Context) error {
 	select {
 	case <-p.done:
@@ -206,10 +206,15 @@ func (p *projection) check(context.Context) error {
 	}
 	select {
 	case <-p.runner.Ready():
-		return nil
 	default:
 		return fmt.Errorf("catching up: at %d", p.runner.Position())
 	}
+	if !p.runner.Following() {
+		// Reads would answer from a model that no longer moves: new
+		// orders not found, min_position waits UNAVAILABLE.
+		return errors.New("not following the log; retrying (see the log for why)")
+	}
+	return nil
 }
 
 // stop stops the runner and waits for it.
