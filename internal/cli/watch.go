@@ -136,9 +136,9 @@ func recvWatch[M any, P interface {
 func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ctx context.Context, from uint64, resume bool) (watchStream, error)) error {
 	sctx := a.streamCtx(ctx)
 	interrupted := func(err error) bool { return status.Code(err) == codes.Canceled && ctx.Err() != nil }
-	// giveUp is when to stop trying to get the watch back: --timeout after
-	// its first refusal or loss since the server last took it on; zero
-	// while the server has it.
+	// giveUp is when to stop trying to get the watch (back): --timeout
+	// after the watch started, or after its first refusal or loss since
+	// the server last took it on; zero while the server has it.
 	var giveUp time.Time
 	tries := 0
 	// The orders printed at position from: a customer's erasure changes
@@ -148,7 +148,10 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 	var printed map[string]bool
 	resumed := false
 	for {
-		w, err := open(sctx, from, resume)
+		if giveUp.IsZero() {
+			giveUp = time.Now().Add(a.timeout)
+		}
+		w, done, err := a.openBy(sctx, giveUp, func(octx context.Context) (watchStream, error) { return open(octx, from, resume) })
 		if err == nil && w.accepted {
 			giveUp, tries = time.Time{}, 0
 		}
@@ -175,6 +178,7 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 				printed[o.GetOrderId()] = true
 			}
 		}
+		done()
 		switch {
 		case interrupted(err):
 			return nil
@@ -208,6 +212,24 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 		}
 		resumed = true
 	}
+}
+
+// openBy opens a watch with open, ending the attempt at giveUp unless the
+// server took the watch on (sent its headers) by then: gRPC alone waits
+// for a server that takes the connection and never answers (a hung
+// process, a dead node behind a proxy) for its connect timeout, 20 s, at
+// every attempt. An attempt ended so is UNAVAILABLE. done releases the
+// watch's context once it has ended.
+func (a *app) openBy(ctx context.Context, giveUp time.Time, open func(context.Context) (watchStream, error)) (watchStream, func(), error) {
+	octx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(time.Until(giveUp), cancel)
+	w, err := open(octx)
+	if !timer.Stop() && ctx.Err() == nil {
+		// The attempt ran past giveUp: whatever it got, the stream is
+		// cancelled.
+		return watchStream{}, cancel, status.Errorf(codes.Unavailable, "the server did not take the watch on within --timeout (%v)", a.timeout)
+	}
+	return w, cancel, err
 }
 
 func (a *app) printChange(m watchMessage) error {
