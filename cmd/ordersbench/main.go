@@ -112,12 +112,7 @@ func main() {
 		cfg.Mix = loadgen.Mix{loadgen.Create: 1}
 		reports = append(reports, visible(t.Visibility(), cfg, run))
 	case "rest":
-		if auth.TLS != nil && !strings.HasPrefix(*httpBase, "https://") {
-			// The TLS settings apply to https:// only: the token would
-			// go out in clear.
-			fail(fmt.Errorf("--protocol rest with --tls, --ca, --cert or --key: --http %q must be an https:// URL", *httpBase))
-		}
-		run("rest", loadgen.NewREST(*httpBase, auth))
+		run("rest", restTarget(*httpBase, auth))
 	case "raw":
 	default:
 		fail(fmt.Errorf("--protocol %q: want grpc, rest or raw", *protocol))
@@ -130,6 +125,16 @@ func main() {
 		run("raw", t)
 	}
 	report(reports, *compare, *jsonOut)
+}
+
+// restTarget is the REST target at base, or fails when TLS settings were
+// given for an http:// base: they apply to https:// only, and the token
+// would go out in clear.
+func restTarget(base string, auth loadgen.Auth) loadgen.Target {
+	if auth.TLS != nil && !strings.HasPrefix(base, "https://") {
+		fail(fmt.Errorf("--protocol rest with --tls, --ca, --cert or --key: --http %q must be an https:// URL", base))
+	}
+	return loadgen.NewREST(base, auth)
 }
 
 // visible runs v with cfg through run and prints and returns the append →
