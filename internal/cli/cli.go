@@ -39,6 +39,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -144,6 +145,9 @@ type app struct {
 	cert    string
 	key     string
 	conn    *grpc.ClientConn
+	// trust holds the last handshake error that said the server's
+	// certificate is not trusted (trustRecorder).
+	trust atomic.Pointer[error]
 }
 
 // Run runs ordersctl with args (without the program name) and returns the
@@ -286,7 +290,7 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 		if err != nil {
 			return nil, usagef("tls: %v", err)
 		}
-		creds = credentials.NewTLS(cfg)
+		creds = trustRecorder{credentials.NewTLS(cfg), &a.trust}
 	}
 	tp := a.io.TracerProvider
 	if tp == nil {
@@ -358,6 +362,9 @@ func (a *app) retry(ctx context.Context, call func(context.Context) error) error
 		err := call(ctx)
 		if status.Code(err) != codes.Unavailable {
 			return err
+		}
+		if terr := a.untrusted(); terr != nil {
+			return terr
 		}
 		d := retryBackoff.Delay(n)
 		a.retrying(err, d)

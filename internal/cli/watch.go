@@ -189,6 +189,9 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 			// resume after from, and wait longer each time. Either way
 			// the server has not taken the watch back: give up after
 			// --timeout of that.
+			if terr := a.untrusted(); terr != nil && status.Code(err) == codes.Unavailable {
+				return terr
+			}
 			if giveUp.IsZero() {
 				giveUp = time.Now().Add(a.timeout)
 			}
