@@ -388,40 +388,101 @@ func wrongLastSequence(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// AllCustomers is the customer id WatchErased gives fn when it cannot say
+// which keys were erased: every cached key is then suspect.
+const AllCustomers = ""
+
+// ErrWatchLost is what WatchErased's lost is told when the watch ended
+// before its context: nats.go gives an ordered consumer up when the server
+// refuses to make it again after a reconnect or missed heartbeats (an
+// account's consumer limit, the bucket's stream gone a while).
+var ErrWatchLost = errors.New("keys: the watch of erased keys ended")
+
+// rewatchEvery is how long WatchErased waits between attempts to make a
+// lost watch again.
+const rewatchEvery = time.Second
+
 // WatchErased calls fn, from a goroutine of its own, with the customer id
 // of every key erased after it returns, by any process, until ctx ends;
 // done is closed then. The watch is in place when it returns. Errors are
-// the server's.
+// the server's, for this first watch.
 //
 // It calls fn for a key created too: the bucket keeps one message per
 // customer, so a key created right after an erase replaces its marker, and
 // a watch that was disconnected meanwhile resumes after the marker is gone.
 // A key created is one a cache may hold an older version of.
-func (s *Store) WatchErased(ctx context.Context, fn func(customerID string)) (done <-chan struct{}, err error) {
+//
+// A watch lost later is made again, rewatchEvery apart, for as long as ctx
+// lasts: a process whose watch ended would otherwise open and seal with
+// keys erased since, until it restarted. fn is called with AllCustomers
+// when the loss is seen and again once the watch is back, as erasures in
+// between were not seen; lost, unless nil, is told why (ErrWatchLost, or
+// the server's refusal of each attempt).
+func (s *Store) WatchErased(ctx context.Context, fn func(customerID string), lost func(error)) (done <-chan struct{}, err error) {
 	w, err := s.kv.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
 		return nil, fmt.Errorf("keys: watch: %w", err)
 	}
+	if lost == nil {
+		lost = func(error) {}
+	}
 	ch := make(chan struct{})
 	go func() {
 		defer close(ch)
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
+		for w != nil {
+			relayErased(ctx, w, fn)
+			if ctx.Err() != nil {
 				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue
-				}
-				if id, err := base64.RawURLEncoding.DecodeString(e.Key()); err == nil {
-					fn(string(id))
-				}
+			}
+			fn(AllCustomers)
+			lost(ErrWatchLost)
+			if w = s.rewatch(ctx, lost); w != nil {
+				fn(AllCustomers)
 			}
 		}
 	}()
 	return ch, nil
+}
+
+// relayErased calls fn with the customer of each update of w until w ends
+// or ctx does, and stops w.
+func relayErased(ctx context.Context, w jetstream.KeyWatcher, fn func(customerID string)) {
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue
+			}
+			if id, err := base64.RawURLEncoding.DecodeString(e.Key()); err == nil && len(id) > 0 {
+				fn(string(id))
+			}
+		}
+	}
+}
+
+// rewatch makes the watch again, rewatchEvery apart, telling lost of each
+// refusal; nil once ctx ended.
+func (s *Store) rewatch(ctx context.Context, lost func(error)) jetstream.KeyWatcher {
+	t := time.NewTicker(rewatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		w, err := s.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+		if err == nil {
+			return w
+		}
+		if ctx.Err() == nil {
+			lost(fmt.Errorf("keys: watch again: %w", err))
+		}
+	}
 }

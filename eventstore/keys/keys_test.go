@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/eventstore/keys"
 	"github.com/orderstream/orderstream/internal/pii"
@@ -69,7 +71,7 @@ func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
 	}
 	erased := make(chan string, 8)
 	wctx, stop := context.WithCancel(ctx)
-	watching, err := store.WatchErased(wctx, func(id string) { erased <- id })
+	watching, err := store.WatchErased(wctx, func(id string) { erased <- id }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +158,7 @@ func TestRetriedEraseStillTellsTheWatchers(t *testing.T) {
 		t.Fatal(err)
 	}
 	erased := make(chan string, 4)
-	if _, err := store.WatchErased(ctx, func(id string) { erased <- id }); err != nil {
+	if _, err := store.WatchErased(ctx, func(id string) { erased <- id }, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The first erase's overwrite, and nothing after it.
@@ -238,5 +240,109 @@ func TestOverlongCustomerIDIsRefusedBeforeTheServer(t *testing.T) {
 	}
 	if !nc.IsConnected() {
 		t.Fatalf("connection %v after the calls", nc.Status())
+	}
+}
+
+// A watch the server will not make again (here its consumer is deleted
+// while the account is at its consumer limit, so nats.go gives the ordered
+// consumer up after its missed heartbeats) is made again once the server
+// allows it; every cached key is dropped when the loss is seen and again
+// once the watch is back, and erasures after it are told. A keyring whose
+// watch had ended kept opening, and sealing new data with, keys erased
+// after it, until its process restarted.
+func TestLostWatchIsMadeAgain(t *testing.T) {
+	ctx := t.Context()
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	store, err := keys.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased := make(chan string, 16)
+	lost := make(chan error, 16)
+	wctx, stop := context.WithCancel(ctx)
+	watching, err := store.WatchErased(wctx, func(id string) { erased <- id }, func(err error) {
+		select {
+		case lost <- err:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(); <-watching })
+	st, err := js.Stream(ctx, "KV_"+keys.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var watch string
+	for name := range st.ConsumerNames(ctx).Name() {
+		watch = name
+	}
+	if watch == "" {
+		t.Fatal("the watch has no consumer")
+	}
+	// Another consumer takes the account's only one.
+	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	acc := srv.GlobalAccount()
+	if err := acc.UpdateJetStreamLimits(map[string]server.JetStreamAccountLimits{"": {MaxMemory: -1, MaxStore: -1, MaxStreams: -1, MaxConsumers: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteConsumer(ctx, watch); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-lost:
+		if !errors.Is(err, keys.ErrWatchLost) {
+			t.Fatalf("the first loss told: %v, want ErrWatchLost", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the watch was not lost")
+	}
+	told(t, erased, keys.AllCustomers, "the loss")
+	if err := acc.UpdateJetStreamLimits(nil); err != nil {
+		t.Fatal(err)
+	}
+	told(t, erased, keys.AllCustomers, "the watch made again")
+	if _, err := store.Create(ctx, "customer/9", []byte("wrapped-key-stand-in")); err != nil {
+		t.Fatal(err)
+	}
+	told(t, erased, "customer/9", "a key made after the watch was back")
+	if err := store.Erase(ctx, "customer/9"); err != nil {
+		t.Fatal(err)
+	}
+	told(t, erased, "customer/9", "an erase after the watch was back")
+}
+
+// What a lost watch gives a keyring, AllCustomers, drops every key it
+// holds: erased meanwhile, none opens afterwards.
+func TestKeyringDropsEveryKeyForAllCustomers(t *testing.T) {
+	ctx := t.Context()
+	_, js := estest.Connect(t, estest.StartServer(t))
+	store, err := keys.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := pii.NewKeyring(store, masterOf(t, 1))
+	held := map[string]pii.Key{}
+	for _, id := range []string{"customer/1", "customer/2"} {
+		if held[id], err = ring.DataKey(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		// Erased behind the keyring's back, as another process does.
+		if err := store.Erase(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ring.Key(ctx, id, held[id].Version); err != nil {
+			t.Fatalf("%s before the drop: %v, want its cached key", id, err)
+		}
+	}
+	ring.Drop(keys.AllCustomers)
+	for id, k := range held {
+		if _, err := ring.Key(ctx, id, k.Version); !errors.Is(err, pii.ErrForgotten) {
+			t.Errorf("%s after dropping every key: %v, want ErrForgotten", id, err)
+		}
 	}
 }

@@ -105,7 +105,11 @@ func newKeyring(ctx context.Context, js jetstream.JetStream, cfg config.Config, 
 	}
 	ring = pii.NewKeyring(store, master)
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done, err := store.WatchErased(wctx, ring.Drop)
+	done, err := store.WatchErased(wctx, ring.Drop, func(err error) {
+		// Until it is back this process may open, and seal new data with,
+		// keys forgotten since; every cached key was dropped.
+		log.Error("personal data keys: the watch of erased keys was lost; watching again", "err", err)
+	})
 	if err != nil {
 		cancel()
 		return nil, nil, err

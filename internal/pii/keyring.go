@@ -221,12 +221,18 @@ func (r *Keyring) Forget(ctx context.Context, customerID string) error {
 }
 
 // Drop removes the customer's key from this keyring's cache, as a process
-// does on learning that another one forgot the customer. A read of a key
-// that began before Drop does not cache what it read.
+// does on learning that another one forgot the customer; customer id ""
+// (which no customer has) removes every key, as a process does when it
+// cannot say which were forgotten (its watch of the keys was lost). A read
+// of a key that began before Drop does not cache what it read.
 func (r *Keyring) Drop(customerID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.cache, customerID)
+	if customerID == "" {
+		clear(r.cache)
+	} else {
+		delete(r.cache, customerID)
+	}
 	r.drops++
 }
 
