@@ -216,7 +216,29 @@ func transportSecurity(cfg config.Config) (srv *tls.Config, own, upstream creden
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
 	}
+	// A certificate its own listener refuses (the server's reused, which
+	// lacks the client usage; one of another CA) would fail every call of
+	// the gateway, the console or the payments manager to this process,
+	// on a node that reports ready.
+	if cfg.TLSClientCA != "" && callsOwnListener(cfg) {
+		if err := tlsconfig.ClientAccepted(srv, cfg.TLSClientCert, cfg.TLSClientKey); err != nil {
+			return nil, nil, nil, fmt.Errorf("TLS_CLIENT_CERT: this process presents it to its own listener, which TLS_CLIENT_CA makes refuse it: %w", err)
+		}
+	}
 	return srv, credentials.NewTLS(ot), upstream, nil
+}
+
+// callsOwnListener reports whether a role of cfg calls a role this process
+// serves itself (its address unset: this process's listener).
+func callsOwnListener(cfg config.Config) bool {
+	for _, r := range cfg.Roles {
+		for _, up := range config.Needs(r) {
+			if cfg.Addr(up) == "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ClientCredentials are the transport credentials of another process's

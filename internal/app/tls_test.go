@@ -162,3 +162,23 @@ func TestOwnListenerTrustsItsOwnCertificate(t *testing.T) {
 		t.Fatalf("REST over HTTPS with a certificate for a service name: %d %s", res.StatusCode, b)
 	}
 }
+
+// With TLS_CLIENT_CA, this process's own calls (the gateway's, the
+// console's, the payments manager's) present TLS_CLIENT_CERT to its own
+// listener. One the listener refuses (the server's certificate reused,
+// which lacks the client usage, or one of another CA) was taken: the node
+// reported ready and every REST call answered 503. Start-up fails naming
+// the variable.
+func TestOwnCallsCertificateTheListenerRefusesFailsStartUp(t *testing.T) {
+	ca, cert, key, _, _ := tlstest.Generate(t, t.TempDir())
+	_, _, _, otherCert, otherKey := tlstest.Generate(t, t.TempDir())
+	for name, own := range map[string][2]string{"the server's certificate": {cert, key}, "another CA's": {otherCert, otherKey}} {
+		t.Run(name, func(t *testing.T) {
+			vars := map[string]string{"TLS_CERT": cert, "TLS_KEY": key, "TLS_CLIENT_CA": ca,
+				"TLS_CLIENT_CERT": own[0], "TLS_CLIENT_KEY": own[1], "ROLES": "command,query,audit,gateway"}
+			if err := startErr(t, vars); err == nil || !strings.Contains(err.Error(), "TLS_CLIENT_CERT") {
+				t.Fatalf("start-up: %v, want an error naming TLS_CLIENT_CERT", err)
+			}
+		})
+	}
+}

@@ -252,6 +252,11 @@ func AddrVariable(role string) string {
 }
 
 // addr returns the configured address of the processes running role.
+// Addr returns the gRPC address configured for role (COMMAND_ADDR,
+// QUERY_ADDR, AUDIT_ADDR, PAYMENTS_ADDR): "" when unset, or for another
+// role, and a caller's calls to it then go to this process's own listener.
+func (c Config) Addr(role string) string { return c.addr(role) }
+
 func (c Config) addr(role string) string {
 	switch role {
 	case "command":

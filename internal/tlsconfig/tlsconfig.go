@@ -56,6 +56,34 @@ func Server(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// ClientAccepted returns why a server configured as srv (Server, with a
+// client CA) would refuse the client certificate in certFile (with
+// keyFile), as the TLS handshake verifies it: it must chain to the client
+// CA, through the intermediates the file holds after it, and be usable to
+// authenticate a client. nil when it would accept it, or when srv verifies
+// no client certificate.
+func ClientAccepted(srv *tls.Config, certFile, keyFile string) error {
+	if srv == nil || srv.ClientCAs == nil {
+		return nil
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("tlsconfig: client certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("tlsconfig: client certificate: %w", err)
+	}
+	inter := x509.NewCertPool()
+	for _, der := range pair.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: srv.ClientCAs, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err
+}
+
 // Client returns a client configuration. caFile holds the CAs that may sign
 // the server's certificate; empty trusts the system's roots. certFile and
 // keyFile, both or neither, are the client's own certificate for servers
