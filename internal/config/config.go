@@ -251,13 +251,10 @@ func AddrVariable(role string) string {
 	return ""
 }
 
-// addr returns the configured address of the processes running role.
 // Addr returns the gRPC address configured for role (COMMAND_ADDR,
 // QUERY_ADDR, AUDIT_ADDR, PAYMENTS_ADDR): "" when unset, or for another
 // role, and a caller's calls to it then go to this process's own listener.
-func (c Config) Addr(role string) string { return c.addr(role) }
-
-func (c Config) addr(role string) string {
+func (c Config) Addr(role string) string {
 	switch role {
 	case "command":
 		return c.CommandAddr
@@ -476,7 +473,7 @@ func (c Config) validateTransport() []error {
 	roles:
 		for _, r := range c.Roles {
 			for _, n := range Needs(r) {
-				if c.addr(n) == "" {
+				if c.Addr(n) == "" {
 					errs = append(errs, fmt.Errorf("TLS_CLIENT_CA: the %s role calls the %s role in this process, whose listener then asks it for a client certificate: set TLS_CLIENT_CERT and TLS_CLIENT_KEY (or %s)", r, n, AddrVariable(n)))
 					break roles
 				}
@@ -571,7 +568,7 @@ func (c Config) validateDebug() []error {
 func (c Config) validateUpstreams() []error {
 	var errs []error
 	for _, up := range []string{"command", "query", "audit", "payments"} {
-		if a := c.addr(up); a != "" {
+		if a := c.Addr(up); a != "" {
 			if err := upstreamAddr(a); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %q %w", AddrVariable(up), a, err))
 			}
