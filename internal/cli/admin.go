@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/uuid"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/client"
 	"github.com/spf13/cobra"
@@ -35,7 +34,7 @@ func (a *app) forgetCustomerCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return unary(a, cmd, func(ctx context.Context, conn *grpc.ClientConn) (*ordersv1.ForgetCustomerResponse, error) {
 				if requestID == "" {
-					requestID = uuid.NewString()
+					requestID = a.madeRequestID()
 				}
 				return ordersv1.NewOrderAdminServiceClient(conn).ForgetCustomer(ctx, &ordersv1.ForgetCustomerRequest{CustomerId: args[0], RequestId: requestID})
 			}, func(res *ordersv1.ForgetCustomerResponse) error {

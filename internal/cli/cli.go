@@ -44,6 +44,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/internal/client"
 	"github.com/orderstream/orderstream/internal/telemetry"
@@ -148,6 +149,17 @@ type app struct {
 	// trust holds the last handshake error that said the server's
 	// certificate is not trusted (trustRecorder).
 	trust atomic.Pointer[error]
+	// madeRID is the request id ordersctl made for a command given none
+	// (madeRequestID).
+	madeRID string
+}
+
+// madeRequestID makes a new request id for a command given none, and keeps
+// it: should the command fail without saying whether it was applied, the
+// user is told it, as only a retry under it is safe.
+func (a *app) madeRequestID() string {
+	a.madeRID = uuid.NewString()
+	return a.madeRID
 }
 
 // Run runs ordersctl with args (without the program name) and returns the
@@ -178,8 +190,16 @@ func Run(ctx context.Context, args []string, io IO) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintln(io.Err, "ordersctl: "+client.Message(err))
-	return exitCode(err)
+	msg, code := client.Message(err), exitCode(err)
+	if a.madeRID != "" && (code == ExitUnavailable || status.Code(err) == codes.Canceled) {
+		// The answer was lost, or never came: the command may have been
+		// applied, and run again under a new request id it would be
+		// applied again (a second order, for a create without
+		// --order-id).
+		msg += "; it may have been applied: to retry it safely, run it again with --request-id " + a.madeRID
+	}
+	fmt.Fprintln(io.Err, "ordersctl: "+msg)
+	return code
 }
 
 func exitCode(err error) int {

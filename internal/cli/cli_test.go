@@ -363,3 +363,30 @@ func TestForgetCustomer(t *testing.T) {
 		t.Errorf("a request id reused for another customer was accepted: %s", r.stdout)
 	}
 }
+
+// A command given no --request-id whose answer never came may have been
+// applied: the error names the request id ordersctl made, and the command
+// run again under it is answered as the first (one order, not two); given
+// one, the user has it already.
+func TestLostAnswerNamesTheRequestIDToRetryWith(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := lis.Addr().String()
+	_ = lis.Close()
+	r := run(t, down, "orders", "create", "--customer", "c", "--currency", "EUR", "--timeout", "1s")
+	m := regexp.MustCompile(`--request-id ([0-9a-f-]{36})\s*$`).FindStringSubmatch(r.stderr)
+	if r.code != cli.ExitUnavailable || m == nil {
+		t.Fatalf("exit %d, stderr %q: want %d naming the request id to retry with", r.code, r.stderr, cli.ExitUnavailable)
+	}
+	g := server(t).GRPC
+	first := ok(t, run(t, g, "orders", "create", "--customer", "c", "--currency", "EUR", "--request-id", m[1], "-o", "json"))
+	again := ok(t, run(t, g, "orders", "create", "--customer", "c", "--currency", "EUR", "--request-id", m[1], "-o", "json"))
+	if first.stdout != again.stdout {
+		t.Fatalf("the retry under the named request id answered\n%s\nnot the first answer\n%s", again.stdout, first.stdout)
+	}
+	if r := run(t, down, "orders", "place", "x-1", "--request-id", "mine", "--timeout", "1s"); strings.Contains(r.stderr, "--request-id") {
+		t.Fatalf("given --request-id, the error repeats it: %q", r.stderr)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/money"
 	"github.com/spf13/cobra"
@@ -23,6 +22,7 @@ import (
 
 // mutation holds the flags every command RPC shares.
 type mutation struct {
+	a         *app
 	requestID string
 	expected  int64
 }
@@ -42,10 +42,10 @@ func (m *mutation) flags(c *cobra.Command) {
 
 // rid is the request's idempotency key: --request-id, or else a new UUID
 // made on first use and kept, so that every try of the call (retry) sends
-// the same one.
+// the same one (and, should they all fail, the user is told it).
 func (m *mutation) rid() string {
 	if m.requestID == "" {
-		m.requestID = uuid.NewString()
+		m.requestID = m.a.madeRequestID()
 	}
 	return m.requestID
 }
@@ -126,7 +126,7 @@ func (f *addressFlags) address() *ordersv1.Address {
 }
 
 func (a *app) createCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	var addr addressFlags
 	var orderID, customer, currency, file string
 	var items []string
@@ -255,7 +255,7 @@ func (a *app) orderAmount(ctx context.Context, orderID, given, what, amount stri
 }
 
 func (a *app) addItemCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	var currency string
 	c := &cobra.Command{
 		Use:   "add-item ORDER SKU QTY PRICE",
@@ -289,7 +289,7 @@ func currencyFlag(c *cobra.Command, v *string) {
 }
 
 func (a *app) removeItemCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	c := &cobra.Command{
 		Use: "remove-item ORDER SKU", Short: "Remove a line from a draft order", Args: cobra.ExactArgs(2),
 		Example: "  ordersctl orders remove-item 7d3f0c2a-... PEN-9",
@@ -304,7 +304,7 @@ func (a *app) removeItemCmd() *cobra.Command {
 }
 
 func (a *app) setQtyCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	c := &cobra.Command{
 		Use: "set-qty ORDER SKU QTY", Short: "Change a line's quantity in a draft order", Args: cobra.ExactArgs(3),
 		Example: "  ordersctl orders set-qty 7d3f0c2a-... PEN-9 5 --expected-revision 3",
@@ -323,7 +323,7 @@ func (a *app) setQtyCmd() *cobra.Command {
 }
 
 func (a *app) addressCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	var addr addressFlags
 	c := &cobra.Command{
 		Use: "set-address ORDER", Short: "Set or replace the shipping address before payment", Args: cobra.ExactArgs(1),
@@ -341,7 +341,7 @@ func (a *app) addressCmd() *cobra.Command {
 }
 
 func (a *app) placeCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	var tax, currency string
 	c := &cobra.Command{
 		Use: "place ORDER", Short: "Place a draft order", Args: cobra.ExactArgs(1),
@@ -367,7 +367,7 @@ func (a *app) placeCmd() *cobra.Command {
 }
 
 func (a *app) payCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	var ref, amount, reason, currency string
 	var declined bool
 	c := &cobra.Command{
@@ -419,7 +419,7 @@ func (a *app) payCmd() *cobra.Command {
 }
 
 func (a *app) cancelCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	var reason string
 	c := &cobra.Command{
 		Use: "cancel ORDER", Short: "Cancel an order", Args: cobra.ExactArgs(1),
@@ -436,7 +436,7 @@ func (a *app) cancelCmd() *cobra.Command {
 }
 
 func (a *app) shipCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	var carrier, tracking string
 	c := &cobra.Command{
 		Use: "ship ORDER", Short: "Record that a paid order shipped", Args: cobra.ExactArgs(1),
@@ -454,7 +454,7 @@ func (a *app) shipCmd() *cobra.Command {
 }
 
 func (a *app) deliverCmd() *cobra.Command {
-	var m mutation
+	m := mutation{a: a}
 	c := &cobra.Command{
 		Use: "deliver ORDER", Short: "Record delivery of a shipped order", Args: cobra.ExactArgs(1),
 		Example: "  ordersctl orders deliver 7d3f0c2a-...",

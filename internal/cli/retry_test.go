@@ -218,14 +218,16 @@ func TestOtherCodesAreNotRetried(t *testing.T) {
 	t.Run("unavailable throughout", func(t *testing.T) {
 		f, addr := startFlaky(t, 1<<30, codes.Unavailable)
 		r := fails(t, run(t, addr, "orders", "place", "fl-1", "--timeout", "1s"), cli.ExitUnavailable)
-		if r.stderr != "ordersctl: unavailable: no stream leader\n" {
-			t.Fatalf("stderr %q", r.stderr)
-		}
 		calls := f.made("PlaceOrder")
 		if len(calls) < 2 {
 			t.Fatalf("%d call(s) within --timeout", len(calls))
 		}
-		sameID(t, calls)
+		// One line, the last answer and the request id to retry under.
+		id := sameID(t, calls)
+		if !strings.HasPrefix(r.stderr, "ordersctl: unavailable: no stream leader;") || !strings.HasSuffix(r.stderr, "--request-id "+id+"\n") ||
+			strings.Count(r.stderr, "\n") != 1 {
+			t.Fatalf("stderr %q", r.stderr)
+		}
 	})
 }
 
