@@ -315,11 +315,34 @@ func parse(opts env.Options) (Config, error) {
 	}
 	// The parser takes a variable set but empty for one unset, and gives
 	// it its default: ROLES= (a deployment's ${ROLES} left unset, say)
-	// ran every role where the operator meant some.
+	// ran every role where the operator meant some, GRPC_ADDR= listened on
+	// loopback in a container meant to be reached, DATA_DIR= kept the log
+	// outside the volume meant for it.
 	if v, set := lookup(opts, "ROLES"); set && strings.TrimSpace(v) == "" {
 		return Config{}, errors.New("ROLES: set but empty: name at least one of command, query, audit, payments, gateway, console (unset, every role runs)")
 	}
+	if err := setButEmpty(opts); err != nil {
+		return Config{}, err
+	}
 	return c, c.Validate()
+}
+
+// setButEmpty refuses a variable with a default that is set but empty: the
+// operator meant a value, and the default may be far from it.
+func setButEmpty(opts env.Options) error {
+	var errs []error
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, def := f.Tag.Get("env"), f.Tag.Get("envDefault")
+		if name == "" || def == "" {
+			continue
+		}
+		if v, set := lookup(opts, name); set && strings.TrimSpace(v) == "" {
+			errs = append(errs, fmt.Errorf("%s: set but empty (unset, it is %s)", name, def))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // lookup returns the variable key of the environment opts parse.

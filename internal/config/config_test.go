@@ -501,3 +501,21 @@ func TestDeadlinesAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A variable with a default set but empty (a deployment's ${GRPC_ADDR}
+// left unset) fails naming it, rather than taking the default: loopback
+// in a container meant to be reached, a data directory outside the volume
+// meant for the log.
+func TestSetButEmptyIsRefused(t *testing.T) {
+	for _, name := range []string{"GRPC_ADDR", "HTTP_ADDR", "NATS_LISTEN", "DATA_DIR", "STREAM_REPLICAS", "PAYMENT_TIMEOUT", "ROLES"} {
+		for _, v := range []string{"", " "} {
+			if _, err := config.FromMap(map[string]string{name: v}); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s=%q: %v, want an error naming it", name, v, err)
+			}
+		}
+	}
+	// Variables without a default may be empty: unset.
+	if _, err := config.FromMap(map[string]string{"NATS_URL": "", "PII_MASTER_KEY_FILE": "", "AUTH_TOKENS_FILE": ""}); err != nil {
+		t.Errorf("empty variables without a default: %v", err)
+	}
+}
