@@ -257,15 +257,23 @@ func (s *Stream) Purge(ctx context.Context, subjects ...string) error {
 
 // Delete removes the message at seq (a firing that was handled, say),
 // so that what is left on its subjects is what still waits. A message
-// already gone (deleted, or expired with its TTL) is not an error: the
-// server then answers that it deleted nothing, which is the only refusal
-// this stream (which allows deletes and is never sealed) gives.
+// already gone (deleted, or expired with its TTL) is not an error; one the
+// server would not delete (its stream without a leader for a moment) is.
 func (s *Stream) Delete(ctx context.Context, seq uint64) error {
 	st, err := s.ensure(ctx)
 	if err != nil {
 		return err
 	}
-	if err := st.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+	err = st.DeleteMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		// The server deleted nothing: the message is gone already, or
+		// the server refused (no leader for a moment, say), which nats.go
+		// reports alike. Gone is what was asked.
+		if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+	}
+	if err != nil {
 		return s.missing(fmt.Errorf("schedule: delete message %d: %w", seq, err))
 	}
 	return nil

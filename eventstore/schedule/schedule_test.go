@@ -129,6 +129,35 @@ func TestDeleteTakesAFiringAway(t *testing.T) {
 	}
 }
 
+// A delete the server refuses, of a firing it still holds, is an error:
+// the firing would otherwise be listed as waiting though it was handled,
+// and its handler would not try again. (Here the stream was made to deny
+// deletes; a stream without a leader for a moment refuses alike.)
+func TestRefusedDeleteIsAnError(t *testing.T) {
+	ctx := t.Context()
+	_, js := estest.Connect(t, estest.StartServer(t))
+	s, err := schedule.New(js, "TIMERS", "timers", schedule.WithMemoryStorage(), schedule.WithFiredTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := fireOne(t, s, "timers")
+	st, err := js.Stream(ctx, "TIMERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.DenyDelete = true
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, seq); err == nil {
+		t.Fatalf("Delete(%d) refused by the server: no error", seq)
+	}
+	if err := s.Delete(ctx, seq+1000); err != nil {
+		t.Fatalf("Delete of a message that never was: %v", err)
+	}
+}
+
 // Put keeps one record per subject; CountSubjects and Read see them, Purge
 // removes them.
 func TestPutCountRead(t *testing.T) {
