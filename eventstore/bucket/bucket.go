@@ -209,20 +209,42 @@ func validKey(key string) bool {
 }
 
 // Keys returns the keys holding a value, as of the call. A listing cut
-// short by ctx returns ctx's error rather than part of the keys.
+// short by ctx returns ctx's error, and one cut short by its watch ending
+// (the connection closed, the server refusing its consumer) ErrUnavailable,
+// rather than part of the keys.
 func (b *Bucket) Keys(ctx context.Context) ([]string, error) {
-	lister, err := b.kv.ListKeys(ctx)
+	w, err := b.kv.WatchAll(ctx, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 	if err != nil {
 		return nil, wrap("list keys", "", err)
 	}
+	defer func() { _ = w.Stop() }()
+	keys, err := collectKeys(ctx, w.Updates())
+	return keys, wrap("list keys", "", err)
+}
+
+// errListingCut is a listing whose watch ended before it had every key.
+var errListingCut = fmt.Errorf("%w: the watch ended before every key was listed", eventstore.ErrUnavailable)
+
+// collectKeys takes the keys updates delivers until its nil, which says
+// every key held at the start was delivered. nats.go's own lister ends as
+// quietly when the watch's channel closes half-way, and a caller took
+// part of the keys for all of them (parked jobs left out of a listing).
+func collectKeys(ctx context.Context, updates <-chan jetstream.KeyValueEntry) ([]string, error) {
 	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-updates:
+			switch {
+			case !ok:
+				return nil, errListingCut
+			case e == nil:
+				return keys, nil
+			}
+			keys = append(keys, e.Key())
+		}
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, wrap("list keys", "", err)
-	}
-	return keys, nil
 }
 
 // wrap prefixes a read's err with op and key, classifying an outage of
