@@ -23,14 +23,8 @@ func TestCompareRawThroughputCountsSuccessesOnly(t *testing.T) {
 		Overall: loadgen.OpStats{Count: 100, Errors: map[string]int64{"Unavailable": 50}, P50: 1, P99: 2}}
 	raw := &loadgen.Report{Target: "raw", Rate: 100, Duration: 1, Completed: 100, Throughput: 100,
 		Overall: loadgen.OpStats{Count: 100, P50: 1, P99: 2}}
-	out := filepath.Join(t.TempDir(), "report.json")
-	report([]*loadgen.Report{sys, raw}, true, out)
-	b, err := os.ReadFile(out)
+	doc, _, err := compared(t, sys, raw)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var doc output
-	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
 	if doc.SystemOverRaw == nil || math.Abs(doc.SystemOverRaw.Throughput-0.5) > 1e-9 {
@@ -93,6 +87,16 @@ func TestJSONReportWrittenWhenRawHadNoSuccess(t *testing.T) {
 	sys := &loadgen.Report{Target: "grpc", Duration: 1, Completed: 100, Overall: loadgen.OpStats{Count: 100, P50: 1, P99: 2}}
 	raw := &loadgen.Report{Target: "raw", Duration: 1, Completed: 100,
 		Overall: loadgen.OpStats{Count: 100, Errors: map[string]int64{"publish": 100}, P50: 1, P99: 2}}
+	doc, b, err := compared(t, sys, raw)
+	if err != nil || len(doc.Runs) != 2 || doc.SystemOverRaw != nil {
+		t.Fatalf("--json after a raw run without a success: %v; file holds %q; want both runs and no ratio", err, b)
+	}
+}
+
+// compared is --compare-raw --json's report of sys against raw: the
+// document, the file's bytes, and the error decoding them.
+func compared(t *testing.T, sys, raw *loadgen.Report) (output, []byte, error) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "report.json")
 	report([]*loadgen.Report{sys, raw}, true, out)
 	b, err := os.ReadFile(out)
@@ -100,7 +104,6 @@ func TestJSONReportWrittenWhenRawHadNoSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	var doc output
-	if err := json.Unmarshal(b, &doc); err != nil || len(doc.Runs) != 2 || doc.SystemOverRaw != nil {
-		t.Fatalf("--json after a raw run without a success: %v; file holds %q; want both runs and no ratio", err, b)
-	}
+	err = json.Unmarshal(b, &doc)
+	return doc, b, err
 }

@@ -43,12 +43,7 @@ func filesHolding(t *testing.T, dir string, needle []byte) []string {
 
 func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
 	ctx := t.Context()
-	srv := estest.StartServer(t)
-	_, js := estest.Connect(t, srv)
-	store, err := keys.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, js, store := openStore(t)
 	// Values the scan can recognise: stand-ins for wrapped keys.
 	gone := bytes.Repeat([]byte("forget-me-wrapped-key:"), 3)
 	kept := bytes.Repeat([]byte("keep-me-wrapped-key:"), 3)
@@ -108,6 +103,18 @@ func TestEraseOverwritesTheBytesOnDisk(t *testing.T) {
 	told(t, erased, "customer/1", "the new key")
 }
 
+// openStore opens the keys bucket on a server of its own.
+func openStore(t *testing.T) (*server.Server, jetstream.JetStream, *keys.Store) {
+	t.Helper()
+	srv := estest.StartServer(t)
+	_, js := estest.Connect(t, srv)
+	store, err := keys.Open(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, js, store
+}
+
 // told waits for the watch to tell of customer id, after what; it fails t
 // when the watch tells of another, or of none within 10 s.
 func told(t *testing.T, watch <-chan string, id, what string) {
@@ -148,11 +155,7 @@ func TestDevMasterKeyIsShared(t *testing.T) {
 // processes' keyrings to drop the key they hold.
 func TestRetriedEraseStillTellsTheWatchers(t *testing.T) {
 	ctx := t.Context()
-	_, js := estest.Connect(t, estest.StartServer(t))
-	store, err := keys.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js, store := openStore(t)
 	rev, err := store.Create(ctx, "customer/1", []byte("wrapped-key-stand-in"))
 	if err != nil {
 		t.Fatal(err)
@@ -180,11 +183,7 @@ func TestRetriedEraseStillTellsTheWatchers(t *testing.T) {
 // matters on a replicated bucket, which one server cannot show.
 func TestGetLatest(t *testing.T) {
 	ctx := t.Context()
-	_, js := estest.Connect(t, estest.StartServer(t))
-	store, err := keys.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, store := openStore(t)
 	if _, _, err := store.GetLatest(ctx, "customer/none"); !errors.Is(err, pii.ErrNotFound) {
 		t.Fatalf("GetLatest of no key: %v, want ErrNotFound", err)
 	}
@@ -252,12 +251,7 @@ func TestOverlongCustomerIDIsRefusedBeforeTheServer(t *testing.T) {
 // after it, until its process restarted.
 func TestLostWatchIsMadeAgain(t *testing.T) {
 	ctx := t.Context()
-	srv := estest.StartServer(t)
-	_, js := estest.Connect(t, srv)
-	store, err := keys.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, js, store := openStore(t)
 	erased := make(chan string, 16)
 	lost := make(chan error, 16)
 	wctx, stop := context.WithCancel(ctx)
@@ -320,17 +314,15 @@ func TestLostWatchIsMadeAgain(t *testing.T) {
 // holds: erased meanwhile, none opens afterwards.
 func TestKeyringDropsEveryKeyForAllCustomers(t *testing.T) {
 	ctx := t.Context()
-	_, js := estest.Connect(t, estest.StartServer(t))
-	store, err := keys.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, store := openStore(t)
 	ring := pii.NewKeyring(store, masterOf(t, 1))
 	held := map[string]pii.Key{}
 	for _, id := range []string{"customer/1", "customer/2"} {
-		if held[id], err = ring.DataKey(ctx, id); err != nil {
+		k, err := ring.DataKey(ctx, id)
+		if err != nil {
 			t.Fatal(err)
 		}
+		held[id] = k
 		// Erased behind the keyring's back, as another process does.
 		if err := store.Erase(ctx, id); err != nil {
 			t.Fatal(err)
