@@ -106,17 +106,18 @@ func (s *Service) await(ctx context.Context, c *ordersv1.Consistency, until func
 // awaitField is await for c's min_position taken from the request field
 // field, which an answer of OUT_OF_RANGE names.
 func (s *Service) awaitField(ctx context.Context, c *ordersv1.Consistency, field string, until func(context.Context, uint64) error) error {
+	// Checked with or without a position to wait for: the same value
+	// must not be refused in one request and ignored in another.
+	d := c.GetMaxWait()
+	if d != nil && (d.CheckValid() != nil || d.AsDuration() < 0) {
+		return rpcerr.Invalid("consistency.max_wait", "must be a non-negative duration")
+	}
 	if c.GetMinPosition() == 0 {
 		return nil
 	}
 	wait := DefaultWait
-	if d := c.GetMaxWait(); d != nil {
-		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
-			return rpcerr.Invalid("consistency.max_wait", "must be a non-negative duration")
-		}
-		if d.AsDuration() > 0 {
-			wait = min(d.AsDuration(), MaxWait)
-		}
+	if d != nil && d.AsDuration() > 0 {
+		wait = min(d.AsDuration(), MaxWait)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		// The wait ends before the caller's deadline, leaving it the time
