@@ -780,17 +780,20 @@ func first(ctx context.Context, key string) string {
 
 // requestDigest identifies a request by its method and fields, not by how
 // it travelled: the request message's full name, a NUL, and its
-// deterministic encoding without request_id and without unknown fields. A
+// deterministic encoding without request_id, without unknown fields and
+// without the fields the API ignores on input (ignoredOnInput). A
 // retry of a request has the same digest; another request under the same
 // request_id has another. See fingerprint for what is stored of it.
 func requestDigest(req proto.Message) ([]byte, error) {
 	m := req.ProtoReflect()
 	name := m.Descriptor().FullName()
 	rid := m.Descriptor().Fields().ByName("request_id")
-	if hasUnknown(m) {
-		// Rare (a newer client's fields): digest a copy without them.
+	if !digestable(m) {
+		// Rare (a newer client's fields, or a client that sends back an
+		// answer's lines or address): digest a copy without them.
 		m = proto.Clone(req).ProtoReflect()
 		discardUnknown(m)
+		clearIgnored(m)
 	}
 	// One size pass: it sizes the buffer, and the marshal reuses it
 	// (UseCachedSize) instead of measuring the message again.
@@ -829,9 +832,49 @@ func dropField(b []byte, from int, n protowire.Number) []byte {
 	return out
 }
 
-// hasUnknown reports whether m or a message in it holds unknown fields.
-func hasUnknown(m protoreflect.Message) bool {
-	return !eachMessage(m, func(m protoreflect.Message) bool { return len(m.GetUnknown()) == 0 })
+// ignoredOnInput are the fields the API documents as output only, ignored
+// in requests: a retry that differs from its original in them alone is the
+// same request, and is answered as its original. An original an earlier
+// build fingerprinted with one of them set is refused to a retry with it
+// (they rarely are).
+var ignoredOnInput = []protoreflect.FieldDescriptor{
+	(&ordersv1.LineItem{}).ProtoReflect().Descriptor().Fields().ByName("line_total"),
+	(&ordersv1.Address{}).ProtoReflect().Descriptor().Fields().ByName("erased"),
+}
+
+// ignoredIn returns the field of ignoredOnInput of m's type, or nil.
+func ignoredIn(m protoreflect.Message) protoreflect.FieldDescriptor {
+	d := m.Descriptor()
+	for _, fd := range ignoredOnInput {
+		if fd.ContainingMessage() == d {
+			return fd
+		}
+	}
+	return nil
+}
+
+// digestable reports whether m's encoding is its digest as it is: no
+// message in it holds unknown fields or a field of ignoredOnInput. One
+// walk of the request for both, as the digest asks this of every request.
+func digestable(m protoreflect.Message) bool {
+	return eachMessage(m, func(m protoreflect.Message) bool {
+		if len(m.GetUnknown()) > 0 {
+			return false
+		}
+		fd := ignoredIn(m)
+		return fd == nil || !m.Has(fd)
+	})
+}
+
+// clearIgnored clears the fields of ignoredOnInput in m and the messages
+// in it.
+func clearIgnored(m protoreflect.Message) {
+	eachMessage(m, func(m protoreflect.Message) bool {
+		if fd := ignoredIn(m); fd != nil {
+			m.Clear(fd)
+		}
+		return true
+	})
 }
 
 // eachMessage calls visit on m and on every message set in it, depth
