@@ -783,12 +783,15 @@ func (r *Runner) commit(ctx context.Context) error {
 	return err
 }
 
-// published records a commit at pos (with r.applyMu held) and hands its
-// changes to the feed: after the checkpoint moved, so a watcher that
-// subscribes and then reads the read model never reads it behind the feed.
+// published hands a commit's changes to the feed and then records the
+// commit at pos (with r.applyMu held). The file holds the commit before
+// either, so a watcher that subscribes and then reads the read model never
+// reads it behind the feed; and the feed moves first, so a watch that
+// waited for the commit (WatchOrders' min_position) subscribes at it, not
+// before it, where the caller's own write would come as a change.
 func (r *Runner) published(pos uint64) {
-	r.move(&r.committed, pos)
 	r.feed.publish(pos, r.uncommitted, r.forgot)
+	r.move(&r.committed, pos)
 	// The feed keeps pointers into the slice.
 	r.uncommitted, r.forgot = nil, nil
 	r.checkpoints()
