@@ -314,15 +314,30 @@ func refused(op string, err error) error {
 }
 
 // reconcile updates an existing stream to what the store needs, keeping the
-// settings it does not manage.
+// settings it does not manage. A stream that cannot hold the log (a work
+// queue, sealed, a mirror) is ErrInvalidOption.
 func (s *Store) reconcile(ctx context.Context, st jetstream.Stream) error {
 	have := st.CachedInfo().Config
 	if have.Storage != s.cfg.storage {
 		return fmt.Errorf("%w: eventstore: stream %s uses %v storage, %v requested: the storage type of a stream cannot be changed",
 			ErrInvalidOption, s.cfg.streamName, have.Storage, s.cfg.storage)
 	}
+	// Settings that make a stream no log: it would remove an event once
+	// acknowledged (work queue), or take none (sealed, a mirror). The
+	// server changes none of them.
+	switch {
+	case have.Retention == jetstream.WorkQueuePolicy:
+		return fmt.Errorf("%w: eventstore: stream %s keeps messages as a work queue, which removes each once acknowledged: it cannot hold the log", ErrInvalidOption, s.cfg.streamName)
+	case have.Sealed || have.Mirror != nil:
+		return fmt.Errorf("%w: eventstore: stream %s is sealed or a mirror: it takes no appends", ErrInvalidOption, s.cfg.streamName)
+	}
 	want := have
 	want.Subjects = slices.Clone(have.Subjects)
+	// Interest retention removes each event no consumer waits for once
+	// acknowledged, and without acks an append that landed reads as
+	// failed: both are changed, as the server allows.
+	want.Retention = jetstream.LimitsPolicy
+	want.NoAck = false
 	if !slices.Contains(want.Subjects, s.wildcard) && !slices.Contains(want.Subjects, s.cfg.prefix+".>") {
 		want.Subjects = append(want.Subjects, s.wildcard)
 	}
