@@ -431,7 +431,9 @@ func (s *Store) WatchErased(ctx context.Context, fn func(customerID string), los
 		defer close(ch)
 		for w != nil {
 			relayErased(ctx, w, fn)
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || s.closing() {
+				// Ended, or its connection is (the process is
+				// stopping): nothing to watch again with.
 				return
 			}
 			fn(AllCustomers)
@@ -477,6 +479,9 @@ func (s *Store) rewatch(ctx context.Context, lost func(error)) jetstream.KeyWatc
 			return nil
 		case <-t.C:
 		}
+		if s.closing() {
+			return nil
+		}
 		w, err := s.kv.WatchAll(ctx, jetstream.UpdatesOnly())
 		if err == nil {
 			return w
@@ -485,4 +490,10 @@ func (s *Store) rewatch(ctx context.Context, lost func(error)) jetstream.KeyWatc
 			lost(fmt.Errorf("keys: watch again: %w", err))
 		}
 	}
+}
+
+// closing reports whether the store's connection is closed or draining,
+// for good: a watch it ends is not lost but over.
+func (s *Store) closing() bool {
+	return s.nc != nil && (s.nc.IsClosed() || s.nc.IsDraining())
 }
