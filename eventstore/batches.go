@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -65,6 +66,8 @@ type readOptions struct {
 	// busyAfter and busyWait: BusyWait.
 	busyAfter int
 	busyWait  time.Duration
+	// endOnReset: EndOnReset.
+	endOnReset bool
 }
 
 // UpTo ends ReadBatches at log position to, inclusive, instead of at the
@@ -175,6 +178,24 @@ func BusyWait(n int, d time.Duration) ReadOption {
 		return nil
 	}
 }
+
+// EndOnReset ends FollowBatches with an error wrapping ErrUnavailable
+// when its consumer would make itself again where it left off (the
+// connection reconnected, a heartbeat was missed, the consumer was
+// deleted) rather than going on: a NATS server that restarted without its
+// last events (a power loss) then takes new appends at the positions the
+// follower had passed, which a consumer resumed after them never delivers.
+// A follower that must not skip them checks the log before following
+// again (the projection's runner does). Other reads ignore it.
+func EndOnReset() ReadOption {
+	return func(o *readOptions) error {
+		o.endOnReset = true
+		return nil
+	}
+}
+
+// errReset ends a follow with EndOnReset whose consumer was reset.
+var errReset = errors.New("the follow's consumer was reset (a reconnect, a missed heartbeat); ended so that the log is checked before following again")
 
 func newReadOptions(from uint64, follow bool, opts []ReadOption) (readOptions, error) {
 	o := readOptions{batchSize: DefaultBatchSize, batchWait: DefaultBatchWait}
@@ -335,16 +356,31 @@ func (s *Store) consume(ctx context.Context, from uint64, o *readOptions, follow
 	}
 	ahead := readAhead(o.batchSize)
 	r := consumerRead{s: s, o: o, follow: follow, msgs: make(chan jetstream.Msg, ahead), entries: make([]Entry, 0, o.batchSize)}
+	consumeOpts := []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(ahead),
+		// Short pulls with a fast heartbeat: after a stream leader moves,
+		// a missed heartbeat (2× the interval) is what makes the consumer
+		// re-create itself, so this bounds how long a reader stalls.
+		jetstream.PullExpiry(5 * time.Second), jetstream.PullHeartbeat(time.Second)}
+	if follow && o.endOnReset {
+		var reset atomic.Bool
+		nc := s.js.Conn()
+		reconnects := nc.Stats().Reconnects
+		// nats.go tells the handler of a missed heartbeat or a deleted
+		// consumer, not of a reconnect: that is counted.
+		consumeOpts = append(consumeOpts, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+				errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, nats.ErrNoResponders) {
+				reset.Store(true)
+			}
+		}))
+		r.reset = func() bool { return reset.Load() || nc.Stats().Reconnects != reconnects }
+	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case r.msgs <- m:
 		case <-cctx.Done():
 		}
-	}, jetstream.PullMaxMessages(ahead),
-		// Short pulls with a fast heartbeat: after a stream leader moves,
-		// a missed heartbeat (2× the interval) is what makes the consumer
-		// re-create itself, so this bounds how long a reader stalls.
-		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+	}, consumeOpts...)
 	if err != nil {
 		return err
 	}
@@ -413,6 +449,9 @@ type consumerRead struct {
 	seen    uint64 // the position of the last message a read met, past its end too
 	last    int    // entries of the previous batch
 	reached bool   // a follow by time met an entry at or after its start (see early)
+	// reset reports whether the consumer of a follow with EndOnReset was
+	// reset since it began; nil without EndOnReset.
+	reset func() bool
 }
 
 func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) error {
@@ -428,6 +467,11 @@ func (r *consumerRead) run(ctx context.Context, yield func(Batch, error) bool) e
 		r.entries = r.entries[:0]
 		r.add(m)
 		r.fill(ctx)
+		if r.reset != nil && r.reset() {
+			// What came since may come from a consumer made again past
+			// positions the log now holds other events at.
+			return errReset
+		}
 		if len(r.entries) > 0 && !yield(Batch{Entries: r.entries, Pending: r.pending}, nil) {
 			return nil
 		}

@@ -408,17 +408,36 @@ func (r *Runner) Run(ctx context.Context) error {
 		if errors.As(err, &fatal) {
 			return fatal.err
 		}
-		// The log may have come back without its last events (a NATS
-		// server restarted under this node after a power loss), and
-		// followed from the checkpoint the read model would skip what
-		// the log takes at those positions. Only a start-up rebuilds
-		// (Run), with no query reading the model replaced; a log that
-		// cannot be read now is checked at the next restart.
-		if held, herr := r.logHolds(ctx); herr == nil && !held {
-			return fmt.Errorf("%w, at position %d (it lost events, or is another log): restart to rebuild the read model from it", ErrNotTheLog, r.Position())
-		}
 		r.followFails.Add(1)
 		r.logger.Warn("projection: consumer stopped, restarting", "err", err)
+		if err := r.checkLog(ctx); err != nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// checkLog returns ErrNotTheLog when the log does not hold the read
+// model's checkpoint: it may have come back without its last events (a
+// NATS server restarted under this node after a power loss), and followed
+// from the checkpoint the read model would skip what the log takes at
+// those positions. Only a start-up rebuilds (Run), with no query reading
+// the model replaced. A log that cannot answer is asked again, half a
+// second apart, until it does or ctx ends: a follow started unchecked
+// would resume past the loss.
+func (r *Runner) checkLog(ctx context.Context) error {
+	for {
+		held, err := r.logHolds(ctx)
+		switch {
+		case err == nil && !held:
+			return fmt.Errorf("%w, at position %d (it lost events, or is another log): restart to rebuild the read model from it", ErrNotTheLog, r.Position())
+		case err == nil:
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -587,8 +606,11 @@ func (r *Runner) catchUpInBulk(ctx context.Context, head uint64) (pos uint64, sw
 // ctx ends or the read fails.
 func (r *Runner) follow(ctx context.Context) error {
 	items := make([]Item, 0, r.batchSize)
+	// EndOnReset: a consumer made again after a reconnect resumes past
+	// the runner's position, where a server back without its last events
+	// takes new appends; Run checks the log before following again.
 	for b, err := range r.events.FollowBatches(ctx, r.Position()+1, eventstore.BatchSize(r.batchSize), eventstore.BatchWait(r.batchWait),
-		eventstore.BusyWait(busyAfter, busyWait)) {
+		eventstore.BusyWait(busyAfter, busyWait), eventstore.EndOnReset()) {
 		if err != nil {
 			return err
 		}
