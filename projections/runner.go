@@ -374,8 +374,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
+	// An admin rebuild may have swapped its model in while the start-up
+	// checked the log against the checkpoint read before: the position it
+	// committed stands (the committed one set back, reads at positions
+	// the model held waited in vain until something new was committed).
+	r.applyMu.Lock()
+	pos = max(pos, r.Committed())
 	r.feed.start(pos)
 	r.move(&r.committed, pos)
+	r.applyMu.Unlock()
 	done := make(chan struct{})
 	var committer sync.WaitGroup
 	committer.Go(func() { r.committer(done) })
