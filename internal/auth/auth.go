@@ -208,27 +208,48 @@ func (a *Authenticator) Authenticate(token string) (Principal, error) {
 		return Principal{}, ErrUnauthenticated
 	}
 	h := tok.Headers[0]
-	var key any
+	var c claims
 	switch {
 	case strings.HasPrefix(h.Algorithm, "HS"):
-		if a.hmac == nil {
+		if a.hmac == nil || tok.Claims(a.hmac, &c) != nil {
 			return Principal{}, ErrUnauthenticated
 		}
-		key = a.hmac
 	default:
-		if a.jwks == nil {
+		if a.jwks == nil || !a.jwksClaims(tok, h, &c) {
 			return Principal{}, ErrUnauthenticated
 		}
-		keys := a.jwks.Key(h.KeyID)
-		if len(keys) == 0 {
-			return Principal{}, ErrUnauthenticated
+	}
+	return a.principal(c)
+}
+
+// maxKeysTried bounds the keys of one kid a token's signature is checked
+// against: a JWKS padded with keys under one kid would otherwise multiply
+// the cost of refusing a forged token.
+const maxKeysTried = 8
+
+// jwksClaims verifies tok against the JWKS keys its header's kid selects
+// and decodes its claims into c: against each of them (up to
+// maxKeysTried), as a JWKS may hold several under one kid (keys of other
+// types offered as alternatives, RFC 7517 §4.5; an issuer that sets no kid
+// and rotates keys), skipping a key whose own alg is not the token's.
+func (a *Authenticator) jwksClaims(tok *jwt.JSONWebToken, h jose.Header, c *claims) bool {
+	tried := 0
+	for _, k := range a.jwks.Key(h.KeyID) {
+		if k.Algorithm != "" && k.Algorithm != h.Algorithm {
+			continue
 		}
-		key = keys[0].Public().Key
+		if tried++; tried > maxKeysTried {
+			return false
+		}
+		if tok.Claims(k.Public().Key, c) == nil {
+			return true
+		}
 	}
-	var c claims
-	if err := tok.Claims(key, &c); err != nil {
-		return Principal{}, ErrUnauthenticated
-	}
+	return false
+}
+
+// principal checks c's subject and times and returns who it names.
+func (a *Authenticator) principal(c claims) (Principal, error) {
 	want := a.expected
 	want.Time = a.now()
 	if c.Subject == "" || c.ValidateWithLeeway(want, Leeway) != nil {
