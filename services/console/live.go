@@ -71,8 +71,17 @@ func (e *eventStream) heartbeat(gone func()) {
 }
 
 // close stops the heartbeat; the stream is not written after it returns.
+// A heartbeat stuck writing to a client that reads nothing is cut by a
+// write deadline after a second, rather than holding the handler (and a
+// shutdown) until the connection dies.
 func (e *eventStream) close() {
 	close(e.stop)
+	select {
+	case <-e.beaten:
+		return
+	case <-time.After(time.Second):
+	}
+	_ = e.rc.SetWriteDeadline(time.Now())
 	<-e.beaten
 }
 
