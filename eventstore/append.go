@@ -455,8 +455,10 @@ type versionCache struct {
 type versionMark struct {
 	version, position uint64
 	// seen is the highest position seen; it differs from position when a
-	// lagging replica's read came after an append.
-	seen uint64
+	// lagging replica's read came after an append. seenAt is when it was
+	// raised, in Unix nanoseconds (WithLeaderStepDown).
+	seen   uint64
+	seenAt int64
 	// trail holds the positions of the order's events at versions 1 to
 	// len(trail), as loads and appends of this process saw them.
 	trail []uint64
@@ -476,7 +478,10 @@ func (c *versionCache) remember(orderID string, version, position uint64) {
 // mark records the order's last version and position, as an append or a
 // load saw them.
 func (e *versionMark) mark(version, position uint64) {
-	e.version, e.position, e.seen = version, position, max(position, e.seen)
+	e.version, e.position = version, position
+	if position > e.seen {
+		e.seen, e.seenAt = position, time.Now().UnixNano()
+	}
 }
 
 // get returns what is remembered of orderID. c.mu must be held.
@@ -501,13 +506,23 @@ func (c *versionCache) put(orderID string, e versionMark) {
 }
 
 // seen returns the highest position of the order's events this process
-// saw appended or read (0 when none is remembered). The stream denies
-// deletes and purges, so the order's last event is never below it.
-func (c *versionCache) seen(orderID string) uint64 {
+// saw appended or read (0 when none is remembered), and when it saw it.
+// The stream denies deletes and purges, so the order's last event is never
+// below it, unless the log itself went back (WithLeaderStepDown).
+func (c *versionCache) seen(orderID string) (position uint64, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, _ := c.get(orderID)
-	return e.seen
+	return e.seen, time.Unix(0, e.seenAt)
+}
+
+// forget drops what is remembered of orderID: the log went back under it
+// (LoadLatestAfter), and its positions and trail are no longer the log's.
+func (c *versionCache) forget(orderID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.cur, orderID)
+	delete(c.prev, orderID)
 }
 
 func (c *versionCache) lookup(orderID string, version uint64) (uint64, bool) {

@@ -17,7 +17,10 @@ func Remember(s *Store, orderID string, version, position uint64) {
 
 // Seen returns the highest position of orderID's events that s remembers
 // seeing acknowledged or read: what LoadLatest holds a leader's answer to.
-func Seen(s *Store, orderID string) uint64 { return s.versions.seen(orderID) }
+func Seen(s *Store, orderID string) uint64 {
+	seen, _ := s.versions.seen(orderID)
+	return seen
+}
 
 // ReadOnFromLeader is readOnFromLeader, its message gets answered by the
 // stream leader, or, when former is set, by a former leader that lacks

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -56,7 +57,7 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 	subject := s.Subject(orderID)
 	// What was acknowledged before the question is asked: an append
 	// acknowledged while it is on its way may or may not be in the answer.
-	seen := s.versions.seen(orderID)
+	seen, seenAt := s.versions.seen(orderID)
 	lastMsg, found, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject, NoHeaders: true})
 	if err != nil {
 		return nil, classify("confirm order "+orderID+" with the stream leader", err)
@@ -72,9 +73,14 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 		// leader's. Its log lacks what the new leader acknowledged
 		// meanwhile: this process saw the order at a later position
 		// before it asked, and the stream (immutable) never removes an
-		// event.
-		return nil, fmt.Errorf("%w: confirm order %s: the stream leader that answered has it at %d, below %d acknowledged before (a former leader that has not stepped down yet)",
-			ErrUnavailable, orderID, leaderLast, seen)
+		// event. Seen longer ago than a leader takes to step down, the
+		// log itself went back (a server restarted without its last
+		// events): refused, every answer would be, for good.
+		if time.Since(seenAt) < s.cfg.stepDown {
+			return nil, fmt.Errorf("%w: confirm order %s: the stream leader that answered has it at %d, below %d acknowledged before (a former leader that has not stepped down yet)",
+				ErrUnavailable, orderID, leaderLast, seen)
+		}
+		s.versions.forget(orderID)
 	}
 	if !found || lastMsg.Sequence <= afterPosition {
 		return []Recorded{}, nil

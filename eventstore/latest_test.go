@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -45,6 +46,36 @@ func TestLoadLatestRefusesALeaderBehindWhatWasAcknowledged(t *testing.T) {
 	}
 	if recs, err := s.LoadLatest(ctx, "o-3"); err != nil || len(recs) != 0 {
 		t.Errorf("LoadLatest of an order never seen = %d events, %v; want none", len(recs), err)
+	}
+}
+
+// A leader's answer below what this process saw longer ago than a leader
+// takes to step down is no former leader's: the log itself went back (a
+// server restarted without its last events). It stands, and the store
+// forgets what it remembered of the order; refused, every answer for the
+// order was ErrUnavailable for the life of the process.
+func TestLoadLatestTakesALogThatWentBack(t *testing.T) {
+	_, js := estest.Connect(t, estest.StartServer(t))
+	ctx := t.Context()
+	// Any time since is longer than a nanosecond.
+	s, err := eventstore.New(ctx, js, eventstore.WithLeaderStepDown(time.Nanosecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Append(ctx, "o-1", 0, []eventstore.EventData{{Type: "OrderCreated", Data: []byte("created")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstore.Remember(s, "o-1", 2, res.Position+5) // an event the log lost since
+	recs, err := s.LoadLatest(ctx, "o-1")
+	if err != nil || len(recs) != 1 || recs[0].Position != res.Position {
+		t.Fatalf("LoadLatest of a log that went back = %d events, %v; want the one it holds", len(recs), err)
+	}
+	if seen := eventstore.Seen(s, "o-1"); seen != res.Position {
+		t.Fatalf("seen %d after the log went back, want %d", seen, res.Position)
+	}
+	if _, err := eventstore.New(ctx, js, eventstore.WithLeaderStepDown(0)); !errors.Is(err, eventstore.ErrInvalidOption) {
+		t.Fatalf("WithLeaderStepDown(0): %v, want ErrInvalidOption", err)
 	}
 }
 

@@ -62,6 +62,7 @@ const (
 	DefaultReplicas        = 1                     // WithReplicas
 	DefaultDuplicateWindow = 30 * time.Second      // WithDuplicateWindow
 	DefaultStorage         = jetstream.FileStorage // WithStorage
+	DefaultLeaderStepDown  = 30 * time.Second      // WithLeaderStepDown
 )
 
 const (
@@ -102,6 +103,8 @@ type config struct {
 	// window as they are (WithSettingsKept).
 	keepSettings bool
 	format       HeaderFormat
+	// stepDown: WithLeaderStepDown.
+	stepDown time.Duration
 }
 
 // Option configures New. An option given a value it does not accept makes
@@ -158,6 +161,24 @@ func WithDuplicateWindow(d time.Duration) Option {
 			return fmt.Errorf("%w: WithDuplicateWindow(%v): must be positive", ErrInvalidOption, d)
 		}
 		c.duplicates = d
+		return nil
+	}
+}
+
+// WithLeaderStepDown sets how long after this process saw an order at a
+// position LoadLatest takes a stream leader's answer that has the order
+// below it for a former leader's, not stepped down yet, and refuses it as
+// ErrUnavailable (default DefaultLeaderStepDown; nats-server steps a
+// leader that lost its quorum down within 10 s). Past it, the log itself
+// went back (a NATS server restarted without its last events, after a
+// power loss): the answer stands, and what the store remembered of the
+// order is dropped. Invalid: d <= 0.
+func WithLeaderStepDown(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithLeaderStepDown(%v): must be positive", ErrInvalidOption, d)
+		}
+		c.stepDown = d
 		return nil
 	}
 }
@@ -234,6 +255,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, e
 		replicas:   DefaultReplicas,
 		duplicates: DefaultDuplicateWindow,
 		storage:    DefaultStorage,
+		stepDown:   DefaultLeaderStepDown,
 	}
 	for _, opt := range opts {
 		if err := opt(&cfg); err != nil {
