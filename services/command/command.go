@@ -442,6 +442,14 @@ func (c *call) turn(ctx context.Context, attempt int) (result, next, error) {
 	// (A CreateOrder with a derived id is appended before it is known to
 	// be a retry: one reusing a request id for another customer has made
 	// that customer's key by then, as a new order of theirs would.)
+	if original != nil && c.readLatest() {
+		// A retry is answered with its original only as the log's
+		// leader has it: a history cached here, or read from a replica,
+		// may hold an event the log has lost since (a NATS server back
+		// without its last events), and the retry would be told it was
+		// recorded.
+		return result{}, againFree, nil
+	}
 	if original != nil {
 		if err := c.retryFingerprint(ctx, st, original); err != nil {
 			return result{}, answered, err
@@ -551,6 +559,11 @@ func (c *call) load(ctx context.Context, attempt int) ([]eventstore.Recorded, er
 	recs, err := load(ctx, c.t.orderID)
 	if err != nil {
 		return nil, err
+	}
+	if c.latest {
+		// The leader's answer replaces what is cached, even a longer
+		// history: the log may have gone back under it.
+		c.s.recent.drop(c.t.orderID)
 	}
 	return c.s.recent.loaded(c.t.orderID, recs), nil
 }
