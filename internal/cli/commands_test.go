@@ -207,6 +207,26 @@ func TestCreateFromFile(t *testing.T) {
 	fails(t, c.run(t, "orders", "create", "--file", bad), cli.ExitUsage)
 }
 
+// An address flag with --file overrides that field of the file's address,
+// as every flag overrides its field: it replaced the whole address, which
+// became an address of one field.
+func TestCreateFromFileWithAnAddressFlag(t *testing.T) {
+	c := call{addr: server(t).GRPC}
+	file := filepath.Join(t.TempDir(), "order.json")
+	body := `{"orderId": "file-2", "customerId": "from-file", "currency": "EUR",
+		"shippingAddress": {"name": "Ada", "line1": "1 Analytical Way", "city": "London", "country": "GB"}}`
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := ok(t, c.run(t, "orders", "create", "--file", file, "--city", "Manchester", "-o", "json"))
+	m := jsonOf(t, r.stdout)
+	for field, want := range map[string]string{"name": "Ada", "line1": "1 Analytical Way", "city": "Manchester", "country": "GB"} {
+		if got := str(t, m, "order", "shippingAddress", field); got != want {
+			t.Errorf("shippingAddress.%s = %q, want %q: %s", field, got, want, r.stdout)
+		}
+	}
+}
+
 func TestListFiltersAndPaging(t *testing.T) {
 	g := server(t).GRPC
 	c := call{addr: g}
