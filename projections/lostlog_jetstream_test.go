@@ -4,20 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
-	"github.com/orderstream/orderstream/internal/natsconn/natstest"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/projections"
 )
@@ -31,35 +23,11 @@ import (
 // takes new events at those positions.
 func TestRunnerOnJetStreamStopsWhenItsServerCameBackWithoutItsLastEvents(t *testing.T) {
 	ctx := t.Context()
-	base := t.TempDir()
-	srv := natstest.StartServer(t, func(o *server.Options) { o.JetStream, o.StoreDir = true, base })
-	port := srv.Addr().(*net.TCPAddr).Port
-	start := func() *server.Server { // the same port and files, as an operator restarting NATS
-		return natstest.Run(t, &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: base, NoLog: true, NoSigs: true}, 10*time.Second)
-	}
-	files := filepath.Join(base, server.JetStreamStoreDir)
-	reconnected := make(chan struct{}, 8)
-	_, js := estest.ConnectURL(t, srv.ClientURL(), nats.ReconnectHandler(func(*nats.Conn) {
-		select {
-		case reconnected <- struct{}{}:
-		default:
-		}
-	}))
-	store, err := eventstore.New(ctx, js, eventstore.WithStorage(jetstream.FileStorage))
-	if err != nil {
-		t.Fatal(err)
-	}
+	power := estest.StartPowerLoss(t)
+	store := power.Store()
 	create(t, store, "lost-0", "c")
 	create(t, store, "lost-1", "c")
-
-	// What the disk will hold after the power loss: the log of two events.
-	natstest.Shut(srv)
-	lost := t.TempDir()
-	if err := os.CopyFS(lost, os.DirFS(files)); err != nil {
-		t.Fatal(err)
-	}
-	srv = start()
-	<-reconnected
+	power.Save() // the log of two events: what the disk will hold after the power loss
 	var lastBefore uint64
 	for i := 2; i < 5; i++ {
 		lastBefore = createRetried(t, store, fmt.Sprintf("lost-%d", i))
@@ -82,16 +50,7 @@ func TestRunnerOnJetStreamStopsWhenItsServerCameBackWithoutItsLastEvents(t *test
 		t.Fatal(err)
 	}
 
-	// The server goes down and comes back from the files of the power loss.
-	natstest.Shut(srv)
-	if err := os.RemoveAll(files); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(files, os.DirFS(lost)); err != nil {
-		t.Fatal(err)
-	}
-	start()
-	<-reconnected
+	power.Lose() // the server comes back from the files of the power loss
 	var head uint64
 	for i := range 4 {
 		head = createRetried(t, store, fmt.Sprintf("new-%d", i))
@@ -136,18 +95,5 @@ func createRetried(t *testing.T, store *eventstore.Store, id string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for attempt := 0; ; attempt++ {
-		res, err := store.Append(t.Context(), id, 0, []eventstore.EventData{{Type: typ, Data: data, Meta: eventstore.Metadata{RequestID: id, OccurredAt: time.Now()}}})
-		if err == nil {
-			return res.Position
-		}
-		if !errors.Is(err, eventstore.ErrUnavailable) || attempt == 20 {
-			t.Fatal(err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return estest.AppendRetried(t, store, id, eventstore.EventData{Type: typ, Data: data, Meta: eventstore.Metadata{RequestID: id, OccurredAt: time.Now()}})
 }

@@ -1,15 +1,9 @@
 package command_test
 
 import (
-	"errors"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,14 +12,12 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
-	"github.com/orderstream/orderstream/internal/natsconn/natstest"
 	"github.com/orderstream/orderstream/order"
 )
 
-// lostLog is a command service on a NATS server that can be restarted, on
-// its port, from the files it held at a point (save), as after a power
-// loss under NATS_SYNC=interval (lose): the log goes back, and other
-// orders' events take the lost positions.
+// lostLog is a command service on a NATS server whose log can go back
+// (estest.PowerLoss): the events after save are lost, and other orders'
+// events take their positions.
 type lostLog struct {
 	client     ordersv1.OrderCommandServiceClient
 	url        string
@@ -39,50 +31,19 @@ const stepDown = 50 * time.Millisecond
 
 func startLostLog(t *testing.T) *lostLog {
 	t.Helper()
-	base := t.TempDir()
-	srv := natstest.StartServer(t, func(o *server.Options) { o.JetStream, o.StoreDir = true, base })
-	port := srv.Addr().(*net.TCPAddr).Port
-	start := func() *server.Server {
-		return natstest.Run(t, &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: base, NoLog: true, NoSigs: true}, 10*time.Second)
-	}
-	files := filepath.Join(base, server.JetStreamStoreDir)
-	reconnected := make(chan struct{}, 8)
-	_, js := estest.ConnectURL(t, srv.ClientURL(), nats.ReconnectHandler(func(*nats.Conn) {
-		select {
-		case reconnected <- struct{}{}:
-		default:
-		}
-	}))
-	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.FileStorage), eventstore.WithLeaderStepDown(stepDown))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &lostLog{client: serve(t, newService(t, store)), url: srv.ClientURL()}
-	lost := t.TempDir()
-	l.save = func() {
-		natstest.Shut(srv)
-		if err := os.CopyFS(lost, os.DirFS(files)); err != nil {
-			t.Fatal(err)
-		}
-		srv = start()
-		<-reconnected
-		appendRetried(t, store, "other-after-save")
-	}
-	l.lose = func() {
-		natstest.Shut(srv)
-		if err := os.RemoveAll(files); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.CopyFS(files, os.DirFS(lost)); err != nil {
-			t.Fatal(err)
-		}
-		srv = start()
-		<-reconnected
-		for _, id := range []string{"other-1", "other-2", "other-3", "other-4", "other-5"} {
-			appendRetried(t, store, id)
-		}
-	}
-	return l
+	power := estest.StartPowerLoss(t)
+	store := power.Store(eventstore.WithLeaderStepDown(stepDown))
+	return &lostLog{client: serve(t, newService(t, store)), url: power.URL,
+		save: func() {
+			power.Save()
+			created(t, store, "other-after-save")
+		},
+		lose: func() {
+			power.Lose()
+			for _, id := range []string{"other-1", "other-2", "other-3", "other-4", "other-5"} {
+				created(t, store, id)
+			}
+		}}
 }
 
 // freshStore is another process's store on the same server.
@@ -96,28 +57,14 @@ func (l *lostLog) freshStore(t *testing.T) *eventstore.Store {
 	return store
 }
 
-// appendRetried creates order id, retried under one request id while the
-// server recovers.
-func appendRetried(t *testing.T, store *eventstore.Store, id string) uint64 {
+// created creates order id, retried while the server recovers.
+func created(t *testing.T, store *eventstore.Store, id string) {
 	t.Helper()
 	typ, data, err := convert.EncodeEvent(order.OrderCreated{OrderID: id, CustomerID: "c", Currency: "EUR"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for attempt := 0; ; attempt++ {
-		res, err := store.Append(t.Context(), id, 0, []eventstore.EventData{{Type: typ, Data: data, Meta: eventstore.Metadata{RequestID: id, OccurredAt: time.Now()}}})
-		if err == nil {
-			return res.Position
-		}
-		if !errors.Is(err, eventstore.ErrUnavailable) || attempt == 50 {
-			t.Fatal(err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	estest.AppendRetried(t, store, id, eventstore.EventData{Type: typ, Data: data, Meta: eventstore.Metadata{RequestID: id, OccurredAt: time.Now()}})
 }
 
 // retried makes a call while it answers UNAVAILABLE, up to 20 times, as a
