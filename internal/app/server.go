@@ -221,7 +221,7 @@ func transportSecurity(cfg config.Config) (srv *tls.Config, own, upstream creden
 	// the gateway, the console or the payments manager to this process,
 	// on a node that reports ready.
 	if cfg.TLSClientCA != "" && callsOwnListener(cfg) {
-		if err := tlsconfig.ClientAccepted(srv, cfg.TLSClientCert, cfg.TLSClientKey); err != nil {
+		if err := tlsconfig.ClientAccepted(srv, ot); err != nil {
 			return nil, nil, nil, fmt.Errorf("TLS_CLIENT_CERT: this process presents it to its own listener, which TLS_CLIENT_CA makes refuse it: %w", err)
 		}
 	}

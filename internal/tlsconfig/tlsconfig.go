@@ -57,25 +57,28 @@ func Server(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 }
 
 // ClientAccepted returns why a server configured as srv (Server, with a
-// client CA) would refuse the client certificate in certFile (with
-// keyFile), as the TLS handshake verifies it: it must chain to the client
-// CA, through the intermediates the file holds after it, and be usable to
-// authenticate a client. nil when it would accept it, or when srv verifies
-// no client certificate.
-func ClientAccepted(srv *tls.Config, certFile, keyFile string) error {
-	if srv == nil || srv.ClientCAs == nil {
+// client CA) would refuse the client certificate client presents (Client,
+// Own), as the TLS handshake verifies it: it must chain to the client CA,
+// through the intermediates it carries, and be usable to authenticate a
+// client. nil when it would accept it, or when srv verifies no client
+// certificate or client presents none.
+func ClientAccepted(srv, client *tls.Config) error {
+	if srv == nil || srv.ClientCAs == nil || client == nil || client.GetClientCertificate == nil {
 		return nil
 	}
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	c, err := client.GetClientCertificate(&tls.CertificateRequestInfo{})
 	if err != nil {
 		return fmt.Errorf("tlsconfig: client certificate: %w", err)
 	}
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if c == nil || len(c.Certificate) == 0 {
+		return errors.New("tlsconfig: no client certificate")
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
 	if err != nil {
 		return fmt.Errorf("tlsconfig: client certificate: %w", err)
 	}
 	inter := x509.NewCertPool()
-	for _, der := range pair.Certificate[1:] {
+	for _, der := range c.Certificate[1:] {
 		if c, err := x509.ParseCertificate(der); err == nil {
 			inter.AddCert(c)
 		}
