@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -42,12 +41,12 @@ func (t trustRecorder) Clone() credentials.TransportCredentials {
 	return trustRecorder{t.TransportCredentials.Clone(), t.failed}
 }
 
+// untrustedCertificate reports whether err is a handshake's refusal of
+// the server's certificate: crypto/tls wraps every failed verification of
+// it (another CA, another name, expired) in a CertificateVerificationError.
 func untrustedCertificate(err error) bool {
 	var verify *tls.CertificateVerificationError
-	var authority x509.UnknownAuthorityError
-	var host x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	return errors.As(err, &verify) || errors.As(err, &authority) || errors.As(err, &host) || errors.As(err, &invalid)
+	return errors.As(err, &verify)
 }
 
 // untrusted returns, for a call answered UNAVAILABLE, why the server's
