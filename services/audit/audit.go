@@ -454,15 +454,9 @@ func (s *Service) GetOrderAt(ctx context.Context, req *ordersv1.GetOrderAtReques
 // filter names types this build knows, so it cannot select one).
 func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.ServerStreamingServer[ordersv1.StreamEventsResponse]) error {
 	ctx := stream.Context()
-	types := map[string]bool{}
-	for _, t := range req.GetEventTypes() {
-		if !slices.Contains(order.EventTypes, t) {
-			return rpcerr.Invalid("event_types", fmt.Sprintf("unknown event type %q", t))
-		}
-		types[t] = true
-	}
-	if len(req.GetOrderIds()) > MaxOrderFilter {
-		return rpcerr.Invalid("order_ids", "at most 100")
+	types, err := s.checkStream(ctx, req)
+	if err != nil {
+		return err
 	}
 	var opts []eventstore.ReadOption
 	// erasuresOnly: the customers' subject is read beside the orders asked
@@ -549,6 +543,36 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		}
 		return stream.Send(&ordersv1.StreamEventsResponse{Event: ev})
 	}, opts...)
+}
+
+// checkStream checks what a StreamEvents request selects and returns its
+// event types as a set. A from_position past the log's next one (a
+// from_time overrides the position) is OUT_OF_RANGE: no append has
+// returned the position before it, and a follow from it would wait in
+// silence for events it then skips.
+func (s *Service) checkStream(ctx context.Context, req *ordersv1.StreamEventsRequest) (map[string]bool, error) {
+	types := map[string]bool{}
+	for _, t := range req.GetEventTypes() {
+		if !slices.Contains(order.EventTypes, t) {
+			return nil, rpcerr.Invalid("event_types", fmt.Sprintf("unknown event type %q", t))
+		}
+		types[t] = true
+	}
+	if len(req.GetOrderIds()) > MaxOrderFilter {
+		return nil, rpcerr.Invalid("order_ids", "at most 100")
+	}
+	from := req.GetFromPosition()
+	if req.GetFromTime() != nil || from <= 1 {
+		return types, nil
+	}
+	head, err := s.store.Head(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(ctx, s.log, err)
+	}
+	if from > head+1 {
+		return nil, rpcerr.Field(codes.OutOfRange, "from_position", fmt.Sprintf("position %d is past the next one, %d: no append has returned position %d", from, head+1, from-1))
+	}
+	return types, nil
 }
 
 // consume reads the log from position from, filtered by opts, calling fn

@@ -401,6 +401,35 @@ func TestExportEndsAtTheHeadOfTheCall(t *testing.T) {
 	}
 }
 
+// A from_position past the next position of the log is OUT_OF_RANGE, as
+// the watches answer it: no append returned the position before it, and a
+// follow from it waited in silence, then skipped the events below it. The
+// next position itself resumes after the last event.
+func TestStreamFromPastTheNextPositionIsOutOfRange(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	seed(t, e, 2)
+	head, err := e.store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, follow := range []bool{false, true} {
+		// Bounded: a follow that is not refused waits for appends.
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := drain(e.audit.StreamEvents(ctx, &ordersv1.StreamEventsRequest{FromPosition: head + 2, Follow: follow}))
+		cancel()
+		if status.Code(err) != codes.OutOfRange {
+			t.Errorf("StreamEvents from %d (head %d), follow %v: %v, want OutOfRange", head+2, head, follow, err)
+		}
+	}
+	if got := collect(t, e, &ordersv1.StreamEventsRequest{FromPosition: head + 1}); len(got) != 0 {
+		t.Errorf("StreamEvents from the next position sent %d events, want none", len(got))
+	}
+	if got := collect(t, e, &ordersv1.StreamEventsRequest{FromPosition: head}); len(got) != 1 || got[0].GetPosition() != head {
+		t.Errorf("StreamEvents from the head sent %d events, want the one at %d", len(got), head)
+	}
+}
+
 func drain[T any](s grpc.ServerStreamingClient[T], err error) error {
 	if err != nil {
 		return err

@@ -513,7 +513,9 @@ func (x *GetOrderAtResponse) GetLastEvent() *RecordedEvent {
 // StreamEventsRequest selects a slice of the global log.
 type StreamEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Start at this position (inclusive); 0 means the beginning.
+	// Start at this position (inclusive); 0 means the beginning. A position
+	// past the log's next one (its last plus one) is OUT_OF_RANGE: no append
+	// has returned the position before it.
 	FromPosition uint64 `protobuf:"varint,1,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
 	// Start at the first event stored at or after this time; overrides
 	// from_position when set.
