@@ -43,6 +43,8 @@ type Keyring struct {
 	// came after Forget's last Drop) would otherwise put the erased key
 	// back for good.
 	drops uint64
+	// cachedKeys counts the keys cached so far: a key's cachedAt.
+	cachedKeys uint64
 }
 
 // NewKeyring returns a keyring over store whose keys are wrapped by master.
@@ -82,6 +84,8 @@ func (r *Keyring) remember(k Key, drops uint64) {
 			break
 		}
 	}
+	r.cachedKeys++
+	k.cachedAt = r.cachedKeys
 	r.cache[k.CustomerID] = k
 }
 
@@ -235,6 +239,52 @@ func (r *Keyring) Drop(customerID string) {
 	}
 	r.drops++
 }
+
+// Confirming returns the keyring as a read that begins now uses it to open
+// what was sealed: a key cached before the call is read again from the
+// store's leader the first time the read asks for it. A process learns of
+// another's erasure through a watch that may be behind (or lost for a
+// while), and until then its cache holds the destroyed key, or, if the
+// customer is back since, the key of before the erasure beside a newer
+// one: a read that opened with it would show what the erasure destroyed.
+// One read of the leader per customer cached before the call; a key read
+// during the read is current already.
+func (r *Keyring) Confirming() *Confirming {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &Confirming{r: r, mark: r.cachedKeys}
+}
+
+// Confirming is a Keyring for one read (see Keyring.Confirming).
+type Confirming struct {
+	r    *Keyring
+	mark uint64 // keys cached at or before it are confirmed before use
+}
+
+// DataKey is Keyring.DataKey.
+func (c *Confirming) DataKey(ctx context.Context, customerID string) (Key, error) {
+	return c.r.DataKey(ctx, customerID)
+}
+
+// Key is Keyring.Key, with a key cached before the read began read again
+// from the store's leader first. Errors are Keyring.Key's, and the
+// store's when the leader cannot be read: the cached key is not used
+// unconfirmed.
+func (c *Confirming) Key(ctx context.Context, customerID string, version uint64) (Key, error) {
+	if k, ok := c.r.cached(customerID); ok && k.cachedAt <= c.mark {
+		// load caches what the leader holds, a newer version included;
+		// a key the leader has not is dropped.
+		if _, err := c.r.load(ctx, customerID); errors.Is(err, ErrNotFound) {
+			c.r.Drop(customerID)
+		} else if err != nil {
+			return Key{}, err
+		}
+	}
+	return c.r.Key(ctx, customerID, version)
+}
+
+// Drop is Keyring.Drop.
+func (c *Confirming) Drop(customerID string) { c.r.Drop(customerID) }
 
 // MemStore is a Store in memory, for tests.
 type MemStore struct {

@@ -19,6 +19,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/chain"
+	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
 	"google.golang.org/grpc"
@@ -79,13 +80,29 @@ type Option func(*Service) error
 // accept.
 var ErrInvalidOption = errors.New("audit: invalid option")
 
-// open decodes e's payload again with its sealed personal data opened,
-// when the service has a keyring. Errors are convert.OpenEvent's.
-func (s *Service) open(ctx context.Context, e entry) (entry, error) {
-	if s.keys == nil || e.err != nil {
+// readKeys returns the keyring one read opens its events with, nil when
+// the service has none: a pii.Keyring's keys cached before the read began
+// are confirmed by the keys' leader before it uses them
+// (pii.Keyring.Confirming). A node whose watch of the keys is behind
+// still caches a key another node erased, or, once the customer is back,
+// the key of before the erasure: an export or a history read with it
+// would show, in the clear, what the erasure destroyed, which the same
+// order read from a current cache shows erased.
+func (s *Service) readKeys() convert.Keyring {
+	if c, ok := s.keys.(interface{ Confirming() *pii.Confirming }); ok {
+		return c.Confirming()
+	}
+	return s.keys
+}
+
+// open decodes e's payload again with its sealed personal data opened
+// with keys (readKeys), when the service has a keyring. Errors are
+// convert.OpenEvent's.
+func (s *Service) open(ctx context.Context, keys convert.Keyring, e entry) (entry, error) {
+	if keys == nil || e.err != nil {
 		return e, nil
 	}
-	ev, err := convert.OpenEvent(ctx, s.keys, e.rec.OrderID, e.rec.Type, e.rec.Data)
+	ev, err := convert.OpenEvent(ctx, keys, e.rec.OrderID, e.rec.Type, e.rec.Data)
 	if err != nil {
 		return e, err
 	}
@@ -95,7 +112,7 @@ func (s *Service) open(ctx context.Context, e entry) (entry, error) {
 		// not yet learnt of the erasure may have sealed an event with it
 		// after it, which the key this keyring still caches would open,
 		// in the clear, where the read model shows it erased.
-		if d, ok := s.keys.(interface{ Drop(customerID string) }); ok {
+		if d, ok := keys.(interface{ Drop(customerID string) }); ok {
 			d.Drop(f.CustomerID)
 		}
 	}
@@ -105,26 +122,6 @@ func (s *Service) open(ctx context.Context, e entry) (entry, error) {
 
 // forgottenType is the type of the events that record an erasure.
 var forgottenType = order.CustomerForgotten{}.EventType()
-
-// confirmKey drops customerID's cached key when the keys' leader says the
-// customer has none (forgotten): an order's history is read from its own
-// subject, without the erasure, and a node whose keyring has not yet
-// learnt of it (its watch of the keys is behind) would open, in the clear,
-// an event another such node sealed after the erasure with the destroyed
-// key. One read of the leader per history; when it cannot answer, the
-// cache stands, as before.
-func (s *Service) confirmKey(ctx context.Context, customerID string) {
-	k, ok := s.keys.(interface {
-		Has(ctx context.Context, customerID string) (bool, error)
-		Drop(customerID string)
-	})
-	if !ok {
-		return
-	}
-	if has, err := k.Has(ctx, customerID); err == nil && !has {
-		k.Drop(customerID)
-	}
-}
 
 // openFailed is the answer of a read whose event e's sealed personal data
 // could not be opened (open's err): DATA_LOSS naming its position when the
@@ -206,6 +203,7 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 			id, recs[at].Position))
 	}
 	out := make([]entry, len(recs))
+	keys := s.readKeys()
 	for i, r := range recs {
 		if out[i] = decoded(r); out[i].unknown() {
 			continue
@@ -214,10 +212,7 @@ func (s *Service) load(ctx context.Context, id string) ([]entry, error) {
 			s.log.WarnContext(ctx, "audit: an order's history holds an undecodable payload", "order_id", id, "position", r.Position, "err", out[i].err)
 			return nil, dataLoss(out[i])
 		}
-		if c, ok := out[i].ev.(order.OrderCreated); ok && i == 0 {
-			s.confirmKey(ctx, c.CustomerID)
-		}
-		if out[i], err = s.open(ctx, out[i]); err != nil {
+		if out[i], err = s.open(ctx, keys, out[i]); err != nil {
 			return nil, s.openFailed(ctx, out[i], err)
 		}
 	}
@@ -497,12 +492,13 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 			return err
 		}
 	}
+	keys := s.readKeys()
 	return s.consume(ctx, from, req.GetFollow(), func(e entry) error {
 		if erasuresOnly && e.rec.OrderID == order.CustomersSubjectID {
 			// Read to drop an erased key (open), not asked for: an
 			// undecodable one fails the exports that ask for it.
 			if e.err == nil && e.rec.Type == forgottenType {
-				_, _ = s.open(ctx, e)
+				_, _ = s.open(ctx, keys, e)
 			}
 			return nil
 		}
@@ -527,13 +523,13 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 			if e.rec.Type == forgottenType {
 				// Filtered out, an erasure still drops its key (open)
 				// before the events after it are opened.
-				if _, err := s.open(ctx, e); err != nil {
+				if _, err := s.open(ctx, keys, e); err != nil {
 					return s.openFailed(ctx, e, err)
 				}
 			}
 			return nil
 		}
-		e, err := s.open(ctx, e)
+		e, err := s.open(ctx, keys, e)
 		if err != nil {
 			return s.openFailed(ctx, e, err)
 		}
