@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,19 +47,37 @@ const (
 	watchList   = "/v1/orders:watch"
 )
 
-// wantsEventStream reports whether the request asks for Server-Sent Events.
+// wantsEventStream reports whether the request asks for Server-Sent
+// Events: Accept names text/event-stream with a weight (q) above 0 and no
+// lower than newline-delimited JSON's, if it names that too. A weight of
+// 0 refuses the type (RFC 9110, section 12.4.2), as does one that is no
+// number from 0 to 1.
 func wantsEventStream(r *http.Request) bool {
 	if r.Method != http.MethodGet {
 		return false
 	}
+	sse, nd := -1.0, -1.0 // -1: not named
 	for _, v := range r.Header.Values("Accept") {
 		for part := range strings.SplitSeq(v, ",") {
-			if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "text/event-stream" {
-				return true
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if w, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(w, 64); err != nil || q < 0 || q > 1 {
+					q = 0
+				}
+			}
+			switch mt {
+			case "text/event-stream":
+				sse = max(sse, q)
+			case ndjson:
+				nd = max(nd, q)
 			}
 		}
 	}
-	return false
+	return sse > 0 && sse >= nd
 }
 
 // sseWatch serves the watch routes as Server-Sent Events when the client
@@ -93,10 +112,15 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return recvOf(st), err
 		})
 	default:
-		id, err := url.PathUnescape(p[len(watchPrefix) : len(p)-len(watchVerb)])
-		if err != nil {
-			s.next.ServeHTTP(w, r) // the gateway answers a malformed path
-			return
+		id := p[len(watchPrefix) : len(p)-len(watchVerb)]
+		if r.URL.RawPath != "" {
+			// The path as sent (routePath), its escapes still in it;
+			// else it is the decoded path, whose '%' are the id's own.
+			var err error
+			if id, err = url.PathUnescape(id); err != nil {
+				s.next.ServeHTTP(w, r) // the gateway answers a malformed path
+				return
+			}
 		}
 		if err := queryAgrees(r, map[string]string{"order_id": id}); err != nil {
 			writeStatus(w, r, http.StatusBadRequest, err)
