@@ -290,9 +290,9 @@ func (n *node) registerPayments(ctx context.Context) (role, error) {
 	return role{
 		services: map[string][]string{
 			ordersv1.PaymentAdminService_ServiceDesc.ServiceName:  {"nats", "stream", "payments", "payment_gateway"},
-			ordersv1.DeadlineAdminService_ServiceDesc.ServiceName: {"nats", "stream"},
+			ordersv1.DeadlineAdminService_ServiceDesc.ServiceName: {"nats", "stream", "deadlines"},
 		},
-		checks: paymentChecks(pm, len(cfg.Roles) == 1),
+		checks: paymentChecks(pm, dl, len(cfg.Roles) == 1),
 		// Stopped before the gRPC server and NATS so that outcomes being
 		// recorded finish and unfinished jobs are handed back while the
 		// connection still works.
@@ -334,8 +334,19 @@ func (n *node) newDeadlines(ctx context.Context) (*deadlines.Manager, error) {
 // node that also takes commands and queries stays useful while the
 // provider is down, so there the circuit state is reported as advisory
 // information.
-func paymentChecks(pm *payments.Manager, paymentsOnly bool) []Check {
+func paymentChecks(pm *payments.Manager, dl *deadlines.Manager, paymentsOnly bool) []Check {
 	return []Check{
+		{Name: "deadlines", Fn: func(context.Context) error {
+			// A node that follows neither the log nor the firings
+			// schedules and enforces no payment timeout or shipping SLA.
+			if !dl.Consuming() {
+				if dl.Err() != nil {
+					return errors.New("not following the log and the firings; retrying (see the log for why)")
+				}
+				return errors.New("not following the log and the firings yet")
+			}
+			return nil
+		}},
 		{Name: "payments", Fn: func(context.Context) error {
 			if !pm.Consuming() {
 				// The cause is in the log; probes get no internal text.

@@ -210,6 +210,25 @@ type Manager struct {
 	log            *slog.Logger
 	mp             metric.MeterProvider
 	fired          metric.Int64Counter
+	// consuming tells, for the log's consumer and the firings' (in Run's
+	// order), whether it consumes now; lastErr is why the last one that
+	// stopped did.
+	consuming [2]atomic.Bool
+	lastErr   atomic.Pointer[error]
+}
+
+// Consuming reports whether the manager follows both the log and the
+// firings now: while either cannot (NATS unreachable, a consumer the
+// server refuses), no deadline is scheduled or enforced.
+func (m *Manager) Consuming() bool { return m.consuming[0].Load() && m.consuming[1].Load() }
+
+// Err returns why a consumer last stopped, nil once every consumer that
+// stopped consumes again or before any stopped.
+func (m *Manager) Err() error {
+	if p := m.lastErr.Load(); p != nil && !m.Consuming() {
+		return *p
+	}
+	return nil
 }
 
 // New returns a manager, setting the DEADLINES stream (timers) up when
@@ -275,7 +294,7 @@ type timer struct {
 // leader) it retries with backoff.
 func (m *Manager) Run(ctx context.Context) error {
 	done := make(chan struct{}, 2)
-	for _, run := range []func(context.Context, func()) error{m.followLog, m.followFired} {
+	for i, run := range []func(context.Context, func()) error{m.followLog, m.followFired} {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			wait := time.Second
@@ -285,10 +304,18 @@ func (m *Manager) Run(ctx context.Context) error {
 				// after a few losses in the process's life every later
 				// one left deadlines unenforced for 30 s.
 				var consumed atomic.Bool
-				err := run(ctx, func() { consumed.Store(true) })
+				err := run(ctx, func() {
+					consumed.Store(true)
+					m.consuming[i].Store(true)
+				})
+				m.consuming[i].Store(false)
 				if ctx.Err() != nil {
 					return
 				}
+				if err == nil {
+					err = errors.New("deadlines: consumer ended")
+				}
+				m.lastErr.Store(&err)
 				if consumed.Load() {
 					wait = time.Second
 				}
