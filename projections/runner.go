@@ -871,13 +871,38 @@ func (r *Runner) stopCommits() {
 	_ = r.commit(context.Background())
 }
 
+// lagSeconds is how long the first event after position, the oldest the
+// projection has not applied, has been in the log, behind events behind
+// the head (0: caught up). The age of the last event applied would count
+// the quiet time before an append as lag: after an idle hour, an event
+// appended a moment ago and not applied yet read as an hour behind. When
+// that event cannot be read (a log whose Get fails, or no Get), the time
+// since the last applied event occurred stands in, which is at least the
+// lag.
+func (r *Runner) lagSeconds(ctx context.Context, position uint64, behind int64) float64 {
+	if behind <= 0 {
+		return 0
+	}
+	if g, ok := r.events.(interface {
+		Get(ctx context.Context, position uint64) (eventstore.Recorded, error)
+	}); ok {
+		if rec, err := g.Get(ctx, position+1); err == nil && !rec.Time.IsZero() {
+			return max(time.Since(rec.Time).Seconds(), 0)
+		}
+	}
+	if t := r.lastTime.Load(); t > 0 {
+		return time.Since(time.Unix(0, t)).Seconds()
+	}
+	return 0
+}
+
 func (r *Runner) registerMetrics() error {
 	m := r.mp.Meter("github.com/orderstream/orderstream/projections")
 	lag, err := m.Int64ObservableGauge("orders.projection.lag_events", metric.WithDescription("Log head minus the position the projection has applied."))
 	if err != nil {
 		return err
 	}
-	lagSec, err := m.Float64ObservableGauge("orders.projection.lag_seconds", metric.WithDescription("Age of the last applied event while behind; 0 when caught up."), metric.WithUnit("s"))
+	lagSec, err := m.Float64ObservableGauge("orders.projection.lag_seconds", metric.WithDescription("Age of the oldest event the projection has not applied (since its append); 0 when caught up."), metric.WithUnit("s"))
 	if err != nil {
 		return err
 	}
@@ -902,13 +927,7 @@ func (r *Runner) registerMetrics() error {
 		behind := int64(head) - int64(p)
 		behind = max(behind, 0)
 		o.ObserveInt64(lag, behind)
-		secs := 0.0
-		if behind > 0 {
-			if t := r.lastTime.Load(); t > 0 {
-				secs = time.Since(time.Unix(0, t)).Seconds()
-			}
-		}
-		o.ObserveFloat64(lagSec, secs)
+		o.ObserveFloat64(lagSec, r.lagSeconds(ctx, p, behind))
 		return nil
 	}, lag, lagSec, dead, pos)
 	return err
