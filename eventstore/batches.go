@@ -17,8 +17,9 @@ import (
 )
 
 // ErrInvalidOption reports a ReadOption with a value out of range, or one
-// the read it was given to does not take, and an Option of New given a
-// value it does not accept.
+// the read it was given to does not take, an Option of New given a value
+// it does not accept, and a SubscribeOption or subscription name that
+// Subscribe refuses.
 var ErrInvalidOption = errors.New("eventstore: invalid option")
 
 // Defaults and bounds of the read options.

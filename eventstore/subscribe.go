@@ -103,7 +103,7 @@ func WithDescription(d string) SubscribeOption {
 func WithAckWait(d time.Duration) SubscribeOption {
 	return func(c *SubscribeConfig) error {
 		if d <= 0 {
-			return fmt.Errorf("eventstore: ack wait %v must be positive", d)
+			return fmt.Errorf("%w: ack wait %v must be positive", ErrInvalidOption, d)
 		}
 		c.AckWait = d
 		return nil
@@ -116,7 +116,7 @@ func WithAckWait(d time.Duration) SubscribeOption {
 func WithMaxPending(n int) SubscribeOption {
 	return func(c *SubscribeConfig) error {
 		if n < 1 {
-			return fmt.Errorf("eventstore: max pending %d must be positive", n)
+			return fmt.Errorf("%w: max pending %d must be positive", ErrInvalidOption, n)
 		}
 		c.MaxPending = n
 		return nil
@@ -128,7 +128,7 @@ func WithMaxPending(n int) SubscribeOption {
 func WithWorkers(n int) SubscribeOption {
 	return func(c *SubscribeConfig) error {
 		if n < 1 {
-			return fmt.Errorf("eventstore: workers %d must be positive", n)
+			return fmt.Errorf("%w: workers %d must be positive", ErrInvalidOption, n)
 		}
 		c.Workers = n
 		return nil
@@ -145,10 +145,10 @@ func WithWorkers(n int) SubscribeOption {
 func WithPinnedGroup(group string, ttl time.Duration) SubscribeOption {
 	return func(c *SubscribeConfig) error {
 		if !validGroup(group) {
-			return fmt.Errorf("eventstore: invalid group name %q: 1 to 16 of A-Z, a-z, 0-9, '-', '_', '/' and '='", group)
+			return fmt.Errorf("%w: group name %q: 1 to 16 of A-Z, a-z, 0-9, '-', '_', '/' and '='", ErrInvalidOption, group)
 		}
 		if ttl <= 0 {
-			return fmt.Errorf("eventstore: pinned ttl %v must be positive", ttl)
+			return fmt.Errorf("%w: pinned ttl %v must be positive", ErrInvalidOption, ttl)
 		}
 		c.Group, c.PinnedTTL = group, ttl
 		return nil
@@ -172,7 +172,7 @@ func WithTakeOver() SubscribeOption {
 func WithPullExpiry(d time.Duration) SubscribeOption {
 	return func(c *SubscribeConfig) error {
 		if d < minPullExpiry {
-			return fmt.Errorf("eventstore: pull expiry %v below %v", d, minPullExpiry)
+			return fmt.Errorf("%w: pull expiry %v below %v", ErrInvalidOption, d, minPullExpiry)
 		}
 		c.PullExpiry = d
 		return nil
@@ -207,7 +207,7 @@ func validGroup(group string) bool {
 func ValidSubscriptionName(name string) error {
 	if name == "" || len(name) > maxSubscriptionName || strings.ContainsAny(name, ".*>/\\") ||
 		strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
-		return fmt.Errorf("eventstore: invalid subscription name %q", name)
+		return fmt.Errorf("%w: subscription name %q", ErrInvalidOption, name)
 	}
 	return nil
 }
@@ -237,7 +237,8 @@ const maxSubscriptionName = 255
 // Messages on the stream that are not events of this store are acknowledged
 // and skipped: nothing can act on them.
 //
-// It returns the error of an invalid option; ErrUnavailable when JetStream
+// It returns an error wrapping ErrInvalidOption for an invalid option or
+// name; ErrUnavailable when JetStream
 // cannot be reached to set the subscription up, or the connection closes
 // for good while it runs; ErrSubscriptionLost when its consumer is deleted
 // or changed under it while it runs (one deleted while the subscriber was

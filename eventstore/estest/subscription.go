@@ -66,14 +66,16 @@ func TestSubscription(t *testing.T, s Subscriber) {
 	if got = consumeUntil(t, s, "another", 4, func(d eventstore.Delivery) error { return d.Ack() }); len(got) != 4 {
 		t.Fatalf("a new subscription delivered %v, want the 4 events", got)
 	}
-	for _, opt := range []eventstore.SubscribeOption{eventstore.WithAckWait(0), eventstore.WithWorkers(0), eventstore.WithMaxPending(-1),
-		eventstore.WithPinnedGroup("a.b", time.Second), eventstore.WithPinnedGroup("g", 0)} {
-		if err := s.Subscribe(t.Context(), "bad-options", func(eventstore.Delivery) {}, opt); err == nil {
-			t.Error("Subscribe accepted an invalid option")
+	// Refused as invalid (ErrInvalidOption), which a caller does not
+	// retry, unlike an outage.
+	for i, opt := range []eventstore.SubscribeOption{eventstore.WithAckWait(0), eventstore.WithWorkers(0), eventstore.WithMaxPending(-1),
+		eventstore.WithPinnedGroup("a.b", time.Second), eventstore.WithPinnedGroup("g", 0), eventstore.WithPullExpiry(time.Millisecond)} {
+		if err := s.Subscribe(t.Context(), "bad-options", func(eventstore.Delivery) {}, opt); !errors.Is(err, eventstore.ErrInvalidOption) {
+			t.Errorf("Subscribe with invalid option %d: %v, want ErrInvalidOption", i, err)
 		}
 	}
-	if err := s.Subscribe(t.Context(), "bad.name", func(eventstore.Delivery) {}); err == nil {
-		t.Error(`Subscribe accepted the name "bad.name"`)
+	if err := s.Subscribe(t.Context(), "bad.name", func(eventstore.Delivery) {}); !errors.Is(err, eventstore.ErrInvalidOption) {
+		t.Errorf(`Subscribe with the name "bad.name": %v, want ErrInvalidOption`, err)
 	}
 }
 
