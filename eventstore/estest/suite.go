@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"Subscription", subscriptionCase(TestSubscription)},
 		{"SubscriptionRedeliversAfterAckWait", subscriptionCase(testRedelivery)},
 		{"SubscriptionWorkers", subscriptionCase(testWorkers)},
+		{"SubscriptionDeliveryAnswersOnce", subscriptionCase(testAnswersOnce)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -875,6 +876,48 @@ func testRedelivery(t *testing.T, s Subscriber) {
 	}
 	if want := fmt.Sprint([]string{fmt.Sprint(res.Position, "#1"), fmt.Sprint(res.Position, "#2")}); fmt.Sprint(got) != want {
 		t.Fatalf("deliveries %v, want %s (position#delivery)", got, want)
+	}
+}
+
+// A delivery answers once: after a Nak, an Ack, Term or InProgress of it
+// fails and the event is delivered again, as the JetStream client refuses
+// a message it has answered; an Ack after an Ack fails too. A handler that
+// acknowledges after handing back (a deferred Ack) loses no event on
+// either store.
+func testAnswersOnce(t *testing.T, s Subscriber) {
+	res, err := s.Append(t.Context(), "answered", 0, []eventstore.EventData{Event("Created", "{}", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var got []string
+	err = s.Subscribe(ctx, "answers-once", func(d eventstore.Delivery) {
+		got = append(got, fmt.Sprint(d.Event.Position, "#", d.NumDelivered))
+		if d.NumDelivered == 1 {
+			if err := d.Nak(); err != nil {
+				t.Errorf("Nak: %v", err)
+			}
+			for name, after := range map[string]func() error{"Ack": d.Ack, "Term": d.Term, "InProgress": d.InProgress} {
+				if after() == nil {
+					t.Errorf("%s after a Nak succeeded", name)
+				}
+			}
+			return
+		}
+		if err := d.Ack(); err != nil {
+			t.Errorf("Ack: %v", err)
+		}
+		if d.Ack() == nil {
+			t.Error("a second Ack succeeded")
+		}
+		cancel()
+	}, eventstore.WithAckWait(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprint([]string{fmt.Sprint(res.Position, "#1"), fmt.Sprint(res.Position, "#2")}); fmt.Sprint(got) != want {
+		t.Fatalf("deliveries %v, want %s (position#delivery): the event handed back is delivered again", got, want)
 	}
 }
 

@@ -180,22 +180,30 @@ func (s *Store) pick(sub *subscription, me *subscriber) (d eventstore.Delivery, 
 	return eventstore.Delivery{Event: s.at(pos), NumDelivered: u.count, Acknowledger: a}, 0, true
 }
 
-// acker settles one delivery.
+// acker settles one delivery. As the JetStream client's message does, it
+// answers once: after an Ack, Term or Nak of it, every call (InProgress
+// too) fails, and the event handed back by a Nak is delivered again
+// whatever the handler calls after it.
 type acker struct {
 	s   *Store
 	sub *subscription
 	pos uint64
+	// answered: this delivery was acknowledged, terminated or handed
+	// back. s.mu guards it.
+	answered bool
 }
 
-// update applies f to the delivery's state, if it is still unsettled, and
-// wakes the subscribers; settle removes it.
-func (a *acker) update(settle bool, f func(*delivery)) error {
+// update applies f to the delivery's state, if it is still unsettled and
+// this delivery has not answered, and wakes the subscribers; settle
+// removes it. Any call but InProgress (progress) answers the delivery.
+func (a *acker) update(settle, progress bool, f func(*delivery)) error {
 	a.s.mu.Lock()
 	defer a.s.mu.Unlock()
 	u := a.sub.unsettled[a.pos]
-	if u == nil {
+	if u == nil || a.answered {
 		return errSettled
 	}
+	a.answered = !progress
 	if settle {
 		delete(a.sub.unsettled, a.pos)
 	} else {
@@ -206,23 +214,23 @@ func (a *acker) update(settle bool, f func(*delivery)) error {
 }
 
 // Ack settles the delivery as handled.
-func (a *acker) Ack() error { return a.update(true, nil) }
+func (a *acker) Ack() error { return a.update(true, false, nil) }
 
 // DoubleAck settles the delivery as handled; it is settled when it returns.
-func (a *acker) DoubleAck(context.Context) error { return a.update(true, nil) }
+func (a *acker) DoubleAck(context.Context) error { return a.update(true, false, nil) }
 
 // Term settles the delivery as one that will never be handled.
-func (a *acker) Term() error { return a.update(true, nil) }
+func (a *acker) Term() error { return a.update(true, false, nil) }
 
 // Nak hands the delivery back to be delivered again now.
 func (a *acker) Nak() error { return a.NakWithDelay(0) }
 
 // NakWithDelay hands the delivery back to be delivered again after delay.
 func (a *acker) NakWithDelay(delay time.Duration) error {
-	return a.update(false, func(u *delivery) { u.due = time.Now().Add(delay) })
+	return a.update(false, false, func(u *delivery) { u.due = time.Now().Add(delay) })
 }
 
 // InProgress restarts the delivery's AckWait.
 func (a *acker) InProgress() error {
-	return a.update(false, func(u *delivery) { u.due = time.Now().Add(a.sub.ackWait) })
+	return a.update(false, true, func(u *delivery) { u.due = time.Now().Add(a.sub.ackWait) })
 }
