@@ -145,6 +145,8 @@ import (
 	"github.com/orderstream/orderstream/api/openapi"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -371,6 +373,16 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	h.HandleFunc("GET /openapi-v2.json", document(openapi.SpecV2))
 	h.HandleFunc("GET /healthz", healthz)
 	h.Handle("GET /readyz", readyz(append(checks, cfg.checks...)))
+	for _, p := range []string{"/openapi.json", "/openapi-v2.json", "/healthz", "/readyz"} {
+		// Another method on these is 405 naming the ones they take, as on
+		// the API's routes; the catch-all below would answer 404.
+		h.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			_, m := runtime.MarshalerForRequest(mux, r)
+			runtime.DefaultHTTPErrorHandler(r.Context(), mux, m, w, r, &runtime.HTTPStatusError{
+				HTTPStatus: http.StatusMethodNotAllowed, Err: status.Error(codes.Unimplemented, "method not allowed on this route")})
+		})
+	}
 	queryConn := conn
 	if c, ok := cfg.conns[ordersv1.OrderQueryService_ServiceDesc.ServiceName]; ok {
 		queryConn = c
