@@ -57,12 +57,18 @@ func conventionsFrom(ctx context.Context) *requestConventions {
 }
 
 // conventions checks headers and body before grpc-gateway sees a request:
-// it parses the convention headers into the context (400 when malformed),
+// it refuses forwarded headers that would make too much gRPC metadata
+// (431, maxForwarded), parses the convention headers into the context (400 when malformed),
 // rejects a path or query parameter that is not UTF-8 once percent-decoded
 // (400: a proto string could not carry it), enforces the body's
 // Content-Type (415) and size cap (413), and buffers the body.
 func conventions(cfg config, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := forwardedSize(r.Header); n > maxForwarded {
+			writeStatus(w, r, http.StatusRequestHeaderFieldsTooLarge, status.Errorf(codes.ResourceExhausted,
+				"the forwarded headers (Authorization, traceparent, tracestate, X-Actor, X-Correlation-Id, X-Causation-Id, Idempotency-Key) make %d bytes of gRPC metadata, over %d", n, maxForwarded))
+			return
+		}
 		conv, err := readConventions(r)
 		if err != nil {
 			writeStatus(w, r, http.StatusBadRequest, err)

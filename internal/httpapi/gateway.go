@@ -84,7 +84,9 @@
 //   - Authorization, traceparent, tracestate, X-Actor, X-Correlation-Id,
 //     X-Causation-Id and Idempotency-Key are forwarded as gRPC metadata of
 //     the same lower-case name; no other header is (apart from grpc-gateway's
-//     grpcgateway-* and x-forwarded-* annotations). A value gRPC metadata
+//     x-forwarded-* annotations). Together they may make at most 16 KiB of
+//     gRPC metadata (each value counted with its name and 32 bytes, as
+//     gRPC counts it): more is 431. A value gRPC metadata
 //     cannot carry (anything but printable ASCII) is dropped rather than
 //     failing the call, on every route, Server-Sent Events included. No
 //     gRPC metadata is copied back into HTTP headers. grpc-gateway's
@@ -269,14 +271,40 @@ var forwarded = map[string]bool{
 	"idempotency-key":  true,
 }
 
+// incomingHeader forwards the headers listed in forwarded and no other:
+// grpc-gateway's default would also pass on every standard header as
+// grpcgateway-<name> and any Grpc-Metadata-<name> under its name, none of
+// which a service reads, and whose copies, 32 bytes of gRPC overhead each,
+// could make headers within the HTTP limit a call's metadata over gRPC's
+// (answered 500).
 func incomingHeader(key string) (string, bool) {
-	switch k := strings.ToLower(key); {
-	case forwarded[k]:
+	if k := strings.ToLower(key); forwarded[k] {
 		return k, true
-	case k == "authorization":
-		return "", false
 	}
-	return runtime.DefaultHeaderMatcher(key)
+	return "", false
+}
+
+// maxForwarded bounds the gRPC metadata the forwarded headers (and
+// Authorization) make of a request, counted as gRPC does (name, value and
+// 32 bytes a field): a request over it is 431. Well under the metadata a
+// gRPC server takes by default (ordersd: 64 KiB), which also holds the
+// call's own fields, and far over what a bearer token, a trace context and
+// the few other forwarded headers need.
+const maxForwarded = 16 << 10
+
+// forwardedSize is the gRPC metadata size the forwarded headers of h make.
+func forwardedSize(h http.Header) int {
+	n := 0
+	for k, vs := range h {
+		lk := strings.ToLower(k)
+		if !forwarded[lk] && lk != "authorization" {
+			continue
+		}
+		for _, v := range vs {
+			n += len(lk) + len(v) + 32
+		}
+	}
+	return n
 }
 
 // registration adds one service's routes to a mux.
