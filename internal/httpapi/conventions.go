@@ -96,7 +96,7 @@ func conventions(cfg config, next http.Handler) http.Handler {
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			req.ContentLength = int64(len(body))
 		}
-		next.ServeHTTP(w, req)
+		conditional(conv, next).ServeHTTP(w, req)
 	})
 }
 

@@ -57,7 +57,12 @@
 //     If-Match, a stale expectedRevision in the body answers 409). If-Match: *
 //     is accepted and adds nothing. Anything else (weak or several ETags, not
 //     a revision) is 400, as is a body expectedRevision that disagrees.
-//   - GET /v1/orders/{id} and every command answer ETag: "<revision>".
+//   - GET /v1/orders/{id} and every command answer ETag: "<revision>". A
+//     GET (or HEAD) of an order whose If-None-Match names it (weak
+//     comparison, or *) is 304 without a body, and one whose If-Match names
+//     another revision is 412. If-None-Match on a command is 412 when it
+//     is "*" (what a command acts on exists) and 400 otherwise (see
+//     conditional).
 //   - X-Min-Position: <position> asks a query for read-your-writes, like the
 //     consistency.minPosition query parameter (the larger one wins). A read
 //     model that does not get there in time answers 503.

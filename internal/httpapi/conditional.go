@@ -1,0 +1,100 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// conditional evaluates If-None-Match, and If-Match on a read, against the
+// ETag an answer carries (RFC 9110, section 13): a GET or HEAD whose 200
+// answer has an ETag that If-None-Match names (weak comparison, or *) is
+// 304 Not Modified, without a body; one whose If-Match names a revision
+// the ETag is not (strong comparison) is 412. A command's If-Match is
+// its expected revision (parseConventions). If-None-Match on a command is
+// 412 when it is * (the order or collection a command acts on exists
+// whenever the command could succeed), and 400 with entity tags: the
+// revision an order will have is only known once the command has run;
+// If-Match is the condition commands take.
+func conditional(conv *requestConventions, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inm := r.Header.Values("If-None-Match")
+		read := r.Method == http.MethodGet || r.Method == http.MethodHead
+		switch {
+		case len(inm) > 0 && !read && strings.TrimSpace(strings.Join(inm, ",")) == "*":
+			writeStatus(w, r, http.StatusPreconditionFailed, status.Error(codes.FailedPrecondition, "If-None-Match: * and the resource exists"))
+		case len(inm) > 0 && !read:
+			writeStatus(w, r, http.StatusBadRequest, invalid("If-None-Match", "is evaluated on GET and HEAD only; a command takes If-Match"))
+		case read && (len(inm) > 0 || conv.ifMatch):
+			next.ServeHTTP(&conditionalWriter{ResponseWriter: w, r: r, noneMatch: inm, conv: conv}, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// conditionalWriter answers a read's 200 with an ETag as its conditions
+// say (see conditional); any other answer passes through.
+type conditionalWriter struct {
+	http.ResponseWriter
+	r         *http.Request
+	noneMatch []string // the If-None-Match values
+	conv      *requestConventions
+	wrote     bool // the status line was written
+	skip      bool // the body is not sent (304, or 412 written here)
+}
+
+func (c *conditionalWriter) WriteHeader(code int) {
+	if c.wrote {
+		return
+	}
+	c.wrote = true
+	etag := c.Header().Get("ETag")
+	switch {
+	case code != http.StatusOK || etag == "":
+	case c.conv.ifMatch && etag != strconv.Quote(strconv.FormatUint(c.conv.revision, 10)):
+		c.skip = true
+		c.Header().Del("ETag")
+		writeStatus(c.ResponseWriter, c.r, http.StatusPreconditionFailed, status.Errorf(codes.FailedPrecondition, "If-Match: the order's ETag is %s", etag))
+		return
+	case noneMatch(c.noneMatch, etag):
+		c.skip = true
+		for _, h := range []string{"Content-Type", "Content-Length"} {
+			c.Header().Del(h)
+		}
+		c.ResponseWriter.WriteHeader(http.StatusNotModified)
+		return
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *conditionalWriter) Write(b []byte) (int, error) {
+	if !c.wrote {
+		c.WriteHeader(http.StatusOK)
+	}
+	if c.skip {
+		return len(b), nil
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *conditionalWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// noneMatch reports whether If-None-Match values name etag by weak
+// comparison (a W/ prefix ignored on either side), or are *.
+func noneMatch(values []string, etag string) bool {
+	opaque := strings.TrimPrefix(etag, "W/")
+	for _, v := range values {
+		for tag := range strings.SplitSeq(v, ",") {
+			tag = strings.TrimSpace(tag)
+			if tag == "*" || tag != "" && strings.TrimPrefix(tag, "W/") == opaque {
+				return true
+			}
+		}
+	}
+	return false
+}

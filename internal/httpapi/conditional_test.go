@@ -1,0 +1,57 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+)
+
+// A GET of an order evaluates its preconditions against the ETag (RFC
+// 9110, section 13): If-None-Match naming it (weak comparison, or *) is
+// 304 without a body, naming another revision is 200; If-Match naming
+// another revision is 412, naming it 200. Both were ignored: every GET
+// answered 200 with the body.
+func TestConditionalGetOfAnOrder(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
+	g := expect(t, e.do(t, "GET", o, "", "X-Min-Position", c.str("position")), 200)
+	etag := g.header.Get("ETag")
+	if etag != strconv.Quote(g.str("order", "revision")) {
+		t.Fatalf("ETag %q for revision %s", etag, g.str("order", "revision"))
+	}
+	for _, inm := range []string{etag, "W/" + etag, `"99", ` + etag, "*"} {
+		r := e.do(t, "GET", o, "", "If-None-Match", inm)
+		if r.code != http.StatusNotModified || r.raw != "" || r.header.Get("ETag") != etag {
+			t.Errorf("GET with If-None-Match %s: HTTP %d ETag %q body %q; want 304, the ETag and no body", inm, r.code, r.header.Get("ETag"), r.raw)
+		}
+	}
+	for _, h := range [][]string{{"If-None-Match", `"99"`}, {"If-Match", etag}} {
+		if r := e.do(t, "GET", o, "", h...); r.code != http.StatusOK || r.str("order", "revision") != g.str("order", "revision") {
+			t.Errorf("GET with %s %s: HTTP %d %.200s; want 200 and the order", h[0], h[1], r.code, r.raw)
+		}
+	}
+	if r := e.do(t, "GET", o, "", "If-Match", `"7"`); r.code != http.StatusPreconditionFailed {
+		t.Errorf(`GET with If-Match "7" of an order whose ETag is %s: HTTP %d; want 412`, etag, r.code)
+	}
+	if r := e.do(t, "HEAD", o, "", "If-None-Match", etag); r.code != http.StatusNotModified {
+		t.Errorf("HEAD with If-None-Match %s: HTTP %d; want 304", etag, r.code)
+	}
+}
+
+// If-None-Match on a command is not ignored: * is 412, as the order a
+// command acts on exists, and the command does nothing (a PUT overwrote
+// the address); entity tags are 400, since the revision an order will have
+// is known only once the command ran.
+func TestIfNoneMatchOnACommand(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
+	put := `{"shippingAddress":{"name":"Eve","line1":"2 Other St","city":"Paris","country":"FR"}}`
+	expect(t, e.do(t, "PUT", o+"/shipping-address", put, "Idempotency-Key", key(), "If-None-Match", "*"), 412)
+	expect(t, e.do(t, "PUT", o+"/shipping-address", put, "Idempotency-Key", key(), "If-None-Match", `"1"`), 400)
+	g := expect(t, e.do(t, "GET", o, "", "X-Min-Position", c.str("position")), 200)
+	if g.str("order", "revision") != c.str("order", "revision") {
+		t.Fatalf("the order after refused PUTs: revision %s, want %s", g.str("order", "revision"), c.str("order", "revision"))
+	}
+}
