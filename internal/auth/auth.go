@@ -5,7 +5,7 @@
 // lines, '#' starts a comment) or JWTs signed with an HMAC secret (HS256,
 // HS384, HS512, each only with a secret as long as its hash) or by a key of
 // a JWKS file (RS, PS and ES 256/384/512, EdDSA, chosen by the token's
-// "kid"). A JWT must carry "sub" and may carry "exp"/"nbf", which are
+// "kid"; the file is read again when it changes, see jwksRecheck). A JWT must carry "sub" and may carry "exp"/"nbf", which are
 // enforced with Leeway, and "roles" (a list of role names). A stream that
 // carries orders (a watch, an export) is held to its token's "exp" too: it
 // ends with UNAUTHENTICATED once the token expires, as its calls would be
@@ -33,6 +33,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -79,7 +81,7 @@ func (p Principal) Has(role string) bool {
 type Authenticator struct {
 	static map[string]Principal
 	hmac   []byte
-	jwks   *jose.JSONWebKeySet
+	jwks   *jwksFile
 	// expected holds the issuer and audience a JWT must name, when set.
 	expected jwt.Expected
 	now      func() time.Time
@@ -133,24 +135,80 @@ func Load(c Config) (*Authenticator, error) {
 		}
 	}
 	if c.JWKSFile != "" {
-		b, err := os.ReadFile(c.JWKSFile)
-		if err != nil {
+		a.jwks = &jwksFile{path: c.JWKSFile, now: a.clock}
+		if err := a.jwks.load(); err != nil {
 			return nil, fmt.Errorf("AUTH_JWKS_FILE: %w", err)
 		}
-		var set jose.JSONWebKeySet
-		if err := jsonUnmarshal(b, &set); err != nil || len(set.Keys) == 0 {
-			return nil, fmt.Errorf("AUTH_JWKS_FILE: not a JWKS with keys: %v", err)
-		}
-		// A key without a public part (a symmetric "oct" key) verifies
-		// no token here, whose every use it would refuse.
-		for i, k := range set.Keys {
-			if k.Public().Key == nil {
-				return nil, fmt.Errorf("AUTH_JWKS_FILE: key %d (kid %q) is not a public key: a shared secret goes in AUTH_JWT_HMAC_SECRET_FILE", i, k.KeyID)
-			}
-		}
-		a.jwks = &set
 	}
 	return a, nil
+}
+
+// clock is a.now, read at each call, so that a test may set it after Load.
+func (a *Authenticator) clock() time.Time { return a.now() }
+
+// jwksRecheck is how often the JWKS file is looked at again (its size and
+// modification time; read again when they changed): a key the issuer
+// removed (revoked) stops verifying tokens within it, without a restart.
+// A token whose kid the keys lack looks at once, so a key added for a
+// rotation verifies tokens as soon as the file holds it.
+const jwksRecheck = 10 * time.Second
+
+// jwksFile is the JWKS of AUTH_JWKS_FILE, read again when the file
+// changes (see jwksRecheck). A file that no longer reads as a JWKS of
+// public keys (one being written, or broken) leaves the keys read before
+// in use.
+type jwksFile struct {
+	path string
+	now  func() time.Time
+	keys atomic.Pointer[jose.JSONWebKeySet]
+	mu   sync.Mutex // one look at the file at a time; the others go on
+	// checked, size and mtime (guarded by mu) are when the file was last
+	// looked at and what it was then.
+	checked time.Time
+	size    int64
+	mtime   time.Time
+}
+
+// load reads the file, refusing what is no JWKS of public keys.
+func (f *jwksFile) load() error {
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(f.path)
+	if err != nil {
+		return err
+	}
+	var set jose.JSONWebKeySet
+	if err := jsonUnmarshal(b, &set); err != nil || len(set.Keys) == 0 {
+		return fmt.Errorf("not a JWKS with keys: %v", err)
+	}
+	// A key without a public part (a symmetric "oct" key) verifies no
+	// token here, whose every use it would refuse.
+	for i, k := range set.Keys {
+		if k.Public().Key == nil {
+			return fmt.Errorf("key %d (kid %q) is not a public key: a shared secret goes in AUTH_JWT_HMAC_SECRET_FILE", i, k.KeyID)
+		}
+	}
+	f.keys.Store(&set)
+	f.checked, f.size, f.mtime = f.now(), fi.Size(), fi.ModTime()
+	return nil
+}
+
+// key returns the keys of kid, looking at the file again first when the
+// last look is jwksRecheck old or the keys have none of kid.
+func (f *jwksFile) key(kid string) []jose.JSONWebKey {
+	keys := f.keys.Load().Key(kid)
+	if f.mu.TryLock() {
+		if len(keys) == 0 || f.now().Sub(f.checked) >= jwksRecheck {
+			f.checked = f.now()
+			if fi, err := os.Stat(f.path); err == nil && (fi.Size() != f.size || !fi.ModTime().Equal(f.mtime)) && f.load() == nil {
+				keys = f.keys.Load().Key(kid)
+			}
+		}
+		f.mu.Unlock()
+	}
+	return keys
 }
 
 // AddToken registers a static token at run time (ordersd's own internal
@@ -234,7 +292,7 @@ const maxKeysTried = 8
 // and rotates keys), skipping a key whose own alg is not the token's.
 func (a *Authenticator) jwksClaims(tok *jwt.JSONWebToken, h jose.Header, c *claims) bool {
 	tried := 0
-	for _, k := range a.jwks.Key(h.KeyID) {
+	for _, k := range a.jwks.key(h.KeyID) {
 		if k.Algorithm != "" && k.Algorithm != h.Algorithm {
 			continue
 		}
