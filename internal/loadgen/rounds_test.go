@@ -175,10 +175,10 @@ func TestAgainstFloorsInRounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	create, ratios := ph.Create, ph.Ratios
-	// Times per request add up: the command floor is below either floor,
-	// and at least half the slower one.
-	if slower := min(ph.GRPCFloor, ph.JetStreamFloor); slower <= 0 || ph.CommandFloor >= slower || ph.CommandFloor < slower/2 {
-		t.Fatalf("floors %v/s gRPC, %v/s JetStream, command floor %v/s", ph.GRPCFloor, ph.JetStreamFloor, ph.CommandFloor)
+	// Times per request add up: the command floor is derived from the
+	// two floors measured in this phase.
+	if want := 1 / (1/ph.GRPCFloor + 1/ph.JetStreamFloor); ph.GRPCFloor <= 0 || ph.JetStreamFloor <= 0 || math.Abs(ph.CommandFloor-want) > 1e-9*want {
+		t.Fatalf("floors %v/s gRPC, %v/s JetStream, command floor %v/s, want %v/s", ph.GRPCFloor, ph.JetStreamFloor, ph.CommandFloor, want)
 	}
 	for name, c := range map[string]CPUPer{"gRPC floor": ph.GRPCFloorCPU, "JetStream floor": ph.JetStreamFloorCPU, "create": perRequest(create)} {
 		if c.Server <= 0 || c.Client <= 0 {
