@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -55,7 +54,7 @@ func (c *conditionalWriter) WriteHeader(code int) {
 	etag := c.Header().Get("ETag")
 	switch {
 	case code != http.StatusOK || etag == "":
-	case c.conv.ifMatch && etag != strconv.Quote(strconv.FormatUint(c.conv.revision, 10)):
+	case c.conv.ifMatch && etag != c.conv.ifMatchTag:
 		c.skip = true
 		c.Header().Del("ETag")
 		writeStatus(c.ResponseWriter, c.r, http.StatusPreconditionFailed, status.Errorf(codes.FailedPrecondition, "If-Match: the order's ETag is %s", etag))

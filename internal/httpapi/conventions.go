@@ -33,6 +33,7 @@ type requestConventions struct {
 	idempotencyKey string // fills request_id
 	ifMatch        bool   // If-Match named a revision
 	revision       uint64 // fills expected_revision when ifMatch
+	ifMatchTag     string // the entity tag If-Match named, when ifMatch
 	// ifMatchApplied: the request message took the revision (a route
 	// without expected_revision ignores If-Match, and its ABORTED is
 	// contention, 409, not a failed precondition, 412).
@@ -161,7 +162,7 @@ func parseConventions(h http.Header) (*requestConventions, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.ifMatch, c.revision = ok, rev
+		c.ifMatch, c.revision, c.ifMatchTag = ok, rev, strings.TrimSpace(im[0])
 	default:
 		return nil, invalid("If-Match", `must be given once, as one quoted revision such as "42"`)
 	}
@@ -176,7 +177,9 @@ func parseConventions(h http.Header) (*requestConventions, error) {
 }
 
 // parseIfMatch accepts * (no condition) or one strong entity tag holding a
-// decimal revision, as this gateway issues them.
+// decimal revision, as this gateway issues them (etag): "42", or
+// "42-erased" for an order whose personal data was erased, the same
+// revision.
 func parseIfMatch(v string) (rev uint64, ok bool, err error) {
 	v = strings.TrimSpace(v)
 	if v == "*" {
@@ -186,7 +189,7 @@ func parseIfMatch(v string) (rev uint64, ok bool, err error) {
 	if len(v) < 3 || v[0] != '"' || v[len(v)-1] != '"' {
 		return 0, false, bad
 	}
-	digits := v[1 : len(v)-1]
+	digits := strings.TrimSuffix(v[1:len(v)-1], erasedTag)
 	// The gateway's tags have no leading zero: "01" is not "1", which
 	// strong comparison (RFC 9110) would not take for it.
 	if strings.TrimLeft(digits, "0123456789") != "" || len(digits) > 1 && digits[0] == '0' {

@@ -57,7 +57,9 @@
 //     If-Match, a stale expectedRevision in the body answers 409). If-Match: *
 //     is accepted and adds nothing. Anything else (weak or several ETags, not
 //     a revision) is 400, as is a body expectedRevision that disagrees.
-//   - GET /v1/orders/{id} and every command answer ETag: "<revision>". A
+//   - GET /v1/orders/{id} and every command answer ETag: "<revision>"
+//     ("<revision>-erased" once the order's personal data was erased, which
+//     changes the answer but not the revision; If-Match takes either). A
 //     GET (or HEAD) of an order whose If-None-Match names it (weak
 //     comparison, or *) is 304 without a body, and one whose If-Match names
 //     another revision is 412. If-None-Match on a command is 412 when it
@@ -634,7 +636,26 @@ func setETag(_ context.Context, w http.ResponseWriter, m proto.Message) error {
 		rev = r.GetRevision()
 	}
 	if rev > 0 {
-		w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(rev, 10)))
+		o, _ := m.(interface{ GetOrder() *ordersv1.Order })
+		w.Header().Set("ETag", etag(rev, o != nil && o.GetOrder().GetPersonalDataErased()))
 	}
 	return nil
+}
+
+// erasedTag marks the ETag of an order whose personal data was erased. An
+// erasure changes what a GET of the order answers (its address erased)
+// without an event of the order's own, so without changing its revision:
+// a client revalidating its copy of before the erasure (If-None-Match)
+// would be told 304 and keep showing the address.
+const erasedTag = "-erased"
+
+// etag is the ETag of an order at revision: "<revision>", or
+// "<revision>-erased" once its personal data was erased. If-Match takes
+// either (parseIfMatch).
+func etag(rev uint64, erased bool) string {
+	s := strconv.FormatUint(rev, 10)
+	if erased {
+		s += erasedTag
+	}
+	return strconv.Quote(s)
 }

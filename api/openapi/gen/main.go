@@ -172,7 +172,7 @@ func complete(doc *openapi3.T) error {
 			WithContent(openapi3.NewContentWithJSONSchemaRef(streamError))}
 	}
 	doc.Components.Headers = openapi3.Headers{"ETag": {Value: &openapi3.Header{Parameter: openapi3.Parameter{
-		Description: `The order's revision, quoted ("3"): send it back as If-Match.`,
+		Description: `The order's revision, quoted ("3"; "3-erased" once the order's personal data was erased, which changes the answer but not the revision): send it back as If-Match, or as If-None-Match on a GET of the order (304 while it holds).`,
 		Schema:      openapi3.NewStringSchema().NewRef(),
 	}}}}
 
