@@ -90,12 +90,16 @@ func (c *recent) committed() {
 	bounded.Trim(c.rows, recentOrders)
 }
 
-// rolledBack drops the rows of a transaction that did not commit and
-// answers at pos again, the last checkpoint known to be in the file.
+// rolledBack drops the rows of a transaction that did not commit, and
+// every other row: a commit that reported an error may have reached the
+// file all the same, and then the rows kept from before it are older than
+// the file's, which the next apply would fold on. It answers at pos again,
+// the last checkpoint known to be in the file.
 func (c *recent) rolledBack(pos uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.held)
+	clear(c.rows)
 	c.pos = pos
 }
 
