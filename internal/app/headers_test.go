@@ -14,6 +14,13 @@ import (
 // doWithHeaders sends one REST request and returns the status and body.
 func doWithHeaders(t *testing.T, method, url, body string, headers ...string) (int, string) {
 	t.Helper()
+	code, _, b := doFull(t, method, url, body, headers...)
+	return code, b
+}
+
+// doFull is doWithHeaders that also returns the answer's headers.
+func doFull(t *testing.T, method, url, body string, headers ...string) (int, http.Header, string) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -34,7 +41,7 @@ func doWithHeaders(t *testing.T, method, url, body string, headers ...string) (i
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	return res.StatusCode, res.Header, string(b)
 }
 
 // documentedStatuses lists the statuses openapi.json documents for an
