@@ -43,8 +43,9 @@ type Keyring struct {
 	// came after Forget's last Drop) would otherwise put the erased key
 	// back for good.
 	drops uint64
-	// cachedKeys counts the keys cached so far: a key's cachedAt.
-	cachedKeys uint64
+	// reads counts the reads of keys from the store begun so far: a
+	// key's readAt (see Confirming).
+	reads uint64
 }
 
 // NewKeyring returns a keyring over store whose keys are wrapped by master.
@@ -63,19 +64,23 @@ func (r *Keyring) cached(customerID string) (Key, bool) {
 	return k, ok
 }
 
-// dropsSoFar returns the count of Drop calls, for remember.
-func (r *Keyring) dropsSoFar() uint64 {
+// readStart is what remember needs of when a read of a key began: the
+// count of Drop calls, and the read's number (Key.readAt).
+type readStart struct{ drops, read uint64 }
+
+// startRead numbers a read of a key from the store as it begins.
+func (r *Keyring) startRead() readStart {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.drops
+	r.reads++
+	return readStart{drops: r.drops, read: r.reads}
 }
 
-// remember caches k unless a Drop came after drops was read, before the
-// key was fetched.
-func (r *Keyring) remember(k Key, drops uint64) {
+// remember caches k unless a Drop came after its read began (rs).
+func (r *Keyring) remember(k Key, rs readStart) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.drops != drops {
+	if r.drops != rs.drops {
 		return
 	}
 	if len(r.cache) >= maxCached {
@@ -84,8 +89,7 @@ func (r *Keyring) remember(k Key, drops uint64) {
 			break
 		}
 	}
-	r.cachedKeys++
-	k.cachedAt = r.cachedKeys
+	k.readAt = rs.read
 	r.cache[k.CustomerID] = k
 }
 
@@ -100,7 +104,7 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 	if !errors.Is(err, ErrNotFound) {
 		return k, err
 	}
-	drops := r.dropsSoFar()
+	rs := r.startRead()
 	dk := make([]byte, KeySize)
 	_, _ = rand.Read(dk)
 	v, err := r.store.Create(ctx, customerID, r.master.wrap(customerID, dk))
@@ -112,7 +116,7 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	return r.keep(customerID, v, dk, drops)
+	return r.keep(customerID, v, dk, rs)
 }
 
 // Key returns the customer's data key at version, for opening what was
@@ -137,6 +141,15 @@ func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (K
 		return Key{}, ErrForgotten
 	case err != nil:
 		return Key{}, err
+	}
+	return atVersion(k, customerID, version)
+}
+
+// atVersion returns k, the customer's key as the store holds it now, if it
+// is the key at version: ErrForgotten when version is older (erased since),
+// ErrCorrupt when it is newer than any key of theirs yet.
+func atVersion(k Key, customerID string, version uint64) (Key, error) {
+	switch {
 	case k.Version < version:
 		return Key{}, fmt.Errorf("%w: customer %s has key version %d, not %d, which no key of theirs had yet", ErrCorrupt, customerID, k.Version, version)
 	case k.Version != version:
@@ -171,7 +184,7 @@ func (r *Keyring) leaderGet() func(context.Context, string) ([]byte, uint64, err
 // the replica catches up) and the cache would keep opening erased data
 // with, after the watch's Drop had come and gone.
 func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
-	drops := r.dropsSoFar()
+	rs := r.startRead()
 	wrapped, v, err := r.leaderGet()(ctx, customerID)
 	if err != nil {
 		return Key{}, err
@@ -180,11 +193,11 @@ func (r *Keyring) load(ctx context.Context, customerID string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("customer %s key version %d: %w", customerID, v, err)
 	}
-	return r.keep(customerID, v, dk, drops)
+	return r.keep(customerID, v, dk, rs)
 }
 
 // keep makes a Key of dk, clears dk, and caches the key (see remember).
-func (r *Keyring) keep(customerID string, version uint64, dk []byte, drops uint64) (Key, error) {
+func (r *Keyring) keep(customerID string, version uint64, dk []byte, rs readStart) (Key, error) {
 	a, err := newAEAD(dk)
 	mac := macKey(dk)
 	clear(dk)
@@ -192,7 +205,7 @@ func (r *Keyring) keep(customerID string, version uint64, dk []byte, drops uint6
 		return Key{}, err
 	}
 	k := Key{CustomerID: customerID, Version: version, aead: a, macs: macPool(mac)}
-	r.remember(k, drops)
+	r.remember(k, rs)
 	return k, nil
 }
 
@@ -241,24 +254,26 @@ func (r *Keyring) Drop(customerID string) {
 }
 
 // Confirming returns the keyring as a read that begins now uses it to open
-// what was sealed: a key cached before the call is read again from the
-// store's leader the first time the read asks for it. A process learns of
+// what was sealed: a key whose read from the store began before the call
+// is read again from the store's leader when the read asks for it (once,
+// unless a Drop meanwhile keeps the answer from the cache), and the
+// leader's answer decides. A process learns of
 // another's erasure through a watch that may be behind (or lost for a
 // while), and until then its cache holds the destroyed key, or, if the
 // customer is back since, the key of before the erasure beside a newer
 // one: a read that opened with it would show what the erasure destroyed.
-// One read of the leader per customer cached before the call; a key read
-// during the read is current already.
+// One read of the leader per customer cached before the call; a key whose
+// read began after it is current already.
 func (r *Keyring) Confirming() *Confirming {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return &Confirming{r: r, mark: r.cachedKeys}
+	return &Confirming{r: r, mark: r.reads}
 }
 
 // Confirming is a Keyring for one read (see Keyring.Confirming).
 type Confirming struct {
 	r    *Keyring
-	mark uint64 // keys cached at or before it are confirmed before use
+	mark uint64 // keys whose read began at or before it are confirmed before use
 }
 
 // DataKey is Keyring.DataKey.
@@ -266,21 +281,26 @@ func (c *Confirming) DataKey(ctx context.Context, customerID string) (Key, error
 	return c.r.DataKey(ctx, customerID)
 }
 
-// Key is Keyring.Key, with a key cached before the read began read again
-// from the store's leader first. Errors are Keyring.Key's, and the
-// store's when the leader cannot be read: the cached key is not used
-// unconfirmed.
+// Key is Keyring.Key, with a key read before the read began read again
+// from the store's leader, whose answer decides. Errors are Keyring.Key's,
+// and the store's when the leader cannot be read: the cached key is not
+// used unconfirmed.
 func (c *Confirming) Key(ctx context.Context, customerID string, version uint64) (Key, error) {
-	if k, ok := c.r.cached(customerID); ok && k.cachedAt <= c.mark {
-		// load caches what the leader holds, a newer version included;
-		// a key the leader has not is dropped.
-		if _, err := c.r.load(ctx, customerID); errors.Is(err, ErrNotFound) {
-			c.r.Drop(customerID)
-		} else if err != nil {
-			return Key{}, err
-		}
+	k, ok := c.r.cached(customerID)
+	if !ok || k.readAt > c.mark {
+		return c.r.Key(ctx, customerID, version)
 	}
-	return c.r.Key(ctx, customerID, version)
+	// load caches what the leader holds unless a Drop came meanwhile;
+	// its answer stands either way. A key the leader has not is dropped.
+	fresh, err := c.r.load(ctx, customerID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		c.r.Drop(customerID)
+		return Key{}, ErrForgotten
+	case err != nil:
+		return Key{}, err
+	}
+	return atVersion(fresh, customerID, version)
 }
 
 // Drop is Keyring.Drop.

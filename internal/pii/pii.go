@@ -71,9 +71,10 @@ type Key struct {
 	// allocations and about 500 bytes, and every command with personal
 	// data asks for a digest.
 	macs *sync.Pool
-	// cachedAt is the keyring's count of keys cached when this one was
-	// (see Keyring.Confirming); 0 for a key no keyring cached.
-	cachedAt uint64
+	// readAt numbers the read from the store that gave this key, among a
+	// keyring's reads (see Keyring.Confirming); 0 for a key no keyring
+	// read.
+	readAt uint64
 }
 
 // macKey derives Digest's key from a data key, so that no MAC input can
