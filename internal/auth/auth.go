@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -156,7 +157,7 @@ const jwksRecheck = 10 * time.Second
 // jwksFile is the JWKS of AUTH_JWKS_FILE, read again when the file
 // changes (see jwksRecheck). A file that no longer reads as a JWKS of
 // public keys (one being written, or broken) leaves the keys read before
-// in use.
+// in use, and is read again once it changes.
 type jwksFile struct {
 	path string
 	now  func() time.Time
@@ -169,13 +170,23 @@ type jwksFile struct {
 	mtime   time.Time
 }
 
-// load reads the file, refusing what is no JWKS of public keys.
+// load reads the file, refusing what is no JWKS of public keys. The size
+// and modification time it records, of the file it read (one open file,
+// so a file replaced meanwhile is not taken for the one read), are
+// recorded whether or not it read as a JWKS: a broken file is read again
+// only once it changes, not for every token whose kid the keys lack.
 func (f *jwksFile) load() error {
-	fi, err := os.Stat(f.path)
+	file, err := os.Open(f.path)
 	if err != nil {
 		return err
 	}
-	b, err := os.ReadFile(f.path)
+	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		return err
+	}
+	f.checked, f.size, f.mtime = f.now(), fi.Size(), fi.ModTime()
+	b, err := io.ReadAll(file)
 	if err != nil {
 		return err
 	}
@@ -191,7 +202,6 @@ func (f *jwksFile) load() error {
 		}
 	}
 	f.keys.Store(&set)
-	f.checked, f.size, f.mtime = f.now(), fi.Size(), fi.ModTime()
 	return nil
 }
 
