@@ -62,7 +62,7 @@
 //     changes the answer but not the revision; If-Match takes either). A
 //     GET (or HEAD) of an order whose If-None-Match names it (weak
 //     comparison, or *) is 304 without a body, and one whose If-Match names
-//     another revision is 412. If-None-Match on a command is 412 when it
+//     another tag (strong comparison: "3" is not "3-erased") is 412. If-None-Match on a command is 412 when it
 //     is "*" (what a command acts on exists) and 400 otherwise (see
 //     conditional).
 //   - X-Min-Position: <position> asks a query for read-your-writes, like the
@@ -598,8 +598,6 @@ type revisioned interface {
 	GetRevision() uint64
 }
 
-// setETag exposes an order's revision, for If-Match, on GET of an order and
-// on command answers.
 // startStream answers 200 and the newline-delimited JSON content type at
 // once for a server stream that has started (its service sent its
 // headers), rather than with its first message: a watch resumed from a
@@ -623,6 +621,8 @@ func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) er
 	return http.NewResponseController(w).Flush()
 }
 
+// setETag exposes an order's revision, for If-Match, on GET of an order and
+// on command answers (etag).
 func setETag(_ context.Context, w http.ResponseWriter, m proto.Message) error {
 	var rev uint64
 	switch r := m.(type) {

@@ -30,8 +30,9 @@ func TestSSEWatchDecodesTheOrderIDOnce(t *testing.T) {
 	if got := watchedOrder(t, s.next(t)); got != "p%41" {
 		t.Errorf("SSE watch sent as %s watched order %q, want %q (the newline-delimited watch of the same path watches %q)", sent, got, "p%41", "p%41")
 	}
-	// An id whose decoded form is no valid escape ("o%1") is handed to the
-	// gateway, which answers newline-delimited JSON to an EventSource.
+	// An id whose decoded form is no valid escape ("o%1") was handed to
+	// the gateway, which answered newline-delimited JSON to an
+	// EventSource.
 	o := e.draft(t, "sse-pct", "o%1")
 	s = openSSE(t, e, "/v1/orders/"+url.PathEscape("o%1")+":watch", "X-Min-Position", strconv.FormatUint(o.GetPosition(), 10))
 	if ct := s.res.Header.Get("Content-Type"); s.res.StatusCode != http.StatusOK || ct != "text/event-stream" {
