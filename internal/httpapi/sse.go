@@ -204,7 +204,15 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 	}
 	st, err := openWatch(ctx, req, open)
 	if err != nil {
-		cs := s.errs.clientStatus(ctx, r, err)
+		// A watch a front end ended with a status (a shutdown: retry)
+		// before it started answers that status, as the gateway's
+		// streams do: an EventSource does not reconnect after an answer
+		// other than 200, and "context canceled" would read as the
+		// client's own leaving.
+		cs, ended := endedWith(r.Context())
+		if !ended {
+			cs = s.errs.clientStatus(ctx, r, err)
+		}
 		writeStatus(w, r, HTTPStatus(cs.Code(), false), cs.Err())
 		return
 	}
@@ -242,8 +250,24 @@ func openWatch(ctx context.Context, req proto.Message, open func(context.Context
 		md, err = st.header()
 	}
 	if err == nil && md == nil {
-		// Ended without headers: the status comes with the first read.
-		_, err = st.next()
+		// Ended without headers: the status comes with the first read,
+		// io.EOF for a watch that ended well without a message (an
+		// empty stream, 200, as the gateway answers it).
+		var m proto.Message
+		switch m, err = st.next(); {
+		case errors.Is(err, io.EOF):
+			return recv{header: st.header, next: func() (proto.Message, error) { return nil, io.EOF }}, nil
+		case err == nil:
+			// A message without headers before it: handed on first.
+			next := st.next
+			st.next = func() (proto.Message, error) {
+				if first := m; first != nil {
+					m = nil
+					return first, nil
+				}
+				return next()
+			}
+		}
 	}
 	return st, err
 }
