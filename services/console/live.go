@@ -232,11 +232,14 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 // orderEvents streams a notice (event "changed") each time the order
-// changes away from the revision its page shows. Like ordersEvents, it
-// answers as soon as the watch is accepted.
+// changes away from the revision its page shows (rev), or its personal
+// data is erased while the page shows it (erased=1: the page shows it
+// erased already). Like ordersEvents, it answers as soon as the watch is
+// accepted.
 func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session) {
 	from, err1 := since(r)
 	rev, err2 := strconv.ParseUint(r.URL.Query().Get("rev"), 10, 64)
+	erased := r.URL.Query().Get("erased") == "1" // the page shows the order erased
 	if err1 != nil || err2 != nil {
 		http.Error(w, "bad live request", http.StatusBadRequest)
 		return
@@ -263,7 +266,10 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 			}
 			return
 		}
-		if m.GetRevision() == rev {
+		// The page's own revision is no change, unless the order's
+		// personal data was erased since: an erasure is recorded beside
+		// the order's events, and leaves its revision as it was.
+		if m.GetRevision() == rev && m.GetOrder().GetPersonalDataErased() == erased {
 			continue
 		}
 		html, err := c.execute("order", "changed", s.view("", "", &orderData{Order: m.GetOrder()}))
