@@ -141,6 +141,14 @@ func parseExport(q url.Values) (*exportRange, error) {
 	if len(e.req.OrderIds) > maxExportOrders {
 		return nil, fmt.Errorf("at most %d order ids", maxExportOrders)
 	}
+	// A range that can hold nothing is a slip in the form, not an
+	// export of nothing.
+	if e.toPosition > 0 && e.req.GetFromPosition() > e.toPosition {
+		return nil, errors.New("the first position is after the last")
+	}
+	if e.req.FromTime != nil && !e.toTime.IsZero() && e.req.GetFromTime().AsTime().After(e.toTime) {
+		return nil, errors.New("the start time is after the end time")
+	}
 	return e, nil
 }
 
@@ -163,6 +171,14 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 		first, err = stream.Recv()
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
+		if code, msg := c.userError(err); code == http.StatusBadRequest {
+			// The audit service's refusal of what was typed: the form
+			// again, as typed, as for the console's own refusals.
+			v := s.view("Audit", "audit", newAuditData(q))
+			v.Flash = flashError("Export not started: " + msg)
+			c.render(w, http.StatusBadRequest, "audit", v)
+			return
+		}
 		c.fail(w, r, s, err)
 		return
 	}
