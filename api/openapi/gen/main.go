@@ -128,13 +128,18 @@ var errorResponses = map[string]struct{ name, description string }{
 	"404": {"NotFound", "NOT_FOUND: no such order (or, for an item, no such line in it; for a parked payment job, none of that kind is parked)."},
 	"408": {"RequestTimeout", "The request body was not received in time."},
 	"409": {"Conflict", "ALREADY_EXISTS: the order, or the line's SKU, exists already; ABORTED: a stale expectedRevision in the body, lasting contention, or a parked payment job that a retry or another settle is running."},
-	"412": {"PreconditionFailed", "ABORTED under If-Match: the order changed since the revision named by If-Match."},
+	"412": {"PreconditionFailed", "ABORTED under If-Match: the order changed since the revision named by If-Match (on a GET of the order: its ETag is not the one named); If-None-Match: * on a command, which acts on what exists."},
 	"413": {"PayloadTooLarge", "The request body exceeds the gateway's limit (1 MiB by default)."},
 	"415": {"UnsupportedMediaType", "The request body's Content-Type is missing or not JSON (application/json, UTF-8)."},
 	"422": {"RequestIdReused", "ALREADY_EXISTS with reason REQUEST_ID_REUSED: the Idempotency-Key (requestId) names an earlier, different request."},
 	"429": {"TooManyRequests", "RESOURCE_EXHAUSTED: the server is at MAX_IN_FLIGHT calls (MAX_STREAMS for streams); retry later."},
+	"431": {"RequestHeaderFieldsTooLarge", "The request's headers exceed 32 KiB, or the ones passed on to gRPC (Authorization, traceparent, tracestate, X-Actor, X-Correlation-Id, X-Causation-Id, Idempotency-Key) make over 16 KiB of gRPC metadata."},
 	"503": {"Unavailable", "UNAVAILABLE: the event store or an upstream service cannot be reached, or the read model did not reach X-Min-Position (consistency.minPosition) in time; retry later."},
+	"504": {"GatewayTimeout", "DEADLINE_EXCEEDED: the call's deadline (Grpc-Timeout) passed before it was answered."},
 }
+
+// grpcTimeout is the Grpc-Timeout header every API operation takes.
+const grpcTimeout = "Grpc-Timeout"
 
 // complete adds to the converted document what the gateway and ordersd do
 // beyond the protos (see the package comment).
@@ -164,13 +169,25 @@ func complete(doc *openapi3.T) error {
 		Required:    []string{"error"},
 	}}
 	streamError := &openapi3.SchemaRef{Ref: "#/components/schemas/" + streamErrorSchema}
-	for _, r := range errorResponses {
+	for code, r := range errorResponses {
 		doc.Components.Responses[r.name] = &openapi3.ResponseRef{Value: openapi3.NewResponse().
 			WithDescription(r.description).WithContent(openapi3.NewContentWithJSONSchemaRef(status))}
 		doc.Components.Responses[streamResponse+r.name] = &openapi3.ResponseRef{Value: openapi3.NewResponse().
 			WithDescription(r.description + ` The body is the line {"error": status}; to a watch asked for as Server-Sent Events, the status alone.`).
 			WithContent(openapi3.NewContentWithJSONSchemaRef(streamError))}
+		if code == "401" {
+			// bearerChallenge: every 401 carries the challenge.
+			challenge := openapi3.Headers{"WWW-Authenticate": {Value: &openapi3.Header{Parameter: openapi3.Parameter{
+				Description: "Bearer: the challenge RFC 6750 defines for bearer tokens.",
+				Schema:      openapi3.NewStringSchema().NewRef(),
+			}}}}
+			doc.Components.Responses[r.name].Value.Headers = challenge
+			doc.Components.Responses[streamResponse+r.name].Value.Headers = challenge
+		}
 	}
+	doc.Components.Parameters = openapi3.ParametersMap{grpcTimeout: {Value: openapi3.NewHeaderParameter(grpcTimeout).
+		WithDescription(`The call's deadline, as gRPC spells it: an integer and a unit (H, M, S, m for milliseconds, u, n), such as "500m"; 504 once it passes (a stream that has started ends with DEADLINE_EXCEEDED), 400 when malformed.`).
+		WithSchema(openapi3.NewStringSchema())}}
 	doc.Components.Headers = openapi3.Headers{"ETag": {Value: &openapi3.Header{Parameter: openapi3.Parameter{
 		Description: `The order's revision, quoted ("3"; "3-erased" once the order's personal data was erased, which changes the answer but not the revision): send it back as If-Match, or as If-None-Match on a GET of the order (304 while it holds).`,
 		Schema:      openapi3.NewStringSchema().NewRef(),
@@ -281,7 +298,8 @@ func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operat
 	op.Security = &openapi3.SecurityRequirements{{bearer: []string{}}}
 	op.Description = strings.TrimSpace(op.Description + "\n\nRoles: " + strings.Join(withAdmin(roles), ", ") + ".")
 
-	statuses := []string{"400", "401", "403", "429", "503"}
+	statuses := []string{"400", "401", "403", "429", "431", "503", "504"}
+	op.Parameters = append(op.Parameters, &openapi3.ParameterRef{Ref: "#/components/parameters/" + grpcTimeout})
 	header := map[string]bool{}
 	for _, p := range op.Parameters {
 		if p.Value != nil && p.Value.In == openapi3.ParameterInHeader {
@@ -326,6 +344,13 @@ func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operat
 		op.Responses.Set(s, &openapi3.ResponseRef{Ref: "#/components/responses/" + name})
 	}
 	if stream {
+		// A refusal with a status the operation does not list is the
+		// stream's one line too.
+		if def := op.Responses.Default(); def != nil {
+			op.Responses.Set("default", &openapi3.ResponseRef{Value: openapi3.NewResponse().
+				WithDescription(`An error not listed above: the line {"error": status}; to a watch asked for as Server-Sent Events, the status alone.`).
+				WithContent(openapi3.NewContentWithJSONSchemaRef(&openapi3.SchemaRef{Ref: "#/components/schemas/" + streamErrorSchema}))})
+		}
 		// A server stream: one {"result": …} (or a last {"error": …}) per
 		// line, flushed as produced.
 		ok200.Value.Content = openapi3.Content{"application/x-ndjson": media}
@@ -341,7 +366,50 @@ func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operat
 	if setsETag(doc, op, media.Schema) {
 		ok200.Value.Headers = openapi3.Headers{"ETag": {Ref: "#/components/headers/ETag"}}
 	}
+	if op.OperationID == "OrderQueryService_GetOrder" {
+		conditionalGet(op)
+	}
+	if method == "GET" {
+		doc.Paths.Value(path).Head = headOf(op)
+	}
 	return nil
+}
+
+// conditionalGet adds to GetOrder the preconditions the gateway evaluates
+// against the order's ETag (internal/httpapi, conditional).
+func conditionalGet(op *openapi3.Operation) {
+	for _, p := range []struct{ name, description string }{
+		{"If-None-Match", "ETags (or *): 304 Not Modified, without a body, when one names the order's ETag (weak comparison)."},
+		{"If-Match", "One ETag: 412 when it is not the order's ETag (strong comparison)."},
+	} {
+		op.Parameters = append(op.Parameters, &openapi3.ParameterRef{Value: openapi3.NewHeaderParameter(p.name).
+			WithDescription(p.description).WithSchema(openapi3.NewStringSchema())})
+	}
+	notModified := openapi3.NewResponse().WithDescription("Not Modified: If-None-Match names the order's ETag; no body.")
+	notModified.Headers = openapi3.Headers{"ETag": {Ref: "#/components/headers/ETag"}}
+	op.Responses.Set("304", &openapi3.ResponseRef{Value: notModified})
+	op.Responses.Set("412", &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponses["412"].name})
+}
+
+// headOf is the HEAD operation the gateway answers beside a GET that is no
+// stream: the GET's status and headers, without the body.
+func headOf(get *openapi3.Operation) *openapi3.Operation {
+	head := *get
+	head.OperationID = get.OperationID + "_Head"
+	head.Summary = "As GET, without the body: " + get.Summary
+	head.Responses = openapi3.NewResponses()
+	for code, r := range get.Responses.Map() {
+		if code != "200" {
+			head.Responses.Set(code, r)
+			continue
+		}
+		ok := openapi3.NewResponse().WithDescription("As GET's 200, without the body.")
+		if r.Value != nil {
+			ok.Headers = r.Value.Headers
+		}
+		head.Responses.Set(code, &openapi3.ResponseRef{Value: ok})
+	}
+	return &head
 }
 
 // setsETag mirrors the gateway's setETag: a response carrying the order's

@@ -91,7 +91,10 @@ func TestOperations(t *testing.T) {
 			if op.Security == nil || len(*op.Security) != 1 || (*op.Security)[0][bearer] == nil {
 				t.Errorf("%s: security %v, want %s", route, op.Security, bearer)
 			}
-			want := []int{400, 401, 403, 429, 503}
+			want := []int{400, 401, 403, 429, 431, 503, 504}
+			if !hasHeader(op, grpcTimeout) {
+				t.Errorf("%s: no %s", route, grpcTimeout)
+			}
 			command := strings.HasPrefix(op.OperationID, "OrderCommandService_")
 			// The commands, and ForgetCustomer, whose request has a
 			// request_id too, take Idempotency-Key.
@@ -139,11 +142,18 @@ func TestOperations(t *testing.T) {
 			// Every response that carries the order's revision has its
 			// ETag: the commands and GetOrder.
 			etag := ok.Value.Headers["ETag"] != nil
-			if wantETag := command || op.OperationID == "OrderQueryService_GetOrder"; etag != wantETag {
+			getOrder := strings.HasPrefix(op.OperationID, "OrderQueryService_GetOrder") // and its HEAD
+			if wantETag := command || getOrder; etag != wantETag {
 				t.Errorf("%s: ETag header %v, want %v", route, etag, wantETag)
 			}
-			if hasHeader(op, "If-Match") && !command {
+			// If-Match is a command's expected revision, and a
+			// precondition of a GET of the order (with If-None-Match,
+			// and 304).
+			if hasHeader(op, "If-Match") && !command && !getOrder {
 				t.Errorf("%s: If-Match on an operation that is no command", route)
+			}
+			if conditional := hasHeader(op, "If-None-Match") && op.Responses.Status(304) != nil; conditional != getOrder {
+				t.Errorf("%s: If-None-Match and 304: %v, want %v", route, conditional, getOrder)
 			}
 		}
 	}
