@@ -211,10 +211,9 @@ type Manager struct {
 	mp             metric.MeterProvider
 	fired          metric.Int64Counter
 	// consuming tells, for the log's consumer and the firings' (in Run's
-	// order), whether it consumes now; lastErr is why the last one that
-	// stopped did.
+	// order), whether it consumes now; lastErr is why it last stopped.
 	consuming [2]atomic.Bool
-	lastErr   atomic.Pointer[error]
+	lastErr   [2]atomic.Pointer[error]
 }
 
 // Consuming reports whether the manager follows both the log and the
@@ -222,11 +221,14 @@ type Manager struct {
 // server refuses), no deadline is scheduled or enforced.
 func (m *Manager) Consuming() bool { return m.consuming[0].Load() && m.consuming[1].Load() }
 
-// Err returns why a consumer last stopped, nil once every consumer that
-// stopped consumes again or before any stopped.
+// Err returns why a consumer that does not consume now last stopped; nil
+// when none stopped that does not consume again (one not started yet
+// included).
 func (m *Manager) Err() error {
-	if p := m.lastErr.Load(); p != nil && !m.Consuming() {
-		return *p
+	for i := range m.consuming {
+		if p := m.lastErr[i].Load(); p != nil && !m.consuming[i].Load() {
+			return *p
+		}
 	}
 	return nil
 }
@@ -315,7 +317,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				if err == nil {
 					err = errors.New("deadlines: consumer ended")
 				}
-				m.lastErr.Store(&err)
+				m.lastErr[i].Store(&err)
 				if consumed.Load() {
 					wait = time.Second
 				}
