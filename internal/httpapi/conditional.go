@@ -15,15 +15,22 @@ import (
 // the ETag is not (strong comparison) is 412. A command's If-Match is
 // its expected revision (parseConventions). If-None-Match on a command is
 // 412 when it is * (the order or collection a command acts on exists
-// whenever the command could succeed), and 400 with entity tags: the
+// whenever the command could succeed; but on CreateOrder, which creates
+// only what is absent), and 400 with entity tags: the
 // revision an order will have is only known once the command has run;
 // If-Match is the condition commands take.
 func conditional(conv *requestConventions, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		inm := r.Header.Values("If-None-Match")
 		read := r.Method == http.MethodGet || r.Method == http.MethodHead
+		star := strings.TrimSpace(strings.Join(inm, ",")) == "*"
 		switch {
-		case len(inm) > 0 && !read && strings.TrimSpace(strings.Join(inm, ",")) == "*":
+		case star && r.Method == http.MethodPost && routePath(r) == "/v1/orders":
+			// "Create only if absent", which a create is: an order id
+			// that exists is refused (409) or, retried, answered with
+			// its original.
+			next.ServeHTTP(w, r)
+		case len(inm) > 0 && !read && star:
 			writeStatus(w, r, http.StatusPreconditionFailed, status.Error(codes.FailedPrecondition, "If-None-Match: * and the resource exists"))
 		case len(inm) > 0 && !read:
 			writeStatus(w, r, http.StatusBadRequest, invalid("If-None-Match", "is evaluated on GET and HEAD only; a command takes If-Match"))

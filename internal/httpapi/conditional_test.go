@@ -41,14 +41,17 @@ func TestConditionalGetOfAnOrder(t *testing.T) {
 
 // If-None-Match on a command is not ignored: * is 412, as the order a
 // command acts on exists, and the command does nothing (a PUT overwrote
-// the address); entity tags are 400, since the revision an order will have
-// is known only once the command ran.
+// the address), but for a create, which creates only what is absent;
+// entity tags are 400, since the revision an order will have is known
+// only once the command ran.
 func TestIfNoneMatchOnACommand(t *testing.T) {
 	e := start(t)
 	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
 	o := "/v1/orders/" + c.str("order", "orderId")
 	put := `{"shippingAddress":{"name":"Eve","line1":"2 Other St","city":"Paris","country":"FR"}}`
 	expect(t, e.do(t, "PUT", o+"/shipping-address", put, "Idempotency-Key", key(), "If-None-Match", "*"), 412)
+	// A create is "create only if absent" by itself.
+	expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key(), "If-None-Match", "*"), 200)
 	expect(t, e.do(t, "PUT", o+"/shipping-address", put, "Idempotency-Key", key(), "If-None-Match", `"1"`), 400)
 	g := expect(t, e.do(t, "GET", o, "", "X-Min-Position", c.str("position")), 200)
 	if g.str("order", "revision") != c.str("order", "revision") {

@@ -63,8 +63,8 @@
 //     GET (or HEAD) of an order whose If-None-Match names it (weak
 //     comparison, or *) is 304 without a body, and one whose If-Match names
 //     another tag (strong comparison: "3" is not "3-erased") is 412. If-None-Match on a command is 412 when it
-//     is "*" (what a command acts on exists) and 400 otherwise (see
-//     conditional).
+//     is "*" (what a command acts on exists; a create passes) and 400
+//     otherwise (see conditional).
 //   - X-Min-Position: <position> asks a query for read-your-writes, like the
 //     consistency.minPosition query parameter (the larger one wins). A read
 //     model that does not get there in time answers 503.
