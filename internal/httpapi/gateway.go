@@ -443,15 +443,20 @@ func document(spec []byte) http.HandlerFunc {
 func routeTelemetry(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		if p, ok := runtime.HTTPPattern(r.Context()); ok {
-			route := RouteTemplate(p)
-			span := trace.SpanFromContext(r.Context())
-			span.SetName(r.Method + " " + route)
-			span.SetAttributes(semconv.HTTPRoute(route))
-			if l, ok := otelhttp.LabelerFromContext(r.Context()); ok {
-				l.Add(semconv.HTTPRoute(route))
-			}
+			labelRoute(r, RouteTemplate(p))
 		}
 		next(w, r, params)
+	}
+}
+
+// labelRoute names r's span after its route template and labels its HTTP
+// metrics with it (see routeTelemetry).
+func labelRoute(r *http.Request, route string) {
+	span := trace.SpanFromContext(r.Context())
+	span.SetName(r.Method + " " + route)
+	span.SetAttributes(semconv.HTTPRoute(route))
+	if l, ok := otelhttp.LabelerFromContext(r.Context()); ok {
+		l.Add(semconv.HTTPRoute(route))
 	}
 }
 

@@ -45,6 +45,9 @@ const (
 	watchPrefix = "/v1/orders/"
 	watchVerb   = ":watch"
 	watchList   = "/v1/orders:watch"
+	// watchOrderRoute is one order's watch route as RouteTemplate
+	// spells it.
+	watchOrderRoute = "/v1/orders/{order_id}:watch"
 )
 
 // wantsEventStream reports whether the request asks for Server-Sent
@@ -107,6 +110,9 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case !isWatchPath(p):
 		s.next.ServeHTTP(w, r)
 	case p == watchList:
+		// Served beside grpc-gateway's mux, so labelled here as its
+		// routes are (routeTelemetry).
+		labelRoute(r, watchList)
 		s.serve(w, r, &ordersv1.WatchOrdersRequest{}, ordersv1.OrderQueryService_WatchOrders_FullMethodName, watchOrdersPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrders(ctx, m.(*ordersv1.WatchOrdersRequest))
 			return recvOf(st), err
@@ -126,6 +132,7 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeStatus(w, r, http.StatusBadRequest, err)
 			return
 		}
+		labelRoute(r, watchOrderRoute)
 		req := &ordersv1.WatchOrderRequest{OrderId: id}
 		s.serve(w, r, req, ordersv1.OrderQueryService_WatchOrder_FullMethodName, watchOrderPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrder(ctx, m.(*ordersv1.WatchOrderRequest))
