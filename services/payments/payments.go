@@ -603,6 +603,14 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 		// past that lifetime (an outage longer than it) is sent again
 		// under it.
 		j.MaybeCharged, j.MaybeRefunded = j.Kind == kindCharge, j.Kind == kindRefund
+		if m.parkedAlready(ctx, j) {
+			// Parked by an earlier delivery whose ack was lost: the job
+			// is the operator's now (Retry, Settle). Run again here, it
+			// moved money beside a settle that had just been accepted,
+			// and a retry holding the job dropped what it learned.
+			_ = msg.Ack()
+			return
+		}
 	}
 	if m.keyLifetime > 0 {
 		j.sent, j.sentKnown = sentKey(j), msg.NumDelivered == 1
@@ -662,6 +670,18 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 	case abandon:
 		_ = msg.Nak()
 	}
+}
+
+// parkedAlready reports whether j itself (its kind, order and event) is
+// parked. A parked entry that cannot be read counts as none: the job then
+// runs as a delivery again always did.
+func (m *Manager) parkedAlready(ctx context.Context, j job) bool {
+	v, err := m.kv.Get(ctx, parkKey(j.Kind, j.OrderID))
+	if err != nil {
+		return false
+	}
+	var cur job
+	return json.Unmarshal(v, &cur) == nil && cur.Position == j.Position
 }
 
 // keyMayBeForgotten returns, wrapping errSettleByHand, why j must not be

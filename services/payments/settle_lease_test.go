@@ -188,10 +188,10 @@ func parkedJob(t *testing.T, e *env) map[string]any {
 
 // A refund job was parked and its acknowledgement lost; an operator's
 // retry of it, in another process, holds its lease and is at the provider
-// when the event is delivered again and fails again. The delivery leaves
-// the job to the retry: a settle meanwhile is refused (ABORTED), as the
-// README says. It parked the job over the retry's entry, erasing the
-// lease, and the settle got through while the retry went on to refund.
+// when the event is delivered again. The delivery leaves the job to the
+// retry: a settle meanwhile is refused (ABORTED), as the README says. It
+// parked the job over the retry's entry, erasing the lease, and the
+// settle got through while the retry went on to refund.
 func TestDeliveryAgainLeavesARetriedJobToItsRetry(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
@@ -209,8 +209,8 @@ func TestDeliveryAgainLeavesARetriedJobToItsRetry(t *testing.T) {
 		_, err := other.RetryParkedPayment(ctx, &ordersv1.RetryParkedPaymentRequest{OrderId: id})
 		retried <- err
 	}()
-	<-held.entered // the retry holds the job's lease and is at the provider
-	waitUntil(t, "the delivery again parked the job", func() bool { return e.mgr.Load().Stats().Parked == 2 })
+	<-held.entered    // the retry holds the job's lease and is at the provider
+	waitHandled(t, e) // the delivery again, after the ack wait
 	_, settleErr := e.admin.SettleParkedPayment(ctx, settleRefund(id))
 	close(held.release)
 	if err := <-retried; err != nil {
