@@ -603,12 +603,28 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 		// past that lifetime (an outage longer than it) is sent again
 		// under it.
 		j.MaybeCharged, j.MaybeRefunded = j.Kind == kindCharge, j.Kind == kindRefund
-		if m.parkedAlready(ctx, j) {
+		switch parked, err := m.parkedAlready(ctx, j); {
+		case err != nil:
+			// Not known whether the job is parked: not run (see below),
+			// but handed back to be looked at again.
+			m.log.WarnContext(ctx, "payments: could not read the parked jobs; the job is delivered again", "order", j.OrderID, "err", err)
+			_ = msg.NakWithDelay(m.ackWait)
+			return
+		case parked:
 			// Parked by an earlier delivery whose ack was lost: the job
 			// is the operator's now (Retry, Settle). Run again here, it
 			// moved money beside a settle that had just been accepted,
-			// and a retry holding the job dropped what it learned.
-			_ = msg.Ack()
+			// and a retry holding the job dropped what it learned. The
+			// record of when its key went out, which that delivery left
+			// for this one, goes once this ack lands: the parked job
+			// holds that time.
+			j.sent, j.sentMaybe = sentKey(j), m.keyLifetime > 0
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.attemptTimeout)
+			err := msg.DoubleAck(actx)
+			cancel()
+			if err == nil {
+				m.forgetSent(ctx, j)
+			}
 			return
 		}
 	}
@@ -673,15 +689,19 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 }
 
 // parkedAlready reports whether j itself (its kind, order and event) is
-// parked. A parked entry that cannot be read counts as none: the job then
-// runs as a delivery again always did.
-func (m *Manager) parkedAlready(ctx context.Context, j job) bool {
-	v, err := m.kv.Get(ctx, parkKey(j.Kind, j.OrderID))
-	if err != nil {
-		return false
+// parked; the bucket's error when it cannot say.
+func (m *Manager) parkedAlready(ctx context.Context, j job) (bool, error) {
+	gctx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
+	defer cancel()
+	v, err := m.kv.Get(gctx, parkKey(j.Kind, j.OrderID))
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
 	}
 	var cur job
-	return json.Unmarshal(v, &cur) == nil && cur.Position == j.Position
+	return json.Unmarshal(v, &cur) == nil && cur.Position == j.Position, nil
 }
 
 // keyMayBeForgotten returns, wrapping errSettleByHand, why j must not be
@@ -756,8 +776,9 @@ func (m *Manager) knowSent(ctx context.Context, j *job) error {
 }
 
 // forgetSent removes the record of when a job's key went out, once the
-// job is done or parked (a parked job keeps that time itself). One left
-// behind, its removal failing, is a few bytes that nothing reads again.
+// job is done or parked (a parked job keeps that time itself) and its ack
+// landed. One left behind, its removal failing, is a few bytes that a
+// delivery again of a parked job removes, and nothing else reads again.
 func (m *Manager) forgetSent(ctx context.Context, j job) {
 	if !j.sentMaybe {
 		return
@@ -1252,8 +1273,10 @@ func parkKey(kind jobKind, orderID string) string {
 
 // park stores j in the bucket; added reports that it was not parked
 // already. A retried job parked again replaces the entry its lease is on.
-// A job delivered again while parked (its acknowledgement was lost) adds
-// what it learned about its money to the entry (see mergeMoneyFacts),
+// A job delivered again while parked (its acknowledgement was lost) is
+// left parked (handle); one parked beside another delivery of it still
+// running (the first outlived its ack wait) adds what it learned about its
+// money to the entry (see mergeMoneyFacts),
 // unless a retry of it runs, whose job it is then: written over, the
 // retry's lease was gone, and a settle got through while the retry was at
 // the provider, which refunded after the operator had settled by hand.
