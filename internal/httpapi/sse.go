@@ -128,11 +128,11 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		labelRoute(r, watchOrderRoute) // refused below or not, as the gateway labels
 		if err := queryAgrees(r, map[string]string{"order_id": id}); err != nil {
 			writeStatus(w, r, http.StatusBadRequest, err)
 			return
 		}
-		labelRoute(r, watchOrderRoute)
 		req := &ordersv1.WatchOrderRequest{OrderId: id}
 		s.serve(w, r, req, ordersv1.OrderQueryService_WatchOrder_FullMethodName, watchOrderPath, func(ctx context.Context, m proto.Message) (recv, error) {
 			st, err := s.query.WatchOrder(ctx, m.(*ordersv1.WatchOrderRequest))

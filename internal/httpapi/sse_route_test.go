@@ -29,19 +29,23 @@ func TestSSEWatchIsLabelledWithItsRoute(t *testing.T) {
 		labels <- l.Get()
 	}))
 	t.Cleanup(srv.Close)
-	for _, accept := range []string{"application/x-ndjson", "text/event-stream"} {
-		r := do(t, srv.Client(), "GET", srv.URL+"/v1/orders/no-such-order:watch", "", "Accept", accept)
-		if r.code != http.StatusNotFound {
-			t.Fatalf("%s: HTTP %d %s", accept, r.code, r.raw)
-		}
-		var route string
-		for _, kv := range <-labels {
-			if kv.Key == semconv.HTTPRouteKey {
-				route = kv.Value.AsString()
+	// An order the service does not have (404), and a query naming
+	// another order than the path (400, refused before the call).
+	for path, code := range map[string]int{"/v1/orders/no-such-order:watch": http.StatusNotFound, "/v1/orders/a:watch?orderId=b": http.StatusBadRequest} {
+		for _, accept := range []string{"application/x-ndjson", "text/event-stream"} {
+			r := do(t, srv.Client(), "GET", srv.URL+path, "", "Accept", accept)
+			if r.code != code {
+				t.Fatalf("%s %s: HTTP %d %s, want %d", accept, path, r.code, r.raw, code)
 			}
-		}
-		if route != "/v1/orders/{order_id}:watch" {
-			t.Errorf("Accept %s: http.route label %q, want /v1/orders/{order_id}:watch", accept, route)
+			var route string
+			for _, kv := range <-labels {
+				if kv.Key == semconv.HTTPRouteKey {
+					route = kv.Value.AsString()
+				}
+			}
+			if route != "/v1/orders/{order_id}:watch" {
+				t.Errorf("Accept %s, %s: http.route label %q, want /v1/orders/{order_id}:watch", accept, path, route)
+			}
 		}
 	}
 }
