@@ -493,7 +493,13 @@ func pathAgrees(next runtime.HandlerFunc) runtime.HandlerFunc {
 						continue
 					}
 					var s string
-					if json.Unmarshal(raw, &s) != nil || s != v {
+					err := json.Unmarshal(raw, &s)
+					if err == nil && s == "" {
+						// null or "": the field unset (proto3 JSON), as
+						// without the key; the path fills it.
+						continue
+					}
+					if err != nil || s != v {
 						writeStatus(w, r, http.StatusBadRequest, invalid(key, "differs from the path's; leave it out of the body"))
 						return
 					}
