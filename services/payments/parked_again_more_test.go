@@ -56,10 +56,9 @@ func (f *failsGetOnce) Get(ctx context.Context, key string) ([]byte, error) {
 	return f.Bucket.Get(ctx, key)
 }
 
-// A delivery again that cannot read the parked jobs (a leader election, a
-// timeout) does not run its job, which may be parked: it is handed back,
-// and once the bucket answers, left parked. It ran, and refunded beside
-// the parked job.
+// A delivery again whose read of the parked jobs fails once (a leader
+// election, a timeout) reads them again, and leaves its parked job parked.
+// It ran, and refunded beside the parked job.
 func TestDeliveryAgainThatCannotReadTheParkedJobsMovesNoMoney(t *testing.T) {
 	e := start(t)
 	sim := payments.NewSimulator(payments.SimulatorConfig{})

@@ -603,30 +603,6 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 		// past that lifetime (an outage longer than it) is sent again
 		// under it.
 		j.MaybeCharged, j.MaybeRefunded = j.Kind == kindCharge, j.Kind == kindRefund
-		switch parked, err := m.parkedAlready(ctx, j); {
-		case err != nil:
-			// Not known whether the job is parked: not run (see below),
-			// but handed back to be looked at again.
-			m.log.WarnContext(ctx, "payments: could not read the parked jobs; the job is delivered again", "order", j.OrderID, "err", err)
-			_ = msg.NakWithDelay(m.ackWait)
-			return
-		case parked:
-			// Parked by an earlier delivery whose ack was lost: the job
-			// is the operator's now (Retry, Settle). Run again here, it
-			// moved money beside a settle that had just been accepted,
-			// and a retry holding the job dropped what it learned. The
-			// record of when its key went out, which that delivery left
-			// for this one, goes once this ack lands: the parked job
-			// holds that time.
-			j.sent, j.sentMaybe = sentKey(j), m.keyLifetime > 0
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.attemptTimeout)
-			err := msg.DoubleAck(actx)
-			cancel()
-			if err == nil {
-				m.forgetSent(ctx, j)
-			}
-			return
-		}
 	}
 	if m.keyLifetime > 0 {
 		j.sent, j.sentKnown = sentKey(j), msg.NumDelivered == 1
@@ -662,7 +638,20 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 			}
 		}
 	})
-	r := m.run(ctx, &j)
+	var r result
+	if msg.NumDelivered != 1 && m.parkedAgain(ctx, j) {
+		// Parked by an earlier delivery whose ack was lost: the job is
+		// the operator's now (Retry, Settle). Run again here, it moved
+		// money beside a settle that had just been accepted, and a
+		// retry holding the job dropped what it learned. The record of
+		// when its key went out, which that delivery left for this one,
+		// goes once this ack lands: the parked job holds that time.
+		j.sentMaybe = m.keyLifetime > 0
+		span.SetAttributes(attribute.Bool("payment.parked_already", true))
+		r = parked
+	} else {
+		r = m.run(ctx, &j)
+	}
 	close(stop)
 	beat.Wait()
 	span.SetAttributes(attribute.String("payment.result", r.String()))
@@ -685,6 +674,32 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 		m.forgetSent(ctx, j)
 	case abandon:
 		_ = msg.Nak()
+	}
+}
+
+// parkedReadTries bounds the reads of the parked jobs that a delivery
+// again makes while the bucket fails (a leader election, a timeout), with
+// the jobs' backoff between them. Past them the job runs, as a delivery
+// again did before it looked: handed back instead, a job the bucket alone
+// failed would wait on it while the payment needed none, holding one of
+// the few deliveries the consumer lets wait.
+const parkedReadTries = 3
+
+// parkedAgain reports whether j, delivered again, is parked already (see
+// handle), reading the bucket up to parkedReadTries times; false when it
+// cannot say.
+func (m *Manager) parkedAgain(ctx context.Context, j job) bool {
+	for n := 1; ; n++ {
+		parked, err := m.parkedAlready(ctx, j)
+		if err == nil {
+			return parked
+		}
+		if n == parkedReadTries || !m.sleep(ctx, n) {
+			if ctx.Err() == nil {
+				m.log.WarnContext(ctx, "payments: could not read the parked jobs; the job delivered again runs", "order", j.OrderID, "err", err)
+			}
+			return false
+		}
 	}
 }
 
@@ -777,8 +792,9 @@ func (m *Manager) knowSent(ctx context.Context, j *job) error {
 
 // forgetSent removes the record of when a job's key went out, once the
 // job is done or parked (a parked job keeps that time itself) and its ack
-// landed. One left behind, its removal failing, is a few bytes that a
-// delivery again of a parked job removes, and nothing else reads again.
+// landed. One left behind, its removal failing, is a few bytes that
+// nothing reads again (one left for a delivery again, its ack lost, that
+// delivery removes).
 func (m *Manager) forgetSent(ctx context.Context, j job) {
 	if !j.sentMaybe {
 		return
