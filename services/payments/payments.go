@@ -639,7 +639,7 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 		}
 	})
 	var r result
-	if msg.NumDelivered != 1 && m.parkedAgain(ctx, j) {
+	if msg.NumDelivered != 1 && m.parkedAgain(ctx, &j) {
 		// Parked by an earlier delivery whose ack was lost: the job is
 		// the operator's now (Retry, Settle). Run again here, it moved
 		// money beside a settle that had just been accepted, and a
@@ -685,14 +685,15 @@ func (m *Manager) handle(ctx context.Context, msg eventstore.Delivery) {
 // the few deliveries the consumer lets wait.
 const parkedReadTries = 3
 
-// parkedAgain reports whether j, delivered again, is parked already (see
+// parkedAgain reports whether j, delivered again, is parked already, and
+// its entry holds what j's record of when its key went out says (see
 // handle), reading the bucket up to parkedReadTries times; false when it
 // cannot say.
-func (m *Manager) parkedAgain(ctx context.Context, j job) bool {
+func (m *Manager) parkedAgain(ctx context.Context, j *job) bool {
 	for n := 1; ; n++ {
-		parked, err := m.parkedAlready(ctx, j)
+		cur, parked, err := m.parkedAlready(ctx, *j)
 		if err == nil {
-			return parked
+			return parked && m.sentHeldBy(ctx, j, cur)
 		}
 		if n == parkedReadTries || !m.sleep(ctx, n) {
 			if ctx.Err() == nil {
@@ -703,20 +704,43 @@ func (m *Manager) parkedAgain(ctx context.Context, j job) bool {
 	}
 }
 
-// parkedAlready reports whether j itself (its kind, order and event) is
-// parked; the bucket's error when it cannot say.
-func (m *Manager) parkedAlready(ctx context.Context, j job) (bool, error) {
+// parkedAlready returns j's parked entry and whether it is j itself (its
+// kind, order and event) that is parked; the bucket's error when it cannot
+// say.
+func (m *Manager) parkedAlready(ctx context.Context, j job) (job, bool, error) {
 	gctx, cancel := context.WithTimeout(ctx, m.attemptTimeout)
 	defer cancel()
 	v, err := m.kv.Get(gctx, parkKey(j.Kind, j.OrderID))
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
-		return false, nil
+		return job{}, false, nil
 	case err != nil:
-		return false, err
+		return job{}, false, err
 	}
 	var cur job
-	return json.Unmarshal(v, &cur) == nil && cur.Position == j.Position, nil
+	ok := json.Unmarshal(v, &cur) == nil && cur.Position == j.Position
+	return cur, ok, nil
+}
+
+// sentHeldBy reports whether the parked entry cur holds what j's record
+// of when its key went out says, so that j may be left parked and the
+// record removed: a retry of the parked job knows that time from its entry
+// alone. A record holding an earlier time than cur (or cur none: a
+// delivery that ran after the park sent the key, then was handed back), or
+// one that cannot be read, is not held: the job then runs, as a delivery
+// again did, and reads it. Without key lifetimes nothing is recorded.
+func (m *Manager) sentHeldBy(ctx context.Context, j *job, cur job) bool {
+	if m.keyLifetime <= 0 {
+		return true
+	}
+	probe := *j
+	if err := m.knowSent(ctx, &probe); err != nil {
+		return false
+	}
+	if probe.KeyUsedAt.IsZero() {
+		return true // no record
+	}
+	return !cur.KeyUsedAt.IsZero() && !cur.KeyUsedAt.After(probe.KeyUsedAt)
 }
 
 // keyMayBeForgotten returns, wrapping errSettleByHand, why j must not be
