@@ -687,13 +687,19 @@ const parkedReadTries = 3
 
 // parkedAgain reports whether j, delivered again, is parked already, and
 // its entry holds what j's record of when its key went out says (see
-// handle), reading the bucket up to parkedReadTries times; false when it
-// cannot say.
+// handle), trying the bucket's reads up to parkedReadTries times; false
+// when it cannot say.
 func (m *Manager) parkedAgain(ctx context.Context, j *job) bool {
 	for n := 1; ; n++ {
 		cur, parked, err := m.parkedAlready(ctx, *j)
+		if err == nil && !parked {
+			return false
+		}
 		if err == nil {
-			return parked && m.sentHeldBy(ctx, j, cur)
+			var held bool
+			if held, err = m.sentHeldBy(ctx, j, cur); err == nil {
+				return held
+			}
 		}
 		if n == parkedReadTries || !m.sleep(ctx, n) {
 			if ctx.Err() == nil {
@@ -726,21 +732,22 @@ func (m *Manager) parkedAlready(ctx context.Context, j job) (job, bool, error) {
 // of when its key went out says, so that j may be left parked and the
 // record removed: a retry of the parked job knows that time from its entry
 // alone. A record holding an earlier time than cur (or cur none: a
-// delivery that ran after the park sent the key, then was handed back), or
-// one that cannot be read, is not held: the job then runs, as a delivery
-// again did, and reads it. Without key lifetimes nothing is recorded.
-func (m *Manager) sentHeldBy(ctx context.Context, j *job, cur job) bool {
+// delivery that ran after the park sent the key, then was handed back) is
+// not held: the job then runs, as a delivery again did, and reads it.
+// Without key lifetimes nothing is recorded. The error is the bucket's,
+// when the record cannot be read.
+func (m *Manager) sentHeldBy(ctx context.Context, j *job, cur job) (bool, error) {
 	if m.keyLifetime <= 0 {
-		return true
+		return true, nil
 	}
 	probe := *j
 	if err := m.knowSent(ctx, &probe); err != nil {
-		return false
+		return false, err
 	}
 	if probe.KeyUsedAt.IsZero() {
-		return true // no record
+		return true, nil // no record
 	}
-	return !cur.KeyUsedAt.IsZero() && !cur.KeyUsedAt.After(probe.KeyUsedAt)
+	return !cur.KeyUsedAt.IsZero() && !cur.KeyUsedAt.After(probe.KeyUsedAt), nil
 }
 
 // keyMayBeForgotten returns, wrapping errSettleByHand, why j must not be
