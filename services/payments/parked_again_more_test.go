@@ -43,14 +43,16 @@ func TestSentRecordOfAParkedJobWhoseAckWasLostIsRemoved(t *testing.T) {
 	}
 }
 
-// failsGetOnce fails the next Get of a parked job's key once armed.
+// failsGetOnce fails the next Get of a parked job's key (of a sent.*
+// record, with sent) once armed.
 type failsGetOnce struct {
 	*bucket.Bucket
+	sent  bool
 	armed atomic.Bool
 }
 
 func (f *failsGetOnce) Get(ctx context.Context, key string) ([]byte, error) {
-	if !strings.HasPrefix(key, "sent.") && f.armed.CompareAndSwap(true, false) {
+	if strings.HasPrefix(key, "sent.") == f.sent && f.armed.CompareAndSwap(true, false) {
 		return nil, errors.New("nats: timeout")
 	}
 	return f.Bucket.Get(ctx, key)
@@ -65,28 +67,14 @@ func TestDeliveryAgainThatCannotReadTheParkedJobsMovesNoMoney(t *testing.T) {
 	gw := &scripted{Simulator: sim}
 	gw.failRefunds.Store(math.MaxInt32)
 	kv := &failsGetOnce{Bucket: parkedBucket(t, e.js)}
-	m, err := payments.New(context.Background(), &losesFirstAck{Store: e.store, typ: "OrderCancelled"}, kv, e.cmd, gw, fast(),
+	e.runParked(t, &losesFirstAck{Store: e.store, typ: "OrderCancelled"}, kv, e.cmd, gw, fast(),
 		payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond), payments.WithAckWait(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mgr.Store(m)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = m.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
 	id := e.payThenCancel(t, 1300)
 	e.waitParked(t, 1)
 	kv.armed.Store(true)    // one read of the bucket fails (a leader election, a timeout)
 	gw.failRefunds.Store(0) // a delivery again that ran the job would refund now
 	waitHandled(t, e)
-	n := 0
-	for _, mv := range sim.Movements() {
-		if mv.Kind == "refund" && mv.OrderID == id {
-			n++
-		}
-	}
-	if n != 0 {
+	if n := refundsOf(sim, id); n != 0 {
 		t.Fatalf("the delivery again of the parked job refunded %d time(s) after one failed bucket read; want it left parked", n)
 	}
 }

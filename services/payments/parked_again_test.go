@@ -29,15 +29,7 @@ func TestDeliveryAgainOfAParkedJobLeavesItToTheOperator(t *testing.T) {
 	e.waitParked(t, 1)      // parked, its ack lost: delivered again after the ack wait
 	gw.failRefunds.Store(0) // a delivery again that ran the job would refund now
 	waitHandled(t, e)
-	refunds := func() int {
-		n := 0
-		for _, mv := range sim.Movements() {
-			if mv.Kind == "refund" && mv.OrderID == id {
-				n++
-			}
-		}
-		return n
-	}
+	refunds := func() int { return refundsOf(sim, id) }
 	if n := refunds(); n != 0 {
 		t.Fatalf("the delivery again of the parked job refunded %d time(s); want the job left parked", n)
 	}
@@ -56,4 +48,15 @@ func TestDeliveryAgainOfAParkedJobLeavesItToTheOperator(t *testing.T) {
 	if n := refunds(); n != 1 {
 		t.Fatalf("the customer was refunded %d times, want once (by hand)", n)
 	}
+}
+
+// refundsOf counts the refunds of order id the simulator made.
+func refundsOf(sim *payments.Simulator, id string) int {
+	n := 0
+	for _, mv := range sim.Movements() {
+		if mv.Kind == "refund" && mv.OrderID == id {
+			n++
+		}
+	}
+	return n
 }

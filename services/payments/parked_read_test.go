@@ -72,19 +72,6 @@ func (b *slowOrFailingGet) Get(ctx context.Context, key string) ([]byte, error) 
 	return b.Bucket.Get(ctx, key)
 }
 
-func (e *env) runWithBucket(t *testing.T, store payments.Store, kv payments.Parked, gw payments.Provider, opts ...payments.Option) {
-	t.Helper()
-	m, err := payments.New(context.Background(), store, kv, e.cmd, gw, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mgr.Store(m)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = m.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-}
-
 // handle's promise: "a long backoff, a slow provider or a wait for the
 // store never makes the server deliver it again". The read of the parked
 // jobs by a delivery again, bounded by the attempt timeout (5 s by
@@ -98,7 +85,7 @@ func TestSlowParkedReadOfADeliveryAgainIsNotDeliveredAgainMeanwhile(t *testing.T
 	store := &handsBackFirst{Store: e.store, inFlight: map[uint64]int{}}
 	kv := &slowOrFailingGet{Bucket: parkedBucket(t, e.js)}
 	kv.slowOnce.Store(int64(1500 * time.Millisecond)) // slower than the ack wait, within the attempt timeout
-	e.runWithBucket(t, store, kv, sim, fast(),
+	e.runParked(t, store, kv, e.cmd, sim, fast(),
 		payments.WithRetry(2, 3*time.Second, time.Millisecond, 2*time.Millisecond), payments.WithAckWait(time.Second))
 	id := e.place(t, "slow-read", 100)
 	e.waitFor(t, 1, "PaymentAuthorized")
@@ -131,7 +118,7 @@ func TestDeliveryAgainThatCannotReadTheBucketRuns(t *testing.T) {
 	kv := &slowOrFailingGet{Bucket: parkedBucket(t, e.js)}
 	kv.failing.Store(true)
 	reader := sdkmetric.NewManualReader()
-	e.runWithBucket(t, store, kv, sim, fast(), payments.WithAckWait(200*time.Millisecond),
+	e.runParked(t, store, kv, e.cmd, sim, fast(), payments.WithAckWait(200*time.Millisecond),
 		payments.WithOutageLimit(300*time.Millisecond), withReader(reader))
 	id := e.place(t, "bucket-down", 100)
 	deadline := time.Now().Add(5 * time.Second) // over ten outage limits
@@ -157,7 +144,7 @@ func TestDeliveryAgainThatCannotReadTheBucketDoesNotStallLaterJobs(t *testing.T)
 	store := &handsBackFirst{Store: e.store, inFlight: map[uint64]int{}}
 	kv := &slowOrFailingGet{Bucket: parkedBucket(t, e.js)}
 	kv.failing.Store(true)
-	e.runWithBucket(t, store, kv, sim, fast(), payments.WithWorkers(1), payments.WithAckWait(200*time.Millisecond))
+	e.runParked(t, store, kv, e.cmd, sim, fast(), payments.WithWorkers(1), payments.WithAckWait(200*time.Millisecond))
 	e.place(t, "handed-back", 100)
 	later := e.place(t, "later", 100)
 	deadline := time.Now().Add(5 * time.Second)

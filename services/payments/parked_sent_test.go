@@ -112,17 +112,8 @@ func TestDeliveryAgainOfAParkedJobKeepsWhenItsKeyWentOut(t *testing.T) {
 	cmds := &downCmds{OrderCommandServiceClient: e.cmd}
 	kv := &failingParkedGets{Bucket: parkedBucket(t, e.js)}
 	store := &losesSecondPlacedAck{Store: e.store}
-	m, err := payments.New(context.Background(), store, kv, cmds, gw,
-		payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond), payments.WithCircuit(1, 800*time.Millisecond),
+	e.runParked(t, store, kv, cmds, gw, payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond), payments.WithCircuit(1, 800*time.Millisecond),
 		payments.WithAckWait(1500*time.Millisecond), payments.WithOutageLimit(300*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mgr.Store(m)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = m.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
 
 	e.place(t, "opens-circuit", 100) // its charge fails: the circuit opens
 	e.waitParked(t, 1)

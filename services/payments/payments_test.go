@@ -115,7 +115,14 @@ func (e *env) runOn(tb testing.TB, store payments.Store, gw payments.Provider, o
 // a client that may refuse them.
 func (e *env) runRecording(tb testing.TB, store payments.Store, cmds ordersv1.OrderCommandServiceClient, gw payments.Provider, opts ...payments.Option) (stop func()) {
 	tb.Helper()
-	m, err := payments.New(context.Background(), store, parkedBucket(tb, e.js), cmds, gw, opts...)
+	return e.runParked(tb, store, parkedBucket(tb, e.js), cmds, gw, opts...)
+}
+
+// runParked is runRecording with the parked jobs kept in kv, a bucket that
+// may fail.
+func (e *env) runParked(tb testing.TB, store payments.Store, kv payments.Parked, cmds ordersv1.OrderCommandServiceClient, gw payments.Provider, opts ...payments.Option) (stop func()) {
+	tb.Helper()
+	m, err := payments.New(context.Background(), store, kv, cmds, gw, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,31 +1,14 @@
 package payments_test
 
 import (
-	"context"
-	"errors"
 	"math"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/eventstore/bucket"
 	"github.com/orderstream/orderstream/services/payments"
 )
-
-// failsSentGetOnce fails the next Get of a sent.* record once armed.
-type failsSentGetOnce struct {
-	*bucket.Bucket
-	armed atomic.Bool
-}
-
-func (f *failsSentGetOnce) Get(ctx context.Context, key string) ([]byte, error) {
-	if strings.HasPrefix(key, "sent.") && f.armed.CompareAndSwap(true, false) {
-		return nil, errors.New("nats: timeout")
-	}
-	return f.Bucket.Get(ctx, key)
-}
 
 // One failed read of the record of when the key went out is tried again,
 // as a failed read of the parked jobs is: it made a delivery again of a
@@ -38,17 +21,9 @@ func TestOneFailedReadOfTheSentRecordDoesNotRunAParkedJob(t *testing.T) {
 	var made atomic.Int32
 	gw.refunded = func(payments.RefundRequest) { made.Add(1) }
 	gw.failRefunds.Store(math.MaxInt32)
-	kv := &failsSentGetOnce{Bucket: parkedBucket(t, e.js)}
-	m, err := payments.New(context.Background(), &losesFirstAck{Store: e.store, typ: "OrderCancelled"}, kv, e.cmd, gw, fast(),
+	kv := &failsGetOnce{Bucket: parkedBucket(t, e.js), sent: true}
+	e.runParked(t, &losesFirstAck{Store: e.store, typ: "OrderCancelled"}, kv, e.cmd, gw, fast(),
 		payments.WithRetry(2, time.Second, time.Millisecond, 2*time.Millisecond), payments.WithAckWait(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mgr.Store(m)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = m.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
 	id := e.payThenCancel(t, 1300)
 	e.waitParked(t, 1)
 	kv.armed.Store(true)    // one read of the sent record fails
