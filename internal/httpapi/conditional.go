@@ -8,8 +8,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// conditional evaluates If-None-Match, and If-Match on a read, against the
-// ETag an answer carries (RFC 9110, section 13): a GET or HEAD whose 200
+// conditional serves r through next, evaluating If-None-Match, and
+// If-Match on a read, against the ETag an answer carries (RFC 9110,
+// section 13), without a handler made per request: a GET or HEAD whose 200
 // answer has an ETag that If-None-Match names (weak comparison, or *) is
 // 304 Not Modified, without a body; one whose If-Match names a revision
 // the ETag is not (strong comparison) is 412. A command's If-Match is
@@ -19,27 +20,25 @@ import (
 // only what is absent), and 400 with entity tags: the
 // revision an order will have is only known once the command has run;
 // If-Match is the condition commands take.
-func conditional(conv *requestConventions, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inm := r.Header.Values("If-None-Match")
-		read := r.Method == http.MethodGet || r.Method == http.MethodHead
-		star := strings.TrimSpace(strings.Join(inm, ",")) == "*"
-		switch {
-		case star && r.Method == http.MethodPost && routePath(r) == "/v1/orders":
-			// "Create only if absent", which a create is: an order id
-			// that exists is refused (409) or, retried, answered with
-			// its original.
-			next.ServeHTTP(w, r)
-		case len(inm) > 0 && !read && star:
-			writeStatus(w, r, http.StatusPreconditionFailed, status.Error(codes.FailedPrecondition, "If-None-Match: * and the resource exists"))
-		case len(inm) > 0 && !read:
-			writeStatus(w, r, http.StatusBadRequest, invalid("If-None-Match", "is evaluated on GET and HEAD only; a command takes If-Match"))
-		case read && (len(inm) > 0 || conv.ifMatch):
-			next.ServeHTTP(&conditionalWriter{ResponseWriter: w, r: r, noneMatch: inm, conv: conv}, r)
-		default:
-			next.ServeHTTP(w, r)
-		}
-	})
+func conditional(w http.ResponseWriter, r *http.Request, conv *requestConventions, next http.Handler) {
+	inm := r.Header.Values("If-None-Match")
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	star := strings.TrimSpace(strings.Join(inm, ",")) == "*"
+	switch {
+	case star && r.Method == http.MethodPost && routePath(r) == "/v1/orders":
+		// "Create only if absent", which a create is: an order id that
+		// exists is refused (409) or, retried, answered with its
+		// original.
+		next.ServeHTTP(w, r)
+	case len(inm) > 0 && !read && star:
+		writeStatus(w, r, http.StatusPreconditionFailed, status.Error(codes.FailedPrecondition, "If-None-Match: * and the resource exists"))
+	case len(inm) > 0 && !read:
+		writeStatus(w, r, http.StatusBadRequest, invalid("If-None-Match", "is evaluated on GET and HEAD only; a command takes If-Match"))
+	case read && (len(inm) > 0 || conv.ifMatch):
+		next.ServeHTTP(&conditionalWriter{ResponseWriter: w, r: r, noneMatch: inm, conv: conv}, r)
+	default:
+		next.ServeHTTP(w, r)
+	}
 }
 
 // conditionalWriter answers a read's 200 with an ETag as its conditions

@@ -97,7 +97,7 @@ func conventions(cfg config, next http.Handler) http.Handler {
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			req.ContentLength = int64(len(body))
 		}
-		conditional(conv, next).ServeHTTP(w, req)
+		conditional(w, req, conv, next)
 	})
 }
 
