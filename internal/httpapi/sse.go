@@ -257,23 +257,12 @@ func openWatch(ctx context.Context, req proto.Message, open func(context.Context
 		md, err = st.header()
 	}
 	if err == nil && md == nil {
-		// Ended without headers: the status comes with the first read,
-		// io.EOF for a watch that ended well without a message (an
-		// empty stream, 200, as the gateway answers it).
-		var m proto.Message
-		switch m, err = st.next(); {
-		case errors.Is(err, io.EOF):
-			return recv{header: st.header, next: func() (proto.Message, error) { return nil, io.EOF }}, nil
-		case err == nil:
-			// A message without headers before it: handed on first.
-			next := st.next
-			st.next = func() (proto.Message, error) {
-				if first := m; first != nil {
-					m = nil
-					return first, nil
-				}
-				return next()
-			}
+		// Ended without headers (trailers only, so without a message):
+		// the status comes with the first read, io.EOF for a watch that
+		// ended well, which then reads as an empty stream (200, as the
+		// gateway answers it): a finished stream reads io.EOF again.
+		if _, err = st.next(); errors.Is(err, io.EOF) {
+			err = nil
 		}
 	}
 	return st, err
