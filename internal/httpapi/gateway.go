@@ -302,17 +302,24 @@ const maxForwarded = 16 << 10
 // forwardedSize is the gRPC metadata size the forwarded headers of h make.
 func forwardedSize(h http.Header) int {
 	n := 0
-	for k, vs := range h {
-		lk := strings.ToLower(k)
-		if !forwarded[lk] && lk != "authorization" {
-			continue
-		}
-		for _, v := range vs {
-			n += len(lk) + len(v) + 32
+	for _, k := range forwardedKeys {
+		for _, v := range h[k] {
+			n += len(k) + len(v) + 32
 		}
 	}
 	return n
 }
+
+// forwardedKeys are the forwarded headers and Authorization as net/http
+// keys a request's headers (canonical): looked up, not found by lowering
+// every header of every request.
+var forwardedKeys = func() []string {
+	keys := []string{"Authorization"}
+	for k := range forwarded {
+		keys = append(keys, http.CanonicalHeaderKey(k))
+	}
+	return keys
+}()
 
 // registration adds one service's routes to a mux.
 type registration struct {
