@@ -336,27 +336,10 @@ func (n *node) newDeadlines(ctx context.Context) (*deadlines.Manager, error) {
 // information.
 func paymentChecks(pm *payments.Manager, dl *deadlines.Manager, paymentsOnly bool) []Check {
 	return []Check{
-		{Name: "deadlines", Fn: func(context.Context) error {
-			// A node that follows neither the log nor the firings
-			// schedules and enforces no payment timeout or shipping SLA.
-			if !dl.Consuming() {
-				if dl.Err() != nil {
-					return errors.New("not following the log and the firings; retrying (see the log for why)")
-				}
-				return errors.New("not following the log and the firings yet")
-			}
-			return nil
-		}},
-		{Name: "payments", Fn: func(context.Context) error {
-			if !pm.Consuming() {
-				// The cause is in the log; probes get no internal text.
-				if pm.Err() != nil {
-					return errors.New("not following the log; retrying (see the log for why)")
-				}
-				return errors.New("not following the log yet")
-			}
-			return nil
-		}},
+		// A node that follows neither the log nor the firings schedules
+		// and enforces no payment timeout or shipping SLA.
+		following("deadlines", "the log and the firings", dl),
+		following("payments", "the log", pm),
 		{Name: "payment_gateway", Advisory: !paymentsOnly, Fn: func(context.Context) error {
 			if pm.CircuitOpen() {
 				return errors.New("circuit open: the provider keeps failing")
@@ -364,6 +347,27 @@ func paymentChecks(pm *payments.Manager, dl *deadlines.Manager, paymentsOnly boo
 			return nil
 		}},
 	}
+}
+
+// consumer is a process manager that follows the log through consumers
+// that may fail.
+type consumer interface {
+	Consuming() bool
+	Err() error
+}
+
+// following is the readiness check named name of c, which follows what.
+// The cause of a failure is in the log; probes get no internal text.
+func following(name, what string, c consumer) Check {
+	return Check{Name: name, Fn: func(context.Context) error {
+		switch {
+		case c.Consuming():
+			return nil
+		case c.Err() != nil:
+			return fmt.Errorf("not following %s; retrying (see the log for why)", what)
+		}
+		return fmt.Errorf("not following %s yet", what)
+	}}
 }
 
 // upstreams are the gateway's and the console's connections to the
