@@ -3,7 +3,6 @@ package payments_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -120,17 +119,7 @@ func TestDeliveryAgainOfAParkedJobKeepsWhenItsKeyWentOut(t *testing.T) {
 	id := e.place(t, "parked-unsent", 100) // parked with the circuit open: its key never went out; its ack is lost
 	e.waitParked(t, 2)
 	key := "charge." + base64.RawURLEncoding.EncodeToString([]byte(id))
-	entry := func() map[string]any {
-		v, err := kv.Bucket.Get(t.Context(), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var j map[string]any
-		if err := json.Unmarshal(v, &j); err != nil {
-			t.Fatal(err)
-		}
-		return j
-	}
+	entry := func() map[string]any { return parkedEntry(t, kv.Bucket, key) }
 	if j := entry(); j["key_used_at"] != nil {
 		t.Skipf("precondition not met: the job's key went out before it parked: %v", j)
 	}

@@ -175,7 +175,13 @@ func setJob(t *testing.T, e *env, edit func(map[string]any)) {
 func parkedJob(t *testing.T, e *env) map[string]any {
 	t.Helper()
 	b := parkedBucket(t, e.js)
-	v, err := b.Get(t.Context(), onlyKey(t, b))
+	return parkedEntry(t, b, onlyKey(t, b))
+}
+
+// parkedEntry returns the entry under key in b, as stored.
+func parkedEntry(t *testing.T, b *bucket.Bucket, key string) map[string]any {
+	t.Helper()
+	v, err := b.Get(t.Context(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
