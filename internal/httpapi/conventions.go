@@ -97,7 +97,7 @@ func conventions(cfg config, next http.Handler) http.Handler {
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			req.ContentLength = int64(len(body))
 		}
-		conditional(w, req, conv, next)
+		conditional(&stallLimit{ResponseWriter: w, rc: http.NewResponseController(w), wait: cfg.writeTimeout}, req, conv, next)
 	})
 }
 

@@ -178,12 +178,13 @@ type Option func(*config) error
 var ErrInvalidOption = errors.New("httpapi: invalid option")
 
 type config struct {
-	bodyLimit   int64
-	bodyTimeout time.Duration
-	log         *slog.Logger
-	heartbeat   time.Duration
-	checks      []check
-	conns       map[string]*grpc.ClientConn
+	bodyLimit    int64
+	bodyTimeout  time.Duration
+	writeTimeout time.Duration
+	log          *slog.Logger
+	heartbeat    time.Duration
+	checks       []check
+	conns        map[string]*grpc.ClientConn
 }
 
 type check struct {
@@ -214,6 +215,27 @@ func WithBodyTimeout(d time.Duration) Option {
 			return fmt.Errorf("%w: WithBodyTimeout(%v): must be positive", ErrInvalidOption, d)
 		}
 		c.bodyTimeout = d
+		return nil
+	}
+}
+
+// DefaultWriteTimeout is how long one write of an answer may wait on a
+// client that takes nothing, unless WithWriteTimeout says otherwise.
+const DefaultWriteTimeout = 30 * time.Second
+
+// WithWriteTimeout bounds how long one write of an answer may wait on a
+// client that takes nothing (its connection open, its receive window
+// full): past d the request ends, a stream's call with it, and the
+// connection is closed. The gateway sets this write deadline per write, so
+// a stream that goes on for hours to a client that reads is never cut, and
+// the HTTP server needs no WriteTimeout (which would cut it). The default
+// is DefaultWriteTimeout. Invalid: d <= 0.
+func WithWriteTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithWriteTimeout(%v): must be positive", ErrInvalidOption, d)
+		}
+		c.writeTimeout = d
 		return nil
 	}
 }
@@ -362,7 +384,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	if conn == nil {
 		return nil, errors.New("gateway: nil gRPC connection")
 	}
-	cfg := config{bodyLimit: DefaultBodyLimit, bodyTimeout: DefaultBodyTimeout, heartbeat: DefaultHeartbeat, log: slog.Default(), conns: map[string]*grpc.ClientConn{}}
+	cfg := config{bodyLimit: DefaultBodyLimit, bodyTimeout: DefaultBodyTimeout, writeTimeout: DefaultWriteTimeout, heartbeat: DefaultHeartbeat, log: slog.Default(), conns: map[string]*grpc.ClientConn{}}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
