@@ -107,6 +107,11 @@ type Config struct {
 	// Heartbeat is how often an idle live stream gets a comment line; 0
 	// means DefaultHeartbeat.
 	Heartbeat time.Duration
+	// WriteTimeout bounds how long one write of a live stream may wait
+	// on a browser that takes nothing (its connection open, its window
+	// full): past it the stream ends, its watch with it. 0 means
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
 
 // DefaultHeartbeat is how often an idle live stream gets a comment line
@@ -117,6 +122,10 @@ const DefaultHeartbeat = 15 * time.Second
 // DefaultFormTimeout bounds reading a post's form unless Config says
 // otherwise: what the REST gateway allows a request body.
 const DefaultFormTimeout = 30 * time.Second
+
+// DefaultWriteTimeout bounds one write of a live stream unless Config
+// says otherwise.
+const DefaultWriteTimeout = 30 * time.Second
 
 // Console is the console's HTTP handler.
 type Console struct {
@@ -135,7 +144,9 @@ type Console struct {
 	formTTL time.Duration
 	// heartbeat is how often an idle live stream gets a comment line.
 	heartbeat time.Duration
-	handler   http.Handler
+	// writeTimeout bounds one write of a live stream.
+	writeTimeout time.Duration
+	handler      http.Handler
 	// done is closed by Shutdown, ending the live streams.
 	done     chan struct{}
 	shutdown sync.Once
@@ -153,8 +164,8 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Command == nil || cfg.Query == nil || cfg.Audit == nil || cfg.Payments == nil {
 		return nil, errors.New("console: the command, query, audit and payments connections are required")
 	}
-	if cfg.Heartbeat < 0 || cfg.FormTimeout < 0 {
-		return nil, errors.New("console: the heartbeat and the form timeout must not be negative")
+	if cfg.Heartbeat < 0 || cfg.FormTimeout < 0 || cfg.WriteTimeout < 0 {
+		return nil, errors.New("console: the heartbeat, the form timeout and the write timeout must not be negative")
 	}
 	if cfg.TraceUIURL != "" {
 		u, err := url.Parse(cfg.TraceUIURL)
@@ -173,20 +184,21 @@ func New(cfg Config) (*Console, error) {
 	queryAdmin := cmp.Or[grpc.ClientConnInterface](cfg.QueryAdmin, cfg.Query)
 	paymentsAdmin := cmp.Or[grpc.ClientConnInterface](cfg.PaymentsAdmin, cfg.Payments)
 	c := &Console{
-		cmd:       ordersv1.NewOrderCommandServiceClient(cfg.Command),
-		query:     ordersv1.NewOrderQueryServiceClient(cfg.Query),
-		admin:     ordersv1.NewOrderAdminServiceClient(queryAdmin),
-		audit:     ordersv1.NewOrderAuditServiceClient(cfg.Audit),
-		pay:       ordersv1.NewPaymentAdminServiceClient(paymentsAdmin),
-		dl:        ordersv1.NewDeadlineAdminServiceClient(cfg.Payments),
-		auth:      cfg.Auth,
-		traceUI:   cfg.TraceUIURL,
-		secure:    cfg.SecureCookies,
-		log:       log,
-		pages:     pages,
-		formTTL:   cmp.Or(cfg.FormTimeout, DefaultFormTimeout),
-		heartbeat: cmp.Or(cfg.Heartbeat, DefaultHeartbeat),
-		done:      make(chan struct{}),
+		cmd:          ordersv1.NewOrderCommandServiceClient(cfg.Command),
+		query:        ordersv1.NewOrderQueryServiceClient(cfg.Query),
+		admin:        ordersv1.NewOrderAdminServiceClient(queryAdmin),
+		audit:        ordersv1.NewOrderAuditServiceClient(cfg.Audit),
+		pay:          ordersv1.NewPaymentAdminServiceClient(paymentsAdmin),
+		dl:           ordersv1.NewDeadlineAdminServiceClient(cfg.Payments),
+		auth:         cfg.Auth,
+		traceUI:      cfg.TraceUIURL,
+		secure:       cfg.SecureCookies,
+		log:          log,
+		pages:        pages,
+		formTTL:      cmp.Or(cfg.FormTimeout, DefaultFormTimeout),
+		heartbeat:    cmp.Or(cfg.Heartbeat, DefaultHeartbeat),
+		writeTimeout: cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout),
+		done:         make(chan struct{}),
 	}
 	for _, t := range []struct {
 		desc grpc.ServiceDesc

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -28,26 +29,30 @@ import (
 // stream on a page where nothing changes, and each cut costs a reconnect
 // and a watch opened again.
 type eventStream struct {
-	mu     sync.Mutex // one writer at a time: the handler or the heartbeat
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	every  time.Duration
-	beat   *time.Ticker
-	stop   chan struct{}
-	beaten chan struct{}
+	mu    sync.Mutex // one writer at a time: the handler or the heartbeat
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	every time.Duration
+	wait  time.Duration // how long one write may wait on the client
+	// closing is set by close: a write that starts after it does not
+	// put off the deadline close set.
+	closing atomic.Bool
+	beat    *time.Ticker
+	stop    chan struct{}
+	beaten  chan struct{}
 }
 
 // newEventStream answers the request with an event stream and starts its
 // heartbeat, every every; a heartbeat that cannot be written (the client is
-// gone) calls gone, which ends the watch feeding the stream. close must be
-// called before the handler returns.
-func newEventStream(w http.ResponseWriter, every time.Duration, gone func()) *eventStream {
+// gone, or took nothing for wait) calls gone, which ends the watch feeding
+// the stream. close must be called before the handler returns.
+func newEventStream(w http.ResponseWriter, every, wait time.Duration, gone func()) *eventStream {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	e := &eventStream{w: w, rc: http.NewResponseController(w), every: every, beat: time.NewTicker(every),
+	e := &eventStream{w: w, rc: http.NewResponseController(w), every: every, wait: wait, beat: time.NewTicker(every),
 		stop: make(chan struct{}), beaten: make(chan struct{})}
 	_ = e.rc.Flush()
 	go e.heartbeat(gone)
@@ -75,6 +80,7 @@ func (e *eventStream) heartbeat(gone func()) {
 // write deadline after a second, rather than holding the handler (and a
 // shutdown) until the connection dies.
 func (e *eventStream) close() {
+	e.closing.Store(true)
 	close(e.stop)
 	select {
 	case <-e.beaten:
@@ -98,9 +104,17 @@ func (e *eventStream) send(event string, id uint64, data []byte) error {
 
 // write writes b and flushes it; a write other than a heartbeat puts the
 // next heartbeat a whole period off.
+//
+// Each write has a deadline wait ahead: a browser that keeps its connection
+// open but takes nothing would otherwise hold the handler, the heartbeat
+// and the watch until the connection died.
 func (e *eventStream) write(b []byte, heartbeat bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	_ = e.rc.SetWriteDeadline(time.Now().Add(e.wait))
+	if e.closing.Load() {
+		_ = e.rc.SetWriteDeadline(time.Now())
+	}
 	if _, err := e.w.Write(b); err != nil {
 		return err
 	}
@@ -189,7 +203,7 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 		return
 	}
-	es := newEventStream(w, c.heartbeat, cancel)
+	es := newEventStream(w, c.heartbeat, c.writeTimeout, cancel)
 	defer es.close()
 	// rows sends the rows as the read model has them once it applied
 	// the change at position (0: as it has them now), with the read
@@ -256,7 +270,7 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 		}
 		return
 	}
-	es := newEventStream(w, c.heartbeat, cancel)
+	es := newEventStream(w, c.heartbeat, c.writeTimeout, cancel)
 	defer es.close()
 	for {
 		m, err := stream.Recv()

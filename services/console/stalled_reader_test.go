@@ -1,0 +1,104 @@
+package console_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	consolepkg "github.com/orderstream/orderstream/services/console"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// floodWatch is a query service whose order watches send a change of a
+// new revision as fast as their client takes them, and say when their
+// call has ended.
+type floodWatch struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	ended chan struct{}
+}
+
+func (f floodWatch) WatchOrder(req *ordersv1.WatchOrderRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
+	defer close(f.ended)
+	name := strings.Repeat("x", 2048)
+	for rev := uint64(2); ; rev++ {
+		err := s.Send(&ordersv1.WatchOrderResponse{
+			Order:    &ordersv1.Order{OrderId: req.GetOrderId(), CustomerId: name, Revision: rev},
+			Position: rev, Revision: rev, EventType: "ItemAdded",
+		})
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// smallBuffers hands out connections whose kernel send buffer is small, so
+// that a client that reads nothing fills it after a few writes.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// An order page's live stream whose browser keeps the connection open but
+// takes nothing ends once a write has waited Config.WriteTimeout, and its
+// watch with it. It held the handler, its heartbeat and the watch until the
+// connection died: for a browser tab that is alive but stuck, never.
+func TestLiveStreamOfABrowserThatStopsReadingEnds(t *testing.T) {
+	ended := make(chan struct{})
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderQueryServiceServer(gs, floodWatch{ended: ended})
+	glis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(glis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(glis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	con, err := consolepkg.New(consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn, WriteTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(con.Shutdown)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: con, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(smallBuffers{lis}) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprint(c, "GET /console/orders/o-1/events?since=1&rev=1 HTTP/1.1\r\nHost: console\r\nAccept: text/event-stream\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReaderSize(c, 16), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(); _ = res.Body.Close() }) // the stream never ends by itself
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200", res.StatusCode)
+	}
+	// The browser reads nothing more; the connection stays open.
+	select {
+	case <-ended:
+	case <-time.After(time.Minute):
+		t.Fatal("the page's watch did not end while its browser read nothing")
+	}
+}
