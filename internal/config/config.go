@@ -14,6 +14,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -647,6 +648,11 @@ func upstreamAddr(a string) error {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil || host == "" || port == "" {
 		return errors.New("is not host:port (or a gRPC target such as dns:///host:port)")
+	}
+	// gRPC dials a port that is no number from 1 to 65535 and fails every
+	// call (unknown port, invalid port, connection refused).
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q is not a port number (1 to 65535)", port)
 	}
 	return nil
 }

@@ -458,25 +458,28 @@ func TestRoleNamedTwiceIsRefused(t *testing.T) {
 }
 
 // An upstream address gRPC would dial wrongly (a bare host on port 443) or
-// not at all (a URL) fails start-up naming its variable, rather than every
-// call after it; the forms gRPC dials are taken.
+// not at all (a URL, a port that is no number from 1 to 65535) fails
+// start-up naming its variable, rather than every call after it; the forms
+// gRPC dials are taken.
 func TestUpstreamAddressesAreCheckedAsGRPCDialsThem(t *testing.T) {
-	for _, bad := range []map[string]string{
-		{"ROLES": "payments", "COMMAND_ADDR": "command"},
-		{"ROLES": "payments", "COMMAND_ADDR": "http://command:50051"},
-		{"ROLES": "payments", "COMMAND_ADDR": ":50051"},
-		{"ROLES": "payments", "COMMAND_ADDR": "unix:"},
-		{"ROLES": "gateway", "COMMAND_ADDR": "command:50051", "QUERY_ADDR": "query", "AUDIT_ADDR": "audit:50051", "PAYMENTS_ADDR": "payments:50051"},
-		{"ROLES": "gateway", "COMMAND_ADDR": "command:50051", "QUERY_ADDR": "query:50051", "AUDIT_ADDR": "dns:///audit", "PAYMENTS_ADDR": "payments:50051"},
+	for _, bad := range []struct {
+		env  map[string]string
+		name string // the variable refused
+	}{
+		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": "command"}, "COMMAND_ADDR"},
+		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": "http://command:50051"}, "COMMAND_ADDR"},
+		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": ":50051"}, "COMMAND_ADDR"},
+		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": "unix:"}, "COMMAND_ADDR"},
+		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": "command:5O051"}, "COMMAND_ADDR"},
+		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": "command:99999"}, "COMMAND_ADDR"},
+		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": "command:0"}, "COMMAND_ADDR"},
+		{map[string]string{"ROLES": "payments", "COMMAND_ADDR": "dns:///command:https"}, "COMMAND_ADDR"},
+		{map[string]string{"ROLES": "gateway", "COMMAND_ADDR": "command:50051", "QUERY_ADDR": "query", "AUDIT_ADDR": "audit:50051", "PAYMENTS_ADDR": "payments:50051"}, "QUERY_ADDR"},
+		{map[string]string{"ROLES": "gateway", "COMMAND_ADDR": "command:50051", "QUERY_ADDR": "query:50051", "AUDIT_ADDR": "dns:///audit", "PAYMENTS_ADDR": "payments:50051"}, "AUDIT_ADDR"},
 	} {
-		_, err := config.FromMap(bad)
-		for k, v := range bad {
-			if k == "ROLES" || (v != "command" && v != "http://command:50051" && v != ":50051" && v != "unix:" && v != "query" && v != "dns:///audit") {
-				continue
-			}
-			if err == nil || !strings.Contains(err.Error(), k) {
-				t.Errorf("%v: %v, want an error naming %s", bad, err, k)
-			}
+		_, err := config.FromMap(bad.env)
+		if err == nil || !strings.Contains(err.Error(), bad.name) {
+			t.Errorf("%v: %v, want an error naming %s", bad.env, err, bad.name)
 		}
 	}
 	for _, good := range []string{"command:50051", "10.0.0.7:50051", "[::1]:50051", "dns:///command:50051", "dns://10.0.0.2/command:50051", "unix:///run/ordersd.sock", "unix:ordersd.sock"} {
