@@ -143,9 +143,12 @@ type app struct {
 	timeout time.Duration
 	tlsOn   bool
 	caFile  string
-	cert    string
-	key     string
-	conn    *grpc.ClientConn
+	// serverName is the name the server's certificate must carry, when
+	// it is not --addr's host (an address by IP, a tunnel).
+	serverName string
+	cert       string
+	key        string
+	conn       *grpc.ClientConn
 	// trust holds the last handshake error that said the server's
 	// certificate is not trusted (trustRecorder).
 	trust atomic.Pointer[error]
@@ -189,6 +192,13 @@ func Run(ctx context.Context, args []string, io IO) int {
 	}
 	if err == nil {
 		return ExitOK
+	}
+	if status.Code(err) == codes.Unavailable {
+		// A call that is not retried (admin health, the streams) tells
+		// an untrusted certificate as the retried ones do: exit 5, not 4.
+		if terr := a.untrusted(); terr != nil {
+			err = terr
+		}
 	}
 	msg, code := client.Message(err), exitCode(err)
 	if a.madeRID != "" && (code == ExitUnavailable || status.Code(err) == codes.Canceled) {
@@ -291,6 +301,7 @@ audit export, audit verify --all and admin rebuild.`,
 	f.StringVar(&a.caFile, "ca", "", "CA certificate to verify the server (implies --tls)")
 	f.StringVar(&a.cert, "cert", "", "client certificate for mTLS, with --key (implies --tls)")
 	f.StringVar(&a.key, "key", "", "client key for mTLS, with --cert (implies --tls)")
+	f.StringVar(&a.serverName, "server-name", "", "name the server's certificate must carry, when it is not --addr's host (implies --tls)")
 	root.AddCommand(a.ordersCmd(), a.auditCmd(), a.adminCmd())
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root
@@ -305,11 +316,12 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 		return nil, usagef("--addr %q: %v", a.addr, err)
 	}
 	creds := insecure.NewCredentials()
-	if a.tlsOn || a.caFile != "" || a.cert != "" || a.key != "" {
+	if a.tlsOn || a.caFile != "" || a.cert != "" || a.key != "" || a.serverName != "" {
 		cfg, err := clientTLS(a.caFile, a.cert, a.key)
 		if err != nil {
 			return nil, usagef("tls: %v", err)
 		}
+		cfg.ServerName = a.serverName
 		creds = trustRecorder{credentials.NewTLS(cfg), &a.trust}
 	}
 	tp := a.io.TracerProvider

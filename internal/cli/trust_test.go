@@ -5,10 +5,13 @@ import (
 	"net"
 	"testing"
 
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/cli"
 	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // A server whose certificate --ca does not trust is a mistake no retry
@@ -34,4 +37,35 @@ func TestUntrustedServerCertificateIsNotRetried(t *testing.T) {
 			t.Errorf("%v against an untrusted certificate: exit %d, want %d: %s", args, r.code, cli.ExitOther, r.stderr)
 		}
 	}
+}
+
+// A server reached by an address its certificate does not name (an IP, a
+// tunnel) is verified against the name --server-name gives, which the
+// untrusted-certificate error points at; without it the same server is
+// refused. ordersctl had no such flag, so such a server could not be
+// reached over TLS at all.
+func TestServerNameVerifiesACertificateForAnotherName(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := tlstest.SelfSigned(t, dir, "orders.internal")
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}})))
+	hs := health.NewServer()
+	for _, svc := range []string{"", ordersv1.OrderCommandService_ServiceDesc.ServiceName} {
+		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+	healthpb.RegisterHealthServer(gs, hs)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	addr := lis.Addr().String()
+	if r := run(t, addr, "--ca", cert, "--timeout", "3s", "admin", "health"); r.code != cli.ExitOther {
+		t.Fatalf("without --server-name: exit %d, want %d (untrusted): %s", r.code, cli.ExitOther, r.stderr)
+	}
+	ok(t, run(t, addr, "--ca", cert, "--server-name", "orders.internal", "--timeout", "3s", "admin", "health"))
 }
