@@ -364,13 +364,16 @@ func (a *app) placeCmd() *cobra.Command {
 		Example: `  ordersctl orders place 7d3f0c2a-... --request-id place-7d3f0c2a   # safe to repeat
   ordersctl orders place 7d3f0c2a-... --tax 5.89`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &ordersv1.PlaceOrderRequest{RequestId: m.rid(), OrderId: args[0], ExpectedRevision: m.rev()}
+			req := &ordersv1.PlaceOrderRequest{OrderId: args[0], ExpectedRevision: m.rev()}
 			if tax != "" {
 				var err error
 				if req.Tax, err = a.orderAmount(cmd.Context(), args[0], currency, "--tax", tax); err != nil {
 					return err
 				}
 			}
+			// Made once nothing but the command is left to fail: a
+			// made request id is the "may have been applied" hint's.
+			req.RequestId = m.rid()
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.PlaceOrder(ctx, req)
 			})
@@ -393,7 +396,7 @@ func (a *app) payCmd() *cobra.Command {
   ordersctl orders pay 7d3f0c2a-... --declined --reason "insufficient funds"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &ordersv1.RecordPaymentRequest{RequestId: m.rid(), OrderId: args[0], PaymentRef: ref, Reason: reason, ExpectedRevision: m.rev()}
+			req := &ordersv1.RecordPaymentRequest{OrderId: args[0], PaymentRef: ref, Reason: reason, ExpectedRevision: m.rev()}
 			if declined {
 				if amount != "" {
 					return usagef("--amount is for an authorized payment, not with --declined")
@@ -420,6 +423,7 @@ func (a *app) payCmd() *cobra.Command {
 				// its amount in the order's.
 				req.Currency = strings.ToUpper(currency)
 			}
+			req.RequestId = m.rid() // as place's: once the look-up is done
 			return a.runCommand(cmd, func(ctx context.Context, c ordersv1.OrderCommandServiceClient) (commandResponse, error) {
 				return c.RecordPayment(ctx, req)
 			})

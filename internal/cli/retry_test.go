@@ -498,3 +498,26 @@ func readFile(t *testing.T, name string) string {
 	}
 	return string(b)
 }
+
+// A command that fails while ordersctl looks up the order's currency (for
+// place's --tax, pay's --amount) was never sent, so its error gives no
+// request id to run it again under, as add-item's, which looks up the
+// same way, never did. Both said the command "may have been applied".
+func TestFailedCurrencyLookupGivesNoRequestIDToRetryUnder(t *testing.T) {
+	f, addr := startFlaky(t, 1<<30, codes.Unavailable) // every call answers UNAVAILABLE
+	for _, args := range [][]string{
+		{"orders", "add-item", "o-1", "A", "1", "1.00"},
+		{"orders", "place", "o-1", "--tax", "1.00"},
+		{"orders", "pay", "o-1", "--ref", "psp-1", "--amount", "1.00"},
+	} {
+		r := fails(t, run(t, addr, append([]string{"--timeout", "600ms"}, args...)...), cli.ExitUnavailable)
+		if strings.Contains(r.stderr, "--request-id") {
+			t.Errorf("%v: no command was sent, yet the error names a request id to retry under: %s", args, strings.TrimSpace(r.stderr))
+		}
+	}
+	for _, m := range []string{"AddItem", "PlaceOrder", "RecordPayment"} {
+		if n := len(f.made(m)); n != 0 {
+			t.Fatalf("%d %s call(s) sent", n, m)
+		}
+	}
+}
