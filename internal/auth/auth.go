@@ -206,11 +206,11 @@ func (f *jwksFile) load() error {
 }
 
 // key returns the keys of kid, looking at the file again first when the
-// last look is jwksRecheck old or the keys have none of kid.
-func (f *jwksFile) key(kid string) []jose.JSONWebKey {
+// last look is jwksRecheck old, the keys have none of kid, or look is set.
+func (f *jwksFile) key(kid string, look bool) []jose.JSONWebKey {
 	keys := f.keys.Load().Key(kid)
 	if f.mu.TryLock() {
-		if len(keys) == 0 || f.now().Sub(f.checked) >= jwksRecheck {
+		if look || len(keys) == 0 || f.now().Sub(f.checked) >= jwksRecheck {
 			f.checked = f.now()
 			if fi, err := os.Stat(f.path); err == nil && (fi.Size() != f.size || !fi.ModTime().Equal(f.mtime)) && f.load() == nil {
 				keys = f.keys.Load().Key(kid)
@@ -300,9 +300,26 @@ const maxKeysTried = 8
 // maxKeysTried), as a JWKS may hold several under one kid (keys of other
 // types offered as alternatives, RFC 7517 §4.5; an issuer that sets no kid
 // and rotates keys), skipping a key whose own alg is not the token's.
+//
+// When none verifies, the file is looked at again (its size and
+// modification time), and the token tried against the keys it holds now if
+// it changed: an issuer that sets no kid signs with its new key as soon
+// as it has added it, and the keys of the empty kid read before match its
+// tokens all the same, so waiting for jwksRecheck refused them meanwhile.
 func (a *Authenticator) jwksClaims(tok *jwt.JSONWebToken, h jose.Header, c *claims) bool {
+	before := a.jwks.keys.Load()
+	if verifyClaims(tok, h, c, a.jwks.key(h.KeyID, false)) {
+		return true
+	}
+	keys := a.jwks.key(h.KeyID, true)
+	return a.jwks.keys.Load() != before && verifyClaims(tok, h, c, keys)
+}
+
+// verifyClaims verifies tok against keys (see jwksClaims) and decodes its
+// claims into c.
+func verifyClaims(tok *jwt.JSONWebToken, h jose.Header, c *claims, keys []jose.JSONWebKey) bool {
 	tried := 0
-	for _, k := range a.jwks.key(h.KeyID) {
+	for _, k := range keys {
 		if k.Algorithm != "" && k.Algorithm != h.Algorithm {
 			continue
 		}

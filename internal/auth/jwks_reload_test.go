@@ -81,3 +81,51 @@ func TestJWKSFileIsReadAgainWhenItChanges(t *testing.T) {
 		t.Fatal("with the file broken: want the keys read before still in use")
 	}
 }
+
+// An issuer that sets no kid rotates by adding its new key to the file and
+// signing with it: the new key's tokens are accepted at once, as for an
+// issuer with kids. The keys without a kid read before matched the new
+// tokens' (empty) kid too, so the file was not looked at, and the tokens
+// were refused until the recheck interval had passed.
+func TestJWKSKeyAddedWithoutKidVerifiesAtOnce(t *testing.T) {
+	oldKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := func(keys ...*ecdsa.PrivateKey) string {
+		var set jose.JSONWebKeySet
+		for _, k := range keys {
+			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.PublicKey, Algorithm: "ES256", Use: "sig"})
+		}
+		b, err := json.Marshal(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	path := write(t, "jwks.json", jwks(oldKey))
+	a, err := auth.Load(auth.Config{JWKSFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	auth.SetNow(a, func() time.Time { return at }) // the clock stands still: no recheck falls due
+	c := claims{Claims: jwt.Claims{Subject: "bob"}, Roles: []string{"viewer"}}
+	if _, err := a.Authenticate(sign(t, jose.SigningKey{Algorithm: jose.ES256, Key: oldKey}, "", c)); err != nil {
+		t.Fatalf("a token of the key in the file: %v", err)
+	}
+	byNew := sign(t, jose.SigningKey{Algorithm: jose.ES256, Key: newKey}, "", c)
+	if _, err := a.Authenticate(byNew); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Fatalf("a token of a key not yet in the file: %v, want ErrUnauthenticated", err)
+	}
+	if err := os.WriteFile(path, []byte(jwks(oldKey, newKey)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := a.Authenticate(byNew); err != nil || p.Subject != "bob" {
+		t.Fatalf("a token of the key just added to the file: %v, %v; want bob at once", p, err)
+	}
+}
