@@ -59,6 +59,12 @@ const (
 // ErrUnauthenticated reports a missing, unknown, malformed or expired token.
 var ErrUnauthenticated = errors.New("auth: invalid token")
 
+// ErrUnrecordableSubject reports a token otherwise valid whose subject
+// cannot be recorded as the actor of the changes it makes (see
+// Recordable; nor blank, nor with surrounding whitespace). It wraps
+// ErrUnauthenticated: such a token is invalid wherever it is presented.
+var ErrUnrecordableSubject = fmt.Errorf("%w: its subject cannot be recorded as the actor", ErrUnauthenticated)
+
 // Principal is who a token speaks for.
 type Principal struct {
 	Subject string
@@ -263,9 +269,14 @@ type claims struct {
 var algorithms = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512, jose.RS256, jose.RS384, jose.RS512,
 	jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
 
-// Authenticate returns the principal of token, or ErrUnauthenticated.
+// Authenticate returns the principal of token, or ErrUnauthenticated
+// (ErrUnrecordableSubject for a token whose subject cannot be recorded:
+// the gRPC interceptor, /metrics and the console refuse the same tokens).
 func (a *Authenticator) Authenticate(token string) (Principal, error) {
 	if p, ok := a.static[token]; ok {
+		if !recordableSubject(p.Subject) {
+			return Principal{}, ErrUnrecordableSubject
+		}
 		return p, nil
 	}
 	if strings.Count(token, ".") != 2 || (a.hmac == nil && a.jwks == nil) {
@@ -339,6 +350,9 @@ func (a *Authenticator) principal(c claims) (Principal, error) {
 	want.Time = a.now()
 	if c.Subject == "" || c.ValidateWithLeeway(want, Leeway) != nil {
 		return Principal{}, ErrUnauthenticated
+	}
+	if !recordableSubject(c.Subject) {
+		return Principal{}, ErrUnrecordableSubject
 	}
 	p := Principal{Subject: c.Subject, Roles: c.Roles}
 	if c.Expiry != nil {
@@ -430,19 +444,23 @@ func (a *Authenticator) Admit(token, method string) (Principal, error) {
 
 func (a *Authenticator) admit(token string, roles []string) (Principal, error) {
 	p, err := a.Authenticate(token)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrUnrecordableSubject):
+		return Principal{}, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, not blank, none of them control characters, no surrounding whitespace", MaxSubject)
+	case err != nil:
 		return Principal{}, status.Error(codes.Unauthenticated, "invalid or expired token")
 	}
 	if !slices.ContainsFunc(roles, p.Has) {
 		return Principal{}, status.Errorf(codes.PermissionDenied, "the %s role is required", strings.Join(roles, " or "))
 	}
-	// The subject is recorded as the actor trimmed, so one that is blank
-	// would be recorded as "anonymous" and " alice " as alice: neither
-	// is recorded as it is.
-	if !Recordable(p.Subject) || strings.TrimSpace(p.Subject) != p.Subject || p.Subject == "" {
-		return Principal{}, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, not blank, none of them control characters, no surrounding whitespace", MaxSubject)
-	}
 	return p, nil
+}
+
+// recordableSubject reports whether a token's subject is recorded as the
+// actor as it is: the actor is recorded trimmed, so one that is blank
+// would be recorded as "anonymous" and " alice " as alice.
+func recordableSubject(s string) bool {
+	return s != "" && Recordable(s) && strings.TrimSpace(s) == s
 }
 
 // lineEndTrimmed returns b without one final "\n" or "\r\n".

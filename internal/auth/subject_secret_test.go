@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/orderstream/orderstream/internal/auth"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // The subject's limit is in characters, as documented: a subject of 121
@@ -85,5 +88,33 @@ func TestJWKSWithASymmetricKeyIsRefused(t *testing.T) {
 	jwks := `{"keys":[{"kty":"oct","kid":"shared","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}`
 	if _, err := auth.Load(auth.Config{JWKSFile: write(t, "jwks.json", jwks)}); err == nil {
 		t.Fatal("a JWKS of a symmetric key loaded")
+	}
+}
+
+// A token whose subject cannot be recorded is invalid wherever it is
+// presented: Authenticate, which /metrics and the console check tokens
+// with, refuses it (ErrUnrecordableSubject, an ErrUnauthenticated), and a
+// method its roles do not reach answers UNAUTHENTICATED, not
+// PERMISSION_DENIED, as if the token were good and only short of a role.
+// Authenticate took it, and the role was checked before the subject.
+func TestUnrecordableSubjectIsInvalidEverywhere(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef"
+	long := strings.Repeat("x", auth.MaxSubject+1)
+	a, err := auth.Load(auth.Config{HMACSecretFile: write(t, "secret", secret),
+		TokensFile: write(t, "tokens", "long-token-0123456789 "+long+" viewer\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwtToken := sign(t, jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}, "",
+		claims{Claims: jwt.Claims{Subject: long, Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Roles: []string{"viewer"}})
+	for name, tok := range map[string]string{"static": "long-token-0123456789", "jwt": jwtToken} {
+		if _, err := a.Authenticate(tok); !errors.Is(err, auth.ErrUnrecordableSubject) || !errors.Is(err, auth.ErrUnauthenticated) {
+			t.Errorf("%s: Authenticate: %v, want ErrUnrecordableSubject", name, err)
+		}
+		for _, method := range []string{"/orders.v1.OrderQueryService/GetOrder", "/orders.v1.OrderCommandService/CreateOrder"} {
+			if _, err := a.Admit(tok, method); status.Code(err) != codes.Unauthenticated {
+				t.Errorf("%s: %s: %v, want UNAUTHENTICATED", name, method, err)
+			}
+		}
 	}
 }
