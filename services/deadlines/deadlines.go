@@ -89,8 +89,14 @@ const (
 	// StreamDescription describes the DEADLINES stream to operators.
 	StreamDescription = "order deadlines: message schedules, their firings and overdue shipments"
 	LogConsumer       = "deadlines"
-	FiredConsumer     = "deadlines-fired"
-	PriorityGroup     = "deadlines"
+	// FiredConsumer delivers the payment timeouts' firings and
+	// ShippingFiredConsumer the shipping SLAs': one consumer each, so that
+	// payment timeouts the command side cannot take yet, retried and
+	// holding the consumer's acknowledgements, never keep an overdue
+	// shipment (which needs no command side) from being flagged.
+	FiredConsumer         = "deadlines-fired"
+	ShippingFiredConsumer = "deadlines-fired-shipping"
+	PriorityGroup         = "deadlines"
 	// ReasonPaymentTimeout is the cancel reason of a payment timeout.
 	ReasonPaymentTimeout = "payment_timeout"
 	// Actor is who the deadlines act as.
@@ -212,14 +218,21 @@ type Manager struct {
 	fired          metric.Int64Counter
 	// consuming tells, for the log's consumer and the firings' (in Run's
 	// order), whether it consumes now; lastErr is why it last stopped.
-	consuming [2]atomic.Bool
-	lastErr   [2]atomic.Pointer[error]
+	consuming [3]atomic.Bool
+	lastErr   [3]atomic.Pointer[error]
 }
 
-// Consuming reports whether the manager follows both the log and the
-// firings now: while either cannot (NATS unreachable, a consumer the
-// server refuses), no deadline is scheduled or enforced.
-func (m *Manager) Consuming() bool { return m.consuming[0].Load() && m.consuming[1].Load() }
+// Consuming reports whether the manager follows the log and both kinds of
+// firings now: while one cannot (NATS unreachable, a consumer the server
+// refuses), deadlines are not scheduled, or one kind is not enforced.
+func (m *Manager) Consuming() bool {
+	for i := range m.consuming {
+		if !m.consuming[i].Load() {
+			return false
+		}
+	}
+	return true
+}
 
 // Err returns why a consumer that does not consume now last stopped; nil
 // when none stopped that does not consume again (one not started yet
@@ -295,8 +308,9 @@ type timer struct {
 // While a consumer cannot run (NATS unreachable, a cluster electing a
 // leader) it retries with backoff.
 func (m *Manager) Run(ctx context.Context) error {
-	done := make(chan struct{}, 2)
-	for i, run := range []func(context.Context, func()) error{m.followLog, m.followFired} {
+	runs := []func(context.Context, func()) error{m.followLog, m.followFired(FiredConsumer, kindPayment), m.followFired(ShippingFiredConsumer, kindShipping)}
+	done := make(chan struct{}, len(runs))
+	for i, run := range runs {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			wait := time.Second
@@ -331,8 +345,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	<-done
-	<-done
+	for range runs {
+		<-done
+	}
 	return nil
 }
 
@@ -452,9 +467,14 @@ func (m *Manager) purge(ctx context.Context, subjects ...string) error {
 	return m.timers.Purge(ctx, subjects...)
 }
 
-// followFired enforces the deadlines that fired.
-func (m *Manager) followFired(ctx context.Context, ready func()) error {
-	return m.timers.Subscribe(ctx, FiredConsumer, subjFired+">", func(msg schedule.Msg) {
+// followFired enforces the deadlines of kind that fired, through the
+// consumer name.
+func (m *Manager) followFired(name, kind string) func(ctx context.Context, ready func()) error {
+	return func(ctx context.Context, ready func()) error { return m.enforceFired(ctx, name, kind, ready) }
+}
+
+func (m *Manager) enforceFired(ctx context.Context, name, kind string, ready func()) error {
+	return m.timers.Subscribe(ctx, name, subjFired+kind+".>", func(msg schedule.Msg) {
 		var s timer
 		err := json.Unmarshal(msg.Data, &s)
 		if err == nil && s.OrderID == "" {
@@ -491,7 +511,7 @@ func (m *Manager) followFired(ctx context.Context, ready func()) error {
 		}
 		m.fired.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", s.Kind), attribute.String("outcome", outcome)))
 		_ = msg.Ack()
-	}, eventstore.WithDescription("deadlines: enforces the deadlines that fired"),
+	}, eventstore.WithDescription("deadlines: enforces the "+kind+" deadlines that fired"),
 		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(100), eventstore.WithReady(ready))
 }
 
@@ -624,8 +644,10 @@ func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []De
 	// A firing that a manager of an older build handled (during a rolling
 	// upgrade, say) is acknowledged but not deleted: it would be listed as
 	// still owed.
-	if err := m.timers.PurgeAcked(ctx, FiredConsumer, subjFired+">"); err != nil {
-		return nil, false, err
+	for name, kind := range map[string]string{FiredConsumer: kindPayment, ShippingFiredConsumer: kindShipping} {
+		if err := m.timers.PurgeAcked(ctx, name, subjFired+kind+".>"); err != nil {
+			return nil, false, err
+		}
 	}
 	filters := []string{subjSchedule + ">", subjFired + ">", subjOverdue + ">"}
 	if orderID != "" {

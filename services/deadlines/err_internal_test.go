@@ -23,7 +23,11 @@ func TestErrIsThatOfAConsumerNotConsuming(t *testing.T) {
 		t.Fatalf("Err with the firings' consumer failing: %v, want its error", err)
 	}
 	m.consuming[1].Store(true)
+	if err := m.Err(); err != nil || m.Consuming() {
+		t.Fatalf("Err with the shipping SLAs' firings' consumer not started: %v (consuming %v), want nil, not consuming", err, m.Consuming())
+	}
+	m.consuming[2].Store(true)
 	if err := m.Err(); err != nil || !m.Consuming() {
-		t.Fatalf("Err with both consuming: %v (consuming %v), want nil", err, m.Consuming())
+		t.Fatalf("Err with every consumer consuming: %v (consuming %v), want nil", err, m.Consuming())
 	}
 }

@@ -74,12 +74,13 @@ func TestRetryWaitStartsOverAfterAConsumerConsumed(t *testing.T) {
 // A firing that is no deadline of this build (written by hand, or by
 // another build) cannot be enforced: it is dropped with an error line
 // naming its subject, not in silence, and the deadlines after it are
-// enforced as before.
+// enforced as before. (A firing of a kind this build does not know is
+// delivered to no consumer of it, and left to a build that knows it.)
 func TestUndecodableFiringIsReported(t *testing.T) {
 	e := start(t)
 	var logs testlog.Buffer
 	e.run(t, 2*time.Second, time.Hour, deadlines.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	subject := deadlines.SubjectRoot + ".fired.payment.not-json"
+	subject := deadlines.SubjectRoot + ".fired.payment_timeout.not-json"
 	if _, err := e.js.Publish(t.Context(), subject, []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}

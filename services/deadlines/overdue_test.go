@@ -74,11 +74,11 @@ func (w *shipBeforeOverdue) Purge(ctx context.Context, subjects ...string) error
 	return err
 }
 
-// firingsSettled waits until the manager has acknowledged every firing
-// delivered to it, none being left to deliver.
+// firingsSettled waits until the manager has acknowledged every shipping
+// SLA's firing delivered to it, none being left to deliver.
 func firingsSettled(t *testing.T, e *env) {
 	t.Helper()
-	consumerReaches(t, e, deadlines.StreamName, deadlines.FiredConsumer, "the firings were never all acknowledged", func(info *jetstream.ConsumerInfo) bool {
+	consumerReaches(t, e, deadlines.StreamName, deadlines.ShippingFiredConsumer, "the firings were never all acknowledged", func(info *jetstream.ConsumerInfo) bool {
 		return info.Delivered.Consumer > 0 && info.AckFloor.Consumer == info.Delivered.Consumer && info.NumAckPending == 0 && info.NumPending == 0
 	})
 }
