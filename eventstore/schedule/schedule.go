@@ -15,7 +15,12 @@
 // Errors: methods given a subject outside the root return ErrSubject; a
 // subscription whose consumer is deleted or changed under it while it runs
 // ends with eventstore.ErrSubscriptionLost; other errors wrap the NATS
-// error, prefixed by the operation.
+// error, prefixed by the operation, and those of an outage (no usable
+// answer, a server that cannot take the request now: eventstore.Unavailable)
+// also wrap eventstore.ErrUnavailable, so that callers tell an outage as
+// the event store's callers do. Every write here is safe to make again
+// (a schedule deduplicated by its id, a record that replaces its subject's,
+// a purge, a delete), so an unanswered one is an outage too.
 package schedule
 
 import (
@@ -29,6 +34,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/internal/streamcfg"
 )
 
@@ -162,7 +168,7 @@ func (s *Stream) ensure(ctx context.Context) (jetstream.Stream, error) {
 		Duplicates:        2 * time.Minute,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("schedule: stream %s: %w", s.name, err)
+		return nil, outage(fmt.Errorf("schedule: stream %s: %w", s.name, err))
 	}
 	s.stream = st
 	return st, nil
@@ -172,12 +178,21 @@ func (s *Stream) ensure(ctx context.Context) (jetstream.Stream, error) {
 // that nothing answers for its subjects), so that the next ensure creates
 // it again: otherwise a stream deleted under a running process stayed
 // missing until the process restarted, and no timer was set or fired.
-// It returns err.
+// It returns err, as outage does.
 func (s *Stream) missing(err error) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 		s.mu.Lock()
 		s.stream = nil
 		s.mu.Unlock()
+	}
+	return outage(err)
+}
+
+// outage returns err wrapping eventstore.ErrUnavailable as well when it is
+// an outage (see the package comment).
+func outage(err error) error {
+	if eventstore.Unavailable(err) && !errors.Is(err, eventstore.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 	}
 	return err
 }
