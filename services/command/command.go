@@ -587,9 +587,15 @@ func (c *call) decide(recs []eventstore.Recorded, st order.State, original *resu
 		// A malformed command, or one for an order that does not
 		// exist, is refused as such at any revision (order.Decide's
 		// first checks): told to reload, the client would only learn
-		// it a round trip later.
-		_, err := order.Decide(st, c.cmd)
-		if errors.Is(err, order.ErrInvalid) || (errors.Is(err, order.ErrNotFound) && !st.Exists()) {
+		// it a round trip later. Malformed is judged on the empty
+		// state, where Decide stops after the command's own fields:
+		// a check against the order's contents (a payment's amount
+		// against its total) would judge the client's command by a
+		// state it has not seen, which is what ABORTED tells.
+		if _, err := order.Decide(order.State{}, c.cmd); errors.Is(err, order.ErrInvalid) {
+			return nil, err
+		}
+		if _, err := order.Decide(st, c.cmd); errors.Is(err, order.ErrNotFound) && !st.Exists() {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: expected %d, order is at %d", rpcerr.ErrStaleRevision, *c.t.expected, revision)

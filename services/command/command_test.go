@@ -305,6 +305,14 @@ func TestErrorCodes(t *testing.T) {
 			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: "missing-order", Sku: "Z", Quantity: 1, UnitPrice: 1, ExpectedRevision: &stale})
 			return err
 		}, codes.NotFound},
+		// A payment's amount is checked against the order's total: at
+		// a stale revision that is a check against a state the client
+		// has not seen (its amount was the total it saw). It was
+		// refused as INVALID_ARGUMENT, as if malformed.
+		{"payment amount differs from total, at a stale expected revision", func() error {
+			_, err := e.client.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: rid(), OrderId: placed.GetOrderId(), Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "p", Amount: 1, ExpectedRevision: &stale})
+			return err
+		}, codes.Aborted},
 		{"line exists, at a stale expected revision", func() error {
 			_, err := e.client.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: draft.GetOrderId(), Sku: "BOOK-1", Quantity: 1, UnitPrice: 1, ExpectedRevision: &stale})
 			return err
