@@ -130,9 +130,10 @@ func (in *fuzzInput) command(s order.State) (order.Command, string) {
 	case 4:
 		return order.SetShippingAddress{Address: in.address()}, "ShippingAddressSet"
 	case 5:
-		return order.PlaceOrder{}, "OrderPlaced"
+		tax := pick(in, []int64{0, 0, 1, 250, -1, order.MaxTax, order.MaxTax + 1, math.MaxInt64}, func(c byte) int64 { return int64(c) })
+		return order.PlaceOrder{Tax: tax}, "OrderPlaced"
 	case 6:
-		amount := pick(in, []int64{s.Total, s.Total + 1, -1, 0, math.MaxInt64}, func(c byte) int64 { return int64(c) })
+		amount := pick(in, []int64{s.GrandTotal(), s.Total, s.GrandTotal() + 1, -1, 0, math.MaxInt64}, func(c byte) int64 { return int64(c) })
 		currency := pick(in, []string{"", s.Currency, "XXX", "bad"}, func(c byte) string { return in.raw() })
 		return order.RecordPayment{Authorized: true, PaymentRef: in.id("pay-1"), Amount: amount, Currency: currency, Reason: in.text()}, "PaymentAuthorized"
 	case 7:
@@ -293,11 +294,11 @@ func FuzzDecide(f *testing.F) {
 				if next.Status != want || next.Version != s.Version+1 || !next.UpdatedAt.Equal(at) {
 					t.Fatalf("after %s from %v: status %v version %d, want %v version %d", e.EventType(), s.Status, next.Status, next.Version, want, s.Version+1)
 				}
-				if placed, ok := e.(order.OrderPlaced); ok && placed.Total != next.Total {
-					t.Fatalf("OrderPlaced.Total %d, state total %d", placed.Total, next.Total)
+				if placed, ok := e.(order.OrderPlaced); ok && (placed.Subtotal != next.Total || placed.Tax != next.Tax || placed.Total != next.GrandTotal() || placed.Total != placed.Subtotal+placed.Tax) {
+					t.Fatalf("%#v: state total %d, tax %d, grand total %d", placed, next.Total, next.Tax, next.GrandTotal())
 				}
-				if paid, ok := e.(order.PaymentAuthorized); ok && paid.Amount != next.Total {
-					t.Fatalf("authorized %d, total %d", paid.Amount, next.Total)
+				if paid, ok := e.(order.PaymentAuthorized); ok && paid.Amount != next.GrandTotal() {
+					t.Fatalf("authorized %d, grand total %d", paid.Amount, next.GrandTotal())
 				}
 				s = next
 				events = append(events, e)
