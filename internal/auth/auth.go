@@ -253,6 +253,11 @@ func (a *Authenticator) loadTokens(file string) error {
 				return fmt.Errorf("line %d: unknown role %q", n, r)
 			}
 		}
+		if _, ok := a.static[fields[0]]; ok {
+			// Two subjects or role sets for one token: which the
+			// operator meant is not known, and the last would win.
+			return fmt.Errorf("line %d: a token listed before", n)
+		}
 		a.static[fields[0]] = Principal{Subject: fields[1], Roles: roles}
 	}
 	return sc.Err()
@@ -310,7 +315,8 @@ const maxKeysTried = 8
 // and decodes its claims into c: against each of them (up to
 // maxKeysTried), as a JWKS may hold several under one kid (keys of other
 // types offered as alternatives, RFC 7517 §4.5; an issuer that sets no kid
-// and rotates keys), skipping a key whose own alg is not the token's.
+// and rotates keys), skipping a key whose own alg is not the token's or
+// that is for encryption.
 //
 // When none verifies, the file is looked at again (its size and
 // modification time), and the token tried against the keys it holds now if
@@ -331,7 +337,9 @@ func (a *Authenticator) jwksClaims(tok *jwt.JSONWebToken, h jose.Header, c *clai
 func verifyClaims(tok *jwt.JSONWebToken, h jose.Header, c *claims, keys []jose.JSONWebKey) bool {
 	tried := 0
 	for _, k := range keys {
-		if k.Algorithm != "" && k.Algorithm != h.Algorithm {
+		// A key published for encryption only ("use": "enc", RFC 7517
+		// §4.2) is not the issuer's signing key.
+		if k.Algorithm != "" && k.Algorithm != h.Algorithm || k.Use == "enc" {
 			continue
 		}
 		if tried++; tried > maxKeysTried {

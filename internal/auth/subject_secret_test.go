@@ -1,7 +1,10 @@
 package auth_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -116,5 +119,37 @@ func TestUnrecordableSubjectIsInvalidEverywhere(t *testing.T) {
 				t.Errorf("%s: %s: %v, want UNAUTHENTICATED", name, method, err)
 			}
 		}
+	}
+}
+
+// A JWKS key published for encryption ("use": "enc") verifies no token:
+// it is not the issuer's signing key. It did.
+func TestJWKSKeyForEncryptionVerifiesNoToken(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k", Use: "enc"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.Load(auth.Config{JWKSFile: write(t, "jwks.json", string(b))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := sign(t, jose.SigningKey{Algorithm: jose.ES256, Key: key}, "k",
+		claims{Claims: jwt.Claims{Subject: "bob", Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Roles: []string{"viewer"}})
+	if p, err := a.Authenticate(tok); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Fatalf("a token signed with an encryption key: %+v, %v; want ErrUnauthenticated", p, err)
+	}
+}
+
+// A token listed twice in AUTH_TOKENS_FILE stops start-up: which of its
+// subjects and roles the operator meant is not known. The last line won,
+// in silence.
+func TestTokenListedTwiceIsRefused(t *testing.T) {
+	_, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "clerk-token-0123456789 alice clerk\nclerk-token-0123456789 bob admin\n")})
+	if err == nil || !strings.Contains(err.Error(), "AUTH_TOKENS_FILE") {
+		t.Fatalf("a token listed twice: %v; want start-up refused naming AUTH_TOKENS_FILE", err)
 	}
 }
