@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/client"
 	"github.com/orderstream/orderstream/internal/money"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -347,8 +348,8 @@ func (a *app) verifyOrder(ctx context.Context, client ordersv1.OrderAuditService
 
 // verifyLog verifies every order's chain, showing progress, each broken
 // order and the summary; errBrokenChain when any is broken.
-func (a *app) verifyLog(ctx context.Context, client ordersv1.OrderAuditServiceClient) error {
-	stream, err := client.VerifyLog(a.streamCtx(ctx), &ordersv1.VerifyLogRequest{})
+func (a *app) verifyLog(ctx context.Context, svc ordersv1.OrderAuditServiceClient) error {
+	stream, err := svc.VerifyLog(a.streamCtx(ctx), &ordersv1.VerifyLogRequest{})
 	if err != nil {
 		return err
 	}
@@ -361,6 +362,11 @@ func (a *app) verifyLog(ctx context.Context, client ordersv1.OrderAuditServiceCl
 		}
 		if err != nil {
 			bar.Done()
+			if broken > 0 {
+				// What was verified is broken, whatever the rest is:
+				// exit 6, with why the rest was not verified.
+				return fmt.Errorf("%w in %d order(s); then the verification stopped: %s", errBrokenChain, broken, client.Message(err))
+			}
 			return err
 		}
 		switch r := res.GetResult().(type) {

@@ -521,3 +521,33 @@ func TestFailedCurrencyLookupGivesNoRequestIDToRetryUnder(t *testing.T) {
 		}
 	}
 }
+
+// brokenThenCut verifies one order as broken, then fails the stream
+// UNAVAILABLE, as a node shutting down mid-verification does.
+type brokenThenCut struct {
+	ordersv1.UnimplementedOrderAuditServiceServer
+}
+
+func (brokenThenCut) VerifyLog(_ *ordersv1.VerifyLogRequest, st grpc.ServerStreamingServer[ordersv1.VerifyLogResponse]) error {
+	err := st.Send(&ordersv1.VerifyLogResponse{Result: &ordersv1.VerifyLogResponse_Broken{Broken: &ordersv1.VerifyOrderResponse{
+		OrderId: "o-1", EventsChecked: 2, FirstBreak: &ordersv1.ChainBreak{Position: 7, Version: 2}}}})
+	if err != nil {
+		return err
+	}
+	return status.Error(codes.Unavailable, "node shutting down")
+}
+
+// A verification of the whole log that found a broken chain exits 6
+// (broken) even when the stream is cut off after it: what was verified is
+// broken, whatever the rest is, and the error says why the rest was not
+// verified. It exited 4, as a verification that had found nothing.
+func TestVerifyAllThatFoundABreakThenWasCutOffExitsBroken(t *testing.T) {
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderAuditServiceServer(gs, brokenThenCut{}) })
+	r := run(t, addr, "audit", "verify", "--all")
+	if r.code != cli.ExitBrokenChain || !strings.Contains(r.stdout, "o-1") {
+		t.Fatalf("exit %d, want %d, with the broken order printed: %s%s", r.code, cli.ExitBrokenChain, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "node shutting down") {
+		t.Fatalf("the error does not say why the verification stopped: %s", r.stderr)
+	}
+}
