@@ -533,3 +533,33 @@ func TestRevisionIsTheOrdersEventCount(t *testing.T) {
 		}
 	}
 }
+
+// A refused request records nothing, so the same request sent again once
+// the order allows it is decided anew (README): a ShipOrder refused before
+// the payment ships the order once it is paid, and is then answered with
+// that original.
+func TestRefusedRequestIsDecidedAnew(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	o := createDraft(t, e).GetOrder()
+	ship := &ordersv1.ShipOrderRequest{RequestId: rid(), OrderId: o.GetOrderId(), Carrier: "DHL", TrackingNumber: "T-1"}
+	if _, err := e.client.ShipOrder(ctx, ship); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("ShipOrder of a draft: %v, want FAILED_PRECONDITION", err)
+	}
+	placed, err := e.client.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: o.GetOrderId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.RecordPayment(ctx, &ordersv1.RecordPaymentRequest{RequestId: rid(), OrderId: o.GetOrderId(),
+		Outcome: ordersv1.PaymentOutcome_PAYMENT_OUTCOME_AUTHORIZED, PaymentRef: "psp-1", Amount: placed.GetOrder().GetGrandTotal()}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.client.ShipOrder(ctx, ship)
+	if err != nil || first.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_SHIPPED {
+		t.Fatalf("the same ShipOrder once the order is paid: %v, %v; want it shipped", first.GetOrder().GetStatus(), err)
+	}
+	again, err := e.client.ShipOrder(ctx, ship)
+	if err != nil || again.GetRevision() != first.GetRevision() {
+		t.Fatalf("sent again: revision %d, %v; want the original answer at %d", again.GetRevision(), err, first.GetRevision())
+	}
+}
