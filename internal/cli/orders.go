@@ -222,7 +222,19 @@ func (a *app) orderCurrency(ctx context.Context, orderID, given string) (string,
 		cctx, cancel := a.callCtx(ctx)
 		defer cancel()
 		res, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(cctx, &ordersv1.GetOrderRequest{OrderId: orderID})
-		if cur := res.GetOrder().GetCurrency(); err == nil && cur != "" && cur != given {
+		cur := res.GetOrder().GetCurrency()
+		if status.Code(err) == codes.NotFound {
+			// An order just created may not be in the read model yet;
+			// the log has it (for a token with the auditor role). A
+			// price read in another currency's decimals would be
+			// recorded in the order's: AddItem carries no currency
+			// for the server to check.
+			hist, herr := ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(cctx, &ordersv1.GetOrderHistoryRequest{OrderId: orderID, PageSize: 1})
+			if evs := hist.GetEvents(); herr == nil && len(evs) > 0 {
+				cur, err = evs[0].GetEvent().GetOrderCreated().GetCurrency(), nil
+			}
+		}
+		if err == nil && cur != "" && cur != given {
 			return "", usagef("--currency %s: order %s is in %s", given, orderID, cur)
 		}
 		return given, nil
@@ -277,7 +289,7 @@ func (a *app) addItemCmd() *cobra.Command {
 		Use:   "add-item ORDER SKU QTY PRICE",
 		Short: "Add a line to a draft order (PRICE in the order currency's major unit)",
 		Example: `  ordersctl orders add-item 7d3f0c2a-... PEN-9 3 1.99
-  ordersctl orders add-item 7d3f0c2a-... TEA 2 1200 --currency JPY   # stated: checked by one read, not retried`,
+  ordersctl orders add-item 7d3f0c2a-... TEA 2 1200 --currency JPY   # stated: checked by one read (of the log, for an order not yet in the read model), not retried`,
 		Args: cobra.ExactArgs(4),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			qty, err := strconv.ParseInt(args[2], 10, 64)

@@ -551,3 +551,44 @@ func TestVerifyAllThatFoundABreakThenWasCutOffExitsBroken(t *testing.T) {
 		t.Fatalf("the error does not say why the verification stopped: %s", r.stderr)
 	}
 }
+
+// lagging is an ordersd whose read model does not have order o-1 yet
+// (created in EUR, as its log says), and that counts the items added.
+type lagging struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	ordersv1.UnimplementedOrderAuditServiceServer
+	ordersv1.UnimplementedOrderCommandServiceServer
+	added *atomic.Int32
+}
+
+func (lagging) GetOrder(context.Context, *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
+	return nil, status.Error(codes.NotFound, "order not found")
+}
+
+func (lagging) GetOrderHistory(_ context.Context, req *ordersv1.GetOrderHistoryRequest) (*ordersv1.GetOrderHistoryResponse, error) {
+	return &ordersv1.GetOrderHistoryResponse{Events: []*ordersv1.RecordedEvent{{OrderId: req.GetOrderId(), Position: 1, Type: "OrderCreated",
+		Event: &ordersv1.Event{Event: &ordersv1.Event_OrderCreated{OrderCreated: &ordersv1.OrderCreated{CustomerId: "c-1", Currency: "EUR"}}}}}}, nil
+}
+
+func (l lagging) AddItem(context.Context, *ordersv1.AddItemRequest) (*ordersv1.AddItemResponse, error) {
+	l.added.Add(1)
+	return &ordersv1.AddItemResponse{}, nil
+}
+
+// add-item --currency naming another currency than the order's is refused
+// even while the read model does not have the order yet: the log is asked.
+// The stated currency was trusted then, and the price read in its decimals
+// (1200 JPY, 12.00 EUR for an order in euros) was recorded in the order's.
+func TestStatedCurrencyIsCheckedAgainstTheLogOfAnOrderNotYetRead(t *testing.T) {
+	var added atomic.Int32
+	addr := serve(t, func(gs *grpc.Server) {
+		l := lagging{added: &added}
+		ordersv1.RegisterOrderQueryServiceServer(gs, l)
+		ordersv1.RegisterOrderAuditServiceServer(gs, l)
+		ordersv1.RegisterOrderCommandServiceServer(gs, l)
+	})
+	fails(t, run(t, addr, "orders", "add-item", "o-1", "TEA", "2", "1200", "--currency", "JPY"), cli.ExitUsage)
+	if n := added.Load(); n != 0 {
+		t.Fatalf("%d item(s) added in another currency than the order's", n)
+	}
+}
