@@ -51,7 +51,7 @@ func newAuditData(q url.Values) *auditData {
 // verifyLog verifies every order's hash chain, streaming progress and each
 // broken order to the page's script.
 func (c *Console) verifyLog(w http.ResponseWriter, r *http.Request, s *session) {
-	ctx, cancel := c.liveContext(s.ctx) // a shutdown ends it
+	ctx, cancel := c.liveContext(s) // a shutdown ends it
 	defer cancel()
 	stream, err := c.audit.VerifyLog(ctx, &ordersv1.VerifyLogRequest{})
 	p := newProgress(w)
@@ -163,7 +163,7 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 		c.render(w, http.StatusBadRequest, "audit", v)
 		return
 	}
-	ctx, cancel := c.liveContext(s.ctx) // a shutdown ends it
+	ctx, cancel := c.liveContext(s) // a shutdown ends it
 	defer cancel()
 	stream, err := c.audit.StreamEvents(ctx, e.req)
 	var first *ordersv1.StreamEventsResponse

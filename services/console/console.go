@@ -150,6 +150,9 @@ type Console struct {
 	// done is closed by Shutdown, ending the live streams.
 	done     chan struct{}
 	shutdown sync.Once
+	// streams are the open streams of each session (by its cookie), which
+	// its sign-out ends.
+	streams sessionStreams
 }
 
 // healthTarget is one gRPC service whose health the operations page shows.
@@ -379,6 +382,7 @@ type session struct {
 	user
 	ctx  context.Context
 	csrf string
+	key  string // the session cookie's value: its streams' key (sessionStreams)
 }
 
 // staleForm is what a post without the session's CSRF token is told.
@@ -457,7 +461,7 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 			ck = &http.Cookie{Value: rand.Text()}
 			c.setCookie(w, ck.Value)
 		}
-		return &session{user: user{Subject: "anonymous", AuthOff: true}, ctx: r.Context(), csrf: csrfToken(ck.Value)}, true
+		return &session{user: user{Subject: "anonymous", AuthOff: true}, ctx: r.Context(), csrf: csrfToken(ck.Value), key: ck.Value}, true
 	}
 	if err != nil || ck.Value == "" {
 		return nil, false
@@ -468,7 +472,7 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 		return nil, false
 	}
 	ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+token)
-	return &session{user: user{Subject: p.Subject, p: p}, ctx: ctx, csrf: csrfToken(ck.Value)}, true
+	return &session{user: user{Subject: p.Subject, p: p}, ctx: ctx, csrf: csrfToken(ck.Value), key: ck.Value}, true
 }
 
 // csrfToken derives the CSRF token from the session cookie: a cross-site
@@ -599,9 +603,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 // session's CSRF token, though not a session that still authenticates: a
 // user whose token expired signs out all the same.
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
-	if ck, err := r.Cookie(cookieName); err == nil && ck.Value != "" && !csrfOK(r, csrfToken(ck.Value)) {
+	ck, err := r.Cookie(cookieName)
+	if err == nil && ck.Value != "" && !csrfOK(r, csrfToken(ck.Value)) {
 		http.Error(w, staleForm, http.StatusForbidden)
 		return
+	}
+	if err == nil && ck.Value != "" {
+		// The session's pages in other tabs stop receiving (their live
+		// updates, an export): their streams carry the token.
+		c.streams.end(ck.Value)
 	}
 	c.setCookie(w, "")
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)

@@ -133,17 +133,58 @@ func since(r *http.Request) (uint64, error) {
 	return strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
 }
 
-// liveContext is the request's context, also ended by Shutdown.
-func (c *Console) liveContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
+// liveContext is the context of one of session s's streams: the request's,
+// also ended by Shutdown and by the session's sign-out.
+func (c *Console) liveContext(s *session) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	forget := c.streams.add(s.key, cancel)
 	go func() {
 		select {
 		case <-c.done:
 			cancel()
 		case <-ctx.Done():
 		}
+		forget()
 	}()
 	return ctx, cancel
+}
+
+// sessionStreams holds the cancel functions of each session's open
+// streams, by session key.
+type sessionStreams struct {
+	mu sync.Mutex
+	m  map[string]map[*context.CancelFunc]struct{}
+}
+
+// add registers cancel under key; the function it returns forgets it.
+func (ss *sessionStreams) add(key string, cancel context.CancelFunc) (forget func()) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.m == nil {
+		ss.m = map[string]map[*context.CancelFunc]struct{}{}
+	}
+	if ss.m[key] == nil {
+		ss.m[key] = map[*context.CancelFunc]struct{}{}
+	}
+	p := &cancel
+	ss.m[key][p] = struct{}{}
+	return func() {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		delete(ss.m[key], p)
+		if len(ss.m[key]) == 0 {
+			delete(ss.m, key)
+		}
+	}
+}
+
+// end cancels every stream of key.
+func (ss *sessionStreams) end(key string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for p := range ss.m[key] {
+		(*p)()
+	}
 }
 
 // ended reports whether a watch ended the way streams end (the page went
@@ -180,7 +221,7 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 		http.Error(w, "bad live request", http.StatusBadRequest)
 		return
 	}
-	ctx, cancel := c.liveContext(s.ctx)
+	ctx, cancel := c.liveContext(s)
 	defer cancel()
 	// The page's position, 0 included (a page rendered on an empty log):
 	// resumed after, not "now", which would miss what changed since.
@@ -258,7 +299,7 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 		http.Error(w, "bad live request", http.StatusBadRequest)
 		return
 	}
-	ctx, cancel := c.liveContext(s.ctx)
+	ctx, cancel := c.liveContext(s)
 	defer cancel()
 	stream, err := c.query.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: r.PathValue("id"), FromPosition: from})
 	if err == nil {

@@ -183,7 +183,7 @@ func wantsProgress(r *http.Request) bool { return r.Header.Get("Accept") == "app
 // is bound to the request, as it is to the RPC: leaving the page cancels
 // it and the live read model stays as it was.
 func (c *Console) rebuild(w http.ResponseWriter, r *http.Request, s *session) {
-	ctx, cancel := c.liveContext(s.ctx) // a shutdown ends it, as leaving the page does
+	ctx, cancel := c.liveContext(s) // a shutdown ends it, as leaving the page does
 	defer cancel()
 	stream, err := c.admin.RebuildReadModel(ctx, &ordersv1.RebuildReadModelRequest{})
 	var p *progressWriter

@@ -41,3 +41,29 @@ func TestExpiredSessionFormPostGoesToSignIn(t *testing.T) {
 		t.Errorf("a form post with an expired session: %s %s %q, want 303 to the sign-in page", res.Status, res.Header.Get("Content-Type"), strings.TrimSpace(body))
 	}
 }
+
+// Signing out ends the session's open streams, in every tab of the
+// browser: a live list left open in another tab stops receiving the
+// orders' changes. It went on until its token expired, the stream holding
+// the token the sign-out had dropped.
+func TestSignOutEndsTheSessionsStreams(t *testing.T) {
+	c := startAuthed(t)
+	cl := newClient(t, c.base)
+	if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %s", res.Status)
+	}
+	_, page := cl.do("GET", "/console/orders", nil, nil)
+	m := csrfMeta.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no CSRF token on the page")
+	}
+	other := cl.live("/console/live/orders", "0") // the list, open in another tab
+	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {m[1]}}, nil); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out: %s", res.Status)
+	}
+	for other.sc.Scan() { // heartbeats and rows until it ends
+	}
+	if err := other.sc.Err(); err != nil {
+		t.Fatalf("the other tab's stream did not end with the sign-out: %v", err)
+	}
+}
