@@ -61,11 +61,20 @@ func (*RPCLog) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Contex
 // HandleConn implements stats.Handler.
 func (*RPCLog) HandleConn(context.Context, stats.ConnStats) {}
 
+// healthCheck is the method probes call every few seconds.
+const healthCheck = "/grpc.health.v1.Health/Check"
+
 func logRPC(ctx context.Context, log *slog.Logger, method string, start, end time.Time, err error) {
 	code := status.Code(err)
 	level := slog.LevelInfo
-	if code == codes.Internal || code == codes.Unknown || code == codes.DataLoss {
+	switch {
+	case code == codes.Internal || code == codes.Unknown || code == codes.DataLoss:
 		level = slog.LevelError
+	case code == codes.OK && method == healthCheck:
+		// A probe's answer, every few seconds from each prober: at
+		// info it would be most of an idle node's log. A check that
+		// fails is logged at info as any call.
+		level = slog.LevelDebug
 	}
 	h := log.Handler()
 	if !h.Enabled(ctx, level) {

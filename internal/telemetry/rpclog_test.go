@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/internal/telemetry"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
 )
 
 // The RPC line carries its duration as milliseconds (a number), and any
@@ -57,5 +59,34 @@ func TestLoggedMethodIsBounded(t *testing.T) {
 	}
 	if want := long[:256] + "…"; line.Method != want {
 		t.Fatalf("logged method of %d bytes, want the first 256 and an ellipsis", len(line.Method))
+	}
+}
+
+// A health check that succeeds, which probes make every few seconds, is
+// logged at debug, not info, where it was most of an idle node's log; one
+// that fails is logged at info as any call, and so is every other method.
+func TestSucceededHealthChecksAreLoggedAtDebug(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		err    error
+		want   int // lines at info
+	}{
+		{"/grpc.health.v1.Health/Check", nil, 0},
+		{"/grpc.health.v1.Health/Check", status.Error(codes.NotFound, "unknown service"), 1},
+		{"/orders.v1.OrderQueryService/GetOrder", nil, 1},
+	} {
+		var buf bytes.Buffer
+		l := telemetry.NewRPCLog(slog.New(slog.NewJSONHandler(&buf, nil)))
+		now := time.Now()
+		l.HandleRPC(l.TagRPC(t.Context(), &stats.RPCTagInfo{FullMethodName: tc.method}), &stats.End{BeginTime: now, EndTime: now, Error: tc.err})
+		if got := strings.Count(buf.String(), "\n"); got != tc.want {
+			t.Errorf("%s (%v): %d line(s) at info, want %d: %s", tc.method, tc.err, got, tc.want, buf.String())
+		}
+		buf.Reset()
+		l = telemetry.NewRPCLog(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		l.HandleRPC(l.TagRPC(t.Context(), &stats.RPCTagInfo{FullMethodName: tc.method}), &stats.End{BeginTime: now, EndTime: now, Error: tc.err})
+		if strings.Count(buf.String(), "\n") != 1 {
+			t.Errorf("%s (%v) at debug: %q, want one line", tc.method, tc.err, buf.String())
+		}
 	}
 }
