@@ -709,10 +709,11 @@ func floorCreateWithRoles(ctx context.Context, cfg FloorConfig, dir, roles strin
 
 // Health returns a target whose every op is grpc.health.v1.Health/Check on
 // g's connection: the cheapest unary RPC the server has, for the gRPC
-// floor. It passes the server's authentication and request guard and is
-// logged, as every RPC is, but ordersd exempts it from its in-flight limit
-// and from RPC metrics and tracing (probes would swamp them): what those
-// cost an operation counts against it.
+// floor. It passes the server's authentication and request guard, as
+// every RPC does, but ordersd exempts it from its in-flight limit, from
+// RPC metrics and tracing, and (since bed3153) from the RPC log line at
+// the info level, at debug when it succeeds (probes would swamp them):
+// what those cost an operation counts against it.
 func (g *GRPC) Health() Target { return healthTarget{healthpb.NewHealthClient(g.conn)} }
 
 type healthTarget struct{ c healthpb.HealthClient }
