@@ -1,11 +1,8 @@
 package httpapi_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
@@ -15,6 +12,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/httpapi"
+	"github.com/orderstream/orderstream/internal/stalled"
 	"google.golang.org/grpc"
 )
 
@@ -39,18 +37,6 @@ func (f floodWatch) WatchOrder(req *ordersv1.WatchOrderRequest, s grpc.ServerStr
 	}
 }
 
-// smallBuffers hands out connections whose kernel send buffer is small, so
-// that a client that reads nothing fills it after a few writes.
-type smallBuffers struct{ net.Listener }
-
-func (l smallBuffers) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(4096)
-	}
-	return c, err
-}
-
 // A watch whose client keeps its connection open but stops reading ends
 // once a write has waited WithWriteTimeout, and its call with it, as
 // newline-delimited JSON and as Server-Sent Events. It held its handler,
@@ -67,28 +53,8 @@ func TestWatchOfAClientThatStopsReadingEnds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
-			go func() { _ = srv.Serve(smallBuffers{lis}) }()
-			t.Cleanup(func() { _ = srv.Close() })
-
-			conn, err := net.Dial("tcp", lis.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = conn.Close() })
-			_ = conn.(*net.TCPConn).SetReadBuffer(4096)
-			fmt.Fprintf(conn, "GET /v1/orders/o-1:watch HTTP/1.1\r\nHost: orders\r\nAccept: %s\r\n\r\n", accept)
-			res, err := http.ReadResponse(bufio.NewReaderSize(conn, 16), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = conn.Close(); _ = res.Body.Close() }) // the stream never ends by itself
-			if res.StatusCode != http.StatusOK {
-				t.Fatalf("status %d, want 200", res.StatusCode)
+			if code := stalled.Get(t, gw, "/v1/orders/o-1:watch", accept); code != http.StatusOK {
+				t.Fatalf("status %d, want 200", code)
 			}
 			// The client reads nothing more; the connection stays open.
 			select {

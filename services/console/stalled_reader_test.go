@@ -1,8 +1,6 @@
 package console_test
 
 import (
-	"bufio"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -10,6 +8,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/stalled"
 	consolepkg "github.com/orderstream/orderstream/services/console"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -37,18 +36,6 @@ func (f floodWatch) WatchOrder(req *ordersv1.WatchOrderRequest, s grpc.ServerStr
 	}
 }
 
-// smallBuffers hands out connections whose kernel send buffer is small, so
-// that a client that reads nothing fills it after a few writes.
-type smallBuffers struct{ net.Listener }
-
-func (l smallBuffers) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(4096)
-	}
-	return c, err
-}
-
 // An order page's live stream whose browser keeps the connection open but
 // takes nothing ends once a write has waited Config.WriteTimeout, and its
 // watch with it. It held the handler, its heartbeat and the watch until the
@@ -73,27 +60,8 @@ func TestLiveStreamOfABrowserThatStopsReadingEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(con.Shutdown)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: con, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(smallBuffers{lis}) }()
-	t.Cleanup(func() { _ = srv.Close() })
-
-	c, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = c.(*net.TCPConn).SetReadBuffer(4096)
-	fmt.Fprint(c, "GET /console/orders/o-1/events?since=1&rev=1 HTTP/1.1\r\nHost: console\r\nAccept: text/event-stream\r\n\r\n")
-	res, err := http.ReadResponse(bufio.NewReaderSize(c, 16), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(); _ = res.Body.Close() }) // the stream never ends by itself
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("status %d, want 200", res.StatusCode)
+	if code := stalled.Get(t, con, "/console/orders/o-1/events?since=1&rev=1", "text/event-stream"); code != http.StatusOK {
+		t.Fatalf("status %d, want 200", code)
 	}
 	// The browser reads nothing more; the connection stays open.
 	select {
