@@ -23,21 +23,8 @@ import (
 // JWKS leaves the keys read before in use. The file was read at start-up
 // only.
 func TestJWKSFileIsReadAgainWhenItChanges(t *testing.T) {
-	oldKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks := func(keys ...jose.JSONWebKey) string {
-		b, err := json.Marshal(jose.JSONWebKeySet{Keys: keys})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	oldKey, newKey := p256(t), p256(t)
+	jwks := func(keys ...jose.JSONWebKey) string { return jwksJSON(t, keys...) }
 	oldPub := jose.JSONWebKey{Key: &oldKey.PublicKey, KeyID: "2026-old", Algorithm: "ES256", Use: "sig"}
 	newPub := jose.JSONWebKey{Key: &newKey.PublicKey, KeyID: "2026-new", Algorithm: "ES256", Use: "sig"}
 	path := write(t, "jwks.json", jwks(oldPub))
@@ -88,24 +75,13 @@ func TestJWKSFileIsReadAgainWhenItChanges(t *testing.T) {
 // tokens' (empty) kid too, so the file was not looked at, and the tokens
 // were refused until the recheck interval had passed.
 func TestJWKSKeyAddedWithoutKidVerifiesAtOnce(t *testing.T) {
-	oldKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldKey, newKey := p256(t), p256(t)
 	jwks := func(keys ...*ecdsa.PrivateKey) string {
-		var set jose.JSONWebKeySet
+		var pub []jose.JSONWebKey
 		for _, k := range keys {
-			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.PublicKey, Algorithm: "ES256", Use: "sig"})
+			pub = append(pub, jose.JSONWebKey{Key: &k.PublicKey, Algorithm: "ES256", Use: "sig"})
 		}
-		b, err := json.Marshal(set)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
+		return jwksJSON(t, pub...)
 	}
 	path := write(t, "jwks.json", jwks(oldKey))
 	a, err := auth.Load(auth.Config{JWKSFile: path})
@@ -128,4 +104,24 @@ func TestJWKSKeyAddedWithoutKidVerifiesAtOnce(t *testing.T) {
 	if p, err := a.Authenticate(byNew); err != nil || p.Subject != "bob" {
 		t.Fatalf("a token of the key just added to the file: %v, %v; want bob at once", p, err)
 	}
+}
+
+// p256 is a new P-256 key.
+func p256(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// jwksJSON is a JWKS of keys.
+func jwksJSON(t *testing.T, keys ...jose.JSONWebKey) string {
+	t.Helper()
+	b, err := json.Marshal(jose.JSONWebKeySet{Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

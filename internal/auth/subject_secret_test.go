@@ -1,10 +1,7 @@
 package auth_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -125,15 +122,8 @@ func TestUnrecordableSubjectIsInvalidEverywhere(t *testing.T) {
 // A JWKS key published for encryption ("use": "enc") verifies no token:
 // it is not the issuer's signing key. It did.
 func TestJWKSKeyForEncryptionVerifiesNoToken(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k", Use: "enc"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.Load(auth.Config{JWKSFile: write(t, "jwks.json", string(b))})
+	key := p256(t)
+	a, err := auth.Load(auth.Config{JWKSFile: write(t, "jwks.json", jwksJSON(t, jose.JSONWebKey{Key: &key.PublicKey, KeyID: "k", Use: "enc"}))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,19 +20,9 @@ import (
 func TestUntrustedServerCertificateIsNotRetried(t *testing.T) {
 	_, cert, key, _, _ := tlstest.Generate(t, t.TempDir())
 	otherCA, _, _, _, _ := tlstest.Generate(t, t.TempDir())
-	pair, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}})))
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
+	addr := serveTLS(t, cert, key, func(*grpc.Server) {})
 	for _, args := range [][]string{{"orders", "get", "o-1"}, {"orders", "watch", "o-1"}} {
-		r := run(t, lis.Addr().String(), append([]string{"--ca", otherCA, "--timeout", "3s"}, args...)...)
+		r := run(t, addr, append([]string{"--ca", otherCA, "--timeout", "3s"}, args...)...)
 		if r.code != cli.ExitOther {
 			t.Errorf("%v against an untrusted certificate: exit %d, want %d: %s", args, r.code, cli.ExitOther, r.stderr)
 		}
@@ -47,6 +37,24 @@ func TestUntrustedServerCertificateIsNotRetried(t *testing.T) {
 func TestServerNameVerifiesACertificateForAnotherName(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := tlstest.SelfSigned(t, dir, "orders.internal")
+	addr := serveTLS(t, cert, key, func(gs *grpc.Server) {
+		hs := health.NewServer()
+		for _, svc := range []string{"", ordersv1.OrderCommandService_ServiceDesc.ServiceName} {
+			hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+		}
+		healthpb.RegisterHealthServer(gs, hs)
+	})
+	if r := run(t, addr, "--ca", cert, "--timeout", "3s", "admin", "health"); r.code != cli.ExitOther {
+		t.Fatalf("without --server-name: exit %d, want %d (untrusted): %s", r.code, cli.ExitOther, r.stderr)
+	}
+	ok(t, run(t, addr, "--ca", cert, "--server-name", "orders.internal", "--timeout", "3s", "admin", "health"))
+}
+
+// serveTLS serves what register registers over TLS with the certificate
+// cert (key its key) on a loopback port until the test ends, and returns
+// its address.
+func serveTLS(t *testing.T, cert, key string, register func(*grpc.Server)) string {
+	t.Helper()
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
 		t.Fatal(err)
@@ -56,16 +64,8 @@ func TestServerNameVerifiesACertificateForAnotherName(t *testing.T) {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}})))
-	hs := health.NewServer()
-	for _, svc := range []string{"", ordersv1.OrderCommandService_ServiceDesc.ServiceName} {
-		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
-	}
-	healthpb.RegisterHealthServer(gs, hs)
+	register(gs)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
-	addr := lis.Addr().String()
-	if r := run(t, addr, "--ca", cert, "--timeout", "3s", "admin", "health"); r.code != cli.ExitOther {
-		t.Fatalf("without --server-name: exit %d, want %d (untrusted): %s", r.code, cli.ExitOther, r.stderr)
-	}
-	ok(t, run(t, addr, "--ca", cert, "--server-name", "orders.internal", "--timeout", "3s", "admin", "health"))
+	return lis.Addr().String()
 }
