@@ -145,6 +145,7 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 		case <-runner.Ready():
 			n.log.Info("read model caught up", "position", runner.Position())
 		case <-ctx.Done():
+		case <-proj.done: // stopped before it caught up: Run returns, maybe with ctx alive
 		}
 	}()
 	return role{
