@@ -61,12 +61,15 @@ func main() {
 	// left to the signal's default action: in a container ordersd is
 	// process 1, which the kernel does not end by a signal it does not
 	// handle.
+	// It writes the log lines held first, as every exit does. Notify
+	// comes before stop, so that no signal falls between them.
 	second := make(chan os.Signal, 1)
 	context.AfterFunc(ctx, func() {
-		stop()
 		signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+		stop()
 		go func() {
 			<-second
+			closeLog()
 			os.Exit(1)
 		}()
 	})
