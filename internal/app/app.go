@@ -118,6 +118,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(Ad
 		probe.checks = append(probe.checks, r.checks...)
 	}
 	n.routeHTTP(probe, roles)
+	n.starting.handOver()
 	n.serve()
 	stopHealth := n.startHealth(ctx, probe, roles)
 	n.down.push(stopHealth)
@@ -151,6 +152,10 @@ func (n *node) start(ctx context.Context, o runOptions) ([]role, error) {
 	// phases that may take long (the wait for NATS, a read model's
 	// migration), and the rest that it is starting.
 	n.startHTTP()
+	// And the gRPC listener, for health checks (NOT_SERVING) and calls
+	// (UNAVAILABLE), until the roles' server takes it over.
+	n.starting = n.startGRPCWhileStarting()
+	n.down.push(n.starting.handOver)
 	if o.listening != nil {
 		o.listening(n.addrs)
 	}
@@ -183,7 +188,8 @@ type node struct {
 	down teardown
 
 	grpcLis, httpLis net.Listener
-	http             *httpFront // serving from start-up on
+	http             *httpFront    // serving from start-up on
+	starting         *startingGRPC // serving grpcLis until the roles' server does
 	nc               *nats.Conn
 	js               jetstream.JetStream
 	store            *eventstore.Store

@@ -16,14 +16,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/config"
+	"github.com/orderstream/orderstream/internal/natsconn/natstest"
 	"github.com/orderstream/orderstream/internal/natsembed"
 	"github.com/orderstream/orderstream/internal/pii"
+	"github.com/orderstream/orderstream/internal/tcpproxy"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // startErr runs ordersd with vars over loopback defaults and returns the
@@ -207,7 +213,8 @@ func TestAnotherMasterKeyStopsStartUp(t *testing.T) {
 // A node still starting (here waiting for a NATS server that takes the
 // connection and never speaks) is alive: from its first phase on, GET
 // /healthz answers 200, GET /readyz 503 "starting" and an API route 503
-// UNAVAILABLE with Retry-After, so a liveness probe does not restart a
+// UNAVAILABLE with Retry-After (and over gRPC, health NOT_SERVING and a
+// call UNAVAILABLE), so a liveness probe does not restart a
 // node through a long start-up (a wait for NATS, a read model's
 // migration). The stop it is given then ends it without an error.
 func TestStartingNodeAnswersLiveness(t *testing.T) {
@@ -254,6 +261,18 @@ func TestStartingNodeAnswersLiveness(t *testing.T) {
 	if code != http.StatusServiceUnavailable || body["code"] != float64(codes.Unavailable) || header.Get("Retry-After") == "" {
 		t.Fatalf("an API route while starting: %d %v (Retry-After %q), want 503 UNAVAILABLE with Retry-After", code, body, header.Get("Retry-After"))
 	}
+	// gRPC likewise: a health check is NOT_SERVING and a call UNAVAILABLE.
+	// The listener was bound but not served: a call heard nothing until
+	// its own deadline.
+	cctx, ccancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer ccancel()
+	conn := dial(t, addrs.GRPC)
+	if res, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{}); err != nil || res.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("gRPC health while starting: %v (code %v), want NOT_SERVING", res, status.Code(err))
+	}
+	if _, err := ordersv1.NewOrderQueryServiceClient(conn).GetOrder(cctx, &ordersv1.GetOrderRequest{OrderId: "o-1"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a gRPC call while starting: %v, want UNAVAILABLE", err)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("stopped while starting: %v", err)
@@ -261,5 +280,52 @@ func TestStartingNodeAnswersLiveness(t *testing.T) {
 	if res, err := hc.Get("http://" + addrs.HTTP + "/healthz"); err == nil {
 		res.Body.Close()
 		t.Fatal("/healthz still answered after Run returned")
+	}
+}
+
+// A client connected while ordersd started (to the server that answers
+// NOT_SERVING meanwhile) reaches the roles once start-up is over, on the
+// same connection: the listener is handed over, not closed, and the
+// client connects again.
+func TestClientConnectedWhileStartingIsServedOnceStarted(t *testing.T) {
+	srv := natstest.StartServer(t, func(o *server.Options) { o.JetStream = true })
+	proxy, err := tcpproxy.Start(tcpproxy.To(srv.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	proxy.SetMode(tcpproxy.Refuse) // NATS down until the client has connected
+	cfg := apptest.Config(t, map[string]string{"NATS_URL": "nats://" + proxy.Addr(), "NATS_CONNECT_TIMEOUT": "10m", "ROLES": "command,query"})
+	ctx, cancel := context.WithCancel(t.Context())
+	listening, ready := make(chan app.Addrs, 1), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(app.Addrs) { close(ready) },
+			app.WithListening(func(a app.Addrs) { listening <- a }))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var addrs app.Addrs
+	select {
+	case addrs = <-listening:
+	case err := <-done:
+		t.Fatalf("ordersd stopped while waiting for NATS: %v", err)
+	}
+	conn := dial(t, addrs.GRPC)
+	cctx, ccancel := context.WithTimeout(t.Context(), time.Minute) // a bound, not a timing
+	defer ccancel()
+	if res, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{}); err != nil || res.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("gRPC health while starting: %v (code %v), want NOT_SERVING", res, status.Code(err))
+	}
+	proxy.SetMode(tcpproxy.Forward)
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("ordersd stopped: %v", err)
+	case <-cctx.Done():
+		t.Fatal("ordersd not ready a minute after NATS came up")
+	}
+	if _, err := ordersv1.NewOrderCommandServiceClient(conn).CreateOrder(cctx,
+		&ordersv1.CreateOrderRequest{RequestId: "started-1", CustomerId: "c-1", Currency: "EUR"}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("CreateOrder on the connection made while starting: %v", err)
 	}
 }

@@ -1,0 +1,107 @@
+package app
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// startingGRPC serves the gRPC listener while start-up runs (the wait for
+// NATS, a read model's migration), as the HTTP listener is served: a
+// health check is answered NOT_SERVING and every other call UNAVAILABLE
+// ("starting; retry"), where a client used to connect and then hear
+// nothing until its own deadline, and a pinned connection to a starting
+// node stalled instead of moving on. handOver stops it and leaves the
+// listener, still open, to the server of the roles.
+type startingGRPC struct {
+	srv    *grpc.Server
+	lis    *heldListener
+	served chan struct{} // closed when srv's Serve has returned
+}
+
+// startGRPCWhileStarting serves lis with a server of its own, with the
+// process's transport security.
+func (n *node) startGRPCWhileStarting() *startingGRPC {
+	var opts []grpc.ServerOption
+	if n.serverTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(n.serverTLS)))
+	}
+	opts = append(opts, grpc.MaxHeaderListSize(maxHeaderListSize),
+		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
+			return status.Error(codes.Unavailable, "ordersd is starting; retry")
+		}))
+	s := &startingGRPC{srv: grpc.NewServer(opts...), lis: &heldListener{Listener: n.grpcLis}, served: make(chan struct{})}
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.srv, hs)
+	go func() {
+		defer close(s.served)
+		_ = s.srv.Serve(s.lis) // it ends only when stopped
+	}()
+	return s
+}
+
+// handOver stops the server, ending its calls and connections (their
+// clients connect again, to the roles' server), and returns once it no
+// longer accepts on the listener, which it leaves open. Calling it again
+// does nothing.
+func (s *startingGRPC) handOver() {
+	s.srv.Stop()
+	<-s.served
+	s.lis.reopen()
+}
+
+// heldListener is a listener whose Close ends the Accept of the server
+// serving it without closing it, so that another server can serve it next.
+type heldListener struct {
+	net.Listener
+	mu     sync.Mutex
+	closed bool
+}
+
+func (l *heldListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		if c != nil {
+			// Accepted as the server stopped: its client connects
+			// again, to the next server.
+			_ = c.Close()
+		}
+		return nil, net.ErrClosed
+	}
+	return c, err
+}
+
+// Close makes Accept return net.ErrClosed, at once for one that waits:
+// the listener's deadline is set to the past.
+func (l *heldListener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	d, ok := l.Listener.(interface{ SetDeadline(time.Time) error })
+	if !ok {
+		return errors.New("app: the gRPC listener cannot be handed over")
+	}
+	return d.SetDeadline(time.Now())
+}
+
+// reopen lifts the deadline Close set, for the next server.
+func (l *heldListener) reopen() {
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		_ = d.SetDeadline(time.Time{})
+	}
+}
