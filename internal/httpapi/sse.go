@@ -102,6 +102,11 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Matched on the path as sent, as grpc-gateway now matches its routes:
 	// an order id holding '/' arrives as %2F, within its one segment.
 	p := routePath(r)
+	if isWatchPath(p) {
+		// Accept chooses between two answers of one route: a cache
+		// must not hand one to a client that asked for the other.
+		w.Header().Add("Vary", "Accept")
+	}
 	if !wantsEventStream(r) {
 		s.next.ServeHTTP(w, r)
 		return

@@ -63,3 +63,19 @@ func TestSSERefusedByAcceptIsNotServed(t *testing.T) {
 		t.Fatalf("Accept preferring Server-Sent Events: Content-Type %q", ct)
 	}
 }
+
+// A watch route's answer depends on Accept (newline-delimited JSON or
+// Server-Sent Events), so it says so (Vary: Accept), whichever it gave: a
+// cache would otherwise hand one to a client that asked for the other.
+func TestWatchAnswersVaryByAccept(t *testing.T) {
+	e := start(t)
+	c := e.draft(t, "vary", "")
+	path := "/v1/orders/" + c.GetOrder().GetOrderId() + ":watch"
+	pos := strconv.FormatUint(c.GetPosition(), 10)
+	if _, h, _ := openGet(t, e, path, "X-Min-Position", pos); h.Get("Vary") != "Accept" {
+		t.Errorf("newline-delimited watch: Vary %q, want Accept", h.Get("Vary"))
+	}
+	if s := openSSE(t, e, path, "X-Min-Position", pos); s.res.Header.Get("Vary") != "Accept" {
+		t.Errorf("Server-Sent Events watch: Vary %q, want Accept", s.res.Header.Get("Vary"))
+	}
+}
