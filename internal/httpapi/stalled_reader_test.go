@@ -1,8 +1,13 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
@@ -106,5 +111,121 @@ func TestKeptAliveConnectionOutlivesTheWriteTimeout(t *testing.T) {
 	}
 	if len(conns) != 2 || conns[0] != conns[1] {
 		t.Fatalf("requests went over connections %v, want one kept alive", conns)
+	}
+}
+
+// bigOrder answers GetOrder with a large order, as a big list page or an
+// order with many long lines is.
+type bigOrder struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	note string
+}
+
+func (b bigOrder) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
+	return &ordersv1.GetOrderResponse{Order: &ordersv1.Order{OrderId: req.GetOrderId(), CustomerId: b.note}}, nil
+}
+
+// A client that reads a large answer steadily, more slowly than the server
+// writes it, gets all of it: the write timeout bounds a write that waits on
+// a client that takes nothing, not how long an answer takes. Set once per
+// Write, it cut such an answer (grpc-gateway writes a unary answer in one
+// Write) once it had taken longer than the timeout.
+func TestLargeAnswerToASlowButReadingClientIsNotCut(t *testing.T) {
+	raw := make([]byte, 900<<10)
+	_, _ = rand.Read(raw)
+	note := base64.StdEncoding.EncodeToString(raw) // ~1.2 MB, incompressible
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderQueryServiceServer(gs, bigOrder{note: note})
+	const timeout = time.Second
+	gw, err := httpapi.New(t.Context(), serve(t, gs), httpapi.WithLogger(quiet()), httpapi.WithWriteTimeout(timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", stalled.Serve(t, gw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(32 << 10)
+	fmt.Fprintf(conn, "GET /v1/orders/o-1 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n")
+	// The client reads all the time, 8 KiB every 10 ms (about 0.8 MB/s,
+	// so the whole answer takes longer than the timeout), never waiting
+	// anywhere near the timeout between two reads.
+	paced := readerFunc(func(p []byte) (int, error) {
+		time.Sleep(10 * time.Millisecond) // the client's pace, not a synchronisation
+		return conn.Read(p[:min(len(p), 8<<10)])
+	})
+	res, err := http.ReadResponse(bufio.NewReaderSize(paced, 8<<10), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	if err != nil || n < int64(len(note)) {
+		t.Fatalf("status %d; read %d bytes of an answer of more than %d, then: %v", res.StatusCode, n, len(note), err)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// quietWatch sends one change, then none for idle (an order nobody
+// touches), then a second change, and ends.
+type quietWatch struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	idle time.Duration
+}
+
+func (q quietWatch) WatchOrder(req *ordersv1.WatchOrderRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
+	for pos := uint64(1); pos <= 2; pos++ {
+		if pos == 2 {
+			select { // the order is quiet for a while: the scenario, not a synchronisation
+			case <-time.After(q.idle):
+			case <-s.Context().Done():
+				return s.Context().Err()
+			}
+		}
+		if err := s.Send(&ordersv1.WatchOrderResponse{Order: &ordersv1.Order{OrderId: req.GetOrderId()}, Position: pos, Revision: pos, EventType: "ItemAdded"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Over HTTP/2 (what a TLS listener speaks to browsers and most clients) a
+// write deadline is a timer on the stream that resets it when it fires,
+// whether or not a write waits: a newline-delimited watch (which has no
+// heartbeat) quiet for longer than the write timeout was reset, its client
+// reading all along, as the deadline was never lifted.
+func TestQuietWatchOverHTTP2IsNotCut(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderQueryServiceServer(gs, quietWatch{idle: 5 * timeout})
+	gw, err := httpapi.New(t.Context(), serve(t, gs), httpapi.WithLogger(quiet()), httpapi.WithWriteTimeout(timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(gw)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/v1/orders/o-1:watch", nil)
+	req.Header.Set("Accept", "application/x-ndjson")
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.ProtoMajor != 2 || res.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s, want HTTP/2 200", res.Proto, res.Status)
+	}
+	sc := bufio.NewScanner(res.Body)
+	var lines int
+	for sc.Scan() {
+		lines++
+	}
+	if err := sc.Err(); err != nil || lines != 2 {
+		t.Fatalf("read %d change(s) of 2, then: %v", lines, err)
 	}
 }

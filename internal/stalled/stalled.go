@@ -13,12 +13,9 @@ import (
 	"time"
 )
 
-// Get serves h on a loopback listener whose connections have small kernel
-// send buffers, sends it GET path with Accept accept from a client with a
-// small receive buffer, and returns the answer's status code once its
-// headers came; the client reads nothing more, and its connection stays
-// open until the test ends. It fails t when the request cannot be made.
-func Get(t *testing.T, h http.Handler, path, accept string) int {
+// Serve serves h on a loopback listener whose connections have small kernel
+// send buffers until the test ends, and returns its address.
+func Serve(t *testing.T, h http.Handler) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,7 +24,17 @@ func Get(t *testing.T, h http.Handler, path, accept string) int {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(smallBuffers{lis}) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	conn, err := net.Dial("tcp", lis.Addr().String())
+	return lis.Addr().String()
+}
+
+// Get serves h as Serve does, sends it GET path with Accept accept from a
+// client with a small receive buffer, and returns the answer's status code
+// once its headers came; the client reads nothing more, and its connection
+// stays open until the test ends. It fails t when the request cannot be
+// made.
+func Get(t *testing.T, h http.Handler, path, accept string) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", Serve(t, h))
 	if err != nil {
 		t.Fatal(err)
 	}

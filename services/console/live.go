@@ -14,6 +14,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/writewait"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -34,8 +35,7 @@ type eventStream struct {
 	rc    *http.ResponseController
 	every time.Duration
 	wait  time.Duration // how long one write may wait on the client
-	// closing is set by close: a write that starts after it does not
-	// put off the deadline close set.
+	// closing is set by close: no write starts after it.
 	closing atomic.Bool
 	beat    *time.Ticker
 	stop    chan struct{}
@@ -103,26 +103,29 @@ func (e *eventStream) send(event string, id uint64, data []byte) error {
 }
 
 // write writes b and flushes it; a write other than a heartbeat puts the
-// next heartbeat a whole period off.
+// next heartbeat a whole period off. None starts once close has begun.
 //
-// Each write has a deadline wait ahead: a browser that keeps its connection
-// open but takes nothing would otherwise hold the handler, the heartbeat
-// and the watch until the connection died.
+// Each piece of a write, and the flush, has a deadline wait ahead
+// (package writewait): a browser that keeps its connection open but takes
+// nothing would otherwise hold the handler, the heartbeat and the watch
+// until the connection died.
 func (e *eventStream) write(b []byte, heartbeat bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_ = e.rc.SetWriteDeadline(time.Now().Add(e.wait))
 	if e.closing.Load() {
-		_ = e.rc.SetWriteDeadline(time.Now())
+		return errClosing
 	}
-	if _, err := e.w.Write(b); err != nil {
+	if _, err := writewait.Write(e.w, e.rc, b, e.wait); err != nil {
 		return err
 	}
 	if !heartbeat {
 		e.beat.Reset(e.every)
 	}
-	return e.rc.Flush()
+	return writewait.Flush(e.rc, e.wait)
 }
+
+// errClosing is a write after close began.
+var errClosing = errors.New("console: the stream is closing")
 
 // since is where a live stream resumes: the browser's Last-Event-ID when
 // it reconnects, else the position the page was rendered at.
