@@ -61,18 +61,22 @@ func (s *startingGRPC) handOver() {
 
 // heldListener is a listener whose Close ends the Accept of the server
 // serving it without closing it, so that another server can serve it next.
+// Close also closes the connections it accepted: grpc-go's Stop waits for
+// a connection still in its handshake (one that sent nothing yet: a load
+// balancer's TCP check, a stuck client) for up to two minutes, and start-up
+// would wait with it.
 type heldListener struct {
 	net.Listener
 	mu     sync.Mutex
 	closed bool
+	conns  map[*heldConn]struct{}
 }
 
 func (l *heldListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	l.mu.Lock()
-	closed := l.closed
-	l.mu.Unlock()
-	if closed {
+	defer l.mu.Unlock()
+	if l.closed {
 		if c != nil {
 			// Accepted as the server stopped: its client connects
 			// again, to the next server.
@@ -80,23 +84,51 @@ func (l *heldListener) Accept() (net.Conn, error) {
 		}
 		return nil, net.ErrClosed
 	}
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	hc := &heldConn{Conn: c, l: l}
+	if l.conns == nil {
+		l.conns = map[*heldConn]struct{}{}
+	}
+	l.conns[hc] = struct{}{}
+	return hc, nil
 }
 
-// Close makes Accept return net.ErrClosed, at once for one that waits:
-// the listener's deadline is set to the past.
+// Close makes Accept return net.ErrClosed, at once for one that waits (the
+// listener's deadline is set to the past), and closes the connections
+// Accept handed out.
 func (l *heldListener) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return nil
 	}
 	l.closed = true
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
 	d, ok := l.Listener.(interface{ SetDeadline(time.Time) error })
 	if !ok {
 		return errors.New("app: the gRPC listener cannot be handed over")
 	}
 	return d.SetDeadline(time.Now())
+}
+
+// heldConn is a connection heldListener accepted; closed, it is forgotten.
+type heldConn struct {
+	net.Conn
+	l *heldListener
+}
+
+func (c *heldConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // reopen lifts the deadline Close set, for the next server.

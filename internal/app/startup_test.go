@@ -329,3 +329,57 @@ func TestClientConnectedWhileStartingIsServedOnceStarted(t *testing.T) {
 		t.Fatalf("CreateOrder on the connection made while starting: %v", err)
 	}
 }
+
+// A client that opened a TCP connection to the gRPC port while ordersd was
+// starting and sent nothing (a load balancer's TCP check that keeps its
+// connection, a stuck client, a port scanner) does not hold start-up. The
+// start-up server's Stop (handOver) waited for its connections'
+// handshakes, which grpc-go bounds only by its connection timeout (120 s).
+func TestIdleConnectionWhileStartingDoesNotHoldReadiness(t *testing.T) {
+	cfg := apptest.Config(t, map[string]string{"ROLES": "command,query"})
+	ctx, cancel := context.WithCancel(t.Context())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	idle := make(chan net.Conn, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(app.Addrs) { close(ready) },
+			app.WithListening(func(a app.Addrs) {
+				// Called before start-up's long phases: the start-up
+				// gRPC server serves the listener now.
+				c, err := net.Dial("tcp", a.GRPC)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// Its SETTINGS frame: it took the connection and now
+				// waits for the client's preface, which never comes.
+				if _, err := io.ReadFull(c, make([]byte, 9)); err != nil {
+					t.Error(err)
+				}
+				idle <- c
+			}))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var c net.Conn
+	select {
+	case c = <-idle:
+	case err := <-done:
+		t.Fatalf("ordersd stopped: %v", err)
+	}
+	defer c.Close()
+	select {
+	case <-ready:
+		return
+	case err := <-done:
+		t.Fatalf("ordersd stopped: %v", err)
+	case <-time.After(30 * time.Second): // a bound, far above a start-up on embedded NATS
+	}
+	// Proof of the cause: let the idle client go, and ordersd is ready at once.
+	c.Close()
+	select {
+	case <-ready:
+		t.Fatal("ordersd was not ready 30 s into start-up while one client held an idle connection to the gRPC port; it became ready as soon as that connection closed (the start-up server's Stop waited for its handshake)")
+	case <-time.After(30 * time.Second):
+		t.Fatal("ordersd not ready after 60 s, even once the idle connection closed")
+	}
+}
