@@ -93,9 +93,13 @@ const (
 	// ShippingFiredConsumer the shipping SLAs': one consumer each, so that
 	// payment timeouts the command side cannot take yet, retried and
 	// holding the consumer's acknowledgements, never keep an overdue
-	// shipment (which needs no command side) from being flagged.
-	FiredConsumer         = "deadlines-fired"
+	// shipment (which needs no command side) from being flagged. Builds
+	// before had one consumer for both, LegacyFiredConsumer, which this
+	// build leaves as it is to their nodes during a rolling upgrade (a
+	// firing both enforce is enforced twice, which changes nothing).
+	FiredConsumer         = "deadlines-fired-payment"
 	ShippingFiredConsumer = "deadlines-fired-shipping"
+	LegacyFiredConsumer   = "deadlines-fired"
 	PriorityGroup         = "deadlines"
 	// ReasonPaymentTimeout is the cancel reason of a payment timeout.
 	ReasonPaymentTimeout = "payment_timeout"
