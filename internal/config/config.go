@@ -14,7 +14,6 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -649,10 +648,11 @@ func upstreamAddr(a string) error {
 	if err != nil || host == "" || port == "" {
 		return errors.New("is not host:port (or a gRPC target such as dns:///host:port)")
 	}
-	// gRPC dials a port that is no number from 1 to 65535 and fails every
-	// call (unknown port, invalid port, connection refused).
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return fmt.Errorf("port %q is not a port number (1 to 65535)", port)
+	// gRPC dials a port that is no number from 1 to 65535 nor a known
+	// service name (https) and fails every call (unknown port, invalid
+	// port, connection refused).
+	if n, err := net.LookupPort("tcp", port); err != nil || n == 0 {
+		return fmt.Errorf("port %q is not a port number (1 to 65535) or a service name", port)
 	}
 	return nil
 }
