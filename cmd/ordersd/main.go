@@ -69,7 +69,14 @@ func main() {
 		stop()
 		go func() {
 			<-second
-			closeLog()
+			// Within a second: should the hang be stderr itself (a
+			// full pipe), the signal still ends the process.
+			written := make(chan struct{})
+			go func() { closeLog(); close(written) }()
+			select {
+			case <-written:
+			case <-time.After(time.Second):
+			}
 			os.Exit(1)
 		}()
 	})
