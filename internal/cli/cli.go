@@ -37,7 +37,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -350,8 +349,10 @@ func checkAddr(addr string) error {
 	if err != nil {
 		return errors.New("want HOST:PORT, e.g. 127.0.0.1:50051")
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return fmt.Errorf("port %q is not a port number", port)
+	// A service name (https) is a port gRPC dials, as config takes it
+	// for the roles' upstream addresses.
+	if n, err := net.LookupPort("tcp", port); err != nil || n == 0 {
+		return fmt.Errorf("port %q is not a port number or a service name", port)
 	}
 	return nil
 }

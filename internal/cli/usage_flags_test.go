@@ -12,7 +12,8 @@ func TestUnusableFlagValuesAreUsageErrors(t *testing.T) {
 		{"--addr", "http://127.0.0.1:50051", "orders", "get", "o-1"},
 		{"--addr", "127.0.0.1:50051:1", "orders", "get", "o-1"},
 		{"--addr", "localhost", "orders", "get", "o-1"},
-		{"--addr", "localhost:http", "orders", "get", "o-1"},
+		{"--addr", "localhost:5O051", "orders", "get", "o-1"},
+		{"--addr", "localhost:0", "orders", "get", "o-1"},
 		{"orders", "get", "o-1", "--min-position", "3", "--max-wait", "-5s"},
 		{"orders", "get", "o-1", "--max-wait", "5s"},
 		{"orders", "list", "--max-wait", "5s"},
@@ -22,7 +23,8 @@ func TestUnusableFlagValuesAreUsageErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, want 1 (usage): %s%s", args, r.code, r.stdout, r.stderr)
 		}
 	}
-	for _, addr := range []string{"dns:///127.0.0.1:1", "[::1]:1", "unix:/nonexistent/orders.sock"} {
+	// A port named by its service (http) is one gRPC dials. It was refused.
+	for _, addr := range []string{"dns:///127.0.0.1:1", "[::1]:1", "unix:/nonexistent/orders.sock", "127.0.0.1:http"} {
 		if r := run(t, addr, "--timeout", "200ms", "orders", "get", "o-1"); r.code == 1 {
 			t.Errorf("--addr %s refused as a usage error: %s", addr, r.stderr)
 		}
