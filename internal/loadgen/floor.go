@@ -718,8 +718,14 @@ func (g *GRPC) Health() Target { return healthTarget{healthpb.NewHealthClient(g.
 
 type healthTarget struct{ c healthpb.HealthClient }
 
+// Do counts an answer other than SERVING as a failure (the status's name):
+// the floor of a server not ready is no floor, and the phase's failure
+// check refuses it.
 func (h healthTarget) Do(ctx context.Context, _ Op, _ *rand.Rand) string {
-	_, err := h.c.Check(ctx, &healthpb.HealthCheckRequest{})
+	res, err := h.c.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil && res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return res.GetStatus().String()
+	}
 	return class(err)
 }
 

@@ -3,6 +3,7 @@ package loadgen_test
 import (
 	"context"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/orderstream/orderstream/internal/app/apptest"
 	"github.com/orderstream/orderstream/internal/loadgen"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func TestParseMix(t *testing.T) {
@@ -232,6 +236,34 @@ func TestHealthTarget(t *testing.T) {
 	}
 	if rep.Completed == 0 || len(rep.Overall.Errors) != 0 {
 		t.Fatalf("health: %d completed, errors %v", rep.Completed, rep.Overall.Errors)
+	}
+}
+
+// A Health/Check answered NOT_SERVING (a server not ready) is a failure of
+// the health target, not a success: it was counted as one, and a floor
+// measured on a server that was not ready passed the phase's check.
+func TestHealthTargetCountsNotServingAsAFailure(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	g, err := loadgen.NewGRPC(lis.Addr().String(), loadgen.Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	rep, err := loadgen.RunClosed(t.Context(), "health", g.Health(), 2, 100*time.Millisecond, loadgen.Mix{loadgen.Get: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Overall.Errors["NOT_SERVING"] == 0 {
+		t.Fatalf("health against a server not serving: %d completed, errors %v; want NOT_SERVING counted", rep.Completed, rep.Overall.Errors)
 	}
 }
 
