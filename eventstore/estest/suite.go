@@ -375,6 +375,12 @@ func testRequestReused(t *testing.T, s Store) {
 	if !errors.Is(err, eventstore.ErrRequestReused) && !errors.Is(err, eventstore.ErrConflict) {
 		t.Fatalf("batch: err = %v, want ErrRequestReused or ErrConflict", err)
 	}
+	// At a revision the order is not at, the revision is what is wrong,
+	// whoever used the request id: ErrConflict (the JetStream server checks
+	// the order's sequence before message ids).
+	if _, err := s.Append(ctx, "second", 5, []eventstore.EventData{Event("OrderCreated", "", "reused")}); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("at a stale revision: err = %v, want ErrConflict", err)
+	}
 	for _, id := range []string{"second", "fourth"} {
 		if n := len(MustLoad(t, s, id)); n != 0 {
 			t.Fatalf("order %s has %d events, want 0", id, n)

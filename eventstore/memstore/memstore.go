@@ -88,7 +88,8 @@ func (s *Store) Immutable() error { return nil }
 // When Meta.RequestID is set and the request id already appended events to
 // the order, nothing is written and the original result is returned with
 // Duplicate set, whatever expectedRevision is; when it appended events to
-// another order, Append fails with a *eventstore.RequestReusedError.
+// another order, Append fails with a *eventstore.RequestReusedError, or
+// with ErrConflict when expectedRevision is stale too.
 //
 // Errors: ErrInvalidOrderID, ErrEmptyAppend, ErrInvalidEvent and
 // ErrTooLarge for what the JetStream store refuses before sending anything;
@@ -105,15 +106,19 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	rid := events[0].Meta.RequestID
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if req, ok := s.requests[rid]; ok && rid != "" {
-		if req.orderID != orderID {
-			return eventstore.AppendResult{}, &eventstore.RequestReusedError{RequestID: rid, OrderID: req.orderID, Position: req.first}
-		}
+	req, used := s.requests[rid]
+	used = used && rid != ""
+	if used && req.orderID == orderID {
 		return eventstore.AppendResult{Position: req.last, Version: req.version, Duplicate: true}, nil
 	}
+	// The revision before another order's request id, as the JetStream
+	// server checks the order's sequence before message ids.
 	if have := uint64(len(s.orders[orderID])); have != expectedRevision {
 		return eventstore.AppendResult{}, fmt.Errorf("memstore: append to order %s: %w: the order is at revision %d, %d expected",
 			orderID, eventstore.ErrConflict, have, expectedRevision)
+	}
+	if used {
+		return eventstore.AppendResult{}, &eventstore.RequestReusedError{RequestID: rid, OrderID: req.orderID, Position: req.first}
 	}
 	at := s.now().UTC()
 	for i := range recs {
