@@ -75,6 +75,8 @@ type SubscribeConfig struct {
 	TakeOver    bool          // WithTakeOver
 	PullExpiry  time.Duration // WithPullExpiry
 	Ready       func()        // WithReady
+	// Skipped is WithSkipped's function.
+	Skipped func(subject string, position uint64, err error)
 }
 
 // SubscribeOption configures Subscribe.
@@ -185,6 +187,16 @@ func WithReady(f func()) SubscribeOption {
 	return func(c *SubscribeConfig) error { c.Ready = f; return nil }
 }
 
+// WithSkipped sets a function told of each message on the stream that is
+// no event of this store (written there by hand, or by another program):
+// Subscribe acknowledges and skips it, as nothing can act on it, and f lets
+// the subscriber say so (an event a process manager never saw may be an
+// order it never charged). err wraps ErrMalformedEvent. The memory store
+// holds only events, so it never calls f.
+func WithSkipped(f func(subject string, position uint64, err error)) SubscribeOption {
+	return func(c *SubscribeConfig) error { c.Skipped = f; return nil }
+}
+
 // validGroup reports whether the server takes group as a priority group's
 // name: a name it refuses failed every Subscribe with the server's error,
 // which a caller retries for ever, rather than as an invalid option.
@@ -235,7 +247,7 @@ const maxSubscriptionName = 255
 // is kept by the server across restarts.
 //
 // Messages on the stream that are not events of this store are acknowledged
-// and skipped: nothing can act on them.
+// and skipped, nothing can act on them, and told to WithSkipped's function.
 //
 // It returns an error wrapping ErrInvalidOption for an invalid option or
 // name; ErrUnavailable when JetStream
@@ -261,6 +273,13 @@ func (s *Store) Subscribe(ctx context.Context, name string, handle func(Delivery
 		rec, err := DecodeMsg(msg, s.cfg.prefix)
 		if err != nil {
 			_ = msg.Ack()
+			if cfg.Skipped != nil {
+				var pos uint64
+				if md, merr := msg.Metadata(); merr == nil {
+					pos = md.Sequence.Stream
+				}
+				cfg.Skipped(msg.Subject(), pos, err)
+			}
 			return
 		}
 		handle(Delivery{Event: rec, NumDelivered: durable.NumDelivered(msg), Acknowledger: msg})

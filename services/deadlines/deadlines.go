@@ -379,6 +379,11 @@ func (m *Manager) followLog(ctx context.Context, ready func()) error {
 		}
 		_ = d.Ack()
 	}, eventstore.WithDescription("deadlines: schedules payment timeouts and shipping SLAs"),
+		// A placement or a payment it cannot read is a deadline never
+		// set: said.
+		eventstore.WithSkipped(func(subject string, position uint64, err error) {
+			m.log.Error("deadlines: a message on the log that is no event was skipped", "subject", subject, "position", position, "err", err)
+		}),
 		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(1000),
 		eventstore.WithPinnedGroup(PriorityGroup, 10*time.Second), eventstore.WithReady(ready))
 }

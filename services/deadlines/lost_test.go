@@ -95,3 +95,25 @@ func TestUndecodableFiringIsReported(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling the log
 	}
 }
+
+// A message on the log that is no event (published there by hand, or by
+// another program) is skipped with an error line naming it: it may be a
+// placement whose payment timeout is never set. It was skipped in silence.
+func TestLogMessageThatIsNoEventIsReported(t *testing.T) {
+	e := start(t)
+	var logs testlog.Buffer
+	e.run(t, time.Hour, time.Hour, deadlines.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	subject := e.store.Load().Subject("not-an-event")
+	if _, err := e.js.Publish(t.Context(), subject, []byte("{garbage")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if l := logs.String(); strings.Contains(l, "level=ERROR") && strings.Contains(l, subject) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error names the skipped message %s:\n%s", subject, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log
+	}
+}

@@ -547,6 +547,10 @@ func (m *Manager) Err() error {
 func (m *Manager) consume(ctx context.Context) error {
 	err := m.store.Subscribe(ctx, ConsumerName, func(d eventstore.Delivery) { m.handle(ctx, d) },
 		eventstore.WithDescription("payments process manager"),
+		// A placement it cannot read is an order it never charges: said.
+		eventstore.WithSkipped(func(subject string, position uint64, err error) {
+			m.log.Error("payments: a message on the log that is no event was skipped", "subject", subject, "position", position, "err", err)
+		}),
 		// Short, so a crashed manager's messages come back within
 		// seconds; running jobs keep theirs with progress signals.
 		eventstore.WithAckWait(m.ackWait),
