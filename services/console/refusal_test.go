@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/orderstream/orderstream/order"
 )
 
 // An order id may hold a comma (any printable ASCII without space; the
@@ -110,8 +114,19 @@ func TestRefusedCommandKeepsWhatWasTyped(t *testing.T) {
 	if res.StatusCode != http.StatusConflict {
 		t.Fatalf("cancel at a stale revision: %s, want 409", res.Status)
 	}
-	if !strings.Contains(body, `name="reason" maxlength="200" value="customer asked by phone"`) {
+	if !strings.Contains(body, `name="reason" maxlength="256" value="customer asked by phone"`) {
 		i := strings.Index(body, `name="reason"`)
 		t.Fatalf("the refused cancel's page lost the reason typed: %q", body[max(i, 0):min(len(body), max(i, 0)+120)])
+	}
+}
+
+// A command form's text field takes as much as the service does
+// (order.MaxTextLen characters): its maxlength was 200, where the service
+// takes 256, so a longer reason could not be typed.
+func TestFormFieldsTakeWhatTheServiceTakes(t *testing.T) {
+	_, page, _ := draftPage(t, "field-limits")
+	m := regexp.MustCompile(`name="reason" maxlength="(\d+)"`).FindStringSubmatch(page)
+	if m == nil || m[1] != strconv.Itoa(order.MaxTextLen) {
+		t.Fatalf("the cancel form's reason field: maxlength %v, want %d", m, order.MaxTextLen)
 	}
 }

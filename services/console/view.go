@@ -14,6 +14,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/money"
+	"github.com/orderstream/orderstream/order"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -132,6 +133,10 @@ var funcs = template.FuncMap{
 		return s[:n] + "…"
 	},
 	"escapePath": url.PathEscape,
+	// maxText is the longest free text a command takes (a reason, a
+	// carrier): a form's maxlength, so that the browser takes what the
+	// service does.
+	"maxText": func() int { return order.MaxTextLen },
 }
 
 // formatTime shows a timestamp in UTC to the second; the zero value is
