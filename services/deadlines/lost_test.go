@@ -85,12 +85,18 @@ func TestUndecodableFiringIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancelledOnce(t, e.waitEvent(t, e.place(t, "after-the-bad-firing"), "OrderCancelled"))
+	errorNames(t, &logs, subject)
+}
+
+// errorNames waits until logs hold an error line naming subject.
+func errorNames(t *testing.T, logs *testlog.Buffer, subject string) {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if l := logs.String(); strings.Contains(l, "level=ERROR") && strings.Contains(l, subject) {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no error names the dropped firing %s:\n%s", subject, logs.String())
+			t.Fatalf("no error line names %s:\n%s", subject, logs.String())
 		}
 		time.Sleep(10 * time.Millisecond) // polling the log
 	}
@@ -107,13 +113,5 @@ func TestLogMessageThatIsNoEventIsReported(t *testing.T) {
 	if _, err := e.js.Publish(t.Context(), subject, []byte("{garbage")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if l := logs.String(); strings.Contains(l, "level=ERROR") && strings.Contains(l, subject) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no error names the skipped message %s:\n%s", subject, logs.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the log
-	}
+	errorNames(t, &logs, subject)
 }
