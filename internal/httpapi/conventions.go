@@ -223,6 +223,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	if json && ct != "" && !isJSON(ct) && r.ContentLength != 0 {
 		return refuse(http.StatusUnsupportedMediaType, unsupported)
 	}
+	// A coded body (gzip, say) is not decoded here: 415, as RFC 9110
+	// (section 8.4) has it, rather than the 400 of JSON that does not
+	// parse, which would tell the client its JSON was wrong.
+	if ce := strings.TrimSpace(r.Header.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") && r.ContentLength != 0 {
+		return refuse(http.StatusUnsupportedMediaType, status.Error(codes.InvalidArgument, "Content-Encoding is not accepted: send the body uncoded"))
+	}
 	_ = rc.SetReadDeadline(time.Now().Add(timeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {

@@ -388,6 +388,9 @@ func TestErrorStatuses(t *testing.T) {
 		{"text body", "PUT", o + "/shipping-address", `{}`, []string{"Content-Type", "text/plain"}, 415, 3, ""},
 		{"non-UTF-8 JSON", "POST", "/v1/orders", `{}`, []string{"Content-Type", "application/json; charset=latin1"}, 415, 3, ""},
 		{"body without Content-Type", "POST", "/v1/orders", `{}`, []string{"Content-Type", ""}, 415, 3, ""},
+		// A coded body is not decoded: 415 naming the coding, not the
+		// 400 of JSON that does not parse.
+		{"gzip body", "POST", "/v1/orders", "\x1f\x8b\x08\x00\x00\x00\x00\x00", []string{"Content-Encoding", "gzip"}, 415, 3, "Content-Encoding"},
 		// A GET or a DELETE takes no body, of any type: 400, not a 415
 		// that asks for JSON only to refuse it then.
 		{"form body on DELETE", "DELETE", o + "/items/BOOK-1", `expectedRevision=1`, []string{"Idempotency-Key", key(), "Content-Type", "application/x-www-form-urlencoded"}, 400, 3, "body"},
