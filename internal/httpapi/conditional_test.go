@@ -58,3 +58,21 @@ func TestIfNoneMatchOnACommand(t *testing.T) {
 		t.Fatalf("the order after refused PUTs: revision %s, want %s", g.str("order", "revision"), c.str("order", "revision"))
 	}
 }
+
+// If-Match uses strong comparison (RFC 9110, section 13.1.1), so a weak tag
+// never matches: 412 on a GET and on a command, and the command does
+// nothing. Both answered 400, as if the header were malformed.
+func TestWeakIfMatchIsAFailedPrecondition(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
+	g := expect(t, e.do(t, "GET", o, "", "X-Min-Position", c.str("position")), 200)
+	weak := "W/" + g.header.Get("ETag")
+	expect(t, e.do(t, "GET", o, "", "If-Match", weak), 412)
+	put := `{"shippingAddress":{"name":"Eve","line1":"2 Other St","city":"Paris","country":"FR"}}`
+	expect(t, e.do(t, "PUT", o+"/shipping-address", put, "Idempotency-Key", key(), "If-Match", weak), 412)
+	expect(t, e.do(t, "PUT", o+"/shipping-address", put, "Idempotency-Key", key(), "If-Match", "W/*"), 400)
+	if g2 := expect(t, e.do(t, "GET", o, ""), 200); g2.str("order", "revision") != g.str("order", "revision") {
+		t.Fatalf("the order after a refused PUT: revision %s, want %s", g2.str("order", "revision"), g.str("order", "revision"))
+	}
+}

@@ -34,6 +34,9 @@ type requestConventions struct {
 	ifMatch        bool   // If-Match named a revision
 	revision       uint64 // fills expected_revision when ifMatch
 	ifMatchTag     string // the entity tag If-Match named, when ifMatch
+	// ifMatchWeak: If-Match named a weak tag, which strong comparison
+	// (RFC 9110, section 13.1.1) never matches: 412, whatever the order.
+	ifMatchWeak bool
 	// ifMatchApplied: the request message took the revision (a route
 	// without expected_revision ignores If-Match, and its ABORTED is
 	// contention, 409, not a failed precondition, 412).
@@ -76,6 +79,13 @@ func conventions(cfg config, next http.Handler) http.Handler {
 			return
 		}
 		withBody := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
+		if conv.ifMatchWeak && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// As a command's failed If-Match (ABORTED, 412); a read
+			// answers 412 from its ETag (conditional).
+			writeStatus(w, r, http.StatusPreconditionFailed, status.Error(codes.Aborted,
+				"If-Match: a weak entity tag never matches; send the ETag as given"))
+			return
+		}
 		conv.bodyOnly = withBody
 		req := r.WithContext(context.WithValue(r.Context(), conventionsKey{}, conv))
 		if r.ContentLength != 0 || withBody {
@@ -158,11 +168,15 @@ func parseConventions(h http.Header) (*requestConventions, error) {
 	switch im := h.Values("If-Match"); len(im) {
 	case 0:
 	case 1:
-		rev, ok, err := parseIfMatch(im[0])
-		if err != nil {
+		tag, weak := strings.CutPrefix(strings.TrimSpace(im[0]), "W/")
+		rev, ok, err := parseIfMatch(tag)
+		switch {
+		case err != nil:
 			return nil, err
+		case weak && !ok: // W/*
+			return nil, invalid("If-Match", `must be * or one quoted revision such as "42"`)
 		}
-		c.ifMatch, c.revision, c.ifMatchTag = ok, rev, strings.TrimSpace(im[0])
+		c.ifMatch, c.ifMatchWeak, c.revision, c.ifMatchTag = ok, weak, rev, strings.TrimSpace(im[0])
 	default:
 		return nil, invalid("If-Match", `must be given once, as one quoted revision such as "42"`)
 	}

@@ -409,7 +409,9 @@ func TestErrorStatuses(t *testing.T) {
 		{"failed If-Match on DELETE", "DELETE", o + "/items/BOOK-1", "", []string{"Idempotency-Key", key(), "If-Match", `"999999"`}, 412, 10, ""},
 		{"If-Match contradicts body", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1","expectedRevision":"5"}`, []string{"Idempotency-Key", key(), "If-Match", `"6"`}, 400, 3, "If-Match"},
 		{"malformed If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `abc`}, 400, 3, "If-Match"},
-		{"weak If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `W/"1"`}, 400, 3, "If-Match"},
+		// Strong comparison: a weak tag never matches (412, as a failed
+		// If-Match on a command).
+		{"weak If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `W/"1"`}, 412, 10, "If-Match"},
 		{"two If-Match", "POST", o + "/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, []string{"Idempotency-Key", key(), "If-Match", `"1"`, "If-Match", `"2"`}, 400, 3, "If-Match"},
 		{"unknown query parameter", "GET", "/v1/orders?customer=pager", "", nil, 400, 3, `"customer"`},
 		{"unknown nested query parameter", "GET", o + "?consistency.minPos=3", "", nil, 400, 3, `"consistency.minPos"`},
