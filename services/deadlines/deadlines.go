@@ -113,6 +113,13 @@ const (
 	kindShipping = "shipping_sla"
 )
 
+// firings are the consumers of the firings, one per kind: Run follows each,
+// List purges what each acknowledged.
+var firings = []struct{ consumer, kind string }{
+	{FiredConsumer, kindPayment},
+	{ShippingFiredConsumer, kindShipping},
+}
+
 const (
 	subjSchedule = SubjectRoot + ".schedule."
 	subjFired    = SubjectRoot + ".fired."
@@ -312,7 +319,10 @@ type timer struct {
 // While a consumer cannot run (NATS unreachable, a cluster electing a
 // leader) it retries with backoff.
 func (m *Manager) Run(ctx context.Context) error {
-	runs := []func(context.Context, func()) error{m.followLog, m.followFired(FiredConsumer, kindPayment), m.followFired(ShippingFiredConsumer, kindShipping)}
+	runs := []func(context.Context, func()) error{m.followLog}
+	for _, f := range firings {
+		runs = append(runs, func(ctx context.Context, ready func()) error { return m.followFired(ctx, f.consumer, f.kind, ready) })
+	}
 	done := make(chan struct{}, len(runs))
 	for i, run := range runs {
 		go func() {
@@ -478,11 +488,7 @@ func (m *Manager) purge(ctx context.Context, subjects ...string) error {
 
 // followFired enforces the deadlines of kind that fired, through the
 // consumer name.
-func (m *Manager) followFired(name, kind string) func(ctx context.Context, ready func()) error {
-	return func(ctx context.Context, ready func()) error { return m.enforceFired(ctx, name, kind, ready) }
-}
-
-func (m *Manager) enforceFired(ctx context.Context, name, kind string, ready func()) error {
+func (m *Manager) followFired(ctx context.Context, name, kind string, ready func()) error {
 	return m.timers.Subscribe(ctx, name, subjFired+kind+".>", func(msg schedule.Msg) {
 		var s timer
 		err := json.Unmarshal(msg.Data, &s)
@@ -653,8 +659,8 @@ func (m *Manager) List(ctx context.Context, orderID string, limit int) (out []De
 	// A firing that a manager of an older build handled (during a rolling
 	// upgrade, say) is acknowledged but not deleted: it would be listed as
 	// still owed.
-	for name, kind := range map[string]string{FiredConsumer: kindPayment, ShippingFiredConsumer: kindShipping} {
-		if err := m.timers.PurgeAcked(ctx, name, subjFired+kind+".>"); err != nil {
+	for _, f := range firings {
+		if err := m.timers.PurgeAcked(ctx, f.consumer, subjFired+f.kind+".>"); err != nil {
 			return nil, false, err
 		}
 	}
