@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
@@ -61,16 +62,13 @@ func (*RPCLog) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Contex
 // HandleConn implements stats.Handler.
 func (*RPCLog) HandleConn(context.Context, stats.ConnStats) {}
 
-// healthCheck is the method probes call every few seconds.
-const healthCheck = "/grpc.health.v1.Health/Check"
-
 func logRPC(ctx context.Context, log *slog.Logger, method string, start, end time.Time, err error) {
 	code := status.Code(err)
 	level := slog.LevelInfo
 	switch {
 	case code == codes.Internal || code == codes.Unknown || code == codes.DataLoss:
 		level = slog.LevelError
-	case code == codes.OK && method == healthCheck:
+	case code == codes.OK && method == healthpb.Health_Check_FullMethodName:
 		// A probe's answer, every few seconds from each prober: at
 		// info it would be most of an idle node's log. A check that
 		// fails is logged at info as any call.
