@@ -229,9 +229,9 @@ func (a *app) orderCurrency(ctx context.Context, orderID, given string) (string,
 			// price read in another currency's decimals would be
 			// recorded in the order's: AddItem carries no currency
 			// for the server to check.
-			hist, herr := ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(cctx, &ordersv1.GetOrderHistoryRequest{OrderId: orderID, PageSize: 1})
-			if evs := hist.GetEvents(); herr == nil && len(evs) > 0 {
-				cur, err = evs[0].GetEvent().GetOrderCreated().GetCurrency(), nil
+			hist, herr := ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(cctx, firstEvent(orderID))
+			if c, ok := createdCurrency(hist); herr == nil && ok {
+				cur, err = c, nil
 			}
 		}
 		if err == nil && cur != "" && cur != given {
@@ -251,7 +251,7 @@ func (a *app) orderCurrency(ctx context.Context, orderID, given string) (string,
 		return "", qerr
 	}
 	hist, aerr := retried(a, ctx, func(ctx context.Context) (*ordersv1.GetOrderHistoryResponse, error) {
-		return ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: orderID, PageSize: 1})
+		return ordersv1.NewOrderAuditServiceClient(conn).GetOrderHistory(ctx, firstEvent(orderID))
 	})
 	switch status.Code(aerr) {
 	case codes.OK:
@@ -261,10 +261,26 @@ func (a *app) orderCurrency(ctx context.Context, orderID, given string) (string,
 	default:
 		return "", aerr
 	}
-	if evs := hist.GetEvents(); len(evs) > 0 {
-		return evs[0].GetEvent().GetOrderCreated().GetCurrency(), nil
+	if cur, ok := createdCurrency(hist); ok {
+		return cur, nil
 	}
 	return "", status.Error(codes.NotFound, "order not found")
+}
+
+// firstEvent asks for the first event of orderID's history, its
+// OrderCreated.
+func firstEvent(orderID string) *ordersv1.GetOrderHistoryRequest {
+	return &ordersv1.GetOrderHistoryRequest{OrderId: orderID, PageSize: 1}
+}
+
+// createdCurrency is the currency a history's first event (firstEvent)
+// created its order in; false for an order the log does not have.
+func createdCurrency(hist *ordersv1.GetOrderHistoryResponse) (string, bool) {
+	evs := hist.GetEvents()
+	if len(evs) == 0 {
+		return "", false
+	}
+	return evs[0].GetEvent().GetOrderCreated().GetCurrency(), true
 }
 
 // orderAmount parses an amount in major units of the order's currency
