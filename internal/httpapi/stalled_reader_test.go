@@ -21,26 +21,8 @@ import (
 	"google.golang.org/grpc"
 )
 
-// floodWatch is a query service whose watches send large changes as fast
-// as their client takes them, and say when their call has ended.
-type floodWatch struct {
-	ordersv1.UnimplementedOrderQueryServiceServer
-	ended chan struct{}
-}
-
-func (f floodWatch) WatchOrder(req *ordersv1.WatchOrderRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
-	defer close(f.ended)
-	note := strings.Repeat("x", 4096)
-	for pos := uint64(1); ; pos++ {
-		err := s.Send(&ordersv1.WatchOrderResponse{
-			Order:    &ordersv1.Order{OrderId: req.GetOrderId(), CustomerId: note},
-			Position: pos, Revision: pos, EventType: "ItemAdded",
-		})
-		if err != nil {
-			return err
-		}
-	}
-}
+// floodWatch is stalled.Flood, which also answers any order.
+type floodWatch struct{ stalled.Flood }
 
 // A watch whose client keeps its connection open but stops reading ends
 // once a write has waited WithWriteTimeout, and its call with it, as
@@ -53,7 +35,7 @@ func TestWatchOfAClientThatStopsReadingEnds(t *testing.T) {
 		t.Run(strings.ReplaceAll(accept, "/", "-"), func(t *testing.T) {
 			ended := make(chan struct{})
 			gs := grpc.NewServer()
-			ordersv1.RegisterOrderQueryServiceServer(gs, floodWatch{ended: ended})
+			ordersv1.RegisterOrderQueryServiceServer(gs, floodWatch{stalled.Flood{Ended: ended}})
 			gw, err := httpapi.New(t.Context(), serve(t, gs), httpapi.WithLogger(quiet()), httpapi.WithWriteTimeout(100*time.Millisecond))
 			if err != nil {
 				t.Fatal(err)

@@ -9,8 +9,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/grpc"
 )
 
 // Serve serves h on a loopback listener whose connections have small kernel
@@ -61,4 +65,27 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 		_ = tc.SetWriteBuffer(4096)
 	}
 	return c, err
+}
+
+// Flood is a query service whose order watches send large changes, each of
+// a new revision, as fast as their client takes them, and close Ended when
+// their call has ended: what a stalled client's server is left writing.
+type Flood struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	Ended chan struct{}
+}
+
+// WatchOrder sends changes of req's order until the call ends.
+func (f Flood) WatchOrder(req *ordersv1.WatchOrderRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
+	defer close(f.Ended)
+	name := strings.Repeat("x", 4096)
+	for rev := uint64(2); ; rev++ {
+		err := s.Send(&ordersv1.WatchOrderResponse{
+			Order:    &ordersv1.Order{OrderId: req.GetOrderId(), CustomerId: name, Revision: rev},
+			Position: rev, Revision: rev, EventType: "ItemAdded",
+		})
+		if err != nil {
+			return err
+		}
+	}
 }

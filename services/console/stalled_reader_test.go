@@ -3,7 +3,6 @@ package console_test
 import (
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,28 +13,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// floodWatch is a query service whose order watches send a change of a
-// new revision as fast as their client takes them, and say when their
-// call has ended.
-type floodWatch struct {
-	ordersv1.UnimplementedOrderQueryServiceServer
-	ended chan struct{}
-}
-
-func (f floodWatch) WatchOrder(req *ordersv1.WatchOrderRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
-	defer close(f.ended)
-	name := strings.Repeat("x", 2048)
-	for rev := uint64(2); ; rev++ {
-		err := s.Send(&ordersv1.WatchOrderResponse{
-			Order:    &ordersv1.Order{OrderId: req.GetOrderId(), CustomerId: name, Revision: rev},
-			Position: rev, Revision: rev, EventType: "ItemAdded",
-		})
-		if err != nil {
-			return err
-		}
-	}
-}
-
 // An order page's live stream whose browser keeps the connection open but
 // takes nothing ends once a write has waited Config.WriteTimeout, and its
 // watch with it. It held the handler, its heartbeat and the watch until the
@@ -43,7 +20,7 @@ func (f floodWatch) WatchOrder(req *ordersv1.WatchOrderRequest, s grpc.ServerStr
 func TestLiveStreamOfABrowserThatStopsReadingEnds(t *testing.T) {
 	ended := make(chan struct{})
 	gs := grpc.NewServer()
-	ordersv1.RegisterOrderQueryServiceServer(gs, floodWatch{ended: ended})
+	ordersv1.RegisterOrderQueryServiceServer(gs, stalled.Flood{Ended: ended})
 	glis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
