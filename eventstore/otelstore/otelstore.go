@@ -182,7 +182,8 @@ func (s *Store) load(ctx context.Context, latest bool, orderID string, load func
 	}
 	span.SetAttributes(attribute.Int("events.count", len(recs)))
 	if n := len(recs); n > 0 {
-		span.SetAttributes(attribute.Int64("order.revision", int64(recs[n-1].Position)))
+		span.SetAttributes(attribute.Int64("order.revision", int64(recs[n-1].Version)),
+			attribute.Int64("log.position.last", int64(recs[n-1].Position)))
 	}
 	return recs, nil
 }

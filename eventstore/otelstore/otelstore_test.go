@@ -28,10 +28,10 @@ func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 	return m
 }
 
-// Every call through the wrapper is a span under the caller's, with the
-// attributes that say what it read or wrote; the wrapper answers as the
-// store does.
-func TestEveryMethodIsTraced(t *testing.T) {
+// traced is a JetStream store on an embedded server, and the wrapper
+// around it recording every span it ends.
+func traced(t *testing.T) (*eventstore.Store, *otelstore.Store, *tracetest.SpanRecorder, *sdktrace.TracerProvider) {
+	t.Helper()
 	srv := estest.StartServer(t)
 	_, js := estest.Connect(t, srv)
 	inner, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
@@ -44,6 +44,14 @@ func TestEveryMethodIsTraced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return inner, s, rec, tp
+}
+
+// Every call through the wrapper is a span under the caller's, with the
+// attributes that say what it read or wrote; the wrapper answers as the
+// store does.
+func TestEveryMethodIsTraced(t *testing.T) {
+	inner, s, rec, tp := traced(t)
 	ctx, root := tp.Tracer("test").Start(t.Context(), "root")
 	if _, err := s.Append(ctx, "o1", 0, []eventstore.EventData{{Type: "A"}, {Type: "B"}}); err != nil {
 		t.Fatal(err)
@@ -119,6 +127,25 @@ func TestEveryMethodIsTraced(t *testing.T) {
 	}
 	if s.StreamName() != inner.StreamName() || s.Subject("x") != inner.Subject("x") || s.SubjectPrefix() != inner.SubjectPrefix() || !errors.Is(s.Immutable(), inner.Immutable()) {
 		t.Fatal("the wrapper names the stream and subjects otherwise than the store")
+	}
+}
+
+// A load's span names the order's revision (its last event's version) and,
+// apart, the log position of that event: on a log of many orders they
+// differ, and a trace that gave the position as the revision could not be
+// set beside the append's expected revision.
+func TestLoadSpanTellsRevisionFromPosition(t *testing.T) {
+	_, s, rec, _ := traced(t)
+	estest.MustAppend(t, s, "other", 0, estest.Event("A", "", ""), estest.Event("B", "", ""))
+	estest.MustAppend(t, s, "o", 0, estest.Event("A", "", ""))
+	if _, err := s.Load(t.Context(), "o"); err != nil {
+		t.Fatal(err)
+	}
+	spans := rec.Ended()
+	a := attrs(spans[len(spans)-1])
+	if a["order.revision"] != attribute.Int64Value(1) || a["log.position.last"] != attribute.Int64Value(3) {
+		t.Fatalf("load span of an order whose one event is at log position 3: order.revision %s, log.position.last %s; want 1 and 3",
+			a["order.revision"].String(), a["log.position.last"].String())
 	}
 }
 

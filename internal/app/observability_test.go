@@ -91,7 +91,7 @@ func TestOneTraceFromRESTToPayment(t *testing.T) {
 	// order: it reads nothing from the log (command.WithHistories).
 	for _, s := range byName["eventstore.load"] {
 		o, _ := attr(s, "order.id")
-		v, ok := attr(s, "order.revision")
+		v, ok := attr(s, "log.position.last")
 		if s.SpanContext().TraceID() == placeTrace && o.AsString() == id && ok && uint64(v.AsInt64()) == createdAt {
 			t.Fatal("PlaceOrder read the order from the log, though this node created it")
 		}
