@@ -24,7 +24,8 @@ type Subscriber interface {
 // every event is delivered from the beginning, in log order, until it is
 // settled; a settled event is not delivered again under the same name;
 // one handed back is, with its delivery count; a terminated one is not;
-// invalid options and names are refused.
+// invalid options and names are refused; one whose context has ended
+// returns nil.
 func TestSubscription(t *testing.T, s Subscriber) {
 	t.Helper()
 	var positions []uint64
@@ -76,6 +77,16 @@ func TestSubscription(t *testing.T, s Subscriber) {
 	}
 	if err := s.Subscribe(t.Context(), "bad.name", func(eventstore.Delivery) {}); !errors.Is(err, eventstore.ErrInvalidOption) {
 		t.Errorf(`Subscribe with the name "bad.name": %v, want ErrInvalidOption`, err)
+	}
+	// A context that has ended is the end Subscribe waits for, not a
+	// failure to subscribe: a caller that subscribes again on an error
+	// would take it for an outage.
+	ended, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.Subscribe(ended, "ended", func(d eventstore.Delivery) {
+		t.Errorf("delivered %d to a subscription whose context had ended", d.Event.Position)
+	}); err != nil {
+		t.Errorf("Subscribe with a context that has ended: %v, want nil", err)
 	}
 }
 

@@ -91,6 +91,11 @@ func (c Config) consumer() jetstream.ConsumerConfig {
 func Consume(ctx context.Context, js jetstream.JetStream, cfg Config, handle func(jetstream.Msg)) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cfg.consumer())
 	if err != nil {
+		if ctx.Err() != nil {
+			// Ended before the consumer was set up: the end asked for,
+			// not a failure to report.
+			return nil
+		}
 		return err
 	}
 	if cfg.Group != "" && cfg.TakeOver {
