@@ -30,6 +30,9 @@ type scripted struct {
 	// then the next loseRefunds are made and answer with an error.
 	failRefunds, loseRefunds atomic.Int32
 	refundCalls              atomic.Int32
+	// declineRefunds and declineVoids, when set, are the reason every
+	// refund or void is declined with: a provider that answers, for good.
+	declineRefunds, declineVoids string
 	// refunded, when set, is called after a refund is made.
 	refunded func(req payments.RefundRequest)
 
@@ -61,6 +64,9 @@ func (g *scripted) Charge(ctx context.Context, req payments.ChargeRequest) (paym
 
 func (g *scripted) Refund(ctx context.Context, req payments.RefundRequest) (payments.RefundResult, error) {
 	g.refundCalls.Add(1)
+	if g.declineRefunds != "" {
+		return payments.RefundResult{}, fmt.Errorf("%w: %s", payments.ErrDeclined, g.declineRefunds)
+	}
 	if g.failRefunds.Add(-1) >= 0 {
 		return payments.RefundResult{}, errors.New("provider: refund temporarily unavailable")
 	}
@@ -82,6 +88,9 @@ func (g *scripted) Refund(ctx context.Context, req payments.RefundRequest) (paym
 
 func (g *scripted) Void(ctx context.Context, req payments.VoidRequest) (payments.VoidResult, error) {
 	g.voidCalls.Add(1)
+	if g.declineVoids != "" {
+		return payments.VoidResult{}, fmt.Errorf("%w: %s", payments.ErrDeclined, g.declineVoids)
+	}
 	if g.failVoids.Add(-1) >= 0 {
 		return payments.VoidResult{}, errors.New("provider: void temporarily unavailable")
 	}
@@ -149,6 +158,56 @@ func TestChargeOfOrderCancelledMeanwhileIsVoided(t *testing.T) {
 	assertVoidedOnce(t, sim)
 	if gw.voidCalls.Load() != 3 {
 		t.Fatalf("%d void calls, want 3 (two failures, one success)", gw.voidCalls.Load())
+	}
+}
+
+// A refund or a void the provider declines is its answer, and a lasting
+// one: the job is parked at once for an operator to settle with the
+// provider, rather than asked again until its attempts run out, and the
+// circuit, which a provider that answers every call has no reason to open,
+// stays closed, so the next order is charged.
+func TestDeclinedRefundOrVoidIsParkedAtOnceWithTheCircuitClosed(t *testing.T) {
+	// A void is the charge job's: the charge it made is what it releases.
+	for kind, job := range map[string]ordersv1.PaymentJobKind{"refund": ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_REFUND, "void": ordersv1.PaymentJobKind_PAYMENT_JOB_KIND_CHARGE} {
+		t.Run(kind, func(t *testing.T) {
+			e := start(t)
+			gw := &scripted{Simulator: payments.NewSimulator(payments.SimulatorConfig{})}
+			calls := &gw.refundCalls
+			switch kind {
+			case "refund":
+				gw.declineRefunds = "refund window expired"
+			default:
+				gw.declineVoids = "authorization already captured"
+				calls = &gw.voidCalls
+				gw.charge = func(_ context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
+					if n == 1 {
+						e.cancel(t, req.OrderID)
+					}
+					return payments.ChargeResult{}, nil, false
+				}
+			}
+			e.run(t, gw, payments.WithRetry(3, time.Second, time.Millisecond, 2*time.Millisecond), payments.WithCircuit(2, time.Hour))
+			paid := 1
+			if kind == "refund" {
+				paid++
+				e.payThenCancel(t, 900)
+			} else {
+				e.place(t, "void-declined", 900)
+			}
+			if parked := e.waitParked(t, 1); parked[0].GetKind() != job {
+				t.Fatalf("parked %v, want the %s job", parked, job)
+			}
+			if n := calls.Load(); n != 1 {
+				t.Errorf("the provider was asked %d times to %s, want once: it declined", n, kind)
+			}
+			if e.mgr.Load().CircuitOpen() {
+				t.Fatal("the circuit opened on a provider that answered every call")
+			}
+			id := e.place(t, "after-decline", 500)
+			if got := e.waitFor(t, paid, "PaymentAuthorized"); len(got[id]) != 1 {
+				t.Fatalf("the order placed after the declined %s: %v, want it paid", kind, got)
+			}
+		})
 	}
 }
 

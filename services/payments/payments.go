@@ -1199,8 +1199,17 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 	res, err := m.gw.Void(actx, VoidRequest{IdempotencyKey: "void:" + chargeKey(*j), ChargeKey: chargeKey(*j), OrderID: j.OrderID})
 	span.End()
 	cancel()
-	m.recordCall(ctx, probe, err == nil)
+	// A decline is the provider's answer, not its failure: the circuit
+	// stays closed for the other orders' charges.
+	m.recordCall(ctx, probe, err == nil || errors.Is(err, ErrDeclined))
 	m.count(func(s *Stats) { s.Attempts++ })
+	if errors.Is(err, ErrDeclined) {
+		// Asking again gets the same answer: parked at once for an
+		// operator, whose retry asks the provider again.
+		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "void"), attribute.String("result", "declined")))
+		return done, false, fmt.Errorf("%w: the provider declined to release the charge the order ended without (cancelled, declined or paid otherwise); release it with the provider, then settle the job: %w",
+			errSettleByHand, err)
+	}
 	if err != nil {
 		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "void"), attribute.String("result", "error")))
 		return done, true, fmt.Errorf("voiding a charge the order ended without (cancelled, declined or paid otherwise): %w", err)
@@ -1288,8 +1297,14 @@ func (m *Manager) refund(ctx context.Context, j *job, v view, attempt int) (resu
 	res, err := m.gw.Refund(actx, RefundRequest{IdempotencyKey: "refund:" + j.OrderID, OrderID: j.OrderID, PaymentRef: st.PaymentRef, Amount: st.PaidAmount, Currency: st.Currency})
 	span.End()
 	cancel()
-	m.recordCall(ctx, probe, err == nil)
+	m.recordCall(ctx, probe, err == nil || errors.Is(err, ErrDeclined))
 	m.count(func(s *Stats) { s.Attempts++ })
+	if errors.Is(err, ErrDeclined) {
+		// Refunded nothing, and asking again gets the same answer:
+		// parked at once, as void does.
+		m.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "refund"), attribute.String("result", "declined")))
+		return done, false, fmt.Errorf("%w: the provider declined the refund; refund the customer with the provider, then settle the job: %w", errSettleByHand, err)
+	}
 	if err != nil {
 		// The request may have reached the provider before the error.
 		j.MaybeRefunded = true
