@@ -65,7 +65,7 @@ func (n *node) startHTTP() {
 	starting.Handle("GET /readyz", (&readiness{}).handler())
 	starting.HandleFunc("/", startingUp)
 	f.routes.Store(starting)
-	srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: httpErrorLog(n.log),
 		// Well under the gRPC server's metadata limit (maxHeaderListSize):
 		// the gateway passes common headers on as metadata, and a request
 		// whose headers the gateway's own call could not carry was
