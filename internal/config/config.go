@@ -27,7 +27,8 @@ import (
 // them.
 const MaxPaymentAckWait = time.Hour
 
-// MaxDeadline is the longest PAYMENT_TIMEOUT and SHIPPING_SLA: the
+// MaxDeadline is the longest PAYMENT_TIMEOUT, SHIPPING_SLA and
+// PAYMENT_OUTAGE_LIMIT: the
 // deadlines' own bound (deadlines.MaxTimeout), ten years, which means
 // "never" without reaching 2262, past which a timer would fire at once.
 const MaxDeadline = 10 * 365 * 24 * time.Hour
@@ -460,8 +461,10 @@ func (c Config) validatePayments() []error {
 	if c.PaymentAttemptTimeout <= 0 || c.PaymentBackoffBase <= 0 || c.PaymentBackoffMax < c.PaymentBackoffBase {
 		errs = append(errs, fmt.Errorf("PAYMENT_ATTEMPT_TIMEOUT, PAYMENT_BACKOFF_BASE, PAYMENT_BACKOFF_MAX: must be positive, base <= max"))
 	}
-	if c.PaymentAckWait < time.Second || c.PaymentAckWait > MaxPaymentAckWait || c.PaymentOutageLimit <= 0 {
-		errs = append(errs, fmt.Errorf("PAYMENT_ACK_WAIT, PAYMENT_OUTAGE_LIMIT: the ack wait must be 1s to %v, the outage limit positive", MaxPaymentAckWait))
+	// The outage limit's bound keeps the built-in simulator's key
+	// lifetime, four of them, within what a time.Duration holds.
+	if c.PaymentAckWait < time.Second || c.PaymentAckWait > MaxPaymentAckWait || c.PaymentOutageLimit <= 0 || c.PaymentOutageLimit > MaxDeadline {
+		errs = append(errs, fmt.Errorf("PAYMENT_ACK_WAIT, PAYMENT_OUTAGE_LIMIT: the ack wait must be 1s to %v, the outage limit positive up to %v", MaxPaymentAckWait, MaxDeadline))
 	}
 	// Written so that NaN, which every comparison rejects, fails too.
 	if !(c.PaymentSimFailureRate >= 0 && c.PaymentSimFailureRate <= 1) {

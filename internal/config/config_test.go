@@ -489,12 +489,15 @@ func TestUpstreamAddressesAreCheckedAsGRPCDialsThem(t *testing.T) {
 }
 
 // A payment timeout or shipping SLA the server's timers cannot hold (past
-// 2262) would fire at once: cancelling every order as it is placed.
+// 2262) would fire at once: cancelling every order as it is placed. An
+// outage limit past a quarter of what a time.Duration holds made the
+// simulator's key lifetime, four of them, overflow to its least, an hour:
+// a job kept waiting longer was charged again under a key forgotten.
 func TestDeadlinesAreBounded(t *testing.T) {
 	if config.MaxDeadline != deadlines.MaxTimeout {
 		t.Errorf("PAYMENT_TIMEOUT up to %v, the deadlines' WithTimeouts up to %v", config.MaxDeadline, deadlines.MaxTimeout)
 	}
-	for _, name := range []string{"PAYMENT_TIMEOUT", "SHIPPING_SLA"} {
+	for _, name := range []string{"PAYMENT_TIMEOUT", "SHIPPING_SLA", "PAYMENT_OUTAGE_LIMIT"} {
 		if _, err := config.FromMap(map[string]string{name: "2562047h"}); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=2562047h: %v, want an error naming it", name, err)
 		}
