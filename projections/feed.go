@@ -3,13 +3,14 @@ package projections
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
-	"github.com/orderstream/orderstream/internal/bounded"
 	"github.com/orderstream/orderstream/order"
 )
 
@@ -80,13 +81,18 @@ type Feed struct {
 	// feed published (at most maxErasures customers), for Fresh, and
 	// lastErasure the latest of them all: a change at or after it needs
 	// no look, and that is nearly every change, without the lock.
+	// erasedBelow is the latest erasure erased no longer holds: it drops
+	// the oldest first (forget), so it holds every erasure after that.
 	erased      map[string]uint64
+	erasedBelow uint64
 	lastErasure atomic.Uint64
 }
 
 // maxErasures bounds the erasures a feed remembers for Fresh: a change
 // waits in a watcher's buffer for the time that watcher takes to send a
-// few hundred changes, far less than so many erasures take.
+// few hundred changes, far less than so many erasures take, unless the
+// watcher's client stopped reading. One that held a change while more were
+// published is told to resume instead (Fresh).
 const maxErasures = 4096
 
 // NewFeed returns a feed keeping the last history changes (DefaultFeedHistory
@@ -106,6 +112,11 @@ type Subscription struct {
 	c     chan *Change
 	done  chan struct{}
 	err   error // set before done is closed
+	// erasuresAt is the feed's latest erasure when the subscription
+	// began: its backlog, taken from the history, was erased up to it,
+	// so only an erasure after it can apply to what the subscription
+	// holds (Fresh).
+	erasuresAt uint64
 	// ahead is the position the subscription began after, while the
 	// feed has not published it (a list read from the read model's file
 	// before the feed heard of its commit): the lone change it wants at
@@ -148,19 +159,29 @@ func (s *Subscription) Err() error {
 // until its watcher sends it, and one published before the erasure still
 // shows what the erasure removed (the feed does not modify a change a
 // watcher holds). Watchers send every change through Fresh.
-func (s *Subscription) Fresh(c *Change) *Change {
+//
+// ok is false when the feed can no longer tell: more than maxErasures
+// customers were forgotten since the subscription began, and c, from
+// before the oldest erasure the feed still remembers, shows personal data
+// of a customer it does not. The watcher must not send c; it resumes from
+// the last change it sent, from the history or the log, both erased.
+func (s *Subscription) Fresh(c *Change) (fresh *Change, ok bool) {
 	if !holdsPersonalData(c.State) || c.Position >= s.f.lastErasure.Load() {
-		return c
+		return c, true
 	}
 	s.f.mu.Lock()
-	at, ok := s.f.erased[c.State.CustomerID]
+	at, known := s.f.erased[c.State.CustomerID]
+	unsure := !known && c.Position < s.f.erasedBelow && s.f.erasedBelow > s.erasuresAt
 	s.f.mu.Unlock()
-	if fg := (forgotten{customerID: c.State.CustomerID, at: at}); !ok || !fg.erases(c) {
-		return c
+	if unsure {
+		return nil, false
+	}
+	if fg := (forgotten{customerID: c.State.CustomerID, at: at}); !known || !fg.erases(c) {
+		return c, true
 	}
 	erased := *c
 	erased.State = eraseState(c.State)
-	return &erased
+	return &erased, true
 }
 
 // Close ends the subscription; the feed sends it nothing more.
@@ -189,6 +210,7 @@ func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, a
 	s = &Subscription{f: f, order: orderID, match: match, c: make(chan *Change, max(buffer, 1)), done: make(chan struct{}), gone: make(chan struct{})}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	s.erasuresAt = f.lastErasure.Load()
 	if orderID != "" {
 		m := f.byOrder[orderID]
 		if m == nil {
@@ -353,8 +375,7 @@ func (f *Feed) publish(position uint64, changes []Change, forgot []forgotten) {
 	defer f.mu.Unlock()
 	f.published++
 	for _, fg := range forgot {
-		bounded.Put(f.erased, fg.customerID, max(f.erased[fg.customerID], fg.at), maxErasures)
-		f.lastErasure.Store(max(f.lastErasure.Load(), fg.at))
+		f.remember(fg)
 		for i := range changes {
 			if c := &changes[i]; fg.erases(c) {
 				c.State = eraseState(c.State)
@@ -412,6 +433,25 @@ func (f *Feed) publish(position uint64, changes []Change, forgot []forgotten) {
 		s.ahead = 0
 		delete(f.ahead, s)
 	}
+}
+
+// remember records the erasure fg for Fresh. To make room it forgets the
+// oldest erasures, an eighth of what it holds, and raises erasedBelow past
+// them: Fresh tells what it can no longer know only when every erasure
+// after erasedBelow is still there. f.mu is held.
+func (f *Feed) remember(fg forgotten) {
+	if _, ok := f.erased[fg.customerID]; !ok && len(f.erased) >= maxErasures {
+		ats := slices.Sorted(maps.Values(f.erased))
+		cut := ats[len(ats)/8]
+		for id, at := range f.erased {
+			if at <= cut {
+				delete(f.erased, id)
+			}
+		}
+		f.erasedBelow = max(f.erasedBelow, cut)
+	}
+	f.erased[fg.customerID] = max(f.erased[fg.customerID], fg.at)
+	f.lastErasure.Store(max(f.lastErasure.Load(), fg.at))
 }
 
 // erases reports whether the erasure fg applies to c: a change of one of

@@ -134,6 +134,11 @@ func TestFeedRestartedAheadEndsItsWatchers(t *testing.T) {
 	}
 }
 
+// addr is a shipping address, personal data an erasure removes.
+func addr() *order.Address {
+	return &order.Address{Name: "Ada", Line1: "1 Analytical Way", Country: "GB"}
+}
+
 // Publishing a batch that forgot a customer erases the personal data of
 // the changes of the customer's orders from before the erasure: those the
 // feed keeps, and those committed with the erasure (held before it), before
@@ -141,7 +146,6 @@ func TestFeedRestartedAheadEndsItsWatchers(t *testing.T) {
 // the erasure (the customer's data sealed under a new key), stay as they
 // were, and a change a watcher already holds is not modified under it.
 func TestFeedPublishErasesWhatAForgetCovers(t *testing.T) {
-	addr := func() *order.Address { return &order.Address{Name: "Ada", Line1: "1 Analytical Way", Country: "GB"} }
 	f := NewFeed(0)
 	held, _, _, _ := f.Subscribe("o-1", nil, 8, 0)
 	f.publish(4, []Change{
@@ -180,11 +184,58 @@ func TestFeedPublishErasesWhatAForgetCovers(t *testing.T) {
 	}
 	// Sent after the erasure, it goes out erased: before, a watcher sent
 	// what it had buffered with the data the erasure removed.
-	if sent := held.Fresh(first); holdsPersonalData(sent.State) || !sent.State.Shipping.Erased {
-		t.Errorf("the held change as sent after the erasure: %+v; want its personal data erased", sent.State)
+	if sent, ok := held.Fresh(first); !ok || holdsPersonalData(sent.State) || !sent.State.Shipping.Erased {
+		t.Errorf("the held change as sent after the erasure: %+v (%v); want its personal data erased", sent, ok)
 	}
-	if c := held.Fresh(&Change{Position: 7, OrderID: "o-1", State: order.State{CustomerID: "c", Shipping: addr()}}); !holdsPersonalData(c.State) {
+	if c, ok := held.Fresh(&Change{Position: 7, OrderID: "o-1", State: order.State{CustomerID: "c", Shipping: addr()}}); !ok || !holdsPersonalData(c.State) {
 		t.Error("a change from after the latest erasure was erased")
+	}
+}
+
+// A watcher whose client stopped reading holds a change from before its
+// customer's erasure while more customers are forgotten than the feed
+// remembers: Fresh cannot tell any more whether an erasure applies, and
+// says so, rather than hand out the address. A watcher that resumes then
+// gets the history, erased in place, and Fresh tells again.
+func TestChangeHeldThroughMoreErasuresThanRememberedIsNotSent(t *testing.T) {
+	f := NewFeed(0)
+	f.start(0)
+	held, _, _, _ := f.Subscribe("o-1", nil, 16, 0)
+	t.Cleanup(held.Close)
+	f.publish(2, []Change{
+		{Position: 1, OrderID: "o-1", State: order.State{CustomerID: "c-1", Shipping: addr()}},
+		{Position: 2, OrderID: "o-2", State: order.State{CustomerID: "c-2", Shipping: addr()}},
+	}, nil)
+	first := <-held.C()
+	f.publish(3, nil, []forgotten{{customerID: "c-1", at: 3}})
+	if c, ok := held.Fresh(first); !ok || holdsPersonalData(c.State) {
+		t.Fatalf("right after the erasure, the held change is sent as %+v (%v); want it erased", c, ok)
+	}
+	// However the feed makes room, c-1's erasure goes within so many.
+	for i := range 64 * maxErasures {
+		pos := uint64(4 + i)
+		f.publish(pos, nil, []forgotten{{customerID: fmt.Sprint("other-", i), at: pos}})
+		if i%(maxErasures/16) != 0 {
+			continue
+		}
+		c, ok := held.Fresh(first)
+		if !ok {
+			break
+		}
+		if holdsPersonalData(c.State) {
+			t.Fatalf("after %d erasures of other customers, the change held from before c-1's erasure is sent with its address: %+v", i+1, c.State.Shipping)
+		}
+	}
+	resumed, _, backlog, complete := f.Subscribe("", nil, 16, 0)
+	t.Cleanup(resumed.Close)
+	if !complete || len(backlog) != 2 {
+		t.Fatalf("resumed backlog %v (complete %v), want the two changes", positions(backlog), complete)
+	}
+	for _, c := range backlog {
+		sent, ok := resumed.Fresh(c)
+		if !ok || holdsPersonalData(sent.State) != (c.State.CustomerID == "c-2") {
+			t.Errorf("resumed, the change at %d (customer %s) is sent as %+v (%v); want it sent, erased only for c-1", c.Position, c.State.CustomerID, sent, ok)
+		}
 	}
 }
 

@@ -137,9 +137,14 @@ type watchSender[M any] struct {
 }
 
 func (w *watchSender[M]) send(c *projections.Change) error {
-	c = w.sub.Fresh(c)
 	if c.Position < w.sent {
 		return nil
+	}
+	c, ok := w.sub.Fresh(c)
+	if !ok {
+		// Held through more erasures than the feed remembers: resumed,
+		// the watch reads it erased, if its customer's was among them.
+		return status.Errorf(codes.ResourceExhausted, "watcher fell behind the changes; resume from position %d", w.sent)
 	}
 	if c.Position == w.sent && c.OrderID == w.sentOrder {
 		return nil
