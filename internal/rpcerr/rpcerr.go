@@ -240,7 +240,9 @@ func DefaultLogger(log *slog.Logger) *slog.Logger {
 }
 
 // ToStatus converts err into a gRPC status error. A status error passes
-// through unchanged. log receives internal errors; it may be nil.
+// through unchanged. An error it cannot classify is INTERNAL, unless ctx
+// has ended: then it is CANCELLED or DEADLINE_EXCEEDED. log receives
+// internal errors; it may be nil.
 func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 	if err == nil {
 		return nil
@@ -288,6 +290,13 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request cancelled")
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		// What a call cut short meets (a read model's query interrupted
+		// as its caller leaves, a transaction rolled back under it) is
+		// the caller's doing, whatever its form: answered as such, and
+		// not logged as this server's fault.
+		return status.FromContextError(cerr).Err()
 	}
 	if log != nil {
 		log.ErrorContext(ctx, "internal error", "err", err)

@@ -3,6 +3,7 @@ package rpcerr_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -17,7 +18,8 @@ import (
 // which takes a call that ended unanswered for an outage, is answered
 // DEADLINE_EXCEEDED or CANCELLED, and not logged as the store's outage:
 // clients' timeouts read as "event store unavailable" warnings. With the
-// call still running, the same error is an outage.
+// call still running, the same error is an outage. So is any error a call
+// cut short meets: an interrupted read is not a fault of the server.
 func TestCallersDeadlineIsNoOutage(t *testing.T) {
 	expired, cancel := context.WithTimeout(t.Context(), 0)
 	defer cancel()
@@ -34,6 +36,11 @@ func TestCallersDeadlineIsNoOutage(t *testing.T) {
 		{"deadline", expired, fmt.Errorf("eventstore: load: %w: %w", eventstore.ErrUnavailable, context.DeadlineExceeded), codes.DeadlineExceeded, false},
 		{"cancelled", cancelled, fmt.Errorf("eventstore: load: %w: %w", eventstore.ErrUnavailable, context.Canceled), codes.Canceled, false},
 		{"the store's own timeout", t.Context(), fmt.Errorf("eventstore: load: %w: %w", eventstore.ErrUnavailable, context.DeadlineExceeded), codes.Unavailable, true},
+		// A read model's query interrupted as the caller left: SQLite's
+		// own error, which wraps no context error.
+		{"interrupted", cancelled, fmt.Errorf("projections: list: %w", errors.New("interrupted (9)")), codes.Canceled, false},
+		{"interrupted by the deadline", expired, fmt.Errorf("projections: list: %w", errors.New("interrupted (9)")), codes.DeadlineExceeded, false},
+		{"a fault", t.Context(), fmt.Errorf("projections: list: %w", errors.New("database disk image is malformed (11)")), codes.Internal, true},
 	} {
 		var logs bytes.Buffer
 		err := rpcerr.ToStatus(c.ctx, slog.New(slog.NewTextHandler(&logs, nil)), c.err)
