@@ -37,11 +37,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/orderstream/orderstream/order"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -487,10 +487,14 @@ func lineEndTrimmed(b []byte) []byte {
 const MaxSubject = 128
 
 // Recordable reports whether a value (a subject, a correlation id) can be
-// recorded in an event's metadata as it is, surrounding whitespace aside.
+// recorded in an event's metadata as it is, surrounding whitespace aside:
+// valid UTF-8 of at most MaxSubject characters that free text may hold
+// (order.TextRuneAllowed). A bidi override or a line separator would make
+// what an auditor reads in a history differ from what was recorded.
 func Recordable(value string) bool {
 	s := strings.TrimSpace(value)
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxSubject && !strings.ContainsFunc(s, unicode.IsControl)
+	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxSubject &&
+		!strings.ContainsFunc(s, func(r rune) bool { return !order.TextRuneAllowed(r) })
 }
 
 // Unary is the unary server interceptor.

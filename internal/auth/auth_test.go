@@ -308,13 +308,15 @@ func TestInterceptorBearerSchemeCase(t *testing.T) {
 }
 
 // A token whose subject the event store cannot record as the actor (too
-// long, or with control characters) is refused: its changes would be
-// recorded as "anonymous". Before, it was admitted and its changes lost who
-// made them. A subject of the longest recordable length is admitted.
+// long, or with characters free text refuses: control characters, a bidi
+// override) is refused: its changes would be recorded as "anonymous".
+// Before, it was admitted and its changes lost who made them. A subject of
+// the longest recordable length is admitted.
 func TestUnrecordableSubjectIsRefused(t *testing.T) {
 	long := "CN=" + strings.Repeat("x", 128) + ",OU=clerks"
 	fits := strings.Repeat("y", 128)
-	a, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "long-token-0123456789 "+long+" clerk\nfits-token-0123456789 "+fits+" clerk\n")})
+	a, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "long-token-0123456789 "+long+" clerk\nfits-token-0123456789 "+fits+" clerk\n"+
+		"bidi-token-0123456789 alice\u202egnp.exe clerk\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +324,7 @@ func TestUnrecordableSubjectIsRefused(t *testing.T) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		return md.Get("x-actor"), nil
 	}
-	for token, want := range map[string]codes.Code{"long-token-0123456789": codes.Unauthenticated, "fits-token-0123456789": codes.OK} {
+	for token, want := range map[string]codes.Code{"long-token-0123456789": codes.Unauthenticated, "fits-token-0123456789": codes.OK, "bidi-token-0123456789": codes.Unauthenticated} {
 		ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", "Bearer "+token))
 		actor, err := a.Unary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/orders.v1.OrderCommandService/AddItem"}, handler)
 		if status.Code(err) != want {

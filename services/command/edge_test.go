@@ -141,6 +141,28 @@ func TestHeaderValuesAreTrimmedNotFatal(t *testing.T) {
 	}
 }
 
+// Who and why values with characters free text refuses (a bidi override
+// that shows "alice\u202egnp.exe" as "alicexe.png", a line separator) are
+// ignored as unfit to record, not written into the audit trail. grpc-go's
+// clients send only printable ASCII, but its server takes what other
+// HTTP/2 clients send, so the values arrive as the handler sees them here.
+func TestUnfitHeaderValuesAreNotRecorded(t *testing.T) {
+	store := memstore.New()
+	svc := newService(t, store)
+	ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs(command.MDActor, "alice\u202egnp.exe",
+		command.MDCorrelationID, "corr\u2028forged line", command.MDCausationID, "cause\u200b"))
+	if _, err := svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "unfit-1", OrderId: "o-unfit", CustomerId: "c", Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := store.Load(t.Context(), "o-unfit")
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%d events, %v", len(recs), err)
+	}
+	if m := recs[0].Meta; m.Actor != "anonymous" || m.CorrelationID != "unfit-1" || m.CausationID != "" {
+		t.Fatalf("recorded actor %q, correlation %q, causation %q; want anonymous, the request id and none", m.Actor, m.CorrelationID, m.CausationID)
+	}
+}
+
 // A command without expected revision that loses the race to other writers
 // is loaded and decided again, not answered ABORTED: here it loses three
 // times in a row and then lands after the three changes that beat it.
