@@ -45,7 +45,10 @@ type PlaceOrder struct {
 // RecordPayment records a payment provider's answer. When Authorized,
 // PaymentRef is required, Amount must equal the order total and Currency,
 // when not empty, the order currency. When declined, PaymentRef and Reason
-// are optional and Amount and Currency are ignored.
+// are optional and Amount and Currency are ignored. Whatever the outcome,
+// each field must be well formed: a PaymentRef an identifier when present,
+// Amount not negative, Currency a currency code when present, Reason free
+// text.
 type RecordPayment struct {
 	Authorized bool
 	PaymentRef string

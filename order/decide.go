@@ -256,27 +256,24 @@ func decidePlace(s State, c PlaceOrder) ([]Event, error) {
 }
 
 func decidePayment(s State, c RecordPayment) ([]Event, error) {
-	if c.Authorized {
+	// Each field is checked whatever the outcome, though the outcome
+	// uses only some of them: a malformed one is a client's mistake to
+	// be told of, not silently dropped.
+	if c.Authorized || c.PaymentRef != "" {
 		if err := validateID("payment_ref", c.PaymentRef); err != nil {
 			return nil, err
 		}
-		if c.Amount < 0 {
-			return nil, invalid("amount", "must not be negative")
-		}
-		if c.Currency != "" {
-			if err := validateCurrency("currency", c.Currency); err != nil {
-				return nil, err
-			}
-		}
-	} else {
-		if c.PaymentRef != "" {
-			if err := validateID("payment_ref", c.PaymentRef); err != nil {
-				return nil, err
-			}
-		}
-		if err := validateText("reason", c.Reason, false); err != nil {
+	}
+	if c.Amount < 0 {
+		return nil, invalid("amount", "must not be negative")
+	}
+	if c.Currency != "" {
+		if err := validateCurrency("currency", c.Currency); err != nil {
 			return nil, err
 		}
+	}
+	if err := validateText("reason", c.Reason, false); err != nil {
+		return nil, err
 	}
 	if !s.Exists() {
 		return nil, errNoOrder()

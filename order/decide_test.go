@@ -463,7 +463,18 @@ func TestRecordPayment(t *testing.T) {
 	if declined.Status != order.StatusPaymentDeclined || declined.DeclineReason != "do not honor" || declined.PaymentRef != "" {
 		t.Errorf("after anonymous decline: %+v", declined)
 	}
-	declined = apply(t, declined, order.RecordPayment{PaymentRef: "pay-9", Reason: "card expired", Amount: -7, Currency: "bogus"})
+	// A field the outcome ignores is still checked: a malformed one is
+	// a client's mistake, told rather than dropped.
+	for _, bad := range []order.RecordPayment{
+		{PaymentRef: "pay-9", Reason: "card expired", Amount: -7},
+		{PaymentRef: "pay-9", Reason: "card expired", Currency: "bogus"},
+		{Authorized: true, PaymentRef: "pay-9", Amount: placed.Total, Reason: "line\u2028break"},
+	} {
+		if _, err := order.Decide(declined, bad); !isOnly(err, order.ErrInvalid) {
+			t.Errorf("%+v: err %v, want ErrInvalid", bad, err)
+		}
+	}
+	declined = apply(t, declined, order.RecordPayment{PaymentRef: "pay-9", Reason: "card expired", Amount: 7, Currency: "USD"})
 	if declined.PaymentRef != "pay-9" || declined.DeclineReason != "card expired" {
 		t.Errorf("after second decline: ref %q reason %q", declined.PaymentRef, declined.DeclineReason)
 	}

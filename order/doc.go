@@ -140,7 +140,10 @@
 //     is ignored. Emits PaymentAuthorized and the order becomes paid.
 //     Declined: payment_ref is optional (an identifier when present), reason
 //     is optional free text, amount and currency are ignored. Emits
-//     PaymentDeclined and the order becomes payment_declined.
+//     PaymentDeclined and the order becomes payment_declined. Either way
+//     a field the outcome ignores must still be well formed (amount not
+//     negative, currency a code and reason free text when present), or
+//     ErrInvalid.
 //   - CancelOrder: draft, placed, payment_declined or paid; reason is optional
 //     free text. Cancelling a paid order leaves a refund due (RefundDue);
 //     the payments process manager refunds it and records RecordRefund.
