@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/writewait"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -107,7 +108,7 @@ func conventions(cfg config, next http.Handler) http.Handler {
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			req.ContentLength = int64(len(body))
 		}
-		conditional(&stallLimit{ResponseWriter: w, rc: http.NewResponseController(w), wait: cfg.writeTimeout}, req, conv, next)
+		conditional(writewait.NewWriter(w, cfg.writeTimeout), req, conv, next)
 	})
 }
 

@@ -47,3 +47,30 @@ func Flush(rc *http.ResponseController, wait time.Duration) error {
 	_ = rc.SetWriteDeadline(time.Time{})
 	return err
 }
+
+// Writer is an http.ResponseWriter each of whose writes (Write) and
+// flushes waits at most its wait on the client, so that a client that
+// stops reading ends its request (the write fails) rather than holding the
+// handler, and whatever call feeds it, until its connection dies.
+type Writer struct {
+	http.ResponseWriter
+	rc   *http.ResponseController // of the ResponseWriter
+	wait time.Duration
+}
+
+// NewWriter returns w with each write and flush bounded by wait.
+func NewWriter(w http.ResponseWriter, wait time.Duration) *Writer {
+	return &Writer{ResponseWriter: w, rc: http.NewResponseController(w), wait: wait}
+}
+
+// Write writes b in pieces, each under the wait (see Write).
+func (w *Writer) Write(b []byte) (int, error) { return Write(w.ResponseWriter, w.rc, b, w.wait) }
+
+// Flush is what http.Flusher users (grpc-gateway's streams) ask of it.
+func (w *Writer) Flush() { _ = w.FlushError() }
+
+// FlushError is what http.ResponseController's Flush asks of a writer.
+func (w *Writer) FlushError() error { return Flush(w.rc, w.wait) }
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *Writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }

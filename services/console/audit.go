@@ -13,6 +13,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/writewait"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -54,7 +55,7 @@ func (c *Console) verifyLog(w http.ResponseWriter, r *http.Request, s *session) 
 	ctx, cancel := c.liveContext(s) // a shutdown ends it
 	defer cancel()
 	stream, err := c.audit.VerifyLog(ctx, &ordersv1.VerifyLogRequest{})
-	p := newProgress(w)
+	p := newProgress(w, c.writeTimeout)
 	for err == nil {
 		var m *ordersv1.VerifyLogResponse
 		if m, err = stream.Recv(); err != nil {
@@ -184,7 +185,10 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Content-Disposition", `attachment; filename="orderstream-events.ndjson"`)
-	bw := bufio.NewWriter(w)
+	// A browser that stops taking the file ends the export (a write that
+	// waited out the write timeout fails) rather than holding it, and the
+	// read of the log, until its connection dies.
+	bw := bufio.NewWriter(writewait.NewWriter(w, c.writeTimeout))
 	for m := first; m != nil; {
 		ev := m.GetEvent()
 		if (e.toPosition > 0 && ev.GetPosition() > e.toPosition) || (!e.toTime.IsZero() && ev.GetRecordedAt().AsTime().After(e.toTime)) {
@@ -201,7 +205,9 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 				c.log.Error("console: export: encoding an event", "position", ev.GetPosition(), "err", err)
 				panic(http.ErrAbortHandler)
 			}
-			_, _ = bw.Write(append(b, '\n'))
+			if _, err := bw.Write(append(b, '\n')); err != nil {
+				panic(http.ErrAbortHandler) // the browser took nothing: gone
+			}
 		}
 		if m, err = stream.Recv(); errors.Is(err, io.EOF) {
 			break
@@ -213,5 +219,7 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 			panic(http.ErrAbortHandler)
 		}
 	}
-	_ = bw.Flush()
+	if bw.Flush() != nil {
+		panic(http.ErrAbortHandler)
+	}
 }

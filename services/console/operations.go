@@ -13,6 +13,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/writewait"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -156,23 +157,29 @@ type progressLine struct {
 	Done  bool   `json:"done,omitempty"`
 }
 
-// progressWriter streams progress lines, each flushed at once.
+// progressWriter streams progress lines, each flushed at once, each write
+// and flush waiting at most the console's write timeout on the browser.
 type progressWriter struct {
-	w   http.ResponseWriter
+	w   *writewait.Writer
 	enc *json.Encoder
-	rc  *http.ResponseController
 }
 
-func newProgress(w http.ResponseWriter) *progressWriter {
+func newProgress(w http.ResponseWriter, wait time.Duration) *progressWriter {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: pass each line on at once
 	w.WriteHeader(http.StatusOK)
-	return &progressWriter{w: w, enc: json.NewEncoder(w), rc: http.NewResponseController(w)}
+	lw := writewait.NewWriter(w, wait)
+	return &progressWriter{w: lw, enc: json.NewEncoder(lw)}
 }
 
+// send writes l. A browser that stopped taking the lines (its connection
+// open, nothing read) ends the request, and with it the verification or
+// rebuild it watches, as leaving the page does; a client gone away ends
+// the call through its context.
 func (p *progressWriter) send(l progressLine) {
-	_ = p.enc.Encode(l) // a client gone away ends the call through its context
-	_ = p.rc.Flush()
+	if p.enc.Encode(l) != nil || p.w.FlushError() != nil {
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // wantsProgress tells the script (which reads progress lines) from a plain
@@ -193,7 +200,7 @@ func (c *Console) rebuild(w http.ResponseWriter, r *http.Request, s *session) {
 			break
 		}
 		if p == nil && wantsProgress(r) {
-			p = newProgress(w)
+			p = newProgress(w, c.writeTimeout)
 		}
 		if p == nil {
 			continue
@@ -221,7 +228,7 @@ func (c *Console) rebuild(w http.ResponseWriter, r *http.Request, s *session) {
 			_, msg = c.userError(err)
 		}
 		if p == nil {
-			p = newProgress(w)
+			p = newProgress(w, c.writeTimeout)
 		}
 		p.send(progressLine{Error: msg, Text: msg, Done: true})
 	default:
