@@ -259,6 +259,13 @@ func (c *Console) routes() http.Handler {
 	// refuses a token without the clerk role, and that refusal is what
 	// the user sees (403).
 	mux.Handle("POST /console/orders/{id}/{command}", in(user.signedIn, c.orderCommand))
+	// A refused command's answer is the order's page at the command's
+	// address: reloaded, reached again after signing in (the page's
+	// script sends its own address as next), or checked by that script
+	// for a session that ended, the address leads to the order.
+	mux.Handle("GET /console/orders/{id}/{command}", in(user.canSeeOrder, func(w http.ResponseWriter, r *http.Request, _ *session) {
+		http.Redirect(w, r, Prefix+"orders/"+url.PathEscape(r.PathValue("id")), http.StatusSeeOther)
+	}))
 	mux.Handle("GET /console/operations", in(user.canAdmin, c.opsPage))
 	mux.Handle("GET /console/operations/projection", in(user.canAdmin, c.opsProjection))
 	mux.Handle("POST /console/operations/rebuild", in(user.signedIn, c.rebuild))

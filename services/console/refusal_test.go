@@ -105,6 +105,36 @@ func draftPage(t *testing.T, id string) (cl *client, page, csrf string) {
 	return cl, page, m[1]
 }
 
+// A refused command's answer is the order's page at the command's address
+// (POST /console/orders/{id}/place). That address is where the page's
+// script sends the user back after signing in again, and what it asks, as
+// a check of the session, when its live stream ends: it was a page that
+// does not exist (404, before any look at the session), so the user landed
+// on "no such page" after signing in, and a session that ended was never
+// noticed, the stream retried for ever. Now it leads to the order.
+func TestRefusedCommandsAddressLeadsToTheOrder(t *testing.T) {
+	cl, _, csrf := draftPage(t, "refused-url")
+	post := "/console/orders/refused-url/place"
+	if res, _ := cl.do("POST", post, url.Values{"csrf": {csrf}, "expected_revision": {"1"}}, nil); res.StatusCode != http.StatusConflict {
+		t.Fatalf("a place of a draft without an address: %s, want 409", res.Status)
+	}
+	res := cl.signIn(adminToken, post)
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %s", res.Status)
+	}
+	res, _ = cl.do("GET", res.Header.Get("Location"), nil, nil)
+	if want := "/console/orders/refused-url"; res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != want {
+		t.Fatalf("signed in again from the refused command's page: %s to %q; want 303 to %s", res.Status, res.Header.Get("Location"), want)
+	}
+	// The session ends (the token is revoked): the script's check of the
+	// page's address says so.
+	u, _ := url.Parse(cl.base + "/console/")
+	cl.http.Jar.SetCookies(u, []*http.Cookie{{Name: "orderstream_console", Value: "revoked-token-0123456789", Path: "/console/"}})
+	if res, _ := cl.do("GET", post, nil, map[string]string{"X-Console": "1"}); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the script's check of the refused command's address with an ended session: %s, want 401", res.Status)
+	}
+}
+
 // A command the server refuses shows the order again with what was typed
 // into its form kept in its fields: the cancel's reason was lost with the
 // refusal, and had to be typed again.
