@@ -35,8 +35,10 @@
 // Every response carries a Content-Security-Policy allowing scripts, styles
 // and connections from the console's own origin only (no inline script or
 // style), forbids framing, and is not cached. Every state-changing request
-// is a POST that must carry a CSRF token (an HMAC of the session cookie,
-// so it needs no storage and cannot be forged without the cookie) and pass
+// is a POST that must carry a CSRF token (an HMAC of the session cookie
+// keyed by a random value in a cookie of its own, so it needs no storage,
+// cannot be forged without the cookies, and tells nothing of the bearer
+// token to whoever sees a page) and pass
 // net/http's cross-origin protection (Sec-Fetch-Site/Origin). Everything
 // shown is escaped by html/template.
 package console
@@ -337,6 +339,13 @@ func noStore(next http.Handler) http.Handler {
 // cookieName is the session cookie; it holds the bearer token.
 const cookieName = "orderstream_console"
 
+// csrfCookieName is the cookie that keys the session's CSRF token: a
+// random value, set at sign-in (and whenever a request comes without it),
+// HttpOnly like the session's. A token keyed by the session cookie alone
+// would let whoever sees one page (its CSRF token is in every form, in
+// saved pages and HAR files) test guesses of the bearer token offline.
+const csrfCookieName = "orderstream_console_csrf"
+
 // user is who is signed in, as far as the console's display goes.
 type user struct {
 	Subject string
@@ -468,7 +477,7 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 			ck = &http.Cookie{Value: rand.Text()}
 			c.setCookie(w, ck.Value)
 		}
-		return &session{user: user{Subject: "anonymous", AuthOff: true}, ctx: r.Context(), csrf: csrfToken(ck.Value), key: ck.Value}, true
+		return &session{user: user{Subject: "anonymous", AuthOff: true}, ctx: r.Context(), csrf: csrfToken(c.csrfKey(w, r), ck.Value), key: ck.Value}, true
 	}
 	if err != nil || ck.Value == "" {
 		return nil, false
@@ -479,15 +488,31 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 		return nil, false
 	}
 	ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+token)
-	return &session{user: user{Subject: p.Subject, p: p}, ctx: ctx, csrf: csrfToken(ck.Value), key: ck.Value}, true
+	return &session{user: user{Subject: p.Subject, p: p}, ctx: ctx, csrf: csrfToken(c.csrfKey(w, r), ck.Value), key: ck.Value}, true
 }
 
-// csrfToken derives the CSRF token from the session cookie: a cross-site
-// page can neither read the cookie nor compute this from anything it sees.
-func csrfToken(cookie string) string {
-	m := hmac.New(sha256.New, []byte(cookie))
-	m.Write([]byte("orderstream console csrf"))
+// csrfToken derives the CSRF token from the CSRF cookie's key and the
+// session cookie: a cross-site page can neither read the cookies nor
+// compute this from anything it sees, and one who sees the token learns
+// nothing of the session cookie's bearer token without the key.
+func csrfToken(key, cookie string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(cookie))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// csrfKey returns the request's CSRF cookie, setting a new one on w when
+// the request has none: a post without it carries no token that can match,
+// and is refused as a stale form, whose answer sets it.
+func (c *Console) csrfKey(w http.ResponseWriter, r *http.Request) string {
+	if ck, err := r.Cookie(csrfCookieName); err == nil && ck.Value != "" {
+		return ck.Value
+	}
+	key := rand.Text()
+	c.setNamedCookie(w, csrfCookieName, key)
+	// Later calls for the same request (a stale form's page) see it.
+	r.AddCookie(&http.Cookie{Name: csrfCookieName, Value: key})
+	return key
 }
 
 // encodedCookie starts a session cookie that holds the token
@@ -532,7 +557,12 @@ func cookieToken(value string) string {
 
 // setCookie sets the session cookie to value as it is ("": clears it).
 func (c *Console) setCookie(w http.ResponseWriter, value string) {
-	ck := &http.Cookie{Name: cookieName, Value: value, Path: Prefix, HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteStrictMode}
+	c.setNamedCookie(w, cookieName, value)
+}
+
+// setNamedCookie sets the console's cookie name to value ("": clears it).
+func (c *Console) setNamedCookie(w http.ResponseWriter, name, value string) {
+	ck := &http.Cookie{Name: name, Value: value, Path: Prefix, HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteStrictMode}
 	if value == "" {
 		ck.MaxAge = -1
 	}
@@ -600,6 +630,9 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.setCookie(w, value)
+	// A new key at each sign-in: the CSRF token of a session before it
+	// is good for nothing after.
+	c.setNamedCookie(w, csrfCookieName, rand.Text())
 	if next == Prefix {
 		next = user{Subject: p.Subject, p: p}.home()
 	}
@@ -611,7 +644,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 // user whose token expired signs out all the same.
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	ck, err := r.Cookie(cookieName)
-	if err == nil && ck.Value != "" && !csrfOK(r, csrfToken(ck.Value)) {
+	key, kerr := r.Cookie(csrfCookieName)
+	if err == nil && ck.Value != "" && (kerr != nil || !csrfOK(r, csrfToken(key.Value, ck.Value))) {
 		http.Error(w, staleForm, http.StatusForbidden)
 		return
 	}
@@ -621,6 +655,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 		c.streams.end(ck.Value)
 	}
 	c.setCookie(w, "")
+	c.setNamedCookie(w, csrfCookieName, "")
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }
 

@@ -67,3 +67,68 @@ func TestSignOutEndsTheSessionsStreams(t *testing.T) {
 		t.Fatalf("the other tab's stream did not end with the sign-out: %v", err)
 	}
 }
+
+// The CSRF token every page carries (in every form, in saved pages) is no
+// function of the bearer token alone: it was an HMAC keyed by the session
+// cookie over a constant, so whoever saw one page could test guesses of a
+// static token offline. Two browsers signed in with the same token get
+// different CSRF tokens, a new sign-in gets a new one, and each is good
+// in its own browser only.
+func TestCSRFTokenIsNoFunctionOfTheBearerToken(t *testing.T) {
+	c := startAuthed(t)
+	csrfOf := func(cl *client) string {
+		t.Helper()
+		_, page := cl.do("GET", "/console/orders", nil, nil)
+		m := csrfMeta.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatal("no CSRF token on the page")
+		}
+		return m[1]
+	}
+	signedIn := func() *client {
+		cl := newClient(t, c.base)
+		if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
+			t.Fatalf("sign-in: %s", res.Status)
+		}
+		return cl
+	}
+	a, b := signedIn(), signedIn()
+	ta, tb := csrfOf(a), csrfOf(b)
+	if ta == tb {
+		t.Fatalf("two browsers signed in with one bearer token have the same CSRF token %q", ta)
+	}
+	if res, _ := b.do("POST", "/console/logout", url.Values{"csrf": {ta}}, nil); res.StatusCode != http.StatusForbidden {
+		t.Errorf("a sign-out with another browser's CSRF token: %s, want 403", res.Status)
+	}
+	if res := a.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in again: %s", res.Status)
+	}
+	if again := csrfOf(a); again == ta {
+		t.Errorf("signing in again kept the CSRF token %q", ta)
+	}
+	if res, _ := b.do("POST", "/console/logout", url.Values{"csrf": {tb}}, nil); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("a sign-out with the browser's own CSRF token: %s, want 303", res.Status)
+	}
+}
+
+// A session from before the CSRF cookie (a browser signed in before an
+// upgrade) has its first post refused as a stale form, whose answer sets
+// the cookie, so the page's next post goes through: no sign-in again.
+func TestSessionWithoutCSRFCookieGetsOne(t *testing.T) {
+	c := startAuthed(t)
+	cl := newClient(t, c.base)
+	u, _ := url.Parse(c.base + "/console/")
+	cl.http.Jar.SetCookies(u, []*http.Cookie{{Name: "orderstream_console", Value: adminToken, Path: "/console/"}})
+	res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {"from-an-older-page"}}, nil)
+	if res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a sign-out with a token of the older scheme: %s, want 403", res.Status)
+	}
+	_, page := cl.do("GET", "/console/orders", nil, nil)
+	m := csrfMeta.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no CSRF token on the page")
+	}
+	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {m[1]}}, nil); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("a sign-out with the page's CSRF token: %s, want 303", res.Status)
+	}
+}

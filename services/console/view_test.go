@@ -43,9 +43,9 @@ func TestSafeNext(t *testing.T) {
 }
 
 func TestCSRFTokenIsPerSession(t *testing.T) {
-	a, b := csrfToken("token-a-0123456789"), csrfToken("token-b-0123456789")
-	if a == b || a != csrfToken("token-a-0123456789") || a == "token-a-0123456789" {
-		t.Fatalf("csrf tokens %q and %q: want stable per session, distinct between sessions, not the cookie", a, b)
+	a, b := csrfToken("key", "token-a-0123456789"), csrfToken("key", "token-b-0123456789")
+	if a == b || a != csrfToken("key", "token-a-0123456789") || a == "token-a-0123456789" || a == csrfToken("other key", "token-a-0123456789") {
+		t.Fatalf("csrf tokens %q and %q: want stable per session and key, distinct between sessions and keys, not the cookie", a, b)
 	}
 }
 
