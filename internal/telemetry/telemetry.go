@@ -213,6 +213,22 @@ func resolveServiceName(getenv func(string) string, def string) string {
 	return def
 }
 
+// checkEndpoint refuses an OTLP endpoint that is no http or https URL
+// with a host (the variables are URLs): the exporters take
+// "collector:4317" for a URL of scheme "collector", which the HTTP exporter
+// sends to localhost and the gRPC one over TLS, so spans were lost with no
+// word but the export's failures.
+func checkEndpoint(name, v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s: %q is not an http:// or https:// URL with a host (http://collector:4317, say)", name, v)
+	}
+	return nil
+}
+
 func exporterWanted(getenv func(string) string) bool {
 	if strings.EqualFold(getenv("OTEL_TRACES_EXPORTER"), "none") || strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
 		return false
@@ -224,6 +240,11 @@ func exporterWanted(getenv func(string) string) bool {
 // headers, timeout and TLS settings from the OTEL_EXPORTER_OTLP_* variables
 // themselves.
 func newExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		if err := checkEndpoint(name, getenv(name)); err != nil {
+			return nil, err
+		}
+	}
 	// The error names the variable the value came from: the operator who
 	// set the signal-specific one would look for the general one in vain.
 	protoVar := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"

@@ -197,3 +197,29 @@ func TestBadProtocolNamesItsVariable(t *testing.T) {
 		}
 	}
 }
+
+// An endpoint is a URL: "collector:4317", a host and port as other
+// settings take them, was taken by the exporters for a URL of scheme
+// "collector", whose spans the HTTP exporter sent to localhost and the
+// gRPC one over TLS; they were lost, with no word but the export's
+// failures. It is refused, naming its variable.
+func TestEndpointThatIsNoURLNamesItsVariable(t *testing.T) {
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		for _, v := range []string{"collector:4317", "127.0.0.1:4317", "grpc://collector:4317", "http://"} {
+			tel, err := telemetry.Setup(t.Context(), "ordersd", envOf(map[string]string{name: v}))
+			if err == nil {
+				_ = tel.Shutdown(context.Background())
+				t.Errorf("%s=%s: accepted", name, v)
+				continue
+			}
+			if !strings.Contains(err.Error(), name) {
+				t.Errorf("%s=%s: %v, want an error naming the variable", name, v, err)
+			}
+		}
+	}
+	tel, err := telemetry.Setup(t.Context(), "ordersd", envOf(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:4317"}))
+	if err != nil {
+		t.Fatalf("an https URL: %v", err)
+	}
+	_ = tel.Shutdown(context.Background())
+}
