@@ -82,6 +82,19 @@ func TestHugeHeaderOnRESTIsAClientError(t *testing.T) {
 	}
 }
 
+// Headers over 32 KiB, as the README has it, are refused 431, and headers
+// under it are not: net/http reads 4 KiB past its MaxHeaderBytes, so up
+// to 36 KiB went through.
+func TestHeadersOver32KiBAre431(t *testing.T) {
+	addrs, _ := run(t, t.TempDir(), "ROLES", "command,query,audit,gateway")
+	for size, want := range map[int]int{34 << 10: http.StatusRequestHeaderFieldsTooLarge, 30 << 10: http.StatusNotFound} {
+		code, body := doWithHeaders(t, "GET", "http://"+addrs.HTTP+"/v1/orders/headers-32k", "", "X-Pad", strings.Repeat("a", size))
+		if code != want {
+			t.Errorf("GET with a header of %d bytes: %d %.200s; want %d", size, code, body, want)
+		}
+	}
+}
+
 // ForgetCustomer takes Idempotency-Key (its request has a request_id, which
 // the gateway fills from the header) and answers 422 REQUEST_ID_REUSED for
 // a key reused on another customer, as openapi.json now documents; it

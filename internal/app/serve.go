@@ -70,7 +70,8 @@ func (n *node) startHTTP() {
 		// the gateway passes common headers on as metadata, and a request
 		// whose headers the gateway's own call could not carry was
 		// answered 500, a fault of the server; net/http answers 431.
-		MaxHeaderBytes: maxHTTPHeaderBytes}
+		// net/http reads 4 KiB past MaxHeaderBytes before it refuses.
+		MaxHeaderBytes: maxHTTPHeaderBytes - 4<<10}
 	if n.serverTLS != nil {
 		// The HTTP listener serves TLS and, with TLS_CLIENT_CA, verifies
 		// a client certificate when one is given without demanding one:
