@@ -95,6 +95,25 @@ func TestHeadersOver32KiBAre431(t *testing.T) {
 	}
 }
 
+// Every REST stream tells nginx not to buffer it, as the README says of
+// them: a followed export (newline-delimited JSON) did not, and behind
+// nginx's default buffering it was held back.
+func TestFollowedExportTellsNginxNotToBuffer(t *testing.T) {
+	addrs, _ := run(t, t.TempDir(), "ROLES", "command,query,audit,gateway")
+	req, err := http.NewRequestWithContext(t.Context(), "GET", "http://"+addrs.HTTP+"/v1/events?follow=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req) // returns once the headers came
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("X-Accel-Buffering") != "no" {
+		t.Fatalf("GET /v1/events?follow=true: %d, X-Accel-Buffering %q; want 200 and \"no\"", res.StatusCode, res.Header.Get("X-Accel-Buffering"))
+	}
+}
+
 // ForgetCustomer takes Idempotency-Key (its request has a request_id, which
 // the gateway fills from the header) and answers 422 REQUEST_ID_REUSED for
 // a key reused on another customer, as openapi.json now documents; it

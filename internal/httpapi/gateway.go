@@ -653,6 +653,9 @@ func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) er
 		return nil
 	}
 	w.Header().Set("Content-Type", ndjson)
+	// nginx passes each line on at once, as the watches' Server-Sent
+	// Events: buffered, a followed export or a watch would be held back.
+	w.Header().Set("X-Accel-Buffering", "no")
 	md, ok := runtime.ServerMetadataFromContext(ctx)
 	if !ok || md.HeaderMD == nil {
 		return nil
