@@ -172,7 +172,9 @@ func Run(ctx context.Context, args []string, io IO) int {
 	// reported as an internal error rather than as the usage mistake it is.
 	for i, arg := range args {
 		if !utf8.ValidString(arg) {
-			fmt.Fprintf(io.Err, "ordersctl: argument %d (%q) is not valid UTF-8\n", i+1, arg)
+			// Not shown: it may be a token (--token=…, or the one after
+			// --token), which stays out of logs that keep stderr.
+			fmt.Fprintf(io.Err, "ordersctl: argument %d is not valid UTF-8\n", i+1)
 			return ExitUsage
 		}
 	}

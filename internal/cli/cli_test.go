@@ -237,6 +237,22 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// An argument that is not UTF-8 is refused without being shown: it may
+// be the bearer token (after --token, or in --token=…), and the refusal
+// printed it whole, into logs that keep stderr.
+func TestArgumentNotUTF8IsNotShown(t *testing.T) {
+	const secret = "s3cr3t-bearer-token"
+	for _, args := range [][]string{
+		{"--token", secret + "\xff", "orders", "get", "x"},
+		{"--token=" + secret + "\xff", "orders", "get", "x"},
+	} {
+		r := run(t, "127.0.0.1:1", args...)
+		if r.code != cli.ExitUsage || strings.Contains(r.stderr, secret) {
+			t.Errorf("%q: exit %d, stderr %q; want %d without the token", args[0], r.code, r.stderr, cli.ExitUsage)
+		}
+	}
+}
+
 // An order whose first events were removed from the log (a stream the
 // server could not make immutable) is not shown as a shorter history:
 // audit history and audit at fail, with a non-zero exit.
