@@ -38,8 +38,7 @@ func (a *app) forgetCustomerCmd() *cobra.Command {
 				}
 				return ordersv1.NewOrderAdminServiceClient(conn).ForgetCustomer(ctx, &ordersv1.ForgetCustomerRequest{CustomerId: args[0], RequestId: requestID})
 			}, func(res *ordersv1.ForgetCustomerResponse) error {
-				fmt.Fprintf(a.io.Out, "customer %s forgotten at position %d\n", args[0], res.GetPosition())
-				return nil
+				return written(fmt.Fprintf(a.io.Out, "customer %s forgotten at position %d\n", args[0], res.GetPosition()))
 			})
 		},
 	}
@@ -67,7 +66,7 @@ func (a *app) parkedCmd() *cobra.Command {
 					return err
 				}
 				if more := int(res.GetParkedCount()) - len(res.GetParked()); more > 0 {
-					fmt.Fprintf(a.io.Out, "(%d more parked; --limit lists up to 1000)\n", more)
+					return written(fmt.Fprintf(a.io.Out, "(%d more parked; --limit lists up to 1000)\n", more))
 				}
 				return nil
 			})
@@ -87,7 +86,9 @@ func (a *app) parkedCmd() *cobra.Command {
 				}
 				return ordersv1.NewPaymentAdminServiceClient(conn).RetryParkedPayment(ctx, req)
 			}, func(res *ordersv1.RetryParkedPaymentResponse) error {
-				fmt.Fprintf(a.io.Out, "completed %d, parked again %d\n", res.GetCompleted(), res.GetParkedAgain())
+				if err := written(fmt.Fprintf(a.io.Out, "completed %d, parked again %d\n", res.GetCompleted(), res.GetParkedAgain())); err != nil {
+					return err
+				}
 				if tries > 1 {
 					// The try whose answer was lost (UNAVAILABLE) may
 					// have run jobs before it stopped: this answer counts
@@ -129,8 +130,7 @@ func (a *app) settleCmd() *cobra.Command {
 				return res, err
 			}, func(res *ordersv1.SettleParkedPaymentResponse) error {
 				p := res.GetSettled()
-				fmt.Fprintf(a.io.Out, "settled the %s job of %s, parked at position %d\n", kind, p.GetOrderId(), p.GetPosition())
-				return nil
+				return written(fmt.Fprintf(a.io.Out, "settled the %s job of %s, parked at position %d\n", kind, p.GetOrderId(), p.GetPosition()))
 			})
 		},
 	}
@@ -209,7 +209,7 @@ message is printed to stdout as a JSON line instead.`,
 				return err
 			}
 			if a.output != "json" && last != nil {
-				fmt.Fprintln(a.io.Out, client.RebuildSummary(last))
+				return written(fmt.Fprintln(a.io.Out, client.RebuildSummary(last)))
 			}
 			return nil
 		},

@@ -300,6 +300,16 @@ type writeError struct{ err error }
 func (e writeError) Error() string { return "writing the output: " + e.err.Error() }
 func (e writeError) Unwrap() error { return e.err }
 
+// written is the error of a print to the output, as a writeError: a
+// command whose answer reached no one (stdout closed, a full disk) is no
+// success, which a script reading the answer would take it for.
+func written(_ int, err error) error {
+	if err != nil {
+		return writeError{err}
+	}
+	return nil
+}
+
 func (a *app) verifyCmd() *cobra.Command {
 	var all bool
 	c := &cobra.Command{
@@ -338,7 +348,7 @@ func (a *app) verifyOrder(ctx context.Context, client ordersv1.OrderAuditService
 	if a.output == "json" {
 		err = a.printJSON(res)
 	} else {
-		a.printVerdict(res)
+		err = a.printVerdict(res)
 	}
 	if err == nil && !res.GetOk() {
 		err = errBrokenChain
@@ -396,8 +406,7 @@ func (a *app) printBroken(v *ordersv1.VerifyOrderResponse) error {
 	if a.output == "json" {
 		return a.printJSON(v)
 	}
-	a.printVerdict(v)
-	return nil
+	return a.printVerdict(v)
 }
 
 // printVerifySummary prints what a verification of the log checked.
@@ -405,8 +414,7 @@ func (a *app) printVerifySummary(s *ordersv1.VerifyLogProgress) error {
 	if a.output == "json" {
 		return a.printJSON(s)
 	}
-	fmt.Fprintf(a.io.Out, "checked %d events in %d orders: %d broken\n", s.GetEventsChecked(), s.GetOrdersChecked(), s.GetOrdersBroken())
-	return nil
+	return written(fmt.Fprintf(a.io.Out, "checked %d events in %d orders: %d broken\n", s.GetEventsChecked(), s.GetOrdersChecked(), s.GetOrdersBroken()))
 }
 
 func (a *app) decodeCmd() *cobra.Command {
@@ -444,12 +452,13 @@ exits 1.`,
 // maxPayload bounds what decode reads: NATS's largest message.
 const maxPayload = 64 << 20
 
-func (a *app) printVerdict(v *ordersv1.VerifyOrderResponse) {
+// printVerdict prints one order's verdict; the error of writing it (a
+// verdict that reached no one is no success).
+func (a *app) printVerdict(v *ordersv1.VerifyOrderResponse) error {
 	if v.GetOk() {
-		fmt.Fprintf(a.io.Out, "%s  %s  %d events\n", v.GetOrderId(), a.colour("32", "ok"), v.GetEventsChecked())
-		return
+		return written(fmt.Fprintf(a.io.Out, "%s  %s  %d events\n", v.GetOrderId(), a.colour("32", "ok"), v.GetEventsChecked()))
 	}
 	b := v.GetFirstBreak()
 	kind := strings.ToLower(strings.TrimPrefix(b.GetKind().String(), "CHAIN_BREAK_KIND_"))
-	fmt.Fprintf(a.io.Out, "%s  %s  at position %d (version %d): %s: %s\n", v.GetOrderId(), a.colour("31", "BROKEN"), b.GetPosition(), b.GetVersion(), kind, b.GetDetail())
+	return written(fmt.Fprintf(a.io.Out, "%s  %s  at position %d (version %d): %s: %s\n", v.GetOrderId(), a.colour("31", "BROKEN"), b.GetPosition(), b.GetVersion(), kind, b.GetDetail()))
 }

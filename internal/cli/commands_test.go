@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -452,6 +453,28 @@ func TestExportWriteErrors(t *testing.T) {
 		r := fails(t, c.run(t, "audit", "export", "--file", "/dev/full"), cli.ExitOther)
 		if !strings.Contains(r.stderr, "writing the output") {
 			t.Fatalf("--file /dev/full: %q", r.stderr)
+		}
+	}
+}
+
+// Every command whose answer cannot be written (a closed pipe, a full
+// disk) exits 5, as export and the table and JSON printers do: these text
+// printers dropped the write error and exited 0 having printed nothing,
+// so a script reading the erasure's position, or a verification's
+// verdict, took an empty answer for success.
+func TestUnwritableAnswerIsNoSuccess(t *testing.T) {
+	g := server(t).GRPC
+	ok(t, call{addr: g}.run(t, "orders", "create", "--order-id", "wr-1", "--customer", "cust-wr", "--currency", "EUR", "--item", "A:1:5.00"))
+	broken := failing{syscall.EPIPE}
+	for _, args := range [][]string{
+		{"audit", "verify", "wr-1"},
+		{"audit", "verify", "--all"},
+		{"admin", "forget-customer", "cust-wr", "--request-id", "wr-forget"},
+		{"admin", "rebuild"},
+	} {
+		r := fails(t, call{addr: g, out: broken}.run(t, args...), cli.ExitOther)
+		if !strings.Contains(r.stderr, "writing the output") {
+			t.Errorf("%v with stdout unwritable: stderr %q, want it to say the output could not be written", args, r.stderr)
 		}
 	}
 }
