@@ -121,6 +121,9 @@ func (s *Stream) Subscribe(ctx context.Context, name, filter string, handle func
 		return err
 	}
 	if _, err := s.ensure(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // ended before it began: the end asked for
+		}
 		return err
 	}
 	err = durable.Consume(ctx, s.js, durable.Config{

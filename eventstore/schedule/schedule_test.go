@@ -356,3 +356,18 @@ func TestPurgeAckedLeavesWhatIsOwed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Subscribe consumes until its context ends, then returns nil, as
+// eventstore.Store.Subscribe does, even when the context ended before the
+// stream was set up: it failed with the set-up's context error, which a
+// caller that subscribes again on an error takes for an outage.
+func TestSubscribeWithAnEndedContextReturnsNil(t *testing.T) {
+	s := newStream(t)
+	ended, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.Subscribe(ended, "ended", "timers.>", func(m schedule.Msg) {
+		t.Errorf("delivered %d to a subscription whose context had ended", m.Sequence)
+	}); err != nil {
+		t.Fatalf("Subscribe with a context that has ended: %v, want nil", err)
+	}
+}
