@@ -213,20 +213,35 @@ func resolveServiceName(getenv func(string) string, def string) string {
 	return def
 }
 
-// checkEndpoint refuses an OTLP endpoint that is no http or https URL
-// with a host (the variables are URLs): the exporters take
-// "collector:4317" for a URL of scheme "collector", which the HTTP exporter
-// sends to localhost and the gRPC one over TLS, so spans were lost with no
-// word but the export's failures.
-func checkEndpoint(name, v string) error {
-	if v == "" {
+// traceSetting is the value of the traces' own variable OTEL_EXPORTER_OTLP_TRACES_<key>
+// if set, else the general OTEL_EXPORTER_OTLP_<key>, trimmed as the
+// exporters trim them, with the name of the variable it came from: an
+// error names that one, as the operator who set the traces' own would look
+// for the general one in vain.
+func traceSetting(getenv func(string) string, key string) (name, value string) {
+	name = "OTEL_EXPORTER_OTLP_TRACES_" + key
+	if value = strings.TrimSpace(getenv(name)); value == "" {
+		name = "OTEL_EXPORTER_OTLP_" + key
+		value = strings.TrimSpace(getenv(name))
+	}
+	return name, value
+}
+
+// checkEndpoint refuses an OTLP endpoint that is no http or https URL with
+// a host, or for gRPC a unix socket's (the variables are URLs): the
+// exporters take "collector:4317" for a URL of scheme "collector", which
+// the HTTP exporter sends to localhost and the gRPC one over TLS, so spans
+// were lost with no word but the export's failures.
+func checkEndpoint(name, v string, grpc bool) error {
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+	case (u.Scheme == "http" || u.Scheme == "https") && u.Host != "":
+		return nil
+	case grpc && u.Scheme == "unix" && (u.Path != "" || u.Opaque != ""):
 		return nil
 	}
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s: %q is not an http:// or https:// URL with a host (http://collector:4317, say)", name, v)
-	}
-	return nil
+	return fmt.Errorf("%s: %q is not an http:// or https:// URL with a host (http://collector:4317, say), or for grpc a unix:// socket", name, v)
 }
 
 func exporterWanted(getenv func(string) string) bool {
@@ -240,18 +255,11 @@ func exporterWanted(getenv func(string) string) bool {
 // headers, timeout and TLS settings from the OTEL_EXPORTER_OTLP_* variables
 // themselves.
 func newExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
-	for _, name := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
-		if err := checkEndpoint(name, getenv(name)); err != nil {
+	protoVar, proto := traceSetting(getenv, "PROTOCOL")
+	if name, endpoint := traceSetting(getenv, "ENDPOINT"); endpoint != "" {
+		if err := checkEndpoint(name, endpoint, proto == "" || proto == "grpc"); err != nil {
 			return nil, err
 		}
-	}
-	// The error names the variable the value came from: the operator who
-	// set the signal-specific one would look for the general one in vain.
-	protoVar := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-	proto := getenv(protoVar)
-	if proto == "" {
-		protoVar = "OTEL_EXPORTER_OTLP_PROTOCOL"
-		proto = getenv(protoVar)
 	}
 	switch proto {
 	case "", "grpc":

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,6 +19,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 )
 
 func TestOTLPExporterSendsSpans(t *testing.T) {
@@ -222,4 +226,57 @@ func TestEndpointThatIsNoURLNamesItsVariable(t *testing.T) {
 		t.Fatalf("an https URL: %v", err)
 	}
 	_ = tel.Shutdown(context.Background())
+}
+
+// exportThrough sets the endpoint variable to endpoint, starts telemetry,
+// records one span and flushes it; it returns Setup's error.
+func exportThrough(t *testing.T, endpoint string) error {
+	t.Helper()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+	tel, err := telemetry.Setup(t.Context(), "ordersd")
+	if err != nil {
+		return err
+	}
+	_, span := tel.Tracer.Tracer("test").Start(t.Context(), "probe-span")
+	span.End()
+	if err := tel.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return nil
+}
+
+// The OTLP/gRPC exporter takes a unix:// endpoint (a local agent's
+// socket) and sends its spans there: the check of the endpoint lets it by.
+func TestUnixSocketEndpointExports(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "otlp.sock")
+	lis, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &otlptest.Collector{}
+	gs := grpc.NewServer()
+	collectorpb.RegisterTraceServiceServer(gs, c)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+
+	if err := exportThrough(t, "unix://"+sock); err != nil {
+		t.Fatalf("unix socket endpoint refused: %v", err)
+	}
+	if got := c.Names(); len(got) != 1 || got[0] != "probe-span" {
+		t.Fatalf("collector on the unix socket got %q", got)
+	}
+}
+
+// The exporters trim the variables (otel's envconfig.GetEnvValue), so an
+// endpoint written with a trailing newline (a YAML block scalar, a .env
+// file) exports: the check of the endpoint trims it as they do.
+func TestEndpointWithSurroundingSpaceExports(t *testing.T) {
+	c, endpoint := otlptest.Start(t)
+	if err := exportThrough(t, endpoint+"\n"); err != nil {
+		t.Fatalf("endpoint with a trailing newline refused: %v", err)
+	}
+	if got := c.Names(); len(got) != 1 || got[0] != "probe-span" {
+		t.Fatalf("collector got %q", got)
+	}
 }
