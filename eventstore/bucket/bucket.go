@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -213,28 +214,65 @@ func validKey(key string) bool {
 // (the connection closed, the server refusing its consumer) ErrUnavailable,
 // rather than part of the keys.
 func (b *Bucket) Keys(ctx context.Context) ([]string, error) {
-	w, err := b.kv.WatchAll(ctx, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+	// Deletes are watched too (and left out below): their revisions say
+	// how far the watch has come (more).
+	w, err := b.kv.WatchAll(ctx, jetstream.MetaOnly())
 	if err != nil {
 		return nil, wrap("list keys", "", err)
 	}
 	defer func() { _ = w.Stop() }()
-	keys, err := collectKeys(ctx, w.Updates())
+	keys, err := collectKeys(ctx, w.Updates(), listingIdle, b.more)
 	return keys, wrap("list keys", "", err)
 }
+
+// more reports whether the bucket's stream holds a message after revision
+// after: a key the watch has yet to deliver.
+func (b *Bucket) more(ctx context.Context, after uint64) (bool, error) {
+	_, err := b.stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(b.subjects+">"))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// listingIdle is how long a listing waits for its watch's next key before
+// it asks the stream whether one is still to come (more).
+const listingIdle = time.Second
 
 // errListingCut is a listing whose watch ended before it had every key.
 var errListingCut = fmt.Errorf("%w: the watch ended before every key was listed", eventstore.ErrUnavailable)
 
-// collectKeys takes the keys updates delivers until its nil, which says
-// every key held at the start was delivered. nats.go's own lister ends as
-// quietly when the watch's channel closes half-way, and a caller took
-// part of the keys for all of them (parked jobs left out of a listing).
-func collectKeys(ctx context.Context, updates <-chan jetstream.KeyValueEntry) ([]string, error) {
+// collectKeys takes the keys of the values updates delivers until its nil,
+// which says every key held at the start was delivered. nats.go's own
+// lister ends as quietly when the watch's channel closes half-way, and a
+// caller took part of the keys for all of them (parked jobs left out of a
+// listing).
+//
+// nats.go sends the nil once it has delivered as many messages as the
+// watch's consumer had pending when it was made, or one with none pending
+// after it. A key removed without a marker (Remove) after that count and
+// before its delivery is never delivered, so the nil never came: the
+// listing waited for ever, on a bucket nobody wrote to. After idle without
+// a word the stream is asked whether anything follows what was delivered
+// (more); nothing does, the listing is whole.
+func collectKeys(ctx context.Context, updates <-chan jetstream.KeyValueEntry, idle time.Duration,
+	more func(ctx context.Context, after uint64) (bool, error)) ([]string, error) {
 	var keys []string
+	var last uint64 // the revision of the last message delivered
+	quiet := time.NewTimer(idle)
+	defer quiet.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-quiet.C:
+			switch left, err := more(ctx, last); {
+			case err != nil:
+				return nil, err
+			case !left:
+				return keys, nil
+			}
+			quiet.Reset(idle)
 		case e, ok := <-updates:
 			switch {
 			case !ok:
@@ -242,7 +280,11 @@ func collectKeys(ctx context.Context, updates <-chan jetstream.KeyValueEntry) ([
 			case e == nil:
 				return keys, nil
 			}
-			keys = append(keys, e.Key())
+			last = e.Revision()
+			if e.Operation() == jetstream.KeyValuePut {
+				keys = append(keys, e.Key())
+			}
+			quiet.Reset(idle)
 		}
 	}
 }
