@@ -396,23 +396,28 @@ func (u user) canSeeOrder() bool { return u.CanRead() || u.CanAudit() }
 // use (carrying the token) and its CSRF token.
 type session struct {
 	user
-	ctx  context.Context
-	csrf string
-	key  string // the session cookie's value: its streams' key (sessionStreams)
+	ctx     context.Context
+	csrf    string
+	csrfKey string // what csrf is keyed by (csrfToken)
+	key     string // the session cookie's value: its streams' key (sessionStreams)
 }
 
 // staleForm is what a post without the session's CSRF token is told.
 const staleForm = "The form was stale or did not come from this console: reload the page and try again."
 
-// csrfOK reports whether a post carries the CSRF token want, in the
-// X-CSRF-Token header (the live pages' scripts) or the form's csrf field
-// (read by readForm).
-func csrfOK(r *http.Request, want string) bool {
+// csrfOK reports whether a post carries the CSRF token of the session
+// whose cookie holds cookie, keyed by key (csrfToken), in the X-CSRF-Token
+// header (the live pages' scripts) or the form's csrf field (read by
+// readForm). A page of a console from before the CSRF cookie carries the
+// token it made from the session cookie alone, which is taken too: a
+// cross-site page cannot make it either, and a browser that signed in
+// before an upgrade keeps its open pages.
+func csrfOK(r *http.Request, key, cookie string) bool {
 	got := r.Header.Get("X-CSRF-Token")
 	if got == "" {
 		got = r.PostFormValue("csrf")
 	}
-	return hmac.Equal([]byte(got), []byte(want))
+	return key != "" && hmac.Equal([]byte(got), []byte(csrfToken(key, cookie))) || hmac.Equal([]byte(got), []byte(csrfTokenBefore(cookie)))
 }
 
 // withSession resolves the session cookie into a session, or sends the
@@ -425,7 +430,7 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 			c.toLogin(w, r, "")
 			return
 		}
-		if r.Method == http.MethodPost && !csrfOK(r, s.csrf) {
+		if r.Method == http.MethodPost && !csrfOK(r, s.csrfKey, s.key) {
 			c.errorPage(w, r, s, http.StatusForbidden, staleForm)
 			return
 		}
@@ -477,7 +482,7 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 			ck = &http.Cookie{Value: rand.Text()}
 			c.setCookie(w, ck.Value)
 		}
-		return &session{user: user{Subject: "anonymous", AuthOff: true}, ctx: r.Context(), csrf: csrfToken(c.csrfKey(w, r), ck.Value), key: ck.Value}, true
+		return c.newSession(w, r, user{Subject: "anonymous", AuthOff: true}, r.Context(), ck.Value), true
 	}
 	if err != nil || ck.Value == "" {
 		return nil, false
@@ -488,7 +493,14 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 		return nil, false
 	}
 	ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+token)
-	return &session{user: user{Subject: p.Subject, p: p}, ctx: ctx, csrf: csrfToken(c.csrfKey(w, r), ck.Value), key: ck.Value}, true
+	return c.newSession(w, r, user{Subject: p.Subject, p: p}, ctx, ck.Value), true
+}
+
+// newSession is the session of u, whose cookie holds cookie, with its CSRF
+// token.
+func (c *Console) newSession(w http.ResponseWriter, r *http.Request, u user, ctx context.Context, cookie string) *session {
+	key := c.csrfKey(w, r)
+	return &session{user: u, ctx: ctx, csrf: csrfToken(key, cookie), csrfKey: key, key: cookie}
 }
 
 // csrfToken derives the CSRF token from the CSRF cookie's key and the
@@ -500,6 +512,10 @@ func csrfToken(key, cookie string) string {
 	m.Write([]byte(cookie))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
+
+// csrfTokenBefore is the CSRF token of a console from before the CSRF
+// cookie, made from the session cookie alone (see csrfOK).
+func csrfTokenBefore(cookie string) string { return csrfToken(cookie, "orderstream console csrf") }
 
 // csrfKey returns the request's CSRF cookie, setting a new one on w when
 // the request has none: a post without it carries no token that can match,
@@ -553,6 +569,12 @@ func cookieToken(value string) string {
 		}
 	}
 	return value
+}
+
+// hasCookie reports whether r carries a cookie name with a value.
+func hasCookie(r *http.Request, name string) bool {
+	ck, err := r.Cookie(name)
+	return err == nil && ck.Value != ""
 }
 
 // setCookie sets the session cookie to value as it is ("": clears it).
@@ -630,9 +652,13 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.setCookie(w, value)
-	// A new key at each sign-in: the CSRF token of a session before it
-	// is good for nothing after.
-	c.setNamedCookie(w, csrfCookieName, rand.Text())
+	// A new key at a sign-in with another token (the CSRF token of the
+	// session before is good for nothing after), but not with the same
+	// one: each tab of a browser whose token expired signs in again, and
+	// the pages of those that did first keep their forms.
+	if old, err := r.Cookie(cookieName); err != nil || old.Value != value || !hasCookie(r, csrfCookieName) {
+		c.setNamedCookie(w, csrfCookieName, rand.Text())
+	}
 	if next == Prefix {
 		next = user{Subject: p.Subject, p: p}.home()
 	}
@@ -645,7 +671,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	ck, err := r.Cookie(cookieName)
 	key, kerr := r.Cookie(csrfCookieName)
-	if err == nil && ck.Value != "" && (kerr != nil || !csrfOK(r, csrfToken(key.Value, ck.Value))) {
+	if kerr != nil {
+		key = &http.Cookie{} // only an older console's page's token can match
+	}
+	if err == nil && ck.Value != "" && !csrfOK(r, key.Value, ck.Value) {
 		http.Error(w, staleForm, http.StatusForbidden)
 		return
 	}

@@ -1,6 +1,8 @@
 package console_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
 	"net/url"
@@ -100,28 +102,44 @@ func TestCSRFTokenIsNoFunctionOfTheBearerToken(t *testing.T) {
 	if res, _ := b.do("POST", "/console/logout", url.Values{"csrf": {ta}}, nil); res.StatusCode != http.StatusForbidden {
 		t.Errorf("a sign-out with another browser's CSRF token: %s, want 403", res.Status)
 	}
-	if res := a.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
+	// Signed in again with another token, the browser's CSRF token is
+	// another too; with the same one (each tab signs in again once its
+	// token expired), the pages of the tabs that did first keep theirs.
+	if res := a.signIn(semicolonToken, ""); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in as another: %s", res.Status)
+	}
+	viewer := csrfOf(a)
+	if viewer == ta {
+		t.Errorf("signing in with another token kept the CSRF token %q", ta)
+	}
+	if res := a.signIn(semicolonToken, ""); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in again: %s", res.Status)
 	}
-	if again := csrfOf(a); again == ta {
-		t.Errorf("signing in again kept the CSRF token %q", ta)
+	if again := csrfOf(a); again != viewer {
+		t.Errorf("signing in again with the same token changed the CSRF token: the other tabs' forms would be refused")
 	}
 	if res, _ := b.do("POST", "/console/logout", url.Values{"csrf": {tb}}, nil); res.StatusCode != http.StatusSeeOther {
 		t.Errorf("a sign-out with the browser's own CSRF token: %s, want 303", res.Status)
 	}
 }
 
-// A session from before the CSRF cookie (a browser signed in before an
-// upgrade) has its first post refused as a stale form, whose answer sets
-// the cookie, so the page's next post goes through: no sign-in again.
+// A browser signed in before the CSRF cookie (an upgrade) keeps its open
+// pages: their token, made from the session cookie alone, still posts.
+// Its next page sets the cookie, and its token posts too; a token that is
+// neither is refused.
 func TestSessionWithoutCSRFCookieGetsOne(t *testing.T) {
 	c := startAuthed(t)
 	cl := newClient(t, c.base)
 	u, _ := url.Parse(c.base + "/console/")
 	cl.http.Jar.SetCookies(u, []*http.Cookie{{Name: "orderstream_console", Value: adminToken, Path: "/console/"}})
-	res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {"from-an-older-page"}}, nil)
-	if res.StatusCode != http.StatusForbidden {
-		t.Fatalf("a sign-out with a token of the older scheme: %s, want 403", res.Status)
+	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {"forged"}}, nil); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a sign-out with a forged token: %s, want 403", res.Status)
+	}
+	older := hmac.New(sha256.New, []byte(adminToken)) // as a console before the cookie made it
+	older.Write([]byte("orderstream console csrf"))
+	form := url.Values{"csrf": {base64.RawURLEncoding.EncodeToString(older.Sum(nil))}, "reason": {"x"}}
+	if res, body := cl.do("POST", "/console/orders/no-such-order/cancel", form, nil); res.StatusCode == http.StatusForbidden {
+		t.Fatalf("a post from a page of the console before the CSRF cookie: %s %q, want it taken", res.Status, flashOf(body))
 	}
 	_, page := cl.do("GET", "/console/orders", nil, nil)
 	m := csrfMeta.FindStringSubmatch(page)
@@ -130,5 +148,34 @@ func TestSessionWithoutCSRFCookieGetsOne(t *testing.T) {
 	}
 	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {m[1]}}, nil); res.StatusCode != http.StatusSeeOther {
 		t.Errorf("a sign-out with the page's CSRF token: %s, want 303", res.Status)
+	}
+}
+
+// One browser, two tabs: when the token expires each tab's script sends
+// it to sign in, and the user signs in in each with the same token. The
+// page of the tab signed in first keeps its forms: each sign-in drew a new
+// CSRF key, and that tab's next post was refused as a stale form, what was
+// typed lost.
+func TestSigningInAgainInAnotherTabKeepsThisTabsForms(t *testing.T) {
+	c := startAuthed(t)
+	browser := newClient(t, c.base)
+	csrfOf := func() string {
+		t.Helper()
+		_, page := browser.do("GET", "/console/orders", nil, nil)
+		m := csrfMeta.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatal("no CSRF token on the page")
+		}
+		return m[1]
+	}
+	if res := browser.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %s", res.Status)
+	}
+	tabA := csrfOf()
+	if res := browser.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in in the other tab: %s", res.Status)
+	}
+	if res, body := browser.do("POST", "/console/orders/no-such-order/cancel", url.Values{"csrf": {tabA}, "reason": {"x"}}, nil); res.StatusCode == http.StatusForbidden {
+		t.Fatalf("tab A's post after signing in again in tab B: %s %q, want it taken", res.Status, flashOf(body))
 	}
 }
