@@ -78,15 +78,6 @@ func TestSignOutEndsTheSessionsStreams(t *testing.T) {
 // in its own browser only.
 func TestCSRFTokenIsNoFunctionOfTheBearerToken(t *testing.T) {
 	c := startAuthed(t)
-	csrfOf := func(cl *client) string {
-		t.Helper()
-		_, page := cl.do("GET", "/console/orders", nil, nil)
-		m := csrfMeta.FindStringSubmatch(page)
-		if m == nil {
-			t.Fatal("no CSRF token on the page")
-		}
-		return m[1]
-	}
 	signedIn := func() *client {
 		cl := newClient(t, c.base)
 		if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
@@ -95,7 +86,7 @@ func TestCSRFTokenIsNoFunctionOfTheBearerToken(t *testing.T) {
 		return cl
 	}
 	a, b := signedIn(), signedIn()
-	ta, tb := csrfOf(a), csrfOf(b)
+	ta, tb := ordersPageCSRF(t, a), ordersPageCSRF(t, b)
 	if ta == tb {
 		t.Fatalf("two browsers signed in with one bearer token have the same CSRF token %q", ta)
 	}
@@ -108,14 +99,14 @@ func TestCSRFTokenIsNoFunctionOfTheBearerToken(t *testing.T) {
 	if res := a.signIn(semicolonToken, ""); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in as another: %s", res.Status)
 	}
-	viewer := csrfOf(a)
+	viewer := ordersPageCSRF(t, a)
 	if viewer == ta {
 		t.Errorf("signing in with another token kept the CSRF token %q", ta)
 	}
 	if res := a.signIn(semicolonToken, ""); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in again: %s", res.Status)
 	}
-	if again := csrfOf(a); again != viewer {
+	if again := ordersPageCSRF(t, a); again != viewer {
 		t.Errorf("signing in again with the same token changed the CSRF token: the other tabs' forms would be refused")
 	}
 	if res, _ := b.do("POST", "/console/logout", url.Values{"csrf": {tb}}, nil); res.StatusCode != http.StatusSeeOther {
@@ -159,23 +150,25 @@ func TestSessionWithoutCSRFCookieGetsOne(t *testing.T) {
 func TestSigningInAgainInAnotherTabKeepsThisTabsForms(t *testing.T) {
 	c := startAuthed(t)
 	browser := newClient(t, c.base)
-	csrfOf := func() string {
-		t.Helper()
-		_, page := browser.do("GET", "/console/orders", nil, nil)
-		m := csrfMeta.FindStringSubmatch(page)
-		if m == nil {
-			t.Fatal("no CSRF token on the page")
-		}
-		return m[1]
-	}
 	if res := browser.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in: %s", res.Status)
 	}
-	tabA := csrfOf()
+	tabA := ordersPageCSRF(t, browser)
 	if res := browser.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in in the other tab: %s", res.Status)
 	}
 	if res, body := browser.do("POST", "/console/orders/no-such-order/cancel", url.Values{"csrf": {tabA}, "reason": {"x"}}, nil); res.StatusCode == http.StatusForbidden {
 		t.Fatalf("tab A's post after signing in again in tab B: %s %q, want it taken", res.Status, flashOf(body))
 	}
+}
+
+// ordersPageCSRF is the CSRF token of cl's orders page.
+func ordersPageCSRF(t *testing.T, cl *client) string {
+	t.Helper()
+	_, page := cl.do("GET", "/console/orders", nil, nil)
+	m := csrfMeta.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no CSRF token on the page")
+	}
+	return m[1]
 }
