@@ -68,6 +68,13 @@ func TextRuneAllowed(r rune) bool {
 	return true
 }
 
+// TextAllowed reports whether every character of s is one free text may
+// hold (TextRuneAllowed): what else is recorded beside the text, such as
+// an event's actor, is held to the same rule.
+func TextAllowed(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return !TextRuneAllowed(r) })
+}
+
 const (
 	zeroWidthNonJoiner = '\u200c'
 	zeroWidthJoiner    = '\u200d'
@@ -93,7 +100,7 @@ func textProblem(v string, required bool) string {
 	if utf8.RuneCountInString(v) > MaxTextLen {
 		return "must be at most " + strconv.Itoa(MaxTextLen) + " characters"
 	}
-	if strings.ContainsFunc(v, func(r rune) bool { return !TextRuneAllowed(r) }) {
+	if !TextAllowed(v) {
 		return "must not contain control, format (bidi, zero-width) or line separator characters"
 	}
 	if required && !strings.ContainsFunc(v, visible) {

@@ -454,7 +454,7 @@ func (a *Authenticator) admit(token string, roles []string) (Principal, error) {
 	p, err := a.Authenticate(token)
 	switch {
 	case errors.Is(err, ErrUnrecordableSubject):
-		return Principal{}, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, not blank, none of them control characters, no surrounding whitespace", MaxSubject)
+		return Principal{}, status.Errorf(codes.Unauthenticated, "the token's subject cannot be recorded as the actor of the changes it makes: at most %d characters, not blank, none of them a control, format (bidi, zero-width) or line separator character, no surrounding whitespace", MaxSubject)
 	case err != nil:
 		return Principal{}, status.Error(codes.Unauthenticated, "invalid or expired token")
 	}
@@ -489,12 +489,12 @@ const MaxSubject = 128
 // Recordable reports whether a value (a subject, a correlation id) can be
 // recorded in an event's metadata as it is, surrounding whitespace aside:
 // valid UTF-8 of at most MaxSubject characters that free text may hold
-// (order.TextRuneAllowed). A bidi override or a line separator would make
+// (order.TextAllowed). A bidi override or a line separator would make
 // what an auditor reads in a history differ from what was recorded.
 func Recordable(value string) bool {
 	s := strings.TrimSpace(value)
 	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxSubject &&
-		!strings.ContainsFunc(s, func(r rune) bool { return !order.TextRuneAllowed(r) })
+		order.TextAllowed(s)
 }
 
 // Unary is the unary server interceptor.
