@@ -1114,7 +1114,7 @@ func (m *Manager) charge(ctx context.Context, j *job, v view, attempt int) (resu
 	})
 	span.End()
 	cancel()
-	m.recordCall(ctx, probe, err == nil || errors.Is(err, ErrDeclined))
+	m.recordCall(ctx, probe, err)
 	m.count(func(s *Stats) { s.Attempts++ })
 	req := &ordersv1.RecordPaymentRequest{RequestId: chargeRequestID(*j), OrderId: j.OrderID}
 	switch {
@@ -1199,9 +1199,7 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 	res, err := m.gw.Void(actx, VoidRequest{IdempotencyKey: "void:" + chargeKey(*j), ChargeKey: chargeKey(*j), OrderID: j.OrderID})
 	span.End()
 	cancel()
-	// A decline is the provider's answer, not its failure: the circuit
-	// stays closed for the other orders' charges.
-	m.recordCall(ctx, probe, err == nil || errors.Is(err, ErrDeclined))
+	m.recordCall(ctx, probe, err)
 	m.count(func(s *Stats) { s.Attempts++ })
 	if errors.Is(err, ErrDeclined) {
 		// Asking again gets the same answer: parked at once for an
@@ -1227,14 +1225,15 @@ func (m *Manager) void(ctx context.Context, j *job, attempt int) (result, bool, 
 }
 
 // recordCall tells the circuit breaker how a provider call (the probe of
-// a half-open circuit or not) went; a call cut short by shutdown says
-// nothing about the provider.
-func (m *Manager) recordCall(ctx context.Context, probe, ok bool) {
+// a half-open circuit or not) that ended with err went: a decline is the
+// provider's answer, not its failure, and a call cut short by shutdown
+// says nothing about the provider.
+func (m *Manager) recordCall(ctx context.Context, probe bool, err error) {
 	if ctx.Err() != nil {
 		m.breaker.cancel(probe)
 		return
 	}
-	m.breaker.record(probe, ok)
+	m.breaker.record(probe, err == nil || errors.Is(err, ErrDeclined))
 }
 
 func chargeKey(j job) string { return fmt.Sprintf("charge:%s:%d", j.OrderID, j.Position) }
@@ -1297,7 +1296,7 @@ func (m *Manager) refund(ctx context.Context, j *job, v view, attempt int) (resu
 	res, err := m.gw.Refund(actx, RefundRequest{IdempotencyKey: "refund:" + j.OrderID, OrderID: j.OrderID, PaymentRef: st.PaymentRef, Amount: st.PaidAmount, Currency: st.Currency})
 	span.End()
 	cancel()
-	m.recordCall(ctx, probe, err == nil || errors.Is(err, ErrDeclined))
+	m.recordCall(ctx, probe, err)
 	m.count(func(s *Stats) { s.Attempts++ })
 	if errors.Is(err, ErrDeclined) {
 		// Refunded nothing, and asking again gets the same answer:
