@@ -50,6 +50,10 @@ type Bucket struct {
 	// prefix.
 	stream   jetstream.Stream
 	subjects string
+	// nc, msgGet and wait are for its leader's message gets (more).
+	nc     *nats.Conn
+	msgGet string
+	wait   time.Duration
 }
 
 type config struct {
@@ -99,7 +103,8 @@ func Open(ctx context.Context, js jetstream.JetStream, name string, opts ...Opti
 	if err != nil {
 		return nil, fmt.Errorf("bucket: open %s: %w", name, err)
 	}
-	return &Bucket{kv: kv, stream: st, subjects: "$KV." + name + "."}, nil
+	return &Bucket{kv: kv, stream: st, subjects: "$KV." + name + ".", nc: js.Conn(),
+		msgGet: streamcfg.MsgGetSubject(js.Options(), "KV_"+name), wait: js.Options().DefaultTimeout}, nil
 }
 
 // Create stores value under key if the key holds no value; ErrExists if it
@@ -226,13 +231,12 @@ func (b *Bucket) Keys(ctx context.Context) ([]string, error) {
 }
 
 // more reports whether the bucket's stream holds a message after revision
-// after: a key the watch has yet to deliver.
+// after: a key the watch has yet to deliver. Its leader says, which every
+// write has reached: a replica behind it (a direct get's) could say
+// nothing is left, and the listing would end short.
 func (b *Bucket) more(ctx context.Context, after uint64) (bool, error) {
-	_, err := b.stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(b.subjects+">"))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	_, found, err := streamcfg.LeaderGet(ctx, b.nc, b.msgGet, streamcfg.MsgGetRequest{Seq: after + 1, NextFor: b.subjects + ">", NoHeaders: true}, b.wait)
+	return found, err
 }
 
 // listingIdle is how long a listing waits for its watch's next key before
