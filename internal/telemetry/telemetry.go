@@ -248,7 +248,8 @@ func exporterWanted(getenv func(string) string) bool {
 	if strings.EqualFold(getenv("OTEL_TRACES_EXPORTER"), "none") || strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
 		return false
 	}
-	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	_, endpoint := traceSetting(getenv, "ENDPOINT")
+	return endpoint != ""
 }
 
 // newExporter builds the OTLP exporter; the exporters read the endpoint,

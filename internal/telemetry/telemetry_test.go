@@ -280,3 +280,19 @@ func TestEndpointWithSurroundingSpaceExports(t *testing.T) {
 		t.Fatalf("collector got %q", got)
 	}
 }
+
+// An endpoint of blanks is unset, as the exporters read it (trimmed): no
+// exporter. It was taken for set, its check skipped once trimmed, and an
+// exporter sent to its default endpoint.
+func TestBlankEndpointDoesNotExport(t *testing.T) {
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		tel, err := telemetry.Setup(t.Context(), "ordersd", envOf(map[string]string{name: " \n"}))
+		if err != nil {
+			t.Fatalf("%s blank: %v", name, err)
+		}
+		if tel.Exporting {
+			t.Errorf("%s blank: exporting, want no exporter", name)
+		}
+		_ = tel.Shutdown(context.Background())
+	}
+}
