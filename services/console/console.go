@@ -399,6 +399,8 @@ type session struct {
 	ctx     context.Context
 	csrf    string
 	csrfKey string // what csrf is keyed by (csrfToken)
+	// csrfBefore: the browser came without a CSRF cookie (see csrfOK).
+	csrfBefore bool
 	key     string // the session cookie's value: its streams' key (sessionStreams)
 }
 
@@ -408,16 +410,19 @@ const staleForm = "The form was stale or did not come from this console: reload 
 // csrfOK reports whether a post carries the CSRF token of the session
 // whose cookie holds cookie, keyed by key (csrfToken), in the X-CSRF-Token
 // header (the live pages' scripts) or the form's csrf field (read by
-// readForm). A page of a console from before the CSRF cookie carries the
-// token it made from the session cookie alone, which is taken too: a
-// cross-site page cannot make it either, and a browser that signed in
-// before an upgrade keeps its open pages.
-func csrfOK(r *http.Request, key, cookie string) bool {
+// readForm). With before, from a browser that has no CSRF cookie yet, the
+// token a console from before the cookie made from the session cookie
+// alone is taken too: a cross-site page cannot make it either, and a
+// browser signed in before an upgrade keeps its open pages until its
+// first post sets the cookie (after which, as after a sign-out, no such
+// token is taken).
+func csrfOK(r *http.Request, key, cookie string, before bool) bool {
 	got := r.Header.Get("X-CSRF-Token")
 	if got == "" {
 		got = r.PostFormValue("csrf")
 	}
-	return key != "" && hmac.Equal([]byte(got), []byte(csrfToken(key, cookie))) || hmac.Equal([]byte(got), []byte(csrfTokenBefore(cookie)))
+	return key != "" && hmac.Equal([]byte(got), []byte(csrfToken(key, cookie))) ||
+		before && hmac.Equal([]byte(got), []byte(csrfTokenBefore(cookie)))
 }
 
 // withSession resolves the session cookie into a session, or sends the
@@ -430,7 +435,7 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 			c.toLogin(w, r, "")
 			return
 		}
-		if r.Method == http.MethodPost && !csrfOK(r, s.csrfKey, s.key) {
+		if r.Method == http.MethodPost && !csrfOK(r, s.csrfKey, s.key, s.csrfBefore) {
 			c.errorPage(w, r, s, http.StatusForbidden, staleForm)
 			return
 		}
@@ -499,8 +504,9 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 // newSession is the session of u, whose cookie holds cookie, with its CSRF
 // token.
 func (c *Console) newSession(w http.ResponseWriter, r *http.Request, u user, ctx context.Context, cookie string) *session {
+	before := !hasCookie(r, csrfCookieName)
 	key := c.csrfKey(w, r)
-	return &session{user: u, ctx: ctx, csrf: csrfToken(key, cookie), csrfKey: key, key: cookie}
+	return &session{user: u, ctx: ctx, csrf: csrfToken(key, cookie), csrfKey: key, csrfBefore: before, key: cookie}
 }
 
 // csrfToken derives the CSRF token from the CSRF cookie's key and the
@@ -674,7 +680,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	if kerr != nil {
 		key = &http.Cookie{} // only an older console's page's token can match
 	}
-	if err == nil && ck.Value != "" && !csrfOK(r, key.Value, ck.Value) {
+	if err == nil && ck.Value != "" && !csrfOK(r, key.Value, ck.Value, kerr != nil) {
 		http.Error(w, staleForm, http.StatusForbidden)
 		return
 	}

@@ -115,8 +115,9 @@ func TestCSRFTokenIsNoFunctionOfTheBearerToken(t *testing.T) {
 }
 
 // A browser signed in before the CSRF cookie (an upgrade) keeps its open
-// pages: their token, made from the session cookie alone, still posts.
-// Its next page sets the cookie, and its token posts too; a token that is
+// pages: their token, made from the session cookie alone, posts while the
+// browser has no CSRF cookie. Its first request sets the cookie, whose
+// token posts from then on, and the older token no more; a token that is
 // neither is refused.
 func TestSessionWithoutCSRFCookieGetsOne(t *testing.T) {
 	c := startAuthed(t)
@@ -131,6 +132,11 @@ func TestSessionWithoutCSRFCookieGetsOne(t *testing.T) {
 	form := url.Values{"csrf": {base64.RawURLEncoding.EncodeToString(older.Sum(nil))}, "reason": {"x"}}
 	if res, body := cl.do("POST", "/console/orders/no-such-order/cancel", form, nil); res.StatusCode == http.StatusForbidden {
 		t.Fatalf("a post from a page of the console before the CSRF cookie: %s %q, want it taken", res.Status, flashOf(body))
+	}
+	// That post set the cookie: such a token is good no more, as it is
+	// not after a sign-out (a saved page keeps none that lasts).
+	if res, _ := cl.do("POST", "/console/orders/no-such-order/cancel", form, nil); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a post with an older console's token once the CSRF cookie is set: %s, want 403", res.Status)
 	}
 	_, page := cl.do("GET", "/console/orders", nil, nil)
 	m := csrfMeta.FindStringSubmatch(page)
