@@ -108,7 +108,8 @@ func refused(err error) bool {
 // returns nil, with eventstore.Store.Subscribe's semantics: every message
 // is delivered until it is settled, handed to handle on the WithWorkers
 // goroutines, and Subscribe returns once every handle call has. It returns
-// the error of an invalid option, eventstore.ErrSubscriptionLost when the
+// the error of an invalid option or name (eventstore.ErrInvalidOption, as
+// the event store's), eventstore.ErrSubscriptionLost when the
 // consumer is deleted or changed under it while it runs, the server's
 // error setting it up, or the client's when it stops consuming on its own
 // (the connection closed for good). The caller subscribes again.
@@ -118,6 +119,9 @@ func (s *Stream) Subscribe(ctx context.Context, name, filter string, handle func
 	}
 	cfg, err := eventstore.NewSubscribeConfig(opts...)
 	if err != nil {
+		return err
+	}
+	if err := eventstore.ValidSubscriptionName(name); err != nil {
 		return err
 	}
 	if _, err := s.ensure(ctx); err != nil {

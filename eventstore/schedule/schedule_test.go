@@ -370,4 +370,9 @@ func TestSubscribeWithAnEndedContextReturnsNil(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("Subscribe with a context that has ended: %v, want nil", err)
 	}
+	// A name the server would refuse is refused first, as the event
+	// store's Subscribe refuses it, whatever the context.
+	if err := s.Subscribe(ended, "bad.name", "timers.>", func(schedule.Msg) {}); !errors.Is(err, eventstore.ErrInvalidOption) {
+		t.Fatalf(`Subscribe named "bad.name": %v, want ErrInvalidOption`, err)
+	}
 }
