@@ -54,13 +54,9 @@ func TestSignOutEndsTheSessionsStreams(t *testing.T) {
 	if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in: %s", res.Status)
 	}
-	_, page := cl.do("GET", "/console/orders", nil, nil)
-	m := csrfMeta.FindStringSubmatch(page)
-	if m == nil {
-		t.Fatal("no CSRF token on the page")
-	}
+	token := ordersPageCSRF(t, cl)
 	other := cl.live("/console/live/orders", "0") // the list, open in another tab
-	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {m[1]}}, nil); res.StatusCode != http.StatusSeeOther {
+	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {token}}, nil); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign out: %s", res.Status)
 	}
 	for other.sc.Scan() { // heartbeats and rows until it ends
@@ -138,12 +134,7 @@ func TestSessionWithoutCSRFCookieGetsOne(t *testing.T) {
 	if res, _ := cl.do("POST", "/console/orders/no-such-order/cancel", form, nil); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("a post with an older console's token once the CSRF cookie is set: %s, want 403", res.Status)
 	}
-	_, page := cl.do("GET", "/console/orders", nil, nil)
-	m := csrfMeta.FindStringSubmatch(page)
-	if m == nil {
-		t.Fatal("no CSRF token on the page")
-	}
-	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {m[1]}}, nil); res.StatusCode != http.StatusSeeOther {
+	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {ordersPageCSRF(t, cl)}}, nil); res.StatusCode != http.StatusSeeOther {
 		t.Errorf("a sign-out with the page's CSRF token: %s, want 303", res.Status)
 	}
 }
