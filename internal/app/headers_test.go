@@ -116,6 +116,16 @@ func TestHeadersUnder32KiBAreServed(t *testing.T) {
 	}
 }
 
+// Another method on /metrics is 405 naming GET and HEAD, as on every other
+// route of the listener: it was the gateway's 404 "no such route".
+func TestWrongMethodOnMetricsIs405(t *testing.T) {
+	addrs, _ := run(t, t.TempDir(), "ROLES", "command,query,audit,gateway")
+	code, hdr, body := doFull(t, "POST", "http://"+addrs.HTTP+"/metrics", "")
+	if code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("POST /metrics: %d, Allow %q: %.200s; want 405 naming GET, HEAD", code, hdr.Get("Allow"), body)
+	}
+}
+
 // Every REST stream tells nginx not to buffer it, as the README says of
 // them: a followed export (newline-delimited JSON) did not, and behind
 // nginx's default buffering it was held back.

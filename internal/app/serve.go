@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/orderstream/orderstream/internal/auth"
+	"github.com/orderstream/orderstream/internal/httpapi"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -120,6 +121,7 @@ func (n *node) routeHTTP(probe *readiness, roles []role) {
 		metrics = requireRole(n.authn, auth.Admin, metrics)
 	}
 	mux.Handle("GET /metrics", metrics)
+	mux.Handle("/metrics", httpapi.OnlyGet()) // another method: 405, not the gateway's 404
 	for _, r := range roles {
 		if r.httpShutdown != nil {
 			n.http.srv.RegisterOnShutdown(r.httpShutdown)

@@ -440,12 +440,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	for _, p := range []string{"/openapi.json", "/openapi-v2.json", "/healthz", "/readyz"} {
 		// Another method on these is 405 naming the ones they take, as on
 		// the API's routes; the catch-all below would answer 404.
-		h.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", "GET, HEAD")
-			_, m := runtime.MarshalerForRequest(mux, r)
-			runtime.DefaultHTTPErrorHandler(r.Context(), mux, m, w, r, &runtime.HTTPStatusError{
-				HTTPStatus: http.StatusMethodNotAllowed, Err: status.Error(codes.Unimplemented, "method not allowed on this route")})
-		})
+		h.Handle(p, OnlyGet())
 	}
 	queryConn := conn
 	if c, ok := cfg.conns[ordersv1.OrderQueryService_ServiceDesc.ServiceName]; ok {
@@ -453,6 +448,17 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	}
 	h.Handle("/", head(bearerChallenge(conventions(cfg, sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, mux: mux, next: mux}))))
 	return h, nil
+}
+
+// OnlyGet answers a request to a route that takes only GET (and HEAD),
+// with another method, 405 naming those in Allow, in the API's error
+// shape, as the API's routes answer one: a listener's catch-all (the
+// gateway's) would answer 404.
+func OnlyGet() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeStatus(w, r, http.StatusMethodNotAllowed, status.Error(codes.Unimplemented, "method not allowed on this route"))
+	})
 }
 
 // document serves an OpenAPI document.
