@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/internal/auth"
+	"github.com/orderstream/orderstream/internal/httpapi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Check is one readiness condition; a nil error means ready.
@@ -133,9 +136,9 @@ func (r *readiness) handler() http.HandlerFunc {
 func requireClientCert(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			// The shape of every other REST error: grpc-gateway's
-			// status JSON, here UNAUTHENTICATED.
-			writeJSON(w, http.StatusUnauthorized, map[string]any{"code": 16, "message": "a client certificate is required", "details": []any{}})
+			// As every other REST 401: the API's error shape (a stream
+			// route's line), with the challenge.
+			httpapi.Refuse(w, r, http.StatusUnauthorized, status.Error(codes.Unauthenticated, "a client certificate is required"))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -180,5 +181,54 @@ func TestOwnCallsCertificateTheListenerRefusesFailsStartUp(t *testing.T) {
 				t.Fatalf("start-up: %v, want an error naming TLS_CLIENT_CERT", err)
 			}
 		})
+	}
+}
+
+// With TLS_CLIENT_CA, a REST request without a client certificate is 401,
+// as the served document describes every 401: with a WWW-Authenticate
+// challenge (RFC 9110 requires one), and on a stream route the one line
+// {"error": status}. This 401, answered before the gateway, had neither.
+func TestClientCertRefusalIsTheAPIs401(t *testing.T) {
+	ca, cert, key, ccert, ckey := tlstest.Generate(t, t.TempDir())
+	addrs, _ := run(t, t.TempDir(), "TLS_CERT", cert, "TLS_KEY", key, "TLS_CLIENT_CA", ca,
+		"TLS_CA", ca, "TLS_CLIENT_CERT", ccert, "TLS_CLIENT_KEY", ckey, "ROLES", "command,query,audit,gateway")
+	noCert, err := tlsconfig.Client(ca, "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: noCert}}
+	t.Cleanup(c.CloseIdleConnections)
+	get := func(path string) (int, http.Header, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), "GET", "https://"+addrs.HTTP+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, res.Header, string(b)
+	}
+	code, hdr, body := get("/v1/orders/x")
+	if code != http.StatusUnauthorized {
+		t.Fatalf("HTTP %d, want 401: %s", code, body)
+	}
+	if hdr.Get("WWW-Authenticate") == "" {
+		t.Errorf("401 without WWW-Authenticate: %v %s", hdr, body)
+	}
+	code, _, body = get("/v1/events")
+	if code != http.StatusUnauthorized {
+		t.Fatalf("stream: HTTP %d, want 401: %s", code, body)
+	}
+	var line struct {
+		Error *struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &line); err != nil || line.Error == nil || line.Error.Code != 16 {
+		t.Errorf("a refused stream's 401 is not the line {\"error\": status}: %q", body)
 	}
 }
