@@ -401,7 +401,7 @@ type session struct {
 	csrfKey string // what csrf is keyed by (csrfToken)
 	// csrfBefore: the browser came without a CSRF cookie (see csrfOK).
 	csrfBefore bool
-	key     string // the session cookie's value: its streams' key (sessionStreams)
+	key        string // the session cookie's value: its streams' key (sessionStreams)
 }
 
 // staleForm is what a post without the session's CSRF token is told.
