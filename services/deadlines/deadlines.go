@@ -461,13 +461,17 @@ func calledFor(kind string, status order.Status) bool {
 	return false
 }
 
-// occurredAt is when rec's event happened, as its metadata says, or when
-// it was stored when that is missing.
+// occurredAt is when rec's event happened, for its deadline: when the
+// server stored it, by the clock of the kind that fires the timer. The
+// metadata's occurred_at is the command node's clock: a node an hour behind
+// set its orders' payment timeouts an hour early, fired at once, and one
+// ahead (whose time the order's later events keep, never going back) set
+// them late. occurred_at serves only an event stored without a time.
 func occurredAt(rec eventstore.Recorded) time.Time {
-	if at := rec.Meta.OccurredAt; !at.IsZero() {
-		return at
+	if !rec.Time.IsZero() {
+		return rec.Time
 	}
-	return rec.Time
+	return rec.Meta.OccurredAt
 }
 
 // schedule publishes the schedule message of s. Its message id makes a
