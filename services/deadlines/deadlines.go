@@ -512,6 +512,12 @@ func (m *Manager) followFired(ctx context.Context, name, kind string, ready func
 		hctx, cancel := context.WithTimeout(ctx, m.handleTimeout)
 		defer cancel()
 		outcome, err := m.enforce(hctx, s)
+		if err == nil {
+			// Counted as enforced, whatever becomes of the delete: a
+			// firing delivered again finds its work done ("ignored"),
+			// and a cancel would never be counted.
+			m.fired.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", s.Kind), attribute.String("outcome", outcome)))
+		}
 		if err == nil && msg.Sequence != 0 {
 			// What is left on the firings' subjects is what still waits
 			// (List). A firing redelivered after this is enforced again,
@@ -528,7 +534,6 @@ func (m *Manager) followFired(ctx context.Context, name, kind string, ready func
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		m.fired.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", s.Kind), attribute.String("outcome", outcome)))
 		_ = msg.Ack()
 	}, eventstore.WithDescription("deadlines: enforces the "+kind+" deadlines that fired"),
 		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(100), eventstore.WithReady(ready))
