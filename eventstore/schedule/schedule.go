@@ -178,12 +178,18 @@ func (s *Stream) ensure(ctx context.Context) (jetstream.Stream, error) {
 // that nothing answers for its subjects), so that the next ensure creates
 // it again: otherwise a stream deleted under a running process stayed
 // missing until the process restarted, and no timer was set or fired.
-// It returns err, as outage does.
+// It returns err, as outage does, wrapping eventstore.ErrUnavailable when
+// the stream was missing: the next call sets it up again, so a caller
+// answers "retry" (UNAVAILABLE), not a fault of the server's.
 func (s *Stream) missing(err error) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 		s.mu.Lock()
 		s.stream = nil
 		s.mu.Unlock()
+		if !errors.Is(err, eventstore.ErrUnavailable) {
+			return fmt.Errorf("%w: the stream is missing, and is set up again: %w", eventstore.ErrUnavailable, err)
+		}
+		return err
 	}
 	return outage(err)
 }
