@@ -183,6 +183,17 @@ func serviceUnavailable(msg string) bool {
 	return strings.Contains(msg, "retry") && !strings.Contains(strings.ToLower(msg), "tcp ")
 }
 
+// Refuse answers r, before the gateway sees it, as the gateway answers a
+// refusal: err's status in the API's error shape with httpCode, the line
+// {"error": status} on a stream route, and a 401 with the Bearer
+// challenge, as every 401 of the API carries (RFC 9110 wants one).
+func Refuse(w http.ResponseWriter, r *http.Request, httpCode int, err error) {
+	if httpCode == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	writeStatus(w, r, httpCode, err)
+}
+
 // bearerChallenge makes every 401 (UNAUTHENTICATED) of the API carry
 // WWW-Authenticate: Bearer, the challenge RFC 6750 defines for bearer
 // tokens and the one ordersd's /metrics sends. RFC 9110 requires a
@@ -195,17 +206,6 @@ func serviceUnavailable(msg string) bool {
 // soon as it has started (startStream), before its first message, and
 // grpc-gateway, which has not seen that, writes the status of an error that
 // ends the stream before that message as if none had been written.
-// Refuse answers r, before the gateway sees it, as the gateway answers a
-// refusal: err's status in the API's error shape with httpCode, the line
-// {"error": status} on a stream route, and a 401 with the Bearer
-// challenge, as every 401 of the API carries (RFC 9110 wants one).
-func Refuse(w http.ResponseWriter, r *http.Request, httpCode int, err error) {
-	if httpCode == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-	}
-	writeStatus(w, r, httpCode, err)
-}
-
 func bearerChallenge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		next.ServeHTTP(&challengeWriter{ResponseWriter: w}, r)
