@@ -47,6 +47,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -128,7 +129,7 @@ var errorResponses = map[string]struct{ name, description string }{
 	"404": {"NotFound", "NOT_FOUND: no such order (or, for an item, no such line in it; for a parked payment job, none of that kind is parked)."},
 	"408": {"RequestTimeout", "The request body was not received in time."},
 	"409": {"Conflict", "ALREADY_EXISTS: the order, or the line's SKU, exists already; ABORTED: a stale expectedRevision in the body, lasting contention, or a parked payment job that a retry or another settle is running."},
-	"412": {"PreconditionFailed", "ABORTED under If-Match: the order changed since the revision named by If-Match (on a GET of the order: its ETag is not the one named); If-None-Match: * on a command but CreateOrder, which acts on what exists."},
+	"412": {"PreconditionFailed", "ABORTED under If-Match: the order changed since the revision named by If-Match (on a GET of the order: its ETag is not the one named), or a weak entity tag, which never matches; If-None-Match: * on a command but CreateOrder, which acts on what exists."},
 	"413": {"PayloadTooLarge", "The request body exceeds the gateway's limit (1 MiB by default)."},
 	"415": {"UnsupportedMediaType", "The request body's Content-Type is missing or not JSON (application/json, UTF-8)."},
 	"422": {"RequestIdReused", "ALREADY_EXISTS with reason REQUEST_ID_REUSED: the Idempotency-Key (requestId) names an earlier, different request."},
@@ -315,7 +316,10 @@ func completeOperation(doc *openapi3.T, path, method string, op *openapi3.Operat
 	if header["Idempotency-Key"] {
 		statuses = append(statuses, "409", "422")
 	}
-	if header["If-Match"] {
+	// Every command answers 412 to a weak If-Match (which never matches)
+	// or to If-None-Match: * (what it acts on exists), whether or not it
+	// takes If-Match as its expected revision (httpapi's conventions).
+	if header["If-Match"] || method != http.MethodGet {
 		statuses = append(statuses, "412")
 	}
 	// What the operation's own contract (its proto comment) says it
