@@ -12,7 +12,7 @@ func TestOpenAPIListsEvery412TheGatewayAnswers(t *testing.T) {
 	e := start(t)
 	for _, c := range []struct {
 		name, method, path, docPath, body string
-		headers                            []string
+		headers                           []string
 	}{
 		{"ForgetCustomer, If-None-Match: *", "POST", "/v1/admin/customers/c1:forget", "/v1/admin/customers/{customerId}:forget", `{}`,
 			[]string{"Idempotency-Key", key(), "If-None-Match", "*"}},
