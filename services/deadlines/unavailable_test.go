@@ -28,3 +28,24 @@ func TestListDeadlinesWithoutNATSIsUnavailable(t *testing.T) {
 		t.Fatalf("ListDeadlines with NATS down: %v, want UNAVAILABLE", err)
 	}
 }
+
+// The DEADLINES stream is lost (an operator deleted it, or the server lost
+// it): the next ListDeadlines answers UNAVAILABLE, a condition a retry
+// clears, since the call after it sets the stream up again. It answered
+// INTERNAL, logged as the server's fault.
+func TestListAfterTheStreamIsLostIsUnavailable(t *testing.T) {
+	e := start(t)
+	m, stop := e.run(t, time.Hour, time.Hour)
+	id := e.place(t, "list-after-loss")
+	listed(t, m, id, "payment_timeout")
+	stop()
+	if err := e.js.DeleteStream(t.Context(), deadlines.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	a := deadlines.NewAdmin(m, nil)
+	_, err := a.ListDeadlines(t.Context(), &ordersv1.ListDeadlinesRequest{})
+	_, err2 := a.ListDeadlines(t.Context(), &ordersv1.ListDeadlinesRequest{})
+	if status.Code(err) != codes.Unavailable || err2 != nil {
+		t.Fatalf("ListDeadlines with the DEADLINES stream lost: %v (the next call: %v)", err, err2)
+	}
+}
