@@ -15,10 +15,7 @@ import (
 // Sign-out is a state-changing POST, and was accepted without one.
 func TestLogoutNeedsCSRF(t *testing.T) {
 	c := startAuthed(t)
-	cl := newClient(t, c.base)
-	if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
-		t.Fatalf("sign-in: %s", res.Status)
-	}
+	cl := adminSignedIn(t, c)
 	res, _ := cl.do("POST", "/console/logout", url.Values{}, nil)
 	if res.StatusCode != http.StatusForbidden {
 		t.Errorf("sign-out without a CSRF token: %s (Set-Cookie %q), want 403", res.Status, res.Header.Get("Set-Cookie"))
@@ -50,10 +47,7 @@ func TestExpiredSessionFormPostGoesToSignIn(t *testing.T) {
 // the token the sign-out had dropped.
 func TestSignOutEndsTheSessionsStreams(t *testing.T) {
 	c := startAuthed(t)
-	cl := newClient(t, c.base)
-	if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
-		t.Fatalf("sign-in: %s", res.Status)
-	}
+	cl := adminSignedIn(t, c)
 	token := ordersPageCSRF(t, cl)
 	other := cl.live("/console/live/orders", "0") // the list, open in another tab
 	if res, _ := cl.do("POST", "/console/logout", url.Values{"csrf": {token}}, nil); res.StatusCode != http.StatusSeeOther {
@@ -74,14 +68,7 @@ func TestSignOutEndsTheSessionsStreams(t *testing.T) {
 // in its own browser only.
 func TestCSRFTokenIsNoFunctionOfTheBearerToken(t *testing.T) {
 	c := startAuthed(t)
-	signedIn := func() *client {
-		cl := newClient(t, c.base)
-		if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
-			t.Fatalf("sign-in: %s", res.Status)
-		}
-		return cl
-	}
-	a, b := signedIn(), signedIn()
+	a, b := adminSignedIn(t, c), adminSignedIn(t, c)
 	ta, tb := ordersPageCSRF(t, a), ordersPageCSRF(t, b)
 	if ta == tb {
 		t.Fatalf("two browsers signed in with one bearer token have the same CSRF token %q", ta)
@@ -146,10 +133,7 @@ func TestSessionWithoutCSRFCookieGetsOne(t *testing.T) {
 // typed lost.
 func TestSigningInAgainInAnotherTabKeepsThisTabsForms(t *testing.T) {
 	c := startAuthed(t)
-	browser := newClient(t, c.base)
-	if res := browser.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
-		t.Fatalf("sign-in: %s", res.Status)
-	}
+	browser := adminSignedIn(t, c)
 	tabA := ordersPageCSRF(t, browser)
 	if res := browser.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in in the other tab: %s", res.Status)
@@ -168,4 +152,14 @@ func ordersPageCSRF(t *testing.T, cl *client) string {
 		t.Fatal("no CSRF token on the page")
 	}
 	return m[1]
+}
+
+// adminSignedIn is a browser of its own signed in to c as the admin.
+func adminSignedIn(t *testing.T, c *console) *client {
+	t.Helper()
+	cl := newClient(t, c.base)
+	if res := cl.signIn(adminToken, ""); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %s", res.Status)
+	}
+	return cl
 }
