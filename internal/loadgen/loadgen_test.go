@@ -225,7 +225,17 @@ func TestRunClosed(t *testing.T) {
 // interceptor chain on the target's own connection, answered OK.
 func TestHealthTarget(t *testing.T) {
 	a, _ := apptest.Start(t, map[string]string{"ROLES": "command"})
-	g, err := loadgen.NewGRPC(a.GRPC, loadgen.Auth{})
+	rep := runHealth(t, a.GRPC)
+	if rep.Completed == 0 || len(rep.Overall.Errors) != 0 {
+		t.Fatalf("health: %d completed, errors %v", rep.Completed, rep.Overall.Errors)
+	}
+}
+
+// runHealth runs the health target against addr for a moment, two
+// clients closed loop, and returns the report.
+func runHealth(t *testing.T, addr string) *loadgen.Report {
+	t.Helper()
+	g, err := loadgen.NewGRPC(addr, loadgen.Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,9 +244,7 @@ func TestHealthTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Completed == 0 || len(rep.Overall.Errors) != 0 {
-		t.Fatalf("health: %d completed, errors %v", rep.Completed, rep.Overall.Errors)
-	}
+	return rep
 }
 
 // A Health/Check answered NOT_SERVING (a server not ready) is a failure of
@@ -253,15 +261,7 @@ func TestHealthTargetCountsNotServingAsAFailure(t *testing.T) {
 	healthpb.RegisterHealthServer(gs, hs)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
-	g, err := loadgen.NewGRPC(lis.Addr().String(), loadgen.Auth{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.Close() })
-	rep, err := loadgen.RunClosed(t.Context(), "health", g.Health(), 2, 100*time.Millisecond, loadgen.Mix{loadgen.Get: 1}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runHealth(t, lis.Addr().String())
 	if rep.Overall.Errors["NOT_SERVING"] == 0 {
 		t.Fatalf("health against a server not serving: %d completed, errors %v; want NOT_SERVING counted", rep.Completed, rep.Overall.Errors)
 	}
