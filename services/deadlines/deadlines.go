@@ -115,7 +115,7 @@ const (
 
 // firings are the consumers of the firings, one per kind: Run follows each,
 // List purges what each acknowledged.
-var firings = []struct{ consumer, kind string }{
+var firings = [...]struct{ consumer, kind string }{
 	{FiredConsumer, kindPayment},
 	{ShippingFiredConsumer, kindShipping},
 }
@@ -229,8 +229,8 @@ type Manager struct {
 	fired          metric.Int64Counter
 	// consuming tells, for the log's consumer and the firings' (in Run's
 	// order), whether it consumes now; lastErr is why it last stopped.
-	consuming [3]atomic.Bool
-	lastErr   [3]atomic.Pointer[error]
+	consuming [1 + len(firings)]atomic.Bool
+	lastErr   [1 + len(firings)]atomic.Pointer[error]
 }
 
 // Consuming reports whether the manager follows the log and both kinds of
