@@ -592,10 +592,9 @@ func (c *call) decide(recs []eventstore.Recorded, st order.State, original *resu
 		// a check against the order's contents (a payment's amount
 		// against its total) would judge the client's command by a
 		// state it has not seen, which is what ABORTED tells.
-		if _, err := order.Decide(order.State{}, c.cmd); errors.Is(err, order.ErrInvalid) {
-			return nil, err
-		}
-		if _, err := order.Decide(st, c.cmd); errors.Is(err, order.ErrNotFound) && !st.Exists() {
+		// An order that does not exist is that empty state, so the same
+		// answer tells whether it is missing.
+		if _, err := order.Decide(order.State{}, c.cmd); errors.Is(err, order.ErrInvalid) || errors.Is(err, order.ErrNotFound) && !st.Exists() {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: expected %d, order is at %d", rpcerr.ErrStaleRevision, *c.t.expected, revision)
