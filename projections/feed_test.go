@@ -212,6 +212,7 @@ func TestChangeHeldThroughMoreErasuresThanRememberedIsNotSent(t *testing.T) {
 		t.Fatalf("right after the erasure, the held change is sent as %+v (%v); want it erased", c, ok)
 	}
 	// However the feed makes room, c-1's erasure goes within so many.
+	said := false
 	for i := range 64 * maxErasures {
 		pos := uint64(4 + i)
 		f.publish(pos, nil, []forgotten{{customerID: fmt.Sprint("other-", i), at: pos}})
@@ -220,11 +221,15 @@ func TestChangeHeldThroughMoreErasuresThanRememberedIsNotSent(t *testing.T) {
 		}
 		c, ok := held.Fresh(first)
 		if !ok {
+			said = true
 			break
 		}
 		if holdsPersonalData(c.State) {
 			t.Fatalf("after %d erasures of other customers, the change held from before c-1's erasure is sent with its address: %+v", i+1, c.State.Shipping)
 		}
+	}
+	if !said {
+		t.Fatal("Fresh never said it could no longer tell, though c-1's erasure had to go")
 	}
 	resumed, _, backlog, complete := f.Subscribe("", nil, 16, 0)
 	t.Cleanup(resumed.Close)
