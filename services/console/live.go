@@ -30,11 +30,10 @@ import (
 // stream on a page where nothing changes, and each cut costs a reconnect
 // and a watch opened again.
 type eventStream struct {
-	mu    sync.Mutex // one writer at a time: the handler or the heartbeat
-	w     http.ResponseWriter
+	mu    sync.Mutex        // one writer at a time: the handler or the heartbeat
+	w     *writewait.Writer // each write waits on the client for a while at most
 	rc    *http.ResponseController
 	every time.Duration
-	wait  time.Duration // how long one write may wait on the client
 	// closing is set by close: no write starts after it.
 	closing atomic.Bool
 	beat    *time.Ticker
@@ -52,7 +51,7 @@ func newEventStream(w http.ResponseWriter, every, wait time.Duration, gone func(
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	e := &eventStream{w: w, rc: http.NewResponseController(w), every: every, wait: wait, beat: time.NewTicker(every),
+	e := &eventStream{w: writewait.NewWriter(w, wait), rc: http.NewResponseController(w), every: every, beat: time.NewTicker(every),
 		stop: make(chan struct{}), beaten: make(chan struct{})}
 	_ = e.rc.Flush()
 	go e.heartbeat(gone)
@@ -115,13 +114,13 @@ func (e *eventStream) write(b []byte, heartbeat bool) error {
 	if e.closing.Load() {
 		return errClosing
 	}
-	if _, err := writewait.Write(e.w, e.rc, b, e.wait); err != nil {
+	if _, err := e.w.Write(b); err != nil {
 		return err
 	}
 	if !heartbeat {
 		e.beat.Reset(e.every)
 	}
-	return writewait.Flush(e.rc, e.wait)
+	return e.w.FlushError()
 }
 
 // errClosing is a write after close began.
