@@ -144,7 +144,7 @@ func (w *watchSender[M]) send(c *projections.Change) error {
 	if !ok {
 		// Held through more erasures than the feed remembers: resumed,
 		// the watch reads it erased, if its customer's was among them.
-		return status.Errorf(codes.ResourceExhausted, "watcher fell behind the changes; resume from position %d", w.sent)
+		return w.fellBehind()
 	}
 	if c.Position == w.sent && c.OrderID == w.sentOrder {
 		return nil
@@ -154,6 +154,12 @@ func (w *watchSender[M]) send(c *projections.Change) error {
 	}
 	w.sentAt(c.Position, c.OrderID)
 	return nil
+}
+
+// fellBehind ends a watch that fell behind what it may hold, telling the
+// client where to resume.
+func (w *watchSender[M]) fellBehind() error {
+	return status.Errorf(codes.ResourceExhausted, "watcher fell behind the changes; resume from position %d", w.sent)
 }
 
 // sentAt records that the change of order id at position was sent (id
@@ -187,7 +193,7 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 						}
 						return status.Errorf(codes.ResourceExhausted, "the read model caught up past changes the watch did not see; resume from position %d", w.sent)
 					}
-					return status.Errorf(codes.ResourceExhausted, "watcher fell behind the changes; resume from position %d", w.sent)
+					return w.fellBehind()
 				}
 			}
 		case <-ctx.Done():
