@@ -188,10 +188,7 @@ func serviceUnavailable(msg string) bool {
 // {"error": status} on a stream route, and a 401 with the Bearer
 // challenge, as every 401 of the API carries (RFC 9110 wants one).
 func Refuse(w http.ResponseWriter, r *http.Request, httpCode int, err error) {
-	if httpCode == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-	}
-	writeStatus(w, r, httpCode, err)
+	writeStatus(&challengeWriter{ResponseWriter: w}, r, httpCode, err)
 }
 
 // bearerChallenge makes every 401 (UNAUTHENTICATED) of the API carry
