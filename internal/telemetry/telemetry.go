@@ -257,10 +257,10 @@ func exporterWanted(getenv func(string) string) bool {
 // themselves.
 func newExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
 	protoVar, proto := traceSetting(getenv, "PROTOCOL")
-	if name, endpoint := traceSetting(getenv, "ENDPOINT"); endpoint != "" {
-		if err := checkEndpoint(name, endpoint, proto == "" || proto == "grpc"); err != nil {
-			return nil, err
-		}
+	// Called only with an endpoint set (exporterWanted).
+	name, endpoint := traceSetting(getenv, "ENDPOINT")
+	if err := checkEndpoint(name, endpoint, proto == "" || proto == "grpc"); err != nil {
+		return nil, err
 	}
 	switch proto {
 	case "", "grpc":
