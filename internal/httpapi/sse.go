@@ -102,7 +102,8 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Matched on the path as sent, as grpc-gateway now matches its routes:
 	// an order id holding '/' arrives as %2F, within its one segment.
 	p := routePath(r)
-	if isWatchPath(p) {
+	watch := isWatchPath(p)
+	if watch {
 		// Accept chooses between two answers of one route: a cache
 		// must not hand one to a client that asked for the other.
 		w.Header().Add("Vary", "Accept")
@@ -112,7 +113,7 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case !isWatchPath(p):
+	case !watch:
 		s.next.ServeHTTP(w, r)
 	case p == watchList:
 		// Served beside grpc-gateway's mux, so labelled here as its
