@@ -396,9 +396,8 @@ func (u user) canSeeOrder() bool { return u.CanRead() || u.CanAudit() }
 // use (carrying the token) and its CSRF token.
 type session struct {
 	user
-	ctx     context.Context
-	csrf    string
-	csrfKey string // what csrf is keyed by (csrfToken)
+	ctx  context.Context
+	csrf string
 	// csrfBefore: the browser came without a CSRF cookie (see csrfOK).
 	csrfBefore bool
 	key        string // the session cookie's value: its streams' key (sessionStreams)
@@ -407,8 +406,8 @@ type session struct {
 // staleForm is what a post without the session's CSRF token is told.
 const staleForm = "The form was stale or did not come from this console: reload the page and try again."
 
-// csrfOK reports whether a post carries the CSRF token of the session
-// whose cookie holds cookie, keyed by key (csrfToken), in the X-CSRF-Token
+// csrfOK reports whether a post carries want, the CSRF token of the
+// session whose cookie holds cookie (csrfToken; "" for none), in the X-CSRF-Token
 // header (the live pages' scripts) or the form's csrf field (read by
 // readForm). With before, from a browser that has no CSRF cookie yet, the
 // token a console from before the cookie made from the session cookie
@@ -416,12 +415,12 @@ const staleForm = "The form was stale or did not come from this console: reload 
 // browser signed in before an upgrade keeps its open pages until its
 // first post sets the cookie (after which, as after a sign-out, no such
 // token is taken).
-func csrfOK(r *http.Request, key, cookie string, before bool) bool {
+func csrfOK(r *http.Request, want, cookie string, before bool) bool {
 	got := r.Header.Get("X-CSRF-Token")
 	if got == "" {
 		got = r.PostFormValue("csrf")
 	}
-	return key != "" && hmac.Equal([]byte(got), []byte(csrfToken(key, cookie))) ||
+	return want != "" && hmac.Equal([]byte(got), []byte(want)) ||
 		before && hmac.Equal([]byte(got), []byte(csrfTokenBefore(cookie)))
 }
 
@@ -435,7 +434,7 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 			c.toLogin(w, r, "")
 			return
 		}
-		if r.Method == http.MethodPost && !csrfOK(r, s.csrfKey, s.key, s.csrfBefore) {
+		if r.Method == http.MethodPost && !csrfOK(r, s.csrf, s.key, s.csrfBefore) {
 			c.errorPage(w, r, s, http.StatusForbidden, staleForm)
 			return
 		}
@@ -506,7 +505,7 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 func (c *Console) newSession(w http.ResponseWriter, r *http.Request, u user, ctx context.Context, cookie string) *session {
 	before := !hasCookie(r, csrfCookieName)
 	key := c.csrfKey(w, r)
-	return &session{user: u, ctx: ctx, csrf: csrfToken(key, cookie), csrfKey: key, csrfBefore: before, key: cookie}
+	return &session{user: u, ctx: ctx, csrf: csrfToken(key, cookie), csrfBefore: before, key: cookie}
 }
 
 // csrfToken derives the CSRF token from the CSRF cookie's key and the
@@ -677,14 +676,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	ck, err := r.Cookie(cookieName)
 	key, kerr := r.Cookie(csrfCookieName)
-	if kerr != nil {
-		key = &http.Cookie{} // only an older console's page's token can match
-	}
-	if err == nil && ck.Value != "" && !csrfOK(r, key.Value, ck.Value, kerr != nil) {
-		http.Error(w, staleForm, http.StatusForbidden)
-		return
-	}
 	if err == nil && ck.Value != "" {
+		want := "" // without a key, only an older console's page's token can match
+		if kerr == nil && key.Value != "" {
+			want = csrfToken(key.Value, ck.Value)
+		}
+		if !csrfOK(r, want, ck.Value, kerr != nil) {
+			http.Error(w, staleForm, http.StatusForbidden)
+			return
+		}
 		// The session's pages in other tabs stop receiving (their live
 		// updates, an export): their streams carry the token.
 		c.streams.end(ck.Value)
