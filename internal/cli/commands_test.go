@@ -457,11 +457,13 @@ func TestExportWriteErrors(t *testing.T) {
 	}
 }
 
-// Every command whose answer cannot be written (a closed pipe, a full
-// disk) exits 5, as export and the table and JSON printers do: these text
+// A command whose answer cannot be written (a closed pipe, a full disk)
+// exits 5, as export and the table and JSON printers do: these text
 // printers dropped the write error and exited 0 having printed nothing,
 // so a script reading the erasure's position, or a verification's
-// verdict, took an empty answer for success.
+// verdict, took an empty answer for success. (The parked commands' text
+// printers go through the same written; this server runs no payments
+// role to answer them.)
 func TestUnwritableAnswerIsNoSuccess(t *testing.T) {
 	g := server(t).GRPC
 	ok(t, call{addr: g}.run(t, "orders", "create", "--order-id", "wr-1", "--customer", "cust-wr", "--currency", "EUR", "--item", "A:1:5.00"))
