@@ -55,9 +55,9 @@ func (w *signalWriter) String() string {
 func TestHTTPServerErrorsGoToTheJSONLog(t *testing.T) {
 	const needle = "TLS handshake error"
 	std := newSignalWriter(needle)
-	prevOut, prevFlags := log.Writer(), log.Flags()
+	prevOut := log.Writer()
 	log.SetOutput(std)
-	t.Cleanup(func() { log.SetOutput(prevOut); log.SetFlags(prevFlags) })
+	t.Cleanup(func() { log.SetOutput(prevOut) })
 
 	own := newSignalWriter(needle)
 	logger := slog.New(slog.NewJSONHandler(own, &slog.HandlerOptions{Level: slog.LevelDebug}))
