@@ -253,6 +253,11 @@ func (a *Authenticator) loadTokens(file string) error {
 				return fmt.Errorf("line %d: unknown role %q", n, r)
 			}
 		}
+		if !recordableSubject(fields[1]) {
+			// Every call with it would be refused (Authenticate): an
+			// operator learns of it now rather than from each client.
+			return fmt.Errorf("line %d: the subject cannot be recorded as the actor of changes: at most %d characters, none of them a control, format (bidi, zero-width) or line separator character", n, MaxSubject)
+		}
 		if _, ok := a.static[fields[0]]; ok {
 			// Two subjects or role sets for one token: which the
 			// operator meant is not known, and the last would win.

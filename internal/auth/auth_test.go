@@ -311,28 +311,48 @@ func TestInterceptorBearerSchemeCase(t *testing.T) {
 // long, or with characters free text refuses: control characters, a bidi
 // override) is refused: its changes would be recorded as "anonymous".
 // Before, it was admitted and its changes lost who made them. A subject of
-// the longest recordable length is admitted.
+// the longest recordable length is admitted. (A static token's is refused
+// at start-up: TestTokensFileWithUnrecordableSubjectStopsStartUp.)
 func TestUnrecordableSubjectIsRefused(t *testing.T) {
-	long := "CN=" + strings.Repeat("x", 128) + ",OU=clerks"
-	fits := strings.Repeat("y", 128)
-	a, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "long-token-0123456789 "+long+" clerk\nfits-token-0123456789 "+fits+" clerk\n"+
-		"bidi-token-0123456789 alice\u202egnp.exe clerk\n")})
+	secret := "0123456789abcdef0123456789abcdef"
+	a, err := auth.Load(auth.Config{HMACSecretFile: write(t, "secret", secret)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	token := func(sub string) string {
+		return sign(t, jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}, "",
+			claims{Claims: jwt.Claims{Subject: sub, Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Roles: []string{"clerk"}})
 	}
 	handler := func(ctx context.Context, _ any) (any, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		return md.Get("x-actor"), nil
 	}
-	for token, want := range map[string]codes.Code{"long-token-0123456789": codes.Unauthenticated, "fits-token-0123456789": codes.OK, "bidi-token-0123456789": codes.Unauthenticated} {
-		ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", "Bearer "+token))
+	fits := strings.Repeat("y", 128)
+	for sub, want := range map[string]codes.Code{"CN=" + strings.Repeat("x", 128) + ",OU=clerks": codes.Unauthenticated, fits: codes.OK, "alice\u202egnp.exe": codes.Unauthenticated} {
+		ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", "Bearer "+token(sub)))
 		actor, err := a.Unary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/orders.v1.OrderCommandService/AddItem"}, handler)
 		if status.Code(err) != want {
-			t.Errorf("%s: %v, want %v", token, err, want)
+			t.Errorf("subject %q: %v, want %v", sub, err, want)
 		}
 		if want == codes.OK && !slices.Equal(actor.([]string), []string{fits}) {
-			t.Errorf("%s: the handler saw actor %q, want the subject %q", token, actor, fits)
+			t.Errorf("subject %q: the handler saw actor %q, want the subject", sub, actor)
 		}
+	}
+}
+
+// A static token whose subject cannot be recorded stops start-up, naming
+// AUTH_TOKENS_FILE: every call with it would be refused. It loaded, and
+// each client learnt of it as UNAUTHENTICATED. One of the longest
+// recordable length loads.
+func TestTokensFileWithUnrecordableSubjectStopsStartUp(t *testing.T) {
+	for name, sub := range map[string]string{"long": strings.Repeat("x", auth.MaxSubject+1), "bidi": "alice\u202egnp.exe", "zero width": "al\u200bice", "control": "al\x01ice"} {
+		_, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "fits-token-0123456789 "+strings.Repeat("y", auth.MaxSubject)+" clerk\nbad-token-0123456789 "+sub+" clerk\n")})
+		if err == nil || !strings.HasPrefix(err.Error(), "AUTH_TOKENS_FILE: line 2:") {
+			t.Errorf("%s subject: %v; want start-up refused naming AUTH_TOKENS_FILE's line 2", name, err)
+		}
+	}
+	if _, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "fits-token-0123456789 "+strings.Repeat("é", auth.MaxSubject)+" clerk\n")}); err != nil {
+		t.Errorf("a subject of %d characters: %v", auth.MaxSubject, err)
 	}
 }
 
