@@ -114,6 +114,11 @@ type Config struct {
 	// full): past it the stream ends, its watch with it. 0 means
 	// DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// CallTimeout bounds the service calls one page makes (not its live
+	// streams, exports, verifications or rebuilds, which last as long as
+	// their work): a service that hangs gets the user an "unavailable"
+	// page instead of a browser left waiting. 0 means DefaultCallTimeout.
+	CallTimeout time.Duration
 }
 
 // DefaultHeartbeat is how often an idle live stream gets a comment line
@@ -128,6 +133,12 @@ const DefaultFormTimeout = 30 * time.Second
 // DefaultWriteTimeout bounds one write of a live stream unless Config
 // says otherwise.
 const DefaultWriteTimeout = 30 * time.Second
+
+// DefaultCallTimeout bounds the service calls of one page unless Config
+// says otherwise: shorter than the 60 s a reverse proxy commonly waits
+// for an answer, so that the user is told the service is unavailable
+// rather than shown the proxy's gateway timeout.
+const DefaultCallTimeout = 30 * time.Second
 
 // Console is the console's HTTP handler.
 type Console struct {
@@ -148,7 +159,9 @@ type Console struct {
 	heartbeat time.Duration
 	// writeTimeout bounds one write of a live stream.
 	writeTimeout time.Duration
-	handler      http.Handler
+	// callTimeout bounds the service calls of one page.
+	callTimeout time.Duration
+	handler     http.Handler
 	// done is closed by Shutdown, ending the live streams.
 	done     chan struct{}
 	shutdown sync.Once
@@ -169,8 +182,8 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Command == nil || cfg.Query == nil || cfg.Audit == nil || cfg.Payments == nil {
 		return nil, errors.New("console: the command, query, audit and payments connections are required")
 	}
-	if cfg.Heartbeat < 0 || cfg.FormTimeout < 0 || cfg.WriteTimeout < 0 {
-		return nil, errors.New("console: the heartbeat, the form timeout and the write timeout must not be negative")
+	if cfg.Heartbeat < 0 || cfg.FormTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CallTimeout < 0 {
+		return nil, errors.New("console: the heartbeat and the form, write and call timeouts must not be negative")
 	}
 	if cfg.TraceUIURL != "" {
 		u, err := url.Parse(cfg.TraceUIURL)
@@ -203,6 +216,7 @@ func New(cfg Config) (*Console, error) {
 		formTTL:      cmp.Or(cfg.FormTimeout, DefaultFormTimeout),
 		heartbeat:    cmp.Or(cfg.Heartbeat, DefaultHeartbeat),
 		writeTimeout: cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout),
+		callTimeout:  cmp.Or(cfg.CallTimeout, DefaultCallTimeout),
 		done:         make(chan struct{}),
 	}
 	for _, t := range []struct {
@@ -392,12 +406,17 @@ func (u user) canAudit() bool    { return u.CanAudit() }
 func (u user) canAdmin() bool    { return u.CanAdmin() }
 func (u user) canSeeOrder() bool { return u.CanRead() || u.CanAudit() }
 
-// session is one request's signed-in user, with the context its gRPC calls
-// use (carrying the token) and its CSRF token.
+// session is one request's signed-in user, with the contexts its gRPC
+// calls use (carrying the token) and its CSRF token.
 type session struct {
 	user
-	ctx  context.Context
-	csrf string
+	// ctx is the page's calls': the request's, ended after the
+	// console's call timeout.
+	ctx context.Context
+	// streamCtx is the request's, for calls that last as long as their
+	// work (liveContext).
+	streamCtx context.Context
+	csrf      string
 	// csrfBefore: the browser came without a CSRF cookie (see csrfOK).
 	csrfBefore bool
 	key        string // the session cookie's value: its streams' key (sessionStreams)
@@ -446,6 +465,9 @@ func (c *Console) withSession(need func(user) bool, h func(http.ResponseWriter, 
 			c.errorPage(w, r, s, http.StatusBadRequest, "Not accepted: the address or the form is not valid UTF-8.")
 			return
 		}
+		ctx, cancel := context.WithTimeout(s.streamCtx, c.callTimeout)
+		defer cancel()
+		s.ctx = ctx
 		h(w, r, s)
 	})
 }
@@ -505,7 +527,7 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 func (c *Console) newSession(w http.ResponseWriter, r *http.Request, u user, ctx context.Context, cookie string) *session {
 	before := !hasCookie(r, csrfCookieName)
 	key := c.csrfKey(w, r)
-	return &session{user: u, ctx: ctx, csrf: csrfToken(key, cookie), csrfBefore: before, key: cookie}
+	return &session{user: u, ctx: ctx, streamCtx: ctx, csrf: csrfToken(key, cookie), csrfBefore: before, key: cookie}
 }
 
 // csrfToken derives the CSRF token from the CSRF cookie's key and the

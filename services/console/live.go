@@ -138,7 +138,7 @@ func since(r *http.Request) (uint64, error) {
 // liveContext is the context of one of session s's streams: the request's,
 // also ended by Shutdown and by the session's sign-out.
 func (c *Console) liveContext(s *session) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := context.WithCancel(s.streamCtx)
 	forget := c.streams.add(s.key, cancel)
 	go func() {
 		select {
@@ -252,6 +252,8 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 	// the change at position (0: as it has them now), with the read
 	// model's position as the event id.
 	rows := func(position uint64) error {
+		ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+		defer cancel()
 		res, err := c.list(&session{user: s.user, ctx: ctx, csrf: s.csrf}, req, position)
 		if err != nil {
 			return err
