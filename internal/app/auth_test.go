@@ -264,14 +264,27 @@ func TestPaymentsCallingRemoteCommandPresentPaymentsToken(t *testing.T) {
 // it: the payments manager would otherwise charge customers and then fail
 // to record every payment.
 func TestPaymentsTokenTheLocalCommandRefusesStopsStartup(t *testing.T) {
-	tokens := filepath.Join(t.TempDir(), "tokens")
-	// A clerk whose subject is too long to record as the actor is refused
-	// as every call of it would be.
-	if err := os.WriteFile(tokens, []byte("viewer-token-012345678 vera viewer\nlong-subject-token-0123 "+strings.Repeat("p", 129)+" clerk\n"), 0o600); err != nil {
+	dir := t.TempDir()
+	tokens, secret := filepath.Join(dir, "tokens"), filepath.Join(dir, "secret")
+	key := "0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(tokens, []byte("viewer-token-012345678 vera viewer\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, token := range []string{"viewer-token-012345678", "unknown-token-01234567", "long-subject-token-0123"} {
-		vars := map[string]string{"ROLES": "command,query,audit,payments", "AUTH_TOKENS_FILE": tokens, "PAYMENTS_TOKEN": token}
+	if err := os.WriteFile(secret, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(key)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A JWT's subject: a static token's that cannot be recorded stops
+	// start-up as AUTH_TOKENS_FILE's.
+	longSubject, err := jwt.Signed(signer).Claims(map[string]any{"sub": strings.Repeat("p", 129), "exp": time.Now().Add(time.Hour).Unix(), "roles": []string{"clerk"}}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, token := range []string{"viewer-token-012345678", "unknown-token-01234567", longSubject} {
+		vars := map[string]string{"ROLES": "command,query,audit,payments", "AUTH_TOKENS_FILE": tokens, "AUTH_JWT_HMAC_SECRET_FILE": secret, "PAYMENTS_TOKEN": token}
 		if err := runErr(t, apptest.Config(t, vars), vars); err == nil || !strings.HasPrefix(err.Error(), "PAYMENTS_TOKEN:") {
 			t.Errorf("PAYMENTS_TOKEN %s: %v, want an error naming PAYMENTS_TOKEN", token, err)
 		}

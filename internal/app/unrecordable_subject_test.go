@@ -9,7 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -23,22 +26,31 @@ import (
 // its first page to send the user back to sign in as if the token had
 // expired.
 func TestTokenInvalidForTheAPIIsInvalidOnHTTP(t *testing.T) {
-	long := strings.Repeat("s", 129)
-	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("admin-token-0123456789 "+long+" admin\n"), 0o600); err != nil {
+	// A JWT's: a static token's stops start-up (AUTH_TOKENS_FILE).
+	key := "0123456789abcdef0123456789abcdef"
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte(key), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addrs, _ := run(t, t.TempDir(), "AUTH_TOKENS_FILE", tokens)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(key)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.Signed(signer).Claims(map[string]any{"sub": strings.Repeat("s", 129), "exp": time.Now().Add(time.Hour).Unix(), "roles": []string{"admin"}}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := run(t, t.TempDir(), "AUTH_JWT_HMAC_SECRET_FILE", secret)
 
 	// The API refuses it as invalid.
-	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer admin-token-0123456789")
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token)
 	if _, err := ordersv1.NewOrderQueryServiceClient(dial(t, addrs.GRPC)).ListOrders(ctx, &ordersv1.ListOrdersRequest{PageSize: 1}); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("gRPC: %v, want UNAUTHENTICATED", err)
 	}
 
 	t.Run("metrics", func(t *testing.T) {
 		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+addrs.HTTP+"/metrics", nil)
-		req.Header.Set("Authorization", "Bearer admin-token-0123456789")
+		req.Header.Set("Authorization", "Bearer "+token)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -72,7 +84,7 @@ func TestTokenInvalidForTheAPIIsInvalidOnHTTP(t *testing.T) {
 			res.Body.Close()
 			return res.StatusCode, res.Header.Get("Location")
 		}
-		code, next := do("POST", "/console/login", url.Values{"token": {"admin-token-0123456789"}})
+		code, next := do("POST", "/console/login", url.Values{"token": {token}})
 		if code != http.StatusSeeOther {
 			return // refused at sign-in: what the console should do
 		}
