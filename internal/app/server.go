@@ -8,6 +8,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/auth"
+	"github.com/orderstream/orderstream/internal/client"
 	"github.com/orderstream/orderstream/internal/config"
 	"github.com/orderstream/orderstream/internal/rpcguard"
 	"github.com/orderstream/orderstream/internal/telemetry"
@@ -78,7 +79,9 @@ func (n *node) newServer() error {
 	unary = append(unary, limit.unary)
 	n.rpcStreams = newRPCStreamEnder()
 	streams = append(streams, limit.stream, n.rpcStreams.stream)
-	srvOpts := []grpc.ServerOption{}
+	// Its own callers (gateway, console, payments) and ordersctl dial
+	// with client.Dial, whose pings it must take.
+	srvOpts := client.ServerKeepalive()
 	if n.cfg.GRPCStreamWorkers > 0 {
 		// Every RPC used to run on a new goroutine, whose small stack the
 		// command path grows (and copies) several times per call: 9% of

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orderstream/orderstream/internal/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -30,7 +31,7 @@ type startingGRPC struct {
 // startGRPCWhileStarting serves lis with a server of its own, with the
 // process's transport security.
 func (n *node) startGRPCWhileStarting() *startingGRPC {
-	var opts []grpc.ServerOption
+	opts := client.ServerKeepalive()
 	if n.serverTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(n.serverTLS)))
 	}

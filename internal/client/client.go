@@ -150,7 +150,7 @@ func Dial(addr string, opts ...Option) (*grpc.ClientConn, error) {
 	dial := []grpc.DialOption{grpc.WithTransportCredentials(c.creds), grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMax},
 		MinConnectTimeout: 20 * time.Second,
-	})}
+	}), dialKeepalive()}
 	if !c.pinned {
 		sc := roundRobin
 		if c.health != "" {
