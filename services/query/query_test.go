@@ -101,7 +101,7 @@ func startNATS(t *testing.T, storeOpts []eventstore.Option, history int, opts ..
 
 // serve runs the runner and the command, query and admin services of e
 // on a real loopback gRPC listener.
-func serve(t *testing.T, e *env, history int, opts ...query.Option) *env {
+func serve(t testing.TB, e *env, history int, opts ...query.Option) *env {
 	t.Helper()
 	store := e.store
 	e.log, e.dir, e.feed = store, t.TempDir(), projections.NewFeed(history)
@@ -140,7 +140,7 @@ func serve(t *testing.T, e *env, history int, opts ...query.Option) *env {
 
 // listen serves gs on a loopback port of its own until t ends, and returns
 // a connection to it.
-func listen(t *testing.T, gs *grpc.Server) *grpc.ClientConn {
+func listen(t testing.TB, gs *grpc.Server) *grpc.ClientConn {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -196,7 +196,7 @@ func (p *projection) halt() error {
 
 // runProjection opens the read model directory and runs a projection on it
 // until halted (or the test ends); Run's error is left to the caller.
-func (e *env) runProjection(t *testing.T, opts ...projections.Option) *projection {
+func (e *env) runProjection(t testing.TB, opts ...projections.Option) *projection {
 	t.Helper()
 	dir, err := projections.Open(t.Context(), e.dir)
 	if err != nil {
@@ -215,7 +215,7 @@ func (e *env) runProjection(t *testing.T, opts ...projections.Option) *projectio
 
 // startRunner runs a projection that must stop without error, until the
 // returned stop is called (or the test ends).
-func (e *env) startRunner(t *testing.T, opts ...projections.Option) (stop func()) {
+func (e *env) startRunner(t testing.TB, opts ...projections.Option) (stop func()) {
 	t.Helper()
 	p := e.runProjection(t, opts...)
 	stop = func() {

@@ -32,7 +32,7 @@ func recvUpTo[M any, P interface {
 	*M
 	GetPosition() uint64
 	GetOrder() *ordersv1.Order
-}](t *testing.T, s grpc.ServerStreamingClient[M], last uint64) []r2change {
+}](t testing.TB, s grpc.ServerStreamingClient[M], last uint64) []r2change {
 	t.Helper()
 	var got []r2change
 	for len(got) == 0 || got[len(got)-1].pos < last {

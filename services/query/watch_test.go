@@ -38,7 +38,7 @@ func orderPositions(t *testing.T, e *env, id string, after uint64) []uint64 {
 	return out
 }
 
-func addItems(t *testing.T, e *env, id string, from, n int) (last uint64) {
+func addItems(t testing.TB, e *env, id string, from, n int) (last uint64) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
 		r, err := e.cmd.AddItem(t.Context(), &ordersv1.AddItemRequest{RequestId: rid(), OrderId: id, Sku: fmt.Sprintf("SKU-%d", i), Quantity: 1, UnitPrice: 100})
@@ -50,7 +50,7 @@ func addItems(t *testing.T, e *env, id string, from, n int) (last uint64) {
 	return last
 }
 
-func newOrder(t *testing.T, e *env, customer string) (id string, pos uint64) {
+func newOrder(t testing.TB, e *env, customer string) (id string, pos uint64) {
 	t.Helper()
 	c, err := e.cmd.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: customer, Currency: "EUR", ShippingAddress: addr()})
 	if err != nil {
