@@ -73,6 +73,8 @@ type Service struct {
 	head    Head
 	keys    convert.Keyring
 	buffer  int
+	// erased is the customers' subject as resuming watches last read it.
+	erased erasures
 }
 
 // New returns a query service reading p's read model; a nil log logs to

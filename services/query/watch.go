@@ -280,11 +280,13 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		// An erasure of its customer changes the order too, at the
 		// CustomerForgotten's position on the customers' subject: one
 		// after the order's creation (an earlier one changes nothing of
-		// it), not every erasure the log holds.
+		// it), not every erasure the log holds. The order's customer is
+		// set by its creation and never changes, so the read model's
+		// row names it.
 		var lastOwn uint64 // the position of the last of the order's own events read
 		if len(recs) > 0 {
 			lastOwn = recs[len(recs)-1].Position
-			forgets, err := s.history.LoadLatestAfter(ctx, order.CustomersSubjectID, recs[0].Position)
+			forgets, err := s.erased.of(ctx, s.history, o.GetCustomerId(), recs[0].Position)
 			if err != nil {
 				return rpcerr.ToStatus(ctx, s.log, err)
 			}
