@@ -23,9 +23,10 @@ import (
 // question to the leader when there are none: 0.5–1.5 ms a resume,
 // whatever their number). It holds the erasures after the oldest creation
 // a resume asked about; a resume of an older order reads the subject
-// again from that order's creation, as every resume did before. Its
-// memory grows with the erasures it holds, about a customer id and a
-// small event each.
+// again from that order's creation, as every resume did before. It holds
+// at most maxHeldErasures, about a customer id and a small event each:
+// past that it lets go of them all, and the next resume reads from its
+// order's creation again.
 type erasures struct {
 	mu sync.Mutex
 	// read: the subject was read after position after, up to last.
@@ -34,7 +35,13 @@ type erasures struct {
 	// byCustomer holds each customer's erasures, in log order, with what
 	// projections.HistoryChanges reads of them.
 	byCustomer map[string][]eventstore.Recorded
+	held       int // the erasures byCustomer holds
 }
+
+// maxHeldErasures bounds the erasures a query service holds for resumes
+// (a few MiB): a log with more of them after the oldest order resumed
+// costs each resume a read of them, not memory without end.
+var maxHeldErasures = 1 << 16
 
 // of returns the erasures of customerID recorded after position after, in
 // log order, having read from h what was recorded since the last read.
@@ -54,7 +61,7 @@ func (e *erasures) of(ctx context.Context, h History, customerID string, after u
 		return nil, err
 	}
 	if whole {
-		e.read, e.after, e.last, e.byCustomer = true, after, after, map[string][]eventstore.Recorded{}
+		e.read, e.after, e.last, e.byCustomer, e.held = true, after, after, map[string][]eventstore.Recorded{}, 0
 	}
 	for _, r := range recs {
 		e.last = max(e.last, r.Position)
@@ -69,9 +76,14 @@ func (e *erasures) of(ctx context.Context, h History, customerID string, after u
 				OrderID: r.OrderID, Position: r.Position, Version: r.Version, Type: r.Type, Data: bytes.Clone(r.Data),
 				Meta: eventstore.Metadata{Actor: r.Meta.Actor},
 			})
+			e.held++
 		}
 	}
 	all := e.byCustomer[customerID]
 	i := sort.Search(len(all), func(i int) bool { return all[i].Position > after })
-	return slices.Clone(all[i:]), nil
+	out := slices.Clone(all[i:])
+	if e.held > maxHeldErasures {
+		e.read, e.byCustomer, e.held = false, nil, 0
+	}
+	return out, nil
 }
