@@ -145,8 +145,7 @@ func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
 	if err := r.dir.makeCurrent(rp.nm); err != nil {
 		return fmt.Errorf("projections: swap: %w", err)
 	}
-	old := r.rm.Swap(rp.nm)
-	time.AfterFunc(swapGrace, func() { discard(old) })
+	r.retire(r.rm.Swap(rp.nm))
 	if rp.pos > live {
 		// The new model is ahead of the live one (the replay read past
 		// a runner still catching up): the feed never saw the changes in

@@ -216,6 +216,11 @@ type Runner struct {
 	followFails atomic.Int32
 
 	keys Keyring // nil: personal data reads as erased
+
+	// afterGrace runs what discards a read model a swap replaced once
+	// the queries that started on it had their grace (swapGrace); tests
+	// run it when they choose.
+	afterGrace func(discard func())
 }
 
 // NewRunner returns a runner applying the events of log to the read model
@@ -229,6 +234,7 @@ func NewRunner(log Log, dir *Dir, opts ...Option) (*Runner, error) {
 		// Armed by the applies that leave a transaction open; its
 		// firings are the committer's (Run).
 		commitTimer: time.NewTimer(time.Hour),
+		afterGrace:  func(discard func()) { time.AfterFunc(swapGrace, discard) },
 	}
 	r.commitTimer.Stop()
 	for _, o := range opts {
@@ -546,9 +552,14 @@ func (r *Runner) emptied(ctx context.Context) error {
 		discard(nm)
 		return err
 	}
-	old := r.rm.Swap(nm)
-	time.AfterFunc(swapGrace, func() { discard(old) })
+	r.retire(r.rm.Swap(nm))
 	return nil
+}
+
+// retire discards old, which a swap replaced, once the queries that
+// started on it had their grace.
+func (r *Runner) retire(old *ReadModel) {
+	r.afterGrace(func() { discard(old) })
 }
 
 // fatalError is a read-model failure, which retrying will not fix.
