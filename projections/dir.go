@@ -73,12 +73,55 @@ func (d *Dir) newModel(ctx context.Context) (*ReadModel, error) {
 	return OpenReadModel(ctx, filepath.Join(d.path, name))
 }
 
-// discard closes and deletes a read model that will not be used.
+// dbFiles are the suffixes of a database's files: the file itself, its
+// WAL and the WAL's shared-memory index.
+var dbFiles = []string{"", "-wal", "-shm"}
+
+// discard closes and deletes a read model that will not be used, its
+// files overwritten first (shred). A model a swap replaced missed the
+// erasures applied after the swap, and every model holds the personal
+// data of customers forgotten later: unlinked as they were, the files'
+// blocks kept those bytes on the disk. They are overwritten only once no
+// connection is open on them (a query that started before the swap may
+// still run), or SQLite would read zeros, or write pages back, under it.
+// Each file is opened before the model is closed, as the last connection
+// to close deletes the WAL.
 func discard(rm *ReadModel) {
-	_ = rm.Close()
-	for _, suffix := range []string{"", "-wal", "-shm"} {
+	var held []*os.File
+	for _, suffix := range dbFiles {
+		if f, err := os.OpenFile(rm.Path()+suffix, os.O_WRONLY, 0); err == nil {
+			held = append(held, f)
+		}
+	}
+	rm.release()
+	// Closing these releases the POSIX locks of any connection to the
+	// file in this process: there is none left.
+	for _, f := range held {
+		shred(f)
+	}
+	for _, suffix := range dbFiles {
 		_ = os.Remove(rm.Path() + suffix)
 	}
+}
+
+// shred overwrites f with zeros, syncs it and closes it, so that the
+// blocks it frees once unlinked hold nothing of it. What a copy-on-write
+// file system or an SSD keeps of the overwritten blocks is below this.
+func shred(f *os.File) {
+	defer func() { _ = f.Close() }()
+	fi, err := f.Stat()
+	if err != nil {
+		return
+	}
+	zeros := make([]byte, min(fi.Size(), 1<<20))
+	for off := int64(0); off < fi.Size(); {
+		n, err := f.WriteAt(zeros[:min(int64(len(zeros)), fi.Size()-off)], off)
+		if err != nil {
+			return
+		}
+		off += int64(n)
+	}
+	_ = f.Sync()
 }
 
 // makeCurrent records rm as the live database, durably.

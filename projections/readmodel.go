@@ -572,6 +572,32 @@ func (m *ReadModel) Close() error {
 	return errors.Join(err, m.r.Close(), m.w.Close())
 }
 
+// release closes the read model, what a held apply left open abandoned,
+// and returns once no connection to its file is open: database/sql closes
+// a connection a query still holds when the query ends.
+func (m *ReadModel) release() {
+	m.applyMu.Lock()
+	m.rollback()
+	m.applyMu.Unlock()
+	_ = m.Close()
+	for m.openConns() > 0 {
+		time.Sleep(releasePoll)
+	}
+}
+
+// releasePoll is how often release looks whether the last query on a
+// closed read model has ended.
+const releasePoll = 50 * time.Millisecond
+
+// openConns counts the connections open to the file.
+func (m *ReadModel) openConns() int {
+	n := m.r.Stats().OpenConnections + m.w.Stats().OpenConnections
+	if m.ck != nil {
+		n += m.ck.db.Stats().OpenConnections
+	}
+	return n
+}
+
 // listStmt returns the prepared statement for a list query, preparing it
 // on first use. The filters combine into a handful of query texts, so the
 // cache stays small.

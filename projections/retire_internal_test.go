@@ -1,0 +1,106 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/orderstream/orderstream/api/convert"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/eventstore/estest"
+	"github.com/orderstream/orderstream/order"
+)
+
+// After a rebuild's swap the replaced file keeps serving the queries that
+// started on it for a while, and an erasure applied meanwhile reaches only
+// the new file: the replaced one holds the forgotten customer's address
+// until it goes. Unlinking it left those bytes on the disk, here read
+// through a second link to its files made before the swap.
+func TestReplacedReadModelKeepsNoErasedDataOnceDiscarded(t *testing.T) {
+	ctx := t.Context()
+	_, js := estest.Connect(t, estest.StartServer(t))
+	store, err := eventstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEvent := func(subject string, e order.Event) uint64 {
+		t.Helper()
+		typ, data, err := convert.EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := store.Append(ctx, subject, 0, []eventstore.EventData{{Type: typ, Data: data,
+			Meta: eventstore.Metadata{RequestID: subject + typ, OccurredAt: time.Now()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Position
+	}
+	d, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	r, err := NewRunner(store, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	graceOver := make(chan func(), 1)
+	r.afterGrace = func(discard func()) { graceOver <- discard }
+	rctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(rctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+
+	const id, customer, secret = "o-1", "c-1", "29 Forgotten Row, flat Babbage"
+	created := appendEvent(id, order.OrderCreated{OrderID: id, CustomerID: customer, Currency: "EUR",
+		Shipping: &order.Address{Name: "Ada", Line1: secret, City: "London", Country: "GB"}})
+	if err := r.WaitForCommitted(ctx, created); err != nil {
+		t.Fatal(err)
+	}
+	old := r.ReadModel()
+	kept := t.TempDir()
+	for _, s := range []string{"", "-wal", "-shm"} {
+		if err := os.Link(old.Path()+s, filepath.Join(kept, "orders"+s)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Rebuild(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	forgot := appendEvent(order.CustomersSubjectID, order.CustomerForgotten{CustomerID: customer})
+	if err := r.WaitForCommitted(ctx, forgot); err != nil {
+		t.Fatal(err)
+	}
+	if held, _, err := old.ListOrders(ctx, ListFilter{CustomerID: customer}, nil, 10); err != nil || len(held) != 1 ||
+		held[0].State.Shipping == nil || held[0].State.Shipping.Line1 != secret {
+		t.Fatalf("the replaced model before its grace is over: %+v, %v; want the address it held", held, err)
+	}
+
+	(<-graceOver)()
+	files, err := os.ReadDir(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no link to the replaced model's files was made")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(kept, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(b, []byte(secret)); i >= 0 {
+			t.Errorf("the forgotten customer's address is still in the bytes of the discarded %s, at offset %d", f.Name(), i)
+		}
+	}
+}
