@@ -46,7 +46,9 @@ func Open(ctx context.Context, dir string) (*Dir, error) {
 }
 
 // removeStale deletes database files other than the live one: partial
-// rebuilds and databases a finished rebuild replaced.
+// rebuilds and databases a finished rebuild replaced, which a crash left
+// before their discard. Each is overwritten first (shred), as discard
+// does: a replaced file missed the erasures applied after its swap.
 func removeStale(dir, live string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -56,7 +58,11 @@ func removeStale(dir, live string) {
 		n := e.Name()
 		base := strings.TrimSuffix(strings.TrimSuffix(n, "-wal"), "-shm")
 		if strings.HasSuffix(base, ".db") && base != live {
-			_ = os.Remove(filepath.Join(dir, n))
+			p := filepath.Join(dir, n)
+			if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+				shred(f)
+			}
+			_ = os.Remove(p)
 		}
 	}
 }

@@ -104,3 +104,67 @@ func TestReplacedReadModelKeepsNoErasedDataOnceDiscarded(t *testing.T) {
 		}
 	}
 }
+
+// A process that died between a swap and the replaced file's discard left
+// that file beside the live one, and an erasure applied after the swap is
+// not in it: start-up, which deletes it, overwrites it first, its WAL
+// too. Here the dead process's files are copies of a model still open (a
+// WAL with frames in it), and a second link to them reads what the
+// deletion left on the disk.
+func TestStartUpOverwritesAReplacedReadModelACrashLeft(t *testing.T) {
+	ctx := t.Context()
+	const secret = "41 Crashed Close, flat Hopper"
+	old := openModel(t, filepath.Join(t.TempDir(), "orders.db"))
+	withAddress := created("o-1", "c-1", 1)
+	ev := withAddress.Event.(order.OrderCreated)
+	ev.Shipping = &order.Address{Name: "Grace", Line1: secret, City: "Arlington", Country: "US"}
+	withAddress.Event = ev
+	if _, _, err := old.Apply(ctx, []Item{withAddress}); err != nil {
+		t.Fatal(err)
+	}
+	crashed, kept := t.TempDir(), t.TempDir()
+	for _, s := range []string{"", "-wal", "-shm"} {
+		copyFile(t, old.Path()+s, filepath.Join(crashed, "orders.db"+s))
+		if err := os.Link(filepath.Join(crashed, "orders.db"+s), filepath.Join(kept, "orders"+s)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(crashed, currentFile), []byte("orders-2.db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files, err := os.ReadDir(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := false
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(kept, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = held || bytes.Contains(b, []byte(secret))
+	}
+	if !held {
+		t.Fatal("the replaced model's files hold no address before start-up: nothing to show")
+	}
+
+	d, err := Open(ctx, crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	for _, s := range []string{"", "-wal", "-shm"} {
+		if _, err := os.Stat(filepath.Join(crashed, "orders.db"+s)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("orders.db%s after start-up: %v; want it deleted", s, err)
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(kept, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(b, []byte(secret)); i >= 0 {
+			t.Errorf("the address is still in the bytes of the deleted %s, at offset %d", f.Name(), i)
+		}
+	}
+}
