@@ -168,3 +168,43 @@ func TestStartUpOverwritesAReplacedReadModelACrashLeft(t *testing.T) {
 		}
 	}
 }
+
+// A discard overwrites the files only once release finds no connection
+// open on them. A query that started before the model was closed keeps
+// its connection, and reads the file, until it ends: the count release
+// waits on includes it.
+func TestClosedReadModelCountsTheConnectionOfAQueryStillRunning(t *testing.T) {
+	ctx := t.Context()
+	m := openModel(t, filepath.Join(t.TempDir(), "rm.db"))
+	if _, _, err := m.Apply(ctx, []Item{created("o-1", "c-1", 1), created("o-2", "c-1", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := m.r.QueryContext(ctx, `SELECT id FROM orders ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.openConns(); n == 0 {
+		t.Fatal("no connection counted open while a query still runs on the closed model")
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil || len(ids) != 2 {
+		t.Fatalf("the query that outlived the close read %v, %v; want both orders", ids, err)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.openConns(); n != 0 {
+		t.Fatalf("%d connections counted open once the last query ended", n)
+	}
+}
