@@ -572,9 +572,11 @@ func (m *ReadModel) Close() error {
 	return errors.Join(err, m.r.Close(), m.w.Close())
 }
 
-// release closes the read model, what a held apply left open abandoned,
-// and returns once no connection to its file is open: database/sql closes
-// a connection a query still holds when the query ends.
+// release closes the read model and returns once no connection to its
+// file is open, so that the file can be overwritten: database/sql closes
+// a connection a query still holds only when the query ends. A
+// transaction a held apply left open would keep its connection for good,
+// so it is abandoned first.
 func (m *ReadModel) release() {
 	m.applyMu.Lock()
 	m.rollback()
