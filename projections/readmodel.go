@@ -576,16 +576,22 @@ func (m *ReadModel) Close() error {
 // file is open, so that the file can be overwritten: database/sql closes
 // a connection a query still holds only when the query ends. A
 // transaction a held apply left open would keep its connection for good,
-// so it is abandoned first.
+// so it is abandoned first. It waits at most releaseWait: a query that
+// never ends (a leaked one) must not keep the old file, and what it holds
+// of erased customers, for ever.
 func (m *ReadModel) release() {
 	m.applyMu.Lock()
 	m.rollback()
 	m.applyMu.Unlock()
 	_ = m.Close()
-	for m.openConns() > 0 {
+	for end := time.Now().Add(releaseWait); m.openConns() > 0 && time.Now().Before(end); {
 		time.Sleep(releasePoll)
 	}
 }
+
+// releaseWait bounds release's wait for the queries still running on a
+// replaced model: they started before its swap, more than swapGrace ago.
+const releaseWait = time.Minute
 
 // releasePoll is how often release looks whether the last query on a
 // closed read model has ended.
