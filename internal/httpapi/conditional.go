@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -19,7 +20,9 @@ import (
 // whenever the command could succeed; but on CreateOrder, which creates
 // only what is absent), and 400 with entity tags: the
 // revision an order will have is only known once the command has run;
-// If-Match is the condition commands take.
+// If-Match is the condition commands take. The 412 is answered in place
+// of the call (conventionConn.unmet), not here: a request that no route
+// takes, or that the services would refuse, gets that answer instead.
 func conditional(w http.ResponseWriter, r *http.Request, conv *requestConventions, next http.Handler) {
 	inm := r.Header.Values("If-None-Match")
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead
@@ -31,7 +34,9 @@ func conditional(w http.ResponseWriter, r *http.Request, conv *requestConvention
 		// original.
 		next.ServeHTTP(w, r)
 	case len(inm) > 0 && !read && star:
-		writeStatus(w, r, http.StatusPreconditionFailed, status.Error(codes.FailedPrecondition, "If-None-Match: * and the resource exists"))
+		conv.unmet = &runtime.HTTPStatusError{HTTPStatus: http.StatusPreconditionFailed,
+			Err: status.Error(codes.FailedPrecondition, "If-None-Match: * and the resource exists")}
+		next.ServeHTTP(w, r)
 	case len(inm) > 0 && !read:
 		writeStatus(w, r, http.StatusBadRequest, invalid("If-None-Match", "is evaluated on GET and HEAD only; a command takes If-Match"))
 	case read && (len(inm) > 0 || conv.ifMatch):

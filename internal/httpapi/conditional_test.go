@@ -76,3 +76,34 @@ func TestWeakIfMatchIsAFailedPrecondition(t *testing.T) {
 		t.Fatalf("the order after a refused PUT: revision %s, want %s", g2.str("order", "revision"), g.str("order", "revision"))
 	}
 }
+
+// A command's precondition that fails whatever the order's state (a weak
+// If-Match, If-None-Match: *) is judged once the request is routed: RFC
+// 9110 (section 13.2.1) has a server ignore the preconditions of a request
+// it would answer with another status than 2xx or 412 without them, so a
+// path no route serves is 404 and a method the route does not take 405
+// (with Allow), as without the condition. Both were 412.
+func TestFailedPreconditionAfterRouting(t *testing.T) {
+	e := start(t)
+	put := `{"shippingAddress":{"name":"Eve","line1":"2 Other St","city":"Paris","country":"FR"}}`
+	for _, cond := range [][]string{{"If-Match", `W/"1"`}, {"If-None-Match", "*"}} {
+		for _, c := range []struct {
+			method, path string
+			want         int
+		}{
+			{"PUT", "/v1/no-such-route", http.StatusNotFound},
+			{"POST", "/v1/orders/o1/no-such-collection", http.StatusNotFound},
+			{"PUT", "/v1/orders/o1/items", http.StatusMethodNotAllowed},
+			{"PATCH", "/v1/orders/o1/shipping-address", http.StatusMethodNotAllowed},
+			{"PUT", "/v1/orders/o1/shipping-address", http.StatusPreconditionFailed},
+		} {
+			r := e.do(t, c.method, c.path, put, "Idempotency-Key", key(), cond[0], cond[1])
+			if r.code != c.want {
+				t.Errorf("%s %s with %s: %s: HTTP %d, want %d", c.method, c.path, cond[0], cond[1], r.code, c.want)
+			}
+			if c.want == http.StatusMethodNotAllowed && r.header.Get("Allow") == "" {
+				t.Errorf("%s %s with %s: %s: 405 without Allow", c.method, c.path, cond[0], cond[1])
+			}
+		}
+	}
+}

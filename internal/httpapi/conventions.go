@@ -22,6 +22,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -52,6 +53,11 @@ type requestConventions struct {
 	// and every such route maps the whole body (body: "*"), so
 	// grpc-gateway reads no query parameter for it.
 	bodyOnly bool
+	// unmet is the answer (412) to a command whose precondition fails
+	// whatever the resource's state: a weak If-Match, or If-None-Match: *
+	// (conditional). It is given in place of the call (see
+	// conventionConn.unmet).
+	unmet error
 }
 
 type conventionsKey struct{}
@@ -81,11 +87,9 @@ func conventions(cfg config, next http.Handler) http.Handler {
 		}
 		withBody := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
 		if conv.ifMatchWeak && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			// As a command's failed If-Match (ABORTED, 412); a read
-			// answers 412 from its ETag (conditional).
-			writeStatus(w, r, http.StatusPreconditionFailed, status.Error(codes.Aborted,
-				"If-Match: a weak entity tag never matches; send the ETag as given"))
-			return
+			// As a command's failed If-Match (ABORTED, 412, its If-Match
+			// applied); a read answers 412 from its ETag (conditional).
+			conv.unmet = status.Error(codes.Aborted, "If-Match: a weak entity tag never matches; send the ETag as given")
 		}
 		conv.bodyOnly = withBody
 		req := r.WithContext(context.WithValue(r.Context(), conventionsKey{}, conv))
@@ -278,9 +282,13 @@ func isJSON(ct string) bool {
 // as grpc-gateway sends it: after decoding (so a body value and a header
 // value can be compared, whatever JSON spelling the body used) and only to
 // messages that have the field, so Idempotency-Key on a query or If-Match
-// on a GET changes nothing.
+// on a GET changes nothing. A command whose precondition fails is not
+// sent (unmet).
 type conventionConn struct {
 	grpc.ClientConnInterface
+	// admit, when set, returns the status error the services would refuse
+	// a call of a method with the call's metadata (WithAdmission).
+	admit func(md metadata.MD, method string) error
 }
 
 // NewStream opens a stream whose request message gets the conventions.
@@ -289,12 +297,14 @@ func (c conventionConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, me
 	if err != nil {
 		return nil, err
 	}
-	return conventionStream{ClientStream: s, conv: conventionsFrom(ctx)}, nil
+	return conventionStream{ClientStream: s, conn: c, method: method, conv: conventionsFrom(ctx)}, nil
 }
 
 type conventionStream struct {
 	grpc.ClientStream
-	conv *requestConventions
+	conn   conventionConn
+	method string
+	conv   *requestConventions
 }
 
 // SendMsg applies the conventions to m, then sends it.
@@ -304,17 +314,50 @@ func (s conventionStream) SendMsg(m any) error {
 			return err
 		}
 	}
+	if err := s.conn.unmet(s.Context(), s.conv, s.method); err != nil {
+		return err
+	}
 	return s.ClientStream.SendMsg(m)
 }
 
 // Invoke applies the conventions to args, then calls the server.
 func (c conventionConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	conv := conventionsFrom(ctx)
 	if m, ok := args.(proto.Message); ok {
-		if err := conventionsFrom(ctx).apply(m.ProtoReflect()); err != nil {
+		if err := conv.apply(m.ProtoReflect()); err != nil {
 			return err
 		}
 	}
+	if err := c.unmet(ctx, conv, method); err != nil {
+		return err
+	}
 	return c.ClientConnInterface.Invoke(ctx, method, args, reply, opts...)
+}
+
+// unmet returns the 412 of a request whose precondition fails (conv.unmet)
+// once nothing else would refuse it: RFC 9110 (section 13.2.1) has a
+// server ignore the preconditions of a request it would answer with
+// anything but a 2xx or 412 without them. So it is asked here, where the
+// request has been routed (404, 405) and its message decoded and checked
+// (400), and, with admit, after the services' authorization (401, 403),
+// which a call never made would not reach. The request is never sent (a
+// stream, opened already, ends with the request without it): a failed
+// precondition changes nothing.
+func (c conventionConn) unmet(ctx context.Context, conv *requestConventions, method string) error {
+	if conv == nil || conv.unmet == nil {
+		return nil
+	}
+	if c.admit != nil {
+		md, _ := metadata.FromOutgoingContext(ctx)
+		if err := c.admit(md, method); err != nil {
+			return err
+		}
+	}
+	if conv.ifMatchWeak {
+		// A failed If-Match: its ABORTED is 412 (HTTPStatus).
+		conv.ifMatchApplied = true
+	}
+	return conv.unmet
 }
 
 // apply rejects any query parameter of a request with a body, and a query

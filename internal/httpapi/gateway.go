@@ -64,7 +64,11 @@
 //     comparison, or *) is 304 without a body, and one whose If-Match names
 //     another tag (strong comparison: "3" is not "3-erased") is 412. If-None-Match on a command is 412 when it
 //     is "*" (what a command acts on exists; a create passes) and 400
-//     otherwise (see conditional).
+//     otherwise (see conditional). A command's 412 for a weak If-Match or
+//     If-None-Match: * comes only where the request would otherwise go
+//     through (RFC 9110, section 13.2.1): a path no route serves is 404, a
+//     method the route does not take 405, a bad body 400, and, with
+//     WithAdmission, a missing token 401 and a token without the role 403.
 //   - X-Min-Position: <position> asks a query for read-your-writes, like the
 //     consistency.minPosition query parameter (the larger one wins). A read
 //     model that does not get there in time answers 503.
@@ -155,6 +159,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -185,6 +190,7 @@ type config struct {
 	heartbeat    time.Duration
 	checks       []check
 	conns        map[string]*grpc.ClientConn
+	admit        func(md metadata.MD, method string) error
 }
 
 type check struct {
@@ -284,6 +290,25 @@ func WithReadinessCheck(name string, fn func(ctx context.Context) error) Option 
 			return fmt.Errorf("%w: WithReadinessCheck(%q): needs a name and a function", ErrInvalidOption, name)
 		}
 		c.checks = append(c.checks, check{name: name, fn: fn})
+		return nil
+	}
+}
+
+// WithAdmission tells the gateway how the services authorize a call:
+// admit returns nil when they would admit a call of method (a full gRPC
+// method name) carrying md, and otherwise the status error they would
+// answer (UNAUTHENTICATED, PERMISSION_DENIED). A command whose
+// precondition fails whatever the order's state (a weak If-Match,
+// If-None-Match: *) is not sent, and without admit its 412 would be
+// answered to a caller the services refuse, where RFC 9110 wants the 401
+// or 403 first. ordersd passes the authenticator its services check
+// tokens with. Invalid: nil.
+func WithAdmission(admit func(md metadata.MD, method string) error) Option {
+	return func(c *config) error {
+		if admit == nil {
+			return fmt.Errorf("%w: WithAdmission(nil)", ErrInvalidOption)
+		}
+		c.admit = admit
 		return nil
 	}
 }
@@ -427,7 +452,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 				checks = append(checks, check{name: "grpc:" + c.Target(), fn: ConnReady(c)})
 			}
 		}
-		if err := r.register(ctx, mux, conventionConn{ClientConnInterface: c}); err != nil {
+		if err := r.register(ctx, mux, conventionConn{ClientConnInterface: c, admit: cfg.admit}); err != nil {
 			return nil, fmt.Errorf("gateway: register %s: %w", r.service, err)
 		}
 	}

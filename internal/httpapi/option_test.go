@@ -29,6 +29,7 @@ func TestInvalidOptionsAreRejected(t *testing.T) {
 		"unknown service":     httpapi.WithServiceConn("orders.v1.NoSuchService", conn),
 		"unnamed check":       httpapi.WithReadinessCheck("", ok),
 		"nil check":           httpapi.WithReadinessCheck("store", nil),
+		"nil admission":       httpapi.WithAdmission(nil),
 	} {
 		if h, err := httpapi.New(t.Context(), conn, opt); !errors.Is(err, httpapi.ErrInvalidOption) || h != nil {
 			t.Errorf("%s: New = %v, %v; want nil, ErrInvalidOption", name, h, err)
