@@ -290,3 +290,62 @@ func TestPaymentsTokenTheLocalCommandRefusesStopsStartup(t *testing.T) {
 		}
 	}
 }
+
+// A command whose precondition fails whatever the order's state (a weak
+// If-Match, If-None-Match: *) is answered 401 without a token and 403
+// with one lacking the role, as without the condition (RFC 9110, section
+// 13.2.1), and 412 only to a caller the service admits; a stream's too.
+// Each was 412 whoever asked.
+func TestRESTFailedPreconditionAfterAuthentication(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("clerk-token-0123456789 alice clerk\nviewer-token-012345678 vera viewer\nauditor-token-01234567 ada auditor\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := run(t, t.TempDir(), "AUTH_TOKENS_FILE", tokens)
+	rest := func(token, method, path, body string, header ...string) (int, string) {
+		req, err := http.NewRequestWithContext(t.Context(), method, "http://"+addrs.HTTP+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode, res.Header.Get("WWW-Authenticate")
+	}
+	create := `{"requestId":"r-pre","orderId":"o-pre","customerId":"c","currency":"EUR"}`
+	if code, _ := rest("clerk-token-0123456789", "POST", "/v1/orders", create); code != http.StatusOK {
+		t.Fatalf("create: HTTP %d", code)
+	}
+	put := `{"shippingAddress":{"name":"Eve","line1":"2 Other St","city":"Paris","country":"FR"}}`
+	for _, cond := range [][]string{{"If-Match", `W/"1"`}, {"If-None-Match", "*"}} {
+		for _, c := range []struct {
+			token, method, path, body string
+			want                      int
+		}{
+			{"", "PUT", "/v1/orders/o-pre/shipping-address", put, http.StatusUnauthorized},
+			{"viewer-token-012345678", "PUT", "/v1/orders/o-pre/shipping-address", put, http.StatusForbidden},
+			{"clerk-token-0123456789", "PUT", "/v1/orders/o-pre/shipping-address", put, http.StatusPreconditionFailed},
+			{"", "POST", "/v1/events:verify", `{}`, http.StatusUnauthorized},
+			{"clerk-token-0123456789", "POST", "/v1/events:verify", `{}`, http.StatusForbidden},
+			{"auditor-token-01234567", "POST", "/v1/events:verify", `{}`, http.StatusPreconditionFailed},
+		} {
+			code, challenge := rest(c.token, c.method, c.path, c.body, cond[0], cond[1])
+			if code != c.want {
+				t.Errorf("%s %s with %s: %s, token %q: HTTP %d, want %d", c.method, c.path, cond[0], cond[1], c.token, code, c.want)
+			}
+			if code == http.StatusUnauthorized && challenge != "Bearer" {
+				t.Errorf("%s %s with %s: %s: 401 with WWW-Authenticate %q, want Bearer", c.method, c.path, cond[0], cond[1], challenge)
+			}
+		}
+	}
+}

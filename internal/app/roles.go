@@ -434,12 +434,18 @@ func (n *node) registerGateway(ctx context.Context) (role, error) {
 	if err != nil {
 		return role{}, err
 	}
-	gw, err := httpapi.New(ctx, up.command, httpapi.WithLogger(n.log),
+	opts := []httpapi.Option{httpapi.WithLogger(n.log),
 		httpapi.WithServiceConn(ordersv1.OrderQueryService_ServiceDesc.ServiceName, up.query),
 		httpapi.WithServiceConn(ordersv1.OrderAdminService_ServiceDesc.ServiceName, up.queryAdmin),
 		httpapi.WithServiceConn(ordersv1.OrderAuditService_ServiceDesc.ServiceName, up.audit),
 		httpapi.WithServiceConn(ordersv1.PaymentAdminService_ServiceDesc.ServiceName, up.paymentsAdmin),
-		httpapi.WithServiceConn(ordersv1.DeadlineAdminService_ServiceDesc.ServiceName, up.payments))
+		httpapi.WithServiceConn(ordersv1.DeadlineAdminService_ServiceDesc.ServiceName, up.payments)}
+	if n.authn != nil {
+		// Every process checks tokens with the same AUTH_* settings, so
+		// the gateway's check is the services'.
+		opts = append(opts, httpapi.WithAdmission(n.authn.AdmitMetadata))
+	}
+	gw, err := httpapi.New(ctx, up.command, opts...)
 	if err != nil {
 		return role{}, err
 	}
