@@ -17,7 +17,8 @@
 // absent, because for them absence carries meaning.
 //
 // Server-streaming RPCs (StreamEvents, VerifyLog, RebuildReadModel, the watches) answer
-// 200 with Content-Type application/x-ndjson: one JSON object per line,
+// 200 with Content-Type application/x-ndjson and Cache-Control: no-store
+// (see startStream): one JSON object per line,
 // {"result":{…}} per message, each flushed as it is produced. The status
 // line and headers go as soon as the service has started the stream (sent
 // its headers), not with the first message, which a watch resumed from a
@@ -678,19 +679,26 @@ type revisioned interface {
 // stream refused before it started (its headers are its trailers) keeps
 // its error's HTTP status and content type; one that ends without a
 // message (an export that selects nothing) is 200 and NDJSON too, not a
-// response without a content type.
+// response without a content type. Neither is known apart here: both end
+// before a header was sent.
 func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) error {
 	if m != nil {
 		return nil
 	}
 	w.Header().Set("Content-Type", ndjson)
-	// nginx passes each line on at once, as the watches' Server-Sent
-	// Events: buffered, a followed export or a watch would be held back.
-	w.Header().Set("X-Accel-Buffering", "no")
+	// no-store rather than the Server-Sent Events' no-cache, which lets
+	// a cache keep a copy: these streams carry orders' personal data
+	// (exports, watches), and a kept copy is out of an erasure's reach.
+	// It stays on a refusal, whose answer (a 404, say) holds no longer.
+	w.Header().Set("Cache-Control", "no-store")
 	md, ok := runtime.ServerMetadataFromContext(ctx)
 	if !ok || md.HeaderMD == nil {
 		return nil
 	}
+	// nginx passes each line on at once, as the watches' Server-Sent
+	// Events: buffered, a followed export or a watch would be held back.
+	// Only on a stream that started: a refusal is one answer, as any.
+	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	return http.NewResponseController(w).Flush()
 }

@@ -1133,3 +1133,35 @@ func TestRESTEmptyExportIsNDJSON(t *testing.T) {
 		t.Errorf("a refused export: Content-Type %q, want application/json", ct)
 	}
 }
+
+// Every newline-delimited JSON stream tells caches not to keep it
+// (Cache-Control: no-store), as the Server-Sent Events ones do with
+// no-cache: a followed export, a watch without Accept: text/event-stream
+// and an export that selects nothing sent no Cache-Control. A stream
+// refused before it started is one answer, not a stream: it kept
+// X-Accel-Buffering: no.
+func TestNDJSONStreamHeaders(t *testing.T) {
+	e := start(t)
+	expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	for _, path := range []string{"/v1/events?follow=true", "/v1/orders:watch"} {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", e.base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.http.Do(req) // returns once the stream started
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		if res.StatusCode != http.StatusOK || res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("X-Accel-Buffering") != "no" {
+			t.Errorf("GET %s: HTTP %d, Cache-Control %q, X-Accel-Buffering %q; want 200, no-store, no", path, res.StatusCode,
+				res.Header.Get("Cache-Control"), res.Header.Get("X-Accel-Buffering"))
+		}
+	}
+	if r := expect(t, e.do(t, "GET", "/v1/events?orderIds=nobody", ""), 200); r.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("an empty export: Cache-Control %q, want no-store", r.header.Get("Cache-Control"))
+	}
+	if r := expect(t, e.do(t, "GET", "/v1/events?orderIds=a*b", ""), 400); r.header.Values("X-Accel-Buffering") != nil {
+		t.Errorf("a refused export: X-Accel-Buffering %q, want none", r.header.Values("X-Accel-Buffering"))
+	}
+}
