@@ -102,7 +102,11 @@ func subcommand(ctx context.Context, cfg config.Config, name string, errOut io.W
 		}
 		return rebuild(ctx, cfg, os.Getenv("ORDERS_TOKEN"), os.Stdout, errOut, bar)
 	case "healthcheck":
-		c := &http.Client{Timeout: 3 * time.Second}
+		// No proxy: the probe is of this node, and HTTP_PROXY (set for a
+		// container's calls out) would have a proxy answer for it when
+		// HTTP_ADDR names the node by a host name.
+		tr := &http.Transport{Proxy: nil}
+		c := &http.Client{Timeout: 3 * time.Second, Transport: tr}
 		scheme := "http"
 		if cfg.TLSCert != "" {
 			// The HTTP listener serves TLS with TLS_CERT and asks for no
@@ -112,7 +116,7 @@ func subcommand(ctx context.Context, cfg config.Config, name string, errOut io.W
 				fmt.Fprintln(errOut, "ordersd healthcheck: TLS_CERT/TLS_CA:", err)
 				return 1
 			}
-			c.Transport = &http.Transport{TLSClientConfig: tc}
+			tr.TLSClientConfig = tc
 			scheme = "https"
 		}
 		res, err := c.Get(scheme + "://" + client.Dialable(cfg.HTTPAddr) + "/healthz")
