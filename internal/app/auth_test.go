@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -327,6 +328,7 @@ func TestRESTFailedPreconditionAfterAuthentication(t *testing.T) {
 		t.Fatalf("create: HTTP %d", code)
 	}
 	put := `{"shippingAddress":{"name":"Eve","line1":"2 Other St","city":"Paris","country":"FR"}}`
+	n := 0
 	for _, cond := range [][]string{{"If-Match", `W/"1"`}, {"If-None-Match", "*"}} {
 		for _, c := range []struct {
 			token, method, path, body string
@@ -339,7 +341,10 @@ func TestRESTFailedPreconditionAfterAuthentication(t *testing.T) {
 			{"clerk-token-0123456789", "POST", "/v1/events:verify", `{}`, http.StatusForbidden},
 			{"auditor-token-01234567", "POST", "/v1/events:verify", `{}`, http.StatusPreconditionFailed},
 		} {
-			code, challenge := rest(c.token, c.method, c.path, c.body, cond[0], cond[1])
+			// A key of its own: without one the command is malformed
+			// (400), which the service tells before the condition.
+			code, challenge := rest(c.token, c.method, c.path, c.body, cond[0], cond[1], "Idempotency-Key", fmt.Sprintf("k-pre-%d", n))
+			n++
 			if code != c.want {
 				t.Errorf("%s %s with %s: %s, token %q: HTTP %d, want %d", c.method, c.path, cond[0], cond[1], c.token, code, c.want)
 			}

@@ -3,7 +3,13 @@ package httpapi_test
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // A GET of an order evaluates its preconditions against the ETag (RFC
@@ -78,13 +84,16 @@ func TestWeakIfMatchIsAFailedPrecondition(t *testing.T) {
 }
 
 // A command's precondition that fails whatever the order's state (a weak
-// If-Match, If-None-Match: *) is judged once the request is routed: RFC
-// 9110 (section 13.2.1) has a server ignore the preconditions of a request
-// it would answer with another status than 2xx or 412 without them, so a
-// path no route serves is 404 and a method the route does not take 405
-// (with Allow), as without the condition. Both were 412.
+// If-Match, If-None-Match: *) is judged once the request is routed and the
+// order found: RFC 9110 (section 13.2.1) has a server ignore the
+// preconditions of a request it would answer with another status than
+// 2xx or 412 without them, so a path no route serves is 404, a method the
+// route does not take 405 (with Allow), and a command on an order that
+// does not exist 404, as without the condition. All were 412.
 func TestFailedPreconditionAfterRouting(t *testing.T) {
 	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
 	put := `{"shippingAddress":{"name":"Eve","line1":"2 Other St","city":"Paris","country":"FR"}}`
 	for _, cond := range [][]string{{"If-Match", `W/"1"`}, {"If-None-Match", "*"}} {
 		for _, c := range []struct {
@@ -92,10 +101,11 @@ func TestFailedPreconditionAfterRouting(t *testing.T) {
 			want         int
 		}{
 			{"PUT", "/v1/no-such-route", http.StatusNotFound},
-			{"POST", "/v1/orders/o1/no-such-collection", http.StatusNotFound},
-			{"PUT", "/v1/orders/o1/items", http.StatusMethodNotAllowed},
-			{"PATCH", "/v1/orders/o1/shipping-address", http.StatusMethodNotAllowed},
-			{"PUT", "/v1/orders/o1/shipping-address", http.StatusPreconditionFailed},
+			{"POST", o + "/no-such-collection", http.StatusNotFound},
+			{"PUT", o + "/items", http.StatusMethodNotAllowed},
+			{"PATCH", o + "/shipping-address", http.StatusMethodNotAllowed},
+			{"PUT", "/v1/orders/no-such-order/shipping-address", http.StatusNotFound},
+			{"PUT", o + "/shipping-address", http.StatusPreconditionFailed},
 		} {
 			r := e.do(t, c.method, c.path, put, "Idempotency-Key", key(), cond[0], cond[1])
 			if r.code != c.want {
@@ -105,5 +115,44 @@ func TestFailedPreconditionAfterRouting(t *testing.T) {
 				t.Errorf("%s %s with %s: %s: 405 without Allow", c.method, c.path, cond[0], cond[1])
 			}
 		}
+	}
+	if g := expect(t, e.do(t, "GET", o, ""), 200); g.str("order", "revision") != c.str("order", "revision") {
+		t.Fatalf("the order after refused PUTs: revision %s, want %s", g.str("order", "revision"), c.str("order", "revision"))
+	}
+}
+
+// callCounter counts the VerifyLog calls its server sees.
+type callCounter struct {
+	ordersv1.UnimplementedOrderAuditServiceServer
+}
+
+func (callCounter) VerifyLog(*ordersv1.VerifyLogRequest, grpc.ServerStreamingServer[ordersv1.VerifyLogResponse]) error {
+	return status.Error(codes.Internal, "the call was made")
+}
+
+// A stream route's request whose precondition fails is answered 412 and
+// makes no call: the server saw each such request as a VerifyLog (or a
+// rebuild) opened and cancelled, through its interceptors, stream limit
+// and RPC log.
+func TestFailedPreconditionOfAStreamMakesNoCall(t *testing.T) {
+	var opened atomic.Int32
+	gs := grpc.NewServer(grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		opened.Add(1)
+		return h(srv, ss)
+	}))
+	ordersv1.RegisterOrderAuditServiceServer(gs, callCounter{})
+	base, c := gatewayOver(t, serve(t, gs))
+	for _, cond := range [][]string{{"If-None-Match", "*"}, {"If-Match", `W/"1"`}} {
+		if r := do(t, c, "POST", base+"/v1/events:verify", `{}`, cond[0], cond[1]); r.code != http.StatusPreconditionFailed {
+			t.Errorf("verify with %s: %s: HTTP %d, want 412", cond[0], cond[1], r.code)
+		}
+	}
+	// A call made is seen by the server before the gateway's answer
+	// could end it: this one, made without a condition, is counted too.
+	if r := do(t, c, "POST", base+"/v1/events:verify", `{}`); r.code == http.StatusPreconditionFailed {
+		t.Fatalf("verify without a condition: HTTP %d", r.code)
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("the server saw %d VerifyLog calls for two refused requests and one made, want 1", n)
 	}
 }

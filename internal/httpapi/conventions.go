@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -58,7 +59,18 @@ type requestConventions struct {
 	// (conditional). It is given in place of the call (see
 	// conventionConn.unmet).
 	unmet error
+	// carried: unmet went into the command as an expected revision no
+	// order reaches (apply), so the call is made and the service answers
+	// first; its ABORTED is then unmet.
+	carried bool
 }
+
+// unreachedRevision is the expected revision that carries a failed
+// precondition into an order's command: no order has that many events,
+// so an order that exists refuses it (ABORTED), while one that does not
+// is NOT_FOUND, a malformed command INVALID_ARGUMENT and a caller without
+// the role PERMISSION_DENIED, as without the condition.
+const unreachedRevision = math.MaxUint64
 
 type conventionsKey struct{}
 
@@ -291,33 +303,56 @@ type conventionConn struct {
 	admit func(md metadata.MD, method string) error
 }
 
-// NewStream opens a stream whose request message gets the conventions.
+// NewStream returns a stream whose request message gets the conventions.
+// The call is made only with the request (SendMsg, which a server stream's
+// client sends first): a request the conventions refuse, or whose
+// precondition fails, is not sent, and the server sees no call of it.
 func (c conventionConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	s, err := c.ClientConnInterface.NewStream(ctx, desc, method, opts...)
-	if err != nil {
-		return nil, err
+	if desc.ClientStreams {
+		// None is served over REST; a client stream sends more than
+		// one message, and the call cannot wait for the first.
+		return c.ClientConnInterface.NewStream(ctx, desc, method, opts...)
 	}
-	return conventionStream{ClientStream: s, conn: c, method: method, conv: conventionsFrom(ctx)}, nil
+	return &conventionStream{ctx: ctx, conn: c, desc: desc, method: method, opts: opts, conv: conventionsFrom(ctx)}, nil
 }
 
+// conventionStream is a server stream opened by its request (SendMsg).
 type conventionStream struct {
-	grpc.ClientStream
-	conn   conventionConn
-	method string
-	conv   *requestConventions
+	grpc.ClientStream // nil until SendMsg opened it
+	ctx               context.Context
+	conn              conventionConn
+	desc              *grpc.StreamDesc
+	method            string
+	opts              []grpc.CallOption
+	conv              *requestConventions
 }
 
-// SendMsg applies the conventions to m, then sends it.
-func (s conventionStream) SendMsg(m any) error {
+// SendMsg applies the conventions to m, then opens the call and sends it.
+func (s *conventionStream) SendMsg(m any) error {
 	if pm, ok := m.(proto.Message); ok {
 		if err := s.conv.apply(pm.ProtoReflect()); err != nil {
 			return err
 		}
 	}
-	if err := s.conn.unmet(s.Context(), s.conv, s.method); err != nil {
+	if err := s.conn.unmet(s.ctx, s.conv, s.method); err != nil {
 		return err
 	}
+	if s.ClientStream == nil {
+		cs, err := s.conn.ClientConnInterface.NewStream(s.ctx, s.desc, s.method, s.opts...)
+		if err != nil {
+			return err
+		}
+		s.ClientStream = cs
+	}
 	return s.ClientStream.SendMsg(m)
+}
+
+// Context is the call's, or before it is opened the context it will have.
+func (s *conventionStream) Context() context.Context {
+	if s.ClientStream == nil {
+		return s.ctx
+	}
+	return s.ClientStream.Context()
 }
 
 // Invoke applies the conventions to args, then calls the server.
@@ -331,7 +366,13 @@ func (c conventionConn) Invoke(ctx context.Context, method string, args, reply a
 	if err := c.unmet(ctx, conv, method); err != nil {
 		return err
 	}
-	return c.ClientConnInterface.Invoke(ctx, method, args, reply, opts...)
+	err := c.ClientConnInterface.Invoke(ctx, method, args, reply, opts...)
+	if conv != nil && conv.carried && status.Code(err) == codes.Aborted {
+		// The order exists: its failed precondition, not the unreached
+		// revision's mismatch.
+		return conv.unmet
+	}
+	return err
 }
 
 // unmet returns the 412 of a request whose precondition fails (conv.unmet)
@@ -340,11 +381,12 @@ func (c conventionConn) Invoke(ctx context.Context, method string, args, reply a
 // anything but a 2xx or 412 without them. So it is asked here, where the
 // request has been routed (404, 405) and its message decoded and checked
 // (400), and, with admit, after the services' authorization (401, 403),
-// which a call never made would not reach. The request is never sent (a
-// stream, opened already, ends with the request without it): a failed
-// precondition changes nothing.
+// which a call never made would not reach. The request is never sent: a
+// failed precondition changes nothing. An order's command carries it
+// instead (apply, carried), so that its service answers first (404 for an
+// order that does not exist).
 func (c conventionConn) unmet(ctx context.Context, conv *requestConventions, method string) error {
-	if conv == nil || conv.unmet == nil {
+	if conv == nil || conv.unmet == nil || conv.carried {
 		return nil
 	}
 	if c.admit != nil {
@@ -400,6 +442,12 @@ func (c *requestConventions) apply(m protoreflect.Message) error {
 			}
 			m.Set(fd, protoreflect.ValueOfUint64(c.revision))
 			c.ifMatchApplied = true
+		}
+	}
+	if c.unmet != nil {
+		if fd := fields.ByName("expected_revision"); isScalar(fd, protoreflect.Uint64Kind) {
+			m.Set(fd, protoreflect.ValueOfUint64(unreachedRevision))
+			c.ifMatchApplied, c.carried = true, true
 		}
 	}
 	if c.minPosition > 0 {

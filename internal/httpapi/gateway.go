@@ -56,8 +56,9 @@
 //   - If-Match: "<revision>" fills expected_revision of a request that has
 //     one; a stale revision then answers 412 Precondition Failed (without
 //     If-Match, a stale expectedRevision in the body answers 409). If-Match: *
-//     is accepted and adds nothing. Anything else (weak or several ETags, not
-//     a revision) is 400, as is a body expectedRevision that disagrees.
+//     is accepted and adds nothing. A weak ETag never matches (strong
+//     comparison): 412, below. Several ETags, or one that is not a
+//     revision, are 400, as is a body expectedRevision that disagrees.
 //   - GET /v1/orders/{id} and every command answer ETag: "<revision>"
 //     ("<revision>-erased" once the order's personal data was erased, which
 //     changes the answer but not the revision; If-Match takes either). A
@@ -70,6 +71,9 @@
 //     through (RFC 9110, section 13.2.1): a path no route serves is 404, a
 //     method the route does not take 405, a bad body 400, and, with
 //     WithAdmission, a missing token 401 and a token without the role 403.
+//     An order's command carries the condition as an expected revision no
+//     order reaches, so its service answers first: 404 for an order that
+//     does not exist, 400, 401, 403 as it judges them.
 //   - X-Min-Position: <position> asks a query for read-your-writes, like the
 //     consistency.minPosition query parameter (the larger one wins). A read
 //     model that does not get there in time answers 503.
