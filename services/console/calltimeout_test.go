@@ -3,7 +3,10 @@ package console_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +90,56 @@ func TestNegativeCallTimeoutIsRefused(t *testing.T) {
 	conn := stubConn(t, func(*grpc.Server) {})
 	if _, err := consolepkg.New(consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn, CallTimeout: -time.Second}); err == nil {
 		t.Fatal("a console with a negative call timeout was made")
+	}
+}
+
+// retryDeadline is a payment admin service that tells the deadline each
+// retry of parked jobs came with (negative: none).
+type retryDeadline struct {
+	ordersv1.UnimplementedPaymentAdminServiceServer
+	left chan time.Duration
+}
+
+func (p retryDeadline) RetryParkedPayment(ctx context.Context, _ *ordersv1.RetryParkedPaymentRequest) (*ordersv1.RetryParkedPaymentResponse, error) {
+	left := time.Duration(-1)
+	if d, ok := ctx.Deadline(); ok {
+		left = time.Until(d)
+	}
+	p.left <- left
+	return &ordersv1.RetryParkedPaymentResponse{}, nil
+}
+
+// "Retry all" runs every parked job, one after another, for as long as
+// they take: not under the page's call timeout, which gave up part-way
+// through the list.
+func TestRetryOfParkedJobsHasNoPageDeadline(t *testing.T) {
+	p := retryDeadline{left: make(chan time.Duration, 1)}
+	conn := stubConn(t, func(gs *grpc.Server) { ordersv1.RegisterPaymentAdminServiceServer(gs, p) })
+	srv := serveConsole(t, consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn})
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := cl.Get(srv.URL + consolepkg.Prefix + "operations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := csrfMeta.FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token on the operations page (HTTP %d)", res.StatusCode)
+	}
+	res, err = cl.PostForm(srv.URL+consolepkg.Prefix+"operations/parked/retry", url.Values{"csrf": {string(m[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if left := <-p.left; left >= 0 {
+		t.Errorf("Retry all ran under a deadline %v away (HTTP %d)", left.Round(time.Second), res.StatusCode)
 	}
 }

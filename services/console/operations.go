@@ -261,9 +261,15 @@ func (c *Console) settleParked(w http.ResponseWriter, r *http.Request, s *sessio
 	http.Redirect(w, r, Prefix+"operations?"+q.Encode(), http.StatusSeeOther)
 }
 
-// retryParked retries one order's parked payment job, or all.
+// retryParked retries one order's parked payment job, or all. A retry
+// lasts as long as its jobs do (all of them, one after another, each with
+// its attempts and their waits), as a rebuild does: not the page's
+// deadline, under which "Retry all" gave up part-way from about the third
+// job that failed again.
 func (c *Console) retryParked(w http.ResponseWriter, r *http.Request, s *session) {
-	res, err := c.pay.RetryParkedPayment(s.ctx, &ordersv1.RetryParkedPaymentRequest{OrderId: r.PostFormValue("order_id")})
+	ctx, cancel := c.liveContext(s)
+	defer cancel()
+	res, err := c.pay.RetryParkedPayment(ctx, &ordersv1.RetryParkedPaymentRequest{OrderId: r.PostFormValue("order_id")})
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
