@@ -228,8 +228,15 @@ func (f *jwksFile) key(kid string, look bool) []jose.JSONWebKey {
 }
 
 // AddToken registers a static token at run time (ordersd's own internal
-// callers use one).
-func (a *Authenticator) AddToken(token string, p Principal) { a.static[token] = p }
+// callers use one). Its subject must be recordable, as AUTH_TOKENS_FILE's
+// are (checked once here, not at every call); AddToken panics otherwise,
+// since the callers name their subjects in code.
+func (a *Authenticator) AddToken(token string, p Principal) {
+	if !recordableSubject(p.Subject) {
+		panic(fmt.Sprintf("auth: AddToken: subject %q cannot be recorded", p.Subject))
+	}
+	a.static[token] = p
+}
 
 func (a *Authenticator) loadTokens(file string) error {
 	f, err := os.Open(file)
@@ -284,10 +291,7 @@ var algorithms = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512, j
 // the gRPC interceptor, /metrics and the console refuse the same tokens).
 func (a *Authenticator) Authenticate(token string) (Principal, error) {
 	if p, ok := a.static[token]; ok {
-		if !recordableSubject(p.Subject) {
-			return Principal{}, ErrUnrecordableSubject
-		}
-		return p, nil
+		return p, nil // its subject was checked as it was added
 	}
 	if strings.Count(token, ".") != 2 || (a.hmac == nil && a.jwks == nil) {
 		return Principal{}, ErrUnauthenticated

@@ -423,3 +423,24 @@ func TestStreamEndsWhenItsTokenExpires(t *testing.T) {
 		t.Fatalf("a watch whose token expired: %v (the watch ran: %v), want UNAUTHENTICATED after it ran", err, entered)
 	}
 }
+
+// A token added at run time with a subject that cannot be recorded is a
+// mistake in the code that adds it: AddToken panics, as every call with
+// the token would be refused (only the file's tokens were checked, at
+// load, and Authenticate no longer checks a static token's subject).
+func TestAddTokenRefusesAnUnrecordableSubject(t *testing.T) {
+	a, err := auth.Load(auth.Config{TokensFile: write(t, "tokens", "clerk-token-0123456789 alice clerk\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.AddToken("system-token-0123456789", auth.Principal{Subject: "payments", Roles: []string{auth.Clerk}})
+	if p, err := a.Authenticate("system-token-0123456789"); err != nil || p.Subject != "payments" {
+		t.Fatalf("an added token: %+v, %v", p, err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("AddToken took a subject with a bidi override")
+		}
+	}()
+	a.AddToken("bidi-token-0123456789", auth.Principal{Subject: "alice\u202egnp.exe", Roles: []string{auth.Clerk}})
+}
