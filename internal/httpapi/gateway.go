@@ -690,9 +690,10 @@ func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) er
 		return nil
 	}
 	w.Header().Set("Content-Type", ndjson)
-	// no-store rather than the Server-Sent Events' no-cache, which lets
-	// a cache keep a copy: these streams carry orders' personal data
-	// (exports, watches), and a kept copy is out of an erasure's reach.
+	// no-store rather than no-cache, which lets a cache keep a copy:
+	// these streams carry orders' personal data (exports, watches), and
+	// a kept copy is out of an erasure's reach. The Server-Sent Events
+	// watches say the same.
 	// It stays on a refusal, whose answer (a 404, say) holds no longer.
 	w.Header().Set("Cache-Control", "no-store")
 	md, ok := runtime.ServerMetadataFromContext(ctx)

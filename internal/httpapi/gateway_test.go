@@ -1135,18 +1135,22 @@ func TestRESTEmptyExportIsNDJSON(t *testing.T) {
 }
 
 // Every newline-delimited JSON stream tells caches not to keep it
-// (Cache-Control: no-store), as the Server-Sent Events ones do with
-// no-cache: a followed export, a watch without Accept: text/event-stream
+// (Cache-Control: no-store), as the Server-Sent Events ones now do (they
+// said no-cache, which lets a cache keep a copy): a followed export, a watch without Accept: text/event-stream
 // and an export that selects nothing sent no Cache-Control. A stream
 // refused before it started is one answer, not a stream: it kept
 // X-Accel-Buffering: no.
 func TestNDJSONStreamHeaders(t *testing.T) {
 	e := start(t)
 	expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
-	for _, path := range []string{"/v1/events?follow=true", "/v1/orders:watch"} {
-		req, err := http.NewRequestWithContext(t.Context(), "GET", e.base+path, nil)
+	for _, path := range []string{"/v1/events?follow=true", "/v1/orders:watch", "/v1/orders:watch (SSE)"} {
+		p, sse := strings.CutSuffix(path, " (SSE)")
+		req, err := http.NewRequestWithContext(t.Context(), "GET", e.base+p, nil)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if sse {
+			req.Header.Set("Accept", "text/event-stream")
 		}
 		res, err := e.http.Do(req) // returns once the stream started
 		if err != nil {

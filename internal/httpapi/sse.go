@@ -231,7 +231,8 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
+	// As the NDJSON streams (startStream): a watch carries personal data.
+	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)

@@ -51,8 +51,8 @@ func TestIdleLiveStreamsGetHeartbeats(t *testing.T) {
 			cancel()
 			t.Fatalf("%s: %v", path, err)
 		}
-		if res.StatusCode != http.StatusOK || res.Header.Get("X-Accel-Buffering") != "no" || res.Header.Get("Cache-Control") != "no-cache" {
-			t.Errorf("%s: %s, X-Accel-Buffering %q, Cache-Control %q; want 200, no, no-cache", path, res.Status,
+		if res.StatusCode != http.StatusOK || res.Header.Get("X-Accel-Buffering") != "no" || res.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: %s, X-Accel-Buffering %q, Cache-Control %q; want 200, no, no-store", path, res.Status,
 				res.Header.Get("X-Accel-Buffering"), res.Header.Get("Cache-Control"))
 		}
 		sc := bufio.NewScanner(res.Body)

@@ -48,8 +48,8 @@ type eventStream struct {
 func newEventStream(w http.ResponseWriter, every, wait time.Duration, gone func()) *eventStream {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	h.Set("Cache-Control", "no-store") // as every console page: personal data
+	h.Set("X-Accel-Buffering", "no")   // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
 	e := &eventStream{w: writewait.NewWriter(w, wait), rc: http.NewResponseController(w), every: every, beat: time.NewTicker(every),
 		stop: make(chan struct{}), beaten: make(chan struct{})}
