@@ -87,11 +87,13 @@ var dbFiles = []string{"", "-wal", "-shm"}
 // files overwritten first (shred). A model a swap replaced missed the
 // erasures applied after the swap, and every model holds the personal
 // data of customers forgotten later: unlinked as they were, the files'
-// blocks kept those bytes on the disk. They are overwritten only once no
+// blocks kept those bytes on the disk. They are overwritten once no
 // connection is open on them (a query that started before the swap may
-// still run), or SQLite would read zeros, or write pages back, under it.
-// Each file is opened before the model is closed, as the last connection
-// to close deletes the WAL.
+// still run), or SQLite would read zeros, or write pages back, under it;
+// or once release gave up waiting (releaseWait): only read connections
+// can be left then, whose query reads zeros or fails, and whose close
+// finds nothing to write back. Each file is opened before the model is
+// closed, as the last connection to close deletes the WAL.
 func discard(rm *ReadModel) {
 	var held []*os.File
 	for _, suffix := range dbFiles {
@@ -101,7 +103,8 @@ func discard(rm *ReadModel) {
 	}
 	rm.release()
 	// Closing these releases the POSIX locks of any connection to the
-	// file in this process: there is none left.
+	// file in this process: there is none left, unless release gave up
+	// on a query that never ended.
 	for _, f := range held {
 		shred(f)
 	}

@@ -585,9 +585,16 @@ func (m *ReadModel) release() {
 	m.applyMu.Unlock()
 	_ = m.Close()
 	for end := time.Now().Add(releaseWait); m.openConns() > 0 && time.Now().Before(end); {
+		if releaseWaiting != nil {
+			releaseWaiting()
+		}
 		time.Sleep(releasePoll)
 	}
 }
+
+// releaseWaiting, when set (by a test), is called each time release finds
+// a connection still open and waits.
+var releaseWaiting func()
 
 // releaseWait bounds release's wait for the queries still running on a
 // replaced model: they started before its swap, more than swapGrace ago.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,5 +207,55 @@ func TestClosedReadModelCountsTheConnectionOfAQueryStillRunning(t *testing.T) {
 	}
 	if n := m.openConns(); n != 0 {
 		t.Fatalf("%d connections counted open once the last query ended", n)
+	}
+}
+
+// A discard waits for a query still running on the model before it
+// overwrites the files: here one that started before it, which still
+// reads the file as it was, and the overwrite follows its end.
+func TestDiscardWaitsForAQueryStillRunning(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	m := openModel(t, filepath.Join(dir, "rm.db"))
+	if _, _, err := m.Apply(ctx, []Item{created("o-1", "c-1", 1), created("o-2", "c-1", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	// A second link reads what the discard leaves of the file.
+	kept := filepath.Join(dir, "kept")
+	if err := os.Link(m.Path(), kept); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := m.r.QueryContext(ctx, `SELECT id FROM orders ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	waiting := make(chan struct{})
+	var once sync.Once
+	releaseWaiting = func() { once.Do(func() { close(waiting) }) }
+	t.Cleanup(func() { releaseWaiting = nil })
+	done := make(chan struct{})
+	go func() { discard(m); close(done) }()
+	select {
+	case <-waiting:
+	case <-done:
+		t.Fatal("the discard did not wait for a query still holding a connection")
+	}
+	if b, err := os.ReadFile(kept); err != nil || !bytes.HasPrefix(b, []byte("SQLite format 3")) {
+		t.Fatalf("the file was overwritten under a query still running (%v)", err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if err := rows.Err(); err != nil || n != 2 {
+		t.Fatalf("the query read %d orders, %v; want 2", n, err)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if b, err := os.ReadFile(kept); err != nil || bytes.Contains(b, []byte("SQLite format 3")) {
+		t.Fatalf("the file was not overwritten once the query ended (%v)", err)
 	}
 }
