@@ -20,8 +20,8 @@ import (
 // resume, 116–227 ms each at 10,000 erasures
 // (BenchmarkWatchOrderResumedThroughTheLog). Read once, then only what
 // follows, a resume costs the erasures recorded since the last read (one
-// question to the leader when there are none: 0.5–1.5 ms a resume,
-// whatever their number). It holds the erasures after the oldest creation
+// question to the leader when there are none: 0.5–1.5 ms a resume while
+// they are held). It holds the erasures after the oldest creation
 // a resume asked about; a resume of an older order reads the subject
 // again from that order's creation, as every resume did before. It holds
 // at most maxHeldErasures, about a customer id and a small event each:
@@ -47,43 +47,82 @@ var maxHeldErasures = 1 << 16
 // log order, having read from h what was recorded since the last read.
 // Every call reads: h asks the stream's leader, so the answer holds every
 // erasure acknowledged before the call, which a resume makes after reading
-// its order's own events (WatchOrder relies on that order).
+// its order's own events (WatchOrder relies on that order). The read is
+// made outside the lock: resumes do not wait on one another's reads (a
+// leader's answer can take seconds during an election), and what each
+// read adds is merged once it is back.
 func (e *erasures) of(ctx context.Context, h History, customerID string, after uint64) ([]eventstore.Recorded, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	from := e.last
 	whole := !e.read || after < e.after
+	var out []eventstore.Recorded
 	if whole {
 		from = after
+	} else {
+		// What the cache holds covers (after, from]; the read adds
+		// what follows.
+		all := e.byCustomer[customerID]
+		i := sort.Search(len(all), func(i int) bool { return all[i].Position > after })
+		out = slices.Clone(all[i:])
 	}
+	e.mu.Unlock()
 	recs, err := h.LoadLatestAfter(ctx, order.CustomersSubjectID, from)
 	if err != nil {
 		return nil, err
 	}
-	if whole {
-		e.read, e.after, e.last, e.byCustomer, e.held = true, after, after, map[string][]eventstore.Recorded{}, 0
-	}
+	read := make([]forgotten, 0, len(recs))
 	for _, r := range recs {
-		e.last = max(e.last, r.Position)
 		// An event that does not decode, or is no erasure, changes no
 		// order: HistoryChanges skips it.
 		ev, err := convert.DecodeEvent(r.Type, r.Data)
-		if err != nil {
+		f, ok := ev.(order.CustomerForgotten)
+		if err != nil || !ok {
 			continue
 		}
-		if f, ok := ev.(order.CustomerForgotten); ok {
-			e.byCustomer[f.CustomerID] = append(e.byCustomer[f.CustomerID], eventstore.Recorded{
-				OrderID: r.OrderID, Position: r.Position, Version: r.Version, Type: r.Type, Data: bytes.Clone(r.Data),
-				Meta: eventstore.Metadata{Actor: r.Meta.Actor},
-			})
-			e.held++
+		kept := eventstore.Recorded{OrderID: r.OrderID, Position: r.Position, Version: r.Version, Type: r.Type, Data: bytes.Clone(r.Data),
+			Meta: eventstore.Metadata{Actor: r.Meta.Actor}}
+		read = append(read, forgotten{f.CustomerID, kept})
+		if f.CustomerID == customerID {
+			out = append(out, kept)
 		}
 	}
-	all := e.byCustomer[customerID]
-	i := sort.Search(len(all), func(i int) bool { return all[i].Position > after })
-	out := slices.Clone(all[i:])
+	last := from
+	if len(recs) > 0 {
+		last = max(last, recs[len(recs)-1].Position)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.merge(from, last, whole, read)
+	return out, nil
+}
+
+// forgotten is one erasure read, with its customer.
+type forgotten struct {
+	customerID string
+	rec        eventstore.Recorded
+}
+
+// merge adds to the cache what a read of (from, last] found, the erasures
+// in read, unless the cache changed so that they would leave a hole in
+// it: a read of the whole subject from an older order's creation, or the
+// cache let go of meanwhile. A read from an order's creation (whole)
+// replaces a cache that starts later.
+func (e *erasures) merge(from, last uint64, whole bool, read []forgotten) {
+	switch {
+	case whole && (!e.read || from < e.after):
+		e.read, e.after, e.last, e.byCustomer, e.held = true, from, from, map[string][]eventstore.Recorded{}, 0
+	case !e.read || from > e.last:
+		return // the cache is gone, or behind what this read started from
+	}
+	for _, f := range read {
+		if f.rec.Position <= e.last {
+			continue // another read put it there
+		}
+		e.byCustomer[f.customerID] = append(e.byCustomer[f.customerID], f.rec)
+		e.held++
+	}
+	e.last = max(e.last, last)
 	if e.held > maxHeldErasures {
 		e.read, e.byCustomer, e.held = false, nil, 0
 	}
-	return out, nil
 }

@@ -2,7 +2,9 @@ package query
 
 import (
 	"context"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
 	"github.com/orderstream/orderstream/eventstore"
@@ -66,5 +68,64 @@ func TestErasuresPastTheBoundAreNotHeld(t *testing.T) {
 	}
 	if h.afters[1] != 1 {
 		t.Fatalf("the resume after letting go read the subject after %d, want after its order's creation (1)", h.afters[1])
+	}
+}
+
+// blockingSubject is customersSubject whose first read waits until
+// released, as a leader's answer during an election does.
+type blockingSubject struct {
+	customersSubject
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (b *blockingSubject) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
+	first := false
+	b.once.Do(func() { first = true })
+	if first {
+		close(b.entered)
+		<-b.release
+	}
+	return b.customersSubject.LoadLatestAfter(ctx, id, after)
+}
+
+// A resume does not wait for another's read of the log: each held the
+// lock across its read, and every resume on the node queued behind one
+// slow answer (and did not leave when its caller did).
+func TestResumesDoNotWaitForEachOthersRead(t *testing.T) {
+	h := &blockingSubject{entered: make(chan struct{}), release: make(chan struct{})}
+	h.forget(t, "a", 2)
+	h.forget(t, "b", 3)
+	var e erasures
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := e.of(t.Context(), h, "a", 1)
+		firstDone <- err
+	}()
+	<-h.entered
+	// Only should the second read wait for the first: then it ends.
+	bound := time.AfterFunc(time.Minute, func() { close(h.release) })
+	got, err := e.of(t.Context(), h, "b", 1)
+	select {
+	case <-firstDone:
+		t.Fatal("the second resume came back only after the first's read")
+	default:
+	}
+	if err != nil || len(got) != 1 || got[0].Position != 3 {
+		t.Fatalf("b's erasures after 1: %v, %v; want the one at 3", got, err)
+	}
+	if bound.Stop() {
+		close(h.release)
+	}
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	// Both reads merged: a later resume finds a's erasure held.
+	got, err = e.of(t.Context(), h, "a", 1)
+	if err != nil || len(got) != 1 || got[0].Position != 2 {
+		t.Fatalf("a's erasures after 1: %v, %v; want the one at 2", got, err)
+	}
+	if n := len(h.afters); h.afters[n-1] != 3 {
+		t.Fatalf("the last resume read the subject after %d, want after 3 (what the cache held)", h.afters[n-1])
 	}
 }
