@@ -156,3 +156,22 @@ func TestFailedPreconditionOfAStreamMakesNoCall(t *testing.T) {
 		t.Errorf("the server saw %d VerifyLog calls for two refused requests and one made, want 1", n)
 	}
 }
+
+// A retry of a command that landed, sent again under its Idempotency-Key
+// with a precondition that fails whatever the order's state, is 412, as
+// before the condition went into the command: it was 422 (the request
+// digest held the revision the condition is carried as, so the retry read
+// as another request under the key).
+func TestRetryWithAFailedPreconditionIs412(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
+	put := `{"shippingAddress":{"name":"Eve","line1":"2 Other St","city":"Paris","country":"FR"}}`
+	k := key()
+	expect(t, e.do(t, "PUT", o+"/shipping-address", put, "Idempotency-Key", k), 200)
+	for _, cond := range [][]string{{"If-None-Match", "*"}, {"If-Match", `W/"2"`}} {
+		if r := e.do(t, "PUT", o+"/shipping-address", put, "Idempotency-Key", k, cond[0], cond[1]); r.code != http.StatusPreconditionFailed {
+			t.Errorf("the retry with %s: %s: HTTP %d, want 412", cond[0], cond[1], r.code)
+		}
+	}
+}

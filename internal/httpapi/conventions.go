@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/internal/writewait"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -367,12 +368,24 @@ func (c conventionConn) Invoke(ctx context.Context, method string, args, reply a
 		return err
 	}
 	err := c.ClientConnInterface.Invoke(ctx, method, args, reply, opts...)
-	if conv != nil && conv.carried && status.Code(err) == codes.Aborted {
-		// The order exists: its failed precondition, not the unreached
-		// revision's mismatch.
+	if conv != nil && conv.carried && carriedToUnmet(err) {
 		return conv.unmet
 	}
 	return err
+}
+
+// carriedToUnmet reports whether err, the answer to a command carrying a
+// failed precondition (unreachedRevision), means the order exists, so
+// that the precondition's 412 is the answer: ABORTED, the revision's
+// mismatch; a replay of the request id's original (nil), which is the
+// only success such a command can have, since it never appends; and
+// REQUEST_ID_REUSED, as the original was recorded without the
+// unreached revision the request digest now holds. Without the condition
+// the last two were the original's answer, and RFC 9110 has a condition
+// judged whenever that would be a 2xx.
+func carriedToUnmet(err error) bool {
+	st, _ := status.FromError(err)
+	return err == nil || st.Code() == codes.Aborted || rpcerr.IsRequestIDReused(st)
 }
 
 // unmet returns the 412 of a request whose precondition fails (conv.unmet)
