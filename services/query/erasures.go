@@ -36,6 +36,12 @@ type erasures struct {
 	// projections.HistoryChanges reads of them.
 	byCustomer map[string][]eventstore.Recorded
 	held       int // the erasures byCustomer holds
+	// filling, when not nil, is closed once the read of the whole
+	// subject from position fillingAfter, in flight, is merged: resumes
+	// that would read it too (on an empty cache, as every watch comes
+	// back after a restart) wait for it rather than each read it all.
+	filling      chan struct{}
+	fillingAfter uint64
 }
 
 // maxHeldErasures bounds the erasures a query service holds for resumes
@@ -53,11 +59,32 @@ var maxHeldErasures = 1 << 16
 // read adds is merged once it is back.
 func (e *erasures) of(ctx context.Context, h History, customerID string, after uint64) ([]eventstore.Recorded, error) {
 	e.mu.Lock()
-	from := e.last
 	whole := !e.read || after < e.after
+	for whole && e.filling != nil && e.fillingAfter <= after {
+		wait := e.filling
+		e.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		e.mu.Lock()
+		whole = !e.read || after < e.after
+	}
+	from := e.last
 	var out []eventstore.Recorded
 	if whole {
 		from = after
+		filling := make(chan struct{})
+		e.filling, e.fillingAfter = filling, after
+		defer func() {
+			e.mu.Lock()
+			if e.filling == filling {
+				e.filling = nil
+			}
+			e.mu.Unlock()
+			close(filling)
+		}()
 	} else {
 		// What the cache holds covers (after, from]; the read adds
 		// what follows.
@@ -82,7 +109,7 @@ func (e *erasures) of(ctx context.Context, h History, customerID string, after u
 		kept := eventstore.Recorded{OrderID: r.OrderID, Position: r.Position, Version: r.Version, Type: r.Type, Data: bytes.Clone(r.Data),
 			Meta: eventstore.Metadata{Actor: r.Meta.Actor}}
 		read = append(read, forgotten{f.CustomerID, kept})
-		if f.CustomerID == customerID {
+		if f.CustomerID == customerID && r.Position > after {
 			out = append(out, kept)
 		}
 	}

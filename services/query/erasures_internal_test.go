@@ -2,6 +2,8 @@ package query
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -71,32 +73,47 @@ func TestErasuresPastTheBoundAreNotHeld(t *testing.T) {
 	}
 }
 
-// blockingSubject is customersSubject whose first read waits until
-// released, as a leader's answer during an election does.
+// blockingSubject is customersSubject whose read number block (from 1)
+// waits until released, as a leader's answer during an election does.
 type blockingSubject struct {
 	customersSubject
+	block            int
 	entered, release chan struct{}
-	once             sync.Once
+	mu               sync.Mutex
+	n                int
 }
 
 func (b *blockingSubject) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
-	first := false
-	b.once.Do(func() { first = true })
-	if first {
+	b.mu.Lock()
+	b.n++
+	n := b.n
+	recs, err := b.customersSubject.LoadLatestAfter(ctx, id, after)
+	b.mu.Unlock()
+	if n == b.block {
 		close(b.entered)
 		<-b.release
 	}
-	return b.customersSubject.LoadLatestAfter(ctx, id, after)
+	return recs, err
 }
 
-// A resume does not wait for another's read of the log: each held the
-// lock across its read, and every resume on the node queued behind one
-// slow answer (and did not leave when its caller did).
+// afters is the positions the reads started after, in the order made.
+func (b *blockingSubject) afters() []uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.customersSubject.afters)
+}
+
+// A resume does not wait for another's read of what follows the cache:
+// each held the lock across its read, and every resume on the node
+// queued behind one slow answer (and did not leave when its caller did).
 func TestResumesDoNotWaitForEachOthersRead(t *testing.T) {
-	h := &blockingSubject{entered: make(chan struct{}), release: make(chan struct{})}
+	h := &blockingSubject{block: 2, entered: make(chan struct{}), release: make(chan struct{})}
 	h.forget(t, "a", 2)
 	h.forget(t, "b", 3)
 	var e erasures
+	if _, err := e.of(t.Context(), h, "a", 1); err != nil { // fills the cache
+		t.Fatal(err)
+	}
 	firstDone := make(chan error, 1)
 	go func() {
 		_, err := e.of(t.Context(), h, "a", 1)
@@ -120,12 +137,59 @@ func TestResumesDoNotWaitForEachOthersRead(t *testing.T) {
 	if err := <-firstDone; err != nil {
 		t.Fatal(err)
 	}
-	// Both reads merged: a later resume finds a's erasure held.
-	got, err = e.of(t.Context(), h, "a", 1)
-	if err != nil || len(got) != 1 || got[0].Position != 2 {
-		t.Fatalf("a's erasures after 1: %v, %v; want the one at 2", got, err)
+}
+
+// Resumes that would each read the whole subject (on an empty cache, as
+// every watch comes back after a restart) read it once: the others wait
+// for that read and then read only what follows it, or leave when their
+// caller does. Each read it all, at once.
+func TestResumesOnAnEmptyCacheReadTheSubjectOnce(t *testing.T) {
+	h := &blockingSubject{block: 1, entered: make(chan struct{}), release: make(chan struct{})}
+	h.forget(t, "a", 2)
+	h.forget(t, "b", 3)
+	var e erasures
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := e.of(t.Context(), h, "a", 1)
+		firstDone <- err
+	}()
+	<-h.entered
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := e.of(gone, h, "b", 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a resume whose caller left, waiting for the whole read: %v, want context.Canceled", err)
 	}
-	if n := len(h.afters); h.afters[n-1] != 3 {
-		t.Fatalf("the last resume read the subject after %d, want after 3 (what the cache held)", h.afters[n-1])
+	secondDone := make(chan error, 1)
+	var got []eventstore.Recorded
+	go func() {
+		var err error
+		got, err = e.of(t.Context(), h, "b", 1)
+		secondDone <- err
+	}()
+	close(h.release)
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-secondDone; err != nil || len(got) != 1 || got[0].Position != 3 {
+		t.Fatalf("b's erasures after 1: %v, %v; want the one at 3", got, err)
+	}
+	if a := h.afters(); !slices.Equal(a, []uint64{1, 3}) {
+		t.Fatalf("the reads started after %v, want [1 3]: one whole read, then what followed it", a)
+	}
+}
+
+// An erasure recorded before position after is not returned, read from
+// the log or held: an order created after it is not its customer's
+// order yet.
+func TestErasuresBeforeAfterAreNotReturned(t *testing.T) {
+	h := &customersSubject{}
+	h.forget(t, "a", 2)
+	var e erasures
+	if _, err := e.of(t.Context(), h, "b", 1); err != nil { // holds (1, 2]
+		t.Fatal(err)
+	}
+	h.forget(t, "a", 5)
+	if got, err := e.of(t.Context(), h, "a", 6); err != nil || len(got) != 0 {
+		t.Fatalf("a's erasures after 6: %v, %v; want none", got, err)
 	}
 }
