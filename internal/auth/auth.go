@@ -261,8 +261,9 @@ func (a *Authenticator) loadTokens(file string) error {
 			}
 		}
 		if !recordableSubject(fields[1]) {
-			// Every call with it would be refused (Authenticate): an
-			// operator learns of it now rather than from each client.
+			// Its changes would be recorded as no one's: the token is
+			// refused here, once, and Authenticate takes a static
+			// token's subject as checked.
 			return fmt.Errorf("line %d: the subject cannot be recorded as the actor of changes: at most %d characters, none of them a control, format (bidi, zero-width) or line separator character", n, MaxSubject)
 		}
 		if _, ok := a.static[fields[0]]; ok {
