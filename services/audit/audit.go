@@ -473,6 +473,7 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		opts = append(opts, eventstore.ForOrders(ids...))
 	}
 	from := req.GetFromPosition()
+	byTime := false
 	if t := req.GetFromTime(); t != nil {
 		if err := t.CheckValid(); err != nil {
 			return rpcerr.Invalid("from_time", "invalid timestamp")
@@ -480,9 +481,13 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		from = 0
 		if at := t.AsTime(); !at.IsZero() { // the zero time starts at the beginning
 			opts = append(opts, eventstore.StartTime(at))
+			byTime = true
 		}
 	}
-	fromStart := req.GetFromTime() == nil && req.GetFromPosition() <= 1
+	// The read starts at the log's first event: the zero time does too,
+	// and its events written before versions were recorded are numbered
+	// as from position 0 (they were 0).
+	fromStart := !byTime && from <= 1
 	legacy := map[string]uint64{}
 	if req.GetFollow() {
 		// A follow may send nothing for long (a quiet log): its headers

@@ -1,0 +1,52 @@
+package audit_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/orderstream/orderstream/api/convert"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// An export from the zero from_time starts at the log's first event, as
+// one from position 0 does, and numbers the events written before
+// versions were recorded as it does: they were exported as version 0, so
+// two exports of the same whole log disagreed.
+func TestExportFromTheZeroTimeNumbersEventsWithoutVersions(t *testing.T) {
+	e := startB(t)
+	id := "legacy-1"
+	for i, ev := range []order.Event{order.OrderCreated{OrderID: id, CustomerID: "c", Currency: "EUR"},
+		order.ItemAdded{SKU: "A", Quantity: 1, UnitPrice: 100}, order.OrderPlaced{}} {
+		// One header per field and no version: an event of a build
+		// before versions were recorded.
+		typ, data, err := convert.EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(e.nstore.Subject(id))
+		m.Header.Set(eventstore.HeaderEventType, typ)
+		m.Header.Set(eventstore.HeaderOccurredAt, time.Date(2020, 1, 1, 0, 0, i, 0, time.UTC).Format(time.RFC3339Nano))
+		m.Data = data
+		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	versions := func(evs []*ordersv1.RecordedEvent) (v []uint32) {
+		for _, e := range evs {
+			v = append(v, e.GetVersion())
+		}
+		return v
+	}
+	want := []uint32{1, 2, 3}
+	if got := versions(collect(t, e, &ordersv1.StreamEventsRequest{})); !slices.Equal(got, want) {
+		t.Fatalf("export from position 0: versions %v, want %v", got, want)
+	}
+	if got := versions(collect(t, e, &ordersv1.StreamEventsRequest{FromTime: timestamppb.New(time.Time{})})); !slices.Equal(got, want) {
+		t.Fatalf("export from the zero time: versions %v, want %v", got, want)
+	}
+}
