@@ -472,6 +472,10 @@ func (c Config) validatePayments() []error {
 	}
 	if c.PaymentSimLatency < 0 {
 		errs = append(errs, fmt.Errorf("PAYMENT_SIM_LATENCY: %s is negative", c.PaymentSimLatency))
+	} else if c.Has("payments") && c.PaymentAttemptTimeout > 0 && c.PaymentSimLatency >= c.PaymentAttemptTimeout {
+		// The simulator answers after its latency, every call: each
+		// attempt would time out, and every charge be parked.
+		errs = append(errs, fmt.Errorf("PAYMENT_SIM_LATENCY, PAYMENT_ATTEMPT_TIMEOUT: the simulator's latency %s is not below the attempt timeout %s, so every call to it would time out", c.PaymentSimLatency, c.PaymentAttemptTimeout))
 	}
 	if c.PaymentSimDeclineOver < 0 {
 		errs = append(errs, fmt.Errorf("PAYMENT_SIM_DECLINE_OVER: %d is negative (0 declines none)", c.PaymentSimDeclineOver))
@@ -533,10 +537,19 @@ func (c Config) validateTransport() []error {
 	return errs
 }
 
-// validateListeners checks that each listener's address parses and that
-// one reachable beyond this machine is guarded.
+// validateListeners checks that each listener's address parses, that no
+// two listeners of this process take one port, and that one reachable
+// beyond this machine is guarded.
 func (c Config) validateListeners() []error {
 	var errs []error
+	listeners := []struct{ name, addr string }{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}}
+	if c.NATSURL == "" {
+		listeners = append(listeners, struct{ name, addr string }{"NATS_LISTEN", c.NATSListen})
+	}
+	if c.DebugAddr != "" {
+		listeners = append(listeners, struct{ name, addr string }{"DEBUG_ADDR", c.DebugAddr})
+	}
+	errs = append(errs, samePort(listeners)...)
 	for _, l := range []struct{ name, addr string }{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}, {"NATS_LISTEN", c.NATSListen}} {
 		host, _, err := net.SplitHostPort(l.addr)
 		if err != nil {
@@ -720,3 +733,31 @@ func WriteUsage(w io.Writer) error {
 	}
 	return tw.Flush()
 }
+
+// samePort refuses two listeners on one port of hosts that overlap (the
+// same host, or a wildcard, which takes every address): the second to
+// listen failed as if another process held the port, naming only itself.
+// Port 0 (any free port) and addresses that do not parse are left to the
+// other checks.
+func samePort(listeners []struct{ name, addr string }) []error {
+	var errs []error
+	for i, a := range listeners {
+		ah, ap, err := net.SplitHostPort(a.addr)
+		if err != nil || ap == "0" {
+			continue
+		}
+		for _, b := range listeners[:i] {
+			bh, bp, err := net.SplitHostPort(b.addr)
+			if err != nil || bp != ap {
+				continue
+			}
+			if ah == bh || wildcardHost(ah) || wildcardHost(bh) {
+				errs = append(errs, fmt.Errorf("%s, %s: both listen on %s and %s: one port cannot serve both", b.name, a.name, b.addr, a.addr))
+			}
+		}
+	}
+	return errs
+}
+
+// wildcardHost reports whether a listen host takes every address.
+func wildcardHost(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }

@@ -278,8 +278,57 @@ func TestPaymentSimulatorValuesInRange(t *testing.T) {
 	}
 	for _, ok := range []map[string]string{
 		{"PAYMENT_SIM_LATENCY": "0s", "PAYMENT_SIM_FAILURE_RATE": "0", "PAYMENT_SIM_DECLINE_OVER": "0"},
-		{"PAYMENT_SIM_LATENCY": "1m", "PAYMENT_SIM_FAILURE_RATE": "1", "PAYMENT_SIM_DECLINE_OVER": "100000"},
+		{"PAYMENT_SIM_LATENCY": "1m", "PAYMENT_ATTEMPT_TIMEOUT": "2m", "PAYMENT_SIM_FAILURE_RATE": "1", "PAYMENT_SIM_DECLINE_OVER": "100000"},
 		{"PAYMENT_SIM_FAILURE_RATE": "0.25"},
+		// No payments role here: the simulator is not called.
+		{"ROLES": "command,query", "PAYMENT_SIM_LATENCY": "1m"},
+	} {
+		if _, err := config.FromMap(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+}
+
+// The simulator answers after its latency, each call: one that is not
+// below the attempt timeout would have every attempt time out and every
+// charge parked (README: "the attempt timeout must outlast the latency").
+// Start-up took it.
+func TestSimulatorLatencyOutlastingTheAttemptIsRefused(t *testing.T) {
+	for _, bad := range []map[string]string{
+		{"PAYMENT_SIM_LATENCY": "6s"}, // the attempt timeout's default is 5s
+		{"PAYMENT_SIM_LATENCY": "1m"},
+		{"PAYMENT_SIM_LATENCY": "2s", "PAYMENT_ATTEMPT_TIMEOUT": "2s"},
+	} {
+		_, err := config.FromMap(bad)
+		if err == nil || !strings.Contains(err.Error(), "PAYMENT_SIM_LATENCY, PAYMENT_ATTEMPT_TIMEOUT:") {
+			t.Errorf("%v: %v, want an error naming both", bad, err)
+		}
+	}
+}
+
+// Two listeners of one process on one port are refused at start-up,
+// naming both: the second to listen failed as if another process held
+// the port, naming only itself. A wildcard host overlaps every host; port
+// 0 takes any free port; NATS_LISTEN is no listener with NATS_URL.
+func TestListenersOnOnePortAreRefused(t *testing.T) {
+	for _, tc := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"GRPC_ADDR": "127.0.0.1:50999", "HTTP_ADDR": "127.0.0.1:50999"}, "GRPC_ADDR, HTTP_ADDR:"},
+		{map[string]string{"NATS_LISTEN": "127.0.0.1:8080"}, "HTTP_ADDR, NATS_LISTEN:"},
+		{map[string]string{"DEBUG_ADDR": "127.0.0.1:50051"}, "GRPC_ADDR, DEBUG_ADDR:"},
+		{map[string]string{"GRPC_ADDR": ":7000", "HTTP_ADDR": "127.0.0.1:7000", "ALLOW_INSECURE": "true"}, "GRPC_ADDR, HTTP_ADDR:"},
+	} {
+		_, err := config.FromMap(tc.vars)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error naming %s", tc.vars, err, tc.want)
+		}
+	}
+	for _, ok := range []map[string]string{
+		{"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"},
+		{"GRPC_ADDR": "127.0.0.1:7000", "HTTP_ADDR": "127.0.0.2:7000"},
+		{"NATS_URL": "nats://nats:4222", "NATS_LISTEN": "127.0.0.1:8080"},
 	} {
 		if _, err := config.FromMap(ok); err != nil {
 			t.Errorf("%v: %v", ok, err)
