@@ -66,7 +66,8 @@ func (a *app) parkedCmd() *cobra.Command {
 					return err
 				}
 				if more := int(res.GetParkedCount()) - len(res.GetParked()); more > 0 {
-					return written(fmt.Fprintf(a.io.Out, "(%d more parked; --limit lists up to 1000)\n", more))
+					// On stderr, as the other lists' hints: stdout holds rows only.
+					fmt.Fprintf(a.io.Err, "(%d more parked; --limit lists up to 1000)\n", more)
 				}
 				return nil
 			})

@@ -365,6 +365,7 @@ func (a *app) verifyLog(ctx context.Context, svc ordersv1.OrderAuditServiceClien
 	}
 	bar := newProgress(a, "verifying")
 	broken := 0
+	summarised := false
 	for {
 		res, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -388,6 +389,7 @@ func (a *app) verifyLog(ctx context.Context, svc ordersv1.OrderAuditServiceClien
 			err = a.printBroken(r.Broken)
 		case *ordersv1.VerifyLogResponse_Summary:
 			bar.Done()
+			summarised = true
 			err = a.printVerifySummary(r.Summary)
 		}
 		if err != nil {
@@ -395,8 +397,17 @@ func (a *app) verifyLog(ctx context.Context, svc ordersv1.OrderAuditServiceClien
 		}
 	}
 	bar.Done()
-	if broken > 0 {
+	// The summary is the stream's last message: a stream that ended
+	// without it (a proxy that cut it, a server that stopped) verified
+	// part of the log only, which is no success.
+	unfinished := status.Error(codes.Unavailable, "the verification ended before its summary: only part of the log was checked")
+	switch {
+	case broken > 0 && !summarised:
+		return fmt.Errorf("%w in %d order(s); then the verification stopped: %s", errBrokenChain, broken, client.Message(unfinished))
+	case broken > 0:
 		return fmt.Errorf("%w in %d order(s)", errBrokenChain, broken)
+	case !summarised:
+		return unfinished
 	}
 	return nil
 }
