@@ -56,7 +56,11 @@ from the last position it printed, so no change is missed or printed twice.
 So it does when the server goes away (UNAVAILABLE: a node shutting down or
 restarting): it reconnects after growing, jittered waits and resumes after
 the last position it printed, or gives up with exit 4 once --timeout has
-passed without the server taking the watch back.
+passed without the server taking the watch back. Without an order id, a
+resume the server can no longer serve (the position is older than the
+changes it keeps: after a restart, or 10,000 changes of other orders later)
+lists the matching orders as they are now ("current" lines) and follows
+from there, saying so on stderr: the changes between are not printed.
 --from resumes an earlier watch after the position it printed last; when that
 position holds several changes (a customer's erasure changes each of the
 customer's orders at one position), those are printed again.`,
@@ -76,6 +80,10 @@ customer's orders at one position), those are printed again.`,
 				return err
 			}
 			q := ordersv1.NewOrderQueryServiceClient(conn)
+			var resync func(ctx context.Context) (uint64, error)
+			if len(args) == 0 {
+				resync = func(ctx context.Context) (uint64, error) { return a.printMatching(ctx, q, customer, st) }
+			}
 			open := func(ctx context.Context, from uint64, resume bool) (watchStream, error) {
 				if len(args) == 1 {
 					return recvWatch(q.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: args[0], FromPosition: from}))
@@ -86,7 +94,7 @@ customer's orders at one position), those are printed again.`,
 				}
 				return recvWatch(q.WatchOrders(ctx, req))
 			}
-			return a.follow(cmd.Context(), from, cmd.Flags().Changed("from"), open)
+			return a.follow(cmd.Context(), from, cmd.Flags().Changed("from"), open, resync)
 		},
 	}
 	c.Flags().StringVar(&customer, "customer", "", "follow this customer's orders")
@@ -133,9 +141,13 @@ func recvWatch[M any, P interface {
 // message printed), 0 included: the first message of a watch of every
 // order on an empty log is at position 0, and a reconnection that asked
 // for no position would start now and miss what changed meanwhile.
-func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ctx context.Context, from uint64, resume bool) (watchStream, error)) error {
+//
+// resync, when set, answers a resume the server can no longer serve
+// (OUT_OF_RANGE) as the server's message says to: it prints the watched
+// orders as they are now and returns the position to follow from.
+func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ctx context.Context, from uint64, resume bool) (watchStream, error),
+	resync func(ctx context.Context) (uint64, error)) error {
 	sctx := a.streamCtx(ctx)
-	interrupted := func(err error) bool { return status.Code(err) == codes.Canceled && ctx.Err() != nil }
 	// giveUp is when to stop trying to get the watch (back): --timeout
 	// after the watch started, or after its first refusal or loss since
 	// the server last took it on; zero while the server has it.
@@ -147,13 +159,17 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 	// through them), which were printed once already.
 	var printed map[string]bool
 	resumed := false
+	// relist is resync until used, and again once the watch it led to
+	// was taken on: a second refusal (a replica behind another's) is
+	// final.
+	relist := resync
 	for {
 		if giveUp.IsZero() {
 			giveUp = time.Now().Add(a.timeout)
 		}
 		w, done, err := a.openBy(sctx, giveUp, func(octx context.Context) (watchStream, error) { return open(octx, from, resume) })
 		if err == nil && w.accepted {
-			giveUp, tries = time.Time{}, 0
+			giveUp, tries, relist = time.Time{}, 0, resync
 		}
 		for err == nil {
 			var m watchMessage
@@ -180,7 +196,7 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 		}
 		done()
 		switch {
-		case interrupted(err):
+		case interrupted(ctx, err):
 			return nil
 		case status.Code(err) == codes.Unavailable, status.Code(err) == codes.ResourceExhausted && resume:
 			// The server went away (shut down, restarting) or cannot
@@ -205,6 +221,16 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 			if backoff.Sleep(ctx, d) != nil {
 				return nil // interrupted while waiting
 			}
+		case status.Code(err) == codes.OutOfRange && resumed && relist != nil:
+			// Resumed after changes the server no longer keeps (it
+			// restarted, or the other orders' changes went past them).
+			fmt.Fprintln(a.io.Err, "ordersctl: the watch cannot resume where it was (the server no longer keeps those changes); the matching orders as they are now follow, then their changes")
+			pos, rerr := relist(sctx)
+			if rerr != nil {
+				return unlessInterrupted(ctx, rerr)
+			}
+			from, resume, printed, relist = pos, true, nil, nil
+			continue
 		case status.Code(err) == codes.OutOfRange && (w.accepted || resumed):
 			// The watch is too far behind to go on (the read model moved
 			// past its changes): not a mistake on the command line, which
@@ -252,5 +278,52 @@ func (a *app) printChange(m watchMessage) error {
 	}
 	_, err := fmt.Fprintf(a.io.Out, "%d\t%s\t%s\t%s\t%s\t%s\n", m.GetPosition(), o.GetOrderId(), a.statusText(o.GetStatus()),
 		money.Format(o.GetTotal(), o.GetCurrency()), event, actor)
+	return err
+}
+
+// printMatching prints every order a watch of customer and st follows as
+// it is now, as a watch's "current" line (a WatchOrders answer without an
+// event), and returns the position to follow from: the first page's, so
+// that a change made while the later pages were read is followed, if
+// printed twice.
+func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceClient, customer string, st ordersv1.OrderStatus) (uint64, error) {
+	var from uint64
+	token := ""
+	for page := 0; ; page++ {
+		res, err := retried(a, ctx, func(ctx context.Context) (*ordersv1.ListOrdersResponse, error) {
+			return q.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerId: customer, Status: st, PageSize: listPage, PageToken: token})
+		})
+		if err != nil {
+			return 0, err
+		}
+		if page == 0 {
+			from = res.GetPosition()
+		}
+		for _, o := range res.GetOrders() {
+			if err := a.printChange(&ordersv1.WatchOrdersResponse{Order: o, Position: res.GetPosition(), Revision: o.GetRevision()}); err != nil {
+				return 0, writeError{err}
+			}
+		}
+		if token = res.GetNextPageToken(); token == "" {
+			return from, nil
+		}
+	}
+}
+
+// listPage is the page size printMatching lists with: the query
+// service's largest.
+const listPage = 500
+
+// interrupted reports whether err is the user's interrupt (ctx, the
+// command's, ended), which ends a watch with success.
+func interrupted(ctx context.Context, err error) bool {
+	return status.Code(err) == codes.Canceled && ctx.Err() != nil
+}
+
+// unlessInterrupted is err, or nil when it is the user's interrupt.
+func unlessInterrupted(ctx context.Context, err error) error {
+	if interrupted(ctx, err) {
+		return nil
+	}
 	return err
 }

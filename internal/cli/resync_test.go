@@ -1,0 +1,99 @@
+package cli_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/internal/cli"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// restartedQuery is a query service that restarts under a watch of a
+// customer's orders, as the real one does: the first watch sends a change
+// at 9 and ends UNAVAILABLE; a watch resumed from before what the
+// restarted service keeps (20) is OUT_OF_RANGE, its message saying to
+// list the orders again and watch from the list's position (20); a watch
+// from there sends a change at 21. With always, every resumed watch is
+// refused.
+type restartedQuery struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	always bool
+	mu     sync.Mutex
+	from   []uint64
+}
+
+func (q *restartedQuery) WatchOrders(req *ordersv1.WatchOrdersRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrdersResponse]) error {
+	q.mu.Lock()
+	q.from = append(q.from, req.GetFromPosition())
+	n := len(q.from)
+	q.mu.Unlock()
+	switch {
+	case n == 1:
+		for _, m := range []*ordersv1.WatchOrdersResponse{{Position: 8},
+			{Order: flakyOrder("ord-a", ordersv1.OrderStatus_ORDER_STATUS_DRAFT), Position: 9, Revision: 2, EventType: "ItemAdded", Actor: "admin"}} {
+			if err := s.Send(m); err != nil {
+				return err
+			}
+		}
+		return status.Error(codes.Unavailable, "server shutting down")
+	case q.always || req.GetFromPosition() < 20:
+		return status.Error(codes.OutOfRange, "from_position is older than the changes kept; list the orders again and watch from the list's position")
+	}
+	if err := s.Send(&ordersv1.WatchOrdersResponse{Order: flakyOrder("ord-c", ordersv1.OrderStatus_ORDER_STATUS_DRAFT), Position: 21, Revision: 1, EventType: "OrderCreated", Actor: "admin"}); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+func (q *restartedQuery) ListOrders(_ context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
+	if req.GetCustomerId() != "c" {
+		return nil, status.Error(codes.InvalidArgument, "the watch's filter was not listed")
+	}
+	return &ordersv1.ListOrdersResponse{Orders: []*ordersv1.Order{flakyOrder("ord-a", ordersv1.OrderStatus_ORDER_STATUS_PLACED), flakyOrder("ord-b", ordersv1.OrderStatus_ORDER_STATUS_DRAFT)}, Position: 20}, nil
+}
+
+// A watch of a customer's orders that the server can no longer resume
+// (it restarted, keeping changes from 20 on) lists the customer's orders
+// as they are now and follows from the list's position, saying so on
+// stderr, as the server's refusal says to. It exited 3 after any restart
+// that followed another customer's change, though --help promises that it
+// resumes.
+func TestFilteredWatchTheServerCannotResumeListsAndGoesOn(t *testing.T) {
+	srv := &restartedQuery{}
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+	w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c")
+	var got []string
+	for len(got) < 4 {
+		f := strings.Split(w.next(t), "\t")
+		got = append(got, f[0]+" "+f[1]+" "+f[4])
+	}
+	w.stop()
+	r := <-w.done
+	want := []string{"9 ord-a ItemAdded", "20 ord-a current", "20 ord-b current", "21 ord-c OrderCreated"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("printed %q, want %q", got, want)
+	}
+	if r.code != cli.ExitOK || !strings.Contains(r.stderr, "cannot resume where it was") {
+		t.Errorf("stopped watch: exit %d, stderr %q; want 0 and a word on what was not printed", r.code, r.stderr)
+	}
+}
+
+// A resync's position that the server refuses too (a replica behind
+// another's) ends the watch with exit 3, rather than listing for ever.
+func TestFilteredWatchRefusedAfterItsResyncEnds(t *testing.T) {
+	srv := &restartedQuery{always: true}
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+	r := run(t, addr, "orders", "watch", "--customer", "c")
+	if r.code != cli.ExitConflict {
+		t.Fatalf("exit %d, stderr %q; want %d", r.code, r.stderr, cli.ExitConflict)
+	}
+	if n := strings.Count(r.stdout, "current"); n != 2 {
+		t.Fatalf("%d current lines, want the list printed once:\n%s", n, r.stdout)
+	}
+}
