@@ -71,6 +71,11 @@ func (n *node) connectNATS(ctx context.Context) error {
 	return nil
 }
 
+// replicasNotClustered is the JetStream API's error code for a stream of
+// more than one replica on a server that is not in a cluster (nats.go
+// names no constant for it).
+const replicasNotClustered jetstream.ErrorCode = 10074
+
 // openStore opens the event store. A cluster that is still electing its
 // JetStream leader leaves API requests unanswered, and one whose servers
 // are not all online yet cannot place a replicated stream: only
@@ -95,6 +100,9 @@ func (n *node) openStore(ctx context.Context) error {
 			n.store, err = eventstore.New(ctx, n.js, opts...)
 			return err
 		})
+	if apiErr := (*jetstream.APIError)(nil); errors.As(err, &apiErr) && apiErr.ErrorCode == replicasNotClustered {
+		return fmt.Errorf("STREAM_REPLICAS: %d replicas, but the NATS server at NATS_URL is not clustered: %w", n.cfg.StreamReplicas, err)
+	}
 	if err != nil {
 		return fmt.Errorf("event store: %w", err)
 	}

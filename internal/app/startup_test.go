@@ -383,3 +383,15 @@ func TestIdleConnectionWhileStartingDoesNotHoldReadiness(t *testing.T) {
 		t.Fatal("ordersd not ready after 60 s, even once the idle connection closed")
 	}
 }
+
+// STREAM_REPLICAS above 1 against a NATS server that is not clustered
+// stops start-up naming the variable, as the README says a bad value
+// does: the server's refusal ("replicas > 1 not supported in
+// non-clustered mode") came as an invalid option of the event store.
+func TestStreamReplicasOnAServerNotClusteredNamesTheVariable(t *testing.T) {
+	ns := estest.StartServer(t)
+	vars := map[string]string{"NATS_URL": ns.ClientURL(), "STREAM_REPLICAS": "3", "ROLES": "command"}
+	if err := runErr(t, apptest.Config(t, vars), vars); err == nil || !strings.HasPrefix(err.Error(), "STREAM_REPLICAS:") {
+		t.Fatalf("start-up: %v, want an error naming STREAM_REPLICAS", err)
+	}
+}
