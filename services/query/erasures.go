@@ -60,7 +60,10 @@ var maxHeldErasures = 1 << 16
 func (e *erasures) of(ctx context.Context, h History, customerID string, after uint64) ([]eventstore.Recorded, error) {
 	e.mu.Lock()
 	whole := !e.read || after < e.after
-	for whole && e.filling != nil && e.fillingAfter <= after {
+	if whole && e.filling != nil && e.fillingAfter <= after {
+		// Wait once: should that read fail, or hold more than the
+		// cache keeps, this one reads by itself, beside the others
+		// that waited, rather than each after the one before.
 		wait := e.filling
 		e.mu.Unlock()
 		select {
@@ -69,7 +72,10 @@ func (e *erasures) of(ctx context.Context, h History, customerID string, after u
 			return nil, ctx.Err()
 		}
 		e.mu.Lock()
-		whole = !e.read || after < e.after
+		if whole = !e.read || after < e.after; whole {
+			e.mu.Unlock()
+			return e.readSubject(ctx, h, customerID, after, after, true, nil)
+		}
 	}
 	from := e.last
 	var out []eventstore.Recorded
@@ -93,6 +99,13 @@ func (e *erasures) of(ctx context.Context, h History, customerID string, after u
 		out = slices.Clone(all[i:])
 	}
 	e.mu.Unlock()
+	return e.readSubject(ctx, h, customerID, after, from, whole, out)
+}
+
+// readSubject reads the customers' subject after from (after itself when whole),
+// merges what it found into the cache, and returns out with the erasures
+// of customerID after position after that it found.
+func (e *erasures) readSubject(ctx context.Context, h History, customerID string, after, from uint64, whole bool, out []eventstore.Recorded) ([]eventstore.Recorded, error) {
 	recs, err := h.LoadLatestAfter(ctx, order.CustomersSubjectID, from)
 	if err != nil {
 		return nil, err

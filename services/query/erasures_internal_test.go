@@ -193,3 +193,84 @@ func TestErasuresBeforeAfterAreNotReturned(t *testing.T) {
 		t.Fatalf("a's erasures after 6: %v, %v; want none", got, err)
 	}
 }
+
+// doneWatched is a context that tells when Done is first asked for: a
+// resume waiting for another's read asks for it as it starts to wait.
+type doneWatched struct {
+	context.Context
+	asked chan struct{}
+	once  sync.Once
+}
+
+func (d *doneWatched) Done() <-chan struct{} {
+	d.once.Do(func() { close(d.asked) })
+	return d.Context.Done()
+}
+
+// failingFill is customersSubject whose first read waits until released
+// and then fails (a leader's answer lost in an election); each later read
+// reports whether a whole read was registered for others to wait on
+// while it ran.
+type failingFill struct {
+	customersSubject
+	e                *erasures
+	entered, release chan struct{}
+	mu               sync.Mutex
+	n                int
+	registered       []bool
+}
+
+func (f *failingFill) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
+	f.mu.Lock()
+	f.n++
+	n := f.n
+	f.mu.Unlock()
+	if n == 1 {
+		close(f.entered)
+		<-f.release
+		return nil, errors.New("leader election")
+	}
+	f.e.mu.Lock()
+	registered := f.e.filling != nil
+	f.e.mu.Unlock()
+	f.mu.Lock()
+	f.registered = append(f.registered, registered)
+	recs, err := f.customersSubject.LoadLatestAfter(ctx, id, after)
+	f.mu.Unlock()
+	return recs, err
+}
+
+// A resume that waited for another's whole read which then failed reads
+// by itself, registering no read for the others to wait on: each such
+// resume waited for the one before, one read at a time, when the reads
+// failed during an election.
+func TestResumeWhoseAwaitedReadFailedReadsByItself(t *testing.T) {
+	var e erasures
+	h := &failingFill{e: &e, entered: make(chan struct{}), release: make(chan struct{})}
+	h.forget(t, "b", 3)
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := e.of(t.Context(), h, "a", 1)
+		firstDone <- err
+	}()
+	<-h.entered
+	ctx := &doneWatched{Context: t.Context(), asked: make(chan struct{})}
+	secondDone := make(chan error, 1)
+	var got []eventstore.Recorded
+	go func() {
+		var err error
+		got, err = e.of(ctx, h, "b", 1)
+		secondDone <- err
+	}()
+	<-ctx.asked // the second waits for the first's read
+	close(h.release)
+	if err := <-firstDone; err == nil {
+		t.Fatal("the first read's failure was not returned")
+	}
+	if err := <-secondDone; err != nil || len(got) != 1 || got[0].Position != 3 {
+		t.Fatalf("b's erasures after 1: %v, %v; want the one at 3", got, err)
+	}
+	if len(h.registered) != 1 || h.registered[0] {
+		t.Fatalf("reads after the failed one registered for others to wait on: %v, want [false]", h.registered)
+	}
+}
