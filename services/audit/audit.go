@@ -485,9 +485,11 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		}
 	}
 	// The read starts at the log's first event: the zero time does too,
-	// and its events written before versions were recorded are numbered
-	// as from position 0 (they were 0).
+	// and so does any time before it, decided at the first event read
+	// (position 1). Its events written before versions were recorded are
+	// then numbered as from position 0; they were 0.
 	fromStart := !byTime && from <= 1
+	first := true
 	legacy := map[string]uint64{}
 	if req.GetFollow() {
 		// A follow may send nothing for long (a quiet log): its headers
@@ -499,6 +501,10 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	}
 	keys := s.readKeys()
 	return s.consume(ctx, from, req.GetFollow(), func(e entry) error {
+		if first && byTime {
+			fromStart = e.rec.Position <= 1
+		}
+		first = false
 		if erasuresOnly && e.rec.OrderID == order.CustomersSubjectID {
 			// Read to drop an erased key (open), not asked for: an
 			// undecodable one fails the exports that ask for it.
