@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/cli"
@@ -68,18 +69,14 @@ func TestFilteredWatchTheServerCannotResumeListsAndGoesOn(t *testing.T) {
 	srv := &restartedQuery{}
 	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
 	w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c")
-	var got []string
-	for len(got) < 4 {
-		f := strings.Split(w.next(t), "\t")
-		got = append(got, f[0]+" "+f[1]+" "+f[4])
-	}
+	got := watchLines(t, w, 4)
 	w.stop()
 	r := <-w.done
 	want := []string{"9 ord-a ItemAdded", "20 ord-a current", "20 ord-b current", "21 ord-c OrderCreated"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("printed %q, want %q", got, want)
 	}
-	if r.code != cli.ExitOK || !strings.Contains(r.stderr, "cannot resume where it was") {
+	if r.code != cli.ExitOK || !strings.Contains(r.stderr, "cannot go on from where it was") {
 		t.Errorf("stopped watch: exit %d, stderr %q; want 0 and a word on what was not printed", r.code, r.stderr)
 	}
 }
@@ -95,5 +92,119 @@ func TestFilteredWatchRefusedAfterItsResyncEnds(t *testing.T) {
 	}
 	if n := strings.Count(r.stdout, "current"); n != 2 {
 		t.Fatalf("%d current lines, want the list printed once:\n%s", n, r.stdout)
+	}
+}
+
+// relistQuery is a query service whose first watch of a customer's
+// orders sends a change at 9 and ends with end (after its headers); a
+// watch from 20 on sends a change at 21. Its list has two pages, as of 20
+// and 25, each answered after pageWait, or, with down, UNAVAILABLE (the
+// first list call closing listed).
+type relistQuery struct {
+	ordersv1.UnimplementedOrderQueryServiceServer
+	end      error
+	pageWait time.Duration
+	down     bool
+	listed   chan struct{}
+	once     sync.Once
+	mu       sync.Mutex
+	watches  int
+}
+
+func (q *relistQuery) WatchOrders(req *ordersv1.WatchOrdersRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrdersResponse]) error {
+	q.mu.Lock()
+	q.watches++
+	n := q.watches
+	q.mu.Unlock()
+	if n == 1 {
+		for _, m := range []*ordersv1.WatchOrdersResponse{{Position: 8},
+			{Order: flakyOrder("ord-a", ordersv1.OrderStatus_ORDER_STATUS_DRAFT), Position: 9, Revision: 2, EventType: "ItemAdded", Actor: "admin"}} {
+			if err := s.Send(m); err != nil {
+				return err
+			}
+		}
+		return q.end
+	}
+	if req.GetFromPosition() < 20 {
+		return status.Error(codes.OutOfRange, "from_position is older than the changes kept; list the orders again and watch from the list's position")
+	}
+	if err := s.Send(&ordersv1.WatchOrdersResponse{Order: flakyOrder("ord-c", ordersv1.OrderStatus_ORDER_STATUS_DRAFT), Position: 21, Revision: 1, EventType: "OrderCreated", Actor: "admin"}); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+func (q *relistQuery) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
+	if q.listed != nil {
+		q.once.Do(func() { close(q.listed) })
+	}
+	if q.down {
+		return nil, status.Error(codes.Unavailable, "node restarting")
+	}
+	t := time.NewTimer(q.pageWait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if req.GetPageToken() == "" {
+		return &ordersv1.ListOrdersResponse{Orders: []*ordersv1.Order{flakyOrder("ord-a", ordersv1.OrderStatus_ORDER_STATUS_PLACED)}, Position: 20, NextPageToken: "p2"}, nil
+	}
+	return &ordersv1.ListOrdersResponse{Orders: []*ordersv1.Order{flakyOrder("ord-b", ordersv1.OrderStatus_ORDER_STATUS_DRAFT)}, Position: 25}, nil
+}
+
+// watchLines reads n lines of w as "position order event".
+func watchLines(t *testing.T, w *watching, n int) []string {
+	t.Helper()
+	var got []string
+	for len(got) < n {
+		f := strings.Split(w.next(t), "\t")
+		got = append(got, f[0]+" "+f[1]+" "+f[4])
+	}
+	return got
+}
+
+// A watch the server ends, once taken on, with OUT_OF_RANGE (the read
+// model moved past changes it had not seen) lists and goes on as a
+// resume refused so does: on its first connection it exited 3 with the
+// message saying to list again. Every listed line carries the first
+// page's position, which the watch follows from: a later page's (25)
+// printed before the change at 21 told a user resuming --from it that 21
+// was printed. And a list slower than what --timeout had left after the
+// watch was lost no longer ends the watch with exit 4: the server answered.
+func TestWatchEndedOutOfRangeListsFromTheFirstPagesPosition(t *testing.T) {
+	srv := &relistQuery{end: status.Error(codes.OutOfRange, "the read model caught up past changes this watch did not see; list the orders again"), pageWait: 600 * time.Millisecond}
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+	w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c", "--timeout", "1s")
+	got := watchLines(t, w, 4)
+	w.stop()
+	r := <-w.done
+	want := []string{"9 ord-a ItemAdded", "20 ord-a current", "20 ord-b current", "21 ord-c OrderCreated"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("printed %q, want %q", got, want)
+	}
+	if r.code != cli.ExitOK {
+		t.Errorf("stopped watch: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// Ctrl-C while the list is being retried (the server restarting) ends the
+// watch with success, as any interrupt does: the retried list answered
+// its last UNAVAILABLE, and the watch exited 4.
+func TestWatchInterruptedWhileListingEndsWithSuccess(t *testing.T) {
+	srv := &relistQuery{end: status.Error(codes.OutOfRange, "list the orders again"), down: true, listed: make(chan struct{})}
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+	w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c")
+	w.next(t)
+	select {
+	case <-srv.listed:
+	case r := <-w.done:
+		t.Fatalf("the watch ended without listing: exit %d, stderr %q", r.code, r.stderr)
+	}
+	w.stop()
+	if r := <-w.done; r.code != cli.ExitOK {
+		t.Fatalf("interrupted while listing: exit %d, stderr %q; want 0", r.code, r.stderr)
 	}
 }

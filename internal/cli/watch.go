@@ -57,10 +57,13 @@ So it does when the server goes away (UNAVAILABLE: a node shutting down or
 restarting): it reconnects after growing, jittered waits and resumes after
 the last position it printed, or gives up with exit 4 once --timeout has
 passed without the server taking the watch back. Without an order id, a
-resume the server can no longer serve (the position is older than the
-changes it keeps: after a restart, or 10,000 changes of other orders later)
-lists the matching orders as they are now ("current" lines) and follows
-from there, saying so on stderr: the changes between are not printed.
+watch the server can no longer follow from where it was (the position is
+older than the changes it keeps: after a restart, or 10,000 changes of
+other orders later) lists the matching orders as they are now ("current"
+lines; with -o json, answers without an eventType) and follows from
+there, saying so on stderr: the changes between are not printed, and an
+order that left --status meanwhile gets no line. A --from the server
+cannot serve is refused.
 --from resumes an earlier watch after the position it printed last; when that
 position holds several changes (a customer's erasure changes each of the
 customer's orders at one position), those are printed again.`,
@@ -221,15 +224,16 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 			if backoff.Sleep(ctx, d) != nil {
 				return nil // interrupted while waiting
 			}
-		case status.Code(err) == codes.OutOfRange && resumed && relist != nil:
+		case status.Code(err) == codes.OutOfRange && relist != nil && (resumed || w.accepted):
 			// Resumed after changes the server no longer keeps (it
-			// restarted, or the other orders' changes went past them).
-			fmt.Fprintln(a.io.Err, "ordersctl: the watch cannot resume where it was (the server no longer keeps those changes); the matching orders as they are now follow, then their changes")
-			pos, rerr := relist(sctx)
-			if rerr != nil {
-				return unlessInterrupted(ctx, rerr)
+			// restarted, or the other orders' changes went past them),
+			// or ended because the read model moved past changes the
+			// watch had not seen: the server says to list again.
+			if from, err = a.relisted(sctx, relist); err != nil {
+				return unlessInterrupted(ctx, err)
 			}
-			from, resume, printed, relist = pos, true, nil, nil
+			// The server answered: --timeout counts afresh.
+			giveUp, tries, resume, printed, relist = time.Time{}, 0, true, nil, nil
 			continue
 		case status.Code(err) == codes.OutOfRange && (w.accepted || resumed):
 			// The watch is too far behind to go on (the read model moved
@@ -285,7 +289,9 @@ func (a *app) printChange(m watchMessage) error {
 // it is now, as a watch's "current" line (a WatchOrders answer without an
 // event), and returns the position to follow from: the first page's, so
 // that a change made while the later pages were read is followed, if
-// printed twice.
+// printed twice. Every line carries that position: a later page's own
+// would tell a user who resumes --from it that the changes before it were
+// printed, which for the first page's orders they were not.
 func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceClient, customer string, st ordersv1.OrderStatus) (uint64, error) {
 	var from uint64
 	token := ""
@@ -300,7 +306,7 @@ func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceCli
 			from = res.GetPosition()
 		}
 		for _, o := range res.GetOrders() {
-			if err := a.printChange(&ordersv1.WatchOrdersResponse{Order: o, Position: res.GetPosition(), Revision: o.GetRevision()}); err != nil {
+			if err := a.printChange(&ordersv1.WatchOrdersResponse{Order: o, Position: from, Revision: o.GetRevision()}); err != nil {
 				return 0, writeError{err}
 			}
 		}
@@ -314,15 +320,25 @@ func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceCli
 // service's largest.
 const listPage = 500
 
+// relisted says on stderr that the watch starts again from the orders as
+// they are now, prints them (relist) and returns the position to follow
+// from.
+func (a *app) relisted(ctx context.Context, relist func(ctx context.Context) (uint64, error)) (uint64, error) {
+	fmt.Fprintln(a.io.Err, "ordersctl: the watch cannot go on from where it was (the server no longer keeps those changes); the matching orders as they are now follow, then their changes")
+	return relist(ctx)
+}
+
 // interrupted reports whether err is the user's interrupt (ctx, the
 // command's, ended), which ends a watch with success.
 func interrupted(ctx context.Context, err error) bool {
 	return status.Code(err) == codes.Canceled && ctx.Err() != nil
 }
 
-// unlessInterrupted is err, or nil when it is the user's interrupt.
+// unlessInterrupted is err, or nil when the user interrupted (ctx, the
+// command's, ended): a call retried is answered with its last error then,
+// not CANCELLED.
 func unlessInterrupted(ctx context.Context, err error) error {
-	if interrupted(ctx, err) {
+	if ctx.Err() != nil {
 		return nil
 	}
 	return err
