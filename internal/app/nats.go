@@ -76,6 +76,19 @@ func (n *node) connectNATS(ctx context.Context) error {
 // names no constant for it).
 const replicasNotClustered jetstream.ErrorCode = 10074
 
+// replicasError is STREAM_REPLICAS refused by a NATS server that is not
+// clustered, for any stream or bucket start-up opens: no retry mends it.
+type replicasError struct {
+	replicas int
+	err      error
+}
+
+func (e replicasError) Error() string {
+	return fmt.Sprintf("STREAM_REPLICAS: %d replicas, but the NATS server at NATS_URL is not clustered: %v", e.replicas, e.err)
+}
+
+func (e replicasError) Unwrap() error { return e.err }
+
 // openStore opens the event store. A cluster that is still electing its
 // JetStream leader leaves API requests unanswered, and one whose servers
 // are not all online yet cannot place a replicated stream: only
@@ -100,8 +113,8 @@ func (n *node) openStore(ctx context.Context) error {
 			n.store, err = eventstore.New(ctx, n.js, opts...)
 			return err
 		})
-	if apiErr := (*jetstream.APIError)(nil); errors.As(err, &apiErr) && apiErr.ErrorCode == replicasNotClustered {
-		return fmt.Errorf("STREAM_REPLICAS: %d replicas, but the NATS server at NATS_URL is not clustered: %w", n.cfg.StreamReplicas, err)
+	if errors.As(err, new(replicasError)) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("event store: %w", err)
@@ -115,7 +128,8 @@ func (n *node) openStore(ctx context.Context) error {
 }
 
 // retryStartup runs attempt, each try bounded to 3 s and tries 250 ms
-// apart, until it succeeds, fails with an error permanent reports, the
+// apart, until it succeeds, fails with an error permanent reports (or a
+// replicasError, which names STREAM_REPLICAS), the
 // connect timeout (NATS_CONNECT_TIMEOUT) has passed, or ctx ends: what
 // start-up needs from a cluster that is still coming up. It returns the
 // last error; each one it retries is logged as what not reachable yet.
@@ -125,6 +139,9 @@ func (n *node) retryStartup(ctx context.Context, what string, permanent func(err
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := attempt(actx)
 		cancel()
+		if apiErr := (*jetstream.APIError)(nil); errors.As(err, &apiErr) && apiErr.ErrorCode == replicasNotClustered {
+			return replicasError{n.cfg.StreamReplicas, err}
+		}
 		if err == nil || permanent(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/internal/app"
 	"github.com/orderstream/orderstream/internal/app/apptest"
@@ -393,5 +394,18 @@ func TestStreamReplicasOnAServerNotClusteredNamesTheVariable(t *testing.T) {
 	vars := map[string]string{"NATS_URL": ns.ClientURL(), "STREAM_REPLICAS": "3", "ROLES": "command"}
 	if err := runErr(t, apptest.Config(t, vars), vars); err == nil || !strings.HasPrefix(err.Error(), "STREAM_REPLICAS:") {
 		t.Fatalf("start-up: %v, want an error naming STREAM_REPLICAS", err)
+	}
+	// A node without the command role keeps the log's settings, which
+	// it opens, and is refused the replicas by the parked payments'
+	// bucket: it retried that until NATS_CONNECT_TIMEOUT, then failed
+	// without naming the variable.
+	_, js := estest.Connect(t, ns)
+	if _, err := eventstore.New(t.Context(), js); err != nil {
+		t.Fatal(err)
+	}
+	vars = map[string]string{"NATS_URL": ns.ClientURL(), "STREAM_REPLICAS": "3", "ROLES": "payments", "COMMAND_ADDR": "127.0.0.1:1",
+		"NATS_CONNECT_TIMEOUT": "5s"}
+	if err := runErr(t, apptest.Config(t, vars), vars); err == nil || !strings.Contains(err.Error(), "STREAM_REPLICAS:") {
+		t.Fatalf("start-up of a payments node: %v, want an error naming STREAM_REPLICAS", err)
 	}
 }
