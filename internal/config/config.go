@@ -742,16 +742,12 @@ func WriteUsage(w io.Writer) error {
 func samePort(listeners []struct{ name, addr string }) []error {
 	var errs []error
 	for i, a := range listeners {
-		ah, ap, err := net.SplitHostPort(a.addr)
-		if err != nil || ap == "0" {
+		ah, ap, ok := listenPort(a.addr)
+		if !ok {
 			continue
 		}
 		for _, b := range listeners[:i] {
-			bh, bp, err := net.SplitHostPort(b.addr)
-			if err != nil || bp != ap {
-				continue
-			}
-			if ah == bh || wildcardHost(ah) || wildcardHost(bh) {
+			if bh, bp, ok := listenPort(b.addr); ok && bp == ap && hostsOverlap(ah, bh) {
 				errs = append(errs, fmt.Errorf("%s, %s: both listen on %s and %s: one port cannot serve both", b.name, a.name, b.addr, a.addr))
 			}
 		}
@@ -759,5 +755,32 @@ func samePort(listeners []struct{ name, addr string }) []error {
 	return errs
 }
 
-// wildcardHost reports whether a listen host takes every address.
-func wildcardHost(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+// listenPort splits a listen address into its host and its port as a
+// number ("http" is 80, "07000" 7000); ok is false for an address that
+// does not parse and for port 0.
+func listenPort(addr string) (host string, port int, ok bool) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, false
+	}
+	port, err = net.LookupPort("tcp", p)
+	return host, port, err == nil && port != 0
+}
+
+// hostsOverlap reports whether listeners on hosts a and b take a common
+// address: the same one however spelt, a wildcard (which takes every
+// address), or localhost and a loopback address it names.
+func hostsOverlap(a, b string) bool {
+	ia, ib := net.ParseIP(a), net.ParseIP(b)
+	switch {
+	case a == "" || b == "" || ia != nil && ia.IsUnspecified() || ib != nil && ib.IsUnspecified():
+		return true
+	case ia != nil && ib != nil:
+		return ia.Equal(ib)
+	case a == "localhost" && ib != nil:
+		return ib.Equal(net.IPv4(127, 0, 0, 1)) || ib.Equal(net.IPv6loopback)
+	case b == "localhost" && ia != nil:
+		return ia.Equal(net.IPv4(127, 0, 0, 1)) || ia.Equal(net.IPv6loopback)
+	}
+	return strings.EqualFold(a, b)
+}

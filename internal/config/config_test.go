@@ -319,6 +319,12 @@ func TestListenersOnOnePortAreRefused(t *testing.T) {
 		{map[string]string{"NATS_LISTEN": "127.0.0.1:8080"}, "HTTP_ADDR, NATS_LISTEN:"},
 		{map[string]string{"DEBUG_ADDR": "127.0.0.1:50051"}, "GRPC_ADDR, DEBUG_ADDR:"},
 		{map[string]string{"GRPC_ADDR": ":7000", "HTTP_ADDR": "127.0.0.1:7000", "ALLOW_INSECURE": "true"}, "GRPC_ADDR, HTTP_ADDR:"},
+		// The same address spelt otherwise.
+		{map[string]string{"GRPC_ADDR": "localhost:7000", "HTTP_ADDR": "127.0.0.1:7000"}, "GRPC_ADDR, HTTP_ADDR:"},
+		{map[string]string{"GRPC_ADDR": "[::1]:7000", "HTTP_ADDR": "[0:0:0:0:0:0:0:1]:7000"}, "GRPC_ADDR, HTTP_ADDR:"},
+		{map[string]string{"GRPC_ADDR": "127.0.0.1:http", "HTTP_ADDR": "127.0.0.1:80"}, "GRPC_ADDR, HTTP_ADDR:"},
+		{map[string]string{"GRPC_ADDR": "127.0.0.1:07000", "HTTP_ADDR": "127.0.0.1:7000"}, "GRPC_ADDR, HTTP_ADDR:"},
+		{map[string]string{"GRPC_ADDR": "[::]:7000", "HTTP_ADDR": "127.0.0.1:7000", "ALLOW_INSECURE": "true"}, "GRPC_ADDR, HTTP_ADDR:"},
 	} {
 		_, err := config.FromMap(tc.vars)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
