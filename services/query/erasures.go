@@ -36,12 +36,11 @@ type erasures struct {
 	// projections.HistoryChanges reads of them.
 	byCustomer map[string][]eventstore.Recorded
 	held       int // the erasures byCustomer holds
-	// filling, when not nil, is closed once the read of the whole
-	// subject from position fillingAfter, in flight, is merged: resumes
-	// that would read it too (on an empty cache, as every watch comes
-	// back after a restart) wait for it rather than each read it all.
-	filling      chan struct{}
-	fillingAfter uint64
+	// filling, when not nil, is the read of the whole subject in
+	// flight: resumes that would read it too (on an empty cache, as
+	// every watch comes back after a restart) wait for it rather than
+	// each read it all.
+	filling *fill
 }
 
 // maxHeldErasures bounds the erasures a query service holds for resumes
@@ -57,39 +56,42 @@ var maxHeldErasures = 1 << 16
 // made outside the lock: resumes do not wait on one another's reads (a
 // leader's answer can take seconds during an election), and what each
 // read adds is merged once it is back.
-func (e *erasures) of(ctx context.Context, h History, customerID string, after uint64) ([]eventstore.Recorded, error) {
+func (e *erasures) of(ctx context.Context, h History, customerID string, after uint64) (_ []eventstore.Recorded, err error) {
 	e.mu.Lock()
 	whole := !e.read || after < e.after
-	if whole && e.filling != nil && e.fillingAfter <= after {
-		// Wait once: should that read fail, or hold more than the
-		// cache keeps, this one reads by itself, beside the others
-		// that waited, rather than each after the one before.
-		wait := e.filling
+	for whole && e.filling != nil && e.filling.after <= after {
+		f := e.filling
 		e.mu.Unlock()
 		select {
-		case <-wait:
+		case <-f.done:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 		e.mu.Lock()
-		if whole = !e.read || after < e.after; whole {
+		if whole = !e.read || after < e.after; whole && !f.left {
+			// That read failed, or held more than the cache keeps:
+			// this one reads by itself, beside the others that
+			// waited, rather than each after the one before.
 			e.mu.Unlock()
 			return e.readSubject(ctx, h, customerID, after, after, true, nil)
 		}
+		// Its caller left: this one takes its place, or waits for the
+		// one that did.
 	}
 	from := e.last
 	var out []eventstore.Recorded
 	if whole {
 		from = after
-		filling := make(chan struct{})
-		e.filling, e.fillingAfter = filling, after
+		f := &fill{after: after, done: make(chan struct{})}
+		e.filling = f
 		defer func() {
+			f.left = err != nil && ctx.Err() != nil
 			e.mu.Lock()
-			if e.filling == filling {
+			if e.filling == f {
 				e.filling = nil
 			}
 			e.mu.Unlock()
-			close(filling)
+			close(f.done)
 		}()
 	} else {
 		// What the cache holds covers (after, from]; the read adds
@@ -100,6 +102,15 @@ func (e *erasures) of(ctx context.Context, h History, customerID string, after u
 	}
 	e.mu.Unlock()
 	return e.readSubject(ctx, h, customerID, after, from, whole, out)
+}
+
+// fill is a read of the whole subject in flight, from position after.
+type fill struct {
+	after uint64
+	done  chan struct{} // closed once it is merged or failed
+	// left: it failed because its caller left (its context ended), no
+	// fault of the log's; set before done is closed.
+	left bool
 }
 
 // readSubject reads the customers' subject after from (after itself when whole),

@@ -274,3 +274,70 @@ func TestResumeWhoseAwaitedReadFailedReadsByItself(t *testing.T) {
 		t.Fatalf("reads after the failed one registered for others to wait on: %v, want [false]", h.registered)
 	}
 }
+
+// leavingFill is customersSubject whose first read lasts until its
+// caller leaves.
+type leavingFill struct {
+	customersSubject
+	entered chan struct{}
+	mu      sync.Mutex
+	n       int
+}
+
+func (l *leavingFill) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
+	l.mu.Lock()
+	l.n++
+	n := l.n
+	l.mu.Unlock()
+	if n == 1 {
+		close(l.entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.customersSubject.LoadLatestAfter(ctx, id, after)
+}
+
+// A whole read whose caller leaves (its watcher disconnects) is no
+// failure of the log's: one of the resumes waiting for it reads in its
+// place and the others wait for that one, as before. Each of them read
+// the whole subject at once.
+func TestResumesWaitingForAReadWhoseCallerLeftReadItOnce(t *testing.T) {
+	h := &leavingFill{entered: make(chan struct{})}
+	h.forget(t, "a", 2)
+	h.forget(t, "b", 3)
+	var e erasures
+	gone, leave := context.WithCancel(t.Context())
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := e.of(gone, h, "a", 1)
+		firstDone <- err
+	}()
+	<-h.entered
+	type result struct {
+		got []eventstore.Recorded
+		err error
+	}
+	results := make(chan result, 2)
+	for _, c := range []string{"a", "b"} {
+		ctx := &doneWatched{Context: t.Context(), asked: make(chan struct{})}
+		go func() {
+			got, err := e.of(ctx, h, c, 1)
+			results <- result{got, err}
+		}()
+		<-ctx.asked // waiting for the first read
+	}
+	leave()
+	if err := <-firstDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the read whose caller left: %v, want context.Canceled", err)
+	}
+	for range 2 {
+		if r := <-results; r.err != nil || len(r.got) != 1 {
+			t.Fatalf("a waiting resume: %v, %v; want its customer's erasure", r.got, r.err)
+		}
+	}
+	if a := h.afters; !slices.Equal(a, []uint64{1, 3}) {
+		t.Fatalf("the reads after the one whose caller left started after %v, want [1 3]: one whole read in its place, then what followed it", a)
+	}
+}
