@@ -172,8 +172,7 @@ func watchLines(t *testing.T, w *watching, n int) []string {
 // message saying to list again. Every listed line carries the first
 // page's position, which the watch follows from: a later page's (25)
 // printed before the change at 21 told a user resuming --from it that 21
-// was printed. And a list slower than what --timeout had left after the
-// watch was lost no longer ends the watch with exit 4: the server answered.
+// was printed.
 func TestWatchEndedOutOfRangeListsFromTheFirstPagesPosition(t *testing.T) {
 	srv := &relistQuery{end: status.Error(codes.OutOfRange, "the read model caught up past changes this watch did not see; list the orders again"), pageWait: 600 * time.Millisecond}
 	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
@@ -190,9 +189,10 @@ func TestWatchEndedOutOfRangeListsFromTheFirstPagesPosition(t *testing.T) {
 	}
 }
 
-// Ctrl-C while the list is being retried (the server restarting) ends the
-// watch with success, as any interrupt does: the retried list answered
-// its last UNAVAILABLE, and the watch exited 4.
+// Ctrl-C while the list is being read (the server restarting) ends the
+// watch with success, as any interrupt does. (Between two tries of the
+// list the retry answers its last UNAVAILABLE, which exited 4; this
+// test's interrupt mostly lands on a try in flight.)
 func TestWatchInterruptedWhileListingEndsWithSuccess(t *testing.T) {
 	srv := &relistQuery{end: status.Error(codes.OutOfRange, "list the orders again"), down: true, listed: make(chan struct{})}
 	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
@@ -206,5 +206,55 @@ func TestWatchInterruptedWhileListingEndsWithSuccess(t *testing.T) {
 	w.stop()
 	if r := <-w.done; r.code != cli.ExitOK {
 		t.Fatalf("interrupted while listing: exit %d, stderr %q; want 0", r.code, r.stderr)
+	}
+}
+
+// refusedAfterItsList is relistQuery whose first watch is taken on and
+// ended OUT_OF_RANGE, and every watch after refused so.
+type refusedAfterItsList struct {
+	relistQuery
+}
+
+func (q *refusedAfterItsList) WatchOrders(_ *ordersv1.WatchOrdersRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrdersResponse]) error {
+	q.mu.Lock()
+	q.watches++
+	n := q.watches
+	q.mu.Unlock()
+	if n == 1 {
+		if err := s.Send(&ordersv1.WatchOrdersResponse{Position: 8}); err != nil {
+			return err
+		}
+		return status.Error(codes.OutOfRange, "list the orders again")
+	}
+	return status.Error(codes.OutOfRange, "from_position is older than the changes kept")
+}
+
+// A watch ended OUT_OF_RANGE on its first connection, listed, and then
+// refused from the list's position ends with exit 3, as after a resume:
+// it exited 1 (usage), as if its command line were wrong.
+func TestWatchRefusedAfterTheListOfItsFirstConnectionIsNoUsage(t *testing.T) {
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, &refusedAfterItsList{}) })
+	r := run(t, addr, "orders", "watch", "--customer", "c")
+	if r.code != cli.ExitConflict {
+		t.Fatalf("exit %d, stderr %q; want %d", r.code, r.stderr, cli.ExitConflict)
+	}
+	if n := strings.Count(r.stdout, "current"); n != 2 {
+		t.Fatalf("%d current lines, want the list printed once:\n%s", n, r.stdout)
+	}
+}
+
+// --timeout counts afresh once the list is read: a list slower than what
+// was left of it after the watch was lost (UNAVAILABLE, then a resume
+// refused) ended the watch with exit 4, though the server had answered.
+func TestWatchListedAfterALossHasItsTimeoutAfresh(t *testing.T) {
+	srv := &relistQuery{end: status.Error(codes.Unavailable, "server shutting down"), pageWait: 600 * time.Millisecond}
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+	w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c", "--timeout", "1s")
+	got := watchLines(t, w, 4)
+	w.stop()
+	r := <-w.done
+	want := []string{"9 ord-a ItemAdded", "20 ord-a current", "20 ord-b current", "21 ord-c OrderCreated"}
+	if strings.Join(got, ",") != strings.Join(want, ",") || r.code != cli.ExitOK {
+		t.Errorf("printed %q, exit %d, stderr %q; want %q and 0", got, r.code, r.stderr, want)
 	}
 }

@@ -233,7 +233,7 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 				return unlessInterrupted(ctx, err)
 			}
 			// The server answered: --timeout counts afresh.
-			giveUp, tries, resume, printed, relist = time.Time{}, 0, true, nil, nil
+			giveUp, tries, resume, resumed, printed, relist = time.Time{}, 0, true, true, nil, nil
 			continue
 		case status.Code(err) == codes.OutOfRange && (w.accepted || resumed):
 			// The watch is too far behind to go on (the read model moved
