@@ -769,18 +769,24 @@ func listenPort(addr string) (host string, port int, ok bool) {
 
 // hostsOverlap reports whether listeners on hosts a and b take a common
 // address: the same one however spelt, a wildcard (which takes every
-// address), or localhost and a loopback address it names.
+// address), or localhost and 127.0.0.1, the address Go listens on for it
+// (its first IPv4 one).
 func hostsOverlap(a, b string) bool {
-	ia, ib := net.ParseIP(a), net.ParseIP(b)
+	ia, ib := listenIP(a), listenIP(b)
 	switch {
 	case a == "" || b == "" || ia != nil && ia.IsUnspecified() || ib != nil && ib.IsUnspecified():
 		return true
 	case ia != nil && ib != nil:
 		return ia.Equal(ib)
-	case a == "localhost" && ib != nil:
-		return ib.Equal(net.IPv4(127, 0, 0, 1)) || ib.Equal(net.IPv6loopback)
-	case b == "localhost" && ia != nil:
-		return ia.Equal(net.IPv4(127, 0, 0, 1)) || ia.Equal(net.IPv6loopback)
 	}
 	return strings.EqualFold(a, b)
+}
+
+// listenIP is the IP a listen host names, localhost's included; nil for
+// another name.
+func listenIP(h string) net.IP {
+	if strings.EqualFold(h, "localhost") {
+		return net.IPv4(127, 0, 0, 1)
+	}
+	return net.ParseIP(h)
 }

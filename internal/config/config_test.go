@@ -321,6 +321,7 @@ func TestListenersOnOnePortAreRefused(t *testing.T) {
 		{map[string]string{"GRPC_ADDR": ":7000", "HTTP_ADDR": "127.0.0.1:7000", "ALLOW_INSECURE": "true"}, "GRPC_ADDR, HTTP_ADDR:"},
 		// The same address spelt otherwise.
 		{map[string]string{"GRPC_ADDR": "localhost:7000", "HTTP_ADDR": "127.0.0.1:7000"}, "GRPC_ADDR, HTTP_ADDR:"},
+		{map[string]string{"GRPC_ADDR": "LocalHost:7000", "HTTP_ADDR": "127.0.0.1:7000", "ALLOW_INSECURE": "true"}, "GRPC_ADDR, HTTP_ADDR:"},
 		{map[string]string{"GRPC_ADDR": "[::1]:7000", "HTTP_ADDR": "[0:0:0:0:0:0:0:1]:7000"}, "GRPC_ADDR, HTTP_ADDR:"},
 		{map[string]string{"GRPC_ADDR": "127.0.0.1:http", "HTTP_ADDR": "127.0.0.1:80"}, "GRPC_ADDR, HTTP_ADDR:"},
 		{map[string]string{"GRPC_ADDR": "127.0.0.1:07000", "HTTP_ADDR": "127.0.0.1:7000"}, "GRPC_ADDR, HTTP_ADDR:"},
@@ -334,6 +335,8 @@ func TestListenersOnOnePortAreRefused(t *testing.T) {
 	for _, ok := range []map[string]string{
 		{"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "NATS_LISTEN": "127.0.0.1:0"},
 		{"GRPC_ADDR": "127.0.0.1:7000", "HTTP_ADDR": "127.0.0.2:7000"},
+		// Go listens on 127.0.0.1 for localhost: [::1] is free beside it.
+		{"GRPC_ADDR": "localhost:7000", "HTTP_ADDR": "[::1]:7000"},
 		{"NATS_URL": "nats://nats:4222", "NATS_LISTEN": "127.0.0.1:8080"},
 	} {
 		if _, err := config.FromMap(ok); err != nil {
