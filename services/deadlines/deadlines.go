@@ -64,6 +64,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/schedule"
+	"github.com/orderstream/orderstream/internal/backoff"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/command"
 	"go.opentelemetry.io/otel/attribute"
@@ -528,15 +529,29 @@ func (m *Manager) followFired(ctx context.Context, name, kind string, ready func
 			dcancel()
 		}
 		if err != nil {
+			delay := refusedRetry(msg.NumDelivered)
 			if ctx.Err() == nil {
-				m.log.Warn("deadlines: could not enforce a deadline; retrying", "kind", s.Kind, "order", s.OrderID, "err", err)
+				m.log.Warn("deadlines: could not enforce a deadline; retrying", "kind", s.Kind, "order", s.OrderID, "in", delay, "err", err)
 			}
-			_ = msg.NakWithDelay(time.Second)
+			_ = msg.NakWithDelay(delay)
 			return
 		}
 		_ = msg.Ack()
 	}, eventstore.WithDescription("deadlines: enforces the "+kind+" deadlines that fired"),
 		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(100), eventstore.WithReady(ready))
+}
+
+// enforceRetry spaces the tries of a firing that could not be enforced:
+// a second at first, as a command side that restarts is soon back, then
+// longer, up to a minute: a cancel the command side keeps refusing (a
+// token without the clerk role) was tried, and warned of, every second
+// for each such order, for ever.
+var enforceRetry = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter: backoff.Equal}
+
+// refusedRetry is how long a firing delivered n times (0: not known)
+// waits before it is tried again.
+func refusedRetry(n uint64) time.Duration {
+	return enforceRetry.Delay(int(min(n, 64)))
 }
 
 // errRaced is a cancel that lost to another change of the order: the
