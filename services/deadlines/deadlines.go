@@ -382,10 +382,11 @@ func (m *Manager) followLog(ctx context.Context, ready func()) error {
 		hctx, cancel := context.WithTimeout(ctx, m.handleTimeout)
 		defer cancel()
 		if err := act(hctx); err != nil {
+			delay := refusedRetry(d.NumDelivered)
 			if ctx.Err() == nil {
-				m.log.Warn("deadlines: could not update a deadline; retrying", "err", err)
+				m.log.Warn("deadlines: could not update a deadline; retrying", "in", delay, "err", err)
 			}
-			_ = d.NakWithDelay(time.Second)
+			_ = d.NakWithDelay(delay)
 			return
 		}
 		_ = d.Ack()
@@ -541,7 +542,8 @@ func (m *Manager) followFired(ctx context.Context, name, kind string, ready func
 		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(100), eventstore.WithReady(ready))
 }
 
-// enforceRetry spaces the tries of a firing that could not be enforced:
+// enforceRetry spaces the tries of a firing that could not be enforced,
+// and of an event whose deadline could not be updated:
 // a second at first, as a command side that restarts is soon back, then
 // longer, up to a minute: a cancel the command side keeps refusing (a
 // token without the clerk role) was tried, and warned of, every second
