@@ -15,40 +15,53 @@ import (
 )
 
 // A watch of a customer's orders that the server can no longer resume
-// (it restarted, keeping changes from 20 on) lists the customer's orders
-// as they are now and follows from the list's position, saying so on
-// stderr, as the server's refusal says to. It exited 3 after any restart
-// that followed another customer's change, though --help promises that it
-// resumes. --timeout counts afresh once the list is read: a list slower
-// than what was left of it after the watch was lost would otherwise end
-// the watch with exit 4, though the server answered.
+// (it restarted, keeping changes from 20 on), or that it ends once taken
+// on with OUT_OF_RANGE (a rebuilt read model moved past changes the watch
+// had not seen), lists the customer's orders as they are now and follows
+// from the list's position, saying so on stderr, as the server's message
+// says to. The first exited 3 after any restart that followed another
+// customer's change, though --help promises that it resumes; the second
+// exited 3 on a watch's first connection. Every listed line carries the
+// first page's position, which the watch follows from: a later page's
+// (25) printed before the change at 21 told a user resuming --from it
+// that 21 was printed. --timeout counts afresh once the list is read: a
+// list slower than what was left of it after the watch was lost would
+// otherwise end the watch with exit 4, though the server answered.
 func TestFilteredWatchTheServerCannotResumeListsAndGoesOn(t *testing.T) {
-	srv := &relistQuery{end: status.Error(codes.Unavailable, "server shutting down"), pageWait: 600 * time.Millisecond}
-	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
-	w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c", "--timeout", "1s")
-	got := watchLines(t, w, 4)
-	w.stop()
-	r := <-w.done
-	want := []string{"9 ord-a ItemAdded", "20 ord-a current", "20 ord-b current", "21 ord-c OrderCreated"}
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("printed %q, want %q", got, want)
-	}
-	if r.code != cli.ExitOK || !strings.Contains(r.stderr, "cannot go on from where it was") {
-		t.Errorf("stopped watch: exit %d, stderr %q; want 0 and a word on what was not printed", r.code, r.stderr)
+	for _, end := range []error{status.Error(codes.Unavailable, "server shutting down"),
+		status.Error(codes.OutOfRange, "the read model caught up past changes this watch did not see; list the orders again")} {
+		srv := &relistQuery{end: end, pageWait: 600 * time.Millisecond}
+		addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+		w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c", "--timeout", "1s")
+		got := watchLines(t, w, 4)
+		w.stop()
+		r := <-w.done
+		want := []string{"9 ord-a ItemAdded", "20 ord-a current", "20 ord-b current", "21 ord-c OrderCreated"}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("first watch ended %v: printed %q, want %q", status.Code(end), got, want)
+		}
+		if r.code != cli.ExitOK || !strings.Contains(r.stderr, "cannot go on from where it was") {
+			t.Errorf("first watch ended %v, then stopped: exit %d, stderr %q; want 0 and a word on what was not printed", status.Code(end), r.code, r.stderr)
+		}
 	}
 }
 
 // A resync's position that the server refuses too (a replica behind
-// another's) ends the watch with exit 3, rather than listing for ever.
+// another's) ends the watch with exit 3, rather than listing for ever,
+// whether the watch was lost (UNAVAILABLE) or ended OUT_OF_RANGE on its
+// first connection: then it exited 1 (usage), as if its command line
+// were wrong.
 func TestFilteredWatchRefusedAfterItsResyncEnds(t *testing.T) {
-	srv := &relistQuery{end: status.Error(codes.Unavailable, "server shutting down"), always: true}
-	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
-	r := run(t, addr, "orders", "watch", "--customer", "c")
-	if r.code != cli.ExitConflict {
-		t.Fatalf("exit %d, stderr %q; want %d", r.code, r.stderr, cli.ExitConflict)
-	}
-	if n := strings.Count(r.stdout, "current"); n != 2 {
-		t.Fatalf("%d current lines, want the list printed once:\n%s", n, r.stdout)
+	for _, end := range []error{status.Error(codes.Unavailable, "server shutting down"), status.Error(codes.OutOfRange, "list the orders again")} {
+		srv := &relistQuery{end: end, always: true}
+		addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+		r := run(t, addr, "orders", "watch", "--customer", "c")
+		if r.code != cli.ExitConflict {
+			t.Errorf("first watch ended %v: exit %d, stderr %q; want %d", status.Code(end), r.code, r.stderr, cli.ExitConflict)
+		}
+		if n := strings.Count(r.stdout, "current"); n != 2 {
+			t.Errorf("first watch ended %v: %d current lines, want the list printed once:\n%s", status.Code(end), n, r.stdout)
+		}
 	}
 }
 
@@ -131,29 +144,6 @@ func watchLines(t *testing.T, w *watching, n int) []string {
 	return got
 }
 
-// A watch the server ends, once taken on, with OUT_OF_RANGE (the read
-// model moved past changes it had not seen) lists and goes on as a
-// resume refused so does: on its first connection it exited 3 with the
-// message saying to list again. Every listed line carries the first
-// page's position, which the watch follows from: a later page's (25)
-// printed before the change at 21 told a user resuming --from it that 21
-// was printed.
-func TestWatchEndedOutOfRangeListsFromTheFirstPagesPosition(t *testing.T) {
-	srv := &relistQuery{end: status.Error(codes.OutOfRange, "the read model caught up past changes this watch did not see; list the orders again"), pageWait: 600 * time.Millisecond}
-	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
-	w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c", "--timeout", "1s")
-	got := watchLines(t, w, 4)
-	w.stop()
-	r := <-w.done
-	want := []string{"9 ord-a ItemAdded", "20 ord-a current", "20 ord-b current", "21 ord-c OrderCreated"}
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("printed %q, want %q", got, want)
-	}
-	if r.code != cli.ExitOK {
-		t.Errorf("stopped watch: exit %d, stderr %q", r.code, r.stderr)
-	}
-}
-
 // Ctrl-C while the list is being read (the server restarting) ends the
 // watch with success, as any interrupt does. (Between two tries of the
 // list the retry answers its last UNAVAILABLE, which exited 4; this
@@ -171,20 +161,5 @@ func TestWatchInterruptedWhileListingEndsWithSuccess(t *testing.T) {
 	w.stop()
 	if r := <-w.done; r.code != cli.ExitOK {
 		t.Fatalf("interrupted while listing: exit %d, stderr %q; want 0", r.code, r.stderr)
-	}
-}
-
-// A watch ended OUT_OF_RANGE on its first connection, listed, and then
-// refused from the list's position ends with exit 3, as after a resume:
-// it exited 1 (usage), as if its command line were wrong.
-func TestWatchRefusedAfterTheListOfItsFirstConnectionIsNoUsage(t *testing.T) {
-	srv := &relistQuery{end: status.Error(codes.OutOfRange, "list the orders again"), always: true}
-	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
-	r := run(t, addr, "orders", "watch", "--customer", "c")
-	if r.code != cli.ExitConflict {
-		t.Fatalf("exit %d, stderr %q; want %d", r.code, r.stderr, cli.ExitConflict)
-	}
-	if n := strings.Count(r.stdout, "current"); n != 2 {
-		t.Fatalf("%d current lines, want the list printed once:\n%s", n, r.stdout)
 	}
 }
