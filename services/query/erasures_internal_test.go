@@ -73,41 +73,56 @@ func TestErasuresPastTheBoundAreNotHeld(t *testing.T) {
 	}
 }
 
-// blockingSubject is customersSubject whose read number block (from 1)
-// waits until released, as a leader's answer during an election does.
-type blockingSubject struct {
+// heldSubject is customersSubject whose read number held (from 1) is held
+// as a leader's answer is during an election: it tells entered, waits
+// for release or its caller's leaving (release nil: until it leaves), and
+// then fails with fail, when set, or reads. Every other read calls before
+// first, when set.
+type heldSubject struct {
 	customersSubject
-	block            int
+	held             int
 	entered, release chan struct{}
+	fail             error
+	before           func()
 	mu               sync.Mutex
 	n                int
 }
 
-func (b *blockingSubject) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
-	b.mu.Lock()
-	b.n++
-	n := b.n
-	recs, err := b.customersSubject.LoadLatestAfter(ctx, id, after)
-	b.mu.Unlock()
-	if n == b.block {
-		close(b.entered)
-		<-b.release
+func (h *heldSubject) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
+	h.mu.Lock()
+	h.n++
+	n := h.n
+	h.mu.Unlock()
+	if n == h.held {
+		close(h.entered)
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if h.fail != nil {
+			return nil, h.fail
+		}
+	} else if h.before != nil {
+		h.before()
 	}
-	return recs, err
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.customersSubject.LoadLatestAfter(ctx, id, after)
 }
 
 // afters is the positions the reads started after, in the order made.
-func (b *blockingSubject) afters() []uint64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.customersSubject.afters)
+func (h *heldSubject) afters() []uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.customersSubject.afters)
 }
 
 // A resume does not wait for another's read of what follows the cache:
 // each held the lock across its read, and every resume on the node
 // queued behind one slow answer (and did not leave when its caller did).
 func TestResumesDoNotWaitForEachOthersRead(t *testing.T) {
-	h := &blockingSubject{block: 2, entered: make(chan struct{}), release: make(chan struct{})}
+	h := &heldSubject{held: 2, entered: make(chan struct{}), release: make(chan struct{})}
 	h.forget(t, "a", 2)
 	h.forget(t, "b", 3)
 	var e erasures
@@ -144,7 +159,7 @@ func TestResumesDoNotWaitForEachOthersRead(t *testing.T) {
 // for that read and then read only what follows it, or leave when their
 // caller does. Each read it all, at once.
 func TestResumesOnAnEmptyCacheReadTheSubjectOnce(t *testing.T) {
-	h := &blockingSubject{block: 1, entered: make(chan struct{}), release: make(chan struct{})}
+	h := &heldSubject{held: 1, entered: make(chan struct{}), release: make(chan struct{})}
 	h.forget(t, "a", 2)
 	h.forget(t, "b", 3)
 	var e erasures
@@ -207,46 +222,21 @@ func (d *doneWatched) Done() <-chan struct{} {
 	return d.Context.Done()
 }
 
-// failingFill is customersSubject whose first read waits until released
-// and then fails (a leader's answer lost in an election); each later read
-// reports whether a whole read was registered for others to wait on
-// while it ran.
-type failingFill struct {
-	customersSubject
-	e                *erasures
-	entered, release chan struct{}
-	mu               sync.Mutex
-	n                int
-	registered       []bool
-}
-
-func (f *failingFill) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
-	f.mu.Lock()
-	f.n++
-	n := f.n
-	f.mu.Unlock()
-	if n == 1 {
-		close(f.entered)
-		<-f.release
-		return nil, errors.New("leader election")
-	}
-	f.e.mu.Lock()
-	registered := f.e.filling != nil
-	f.e.mu.Unlock()
-	f.mu.Lock()
-	f.registered = append(f.registered, registered)
-	recs, err := f.customersSubject.LoadLatestAfter(ctx, id, after)
-	f.mu.Unlock()
-	return recs, err
-}
-
 // A resume that waited for another's whole read which then failed reads
 // by itself, registering no read for the others to wait on: each such
 // resume waited for the one before, one read at a time, when the reads
 // failed during an election.
 func TestResumeWhoseAwaitedReadFailedReadsByItself(t *testing.T) {
 	var e erasures
-	h := &failingFill{e: &e, entered: make(chan struct{}), release: make(chan struct{})}
+	// Whether a whole read was registered for others to wait on while
+	// each later read ran.
+	var registered []bool
+	h := &heldSubject{held: 1, entered: make(chan struct{}), release: make(chan struct{}), fail: errors.New("leader election"),
+		before: func() {
+			e.mu.Lock()
+			registered = append(registered, e.filling != nil)
+			e.mu.Unlock()
+		}}
 	h.forget(t, "b", 3)
 	firstDone := make(chan error, 1)
 	go func() {
@@ -270,33 +260,9 @@ func TestResumeWhoseAwaitedReadFailedReadsByItself(t *testing.T) {
 	if err := <-secondDone; err != nil || len(got) != 1 || got[0].Position != 3 {
 		t.Fatalf("b's erasures after 1: %v, %v; want the one at 3", got, err)
 	}
-	if len(h.registered) != 1 || h.registered[0] {
-		t.Fatalf("reads after the failed one registered for others to wait on: %v, want [false]", h.registered)
+	if len(registered) != 1 || registered[0] {
+		t.Fatalf("reads after the failed one registered for others to wait on: %v, want [false]", registered)
 	}
-}
-
-// leavingFill is customersSubject whose first read lasts until its
-// caller leaves.
-type leavingFill struct {
-	customersSubject
-	entered chan struct{}
-	mu      sync.Mutex
-	n       int
-}
-
-func (l *leavingFill) LoadLatestAfter(ctx context.Context, id string, after uint64) ([]eventstore.Recorded, error) {
-	l.mu.Lock()
-	l.n++
-	n := l.n
-	l.mu.Unlock()
-	if n == 1 {
-		close(l.entered)
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.customersSubject.LoadLatestAfter(ctx, id, after)
 }
 
 // A whole read whose caller leaves (its watcher disconnects) is no
@@ -304,7 +270,7 @@ func (l *leavingFill) LoadLatestAfter(ctx context.Context, id string, after uint
 // place and the others wait for that one, as before. Each of them read
 // the whole subject at once.
 func TestResumesWaitingForAReadWhoseCallerLeftReadItOnce(t *testing.T) {
-	h := &leavingFill{entered: make(chan struct{})}
+	h := &heldSubject{held: 1, entered: make(chan struct{})} // held until its caller leaves
 	h.forget(t, "a", 2)
 	h.forget(t, "b", 3)
 	var e erasures
@@ -337,7 +303,7 @@ func TestResumesWaitingForAReadWhoseCallerLeftReadItOnce(t *testing.T) {
 			t.Fatalf("a waiting resume: %v, %v; want its customer's erasure", r.got, r.err)
 		}
 	}
-	if a := h.afters; !slices.Equal(a, []uint64{1, 3}) {
+	if a := h.afters(); !slices.Equal(a, []uint64{1, 3}) {
 		t.Fatalf("the reads after the one whose caller left started after %v, want [1 3]: one whole read in its place, then what followed it", a)
 	}
 }
