@@ -1,11 +1,8 @@
 package console_test
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"testing"
 	"time"
@@ -55,28 +52,12 @@ func (hangingQuery) WatchOrder(_ *ordersv1.WatchOrderRequest, s grpc.ServerStrea
 func TestPageOfAHangingServiceIsUnavailable(t *testing.T) {
 	conn := stubConn(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, hangingQuery{}) })
 	srv := serveConsole(t, consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn, CallTimeout: 50 * time.Millisecond})
-	res, err := http.Get(srv.URL + consolepkg.Prefix + "orders/first-order")
-	if err != nil {
-		t.Fatal(err)
+	cl := newClient(t, srv.URL)
+	if res, _ := cl.do("GET", consolepkg.Prefix+"orders/first-order", nil, nil); res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("order page of a service that hangs: %s, want 503", res.Status)
 	}
-	_ = res.Body.Close()
-	if res.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("order page of a service that hangs: %d, want 503", res.StatusCode)
-	}
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+consolepkg.Prefix+"orders/first-order/events?since=1&rev=1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if e := (&sse{t: t, sc: bufio.NewScanner(res.Body)}).next(); e.Name != "changed" {
-		t.Fatalf("the live stream's first event (status %d): %+v, want the change", res.StatusCode, e)
+	if e := cl.live(consolepkg.Prefix+"orders/first-order/events?rev=1", "1").next(); e.Name != "changed" {
+		t.Fatalf("the live stream's first event: %+v, want the change", e)
 	}
 }
 
@@ -111,30 +92,17 @@ func TestRetryOfParkedJobsHasNoPageDeadline(t *testing.T) {
 	p := retryDeadline{left: make(chan time.Duration, 1)}
 	conn := stubConn(t, func(gs *grpc.Server) { ordersv1.RegisterPaymentAdminServiceServer(gs, p) })
 	srv := serveConsole(t, consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn})
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := cl.Get(srv.URL + consolepkg.Prefix + "operations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, err := io.ReadAll(res.Body)
-	_ = res.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := csrfMeta.FindSubmatch(page)
+	cl := newClient(t, srv.URL)
+	_, page := cl.do("GET", consolepkg.Prefix+"operations", nil, nil)
+	m := csrfMeta.FindStringSubmatch(page)
 	if m == nil {
-		t.Fatalf("no CSRF token on the operations page (HTTP %d)", res.StatusCode)
+		t.Fatal("no CSRF token on the operations page")
 	}
-	res, err = cl.PostForm(srv.URL+consolepkg.Prefix+"operations/parked/retry", url.Values{"csrf": {string(m[1])}})
-	if err != nil {
-		t.Fatal(err)
+	res, _ := cl.do("POST", consolepkg.Prefix+"operations/parked/retry", url.Values{"csrf": {m[1]}}, nil)
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("Retry all: %s, want 303 to the operations page", res.Status)
 	}
-	_ = res.Body.Close()
 	if left := <-p.left; left >= 0 {
-		t.Errorf("Retry all ran under a deadline %v away (HTTP %d)", left.Round(time.Second), res.StatusCode)
+		t.Errorf("Retry all ran under a deadline %v away", left.Round(time.Second))
 	}
 }
