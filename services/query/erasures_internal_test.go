@@ -174,13 +174,15 @@ func TestResumesOnAnEmptyCacheReadTheSubjectOnce(t *testing.T) {
 	if _, err := e.of(gone, h, "b", 1); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a resume whose caller left, waiting for the whole read: %v, want context.Canceled", err)
 	}
+	ctx := &doneWatched{Context: t.Context(), asked: make(chan struct{})}
 	secondDone := make(chan error, 1)
 	var got []eventstore.Recorded
 	go func() {
 		var err error
-		got, err = e.of(t.Context(), h, "b", 1)
+		got, err = e.of(ctx, h, "b", 1)
 		secondDone <- err
 	}()
+	<-ctx.asked // the second waits for the first's read
 	close(h.release)
 	if err := <-firstDone; err != nil {
 		t.Fatal(err)
