@@ -369,7 +369,13 @@ func (a *app) verifyLog(ctx context.Context, svc ordersv1.OrderAuditServiceClien
 	for {
 		res, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			break
+			if summarised {
+				break
+			}
+			// The summary is the stream's last message: a stream that
+			// ended without it (a proxy that cut it, a server that
+			// stopped) verified part of the log only, no success.
+			err = status.Error(codes.Unavailable, "the verification ended before its summary: only part of the log was checked")
 		}
 		if err != nil {
 			bar.Done()
@@ -397,17 +403,8 @@ func (a *app) verifyLog(ctx context.Context, svc ordersv1.OrderAuditServiceClien
 		}
 	}
 	bar.Done()
-	// The summary is the stream's last message: a stream that ended
-	// without it (a proxy that cut it, a server that stopped) verified
-	// part of the log only, which is no success.
-	unfinished := status.Error(codes.Unavailable, "the verification ended before its summary: only part of the log was checked")
-	switch {
-	case broken > 0 && !summarised:
-		return fmt.Errorf("%w in %d order(s); then the verification stopped: %s", errBrokenChain, broken, client.Message(unfinished))
-	case broken > 0:
+	if broken > 0 {
 		return fmt.Errorf("%w in %d order(s)", errBrokenChain, broken)
-	case !summarised:
-		return unfinished
 	}
 	return nil
 }

@@ -24,8 +24,8 @@ func (progressThenEnd) VerifyLog(_ *ordersv1.VerifyLogRequest, st grpc.ServerStr
 // part of the log only: no success. It exited 0, printing nothing.
 func TestVerifyAllWithoutSummaryIsNoSuccess(t *testing.T) {
 	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderAuditServiceServer(gs, progressThenEnd{}) })
-	if r := run(t, addr, "audit", "verify", "--all"); r.code == cli.ExitOK {
-		t.Fatalf("verified 10 of 1000 events, no summary: exit 0, stdout %q stderr %q", r.stdout, r.stderr)
+	if r := run(t, addr, "audit", "verify", "--all"); r.code != cli.ExitUnavailable || !strings.Contains(r.stderr, "before its summary") {
+		t.Fatalf("verified 10 of 1000 events, no summary: exit %d, stdout %q stderr %q; want %d saying why", r.code, r.stdout, r.stderr, cli.ExitUnavailable)
 	}
 }
 
