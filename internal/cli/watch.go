@@ -226,22 +226,23 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 			if backoff.Sleep(ctx, d) != nil {
 				return nil // interrupted while waiting
 			}
-		case status.Code(err) == codes.OutOfRange && relist != nil && (resumed || w.accepted):
-			// Resumed after changes the server no longer keeps (it
-			// restarted, or the other orders' changes went past them),
-			// or ended because the read model moved past changes the
-			// watch had not seen: the server says to list again.
-			if from, err = a.relisted(sctx, relist); err != nil {
+		case status.Code(err) == codes.OutOfRange && (w.accepted || resumed):
+			// The watch is too far behind to go on: resumed after
+			// changes the server no longer keeps (it restarted, or the
+			// other orders' changes went past them), or ended because
+			// the read model moved past changes it had not seen.
+			if relist == nil {
+				// Not a mistake on the command line, which
+				// OUT_OF_RANGE's exit code (usage) would say.
+				return status.Error(codes.FailedPrecondition, status.Convert(err).Message())
+			}
+			// The server says to list again.
+			fmt.Fprintln(a.io.Err, "ordersctl: the watch cannot go on from where it was (the server no longer keeps those changes); the matching orders as they are now follow, then their changes")
+			if from, err = relist(sctx); err != nil {
 				return unlessInterrupted(ctx, err)
 			}
 			// The server answered: --timeout counts afresh.
-			giveUp, tries, resume, resumed, printed, relist = time.Time{}, 0, true, true, nil, nil
-			continue
-		case status.Code(err) == codes.OutOfRange && (w.accepted || resumed):
-			// The watch is too far behind to go on (the read model moved
-			// past its changes): not a mistake on the command line, which
-			// OUT_OF_RANGE's exit code (usage) would say.
-			return status.Error(codes.FailedPrecondition, status.Convert(err).Message())
+			giveUp, tries, resume, printed, relist = time.Time{}, 0, true, nil, nil
 		default:
 			return err
 		}
@@ -321,14 +322,6 @@ func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceCli
 // listPage is the page size printMatching lists with: the query
 // service's largest.
 const listPage = 500
-
-// relisted says on stderr that the watch starts again from the orders as
-// they are now, prints them (relist) and returns the position to follow
-// from.
-func (a *app) relisted(ctx context.Context, relist func(ctx context.Context) (uint64, error)) (uint64, error) {
-	fmt.Fprintln(a.io.Err, "ordersctl: the watch cannot go on from where it was (the server no longer keeps those changes); the matching orders as they are now follow, then their changes")
-	return relist(ctx)
-}
 
 // interrupted reports whether err is the user's interrupt (ctx, the
 // command's, ended), which ends a watch with success.
