@@ -41,9 +41,10 @@ type requestConventions struct {
 	// ifMatchWeak: If-Match named a weak tag, which strong comparison
 	// (RFC 9110, section 13.1.1) never matches: 412, whatever the order.
 	ifMatchWeak bool
-	// ifMatchApplied: the request message took the revision (a route
-	// without expected_revision ignores If-Match, and its ABORTED is
-	// contention, 409, not a failed precondition, 412).
+	// ifMatchApplied: the request message took the revision, or the
+	// weak If-Match is the answer (unmet); a route without
+	// expected_revision otherwise ignores If-Match, and its ABORTED is
+	// contention, 409, not a failed precondition, 412.
 	ifMatchApplied bool
 	minPosition    uint64 // raises consistency.min_position
 	// lastEventID is the Last-Event-ID header as sent: a watch resumes
@@ -103,6 +104,7 @@ func conventions(cfg config, next http.Handler) http.Handler {
 			// As a command's failed If-Match (ABORTED, 412, its If-Match
 			// applied); a read answers 412 from its ETag (conditional).
 			conv.unmet = status.Error(codes.Aborted, "If-Match: a weak entity tag never matches; send the ETag as given")
+			conv.ifMatchApplied = true
 		}
 		conv.bodyOnly = withBody
 		req := r.WithContext(context.WithValue(r.Context(), conventionsKey{}, conv))
@@ -407,10 +409,6 @@ func (c conventionConn) unmet(ctx context.Context, conv *requestConventions, met
 		if err := c.admit(md, method); err != nil {
 			return err
 		}
-	}
-	if conv.ifMatchWeak {
-		// A failed If-Match: its ABORTED is 412 (HTTPStatus).
-		conv.ifMatchApplied = true
 	}
 	return conv.unmet
 }
