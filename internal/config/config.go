@@ -542,15 +542,15 @@ func (c Config) validateTransport() []error {
 // beyond this machine is guarded.
 func (c Config) validateListeners() []error {
 	var errs []error
-	listeners := []struct{ name, addr string }{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}}
+	listeners := []listener{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}}
 	if c.NATSURL == "" {
-		listeners = append(listeners, struct{ name, addr string }{"NATS_LISTEN", c.NATSListen})
+		listeners = append(listeners, listener{"NATS_LISTEN", c.NATSListen})
 	}
 	if c.DebugAddr != "" {
-		listeners = append(listeners, struct{ name, addr string }{"DEBUG_ADDR", c.DebugAddr})
+		listeners = append(listeners, listener{"DEBUG_ADDR", c.DebugAddr})
 	}
 	errs = append(errs, samePort(listeners)...)
-	for _, l := range []struct{ name, addr string }{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}, {"NATS_LISTEN", c.NATSListen}} {
+	for _, l := range []listener{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}, {"NATS_LISTEN", c.NATSListen}} {
 		host, _, err := net.SplitHostPort(l.addr)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port", l.name, l.addr))
@@ -734,12 +734,15 @@ func WriteUsage(w io.Writer) error {
 	return tw.Flush()
 }
 
+// listener is a listen address and the variable that sets it.
+type listener struct{ name, addr string }
+
 // samePort refuses two listeners on one port of hosts that overlap (the
 // same host, or a wildcard, which takes every address): the second to
 // listen failed as if another process held the port, naming only itself.
 // Port 0 (any free port) and addresses that do not parse are left to the
 // other checks.
-func samePort(listeners []struct{ name, addr string }) []error {
+func samePort(listeners []listener) []error {
 	var errs []error
 	for i, a := range listeners {
 		ah, ap, ok := listenPort(a.addr)
