@@ -70,7 +70,7 @@ func TestReplacedReadModelKeepsNoErasedDataOnceDiscarded(t *testing.T) {
 	}
 	old := r.ReadModel()
 	kept := t.TempDir()
-	for _, s := range []string{"", "-wal", "-shm"} {
+	for _, s := range dbFiles {
 		if err := os.Link(old.Path()+s, filepath.Join(kept, "orders"+s)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Fatal(err)
 		}
@@ -88,22 +88,33 @@ func TestReplacedReadModelKeepsNoErasedDataOnceDiscarded(t *testing.T) {
 	}
 
 	(<-graceOver)()
-	files, err := os.ReadDir(kept)
+	if files, err := os.ReadDir(kept); err != nil || len(files) == 0 {
+		t.Fatalf("no link to the replaced model's files was made (%v)", err)
+	}
+	for name, at := range secretIn(t, kept, secret) {
+		t.Errorf("the forgotten customer's address is still in the bytes of the discarded %s, at offset %d", name, at)
+	}
+}
+
+// secretIn returns the files in dir whose bytes hold secret, with its
+// offset in each.
+func secretIn(t *testing.T, dir, secret string) map[string]int {
+	t.Helper()
+	files, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) == 0 {
-		t.Fatal("no link to the replaced model's files was made")
-	}
+	in := map[string]int{}
 	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(kept, f.Name()))
+		b, err := os.ReadFile(filepath.Join(dir, f.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if i := bytes.Index(b, []byte(secret)); i >= 0 {
-			t.Errorf("the forgotten customer's address is still in the bytes of the discarded %s, at offset %d", f.Name(), i)
+			in[f.Name()] = i
 		}
 	}
+	return in
 }
 
 // A process that died between a swap and the replaced file's discard left
@@ -124,7 +135,7 @@ func TestStartUpOverwritesAReplacedReadModelACrashLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	crashed, kept := t.TempDir(), t.TempDir()
-	for _, s := range []string{"", "-wal", "-shm"} {
+	for _, s := range dbFiles {
 		copyFile(t, old.Path()+s, filepath.Join(crashed, "orders.db"+s))
 		if err := os.Link(filepath.Join(crashed, "orders.db"+s), filepath.Join(kept, "orders"+s)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Fatal(err)
@@ -133,19 +144,7 @@ func TestStartUpOverwritesAReplacedReadModelACrashLeft(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(crashed, currentFile), []byte("orders-2.db\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	files, err := os.ReadDir(kept)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := false
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(kept, f.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = held || bytes.Contains(b, []byte(secret))
-	}
-	if !held {
+	if len(secretIn(t, kept, secret)) == 0 {
 		t.Fatal("the replaced model's files hold no address before start-up: nothing to show")
 	}
 
@@ -154,19 +153,13 @@ func TestStartUpOverwritesAReplacedReadModelACrashLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d.Close() })
-	for _, s := range []string{"", "-wal", "-shm"} {
+	for _, s := range dbFiles {
 		if _, err := os.Stat(filepath.Join(crashed, "orders.db"+s)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("orders.db%s after start-up: %v; want it deleted", s, err)
 		}
 	}
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(kept, f.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i := bytes.Index(b, []byte(secret)); i >= 0 {
-			t.Errorf("the address is still in the bytes of the deleted %s, at offset %d", f.Name(), i)
-		}
+	for name, at := range secretIn(t, kept, secret) {
+		t.Errorf("the address is still in the bytes of the deleted %s, at offset %d", name, at)
 	}
 }
 
