@@ -129,17 +129,13 @@ func TestResumesDoNotWaitForEachOthersRead(t *testing.T) {
 	if _, err := e.of(t.Context(), h, "a", 1); err != nil { // fills the cache
 		t.Fatal(err)
 	}
-	firstDone := make(chan error, 1)
-	go func() {
-		_, err := e.of(t.Context(), h, "a", 1)
-		firstDone <- err
-	}()
+	first := resume(t.Context(), &e, h, "a")
 	<-h.entered
 	// Only should the second read wait for the first: then it ends.
 	bound := time.AfterFunc(time.Minute, func() { close(h.release) })
 	got, err := e.of(t.Context(), h, "b", 1)
 	select {
-	case <-firstDone:
+	case <-first:
 		t.Fatal("the second resume came back only after the first's read")
 	default:
 	}
@@ -149,8 +145,8 @@ func TestResumesDoNotWaitForEachOthersRead(t *testing.T) {
 	if bound.Stop() {
 		close(h.release)
 	}
-	if err := <-firstDone; err != nil {
-		t.Fatal(err)
+	if r := <-first; r.err != nil {
+		t.Fatal(r.err)
 	}
 }
 
@@ -163,32 +159,20 @@ func TestResumesOnAnEmptyCacheReadTheSubjectOnce(t *testing.T) {
 	h.forget(t, "a", 2)
 	h.forget(t, "b", 3)
 	var e erasures
-	firstDone := make(chan error, 1)
-	go func() {
-		_, err := e.of(t.Context(), h, "a", 1)
-		firstDone <- err
-	}()
+	first := resume(t.Context(), &e, h, "a")
 	<-h.entered
 	gone, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := e.of(gone, h, "b", 1); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a resume whose caller left, waiting for the whole read: %v, want context.Canceled", err)
 	}
-	ctx := &doneWatched{Context: t.Context(), asked: make(chan struct{})}
-	secondDone := make(chan error, 1)
-	var got []eventstore.Recorded
-	go func() {
-		var err error
-		got, err = e.of(ctx, h, "b", 1)
-		secondDone <- err
-	}()
-	<-ctx.asked // the second waits for the first's read
+	second := resumeWaiting(t, &e, h, "b")
 	close(h.release)
-	if err := <-firstDone; err != nil {
-		t.Fatal(err)
+	if r := <-first; r.err != nil {
+		t.Fatal(r.err)
 	}
-	if err := <-secondDone; err != nil || len(got) != 1 || got[0].Position != 3 {
-		t.Fatalf("b's erasures after 1: %v, %v; want the one at 3", got, err)
+	if r := <-second; r.err != nil || len(r.got) != 1 || r.got[0].Position != 3 {
+		t.Fatalf("b's erasures after 1: %v, %v; want the one at 3", r.got, r.err)
 	}
 	if a := h.afters(); !slices.Equal(a, []uint64{1, 3}) {
 		t.Fatalf("the reads started after %v, want [1 3]: one whole read, then what followed it", a)
@@ -224,6 +208,33 @@ func (d *doneWatched) Done() <-chan struct{} {
 	return d.Context.Done()
 }
 
+// resumed is what a resume's erasures.of returned.
+type resumed struct {
+	got []eventstore.Recorded
+	err error
+}
+
+// resume asks e, in a goroutine, for customer's erasures after position
+// 1 (its order's creation); the answer comes on the channel.
+func resume(ctx context.Context, e *erasures, h History, customer string) <-chan resumed {
+	c := make(chan resumed, 1)
+	go func() {
+		got, err := e.of(ctx, h, customer, 1)
+		c <- resumed{got, err}
+	}()
+	return c
+}
+
+// resumeWaiting is resume of one that waits for a whole read in flight:
+// it returns once that one waits.
+func resumeWaiting(t *testing.T, e *erasures, h History, customer string) <-chan resumed {
+	t.Helper()
+	ctx := &doneWatched{Context: t.Context(), asked: make(chan struct{})}
+	c := resume(ctx, e, h, customer)
+	<-ctx.asked
+	return c
+}
+
 // A resume that waited for another's whole read which then failed reads
 // by itself, registering no read for the others to wait on: each such
 // resume waited for the one before, one read at a time, when the reads
@@ -240,27 +251,15 @@ func TestResumeWhoseAwaitedReadFailedReadsByItself(t *testing.T) {
 			e.mu.Unlock()
 		}}
 	h.forget(t, "b", 3)
-	firstDone := make(chan error, 1)
-	go func() {
-		_, err := e.of(t.Context(), h, "a", 1)
-		firstDone <- err
-	}()
+	first := resume(t.Context(), &e, h, "a")
 	<-h.entered
-	ctx := &doneWatched{Context: t.Context(), asked: make(chan struct{})}
-	secondDone := make(chan error, 1)
-	var got []eventstore.Recorded
-	go func() {
-		var err error
-		got, err = e.of(ctx, h, "b", 1)
-		secondDone <- err
-	}()
-	<-ctx.asked // the second waits for the first's read
+	second := resumeWaiting(t, &e, h, "b")
 	close(h.release)
-	if err := <-firstDone; err == nil {
+	if r := <-first; r.err == nil {
 		t.Fatal("the first read's failure was not returned")
 	}
-	if err := <-secondDone; err != nil || len(got) != 1 || got[0].Position != 3 {
-		t.Fatalf("b's erasures after 1: %v, %v; want the one at 3", got, err)
+	if r := <-second; r.err != nil || len(r.got) != 1 || r.got[0].Position != 3 {
+		t.Fatalf("b's erasures after 1: %v, %v; want the one at 3", r.got, r.err)
 	}
 	if len(registered) != 1 || registered[0] {
 		t.Fatalf("reads after the failed one registered for others to wait on: %v, want [false]", registered)
@@ -277,31 +276,15 @@ func TestResumesWaitingForAReadWhoseCallerLeftReadItOnce(t *testing.T) {
 	h.forget(t, "b", 3)
 	var e erasures
 	gone, leave := context.WithCancel(t.Context())
-	firstDone := make(chan error, 1)
-	go func() {
-		_, err := e.of(gone, h, "a", 1)
-		firstDone <- err
-	}()
+	first := resume(gone, &e, h, "a")
 	<-h.entered
-	type result struct {
-		got []eventstore.Recorded
-		err error
-	}
-	results := make(chan result, 2)
-	for _, c := range []string{"a", "b"} {
-		ctx := &doneWatched{Context: t.Context(), asked: make(chan struct{})}
-		go func() {
-			got, err := e.of(ctx, h, c, 1)
-			results <- result{got, err}
-		}()
-		<-ctx.asked // waiting for the first read
-	}
+	waiting := []<-chan resumed{resumeWaiting(t, &e, h, "a"), resumeWaiting(t, &e, h, "b")}
 	leave()
-	if err := <-firstDone; !errors.Is(err, context.Canceled) {
-		t.Fatalf("the read whose caller left: %v, want context.Canceled", err)
+	if r := <-first; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("the read whose caller left: %v, want context.Canceled", r.err)
 	}
-	for range 2 {
-		if r := <-results; r.err != nil || len(r.got) != 1 {
+	for _, c := range waiting {
+		if r := <-c; r.err != nil || len(r.got) != 1 {
 			t.Fatalf("a waiting resume: %v, %v; want its customer's erasure", r.got, r.err)
 		}
 	}
