@@ -265,25 +265,14 @@ func TestPaymentsCallingRemoteCommandPresentPaymentsToken(t *testing.T) {
 // it: the payments manager would otherwise charge customers and then fail
 // to record every payment.
 func TestPaymentsTokenTheLocalCommandRefusesStopsStartup(t *testing.T) {
-	dir := t.TempDir()
-	tokens, secret := filepath.Join(dir, "tokens"), filepath.Join(dir, "secret")
-	key := "0123456789abcdef0123456789abcdef"
+	tokens := filepath.Join(t.TempDir(), "tokens")
 	if err := os.WriteFile(tokens, []byte("viewer-token-012345678 vera viewer\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(secret, []byte(key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(key)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret, sign := hmacIssuer(t)
 	// A JWT's subject: a static token's that cannot be recorded stops
 	// start-up as AUTH_TOKENS_FILE's.
-	longSubject, err := jwt.Signed(signer).Claims(map[string]any{"sub": strings.Repeat("p", 129), "exp": time.Now().Add(time.Hour).Unix(), "roles": []string{"clerk"}}).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
+	longSubject := sign(strings.Repeat("p", 129), "clerk")
 	for _, token := range []string{"viewer-token-012345678", "unknown-token-01234567", longSubject} {
 		vars := map[string]string{"ROLES": "command,query,audit,payments", "AUTH_TOKENS_FILE": tokens, "AUTH_JWT_HMAC_SECRET_FILE": secret, "PAYMENTS_TOKEN": token}
 		if err := runErr(t, apptest.Config(t, vars), vars); err == nil || !strings.HasPrefix(err.Error(), "PAYMENTS_TOKEN:") {
@@ -352,5 +341,28 @@ func TestRESTFailedPreconditionAfterAuthentication(t *testing.T) {
 				t.Errorf("%s %s with %s: %s: 401 with WWW-Authenticate %q, want Bearer", c.method, c.path, cond[0], cond[1], challenge)
 			}
 		}
+	}
+}
+
+// hmacIssuer writes a secret for AUTH_JWT_HMAC_SECRET_FILE and returns its
+// file, with a function that signs an HS256 JWT of a subject and roles,
+// valid for an hour.
+func hmacIssuer(t *testing.T) (secretFile string, sign func(sub string, roles ...string) string) {
+	t.Helper()
+	key := "0123456789abcdef0123456789abcdef"
+	secretFile = filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(key)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secretFile, func(sub string, roles ...string) string {
+		tok, err := jwt.Signed(signer).Claims(map[string]any{"sub": sub, "exp": time.Now().Add(time.Hour).Unix(), "roles": roles}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
 	}
 }

@@ -5,14 +5,9 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -27,19 +22,8 @@ import (
 // expired.
 func TestTokenInvalidForTheAPIIsInvalidOnHTTP(t *testing.T) {
 	// A JWT's: a static token's stops start-up (AUTH_TOKENS_FILE).
-	key := "0123456789abcdef0123456789abcdef"
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte(key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(key)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jwt.Signed(signer).Claims(map[string]any{"sub": strings.Repeat("s", 129), "exp": time.Now().Add(time.Hour).Unix(), "roles": []string{"admin"}}).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret, sign := hmacIssuer(t)
+	token := sign(strings.Repeat("s", 129), "admin")
 	addrs, _ := run(t, t.TempDir(), "AUTH_JWT_HMAC_SECRET_FILE", secret)
 
 	// The API refuses it as invalid.
