@@ -382,7 +382,7 @@ func (m *Manager) followLog(ctx context.Context, ready func()) error {
 		hctx, cancel := context.WithTimeout(ctx, m.handleTimeout)
 		defer cancel()
 		if err := act(hctx); err != nil {
-			delay := refusedRetry(d.NumDelivered)
+			delay := retryWait(d.NumDelivered)
 			if ctx.Err() == nil {
 				m.log.Warn("deadlines: could not update a deadline; retrying", "in", delay, "err", err)
 			}
@@ -530,7 +530,7 @@ func (m *Manager) followFired(ctx context.Context, name, kind string, ready func
 			dcancel()
 		}
 		if err != nil {
-			delay := refusedRetry(msg.NumDelivered)
+			delay := retryWait(msg.NumDelivered)
 			if ctx.Err() == nil {
 				m.log.Warn("deadlines: could not enforce a deadline; retrying", "kind", s.Kind, "order", s.OrderID, "in", delay, "err", err)
 			}
@@ -542,18 +542,19 @@ func (m *Manager) followFired(ctx context.Context, name, kind string, ready func
 		eventstore.WithAckWait(30*time.Second), eventstore.WithMaxPending(100), eventstore.WithReady(ready))
 }
 
-// enforceRetry spaces the tries of a firing that could not be enforced,
+// retryPolicy spaces the tries of a firing that could not be enforced,
 // and of an event whose deadline could not be updated:
 // a second at first, as a command side that restarts is soon back, then
 // longer, up to a minute: a cancel the command side keeps refusing (a
 // token without the clerk role) was tried, and warned of, every second
 // for each such order, for ever.
-var enforceRetry = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter: backoff.Equal}
+var retryPolicy = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter: backoff.Equal}
 
-// refusedRetry is how long a firing delivered n times (0: not known)
-// waits before it is tried again.
-func refusedRetry(n uint64) time.Duration {
-	return enforceRetry.Delay(int(min(n, 64)))
+// retryWait is how long a firing or an event delivered n times (0: not
+// known) waits before it is tried again. n is bounded so that its int
+// cannot wrap to a negative count, which would wait a second.
+func retryWait(n uint64) time.Duration {
+	return retryPolicy.Delay(int(min(n, 64)))
 }
 
 // errRaced is a cancel that lost to another change of the order: the

@@ -11,19 +11,19 @@ import (
 // warned of, every second for each such order, for ever.
 func TestFailedEnforcementIsTriedLessAndLessOften(t *testing.T) {
 	for _, n := range []uint64{0, 1} {
-		if d := refusedRetry(n); d <= 0 || d > time.Second {
+		if d := retryWait(n); d <= 0 || d > time.Second {
 			t.Errorf("after delivery %d: waits %v, want at most a second", n, d)
 		}
 	}
 	for _, n := range []uint64{8, 100, 1 << 40} {
-		if d := refusedRetry(n); d < 30*time.Second || d > time.Minute {
+		if d := retryWait(n); d < 30*time.Second || d > time.Minute {
 			t.Errorf("after delivery %d: waits %v, want between 30 s and a minute", n, d)
 		}
 	}
 	for n := uint64(1); n < 6; n++ {
 		// Equal jitter: the shortest wait two deliveries on (half of
 		// four times the bound) is the longest one now.
-		if refusedRetry(n+2) < refusedRetry(n) {
+		if retryWait(n+2) < retryWait(n) {
 			t.Errorf("the wait after delivery %d is shorter than that after %d", n+2, n)
 		}
 	}
