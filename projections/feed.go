@@ -32,6 +32,13 @@ var ErrOverflow = errors.New("projections: watcher fell behind its buffer")
 // no longer holds them.
 var ErrFeedRestarted = errors.New("projections: the feed restarted ahead of its watchers")
 
+// ErrFeedStopped ends a Subscription when the runner feeding the feed
+// stops (its node shutting down), after the runner's last commit was
+// published: the feed will publish nothing more until a runner starts on
+// it again. Subscription.StoppedAt says from where its watcher can
+// resume.
+var ErrFeedStopped = errors.New("projections: the feed stopped with its runner")
+
 // DefaultFeedHistory is how many recent changes a Feed keeps for watchers
 // that resume.
 const DefaultFeedHistory = 10000
@@ -86,6 +93,9 @@ type Feed struct {
 	erased      map[string]uint64
 	erasedBelow uint64
 	lastErasure atomic.Uint64
+	// stopped: the runner stopped (stop) and has not started again; a
+	// subscription made meanwhile is ended at once.
+	stopped bool
 }
 
 // maxErasures bounds the erasures a feed remembers for Fresh: a change
@@ -133,6 +143,11 @@ type Subscription struct {
 	behind    bool
 	removed   bool
 	gone      chan struct{}
+	// stoppedAt, set when the feed stopped with nothing spilled for the
+	// subscription (stoppedOK), is the position the feed had published
+	// up to: every change the subscription wants up to it is in c.
+	stoppedAt uint64
+	stoppedOK bool
 }
 
 // C delivers the changes, in log order.
@@ -142,8 +157,8 @@ func (s *Subscription) C() <-chan *Change { return s.c }
 // changes buffered before that stay readable from C.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
-// Err is why the feed ended the subscription (ErrOverflow or
-// ErrFeedRestarted) once Done is closed, and nil before.
+// Err is why the feed ended the subscription (ErrOverflow,
+// ErrFeedRestarted or ErrFeedStopped) once Done is closed, and nil before.
 func (s *Subscription) Err() error {
 	select {
 	case <-s.done:
@@ -151,6 +166,23 @@ func (s *Subscription) Err() error {
 	default:
 		return nil
 	}
+}
+
+// StoppedAt returns, for a subscription ended with ErrFeedStopped, the
+// position the feed had published up to when it stopped, with ok true when
+// every change the subscription wants up to that position is in C: a
+// watcher that sent them all may resume from it, though no change of its
+// own is there. That is what lets a watch of some orders resume after its
+// node restarted: the restarted feed keeps the changes after the read
+// model's checkpoint, which is that position, while the watch's last
+// change may lie far below it. ok is false before Done is closed, for
+// another ending, and when the changes that did not fit in the buffer were
+// dropped with the subscription: the watcher resumes from its last change.
+func (s *Subscription) StoppedAt() (position uint64, ok bool) {
+	if !errors.Is(s.Err(), ErrFeedStopped) {
+		return 0, false
+	}
+	return s.stoppedAt, s.stoppedOK
 }
 
 // Fresh returns c as the watcher may send it now: c itself, or, when the
@@ -220,6 +252,11 @@ func (f *Feed) Subscribe(orderID string, match func(*Change) bool, buffer int, a
 		m[s] = struct{}{}
 	} else {
 		f.all[s] = struct{}{}
+	}
+	if f.stopped {
+		// The backlog and ok are as below; the subscription gets no
+		// later change, and says so at once.
+		defer f.stopSub(s)
 	}
 	if after > f.pos {
 		// One from now (after at its largest) is sent what comes after
@@ -324,10 +361,12 @@ func (f *Feed) Watchers() int {
 // it. Changes at or below what the feed already published are not
 // published again; when the checkpoint is ahead of the feed, the changes
 // in between were never seen, so the history restarts there and every
-// open subscription ends with ErrFeedRestarted.
+// open subscription ends with ErrFeedRestarted. A feed stopped with an
+// earlier runner takes subscriptions again.
 func (f *Feed) start(checkpoint uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.stopped = false
 	if checkpoint > f.pos {
 		f.pos, f.floor, f.floorDropped = checkpoint, checkpoint, 0
 		f.history, f.head = nil, 0
@@ -529,6 +568,32 @@ func (f *Feed) feed(s *Subscription) {
 		}
 		f.mu.Unlock()
 	}
+}
+
+// stop ends every subscription with ErrFeedStopped: the runner stopped,
+// after publishing its last commit. It is called as the runner returns.
+func (f *Feed) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+	for s := range f.all {
+		f.stopSub(s)
+	}
+	for _, subs := range f.byOrder {
+		for s := range subs {
+			f.stopSub(s)
+		}
+	}
+}
+
+// stopSub ends s with ErrFeedStopped, recording where it may resume
+// (StoppedAt); f.mu is held.
+func (f *Feed) stopSub(s *Subscription) {
+	if s.removed {
+		return
+	}
+	s.stoppedAt, s.stoppedOK = f.pos, len(s.spill) == 0
+	f.end(s, ErrFeedStopped)
 }
 
 // end ends s with err.

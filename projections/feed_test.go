@@ -3,6 +3,7 @@ package projections
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 
@@ -362,4 +363,43 @@ func changesOf(cs []*Change) []string {
 		got = append(got, fmt.Sprint(c.OrderID, "@", c.Position))
 	}
 	return got
+}
+
+// A feed stopped with its runner ends every subscription with
+// ErrFeedStopped, telling each the position it published up to when all
+// the subscription wants up to there is buffered for it (a watcher of some
+// orders resumes from there, below which a restarted feed keeps nothing),
+// and not when changes that did not fit its buffer were dropped with it.
+// A subscription made while stopped ends at once; a start takes them again.
+func TestFeedStopTellsWhereToResume(t *testing.T) {
+	f := NewFeed(100)
+	f.start(10)
+	quiet, _, _, _ := f.Subscribe("", func(c *Change) bool { return c.OrderID == "b" }, 8, math.MaxUint64)
+	small, _, _, _ := f.Subscribe("", nil, 2, math.MaxUint64)
+	if _, ok := quiet.StoppedAt(); ok {
+		t.Fatal("StoppedAt ok before the feed stopped")
+	}
+	f.publish(16, changes(11, 16, "a"), nil)
+	f.stop()
+	for name, s := range map[string]*Subscription{"quiet": quiet, "small": small} {
+		if !errors.Is(s.Err(), ErrFeedStopped) {
+			t.Fatalf("%s after stop: %v, want ErrFeedStopped", name, s.Err())
+		}
+	}
+	if at, ok := quiet.StoppedAt(); !ok || at != 16 {
+		t.Fatalf("quiet watcher stopped at %d (ok %v), want 16", at, ok)
+	}
+	if at, ok := small.StoppedAt(); ok {
+		t.Fatalf("watcher whose buffer held 2 of 6 changes told to resume from %d", at)
+	}
+	late, pub, _, _ := f.Subscribe("", nil, 8, math.MaxUint64)
+	if at, ok := late.StoppedAt(); pub != 16 || !ok || at != 16 {
+		t.Fatalf("subscription made while stopped: published %d, stopped at %d (ok %v, err %v)", pub, at, ok, late.Err())
+	}
+	f.start(16)
+	again, _, _, _ := f.Subscribe("", nil, 8, math.MaxUint64)
+	f.publish(17, changes(17, 17, "a"), nil)
+	if again.Err() != nil || len(again.C()) != 1 {
+		t.Fatalf("subscription after the feed started again: %d buffered, %v", len(again.C()), again.Err())
+	}
 }

@@ -343,8 +343,11 @@ func (r *Runner) markReady() {
 }
 
 // Run follows the log until ctx ends; it returns nil then, or the error that
-// stopped it (a read model that cannot be written).
+// stopped it (a read model that cannot be written). Either way its feed's
+// subscriptions end with projections.ErrFeedStopped as it returns, after
+// its last commit was published.
 func (r *Runner) Run(ctx context.Context) error {
+	defer r.feed.stop()
 	head, err := r.events.Head(ctx)
 	for err != nil {
 		// NATS may be down at start; the runner waits for it rather
