@@ -43,6 +43,9 @@ type role struct {
 	// drain, if not nil, is called first at shutdown, while the servers
 	// and NATS still work.
 	drain func()
+	// streamsEnding, if not nil, is called at shutdown once health says
+	// NOT_SERVING, just before the server streams are ended.
+	streamsEnding func()
 	// httpShutdown, if not nil, is called when the HTTP server begins
 	// shutting down.
 	httpShutdown func()
@@ -158,6 +161,13 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 		},
 		checks: []Check{{Name: "projection", Fn: proj.check}},
 		ready:  runner.Ready(),
+		// The runner stops, its last commit published, before the
+		// watches end, so each watch of some orders is told the
+		// position the read model stopped at (Subscription.StoppedAt):
+		// the position this node's feed resumes from once restarted,
+		// where the watch's last change may lie far below it. Queries
+		// still in flight read the model as it stopped.
+		streamsEnding: proj.stop,
 		stop: func() {
 			proj.stop()
 			_ = rmDir.Close()

@@ -236,6 +236,11 @@ func (n *node) shutdown(roles []role, stopHealth func()) {
 	}
 	stopHealth()
 	n.hs.Shutdown()
+	for _, r := range roles {
+		if r.streamsEnding != nil {
+			r.streamsEnding()
+		}
+	}
 	// The server streams end once health said NOT_SERVING, so a client
 	// watching health saw it first; their clients go elsewhere while the
 	// rest drains.

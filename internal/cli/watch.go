@@ -58,8 +58,8 @@ restarting): it reconnects after growing, jittered waits and resumes after
 the last position it printed, or gives up with exit 4 once --timeout has
 passed without the server taking the watch back. Without an order id, a
 watch the server can no longer follow from where it was (the position is
-older than the changes it keeps: after a restart, or 10,000 changes of
-other orders later; or it ends the watch because a rebuilt read model
+older than the changes it keeps: after its node crashed, or 10,000
+changes of other orders later; or it ends the watch because a rebuilt read model
 moved past changes the watch had not seen) lists the matching orders as
 they are now ("current"
 lines; with -o json, answers without an eventType) and follows from

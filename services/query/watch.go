@@ -134,6 +134,11 @@ type watchSender[M any] struct {
 	// sub is the watch's subscription, through which every change is
 	// sent (Fresh), the backlog's included.
 	sub *projections.Subscription
+	// mark, when set, builds a message of no change that tells the
+	// client to resume from position: sent when the feed stopped (its
+	// node shutting down) past the last change sent, for a watch that
+	// could not resume from that change once the node restarted.
+	mark func(position uint64) *M
 }
 
 func (w *watchSender[M]) send(c *projections.Change) error {
@@ -171,7 +176,7 @@ func (w *watchSender[M]) sentAt(position uint64, id string) {
 // follow sends the subscription's changes until the client leaves or the
 // feed ends the subscription: then, after the changes it had buffered, the
 // watcher is ended with RESOURCE_EXHAUSTED, naming the position to resume
-// from.
+// from, or with UNAVAILABLE when the feed stopped.
 func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscription) error {
 	for {
 		select {
@@ -180,26 +185,48 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 				return err
 			}
 		case <-sub.Done():
-			for {
-				select {
-				case c := <-sub.C():
-					if err := w.send(c); err != nil {
-						return err
-					}
-				default:
-					if errors.Is(sub.Err(), projections.ErrFeedRestarted) {
-						if w.restarted != nil {
-							return w.restarted
-						}
-						return status.Errorf(codes.ResourceExhausted, "the read model caught up past changes the watch did not see; resume from position %d", w.sent)
-					}
-					return w.fellBehind()
-				}
-			}
+			return w.ended(sub)
 		case <-ctx.Done():
+			if sub.Err() != nil {
+				// A shutdown stops the runner, which ends the
+				// subscription, before it ends the streams: the
+				// subscription's ending says where to resume.
+				return w.ended(sub)
+			}
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
+}
+
+// ended sends the changes sub buffered before the feed ended it, and
+// returns the error that ends the watch.
+func (w *watchSender[M]) ended(sub *projections.Subscription) error {
+	for drained := false; !drained; {
+		select {
+		case c := <-sub.C():
+			if err := w.send(c); err != nil {
+				return err
+			}
+		default:
+			drained = true
+		}
+	}
+	switch err := sub.Err(); {
+	case errors.Is(err, projections.ErrFeedStopped):
+		if at, ok := sub.StoppedAt(); ok && w.mark != nil && at > w.sent {
+			if err := w.stream.Send(w.mark(at)); err != nil {
+				return err
+			}
+			w.sentAt(at, "")
+		}
+		return status.Errorf(codes.Unavailable, "the read model stopped (the server is shutting down); resume from position %d", w.sent)
+	case errors.Is(err, projections.ErrFeedRestarted):
+		if w.restarted != nil {
+			return w.restarted
+		}
+		return status.Errorf(codes.ResourceExhausted, "the read model caught up past changes the watch did not see; resume from position %d", w.sent)
+	}
+	return w.fellBehind()
 }
 
 // pastHead refuses a watch resumed from a position past the log's head
@@ -392,6 +419,12 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 		// Its history restarts past the changes missed: a resume would
 		// be refused.
 		restarted: status.Error(codes.OutOfRange, "the read model caught up past changes this watch did not see; list the orders again and watch from the list's position"),
+		// A watch of some orders may have had no change since long
+		// before the read model's checkpoint, below which the feed of
+		// the restarted node keeps nothing.
+		mark: func(position uint64) *ordersv1.WatchOrdersResponse {
+			return &ordersv1.WatchOrdersResponse{Position: position}
+		},
 	}
 	if err := stream.SendHeader(metadata.MD{}); err != nil {
 		return err

@@ -825,11 +825,12 @@ func (x *WatchOrdersRequest) GetConsistency() *Consistency {
 	return nil
 }
 
-// WatchOrdersResponse is one changed order, or (first) the position the
-// watch starts after.
+// WatchOrdersResponse is one changed order, or a position without one:
+// the position the watch starts after (the first message), or the one to
+// resume from (the last message of a node shutting down).
 type WatchOrdersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order after the change; absent in the first message.
+	// The order after the change; absent in a message of a position only.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
 	// Log position of the change: pass it as from_position to resume.
 	Position uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`

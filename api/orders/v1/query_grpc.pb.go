@@ -87,7 +87,12 @@ type OrderQueryServiceClient interface {
 	// log's last position. A watcher that falls too far
 	// behind is ended with RESOURCE_EXHAUSTED. A watcher that the read model
 	// moved past (a node catching up in bulk swaps a whole read model in) is
-	// ended with OUT_OF_RANGE: list the orders again.
+	// ended with OUT_OF_RANGE: list the orders again. A node shutting down
+	// ends its watches with UNAVAILABLE; before that it sends a message of
+	// no order carrying the position its read model stopped at, when the
+	// last message was below it: resumed from there, on the node restarted
+	// or on another that reached it, the watch misses nothing, where its
+	// last change may be older than the restarted node keeps.
 	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
@@ -228,7 +233,12 @@ type OrderQueryServiceServer interface {
 	// log's last position. A watcher that falls too far
 	// behind is ended with RESOURCE_EXHAUSTED. A watcher that the read model
 	// moved past (a node catching up in bulk swaps a whole read model in) is
-	// ended with OUT_OF_RANGE: list the orders again.
+	// ended with OUT_OF_RANGE: list the orders again. A node shutting down
+	// ends its watches with UNAVAILABLE; before that it sends a message of
+	// no order carrying the position its read model stopped at, when the
+	// last message was below it: resumed from there, on the node restarted
+	// or on another that reached it, the watch misses nothing, where its
+	// last change may be older than the restarted node keeps.
 	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderQueryServiceServer()
 }
