@@ -361,7 +361,8 @@ func (f *Feed) Watchers() int {
 // it. Changes at or below what the feed already published are not
 // published again; when the checkpoint is ahead of the feed, the changes
 // in between were never seen, so the history restarts there and every
-// open subscription ends with ErrFeedRestarted. A feed stopped with an
+// open subscription ends with ErrFeedRestarted, but for one that began
+// after a position the checkpoint did not pass. A feed stopped with an
 // earlier runner takes subscriptions again.
 func (f *Feed) start(checkpoint uint64) {
 	f.mu.Lock()
@@ -371,13 +372,28 @@ func (f *Feed) start(checkpoint uint64) {
 		f.pos, f.floor, f.floorDropped = checkpoint, checkpoint, 0
 		f.history, f.head = nil, 0
 		for s := range f.all {
-			f.end(s, ErrFeedRestarted)
+			f.restart(s, checkpoint)
 		}
 		for _, subs := range f.byOrder {
 			for s := range subs {
-				f.end(s, ErrFeedRestarted)
+				f.restart(s, checkpoint)
 			}
 		}
+	}
+}
+
+// restart ends s with ErrFeedRestarted, unless s began after a position
+// at or past checkpoint (a watch resumed on a node whose runner had not
+// started yet, from where the node stopped): it misses nothing, and at
+// checkpoint itself it wants nothing more. f.mu is held.
+func (f *Feed) restart(s *Subscription, checkpoint uint64) {
+	_, ahead := f.ahead[s]
+	switch {
+	case !ahead || s.ahead < checkpoint:
+		f.end(s, ErrFeedRestarted)
+	case s.ahead == checkpoint:
+		s.ahead = 0
+		delete(f.ahead, s)
 	}
 }
 

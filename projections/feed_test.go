@@ -403,3 +403,46 @@ func TestFeedStopTellsWhereToResume(t *testing.T) {
 		t.Fatalf("subscription after the feed started again: %d buffered, %v", len(again.C()), again.Err())
 	}
 }
+
+// A watch resumed on a node whose runner has not started its feed yet
+// (the watch reconnecting at once to a restarted node) is kept when the
+// feed starts at a checkpoint it resumed at or before: from the
+// checkpoint, where the node stopped, or past it, it misses nothing. It was
+// ended with ErrFeedRestarted, and a watch of some orders told to list
+// again. One resumed below the checkpoint, or one started before it
+// (told position 0), is still ended.
+func TestFeedStartKeepsWatchesResumedAtItsCheckpoint(t *testing.T) {
+	f := NewFeed(100)
+	at, _, _, ok := f.Subscribe("", nil, 8, 20)
+	past, _, _, _ := f.Subscribe("", nil, 8, 22)
+	below, _, _, _ := f.Subscribe("", nil, 8, 19)
+	fresh, _, _, _ := f.Subscribe("", nil, 8, math.MaxUint64)
+	if !ok {
+		t.Fatal("resume before the start refused")
+	}
+	f.start(20)
+	for name, s := range map[string]*Subscription{"below the checkpoint": below, "started before it": fresh} {
+		if !errors.Is(s.Err(), ErrFeedRestarted) {
+			t.Errorf("watch %s: %v, want ErrFeedRestarted", name, s.Err())
+		}
+	}
+	f.publish(22, changes(21, 22, "a"), nil)
+	f.publish(23, changes(23, 23, "a"), nil)
+	for name, tc := range map[string]struct {
+		s    *Subscription
+		want []uint64
+	}{
+		"at the checkpoint": {at, []uint64{21, 22, 23}},
+		// As any watch resumed ahead of the feed: its own last change
+		// skipped, the ones before it left to its watcher, which sent them.
+		"past it": {past, []uint64{21, 23}},
+	} {
+		var got []uint64
+		for len(tc.s.C()) > 0 {
+			got = append(got, (<-tc.s.C()).Position)
+		}
+		if tc.s.Err() != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("watch resumed %s: got %v (%v), want %v", name, got, tc.s.Err(), tc.want)
+		}
+	}
+}

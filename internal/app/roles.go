@@ -463,6 +463,15 @@ func (n *node) registerGateway(ctx context.Context) (role, error) {
 	if err != nil {
 		return role{}, err
 	}
+	if n.cfg.QueryAddr == "" {
+		// This node's own watches: their RPCs end as shutdown ends the
+		// gRPC streams, before the HTTP server's, after the last message
+		// WatchOrders sends (the position to resume from), and a REST
+		// watch ends with its RPC. Ended here too, it could end before
+		// that message came through.
+		streaming := streams.stream
+		streams.stream = func(r *http.Request) bool { return streaming(r) && !httpapi.WatchRoute(r) }
+	}
 	api := n.requireClientCert(gw)
 	// Spans and metrics carry only bounded names: the route template once
 	// the gateway has routed the request (until then, and for paths no

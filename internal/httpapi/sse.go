@@ -147,6 +147,10 @@ func (s sseWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// WatchRoute reports whether r is to one of the watch routes
+// (GET /v1/orders/{order_id}:watch and GET /v1/orders:watch).
+func WatchRoute(r *http.Request) bool { return isWatchPath(routePath(r)) }
+
 // isWatchPath reports whether p (as routePath gives it) is a watch route's.
 func isWatchPath(p string) bool {
 	return p == watchList || strings.HasPrefix(p, watchPrefix) && strings.HasSuffix(p, watchVerb) &&
