@@ -363,3 +363,32 @@ func TestLongJobsAreNotRedelivered(t *testing.T) {
 	}
 	assertChargedOnce(t, sim, 4)
 }
+
+// A charge that goes through on the job's last attempt, for an order
+// cancelled while the charge was at the provider, is voided as one taken
+// on an earlier attempt is: the command side's refusal to record it says
+// that the order moved on, not that the payment failed. Counted as a
+// failed attempt, it used up the budget and parked the job, the customer's
+// money held on a cancelled order until an operator retried it.
+func TestChargeOnTheLastAttemptOfAnOrderCancelledMeanwhileIsVoided(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	gw := &scripted{Simulator: sim}
+	const attempts = 3
+	gw.charge = func(_ context.Context, n int32, req payments.ChargeRequest) (payments.ChargeResult, error, bool) {
+		switch {
+		case n < attempts:
+			return payments.ChargeResult{}, errors.New("provider: temporarily unavailable"), true
+		case n == attempts:
+			e.cancel(t, req.OrderID)
+		}
+		return payments.ChargeResult{}, nil, false
+	}
+	e.run(t, gw, payments.WithRetry(attempts, time.Second, time.Millisecond, 5*time.Millisecond), payments.WithCircuit(1000, 10*time.Millisecond))
+	e.place(t, "last-attempt-cancel", 500)
+	st := e.waitStats(t, "the job's end", func(s payments.Stats) bool { return s.Voided+s.Parked > 0 })
+	if st.Parked != 0 || st.Voided != 1 {
+		t.Fatalf("stats %+v: want the charge voided, nothing parked", st)
+	}
+	assertVoidedOnce(t, sim)
+}

@@ -872,15 +872,29 @@ func recordingErr(what string, err error) error {
 	switch code := status.Code(err); {
 	case code == codes.Unavailable, code == codes.DeadlineExceeded, code == codes.Aborted, rpcerr.IsBusy(err):
 		return fmt.Errorf("%s: %w: %w", what, errOutage, err)
+	case code == codes.FailedPrecondition:
+		return fmt.Errorf("%s: %w: %w", what, errMovedOn, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// errMovedOn marks an outcome the command side refused because the order
+// moved on while the job was at the provider (cancelled, or paid, declined
+// or refunded some other way). That is no failure of the payment: the
+// next attempt decides on the order as it now is, voiding the charge the
+// order ended without, or parking a refund made twice with its reason.
+// Counted as a failed attempt, the refusal met on the last one parked the
+// job instead, the customer's money held on a cancelled order until an
+// operator retried it. A job spends no attempt on it once (run): a second
+// refusal, which the order read again should not allow, counts.
+var errMovedOn = errors.New("payments: the order moved on meanwhile")
 
 // run executes a job with its retry budget. The job records what its
 // attempts learned (MaybeCharged), which parking keeps.
 //
 // Attempts count failures of the payment only: a provider error or refusal,
-// an open circuit, an outcome the command side refuses. While the event
+// an open circuit, an outcome the command side refuses (once refused
+// because the order moved on, it spends none: errMovedOn). While the event
 // store or the command side is unavailable (an election, a NATS restart)
 // the job waits with the same backoff without spending attempts; when that
 // lasts longer than the outage limit the manager alerts (error log and the
@@ -890,6 +904,7 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 	var lastErr error
 	var outageSince time.Time
 	waits := 0
+	movedOn := false // a refusal because the order moved on was met (errMovedOn)
 	defer func() {
 		if !outageSince.IsZero() {
 			m.waiting.Add(-1)
@@ -929,6 +944,10 @@ func (m *Manager) run(ctx context.Context, j *job) result {
 		if !outageSince.IsZero() {
 			outageSince, waits = time.Time{}, 0
 			m.waiting.Add(-1)
+		}
+		if errors.Is(err, errMovedOn) && !movedOn {
+			movedOn = true
+			continue // at once: the order moved on, and is read again
 		}
 		if errors.Is(err, ErrCircuitOpen) {
 			// Held back without calling the provider. The attempt
