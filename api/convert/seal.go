@@ -135,9 +135,12 @@ func OpenEvent(ctx context.Context, keys Keyring, orderID, eventType string, dat
 	// No event was sealed for a customer id a command refuses: an envelope
 	// naming one was altered. Asked for, a key store that refuses the id
 	// (too long for its entry keys) made it unavailable, and every reader
-	// of the log waited for it for ever.
+	// of the log waited for it for ever. The id's error is kept as text,
+	// not wrapped: it is an order.FieldError, which the service edge
+	// answers as the client's INVALID_ARGUMENT on customer_id, where this
+	// is a corrupt log, for the operator (INTERNAL, logged).
 	if err := order.ValidateID("customer_id", s.GetCustomerId()); err != nil {
-		return nil, fmt.Errorf("%w: %s: sealed personal data: %w", ErrCorruptEvent, eventType, err)
+		return nil, fmt.Errorf("%w: %s: sealed personal data: %v", ErrCorruptEvent, eventType, err)
 	}
 	k, err := keys.Key(ctx, s.GetCustomerId(), s.GetKeyVersion())
 	if errors.Is(err, pii.ErrForgotten) {

@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	"github.com/orderstream/orderstream/api/convert"
+	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/order"
+	"google.golang.org/protobuf/proto"
 )
 
 func keyring(t *testing.T) *pii.Keyring {
@@ -109,5 +111,22 @@ func TestOpenPlainEvents(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, e) {
 			t.Fatalf("%s: %#v, %v", typ, got, err)
 		}
+	}
+}
+
+// An envelope naming a customer id no command accepts is a corrupt event,
+// and nothing else: not the order package's ErrInvalid, which the service
+// edge answers as the client's invalid argument.
+func TestEnvelopeWithAnInvalidCustomerIsOnlyCorrupt(t *testing.T) {
+	data, err := proto.Marshal(&ordersv1.Event{
+		Event:  &ordersv1.Event_OrderCreated{OrderCreated: &ordersv1.OrderCreated{OrderId: "o-1", CustomerId: "c-1", Currency: "EUR"}},
+		Sealed: &ordersv1.Sealed{CustomerId: "not an id", KeyVersion: 1, Ciphertext: bytes.Repeat([]byte{1}, 40)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = convert.OpenEvent(t.Context(), keyring(t), "o-1", "OrderCreated", data)
+	if !errors.Is(err, convert.ErrCorruptEvent) || errors.Is(err, order.ErrInvalid) {
+		t.Fatalf("OpenEvent: %v; want ErrCorruptEvent and not order.ErrInvalid", err)
 	}
 }
