@@ -70,8 +70,9 @@ type Feed struct {
 	pos uint64
 	// floor: history holds every change above it. floorDropped is how
 	// many changes at the floor the history dropped (0 when the floor is
-	// where it started): more than one, they were a group (an erasure's),
-	// and a watcher resuming at the floor may have seen only part of it.
+	// where it started, 2 when that may carry several: see start): more
+	// than one, they were a group (an erasure's), and a watcher resuming
+	// at the floor may have seen only part of it.
 	floor        uint64
 	floorDropped int
 	history      []*Change // ring of at most max changes, oldest at head
@@ -364,19 +365,29 @@ func (f *Feed) Watchers() int {
 // open subscription ends with ErrFeedRestarted, but for one that began
 // after a position the checkpoint did not pass. A feed stopped with an
 // earlier runner takes subscriptions again.
-func (f *Feed) start(checkpoint uint64) {
+//
+// several reports that the checkpoint's position may carry several
+// changes (an erasure's, one for each of the customer's orders). The feed
+// never saw them, and a watcher by match resuming there (cut off
+// part-way through them, as a shutdown cuts its streams) would otherwise
+// be told the history is whole and never be sent the rest: the floor
+// counts as a dropped group, so that Subscribe says it is not.
+func (f *Feed) start(checkpoint uint64, several bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stopped = false
 	if checkpoint > f.pos {
 		f.pos, f.floor, f.floorDropped = checkpoint, checkpoint, 0
+		if several {
+			f.floorDropped = 2
+		}
 		f.history, f.head = nil, 0
 		for s := range f.all {
-			f.restart(s, checkpoint)
+			f.restart(s, checkpoint, several)
 		}
 		for _, subs := range f.byOrder {
 			for s := range subs {
-				f.restart(s, checkpoint)
+				f.restart(s, checkpoint, several)
 			}
 		}
 	}
@@ -385,11 +396,13 @@ func (f *Feed) start(checkpoint uint64) {
 // restart ends s with ErrFeedRestarted, unless s began after a position
 // at or past checkpoint (a watch resumed on a node whose runner had not
 // started yet, from where the node stopped): it misses nothing, and at
-// checkpoint itself it wants nothing more. f.mu is held.
-func (f *Feed) restart(s *Subscription, checkpoint uint64) {
+// checkpoint itself it wants nothing more, unless that may be part of a
+// group the feed never saw (several) and s is by match, as Subscribe
+// refuses it. f.mu is held.
+func (f *Feed) restart(s *Subscription, checkpoint uint64, several bool) {
 	_, ahead := f.ahead[s]
 	switch {
-	case !ahead || s.ahead < checkpoint:
+	case !ahead || s.ahead < checkpoint, s.ahead == checkpoint && several && s.order == "":
 		f.end(s, ErrFeedRestarted)
 	case s.ahead == checkpoint:
 		s.ahead = 0

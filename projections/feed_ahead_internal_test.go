@@ -13,7 +13,7 @@ import (
 // still skips its own last change.
 func TestWatchFromNowIsNotKeptAhead(t *testing.T) {
 	f := NewFeed(0)
-	f.start(1)
+	f.start(1, false)
 	now, _, _, _ := f.Subscribe("o-1", nil, 16, math.MaxUint64)
 	resumed, _, _, _ := f.Subscribe("o-1", nil, 16, 2)
 	f.mu.Lock()

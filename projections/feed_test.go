@@ -28,7 +28,7 @@ func positions(cs []*Change) []uint64 {
 
 func TestFeedHistoryAndOverflow(t *testing.T) {
 	f := NewFeed(3)
-	f.start(10)
+	f.start(10, false)
 	f.publish(14, changes(11, 14, "a"), nil)
 	// The history keeps 12-14: resuming after 11 is complete, after 10 is
 	// not.
@@ -58,7 +58,7 @@ func TestFeedHistoryAndOverflow(t *testing.T) {
 		t.Fatalf("other watcher: %d buffered, %v", len(other.C()), other.Err())
 	}
 	// A restart at a checkpoint the feed published does not publish twice.
-	f.start(15)
+	f.start(15, false)
 	f.publish(18, changes(16, 18, "b"), nil)
 	if len(other.C()) != 4 {
 		t.Fatalf("republished: %d buffered", len(other.C()))
@@ -71,7 +71,7 @@ func TestFeedHistoryAndOverflow(t *testing.T) {
 // ErrOverflow however fast it read.
 func TestFeedHandsACommitLargerThanTheBufferToAWatcherKeepingUp(t *testing.T) {
 	f := NewFeed(0)
-	f.start(0)
+	f.start(0, false)
 	sub, _, _, _ := f.Subscribe("", nil, 4, 0)
 	defer sub.Close()
 	for _, commit := range [][2]uint64{{1, 10}, {11, 11}, {12, 30}} {
@@ -99,17 +99,17 @@ func TestFeedHandsACommitLargerThanTheBufferToAWatcherKeepingUp(t *testing.T) {
 // subscription made after the restart follows it.
 func TestFeedRestartedAheadEndsItsWatchers(t *testing.T) {
 	f := NewFeed(8)
-	f.start(10)
+	f.start(10, false)
 	f.publish(12, changes(11, 12, "a"), nil)
 	one, _, _, _ := f.Subscribe("a", nil, 8, 12)
 	two, _, _, _ := f.Subscribe("a", nil, 8, 12)
 	other, _, _, _ := f.Subscribe("b", nil, 8, 12)
 	all, _, _, _ := f.Subscribe("", nil, 8, 12)
-	f.start(12)
+	f.start(12, false)
 	if one.Err() != nil || all.Err() != nil {
 		t.Fatalf("a restart at the feed's position ended watchers: %v, %v", one.Err(), all.Err())
 	}
-	f.start(50)
+	f.start(50, false)
 	for _, s := range []*Subscription{one, two, other, all} {
 		select {
 		case <-s.Done():
@@ -200,7 +200,7 @@ func TestFeedPublishErasesWhatAForgetCovers(t *testing.T) {
 // gets the history, erased in place, and Fresh tells again.
 func TestChangeHeldThroughMoreErasuresThanRememberedIsNotSent(t *testing.T) {
 	f := NewFeed(0)
-	f.start(0)
+	f.start(0, false)
 	held, _, _, _ := f.Subscribe("o-1", nil, 16, 0)
 	t.Cleanup(held.Close)
 	f.publish(2, []Change{
@@ -252,7 +252,7 @@ func TestChangeHeldThroughMoreErasuresThanRememberedIsNotSent(t *testing.T) {
 // position is no exception.
 func TestFeedResumeRepeatsAPositionsSeveralChanges(t *testing.T) {
 	f := NewFeed(10)
-	f.start(10)
+	f.start(10, false)
 	f.publish(13, []Change{
 		{Position: 11, OrderID: "a"},
 		{Position: 12, OrderID: "a"}, {Position: 12, OrderID: "b"}, {Position: 12, OrderID: "c"},
@@ -290,7 +290,7 @@ func TestFeedResumeRepeatsAPositionsSeveralChanges(t *testing.T) {
 // watcher kept those orders' addresses in the clear.
 func TestResumeAtTheFloorOfAPartGroupIsIncomplete(t *testing.T) {
 	f := NewFeed(3)
-	f.start(4)
+	f.start(4, false)
 	erased := order.State{CustomerID: "c", Shipping: &order.Address{Erased: true}}
 	f.publish(5, []Change{{Position: 5, OrderID: "a", State: erased}, {Position: 5, OrderID: "b", State: erased}, {Position: 5, OrderID: "c", State: erased}}, nil)
 	f.publish(6, []Change{{Position: 6, OrderID: "d", State: order.State{CustomerID: "x"}}}, nil) // drops a@5
@@ -332,7 +332,7 @@ func TestResumeAtTheFloorOfADroppedGroupIsIncompleteForAFilteredWatch(t *testing
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := NewFeed(3)
-			f.start(4)
+			f.start(4, false)
 			f.publish(5, erasure, nil)
 			for _, p := range tc.later {
 				f.publish(p, []Change{{Position: p, OrderID: fmt.Sprint("o", p), State: other}}, nil)
@@ -346,7 +346,7 @@ func TestResumeAtTheFloorOfADroppedGroupIsIncompleteForAFilteredWatch(t *testing
 	}
 	// A one-change commit dropped whole: its watcher saw it.
 	f := NewFeed(1)
-	f.start(4)
+	f.start(4, false)
 	f.publish(5, []Change{{Position: 5, OrderID: "a", State: placed}}, nil)
 	f.publish(6, []Change{{Position: 6, OrderID: "b", State: placed}}, nil)
 	s, _, backlog, ok := f.Subscribe("", placedOnly, 8, 5)
@@ -373,7 +373,7 @@ func changesOf(cs []*Change) []string {
 // A subscription made while stopped ends at once; a start takes them again.
 func TestFeedStopTellsWhereToResume(t *testing.T) {
 	f := NewFeed(100)
-	f.start(10)
+	f.start(10, false)
 	quiet, _, _, _ := f.Subscribe("", func(c *Change) bool { return c.OrderID == "b" }, 8, math.MaxUint64)
 	small, _, _, _ := f.Subscribe("", nil, 2, math.MaxUint64)
 	if _, ok := quiet.StoppedAt(); ok {
@@ -396,7 +396,7 @@ func TestFeedStopTellsWhereToResume(t *testing.T) {
 	if at, ok := late.StoppedAt(); pub != 16 || !ok || at != 16 {
 		t.Fatalf("subscription made while stopped: published %d, stopped at %d (ok %v, err %v)", pub, at, ok, late.Err())
 	}
-	f.start(16)
+	f.start(16, false)
 	again, _, _, _ := f.Subscribe("", nil, 8, math.MaxUint64)
 	f.publish(17, changes(17, 17, "a"), nil)
 	if again.Err() != nil || len(again.C()) != 1 {
@@ -420,7 +420,7 @@ func TestFeedStartKeepsWatchesResumedAtItsCheckpoint(t *testing.T) {
 	if !ok {
 		t.Fatal("resume before the start refused")
 	}
-	f.start(20)
+	f.start(20, false)
 	for name, s := range map[string]*Subscription{"below the checkpoint": below, "started before it": fresh} {
 		if !errors.Is(s.Err(), ErrFeedRestarted) {
 			t.Errorf("watch %s: %v, want ErrFeedRestarted", name, s.Err())

@@ -152,7 +152,7 @@ func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
 		// between, so it restarts there and ends its watchers
 		// (ErrFeedRestarted), and the runner goes on from the new
 		// checkpoint.
-		r.feed.start(rp.pos)
+		r.feed.start(rp.pos, severalAt(context.WithoutCancel(ctx), rp.nm, rp.pos))
 		r.move(&r.committed, rp.pos)
 	}
 	return nil

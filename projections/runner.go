@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/eventstore"
+	"github.com/orderstream/orderstream/order"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
@@ -389,7 +390,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	// the model held waited in vain until something new was committed).
 	r.applyMu.Lock()
 	pos = max(pos, r.Committed())
-	r.feed.start(pos)
+	r.feed.start(pos, severalAt(ctx, r.ReadModel(), pos))
 	r.move(&r.committed, pos)
 	r.applyMu.Unlock()
 	done := make(chan struct{})
@@ -435,6 +436,28 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// severalAt reports whether the feed, starting at m's checkpoint pos, must
+// take that position for one that may carry several changes (Feed.start):
+// the checkpoint names an erasure, which changes each of its customer's
+// orders there, or names no event of pos (written before checkpoints
+// named their event), which may be one. A checkpoint that cannot be read
+// counts as one too: the price of a wrong yes is a watcher told to list
+// again, of a wrong no a watcher that misses changes.
+func severalAt(ctx context.Context, m *ReadModel, pos uint64) bool {
+	at, event, err := m.checkpoint(ctx)
+	prefix := strconv.FormatUint(pos, 10) + ":"
+	if err != nil || at != pos || !strings.HasPrefix(event, prefix) {
+		return true
+	}
+	// The name is <position>:<order id>/<version>@<time>, and an order id
+	// may hold '/' but the version and the time do not.
+	id := event[len(prefix):]
+	if i := strings.LastIndexByte(id, '/'); i >= 0 {
+		id = id[:i]
+	}
+	return id == order.CustomersSubjectID
 }
 
 // checkLog returns ErrNotTheLog when the log does not hold the read
