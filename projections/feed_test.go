@@ -445,4 +445,13 @@ func TestFeedStartKeepsWatchesResumedAtItsCheckpoint(t *testing.T) {
 			t.Errorf("watch resumed %s: got %v (%v), want %v", name, got, tc.s.Err(), tc.want)
 		}
 	}
+	// At a checkpoint that may hold a group (an erasure's), a watch by
+	// match may have seen part of it, as Subscribe would say.
+	g := NewFeed(100)
+	byMatch, _, _, _ := g.Subscribe("", nil, 8, 20)
+	one, _, _, _ := g.Subscribe("a", nil, 8, 20)
+	g.start(20, true)
+	if !errors.Is(byMatch.Err(), ErrFeedRestarted) || one.Err() != nil {
+		t.Errorf("at a checkpoint of several changes: watch by match %v, want ErrFeedRestarted; watch of one order %v, want none", byMatch.Err(), one.Err())
+	}
 }
