@@ -65,6 +65,12 @@ var ErrRebuildRunning = errors.New("projections: a rebuild is already running")
 // process to be restarted.
 var ErrNotTheLog = errors.New("projections: the log does not hold the event the read model applied last")
 
+// ErrRunnerStopped is what a wait for a position (WaitFor,
+// WaitForCommitted) returns when the runner stopped short of it: its Run
+// returned (its node shutting down, or a read model it could not write),
+// and the position will not come while it is stopped.
+var ErrRunnerStopped = errors.New("projections: the runner stopped short of the position")
+
 // Log is what the runner needs of the event store: its head, for the lag
 // and for where start-up ends, and the log in batches, followed live and
 // read up to a position for rebuilds. SubjectPrefix names the destination
@@ -201,6 +207,10 @@ type Runner struct {
 	pos       uint64 // applied: visible to point reads
 	committed uint64 // in the read model's file
 	changed   chan struct{}
+	// halted is closed when Run returns, and replaced when it runs again:
+	// waits end then (ErrRunnerStopped). Open before the first Run, whose
+	// start-up a read may wait for.
+	halted chan struct{}
 	// stopFollow ends the current follow after a commit off the follow
 	// failed (failed holds its error).
 	stopFollow context.CancelFunc
@@ -231,7 +241,7 @@ func NewRunner(log Log, dir *Dir, opts ...Option) (*Runner, error) {
 	r := &Runner{
 		events: log, dir: dir, batchSize: 500, batchWait: 0, bulkCatchUp: DefaultBulkCatchUp,
 		logger: slog.Default(), tp: nooptrace.NewTracerProvider(), mp: noopmetric.NewMeterProvider(),
-		changed: make(chan struct{}), ready: make(chan struct{}),
+		changed: make(chan struct{}), halted: make(chan struct{}), ready: make(chan struct{}),
 		// Armed by the applies that leave a transaction open; its
 		// firings are the committer's (Run).
 		commitTimer: time.NewTimer(time.Hour),
@@ -285,29 +295,35 @@ func (r *Runner) Ready() <-chan struct{} { return r.ready }
 func (r *Runner) Rebuilding() bool { return r.rebuilding.Load() }
 
 // WaitFor blocks until Position reaches position or ctx ends, and returns
-// ctx's error in that case: what a point read of an order needs.
+// ctx's error in that case (ErrRunnerStopped when Run returned short of
+// it): what a point read of an order needs.
 func (r *Runner) WaitFor(ctx context.Context, position uint64) error {
 	return r.wait(ctx, position, &r.pos)
 }
 
 // WaitForCommitted blocks until Committed reaches position or ctx ends, and
-// returns ctx's error in that case: what a list, a summary or the feed
-// needs.
+// returns ctx's error in that case (ErrRunnerStopped when Run returned
+// short of it): what a list, a summary or the feed needs.
 func (r *Runner) WaitForCommitted(ctx context.Context, position uint64) error {
 	return r.wait(ctx, position, &r.committed)
 }
 
-// wait waits until *at (read under r.mu) reaches position.
+// wait waits until *at (read under r.mu) reaches position, or the runner
+// stops short of it: a read arriving while its node shuts down, which stops
+// the runner first (or after the runner failed for good), is answered at
+// once rather than at the end of its wait, which would hold the shutdown.
 func (r *Runner) wait(ctx context.Context, position uint64, at *uint64) error {
 	for {
 		r.mu.Lock()
-		pos, ch := *at, r.changed
+		pos, ch, halted := *at, r.changed, r.halted
 		r.mu.Unlock()
 		if pos >= position {
 			return nil
 		}
 		select {
 		case <-ch:
+		case <-halted:
+			return ErrRunnerStopped
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -349,6 +365,15 @@ func (r *Runner) markReady() {
 // its last commit was published.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.feed.stop()
+	r.mu.Lock()
+	select {
+	case <-r.halted:
+		r.halted = make(chan struct{})
+	default:
+	}
+	halted := r.halted
+	r.mu.Unlock()
+	defer close(halted)
 	head, err := r.events.Head(ctx)
 	for err != nil {
 		// NATS may be down at start; the runner waits for it rather

@@ -516,3 +516,52 @@ func TestRunnerIsNotReadyShortOfTheHeadALaggingFollowReports(t *testing.T) {
 		t.Fatalf("ready at position %d, short of the head %d the log had at start", p, head)
 	}
 }
+
+// A wait for a position the runner has not reached ends with
+// ErrRunnerStopped once Run returns, as at a node's shutdown, which stops
+// the runner before the queries in flight have drained: each waited out
+// its whole wait (up to 10 s) and held the shutdown that long. Run again,
+// the runner is waited for again.
+func TestWaitEndsWhenTheRunnerStops(t *testing.T) {
+	_, store := fileStore(t)
+	d, err := projections.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := projections.NewRunner(store, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func() (stop func()) {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		}
+	}
+	stop := run()
+	first := create(t, store, "w-1", "c")
+	if err := r.WaitForCommitted(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	waits := make(chan error, 2)
+	for _, wait := range []func(context.Context, uint64) error{r.WaitFor, r.WaitForCommitted} {
+		go func() { waits <- wait(t.Context(), first+100) }()
+	}
+	stop()
+	for range 2 {
+		if err := <-waits; !errors.Is(err, projections.ErrRunnerStopped) {
+			t.Fatalf("wait past the position of a stopped runner: %v, want ErrRunnerStopped", err)
+		}
+	}
+	stop = run()
+	defer stop()
+	second := create(t, store, "w-2", "c")
+	if err := r.WaitForCommitted(t.Context(), second); err != nil {
+		t.Fatalf("wait on the runner run again: %v", err)
+	}
+}

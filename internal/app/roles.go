@@ -166,7 +166,9 @@ func (n *node) registerQuery(ctx context.Context) (role, error) {
 		// position the read model stopped at (Subscription.StoppedAt):
 		// the position this node's feed resumes from once restarted,
 		// where the watch's last change may lie far below it. Queries
-		// still in flight read the model as it stopped.
+		// still in flight read the model as it stopped; one waiting for
+		// a position it had not reached is answered UNAVAILABLE at once
+		// (projections.ErrRunnerStopped).
 		streamsEnding: proj.stop,
 		stop: func() {
 			proj.stop()
