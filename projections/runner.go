@@ -308,6 +308,19 @@ func (r *Runner) WaitForCommitted(ctx context.Context, position uint64) error {
 	return r.wait(ctx, position, &r.committed)
 }
 
+// running returns the channel Run closes as it returns (halted): a new
+// one when an earlier Run closed the last.
+func (r *Runner) running() chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.halted:
+		r.halted = make(chan struct{})
+	default:
+	}
+	return r.halted
+}
+
 // wait waits until *at (read under r.mu) reaches position, or the runner
 // stops short of it: a read arriving while its node shuts down, which stops
 // the runner first (or after the runner failed for good), is answered at
@@ -365,15 +378,7 @@ func (r *Runner) markReady() {
 // its last commit was published.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.feed.stop()
-	r.mu.Lock()
-	select {
-	case <-r.halted:
-		r.halted = make(chan struct{})
-	default:
-	}
-	halted := r.halted
-	r.mu.Unlock()
-	defer close(halted)
+	defer close(r.running())
 	head, err := r.events.Head(ctx)
 	for err != nil {
 		// NATS may be down at start; the runner waits for it rather
