@@ -97,6 +97,9 @@ type Feed struct {
 	// stopped: the runner stopped (stop) and has not started again; a
 	// subscription made meanwhile is ended at once.
 	stopped bool
+	// live is closed while a runner runs the feed (Live): by start, and
+	// replaced by an open one at stop.
+	live chan struct{}
 }
 
 // maxErasures bounds the erasures a feed remembers for Fresh: a change
@@ -112,7 +115,7 @@ func NewFeed(history int) *Feed {
 	if history <= 0 {
 		history = DefaultFeedHistory
 	}
-	return &Feed{max: history, byOrder: map[string]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}, ahead: map[*Subscription]struct{}{}, erased: map[string]uint64{}}
+	return &Feed{max: history, byOrder: map[string]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}, ahead: map[*Subscription]struct{}{}, erased: map[string]uint64{}, live: make(chan struct{})}
 }
 
 // Subscription receives the changes a Subscribe call asked for.
@@ -347,6 +350,17 @@ func (f *Feed) Position() uint64 {
 	return f.pos
 }
 
+// Live returns a channel closed while a runner runs the feed: from its
+// start until it stops. Before the start the feed has published nothing
+// and knows no position: a watch starting from now would be told position
+// 0, and ended as the runner starts the feed at its checkpoint
+// (ErrFeedRestarted).
+func (f *Feed) Live() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.live
+}
+
 // Watchers returns how many subscriptions are open.
 func (f *Feed) Watchers() int {
 	f.mu.Lock()
@@ -376,6 +390,11 @@ func (f *Feed) start(checkpoint uint64, several bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stopped = false
+	select {
+	case <-f.live:
+	default:
+		close(f.live)
+	}
 	if checkpoint > f.pos {
 		f.pos, f.floor, f.floorDropped = checkpoint, checkpoint, 0
 		if several {
@@ -605,6 +624,11 @@ func (f *Feed) stop() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stopped = true
+	select {
+	case <-f.live:
+		f.live = make(chan struct{})
+	default:
+	}
 	for s := range f.all {
 		f.stopSub(s)
 	}

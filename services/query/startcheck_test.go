@@ -11,6 +11,8 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/projections"
+	"github.com/orderstream/orderstream/services/query"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -60,6 +62,22 @@ func (g *checkGate) FollowBatches(ctx context.Context, from uint64, opts ...even
 	return g.Log.FollowBatches(ctx, from, opts...)
 }
 
+// stoppedWithGate serves a query node whose runners read the log through a
+// checkGate, creates n orders of customer and stops its runner once they
+// are committed, at checkpoint.
+func stoppedWithGate(t *testing.T, customer string, n int) (e *env, gate *checkGate, checkpoint uint64) {
+	t.Helper()
+	gate = &checkGate{}
+	e = serve(t, &env{store: memstore.New(), wrapLog: func(l projections.Log) projections.Log {
+		gate.Log = l
+		return gate
+	}}, 0)
+	createCommitted(t, e, customer, n)
+	checkpoint = e.runner.Committed()
+	e.stop()
+	return e, gate, checkpoint
+}
+
 // An admin rebuild (which needs only the log) swapped in while a starting
 // runner checks its read model's checkpoint against the log leaves the
 // runner's committed position at the rebuilt model's: the model holds
@@ -71,14 +89,7 @@ func (g *checkGate) FollowBatches(ctx context.Context, from uint64, opts ...even
 func TestRebuildSwappedInWhileTheRunnerChecksItsCheckpoint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	gate := &checkGate{}
-	e := serve(t, &env{store: memstore.New(), wrapLog: func(l projections.Log) projections.Log {
-		gate.Log = l
-		return gate
-	}}, 0)
-	createCommitted(t, e, "early", 3)
-	checkpoint := e.runner.Committed()
-	e.stop()
+	e, gate, checkpoint := stoppedWithGate(t, "early", 3)
 	// Appended while no runner follows the log.
 	var last uint64
 	for range 3 {
@@ -118,5 +129,48 @@ func TestRebuildSwappedInWhileTheRunnerChecksItsCheckpoint(t *testing.T) {
 	}
 	if len(res.GetOrders()) != 3 {
 		t.Fatalf("list at min_position %d: %d orders, want 3", last, len(res.GetOrders()))
+	}
+}
+
+// A watch of orders from now, on a node whose runner has not started its
+// feed yet (a restarted process, checking its checkpoint against the
+// log), is taken on and starts once the runner started the feed, at the
+// read model's position. It was told position 0, the feed knowing no
+// other yet, and ended with OUT_OF_RANGE (list again) once the runner
+// started the feed at its checkpoint.
+func TestWatchOrdersFromNowWaitsForTheFeedToStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	e, gate, checkpoint := stoppedWithGate(t, "fresh", 2)
+	// A new process's feed, and a query service on it.
+	e.feed = projections.NewFeed(0)
+	gate.arm(checkpoint)
+	e.startRunner(t)
+	gs := grpc.NewServer()
+	ordersv1.RegisterOrderQueryServiceServer(gs, newQuery(t, runnerRef{e}, query.WithFeed(e.feed)))
+	q := ordersv1.NewOrderQueryServiceClient(listen(t, gs))
+	select {
+	case <-gate.hit:
+	case <-ctx.Done():
+		t.Fatal("the runner never checked its checkpoint against the log")
+	}
+	w, err := q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Taken on while the runner starts.
+	if _, err := w.Header(); err != nil {
+		t.Fatal(err)
+	}
+	close(gate.open)
+	if m, err := w.Recv(); err != nil || m.GetPosition() != checkpoint {
+		t.Fatalf("first message of a watch from now opened before the feed started: at %d, %v; want at %d", m.GetPosition(), err, checkpoint)
+	}
+	next, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: rid(), CustomerId: "fresh", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := w.Recv(); err != nil || m.GetPosition() != next.GetPosition() {
+		t.Fatalf("watch from now after the feed started: at %d, %v; want the change at %d", m.GetPosition(), err, next.GetPosition())
 	}
 }

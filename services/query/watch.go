@@ -114,6 +114,31 @@ func WithWatchBuffer(n int) Option {
 
 var errNoWatch = status.Error(codes.Unimplemented, "watching is not served by this node")
 
+// awaitLiveFeed waits, for a watch of orders from now, until a runner runs
+// the feed: before that (a node starting, its read model catching up, in
+// bulk perhaps) the feed knows no position, and the watch's first message
+// would say 0 and the watch be ended with OUT_OF_RANGE (list again) as the
+// feed starts at the read model's checkpoint. The watch is taken on first
+// (headed: its headers sent), so that a client waiting for that does not
+// give up on a node that is only starting.
+func (s *Service) awaitLiveFeed(stream grpc.ServerStream) (headed bool, err error) {
+	live := s.feed.Live()
+	select {
+	case <-live:
+		return false, nil
+	default:
+	}
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return false, err
+	}
+	select {
+	case <-live:
+		return true, nil
+	case <-stream.Context().Done():
+		return true, status.FromContextError(stream.Context().Err()).Err()
+	}
+}
+
 // watchSender is what both watch RPCs send: one message per change.
 type watchSender[M any] struct {
 	stream grpc.ServerStreamingServer[M]
@@ -404,6 +429,13 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 	// on an empty log carries 0, and a watcher that saw only it must get
 	// every change made since, not start again now.
 	from, resume := req.GetFromPosition(), req.FromPosition != nil
+	headed := false
+	if !resume {
+		var err error
+		if headed, err = s.awaitLiveFeed(stream); err != nil {
+			return err
+		}
+	}
 	sub, published, backlog, kept := s.feed.Subscribe("", match, s.buffer, resumeAfter(from, resume))
 	defer sub.Close()
 	if err := s.pastHead(ctx, from, published); err != nil {
@@ -426,8 +458,10 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 			return &ordersv1.WatchOrdersResponse{Position: position}
 		},
 	}
-	if err := stream.SendHeader(metadata.MD{}); err != nil {
-		return err
+	if !headed {
+		if err := stream.SendHeader(metadata.MD{}); err != nil {
+			return err
+		}
 	}
 	if !resume {
 		if err := stream.Send(&ordersv1.WatchOrdersResponse{Position: published}); err != nil {

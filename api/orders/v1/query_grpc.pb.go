@@ -77,7 +77,9 @@ type OrderQueryServiceClient interface {
 	// order: every change of an order that matches them before or after the
 	// change, so an order leaving a status filter is seen leaving it. The
 	// first message of a watch without from_position carries no order, only
-	// the position the watch starts after; a resumed watch starts with the
+	// the position the watch starts after (on a node whose read model is
+	// starting, it comes once the read model has started, the watch being
+	// taken on at once, its headers sent); a resumed watch starts with the
 	// changes after from_position. A customer's erasure changes each of the customer's orders at
 	// one position; resuming from a position with several changes sends them
 	// all again, as the watch may have ended part-way through them.
@@ -223,7 +225,9 @@ type OrderQueryServiceServer interface {
 	// order: every change of an order that matches them before or after the
 	// change, so an order leaving a status filter is seen leaving it. The
 	// first message of a watch without from_position carries no order, only
-	// the position the watch starts after; a resumed watch starts with the
+	// the position the watch starts after (on a node whose read model is
+	// starting, it comes once the read model has started, the watch being
+	// taken on at once, its headers sent); a resumed watch starts with the
 	// changes after from_position. A customer's erasure changes each of the customer's orders at
 	// one position; resuming from a position with several changes sends them
 	// all again, as the watch may have ended part-way through them.
