@@ -122,6 +122,13 @@ func (r *Runner) rebuild(ctx context.Context, progress func(Progress)) (*replay,
 // that cannot be decoded is dead-lettered here too rather than failing the
 // rebuild.
 func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
+	// Cancelled, or refused, once the runner is stopping (swapping).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if !r.swapping(cancel) {
+		return ErrRunnerStopped
+	}
+	defer r.swapping(nil)
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	// What the live model holds uncommitted would be lost with it. The

@@ -68,7 +68,8 @@ var ErrNotTheLog = errors.New("projections: the log does not hold the event the 
 // ErrRunnerStopped is what a wait for a position (WaitFor,
 // WaitForCommitted) returns when the runner stopped short of it: its Run
 // returned (its node shutting down, or a read model it could not write),
-// and the position will not come while it is stopped.
+// and the position will not come while it is stopped. A rebuild returns it
+// when the runner was stopping before its model could be swapped in.
 var ErrRunnerStopped = errors.New("projections: the runner stopped short of the position")
 
 // Log is what the runner needs of the event store: its head, for the lag
@@ -211,6 +212,13 @@ type Runner struct {
 	// waits end then (ErrRunnerStopped). Open before the first Run, whose
 	// start-up a read may wait for.
 	halted chan struct{}
+	// stopping: Run's context ended, or Run returned, and it has not run
+	// again; swapCancel cancels the rebuild swap in progress. A swap holds
+	// the applies while it catches up with the log, and the runner's stop
+	// waits for them: a shutdown, which stops the runner before it ends
+	// the rebuild's stream, would wait on the swap's reads.
+	stopping   bool
+	swapCancel context.CancelFunc
 	// stopFollow ends the current follow after a commit off the follow
 	// failed (failed holds its error).
 	stopFollow context.CancelFunc
@@ -308,17 +316,48 @@ func (r *Runner) WaitForCommitted(ctx context.Context, position uint64) error {
 	return r.wait(ctx, position, &r.committed)
 }
 
-// running returns the channel Run closes as it returns (halted): a new
-// one when an earlier Run closed the last.
-func (r *Runner) running() chan struct{} {
+// running marks the runner running until ctx ends (stopping) and returns
+// what Run calls as it returns: it closes the channel waits end on
+// (halted), a new one when an earlier Run closed the last.
+func (r *Runner) running(ctx context.Context) (returned func()) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	select {
 	case <-r.halted:
 		r.halted = make(chan struct{})
 	default:
 	}
-	return r.halted
+	halted := r.halted
+	r.stopping = false
+	r.mu.Unlock()
+	stop := context.AfterFunc(ctx, r.stopSwaps)
+	return func() {
+		stop()
+		r.stopSwaps()
+		close(halted)
+	}
+}
+
+// stopSwaps cancels the rebuild swap in progress, and refuses new ones
+// until Run runs again.
+func (r *Runner) stopSwaps() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopping = true
+	if r.swapCancel != nil {
+		r.swapCancel()
+	}
+}
+
+// swapping records cancel as the swap in progress's (nil: none now); false
+// when the runner is stopping, and the swap must not start.
+func (r *Runner) swapping(cancel context.CancelFunc) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cancel != nil && r.stopping {
+		return false
+	}
+	r.swapCancel = cancel
+	return true
 }
 
 // wait waits until *at (read under r.mu) reaches position, or the runner
@@ -378,7 +417,7 @@ func (r *Runner) markReady() {
 // its last commit was published.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.feed.stop()
-	defer close(r.running())
+	defer r.running(ctx)()
 	head, err := r.events.Head(ctx)
 	for err != nil {
 		// NATS may be down at start; the runner waits for it rather
