@@ -55,7 +55,8 @@ A watcher that falls behind is cut off by the server; ordersctl then resumes
 from the last position it printed, so no change is missed or printed twice.
 So it does when the server goes away (UNAVAILABLE: a node shutting down or
 restarting): it reconnects after growing, jittered waits and resumes after
-the last position it printed, or gives up with exit 4 once --timeout has
+the last position it received (a node shutting down may send one it does
+not print), or gives up with exit 4 once --timeout has
 passed without the server taking the watch back. Without an order id, a
 watch the server can no longer follow from where it was (the position is
 older than the changes it keeps: after its node crashed, or 10,000
