@@ -172,6 +172,21 @@ func (s *Subscription) Err() error {
 	}
 }
 
+// Caught returns the position the feed has published up to, with ok true
+// when the subscription holds none of its changes unread (none in C, none
+// waiting for room there): its watcher, having sent what it took from C,
+// has sent every change it wants up to that position, and may tell its
+// client to resume from there. ok is false too once the subscription
+// ended.
+func (s *Subscription) Caught() (position uint64, ok bool) {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.removed || len(s.c) > 0 || len(s.spill) > 0 {
+		return 0, false
+	}
+	return s.f.pos, true
+}
+
 // StoppedAt returns, for a subscription ended with ErrFeedStopped, the
 // position the feed had published up to when it stopped, with ok true when
 // every change the subscription wants up to that position is in C: a

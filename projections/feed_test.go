@@ -455,3 +455,34 @@ func TestFeedStartKeepsWatchesResumedAtItsCheckpoint(t *testing.T) {
 		t.Errorf("at a checkpoint of several changes: watch by match %v, want ErrFeedRestarted; watch of one order %v, want none", byMatch.Err(), one.Err())
 	}
 }
+
+// Caught tells the position a subscription has taken every change it
+// wants up to: none while one waits in its buffer, or for room there.
+func TestFeedCaughtOnlyWithNothingUnread(t *testing.T) {
+	f := NewFeed(100)
+	f.start(10, false)
+	a := func(c *Change) bool { return c.OrderID == "a" }
+	s, _, _, _ := f.Subscribe("", a, 2, math.MaxUint64)
+	small, _, _, _ := f.Subscribe("", a, 1, math.MaxUint64)
+	if at, ok := s.Caught(); !ok || at != 10 {
+		t.Fatalf("new subscription: caught at %d (%v), want 10", at, ok)
+	}
+	f.publish(12, []Change{{Position: 11, OrderID: "a"}, {Position: 12, OrderID: "a"}}, nil)
+	if _, ok := s.Caught(); ok {
+		t.Fatal("caught with changes in the buffer")
+	}
+	<-small.C()
+	if _, ok := small.Caught(); ok {
+		t.Fatal("caught with a change waiting for room in the buffer")
+	}
+	<-s.C()
+	<-s.C()
+	f.publish(13, changes(13, 13, "b"), nil)
+	if at, ok := s.Caught(); !ok || at != 13 {
+		t.Fatalf("every change taken, others' published after: caught at %d (%v), want 13", at, ok)
+	}
+	s.Close()
+	if _, ok := s.Caught(); ok {
+		t.Fatal("caught once closed")
+	}
+}

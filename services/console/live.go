@@ -281,7 +281,7 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 		if m.GetOrder() == nil {
 			// The position a watch from now starts after (the
-			// resync's): no change.
+			// resync's), or one to resume from: no change.
 			continue
 		}
 		if err := rows(m.GetPosition()); err != nil {

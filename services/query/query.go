@@ -73,6 +73,8 @@ type Service struct {
 	head    Head
 	keys    convert.Keyring
 	buffer  int
+	// progress: see WithWatchProgress.
+	progress time.Duration
 	// erased is the customers' subject as resuming watches last read it.
 	erased erasures
 }
@@ -81,7 +83,7 @@ type Service struct {
 // slog.Default(). It fails with an error wrapping ErrInvalidOption when an
 // option is invalid.
 func New(p Projection, log *slog.Logger, opts ...Option) (*Service, error) {
-	s := &Service{p: p, log: rpcerr.DefaultLogger(log), buffer: DefaultWatchBuffer}
+	s := &Service{p: p, log: rpcerr.DefaultLogger(log), buffer: DefaultWatchBuffer, progress: DefaultWatchProgress}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
@@ -24,6 +25,13 @@ import (
 // buffer reaches a watcher that was keeping up whole
 // (projections.ErrOverflow).
 const DefaultWatchBuffer = 256
+
+// DefaultWatchProgress is how long a WatchOrders sends nothing before it
+// sends the position it has sent every matching change up to, unless
+// WithWatchProgress says otherwise: below the idle timeouts of common
+// proxies (60 s), which would otherwise close a quiet newline-delimited
+// JSON stream, and the Server-Sent Events heartbeat's 15 s.
+const DefaultWatchProgress = 15 * time.Second
 
 // History reads one order's events back from the log, for a watcher
 // resuming from a position the feed no longer holds. It reads with every
@@ -112,6 +120,19 @@ func WithWatchBuffer(n int) Option {
 	}
 }
 
+// WithWatchProgress sets how long a WatchOrders sends nothing before it
+// sends a message of no order, with the position it has sent every
+// matching change up to (default DefaultWatchProgress). Invalid: d <= 0.
+func WithWatchProgress(d time.Duration) Option {
+	return func(s *Service) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithWatchProgress(%v): must be positive", ErrInvalidOption, d)
+		}
+		s.progress = d
+		return nil
+	}
+}
+
 var errNoWatch = status.Error(codes.Unimplemented, "watching is not served by this node")
 
 // awaitLiveFeed waits, for a watch of orders from now, until a runner runs
@@ -162,8 +183,11 @@ type watchSender[M any] struct {
 	// mark, when set, builds a message of no change that tells the
 	// client to resume from position: sent when the feed stopped (its
 	// node shutting down) past the last change sent, for a watch that
-	// could not resume from that change once the node restarted.
-	mark func(position uint64) *M
+	// could not resume from that change once the node restarted, and
+	// after every progress (when set) without a message sent, with the
+	// position the watch has sent everything up to.
+	mark     func(position uint64) *M
+	progress time.Duration
 }
 
 func (w *watchSender[M]) send(c *projections.Change) error {
@@ -203,11 +227,36 @@ func (w *watchSender[M]) sentAt(position uint64, id string) {
 // watcher is ended with RESOURCE_EXHAUSTED, naming the position to resume
 // from, or with UNAVAILABLE when the feed stopped.
 func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscription) error {
+	var tick <-chan time.Time
+	if w.mark != nil && w.progress > 0 {
+		t := time.NewTicker(w.progress)
+		defer t.Stop()
+		tick = t.C
+	}
+	// quiet: nothing was sent since the last tick.
+	quiet := true
 	for {
 		select {
 		case c := <-sub.C():
 			if err := w.send(c); err != nil {
 				return err
+			}
+			quiet = false
+		case <-tick:
+			if !quiet {
+				quiet = true
+				continue
+			}
+			// A watch of a few orders sends nothing while the others
+			// change: a proxy would close the idle stream, and its
+			// client, resumed from its last change, would be refused
+			// once that fell out of the feed's history. Sent again
+			// on a quiet log, the same position keeps the stream busy.
+			if at, ok := sub.Caught(); ok && at >= w.sent {
+				if err := w.stream.Send(w.mark(at)); err != nil {
+					return err
+				}
+				w.sentAt(at, "")
 			}
 		case <-sub.Done():
 			return w.ended(sub)
@@ -457,6 +506,7 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 		mark: func(position uint64) *ordersv1.WatchOrdersResponse {
 			return &ordersv1.WatchOrdersResponse{Position: position}
 		},
+		progress: s.progress,
 	}
 	if !headed {
 		if err := stream.SendHeader(metadata.MD{}); err != nil {

@@ -827,7 +827,8 @@ func (x *WatchOrdersRequest) GetConsistency() *Consistency {
 
 // WatchOrdersResponse is one changed order, or a position without one:
 // the position the watch starts after (the first message), or the one to
-// resume from (the last message of a node shutting down).
+// resume from (after 15 s without a change, and the last message of a node
+// shutting down).
 type WatchOrdersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order after the change; absent in a message of a position only.

@@ -94,7 +94,11 @@ type OrderQueryServiceClient interface {
 	// no order carrying the position its read model stopped at, when the
 	// last message was below it: resumed from there, on the node restarted
 	// or on another that reached it, the watch misses nothing, where its
-	// last change may be older than the restarted node keeps.
+	// last change may be older than the restarted node keeps. A watch that
+	// sent nothing for 15 s sends such a message too, with the position it
+	// has sent every matching change up to (the same again on a quiet log):
+	// it keeps an idle stream from being closed by a proxy, and the position
+	// to resume from within the changes kept.
 	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
@@ -242,7 +246,11 @@ type OrderQueryServiceServer interface {
 	// no order carrying the position its read model stopped at, when the
 	// last message was below it: resumed from there, on the node restarted
 	// or on another that reached it, the watch misses nothing, where its
-	// last change may be older than the restarted node keeps.
+	// last change may be older than the restarted node keeps. A watch that
+	// sent nothing for 15 s sends such a message too, with the position it
+	// has sent every matching change up to (the same again on a quiet log):
+	// it keeps an idle stream from being closed by a proxy, and the position
+	// to resume from within the changes kept.
 	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderQueryServiceServer()
 }
