@@ -485,11 +485,17 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		}
 	}
 	// The read starts at the log's first event: the zero time does too,
-	// and so does any time before it, decided at the first event read
-	// (position 1). Its events written before versions were recorded are
-	// then numbered as from position 0; they were 0.
+	// and so does any time not after that event's. Its events written
+	// before versions were recorded are then numbered as from position 0;
+	// they were 0. The first event read says nothing of it: an export of
+	// some orders may first read one far into the log, and a log whose
+	// first orders were purged starts past position 1.
 	fromStart := !byTime && from <= 1
-	first := true
+	if byTime {
+		if fromStart, err = s.startsTheLog(ctx, req.GetFromTime().AsTime()); err != nil {
+			return err
+		}
+	}
 	legacy := map[string]uint64{}
 	if req.GetFollow() {
 		// A follow may send nothing for long (a quiet log): its headers
@@ -501,10 +507,6 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	}
 	keys := s.readKeys()
 	return s.consume(ctx, from, req.GetFollow(), func(e entry) error {
-		if first && byTime {
-			fromStart = e.rec.Position <= 1
-		}
-		first = false
 		if erasuresOnly && e.rec.OrderID == order.CustomersSubjectID {
 			// Read to drop an erased key (open), not asked for: an
 			// undecodable one fails the exports that ask for it.
@@ -550,6 +552,21 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		}
 		return stream.Send(&ordersv1.StreamEventsResponse{Event: ev})
 	}, opts...)
+}
+
+// startsTheLog reports whether a read from time at starts at the log's
+// first message: at is not after the time the log stored it, or the log
+// is empty.
+func (s *Service) startsTheLog(ctx context.Context, at time.Time) (bool, error) {
+	for b, err := range s.store.ReadBatches(ctx, 0, eventstore.BatchSize(1)) {
+		if err != nil {
+			return false, rpcerr.ToStatus(ctx, s.log, err)
+		}
+		if len(b.Entries) > 0 {
+			return !at.After(b.Entries[0].Time), nil
+		}
+	}
+	return true, nil
 }
 
 // checkStream checks what a StreamEvents request selects and returns its
