@@ -473,28 +473,19 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 		opts = append(opts, eventstore.ForOrders(ids...))
 	}
 	from := req.GetFromPosition()
-	byTime := false
+	var at time.Time // the zero time starts at the beginning
 	if t := req.GetFromTime(); t != nil {
 		if err := t.CheckValid(); err != nil {
 			return rpcerr.Invalid("from_time", "invalid timestamp")
 		}
 		from = 0
-		if at := t.AsTime(); !at.IsZero() { // the zero time starts at the beginning
+		if at = t.AsTime(); !at.IsZero() {
 			opts = append(opts, eventstore.StartTime(at))
-			byTime = true
 		}
 	}
-	// The read starts at the log's first event: the zero time does too,
-	// and so does any time not after that event's. Its events written
-	// before versions were recorded are then numbered as from position 0;
-	// they were 0. The first event read says nothing of it: an export of
-	// some orders may first read one far into the log, and a log whose
-	// first orders were purged starts past position 1.
-	fromStart := !byTime && from <= 1
-	if byTime {
-		if fromStart, err = s.startsTheLog(ctx, req.GetFromTime().AsTime()); err != nil {
-			return err
-		}
+	fromStart, err := s.startsTheLog(ctx, from, at)
+	if err != nil {
+		return err
 	}
 	legacy := map[string]uint64{}
 	if req.GetFollow() {
@@ -554,17 +545,31 @@ func (s *Service) StreamEvents(req *ordersv1.StreamEventsRequest, stream grpc.Se
 	}, opts...)
 }
 
-// startsTheLog reports whether a read from time at starts at the log's
-// first message: at is not after the time the log stored it, or the log
-// is empty.
-func (s *Service) startsTheLog(ctx context.Context, at time.Time) (bool, error) {
+// startsTheLog reports whether a read from time at (when not zero), else
+// from position from, starts at the log's first message: the zero time
+// does, and so does any time not after the time the log stored it, or any
+// position not past its position (a log whose first orders were purged
+// starts past position 1), or any read of an empty log. Such a read
+// numbers the events written before versions were recorded as one from
+// position 0 does; they were 0. The first event the read itself meets
+// cannot tell: an export of some orders may first meet one far into the
+// log.
+func (s *Service) startsTheLog(ctx context.Context, from uint64, at time.Time) (bool, error) {
+	if at.IsZero() && from <= 1 {
+		return true, nil
+	}
 	for b, err := range s.store.ReadBatches(ctx, 0, eventstore.BatchSize(1)) {
 		if err != nil {
 			return false, rpcerr.ToStatus(ctx, s.log, err)
 		}
-		if len(b.Entries) > 0 {
-			return !at.After(b.Entries[0].Time), nil
+		if len(b.Entries) == 0 {
+			continue
 		}
+		first := b.Entries[0]
+		if !at.IsZero() {
+			return !at.After(first.Time), nil
+		}
+		return from <= first.Position, nil
 	}
 	return true, nil
 }

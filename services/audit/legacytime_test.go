@@ -77,3 +77,40 @@ func TestExportFromBeforeTheLogNumbersEventsWithoutVersionsWhereverItsFirstEvent
 		}
 	})
 }
+
+// An export from a position not past the log's first event, on a log whose
+// first orders were purged, starts at that event as one from position 0
+// does, and numbers the events written before versions were recorded as it
+// does. They were exported as version 0.
+func TestExportFromBeforeAPurgedLogsFirstPositionNumbersEventsWithoutVersions(t *testing.T) {
+	e := startB(t, eventstore.WithMutableStream()) // to purge an order
+	publishLegacy(t, e, "legacy-0")
+	publishLegacy(t, e, "legacy-1")
+	s, err := e.js.Stream(t.Context(), e.nstore.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(t.Context(), jetstream.WithPurgeSubject(e.nstore.Subject("legacy-0"))); err != nil {
+		t.Fatal(err)
+	}
+	export := func(from uint64) (pv [][2]uint64) {
+		for _, ev := range collect(t, e, &ordersv1.StreamEventsRequest{FromPosition: from}) {
+			pv = append(pv, [2]uint64{ev.GetPosition(), uint64(ev.GetVersion())})
+		}
+		return pv
+	}
+	want := export(0)
+	if len(want) != 3 || want[0] != [2]uint64{4, 1} {
+		t.Fatalf("export from position 0: (position, version) %v, want legacy-1's three events from position 4, version 1", want)
+	}
+	for _, from := range []uint64{2, 4} {
+		if got := export(from); !slices.Equal(got, want) {
+			t.Errorf("export from position %d: (position, version) %v, want %v", from, got, want)
+		}
+	}
+	// Past the first event, the read starts within the orders' histories:
+	// the events before versions were recorded are not numbered.
+	if got := export(5); len(got) != 2 || got[0] != [2]uint64{5, 0} {
+		t.Errorf("export from position 5: (position, version) %v, want positions 5 and 6, version 0", got)
+	}
+}
