@@ -165,8 +165,8 @@ type Console struct {
 	// done is closed by Shutdown, ending the live streams.
 	done     chan struct{}
 	shutdown sync.Once
-	// streams are the open streams of each session (by its cookie), which
-	// its sign-out ends.
+	// streams are the open streams of each session (by browser: its
+	// session.streamKey), which its sign-out ends.
 	streams sessionStreams
 }
 
@@ -419,7 +419,13 @@ type session struct {
 	csrf      string
 	// csrfBefore: the browser came without a CSRF cookie (see csrfOK).
 	csrfBefore bool
-	key        string // the session cookie's value: its streams' key (sessionStreams)
+	key        string // the session cookie's value
+	// streamKey keys this browser's streams (sessionStreams): its CSRF
+	// token, of its own CSRF cookie and its session cookie. Not the
+	// session cookie alone, which two browsers signed in with one token
+	// share: the sign-out of one ended the other's streams (a live
+	// list, an export, a rebuild it was running).
+	streamKey string
 }
 
 // staleForm is what a post without the session's CSRF token is told.
@@ -527,7 +533,8 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 func (c *Console) newSession(w http.ResponseWriter, r *http.Request, u user, ctx context.Context, cookie string) *session {
 	before := !hasCookie(r, csrfCookieName)
 	key := c.csrfKey(w, r)
-	return &session{user: u, ctx: ctx, streamCtx: ctx, csrf: csrfToken(key, cookie), csrfBefore: before, key: cookie}
+	csrf := csrfToken(key, cookie)
+	return &session{user: u, ctx: ctx, streamCtx: ctx, csrf: csrf, csrfBefore: before, key: cookie, streamKey: csrf}
 }
 
 // csrfToken derives the CSRF token from the CSRF cookie's key and the
@@ -708,8 +715,12 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// The session's pages in other tabs stop receiving (their live
-		// updates, an export): their streams carry the token.
-		c.streams.end(ck.Value)
+		// updates, an export): their streams carry the token. Those of
+		// another browser signed in with the same token go on: they
+		// are keyed by that browser's CSRF token (session.streamKey).
+		if want != "" {
+			c.streams.end(want)
+		}
 	}
 	c.setCookie(w, "")
 	c.setNamedCookie(w, csrfCookieName, "")

@@ -139,7 +139,7 @@ func since(r *http.Request) (uint64, error) {
 // also ended by Shutdown and by the session's sign-out.
 func (c *Console) liveContext(s *session) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(s.streamCtx)
-	forget := c.streams.add(s.key, cancel)
+	forget := c.streams.add(s.streamKey, cancel)
 	go func() {
 		select {
 		case <-c.done:

@@ -163,3 +163,21 @@ func adminSignedIn(t *testing.T, c *console) *client {
 	}
 	return cl
 }
+
+// Two browsers signed in with one bearer token (a person's two machines,
+// or a team's shared static token) are two sessions: signing out of one
+// ends that browser's streams only. It ended the other's too (its live
+// list, and an export, a verification, a rebuild or a retry of parked
+// payments it was running), the streams being kept by the token alone.
+func TestSignOutLeavesAnotherBrowsersStreams(t *testing.T) {
+	c := startAuthed(t)
+	a, b := adminSignedIn(t, c), adminSignedIn(t, c)
+	stream := b.live("/console/live/orders", "0") // b's live list
+	if res, _ := a.do("POST", "/console/logout", url.Values{"csrf": {ordersPageCSRF(t, a)}}, nil); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out of the first browser: %s", res.Status)
+	}
+	id, _ := c.createOrder(t, "cust-other-browser")
+	if e := stream.next(); e.Name != "rows" || !strings.Contains(e.Data, `data-order="`+id+`"`) {
+		t.Fatalf("the other browser's live list, after the first signed out: event %q (id %s) without %s:\n%s", e.Name, e.ID, id, e.Data)
+	}
+}
