@@ -204,6 +204,10 @@ type fromPositioned interface {
 // when the stream fails. An error before the stream starts answers its
 // HTTP status and status JSON.
 func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPositioned, rpc string, pathFields *utilities.DoubleArray, open func(context.Context, proto.Message) (recv, error)) {
+	// As the NDJSON streams (startStream): a watch carries personal
+	// data, and a refusal (a 404, which a cache may keep unbidden) holds
+	// no longer than the moment it is answered.
+	w.Header().Set("Cache-Control", "no-store")
 	if err := fillWatchRequest(r, req, pathFields); err != nil {
 		writeStatus(w, r, http.StatusBadRequest, err)
 		return
@@ -235,8 +239,6 @@ func (s sseWatch) serve(w http.ResponseWriter, r *http.Request, req fromPosition
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
-	// As the NDJSON streams (startStream): a watch carries personal data.
-	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)

@@ -79,3 +79,17 @@ func TestWatchAnswersVaryByAccept(t *testing.T) {
 		t.Errorf("Server-Sent Events watch: Vary %q, want Accept", s.res.Header.Get("Vary"))
 	}
 }
+
+// A watch refused before it started (an order not there yet: 404, which a
+// cache may keep without being told) tells caches not to keep it, asked
+// for as Server-Sent Events as it did as newline-delimited JSON: kept, the
+// 404 would be answered for the order once it exists.
+func TestRefusedWatchIsNotStoredEitherWay(t *testing.T) {
+	e := start(t)
+	for _, accept := range []string{"application/x-ndjson", "text/event-stream"} {
+		r := expect(t, e.do(t, "GET", "/v1/orders/not-yet:watch?fromPosition=0", "", "Accept", accept), http.StatusNotFound)
+		if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("a watch refused (Accept: %s): Cache-Control %q, want no-store", accept, cc)
+		}
+	}
+}
