@@ -293,7 +293,11 @@ func (w *watchSender[M]) ended(sub *projections.Subscription) error {
 			}
 			w.sentAt(at, "")
 		}
-		return status.Errorf(codes.Unavailable, "the read model stopped (the server is shutting down); resume from position %d", w.sent)
+		// "retry", as every UNAVAILABLE a service chooses to send says:
+		// the REST gateway passes on only those (httpapi's
+		// serviceUnavailable), and took this one for a failed connection
+		// of its own, answering its own text in place of the position.
+		return status.Errorf(codes.Unavailable, "the read model stopped (the server is shutting down); retry, and resume from position %d", w.sent)
 	case errors.Is(err, projections.ErrFeedRestarted):
 		if w.restarted != nil {
 			return w.restarted
