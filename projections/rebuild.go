@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -121,14 +122,21 @@ func (r *Runner) rebuild(ctx context.Context, progress func(Progress)) (*replay,
 // of the swap. The catch-up reads as the live runner does, so a message
 // that cannot be decoded is dead-lettered here too rather than failing the
 // rebuild.
-func (r *Runner) swapIn(ctx context.Context, rp *replay) error {
+func (r *Runner) swapIn(ctx context.Context, rp *replay) (err error) {
 	// Cancelled, or refused, once the runner is stopping (swapping).
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if !r.swapping(cancel) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if !r.swapping(func() { cancel(ErrRunnerStopped) }) {
 		return ErrRunnerStopped
 	}
 	defer r.swapping(nil)
+	defer func() {
+		// Cancelled by the runner's stop, not by the rebuild's caller:
+		// said as such, so that the caller is not told it left.
+		if err != nil && errors.Is(context.Cause(ctx), ErrRunnerStopped) {
+			err = fmt.Errorf("%w: %w", ErrRunnerStopped, err)
+		}
+	}()
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	// What the live model holds uncommitted would be lost with it. The

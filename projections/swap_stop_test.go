@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"sync"
 	"testing"
@@ -108,7 +109,7 @@ func TestStoppedRunnerCancelsTheSwapInProgress(t *testing.T) {
 	case <-bound.Done():
 		t.Fatal("Run did not return while a swap read a log that does not answer")
 	}
-	if err := <-rebuilt; err == nil {
-		t.Fatal("the rebuild whose swap the stop cancelled succeeded")
+	if err := <-rebuilt; !errors.Is(err, projections.ErrRunnerStopped) {
+		t.Fatalf("the rebuild whose swap the stop cancelled: %v; want ErrRunnerStopped", err)
 	}
 }

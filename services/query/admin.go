@@ -101,7 +101,8 @@ func (a *Admin) ForgetCustomer(ctx context.Context, req *ordersv1.ForgetCustomer
 // RebuildReadModel rebuilds the read model, streaming progress. The rebuild
 // is bound to the call: if the client goes away it is cancelled, and the
 // live read model stays as it was. FAILED_PRECONDITION when one already
-// runs.
+// runs; UNAVAILABLE when the read model's runner stopped before the swap
+// was done (its node shutting down).
 func (a *Admin) RebuildReadModel(_ *ordersv1.RebuildReadModelRequest, stream grpc.ServerStreamingServer[ordersv1.RebuildReadModelResponse]) error {
 	ctx := stream.Context()
 	var sendErr error
@@ -116,6 +117,12 @@ func (a *Admin) RebuildReadModel(_ *ordersv1.RebuildReadModelRequest, stream grp
 	})
 	if errors.Is(err, projections.ErrRebuildRunning) {
 		return status.Error(codes.FailedPrecondition, "a rebuild is already running")
+	}
+	if errors.Is(err, projections.ErrRunnerStopped) {
+		// The read model's runner stopped (its node shutting down): not
+		// the client's leaving, nor this server's fault. Retried, on a
+		// node that runs, the rebuild goes through.
+		return status.Error(codes.Unavailable, "the read model stopped (the server is shutting down); retry the rebuild")
 	}
 	if err != nil {
 		return rpcerr.ToStatus(ctx, a.log, err)
