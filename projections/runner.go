@@ -219,6 +219,9 @@ type Runner struct {
 	// the rebuild's stream, would wait on the swap's reads.
 	stopping   bool
 	swapCancel context.CancelFunc
+	// runs counts the Runs begun: a stop of an earlier one, its context's
+	// end noticed late, must not stop the swaps of the next.
+	runs uint64
 	// stopFollow ends the current follow after a commit off the follow
 	// failed (failed holds its error).
 	stopFollow context.CancelFunc
@@ -328,20 +331,26 @@ func (r *Runner) running(ctx context.Context) (returned func()) {
 	}
 	halted := r.halted
 	r.stopping = false
+	r.runs++
+	run := r.runs
 	r.mu.Unlock()
-	stop := context.AfterFunc(ctx, r.stopSwaps)
+	stop := context.AfterFunc(ctx, func() { r.stopSwaps(run) })
 	return func() {
 		stop()
-		r.stopSwaps()
+		r.stopSwaps(run)
 		close(halted)
 	}
 }
 
 // stopSwaps cancels the rebuild swap in progress, and refuses new ones
-// until Run runs again.
-func (r *Runner) stopSwaps() {
+// until Run runs again: unless run, the Run it stops, is not the latest
+// (its context's end, noticed after it returned and another Run began).
+func (r *Runner) stopSwaps(run uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if run != r.runs {
+		return
+	}
 	r.stopping = true
 	if r.swapCancel != nil {
 		r.swapCancel()
