@@ -227,26 +227,25 @@ func (w *watchSender[M]) sentAt(position uint64, id string) {
 // watcher is ended with RESOURCE_EXHAUSTED, naming the position to resume
 // from, or with UNAVAILABLE when the feed stopped.
 func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscription) error {
+	// quiet fires once the watch has sent nothing for w.progress: it is
+	// set again after every change taken and every position sent.
+	var quiet *time.Timer
 	var tick <-chan time.Time
 	if w.mark != nil && w.progress > 0 {
-		t := time.NewTicker(w.progress)
-		defer t.Stop()
-		tick = t.C
+		quiet = time.NewTimer(w.progress)
+		defer quiet.Stop()
+		tick = quiet.C
 	}
-	// quiet: nothing was sent since the last tick.
-	quiet := true
 	for {
 		select {
 		case c := <-sub.C():
 			if err := w.send(c); err != nil {
 				return err
 			}
-			quiet = false
-		case <-tick:
-			if !quiet {
-				quiet = true
-				continue
+			if quiet != nil {
+				quiet.Reset(w.progress)
 			}
+		case <-tick:
 			// A watch of a few orders sends nothing while the others
 			// change: a proxy would close the idle stream, and its
 			// client, resumed from its last change, would be refused
@@ -258,6 +257,7 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 				}
 				w.sentAt(at, "")
 			}
+			quiet.Reset(w.progress)
 		case <-sub.Done():
 			return w.ended(sub)
 		case <-ctx.Done():
