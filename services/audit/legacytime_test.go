@@ -34,6 +34,24 @@ func publishLegacy(t *testing.T, e *env, id string) {
 	}
 }
 
+// purgedLegacyLog is a log of two orders written before versions were
+// recorded, legacy-0 and legacy-1, with legacy-0 purged: it begins at
+// legacy-1's first event, position 4.
+func purgedLegacyLog(t *testing.T) *env {
+	t.Helper()
+	e := startB(t, eventstore.WithMutableStream()) // to purge an order
+	publishLegacy(t, e, "legacy-0")
+	publishLegacy(t, e, "legacy-1")
+	s, err := e.js.Stream(t.Context(), e.nstore.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(t.Context(), jetstream.WithPurgeSubject(e.nstore.Subject("legacy-0"))); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // An export from a time before the log's first event numbers the events
 // written before versions were recorded as one from position 0 does, also
 // when the first event it reads is not at position 1: the export is of
@@ -61,16 +79,7 @@ func TestExportFromBeforeTheLogNumbersEventsWithoutVersionsWhereverItsFirstEvent
 		}
 	})
 	t.Run("first order purged", func(t *testing.T) {
-		e := startB(t, eventstore.WithMutableStream()) // to purge an order
-		publishLegacy(t, e, "legacy-0")
-		publishLegacy(t, e, "legacy-1")
-		s, err := e.js.Stream(t.Context(), e.nstore.StreamName())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Purge(t.Context(), jetstream.WithPurgeSubject(e.nstore.Subject("legacy-0"))); err != nil {
-			t.Fatal(err)
-		}
+		e := purgedLegacyLog(t)
 		want := versions(collect(t, e, &ordersv1.StreamEventsRequest{}))
 		if got := versions(collect(t, e, &ordersv1.StreamEventsRequest{FromTime: before})); !slices.Equal(got, want) {
 			t.Errorf("export from before the log: versions %v, want %v as from position 0", got, want)
@@ -83,16 +92,7 @@ func TestExportFromBeforeTheLogNumbersEventsWithoutVersionsWhereverItsFirstEvent
 // does, and numbers the events written before versions were recorded as it
 // does. They were exported as version 0.
 func TestExportFromBeforeAPurgedLogsFirstPositionNumbersEventsWithoutVersions(t *testing.T) {
-	e := startB(t, eventstore.WithMutableStream()) // to purge an order
-	publishLegacy(t, e, "legacy-0")
-	publishLegacy(t, e, "legacy-1")
-	s, err := e.js.Stream(t.Context(), e.nstore.StreamName())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Purge(t.Context(), jetstream.WithPurgeSubject(e.nstore.Subject("legacy-0"))); err != nil {
-		t.Fatal(err)
-	}
+	e := purgedLegacyLog(t)
 	export := func(from uint64) (pv [][2]uint64) {
 		for _, ev := range collect(t, e, &ordersv1.StreamEventsRequest{FromPosition: from}) {
 			pv = append(pv, [2]uint64{ev.GetPosition(), uint64(ev.GetVersion())})

@@ -5,11 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/orderstream/orderstream/api/convert"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/eventstore"
-	"github.com/orderstream/orderstream/order"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -20,22 +16,7 @@ import (
 func TestExportFromTheZeroTimeNumbersEventsWithoutVersions(t *testing.T) {
 	e := startB(t)
 	id := "legacy-1"
-	for i, ev := range []order.Event{order.OrderCreated{OrderID: id, CustomerID: "c", Currency: "EUR"},
-		order.ItemAdded{SKU: "A", Quantity: 1, UnitPrice: 100}, order.OrderPlaced{}} {
-		// One header per field and no version: an event of a build
-		// before versions were recorded.
-		typ, data, err := convert.EncodeEvent(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := nats.NewMsg(e.nstore.Subject(id))
-		m.Header.Set(eventstore.HeaderEventType, typ)
-		m.Header.Set(eventstore.HeaderOccurredAt, time.Date(2020, 1, 1, 0, 0, i, 0, time.UTC).Format(time.RFC3339Nano))
-		m.Data = data
-		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishLegacy(t, e, id)
 	versions := func(evs []*ordersv1.RecordedEvent) (v []uint32) {
 		for _, e := range evs {
 			v = append(v, e.GetVersion())
