@@ -1534,7 +1534,10 @@ func (m *Manager) retryOne(ctx context.Context, j job) (result, error) {
 	rev, held := stop()
 	switch r {
 	case done:
-		if err := m.kv.Delete(ctx, key); err != nil {
+		// The job is done, its outcome recorded: a caller that left
+		// meanwhile must not leave it listed as parked, nor be told it
+		// failed.
+		if err := m.kv.Delete(context.WithoutCancel(ctx), key); err != nil {
 			return abandon, err
 		}
 		m.parkedNow.Add(-1)

@@ -11,6 +11,7 @@ import (
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/services/payments"
+	"google.golang.org/grpc"
 )
 
 // hookedGateway is a Simulator whose charges a test can take over.
@@ -227,5 +228,49 @@ func TestARetryMarksItsChargeBeforeReachingTheProvider(t *testing.T) {
 	assertChargedOnce(t, sim, 1)
 	if jobs, err := e.mgr.Load().Parked(t.Context()); err != nil || len(jobs) != 0 {
 		t.Fatalf("parked after the retry completed: %+v %v", jobs, err)
+	}
+}
+
+// recordedThenCut is a command side whose RecordPayment, once it has
+// recorded the payment, calls after: the caller of a retry giving up at
+// that moment.
+type recordedThenCut struct {
+	ordersv1.OrderCommandServiceClient
+	after atomic.Pointer[func()]
+}
+
+func (c *recordedThenCut) RecordPayment(ctx context.Context, in *ordersv1.RecordPaymentRequest, opts ...grpc.CallOption) (*ordersv1.RecordPaymentResponse, error) {
+	res, err := c.OrderCommandServiceClient.RecordPayment(ctx, in, opts...)
+	if f := c.after.Load(); err == nil && f != nil {
+		(*f)()
+	}
+	return res, err
+}
+
+// A retry of a parked charge whose caller gives up once the payment is
+// recorded has completed the job: it is no longer parked, and the retry
+// says it completed. The job's entry was deleted under the caller's
+// context, so the retry answered an error and the paid order stayed listed
+// as parked until another retry dropped it.
+func TestRetryCompletedAsItsCallerLeavesIsNotParked(t *testing.T) {
+	e := start(t)
+	sim := payments.NewSimulator(payments.SimulatorConfig{})
+	sim.SetDown(true)
+	cmds := &recordedThenCut{OrderCommandServiceClient: e.cmd}
+	e.runRecording(t, e.store, cmds, sim, payments.WithRetry(1, time.Second, time.Millisecond, 2*time.Millisecond))
+	id := e.place(t, "cut", 100)
+	e.waitParked(t, 1)
+	sim.SetDown(false)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	leave := func() { cancel() }
+	cmds.after.Store(&leave)
+	completed, _, err := e.mgr.Load().Retry(ctx, id)
+	cmds.after.Store(nil)
+	if err != nil || completed != 1 {
+		t.Fatalf("retry whose caller left once the payment was recorded: %d completed, %v; want 1 and no error", completed, err)
+	}
+	if jobs, err := e.mgr.Load().Parked(t.Context()); err != nil || len(jobs) != 0 {
+		t.Fatalf("parked after the retry completed the job: %v, %v", jobs, err)
 	}
 }
