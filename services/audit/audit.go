@@ -388,8 +388,13 @@ func decodeHistoryToken(tok, orderID string) (int, error) {
 	return idx, nil
 }
 
-// GetOrderAt folds an order's history up to a version or a time.
+// GetOrderAt folds an order's history up to a version or a time. The
+// record of erasures (order.CustomersSubjectID) is NOT_FOUND: it is no
+// order, and folded it answered one with no id and no status.
 func (s *Service) GetOrderAt(ctx context.Context, req *ordersv1.GetOrderAtRequest) (*ordersv1.GetOrderAtResponse, error) {
+	if req.GetOrderId() == order.CustomersSubjectID {
+		return nil, status.Error(codes.NotFound, "the erasures' record is no order; read its history")
+	}
 	var upto func(i int, r eventstore.Recorded) bool
 	switch p := req.GetPoint().(type) {
 	case *ordersv1.GetOrderAtRequest_Version:

@@ -42,7 +42,8 @@ type OrderAuditServiceClient interface {
 	// NOT_FOUND for an order without events.
 	GetOrderHistory(ctx context.Context, in *GetOrderHistoryRequest, opts ...grpc.CallOption) (*GetOrderHistoryResponse, error)
 	// GetOrderAt returns an order's state as of a version or a time, folded by
-	// the domain from its history. NOT_FOUND if the order did not exist then.
+	// the domain from its history. NOT_FOUND if the order did not exist then,
+	// and for _customers, the record of erasures, which is no order.
 	GetOrderAt(ctx context.Context, in *GetOrderAtRequest, opts ...grpc.CallOption) (*GetOrderAtResponse, error)
 	// StreamEvents streams the global log from a position or a time,
 	// optionally filtered, up to the head or, with follow, on live.
@@ -146,7 +147,8 @@ type OrderAuditServiceServer interface {
 	// NOT_FOUND for an order without events.
 	GetOrderHistory(context.Context, *GetOrderHistoryRequest) (*GetOrderHistoryResponse, error)
 	// GetOrderAt returns an order's state as of a version or a time, folded by
-	// the domain from its history. NOT_FOUND if the order did not exist then.
+	// the domain from its history. NOT_FOUND if the order did not exist then,
+	// and for _customers, the record of erasures, which is no order.
 	GetOrderAt(context.Context, *GetOrderAtRequest) (*GetOrderAtResponse, error)
 	// StreamEvents streams the global log from a position or a time,
 	// optionally filtered, up to the head or, with follow, on live.
