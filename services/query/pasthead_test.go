@@ -3,6 +3,7 @@ package query_test
 import (
 	"context"
 	"errors"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
+	"github.com/orderstream/orderstream/eventstore/memstore"
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/query"
 )
@@ -183,5 +185,27 @@ func TestMinPositionAnswersWithinTheCallersDeadline(t *testing.T) {
 				t.Errorf("%s at min_position %d under a deadline shorter than max_wait: %v, want %v", rpc, c.min, err, c.want)
 			}
 		}
+	}
+}
+
+// A WatchOrders resumed from the largest position, which no log reaches,
+// is OUT_OF_RANGE even where the log's head cannot be read: the feed took
+// that position for "from now" and the watch, skipping every change below
+// it, stayed open and silent.
+func TestWatchOrdersFromTheLargestPositionIsOutOfRange(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	e := serve(t, &env{store: memstore.New()}, 0)
+	gs := grpc.NewServer()
+	// No head to read.
+	ordersv1.RegisterOrderQueryServiceServer(gs, newQuery(t, runnerRef{e}, query.WithFeed(e.feed)))
+	q := ordersv1.NewOrderQueryServiceClient(listen(t, gs))
+	w, err := q.WatchOrders(ctx, &ordersv1.WatchOrdersRequest{FromPosition: proto.Uint64(math.MaxUint64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createCommitted(t, e, "any", 1)
+	if m, err := w.Recv(); status.Code(err) != codes.OutOfRange {
+		t.Fatalf("watch from position 2^64-1: %v, %v; want OUT_OF_RANGE", m, err)
 	}
 }

@@ -482,6 +482,12 @@ func (s *Service) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.Serv
 	// on an empty log carries 0, and a watcher that saw only it must get
 	// every change made since, not start again now.
 	from, resume := req.GetFromPosition(), req.FromPosition != nil
+	if resume && from == math.MaxUint64 {
+		// No log reaches it, and the feed takes it for "from now": the
+		// watch, skipping every change below it, would stay silent
+		// where the log's head cannot be read to refuse it.
+		return rpcerr.Field(codes.OutOfRange, "from_position", "no log reaches position 2^64-1")
+	}
 	headed := false
 	if !resume {
 		var err error
