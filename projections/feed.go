@@ -416,13 +416,19 @@ func (f *Feed) start(checkpoint uint64, several bool) {
 			f.floorDropped = 2
 		}
 		f.history, f.head = nil, 0
-		for s := range f.all {
-			f.restart(s, checkpoint, several)
-		}
-		for _, subs := range f.byOrder {
-			for s := range subs {
-				f.restart(s, checkpoint, several)
-			}
+		f.each(func(s *Subscription) { f.restart(s, checkpoint, several) })
+	}
+}
+
+// each calls fn with every open subscription, of one order or by match;
+// fn may end it. f.mu is held.
+func (f *Feed) each(fn func(*Subscription)) {
+	for s := range f.all {
+		fn(s)
+	}
+	for _, subs := range f.byOrder {
+		for s := range subs {
+			fn(s)
 		}
 	}
 }
@@ -644,14 +650,7 @@ func (f *Feed) stop() {
 		f.live = make(chan struct{})
 	default:
 	}
-	for s := range f.all {
-		f.stopSub(s)
-	}
-	for _, subs := range f.byOrder {
-		for s := range subs {
-			f.stopSub(s)
-		}
-	}
+	f.each(f.stopSub)
 }
 
 // stopSub ends s with ErrFeedStopped, recording where it may resume
