@@ -252,10 +252,9 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 			// once that fell out of the feed's history. Sent again
 			// on a quiet log, the same position keeps the stream busy.
 			if at, ok := sub.Caught(); ok && at >= w.sent {
-				if err := w.stream.Send(w.mark(at)); err != nil {
+				if err := w.sendMark(at); err != nil {
 					return err
 				}
-				w.sentAt(at, "")
 			}
 			quiet.Reset(w.progress)
 		case <-sub.Done():
@@ -270,6 +269,16 @@ func (w *watchSender[M]) follow(ctx context.Context, sub *projections.Subscripti
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
+}
+
+// sendMark sends the message of no change that tells the client to
+// resume from position (mark), and records it as sent.
+func (w *watchSender[M]) sendMark(position uint64) error {
+	if err := w.stream.Send(w.mark(position)); err != nil {
+		return err
+	}
+	w.sentAt(position, "")
+	return nil
 }
 
 // ended sends the changes sub buffered before the feed ended it, and
@@ -288,10 +297,9 @@ func (w *watchSender[M]) ended(sub *projections.Subscription) error {
 	switch err := sub.Err(); {
 	case errors.Is(err, projections.ErrFeedStopped):
 		if at, ok := sub.StoppedAt(); ok && w.mark != nil && at > w.sent {
-			if err := w.stream.Send(w.mark(at)); err != nil {
+			if err := w.sendMark(at); err != nil {
 				return err
 			}
-			w.sentAt(at, "")
 		}
 		// "retry", as every UNAVAILABLE a service chooses to send says:
 		// the REST gateway passes on only those (httpapi's
