@@ -599,29 +599,13 @@ func (a *app) listCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			client := ordersv1.NewOrderQueryServiceClient(conn)
 			var orders []*ordersv1.Order
-			var last *ordersv1.ListOrdersResponse
-			// The pages are read at positions that grow as the log
-			// does: the list's position is the lowest, so that a watch
-			// from it sends every change the list may not show.
-			var position uint64
-			for {
-				res, err := retried(a, cmd.Context(), func(ctx context.Context) (*ordersv1.ListOrdersResponse, error) {
-					return client.ListOrders(ctx, req)
-				})
-				if err != nil {
-					return err
-				}
+			position, last, err := a.listPages(cmd.Context(), ordersv1.NewOrderQueryServiceClient(conn), req, all, func(res *ordersv1.ListOrdersResponse) error {
 				orders = append(orders, res.GetOrders()...)
-				if last == nil || res.GetPosition() < position {
-					position = res.GetPosition()
-				}
-				last = res
-				if !all || res.GetNextPageToken() == "" {
-					break
-				}
-				req.PageToken = res.GetNextPageToken()
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if a.output == "json" {
 				out := &ordersv1.ListOrdersResponse{Orders: orders, Position: position}

@@ -298,25 +298,47 @@ func (a *app) printChange(m watchMessage) error {
 // printed, which for the first page's orders they were not.
 func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceClient, customer string, st ordersv1.OrderStatus) (uint64, error) {
 	var from uint64
-	token := ""
-	for page := 0; ; page++ {
-		res, err := retried(a, ctx, func(ctx context.Context) (*ordersv1.ListOrdersResponse, error) {
-			return q.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerId: customer, Status: st, PageSize: listPage, PageToken: token})
-		})
-		if err != nil {
-			return 0, err
-		}
-		if page == 0 {
-			from = res.GetPosition()
+	first := true
+	req := &ordersv1.ListOrdersRequest{CustomerId: customer, Status: st, PageSize: listPage}
+	_, _, err := a.listPages(ctx, q, req, true, func(res *ordersv1.ListOrdersResponse) error {
+		if first {
+			from, first = res.GetPosition(), false
 		}
 		for _, o := range res.GetOrders() {
 			if err := a.printChange(&ordersv1.WatchOrdersResponse{Order: o, Position: from, Revision: o.GetRevision()}); err != nil {
-				return 0, writeError{err}
+				return writeError{err}
 			}
 		}
-		if token = res.GetNextPageToken(); token == "" {
-			return from, nil
+		return nil
+	})
+	return from, err
+}
+
+// listPages reads the pages of req, every one with all or else the first,
+// each call retried, hands each to page, and returns the list's position
+// and its last page. The pages are read at positions that grow as the
+// log does: the list's position is the lowest, so that a watch from it
+// sends every change the list may not show.
+func (a *app) listPages(ctx context.Context, q ordersv1.OrderQueryServiceClient, req *ordersv1.ListOrdersRequest, all bool,
+	page func(*ordersv1.ListOrdersResponse) error) (position uint64, last *ordersv1.ListOrdersResponse, err error) {
+	for {
+		res, err := retried(a, ctx, func(ctx context.Context) (*ordersv1.ListOrdersResponse, error) {
+			return q.ListOrders(ctx, req)
+		})
+		if err != nil {
+			return 0, nil, err
 		}
+		if last == nil || res.GetPosition() < position {
+			position = res.GetPosition()
+		}
+		last = res
+		if err := page(res); err != nil {
+			return 0, nil, err
+		}
+		if !all || res.GetNextPageToken() == "" {
+			return position, last, nil
+		}
+		req.PageToken = res.GetNextPageToken()
 	}
 }
 
