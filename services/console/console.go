@@ -165,8 +165,8 @@ type Console struct {
 	// done is closed by Shutdown, ending the live streams.
 	done     chan struct{}
 	shutdown sync.Once
-	// streams are the open streams of each session (by browser: its
-	// session.streamKey), which its sign-out ends.
+	// streams are the open streams of each session, by browser (its
+	// CSRF token: see liveContext), which its sign-out ends.
 	streams sessionStreams
 }
 
@@ -420,12 +420,6 @@ type session struct {
 	// csrfBefore: the browser came without a CSRF cookie (see csrfOK).
 	csrfBefore bool
 	key        string // the session cookie's value
-	// streamKey keys this browser's streams (sessionStreams): its CSRF
-	// token, of its own CSRF cookie and its session cookie. Not the
-	// session cookie alone, which two browsers signed in with one token
-	// share: the sign-out of one ended the other's streams (a live
-	// list, an export, a rebuild it was running).
-	streamKey string
 }
 
 // staleForm is what a post without the session's CSRF token is told.
@@ -534,7 +528,7 @@ func (c *Console) newSession(w http.ResponseWriter, r *http.Request, u user, ctx
 	before := !hasCookie(r, csrfCookieName)
 	key := c.csrfKey(w, r)
 	csrf := csrfToken(key, cookie)
-	return &session{user: u, ctx: ctx, streamCtx: ctx, csrf: csrf, csrfBefore: before, key: cookie, streamKey: csrf}
+	return &session{user: u, streamCtx: ctx, csrf: csrf, csrfBefore: before, key: cookie}
 }
 
 // csrfToken derives the CSRF token from the CSRF cookie's key and the
@@ -717,7 +711,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 		// The session's pages in other tabs stop receiving (their live
 		// updates, an export): their streams carry the token. Those of
 		// another browser signed in with the same token go on: they
-		// are keyed by that browser's CSRF token (session.streamKey).
+		// are keyed by that browser's CSRF token (liveContext).
 		if want != "" {
 			c.streams.end(want)
 		}

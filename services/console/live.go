@@ -139,7 +139,11 @@ func since(r *http.Request) (uint64, error) {
 // also ended by Shutdown and by the session's sign-out.
 func (c *Console) liveContext(s *session) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(s.streamCtx)
-	forget := c.streams.add(s.streamKey, cancel)
+	// Keyed by the browser's CSRF token, of its own CSRF cookie and its
+	// session cookie: not by the session cookie alone, which two
+	// browsers signed in with one token share, and the sign-out of one
+	// would end the other's streams (a live list, an export, a rebuild).
+	forget := c.streams.add(s.csrf, cancel)
 	go func() {
 		select {
 		case <-c.done:
