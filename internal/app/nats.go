@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/orderstream/orderstream/eventstore"
@@ -72,9 +73,10 @@ func (n *node) connectNATS(ctx context.Context) error {
 }
 
 // replicasNotClustered is the JetStream API's error code for a stream of
-// more than one replica on a server that is not in a cluster (nats.go
-// names no constant for it).
-const replicasNotClustered jetstream.ErrorCode = 10074
+// more than one replica on a server that is not in a cluster: nats.go
+// names no constant for it, the server (linked in for the embedded one)
+// does.
+const replicasNotClustered = jetstream.ErrorCode(server.JSStreamReplicasNotSupportedErr)
 
 // replicasError is STREAM_REPLICAS refused by a NATS server that is not
 // clustered, for any stream or bucket start-up opens: no retry mends it.
