@@ -542,15 +542,19 @@ func (c Config) validateTransport() []error {
 // beyond this machine is guarded.
 func (c Config) validateListeners() []error {
 	var errs []error
-	listeners := []listener{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}}
-	if c.NATSURL == "" {
-		listeners = append(listeners, listener{"NATS_LISTEN", c.NATSListen})
+	all := []listener{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}, {"NATS_LISTEN", c.NATSListen}}
+	// The ones this process binds: not the embedded server's with
+	// NATS_URL. Cut to capacity, so that the debug listener's append
+	// leaves all as it is.
+	bound := all
+	if c.NATSURL != "" {
+		bound = all[:2:2]
 	}
 	if c.DebugAddr != "" {
-		listeners = append(listeners, listener{"DEBUG_ADDR", c.DebugAddr})
+		bound = append(bound, listener{"DEBUG_ADDR", c.DebugAddr})
 	}
-	errs = append(errs, samePort(listeners)...)
-	for _, l := range []listener{{"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}, {"NATS_LISTEN", c.NATSListen}} {
+	errs = append(errs, samePort(bound)...)
+	for _, l := range all {
 		host, _, err := net.SplitHostPort(l.addr)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port", l.name, l.addr))
