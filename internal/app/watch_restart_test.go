@@ -70,6 +70,9 @@ func TestWatchOfSomeOrdersResumesAcrossARestart(t *testing.T) {
 		}
 		from = m.GetPosition()
 	}
+	if from < last {
+		t.Fatalf("watch at shutdown told to resume from %d, below the read model's %d", from, last)
+	}
 	<-first.finished
 	if first.err != nil {
 		t.Fatalf("Run: %v", first.err)
@@ -140,6 +143,9 @@ func TestEventSourceOfSomeOrdersResumesAcrossARestart(t *testing.T) {
 		t.Fatalf("Server-Sent Events at shutdown: last id %q, want %d, then an error event; got %q", lastID, last, rest)
 	}
 	<-first.finished
+	if first.err != nil {
+		t.Fatalf("Run: %v", first.err)
+	}
 
 	second := startRunning(t, vars)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+second.addrs.HTTP+"/v1/orders:watch?customerId=watched", nil)
