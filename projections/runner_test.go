@@ -550,7 +550,13 @@ func TestWaitEndsWhenTheRunnerStops(t *testing.T) {
 	}
 	waits := make(chan error, 2)
 	for _, wait := range []func(context.Context, uint64) error{r.WaitFor, r.WaitForCommitted} {
-		go func() { waits <- wait(t.Context(), first+100) }()
+		// Bounded: a wait that the stop does not end fails the test
+		// rather than hanging it.
+		go func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			waits <- wait(ctx, first+100)
+		}()
 	}
 	stop()
 	for range 2 {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,8 +17,8 @@ import (
 // The healthcheck asks the node itself, never a proxy: with HTTP_PROXY in
 // its environment (set for a container's calls out) and HTTP_ADDR naming
 // the node by a host name, the probe went to the proxy, whose answer
-// passed for the node's. Here the node is down (nothing listens on port
-// 1) and the proxy answers 200 to anything. net/http reads the proxy
+// passed for the node's. Here the node is down (nothing listens on its
+// port) and the proxy answers 200 to anything. net/http reads the proxy
 // variables once per process, so the healthcheck runs in a process of
 // its own.
 func TestHealthcheckAsksNoProxy(t *testing.T) {
@@ -33,13 +34,18 @@ func TestHealthcheckAsksNoProxy(t *testing.T) {
 	var asked atomic.Int32
 	proxy := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { asked.Add(1) }))
 	t.Cleanup(proxy.Close)
+	// A port nothing listens on: the node is down.
+	_, port, err := net.SplitHostPort(freeLoopback(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHealthcheckAsksNoProxy$")
 	// localhost. (with its dot) is loopback, but not a name net/http
 	// knows to send past a proxy.
 	cmd.Env = append(os.Environ(), "ORDERSD_HEALTHCHECK_CHILD=1", "HTTP_PROXY="+proxy.URL, "http_proxy="+proxy.URL,
-		"NO_PROXY=", "no_proxy=", "HTTP_ADDR=localhost.:1", "ALLOW_INSECURE=true")
+		"NO_PROXY=", "no_proxy=", "HTTP_ADDR=localhost.:"+port, "ALLOW_INSECURE=true")
 	cmd.Stderr = os.Stderr
-	err := cmd.Run()
+	err = cmd.Run()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 		t.Errorf("healthcheck of a node that is down, behind HTTP_PROXY: %v, want exit 1", err)
