@@ -61,14 +61,6 @@ func TestPageOfAHangingServiceIsUnavailable(t *testing.T) {
 	}
 }
 
-// A negative call timeout is refused, as the other bounds are.
-func TestNegativeCallTimeoutIsRefused(t *testing.T) {
-	conn := stubConn(t, func(*grpc.Server) {})
-	if _, err := consolepkg.New(consolepkg.Config{Command: conn, Query: conn, Audit: conn, Payments: conn, CallTimeout: -time.Second}); err == nil {
-		t.Fatal("a console with a negative call timeout was made")
-	}
-}
-
 // retryDeadline is a payment admin service that tells the deadline each
 // retry of parked jobs came with (negative: none).
 type retryDeadline struct {

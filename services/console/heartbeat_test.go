@@ -76,7 +76,7 @@ func TestNegativeDurationsAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	for _, cfg := range []consolepkg.Config{{Heartbeat: -time.Second}, {FormTimeout: -time.Second}} {
+	for _, cfg := range []consolepkg.Config{{Heartbeat: -time.Second}, {FormTimeout: -time.Second}, {CallTimeout: -time.Second}} {
 		cfg.Command, cfg.Query, cfg.Audit, cfg.Payments = conn, conn, conn, conn
 		if _, err := consolepkg.New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted a negative duration", cfg)
