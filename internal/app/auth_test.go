@@ -293,24 +293,11 @@ func TestRESTFailedPreconditionAfterAuthentication(t *testing.T) {
 	}
 	addrs, _ := run(t, t.TempDir(), "AUTH_TOKENS_FILE", tokens)
 	rest := func(token, method, path, body string, header ...string) (int, string) {
-		req, err := http.NewRequestWithContext(t.Context(), method, "http://"+addrs.HTTP+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+			header = append(header, "Authorization", "Bearer "+token)
 		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		return res.StatusCode, res.Header.Get("WWW-Authenticate")
+		code, h, _ := doFull(t, method, "http://"+addrs.HTTP+path, body, header...)
+		return code, h.Get("WWW-Authenticate")
 	}
 	create := `{"requestId":"r-pre","orderId":"o-pre","customerId":"c","currency":"EUR"}`
 	if code, _ := rest("clerk-token-0123456789", "POST", "/v1/orders", create); code != http.StatusOK {
