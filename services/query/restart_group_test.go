@@ -1,16 +1,11 @@
 package query_test
 
 import (
-	"bytes"
 	"context"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/eventstore"
-	"github.com/orderstream/orderstream/eventstore/estest"
-	"github.com/orderstream/orderstream/internal/pii"
 	"github.com/orderstream/orderstream/projections"
 	"github.com/orderstream/orderstream/services/query"
 	"google.golang.org/grpc"
@@ -30,28 +25,14 @@ import (
 func TestWatchOrdersResumedAtAnErasureAfterARestartMissesNone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	srv := estest.StartServer(t)
-	_, js := estest.Connect(t, srv)
-	store, err := eventstore.New(t.Context(), js, eventstore.WithStorage(jetstream.MemoryStorage))
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := pii.NewMasterKey(bytes.Repeat([]byte{7}, pii.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := serve(t, &env{store: store, nstore: store, js: js, keys: pii.NewKeyring(pii.NewMemStore(), master)}, 0)
-
+	e, _ := startNATSWithKeys(t, 0)
+	store := e.nstore
 	for _, id := range []string{"o-rs-a", "o-rs-b"} {
 		if _, err := e.cmd.CreateOrder(ctx, &ordersv1.CreateOrderRequest{RequestId: "r-" + id, OrderId: id, CustomerId: "c-rs", Currency: "EUR", ShippingAddress: addr()}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fr, err := e.admin.ForgetCustomer(ctx, &ordersv1.ForgetCustomerRequest{CustomerId: "c-rs", RequestId: "r-forget-rs"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	erasure := fr.GetPosition()
+	erasure := forget(t, e, "c-rs")
 	if err := e.runner.WaitForCommitted(ctx, erasure); err != nil {
 		t.Fatal(err)
 	}
