@@ -34,6 +34,14 @@ func publishLegacy(t *testing.T, e *env, id string) {
 	}
 }
 
+// versions is the version of each event exported.
+func versions(evs []*ordersv1.RecordedEvent) (v []uint32) {
+	for _, e := range evs {
+		v = append(v, e.GetVersion())
+	}
+	return v
+}
+
 // purgedLegacyLog is a log of two orders written before versions were
 // recorded, legacy-0 and legacy-1, with legacy-0 purged: it begins at
 // legacy-1's first event, position 4.
@@ -58,12 +66,6 @@ func purgedLegacyLog(t *testing.T) *env {
 // some orders, the first of which starts later in the log, or the log's
 // first order was purged. They were exported as version 0.
 func TestExportFromBeforeTheLogNumbersEventsWithoutVersionsWhereverItsFirstEventIs(t *testing.T) {
-	versions := func(evs []*ordersv1.RecordedEvent) (v []uint32) {
-		for _, e := range evs {
-			v = append(v, e.GetVersion())
-		}
-		return v
-	}
 	before := timestamppb.New(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
 	t.Run("some orders", func(t *testing.T) {
 		e := startB(t)

@@ -17,12 +17,6 @@ func TestExportFromTheZeroTimeNumbersEventsWithoutVersions(t *testing.T) {
 	e := startB(t)
 	id := "legacy-1"
 	publishLegacy(t, e, id)
-	versions := func(evs []*ordersv1.RecordedEvent) (v []uint32) {
-		for _, e := range evs {
-			v = append(v, e.GetVersion())
-		}
-		return v
-	}
 	want := []uint32{1, 2, 3}
 	if got := versions(collect(t, e, &ordersv1.StreamEventsRequest{})); !slices.Equal(got, want) {
 		t.Fatalf("export from position 0: versions %v, want %v", got, want)
