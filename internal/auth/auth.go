@@ -424,12 +424,11 @@ func AllowedRoles(fullMethod string) (roles []string, exempt bool) {
 // x-actor set to the subject, and the principal (zero for an exempt
 // method).
 func (a *Authenticator) check(ctx context.Context, method string) (context.Context, Principal, error) {
-	roles, exempt := AllowedRoles(method)
+	md, _ := metadata.FromIncomingContext(ctx)
+	p, exempt, err := a.admitMetadata(md, method)
 	if exempt {
 		return ctx, Principal{}, nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	p, err := a.admitMetadata(md, roles)
 	if err != nil {
 		return nil, Principal{}, err
 	}
@@ -456,15 +455,17 @@ func (a *Authenticator) Admit(token, method string) (Principal, error) {
 // making the call (the REST gateway answers it before a failed
 // precondition, which a refused call never gets to).
 func (a *Authenticator) AdmitMetadata(md metadata.MD, method string) error {
-	roles, exempt := AllowedRoles(method)
-	if exempt {
-		return nil
-	}
-	_, err := a.admitMetadata(md, roles)
+	_, _, err := a.admitMetadata(md, method)
 	return err
 }
 
-func (a *Authenticator) admitMetadata(md metadata.MD, roles []string) (Principal, error) {
+// admitMetadata is AdmitMetadata with the principal, and exempt true for a
+// method without an auth rule.
+func (a *Authenticator) admitMetadata(md metadata.MD, method string) (p Principal, exempt bool, err error) {
+	roles, exempt := AllowedRoles(method)
+	if exempt {
+		return Principal{}, true, nil
+	}
 	var token string
 	for _, v := range md.Get("authorization") {
 		if t, ok := BearerToken(v); ok {
@@ -472,9 +473,10 @@ func (a *Authenticator) admitMetadata(md metadata.MD, roles []string) (Principal
 		}
 	}
 	if token == "" {
-		return Principal{}, status.Error(codes.Unauthenticated, "a bearer token is required")
+		return Principal{}, false, status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
-	return a.admit(token, roles)
+	p, err = a.admit(token, roles)
+	return p, false, err
 }
 
 func (a *Authenticator) admit(token string, roles []string) (Principal, error) {
