@@ -79,9 +79,7 @@ func (n *node) newServer() error {
 	unary = append(unary, limit.unary)
 	n.rpcStreams = newRPCStreamEnder()
 	streams = append(streams, limit.stream, n.rpcStreams.stream)
-	// Its own callers (gateway, console, payments) and ordersctl dial
-	// with client.Dial, whose pings it must take.
-	srvOpts := client.ServerKeepalive()
+	srvOpts := n.baseServerOptions()
 	if n.cfg.GRPCStreamWorkers > 0 {
 		// Every RPC used to run on a new goroutine, whose small stack the
 		// command path grows (and copies) several times per call: 9% of
@@ -91,9 +89,6 @@ func (n *node) newServer() error {
 		// an RPC gets its own goroutine as before, so nothing waits for
 		// one (BENCHMARKS.md, "Stream workers").
 		srvOpts = append(srvOpts, grpc.NumStreamWorkers(uint32(n.cfg.GRPCStreamWorkers)))
-	}
-	if n.serverTLS != nil {
-		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(n.serverTLS)))
 	}
 	// The RPC metrics are this process's own handler; otelgrpc, whose
 	// per-call work was about 6% of a CreateOrder's CPU whether or not anyone
@@ -116,7 +111,6 @@ func (n *node) newServer() error {
 	}
 	n.srv = grpc.NewServer(append(srvOpts,
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
-		grpc.MaxHeaderListSize(maxHeaderListSize),
 		guard.ServerOption(),
 		grpc.StatsHandler(n.rpcMetrics),
 		// After the tracing handler, so that the line carries the call's
@@ -290,4 +284,17 @@ func clientTLS(cfg config.Config) (credentials.TransportCredentials, error) {
 		return nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
 	}
 	return credentials.NewTLS(ct), nil
+}
+
+// baseServerOptions are what both of ordersd's gRPC servers take, the one
+// that answers while it starts and the one that serves: its callers
+// (gateway, console, payments) and ordersctl dial with client.Dial, whose
+// pings a server must take; the process's transport security; the bound
+// on a call's headers.
+func (n *node) baseServerOptions() []grpc.ServerOption {
+	opts := append(client.ServerKeepalive(), grpc.MaxHeaderListSize(maxHeaderListSize))
+	if n.serverTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(n.serverTLS)))
+	}
+	return opts
 }

@@ -6,10 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/orderstream/orderstream/internal/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -31,11 +29,7 @@ type startingGRPC struct {
 // startGRPCWhileStarting serves lis with a server of its own, with the
 // process's transport security.
 func (n *node) startGRPCWhileStarting() *startingGRPC {
-	opts := client.ServerKeepalive()
-	if n.serverTLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(n.serverTLS)))
-	}
-	opts = append(opts, grpc.MaxHeaderListSize(maxHeaderListSize),
+	opts := append(n.baseServerOptions(),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			return status.Error(codes.Unavailable, "ordersd is starting; retry")
 		}))
