@@ -6,8 +6,6 @@ import (
 	"time"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
-	"github.com/orderstream/orderstream/eventstore/memstore"
-	"github.com/orderstream/orderstream/projections"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -29,13 +27,7 @@ func TestRebuildEndedByTheRunnerStoppingIsUnavailable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			gate := &checkGate{}
-			e := serve(t, &env{store: memstore.New(), wrapLog: func(l projections.Log) projections.Log {
-				gate.Log = l
-				return gate
-			}}, 0)
-			createCommitted(t, e, "rebuilt", 2)
-			target := e.runner.Committed()
+			e, gate, target := servedWithGate(t, "rebuilt", 2)
 			// The replay waits while the live model moves past its
 			// target, so that the swap has a catch-up to read.
 			gate.arm(1)

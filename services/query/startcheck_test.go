@@ -62,10 +62,9 @@ func (g *checkGate) FollowBatches(ctx context.Context, from uint64, opts ...even
 	return g.Log.FollowBatches(ctx, from, opts...)
 }
 
-// stoppedWithGate serves a query node whose runners read the log through a
-// checkGate, creates n orders of customer and stops its runner once they
-// are committed, at checkpoint.
-func stoppedWithGate(t *testing.T, customer string, n int) (e *env, gate *checkGate, checkpoint uint64) {
+// servedWithGate serves a query node whose runners read the log through a
+// checkGate, and creates n orders of customer, committed at checkpoint.
+func servedWithGate(t *testing.T, customer string, n int) (e *env, gate *checkGate, checkpoint uint64) {
 	t.Helper()
 	gate = &checkGate{}
 	e = serve(t, &env{store: memstore.New(), wrapLog: func(l projections.Log) projections.Log {
@@ -73,7 +72,13 @@ func stoppedWithGate(t *testing.T, customer string, n int) (e *env, gate *checkG
 		return gate
 	}}, 0)
 	createCommitted(t, e, customer, n)
-	checkpoint = e.runner.Committed()
+	return e, gate, e.runner.Committed()
+}
+
+// stoppedWithGate is servedWithGate with the runner stopped at checkpoint.
+func stoppedWithGate(t *testing.T, customer string, n int) (e *env, gate *checkGate, checkpoint uint64) {
+	t.Helper()
+	e, gate, checkpoint = servedWithGate(t, customer, n)
 	e.stop()
 	return e, gate, checkpoint
 }
