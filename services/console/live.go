@@ -329,10 +329,11 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 			}
 			return
 		}
-		// The page's own revision is no change, unless the order's
+		// A message of no order only tells how far the watch has got;
+		// the page's own revision is no change, unless the order's
 		// personal data was erased since: an erasure is recorded beside
 		// the order's events, and leaves its revision as it was.
-		if m.GetRevision() == rev && m.GetOrder().GetPersonalDataErased() == erased {
+		if m.GetOrder() == nil || m.GetRevision() == rev && m.GetOrder().GetPersonalDataErased() == erased {
 			continue
 		}
 		html, err := c.execute("order", "changed", s.view("", "", &orderData{Order: m.GetOrder()}))

@@ -26,8 +26,8 @@ import (
 // (projections.ErrOverflow).
 const DefaultWatchBuffer = 256
 
-// DefaultWatchProgress is how long a WatchOrders sends nothing before it
-// sends the position it has sent every matching change up to, unless
+// DefaultWatchProgress is how long a watch (WatchOrder or WatchOrders)
+// sends nothing before it sends the position it has sent every matching change up to, unless
 // WithWatchProgress says otherwise: below the idle timeouts of common
 // proxies (60 s), which would otherwise close a quiet newline-delimited
 // JSON stream, and the Server-Sent Events heartbeat's 15 s.
@@ -120,9 +120,9 @@ func WithWatchBuffer(n int) Option {
 	}
 }
 
-// WithWatchProgress sets how long a WatchOrders sends nothing before it
-// sends a message of no order, with the position it has sent every
-// matching change up to (default DefaultWatchProgress). Invalid: d <= 0.
+// WithWatchProgress sets how long a watch (WatchOrder or WatchOrders)
+// sends nothing before it sends a message of no order, with the position it
+// has sent every change it follows up to (default DefaultWatchProgress). Invalid: d <= 0.
 func WithWatchProgress(d time.Duration) Option {
 	return func(s *Service) error {
 		if d <= 0 {
@@ -363,7 +363,15 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 	w := &watchSender[ordersv1.WatchOrderResponse]{stream: stream, sent: from, sub: sub, build: func(c *projections.Change) *ordersv1.WatchOrderResponse {
 		o := changeToProto(c)
 		return &ordersv1.WatchOrderResponse{Order: o, Position: c.Position, Revision: o.GetRevision(), EventType: c.Type, Actor: c.Actor}
-	}}
+	},
+		// The order may not change for hours while others do: a proxy
+		// would close the idle stream, and a resume from the order's
+		// last change would read the log back from there.
+		mark: func(position uint64) *ordersv1.WatchOrderResponse {
+			return &ordersv1.WatchOrderResponse{Position: position}
+		},
+		progress: s.progress,
+	}
 	read := req.GetConsistency()
 	if from > read.GetMinPosition() {
 		// The order was there at from, where the client saw it: a node

@@ -664,10 +664,11 @@ func (x *WatchOrderRequest) GetConsistency() *Consistency {
 }
 
 // WatchOrderResponse is the order's state after one change (or, first, its
-// current state).
+// current state), or, without an order, only the position the watch has
+// followed the order up to.
 type WatchOrderResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order after the change.
+	// The order after the change; absent in a message of a position only.
 	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
 	// Log position of the change: pass it as from_position to resume. In the
 	// first message, the read model's position the current state was read

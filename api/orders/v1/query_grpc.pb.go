@@ -71,7 +71,13 @@ type OrderQueryServiceClient interface {
 	// retries, perhaps on another node). A watcher that falls too far
 	// behind, or that the read model moved past (a node catching up in bulk
 	// swaps a whole read model in), is ended with RESOURCE_EXHAUSTED; it
-	// resumes from its last position.
+	// resumes from its last position. A watch that sent nothing for 15 s
+	// sends a message of no order, carrying the position it has followed the
+	// order up to (the same again on a quiet log): it keeps an idle stream
+	// from being closed by a proxy, and resumed from there the watch starts
+	// within the changes kept rather than reading the log back. A node
+	// shutting down ends its watches with UNAVAILABLE, sending such a
+	// message first when its read model stopped past the last one sent.
 	WatchOrder(ctx context.Context, in *WatchOrderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrderResponse], error)
 	// WatchOrders streams changes of the orders matching the filters, in log
 	// order: every change of an order that matches them before or after the
@@ -223,7 +229,13 @@ type OrderQueryServiceServer interface {
 	// retries, perhaps on another node). A watcher that falls too far
 	// behind, or that the read model moved past (a node catching up in bulk
 	// swaps a whole read model in), is ended with RESOURCE_EXHAUSTED; it
-	// resumes from its last position.
+	// resumes from its last position. A watch that sent nothing for 15 s
+	// sends a message of no order, carrying the position it has followed the
+	// order up to (the same again on a quiet log): it keeps an idle stream
+	// from being closed by a proxy, and resumed from there the watch starts
+	// within the changes kept rather than reading the log back. A node
+	// shutting down ends its watches with UNAVAILABLE, sending such a
+	// message first when its read model stopped past the last one sent.
 	WatchOrder(*WatchOrderRequest, grpc.ServerStreamingServer[WatchOrderResponse]) error
 	// WatchOrders streams changes of the orders matching the filters, in log
 	// order: every change of an order that matches them before or after the
