@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/auth"
@@ -46,7 +47,7 @@ const maxHTTPHeaderBytes = maxHeaderListSize / 2
 // master key.
 func (n *node) readSecrets() error {
 	var err error
-	if n.serverTLS, n.ownCreds, n.clientCreds, err = transportSecurity(n.cfg); err != nil {
+	if n.serverTLS, n.ownCreds, n.clientCreds, err = transportSecurity(n.cfg, n.log); err != nil {
 		return err
 	}
 	if err := n.authenticate(); err != nil {
@@ -194,22 +195,24 @@ func (n *node) authenticate() error {
 
 // transportSecurity builds the server TLS config (nil for plaintext), the
 // credentials of this process's calls to its own listener and those of its
-// calls to other processes.
-func transportSecurity(cfg config.Config) (srv *tls.Config, own, upstream credentials.TransportCredentials, err error) {
-	if upstream, err = UpstreamCredentials(cfg); err != nil {
+// calls to other processes. A rotated certificate that fails to load is
+// logged to log.
+func transportSecurity(cfg config.Config, log *slog.Logger) (srv *tls.Config, own, upstream credentials.TransportCredentials, err error) {
+	logTo := tlsconfig.WithLogger(log)
+	if upstream, err = UpstreamCredentials(cfg, logTo); err != nil {
 		return nil, nil, nil, err
 	}
 	if cfg.TLSCert == "" {
 		return nil, insecure.NewCredentials(), upstream, nil
 	}
-	if srv, err = tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA); err != nil {
+	if srv, err = tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, logTo); err != nil {
 		return nil, nil, nil, fmt.Errorf("TLS_CERT/TLS_KEY/TLS_CLIENT_CA: %w", err)
 	}
 	// Calls to this process's own listener dial 127.0.0.1, a name its
 	// certificate rarely carries, and the certificate need not chain to
 	// the system's roots: they trust the certificate it serves (or
 	// TLS_CA), without the name.
-	ot, err := tlsconfig.Own(srv, cfg.TLSCA, cfg.TLSClientCert, cfg.TLSClientKey)
+	ot, err := tlsconfig.Own(srv, cfg.TLSCA, cfg.TLSClientCert, cfg.TLSClientKey, logTo)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
 	}
@@ -270,16 +273,12 @@ func ClientCredentials(cfg config.Config) (credentials.TransportCredentials, err
 // (or the system's roots), presenting TLS_CLIENT_CERT and TLS_CLIENT_KEY
 // when set and expecting TLS_SERVER_NAME when set; plaintext otherwise. A
 // process may so call TLS upstreams without serving TLS itself. The error
-// names the variables to fix.
-func UpstreamCredentials(cfg config.Config) (credentials.TransportCredentials, error) {
+// names the variables to fix; opts are tlsconfig.Client's.
+func UpstreamCredentials(cfg config.Config, opts ...tlsconfig.Option) (credentials.TransportCredentials, error) {
 	if !cfg.ClientTLS() {
 		return insecure.NewCredentials(), nil
 	}
-	return clientTLS(cfg)
-}
-
-func clientTLS(cfg config.Config) (credentials.TransportCredentials, error) {
-	ct, err := tlsconfig.Client(cfg.TLSCA, cfg.TLSClientCert, cfg.TLSClientKey, cfg.TLSServerName)
+	ct, err := tlsconfig.Client(cfg.TLSCA, cfg.TLSClientCert, cfg.TLSClientKey, cfg.TLSServerName, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("TLS_CA/TLS_CLIENT_CERT/TLS_CLIENT_KEY: %w", err)
 	}

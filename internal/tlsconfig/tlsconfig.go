@@ -8,8 +8,10 @@
 // renewed ACME certificate, a Kubernetes secret update) is picked up without a
 // restart: every handshake stats the two files, and only a change in
 // modification time or size triggers a reload. A reload that fails, such as a
-// key written a moment after its certificate, keeps the previous certificate
-// and is retried on the next handshake. The CA bundles are read once.
+// key written a moment after its certificate, or a pair that does not match,
+// keeps the previous certificate, is logged (WithLogger) and is retried once
+// either file changes again, not at every handshake: reading and parsing a
+// key is a thousand times a stat. The CA bundles are read once.
 package tlsconfig
 
 import (
@@ -19,10 +21,34 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
 )
+
+// Option configures Server and Client.
+type Option func(*options)
+
+type options struct {
+	log *slog.Logger
+}
+
+// WithLogger logs, as a warning, each reload of a rotated certificate that
+// fails (the previous certificate still presented), and, as information,
+// the reload that follows such a failure and succeeds. Without it, or with
+// nil, failures are not logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.log = l }
+}
+
+func collect(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
 
 // Server returns a server configuration presenting the certificate in
 // certFile with the private key in keyFile. With a clientCAFile, every client
@@ -33,11 +59,11 @@ import (
 // The same configuration serves gRPC (credentials.NewTLS) and HTTP
 // (http.Server.ServeTLS, with empty file names): both clone it and add the
 // ALPN protocols they need.
-func Server(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+func Server(certFile, keyFile, clientCAFile string, opts ...Option) (*tls.Config, error) {
 	if certFile == "" || keyFile == "" {
 		return nil, errors.New("tlsconfig: a server needs both a certificate file and a key file")
 	}
-	kp, err := newKeyPair("server", certFile, keyFile)
+	kp, err := newKeyPair("server", certFile, keyFile, collect(opts).log)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +119,7 @@ func ClientAccepted(srv, client *tls.Config) error {
 // that require mutual TLS. serverName overrides the name checked against the
 // server's certificate; empty lets the caller derive it from the address it
 // dials (gRPC does so from the target).
-func Client(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
+func Client(caFile, certFile, keyFile, serverName string, opts ...Option) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 	if caFile != "" {
 		pool, err := LoadCertPool(caFile)
@@ -107,7 +133,7 @@ func Client(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 	case certFile == "" || keyFile == "":
 		return nil, errors.New("tlsconfig: a client certificate needs both a certificate file and a key file")
 	default:
-		kp, err := newKeyPair("client", certFile, keyFile)
+		kp, err := newKeyPair("client", certFile, keyFile, collect(opts).log)
 		if err != nil {
 			return nil, err
 		}
@@ -177,12 +203,12 @@ func firstCertificate(b []byte) []byte {
 // certificate srv presents now (it reloads with it), or, when caFile is
 // set, one that verifies against the CAs in caFile. certFile and keyFile
 // are the client certificate, as for Client, for a listener that requires
-// mutual TLS.
-func Own(srv *tls.Config, caFile, certFile, keyFile string) (*tls.Config, error) {
+// mutual TLS; opts are Client's.
+func Own(srv *tls.Config, caFile, certFile, keyFile string, opts ...Option) (*tls.Config, error) {
 	if srv == nil || srv.GetCertificate == nil {
 		return nil, errors.New("tlsconfig: own: not a server configuration of Server")
 	}
-	cfg, err := Client(caFile, certFile, keyFile, "")
+	cfg, err := Client(caFile, certFile, keyFile, "", opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -280,6 +306,12 @@ type keyPair struct {
 	cert    *tls.Certificate
 	certSig fileSig
 	keySig  fileSig
+	// failedCert and failedKey are the versions of the files the last
+	// reload failed on, with failure its error (nil after a success):
+	// until either file changes, the failure stands without a read.
+	failedCert, failedKey fileSig
+	failure               error
+	log                   *slog.Logger
 }
 
 // fileSig identifies a version of a file well enough to notice a rewrite.
@@ -296,16 +328,17 @@ func statSig(file string) (fileSig, error) {
 	return fileSig{mod: fi.ModTime(), size: fi.Size()}, nil
 }
 
-func newKeyPair(role, certFile, keyFile string) (*keyPair, error) {
-	kp := &keyPair{role: role, certFile: certFile, keyFile: keyFile}
+func newKeyPair(role, certFile, keyFile string, log *slog.Logger) (*keyPair, error) {
+	kp := &keyPair{role: role, certFile: certFile, keyFile: keyFile, log: log}
 	if err := kp.reload(); err != nil {
 		return nil, fmt.Errorf("tlsconfig: %s %w", role, err)
 	}
 	return kp, nil
 }
 
-// reload reads both files if either changed since the last successful load.
-// The lock is held by the caller, or the pair is not shared yet.
+// reload reads both files if either changed since the last successful load
+// and since the last failed one. The lock is held by the caller, or the pair
+// is not shared yet.
 func (kp *keyPair) reload() error {
 	cs, err := statSig(kp.certFile)
 	if err != nil {
@@ -318,11 +351,22 @@ func (kp *keyPair) reload() error {
 	if kp.cert != nil && cs == kp.certSig && ks == kp.keySig {
 		return nil
 	}
+	if kp.failure != nil && cs == kp.failedCert && ks == kp.failedKey {
+		return kp.failure
+	}
 	cert, err := LoadKeyPair(kp.certFile, kp.keyFile)
 	if err != nil {
+		kp.failedCert, kp.failedKey, kp.failure = cs, ks, err
+		if kp.log != nil && kp.cert != nil {
+			kp.log.Warn("tls: the "+kp.role+" certificate's files changed but do not load; still presenting the previous certificate until they change again",
+				"cert", kp.certFile, "key", kp.keyFile, "err", err)
+		}
 		return err
 	}
-	kp.cert, kp.certSig, kp.keySig = &cert, cs, ks
+	if kp.log != nil && kp.failure != nil {
+		kp.log.Info("tls: the "+kp.role+" certificate's files load again", "cert", kp.certFile, "key", kp.keyFile)
+	}
+	kp.cert, kp.certSig, kp.keySig, kp.failure = &cert, cs, ks, nil
 	return nil
 }
 
