@@ -28,6 +28,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -86,7 +87,9 @@ func (p Principal) Has(role string) bool {
 
 // Authenticator verifies tokens.
 type Authenticator struct {
-	static map[string]Principal
+	// static is keyed by the tokens' SHA-256: a look-up compares
+	// digests, which tell a caller timing it nothing of a token.
+	static map[[sha256.Size]byte]Principal
 	hmac   []byte
 	jwks   *jwksFile
 	// expected holds the issuer and audience a JWT must name, when set.
@@ -118,7 +121,7 @@ func Load(c Config) (*Authenticator, error) {
 	} else if noJWT && c.Audience != "" {
 		return nil, errors.New("AUTH_JWT_AUDIENCE: set without AUTH_JWT_HMAC_SECRET_FILE or AUTH_JWKS_FILE, no JWT is accepted for it to check")
 	}
-	a := &Authenticator{static: map[string]Principal{}, now: time.Now, expected: jwt.Expected{Issuer: c.Issuer}}
+	a := &Authenticator{static: map[[sha256.Size]byte]Principal{}, now: time.Now, expected: jwt.Expected{Issuer: c.Issuer}}
 	if c.Audience != "" {
 		a.expected.AnyAudience = jwt.Audience{c.Audience}
 	}
@@ -202,10 +205,16 @@ func (f *jwksFile) load() error {
 	}
 	// A key without a public part (a symmetric "oct" key) verifies no
 	// token here, whose every use it would refuse.
+	signs := false
 	for i, k := range set.Keys {
 		if k.Public().Key == nil {
 			return fmt.Errorf("key %d (kid %q) is not a public key: a shared secret goes in AUTH_JWT_HMAC_SECRET_FILE", i, k.KeyID)
 		}
+		signs = signs || k.Use != "enc"
+	}
+	if !signs {
+		// Every token would be refused, by a node that reports ready.
+		return errors.New(`no key for signatures: every key is "use": "enc"`)
 	}
 	f.keys.Store(&set)
 	return nil
@@ -213,16 +222,23 @@ func (f *jwksFile) load() error {
 
 // key returns the keys of kid, looking at the file again first when the
 // last look is jwksRecheck old, the keys have none of kid, or look is set.
+// While another call looks, a call with keys of kid goes on with them; one
+// without waits its turn to look, as the file may hold the key it needs.
 func (f *jwksFile) key(kid string, look bool) []jose.JSONWebKey {
 	keys := f.keys.Load().Key(kid)
-	if f.mu.TryLock() {
-		if look || len(keys) == 0 || f.now().Sub(f.checked) >= jwksRecheck {
-			f.checked = f.now()
-			if fi, err := os.Stat(f.path); err == nil && (fi.Size() != f.size || !fi.ModTime().Equal(f.mtime)) && f.load() == nil {
-				keys = f.keys.Load().Key(kid)
-			}
+	if !f.mu.TryLock() {
+		if len(keys) > 0 {
+			return keys
 		}
-		f.mu.Unlock()
+		f.mu.Lock()
+		keys = f.keys.Load().Key(kid) // as the look before left them
+	}
+	defer f.mu.Unlock()
+	if look || len(keys) == 0 || f.now().Sub(f.checked) >= jwksRecheck {
+		f.checked = f.now()
+		if fi, err := os.Stat(f.path); err == nil && (fi.Size() != f.size || !fi.ModTime().Equal(f.mtime)) && f.load() == nil {
+			keys = f.keys.Load().Key(kid)
+		}
 	}
 	return keys
 }
@@ -235,7 +251,7 @@ func (a *Authenticator) AddToken(token string, p Principal) {
 	if !recordableSubject(p.Subject) {
 		panic(fmt.Sprintf("auth: AddToken: subject %q cannot be recorded", p.Subject))
 	}
-	a.static[token] = p
+	a.static[sha256.Sum256([]byte(token))] = p
 }
 
 func (a *Authenticator) loadTokens(file string) error {
@@ -266,14 +282,24 @@ func (a *Authenticator) loadTokens(file string) error {
 			// token's subject as checked.
 			return fmt.Errorf("line %d: the subject cannot be recorded as the actor of changes: at most %d characters, none of them a control, format (bidi, zero-width) or line separator character", n, MaxSubject)
 		}
-		if _, ok := a.static[fields[0]]; ok {
+		key := sha256.Sum256([]byte(fields[0]))
+		if _, ok := a.static[key]; ok {
 			// Two subjects or role sets for one token: which the
 			// operator meant is not known, and the last would win.
 			return fmt.Errorf("line %d: a token listed before", n)
 		}
-		a.static[fields[0]] = Principal{Subject: fields[1], Roles: roles}
+		a.static[key] = Principal{Subject: fields[1], Roles: roles}
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if len(a.static) == 0 {
+		// Authentication on, listening beyond loopback allowed, and every
+		// call refused: a file of comments only, or a token written with
+		// the comment's '#' before it.
+		return errors.New("no token in the file (a line starting with # is a comment)")
+	}
+	return nil
 }
 
 type claims struct {
@@ -291,7 +317,7 @@ var algorithms = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512, j
 // (ErrUnrecordableSubject for a token whose subject cannot be recorded:
 // the gRPC interceptor, /metrics and the console refuse the same tokens).
 func (a *Authenticator) Authenticate(token string) (Principal, error) {
-	if p, ok := a.static[token]; ok {
+	if p, ok := a.static[sha256.Sum256([]byte(token))]; ok {
 		return p, nil // its subject was checked as it was added
 	}
 	if strings.Count(token, ".") != 2 || (a.hmac == nil && a.jwks == nil) {

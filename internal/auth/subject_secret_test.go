@@ -119,8 +119,9 @@ func TestUnrecordableSubjectIsInvalidEverywhere(t *testing.T) {
 // A JWKS key published for encryption ("use": "enc") verifies no token:
 // it is not the issuer's signing key. It did.
 func TestJWKSKeyForEncryptionVerifiesNoToken(t *testing.T) {
-	key := p256(t)
-	a, err := auth.Load(auth.Config{JWKSFile: write(t, "jwks.json", jwksJSON(t, jose.JSONWebKey{Key: &key.PublicKey, KeyID: "k", Use: "enc"}))})
+	key, signing := p256(t), p256(t)
+	a, err := auth.Load(auth.Config{JWKSFile: write(t, "jwks.json", jwksJSON(t, jose.JSONWebKey{Key: &key.PublicKey, KeyID: "k", Use: "enc"},
+		jose.JSONWebKey{Key: &signing.PublicKey, KeyID: "s", Use: "sig"}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +129,22 @@ func TestJWKSKeyForEncryptionVerifiesNoToken(t *testing.T) {
 		claims{Claims: jwt.Claims{Subject: "bob", Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Roles: []string{"viewer"}})
 	if p, err := a.Authenticate(tok); !errors.Is(err, auth.ErrUnauthenticated) {
 		t.Fatalf("a token signed with an encryption key: %+v, %v; want ErrUnauthenticated", p, err)
+	}
+}
+
+// Token sources that can accept no token stop start-up: authentication on,
+// a node that reports ready refused every call. They loaded: a tokens file
+// of comments only (a token written after a '#' among them), a JWKS of
+// keys for encryption only.
+func TestSourcesOfNoTokenAreRefused(t *testing.T) {
+	key := p256(t)
+	for name, c := range map[string]auth.Config{
+		"AUTH_TOKENS_FILE": {TokensFile: write(t, "tokens", "# the clerk's token\n#clerk-token-0123456789 alice clerk\n\n")},
+		"AUTH_JWKS_FILE":   {JWKSFile: write(t, "jwks.json", jwksJSON(t, jose.JSONWebKey{Key: &key.PublicKey, KeyID: "k", Use: "enc"}))},
+	} {
+		if a, err := auth.Load(c); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s that can accept no token: %v, %v; want start-up refused naming it", name, a, err)
+		}
 	}
 }
 
