@@ -542,6 +542,7 @@ func TestToken(t *testing.T) {
 	if str(t, jsonOf(t, r.stdout), "order", "status") != "ORDER_STATUS_PAID" {
 		t.Fatalf("pay as a clerk: %s", r.stdout)
 	}
+	paid := str(t, jsonOf(t, r.stdout), "position")
 	// An order the read model does not have, and the audit log refused: the
 	// lookup's not-found is reported, with the way around it.
 	r = fails(t, clerk.run(t, "orders", "add-item", "nope", "A", "1", "1.00"), cli.ExitNotFound)
@@ -556,8 +557,8 @@ func TestToken(t *testing.T) {
 	}
 	viewer := call{addr: g, env: map[string]string{"ORDERS_TOKEN": "viewer-token-012345678"}}
 	fails(t, viewer.run(t, "orders", "cancel", "t-1"), cli.ExitOther)
-	// A viewer may watch.
-	w := startWatch(t, viewer, "orders", "watch", "t-1")
+	// A viewer may watch, from the payment on.
+	w := startWatch(t, viewer, "orders", "watch", "t-1", "--min-position", paid, "--max-wait", "10s")
 	if l := w.next(t); !strings.Contains(l, "paid") {
 		t.Fatalf("viewer's watch: %q", l)
 	}

@@ -39,7 +39,8 @@ type watchMessage interface {
 
 func (a *app) watchCmd() *cobra.Command {
 	var customer, statusFlag string
-	var from uint64
+	var from, minPos uint64
+	var wait time.Duration
 	c := &cobra.Command{
 		Use:   "watch [ORDER]",
 		Short: "Follow an order, or a customer's orders, as they change",
@@ -71,6 +72,7 @@ cannot serve is refused.
 position holds several changes (a customer's erasure changes each of the
 customer's orders at one position), those are printed again.`,
 		Example: `  ordersctl orders watch 7d3f0c2a-...
+  ordersctl orders watch 7d3f0c2a-... --min-position 42   # from your own write on
   ordersctl orders watch --customer cust-42 -o json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -81,6 +83,10 @@ customer's orders at one position), those are printed again.`,
 			if len(args) == 1 && (customer != "" || st != ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED) {
 				return usagef("--customer and --status filter the orders watched without an order id")
 			}
+			if err := checkMaxWait(minPos, wait); err != nil {
+				return err
+			}
+			read := consistency(minPos, wait)
 			conn, err := a.dial()
 			if err != nil {
 				return err
@@ -92,9 +98,9 @@ customer's orders at one position), those are printed again.`,
 			}
 			open := func(ctx context.Context, from uint64, resume bool) (watchStream, error) {
 				if len(args) == 1 {
-					return recvWatch(q.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: args[0], FromPosition: from}))
+					return recvWatch(q.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: args[0], FromPosition: from, Consistency: read}))
 				}
-				req := &ordersv1.WatchOrdersRequest{CustomerId: customer, Status: st}
+				req := &ordersv1.WatchOrdersRequest{CustomerId: customer, Status: st, Consistency: read}
 				if resume {
 					req.FromPosition = &from
 				}
@@ -106,6 +112,8 @@ customer's orders at one position), those are printed again.`,
 	c.Flags().StringVar(&customer, "customer", "", "follow this customer's orders")
 	c.Flags().StringVar(&statusFlag, "status", "", "follow orders entering or leaving this status (draft, placed, paid, ...)")
 	c.Flags().Uint64Var(&from, "from", 0, "resume after this log position")
+	c.Flags().Uint64Var(&minPos, "min-position", 0, "start once the read model has applied this log position (read your own write: the first line shows it)")
+	c.Flags().DurationVar(&wait, "max-wait", 0, "how long the server waits for --min-position per try (server default 2s); a read model still behind is retried within --timeout")
 	return c
 }
 
