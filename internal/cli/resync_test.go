@@ -82,8 +82,13 @@ type relistQuery struct {
 	down     bool
 	listed   chan struct{}
 	once     sync.Once
-	mu       sync.Mutex
-	watches  int
+	// behind, when set, is the position the second page is answered at
+	// (a replica behind the first page's) unless it asks for a later one.
+	behind uint64
+	mu     sync.Mutex
+	// secondMin is the min_position the second page was asked at.
+	secondMin uint64
+	watches   int
 }
 
 func (q *relistQuery) WatchOrders(req *ordersv1.WatchOrdersRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrdersResponse]) error {
@@ -130,7 +135,37 @@ func (q *relistQuery) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRe
 	if req.GetPageToken() == "" {
 		return &ordersv1.ListOrdersResponse{Orders: []*ordersv1.Order{flakyOrder("ord-a", ordersv1.OrderStatus_ORDER_STATUS_PLACED)}, Position: 20, NextPageToken: "p2"}, nil
 	}
-	return &ordersv1.ListOrdersResponse{Orders: []*ordersv1.Order{flakyOrder("ord-b", ordersv1.OrderStatus_ORDER_STATUS_DRAFT)}, Position: 25}, nil
+	at := uint64(25)
+	if q.behind != 0 {
+		at = max(q.behind, req.GetConsistency().GetMinPosition())
+	}
+	q.mu.Lock()
+	q.secondMin = req.GetConsistency().GetMinPosition()
+	q.mu.Unlock()
+	return &ordersv1.ListOrdersResponse{Orders: []*ordersv1.Order{flakyOrder("ord-b", ordersv1.OrderStatus_ORDER_STATUS_DRAFT)}, Position: at}, nil
+}
+
+// The pages of a list after the first are read at its position or later:
+// each call may reach another replica, and one behind showed its orders
+// as of before the position they were printed at, which the watch then
+// followed from, missing their changes between. The list's position was
+// the first page's, however far behind a later one was.
+func TestRelistedPagesAreReadFromTheFirstPagesPositionOn(t *testing.T) {
+	srv := &relistQuery{end: status.Error(codes.Unavailable, "server shutting down"), behind: 15}
+	addr := serve(t, func(gs *grpc.Server) { ordersv1.RegisterOrderQueryServiceServer(gs, srv) })
+	w := startWatch(t, call{addr: addr}, "orders", "watch", "--customer", "c")
+	got := watchLines(t, w, 4)
+	w.stop()
+	<-w.done
+	want := []string{"9 ord-a ItemAdded", "20 ord-a current", "20 ord-b current", "21 ord-c OrderCreated"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("printed %q, want %q", got, want)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.secondMin < 20 {
+		t.Errorf("the second page was asked at min_position %d, below the first page's 20: a replica behind answered it as of 15", srv.secondMin)
+	}
 }
 
 // watchLines reads n lines of w as "position order event".

@@ -299,9 +299,9 @@ func (a *app) printChange(m watchMessage) error {
 
 // printMatching prints every order a watch of customer and st follows as
 // it is now, as a watch's "current" line (a WatchOrders answer without an
-// event), and returns the position to follow from: the first page's, so
-// that a change made while the later pages were read is followed, if
-// printed twice. Every line carries that position: a later page's own
+// event), and returns the position to follow from: the first page's (the
+// later ones are read at it or after), so that a change made while the
+// later pages were read is followed, if printed twice. Every line carries that position: a later page's own
 // would tell a user who resumes --from it that the changes before it were
 // printed, which for the first page's orders they were not.
 func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceClient, customer string, st ordersv1.OrderStatus) (uint64, error) {
@@ -324,9 +324,9 @@ func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceCli
 
 // listPages reads the pages of req, every one with all or else the first,
 // each call retried, hands each to page, and returns the list's position
-// and its last page. The pages are read at positions that grow as the
-// log does: the list's position is the lowest, so that a watch from it
-// sends every change the list may not show.
+// and its last page. The pages after the first are read at its position or
+// later (their min_position): the list's position is the first page's, the
+// lowest, so that a watch from it sends every change the list may not show.
 func (a *app) listPages(ctx context.Context, q ordersv1.OrderQueryServiceClient, req *ordersv1.ListOrdersRequest, all bool,
 	page func(*ordersv1.ListOrdersResponse) error) (position uint64, last *ordersv1.ListOrdersResponse, err error) {
 	for {
@@ -336,8 +336,16 @@ func (a *app) listPages(ctx context.Context, q ordersv1.OrderQueryServiceClient,
 		if err != nil {
 			return 0, nil, err
 		}
-		if last == nil || res.GetPosition() < position {
+		if last == nil {
 			position = res.GetPosition()
+			if position > req.GetConsistency().GetMinPosition() {
+				// Each page may reach another replica: one behind
+				// this page's would show its orders as of before
+				// the list's position, and a watch from it would
+				// miss their changes between.
+				c := &ordersv1.Consistency{MaxWait: req.GetConsistency().GetMaxWait()}
+				c.MinPosition, req.Consistency = position, c
+			}
 		}
 		last = res
 		if err := page(res); err != nil {
