@@ -103,6 +103,23 @@ func TestRebuildErrors(t *testing.T) {
 	}
 }
 
+// A rebuild whose stream ends without an error, and without the message
+// that says the new model was swapped in (a proxy cutting it short), did
+// not rebuild: it is UNAVAILABLE, run it again. It returned no error, and
+// ordersctl admin rebuild exited 0.
+func TestRebuildCutShortIsUnavailable(t *testing.T) {
+	for _, steps := range [][]*ordersv1.RebuildReadModelResponse{nil, {{Position: 5, TargetPosition: 10, EventsDone: 5}}} {
+		conn, err := client.Dial(serve(t, &admin{auth: make(chan []string, 1), steps: steps}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		if _, err := client.Rebuild(t.Context(), conn, func(*ordersv1.RebuildReadModelResponse) error { return nil }); status.Code(err) != codes.Unavailable {
+			t.Errorf("a rebuild's stream ended after %d messages, none swapped: %v, want UNAVAILABLE", len(steps), err)
+		}
+	}
+}
+
 func TestDialRejectsInvalidOptions(t *testing.T) {
 	for name, opt := range map[string]client.Option{"nil credentials": client.WithCredentials(nil), "nil propagator": client.WithPropagator(nil)} {
 		if _, err := client.Dial("127.0.0.1:1", opt); !errors.Is(err, client.ErrInvalidOption) {

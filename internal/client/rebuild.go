@@ -8,12 +8,17 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Rebuild asks the admin service on conn to rebuild the read model and
 // calls each with every progress message until the rebuild ends. It
 // returns the last message (nil if there was none) and the stream's error,
-// or each's first error, which ends the rebuild's stream.
+// or each's first error, which ends the rebuild's stream, or UNAVAILABLE
+// when the stream ended without the message that says the new model was
+// swapped in (cut short by a proxy, say): the model was not replaced, and
+// a script that reads the exit code must not take it for done.
 func Rebuild(ctx context.Context, conn grpc.ClientConnInterface, each func(*ordersv1.RebuildReadModelResponse) error) (*ordersv1.RebuildReadModelResponse, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -25,6 +30,9 @@ func Rebuild(ctx context.Context, conn grpc.ClientConnInterface, each func(*orde
 	for {
 		res, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
+			if !last.GetSwapped() {
+				return last, status.Error(codes.Unavailable, "the rebuild's stream ended before the new read model was swapped in; run it again")
+			}
 			return last, nil
 		}
 		if err != nil {
