@@ -11,19 +11,27 @@
 # sets neither: that choice belongs to whoever runs it. A demo with embedded
 # NATS, published on this machine's loopback only:
 #
-#   docker run --rm -p 127.0.0.1:50051:50051 -p 127.0.0.1:8080:8080 -e ALLOW_INSECURE=true orderstream/ordersd:dev
+#   docker run --rm --stop-timeout 30 -v ordersd-data:/data -p 127.0.0.1:50051:50051 -p 127.0.0.1:8080:8080 -e ALLOW_INSECURE=true orderstream/ordersd:dev
 #
 # With bearer tokens (README, Run anywhere), reachable from other machines:
 #
-#   docker run --rm -p 50051:50051 -p 8080:8080 -v ./tokens:/etc/ordersd/tokens:ro -e AUTH_TOKENS_FILE=/etc/ordersd/tokens orderstream/ordersd:dev
+#   docker run --rm --stop-timeout 30 -v ordersd-data:/data -p 50051:50051 -p 8080:8080 -v ./tokens:/etc/ordersd/tokens:ro -e AUTH_TOKENS_FILE=/etc/ordersd/tokens orderstream/ordersd:dev
+#
+# The event log, the keys and the read model live in /data: the named volume
+# keeps them when the container is removed (--rm), and --stop-timeout gives
+# a stop the SHUTDOWN_TIMEOUT and the 15 s after it that ordersd may take
+# (Docker's default is 10 s, then SIGKILL).
 #
 # compose.yaml runs it as a distributed system. deploy/dockerfile_test.go
 # runs this file's ENV and these commands' -e variables through ordersd's
-# configuration check.
+# configuration check, and checks their volume and stop timeout.
 
 # The builder runs on the build machine's platform and cross-compiles for the
 # target, so multi-platform builds need no emulation.
-FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+# The builder's Go is go.mod's exact version: the image builds with
+# GOTOOLCHAIN=local, and an older patch release (a cached 1.26) refuses
+# go.mod's.
+FROM --platform=$BUILDPLATFORM golang:1.26.8 AS build
 WORKDIR /src
 ARG TARGETOS
 ARG TARGETARCH

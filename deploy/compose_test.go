@@ -121,6 +121,12 @@ func TestNATSConfigFile(t *testing.T) {
 	if opts.StoreDir != "/data" {
 		t.Errorf("store_dir %q, want /data (the volume compose mounts)", opts.StoreDir)
 	}
+	// All three nodes run on compose's one host: a power loss reaches
+	// every replica, and only an fsync per write keeps what was
+	// acknowledged.
+	if !opts.SyncAlways {
+		t.Errorf("sync_interval %v, want always: the replicas share one host", opts.SyncInterval)
+	}
 	if opts.Port != 4222 || opts.HTTPPort != 8222 || opts.Cluster.Port != 6222 {
 		t.Errorf("ports: client %d, monitoring %d, cluster %d; want 4222, 8222, 6222", opts.Port, opts.HTTPPort, opts.Cluster.Port)
 	}

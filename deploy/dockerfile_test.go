@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
@@ -122,8 +123,10 @@ func TestDockerfile(t *testing.T) {
 			if img, tag, ok := strings.Cut(s.BaseName, ":"); ok && img == "golang" {
 				goVersion, _ := goMod(t)
 				tag, _, _ = strings.Cut(tag, "-") // 1.26-bookworm
-				if majorMinor(tag) != majorMinor(goVersion) {
-					t.Errorf("builder %s is not Go %s, go.mod's language version", s.BaseName, majorMinor(goVersion))
+				// The image builds with GOTOOLCHAIN=local: an older
+				// patch release than go.mod's refuses it.
+				if tag != goVersion {
+					t.Errorf("builder %s is not Go %s, go.mod's version", s.BaseName, goVersion)
 				}
 			}
 		}
@@ -270,9 +273,41 @@ func checkImageEnvironment(t *testing.T, final instructions.Stage) {
 	for where, line := range runs {
 		all := maps.Clone(envs)
 		maps.Copy(all, runEnv(t, line))
-		if _, err := config.FromMap(all); err != nil {
+		cfg, err := config.FromMap(all)
+		if err != nil {
 			t.Errorf("%s: %q: ordersd refuses the environment: %v", where, line, err)
+			continue
 		}
+		checkRunKeepsData(t, where, line, cfg.DataDir, cfg.ShutdownTimeout+15*time.Second)
+	}
+}
+
+// checkRunKeepsData: a documented docker run mounts a volume at the data
+// directory, which --rm would otherwise delete with the container (the
+// whole event log, with embedded NATS), and gives a stop at least stop
+// before Docker kills the process.
+func checkRunKeepsData(t *testing.T, where, line, dataDir string, stop time.Duration) {
+	t.Helper()
+	args := strings.Fields(line)
+	mounted, waits := false, time.Duration(0)
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "-v", "--volume":
+			parts := strings.Split(args[i+1], ":")
+			mounted = mounted || len(parts) >= 2 && parts[1] == dataDir && (len(parts) == 2 || parts[2] != "ro")
+		case "--stop-timeout":
+			s, err := strconv.Atoi(args[i+1])
+			if err != nil {
+				t.Errorf("%s: --stop-timeout %q", where, args[i+1])
+			}
+			waits = time.Duration(s) * time.Second
+		}
+	}
+	if !mounted {
+		t.Errorf("%s: %q mounts no writable volume at %s: the log goes with the container", where, line, dataDir)
+	}
+	if waits < stop {
+		t.Errorf("%s: %q gives a stop %v before it kills, want at least %v", where, line, waits, stop)
 	}
 }
 
@@ -301,13 +336,4 @@ func TestDockerignore(t *testing.T) {
 			}
 		}
 	}
-}
-
-// majorMinor turns "1.26.8" into "1.26".
-func majorMinor(v string) string {
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 2 {
-		return v
-	}
-	return parts[0] + "." + parts[1]
 }
