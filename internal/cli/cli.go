@@ -141,7 +141,9 @@ type app struct {
 	output  string
 	timeout time.Duration
 	tlsOn   bool
-	caFile  string
+	// plainToken sends the token without TLS beyond loopback (--plaintext-token).
+	plainToken bool
+	caFile     string
 	// serverName is the name the server's certificate must carry, when
 	// it is not --addr's host (an address by IP, a tunnel).
 	serverName string
@@ -303,6 +305,7 @@ audit export, audit verify --all and admin rebuild.`,
 	f.StringVar(&a.cert, "cert", "", "client certificate for mTLS, with --key (implies --tls)")
 	f.StringVar(&a.key, "key", "", "client key for mTLS, with --cert (implies --tls)")
 	f.StringVar(&a.serverName, "server-name", "", "name the server's certificate must carry, when it is not --addr's host (implies --tls)")
+	f.BoolVar(&a.plainToken, "plaintext-token", false, "send --token without TLS to an address that is not loopback (a network you trust, or a proxy that adds TLS)")
 	root.AddCommand(a.ordersCmd(), a.auditCmd(), a.adminCmd())
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root
@@ -317,7 +320,14 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 		return nil, usagef("--addr %q: %v", a.addr, err)
 	}
 	creds := insecure.NewCredentials()
-	if a.tlsOn || a.caFile != "" || a.cert != "" || a.key != "" || a.serverName != "" {
+	tlsOn := a.tlsOn || a.caFile != "" || a.cert != "" || a.key != "" || a.serverName != ""
+	if a.token != "" && !tlsOn && !a.plainToken && !loopback(a.addr) {
+		// Anyone on the way would read it, and be the token's holder
+		// from then on: the server's listener may take plaintext
+		// (TLS ended before it, or by mistake).
+		return nil, usagef("--addr %q is not loopback and TLS is off: the token would be sent in clear; add --tls (--ca for a private CA), or --plaintext-token to send it anyway", a.addr)
+	}
+	if tlsOn {
 		cfg, err := clientTLS(a.caFile, a.cert, a.key)
 		if err != nil {
 			return nil, usagef("tls: %v", err)
@@ -336,6 +346,34 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	}
 	a.conn = conn
 	return conn, nil
+}
+
+// loopback reports whether addr (checked by checkAddr) reaches this
+// machine only: a loopback IP or localhost, or a unix socket.
+func loopback(addr string) bool {
+	if scheme, rest, ok := strings.Cut(addr, ":"); ok && resolver.Get(scheme) != nil {
+		switch scheme {
+		case "unix", "unix-abstract":
+			return true
+		case "dns", "passthrough":
+			// dns:///HOST:PORT, dns://AUTHORITY/HOST:PORT
+			if i := strings.LastIndex(rest, "/"); i >= 0 {
+				rest = rest[i+1:]
+			}
+			addr = rest
+		default:
+			return false
+		}
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkAddr refuses an address gRPC would take and fail on at every call
