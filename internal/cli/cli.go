@@ -299,7 +299,7 @@ audit export, audit verify --all and admin rebuild.`,
 	f.StringVar(&a.token, "token", "", "bearer token sent as authorization (env ORDERS_TOKEN)")
 	f.StringVar(&a.actor, "actor", a.env("ORDERS_ACTOR", ""), "who is acting, recorded in the audit log (env ORDERS_ACTOR); with authentication on, the server records the token's subject instead")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline of each call, its retries on UNAVAILABLE included; how long a watch waits for the server to take it on, or tries to reconnect")
+	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline of each call, its retries on UNAVAILABLE included; how long a watch waits for the server to take it on, or tries to reconnect (exports, verifications of the whole log and rebuilds have none)")
 	f.BoolVar(&a.tlsOn, "tls", false, "use TLS")
 	f.StringVar(&a.caFile, "ca", "", "CA certificate to verify the server (implies --tls)")
 	f.StringVar(&a.cert, "cert", "", "client certificate for mTLS, with --key (implies --tls)")
