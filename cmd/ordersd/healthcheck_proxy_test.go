@@ -29,7 +29,7 @@ func TestHealthcheckAsksNoProxy(t *testing.T) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(childSetUpFailed)
 		}
-		os.Exit(subcommand(t.Context(), cfg, "healthcheck", os.Stderr))
+		os.Exit(subcommand(t.Context(), cfg, []string{"healthcheck"}, os.Stderr))
 	}
 	var asked atomic.Int32
 	proxy := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { asked.Add(1) }))

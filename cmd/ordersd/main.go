@@ -8,6 +8,7 @@
 //
 //	ordersd rebuild       rebuild the read model without downtime, with progress (presenting ORDERS_TOKEN)
 //	ordersd healthcheck   exit 0 if GET /healthz on HTTP_ADDR answers 200 (for container health checks)
+//	ordersd healthcheck --ready   the same of GET /readyz: the node serves (for what waits on it)
 //
 // With TLS_CERT set, healthcheck speaks HTTPS and accepts the server's
 // certificate if it chains to TLS_CERT's own certificates or to TLS_CA; it
@@ -52,7 +53,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) > 1 {
-		os.Exit(subcommand(ctx, cfg, os.Args[1], os.Stderr))
+		os.Exit(subcommand(ctx, cfg, os.Args[1:], os.Stderr))
 	}
 	log, closeLog := newLogger(cfg)
 	memlimit.Apply(log, os.Getenv, nil)
@@ -93,7 +94,15 @@ func main() {
 
 // subcommand runs the named subcommand and returns its exit code; its
 // errors go to errOut, each naming ordersd.
-func subcommand(ctx context.Context, cfg config.Config, name string, errOut io.Writer) int {
+func subcommand(ctx context.Context, cfg config.Config, args []string, errOut io.Writer) int {
+	name, args := args[0], args[1:]
+	switch {
+	case name == "healthcheck" && len(args) == 1 && args[0] == "--ready":
+		return healthcheck(cfg, "/readyz", errOut)
+	case len(args) > 0:
+		fmt.Fprintf(errOut, "ordersd %s: unexpected arguments %q (only healthcheck takes one: --ready)\n", name, args)
+		return 2
+	}
 	switch name {
 	case "rebuild":
 		var bar io.Writer
@@ -102,38 +111,45 @@ func subcommand(ctx context.Context, cfg config.Config, name string, errOut io.W
 		}
 		return rebuild(ctx, cfg, os.Getenv("ORDERS_TOKEN"), os.Stdout, errOut, bar)
 	case "healthcheck":
-		// No proxy: the probe is of this node, and HTTP_PROXY (set for a
-		// container's calls out) would have a proxy answer for it when
-		// HTTP_ADDR names the node by a host name.
-		tr := &http.Transport{Proxy: nil}
-		c := &http.Client{Timeout: 3 * time.Second, Transport: tr}
-		scheme := "http"
-		if cfg.TLSCert != "" {
-			// The HTTP listener serves TLS with TLS_CERT and asks for no
-			// client certificate; see tlsconfig.Probe for what is trusted.
-			tc, err := tlsconfig.Probe(cfg.TLSCA, cfg.TLSCert)
-			if err != nil {
-				fmt.Fprintln(errOut, "ordersd healthcheck: TLS_CERT/TLS_CA:", err)
-				return 1
-			}
-			tr.TLSClientConfig = tc
-			scheme = "https"
-		}
-		res, err := c.Get(scheme + "://" + client.Dialable(cfg.HTTPAddr) + "/healthz")
-		if err != nil {
-			fmt.Fprintln(errOut, "ordersd healthcheck:", err)
-			return 1
-		}
-		_ = res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			fmt.Fprintln(errOut, "ordersd healthcheck: status", res.StatusCode)
-			return 1
-		}
-		return 0
+		return healthcheck(cfg, "/healthz", errOut)
 	default:
 		fmt.Fprintf(errOut, "ordersd: unknown subcommand %q (want rebuild, healthcheck or help, or none to run the server)\n", name)
 		return 2
 	}
+}
+
+// healthcheck asks the HTTP listener of the ordersd configured as cfg for
+// path (/healthz: the process runs; /readyz: it serves) and returns 0 when
+// it answers 200, else 1, saying why on errOut.
+func healthcheck(cfg config.Config, path string, errOut io.Writer) int {
+	// No proxy: the probe is of this node, and HTTP_PROXY (set for a
+	// container's calls out) would have a proxy answer for it when
+	// HTTP_ADDR names the node by a host name.
+	tr := &http.Transport{Proxy: nil}
+	c := &http.Client{Timeout: 3 * time.Second, Transport: tr}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		// The HTTP listener serves TLS with TLS_CERT and asks for no
+		// client certificate; see tlsconfig.Probe for what is trusted.
+		tc, err := tlsconfig.Probe(cfg.TLSCA, cfg.TLSCert)
+		if err != nil {
+			fmt.Fprintln(errOut, "ordersd healthcheck: TLS_CERT/TLS_CA:", err)
+			return 1
+		}
+		tr.TLSClientConfig = tc
+		scheme = "https"
+	}
+	res, err := c.Get(scheme + "://" + client.Dialable(cfg.HTTPAddr) + path)
+	if err != nil {
+		fmt.Fprintln(errOut, "ordersd healthcheck:", err)
+		return 1
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		fmt.Fprintln(errOut, "ordersd healthcheck: status", res.StatusCode)
+		return 1
+	}
+	return 0
 }
 
 func isHelp(arg string) bool {
@@ -151,6 +167,8 @@ Usage:
   ordersd rebuild        rebuild the read model of a running ordersd, with progress;
                          with authentication on, ORDERS_TOKEN is an admin's token
   ordersd healthcheck    exit 0 if GET /healthz on HTTP_ADDR answers 200
+  ordersd healthcheck --ready
+                         exit 0 if GET /readyz answers 200: the node serves
   ordersd help           print this help (also -h, --help)
 
 Environment variables (name, default, meaning):

@@ -18,27 +18,43 @@ import (
 	"github.com/orderstream/orderstream/internal/tlsconfig/tlstest"
 )
 
+// healthcheck probes /healthz, the process running; with --ready it probes
+// /readyz, the node serving, which is what a service waiting on it (compose's
+// depends_on) needs: a node that has not reached NATS, or whose read model
+// is catching up, is alive and not ready.
 func TestHealthcheckSubcommand(t *testing.T) {
-	healthy := true
+	var healthy, ready atomic.Bool
+	healthy.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" || !healthy {
-			w.WriteHeader(http.StatusServiceUnavailable)
+		if r.URL.Path == "/healthz" && healthy.Load() || r.URL.Path == "/readyz" && ready.Load() {
+			return
 		}
+		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
 	cfg, err := config.FromMap(map[string]string{"HTTP_ADDR": strings.TrimPrefix(srv.URL, "http://")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code := subcommand(t.Context(), cfg, "healthcheck", io.Discard); code != 0 {
+	live, readiness := []string{"healthcheck"}, []string{"healthcheck", "--ready"}
+	if code := subcommand(t.Context(), cfg, live, io.Discard); code != 0 {
 		t.Fatalf("healthy server: exit %d", code)
 	}
-	healthy = false
-	if code := subcommand(t.Context(), cfg, "healthcheck", io.Discard); code != 1 {
+	if code := subcommand(t.Context(), cfg, readiness, io.Discard); code != 1 {
+		t.Fatalf("--ready of a server alive and not ready: exit %d, want 1", code)
+	}
+	ready.Store(true)
+	if code := subcommand(t.Context(), cfg, readiness, io.Discard); code != 0 {
+		t.Fatalf("--ready of a ready server: exit %d", code)
+	}
+	healthy.Store(false)
+	if code := subcommand(t.Context(), cfg, live, io.Discard); code != 1 {
 		t.Fatalf("unhealthy server: exit %d", code)
 	}
-	if code := subcommand(t.Context(), cfg, "dance", io.Discard); code != 2 {
-		t.Fatalf("unknown subcommand: exit %d", code)
+	for _, args := range [][]string{{"dance"}, {"healthcheck", "--readyz"}, {"rebuild", "--ready"}} {
+		if code := subcommand(t.Context(), cfg, args, io.Discard); code != 2 {
+			t.Errorf("ordersd %q: exit %d, want 2", args, code)
+		}
 	}
 }
 
@@ -80,7 +96,7 @@ func TestHealthcheckOverTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return subcommand(t.Context(), cfg, "healthcheck", io.Discard)
+		return subcommand(t.Context(), cfg, []string{"healthcheck"}, io.Discard)
 	}
 	caSigned := tlsHealthServer(t, srvCert, srvKey, &healthy)
 	for name, tc := range map[string]struct {
@@ -166,7 +182,7 @@ func TestRebuildErrorsNameOrdersd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var errOut strings.Builder
-	if code := subcommand(t.Context(), cfg, "rebuild", &errOut); code == 0 {
+	if code := subcommand(t.Context(), cfg, []string{"rebuild"}, &errOut); code == 0 {
 		t.Fatal("rebuild against no server succeeded")
 	}
 	if got := errOut.String(); !strings.HasPrefix(got, "ordersd rebuild: ") || strings.Contains(got, "ordersctl") {
