@@ -101,7 +101,8 @@
 // commands that can repeat without moving it on (AddItem, RemoveItem,
 // ChangeItemQuantity, SetShippingAddress, and RecordPayment declined for
 // an order whose payment was declined already) with ErrFailedPrecondition;
-// a change that would be a no-op is still one. The other commands, the
+// one of them that would change nothing (the current quantity, say) is
+// still answered with no event, as at any length, not refused. The other commands, the
 // first decline of a placed order included, record at most one event each
 // in an order's life, so they are never refused for it, and a history
 // holds at most MaxChanges + 6 events: loading an order stays bounded
