@@ -175,3 +175,25 @@ func TestRetryWithAFailedPreconditionIs412(t *testing.T) {
 		}
 	}
 }
+
+// No answer of the API may be stored by a cache: an order's answers carry
+// its customer's personal data, which a kept copy would hold past an
+// erasure. Only the streams said so; a GET of an order or of its history,
+// a list and a command's answer said nothing, and a browser or a proxy
+// could keep them.
+func TestAnswersAreNotStored(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
+	pos := c.str("position")
+	answers := map[string]reply{"POST /v1/orders": c}
+	for _, path := range []string{o, o + "/history", "/v1/orders?customerId=" + c.str("order", "customerId")} {
+		answers["GET "+path] = expect(t, e.do(t, "GET", path, "", "X-Min-Position", pos), 200)
+	}
+	answers["HEAD "+o] = expect(t, e.do(t, "HEAD", o, ""), 200)
+	for what, r := range answers {
+		if got := r.header.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("%s: Cache-Control %q, want no-store", what, got)
+		}
+	}
+}

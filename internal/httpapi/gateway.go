@@ -433,6 +433,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 		runtime.WithStreamErrorHandler(errs.stream),
 		runtime.WithRoutingErrorHandler(errs.routing),
 		runtime.WithForwardResponseOption(setETag),
+		runtime.WithForwardResponseOption(noStore),
 		runtime.WithForwardResponseOption(startStream),
 		// A path variable is decoded whole, as google.api.http asks of a
 		// single-segment variable: an id or SKU may hold any printable
@@ -706,6 +707,15 @@ func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) er
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	return http.NewResponseController(w).Flush()
+}
+
+// noStore keeps every answer out of caches: an order's answers (a GET, a
+// command's, its history, a list) carry its customer's personal data, and
+// a copy kept by a browser or a proxy is out of an erasure's reach. A
+// client that keeps its own copy still revalidates it with If-None-Match.
+func noStore(_ context.Context, w http.ResponseWriter, _ proto.Message) error {
+	w.Header().Set("Cache-Control", "no-store")
+	return nil
 }
 
 // setETag exposes an order's revision, for If-Match, on GET of an order and
