@@ -86,3 +86,43 @@ func TestConfirmingConfirmsAKeyReadBeforeTheCall(t *testing.T) {
 		t.Fatalf("Confirming.Key: %v, want ErrForgotten", err)
 	}
 }
+
+// A read of a key that began before another's, and ends after it, does not
+// replace in the cache the key the later read found: the slow read found
+// the customer's key of before an erasure, the later one the key they have
+// since, and the cache then answered for the erased version with the
+// destroyed key.
+func TestASlowerEarlierReadDoesNotReplaceALaterOnesKey(t *testing.T) {
+	ctx := t.Context()
+	st := &hookStore{MemStore: pii.NewMemStore()}
+	other := pii.NewKeyring(st, master(t))
+	stale := pii.NewKeyring(st, master(t))
+	k1, ct1 := sealFor(t, other, "c-1", "1 Old Road")
+	var k2 pii.Key
+	st.onGet = func() {
+		// The leader answered version 1 to the first read; before it
+		// caches that, the customer is forgotten and back, and a second
+		// read finds version 2.
+		if err := other.Forget(ctx, "c-1"); err != nil {
+			t.Error(err)
+		}
+		k2, _ = sealFor(t, other, "c-1", "2 New Road")
+		if _, err := stale.Key(ctx, "c-1", k2.Version); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := stale.Key(ctx, "c-1", k1.Version); err != nil {
+		t.Fatal(err)
+	}
+	k, err := stale.Key(ctx, "c-1", k1.Version)
+	if err == nil {
+		pt, _ := k.Open(ct1, []byte("ad"))
+		t.Fatalf("the erased version 1, after a read found version 2: its key, which opens %q; want ErrForgotten", pt)
+	}
+	if !errors.Is(err, pii.ErrForgotten) {
+		t.Fatalf("Key: %v, want ErrForgotten", err)
+	}
+	if _, err := stale.Key(ctx, "c-1", k2.Version); err != nil {
+		t.Fatalf("version 2: %v", err)
+	}
+}

@@ -76,11 +76,18 @@ func (r *Keyring) startRead() readStart {
 	return readStart{drops: r.drops, read: r.reads}
 }
 
-// remember caches k unless a Drop came after its read began (rs).
+// remember caches k unless a Drop came after its read began (rs), or the
+// cache holds the customer's key from a read that began after it: a slow
+// read of before an erasure must not replace what a later one found, nor
+// a key Confirming takes as current (read after its read began) with one
+// it would have to confirm.
 func (r *Keyring) remember(k Key, rs readStart) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.drops != rs.drops {
+		return
+	}
+	if have, ok := r.cache[k.CustomerID]; ok && have.readAt > rs.read {
 		return
 	}
 	if len(r.cache) >= maxCached {
@@ -125,7 +132,13 @@ func (r *Keyring) DataKey(ctx context.Context, customerID string) (Key, error) {
 // the customer's key is older than version, which no key ever had (versions
 // only grow): the envelope naming it was altered.
 func (r *Keyring) Key(ctx context.Context, customerID string, version uint64) (Key, error) {
-	if k, ok := r.cached(customerID); ok && k.Version == version {
+	k, ok := r.cached(customerID)
+	return r.keyAt(ctx, k, ok, customerID, version)
+}
+
+// keyAt is Key, given what the cache held of the customer (k, when ok).
+func (r *Keyring) keyAt(ctx context.Context, k Key, ok bool, customerID string, version uint64) (Key, error) {
+	if ok && k.Version == version {
 		return k, nil
 	} else if ok && version < k.Version {
 		// Versions only grow: an older one was erased before this one
@@ -286,12 +299,17 @@ func (c *Confirming) DataKey(ctx context.Context, customerID string) (Key, error
 // and the store's when the leader cannot be read: the cached key is not
 // used unconfirmed.
 func (c *Confirming) Key(ctx context.Context, customerID string, version uint64) (Key, error) {
-	k, ok := c.r.cached(customerID)
-	if !ok || k.readAt > c.mark {
-		return c.r.Key(ctx, customerID, version)
+	if k, ok := c.r.cached(customerID); ok && k.readAt > c.mark {
+		// The key looked at, not the cache again: a read that began
+		// before this one may have cached the key it found since.
+		return c.r.keyAt(ctx, k, true, customerID, version)
 	}
-	// load caches what the leader holds unless a Drop came meanwhile;
-	// its answer stands either way. A key the leader has not is dropped.
+	// Not cached, or read before the read began: the leader decides.
+	// Not cached, Keyring.Key would look in the cache again, where a
+	// read that began before an erasure may have put the destroyed key
+	// meanwhile. load caches what the leader holds unless a Drop came
+	// meanwhile; its answer stands either way. A key the leader has not
+	// is dropped.
 	fresh, err := c.r.load(ctx, customerID)
 	switch {
 	case errors.Is(err, ErrNotFound):
