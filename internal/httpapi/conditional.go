@@ -68,7 +68,7 @@ func (c *conditionalWriter) WriteHeader(code int) {
 	case c.conv.ifMatch && etag != c.conv.ifMatchTag:
 		c.skip = true
 		c.Header().Del("ETag")
-		writeStatus(c.ResponseWriter, c.r, http.StatusPreconditionFailed, status.Errorf(codes.FailedPrecondition, "If-Match: the order's ETag is %s", etag))
+		writeStatus(c.ResponseWriter, c.r, http.StatusPreconditionFailed, status.Errorf(codes.Aborted, "If-Match: the order's ETag is %s", etag))
 		return
 	case noneMatch(c.noneMatch, etag):
 		c.skip = true

@@ -37,8 +37,11 @@ func TestConditionalGetOfAnOrder(t *testing.T) {
 			t.Errorf("GET with %s %s: HTTP %d %.200s; want 200 and the order", h[0], h[1], r.code, r.raw)
 		}
 	}
-	if r := e.do(t, "GET", o, "", "If-Match", `"7"`); r.code != http.StatusPreconditionFailed {
-		t.Errorf(`GET with If-Match "7" of an order whose ETag is %s: HTTP %d; want 412`, etag, r.code)
+	// ABORTED, as a command's stale If-Match: the order changed, read it
+	// again. It said FAILED_PRECONDITION, which in this API says that
+	// the same request will not succeed.
+	if r := e.do(t, "GET", o, "", "If-Match", `"7"`); r.code != http.StatusPreconditionFailed || r.get("code") != float64(codes.Aborted) {
+		t.Errorf(`GET with If-Match "7" of an order whose ETag is %s: HTTP %d, code %v; want 412 and ABORTED`, etag, r.code, r.get("code"))
 	}
 	if r := e.do(t, "HEAD", o, "", "If-None-Match", etag); r.code != http.StatusNotModified {
 		t.Errorf("HEAD with If-None-Match %s: HTTP %d; want 304", etag, r.code)
@@ -178,9 +181,9 @@ func TestRetryWithAFailedPreconditionIs412(t *testing.T) {
 
 // No answer of the API may be stored by a cache: an order's answers carry
 // its customer's personal data, which a kept copy would hold past an
-// erasure. Only the streams said so; a GET of an order or of its history,
-// a list and a command's answer said nothing, and a browser or a proxy
-// could keep them.
+// erasure, and a kept 404 would be answered once the order exists. Only
+// the streams said so; a GET of an order or of its history, a list, a 404
+// said nothing, and a browser or a proxy could keep them.
 func TestAnswersAreNotStored(t *testing.T) {
 	e := start(t)
 	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
@@ -191,6 +194,8 @@ func TestAnswersAreNotStored(t *testing.T) {
 		answers["GET "+path] = expect(t, e.do(t, "GET", path, "", "X-Min-Position", pos), 200)
 	}
 	answers["HEAD "+o] = expect(t, e.do(t, "HEAD", o, ""), 200)
+	answers["GET /v1/orders/not-yet"] = expect(t, e.do(t, "GET", "/v1/orders/not-yet", ""), 404)
+	answers["GET "+o+" If-None-Match"] = expect(t, e.do(t, "GET", o, "", "If-None-Match", answers["GET "+o].header.Get("ETag")), 304)
 	for what, r := range answers {
 		if got := r.header.Get("Cache-Control"); got != "no-store" {
 			t.Errorf("%s: Cache-Control %q, want no-store", what, got)

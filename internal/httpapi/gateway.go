@@ -433,7 +433,6 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 		runtime.WithStreamErrorHandler(errs.stream),
 		runtime.WithRoutingErrorHandler(errs.routing),
 		runtime.WithForwardResponseOption(setETag),
-		runtime.WithForwardResponseOption(noStore),
 		runtime.WithForwardResponseOption(startStream),
 		// A path variable is decoded whole, as google.api.http asks of a
 		// single-segment variable: an id or SKU may hold any printable
@@ -477,7 +476,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts ...Option) (http.Handl
 	if c, ok := cfg.conns[ordersv1.OrderQueryService_ServiceDesc.ServiceName]; ok {
 		queryConn = c
 	}
-	h.Handle("/", head(bearerChallenge(conventions(cfg, sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, mux: mux, next: mux}))))
+	h.Handle("/", noStore(head(bearerChallenge(conventions(cfg, sseWatch{query: ordersv1.NewOrderQueryServiceClient(queryConn), heartbeat: cfg.heartbeat, errs: errs, mux: mux, next: mux})))))
 	return h, nil
 }
 
@@ -709,13 +708,17 @@ func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) er
 	return http.NewResponseController(w).Flush()
 }
 
-// noStore keeps every answer out of caches: an order's answers (a GET, a
-// command's, its history, a list) carry its customer's personal data, and
-// a copy kept by a browser or a proxy is out of an erasure's reach. A
-// client that keeps its own copy still revalidates it with If-None-Match.
-func noStore(_ context.Context, w http.ResponseWriter, _ proto.Message) error {
-	w.Header().Set("Cache-Control", "no-store")
-	return nil
+// noStore keeps every answer of the API out of caches, errors included:
+// an order's answers (a GET, a command's, its history, a list) carry its
+// customer's personal data, and a copy kept by a browser or a proxy is out
+// of an erasure's reach; a kept 404 would be answered for the order once
+// it exists. A client that keeps its own copy still revalidates it with
+// If-None-Match.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // setETag exposes an order's revision, for If-Match, on GET of an order and
