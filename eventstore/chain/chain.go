@@ -56,9 +56,11 @@
 // Only the first broken link of an order is reported. The command side's
 // expected-revision check guarantees one chain per order, without forks.
 //
-// What a chain cannot show: a deleted last event (nothing follows it), or an
+// What a chain cannot show: a deleted last event (nothing follows it), an
 // event forged consistently by someone who can write to the stream and knows
-// this layout. Keyed hashes or signatures would be needed for that.
+// this layout (keyed hashes or signatures would be needed for that), or a
+// change to the metadata the layout leaves out: the correlation, causation
+// and trace ids and the request fingerprint.
 package chain
 
 import (
