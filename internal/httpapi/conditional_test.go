@@ -202,3 +202,17 @@ func TestAnswersAreNotStored(t *testing.T) {
 		}
 	}
 }
+
+// A stale If-Match's 412 says where the order is, as the gRPC answer does
+// (an ErrorInfo REVISION_CHANGED): the client reads the order with
+// X-Min-Position at that position and decides again.
+func TestStaleIfMatchSaysWhereTheOrderIs(t *testing.T) {
+	e := start(t)
+	c := expect(t, e.do(t, "POST", "/v1/orders", newOrder, "Idempotency-Key", key()), 200)
+	o := "/v1/orders/" + c.str("order", "orderId")
+	r := expect(t, e.do(t, "POST", o+"/items", `{"sku":"Z","quantity":"1","unitPrice":"1"}`, "Idempotency-Key", key(), "If-Match", `"7"`), 412)
+	if r.str("details", "0", "reason") != "REVISION_CHANGED" || r.str("details", "0", "metadata", "revision") != c.str("order", "revision") ||
+		r.str("details", "0", "metadata", "position") != c.str("position") {
+		t.Fatalf("stale If-Match: %.500s; want REVISION_CHANGED at revision %s, position %s", r.raw, c.str("order", "revision"), c.str("position"))
+	}
+}

@@ -24,6 +24,55 @@ import (
 // longer matches the order.
 var ErrStaleRevision = errors.New("order was changed since the expected revision")
 
+// ReasonRevisionChanged is the ErrorInfo reason of a StaleRevisionError's
+// ABORTED.
+const ReasonRevisionChanged = "REVISION_CHANGED"
+
+// StaleRevisionError is a command's expected revision found stale, with
+// where the order is: its revision and the log position of its last event
+// (0 when not known). It wraps ErrStaleRevision. ToStatus answers it
+// ABORTED with an ErrorInfo detail of reason REVISION_CHANGED carrying
+// "revision" and "position": a client reads the order at that position
+// (consistency.min_position) to see the state to decide on again, where a
+// read model behind it would show the revision it acted on.
+type StaleRevisionError struct {
+	Expected, Revision, Position uint64
+}
+
+func (e *StaleRevisionError) Error() string {
+	return ErrStaleRevision.Error() + ": expected " + strconv.FormatUint(e.Expected, 10) + ", order is at " + strconv.FormatUint(e.Revision, 10)
+}
+
+// Unwrap returns ErrStaleRevision.
+func (e *StaleRevisionError) Unwrap() error { return ErrStaleRevision }
+
+// RevisionChanged returns the revision and position of st's
+// REVISION_CHANGED detail (see StaleRevisionError), with ok false when st
+// is not an ABORTED with one.
+func RevisionChanged(st *status.Status) (revision, position uint64, ok bool) {
+	if st.Code() != codes.Aborted {
+		return 0, 0, false
+	}
+	for _, d := range st.Details() {
+		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.GetReason() == ReasonRevisionChanged && info.GetDomain() == ErrorDomain {
+			r, err1 := strconv.ParseUint(info.GetMetadata()["revision"], 10, 64)
+			p, err2 := strconv.ParseUint(info.GetMetadata()["position"], 10, 64)
+			return r, p, err1 == nil && err2 == nil
+		}
+	}
+	return 0, 0, false
+}
+
+// staleRevision is the ABORTED status of e.
+func staleRevision(e *StaleRevisionError) error {
+	st := status.New(codes.Aborted, e.Error())
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonRevisionChanged, Domain: ErrorDomain, Metadata: map[string]string{
+		"revision": strconv.FormatUint(e.Revision, 10), "position": strconv.FormatUint(e.Position, 10)}}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
 // ErrContention reports that server-side retries on conflict were used up.
 var ErrContention = errors.New("too many concurrent changes to the order; retry")
 
@@ -257,9 +306,12 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.FromContextError(cerr).Err()
 	}
 	var fe *order.FieldError
+	var stale *StaleRevisionError
 	switch {
 	case errors.As(err, &fe):
 		return Invalid(fe.Field, fe.Reason)
+	case errors.As(err, &stale):
+		return staleRevision(stale)
 	case errors.Is(err, order.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, eventstore.ErrInvalidOrderID):

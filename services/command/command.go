@@ -357,6 +357,9 @@ type call struct {
 	// append catches, but nothing catches an answer given without one.
 	latest    bool
 	conflicts int
+	// lookedAgain is set once a conflict of a command with an expected
+	// revision had the order read again, to answer from it.
+	lookedAgain bool
 	// managed is the log position a process manager's request id names
 	// (managedPosition), when isManaged.
 	managed   uint64
@@ -597,7 +600,11 @@ func (c *call) decide(recs []eventstore.Recorded, st order.State, original *resu
 		if _, err := order.Decide(order.State{}, c.cmd); errors.Is(err, order.ErrInvalid) || errors.Is(err, order.ErrNotFound) && !st.Exists() {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: expected %d, order is at %d", rpcerr.ErrStaleRevision, *c.t.expected, revision)
+		var at uint64
+		if len(recs) > 0 {
+			at = recs[len(recs)-1].Position
+		}
+		return nil, &rpcerr.StaleRevisionError{Expected: *c.t.expected, Revision: revision, Position: at}
 	}
 	return order.Decide(st, c.cmd)
 }
@@ -667,8 +674,10 @@ func (c *call) notAppended(ctx context.Context, attempt int, revision uint64, er
 			// earlier try, which the store could not tell from another
 			// writer's (its settling read came from a lagging replica,
 			// after the duplicate window). decide answers from the
-			// original when it is there, and ABORTED otherwise.
-			if c.readLatest() {
+			// original when it is there, and ABORTED otherwise, saying
+			// where the order is now (a StaleRevisionError).
+			if !c.lookedAgain {
+				c.lookedAgain, c.latest = true, true
 				return againFree, nil
 			}
 			// The store's error names NATS internals; the client

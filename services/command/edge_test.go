@@ -12,6 +12,7 @@ import (
 	"github.com/orderstream/orderstream/eventstore"
 	"github.com/orderstream/orderstream/eventstore/estest"
 	"github.com/orderstream/orderstream/eventstore/memstore"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"github.com/orderstream/orderstream/order"
 	"github.com/orderstream/orderstream/services/command"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -54,16 +55,26 @@ func TestLostRaceWithExpectedRevisionIsAborted(t *testing.T) {
 			t.Errorf("racing change: %v", err)
 		}
 	}
-	_, err = c.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: "o-race", Sku: "A", Quantity: 1, UnitPrice: 1, ExpectedRevision: &rev})
-	if status.Code(err) != codes.Aborted {
-		t.Fatalf("lost race: %v, want ABORTED", err)
+	_, lost := c.AddItem(ctx, &ordersv1.AddItemRequest{RequestId: rid(), OrderId: "o-race", Sku: "A", Quantity: 1, UnitPrice: 1, ExpectedRevision: &rev})
+	if status.Code(lost) != codes.Aborted {
+		t.Fatalf("lost race: %v, want ABORTED", lost)
 	}
-	if msg := strings.ToLower(status.Convert(err).Message()); strings.Contains(msg, "nats") || strings.Contains(msg, "eventstore") {
+	if msg := strings.ToLower(status.Convert(lost).Message()); strings.Contains(msg, "nats") || strings.Contains(msg, "eventstore") {
 		t.Fatalf("store internals reached the client: %q", msg)
 	}
 	recs, err := store.Load(ctx, "o-race")
 	if err != nil || len(recs) != 2 {
 		t.Fatalf("%d events, %v: the losing command must not be applied", len(recs), err)
+	}
+	// It says where the order is, for the client to read it there: a
+	// read model behind the racing change shows the revision it lost on.
+	if r, p, ok := rpcerr.RevisionChanged(status.Convert(lost)); !ok || r != 2 || p != recs[1].Position {
+		t.Fatalf("lost race: revision %d at position %d (%v), want 2 at %d", r, p, ok, recs[1].Position)
+	}
+	stale := uint64(1)
+	_, err = c.PlaceOrder(ctx, &ordersv1.PlaceOrderRequest{RequestId: rid(), OrderId: "o-race", ExpectedRevision: &stale})
+	if r, p, ok := rpcerr.RevisionChanged(status.Convert(err)); !ok || r != 2 || p != recs[1].Position {
+		t.Fatalf("stale expected revision: %v; want ABORTED saying revision 2 at %d", err, recs[1].Position)
 	}
 }
 

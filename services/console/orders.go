@@ -13,6 +13,7 @@ import (
 
 	ordersv1 "github.com/orderstream/orderstream/api/orders/v1"
 	"github.com/orderstream/orderstream/internal/money"
+	"github.com/orderstream/orderstream/internal/rpcerr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -402,7 +403,11 @@ func (c *Console) orderCommand(w http.ResponseWriter, r *http.Request, s *sessio
 	case codes.OK:
 		http.Redirect(w, r, fmt.Sprintf("%sorders/%s?after=%d&done=%s", Prefix, url.PathEscape(id), position, name), http.StatusSeeOther)
 	case codes.Aborted:
-		c.showOrder(w, r, s, id, 0, 0, http.StatusConflict, flashError(fmt.Sprintf(
+		// Read where the refusal says the order is: a read model that has
+		// not applied the change yet would show the revision acted on,
+		// and acting on it again would be refused again.
+		_, at, _ := rpcerr.RevisionChanged(status.Convert(err))
+		c.showOrder(w, r, s, id, at, 0, http.StatusConflict, flashError(fmt.Sprintf(
 			"This order changed meanwhile: you acted on revision %d, which is no longer current. Nothing was done. Review the order as it is now and try again.", rev)))
 	case codes.FailedPrecondition:
 		// The domain's reason, written for the client: a draft without

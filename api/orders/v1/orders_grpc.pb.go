@@ -60,7 +60,9 @@ const (
 // with ALREADY_EXISTS and an ErrorInfo detail with reason REQUEST_ID_REUSED
 // (REST: 422). Mutations of an existing order take an optional
 // expected_revision; when it is set and the order has moved on, the call
-// fails with ABORTED instead of being retried.
+// fails with ABORTED instead of being retried, with an ErrorInfo detail of
+// reason REVISION_CHANGED whose metadata "revision" and "position" say
+// where the order is (a read at min_position "position" shows it).
 //
 // Errors: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown
 // order or line, ALREADY_EXISTS for an existing order or line or a reused
@@ -245,7 +247,9 @@ func (c *orderCommandServiceClient) ConfirmDelivery(ctx context.Context, in *Con
 // with ALREADY_EXISTS and an ErrorInfo detail with reason REQUEST_ID_REUSED
 // (REST: 422). Mutations of an existing order take an optional
 // expected_revision; when it is set and the order has moved on, the call
-// fails with ABORTED instead of being retried.
+// fails with ABORTED instead of being retried, with an ErrorInfo detail of
+// reason REVISION_CHANGED whose metadata "revision" and "position" say
+// where the order is (a read at min_position "position" shows it).
 //
 // Errors: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown
 // order or line, ALREADY_EXISTS for an existing order or line or a reused
