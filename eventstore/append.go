@@ -70,7 +70,8 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	if err != nil {
 		return AppendResult{}, err
 	}
-	seq, err := s.sequenceAt(ctx, orderID, expectedRevision)
+	ep := s.epoch() // before anything is asked: see versionMark.epoch
+	seq, err := s.sequenceAt(ctx, orderID, expectedRevision, ep)
 	var res AppendResult
 	if err == nil {
 		res, err = s.publish(ctx, msgs, seq)
@@ -82,11 +83,11 @@ func (s *Store) Append(ctx context.Context, orderID string, expectedRevision uin
 	// without the order for the truth (see seen).
 	if err == nil && !res.Duplicate {
 		res.Version = expectedRevision + uint64(len(events))
-		s.versions.appended(orderID, expectedRevision, len(events), res.Position)
+		s.versions.appended(orderID, expectedRevision, len(events), res.Position, ep)
 		return res, nil
 	}
 	if res, err = s.settle(ctx, orderID, expectedRevision, events, res, err); err == nil {
-		s.versions.remember(orderID, res.Version, res.Position)
+		s.versions.remember(orderID, res.Version, res.Position, ep)
 	}
 	return res, err
 }
@@ -370,12 +371,13 @@ func (s *Store) checkOwner(ctx context.Context, orderID, rid string, pos uint64)
 // sequenceAt returns the log position of the order's event at version, the
 // subject sequence the server compares with the order's last event: 0 for
 // version 0. It fails with ErrConflict when the order's last event is not at
-// version, so that nothing is sent for a revision known to be stale.
-func (s *Store) sequenceAt(ctx context.Context, orderID string, version uint64) (uint64, error) {
+// version, so that nothing is sent for a revision known to be stale. ep is
+// the connection's epoch when the append began (Store.epoch).
+func (s *Store) sequenceAt(ctx context.Context, orderID string, version, ep uint64) (uint64, error) {
 	if version == 0 {
 		return 0, nil
 	}
-	if seq, ok := s.versions.lookup(orderID, version); ok {
+	if seq, ok := s.versions.lookup(orderID, version, ep); ok {
 		return seq, nil
 	}
 	ctx, cancel := s.withTimeout(ctx)
@@ -416,7 +418,7 @@ func (s *Store) sequenceAt(ctx context.Context, orderID string, version uint64) 
 		}
 		last.Version = info.State.Subjects[s.Subject(orderID)]
 	}
-	s.versions.remember(orderID, last.Version, last.Position)
+	s.versions.remember(orderID, last.Version, last.Position, ep)
 	if last.Version != version {
 		return 0, fmt.Errorf("%w: order %s is at revision %d, %d expected", ErrConflict, orderID, last.Version, version)
 	}
@@ -430,10 +432,17 @@ const maxVersionsKept = 1 << 16
 // versionCache remembers, per order, the version and log position of the
 // last event the store loaded or appended, so that an append at that
 // version needs no look-up, and the positions of the order's first events
-// (its trail), so that a load asks for each by its position. What it holds
-// never goes stale (the event at a version keeps its position), it may
-// only be behind the order, which the server's check of the expected
-// sequence then catches as a conflict.
+// (its trail), so that a load asks for each by its position. While the log
+// keeps what it acknowledged, what it holds never goes stale (the event at
+// a version keeps its position), it may only be behind the order, which the
+// server's check of the expected sequence then catches as a conflict. A
+// log that went back (a NATS server restarted without its last events)
+// reuses positions: the order's last event may be at the position
+// remembered for a later version of it, written since by another process
+// at a lower one, and the server's check passes. Such a restart makes the
+// connection reconnect, so a version's position is taken only within the
+// connection's epoch it was seen in (versionMark.epoch); a trail checks
+// itself at every load.
 //
 // It keeps two generations of up to maxVersionsKept/2 orders each: an
 // order written goes into the current one, and when that is full it
@@ -454,6 +463,10 @@ type versionCache struct {
 // versionMark is what versionCache holds for an order.
 type versionMark struct {
 	version, position uint64
+	// epoch is the connection's (Store.epoch) when the read or append
+	// that saw version at position began: a reconnect since may have
+	// been to a server that lost it.
+	epoch uint64
 	// seen is the highest position seen; it differs from position when a
 	// lagging replica's read came after an append. seenAt is when it was
 	// raised, in Unix nanoseconds (WithLeaderStepDown).
@@ -464,21 +477,21 @@ type versionMark struct {
 	trail []uint64
 }
 
-func (c *versionCache) remember(orderID string, version, position uint64) {
+func (c *versionCache) remember(orderID string, version, position, epoch uint64) {
 	if version == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, _ := c.get(orderID)
-	e.mark(version, position)
+	e.mark(version, position, epoch)
 	c.put(orderID, e)
 }
 
 // mark records the order's last version and position, as an append or a
-// load saw them.
-func (e *versionMark) mark(version, position uint64) {
-	e.version, e.position = version, position
+// load begun in epoch saw them.
+func (e *versionMark) mark(version, position, epoch uint64) {
+	e.version, e.position, e.epoch = version, position, epoch
 	if position > e.seen {
 		e.seen, e.seenAt = position, time.Now().UnixNano()
 	}
@@ -525,11 +538,13 @@ func (c *versionCache) forget(orderID string) {
 	delete(c.prev, orderID)
 }
 
-func (c *versionCache) lookup(orderID string, version uint64) (uint64, bool) {
+// lookup returns the position remembered for the order's event at
+// version, when it was seen in epoch.
+func (c *versionCache) lookup(orderID string, version, epoch uint64) (uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.get(orderID)
-	if !ok || e.version != version {
+	if !ok || e.version != version || e.epoch != epoch {
 		return 0, false
 	}
 	return e.position, true

@@ -12,7 +12,7 @@ import (
 // no single server can produce, such as one a newer stream leader
 // acknowledged.
 func Remember(s *Store, orderID string, version, position uint64) {
-	s.versions.remember(orderID, version, position)
+	s.versions.remember(orderID, version, position, s.epoch())
 }
 
 // Seen returns the highest position of orderID's events that s remembers
@@ -30,7 +30,7 @@ func ReadOnFromLeader(ctx context.Context, s *Store, orderID string, recs []Reco
 	if former {
 		get = func(context.Context, msgGetRequest) (*jetstream.RawStreamMsg, bool, error) { return nil, false, nil }
 	}
-	return s.readOnFromLeader(ctx, orderID, recs, afterPosition, last, get)
+	return s.readOnFromLeader(ctx, orderID, recs, afterPosition, last, get, s.epoch())
 }
 
 // SetTrail makes s take positions for those of orderID's first events,

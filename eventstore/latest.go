@@ -52,6 +52,7 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 	if err := s.connected(); err != nil {
 		return nil, err
 	}
+	ep := s.epoch() // before anything is asked: see versionMark.epoch
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	subject := s.Subject(orderID)
@@ -90,7 +91,7 @@ func (s *Store) LoadLatestAfter(ctx context.Context, orderID string, afterPositi
 	if err != nil {
 		return nil, err
 	}
-	return s.readOnFromLeader(ctx, orderID, recs, afterPosition, last, s.leaderGet)
+	return s.readOnFromLeader(ctx, orderID, recs, afterPosition, last, s.leaderGet, ep)
 }
 
 // messageGet is a message get from the stream leader (leaderGet).
@@ -106,8 +107,9 @@ type messageGet func(ctx context.Context, req msgGetRequest) (*jetstream.RawStre
 // retried, never a history that ends early; on a stream that allows
 // deletes it is an event deleted since, and the history ends there.
 // The history's last event counts as seen (versionCache.seen), as an
-// append's acknowledgement does.
-func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Recorded, afterPosition, last uint64, get messageGet) ([]Recorded, error) {
+// append's acknowledgement does; ep is the connection's epoch when the
+// load began.
+func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Recorded, afterPosition, last uint64, get messageGet, ep uint64) ([]Recorded, error) {
 	subject := s.Subject(orderID)
 	have := afterPosition
 	if n := len(recs); n > 0 {
@@ -141,7 +143,7 @@ func (s *Store) readOnFromLeader(ctx context.Context, orderID string, recs []Rec
 		// acknowledged: a later answer without it comes from a former
 		// leader. (A read from the start remembered what the replica
 		// gave already; one after a position did not.)
-		s.versions.remember(orderID, recs[n-1].Version, recs[n-1].Position)
+		s.versions.remember(orderID, recs[n-1].Version, recs[n-1].Position, ep)
 		if !legacy { // a renumbered event's get by position cannot be checked
 			s.versions.extendTrail(orderID, recs[fetched:])
 		}

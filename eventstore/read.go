@@ -35,6 +35,16 @@ func (s *Store) Load(ctx context.Context, orderID string) ([]Recorded, error) {
 	return s.LoadAfter(ctx, orderID, 0)
 }
 
+// epoch is the count of the connection's reconnects: a log that went back
+// did so across a server's restart, which made the connection reconnect
+// (see versionCache). 0 without a connection of the store's own.
+func (s *Store) epoch() uint64 {
+	if s.nc == nil {
+		return 0
+	}
+	return s.nc.Stats().Reconnects
+}
+
 // connected fails fast while the connection is down or reconnecting: a
 // request would otherwise wait in the reconnect buffer until its deadline,
 // and a caller is better served by an immediate ErrUnavailable it can retry.
@@ -73,6 +83,7 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 	if afterPosition == math.MaxUint64 {
 		return recs, nil
 	}
+	ep := s.epoch() // before anything is asked: see versionMark.epoch
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	subject := s.Subject(orderID)
@@ -127,7 +138,7 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 				return nil, classify("load order "+orderID, err)
 			}
 			if !found {
-				return s.loaded(orderID, afterPosition, recs), nil
+				return s.loaded(orderID, afterPosition, recs, ep), nil
 			}
 			req.Seq = after
 		}
@@ -146,7 +157,7 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 			return nil, classify("load order "+orderID, err)
 		}
 		if pending == 0 || len(recs) == n {
-			return s.loaded(orderID, afterPosition, recs), nil
+			return s.loaded(orderID, afterPosition, recs, ep), nil
 		}
 		req.Seq = recs[len(recs)-1].Position + 1
 	}
@@ -154,9 +165,9 @@ func (s *Store) LoadAfter(ctx context.Context, orderID string, afterPosition uin
 
 // loaded puts a load's events (the order's after afterPosition) on its
 // trail and, for a load from the start, numbers events written before
-// versions were recorded by their place and remembers the last; it
-// returns recs.
-func (s *Store) loaded(orderID string, afterPosition uint64, recs []Recorded) []Recorded {
+// versions were recorded by their place and remembers the last, as seen by
+// a load begun in epoch ep; it returns recs.
+func (s *Store) loaded(orderID string, afterPosition uint64, recs []Recorded, ep uint64) []Recorded {
 	s.versions.extendTrail(orderID, recs)
 	if afterPosition == 0 && len(recs) > 0 {
 		for i := range recs {
@@ -165,7 +176,7 @@ func (s *Store) loaded(orderID string, afterPosition uint64, recs []Recorded) []
 			}
 		}
 		last := recs[len(recs)-1]
-		s.versions.remember(orderID, last.Version, last.Position)
+		s.versions.remember(orderID, last.Version, last.Position, ep)
 	}
 	return recs
 }

@@ -76,14 +76,14 @@ func (c *versionCache) extendTrail(orderID string, recs []Recorded) {
 }
 
 // appended remembers an append at expectedRevision of n events, the last
-// at position, as remember does, and extends the order's trail by them:
+// at position, begun in epoch, as remember does, and extends the order's trail by them:
 // the append's events are taken to be stored side by side, which a load
 // checks.
-func (c *versionCache) appended(orderID string, expectedRevision uint64, n int, position uint64) {
+func (c *versionCache) appended(orderID string, expectedRevision uint64, n int, position, epoch uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, _ := c.get(orderID)
-	e.mark(expectedRevision+uint64(n), position)
+	e.mark(expectedRevision+uint64(n), position, epoch)
 	for i := range uint64(n) {
 		if !e.extend(expectedRevision+i+1, position-uint64(n)+i+1) {
 			break

@@ -48,9 +48,9 @@ func TestTrailExtends(t *testing.T) {
 // append's position, where the trail reaches the append's revision.
 func TestAppendedExtendsTrail(t *testing.T) {
 	var c versionCache
-	c.appended("o", 0, 1, 4)
-	c.appended("o", 1, 3, 20)
-	c.appended("o", 7, 1, 30) // the trail does not reach revision 7
+	c.appended("o", 0, 1, 4, 0)
+	c.appended("o", 1, 3, 20, 0)
+	c.appended("o", 7, 1, 30, 0) // the trail does not reach revision 7
 	if got, v, _ := c.trailAfter("o", 0); !slices.Equal(got, []uint64{4, 18, 19, 20}) || v != 1 {
 		t.Errorf("trail %v from version %d, want [4 18 19 20] from 1", got, v)
 	}
@@ -66,7 +66,7 @@ func TestAppendedExtendsTrail(t *testing.T) {
 // cuts the trail back to what it did not ask for.
 func TestTrailAfterAndCut(t *testing.T) {
 	var c versionCache
-	c.appended("o", 0, maxTrailGets+5, 1000)
+	c.appended("o", 0, maxTrailGets+5, 1000, 0)
 	got, v, more := c.trailAfter("o", 0)
 	if len(got) != maxTrailGets || v != 1 || got[0] != 1000-maxTrailGets-4 || !more {
 		t.Errorf("trailAfter(0) = %d positions from %v at version %d, more %v; want %d from %d at 1, more", len(got), got, v, more, maxTrailGets, 1000-maxTrailGets-4)
@@ -83,13 +83,13 @@ func TestVersionCacheBounds(t *testing.T) {
 	var c versionCache
 	const n = 3*maxVersionsKept + 7
 	for i := range n {
-		c.appended(strconv.Itoa(i), 0, 1, uint64(i+1))
+		c.appended(strconv.Itoa(i), 0, 1, uint64(i+1), 0)
 		if held := len(c.cur) + len(c.prev); held > maxVersionsKept {
 			t.Fatalf("after %d orders the cache holds %d, over %d", i+1, held, maxVersionsKept)
 		}
 	}
 	for i := n - maxVersionsKept/2; i < n; i++ {
-		if p, ok := c.lookup(strconv.Itoa(i), 1); !ok || p != uint64(i+1) {
+		if p, ok := c.lookup(strconv.Itoa(i), 1, 0); !ok || p != uint64(i+1) {
 			t.Fatalf("order %d of the last %d: lookup = %d, %v; want %d", i, maxVersionsKept/2, p, ok, i+1)
 		}
 	}
@@ -99,11 +99,11 @@ func TestVersionCacheBounds(t *testing.T) {
 	if _, ok := c.prev[old]; !ok {
 		t.Fatalf("order %s is not in the previous generation", old)
 	}
-	c.remember(old, 2, uint64(n+1))
+	c.remember(old, 2, uint64(n+1), 0)
 	if _, twice := c.prev[old]; twice {
 		t.Errorf("order %s written again is still in the previous generation", old)
 	}
-	if p, ok := c.lookup(old, 2); !ok || p != uint64(n+1) {
+	if p, ok := c.lookup(old, 2, 0); !ok || p != uint64(n+1) {
 		t.Errorf("order %s written again: lookup = %d, %v; want %d", old, p, ok, n+1)
 	}
 }

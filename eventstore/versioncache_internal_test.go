@@ -15,12 +15,12 @@ func BenchmarkVersionCacheNewOrders(b *testing.B) {
 		ids[i] = "order-" + strconv.Itoa(i) + "-abcdefghijklmnopqrstuvwxyz0123"
 	}
 	for i := range 2 * maxVersionsKept {
-		c.appended(ids[i%len(ids)], 0, 1, uint64(i+1))
+		c.appended(ids[i%len(ids)], 0, 1, uint64(i+1), 0)
 	}
 	b.ResetTimer()
 	i := 2 * maxVersionsKept
 	for b.Loop() {
-		c.appended(ids[i%len(ids)], 0, 1, uint64(i+1))
+		c.appended(ids[i%len(ids)], 0, 1, uint64(i+1), 0)
 		i++
 	}
 }
