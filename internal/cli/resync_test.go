@@ -24,7 +24,8 @@ import (
 // exited 3 on a watch's first connection. Every listed line carries the
 // first page's position, which the watch follows from: a later page's
 // (25) printed before the change at 21 told a user resuming --from it
-// that 21 was printed. --timeout counts afresh once the list is read: a
+// that 21 was printed. The list is read at the last position printed or
+// after. --timeout counts afresh once the list is read: a
 // list slower than what was left of it after the watch was lost would
 // otherwise end the watch with exit 4, though the server answered.
 func TestFilteredWatchTheServerCannotResumeListsAndGoesOn(t *testing.T) {
@@ -43,6 +44,13 @@ func TestFilteredWatchTheServerCannotResumeListsAndGoesOn(t *testing.T) {
 		if r.code != cli.ExitOK || !strings.Contains(r.stderr, "cannot go on from where it was") {
 			t.Errorf("first watch ended %v, then stopped: exit %d, stderr %q; want 0 and a word on what was not printed", status.Code(end), r.code, r.stderr)
 		}
+		// Read where the watch had printed to, or later: a replica
+		// behind it would show states older than the change at 9.
+		srv.mu.Lock()
+		if srv.firstMin < 9 {
+			t.Errorf("first watch ended %v: the list was asked at min_position %d, below the change printed at 9", status.Code(end), srv.firstMin)
+		}
+		srv.mu.Unlock()
 	}
 }
 
@@ -86,8 +94,9 @@ type relistQuery struct {
 	// (a replica behind the first page's) unless it asks for a later one.
 	behind uint64
 	mu     sync.Mutex
-	// secondMin is the min_position the second page was asked at.
-	secondMin uint64
+	// firstMin and secondMin are the min_position the first and the
+	// second page were last asked at.
+	firstMin, secondMin uint64
 	watches   int
 }
 
@@ -133,6 +142,9 @@ func (q *relistQuery) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRe
 		return nil, ctx.Err()
 	}
 	if req.GetPageToken() == "" {
+		q.mu.Lock()
+		q.firstMin = req.GetConsistency().GetMinPosition()
+		q.mu.Unlock()
 		return &ordersv1.ListOrdersResponse{Orders: []*ordersv1.Order{flakyOrder("ord-a", ordersv1.OrderStatus_ORDER_STATUS_PLACED)}, Position: 20, NextPageToken: "p2"}, nil
 	}
 	at := uint64(25)

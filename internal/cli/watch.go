@@ -92,9 +92,11 @@ customer's orders at one position), those are printed again.`,
 				return err
 			}
 			q := ordersv1.NewOrderQueryServiceClient(conn)
-			var resync func(ctx context.Context) (uint64, error)
+			var resync func(ctx context.Context, from uint64) (uint64, error)
 			if len(args) == 0 {
-				resync = func(ctx context.Context) (uint64, error) { return a.printMatching(ctx, q, customer, st) }
+				resync = func(ctx context.Context, from uint64) (uint64, error) {
+					return a.printMatching(ctx, q, customer, st, consistency(max(from, minPos), wait))
+				}
 			}
 			open := func(ctx context.Context, from uint64, resume bool) (watchStream, error) {
 				if len(args) == 1 {
@@ -158,9 +160,10 @@ func recvWatch[M any, P interface {
 //
 // resync, when set, answers a resume the server can no longer serve
 // (OUT_OF_RANGE) as the server's message says to: it prints the watched
-// orders as they are now and returns the position to follow from.
+// orders as they are now, read at the last position printed (from) or
+// after, and returns the position to follow from.
 func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ctx context.Context, from uint64, resume bool) (watchStream, error),
-	resync func(ctx context.Context) (uint64, error)) error {
+	resync func(ctx context.Context, from uint64) (uint64, error)) error {
 	sctx := a.streamCtx(ctx)
 	// giveUp is when to stop trying to get the watch (back): --timeout
 	// after the watch started, or after its first refusal or loss since
@@ -247,7 +250,7 @@ func (a *app) follow(ctx context.Context, from uint64, resume bool, open func(ct
 			}
 			// The server says to list again.
 			fmt.Fprintln(a.io.Err, "ordersctl: the watch cannot go on from where it was (the server no longer keeps those changes); the matching orders as they are now follow, then their changes")
-			if from, err = relist(sctx); err != nil {
+			if from, err = relist(sctx, from); err != nil {
 				return unlessInterrupted(ctx, err)
 			}
 			// The server answered: --timeout counts afresh.
@@ -301,13 +304,16 @@ func (a *app) printChange(m watchMessage) error {
 // it is now, as a watch's "current" line (a WatchOrders answer without an
 // event), and returns the position to follow from: the first page's (the
 // later ones are read at it or after), so that a change made while the
-// later pages were read is followed, if printed twice. Every line carries that position: a later page's own
-// would tell a user who resumes --from it that the changes before it were
-// printed, which for the first page's orders they were not.
-func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceClient, customer string, st ordersv1.OrderStatus) (uint64, error) {
+// later pages were read is followed, if printed twice. Every line carries
+// that position: a later page's own would tell a user who resumes --from
+// it that the changes before it were printed, which for the first page's
+// orders they were not. read is the first page's consistency: a relist
+// read from a replica behind what the watch printed would print states
+// older than changes printed before them, and then those changes again.
+func (a *app) printMatching(ctx context.Context, q ordersv1.OrderQueryServiceClient, customer string, st ordersv1.OrderStatus, read *ordersv1.Consistency) (uint64, error) {
 	var from uint64
 	first := true
-	req := &ordersv1.ListOrdersRequest{CustomerId: customer, Status: st, PageSize: listPage}
+	req := &ordersv1.ListOrdersRequest{CustomerId: customer, Status: st, PageSize: listPage, Consistency: read}
 	_, _, err := a.listPages(ctx, q, req, true, func(res *ordersv1.ListOrdersResponse) error {
 		if first {
 			from, first = res.GetPosition(), false
