@@ -97,7 +97,7 @@ type relistQuery struct {
 	// firstMin and secondMin are the min_position the first and the
 	// second page were last asked at.
 	firstMin, secondMin uint64
-	watches   int
+	watches             int
 }
 
 func (q *relistQuery) WatchOrders(req *ordersv1.WatchOrdersRequest, s grpc.ServerStreamingServer[ordersv1.WatchOrdersResponse]) error {
