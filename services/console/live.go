@@ -101,6 +101,21 @@ func (e *eventStream) send(event string, id uint64, data []byte) error {
 	return e.write(b.Bytes(), false)
 }
 
+// position sends an event "position" of id at (and data at), when at is
+// past *sent, the last id sent, which it then is: a watch's message of no
+// order says every change it follows up to at was sent, and the page's
+// script resumes from the last id it got, which without it stayed at the
+// last change, whatever changed elsewhere meanwhile (refused once that
+// fell out of the watch's history, after a restart, or read back from the
+// log).
+func (e *eventStream) position(sent *uint64, at uint64) error {
+	if at <= *sent {
+		return nil
+	}
+	*sent = at
+	return e.send("position", at, strconv.AppendUint(nil, at, 10))
+}
+
 // write writes b and flushes it; a write other than a heartbeat puts the
 // next heartbeat a whole period off. None starts once close has begun.
 //
@@ -252,9 +267,11 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	es := newEventStream(w, c.heartbeat, c.writeTimeout, cancel)
 	defer es.close()
+	// sent is the last event id sent: the page resumes from it.
+	sent := from
 	// rows sends the rows as the read model has them once it applied
-	// the change at position (0: as it has them now), with the read
-	// model's position as the event id.
+	// the change at position, with the read model's position as the
+	// event id.
 	rows := func(position uint64) error {
 		ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
 		defer cancel()
@@ -268,14 +285,10 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 		if err != nil {
 			return err
 		}
-		return es.send("rows", res.GetPosition(), html)
+		sent = res.GetPosition()
+		return es.send("rows", sent, html)
 	}
-	if resync {
-		if err := rows(0); err != nil {
-			return
-		}
-	}
-	for {
+	for first := true; ; first = false {
 		m, err := stream.Recv()
 		if err != nil {
 			if !ended(err) {
@@ -283,12 +296,21 @@ func (c *Console) ordersEvents(w http.ResponseWriter, r *http.Request, s *sessio
 			}
 			return
 		}
-		if m.GetOrder() == nil {
-			// The position a watch from now starts after (the
-			// resync's), or one to resume from: no change.
-			continue
+		switch {
+		case first && resync:
+			// The position the watch from now starts after: the rows
+			// are read there, not as whichever replica answers has
+			// them now, which may be before it (the changes between
+			// would be in neither).
+			err = rows(m.GetPosition())
+		case m.GetOrder() == nil:
+			// Nothing changed up to there: the page resumes from it
+			// (a shutdown's, or a quiet watch's every 15 s).
+			err = es.position(&sent, m.GetPosition())
+		default:
+			err = rows(m.GetPosition())
 		}
-		if err := rows(m.GetPosition()); err != nil {
+		if err != nil {
 			return
 		}
 	}
@@ -321,6 +343,7 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 	}
 	es := newEventStream(w, c.heartbeat, c.writeTimeout, cancel)
 	defer es.close()
+	sent := from // the last event id sent: the page resumes from it
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -329,16 +352,24 @@ func (c *Console) orderEvents(w http.ResponseWriter, r *http.Request, s *session
 			}
 			return
 		}
-		// A message of no order only tells how far the watch has got;
-		// the page's own revision is no change, unless the order's
-		// personal data was erased since: an erasure is recorded beside
-		// the order's events, and leaves its revision as it was.
-		if m.GetOrder() == nil || m.GetRevision() == rev && m.GetOrder().GetPersonalDataErased() == erased {
+		// A message of no order only tells how far the watch has got,
+		// where the page resumes from; the page's own revision is no
+		// change, unless the order's personal data was erased since: an
+		// erasure is recorded beside the order's events, and leaves its
+		// revision as it was.
+		if m.GetOrder() == nil {
+			if es.position(&sent, m.GetPosition()) != nil {
+				return
+			}
+			continue
+		}
+		if m.GetRevision() == rev && m.GetOrder().GetPersonalDataErased() == erased {
 			continue
 		}
 		html, err := c.execute("order", "changed", s.view("", "", &orderData{Order: m.GetOrder()}))
 		if err != nil || es.send("changed", m.GetPosition(), html) != nil {
 			return
 		}
+		sent = m.GetPosition()
 	}
 }

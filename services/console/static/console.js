@@ -39,6 +39,8 @@
         el.hidden = false;
         also.forEach(refresh);
       });
+      // Nothing this region shows changed up to there: resumed from it.
+      es.addEventListener('position', function (ev) { pos = ev.lastEventId || pos; });
       es.onerror = function () {
         if (!es || es.readyState !== EventSource.CLOSED) { return; }
         get(location.pathname + location.search).then(function (res) {
